@@ -1,0 +1,3 @@
+// The benchmark harness: workloads, one driver per system, runner, histograms, reports, and
+// micro-benchmarks. Not built yet.
+export {};

@@ -1,0 +1,105 @@
+// The table of `sluice` subcommands. Each command declares its flags so `--help` and parseArgs
+// come from one source. Commands whose machinery is not built yet say so and exit 1; they
+// never pretend to work.
+
+import packageJson from "../package.json" with { type: "json" };
+
+export type OptionSpec = { type: "string" | "boolean"; help: string };
+export type ParsedValues = Record<string, string | boolean | (string | boolean)[] | undefined>;
+
+export type Command = {
+  name: string;
+  usage: string;
+  summary: string;
+  options: Record<string, OptionSpec>;
+  run(values: ParsedValues, positionals: string[]): Promise<number>;
+};
+
+/** A mistake in how the command was called: reported on one line with exit code 2. */
+export class UsageError extends Error {
+  override name = "UsageError";
+}
+
+function notBuilt(what: string): (values: ParsedValues, positionals: string[]) => Promise<number> {
+  return async () => {
+    console.error(`sluice: ${what} is not built yet; see README.md "Status"`);
+    return 1;
+  };
+}
+
+function runtimeName(): string {
+  const versions = process.versions as Record<string, string | undefined>;
+  if (versions["bun"] !== undefined) return `bun ${versions["bun"]}`;
+  if (versions["deno"] !== undefined) return `deno ${versions["deno"]}`;
+  return `node ${process.versions.node}`;
+}
+
+export const COMMANDS: Command[] = [
+  {
+    name: "serve",
+    usage: "serve [--data DIR] [--host HOST] [--port PORT]",
+    summary: "Run the broker on a data directory",
+    options: {
+      data: { type: "string", help: "Data directory (default ./data)" },
+      host: { type: "string", help: "Address to listen on (default 127.0.0.1)" },
+      port: { type: "string", help: "TCP port, 0 picks a free one (default 9092)" },
+    },
+    run: notBuilt("the broker server (`sluice serve`)"),
+  },
+  {
+    name: "topics",
+    usage: "topics create|list|delete [TOPIC] [--partitions N] [--broker HOST:PORT]",
+    summary: "Create, list and delete topics",
+    options: {
+      partitions: { type: "string", help: "Partition count for create (default 1)" },
+      broker: { type: "string", help: "Broker address (default 127.0.0.1:9092)" },
+    },
+    run: notBuilt("`sluice topics`"),
+  },
+  {
+    name: "produce",
+    usage: "produce --topic T [--key-separator SEP] [--broker HOST:PORT]",
+    summary: "Publish lines from standard input, one record a line",
+    options: {
+      topic: { type: "string", help: "Topic to publish to" },
+      "key-separator": { type: "string", help: "Split each line into key SEP value" },
+      broker: { type: "string", help: "Broker address (default 127.0.0.1:9092)" },
+    },
+    run: notBuilt("`sluice produce`"),
+  },
+  {
+    name: "consume",
+    usage: "consume --topic T [--group G] [--from beginning|end|N] [--count N]",
+    summary: "Print record values, one a line",
+    options: {
+      topic: { type: "string", help: "Topic to read" },
+      group: { type: "string", help: "Consumer group (commits offsets)" },
+      from: { type: "string", help: "beginning, end or an offset (default end)" },
+      count: { type: "string", help: "Stop after N records" },
+      broker: { type: "string", help: "Broker address (default 127.0.0.1:9092)" },
+    },
+    run: notBuilt("`sluice consume`"),
+  },
+  {
+    name: "bench",
+    usage: "bench [--workload NAME|FILE] [--drivers a,b] [--out DIR]",
+    summary: "Run a benchmark workload against sluice and peer brokers",
+    options: {
+      workload: { type: "string", help: "Workload name in bench/workloads or a YAML file" },
+      drivers: { type: "string", help: "Comma-separated driver names" },
+      out: { type: "string", help: "Directory for results and report.html" },
+    },
+    run: notBuilt("the benchmark harness (`sluice bench`)"),
+  },
+  {
+    name: "version",
+    usage: "version",
+    summary: "Print the sluice version and the runtime",
+    options: {},
+    async run(_values, positionals) {
+      if (positionals.length > 0) throw new UsageError(`unexpected argument '${positionals[0]}'`);
+      console.log(`sluice ${packageJson.version} (${runtimeName()})`);
+      return 0;
+    },
+  },
+];
