@@ -1,3 +1,44 @@
-// The embeddable storage core of sluice: record batches, segments, indexes, partition logs,
-// topics and committed offsets. No sockets live here; protocol/ uses only this module.
-export {};
+// The embeddable storage core of sluice: record batches, segments, sparse indexes, partition
+// logs, topics and committed offsets. No sockets live here; protocol/ uses only this module.
+
+export {
+  assert,
+  isSluiceError,
+  SluiceError,
+  type SluiceErrorCode,
+  type SluiceErrorDetails,
+} from "./errors.ts";
+export type { FileIO } from "./io.ts";
+export { realFileIO } from "./io.ts";
+export {
+  type FsyncPolicy,
+  LOG_CONFIG_DEFAULTS,
+  type LogConfig,
+  resolveLogConfig,
+} from "./log_config.ts";
+export {
+  type AppendResult,
+  PartitionLog,
+  type PartitionLogOptions,
+  type ReadResult,
+} from "./partition_log.ts";
+export {
+  BATCH_HEADER_BYTES,
+  type BatchHeader,
+  type BatchProblem,
+  checkBatch,
+  COMPRESSION,
+  type CompressionName,
+  readBatchHeader,
+} from "./record_batch.ts";
+export {
+  decodeRecordBatch,
+  decodeRecordBatches,
+  type DecodedRecordBatch,
+  encodeRecordBatch,
+  type EncodeBatchOptions,
+  type LogRecord,
+  type RecordHeader,
+  type RecordInput,
+} from "./record_codec.ts";
+export type { Corruption } from "./segment_scan.ts";

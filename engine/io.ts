@@ -1,0 +1,120 @@
+// The file operations the log uses, behind one small interface: the real one below, and in
+// tests a wrapper that injects ENOSPC or EIO at a chosen call (NATS's filestore is tested the
+// same way). Writes and fsyncs are asynchronous so they run on the runtime's thread pool and
+// never stall other work on the event loop; reads are synchronous positional reads because a
+// fetch from the page cache costs less than a thread-pool round trip.
+//
+// The runtime adapter lives here too: Bun maps sealed segments read-only with `Bun.mmap`;
+// elsewhere (Deno) `mapFile` returns undefined and reads fall back to `pread`.
+
+import fs from "node:fs";
+
+export interface FileIO {
+  /** Writes every byte of `buffers` at `position`, looping over short writes. */
+  writeAll(fd: number, buffers: Uint8Array[], position: number): Promise<void>;
+  datasync(fd: number): Promise<void>;
+  /** Reads up to `length` bytes at `position` into a new buffer (shorter at end of file). */
+  readAt(fd: number, position: number, length: number): Uint8Array;
+  truncate(fd: number, length: number): void;
+  /** A read-only mapping of the whole file, or undefined where the runtime has none. */
+  mapFile(path: string): Uint8Array | undefined;
+}
+
+function writevOnce(fd: number, buffers: Uint8Array[], position: number): Promise<number> {
+  return new Promise((resolve, reject) => {
+    fs.writev(fd, buffers, position, (error, written) => {
+      if (error === null) resolve(written);
+      else reject(error);
+    });
+  });
+}
+
+/** Drops the first `count` bytes from a list of buffers, returning views of what is left. */
+function skipBytes(buffers: Uint8Array[], count: number): Uint8Array[] {
+  let remaining = count;
+  const rest: Uint8Array[] = [];
+  for (const buffer of buffers) {
+    if (remaining >= buffer.length) {
+      remaining -= buffer.length;
+    } else {
+      rest.push(remaining === 0 ? buffer : buffer.subarray(remaining));
+      remaining = 0;
+    }
+  }
+  return rest;
+}
+
+type BunMmap = (path: string, options?: { shared?: boolean }) => Uint8Array;
+const bunMmap = (globalThis as { Bun?: { mmap?: BunMmap } }).Bun?.mmap;
+
+/** The writev batch limit of Linux (IOV_MAX); longer lists are written in several calls. */
+const IOVEC_COUNT_MAX = 1024;
+
+export const realFileIO: FileIO = {
+  async writeAll(fd, buffers, position) {
+    let pending = buffers;
+    let at = position;
+    while (pending.length > 0) {
+      const slice = pending.length > IOVEC_COUNT_MAX ? pending.slice(0, IOVEC_COUNT_MAX) : pending;
+      let total = 0;
+      for (const buffer of slice) total += buffer.length;
+      const written = await writevOnce(fd, slice, at);
+      at += written;
+      pending =
+        written === total
+          ? pending.slice(slice.length)
+          : skipBytes(slice, written).concat(pending.slice(slice.length));
+    }
+  },
+  datasync(fd) {
+    return new Promise((resolve, reject) => {
+      fs.fdatasync(fd, (error) => {
+        if (error === null) resolve();
+        else reject(error);
+      });
+    });
+  },
+  readAt(fd, position, length) {
+    const buffer = new Uint8Array(length);
+    let filled = 0;
+    while (filled < length) {
+      const read = fs.readSync(fd, buffer, filled, length - filled, position + filled);
+      if (read === 0) break;
+      filled += read;
+    }
+    return filled === length ? buffer : buffer.subarray(0, filled);
+  },
+  truncate(fd, length) {
+    fs.ftruncateSync(fd, length);
+  },
+  mapFile(path) {
+    if (bunMmap === undefined) return undefined;
+    // A shared read-only view: the engine never writes through it, and maps only sealed
+    // segments, which are never truncated (truncating a mapped file would raise SIGBUS).
+    return bunMmap(path, { shared: true });
+  },
+};
+
+/** fsync of a directory, so a create, rename or unlink inside it survives power loss. */
+export function syncDirectory(path: string): void {
+  const fd = fs.openSync(path, "r");
+  try {
+    fs.fsyncSync(fd);
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+/** Writes a small file atomically: temp file, fsync, rename over, fsync the directory. */
+export function writeFileAtomic(dir: string, name: string, bytes: Uint8Array | string): void {
+  const temp = `${dir}/${name}.tmp`;
+  const fd = fs.openSync(temp, "w");
+  try {
+    fs.writeFileSync(fd, bytes);
+    fs.fsyncSync(fd);
+  } finally {
+    fs.closeSync(fd);
+  }
+  fs.renameSync(temp, `${dir}/${name}`);
+  syncDirectory(dir);
+}

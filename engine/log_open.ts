@@ -1,0 +1,236 @@
+// Opening a partition directory: find the segments, decide how much of each to check, recover
+// from an unclean stop, and hand back ready Segment objects. Nothing is mapped until this has
+// finished, so recovery may truncate the active segment safely.
+//
+//   <data>/<topic>-<partition>/
+//     00000000000000000000.log        batches, append-only
+//     00000000000000000000.index      sparse offset index (derived, rebuilt when wrong)
+//     00000000000000000000.timeindex  sparse time index (derived, rebuilt when wrong)
+//     recovery-point                  "<offset>\n": every batch below it was fsynced
+//     .clean-shutdown                 present only between a clean close and the next open
+//
+// After a clean close each segment's indexes are loaded and checked, and only the bytes after
+// the last index entry are scanned. After an unclean stop, every segment that may hold bytes
+// at or past the recovery point is scanned in full and its indexes rebuilt; the active segment
+// is truncated at the first invalid batch when nothing valid follows it (a torn write), and
+// damage with valid batches after it is reported and skipped, never served, never discarded.
+
+import fs from "node:fs";
+import { join } from "node:path";
+import { ioError } from "./errors.ts";
+import type { FileIO } from "./io.ts";
+import { syncDirectory } from "./io.ts";
+import { MAX_BATCH_BYTES_MAX } from "./log_config.ts";
+import { batchSizeAt, maxTimestampAt } from "./record_batch.ts";
+import { parseSegmentFileName, Segment, segmentFileName } from "./segment.ts";
+import { type Corruption, fullScanStart, type ScanResult, scanSegment } from "./segment_scan.ts";
+import { OffsetIndex, TimeIndex } from "./sparse_index.ts";
+
+export const CLEAN_SHUTDOWN_FILE = ".clean-shutdown";
+export const RECOVERY_POINT_FILE = "recovery-point";
+
+export type OpenOptions = {
+  io: FileIO;
+  indexIntervalBytes: number;
+  tailCacheBytes: number;
+  /** Told about every truncation and every damaged region found while opening. */
+  onWarning: (message: string) => void;
+};
+
+export type OpenedLog = {
+  segments: Segment[];
+  corruptions: Corruption[];
+  recoveryPoint: number;
+  wasClean: boolean;
+};
+
+export function readRecoveryPoint(dir: string): number {
+  try {
+    const text = fs.readFileSync(join(dir, RECOVERY_POINT_FILE), "utf8");
+    const value = Number(text.trim());
+    return Number.isSafeInteger(value) && value >= 0 ? value : 0;
+  } catch {
+    // Missing or unreadable: recover everything, which is always safe.
+    return 0;
+  }
+}
+
+function listSegmentBases(dir: string): number[] {
+  const bases: number[] = [];
+  for (const name of fs.readdirSync(dir)) {
+    if (name.endsWith(".tmp")) fs.rmSync(join(dir, name), { force: true });
+    const base = parseSegmentFileName(name);
+    if (base !== undefined) bases.push(base);
+  }
+  return bases.sort((a, b) => a - b);
+}
+
+function readWholeFile(path: string): Uint8Array | undefined {
+  try {
+    return new Uint8Array(fs.readFileSync(path));
+  } catch {
+    return undefined;
+  }
+}
+
+/** Indexes from disk when they pass their checks, as the starting point of a tail scan. */
+function loadIndexes(dir: string, baseOffset: number, fileBytes: number) {
+  const offsetBytes = readWholeFile(join(dir, segmentFileName(baseOffset, "index")));
+  const timeBytes = readWholeFile(join(dir, segmentFileName(baseOffset, "timeindex")));
+  if (offsetBytes === undefined || timeBytes === undefined) return undefined;
+  const offsetIndex = OffsetIndex.decode(offsetBytes, fileBytes);
+  if (offsetIndex === undefined) return undefined;
+  const last = offsetIndex.count - 1;
+  const lastRelative = last === -1 ? 0 : offsetIndex.relativeOffsetAt(last);
+  const timeIndex = TimeIndex.decode(timeBytes, lastRelative + 1);
+  if (timeIndex === undefined) return undefined;
+  return { offsetIndex, timeIndex, lastRelative, lastPosition: offsetIndex.lastPosition };
+}
+
+function firstTimestampOf(fd: number, io: FileIO, fileBytes: number): number {
+  if (fileBytes < 61) return -1;
+  const head = io.readAt(fd, 0, 61);
+  return batchSizeAt(head, 0) >= 61 ? maxTimestampAt(head, 0) : -1;
+}
+
+/** Scans only past the last index entry; undefined when the indexes must be rebuilt. */
+function tailScan(fd: number, dir: string, baseOffset: number, fileBytes: number, o: OpenOptions) {
+  const loaded = loadIndexes(dir, baseOffset, fileBytes);
+  if (loaded === undefined) return undefined;
+  const persisted = {
+    offsetEntries: loaded.offsetIndex.count,
+    timeEntries: loaded.timeIndex.count,
+  };
+  const cursor = {
+    baseOffset,
+    offsetIndex: loaded.offsetIndex,
+    timeIndex: loaded.timeIndex,
+    maxTimestamp: loaded.timeIndex.lastTimestamp,
+    // The batch at the last entry is indexed already; the scan re-reads it without re-indexing.
+    bytesSinceIndexEntry: 0,
+  };
+  const from = {
+    position: loaded.lastPosition,
+    nextOffset: baseOffset + loaded.lastRelative,
+    cursor,
+    firstTimestamp: firstTimestampOf(fd, o.io, fileBytes),
+  };
+  const scan = scanSegment(fd, o.io, {
+    fileBytes,
+    baseOffset,
+    from,
+    sizeMax: MAX_BATCH_BYTES_MAX,
+    indexIntervalBytes: o.indexIntervalBytes,
+  });
+  // The batch at the last index entry must be where the index says, with the offset it says.
+  const landed = scan.validEnd > loaded.lastPosition || loaded.lastPosition === 0;
+  if (!landed || scan.corruptions.some((c) => c.fromPosition === loaded.lastPosition)) {
+    return undefined;
+  }
+  return { scan, persisted };
+}
+
+function fullScan(fd: number, baseOffset: number, fileBytes: number, o: OpenOptions): ScanResult {
+  return scanSegment(fd, o.io, {
+    fileBytes,
+    baseOffset,
+    from: fullScanStart(baseOffset),
+    sizeMax: MAX_BATCH_BYTES_MAX,
+    indexIntervalBytes: o.indexIntervalBytes,
+  });
+}
+
+type SegmentPlan = { baseOffset: number; isLast: boolean; mustScan: boolean };
+
+function openOneSegment(dir: string, plan: SegmentPlan, o: OpenOptions) {
+  const path = join(dir, segmentFileName(plan.baseOffset, "log"));
+  const fd = fs.openSync(path, "r+");
+  const fileBytes = fs.fstatSync(fd).size;
+  const tail = plan.mustScan ? undefined : tailScan(fd, dir, plan.baseOffset, fileBytes, o);
+  const scan = tail?.scan ?? fullScan(fd, plan.baseOffset, fileBytes, o);
+  let size = fileBytes;
+  if (scan.tornAt !== undefined) {
+    const what = `${path}: invalid batch (${scan.tornProblem}) at position ${scan.tornAt}`;
+    if (plan.isLast) {
+      o.onWarning(`${what}; truncating ${fileBytes - scan.tornAt} bytes of torn tail`);
+      o.io.truncate(fd, scan.tornAt);
+    } else {
+      o.onWarning(`${what} with nothing valid after it; bytes past it are never served`);
+    }
+    size = scan.tornAt;
+  }
+  for (const c of scan.corruptions) {
+    o.onWarning(
+      `${path}: damaged bytes [${c.fromPosition}, ${c.toPosition}) (${c.problem}); ` +
+        `offsets ${c.fromOffset} to ${(c.nextValidOffset ?? c.fromOffset) - 1} are unreadable`,
+    );
+  }
+  const segment = new Segment(
+    dir,
+    plan.baseOffset,
+    fd,
+    { ...scan, size },
+    { io: o.io, indexIntervalBytes: o.indexIntervalBytes, tailCacheBytes: o.tailCacheBytes },
+  );
+  if (tail === undefined) {
+    rewriteIndexes(segment);
+  } else {
+    segment.markIndexesPersisted(tail.persisted.offsetEntries, tail.persisted.timeEntries);
+  }
+  return { segment, corruptions: scan.corruptions };
+}
+
+function rewriteIndexes(segment: Segment): void {
+  const { offset, time } = segment.unpersistedIndexes();
+  fs.writeFileSync(segment.path("index"), offset);
+  fs.writeFileSync(segment.path("timeindex"), time);
+  segment.markIndexesPersisted(segment.offsetIndex.count, segment.timeIndex.count);
+}
+
+/** Creates an empty segment's three files and returns it. */
+export function createSegment(dir: string, baseOffset: number, o: OpenOptions): Segment {
+  const path = join(dir, segmentFileName(baseOffset, "log"));
+  const fd = fs.openSync(path, "w+");
+  fs.writeFileSync(join(dir, segmentFileName(baseOffset, "index")), new Uint8Array(0));
+  fs.writeFileSync(join(dir, segmentFileName(baseOffset, "timeindex")), new Uint8Array(0));
+  const start = fullScanStart(baseOffset);
+  return new Segment(
+    dir,
+    baseOffset,
+    fd,
+    { ...start.cursor, size: 0, nextOffset: baseOffset, firstTimestamp: -1 },
+    { io: o.io, indexIntervalBytes: o.indexIntervalBytes, tailCacheBytes: o.tailCacheBytes },
+  );
+}
+
+/** Opens (creating when new) a partition directory and recovers it. */
+export function openLogDirectory(dir: string, o: OpenOptions): OpenedLog {
+  try {
+    fs.mkdirSync(dir, { recursive: true });
+    const markerPath = join(dir, CLEAN_SHUTDOWN_FILE);
+    const wasClean = fs.existsSync(markerPath);
+    const recoveryPoint = readRecoveryPoint(dir);
+    const bases = listSegmentBases(dir);
+    const segments: Segment[] = [];
+    const corruptions: Corruption[] = [];
+    bases.forEach((baseOffset, i) => {
+      const nextBase = bases[i + 1];
+      const isLast = nextBase === undefined;
+      // A segment may hold unsynced bytes when the recovery point is not below its end.
+      const mustScan = !wasClean && (isLast || nextBase > recoveryPoint);
+      const opened = openOneSegment(dir, { baseOffset, isLast, mustScan }, o);
+      segments.push(opened.segment);
+      corruptions.push(...opened.corruptions);
+    });
+    if (segments.length === 0) segments.push(createSegment(dir, 0, o));
+    for (const segment of segments.slice(0, -1)) segment.seal();
+    // The marker must be gone for good before any new write, or a crash could pass as clean.
+    if (wasClean) {
+      fs.rmSync(markerPath);
+      syncDirectory(dir);
+    }
+    return { segments, corruptions, recoveryPoint, wasClean };
+  } catch (error) {
+    throw ioError(error, `opening partition directory ${dir}`);
+  }
+}

@@ -1,0 +1,518 @@
+// A partition log: an ordered list of segments, the last one active. This file holds the write
+// path (validate, assign offsets, copy into the tail chunks, group-committed writes and fsyncs)
+// and the lifecycle (open, roll, retention, close). The read path is in log_read.ts.
+//
+//   append(batch) ──validate──► active segment chunk ──► pending acks
+//                                                          │
+//   flusher (one round at a time, never two at once):      ▼
+//     writev every unwritten chunk ─► [fdatasync when the policy says] ─► advance the high
+//     watermark ─► resolve the round's acks ─► seal segments that rolled
+//
+// Appends that arrive while a round is in flight wait for the next round, so under load one
+// write and one fsync cover many batches (group commit) without any timer.
+
+import fs from "node:fs";
+import { join } from "node:path";
+import { assert, ioError, SluiceError } from "./errors.ts";
+import { type FileIO, realFileIO, syncDirectory } from "./io.ts";
+import { type LogConfig, resolveLogConfig } from "./log_config.ts";
+import {
+  CLEAN_SHUTDOWN_FILE,
+  createSegment,
+  type OpenOptions,
+  openLogDirectory,
+  RECOVERY_POINT_FILE,
+} from "./log_open.ts";
+import { offsetForTimestamp, type ReadResult, readLog } from "./log_read.ts";
+import {
+  batchSizeAt,
+  checkBatch,
+  lastOffsetDeltaAt,
+  maxTimestampAt,
+  recordCountAt,
+} from "./record_batch.ts";
+import { type Segment, TAIL_CACHE_BYTES_DEFAULT } from "./segment.ts";
+import type { Corruption } from "./segment_scan.ts";
+
+export type { ReadResult } from "./log_read.ts";
+
+export type AppendResult = { baseOffset: number; lastOffset: number; logStartOffset: number };
+
+export type PartitionLogOptions = {
+  /** A name for messages, such as "orders-3". Defaults to the directory's name. */
+  name?: string;
+  io?: FileIO;
+  /** Written chunks kept in memory for tail reads (default 8 MiB). */
+  tailCacheBytes?: number;
+  /** Wall clock for roll and retention; tests pass their own. */
+  now?: () => number;
+  onWarning?: (message: string) => void;
+};
+
+type PendingAck = {
+  result: AppendResult;
+  resolve: (result: AppendResult) => void;
+  reject: (error: Error) => void;
+};
+
+type Waiter = { resolve: () => void; reject: (error: Error) => void };
+
+/** How often the recovery point is checkpointed at most, outside of roll and close. */
+const RECOVERY_CHECKPOINT_INTERVAL_MS = 1000;
+
+export class PartitionLog {
+  readonly dir: string;
+  readonly name: string;
+  readonly config: LogConfig;
+  /** Damaged regions found when the log was opened; reads into them fail with CORRUPT_BATCH. */
+  readonly corruptions: Corruption[];
+  #io: FileIO;
+  #openOptions: OpenOptions;
+  #now: () => number;
+  #segments: Segment[];
+  #activeCreatedMs: number;
+  #acks: PendingAck[] = [];
+  #syncWaiters: Waiter[] = [];
+  #flushing = false;
+  #flushScheduled = false;
+  #fenced: SluiceError | undefined;
+  #closed = false;
+  #recoveryPoint: number;
+  #recoveryCheckpointMs = 0;
+  #syncTimer: ReturnType<typeof setInterval> | undefined;
+  #sealing: Promise<void> = Promise.resolve();
+
+  private constructor(dir: string, config: LogConfig, options: PartitionLogOptions) {
+    this.dir = dir;
+    this.name = options.name ?? dir.split(/[\\/]/).filter(Boolean).at(-1) ?? dir;
+    this.config = config;
+    this.#io = options.io ?? realFileIO;
+    this.#now = options.now ?? Date.now;
+    this.#openOptions = {
+      io: this.#io,
+      indexIntervalBytes: config.indexIntervalBytes,
+      tailCacheBytes: options.tailCacheBytes ?? TAIL_CACHE_BYTES_DEFAULT,
+      onWarning: options.onWarning ?? ((message) => console.warn(`sluice: ${message}`)),
+    };
+    const opened = openLogDirectory(dir, this.#openOptions);
+    this.#segments = opened.segments;
+    this.corruptions = opened.corruptions;
+    this.#recoveryPoint = opened.recoveryPoint;
+    const active = this.#active;
+    this.#activeCreatedMs = active.firstTimestamp === -1 ? this.#now() : active.firstTimestamp;
+    const fsync = config.fsync;
+    if (typeof fsync === "object") {
+      this.#syncTimer = setInterval(() => this.#requestSync(), fsync.intervalMs);
+      // A background fsync must not keep a process alive that has nothing else to do.
+      (this.#syncTimer as { unref?: () => void }).unref?.();
+    }
+  }
+
+  /** Opens (or creates) the log in `dir`, recovering it if it was not closed cleanly. */
+  static async open(
+    dir: string,
+    config: Partial<LogConfig> = {},
+    options: PartitionLogOptions = {},
+  ): Promise<PartitionLog> {
+    return new PartitionLog(dir, resolveLogConfig(config), options);
+  }
+
+  get #active(): Segment {
+    return this.#segments.at(-1)!;
+  }
+
+  /** The first offset still in the log. */
+  get logStartOffset(): number {
+    return this.#segments[0]!.baseOffset;
+  }
+
+  /** The offset the next appended record gets. */
+  get logEndOffset(): number {
+    return this.#active.nextOffset;
+  }
+
+  /** Readers see offsets below this: written, and fsynced if the policy is "always". */
+  get highWatermark(): number {
+    return this.#active.visibleNextOffset;
+  }
+
+  /** Offsets below this are known to be on stable storage. */
+  get recoveryPoint(): number {
+    return this.#recoveryPoint;
+  }
+
+  get sizeBytes(): number {
+    let total = 0;
+    for (const segment of this.#segments) total += segment.size;
+    return total;
+  }
+
+  /** Base offsets of the segments, oldest first. */
+  segmentBaseOffsets(): number[] {
+    return this.#segments.map((segment) => segment.baseOffset);
+  }
+
+  /**
+   * Appends one record batch (RecordBatch v2 bytes). Offsets are assigned by the log; the
+   * caller's bytes are copied and not changed. Resolves when the batch is as durable as the
+   * topic's fsync policy promises.
+   */
+  append(batch: Uint8Array): Promise<AppendResult> {
+    if (!(batch instanceof Uint8Array)) throw new TypeError("append takes a Uint8Array batch");
+    const refused = this.#refusal();
+    if (refused !== undefined) return Promise.reject(refused);
+    try {
+      this.#validate(batch);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    const recordCount = recordCountAt(batch, 0);
+    this.#maybeRoll(batch.length, recordCount);
+    const baseOffset = this.#active.nextOffset;
+    const lastOffset = baseOffset + recordCount - 1;
+    this.#active.append(batch, baseOffset, lastOffset, maxTimestampAt(batch, 0));
+    const result = { baseOffset, lastOffset, logStartOffset: this.logStartOffset };
+    const promise = new Promise<AppendResult>((resolve, reject) => {
+      this.#acks.push({ result, resolve, reject });
+    });
+    this.#scheduleFlush();
+    return promise;
+  }
+
+  #refusal(): SluiceError | undefined {
+    if (this.#closed) return new SluiceError("LOG_CLOSED", `Log ${this.name} is closed`);
+    return this.#fenced;
+  }
+
+  #validate(batch: Uint8Array): void {
+    const { maxBatchBytes } = this.config;
+    if (batch.length > maxBatchBytes) {
+      throw new SluiceError(
+        "BATCH_TOO_LARGE",
+        `Batch of ${batch.length} bytes exceeds maxBatchBytes ${maxBatchBytes}`,
+        { sizeBytes: batch.length, maxBatchBytes },
+      );
+    }
+    const problem = checkBatch(batch, 0, batch.length, { sizeMax: maxBatchBytes, checkCrc: true });
+    if (problem === "bad-crc") {
+      throw new SluiceError("CORRUPT_BATCH", `Batch for ${this.name} fails its CRC-32C check`, {
+        log: this.name,
+      });
+    }
+    if (problem !== "ok") {
+      throw new SluiceError("INVALID_BATCH", `Batch for ${this.name} is invalid: ${problem}`, {
+        log: this.name,
+        problem,
+      });
+    }
+    if (batchSizeAt(batch, 0) !== batch.length) {
+      throw new SluiceError(
+        "INVALID_BATCH",
+        `Batch for ${this.name} declares ${batchSizeAt(batch, 0)} bytes but ${batch.length} ` +
+          "were given; append takes exactly one batch",
+        { sizeBytes: batch.length, declaredBytes: batchSizeAt(batch, 0) },
+      );
+    }
+    const recordCount = recordCountAt(batch, 0);
+    const lastOffsetDelta = lastOffsetDeltaAt(batch, 0);
+    if (recordCount === 0 || lastOffsetDelta !== recordCount - 1) {
+      throw new SluiceError(
+        "INVALID_BATCH",
+        `Batch for ${this.name} has recordCount ${recordCount} and lastOffsetDelta ` +
+          `${lastOffsetDelta}; an appended batch needs recordCount = lastOffsetDelta + 1 >= 1`,
+        { recordCount, lastOffsetDelta },
+      );
+    }
+  }
+
+  #maybeRoll(batchBytes: number, recordCount: number): void {
+    const active = this.#active;
+    if (active.size === 0) return;
+    const full = active.size + batchBytes > this.config.segmentBytes;
+    const old = this.#now() - this.#activeCreatedMs >= this.config.segmentMs;
+    // Index entries hold offsets relative to the segment base in a u32.
+    const offsetsFull = active.nextOffset + recordCount - active.baseOffset > 0xffff_ffff;
+    if (full || old || offsetsFull) this.#roll();
+  }
+
+  #roll(): void {
+    const next = createSegment(this.dir, this.#active.nextOffset, this.#openOptions);
+    this.#segments.push(next);
+    this.#activeCreatedMs = this.#now();
+    this.#scheduleFlush();
+  }
+
+  #scheduleFlush(): void {
+    if (this.#flushScheduled || this.#flushing) return;
+    this.#flushScheduled = true;
+    queueMicrotask(() => {
+      this.#flushScheduled = false;
+      void this.#runFlusher();
+    });
+  }
+
+  #requestSync(): Promise<void> {
+    const promise = new Promise<void>((resolve, reject) => {
+      this.#syncWaiters.push({ resolve, reject });
+    });
+    this.#scheduleFlush();
+    return promise;
+  }
+
+  #hasFlushWork(): boolean {
+    if (this.#syncWaiters.length > 0) return true;
+    return this.#segments.some((segment) => !segment.sealed && segment.hasUnwritten);
+  }
+
+  async #runFlusher(): Promise<void> {
+    if (this.#flushing) return;
+    this.#flushing = true;
+    try {
+      while (this.#hasFlushWork() && this.#fenced === undefined) await this.#flushRound();
+    } finally {
+      this.#flushing = false;
+    }
+    if (this.#fenced !== undefined) this.#rejectAll(this.#fenced);
+  }
+
+  /** One write (and maybe fsync) of everything appended so far. */
+  async #flushRound(): Promise<void> {
+    const acks = this.#acks;
+    this.#acks = [];
+    const syncWaiters = this.#syncWaiters;
+    this.#syncWaiters = [];
+    const sync = this.config.fsync === "always" || syncWaiters.length > 0;
+    const open = this.#segments.filter((segment) => !segment.sealed);
+    // Snapshot what to write now: appends made while the write is in flight go to the next round.
+    const writes = open.map((segment) => ({
+      segment,
+      next: segment.nextOffset,
+      ...segment.unwritten(),
+    }));
+    try {
+      for (const { segment, position, buffers, end, next } of writes) {
+        if (buffers.length > 0) await this.#io.writeAll(segment.fd, buffers, position);
+        segment.markWritten(end, next);
+      }
+      if (sync) {
+        await this.#syncSegments(open);
+        // The recovery point may pass a rolled segment only once its own fsync is done.
+        await this.#sealing;
+      }
+    } catch (error) {
+      this.#failRound(error, acks, syncWaiters);
+      return;
+    }
+    for (const { segment, next } of writes) {
+      segment.visiblePosition = segment.writtenPosition;
+      segment.visibleNextOffset = next;
+    }
+    if (sync) this.#advanceRecoveryPoint(writes.at(-1)!.next);
+    for (const ack of acks) ack.resolve(ack.result);
+    for (const waiter of syncWaiters) waiter.resolve();
+    this.#sealRolledSegments();
+  }
+
+  async #syncSegments(segments: Segment[]): Promise<void> {
+    for (const segment of segments) {
+      await this.#io.datasync(segment.fd);
+      await this.#persistIndexes(segment);
+    }
+  }
+
+  /** Index files are derived data: written on sync rounds and at seal, never fsynced alone. */
+  async #persistIndexes(segment: Segment): Promise<void> {
+    const pending = segment.unpersistedIndexes();
+    if (pending.offset.length === 0 && pending.time.length === 0) return;
+    await writeAt(segment.path("index"), pending.offset, pending.offsetAt);
+    await writeAt(segment.path("timeindex"), pending.time, pending.timeAt);
+    segment.markIndexesPersisted(segment.offsetIndex.count, segment.timeIndex.count);
+  }
+
+  /**
+   * A failed write or fsync. Disk full (ENOSPC) rolls the log back to before this round and
+   * rejects the round's appends as retriable: nothing half-written stays, and appends work
+   * again once space is freed. Any other failure, and any failed fsync, fences the log: after
+   * a failed fsync the kernel may have dropped dirty pages, so the only safe state is the one
+   * recovery finds when the log is reopened.
+   */
+  #failRound(error: unknown, acks: PendingAck[], syncWaiters: Waiter[]): void {
+    const failure = ioError(error, `writing ${this.name}`);
+    const rolledBack = failure.code === "DISK_FULL" && this.#rollBack();
+    if (!rolledBack) {
+      this.#fenced = new SluiceError(
+        "LOG_FENCED",
+        `Log ${this.name} refuses writes after a failed write or fsync ` +
+          `(${failure.message}); reopen it to recover`,
+        { log: this.name },
+        { cause: failure },
+      );
+    }
+    const reason = rolledBack ? failure : this.#fenced!;
+    for (const ack of [...acks, ...this.#acks]) ack.reject(reason);
+    for (const waiter of [...syncWaiters, ...this.#syncWaiters]) waiter.reject(reason);
+    this.#acks = [];
+    this.#syncWaiters = [];
+  }
+
+  /** Truncates every open segment back to what is in its file; false if that fails too. */
+  #rollBack(): boolean {
+    try {
+      const open = this.#segments.filter((segment) => !segment.sealed);
+      const first = open[0]!;
+      for (const segment of open.slice(1)) {
+        segment.close();
+        segment.deleteFiles();
+      }
+      this.#segments = this.#segments.filter((s) => s.sealed || s === first);
+      first.truncateTo(first.writtenPosition, first.writtenNextOffset);
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  #rejectAll(error: SluiceError): void {
+    for (const ack of this.#acks) ack.reject(error);
+    for (const waiter of this.#syncWaiters) waiter.reject(error);
+    this.#acks = [];
+    this.#syncWaiters = [];
+  }
+
+  /** Seals every fully written segment that is no longer the active one. */
+  #sealRolledSegments(): void {
+    for (const segment of this.#segments.slice(0, -1)) {
+      if (segment.sealed || segment.hasUnwritten) continue;
+      segment.seal();
+      // Sealing fsyncs in the background so that writes to the new segment go on meanwhile.
+      this.#sealing = this.#sealing.then(() => this.#syncSealed(segment));
+    }
+  }
+
+  async #syncSealed(segment: Segment): Promise<void> {
+    try {
+      await this.#persistIndexes(segment);
+      await this.#io.datasync(segment.fd);
+      await syncFile(segment.path("index"));
+      await syncFile(segment.path("timeindex"));
+      syncDirectory(this.dir);
+      this.#advanceRecoveryPoint(segment.nextOffset);
+    } catch (error) {
+      this.#fenced ??= new SluiceError(
+        "LOG_FENCED",
+        `Log ${this.name} refuses writes after a failed fsync of a sealed segment`,
+        { log: this.name },
+        { cause: error },
+      );
+    }
+  }
+
+  #advanceRecoveryPoint(offset: number): void {
+    if (offset <= this.#recoveryPoint) return;
+    this.#recoveryPoint = offset;
+    const now = this.#now();
+    if (now - this.#recoveryCheckpointMs < RECOVERY_CHECKPOINT_INTERVAL_MS) return;
+    this.#recoveryCheckpointMs = now;
+    this.#writeRecoveryPoint();
+  }
+
+  #writeRecoveryPoint(): void {
+    const temp = join(this.dir, `${RECOVERY_POINT_FILE}.tmp`);
+    fs.writeFileSync(temp, `${this.#recoveryPoint}\n`);
+    fs.renameSync(temp, join(this.dir, RECOVERY_POINT_FILE));
+  }
+
+  /**
+   * Views of whole batches starting with the batch that holds `offset`, up to `maxBytes` (at
+   * least one batch, so a consumer always progresses). No record is decoded or copied.
+   */
+  read(offset: number, maxBytes: number): ReadResult {
+    if (this.#closed) throw new SluiceError("LOG_CLOSED", `Log ${this.name} is closed`);
+    return readLog(this.#segments, this.corruptions, {
+      name: this.name,
+      offset,
+      maxBytes,
+      highWatermark: this.highWatermark,
+    });
+  }
+
+  /** The first offset whose record timestamp is >= `timestampMs`, or undefined if none is. */
+  offsetForTimestamp(timestampMs: number): number | undefined {
+    if (this.#closed) throw new SluiceError("LOG_CLOSED", `Log ${this.name} is closed`);
+    return offsetForTimestamp(this.#segments, this.name, timestampMs);
+  }
+
+  /** Writes and fsyncs everything appended so far, whatever the policy. */
+  async flush(): Promise<void> {
+    const refused = this.#refusal();
+    if (refused !== undefined) throw refused;
+    await this.#requestSync();
+    await this.#sealing;
+  }
+
+  /**
+   * Deletes whole sealed segments past retention (by age of their newest record, then by
+   * total size) and advances the log start offset. Returns the number of segments deleted.
+   */
+  applyRetention(nowMs = this.#now()): number {
+    const { retentionMs, retentionBytes } = this.config;
+    let total = this.sizeBytes;
+    let deleted = 0;
+    while (this.#segments.length > 1) {
+      const oldest = this.#segments[0]!;
+      if (!oldest.sealed) break;
+      const expired = retentionMs >= 0 && oldest.maxTimestamp < nowMs - retentionMs;
+      const oversized = retentionBytes >= 0 && total - oldest.size >= retentionBytes;
+      if (!expired && !oversized) break;
+      this.#segments.shift();
+      total -= oldest.size;
+      oldest.close();
+      oldest.deleteFiles();
+      deleted++;
+    }
+    return deleted;
+  }
+
+  /** Flushes, fsyncs, checkpoints and marks a clean shutdown; the log is unusable afterwards. */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    if (this.#syncTimer !== undefined) clearInterval(this.#syncTimer);
+    let clean = this.#fenced === undefined;
+    if (clean) {
+      try {
+        await this.flush();
+      } catch {
+        clean = false;
+      }
+    }
+    this.#closed = true;
+    this.#rejectAll(new SluiceError("LOG_CLOSED", `Log ${this.name} is closed`));
+    if (clean) {
+      this.#recoveryPoint = this.logEndOffset;
+      this.#writeRecoveryPoint();
+      fs.writeFileSync(join(this.dir, CLEAN_SHUTDOWN_FILE), "");
+      syncDirectory(this.dir);
+    }
+    for (const segment of this.#segments) segment.close();
+  }
+}
+
+async function writeAt(path: string, bytes: Uint8Array, position: number): Promise<void> {
+  const handle = await fs.promises.open(path, "r+");
+  try {
+    await handle.write(bytes, 0, bytes.length, position);
+  } finally {
+    await handle.close();
+  }
+}
+
+async function syncFile(path: string): Promise<void> {
+  const handle = await fs.promises.open(path, "r+");
+  try {
+    await handle.datasync();
+  } finally {
+    await handle.close();
+  }
+}
+
+assert(RECOVERY_CHECKPOINT_INTERVAL_MS > 0, "checkpoint interval is positive");

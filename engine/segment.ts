@@ -1,0 +1,270 @@
+// One segment of a partition log: `<20-digit baseOffset>.log` with its `.index` and
+// `.timeindex`. The active (last) segment takes appends into in-memory chunks that the
+// partition's flusher writes with positional writes; the chunks stay in memory as the tail
+// cache, so consumers at the tail read views of memory, not the file. Sealed segments are
+// immutable and are read through a read-only mapping (Bun) or positional reads.
+//
+//   active segment, by byte position:
+//
+//   0                   cacheStart        writtenPosition     visiblePosition      size
+//   |-- file only ---------|== chunks (tail cache) ==================================|
+//                          |-- written to the file --|-- not yet written ------------|
+//   readers see [0, visiblePosition): written, and fsynced when the policy says so.
+//   (visiblePosition <= writtenPosition when fsync is "always"; equal otherwise.)
+
+import fs from "node:fs";
+import { join } from "node:path";
+import { assert, ioError } from "./errors.ts";
+import type { FileIO } from "./io.ts";
+import { patchBaseOffset } from "./record_batch.ts";
+import { indexBatch, type OffsetIndex, type TimeIndex } from "./sparse_index.ts";
+
+/** Appends are copied into chunks of this size (a larger batch gets a chunk of its own). */
+export const WRITE_CHUNK_BYTES = 1024 * 1024;
+/** Written chunks kept in memory per active segment for tail reads. */
+export const TAIL_CACHE_BYTES_DEFAULT = 8 * 1024 * 1024;
+
+export function segmentFileName(baseOffset: number, extension: string): string {
+  return `${String(baseOffset).padStart(20, "0")}.${extension}`;
+}
+
+/** The base offset named by a `.log` file name, or undefined for any other name. */
+export function parseSegmentFileName(name: string): number | undefined {
+  const match = /^(\d{20})\.log$/.exec(name);
+  if (match === null) return undefined;
+  const baseOffset = Number(match[1]);
+  return Number.isSafeInteger(baseOffset) ? baseOffset : undefined;
+}
+
+type Chunk = { position: number; bytes: Uint8Array; length: number };
+
+/** What a segment knows about itself after it has been opened and checked. */
+export type SegmentState = {
+  size: number;
+  nextOffset: number;
+  maxTimestamp: number;
+  firstTimestamp: number;
+  offsetIndex: OffsetIndex;
+  timeIndex: TimeIndex;
+  bytesSinceIndexEntry: number;
+};
+
+export class Segment {
+  readonly baseOffset: number;
+  readonly dir: string;
+  readonly fd: number;
+  #io: FileIO;
+  #interval: number;
+  #tailCacheBytes: number;
+
+  size: number;
+  writtenPosition: number;
+  visiblePosition: number;
+  nextOffset: number;
+  maxTimestamp: number;
+  /** Timestamp of the first batch, for time-based roll; -1 while empty. */
+  firstTimestamp: number;
+  offsetIndex: OffsetIndex;
+  timeIndex: TimeIndex;
+  bytesSinceIndexEntry: number;
+  /** The offset after the last batch in the file, and after the last batch readers see. */
+  writtenNextOffset: number;
+  visibleNextOffset: number;
+  #persistedOffsetEntries = 0;
+  #persistedTimeEntries = 0;
+  #chunks: Chunk[] = [];
+  #mapping: Uint8Array | undefined;
+  #sealed = false;
+
+  constructor(
+    dir: string,
+    baseOffset: number,
+    fd: number,
+    state: SegmentState,
+    options: { io: FileIO; indexIntervalBytes: number; tailCacheBytes: number },
+  ) {
+    this.dir = dir;
+    this.baseOffset = baseOffset;
+    this.fd = fd;
+    this.#io = options.io;
+    this.#interval = options.indexIntervalBytes;
+    this.#tailCacheBytes = options.tailCacheBytes;
+    this.size = state.size;
+    this.writtenPosition = state.size;
+    this.visiblePosition = state.size;
+    this.nextOffset = state.nextOffset;
+    this.writtenNextOffset = state.nextOffset;
+    this.visibleNextOffset = state.nextOffset;
+    this.maxTimestamp = state.maxTimestamp;
+    this.firstTimestamp = state.firstTimestamp;
+    this.offsetIndex = state.offsetIndex;
+    this.timeIndex = state.timeIndex;
+    this.bytesSinceIndexEntry = state.bytesSinceIndexEntry;
+  }
+
+  path(extension: "log" | "index" | "timeindex"): string {
+    return join(this.dir, segmentFileName(this.baseOffset, extension));
+  }
+
+  get sealed(): boolean {
+    return this.#sealed;
+  }
+
+  get hasUnwritten(): boolean {
+    return this.writtenPosition < this.size;
+  }
+
+  /**
+   * Copies one validated batch to the end of the segment, patches its base offset, and
+   * indexes it. The bytes become visible only once the flusher has written them.
+   */
+  append(batch: Uint8Array, baseOffset: number, lastOffset: number, maxTimestamp: number): void {
+    assert(!this.#sealed, "append to an active segment");
+    const chunk = this.#chunkFor(batch.length);
+    const at = chunk.length;
+    chunk.bytes.set(batch, at);
+    patchBaseOffset(chunk.bytes, at, baseOffset);
+    chunk.length += batch.length;
+    const position = this.size;
+    indexBatch(this, { baseOffset, position, size: batch.length, maxTimestamp }, this.#interval);
+    if (this.firstTimestamp === -1) this.firstTimestamp = maxTimestamp;
+    this.size += batch.length;
+    this.nextOffset = lastOffset + 1;
+  }
+
+  #chunkFor(size: number): Chunk {
+    const last = this.#chunks.at(-1);
+    if (last !== undefined && last.bytes.length - last.length >= size) return last;
+    const chunk = {
+      position: this.size,
+      bytes: new Uint8Array(Math.max(size, WRITE_CHUNK_BYTES)),
+      length: 0,
+    };
+    this.#chunks.push(chunk);
+    return chunk;
+  }
+
+  /** Views of the bytes not yet written, in order, and the position where they start. */
+  unwritten(): { position: number; buffers: Uint8Array[]; end: number } {
+    const buffers: Uint8Array[] = [];
+    for (const chunk of this.#chunks) {
+      const chunkEnd = chunk.position + chunk.length;
+      if (chunkEnd <= this.writtenPosition) continue;
+      const from = Math.max(0, this.writtenPosition - chunk.position);
+      buffers.push(chunk.bytes.subarray(from, chunk.length));
+    }
+    return { position: this.writtenPosition, buffers, end: this.size };
+  }
+
+  /** Records that bytes up to `end` (offsets below `nextOffset`) are in the file. */
+  markWritten(end: number, nextOffset: number): void {
+    assert(end >= this.writtenPosition && end <= this.size, "written range inside the segment");
+    this.writtenPosition = end;
+    this.writtenNextOffset = nextOffset;
+    let cached = 0;
+    for (const chunk of this.#chunks) cached += chunk.length;
+    while (this.#chunks.length > 1 && cached > this.#tailCacheBytes) {
+      const oldest = this.#chunks[0]!;
+      if (oldest.position + oldest.length > this.writtenPosition) break;
+      cached -= oldest.length;
+      this.#chunks.shift();
+    }
+  }
+
+  /** Index bytes not yet in the index files, with the positions to write them at. */
+  unpersistedIndexes(): { offset: Uint8Array; offsetAt: number; time: Uint8Array; timeAt: number } {
+    const offset = this.offsetIndex.encode(this.#persistedOffsetEntries);
+    const time = this.timeIndex.encode(this.#persistedTimeEntries);
+    return {
+      offset,
+      offsetAt: this.#persistedOffsetEntries * 8,
+      time,
+      timeAt: this.#persistedTimeEntries * 12,
+    };
+  }
+
+  markIndexesPersisted(offsetEntries: number, timeEntries: number): void {
+    this.#persistedOffsetEntries = offsetEntries;
+    this.#persistedTimeEntries = timeEntries;
+  }
+
+  /**
+   * A view starting at `position` of up to `want` bytes (fewer at a chunk or visible end),
+   * served from the tail cache, the mapping, or a positional read. Never empty when
+   * position < visiblePosition.
+   */
+  viewAt(position: number, want: number): Uint8Array {
+    const end = this.visiblePosition;
+    assert(position < end, "view inside the visible segment");
+    const mapping = this.#mapping ?? this.#mapIfSealed();
+    if (mapping !== undefined) return mapping.subarray(position, Math.min(end, position + want));
+    const cacheStart = this.#chunks[0]?.position ?? this.size;
+    if (position >= cacheStart) {
+      for (let i = this.#chunks.length - 1; i >= 0; i--) {
+        const chunk = this.#chunks[i]!;
+        if (position < chunk.position) continue;
+        const stop = Math.min(end, chunk.position + chunk.length) - chunk.position;
+        return chunk.bytes.subarray(position - chunk.position, stop);
+      }
+    }
+    const stop = Math.min(end, cacheStart, position + want);
+    try {
+      return this.#io.readAt(this.fd, position, stop - position);
+    } catch (error) {
+      throw ioError(error, `reading ${this.path("log")} at position ${position}`);
+    }
+  }
+
+  #mapIfSealed(): Uint8Array | undefined {
+    if (!this.#sealed || this.size === 0) return undefined;
+    try {
+      this.#mapping = this.#io.mapFile(this.path("log"));
+    } catch {
+      // A mapping is an optimisation; positional reads serve the segment without one.
+      this.#mapping = undefined;
+    }
+    return this.#mapping;
+  }
+
+  /** Makes the segment immutable once everything is written; it is then read by mapping. */
+  seal(): void {
+    assert(!this.hasUnwritten, "seal after every byte is written");
+    this.#sealed = true;
+    this.#chunks = [];
+  }
+
+  /**
+   * Forgets everything at or past `position`: unwritten chunks, index entries, and (when the
+   * file holds bytes there) the file itself. Used to roll back a failed write and in recovery.
+   */
+  truncateTo(position: number, nextOffset: number): void {
+    assert(!this.#sealed, "only an active segment is truncated");
+    this.#io.truncate(this.fd, position);
+    this.#chunks = this.#chunks.filter((chunk) => chunk.position < position);
+    const last = this.#chunks.at(-1);
+    if (last !== undefined) last.length = Math.min(last.length, position - last.position);
+    this.size = position;
+    this.writtenPosition = Math.min(this.writtenPosition, position);
+    this.visiblePosition = Math.min(this.visiblePosition, position);
+    this.nextOffset = nextOffset;
+    this.writtenNextOffset = Math.min(this.writtenNextOffset, nextOffset);
+    this.visibleNextOffset = Math.min(this.visibleNextOffset, nextOffset);
+    this.offsetIndex.truncateToPosition(position);
+    this.timeIndex.truncateToRelativeOffset(nextOffset - this.baseOffset);
+    this.#persistedOffsetEntries = Math.min(this.#persistedOffsetEntries, this.offsetIndex.count);
+    this.#persistedTimeEntries = Math.min(this.#persistedTimeEntries, this.timeIndex.count);
+  }
+
+  close(): void {
+    this.#chunks = [];
+    this.#mapping = undefined;
+    fs.closeSync(this.fd);
+  }
+
+  /** Removes the segment's files. Safe while views of a mapping are alive: unlink, not truncate. */
+  deleteFiles(): void {
+    for (const extension of ["log", "index", "timeindex"] as const) {
+      fs.rmSync(this.path(extension), { force: true });
+    }
+  }
+}
