@@ -8,6 +8,14 @@ export {
   type SluiceErrorCode,
   type SluiceErrorDetails,
 } from "./errors.ts";
+export {
+  Engine,
+  type EngineOptions,
+  PARTITIONS_MAX,
+  TOPIC_NAME_BYTES_MAX,
+  type TopicInfo,
+  validateTopicName,
+} from "./engine.ts";
 export type { FileIO } from "./io.ts";
 export { realFileIO } from "./io.ts";
 export {
@@ -41,4 +49,10 @@ export {
   type RecordHeader,
   type RecordInput,
 } from "./record_codec.ts";
+export {
+  type CommittedOffset,
+  type OffsetCommit,
+  OffsetStore,
+  type OffsetStoreOptions,
+} from "./offset_store.ts";
 export type { Corruption } from "./segment_scan.ts";

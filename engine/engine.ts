@@ -1,0 +1,357 @@
+// The engine: a data directory of topics, each with N partition logs, plus the committed
+// offsets of consumer groups. This is the face embedders use (see engine/README.md).
+//
+//   <data>/
+//     .lock                      pid of the process that has the directory open
+//     __meta/topics/<name>.json  topic name, partition count, config (written atomically)
+//     __offsets/                 committed offsets (offset_store.ts)
+//     <topic>-<partition>/       one partition log each (log_open.ts)
+//
+// A topic exists once its metadata file does; partition directories missing at open (a crash
+// during create) are created then. Deleting a topic removes its metadata first, renames the
+// partition directories to `*.deleted`, and removes them; leftovers are removed at next open.
+
+import fs from "node:fs";
+import { join } from "node:path";
+import { ioError, SluiceError } from "./errors.ts";
+import { type FileIO, syncDirectory, writeFileAtomic } from "./io.ts";
+import { type LogConfig, resolveLogConfig } from "./log_config.ts";
+import { OffsetStore } from "./offset_store.ts";
+import { type AppendResult, PartitionLog, type ReadResult } from "./partition_log.ts";
+
+export type TopicInfo = { name: string; partitions: number; config: LogConfig; createdMs: number };
+
+export type EngineOptions = {
+  /** Config for topics created without one; each field falls back to the log defaults. */
+  topicDefaults?: Partial<LogConfig>;
+  /** How often sealed segments past retention are deleted (default 5 minutes, as Kafka). */
+  retentionCheckIntervalMs?: number;
+  /** fsync each offset commit before it is acknowledged (default true). */
+  offsetsFsync?: boolean;
+  io?: FileIO;
+  now?: () => number;
+  onWarning?: (message: string) => void;
+};
+
+export const TOPIC_NAME_BYTES_MAX = 249;
+export const PARTITIONS_MAX = 10_000;
+const TOPIC_NAME = /^[a-zA-Z0-9._-]+$/;
+const RETENTION_CHECK_INTERVAL_MS_DEFAULT = 5 * 60 * 1000;
+
+/** Data directories open in this process, so one is never opened twice. */
+const openDirectories = new Set<string>();
+
+export function validateTopicName(name: unknown): string {
+  if (typeof name !== "string") throw new TypeError("topic name must be a string");
+  const reason =
+    name.length === 0
+      ? "is empty"
+      : name.length > TOPIC_NAME_BYTES_MAX
+        ? `is longer than ${TOPIC_NAME_BYTES_MAX} characters`
+        : !TOPIC_NAME.test(name)
+          ? "may hold only ASCII letters, digits, '.', '_' and '-'"
+          : name === "." || name === ".."
+            ? "cannot be '.' or '..'"
+            : name.startsWith("__")
+              ? "cannot start with '__' (reserved)"
+              : undefined;
+  if (reason !== undefined) {
+    throw new SluiceError("INVALID_TOPIC", `Topic name '${name}' ${reason}`, { topic: name });
+  }
+  return name;
+}
+
+type Topic = { info: TopicInfo; logs: PartitionLog[] };
+
+export class Engine {
+  readonly dataDir: string;
+  readonly offsets: OffsetStore;
+  #options: EngineOptions;
+  #topics = new Map<string, Topic>();
+  #retentionTimer: ReturnType<typeof setInterval> | undefined;
+  #closed = false;
+
+  private constructor(dataDir: string, offsets: OffsetStore, options: EngineOptions) {
+    this.dataDir = dataDir;
+    this.offsets = offsets;
+    this.#options = options;
+  }
+
+  /** Opens (creating when new) a data directory and every topic in it, recovering as needed. */
+  static async open(dataDir: string, options: EngineOptions = {}): Promise<Engine> {
+    const dir = fs.realpathSync(ensureDirectory(dataDir));
+    if (openDirectories.has(dir)) {
+      throw new SluiceError("IO_ERROR", `Data directory ${dir} is already open in this process`, {
+        dir,
+      });
+    }
+    takeLock(dir);
+    openDirectories.add(dir);
+    try {
+      const warn = options.onWarning ?? ((message: string) => console.warn(`sluice: ${message}`));
+      const offsets = await OffsetStore.open(join(dir, "__offsets"), {
+        fsync: options.offsetsFsync ?? true,
+        // Damaged commit frames are reported and skipped; later commits stay readable.
+        onCorruption: (error) => warn(error.message),
+      });
+      const engine = new Engine(dir, offsets, options);
+      await engine.#loadTopics();
+      engine.#startRetention();
+      return engine;
+    } catch (error) {
+      openDirectories.delete(dir);
+      fs.rmSync(join(dir, ".lock"), { force: true });
+      throw error;
+    }
+  }
+
+  get #metaDir(): string {
+    return join(this.dataDir, "__meta", "topics");
+  }
+
+  async #loadTopics(): Promise<void> {
+    fs.mkdirSync(this.#metaDir, { recursive: true });
+    for (const entry of fs.readdirSync(this.dataDir)) {
+      if (entry.endsWith(".deleted")) fs.rmSync(join(this.dataDir, entry), { recursive: true });
+    }
+    for (const file of fs.readdirSync(this.#metaDir)) {
+      if (!file.endsWith(".json")) continue;
+      const info = this.#readTopicInfo(file);
+      if (info !== undefined) this.#topics.set(info.name, await this.#openTopic(info));
+    }
+  }
+
+  #readTopicInfo(file: string): TopicInfo | undefined {
+    const path = join(this.#metaDir, file);
+    try {
+      const raw = JSON.parse(fs.readFileSync(path, "utf8")) as Record<string, unknown>;
+      const name = validateTopicName(raw["name"]);
+      const partitions = raw["partitions"];
+      if (typeof partitions !== "number" || !Number.isSafeInteger(partitions) || partitions < 1) {
+        throw new TypeError(`partitions ${String(partitions)} is not a positive integer`);
+      }
+      const config = resolveLogConfig(raw["config"] as Partial<LogConfig>);
+      const createdMs = typeof raw["createdMs"] === "number" ? raw["createdMs"] : 0;
+      return { name, partitions, config, createdMs };
+    } catch (error) {
+      // One unreadable topic must not keep the others offline; it is reported and skipped.
+      this.#warn(`topic metadata ${path} is unreadable and was skipped: ${String(error)}`);
+      return undefined;
+    }
+  }
+
+  async #openTopic(info: TopicInfo): Promise<Topic> {
+    const logs: PartitionLog[] = [];
+    try {
+      for (let partition = 0; partition < info.partitions; partition++) {
+        const name = `${info.name}-${partition}`;
+        logs.push(
+          await PartitionLog.open(join(this.dataDir, name), info.config, {
+            name,
+            ...(this.#options.io === undefined ? {} : { io: this.#options.io }),
+            ...(this.#options.now === undefined ? {} : { now: this.#options.now }),
+            onWarning: (message) => this.#warn(message),
+          }),
+        );
+      }
+    } catch (error) {
+      await Promise.allSettled(logs.map((log) => log.close()));
+      throw error;
+    }
+    return { info, logs };
+  }
+
+  #warn(message: string): void {
+    if (this.#options.onWarning !== undefined) this.#options.onWarning(message);
+    else console.warn(`sluice: ${message}`);
+  }
+
+  #startRetention(): void {
+    const intervalMs =
+      this.#options.retentionCheckIntervalMs ?? RETENTION_CHECK_INTERVAL_MS_DEFAULT;
+    this.#retentionTimer = setInterval(() => this.applyRetention(), intervalMs);
+    (this.#retentionTimer as { unref?: () => void }).unref?.();
+  }
+
+  #checkOpen(): void {
+    if (this.#closed) throw new SluiceError("LOG_CLOSED", `Engine ${this.dataDir} is closed`);
+  }
+
+  async createTopic(
+    name: string,
+    options: { partitions?: number; config?: Partial<LogConfig> } = {},
+  ): Promise<TopicInfo> {
+    this.#checkOpen();
+    validateTopicName(name);
+    const partitions = options.partitions ?? 1;
+    if (!Number.isSafeInteger(partitions) || partitions < 1 || partitions > PARTITIONS_MAX) {
+      throw new SluiceError(
+        "INVALID_CONFIG",
+        `Partition count ${partitions} for topic '${name}' must be in [1, ${PARTITIONS_MAX}]`,
+        { topic: name, partitions },
+      );
+    }
+    if (this.#topics.has(name)) {
+      throw new SluiceError("TOPIC_EXISTS", `Topic '${name}' already exists`, { topic: name });
+    }
+    const config = resolveLogConfig({ ...this.#options.topicDefaults, ...options.config });
+    const info: TopicInfo = {
+      name,
+      partitions,
+      config,
+      createdMs: (this.#options.now ?? Date.now)(),
+    };
+    try {
+      writeFileAtomic(this.#metaDir, `${name}.json`, `${JSON.stringify(info, null, 2)}\n`);
+    } catch (error) {
+      throw ioError(error, `writing metadata of topic '${name}'`);
+    }
+    this.#topics.set(name, await this.#openTopic(info));
+    return info;
+  }
+
+  async deleteTopic(name: string): Promise<void> {
+    this.#checkOpen();
+    const topic = this.#topic(name);
+    this.#topics.delete(name);
+    await Promise.allSettled(topic.logs.map((log) => log.close()));
+    try {
+      fs.rmSync(join(this.#metaDir, `${name}.json`), { force: true });
+      syncDirectory(this.#metaDir);
+      const stamp = Date.now();
+      for (let partition = 0; partition < topic.info.partitions; partition++) {
+        const dir = join(this.dataDir, `${name}-${partition}`);
+        const doomed = `${dir}.${stamp}.deleted`;
+        if (fs.existsSync(dir)) fs.renameSync(dir, doomed);
+        fs.rmSync(doomed, { recursive: true, force: true });
+      }
+    } catch (error) {
+      throw ioError(error, `deleting topic '${name}'`);
+    }
+    await this.offsets.deleteTopic(name);
+  }
+
+  listTopics(): TopicInfo[] {
+    return [...this.#topics.values()].map((topic) => topic.info);
+  }
+
+  describeTopic(name: string): TopicInfo {
+    return this.#topic(name).info;
+  }
+
+  #topic(name: string): Topic {
+    this.#checkOpen();
+    const topic = this.#topics.get(name);
+    if (topic === undefined) {
+      throw new SluiceError("UNKNOWN_TOPIC", `Topic '${name}' does not exist`, { topic: name });
+    }
+    return topic;
+  }
+
+  /** The log of one partition, for callers that hold on to it (the server's hot path). */
+  partition(topic: string, partition: number): PartitionLog {
+    const logs = this.#topic(topic).logs;
+    const log = Number.isInteger(partition) ? logs[partition] : undefined;
+    if (log === undefined) {
+      throw new SluiceError(
+        "UNKNOWN_PARTITION",
+        `Topic '${topic}' has no partition ${partition} (it has ${logs.length})`,
+        { topic, partition },
+      );
+    }
+    return log;
+  }
+
+  append(topic: string, partition: number, batch: Uint8Array): Promise<AppendResult> {
+    return this.partition(topic, partition).append(batch);
+  }
+
+  read(topic: string, partition: number, offset: number, maxBytes: number): ReadResult {
+    return this.partition(topic, partition).read(offset, maxBytes);
+  }
+
+  offsetForTimestamp(topic: string, partition: number, timestampMs: number): number | undefined {
+    return this.partition(topic, partition).offsetForTimestamp(timestampMs);
+  }
+
+  /** Applies every topic's retention now; returns the number of segments deleted. */
+  applyRetention(nowMs?: number): number {
+    if (this.#closed) return 0;
+    let deleted = 0;
+    for (const topic of this.#topics.values()) {
+      for (const log of topic.logs) {
+        try {
+          deleted += log.applyRetention(nowMs);
+        } catch (error) {
+          this.#warn(`retention of ${log.name} failed: ${String(error)}`);
+        }
+      }
+    }
+    return deleted;
+  }
+
+  /** Writes and fsyncs every partition. */
+  async flush(): Promise<void> {
+    this.#checkOpen();
+    const logs = [...this.#topics.values()].flatMap((topic) => topic.logs);
+    await Promise.all(logs.map((log) => log.flush()));
+  }
+
+  /** Closes every log cleanly, the offsets store, and releases the directory. */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    if (this.#retentionTimer !== undefined) clearInterval(this.#retentionTimer);
+    const logs = [...this.#topics.values()].flatMap((topic) => topic.logs);
+    const results = await Promise.allSettled([
+      ...logs.map((log) => log.close()),
+      this.offsets.close(),
+    ]);
+    openDirectories.delete(this.dataDir);
+    fs.rmSync(join(this.dataDir, ".lock"), { force: true });
+    const failed = results.find((result) => result.status === "rejected");
+    if (failed !== undefined) throw (failed as PromiseRejectedResult).reason;
+  }
+}
+
+function ensureDirectory(dir: string): string {
+  try {
+    fs.mkdirSync(dir, { recursive: true });
+    return dir;
+  } catch (error) {
+    throw ioError(error, `creating data directory ${dir}`);
+  }
+}
+
+/**
+ * Claims the directory for this process. A lock left by a process that is gone (a crash) is
+ * taken over; one held by a live process is an error, since two writers would corrupt the logs.
+ */
+function takeLock(dir: string): void {
+  const path = join(dir, ".lock");
+  const holder = Number.parseInt(readOrEmpty(path), 10);
+  if (Number.isSafeInteger(holder) && holder !== process.pid && processAlive(holder)) {
+    throw new SluiceError("IO_ERROR", `Data directory ${dir} is in use by process ${holder}`, {
+      dir,
+      pid: holder,
+    });
+  }
+  fs.writeFileSync(path, `${process.pid}\n`);
+}
+
+function readOrEmpty(path: string): string {
+  try {
+    return fs.readFileSync(path, "utf8");
+  } catch {
+    return "";
+  }
+}
+
+function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === "EPERM";
+  }
+}
