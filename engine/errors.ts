@@ -18,7 +18,9 @@ export type SluiceErrorCode =
   | "LOG_CLOSED" // the log or engine was closed
   | "DISK_FULL" // ENOSPC or EDQUOT: nothing was written; retry once space is freed
   | "IO_ERROR" // any other failure of the file system
-  | "UNSUPPORTED_COMPRESSION"; // a compression codec this engine does not implement
+  | "UNSUPPORTED_COMPRESSION" // a compression codec this engine does not implement
+  | "OUT_OF_ORDER_SEQUENCE" // an idempotent batch's sequence is not the next expected
+  | "INVALID_PRODUCER_EPOCH"; // an idempotent batch's producer epoch is older than the current
 
 const RETRIABLE: ReadonlySet<SluiceErrorCode> = new Set<SluiceErrorCode>(["DISK_FULL"]);
 

@@ -31,6 +31,8 @@ import {
   maxTimestampAt,
   recordCountAt,
 } from "./record_batch.ts";
+import type { ProducerState } from "./producer_state.ts";
+import { producerOf, rebuildProducerState } from "./producer_scan.ts";
 import { type Segment, TAIL_CACHE_BYTES_DEFAULT } from "./segment.ts";
 import type { Corruption } from "./segment_scan.ts";
 
@@ -71,6 +73,7 @@ export class PartitionLog {
   #now: () => number;
   #segments: Segment[];
   #activeCreatedMs: number;
+  #producers: ProducerState;
   #acks: PendingAck[] = [];
   #syncWaiters: Waiter[] = [];
   #flushing = false;
@@ -98,6 +101,7 @@ export class PartitionLog {
     this.#segments = opened.segments;
     this.corruptions = opened.corruptions;
     this.#recoveryPoint = opened.recoveryPoint;
+    this.#producers = rebuildProducerState(this.#segments);
     const active = this.#active;
     this.#activeCreatedMs = active.firstTimestamp === -1 ? this.#now() : active.firstTimestamp;
     const fsync = config.fsync;
@@ -167,10 +171,28 @@ export class PartitionLog {
       return Promise.reject(error);
     }
     const recordCount = recordCountAt(batch, 0);
+    const producer = producerOf(batch, recordCount);
+    if (producer !== undefined) {
+      let duplicateOf: number | undefined;
+      try {
+        duplicateOf = this.#producers.check(producer, this.name);
+      } catch (error) {
+        return Promise.reject(error);
+      }
+      // A retried batch already in the log is acknowledged with its first offsets, once those
+      // are as durable as any other acknowledgement: in the next flush round at the earliest.
+      if (duplicateOf !== undefined) return this.#acknowledge(duplicateOf, recordCount);
+    }
     this.#maybeRoll(batch.length, recordCount);
     const baseOffset = this.#active.nextOffset;
     const lastOffset = baseOffset + recordCount - 1;
     this.#active.append(batch, baseOffset, lastOffset, maxTimestampAt(batch, 0));
+    if (producer !== undefined) this.#producers.record(producer, baseOffset);
+    return this.#acknowledge(baseOffset, recordCount);
+  }
+
+  #acknowledge(baseOffset: number, recordCount: number): Promise<AppendResult> {
+    const lastOffset = baseOffset + recordCount - 1;
     const result = { baseOffset, lastOffset, logStartOffset: this.logStartOffset };
     const promise = new Promise<AppendResult>((resolve, reject) => {
       this.#acks.push({ result, resolve, reject });
@@ -260,7 +282,7 @@ export class PartitionLog {
   }
 
   #hasFlushWork(): boolean {
-    if (this.#syncWaiters.length > 0) return true;
+    if (this.#syncWaiters.length > 0 || this.#acks.length > 0) return true;
     return this.#segments.some((segment) => !segment.sealed && segment.hasUnwritten);
   }
 
@@ -366,6 +388,7 @@ export class PartitionLog {
       }
       this.#segments = this.#segments.filter((s) => s.sealed || s === first);
       first.truncateTo(first.writtenPosition, first.writtenNextOffset);
+      this.#producers.truncateFrom(first.writtenNextOffset);
       return true;
     } catch {
       return false;
