@@ -15,7 +15,7 @@ import fs from "node:fs";
 import { join } from "node:path";
 import { ioError, SluiceError } from "./errors.ts";
 import { type FileIO, syncDirectory, writeFileAtomic } from "./io.ts";
-import { type LogConfig, resolveLogConfig } from "./log_config.ts";
+import { definedFields, type LogConfig, resolveLogConfig } from "./log_config.ts";
 import { OffsetStore } from "./offset_store.ts";
 import { type AppendResult, PartitionLog, type ReadResult } from "./partition_log.ts";
 
@@ -194,7 +194,10 @@ export class Engine {
     if (this.#topics.has(name)) {
       throw new SluiceError("TOPIC_EXISTS", `Topic '${name}' already exists`, { topic: name });
     }
-    const config = resolveLogConfig({ ...this.#options.topicDefaults, ...options.config });
+    const config = resolveLogConfig({
+      ...definedFields(this.#options.topicDefaults),
+      ...definedFields(options.config),
+    });
     const info: TopicInfo = {
       name,
       partitions,

@@ -20,7 +20,10 @@ export type SluiceErrorCode =
   | "IO_ERROR" // any other failure of the file system
   | "UNSUPPORTED_COMPRESSION" // a compression codec this engine does not implement
   | "OUT_OF_ORDER_SEQUENCE" // an idempotent batch's sequence is not the next expected
-  | "INVALID_PRODUCER_EPOCH"; // an idempotent batch's producer epoch is older than the current
+  | "INVALID_PRODUCER_EPOCH" // an idempotent batch's producer epoch is older than the current
+  | "INVALID_GROUP_ID" // a consumer group id that is empty or too long
+  | "UNKNOWN_MEMBER_ID" // a group member that never joined, left, or was evicted
+  | "FENCED_MEMBER_EPOCH"; // a group member's epoch is stale: it must rejoin
 
 const RETRIABLE: ReadonlySet<SluiceErrorCode> = new Set<SluiceErrorCode>(["DISK_FULL"]);
 

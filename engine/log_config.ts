@@ -43,7 +43,9 @@ export const LOG_CONFIG_DEFAULTS: Readonly<LogConfig> = Object.freeze({
   retentionMs: 7 * DAY_MS,
   retentionBytes: -1,
   maxBatchBytes: MIB,
-  fsync: { intervalMs: 1000 },
+  // Frozen too: Object.freeze is shallow, and a caller changing the default would change it
+  // for every topic created afterwards.
+  fsync: Object.freeze({ intervalMs: 1000 }),
 });
 
 /** Index entries store positions as u32 and relative offsets as u32: a segment stays below. */
@@ -58,8 +60,20 @@ assert(
 );
 assert(SEGMENT_BYTES_MAX < 2 ** 32, "segment positions fit an index entry's u32");
 
+/** A value for an error message. Never throws: a BigInt or a cycle must not hide the error. */
+function show(value: unknown): string {
+  if (typeof value !== "object" || value === null) return String(value);
+  try {
+    return JSON.stringify(value, (_key, inner) =>
+      typeof inner === "bigint" ? `${inner}n` : inner,
+    );
+  } catch {
+    return Object.prototype.toString.call(value);
+  }
+}
+
 function invalid(field: string, value: unknown, rule: string): SluiceError {
-  const shown = typeof value === "object" ? JSON.stringify(value) : String(value);
+  const shown = show(value);
   return new SluiceError("INVALID_CONFIG", `Config ${field} = ${shown} is invalid: ${rule}`, {
     field,
     value: shown,
@@ -74,10 +88,10 @@ function integerIn(field: string, value: unknown, min: number, max: number): num
   return value;
 }
 
-/** -1 means "no limit"; otherwise a positive integer. */
+/** -1 means "no limit"; otherwise an integer >= 0 (0 deletes every sealed segment). */
 function limitOrUnlimited(field: string, value: unknown): number {
   if (value === -1) return -1;
-  return integerIn(field, value, 1, Number.MAX_SAFE_INTEGER);
+  return integerIn(field, value, 0, Number.MAX_SAFE_INTEGER);
 }
 
 function resolveFsync(value: unknown): FsyncPolicy {
@@ -93,6 +107,16 @@ function resolveFsync(value: unknown): FsyncPolicy {
 
 const KNOWN_FIELDS = new Set(Object.keys(LOG_CONFIG_DEFAULTS));
 
+/** The fields of a partial config that are set: an explicit `undefined` means "not given". */
+export function definedFields(partial: Partial<LogConfig> | undefined): Partial<LogConfig> {
+  if (typeof partial !== "object" || partial === null) return {};
+  const fields: Record<string, unknown> = {};
+  for (const [field, value] of Object.entries(partial)) {
+    if (value !== undefined) fields[field] = value;
+  }
+  return fields as Partial<LogConfig>;
+}
+
 /** Fills defaults into a partial config and validates every field and their relations. */
 export function resolveLogConfig(partial: Partial<LogConfig> = {}): LogConfig {
   if (typeof partial !== "object" || partial === null) {
@@ -101,7 +125,7 @@ export function resolveLogConfig(partial: Partial<LogConfig> = {}): LogConfig {
   for (const field of Object.keys(partial)) {
     if (!KNOWN_FIELDS.has(field)) throw invalid(field, "(any)", "is not a log config field");
   }
-  const merged = { ...LOG_CONFIG_DEFAULTS, ...partial };
+  const merged = { ...LOG_CONFIG_DEFAULTS, ...definedFields(partial) };
   // A small segmentBytes without an explicit maxBatchBytes lowers the batch limit to match.
   if (partial.maxBatchBytes === undefined && typeof merged.segmentBytes === "number") {
     merged.maxBatchBytes = Math.min(LOG_CONFIG_DEFAULTS.maxBatchBytes, merged.segmentBytes);
