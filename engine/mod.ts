@@ -16,6 +16,15 @@ export {
   type TopicInfo,
   validateTopicName,
 } from "./engine.ts";
+export {
+  type Assignment,
+  GroupCoordinator,
+  type GroupCoordinatorOptions,
+  type GroupDescription,
+  type HeartbeatRequest,
+  type HeartbeatResponse,
+  validateGroupId,
+} from "./groups.ts";
 export type { FileIO } from "./io.ts";
 export { realFileIO } from "./io.ts";
 export {
