@@ -37,6 +37,8 @@ export const TOPIC_NAME_BYTES_MAX = 249;
 export const PARTITIONS_MAX = 10_000;
 const TOPIC_NAME = /^[a-zA-Z0-9._-]+$/;
 const RETENTION_CHECK_INTERVAL_MS_DEFAULT = 5 * 60 * 1000;
+/** Producer ids reserved per write of `__meta/producer-ids`. */
+const PRODUCER_ID_BLOCK = 1000;
 
 /** Data directories open in this process, so one is never opened twice. */
 const openDirectories = new Set<string>();
@@ -70,6 +72,7 @@ export class Engine {
   #topics = new Map<string, Topic>();
   #retentionTimer: ReturnType<typeof setInterval> | undefined;
   #closed = false;
+  #producerIds = { next: 0, reservedEnd: 0 };
 
   private constructor(dataDir: string, offsets: OffsetStore, options: EngineOptions) {
     this.dataDir = dataDir;
@@ -275,6 +278,30 @@ export class Engine {
 
   offsetForTimestamp(topic: string, partition: number, timestampMs: number): number | undefined {
     return this.partition(topic, partition).offsetForTimestamp(timestampMs);
+  }
+
+  /**
+   * A producer id never handed out before in this data directory. Ids are reserved in blocks
+   * (`__meta/producer-ids` holds the end of the last reserved block), so a crash skips at most
+   * the rest of a block and never reuses an id.
+   */
+  allocateProducerId(): number {
+    this.#checkOpen();
+    const ids = this.#producerIds;
+    if (ids.next >= ids.reservedEnd) {
+      const file = join(this.dataDir, "__meta", "producer-ids");
+      const stored = Number.parseInt(readOrEmpty(file), 10);
+      const start = Number.isSafeInteger(stored) && stored > ids.next ? stored : ids.next;
+      const end = start + PRODUCER_ID_BLOCK;
+      try {
+        writeFileAtomic(join(this.dataDir, "__meta"), "producer-ids", `${end}\n`);
+      } catch (error) {
+        throw ioError(error, "reserving producer ids");
+      }
+      ids.next = start;
+      ids.reservedEnd = end;
+    }
+    return ids.next++;
   }
 
   /** Applies every topic's retention now; returns the number of segments deleted. */

@@ -84,6 +84,7 @@ export class PartitionLog {
   #recoveryCheckpointMs = 0;
   #syncTimer: ReturnType<typeof setInterval> | undefined;
   #sealing: Promise<void> = Promise.resolve();
+  #dataListeners = new Set<() => void>();
 
   private constructor(dir: string, config: LogConfig, options: PartitionLogOptions) {
     this.dir = dir;
@@ -163,22 +164,26 @@ export class PartitionLog {
    */
   append(batch: Uint8Array): Promise<AppendResult> {
     if (!(batch instanceof Uint8Array)) throw new TypeError("append takes a Uint8Array batch");
-    const refused = this.#refusal();
-    if (refused !== undefined) return Promise.reject(refused);
     try {
-      this.#validate(batch);
+      return this.appendChecked(batch);
     } catch (error) {
       return Promise.reject(error);
     }
+  }
+
+  /**
+   * `append`, except that a batch refused before anything is written (closed or fenced log,
+   * invalid batch, sequence out of order) throws at once instead of rejecting later, so a
+   * caller appending several batches in order can stop at the first refusal.
+   */
+  appendChecked(batch: Uint8Array): Promise<AppendResult> {
+    const refused = this.#refusal();
+    if (refused !== undefined) throw refused;
+    this.#validate(batch);
     const recordCount = recordCountAt(batch, 0);
     const producer = producerOf(batch, recordCount);
     if (producer !== undefined) {
-      let duplicateOf: number | undefined;
-      try {
-        duplicateOf = this.#producers.check(producer, this.name);
-      } catch (error) {
-        return Promise.reject(error);
-      }
+      const duplicateOf = this.#producers.check(producer, this.name);
       // A retried batch already in the log is acknowledged with its first offsets, once those
       // are as durable as any other acknowledgement: in the next flush round at the earliest.
       if (duplicateOf !== undefined) return this.#acknowledge(duplicateOf, recordCount);
@@ -332,6 +337,9 @@ export class PartitionLog {
     if (sync) this.#advanceRecoveryPoint(writes.at(-1)!.next);
     for (const ack of acks) ack.resolve(ack.result);
     for (const waiter of syncWaiters) waiter.resolve();
+    if (writes.some(({ buffers }) => buffers.length > 0)) {
+      for (const listener of this.#dataListeners) listener();
+    }
     this.#sealRolledSegments();
   }
 
@@ -457,6 +465,15 @@ export class PartitionLog {
       maxBytes,
       highWatermark: this.highWatermark,
     });
+  }
+
+  /**
+   * Calls `listener` each time the high watermark advances (new records became readable), for
+   * long-polling readers. Returns the function that removes it.
+   */
+  onData(listener: () => void): () => void {
+    this.#dataListeners.add(listener);
+    return () => this.#dataListeners.delete(listener);
   }
 
   /** The first offset whose record timestamp is >= `timestampMs`, or undefined if none is. */
