@@ -27,6 +27,36 @@ function notBuilt(what: string): (values: ParsedValues, positionals: string[]) =
   };
 }
 
+function portOf(value: string | boolean | (string | boolean)[] | undefined): number {
+  if (value === undefined) return 9092;
+  const port = Number(value);
+  if (typeof value !== "string" || !Number.isInteger(port) || port < 0 || port > 65_535) {
+    throw new UsageError(`--port ${String(value)} is not a port number (0 to 65535)`);
+  }
+  return port;
+}
+
+/** Runs the broker until SIGINT or SIGTERM, then shuts it down cleanly. */
+async function serve(values: ParsedValues): Promise<number> {
+  const { SluiceServer } = await import("../protocol/server.ts");
+  const server = await SluiceServer.start({
+    dataDir: typeof values["data"] === "string" ? values["data"] : "data",
+    host: typeof values["host"] === "string" ? values["host"] : "127.0.0.1",
+    port: portOf(values["port"]),
+  });
+  console.log(`sluice listening on ${server.host}:${server.port}`);
+  await new Promise<void>((resolve) => {
+    const stop = (signal: string) => {
+      console.error(`sluice: ${signal} received, shutting down`);
+      resolve();
+    };
+    process.once("SIGINT", () => stop("SIGINT"));
+    process.once("SIGTERM", () => stop("SIGTERM"));
+  });
+  await server.close();
+  return 0;
+}
+
 function runtimeName(): string {
   const versions = process.versions as Record<string, string | undefined>;
   if (versions["bun"] !== undefined) return `bun ${versions["bun"]}`;
@@ -44,7 +74,7 @@ export const COMMANDS: Command[] = [
       host: { type: "string", help: "Address to listen on (default 127.0.0.1)" },
       port: { type: "string", help: "TCP port, 0 picks a free one (default 9092)" },
     },
-    run: notBuilt("the broker server (`sluice serve`)"),
+    run: (values) => serve(values),
   },
   {
     name: "topics",

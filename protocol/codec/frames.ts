@@ -1,0 +1,135 @@
+// Frames and headers (PROTOCOL.md section 2):
+//
+//   frame    = size:u32 payload
+//   request  = api_key:u16 api_version:u16 correlation_id:u32 body
+//   response = correlation_id:u32 error_code:i16 body
+//
+// Responses that carry record batches are built as a list of chunks, so the batches go to the
+// socket as the views the engine returned, never copied into one buffer.
+
+import { ProtocolError } from "../errors.ts";
+import { type Reader, Writer } from "../wire.ts";
+
+export const API = {
+  Handshake: 0,
+  Metadata: 1,
+  CreateTopics: 2,
+  DeleteTopics: 3,
+  Produce: 4,
+  Fetch: 5,
+  ListOffsets: 6,
+  OffsetCommit: 7,
+  OffsetFetch: 8,
+  GroupHeartbeat: 9,
+  DescribeGroup: 10,
+  InitProducerId: 11,
+  Stats: 12,
+} as const;
+
+export type ApiName = keyof typeof API;
+export type ApiKey = (typeof API)[ApiName];
+
+/** Every API is at version 1 in this protocol version. */
+export const API_VERSIONS: readonly { apiKey: number; min: number; max: number }[] = Object.values(
+  API,
+).map((apiKey) => ({ apiKey, min: 1, max: 1 }));
+
+export const FRAME_PREFIX_BYTES = 4;
+export const REQUEST_HEADER_BYTES = 8;
+export const RESPONSE_HEADER_BYTES = 6;
+
+export type RequestHeader = { apiKey: number; apiVersion: number; correlationId: number };
+
+/** Starts a request frame; the caller writes the body, then calls `finishFrame`. */
+export function startRequest(header: RequestHeader, capacity = 256): Writer {
+  const writer = new Writer(capacity);
+  writer.placeholderU32();
+  writer.u16(header.apiKey).u16(header.apiVersion).u32(header.correlationId);
+  return writer;
+}
+
+/** Starts a response frame with error code 0; the caller writes the body. */
+export function startResponse(correlationId: number, capacity = 256): Writer {
+  const writer = new Writer(capacity);
+  writer.placeholderU32();
+  writer.u32(correlationId).i16(0);
+  return writer;
+}
+
+/** Fills in the size prefix of a frame started by startRequest/startResponse. */
+export function finishFrame(writer: Writer): Uint8Array {
+  writer.patchU32(0, writer.length - FRAME_PREFIX_BYTES);
+  return writer.finish();
+}
+
+/** A complete error response: the request-level code and a message. */
+export function errorResponse(correlationId: number, code: number, message: string): Uint8Array {
+  const writer = new Writer(64 + message.length * 3);
+  writer.placeholderU32();
+  writer.u32(correlationId).i16(code).string(truncateMessage(message));
+  return finishFrame(writer);
+}
+
+function truncateMessage(message: string): string {
+  // A message is a `string` (u16 length): keep it well within that, whole characters only.
+  return message.length > 4000 ? `${message.slice(0, 4000)}…` : message;
+}
+
+export function readRequestHeader(reader: Reader): RequestHeader {
+  if (reader.remaining < REQUEST_HEADER_BYTES) {
+    throw ProtocolError.invalid(`request of ${reader.remaining} bytes is shorter than its header`);
+  }
+  return {
+    apiKey: reader.u16("api_key"),
+    apiVersion: reader.u16("api_version"),
+    correlationId: reader.u32("correlation_id"),
+  };
+}
+
+export type ResponseHeader = { correlationId: number; errorCode: number };
+
+export function readResponseHeader(reader: Reader): ResponseHeader {
+  return { correlationId: reader.u32("correlation_id"), errorCode: reader.i16("error_code") };
+}
+
+/**
+ * A frame assembled from writer bytes and borrowed views, for responses with record batches:
+ * `bytes()` continues the current writer, `attach()` adds a view as its own chunk.
+ */
+export class ChunkedFrame {
+  #chunks: Uint8Array[] = [];
+  #writer: Writer;
+  #sizeBytes = 0;
+
+  constructor(correlationId: number) {
+    this.#writer = startResponse(correlationId);
+  }
+
+  get writer(): Writer {
+    return this.#writer;
+  }
+
+  attach(view: Uint8Array): void {
+    if (view.length === 0) return;
+    this.#flushWriter();
+    this.#chunks.push(view);
+    this.#sizeBytes += view.length;
+  }
+
+  #flushWriter(): void {
+    const bytes = this.#writer.finish();
+    if (bytes.length > 0) {
+      this.#chunks.push(bytes);
+      this.#sizeBytes += bytes.length;
+    }
+    this.#writer = new Writer(128);
+  }
+
+  /** The chunks of the frame, size prefix filled in. */
+  finish(): Uint8Array[] {
+    this.#flushWriter();
+    const first = this.#chunks[0]!;
+    new DataView(first.buffer, first.byteOffset, 4).setUint32(0, this.#sizeBytes - 4);
+    return this.#chunks;
+  }
+}

@@ -1,0 +1,104 @@
+// Produce v1 (api_key 4), PROTOCOL.md section 5:
+//
+//   ProduceRequest  = acks:i8 timeout_ms:u32
+//                     topics:[ topic:string partitions:[ partition:u32 records:bytes32 ] ]
+//   ProduceResponse = topics:[ topic:string
+//                              partitions:[ partition:u32 error_code:i16 base_offset:i64
+//                                           log_start_offset:i64
+//                                           error_message:nullable_string ] ]
+//
+// `records` are views into the request frame: the server appends them without a copy of its
+// own (the engine copies once into its write buffer).
+
+import { ProtocolError } from "../errors.ts";
+import type { Reader, Writer } from "../wire.ts";
+
+export type Acks = -1 | 0 | 1;
+
+export type ProduceRequest = {
+  acks: Acks;
+  timeoutMs: number;
+  topics: { topic: string; partitions: { partition: number; records: Uint8Array }[] }[];
+};
+
+export type ProducePartitionResult = {
+  partition: number;
+  errorCode: number;
+  baseOffset: number;
+  logStartOffset: number;
+  errorMessage: string | null;
+};
+
+export type ProduceResponse = {
+  topics: { topic: string; partitions: ProducePartitionResult[] }[];
+};
+
+/** Fewest bytes of one topic entry (empty name, empty list) and one partition entry. */
+const TOPIC_BYTES_MIN = 4;
+const PARTITION_BYTES_MIN = 8;
+const RESULT_BYTES_MIN = 24;
+
+export function writeProduceRequest(writer: Writer, request: ProduceRequest): void {
+  writer.i8(request.acks).u32(request.timeoutMs).u16(request.topics.length);
+  for (const topic of request.topics) {
+    writer.string(topic.topic).u16(topic.partitions.length);
+    for (const { partition, records } of topic.partitions) {
+      writer.u32(partition).u32(records.length).raw(records);
+    }
+  }
+}
+
+export function readProduceRequest(reader: Reader): ProduceRequest {
+  const acks = reader.i8("acks");
+  if (acks !== -1 && acks !== 0 && acks !== 1) {
+    throw ProtocolError.invalid(`acks ${acks} must be -1, 0 or 1`);
+  }
+  const timeoutMs = reader.u32("timeout_ms");
+  const topicCount = reader.count("topics", TOPIC_BYTES_MIN);
+  const topics: ProduceRequest["topics"] = [];
+  for (let t = 0; t < topicCount; t++) {
+    const topic = reader.string("topic");
+    const partitionCount = reader.count("partitions", PARTITION_BYTES_MIN);
+    const partitions: ProduceRequest["topics"][number]["partitions"] = [];
+    for (let p = 0; p < partitionCount; p++) {
+      partitions.push({ partition: reader.u32("partition"), records: reader.bytes32("records") });
+    }
+    topics.push({ topic, partitions });
+  }
+  reader.expectEnd("ProduceRequest");
+  return { acks, timeoutMs, topics };
+}
+
+export function writeProduceResponse(writer: Writer, response: ProduceResponse): void {
+  writer.u16(response.topics.length);
+  for (const topic of response.topics) {
+    writer.string(topic.topic).u16(topic.partitions.length);
+    for (const result of topic.partitions) {
+      writer.u32(result.partition).i16(result.errorCode);
+      writer.i64(result.baseOffset).i64(result.logStartOffset);
+      writer.nullableString(result.errorMessage);
+    }
+  }
+}
+
+export function readProduceResponse(reader: Reader): ProduceResponse {
+  const topicCount = reader.count("topics", TOPIC_BYTES_MIN);
+  const topics: ProduceResponse["topics"] = [];
+  for (let t = 0; t < topicCount; t++) {
+    const topic = reader.string("topic");
+    const count = reader.count("partitions", RESULT_BYTES_MIN);
+    const partitions: ProducePartitionResult[] = [];
+    for (let p = 0; p < count; p++) {
+      partitions.push({
+        partition: reader.u32("partition"),
+        errorCode: reader.i16("error_code"),
+        baseOffset: reader.i64("base_offset"),
+        logStartOffset: reader.i64("log_start_offset"),
+        errorMessage: reader.nullableString("error_message"),
+      });
+    }
+    topics.push({ topic, partitions });
+  }
+  reader.expectEnd("ProduceResponse");
+  return { topics };
+}

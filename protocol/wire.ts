@@ -1,0 +1,219 @@
+// The byte-level tools every codec uses: a growable Writer that backpatches lengths, and a
+// bounds-checked Reader over one frame. Reading past the end, an over-long string, or a count
+// larger than the bytes that remain throws a ProtocolError (INVALID_REQUEST), never a
+// RangeError from a DataView and never an allocation from an unchecked length.
+
+import { ProtocolError } from "./errors.ts";
+
+const INITIAL_WRITER_BYTES = 256;
+export const STRING_BYTES_MAX = 32_767;
+const TWO_32 = 0x1_0000_0000;
+
+const textEncoder = new TextEncoder();
+const textDecoder = new TextDecoder("utf-8", { fatal: true });
+
+export class Writer {
+  #bytes: Uint8Array;
+  #view: DataView;
+  #length = 0;
+
+  constructor(capacity = INITIAL_WRITER_BYTES) {
+    this.#bytes = new Uint8Array(capacity);
+    this.#view = new DataView(this.#bytes.buffer);
+  }
+
+  get length(): number {
+    return this.#length;
+  }
+
+  #reserve(bytes: number): number {
+    const at = this.#length;
+    const needed = at + bytes;
+    if (needed > this.#bytes.length) {
+      const grown = new Uint8Array(Math.max(needed, this.#bytes.length * 2));
+      grown.set(this.#bytes.subarray(0, at));
+      this.#bytes = grown;
+      this.#view = new DataView(grown.buffer);
+    }
+    this.#length = needed;
+    return at;
+  }
+
+  i8(value: number): this {
+    const at = this.#reserve(1);
+    this.#view.setInt8(at, value);
+    return this;
+  }
+
+  u16(value: number): this {
+    const at = this.#reserve(2);
+    this.#view.setUint16(at, value);
+    return this;
+  }
+
+  i16(value: number): this {
+    const at = this.#reserve(2);
+    this.#view.setInt16(at, value);
+    return this;
+  }
+
+  u32(value: number): this {
+    const at = this.#reserve(4);
+    this.#view.setUint32(at, value);
+    return this;
+  }
+
+  i64(value: number): this {
+    if (!Number.isSafeInteger(value)) throw new RangeError(`int64 value ${value} is not safe`);
+    const at = this.#reserve(8);
+    const high = Math.floor(value / TWO_32);
+    this.#view.setInt32(at, high);
+    this.#view.setUint32(at + 4, value - high * TWO_32);
+    return this;
+  }
+
+  raw(bytes: Uint8Array): this {
+    // Reserve first: it may replace #bytes with a larger buffer.
+    const at = this.#reserve(bytes.length);
+    this.#bytes.set(bytes, at);
+    return this;
+  }
+
+  string(value: string): this {
+    const bytes = textEncoder.encode(value);
+    if (bytes.length > STRING_BYTES_MAX) {
+      throw new RangeError(`string of ${bytes.length} bytes exceeds ${STRING_BYTES_MAX}`);
+    }
+    return this.u16(bytes.length).raw(bytes);
+  }
+
+  nullableString(value: string | null): this {
+    if (value === null) return this.i16(-1);
+    return this.string(value);
+  }
+
+  /** Reserves a u32 to fill in later with `patchU32`, for lengths known only afterwards. */
+  placeholderU32(): number {
+    return this.#reserve(4);
+  }
+
+  patchU32(at: number, value: number): void {
+    this.#view.setUint32(at, value);
+  }
+
+  /** The bytes written so far (a view; the writer must not be used afterwards). */
+  finish(): Uint8Array {
+    return this.#bytes.subarray(0, this.#length);
+  }
+}
+
+export class Reader {
+  readonly bytes: Uint8Array;
+  #view: DataView;
+  #at: number;
+  readonly end: number;
+
+  constructor(bytes: Uint8Array, at = 0, end = bytes.length) {
+    this.bytes = bytes;
+    this.#view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    this.#at = at;
+    this.end = end;
+  }
+
+  get position(): number {
+    return this.#at;
+  }
+
+  get remaining(): number {
+    return this.end - this.#at;
+  }
+
+  #take(bytes: number, what: string): number {
+    if (bytes > this.end - this.#at) {
+      throw ProtocolError.invalid(
+        `${what} needs ${bytes} bytes at position ${this.#at} but ${this.remaining} remain`,
+      );
+    }
+    const at = this.#at;
+    this.#at += bytes;
+    return at;
+  }
+
+  i8(what = "i8"): number {
+    return this.#view.getInt8(this.#take(1, what));
+  }
+
+  u16(what = "u16"): number {
+    return this.#view.getUint16(this.#take(2, what));
+  }
+
+  i16(what = "i16"): number {
+    return this.#view.getInt16(this.#take(2, what));
+  }
+
+  u32(what = "u32"): number {
+    return this.#view.getUint32(this.#take(4, what));
+  }
+
+  i64(what = "i64"): number {
+    const at = this.#take(8, what);
+    const high = this.#view.getInt32(at);
+    const low = this.#view.getUint32(at + 4);
+    if (high >= 0x20_0000 || high < -0x20_0000) {
+      throw ProtocolError.invalid(`${what} at position ${at} is outside ±(2^53 - 1)`);
+    }
+    return high * TWO_32 + low;
+  }
+
+  /** A view (not a copy) of the next `length` bytes. */
+  raw(length: number, what = "bytes"): Uint8Array {
+    const at = this.#take(length, what);
+    return this.bytes.subarray(at, at + length);
+  }
+
+  bytes32(what = "bytes"): Uint8Array {
+    return this.raw(this.u32(`${what} length`), what);
+  }
+
+  string(what = "string"): string {
+    const length = this.u16(`${what} length`);
+    if (length > STRING_BYTES_MAX) {
+      throw ProtocolError.invalid(`${what} of ${length} bytes exceeds ${STRING_BYTES_MAX}`);
+    }
+    return decodeUtf8(this.raw(length, what), what);
+  }
+
+  nullableString(what = "string"): string | null {
+    const length = this.i16(`${what} length`);
+    if (length === -1) return null;
+    if (length < 0) throw ProtocolError.invalid(`${what} length ${length} is invalid`);
+    return decodeUtf8(this.raw(length, what), what);
+  }
+
+  /** A `[T]` count, checked against the bytes left: each item takes at least `itemBytesMin`. */
+  count(what: string, itemBytesMin: number): number {
+    const count = this.u16(`${what} count`);
+    if (count * itemBytesMin > this.remaining) {
+      throw ProtocolError.invalid(
+        `${what} count ${count} needs at least ${count * itemBytesMin} bytes; ` +
+          `${this.remaining} remain`,
+      );
+    }
+    return count;
+  }
+
+  /** Throws unless every byte of the frame was consumed. */
+  expectEnd(what: string): void {
+    if (this.remaining !== 0) {
+      throw ProtocolError.invalid(`${this.remaining} unexpected bytes after ${what}`);
+    }
+  }
+}
+
+function decodeUtf8(bytes: Uint8Array, what: string): string {
+  try {
+    return textDecoder.decode(bytes);
+  } catch {
+    throw ProtocolError.invalid(`${what} is not valid UTF-8`);
+  }
+}
