@@ -24,10 +24,15 @@ export function readMsgpack(reader: Reader, what: string): Fields {
   } catch (error) {
     throw ProtocolError.invalid(`${what} is not valid MessagePack: ${(error as Error).message}`);
   }
-  if (typeof value !== "object" || value === null || Array.isArray(value)) {
-    throw ProtocolError.invalid(`${what} must be a MessagePack map`);
-  }
-  return value as Fields;
+  if (!isPlainMap(value)) throw ProtocolError.invalid(`${what} must be a MessagePack map`);
+  return value;
+}
+
+/** A decoded msgpack map: a plain object (msgpackr decodes the reserved 0xC1 to an object too). */
+function isPlainMap(value: unknown): value is Fields {
+  if (typeof value !== "object" || value === null || Array.isArray(value)) return false;
+  const prototype = Object.getPrototypeOf(value);
+  return prototype === Object.prototype || prototype === null;
 }
 
 function bad(key: string, value: unknown, rule: string): ProtocolError {
@@ -83,10 +88,8 @@ export function optionalArray(fields: Fields, key: string, maxItems: number): un
 }
 
 export function mapItem(value: unknown, what: string): Fields {
-  if (typeof value !== "object" || value === null || Array.isArray(value)) {
-    throw bad(what, value, "must be a map");
-  }
-  return value as Fields;
+  if (!isPlainMap(value)) throw bad(what, value, "must be a map");
+  return value;
 }
 
 export function stringItems(values: unknown[], what: string): string[] {
