@@ -172,7 +172,7 @@ export class Engine {
   #startRetention(): void {
     const intervalMs =
       this.#options.retentionCheckIntervalMs ?? RETENTION_CHECK_INTERVAL_MS_DEFAULT;
-    this.#retentionTimer = setInterval(() => this.applyRetention(), intervalMs);
+    this.#retentionTimer = setInterval(() => void this.applyRetention(), intervalMs);
     (this.#retentionTimer as { unref?: () => void }).unref?.();
   }
 
@@ -305,13 +305,13 @@ export class Engine {
   }
 
   /** Applies every topic's retention now; returns the number of segments deleted. */
-  applyRetention(nowMs?: number): number {
+  async applyRetention(nowMs?: number): Promise<number> {
     if (this.#closed) return 0;
     let deleted = 0;
     for (const topic of this.#topics.values()) {
       for (const log of topic.logs) {
         try {
-          deleted += log.applyRetention(nowMs);
+          deleted += await log.applyRetention(nowMs);
         } catch (error) {
           this.#warn(`retention of ${log.name} failed: ${String(error)}`);
         }

@@ -21,7 +21,7 @@ import { ioError } from "./errors.ts";
 import type { FileIO } from "./io.ts";
 import { syncDirectory } from "./io.ts";
 import { MAX_BATCH_BYTES_MAX } from "./log_config.ts";
-import { batchSizeAt, maxTimestampAt } from "./record_batch.ts";
+import { baseOffsetAt, batchSizeAt, maxTimestampAt } from "./record_batch.ts";
 import { parseSegmentFileName, Segment, segmentFileName } from "./segment.ts";
 import { type Corruption, fullScanStart, type ScanResult, scanSegment } from "./segment_scan.ts";
 import { OffsetIndex, TimeIndex } from "./sparse_index.ts";
@@ -58,7 +58,7 @@ export function readRecoveryPoint(dir: string): number {
 function listSegmentBases(dir: string): number[] {
   const bases: number[] = [];
   for (const name of fs.readdirSync(dir)) {
-    if (name.endsWith(".tmp")) fs.rmSync(join(dir, name), { force: true });
+    if (name.endsWith(".tmp")) fs.rmSync(join(dir, name), { force: true, recursive: true });
     const base = parseSegmentFileName(name);
     if (base !== undefined) bases.push(base);
   }
@@ -87,47 +87,64 @@ function loadIndexes(dir: string, baseOffset: number, fileBytes: number) {
   return { offsetIndex, timeIndex, lastRelative, lastPosition: offsetIndex.lastPosition };
 }
 
+/** Whether a batch with base offset `offset` starts at `position` of the file. */
+function batchAt(fd: number, io: FileIO, position: number, offset: number): boolean {
+  const head = io.readAt(fd, position, 61);
+  return head.length === 61 && head[16] === 2 && baseOffsetAt(head, 0) === offset;
+}
+
 function firstTimestampOf(fd: number, io: FileIO, fileBytes: number): number {
   if (fileBytes < 61) return -1;
   const head = io.readAt(fd, 0, 61);
   return batchSizeAt(head, 0) >= 61 ? maxTimestampAt(head, 0) : -1;
 }
 
-/** Scans only past the last index entry; undefined when the indexes must be rebuilt. */
+/**
+ * Where a tail scan starts: the last offset-index entry, or the batch of the last time-index
+ * entry when that is earlier (a time index cut short would otherwise hide the newest
+ * timestamps of the batches between the two).
+ */
+function tailStart(offsetIndex: OffsetIndex, timeIndex: TimeIndex): number {
+  const timePosition = timeIndex.count === 0 ? 0 : offsetIndex.lookup(timeIndex.lastRelativeOffset);
+  return Math.min(offsetIndex.lastPosition, timePosition);
+}
+
+/** Scans only past the indexed part; undefined when the indexes must be rebuilt. */
 function tailScan(fd: number, dir: string, baseOffset: number, fileBytes: number, o: OpenOptions) {
   const loaded = loadIndexes(dir, baseOffset, fileBytes);
   if (loaded === undefined) return undefined;
-  const persisted = {
-    offsetEntries: loaded.offsetIndex.count,
-    timeEntries: loaded.timeIndex.count,
-  };
+  const start = tailStart(loaded.offsetIndex, loaded.timeIndex);
+  const trimmed = start < loaded.lastPosition;
+  // Entries past the start are indexed again by the scan, exactly as appends indexed them.
+  loaded.offsetIndex.truncateToPosition(start + 1);
+  const entries = loaded.offsetIndex.count;
+  const startRelative = entries === 0 ? 0 : loaded.offsetIndex.relativeOffsetAt(entries - 1);
   const cursor = {
     baseOffset,
     offsetIndex: loaded.offsetIndex,
     timeIndex: loaded.timeIndex,
     maxTimestamp: loaded.timeIndex.lastTimestamp,
-    // The batch at the last entry is indexed already; the scan re-reads it without re-indexing.
+    // The batch at the start is indexed already; the scan re-reads it without re-indexing.
     bytesSinceIndexEntry: 0,
   };
-  const from = {
-    position: loaded.lastPosition,
-    nextOffset: baseOffset + loaded.lastRelative,
-    cursor,
-    firstTimestamp: firstTimestampOf(fd, o.io, fileBytes),
-  };
+  const persisted = { offsetEntries: entries, timeEntries: loaded.timeIndex.count };
+  if (start > 0 && !batchAt(fd, o.io, start, baseOffset + startRelative)) return undefined;
   const scan = scanSegment(fd, o.io, {
     fileBytes,
     baseOffset,
-    from,
+    from: {
+      position: start,
+      nextOffset: baseOffset + startRelative,
+      cursor,
+      firstTimestamp: firstTimestampOf(fd, o.io, fileBytes),
+    },
     sizeMax: MAX_BATCH_BYTES_MAX,
     indexIntervalBytes: o.indexIntervalBytes,
   });
-  // The batch at the last index entry must be where the index says, with the offset it says.
-  const landed = scan.validEnd > loaded.lastPosition || loaded.lastPosition === 0;
-  if (!landed || scan.corruptions.some((c) => c.fromPosition === loaded.lastPosition)) {
-    return undefined;
-  }
-  return { scan, persisted };
+  // The batch at the start must be where the index says, with the offset it says.
+  const landed = scan.validEnd > start || start === 0;
+  if (!landed || scan.corruptions.some((c) => c.fromPosition === start)) return undefined;
+  return { scan, persisted, trimmed };
 }
 
 function fullScan(fd: number, baseOffset: number, fileBytes: number, o: OpenOptions): ScanResult {
@@ -140,7 +157,12 @@ function fullScan(fd: number, baseOffset: number, fileBytes: number, o: OpenOpti
   });
 }
 
-type SegmentPlan = { baseOffset: number; isLast: boolean; mustScan: boolean };
+type SegmentPlan = {
+  baseOffset: number;
+  nextBase: number | undefined;
+  isLast: boolean;
+  mustScan: boolean;
+};
 
 function openOneSegment(dir: string, plan: SegmentPlan, o: OpenOptions) {
   const path = join(dir, segmentFileName(plan.baseOffset, "log"));
@@ -156,6 +178,15 @@ function openOneSegment(dir: string, plan: SegmentPlan, o: OpenOptions) {
       o.io.truncate(fd, scan.tornAt);
     } else {
       o.onWarning(`${what} with nothing valid after it; bytes past it are never served`);
+      // The offsets between here and the next segment are lost: reads of them must fail.
+      scan.corruptions.push({
+        segmentBaseOffset: plan.baseOffset,
+        fromPosition: scan.tornAt,
+        toPosition: fileBytes,
+        problem: scan.tornProblem ?? "truncated",
+        fromOffset: scan.nextOffset,
+        nextValidOffset: plan.nextBase,
+      });
     }
     size = scan.tornAt;
   }
@@ -172,7 +203,7 @@ function openOneSegment(dir: string, plan: SegmentPlan, o: OpenOptions) {
     { ...scan, size },
     { io: o.io, indexIntervalBytes: o.indexIntervalBytes, tailCacheBytes: o.tailCacheBytes },
   );
-  if (tail === undefined) {
+  if (tail === undefined || tail.trimmed) {
     rewriteIndexes(segment);
   } else {
     segment.markIndexesPersisted(tail.persisted.offsetEntries, tail.persisted.timeEntries);
@@ -203,6 +234,31 @@ export function createSegment(dir: string, baseOffset: number, o: OpenOptions): 
   );
 }
 
+/**
+ * A crash right after a roll can leave an empty last segment whose base offset counts batches
+ * that never reached the segment before it (they were still in memory). Such empty segments
+ * are removed, so the log goes on where its data really ends, without an offset gap. The
+ * segment before becomes the active one again: a torn tail it had is truncated now.
+ */
+function dropEmptyTail(segments: Segment[], corruptions: Corruption[], o: OpenOptions): void {
+  while (segments.length > 1) {
+    const last = segments.at(-1)!;
+    const previous = segments.at(-2)!;
+    if (last.size > 0 || previous.nextOffset >= last.baseOffset) return;
+    o.onWarning(`${last.path("log")}: empty segment past the end of the log removed`);
+    last.close();
+    last.deleteFiles();
+    segments.pop();
+    const torn = corruptions.findIndex(
+      (c) => c.segmentBaseOffset === previous.baseOffset && c.toPosition >= previous.size,
+    );
+    if (torn !== -1 && corruptions[torn]!.fromPosition === previous.size) {
+      o.io.truncate(previous.fd, previous.size);
+      corruptions.splice(torn, 1);
+    }
+  }
+}
+
 /** Opens (creating when new) a partition directory and recovers it. */
 export function openLogDirectory(dir: string, o: OpenOptions): OpenedLog {
   try {
@@ -218,18 +274,21 @@ export function openLogDirectory(dir: string, o: OpenOptions): OpenedLog {
       const isLast = nextBase === undefined;
       // A segment may hold unsynced bytes when the recovery point is not below its end.
       const mustScan = !wasClean && (isLast || nextBase > recoveryPoint);
-      const opened = openOneSegment(dir, { baseOffset, isLast, mustScan }, o);
+      const opened = openOneSegment(dir, { baseOffset, nextBase, isLast, mustScan }, o);
       segments.push(opened.segment);
       corruptions.push(...opened.corruptions);
     });
+    dropEmptyTail(segments, corruptions, o);
     if (segments.length === 0) segments.push(createSegment(dir, 0, o));
     for (const segment of segments.slice(0, -1)) segment.seal();
+    // A checkpoint past the end (damaged, or from data since lost) would spare too much.
+    const end = segments.at(-1)!.nextOffset;
     // The marker must be gone for good before any new write, or a crash could pass as clean.
     if (wasClean) {
       fs.rmSync(markerPath);
       syncDirectory(dir);
     }
-    return { segments, corruptions, recoveryPoint, wasClean };
+    return { segments, corruptions, recoveryPoint: Math.min(recoveryPoint, end), wasClean };
   } catch (error) {
     throw ioError(error, `opening partition directory ${dir}`);
   }

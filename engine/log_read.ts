@@ -5,7 +5,7 @@
 // copied in user space. Every returned batch has passed its CRC-32C check, so damage on disk
 // is reported (CORRUPT_BATCH) and never served.
 
-import { assert, SluiceError } from "./errors.ts";
+import { SluiceError } from "./errors.ts";
 import { MAX_BATCH_BYTES_MAX } from "./log_config.ts";
 import {
   BATCH_HEADER_BYTES,
@@ -13,11 +13,7 @@ import {
   batchSizeAt,
   checkBatch,
   lastOffsetDeltaAt,
-  MAGIC_AT,
-  MAGIC_V2,
-  maxTimestampAt,
 } from "./record_batch.ts";
-import { decodeRecordBatch } from "./record_codec.ts";
 import type { Segment } from "./segment.ts";
 import type { Corruption } from "./segment_scan.ts";
 
@@ -78,160 +74,189 @@ export function readLog(
     highWatermark: request.highWatermark,
     logStartOffset,
   };
+  const known = corruptions.find(
+    (c) => c.fromOffset <= request.offset && request.offset < (c.nextValidOffset ?? 0),
+  );
+  if (known !== undefined) {
+    throw corruptError(request, known.segmentBaseOffset, known.fromPosition, known.nextValidOffset);
+  }
   for (let i = floorSegment(segments, request.offset); i < segments.length; i++) {
     const segment = segments[i]!;
     if (segment.visiblePosition === 0 || segment.visibleNextOffset <= request.offset) continue;
-    collect(segment, request, result, corruptions);
+    collect(segment, request, result, {
+      corruptions,
+      nextSegmentBase: segments[i + 1]?.baseOffset,
+    });
     if (result.views.length > 0) break;
   }
   return result;
 }
 
+type DamageContext = { corruptions: Corruption[]; nextSegmentBase: number | undefined };
+
+/** A place in a segment: a byte position and the base offset the batch there must have. */
+type Cursor = { position: number; expected: number };
+
 /** Appends to `result` the batches of one segment that answer the request. */
-function collect(
+export function collect(
   segment: Segment,
   request: ReadRequest,
   result: ReadResult,
-  corruptions: Corruption[],
+  damage: DamageContext,
 ): void {
-  let position = segment.offsetIndex.lookup(request.offset - segment.baseOffset);
-  const end = segment.visiblePosition;
-  while (position < end) {
-    const first = result.sizeBytes === 0;
-    const want = first ? request.maxBytes + READ_AHEAD_BYTES : request.maxBytes - result.sizeBytes;
-    let view = segment.viewAt(position, Math.max(want, BATCH_HEADER_BYTES));
-    if (view.length >= BATCH_HEADER_BYTES && batchSizeAt(view, 0) > view.length) {
-      // A batch larger than the view: read exactly that batch (bounded by the batch limit).
-      view = segment.viewAt(position, Math.min(batchSizeAt(view, 0), MAX_BATCH_BYTES_MAX));
+  let cursor = trustedStart(segment, request.offset);
+  while (cursor.position < segment.visiblePosition) {
+    const view = viewFor(segment, cursor.position, request, result);
+    if (view === undefined) return;
+    const step = scanView(view, cursor.expected, request, result);
+    cursor = { position: cursor.position + step.consumed, expected: step.expected };
+    if (step.problem === undefined) {
+      if (step.done) return;
+      continue;
     }
-    const step = scanView(view, request, result);
-    if (step.problem !== undefined) {
-      if (result.sizeBytes > 0) return;
-      throw corruptError(segment, position + step.consumed, request, corruptions);
-    }
-    if (step.done || step.consumed === 0) return;
-    position += step.consumed;
+    if (result.sizeBytes > 0) return;
+    cursor = resumeAfterDamage(segment, cursor, request, damage);
   }
 }
 
-type ScanStep = { consumed: number; done: boolean; problem: string | undefined };
+/**
+ * A view at `position` holding at least the whole batch that starts there (or everything up
+ * to the visible end, when its length field points past it: the scan reports that). Undefined
+ * when that batch would not fit what is left of maxBytes.
+ */
+function viewFor(
+  segment: Segment,
+  position: number,
+  request: ReadRequest,
+  result: ReadResult,
+): Uint8Array | undefined {
+  const first = result.sizeBytes === 0;
+  const want = first ? request.maxBytes + READ_AHEAD_BYTES : request.maxBytes - result.sizeBytes;
+  const view = segment.viewAt(position, Math.max(want, BATCH_HEADER_BYTES));
+  if (view.length < BATCH_HEADER_BYTES) return view;
+  const size = batchSizeAt(view, 0);
+  if (size <= view.length || size < BATCH_HEADER_BYTES || size > MAX_BATCH_BYTES_MAX) return view;
+  // A batch past what is left of maxBytes would be read whole only to be dropped.
+  if (!first && result.sizeBytes + size > request.maxBytes) return undefined;
+  return segment.viewAt(position, size);
+}
 
-/** Skips batches before the offset and takes whole valid batches up to maxBytes. */
-function scanView(view: Uint8Array, request: ReadRequest, result: ReadResult): ScanStep {
+/**
+ * The index position to start reading `offset` from, after checking that the entry points at
+ * the batch it names. A wrong entry (a damaged index file that passed its checks at open) makes
+ * the segment rebuild its indexes from the log; while unwritten bytes make that impossible,
+ * the read starts from the segment's first batch instead, slower but right.
+ */
+export function trustedStart(segment: Segment, offset: number): Cursor {
+  const entry = segment.offsetIndex.lookupEntry(offset - segment.baseOffset);
+  if (!segment.entryHolds(entry)) {
+    if (segment.hasUnwritten) return { position: 0, expected: segment.baseOffset };
+    segment.rebuildIndexes();
+    return trustedStart(segment, offset);
+  }
+  return { position: entry.position, expected: segment.baseOffset + entry.relativeOffset };
+}
+
+type ScanStep = { consumed: number; expected: number; done: boolean; problem: string | undefined };
+
+/**
+ * Walks the whole batches of a view: each must start at the expected offset and pass its
+ * CRC-32C, also those skipped on the way to the requested offset (a damaged length or offset
+ * delta must not make the walk skip, or land inside, a record the reader asked for). Takes
+ * batches from the requested offset up to maxBytes.
+ */
+function scanView(
+  view: Uint8Array,
+  expected: number,
+  request: ReadRequest,
+  result: ReadResult,
+): ScanStep {
   let at = 0;
   let takenFrom = -1;
   let done = false;
   let problem: string | undefined;
+  let next = expected;
   while (at + BATCH_HEADER_BYTES <= view.length) {
     const size = batchSizeAt(view, at);
-    if (size < BATCH_HEADER_BYTES || view[at + MAGIC_AT] !== MAGIC_V2) {
-      problem = "bad header";
+    if (size > view.length - at && at > 0 && size <= MAX_BATCH_BYTES_MAX) break;
+    const check = checkBatch(view, at, view.length, {
+      sizeMax: MAX_BATCH_BYTES_MAX,
+      checkCrc: true,
+    });
+    if (check !== "ok" || baseOffsetAt(view, at) !== next) {
+      problem = check === "ok" ? "unexpected base offset" : check;
       break;
     }
-    if (at + size > view.length) break;
-    const nextOffset = baseOffsetAt(view, at) + lastOffsetDeltaAt(view, at) + 1;
-    if (nextOffset <= request.offset && takenFrom === -1) {
+    const batchNext = next + lastOffsetDeltaAt(view, at) + 1;
+    if (batchNext <= request.offset) {
       at += size;
+      next = batchNext;
       continue;
     }
     if (result.sizeBytes > 0 && result.sizeBytes + size > request.maxBytes) {
       done = true;
       break;
     }
-    const check = checkBatch(view, at, view.length, { sizeMax: size, checkCrc: true });
-    if (check !== "ok") {
-      problem = check;
-      break;
-    }
     if (takenFrom === -1) takenFrom = at;
     result.sizeBytes += size;
-    result.nextOffset = nextOffset;
+    result.nextOffset = batchNext;
     at += size;
+    next = batchNext;
   }
   if (takenFrom !== -1) result.views.push(view.subarray(takenFrom, at));
-  if (problem === undefined && at < view.length && at + BATCH_HEADER_BYTES > view.length) {
-    // A header cut by the view's end at the end of visible data is damage, not a short read.
-    if (at === 0) problem = "truncated";
+  // Bytes too few for a header where a batch must start: damage (batches end at the visible end).
+  if (problem === undefined && at === 0) problem = "truncated";
+  return { consumed: at, expected: next, done, problem };
+}
+
+/**
+ * After damage at the cursor: where valid batches start again (a region found at open, or a
+ * search forward). Reading goes on from there when the requested offset is at or past it;
+ * otherwise the requested offset lies in the damage and the read fails with CORRUPT_BATCH,
+ * naming an offset after it where reading may resume.
+ */
+function resumeAfterDamage(
+  segment: Segment,
+  cursor: Cursor,
+  request: ReadRequest,
+  damage: DamageContext,
+): Cursor {
+  const known = damage.corruptions.find(
+    (c) =>
+      c.segmentBaseOffset === segment.baseOffset &&
+      c.fromPosition <= cursor.position &&
+      cursor.position < c.toPosition,
+  );
+  const next =
+    known === undefined
+      ? segment.findValidBatch(cursor.position, cursor.expected)
+      : known.nextValidOffset === undefined || known.toPosition >= segment.visiblePosition
+        ? undefined
+        : { position: known.toPosition, baseOffset: known.nextValidOffset };
+  if (next === undefined || next.baseOffset > request.offset) {
+    const resumeAt = next?.baseOffset ?? damage.nextSegmentBase;
+    throw corruptError(request, segment.baseOffset, cursor.position, resumeAt);
   }
-  return { consumed: at, done, problem };
+  return { position: next.position, expected: next.baseOffset };
 }
 
 function corruptError(
-  segment: Segment,
-  position: number,
   request: ReadRequest,
-  corruptions: Corruption[],
+  segmentBaseOffset: number,
+  position: number,
+  nextValidOffset: number | undefined,
 ): SluiceError {
-  const known = corruptions.find(
-    (c) =>
-      c.segmentBaseOffset === segment.baseOffset &&
-      position >= c.fromPosition &&
-      position < c.toPosition,
-  );
-  const nextValidOffset = known?.nextValidOffset ?? nextIndexedOffset(segment, position);
   return new SluiceError(
     "CORRUPT_BATCH",
-    `Log ${request.name} has a damaged batch at position ${position} of segment ` +
-      `${segment.baseOffset} (reading offset ${request.offset}); it is not served` +
+    `Log ${request.name} has damaged data at position ${position} of segment ` +
+      `${segmentBaseOffset} (reading offset ${request.offset}); it is not served` +
       (nextValidOffset === undefined ? "" : `; reading may resume at offset ${nextValidOffset}`),
     {
       log: request.name,
-      segment: segment.baseOffset,
+      segment: segmentBaseOffset,
       position,
       offset: request.offset,
       nextValidOffset,
     },
   );
-}
-
-/** The offset of the first indexed batch after `position`, a place a reader may resume. */
-function nextIndexedOffset(segment: Segment, position: number): number | undefined {
-  const index = segment.offsetIndex;
-  for (let entry = 0; entry < index.count; entry++) {
-    if (index.positionAt(entry) > position)
-      return segment.baseOffset + index.relativeOffsetAt(entry);
-  }
-  return undefined;
-}
-
-/**
- * The first offset whose record timestamp is >= `timestampMs` (Kafka's ListOffsets by time),
- * or undefined when every visible record is older.
- */
-export function offsetForTimestamp(
-  segments: Segment[],
-  name: string,
-  timestampMs: number,
-): number | undefined {
-  if (!Number.isSafeInteger(timestampMs)) {
-    throw new TypeError(`timestamp ${timestampMs} is not an integer`);
-  }
-  for (const segment of segments) {
-    if (segment.visiblePosition === 0 || segment.maxTimestamp < timestampMs) continue;
-    const relativeOffset = segment.timeIndex.lookup(timestampMs);
-    let position = segment.offsetIndex.lookup(relativeOffset);
-    while (position < segment.visiblePosition) {
-      const header = segment.viewAt(position, BATCH_HEADER_BYTES);
-      assert(header.length >= BATCH_HEADER_BYTES, "visible batches are whole");
-      const size = batchSizeAt(header, 0);
-      if (maxTimestampAt(header, 0) >= timestampMs) {
-        const batch = segment.viewAt(position, size);
-        const found = firstOffsetAtOrAfter(batch, timestampMs);
-        if (found !== undefined) return found;
-      }
-      if (size < BATCH_HEADER_BYTES) {
-        throw new SluiceError("CORRUPT_BATCH", `Log ${name} has a damaged batch at ${position}`);
-      }
-      position += size;
-    }
-  }
-  return undefined;
-}
-
-/** Decodes one batch (off the hot path) to find its first record at or after a timestamp. */
-function firstOffsetAtOrAfter(batch: Uint8Array, timestampMs: number): number | undefined {
-  for (const record of decodeRecordBatch(batch).records) {
-    if (record.timestamp >= timestampMs) return record.offset;
-  }
-  return undefined;
 }

@@ -13,7 +13,7 @@
 
 import fs from "node:fs";
 import { join } from "node:path";
-import { assert, ioError, SluiceError } from "./errors.ts";
+import { assert, ioError, isSluiceError, SluiceError } from "./errors.ts";
 import { type FileIO, realFileIO, syncDirectory } from "./io.ts";
 import { type LogConfig, resolveLogConfig } from "./log_config.ts";
 import {
@@ -23,7 +23,8 @@ import {
   openLogDirectory,
   RECOVERY_POINT_FILE,
 } from "./log_open.ts";
-import { offsetForTimestamp, type ReadResult, readLog } from "./log_read.ts";
+import { type ReadResult, readLog } from "./log_read.ts";
+import { offsetForTimestamp } from "./log_time.ts";
 import {
   batchSizeAt,
   checkBatch,
@@ -59,6 +60,9 @@ type PendingAck = {
 
 type Waiter = { resolve: () => void; reject: (error: Error) => void };
 
+/** An open segment as a flush round found it, to roll back to if the round's write fails. */
+type RoundStart = { segment: Segment; before: { position: number; next: number } };
+
 /** How often the recovery point is checkpointed at most, outside of roll and close. */
 const RECOVERY_CHECKPOINT_INTERVAL_MS = 1000;
 
@@ -72,7 +76,11 @@ export class PartitionLog {
   #openOptions: OpenOptions;
   #now: () => number;
   #segments: Segment[];
-  #activeCreatedMs: number;
+  /** When the active segment got its first batch (wall clock); undefined while it is empty. */
+  #activeCreatedMs: number | undefined;
+  /** Sealed segments whose files are fsynced: only these may be deleted by retention. */
+  #durableSealed = new WeakSet<Segment>();
+  #closing: Promise<void> | undefined;
   #producers: ProducerState;
   #acks: PendingAck[] = [];
   #syncWaiters: Waiter[] = [];
@@ -104,10 +112,16 @@ export class PartitionLog {
     this.#recoveryPoint = opened.recoveryPoint;
     this.#producers = rebuildProducerState(this.#segments);
     const active = this.#active;
-    this.#activeCreatedMs = active.firstTimestamp === -1 ? this.#now() : active.firstTimestamp;
+    // A reopened active segment is as old as its first record (never older than now).
+    this.#activeCreatedMs =
+      active.firstTimestamp === -1 ? undefined : Math.min(active.firstTimestamp, this.#now());
+    for (const segment of this.#segments.slice(0, -1)) this.#durableSealed.add(segment);
     const fsync = config.fsync;
     if (typeof fsync === "object") {
-      this.#syncTimer = setInterval(() => this.#requestSync(), fsync.intervalMs);
+      // A failed background fsync already rejects the round's appends and fences the log; the
+      // timer has no caller to tell, and an unhandled rejection would end the process.
+      const sync = () => void this.#requestSync().catch(() => {});
+      this.#syncTimer = setInterval(sync, fsync.intervalMs);
       // A background fsync must not keep a process alive that has nothing else to do.
       (this.#syncTimer as { unref?: () => void }).unref?.();
     }
@@ -192,6 +206,7 @@ export class PartitionLog {
     const baseOffset = this.#active.nextOffset;
     const lastOffset = baseOffset + recordCount - 1;
     this.#active.append(batch, baseOffset, lastOffset, maxTimestampAt(batch, 0));
+    this.#activeCreatedMs ??= this.#now();
     if (producer !== undefined) this.#producers.record(producer, baseOffset);
     return this.#acknowledge(baseOffset, recordCount);
   }
@@ -256,7 +271,8 @@ export class PartitionLog {
     const active = this.#active;
     if (active.size === 0) return;
     const full = active.size + batchBytes > this.config.segmentBytes;
-    const old = this.#now() - this.#activeCreatedMs >= this.config.segmentMs;
+    const created = this.#activeCreatedMs;
+    const old = created !== undefined && this.#now() - created >= this.config.segmentMs;
     // Index entries hold offsets relative to the segment base in a u32.
     const offsetsFull = active.nextOffset + recordCount - active.baseOffset > 0xffff_ffff;
     if (full || old || offsetsFull) this.#roll();
@@ -265,7 +281,7 @@ export class PartitionLog {
   #roll(): void {
     const next = createSegment(this.dir, this.#active.nextOffset, this.#openOptions);
     this.#segments.push(next);
-    this.#activeCreatedMs = this.#now();
+    this.#activeCreatedMs = undefined;
     this.#scheduleFlush();
   }
 
@@ -314,20 +330,24 @@ export class PartitionLog {
     const writes = open.map((segment) => ({
       segment,
       next: segment.nextOffset,
+      before: { position: segment.writtenPosition, next: segment.writtenNextOffset },
       ...segment.unwritten(),
     }));
     try {
-      for (const { segment, position, buffers, end, next } of writes) {
+      for (const { segment, position, buffers } of writes) {
         if (buffers.length > 0) await this.#io.writeAll(segment.fd, buffers, position);
-        segment.markWritten(end, next);
-      }
-      if (sync) {
-        await this.#syncSegments(open);
-        // The recovery point may pass a rolled segment only once its own fsync is done.
-        await this.#sealing;
       }
     } catch (error) {
-      this.#failRound(error, acks, syncWaiters);
+      // Nothing of this round is acknowledged: every open segment goes back to its start.
+      this.#failRound(error, acks, syncWaiters, writes);
+      return;
+    }
+    for (const { segment, end, next } of writes) segment.markWritten(end, next);
+    try {
+      if (sync) await this.#syncRound(open);
+    } catch (error) {
+      // The bytes are in the file but may not be on disk: no rollback can make that true.
+      this.#failRound(error, acks, syncWaiters, undefined);
       return;
     }
     for (const { segment, next } of writes) {
@@ -337,16 +357,29 @@ export class PartitionLog {
     if (sync) this.#advanceRecoveryPoint(writes.at(-1)!.next);
     for (const ack of acks) ack.resolve(ack.result);
     for (const waiter of syncWaiters) waiter.resolve();
-    if (writes.some(({ buffers }) => buffers.length > 0)) {
-      for (const listener of this.#dataListeners) listener();
-    }
+    if (writes.some(({ buffers }) => buffers.length > 0)) this.#notifyData();
     this.#sealRolledSegments();
   }
 
-  async #syncSegments(segments: Segment[]): Promise<void> {
-    for (const segment of segments) {
+  async #syncRound(open: Segment[]): Promise<void> {
+    for (const segment of open) {
       await this.#io.datasync(segment.fd);
       await this.#persistIndexes(segment);
+    }
+    // The recovery point may pass a rolled segment only once its own fsync is done, and an
+    // acknowledgement may not stand on a rolled segment whose fsync failed.
+    await this.#sealing;
+    if (this.#fenced !== undefined) throw this.#fenced;
+  }
+
+  #notifyData(): void {
+    for (const listener of this.#dataListeners) {
+      try {
+        listener();
+      } catch (error) {
+        // A listener belongs to a reader; its failure must not break the write path.
+        this.#openOptions.onWarning(`a data listener of ${this.name} failed: ${String(error)}`);
+      }
     }
   }
 
@@ -360,17 +393,23 @@ export class PartitionLog {
   }
 
   /**
-   * A failed write or fsync. Disk full (ENOSPC) rolls the log back to before this round and
-   * rejects the round's appends as retriable: nothing half-written stays, and appends work
-   * again once space is freed. Any other failure, and any failed fsync, fences the log: after
-   * a failed fsync the kernel may have dropped dirty pages, so the only safe state is the one
-   * recovery finds when the log is reopened.
+   * A failed write or fsync. A write that failed with disk full (ENOSPC) rolls the log back to
+   * before this round (`rollBackTo`) and rejects the round's appends as retriable: nothing
+   * half-written stays, and appends work again once space is freed. Any other write failure,
+   * and any failed fsync, fences the log: after a failed fsync the kernel may have dropped
+   * dirty pages, so the only safe state is the one recovery finds when the log is reopened.
    */
-  #failRound(error: unknown, acks: PendingAck[], syncWaiters: Waiter[]): void {
-    const failure = ioError(error, `writing ${this.name}`);
-    const rolledBack = failure.code === "DISK_FULL" && this.#rollBack();
+  #failRound(
+    error: unknown,
+    acks: PendingAck[],
+    syncWaiters: Waiter[],
+    rollBackTo: RoundStart[] | undefined,
+  ): void {
+    const failure = isSluiceError(error) ? error : ioError(error, `writing ${this.name}`);
+    const rolledBack =
+      failure.code === "DISK_FULL" && rollBackTo !== undefined && this.#rollBack(rollBackTo);
     if (!rolledBack) {
-      this.#fenced = new SluiceError(
+      this.#fenced ??= new SluiceError(
         "LOG_FENCED",
         `Log ${this.name} refuses writes after a failed write or fsync ` +
           `(${failure.message}); reopen it to recover`,
@@ -385,18 +424,22 @@ export class PartitionLog {
     this.#syncWaiters = [];
   }
 
-  /** Truncates every open segment back to what is in its file; false if that fails too. */
-  #rollBack(): boolean {
+  /**
+   * Truncates the first open segment back to where it stood when the failed round began and
+   * deletes the open segments after it (rolled during the round or since); false if that
+   * fails too.
+   */
+  #rollBack(round: RoundStart[]): boolean {
     try {
-      const open = this.#segments.filter((segment) => !segment.sealed);
-      const first = open[0]!;
-      for (const segment of open.slice(1)) {
+      const first = round[0]!;
+      for (const segment of this.#segments.filter((s) => !s.sealed && s !== first.segment)) {
         segment.close();
         segment.deleteFiles();
       }
-      this.#segments = this.#segments.filter((s) => s.sealed || s === first);
-      first.truncateTo(first.writtenPosition, first.writtenNextOffset);
-      this.#producers.truncateFrom(first.writtenNextOffset);
+      this.#segments = this.#segments.filter((s) => s.sealed || s === first.segment);
+      first.segment.truncateTo(first.before.position, first.before.next);
+      this.#producers.truncateFrom(first.before.next);
+      if (first.segment.size === 0) this.#activeCreatedMs = undefined;
       return true;
     } catch {
       return false;
@@ -427,6 +470,7 @@ export class PartitionLog {
       await syncFile(segment.path("index"));
       await syncFile(segment.path("timeindex"));
       syncDirectory(this.dir);
+      this.#durableSealed.add(segment);
       this.#advanceRecoveryPoint(segment.nextOffset);
     } catch (error) {
       this.#fenced ??= new SluiceError(
@@ -447,10 +491,18 @@ export class PartitionLog {
     this.#writeRecoveryPoint();
   }
 
+  /**
+   * The checkpoint is an optimisation (recovery scans less): failing to write it, for example
+   * on a full disk, is reported and costs only a longer recovery.
+   */
   #writeRecoveryPoint(): void {
     const temp = join(this.dir, `${RECOVERY_POINT_FILE}.tmp`);
-    fs.writeFileSync(temp, `${this.#recoveryPoint}\n`);
-    fs.renameSync(temp, join(this.dir, RECOVERY_POINT_FILE));
+    try {
+      fs.writeFileSync(temp, `${this.#recoveryPoint}\n`);
+      fs.renameSync(temp, join(this.dir, RECOVERY_POINT_FILE));
+    } catch (error) {
+      this.#openOptions.onWarning(`${this.name}: recovery point not saved: ${String(error)}`);
+    }
   }
 
   /**
@@ -479,7 +531,7 @@ export class PartitionLog {
   /** The first offset whose record timestamp is >= `timestampMs`, or undefined if none is. */
   offsetForTimestamp(timestampMs: number): number | undefined {
     if (this.#closed) throw new SluiceError("LOG_CLOSED", `Log ${this.name} is closed`);
-    return offsetForTimestamp(this.#segments, this.name, timestampMs);
+    return offsetForTimestamp(this.#segments, this.corruptions, this.name, timestampMs);
   }
 
   /** Writes and fsyncs everything appended so far, whatever the policy. */
@@ -488,19 +540,25 @@ export class PartitionLog {
     if (refused !== undefined) throw refused;
     await this.#requestSync();
     await this.#sealing;
+    if (this.#fenced !== undefined) throw this.#fenced;
   }
 
   /**
    * Deletes whole sealed segments past retention (by age of their newest record, then by
    * total size) and advances the log start offset. Returns the number of segments deleted.
    */
-  applyRetention(nowMs = this.#now()): number {
+  async applyRetention(nowMs = this.#now()): Promise<number> {
+    if (this.#closed) return 0;
+    // Rolled segments become deletable once their background fsync is done.
+    await this.#sealing;
+    if (this.#closed) return 0;
     const { retentionMs, retentionBytes } = this.config;
     let total = this.sizeBytes;
     let deleted = 0;
     while (this.#segments.length > 1) {
       const oldest = this.#segments[0]!;
-      if (!oldest.sealed) break;
+      // A segment still being fsynced after its roll waits for the next retention pass.
+      if (!oldest.sealed || !this.#durableSealed.has(oldest)) break;
       const expired = retentionMs >= 0 && oldest.maxTimestamp < nowMs - retentionMs;
       const oversized = retentionBytes >= 0 && total - oldest.size >= retentionBytes;
       if (!expired && !oversized) break;
@@ -514,26 +572,36 @@ export class PartitionLog {
   }
 
   /** Flushes, fsyncs, checkpoints and marks a clean shutdown; the log is unusable afterwards. */
-  async close(): Promise<void> {
-    if (this.#closed) return;
+  close(): Promise<void> {
+    this.#closing ??= this.#close();
+    return this.#closing;
+  }
+
+  async #close(): Promise<void> {
     if (this.#syncTimer !== undefined) clearInterval(this.#syncTimer);
+    // Refuse new appends first, so everything acknowledged below is everything there is.
+    this.#closed = true;
     let clean = this.#fenced === undefined;
     if (clean) {
       try {
-        await this.flush();
+        await this.#requestSync();
+        await this.#sealing;
+        clean = this.#fenced === undefined;
       } catch {
         clean = false;
       }
     }
-    this.#closed = true;
     this.#rejectAll(new SluiceError("LOG_CLOSED", `Log ${this.name} is closed`));
-    if (clean) {
-      this.#recoveryPoint = this.logEndOffset;
-      this.#writeRecoveryPoint();
-      fs.writeFileSync(join(this.dir, CLEAN_SHUTDOWN_FILE), "");
-      syncDirectory(this.dir);
+    try {
+      if (clean) {
+        this.#recoveryPoint = this.#active.writtenNextOffset;
+        this.#writeRecoveryPoint();
+        fs.writeFileSync(join(this.dir, CLEAN_SHUTDOWN_FILE), "");
+        syncDirectory(this.dir);
+      }
+    } finally {
+      for (const segment of this.#segments) segment.close();
     }
-    for (const segment of this.#segments) segment.close();
   }
 }
 

@@ -16,7 +16,15 @@ import fs from "node:fs";
 import { join } from "node:path";
 import { assert, ioError } from "./errors.ts";
 import type { FileIO } from "./io.ts";
-import { patchBaseOffset } from "./record_batch.ts";
+import { MAX_BATCH_BYTES_MAX } from "./log_config.ts";
+import {
+  BATCH_HEADER_BYTES,
+  baseOffsetAt,
+  MAGIC_AT,
+  MAGIC_V2,
+  patchBaseOffset,
+} from "./record_batch.ts";
+import { findValidBatch, fullScanStart, scanSegment } from "./segment_scan.ts";
 import { indexBatch, type OffsetIndex, type TimeIndex } from "./sparse_index.ts";
 
 /** Appends are copied into chunks of this size (a larger batch gets a chunk of its own). */
@@ -203,7 +211,7 @@ export class Segment {
       for (let i = this.#chunks.length - 1; i >= 0; i--) {
         const chunk = this.#chunks[i]!;
         if (position < chunk.position) continue;
-        const stop = Math.min(end, chunk.position + chunk.length) - chunk.position;
+        const stop = Math.min(end, chunk.position + chunk.length, position + want) - chunk.position;
         return chunk.bytes.subarray(position - chunk.position, stop);
       }
     }
@@ -224,6 +232,43 @@ export class Segment {
       this.#mapping = undefined;
     }
     return this.#mapping;
+  }
+
+  /**
+   * Whether the batch an index entry names really starts where it says. Index files are
+   * derived data checked only at their tail on open; a read checks the entry it uses.
+   */
+  entryHolds(entry: { relativeOffset: number; position: number }): boolean {
+    if (entry.position === 0) return true;
+    if (entry.position + BATCH_HEADER_BYTES > this.visiblePosition) return false;
+    const head = this.viewAt(entry.position, BATCH_HEADER_BYTES);
+    if (head.length < BATCH_HEADER_BYTES || head[MAGIC_AT] !== MAGIC_V2) return false;
+    return baseOffsetAt(head, 0) === this.baseOffset + entry.relativeOffset;
+  }
+
+  /** Where valid batches start again after damage at `position` (see findValidBatch). */
+  findValidBatch(position: number, minOffset: number) {
+    return findValidBatch(this.fd, this.#io, position + 1, this.visiblePosition, minOffset);
+  }
+
+  /** Replaces the indexes with ones rebuilt from the log, in memory and on disk. */
+  rebuildIndexes(): void {
+    assert(!this.hasUnwritten, "indexes are rebuilt from written bytes only");
+    const scan = scanSegment(this.fd, this.#io, {
+      fileBytes: this.visiblePosition,
+      baseOffset: this.baseOffset,
+      from: fullScanStart(this.baseOffset),
+      sizeMax: MAX_BATCH_BYTES_MAX,
+      indexIntervalBytes: this.#interval,
+    });
+    this.offsetIndex = scan.offsetIndex;
+    this.timeIndex = scan.timeIndex;
+    this.bytesSinceIndexEntry = scan.bytesSinceIndexEntry;
+    this.markIndexesPersisted(0, 0);
+    const { offset, time } = this.unpersistedIndexes();
+    fs.writeFileSync(this.path("index"), offset);
+    fs.writeFileSync(this.path("timeindex"), time);
+    this.markIndexesPersisted(this.offsetIndex.count, this.timeIndex.count);
   }
 
   /** Makes the segment immutable once everything is written; it is then read by mapping. */

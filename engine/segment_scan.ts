@@ -8,6 +8,7 @@
 //   corruption:  [ok][ok][bit-flipped][ok][ok]<EOF>     valid batches follow the bad bytes
 
 import type { FileIO } from "./io.ts";
+import { MAX_BATCH_BYTES_MAX } from "./log_config.ts";
 import {
   BATCH_HEADER_BYTES,
   type BatchProblem,
@@ -120,7 +121,9 @@ export function scanSegment(fd: number, io: FileIO, options: ScanOptions): ScanR
     const problem = checkAt(window, position, options);
     const head = window.at(position, BATCH_HEADER_BYTES);
     const baseOffset = problem === "ok" ? baseOffsetAt(head.bytes, head.at) : -1;
-    if (problem === "ok" && baseOffset >= result.nextOffset) {
+    // Offsets are assigned contiguously and the CRC does not cover baseOffset: a batch that
+    // does not start at the expected offset is damaged, however valid the rest of it is.
+    if (problem === "ok" && baseOffset === result.nextOffset) {
       const size = batchSizeAt(head.bytes, head.at);
       const maxTimestamp = maxTimestampAt(head.bytes, head.at);
       indexBatch(result, { baseOffset, position, size, maxTimestamp }, options.indexIntervalBytes);
@@ -170,4 +173,25 @@ function findNextBatch(
     if (baseOffset >= minOffset) return { position, baseOffset };
   }
   return undefined;
+}
+
+/**
+ * The first fully valid batch at or after `from` in `fd[0 .. fileBytes)` with a base offset
+ * of at least `minOffset`: where reading may resume after damage found by a read.
+ */
+export function findValidBatch(
+  fd: number,
+  io: FileIO,
+  from: number,
+  fileBytes: number,
+  minOffset: number,
+): { position: number; baseOffset: number } | undefined {
+  const options: ScanOptions = {
+    fileBytes,
+    baseOffset: minOffset,
+    from: fullScanStart(minOffset),
+    sizeMax: MAX_BATCH_BYTES_MAX,
+    indexIntervalBytes: Number.MAX_SAFE_INTEGER,
+  };
+  return findNextBatch(new Window(fd, io, fileBytes), from, minOffset, options);
 }

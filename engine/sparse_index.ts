@@ -77,6 +77,13 @@ export class OffsetIndex {
     this.#count++;
   }
 
+  /** The last entry whose relative offset is <= relativeOffset; { 0, 0 } if none. */
+  lookupEntry(relativeOffset: number): { relativeOffset: number; position: number } {
+    const entry = floorIndex(this.#relativeOffsets, this.#count, relativeOffset);
+    if (entry === -1) return { relativeOffset: 0, position: 0 };
+    return { relativeOffset: this.#relativeOffsets[entry]!, position: this.#positions[entry]! };
+  }
+
   /** Position of the last indexed batch whose base offset is <= relativeOffset; 0 if none. */
   lookup(relativeOffset: number): number {
     const entry = floorIndex(this.#relativeOffsets, this.#count, relativeOffset);
@@ -157,6 +164,13 @@ export class TimeIndex {
     // The last entry with timestamp < target is the floor of (target - 1) on integer times.
     const entry = floorIndex(this.#timestamps, this.#count, timestamp - 1);
     return entry === -1 ? 0 : this.#relativeOffsets[entry]!;
+  }
+
+  /** The last entry whose timestamp is below `timestamp`, or undefined if none is. */
+  lookupEntry(timestamp: number): { timestamp: number; relativeOffset: number } | undefined {
+    const entry = floorIndex(this.#timestamps, this.#count, timestamp - 1);
+    if (entry === -1) return undefined;
+    return { timestamp: this.#timestamps[entry]!, relativeOffset: this.#relativeOffsets[entry]! };
   }
 
   truncateToRelativeOffset(relativeOffset: number): void {
