@@ -100,13 +100,14 @@ function firstTimestampOf(fd: number, io: FileIO, fileBytes: number): number {
 }
 
 /**
- * Where a tail scan starts: the last offset-index entry, or the batch of the last time-index
- * entry when that is earlier (a time index cut short would otherwise hide the newest
- * timestamps of the batches between the two).
+ * Where a tail scan starts: the last offset-index entry. A time index that is empty while the
+ * offset index is not was lost (every indexed batch adds a time entry unless its timestamps
+ * stopped growing, and the first always grows past -1): the scan starts over from the first
+ * batch then, so that the segment's newest timestamp is not underestimated.
  */
 function tailStart(offsetIndex: OffsetIndex, timeIndex: TimeIndex): number {
-  const timePosition = timeIndex.count === 0 ? 0 : offsetIndex.lookup(timeIndex.lastRelativeOffset);
-  return Math.min(offsetIndex.lastPosition, timePosition);
+  if (offsetIndex.count > 0 && timeIndex.count === 0) return 0;
+  return offsetIndex.lastPosition;
 }
 
 /** Scans only past the indexed part; undefined when the indexes must be rebuilt. */

@@ -362,9 +362,11 @@ export class PartitionLog {
   }
 
   async #syncRound(open: Segment[]): Promise<void> {
-    for (const segment of open) {
-      await this.#io.datasync(segment.fd);
-      await this.#persistIndexes(segment);
+    for (const segment of open) await this.#io.datasync(segment.fd);
+    // Index files are derived and checked on open: they are written with the recovery-point
+    // checkpoint (at most once a second), at seal and at close, not on every acknowledgement.
+    if (this.#checkpointDue()) {
+      for (const segment of open) await this.#persistIndexes(segment);
     }
     // The recovery point may pass a rolled segment only once its own fsync is done, and an
     // acknowledgement may not stand on a rolled segment whose fsync failed.
@@ -482,12 +484,15 @@ export class PartitionLog {
     }
   }
 
+  #checkpointDue(): boolean {
+    return this.#now() - this.#recoveryCheckpointMs >= RECOVERY_CHECKPOINT_INTERVAL_MS;
+  }
+
   #advanceRecoveryPoint(offset: number): void {
     if (offset <= this.#recoveryPoint) return;
     this.#recoveryPoint = offset;
-    const now = this.#now();
-    if (now - this.#recoveryCheckpointMs < RECOVERY_CHECKPOINT_INTERVAL_MS) return;
-    this.#recoveryCheckpointMs = now;
+    if (!this.#checkpointDue()) return;
+    this.#recoveryCheckpointMs = this.#now();
     this.#writeRecoveryPoint();
   }
 
@@ -586,6 +591,9 @@ export class PartitionLog {
       try {
         await this.#requestSync();
         await this.#sealing;
+        for (const segment of this.#segments) {
+          if (!segment.sealed) await this.#persistIndexes(segment);
+        }
         clean = this.#fenced === undefined;
       } catch {
         clean = false;

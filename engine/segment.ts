@@ -44,7 +44,21 @@ export function parseSegmentFileName(name: string): number | undefined {
   return Number.isSafeInteger(baseOffset) ? baseOffset : undefined;
 }
 
-type Chunk = { position: number; bytes: Uint8Array; length: number };
+/** `escaped`: a reader was given a view of it, so its memory may never be reused. */
+type Chunk = { position: number; bytes: Uint8Array; length: number; escaped: boolean };
+
+/**
+ * Written chunks no reader ever saw, kept for reuse: writing into memory already touched is
+ * several times faster than into fresh pages, and a producer with no tail reader recycles
+ * every chunk. Shared by all segments of the process, bounded.
+ */
+const chunkPool: Uint8Array[] = [];
+const CHUNK_POOL_MAX = 32;
+
+function recycle(chunk: Chunk): void {
+  const reusable = !chunk.escaped && chunk.bytes.length === WRITE_CHUNK_BYTES;
+  if (reusable && chunkPool.length < CHUNK_POOL_MAX) chunkPool.push(chunk.bytes);
+}
 
 /** What a segment knows about itself after it has been opened and checked. */
 export type SegmentState = {
@@ -143,10 +157,12 @@ export class Segment {
   #chunkFor(size: number): Chunk {
     const last = this.#chunks.at(-1);
     if (last !== undefined && last.bytes.length - last.length >= size) return last;
+    const pooled = size <= WRITE_CHUNK_BYTES ? chunkPool.pop() : undefined;
     const chunk = {
       position: this.size,
-      bytes: new Uint8Array(Math.max(size, WRITE_CHUNK_BYTES)),
+      bytes: pooled ?? new Uint8Array(Math.max(size, WRITE_CHUNK_BYTES)),
       length: 0,
+      escaped: false,
     };
     this.#chunks.push(chunk);
     return chunk;
@@ -176,6 +192,7 @@ export class Segment {
       if (oldest.position + oldest.length > this.writtenPosition) break;
       cached -= oldest.length;
       this.#chunks.shift();
+      recycle(oldest);
     }
   }
 
@@ -212,6 +229,7 @@ export class Segment {
         const chunk = this.#chunks[i]!;
         if (position < chunk.position) continue;
         const stop = Math.min(end, chunk.position + chunk.length, position + want) - chunk.position;
+        chunk.escaped = true;
         return chunk.bytes.subarray(position - chunk.position, stop);
       }
     }
@@ -275,6 +293,7 @@ export class Segment {
   seal(): void {
     assert(!this.hasUnwritten, "seal after every byte is written");
     this.#sealed = true;
+    for (const chunk of this.#chunks) recycle(chunk);
     this.#chunks = [];
   }
 
