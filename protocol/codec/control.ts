@@ -7,7 +7,14 @@ import { ProtocolError } from "../errors.ts";
 import type { Reader, Writer } from "../wire.ts";
 
 // Plain maps and arrays only (no msgpackr record extension), so any MessagePack reader works.
-const packr = new Packr({ useRecords: false, mapsAsObjects: true, moreTypes: false });
+// int64/uint64 read as numbers (msgpackr's default is BigInt, which intField would reject):
+// the spec allows any integer type; a value past 2^53 reads as an unsafe number and is refused.
+const packr = new Packr({
+  useRecords: false,
+  mapsAsObjects: true,
+  moreTypes: false,
+  int64AsType: "number",
+});
 
 export type Fields = Record<string, unknown>;
 

@@ -1,0 +1,602 @@
+// The consumer: partitions from a group subscription (broker-side assignment, group_member.ts)
+// or assigned by hand; long-poll fetches (PROTOCOL.md section 6); start positions from the
+// group's committed offsets, else the reset policy; commits automatic or by hand.
+//
+//   poll() ──► resolve unknown positions (OffsetFetch, then ListOffsets) ──► Fetch (long poll)
+//          ──► records at or past each position ──► positions move past the last whole batch
+//
+// Delivery is at least once. Auto-commit (every autoCommitIntervalMs, before each heartbeat,
+// and on close) commits only what the application has finished with: the records of the
+// previous poll() when the next one starts, or a record yielded by the async iterator once the
+// iterator is asked for the next one. commit() with no argument commits everything delivered.
+
+import { API } from "../codec/frames.ts";
+import { readFetchResponse, writeFetchRequest } from "../codec/fetch.ts";
+import { WIRE_ERRORS, errorFromWire } from "../errors.ts";
+import { appendTo } from "./collections.ts";
+import { offsetSpecTimestamp } from "./admin.ts";
+import { REQUEST_TIMEOUT_MS_DEFAULT } from "./connection.ts";
+import {
+  type ConsumerRecord,
+  type FetchLimits,
+  type OffsetReset,
+  type PartitionState,
+  buildFetchRequest,
+  moveTo,
+  newPartitionState,
+  partitionKey,
+  recordsFrom,
+} from "./consumer_fetch.ts";
+import {
+  commitOffsets,
+  fetchOffsets,
+  listOffsets,
+  type OffsetToCommit,
+  type TopicPartitions,
+} from "./control_calls.ts";
+import { ClientError, isRetriable } from "./errors.ts";
+import { GroupMember } from "./group_member.ts";
+import { type ClientOptions, Session } from "./session.ts";
+
+export type { ConsumerRecord, OffsetReset };
+
+export const MAX_WAIT_MS_DEFAULT = 500;
+export const MAX_BYTES_DEFAULT = 50 * 1024 * 1024;
+export const PARTITION_MAX_BYTES_DEFAULT = 1024 * 1024;
+export const AUTO_COMMIT_INTERVAL_MS_DEFAULT = 5_000;
+/** The server clamps a fetch's max_wait_ms here (PROTOCOL.md section 8). */
+const MAX_WAIT_MS_MAX = 60_000;
+
+export type ConsumerOptions = ClientOptions & {
+  /** The consumer group: needed by subscribe() and for commits. */
+  group?: string;
+  autoCommit?: boolean;
+  autoCommitIntervalMs?: number;
+  /** Where to start without a committed offset, and after OFFSET_OUT_OF_RANGE. */
+  autoOffsetReset?: OffsetReset;
+  maxWaitMs?: number;
+  minBytes?: number;
+  maxBytes?: number;
+  partitionMaxBytes?: number;
+  rebalanceTimeoutMs?: number;
+};
+
+export type TopicPartition = { topic: string; partition: number };
+
+type Settings = FetchLimits & {
+  autoCommit: boolean;
+  autoCommitIntervalMs: number;
+  autoOffsetReset: OffsetReset;
+  requestTimeoutMs: number;
+  rebalanceTimeoutMs: number | undefined;
+};
+
+type Fetched = { state: PartitionState; generation: number; records: ConsumerRecord[] };
+
+function integerIn(name: string, value: number | undefined, fallback: number, max: number) {
+  const resolved = value ?? fallback;
+  if (!Number.isSafeInteger(resolved) || resolved < 0 || resolved > max) {
+    throw new RangeError(`${name} ${resolved} is not an integer in [0, ${max}]`);
+  }
+  return resolved;
+}
+
+function resolveSettings(options: ConsumerOptions): Settings {
+  const reset = options.autoOffsetReset ?? "latest";
+  if (reset !== "earliest" && reset !== "latest") {
+    throw new TypeError(`autoOffsetReset ${String(reset)} must be "earliest" or "latest"`);
+  }
+  const u32 = 0xffff_ffff;
+  return {
+    maxWaitMs: integerIn("maxWaitMs", options.maxWaitMs, MAX_WAIT_MS_DEFAULT, MAX_WAIT_MS_MAX),
+    minBytes: integerIn("minBytes", options.minBytes, 1, u32),
+    maxBytes: integerIn("maxBytes", options.maxBytes, MAX_BYTES_DEFAULT, u32),
+    partitionMaxBytes: integerIn(
+      "partitionMaxBytes",
+      options.partitionMaxBytes,
+      PARTITION_MAX_BYTES_DEFAULT,
+      u32,
+    ),
+    autoCommit: options.autoCommit ?? true,
+    autoCommitIntervalMs: integerIn(
+      "autoCommitIntervalMs",
+      options.autoCommitIntervalMs,
+      AUTO_COMMIT_INTERVAL_MS_DEFAULT,
+      2 ** 31 - 1,
+    ),
+    autoOffsetReset: reset,
+    requestTimeoutMs: options.requestTimeoutMs ?? REQUEST_TIMEOUT_MS_DEFAULT,
+    rebalanceTimeoutMs: options.rebalanceTimeoutMs,
+  };
+}
+
+function checkTopicPartition(value: TopicPartition, what: string): void {
+  if (typeof value !== "object" || value === null || typeof value.topic !== "string") {
+    throw new TypeError(`${what} needs a topic name`);
+  }
+  if (!Number.isSafeInteger(value.partition) || value.partition < 0) {
+    throw new RangeError(`${what}: partition ${value.partition} is not a non-negative integer`);
+  }
+}
+
+function byTopic(states: readonly { topic: string; partition: number }[]): TopicPartitions[] {
+  const topics = new Map<string, number[]>();
+  for (const { topic, partition } of states) {
+    appendTo(topics, topic, partition);
+  }
+  return [...topics].map(([topic, partitions]) => ({ topic, partitions }));
+}
+
+export class Consumer {
+  /** Fetches only: a long poll holds up what is behind it on its connection. */
+  #fetchSession: Session;
+  /** Heartbeats, commits and offset lookups, never stuck behind a long poll. */
+  #session: Session;
+  #settings: Settings;
+  #group: string | undefined;
+  #mode: "none" | "subscribe" | "assign" = "none";
+  #member: GroupMember | undefined;
+  #states = new Map<string, PartitionState>();
+  #startReset: OffsetReset;
+  #fatal: Error | undefined;
+  /** A partition's failure, thrown by the next poll. */
+  #deferred: Error | undefined;
+  #wakers = new Set<() => void>();
+  #rotation = 0;
+  #polling = false;
+  #failures = 0;
+  #autoCommitTimer: ReturnType<typeof setTimeout> | undefined;
+  #closed = false;
+
+  constructor(options: ConsumerOptions = {}) {
+    this.#settings = resolveSettings(options);
+    if (options.group !== undefined && typeof options.group !== "string") {
+      throw new TypeError("group must be a string");
+    }
+    this.#group = options.group;
+    this.#startReset = this.#settings.autoOffsetReset;
+    this.#session = new Session(options);
+    this.#fetchSession = new Session(options);
+  }
+
+  /** The member id the group gave this consumer, once joined. */
+  get memberId(): string | null {
+    return this.#member?.memberId ?? null;
+  }
+
+  /** The partitions this consumer reads now. */
+  assignment(): TopicPartition[] {
+    return [...this.#states.values()].map(({ topic, partition }) => ({ topic, partition }));
+  }
+
+  /**
+   * Joins `group` (or the one given to the constructor) for these topics; the server assigns
+   * partitions. `fromBeginning` starts partitions without a committed offset at the earliest.
+   */
+  subscribe(
+    topics: readonly string[],
+    options: { group?: string; fromBeginning?: boolean } = {},
+  ): void {
+    if (!Array.isArray(topics) || topics.some((t) => typeof t !== "string" || t.length === 0)) {
+      throw new TypeError("subscribe() needs an array of topic names");
+    }
+    const group = options.group ?? this.#group;
+    if (typeof group !== "string") throw new TypeError("subscribe() needs a group");
+    this.#checkMode("subscribe");
+    if (options.fromBeginning !== undefined) {
+      this.#startReset = options.fromBeginning ? "earliest" : "latest";
+    }
+    if (this.#member !== undefined) {
+      if (group !== this.#group) throw new TypeError("a consumer stays in one group");
+      this.#member.subscribe([...topics]);
+      return;
+    }
+    this.#group = group;
+    this.#member = new GroupMember(this.#session, group, [...topics], {
+      rebalanceTimeoutMs: this.#settings.rebalanceTimeoutMs,
+      hooks: {
+        beforeHeartbeat: () => this.#autoCommitBeforeHeartbeat(),
+        onAssignment: (assignment) => this.#applyAssignment(assignment),
+        onFatal: (error) => {
+          this.#fatal = error;
+          this.#wake();
+        },
+      },
+    });
+    this.#member.start();
+    this.#armAutoCommit();
+  }
+
+  /**
+   * Reads these partitions without group membership, from `offset` when given, else from the
+   * group's committed offset (with a group), else per autoOffsetReset. Replaces the previous
+   * assignment.
+   */
+  assign(partitions: readonly (TopicPartition & { offset?: number })[]): void {
+    if (!Array.isArray(partitions)) throw new TypeError("assign() needs an array of partitions");
+    for (const p of partitions) checkTopicPartition(p, "assign()");
+    this.#checkMode("assign");
+    const next = new Map<string, PartitionState>();
+    for (const { topic, partition, offset } of partitions) {
+      const key = partitionKey(topic, partition);
+      const state =
+        this.#states.get(key) ??
+        newPartitionState(topic, partition, this.#startReset, this.#group !== undefined);
+      if (offset !== undefined) moveTo(state, checkedOffset(offset));
+      next.set(key, state);
+    }
+    this.#states = next;
+    this.#armAutoCommit();
+    this.#wake();
+  }
+
+  #checkMode(mode: "subscribe" | "assign"): void {
+    if (this.#closed) throw new ClientError("CLOSED", "The consumer was closed");
+    if (this.#mode !== "none" && this.#mode !== mode) {
+      throw new TypeError(`${mode}() cannot follow ${this.#mode}() on one consumer`);
+    }
+    this.#mode = mode;
+  }
+
+  #applyAssignment(assignment: TopicPartitions[]): void {
+    const next = new Map<string, PartitionState>();
+    for (const { topic, partitions } of assignment) {
+      for (const partition of partitions) {
+        const key = partitionKey(topic, partition);
+        next.set(
+          key,
+          this.#states.get(key) ?? newPartitionState(topic, partition, this.#startReset, true),
+        );
+      }
+    }
+    this.#states = next;
+    this.#wake();
+  }
+
+  /** Moves a partition's position; the next fetch reads from `offset`. */
+  seek(target: TopicPartition & { offset: number }): void {
+    checkTopicPartition(target, "seek()");
+    const state = this.#states.get(partitionKey(target.topic, target.partition));
+    if (state === undefined) {
+      throw new RangeError(`${target.topic}-${target.partition} is not assigned to this consumer`);
+    }
+    moveTo(state, checkedOffset(target.offset));
+    this.#wake();
+  }
+
+  /**
+   * Moves partitions (default: all assigned) to the first record at or after `timestamp`, or
+   * to the end where there is none.
+   */
+  async seekToTimestamp(timestamp: number, partitions?: readonly TopicPartition[]): Promise<void> {
+    offsetSpecTimestamp(timestamp);
+    const targets = partitions ?? this.assignment();
+    for (const p of targets) checkTopicPartition(p, "seekToTimestamp()");
+    let queries = targets.map(({ topic, partition }) => ({ topic, partition, timestamp }));
+    // Partitions with no record that late go to their end, in a second round.
+    for (let round = 0; round < 2 && queries.length > 0; round++) {
+      const answers = await listOffsets(this.#session, queries);
+      queries = [];
+      for (const answer of answers) {
+        const { topic, partition, offset, errorCode } = answer;
+        if (errorCode !== 0) throw errorFromWire(errorCode, `offset of ${topic}-${partition}`);
+        if (offset < 0) {
+          queries.push({ topic, partition, timestamp: offsetSpecTimestamp("latest") });
+          continue;
+        }
+        const state = this.#states.get(partitionKey(topic, partition));
+        if (state !== undefined) moveTo(state, offset);
+      }
+    }
+    this.#wake();
+  }
+
+  pause(partitions: readonly TopicPartition[]): void {
+    this.#setPaused(partitions, true);
+  }
+
+  resume(partitions: readonly TopicPartition[]): void {
+    this.#setPaused(partitions, false);
+    this.#wake();
+  }
+
+  #setPaused(partitions: readonly TopicPartition[], paused: boolean): void {
+    for (const p of partitions) {
+      checkTopicPartition(p, paused ? "pause()" : "resume()");
+      const state = this.#states.get(partitionKey(p.topic, p.partition));
+      if (state !== undefined) state.paused = paused;
+    }
+  }
+
+  /**
+   * Fetches the next records: waits up to `maxWaitMs` for at least minBytes. Returns [] when
+   * nothing came, on a retriable failure (after a backoff), and once the consumer is closed.
+   * The records of the previous poll count as processed from now on (for auto-commit).
+   */
+  async poll(options: { maxWaitMs?: number } = {}): Promise<ConsumerRecord[]> {
+    const maxWaitMs = integerIn(
+      "maxWaitMs",
+      options.maxWaitMs,
+      this.#settings.maxWaitMs,
+      MAX_WAIT_MS_MAX,
+    );
+    if (this.#polling) throw new TypeError("poll() called while another poll is running");
+    this.#polling = true;
+    try {
+      for (const state of this.#states.values()) state.consumed = state.delivered;
+      const fetched = await this.#pollOnce(maxWaitMs);
+      const records: ConsumerRecord[] = [];
+      for (const { state, records: batch } of fetched) {
+        if (batch.length === 0) continue;
+        state.delivered = batch[batch.length - 1]!.offset + 1;
+        for (const record of batch) records.push(record);
+      }
+      return records;
+    } finally {
+      this.#polling = false;
+    }
+  }
+
+  /** Records one at a time, until the consumer is closed. */
+  async *[Symbol.asyncIterator](): AsyncGenerator<ConsumerRecord, void, undefined> {
+    if (this.#polling) throw new TypeError("iteration started while a poll is running");
+    this.#polling = true;
+    try {
+      while (!this.#closed) {
+        const fetched = await this.#pollOnce(this.#settings.maxWaitMs);
+        for (const { state, generation, records } of fetched) {
+          for (const record of records) {
+            if (this.#closed) return;
+            // A seek or a lost partition since the fetch makes the rest of its records stale.
+            if (this.#states.get(state.key) !== state || state.generation !== generation) break;
+            state.delivered = record.offset + 1;
+            yield record;
+            if (state.generation === generation) state.consumed = record.offset + 1;
+          }
+        }
+      }
+    } finally {
+      this.#polling = false;
+    }
+  }
+
+  async #pollOnce(maxWaitMs: number): Promise<Fetched[]> {
+    if (this.#fatal !== undefined) throw this.#fatal;
+    const deferred = this.#deferred;
+    if (deferred !== undefined) {
+      this.#deferred = undefined;
+      throw deferred;
+    }
+    if (this.#closed) return [];
+    try {
+      await this.#resolvePositions();
+      const targets = this.#fetchable();
+      if (targets.length === 0) {
+        await this.#waitForChange(maxWaitMs);
+        return [];
+      }
+      const fetched = await this.#fetch(targets, maxWaitMs);
+      this.#failures = 0;
+      return fetched;
+    } catch (error) {
+      if (this.#closed) return [];
+      if (!isRetriable(error)) throw error;
+      this.#failures++;
+      await this.#waitForChange(this.#session.backoffMs(this.#failures));
+      return [];
+    }
+  }
+
+  /** Partitions with a known position, not paused, in an order that rotates per fetch. */
+  #fetchable(): PartitionState[] {
+    const states = [...this.#states.values()].filter((s) => s.position !== undefined && !s.paused);
+    if (states.length === 0) return states;
+    // The first partition of a response may always take a whole batch: let each be first.
+    const start = this.#rotation++ % states.length;
+    return [...states.slice(start), ...states.slice(0, start)];
+  }
+
+  async #fetch(targets: PartitionState[], maxWaitMs: number): Promise<Fetched[]> {
+    const request = buildFetchRequest(targets, { ...this.#settings, maxWaitMs });
+    const sent = targets.map((state) => ({
+      state,
+      offset: state.position!,
+      gen: state.generation,
+    }));
+    const reader = await this.#fetchSession.request(
+      API.Fetch,
+      (writer) => writeFetchRequest(writer, request),
+      { timeoutMs: this.#settings.requestTimeoutMs + maxWaitMs },
+    );
+    const response = readFetchResponse(reader);
+    const byKey = new Map(sent.map((s) => [s.state.key, s]));
+    const fetched: Fetched[] = [];
+    for (const topic of response.topics) {
+      for (const result of topic.partitions) {
+        const entry = byKey.get(partitionKey(topic.topic, result.partition));
+        if (entry === undefined) continue;
+        const { state, offset, gen } = entry;
+        // Dropped when the partition was revoked or moved while the fetch was out.
+        if (this.#states.get(state.key) !== state || state.generation !== gen) continue;
+        if (state.position !== offset) continue;
+        state.highWatermark = result.highWatermark;
+        if (result.errorCode !== 0) {
+          this.#onPartitionError(state, result.errorCode);
+          continue;
+        }
+        const { records, nextOffset } = recordsFrom(
+          state.topic,
+          state.partition,
+          offset,
+          result.records[0] ?? new Uint8Array(0),
+        );
+        state.position = nextOffset;
+        fetched.push({ state, generation: gen, records });
+      }
+    }
+    return fetched;
+  }
+
+  #onPartitionError(state: PartitionState, code: number): void {
+    if (code === WIRE_ERRORS.OFFSET_OUT_OF_RANGE) {
+      state.position = undefined;
+      state.useCommitted = false;
+      state.reset = this.#settings.autoOffsetReset;
+      return;
+    }
+    const unknown = code === WIRE_ERRORS.UNKNOWN_TOPIC || code === WIRE_ERRORS.UNKNOWN_PARTITION;
+    // In a group the next assignment will drop a partition that went away.
+    if (unknown && this.#mode === "subscribe") return;
+    const error = errorFromWire(code, `fetch of ${state.topic}-${state.partition}`);
+    // Thrown by the next poll: the records of the other partitions are returned first.
+    if (!error.retriable) this.#deferred ??= error;
+  }
+
+  /** Start positions: the group's committed offsets first, then the reset policy. */
+  async #resolvePositions(): Promise<void> {
+    const unresolved = [...this.#states.values()].filter((s) => s.position === undefined);
+    if (unresolved.length === 0) return;
+    const group = this.#group;
+    const withCommitted = unresolved.filter((s) => s.useCommitted);
+    if (group !== undefined && withCommitted.length > 0) {
+      const committed = await fetchOffsets(this.#session, group, byTopic(withCommitted));
+      for (const c of committed) {
+        const state = this.#states.get(partitionKey(c.topic, c.partition));
+        if (state === undefined || state.position !== undefined || c.offset < 0) continue;
+        moveTo(state, c.offset);
+        state.committed = c.offset;
+      }
+      for (const state of withCommitted) state.useCommitted = false;
+    }
+    const toReset = unresolved.filter(
+      (s) => this.#states.get(s.key) === s && s.position === undefined,
+    );
+    if (toReset.length === 0) return;
+    const answers = await listOffsets(
+      this.#session,
+      toReset.map((s) => ({
+        topic: s.topic,
+        partition: s.partition,
+        timestamp: offsetSpecTimestamp(s.reset),
+      })),
+    );
+    for (const answer of answers) {
+      const state = this.#states.get(partitionKey(answer.topic, answer.partition));
+      if (state === undefined || state.position !== undefined) continue;
+      if (answer.errorCode !== 0) {
+        this.#onPartitionError(state, answer.errorCode);
+        continue;
+      }
+      moveTo(state, answer.offset);
+    }
+  }
+
+  #waitForChange(timeoutMs: number): Promise<void> {
+    if (this.#closed) return Promise.resolve();
+    return new Promise((resolve) => {
+      const wake = () => {
+        clearTimeout(timer);
+        this.#wakers.delete(wake);
+        resolve();
+      };
+      const timer = setTimeout(wake, timeoutMs);
+      this.#wakers.add(wake);
+    });
+  }
+
+  #wake(): void {
+    for (const wake of [...this.#wakers]) wake();
+  }
+
+  /**
+   * Commits offsets: the given ones (the next offset to read, as Kafka), or else everything
+   * delivered so far. In a group the commit carries the member id and epoch, and the server
+   * refuses partitions this member no longer owns (FENCED_MEMBER_EPOCH).
+   */
+  async commit(
+    offsets?: readonly (TopicPartition & { offset: number; metadata?: string })[],
+  ): Promise<void> {
+    const group = this.#group;
+    if (group === undefined) throw new TypeError("commit() needs a consumer group");
+    let entries: OffsetToCommit[];
+    if (offsets === undefined) {
+      entries = [...this.#states.values()]
+        .filter((s) => s.delivered !== undefined && s.delivered !== s.committed)
+        .map((s) => ({ topic: s.topic, partition: s.partition, offset: s.delivered! }));
+    } else {
+      if (!Array.isArray(offsets)) throw new TypeError("commit() takes an array of offsets");
+      for (const o of offsets) checkTopicPartition(o, "commit()");
+      entries = offsets.map((o) => ({ ...o, offset: checkedOffset(o.offset) }));
+    }
+    await this.#commit(group, entries);
+  }
+
+  async #commit(group: string, offsets: OffsetToCommit[]): Promise<void> {
+    if (offsets.length === 0) return;
+    const member = this.#member;
+    await commitOffsets(this.#session, {
+      groupId: group,
+      memberId: member?.memberId ?? null,
+      memberEpoch: member === undefined ? -1 : member.memberEpoch,
+      offsets,
+    });
+    for (const { topic, partition, offset } of offsets) {
+      const state = this.#states.get(partitionKey(topic, partition));
+      if (state !== undefined) state.committed = offset;
+    }
+  }
+
+  /** Commits what the application has finished with; failures wait for the next try. */
+  #commitConsumed(): Promise<void> {
+    const group = this.#group;
+    if (group === undefined || (this.#member !== undefined && !this.#member.joined)) {
+      return Promise.resolve();
+    }
+    const offsets = [...this.#states.values()]
+      .filter((s) => s.consumed !== undefined && s.consumed !== s.committed)
+      .map((s) => ({ topic: s.topic, partition: s.partition, offset: s.consumed! }));
+    return this.#commit(group, offsets).catch(() => undefined);
+  }
+
+  #autoCommitBeforeHeartbeat(): void {
+    if (this.#settings.autoCommit) void this.#commitConsumed();
+  }
+
+  #armAutoCommit(): void {
+    const { autoCommit, autoCommitIntervalMs } = this.#settings;
+    if (!autoCommit || this.#group === undefined || this.#autoCommitTimer !== undefined) return;
+    this.#autoCommitTimer = setTimeout(() => {
+      this.#autoCommitTimer = undefined;
+      if (this.#closed) return;
+      void this.#commitConsumed().finally(() => this.#armAutoCommit());
+    }, autoCommitIntervalMs);
+  }
+
+  /**
+   * Commits everything delivered (with auto-commit on), leaves the group and closes the
+   * connection. A poll in progress returns [].
+   */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#wake();
+    if (this.#autoCommitTimer !== undefined) clearTimeout(this.#autoCommitTimer);
+    if (this.#settings.autoCommit && this.#group !== undefined && this.#fatal === undefined) {
+      for (const state of this.#states.values()) state.consumed = state.delivered;
+      await this.#commitConsumed();
+    }
+    await this.#member?.leave();
+    await Promise.all([this.#session.close(), this.#fetchSession.close()]);
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close();
+  }
+}
+
+function checkedOffset(offset: number): number {
+  if (!Number.isSafeInteger(offset) || offset < 0) {
+    throw new RangeError(`offset ${offset} is not a non-negative integer`);
+  }
+  return offset;
+}

@@ -1,0 +1,66 @@
+// The TypeScript client for the sluice wire protocol (../PROTOCOL.md). Runs on Bun, Deno and
+// Node ≥ 20 (node:net only).
+//
+//   const producer = new Producer({ host, port });
+//   await producer.send({ topic: "events", key: "user-1", value: "hello" });
+//   const consumer = new Consumer({ host, port, group: "readers" });
+//   consumer.subscribe(["events"], { fromBeginning: true });
+//   for await (const record of consumer) { ... }
+
+export {
+  Admin,
+  type OffsetRequest,
+  type OffsetResult,
+  type OffsetSpec,
+} from "./admin.ts";
+export type { BytesInput, HeadersInput } from "./batch_builder.ts";
+export {
+  API_VERSION,
+  CLIENT_VERSION,
+  Connection,
+  type ConnectionOptions,
+  type ConnectionStats,
+  type RequestOptions,
+} from "./connection.ts";
+export {
+  Consumer,
+  type ConsumerOptions,
+  type ConsumerRecord,
+  type OffsetReset,
+  type TopicPartition,
+} from "./consumer.ts";
+export type {
+  CommittedOffset,
+  GroupDescription,
+  GroupMemberDescription,
+  GroupOffset,
+  Metadata,
+  NewTopic,
+  OffsetToCommit,
+  PartitionMetadata,
+  ServerStats,
+  TopicConfig,
+  TopicMetadata,
+  TopicPartitions,
+} from "./control_calls.ts";
+export {
+  ClientError,
+  type ClientErrorCode,
+  isRetriable,
+  ServerError,
+} from "./errors.ts";
+export {
+  DefaultPartitioner,
+  murmur2,
+  type Partitioner,
+  partitionForKey,
+  toPositive,
+} from "./partitioner.ts";
+export type { RecordMetadata } from "./produce_sender.ts";
+export {
+  Producer,
+  type ProducerOptions,
+  type ProducerRecord,
+  type SendCallback,
+} from "./producer.ts";
+export type { ClientOptions } from "./session.ts";

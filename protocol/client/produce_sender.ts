@@ -1,0 +1,626 @@
+// The producer's sending half: sealed batches wait per partition, go out in Produce requests
+// (at most one batch per partition per request, at most `maxInFlight` requests at once), and
+// are retried until acknowledged, failed for good, or older than `deliveryTimeoutMs`.
+//
+//   per partition:   batches [b5 b6 | b7 b8 b9]      b5, b6 in flight; b7.. waiting, in order
+//                              ▲ sequence order = send order = completion order
+//
+// Idempotence (PROTOCOL.md section 5). Each partition numbers its records from 0 under one
+// producer id; a batch gets its baseSequence when it is first sent (its bytes are encoded then)
+// and keeps the same bytes for every retry, so a retry of a batch the server did write is
+// recognised as a duplicate and answered with the offsets it was first written at.
+//
+// Ordering. In the normal state a partition pipelines up to 5 batches (the server's duplicate
+// window). The first failure puts the partition into recovery: nothing more is sent until its
+// in-flight batches have come back, then the unacknowledged batches go one at a time, in order,
+// until every batch sent before the failure is acknowledged. OUT_OF_ORDER_SEQUENCE for a batch
+// sent before an earlier batch failed is a consequence of that failure and is retried.
+//
+// A batch that fails for good leaves a hole in the partition's sequence. When the server surely
+// did not write it (it answered with an error), the later batches are renumbered from its
+// sequence. When it may have been written (a lost connection, then the delivery timeout) or
+// the server rejects the producer itself, the partition moves to a new producer id from
+// InitProducerId and numbers from 0 again: a new producer may start anywhere.
+
+import { type CompressionName, encodeRecordBatch } from "../../engine/mod.ts";
+import { API } from "../codec/frames.ts";
+import {
+  type Acks,
+  type ProducePartitionResult,
+  type ProduceRequest,
+  readProduceResponse,
+  writeProduceRequest,
+} from "../codec/produce.ts";
+import { errorFromWire, ProtocolError, ServerError } from "../errors.ts";
+import { appendTo } from "./collections.ts";
+import type { BatchBuilder, PreparedRecord } from "./batch_builder.ts";
+import type { Connection } from "./connection.ts";
+import { initProducerId, type ProducerIdentity } from "./control_calls.ts";
+import { ClientError, isAmbiguous, isRetriable } from "./errors.ts";
+import type { Session } from "./session.ts";
+
+export type RecordMetadata = { topic: string; partition: number; offset: number };
+export type Done = (error: Error | null, metadata: RecordMetadata | undefined) => void;
+
+export type SenderSettings = {
+  acks: Acks;
+  idempotent: boolean;
+  maxInFlight: number;
+  deliveryTimeoutMs: number;
+  requestTimeoutMs: number;
+  compression: CompressionName;
+  batchBytes: number;
+  /** Called when the server says a topic or partition does not exist. */
+  onUnknownTopic: (topic: string) => void;
+  /** Called when a request completes and so frees a slot. */
+  onSlotFree: () => void;
+};
+
+/** The server remembers the last 5 batches per producer and partition: the retry window. */
+export const IDEMPOTENT_IN_FLIGHT_MAX = 5;
+const SEQUENCE_MODULUS = 2 ** 31;
+/** A Produce request's bytes besides the batches: header, acks, timeout, counts, names. */
+const REQUEST_OVERHEAD_BYTES = 64;
+const PARTITION_OVERHEAD_BYTES = 8;
+
+type Batch = {
+  records: PreparedRecord[];
+  dones: Done[];
+  createdMs: number;
+  /** Buffered bytes accounted for this batch. */
+  bufferBytes: number;
+  /** Encoded when first sent; undefined again when its sequence must change. */
+  bytes: Uint8Array | undefined;
+  /** The partition's record count before this batch, not wrapped (the wire wraps at 2^31). */
+  sequence: number;
+  attempts: number;
+  inFlight: boolean;
+  sent: boolean;
+  /** An attempt ended without knowing whether the server wrote the batch. */
+  maybeWritten: boolean;
+  /** The partition's failure count when this batch was last sent. */
+  sentAtFailures: number;
+  lastError: Error | undefined;
+};
+
+type PartitionQueue = {
+  topic: string;
+  partition: number;
+  batches: Batch[];
+  inFlight: number;
+  recovering: boolean;
+  failures: number;
+  retryAtMs: number;
+  identity: ProducerIdentity | undefined;
+  /** Not wrapped at 2^31, so that sequences compare simply; the batch header wraps. */
+  nextSequence: number;
+  /**
+   * A batch under the current identity has been acknowledged. Until then one batch at a time:
+   * the server accepts any first sequence from a producer it does not know, so a second batch
+   * landing before a failed first one would be taken as the start and reorder the two.
+   */
+  confirmed: boolean;
+  rebuild: "none" | "resequence" | "new-identity";
+  /** The sequence of the first batch that failed for good since the last rebuild. */
+  resequenceFrom: number;
+  identityPending: boolean;
+};
+
+type Picked = { queue: PartitionQueue; batch: Batch };
+
+export class ProduceSender {
+  #session: Session;
+  #settings: SenderSettings;
+  #queues = new Map<string, PartitionQueue>();
+  /** Queues with batches, least recently served first (a Set keeps insertion order). */
+  #active = new Set<PartitionQueue>();
+  #requestsInFlight = 0;
+  #identity: ProducerIdentity | undefined;
+  #identityPending = false;
+  #connecting = false;
+  #connectAttempts = 0;
+  #timer: ReturnType<typeof setTimeout> | undefined;
+  #timerAtMs = Number.POSITIVE_INFINITY;
+  #unfinished = 0;
+  #idleWaiters: (() => void)[] = [];
+  #closed = false;
+  /** Bytes of records handed to the sender and not yet completed. */
+  bufferedBytes = 0;
+
+  constructor(session: Session, settings: SenderSettings) {
+    this.#session = session;
+    this.#settings = settings;
+  }
+
+  get idle(): boolean {
+    return this.#unfinished === 0;
+  }
+
+  /** Every request slot is taken: batches handed over now would wait. */
+  get saturated(): boolean {
+    return this.#requestsInFlight >= this.#settings.maxInFlight;
+  }
+
+  /** Resolves when every batch handed over so far has completed. */
+  whenIdle(): Promise<void> {
+    if (this.#unfinished === 0) return Promise.resolve();
+    return new Promise((resolve) => this.#idleWaiters.push(resolve));
+  }
+
+  /** Takes a sealed batch for a partition. */
+  enqueue(
+    topic: string,
+    partition: number,
+    builder: BatchBuilder<Done>,
+    bufferBytes: number,
+  ): void {
+    const queue = this.#queue(topic, partition);
+    queue.batches.push(newBatch(builder.records, builder.dones, builder.createdMs, bufferBytes));
+    this.#unfinished++;
+    this.#active.add(queue);
+    this.#drain();
+  }
+
+  #queue(topic: string, partition: number): PartitionQueue {
+    const key = `${topic}\u0000${partition}`;
+    let queue = this.#queues.get(key);
+    if (queue === undefined) {
+      queue = {
+        topic,
+        partition,
+        batches: [],
+        inFlight: 0,
+        recovering: false,
+        failures: 0,
+        retryAtMs: 0,
+        identity: undefined,
+        nextSequence: 0,
+        confirmed: false,
+        rebuild: "none",
+        resequenceFrom: 0,
+        identityPending: false,
+      };
+      this.#queues.set(key, queue);
+    }
+    return queue;
+  }
+
+  /** Sends whatever may be sent now. Called whenever something changed. */
+  #drain(): void {
+    if (this.#closed || this.#active.size === 0) return;
+    const connection = this.#session.current;
+    if (connection === undefined) {
+      this.#connect();
+      return;
+    }
+    const now = Date.now();
+    this.#expire(now);
+    while (this.#requestsInFlight < this.#settings.maxInFlight) {
+      const picked = this.#pick(now, connection.frameBytesMax);
+      if (picked.length === 0) break;
+      this.#send(connection, picked);
+    }
+  }
+
+  #connect(): void {
+    if (this.#connecting) return;
+    this.#connecting = true;
+    this.#session.connection().then(
+      () => {
+        this.#connecting = false;
+        this.#connectAttempts = 0;
+        this.#drain();
+      },
+      (error: unknown) => {
+        this.#connecting = false;
+        this.#connectAttempts++;
+        const now = Date.now();
+        for (const queue of this.#active) {
+          for (const batch of queue.batches) batch.lastError ??= asError(error);
+        }
+        this.#expire(now);
+        if (this.#active.size > 0) this.#schedule(now + this.#backoff(this.#connectAttempts));
+      },
+    );
+  }
+
+  /** Fails the batches at the head of each partition older than deliveryTimeoutMs. */
+  #expire(now: number): void {
+    for (const queue of [...this.#active]) {
+      let head = queue.batches[0];
+      while (head !== undefined && !head.inFlight && this.#expired(head, now)) {
+        this.#failForGood(queue, head, expiredError(queue, head, this.#settings));
+        head = queue.batches[0];
+      }
+    }
+  }
+
+  #expired(batch: Batch, now: number): boolean {
+    return now - batch.createdMs >= this.#settings.deliveryTimeoutMs;
+  }
+
+  /** One batch from each partition that may send now, within the server's frame limit. */
+  #pick(now: number, frameBytesMax: number): Picked[] {
+    const picked: Picked[] = [];
+    let bytes = REQUEST_OVERHEAD_BYTES;
+    for (const queue of this.#active) {
+      const batch = this.#sendable(queue, now);
+      if (batch === undefined || !this.#encode(queue, batch)) continue;
+      const size = batch.bytes!.length + PARTITION_OVERHEAD_BYTES + queue.topic.length * 3;
+      if (picked.length > 0 && bytes + size > frameBytesMax) break;
+      picked.push({ queue, batch });
+      bytes += size;
+    }
+    for (const { queue } of picked) {
+      // Served partitions go to the back, so a full request never starves the others.
+      this.#active.delete(queue);
+      this.#active.add(queue);
+    }
+    return picked;
+  }
+
+  #sendable(queue: PartitionQueue, now: number): Batch | undefined {
+    if (queue.retryAtMs > now) {
+      this.#schedule(queue.retryAtMs);
+      return undefined;
+    }
+    if (queue.identityPending) return undefined;
+    if (queue.rebuild !== "none") {
+      if (queue.inFlight > 0) return undefined;
+      if (!this.#rebuild(queue)) return undefined;
+    }
+    if (queue.recovering) return queue.inFlight === 0 ? queue.batches[0] : undefined;
+    if (this.#settings.idempotent) {
+      if (queue.inFlight >= (queue.confirmed ? IDEMPOTENT_IN_FLIGHT_MAX : 1)) return undefined;
+    }
+    // Outside recovery the batches in flight are the first ones, in order.
+    const batch = queue.batches[queue.inFlight];
+    return batch === undefined || batch.inFlight ? undefined : batch;
+  }
+
+  /** Renumbers a partition's batches; returns false while a new identity is on its way. */
+  #rebuild(queue: PartitionQueue): boolean {
+    if (queue.rebuild === "resequence") {
+      // Number again from the lowest sequence the server may still expect: the failed batch's,
+      // or that of an earlier batch waiting for its retry.
+      let from = queue.resequenceFrom;
+      for (const batch of queue.batches) {
+        if (batch.bytes !== undefined && batch.sequence < from) from = batch.sequence;
+      }
+      queue.nextSequence = from;
+    } else {
+      queue.identityPending = true;
+      initProducerId(this.#session).then(
+        (identity) => {
+          queue.identityPending = false;
+          queue.identity = identity;
+          queue.nextSequence = 0;
+          queue.confirmed = false;
+          queue.rebuild = "none";
+          for (const batch of queue.batches) batch.bytes = undefined;
+          this.#drain();
+        },
+        () => {
+          queue.identityPending = false;
+          queue.retryAtMs = Date.now() + this.#session.retryBackoffMsMax;
+          this.#schedule(queue.retryAtMs);
+        },
+      );
+      return false;
+    }
+    queue.rebuild = "none";
+    for (const batch of queue.batches) batch.bytes = undefined;
+    return true;
+  }
+
+  /** Gives a batch its sequence and bytes on its first send; false while there is no id. */
+  #encode(queue: PartitionQueue, batch: Batch): boolean {
+    if (batch.bytes !== undefined) return true;
+    const { idempotent, compression, batchBytes } = this.#settings;
+    if (idempotent && queue.identity === undefined) {
+      if (this.#identity === undefined) {
+        this.#fetchIdentity();
+        return false;
+      }
+      queue.identity = this.#identity;
+    }
+    const sequence = idempotent ? queue.nextSequence : -1;
+    let bytes: Uint8Array;
+    try {
+      bytes = encodeRecordBatch(batch.records, {
+        compression,
+        producerId: queue.identity?.producerId ?? -1,
+        producerEpoch: queue.identity?.producerEpoch ?? -1,
+        baseSequence: idempotent ? sequence % SEQUENCE_MODULUS : -1,
+      });
+    } catch (error) {
+      // The records were checked on send and the codec when the producer was made: a bug,
+      // but one that fails these records rather than the sender.
+      this.#failForGood(queue, batch, asError(error));
+      return false;
+    }
+    if (bytes.length > batchBytes && batch.records.length > 1) {
+      // Only compression can make the bytes larger than the builder counted (incompressible
+      // data plus the codec's framing): send the two halves as batches of their own.
+      this.#split(queue, batch);
+      return this.#encode(queue, batch);
+    }
+    batch.bytes = bytes;
+    batch.sequence = sequence;
+    if (idempotent) queue.nextSequence = sequence + batch.records.length;
+    return true;
+  }
+
+  #split(queue: PartitionQueue, batch: Batch): void {
+    const half = Math.ceil(batch.records.length / 2);
+    const share = Math.round((batch.bufferBytes * half) / batch.records.length);
+    const rest = newBatch(
+      batch.records.splice(half),
+      batch.dones.splice(half),
+      batch.createdMs,
+      batch.bufferBytes - share,
+    );
+    batch.bufferBytes = share;
+    queue.batches.splice(queue.batches.indexOf(batch) + 1, 0, rest);
+    this.#unfinished++;
+  }
+
+  #fetchIdentity(): void {
+    if (this.#identityPending) return;
+    this.#identityPending = true;
+    initProducerId(this.#session).then(
+      (identity) => {
+        this.#identityPending = false;
+        this.#identity = identity;
+        this.#drain();
+      },
+      (error: unknown) => {
+        this.#identityPending = false;
+        this.#connectAttempts++;
+        if (!isRetriable(error)) this.#failAll(asError(error));
+        else this.#schedule(Date.now() + this.#backoff(this.#connectAttempts));
+      },
+    );
+  }
+
+  #send(connection: Connection, picked: Picked[]): void {
+    const request = this.#request(picked);
+    for (const { queue, batch } of picked) {
+      batch.inFlight = true;
+      batch.sent = true;
+      batch.attempts++;
+      batch.sentAtFailures = queue.failures;
+      queue.inFlight++;
+    }
+    this.#requestsInFlight++;
+    const write = (writer: Parameters<typeof writeProduceRequest>[0]) =>
+      writeProduceRequest(writer, request);
+    let bodyBytesHint = REQUEST_OVERHEAD_BYTES;
+    for (const { queue, batch } of picked) {
+      bodyBytesHint += batch.bytes!.length + PARTITION_OVERHEAD_BYTES + queue.topic.length * 3;
+    }
+    const options = { timeoutMs: this.#settings.requestTimeoutMs, bodyBytesHint };
+    const done =
+      this.#settings.acks === 0
+        ? connection.requestWithoutResponse(API.Produce, write, options).then(() => {
+            for (const { queue, batch } of picked) this.#succeeded(queue, batch, -1);
+          })
+        : connection
+            .request(API.Produce, write, options)
+            .then((reader) => this.#onResponse(picked, readProduceResponse(reader)));
+    done
+      .catch((error: unknown) => {
+        for (const { queue, batch } of picked) {
+          if (batch.inFlight) this.#failed(queue, batch, responseError(error));
+        }
+      })
+      .finally(() => {
+        this.#requestsInFlight--;
+        this.#settings.onSlotFree();
+        this.#drain();
+      });
+  }
+
+  #request(picked: Picked[]): ProduceRequest {
+    const topics = new Map<string, ProduceRequest["topics"][number]["partitions"]>();
+    for (const { queue, batch } of picked) {
+      appendTo(topics, queue.topic, { partition: queue.partition, records: batch.bytes! });
+    }
+    return {
+      acks: this.#settings.acks,
+      timeoutMs: this.#settings.requestTimeoutMs,
+      topics: [...topics].map(([topic, partitions]) => ({ topic, partitions })),
+    };
+  }
+
+  #onResponse(picked: Picked[], response: ReturnType<typeof readProduceResponse>): void {
+    const results = new Map<string, ProducePartitionResult>();
+    for (const topic of response.topics) {
+      for (const result of topic.partitions) {
+        results.set(`${topic.topic}\u0000${result.partition}`, result);
+      }
+    }
+    for (const { queue, batch } of picked) {
+      const result = results.get(`${queue.topic}\u0000${queue.partition}`);
+      if (result === undefined) {
+        const what = `${queue.topic}-${queue.partition}`;
+        this.#failed(queue, batch, new ClientError("MALFORMED_RESPONSE", `No result for ${what}`));
+      } else if (result.errorCode === 0) {
+        this.#succeeded(queue, batch, result.baseOffset);
+      } else {
+        const context = `produce to ${queue.topic}-${queue.partition}`;
+        this.#failed(queue, batch, errorFromWire(result.errorCode, result.errorMessage ?? context));
+      }
+    }
+  }
+
+  #succeeded(queue: PartitionQueue, batch: Batch, baseOffset: number): void {
+    batch.inFlight = false;
+    queue.inFlight--;
+    queue.confirmed = true;
+    this.#remove(queue, batch);
+    this.#complete(queue, batch, null, baseOffset);
+  }
+
+  #failed(queue: PartitionQueue, batch: Batch, error: Error): void {
+    batch.inFlight = false;
+    queue.inFlight--;
+    const code = error instanceof ServerError ? error.code : undefined;
+    const consequence = code === "OUT_OF_ORDER_SEQUENCE" && batch.sentAtFailures !== queue.failures;
+    queue.failures++;
+    batch.lastError = error;
+    if (isAmbiguous(error) || isMalformed(error)) batch.maybeWritten = true;
+    if (code === "UNKNOWN_TOPIC" || code === "UNKNOWN_PARTITION") {
+      this.#settings.onUnknownTopic(queue.topic);
+    }
+    const now = Date.now();
+    // acks 0 has no acknowledgements to order retries by: its failures are final.
+    const retry = (isRetriable(error) || consequence) && this.#settings.acks !== 0;
+    if (retry && !this.#expired(batch, now)) {
+      queue.recovering = true;
+      queue.retryAtMs = now + this.#backoff(batch.attempts);
+      this.#schedule(queue.retryAtMs);
+      return;
+    }
+    const final = retry ? expiredError(queue, batch, this.#settings) : error;
+    this.#failForGood(queue, batch, final, code === "OUT_OF_ORDER_SEQUENCE" && !consequence);
+  }
+
+  /** Completes a batch with an error and mends the partition's sequence behind it. */
+  #failForGood(queue: PartitionQueue, batch: Batch, error: Error, sequenceLost = false): void {
+    this.#remove(queue, batch);
+    this.#complete(queue, batch, error, -1);
+    if (!this.#settings.idempotent || batch.bytes === undefined) return;
+    queue.recovering = queue.batches.some((b) => b.sent);
+    const code = error instanceof ServerError ? error.code : undefined;
+    const identityLost =
+      sequenceLost || code === "UNKNOWN_PRODUCER_ID" || code === "INVALID_PRODUCER_EPOCH";
+    if (batch.maybeWritten || identityLost) {
+      queue.rebuild = "new-identity";
+      // Later batches that may have been written too cannot be resent under a new id without
+      // risking a duplicate: their outcome is as unknown as this one's.
+      for (const later of queue.batches.filter((b) => b.maybeWritten && !b.inFlight)) {
+        this.#remove(queue, later);
+        this.#complete(queue, later, later.lastError ?? error, -1);
+      }
+    } else if (queue.rebuild === "none") {
+      queue.rebuild = "resequence";
+      queue.resequenceFrom = batch.sequence;
+    } else if (queue.rebuild === "resequence") {
+      queue.resequenceFrom = Math.min(queue.resequenceFrom, batch.sequence);
+    }
+  }
+
+  #remove(queue: PartitionQueue, batch: Batch): void {
+    const index = queue.batches.indexOf(batch);
+    if (index >= 0) queue.batches.splice(index, 1);
+    if (queue.recovering && queue.inFlight === 0 && !queue.batches.some((b) => b.sent)) {
+      queue.recovering = false;
+    }
+    if (queue.batches.length === 0) this.#active.delete(queue);
+  }
+
+  #complete(queue: PartitionQueue, batch: Batch, error: Error | null, baseOffset: number): void {
+    this.bufferedBytes -= batch.bufferBytes;
+    const { topic, partition } = queue;
+    for (let i = 0; i < batch.dones.length; i++) {
+      const offset = baseOffset < 0 ? -1 : baseOffset + i;
+      const done = batch.dones[i]!;
+      try {
+        done(error, error === null ? { topic, partition, offset } : undefined);
+      } catch (thrown) {
+        // A callback that throws must not break the sender's bookkeeping: rethrow it on its own.
+        queueMicrotask(() => {
+          throw thrown;
+        });
+      }
+    }
+    this.#unfinished--;
+    if (this.#unfinished === 0) {
+      const waiters = this.#idleWaiters;
+      this.#idleWaiters = [];
+      for (const resolve of waiters) resolve();
+    }
+  }
+
+  #failAll(error: Error): void {
+    for (const queue of [...this.#active]) {
+      for (const batch of queue.batches.filter((b) => !b.inFlight)) {
+        this.#remove(queue, batch);
+        this.#complete(queue, batch, error, -1);
+      }
+    }
+  }
+
+  #backoff(attempt: number): number {
+    return this.#session.backoffMs(attempt);
+  }
+
+  #schedule(atMs: number): void {
+    if (this.#closed || (this.#timer !== undefined && this.#timerAtMs <= atMs)) return;
+    if (this.#timer !== undefined) clearTimeout(this.#timer);
+    this.#timerAtMs = atMs;
+    this.#timer = setTimeout(
+      () => {
+        this.#timer = undefined;
+        this.#timerAtMs = Number.POSITIVE_INFINITY;
+        this.#drain();
+      },
+      Math.max(0, atMs - Date.now()),
+    );
+  }
+
+  /** Stops timers; batches still waiting fail with CLOSED. */
+  close(): void {
+    this.#failAll(new ClientError("CLOSED", "The producer was closed"));
+    this.#closed = true;
+    if (this.#timer !== undefined) clearTimeout(this.#timer);
+    this.#timer = undefined;
+  }
+}
+
+function newBatch(records: PreparedRecord[], dones: Done[], createdMs: number, bytes: number) {
+  const batch: Batch = {
+    records,
+    dones,
+    createdMs,
+    bufferBytes: bytes,
+    bytes: undefined,
+    sequence: -1,
+    attempts: 0,
+    inFlight: false,
+    sent: false,
+    maybeWritten: false,
+    sentAtFailures: 0,
+    lastError: undefined,
+  };
+  return batch;
+}
+
+function asError(error: unknown): Error {
+  return error instanceof Error ? error : new Error(String(error));
+}
+
+function isMalformed(error: Error): boolean {
+  return error instanceof ClientError && error.code === "MALFORMED_RESPONSE";
+}
+
+/** A response that does not parse is the server's fault: name it as such. */
+function responseError(error: unknown): Error {
+  if (error instanceof ProtocolError) {
+    return new ClientError("MALFORMED_RESPONSE", `ProduceResponse: ${error.message}`, {
+      cause: error,
+    });
+  }
+  return asError(error);
+}
+
+function expiredError(queue: PartitionQueue, batch: Batch, settings: SenderSettings): Error {
+  const last = batch.lastError === undefined ? "" : `; last error: ${batch.lastError.message}`;
+  return new ClientError(
+    "REQUEST_TIMED_OUT",
+    `Batch of ${batch.records.length} records for ${queue.topic}-${queue.partition} was not ` +
+      `delivered within deliveryTimeoutMs ${settings.deliveryTimeoutMs}${last}`,
+    { cause: batch.lastError },
+  );
+}

@@ -1,0 +1,351 @@
+// The producer: `send()` places each record in the open batch of its partition; a batch is
+// sealed when the next record would not fit in `batchBytes`, or `lingerMs` after its first
+// record, and handed to the sender (produce_sender.ts), which owns retries and sequences.
+//
+//   send ──► partitioner ──► open batch (t, p) ──sealed──► ProduceSender ──► Produce requests
+//              (explicit │ murmur2(key) │ sticky)   ▲ lingerMs timer / full / flush()
+//
+// Limits: a batch never exceeds batchBytes, header included (default 1 MiB, the topics'
+// default maxBatchBytes); records waiting in open or sealed batches never exceed
+// bufferBytesMax (beyond it send() fails with BUFFER_FULL, retriable, rather than grow memory).
+
+import { COMPRESSION, type CompressionName, encodeRecordBatch } from "../../engine/mod.ts";
+import { WIRE_ERRORS, errorFromWire } from "../errors.ts";
+import {
+  BatchBuilder,
+  type BytesInput,
+  type HeadersInput,
+  type PreparedRecord,
+  prepareRecord,
+} from "./batch_builder.ts";
+import { REQUEST_TIMEOUT_MS_DEFAULT } from "./connection.ts";
+import { metadata } from "./control_calls.ts";
+import { ClientError, isRetriable } from "./errors.ts";
+import { DefaultPartitioner, type Partitioner } from "./partitioner.ts";
+import { type Done, ProduceSender, type RecordMetadata } from "./produce_sender.ts";
+import { type ClientOptions, Session } from "./session.ts";
+
+export const LINGER_MS_DEFAULT = 5;
+/** The topics' default maxBatchBytes: a batch of this size, header included, is accepted. */
+export const BATCH_BYTES_DEFAULT = 1024 * 1024;
+export const MAX_IN_FLIGHT_DEFAULT = 5;
+export const DELIVERY_TIMEOUT_MS_DEFAULT = 120_000;
+export const BUFFER_BYTES_MAX_DEFAULT = 64 * 1024 * 1024;
+/** A batch with less room than this left is sent without waiting for lingerMs. */
+const BATCH_FULL_SLACK_BYTES = 64;
+
+export type ProducerOptions = ClientOptions & {
+  /** 0: no answer; 1: written; "all": fsynced (single node). Default "all", as Kafka. */
+  acks?: 0 | 1 | "all" | -1;
+  lingerMs?: number;
+  batchBytes?: number;
+  /** Produce requests in flight on the connection. */
+  maxInFlight?: number;
+  /** Default true (false with acks 0, which has no acknowledgements to retry by). */
+  idempotent?: boolean;
+  compression?: CompressionName;
+  deliveryTimeoutMs?: number;
+  bufferBytesMax?: number;
+  partitioner?: Partitioner;
+};
+
+export type ProducerRecord = {
+  topic: string;
+  key?: BytesInput;
+  value: BytesInput;
+  headers?: HeadersInput;
+  partition?: number;
+  /** Milliseconds since the epoch; default: when send() is called. */
+  timestamp?: number;
+};
+
+export type SendCallback = (error: Error | null, metadata: RecordMetadata | undefined) => void;
+
+type OpenBatch = { topic: string; partition: number; builder: BatchBuilder<Done>; bytes: number };
+
+type Settings = {
+  lingerMs: number;
+  batchBytes: number;
+  bufferBytesMax: number;
+  deliveryTimeoutMs: number;
+};
+
+function integerAtLeast(name: string, value: number | undefined, min: number, fallback: number) {
+  const resolved = value ?? fallback;
+  if (!Number.isSafeInteger(resolved) || resolved < min) {
+    throw new RangeError(`${name} ${resolved} is not an integer ≥ ${min}`);
+  }
+  return resolved;
+}
+
+/** The codec, if this runtime has it (snappy and lz4 are not built in; zstd needs Node ≥ 22). */
+function checkedCompression(name: CompressionName): CompressionName {
+  if (typeof name !== "string" || !Object.hasOwn(COMPRESSION, name)) {
+    throw new TypeError(`compression ${String(name)} must be one of ${Object.keys(COMPRESSION)}`);
+  }
+  try {
+    encodeRecordBatch([{ value: null }], { compression: name, timestamp: 0 });
+  } catch (error) {
+    const reason = error instanceof Error ? error.message : String(error);
+    throw new TypeError(`compression ${name} is not available here: ${reason}`);
+  }
+  return name;
+}
+
+function resolveAcks(acks: ProducerOptions["acks"]): -1 | 0 | 1 {
+  if (acks === undefined || acks === "all" || acks === -1) return -1;
+  if (acks === 0 || acks === 1) return acks;
+  throw new TypeError(`acks ${String(acks)} must be 0, 1 or "all"`);
+}
+
+export class Producer {
+  #session: Session;
+  #sender: ProduceSender;
+  #settings: Settings;
+  #partitioner: Partitioner;
+  #partitionCounts = new Map<string, number>();
+  #metadataPending = new Map<string, Promise<number>>();
+  #open = new Map<string, OpenBatch>();
+  #openBytes = 0;
+  #lingerTimer: ReturnType<typeof setTimeout> | undefined;
+  /** lingerMs passed while every request slot was taken: the batches grow until one frees. */
+  #sealWhenFree = false;
+  #closed = false;
+
+  constructor(options: ProducerOptions = {}) {
+    const acks = resolveAcks(options.acks);
+    if (acks === 0 && options.idempotent === true) {
+      throw new TypeError('An idempotent producer needs acks 1 or "all", not 0');
+    }
+    this.#settings = {
+      lingerMs: integerAtLeast("lingerMs", options.lingerMs, 0, LINGER_MS_DEFAULT),
+      batchBytes: integerAtLeast("batchBytes", options.batchBytes, 128, BATCH_BYTES_DEFAULT),
+      bufferBytesMax: integerAtLeast(
+        "bufferBytesMax",
+        options.bufferBytesMax,
+        1,
+        BUFFER_BYTES_MAX_DEFAULT,
+      ),
+      deliveryTimeoutMs: integerAtLeast(
+        "deliveryTimeoutMs",
+        options.deliveryTimeoutMs,
+        1,
+        DELIVERY_TIMEOUT_MS_DEFAULT,
+      ),
+    };
+    this.#session = new Session(options);
+    this.#partitioner = options.partitioner ?? new DefaultPartitioner();
+    this.#sender = new ProduceSender(this.#session, {
+      acks,
+      idempotent: options.idempotent ?? acks !== 0,
+      maxInFlight: integerAtLeast("maxInFlight", options.maxInFlight, 1, MAX_IN_FLIGHT_DEFAULT),
+      deliveryTimeoutMs: this.#settings.deliveryTimeoutMs,
+      requestTimeoutMs: options.requestTimeoutMs ?? REQUEST_TIMEOUT_MS_DEFAULT,
+      compression: checkedCompression(options.compression ?? "none"),
+      batchBytes: this.#settings.batchBytes,
+      onUnknownTopic: (topic) => this.#partitionCounts.delete(topic),
+      onSlotFree: () => {
+        if (!this.#sealWhenFree) return;
+        this.#sealWhenFree = false;
+        this.#sealAll();
+      },
+    });
+  }
+
+  /** Bytes of records accepted by send() and not yet acknowledged or failed. */
+  get bufferedBytes(): number {
+    return this.#openBytes + this.#sender.bufferedBytes;
+  }
+
+  /**
+   * Sends one record. Resolves with where it was written (offset -1 with acks 0), or rejects
+   * with a ServerError or ClientError; with a callback, calls it instead. Bad arguments throw
+   * a TypeError or RangeError at once.
+   */
+  send(record: ProducerRecord): Promise<RecordMetadata>;
+  send(record: ProducerRecord, callback: SendCallback): void;
+  send(record: ProducerRecord, callback?: SendCallback): Promise<RecordMetadata> | undefined {
+    const prepared = this.#prepare(record);
+    if (callback !== undefined) {
+      if (typeof callback !== "function") throw new TypeError("callback must be a function");
+      this.#submit(record.topic, record.partition, prepared, callback);
+      return;
+    }
+    return new Promise((resolve, reject) => {
+      this.#submit(record.topic, record.partition, prepared, (error, metadata) => {
+        if (error === null) resolve(metadata!);
+        else reject(error);
+      });
+    });
+  }
+
+  #prepare(record: ProducerRecord): PreparedRecord {
+    if (typeof record !== "object" || record === null) {
+      throw new TypeError("send() needs a record object");
+    }
+    if (typeof record.topic !== "string" || record.topic.length === 0) {
+      throw new TypeError(`topic ${String(record.topic)} must be a non-empty string`);
+    }
+    const { partition } = record;
+    if (partition !== undefined && (!Number.isSafeInteger(partition) || partition < 0)) {
+      throw new RangeError(`partition ${partition} is not a non-negative integer`);
+    }
+    const prepared = prepareRecord(record, Date.now());
+    if (prepared.sizeBytes > this.#settings.batchBytes) {
+      throw new RangeError(
+        `Record of ${prepared.sizeBytes} bytes (in a batch of its own) exceeds batchBytes ` +
+          `${this.#settings.batchBytes}`,
+      );
+    }
+    return prepared;
+  }
+
+  #submit(topic: string, partition: number | undefined, record: PreparedRecord, done: Done) {
+    if (this.#closed) {
+      done(new ClientError("CLOSED", "The producer was closed"), undefined);
+      return;
+    }
+    if (this.bufferedBytes + record.sizeBytes > this.#settings.bufferBytesMax) {
+      const message =
+        `${this.bufferedBytes} bytes are buffered; bufferBytesMax is ` +
+        `${this.#settings.bufferBytesMax}`;
+      done(new ClientError("BUFFER_FULL", message), undefined);
+      return;
+    }
+    this.#openBytes += record.sizeBytes;
+    const count = this.#partitionCounts.get(topic);
+    // Records wait behind a metadata lookup in progress for their topic, to keep their order.
+    if (count !== undefined && !this.#metadataPending.has(topic)) {
+      this.#append(topic, partition, record, done, count);
+      return;
+    }
+    this.#partitionCount(topic).then(
+      (loaded) => this.#append(topic, partition, record, done, loaded),
+      (error: unknown) => {
+        this.#openBytes -= record.sizeBytes;
+        done(error instanceof Error ? error : new Error(String(error)), undefined);
+      },
+    );
+  }
+
+  #append(
+    topic: string,
+    explicit: number | undefined,
+    record: PreparedRecord,
+    done: Done,
+    count: number,
+  ): void {
+    const partition = explicit ?? this.#partitioner.partition(topic, record.key ?? null, count);
+    if (!Number.isSafeInteger(partition) || partition < 0 || partition >= count) {
+      this.#openBytes -= record.sizeBytes;
+      const message = `Partition ${partition} of topic ${topic} does not exist`;
+      done(
+        errorFromWire(WIRE_ERRORS.UNKNOWN_PARTITION, `${message} (${count} partitions)`),
+        undefined,
+      );
+      return;
+    }
+    const key = `${topic}\u0000${partition}`;
+    let open = this.#open.get(key);
+    if (open !== undefined && !open.builder.tryAdd(record, done)) {
+      this.#seal(key, open);
+      open = undefined;
+    } else if (open !== undefined) {
+      open.bytes += record.sizeBytes;
+    }
+    if (open === undefined) {
+      open = {
+        topic,
+        partition,
+        builder: new BatchBuilder(this.#settings.batchBytes, Date.now()),
+        bytes: record.sizeBytes,
+      };
+      open.builder.tryAdd(record, done);
+      this.#open.set(key, open);
+      this.#armLinger();
+    }
+    if (open.builder.sizeBytes + BATCH_FULL_SLACK_BYTES >= this.#settings.batchBytes) {
+      this.#seal(key, open);
+    }
+  }
+
+  #seal(key: string, open: OpenBatch): void {
+    this.#open.delete(key);
+    this.#openBytes -= open.bytes;
+    this.#partitioner.batchSealed(open.topic, open.partition);
+    this.#sender.enqueue(open.topic, open.partition, open.builder, open.bytes);
+  }
+
+  #armLinger(): void {
+    if (this.#lingerTimer !== undefined || this.#sealWhenFree) return;
+    let oldestMs = Number.POSITIVE_INFINITY;
+    for (const open of this.#open.values()) oldestMs = Math.min(oldestMs, open.builder.createdMs);
+    if (oldestMs === Number.POSITIVE_INFINITY) return;
+    const waitMs = Math.max(0, oldestMs + this.#settings.lingerMs - Date.now());
+    // When a batch has lingered long enough, every open batch goes with it: they share the
+    // one connection, so one request carries them all (Kafka drains a ready node likewise).
+    this.#lingerTimer = setTimeout(() => {
+      this.#lingerTimer = undefined;
+      if (this.#sender.saturated) this.#sealWhenFree = true;
+      else this.#sealAll();
+    }, waitMs);
+  }
+
+  #sealAll(): void {
+    for (const [key, open] of this.#open) this.#seal(key, open);
+  }
+
+  #partitionCount(topic: string): Promise<number> {
+    let pending = this.#metadataPending.get(topic);
+    if (pending === undefined) {
+      pending = this.#loadPartitionCount(topic).finally(() => {
+        this.#metadataPending.delete(topic);
+      });
+      this.#metadataPending.set(topic, pending);
+    }
+    return pending;
+  }
+
+  async #loadPartitionCount(topic: string): Promise<number> {
+    const deadline = Date.now() + this.#settings.deliveryTimeoutMs;
+    for (let attempt = 1; ; attempt++) {
+      try {
+        const result = await metadata(this.#session, [topic]);
+        const entry = result.topics.find((t) => t.name === topic);
+        const code = entry?.errorCode ?? WIRE_ERRORS.UNKNOWN_TOPIC;
+        if (code !== 0) throw errorFromWire(code, `Metadata of topic ${topic}`);
+        const count = entry!.partitions.length;
+        this.#partitionCounts.set(topic, count);
+        return count;
+      } catch (error) {
+        const waitMs = this.#session.backoffMs(attempt);
+        if (!isRetriable(error) || Date.now() + waitMs > deadline) throw error;
+        await new Promise((resolve) => setTimeout(resolve, waitMs));
+      }
+    }
+  }
+
+  /** Sends every open batch now and resolves when all records sent so far have completed. */
+  async flush(): Promise<void> {
+    for (;;) {
+      await Promise.allSettled([...this.#metadataPending.values()]);
+      this.#sealAll();
+      await this.#sender.whenIdle();
+      if (this.#open.size === 0 && this.#metadataPending.size === 0) return;
+    }
+  }
+
+  /** Flushes, then closes the connection. Sends after close fail with CLOSED. */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    await this.flush();
+    this.#closed = true;
+    if (this.#lingerTimer !== undefined) clearTimeout(this.#lingerTimer);
+    this.#sender.close();
+    await this.#session.close();
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close();
+  }
+}
