@@ -1,0 +1,40 @@
+// Child processes for the TCP benchmark: the broker (`sluice serve`) and the loopback sink run
+// in processes of their own, so client and server each get a core, as they would on a real
+// deployment's two machines (here: one machine, two cores).
+
+import { type ChildProcess, spawn } from "node:child_process";
+import { join } from "node:path";
+
+const ROOT = join(import.meta.dirname, "..", "..");
+
+export type Child = { process: ChildProcess; port: number; stop(): Promise<void> };
+
+/** Starts a script under the current runtime and waits for "listening on HOST:PORT". */
+export function startChild(script: string, args: string[]): Promise<Child> {
+  const isDeno = (process.versions as Record<string, string | undefined>)["deno"] !== undefined;
+  const argv = isDeno ? ["run", "-A", join(ROOT, script), ...args] : [join(ROOT, script), ...args];
+  const child = spawn(process.execPath, argv, { stdio: ["ignore", "pipe", "inherit"] });
+  return new Promise((resolve, reject) => {
+    let output = "";
+    child.once("exit", (code) => reject(new Error(`${script} exited (${code}): ${output}`)));
+    child.stdout!.on("data", (chunk: Buffer) => {
+      output += chunk.toString();
+      const match = /listening on [\d.]+:(\d+)/.exec(output);
+      if (match === null) return;
+      child.removeAllListeners("exit");
+      resolve({
+        process: child,
+        port: Number(match[1]),
+        stop: () =>
+          new Promise<void>((done) => {
+            if (child.exitCode !== null) return done();
+            child.once("exit", () => done());
+            process.kill(child.pid!, "SIGTERM");
+          }),
+      });
+    });
+  });
+}
+
+export const brokerScript = "bin/sluice.ts";
+export const sinkScript = "bench/tcp/sink.ts";
