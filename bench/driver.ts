@@ -29,15 +29,39 @@ export interface Driver {
   durability(): string;
   createTopic(topic: string, partitions: number): Promise<void>;
   createProducer(topic: string): Promise<BenchProducer>;
-  /** A consumer in `subscription` (a consumer group / queue / durable) reading `topic`. */
+  /**
+   * A consumer in `subscription` (a consumer group / queue / durable) reading `topic`. It
+   * resolves once the consumer will see every message sent from then on (the harness creates
+   * every consumer before the first send); consumers of one subscription share its messages.
+   */
   createConsumer(
     topic: string,
     subscription: string,
     onMessage: MessageCallback,
   ): Promise<BenchConsumer>;
   deleteTopic(topic: string): Promise<void>;
+  /** Releases everything; called once, also when initialize() failed or never ran. */
   close(): Promise<void>;
 }
+
+/** What the harness hands a driver's factory. */
+export type DriverConfig = {
+  /** A fresh directory the driver may use (data, sockets); the harness removes it afterwards. */
+  workDir: string;
+  /**
+   * Driver options from the command line (`--driver-options key=value,...`, and
+   * `--sluice-url host:port` as `url` for the sluice driver). A driver names the keys it reads
+   * in its settings() and rejects values it cannot use with a RangeError naming key and value.
+   */
+  options: Readonly<Record<string, string>>;
+};
+
+/**
+ * Every driver module (`bench/drivers/<name>.ts`) exports `createDriver: DriverFactory`. The
+ * factory only builds the object; `initialize()` connects, so a missing server surfaces there
+ * as a DriverUnavailableError.
+ */
+export type DriverFactory = (config: DriverConfig) => Driver | Promise<Driver>;
 
 /** The system behind a driver is not installed or not running: the driver is skipped. */
 export class DriverUnavailableError extends Error {

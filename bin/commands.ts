@@ -1,6 +1,5 @@
 // The table of `sluice` subcommands. Each command declares its flags so `--help` and parseArgs
-// come from one source. Commands whose machinery is not built yet say so and exit 1; they
-// never pretend to work.
+// come from one source; each command's work lives in a module loaded when it runs.
 
 import packageJson from "../package.json" with { type: "json" };
 
@@ -18,13 +17,6 @@ export type Command = {
 /** A mistake in how the command was called: reported on one line with exit code 2. */
 export class UsageError extends Error {
   override name = "UsageError";
-}
-
-function notBuilt(what: string): (values: ParsedValues, positionals: string[]) => Promise<number> {
-  return async () => {
-    console.error(`sluice: ${what} is not built yet; see README.md "Status"`);
-    return 1;
-  };
 }
 
 function portOf(value: string | boolean | (string | boolean)[] | undefined): number {
@@ -64,6 +56,8 @@ function runtimeName(): string {
   return `node ${process.versions.node}`;
 }
 
+const BROKER_HELP = "Broker address (default 127.0.0.1:9092)";
+
 export const COMMANDS: Command[] = [
   {
     name: "serve",
@@ -78,48 +72,95 @@ export const COMMANDS: Command[] = [
   },
   {
     name: "topics",
-    usage: "topics create|list|delete [TOPIC] [--partitions N] [--broker HOST:PORT]",
+    usage:
+      "topics create NAME [--partitions N] [--config k=v,...] | list | delete NAME " +
+      "[--broker HOST:PORT]",
     summary: "Create, list and delete topics",
     options: {
       partitions: { type: "string", help: "Partition count for create (default 1)" },
-      broker: { type: "string", help: "Broker address (default 127.0.0.1:9092)" },
+      config: {
+        type: "string",
+        help: "Topic config for create: retentionMs=N,fsync=always|never|MS,...",
+      },
+      broker: { type: "string", help: BROKER_HELP },
     },
-    run: notBuilt("`sluice topics`"),
+    run: async (values, positionals) =>
+      (await import("./topics_command.ts")).topics(values, positionals),
   },
   {
     name: "produce",
-    usage: "produce --topic T [--key-separator SEP] [--broker HOST:PORT]",
+    usage: "produce --topic T [--key-separator SEP] [--partition N] [--acks 0|1|all]",
     summary: "Publish lines from standard input, one record a line",
     options: {
       topic: { type: "string", help: "Topic to publish to" },
       "key-separator": { type: "string", help: "Split each line into key SEP value" },
-      broker: { type: "string", help: "Broker address (default 127.0.0.1:9092)" },
+      partition: { type: "string", help: "Partition to write to (default: by key or sticky)" },
+      acks: { type: "string", help: "0, 1 or all (default all)" },
+      broker: { type: "string", help: BROKER_HELP },
     },
-    run: notBuilt("`sluice produce`"),
+    run: async (values, positionals) =>
+      (await import("./produce_command.ts")).produce(values, positionals),
   },
   {
     name: "consume",
-    usage: "consume --topic T [--group G] [--from beginning|end|N] [--count N]",
+    usage: "consume --topic T [--group G] [--from beginning|end|N] [--count N] [--timeout-ms N]",
     summary: "Print record values, one a line",
     options: {
       topic: { type: "string", help: "Topic to read" },
-      group: { type: "string", help: "Consumer group (commits offsets)" },
+      group: { type: "string", help: "Consumer group: join it and commit what was printed" },
       from: { type: "string", help: "beginning, end or an offset (default end)" },
+      partition: { type: "string", help: "Read only this partition (not with --group)" },
       count: { type: "string", help: "Stop after N records" },
-      broker: { type: "string", help: "Broker address (default 127.0.0.1:9092)" },
+      "timeout-ms": { type: "string", help: "Stop after N ms without a record (default: never)" },
+      broker: { type: "string", help: BROKER_HELP },
     },
-    run: notBuilt("`sluice consume`"),
+    run: async (values, positionals) =>
+      (await import("./consume_command.ts")).consume(values, positionals),
+  },
+  {
+    name: "groups",
+    usage: "groups describe GROUP [--broker HOST:PORT]",
+    summary: "Show a consumer group: members, partitions, committed offsets and lag",
+    options: {
+      broker: { type: "string", help: BROKER_HELP },
+    },
+    run: async (values, positionals) =>
+      (await import("./groups_command.ts")).groups(values, positionals),
   },
   {
     name: "bench",
-    usage: "bench [--workload NAME|FILE] [--drivers a,b] [--out DIR]",
+    usage:
+      "bench [--workload NAME|FILE] [--drivers a,b] [--out DIR] [--sluice-url HOST:PORT] " +
+      "[--driver-options k=v,...]",
     summary: "Run a benchmark workload against sluice and peer brokers",
     options: {
       workload: { type: "string", help: "Workload name in bench/workloads or a YAML file" },
       drivers: { type: "string", help: "Comma-separated driver names" },
       out: { type: "string", help: "Directory for results and report.html" },
+      "sluice-url": { type: "string", help: "host:port of a running sluice for the sluice driver" },
+      "driver-options": { type: "string", help: "key=value,... for drivers (driver.key: one)" },
     },
-    run: notBuilt("the benchmark harness (`sluice bench`)"),
+    async run(values, positionals) {
+      if (positionals.length > 0) throw new UsageError(`unexpected argument '${positionals[0]}'`);
+      const { runBench } = await import("../bench/cli.ts");
+      const text = (name: string) => (typeof values[name] === "string" ? values[name] : undefined);
+      try {
+        const outcome = await runBench({
+          workload: text("workload"),
+          drivers: text("drivers"),
+          out: text("out"),
+          sluiceUrl: text("sluice-url"),
+          driverOptions: text("driver-options"),
+        });
+        return outcome.exitCode;
+      } catch (error) {
+        // Bad flag values (an unknown driver or workload, a bad option) are usage errors.
+        if (error instanceof RangeError || (error as Error).name === "WorkloadError") {
+          throw new UsageError((error as Error).message);
+        }
+        throw error;
+      }
+    },
   },
   {
     name: "version",

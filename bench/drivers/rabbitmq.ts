@@ -1,0 +1,413 @@
+// The RabbitMQ driver (AMQP 0-9-1 through amqplib; runs under Bun, Deno and Node).
+//
+// Layout, for a topic T with N partitions and a subscription S:
+//
+//   producer --publish(routing key "p")--> exchange sluice.T (direct, durable)
+//                                            |-- "0" --> queue sluice.T.S.0 --> consumers of S
+//                                            |-- ...
+//                                            `-- "N-1" -> queue sluice.T.S.N-1
+//
+// - One durable queue per (subscription, partition). A queue is one Erlang process and so uses
+//   at most one core; partitions spread a topic over several queues, as Kafka partitions do,
+//   and keep per-partition order. Each subscription gets its own queues (a subscription sees
+//   every message); consumers of one subscription compete for its queues' messages.
+// - Queue type `classic` (default), `quorum` or `stream` (option `queue-type`). Streams are
+//   non-destructive logs: there is one stream per partition, shared by every subscription, each
+//   subscription reads it from the start, and a subscription can have only one consumer.
+// - Producers: one connection and one confirm channel each; messages are persistent
+//   (deliveryMode 2) and `sendAsync` resolves on the broker's confirm (basic.ack) for it.
+// - Consumers: one connection and channel each, manual acks, per-consumer prefetch (option
+//   `prefetch`, 1000). Acks are batched: one `basic.ack` with `multiple` covers every delivery
+//   handled so far, sent when `ack-every` (prefetch / 4) deliveries are pending or at the end of
+//   the event-loop turn that delivered them. Every callback runs before its ack: at-least-once.
+//
+// Durability (sources: RabbitMQ docs "Consumer Acknowledgements and Publisher Confirms",
+// https://www.rabbitmq.com/docs/confirms#publisher-confirms-latency; RabbitMQ blog
+// "How Are The Messages Stored? Not in Memory!", 2025-01-17):
+// - confirms docs: "basic.ack for a persistent message routed to a durable queue will be sent
+//   after persisting the message to disk. The RabbitMQ message store persists messages to disk
+//   in batches after an interval (a few hundred milliseconds) to minimise the number of
+//   fsync(2) calls, or when a queue is idle."
+// - the 2025 blog, on current classic queues: the confirm is sent when the message "is written
+//   to disk" or when it "is delivered and acknowledged by a consumer (if that happens before
+//   it's written to disk)", and "fsync is not performed before publisher confirms are sent";
+//   quorum queues confirm once the message is "written to disk and fsynced by the quorum of
+//   nodes"; "Streams do not perform fsync". The blog describes RabbitMQ 4.x; RabbitMQ before
+//   3.13 (Debian bookworm ships 3.10) used the older message store the confirms guide
+//   describes, so durability() names the server version it saw.
+
+import amqplib from "amqplib";
+import type { Channel, ChannelModel, ConfirmChannel, ConsumeMessage } from "amqplib";
+import { setImmediate } from "node:timers";
+import type {
+  BenchConsumer,
+  BenchProducer,
+  Driver,
+  DriverConfig,
+  DriverFactory,
+  DriverSettings,
+  MessageCallback,
+} from "../driver.ts";
+import { DriverUnavailableError } from "../driver.ts";
+import {
+  CONNECT_TIMEOUT_MS_DEFAULT,
+  type DriverOptions,
+  errorMessage,
+  optionChoice,
+  optionInt,
+  optionString,
+  peerPort,
+  PartitionPicker,
+  PEERS_HINT,
+  safeName,
+  bufferView,
+  withTimeout,
+} from "./peers/common.ts";
+
+export const RABBITMQ_QUEUE_TYPES = ["classic", "quorum", "stream"] as const;
+export type RabbitMqQueueType = (typeof RABBITMQ_QUEUE_TYPES)[number];
+
+export type RabbitMqOptions = {
+  /**
+   * `amqp://user:pass@host:port/vhost`; option `url`, env SLUICE_RABBITMQ_URL, else guest on
+   * 127.0.0.1:SLUICE_RABBITMQ_PORT (5672).
+   */
+  url: string;
+  queueType: RabbitMqQueueType;
+  /** Unacknowledged deliveries a consumer may hold (basic.qos, per consumer). */
+  prefetch: number;
+  /** Pending deliveries that force a (multiple) ack before the event-loop turn ends. */
+  ackEvery: number;
+  connectTimeoutMs: number;
+};
+
+const PREFETCH_MAX = 65_535;
+
+/** Reads the options `url`, `queue-type`, `prefetch`, `ack-every` and `connect-timeout-ms`. */
+export function rabbitMqOptions(options: DriverOptions = {}): RabbitMqOptions {
+  const prefetch = optionInt(options, "prefetch", 1000, { min: 1, max: PREFETCH_MAX });
+  return {
+    url: optionString(
+      options,
+      "url",
+      `amqp://guest:guest@127.0.0.1:${peerPort("SLUICE_RABBITMQ_PORT", 5672)}`,
+      "SLUICE_RABBITMQ_URL",
+    ),
+    queueType: optionChoice(options, "queue-type", RABBITMQ_QUEUE_TYPES, "classic"),
+    prefetch,
+    ackEvery: optionInt(options, "ack-every", Math.max(1, Math.floor(prefetch / 4)), {
+      min: 1,
+      max: prefetch,
+    }),
+    connectTimeoutMs: optionInt(options, "connect-timeout-ms", CONNECT_TIMEOUT_MS_DEFAULT, {
+      min: 1,
+      max: 60_000,
+    }),
+  };
+}
+
+type TopicState = {
+  partitions: number;
+  exchange: string;
+  /** Every queue declared for this topic, deleted with it. */
+  queues: Set<string>;
+  /** Consumers per subscription (streams allow one). */
+  consumers: Map<string, number>;
+};
+
+/** The URL with its password replaced, for settings and error messages. */
+function redactUrl(url: string): string {
+  return url.replace(/\/\/([^:/@]+):([^@]*)@/, "//$1:***@");
+}
+
+class RabbitMqDriver implements Driver {
+  readonly name = "rabbitmq";
+  readonly #options: RabbitMqOptions;
+  readonly #topics = new Map<string, TopicState>();
+  /** Producer and consumer connections, closed by close(). */
+  readonly #connections = new Set<ChannelModel>();
+  #adminConnection: ChannelModel | null = null;
+  #admin: Channel | null = null;
+  #serverVersion = "unknown";
+
+  constructor(options: RabbitMqOptions) {
+    this.#options = options;
+  }
+
+  async initialize(): Promise<void> {
+    const connection = await this.#connect();
+    this.#connections.delete(connection);
+    this.#adminConnection = connection;
+    this.#serverVersion = String(connection.connection.serverProperties.version ?? "unknown");
+    this.#admin = await connection.createChannel();
+    this.#admin.on("error", () => {});
+  }
+
+  settings(): DriverSettings {
+    const options = this.#options;
+    const stream = options.queueType === "stream";
+    return {
+      url: redactUrl(options.url),
+      serverVersion: this.#serverVersion,
+      queueType: options.queueType,
+      layout: stream
+        ? "direct exchange per topic, one stream per partition read by every subscription"
+        : "direct exchange per topic, one durable queue per (subscription, partition)",
+      deliveryMode: 2,
+      publisherConfirms: "confirm channel per producer; sendAsync resolves on its basic.ack",
+      prefetch: options.prefetch,
+      acks: `manual, multiple=true every ${options.ackEvery} deliveries or event-loop turn`,
+      connections: "one per producer and per consumer",
+      delivery: "at-least-once",
+    };
+  }
+
+  durability(): string {
+    const version = this.#serverVersion;
+    switch (this.#options.queueType) {
+      case "quorum":
+        return (
+          `RabbitMQ ${version} quorum queue: confirmed after the message is written and ` +
+          "fsynced on a quorum of replicas (this node alone when single-node)"
+        );
+      case "stream":
+        return (
+          `RabbitMQ ${version} stream: confirmed after the message is written to the ` +
+          "stream log on a quorum of replicas; streams do not fsync (page cache only)"
+        );
+      default:
+        return olderThan313(version)
+          ? `RabbitMQ ${version} classic durable queue, persistent messages: confirmed once ` +
+              "written to disk, the message store fsyncing in batches every few hundred ms, " +
+              "or once consumed and acked first"
+          : `RabbitMQ ${version} classic durable queue, persistent messages: confirmed once ` +
+              "written to disk (no fsync before the confirm) or once consumed and acked first";
+    }
+  }
+
+  async createTopic(topic: string, partitions: number): Promise<void> {
+    const admin = this.#adminChannel();
+    if (this.#topics.has(topic)) throw new RangeError(`Topic ${topic} exists already`);
+    const exchange = `sluice.${safeName(topic)}`;
+    if (!Number.isInteger(partitions) || partitions < 1) {
+      throw new RangeError(`Partition count ${partitions} is not a positive integer`);
+    }
+    const state: TopicState = { partitions, exchange, queues: new Set(), consumers: new Map() };
+    await admin.assertExchange(exchange, "direct", { durable: true, autoDelete: false });
+    this.#topics.set(topic, state);
+    if (this.#options.queueType === "stream") {
+      for (let partition = 0; partition < partitions; partition++) {
+        await this.#declareQueue(state, `${exchange}.${partition}`, partition);
+      }
+    }
+  }
+
+  async createProducer(topic: string): Promise<BenchProducer> {
+    const state = this.#topic(topic);
+    const connection = await this.#connect();
+    const channel: ConfirmChannel = await connection.createConfirmChannel();
+    channel.on("error", () => {});
+    const picker = new PartitionPicker(state.partitions, this.#connections.size);
+    const routingKeys = Array.from({ length: state.partitions }, (_, index) => String(index));
+    const exchange = state.exchange;
+    return {
+      sendAsync(key, payload) {
+        const routingKey = routingKeys[picker.pick(key)]!;
+        return new Promise<void>((resolve, reject) => {
+          const content = bufferView(payload);
+          channel.publish(exchange, routingKey, content, { persistent: true }, (error) => {
+            if (error === null || error === undefined) resolve();
+            else reject(error instanceof Error ? error : new Error(String(error)));
+          });
+        });
+      },
+      close: () => this.#closeConnection(connection),
+    };
+  }
+
+  async createConsumer(
+    topic: string,
+    subscription: string,
+    onMessage: MessageCallback,
+  ): Promise<BenchConsumer> {
+    const queues = await this.#subscriptionQueues(topic, subscription);
+    const connection = await this.#connect();
+    const channel = await connection.createChannel();
+    channel.on("error", () => {});
+    await channel.prefetch(this.#options.prefetch, false);
+    const acker = new BatchedAcker(channel, this.#options.ackEvery);
+    const handle = (message: ConsumeMessage | null) => {
+      // null: the server cancelled the consumer (its queue was deleted).
+      if (message === null) return;
+      onMessage(message.content);
+      acker.handled(message);
+    };
+    const consumeArguments =
+      this.#options.queueType === "stream" ? { "x-stream-offset": "first" } : undefined;
+    const tags: string[] = [];
+    for (const queue of queues) {
+      const reply = await channel.consume(queue, handle, {
+        noAck: false,
+        arguments: consumeArguments,
+      });
+      tags.push(reply.consumerTag);
+    }
+    return {
+      close: async () => {
+        for (const tag of tags) await channel.cancel(tag).catch(() => {});
+        acker.flush();
+        await this.#closeConnection(connection);
+      },
+    };
+  }
+
+  async deleteTopic(topic: string): Promise<void> {
+    const state = this.#topics.get(topic);
+    if (state === undefined) return;
+    this.#topics.delete(topic);
+    const admin = this.#adminChannel();
+    for (const queue of state.queues) await admin.deleteQueue(queue);
+    await admin.deleteExchange(state.exchange);
+  }
+
+  async close(): Promise<void> {
+    for (const connection of [...this.#connections]) await this.#closeConnection(connection);
+    if (this.#admin !== null) {
+      for (const topic of [...this.#topics.keys()]) await this.deleteTopic(topic);
+    }
+    const admin = this.#adminConnection;
+    this.#admin = null;
+    this.#adminConnection = null;
+    await admin?.close().catch(() => {});
+  }
+
+  /** Declares (once) the queues a subscription reads and returns their names. */
+  async #subscriptionQueues(topic: string, subscription: string): Promise<string[]> {
+    const state = this.#topic(topic);
+    const consumers = state.consumers.get(subscription) ?? 0;
+    const names = Array.from({ length: state.partitions }, (_, partition) =>
+      this.#options.queueType === "stream"
+        ? `${state.exchange}.${partition}`
+        : `${state.exchange}.${safeName(subscription)}.${partition}`,
+    );
+    if (this.#options.queueType === "stream" && consumers > 0) {
+      throw new RangeError(
+        `Subscription ${subscription} already has a consumer: RabbitMQ streams do not share ` +
+          "messages between consumers (use queue-type=classic or quorum)",
+      );
+    }
+    if (consumers === 0 && this.#options.queueType !== "stream") {
+      for (const [partition, name] of names.entries()) {
+        await this.#declareQueue(state, name, partition);
+      }
+    }
+    state.consumers.set(subscription, consumers + 1);
+    return names;
+  }
+
+  async #declareQueue(state: TopicState, queue: string, partition: number): Promise<void> {
+    const admin = this.#adminChannel();
+    await admin.assertQueue(queue, {
+      durable: true,
+      autoDelete: false,
+      arguments: { "x-queue-type": this.#options.queueType },
+    });
+    state.queues.add(queue);
+    await admin.bindQueue(queue, state.exchange, String(partition));
+  }
+
+  async #connect(): Promise<ChannelModel> {
+    const { url, connectTimeoutMs } = this.#options;
+    let connection: ChannelModel;
+    try {
+      const connecting = amqplib.connect(url, { timeout: connectTimeoutMs, noDelay: true });
+      connection = await withTimeout(connecting, connectTimeoutMs, "AMQP connect");
+    } catch (error) {
+      throw new DriverUnavailableError(
+        `RabbitMQ is not reachable at ${redactUrl(url)}: ${errorMessage(error)}`,
+        `${PEERS_HINT} (or pass --driver-options rabbitmq.url=amqp://user:pass@host:5672)`,
+      );
+    }
+    connection.on("error", () => {});
+    connection.on("close", () => this.#connections.delete(connection));
+    this.#connections.add(connection);
+    return connection;
+  }
+
+  async #closeConnection(connection: ChannelModel): Promise<void> {
+    if (!this.#connections.delete(connection)) return;
+    await connection.close().catch(() => {});
+  }
+
+  #adminChannel(): Channel {
+    if (this.#admin === null) throw new Error("rabbitmq driver: initialize() first");
+    return this.#admin;
+  }
+
+  #topic(topic: string): TopicState {
+    const state = this.#topics.get(topic);
+    if (state === undefined) throw new RangeError(`Topic ${topic} was not created`);
+    return state;
+  }
+}
+
+/**
+ * Acknowledges deliveries in batches: one `basic.ack` with `multiple` set covers every delivery
+ * on the channel up to the latest handled one. Delivery tags grow per channel, and every
+ * callback runs synchronously before `handled`, so the batch never acks an unhandled message.
+ */
+class BatchedAcker {
+  readonly #channel: Channel;
+  readonly #ackEvery: number;
+  #latest: ConsumeMessage | null = null;
+  #pending = 0;
+  #scheduled = false;
+
+  constructor(channel: Channel, ackEvery: number) {
+    this.#channel = channel;
+    this.#ackEvery = ackEvery;
+  }
+
+  handled(message: ConsumeMessage): void {
+    this.#latest = message;
+    this.#pending += 1;
+    if (this.#pending >= this.#ackEvery) {
+      this.flush();
+    } else if (!this.#scheduled) {
+      this.#scheduled = true;
+      setImmediate(() => {
+        this.#scheduled = false;
+        this.flush();
+      });
+    }
+  }
+
+  flush(): void {
+    const latest = this.#latest;
+    if (latest === null) return;
+    this.#latest = null;
+    this.#pending = 0;
+    try {
+      this.#channel.ack(latest, true);
+    } catch {
+      // The channel closed: its unacknowledged deliveries go back to the queue (redelivery).
+    }
+  }
+}
+
+/** True when a RabbitMQ version string names a release before 3.13. */
+function olderThan313(version: string): boolean {
+  const match = /^(\d+)\.(\d+)/.exec(version);
+  if (match === null) return false;
+  const major = Number(match[1]);
+  const minor = Number(match[2]);
+  return major < 3 || (major === 3 && minor < 13);
+}
+
+/** A RabbitMQ driver; see the file header for the layout, acks and durability. */
+export function createRabbitMqDriver(options: DriverOptions = {}): Driver {
+  return new RabbitMqDriver(rabbitMqOptions(options));
+}
+
+export const createDriver: DriverFactory = (config: DriverConfig) =>
+  createRabbitMqDriver(config.options);

@@ -1,0 +1,295 @@
+// sluice: the broker over TCP, through the TypeScript client (protocol/client/mod.ts). Without
+// `--sluice-url host:port` it starts a server in the harness's own process, on a fresh data
+// directory and a free port; its CPU then counts as the harness's.
+//
+// A producer is one client Producer; a subscription is a consumer group, so the consumers of
+// one subscription share the topic's partitions (broker-side assignment) and each
+// subscription reads the topic from its start.
+//
+// Options (`--driver-options key=value,...`, or `sluice.key=value` for this driver only):
+//   url=host:port             a running server (what --sluice-url sets)
+//   acks=0|1|all              producer acks (default 1: written to the page cache)
+//   fsync=always|never|<ms>   the fsync policy of the topics it creates (default: server's)
+//   lingerMs=<n>              producer linger (default 1)
+//   batchBytes=<n>            producer batch size (default 1 MiB)
+
+import { join } from "node:path";
+import { LOG_CONFIG_DEFAULTS, type FsyncPolicy } from "../../engine/mod.ts";
+import {
+  Admin,
+  type ClientOptions,
+  Consumer,
+  Producer,
+  type ProducerOptions,
+} from "../../protocol/client/mod.ts";
+import { SluiceServer } from "../../protocol/server.ts";
+import {
+  type BenchConsumer,
+  type BenchProducer,
+  type Driver,
+  type DriverConfig,
+  type DriverFactory,
+  type DriverSettings,
+  DriverUnavailableError,
+  type MessageCallback,
+} from "../driver.ts";
+import { describeFsync, fsyncOption, integerOption } from "./options.ts";
+
+export const LINGER_MS_DEFAULT = 1;
+export const BATCH_BYTES_DEFAULT = 1024 * 1024;
+/** How long a consumer's poll waits for records before looking again. */
+const POLL_WAIT_MS = 100;
+/** The longest createConsumer waits for the group to give the new consumer partitions. */
+const ASSIGNMENT_WAIT_MS = 30_000;
+const ASSIGNMENT_CHECK_MS = 10;
+/**
+ * The heartbeat interval the in-process server hands consumers. A partition moves to a
+ * joining consumer at its previous owner's next heartbeat, so the default 3 s would make
+ * setting up a subscription of several consumers take seconds; the data path is unaffected.
+ */
+export const HEARTBEAT_INTERVAL_MS = 250;
+
+export const createDriver: DriverFactory = (config) => new SluiceTcpDriver(config);
+
+type Acks = 0 | 1 | "all";
+
+type Settings = {
+  url: string | undefined;
+  acks: Acks;
+  fsync: FsyncPolicy | undefined;
+  lingerMs: number;
+  batchBytes: number;
+};
+
+function acksOption(text: string | undefined): Acks {
+  if (text === undefined) return 1;
+  if (text === "0" || text === "1") return Number(text) as 0 | 1;
+  if (text === "all" || text === "-1") return "all";
+  throw new RangeError(`driver option acks=${text} must be 0, 1 or all`);
+}
+
+function parseUrl(url: string): { host: string; port: number } {
+  const at = url.lastIndexOf(":");
+  const host = url.slice(0, at).replace(/^\[|\]$/g, "");
+  const port = Number(url.slice(at + 1));
+  if (at < 1 || host.length === 0 || !Number.isInteger(port) || port < 1 || port > 65_535) {
+    throw new RangeError(`sluice url '${url}' is not host:port`);
+  }
+  return { host, port };
+}
+
+export class SluiceTcpDriver implements Driver {
+  readonly name = "sluice";
+  #config: DriverConfig;
+  #settings: Settings;
+  #server: SluiceServer | undefined;
+  #client: ClientOptions = {};
+  #admin: Admin | undefined;
+  #partitions = new Map<string, number>();
+  #members = new Map<string, number>();
+
+  constructor(config: DriverConfig) {
+    this.#config = config;
+    const { options } = config;
+    const url = options["url"];
+    if (url !== undefined) parseUrl(url);
+    this.#settings = {
+      url,
+      acks: acksOption(options["acks"]),
+      fsync: options["fsync"] === undefined ? undefined : fsyncOption(options, "fsync", "never"),
+      lingerMs: integerOption(options, "lingerMs", LINGER_MS_DEFAULT, 0, 60_000),
+      batchBytes: integerOption(options, "batchBytes", BATCH_BYTES_DEFAULT, 1024, 256 << 20),
+    };
+  }
+
+  async initialize(): Promise<void> {
+    if (this.#settings.url === undefined) {
+      this.#server = await SluiceServer.start({
+        dataDir: join(this.#config.workDir, "data"),
+        host: "127.0.0.1",
+        port: 0,
+        heartbeatIntervalMs: HEARTBEAT_INTERVAL_MS,
+        log: (message) => console.error(`sluice server: ${message}`),
+      });
+      this.#client = { host: this.#server.host, port: this.#server.port };
+    } else {
+      this.#client = parseUrl(this.#settings.url);
+    }
+    this.#admin = new Admin(this.#client);
+    try {
+      await this.#admin.metadata([]);
+    } catch (error) {
+      const where = `${this.#client.host}:${this.#client.port}`;
+      throw new DriverUnavailableError(
+        `no sluice server answers at ${where}: ${(error as Error).message}`,
+        "start one with `npm start -- --port PORT`, or leave out --sluice-url",
+      );
+    }
+  }
+
+  settings(): DriverSettings {
+    const inProcess = this.#server !== undefined;
+    const server = inProcess
+      ? `in the harness process on 127.0.0.1:${this.#server!.port} (its CPU is the harness's)`
+      : `${this.#settings.url} (external)`;
+    const serverFsync = inProcess ? describeFsync(LOG_CONFIG_DEFAULTS.fsync) : "unknown";
+    return {
+      server,
+      client: "protocol/client Producer and Consumer, one TCP connection each",
+      acks: String(this.#settings.acks),
+      fsync:
+        this.#settings.fsync === undefined
+          ? `server default (${serverFsync})`
+          : describeFsync(this.#settings.fsync),
+      lingerMs: this.#settings.lingerMs,
+      batchBytes: this.#settings.batchBytes,
+      subscription: "a consumer group: its consumers share the partitions; reads from the start",
+      heartbeatIntervalMs: inProcess ? HEARTBEAT_INTERVAL_MS : "server's",
+    };
+  }
+
+  durability(): string {
+    const { acks } = this.#settings;
+    const fsync =
+      this.#settings.fsync ?? (this.#server === undefined ? undefined : LOG_CONFIG_DEFAULTS.fsync);
+    if (acks === 0) return "none: acks 0, the producer does not wait for the server";
+    if (acks === "all" || fsync === "always") return "fsynced to disk on the server before the ack";
+    const when =
+      fsync === undefined
+        ? "per the server's topic config"
+        : fsync === "never"
+          ? "when the OS writes back"
+          : `every ${fsync.intervalMs} ms`;
+    return (
+      `in the server's page cache when acknowledged; fsynced ${when} ` +
+      "(power loss can lose that)"
+    );
+  }
+
+  #adminOrThrow(): Admin {
+    if (this.#admin === undefined) throw new Error("sluice: initialize() first");
+    return this.#admin;
+  }
+
+  async createTopic(topic: string, partitions: number): Promise<void> {
+    const fsync = this.#settings.fsync;
+    await this.#adminOrThrow().createTopics([
+      { name: topic, partitions, ...(fsync === undefined ? {} : { config: { fsync } }) },
+    ]);
+    this.#partitions.set(topic, partitions);
+  }
+
+  async createProducer(topic: string): Promise<BenchProducer> {
+    const options: ProducerOptions = {
+      ...this.#client,
+      acks: this.#settings.acks,
+      lingerMs: this.#settings.lingerMs,
+      batchBytes: this.#settings.batchBytes,
+    };
+    return new TcpProducer(new Producer(options), topic);
+  }
+
+  async createConsumer(
+    topic: string,
+    subscription: string,
+    onMessage: MessageCallback,
+  ): Promise<BenchConsumer> {
+    const consumer = new Consumer({
+      ...this.#client,
+      group: subscription,
+      autoOffsetReset: "earliest",
+    });
+    consumer.subscribe([topic], { fromBeginning: true });
+    const wrapped = new TcpConsumer(consumer, onMessage);
+    const key = `${topic}\u0000${subscription}`;
+    const members = (this.#members.get(key) ?? 0) + 1;
+    this.#members.set(key, members);
+    // A consumer beyond the partition count legitimately gets none.
+    if (members <= (this.#partitions.get(topic) ?? 1)) await wrapped.assigned(ASSIGNMENT_WAIT_MS);
+    return wrapped;
+  }
+
+  async deleteTopic(topic: string): Promise<void> {
+    await this.#adminOrThrow().deleteTopics([topic]);
+    this.#partitions.delete(topic);
+  }
+
+  async close(): Promise<void> {
+    await this.#admin?.close();
+    this.#admin = undefined;
+    await this.#server?.close();
+    this.#server = undefined;
+  }
+}
+
+class TcpProducer implements BenchProducer {
+  #producer: Producer;
+  #topic: string;
+
+  constructor(producer: Producer, topic: string) {
+    this.#producer = producer;
+    this.#topic = topic;
+  }
+
+  sendAsync(key: Uint8Array | null, payload: Uint8Array): Promise<void> {
+    const record =
+      key === null
+        ? { topic: this.#topic, value: payload }
+        : { topic: this.#topic, key, value: payload };
+    return new Promise((resolve, reject) => {
+      this.#producer.send(record, (error) => (error === null ? resolve() : reject(error)));
+    });
+  }
+
+  close(): Promise<void> {
+    return this.#producer.close();
+  }
+}
+
+class TcpConsumer implements BenchConsumer {
+  #consumer: Consumer;
+  #onMessage: MessageCallback;
+  #closed = false;
+  #loop: Promise<void>;
+  #failure: Error | undefined;
+
+  constructor(consumer: Consumer, onMessage: MessageCallback) {
+    this.#consumer = consumer;
+    this.#onMessage = onMessage;
+    this.#loop = this.#run();
+  }
+
+  async #run(): Promise<void> {
+    try {
+      while (!this.#closed) {
+        const records = await this.#consumer.poll({ maxWaitMs: POLL_WAIT_MS });
+        for (const record of records) {
+          if (record.value !== null) this.#onMessage(record.value);
+        }
+      }
+    } catch (error) {
+      this.#failure = error as Error;
+      // The run's drain check reports what this consumer did not deliver.
+      if (!this.#closed) console.error(`sluice: a consumer stopped: ${String(error)}`);
+    }
+  }
+
+  /** Waits until the group has given this consumer at least one partition. */
+  async assigned(timeoutMs: number): Promise<void> {
+    const deadline = performance.now() + timeoutMs;
+    while (this.#consumer.assignment().length === 0) {
+      if (this.#failure !== undefined) throw this.#failure;
+      if (performance.now() > deadline) {
+        throw new Error(`a consumer got no partitions within ${timeoutMs} ms of joining`);
+      }
+      await new Promise((resolve) => setTimeout(resolve, ASSIGNMENT_CHECK_MS));
+    }
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    await this.#consumer.close();
+    await this.#loop;
+  }
+}

@@ -1,0 +1,282 @@
+// The report: one self-contained HTML page (inline SVG charts, inline CSS, no scripts) from
+// the result files of one run: the comparison table, throughput over time, latency
+// percentile curves (publish and end-to-end, log axes), end-to-end p99 over time, the
+// workload, each driver's settings and durability, and the machine.
+//
+// `sluice bench` writes it as DIR/report.html; `bun bench/report.ts DIR` rebuilds it from the
+// DIR/*.json files.
+
+import fs from "node:fs";
+import { join } from "node:path";
+import type { BenchResult } from "./result.ts";
+import { escapeXml as esc, lineChart, type Series, type Tick } from "./svg_chart.ts";
+import { deliveryVerdict, TABLE_HEADERS, tableCells } from "./table.ts";
+
+const COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2"];
+
+/** The percentile axis: x = log10(1 / (1 - p)), so 90, 99, 99.9 ... are evenly spaced. */
+const PERCENTILE_TICKS: Tick[] = [
+  { value: 0, label: "0%" },
+  { value: 1, label: "90%" },
+  { value: 2, label: "99%" },
+  { value: 3, label: "99.9%" },
+  { value: 4, label: "99.99%" },
+  { value: 5, label: "99.999%" },
+];
+
+function colorOf(index: number): string {
+  return COLORS[index % COLORS.length]!;
+}
+
+function percentileX(percentile: number): number {
+  return -Math.log10(1 - percentile / 100);
+}
+
+function curvePoints(curve: Record<string, number>): [number, number][] {
+  return Object.entries(curve)
+    .map(([p, ms]) => [Number(p), ms] as const)
+    .filter(([p]) => p < 100)
+    .sort((a, b) => a[0] - b[0])
+    .map(([p, ms]) => [percentileX(p), ms]);
+}
+
+/** A sample shorter than this (the last sliver of a drain) gives a noisy rate: not drawn. */
+const RATE_SAMPLE_MS_MIN = 500;
+
+function throughputChart(results: readonly BenchResult[]): string {
+  const series: Series[] = results.flatMap((result, i) => {
+    const samples = result.samples.filter((s) => s.durationMs >= RATE_SAMPLE_MS_MIN);
+    return [
+      {
+        label: `${result.driver} publish`,
+        color: colorOf(i),
+        points: samples.map((s) => [s.elapsedMs / 1000, s.publishRate] as const),
+      },
+      {
+        label: `${result.driver} consume`,
+        color: colorOf(i),
+        dashed: true,
+        points: samples.map((s) => [s.elapsedMs / 1000, s.consumeRate] as const),
+      },
+    ];
+  });
+  const warmup = results[0]?.workloadSpec.warmupDurationSeconds ?? 0;
+  return lineChart({
+    title: "Throughput over time (msg/s, per second)",
+    x: { label: "seconds since the first send", min: 0 },
+    y: { label: "messages per second", min: 0 },
+    series,
+    bands: warmup > 0 ? [{ from: 0, to: warmup, label: "warm-up (excluded)" }] : [],
+  });
+}
+
+function latencyCurveChart(
+  results: readonly BenchResult[],
+  title: string,
+  pick: (result: BenchResult) => Record<string, number>,
+): string {
+  return lineChart({
+    title,
+    x: { label: "percentile", min: 0, max: 5, ticks: PERCENTILE_TICKS },
+    y: { label: "latency (ms, log scale)", log: true },
+    series: results.map((result, i) => ({
+      label: result.driver,
+      color: colorOf(i),
+      points: curvePoints(pick(result)),
+    })),
+  });
+}
+
+function p99OverTimeChart(results: readonly BenchResult[]): string {
+  const warmup = results[0]?.workloadSpec.warmupDurationSeconds ?? 0;
+  return lineChart({
+    title: "End-to-end p99 per second (ms)",
+    x: { label: "seconds since the first send", min: 0 },
+    y: { label: "latency (ms, log scale)", log: true },
+    series: results.map((result, i) => ({
+      label: result.driver,
+      color: colorOf(i),
+      points: result.samples
+        .filter((s) => s.endToEndLatency.count > 0 && s.durationMs >= RATE_SAMPLE_MS_MIN)
+        .map((s) => [s.elapsedMs / 1000, s.endToEndLatency.p99Ms] as const),
+    })),
+    bands: warmup > 0 ? [{ from: 0, to: warmup, label: "warm-up" }] : [],
+  });
+}
+
+function comparisonTable(results: readonly BenchResult[]): string {
+  const head = TABLE_HEADERS.map((h) => `<th>${esc(h)}</th>`).join("");
+  const rows = results.map((result, i) => {
+    const cells = tableCells(result).map((cell, column) => {
+      if (column === 0) {
+        return `<td><span class="swatch" style="background:${colorOf(i)}"></span>${esc(cell)}</td>`;
+      }
+      const bad = column === 9 && deliveryVerdict(result) !== "ok";
+      const kind = column === TABLE_HEADERS.length - 1 ? "text" : bad ? "num bad" : "num";
+      return `<td class="${kind}">${esc(cell)}</td>`;
+    });
+    return `<tr>${cells.join("")}</tr>`;
+  });
+  return `<table class="compare"><tr>${head}</tr>${rows.join("")}</table>`;
+}
+
+function definitionTable(entries: readonly (readonly [string, unknown])[]): string {
+  const rows = entries.map(
+    ([key, value]) => `<tr><th>${esc(key)}</th><td>${esc(formatValue(value))}</td></tr>`,
+  );
+  return `<table class="defs">${rows.join("")}</table>`;
+}
+
+function formatValue(value: unknown): string {
+  if (value === null || value === undefined) return "—";
+  if (typeof value === "number") {
+    return Number.isInteger(value) ? value.toLocaleString("en-US") : value.toFixed(2);
+  }
+  return typeof value === "object" ? JSON.stringify(value) : String(value);
+}
+
+function driverSection(result: BenchResult, index: number): string {
+  const cpu = result.clientCpu;
+  const facts: [string, unknown][] = [
+    ["durability", result.durability],
+    ["messages sent (acknowledged)", result.totalMessagesSent],
+    [
+      "messages received / expected",
+      [result.totalMessagesReceived, result.expectedMessagesReceived].map(formatValue).join(" / "),
+    ],
+    ["delivery", deliveryVerdict(result)],
+    ["drain after the last send", `${result.drainSeconds.toFixed(2)} s`],
+    [
+      "harness CPU (measured phase)",
+      `${cpu.percentOfOneCore.toFixed(0)}% of one core of ${cpu.cores}`,
+    ],
+    ["harness max RSS", `${(cpu.rssBytesMax / 2 ** 20).toFixed(0)} MiB`],
+    [
+      "publish delay p50 / p99 (µs)",
+      `${result.aggregatedPublishDelayLatency50pct} / ${result.aggregatedPublishDelayLatency99pct}`,
+    ],
+  ];
+  if (result.rateSearch !== null) {
+    const steps = result.rateSearch.steps
+      .filter((s) => !s.settling)
+      .map((s) => `${Math.round(s.targetRate)}${s.sustained ? "✓" : `✗ (${s.reason})`}`)
+      .join(" → ");
+    facts.push([
+      "max-rate search",
+      `${steps}; held ${Math.round(result.rateSearch.heldRate)} msg/s`,
+    ]);
+  }
+  const errors =
+    result.errorMessages.length === 0
+      ? ""
+      : `<p class="bad">Errors: ${result.errorMessages.map(esc).join("; ")}</p>`;
+  return (
+    `<section class="driver"><h3><span class="swatch" style="background:${colorOf(index)}">` +
+    `</span>${esc(result.driver)}</h3>${definitionTable(facts)}<h4>settings</h4>` +
+    `${definitionTable(Object.entries(result.settings))}${errors}</section>`
+  );
+}
+
+function machineSection(results: readonly BenchResult[]): string {
+  const machine = results[0]?.machine;
+  if (machine === undefined) return "";
+  return definitionTable([
+    ["CPU", `${machine.model} × ${machine.cpus}`],
+    ["memory", `${(machine.memoryBytes / 2 ** 30).toFixed(1)} GiB`],
+    ["OS", `${machine.platform} ${machine.arch}, kernel ${machine.kernel}`],
+    ["runtime", machine.runtime],
+    ["file system", machine.fileSystem],
+    ["load average (1 min) at start", machine.loadAverage1m.toFixed(2)],
+  ]);
+}
+
+const STYLE = `
+body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", sans-serif; color: #222;
+  max-width: 1140px; margin: 24px auto; padding: 0 16px; }
+h1 { font-size: 22px; margin-bottom: 4px; } h2 { font-size: 17px; margin-top: 28px; }
+h3 { font-size: 15px; margin: 0 0 6px; } h4 { font-size: 13px; margin: 10px 0 4px; color: #555; }
+.sub { color: #666; margin-top: 0; }
+table { border-collapse: collapse; } td, th { padding: 3px 8px; border-bottom: 1px solid #e4e4e4; }
+table.compare th { background: #f4f4f4; text-align: right; white-space: nowrap; }
+table.compare th:first-child, table.compare th:last-child { text-align: left; }
+td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
+td.text { font-size: 12px; color: #444; } .bad { color: #b00; font-weight: 600; }
+table.defs th { text-align: left; font-weight: 500; color: #555; white-space: nowrap; }
+.charts { display: grid; grid-template-columns: repeat(auto-fill, minmax(540px, 1fr)); gap: 12px; }
+.driver { border: 1px solid #ddd; border-radius: 6px; padding: 10px 12px; margin: 10px 0; }
+.swatch { display: inline-block; width: 10px; height: 10px; border-radius: 2px; margin-right: 6px; }
+svg { background: #fff; } .chart-title { font-weight: 600; font-size: 13px; }
+.tick { font-size: 11px; fill: #555; } .axis { font-size: 12px; fill: #333; }
+.legend { font-size: 12px; fill: #333; } .band { font-size: 11px; fill: #777; }
+.grid { stroke: #eee; } .notes { color: #555; font-size: 13px; }
+`;
+
+const PUBLISH_CURVE_TITLE = "Publish latency by percentile (send → ack)";
+const END_TO_END_CURVE_TITLE = "End-to-end latency by percentile (send → consumer)";
+
+export function renderReport(results: readonly BenchResult[]): string {
+  if (results.length === 0) throw new RangeError("a report needs at least one result");
+  const first = results[0]!;
+  const workloads = [...new Set(results.map((r) => r.workload))];
+  const spec = Object.entries(first.workloadSpec);
+  return `<!doctype html>
+<html lang="en"><head><meta charset="utf-8">
+<title>sluice benchmark: ${esc(workloads.join(", "))}</title>
+<style>${STYLE}</style></head><body>
+<h1>sluice benchmark: ${esc(workloads.join(", "))}</h1>
+<p class="sub">${esc(first.startedAt)} · ${results.length} driver${results.length === 1 ? "" : "s"}:
+${esc(results.map((r) => r.driver).join(", "))}</p>
+<h2>Results</h2>
+${comparisonTable(results)}
+<p class="notes">msg/s and MB/s: acknowledged sends per second over the measured phase
+(MB = 2<sup>20</sup> bytes). Latencies in ms over the measured phase and the drain, measured
+from each message's intended send time (coordinated omission corrected). sent=recv: every
+acknowledged message reached every subscription. cpu: the harness process, in % of one core;
+it includes servers the driver runs in-process.</p>
+<div class="charts">
+${throughputChart(results)}
+${latencyCurveChart(results, PUBLISH_CURVE_TITLE, (r) => r.aggregatedPublishLatencyQuantiles)}
+${latencyCurveChart(results, END_TO_END_CURVE_TITLE, (r) => r.aggregatedEndToEndLatencyQuantiles)}
+${p99OverTimeChart(results)}
+</div>
+<h2>Workload</h2>
+${definitionTable(spec)}
+<h2>Drivers</h2>
+${results.map(driverSection).join("\n")}
+<h2>Machine</h2>
+${machineSection(results)}
+</body></html>
+`;
+}
+
+/** The result files in `dir` (every *.json with the result fields), by driver name order. */
+export function loadResults(dir: string): BenchResult[] {
+  const results: BenchResult[] = [];
+  for (const file of fs.readdirSync(dir).sort()) {
+    if (!file.endsWith(".json")) continue;
+    const parsed = JSON.parse(fs.readFileSync(join(dir, file), "utf8")) as Partial<BenchResult>;
+    if (typeof parsed.driver === "string" && Array.isArray(parsed.samples)) {
+      results.push(parsed as BenchResult);
+    }
+  }
+  return results;
+}
+
+/** Rebuilds DIR/report.html from DIR/*.json; returns its path. */
+export function writeReport(dir: string): string {
+  const results = loadResults(dir);
+  if (results.length === 0) throw new RangeError(`no result files (*.json) in ${dir}`);
+  const path = join(dir, "report.html");
+  fs.writeFileSync(path, renderReport(results));
+  return path;
+}
+
+if (import.meta.main) {
+  const dir = process.argv[2];
+  if (dir === undefined) {
+    console.error("usage: bun bench/report.ts DIR   (DIR holds the result files of one run)");
+    process.exitCode = 2;
+  } else {
+    console.log(writeReport(dir));
+  }
+}
