@@ -6,6 +6,7 @@
 // code 1, as does any run whose consumers did not receive exactly what was sent.
 
 import fs from "node:fs";
+import { type MachineLimits, measureLimits } from "./limits.ts";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -32,6 +33,11 @@ export type BenchOptions = {
   sluiceUrl?: string;
   /** key=value,... handed to the drivers ("driver.key" for one driver only). */
   driverOptions?: string;
+  /**
+   * Measure the machine's disk (fdatasync) and loopback TCP limits first (default true); the
+   * sizes default to 1 GiB each. Saved as limits.json and shown in the report.
+   */
+  limits?: boolean | { diskBytes: number; loopbackBytes: number };
   /** Lines for the reader: settings, the table, file paths (default: standard output). */
   log?: (line: string) => void;
   /** One progress line a second during runs (default: standard error). */
@@ -65,6 +71,7 @@ export async function runBench(options: BenchOptions = {}): Promise<BenchOutcome
   const outDir = resolve(options.out ?? join(RESULTS_DIR, timestampDir()));
   fs.mkdirSync(outDir, { recursive: true });
   log(`workload ${workload.name} (${workload.source})`);
+  const limits = await machineLimits(outDir, options.limits ?? true, log);
   const outcome: BenchOutcome = {
     workload,
     outDir,
@@ -86,14 +93,40 @@ export async function runBench(options: BenchOptions = {}): Promise<BenchOutcome
       log(`FAILED ${name}: ${done.error}`);
     }
   }
-  finish(outcome, explicit, log);
+  finish(outcome, explicit, log, limits);
   return outcome;
 }
 
-function finish(outcome: BenchOutcome, explicit: boolean, log: (line: string) => void): void {
+const LIMIT_BYTES_DEFAULT = 1024 ** 3;
+
+async function machineLimits(
+  outDir: string,
+  option: boolean | { diskBytes: number; loopbackBytes: number },
+  log: (line: string) => void,
+): Promise<MachineLimits | undefined> {
+  if (option === false) return undefined;
+  const sizes =
+    option === true
+      ? { diskBytes: LIMIT_BYTES_DEFAULT, loopbackBytes: LIMIT_BYTES_DEFAULT }
+      : option;
+  const limits = await measureLimits(outDir, sizes);
+  fs.writeFileSync(join(outDir, "limits.json"), `${JSON.stringify(limits, null, 2)}\n`);
+  log(
+    `machine limits: disk write + fdatasync ${limits.diskWriteFdatasyncMBps} MB/s, ` +
+      `loopback TCP ${limits.loopbackTcpMBps} MB/s`,
+  );
+  return limits;
+}
+
+function finish(
+  outcome: BenchOutcome,
+  explicit: boolean,
+  log: (line: string) => void,
+  limits: MachineLimits | undefined,
+): void {
   const { results, outDir } = outcome;
   if (results.length > 0) {
-    fs.writeFileSync(join(outDir, "report.html"), renderReport(results));
+    fs.writeFileSync(join(outDir, "report.html"), renderReport(results, limits));
     log("");
     log(formatTable(results));
     log("latencies in ms; cpu = the harness process (in-process servers included), % of a core");

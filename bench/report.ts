@@ -6,6 +6,7 @@
 // `sluice bench` writes it as DIR/report.html; `bun bench/report.ts DIR` rebuilds it from the
 // DIR/*.json files.
 
+import type { MachineLimits } from "./limits.ts";
 import fs from "node:fs";
 import { join } from "node:path";
 import type { BenchResult } from "./result.ts";
@@ -214,7 +215,7 @@ svg { background: #fff; } .chart-title { font-weight: 600; font-size: 13px; }
 const PUBLISH_CURVE_TITLE = "Publish latency by percentile (send → ack)";
 const END_TO_END_CURVE_TITLE = "End-to-end latency by percentile (send → consumer)";
 
-export function renderReport(results: readonly BenchResult[]): string {
+export function renderReport(results: readonly BenchResult[], limits?: MachineLimits): string {
   if (results.length === 0) throw new RangeError("a report needs at least one result");
   const first = results[0]!;
   const workloads = [...new Set(results.map((r) => r.workload))];
@@ -245,6 +246,7 @@ ${definitionTable(spec)}
 ${results.map(driverSection).join("\n")}
 <h2>Machine</h2>
 ${machineSection(results)}
+${limits === undefined ? "" : limitsSection(limits)}
 </body></html>
 `;
 }
@@ -279,4 +281,13 @@ if (import.meta.main) {
   } else {
     console.log(writeReport(dir));
   }
+}
+
+/** The machine's limits measured in the same run, with each driver's MB/s as a fraction. */
+function limitsSection(limits: MachineLimits): string {
+  return `<h3>Limits measured in this run</h3>
+<table><tr><th>limit</th><th>MB/s</th></tr>
+<tr><td>disk: sequential write, then fdatasync</td><td>${limits.diskWriteFdatasyncMBps}</td></tr>
+<tr><td>loopback TCP between two processes</td><td>${limits.loopbackTcpMBps}</td></tr></table>
+<p class="notes">${esc(limits.what)}</p>`;
 }

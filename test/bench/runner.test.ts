@@ -49,6 +49,7 @@ describe("benchmark runs", () => {
       workload: workloadFile,
       drivers: "sluice-embedded,sluice",
       out,
+      limits: { diskBytes: 4 * 1024 * 1024, loopbackBytes: 16 * 1024 * 1024 },
       log: (line) => log.push(line),
       progress: (line) => progress.push(line),
     });
@@ -80,6 +81,10 @@ describe("benchmark runs", () => {
     }
     const html = fs.readFileSync(join(out, "report.html"), "utf8");
     assert.equal(html.match(/<svg /g)?.length, 4);
+    const limits = JSON.parse(fs.readFileSync(join(out, "limits.json"), "utf8"));
+    assert.ok(limits.diskWriteFdatasyncMBps > 0 && limits.loopbackTcpMBps > 0);
+    assert.match(html, /Limits measured in this run/);
+    assert.match(log.join("\n"), /^machine limits: disk write \+ fdatasync [\d.]+ MB\/s/m);
     assert.ok(progress.some((line) => /^sluice-embedded +warmup +1\/3 s +pub/.test(line)));
     const table = log.join("\n");
     assert.match(table, /^driver +msg\/s +MB\/s +pub p50/m);
@@ -95,6 +100,7 @@ describe("benchmark runs", () => {
       drivers: "sluice",
       sluiceUrl: `127.0.0.1:${port}`,
       out: dir.path,
+      limits: false,
       log: (line) => log.push(line),
       progress: () => {},
     });
