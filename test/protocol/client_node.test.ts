@@ -35,12 +35,18 @@ const admin = new Admin({ port });
 await admin.createTopics([{ name: "from-node", partitions: 2 }]);
 await admin.close();
 const producer = new Producer({ port, acks: "all" });
-for (let i = 0; i < 10; i++) await producer.send({ topic: "from-node", key: "k" + i, value: "v" + i });
+for (let i = 0; i < 10; i++) {
+  await producer.send({ topic: "from-node", key: "k" + i, value: "v" + i });
+}
 await producer.close();
 const consumer = new Consumer({ port, autoOffsetReset: "earliest" });
 consumer.assign([{ topic: "from-node", partition: 0 }, { topic: "from-node", partition: 1 }]);
 const values = [];
-while (values.length < 10) for (const r of await consumer.poll({ maxWaitMs: 1000 })) values.push(new TextDecoder().decode(r.value));
+while (values.length < 10) {
+  for (const r of await consumer.poll({ maxWaitMs: 1000 })) {
+    values.push(new TextDecoder().decode(r.value));
+  }
+}
 await consumer.close();
 console.log(values.sort().join(","));
 `;
