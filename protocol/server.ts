@@ -219,9 +219,13 @@ export class SluiceServer {
   stats(): Record<string, unknown> {
     let bytesIn = this.#closedBytes.in;
     let bytesOut = this.#closedBytes.out;
+    let queuedResponseBytes = 0;
+    let pausedConnections = 0;
     for (const connection of this.#connections.values()) {
       bytesIn += connection.bytesIn;
       bytesOut += connection.bytesOut;
+      queuedResponseBytes += connection.queuedBytes;
+      if (connection.paused) pausedConnections++;
     }
     const topics = this.engine.listTopics();
     return {
@@ -232,6 +236,8 @@ export class SluiceServer {
       partitions: topics.reduce((sum, topic) => sum + topic.partitions, 0),
       bytesIn,
       bytesOut,
+      queuedResponseBytes,
+      pausedConnections,
       requests: Object.fromEntries(
         [...this.#requests].map(([apiKey, count]) => [String(apiKey), count]),
       ),

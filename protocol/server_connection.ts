@@ -72,6 +72,13 @@ export class Connection {
   #slots: Slot[] = [];
   #inFlight = 0;
   #paused = false;
+  /**
+   * Frames that arrived while the connection was paused (those already in the socket chunk
+   * being read when the pause began), copied, to be served in order once it resumes. Without
+   * this a single chunk of many small requests would all be served at once, however much
+   * their answers weigh. Bounded by what one read delivers.
+   */
+  #backlog: Uint8Array[] = [];
   #closeAfterFlush = false;
   closed = false;
   handshaken = false;
@@ -94,6 +101,15 @@ export class Connection {
     return this.#inFlight;
   }
 
+  /** Response bytes waiting for the socket, and whether reading is paused because of them. */
+  get queuedBytes(): number {
+    return this.#outbox.queuedBytes;
+  }
+
+  get paused(): boolean {
+    return this.#paused;
+  }
+
   /** Called once the handshake is answered: frames may now be as large as the full limit. */
   completeHandshake(): void {
     this.handshaken = true;
@@ -105,7 +121,10 @@ export class Connection {
     this.lastActivityMs = this.#host.now();
     this.bytesIn += bytes.length;
     this.#frames.push(bytes, {
-      frame: (payload) => this.#frame(payload),
+      frame: (payload) => {
+        if (this.#paused || this.#backlog.length > 0) this.#backlog.push(payload.slice());
+        else this.#frame(payload);
+      },
       oversized: (size, limit) =>
         this.#abort(`frame of ${size} bytes exceeds the limit of ${limit} bytes`),
     });
@@ -232,6 +251,13 @@ export class Connection {
     this.#updateFlow();
   }
 
+  /** Serves frames held while paused, stopping again as soon as the connection is busy. */
+  #serveBacklog(): void {
+    while (this.#backlog.length > 0 && !this.#paused && !this.closed) {
+      this.#frame(this.#backlog.shift()!);
+    }
+  }
+
   /** Pauses reading while too much is in flight or waiting to be written; resumes after. */
   #updateFlow(): void {
     const limits = this.#host.limits;
@@ -242,6 +268,7 @@ export class Connection {
       this.socket.pause();
     } else if (!busy && this.#paused) {
       this.#paused = false;
+      if (this.#backlog.length > 0) queueMicrotask(() => this.#serveBacklog());
       this.socket.resume();
     }
   }

@@ -4,6 +4,8 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import { readMsgpack, writeMsgpack } from "../../protocol/codec/control.ts";
+import { encodeRecordBatch } from "../../engine/mod.ts";
+import { writeFetchRequest } from "../../protocol/codec/fetch.ts";
 import { API } from "../../protocol/codec/frames.ts";
 import { WIRE_ERRORS } from "../../protocol/errors.ts";
 import { SluiceServer } from "../../protocol/server.ts";
@@ -173,6 +175,51 @@ describe("server under hostile input", () => {
         second.close();
       },
       { connectionsMax: 2 },
+    );
+  });
+});
+
+describe("server backpressure", () => {
+  test("a client that stops reading makes the server stop reading, memory bounded", async () => {
+    const outboxBytesMax = 256 * 1024;
+    await withServer(
+      async (server) => {
+        await server.engine.createTopic("big", { config: { fsync: "never" } });
+        const value = new Uint8Array(64 * 1024).fill(1);
+        for (let i = 0; i < 64; i++) {
+          await server.engine.append("big", 0, encodeRecordBatch([{ value }], { timestamp: 1 }));
+        }
+        const client = await RawClient.connect(server.port);
+        await client.handshake();
+        client.socket.pause();
+        const requests = 200;
+        const ids: number[] = [];
+        for (let i = 0; i < requests; i++) {
+          ids.push(
+            client.request(API.Fetch, (w) =>
+              writeFetchRequest(w, {
+                maxWaitMs: 0,
+                minBytes: 0,
+                maxBytes: 1024 * 1024,
+                topics: [
+                  {
+                    topic: "big",
+                    partitions: [{ partition: 0, fetchOffset: 0, partitionMaxBytes: 1024 * 1024 }],
+                  },
+                ],
+              }),
+            ),
+          );
+        }
+        await waitFor(() => server.stats()["pausedConnections"] === 1, "the server to pause");
+        // Paused: at most what was queued when the limit was crossed, plus one response.
+        const queued = server.stats()["queuedResponseBytes"] as number;
+        assert.ok(queued <= outboxBytesMax + 1024 * 1024 + 4096, `queued ${queued} bytes`);
+        client.socket.resume();
+        for (const id of ids) assert.equal((await client.response(id)).errorCode, 0);
+        client.close();
+      },
+      { outboxBytesMax },
     );
   });
 });
