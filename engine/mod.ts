@@ -51,6 +51,7 @@ export {
 export {
   decodeRecordBatch,
   decodeRecordBatches,
+  decodeRecordBatchViews,
   type DecodedRecordBatch,
   encodeRecordBatch,
   type EncodeBatchOptions,

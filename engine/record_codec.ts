@@ -34,6 +34,7 @@ export {
   BATCH_BYTES_MAX_DEFAULT,
   decodeRecordBatch,
   decodeRecordBatches,
+  decodeRecordBatchViews,
   RECORD_BYTES_MIN,
 } from "./record_decode.ts";
 export { ENCODED_BATCH_BYTES_MAX, encodeRecordBatch } from "./record_encode.ts";

@@ -2,7 +2,14 @@
 // length is checked against the bytes that remain before anything is sliced or allocated, reads
 // of a record's fields are confined to its declared length, and every problem becomes a
 // SluiceError that names the batch's position, the record's index and the offending value.
+//
+// `decodeRecordBatchViews` decodes a batch that lies across several buffers (as a socket
+// delivers a large response, in chunks) without joining them: the CRC runs over the pieces in
+// turn, records inside one piece are read in place, and only a record that straddles two pieces
+// is copied. Anything irregular goes to the one-buffer decoder on a joined copy, so both report
+// every problem the same way.
 
+import { crc32c } from "@node-rs/crc32";
 import { compressionName, decompressRecords } from "./compression.ts";
 import { SluiceError } from "./errors.ts";
 import {
@@ -146,7 +153,15 @@ function decodeBatchAt(
       attributes,
     });
   }
-  const context: BatchContext = {
+  const context = batchContext(bytes, at, attributes);
+  const section = recordsSection(bytes, at, sizeBytes, compression, options);
+  const records = decodeRecords(section, recordCountAt(bytes, at), context);
+  return decodedBatch(bytes, at, sizeBytes, compression, context, records);
+}
+
+/** What decoding a batch's records needs from its header (already checked). */
+function batchContext(bytes: Uint8Array, at: number, attributes: number): BatchContext {
+  return {
     baseOffset: checkedBaseOffset(bytes, at),
     lastOffsetDelta: lastOffsetDeltaAt(bytes, at),
     baseTimestamp: checkedInt64(bytes, at, BASE_TIMESTAMP_AT, "baseTimestamp"),
@@ -154,8 +169,17 @@ function decodeBatchAt(
     logAppendTime: (attributes & TIMESTAMP_TYPE_BIT) !== 0,
     batchPosition: at,
   };
-  const section = recordsSection(bytes, at, sizeBytes, compression, options);
-  const records = decodeRecords(section, recordCountAt(bytes, at), context);
+}
+
+function decodedBatch(
+  bytes: Uint8Array,
+  at: number,
+  sizeBytes: number,
+  compression: CompressionName,
+  context: BatchContext,
+  records: LogRecord[],
+): DecodedRecordBatch {
+  const attributes = readInt16(bytes, at + ATTRIBUTES_AT);
   return {
     baseOffset: context.baseOffset,
     sizeBytes,
@@ -431,6 +455,190 @@ function batchProblem(
     facts += `recordCount ${count}`;
   }
   return invalid(`Batch at ${at} ${PROBLEM_TEXT[problem]} (${facts})`, details);
+}
+
+/**
+ * Decodes the one batch that `views` hold between them, in order, as `decodeRecordBatch` does
+ * on their concatenation, without making it: keys and values are views of `views`, except for
+ * a record that straddles two of them, which is copied alone. Same checks, same errors.
+ */
+export function decodeRecordBatchViews(
+  views: readonly Uint8Array[],
+  options: DecodeBatchOptions = {},
+): DecodedRecordBatch {
+  if (views.length === 1) return decodeRecordBatch(views[0]!, options);
+  let decoded: DecodedRecordBatch | undefined;
+  try {
+    decoded = decodeInPlace(views.map(asPlainView), options);
+  } catch {
+    decoded = undefined;
+  }
+  // The joined copy gives every problem its usual error (and handles compressed batches).
+  return decoded ?? decodeRecordBatch(joinViews(views), options);
+}
+
+/** The regular case of `decodeRecordBatchViews`; undefined (or a throw) for anything else. */
+function decodeInPlace(
+  views: readonly Uint8Array[],
+  options: DecodeBatchOptions,
+): DecodedRecordBatch | undefined {
+  let total = 0;
+  for (const view of views) total += view.length;
+  if (total < BATCH_HEADER_BYTES) return undefined;
+  const header = gather(views, 0, 0, BATCH_HEADER_BYTES);
+  const sizeMax = batchBytesMax(options);
+  // Without the CRC, checkBatch reads the header only; `total` stands for the bytes after it.
+  const problem = checkBatch(header, 0, total, { sizeMax, checkCrc: false });
+  const attributes = readInt16(header, ATTRIBUTES_AT);
+  const compression = compressionName(attributes);
+  if (problem !== "ok" || compression !== "none" || batchSizeAt(header, 0) !== total) {
+    return undefined;
+  }
+  if (crcOfViews(views, ATTRIBUTES_AT) !== readInt32(header, CRC_AT) >>> 0) return undefined;
+  const context = batchContext(header, 0, attributes);
+  const records = decodeRecordsAcross(views, recordCountAt(header, 0), context);
+  if (records === undefined) return undefined;
+  return decodedBatch(header, 0, total, compression, context, records);
+}
+
+/** CRC-32C of the views' bytes from position `from` on, one piece after another. */
+function crcOfViews(views: readonly Uint8Array[], from: number): number {
+  let crc = 0;
+  let skip = from;
+  for (const view of views) {
+    if (skip >= view.length) {
+      skip -= view.length;
+      continue;
+    }
+    crc = crc32c(skip === 0 ? view : view.subarray(skip), crc);
+    skip = 0;
+  }
+  return crc >>> 0;
+}
+
+/**
+ * The records after the header, read where they lie: a cursor over the piece holding a record,
+ * or over a copy of a record that straddles pieces. Undefined when the bytes do not hold
+ * exactly `count` well-formed records.
+ */
+function decodeRecordsAcross(
+  views: readonly Uint8Array[],
+  count: number,
+  context: BatchContext,
+): LogRecord[] | undefined {
+  let left = -BATCH_HEADER_BYTES;
+  for (const view of views) left += view.length;
+  if (count > left / RECORD_BYTES_MIN) return undefined;
+  const place = { index: 0, at: BATCH_HEADER_BYTES };
+  settle(views, place);
+  const records: LogRecord[] = [];
+  let previousOffset = context.baseOffset - 1;
+  // One cursor, moved from record to record: no allocation per record but the record itself.
+  const scratch = cursorOver(views[place.index] ?? new Uint8Array(0));
+  for (let index = 0; index < count; index++) {
+    const cursor = recordCursor(views, place, left, scratch);
+    if (cursor === undefined) return undefined;
+    left -= cursor.end - cursor.position;
+    const record = decodeRecord(cursor, index, context);
+    if (cursor.position !== cursor.end || record.offset <= previousOffset) return undefined;
+    previousOffset = record.offset;
+    records.push(record);
+  }
+  return left === 0 ? records : undefined;
+}
+
+/** A cursor over the next record (its length varint and body), advancing `place` past it. */
+function recordCursor(
+  views: readonly Uint8Array[],
+  place: { index: number; at: number },
+  left: number,
+  cursor: ByteCursor,
+): ByteCursor | undefined {
+  if (left <= 0) return undefined;
+  const view = views[place.index]!;
+  const start = place.at;
+  // The length varint, read in place; from a copy of its bytes when it runs past this piece.
+  cursor.bytes = view;
+  cursor.position = start;
+  cursor.end = Math.min(view.length, start + left);
+  let bodySize = readVarint(cursor);
+  if (Number.isNaN(bodySize) && cursor.end === view.length) {
+    const head = cursorOver(gather(views, place.index, start, Math.min(VARINT_BYTES_MAX, left)));
+    bodySize = readVarint(head);
+    cursor.position = start + head.position;
+  }
+  if (Number.isNaN(bodySize) || bodySize < 0) return undefined;
+  const recordBytes = cursor.position - start + bodySize;
+  if (recordBytes > left) return undefined;
+  if (start + recordBytes <= view.length) {
+    place.at += recordBytes;
+    settle(views, place);
+    cursor.position = start;
+    cursor.end = start + recordBytes;
+    return cursor;
+  }
+  const copy = gather(views, place.index, start, recordBytes);
+  advance(views, place, recordBytes);
+  cursor.bytes = copy;
+  cursor.position = 0;
+  cursor.end = recordBytes;
+  return cursor;
+}
+
+/** Moves `place` off the end of a piece onto the start of the next non-empty one. */
+function settle(views: readonly Uint8Array[], place: { index: number; at: number }): void {
+  while (place.index < views.length && place.at >= views[place.index]!.length) {
+    place.at -= views[place.index]!.length;
+    place.index++;
+  }
+}
+
+function advance(
+  views: readonly Uint8Array[],
+  place: { index: number; at: number },
+  length: number,
+): void {
+  place.at += length;
+  settle(views, place);
+}
+
+/**
+ * `length` bytes from piece `index` at `at` on, as one buffer: a view when they lie in one
+ * piece, else a copy (shorter when the pieces end first).
+ */
+function gather(
+  views: readonly Uint8Array[],
+  index: number,
+  at: number,
+  length: number,
+): Uint8Array {
+  const first = views[index]!;
+  if (at + length <= first.length) return first.subarray(at, at + length);
+  const out = new Uint8Array(length);
+  let filled = 0;
+  let piece = index;
+  let position = at;
+  while (filled < length && piece < views.length) {
+    const view = views[piece]!;
+    const take = Math.min(length - filled, view.length - position);
+    out.set(view.subarray(position, position + take), filled);
+    filled += take;
+    piece++;
+    position = 0;
+  }
+  return filled === length ? out : out.subarray(0, filled);
+}
+
+function joinViews(views: readonly Uint8Array[]): Uint8Array {
+  let total = 0;
+  for (const view of views) total += view.length;
+  const out = new Uint8Array(total);
+  let at = 0;
+  for (const view of views) {
+    out.set(view, at);
+    at += view.length;
+  }
+  return out;
 }
 
 function asPlainView(bytes: Uint8Array): Uint8Array {

@@ -1,12 +1,15 @@
 // One TCP connection to a sluice server (PROTOCOL.md section 2): the handshake, then requests
-// with correlation ids, many in flight at once. Portable: node:net runs on Bun, Deno and Node.
+// with correlation ids, many in flight at once. The socket is a Bun socket on Bun and node:net
+// elsewhere (socket.ts); writes go through the same Outbox as the server's responses.
 //
-//   request() ──► build frame ──► in flight < inFlightMax ? ──yes──► outgoing ──► one write
-//                                          │ no                       (coalesced per tick)
-//                                          ▼
-//                                 waiting (≤ requestQueueMax) ──► moves up as responses arrive
+//   request() ──► build frame ──► in flight < inFlightMax ? ──yes──► outgoing ──► Outbox
+//                 (one buffer, or          │ no                 (handed over once per tick:
+//                  header + batch views)   ▼                     small frames coalesced, large
+//                                 waiting (≤ requestQueueMax)    ones written as they are)
+//                                 moves up as responses arrive
 //
-//   socket data ──► FrameParser (views of whole frames) ──► match correlation id ──► resolve
+//   socket data ──► FrameParser (views of whole frames; a large frame split across chunks as
+//                   the list of views of those chunks) ──► match correlation id ──► resolve
 //
 // Limits: in-flight requests ≤ min(inFlightMax option, the server's inFlightMax); requests
 // waiting for a slot ≤ requestQueueMax (beyond: QUEUE_FULL); request frames ≤ the server's
@@ -18,7 +21,6 @@
 // place could exceed the server's inFlightMax. A dropped connection rejects every outstanding
 // request with CONNECTION_CLOSED, which is retriable.
 
-import net from "node:net";
 import { setImmediate } from "node:timers";
 import { API, finishFrame, RESPONSE_HEADER_BYTES, startRequest } from "../codec/frames.ts";
 import {
@@ -27,9 +29,17 @@ import {
   writeHandshakeRequest,
 } from "../codec/handshake.ts";
 import { errorFromWire } from "../errors.ts";
+import { Outbox } from "../outbox.ts";
 import { Reader, type Writer } from "../wire.ts";
 import { ClientError } from "./errors.ts";
 import { FrameParser } from "./frame_parser.ts";
+import {
+  type ClientSocket,
+  type ClientSocketKind,
+  checkSocketKind,
+  defaultSocketKind,
+  openSocket,
+} from "./socket.ts";
 
 export const CLIENT_VERSION = "0.1.0";
 export const API_VERSION = 1;
@@ -40,8 +50,8 @@ export const REQUEST_QUEUE_MAX_DEFAULT = 65_536;
 export const RESPONSE_BYTES_MAX_DEFAULT = 256 * 1024 * 1024 + 1024 * 1024;
 /** The handshake response is small; a larger first frame means this is not a sluice server. */
 const HANDSHAKE_RESPONSE_BYTES_MAX = 65_536;
-/** Frames at least this large are written as they are; smaller ones are copied together. */
-const COALESCE_BYTES_MAX = 64 * 1024;
+/** Responses at least this large that span received chunks are kept as views of the chunks. */
+const SEGMENTED_RESPONSE_BYTES_MIN = 64 * 1024;
 const CORRELATION_ID_MODULUS = 2 ** 32;
 
 export type ConnectionOptions = {
@@ -54,18 +64,22 @@ export type ConnectionOptions = {
   inFlightMax?: number;
   requestQueueMax?: number;
   responseBytesMax?: number;
+  /** "bun" (Bun.connect, the default on Bun) or "node" (node:net, the default elsewhere). */
+  transport?: ClientSocketKind;
 };
 
 export type RequestOptions = {
   timeoutMs?: number;
   /** The body's expected size, so that the frame is allocated once (Produce batches). */
   bodyBytesHint?: number;
+  /** Write at once rather than with the other requests of this turn (see `flush`). */
+  sendNow?: boolean;
 };
 
 export type ConnectionStats = {
   requests: number;
   responses: number;
-  /** socket.write calls: fewer than requests when frames were coalesced. */
+  /** Socket writes: fewer than requests when frames were coalesced. */
   writes: number;
   bytesWritten: number;
   bytesRead: number;
@@ -78,18 +92,23 @@ type Settings = {
   inFlightMax: number;
   requestQueueMax: number;
   responseBytesMax: number;
+  transport: ClientSocketKind;
 };
+
+/** Builds a request's frame for its correlation id: one buffer, or several chunks in order. */
+export type FrameBuilder = (correlationId: number) => Uint8Array[];
 
 type Pending = {
   apiKey: number;
-  resolve: (reader: Reader) => void;
+  /** The response frame, error code 0, as received: one view, or views of several chunks. */
+  resolve: (frame: Uint8Array[]) => void;
   reject: (error: Error) => void;
   timer: ReturnType<typeof setTimeout> | undefined;
   /** Timed out: the promise is settled, the in-flight slot is still taken. */
   abandoned: boolean;
 };
 
-type Waiting = { correlationId: number; frame: Uint8Array; pending: Pending };
+type Waiting = { correlationId: number; frame: Uint8Array[]; pending: Pending };
 
 function positiveInteger(name: string, value: number | undefined, fallback: number): number {
   const resolved = value ?? fallback;
@@ -103,6 +122,7 @@ function resolveSettings(options: ConnectionOptions): Settings {
   const clientName = options.clientName ?? "sluice-ts";
   if (typeof clientName !== "string") throw new TypeError("clientName must be a string");
   return {
+    transport: checkSocketKind(options.transport ?? defaultSocketKind()),
     clientName,
     connectTimeoutMs: positiveInteger(
       "connectTimeoutMs",
@@ -131,9 +151,12 @@ function resolveSettings(options: ConnectionOptions): Settings {
 export class Connection {
   readonly host: string;
   readonly port: number;
-  #socket: net.Socket;
+  #socket: ClientSocket | undefined;
+  #outbox: Outbox | undefined;
   #settings: Settings;
-  #parser = new FrameParser(HANDSHAKE_RESPONSE_BYTES_MAX);
+  #parser = new FrameParser(HANDSHAKE_RESPONSE_BYTES_MAX, {
+    segmentBytesMin: SEGMENTED_RESPONSE_BYTES_MIN,
+  });
   #handshake: HandshakeResponse | undefined;
   #supported = new Set<number>();
   #inFlightMax = 1;
@@ -141,34 +164,22 @@ export class Connection {
   #pending = new Map<number, Pending>();
   #waiting: Waiting[] = [];
   #waitingHead = 0;
+  /** Chunks of the frames made this tick, handed to the Outbox together. */
   #outgoing: Uint8Array[] = [];
   #flushScheduled = false;
-  #blocked = false;
+  /** close() was called: end the socket once the Outbox has written everything. */
+  #ending = false;
   #closedError: ClientError | undefined;
   #closedPromise: Promise<void>;
+  #resolveClosed: () => void = () => {};
   #stats: ConnectionStats = { requests: 0, responses: 0, writes: 0, bytesWritten: 0, bytesRead: 0 };
 
-  private constructor(host: string, port: number, socket: net.Socket, settings: Settings) {
+  private constructor(host: string, port: number, settings: Settings) {
     this.host = host;
     this.port = port;
-    this.#socket = socket;
     this.#settings = settings;
-    this.#closedPromise = new Promise((resolve) => socket.once("close", () => resolve()));
-    socket.setNoDelay(true);
-    socket.on("data", (chunk: Uint8Array) => this.#onData(chunk));
-    socket.on("drain", () => {
-      this.#blocked = false;
-      this.#flush();
-    });
-    socket.on("error", (error: Error) => {
-      this.#fail(
-        new ClientError("CONNECTION_CLOSED", `${this.#where()}: ${error.message}`, {
-          cause: error,
-        }),
-      );
-    });
-    socket.on("close", () => {
-      this.#fail(new ClientError("CONNECTION_CLOSED", `${this.#where()} closed by the server`));
+    this.#closedPromise = new Promise((resolve) => {
+      this.#resolveClosed = resolve;
     });
   }
 
@@ -181,9 +192,7 @@ export class Connection {
       throw new RangeError(`port ${port} is not a TCP port`);
     }
     const settings = resolveSettings(options);
-    const socket = net.connect({ host, port });
-    const connection = new Connection(host, port, socket, settings);
-    return connection.#open();
+    return new Connection(host, port, settings).#open();
   }
 
   async #open(): Promise<Connection> {
@@ -199,13 +208,19 @@ export class Connection {
         );
       }, connectTimeoutMs);
     });
+    const opening = this.#openSocket();
     try {
-      await Promise.race([this.#connected(), timeout]);
+      await Promise.race([opening, timeout]);
       const reader = await Promise.race([this.#sendHandshake(), timeout]);
       this.#applyHandshake(readHandshakeResponse(reader));
       return this;
     } catch (error) {
-      this.#socket.destroy();
+      // A socket that connects after the timeout is closed as soon as it does.
+      opening.then(
+        (socket) => socket.destroy(),
+        () => undefined,
+      );
+      this.#fail(new ClientError("CONNECT_FAILED", `${this.#where()}: connect failed`));
       if (error instanceof ClientError && error.code !== "CONNECTION_CLOSED") throw error;
       const message = error instanceof Error ? error.message : String(error);
       throw new ClientError("CONNECT_FAILED", `${this.#where()}: ${message}`, { cause: error });
@@ -214,23 +229,50 @@ export class Connection {
     }
   }
 
-  #connected(): Promise<void> {
-    return new Promise((resolve, reject) => {
-      if (this.#closedError !== undefined) return reject(this.#closedError);
-      this.#socket.once("connect", () => resolve());
-      this.#socket.once("close", () => reject(this.#closedError));
-    });
+  async #openSocket(): Promise<ClientSocket> {
+    const socket = await openSocket(
+      this.host,
+      this.port,
+      {
+        data: (chunk) => this.#onData(chunk),
+        drain: () => this.#onDrain(),
+        close: (error) => this.#onClose(error),
+      },
+      this.#settings.transport,
+    );
+    const counted: ClientSocket = {
+      kind: socket.kind,
+      write: (bytes) => {
+        const result = socket.write(bytes);
+        this.#stats.writes++;
+        this.#stats.bytesWritten += result.taken;
+        return result;
+      },
+      pause: () => socket.pause(),
+      resume: () => socket.resume(),
+      end: () => socket.end(),
+      destroy: () => socket.destroy(),
+      remoteAddress: socket.remoteAddress,
+    };
+    if (this.#closedError !== undefined) {
+      socket.destroy();
+      throw this.#closedError;
+    }
+    this.#socket = counted;
+    this.#outbox = new Outbox(counted);
+    return counted;
   }
 
   #sendHandshake(): Promise<Reader> {
     return this.#enqueue(
+      toReader,
       API.Handshake,
-      (writer) => {
+      this.#frameOf(API.Handshake, (writer) => {
         writeHandshakeRequest(writer, {
           clientName: this.#settings.clientName,
           clientVersion: CLIENT_VERSION,
         });
-      },
+      }),
       this.#settings.connectTimeoutMs,
     );
   }
@@ -287,6 +329,11 @@ export class Connection {
     return this.#stats;
   }
 
+  /** "bun" or "node": the socket this connection writes through. */
+  get transport(): ClientSocketKind {
+    return this.#settings.transport;
+  }
+
   supports(apiKey: number): boolean {
     return this.#supported.has(apiKey);
   }
@@ -300,13 +347,54 @@ export class Connection {
     writeBody: (writer: Writer) => void,
     options?: RequestOptions,
   ): Promise<Reader> {
+    const frame = this.#frameOf(apiKey, writeBody, options?.bodyBytesHint);
+    const response = this.#request(toReader, apiKey, frame, options?.timeoutMs);
+    if (options?.sendNow === true) this.#flush();
+    return response;
+  }
+
+  /**
+   * `request`, with the whole frame (size prefix and request header included) built by the
+   * caller for the correlation id it is given, as chunks written in order without being copied
+   * together: a Produce request's record batches go to the socket as the producer's buffers.
+   * The chunks must stay unchanged until the request has completed.
+   */
+  requestFrame(
+    apiKey: number,
+    build: FrameBuilder,
+    options?: Pick<RequestOptions, "timeoutMs">,
+  ): Promise<Reader> {
+    return this.#request(toReader, apiKey, build, options?.timeoutMs);
+  }
+
+  /**
+   * `request`, resolving with the response body as views of the received chunks, in order
+   * (one view unless the response was large and arrived in several chunks): nothing is copied,
+   * for Fetch responses whose records the application keeps as views.
+   */
+  requestSegments(
+    apiKey: number,
+    writeBody: (writer: Writer) => void,
+    options?: RequestOptions,
+  ): Promise<Uint8Array[]> {
+    const frame = this.#frameOf(apiKey, writeBody, options?.bodyBytesHint);
+    const response = this.#request(toBody, apiKey, frame, options?.timeoutMs);
+    if (options?.sendNow === true) this.#flush();
+    return response;
+  }
+
+  #request<T>(
+    map: (frame: Uint8Array[]) => T,
+    apiKey: number,
+    build: FrameBuilder,
+    timeoutMs = this.#settings.requestTimeoutMs,
+  ): Promise<T> {
     if (!this.#supported.has(apiKey)) {
       return Promise.reject(
         new ClientError("UNSUPPORTED_SERVER", `The server does not offer api ${apiKey} v1`),
       );
     }
-    const timeoutMs = options?.timeoutMs ?? this.#settings.requestTimeoutMs;
-    return this.#enqueue(apiKey, writeBody, timeoutMs, options?.bodyBytesHint);
+    return this.#enqueue(map, apiKey, build, timeoutMs);
   }
 
   /**
@@ -318,11 +406,23 @@ export class Connection {
     writeBody: (writer: Writer) => void,
     options?: Pick<RequestOptions, "bodyBytesHint">,
   ): Promise<void> {
+    return this.requestFrameWithoutResponse(
+      apiKey,
+      this.#frameOf(apiKey, writeBody, options?.bodyBytesHint),
+    );
+  }
+
+  /** `requestWithoutResponse` for a frame built by the caller, as `requestFrame`. */
+  requestFrameWithoutResponse(apiKey: number, build: FrameBuilder): Promise<void> {
     if (this.#closedError !== undefined) return Promise.reject(this.#closedError);
-    let frame: Uint8Array;
+    if (!this.#supported.has(apiKey)) {
+      return Promise.reject(
+        new ClientError("UNSUPPORTED_SERVER", `The server does not offer api ${apiKey} v1`),
+      );
+    }
+    let frame: Uint8Array[];
     try {
-      const id = this.#takeCorrelationId();
-      frame = this.#buildFrame(apiKey, id, writeBody, options?.bodyBytesHint);
+      frame = this.#checkedFrame(build(this.#takeCorrelationId()));
     } catch (error) {
       return Promise.reject(error);
     }
@@ -331,16 +431,17 @@ export class Connection {
     return Promise.resolve();
   }
 
-  #enqueue(
+  #enqueue<T>(
+    map: (frame: Uint8Array[]) => T,
     apiKey: number,
-    writeBody: (writer: Writer) => void,
+    build: FrameBuilder,
     timeoutMs: number,
-    bodyBytesHint?: number,
-  ) {
-    return new Promise<Reader>((resolve, reject) => {
+  ): Promise<T> {
+    return new Promise<T>((settle, reject) => {
+      const resolve = (frame: Uint8Array[]) => settle(map(frame));
       if (this.#closedError !== undefined) return reject(this.#closedError);
       const correlationId = this.#takeCorrelationId();
-      const frame = this.#buildFrame(apiKey, correlationId, writeBody, bodyBytesHint);
+      const frame = this.#checkedFrame(build(correlationId));
       if (this.waiting >= this.#settings.requestQueueMax) {
         return reject(
           new ClientError(
@@ -369,17 +470,20 @@ export class Connection {
     return id;
   }
 
-  #buildFrame(
-    apiKey: number,
-    correlationId: number,
-    writeBody: (writer: Writer) => void,
-    bodyBytesHint = 0,
-  ) {
-    const capacity = 256 + Math.min(Math.max(bodyBytesHint, 0), this.frameBytesMax);
-    const writer = startRequest({ apiKey, apiVersion: API_VERSION, correlationId }, capacity);
-    writeBody(writer);
-    const frame = finishFrame(writer);
-    const payloadBytes = frame.length - 4;
+  /** A builder that writes the frame into one Writer, sized once from the hint. */
+  // The frame is a single buffer: the Writer is allocated at the hinted size, never grown.
+  #frameOf(apiKey: number, writeBody: (writer: Writer) => void, bodyBytesHint = 0): FrameBuilder {
+    return (correlationId) => {
+      const capacity = 256 + Math.min(Math.max(bodyBytesHint, 0), this.frameBytesMax);
+      const writer = startRequest({ apiKey, apiVersion: API_VERSION, correlationId }, capacity);
+      writeBody(writer);
+      return [finishFrame(writer)];
+    };
+  }
+
+  #checkedFrame(frame: Uint8Array[]): Uint8Array[] {
+    let payloadBytes = -4;
+    for (const chunk of frame) payloadBytes += chunk.length;
     if (payloadBytes > this.frameBytesMax) {
       throw new RangeError(
         `Request of ${payloadBytes} bytes exceeds the server's frameBytesMax ${this.frameBytesMax}`,
@@ -388,7 +492,7 @@ export class Connection {
     return frame;
   }
 
-  #transmit(correlationId: number, frame: Uint8Array, pending: Pending): void {
+  #transmit(correlationId: number, frame: Uint8Array[], pending: Pending): void {
     this.#pending.set(correlationId, pending);
     this.#queueWrite(frame);
   }
@@ -423,59 +527,66 @@ export class Connection {
     }
   }
 
-  #queueWrite(frame: Uint8Array): void {
-    this.#outgoing.push(frame);
-    if (this.#flushScheduled || this.#blocked) return;
+  #queueWrite(frame: Uint8Array[]): void {
+    for (const chunk of frame) this.#outgoing.push(chunk);
+    if (this.#flushScheduled) return;
     this.#flushScheduled = true;
-    // One flush per turn of the event loop: every request made in this turn goes out in as
+    // One hand-over per turn of the event loop: every request made in this turn goes out in as
     // few socket writes as possible (each write costs microseconds).
     setImmediate(() => this.#flush());
   }
 
-  #flush(): void {
-    this.#flushScheduled = false;
-    if (this.#closedError !== undefined || this.#outgoing.length === 0) return;
-    const frames = this.#outgoing;
-    this.#outgoing = [];
-    let start = 0;
-    while (start < frames.length) {
-      let end = start;
-      let bytes = 0;
-      while (end < frames.length) {
-        const size = frames[end]!.length;
-        if (end > start && (size >= COALESCE_BYTES_MAX || bytes + size > COALESCE_BYTES_MAX)) break;
-        bytes += size;
-        end++;
-        if (size >= COALESCE_BYTES_MAX) break;
-      }
-      this.#write(end - start === 1 ? frames[start]! : concat(frames, start, end, bytes));
-      start = end;
-    }
+  /**
+   * Hands the requests made so far to the socket now, instead of at the end of this turn of the
+   * event loop: for a caller that knows it has made all it will (a producer after sending its
+   * batches, a consumer after its one fetch), saving the wait for the rest of the turn.
+   */
+  flush(): void {
+    this.#flush();
   }
 
-  #write(bytes: Uint8Array): void {
-    this.#stats.writes++;
-    this.#stats.bytesWritten += bytes.length;
-    // node:net buffers what the kernel does not take; `false` asks us to wait for drain.
-    if (!this.#socket.write(bytes)) this.#blocked = true;
+  #flush(): void {
+    this.#flushScheduled = false;
+    const outbox = this.#outbox;
+    if (this.#closedError !== undefined || outbox === undefined) return;
+    if (this.#outgoing.length === 0) return;
+    const chunks = this.#outgoing;
+    this.#outgoing = [];
+    // The Outbox writes at once unless the socket pushed back; then it waits for drain.
+    outbox.enqueue(chunks);
+  }
+
+  #onDrain(): void {
+    this.#outbox?.flush();
+    if (this.#ending && this.#outbox?.idle === true) this.#socket?.end();
+  }
+
+  #onClose(error: Error | undefined): void {
+    const message =
+      error === undefined
+        ? `${this.#where()} closed by the server`
+        : `${this.#where()}: ${error.message}`;
+    this.#fail(new ClientError("CONNECTION_CLOSED", message, { cause: error }));
+    this.#resolveClosed();
   }
 
   #onData(chunk: Uint8Array): void {
     this.#stats.bytesRead += chunk.length;
     try {
-      this.#parser.push(chunk, (frame) => this.#onFrame(frame));
+      this.#parser.pushSegments(chunk, (frame) => this.#onFrame(frame));
     } catch (error) {
       const message = error instanceof Error ? error.message : String(error);
       this.#fail(new ClientError("MALFORMED_RESPONSE", `${this.#where()}: ${message}`));
-      this.#socket.destroy();
+      this.#socket?.destroy();
     }
   }
 
-  #onFrame(frame: Uint8Array): void {
-    if (frame.length < RESPONSE_HEADER_BYTES) {
-      throw new RangeError(`Response of ${frame.length} bytes is shorter than its header`);
+  #onFrame(frame: Uint8Array[]): void {
+    const first = frame[0]!.length >= RESPONSE_HEADER_BYTES ? frame[0]! : joined(frame);
+    if (first.length < RESPONSE_HEADER_BYTES) {
+      throw new RangeError(`Response of ${first.length} bytes is shorter than its header`);
     }
-    const reader = new Reader(frame);
+    const reader = new Reader(first, 0, RESPONSE_HEADER_BYTES);
     const correlationId = reader.u32("correlation_id");
     const errorCode = reader.i16("error_code");
     const pending = this.#pending.get(correlationId);
@@ -487,9 +598,10 @@ export class Connection {
     if (pending.timer !== undefined) clearTimeout(pending.timer);
     if (!pending.abandoned) {
       if (errorCode === 0) {
-        pending.resolve(reader);
+        pending.resolve(frame);
       } else {
-        pending.reject(errorFromWire(errorCode, readErrorMessage(reader)));
+        const body = new Reader(joined(frame), RESPONSE_HEADER_BYTES);
+        pending.reject(errorFromWire(errorCode, readErrorMessage(body)));
       }
     }
     this.#pump();
@@ -516,13 +628,15 @@ export class Connection {
    * queued are sent first.
    */
   async close(): Promise<void> {
-    if (this.#closedError === undefined) {
+    const socket = this.#socket;
+    if (this.#closedError === undefined && socket !== undefined) {
       this.#flush();
       this.#fail(new ClientError("CLOSED", `${this.#where()} was closed by the client`));
-      // end() sends what is queued; destroy() then closes at once, whatever the server does.
-      this.#socket.end(() => this.#socket.destroy());
+      this.#ending = true;
+      // The socket ends once the Outbox has written what it holds (now, or after a drain).
+      if (this.#outbox?.idle !== false) socket.end();
     }
-    await this.#closedPromise;
+    if (socket !== undefined) await this.#closedPromise;
   }
 
   async [Symbol.asyncDispose](): Promise<void> {
@@ -534,15 +648,38 @@ export class Connection {
   }
 }
 
-function concat(frames: Uint8Array[], start: number, end: number, bytes: number): Uint8Array {
-  // A fresh buffer per write: node:net keeps a reference until the bytes are sent.
-  const out = new Uint8Array(bytes);
+/** One buffer holding the views in order: the view itself when there is only one. */
+function joined(views: Uint8Array[]): Uint8Array {
+  if (views.length === 1) return views[0]!;
+  let length = 0;
+  for (const view of views) length += view.length;
+  const out = new Uint8Array(length);
   let at = 0;
-  for (let i = start; i < end; i++) {
-    out.set(frames[i]!, at);
-    at += frames[i]!.length;
+  for (const view of views) {
+    out.set(view, at);
+    at += view.length;
   }
   return out;
+}
+
+/** A Reader over a response frame's body (after correlation id and error code). */
+function toReader(frame: Uint8Array[]): Reader {
+  return new Reader(joined(frame), RESPONSE_HEADER_BYTES);
+}
+
+/** A response frame's body as views, without the correlation id and error code. */
+function toBody(frame: Uint8Array[]): Uint8Array[] {
+  const body: Uint8Array[] = [];
+  let skip = RESPONSE_HEADER_BYTES;
+  for (const view of frame) {
+    if (skip >= view.length) {
+      skip -= view.length;
+      continue;
+    }
+    body.push(skip === 0 ? view : view.subarray(skip));
+    skip = 0;
+  }
+  return body;
 }
 
 function readErrorMessage(reader: Reader): string {

@@ -9,9 +9,19 @@
 // and on close) commits only what the application has finished with: the records of the
 // previous poll() when the next one starts, or a record yielded by the async iterator once the
 // iterator is asked for the next one. commit() with no argument commits everything delivered.
+//
+// Fetches are pipelined: when a fetch's records are handed to the application, the fetch for
+// the records after them is already sent, so the server reads and sends while the application
+// works (Kafka's consumer does the same). At most one fetch is out at a time. Its results are
+// checked against each partition when they are handed out: a seek, a pause or a lost partition
+// since it was sent drops them, and the position goes back to what was delivered.
+//
+//   poll N:   ──await fetch N──► records N ─┬─► application
+//                                           └─► send fetch N+1 ──► (server works meanwhile)
+//   poll N+1: ──await fetch N+1 (often already here)──► ...
 
 import { API } from "../codec/frames.ts";
-import { readFetchResponse, writeFetchRequest } from "../codec/fetch.ts";
+import { writeFetchRequest } from "../codec/fetch.ts";
 import { WIRE_ERRORS, errorFromWire } from "../errors.ts";
 import { appendTo } from "./collections.ts";
 import { offsetSpecTimestamp } from "./admin.ts";
@@ -36,6 +46,7 @@ import {
 } from "./control_calls.ts";
 import { ClientError, isRetriable } from "./errors.ts";
 import { GroupMember } from "./group_member.ts";
+import { readFetchResponseViews } from "./segment_reader.ts";
 import { type ClientOptions, Session } from "./session.ts";
 
 export type { ConsumerRecord, OffsetReset };
@@ -72,6 +83,9 @@ type Settings = FetchLimits & {
 };
 
 type Fetched = { state: PartitionState; generation: number; records: ConsumerRecord[] };
+
+/** A fetch sent ahead by the previous poll, and the wait it asked the server for. */
+type Prefetch = { fetched: Promise<Fetched[]>; maxWaitMs: number };
 
 function integerIn(name: string, value: number | undefined, fallback: number, max: number) {
   const resolved = value ?? fallback;
@@ -144,6 +158,7 @@ export class Consumer {
   #wakers = new Set<() => void>();
   #rotation = 0;
   #polling = false;
+  #prefetch: Prefetch | undefined;
   #failures = 0;
   #autoCommitTimer: ReturnType<typeof setTimeout> | undefined;
   #closed = false;
@@ -291,6 +306,7 @@ export class Consumer {
     this.#wake();
   }
 
+  /** Stops fetching these partitions; records fetched ahead for them are dropped (refetched). */
   pause(partitions: readonly TopicPartition[]): void {
     this.#setPaused(partitions, true);
   }
@@ -304,7 +320,13 @@ export class Consumer {
     for (const p of partitions) {
       checkTopicPartition(p, paused ? "pause()" : "resume()");
       const state = this.#states.get(partitionKey(p.topic, p.partition));
-      if (state !== undefined) state.paused = paused;
+      if (state === undefined) continue;
+      state.paused = paused;
+      if (paused && state.position !== state.delivered) {
+        // Fetched ahead but not delivered: forgotten, and fetched again after resume.
+        state.position = state.delivered;
+        state.generation++;
+      }
     }
   }
 
@@ -326,8 +348,8 @@ export class Consumer {
       for (const state of this.#states.values()) state.consumed = state.delivered;
       const fetched = await this.#pollOnce(maxWaitMs);
       const records: ConsumerRecord[] = [];
-      for (const { state, records: batch } of fetched) {
-        if (batch.length === 0) continue;
+      for (const { state, generation, records: batch } of fetched) {
+        if (batch.length === 0 || !this.#current(state, generation)) continue;
         state.delivered = batch[batch.length - 1]!.offset + 1;
         for (const record of batch) records.push(record);
       }
@@ -348,7 +370,7 @@ export class Consumer {
           for (const record of records) {
             if (this.#closed) return;
             // A seek or a lost partition since the fetch makes the rest of its records stale.
-            if (this.#states.get(state.key) !== state || state.generation !== generation) break;
+            if (!this.#current(state, generation)) break;
             state.delivered = record.offset + 1;
             yield record;
             if (state.generation === generation) state.consumed = record.offset + 1;
@@ -358,6 +380,11 @@ export class Consumer {
     } finally {
       this.#polling = false;
     }
+  }
+
+  /** The partition is still assigned and has not been moved since `generation`. */
+  #current(state: PartitionState, generation: number): boolean {
+    return this.#states.get(state.key) === state && state.generation === generation;
   }
 
   async #pollOnce(maxWaitMs: number): Promise<Fetched[]> {
@@ -370,13 +397,17 @@ export class Consumer {
     if (this.#closed) return [];
     try {
       await this.#resolvePositions();
-      const targets = this.#fetchable();
-      if (targets.length === 0) {
-        await this.#waitForChange(maxWaitMs);
-        return [];
+      let fetched = await this.#takePrefetch(maxWaitMs);
+      if (fetched === undefined) {
+        const targets = this.#fetchable();
+        if (targets.length === 0) {
+          await this.#waitForChange(maxWaitMs);
+          return [];
+        }
+        fetched = await this.#fetch(targets, maxWaitMs);
       }
-      const fetched = await this.#fetch(targets, maxWaitMs);
       this.#failures = 0;
+      this.#prefetchNext(maxWaitMs);
       return fetched;
     } catch (error) {
       if (this.#closed) return [];
@@ -385,6 +416,37 @@ export class Consumer {
       await this.#waitForChange(this.#session.backoffMs(this.#failures));
       return [];
     }
+  }
+
+  /**
+   * The results of the fetch sent ahead, if there is one. It may wait at the server longer than
+   * this poll may: then the poll returns [] after its own wait and leaves the fetch for the next.
+   */
+  async #takePrefetch(maxWaitMs: number): Promise<Fetched[] | undefined> {
+    const prefetch = this.#prefetch;
+    if (prefetch === undefined) return undefined;
+    this.#prefetch = undefined;
+    if (prefetch.maxWaitMs <= maxWaitMs) return prefetch.fetched;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const waited = new Promise<undefined>((resolve) => {
+      timer = setTimeout(() => resolve(undefined), maxWaitMs);
+    });
+    const fetched = await Promise.race([prefetch.fetched, waited]);
+    clearTimeout(timer);
+    if (fetched === undefined) this.#prefetch = prefetch;
+    return fetched ?? [];
+  }
+
+  /** Sends the fetch for the records after those being handed out now. */
+  #prefetchNext(maxWaitMs: number): void {
+    if (this.#closed || this.#prefetch !== undefined) return;
+    if (this.#fatal !== undefined || this.#deferred !== undefined) return;
+    const targets = this.#fetchable();
+    if (targets.length === 0) return;
+    const fetched = this.#fetch(targets, maxWaitMs);
+    // Its failure surfaces in the poll that takes it; until then it must not go unhandled.
+    fetched.catch(() => undefined);
+    this.#prefetch = { fetched, maxWaitMs };
   }
 
   /** Partitions with a known position, not paused, in an order that rotates per fetch. */
@@ -403,12 +465,17 @@ export class Consumer {
       offset: state.position!,
       gen: state.generation,
     }));
-    const reader = await this.#fetchSession.request(
+    const body = await this.#fetchSession.requestSegments(
       API.Fetch,
       (writer) => writeFetchRequest(writer, request),
-      { timeoutMs: this.#settings.requestTimeoutMs + maxWaitMs },
+      {
+        timeoutMs: this.#settings.requestTimeoutMs + maxWaitMs,
+        bodyBytesHint: fetchRequestBytes(request),
+        // A consumer's one fetch has nothing to share a write with: it goes out at once.
+        sendNow: true,
+      },
     );
-    const response = readFetchResponse(reader);
+    const response = readFetchResponseViews(body);
     const byKey = new Map(sent.map((s) => [s.state.key, s]));
     const fetched: Fetched[] = [];
     for (const topic of response.topics) {
@@ -416,9 +483,8 @@ export class Consumer {
         const entry = byKey.get(partitionKey(topic.topic, result.partition));
         if (entry === undefined) continue;
         const { state, offset, gen } = entry;
-        // Dropped when the partition was revoked or moved while the fetch was out.
-        if (this.#states.get(state.key) !== state || state.generation !== gen) continue;
-        if (state.position !== offset) continue;
+        // Dropped when the partition was revoked, moved or paused while the fetch was out.
+        if (!this.#current(state, gen) || state.position !== offset || state.paused) continue;
         state.highWatermark = result.highWatermark;
         if (result.errorCode !== 0) {
           this.#onPartitionError(state, result.errorCode);
@@ -428,7 +494,7 @@ export class Consumer {
           state.topic,
           state.partition,
           offset,
-          result.records[0] ?? new Uint8Array(0),
+          result.records,
         );
         state.position = nextOffset;
         fetched.push({ state, generation: gen, records });
@@ -592,6 +658,15 @@ export class Consumer {
   async [Symbol.asyncDispose](): Promise<void> {
     await this.close();
   }
+}
+
+/** The bytes a Fetch request body takes, at most (names counted at 3 bytes a character). */
+function fetchRequestBytes(request: ReturnType<typeof buildFetchRequest>): number {
+  let bytes = 4 + 4 + 4 + 2;
+  for (const { topic, partitions } of request.topics) {
+    bytes += 2 + topic.length * 3 + 2 + partitions.length * (4 + 8 + 4);
+  }
+  return bytes;
 }
 
 function checkedOffset(offset: number): number {

@@ -9,7 +9,13 @@
 //   delivered: records handed to the application (what commit() commits)
 //   position:  the next fetch offset
 
-import { decodeRecordBatches, type RecordHeader } from "../../engine/mod.ts";
+import {
+  BATCH_HEADER_BYTES,
+  type DecodedRecordBatch,
+  decodeRecordBatches,
+  decodeRecordBatchViews,
+  type RecordHeader,
+} from "../../engine/mod.ts";
 import type { FetchRequest } from "../codec/fetch.ts";
 import { appendTo } from "./collections.ts";
 
@@ -108,35 +114,133 @@ export function buildFetchRequest(
 }
 
 /**
- * Decodes a partition's record bytes from a fetch at `fetchOffset`. Records below it (the
- * first batch may begin earlier) and control records are skipped; a batch cut short at the
- * end is left for the next fetch. `nextOffset` is one past the last whole batch, which steps
- * over offsets a compacted batch no longer holds. Throws a SluiceError for corrupt bytes.
+ * Decodes a partition's record bytes from a fetch at `fetchOffset`: one view, or the views of
+ * the received chunks they lie in. Records below it (the first batch may begin earlier) and
+ * control records are skipped; a batch cut short at the end is left for the next fetch.
+ * `nextOffset` is one past the last whole batch, which steps over offsets a compacted batch no
+ * longer holds. Throws a SluiceError for corrupt bytes.
  */
 export function recordsFrom(
   topic: string,
   partition: number,
   fetchOffset: number,
-  bytes: Uint8Array,
+  bytes: Uint8Array | readonly Uint8Array[],
 ): { records: ConsumerRecord[]; nextOffset: number } {
   const records: ConsumerRecord[] = [];
   let nextOffset = fetchOffset;
-  for (const batch of decodeRecordBatches(bytes)) {
-    if (!batch.control) {
-      for (const record of batch.records) {
-        if (record.offset < fetchOffset) continue;
-        records.push({
-          topic,
-          partition,
-          offset: record.offset,
-          key: record.key,
-          value: record.value,
-          headers: record.headers,
-          timestamp: record.timestamp,
-        });
+  for (const run of wholeBatchRuns(bytes instanceof Uint8Array ? [bytes] : bytes)) {
+    for (const batch of decodeRun(run)) {
+      if (!batch.control) {
+        for (const record of batch.records) {
+          if (record.offset < fetchOffset) continue;
+          records.push({
+            topic,
+            partition,
+            offset: record.offset,
+            key: record.key,
+            value: record.value,
+            headers: record.headers,
+            timestamp: record.timestamp,
+          });
+        }
       }
+      nextOffset = Math.max(nextOffset, batch.baseOffset + batch.lastOffsetDelta + 1);
     }
-    nextOffset = Math.max(nextOffset, batch.baseOffset + batch.lastOffsetDelta + 1);
   }
   return { records, nextOffset };
+}
+
+function decodeRun(run: Uint8Array | Uint8Array[]): Iterable<DecodedRecordBatch> {
+  return run instanceof Uint8Array ? decodeRecordBatches(run) : [decodeRecordBatchViews(run)];
+}
+
+/** baseOffset (8 bytes) and batchLength (4): a batch's size is 12 + batchLength. */
+const SIZE_PREFIX_BYTES = 12;
+
+/**
+ * The batches of a partition's record bytes, in order, as the decoders take them: a view of
+ * each run of whole batches that lies inside one view, and the views of each batch that spans
+ * several (decoded in place, not joined). A batch whose size is unreadable or out of range, or
+ * that is cut short at the end, goes to the decoder as a copy of the bytes there are (bounded
+ * by them), and the decoder names the problem or skips the partial batch.
+ */
+export function* wholeBatchRuns(
+  views: readonly Uint8Array[],
+): Generator<Uint8Array | Uint8Array[]> {
+  let left = 0;
+  for (const view of views) left += view.length;
+  let index = 0;
+  let at = 0;
+  while (left > 0) {
+    const view = views[index]!;
+    const start = at;
+    while (view.length - at >= SIZE_PREFIX_BYTES) {
+      const size = SIZE_PREFIX_BYTES + readI32(view, at + 8);
+      if (size < BATCH_HEADER_BYTES || size > view.length - at) break;
+      at += size;
+    }
+    if (at > start) yield view.subarray(start, at);
+    left -= at - start;
+    if (at === view.length) {
+      index++;
+      at = 0;
+      continue;
+    }
+    // A batch that does not lie inside this view: the views it spans, when it is whole.
+    const prefix = copyFrom(views, index, at, Math.min(SIZE_PREFIX_BYTES, left));
+    const declared = prefix.length < SIZE_PREFIX_BYTES ? 0 : SIZE_PREFIX_BYTES + readI32(prefix, 8);
+    const whole = declared >= BATCH_HEADER_BYTES && declared <= left;
+    const take = Math.min(left, Math.max(declared, BATCH_HEADER_BYTES));
+    yield whole ? viewsOf(views, index, at, take) : copyFrom(views, index, at, take);
+    left -= take;
+    ({ index, at } = advance(views, index, at, take));
+  }
+}
+
+/** `length` bytes starting at `at` in views[index], copied into one buffer. */
+function copyFrom(views: readonly Uint8Array[], index: number, at: number, length: number) {
+  const out = new Uint8Array(length);
+  let filled = 0;
+  let i = index;
+  let from = at;
+  while (filled < length) {
+    const view = views[i]!;
+    const take = Math.min(length - filled, view.length - from);
+    out.set(view.subarray(from, from + take), filled);
+    filled += take;
+    i++;
+    from = 0;
+  }
+  return out;
+}
+
+/** `length` bytes starting at `at` in views[index], as views of the pieces they lie in. */
+function viewsOf(views: readonly Uint8Array[], index: number, at: number, length: number) {
+  const out: Uint8Array[] = [];
+  let left = length;
+  let i = index;
+  let from = at;
+  while (left > 0) {
+    const view = views[i]!;
+    const take = Math.min(left, view.length - from);
+    if (take > 0) out.push(view.subarray(from, from + take));
+    left -= take;
+    i++;
+    from = 0;
+  }
+  return out;
+}
+
+function advance(views: readonly Uint8Array[], index: number, at: number, length: number) {
+  let i = index;
+  let position = at + length;
+  while (i < views.length && position >= views[i]!.length) {
+    position -= views[i]!.length;
+    i++;
+  }
+  return { index: i, at: position };
+}
+
+function readI32(bytes: Uint8Array, at: number): number {
+  return (bytes[at]! << 24) | (bytes[at + 1]! << 16) | (bytes[at + 2]! << 8) | bytes[at + 3]!;
 }

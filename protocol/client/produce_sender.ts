@@ -6,9 +6,15 @@
 //                              ▲ sequence order = send order = completion order
 //
 // Idempotence (PROTOCOL.md section 5). Each partition numbers its records from 0 under one
-// producer id; a batch gets its baseSequence when it is first sent (its bytes are encoded then)
-// and keeps the same bytes for every retry, so a retry of a batch the server did write is
-// recognised as a duplicate and answered with the offsets it was first written at.
+// producer id; a batch gets its baseSequence when it is first sent (stamped into its header,
+// with the CRC) and keeps the same bytes for every retry, so a retry of a batch the server did
+// write is recognised as a duplicate and answered with the offsets it was first written at.
+//
+// Buffers. A batch's bytes live in a buffer from the producer's pool; requests view them
+// (produce_frame.ts) and go back to the pool when the batch completes, if the connection can no
+// longer be holding them: the last attempt was answered, or the batch was never sent. A retry
+// after an attempt that got no answer (timeout, lost connection) first moves the batch to a
+// buffer of its own, since the old request may still be queued with views of the old one.
 //
 // Ordering. In the normal state a partition pipelines up to 5 batches (the server's duplicate
 // window). The first failure puts the partition into recovery: nothing more is sent until its
@@ -22,21 +28,15 @@
 // the server rejects the producer itself, the partition moves to a new producer id from
 // InitProducerId and numbers from 0 again: a new producer may start anywhere.
 
-import { type CompressionName, encodeRecordBatch } from "../../engine/mod.ts";
+import type { CompressionName } from "../../engine/mod.ts";
 import { API } from "../codec/frames.ts";
-import {
-  type Acks,
-  type ProducePartitionResult,
-  type ProduceRequest,
-  readProduceResponse,
-  writeProduceRequest,
-} from "../codec/produce.ts";
+import { type Acks, type ProducePartitionResult, readProduceResponse } from "../codec/produce.ts";
 import { errorFromWire, ProtocolError, ServerError } from "../errors.ts";
-import { appendTo } from "./collections.ts";
-import type { BatchBuilder, PreparedRecord } from "./batch_builder.ts";
+import type { BatchBuilder } from "./batch_builder.ts";
 import type { Connection } from "./connection.ts";
 import { initProducerId, type ProducerIdentity } from "./control_calls.ts";
 import { ClientError, isAmbiguous, isRetriable } from "./errors.ts";
+import { type FrameBatch, produceFrame } from "./produce_frame.ts";
 import type { Session } from "./session.ts";
 
 export type RecordMetadata = { topic: string; partition: number; offset: number };
@@ -62,15 +62,18 @@ const SEQUENCE_MODULUS = 2 ** 31;
 /** A Produce request's bytes besides the batches: header, acks, timeout, counts, names. */
 const REQUEST_OVERHEAD_BYTES = 64;
 const PARTITION_OVERHEAD_BYTES = 8;
+const NO_IDENTITY = { producerId: -1, producerEpoch: -1, baseSequence: -1 };
 
 type Batch = {
-  records: PreparedRecord[];
-  dones: Done[];
+  /** Sealed: the records' bytes, and one callback per record. */
+  builder: BatchBuilder<Done>;
   createdMs: number;
   /** Buffered bytes accounted for this batch. */
   bufferBytes: number;
-  /** Encoded when first sent; undefined again when its sequence must change. */
-  bytes: Uint8Array | undefined;
+  /** Has its identity and sequence stamped; false again when its sequence must change. */
+  stamped: boolean;
+  /** The last attempt got no answer: a request may still hold views of the buffer. */
+  unsettledWrite: boolean;
   /** The partition's record count before this batch, not wrapped (the wire wraps at 2^31). */
   sequence: number;
   attempts: number;
@@ -147,17 +150,36 @@ export class ProduceSender {
     return new Promise((resolve) => this.#idleWaiters.push(resolve));
   }
 
-  /** Takes a sealed batch for a partition. */
+  /**
+   * Takes a finished batch for a partition, seals it (and compresses it when configured), and
+   * sends what may be sent, unless `send` is false: a caller handing over several batches at
+   * once sends them after the last (`sendQueued`), so that one request carries them all.
+   */
   enqueue(
     topic: string,
     partition: number,
     builder: BatchBuilder<Done>,
     bufferBytes: number,
+    send = true,
   ): void {
     const queue = this.#queue(topic, partition);
-    queue.batches.push(newBatch(builder.records, builder.dones, builder.createdMs, bufferBytes));
+    const batch = newBatch(builder, bufferBytes);
+    queue.batches.push(batch);
     this.#unfinished++;
     this.#active.add(queue);
+    try {
+      builder.seal(this.#settings.compression);
+    } catch (error) {
+      // The records were checked on send and the codec when the producer was made: a bug,
+      // but one that fails these records rather than the sender.
+      this.#failForGood(queue, batch, asError(error));
+      return;
+    }
+    if (send) this.#drain();
+  }
+
+  /** Sends the batches handed over with `send` false. */
+  sendQueued(): void {
     this.#drain();
   }
 
@@ -195,11 +217,15 @@ export class ProduceSender {
     }
     const now = Date.now();
     this.#expire(now);
+    let sent = false;
     while (this.#requestsInFlight < this.#settings.maxInFlight) {
       const picked = this.#pick(now, connection.frameBytesMax);
       if (picked.length === 0) break;
       this.#send(connection, picked);
+      sent = true;
     }
+    // Everything sendable is in the requests made above: no reason to wait for the turn's end.
+    if (sent) connection.flush();
   }
 
   #connect(): void {
@@ -246,7 +272,7 @@ export class ProduceSender {
     for (const queue of this.#active) {
       const batch = this.#sendable(queue, now);
       if (batch === undefined || !this.#encode(queue, batch)) continue;
-      const size = batch.bytes!.length + PARTITION_OVERHEAD_BYTES + queue.topic.length * 3;
+      const size = batch.builder.sizeBytes + PARTITION_OVERHEAD_BYTES + queue.topic.length * 3;
       if (picked.length > 0 && bytes + size > frameBytesMax) break;
       picked.push({ queue, batch });
       bytes += size;
@@ -285,7 +311,7 @@ export class ProduceSender {
       // or that of an earlier batch waiting for its retry.
       let from = queue.resequenceFrom;
       for (const batch of queue.batches) {
-        if (batch.bytes !== undefined && batch.sequence < from) from = batch.sequence;
+        if (batch.stamped && batch.sequence < from) from = batch.sequence;
       }
       queue.nextSequence = from;
     } else {
@@ -297,7 +323,7 @@ export class ProduceSender {
           queue.nextSequence = 0;
           queue.confirmed = false;
           queue.rebuild = "none";
-          for (const batch of queue.batches) batch.bytes = undefined;
+          for (const batch of queue.batches) batch.stamped = false;
           this.#drain();
         },
         () => {
@@ -309,14 +335,14 @@ export class ProduceSender {
       return false;
     }
     queue.rebuild = "none";
-    for (const batch of queue.batches) batch.bytes = undefined;
+    for (const batch of queue.batches) batch.stamped = false;
     return true;
   }
 
-  /** Gives a batch its sequence and bytes on its first send; false while there is no id. */
+  /** Gives a batch its identity and sequence on its first send; false while there is no id. */
   #encode(queue: PartitionQueue, batch: Batch): boolean {
-    if (batch.bytes !== undefined) return true;
-    const { idempotent, compression, batchBytes } = this.#settings;
+    if (batch.stamped) return true;
+    const { idempotent } = this.#settings;
     if (idempotent && queue.identity === undefined) {
       if (this.#identity === undefined) {
         this.#fetchIdentity();
@@ -325,44 +351,28 @@ export class ProduceSender {
       queue.identity = this.#identity;
     }
     const sequence = idempotent ? queue.nextSequence : -1;
-    let bytes: Uint8Array;
-    try {
-      bytes = encodeRecordBatch(batch.records, {
-        compression,
-        producerId: queue.identity?.producerId ?? -1,
-        producerEpoch: queue.identity?.producerEpoch ?? -1,
-        baseSequence: idempotent ? sequence % SEQUENCE_MODULUS : -1,
-      });
-    } catch (error) {
-      // The records were checked on send and the codec when the producer was made: a bug,
-      // but one that fails these records rather than the sender.
-      this.#failForGood(queue, batch, asError(error));
-      return false;
-    }
-    if (bytes.length > batchBytes && batch.records.length > 1) {
-      // Only compression can make the bytes larger than the builder counted (incompressible
-      // data plus the codec's framing): send the two halves as batches of their own.
-      this.#split(queue, batch);
-      return this.#encode(queue, batch);
-    }
-    batch.bytes = bytes;
+    const identity = queue.identity;
+    this.#own(batch);
+    batch.builder.stamp(
+      idempotent && identity !== undefined
+        ? {
+            producerId: identity.producerId,
+            producerEpoch: identity.producerEpoch,
+            baseSequence: sequence % SEQUENCE_MODULUS,
+          }
+        : NO_IDENTITY,
+    );
+    batch.stamped = true;
     batch.sequence = sequence;
-    if (idempotent) queue.nextSequence = sequence + batch.records.length;
+    if (idempotent) queue.nextSequence = sequence + batch.builder.count;
     return true;
   }
 
-  #split(queue: PartitionQueue, batch: Batch): void {
-    const half = Math.ceil(batch.records.length / 2);
-    const share = Math.round((batch.bufferBytes * half) / batch.records.length);
-    const rest = newBatch(
-      batch.records.splice(half),
-      batch.dones.splice(half),
-      batch.createdMs,
-      batch.bufferBytes - share,
-    );
-    batch.bufferBytes = share;
-    queue.batches.splice(queue.batches.indexOf(batch) + 1, 0, rest);
-    this.#unfinished++;
+  /** Makes sure no earlier request may still read the batch's buffer before it is written. */
+  #own(batch: Batch): void {
+    if (!batch.unsettledWrite) return;
+    batch.builder.detach();
+    batch.unsettledWrite = false;
   }
 
   #fetchIdentity(): void {
@@ -384,33 +394,39 @@ export class ProduceSender {
   }
 
   #send(connection: Connection, picked: Picked[]): void {
-    const request = this.#request(picked);
-    for (const { queue, batch } of picked) {
+    const ordered = byTopic(picked);
+    const batches: FrameBatch[] = [];
+    for (const { queue, batch } of ordered) {
+      this.#own(batch);
+      batch.unsettledWrite = true;
       batch.inFlight = true;
       batch.sent = true;
       batch.attempts++;
       batch.sentAtFailures = queue.failures;
       queue.inFlight++;
+      batches.push({ topic: queue.topic, partition: queue.partition, builder: batch.builder });
     }
     this.#requestsInFlight++;
-    const write = (writer: Parameters<typeof writeProduceRequest>[0]) =>
-      writeProduceRequest(writer, request);
-    let bodyBytesHint = REQUEST_OVERHEAD_BYTES;
-    for (const { queue, batch } of picked) {
-      bodyBytesHint += batch.bytes!.length + PARTITION_OVERHEAD_BYTES + queue.topic.length * 3;
-    }
-    const options = { timeoutMs: this.#settings.requestTimeoutMs, bodyBytesHint };
+    const { acks, requestTimeoutMs: timeoutMs } = this.#settings;
+    const build = (correlationId: number) =>
+      produceFrame({ correlationId, acks, timeoutMs }, batches);
+    const answered = () => {
+      // The server answered, so it read the whole request: no view of the buffers is left.
+      for (const { batch } of ordered) batch.unsettledWrite = false;
+    };
     const done =
-      this.#settings.acks === 0
-        ? connection.requestWithoutResponse(API.Produce, write, options).then(() => {
-            for (const { queue, batch } of picked) this.#succeeded(queue, batch, -1);
+      acks === 0
+        ? connection.requestFrameWithoutResponse(API.Produce, build).then(() => {
+            for (const { queue, batch } of ordered) this.#succeeded(queue, batch, -1);
           })
-        : connection
-            .request(API.Produce, write, options)
-            .then((reader) => this.#onResponse(picked, readProduceResponse(reader)));
+        : connection.requestFrame(API.Produce, build, { timeoutMs }).then((reader) => {
+            answered();
+            this.#onResponse(ordered, readProduceResponse(reader));
+          });
     done
       .catch((error: unknown) => {
-        for (const { queue, batch } of picked) {
+        if (error instanceof ServerError) answered();
+        for (const { queue, batch } of ordered) {
           if (batch.inFlight) this.#failed(queue, batch, responseError(error));
         }
       })
@@ -419,18 +435,6 @@ export class ProduceSender {
         this.#settings.onSlotFree();
         this.#drain();
       });
-  }
-
-  #request(picked: Picked[]): ProduceRequest {
-    const topics = new Map<string, ProduceRequest["topics"][number]["partitions"]>();
-    for (const { queue, batch } of picked) {
-      appendTo(topics, queue.topic, { partition: queue.partition, records: batch.bytes! });
-    }
-    return {
-      acks: this.#settings.acks,
-      timeoutMs: this.#settings.requestTimeoutMs,
-      topics: [...topics].map(([topic, partitions]) => ({ topic, partitions })),
-    };
   }
 
   #onResponse(picked: Picked[], response: ReturnType<typeof readProduceResponse>): void {
@@ -490,7 +494,7 @@ export class ProduceSender {
   #failForGood(queue: PartitionQueue, batch: Batch, error: Error, sequenceLost = false): void {
     this.#remove(queue, batch);
     this.#complete(queue, batch, error, -1);
-    if (!this.#settings.idempotent || batch.bytes === undefined) return;
+    if (!this.#settings.idempotent || !batch.stamped) return;
     queue.recovering = queue.batches.some((b) => b.sent);
     const code = error instanceof ServerError ? error.code : undefined;
     const identityLost =
@@ -523,9 +527,12 @@ export class ProduceSender {
   #complete(queue: PartitionQueue, batch: Batch, error: Error | null, baseOffset: number): void {
     this.bufferedBytes -= batch.bufferBytes;
     const { topic, partition } = queue;
-    for (let i = 0; i < batch.dones.length; i++) {
+    // Nothing reads the bytes again: no retry will come, and no request holds them.
+    if (!batch.unsettledWrite) batch.builder.release();
+    const dones = batch.builder.dones;
+    for (let i = 0; i < dones.length; i++) {
       const offset = baseOffset < 0 ? -1 : baseOffset + i;
-      const done = batch.dones[i]!;
+      const done = dones[i]!;
       try {
         done(error, error === null ? { topic, partition, offset } : undefined);
       } catch (thrown) {
@@ -579,13 +586,24 @@ export class ProduceSender {
   }
 }
 
-function newBatch(records: PreparedRecord[], dones: Done[], createdMs: number, bytes: number) {
+/** The picked batches with each topic's together, in the order the topics came first. */
+function byTopic(picked: Picked[]): Picked[] {
+  const topics = new Map<string, Picked[]>();
+  for (const entry of picked) {
+    const list = topics.get(entry.queue.topic);
+    if (list === undefined) topics.set(entry.queue.topic, [entry]);
+    else list.push(entry);
+  }
+  return topics.size === 1 ? picked : [...topics.values()].flat();
+}
+
+function newBatch(builder: BatchBuilder<Done>, bytes: number) {
   const batch: Batch = {
-    records,
-    dones,
-    createdMs,
+    builder,
+    createdMs: builder.createdMs,
     bufferBytes: bytes,
-    bytes: undefined,
+    stamped: false,
+    unsettledWrite: false,
     sequence: -1,
     attempts: 0,
     inFlight: false,
@@ -619,7 +637,7 @@ function expiredError(queue: PartitionQueue, batch: Batch, settings: SenderSetti
   const last = batch.lastError === undefined ? "" : `; last error: ${batch.lastError.message}`;
   return new ClientError(
     "REQUEST_TIMED_OUT",
-    `Batch of ${batch.records.length} records for ${queue.topic}-${queue.partition} was not ` +
+    `Batch of ${batch.builder.count} records for ${queue.topic}-${queue.partition} was not ` +
       `delivered within deliveryTimeoutMs ${settings.deliveryTimeoutMs}${last}`,
     { cause: batch.lastError },
   );

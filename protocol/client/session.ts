@@ -96,6 +96,16 @@ export class Session {
     return connection.request(apiKey, writeBody, options);
   }
 
+  /** `request`, resolving with the response body as views (Connection.requestSegments). */
+  async requestSegments(
+    apiKey: number,
+    writeBody: (writer: Writer) => void,
+    options?: RequestOptions,
+  ): Promise<Uint8Array[]> {
+    const connection = await this.connection();
+    return connection.requestSegments(apiKey, writeBody, options);
+  }
+
   /** The wait before retry number `attempt` (1-based): exponential, capped. */
   backoffMs(attempt: number): number {
     const exponent = Math.min(Math.max(attempt - 1, 0), 20);

@@ -137,13 +137,17 @@ describe("batch size arithmetic", () => {
     assert.equal(zigzagBytes(2 ** 40), 6);
   });
 
-  test("the builder predicts the encoded size exactly and never passes batchBytesMax", () => {
+  test("the builder writes encodeRecordBatch's bytes and never passes batchBytesMax", () => {
     const random = prng(7);
     const bytes = (n: number) => new Uint8Array(n).map(() => Math.floor(random() * 256));
     for (let round = 0; round < 40; round++) {
       const batchBytesMax = 200 + Math.floor(random() * 20_000);
-      let builder = new BatchBuilder<number>(batchBytesMax, 0);
-      const sealed: BatchBuilder<number>[] = [];
+      const open = () => ({
+        builder: new BatchBuilder<number>(batchBytesMax, 0, { prefixRoomBytes: 40 }),
+        records: [] as ReturnType<typeof prepareRecord>[],
+      });
+      let batch = open();
+      const sealed: (typeof batch)[] = [];
       for (let i = 0; i < 300; i++) {
         const record = prepareRecord(
           {
@@ -155,17 +159,21 @@ describe("batch size arithmetic", () => {
           0,
         );
         if (record.sizeBytes > batchBytesMax) continue;
-        if (!builder.tryAdd(record, i)) {
-          assert.ok(builder.count > 0);
-          sealed.push(builder);
-          builder = new BatchBuilder<number>(batchBytesMax, 0);
-          assert.ok(builder.tryAdd(record, i));
+        if (!batch.builder.tryAdd(record, i)) {
+          assert.ok(batch.builder.count > 0);
+          sealed.push(batch);
+          batch = open();
+          assert.ok(batch.builder.tryAdd(record, i));
         }
+        batch.records.push(record);
       }
-      sealed.push(builder);
-      for (const batch of sealed) {
-        const encoded = encodeRecordBatch(batch.records, { producerId: 5, baseSequence: 9 });
-        assert.equal(encoded.length, batch.sizeBytes, `round ${round}`);
+      sealed.push(batch);
+      for (const { builder, records } of sealed) {
+        const size = builder.sizeBytes;
+        const encoded = encodeRecordBatch(records, { producerId: 5, baseSequence: 9 });
+        const stamped = builder.stamp({ producerId: 5, producerEpoch: -1, baseSequence: 9 });
+        assert.equal(encoded.length, size, `round ${round}`);
+        assert.deepEqual(stamped, encoded, `round ${round}`);
         assert.ok(encoded.length <= batchBytesMax, `${encoded.length} > ${batchBytesMax}`);
       }
     }
