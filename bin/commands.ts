@@ -28,6 +28,17 @@ function portOf(value: string | boolean | (string | boolean)[] | undefined): num
   return port;
 }
 
+/** `{ [key]: ms }` for a flag given as a positive integer of milliseconds, else `{}`. */
+function msOption(key: string, flag: string, values: ParsedValues): Record<string, number> {
+  const value = values[flag];
+  if (value === undefined) return {};
+  const ms = Number(value);
+  if (typeof value !== "string" || !Number.isSafeInteger(ms) || ms < 1) {
+    throw new UsageError(`--${flag} ${String(value)} is not a positive number of milliseconds`);
+  }
+  return { [key]: ms };
+}
+
 /** Runs the broker until SIGINT or SIGTERM, then shuts it down cleanly. */
 async function serve(values: ParsedValues): Promise<number> {
   const { SluiceServer } = await import("../protocol/server.ts");
@@ -35,6 +46,8 @@ async function serve(values: ParsedValues): Promise<number> {
     dataDir: typeof values["data"] === "string" ? values["data"] : "data",
     host: typeof values["host"] === "string" ? values["host"] : "127.0.0.1",
     port: portOf(values["port"]),
+    ...msOption("heartbeatIntervalMs", "heartbeat-interval-ms", values),
+    ...msOption("sessionTimeoutMs", "session-timeout-ms", values),
   });
   console.log(`sluice listening on ${server.host}:${server.port}`);
   await new Promise<void>((resolve) => {
@@ -67,6 +80,14 @@ export const COMMANDS: Command[] = [
       data: { type: "string", help: "Data directory (default ./data)" },
       host: { type: "string", help: "Address to listen on (default 127.0.0.1)" },
       port: { type: "string", help: "TCP port, 0 picks a free one (default 9092)" },
+      "heartbeat-interval-ms": {
+        type: "string",
+        help: "Consumer-group heartbeat interval handed to members (default 3000)",
+      },
+      "session-timeout-ms": {
+        type: "string",
+        help: "Evict a group member silent this long (default 45000)",
+      },
     },
     run: (values) => serve(values),
   },

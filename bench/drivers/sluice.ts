@@ -1,6 +1,7 @@
 // sluice: the broker over TCP, through the TypeScript client (protocol/client/mod.ts). Without
-// `--sluice-url host:port` it starts a server in the harness's own process, on a fresh data
-// directory and a free port; its CPU then counts as the harness's.
+// `--sluice-url host:port` it starts `sluice serve` as a child process on a fresh data
+// directory and a free port: a process of its own, as the peer brokers run, so the broker and
+// the harness each get a core. `server=in-process` runs it inside the harness instead.
 //
 // A producer is one client Producer; a subscription is a consumer group, so the consumers of
 // one subscription share the topic's partitions (broker-side assignment) and each
@@ -8,6 +9,7 @@
 //
 // Options (`--driver-options key=value,...`, or `sluice.key=value` for this driver only):
 //   url=host:port             a running server (what --sluice-url sets)
+//   server=process|in-process where a server it starts runs (default process)
 //   acks=0|1|all              producer acks (default 1: written to the page cache)
 //   fsync=always|never|<ms>   the fsync policy of the topics it creates (default: server's)
 //   lingerMs=<n>              producer linger (default 1)
@@ -23,6 +25,7 @@ import {
   type ProducerOptions,
 } from "../../protocol/client/mod.ts";
 import { SluiceServer } from "../../protocol/server.ts";
+import { brokerScript, type Child, startChild } from "../tcp/processes.ts";
 import {
   type BenchConsumer,
   type BenchProducer,
@@ -83,6 +86,7 @@ export class SluiceTcpDriver implements Driver {
   #config: DriverConfig;
   #settings: Settings;
   #server: SluiceServer | undefined;
+  #child: Child | undefined;
   #client: ClientOptions = {};
   #admin: Admin | undefined;
   #partitions = new Map<string, number>();
@@ -103,7 +107,18 @@ export class SluiceTcpDriver implements Driver {
   }
 
   async initialize(): Promise<void> {
-    if (this.#settings.url === undefined) {
+    if (this.#settings.url === undefined && this.#config.options["server"] !== "in-process") {
+      this.#child = await startChild(brokerScript, [
+        "serve",
+        "--data",
+        join(this.#config.workDir, "data"),
+        "--port",
+        "0",
+        "--heartbeat-interval-ms",
+        String(HEARTBEAT_INTERVAL_MS),
+      ]);
+      this.#client = { host: "127.0.0.1", port: this.#child.port };
+    } else if (this.#settings.url === undefined) {
       this.#server = await SluiceServer.start({
         dataDir: join(this.#config.workDir, "data"),
         host: "127.0.0.1",
@@ -129,10 +144,13 @@ export class SluiceTcpDriver implements Driver {
 
   settings(): DriverSettings {
     const inProcess = this.#server !== undefined;
+    const started = inProcess || this.#child !== undefined;
     const server = inProcess
       ? `in the harness process on 127.0.0.1:${this.#server!.port} (its CPU is the harness's)`
-      : `${this.#settings.url} (external)`;
-    const serverFsync = inProcess ? describeFsync(LOG_CONFIG_DEFAULTS.fsync) : "unknown";
+      : this.#child !== undefined
+        ? `\`sluice serve\` child process on 127.0.0.1:${this.#child.port} (a process of its own)`
+        : `${this.#settings.url} (external)`;
+    const serverFsync = started ? describeFsync(LOG_CONFIG_DEFAULTS.fsync) : "unknown";
     return {
       server,
       client: "protocol/client Producer and Consumer, one TCP connection each",
@@ -144,14 +162,14 @@ export class SluiceTcpDriver implements Driver {
       lingerMs: this.#settings.lingerMs,
       batchBytes: this.#settings.batchBytes,
       subscription: "a consumer group: its consumers share the partitions; reads from the start",
-      heartbeatIntervalMs: inProcess ? HEARTBEAT_INTERVAL_MS : "server's",
+      heartbeatIntervalMs: started ? HEARTBEAT_INTERVAL_MS : "server's",
     };
   }
 
   durability(): string {
     const { acks } = this.#settings;
-    const fsync =
-      this.#settings.fsync ?? (this.#server === undefined ? undefined : LOG_CONFIG_DEFAULTS.fsync);
+    const started = this.#server !== undefined || this.#child !== undefined;
+    const fsync = this.#settings.fsync ?? (started ? LOG_CONFIG_DEFAULTS.fsync : undefined);
     if (acks === 0) return "none: acks 0, the producer does not wait for the server";
     if (acks === "all" || fsync === "always") return "fsynced to disk on the server before the ack";
     const when =
@@ -219,6 +237,8 @@ export class SluiceTcpDriver implements Driver {
     this.#admin = undefined;
     await this.#server?.close();
     this.#server = undefined;
+    await this.#child?.stop();
+    this.#child = undefined;
   }
 }
 
