@@ -25,7 +25,7 @@ import {
   patchBaseOffset,
 } from "./record_batch.ts";
 import { findValidBatch, fullScanStart, scanSegment } from "./segment_scan.ts";
-import { indexBatch, type OffsetIndex, type TimeIndex } from "./sparse_index.ts";
+import { type IndexEntry, indexBatch, type OffsetIndex, type TimeIndex } from "./sparse_index.ts";
 
 /** Appends are copied into chunks of this size (a larger batch gets a chunk of its own). */
 export const WRITE_CHUNK_BYTES = 1024 * 1024;
@@ -256,12 +256,14 @@ export class Segment {
    * Whether the batch an index entry names really starts where it says. Index files are
    * derived data checked only at their tail on open; a read checks the entry it uses.
    */
-  entryHolds(entry: { relativeOffset: number; position: number }): boolean {
-    if (entry.position === 0) return true;
+  entryHolds(entry: IndexEntry): boolean {
+    if (entry.checked) return true;
     if (entry.position + BATCH_HEADER_BYTES > this.visiblePosition) return false;
     const head = this.viewAt(entry.position, BATCH_HEADER_BYTES);
     if (head.length < BATCH_HEADER_BYTES || head[MAGIC_AT] !== MAGIC_V2) return false;
-    return baseOffsetAt(head, 0) === this.baseOffset + entry.relativeOffset;
+    if (baseOffsetAt(head, 0) !== this.baseOffset + entry.relativeOffset) return false;
+    this.offsetIndex.markChecked(entry.entry);
+    return true;
   }
 
   /** Where valid batches start again after damage at `position` (see findValidBatch). */

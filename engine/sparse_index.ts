@@ -22,7 +22,7 @@ export const OFFSET_ENTRY_BYTES = 8;
 export const TIME_ENTRY_BYTES = 12;
 const INITIAL_CAPACITY = 64;
 
-function grow<T extends Uint32Array | Float64Array>(array: T, needed: number): T {
+function grow<T extends Uint8Array | Uint32Array | Float64Array>(array: T, needed: number): T {
   if (needed <= array.length) return array;
   const next = new (array.constructor as new (length: number) => T)(
     Math.max(needed, array.length * 2),
@@ -48,9 +48,21 @@ function floorIndex(sorted: Uint32Array | Float64Array, count: number, key: numb
   return found;
 }
 
+export type IndexEntry = {
+  entry: number;
+  relativeOffset: number;
+  position: number;
+  checked: boolean;
+};
+
 export class OffsetIndex {
   #relativeOffsets = new Uint32Array(INITIAL_CAPACITY);
   #positions = new Uint32Array(INITIAL_CAPACITY);
+  /**
+   * 1 for entries known to point at the batch they name: those built from batches this
+   * process appended or scanned, and file entries once a read has checked them.
+   */
+  #checked = new Uint8Array(INITIAL_CAPACITY);
   #count = 0;
 
   get count(): number {
@@ -69,19 +81,33 @@ export class OffsetIndex {
     return this.#count === 0 ? 0 : this.#positions[this.#count - 1]!;
   }
 
-  append(relativeOffset: number, position: number): void {
+  append(relativeOffset: number, position: number, checked = true): void {
     this.#relativeOffsets = grow(this.#relativeOffsets, this.#count + 1);
     this.#positions = grow(this.#positions, this.#count + 1);
+    this.#checked = grow(this.#checked, this.#count + 1);
     this.#relativeOffsets[this.#count] = relativeOffset;
     this.#positions[this.#count] = position;
+    this.#checked[this.#count] = checked ? 1 : 0;
     this.#count++;
   }
 
-  /** The last entry whose relative offset is <= relativeOffset; { 0, 0 } if none. */
-  lookupEntry(relativeOffset: number): { relativeOffset: number; position: number } {
+  /**
+   * The last entry whose relative offset is <= relativeOffset (`entry` -1 and position 0 when
+   * none is), and whether it is known to be right.
+   */
+  lookupEntry(relativeOffset: number): IndexEntry {
     const entry = floorIndex(this.#relativeOffsets, this.#count, relativeOffset);
-    if (entry === -1) return { relativeOffset: 0, position: 0 };
-    return { relativeOffset: this.#relativeOffsets[entry]!, position: this.#positions[entry]! };
+    if (entry === -1) return { entry, relativeOffset: 0, position: 0, checked: true };
+    return {
+      entry,
+      relativeOffset: this.#relativeOffsets[entry]!,
+      position: this.#positions[entry]!,
+      checked: this.#checked[entry] === 1,
+    };
+  }
+
+  markChecked(entry: number): void {
+    if (entry >= 0 && entry < this.#count) this.#checked[entry] = 1;
   }
 
   /** Position of the last indexed batch whose base offset is <= relativeOffset; 0 if none. */
@@ -122,7 +148,7 @@ export class OffsetIndex {
       if (position === 0 || position >= logBytes) return undefined;
       if (count > 0 && relativeOffset <= index.#relativeOffsets[count - 1]!) return undefined;
       if (count > 0 && position <= index.#positions[count - 1]!) return undefined;
-      index.append(relativeOffset, position);
+      index.append(relativeOffset, position, false);
     }
     return index;
   }
