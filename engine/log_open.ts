@@ -262,13 +262,13 @@ function dropEmptyTail(segments: Segment[], corruptions: Corruption[], o: OpenOp
 
 /** Opens (creating when new) a partition directory and recovers it. */
 export function openLogDirectory(dir: string, o: OpenOptions): OpenedLog {
+  const segments: Segment[] = [];
   try {
     fs.mkdirSync(dir, { recursive: true });
     const markerPath = join(dir, CLEAN_SHUTDOWN_FILE);
     const wasClean = fs.existsSync(markerPath);
     const recoveryPoint = readRecoveryPoint(dir);
     const bases = listSegmentBases(dir);
-    const segments: Segment[] = [];
     const corruptions: Corruption[] = [];
     bases.forEach((baseOffset, i) => {
       const nextBase = bases[i + 1];
@@ -291,6 +291,7 @@ export function openLogDirectory(dir: string, o: OpenOptions): OpenedLog {
     }
     return { segments, corruptions, recoveryPoint: Math.min(recoveryPoint, end), wasClean };
   } catch (error) {
+    for (const segment of segments) segment.close();
     throw ioError(error, `opening partition directory ${dir}`);
   }
 }

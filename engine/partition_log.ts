@@ -85,6 +85,8 @@ export class PartitionLog {
   #acks: PendingAck[] = [];
   #syncWaiters: Waiter[] = [];
   #flushing = false;
+  /** The flusher loop while one runs, so close can wait for its writes and fsyncs. */
+  #flusherRun: Promise<void> = Promise.resolve();
   #flushScheduled = false;
   #fenced: SluiceError | undefined;
   #closed = false;
@@ -290,7 +292,7 @@ export class PartitionLog {
     this.#flushScheduled = true;
     queueMicrotask(() => {
       this.#flushScheduled = false;
-      void this.#runFlusher();
+      this.#flusherRun = this.#runFlusher();
     });
   }
 
@@ -600,6 +602,10 @@ export class PartitionLog {
       }
     }
     this.#rejectAll(new SluiceError("LOG_CLOSED", `Log ${this.name} is closed`));
+    // Even a fenced log may have a write or fsync in flight on the thread pool: its file
+    // descriptors are closed only after that returns, never under it.
+    await this.#flusherRun.catch(() => {});
+    await this.#sealing.catch(() => {});
     try {
       if (clean) {
         this.#recoveryPoint = this.#active.writtenNextOffset;

@@ -39,6 +39,9 @@ export type ServerOptions = {
   log?: (message: string) => void;
 };
 
+/** How long a shutdown waits for connections to write what they owe before closing them. */
+const SHUTDOWN_WAIT_MS_DEFAULT = 5_000;
+
 /** How often timeouts (idle connections, stuck requests, group sessions) are checked. */
 const SWEEP_INTERVAL_MS = 250;
 
@@ -83,6 +86,7 @@ export class SluiceServer {
     this.#data = {
       engine,
       fetchWaitMsMax: this.limits.fetchWaitMsMax,
+      fetchBytesMax: this.limits.fetchBytesMax,
       waitingFetches: new Set(),
       log: this.#log,
     };
@@ -245,17 +249,35 @@ export class SluiceServer {
   }
 
   /**
-   * Graceful shutdown: stop accepting, answer waiting long polls, let connections write what
-   * they owe, then close the engine (flush, fsync, clean-shutdown markers) if the server
-   * opened it.
+   * Graceful shutdown: stop accepting, answer waiting long polls, let every connection write
+   * what it owes (up to `shutdownWaitMs`, then close the rest), then close the engine (flush,
+   * fsync, clean-shutdown markers) if the server opened it.
    */
-  async close(): Promise<void> {
+  async close(shutdownWaitMs = SHUTDOWN_WAIT_MS_DEFAULT): Promise<void> {
     if (this.#sweep !== undefined) clearInterval(this.#sweep);
     this.#sweep = undefined;
+    this.#transport?.stopListening();
     for (const finish of [...this.#data.waitingFetches]) finish();
     for (const connection of this.#connections.values()) connection.shutdown();
+    await this.#connectionsClosed(shutdownWaitMs);
     this.#transport?.stop();
     this.#connections.clear();
     if (this.#ownsEngine) await this.engine.close();
+  }
+
+  /** Resolves when every connection has closed, or after `waitMs`. */
+  #connectionsClosed(waitMs: number): Promise<void> {
+    if (this.#connections.size === 0) return Promise.resolve();
+    return new Promise((resolve) => {
+      const timer = setTimeout(done, waitMs);
+      const poll = setInterval(() => {
+        if (this.#connections.size === 0) done();
+      }, 10);
+      function done() {
+        clearTimeout(timer);
+        clearInterval(poll);
+        resolve();
+      }
+    });
   }
 }

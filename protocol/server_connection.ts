@@ -26,6 +26,7 @@ export type ServerLimits = {
   requestTimeoutMs: number;
   outboxBytesMax: number;
   fetchWaitMsMax: number;
+  fetchBytesMax: number;
 };
 
 export const SERVER_LIMITS_DEFAULT: Readonly<ServerLimits> = Object.freeze({
@@ -37,6 +38,7 @@ export const SERVER_LIMITS_DEFAULT: Readonly<ServerLimits> = Object.freeze({
   requestTimeoutMs: 30_000,
   outboxBytesMax: 64 * 1024 * 1024,
   fetchWaitMsMax: 60_000,
+  fetchBytesMax: 64 * 1024 * 1024,
 });
 
 /** A request's outcome: response chunks, or null for a request answered by silence (acks 0). */
@@ -79,6 +81,8 @@ export class Connection {
    * their answers weigh. Bounded by what one read delivers.
    */
   #backlog: Uint8Array[] = [];
+  #closeListeners = new Set<() => void>();
+  #endOnDrain = false;
   #closeAfterFlush = false;
   closed = false;
   handshaken = false;
@@ -132,6 +136,11 @@ export class Connection {
 
   drain(): void {
     this.#outbox.flush();
+    if (this.#endOnDrain && this.#outbox.idle) {
+      this.#endOnDrain = false;
+      this.socket.end();
+      return;
+    }
     this.#updateFlow();
   }
 
@@ -139,6 +148,21 @@ export class Connection {
   closedBySocket(): void {
     this.closed = true;
     this.#slots = [];
+    for (const listener of [...this.#closeListeners]) listener();
+    this.#closeListeners.clear();
+  }
+
+  /** Calls `listener` when the socket closes (a long poll stops waiting for a dead client). */
+  onClose(listener: () => void): () => void {
+    this.#closeListeners.add(listener);
+    return () => this.#closeListeners.delete(listener);
+  }
+
+  /** Ends the socket once every queued answer is written (Bun keeps nothing after end). */
+  #endWhenWritten(): void {
+    this.closed = true;
+    if (this.#outbox.idle) this.socket.end();
+    else this.#endOnDrain = true;
   }
 
   #abort(reason: string): void {
@@ -244,8 +268,7 @@ export class Connection {
     }
     if (released > 0) this.#slots.splice(0, released);
     if (this.#closeAfterFlush && this.#slots.length === 0) {
-      this.closed = true;
-      this.socket.end();
+      this.#endWhenWritten();
       return;
     }
     this.#updateFlow();
@@ -276,7 +299,8 @@ export class Connection {
   /** Answers requests older than the timeout (except long polls, which time themselves). */
   expireRequests(nowMs: number): void {
     const deadline = nowMs - this.#host.limits.requestTimeoutMs;
-    for (const slot of this.#slots) {
+    // A copy: completing a slot releases finished ones from the head of #slots.
+    for (const slot of [...this.#slots]) {
       if (slot.done || slot.apiKey === API.Fetch || slot.startedMs > deadline) continue;
       const message = `no answer within ${this.#host.limits.requestTimeoutMs} ms`;
       this.#complete(slot, [
@@ -288,9 +312,6 @@ export class Connection {
   /** Ends the connection once every pending response is written (graceful shutdown). */
   shutdown(): void {
     this.#closeAfterFlush = true;
-    if (this.#slots.length === 0) {
-      this.closed = true;
-      this.socket.end();
-    }
+    if (this.#slots.length === 0) this.#endWhenWritten();
   }
 }

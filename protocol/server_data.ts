@@ -27,6 +27,8 @@ import type { HandlerResult, RequestContext } from "./server_connection.ts";
 export type DataPlane = {
   engine: Engine;
   fetchWaitMsMax: number;
+  /** Caps a fetch's max_bytes and partition_max_bytes, whatever the client asks. */
+  fetchBytesMax: number;
   /** Long polls waiting now, so shutdown can answer them at once. */
   waitingFetches: Set<() => void>;
   log(message: string): void;
@@ -70,7 +72,11 @@ async function producePartition(
       if (size === -1) {
         throw new SluiceError("INVALID_BATCH", `Records at byte ${at} are not a whole batch`);
       }
-      appends.push(log.appendChecked(records.subarray(at, at + size)));
+      const append = log.appendChecked(records.subarray(at, at + size));
+      // If a later batch of this entry is refused, this one's outcome is never awaited: its
+      // failure must not escape as an unhandled rejection.
+      append.catch(() => {});
+      appends.push(append);
       at += size;
     }
     if (appends.length === 0) throw new SluiceError("INVALID_BATCH", "Produce without records");
@@ -184,6 +190,13 @@ export function handleFetch(
   request: RequestContext,
 ): HandlerResult | Promise<HandlerResult> {
   const fetch = readFetchRequest(request.reader);
+  // max_bytes comes from the client: bounded here, so a read never allocates more than this.
+  fetch.maxBytes = Math.min(fetch.maxBytes, plane.fetchBytesMax);
+  for (const topic of fetch.topics) {
+    for (const p of topic.partitions) {
+      p.partitionMaxBytes = Math.min(p.partitionMaxBytes, plane.fetchBytesMax);
+    }
+  }
   const first = readAll(plane, fetch);
   const waitMs = Math.min(fetch.maxWaitMs, plane.fetchWaitMsMax);
   if (first.bytes >= fetch.minBytes || first.errors || waitMs === 0) {
@@ -210,6 +223,7 @@ function longPoll(
       if (settled) return;
       settled = true;
       clearTimeout(timer);
+      stopOnClose();
       for (const unsubscribe of unsubscribes) unsubscribe();
       plane.waitingFetches.delete(finish);
       resolve(fetchResponse(request.correlationId, readAll(plane, fetch).reads));
@@ -220,6 +234,7 @@ function longPoll(
       if (fetch.minBytes <= 1 || readAll(plane, fetch).bytes >= fetch.minBytes) finish();
     };
     const timer = setTimeout(finish, waitMs);
+    const stopOnClose = request.connection.onClose(finish);
     for (const log of logs) unsubscribes.push(log.onData(onData));
     plane.waitingFetches.add(finish);
   });

@@ -28,6 +28,9 @@ export interface TransportHandlers {
 export interface TransportServer {
   readonly port: number;
   readonly hostname: string;
+  /** Stops accepting connections; open ones go on. */
+  stopListening(): void;
+  /** Stops accepting and closes every open connection at once. */
   stop(): void;
 }
 
@@ -101,7 +104,12 @@ function listenBun(bun: BunListen, host: string, port: number, h: TransportHandl
       error: (socket) => h.close(socket.data),
     },
   });
-  return { port: server.port, hostname: server.hostname, stop: () => server.stop(true) };
+  return {
+    port: server.port,
+    hostname: server.hostname,
+    stopListening: () => server.stop(false),
+    stop: () => server.stop(true),
+  };
 }
 
 function listenNode(host: string, port: number, h: TransportHandlers): Promise<TransportServer> {
@@ -141,6 +149,9 @@ function listenNode(host: string, port: number, h: TransportHandlers): Promise<T
       resolve({
         port: address.port,
         hostname: address.address,
+        stopListening() {
+          server.close();
+        },
         stop() {
           server.close();
           for (const socket of sockets) socket.destroy();
