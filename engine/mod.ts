@@ -40,6 +40,20 @@ export {
   type ReadResult,
 } from "./partition_log.ts";
 export {
+  ATTRIBUTES_AT,
+  BASE_SEQUENCE_AT,
+  BASE_TIMESTAMP_AT,
+  BATCH_LENGTH_AT,
+  CRC_AT,
+  LAST_OFFSET_DELTA_AT,
+  LEADER_EPOCH_AT,
+  LOG_OVERHEAD_BYTES,
+  MAGIC_AT,
+  MAGIC_V2,
+  MAX_TIMESTAMP_AT,
+  PRODUCER_EPOCH_AT,
+  PRODUCER_ID_AT,
+  RECORD_COUNT_AT,
   BATCH_HEADER_BYTES,
   type BatchHeader,
   type BatchProblem,
@@ -47,6 +61,8 @@ export {
   COMPRESSION,
   type CompressionName,
   readBatchHeader,
+  writeInt32,
+  writeInt64,
 } from "./record_batch.ts";
 export {
   decodeRecordBatch,
@@ -66,3 +82,4 @@ export {
   type OffsetStoreOptions,
 } from "./offset_store.ts";
 export type { Corruption } from "./segment_scan.ts";
+export { varintSize, varlongSize, writeVarint, writeVarlong } from "./varint.ts";

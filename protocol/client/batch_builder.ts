@@ -19,6 +19,20 @@
 // base sequence, CRC-32C; again whenever its sequence changes) → release (buffer to the pool).
 import { crc32c } from "@node-rs/crc32";
 import {
+  ATTRIBUTES_AT,
+  BASE_SEQUENCE_AT,
+  BASE_TIMESTAMP_AT,
+  BATCH_LENGTH_AT,
+  CRC_AT,
+  LAST_OFFSET_DELTA_AT,
+  LEADER_EPOCH_AT,
+  LOG_OVERHEAD_BYTES,
+  MAGIC_AT,
+  MAGIC_V2,
+  MAX_TIMESTAMP_AT,
+  PRODUCER_EPOCH_AT,
+  PRODUCER_ID_AT,
+  RECORD_COUNT_AT,
   BATCH_HEADER_BYTES,
   COMPRESSION,
   type CompressionName,
@@ -26,6 +40,11 @@ import {
   encodeRecordBatch,
   type RecordHeader,
   type RecordInput,
+  varlongSize,
+  writeInt32,
+  writeInt64,
+  writeVarint,
+  writeVarlong,
 } from "../../engine/mod.ts";
 import { type BufferPool, nextCapacity } from "./buffer_pool.ts";
 
@@ -62,36 +81,25 @@ export function toHeaders(headers: HeadersInput | undefined): readonly RecordHea
   });
 }
 
-/** Bytes of a zigzag varint (or varlong) holding `value`. */
-export function zigzagBytes(value: number): number {
-  let zigzag = value >= 0 ? value * 2 : -value * 2 - 1;
-  let bytes = 1;
-  while (zigzag >= 128) {
-    zigzag = Math.floor(zigzag / 128);
-    bytes++;
-  }
-  return bytes;
-}
-
 /** The record's bytes after its length field, as the encoder will write them. */
 function recordBodyBytes(
   record: PreparedRecord,
   offsetDelta: number,
   timestampDelta: number,
 ): number {
-  let bytes = 1 + zigzagBytes(timestampDelta) + zigzagBytes(offsetDelta);
+  let bytes = 1 + varlongSize(timestampDelta) + varlongSize(offsetDelta);
   bytes += lengthPrefixed(record.key ?? null) + lengthPrefixed(record.value);
   const headers = record.headers ?? NO_HEADERS;
-  bytes += zigzagBytes(headers.length);
+  bytes += varlongSize(headers.length);
   for (const header of headers) {
     const keyBytes = utf8.encode(header.key).length;
-    bytes += zigzagBytes(keyBytes) + keyBytes + lengthPrefixed(header.value);
+    bytes += varlongSize(keyBytes) + keyBytes + lengthPrefixed(header.value);
   }
   return bytes;
 }
 
 function lengthPrefixed(bytes: Uint8Array | null): number {
-  return bytes === null ? 1 : zigzagBytes(bytes.length) + bytes.length;
+  return bytes === null ? 1 : varlongSize(bytes.length) + bytes.length;
 }
 
 /** The bytes one record takes in a batch at this offset and timestamp delta. */
@@ -101,7 +109,7 @@ export function recordBytes(
   timestampDelta: number,
 ): number {
   const body = recordBodyBytes(record, offsetDelta, timestampDelta);
-  return zigzagBytes(body) + body;
+  return varlongSize(body) + body;
 }
 
 /** Bytes of a batch holding just this record: the least any batch with it can take. */
@@ -149,23 +157,6 @@ export function prepareInto(
   target.sizeBytes = aloneBatchBytes(target);
   return target;
 }
-
-// Where the header fields sit in a RecordBatch v2 (engine/record_batch.ts has the layout).
-const BATCH_LENGTH_AT = 8;
-const LEADER_EPOCH_AT = 12;
-const MAGIC_AT = 16;
-const CRC_AT = 17;
-const ATTRIBUTES_AT = 21;
-const LAST_OFFSET_DELTA_AT = 23;
-const BASE_TIMESTAMP_AT = 27;
-const MAX_TIMESTAMP_AT = 35;
-const PRODUCER_ID_AT = 43;
-const PRODUCER_EPOCH_AT = 51;
-const BASE_SEQUENCE_AT = 53;
-const RECORD_COUNT_AT = 57;
-const LOG_OVERHEAD_BYTES = 12;
-const MAGIC_V2 = 2;
-const TWO_32 = 0x1_0000_0000;
 
 /** The producer id, epoch and base sequence a batch carries (-1 each when not idempotent). */
 export type BatchIdentity = { producerId: number; producerEpoch: number; baseSequence: number };
@@ -233,7 +224,7 @@ export class BatchBuilder<Done> {
     const count = this.#count;
     const timestampDelta = count === 0 ? 0 : record.timestamp - this.#baseTimestamp;
     const body = recordBodyBytes(record, count, timestampDelta);
-    const bytes = zigzagBytes(body) + body;
+    const bytes = varlongSize(body) + body;
     if (count > 0 && this.#sizeBytes + bytes > this.batchBytesMax) return false;
     const at = this.prefixRoomBytes + this.#sizeBytes;
     if (at + bytes > this.#buffer.length) this.#grow(at + bytes);
@@ -272,16 +263,16 @@ export class BatchBuilder<Done> {
   #writeHeader(): void {
     const bytes = this.#buffer;
     const at = this.prefixRoomBytes;
-    writeI32(bytes, at, 0); // baseOffset: assigned by the server
-    writeI32(bytes, at + 4, 0);
-    writeI32(bytes, at + BATCH_LENGTH_AT, this.#sizeBytes - LOG_OVERHEAD_BYTES);
-    writeI32(bytes, at + LEADER_EPOCH_AT, -1);
+    writeInt32(bytes, at, 0); // baseOffset: assigned by the server
+    writeInt32(bytes, at + 4, 0);
+    writeInt32(bytes, at + BATCH_LENGTH_AT, this.#sizeBytes - LOG_OVERHEAD_BYTES);
+    writeInt32(bytes, at + LEADER_EPOCH_AT, -1);
     bytes[at + MAGIC_AT] = MAGIC_V2;
     writeI16(bytes, at + ATTRIBUTES_AT, COMPRESSION.none);
-    writeI32(bytes, at + LAST_OFFSET_DELTA_AT, this.#count - 1);
-    writeI64(bytes, at + BASE_TIMESTAMP_AT, this.#baseTimestamp);
-    writeI64(bytes, at + MAX_TIMESTAMP_AT, this.#maxTimestamp);
-    writeI32(bytes, at + RECORD_COUNT_AT, this.#count);
+    writeInt32(bytes, at + LAST_OFFSET_DELTA_AT, this.#count - 1);
+    writeInt64(bytes, at + BASE_TIMESTAMP_AT, this.#baseTimestamp);
+    writeInt64(bytes, at + MAX_TIMESTAMP_AT, this.#maxTimestamp);
+    writeInt32(bytes, at + RECORD_COUNT_AT, this.#count);
     this.#writeIdentity({ producerId: -1, producerEpoch: -1, baseSequence: -1 });
   }
 
@@ -309,15 +300,15 @@ export class BatchBuilder<Done> {
     const at = this.prefixRoomBytes;
     const end = at + this.#sizeBytes;
     const crc = crc32c(this.#buffer.subarray(at + ATTRIBUTES_AT, end));
-    writeI32(this.#buffer, at + CRC_AT, crc | 0);
+    writeInt32(this.#buffer, at + CRC_AT, crc | 0);
     return this.#buffer.subarray(at, end);
   }
 
   #writeIdentity(identity: BatchIdentity): void {
     const at = this.prefixRoomBytes;
-    writeI64(this.#buffer, at + PRODUCER_ID_AT, identity.producerId);
+    writeInt64(this.#buffer, at + PRODUCER_ID_AT, identity.producerId);
     writeI16(this.#buffer, at + PRODUCER_EPOCH_AT, identity.producerEpoch);
-    writeI32(this.#buffer, at + BASE_SEQUENCE_AT, identity.baseSequence);
+    writeInt32(this.#buffer, at + BASE_SEQUENCE_AT, identity.baseSequence);
   }
 
   /**
@@ -380,51 +371,7 @@ function writeBytesField(bytes: Uint8Array, at: number, field: Uint8Array | null
   return position + field.length;
 }
 
-/** The zigzag varint of an i32 (the builder's sizes, deltas and counts all are). */
-function writeVarint(bytes: Uint8Array, at: number, value: number): number {
-  let zigzag = ((value << 1) ^ (value >> 31)) >>> 0;
-  let position = at;
-  while (zigzag >= 0x80) {
-    bytes[position++] = (zigzag & 0x7f) | 0x80;
-    zigzag >>>= 7;
-  }
-  bytes[position++] = zigzag;
-  return position;
-}
-
-/** The zigzag varlong of a safe integer (a timestamp delta), as engine/varint.ts writes it. */
-function writeVarlong(bytes: Uint8Array, at: number, value: number): number {
-  if (value >= -0x8000_0000 && value <= 0x7fff_ffff) return writeVarint(bytes, at, value);
-  // zigzag(value) = 2m + sign; 2m + 1 may not be exact above 2^53, so the sign bit and m's
-  // seven-bit groups are written separately.
-  const sign = value < 0 ? 1 : 0;
-  let rest = value >= 0 ? value : -value - 1;
-  let position = at;
-  let group = ((rest % 64) << 1) | sign;
-  rest = Math.floor(rest / 64);
-  while (rest > 0) {
-    bytes[position++] = group | 0x80;
-    group = rest % 128;
-    rest = Math.floor(rest / 128);
-  }
-  bytes[position++] = group;
-  return position;
-}
-
 function writeI16(bytes: Uint8Array, at: number, value: number): void {
   bytes[at] = value >>> 8;
   bytes[at + 1] = value;
-}
-
-function writeI32(bytes: Uint8Array, at: number, value: number): void {
-  bytes[at] = value >>> 24;
-  bytes[at + 1] = value >>> 16;
-  bytes[at + 2] = value >>> 8;
-  bytes[at + 3] = value;
-}
-
-function writeI64(bytes: Uint8Array, at: number, value: number): void {
-  const high = Math.floor(value / TWO_32);
-  writeI32(bytes, at, high);
-  writeI32(bytes, at + 4, value - high * TWO_32);
 }

@@ -4,8 +4,8 @@
 import assert from "node:assert/strict";
 import { createRequire } from "node:module";
 import { describe, test } from "node:test";
-import { encodeRecordBatch } from "../../engine/mod.ts";
-import { BatchBuilder, prepareRecord, zigzagBytes } from "../../protocol/client/batch_builder.ts";
+import { encodeRecordBatch, varlongSize } from "../../engine/mod.ts";
+import { BatchBuilder, prepareRecord } from "../../protocol/client/batch_builder.ts";
 import {
   buildFetchRequest,
   newPartitionState,
@@ -126,15 +126,15 @@ describe("DefaultPartitioner", () => {
 });
 
 describe("batch size arithmetic", () => {
-  test("zigzag varint sizes match the encoding's boundaries", () => {
-    assert.equal(zigzagBytes(0), 1);
-    assert.equal(zigzagBytes(-64), 1);
-    assert.equal(zigzagBytes(63), 1);
-    assert.equal(zigzagBytes(64), 2);
-    assert.equal(zigzagBytes(-65), 2);
-    assert.equal(zigzagBytes(2 ** 31 - 1), 5);
-    assert.equal(zigzagBytes(-(2 ** 31)), 5);
-    assert.equal(zigzagBytes(2 ** 40), 6);
+  test("the varint sizes the builder counts match the encoding's boundaries", () => {
+    assert.equal(varlongSize(0), 1);
+    assert.equal(varlongSize(-64), 1);
+    assert.equal(varlongSize(63), 1);
+    assert.equal(varlongSize(64), 2);
+    assert.equal(varlongSize(-65), 2);
+    assert.equal(varlongSize(2 ** 31 - 1), 5);
+    assert.equal(varlongSize(-(2 ** 31)), 5);
+    assert.equal(varlongSize(2 ** 40), 6);
   });
 
   test("the builder writes encodeRecordBatch's bytes and never passes batchBytesMax", () => {
