@@ -50,3 +50,18 @@ export async function waitFor(
     await new Promise((resolve) => setTimeout(resolve, 5));
   }
 }
+
+/**
+ * mulberry32: a small, fast, well-mixed 32-bit PRNG returning numbers in [0, 1). Random tests
+ * draw from it with a printed seed, so a failure replays from that seed.
+ */
+export function mulberry32(seed: number): () => number {
+  let state = seed >>> 0;
+  return () => {
+    state = (state + 0x6d2b79f5) >>> 0;
+    let t = state;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}

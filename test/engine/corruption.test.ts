@@ -19,22 +19,11 @@ import {
 } from "../../engine/mod.ts";
 import { baseOffsetAt, batchSizeAt, lastOffsetDeltaAt } from "../../engine/record_batch.ts";
 import { segmentFileName } from "../../engine/segment.ts";
-import { tempDir } from "../helpers.ts";
+import { mulberry32, tempDir } from "../helpers.ts";
 
 const BASE_TIMESTAMP_MS = 1_700_000_000_000;
 /** Random trials start from this seed; set SLUICE_TEST_SEED to replay a failure. */
 const FIRST_SEED = Number(process.env["SLUICE_TEST_SEED"] ?? Date.now() % 1_000_000);
-
-function mulberry32(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function randomInt(random: () => number, below: number): number {
   return Math.floor(random() * below);

@@ -13,7 +13,7 @@ import { type FileIO, realFileIO } from "../../engine/io.ts";
 import { CLEAN_SHUTDOWN_FILE } from "../../engine/log_open.ts";
 import { decodeRecordBatches, PartitionLog } from "../../engine/mod.ts";
 import { batchSizeAt, baseOffsetAt } from "../../engine/record_batch.ts";
-import { runtimeArgv, tempDir, waitFor } from "../helpers.ts";
+import { mulberry32, runtimeArgv, tempDir, waitFor } from "../helpers.ts";
 import {
   CRASH_INDEX_INTERVAL_BYTES,
   CRASH_SEGMENT_BYTES,
@@ -35,17 +35,6 @@ const SEED = Number(process.env["SLUICE_TEST_SEED"] ?? Date.now() % 1_000_000);
 type Fsync = "always" | "never";
 type Ack = { baseOffset: number; lastOffset: number; seq: number };
 type CycleResult = { acks: Ack[]; openEnd: number; stderr: string };
-
-function mulberry32(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function parseAck(line: string): Ack {
   const [baseOffset, lastOffset, seq] = line.split(" ").map(Number);

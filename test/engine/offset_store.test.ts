@@ -12,7 +12,7 @@ import {
   OffsetStore,
   type OffsetStoreOptions,
 } from "../../engine/offset_store.ts";
-import { PROJECT_ROOT, runtimeArgv, tempDir, waitFor } from "../helpers.ts";
+import { mulberry32, PROJECT_ROOT, runtimeArgv, tempDir, waitFor } from "../helpers.ts";
 
 const LIVE_FILE = /^\d{20}\.log$/;
 /** For tests that open hundreds of stores or spawn processes: bun's default is 5 s a test. */
@@ -47,18 +47,6 @@ function liveFile(dir: string): string {
 function counterClock(start = 1_000): () => number {
   let now = start;
   return () => now++;
-}
-
-/** mulberry32: a small seeded PRNG, so a failing random test replays from its seed. */
-function prng(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 2 ** 32;
-  };
 }
 
 /** Writes `bytes` as the only file of a fresh store directory and returns the directory. */
@@ -360,7 +348,7 @@ type ModelEntry = { group: string; topic: string; line: string };
 test("random commits, deletes and reopens match a model", SLOW, async () => {
   for (const seed of [1, 2, 3]) {
     using dir = tempDir();
-    const random = prng(seed);
+    const random = mulberry32(seed);
     const pick = (n: number) => Math.floor(random() * n);
     const model = new Map<string, ModelEntry>();
     const options = { fsync: false, compactAfterBytes: 2048, now: counterClock() };
@@ -467,7 +455,7 @@ test("a torn final frame, cut at every length, reopens to the state before it", 
 
 test("an empty file, a file of zeros and pure garbage open as an empty store", async () => {
   using dir = tempDir();
-  const random = prng(7);
+  const random = mulberry32(7);
   const garbage = Uint8Array.from({ length: 3000 }, () => Math.floor(random() * 256));
   const files = [new Uint8Array(0), new Uint8Array(5000), garbage];
   for (const [i, bytes] of files.entries()) {
@@ -609,7 +597,7 @@ async function commitUntilKilled(dir: string, base: number, target: number): Pro
 
 test("every acknowledged commit survives a SIGKILL of the committing process", SLOW, async () => {
   using dir = tempDir();
-  const random = prng(2024);
+  const random = mulberry32(2024);
   const acknowledged = new Map<string, number>();
   for (let cycle = 0; cycle < 10; cycle++) {
     const base = cycle * 1_000_000;

@@ -13,7 +13,7 @@ import { test } from "node:test";
 import type { FsyncPolicy, LogConfig } from "../../engine/log_config.ts";
 import { encodeRecordBatch, type RecordInput } from "../../engine/mod.ts";
 import { PartitionLog } from "../../engine/partition_log.ts";
-import { tempDir } from "../helpers.ts";
+import { mulberry32, tempDir } from "../helpers.ts";
 import {
   BASE_TIMESTAMP_MS,
   copyDir,
@@ -28,18 +28,6 @@ import {
 const SEEDS_PER_RUN = 4;
 const STEPS_PER_SEED = 300;
 const BATCH_BYTES_MAX = 64 * 1024;
-
-/** mulberry32: a small, fast, well-mixed 32-bit PRNG; the same seed gives the same run. */
-function mulberry32(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4_294_967_296;
-  };
-}
 
 class Random {
   readonly #next: () => number;
