@@ -56,6 +56,7 @@ export {
   RECORD_COUNT_AT,
   BATCH_HEADER_BYTES,
   type BatchHeader,
+  batchSizeAt,
   type BatchProblem,
   checkBatch,
   COMPRESSION,

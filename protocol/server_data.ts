@@ -3,6 +3,7 @@
 
 import {
   BATCH_HEADER_BYTES,
+  batchSizeAt,
   type Engine,
   type PartitionLog,
   type ReadResult,
@@ -36,12 +37,7 @@ export type DataPlane = {
 
 function batchSize(records: Uint8Array, at: number): number {
   if (records.length - at < BATCH_HEADER_BYTES) return -1;
-  const size =
-    12 +
-    ((records[at + 8]! << 24) |
-      (records[at + 9]! << 16) |
-      (records[at + 10]! << 8) |
-      records[at + 11]!);
+  const size = batchSizeAt(records, at);
   return size >= BATCH_HEADER_BYTES && at + size <= records.length ? size : -1;
 }
 
