@@ -13,7 +13,8 @@
 
 import fs from "node:fs";
 import { join } from "node:path";
-import { ioError, SluiceError } from "./errors.ts";
+import { SluiceError } from "../record/mod.ts";
+import { ioError } from "./errors.ts";
 import { type FileIO, syncDirectory, writeFileAtomic } from "./io.ts";
 import { definedFields, type LogConfig, resolveLogConfig } from "./log_config.ts";
 import { OffsetStore } from "./offset_store.ts";

@@ -1,58 +1,7 @@
-// One error base for every operational failure of the engine. Bad arguments (a wrong type, a
-// negative count) are programming errors and throw TypeError/RangeError instead; a broken
-// invariant is a bug and fails an assert. What remains is here: things that go wrong with
-// untrusted bytes, the disk, or a request that names something that does not exist.
+// File-system failures as SluiceErrors: ENOSPC and EDQUOT become the retriable DISK_FULL, every
+// other errno IO_ERROR. The error base itself lives in record/ (below engine and protocol).
 
-/** The closed set of engine error codes. Wire codes map onto these in protocol/. */
-export type SluiceErrorCode =
-  | "INVALID_BATCH" // a record batch failed header validation (size, magic, offsets)
-  | "CORRUPT_BATCH" // a record batch failed its CRC, on append or on read
-  | "BATCH_TOO_LARGE" // a batch exceeds maxBatchBytes
-  | "UNKNOWN_TOPIC" // the topic does not exist
-  | "UNKNOWN_PARTITION" // the topic exists but not this partition
-  | "TOPIC_EXISTS" // create of a topic that exists
-  | "INVALID_TOPIC" // a topic name that cannot be a directory name
-  | "INVALID_CONFIG" // a config value out of range or of the wrong kind
-  | "OFFSET_OUT_OF_RANGE" // a read below the log start or past the log end
-  | "LOG_FENCED" // an earlier write or fsync failed; the log refuses writes until reopened
-  | "LOG_CLOSED" // the log or engine was closed
-  | "DISK_FULL" // ENOSPC or EDQUOT: nothing was written; retry once space is freed
-  | "IO_ERROR" // any other failure of the file system
-  | "UNSUPPORTED_COMPRESSION" // a compression codec this engine does not implement
-  | "OUT_OF_ORDER_SEQUENCE" // an idempotent batch's sequence is not the next expected
-  | "INVALID_PRODUCER_EPOCH" // an idempotent batch's producer epoch is older than the current
-  | "INVALID_GROUP_ID" // a consumer group id that is empty or too long
-  | "UNKNOWN_MEMBER_ID" // a group member that never joined, left, or was evicted
-  | "FENCED_MEMBER_EPOCH"; // a group member's epoch is stale: it must rejoin
-
-const RETRIABLE: ReadonlySet<SluiceErrorCode> = new Set<SluiceErrorCode>(["DISK_FULL"]);
-
-export type SluiceErrorDetails = Record<string, string | number | bigint | boolean | undefined>;
-
-export class SluiceError extends Error {
-  override name = "SluiceError";
-  readonly code: SluiceErrorCode;
-  /** True when the same call may succeed later without any change to the request. */
-  readonly retriable: boolean;
-  /** The offending values, for logs and for the wire. */
-  readonly details: SluiceErrorDetails;
-
-  constructor(
-    code: SluiceErrorCode,
-    message: string,
-    details: SluiceErrorDetails = {},
-    options?: { cause?: unknown },
-  ) {
-    super(message, options);
-    this.code = code;
-    this.retriable = RETRIABLE.has(code);
-    this.details = details;
-  }
-}
-
-export function isSluiceError(error: unknown, code?: SluiceErrorCode): error is SluiceError {
-  return error instanceof SluiceError && (code === undefined || error.code === code);
-}
+import { SluiceError } from "../record/mod.ts";
 
 /** Maps a file-system error to a SluiceError, keeping the original as `cause`. */
 export function ioError(error: unknown, what: string): SluiceError {
@@ -76,9 +25,4 @@ export function ioError(error: unknown, what: string): SluiceError {
       cause: error,
     },
   );
-}
-
-/** An invariant check. A failure is a bug in sluice, never a reaction to input. */
-export function assert(condition: unknown, message = "assertion failed"): asserts condition {
-  if (!condition) throw new Error(`sluice invariant violated: ${message}`);
 }

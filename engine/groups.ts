@@ -12,7 +12,7 @@
 // offsets are durable (offset_store.ts); this file only decides who may commit what.
 
 import hyperid from "hyperid";
-import { SluiceError } from "./errors.ts";
+import { SluiceError } from "../record/mod.ts";
 
 export type Assignment = Map<string, number[]>;
 

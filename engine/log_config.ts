@@ -2,7 +2,7 @@
 // Every value arriving from a user, a file or the wire passes through `resolveLogConfig`, which
 // names the offending field and value in its error.
 
-import { assert, SluiceError } from "./errors.ts";
+import { assert, SluiceError } from "../record/mod.ts";
 
 /**
  * When an append is acknowledged, and what a crash can take away:

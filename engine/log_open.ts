@@ -21,7 +21,7 @@ import { ioError } from "./errors.ts";
 import type { FileIO } from "./io.ts";
 import { syncDirectory } from "./io.ts";
 import { MAX_BATCH_BYTES_MAX } from "./log_config.ts";
-import { baseOffsetAt, batchSizeAt, maxTimestampAt } from "./record_batch.ts";
+import { baseOffsetAt, batchSizeAt, maxTimestampAt } from "../record/mod.ts";
 import { parseSegmentFileName, Segment, segmentFileName } from "./segment.ts";
 import { type Corruption, fullScanStart, type ScanResult, scanSegment } from "./segment_scan.ts";
 import { OffsetIndex, TimeIndex } from "./sparse_index.ts";

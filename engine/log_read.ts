@@ -5,7 +5,7 @@
 // copied in user space. Every returned batch has passed its CRC-32C check, so damage on disk
 // is reported (CORRUPT_BATCH) and never served.
 
-import { SluiceError } from "./errors.ts";
+import { SluiceError } from "../record/mod.ts";
 import { MAX_BATCH_BYTES_MAX } from "./log_config.ts";
 import {
   BATCH_HEADER_BYTES,
@@ -13,7 +13,7 @@ import {
   batchSizeAt,
   checkBatch,
   lastOffsetDeltaAt,
-} from "./record_batch.ts";
+} from "../record/mod.ts";
 import type { Segment } from "./segment.ts";
 import type { Corruption } from "./segment_scan.ts";
 

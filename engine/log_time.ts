@@ -3,8 +3,8 @@
 // damage checks) walks forward from there; one batch is decoded to find the exact record.
 
 import { collect, type ReadResult, trustedStart } from "./log_read.ts";
-import { batchSizeAt, maxTimestampAt } from "./record_batch.ts";
-import { decodeRecordBatch } from "./record_codec.ts";
+import { batchSizeAt, maxTimestampAt } from "../record/mod.ts";
+import { decodeRecordBatch } from "../record/mod.ts";
 import type { Segment } from "./segment.ts";
 import type { Corruption } from "./segment_scan.ts";
 

@@ -1,5 +1,8 @@
-// The embeddable storage core of sluice: record batches, segments, sparse indexes, partition
-// logs, topics and committed offsets. No sockets live here; protocol/ uses only this module.
+// The embeddable storage core of sluice: segments, sparse indexes, partition logs, topics,
+// committed offsets and consumer groups. No sockets live here; protocol/ uses only this module.
+// The record codec and the error base come from record/ and are re-exported here because an
+// embedder needs them to build and read the batches it appends; the batch layout's byte offsets
+// and varints stay in `sluice/record`.
 
 export {
   assert,
@@ -7,7 +10,7 @@ export {
   SluiceError,
   type SluiceErrorCode,
   type SluiceErrorDetails,
-} from "./errors.ts";
+} from "../record/mod.ts";
 export {
   Engine,
   type EngineOptions,
@@ -40,32 +43,7 @@ export {
   type ReadResult,
 } from "./partition_log.ts";
 export {
-  ATTRIBUTES_AT,
-  BASE_SEQUENCE_AT,
-  BASE_TIMESTAMP_AT,
-  BATCH_LENGTH_AT,
-  CRC_AT,
-  LAST_OFFSET_DELTA_AT,
-  LEADER_EPOCH_AT,
-  LOG_OVERHEAD_BYTES,
-  MAGIC_AT,
-  MAGIC_V2,
-  MAX_TIMESTAMP_AT,
-  PRODUCER_EPOCH_AT,
-  PRODUCER_ID_AT,
-  RECORD_COUNT_AT,
-  BATCH_HEADER_BYTES,
-  type BatchHeader,
-  batchSizeAt,
-  type BatchProblem,
-  checkBatch,
-  COMPRESSION,
   type CompressionName,
-  readBatchHeader,
-  writeInt32,
-  writeInt64,
-} from "./record_batch.ts";
-export {
   decodeRecordBatch,
   decodeRecordBatches,
   decodeRecordBatchViews,
@@ -75,7 +53,7 @@ export {
   type LogRecord,
   type RecordHeader,
   type RecordInput,
-} from "./record_codec.ts";
+} from "../record/mod.ts";
 export {
   type CommittedOffset,
   type OffsetCommit,
@@ -83,4 +61,3 @@ export {
   type OffsetStoreOptions,
 } from "./offset_store.ts";
 export type { Corruption } from "./segment_scan.ts";
-export { varintSize, varlongSize, writeVarint, writeVarlong } from "./varint.ts";

@@ -51,7 +51,8 @@ import { mkdir, open, readdir, rename, unlink } from "node:fs/promises";
 import { join } from "node:path";
 import { crc32c } from "@node-rs/crc32";
 import { Packr } from "msgpackr";
-import { assert, ioError, SluiceError } from "./errors.ts";
+import { assert, SluiceError } from "../record/mod.ts";
+import { ioError } from "./errors.ts";
 
 /** A group's committed position in one partition, as the store returns it. */
 export type CommittedOffset = {

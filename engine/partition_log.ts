@@ -13,7 +13,8 @@
 
 import fs from "node:fs";
 import { join } from "node:path";
-import { assert, ioError, isSluiceError, SluiceError } from "./errors.ts";
+import { assert, isSluiceError, SluiceError } from "../record/mod.ts";
+import { ioError } from "./errors.ts";
 import { type FileIO, realFileIO, syncDirectory } from "./io.ts";
 import { type LogConfig, resolveLogConfig } from "./log_config.ts";
 import {
@@ -31,7 +32,7 @@ import {
   lastOffsetDeltaAt,
   maxTimestampAt,
   recordCountAt,
-} from "./record_batch.ts";
+} from "../record/mod.ts";
 import type { ProducerState } from "./producer_state.ts";
 import { producerOf, rebuildProducerState } from "./producer_scan.ts";
 import { type Segment, TAIL_CACHE_BYTES_DEFAULT } from "./segment.ts";

@@ -12,7 +12,7 @@ import {
   readInt32,
   readInt64,
   recordCountAt,
-} from "./record_batch.ts";
+} from "../record/mod.ts";
 import { type ProducerBatch, ProducerState } from "./producer_state.ts";
 import type { Segment } from "./segment.ts";
 

@@ -14,7 +14,8 @@
 
 import fs from "node:fs";
 import { join } from "node:path";
-import { assert, ioError } from "./errors.ts";
+import { assert } from "../record/mod.ts";
+import { ioError } from "./errors.ts";
 import type { FileIO } from "./io.ts";
 import { MAX_BATCH_BYTES_MAX } from "./log_config.ts";
 import {
@@ -23,7 +24,7 @@ import {
   MAGIC_AT,
   MAGIC_V2,
   patchBaseOffset,
-} from "./record_batch.ts";
+} from "../record/mod.ts";
 import { findValidBatch, fullScanStart, scanSegment } from "./segment_scan.ts";
 import { type IndexEntry, indexBatch, type OffsetIndex, type TimeIndex } from "./sparse_index.ts";
 

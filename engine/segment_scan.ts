@@ -19,7 +19,7 @@ import {
   MAGIC_AT,
   MAGIC_V2,
   maxTimestampAt,
-} from "./record_batch.ts";
+} from "../record/mod.ts";
 import { type IndexCursor, indexBatch, OffsetIndex, TimeIndex } from "./sparse_index.ts";
 
 /** Bytes read from the file at a time while scanning. */

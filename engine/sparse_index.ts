@@ -16,7 +16,7 @@
 //               +------------------------------------------------+------------------------+
 //               Every record before the batch at relativeOffset has a timestamp <= timestamp.
 
-import { readInt64, readUint32, writeInt32, writeInt64 } from "./record_batch.ts";
+import { readInt64, readUint32, writeInt32, writeInt64 } from "../record/mod.ts";
 
 export const OFFSET_ENTRY_BYTES = 8;
 export const TIME_ENTRY_BYTES = 12;

@@ -1,14 +1,8 @@
 // The data-plane handlers: Produce (append the request's batches, answer per acks) and Fetch
 // (views of stored batches, long-polled until min_bytes or max_wait_ms).
 
-import {
-  BATCH_HEADER_BYTES,
-  batchSizeAt,
-  type Engine,
-  type PartitionLog,
-  type ReadResult,
-  SluiceError,
-} from "../engine/mod.ts";
+import { type Engine, type PartitionLog, type ReadResult, SluiceError } from "../engine/mod.ts";
+import { BATCH_HEADER_BYTES, batchSizeAt } from "../record/mod.ts";
 import { ChunkedFrame, finishFrame, startResponse } from "./codec/frames.ts";
 import {
   type FetchPartitionResult,

@@ -4,7 +4,8 @@
 // prove the bytes behind the views are really there and readable.
 
 import { crc32c } from "@node-rs/crc32";
-import { PartitionLog, readBatchHeader } from "../../engine/mod.ts";
+import { PartitionLog } from "../../engine/mod.ts";
+import { readBatchHeader } from "../../record/mod.ts";
 import {
   countingIO,
   mbPerSecond,

@@ -2,12 +2,8 @@
 // pre-encoded batches of 1 KiB records (encoding is the client's work, not the engine's), a
 // FileIO wrapper that counts the engine's writes, fsyncs and reads, and small timing helpers.
 
-import {
-  BATCH_HEADER_BYTES,
-  encodeRecordBatch,
-  type FileIO,
-  realFileIO,
-} from "../../engine/mod.ts";
+import { encodeRecordBatch, type FileIO, realFileIO } from "../../engine/mod.ts";
+import { BATCH_HEADER_BYTES } from "../../record/mod.ts";
 
 export const RECORD_VALUE_BYTES = 1024;
 /** The engine's default maxBatchBytes: pool batches are built to fit under it. */

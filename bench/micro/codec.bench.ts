@@ -6,12 +6,8 @@
 
 import { crc32c } from "@node-rs/crc32";
 import { bench, do_not_optimize, run } from "mitata";
-import { checkBatch } from "../../engine/record_batch.ts";
-import {
-  decodeRecordBatch,
-  encodeRecordBatch,
-  type RecordInput,
-} from "../../engine/record_codec.ts";
+import { checkBatch } from "../../record/mod.ts";
+import { decodeRecordBatch, encodeRecordBatch, type RecordInput } from "../../record/mod.ts";
 
 const RECORD_VALUE_BYTES = 1024;
 const RECORD_COUNT = 1024;

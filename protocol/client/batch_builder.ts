@@ -45,7 +45,7 @@ import {
   writeInt64,
   writeVarint,
   writeVarlong,
-} from "../../engine/mod.ts";
+} from "../../record/mod.ts";
 import { type BufferPool, nextCapacity } from "./buffer_pool.ts";
 
 /** Keys, values and header values may be given as bytes or as text (sent as UTF-8). */

@@ -15,7 +15,7 @@ import {
   decodeRecordBatches,
   decodeRecordBatchViews,
   type RecordHeader,
-} from "../../engine/mod.ts";
+} from "../../record/mod.ts";
 import type { FetchRequest } from "../codec/fetch.ts";
 import { appendTo } from "./collections.ts";
 

@@ -28,7 +28,7 @@
 // the server rejects the producer itself, the partition moves to a new producer id from
 // InitProducerId and numbers from 0 again: a new producer may start anywhere.
 
-import type { CompressionName } from "../../engine/mod.ts";
+import type { CompressionName } from "../../record/mod.ts";
 import { API } from "../codec/frames.ts";
 import { type Acks, type ProducePartitionResult, readProduceResponse } from "../codec/produce.ts";
 import { errorFromWire, ProtocolError, ServerError } from "../errors.ts";

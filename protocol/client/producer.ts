@@ -14,7 +14,7 @@
 // the caller may reuse its buffers as soon as send() returns.
 
 import { clearImmediate, setImmediate } from "node:timers";
-import { COMPRESSION, type CompressionName, encodeRecordBatch } from "../../engine/mod.ts";
+import { COMPRESSION, type CompressionName, encodeRecordBatch } from "../../record/mod.ts";
 import { WIRE_ERRORS, errorFromWire } from "../errors.ts";
 import {
   BatchBuilder,

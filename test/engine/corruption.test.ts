@@ -17,7 +17,7 @@ import {
   PartitionLog,
   type SluiceError,
 } from "../../engine/mod.ts";
-import { baseOffsetAt, batchSizeAt, lastOffsetDeltaAt } from "../../engine/record_batch.ts";
+import { baseOffsetAt, batchSizeAt, lastOffsetDeltaAt } from "../../record/mod.ts";
 import { segmentFileName } from "../../engine/segment.ts";
 import { mulberry32, tempDir } from "../helpers.ts";
 

@@ -12,7 +12,7 @@ import { describe, test } from "node:test";
 import { type FileIO, realFileIO } from "../../engine/io.ts";
 import { CLEAN_SHUTDOWN_FILE } from "../../engine/log_open.ts";
 import { decodeRecordBatches, PartitionLog } from "../../engine/mod.ts";
-import { batchSizeAt, baseOffsetAt } from "../../engine/record_batch.ts";
+import { batchSizeAt, baseOffsetAt } from "../../record/mod.ts";
 import { mulberry32, runtimeArgv, tempDir, waitFor } from "../helpers.ts";
 import {
   CRASH_INDEX_INTERVAL_BYTES,

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import fc from "fast-check";
-import { isSluiceError } from "../../engine/errors.ts";
+import { isSluiceError } from "../../record/mod.ts";
 import {
   FSYNC_INTERVAL_MS_MAX,
   LOG_CONFIG_DEFAULTS,

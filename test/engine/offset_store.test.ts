@@ -4,7 +4,7 @@ import { mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from "n
 import { join } from "node:path";
 import { test } from "node:test";
 import fc from "fast-check";
-import { isSluiceError, type SluiceError } from "../../engine/errors.ts";
+import { isSluiceError, type SluiceError } from "../../record/mod.ts";
 import {
   COMMIT_ENTRIES_MAX,
   METADATA_BYTES_MAX,

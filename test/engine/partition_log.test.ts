@@ -16,7 +16,7 @@ import {
   computeBatchCrc,
   RECORD_COUNT_AT,
   writeInt32,
-} from "../../engine/record_batch.ts";
+} from "../../record/mod.ts";
 import { tempDir, waitFor } from "../helpers.ts";
 import {
   BASE_TIMESTAMP_MS,

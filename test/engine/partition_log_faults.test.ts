@@ -13,7 +13,7 @@ import fs from "node:fs";
 import { join } from "node:path";
 import { describe, test } from "node:test";
 import { setImmediate as nextTurn } from "node:timers";
-import { isSluiceError, type SluiceError } from "../../engine/errors.ts";
+import { isSluiceError, type SluiceError } from "../../record/mod.ts";
 import type { LogConfig } from "../../engine/log_config.ts";
 import { PartitionLog, type PartitionLogOptions } from "../../engine/partition_log.ts";
 import { runtimeArgv, tempDir, waitFor } from "../helpers.ts";

@@ -14,7 +14,7 @@
 import assert from "node:assert/strict";
 import fs from "node:fs";
 import { join } from "node:path";
-import { isSluiceError, type SluiceError } from "../../engine/errors.ts";
+import { isSluiceError, type SluiceError } from "../../record/mod.ts";
 import type { FsyncPolicy } from "../../engine/log_config.ts";
 import { PartitionLog } from "../../engine/partition_log.ts";
 import { waitFor } from "../helpers.ts";

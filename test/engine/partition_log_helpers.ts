@@ -5,7 +5,7 @@
 import assert from "node:assert/strict";
 import fs from "node:fs";
 import { join } from "node:path";
-import { isSluiceError, type SluiceErrorCode } from "../../engine/errors.ts";
+import { isSluiceError, type SluiceErrorCode } from "../../record/mod.ts";
 import { type FileIO, realFileIO } from "../../engine/io.ts";
 import type { LogConfig } from "../../engine/log_config.ts";
 import { PartitionLog, type ReadResult } from "../../engine/partition_log.ts";

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
-import { writeInt32, writeInt64 } from "../../engine/record_batch.ts";
+import { writeInt32, writeInt64 } from "../../record/mod.ts";
 import {
   type IndexCursor,
   indexBatch,

@@ -6,12 +6,8 @@
 
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
-import {
-  type CompressionName,
-  decodeRecordBatch,
-  encodeRecordBatch,
-  readBatchHeader,
-} from "../../engine/mod.ts";
+import { type CompressionName, decodeRecordBatch, encodeRecordBatch } from "../../engine/mod.ts";
+import { readBatchHeader } from "../../record/mod.ts";
 import { API, finishFrame, startRequest } from "../../protocol/codec/frames.ts";
 import { writeProduceRequest } from "../../protocol/codec/produce.ts";
 import { BatchBuilder, prepareRecord } from "../../protocol/client/batch_builder.ts";

@@ -4,7 +4,8 @@
 import assert from "node:assert/strict";
 import { createRequire } from "node:module";
 import { describe, test } from "node:test";
-import { encodeRecordBatch, varlongSize } from "../../engine/mod.ts";
+import { encodeRecordBatch } from "../../engine/mod.ts";
+import { varlongSize } from "../../record/mod.ts";
 import { BatchBuilder, prepareRecord } from "../../protocol/client/batch_builder.ts";
 import {
   buildFetchRequest,

@@ -4,7 +4,8 @@
 // `hook` (to delay, fail, drop or hold it) and look at everything the client sent.
 
 import net from "node:net";
-import { decodeRecordBatches, GroupCoordinator, readBatchHeader } from "../../engine/mod.ts";
+import { decodeRecordBatches, GroupCoordinator } from "../../engine/mod.ts";
+import { readBatchHeader } from "../../record/mod.ts";
 import { type Fields, readMsgpack, writeMsgpack } from "../../protocol/codec/control.ts";
 import { readFetchRequest, writeFetchResponse } from "../../protocol/codec/fetch.ts";
 import {

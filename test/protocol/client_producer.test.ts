@@ -4,7 +4,7 @@
 
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
-import { type BatchHeader, readBatchHeader } from "../../engine/mod.ts";
+import { type BatchHeader, readBatchHeader } from "../../record/mod.ts";
 import { readProduceRequest, writeProduceResponse } from "../../protocol/codec/produce.ts";
 import { API } from "../../protocol/codec/frames.ts";
 import { ClientError } from "../../protocol/client/errors.ts";

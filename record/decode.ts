@@ -1,4 +1,4 @@
-// Decoding of RecordBatch v2 (the grammar is in record_codec.ts). The input is untrusted: every
+// Decoding of RecordBatch v2 (the grammar is in types.ts). The input is untrusted: every
 // length is checked against the bytes that remain before anything is sliced or allocated, reads
 // of a record's fields are confined to its declared length, and every problem becomes a
 // SluiceError that names the batch's position, the record's index and the offending value.
@@ -40,13 +40,13 @@ import {
   recordCountAt,
   TIMESTAMP_TYPE_BIT,
   TRANSACTIONAL_BIT,
-} from "./record_batch.ts";
+} from "./batch.ts";
 import type {
   DecodeBatchOptions,
   DecodedRecordBatch,
   LogRecord,
   RecordHeader,
-} from "./record_codec.ts";
+} from "./types.ts";
 import {
   type ByteCursor,
   cursorOver,

@@ -2,8 +2,8 @@ import assert from "node:assert/strict";
 import { createRequire } from "node:module";
 import { describe, test } from "node:test";
 import fc from "fast-check";
-import { isCompressionAvailable } from "../../engine/compression.ts";
-import { isSluiceError, SluiceError } from "../../engine/errors.ts";
+import { isCompressionAvailable } from "../../record/mod.ts";
+import { isSluiceError, SluiceError } from "../../record/mod.ts";
 import {
   ATTRIBUTES_AT,
   BATCH_HEADER_BYTES,
@@ -15,14 +15,14 @@ import {
   LOG_OVERHEAD_BYTES,
   RECORD_COUNT_AT,
   writeInt32,
-} from "../../engine/record_batch.ts";
+} from "../../record/mod.ts";
 import {
   decodeRecordBatch,
   decodeRecordBatches,
   encodeRecordBatch,
   type LogRecord,
   type RecordInput,
-} from "../../engine/record_codec.ts";
+} from "../../record/mod.ts";
 import {
   bytesToHex,
   GOLDEN_BATCH_HEX,

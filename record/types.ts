@@ -1,8 +1,8 @@
 // Record-level encoding and decoding of Kafka RecordBatch v2, for clients, embedders and queue
 // features. The engine's own produce and fetch paths never come here: they check a batch's
-// header and CRC (record_batch.ts) and move its bytes whole.
+// header and CRC (batch.ts) and move its bytes whole.
 //
-// A batch is the 61-byte header described in record_batch.ts followed by `recordCount` records,
+// A batch is the 61-byte header described in batch.ts followed by `recordCount` records,
 // the whole records section compressed as one block when the attributes name a codec:
 //
 //   Record =>
@@ -21,23 +21,14 @@
 //       valueLength   varint   -1 for a null value
 //       value         bytes
 //
-// This file is the codec's public face: the grammar, the record types, and the functions of
-// record_encode.ts and record_decode.ts. Decoding treats its input as untrusted: any problem is
+// This file holds the grammar and the record types; encode.ts and decode.ts hold the functions
+// (record/mod.ts exports both). Decoding treats its input as untrusted: any problem is
 // a SluiceError (CORRUPT_BATCH for a CRC mismatch, BATCH_TOO_LARGE for records that would
 // decompress past the limit, UNSUPPORTED_COMPRESSION for snappy and lz4, INVALID_BATCH for
 // everything else). Decoded keys, values and header values are views (`subarray`) of the input,
 // or of the decompressed records: copy them before reusing the input buffer.
 
-import type { CompressionName } from "./record_batch.ts";
-
-export {
-  BATCH_BYTES_MAX_DEFAULT,
-  decodeRecordBatch,
-  decodeRecordBatches,
-  decodeRecordBatchViews,
-  RECORD_BYTES_MIN,
-} from "./record_decode.ts";
-export { ENCODED_BATCH_BYTES_MAX, encodeRecordBatch } from "./record_encode.ts";
+import type { CompressionName } from "./batch.ts";
 
 export type RecordHeader = { key: string; value: Uint8Array | null };
 

@@ -1,7 +1,7 @@
 // Kafka RecordBatch v2, the unit of storage and of the wire. This file holds the header layout
 // and the hot-path checks: the engine validates a batch by its header and CRC, patches its
 // baseOffset, and never decodes records on the produce or fetch path. Record-level encoding and
-// decoding live in record_codec.ts.
+// decoding live in types.ts.
 //
 //   offset  size  field
 //   ------  ----  -----------------------------------------------------------------------

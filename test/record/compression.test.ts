@@ -6,8 +6,8 @@ import {
   DECOMPRESSED_BYTES_MAX,
   decompressRecords,
   isCompressionAvailable,
-} from "../../engine/compression.ts";
-import { isSluiceError } from "../../engine/errors.ts";
+} from "../../record/mod.ts";
+import { isSluiceError } from "../../record/mod.ts";
 
 const text = new TextEncoder().encode("sluice ".repeat(1000));
 const zstdSkip = isCompressionAvailable("zstd") ? false : "this runtime's node:zlib has no zstd";

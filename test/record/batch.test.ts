@@ -22,7 +22,7 @@ import {
   readUint32,
   writeInt32,
   writeInt64,
-} from "../../engine/record_batch.ts";
+} from "../../record/mod.ts";
 import { GOLDEN_BATCH_HEX, hexToBytes } from "./fixtures/record_batch_golden.ts";
 
 const require = createRequire(import.meta.url);

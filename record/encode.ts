@@ -1,4 +1,4 @@
-// Encoding of RecordBatch v2 (the grammar is in record_codec.ts). One sizing pass checks every
+// Encoding of RecordBatch v2 (the grammar is in types.ts). One sizing pass checks every
 // record and works out its deltas and length; one writing pass fills a single allocation of
 // exactly the batch's size (or of the records section, which is then compressed); the CRC-32C
 // comes last, over the finished bytes.
@@ -30,8 +30,8 @@ import {
   TRANSACTIONAL_BIT,
   writeInt32,
   writeInt64,
-} from "./record_batch.ts";
-import type { EncodeBatchOptions, RecordHeader, RecordInput } from "./record_codec.ts";
+} from "./batch.ts";
+import type { EncodeBatchOptions, RecordHeader, RecordInput } from "./types.ts";
 import { varintSize, varlongSize, writeVarint, writeVarlong } from "./varint.ts";
 
 const INT32_MAX = 0x7fff_ffff;

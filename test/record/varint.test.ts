@@ -13,7 +13,7 @@ import {
   varlongSize,
   writeVarint,
   writeVarlong,
-} from "../../engine/varint.ts";
+} from "../../record/mod.ts";
 import { bytesToHex, hexToBytes } from "./fixtures/record_batch_golden.ts";
 
 const require = createRequire(import.meta.url);

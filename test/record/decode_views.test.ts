@@ -5,14 +5,14 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import fc from "fast-check";
-import { SluiceError } from "../../engine/errors.ts";
-import { CRC_AT } from "../../engine/record_batch.ts";
+import { SluiceError } from "../../record/mod.ts";
+import { CRC_AT } from "../../record/mod.ts";
 import {
   decodeRecordBatch,
   decodeRecordBatchViews,
   encodeRecordBatch,
   type RecordInput,
-} from "../../engine/record_codec.ts";
+} from "../../record/mod.ts";
 
 const text = (value: string): Uint8Array => new TextEncoder().encode(value);
 

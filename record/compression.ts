@@ -11,7 +11,7 @@
 
 import * as zlib from "node:zlib";
 import { SluiceError } from "./errors.ts";
-import { COMPRESSION, type CompressionName } from "./record_batch.ts";
+import { COMPRESSION, type CompressionName } from "./batch.ts";
 
 const MIB = 1024 * 1024;
 

@@ -1,0 +1,13 @@
+// The record format shared by every layer of sluice: Kafka's RecordBatch v2 layout and its field
+// offsets, varint/varlong, CRC-32C, the compression codecs, the record encoder and decoders, the
+// one batch writer, SluiceError with its closed code table, and assert. It imports nothing else
+// of sluice: the engine (storage) and the protocol (server and client) both build on it, so the
+// client shares the batch format without depending on the engine.
+
+export * from "./batch.ts";
+export * from "./compression.ts";
+export * from "./decode.ts";
+export * from "./encode.ts";
+export * from "./errors.ts";
+export type * from "./types.ts";
+export * from "./varint.ts";
