@@ -49,7 +49,7 @@
 import type { FileHandle } from "node:fs/promises";
 import { mkdir, open, readdir, rename, unlink } from "node:fs/promises";
 import { join } from "node:path";
-import { crc32c } from "@node-rs/crc32";
+import { crc32c } from "../record/mod.ts";
 import { Packr } from "msgpackr";
 import { assert, SluiceError } from "../record/mod.ts";
 import { ioError } from "./errors.ts";

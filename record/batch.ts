@@ -25,7 +25,7 @@
 // 10 million records a second reaches after 28 years. A larger value in untrusted bytes is
 // rejected as invalid, never rounded.
 
-import { crc32c } from "@node-rs/crc32";
+import { crc32c } from "./crc32c.ts";
 import { assert } from "./errors.ts";
 
 export const BASE_OFFSET_AT = 0;

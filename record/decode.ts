@@ -9,7 +9,7 @@
 // is copied. Anything irregular goes to the one-buffer decoder on a joined copy, so both report
 // every problem the same way.
 
-import { crc32c } from "@node-rs/crc32";
+import { crc32c } from "./crc32c.ts";
 import { compressionName, decompressRecords } from "./compression.ts";
 import { SluiceError } from "./errors.ts";
 import {

@@ -6,6 +6,7 @@
 
 export * from "./batch.ts";
 export * from "./compression.ts";
+export * from "./crc32c.ts";
 export * from "./decode.ts";
 export * from "./encode.ts";
 export * from "./errors.ts";

@@ -3,7 +3,7 @@
 // batches); the consumer counts the bytes, and a second pass runs a CRC-32C over every view to
 // prove the bytes behind the views are really there and readable.
 
-import { crc32c } from "@node-rs/crc32";
+import { crc32c } from "../../record/mod.ts";
 import { PartitionLog } from "../../engine/mod.ts";
 import { readBatchHeader } from "../../record/mod.ts";
 import {

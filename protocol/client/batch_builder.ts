@@ -17,7 +17,7 @@
 //
 // Life of a batch: tryAdd* → seal (header fields, compression) → stamp (producer id, epoch,
 // base sequence, CRC-32C; again whenever its sequence changes) → release (buffer to the pool).
-import { crc32c } from "@node-rs/crc32";
+import { crc32c } from "../../record/mod.ts";
 import {
   ATTRIBUTES_AT,
   BASE_SEQUENCE_AT,
