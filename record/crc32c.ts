@@ -31,7 +31,8 @@ export function crc32cPortable(bytes: Uint8Array, initial = 0): number {
   const end8 = bytes.length - (bytes.length % 8);
   const t = TABLE;
   for (; i < end8; i += 8) {
-    const low = (bytes[i]! | (bytes[i + 1]! << 8) | (bytes[i + 2]! << 16) | (bytes[i + 3]! << 24)) ^ crc;
+    const low =
+      (bytes[i]! | (bytes[i + 1]! << 8) | (bytes[i + 2]! << 16) | (bytes[i + 3]! << 24)) ^ crc;
     crc =
       t[7 * 256 + (low & 0xff)]! ^
       t[6 * 256 + ((low >>> 8) & 0xff)]! ^

@@ -41,12 +41,7 @@ import {
   TIMESTAMP_TYPE_BIT,
   TRANSACTIONAL_BIT,
 } from "./batch.ts";
-import type {
-  DecodeBatchOptions,
-  DecodedRecordBatch,
-  LogRecord,
-  RecordHeader,
-} from "./types.ts";
+import type { DecodeBatchOptions, DecodedRecordBatch, LogRecord, RecordHeader } from "./types.ts";
 import {
   type ByteCursor,
   cursorOver,

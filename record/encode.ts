@@ -1,68 +1,39 @@
-// Encoding of RecordBatch v2 (the grammar is in types.ts). One sizing pass checks every
-// record and works out its deltas and length; one writing pass fills a single allocation of
-// exactly the batch's size (or of the records section, which is then compressed); the CRC-32C
-// comes last, over the finished bytes.
+// Encoding of whole RecordBatch v2 batches from a list of records (the grammar is in types.ts).
+// A checking pass validates every record (bytes or null, increasing offsets, safe timestamps)
+// and works out the batch's exact size; the one batch writer (batch_writer.ts) then writes it
+// into a single allocation of exactly that size, compressing the records section once when
+// asked, and the CRC-32C comes last, over the finished bytes.
 
-import { compressRecords } from "./compression.ts";
-import { assert } from "./errors.ts";
 import {
-  ATTRIBUTES_AT,
-  BASE_OFFSET_AT,
-  BASE_SEQUENCE_AT,
-  BASE_TIMESTAMP_AT,
   BATCH_HEADER_BYTES,
-  BATCH_LENGTH_AT,
   COMPRESSION,
   CONTROL_BIT,
-  type CompressionName,
-  CRC_AT,
-  computeBatchCrc,
-  LAST_OFFSET_DELTA_AT,
-  LEADER_EPOCH_AT,
-  LOG_OVERHEAD_BYTES,
-  MAGIC_AT,
-  MAGIC_V2,
-  MAX_TIMESTAMP_AT,
-  PRODUCER_EPOCH_AT,
-  PRODUCER_ID_AT,
-  RECORD_COUNT_AT,
   TIMESTAMP_TYPE_BIT,
   TRANSACTIONAL_BIT,
-  writeInt32,
-  writeInt64,
 } from "./batch.ts";
+import {
+  BatchWriter,
+  ENCODED_BATCH_BYTES_MAX,
+  recordBytes,
+  type SealOptions,
+  type WriterRecord,
+} from "./batch_writer.ts";
 import type { EncodeBatchOptions, RecordHeader, RecordInput } from "./types.ts";
-import { varintSize, varlongSize, writeVarint, writeVarlong } from "./varint.ts";
+
+export { ENCODED_BATCH_BYTES_MAX } from "./batch_writer.ts";
 
 const INT32_MAX = 0x7fff_ffff;
 
-/** The largest batch the encoder writes: batchLength is an i32. */
-export const ENCODED_BATCH_BYTES_MAX = INT32_MAX;
-
-const EMPTY_HEADERS: readonly RecordHeader[] = Object.freeze([]);
-const utf8Encoder = new TextEncoder();
-
-type EncodeSettings = {
+type EncodeSettings = SealOptions & {
   baseOffset: number;
-  attributes: number;
-  compression: CompressionName;
-  compressionLevel: number | undefined;
-  partitionLeaderEpoch: number;
   producerId: number;
   producerEpoch: number;
   baseSequence: number;
   timestamp: number;
 };
 
-/** What the sizing pass learns about the records, for the writing pass. */
-type RecordPlan = {
-  bodySizes: Int32Array;
-  offsetDeltas: Int32Array;
-  timestampDeltas: Float64Array;
-  recordsBytes: number;
-  baseTimestamp: number;
-  maxTimestamp: number;
-};
+/** What the checking pass learns: each record's offset delta and timestamp, and the total. */
+type RecordPlan = { offsetDeltas: Int32Array; timestamps: Float64Array; batchBytes: number };
 
 /**
  * Encodes `records` as one RecordBatch v2 with a valid CRC-32C. Throws TypeError or RangeError
@@ -77,26 +48,25 @@ export function encodeRecordBatch(
   if (records.length === 0) throw new RangeError("A record batch needs at least one record");
   const settings = resolveEncodeOptions(options);
   const plan = planRecords(records, settings);
-  let batch: Uint8Array;
-  if (settings.compression === "none") {
-    batch = new Uint8Array(checkedBatchSize(plan.recordsBytes));
-    writeRecords(batch, BATCH_HEADER_BYTES, records, plan);
-  } else {
-    const section = new Uint8Array(plan.recordsBytes);
-    writeRecords(section, 0, records, plan);
-    const compressed = compressRecords(settings.compression, section, {
-      level: settings.compressionLevel,
-    });
-    batch = new Uint8Array(checkedBatchSize(compressed.length));
-    batch.set(compressed, BATCH_HEADER_BYTES);
+  const writer = new BatchWriter({
+    batchBytesMax: ENCODED_BATCH_BYTES_MAX,
+    exactBytes: plan.batchBytes,
+  });
+  // One object carries each record into the writer, with its timestamp filled in.
+  const record: WriterRecord = { key: null, value: null, headers: undefined, timestamp: 0 };
+  for (let index = 0; index < records.length; index++) {
+    const input = records[index]!;
+    record.key = input.key ?? null;
+    record.value = input.value;
+    record.headers = input.headers;
+    record.timestamp = plan.timestamps[index]!;
+    writer.tryAdd(record, plan.offsetDeltas[index]!);
   }
-  writeHeader(batch, settings, plan, records.length);
-  writeInt32(batch, CRC_AT, computeBatchCrc(batch, 0, batch.length));
-  return batch;
+  writer.seal(settings);
+  return writer.stamp(settings);
 }
 
-function checkedBatchSize(recordsBytes: number): number {
-  const size = BATCH_HEADER_BYTES + recordsBytes;
+function checkedBatchSize(size: number): number {
   if (size > ENCODED_BATCH_BYTES_MAX) {
     throw new RangeError(
       `Batch of ${size} bytes exceeds ENCODED_BATCH_BYTES_MAX ${ENCODED_BATCH_BYTES_MAX}`,
@@ -114,13 +84,13 @@ function resolveEncodeOptions(options: EncodeBatchOptions): EncodeSettings {
   if (timestampType !== "create-time" && timestampType !== "log-append-time") {
     throw new TypeError(`Unknown timestampType ${String(timestampType)}`);
   }
-  let attributes = COMPRESSION[compression];
-  if (timestampType === "log-append-time") attributes |= TIMESTAMP_TYPE_BIT;
-  if (options.transactional === true) attributes |= TRANSACTIONAL_BIT;
-  if (options.control === true) attributes |= CONTROL_BIT;
+  let flags = 0;
+  if (timestampType === "log-append-time") flags |= TIMESTAMP_TYPE_BIT;
+  if (options.transactional === true) flags |= TRANSACTIONAL_BIT;
+  if (options.control === true) flags |= CONTROL_BIT;
   return {
     baseOffset: integerIn("baseOffset", options.baseOffset ?? 0, 0, Number.MAX_SAFE_INTEGER),
-    attributes,
+    flags,
     compression,
     compressionLevel:
       options.compressionLevel === undefined
@@ -151,18 +121,16 @@ function safeTimestamp(name: string, value: number): number {
   return value;
 }
 
-/** The sizing pass: checks every record and works out each one's deltas and body size. */
+/** The checking pass: checks every record, works out its deltas and the batch's exact size. */
 function planRecords(records: readonly RecordInput[], settings: EncodeSettings): RecordPlan {
   const count = records.length;
   const plan: RecordPlan = {
-    bodySizes: new Int32Array(count),
     offsetDeltas: new Int32Array(count),
-    timestampDeltas: new Float64Array(count),
-    recordsBytes: 0,
-    baseTimestamp: 0,
-    maxTimestamp: Number.MIN_SAFE_INTEGER,
+    timestamps: new Float64Array(count),
+    batchBytes: BATCH_HEADER_BYTES,
   };
   let offsetDelta = -1;
+  let baseTimestamp = 0;
   for (let index = 0; index < count; index++) {
     const record = records[index]!;
     checkRecord(record, index);
@@ -172,16 +140,14 @@ function planRecords(records: readonly RecordInput[], settings: EncodeSettings):
         ? settings.timestamp
         : safeTimestamp(`records[${index}].timestamp`, record.timestamp);
     // Kafka takes the first record's timestamp as the base: later ones may be earlier.
-    if (index === 0) plan.baseTimestamp = timestamp;
-    if (timestamp > plan.maxTimestamp) plan.maxTimestamp = timestamp;
-    const timestampDelta = timestamp - plan.baseTimestamp;
+    if (index === 0) baseTimestamp = timestamp;
+    const timestampDelta = timestamp - baseTimestamp;
     safeTimestamp(`records[${index}].timestamp delta`, timestampDelta);
-    const bodySize = recordBodySize(record, timestampDelta, offsetDelta);
-    plan.bodySizes[index] = bodySize;
     plan.offsetDeltas[index] = offsetDelta;
-    plan.timestampDeltas[index] = timestampDelta;
-    plan.recordsBytes += varintSize(bodySize) + bodySize;
-    if (plan.recordsBytes > ENCODED_BATCH_BYTES_MAX) checkedBatchSize(plan.recordsBytes);
+    plan.timestamps[index] = timestamp;
+    plan.batchBytes = checkedBatchSize(
+      plan.batchBytes + recordBytes(record, offsetDelta, timestampDelta),
+    );
   }
   return plan;
 }
@@ -231,122 +197,4 @@ function nextOffsetDelta(
     );
   }
   return offset - baseOffset;
-}
-
-function recordBodySize(record: RecordInput, timestampDelta: number, offsetDelta: number): number {
-  let size =
-    1 + // attributes
-    varlongSize(timestampDelta) +
-    varintSize(offsetDelta) +
-    bytesFieldSize(record.key ?? null) +
-    bytesFieldSize(record.value);
-  const headers = record.headers ?? EMPTY_HEADERS;
-  size += varintSize(headers.length);
-  for (const header of headers) {
-    const keyBytes = utf8Length(header.key);
-    size += varintSize(keyBytes) + keyBytes + bytesFieldSize(header.value);
-  }
-  if (size > INT32_MAX) throw new RangeError(`A record of ${size} bytes passes the i32 range`);
-  return size;
-}
-
-function bytesFieldSize(bytes: Uint8Array | null): number {
-  if (bytes === null) return 1;
-  if (bytes.length > INT32_MAX) throw new RangeError(`${bytes.length} bytes pass the i32 range`);
-  return varintSize(bytes.length) + bytes.length;
-}
-
-/** UTF-8 length of a string, counting a lone surrogate as U+FFFD (3 bytes), as TextEncoder. */
-function utf8Length(text: string): number {
-  let length = text.length;
-  for (let i = 0; i < text.length; i++) {
-    const code = text.charCodeAt(i);
-    if (code < 0x80) continue;
-    if (code < 0x800) {
-      length += 1;
-    } else if (code >= 0xd800 && code < 0xdc00 && isLowSurrogate(text.charCodeAt(i + 1))) {
-      length += 2; // a pair: two UTF-16 units become four bytes
-      i++;
-    } else {
-      length += 2;
-    }
-  }
-  return length;
-}
-
-function isLowSurrogate(code: number): boolean {
-  return code >= 0xdc00 && code < 0xe000;
-}
-
-/** The writing pass: writes the records section at `at`, exactly `plan.recordsBytes` long. */
-function writeRecords(
-  bytes: Uint8Array,
-  at: number,
-  records: readonly RecordInput[],
-  plan: RecordPlan,
-): void {
-  let position = at;
-  for (let index = 0; index < records.length; index++) {
-    const record = records[index]!;
-    const bodySize = plan.bodySizes[index]!;
-    position = writeVarint(bytes, position, bodySize);
-    const bodyStart = position;
-    bytes[position++] = 0; // attributes
-    position = writeVarlong(bytes, position, plan.timestampDeltas[index]!);
-    position = writeVarint(bytes, position, plan.offsetDeltas[index]!);
-    position = writeBytesField(bytes, position, record.key ?? null);
-    position = writeBytesField(bytes, position, record.value);
-    const headers = record.headers ?? EMPTY_HEADERS;
-    position = writeVarint(bytes, position, headers.length);
-    for (const header of headers) {
-      position = writeUtf8Field(bytes, position, header.key);
-      position = writeBytesField(bytes, position, header.value);
-    }
-    assert(position - bodyStart === bodySize, "each record fills the size its plan gave it");
-  }
-  assert(position - at === plan.recordsBytes, "the records section fills its planned size");
-}
-
-function writeBytesField(bytes: Uint8Array, at: number, field: Uint8Array | null): number {
-  if (field === null) return writeVarint(bytes, at, -1);
-  const position = writeVarint(bytes, at, field.length);
-  bytes.set(field, position);
-  return position + field.length;
-}
-
-function writeUtf8Field(bytes: Uint8Array, at: number, text: string): number {
-  const length = utf8Length(text);
-  const position = writeVarint(bytes, at, length);
-  if (length === text.length) {
-    // ASCII, the common case for header keys: no encoder call and no subarray.
-    for (let i = 0; i < length; i++) bytes[position + i] = text.charCodeAt(i);
-  } else {
-    utf8Encoder.encodeInto(text, bytes.subarray(position, position + length));
-  }
-  return position + length;
-}
-
-function writeHeader(
-  batch: Uint8Array,
-  settings: EncodeSettings,
-  plan: RecordPlan,
-  count: number,
-): void {
-  writeInt64(batch, BASE_OFFSET_AT, settings.baseOffset);
-  writeInt32(batch, BATCH_LENGTH_AT, batch.length - LOG_OVERHEAD_BYTES);
-  writeInt32(batch, LEADER_EPOCH_AT, settings.partitionLeaderEpoch);
-  batch[MAGIC_AT] = MAGIC_V2;
-  writeInt16(batch, ATTRIBUTES_AT, settings.attributes);
-  writeInt32(batch, LAST_OFFSET_DELTA_AT, plan.offsetDeltas[count - 1]!);
-  writeInt64(batch, BASE_TIMESTAMP_AT, plan.baseTimestamp);
-  writeInt64(batch, MAX_TIMESTAMP_AT, plan.maxTimestamp);
-  writeInt64(batch, PRODUCER_ID_AT, settings.producerId);
-  writeInt16(batch, PRODUCER_EPOCH_AT, settings.producerEpoch);
-  writeInt32(batch, BASE_SEQUENCE_AT, settings.baseSequence);
-  writeInt32(batch, RECORD_COUNT_AT, count);
-}
-
-function writeInt16(bytes: Uint8Array, at: number, value: number): void {
-  bytes[at] = value >>> 8;
-  bytes[at + 1] = value;
 }

@@ -5,6 +5,7 @@
 // client shares the batch format without depending on the engine.
 
 export * from "./batch.ts";
+export * from "./batch_writer.ts";
 export * from "./compression.ts";
 export * from "./crc32c.ts";
 export * from "./decode.ts";
