@@ -7,12 +7,14 @@
 //   take(capacity) ──► a pooled buffer of exactly that capacity, or a new one
 //   give(buffer)   ──► kept while the pool holds less than bytesMax, else left to the GC
 //
-// Capacities come from a short ladder (see `capacityLadder`), so a few sizes cover every batch
-// and a buffer given back fits the next batch that asks for its size. A buffer is given back
-// only when nothing can read it any more: the batch it held was acknowledged (so the socket has
-// sent every byte of it) or never sent.
+// Capacities come from a short ladder (`nextCapacity` in record/batch_writer.ts), so a few sizes
+// cover every batch and a buffer given back fits the next batch that asks for its size. A buffer
+// is given back only when nothing can read it any more: the batch it held was acknowledged (so
+// the socket has sent every byte of it) or never sent.
 
-export class BufferPool {
+import type { BufferSource } from "../../record/mod.ts";
+
+export class BufferPool implements BufferSource {
   readonly bytesMax: number;
   #free = new Map<number, Uint8Array[]>();
   #bytes = 0;
@@ -50,23 +52,4 @@ export class BufferPool {
     free.push(buffer);
     this.#bytes += capacity;
   }
-}
-
-/** The smallest capacity a batch buffer starts with. */
-export const BATCH_CAPACITY_MIN = 16 * 1024;
-/** Each step of the ladder is this many times the one before. */
-const CAPACITY_STEP = 4;
-
-/**
- * The capacity for a buffer that must hold `needed` bytes, on the ladder 16 KiB, 64 KiB,
- * 256 KiB, ... up to `top` (the largest batch plus its prefix room): a step that would come
- * within half of `top` goes to `top` at once, so a batch never grows by a few bytes at the
- * cost of a whole copy. Growing by 4 copies at most a third of the final size on the way.
- * A single record larger than `top` gets exactly what it needs.
- */
-export function nextCapacity(needed: number, top: number): number {
-  let capacity = BATCH_CAPACITY_MIN;
-  while (capacity < needed && capacity * 2 < top) capacity *= CAPACITY_STEP;
-  if (capacity * 2 >= top) capacity = top;
-  return Math.max(capacity, needed);
 }

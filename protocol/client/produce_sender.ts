@@ -168,7 +168,7 @@ export class ProduceSender {
     this.#unfinished++;
     this.#active.add(queue);
     try {
-      builder.seal(this.#settings.compression);
+      builder.seal({ compression: this.#settings.compression });
     } catch (error) {
       // The records were checked on send and the codec when the producer was made: a bug,
       // but one that fails these records rather than the sender.

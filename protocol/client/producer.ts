@@ -284,7 +284,7 @@ export class Producer {
     }
     const batches = this.#topicBatches(topic);
     let open = batches.open[partition];
-    if (open !== undefined && !open.builder.tryAdd(record, done)) {
+    if (open !== undefined && !open.builder.tryAddRecord(record, done)) {
       this.#seal(open);
       open = undefined;
     } else if (open !== undefined) {
@@ -297,7 +297,7 @@ export class Producer {
         expectedBytes: batches.lastBytes[partition],
       });
       open = { topic, partition, builder, bytes: record.sizeBytes };
-      builder.tryAdd(record, done);
+      builder.tryAddRecord(record, done);
       batches.open[partition] = open;
       this.#openCount++;
       this.#armLinger();

@@ -11,7 +11,8 @@ import { readBatchHeader } from "../../record/mod.ts";
 import { API, finishFrame, startRequest } from "../../protocol/codec/frames.ts";
 import { writeProduceRequest } from "../../protocol/codec/produce.ts";
 import { BatchBuilder, prepareRecord } from "../../protocol/client/batch_builder.ts";
-import { BATCH_CAPACITY_MIN, BufferPool, nextCapacity } from "../../protocol/client/buffer_pool.ts";
+import { BufferPool } from "../../protocol/client/buffer_pool.ts";
+import { BATCH_CAPACITY_MIN, nextCapacity } from "../../record/mod.ts";
 import { prefixRoomBytes, produceFrame } from "../../protocol/client/produce_frame.ts";
 import { Producer } from "../../protocol/client/producer.ts";
 import { FakeServer } from "./client_fake_server.ts";
@@ -38,8 +39,8 @@ function built(
     pool: options.pool,
   });
   const records = values.map((value) => prepareRecord({ value, timestamp: 1_000 }, 0));
-  for (const [i, record] of records.entries()) assert.ok(builder.tryAdd(record, i));
-  builder.seal(options.compression);
+  for (const [i, record] of records.entries()) assert.ok(builder.tryAddRecord(record, i));
+  builder.seal({ compression: options.compression });
   return { builder, records };
 }
 
@@ -76,7 +77,7 @@ describe("BatchBuilder", () => {
     const records = [];
     for (let i = 0; builder.sizeBytes < 500_000; i++) {
       const record = prepareRecord({ value, timestamp: 5_000 + i }, 0);
-      assert.ok(builder.tryAdd(record, i));
+      assert.ok(builder.tryAddRecord(record, i));
       records.push(record);
     }
     assert.ok(pool.sizeBytes >= BATCH_CAPACITY_MIN, "outgrown buffers went back to the pool");
@@ -118,8 +119,8 @@ describe("BatchBuilder", () => {
     // Random bytes do not compress: gzip's framing would push a full batch past the limit.
     const noise = new Uint8Array(925).map(() => Math.floor(Math.random() * 256));
     const full = new BatchBuilder<number>(1000, 0, { prefixRoomBytes: 10 });
-    assert.ok(full.tryAdd(prepareRecord({ value: noise, timestamp: 1 }, 0), 0));
-    full.seal("gzip");
+    assert.ok(full.tryAddRecord(prepareRecord({ value: noise, timestamp: 1 }, 0), 0));
+    full.seal({ compression: "gzip" });
     const plain = full.stamp({ producerId: -1, producerEpoch: -1, baseSequence: -1 });
     assert.equal(readBatchHeader(plain).attributes & 0x07, 0);
     assert.ok(plain.length <= 1000);

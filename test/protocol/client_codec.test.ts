@@ -160,11 +160,11 @@ describe("batch size arithmetic", () => {
           0,
         );
         if (record.sizeBytes > batchBytesMax) continue;
-        if (!batch.builder.tryAdd(record, i)) {
+        if (!batch.builder.tryAddRecord(record, i)) {
           assert.ok(batch.builder.count > 0);
           sealed.push(batch);
           batch = open();
-          assert.ok(batch.builder.tryAdd(record, i));
+          assert.ok(batch.builder.tryAddRecord(record, i));
         }
         batch.records.push(record);
       }
@@ -188,10 +188,10 @@ describe("batch size arithmetic", () => {
     const perRecord = 2 + (1 + 1 + 1 + 1 + 2 + 100 + 1);
     assert.equal(record.sizeBytes, 61 + perRecord);
     const builder = new BatchBuilder<number>(61 + 3 * perRecord, 0);
-    assert.ok(builder.tryAdd(record, 0));
-    assert.ok(builder.tryAdd(record, 1));
-    assert.ok(builder.tryAdd(record, 2));
-    assert.equal(builder.tryAdd(record, 3), false);
+    assert.ok(builder.tryAddRecord(record, 0));
+    assert.ok(builder.tryAddRecord(record, 1));
+    assert.ok(builder.tryAddRecord(record, 2));
+    assert.equal(builder.tryAddRecord(record, 3), false);
     assert.equal(builder.sizeBytes, 61 + 3 * perRecord);
   });
 });
