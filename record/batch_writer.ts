@@ -186,11 +186,24 @@ export class BatchWriter {
    * The record is trusted: bytes or null, a safe-integer timestamp (callers validate input).
    */
   tryAdd(record: WriterRecord, offsetDelta = this.#lastOffsetDelta + 1): boolean {
+    const timestampDelta = this.#count === 0 ? 0 : record.timestamp - this.#baseTimestamp;
+    return this.#add(record, offsetDelta, recordBodyBytes(record, offsetDelta, timestampDelta));
+  }
+
+  /**
+   * `tryAdd` for an encoder that has already worked out the record's body size with
+   * `recordBodyBytes` at this offset delta and timestamp delta (encode.ts sizes a whole batch
+   * before it allocates), so the record is not sized twice.
+   */
+  addSized(record: WriterRecord, offsetDelta: number, bodyBytes: number): boolean {
+    return this.#add(record, offsetDelta, bodyBytes);
+  }
+
+  #add(record: WriterRecord, offsetDelta: number, body: number): boolean {
     if (this.#sealed) throw new TypeError("tryAdd on a sealed batch");
     assert(offsetDelta > this.#lastOffsetDelta, "offset deltas increase");
     const count = this.#count;
     const timestampDelta = count === 0 ? 0 : record.timestamp - this.#baseTimestamp;
-    const body = recordBodyBytes(record, offsetDelta, timestampDelta);
     const bytes = varintSize(body) + body;
     if (count > 0 && this.#sizeBytes + bytes > this.batchBytesMax) return false;
     if (this.#sizeBytes + bytes > ENCODED_BATCH_BYTES_MAX) {
@@ -319,8 +332,8 @@ export function recordBytes(
   return varintSize(body) + body;
 }
 
-/** The record's bytes after its length field. */
-function recordBodyBytes(
+/** The record's bytes after its length field, at this offset and timestamp delta. */
+export function recordBodyBytes(
   record: Pick<WriterRecord, "key" | "value" | "headers">,
   offsetDelta: number,
   timestampDelta: number,

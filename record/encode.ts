@@ -14,11 +14,12 @@ import {
 import {
   BatchWriter,
   ENCODED_BATCH_BYTES_MAX,
-  recordBytes,
+  recordBodyBytes,
   type SealOptions,
   type WriterRecord,
 } from "./batch_writer.ts";
 import type { EncodeBatchOptions, RecordHeader, RecordInput } from "./types.ts";
+import { varintSize } from "./varint.ts";
 
 export { ENCODED_BATCH_BYTES_MAX } from "./batch_writer.ts";
 
@@ -33,7 +34,12 @@ type EncodeSettings = SealOptions & {
 };
 
 /** What the checking pass learns: each record's offset delta and timestamp, and the total. */
-type RecordPlan = { offsetDeltas: Int32Array; timestamps: Float64Array; batchBytes: number };
+type RecordPlan = {
+  offsetDeltas: Int32Array;
+  timestamps: Float64Array;
+  bodySizes: Int32Array;
+  batchBytes: number;
+};
 
 /**
  * Encodes `records` as one RecordBatch v2 with a valid CRC-32C. Throws TypeError or RangeError
@@ -60,7 +66,7 @@ export function encodeRecordBatch(
     record.value = input.value;
     record.headers = input.headers;
     record.timestamp = plan.timestamps[index]!;
-    writer.tryAdd(record, plan.offsetDeltas[index]!);
+    writer.addSized(record, plan.offsetDeltas[index]!, plan.bodySizes[index]!);
   }
   writer.seal(settings);
   return writer.stamp(settings);
@@ -127,6 +133,7 @@ function planRecords(records: readonly RecordInput[], settings: EncodeSettings):
   const plan: RecordPlan = {
     offsetDeltas: new Int32Array(count),
     timestamps: new Float64Array(count),
+    bodySizes: new Int32Array(count),
     batchBytes: BATCH_HEADER_BYTES,
   };
   let offsetDelta = -1;
@@ -145,9 +152,9 @@ function planRecords(records: readonly RecordInput[], settings: EncodeSettings):
     safeTimestamp(`records[${index}].timestamp delta`, timestampDelta);
     plan.offsetDeltas[index] = offsetDelta;
     plan.timestamps[index] = timestamp;
-    plan.batchBytes = checkedBatchSize(
-      plan.batchBytes + recordBytes(record, offsetDelta, timestampDelta),
-    );
+    const body = recordBodyBytes(record, offsetDelta, timestampDelta);
+    plan.bodySizes[index] = body;
+    plan.batchBytes = checkedBatchSize(plan.batchBytes + varintSize(body) + body);
   }
   return plan;
 }
