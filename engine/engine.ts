@@ -15,7 +15,7 @@ import fs from "node:fs";
 import { join } from "node:path";
 import { SluiceError } from "../record/mod.ts";
 import { ioError } from "./errors.ts";
-import { type FileIO, syncDirectory, writeFileAtomic } from "./io.ts";
+import { type FileIO, realFileIO } from "./io.ts";
 import { definedFields, type LogConfig, resolveLogConfig } from "./log_config.ts";
 import { OffsetStore } from "./offset_store.ts";
 import { type AppendResult, PartitionLog, type ReadResult } from "./partition_log.ts";
@@ -89,11 +89,13 @@ export class Engine {
         dir,
       });
     }
-    takeLock(dir);
+    const io = options.io ?? realFileIO;
+    takeLock(dir, io);
     openDirectories.add(dir);
     try {
       const warn = options.onWarning ?? ((message: string) => console.warn(`sluice: ${message}`));
       const offsets = await OffsetStore.open(join(dir, "__offsets"), {
+        io,
         fsync: options.offsetsFsync ?? true,
         // Damaged commit frames are reported and skipped; later commits stay readable.
         onCorruption: (error) => warn(error.message),
@@ -107,6 +109,10 @@ export class Engine {
       fs.rmSync(join(dir, ".lock"), { force: true });
       throw error;
     }
+  }
+
+  get #io(): FileIO {
+    return this.#options.io ?? realFileIO;
   }
 
   get #metaDir(): string {
@@ -209,7 +215,7 @@ export class Engine {
       createdMs: (this.#options.now ?? Date.now)(),
     };
     try {
-      writeFileAtomic(this.#metaDir, `${name}.json`, `${JSON.stringify(info, null, 2)}\n`);
+      this.#io.writeFileAtomic(this.#metaDir, `${name}.json`, `${JSON.stringify(info, null, 2)}\n`);
     } catch (error) {
       throw ioError(error, `writing metadata of topic '${name}'`);
     }
@@ -224,7 +230,7 @@ export class Engine {
     await Promise.allSettled(topic.logs.map((log) => log.close()));
     try {
       fs.rmSync(join(this.#metaDir, `${name}.json`), { force: true });
-      syncDirectory(this.#metaDir);
+      this.#io.syncDirectory(this.#metaDir);
       const stamp = Date.now();
       for (let partition = 0; partition < topic.info.partitions; partition++) {
         const dir = join(this.dataDir, `${name}-${partition}`);
@@ -295,7 +301,7 @@ export class Engine {
       const start = Number.isSafeInteger(stored) && stored > ids.next ? stored : ids.next;
       const end = start + PRODUCER_ID_BLOCK;
       try {
-        writeFileAtomic(join(this.dataDir, "__meta"), "producer-ids", `${end}\n`);
+        this.#io.writeFileAtomic(join(this.dataDir, "__meta"), "producer-ids", `${end}\n`);
       } catch (error) {
         throw ioError(error, "reserving producer ids");
       }
@@ -358,7 +364,7 @@ function ensureDirectory(dir: string): string {
  * Claims the directory for this process. A lock left by a process that is gone (a crash) is
  * taken over; one held by a live process is an error, since two writers would corrupt the logs.
  */
-function takeLock(dir: string): void {
+function takeLock(dir: string, io: FileIO): void {
   const path = join(dir, ".lock");
   const holder = Number.parseInt(readOrEmpty(path), 10);
   if (Number.isSafeInteger(holder) && holder !== process.pid && processAlive(holder)) {
@@ -367,7 +373,11 @@ function takeLock(dir: string): void {
       pid: holder,
     });
   }
-  fs.writeFileSync(path, `${process.pid}\n`);
+  try {
+    io.writeFile(path, `${process.pid}\n`);
+  } catch (error) {
+    throw ioError(error, `writing the lock file ${path}`);
+  }
 }
 
 function readOrEmpty(path: string): string {

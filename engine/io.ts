@@ -1,8 +1,11 @@
-// The file operations the log uses, behind one small interface: the real one below, and in
+// The file operations the engine uses, behind one small interface: the real one below, and in
 // tests a wrapper that injects ENOSPC or EIO at a chosen call (NATS's filestore is tested the
-// same way). Writes and fsyncs are asynchronous so they run on the runtime's thread pool and
-// never stall other work on the event loop; reads are synchronous positional reads because a
-// fetch from the page cache costs less than a thread-pool round trip.
+// same way). Every write and fsync the engine makes goes through a FileIO (segment data, index
+// files, checkpoints, markers, topic metadata, the lock file, the committed-offsets log), so
+// fault injection reaches all of them. Segment writes and fsyncs are asynchronous so they run on
+// the runtime's thread pool and never stall other work on the event loop; small metadata files
+// are written synchronously; reads are synchronous positional reads because a fetch from the
+// page cache costs less than a thread-pool round trip.
 //
 // The runtime adapter lives here too: Bun maps sealed segments read-only with `Bun.mmap`;
 // elsewhere (Deno) `mapFile` returns undefined and reads fall back to `pread`.
@@ -18,6 +21,16 @@ export interface FileIO {
   truncate(fd: number, length: number): void;
   /** A read-only mapping of the whole file, or undefined where the runtime has none. */
   mapFile(path: string): Uint8Array | undefined;
+  /** Writes a whole small file, creating or replacing it; no fsync. */
+  writeFile(path: string, bytes: Uint8Array | string): void;
+  /** Writes `bytes` at `position` of an existing file; no fsync. */
+  writeFileAt(path: string, bytes: Uint8Array, position: number): Promise<void>;
+  /** fdatasync of a file by path. */
+  syncFile(path: string): Promise<void>;
+  /** fsync of a directory, so a create, rename or unlink inside it survives power loss. */
+  syncDirectory(path: string): void;
+  /** Replaces a small file atomically: temp file, fsync, rename over, fsync the directory. */
+  writeFileAtomic(dir: string, name: string, bytes: Uint8Array | string): void;
 }
 
 function writevOnce(fd: number, buffers: Uint8Array[], position: number): Promise<number> {
@@ -93,10 +106,30 @@ export const realFileIO: FileIO = {
     // segments, which are never truncated (truncating a mapped file would raise SIGBUS).
     return bunMmap(path, { shared: true });
   },
+  writeFile(path, bytes) {
+    fs.writeFileSync(path, bytes);
+  },
+  async writeFileAt(path, bytes, position) {
+    const handle = await fs.promises.open(path, "r+");
+    try {
+      await handle.write(bytes, 0, bytes.length, position);
+    } finally {
+      await handle.close();
+    }
+  },
+  async syncFile(path) {
+    const handle = await fs.promises.open(path, "r+");
+    try {
+      await handle.datasync();
+    } finally {
+      await handle.close();
+    }
+  },
+  syncDirectory,
+  writeFileAtomic,
 };
 
-/** fsync of a directory, so a create, rename or unlink inside it survives power loss. */
-export function syncDirectory(path: string): void {
+function syncDirectory(path: string): void {
   const fd = fs.openSync(path, "r");
   try {
     fs.fsyncSync(fd);
@@ -105,8 +138,7 @@ export function syncDirectory(path: string): void {
   }
 }
 
-/** Writes a small file atomically: temp file, fsync, rename over, fsync the directory. */
-export function writeFileAtomic(dir: string, name: string, bytes: Uint8Array | string): void {
+function writeFileAtomic(dir: string, name: string, bytes: Uint8Array | string): void {
   const temp = `${dir}/${name}.tmp`;
   const fd = fs.openSync(temp, "w");
   try {

@@ -19,7 +19,6 @@ import fs from "node:fs";
 import { join } from "node:path";
 import { ioError } from "./errors.ts";
 import type { FileIO } from "./io.ts";
-import { syncDirectory } from "./io.ts";
 import { MAX_BATCH_BYTES_MAX } from "./log_config.ts";
 import { baseOffsetAt, batchSizeAt, maxTimestampAt } from "../record/mod.ts";
 import { parseSegmentFileName, Segment, segmentFileName } from "./segment.ts";
@@ -205,26 +204,19 @@ function openOneSegment(dir: string, plan: SegmentPlan, o: OpenOptions) {
     { io: o.io, indexIntervalBytes: o.indexIntervalBytes, tailCacheBytes: o.tailCacheBytes },
   );
   if (tail === undefined || tail.trimmed) {
-    rewriteIndexes(segment);
+    segment.rewriteIndexFiles();
   } else {
     segment.markIndexesPersisted(tail.persisted.offsetEntries, tail.persisted.timeEntries);
   }
   return { segment, corruptions: scan.corruptions };
 }
 
-function rewriteIndexes(segment: Segment): void {
-  const { offset, time } = segment.unpersistedIndexes();
-  fs.writeFileSync(segment.path("index"), offset);
-  fs.writeFileSync(segment.path("timeindex"), time);
-  segment.markIndexesPersisted(segment.offsetIndex.count, segment.timeIndex.count);
-}
-
 /** Creates an empty segment's three files and returns it. */
 export function createSegment(dir: string, baseOffset: number, o: OpenOptions): Segment {
   const path = join(dir, segmentFileName(baseOffset, "log"));
   const fd = fs.openSync(path, "w+");
-  fs.writeFileSync(join(dir, segmentFileName(baseOffset, "index")), new Uint8Array(0));
-  fs.writeFileSync(join(dir, segmentFileName(baseOffset, "timeindex")), new Uint8Array(0));
+  o.io.writeFile(join(dir, segmentFileName(baseOffset, "index")), new Uint8Array(0));
+  o.io.writeFile(join(dir, segmentFileName(baseOffset, "timeindex")), new Uint8Array(0));
   const start = fullScanStart(baseOffset);
   return new Segment(
     dir,
@@ -287,7 +279,7 @@ export function openLogDirectory(dir: string, o: OpenOptions): OpenedLog {
     // The marker must be gone for good before any new write, or a crash could pass as clean.
     if (wasClean) {
       fs.rmSync(markerPath);
-      syncDirectory(dir);
+      o.io.syncDirectory(dir);
     }
     return { segments, corruptions, recoveryPoint: Math.min(recoveryPoint, end), wasClean };
   } catch (error) {

@@ -53,6 +53,7 @@ import { crc32c } from "../record/mod.ts";
 import { Packr } from "msgpackr";
 import { assert, SluiceError } from "../record/mod.ts";
 import { ioError } from "./errors.ts";
+import { type FileIO, realFileIO } from "./io.ts";
 
 /** A group's committed position in one partition, as the store returns it. */
 export type CommittedOffset = {
@@ -77,6 +78,8 @@ export type OffsetCommit = {
 export type OffsetStoreOptions = {
   /** fdatasync before a commit resolves (default true). Compaction always syncs. */
   fsync?: boolean;
+  /** The file operations every write and fsync goes through (default: the real ones). */
+  io?: FileIO;
   /** The file size from which compaction is considered (default 4 MiB). */
   compactAfterBytes?: number;
   /** The clock that stamps commits, in milliseconds (default Date.now). */
@@ -215,6 +218,7 @@ function checkRecord(entry: unknown, commitTimestampMs: number): CommitRecord {
 
 type Settings = {
   fsync: boolean;
+  io: FileIO;
   compactAfterBytes: number;
   now: () => number;
   onCorruption: ((error: SluiceError) => void) | undefined;
@@ -225,7 +229,7 @@ function resolveOptions(options: OffsetStoreOptions): Settings {
     throw new TypeError(`OffsetStore options must be an object: ${describe(options)}`);
   }
   const { fsync = true, compactAfterBytes = COMPACT_AFTER_BYTES_DEFAULT } = options;
-  const { now = Date.now, onCorruption } = options;
+  const { now = Date.now, onCorruption, io = realFileIO } = options;
   if (typeof fsync !== "boolean")
     throw new TypeError(`fsync must be a boolean: ${describe(fsync)}`);
   checkInteger("compactAfterBytes", compactAfterBytes, 1, Number.MAX_SAFE_INTEGER);
@@ -233,7 +237,7 @@ function resolveOptions(options: OffsetStoreOptions): Settings {
   if (onCorruption !== undefined && typeof onCorruption !== "function") {
     throw new TypeError(`onCorruption must be a function: ${describe(onCorruption)}`);
   }
-  return { fsync, compactAfterBytes, now, onCorruption };
+  return { fsync, io, compactAfterBytes, now, onCorruption };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -451,24 +455,9 @@ function fileName(generation: number): string {
   return `${String(generation).padStart(GENERATION_DIGITS, "0")}.log`;
 }
 
-async function syncDirectory(dir: string): Promise<void> {
-  const handle = await open(dir, "r");
-  try {
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
-}
-
-/** Writes all of `bytes` at `position`: a write to a regular file may take fewer bytes. */
-async function writeAll(handle: FileHandle, bytes: Buffer, position: number): Promise<void> {
-  let done = 0;
-  while (done < bytes.length) {
-    const { bytesWritten } = await handle.write(bytes, done, bytes.length - done, position + done);
-    if (bytesWritten <= 0)
-      throw new Error(`write of ${bytes.length - done} bytes made no progress`);
-    done += bytesWritten;
-  }
+/** Writes all of `bytes` at `position` of the file open as `handle`, through `io`. */
+function writeAll(io: FileIO, handle: FileHandle, bytes: Buffer, position: number): Promise<void> {
+  return io.writeAll(handle.fd, [bytes], position);
 }
 
 /**
@@ -476,7 +465,7 @@ async function writeAll(handle: FileHandle, bytes: Buffer, position: number): Pr
  * generation. The newest `.log` wins: compaction renames a file into place only once it is
  * complete and synced, so any older generation is superseded.
  */
-async function prepareDirectory(dir: string): Promise<number> {
+async function prepareDirectory(dir: string, io: FileIO): Promise<number> {
   try {
     await mkdir(dir, { recursive: true });
     const names = await readdir(dir);
@@ -490,12 +479,12 @@ async function prepareDirectory(dir: string): Promise<number> {
     const live = generations.at(-1);
     if (live === undefined) {
       await (await open(join(dir, fileName(0)), "wx")).close();
-      await syncDirectory(dir);
+      io.syncDirectory(dir);
       return 0;
     }
     if (generations.length > 1) {
       // The new generation's name must be on disk before the old ones go.
-      await syncDirectory(dir);
+      io.syncDirectory(dir);
       for (const old of generations.slice(0, -1)) await unlink(join(dir, fileName(old)));
     }
     return live;
@@ -566,7 +555,7 @@ export class OffsetStore {
       throw new TypeError(`OffsetStore dir must be a non-empty string: ${describe(dir)}`);
     }
     const settings = resolveOptions(options);
-    const generation = await prepareDirectory(dir);
+    const generation = await prepareDirectory(dir, settings.io);
     const path = join(dir, fileName(generation));
     let handle: FileHandle;
     try {
@@ -612,8 +601,8 @@ export class OffsetStore {
       }
     } else if (end < bytes.length) {
       try {
-        await file.handle.truncate(end);
-        await file.handle.datasync();
+        settings.io.truncate(file.handle.fd, end);
+        await settings.io.datasync(file.handle.fd);
       } catch (error) {
         throw ioError(error, `truncating the torn tail of ${path} at ${end}`);
       }
@@ -749,14 +738,14 @@ export class OffsetStore {
     if (this.#fenced !== undefined) return fail(this.#fenced);
     const bytes = batch.length === 1 ? batch[0]!.frame : Buffer.concat(batch.map((p) => p.frame));
     try {
-      await writeAll(this.#handle, bytes, this.#logBytes);
+      await writeAll(this.#settings.io, this.#handle, bytes, this.#logBytes);
       this.#writes++;
     } catch (error) {
       return fail(await this.#undoWrite(error));
     }
     if (this.#settings.fsync) {
       try {
-        await this.#handle.datasync();
+        await this.#settings.io.datasync(this.#handle.fd);
         this.#fsyncs++;
       } catch (error) {
         // After a failed fsync the kernel may have dropped the dirty pages: whether these
@@ -776,7 +765,7 @@ export class OffsetStore {
   async #undoWrite(error: unknown): Promise<SluiceError> {
     const failure = ioError(error, `appending to offsets file ${this.#path}`);
     try {
-      await this.#handle.truncate(this.#logBytes);
+      this.#settings.io.truncate(this.#handle.fd, this.#logBytes);
       return failure;
     } catch (truncateError) {
       return this.#fence(truncateError, "a failed append could not be truncated away");
@@ -832,7 +821,7 @@ export class OffsetStore {
     this.#compactions++;
     await oldHandle.close().catch(() => {});
     try {
-      await syncDirectory(this.dir);
+      this.#settings.io.syncDirectory(this.dir);
     } catch (error) {
       throw this.#fence(error, `the directory could not be synced after renaming ${path}`);
     }
@@ -854,14 +843,14 @@ export class OffsetStore {
         chunk.push(frame);
         chunkBytes += frame.length;
         if (chunkBytes < SNAPSHOT_WRITE_BYTES) continue;
-        await writeAll(handle, Buffer.concat(chunk), bytes);
+        await writeAll(this.#settings.io, handle, Buffer.concat(chunk), bytes);
         bytes += chunkBytes;
         chunk = [];
         chunkBytes = 0;
       }
-      if (chunkBytes > 0) await writeAll(handle, Buffer.concat(chunk), bytes);
+      if (chunkBytes > 0) await writeAll(this.#settings.io, handle, Buffer.concat(chunk), bytes);
       bytes += chunkBytes;
-      await handle.datasync();
+      await this.#settings.io.datasync(handle.fd);
       this.#fsyncs++;
       await rename(temp, path);
       return { handle, bytes };

@@ -15,7 +15,7 @@ import fs from "node:fs";
 import { join } from "node:path";
 import { assert, isSluiceError, SluiceError } from "../record/mod.ts";
 import { ioError } from "./errors.ts";
-import { type FileIO, realFileIO, syncDirectory } from "./io.ts";
+import { type FileIO, realFileIO } from "./io.ts";
 import { type LogConfig, resolveLogConfig } from "./log_config.ts";
 import {
   CLEAN_SHUTDOWN_FILE,
@@ -353,10 +353,7 @@ export class PartitionLog {
       this.#failRound(error, acks, syncWaiters, undefined);
       return;
     }
-    for (const { segment, next } of writes) {
-      segment.visiblePosition = segment.writtenPosition;
-      segment.visibleNextOffset = next;
-    }
+    for (const { segment } of writes) segment.publish();
     if (sync) this.#advanceRecoveryPoint(writes.at(-1)!.next);
     for (const ack of acks) ack.resolve(ack.result);
     for (const waiter of syncWaiters) waiter.resolve();
@@ -392,9 +389,9 @@ export class PartitionLog {
   async #persistIndexes(segment: Segment): Promise<void> {
     const pending = segment.unpersistedIndexes();
     if (pending.offset.length === 0 && pending.time.length === 0) return;
-    await writeAt(segment.path("index"), pending.offset, pending.offsetAt);
-    await writeAt(segment.path("timeindex"), pending.time, pending.timeAt);
-    segment.markIndexesPersisted(segment.offsetIndex.count, segment.timeIndex.count);
+    await this.#io.writeFileAt(segment.path("index"), pending.offset, pending.offsetAt);
+    await this.#io.writeFileAt(segment.path("timeindex"), pending.time, pending.timeAt);
+    segment.markIndexesPersisted();
   }
 
   /**
@@ -472,9 +469,9 @@ export class PartitionLog {
     try {
       await this.#persistIndexes(segment);
       await this.#io.datasync(segment.fd);
-      await syncFile(segment.path("index"));
-      await syncFile(segment.path("timeindex"));
-      syncDirectory(this.dir);
+      await this.#io.syncFile(segment.path("index"));
+      await this.#io.syncFile(segment.path("timeindex"));
+      this.#io.syncDirectory(this.dir);
       this.#durableSealed.add(segment);
       this.#advanceRecoveryPoint(segment.nextOffset);
     } catch (error) {
@@ -506,7 +503,7 @@ export class PartitionLog {
   #writeRecoveryPoint(): void {
     const temp = join(this.dir, `${RECOVERY_POINT_FILE}.tmp`);
     try {
-      fs.writeFileSync(temp, `${this.#recoveryPoint}\n`);
+      this.#io.writeFile(temp, `${this.#recoveryPoint}\n`);
       fs.renameSync(temp, join(this.dir, RECOVERY_POINT_FILE));
     } catch (error) {
       this.#openOptions.onWarning(`${this.name}: recovery point not saved: ${String(error)}`);
@@ -611,30 +608,12 @@ export class PartitionLog {
       if (clean) {
         this.#recoveryPoint = this.#active.writtenNextOffset;
         this.#writeRecoveryPoint();
-        fs.writeFileSync(join(this.dir, CLEAN_SHUTDOWN_FILE), "");
-        syncDirectory(this.dir);
+        this.#io.writeFile(join(this.dir, CLEAN_SHUTDOWN_FILE), "");
+        this.#io.syncDirectory(this.dir);
       }
     } finally {
       for (const segment of this.#segments) segment.close();
     }
-  }
-}
-
-async function writeAt(path: string, bytes: Uint8Array, position: number): Promise<void> {
-  const handle = await fs.promises.open(path, "r+");
-  try {
-    await handle.write(bytes, 0, bytes.length, position);
-  } finally {
-    await handle.close();
-  }
-}
-
-async function syncFile(path: string): Promise<void> {
-  const handle = await fs.promises.open(path, "r+");
-  try {
-    await handle.datasync();
-  } finally {
-    await handle.close();
   }
 }
 

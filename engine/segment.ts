@@ -26,7 +26,13 @@ import {
   patchBaseOffset,
 } from "../record/mod.ts";
 import { findValidBatch, fullScanStart, scanSegment } from "./segment_scan.ts";
-import { type IndexEntry, indexBatch, type OffsetIndex, type TimeIndex } from "./sparse_index.ts";
+import {
+  type IndexCursor,
+  type IndexEntry,
+  indexBatch,
+  type OffsetIndex,
+  type TimeIndex,
+} from "./sparse_index.ts";
 
 /** Appends are copied into chunks of this size (a larger batch gets a chunk of its own). */
 export const WRITE_CHUNK_BYTES = 1024 * 1024;
@@ -80,19 +86,20 @@ export class Segment {
   #interval: number;
   #tailCacheBytes: number;
 
-  size: number;
-  writtenPosition: number;
-  visiblePosition: number;
-  nextOffset: number;
-  maxTimestamp: number;
-  /** Timestamp of the first batch, for time-based roll; -1 while empty. */
-  firstTimestamp: number;
-  offsetIndex: OffsetIndex;
-  timeIndex: TimeIndex;
-  bytesSinceIndexEntry: number;
+  // Positions and offsets are the segment's own: they change only through its methods
+  // (append, markWritten, publish, truncateTo), each of which asserts the order
+  // visiblePosition <= writtenPosition <= size.
+  #size: number;
+  #writtenPosition: number;
+  #visiblePosition: number;
+  #nextOffset: number;
   /** The offset after the last batch in the file, and after the last batch readers see. */
-  writtenNextOffset: number;
-  visibleNextOffset: number;
+  #writtenNextOffset: number;
+  #visibleNextOffset: number;
+  /** Timestamp of the first batch, for time-based roll; -1 while empty. */
+  #firstTimestamp: number;
+  /** The indexes and the indexing rule's state, shared with recovery's scan (indexBatch). */
+  #cursor: IndexCursor;
   #persistedOffsetEntries = 0;
   #persistedTimeEntries = 0;
   #chunks: Chunk[] = [];
@@ -112,17 +119,65 @@ export class Segment {
     this.#io = options.io;
     this.#interval = options.indexIntervalBytes;
     this.#tailCacheBytes = options.tailCacheBytes;
-    this.size = state.size;
-    this.writtenPosition = state.size;
-    this.visiblePosition = state.size;
-    this.nextOffset = state.nextOffset;
-    this.writtenNextOffset = state.nextOffset;
-    this.visibleNextOffset = state.nextOffset;
-    this.maxTimestamp = state.maxTimestamp;
-    this.firstTimestamp = state.firstTimestamp;
-    this.offsetIndex = state.offsetIndex;
-    this.timeIndex = state.timeIndex;
-    this.bytesSinceIndexEntry = state.bytesSinceIndexEntry;
+    this.#size = state.size;
+    this.#writtenPosition = state.size;
+    this.#visiblePosition = state.size;
+    this.#nextOffset = state.nextOffset;
+    this.#writtenNextOffset = state.nextOffset;
+    this.#visibleNextOffset = state.nextOffset;
+    this.#firstTimestamp = state.firstTimestamp;
+    this.#cursor = {
+      baseOffset,
+      offsetIndex: state.offsetIndex,
+      timeIndex: state.timeIndex,
+      maxTimestamp: state.maxTimestamp,
+      bytesSinceIndexEntry: state.bytesSinceIndexEntry,
+    };
+  }
+
+  /** Bytes appended, written or not. */
+  get size(): number {
+    return this.#size;
+  }
+
+  /** Bytes in the file. */
+  get writtenPosition(): number {
+    return this.#writtenPosition;
+  }
+
+  /** Bytes readers see: written, and fsynced when the policy says so. */
+  get visiblePosition(): number {
+    return this.#visiblePosition;
+  }
+
+  /** The offset the next appended batch takes. */
+  get nextOffset(): number {
+    return this.#nextOffset;
+  }
+
+  get writtenNextOffset(): number {
+    return this.#writtenNextOffset;
+  }
+
+  get visibleNextOffset(): number {
+    return this.#visibleNextOffset;
+  }
+
+  get maxTimestamp(): number {
+    return this.#cursor.maxTimestamp;
+  }
+
+  /** Timestamp of the first batch, for time-based roll; -1 while empty. */
+  get firstTimestamp(): number {
+    return this.#firstTimestamp;
+  }
+
+  get offsetIndex(): OffsetIndex {
+    return this.#cursor.offsetIndex;
+  }
+
+  get timeIndex(): TimeIndex {
+    return this.#cursor.timeIndex;
   }
 
   path(extension: "log" | "index" | "timeindex"): string {
@@ -134,7 +189,7 @@ export class Segment {
   }
 
   get hasUnwritten(): boolean {
-    return this.writtenPosition < this.size;
+    return this.#writtenPosition < this.#size;
   }
 
   /**
@@ -148,11 +203,16 @@ export class Segment {
     chunk.bytes.set(batch, at);
     patchBaseOffset(chunk.bytes, at, baseOffset);
     chunk.length += batch.length;
-    const position = this.size;
-    indexBatch(this, { baseOffset, position, size: batch.length, maxTimestamp }, this.#interval);
-    if (this.firstTimestamp === -1) this.firstTimestamp = maxTimestamp;
-    this.size += batch.length;
-    this.nextOffset = lastOffset + 1;
+    const position = this.#size;
+    assert(baseOffset === this.#nextOffset, "a batch takes the segment's next offset");
+    indexBatch(
+      this.#cursor,
+      { baseOffset, position, size: batch.length, maxTimestamp },
+      this.#interval,
+    );
+    if (this.#firstTimestamp === -1) this.#firstTimestamp = maxTimestamp;
+    this.#size += batch.length;
+    this.#nextOffset = lastOffset + 1;
   }
 
   #chunkFor(size: number): Chunk {
@@ -160,7 +220,7 @@ export class Segment {
     if (last !== undefined && last.bytes.length - last.length >= size) return last;
     const pooled = size <= WRITE_CHUNK_BYTES ? chunkPool.pop() : undefined;
     const chunk = {
-      position: this.size,
+      position: this.#size,
       bytes: pooled ?? new Uint8Array(Math.max(size, WRITE_CHUNK_BYTES)),
       length: 0,
       escaped: false,
@@ -174,27 +234,35 @@ export class Segment {
     const buffers: Uint8Array[] = [];
     for (const chunk of this.#chunks) {
       const chunkEnd = chunk.position + chunk.length;
-      if (chunkEnd <= this.writtenPosition) continue;
-      const from = Math.max(0, this.writtenPosition - chunk.position);
+      if (chunkEnd <= this.#writtenPosition) continue;
+      const from = Math.max(0, this.#writtenPosition - chunk.position);
       buffers.push(chunk.bytes.subarray(from, chunk.length));
     }
-    return { position: this.writtenPosition, buffers, end: this.size };
+    return { position: this.#writtenPosition, buffers, end: this.#size };
   }
 
   /** Records that bytes up to `end` (offsets below `nextOffset`) are in the file. */
   markWritten(end: number, nextOffset: number): void {
-    assert(end >= this.writtenPosition && end <= this.size, "written range inside the segment");
-    this.writtenPosition = end;
-    this.writtenNextOffset = nextOffset;
+    assert(end >= this.#writtenPosition, "the written range only grows");
+    assert(end <= this.#size, "the written range stays inside the segment");
+    this.#writtenPosition = end;
+    this.#writtenNextOffset = nextOffset;
     let cached = 0;
     for (const chunk of this.#chunks) cached += chunk.length;
     while (this.#chunks.length > 1 && cached > this.#tailCacheBytes) {
       const oldest = this.#chunks[0]!;
-      if (oldest.position + oldest.length > this.writtenPosition) break;
+      if (oldest.position + oldest.length > this.#writtenPosition) break;
       cached -= oldest.length;
       this.#chunks.shift();
       recycle(oldest);
     }
+  }
+
+  /** Makes everything written so far visible to readers (after its fsync, when required). */
+  publish(): void {
+    assert(this.#visiblePosition <= this.#writtenPosition, "visible never passes written");
+    this.#visiblePosition = this.#writtenPosition;
+    this.#visibleNextOffset = this.#writtenNextOffset;
   }
 
   /** Index bytes not yet in the index files, with the positions to write them at. */
@@ -209,7 +277,13 @@ export class Segment {
     };
   }
 
-  markIndexesPersisted(offsetEntries: number, timeEntries: number): void {
+  /** Records that the index files hold the first entries of each index (all, by default). */
+  markIndexesPersisted(
+    offsetEntries = this.offsetIndex.count,
+    timeEntries = this.timeIndex.count,
+  ): void {
+    assert(offsetEntries <= this.offsetIndex.count, "persisted offset entries exist");
+    assert(timeEntries <= this.timeIndex.count, "persisted time entries exist");
     this.#persistedOffsetEntries = offsetEntries;
     this.#persistedTimeEntries = timeEntries;
   }
@@ -220,11 +294,11 @@ export class Segment {
    * position < visiblePosition.
    */
   viewAt(position: number, want: number): Uint8Array {
-    const end = this.visiblePosition;
+    const end = this.#visiblePosition;
     assert(position < end, "view inside the visible segment");
     const mapping = this.#mapping ?? this.#mapIfSealed();
     if (mapping !== undefined) return mapping.subarray(position, Math.min(end, position + want));
-    const cacheStart = this.#chunks[0]?.position ?? this.size;
+    const cacheStart = this.#chunks[0]?.position ?? this.#size;
     if (position >= cacheStart) {
       for (let i = this.#chunks.length - 1; i >= 0; i--) {
         const chunk = this.#chunks[i]!;
@@ -243,7 +317,7 @@ export class Segment {
   }
 
   #mapIfSealed(): Uint8Array | undefined {
-    if (!this.#sealed || this.size === 0) return undefined;
+    if (!this.#sealed || this.#size === 0) return undefined;
     try {
       this.#mapping = this.#io.mapFile(this.path("log"));
     } catch {
@@ -259,7 +333,7 @@ export class Segment {
    */
   entryHolds(entry: IndexEntry): boolean {
     if (entry.checked) return true;
-    if (entry.position + BATCH_HEADER_BYTES > this.visiblePosition) return false;
+    if (entry.position + BATCH_HEADER_BYTES > this.#visiblePosition) return false;
     const head = this.viewAt(entry.position, BATCH_HEADER_BYTES);
     if (head.length < BATCH_HEADER_BYTES || head[MAGIC_AT] !== MAGIC_V2) return false;
     if (baseOffsetAt(head, 0) !== this.baseOffset + entry.relativeOffset) return false;
@@ -269,27 +343,36 @@ export class Segment {
 
   /** Where valid batches start again after damage at `position` (see findValidBatch). */
   findValidBatch(position: number, minOffset: number) {
-    return findValidBatch(this.fd, this.#io, position + 1, this.visiblePosition, minOffset);
+    return findValidBatch(this.fd, this.#io, position + 1, this.#visiblePosition, minOffset);
   }
 
   /** Replaces the indexes with ones rebuilt from the log, in memory and on disk. */
   rebuildIndexes(): void {
     assert(!this.hasUnwritten, "indexes are rebuilt from written bytes only");
     const scan = scanSegment(this.fd, this.#io, {
-      fileBytes: this.visiblePosition,
+      fileBytes: this.#visiblePosition,
       baseOffset: this.baseOffset,
       from: fullScanStart(this.baseOffset),
       sizeMax: MAX_BATCH_BYTES_MAX,
       indexIntervalBytes: this.#interval,
     });
-    this.offsetIndex = scan.offsetIndex;
-    this.timeIndex = scan.timeIndex;
-    this.bytesSinceIndexEntry = scan.bytesSinceIndexEntry;
+    this.#cursor.offsetIndex = scan.offsetIndex;
+    this.#cursor.timeIndex = scan.timeIndex;
+    this.#cursor.bytesSinceIndexEntry = scan.bytesSinceIndexEntry;
+    this.rewriteIndexFiles();
+  }
+
+  /** Writes both index files whole from the indexes in memory. */
+  rewriteIndexFiles(): void {
     this.markIndexesPersisted(0, 0);
     const { offset, time } = this.unpersistedIndexes();
-    fs.writeFileSync(this.path("index"), offset);
-    fs.writeFileSync(this.path("timeindex"), time);
-    this.markIndexesPersisted(this.offsetIndex.count, this.timeIndex.count);
+    try {
+      this.#io.writeFile(this.path("index"), offset);
+      this.#io.writeFile(this.path("timeindex"), time);
+    } catch (error) {
+      throw ioError(error, `writing the indexes of ${this.path("log")}`);
+    }
+    this.markIndexesPersisted();
   }
 
   /** Makes the segment immutable once everything is written; it is then read by mapping. */
@@ -310,12 +393,12 @@ export class Segment {
     this.#chunks = this.#chunks.filter((chunk) => chunk.position < position);
     const last = this.#chunks.at(-1);
     if (last !== undefined) last.length = Math.min(last.length, position - last.position);
-    this.size = position;
-    this.writtenPosition = Math.min(this.writtenPosition, position);
-    this.visiblePosition = Math.min(this.visiblePosition, position);
-    this.nextOffset = nextOffset;
-    this.writtenNextOffset = Math.min(this.writtenNextOffset, nextOffset);
-    this.visibleNextOffset = Math.min(this.visibleNextOffset, nextOffset);
+    this.#size = position;
+    this.#writtenPosition = Math.min(this.#writtenPosition, position);
+    this.#visiblePosition = Math.min(this.#visiblePosition, position);
+    this.#nextOffset = nextOffset;
+    this.#writtenNextOffset = Math.min(this.#writtenNextOffset, nextOffset);
+    this.#visibleNextOffset = Math.min(this.#visibleNextOffset, nextOffset);
     this.offsetIndex.truncateToPosition(position);
     this.timeIndex.truncateToRelativeOffset(nextOffset - this.baseOffset);
     this.#persistedOffsetEntries = Math.min(this.#persistedOffsetEntries, this.offsetIndex.count);

@@ -81,6 +81,7 @@ export function countingIO(base: FileIO = realFileIO): { io: FileIO; counts: IOC
     readBytes: 0,
   };
   const io: FileIO = {
+    ...base,
     writeAll(fd, buffers, position) {
       counts.writeCalls++;
       for (const buffer of buffers) counts.writeBytes += buffer.length;

@@ -229,6 +229,10 @@ export class FaultyIO implements FileIO {
   onSync: ((call: SyncCall) => Fault | undefined) | undefined;
   /** While set, writes wait for it before they run (and before onWrite is asked). */
   writeGate: Promise<void> | undefined;
+  /** Paths of whole-file and positional file writes, directory fsyncs, in call order. */
+  readonly fileWrites: string[] = [];
+  /** Asked before each file-level write (by path): a Fault makes it fail, writing nothing. */
+  onFileWrite: ((path: string) => Fault | undefined) | undefined;
 
   async writeAll(fd: number, buffers: Uint8Array[], position: number): Promise<void> {
     let bytes = 0;
@@ -263,5 +267,36 @@ export class FaultyIO implements FileIO {
 
   mapFile(path: string): Uint8Array | undefined {
     return realFileIO.mapFile(path);
+  }
+
+  #fileWrite(path: string, syscall: string): void {
+    this.fileWrites.push(path);
+    const fault = this.onFileWrite?.(path);
+    if (fault !== undefined) throw errnoError(fault.code, syscall);
+  }
+
+  writeFile(path: string, bytes: Uint8Array | string): void {
+    this.#fileWrite(path, "write");
+    realFileIO.writeFile(path, bytes);
+  }
+
+  async writeFileAt(path: string, bytes: Uint8Array, position: number): Promise<void> {
+    this.#fileWrite(path, "write");
+    return realFileIO.writeFileAt(path, bytes, position);
+  }
+
+  async syncFile(path: string): Promise<void> {
+    this.#fileWrite(path, "fdatasync");
+    return realFileIO.syncFile(path);
+  }
+
+  syncDirectory(path: string): void {
+    this.#fileWrite(path, "fsync");
+    realFileIO.syncDirectory(path);
+  }
+
+  writeFileAtomic(dir: string, name: string, bytes: Uint8Array | string): void {
+    this.#fileWrite(`${dir}/${name}`, "write");
+    realFileIO.writeFileAtomic(dir, name, bytes);
   }
 }
