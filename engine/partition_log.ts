@@ -13,7 +13,13 @@
 
 import fs from "node:fs";
 import { join } from "node:path";
-import { assert, isSluiceError, SluiceError } from "../record/mod.ts";
+import {
+  assert,
+  InvariantError,
+  isInvariantError,
+  isSluiceError,
+  SluiceError,
+} from "../record/mod.ts";
 import { ioError } from "./errors.ts";
 import { type FileIO, realFileIO } from "./io.ts";
 import { type LogConfig, resolveLogConfig } from "./log_config.ts";
@@ -205,13 +211,37 @@ export class PartitionLog {
       // are as durable as any other acknowledgement: in the next flush round at the earliest.
       if (duplicateOf !== undefined) return this.#acknowledge(duplicateOf, recordCount);
     }
-    this.#maybeRoll(batch.length, recordCount);
-    const baseOffset = this.#active.nextOffset;
-    const lastOffset = baseOffset + recordCount - 1;
-    this.#active.append(batch, baseOffset, lastOffset, maxTimestampAt(batch, 0));
-    this.#activeCreatedMs ??= this.#now();
-    if (producer !== undefined) this.#producers.record(producer, baseOffset);
+    let baseOffset: number;
+    try {
+      this.#maybeRoll(batch.length, recordCount);
+      baseOffset = this.#active.nextOffset;
+      const lastOffset = baseOffset + recordCount - 1;
+      this.#active.append(batch, baseOffset, lastOffset, maxTimestampAt(batch, 0));
+      this.#activeCreatedMs ??= this.#now();
+      if (producer !== undefined) this.#producers.record(producer, baseOffset);
+    } catch (error) {
+      if (isInvariantError(error)) throw this.#fenceOnBug(error);
+      throw error;
+    }
     return this.#acknowledge(baseOffset, recordCount);
+  }
+
+  /**
+   * A broken invariant means the log's state in memory can no longer be trusted: the log is
+   * fenced (every later write is refused with LOG_FENCED; reopening recovers from the files),
+   * and the violation is reported as one clear line. The caller gets the fence, never the
+   * assertion dressed up as an ordinary error.
+   */
+  #fenceOnBug(error: InvariantError): SluiceError {
+    this.#fenced ??= new SluiceError(
+      "LOG_FENCED",
+      `Log ${this.name} refuses writes after an internal error (${error.message}); ` +
+        "reopen it to recover",
+      { log: this.name },
+      { cause: error },
+    );
+    this.#openOptions.onWarning(`${this.name}: ${error.message}; the log is fenced`);
+    return this.#fenced;
   }
 
   #acknowledge(baseOffset: number, recordCount: number): Promise<AppendResult> {
@@ -321,12 +351,28 @@ export class PartitionLog {
     if (this.#fenced !== undefined) this.#rejectAll(this.#fenced);
   }
 
-  /** One write (and maybe fsync) of everything appended so far. */
+  /**
+   * One write (and maybe fsync) of everything appended so far. I/O failures are handled inside
+   * the round (#failRound); anything else that escapes it is a broken invariant, which fences
+   * the log and fails the round's acknowledgements with the fence.
+   */
   async #flushRound(): Promise<void> {
     const acks = this.#acks;
     this.#acks = [];
     const syncWaiters = this.#syncWaiters;
     this.#syncWaiters = [];
+    try {
+      await this.#writeRound(acks, syncWaiters);
+    } catch (error) {
+      const fence = this.#fenceOnBug(
+        isInvariantError(error) ? error : new InvariantError(`flush round threw ${error}`),
+      );
+      for (const ack of acks) ack.reject(fence);
+      for (const waiter of syncWaiters) waiter.reject(fence);
+    }
+  }
+
+  async #writeRound(acks: PendingAck[], syncWaiters: Waiter[]): Promise<void> {
     const sync = this.config.fsync === "always" || syncWaiters.length > 0;
     const open = this.#segments.filter((segment) => !segment.sealed);
     // Snapshot what to write now: appends made while the write is in flight go to the next round.

@@ -54,7 +54,20 @@ export function isSluiceError(error: unknown, code?: SluiceErrorCode): error is 
   return error instanceof SluiceError && (code === undefined || error.code === code);
 }
 
+/**
+ * A broken invariant: a bug in sluice, never a reaction to input. It is not a SluiceError on
+ * purpose: callers must not treat it as an ordinary failure of a request. The engine fences the
+ * partition it happened in; the server stops the process with a clear log line.
+ */
+export class InvariantError extends Error {
+  override name = "InvariantError";
+}
+
+export function isInvariantError(error: unknown): error is InvariantError {
+  return error instanceof InvariantError;
+}
+
 /** An invariant check. A failure is a bug in sluice, never a reaction to input. */
 export function assert(condition: unknown, message = "assertion failed"): asserts condition {
-  if (!condition) throw new Error(`sluice invariant violated: ${message}`);
+  if (!condition) throw new InvariantError(`sluice invariant violated: ${message}`);
 }
