@@ -2,9 +2,9 @@
 // come from one source; each command's work lives in a module loaded when it runs.
 
 import packageJson from "../package.json" with { type: "json" };
+import { type ParsedValues, UsageError } from "./_args.ts";
 
 export type OptionSpec = { type: "string" | "boolean"; help: string };
-export type ParsedValues = Record<string, string | boolean | (string | boolean)[] | undefined>;
 
 export type Command = {
   name: string;
@@ -13,11 +13,6 @@ export type Command = {
   options: Record<string, OptionSpec>;
   run(values: ParsedValues, positionals: string[]): Promise<number>;
 };
-
-/** A mistake in how the command was called: reported on one line with exit code 2. */
-export class UsageError extends Error {
-  override name = "UsageError";
-}
 
 function portOf(value: string | boolean | (string | boolean)[] | undefined): number {
   if (value === undefined) return 9092;
