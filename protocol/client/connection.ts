@@ -28,9 +28,9 @@ import {
   readHandshakeResponse,
   writeHandshakeRequest,
 } from "../codec/handshake.ts";
-import { errorFromWire } from "../errors.ts";
-import { Outbox } from "../outbox.ts";
-import { Reader, type Writer } from "../wire.ts";
+import { errorFromWire } from "../codec/errors.ts";
+import { Outbox } from "../codec/outbox.ts";
+import { Reader, type Writer } from "../codec/wire.ts";
 import { ClientError } from "./errors.ts";
 import { FrameParser } from "./frame_parser.ts";
 import {

@@ -22,7 +22,7 @@
 
 import { API } from "../codec/frames.ts";
 import { writeFetchRequest } from "../codec/fetch.ts";
-import { WIRE_ERRORS, errorFromWire } from "../errors.ts";
+import { WIRE_ERRORS, errorFromWire } from "../codec/errors.ts";
 import { appendTo } from "./collections.ts";
 import { offsetSpecTimestamp } from "./admin.ts";
 import { REQUEST_TIMEOUT_MS_DEFAULT } from "./connection.ts";

@@ -18,8 +18,8 @@ import {
   stringItems,
   writeMsgpack,
 } from "../codec/control.ts";
-import { errorFromWire, ProtocolError } from "../errors.ts";
-import type { Reader, Writer } from "../wire.ts";
+import { errorFromWire, ProtocolError } from "../codec/errors.ts";
+import type { Reader, Writer } from "../codec/wire.ts";
 import { appendTo } from "./collections.ts";
 import type { RequestOptions } from "./connection.ts";
 import { ClientError } from "./errors.ts";

@@ -31,7 +31,7 @@
 import type { CompressionName } from "../../record/mod.ts";
 import { API } from "../codec/frames.ts";
 import { type Acks, type ProducePartitionResult, readProduceResponse } from "../codec/produce.ts";
-import { errorFromWire, ProtocolError, ServerError } from "../errors.ts";
+import { errorFromWire, ProtocolError, ServerError } from "../codec/errors.ts";
 import type { BatchBuilder } from "./batch_builder.ts";
 import type { Connection } from "./connection.ts";
 import { initProducerId, type ProducerIdentity } from "./control_calls.ts";

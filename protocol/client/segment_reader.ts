@@ -8,8 +8,8 @@
 //                                         log_start_offset:i64 records:bytes32 ] ]
 
 import type { FetchPartitionResult, FetchResponse } from "../codec/fetch.ts";
-import { ProtocolError } from "../errors.ts";
-import { Reader, STRING_BYTES_MAX } from "../wire.ts";
+import { ProtocolError } from "../codec/errors.ts";
+import { Reader, STRING_BYTES_MAX } from "../codec/wire.ts";
 
 const TOPIC_BYTES_MIN = 4;
 const RESULT_BYTES_MIN = 26;

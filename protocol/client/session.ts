@@ -2,7 +2,7 @@
 // by a new one when it has closed. It never retries a request itself (only the caller knows
 // whether a request may be repeated); it only makes sure the next request finds a live socket.
 
-import type { Reader, Writer } from "../wire.ts";
+import type { Reader, Writer } from "../codec/wire.ts";
 import { Connection, type ConnectionOptions, type RequestOptions } from "./connection.ts";
 import { ClientError } from "./errors.ts";
 

@@ -10,7 +10,7 @@
 //
 // The server writes a response's records as the engine's views, chunk by chunk (ChunkedFrame).
 
-import type { Reader, Writer } from "../wire.ts";
+import type { Reader, Writer } from "./wire.ts";
 import type { ChunkedFrame } from "./frames.ts";
 
 export type FetchRequest = {

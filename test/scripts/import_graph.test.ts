@@ -26,7 +26,7 @@ describe("import graph", () => {
     const run = runScript("scripts/import_graph.ts", []);
     assert.equal(run.status, 0, run.stderr);
     assert.match(run.stdout, /imports between folders/);
-    assert.match(run.stdout, /bin -> protocol\/client: \d+/);
+    assert.match(run.stdout, /protocol\/server -> protocol\/codec: \d+/);
     assert.match(run.stdout, /import circles: none/);
     assert.match(run.stdout, /layering violations: none/);
   });

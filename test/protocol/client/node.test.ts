@@ -8,8 +8,8 @@ import { spawnSync } from "node:child_process";
 import fs from "node:fs";
 import { join } from "node:path";
 import { test } from "node:test";
-import { SluiceServer } from "../../protocol/server.ts";
-import { PROJECT_ROOT, tempDir } from "../helpers.ts";
+import { SluiceServer } from "../../../protocol/server/mod.ts";
+import { PROJECT_ROOT, tempDir } from "../../helpers.ts";
 
 type BunBuild = (options: {
   entrypoints: string[];

@@ -4,11 +4,11 @@
 
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
-import { encodeRecordBatch } from "../../engine/mod.ts";
-import { API } from "../../protocol/codec/frames.ts";
-import { Consumer, type ConsumerRecord } from "../../protocol/client/consumer.ts";
-import { waitFor } from "../helpers.ts";
-import { type FakeRequest, FakeServer } from "./client_fake_server.ts";
+import { encodeRecordBatch } from "../../../engine/mod.ts";
+import { API } from "../../../protocol/codec/frames.ts";
+import { Consumer, type ConsumerRecord } from "../../../protocol/client/consumer.ts";
+import { waitFor } from "../../helpers.ts";
+import { type FakeRequest, FakeServer } from "./fake_server.ts";
 
 const utf8 = new TextEncoder();
 const text = new TextDecoder();

@@ -10,12 +10,11 @@
 // limit, or one that cannot be parsed far enough to answer, closes the connection with a
 // logged reason; every other bad request gets an error response and the connection goes on.
 
-import { API, errorResponse, readRequestHeader } from "./codec/frames.ts";
-import { errorToWire, ProtocolError, WIRE_ERRORS } from "./errors.ts";
-import { FrameReader } from "./frame_reader.ts";
-import { Outbox } from "./outbox.ts";
-import type { TransportSocket } from "./transport.ts";
-import { Reader } from "./wire.ts";
+import { API, errorResponse, readRequestHeader } from "../codec/frames.ts";
+import { errorToWire, ProtocolError, WIRE_ERRORS } from "../codec/errors.ts";
+import { FrameReader } from "../codec/frame_reader.ts";
+import { Outbox, type TransportSocket } from "../codec/outbox.ts";
+import { Reader } from "../codec/wire.ts";
 
 export type ServerLimits = {
   frameBytesMax: number;

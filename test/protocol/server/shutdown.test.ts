@@ -3,15 +3,15 @@
 
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
-import { encodeRecordBatch } from "../../engine/mod.ts";
-import { readMsgpack, writeMsgpack } from "../../protocol/codec/control.ts";
-import { readFetchResponse, writeFetchRequest } from "../../protocol/codec/fetch.ts";
-import { API } from "../../protocol/codec/frames.ts";
-import { readProduceResponse, writeProduceRequest } from "../../protocol/codec/produce.ts";
-import { WIRE_ERRORS } from "../../protocol/errors.ts";
-import { SluiceServer } from "../../protocol/server.ts";
-import { FaultyIO } from "../engine/partition_log_helpers.ts";
-import { tempDir, waitFor } from "../helpers.ts";
+import { encodeRecordBatch } from "../../../engine/mod.ts";
+import { readMsgpack, writeMsgpack } from "../../../protocol/codec/control.ts";
+import { readFetchResponse, writeFetchRequest } from "../../../protocol/codec/fetch.ts";
+import { API } from "../../../protocol/codec/frames.ts";
+import { readProduceResponse, writeProduceRequest } from "../../../protocol/codec/produce.ts";
+import { WIRE_ERRORS } from "../../../protocol/codec/errors.ts";
+import { SluiceServer } from "../../../protocol/server/mod.ts";
+import { FaultyIO } from "../../engine/partition_log_helpers.ts";
+import { tempDir, waitFor } from "../../helpers.ts";
 import { RawClient } from "./raw_client.ts";
 
 describe("server shutdown and refused batches", () => {

@@ -2,10 +2,15 @@
 // frames, and lets a test wait on conditions (a frame arrived, the socket closed).
 
 import net from "node:net";
-import { API, finishFrame, readResponseHeader, startRequest } from "../../protocol/codec/frames.ts";
-import { writeHandshakeRequest } from "../../protocol/codec/handshake.ts";
-import { Reader, type Writer } from "../../protocol/wire.ts";
-import { waitFor } from "../helpers.ts";
+import {
+  API,
+  finishFrame,
+  readResponseHeader,
+  startRequest,
+} from "../../../protocol/codec/frames.ts";
+import { writeHandshakeRequest } from "../../../protocol/codec/handshake.ts";
+import { Reader, type Writer } from "../../../protocol/codec/wire.ts";
+import { waitFor } from "../../helpers.ts";
 
 export class RawClient {
   readonly socket: net.Socket;

@@ -9,7 +9,7 @@ import {
   assemblyPoolSizeBytes,
   FrameReader,
   POOLED_FRAME_BYTES_MIN,
-} from "../../protocol/frame_reader.ts";
+} from "../../../protocol/codec/frame_reader.ts";
 
 function stream(sizes: number[]): { bytes: Uint8Array; payloads: Uint8Array[] } {
   const payloads = sizes.map((size, i) => new Uint8Array(size).map((_, j) => (i * 7 + j) & 0xff));

@@ -4,10 +4,10 @@
 // `hook` (to delay, fail, drop or hold it) and look at everything the client sent.
 
 import net from "node:net";
-import { decodeRecordBatches, GroupCoordinator } from "../../engine/mod.ts";
-import { readBatchHeader } from "../../record/mod.ts";
-import { type Fields, readMsgpack, writeMsgpack } from "../../protocol/codec/control.ts";
-import { readFetchRequest, writeFetchResponse } from "../../protocol/codec/fetch.ts";
+import { decodeRecordBatches, GroupCoordinator } from "../../../engine/mod.ts";
+import { readBatchHeader } from "../../../record/mod.ts";
+import { type Fields, readMsgpack, writeMsgpack } from "../../../protocol/codec/control.ts";
+import { readFetchRequest, writeFetchResponse } from "../../../protocol/codec/fetch.ts";
 import {
   API,
   API_VERSIONS,
@@ -16,17 +16,17 @@ import {
   finishFrame,
   readRequestHeader,
   startResponse,
-} from "../../protocol/codec/frames.ts";
-import { writeHandshakeResponse } from "../../protocol/codec/handshake.ts";
+} from "../../../protocol/codec/frames.ts";
+import { writeHandshakeResponse } from "../../../protocol/codec/handshake.ts";
 import {
   type ProducePartitionResult,
   type ProduceRequest,
   readProduceRequest,
   writeProduceResponse,
-} from "../../protocol/codec/produce.ts";
-import { errorToWire, WIRE_ERRORS } from "../../protocol/errors.ts";
-import { FrameParser } from "../../protocol/client/frame_parser.ts";
-import { Reader, type Writer } from "../../protocol/wire.ts";
+} from "../../../protocol/codec/produce.ts";
+import { errorToWire, WIRE_ERRORS } from "../../../protocol/codec/errors.ts";
+import { FrameParser } from "../../../protocol/client/frame_parser.ts";
+import { Reader, type Writer } from "../../../protocol/codec/wire.ts";
 
 export type FakeRequest = {
   apiKey: number;

@@ -5,13 +5,13 @@
 
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
-import { encodeRecordBatch } from "../../engine/mod.ts";
-import { ChunkedFrame } from "../../protocol/codec/frames.ts";
-import { readFetchResponse, writeFetchResponse } from "../../protocol/codec/fetch.ts";
-import { recordsFrom, wholeBatchRuns } from "../../protocol/client/consumer_fetch.ts";
-import { FrameParser } from "../../protocol/client/frame_parser.ts";
-import { readFetchResponseViews } from "../../protocol/client/segment_reader.ts";
-import { Reader } from "../../protocol/wire.ts";
+import { encodeRecordBatch } from "../../../engine/mod.ts";
+import { ChunkedFrame } from "../../../protocol/codec/frames.ts";
+import { readFetchResponse, writeFetchResponse } from "../../../protocol/codec/fetch.ts";
+import { recordsFrom, wholeBatchRuns } from "../../../protocol/client/consumer_fetch.ts";
+import { FrameParser } from "../../../protocol/client/frame_parser.ts";
+import { readFetchResponseViews } from "../../../protocol/client/segment_reader.ts";
+import { Reader } from "../../../protocol/codec/wire.ts";
 
 const utf8 = new TextEncoder();
 

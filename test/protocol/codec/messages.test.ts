@@ -1,34 +1,34 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import fc from "fast-check";
-import { readMsgpack, writeMsgpack } from "../../protocol/codec/control.ts";
+import { readMsgpack, writeMsgpack } from "../../../protocol/codec/control.ts";
 import {
   readFetchRequest,
   readFetchResponse,
   writeFetchRequest,
-} from "../../protocol/codec/fetch.ts";
+} from "../../../protocol/codec/fetch.ts";
 import {
   ChunkedFrame,
   finishFrame,
   readRequestHeader,
   startRequest,
-} from "../../protocol/codec/frames.ts";
+} from "../../../protocol/codec/frames.ts";
 import {
   readHandshakeRequest,
   readHandshakeResponse,
   writeHandshakeRequest,
   writeHandshakeResponse,
-} from "../../protocol/codec/handshake.ts";
+} from "../../../protocol/codec/handshake.ts";
 import {
   type ProduceRequest,
   readProduceRequest,
   readProduceResponse,
   writeProduceRequest,
   writeProduceResponse,
-} from "../../protocol/codec/produce.ts";
-import { writeFetchResponse } from "../../protocol/codec/fetch.ts";
-import { ProtocolError } from "../../protocol/errors.ts";
-import { Reader, Writer } from "../../protocol/wire.ts";
+} from "../../../protocol/codec/produce.ts";
+import { writeFetchResponse } from "../../../protocol/codec/fetch.ts";
+import { ProtocolError } from "../../../protocol/codec/errors.ts";
+import { Reader, Writer } from "../../../protocol/codec/wire.ts";
 
 function hex(bytes: Uint8Array): string {
   return Buffer.from(bytes).toString("hex");

@@ -5,12 +5,12 @@ import assert from "node:assert/strict";
 import fs from "node:fs";
 import { join } from "node:path";
 import { describe, test } from "node:test";
-import { decodeRecordBatches, encodeRecordBatch } from "../../engine/mod.ts";
-import { readMsgpack, writeMsgpack } from "../../protocol/codec/control.ts";
-import { readFetchResponse, writeFetchRequest } from "../../protocol/codec/fetch.ts";
-import { API } from "../../protocol/codec/frames.ts";
-import { readProduceResponse, writeProduceRequest } from "../../protocol/codec/produce.ts";
-import { tempDir } from "../helpers.ts";
+import { decodeRecordBatches, encodeRecordBatch } from "../../../engine/mod.ts";
+import { readMsgpack, writeMsgpack } from "../../../protocol/codec/control.ts";
+import { readFetchResponse, writeFetchRequest } from "../../../protocol/codec/fetch.ts";
+import { API } from "../../../protocol/codec/frames.ts";
+import { readProduceResponse, writeProduceRequest } from "../../../protocol/codec/produce.ts";
+import { tempDir } from "../../helpers.ts";
 import { RawClient } from "./raw_client.ts";
 import { startServerProcess, stopServerProcess } from "./server_process.ts";
 

@@ -1,18 +1,18 @@
-// The client Connection against a fake server (client_fake_server.ts): handshake, correlation
+// The client Connection against a fake server (fake_server.ts): handshake, correlation
 // of responses that come back in any order, the in-flight bound, write coalescing, timeouts,
 // and what a dropped connection does to requests still outstanding.
 
 import assert from "node:assert/strict";
 import net from "node:net";
 import { describe, test } from "node:test";
-import { readMsgpack, writeMsgpack } from "../../protocol/codec/control.ts";
-import { API } from "../../protocol/codec/frames.ts";
-import { Connection } from "../../protocol/client/connection.ts";
-import { metadata } from "../../protocol/client/control_calls.ts";
-import { ClientError } from "../../protocol/client/errors.ts";
-import { ServerError, WIRE_ERRORS } from "../../protocol/errors.ts";
-import { waitFor } from "../helpers.ts";
-import { type FakeRequest, FakeServer } from "./client_fake_server.ts";
+import { readMsgpack, writeMsgpack } from "../../../protocol/codec/control.ts";
+import { API } from "../../../protocol/codec/frames.ts";
+import { Connection } from "../../../protocol/client/connection.ts";
+import { metadata } from "../../../protocol/client/control_calls.ts";
+import { ClientError } from "../../../protocol/client/errors.ts";
+import { ServerError, WIRE_ERRORS } from "../../../protocol/codec/errors.ts";
+import { waitFor } from "../../helpers.ts";
+import { type FakeRequest, FakeServer } from "./fake_server.ts";
 
 async function withServer(run: (server: FakeServer) => Promise<void>): Promise<void> {
   const server = await FakeServer.start();

@@ -6,17 +6,17 @@
 import assert from "node:assert/strict";
 import net from "node:net";
 import { describe, test } from "node:test";
-import { readMsgpack, writeMsgpack } from "../../protocol/codec/control.ts";
-import { API } from "../../protocol/codec/frames.ts";
-import { Connection } from "../../protocol/client/connection.ts";
+import { readMsgpack, writeMsgpack } from "../../../protocol/codec/control.ts";
+import { API } from "../../../protocol/codec/frames.ts";
+import { Connection } from "../../../protocol/client/connection.ts";
 import {
   type ClientSocketKind,
   defaultSocketKind,
   openSocket,
-} from "../../protocol/client/socket.ts";
-import { Outbox } from "../../protocol/outbox.ts";
-import { waitFor } from "../helpers.ts";
-import { FakeServer } from "./client_fake_server.ts";
+} from "../../../protocol/client/socket.ts";
+import { Outbox } from "../../../protocol/codec/outbox.ts";
+import { waitFor } from "../../helpers.ts";
+import { FakeServer } from "./fake_server.ts";
 
 const KINDS: ClientSocketKind[] = defaultSocketKind() === "bun" ? ["bun", "node"] : ["node"];
 

@@ -4,18 +4,18 @@
 
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
-import { encodeRecordBatch } from "../../engine/mod.ts";
-import { readMsgpack } from "../../protocol/codec/control.ts";
-import { API } from "../../protocol/codec/frames.ts";
-import { Admin } from "../../protocol/client/admin.ts";
+import { encodeRecordBatch } from "../../../engine/mod.ts";
+import { readMsgpack } from "../../../protocol/codec/control.ts";
+import { API } from "../../../protocol/codec/frames.ts";
+import { Admin } from "../../../protocol/client/admin.ts";
 import {
   Consumer,
   type ConsumerOptions,
   type ConsumerRecord,
-} from "../../protocol/client/consumer.ts";
-import { WIRE_ERRORS } from "../../protocol/errors.ts";
-import { waitFor } from "../helpers.ts";
-import { FakeServer } from "./client_fake_server.ts";
+} from "../../../protocol/client/consumer.ts";
+import { WIRE_ERRORS } from "../../../protocol/codec/errors.ts";
+import { waitFor } from "../../helpers.ts";
+import { FakeServer } from "./fake_server.ts";
 
 const utf8 = new TextEncoder();
 const text = new TextDecoder();

@@ -4,21 +4,21 @@
 import assert from "node:assert/strict";
 import { createRequire } from "node:module";
 import { describe, test } from "node:test";
-import { encodeRecordBatch } from "../../engine/mod.ts";
-import { varlongSize } from "../../record/mod.ts";
-import { BatchBuilder, prepareRecord } from "../../protocol/client/batch_builder.ts";
+import { encodeRecordBatch } from "../../../engine/mod.ts";
+import { varlongSize } from "../../../record/mod.ts";
+import { BatchBuilder, prepareRecord } from "../../../protocol/client/batch_builder.ts";
 import {
   buildFetchRequest,
   newPartitionState,
   recordsFrom,
-} from "../../protocol/client/consumer_fetch.ts";
-import { FrameParser } from "../../protocol/client/frame_parser.ts";
+} from "../../../protocol/client/consumer_fetch.ts";
+import { FrameParser } from "../../../protocol/client/frame_parser.ts";
 import {
   DefaultPartitioner,
   murmur2,
   partitionForKey,
   toPositive,
-} from "../../protocol/client/partitioner.ts";
+} from "../../../protocol/client/partitioner.ts";
 
 const utf8 = new TextEncoder();
 

@@ -1,23 +1,23 @@
 // The data-plane handlers: Produce (append the request's batches, answer per acks) and Fetch
 // (views of stored batches, long-polled until min_bytes or max_wait_ms).
 
-import { type Engine, type PartitionLog, type ReadResult, SluiceError } from "../engine/mod.ts";
-import { BATCH_HEADER_BYTES, batchSizeAt } from "../record/mod.ts";
-import { ChunkedFrame, finishFrame, startResponse } from "./codec/frames.ts";
+import { type Engine, type PartitionLog, type ReadResult, SluiceError } from "../../engine/mod.ts";
+import { BATCH_HEADER_BYTES, batchSizeAt } from "../../record/mod.ts";
+import { ChunkedFrame, finishFrame, startResponse } from "../codec/frames.ts";
 import {
   type FetchPartitionResult,
   type FetchRequest,
   readFetchRequest,
   writeFetchResponse,
-} from "./codec/fetch.ts";
+} from "../codec/fetch.ts";
 import {
   type ProducePartitionResult,
   type ProduceRequest,
   readProduceRequest,
   writeProduceResponse,
-} from "./codec/produce.ts";
-import { errorToWire, WIRE_ERRORS } from "./errors.ts";
-import type { HandlerResult, RequestContext } from "./server_connection.ts";
+} from "../codec/produce.ts";
+import { errorToWire, WIRE_ERRORS } from "../codec/errors.ts";
+import type { HandlerResult, RequestContext } from "./connection.ts";
 
 export type DataPlane = {
   engine: Engine;

@@ -6,15 +6,19 @@
 
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
-import { type CompressionName, decodeRecordBatch, encodeRecordBatch } from "../../engine/mod.ts";
-import { readBatchHeader } from "../../record/mod.ts";
-import { API, finishFrame, startRequest } from "../../protocol/codec/frames.ts";
-import { writeProduceRequest } from "../../protocol/codec/produce.ts";
-import { BatchBuilder, prepareRecord } from "../../protocol/client/batch_builder.ts";
-import { BATCH_CAPACITY_MIN, BufferPool, nextCapacity } from "../../protocol/client/buffer_pool.ts";
-import { prefixRoomBytes, produceFrame } from "../../protocol/client/produce_frame.ts";
-import { Producer } from "../../protocol/client/producer.ts";
-import { FakeServer } from "./client_fake_server.ts";
+import { type CompressionName, decodeRecordBatch, encodeRecordBatch } from "../../../engine/mod.ts";
+import { readBatchHeader } from "../../../record/mod.ts";
+import { API, finishFrame, startRequest } from "../../../protocol/codec/frames.ts";
+import { writeProduceRequest } from "../../../protocol/codec/produce.ts";
+import { BatchBuilder, prepareRecord } from "../../../protocol/client/batch_builder.ts";
+import {
+  BATCH_CAPACITY_MIN,
+  BufferPool,
+  nextCapacity,
+} from "../../../protocol/client/buffer_pool.ts";
+import { prefixRoomBytes, produceFrame } from "../../../protocol/client/produce_frame.ts";
+import { Producer } from "../../../protocol/client/producer.ts";
+import { FakeServer } from "./fake_server.ts";
 
 const utf8 = new TextEncoder();
 

@@ -4,15 +4,15 @@
 
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
-import { type BatchHeader, readBatchHeader } from "../../record/mod.ts";
-import { readProduceRequest, writeProduceResponse } from "../../protocol/codec/produce.ts";
-import { API } from "../../protocol/codec/frames.ts";
-import { ClientError } from "../../protocol/client/errors.ts";
-import { partitionForKey } from "../../protocol/client/partitioner.ts";
-import { Producer, type ProducerOptions } from "../../protocol/client/producer.ts";
-import { ServerError, WIRE_ERRORS } from "../../protocol/errors.ts";
-import { waitFor } from "../helpers.ts";
-import { type FakeRequest, FakeServer } from "./client_fake_server.ts";
+import { type BatchHeader, readBatchHeader } from "../../../record/mod.ts";
+import { readProduceRequest, writeProduceResponse } from "../../../protocol/codec/produce.ts";
+import { API } from "../../../protocol/codec/frames.ts";
+import { ClientError } from "../../../protocol/client/errors.ts";
+import { partitionForKey } from "../../../protocol/client/partitioner.ts";
+import { Producer, type ProducerOptions } from "../../../protocol/client/producer.ts";
+import { ServerError, WIRE_ERRORS } from "../../../protocol/codec/errors.ts";
+import { waitFor } from "../../helpers.ts";
+import { type FakeRequest, FakeServer } from "./fake_server.ts";
 
 const utf8 = new TextEncoder();
 

@@ -2,7 +2,7 @@
 // the engine's SluiceError codes. Codecs never throw on a server error code: decoding yields
 // the number, and `errorFromWire` turns it into an error where the caller wants one.
 
-import { SluiceError, type SluiceErrorCode } from "../record/mod.ts";
+import { SluiceError, type SluiceErrorCode } from "../../record/mod.ts";
 
 export const WIRE_ERRORS = {
   NONE: 0,

@@ -3,13 +3,13 @@
 
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
-import { readMsgpack, writeMsgpack } from "../../protocol/codec/control.ts";
-import { encodeRecordBatch } from "../../engine/mod.ts";
-import { writeFetchRequest } from "../../protocol/codec/fetch.ts";
-import { API } from "../../protocol/codec/frames.ts";
-import { WIRE_ERRORS } from "../../protocol/errors.ts";
-import { SluiceServer } from "../../protocol/server.ts";
-import { tempDir, waitFor } from "../helpers.ts";
+import { readMsgpack, writeMsgpack } from "../../../protocol/codec/control.ts";
+import { encodeRecordBatch } from "../../../engine/mod.ts";
+import { writeFetchRequest } from "../../../protocol/codec/fetch.ts";
+import { API } from "../../../protocol/codec/frames.ts";
+import { WIRE_ERRORS } from "../../../protocol/codec/errors.ts";
+import { SluiceServer } from "../../../protocol/server/mod.ts";
+import { tempDir, waitFor } from "../../helpers.ts";
 import { RawClient } from "./raw_client.ts";
 
 async function withServer(

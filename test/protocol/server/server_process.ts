@@ -2,7 +2,7 @@
 
 import { type ChildProcess, spawn } from "node:child_process";
 import { join } from "node:path";
-import { PROJECT_ROOT, runtimeArgv, waitFor } from "../helpers.ts";
+import { PROJECT_ROOT, runtimeArgv, waitFor } from "../../helpers.ts";
 
 export type ServerProcess = { child: ChildProcess; port: number; output: () => string };
 

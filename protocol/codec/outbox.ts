@@ -1,6 +1,7 @@
-// The write side of one connection: a queue of response chunks written to the socket in order,
-// small chunks coalesced into one write (each socket write costs microseconds), large ones
-// (record batches) written as they are. What the socket does not take waits for `drain`.
+// The write side of one connection, on the server (responses) and on the client (requests): a
+// queue of frame chunks written to the socket in order, small chunks coalesced into one write
+// (each socket write costs microseconds), large ones (record batches) written as they are. What
+// the socket does not take waits for `drain`.
 //
 //   queue: [hdr 40B][hdr 26B][batches 1 MiB][hdr 26B] ...
 //   write 1: hdr+hdr coalesced (66 B)   write 2: the 1 MiB view   write 3: ...
@@ -8,7 +9,20 @@
 // The queue is bounded by the caller: when `queuedBytes` passes its high-water mark the
 // connection stops reading requests until the queue drains.
 
-import type { TransportSocket } from "./transport.ts";
+/**
+ * A socket as the Outbox sees it, on both sides of the wire: the server's listeners
+ * (server/_transport.ts) and the client's sockets (client/socket.ts) each wrap theirs in one.
+ */
+export interface TransportSocket {
+  /** Writes what the socket takes now; the caller keeps the rest until `drain`. */
+  write(bytes: Uint8Array): { taken: number; blocked: boolean };
+  pause(): void;
+  resume(): void;
+  /** Half-closes after pending writes; `destroy` closes at once. */
+  end(): void;
+  destroy(): void;
+  readonly remoteAddress: string;
+}
 
 /** Chunks smaller than this are copied together into one write. */
 const COALESCE_BYTES_MAX = 64 * 1024;

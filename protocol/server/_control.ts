@@ -7,7 +7,7 @@ import {
   type GroupCoordinator,
   type LogConfig,
   SluiceError,
-} from "../engine/mod.ts";
+} from "../../engine/mod.ts";
 import {
   arrayField,
   type Fields,
@@ -20,10 +20,10 @@ import {
   stringField,
   stringItems,
   writeMsgpack,
-} from "./codec/control.ts";
-import { finishFrame, startResponse } from "./codec/frames.ts";
-import { errorToWire, ProtocolError } from "./errors.ts";
-import type { HandlerResult, RequestContext } from "./server_connection.ts";
+} from "../codec/control.ts";
+import { finishFrame, startResponse } from "../codec/frames.ts";
+import { errorToWire, ProtocolError } from "../codec/errors.ts";
+import type { HandlerResult, RequestContext } from "./connection.ts";
 
 export type ControlPlane = {
   engine: Engine;

@@ -5,17 +5,7 @@
 // sends faster than it reads meets TCP backpressure instead of unbounded server memory.
 
 import net from "node:net";
-
-export interface TransportSocket {
-  /** Writes what the socket takes now; the caller keeps the rest until `drain`. */
-  write(bytes: Uint8Array): { taken: number; blocked: boolean };
-  pause(): void;
-  resume(): void;
-  /** Half-closes after pending writes; `destroy` closes at once. */
-  end(): void;
-  destroy(): void;
-  readonly remoteAddress: string;
-}
+import type { TransportSocket } from "../codec/outbox.ts";
 
 export interface TransportHandlers {
   open(socket: TransportSocket): void;

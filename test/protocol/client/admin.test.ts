@@ -3,10 +3,10 @@
 
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
-import { encodeRecordBatch } from "../../engine/mod.ts";
-import { Admin } from "../../protocol/client/admin.ts";
-import { ServerError } from "../../protocol/errors.ts";
-import { FakeServer } from "./client_fake_server.ts";
+import { encodeRecordBatch } from "../../../engine/mod.ts";
+import { Admin } from "../../../protocol/client/admin.ts";
+import { ServerError } from "../../../protocol/codec/errors.ts";
+import { FakeServer } from "./fake_server.ts";
 
 async function withAdmin(run: (admin: Admin, server: FakeServer) => Promise<void>) {
   const server = await FakeServer.start();

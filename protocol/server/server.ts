@@ -2,10 +2,11 @@
 // `sluice serve` starts one; tests and the benchmark harness start them in-process.
 
 import { join } from "node:path";
-import { Engine, type EngineOptions, GroupCoordinator } from "../engine/mod.ts";
-import packageJson from "../package.json" with { type: "json" };
-import { writeHandshakeResponse, readHandshakeRequest } from "./codec/handshake.ts";
-import { API, API_VERSIONS, finishFrame, startResponse } from "./codec/frames.ts";
+import { Engine, type EngineOptions, GroupCoordinator } from "../../engine/mod.ts";
+import packageJson from "../../package.json" with { type: "json" };
+import { writeHandshakeResponse, readHandshakeRequest } from "../codec/handshake.ts";
+import { API, API_VERSIONS, finishFrame, startResponse } from "../codec/frames.ts";
+import type { TransportSocket } from "../codec/outbox.ts";
 import {
   Connection,
   type ConnectionHost,
@@ -13,15 +14,10 @@ import {
   type RequestContext,
   SERVER_LIMITS_DEFAULT,
   type ServerLimits,
-} from "./server_connection.ts";
-import * as control from "./server_control.ts";
-import { type DataPlane, handleFetch, handleProduce } from "./server_data.ts";
-import {
-  listen,
-  type TransportKind,
-  type TransportServer,
-  type TransportSocket,
-} from "./transport.ts";
+} from "./connection.ts";
+import * as control from "./_control.ts";
+import { type DataPlane, handleFetch, handleProduce } from "./_data.ts";
+import { listen, type TransportKind, type TransportServer } from "./_transport.ts";
 
 export type ServerOptions = {
   /** Data directory to open; or pass an open `engine` (which the server will not close). */

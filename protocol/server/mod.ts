@@ -1,0 +1,7 @@
+// The sluice broker's listener: a TCP server that maps the wire protocol (../PROTOCOL.md) onto
+// the engine, through engine/mod.ts only. `SluiceServer.start({ dataDir, host, port, limits })`
+// opens an engine and listens; `close()` shuts down cleanly.
+
+export { SERVER_LIMITS_DEFAULT, type ServerLimits } from "./connection.ts";
+export { type ServerOptions, SluiceServer } from "./server.ts";
+export type { TransportKind } from "./_transport.ts";
