@@ -8,7 +8,7 @@
 //                                 waiting (≤ requestQueueMax)    ones written as they are)
 //                                 moves up as responses arrive
 //
-//   socket data ──► FrameParser (views of whole frames; a large frame split across chunks as
+//   socket data ──► FrameReader (views of whole frames; a large frame split across chunks as
 //                   the list of views of those chunks) ──► match correlation id ──► resolve
 //
 // Limits: in-flight requests ≤ min(inFlightMax option, the server's inFlightMax); requests
@@ -29,10 +29,10 @@ import {
   writeHandshakeRequest,
 } from "../codec/handshake.ts";
 import { errorFromWire } from "../codec/errors.ts";
+import { FrameReader } from "../codec/frame_reader.ts";
 import { Outbox } from "../codec/outbox.ts";
 import { Reader, type Writer } from "../codec/wire.ts";
 import { ClientError } from "./errors.ts";
-import { FrameParser } from "./frame_parser.ts";
 import {
   type ClientSocket,
   type ClientSocketKind,
@@ -51,7 +51,7 @@ export const RESPONSE_BYTES_MAX_DEFAULT = 256 * 1024 * 1024 + 1024 * 1024;
 /** The handshake response is small; a larger first frame means this is not a sluice server. */
 const HANDSHAKE_RESPONSE_BYTES_MAX = 65_536;
 /** Responses at least this large that span received chunks are kept as views of the chunks. */
-const SEGMENTED_RESPONSE_BYTES_MIN = 64 * 1024;
+const CHUNKED_RESPONSE_BYTES_MIN = 64 * 1024;
 const CORRELATION_ID_MODULUS = 2 ** 32;
 
 export type ConnectionOptions = {
@@ -154,8 +154,8 @@ export class Connection {
   #socket: ClientSocket | undefined;
   #outbox: Outbox | undefined;
   #settings: Settings;
-  #parser = new FrameParser(HANDSHAKE_RESPONSE_BYTES_MAX, {
-    segmentBytesMin: SEGMENTED_RESPONSE_BYTES_MIN,
+  #frames = new FrameReader(HANDSHAKE_RESPONSE_BYTES_MAX, {
+    chunkedBytesMin: CHUNKED_RESPONSE_BYTES_MIN,
   });
   #handshake: HandshakeResponse | undefined;
   #supported = new Set<number>();
@@ -291,7 +291,7 @@ export class Connection {
     }
     this.#handshake = response;
     this.#inFlightMax = Math.max(1, Math.min(this.#settings.inFlightMax, response.inFlightMax));
-    this.#parser.frameBytesMax = this.#settings.responseBytesMax;
+    this.#frames.frameBytesMax = this.#settings.responseBytesMax;
     this.#pump();
   }
 
@@ -573,7 +573,7 @@ export class Connection {
   #onData(chunk: Uint8Array): void {
     this.#stats.bytesRead += chunk.length;
     try {
-      this.#parser.pushSegments(chunk, (frame) => this.#onFrame(frame));
+      this.#frames.pushChunks(chunk, (frame) => this.#onFrame(frame));
     } catch (error) {
       const message = error instanceof Error ? error.message : String(error);
       this.#fail(new ClientError("MALFORMED_RESPONSE", `${this.#where()}: ${message}`));

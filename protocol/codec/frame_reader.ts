@@ -1,27 +1,48 @@
-// Splits a byte stream into frames (`size:u32 payload`) in a drain loop. A frame that arrives
-// whole inside one received chunk is handed out as a view of that chunk, with no copy; only a
-// frame split across chunks is assembled in a buffer of its own, allocated once its size has
-// been checked against the limit. A size over the limit is reported before anything is read
-// or allocated for it.
+// Splits a byte stream into frames (`size:u32 payload`) in a drain loop, for both ends of a
+// connection. A frame that arrives whole inside one received chunk is handed out as a view of
+// that chunk, with no copy. A frame split across chunks is either assembled in a buffer of its
+// own, allocated only once its size has been checked against the limit (`push`), or, when it is
+// at least `chunkedBytesMin` long, handed out as the list of views of the chunks it lies in
+// (`pushChunks`): a fetch response of many megabytes then costs no copy at all. A size over the
+// limit is refused from the prefix alone, before anything is read or allocated for it.
 //
-//   chunk:  [size|payload][size|payl]   →  frame 1 as a view, then "ayl.." kept for later
-//   chunk:  [oad][size|payload]          →  frame 2 completed in its own buffer, frame 3 a view
+//   chunk 1:  [size|payload][size|pay        → frame A as a view; "size|pay" starts frame B
+//   chunk 2:  load][si                        → frame B completed (assembled, or [pay, load])
+//   chunk 3:  ze|payload]                     → the size prefix itself may be split
 //
-// Assembly buffers for large frames come from a small pool shared by every connection and go
-// back to it once the frame has been handled: a frame's view is valid only during `frame()`
-// (the handlers copy what they keep: the engine copies appended batches into its own chunks).
-// Why: a produce request of several MiB assembled in fresh memory costs a page fault per 4 KiB
-// touched, which made the copy run at a fraction of memory speed; reused memory is already
-// mapped. Small frames (control requests) still get a buffer of their own.
+// Where assembled frames live is the one choice that differs between the two ends:
+//
+//   "owned"  (the client, the default): a fresh buffer of exactly the frame's size, never
+//            reused. With sockets that hand every read a fresh buffer (the client's do), every
+//            view handed out stays valid for ever, so a record's key or value may be kept by
+//            the application without a copy.
+//   "pooled" (the server): frames of POOLED_FRAME_BYTES_MIN or more are assembled in buffers
+//            from a pool shared by every connection of the process, given back once the
+//            callback returns, so a frame's view is valid only during the callback (the
+//            server's handlers copy what they keep: the engine copies appended batches into its
+//            own chunks). Why: a produce request of several MiB assembled in fresh memory costs
+//            a page fault per 4 KiB touched, which made the copy run at a fraction of memory
+//            speed; reused memory is already mapped.
 //
 //   pool (≤ ASSEMBLY_POOL_BYTES_MAX):  [4 MiB][16 MiB]   take: smallest that fits, else a new
 //                                                        power-of-two buffer; give back after
+//
+// `pushChunks` keeps views of earlier chunks until their frame completes: feed it only chunks
+// that are never reused. One reader is fed by `push` or by `pushChunks`, not both.
 
-/** Frames at least this large are assembled in pooled buffers; smaller ones in their own. */
+import { assert } from "../../record/mod.ts";
+import { FRAME_PREFIX_BYTES } from "./frames.ts";
+
+/** With "pooled" assembly, frames at least this large are assembled in pooled buffers. */
 export const POOLED_FRAME_BYTES_MIN = 64 * 1024;
 /** Bytes of assembly buffers kept for reuse across all connections of the process. */
 export const ASSEMBLY_POOL_BYTES_MAX = 64 * 1024 * 1024;
 const ASSEMBLY_POOL_COUNT_MAX = 8;
+/** `pushChunks` hands out frames this large that span chunks as views, unless told otherwise. */
+export const CHUNKED_FRAME_BYTES_MIN_DEFAULT = 64 * 1024;
+
+// The pool must be able to keep at least one buffer of the smallest pooled size.
+assert(POOLED_FRAME_BYTES_MIN <= ASSEMBLY_POOL_BYTES_MAX);
 
 const assemblyPool: Uint8Array[] = [];
 let assemblyPoolBytes = 0;
@@ -57,105 +78,176 @@ export function assemblyPoolSizeBytes(): number {
   return assemblyPoolBytes;
 }
 
-export type FrameSink = {
-  /** A whole frame's payload; valid only during the call: its memory is reused afterwards. */
-  frame(payload: Uint8Array): void;
-  /** The peer announced a frame larger than the limit: the stream cannot continue. */
-  oversized(sizeBytes: number, limitBytes: number): void;
+export type FrameAssembly = "owned" | "pooled";
+
+export type FrameReaderOptions = {
+  /** Where frames split across chunks are assembled (see above); default "owned". */
+  assembly?: FrameAssembly;
+  /** With `pushChunks`: frames this large that span chunks come as views of the chunks. */
+  chunkedBytesMin?: number;
 };
 
-export class FrameReader {
-  /** Bytes of a frame (prefix included) that arrived split across chunks. */
-  #partial: Uint8Array | undefined;
-  #partialLength = 0;
-  #header = new Uint8Array(4);
-  #headerLength = 0;
-  #failed = false;
-  frameBytesMax: number;
+/** A whole frame's payload. */
+export type FrameHandler = (payload: Uint8Array) => void;
+/** A frame's payload as views, in order: one when it arrived whole or was assembled. */
+export type ChunksHandler = (chunks: Uint8Array[]) => void;
 
-  constructor(frameBytesMax: number) {
-    this.frameBytesMax = frameBytesMax;
-  }
+/** The peer announced a frame larger than the limit: the stream cannot continue. */
+export class FrameTooLargeError extends RangeError {
+  override name = "FrameTooLargeError";
+  readonly sizeBytes: number;
+  readonly limitBytes: number;
 
-  /** Bytes held for an incomplete frame. */
-  get bufferedBytes(): number {
-    return this.#headerLength + this.#partialLength;
-  }
-
-  push(chunk: Uint8Array, sink: FrameSink): void {
-    let at = 0;
-    while (at < chunk.length && !this.#failed) {
-      if (this.#partial !== undefined || this.#headerLength > 0) {
-        at = this.#continue(chunk, at, sink);
-        continue;
-      }
-      if (chunk.length - at < 4) {
-        this.#header.set(chunk.subarray(at));
-        this.#headerLength = chunk.length - at;
-        return;
-      }
-      const size = readSize(chunk, at);
-      if (!this.#sizeAllowed(size, sink)) return;
-      const end = at + 4 + size;
-      if (end <= chunk.length) {
-        sink.frame(chunk.subarray(at + 4, end));
-        at = end;
-      } else {
-        this.#startPartial(size, chunk.subarray(at));
-        return;
-      }
-    }
-  }
-
-  #sizeAllowed(size: number, sink: FrameSink): boolean {
-    if (size <= this.frameBytesMax) return true;
-    this.#failed = true;
-    sink.oversized(size, this.frameBytesMax);
-    return false;
-  }
-
-  #startPartial(size: number, bytes: Uint8Array): void {
-    this.#partial = takeAssembly(size);
-    this.#partial.set(bytes.subarray(4));
-    this.#partialLength = bytes.length - 4;
-  }
-
-  /** Continues a split header or frame; returns the position in `chunk` after what it used. */
-  #continue(chunk: Uint8Array, at: number, sink: FrameSink): number {
-    if (this.#partial === undefined) {
-      const take = Math.min(4 - this.#headerLength, chunk.length - at);
-      this.#header.set(chunk.subarray(at, at + take), this.#headerLength);
-      this.#headerLength += take;
-      if (this.#headerLength < 4) return at + take;
-      const size = readSize(this.#header, 0);
-      this.#headerLength = 0;
-      if (!this.#sizeAllowed(size, sink)) return chunk.length;
-      this.#partial = takeAssembly(size);
-      this.#partialLength = 0;
-      return this.#fill(chunk, at + take, sink);
-    }
-    return this.#fill(chunk, at, sink);
-  }
-
-  #fill(chunk: Uint8Array, at: number, sink: FrameSink): number {
-    const partial = this.#partial!;
-    const take = Math.min(partial.length - this.#partialLength, chunk.length - at);
-    partial.set(chunk.subarray(at, at + take), this.#partialLength);
-    this.#partialLength += take;
-    if (this.#partialLength === partial.length) {
-      this.#partial = undefined;
-      this.#partialLength = 0;
-      try {
-        sink.frame(partial);
-      } finally {
-        giveBackAssembly(partial);
-      }
-    }
-    return at + take;
+  constructor(sizeBytes: number, limitBytes: number) {
+    super(`Frame of ${sizeBytes} bytes exceeds frameBytesMax ${limitBytes}`);
+    this.sizeBytes = sizeBytes;
+    this.limitBytes = limitBytes;
   }
 }
 
-function readSize(bytes: Uint8Array, at: number): number {
+export class FrameReader {
+  /** The frame in progress: its payload size, and the bytes of it received so far. */
+  #size = 0;
+  #filled = 0;
+  #partial: Uint8Array | undefined;
+  #parts: Uint8Array[] | undefined;
+  #prefix = new Uint8Array(FRAME_PREFIX_BYTES);
+  #prefixLength = 0;
+  #failure: FrameTooLargeError | undefined;
+  readonly #pooled: boolean;
+  /** Frames announcing more payload bytes than this fail the stream before any allocation. */
+  frameBytesMax: number;
+  /** With `pushChunks`: frames this large that span chunks come as views of the chunks. */
+  chunkedBytesMin: number;
+
+  constructor(frameBytesMax: number, options: FrameReaderOptions = {}) {
+    const { assembly = "owned", chunkedBytesMin = CHUNKED_FRAME_BYTES_MIN_DEFAULT } = options;
+    if (!Number.isSafeInteger(frameBytesMax) || frameBytesMax < 0) {
+      throw new RangeError(`frameBytesMax ${frameBytesMax} is not a non-negative integer`);
+    }
+    if (!Number.isSafeInteger(chunkedBytesMin) || chunkedBytesMin < 0) {
+      throw new RangeError(`chunkedBytesMin ${chunkedBytesMin} is not a non-negative integer`);
+    }
+    if (assembly !== "owned" && assembly !== "pooled") {
+      throw new TypeError(`assembly ${String(assembly)} is not "owned" or "pooled"`);
+    }
+    this.frameBytesMax = frameBytesMax;
+    this.chunkedBytesMin = chunkedBytesMin;
+    this.#pooled = assembly === "pooled";
+  }
+
+  /** Bytes held for a frame that has not arrived whole yet. */
+  get bufferedBytes(): number {
+    return this.#prefixLength + this.#filled;
+  }
+
+  /**
+   * Feeds one received chunk; calls `onFrame` for every frame it completes, in order. Throws a
+   * FrameTooLargeError (a RangeError naming the size) when a frame is larger than
+   * `frameBytesMax`: the stream cannot continue after that, every later call throws it again,
+   * and the caller closes the connection.
+   */
+  push(chunk: Uint8Array, onFrame: FrameHandler): void {
+    this.#drain(chunk, onFrame, undefined);
+  }
+
+  /** `push`, handing out large frames split across chunks as views of those chunks. */
+  pushChunks(chunk: Uint8Array, onFrame: ChunksHandler): void {
+    this.#drain(chunk, undefined, onFrame);
+  }
+
+  #drain(chunk: Uint8Array, onFrame?: FrameHandler, onChunks?: ChunksHandler): void {
+    if (this.#failure !== undefined) throw this.#failure;
+    let at = 0;
+    if (this.#prefixLength > 0 || this.#inFrame) at = this.#resume(chunk, onFrame, onChunks);
+    while (at < chunk.length) {
+      const left = chunk.length - at;
+      if (left < FRAME_PREFIX_BYTES) {
+        this.#prefix.set(chunk.subarray(at));
+        this.#prefixLength = left;
+        return;
+      }
+      const size = this.#checkedSize(readU32(chunk, at));
+      const end = at + FRAME_PREFIX_BYTES + size;
+      if (end > chunk.length) {
+        this.#start(size, onChunks !== undefined);
+        this.#take(chunk.subarray(at + FRAME_PREFIX_BYTES));
+        return;
+      }
+      const payload = chunk.subarray(at + FRAME_PREFIX_BYTES, end);
+      if (onFrame !== undefined) onFrame(payload);
+      else onChunks!([payload]);
+      at = end;
+    }
+  }
+
+  get #inFrame(): boolean {
+    return this.#partial !== undefined || this.#parts !== undefined;
+  }
+
+  #start(size: number, chunked: boolean): void {
+    this.#size = size;
+    this.#filled = 0;
+    if (chunked && size > 0 && size >= this.chunkedBytesMin) this.#parts = [];
+    else this.#partial = this.#pooled ? takeAssembly(size) : new Uint8Array(size);
+  }
+
+  /** Adds bytes (no more than the frame still needs) to the frame in progress. */
+  #take(bytes: Uint8Array): void {
+    if (bytes.length === 0) return;
+    if (this.#parts !== undefined) this.#parts.push(bytes);
+    else this.#partial!.set(bytes, this.#filled);
+    this.#filled += bytes.length;
+  }
+
+  /** Continues a frame begun in an earlier chunk; returns where in `chunk` it stopped. */
+  #resume(chunk: Uint8Array, onFrame?: FrameHandler, onChunks?: ChunksHandler): number {
+    let at = 0;
+    if (!this.#inFrame) {
+      const take = Math.min(FRAME_PREFIX_BYTES - this.#prefixLength, chunk.length);
+      this.#prefix.set(chunk.subarray(0, take), this.#prefixLength);
+      this.#prefixLength += take;
+      at = take;
+      if (this.#prefixLength < FRAME_PREFIX_BYTES) return at;
+      this.#prefixLength = 0;
+      this.#start(this.#checkedSize(readU32(this.#prefix, 0)), onChunks !== undefined);
+    }
+    const take = Math.min(this.#size - this.#filled, chunk.length - at);
+    this.#take(chunk.subarray(at, at + take));
+    if (this.#filled === this.#size) this.#finish(onFrame, onChunks);
+    return at + take;
+  }
+
+  /** Hands out the completed frame; a pooled assembly buffer goes back once the call returns. */
+  #finish(onFrame?: FrameHandler, onChunks?: ChunksHandler): void {
+    const parts = this.#parts;
+    const partial = this.#partial;
+    this.#parts = undefined;
+    this.#partial = undefined;
+    this.#filled = 0;
+    if (parts !== undefined) {
+      assert(onChunks !== undefined, "a frame begun by pushChunks was finished by push");
+      onChunks(parts);
+      return;
+    }
+    try {
+      if (onFrame !== undefined) onFrame(partial!);
+      else onChunks!([partial!]);
+    } finally {
+      if (this.#pooled) giveBackAssembly(partial!);
+    }
+  }
+
+  #checkedSize(size: number): number {
+    if (size > this.frameBytesMax) {
+      this.#failure = new FrameTooLargeError(size, this.frameBytesMax);
+      throw this.#failure;
+    }
+    return size;
+  }
+}
+
+function readU32(bytes: Uint8Array, at: number): number {
   return (
     ((bytes[at]! << 24) | (bytes[at + 1]! << 16) | (bytes[at + 2]! << 8) | bytes[at + 3]!) >>> 0
   );

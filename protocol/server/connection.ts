@@ -12,7 +12,7 @@
 
 import { API, errorResponse, readRequestHeader } from "../codec/frames.ts";
 import { errorToWire, ProtocolError, WIRE_ERRORS } from "../codec/errors.ts";
-import { FrameReader } from "../codec/frame_reader.ts";
+import { FrameReader, FrameTooLargeError } from "../codec/frame_reader.ts";
 import { Outbox, type TransportSocket } from "../codec/outbox.ts";
 import { Reader } from "../codec/wire.ts";
 
@@ -91,7 +91,7 @@ export class Connection {
   constructor(socket: TransportSocket, host: ConnectionHost) {
     this.socket = socket;
     this.#host = host;
-    this.#frames = new FrameReader(host.limits.handshakeFrameBytesMax);
+    this.#frames = new FrameReader(host.limits.handshakeFrameBytesMax, { assembly: "pooled" });
     this.#outbox = new Outbox(socket);
     this.lastActivityMs = host.now();
   }
@@ -123,15 +123,21 @@ export class Connection {
     if (this.closed) return;
     this.lastActivityMs = this.#host.now();
     this.bytesIn += bytes.length;
-    this.#frames.push(bytes, {
-      frame: (payload) => {
-        if (this.#paused || this.#backlog.length > 0) this.#backlog.push(payload.slice());
-        else this.#frame(payload);
-      },
-      oversized: (size, limit) =>
-        this.#abort(`frame of ${size} bytes exceeds the limit of ${limit} bytes`),
-    });
+    try {
+      this.#frames.push(bytes, this.#onFrame);
+    } catch (error) {
+      if (!(error instanceof FrameTooLargeError)) throw error;
+      this.#abort(
+        `frame of ${error.sizeBytes} bytes exceeds the limit of ${error.limitBytes} bytes`,
+      );
+    }
   }
+
+  /** A frame's view is valid only during this call (pooled assembly): a held frame is copied. */
+  #onFrame = (payload: Uint8Array): void => {
+    if (this.#paused || this.#backlog.length > 0) this.#backlog.push(payload.slice());
+    else this.#frame(payload);
+  };
 
   drain(): void {
     this.#outbox.flush();

@@ -1,5 +1,6 @@
 // The client's pure parts, no server needed: Kafka's murmur2 and the partitioner, the batch
-// size arithmetic, the frame parser fed every split of a byte stream, and fetch decoding.
+// size arithmetic and fetch decoding. (The frame reader fed every split of a byte stream is
+// tested with the codec: ../codec/frame_reader.test.ts.)
 
 import assert from "node:assert/strict";
 import { createRequire } from "node:module";
@@ -12,7 +13,6 @@ import {
   newPartitionState,
   recordsFrom,
 } from "../../../protocol/client/consumer_fetch.ts";
-import { FrameParser } from "../../../protocol/client/frame_parser.ts";
 import {
   DefaultPartitioner,
   murmur2,
@@ -193,72 +193,6 @@ describe("batch size arithmetic", () => {
     assert.ok(builder.tryAdd(record, 2));
     assert.equal(builder.tryAdd(record, 3), false);
     assert.equal(builder.sizeBytes, 61 + 3 * perRecord);
-  });
-});
-
-/** Response-like frames: size prefix, then `payloadBytes` bytes counting up from `seed`. */
-function frameStream(payloadSizes: number[]): { stream: Uint8Array; payloads: Uint8Array[] } {
-  const payloads = payloadSizes.map((size, i) =>
-    new Uint8Array(size).map((_, j) => (i * 31 + j) & 0xff),
-  );
-  const stream = new Uint8Array(payloads.reduce((n, p) => n + 4 + p.length, 0));
-  let at = 0;
-  for (const payload of payloads) {
-    new DataView(stream.buffer).setUint32(at, payload.length);
-    stream.set(payload, at + 4);
-    at += 4 + payload.length;
-  }
-  return { stream, payloads };
-}
-
-function parseChunks(chunks: Uint8Array[], frameBytesMax = 1 << 20): Uint8Array[] {
-  const parser = new FrameParser(frameBytesMax);
-  const frames: Uint8Array[] = [];
-  for (const chunk of chunks) parser.push(chunk, (frame) => frames.push(frame));
-  assert.equal(parser.bufferedBytes, 0);
-  return frames;
-}
-
-describe("FrameParser", () => {
-  test("a stream split at every byte boundary yields the same frames", () => {
-    const { stream, payloads } = frameStream([6, 0, 1, 3, 300, 5000, 7, 4]);
-    for (let split = 0; split <= stream.length; split++) {
-      // Copies, so that every chunk is its own buffer as a socket delivers them.
-      const frames = parseChunks([stream.slice(0, split), stream.slice(split)]);
-      assert.deepEqual(frames, payloads, `split at ${split}`);
-    }
-  });
-
-  test("every pair of split points, and one byte at a time, yield the same frames", () => {
-    const { stream, payloads } = frameStream([0, 1, 2, 3, 4, 10, 6]);
-    for (let i = 0; i <= stream.length; i++) {
-      for (let j = i; j <= stream.length; j++) {
-        const chunks = [stream.slice(0, i), stream.slice(i, j), stream.slice(j)];
-        assert.deepEqual(parseChunks(chunks), payloads, `splits at ${i}, ${j}`);
-      }
-    }
-    const bytes = Array.from(stream, (_, i) => stream.slice(i, i + 1));
-    assert.deepEqual(parseChunks(bytes), payloads);
-  });
-
-  test("frames handed out stay valid after later chunks arrive", () => {
-    const { stream, payloads } = frameStream([50, 60, 70]);
-    const parser = new FrameParser(1024);
-    const frames: Uint8Array[] = [];
-    for (let at = 0; at < stream.length; at += 17) {
-      parser.push(stream.slice(at, at + 17), (frame) => frames.push(frame));
-    }
-    assert.deepEqual(frames, payloads);
-  });
-
-  test("a frame over the limit is refused from its size prefix alone", () => {
-    const parser = new FrameParser(100);
-    const prefix = new Uint8Array([0x7f, 0xff, 0xff, 0xff]);
-    parser.push(prefix.subarray(0, 2), () => {});
-    assert.throws(
-      () => parser.push(prefix.subarray(2), () => {}),
-      /Frame of 2147483647 bytes exceeds frameBytesMax 100/,
-    );
   });
 });
 

@@ -8,6 +8,7 @@ import { decodeRecordBatches, GroupCoordinator } from "../../../engine/mod.ts";
 import { readBatchHeader } from "../../../record/mod.ts";
 import { type Fields, readMsgpack, writeMsgpack } from "../../../protocol/codec/control.ts";
 import { readFetchRequest, writeFetchResponse } from "../../../protocol/codec/fetch.ts";
+import { FrameReader } from "../../../protocol/codec/frame_reader.ts";
 import {
   API,
   API_VERSIONS,
@@ -25,7 +26,6 @@ import {
   writeProduceResponse,
 } from "../../../protocol/codec/produce.ts";
 import { errorToWire, WIRE_ERRORS } from "../../../protocol/codec/errors.ts";
-import { FrameParser } from "../../../protocol/client/frame_parser.ts";
 import { Reader, type Writer } from "../../../protocol/codec/wire.ts";
 
 export type FakeRequest = {
@@ -48,7 +48,7 @@ export class FakeConnection {
   readonly apiKeys: number[] = [];
   /** Data events received: fewer than requests when the client coalesced its writes. */
   dataEvents = 0;
-  #parser = new FrameParser(64 * 1024 * 1024);
+  #frames = new FrameReader(64 * 1024 * 1024);
 
   constructor(
     socket: net.Socket,
@@ -57,7 +57,7 @@ export class FakeConnection {
     this.socket = socket;
     socket.on("data", (chunk: Uint8Array) => {
       this.dataEvents++;
-      this.#parser.push(chunk, (frame) => onFrame(frame, this));
+      this.#frames.push(chunk, (frame) => onFrame(frame, this));
     });
     socket.on("error", () => {});
   }

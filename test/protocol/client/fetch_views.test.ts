@@ -1,7 +1,7 @@
-// Fetch responses read where they arrived: the frame parser hands out a large frame split
-// across chunks as views of those chunks, the Fetch response is read from the views, and a
-// partition's records decode from them. Every split of the bytes must give what the one-buffer
-// path gives.
+// Fetch responses read where they arrived: the frame reader hands out a large frame split
+// across chunks as views of those chunks (tested in ../codec/frame_reader.test.ts), the Fetch
+// response is read from the views, and a partition's records decode from them. Every split of
+// the bytes must give what the one-buffer path gives.
 
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
@@ -9,7 +9,6 @@ import { encodeRecordBatch } from "../../../engine/mod.ts";
 import { ChunkedFrame } from "../../../protocol/codec/frames.ts";
 import { readFetchResponse, writeFetchResponse } from "../../../protocol/codec/fetch.ts";
 import { recordsFrom, wholeBatchRuns } from "../../../protocol/client/consumer_fetch.ts";
-import { FrameParser } from "../../../protocol/client/frame_parser.ts";
 import { readFetchResponseViews } from "../../../protocol/client/segment_reader.ts";
 import { Reader } from "../../../protocol/codec/wire.ts";
 
@@ -67,35 +66,6 @@ function responseBody(): Uint8Array {
   });
   return join(frame.finish()).subarray(4 + 6);
 }
-
-describe("FrameParser.pushSegments", () => {
-  test("a large frame split across chunks comes as views of the chunks, in order", () => {
-    const payload = new Uint8Array(200).map((_, i) => i);
-    const stream = new Uint8Array(4 + payload.length);
-    new DataView(stream.buffer).setUint32(0, payload.length);
-    stream.set(payload, 4);
-    const parser = new FrameParser(1000, { segmentBytesMin: 100 });
-    for (let i = 1; i < stream.length; i += 7) {
-      for (let j = i; j < stream.length; j += 11) {
-        const chunks = cut(stream, [i, j]);
-        const frames: Uint8Array[][] = [];
-        for (const chunk of chunks) parser.pushSegments(chunk, (frame) => frames.push(frame));
-        assert.equal(frames.length, 1);
-        assert.deepEqual(join(frames[0]!), payload, `cuts at ${i}, ${j}`);
-        const buffers = new Set(chunks.map((c) => c.buffer));
-        for (const view of frames[0]!) assert.ok(buffers.has(view.buffer), "a view, not a copy");
-      }
-    }
-  });
-
-  test("frames below segmentBytesMin are assembled into one buffer", () => {
-    const stream = new Uint8Array([0, 0, 0, 3, 1, 2, 3]);
-    const parser = new FrameParser(1000, { segmentBytesMin: 100 });
-    const frames: Uint8Array[][] = [];
-    for (const chunk of cut(stream, [5])) parser.pushSegments(chunk, (f) => frames.push(f));
-    assert.deepEqual(frames, [[new Uint8Array([1, 2, 3])]]);
-  });
-});
 
 describe("Fetch responses from views", () => {
   test("every cut reads as the one-buffer reader reads the joined bytes", () => {
