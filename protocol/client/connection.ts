@@ -372,7 +372,7 @@ export class Connection {
    * (one view unless the response was large and arrived in several chunks): nothing is copied,
    * for Fetch responses whose records the application keeps as views.
    */
-  requestSegments(
+  requestChunks(
     apiKey: number,
     writeBody: (writer: Writer) => void,
     options?: RequestOptions,

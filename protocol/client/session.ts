@@ -96,14 +96,14 @@ export class Session {
     return connection.request(apiKey, writeBody, options);
   }
 
-  /** `request`, resolving with the response body as views (Connection.requestSegments). */
-  async requestSegments(
+  /** `request`, resolving with the response body as views (ClientConnection.requestChunks). */
+  async requestChunks(
     apiKey: number,
     writeBody: (writer: Writer) => void,
     options?: RequestOptions,
   ): Promise<Uint8Array[]> {
     const connection = await this.connection();
-    return connection.requestSegments(apiKey, writeBody, options);
+    return connection.requestChunks(apiKey, writeBody, options);
   }
 
   /** The wait before retry number `attempt` (1-based): exponential, capped. */

@@ -9,8 +9,6 @@ import { encodeRecordBatch } from "../../../engine/mod.ts";
 import { ChunkedFrame } from "../../../protocol/codec/frames.ts";
 import { readFetchResponse, writeFetchResponse } from "../../../protocol/codec/fetch.ts";
 import { recordsFrom, wholeBatchRuns } from "../../../protocol/client/consumer_fetch.ts";
-import { readFetchResponseViews } from "../../../protocol/client/segment_reader.ts";
-import { Reader } from "../../../protocol/codec/wire.ts";
 
 const utf8 = new TextEncoder();
 
@@ -70,10 +68,10 @@ function responseBody(): Uint8Array {
 describe("Fetch responses from views", () => {
   test("every cut reads as the one-buffer reader reads the joined bytes", () => {
     const body = responseBody();
-    const expected = readFetchResponse(new Reader(body));
+    const expected = readFetchResponse(body);
     for (let i = 0; i <= body.length; i += 5) {
       for (let j = i; j <= body.length; j += 97) {
-        const response = readFetchResponseViews(cut(body, [i, j]));
+        const response = readFetchResponse(cut(body, [i, j]));
         for (const [t, topic] of response.topics.entries()) {
           const want = expected.topics[t]!;
           assert.equal(topic.topic, want.topic);
@@ -90,7 +88,7 @@ describe("Fetch responses from views", () => {
 
   test("a response shorter than its counts say is INVALID_REQUEST, as the Reader says", () => {
     const body = responseBody();
-    assert.throws(() => readFetchResponseViews(cut(body.subarray(0, 50), [20])), {
+    assert.throws(() => readFetchResponse(cut(body.subarray(0, 50), [20])), {
       code: "INVALID_REQUEST",
     });
   });

@@ -218,8 +218,7 @@ describe("golden bytes", () => {
       at += chunk.length;
     }
     assert.equal(new DataView(whole.buffer).getUint32(0), whole.length - 4);
-    const reader = new Reader(whole, 10);
-    const decoded = readFetchResponse(reader);
+    const decoded = readFetchResponse(whole.subarray(10));
     assert.deepEqual([...decoded.topics[0]!.partitions[0]!.records[0]!], [1, 2, 3, 4, 5]);
     assert.equal(decoded.topics[0]!.partitions[0]!.highWatermark, 6);
   });
@@ -238,7 +237,7 @@ describe("decoders on random bytes", () => {
     ["produce", readProduceRequest],
     ["fetch", readFetchRequest],
     ["produce response", readProduceResponse],
-    ["fetch response", readFetchResponse],
+    ["fetch response", (reader) => readFetchResponse(reader.raw(reader.remaining))],
     ["msgpack", (reader) => readMsgpack(reader, "body")],
   ];
 

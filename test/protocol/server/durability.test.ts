@@ -51,7 +51,8 @@ async function fetchAll(client: RawClient, topic: string): Promise<string[]> {
         ],
       }),
     );
-    const response = readFetchResponse((await client.response(id)).reader);
+    const { reader } = await client.response(id);
+    const response = readFetchResponse(reader.raw(reader.remaining));
     const partition = response.topics[0]!.partitions[0]!;
     assert.equal(partition.errorCode, 0);
     const records = partition.records[0]!;

@@ -1,21 +1,19 @@
-// Reads a response body that arrived as several views (frame_parser.ts hands out a large frame
-// as the views of the chunks it lies in), and the Fetch response (PROTOCOL.md section 6) from
-// one. Fixed-size fields come through a Reader over the next few bytes (a view, or a small copy
-// where they straddle two chunks); record bytes come out as views, never copied.
+// Reads a message body that arrived as several views (the FrameReader's `pushChunks` hands out a
+// large frame as the views of the chunks it lies in), or as one. Fixed-size fields come through
+// a Reader over the next few bytes (a view, or a small copy where they straddle two chunks);
+// variable-length bytes (a Fetch response's records) come out as views, never copied. Running
+// short of bytes, or a count larger than the bytes left, is a ProtocolError (INVALID_REQUEST),
+// as with the Reader.
 //
-//   FetchResponse = topics:[ topic:string
-//                            partitions:[ partition:u32 error_code:i16 high_watermark:i64
-//                                         log_start_offset:i64 records:bytes32 ] ]
+//   views:  [hdr|topic|part..][..ition|records....][....records]
+//   reader(26) over "part..ition" → a 26-byte copy; views(n) over the records → two views
 
-import type { FetchPartitionResult, FetchResponse } from "../codec/fetch.ts";
-import { ProtocolError } from "../codec/errors.ts";
-import { Reader, STRING_BYTES_MAX } from "../codec/wire.ts";
+import { ProtocolError } from "./errors.ts";
+import { Reader, STRING_BYTES_MAX } from "./wire.ts";
 
-const TOPIC_BYTES_MIN = 4;
-const RESULT_BYTES_MIN = 26;
 const textDecoder = new TextDecoder("utf-8", { fatal: true });
 
-export class SegmentReader {
+export class ChunkReader {
   #views: readonly Uint8Array[];
   #index = 0;
   #at = 0;
@@ -110,29 +108,4 @@ export class SegmentReader {
       throw ProtocolError.invalid(`${this.#remaining} unexpected bytes after ${what}`);
     }
   }
-}
-
-/** `readFetchResponse` (codec/fetch.ts) over views: each partition's records stay views. */
-export function readFetchResponseViews(body: readonly Uint8Array[]): FetchResponse {
-  const reader = new SegmentReader(body);
-  const topicCount = reader.count("topics", TOPIC_BYTES_MIN);
-  const topics: FetchResponse["topics"] = [];
-  for (let t = 0; t < topicCount; t++) {
-    const topic = reader.string("topic");
-    const count = reader.count("partitions", RESULT_BYTES_MIN);
-    const partitions: FetchPartitionResult[] = [];
-    for (let p = 0; p < count; p++) {
-      const fields = reader.reader(RESULT_BYTES_MIN, "partition result");
-      partitions.push({
-        partition: fields.u32("partition"),
-        errorCode: fields.i16("error_code"),
-        highWatermark: fields.i64("high_watermark"),
-        logStartOffset: fields.i64("log_start_offset"),
-        records: reader.views(fields.u32("records length"), "records"),
-      });
-    }
-    topics.push({ topic, partitions });
-  }
-  reader.expectEnd("FetchResponse");
-  return { topics };
 }
