@@ -54,7 +54,7 @@ const HANDSHAKE_RESPONSE_BYTES_MAX = 65_536;
 const CHUNKED_RESPONSE_BYTES_MIN = 64 * 1024;
 const CORRELATION_ID_MODULUS = 2 ** 32;
 
-export type ConnectionOptions = {
+export type ClientConnectionOptions = {
   /** Sent in the handshake, for the server's logs. */
   clientName?: string;
   connectTimeoutMs?: number;
@@ -76,7 +76,7 @@ export type RequestOptions = {
   sendNow?: boolean;
 };
 
-export type ConnectionStats = {
+export type ClientConnectionStats = {
   requests: number;
   responses: number;
   /** Socket writes: fewer than requests when frames were coalesced. */
@@ -118,7 +118,7 @@ function positiveInteger(name: string, value: number | undefined, fallback: numb
   return resolved;
 }
 
-function resolveSettings(options: ConnectionOptions): Settings {
+function resolveSettings(options: ClientConnectionOptions): Settings {
   const clientName = options.clientName ?? "sluice-ts";
   if (typeof clientName !== "string") throw new TypeError("clientName must be a string");
   return {
@@ -148,7 +148,7 @@ function resolveSettings(options: ConnectionOptions): Settings {
   };
 }
 
-export class Connection {
+export class ClientConnection {
   readonly host: string;
   readonly port: number;
   #socket: ClientSocket | undefined;
@@ -172,7 +172,13 @@ export class Connection {
   #closedError: ClientError | undefined;
   #closedPromise: Promise<void>;
   #resolveClosed: () => void = () => {};
-  #stats: ConnectionStats = { requests: 0, responses: 0, writes: 0, bytesWritten: 0, bytesRead: 0 };
+  #stats: ClientConnectionStats = {
+    requests: 0,
+    responses: 0,
+    writes: 0,
+    bytesWritten: 0,
+    bytesRead: 0,
+  };
 
   private constructor(host: string, port: number, settings: Settings) {
     this.host = host;
@@ -184,7 +190,11 @@ export class Connection {
   }
 
   /** Opens a connection and completes the handshake; rejects with CONNECT_FAILED. */
-  static connect(host: string, port: number, options: ConnectionOptions = {}): Promise<Connection> {
+  static connect(
+    host: string,
+    port: number,
+    options: ClientConnectionOptions = {},
+  ): Promise<ClientConnection> {
     if (typeof host !== "string" || host.length === 0) {
       throw new TypeError(`host ${String(host)} must be a non-empty string`);
     }
@@ -192,10 +202,10 @@ export class Connection {
       throw new RangeError(`port ${port} is not a TCP port`);
     }
     const settings = resolveSettings(options);
-    return new Connection(host, port, settings).#open();
+    return new ClientConnection(host, port, settings).#open();
   }
 
-  async #open(): Promise<Connection> {
+  async #open(): Promise<ClientConnection> {
     const { connectTimeoutMs } = this.#settings;
     let timer: ReturnType<typeof setTimeout> | undefined;
     const timeout = new Promise<never>((_, reject) => {
@@ -325,7 +335,7 @@ export class Connection {
     return this.#closedPromise;
   }
 
-  get stats(): Readonly<ConnectionStats> {
+  get stats(): Readonly<ClientConnectionStats> {
     return this.#stats;
   }
 

@@ -24,7 +24,7 @@ import { appendTo } from "./collections.ts";
 import type { RequestOptions } from "./connection.ts";
 import { ClientError } from "./errors.ts";
 
-/** A Connection or a Session. */
+/** A ClientConnection or a Session. */
 export type Requester = {
   request(
     apiKey: number,

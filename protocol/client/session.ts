@@ -3,7 +3,11 @@
 // whether a request may be repeated); it only makes sure the next request finds a live socket.
 
 import type { Reader, Writer } from "../codec/wire.ts";
-import { Connection, type ConnectionOptions, type RequestOptions } from "./connection.ts";
+import {
+  ClientConnection,
+  type ClientConnectionOptions,
+  type RequestOptions,
+} from "./connection.ts";
 import { ClientError } from "./errors.ts";
 
 export const HOST_DEFAULT = "127.0.0.1";
@@ -12,7 +16,7 @@ export const RETRY_BACKOFF_MS_DEFAULT = 100;
 export const RETRY_BACKOFF_MS_MAX_DEFAULT = 1_000;
 
 /** Where the server is and how to talk to it; every client object takes these. */
-export type ClientOptions = ConnectionOptions & {
+export type ClientOptions = ClientConnectionOptions & {
   host?: string;
   port?: number;
   /** The first wait before a retry; it doubles up to retryBackoffMsMax. */
@@ -25,9 +29,9 @@ export class Session {
   readonly port: number;
   readonly retryBackoffMs: number;
   readonly retryBackoffMsMax: number;
-  #options: ConnectionOptions;
-  #connection: Connection | undefined;
-  #connecting: Promise<Connection> | undefined;
+  #options: ClientConnectionOptions;
+  #connection: ClientConnection | undefined;
+  #connecting: Promise<ClientConnection> | undefined;
   #closed = false;
 
   constructor(options: ClientOptions = {}) {
@@ -57,18 +61,18 @@ export class Session {
   }
 
   /** The live connection, or undefined when there is none right now. */
-  get current(): Connection | undefined {
+  get current(): ClientConnection | undefined {
     const connection = this.#connection;
     return connection !== undefined && !connection.closed ? connection : undefined;
   }
 
   /** The live connection, opening a new one when there is none. */
-  connection(): Promise<Connection> {
+  connection(): Promise<ClientConnection> {
     if (this.#closed) return Promise.reject(new ClientError("CLOSED", "The client was closed"));
     const current = this.current;
     if (current !== undefined) return Promise.resolve(current);
     if (this.#connecting === undefined) {
-      this.#connecting = Connection.connect(this.host, this.port, this.#options).then(
+      this.#connecting = ClientConnection.connect(this.host, this.port, this.#options).then(
         (connection) => {
           this.#connecting = undefined;
           if (this.#closed) {

@@ -47,10 +47,10 @@ export type RequestContext = {
   apiKey: number;
   correlationId: number;
   reader: Reader;
-  connection: Connection;
+  connection: ServerConnection;
 };
 
-export type ConnectionHost = {
+export type ServerConnectionHost = {
   limits: ServerLimits;
   dispatch(request: RequestContext): HandlerResult | Promise<HandlerResult>;
   log(message: string): void;
@@ -65,9 +65,9 @@ type Slot = {
   done: boolean;
 };
 
-export class Connection {
+export class ServerConnection {
   readonly socket: TransportSocket;
-  #host: ConnectionHost;
+  #host: ServerConnectionHost;
   #frames: FrameReader;
   #outbox: Outbox;
   #slots: Slot[] = [];
@@ -88,7 +88,7 @@ export class Connection {
   lastActivityMs: number;
   bytesIn = 0;
 
-  constructor(socket: TransportSocket, host: ConnectionHost) {
+  constructor(socket: TransportSocket, host: ServerConnectionHost) {
     this.socket = socket;
     this.#host = host;
     this.#frames = new FrameReader(host.limits.handshakeFrameBytesMax, { assembly: "pooled" });

@@ -8,8 +8,8 @@ import { writeHandshakeResponse, readHandshakeRequest } from "../codec/handshake
 import { API, API_VERSIONS, finishFrame, startResponse } from "../codec/frames.ts";
 import type { TransportSocket } from "../codec/outbox.ts";
 import {
-  Connection,
-  type ConnectionHost,
+  ServerConnection,
+  type ServerConnectionHost,
   type HandlerResult,
   type RequestContext,
   SERVER_LIMITS_DEFAULT,
@@ -47,7 +47,7 @@ export class SluiceServer {
   readonly host: string;
   #ownsEngine: boolean;
   #transport: TransportServer | undefined;
-  #connections = new Map<TransportSocket, Connection>();
+  #connections = new Map<TransportSocket, ServerConnection>();
   #groups: GroupCoordinator;
   #log: (message: string) => void;
   #startedMs = Date.now();
@@ -126,7 +126,7 @@ export class SluiceServer {
     return this.#connections.size;
   }
 
-  #connectionHost(): ConnectionHost {
+  #connectionHost(): ServerConnectionHost {
     return {
       limits: this.limits,
       dispatch: (request) => this.#dispatch(request),
@@ -144,7 +144,7 @@ export class SluiceServer {
           socket.destroy();
           return;
         }
-        this.#connections.set(socket, new Connection(socket, host));
+        this.#connections.set(socket, new ServerConnection(socket, host));
       },
       data: (socket: TransportSocket, bytes: Uint8Array) =>
         this.#connections.get(socket)?.data(bytes),

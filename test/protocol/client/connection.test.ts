@@ -1,4 +1,4 @@
-// The client Connection against a fake server (fake_server.ts): handshake, correlation
+// The ClientConnection against a fake server (fake_server.ts): handshake, correlation
 // of responses that come back in any order, the in-flight bound, write coalescing, timeouts,
 // and what a dropped connection does to requests still outstanding.
 
@@ -7,7 +7,7 @@ import net from "node:net";
 import { describe, test } from "node:test";
 import { readMsgpack, writeMsgpack } from "../../../protocol/codec/control.ts";
 import { API } from "../../../protocol/codec/frames.ts";
-import { Connection } from "../../../protocol/client/connection.ts";
+import { ClientConnection } from "../../../protocol/client/connection.ts";
 import { metadata } from "../../../protocol/client/control_calls.ts";
 import { ClientError } from "../../../protocol/client/errors.ts";
 import { ServerError, WIRE_ERRORS } from "../../../protocol/codec/errors.ts";
@@ -24,7 +24,7 @@ async function withServer(run: (server: FakeServer) => Promise<void>): Promise<v
 }
 
 /** A Stats-shaped request whose body is `{ n }`; the fake's hook answers `{ n }` back. */
-function echo(connection: Connection, n: number): Promise<number> {
+function echo(connection: ClientConnection, n: number): Promise<number> {
   return connection
     .request(API.Stats, (w) => writeMsgpack(w, { n }))
     .then((reader) => readMsgpack(reader, "echo")["n"] as number);
@@ -45,10 +45,12 @@ function answer(request: FakeRequest): void {
   request.connection.respondMsgpack(request.correlationId, { n });
 }
 
-describe("Connection", () => {
+describe("ClientConnection", () => {
   test("handshakes, then matches responses to requests by correlation id in any order", () =>
     withServer(async (server) => {
-      const connection = await Connection.connect("127.0.0.1", server.port, { clientName: "t" });
+      const connection = await ClientConnection.connect("127.0.0.1", server.port, {
+        clientName: "t",
+      });
       try {
         assert.equal(connection.serverVersion, "fake");
         assert.equal(connection.frameBytesMax, 64 * 1024 * 1024);
@@ -65,7 +67,7 @@ describe("Connection", () => {
   test("keeps at most the server's inFlightMax outstanding and queues the rest locally", () =>
     withServer(async (server) => {
       server.inFlightMax = 2;
-      const connection = await Connection.connect("127.0.0.1", server.port);
+      const connection = await ClientConnection.connect("127.0.0.1", server.port);
       try {
         assert.equal(connection.inFlightMax, 2);
         const held = holdStats(server);
@@ -92,7 +94,7 @@ describe("Connection", () => {
 
   test("requests made in one tick go out in one socket write", () =>
     withServer(async (server) => {
-      const connection = await Connection.connect("127.0.0.1", server.port);
+      const connection = await ClientConnection.connect("127.0.0.1", server.port);
       try {
         const writesBefore = connection.stats.writes;
         const answers = Array.from({ length: 100 }, (_, n) => echo(connection, n));
@@ -111,7 +113,7 @@ describe("Connection", () => {
 
   test("a request without an answer in time fails with a retriable REQUEST_TIMED_OUT", () =>
     withServer(async (server) => {
-      const connection = await Connection.connect("127.0.0.1", server.port, {
+      const connection = await ClientConnection.connect("127.0.0.1", server.port, {
         requestTimeoutMs: 40,
       });
       try {
@@ -137,7 +139,7 @@ describe("Connection", () => {
   test("a dropped connection rejects every outstanding and queued request as retriable", () =>
     withServer(async (server) => {
       server.inFlightMax = 2;
-      const connection = await Connection.connect("127.0.0.1", server.port);
+      const connection = await ClientConnection.connect("127.0.0.1", server.port);
       const held = holdStats(server);
       const answers = [1, 2, 3, 4].map((n) => echo(connection, n));
       await waitFor(() => held.length === 2, "two requests at the server");
@@ -157,7 +159,7 @@ describe("Connection", () => {
 
   test("a request-level error code rejects with a ServerError named by the code", () =>
     withServer(async (server) => {
-      const connection = await Connection.connect("127.0.0.1", server.port);
+      const connection = await ClientConnection.connect("127.0.0.1", server.port);
       try {
         server.hook = (request) => {
           request.connection.respondError(
@@ -181,7 +183,7 @@ describe("Connection", () => {
 
   test("a request larger than the server's frameBytesMax is a RangeError", () =>
     withServer(async (server) => {
-      const connection = await Connection.connect("127.0.0.1", server.port);
+      const connection = await ClientConnection.connect("127.0.0.1", server.port);
       try {
         const big = new Uint8Array(64 * 1024 * 1024);
         await assert.rejects(
@@ -195,7 +197,7 @@ describe("Connection", () => {
 
   test("a response frame over responseBytesMax closes the connection as malformed", () =>
     withServer(async (server) => {
-      const connection = await Connection.connect("127.0.0.1", server.port, {
+      const connection = await ClientConnection.connect("127.0.0.1", server.port, {
         responseBytesMax: 1000,
       });
       server.hook = (request) => {
@@ -210,7 +212,7 @@ describe("Connection", () => {
   test("a server without the APIs the client needs fails the connect", () =>
     withServer(async (server) => {
       server.apis = server.apis.filter((api) => api.apiKey !== API.Produce);
-      await assert.rejects(Connection.connect("127.0.0.1", server.port), {
+      await assert.rejects(ClientConnection.connect("127.0.0.1", server.port), {
         code: "UNSUPPORTED_SERVER",
       });
     }));
@@ -221,7 +223,7 @@ describe("Connection", () => {
     await new Promise<void>((resolve) => silent.listen(0, "127.0.0.1", resolve));
     const port = (silent.address() as net.AddressInfo).port;
     try {
-      await assert.rejects(Connection.connect("127.0.0.1", port, { connectTimeoutMs: 50 }), {
+      await assert.rejects(ClientConnection.connect("127.0.0.1", port, { connectTimeoutMs: 50 }), {
         code: "CONNECT_FAILED",
         retriable: true,
       });
@@ -229,12 +231,15 @@ describe("Connection", () => {
       for (const socket of sockets) socket.destroy();
       await new Promise<void>((resolve) => silent.close(() => resolve()));
     }
-    await assert.rejects(Connection.connect("127.0.0.1", port), { code: "CONNECT_FAILED" });
+    await assert.rejects(ClientConnection.connect("127.0.0.1", port), { code: "CONNECT_FAILED" });
   });
 
   test("bad arguments throw at once", () => {
-    assert.throws(() => Connection.connect("", 1), TypeError);
-    assert.throws(() => Connection.connect("127.0.0.1", 70_000), RangeError);
-    assert.throws(() => Connection.connect("127.0.0.1", 1, { requestTimeoutMs: 0 }), RangeError);
+    assert.throws(() => ClientConnection.connect("", 1), TypeError);
+    assert.throws(() => ClientConnection.connect("127.0.0.1", 70_000), RangeError);
+    assert.throws(
+      () => ClientConnection.connect("127.0.0.1", 1, { requestTimeoutMs: 0 }),
+      RangeError,
+    );
   });
 });

@@ -1,6 +1,6 @@
 // The client's two socket paths (socket.ts): Bun.connect (under Bun) and node:net. Both must
 // report what a write took, hand the rest back for after `drain`, deliver chunks that stay
-// valid, and report a close once; a Connection must work the same over either, including
+// valid, and report a close once; a ClientConnection must work the same over either, including
 // megabyte requests and responses that arrive in many chunks.
 
 import assert from "node:assert/strict";
@@ -8,7 +8,7 @@ import net from "node:net";
 import { describe, test } from "node:test";
 import { readMsgpack, writeMsgpack } from "../../../protocol/codec/control.ts";
 import { API } from "../../../protocol/codec/frames.ts";
-import { Connection } from "../../../protocol/client/connection.ts";
+import { ClientConnection } from "../../../protocol/client/connection.ts";
 import {
   type ClientSocketKind,
   defaultSocketKind,
@@ -104,7 +104,7 @@ describe("client sockets", () => {
       await assert.rejects(openSocket("127.0.0.1", port, handlers, kind));
     });
 
-    test(`${kind}: a Connection sends and receives multi-megabyte frames`, async () => {
+    test(`${kind}: a ClientConnection sends and receives multi-megabyte frames`, async () => {
       const server = await FakeServer.start();
       server.hook = (request) => {
         if (request.apiKey !== API.Stats) return false;
@@ -112,7 +112,9 @@ describe("client sockets", () => {
         request.connection.respondMsgpack(request.correlationId, fields);
         return true;
       };
-      const connection = await Connection.connect("127.0.0.1", server.port, { transport: kind });
+      const connection = await ClientConnection.connect("127.0.0.1", server.port, {
+        transport: kind,
+      });
       try {
         assert.equal(connection.transport, kind);
         const blob = new Uint8Array(3 * 1024 * 1024).map((_, i) => i & 0xff);
