@@ -54,7 +54,23 @@ export function isSluiceError(error: unknown, code?: SluiceErrorCode): error is 
   return error instanceof SluiceError && (code === undefined || error.code === code);
 }
 
+/**
+ * A broken invariant: a bug in sluice, never a reaction to input. Its own class so that whoever
+ * serves a request can tell it from an operational failure: it is never answered as an error
+ * code, the process stops instead.
+ */
+export class InvariantError extends Error {
+  override name = "InvariantError";
+  /** What was violated, as the assert's message gave it. */
+  readonly invariant: string;
+
+  constructor(invariant: string) {
+    super(`sluice invariant violated: ${invariant}`);
+    this.invariant = invariant;
+  }
+}
+
 /** An invariant check. A failure is a bug in sluice, never a reaction to input. */
 export function assert(condition: unknown, message = "assertion failed"): asserts condition {
-  if (!condition) throw new Error(`sluice invariant violated: ${message}`);
+  if (!condition) throw new InvariantError(message);
 }

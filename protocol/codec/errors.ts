@@ -2,7 +2,7 @@
 // the engine's SluiceError codes. Codecs never throw on a server error code: decoding yields
 // the number, and `errorFromWire` turns it into an error where the caller wants one.
 
-import { SluiceError, type SluiceErrorCode } from "../../record/mod.ts";
+import { InvariantError, SluiceError, type SluiceErrorCode } from "../../record/mod.ts";
 
 export const WIRE_ERRORS = {
   NONE: 0,
@@ -98,8 +98,13 @@ const ENGINE_TO_WIRE: Record<SluiceErrorCode, WireErrorName> = {
   FENCED_MEMBER_EPOCH: "FENCED_MEMBER_EPOCH",
 };
 
-/** The wire code and message for any error thrown while serving a request. */
+/**
+ * The wire code and message for any error thrown while serving a request, except a broken
+ * invariant: an InvariantError is a bug in sluice, never an error code, so it is thrown again
+ * from here and travels up to whoever serves the request (the server stops; see its `onFatal`).
+ */
 export function errorToWire(error: unknown): { code: number; message: string } {
+  if (error instanceof InvariantError) throw error;
   if (error instanceof ProtocolError) return { code: error.wireCode, message: error.message };
   if (error instanceof SluiceError) {
     return { code: WIRE_ERRORS[ENGINE_TO_WIRE[error.code]], message: error.message };

@@ -23,6 +23,7 @@ import {
 } from "../codec/control.ts";
 import { finishFrame, startResponse } from "../codec/frames.ts";
 import { errorToWire, ProtocolError } from "../codec/errors.ts";
+import { InvariantError } from "../../record/mod.ts";
 import type { HandlerResult, RequestContext } from "./connection.ts";
 
 export type ControlPlane = {
@@ -263,7 +264,8 @@ export function handleDescribeGroup(plane: ControlPlane, request: RequestContext
       let highWatermark = -1;
       try {
         highWatermark = plane.engine.partition(topic, partition).highWatermark;
-      } catch {
+      } catch (error) {
+        if (error instanceof InvariantError) throw error;
         // A committed offset for a deleted topic or partition: shown without a lag.
       }
       const lag = highWatermark < 0 ? -1 : Math.max(0, highWatermark - committed.offset);

@@ -85,12 +85,15 @@ async function producePartition(
 export function handleProduce(plane: DataPlane, request: RequestContext): Promise<HandlerResult> {
   const produce = readProduceRequest(request.reader);
   // Every append starts now, while the request bytes are valid; only the waiting is async.
-  const topics = produce.topics.map(({ topic, partitions }) => ({
-    topic,
-    partitions: Promise.all(
+  const topics = produce.topics.map(({ topic, partitions }) => {
+    const results = Promise.all(
       partitions.map((p) => producePartition(plane, topic, p.partition, p.records, produce.acks)),
-    ),
-  }));
+    );
+    // It rejects only on a broken invariant, which finishProduce awaits, perhaps after an
+    // earlier topic's appends: marked handled now, so it is not reported as unhandled first.
+    results.catch(() => {});
+    return { topic, partitions: results };
+  });
   return finishProduce(plane, request.correlationId, produce, topics);
 }
 
@@ -206,25 +209,36 @@ function longPoll(
   for (const { topic, partitions } of fetch.topics) {
     for (const p of partitions) logs.push(plane.engine.partition(topic, p.partition));
   }
-  return new Promise((resolve) => {
+  return new Promise((resolve, reject) => {
     const unsubscribes: (() => void)[] = [];
     let settled = false;
-    const finish = () => {
+    // Stops waiting and answers with a fresh read. A failure (only ever a broken invariant)
+    // rejects, so it reaches the connection rather than the timer or the engine calling back.
+    const finish = (failure?: unknown) => {
       if (settled) return;
       settled = true;
       clearTimeout(timer);
       stopOnClose();
       for (const unsubscribe of unsubscribes) unsubscribe();
       plane.waitingFetches.delete(finish);
-      resolve(fetchResponse(request.correlationId, readAll(plane, fetch).reads));
+      if (failure !== undefined) return reject(failure);
+      try {
+        resolve(fetchResponse(request.correlationId, readAll(plane, fetch).reads));
+      } catch (error) {
+        reject(error);
+      }
     };
     const onData = () => {
-      if (request.connection.closed) return finish();
       // With min_bytes <= 1 any new data answers the poll without reading it twice.
-      if (fetch.minBytes <= 1 || readAll(plane, fetch).bytes >= fetch.minBytes) finish();
+      if (request.connection.closed || fetch.minBytes <= 1) return finish();
+      try {
+        if (readAll(plane, fetch).bytes >= fetch.minBytes) finish();
+      } catch (error) {
+        finish(error);
+      }
     };
-    const timer = setTimeout(finish, waitMs);
-    const stopOnClose = request.connection.onClose(finish);
+    const timer = setTimeout(() => finish(), waitMs);
+    const stopOnClose = request.connection.onClose(() => finish());
     for (const log of logs) unsubscribes.push(log.onData(onData));
     plane.waitingFetches.add(finish);
   });

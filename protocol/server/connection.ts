@@ -9,12 +9,15 @@
 // reading (TCP backpressure reaches the client) until they fall again. A frame over the size
 // limit, or one that cannot be parsed far enough to answer, closes the connection with a
 // logged reason; every other bad request gets an error response and the connection goes on.
+// A broken invariant (InvariantError, a bug in sluice) is never answered: the host's `fatal`
+// stops the server, and the connection is closed if it ever returns.
 
 import { API, errorResponse, readRequestHeader } from "../codec/frames.ts";
 import { errorToWire, ProtocolError, WIRE_ERRORS } from "../codec/errors.ts";
 import { FrameReader, FrameTooLargeError } from "../codec/frame_reader.ts";
 import { Outbox, type TransportSocket } from "../codec/outbox.ts";
 import { Reader } from "../codec/wire.ts";
+import { InvariantError } from "../../record/mod.ts";
 
 export type ServerLimits = {
   frameBytesMax: number;
@@ -54,6 +57,8 @@ export type ServerConnectionHost = {
   limits: ServerLimits;
   dispatch(request: RequestContext): HandlerResult | Promise<HandlerResult>;
   log(message: string): void;
+  /** A request failed with a broken invariant: stop serving (by default, the process). */
+  fatal(error: InvariantError): void;
   now(): number;
 };
 
@@ -234,17 +239,28 @@ export class ServerConnection {
     try {
       result = this.#host.dispatch(request);
     } catch (error) {
-      this.#complete(slot, this.#errorResult(slot, error));
+      this.#failed(slot, error);
       return;
     }
     if (result instanceof Promise) {
       result.then(
         (chunks) => this.#complete(slot, chunks),
-        (error: unknown) => this.#complete(slot, this.#errorResult(slot, error)),
+        (error: unknown) => this.#failed(slot, error),
       );
     } else {
       this.#complete(slot, result);
     }
+  }
+
+  /** A handler threw: an error response, unless it was a bug, which stops the server. */
+  #failed(slot: Slot, error: unknown): void {
+    if (error instanceof InvariantError) {
+      this.#host.fatal(error);
+      // Only an overridden `fatal` returns (tests): the request is still never answered.
+      this.#abort(`request ${slot.apiKey}/${slot.correlationId} broke an invariant`);
+      return;
+    }
+    this.#complete(slot, this.#errorResult(slot, error));
   }
 
   #errorResult(slot: Slot, error: unknown): HandlerResult {

@@ -3,5 +3,10 @@
 // opens an engine and listens; `close()` shuts down cleanly.
 
 export { SERVER_LIMITS_DEFAULT, type ServerLimits } from "./connection.ts";
-export { type ServerOptions, SluiceServer } from "./server.ts";
+export {
+  EXIT_CODE_INVARIANT,
+  type ServerOptions,
+  SluiceServer,
+  stopOnInvariant,
+} from "./server.ts";
 export type { TransportKind } from "./_transport.ts";

@@ -4,6 +4,7 @@
 import { join } from "node:path";
 import { Engine, type EngineOptions, GroupCoordinator } from "../../engine/mod.ts";
 import packageJson from "../../package.json" with { type: "json" };
+import { InvariantError } from "../../record/mod.ts";
 import { writeHandshakeResponse, readHandshakeRequest } from "../codec/handshake.ts";
 import { API, API_VERSIONS, finishFrame, startResponse } from "../codec/frames.ts";
 import type { TransportSocket } from "../codec/outbox.ts";
@@ -33,7 +34,23 @@ export type ServerOptions = {
   heartbeatIntervalMs?: number;
   transport?: TransportKind;
   log?: (message: string) => void;
+  /**
+   * Called when serving a request (or the periodic sweep) breaks an invariant: a bug in sluice,
+   * which is never answered as an error code. The default, `stopOnInvariant`, logs one line to
+   * stderr and exits the process with code 70; tests pass their own to observe it. If it
+   * returns, the connection whose request broke the invariant is closed unanswered.
+   */
+  onFatal?: (error: InvariantError) => void;
 };
+
+/** The exit code of a server stopped by a broken invariant (EX_SOFTWARE in sysexits.h). */
+export const EXIT_CODE_INVARIANT = 70;
+
+/** The default `onFatal`: one line on stderr, then the process exits with code 70. */
+export function stopOnInvariant(error: InvariantError): never {
+  console.error(`sluice: invariant violated: ${error.invariant}; stopping`);
+  process.exit(EXIT_CODE_INVARIANT);
+}
 
 /** How long a shutdown waits for connections to write what they owe before closing them. */
 const SHUTDOWN_WAIT_MS_DEFAULT = 5_000;
@@ -50,6 +67,7 @@ export class SluiceServer {
   #connections = new Map<TransportSocket, ServerConnection>();
   #groups: GroupCoordinator;
   #log: (message: string) => void;
+  #onFatal: (error: InvariantError) => void;
   #startedMs = Date.now();
   #sweep: ReturnType<typeof setInterval> | undefined;
   #requests = new Map<number, number>();
@@ -64,11 +82,13 @@ export class SluiceServer {
     this.limits = { ...SERVER_LIMITS_DEFAULT, ...options.limits };
     this.host = options.host ?? "127.0.0.1";
     this.#log = options.log ?? ((message) => console.error(`sluice: ${message}`));
+    this.#onFatal = options.onFatal ?? stopOnInvariant;
     this.#groups = new GroupCoordinator({
       partitionsOf: (topic) => {
         try {
           return engine.describeTopic(topic).partitions;
-        } catch {
+        } catch (error) {
+          if (error instanceof InvariantError) throw error;
           return undefined;
         }
       },
@@ -113,7 +133,7 @@ export class SluiceServer {
       if (server.#ownsEngine) await engine.close();
       throw error;
     }
-    server.#sweep = setInterval(() => server.#sweepTimeouts(), SWEEP_INTERVAL_MS);
+    server.#sweep = setInterval(() => server.#sweepOrStop(), SWEEP_INTERVAL_MS);
     (server.#sweep as { unref?: () => void }).unref?.();
     return server;
   }
@@ -131,6 +151,7 @@ export class SluiceServer {
       limits: this.limits,
       dispatch: (request) => this.#dispatch(request),
       log: this.#log,
+      fatal: this.#onFatal,
       now: Date.now,
     };
   }
@@ -197,6 +218,16 @@ export class SluiceServer {
     });
     request.connection.completeHandshake();
     return [finishFrame(writer)];
+  }
+
+  /** The periodic sweep; a broken invariant in it (group expiry runs engine code) is fatal. */
+  #sweepOrStop(): void {
+    try {
+      this.#sweepTimeouts();
+    } catch (error) {
+      if (!(error instanceof InvariantError)) throw error;
+      this.#onFatal(error);
+    }
   }
 
   #sweepTimeouts(): void {
