@@ -5,8 +5,8 @@
 import { Admin } from "../protocol/client/admin.ts";
 import { ClientError } from "../protocol/client/errors.ts";
 import type { TopicMetadata } from "../protocol/client/control_calls.ts";
-import { errorFromWire, WIRE_ERRORS } from "../protocol/errors.ts";
-import { type ParsedValues, UsageError } from "./commands.ts";
+import { errorFromWire, WIRE_ERRORS } from "../protocol/codec/errors.ts";
+import { type ParsedValues, UsageError } from "./_args.ts";
 
 export const BROKER_DEFAULT = "127.0.0.1:9092";
 const PORT_DEFAULT = 9092;

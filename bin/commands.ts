@@ -2,9 +2,9 @@
 // come from one source; each command's work lives in a module loaded when it runs.
 
 import packageJson from "../package.json" with { type: "json" };
+import { type ParsedValues, UsageError } from "./_args.ts";
 
 export type OptionSpec = { type: "string" | "boolean"; help: string };
-export type ParsedValues = Record<string, string | boolean | (string | boolean)[] | undefined>;
 
 export type Command = {
   name: string;
@@ -13,11 +13,6 @@ export type Command = {
   options: Record<string, OptionSpec>;
   run(values: ParsedValues, positionals: string[]): Promise<number>;
 };
-
-/** A mistake in how the command was called: reported on one line with exit code 2. */
-export class UsageError extends Error {
-  override name = "UsageError";
-}
 
 function portOf(value: string | boolean | (string | boolean)[] | undefined): number {
   if (value === undefined) return 9092;
@@ -41,7 +36,7 @@ function msOption(key: string, flag: string, values: ParsedValues): Record<strin
 
 /** Runs the broker until SIGINT or SIGTERM, then shuts it down cleanly. */
 async function serve(values: ParsedValues): Promise<number> {
-  const { SluiceServer } = await import("../protocol/server.ts");
+  const { SluiceServer } = await import("../protocol/server/mod.ts");
   const server = await SluiceServer.start({
     dataDir: typeof values["data"] === "string" ? values["data"] : "data",
     host: typeof values["host"] === "string" ? values["host"] : "127.0.0.1",

@@ -18,7 +18,7 @@ import {
   topicMetadata,
   withAdmin,
 } from "./broker_client.ts";
-import { type ParsedValues, UsageError } from "./commands.ts";
+import { type ParsedValues, UsageError } from "./_args.ts";
 
 /** The longest a poll waits: how soon a signal or an idle timeout is noticed. */
 const POLL_WAIT_MS_MAX = 500;

@@ -12,7 +12,7 @@ import type {
   TopicMetadata,
 } from "../protocol/client/control_calls.ts";
 import { formatTable, parseBroker, positionalsFor, withAdmin } from "./broker_client.ts";
-import { type ParsedValues, UsageError } from "./commands.ts";
+import { type ParsedValues, UsageError } from "./_args.ts";
 
 type PartitionRow = {
   topic: string;

@@ -18,7 +18,7 @@ import {
   topicMetadata,
   withAdmin,
 } from "./broker_client.ts";
-import { type ParsedValues, UsageError } from "./commands.ts";
+import { type ParsedValues, UsageError } from "./_args.ts";
 
 /** Past this many unacknowledged bytes, reading stdin waits for the producer to catch up. */
 const BUFFERED_BYTES_MAX = 16 * 1024 * 1024;

@@ -4,7 +4,8 @@
 // convention of POSIX utilities; operational failures exit 1.
 
 import { parseArgs } from "node:util";
-import { COMMANDS, type Command, UsageError } from "./commands.ts";
+import { UsageError } from "./_args.ts";
+import { COMMANDS, type Command } from "./commands.ts";
 
 const EXIT_OK = 0;
 const EXIT_FAILURE = 1;

@@ -13,7 +13,7 @@ import {
   stringValue,
   withAdmin,
 } from "./broker_client.ts";
-import { type ParsedValues, UsageError } from "./commands.ts";
+import { type ParsedValues, UsageError } from "./_args.ts";
 
 /** The server's own limit on partitions per topic (PROTOCOL.md, CreateTopics). */
 const PARTITIONS_MAX = 10_000;

@@ -55,12 +55,20 @@ export function isSluiceError(error: unknown, code?: SluiceErrorCode): error is 
 }
 
 /**
- * A broken invariant: a bug in sluice, never a reaction to input. It is not a SluiceError on
- * purpose: callers must not treat it as an ordinary failure of a request. The engine fences the
- * partition it happened in; the server stops the process with a clear log line.
+ * A broken invariant: a bug in sluice, never a reaction to input. Its own class so that whoever
+ * serves a request can tell it from an operational failure: it is never answered as an error
+ * code. Inside a partition log it fences that log (LOG_FENCED, with this as the cause); anywhere
+ * else in the broker the process stops.
  */
 export class InvariantError extends Error {
   override name = "InvariantError";
+  /** What was violated, as the assert's message gave it. */
+  readonly invariant: string;
+
+  constructor(invariant: string) {
+    super(`sluice invariant violated: ${invariant}`);
+    this.invariant = invariant;
+  }
 }
 
 export function isInvariantError(error: unknown): error is InvariantError {
@@ -69,5 +77,5 @@ export function isInvariantError(error: unknown): error is InvariantError {
 
 /** An invariant check. A failure is a bug in sluice, never a reaction to input. */
 export function assert(condition: unknown, message = "assertion failed"): asserts condition {
-  if (!condition) throw new InvariantError(`sluice invariant violated: ${message}`);
+  if (!condition) throw new InvariantError(message);
 }

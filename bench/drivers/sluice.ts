@@ -24,7 +24,7 @@ import {
   Producer,
   type ProducerOptions,
 } from "../../protocol/client/mod.ts";
-import { SluiceServer } from "../../protocol/server.ts";
+import { SluiceServer } from "../../protocol/server/mod.ts";
 import { brokerScript, type Child, startChild } from "../tcp/processes.ts";
 import {
   type BenchConsumer,

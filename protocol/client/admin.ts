@@ -2,7 +2,7 @@
 // for any topic or partition it names rejects with that item's ServerError (the message names
 // the item), so a caller never has to dig codes out of a result.
 
-import { WIRE_ERRORS, errorFromWire } from "../errors.ts";
+import { WIRE_ERRORS, errorFromWire } from "../codec/errors.ts";
 import {
   type CommittedOffset,
   commitOffsets,

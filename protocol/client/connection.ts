@@ -8,7 +8,7 @@
 //                                 waiting (≤ requestQueueMax)    ones written as they are)
 //                                 moves up as responses arrive
 //
-//   socket data ──► FrameParser (views of whole frames; a large frame split across chunks as
+//   socket data ──► FrameReader (views of whole frames; a large frame split across chunks as
 //                   the list of views of those chunks) ──► match correlation id ──► resolve
 //
 // Limits: in-flight requests ≤ min(inFlightMax option, the server's inFlightMax); requests
@@ -28,11 +28,11 @@ import {
   readHandshakeResponse,
   writeHandshakeRequest,
 } from "../codec/handshake.ts";
-import { errorFromWire } from "../errors.ts";
-import { Outbox } from "../outbox.ts";
-import { Reader, type Writer } from "../wire.ts";
+import { errorFromWire } from "../codec/errors.ts";
+import { FrameReader } from "../codec/frame_reader.ts";
+import { Outbox } from "../codec/outbox.ts";
+import { Reader, type Writer } from "../codec/wire.ts";
 import { ClientError } from "./errors.ts";
-import { FrameParser } from "./frame_parser.ts";
 import {
   type ClientSocket,
   type ClientSocketKind,
@@ -51,10 +51,10 @@ export const RESPONSE_BYTES_MAX_DEFAULT = 256 * 1024 * 1024 + 1024 * 1024;
 /** The handshake response is small; a larger first frame means this is not a sluice server. */
 const HANDSHAKE_RESPONSE_BYTES_MAX = 65_536;
 /** Responses at least this large that span received chunks are kept as views of the chunks. */
-const SEGMENTED_RESPONSE_BYTES_MIN = 64 * 1024;
+const CHUNKED_RESPONSE_BYTES_MIN = 64 * 1024;
 const CORRELATION_ID_MODULUS = 2 ** 32;
 
-export type ConnectionOptions = {
+export type ClientConnectionOptions = {
   /** Sent in the handshake, for the server's logs. */
   clientName?: string;
   connectTimeoutMs?: number;
@@ -76,7 +76,7 @@ export type RequestOptions = {
   sendNow?: boolean;
 };
 
-export type ConnectionStats = {
+export type ClientConnectionStats = {
   requests: number;
   responses: number;
   /** Socket writes: fewer than requests when frames were coalesced. */
@@ -118,7 +118,7 @@ function positiveInteger(name: string, value: number | undefined, fallback: numb
   return resolved;
 }
 
-function resolveSettings(options: ConnectionOptions): Settings {
+function resolveSettings(options: ClientConnectionOptions): Settings {
   const clientName = options.clientName ?? "sluice-ts";
   if (typeof clientName !== "string") throw new TypeError("clientName must be a string");
   return {
@@ -148,14 +148,14 @@ function resolveSettings(options: ConnectionOptions): Settings {
   };
 }
 
-export class Connection {
+export class ClientConnection {
   readonly host: string;
   readonly port: number;
   #socket: ClientSocket | undefined;
   #outbox: Outbox | undefined;
   #settings: Settings;
-  #parser = new FrameParser(HANDSHAKE_RESPONSE_BYTES_MAX, {
-    segmentBytesMin: SEGMENTED_RESPONSE_BYTES_MIN,
+  #frames = new FrameReader(HANDSHAKE_RESPONSE_BYTES_MAX, {
+    chunkedBytesMin: CHUNKED_RESPONSE_BYTES_MIN,
   });
   #handshake: HandshakeResponse | undefined;
   #supported = new Set<number>();
@@ -172,7 +172,13 @@ export class Connection {
   #closedError: ClientError | undefined;
   #closedPromise: Promise<void>;
   #resolveClosed: () => void = () => {};
-  #stats: ConnectionStats = { requests: 0, responses: 0, writes: 0, bytesWritten: 0, bytesRead: 0 };
+  #stats: ClientConnectionStats = {
+    requests: 0,
+    responses: 0,
+    writes: 0,
+    bytesWritten: 0,
+    bytesRead: 0,
+  };
 
   private constructor(host: string, port: number, settings: Settings) {
     this.host = host;
@@ -184,7 +190,11 @@ export class Connection {
   }
 
   /** Opens a connection and completes the handshake; rejects with CONNECT_FAILED. */
-  static connect(host: string, port: number, options: ConnectionOptions = {}): Promise<Connection> {
+  static connect(
+    host: string,
+    port: number,
+    options: ClientConnectionOptions = {},
+  ): Promise<ClientConnection> {
     if (typeof host !== "string" || host.length === 0) {
       throw new TypeError(`host ${String(host)} must be a non-empty string`);
     }
@@ -192,10 +202,10 @@ export class Connection {
       throw new RangeError(`port ${port} is not a TCP port`);
     }
     const settings = resolveSettings(options);
-    return new Connection(host, port, settings).#open();
+    return new ClientConnection(host, port, settings).#open();
   }
 
-  async #open(): Promise<Connection> {
+  async #open(): Promise<ClientConnection> {
     const { connectTimeoutMs } = this.#settings;
     let timer: ReturnType<typeof setTimeout> | undefined;
     const timeout = new Promise<never>((_, reject) => {
@@ -291,7 +301,7 @@ export class Connection {
     }
     this.#handshake = response;
     this.#inFlightMax = Math.max(1, Math.min(this.#settings.inFlightMax, response.inFlightMax));
-    this.#parser.frameBytesMax = this.#settings.responseBytesMax;
+    this.#frames.frameBytesMax = this.#settings.responseBytesMax;
     this.#pump();
   }
 
@@ -325,7 +335,7 @@ export class Connection {
     return this.#closedPromise;
   }
 
-  get stats(): Readonly<ConnectionStats> {
+  get stats(): Readonly<ClientConnectionStats> {
     return this.#stats;
   }
 
@@ -372,7 +382,7 @@ export class Connection {
    * (one view unless the response was large and arrived in several chunks): nothing is copied,
    * for Fetch responses whose records the application keeps as views.
    */
-  requestSegments(
+  requestChunks(
     apiKey: number,
     writeBody: (writer: Writer) => void,
     options?: RequestOptions,
@@ -573,7 +583,7 @@ export class Connection {
   #onData(chunk: Uint8Array): void {
     this.#stats.bytesRead += chunk.length;
     try {
-      this.#parser.pushSegments(chunk, (frame) => this.#onFrame(frame));
+      this.#frames.pushChunks(chunk, (frame) => this.#onFrame(frame));
     } catch (error) {
       const message = error instanceof Error ? error.message : String(error);
       this.#fail(new ClientError("MALFORMED_RESPONSE", `${this.#where()}: ${message}`));

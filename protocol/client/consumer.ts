@@ -21,8 +21,8 @@
 //   poll N+1: ──await fetch N+1 (often already here)──► ...
 
 import { API } from "../codec/frames.ts";
-import { writeFetchRequest } from "../codec/fetch.ts";
-import { WIRE_ERRORS, errorFromWire } from "../errors.ts";
+import { readFetchResponse, writeFetchRequest } from "../codec/fetch.ts";
+import { WIRE_ERRORS, errorFromWire } from "../codec/errors.ts";
 import { appendTo } from "./collections.ts";
 import { offsetSpecTimestamp } from "./admin.ts";
 import { REQUEST_TIMEOUT_MS_DEFAULT } from "./connection.ts";
@@ -46,7 +46,6 @@ import {
 } from "./control_calls.ts";
 import { ClientError, isRetriable } from "./errors.ts";
 import { GroupMember } from "./group_member.ts";
-import { readFetchResponseViews } from "./segment_reader.ts";
 import { type ClientOptions, Session } from "./session.ts";
 
 export type { ConsumerRecord, OffsetReset };
@@ -465,7 +464,7 @@ export class Consumer {
       offset: state.position!,
       gen: state.generation,
     }));
-    const body = await this.#fetchSession.requestSegments(
+    const body = await this.#fetchSession.requestChunks(
       API.Fetch,
       (writer) => writeFetchRequest(writer, request),
       {
@@ -475,7 +474,7 @@ export class Consumer {
         sendNow: true,
       },
     );
-    const response = readFetchResponseViews(body);
+    const response = readFetchResponse(body);
     const byKey = new Map(sent.map((s) => [s.state.key, s]));
     const fetched: Fetched[] = [];
     for (const topic of response.topics) {

@@ -18,13 +18,13 @@ import {
   stringItems,
   writeMsgpack,
 } from "../codec/control.ts";
-import { errorFromWire, ProtocolError } from "../errors.ts";
-import type { Reader, Writer } from "../wire.ts";
+import { errorFromWire, ProtocolError } from "../codec/errors.ts";
+import type { Reader, Writer } from "../codec/wire.ts";
 import { appendTo } from "./collections.ts";
 import type { RequestOptions } from "./connection.ts";
 import { ClientError } from "./errors.ts";
 
-/** A Connection or a Session. */
+/** A ClientConnection or a Session. */
 export type Requester = {
   request(
     apiKey: number,

@@ -1,9 +1,10 @@
-// The client's errors. A non-zero wire code from the server is a ServerError (protocol/errors.ts)
-// named by the code; what goes wrong on the client's side of the socket is a ClientError with a
-// closed set of codes. Both carry `retriable`: true when the same call may succeed later
-// unchanged, which is what the producer's retry loop and the consumer's fetch loop look at.
+// The client's errors. A non-zero wire code from the server is a ServerError
+// (../codec/errors.ts) named by the code; what goes wrong on the client's side of the socket is
+// a ClientError with a closed set of codes. Both carry `retriable`: true when the same call may
+// succeed later unchanged, which is what the producer's retry loop and the consumer's fetch
+// loop look at.
 
-import { ServerError } from "../errors.ts";
+import { ServerError } from "../codec/errors.ts";
 
 export type ClientErrorCode =
   | "CONNECTION_CLOSED" // the connection dropped with the request outstanding (retriable)

@@ -11,7 +11,7 @@
 // which to commit, so the consumer commits what it has processed just before each heartbeat
 // (`beforeHeartbeat`), on the same connection, so that the commit is applied first.
 
-import { ServerError } from "../errors.ts";
+import { ServerError } from "../codec/errors.ts";
 import { groupHeartbeat, type TopicPartitions } from "./control_calls.ts";
 import { isRetriable } from "./errors.ts";
 import type { Session } from "./session.ts";

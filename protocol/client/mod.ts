@@ -17,9 +17,9 @@ export type { BytesInput, HeadersInput } from "./batch_builder.ts";
 export {
   API_VERSION,
   CLIENT_VERSION,
-  Connection,
-  type ConnectionOptions,
-  type ConnectionStats,
+  ClientConnection,
+  type ClientConnectionOptions,
+  type ClientConnectionStats,
   type RequestOptions,
 } from "./connection.ts";
 export {

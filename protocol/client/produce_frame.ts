@@ -15,7 +15,7 @@
 
 import { API } from "../codec/frames.ts";
 import type { Acks } from "../codec/produce.ts";
-import { STRING_BYTES_MAX } from "../wire.ts";
+import { STRING_BYTES_MAX } from "../codec/wire.ts";
 import type { BatchBuilder } from "./batch_builder.ts";
 
 export const PRODUCE_API_VERSION = 1;

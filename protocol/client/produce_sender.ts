@@ -31,9 +31,9 @@
 import type { CompressionName } from "../../record/mod.ts";
 import { API } from "../codec/frames.ts";
 import { type Acks, type ProducePartitionResult, readProduceResponse } from "../codec/produce.ts";
-import { errorFromWire, ProtocolError, ServerError } from "../errors.ts";
+import { errorFromWire, ProtocolError, ServerError } from "../codec/errors.ts";
 import type { BatchBuilder } from "./batch_builder.ts";
-import type { Connection } from "./connection.ts";
+import type { ClientConnection } from "./connection.ts";
 import { initProducerId, type ProducerIdentity } from "./control_calls.ts";
 import { ClientError, isAmbiguous, isRetriable } from "./errors.ts";
 import { type FrameBatch, produceFrame } from "./produce_frame.ts";
@@ -393,7 +393,7 @@ export class ProduceSender {
     );
   }
 
-  #send(connection: Connection, picked: Picked[]): void {
+  #send(connection: ClientConnection, picked: Picked[]): void {
     const ordered = byTopic(picked);
     const batches: FrameBatch[] = [];
     for (const { queue, batch } of ordered) {

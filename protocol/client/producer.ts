@@ -15,7 +15,7 @@
 
 import { clearImmediate, setImmediate } from "node:timers";
 import { COMPRESSION, type CompressionName, encodeRecordBatch } from "../../record/mod.ts";
-import { WIRE_ERRORS, errorFromWire } from "../errors.ts";
+import { WIRE_ERRORS, errorFromWire } from "../codec/errors.ts";
 import {
   BatchBuilder,
   type BytesInput,

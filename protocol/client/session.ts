@@ -2,8 +2,12 @@
 // by a new one when it has closed. It never retries a request itself (only the caller knows
 // whether a request may be repeated); it only makes sure the next request finds a live socket.
 
-import type { Reader, Writer } from "../wire.ts";
-import { Connection, type ConnectionOptions, type RequestOptions } from "./connection.ts";
+import type { Reader, Writer } from "../codec/wire.ts";
+import {
+  ClientConnection,
+  type ClientConnectionOptions,
+  type RequestOptions,
+} from "./connection.ts";
 import { ClientError } from "./errors.ts";
 
 export const HOST_DEFAULT = "127.0.0.1";
@@ -12,7 +16,7 @@ export const RETRY_BACKOFF_MS_DEFAULT = 100;
 export const RETRY_BACKOFF_MS_MAX_DEFAULT = 1_000;
 
 /** Where the server is and how to talk to it; every client object takes these. */
-export type ClientOptions = ConnectionOptions & {
+export type ClientOptions = ClientConnectionOptions & {
   host?: string;
   port?: number;
   /** The first wait before a retry; it doubles up to retryBackoffMsMax. */
@@ -25,9 +29,9 @@ export class Session {
   readonly port: number;
   readonly retryBackoffMs: number;
   readonly retryBackoffMsMax: number;
-  #options: ConnectionOptions;
-  #connection: Connection | undefined;
-  #connecting: Promise<Connection> | undefined;
+  #options: ClientConnectionOptions;
+  #connection: ClientConnection | undefined;
+  #connecting: Promise<ClientConnection> | undefined;
   #closed = false;
 
   constructor(options: ClientOptions = {}) {
@@ -57,18 +61,18 @@ export class Session {
   }
 
   /** The live connection, or undefined when there is none right now. */
-  get current(): Connection | undefined {
+  get current(): ClientConnection | undefined {
     const connection = this.#connection;
     return connection !== undefined && !connection.closed ? connection : undefined;
   }
 
   /** The live connection, opening a new one when there is none. */
-  connection(): Promise<Connection> {
+  connection(): Promise<ClientConnection> {
     if (this.#closed) return Promise.reject(new ClientError("CLOSED", "The client was closed"));
     const current = this.current;
     if (current !== undefined) return Promise.resolve(current);
     if (this.#connecting === undefined) {
-      this.#connecting = Connection.connect(this.host, this.port, this.#options).then(
+      this.#connecting = ClientConnection.connect(this.host, this.port, this.#options).then(
         (connection) => {
           this.#connecting = undefined;
           if (this.#closed) {
@@ -96,14 +100,14 @@ export class Session {
     return connection.request(apiKey, writeBody, options);
   }
 
-  /** `request`, resolving with the response body as views (Connection.requestSegments). */
-  async requestSegments(
+  /** `request`, resolving with the response body as views (ClientConnection.requestChunks). */
+  async requestChunks(
     apiKey: number,
     writeBody: (writer: Writer) => void,
     options?: RequestOptions,
   ): Promise<Uint8Array[]> {
     const connection = await this.connection();
-    return connection.requestSegments(apiKey, writeBody, options);
+    return connection.requestChunks(apiKey, writeBody, options);
   }
 
   /** The wait before retry number `attempt` (1-based): exponential, capped. */

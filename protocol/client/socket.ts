@@ -1,5 +1,5 @@
-// The client's TCP socket behind the transport interface the server's Outbox writes to
-// (../transport.ts): `Bun.connect` on Bun, `node:net` elsewhere (Deno, Node). Why two: Bun's
+// The client's TCP socket behind the interface an Outbox writes to (TransportSocket in
+// ../codec/outbox.ts): `Bun.connect` on Bun, `node:net` elsewhere (Deno, Node). Why two: Bun's
 // node:net copies into its own buffer every byte the kernel does not take at once, which for
 // megabyte produce requests was a sixth of the producer's time; a Bun socket's `write` takes
 // what the kernel takes and returns the count, and the caller keeps the rest as a view until
@@ -12,7 +12,7 @@
 // record values may stay views of them.
 
 import net from "node:net";
-import type { TransportSocket } from "../transport.ts";
+import type { TransportSocket } from "../codec/outbox.ts";
 
 export type ClientSocketKind = "bun" | "node";
 

@@ -3,8 +3,8 @@
 // a missing key, a wrong type or an out-of-range value is INVALID_REQUEST naming the key.
 
 import { Packr } from "msgpackr";
-import { ProtocolError } from "../errors.ts";
-import type { Reader, Writer } from "../wire.ts";
+import { ProtocolError } from "./errors.ts";
+import type { Reader, Writer } from "./wire.ts";
 
 // Plain maps and arrays only (no msgpackr record extension), so any MessagePack reader works.
 // int64/uint64 read as numbers (msgpackr's default is BigInt, which intField would reject):

@@ -9,9 +9,12 @@
 //                                         log_start_offset:i64 records:bytes32 ] ]
 //
 // The server writes a response's records as the engine's views, chunk by chunk (ChunkedFrame).
+// The response is read from the views the frame arrived in (ChunkReader), or from one view:
+// records come out as views either way, never copied.
 
-import type { Reader, Writer } from "../wire.ts";
+import { ChunkReader } from "./chunk_reader.ts";
 import type { ChunkedFrame } from "./frames.ts";
+import type { Reader, Writer } from "./wire.ts";
 
 export type FetchRequest = {
   maxWaitMs: number;
@@ -28,7 +31,10 @@ export type FetchPartitionResult = {
   errorCode: number;
   highWatermark: number;
   logStartOffset: number;
-  /** Views of whole batches (server side), or one view of the response frame (client side). */
+  /**
+   * Views of whole batches (when the server writes it), or views of the received bytes the
+   * records lie in, one per chunk they span (when a client reads it).
+   */
   records: Uint8Array[];
 };
 
@@ -87,7 +93,12 @@ export function writeFetchResponse(frame: ChunkedFrame, response: FetchResponse)
   }
 }
 
-export function readFetchResponse(reader: Reader): FetchResponse {
+/**
+ * Reads a fetch response body (after the response header): one view, or the views of the
+ * chunks it arrived in, in order. Each partition's records stay views of those bytes.
+ */
+export function readFetchResponse(body: Uint8Array | readonly Uint8Array[]): FetchResponse {
+  const reader = new ChunkReader(body instanceof Uint8Array ? [body] : body);
   const topicCount = reader.count("topics", TOPIC_BYTES_MIN);
   const topics: FetchResponse["topics"] = [];
   for (let t = 0; t < topicCount; t++) {
@@ -95,12 +106,13 @@ export function readFetchResponse(reader: Reader): FetchResponse {
     const count = reader.count("partitions", RESULT_BYTES_MIN);
     const partitions: FetchPartitionResult[] = [];
     for (let p = 0; p < count; p++) {
+      const fields = reader.reader(RESULT_BYTES_MIN, "partition result");
       partitions.push({
-        partition: reader.u32("partition"),
-        errorCode: reader.i16("error_code"),
-        highWatermark: reader.i64("high_watermark"),
-        logStartOffset: reader.i64("log_start_offset"),
-        records: [reader.bytes32("records")],
+        partition: fields.u32("partition"),
+        errorCode: fields.i16("error_code"),
+        highWatermark: fields.i64("high_watermark"),
+        logStartOffset: fields.i64("log_start_offset"),
+        records: reader.views(fields.u32("records length"), "records"),
       });
     }
     topics.push({ topic, partitions });

@@ -7,8 +7,8 @@
 // Responses that carry record batches are built as a list of chunks, so the batches go to the
 // socket as the views the engine returned, never copied into one buffer.
 
-import { ProtocolError } from "../errors.ts";
-import { type Reader, Writer } from "../wire.ts";
+import { ProtocolError } from "./errors.ts";
+import { type Reader, Writer } from "./wire.ts";
 
 export const API = {
   Handshake: 0,

@@ -4,7 +4,7 @@
 //   HandshakeResponse = server_version:string frame_bytes_max:u32 in_flight_max:u16
 //                       apis:[api_key:u16 min_version:u16 max_version:u16]
 
-import type { Reader, Writer } from "../wire.ts";
+import type { Reader, Writer } from "./wire.ts";
 
 export type HandshakeRequest = { clientName: string; clientVersion: string };
 

@@ -10,8 +10,8 @@
 // `records` are views into the request frame: the server appends them without a copy of its
 // own (the engine copies once into its write buffer).
 
-import { ProtocolError } from "../errors.ts";
-import type { Reader, Writer } from "../wire.ts";
+import { ProtocolError } from "./errors.ts";
+import type { Reader, Writer } from "./wire.ts";
 
 export type Acks = -1 | 0 | 1;
 

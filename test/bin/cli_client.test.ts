@@ -12,7 +12,7 @@ import {
   type ServerProcess,
   startServerProcess,
   stopServerProcess,
-} from "../protocol/server_process.ts";
+} from "../protocol/server/server_process.ts";
 
 const CLI = "bin/sluice.ts";
 const utf8 = new TextEncoder();

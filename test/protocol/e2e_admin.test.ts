@@ -5,7 +5,7 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import { Admin, Consumer, Producer, ServerError } from "../../protocol/client/mod.ts";
-import { SluiceServer } from "../../protocol/server.ts";
+import { SluiceServer } from "../../protocol/server/mod.ts";
 import { tempDir, waitFor } from "../helpers.ts";
 
 async function withAdmin(run: (admin: Admin, port: number) => Promise<void>): Promise<void> {

@@ -8,7 +8,7 @@ import assert from "node:assert/strict";
 import net from "node:net";
 import { describe, test } from "node:test";
 import { Admin, Consumer, type ConsumerRecord, Producer } from "../../protocol/client/mod.ts";
-import { SluiceServer } from "../../protocol/server.ts";
+import { SluiceServer } from "../../protocol/server/mod.ts";
 import { tempDir, waitFor } from "../helpers.ts";
 
 const text = new TextDecoder();

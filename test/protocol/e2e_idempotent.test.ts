@@ -10,7 +10,7 @@ import net from "node:net";
 import { describe, test } from "node:test";
 import { Admin, Consumer, type ConsumerRecord, Producer } from "../../protocol/client/mod.ts";
 import { API } from "../../protocol/codec/frames.ts";
-import { SluiceServer } from "../../protocol/server.ts";
+import { SluiceServer } from "../../protocol/server/mod.ts";
 import { tempDir, waitFor } from "../helpers.ts";
 
 const text = new TextDecoder();

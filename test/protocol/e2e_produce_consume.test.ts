@@ -13,7 +13,7 @@ import {
   type RecordMetadata,
 } from "../../protocol/client/mod.ts";
 import { API } from "../../protocol/codec/frames.ts";
-import { SluiceServer } from "../../protocol/server.ts";
+import { SluiceServer } from "../../protocol/server/mod.ts";
 import { tempDir, waitFor } from "../helpers.ts";
 
 const utf8 = new TextEncoder();

@@ -4,9 +4,9 @@ import { join } from "node:path";
 import { test } from "node:test";
 import { writeMsgpack } from "../../protocol/codec/control.ts";
 import { API } from "../../protocol/codec/frames.ts";
-import { SluiceServer } from "../../protocol/server.ts";
+import { SluiceServer } from "../../protocol/server/mod.ts";
 import { PROJECT_ROOT, tempDir } from "../helpers.ts";
-import { RawClient } from "./raw_client.ts";
+import { RawClient } from "./server/raw_client.ts";
 import { exampleFetchRequest, exampleProduceRequest, hexBlocks } from "./spec_examples.ts";
 
 function hex(bytes: Uint8Array): string {

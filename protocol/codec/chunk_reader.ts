@@ -1,0 +1,111 @@
+// Reads a message body that arrived as several views (the FrameReader's `pushChunks` hands out a
+// large frame as the views of the chunks it lies in), or as one. Fixed-size fields come through
+// a Reader over the next few bytes (a view, or a small copy where they straddle two chunks);
+// variable-length bytes (a Fetch response's records) come out as views, never copied. Running
+// short of bytes, or a count larger than the bytes left, is a ProtocolError (INVALID_REQUEST),
+// as with the Reader.
+//
+//   views:  [hdr|topic|part..][..ition|records....][....records]
+//   reader(26) over "part..ition" → a 26-byte copy; views(n) over the records → two views
+
+import { ProtocolError } from "./errors.ts";
+import { Reader, STRING_BYTES_MAX } from "./wire.ts";
+
+const textDecoder = new TextDecoder("utf-8", { fatal: true });
+
+export class ChunkReader {
+  #views: readonly Uint8Array[];
+  #index = 0;
+  #at = 0;
+  #remaining = 0;
+
+  constructor(views: readonly Uint8Array[]) {
+    this.#views = views;
+    for (const view of views) this.#remaining += view.length;
+    this.#skipEmpty();
+  }
+
+  get remaining(): number {
+    return this.#remaining;
+  }
+
+  #skipEmpty(): void {
+    while (this.#index < this.#views.length && this.#at === this.#views[this.#index]!.length) {
+      this.#index++;
+      this.#at = 0;
+    }
+  }
+
+  #need(length: number, what: string): void {
+    if (length > this.#remaining) {
+      throw ProtocolError.invalid(
+        `${what} needs ${length} bytes but ${this.#remaining} remain in the response`,
+      );
+    }
+  }
+
+  /** A Reader over exactly the next `length` bytes, which it moves past. */
+  reader(length: number, what: string): Reader {
+    const views = this.views(length, what);
+    if (views.length === 1) return new Reader(views[0]!);
+    const joined = new Uint8Array(length);
+    let at = 0;
+    for (const view of views) {
+      joined.set(view, at);
+      at += view.length;
+    }
+    return new Reader(joined);
+  }
+
+  /** The next `length` bytes as views, in order, which it moves past. */
+  views(length: number, what: string): Uint8Array[] {
+    this.#need(length, what);
+    const views: Uint8Array[] = [];
+    let left = length;
+    while (left > 0) {
+      const view = this.#views[this.#index]!;
+      const take = Math.min(left, view.length - this.#at);
+      views.push(view.subarray(this.#at, this.#at + take));
+      this.#at += take;
+      left -= take;
+      this.#skipEmpty();
+    }
+    this.#remaining -= length;
+    return views.length === 0 ? [new Uint8Array(0)] : views;
+  }
+
+  u16(what: string): number {
+    return this.reader(2, what).u16(what);
+  }
+
+  /** A `[T]` count, checked against the bytes left: each item takes at least `itemBytesMin`. */
+  count(what: string, itemBytesMin: number): number {
+    const count = this.u16(`${what} count`);
+    if (count * itemBytesMin > this.#remaining) {
+      throw ProtocolError.invalid(
+        `${what} count ${count} needs at least ${count * itemBytesMin} bytes; ` +
+          `${this.#remaining} remain`,
+      );
+    }
+    return count;
+  }
+
+  string(what: string): string {
+    const length = this.u16(`${what} length`);
+    if (length > STRING_BYTES_MAX) {
+      throw ProtocolError.invalid(`${what} of ${length} bytes exceeds ${STRING_BYTES_MAX}`);
+    }
+    const reader = this.reader(length, what);
+    try {
+      return textDecoder.decode(reader.raw(length, what));
+    } catch {
+      throw ProtocolError.invalid(`${what} is not valid UTF-8`);
+    }
+  }
+
+  expectEnd(what: string): void {
+    if (this.#remaining !== 0) {
+      throw ProtocolError.invalid(`${this.#remaining} unexpected bytes after ${what}`);
+    }
+  }
+}

@@ -1,0 +1,119 @@
+// The write side of one connection, on the server (responses) and on the client (requests): a
+// queue of frame chunks written to the socket in order, small chunks coalesced into one write
+// (each socket write costs microseconds), large ones (record batches) written as they are. What
+// the socket does not take waits for `drain`.
+//
+//   queue: [hdr 40B][hdr 26B][batches 1 MiB][hdr 26B] ...
+//   write 1: hdr+hdr coalesced (66 B)   write 2: the 1 MiB view   write 3: ...
+//
+// The queue is bounded by the caller: when `queuedBytes` passes its high-water mark the
+// connection stops reading requests until the queue drains.
+
+/**
+ * A socket as the Outbox sees it, on both sides of the wire: the server's listeners
+ * (server/_transport.ts) and the client's sockets (client/socket.ts) each wrap theirs in one.
+ */
+export interface TransportSocket {
+  /** Writes what the socket takes now; the caller keeps the rest until `drain`. */
+  write(bytes: Uint8Array): { taken: number; blocked: boolean };
+  pause(): void;
+  resume(): void;
+  /** Half-closes after pending writes; `destroy` closes at once. */
+  end(): void;
+  destroy(): void;
+  readonly remoteAddress: string;
+}
+
+/** Chunks smaller than this are copied together into one write. */
+const COALESCE_BYTES_MAX = 64 * 1024;
+
+export class Outbox {
+  #socket: TransportSocket;
+  #queue: Uint8Array[] = [];
+  #head = 0;
+  #queuedBytes = 0;
+  #blocked = false;
+  bytesWritten = 0;
+
+  constructor(socket: TransportSocket) {
+    this.#socket = socket;
+  }
+
+  get queuedBytes(): number {
+    return this.#queuedBytes;
+  }
+
+  get idle(): boolean {
+    return this.#queuedBytes === 0;
+  }
+
+  enqueue(chunks: readonly Uint8Array[]): void {
+    for (const chunk of chunks) {
+      if (chunk.length === 0) continue;
+      this.#queue.push(chunk);
+      this.#queuedBytes += chunk.length;
+    }
+    if (!this.#blocked) this.flush();
+  }
+
+  /** Writes until the queue is empty or the socket pushes back. */
+  flush(): void {
+    this.#blocked = false;
+    while (this.#head < this.#queue.length) {
+      const { bytes, count } = this.#nextWrite();
+      const { taken, blocked } = this.#socket.write(bytes);
+      this.#consume(taken, count);
+      this.bytesWritten += taken;
+      if (blocked) {
+        this.#blocked = true;
+        return;
+      }
+    }
+    this.#queue = [];
+    this.#head = 0;
+  }
+
+  /** The next bytes to write and how many queue entries they span. */
+  #nextWrite(): { bytes: Uint8Array; count: number } {
+    const first = this.#queue[this.#head]!;
+    if (first.length >= COALESCE_BYTES_MAX) return { bytes: first, count: 1 };
+    let length = 0;
+    let count = 0;
+    while (this.#head + count < this.#queue.length) {
+      const chunk = this.#queue[this.#head + count]!;
+      if (length + chunk.length > COALESCE_BYTES_MAX) break;
+      length += chunk.length;
+      count++;
+    }
+    if (count === 1) return { bytes: first, count: 1 };
+    // A fresh buffer per coalesced write: node:net keeps a reference until it is sent.
+    const staging = new Uint8Array(length);
+    let at = 0;
+    for (let i = 0; i < count; i++) {
+      const chunk = this.#queue[this.#head + i]!;
+      staging.set(chunk, at);
+      at += chunk.length;
+    }
+    return { bytes: staging, count };
+  }
+
+  /** Drops `taken` written bytes from the front of the queue. */
+  #consume(taken: number, count: number): void {
+    let left = taken;
+    for (let i = 0; i < count && left > 0; i++) {
+      const chunk = this.#queue[this.#head]!;
+      if (left >= chunk.length) {
+        left -= chunk.length;
+        this.#queuedBytes -= chunk.length;
+        this.#queue[this.#head] = EMPTY;
+        this.#head++;
+      } else {
+        this.#queue[this.#head] = chunk.subarray(left);
+        this.#queuedBytes -= left;
+        left = 0;
+      }
+    }
+  }
+}
+
+const EMPTY = new Uint8Array(0);

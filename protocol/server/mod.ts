@@ -1,0 +1,12 @@
+// The sluice broker's listener: a TCP server that maps the wire protocol (../PROTOCOL.md) onto
+// the engine, through engine/mod.ts only. `SluiceServer.start({ dataDir, host, port, limits })`
+// opens an engine and listens; `close()` shuts down cleanly.
+
+export { SERVER_LIMITS_DEFAULT, type ServerLimits } from "./connection.ts";
+export {
+  EXIT_CODE_INVARIANT,
+  type ServerOptions,
+  SluiceServer,
+  stopOnInvariant,
+} from "./server.ts";
+export type { TransportKind } from "./_transport.ts";

@@ -1,0 +1,310 @@
+// The sluice broker: a TCP server that maps the wire protocol (PROTOCOL.md) onto the engine.
+// `sluice serve` starts one; tests and the benchmark harness start them in-process.
+
+import { join } from "node:path";
+import { Engine, type EngineOptions, GroupCoordinator } from "../../engine/mod.ts";
+import packageJson from "../../package.json" with { type: "json" };
+import { InvariantError } from "../../record/mod.ts";
+import { writeHandshakeResponse, readHandshakeRequest } from "../codec/handshake.ts";
+import { API, API_VERSIONS, finishFrame, startResponse } from "../codec/frames.ts";
+import type { TransportSocket } from "../codec/outbox.ts";
+import {
+  ServerConnection,
+  type ServerConnectionHost,
+  type HandlerResult,
+  type RequestContext,
+  SERVER_LIMITS_DEFAULT,
+  type ServerLimits,
+} from "./connection.ts";
+import * as control from "./_control.ts";
+import { type DataPlane, handleFetch, handleProduce } from "./_data.ts";
+import { listen, type TransportKind, type TransportServer } from "./_transport.ts";
+
+export type ServerOptions = {
+  /** Data directory to open; or pass an open `engine` (which the server will not close). */
+  dataDir?: string;
+  engine?: Engine;
+  engineOptions?: EngineOptions;
+  host?: string;
+  /** 0 picks a free port (see `server.port`). */
+  port?: number;
+  limits?: Partial<ServerLimits>;
+  /** Consumer-group session timeout and the heartbeat interval handed to members. */
+  sessionTimeoutMs?: number;
+  heartbeatIntervalMs?: number;
+  transport?: TransportKind;
+  log?: (message: string) => void;
+  /**
+   * Called when serving a request (or the periodic sweep) breaks an invariant: a bug in sluice,
+   * which is never answered as an error code. The default, `stopOnInvariant`, logs one line to
+   * stderr and exits the process with code 70; tests pass their own to observe it. If it
+   * returns, the connection whose request broke the invariant is closed unanswered.
+   */
+  onFatal?: (error: InvariantError) => void;
+};
+
+/** The exit code of a server stopped by a broken invariant (EX_SOFTWARE in sysexits.h). */
+export const EXIT_CODE_INVARIANT = 70;
+
+/** The default `onFatal`: one line on stderr, then the process exits with code 70. */
+export function stopOnInvariant(error: InvariantError): never {
+  console.error(`sluice: invariant violated: ${error.invariant}; stopping`);
+  process.exit(EXIT_CODE_INVARIANT);
+}
+
+/** How long a shutdown waits for connections to write what they owe before closing them. */
+const SHUTDOWN_WAIT_MS_DEFAULT = 5_000;
+
+/** How often timeouts (idle connections, stuck requests, group sessions) are checked. */
+const SWEEP_INTERVAL_MS = 250;
+
+export class SluiceServer {
+  readonly engine: Engine;
+  readonly limits: ServerLimits;
+  readonly host: string;
+  #ownsEngine: boolean;
+  #transport: TransportServer | undefined;
+  #connections = new Map<TransportSocket, ServerConnection>();
+  #groups: GroupCoordinator;
+  #log: (message: string) => void;
+  #onFatal: (error: InvariantError) => void;
+  #startedMs = Date.now();
+  #sweep: ReturnType<typeof setInterval> | undefined;
+  #requests = new Map<number, number>();
+  #closedBytes = { in: 0, out: 0 };
+  #data: DataPlane;
+  #control: control.ControlPlane;
+  #handlers: Map<number, (request: RequestContext) => HandlerResult | Promise<HandlerResult>>;
+
+  private constructor(engine: Engine, ownsEngine: boolean, options: ServerOptions) {
+    this.engine = engine;
+    this.#ownsEngine = ownsEngine;
+    this.limits = { ...SERVER_LIMITS_DEFAULT, ...options.limits };
+    this.host = options.host ?? "127.0.0.1";
+    this.#log = options.log ?? ((message) => console.error(`sluice: ${message}`));
+    this.#onFatal = options.onFatal ?? stopOnInvariant;
+    this.#groups = new GroupCoordinator({
+      partitionsOf: (topic) => {
+        try {
+          return engine.describeTopic(topic).partitions;
+        } catch (error) {
+          if (error instanceof InvariantError) throw error;
+          return undefined;
+        }
+      },
+      ...(options.sessionTimeoutMs === undefined
+        ? {}
+        : { sessionTimeoutMs: options.sessionTimeoutMs }),
+      ...(options.heartbeatIntervalMs === undefined
+        ? {}
+        : { heartbeatIntervalMs: options.heartbeatIntervalMs }),
+    });
+    this.#data = {
+      engine,
+      fetchWaitMsMax: this.limits.fetchWaitMsMax,
+      fetchBytesMax: this.limits.fetchBytesMax,
+      waitingFetches: new Set(),
+      log: this.#log,
+    };
+    this.#control = {
+      engine,
+      groups: this.#groups,
+      host: this.host,
+      port: () => this.port,
+      stats: () => this.stats(),
+    };
+    this.#handlers = this.#handlerTable();
+  }
+
+  /** Opens the engine (if given a directory), listens, and resolves once it accepts clients. */
+  static async start(options: ServerOptions): Promise<SluiceServer> {
+    const engine =
+      options.engine ??
+      (await Engine.open(options.dataDir ?? join(process.cwd(), "data"), options.engineOptions));
+    const server = new SluiceServer(engine, options.engine === undefined, options);
+    try {
+      server.#transport = await listen(
+        server.host,
+        options.port ?? 9092,
+        server.#transportHandlers(),
+        options.transport,
+      );
+    } catch (error) {
+      if (server.#ownsEngine) await engine.close();
+      throw error;
+    }
+    server.#sweep = setInterval(() => server.#sweepOrStop(), SWEEP_INTERVAL_MS);
+    (server.#sweep as { unref?: () => void }).unref?.();
+    return server;
+  }
+
+  get port(): number {
+    return this.#transport?.port ?? 0;
+  }
+
+  get connectionCount(): number {
+    return this.#connections.size;
+  }
+
+  #connectionHost(): ServerConnectionHost {
+    return {
+      limits: this.limits,
+      dispatch: (request) => this.#dispatch(request),
+      log: this.#log,
+      fatal: this.#onFatal,
+      now: Date.now,
+    };
+  }
+
+  #transportHandlers() {
+    const host = this.#connectionHost();
+    return {
+      open: (socket: TransportSocket) => {
+        if (this.#connections.size >= this.limits.connectionsMax) {
+          this.#log(`refusing connection from ${socket.remoteAddress}: connectionsMax reached`);
+          socket.destroy();
+          return;
+        }
+        this.#connections.set(socket, new ServerConnection(socket, host));
+      },
+      data: (socket: TransportSocket, bytes: Uint8Array) =>
+        this.#connections.get(socket)?.data(bytes),
+      drain: (socket: TransportSocket) => this.#connections.get(socket)?.drain(),
+      close: (socket: TransportSocket) => {
+        const connection = this.#connections.get(socket);
+        if (connection === undefined) return;
+        this.#closedBytes.in += connection.bytesIn;
+        this.#closedBytes.out += connection.bytesOut;
+        connection.closedBySocket();
+        this.#connections.delete(socket);
+      },
+    };
+  }
+
+  #handlerTable() {
+    const c = this.#control;
+    return new Map<number, (request: RequestContext) => HandlerResult | Promise<HandlerResult>>([
+      [API.Handshake, (request) => this.#handshake(request)],
+      [API.Metadata, (request) => control.handleMetadata(c, request)],
+      [API.CreateTopics, (request) => control.handleCreateTopics(c, request)],
+      [API.DeleteTopics, (request) => control.handleDeleteTopics(c, request)],
+      [API.Produce, (request) => handleProduce(this.#data, request)],
+      [API.Fetch, (request) => handleFetch(this.#data, request)],
+      [API.ListOffsets, (request) => control.handleListOffsets(c, request)],
+      [API.OffsetCommit, (request) => control.handleOffsetCommit(c, request)],
+      [API.OffsetFetch, (request) => control.handleOffsetFetch(c, request)],
+      [API.GroupHeartbeat, (request) => control.handleGroupHeartbeat(c, request)],
+      [API.DescribeGroup, (request) => control.handleDescribeGroup(c, request)],
+      [API.InitProducerId, (request) => control.handleInitProducerId(c, request)],
+      [API.Stats, (request) => control.handleStats(c, request)],
+    ]);
+  }
+
+  #dispatch(request: RequestContext): HandlerResult | Promise<HandlerResult> {
+    this.#requests.set(request.apiKey, (this.#requests.get(request.apiKey) ?? 0) + 1);
+    const handler = this.#handlers.get(request.apiKey);
+    if (handler === undefined) return control.unknownApi(request.apiKey);
+    return handler(request);
+  }
+
+  #handshake(request: RequestContext): HandlerResult {
+    readHandshakeRequest(request.reader);
+    const writer = startResponse(request.correlationId, 128);
+    writeHandshakeResponse(writer, {
+      serverVersion: packageJson.version,
+      frameBytesMax: this.limits.frameBytesMax,
+      inFlightMax: this.limits.inFlightMax,
+      apis: [...API_VERSIONS],
+    });
+    request.connection.completeHandshake();
+    return [finishFrame(writer)];
+  }
+
+  /** The periodic sweep; a broken invariant in it (group expiry runs engine code) is fatal. */
+  #sweepOrStop(): void {
+    try {
+      this.#sweepTimeouts();
+    } catch (error) {
+      if (!(error instanceof InvariantError)) throw error;
+      this.#onFatal(error);
+    }
+  }
+
+  #sweepTimeouts(): void {
+    const now = Date.now();
+    for (const connection of this.#connections.values()) {
+      if (
+        now - connection.lastActivityMs > this.limits.idleTimeoutMs &&
+        connection.inFlight === 0
+      ) {
+        this.#log(`closing idle connection from ${connection.socket.remoteAddress}`);
+        connection.closed = true;
+        connection.socket.destroy();
+        continue;
+      }
+      connection.expireRequests(now);
+    }
+    this.#groups.expire();
+  }
+
+  stats(): Record<string, unknown> {
+    let bytesIn = this.#closedBytes.in;
+    let bytesOut = this.#closedBytes.out;
+    let queuedResponseBytes = 0;
+    let pausedConnections = 0;
+    for (const connection of this.#connections.values()) {
+      bytesIn += connection.bytesIn;
+      bytesOut += connection.bytesOut;
+      queuedResponseBytes += connection.queuedBytes;
+      if (connection.paused) pausedConnections++;
+    }
+    const topics = this.engine.listTopics();
+    return {
+      serverVersion: packageJson.version,
+      uptimeMs: Date.now() - this.#startedMs,
+      connections: this.#connections.size,
+      topics: topics.length,
+      partitions: topics.reduce((sum, topic) => sum + topic.partitions, 0),
+      bytesIn,
+      bytesOut,
+      queuedResponseBytes,
+      pausedConnections,
+      requests: Object.fromEntries(
+        [...this.#requests].map(([apiKey, count]) => [String(apiKey), count]),
+      ),
+    };
+  }
+
+  /**
+   * Graceful shutdown: stop accepting, answer waiting long polls, let every connection write
+   * what it owes (up to `shutdownWaitMs`, then close the rest), then close the engine (flush,
+   * fsync, clean-shutdown markers) if the server opened it.
+   */
+  async close(shutdownWaitMs = SHUTDOWN_WAIT_MS_DEFAULT): Promise<void> {
+    if (this.#sweep !== undefined) clearInterval(this.#sweep);
+    this.#sweep = undefined;
+    this.#transport?.stopListening();
+    for (const finish of [...this.#data.waitingFetches]) finish();
+    for (const connection of this.#connections.values()) connection.shutdown();
+    await this.#connectionsClosed(shutdownWaitMs);
+    this.#transport?.stop();
+    this.#connections.clear();
+    if (this.#ownsEngine) await this.engine.close();
+  }
+
+  /** Resolves when every connection has closed, or after `waitMs`. */
+  #connectionsClosed(waitMs: number): Promise<void> {
+    if (this.#connections.size === 0) return Promise.resolve();
+    return new Promise((resolve) => {
+      const timer = setTimeout(done, waitMs);
+      const poll = setInterval(() => {
+        if (this.#connections.size === 0) done();
+      }, 10);
+      function done() {
+        clearTimeout(timer);
+        clearInterval(poll);
+        resolve();
+      }
+    });
+  }
+}
