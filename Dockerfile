@@ -8,6 +8,8 @@ RUN apt-get update && apt-get install -y --no-install-recommends nodejs npm \
     && rm -rf /var/lib/apt/lists/*
 COPY package.json package-lock.json ./
 RUN npm ci --omit=dev --no-audit --no-fund
+COPY mod.ts ./
+COPY record ./record
 COPY engine ./engine
 COPY protocol ./protocol
 COPY bin ./bin

@@ -2,10 +2,8 @@
 // checked values, the broker address, one clear line for a broker that cannot be reached, and
 // plain aligned tables for what they print.
 
-import { Admin } from "../protocol/client/admin.ts";
-import { ClientError } from "../protocol/client/errors.ts";
-import type { TopicMetadata } from "../protocol/client/control_calls.ts";
-import { errorFromWire, WIRE_ERRORS } from "../protocol/codec/errors.ts";
+import { Admin, ClientError, type TopicMetadata } from "../protocol/client/mod.ts";
+import { errorFromWire, WIRE_ERRORS } from "../protocol/codec/mod.ts";
 import { type ParsedValues, UsageError } from "./_args.ts";
 
 export const BROKER_DEFAULT = "127.0.0.1:9092";

@@ -36,7 +36,7 @@ function msOption(key: string, flag: string, values: ParsedValues): Record<strin
 
 /** Runs the broker until SIGINT or SIGTERM, then shuts it down cleanly. */
 async function serve(values: ParsedValues): Promise<number> {
-  const { SluiceServer } = await import("../protocol/server/mod.ts");
+  const { SluiceServer } = await import("../protocol/mod.ts");
   const server = await SluiceServer.start({
     dataDir: typeof values["data"] === "string" ? values["data"] : "data",
     host: typeof values["host"] === "string" ? values["host"] : "127.0.0.1",

@@ -7,7 +7,7 @@
 //   sluice consume --topic orders --from beginning --count 10
 //   sluice consume --topic orders --group billing --timeout-ms 5000
 
-import { Consumer, type ConsumerRecord } from "../protocol/client/consumer.ts";
+import { Consumer, type ConsumerRecord } from "../protocol/client/mod.ts";
 import {
   type Broker,
   integerValue,

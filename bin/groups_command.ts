@@ -5,12 +5,12 @@
 //
 //   sluice groups describe billing
 
-import type { Admin } from "../protocol/client/admin.ts";
 import type {
+  Admin,
   GroupDescription,
   PartitionMetadata,
   TopicMetadata,
-} from "../protocol/client/control_calls.ts";
+} from "../protocol/client/mod.ts";
 import { formatTable, parseBroker, positionalsFor, withAdmin } from "./broker_client.ts";
 import { type ParsedValues, UsageError } from "./_args.ts";
 

@@ -7,7 +7,7 @@
 // the command exits 1. So does any record the broker did not take.
 
 import { createInterface } from "node:readline";
-import { Producer } from "../protocol/client/producer.ts";
+import { Producer } from "../protocol/client/mod.ts";
 import {
   type Broker,
   integerValue,

@@ -4,7 +4,7 @@
 //   sluice topics list
 //   sluice topics delete orders
 
-import type { TopicConfig } from "../protocol/client/control_calls.ts";
+import type { TopicConfig } from "../protocol/client/mod.ts";
 import {
   formatTable,
   integerValue,

@@ -707,8 +707,10 @@ export class OffsetStore {
   #enqueue(op: Op): Promise<void> {
     if (this.#fenced !== undefined) return Promise.reject(this.#fenced);
     const frame = encodeFrame(op);
-    const { promise, resolve, reject } = Promise.withResolvers<void>();
-    this.#queue.push({ op, frame, resolve, reject });
+    // A plain executor rather than Promise.withResolvers, which Node 20 lacks.
+    const promise = new Promise<void>((resolve, reject) => {
+      this.#queue.push({ op, frame, resolve, reject });
+    });
     // The loop starts in a microtask, so every commit made in the same tick joins one write.
     this.#loop ??= Promise.resolve().then(() => this.#writeLoop());
     return promise;

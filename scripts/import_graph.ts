@@ -250,9 +250,12 @@ export function reportFailed(report: GraphReport): boolean {
 }
 
 if (import.meta.main) {
-  const root = process.argv[2] ?? join(import.meta.dirname, "..");
+  // `--quiet` (as `npm run lint` runs it) prints the report only when a rule is broken.
+  const quiet = process.argv.includes("--quiet");
+  const root =
+    process.argv.slice(2).find((arg) => arg !== "--quiet") ?? join(import.meta.dirname, "..");
   const report = importGraph(root);
-  console.log(formatReport(report));
+  if (!quiet || reportFailed(report)) console.log(formatReport(report));
   if (reportFailed(report)) {
     console.error(
       `import_graph: ${report.cycles.length} circle(s), ${report.violations.length} layering ` +

@@ -16,7 +16,7 @@ import { join, relative, sep } from "node:path";
 
 export const LINE_COLUMNS_MAX = 100;
 export const FUNCTION_LINES_MAX = 70;
-const SOURCE_DIRS = ["record", "engine", "protocol", "bench", "bin", "test", "scripts"];
+const SOURCE_DIRS = ["record", "engine", "protocol", "bench", "bin", "examples", "test", "scripts"];
 const SOURCE_EXTENSIONS = [".ts", ".js", ".mjs", ".cjs", ".sh"];
 const SKIP_DIRS = new Set(["node_modules", "results", ".git"]);
 

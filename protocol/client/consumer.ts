@@ -60,6 +60,8 @@ const MAX_WAIT_MS_MAX = 60_000;
 export type ConsumerOptions = ClientOptions & {
   /** The consumer group: needed by subscribe() and for commits. */
   group?: string;
+  /** The same as `group`, by Kafka's name for it (`group.id`); give one or the other. */
+  groupId?: string;
   autoCommit?: boolean;
   autoCommitIntervalMs?: number;
   /** Where to start without a committed offset, and after OFFSET_OUT_OF_RANGE. */
@@ -164,10 +166,14 @@ export class Consumer {
 
   constructor(options: ConsumerOptions = {}) {
     this.#settings = resolveSettings(options);
-    if (options.group !== undefined && typeof options.group !== "string") {
-      throw new TypeError("group must be a string");
+    const group = options.group ?? options.groupId;
+    if (group !== undefined && typeof group !== "string") {
+      throw new TypeError(`group ${String(group)} must be a string`);
     }
-    this.#group = options.group;
+    if (options.group !== undefined && options.groupId !== undefined && options.groupId !== group) {
+      throw new TypeError(`group ${options.group} and groupId ${options.groupId} differ`);
+    }
+    this.#group = group;
     this.#startReset = this.#settings.autoOffsetReset;
     this.#session = new Session(options);
     this.#fetchSession = new Session(options);
@@ -189,12 +195,12 @@ export class Consumer {
    */
   subscribe(
     topics: readonly string[],
-    options: { group?: string; fromBeginning?: boolean } = {},
+    options: { group?: string; groupId?: string; fromBeginning?: boolean } = {},
   ): void {
     if (!Array.isArray(topics) || topics.some((t) => typeof t !== "string" || t.length === 0)) {
       throw new TypeError("subscribe() needs an array of topic names");
     }
-    const group = options.group ?? this.#group;
+    const group = options.group ?? options.groupId ?? this.#group;
     if (typeof group !== "string") throw new TypeError("subscribe() needs a group");
     this.#checkMode("subscribe");
     if (options.fromBeginning !== undefined) {

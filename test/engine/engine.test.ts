@@ -8,7 +8,7 @@ import {
   isSluiceError,
   type SluiceErrorCode,
 } from "../../engine/mod.ts";
-import { PROJECT_ROOT, runScript, tempDir } from "../helpers.ts";
+import { tempDir } from "../helpers.ts";
 
 function batchOf(count: number): Uint8Array {
   const records = Array.from({ length: count }, (_, i) => ({
@@ -161,29 +161,5 @@ describe("engine topics", () => {
     await engine.close();
     await rejectsWith(() => engine.createTopic("u"), "LOG_CLOSED");
     await rejectsWith(() => engine.read("t", 0, 0, 100), "LOG_CLOSED");
-  });
-});
-
-describe("embedding example", () => {
-  test("engine/examples/embed.ts runs and prints what it read", () => {
-    using dir = tempDir();
-    const result = runScript("engine/examples/embed.ts", [dir.path]);
-    assert.equal(result.status, 0, result.stderr);
-    assert.equal(
-      result.stdout,
-      [
-        "appended offsets 0..2",
-        "offset 1: banana",
-        "offset 2: cherry",
-        "first offset at or after +1.5 s: 2",
-        "",
-      ].join("\n"),
-    );
-  });
-
-  test("engine/README.md shows the example as it is", () => {
-    const readme = fs.readFileSync(join(PROJECT_ROOT, "engine/README.md"), "utf8");
-    const example = fs.readFileSync(join(PROJECT_ROOT, "engine/examples/embed.ts"), "utf8");
-    assert.ok(readme.includes(example.trim()), "README embeds engine/examples/embed.ts verbatim");
   });
 });

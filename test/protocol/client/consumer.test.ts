@@ -167,6 +167,25 @@ describe("Consumer with assigned partitions", () => {
       }
     }));
 
+  test("groupId is the group by Kafka's name; a group and a different groupId are refused", () =>
+    withServer(async (server, options) => {
+      append(server, 0, ["a", "b"]);
+      const consumer = new Consumer({
+        ...options,
+        groupId: "kafka-named",
+        autoOffsetReset: "earliest",
+      });
+      try {
+        consumer.assign([{ topic: "t", partition: 0 }]);
+        await pollFor(consumer, 2);
+        await consumer.commit();
+        assert.equal(server.commits.at(-1)!["groupId"], "kafka-named");
+      } finally {
+        await consumer.close();
+      }
+      assert.throws(() => new Consumer({ ...options, group: "a", groupId: "b" }), TypeError);
+    }));
+
   test("async iteration yields records one by one; close commits what was delivered", () =>
     withServer(async (server, options) => {
       append(server, 0, ["a", "b", "c"]);

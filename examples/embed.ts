@@ -1,10 +1,18 @@
 // Embedding the sluice engine: open a data directory, create a topic, append records, and read
-// them back by offset and by timestamp. Run it with `bun engine/examples/embed.ts [DIR]`.
+// them back by offset and by timestamp. It imports sluice by its package name, so it runs as is
+// in any project that installed sluice:
+//
+//   bun examples/embed.ts [DIR]
+//   deno run --allow-read --allow-write --allow-env --deny-ffi examples/embed.ts [DIR]
+//
+// Without DIR it uses a fresh temporary directory and removes it at the end. On Deno, --deny-ffi
+// keeps it from asking to load native addons (it uses their JavaScript fallbacks instead);
+// --allow-ffi lets it load them, for speed.
 
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { decodeRecordBatches, Engine, encodeRecordBatch } from "../mod.ts";
+import { decodeRecordBatches, Engine, encodeRecordBatch } from "sluice/engine";
 
 const dataDir = process.argv[2] ?? mkdtempSync(join(tmpdir(), "sluice-embed-"));
 const engine = await Engine.open(dataDir);
