@@ -45,13 +45,19 @@ async function serve(values: ParsedValues): Promise<number> {
     ...msOption("sessionTimeoutMs", "session-timeout-ms", values),
   });
   console.log(`sluice listening on ${server.host}:${server.port}`);
+  // The handlers stay installed for the whole shutdown: a second signal (a service manager
+  // signalling the whole process group, a launcher passing one on) must not kill the process
+  // half-way through a clean close.
+  let stopping = false;
   await new Promise<void>((resolve) => {
     const stop = (signal: string) => {
+      if (stopping) return;
+      stopping = true;
       console.error(`sluice: ${signal} received, shutting down`);
       resolve();
     };
-    process.once("SIGINT", () => stop("SIGINT"));
-    process.once("SIGTERM", () => stop("SIGTERM"));
+    process.on("SIGINT", () => stop("SIGINT"));
+    process.on("SIGTERM", () => stop("SIGTERM"));
   });
   await server.close();
   return 0;

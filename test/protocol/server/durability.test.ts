@@ -10,7 +10,7 @@ import { readMsgpack, writeMsgpack } from "../../../protocol/codec/control.ts";
 import { readFetchResponse, writeFetchRequest } from "../../../protocol/codec/fetch.ts";
 import { API } from "../../../protocol/codec/frames.ts";
 import { readProduceResponse, writeProduceRequest } from "../../../protocol/codec/produce.ts";
-import { tempDir } from "../../helpers.ts";
+import { tempDir, waitFor } from "../../helpers.ts";
 import { RawClient } from "./raw_client.ts";
 import { startServerProcess, stopServerProcess } from "./server_process.ts";
 
@@ -163,6 +163,31 @@ describe("server process", () => {
       client.close();
     } finally {
       await stopServerProcess(second, "SIGTERM");
+    }
+  });
+
+  test("a second SIGTERM during shutdown does not cut the clean close short", {
+    timeout: 60_000,
+  }, async () => {
+    using dir = tempDir();
+    const server = await startServerProcess(dir.path);
+    const client = await connect(server.port);
+    // Enough partitions that the clean close (a checkpoint, a marker and an fsync each) takes
+    // long enough for the second signal to arrive during it.
+    await control(client, API.CreateTopics, { topics: [{ name: "orders", partitions: 64 }] });
+    client.close();
+    const exited = new Promise<number | null>((resolve) =>
+      server.child.once("exit", (code) => resolve(code)),
+    );
+    // A second signal once the first is being handled: a service manager that signals the
+    // whole process group and a launcher that passes the signal on deliver two.
+    process.kill(server.child.pid!, "SIGTERM");
+    await waitFor(() => server.output().includes("shutting down"), "the first SIGTERM handled");
+    process.kill(server.child.pid!, "SIGTERM");
+    assert.equal(await exited, 0, server.output());
+    for (let partition = 0; partition < 64; partition++) {
+      const marker = join(dir.path, `orders-${partition}`, ".clean-shutdown");
+      assert.ok(fs.existsSync(marker), `clean-shutdown marker of orders-${partition}`);
     }
   });
 });
