@@ -21,7 +21,8 @@ import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
 import { dirname, join, relative, sep } from "node:path";
 import { blankNonCode } from "./tidy.ts";
 
-const SKIP_DIRS = new Set(["node_modules", "results", "reports"]);
+// dist/ holds the compiled package (`npm run build`): declarations that mirror the sources.
+const SKIP_DIRS = new Set(["node_modules", "dist", "results", "reports"]);
 
 /** A rule: no file under `from` imports a file under `forbid`, except the files in `allow`. */
 export type LayerRule = { from: string; forbid: string; allow?: string[]; why: string };
