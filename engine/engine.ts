@@ -125,6 +125,8 @@ export class Engine {
       if (entry.endsWith(".deleted")) fs.rmSync(join(this.dataDir, entry), { recursive: true });
     }
     for (const file of fs.readdirSync(this.#metaDir)) {
+      // A temp file left by a crash during an atomic write: the old version is still whole.
+      if (file.endsWith(".tmp")) fs.rmSync(join(this.#metaDir, file), { force: true });
       if (!file.endsWith(".json")) continue;
       const info = this.#readTopicInfo(file);
       if (info !== undefined) this.#topics.set(info.name, await this.#openTopic(info));
@@ -234,7 +236,8 @@ export class Engine {
       const stamp = Date.now();
       for (let partition = 0; partition < topic.info.partitions; partition++) {
         const dir = join(this.dataDir, `${name}-${partition}`);
-        const doomed = `${dir}.${stamp}.deleted`;
+        // Not `${dir}.deleted`: a 249-byte topic name plus a suffix passes the 255-byte limit.
+        const doomed = join(this.dataDir, `.${stamp}-${partition}.deleted`);
         if (fs.existsSync(dir)) fs.renameSync(dir, doomed);
         fs.rmSync(doomed, { recursive: true, force: true });
       }

@@ -138,8 +138,13 @@ function syncDirectory(path: string): void {
   }
 }
 
+/** Numbers the temp files of writeFileAtomic within this process. */
+let atomicWrites = 0;
+
 function writeFileAtomic(dir: string, name: string, bytes: Uint8Array | string): void {
-  const temp = `${dir}/${name}.tmp`;
+  // A short temp name of its own, not `${name}.tmp`: a name near the file system's 255-byte
+  // limit (a 249-byte topic's metadata) would pass it with a suffix. Leftovers end in `.tmp`.
+  const temp = `${dir}/.atomic-${process.pid}-${atomicWrites++}.tmp`;
   const fd = fs.openSync(temp, "w");
   try {
     fs.writeFileSync(fd, bytes);

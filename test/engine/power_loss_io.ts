@@ -151,7 +151,7 @@ export class PowerLossIO implements FileIO {
 
   writeFileAtomic(dir: string, name: string, bytes: Uint8Array | string): void {
     this.#step();
-    const temp = `${dir}/${name}.tmp`;
+    const temp = `${dir}/.atomic-power-loss.tmp`;
     fs.writeFileSync(temp, bytes);
     fs.renameSync(temp, `${dir}/${name}`);
     // The real one fsyncs the temp file before the rename and the directory after: durable whole.
