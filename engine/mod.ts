@@ -1,5 +1,6 @@
 // The embeddable storage core of sluice: segments, sparse indexes, partition logs, topics,
-// committed offsets, consumer groups and queues. No sockets live here; protocol/ uses only this module.
+// committed offsets, consumer groups and queues. No sockets live here; protocol/ uses only
+// this module.
 // The record codec and the error base come from record/ and are re-exported here because an
 // embedder needs them to build and read the batches it appends; the batch layout's byte offsets
 // and varints stay in `sluice/record`.

@@ -89,7 +89,8 @@ describe("queue delivery counts", () => {
     },
   ];
   for (const row of table) {
-    test(`after ${row.event} the next delivery counts ${row.second} (RabbitMQ 4.3: ${row.rabbitmq})`, async () => {
+    const name = `after ${row.event} the next delivery counts ${row.second}`;
+    test(`${name} (RabbitMQ 4.3: ${row.rabbitmq})`, async () => {
       using dir = tempDir();
       const s = await setup(dir.path);
       try {
@@ -134,7 +135,7 @@ describe("queue delivery counts", () => {
     }
   });
 
-  test("a record at the delivery limit is dead-lettered instead of becoming available", async () => {
+  test("a record at the delivery limit is dead-lettered, not made available", async () => {
     using dir = tempDir();
     const s = await setup(dir.path, { deliveryLimit: 3, deadLetterTopic: "dead" });
     try {
@@ -163,7 +164,9 @@ describe("queue delivery counts", () => {
 });
 
 describe("queue dead letters", () => {
-  test("a rejected record is in the dead-letter topic, with x-death-like headers, before the reject resolves", async () => {
+  test("a rejected record is dead-lettered with x-death-like headers before the reject resolves", {
+    timeout: 60_000,
+  }, async () => {
     using dir = tempDir();
     const s = await setup(dir.path, { deadLetterTopic: "dead" });
     try {
@@ -202,7 +205,7 @@ describe("queue dead letters", () => {
     }
   });
 
-  test("a dead letter that cycles back through the same queue folds its count and first time", async () => {
+  test("a dead letter cycling back through its queue folds count and first time", async () => {
     using dir = tempDir();
     const s = await setup(dir.path, { deadLetterTopic: "dead" });
     try {
@@ -242,7 +245,7 @@ describe("queue dead letters", () => {
     }
   });
 
-  test("dead letters at the limit after a restart: reason delivery_limit, written once", async () => {
+  test("a record at the limit after a restart is dead-lettered once (delivery_limit)", async () => {
     using dir = tempDir();
     const s = await setup(dir.path, { deliveryLimit: 1, deadLetterTopic: "dead" });
     await publish(s.engine, "t", 0, ["crashy"]);
@@ -284,7 +287,7 @@ describe("queue flow limits", () => {
     }
   });
 
-  test("maxInFlight caps a partition's window [floor, next); only a moving floor makes room", async () => {
+  test("maxInFlight caps the window [floor, next); only a moving floor makes room", async () => {
     using dir = tempDir();
     const s = await setup(dir.path, { maxInFlight: 4 });
     try {
@@ -331,7 +334,7 @@ describe("queue flow limits", () => {
     }
   });
 
-  test("records given back are served before new ones, and members share every partition", async () => {
+  test("records given back are served before new ones; members share every partition", async () => {
     using dir = tempDir();
     const s = await setup(dir.path, {}, 2);
     try {
