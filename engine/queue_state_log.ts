@@ -54,7 +54,14 @@
 import type { FileHandle } from "node:fs/promises";
 import { mkdir, open, readdir, rename, unlink } from "node:fs/promises";
 import { join } from "node:path";
-import { assert, crc32c, readInt64, SluiceError, writeInt64 } from "../record/mod.ts";
+import {
+  assert,
+  crc32c,
+  isSluiceError,
+  readInt64,
+  SluiceError,
+  writeInt64,
+} from "../record/mod.ts";
 import { ioError } from "./errors.ts";
 import type { FileIO } from "./io.ts";
 import type { SnapshotRun } from "./queue_cursor.ts";
@@ -646,7 +653,8 @@ export class QueueStateLog {
         if (this.#shouldCompact() && (await this.#compactOrNot(waiters))) continue;
         await this.#writeBatch(pending, waiters);
       } catch (error) {
-        const fence = this.#fence(error, "a write or fdatasync failed");
+        const failure = isSluiceError(error) ? error : ioError(error, `writing ${this.#path}`);
+        const fence = this.#fence(failure, "a write or fdatasync failed");
         for (const waiter of waiters) waiter.reject(fence);
       }
     }

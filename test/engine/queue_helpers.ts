@@ -16,6 +16,7 @@ import {
   type QueueAck,
   type QueueAckType,
   type QueueFetchResult,
+  type SluiceError,
   type SluiceErrorCode,
 } from "../../engine/mod.ts";
 
@@ -166,7 +167,7 @@ export function crashImage(dir: string, into: string): void {
 export async function failsWith(
   action: () => unknown,
   code: SluiceErrorCode,
-): Promise<{ message: string; details: Record<string, unknown> }> {
+): Promise<SluiceError> {
   let caught: unknown;
   try {
     await action();
