@@ -151,7 +151,7 @@ describe("queue durability", () => {
     }
   });
 
-  test("a bit flip mid-file is reported, skipped, kept as .corrupt; later frames count", async () => {
+  test("mid-file damage is reported, skipped, kept as .corrupt; later frames count", async () => {
     using dir = tempDir();
     const clock = new Clock();
     const { engine } = await withQueue(dir.path, clock);
