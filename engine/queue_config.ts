@@ -9,6 +9,7 @@
 
 import { assert, SluiceError } from "../record/mod.ts";
 import { validateTopicName } from "./engine.ts";
+import { WINDOW_RECORDS_MAX } from "./queue_cursor.ts";
 
 /** Where a new queue starts reading its topic. */
 export type QueueStart = "end" | "beginning";
@@ -61,7 +62,7 @@ export const LOCK_MS_MAX = 3_600_000;
 export const LOCK_MS_DEFAULT = 30_000;
 export const PREFETCH_MAX = 1_000_000;
 export const PREFETCH_DEFAULT = 1_000;
-/** A window of this many records costs about 1.2 MiB of typed arrays (queue_cursor.ts). */
+/** A window of this many records costs about 1.7 MiB of typed arrays (queue_cursor.ts). */
 export const MAX_IN_FLIGHT_MAX = 100_000;
 /** Kafka's group.share.partition.max.record.locks. */
 export const MAX_IN_FLIGHT_DEFAULT = 2_000;
@@ -70,6 +71,7 @@ export const QUEUES_MAX = 10_000;
 assert(DELIVERY_LIMIT_DEFAULT <= DELIVERY_LIMIT_MAX, "the default delivery limit is allowed");
 assert(LOCK_MS_MIN <= LOCK_MS_DEFAULT && LOCK_MS_DEFAULT <= LOCK_MS_MAX, "default lock in range");
 assert(MAX_IN_FLIGHT_DEFAULT <= MAX_IN_FLIGHT_MAX, "the default window is allowed");
+assert(MAX_IN_FLIGHT_MAX <= WINDOW_RECORDS_MAX, "a cursor takes the widest window");
 // Deadlines are u32 milliseconds from a cursor epoch that is moved every 2^31 ms.
 assert(LOCK_MS_MAX < 2 ** 31, "a lock fits the deadline's range");
 
