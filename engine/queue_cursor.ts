@@ -399,13 +399,23 @@ export class QueueCursor {
     assert(request.owner !== NO_OWNER, "a member acquires");
     const offsets: number[] = [];
     const deadline = this.#relative(request.nowMs) + this.#limits.lockMs;
-    while (offsets.length < request.budget && this.#readyLength > 0) {
-      const stored = this.#ready[this.#readyHead]!;
-      if (!admit(this.#floor + ((stored - (this.#floor >>> 0)) >>> 0))) break;
-      const offset = this.#readyPop();
-      offsets.push(offset);
-      this.#acquireSlot(offset, request.owner, deadline);
+    try {
+      while (offsets.length < request.budget && this.#readyLength > 0) {
+        const stored = this.#ready[this.#readyHead]!;
+        if (!admit(this.#floor + ((stored - (this.#floor >>> 0)) >>> 0))) break;
+        const offset = this.#readyPop();
+        offsets.push(offset);
+        this.#acquireSlot(offset, request.owner, deadline);
+      }
+    } finally {
+      // Even when `admit` throws (a read failed), what was acquired gets its runs and locks.
+      this.#lockRuns(offsets, deadline, out);
     }
+    return offsets.length;
+  }
+
+  /** Appends acquired `offsets` to `out` as offset-ordered runs and locks each run. */
+  #lockRuns(offsets: number[], deadline: number, out: AcquiredRange[]): void {
     offsets.sort((a, b) => a - b);
     const start = out.length;
     for (const offset of offsets) {
@@ -421,7 +431,6 @@ export class QueueCursor {
       const range = out[i]!;
       this.#pushLock(range.first, range.last - range.first + 1, deadline);
     }
-    return offsets.length;
   }
 
   /** Acquires the `count` new offsets from `next` for `owner`; the window must have room. */
@@ -633,6 +642,8 @@ export class QueueCursor {
    * A rejection whose dead letter could not be written: the records go back to `owner` under
    * the lock they had (a reject keeps the slot's deadline), or, without an owner, become
    * available again. Records at the limit stay marked and are returned for another attempt.
+   * The lock entry goes to the FIFO's tail with an earlier deadline than entries before it,
+   * so the sweep may end that lock late (an ack still sees the true deadline).
    */
   revertDeadLetter(run: OffsetRun, owner: number, retry: OffsetRun[]): void {
     for (let offset = Math.max(run.first, this.#floor); offset <= run.last; offset++) {

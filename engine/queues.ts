@@ -106,9 +106,10 @@ export class Queues {
     for (const file of fs.readdirSync(this.#metaDir)) {
       if (!file.endsWith(".json")) continue;
       const path = join(this.#metaDir, file);
+      // Even a queue that cannot open keeps its state directory for a later attempt.
+      declared.add(file.slice(0, -".json".length));
       try {
         const config = parseQueueConfig(fs.readFileSync(path, "utf8"));
-        declared.add(config.name);
         this.#queues.set(config.name, await this.#openQueue(config));
       } catch (error) {
         // One queue that cannot open must not keep the others (or the topics) offline.

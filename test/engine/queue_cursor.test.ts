@@ -76,6 +76,23 @@ describe("queue cursor", () => {
     c.checkInvariants();
   });
 
+  test("records acquired before a failing read keep their locks and expire", () => {
+    const { cursor: c, unacked } = cursor(100);
+    c.acquireNew(5, 1, T0);
+    c.release(0, 4, []);
+    const out: AcquiredRange[] = [];
+    let admitted = 0;
+    const admit = () => {
+      if (admitted++ === 2) throw new Error("a damaged batch");
+      return true;
+    };
+    assert.throws(() => c.acquireReady({ budget: 5, owner: 2, nowMs: T0 }, admit, out));
+    assert.deepEqual(out, [{ first: 0, last: 1, deliveries: 2, redelivered: true }]);
+    assert.equal(unacked[2], 2);
+    assert.equal(c.expire(T0 + 1_000, []), 2, "their locks run out like any other");
+    c.checkInvariants();
+  });
+
   test("the lock FIFO stays bounded over a million single-record acquisitions", () => {
     const { cursor: c } = cursor(64);
     let offset = 0;
