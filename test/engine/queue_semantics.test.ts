@@ -587,3 +587,84 @@ describe("queue bad input", () => {
     }
   });
 });
+
+describe("queue failures around the log", () => {
+  test("a reject whose dead letter cannot be written fails; the record is the member's again", async () => {
+    using dir = tempDir();
+    const clock = new Clock();
+    const { engine } = await openEngine(dir.path, clock);
+    try {
+      await engine.createTopic("t", { config: { fsync: "never" } });
+      await engine.createTopic("dead", { config: { maxBatchBytes: 200 } });
+      await engine.declareQueue("q", { topic: "t", deadLetterTopic: "dead" });
+      const member = engine.joinQueue("q");
+      await publish(engine, "t", 0, ["x".repeat(500)]);
+      const held = fetchAll(engine, member);
+      await failsWith(
+        () => engine.ackQueue("q", member, acksFor(held, "reject")),
+        "BATCH_TOO_LARGE",
+      );
+      const stats = engine.queueStats("q");
+      assert.deepEqual([stats.acquired, stats.deadLettering, stats.deadLettered], [1, 0, 0]);
+      await engine.ackQueue("q", member, acksFor(held, "accept"));
+      assert.equal(engine.queueStats("q").accepted, 1);
+    } finally {
+      await engine.close();
+    }
+  });
+
+  test("a dead letter at the limit that cannot be written is retried until it is", async () => {
+    using dir = tempDir();
+    const clock = new Clock();
+    const { engine, warnings } = await openEngine(dir.path, clock);
+    try {
+      await engine.createTopic("t", { config: { fsync: "never" } });
+      await engine.createTopic("dead", { config: { maxBatchBytes: 200 } });
+      await engine.declareQueue("q", { topic: "t", deadLetterTopic: "dead", deliveryLimit: 1 });
+      const member = engine.joinQueue("q");
+      await publish(engine, "t", 0, ["y".repeat(500)]);
+      await engine.ackQueue("q", member, acksFor(fetchAll(engine, member), "release"));
+      await waitFor(() => warnings.length === 1, "the failed dead letter's warning");
+      assert.match(warnings[0]!, /dead letters of partition 0 not written .*retrying/);
+      assert.equal(engine.queueStats("q").deadLettering, 1);
+      assert.deepEqual(fetchAll(engine, member), [], "a record at the limit is not delivered");
+      // The dead-letter topic goes; the retry creates it again, with room for the record.
+      await engine.deleteTopic("dead");
+      clock.advance(1_000);
+      engine.expireQueueLocks();
+      await waitFor(() => engine.queueStats("q").deadLettered === 1, "the retried dead letter");
+      assert.equal(readDeadLetters(engine, "dead").length, 1);
+    } finally {
+      await engine.close();
+    }
+  });
+
+  test("records retention deleted before they were done are skipped, with a warning", async () => {
+    using dir = tempDir();
+    const clock = new Clock();
+    const { engine, warnings } = await openEngine(dir.path, clock);
+    try {
+      const config = { fsync: "never" as const, segmentBytes: 1024, retentionMs: 1_000 };
+      await engine.createTopic("t", { config });
+      await engine.declareQueue("q", { topic: "t" });
+      const member = engine.joinQueue("q");
+      for (let i = 0; i < 20; i++) await publish(engine, "t", 0, [`r${i}`.padEnd(100, ".")]);
+      const held = fetchAll(engine, member, 1);
+      clock.advance(10_000);
+      assert.ok((await engine.applyRetention(clock.nowMs)) > 0, "segments were deleted");
+      const start = engine.partition("t", 0).logStartOffset;
+      const next = fetchAll(engine, member, 1);
+      assert.deepEqual(
+        next.map((d) => d.offset),
+        [start],
+      );
+      assert.match(warnings.join("\n"), /were deleted by retention before they were done/);
+      await failsWith(
+        () => engine.ackQueue("q", member, acksFor(held, "accept")),
+        "INVALID_RECORD_STATE",
+      );
+    } finally {
+      await engine.close();
+    }
+  });
+});
