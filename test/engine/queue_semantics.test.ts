@@ -589,7 +589,7 @@ describe("queue bad input", () => {
 });
 
 describe("queue failures around the log", () => {
-  test("a failed dead-letter write fails the reject; the member holds the record again", async () => {
+  test("a failed dead-letter write fails the reject; the member holds the record", async () => {
     using dir = tempDir();
     const clock = new Clock();
     const { engine } = await openEngine(dir.path, clock);
