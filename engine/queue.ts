@@ -20,13 +20,14 @@ import {
   BASE_TIMESTAMP_AT,
   decodeRecordBatches,
   encodeRecordBatch,
+  isSluiceError,
   type LogRecord,
   type RecordInput,
   readInt64,
   SluiceError,
 } from "../record/mod.ts";
 import type { FileIO } from "./io.ts";
-import type { PartitionLog } from "./partition_log.ts";
+import type { PartitionLog, ReadResult } from "./partition_log.ts";
 import { checkAcks, type QueueAck } from "./queue_ack.ts";
 import type { QueueConfig } from "./queue_config.ts";
 import {
@@ -415,16 +416,26 @@ export class Queue implements QueueStateTarget {
     this.#followRetention(cursor, log);
     const views = new BatchViews();
     const ranges: AcquiredRange[] = [];
+    const admit = (offset: number): boolean => {
+      try {
+        return admitBatchOf(log, offset, views, budget);
+      } catch (error) {
+        if (!isSluiceError(error, "CORRUPT_BATCH")) throw error;
+        this.#discardDamaged(cursor, { first: offset, last: offset }, error);
+        cursor.discardReadyHead(offset);
+        return false;
+      }
+    };
     try {
       // Records given back come first, oldest first, while their batches fit the bytes.
       budget.records -= cursor.acquireReady(
         { budget: budget.records, owner: slot, nowMs },
-        (offset) => admitBatchOf(log, offset, views, budget),
+        admit,
         ranges,
       );
       if (budget.records > 0) this.#fetchNew(cursor, log, { slot, nowMs, budget, views, ranges });
     } catch (error) {
-      // A read failed (damage in the log): keep what was acquired before it, or report it.
+      // A read failed for another reason: keep what was acquired before it, or report it.
       if (ranges.length === 0 && budget.batches === 0) throw error;
       this.#host.warn(`queue '${this.config.name}' partition ${partition}: ${String(error)}`);
     }
@@ -452,13 +463,57 @@ export class Queue implements QueueStateTarget {
     const wanted = Math.min(budget.records, cursor.room, log.highWatermark - cursor.next);
     if (wanted <= 0) return;
     if (budget.batches > 0 && budget.bytes <= 0) return;
-    const read = log.read(cursor.next, Math.max(1, budget.bytes));
+    let read: ReadResult;
+    try {
+      read = log.read(cursor.next, Math.max(1, budget.bytes));
+    } catch (error) {
+      if (!isSluiceError(error, "CORRUPT_BATCH")) throw error;
+      // Skip the damage when the window can take it; a later fetch reads on from there.
+      this.#skipDamage(cursor, error);
+      return;
+    }
     const lastWanted = cursor.next + wanted - 1;
     const covered = takeNewBatches(read, cursor.next, lastWanted, fetch.views, budget);
     const count = Math.min(wanted, covered - cursor.next + 1);
     if (count <= 0) return;
     fetch.ranges.push(cursor.acquireNew(count, fetch.slot, fetch.nowMs));
     budget.records -= count;
+  }
+
+  /**
+   * Offsets the log cannot serve (damaged batches, reported by the log at open or on read)
+   * from `next` to the next valid batch: taken into the window as discarded when they fit it,
+   * skipped by moving the floor when the window is empty, or left for a later fetch (once
+   * the window has drained) when neither is possible yet.
+   */
+  #skipDamage(cursor: QueueCursor, error: SluiceError): void {
+    const resume = error.details["nextValidOffset"];
+    if (typeof resume !== "number" || resume <= cursor.next) return;
+    const run = { first: cursor.next, last: resume - 1 };
+    const count = resume - cursor.next;
+    if (count <= cursor.room) {
+      this.#discardDamaged(cursor, run, error);
+      cursor.discardNew(count);
+    } else if (cursor.floor === cursor.next) {
+      this.#warnDamage(cursor, run, error);
+      cursor.jumpTo(resume);
+      this.#state.add(DELTA_FLOOR, cursor.partition, resume, 0);
+    }
+  }
+
+  /** Records whose bytes are damaged are done without delivery: counted and reported. */
+  #discardDamaged(cursor: QueueCursor, run: OffsetRun, error: SluiceError): void {
+    const count = run.last - run.first + 1;
+    this.#warnDamage(cursor, run, error);
+    this.#state.add(DELTA_DISCARD, cursor.partition, run.first, count);
+    this.#counters.discarded += count;
+  }
+
+  #warnDamage(cursor: QueueCursor, run: OffsetRun, error: SluiceError): void {
+    this.#host.warn(
+      `queue '${this.config.name}': offsets ${run.first}..${run.last} of partition ` +
+        `${cursor.partition} are damaged in the log and were skipped (${error.message})`,
+    );
   }
 
   /** Records retention deleted before the queue delivered them are skipped, as Kafka does. */

@@ -678,6 +678,30 @@ export class QueueCursor {
   }
 
   // -------------------------------------------------------------------------------------------
+  // Damage in the log: records that can be neither delivered nor dead-lettered.
+
+  /** Marks the record at the head of the FIFO done undelivered (its batch is damaged). */
+  discardReadyHead(offset: number): void {
+    assert(this.#readyLength > 0, "a record waits at the head");
+    assert(this.#readyPop() === offset, "the damaged record is the head of the FIFO");
+    const slot = offset & this.#mask;
+    this.#state[slot] = ARCHIVED;
+    this.#owner[slot] = NO_OWNER;
+    this.#advanceFloor();
+  }
+
+  /** Takes the next `count` new offsets into the window as done (a damaged range). */
+  discardNew(count: number): void {
+    assert(count >= 1 && count <= this.room, "a discarded range fits the window");
+    const first = this.#next;
+    this.#extendTo(first + count);
+    for (let offset = first; offset < first + count; offset++) {
+      this.#state[offset & this.#mask] = ARCHIVED;
+    }
+    this.#advanceFloor();
+  }
+
+  // -------------------------------------------------------------------------------------------
   // Jumps: purge, retention, and a log that lost its tail.
 
   /**
@@ -766,6 +790,8 @@ export class QueueCursor {
   }
 
   replayDone(first: number, count: number, state: typeof ACKED | typeof ARCHIVED): void {
+    // Only a discarded damaged range lies past `next`: it was never acquired.
+    if (first + count > this.#next && this.fitsReplay(first, count)) this.#extendTo(first + count);
     const end = Math.min(first + count, this.#next);
     for (let offset = Math.max(first, this.#floor); offset < end; offset++) {
       this.#state[offset & this.#mask] = state;

@@ -7,7 +7,8 @@ import assert from "node:assert/strict";
 import fs from "node:fs";
 import { join } from "node:path";
 import { describe, test } from "node:test";
-import { isSluiceError } from "../../engine/mod.ts";
+import { type Engine, isSluiceError } from "../../engine/mod.ts";
+import { baseOffsetAt, batchSizeAt, lastOffsetDeltaAt } from "../../record/mod.ts";
 import { tempDir } from "../helpers.ts";
 import { FaultyIO } from "./partition_log_helpers.ts";
 import {
@@ -244,6 +245,92 @@ describe("queue durability", () => {
       );
     } finally {
       await reopened.engine.close();
+    }
+  });
+});
+
+/** Flips a byte in the middle of the batch holding `offset` in a partition's first segment. */
+function damageBatch(dir: string, offset: number): void {
+  const path = join(dir, "t-0", "00000000000000000000.log");
+  const bytes = fs.readFileSync(path);
+  for (let at = 0; at < bytes.length; at += batchSizeAt(bytes, at)) {
+    const base = baseOffsetAt(bytes, at);
+    if (base > offset || offset > base + lastOffsetDeltaAt(bytes, at)) continue;
+    const middle = at + Math.floor(batchSizeAt(bytes, at) / 2);
+    const fd = fs.openSync(path, "r+");
+    fs.writeSync(fd, new Uint8Array([bytes[middle]! ^ 0x40]), 0, 1, middle);
+    fs.closeSync(fd);
+    return;
+  }
+  throw new Error(`no batch holds offset ${offset}`);
+}
+
+/** Fetches and accepts everything; returns the offsets delivered. */
+async function drainOffsets(engine: Engine): Promise<number[]> {
+  const member = engine.joinQueue("q");
+  const offsets: number[] = [];
+  for (;;) {
+    const held = deliveriesOf(engine.fetchQueue("q", member, { maxRecords: 7 }));
+    if (held.length === 0 && engine.queueStats("q").ready === 0)
+      return offsets.sort((a, b) => a - b);
+    offsets.push(...held.map((d) => d.offset));
+    await engine.ackQueue("q", member, acksFor(held, "accept"));
+  }
+}
+
+describe("queue over a damaged log", () => {
+  const config = { fsync: "never" as const, segmentBytes: 1024 };
+  const values = Array.from({ length: 30 }, (_, i) => `v${i}`.padEnd(80, "."));
+
+  test("damage found at open is skipped and counted; every other record is delivered", async () => {
+    using dir = tempDir();
+    const clock = new Clock();
+    const first = await openEngine(dir.path, clock);
+    await first.engine.createTopic("t", { config });
+    await first.engine.declareQueue("q", { topic: "t" });
+    for (const value of values) await publish(first.engine, "t", 0, [value]);
+    await first.engine.close();
+    damageBatch(dir.path, 2);
+    const { engine, warnings } = await openEngine(dir.path, clock);
+    try {
+      const delivered = await drainOffsets(engine);
+      assert.deepEqual(
+        delivered,
+        [...Array(30).keys()].filter((offset) => offset !== 2),
+      );
+      assert.match(warnings.join("\n"), /offsets 2\.\.2 of partition 0 are damaged in the log/);
+      const stats = engine.queueStats("q");
+      assert.deepEqual([stats.discarded, stats.partitions[0]!.floor], [1, 30]);
+    } finally {
+      await engine.close();
+    }
+  });
+
+  test("a released record whose batch is damaged later is discarded, not retried", async () => {
+    using dir = tempDir();
+    const clock = new Clock();
+    const { engine, warnings } = await openEngine(dir.path, clock);
+    try {
+      await engine.createTopic("t", { config });
+      await engine.declareQueue("q", { topic: "t" });
+      for (const value of values) await publish(engine, "t", 0, [value]);
+      const member = engine.joinQueue("q");
+      const held = deliveriesOf(engine.fetchQueue("q", member, { maxRecords: 3 }));
+      await engine.ackQueue("q", member, acksFor(held.slice(1, 2), "release"));
+      await engine.ackQueue("q", member, [
+        ...acksFor(held.slice(0, 1), "accept"),
+        ...acksFor(held.slice(2), "accept"),
+      ]);
+      damageBatch(dir.path, 1);
+      const delivered = await drainOffsets(engine);
+      assert.deepEqual(
+        delivered,
+        [...Array(27).keys()].map((i) => i + 3),
+      );
+      assert.match(warnings.join("\n"), /offsets 1\.\.1 of partition 0 are damaged/);
+      assert.equal(engine.queueStats("q").discarded, 1);
+    } finally {
+      await engine.close();
     }
   });
 });
