@@ -72,6 +72,10 @@ export const QUEUE_MEMBERS_MAX = 1_000;
 export const DEAD_LETTER_RETRY_MS = 1_000;
 /** Bytes left in a dead-letter batch for its header and framing. */
 const BATCH_OVERHEAD_BYTES = 1024;
+/** The first read of a queue assumes records of this size (then it learns the real size). */
+const RECORD_BYTES_GUESS = 1024;
+/** Reads one partition's part of a fetch makes at most. */
+const NEW_READS_MAX = 16;
 
 assert(QUEUE_MEMBERS_MAX < OWNER_SLOTS_MAX, "member slots fit the owner array");
 
@@ -163,6 +167,8 @@ export class Queue implements QueueStateTarget {
   #retryAtMs = Number.POSITIVE_INFINITY;
   #rotation = 0;
   #closed = false;
+  /** Bytes per record in the batches fetched last, to size the next read. */
+  #recordBytes = RECORD_BYTES_GUESS;
 
   private constructor(config: QueueConfig, host: QueueHost, logs: PartitionLog[]) {
     assert(logs.length === config.startOffsets.length, "one start offset per partition");
@@ -462,22 +468,44 @@ export class Queue implements QueueStateTarget {
     const { budget } = fetch;
     const wanted = Math.min(budget.records, cursor.room, log.highWatermark - cursor.next);
     if (wanted <= 0) return;
-    if (budget.batches > 0 && budget.bytes <= 0) return;
-    let read: ReadResult;
-    try {
-      read = log.read(cursor.next, Math.max(1, budget.bytes));
-    } catch (error) {
-      if (!isSluiceError(error, "CORRUPT_BATCH")) throw error;
-      // Skip the damage when the window can take it; a later fetch reads on from there.
-      this.#skipDamage(cursor, error);
-      return;
-    }
     const lastWanted = cursor.next + wanted - 1;
-    const covered = takeNewBatches(read, cursor.next, lastWanted, fetch.views, budget);
+    let covered = cursor.next - 1;
+    // Reads are sized to the records wanted (a read of maxBytes would copy batches that are
+    // not taken), and repeated while records are missing and the bytes allow.
+    for (let reads = 0; covered < lastWanted && reads < NEW_READS_MAX; reads++) {
+      if (budget.batches > 0 && budget.bytes <= 0) break;
+      const guessBytes = Math.ceil((lastWanted - covered) * this.#recordBytes * 1.25);
+      const read = this.#readNew(cursor, log, covered + 1, Math.min(guessBytes, budget.bytes));
+      if (read === undefined) break;
+      const bytesBefore = budget.bytes;
+      const reached = takeNewBatches(read, covered + 1, lastWanted, fetch.views, budget);
+      if (reached <= covered) break;
+      if (bytesBefore > budget.bytes) {
+        this.#recordBytes = (bytesBefore - budget.bytes) / (reached - covered);
+      }
+      covered = reached;
+    }
     const count = Math.min(wanted, covered - cursor.next + 1);
     if (count <= 0) return;
     fetch.ranges.push(cursor.acquireNew(count, fetch.slot, fetch.nowMs));
     budget.records -= count;
+  }
+
+  /** Reads from `offset`; undefined when damage stops the read (skipped where possible). */
+  #readNew(
+    cursor: QueueCursor,
+    log: PartitionLog,
+    offset: number,
+    bytes: number,
+  ): ReadResult | undefined {
+    try {
+      return log.read(offset, Math.max(1, bytes));
+    } catch (error) {
+      if (!isSluiceError(error, "CORRUPT_BATCH")) throw error;
+      // Only damage at `next` is skipped; damage after records taken waits for the next fetch.
+      if (offset === cursor.next) this.#skipDamage(cursor, error);
+      return undefined;
+    }
   }
 
   /**
