@@ -5,6 +5,8 @@
 //     .lock                      pid of the process that has the directory open
 //     __meta/topics/<name>.json  topic name, partition count, config (written atomically)
 //     __offsets/                 committed offsets (offset_store.ts)
+//     __meta/queues/<name>.json  queue options and start offsets (queues.ts)
+//     __queues/<name>/           queue state: snapshot + delta log (queue_state_log.ts)
 //     <topic>-<partition>/       one partition log each (log_open.ts)
 //
 // A topic exists once its metadata file does; partition directories missing at open (a crash
@@ -15,10 +17,16 @@ import fs from "node:fs";
 import { join } from "node:path";
 import { SluiceError } from "../record/mod.ts";
 import { ioError } from "./errors.ts";
+import { TOPIC_NAME_BYTES_MAX, validateTopicName } from "./topic_name.ts";
 import { type FileIO, realFileIO } from "./io.ts";
 import { definedFields, type LogConfig, resolveLogConfig } from "./log_config.ts";
 import { OffsetStore } from "./offset_store.ts";
 import { type AppendResult, PartitionLog, type ReadResult } from "./partition_log.ts";
+import type { Queue, QueueFetchResult, QueueStats } from "./queue.ts";
+import type { QueueAck } from "./queue_ack.ts";
+import type { QueueConfig, QueueOptions } from "./queue_config.ts";
+import type { QueueFetchOptions } from "./queue_fetch.ts";
+import { Queues } from "./queues.ts";
 
 export type TopicInfo = { name: string; partitions: number; config: LogConfig; createdMs: number };
 
@@ -29,14 +37,14 @@ export type EngineOptions = {
   retentionCheckIntervalMs?: number;
   /** fsync each offset commit before it is acknowledged (default true). */
   offsetsFsync?: boolean;
+  /** Queue state-log size from which compaction is considered (default 4 MiB). */
+  queueCompactAfterBytes?: number;
   io?: FileIO;
   now?: () => number;
   onWarning?: (message: string) => void;
 };
 
-export const TOPIC_NAME_BYTES_MAX = 249;
 export const PARTITIONS_MAX = 10_000;
-const TOPIC_NAME = /^[a-zA-Z0-9._-]+$/;
 const RETENTION_CHECK_INTERVAL_MS_DEFAULT = 5 * 60 * 1000;
 /** Producer ids reserved per write of `__meta/producer-ids`. */
 const PRODUCER_ID_BLOCK = 1000;
@@ -44,25 +52,7 @@ const PRODUCER_ID_BLOCK = 1000;
 /** Data directories open in this process, so one is never opened twice. */
 const openDirectories = new Set<string>();
 
-export function validateTopicName(name: unknown): string {
-  if (typeof name !== "string") throw new TypeError("topic name must be a string");
-  const reason =
-    name.length === 0
-      ? "is empty"
-      : name.length > TOPIC_NAME_BYTES_MAX
-        ? `is longer than ${TOPIC_NAME_BYTES_MAX} characters`
-        : !TOPIC_NAME.test(name)
-          ? "may hold only ASCII letters, digits, '.', '_' and '-'"
-          : name === "." || name === ".."
-            ? "cannot be '.' or '..'"
-            : name.startsWith("__")
-              ? "cannot start with '__' (reserved)"
-              : undefined;
-  if (reason !== undefined) {
-    throw new SluiceError("INVALID_TOPIC", `Topic name '${name}' ${reason}`, { topic: name });
-  }
-  return name;
-}
+export { TOPIC_NAME_BYTES_MAX, validateTopicName };
 
 type Topic = { info: TopicInfo; logs: PartitionLog[] };
 
@@ -74,6 +64,7 @@ export class Engine {
   #retentionTimer: ReturnType<typeof setInterval> | undefined;
   #closed = false;
   #producerIds = { next: 0, reservedEnd: 0 };
+  #queues!: Queues;
 
   private constructor(dataDir: string, offsets: OffsetStore, options: EngineOptions) {
     this.dataDir = dataDir;
@@ -102,6 +93,7 @@ export class Engine {
       });
       const engine = new Engine(dir, offsets, options);
       await engine.#loadTopics();
+      engine.#queues = await engine.#openQueues();
       engine.#startRetention();
       return engine;
     } catch (error) {
@@ -173,6 +165,24 @@ export class Engine {
     return { info, logs };
   }
 
+  #openQueues(): Promise<Queues> {
+    return Queues.open({
+      dataDir: this.dataDir,
+      io: this.#io,
+      now: this.#options.now ?? Date.now,
+      warn: (message) => this.#warn(message),
+      topics: {
+        logs: (topic) => this.#topics.get(topic)?.logs,
+        createTopic: async (topic) => {
+          await this.createTopic(topic, { partitions: 1 });
+        },
+      },
+      ...(this.#options.queueCompactAfterBytes === undefined
+        ? {}
+        : { compactAfterBytes: this.#options.queueCompactAfterBytes }),
+    });
+  }
+
   #warn(message: string): void {
     if (this.#options.onWarning !== undefined) this.#options.onWarning(message);
     else console.warn(`sluice: ${message}`);
@@ -225,8 +235,11 @@ export class Engine {
     return info;
   }
 
+  /** Deletes a topic, its committed offsets, and the queues that read it. */
   async deleteTopic(name: string): Promise<void> {
     this.#checkOpen();
+    this.#topic(name);
+    await this.#queues.deleteForTopic(name);
     const topic = this.#topic(name);
     this.#topics.delete(name);
     await Promise.allSettled(topic.logs.map((log) => log.close()));
@@ -330,23 +343,96 @@ export class Engine {
     return deleted;
   }
 
-  /** Writes and fsyncs every partition. */
+  /** Writes and fsyncs every partition, and waits for every queue's state to be durable. */
   async flush(): Promise<void> {
     this.#checkOpen();
     const logs = [...this.#topics.values()].flatMap((topic) => topic.logs);
-    await Promise.all(logs.map((log) => log.flush()));
+    await Promise.all([...logs.map((log) => log.flush()), this.#queues.flush()]);
   }
 
-  /** Closes every log cleanly, the offsets store, and releases the directory. */
+  // -------------------------------------------------------------------------------------------
+  // Queues (queues.ts): records of a topic handed out one by one to competing members, with
+  // per-record acks, locks, delivery counts and dead letters. See engine/README.md.
+
+  /**
+   * Declares a queue on a topic; idempotent when the options match the existing queue's,
+   * QUEUE_EXISTS when they differ. The dead-letter topic is created (one partition) if missing.
+   */
+  declareQueue(name: string, options: QueueOptions): Promise<QueueConfig> {
+    return this.#queues.declare(name, options);
+  }
+
+  /** Deletes a queue and its state; its members' acquisitions end with it. */
+  deleteQueue(name: string): Promise<void> {
+    return this.#queues.delete(name);
+  }
+
+  /** Marks every record currently in the queue's topic done; returns how many were not. */
+  purgeQueue(name: string): Promise<number> {
+    return this.#queues.purge(name);
+  }
+
+  listQueues(): QueueConfig[] {
+    return this.#queues.list();
+  }
+
+  queueStats(name: string): QueueStats {
+    return this.#queues.stats(name);
+  }
+
+  /** Adds a member (a consumer) to the queue; returns its id. Members do not survive a close. */
+  joinQueue(name: string): string {
+    return this.#queues.join(name);
+  }
+
+  /** Removes a member: what it held is available again at once. Returns how many records. */
+  leaveQueue(name: string, memberId: string): number {
+    return this.#queues.leave(name, memberId);
+  }
+
+  /** Acquires records for a member, without waiting; `onQueueReady` tells when to try again. */
+  fetchQueue(name: string, memberId: string, options?: QueueFetchOptions): QueueFetchResult {
+    return this.#queues.fetch(name, memberId, options);
+  }
+
+  /** Accepts, releases, rejects or renews acquired records; resolves once durable. */
+  ackQueue(name: string, memberId: string, acks: readonly QueueAck[]): Promise<void> {
+    return this.#queues.ack(name, memberId, acks);
+  }
+
+  /** Calls `listener` when a fetch of the queue may find new work; returns the remover. */
+  onQueueReady(name: string, listener: () => void): () => void {
+    return this.#queues.onReady(name, listener);
+  }
+
+  /**
+   * Ends every acquisition lock that is due now. A timer does this at each deadline; a caller
+   * with an injected clock (`now`) calls it after moving the clock. Returns locks ended.
+   */
+  expireQueueLocks(): number {
+    return this.#queues.expireLocks();
+  }
+
+  /** The queue itself, for tools and tests that look inside (cursors, state log). */
+  queue(name: string): Queue {
+    return this.#queues.get(name);
+  }
+
+  /** Closes every queue, every log cleanly, the offsets store, and releases the directory. */
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
     if (this.#retentionTimer !== undefined) clearInterval(this.#retentionTimer);
+    // Queues first: their dead letters in flight append to logs.
+    const queuesClosed = await this.#queues.close().then(
+      () => ({ status: "fulfilled" }) as const,
+      (reason: unknown) => ({ status: "rejected", reason }) as const,
+    );
     const logs = [...this.#topics.values()].flatMap((topic) => topic.logs);
-    const results = await Promise.allSettled([
-      ...logs.map((log) => log.close()),
-      this.offsets.close(),
-    ]);
+    const results = [
+      queuesClosed,
+      ...(await Promise.allSettled([...logs.map((log) => log.close()), this.offsets.close()])),
+    ];
     openDirectories.delete(this.dataDir);
     fs.rmSync(join(this.dataDir, ".lock"), { force: true });
     const failed = results.find((result) => result.status === "rejected");

@@ -1,5 +1,6 @@
 // The embeddable storage core of sluice: segments, sparse indexes, partition logs, topics,
-// committed offsets and consumer groups. No sockets live here; protocol/ uses only this module.
+// committed offsets, consumer groups and queues. No sockets live here; protocol/ uses only
+// this module.
 // The record codec and the error base come from record/ and are re-exported here because an
 // embedder needs them to build and read the batches it appends; the batch layout's byte offsets
 // and varints stay in `sluice/record`.
@@ -61,3 +62,38 @@ export {
   type OffsetStoreOptions,
 } from "./offset_store.ts";
 export type { Corruption } from "./segment_scan.ts";
+export {
+  QUEUE_MEMBERS_MAX,
+  type Queue,
+  type QueueFetchPartition,
+  type QueueFetchResult,
+  type QueuePartitionStats,
+  type QueueStats,
+} from "./queue.ts";
+export { ACK_RANGES_MAX, type QueueAck, type QueueAckType } from "./queue_ack.ts";
+export {
+  DELIVERY_LIMIT_DEFAULT,
+  DELIVERY_LIMIT_MAX,
+  LOCK_MS_DEFAULT,
+  LOCK_MS_MAX,
+  LOCK_MS_MIN,
+  MAX_IN_FLIGHT_DEFAULT,
+  MAX_IN_FLIGHT_MAX,
+  PREFETCH_DEFAULT,
+  PREFETCH_MAX,
+  type QueueConfig,
+  type QueueFsync,
+  type QueueOptions,
+  type QueueStart,
+  QUEUES_MAX,
+  validateQueueName,
+} from "./queue_config.ts";
+export type { AcquiredRange } from "./queue_cursor.ts";
+export { DEATH_HEADER_PREFIX, type DeathReason } from "./queue_dead_letter.ts";
+export {
+  FETCH_BYTES_DEFAULT,
+  FETCH_BYTES_MAX,
+  FETCH_RECORDS_DEFAULT,
+  FETCH_RECORDS_MAX,
+  type QueueFetchOptions,
+} from "./queue_fetch.ts";

@@ -23,7 +23,12 @@ export type SluiceErrorCode =
   | "INVALID_PRODUCER_EPOCH" // an idempotent batch's producer epoch is older than the current
   | "INVALID_GROUP_ID" // a consumer group id that is empty or too long
   | "UNKNOWN_MEMBER_ID" // a group member that never joined, left, or was evicted
-  | "FENCED_MEMBER_EPOCH"; // a group member's epoch is stale: it must rejoin
+  | "FENCED_MEMBER_EPOCH" // a group member's epoch is stale: it must rejoin
+  | "UNKNOWN_QUEUE" // the queue does not exist
+  | "QUEUE_EXISTS" // declare of a queue that exists with different options
+  | "INVALID_QUEUE" // a queue name that cannot be a directory name
+  | "INVALID_RECORD_STATE" // an ack for a record this member does not hold (or outside the window)
+  | "LOCK_EXPIRED"; // an ack for a record whose acquisition lock ran out: it is no longer held
 
 const RETRIABLE: ReadonlySet<SluiceErrorCode> = new Set<SluiceErrorCode>(["DISK_FULL"]);
 

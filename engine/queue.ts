@@ -1,0 +1,904 @@
+// One queue: a cursor per partition of its topic (queue_cursor.ts), its members, its durable
+// state log (queue_state_log.ts) and its dead letters (queue_dead_letter.ts). Every change is
+// made in memory first and, in the same synchronous step, added as a delta to the state log;
+// an ack resolves once the log's group commit holding its deltas is durable. That ordering is
+// what lets a compaction snapshot the memory at any moment between writes: the snapshot then
+// holds exactly the deltas added so far.
+//
+//   fetch ─► expire due locks ─► per partition (rotating start): records waiting in the FIFO,
+//            then new offsets from `next` ─► ACQUIRE deltas (group commit, nobody waits)
+//   ack   ─► check every range (nothing changes on a refusal) ─► apply ─► ACCEPT deltas,
+//            dead letters for rejects ─► resolve when the commit (and dead letters) are durable
+//
+// A dead letter is appended to the dead-letter topic (and flushed there when the queue's fsync
+// is "always") before the DEAD_LETTER delta marks the original done: a crash in between writes
+// it again after the restart, so dead letters are at-least-once and never lost.
+
+import hyperid from "hyperid";
+import {
+  assert,
+  BASE_TIMESTAMP_AT,
+  decodeRecordBatches,
+  encodeRecordBatch,
+  isSluiceError,
+  type LogRecord,
+  type RecordInput,
+  readInt64,
+  SluiceError,
+} from "../record/mod.ts";
+import type { FileIO } from "./io.ts";
+import type { PartitionLog, ReadResult } from "./partition_log.ts";
+import { checkAcks, type QueueAck } from "./queue_ack.ts";
+import type { QueueConfig } from "./queue_config.ts";
+import {
+  ACKED,
+  type AcquiredRange,
+  ARCHIVED,
+  NO_OWNER,
+  type OffsetRun,
+  OWNER_SLOTS_MAX,
+  QueueCursor,
+  type SnapshotRun,
+} from "./queue_cursor.ts";
+import {
+  type Death,
+  type DeathReason,
+  deadLetterBytesMax,
+  deadLetterRecord,
+} from "./queue_dead_letter.ts";
+import {
+  admitBatchOf,
+  BatchViews,
+  type FetchBudget,
+  fetchLimits,
+  type QueueFetchOptions,
+  takeNewBatches,
+} from "./queue_fetch.ts";
+import {
+  DELTA_ACCEPT,
+  DELTA_ACQUIRE,
+  DELTA_DEAD_LETTER,
+  DELTA_DISCARD,
+  DELTA_FLOOR,
+  DELTA_TRUNCATE,
+  type QueueCounters,
+  QueueStateLog,
+  type QueueStateTarget,
+} from "./queue_state_log.ts";
+
+/** Members of one queue at most (owner slots are u16). */
+export const QUEUE_MEMBERS_MAX = 1_000;
+/** A dead letter that could not be written is tried again this long after the failure. */
+export const DEAD_LETTER_RETRY_MS = 1_000;
+/** Bytes left in a dead-letter batch for its header and framing. */
+const BATCH_OVERHEAD_BYTES = 1024;
+/** The first read of a queue assumes records of this size (then it learns the real size). */
+const RECORD_BYTES_GUESS = 1024;
+/** Reads one partition's part of a fetch makes at most. */
+const NEW_READS_MAX = 16;
+
+assert(QUEUE_MEMBERS_MAX < OWNER_SLOTS_MAX, "member slots fit the owner array");
+
+export type QueueFetchPartition = {
+  partition: number;
+  /** Whole record batches (zero-copy views) holding the acquired records, in offset order. */
+  views: Uint8Array[];
+  /** The records acquired, offset-ordered runs of one delivery count. */
+  ranges: AcquiredRange[];
+};
+
+export type QueueFetchResult = {
+  /** How long the acquired records stay locked to the member. */
+  lockMs: number;
+  /** Partitions with acquired records; empty when nothing was available. */
+  partitions: QueueFetchPartition[];
+};
+
+export type QueuePartitionStats = {
+  partition: number;
+  floor: number;
+  next: number;
+  highWatermark: number;
+  ready: number;
+  acquired: number;
+};
+
+export type QueueStats = {
+  name: string;
+  topic: string;
+  members: number;
+  /** Records waiting to be acquired: available in the windows plus those past `next`. */
+  ready: number;
+  acquired: number;
+  /** Records on their way to the dead-letter topic. */
+  deadLettering: number;
+  /** Acquisitions since the queue was declared (durable). */
+  delivered: number;
+  accepted: number;
+  deadLettered: number;
+  /** Rejected or past the limit with no dead-letter topic to go to. */
+  discarded: number;
+  /**
+   * Age of the oldest ready record, from the base timestamp of the batch holding it (the
+   * first record's timestamp there, read from the batch header); null when none is ready.
+   */
+  oldestReadyAgeMs: number | null;
+  /** Typed-array bytes of every cursor window (see queue_cursor.ts). */
+  memoryBytes: number;
+  partitions: QueuePartitionStats[];
+};
+
+/** What a queue needs from the engine around it. */
+export interface QueueHost {
+  readonly io: FileIO;
+  readonly compactAfterBytes?: number;
+  now(): number;
+  warn(message: string): void;
+  /** The logs of the dead-letter topic, created with one partition when missing. */
+  deadLetterLogs(topic: string): Promise<PartitionLog[]>;
+  /** Asks for an expiry sweep (`expire`) at `atMs` at the latest. */
+  scheduleSweep(atMs: number): void;
+}
+
+type Holder = { memberId: string; slot: number };
+
+const nextMemberId = hyperid({ urlSafe: true });
+
+export class Queue implements QueueStateTarget {
+  readonly config: QueueConfig;
+  readonly partitionCount: number;
+  readonly #host: QueueHost;
+  readonly #logs: PartitionLog[];
+  readonly #cursors: QueueCursor[];
+  /** Partitions whose snapshot was read on open; deltas for others are ignored. */
+  readonly #restored: boolean[];
+  #state!: QueueStateLog;
+  #counters: QueueCounters = { delivered: 0, accepted: 0, deadLettered: 0, discarded: 0 };
+  readonly #members = new Map<string, number>();
+  readonly #freeSlots: number[] = [];
+  #nextSlot = 1;
+  readonly #unacked = new Uint32Array(QUEUE_MEMBERS_MAX + 1);
+  readonly #listeners = new Set<() => void>();
+  #notifyScheduled = false;
+  readonly #unsubscribe: (() => void)[] = [];
+  readonly #jobs = new Set<Promise<void>>();
+  /** Dead letters to try again (they failed), by partition, and when. */
+  #retry = new Map<number, OffsetRun[]>();
+  #retryAtMs = Number.POSITIVE_INFINITY;
+  #rotation = 0;
+  #closed = false;
+  /** Bytes per record in the batches fetched last, to size the next read. */
+  #recordBytes = RECORD_BYTES_GUESS;
+
+  private constructor(config: QueueConfig, host: QueueHost, logs: PartitionLog[]) {
+    assert(logs.length === config.startOffsets.length, "one start offset per partition");
+    this.config = config;
+    this.partitionCount = logs.length;
+    this.#host = host;
+    this.#logs = logs;
+    const limits = {
+      maxInFlight: config.maxInFlight,
+      deliveryLimit: config.deliveryLimit,
+      lockMs: config.lockMs,
+    };
+    this.#cursors = config.startOffsets.map(
+      (start, partition) => new QueueCursor(partition, start, limits, this.#unacked),
+    );
+    this.#restored = logs.map(() => false);
+  }
+
+  /** A new queue: cursors at the start offsets, and a state log holding them, synced. */
+  static async create(
+    config: QueueConfig,
+    host: QueueHost,
+    logs: PartitionLog[],
+    dir: string,
+  ): Promise<Queue> {
+    const queue = new Queue(config, host, logs);
+    queue.#state = await QueueStateLog.create(dir, queue, queue.#logOptions());
+    queue.#start([]);
+    return queue;
+  }
+
+  /** A declared queue, recovered from its state log. */
+  static async open(
+    config: QueueConfig,
+    host: QueueHost,
+    logs: PartitionLog[],
+    dir: string,
+  ): Promise<Queue> {
+    const queue = new Queue(config, host, logs);
+    queue.#state = await QueueStateLog.open(dir, queue, {
+      ...queue.#logOptions(),
+      onCorruption: (error) => host.warn(`queue '${config.name}': ${error.message}`),
+    });
+    for (let partition = 0; partition < logs.length; partition++) {
+      if (queue.#restored[partition]) continue;
+      host.warn(
+        `queue '${config.name}': the snapshot of partition ${partition} was lost to damage; ` +
+          `it restarts at its start offset ${config.startOffsets[partition]} (records are ` +
+          "delivered again, none is lost)",
+      );
+    }
+    queue.#start(queue.#reconcile());
+    return queue;
+  }
+
+  #logOptions() {
+    return {
+      io: this.#host.io,
+      fsync: this.config.fsync === "always",
+      ...(this.#host.compactAfterBytes === undefined
+        ? {}
+        : { compactAfterBytes: this.#host.compactAfterBytes }),
+    };
+  }
+
+  /**
+   * After a replay: windows past a log's end are cut back (the log lost records the queue had
+   * seen), and records that reached the delivery limit are returned for dead-lettering.
+   */
+  #reconcile(): [number, OffsetRun[]][] {
+    const limitReached: [number, OffsetRun[]][] = [];
+    for (const cursor of this.#cursors) {
+      const log = this.#logs[cursor.partition]!;
+      if (cursor.next > log.highWatermark) {
+        this.#host.warn(
+          `queue '${this.config.name}': partition ${cursor.partition} ends at ` +
+            `${log.highWatermark} but the queue had seen offsets up to ${cursor.next - 1}; ` +
+            "its state past the log end is forgotten",
+        );
+        cursor.truncateTo(log.highWatermark);
+        this.#state.add(DELTA_TRUNCATE, cursor.partition, log.highWatermark, 0);
+      }
+      const runs = cursor.finishReplay();
+      if (runs.length > 0) limitReached.push([cursor.partition, runs]);
+      cursor.checkInvariants();
+    }
+    return limitReached;
+  }
+
+  #start(limitReached: [number, OffsetRun[]][]): void {
+    for (const log of this.#logs) this.#unsubscribe.push(log.onData(() => this.#notify()));
+    for (const [partition, runs] of limitReached) this.#deadLetterLater(partition, runs);
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // QueueStateTarget: replay and snapshot.
+
+  restoreCounters(counters: QueueCounters): void {
+    this.#counters = { ...counters };
+  }
+
+  checkSnapshot(partition: number, floor: number, next: number): boolean {
+    return partition < this.partitionCount && next - floor <= this.config.maxInFlight;
+  }
+
+  restorePartition(partition: number, floor: number, next: number, runs: SnapshotRun[]): void {
+    this.#cursors[partition]!.restore(floor, next, runs);
+    this.#restored[partition] = true;
+  }
+
+  checkDelta(kind: number, partition: number, _first: number, count: number): boolean {
+    if (partition >= this.partitionCount) return false;
+    if (kind === DELTA_FLOOR || kind === DELTA_TRUNCATE) return count === 0;
+    return count >= 1 && count <= this.config.maxInFlight;
+  }
+
+  replay(kind: number, partition: number, first: number, count: number, deliveries: number): void {
+    if (!this.#restored[partition]) return;
+    const cursor = this.#cursors[partition]!;
+    if (kind === DELTA_ACQUIRE) {
+      if (!cursor.fitsReplay(first, count)) {
+        throw new SluiceError(
+          "CORRUPT_BATCH",
+          `Queue '${this.config.name}': a replayed acquisition of ${first}..${first + count - 1} ` +
+            `on partition ${partition} does not fit the window [${cursor.floor}, ${cursor.next})`,
+          { queue: this.config.name, partition, offset: first },
+        );
+      }
+      cursor.replayAcquire(first, count, Math.min(deliveries, this.config.deliveryLimit));
+      this.#counters.delivered += count;
+    } else if (kind === DELTA_ACCEPT) {
+      cursor.replayDone(first, count, ACKED);
+      this.#counters.accepted += count;
+    } else if (kind === DELTA_DEAD_LETTER || kind === DELTA_DISCARD) {
+      cursor.replayDone(first, count, ARCHIVED);
+      if (kind === DELTA_DEAD_LETTER) this.#counters.deadLettered += count;
+      else this.#counters.discarded += count;
+    } else if (kind === DELTA_FLOOR) {
+      cursor.jumpTo(first);
+    } else {
+      cursor.truncateTo(first);
+    }
+  }
+
+  snapshotCounters(): QueueCounters {
+    return { ...this.#counters };
+  }
+
+  snapshotPartition(partition: number) {
+    const cursor = this.#cursors[partition]!;
+    return { floor: cursor.floor, next: cursor.next, runs: cursor.snapshotRuns() };
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Members.
+
+  #checkOpen(): void {
+    if (this.#closed) {
+      throw new SluiceError("UNKNOWN_QUEUE", `Queue '${this.config.name}' does not exist`, {
+        queue: this.config.name,
+      });
+    }
+  }
+
+  #slot(memberId: string): number {
+    const slot = typeof memberId === "string" ? this.#members.get(memberId) : undefined;
+    if (slot === undefined) {
+      throw new SluiceError(
+        "UNKNOWN_MEMBER_ID",
+        `Member ${String(memberId)} is not in queue '${this.config.name}' (never joined, or ` +
+          "left, or the engine restarted): join again",
+        { queue: this.config.name, memberId: String(memberId) },
+      );
+    }
+    return slot;
+  }
+
+  join(): string {
+    this.#checkOpen();
+    if (this.#members.size >= QUEUE_MEMBERS_MAX) {
+      throw new SluiceError(
+        "INVALID_CONFIG",
+        `Queue '${this.config.name}' has ${QUEUE_MEMBERS_MAX} members (QUEUE_MEMBERS_MAX)`,
+        { queue: this.config.name, members: QUEUE_MEMBERS_MAX },
+      );
+    }
+    const memberId = nextMemberId();
+    const slot = this.#freeSlots.pop() ?? this.#nextSlot++;
+    assert(slot > NO_OWNER && slot <= QUEUE_MEMBERS_MAX, "a member slot is in range");
+    assert(this.#unacked[slot] === 0, "a reused slot holds nothing");
+    this.#members.set(memberId, slot);
+    return memberId;
+  }
+
+  /** The member is gone: everything it held is available at once (or dead-lettered). */
+  leave(memberId: string): number {
+    this.#checkOpen();
+    const slot = this.#slot(memberId);
+    let released = 0;
+    for (const cursor of this.#cursors) {
+      const limitReached: OffsetRun[] = [];
+      released += cursor.releaseOwner(slot, limitReached);
+      this.#deadLetterLater(cursor.partition, limitReached);
+    }
+    assert(this.#unacked[slot] === 0, "a member that left holds nothing");
+    this.#members.delete(memberId);
+    this.#freeSlots.push(slot);
+    if (released > 0) this.#notify();
+    return released;
+  }
+
+  get memberCount(): number {
+    return this.#members.size;
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Fetch.
+
+  /** Acquires records for `memberId`; never waits (see `onReady` for long polls). */
+  fetch(memberId: string, options: QueueFetchOptions = {}): QueueFetchResult {
+    this.#checkOpen();
+    const slot = this.#slot(memberId);
+    const { maxRecords, maxBytes } = fetchLimits(options);
+    if (this.#state.fenced !== undefined) throw this.#state.fenced;
+    const nowMs = this.#host.now();
+    this.expire(nowMs);
+    const result: QueueFetchResult = { lockMs: this.config.lockMs, partitions: [] };
+    const records = Math.min(maxRecords, this.config.prefetch - this.#unacked[slot]!);
+    // A backlog of deltas means the disk is behind: acquire nothing until it catches up.
+    if (records <= 0 || this.#state.backlogged) return result;
+    const budget: FetchBudget = { records, bytes: maxBytes, batches: 0 };
+    for (let i = 0; i < this.partitionCount && budget.records > 0; i++) {
+      if (budget.batches > 0 && budget.bytes <= 0) break;
+      const partition = (this.#rotation + i) % this.partitionCount;
+      const fetched = this.#fetchPartition(partition, slot, nowMs, budget);
+      if (fetched !== undefined) result.partitions.push(fetched);
+    }
+    this.#rotation = (this.#rotation + 1) % this.partitionCount;
+    if (result.partitions.length > 0) this.#host.scheduleSweep(nowMs + this.config.lockMs);
+    return result;
+  }
+
+  #fetchPartition(
+    partition: number,
+    slot: number,
+    nowMs: number,
+    budget: FetchBudget,
+  ): QueueFetchPartition | undefined {
+    const cursor = this.#cursors[partition]!;
+    const log = this.#logs[partition]!;
+    this.#followRetention(cursor, log);
+    const views = new BatchViews();
+    const ranges: AcquiredRange[] = [];
+    const admit = (offset: number): boolean => {
+      try {
+        return admitBatchOf(log, offset, views, budget);
+      } catch (error) {
+        if (!isSluiceError(error, "CORRUPT_BATCH")) throw error;
+        this.#discardDamaged(cursor, { first: offset, last: offset }, error);
+        cursor.discardReadyHead(offset);
+        return false;
+      }
+    };
+    try {
+      // Records given back come first, oldest first, while their batches fit the bytes.
+      budget.records -= cursor.acquireReady(
+        { budget: budget.records, owner: slot, nowMs },
+        admit,
+        ranges,
+      );
+      if (budget.records > 0) this.#fetchNew(cursor, log, { slot, nowMs, budget, views, ranges });
+    } catch (error) {
+      // A read failed for another reason: keep what was acquired before it, or report it.
+      if (ranges.length === 0 && budget.batches === 0) throw error;
+      this.#host.warn(`queue '${this.config.name}' partition ${partition}: ${String(error)}`);
+    }
+    if (ranges.length === 0) return undefined;
+    for (const range of ranges) {
+      const count = range.last - range.first + 1;
+      this.#state.add(DELTA_ACQUIRE, partition, range.first, count, range.deliveries);
+      this.#counters.delivered += count;
+    }
+    return { partition, views: views.views(), ranges };
+  }
+
+  #fetchNew(
+    cursor: QueueCursor,
+    log: PartitionLog,
+    fetch: {
+      slot: number;
+      nowMs: number;
+      budget: FetchBudget;
+      views: BatchViews;
+      ranges: AcquiredRange[];
+    },
+  ): void {
+    const { budget } = fetch;
+    const wanted = Math.min(budget.records, cursor.room, log.highWatermark - cursor.next);
+    if (wanted <= 0) return;
+    const lastWanted = cursor.next + wanted - 1;
+    let covered = cursor.next - 1;
+    // Reads are sized to the records wanted (a read of maxBytes would copy batches that are
+    // not taken), and repeated while records are missing and the bytes allow.
+    for (let reads = 0; covered < lastWanted && reads < NEW_READS_MAX; reads++) {
+      if (budget.batches > 0 && budget.bytes <= 0) break;
+      const guessBytes = Math.ceil((lastWanted - covered) * this.#recordBytes * 1.25);
+      const read = this.#readNew(cursor, log, covered + 1, Math.min(guessBytes, budget.bytes));
+      if (read === undefined) break;
+      const bytesBefore = budget.bytes;
+      const reached = takeNewBatches(read, covered + 1, lastWanted, fetch.views, budget);
+      if (reached <= covered) break;
+      if (bytesBefore > budget.bytes) {
+        this.#recordBytes = (bytesBefore - budget.bytes) / (reached - covered);
+      }
+      covered = reached;
+    }
+    const count = Math.min(wanted, covered - cursor.next + 1);
+    if (count <= 0) return;
+    fetch.ranges.push(cursor.acquireNew(count, fetch.slot, fetch.nowMs));
+    budget.records -= count;
+  }
+
+  /** Reads from `offset`; undefined when damage stops the read (skipped where possible). */
+  #readNew(
+    cursor: QueueCursor,
+    log: PartitionLog,
+    offset: number,
+    bytes: number,
+  ): ReadResult | undefined {
+    try {
+      return log.read(offset, Math.max(1, bytes));
+    } catch (error) {
+      if (!isSluiceError(error, "CORRUPT_BATCH")) throw error;
+      // Only damage at `next` is skipped; damage after records taken waits for the next fetch.
+      if (offset === cursor.next) this.#skipDamage(cursor, error);
+      return undefined;
+    }
+  }
+
+  /**
+   * Offsets the log cannot serve (damaged batches, reported by the log at open or on read)
+   * from `next` to the next valid batch: taken into the window as discarded when they fit it,
+   * skipped by moving the floor when the window is empty, or left for a later fetch (once
+   * the window has drained) when neither is possible yet.
+   */
+  #skipDamage(cursor: QueueCursor, error: SluiceError): void {
+    const resume = error.details["nextValidOffset"];
+    if (typeof resume !== "number" || resume <= cursor.next) return;
+    const run = { first: cursor.next, last: resume - 1 };
+    const count = resume - cursor.next;
+    if (count <= cursor.room) {
+      this.#discardDamaged(cursor, run, error);
+      cursor.discardNew(count);
+    } else if (cursor.floor === cursor.next) {
+      this.#warnDamage(cursor, run, error);
+      cursor.jumpTo(resume);
+      this.#state.add(DELTA_FLOOR, cursor.partition, resume, 0);
+    }
+  }
+
+  /** Records whose bytes are damaged are done without delivery: counted and reported. */
+  #discardDamaged(cursor: QueueCursor, run: OffsetRun, error: SluiceError): void {
+    const count = run.last - run.first + 1;
+    this.#warnDamage(cursor, run, error);
+    this.#state.add(DELTA_DISCARD, cursor.partition, run.first, count);
+    this.#counters.discarded += count;
+  }
+
+  #warnDamage(cursor: QueueCursor, run: OffsetRun, error: SluiceError): void {
+    this.#host.warn(
+      `queue '${this.config.name}': offsets ${run.first}..${run.last} of partition ` +
+        `${cursor.partition} are damaged in the log and were skipped (${error.message})`,
+    );
+  }
+
+  /** Records retention deleted before the queue delivered them are skipped, as Kafka does. */
+  #followRetention(cursor: QueueCursor, log: PartitionLog): void {
+    const start = log.logStartOffset;
+    if (cursor.floor >= start) return;
+    const dropped = cursor.jumpTo(start);
+    this.#state.add(DELTA_FLOOR, cursor.partition, start, 0);
+    if (dropped > 0) {
+      this.#host.warn(
+        `queue '${this.config.name}': ${dropped} records of partition ${cursor.partition} ` +
+          `were deleted by retention before they were done; the queue resumes at ${start}`,
+      );
+    }
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Acks.
+
+  /**
+   * Applies an ack request whole, or (any range refused) not at all. Resolves when every
+   * outcome is durable: accepts written (and fdatasync'd under fsync "always"), rejected
+   * records written to the dead-letter topic and marked done.
+   */
+  async ack(memberId: string, acks: readonly QueueAck[]): Promise<void> {
+    this.#checkOpen();
+    const slot = this.#slot(memberId);
+    const ranges = checkAcks(acks, { queue: this.config.name, partitions: this.partitionCount });
+    if (this.#state.fenced !== undefined) throw this.#state.fenced;
+    const nowMs = this.#host.now();
+    for (const range of ranges) {
+      const refused = this.#cursors[range.partition]!.checkHeld(
+        range.first,
+        range.last,
+        slot,
+        nowMs,
+      );
+      if (refused !== undefined) throw refused;
+    }
+    const waits: Promise<void>[] = [];
+    let freed = false;
+    for (const { partition, first, last, type } of ranges) {
+      const cursor = this.#cursors[partition]!;
+      const count = last - first + 1;
+      if (type === "accept") {
+        cursor.accept(first, last);
+        this.#state.add(DELTA_ACCEPT, partition, first, count);
+        this.#counters.accepted += count;
+      } else if (type === "release") {
+        const limitReached: OffsetRun[] = [];
+        cursor.release(first, last, limitReached);
+        this.#deadLetterLater(partition, limitReached);
+      } else if (type === "reject") {
+        cursor.reject(first, last);
+        const holder = { memberId, slot };
+        waits.push(this.#deadLetter(partition, [{ first, last }], "rejected", holder));
+      } else {
+        cursor.renew(first, last, nowMs);
+        this.#host.scheduleSweep(nowMs + this.config.lockMs);
+      }
+      freed ||= type !== "renew";
+    }
+    if (freed) this.#notify();
+    waits.push(this.#state.commit());
+    await Promise.all(waits);
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Expiry.
+
+  /** Ends every lock due by `nowMs` and retries due dead letters. Returns locks ended. */
+  expire(nowMs: number): number {
+    if (this.#closed) return 0;
+    let expired = 0;
+    for (const cursor of this.#cursors) {
+      const limitReached: OffsetRun[] = [];
+      expired += cursor.expire(nowMs, limitReached);
+      this.#deadLetterLater(cursor.partition, limitReached);
+    }
+    if (nowMs >= this.#retryAtMs) {
+      const retry = this.#retry;
+      this.#retry = new Map();
+      this.#retryAtMs = Number.POSITIVE_INFINITY;
+      for (const [partition, runs] of retry) this.#deadLetterLater(partition, runs);
+    }
+    if (expired > 0) this.#notify();
+    return expired;
+  }
+
+  /** The earliest time a lock may end or a dead letter is retried, if any. */
+  nextSweepMs(): number | undefined {
+    let earliest = this.#retryAtMs;
+    for (const cursor of this.#cursors)
+      earliest = Math.min(earliest, cursor.nextDeadlineMs() ?? earliest);
+    return Number.isFinite(earliest) ? earliest : undefined;
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Dead letters.
+
+  /** Dead-letters records at the delivery limit in the background; failures retry later. */
+  #deadLetterLater(partition: number, runs: OffsetRun[]): void {
+    if (runs.length === 0) return;
+    this.#deadLetter(partition, runs, "delivery_limit", undefined).catch((error) => {
+      this.#host.warn(
+        `queue '${this.config.name}': dead letters of partition ${partition} not written ` +
+          `(${String(error)}); retrying in ${DEAD_LETTER_RETRY_MS} ms`,
+      );
+    });
+  }
+
+  #deadLetter(
+    partition: number,
+    runs: OffsetRun[],
+    reason: DeathReason,
+    holder: Holder | undefined,
+  ): Promise<void> {
+    const job = this.#runDeadLetter(partition, runs, reason, holder);
+    const forget = () => this.#jobs.delete(job);
+    this.#jobs.add(job);
+    job.then(forget, forget);
+    return job;
+  }
+
+  async #runDeadLetter(
+    partition: number,
+    runs: OffsetRun[],
+    reason: DeathReason,
+    holder: Holder | undefined,
+  ): Promise<void> {
+    const cursor = this.#cursors[partition]!;
+    const topic = this.config.deadLetterTopic;
+    try {
+      if (topic !== null) await this.#writeDeadLetters(partition, runs, reason, topic);
+    } catch (error) {
+      this.#revertDeadLetter(cursor, runs, holder);
+      throw error;
+    }
+    // A closing queue waits for this job before it closes its state log (close below).
+    for (const { first, last } of runs) {
+      cursor.finishDeadLetter(first, last);
+      const kind = topic === null ? DELTA_DISCARD : DELTA_DEAD_LETTER;
+      this.#state.add(kind, partition, first, last - first + 1);
+      if (topic === null) this.#counters.discarded += last - first + 1;
+      else this.#counters.deadLettered += last - first + 1;
+    }
+    this.#notify();
+    await this.#state.commit();
+  }
+
+  #revertDeadLetter(cursor: QueueCursor, runs: OffsetRun[], holder: Holder | undefined): void {
+    const stillThere = holder !== undefined && this.#members.get(holder.memberId) === holder.slot;
+    const owner = stillThere ? holder.slot : NO_OWNER;
+    const retry: OffsetRun[] = [];
+    for (const run of runs) cursor.revertDeadLetter(run, owner, retry);
+    if (retry.length > 0) {
+      const pending = this.#retry.get(cursor.partition) ?? [];
+      this.#retry.set(cursor.partition, pending.concat(retry));
+      this.#retryAtMs = Math.min(this.#retryAtMs, this.#host.now() + DEAD_LETTER_RETRY_MS);
+      this.#host.scheduleSweep(this.#retryAtMs);
+    }
+    if (owner === NO_OWNER) this.#notify();
+  }
+
+  async #writeDeadLetters(
+    partition: number,
+    runs: OffsetRun[],
+    reason: DeathReason,
+    topic: string,
+  ): Promise<void> {
+    const targets = await this.#host.deadLetterLogs(topic);
+    const target = targets[partition % targets.length]!;
+    const cursor = this.#cursors[partition]!;
+    const nowMs = this.#host.now();
+    const death: Death = {
+      queue: this.config.name,
+      reason,
+      topic: this.config.topic,
+      partition,
+      nowMs,
+    };
+    const letters: RecordInput[] = [];
+    for (const run of runs) {
+      for (const record of readRecords(this.#logs[partition]!, run)) {
+        letters.push(deadLetterRecord(record, cursor.deliveriesAt(record.offset), death));
+      }
+    }
+    const batchBytesMax = target.config.maxBatchBytes - BATCH_OVERHEAD_BYTES;
+    await Promise.all(
+      batchesOf(letters, batchBytesMax).map((group) =>
+        target.append(encodeRecordBatch(group, { timestamp: nowMs })),
+      ),
+    );
+    // The original is marked done next: its dead letter must be as durable as that mark.
+    if (this.config.fsync === "always" && target.config.fsync !== "always") await target.flush();
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Purge, stats, listeners, close.
+
+  /**
+   * Moves every partition's floor to its high watermark: every record there now, held ones
+   * included, is done without being delivered or dead-lettered (their holders' later acks are
+   * INVALID_RECORD_STATE). Resolves when durable; returns how many records were not done.
+   */
+  async purge(): Promise<number> {
+    this.#checkOpen();
+    if (this.#state.fenced !== undefined) throw this.#state.fenced;
+    let dropped = 0;
+    for (const cursor of this.#cursors) {
+      const end = this.#logs[cursor.partition]!.highWatermark;
+      dropped += cursor.jumpTo(end);
+      this.#state.add(DELTA_FLOOR, cursor.partition, end, 0);
+    }
+    this.#notify();
+    await this.#state.commit();
+    return dropped;
+  }
+
+  stats(): QueueStats {
+    this.#checkOpen();
+    const nowMs = this.#host.now();
+    this.expire(nowMs);
+    const partitions = this.#cursors.map((cursor) => {
+      const highWatermark = this.#logs[cursor.partition]!.highWatermark;
+      return {
+        partition: cursor.partition,
+        floor: cursor.floor,
+        next: cursor.next,
+        highWatermark,
+        ready: cursor.availableCount + Math.max(0, highWatermark - cursor.next),
+        acquired: cursor.acquiredCount,
+      };
+    });
+    let deadLettering = 0;
+    let memoryBytes = 0;
+    for (const cursor of this.#cursors) {
+      deadLettering += cursor.deadLetteringCount;
+      memoryBytes += cursor.memory.bytes;
+    }
+    return {
+      name: this.config.name,
+      topic: this.config.topic,
+      members: this.#members.size,
+      ready: partitions.reduce((sum, p) => sum + p.ready, 0),
+      acquired: partitions.reduce((sum, p) => sum + p.acquired, 0),
+      deadLettering,
+      ...this.#counters,
+      oldestReadyAgeMs: this.#oldestReadyAgeMs(nowMs),
+      memoryBytes,
+      partitions,
+    };
+  }
+
+  #oldestReadyAgeMs(nowMs: number): number | null {
+    let oldest: number | null = null;
+    for (const cursor of this.#cursors) {
+      const log = this.#logs[cursor.partition]!;
+      const offset = cursor.oldestReadyOffset(log.highWatermark);
+      if (offset === undefined) continue;
+      try {
+        const view = log.read(offset, 1).views[0];
+        if (view === undefined) continue;
+        const ageMs = Math.max(0, nowMs - readInt64(view, BASE_TIMESTAMP_AT));
+        oldest = oldest === null ? ageMs : Math.max(oldest, ageMs);
+      } catch {
+        // An unreadable batch has no age to report; fetches report the damage.
+      }
+    }
+    return oldest;
+  }
+
+  /** The cursor of one partition, for tests and tools that check invariants. */
+  cursor(partition: number): QueueCursor {
+    const cursor = this.#cursors[partition];
+    assert(cursor !== undefined, "a cursor exists for every partition");
+    return cursor;
+  }
+
+  get stateLog(): QueueStateLog {
+    return this.#state;
+  }
+
+  /**
+   * Calls `listener` (in a microtask, coalesced) whenever a fetch may find something it did
+   * not before: records appended, given back, expired, or room freed in a window or a
+   * member's prefetch. Returns the function that removes it.
+   */
+  onReady(listener: () => void): () => void {
+    this.#checkOpen();
+    this.#listeners.add(listener);
+    return () => this.#listeners.delete(listener);
+  }
+
+  #notify(): void {
+    if (this.#listeners.size === 0 || this.#notifyScheduled) return;
+    this.#notifyScheduled = true;
+    queueMicrotask(() => {
+      this.#notifyScheduled = false;
+      for (const listener of this.#listeners) {
+        try {
+          listener();
+        } catch (error) {
+          this.#host.warn(`a ready listener of queue '${this.config.name}' failed: ${error}`);
+        }
+      }
+    });
+  }
+
+  /** Waits for every delta so far to be durable. */
+  flush(): Promise<void> {
+    return this.#state.commit();
+  }
+
+  /** Stops the queue: waits for dead letters in flight and the state log's last write. */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#listeners.clear();
+    for (const unsubscribe of this.#unsubscribe) unsubscribe();
+    await Promise.allSettled([...this.#jobs]);
+    await this.#state.close();
+  }
+}
+
+/** The records of `run` still in the log, decoded (dead letters need key, value, headers). */
+function* readRecords(log: PartitionLog, run: OffsetRun): Generator<LogRecord> {
+  let offset = Math.max(run.first, log.logStartOffset);
+  while (offset <= run.last && offset < log.highWatermark) {
+    const read = log.read(offset, 1024 * 1024);
+    for (const view of read.views) {
+      for (const batch of decodeRecordBatches(view)) {
+        for (const record of batch.records) {
+          if (record.offset >= offset && record.offset <= run.last) yield record;
+        }
+      }
+    }
+    assert(read.nextOffset > offset, "a read below the high watermark makes progress");
+    offset = read.nextOffset;
+  }
+}
+
+/** Groups records into batches of at most `bytesMax` (estimated); one record may be alone. */
+function batchesOf(records: RecordInput[], bytesMax: number): RecordInput[][] {
+  const batches: RecordInput[][] = [];
+  let current: RecordInput[] = [];
+  let bytes = 0;
+  for (const record of records) {
+    const size = deadLetterBytesMax(record);
+    if (current.length > 0 && bytes + size > bytesMax) {
+      batches.push(current);
+      current = [];
+      bytes = 0;
+    }
+    current.push(record);
+    bytes += size;
+  }
+  if (current.length > 0) batches.push(current);
+  return batches;
+}

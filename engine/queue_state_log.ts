@@ -1,0 +1,752 @@
+// The durable state of one queue: a log of CRC-framed binary frames, one file per generation,
+// covering every partition of the queue so that one write and one fdatasync commit the acks of
+// all of them (group commit). A generation starts with a snapshot (one QUEUE frame, then one
+// PARTITION frame per partition) and continues with DELTAS frames. Once the file has grown past
+// its threshold the log writes the current state as the next generation's snapshot, fsyncs it,
+// renames it into place, fsyncs the directory and deletes the old file (as the offset store
+// does, engine/offset_store.ts).
+//
+//   <data>/__queues/<queue>/
+//     00000000000000000003.log          the live generation
+//     00000000000000000004.log.tmp      a compaction cut short by a crash: deleted on open
+//     00000000000000000002.log.corrupt  a damaged generation kept for inspection
+//
+// Frame (integers big-endian):
+//
+//   offset  size  field
+//   ------  ----  ---------------------------------------------------------------------------
+//        0     4  crc        u32  CRC-32C of bytes 4 .. end of frame
+//        4     2  magic      u16  0xC15D (the offset store's frames use 0xC15C)
+//        6     1  version    u8   1
+//        7     1  type       u8   1 QUEUE, 2 PARTITION, 3 DELTAS
+//        8     4  bodyBytes  u32  1 .. FRAME_BODY_BYTES_MAX
+//       12     …  body:
+//
+//   QUEUE      partitions u32 | delivered i64 | accepted i64 | deadLettered i64 | discarded i64
+//   PARTITION  partition u32 | floor i64 | next i64 | runCount u32 |
+//              runCount × (count u32 | state u8 | deliveries u8)       runs cover [floor, next)
+//   DELTAS     entryCount u32 | entryCount × entry (18 bytes):
+//
+//              0  kind        u8   1 ACQUIRE     records' delivery count is now `deliveries`
+//                                  2 ACCEPT      records accepted
+//                                  3 DEAD_LETTER records written to the dead-letter topic
+//                                  4 DISCARD     records rejected with no dead-letter topic
+//                                  5 FLOOR       every offset below `first` is done (purge)
+//                                  6 TRUNCATE    offsets from `first` on are forgotten (the
+//                                                topic's log lost its tail)
+//              1  deliveries  u8
+//              2  partition   u32
+//              6  first       i64
+//             14  count       u32  records from `first` (0 for FLOOR and TRUNCATE)
+//
+// Acquisition locks are never written: after a restart every acquired record is available
+// again, with the delivery count its ACQUIRE delta left (Kafka persists no Acquired state
+// either). ACQUIRE deltas join the next group commit without anyone waiting for them, so a
+// fetch costs no fsync; a crash inside that commit window (about one fdatasync) can lose the
+// last increment of the records just fetched.
+//
+// Recovery follows the offset store's rules: a bad frame (short, wrong CRC, malformed) with no
+// valid frame after it is a torn tail, truncated away (it was never acknowledged); a bad frame
+// followed by valid frames is damage to bytes that were once durable, reported through
+// `onCorruption` (or thrown when there is none), skipped, the damaged file kept as `.corrupt`
+// and a clean generation written from what was recovered.
+
+import type { FileHandle } from "node:fs/promises";
+import { mkdir, open, readdir, rename, unlink } from "node:fs/promises";
+import { join } from "node:path";
+import {
+  assert,
+  crc32c,
+  isSluiceError,
+  readInt64,
+  SluiceError,
+  writeInt64,
+} from "../record/mod.ts";
+import { ioError } from "./errors.ts";
+import type { FileIO } from "./io.ts";
+import type { SnapshotRun } from "./queue_cursor.ts";
+
+export const DELTA_ACQUIRE = 1;
+export const DELTA_ACCEPT = 2;
+export const DELTA_DEAD_LETTER = 3;
+export const DELTA_DISCARD = 4;
+export const DELTA_FLOOR = 5;
+export const DELTA_TRUNCATE = 6;
+
+export type QueueCounters = {
+  /** Acquisitions: each delivery of a record counts once. */
+  delivered: number;
+  accepted: number;
+  /** Records written to the dead-letter topic. */
+  deadLettered: number;
+  /** Records rejected or past the limit on a queue with no dead-letter topic. */
+  discarded: number;
+};
+
+/** What the log replays into and snapshots from: the queue's cursors and counters. */
+export interface QueueStateTarget {
+  readonly partitionCount: number;
+  restoreCounters(counters: QueueCounters): void;
+  restorePartition(partition: number, floor: number, next: number, runs: SnapshotRun[]): void;
+  /** Whether a snapshot of one partition is possible; false marks the frame damaged. */
+  checkSnapshot(partition: number, floor: number, next: number): boolean;
+  /** Whether a delta is well formed; false marks its frame damaged (nothing of it applies). */
+  checkDelta(kind: number, partition: number, first: number, count: number): boolean;
+  replay(kind: number, partition: number, first: number, count: number, deliveries: number): void;
+  snapshotCounters(): QueueCounters;
+  snapshotPartition(partition: number): {
+    floor: number;
+    next: number;
+    runs: Iterable<SnapshotRun>;
+  };
+}
+
+export type QueueStateLogOptions = {
+  io: FileIO;
+  /** fdatasync before a commit resolves. Compaction always syncs. */
+  fsync: boolean;
+  /** The file size from which compaction is considered (default 4 MiB). */
+  compactAfterBytes?: number;
+  /** Damaged frames found on open; without it, open throws CORRUPT_BATCH. */
+  onCorruption?: (error: SluiceError) => void;
+};
+
+export type QueueStateLogStats = {
+  generation: number;
+  logBytes: number;
+  writes: number;
+  fsyncs: number;
+  compactions: number;
+  compactionFailures: number;
+  /** Delta entries waiting for the next write. */
+  pendingEntries: number;
+};
+
+export type QueueRecovery = {
+  frames: number;
+  deltas: number;
+  /** Bytes of a torn tail truncated away. */
+  tornBytes: number;
+  /** Damaged ranges skipped (reported through onCorruption). */
+  damaged: number;
+};
+
+const KIB = 1024;
+const MIB = 1024 * KIB;
+export const COMPACT_AFTER_BYTES_DEFAULT = 4 * MIB;
+/** Delta entries waiting for a write beyond which fetches pause (acks still go in). */
+export const PENDING_ENTRIES_MAX = 1 << 20;
+const FRAME_HEADER_BYTES = 12;
+const FRAME_BODY_BYTES_MAX = 64 * MIB;
+const FRAME_MAGIC = 0xc15d;
+const FRAME_MAGIC_BYTES = Buffer.from([FRAME_MAGIC >>> 8, FRAME_MAGIC & 0xff]);
+const FRAME_MAGIC_AT = 4;
+const FRAME_VERSION = 1;
+const TYPE_QUEUE = 1;
+const TYPE_PARTITION = 2;
+const TYPE_DELTAS = 3;
+const QUEUE_BODY_BYTES = 4 + 4 * 8;
+const PARTITION_HEADER_BYTES = 4 + 8 + 8 + 4;
+const RUN_BYTES = 6;
+export const DELTA_ENTRY_BYTES = 18;
+const DELTA_FRAME_ENTRIES_MAX = 1 << 20;
+const RUNS_PER_PARTITION_MAX = 1 << 20;
+const GENERATION_DIGITS = 20;
+const GENERATION_FILE = /^(\d{20})\.log$/;
+const COMPACTION_TEMP_FILE = /^\d{20}\.log\.tmp$/;
+
+assert(
+  4 + DELTA_FRAME_ENTRIES_MAX * DELTA_ENTRY_BYTES <= FRAME_BODY_BYTES_MAX,
+  "a full deltas frame fits",
+);
+assert(
+  PARTITION_HEADER_BYTES + RUNS_PER_PARTITION_MAX * RUN_BYTES <= FRAME_BODY_BYTES_MAX,
+  "a snapshot of the widest window fits one frame",
+);
+assert(PENDING_ENTRIES_MAX >= DELTA_FRAME_ENTRIES_MAX, "a backlog spans whole frames");
+
+// ---------------------------------------------------------------------------------------------
+// Encoding.
+
+function frame(type: number, body: Uint8Array): Uint8Array {
+  assert(body.length >= 1 && body.length <= FRAME_BODY_BYTES_MAX, "a body fits a frame");
+  const bytes = new Uint8Array(FRAME_HEADER_BYTES + body.length);
+  const view = new DataView(bytes.buffer);
+  view.setUint16(FRAME_MAGIC_AT, FRAME_MAGIC);
+  bytes[6] = FRAME_VERSION;
+  bytes[7] = type;
+  view.setUint32(8, body.length);
+  bytes.set(body, FRAME_HEADER_BYTES);
+  view.setUint32(0, crc32c(bytes.subarray(4)) >>> 0);
+  return bytes;
+}
+
+function queueFrame(partitions: number, counters: QueueCounters): Uint8Array {
+  const body = new Uint8Array(QUEUE_BODY_BYTES);
+  new DataView(body.buffer).setUint32(0, partitions);
+  writeInt64(body, 4, counters.delivered);
+  writeInt64(body, 12, counters.accepted);
+  writeInt64(body, 20, counters.deadLettered);
+  writeInt64(body, 28, counters.discarded);
+  return frame(TYPE_QUEUE, body);
+}
+
+function partitionFrame(
+  partition: number,
+  state: { floor: number; next: number; runs: Iterable<SnapshotRun> },
+): Uint8Array {
+  const runs = [...state.runs];
+  assert(runs.length <= RUNS_PER_PARTITION_MAX, "a window's runs fit a frame");
+  const body = new Uint8Array(PARTITION_HEADER_BYTES + runs.length * RUN_BYTES);
+  const view = new DataView(body.buffer);
+  view.setUint32(0, partition);
+  writeInt64(body, 4, state.floor);
+  writeInt64(body, 12, state.next);
+  view.setUint32(20, runs.length);
+  let at = PARTITION_HEADER_BYTES;
+  for (const run of runs) {
+    view.setUint32(at, run.count);
+    body[at + 4] = run.state;
+    body[at + 5] = run.deliveries;
+    at += RUN_BYTES;
+  }
+  return frame(TYPE_PARTITION, body);
+}
+
+/** The snapshot that starts a generation: the queue's counters, then every partition. */
+function snapshotFrames(target: QueueStateTarget): Uint8Array[] {
+  const frames = [queueFrame(target.partitionCount, target.snapshotCounters())];
+  for (let partition = 0; partition < target.partitionCount; partition++) {
+    frames.push(partitionFrame(partition, target.snapshotPartition(partition)));
+  }
+  return frames;
+}
+
+/** A growable buffer of delta entries waiting for the next write. */
+class DeltaBuffer {
+  bytes = new Uint8Array(64 * DELTA_ENTRY_BYTES);
+  view = new DataView(this.bytes.buffer);
+  entries = 0;
+
+  add(kind: number, partition: number, first: number, count: number, deliveries: number): void {
+    const at = this.entries * DELTA_ENTRY_BYTES;
+    if (at + DELTA_ENTRY_BYTES > this.bytes.length) {
+      const bigger = new Uint8Array(this.bytes.length * 2);
+      bigger.set(this.bytes);
+      this.bytes = bigger;
+      this.view = new DataView(bigger.buffer);
+    }
+    this.bytes[at] = kind;
+    this.bytes[at + 1] = deliveries;
+    this.view.setUint32(at + 2, partition);
+    writeInt64(this.bytes, at + 6, first);
+    this.view.setUint32(at + 14, count);
+    this.entries++;
+  }
+
+  /** The entries as DELTAS frames of at most DELTA_FRAME_ENTRIES_MAX entries each. */
+  frames(): Uint8Array[] {
+    const frames: Uint8Array[] = [];
+    for (let from = 0; from < this.entries; from += DELTA_FRAME_ENTRIES_MAX) {
+      const count = Math.min(DELTA_FRAME_ENTRIES_MAX, this.entries - from);
+      const body = new Uint8Array(4 + count * DELTA_ENTRY_BYTES);
+      new DataView(body.buffer).setUint32(0, count);
+      const start = from * DELTA_ENTRY_BYTES;
+      body.set(this.bytes.subarray(start, start + count * DELTA_ENTRY_BYTES), 4);
+      frames.push(frame(TYPE_DELTAS, body));
+    }
+    return frames;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Decoding. Frames come from disk: every field is checked, nothing is asserted.
+
+type Frame = { type: number; body: Uint8Array; end: number };
+
+function readFrame(bytes: Uint8Array, view: DataView, position: number): Frame | undefined {
+  if (bytes.length - position < FRAME_HEADER_BYTES) return undefined;
+  if (view.getUint16(position + FRAME_MAGIC_AT) !== FRAME_MAGIC) return undefined;
+  if (bytes[position + 6] !== FRAME_VERSION) return undefined;
+  const type = bytes[position + 7]!;
+  if (type < TYPE_QUEUE || type > TYPE_DELTAS) return undefined;
+  const bodyBytes = view.getUint32(position + 8);
+  if (bodyBytes < 1 || bodyBytes > FRAME_BODY_BYTES_MAX) return undefined;
+  const end = position + FRAME_HEADER_BYTES + bodyBytes;
+  if (end > bytes.length) return undefined;
+  if (crc32c(bytes.subarray(position + 4, end)) >>> 0 !== view.getUint32(position)) {
+    return undefined;
+  }
+  return { type, body: bytes.subarray(position + FRAME_HEADER_BYTES, end), end };
+}
+
+function isOffset(value: number): boolean {
+  return Number.isSafeInteger(value) && value >= 0;
+}
+
+/** Applies a frame to `target` if it is well formed throughout; false (nothing applied) if not. */
+function applyFrame(frame: Frame, target: QueueStateTarget): boolean {
+  const { body } = frame;
+  const view = new DataView(body.buffer, body.byteOffset, body.length);
+  if (frame.type === TYPE_QUEUE) {
+    if (body.length !== QUEUE_BODY_BYTES) return false;
+    if (view.getUint32(0) !== target.partitionCount) return false;
+    const counters = {
+      delivered: readInt64(body, 4),
+      accepted: readInt64(body, 12),
+      deadLettered: readInt64(body, 20),
+      discarded: readInt64(body, 28),
+    };
+    if (!Object.values(counters).every(isOffset)) return false;
+    target.restoreCounters(counters);
+    return true;
+  }
+  if (frame.type === TYPE_PARTITION) return applyPartition(body, view, target);
+  return applyDeltas(body, view, target);
+}
+
+function applyPartition(body: Uint8Array, view: DataView, target: QueueStateTarget): boolean {
+  if (body.length < PARTITION_HEADER_BYTES) return false;
+  const partition = view.getUint32(0);
+  const floor = readInt64(body, 4);
+  const next = readInt64(body, 12);
+  const runCount = view.getUint32(20);
+  if (partition >= target.partitionCount || !isOffset(floor) || !isOffset(next)) return false;
+  if (next < floor || body.length !== PARTITION_HEADER_BYTES + runCount * RUN_BYTES) return false;
+  const runs: SnapshotRun[] = [];
+  let covered = 0;
+  for (let at = PARTITION_HEADER_BYTES; at < body.length; at += RUN_BYTES) {
+    const run = { count: view.getUint32(at), state: body[at + 4]!, deliveries: body[at + 5]! };
+    // Only the persisted states: available (0), accepted (2), archived (3).
+    if (run.count < 1 || run.state === 1 || run.state > 3) return false;
+    covered += run.count;
+    runs.push(run);
+  }
+  if (covered !== next - floor || !target.checkSnapshot(partition, floor, next)) return false;
+  target.restorePartition(partition, floor, next, runs);
+  return true;
+}
+
+function applyDeltas(body: Uint8Array, view: DataView, target: QueueStateTarget): boolean {
+  if (body.length < 4) return false;
+  const count = view.getUint32(0);
+  if (body.length !== 4 + count * DELTA_ENTRY_BYTES) return false;
+  // Two passes: a frame applies whole or not at all.
+  for (let at = 4; at < body.length; at += DELTA_ENTRY_BYTES) {
+    const kind = body[at]!;
+    const first = readInt64(body, at + 6);
+    if (kind < DELTA_ACQUIRE || kind > DELTA_TRUNCATE || !isOffset(first)) return false;
+    const records = view.getUint32(at + 14);
+    if (!target.checkDelta(kind, view.getUint32(at + 2), first, records)) return false;
+  }
+  for (let at = 4; at < body.length; at += DELTA_ENTRY_BYTES) {
+    const first = readInt64(body, at + 6);
+    target.replay(body[at]!, view.getUint32(at + 2), first, view.getUint32(at + 14), body[at + 1]!);
+  }
+  return true;
+}
+
+type Damage = { position: number; bytes: number };
+type Replay = { end: number; frames: number; deltas: number; damage: Damage[] };
+
+/** The start of the first valid frame at or after `from`, or -1. */
+function findFrame(bytes: Uint8Array, view: DataView, from: number): number {
+  const buffer = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length);
+  let magicAt = buffer.indexOf(FRAME_MAGIC_BYTES, from + FRAME_MAGIC_AT);
+  while (magicAt !== -1) {
+    const start = magicAt - FRAME_MAGIC_AT;
+    if (readFrame(bytes, view, start) !== undefined) return start;
+    magicAt = buffer.indexOf(FRAME_MAGIC_BYTES, magicAt + 1);
+  }
+  return -1;
+}
+
+/** Applies every valid frame of `bytes` to `target`; see the recovery rules at the top. */
+function replay(bytes: Uint8Array, target: QueueStateTarget): Replay {
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.length);
+  const result: Replay = { end: 0, frames: 0, deltas: 0, damage: [] };
+  let position = 0;
+  while (position < bytes.length) {
+    const found = readFrame(bytes, view, position);
+    if (found !== undefined && applyFrame(found, target)) {
+      result.frames++;
+      if (found.type === TYPE_DELTAS) result.deltas += view.getUint32(position + 12);
+      position = found.end;
+      continue;
+    }
+    const next = findFrame(bytes, view, position + 1);
+    if (next === -1) break;
+    result.damage.push({ position, bytes: next - position });
+    position = next;
+  }
+  result.end = position;
+  return result;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Files.
+
+function fileName(generation: number): string {
+  return `${String(generation).padStart(GENERATION_DIGITS, "0")}.log`;
+}
+
+/** Deletes leftovers of an interrupted compaction and returns the live generation, if any. */
+async function liveGeneration(dir: string, io: FileIO): Promise<number | undefined> {
+  const generations: number[] = [];
+  for (const name of await readdir(dir)) {
+    if (COMPACTION_TEMP_FILE.test(name)) await unlink(join(dir, name));
+    const match = GENERATION_FILE.exec(name);
+    if (match !== null) generations.push(Number(match[1]));
+  }
+  generations.sort((a, b) => a - b);
+  const live = generations.at(-1);
+  if (generations.length > 1) {
+    // The newest generation's name must be on disk before the older ones go.
+    io.syncDirectory(dir);
+    for (const old of generations.slice(0, -1)) await unlink(join(dir, fileName(old)));
+  }
+  return live;
+}
+
+/** Writes `frames` as generation `generation` (temp file, fsync, rename); returns its handle. */
+async function writeGeneration(
+  dir: string,
+  generation: number,
+  frames: Uint8Array[],
+  io: FileIO,
+): Promise<{ handle: FileHandle; bytes: number }> {
+  const path = join(dir, fileName(generation));
+  const temp = `${path}.tmp`;
+  let handle: FileHandle | undefined;
+  try {
+    handle = await open(temp, "w+");
+    await io.writeAll(handle.fd, frames, 0);
+    await io.datasync(handle.fd);
+    await rename(temp, path);
+    let bytes = 0;
+    for (const part of frames) bytes += part.length;
+    return { handle, bytes };
+  } catch (error) {
+    await handle?.close().catch(() => {});
+    await unlink(temp).catch(() => {});
+    throw ioError(error, `writing queue state snapshot ${temp}`);
+  }
+}
+
+type Waiter = { resolve: () => void; reject: (error: unknown) => void };
+
+/** The durable state of one queue. Create with `QueueStateLog.create`, reopen with `open`. */
+export class QueueStateLog {
+  readonly dir: string;
+  readonly recovery: QueueRecovery;
+  readonly #target: QueueStateTarget;
+  readonly #options: QueueStateLogOptions;
+  readonly #compactAfterBytes: number;
+  #handle: FileHandle;
+  #generation: number;
+  #logBytes: number;
+  #snapshotBytes: number;
+  #pending = new DeltaBuffer();
+  #waiters: Waiter[] = [];
+  #loop: Promise<void> | undefined;
+  #closing: Promise<void> | undefined;
+  #fenced: SluiceError | undefined;
+  #writes = 0;
+  #fsyncs = 0;
+  #compactions = 0;
+  #compactionFailures = 0;
+  /** The log size from which compaction is tried again after a failed one. */
+  #compactAtBytes = 0;
+  /** Set once a compaction renamed its file into place: failures after that fence. */
+  #generationSwapped = false;
+
+  private constructor(
+    dir: string,
+    file: { handle: FileHandle; generation: number; bytes: number; snapshotBytes: number },
+    target: QueueStateTarget,
+    options: QueueStateLogOptions,
+    recovery: QueueRecovery,
+  ) {
+    this.dir = dir;
+    this.#target = target;
+    this.#options = options;
+    this.#compactAfterBytes = options.compactAfterBytes ?? COMPACT_AFTER_BYTES_DEFAULT;
+    this.#handle = file.handle;
+    this.#generation = file.generation;
+    this.#logBytes = file.bytes;
+    this.#snapshotBytes = file.snapshotBytes;
+    this.recovery = recovery;
+  }
+
+  /** Starts a new queue's log: generation 0 holding a snapshot of `target`, synced. */
+  static async create(
+    dir: string,
+    target: QueueStateTarget,
+    options: QueueStateLogOptions,
+  ): Promise<QueueStateLog> {
+    try {
+      await mkdir(dir, { recursive: true });
+    } catch (error) {
+      throw ioError(error, `creating queue state directory ${dir}`);
+    }
+    const { handle, bytes } = await writeGeneration(dir, 0, snapshotFrames(target), options.io);
+    try {
+      options.io.syncDirectory(dir);
+    } catch (error) {
+      await handle.close().catch(() => {});
+      throw ioError(error, `syncing queue state directory ${dir}`);
+    }
+    const file = { handle, generation: 0, bytes, snapshotBytes: bytes };
+    const recovery = { frames: 0, deltas: 0, tornBytes: 0, damaged: 0 };
+    return new QueueStateLog(dir, file, target, options, recovery);
+  }
+
+  /** Opens the live generation in `dir` and replays it into `target`. */
+  static async open(
+    dir: string,
+    target: QueueStateTarget,
+    options: QueueStateLogOptions,
+  ): Promise<QueueStateLog> {
+    let generation: number | undefined;
+    try {
+      generation = await liveGeneration(dir, options.io);
+    } catch (error) {
+      throw ioError(error, `listing queue state directory ${dir}`);
+    }
+    if (generation === undefined) {
+      throw new SluiceError("IO_ERROR", `Queue state directory ${dir} holds no state file`, {
+        dir,
+      });
+    }
+    const path = join(dir, fileName(generation));
+    let handle: FileHandle;
+    try {
+      handle = await open(path, "r+");
+    } catch (error) {
+      throw ioError(error, `opening queue state file ${path}`);
+    }
+    try {
+      return await QueueStateLog.#recover(dir, { handle, generation }, target, options);
+    } catch (error) {
+      await handle.close().catch(() => {});
+      throw error;
+    }
+  }
+
+  static async #recover(
+    dir: string,
+    file: { handle: FileHandle; generation: number },
+    target: QueueStateTarget,
+    options: QueueStateLogOptions,
+  ): Promise<QueueStateLog> {
+    const path = join(dir, fileName(file.generation));
+    let bytes: Uint8Array;
+    try {
+      bytes = await file.handle.readFile();
+    } catch (error) {
+      throw ioError(error, `reading queue state file ${path}`);
+    }
+    const replayed = replay(bytes, target);
+    const recovery = {
+      frames: replayed.frames,
+      deltas: replayed.deltas,
+      tornBytes: replayed.damage.length > 0 ? 0 : bytes.length - replayed.end,
+      damaged: replayed.damage.length,
+    };
+    const state = { ...file, bytes: replayed.end, snapshotBytes: replayed.end };
+    const log = new QueueStateLog(dir, state, target, options, recovery);
+    if (replayed.damage.length > 0) {
+      const report = options.onCorruption;
+      if (report === undefined) throw damageError(path, replayed.damage[0]!);
+      for (const range of replayed.damage) report(damageError(path, range));
+      await log.#compact([], { keepOld: true });
+    } else if (replayed.end < bytes.length) {
+      try {
+        options.io.truncate(file.handle.fd, replayed.end);
+        await options.io.datasync(file.handle.fd);
+      } catch (error) {
+        throw ioError(error, `truncating the torn tail of ${path} at ${replayed.end}`);
+      }
+    }
+    return log;
+  }
+
+  get stats(): QueueStateLogStats {
+    return {
+      generation: this.#generation,
+      logBytes: this.#logBytes,
+      writes: this.#writes,
+      fsyncs: this.#fsyncs,
+      compactions: this.#compactions,
+      compactionFailures: this.#compactionFailures,
+      pendingEntries: this.#pending.entries,
+    };
+  }
+
+  /** The error that stops this log, or undefined while it works. */
+  get fenced(): SluiceError | undefined {
+    return this.#fenced;
+  }
+
+  /** True when so many deltas wait for the disk that new acquisitions should pause. */
+  get backlogged(): boolean {
+    return this.#pending.entries >= PENDING_ENTRIES_MAX;
+  }
+
+  /**
+   * Adds a delta to the next group commit. The caller has already applied it in memory; the
+   * write starts within this tick's microtasks, and `commit` waits for it.
+   */
+  add(kind: number, partition: number, first: number, count: number, deliveries = 0): void {
+    assert(this.#closing === undefined, "no delta is added to a closed log");
+    this.#pending.add(kind, partition, first, count, deliveries);
+    this.#schedule();
+  }
+
+  /** Resolves once every delta added so far is written (and fdatasync'd under fsync always). */
+  commit(): Promise<void> {
+    if (this.#fenced !== undefined) return Promise.reject(this.#fenced);
+    if (this.#pending.entries === 0 && this.#loop === undefined) return Promise.resolve();
+    const { promise, resolve, reject } = Promise.withResolvers<void>();
+    this.#waiters.push({ resolve, reject });
+    this.#schedule();
+    return promise;
+  }
+
+  /** Waits for every commit, then closes the file. */
+  close(): Promise<void> {
+    this.#closing ??= this.#shutdown();
+    return this.#closing;
+  }
+
+  async #shutdown(): Promise<void> {
+    while (this.#loop !== undefined) await this.#loop;
+    try {
+      await this.#handle.close();
+    } catch (error) {
+      throw ioError(error, `closing queue state file ${this.#path}`);
+    }
+  }
+
+  get #path(): string {
+    return join(this.dir, fileName(this.#generation));
+  }
+
+  #schedule(): void {
+    // The loop starts in a microtask, so every delta added in the same tick joins one write.
+    this.#loop ??= Promise.resolve().then(() => this.#writeLoop());
+  }
+
+  async #writeLoop(): Promise<void> {
+    while (this.#pending.entries > 0 || this.#waiters.length > 0) {
+      const pending = this.#pending;
+      const waiters = this.#waiters;
+      this.#pending = new DeltaBuffer();
+      this.#waiters = [];
+      if (this.#fenced !== undefined) {
+        for (const waiter of waiters) waiter.reject(this.#fenced);
+        continue;
+      }
+      try {
+        // The target a snapshot is taken from already includes the pending deltas: a
+        // compaction covers them, and they are not written again.
+        if (this.#shouldCompact() && (await this.#compactOrNot(waiters))) continue;
+        await this.#writeBatch(pending, waiters);
+      } catch (error) {
+        const failure = isSluiceError(error) ? error : ioError(error, `writing ${this.#path}`);
+        const fence = this.#fence(failure, "a write or fdatasync failed");
+        for (const waiter of waiters) waiter.reject(fence);
+      }
+    }
+    this.#loop = undefined;
+  }
+
+  async #writeBatch(pending: DeltaBuffer, waiters: Waiter[]): Promise<void> {
+    const frames = pending.frames();
+    let bytes = 0;
+    for (const part of frames) bytes += part.length;
+    if (bytes > 0) {
+      await this.#options.io.writeAll(this.#handle.fd, frames, this.#logBytes);
+      this.#writes++;
+      // After a failed write or fsync the file's durable state is unknown, and the deltas are
+      // already applied in memory: only a reopen, which reads the file back, can tell.
+      if (this.#options.fsync) {
+        await this.#options.io.datasync(this.#handle.fd);
+        this.#fsyncs++;
+      }
+      this.#logBytes += bytes;
+    }
+    for (const waiter of waiters) waiter.resolve();
+  }
+
+  #fence(error: unknown, why: string): SluiceError {
+    this.#fenced ??= new SluiceError(
+      "LOG_FENCED",
+      `Queue state ${this.dir} refuses writes until the engine is reopened: ${why}`,
+      { dir: this.dir },
+      { cause: error },
+    );
+    return this.#fenced;
+  }
+
+  #shouldCompact(): boolean {
+    // Twice the last snapshot at least, so that a large window does not compact every write.
+    const threshold = Math.max(this.#compactAfterBytes, 2 * this.#snapshotBytes);
+    return this.#logBytes >= Math.max(threshold, this.#compactAtBytes);
+  }
+
+  /**
+   * Compaction is an optimisation: when the new generation cannot be written, the old file
+   * stays live, the pending deltas are written to it as usual (false), and compaction waits
+   * for another compactAfterBytes of log. A failure after the rename throws (and fences).
+   */
+  async #compactOrNot(waiters: Waiter[]): Promise<boolean> {
+    try {
+      await this.#compact(waiters, { keepOld: false });
+      this.#compactAtBytes = 0;
+      return true;
+    } catch (error) {
+      if (this.#generationSwapped) throw error;
+      this.#compactionFailures++;
+      this.#compactAtBytes = this.#logBytes + this.#compactAfterBytes;
+      return false;
+    }
+  }
+
+  /**
+   * Writes the state as the next generation and makes it the live file. Runs between writes,
+   * synchronously encoding the target, so the snapshot holds every delta added so far.
+   */
+  async #compact(waiters: Waiter[], options: { keepOld: boolean }): Promise<void> {
+    const oldPath = this.#path;
+    const generation = this.#generation + 1;
+    const frames = snapshotFrames(this.#target);
+    this.#generationSwapped = false;
+    const written = await writeGeneration(this.dir, generation, frames, this.#options.io);
+    this.#generationSwapped = true;
+    const oldHandle = this.#handle;
+    // From the rename on, a reopen reads the new file: appends must go there.
+    this.#handle = written.handle;
+    this.#generation = generation;
+    this.#logBytes = written.bytes;
+    this.#snapshotBytes = written.bytes;
+    this.#compactions++;
+    this.#fsyncs++;
+    await oldHandle.close().catch(() => {});
+    this.#options.io.syncDirectory(this.dir);
+    for (const waiter of waiters) waiter.resolve();
+    // Leftovers are harmless: open deletes superseded generations.
+    if (options.keepOld) await rename(oldPath, `${oldPath}.corrupt`).catch(() => {});
+    else await unlink(oldPath).catch(() => {});
+  }
+}
+
+function damageError(path: string, damage: Damage): SluiceError {
+  const end = damage.position + damage.bytes;
+  return new SluiceError(
+    "CORRUPT_BATCH",
+    `Queue state file ${path} is damaged: bytes ${damage.position} to ${end} are not valid ` +
+      "frames and valid frames follow them; they were skipped",
+    { file: path, position: damage.position, bytes: damage.bytes },
+  );
+}
