@@ -81,7 +81,7 @@ export class Engine {
       });
     }
     const io = options.io ?? realFileIO;
-    takeLock(dir, io);
+    await takeLock(dir, io);
     openDirectories.add(dir);
     try {
       const warn = options.onWarning ?? ((message: string) => console.warn(`sluice: ${message}`));
@@ -98,7 +98,7 @@ export class Engine {
       return engine;
     } catch (error) {
       openDirectories.delete(dir);
-      fs.rmSync(join(dir, ".lock"), { force: true });
+      await releaseLock(dir, io);
       throw error;
     }
   }
@@ -434,7 +434,7 @@ export class Engine {
       ...(await Promise.allSettled([...logs.map((log) => log.close()), this.offsets.close()])),
     ];
     openDirectories.delete(this.dataDir);
-    fs.rmSync(join(this.dataDir, ".lock"), { force: true });
+    await releaseLock(this.dataDir, this.#io);
     const failed = results.find((result) => result.status === "rejected");
     if (failed !== undefined) throw (failed as PromiseRejectedResult).reason;
   }
@@ -449,11 +449,16 @@ function ensureDirectory(dir: string): string {
   }
 }
 
+/** The lock file holds the holder's pid padded to this width, blanks when nobody holds it. */
+const LOCK_FILE_BYTES = 16;
+
 /**
  * Claims the directory for this process. A lock left by a process that is gone (a crash) is
  * taken over; one held by a live process is an error, since two writers would corrupt the logs.
+ * The lock file is never deleted, only overwritten in place: on a full disk a file of its own
+ * size can always be rewritten, where a new one could not be created (a restart on a full disk).
  */
-function takeLock(dir: string, io: FileIO): void {
+async function takeLock(dir: string, io: FileIO): Promise<void> {
   const path = join(dir, ".lock");
   const holder = Number.parseInt(readOrEmpty(path), 10);
   if (Number.isSafeInteger(holder) && holder !== process.pid && processAlive(holder)) {
@@ -463,10 +468,22 @@ function takeLock(dir: string, io: FileIO): void {
     });
   }
   try {
-    io.writeFile(path, `${process.pid}\n`);
+    await writeLock(path, io, String(process.pid));
   } catch (error) {
     throw ioError(error, `writing the lock file ${path}`);
   }
+}
+
+/** Blanks the lock file (kept for the next open); a failure only leaves a stale pid behind. */
+async function releaseLock(dir: string, io: FileIO): Promise<void> {
+  await writeLock(join(dir, ".lock"), io, "").catch(() => {});
+}
+
+async function writeLock(path: string, io: FileIO, holder: string): Promise<void> {
+  const text = new TextEncoder().encode(`${holder.padEnd(LOCK_FILE_BYTES - 1)}\n`);
+  const size = fs.existsSync(path) ? fs.statSync(path).size : -1;
+  if (size === LOCK_FILE_BYTES) await io.writeFileAt(path, text, 0);
+  else io.writeFile(path, text);
 }
 
 function readOrEmpty(path: string): string {

@@ -204,7 +204,8 @@ function openOneSegment(dir: string, plan: SegmentPlan, o: OpenOptions) {
     { io: o.io, indexIntervalBytes: o.indexIntervalBytes, tailCacheBytes: o.tailCacheBytes },
   );
   if (tail === undefined || tail.trimmed) {
-    segment.rewriteIndexFiles();
+    const failure = segment.rewriteIndexFiles();
+    if (failure !== undefined) o.onWarning(`${failure.message}; the indexes are kept in memory`);
   } else {
     segment.markIndexesPersisted(tail.persisted.offsetEntries, tail.persisted.timeEntries);
   }

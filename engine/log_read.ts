@@ -151,6 +151,8 @@ export function trustedStart(segment: Segment, offset: number): Cursor {
   const entry = segment.offsetIndex.lookupEntry(offset - segment.baseOffset);
   if (!segment.entryHolds(entry)) {
     if (segment.hasUnwritten) return { position: 0, expected: segment.baseOffset };
+    // A failure to write the rebuilt index files (a full disk) does not fail the read: the
+    // rebuilt indexes in memory serve it (Segment.rewriteIndexFiles).
     segment.rebuildIndexes();
     return trustedStart(segment, offset);
   }

@@ -512,11 +512,23 @@ export class PartitionLog {
   }
 
   async #syncSealed(segment: Segment): Promise<void> {
+    // Index files are derived data: when they cannot be written (a full disk), the sealed
+    // segment is still durable once its log is fsynced, and a stale index file is caught by its
+    // checks and rebuilt at the next open. Only a failure of the log's own fsync fences.
+    let indexed = true;
     try {
       await this.#persistIndexes(segment);
+    } catch (error) {
+      indexed = false;
+      const reason = ioError(error, `writing the indexes of ${segment.path("log")}`).message;
+      this.#openOptions.onWarning(`${reason}; they are rebuilt when the log is next opened`);
+    }
+    try {
       await this.#io.datasync(segment.fd);
-      await this.#io.syncFile(segment.path("index"));
-      await this.#io.syncFile(segment.path("timeindex"));
+      if (indexed) {
+        await this.#io.syncFile(segment.path("index"));
+        await this.#io.syncFile(segment.path("timeindex"));
+      }
       this.#io.syncDirectory(this.dir);
       this.#durableSealed.add(segment);
       this.#advanceRecoveryPoint(segment.nextOffset);

@@ -14,7 +14,7 @@
 
 import fs from "node:fs";
 import { join } from "node:path";
-import { assert } from "../record/mod.ts";
+import { assert, type SluiceError } from "../record/mod.ts";
 import { ioError } from "./errors.ts";
 import type { FileIO } from "./io.ts";
 import { MAX_BATCH_BYTES_MAX } from "./log_config.ts";
@@ -346,8 +346,11 @@ export class Segment {
     return findValidBatch(this.fd, this.#io, position + 1, this.#visiblePosition, minOffset);
   }
 
-  /** Replaces the indexes with ones rebuilt from the log, in memory and on disk. */
-  rebuildIndexes(): void {
+  /**
+   * Replaces the indexes with ones rebuilt from the log, in memory and on disk; returns the
+   * error when the files could not be written (see rewriteIndexFiles).
+   */
+  rebuildIndexes(): SluiceError | undefined {
     assert(!this.hasUnwritten, "indexes are rebuilt from written bytes only");
     const scan = scanSegment(this.fd, this.#io, {
       fileBytes: this.#visiblePosition,
@@ -359,20 +362,27 @@ export class Segment {
     this.#cursor.offsetIndex = scan.offsetIndex;
     this.#cursor.timeIndex = scan.timeIndex;
     this.#cursor.bytesSinceIndexEntry = scan.bytesSinceIndexEntry;
-    this.rewriteIndexFiles();
+    return this.rewriteIndexFiles();
   }
 
-  /** Writes both index files whole from the indexes in memory. */
-  rewriteIndexFiles(): void {
+  /**
+   * Writes both index files whole from the indexes in memory. Index files are derived data, so
+   * a failure (a full disk) is returned, not thrown: the indexes in memory are right and serve
+   * reads, the files stay marked unpersisted and are written again by the next checkpoint, and
+   * an index file left stale is caught by its checks and rebuilt at the next open. Opening or
+   * reading a log never needs free disk space.
+   */
+  rewriteIndexFiles(): SluiceError | undefined {
     this.markIndexesPersisted(0, 0);
     const { offset, time } = this.unpersistedIndexes();
     try {
       this.#io.writeFile(this.path("index"), offset);
       this.#io.writeFile(this.path("timeindex"), time);
     } catch (error) {
-      throw ioError(error, `writing the indexes of ${this.path("log")}`);
+      return ioError(error, `writing the indexes of ${this.path("log")}`);
     }
     this.markIndexesPersisted();
+    return undefined;
   }
 
   /** Makes the segment immutable once everything is written; it is then read by mapping. */

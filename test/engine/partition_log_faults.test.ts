@@ -372,6 +372,14 @@ describe("a real full disk (tmpfs of 256 KiB)", () => {
     });
   }
 
+  for (const fsync of ["never", "always"] as const) {
+    test(`the engine fences nothing on a full disk and restarts on one (fsync ${fsync})`, {
+      skip,
+    }, () => {
+      runOnFullDisk("engine", fsync);
+    });
+  }
+
   test("an append whose recovery-point checkpoint hits ENOSPC still settles", { skip }, () => {
     runOnFullDisk("checkpoint", "always");
   });
