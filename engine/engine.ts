@@ -42,9 +42,20 @@ export type EngineOptions = {
   io?: FileIO;
   now?: () => number;
   onWarning?: (message: string) => void;
+  /** Partitions of all topics together (default 100,000); a create past it is refused. */
+  partitionsMax?: number;
+  /** Topics (default 100,000); a create past it is refused. */
+  topicsMax?: number;
 };
 
+/** Partitions one topic may have (Kafka's practical ceiling; each is a directory). */
 export const PARTITIONS_MAX = 10_000;
+/** Partitions of all topics together, by default (EngineOptions.partitionsMax). */
+export const BROKER_PARTITIONS_MAX_DEFAULT = 100_000;
+/** Topics, by default (EngineOptions.topicsMax). */
+export const TOPICS_MAX_DEFAULT = 100_000;
+/** Opening many partitions yields to other work at least this often (CreateTopics, startup). */
+const OPEN_SLICE_MS = 10;
 const RETENTION_CHECK_INTERVAL_MS_DEFAULT = 5 * 60 * 1000;
 /** Producer ids reserved per write of `__meta/producer-ids`. */
 const PRODUCER_ID_BLOCK = 1000;
@@ -61,6 +72,8 @@ export class Engine {
   readonly offsets: OffsetStore;
   #options: EngineOptions;
   #topics = new Map<string, Topic>();
+  /** Topics being created now, with their partition counts (a create yields while it works). */
+  #creating = new Map<string, number>();
   #retentionTimer: ReturnType<typeof setInterval> | undefined;
   #closed = false;
   #producerIds = { next: 0, reservedEnd: 0 };
@@ -146,8 +159,14 @@ export class Engine {
 
   async #openTopic(info: TopicInfo): Promise<Topic> {
     const logs: PartitionLog[] = [];
+    let sliceStartMs = performance.now();
     try {
       for (let partition = 0; partition < info.partitions; partition++) {
+        // Thousands of partitions take seconds to open: let other connections' requests in.
+        if (performance.now() - sliceStartMs >= OPEN_SLICE_MS) {
+          await new Promise((resolve) => setImmediate(resolve));
+          sliceStartMs = performance.now();
+        }
         const name = `${info.name}-${partition}`;
         logs.push(
           await PartitionLog.open(join(this.dataDir, name), info.config, {
@@ -213,9 +232,10 @@ export class Engine {
         { topic: name, partitions },
       );
     }
-    if (this.#topics.has(name)) {
+    if (this.#topics.has(name) || this.#creating.has(name)) {
       throw new SluiceError("TOPIC_EXISTS", `Topic '${name}' already exists`, { topic: name });
     }
+    this.#checkCapacity(name, partitions);
     const config = resolveLogConfig({
       ...definedFields(this.#options.topicDefaults),
       ...definedFields(options.config),
@@ -226,13 +246,67 @@ export class Engine {
       config,
       createdMs: (this.#options.now ?? Date.now)(),
     };
+    // All or nothing: the partitions are opened first and the metadata that makes the topic
+    // exist is written last; a failure on the way removes what was made, and partition
+    // directories left by a create that a crash cut short are removed before it starts.
+    this.#creating.set(name, partitions);
     try {
-      this.#io.writeFileAtomic(this.#metaDir, `${name}.json`, `${JSON.stringify(info, null, 2)}\n`);
+      this.#removePartitionDirectories(name);
+      const topic = await this.#openTopic(info);
+      try {
+        this.#io.writeFileAtomic(
+          this.#metaDir,
+          `${name}.json`,
+          `${JSON.stringify(info, null, 2)}\n`,
+        );
+      } catch (error) {
+        await Promise.allSettled(topic.logs.map((log) => log.close()));
+        throw ioError(error, `writing metadata of topic '${name}'`);
+      }
+      this.#topics.set(name, topic);
+      return info;
     } catch (error) {
-      throw ioError(error, `writing metadata of topic '${name}'`);
+      this.#removePartitionDirectories(name);
+      throw error;
+    } finally {
+      this.#creating.delete(name);
     }
-    this.#topics.set(name, await this.#openTopic(info));
-    return info;
+  }
+
+  /** Refuses a topic that would pass topicsMax or partitionsMax, naming the limit. */
+  #checkCapacity(name: string, partitions: number): void {
+    const topicsMax = this.#options.topicsMax ?? TOPICS_MAX_DEFAULT;
+    const partitionsMax = this.#options.partitionsMax ?? BROKER_PARTITIONS_MAX_DEFAULT;
+    let existing = 0;
+    for (const topic of this.#topics.values()) existing += topic.info.partitions;
+    for (const count of this.#creating.values()) existing += count;
+    const topics = this.#topics.size + this.#creating.size;
+    if (topics + 1 > topicsMax) {
+      throw new SluiceError("INVALID_CONFIG", `Topic '${name}' would pass topicsMax ${topicsMax}`, {
+        topic: name,
+        topicsMax,
+      });
+    }
+    if (existing + partitions > partitionsMax) {
+      throw new SluiceError(
+        "INVALID_CONFIG",
+        `Topic '${name}' with ${partitions} partitions would pass partitionsMax ` +
+          `${partitionsMax} (${existing} exist)`,
+        { topic: name, partitions, partitionsMax },
+      );
+    }
+  }
+
+  /** Removes every `<name>-<n>` partition directory (renamed first, so a crash leaves none). */
+  #removePartitionDirectories(name: string): void {
+    const pattern = new RegExp(`^${name.replaceAll(".", "\\.")}-\\d+$`);
+    const stamp = Date.now();
+    for (const entry of fs.readdirSync(this.dataDir)) {
+      if (!pattern.test(entry)) continue;
+      const doomed = join(this.dataDir, `.${stamp}-${entry.slice(name.length + 1)}.deleted`);
+      fs.renameSync(join(this.dataDir, entry), doomed);
+      fs.rmSync(doomed, { recursive: true, force: true });
+    }
   }
 
   /** Deletes a topic, its committed offsets, and the queues that read it. */

@@ -259,7 +259,7 @@ export function openLogDirectory(dir: string, o: OpenOptions): OpenedLog {
   try {
     fs.mkdirSync(dir, { recursive: true });
     const markerPath = join(dir, CLEAN_SHUTDOWN_FILE);
-    const wasClean = fs.existsSync(markerPath);
+    let wasClean = fs.existsSync(markerPath);
     const recoveryPoint = readRecoveryPoint(dir);
     const bases = listSegmentBases(dir);
     const corruptions: Corruption[] = [];
@@ -273,15 +273,18 @@ export function openLogDirectory(dir: string, o: OpenOptions): OpenedLog {
       corruptions.push(...opened.corruptions);
     });
     dropEmptyTail(segments, corruptions, o);
-    if (segments.length === 0) segments.push(createSegment(dir, 0, o));
+    if (segments.length === 0) {
+      segments.push(createSegment(dir, 0, o));
+      // A new partition is clean: with the marker, closing it untouched writes nothing. Not
+      // fsynced: a marker lost to a crash only costs a scan of an empty segment.
+      o.io.writeFile(markerPath, "");
+      wasClean = true;
+    }
     for (const segment of segments.slice(0, -1)) segment.seal();
     // A checkpoint past the end (damaged, or from data since lost) would spare too much.
     const end = segments.at(-1)!.nextOffset;
-    // The marker must be gone for good before any new write, or a crash could pass as clean.
-    if (wasClean) {
-      fs.rmSync(markerPath);
-      o.io.syncDirectory(dir);
-    }
+    // The marker stays until the first change (PartitionLog removes it, durably, before it
+    // writes anything): a partition that is opened and closed untouched costs no write at all.
     return { segments, corruptions, recoveryPoint: Math.min(recoveryPoint, end), wasClean };
   } catch (error) {
     for (const segment of segments) segment.close();

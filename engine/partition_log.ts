@@ -102,6 +102,12 @@ export class PartitionLog {
   #syncTimer: ReturnType<typeof setInterval> | undefined;
   #sealing: Promise<void> = Promise.resolve();
   #dataListeners = new Set<() => void>();
+  /**
+   * The clean-shutdown marker is still on disk: nothing has changed since a clean open. It is
+   * removed (and the removal fsynced) before the first change, or a crash after that change
+   * could pass as clean and skip recovery.
+   */
+  #cleanMarker: boolean;
 
   private constructor(dir: string, config: LogConfig, options: PartitionLogOptions) {
     this.dir = dir;
@@ -119,6 +125,7 @@ export class PartitionLog {
     this.#segments = opened.segments;
     this.corruptions = opened.corruptions;
     this.#recoveryPoint = opened.recoveryPoint;
+    this.#cleanMarker = opened.wasClean;
     this.#producers = rebuildProducerState(this.#segments);
     const active = this.#active;
     // A reopened active segment is as old as its first record (never older than now).
@@ -203,6 +210,7 @@ export class PartitionLog {
     const refused = this.#refusal();
     if (refused !== undefined) throw refused;
     this.#validate(batch);
+    this.#markDirty();
     const recordCount = recordCountAt(batch, 0);
     const producer = producerOf(batch, recordCount);
     if (producer !== undefined) {
@@ -242,6 +250,18 @@ export class PartitionLog {
     );
     this.#openOptions.onWarning(`${this.name}: ${error.message}; the log is fenced`);
     return this.#fenced;
+  }
+
+  /** Removes the clean-shutdown marker, durably, before the log's first change. */
+  #markDirty(): void {
+    if (!this.#cleanMarker) return;
+    try {
+      fs.rmSync(join(this.dir, CLEAN_SHUTDOWN_FILE), { force: true });
+      this.#io.syncDirectory(this.dir);
+    } catch (error) {
+      throw ioError(error, `removing the clean-shutdown marker of ${this.name}`);
+    }
+    this.#cleanMarker = false;
   }
 
   #acknowledge(baseOffset: number, recordCount: number): Promise<AppendResult> {
@@ -625,6 +645,7 @@ export class PartitionLog {
       const expired = retentionMs >= 0 && oldest.maxTimestamp < nowMs - retentionMs;
       const oversized = retentionBytes >= 0 && total - oldest.size >= retentionBytes;
       if (!expired && !oversized) break;
+      this.#markDirty();
       this.#segments.shift();
       total -= oldest.size;
       oldest.close();
@@ -644,6 +665,11 @@ export class PartitionLog {
     if (this.#syncTimer !== undefined) clearInterval(this.#syncTimer);
     // Refuse new appends first, so everything acknowledged below is everything there is.
     this.#closed = true;
+    if (this.#cleanMarker) {
+      // Untouched since a clean open: the files are as the last clean close left them.
+      for (const segment of this.#segments) segment.close();
+      return;
+    }
     let clean = this.#fenced === undefined;
     if (clean) {
       try {
