@@ -18,7 +18,7 @@ import { join } from "node:path";
 import { SluiceError } from "../record/mod.ts";
 import { ioError } from "./errors.ts";
 import { TOPIC_NAME_BYTES_MAX, validateTopicName } from "./topic_name.ts";
-import { type FileIO, realFileIO } from "./io.ts";
+import { type FileIO, realFileIO, releaseDeletedMappings } from "./io.ts";
 import { definedFields, type LogConfig, resolveLogConfig } from "./log_config.ts";
 import { OffsetStore } from "./offset_store.ts";
 import { type AppendResult, PartitionLog, type ReadResult } from "./partition_log.ts";
@@ -328,6 +328,7 @@ export class Engine {
         if (fs.existsSync(dir)) fs.renameSync(dir, doomed);
         fs.rmSync(doomed, { recursive: true, force: true });
       }
+      releaseDeletedMappings();
     } catch (error) {
       throw ioError(error, `deleting topic '${name}'`);
     }

@@ -21,7 +21,7 @@ import {
   SluiceError,
 } from "../record/mod.ts";
 import { ioError } from "./errors.ts";
-import { type FileIO, realFileIO } from "./io.ts";
+import { type FileIO, realFileIO, releaseDeletedMappings } from "./io.ts";
 import { type LogConfig, resolveLogConfig } from "./log_config.ts";
 import {
   CLEAN_SHUTDOWN_FILE,
@@ -652,6 +652,7 @@ export class PartitionLog {
       oldest.deleteFiles();
       deleted++;
     }
+    if (deleted > 0) releaseDeletedMappings();
     return deleted;
   }
 

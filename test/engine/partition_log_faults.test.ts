@@ -15,6 +15,7 @@ import { describe, test } from "node:test";
 import { setImmediate as nextTurn } from "node:timers";
 import { isSluiceError, type SluiceError } from "../../record/mod.ts";
 import type { LogConfig } from "../../engine/log_config.ts";
+import { Engine } from "../../engine/mod.ts";
 import { PartitionLog, type PartitionLogOptions } from "../../engine/partition_log.ts";
 import { runtimeArgv, tempDir, waitFor } from "../helpers.ts";
 import {
@@ -382,6 +383,40 @@ describe("a real full disk (tmpfs of 256 KiB)", () => {
 
   test("an append whose recovery-point checkpoint hits ENOSPC still settles", { skip }, () => {
     runOnFullDisk("checkpoint", "always");
+  });
+});
+
+describe("disk space", () => {
+  const skip = tmpfsUnavailable();
+
+  test("deleting a topic gives its space back at once, mapped segments included", {
+    skip,
+  }, async () => {
+    const mount = mountTinyTmpfs(32 * 1024 * 1024);
+    if ("reason" in mount) assert.fail(mount.reason);
+    const usedBytes = () => {
+      const stats = fs.statfsSync(mount.path);
+      return (stats.blocks - stats.bfree) * stats.bsize;
+    };
+    try {
+      const engine = await Engine.open(join(mount.path, "data"), { onWarning: () => {} });
+      await engine.createTopic("t", { config: { fsync: "never", segmentBytes: 1024 * 1024 } });
+      for (let i = 0; i < 100; i++) await engine.append("t", 0, batch(1, 100_000));
+      await engine.partition("t", 0).flush();
+      // Read everything, so that the sealed segments are mapped (on Bun).
+      let offset = 0;
+      while (offset < engine.partition("t", 0).highWatermark) {
+        offset = engine.read("t", 0, offset, 1024 * 1024).nextOffset;
+      }
+      const before = usedBytes();
+      await engine.deleteTopic("t");
+      const after = usedBytes();
+      await engine.close();
+      assert.ok(before > 9_000_000, `the topic used ${before} bytes`);
+      assert.ok(after < before / 4, `${after} of ${before} bytes still used after the delete`);
+    } finally {
+      unmount(mount.path);
+    }
   });
 });
 
