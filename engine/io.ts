@@ -69,8 +69,9 @@ const bunGc = (globalThis as { Bun?: { gc?: BunGc } }).Bun?.gc;
  * stay allocated while it is mapped. After deleting mapped segments (a topic deleted, retention)
  * the engine drops its own references and forces one collection, which unmaps every mapping no
  * reader still holds. Measured on a tmpfs: of a deleted 10 MB topic, 1 MB was freed without it,
- * 9 MB with it (the rest when the collector next runs). Reading sealed segments into pooled buffers instead would free at once but copy
- * every byte a consumer reads; mapping stays. Elsewhere (Deno) nothing is mapped: a no-op.
+ * 9 MB with it (the rest when the collector next runs). Reading sealed segments into pooled
+ * buffers instead would free at once but copy every byte a consumer reads, so mapping stays.
+ * Elsewhere (Deno) nothing is mapped: a no-op.
  */
 export function releaseDeletedMappings(): void {
   bunGc?.(true);
