@@ -8,14 +8,15 @@ import { InvariantError } from "../../record/mod.ts";
 import { writeHandshakeResponse, readHandshakeRequest } from "../codec/handshake.ts";
 import { API, API_VERSIONS, finishFrame, startResponse } from "../codec/frames.ts";
 import type { TransportSocket } from "../codec/outbox.ts";
+import { checkMsgpackBody, controlBodyLimits } from "../codec/control.ts";
+import type { MsgpackLimits } from "../codec/msgpack_scan.ts";
 import {
   ServerConnection,
   type ServerConnectionHost,
   type HandlerResult,
   type RequestContext,
-  SERVER_LIMITS_DEFAULT,
-  type ServerLimits,
 } from "./connection.ts";
+import { resolveServerLimits, type ServerLimits } from "./limits.ts";
 import * as control from "./_control.ts";
 import { type DataPlane, handleFetch, handleProduce } from "./_data.ts";
 import { listen, type TransportKind, type TransportServer } from "./_transport.ts";
@@ -71,15 +72,23 @@ export class SluiceServer {
   #startedMs = Date.now();
   #sweep: ReturnType<typeof setInterval> | undefined;
   #requests = new Map<number, number>();
+  /** Requests refused on arrival (no handshake, past inFlightMax, unknown API or version). */
+  #refused = 0;
   #closedBytes = { in: 0, out: 0 };
   #data: DataPlane;
   #control: control.ControlPlane;
   #handlers: Map<number, (request: RequestContext) => HandlerResult | Promise<HandlerResult>>;
+  #bodyCaps: MsgpackLimits;
 
   private constructor(engine: Engine, ownsEngine: boolean, options: ServerOptions) {
     this.engine = engine;
     this.#ownsEngine = ownsEngine;
-    this.limits = { ...SERVER_LIMITS_DEFAULT, ...options.limits };
+    this.limits = resolveServerLimits(options.limits);
+    this.#bodyCaps = {
+      bytesMax: this.limits.controlBodyBytesMax,
+      depthMax: this.limits.controlBodyDepthMax,
+      entriesMax: this.limits.controlBodyEntriesMax,
+    };
     this.host = options.host ?? "127.0.0.1";
     this.#log = options.log ?? ((message) => console.error(`sluice: ${message}`));
     this.#onFatal = options.onFatal ?? stopOnInvariant;
@@ -103,6 +112,7 @@ export class SluiceServer {
       engine,
       fetchWaitMsMax: this.limits.fetchWaitMsMax,
       fetchBytesMax: this.limits.fetchBytesMax,
+      requestPartitionsMax: this.limits.requestPartitionsMax,
       waitingFetches: new Set(),
       log: this.#log,
     };
@@ -152,6 +162,9 @@ export class SluiceServer {
       dispatch: (request) => this.#dispatch(request),
       log: this.#log,
       fatal: this.#onFatal,
+      refused: () => {
+        this.#refused++;
+      },
       now: Date.now,
     };
   }
@@ -204,6 +217,12 @@ export class SluiceServer {
     this.#requests.set(request.apiKey, (this.#requests.get(request.apiKey) ?? 0) + 1);
     const handler = this.#handlers.get(request.apiKey);
     if (handler === undefined) return control.unknownApi(request.apiKey);
+    // A control-plane body is checked against its API's limits before anything decodes it,
+    // so that no body can hold the event loop (and every other client) for long.
+    const bodyLimits = controlBodyLimits(request.apiKey, this.#bodyCaps);
+    if (bodyLimits !== undefined) {
+      checkMsgpackBody(request.reader, bodyLimits, `request body of api ${request.apiKey}`);
+    }
     return handler(request);
   }
 
@@ -233,13 +252,9 @@ export class SluiceServer {
   #sweepTimeouts(): void {
     const now = Date.now();
     for (const connection of this.#connections.values()) {
-      if (
-        now - connection.lastActivityMs > this.limits.idleTimeoutMs &&
-        connection.inFlight === 0
-      ) {
-        this.#log(`closing idle connection from ${connection.socket.remoteAddress}`);
-        connection.closed = true;
-        connection.socket.destroy();
+      const timedOut = connection.timedOut(now);
+      if (timedOut !== undefined) {
+        connection.close(timedOut);
         continue;
       }
       connection.expireRequests(now);
@@ -272,6 +287,7 @@ export class SluiceServer {
       requests: Object.fromEntries(
         [...this.#requests].map(([apiKey, count]) => [String(apiKey), count]),
       ),
+      refusedRequests: this.#refused,
     };
   }
 
@@ -290,6 +306,10 @@ export class SluiceServer {
     this.#transport?.stop();
     this.#connections.clear();
     if (this.#ownsEngine) await this.engine.close();
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close();
   }
 
   /** Resolves when every connection has closed, or after `waitMs`. */
