@@ -33,7 +33,21 @@ export type ControlPlane = {
   host: string;
   port: () => number;
   stats: () => Record<string, unknown>;
+  /** The last topic admin request queued (see `oneAtATime`). */
+  adminTail: Promise<unknown>;
 };
+
+/**
+ * Runs topic admin work (CreateTopics, DeleteTopics) one request at a time, in arrival order.
+ * The engine's create and delete of one name, interleaved, undo each other's files: a delete
+ * renaming away the directories a concurrent create of the same name had just opened left a
+ * topic whose files were gone (its appends lost, its close failing).
+ */
+function oneAtATime<T>(plane: ControlPlane, work: () => Promise<T>): Promise<T> {
+  const run = plane.adminTail.then(work, work);
+  plane.adminTail = run.catch(() => {});
+  return run;
+}
 
 const TOPICS_PER_REQUEST_MAX = 10_000;
 const PARTITION_MAX = 2 ** 31 - 1;
@@ -95,7 +109,7 @@ export function handleMetadata(plane: ControlPlane, request: RequestContext): Ha
   });
 }
 
-export async function handleCreateTopics(
+export function handleCreateTopics(
   plane: ControlPlane,
   request: RequestContext,
 ): Promise<HandlerResult> {
@@ -109,41 +123,45 @@ export async function handleCreateTopics(
       config: config as Partial<LogConfig>,
     };
   });
-  const results = [];
-  for (const item of items) {
-    let failure: unknown;
-    try {
-      await plane.engine.createTopic(item.name, {
-        partitions: item.partitions,
-        config: item.config,
-      });
-      plane.groups.topicChanged(item.name);
-    } catch (error) {
-      failure = error;
+  return oneAtATime(plane, async () => {
+    const results = [];
+    for (const item of items) {
+      let failure: unknown;
+      try {
+        await plane.engine.createTopic(item.name, {
+          partitions: item.partitions,
+          config: item.config,
+        });
+        plane.groups.topicChanged(item.name);
+      } catch (error) {
+        failure = error;
+      }
+      results.push({ name: item.name, ...outcome(failure) });
     }
-    results.push({ name: item.name, ...outcome(failure) });
-  }
-  return reply(request.correlationId, { results });
+    return reply(request.correlationId, { results });
+  });
 }
 
-export async function handleDeleteTopics(
+export function handleDeleteTopics(
   plane: ControlPlane,
   request: RequestContext,
 ): Promise<HandlerResult> {
   const fields = readMsgpack(request.reader, "DeleteTopicsRequest");
   const names = stringItems(arrayField(fields, "topics", TOPICS_PER_REQUEST_MAX), "topics");
-  const results = [];
-  for (const name of names) {
-    let failure: unknown;
-    try {
-      await plane.engine.deleteTopic(name);
-      plane.groups.topicChanged(name);
-    } catch (error) {
-      failure = error;
+  return oneAtATime(plane, async () => {
+    const results = [];
+    for (const name of names) {
+      let failure: unknown;
+      try {
+        await plane.engine.deleteTopic(name);
+        plane.groups.topicChanged(name);
+      } catch (error) {
+        failure = error;
+      }
+      results.push({ name, ...outcome(failure) });
     }
-    results.push({ name, ...outcome(failure) });
-  }
-  return reply(request.correlationId, { results });
+    return reply(request.correlationId, { results });
+  });
 }
 
 function listOffset(engine: Engine, topic: string, partition: number, timestamp: number) {

@@ -122,6 +122,7 @@ export class SluiceServer {
       host: this.host,
       port: () => this.port,
       stats: () => this.stats(),
+      adminTail: Promise.resolve(),
     };
     this.#handlers = this.#handlerTable();
   }
@@ -181,8 +182,8 @@ export class SluiceServer {
         this.#connections.set(socket, new ServerConnection(socket, host));
       },
       data: (socket: TransportSocket, bytes: Uint8Array) =>
-        this.#connections.get(socket)?.data(bytes),
-      drain: (socket: TransportSocket) => this.#connections.get(socket)?.drain(),
+        this.#guarded(socket, (connection) => connection.data(bytes)),
+      drain: (socket: TransportSocket) => this.#guarded(socket, (connection) => connection.drain()),
       close: (socket: TransportSocket) => {
         const connection = this.#connections.get(socket);
         if (connection === undefined) return;
@@ -192,6 +193,29 @@ export class SluiceServer {
         this.#connections.delete(socket);
       },
     };
+  }
+
+  /**
+   * Runs a connection's socket event. Nothing may escape it: Bun hands an exception thrown
+   * here to the socket's error handler (the connection would be forgotten, its socket left
+   * open and unread) and node:net makes it an uncaught exception (the process ends). A broken
+   * invariant goes to onFatal; any other exception is a bug in the connection code too, but
+   * one confined to that connection: it is logged as an internal error and the connection
+   * closed, and every other client goes on.
+   */
+  #guarded(socket: TransportSocket, event: (connection: ServerConnection) => void): void {
+    const connection = this.#connections.get(socket);
+    if (connection === undefined) return;
+    try {
+      event(connection);
+    } catch (error) {
+      if (error instanceof InvariantError) this.#onFatal(error);
+      else {
+        const detail = error instanceof Error ? (error.stack ?? error.message) : String(error);
+        this.#log(`internal error on a connection from ${socket.remoteAddress}: ${detail}`);
+      }
+      connection.close("after an internal error");
+    }
   }
 
   #handlerTable() {
