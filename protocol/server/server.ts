@@ -129,6 +129,8 @@ export class SluiceServer {
 
   /** Opens the engine (if given a directory), listens, and resolves once it accepts clients. */
   static async start(options: ServerOptions): Promise<SluiceServer> {
+    // Checked before anything is opened: a bad limit must not leave an engine open.
+    resolveServerLimits(options.limits);
     const engine =
       options.engine ??
       (await Engine.open(options.dataDir ?? join(process.cwd(), "data"), options.engineOptions));

@@ -193,6 +193,64 @@ describe("the server answers as PROTOCOL.md says", () => {
     assert.equal((await client.response(after)).errorCode, 0);
   });
 
+  test("an acks-0 Produce at the in-flight limit waits for a slot and is appended", async () => {
+    await using t = await startTestServer({ limits: { inFlightMax: 4 } });
+    await t.server.engine.createTopic("quiet", { config: { fsync: "never" } });
+    using client = await connected(t.port);
+    const polls = [];
+    for (let i = 0; i < 4; i++) {
+      polls.push(
+        client.request(API.Fetch, (w) =>
+          writeFetchRequest(w, {
+            maxWaitMs: 60_000,
+            minBytes: 1,
+            maxBytes: 1024,
+            topics: [
+              {
+                topic: "quiet",
+                partitions: [{ partition: 0, fetchOffset: 0, partitionMaxBytes: 1 }],
+              },
+            ],
+          }),
+        ),
+      );
+    }
+    client.request(API.Produce, (w) =>
+      writeProduceRequest(w, {
+        acks: 0,
+        timeoutMs: 30_000,
+        topics: [{ topic: "quiet", partitions: [{ partition: 0, records: batchOf("later") }] }],
+      }),
+    );
+    await waitFor(() => t.server.stats()["pausedConnections"] === 1, "the produce to wait");
+    assert.equal(t.server.stats()["refusedRequests"], 0);
+    await t.server.engine.append("quiet", 0, batchOf("wake"));
+    for (const id of polls) assert.equal((await client.response(id)).errorCode, 0);
+    await waitFor(
+      () => t.server.engine.partition("quiet", 0).highWatermark === 2,
+      "the waiting produce to be appended",
+    );
+  });
+
+  test("a topic deleted and created again in one pipeline is whole", async () => {
+    await using t = await startTestServer();
+    using client = await connected(t.port);
+    const create = { topics: [{ name: "again", partitions: 1, config: { fsync: "never" } }] };
+    const first = (await call(client, API.CreateTopics, create)).fields["results"] as Fields[];
+    assert.equal(first[0]!["errorCode"], 0);
+    const deleted = client.request(API.DeleteTopics, (w) => writeMsgpack(w, { topics: ["again"] }));
+    const created = client.request(API.CreateTopics, (w) => writeMsgpack(w, create));
+    for (const id of [deleted, created]) {
+      const { errorCode, reader } = await client.response(id);
+      assert.equal(errorCode, 0);
+      const results = readMsgpack(reader, "results")["results"] as Fields[];
+      assert.equal(results[0]!["errorCode"], 0, String(results[0]!["errorMessage"]));
+    }
+    assert.equal((await produce(client, "again", batchOf("kept"))).errorCode, 0);
+    // Its files are all there: the server closes it cleanly (a removed directory made this throw).
+    await t.server.close();
+  });
+
   test("batches before a corrupt one are appended, and the answer says so", async () => {
     await using t = await startTestServer();
     await t.server.engine.createTopic("partial", { config: { fsync: "never" } });

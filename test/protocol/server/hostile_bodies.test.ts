@@ -4,10 +4,15 @@
 // INVALID_REQUEST and the connection goes on.
 
 import assert from "node:assert/strict";
+import fs from "node:fs";
+import { join } from "node:path";
 import { describe, test } from "node:test";
 import { writeMsgpack } from "../../../protocol/codec/control.ts";
 import { WIRE_ERRORS } from "../../../protocol/codec/errors.ts";
+import { writeFetchRequest } from "../../../protocol/codec/fetch.ts";
 import { API } from "../../../protocol/codec/frames.ts";
+import { SluiceServer } from "../../../protocol/server/mod.ts";
+import { tempDir } from "../../helpers.ts";
 import type { RawClient } from "./raw_client.ts";
 import { connected, startTestServer } from "./serving.ts";
 
@@ -128,5 +133,69 @@ describe("hostile MessagePack bodies", () => {
     for (const body of bodies) await refused(client, API.Metadata, body);
     const after = client.request(API.Stats, (w) => writeMsgpack(w, {}));
     assert.equal((await client.response(after)).errorCode, 0);
+  });
+});
+
+function fetchOf(topics: { topic: string; partitions: number }[]) {
+  return (w: Parameters<typeof writeFetchRequest>[0]) =>
+    writeFetchRequest(w, {
+      maxWaitMs: 0,
+      minBytes: 0,
+      maxBytes: 1024,
+      topics: topics.map(({ topic, partitions }) => ({
+        topic,
+        partitions: Array.from({ length: partitions }, (_, partition) => ({
+          partition,
+          fetchOffset: 0,
+          partitionMaxBytes: 1024,
+        })),
+      })),
+    });
+}
+
+describe("hostile data-plane requests", () => {
+  test("a Fetch past requestPartitionsMax entries is refused from its counts", async () => {
+    await using t = await startTestServer();
+    using client = await connected(t.port);
+    const id = client.request(
+      API.Fetch,
+      fetchOf([
+        { topic: "a", partitions: 40_000 },
+        { topic: "b", partitions: 40_000 },
+      ]),
+    );
+    const { errorCode, reader } = await client.response(id);
+    assert.equal(errorCode, WIRE_ERRORS.INVALID_REQUEST);
+    assert.match(reader.string("error_message"), /requestPartitionsMax/);
+  });
+
+  test("65,536 entries for partitions that do not exist are answered without a stall", async () => {
+    await using t = await startTestServer();
+    await t.server.engine.createTopic("one");
+    using client = await connected(t.port);
+    const id = client.request(
+      API.Fetch,
+      fetchOf([
+        { topic: "missing", partitions: 32_768 },
+        { topic: "one", partitions: 32_768 },
+      ]),
+    );
+    const answered = client.response(id);
+    const latenciesMs = await pingWhile(t.port, answered);
+    const { errorCode } = await answered;
+    assert.equal(errorCode, 0);
+    const worstMs = Math.max(...latenciesMs);
+    // An Error built for each entry took 300 ms here; one lookup per topic takes a few.
+    assert.ok(worstMs < 200, `a ping waited ${worstMs.toFixed(1)} ms`);
+  });
+
+  test("limits outside their ranges are refused before anything is opened", async () => {
+    using dir = tempDir();
+    const dataDir = join(dir.path, "never-made");
+    const bad = [{ inFlightMax: 70_000 }, { frameReadTimeoutMs: 0 }, { controlBodyDepthMax: 65 }];
+    for (const limits of bad) {
+      await assert.rejects(SluiceServer.start({ dataDir, port: 0, limits }), RangeError);
+    }
+    assert.equal(fs.existsSync(dataDir), false);
   });
 });
