@@ -7,7 +7,12 @@ import { Packr } from "msgpackr";
 import { assert } from "../../record/mod.ts";
 import { ProtocolError } from "./errors.ts";
 import { API, type ApiName } from "./frames.ts";
-import { MSGPACK_DEPTH_MAX_LIMIT, type MsgpackLimits, scanMsgpack } from "./msgpack_scan.ts";
+import {
+  MSGPACK_DEPTH_MAX_LIMIT,
+  MSGPACK_KEYS_MAX_LIMIT,
+  type MsgpackLimits,
+  scanMsgpack,
+} from "./msgpack_scan.ts";
 import type { Reader, Writer } from "./wire.ts";
 
 // Plain maps and arrays only (no msgpackr record extension), so any MessagePack reader works.
@@ -28,25 +33,31 @@ const KIB = 1024;
 const MIB = 1024 * KIB;
 
 /**
- * Each control API's limits on its request body (PROTOCOL.md section 8). They bound the work
- * of decoding one body: msgpackr decodes about 3 to 5 million entries a second, so 65,536
- * entries (a commit of 13,000 offsets, list offsets of a 10,000-partition topic) cost about
- * 15 ms at worst, and the common requests a small fraction of a millisecond. Depths are the
- * deepest body the API's grammar allows, plus room for keys added later.
+ * Each control API's limits on its request body (PROTOCOL.md section 8), the most the server
+ * allows; its own `controlBody...Max` settings may lower the first three (and do by default:
+ * 32,768 entries). They bound the work of decoding one body. msgpackr's cost per entry depends
+ * on the shape, from 0.1 µs (small integers) to 0.5 µs and more (maps of keys never seen
+ * before), so 32,768 entries of at most 64 distinct keys decode in a few milliseconds, and the
+ * common requests (a heartbeat, a commit of a few offsets) in a few microseconds. 32,768
+ * entries hold a commit of 6,500 offsets or list offsets of 10,900 partitions. Depths are
+ * the deepest body the API's grammar allows, plus room for keys added later.
  */
 export const CONTROL_BODY_LIMITS: Readonly<Record<ControlApiName, Readonly<MsgpackLimits>>> =
   Object.freeze({
-    Metadata: { bytesMax: MIB, depthMax: 4, entriesMax: 16_384 },
-    CreateTopics: { bytesMax: MIB, depthMax: 6, entriesMax: 65_536 },
-    DeleteTopics: { bytesMax: MIB, depthMax: 4, entriesMax: 16_384 },
-    ListOffsets: { bytesMax: 4 * MIB, depthMax: 6, entriesMax: 65_536 },
-    OffsetCommit: { bytesMax: 4 * MIB, depthMax: 5, entriesMax: 65_536 },
-    OffsetFetch: { bytesMax: MIB, depthMax: 5, entriesMax: 65_536 },
-    GroupHeartbeat: { bytesMax: MIB, depthMax: 4, entriesMax: 16_384 },
-    DescribeGroup: { bytesMax: 4 * KIB, depthMax: 3, entriesMax: 16 },
-    InitProducerId: { bytesMax: 4 * KIB, depthMax: 3, entriesMax: 16 },
-    Stats: { bytesMax: 4 * KIB, depthMax: 3, entriesMax: 16 },
+    Metadata: { bytesMax: MIB, depthMax: 4, entriesMax: 16_384, keysMax: 64 },
+    CreateTopics: { bytesMax: MIB, depthMax: 6, entriesMax: 16_384, keysMax: 64 },
+    DeleteTopics: { bytesMax: MIB, depthMax: 4, entriesMax: 16_384, keysMax: 64 },
+    ListOffsets: { bytesMax: 4 * MIB, depthMax: 6, entriesMax: 65_536, keysMax: 64 },
+    OffsetCommit: { bytesMax: 4 * MIB, depthMax: 5, entriesMax: 65_536, keysMax: 64 },
+    OffsetFetch: { bytesMax: MIB, depthMax: 5, entriesMax: 65_536, keysMax: 64 },
+    GroupHeartbeat: { bytesMax: MIB, depthMax: 4, entriesMax: 16_384, keysMax: 64 },
+    DescribeGroup: { bytesMax: 4 * KIB, depthMax: 3, entriesMax: 16, keysMax: 16 },
+    InitProducerId: { bytesMax: 4 * KIB, depthMax: 3, entriesMax: 16, keysMax: 16 },
+    Stats: { bytesMax: 4 * KIB, depthMax: 3, entriesMax: 16, keysMax: 16 },
   });
+
+/** What the server's settings may lower: every limit but the distinct keys. */
+export type ControlBodyCaps = Omit<MsgpackLimits, "keysMax">;
 
 const CONTROL_LIMITS_BY_KEY = new Map<number, Readonly<MsgpackLimits>>(
   Object.entries(CONTROL_BODY_LIMITS).map(([name, limits]) => [API[name as ApiName], limits]),
@@ -54,12 +65,13 @@ const CONTROL_LIMITS_BY_KEY = new Map<number, Readonly<MsgpackLimits>>(
 
 for (const limits of CONTROL_LIMITS_BY_KEY.values()) {
   assert(limits.depthMax <= MSGPACK_DEPTH_MAX_LIMIT, "a control API's depth fits the scan");
+  assert(limits.keysMax <= MSGPACK_KEYS_MAX_LIMIT, "a control API's keys fit the scan");
 }
 
 /** The body limits of a control API, each capped by `caps`; undefined for other API keys. */
 export function controlBodyLimits(
   apiKey: number,
-  caps: Readonly<MsgpackLimits>,
+  caps: Readonly<ControlBodyCaps>,
 ): MsgpackLimits | undefined {
   const limits = CONTROL_LIMITS_BY_KEY.get(apiKey);
   if (limits === undefined) return undefined;
@@ -67,6 +79,7 @@ export function controlBodyLimits(
     bytesMax: Math.min(limits.bytesMax, caps.bytesMax),
     depthMax: Math.min(limits.depthMax, caps.depthMax),
     entriesMax: Math.min(limits.entriesMax, caps.entriesMax),
+    keysMax: limits.keysMax,
   };
 }
 

@@ -49,7 +49,7 @@ export const SERVER_LIMITS_DEFAULT: Readonly<ServerLimits> = Object.freeze({
   requestPartitionsMax: 65_536,
   controlBodyBytesMax: 4 * MIB,
   controlBodyDepthMax: 8,
-  controlBodyEntriesMax: 65_536,
+  controlBodyEntriesMax: 32_768,
 });
 
 /** The range each limit may be set to, inclusive. */

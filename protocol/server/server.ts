@@ -8,8 +8,7 @@ import { InvariantError } from "../../record/mod.ts";
 import { writeHandshakeResponse, readHandshakeRequest } from "../codec/handshake.ts";
 import { API, API_VERSIONS, finishFrame, startResponse } from "../codec/frames.ts";
 import type { TransportSocket } from "../codec/outbox.ts";
-import { checkMsgpackBody, controlBodyLimits } from "../codec/control.ts";
-import type { MsgpackLimits } from "../codec/msgpack_scan.ts";
+import { type ControlBodyCaps, checkMsgpackBody, controlBodyLimits } from "../codec/control.ts";
 import {
   ServerConnection,
   type ServerConnectionHost,
@@ -78,7 +77,7 @@ export class SluiceServer {
   #data: DataPlane;
   #control: control.ControlPlane;
   #handlers: Map<number, (request: RequestContext) => HandlerResult | Promise<HandlerResult>>;
-  #bodyCaps: MsgpackLimits;
+  #bodyCaps: ControlBodyCaps;
 
   private constructor(engine: Engine, ownsEngine: boolean, options: ServerOptions) {
     this.engine = engine;

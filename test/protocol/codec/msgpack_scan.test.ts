@@ -10,7 +10,7 @@ import { ProtocolError } from "../../../protocol/codec/errors.ts";
 import { type MsgpackLimits, scanMsgpack } from "../../../protocol/codec/msgpack_scan.ts";
 
 const packr = new Packr({ useRecords: false, mapsAsObjects: true, moreTypes: false });
-const roomy: MsgpackLimits = { bytesMax: 1 << 20, depthMax: 64, entriesMax: 1 << 20 };
+const roomy: MsgpackLimits = { bytesMax: 1 << 20, depthMax: 64, entriesMax: 1 << 20, keysMax: 512 };
 
 function refusal(bytes: Uint8Array, limits: MsgpackLimits = roomy): string {
   try {
@@ -32,17 +32,22 @@ describe("msgpack pre-scan", () => {
         { topic: "t", partition: 1, offset: 2 ** 40, metadata: "é" },
       ],
     });
-    // 2 pairs + 2 items + 4 + 4 pairs = 12 entries; map, array, map = depth 3.
-    scanMsgpack(body, { bytesMax: body.length, depthMax: 3, entriesMax: 12 }, "body");
-    assert.match(
-      refusal(body, { bytesMax: body.length, depthMax: 3, entriesMax: 11 }),
-      /11 entries/,
-    );
-    assert.match(refusal(body, { bytesMax: body.length, depthMax: 2, entriesMax: 12 }), /depth 2/);
-    assert.match(
-      refusal(body, { bytesMax: body.length - 1, depthMax: 3, entriesMax: 12 }),
-      /bytes/,
-    );
+    // 2 pairs + 2 items + 4 + 4 pairs = 12 entries; map, array, map = depth 3; 6 distinct keys.
+    const exact = { bytesMax: body.length, depthMax: 3, entriesMax: 12, keysMax: 6 };
+    scanMsgpack(body, exact, "body");
+    assert.match(refusal(body, { ...exact, entriesMax: 11 }), /11 entries/);
+    assert.match(refusal(body, { ...exact, depthMax: 2 }), /depth 2/);
+    assert.match(refusal(body, { ...exact, bytesMax: body.length - 1 }), /bytes/);
+    assert.match(refusal(body, { ...exact, keysMax: 5 }), /5 distinct map keys/);
+  });
+
+  test("counts distinct keys over the whole body, however many maps repeat them", () => {
+    const repeated = packr.pack({ list: Array.from({ length: 1000 }, (_, i) => ({ a: i, b: i })) });
+    scanMsgpack(repeated, { ...roomy, keysMax: 3 }, "body");
+    const fresh = packr.pack({ list: Array.from({ length: 100 }, (_, i) => ({ [`k${i}`]: i })) });
+    assert.match(refusal(fresh, { ...roomy, keysMax: 64 }), /more than 64 distinct map keys/);
+    // A new scan starts with no keys seen.
+    scanMsgpack(packr.pack({ a: 1, b: 2, list: 3 }), { ...roomy, keysMax: 3 }, "body");
   });
 
   test("refuses a map announcing 5 M pairs from its header alone", () => {
