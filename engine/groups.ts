@@ -149,10 +149,16 @@ export class GroupCoordinator {
       );
     }
     if (request.memberEpoch !== member.epoch) {
+      // The answer tells the member to drop its partitions and rejoin, so it is removed now
+      // and its partitions are free for the next target (after KIP-848): kept, they would
+      // stay owned by a member that will never heartbeat with this id and epoch again, and a
+      // rejoin with a new id would get nothing until the session timed out.
+      group.members.delete(member.id);
+      this.#rebalance(group);
       throw groupError(
         "FENCED_MEMBER_EPOCH",
         `Member ${member.id} sent epoch ${request.memberEpoch} but has ${member.epoch} in group ` +
-          `${group.id}; rejoin with epoch 0`,
+          `${group.id}; it is removed: rejoin with epoch 0`,
       );
     }
     return member;

@@ -35,9 +35,12 @@ import { offsetForTimestamp } from "./log_time.ts";
 import {
   batchSizeAt,
   checkBatch,
+  COMPRESSION_ID_MAX,
+  compressionIdAt,
   lastOffsetDeltaAt,
   maxTimestampAt,
   recordCountAt,
+  timestampOutOfRange,
 } from "../record/mod.ts";
 import type { ProducerState } from "./producer_state.ts";
 import { producerOf, rebuildProducerState } from "./producer_scan.ts";
@@ -306,6 +309,28 @@ export class PartitionLog {
         `Batch for ${this.name} declares ${batchSizeAt(batch, 0)} bytes but ${batch.length} ` +
           "were given; append takes exactly one batch",
         { sizeBytes: batch.length, declaredBytes: batchSizeAt(batch, 0) },
+      );
+    }
+    this.#validateHeader(batch);
+  }
+
+  /** The header fields checkBatch leaves alone: they are checked on append only (see there). */
+  #validateHeader(batch: Uint8Array): void {
+    const codec = compressionIdAt(batch, 0);
+    if (codec > COMPRESSION_ID_MAX) {
+      throw new SluiceError(
+        "UNSUPPORTED_COMPRESSION",
+        `Batch for ${this.name} names compression codec ${codec}; codecs are 0 to ` +
+          `${COMPRESSION_ID_MAX}`,
+        { log: this.name, codec },
+      );
+    }
+    const timestamp = timestampOutOfRange(batch, 0);
+    if (timestamp !== undefined) {
+      throw new SluiceError(
+        "INVALID_BATCH",
+        `Batch for ${this.name} has a ${timestamp} outside ±(2^53 - 1)`,
+        { log: this.name, field: timestamp },
       );
     }
     const recordCount = recordCountAt(batch, 0);

@@ -54,6 +54,7 @@ export const CONTROL_BIT = 0x20;
 export const COMPRESSION = { none: 0, gzip: 1, snappy: 2, lz4: 3, zstd: 4 } as const;
 export type CompressionName = keyof typeof COMPRESSION;
 
+assert(Math.max(...Object.values(COMPRESSION)) === 4, "COMPRESSION_ID_MAX names the last codec");
 assert(RECORD_COUNT_AT + 4 === BATCH_HEADER_BYTES, "header layout adds up to 61 bytes");
 assert(CRC_AT + 4 === ATTRIBUTES_AT, "the CRC covers everything after itself");
 
@@ -116,6 +117,29 @@ export function maxTimestampAt(bytes: Uint8Array, at: number): number {
 
 export function recordCountAt(bytes: Uint8Array, at: number): number {
   return readInt32(bytes, at + RECORD_COUNT_AT);
+}
+
+/** The codec id in a batch's attributes (bits 0-2); `COMPRESSION` names ids 0 to 4. */
+export function compressionIdAt(bytes: Uint8Array, at: number): number {
+  // attributes is a big-endian i16: bits 0-2 are in its second byte.
+  return bytes[at + ATTRIBUTES_AT + 1]! & COMPRESSION_MASK;
+}
+
+/** The largest codec id with a name in `COMPRESSION`; 5 to 7 name no codec. */
+export const COMPRESSION_ID_MAX = 4;
+
+/**
+ * Which of a batch's header timestamps lies outside ±(2^53 - 1), or undefined when both are
+ * within. Appends refuse such a batch (a number would round it); stored batches are not
+ * checked for it, so data written before this check existed stays readable.
+ */
+export function timestampOutOfRange(
+  bytes: Uint8Array,
+  at: number,
+): "baseTimestamp" | "maxTimestamp" | undefined {
+  if (Number.isNaN(readInt64(bytes, at + BASE_TIMESTAMP_AT))) return "baseTimestamp";
+  if (Number.isNaN(readInt64(bytes, at + MAX_TIMESTAMP_AT))) return "maxTimestamp";
+  return undefined;
 }
 
 /** Computes the CRC-32C a batch of `size` bytes at `at` should carry. */

@@ -218,22 +218,31 @@ export type CommitRequest = {
   offsets: readonly OffsetToCommit[];
 };
 
-export function commitOffsets(requester: Requester, request: CommitRequest): Promise<void> {
+/**
+ * Offsets sent in one OffsetCommit: 5 entries each, within the 32,768 entries a server takes
+ * in one body by default (PROTOCOL.md section 8). A commit of more goes as several requests,
+ * one after another, each atomic on its own.
+ */
+export const COMMIT_OFFSETS_PER_REQUEST_MAX = 4_096;
+
+export async function commitOffsets(requester: Requester, request: CommitRequest): Promise<void> {
   const offsets = request.offsets.map((o) => ({
     topic: o.topic,
     partition: o.partition,
     offset: o.offset,
     metadata: o.metadata ?? "",
   }));
-  const body = {
-    groupId: request.groupId,
-    memberId: request.memberId,
-    memberEpoch: request.memberEpoch,
-    offsets,
-  };
-  return call(requester, API.OffsetCommit, body, "OffsetCommitResponse", (fields) =>
-    check(fields, `commit of group ${request.groupId}`),
-  );
+  for (let from = 0; from < offsets.length || from === 0; from += COMMIT_OFFSETS_PER_REQUEST_MAX) {
+    const body = {
+      groupId: request.groupId,
+      memberId: request.memberId,
+      memberEpoch: request.memberEpoch,
+      offsets: offsets.slice(from, from + COMMIT_OFFSETS_PER_REQUEST_MAX),
+    };
+    await call(requester, API.OffsetCommit, body, "OffsetCommitResponse", (fields) =>
+      check(fields, `commit of group ${request.groupId}`),
+    );
+  }
 }
 
 export type CommittedOffset = {

@@ -1,18 +1,24 @@
-// Fetch v1 (api_key 5), PROTOCOL.md section 6:
+// Fetch (api_key 5), PROTOCOL.md section 6. Versions 1 and 2 share the request; version 2's
+// response adds resume_offset to each partition:
 //
 //   FetchRequest  = max_wait_ms:u32 min_bytes:u32 max_bytes:u32
 //                   topics:[ topic:string
 //                            partitions:[ partition:u32 fetch_offset:i64
 //                                         partition_max_bytes:u32 ] ]
 //   FetchResponse = topics:[ topic:string
-//                            partitions:[ partition:u32 error_code:i16 high_watermark:i64
+//   (v1)                     partitions:[ partition:u32 error_code:i16 high_watermark:i64
 //                                         log_start_offset:i64 records:bytes32 ] ]
+//   FetchResponse = topics:[ topic:string
+//   (v2)                     partitions:[ partition:u32 error_code:i16 high_watermark:i64
+//                                         log_start_offset:i64 resume_offset:i64
+//                                         records:bytes32 ] ]
 //
 // The server writes a response's records as the engine's views, chunk by chunk (ChunkedFrame).
 // The response is read from the views the frame arrived in (ChunkReader), or from one view:
 // records come out as views either way, never copied.
 
 import { ChunkReader } from "./chunk_reader.ts";
+import { tooManyPartitions } from "./produce.ts";
 import type { ChunkedFrame } from "./frames.ts";
 import type { Reader, Writer } from "./wire.ts";
 
@@ -36,6 +42,11 @@ export type FetchPartitionResult = {
    * records lie in, one per chunk they span (when a client reads it).
    */
   records: Uint8Array[];
+  /**
+   * With CORRUPT_BATCH, the first offset past the damage where reading may resume; -1 when
+   * none is known, and with every other error code. Sent from version 2 on.
+   */
+  resumeOffset?: number;
 };
 
 export type FetchResponse = { topics: { topic: string; partitions: FetchPartitionResult[] }[] };
@@ -43,6 +54,9 @@ export type FetchResponse = { topics: { topic: string; partitions: FetchPartitio
 const TOPIC_BYTES_MIN = 4;
 const PARTITION_BYTES_MIN = 16;
 const RESULT_BYTES_MIN = 26;
+const RESULT_V2_BYTES_MIN = 34;
+
+export const FETCH_VERSION_MAX = 2;
 
 export function writeFetchRequest(writer: Writer, request: FetchRequest): void {
   writer.u32(request.maxWaitMs).u32(request.minBytes).u32(request.maxBytes);
@@ -55,15 +69,25 @@ export function writeFetchRequest(writer: Writer, request: FetchRequest): void {
   }
 }
 
-export function readFetchRequest(reader: Reader): FetchRequest {
+/**
+ * Reads a Fetch request (either version). `partitionsMax` bounds the partition entries over
+ * all topics, checked from each count before its entries are read.
+ */
+export function readFetchRequest(
+  reader: Reader,
+  partitionsMax = Number.POSITIVE_INFINITY,
+): FetchRequest {
   const maxWaitMs = reader.u32("max_wait_ms");
   const minBytes = reader.u32("min_bytes");
   const maxBytes = reader.u32("max_bytes");
   const topicCount = reader.count("topics", TOPIC_BYTES_MIN);
   const topics: FetchRequest["topics"] = [];
+  let entries = 0;
   for (let t = 0; t < topicCount; t++) {
     const topic = reader.string("topic");
     const count = reader.count("partitions", PARTITION_BYTES_MIN);
+    entries += count;
+    if (entries > partitionsMax) throw tooManyPartitions(partitionsMax);
     const partitions: FetchRequest["topics"][number]["partitions"] = [];
     for (let p = 0; p < count; p++) {
       partitions.push({
@@ -79,7 +103,11 @@ export function readFetchRequest(reader: Reader): FetchRequest {
 }
 
 /** Writes a fetch response body into a chunked frame; record views are attached, not copied. */
-export function writeFetchResponse(frame: ChunkedFrame, response: FetchResponse): void {
+export function writeFetchResponse(
+  frame: ChunkedFrame,
+  response: FetchResponse,
+  version: 1 | 2 = 1,
+): void {
   frame.writer.u16(response.topics.length);
   for (const topic of response.topics) {
     frame.writer.string(topic.topic).u16(topic.partitions.length);
@@ -87,7 +115,9 @@ export function writeFetchResponse(frame: ChunkedFrame, response: FetchResponse)
       let size = 0;
       for (const view of result.records) size += view.length;
       frame.writer.u32(result.partition).i16(result.errorCode);
-      frame.writer.i64(result.highWatermark).i64(result.logStartOffset).u32(size);
+      frame.writer.i64(result.highWatermark).i64(result.logStartOffset);
+      if (version === 2) frame.writer.i64(result.resumeOffset ?? -1);
+      frame.writer.u32(size);
       for (const view of result.records) frame.attach(view);
     }
   }
@@ -97,23 +127,35 @@ export function writeFetchResponse(frame: ChunkedFrame, response: FetchResponse)
  * Reads a fetch response body (after the response header): one view, or the views of the
  * chunks it arrived in, in order. Each partition's records stay views of those bytes.
  */
-export function readFetchResponse(body: Uint8Array | readonly Uint8Array[]): FetchResponse {
+export function readFetchResponse(
+  body: Uint8Array | readonly Uint8Array[],
+  version: 1 | 2 = 1,
+): FetchResponse {
   const reader = new ChunkReader(body instanceof Uint8Array ? [body] : body);
+  const resultBytes = version === 2 ? RESULT_V2_BYTES_MIN : RESULT_BYTES_MIN;
   const topicCount = reader.count("topics", TOPIC_BYTES_MIN);
   const topics: FetchResponse["topics"] = [];
   for (let t = 0; t < topicCount; t++) {
     const topic = reader.string("topic");
-    const count = reader.count("partitions", RESULT_BYTES_MIN);
+    const count = reader.count("partitions", resultBytes);
     const partitions: FetchPartitionResult[] = [];
     for (let p = 0; p < count; p++) {
-      const fields = reader.reader(RESULT_BYTES_MIN, "partition result");
-      partitions.push({
-        partition: fields.u32("partition"),
-        errorCode: fields.i16("error_code"),
-        highWatermark: fields.i64("high_watermark"),
-        logStartOffset: fields.i64("log_start_offset"),
-        records: reader.views(fields.u32("records length"), "records"),
-      });
+      const fields = reader.reader(resultBytes, "partition result");
+      const partition = fields.u32("partition");
+      const errorCode = fields.i16("error_code");
+      const highWatermark = fields.i64("high_watermark");
+      const logStartOffset = fields.i64("log_start_offset");
+      const resumeOffset = version === 2 ? fields.i64("resume_offset") : undefined;
+      const records = reader.views(fields.u32("records length"), "records");
+      const result: FetchPartitionResult = {
+        partition,
+        errorCode,
+        highWatermark,
+        logStartOffset,
+        records,
+      };
+      if (resumeOffset !== undefined) result.resumeOffset = resumeOffset;
+      partitions.push(result);
     }
     topics.push({ topic, partitions });
   }

@@ -136,6 +136,14 @@ export class FrameReader {
     this.#pooled = assembly === "pooled";
   }
 
+  /**
+   * True from the moment a frame's size has arrived until its last byte has: what the server's
+   * per-frame read deadline (frameReadTimeoutMs) times. Bytes of a size prefix alone do not count.
+   */
+  get readingFrame(): boolean {
+    return this.#inFrame;
+  }
+
   /** Bytes held for a frame that has not arrived whole yet. */
   get bufferedBytes(): number {
     return this.#prefixLength + this.#filled;

@@ -29,10 +29,29 @@ export const API = {
 export type ApiName = keyof typeof API;
 export type ApiKey = (typeof API)[ApiName];
 
-/** Every API is at version 1 in this protocol version. */
-export const API_VERSIONS: readonly { apiKey: number; min: number; max: number }[] = Object.values(
-  API,
-).map((apiKey) => ({ apiKey, min: 1, max: 1 }));
+export type ApiVersionRange = { apiKey: number; min: number; max: number };
+
+/**
+ * The versions the server serves, by API: every API has version 1; Produce and Fetch also
+ * have version 2 (PROTOCOL.md sections 5 and 6), whose responses carry one more field per
+ * partition. Version 1 stays byte for byte what it was.
+ */
+export const API_VERSIONS: readonly Readonly<ApiVersionRange>[] = Object.freeze(
+  Object.values(API).map((apiKey) =>
+    Object.freeze({
+      apiKey,
+      min: 1,
+      max: apiKey === API.Produce || apiKey === API.Fetch ? 2 : 1,
+    }),
+  ),
+);
+
+const VERSIONS_BY_KEY = new Map(API_VERSIONS.map((range) => [range.apiKey, range]));
+
+/** The versions served of `apiKey`, or undefined for a key not in the table. */
+export function apiVersionRange(apiKey: number): Readonly<ApiVersionRange> | undefined {
+  return VERSIONS_BY_KEY.get(apiKey);
+}
 
 export const FRAME_PREFIX_BYTES = 4;
 export const REQUEST_HEADER_BYTES = 8;

@@ -1,11 +1,17 @@
-// Produce v1 (api_key 4), PROTOCOL.md section 5:
+// Produce (api_key 4), PROTOCOL.md section 5. Versions 1 and 2 share the request; version 2's
+// response adds accepted_batches to each partition:
 //
-//   ProduceRequest  = acks:i8 timeout_ms:u32
-//                     topics:[ topic:string partitions:[ partition:u32 records:bytes32 ] ]
-//   ProduceResponse = topics:[ topic:string
-//                              partitions:[ partition:u32 error_code:i16 base_offset:i64
-//                                           log_start_offset:i64
-//                                           error_message:nullable_string ] ]
+//   ProduceRequest    = acks:i8 timeout_ms:u32
+//                       topics:[ topic:string partitions:[ partition:u32 records:bytes32 ] ]
+//   ProduceResponse   = topics:[ topic:string
+//   (v1)                         partitions:[ partition:u32 error_code:i16 base_offset:i64
+//                                             log_start_offset:i64
+//                                             error_message:nullable_string ] ]
+//   ProduceResponse   = topics:[ topic:string
+//   (v2)                         partitions:[ partition:u32 error_code:i16 base_offset:i64
+//                                             log_start_offset:i64
+//                                             error_message:nullable_string
+//                                             accepted_batches:u32 ] ]
 //
 // `records` are views into the request frame: the server appends them without a copy of its
 // own (the engine copies once into its write buffer).
@@ -27,6 +33,11 @@ export type ProducePartitionResult = {
   baseOffset: number;
   logStartOffset: number;
   errorMessage: string | null;
+  /**
+   * How many of the partition's batches, from the first, were appended (or found to be
+   * duplicates already in the log). Sent from version 2 on; a version 1 reader leaves it out.
+   */
+  acceptedBatches?: number;
 };
 
 export type ProduceResponse = {
@@ -37,6 +48,9 @@ export type ProduceResponse = {
 const TOPIC_BYTES_MIN = 4;
 const PARTITION_BYTES_MIN = 8;
 const RESULT_BYTES_MIN = 24;
+const RESULT_V2_BYTES_MIN = 28;
+
+export const PRODUCE_VERSION_MAX = 2;
 
 export function writeProduceRequest(writer: Writer, request: ProduceRequest): void {
   writer.i8(request.acks).u32(request.timeoutMs).u16(request.topics.length);
@@ -48,7 +62,14 @@ export function writeProduceRequest(writer: Writer, request: ProduceRequest): vo
   }
 }
 
-export function readProduceRequest(reader: Reader): ProduceRequest {
+/**
+ * Reads a Produce request (either version). `partitionsMax` bounds the partition entries over
+ * all topics, checked from each count before its entries are read.
+ */
+export function readProduceRequest(
+  reader: Reader,
+  partitionsMax = Number.POSITIVE_INFINITY,
+): ProduceRequest {
   const acks = reader.i8("acks");
   if (acks !== -1 && acks !== 0 && acks !== 1) {
     throw ProtocolError.invalid(`acks ${acks} must be -1, 0 or 1`);
@@ -56,9 +77,12 @@ export function readProduceRequest(reader: Reader): ProduceRequest {
   const timeoutMs = reader.u32("timeout_ms");
   const topicCount = reader.count("topics", TOPIC_BYTES_MIN);
   const topics: ProduceRequest["topics"] = [];
+  let entries = 0;
   for (let t = 0; t < topicCount; t++) {
     const topic = reader.string("topic");
     const partitionCount = reader.count("partitions", PARTITION_BYTES_MIN);
+    entries += partitionCount;
+    if (entries > partitionsMax) throw tooManyPartitions(partitionsMax);
     const partitions: ProduceRequest["topics"][number]["partitions"] = [];
     for (let p = 0; p < partitionCount; p++) {
       partitions.push({ partition: reader.u32("partition"), records: reader.bytes32("records") });
@@ -69,7 +93,17 @@ export function readProduceRequest(reader: Reader): ProduceRequest {
   return { acks, timeoutMs, topics };
 }
 
-export function writeProduceResponse(writer: Writer, response: ProduceResponse): void {
+export function tooManyPartitions(partitionsMax: number): ProtocolError {
+  return ProtocolError.invalid(
+    `request has more than ${partitionsMax} partition entries (requestPartitionsMax)`,
+  );
+}
+
+export function writeProduceResponse(
+  writer: Writer,
+  response: ProduceResponse,
+  version: 1 | 2 = 1,
+): void {
   writer.u16(response.topics.length);
   for (const topic of response.topics) {
     writer.string(topic.topic).u16(topic.partitions.length);
@@ -77,25 +111,31 @@ export function writeProduceResponse(writer: Writer, response: ProduceResponse):
       writer.u32(result.partition).i16(result.errorCode);
       writer.i64(result.baseOffset).i64(result.logStartOffset);
       writer.nullableString(result.errorMessage);
+      if (version === 2) writer.u32(result.acceptedBatches ?? 0);
     }
   }
 }
 
-export function readProduceResponse(reader: Reader): ProduceResponse {
+export function readProduceResponse(reader: Reader, version: 1 | 2 = 1): ProduceResponse {
   const topicCount = reader.count("topics", TOPIC_BYTES_MIN);
   const topics: ProduceResponse["topics"] = [];
   for (let t = 0; t < topicCount; t++) {
     const topic = reader.string("topic");
-    const count = reader.count("partitions", RESULT_BYTES_MIN);
+    const count = reader.count(
+      "partitions",
+      version === 2 ? RESULT_V2_BYTES_MIN : RESULT_BYTES_MIN,
+    );
     const partitions: ProducePartitionResult[] = [];
     for (let p = 0; p < count; p++) {
-      partitions.push({
+      const result: ProducePartitionResult = {
         partition: reader.u32("partition"),
         errorCode: reader.i16("error_code"),
         baseOffset: reader.i64("base_offset"),
         logStartOffset: reader.i64("log_start_offset"),
         errorMessage: reader.nullableString("error_message"),
-      });
+      };
+      if (version === 2) result.acceptedBatches = reader.u32("accepted_batches");
+      partitions.push(result);
     }
     topics.push({ topic, partitions });
   }

@@ -7,6 +7,7 @@ import {
   type GroupCoordinator,
   type LogConfig,
   SluiceError,
+  validateGroupId,
 } from "../../engine/mod.ts";
 import {
   arrayField,
@@ -32,7 +33,21 @@ export type ControlPlane = {
   host: string;
   port: () => number;
   stats: () => Record<string, unknown>;
+  /** The last topic admin request queued (see `oneAtATime`). */
+  adminTail: Promise<unknown>;
 };
+
+/**
+ * Runs topic admin work (CreateTopics, DeleteTopics) one request at a time, in arrival order.
+ * The engine's create and delete of one name, interleaved, undo each other's files: a delete
+ * renaming away the directories a concurrent create of the same name had just opened left a
+ * topic whose files were gone (its appends lost, its close failing).
+ */
+function oneAtATime<T>(plane: ControlPlane, work: () => Promise<T>): Promise<T> {
+  const run = plane.adminTail.then(work, work);
+  plane.adminTail = run.catch(() => {});
+  return run;
+}
 
 const TOPICS_PER_REQUEST_MAX = 10_000;
 const PARTITION_MAX = 2 ** 31 - 1;
@@ -48,6 +63,22 @@ function outcome(error: unknown): { errorCode: number; errorMessage: string | nu
   if (error === undefined) return { errorCode: 0, errorMessage: null };
   const { code, message } = errorToWire(error);
   return { errorCode: code, errorMessage: message };
+}
+
+/**
+ * The request's groupId: a missing key or a value that is not a string is INVALID_REQUEST (a
+ * malformed body, thrown); a string that is not a valid group id (empty, or longer than 255
+ * bytes) is returned with the INVALID_GROUP_ID error every group API answers in its body.
+ */
+function readGroupId(fields: Fields): { groupId: string; invalid: SluiceError | undefined } {
+  const groupId = stringField(fields, "groupId", Number.MAX_SAFE_INTEGER);
+  try {
+    validateGroupId(groupId);
+    return { groupId, invalid: undefined };
+  } catch (error) {
+    if (!(error instanceof SluiceError)) throw error;
+    return { groupId, invalid: error };
+  }
 }
 
 function assignmentToWire(assignment: Assignment | null) {
@@ -78,7 +109,7 @@ export function handleMetadata(plane: ControlPlane, request: RequestContext): Ha
   });
 }
 
-export async function handleCreateTopics(
+export function handleCreateTopics(
   plane: ControlPlane,
   request: RequestContext,
 ): Promise<HandlerResult> {
@@ -92,41 +123,45 @@ export async function handleCreateTopics(
       config: config as Partial<LogConfig>,
     };
   });
-  const results = [];
-  for (const item of items) {
-    let failure: unknown;
-    try {
-      await plane.engine.createTopic(item.name, {
-        partitions: item.partitions,
-        config: item.config,
-      });
-      plane.groups.topicChanged(item.name);
-    } catch (error) {
-      failure = error;
+  return oneAtATime(plane, async () => {
+    const results = [];
+    for (const item of items) {
+      let failure: unknown;
+      try {
+        await plane.engine.createTopic(item.name, {
+          partitions: item.partitions,
+          config: item.config,
+        });
+        plane.groups.topicChanged(item.name);
+      } catch (error) {
+        failure = error;
+      }
+      results.push({ name: item.name, ...outcome(failure) });
     }
-    results.push({ name: item.name, ...outcome(failure) });
-  }
-  return reply(request.correlationId, { results });
+    return reply(request.correlationId, { results });
+  });
 }
 
-export async function handleDeleteTopics(
+export function handleDeleteTopics(
   plane: ControlPlane,
   request: RequestContext,
 ): Promise<HandlerResult> {
   const fields = readMsgpack(request.reader, "DeleteTopicsRequest");
   const names = stringItems(arrayField(fields, "topics", TOPICS_PER_REQUEST_MAX), "topics");
-  const results = [];
-  for (const name of names) {
-    let failure: unknown;
-    try {
-      await plane.engine.deleteTopic(name);
-      plane.groups.topicChanged(name);
-    } catch (error) {
-      failure = error;
+  return oneAtATime(plane, async () => {
+    const results = [];
+    for (const name of names) {
+      let failure: unknown;
+      try {
+        await plane.engine.deleteTopic(name);
+        plane.groups.topicChanged(name);
+      } catch (error) {
+        failure = error;
+      }
+      results.push({ name, ...outcome(failure) });
     }
-    results.push({ name, ...outcome(failure) });
-  }
-  return reply(request.correlationId, { results });
+    return reply(request.correlationId, { results });
+  });
 }
 
 function listOffset(engine: Engine, topic: string, partition: number, timestamp: number) {
@@ -179,10 +214,11 @@ export async function handleOffsetCommit(
   request: RequestContext,
 ): Promise<HandlerResult> {
   const fields = readMsgpack(request.reader, "OffsetCommitRequest");
-  const groupId = stringField(fields, "groupId");
+  const { groupId, invalid } = readGroupId(fields);
   const memberId = optionalString(fields, "memberId", 255);
   const memberEpoch = intField(fields, "memberEpoch", { min: -1, max: 2 ** 31 - 1, default: -1 });
   const offsets = readCommits(fields);
+  if (invalid !== undefined) return reply(request.correlationId, outcome(invalid));
   let failure: unknown;
   try {
     plane.groups.checkCommit(groupId, memberId, memberEpoch, offsets);
@@ -196,8 +232,11 @@ export async function handleOffsetCommit(
 
 export function handleOffsetFetch(plane: ControlPlane, request: RequestContext): HandlerResult {
   const fields = readMsgpack(request.reader, "OffsetFetchRequest");
-  const groupId = stringField(fields, "groupId");
+  const { groupId, invalid } = readGroupId(fields);
   const wanted = optionalArray(fields, "topics", TOPICS_PER_REQUEST_MAX);
+  if (invalid !== undefined) {
+    return reply(request.correlationId, { errorCode: outcome(invalid).errorCode, topics: [] });
+  }
   const committed = plane.engine.offsets.fetchGroup(groupId);
   const query =
     wanted === null
@@ -227,12 +266,13 @@ export function handleOffsetFetch(plane: ControlPlane, request: RequestContext):
 
 export function handleGroupHeartbeat(plane: ControlPlane, request: RequestContext): HandlerResult {
   const fields = readMsgpack(request.reader, "GroupHeartbeatRequest");
-  const groupId = stringField(fields, "groupId", 255);
+  const { groupId, invalid } = readGroupId(fields);
   const memberId = optionalString(fields, "memberId", 255);
   const memberEpoch = intField(fields, "memberEpoch", { min: -1, max: 2 ** 31 - 1 });
   const topicList = optionalArray(fields, "topics", TOPICS_PER_REQUEST_MAX);
   const topics = topicList === null ? null : stringItems(topicList, "topics");
   try {
+    if (invalid !== undefined) throw invalid;
     const response = plane.groups.heartbeat({ groupId, memberId, memberEpoch, topics });
     return reply(request.correlationId, {
       errorCode: 0,
@@ -256,7 +296,16 @@ export function handleGroupHeartbeat(plane: ControlPlane, request: RequestContex
 
 export function handleDescribeGroup(plane: ControlPlane, request: RequestContext): HandlerResult {
   const fields = readMsgpack(request.reader, "DescribeGroupRequest");
-  const groupId = stringField(fields, "groupId", 255);
+  const { groupId, invalid } = readGroupId(fields);
+  if (invalid !== undefined) {
+    return reply(request.correlationId, {
+      errorCode: outcome(invalid).errorCode,
+      groupId,
+      groupEpoch: -1,
+      members: [],
+      offsets: [],
+    });
+  }
   const description = plane.groups.describe(groupId);
   const offsets = [];
   for (const [topic, partitions] of plane.engine.offsets.fetchGroup(groupId)) {

@@ -1,7 +1,14 @@
 // The data-plane handlers: Produce (append the request's batches, answer per acks) and Fetch
 // (views of stored batches, long-polled until min_bytes or max_wait_ms).
 
-import { type Engine, type PartitionLog, type ReadResult, SluiceError } from "../../engine/mod.ts";
+import {
+  type AppendResult,
+  type Engine,
+  isSluiceError,
+  PartitionLog,
+  type ReadResult,
+  SluiceError,
+} from "../../engine/mod.ts";
 import { BATCH_HEADER_BYTES, batchSizeAt } from "../../record/mod.ts";
 import { ChunkedFrame, finishFrame, startResponse } from "../codec/frames.ts";
 import {
@@ -24,6 +31,8 @@ export type DataPlane = {
   fetchWaitMsMax: number;
   /** Caps a fetch's max_bytes and partition_max_bytes, whatever the client asks. */
   fetchBytesMax: number;
+  /** Partition entries a Produce or Fetch may hold, over all its topics. */
+  requestPartitionsMax: number;
   /** Long polls waiting now, so shutdown can answer them at once. */
   waitingFetches: Set<() => void>;
   log(message: string): void;
@@ -36,70 +45,162 @@ function batchSize(records: Uint8Array, at: number): number {
 }
 
 /**
- * Appends one partition's batches in order. A batch that fails validation stops the rest of
- * that partition's batches (the engine validates before it writes anything); the batches
- * before it stay appended, as the spec says.
+ * The partitions of one request's topics, looked up once per topic: a request naming many
+ * partitions of a missing topic, or partitions past a topic's count, costs one lookup and no
+ * Error object each (an Error costs microseconds to build, and requests have 65,536 entries).
  */
-async function producePartition(
-  plane: DataPlane,
-  topic: string,
-  partition: number,
-  records: Uint8Array,
-  acks: number,
-): Promise<ProducePartitionResult> {
-  const result: ProducePartitionResult = {
-    partition,
-    errorCode: 0,
-    baseOffset: -1,
-    logStartOffset: -1,
-    errorMessage: null,
-  };
+class PartitionFinder {
+  #engine: Engine;
+  #counts = new Map<string, { partitions: number } | { error: unknown }>();
+
+  constructor(engine: Engine) {
+    this.#engine = engine;
+  }
+
+  /** The log, or the wire code and message of why there is none. */
+  find(topic: string, partition: number): PartitionLog | { code: number; message: string } {
+    let known = this.#counts.get(topic);
+    if (known === undefined) {
+      try {
+        known = { partitions: this.#engine.describeTopic(topic).partitions };
+      } catch (error) {
+        known = { error };
+      }
+      this.#counts.set(topic, known);
+    }
+    if ("error" in known) return errorToWire(known.error);
+    if (partition >= known.partitions) {
+      return {
+        code: WIRE_ERRORS.UNKNOWN_PARTITION,
+        message: `Topic '${topic}' has no partition ${partition} (it has ${known.partitions})`,
+      };
+    }
+    return this.#engine.partition(topic, partition);
+  }
+}
+
+type Appended = {
+  appends: Promise<AppendResult>[];
+  /** Why the batch after the last one in `appends` was refused, and where it was. */
+  refusal: { error: unknown; index: number; at: number } | undefined;
+};
+
+/**
+ * Starts the append of each batch in `records`, in order, until one is refused before being
+ * written (the engine validates each batch whole before it writes any of it).
+ */
+function appendAll(log: PartitionLog, records: Uint8Array): Appended {
+  const appends: Promise<AppendResult>[] = [];
+  let at = 0;
   try {
-    const log = plane.engine.partition(topic, partition);
-    const appends: Promise<{ baseOffset: number; logStartOffset: number }>[] = [];
-    for (let at = 0; at < records.length; ) {
+    if (records.length === 0) throw new SluiceError("INVALID_BATCH", "Produce without records");
+    while (at < records.length) {
       const size = batchSize(records, at);
       if (size === -1) {
         throw new SluiceError("INVALID_BATCH", `Records at byte ${at} are not a whole batch`);
       }
-      const append = log.appendChecked(records.subarray(at, at + size));
-      // If a later batch of this entry is refused, this one's outcome is never awaited: its
-      // failure must not escape as an unhandled rejection.
-      append.catch(() => {});
-      appends.push(append);
+      appends.push(log.appendChecked(records.subarray(at, at + size)));
       at += size;
     }
-    if (appends.length === 0) throw new SluiceError("INVALID_BATCH", "Produce without records");
-    const done = await Promise.all(appends);
-    if (acks === -1 && log.config.fsync !== "always") await log.flush();
-    result.baseOffset = done[0]!.baseOffset;
-    result.logStartOffset = done[0]!.logStartOffset;
   } catch (error) {
-    const { code, message } = errorToWire(error);
+    return { appends, refusal: { error, index: appends.length, at } };
+  }
+  return { appends, refusal: undefined };
+}
+
+/**
+ * Appends one partition's batches in order. A batch that fails validation stops the rest of
+ * that partition's batches; the batches before it stay appended, and the answer says so:
+ * base_offset is theirs, accepted_batches (version 2) their number, and the error is the
+ * refused batch's, naming its index and position.
+ */
+async function producePartition(
+  log: PartitionLog,
+  result: ProducePartitionResult,
+  records: Uint8Array,
+  acks: number,
+): Promise<ProducePartitionResult> {
+  const { appends, refusal } = appendAll(log, records);
+  // Settled in order: the accepted batches are those before the first that failed.
+  const settled = await Promise.allSettled(appends);
+  let failure: unknown = refusal?.error;
+  let accepted = 0;
+  for (const outcome of settled) {
+    if (outcome.status === "rejected") {
+      failure = outcome.reason;
+      break;
+    }
+    accepted++;
+  }
+  if (accepted > 0 && acks === -1 && log.config.fsync !== "always") {
+    try {
+      await log.flush();
+    } catch (error) {
+      // Written but not known durable: nothing is acknowledged as acks -1 asked.
+      failure = error;
+      accepted = 0;
+    }
+  }
+  result.acceptedBatches = accepted;
+  const first = settled[0];
+  if (accepted > 0 && first?.status === "fulfilled") {
+    result.baseOffset = first.value.baseOffset;
+    result.logStartOffset = first.value.logStartOffset;
+  }
+  if (failure !== undefined) {
+    const { code, message } = errorToWire(failure);
     result.errorCode = code;
-    result.errorMessage = message;
+    result.errorMessage =
+      refusal !== undefined && failure === refusal.error && refusal.index > 0
+        ? `batch ${refusal.index} at byte ${refusal.at}: ${message}; the ${accepted} batches ` +
+          "before it were appended"
+        : message;
   }
   return result;
 }
 
+function startProduce(
+  finder: PartitionFinder,
+  topic: string,
+  p: { partition: number; records: Uint8Array },
+  acks: number,
+): Promise<ProducePartitionResult> {
+  const result: ProducePartitionResult = {
+    partition: p.partition,
+    errorCode: 0,
+    baseOffset: -1,
+    logStartOffset: -1,
+    errorMessage: null,
+    acceptedBatches: 0,
+  };
+  const log = finder.find(topic, p.partition);
+  if (!(log instanceof PartitionLog)) {
+    result.errorCode = log.code;
+    result.errorMessage = log.message;
+    return Promise.resolve(result);
+  }
+  return producePartition(log, result, p.records, acks);
+}
+
 export function handleProduce(plane: DataPlane, request: RequestContext): Promise<HandlerResult> {
-  const produce = readProduceRequest(request.reader);
+  const produce = readProduceRequest(request.reader, plane.requestPartitionsMax);
+  const finder = new PartitionFinder(plane.engine);
   // Every append starts now, while the request bytes are valid; only the waiting is async.
   const topics = produce.topics.map(({ topic, partitions }) => {
     const results = Promise.all(
-      partitions.map((p) => producePartition(plane, topic, p.partition, p.records, produce.acks)),
+      partitions.map((p) => startProduce(finder, topic, p, produce.acks)),
     );
     // It rejects only on a broken invariant, which finishProduce awaits, perhaps after an
     // earlier topic's appends: marked handled now, so it is not reported as unhandled first.
     results.catch(() => {});
     return { topic, partitions: results };
   });
-  return finishProduce(plane, request.correlationId, produce, topics);
+  return finishProduce(plane, request, produce, topics);
 }
 
 async function finishProduce(
   plane: DataPlane,
-  correlationId: number,
+  request: RequestContext,
   produce: ProduceRequest,
   pending: { topic: string; partitions: Promise<ProducePartitionResult[]> }[],
 ): Promise<HandlerResult> {
@@ -114,8 +215,8 @@ async function finishProduce(
     }
     return null;
   }
-  const writer = startResponse(correlationId, 64 + topics.length * 64);
-  writeProduceResponse(writer, { topics });
+  const writer = startResponse(request.correlationId, 64 + topics.length * 64);
+  writeProduceResponse(writer, { topics }, request.apiVersion === 2 ? 2 : 1);
   return [finishFrame(writer)];
 }
 
@@ -127,8 +228,8 @@ function readAll(
   fetch: FetchRequest,
 ): { reads: PartitionRead[]; bytes: number; errors: boolean } {
   const reads: PartitionRead[] = [];
-  let budget = fetch.maxBytes;
-  let bytes = 0;
+  const finder = new PartitionFinder(plane.engine);
+  const budget = { left: fetch.maxBytes, taken: 0 };
   let errors = false;
   for (const { topic, partitions } of fetch.topics) {
     for (const p of partitions) {
@@ -138,43 +239,64 @@ function readAll(
         highWatermark: -1,
         logStartOffset: -1,
         records: [],
+        resumeOffset: -1,
       };
-      try {
-        const log = plane.engine.partition(topic, p.partition);
-        result.highWatermark = log.highWatermark;
-        result.logStartOffset = log.logStartOffset;
-        const limit = Math.max(1, Math.min(p.partitionMaxBytes, budget));
-        if (budget > 0 || bytes === 0) {
-          const read: ReadResult = log.read(p.fetchOffset, limit);
-          // Only the first non-empty partition may go past max_bytes (one whole batch).
-          if (bytes === 0 || read.sizeBytes <= budget) {
-            result.records = read.views;
-            bytes += read.sizeBytes;
-            budget -= read.sizeBytes;
-          }
-        }
-      } catch (error) {
-        const wire = errorToWire(error);
-        result.errorCode = wire.code;
-        errors = true;
-        if (wire.code === WIRE_ERRORS.UNKNOWN_SERVER_ERROR)
-          plane.log(`fetch ${topic}: ${String(error)}`);
-      }
+      const log = finder.find(topic, p.partition);
+      if (log instanceof PartitionLog) readPartition(plane, log, p, result, budget);
+      else result.errorCode = log.code;
+      if (result.errorCode !== 0) errors = true;
       reads.push({ topic, result });
     }
   }
-  return { reads, bytes, errors };
+  return { reads, bytes: budget.taken, errors };
 }
 
-function fetchResponse(correlationId: number, reads: PartitionRead[]): HandlerResult {
-  const frame = new ChunkedFrame(correlationId);
+/**
+ * One partition's part of a fetch, within what is left of max_bytes. A read that meets
+ * damaged data fails with CORRUPT_BATCH, and the engine names the offset where valid batches
+ * start again: version 2 hands it to the client as resume_offset.
+ */
+function readPartition(
+  plane: DataPlane,
+  log: PartitionLog,
+  p: FetchRequest["topics"][number]["partitions"][number],
+  result: FetchPartitionResult,
+  budget: { left: number; taken: number },
+): void {
+  try {
+    result.highWatermark = log.highWatermark;
+    result.logStartOffset = log.logStartOffset;
+    const limit = Math.max(1, Math.min(p.partitionMaxBytes, budget.left));
+    if (budget.left > 0 || budget.taken === 0) {
+      const read: ReadResult = log.read(p.fetchOffset, limit);
+      // Only the first non-empty partition may go past max_bytes (one whole batch).
+      if (budget.taken === 0 || read.sizeBytes <= budget.left) {
+        result.records = read.views;
+        budget.taken += read.sizeBytes;
+        budget.left -= read.sizeBytes;
+      }
+    }
+  } catch (error) {
+    const wire = errorToWire(error);
+    result.errorCode = wire.code;
+    const resumeAt = isSluiceError(error, "CORRUPT_BATCH")
+      ? error.details["nextValidOffset"]
+      : undefined;
+    if (typeof resumeAt === "number") result.resumeOffset = resumeAt;
+    if (wire.code === WIRE_ERRORS.UNKNOWN_SERVER_ERROR)
+      plane.log(`fetch ${log.name}: ${String(error)}`);
+  }
+}
+
+function fetchResponse(request: RequestContext, reads: PartitionRead[]): HandlerResult {
+  const frame = new ChunkedFrame(request.correlationId);
   const topics: { topic: string; partitions: FetchPartitionResult[] }[] = [];
   for (const { topic, result } of reads) {
     const last = topics.at(-1);
     if (last !== undefined && last.topic === topic) last.partitions.push(result);
     else topics.push({ topic, partitions: [result] });
   }
-  writeFetchResponse(frame, { topics });
+  writeFetchResponse(frame, { topics }, request.apiVersion === 2 ? 2 : 1);
   return frame.finish();
 }
 
@@ -182,7 +304,7 @@ export function handleFetch(
   plane: DataPlane,
   request: RequestContext,
 ): HandlerResult | Promise<HandlerResult> {
-  const fetch = readFetchRequest(request.reader);
+  const fetch = readFetchRequest(request.reader, plane.requestPartitionsMax);
   // max_bytes comes from the client: bounded here, so a read never allocates more than this.
   fetch.maxBytes = Math.min(fetch.maxBytes, plane.fetchBytesMax);
   for (const topic of fetch.topics) {
@@ -193,7 +315,7 @@ export function handleFetch(
   const first = readAll(plane, fetch);
   const waitMs = Math.min(fetch.maxWaitMs, plane.fetchWaitMsMax);
   if (first.bytes >= fetch.minBytes || first.errors || waitMs === 0) {
-    return fetchResponse(request.correlationId, first.reads);
+    return fetchResponse(request, first.reads);
   }
   return longPoll(plane, request, fetch, waitMs);
 }
@@ -223,7 +345,7 @@ function longPoll(
       plane.waitingFetches.delete(finish);
       if (failure !== undefined) return reject(failure);
       try {
-        resolve(fetchResponse(request.correlationId, readAll(plane, fetch).reads));
+        resolve(fetchResponse(request, readAll(plane, fetch).reads));
       } catch (error) {
         reject(error);
       }

@@ -4,50 +4,49 @@
 //                                                      │ completes, in any order
 //   socket ◄─write─ Outbox ◄─ slots released head-first ┘
 //
-// Bounds: at most `inFlightMax` requests are being served at once and at most
-// `outboxBytesMax` bytes of responses wait to be written; past either, the connection stops
-// reading (TCP backpressure reaches the client) until they fall again. A frame over the size
-// limit, or one that cannot be parsed far enough to answer, closes the connection with a
-// logged reason; every other bad request gets an error response and the connection goes on.
-// A broken invariant (InvariantError, a bug in sluice) is never answered: the host's `fatal`
-// stops the server, and the connection is closed if it ever returns.
+// Bounds: at most `inFlightMax` requests are being served at once; a request past that is
+// answered TOO_MANY_IN_FLIGHT (in its turn: answers keep request order), except a Produce with
+// acks 0, which has no answer to carry the refusal and waits instead, the connection unread,
+// until a request completes. At most ANSWERS_WAITING_FACTOR × inFlightMax requests wait for
+// their answers to be written and at most `outboxBytesMax` bytes of answers wait for the
+// socket; past either, the connection stops reading (TCP backpressure reaches the client) until
+// they fall again.
+//
+// Time: the idle timer counts from the last *complete* frame (trickling bytes does not reset
+// it), and once the handshake is done a frame whose size has arrived must arrive whole within
+// `frameReadTimeoutMs` (the clock stops while the server itself is not reading). Before the
+// handshake only the idle timer applies, so nothing closes a connection that has not sent its
+// handshake sooner than `idleTimeoutMs`.
+//
+// A frame over the size limit, one that cannot be parsed far enough to answer, or a timeout
+// closes the connection with a logged reason; every other bad request gets an error response
+// and the connection goes on. A broken invariant (InvariantError, a bug in sluice) is never
+// answered: the host's `fatal` stops the server, and the connection is closed if it ever
+// returns.
 
-import { API, errorResponse, readRequestHeader } from "../codec/frames.ts";
+import { API, apiVersionRange, errorResponse, readRequestHeader } from "../codec/frames.ts";
 import { errorToWire, ProtocolError, WIRE_ERRORS } from "../codec/errors.ts";
 import { FrameReader, FrameTooLargeError } from "../codec/frame_reader.ts";
 import { Outbox, type TransportSocket } from "../codec/outbox.ts";
 import { Reader } from "../codec/wire.ts";
-import { InvariantError } from "../../record/mod.ts";
+import { assert, InvariantError } from "../../record/mod.ts";
+import type { ServerLimits } from "./limits.ts";
 
-export type ServerLimits = {
-  frameBytesMax: number;
-  handshakeFrameBytesMax: number;
-  inFlightMax: number;
-  connectionsMax: number;
-  idleTimeoutMs: number;
-  requestTimeoutMs: number;
-  outboxBytesMax: number;
-  fetchWaitMsMax: number;
-  fetchBytesMax: number;
-};
+export { SERVER_LIMITS_DEFAULT, type ServerLimits } from "./limits.ts";
 
-export const SERVER_LIMITS_DEFAULT: Readonly<ServerLimits> = Object.freeze({
-  frameBytesMax: 64 * 1024 * 1024,
-  handshakeFrameBytesMax: 64 * 1024,
-  inFlightMax: 1024,
-  connectionsMax: 10_000,
-  idleTimeoutMs: 600_000,
-  requestTimeoutMs: 30_000,
-  outboxBytesMax: 64 * 1024 * 1024,
-  fetchWaitMsMax: 60_000,
-  fetchBytesMax: 64 * 1024 * 1024,
-});
+/**
+ * Requests waiting for their answers to be written, served or refused, may be this many
+ * times inFlightMax before the connection stops reading: refusals past inFlightMax are
+ * answered in order, behind the answers before them, and must not pile up without bound.
+ */
+export const ANSWERS_WAITING_FACTOR = 2;
 
 /** A request's outcome: response chunks, or null for a request answered by silence (acks 0). */
 export type HandlerResult = Uint8Array[] | null;
 
 export type RequestContext = {
   apiKey: number;
+  apiVersion: number;
   correlationId: number;
   reader: Reader;
   connection: ServerConnection;
@@ -59,6 +58,8 @@ export type ServerConnectionHost = {
   log(message: string): void;
   /** A request failed with a broken invariant: stop serving (by default, the process). */
   fatal(error: InvariantError): void;
+  /** A request was refused on arrival (handshake, in-flight limit, API or version). */
+  refused(wireCode: number): void;
   now(): number;
 };
 
@@ -68,6 +69,8 @@ type Slot = {
   startedMs: number;
   result: HandlerResult | undefined;
   done: boolean;
+  /** Counted in inFlight while it is served; false for a request refused on arrival. */
+  served: boolean;
 };
 
 export class ServerConnection {
@@ -90,7 +93,10 @@ export class ServerConnection {
   #closeAfterFlush = false;
   closed = false;
   handshaken = false;
-  lastActivityMs: number;
+  /** When the last complete frame arrived (or the connection opened): the idle timer. */
+  lastFrameMs: number;
+  /** When the frame being read now had its size arrive; undefined between frames. */
+  #frameStartedMs: number | undefined;
   bytesIn = 0;
 
   constructor(socket: TransportSocket, host: ServerConnectionHost) {
@@ -98,7 +104,7 @@ export class ServerConnection {
     this.#host = host;
     this.#frames = new FrameReader(host.limits.handshakeFrameBytesMax, { assembly: "pooled" });
     this.#outbox = new Outbox(socket);
-    this.lastActivityMs = host.now();
+    this.lastFrameMs = host.now();
   }
 
   get bytesOut(): number {
@@ -126,7 +132,6 @@ export class ServerConnection {
 
   data(bytes: Uint8Array): void {
     if (this.closed) return;
-    this.lastActivityMs = this.#host.now();
     this.bytesIn += bytes.length;
     try {
       this.#frames.push(bytes, this.#onFrame);
@@ -135,14 +140,69 @@ export class ServerConnection {
       this.#abort(
         `frame of ${error.sizeBytes} bytes exceeds the limit of ${error.limitBytes} bytes`,
       );
+      return;
     }
+    // A frame that began in this chunk starts its read deadline now; one that completed in it
+    // cleared the previous deadline in #onFrame.
+    if (this.#frames.readingFrame) this.#frameStartedMs ??= this.#host.now();
   }
 
   /** A frame's view is valid only during this call (pooled assembly): a held frame is copied. */
   #onFrame = (payload: Uint8Array): void => {
-    if (this.#paused || this.#backlog.length > 0) this.#backlog.push(payload.slice());
-    else this.#frame(payload);
+    this.lastFrameMs = this.#host.now();
+    this.#frameStartedMs = undefined;
+    if (this.#paused || this.#backlog.length > 0 || this.#mustWait(payload)) {
+      this.#backlog.push(payload.slice());
+      this.#updateFlow();
+    } else {
+      this.#frame(payload);
+    }
   };
+
+  /**
+   * A Produce with acks 0 that arrives with inFlightMax requests being served: it cannot be
+   * refused (nothing answers it), so it waits, and the connection is not read meanwhile.
+   */
+  #mustWait(payload: Uint8Array): boolean {
+    if (this.#inFlight < this.#host.limits.inFlightMax) return false;
+    if (!this.handshaken || payload.length < 9) return false;
+    const view = new DataView(payload.buffer, payload.byteOffset, payload.byteLength);
+    // request = api_key:u16 api_version:u16 correlation_id:u32, then Produce's acks:i8.
+    const produce = view.getUint16(0) === API.Produce;
+    return (
+      produce &&
+      (apiVersionRange(API.Produce)?.max ?? 0) >= view.getUint16(2) &&
+      view.getInt8(8) === 0
+    );
+  }
+
+  /**
+   * Why the connection should be closed now, or undefined: idle since its last complete frame
+   * for idleTimeoutMs with nothing in flight, or (after the handshake) a frame begun more than
+   * frameReadTimeoutMs ago and not yet whole. The server's sweep calls this.
+   */
+  timedOut(nowMs: number): string | undefined {
+    const { idleTimeoutMs, frameReadTimeoutMs } = this.#host.limits;
+    if (nowMs - this.lastFrameMs > idleTimeoutMs && this.#inFlight === 0) {
+      const idleMs = nowMs - this.lastFrameMs;
+      return `idle: no complete frame for ${idleMs} ms (idleTimeoutMs ${idleTimeoutMs})`;
+    }
+    const startedMs = this.#frameStartedMs;
+    // While the server itself is not reading, the rest of a frame cannot arrive: no deadline.
+    if (startedMs === undefined || !this.handshaken || this.#paused) return undefined;
+    if (nowMs - startedMs > frameReadTimeoutMs) {
+      return (
+        `a frame begun ${nowMs - startedMs} ms ago has ${this.#frames.bufferedBytes} bytes ` +
+        `(frameReadTimeoutMs ${frameReadTimeoutMs})`
+      );
+    }
+    return undefined;
+  }
+
+  /** Closes the connection at once, saying why in the log. */
+  close(reason: string): void {
+    this.#abort(reason);
+  }
 
   drain(): void {
     this.#outbox.flush();
@@ -197,16 +257,20 @@ export class ServerConnection {
       startedMs: this.#host.now(),
       result: undefined,
       done: false,
+      served: false,
     };
     this.#slots.push(slot);
-    this.#inFlight++;
     const refusal = this.#refusal(header);
     if (refusal !== undefined) {
+      this.#host.refused(refusal.wireCode);
       this.#complete(slot, [
         errorResponse(header.correlationId, refusal.wireCode, refusal.message),
       ]);
       return;
     }
+    slot.served = true;
+    this.#inFlight++;
+    assert(this.#inFlight <= this.#host.limits.inFlightMax, "inFlight stays within inFlightMax");
     this.#run(slot, { ...header, reader, connection: this });
     this.#updateFlow();
   }
@@ -216,19 +280,22 @@ export class ServerConnection {
       this.#closeAfterFlush = true;
       return new ProtocolError("HANDSHAKE_REQUIRED", "the first request must be Handshake");
     }
-    if (this.#inFlight > this.#host.limits.inFlightMax) {
+    const { inFlightMax } = this.#host.limits;
+    if (this.#inFlight >= inFlightMax) {
       return new ProtocolError(
         "TOO_MANY_IN_FLIGHT",
-        `more than ${this.#host.limits.inFlightMax} requests in flight`,
+        `${inFlightMax} requests are in flight already (inFlightMax ${inFlightMax})`,
       );
     }
-    if (!Object.values(API).includes(header.apiKey as never)) {
+    const versions = apiVersionRange(header.apiKey);
+    if (versions === undefined) {
       return new ProtocolError("UNKNOWN_API", `api_key ${header.apiKey} is not known`);
     }
-    if (header.apiVersion !== 1) {
+    if (header.apiVersion < versions.min || header.apiVersion > versions.max) {
       return new ProtocolError(
         "UNSUPPORTED_VERSION",
-        `api_key ${header.apiKey} supports version 1, not ${header.apiVersion}`,
+        `api_key ${header.apiKey} supports versions ${versions.min} to ${versions.max}, ` +
+          `not ${header.apiVersion}`,
       );
     }
     return undefined;
@@ -275,7 +342,7 @@ export class ServerConnection {
     if (slot.done || this.closed) return;
     slot.done = true;
     slot.result = result;
-    this.#inFlight--;
+    if (slot.served) this.#inFlight--;
     this.#release();
   }
 
@@ -298,20 +365,32 @@ export class ServerConnection {
   /** Serves frames held while paused, stopping again as soon as the connection is busy. */
   #serveBacklog(): void {
     while (this.#backlog.length > 0 && !this.#paused && !this.closed) {
+      if (this.#mustWait(this.#backlog[0]!)) {
+        this.#updateFlow();
+        return;
+      }
       this.#frame(this.#backlog.shift()!);
     }
   }
 
-  /** Pauses reading while too much is in flight or waiting to be written; resumes after. */
+  /**
+   * Pauses reading while too many answers wait, too many answer bytes wait for the socket, or
+   * an acks-0 Produce waits for a request to complete; resumes after.
+   */
   #updateFlow(): void {
     const limits = this.#host.limits;
+    const head = this.#backlog[0];
     const busy =
-      this.#inFlight >= limits.inFlightMax || this.#outbox.queuedBytes > limits.outboxBytesMax;
+      this.#slots.length >= ANSWERS_WAITING_FACTOR * limits.inFlightMax ||
+      this.#outbox.queuedBytes > limits.outboxBytesMax ||
+      (head !== undefined && this.#mustWait(head));
     if (busy && !this.#paused) {
       this.#paused = true;
       this.socket.pause();
     } else if (!busy && this.#paused) {
       this.#paused = false;
+      // The read deadline of a frame the pause cut off starts again with reading.
+      if (this.#frameStartedMs !== undefined) this.#frameStartedMs = this.#host.now();
       if (this.#backlog.length > 0) queueMicrotask(() => this.#serveBacklog());
       this.socket.resume();
     }

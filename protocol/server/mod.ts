@@ -2,7 +2,12 @@
 // the engine, through engine/mod.ts only. `SluiceServer.start({ dataDir, host, port, limits })`
 // opens an engine and listens; `close()` shuts down cleanly.
 
-export { SERVER_LIMITS_DEFAULT, type ServerLimits } from "./connection.ts";
+export {
+  resolveServerLimits,
+  SERVER_LIMITS_DEFAULT,
+  SERVER_LIMITS_RANGE,
+  type ServerLimits,
+} from "./limits.ts";
 export {
   EXIT_CODE_INVARIANT,
   type ServerOptions,

@@ -8,14 +8,14 @@ import { InvariantError } from "../../record/mod.ts";
 import { writeHandshakeResponse, readHandshakeRequest } from "../codec/handshake.ts";
 import { API, API_VERSIONS, finishFrame, startResponse } from "../codec/frames.ts";
 import type { TransportSocket } from "../codec/outbox.ts";
+import { type ControlBodyCaps, checkMsgpackBody, controlBodyLimits } from "../codec/control.ts";
 import {
   ServerConnection,
   type ServerConnectionHost,
   type HandlerResult,
   type RequestContext,
-  SERVER_LIMITS_DEFAULT,
-  type ServerLimits,
 } from "./connection.ts";
+import { resolveServerLimits, type ServerLimits } from "./limits.ts";
 import * as control from "./_control.ts";
 import { type DataPlane, handleFetch, handleProduce } from "./_data.ts";
 import { listen, type TransportKind, type TransportServer } from "./_transport.ts";
@@ -71,15 +71,23 @@ export class SluiceServer {
   #startedMs = Date.now();
   #sweep: ReturnType<typeof setInterval> | undefined;
   #requests = new Map<number, number>();
+  /** Requests refused on arrival (no handshake, past inFlightMax, unknown API or version). */
+  #refused = 0;
   #closedBytes = { in: 0, out: 0 };
   #data: DataPlane;
   #control: control.ControlPlane;
   #handlers: Map<number, (request: RequestContext) => HandlerResult | Promise<HandlerResult>>;
+  #bodyCaps: ControlBodyCaps;
 
   private constructor(engine: Engine, ownsEngine: boolean, options: ServerOptions) {
     this.engine = engine;
     this.#ownsEngine = ownsEngine;
-    this.limits = { ...SERVER_LIMITS_DEFAULT, ...options.limits };
+    this.limits = resolveServerLimits(options.limits);
+    this.#bodyCaps = {
+      bytesMax: this.limits.controlBodyBytesMax,
+      depthMax: this.limits.controlBodyDepthMax,
+      entriesMax: this.limits.controlBodyEntriesMax,
+    };
     this.host = options.host ?? "127.0.0.1";
     this.#log = options.log ?? ((message) => console.error(`sluice: ${message}`));
     this.#onFatal = options.onFatal ?? stopOnInvariant;
@@ -103,6 +111,7 @@ export class SluiceServer {
       engine,
       fetchWaitMsMax: this.limits.fetchWaitMsMax,
       fetchBytesMax: this.limits.fetchBytesMax,
+      requestPartitionsMax: this.limits.requestPartitionsMax,
       waitingFetches: new Set(),
       log: this.#log,
     };
@@ -112,12 +121,15 @@ export class SluiceServer {
       host: this.host,
       port: () => this.port,
       stats: () => this.stats(),
+      adminTail: Promise.resolve(),
     };
     this.#handlers = this.#handlerTable();
   }
 
   /** Opens the engine (if given a directory), listens, and resolves once it accepts clients. */
   static async start(options: ServerOptions): Promise<SluiceServer> {
+    // Checked before anything is opened: a bad limit must not leave an engine open.
+    resolveServerLimits(options.limits);
     const engine =
       options.engine ??
       (await Engine.open(options.dataDir ?? join(process.cwd(), "data"), options.engineOptions));
@@ -152,6 +164,9 @@ export class SluiceServer {
       dispatch: (request) => this.#dispatch(request),
       log: this.#log,
       fatal: this.#onFatal,
+      refused: () => {
+        this.#refused++;
+      },
       now: Date.now,
     };
   }
@@ -168,8 +183,8 @@ export class SluiceServer {
         this.#connections.set(socket, new ServerConnection(socket, host));
       },
       data: (socket: TransportSocket, bytes: Uint8Array) =>
-        this.#connections.get(socket)?.data(bytes),
-      drain: (socket: TransportSocket) => this.#connections.get(socket)?.drain(),
+        this.#guarded(socket, (connection) => connection.data(bytes)),
+      drain: (socket: TransportSocket) => this.#guarded(socket, (connection) => connection.drain()),
       close: (socket: TransportSocket) => {
         const connection = this.#connections.get(socket);
         if (connection === undefined) return;
@@ -179,6 +194,29 @@ export class SluiceServer {
         this.#connections.delete(socket);
       },
     };
+  }
+
+  /**
+   * Runs a connection's socket event. Nothing may escape it: Bun hands an exception thrown
+   * here to the socket's error handler (the connection would be forgotten, its socket left
+   * open and unread) and node:net makes it an uncaught exception (the process ends). A broken
+   * invariant goes to onFatal; any other exception is a bug in the connection code too, but
+   * one confined to that connection: it is logged as an internal error and the connection
+   * closed, and every other client goes on.
+   */
+  #guarded(socket: TransportSocket, event: (connection: ServerConnection) => void): void {
+    const connection = this.#connections.get(socket);
+    if (connection === undefined) return;
+    try {
+      event(connection);
+    } catch (error) {
+      if (error instanceof InvariantError) this.#onFatal(error);
+      else {
+        const detail = error instanceof Error ? (error.stack ?? error.message) : String(error);
+        this.#log(`internal error on a connection from ${socket.remoteAddress}: ${detail}`);
+      }
+      connection.close("after an internal error");
+    }
   }
 
   #handlerTable() {
@@ -204,6 +242,12 @@ export class SluiceServer {
     this.#requests.set(request.apiKey, (this.#requests.get(request.apiKey) ?? 0) + 1);
     const handler = this.#handlers.get(request.apiKey);
     if (handler === undefined) return control.unknownApi(request.apiKey);
+    // A control-plane body is checked against its API's limits before anything decodes it,
+    // so that no body can hold the event loop (and every other client) for long.
+    const bodyLimits = controlBodyLimits(request.apiKey, this.#bodyCaps);
+    if (bodyLimits !== undefined) {
+      checkMsgpackBody(request.reader, bodyLimits, `request body of api ${request.apiKey}`);
+    }
     return handler(request);
   }
 
@@ -233,13 +277,9 @@ export class SluiceServer {
   #sweepTimeouts(): void {
     const now = Date.now();
     for (const connection of this.#connections.values()) {
-      if (
-        now - connection.lastActivityMs > this.limits.idleTimeoutMs &&
-        connection.inFlight === 0
-      ) {
-        this.#log(`closing idle connection from ${connection.socket.remoteAddress}`);
-        connection.closed = true;
-        connection.socket.destroy();
+      const timedOut = connection.timedOut(now);
+      if (timedOut !== undefined) {
+        connection.close(timedOut);
         continue;
       }
       connection.expireRequests(now);
@@ -272,6 +312,7 @@ export class SluiceServer {
       requests: Object.fromEntries(
         [...this.#requests].map(([apiKey, count]) => [String(apiKey), count]),
       ),
+      refusedRequests: this.#refused,
     };
   }
 
@@ -290,6 +331,10 @@ export class SluiceServer {
     this.#transport?.stop();
     this.#connections.clear();
     if (this.#ownsEngine) await this.engine.close();
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close();
   }
 
   /** Resolves when every connection has closed, or after `waitMs`. */

@@ -157,4 +157,26 @@ describe("end to end: admin", () => {
       assert.deepEqual(left.members, []);
       assert.equal(left.offsets.length, 2);
     }));
+
+  test("a commit of 10,000 offsets goes as requests within the server's body limits", () =>
+    withAdmin(async (admin) => {
+      await admin.createTopics([{ name: "wide", partitions: 100 }]);
+      // 10,000 entries, 50,000 msgpack entries as one body: past the 32,768 a server decodes.
+      const offsets = Array.from({ length: 10_000 }, (_, i) => ({
+        topic: "wide",
+        partition: i % 100,
+        offset: i,
+      }));
+      await admin.commitOffsets("wide-readers", offsets);
+      const fetched = await admin.fetchOffsets("wide-readers", [
+        { topic: "wide", partitions: [0, 99] },
+      ]);
+      assert.deepEqual(
+        fetched.map((o) => [o.partition, o.offset]),
+        [
+          [0, 9_900],
+          [99, 9_999],
+        ],
+      );
+    }));
 });

@@ -223,6 +223,73 @@ describe("golden bytes", () => {
     assert.equal(decoded.topics[0]!.partitions[0]!.highWatermark, 6);
   });
 
+  test("Produce v2 response: v1 followed by accepted_batches per partition", () => {
+    const response = {
+      topics: [
+        {
+          topic: "t",
+          partitions: [
+            {
+              partition: 0,
+              errorCode: 21,
+              baseOffset: 7,
+              logStartOffset: 0,
+              errorMessage: null,
+              acceptedBatches: 2,
+            },
+          ],
+        },
+      ],
+    };
+    const v1 = bodyOf((w) => writeProduceResponse(w, response));
+    const v2 = bodyOf((w) => writeProduceResponse(w, response, 2));
+    // topics: 1, "t", partitions: 1, then partition 0, CORRUPT_BATCH, base_offset 7,
+    // log_start_offset 0, error_message null; version 2 adds accepted_batches 2.
+    const v1Hex = "0001000174000100000000001500000000000000070000000000000000ffff";
+    assert.equal(hex(v1), v1Hex);
+    assert.equal(hex(v2), `${v1Hex}00000002`);
+    assert.deepEqual(readProduceResponse(new Reader(v2), 2), response);
+    const { acceptedBatches: _, ...v1Fields } = response.topics[0]!.partitions[0]!;
+    assert.deepEqual(readProduceResponse(new Reader(v1)).topics[0]!.partitions[0], v1Fields);
+  });
+
+  test("Fetch v2 response: resume_offset before the records", () => {
+    const records = fromHex("0102");
+    const result = {
+      partition: 1,
+      errorCode: 21,
+      highWatermark: 9,
+      logStartOffset: 0,
+      resumeOffset: 5,
+      records: [records],
+    };
+    const frame = new ChunkedFrame(3);
+    writeFetchResponse(frame, { topics: [{ topic: "t", partitions: [result] }] }, 2);
+    const chunks = frame.finish();
+    const whole = new Uint8Array(chunks.reduce((n, c) => n + c.length, 0));
+    let at = 0;
+    for (const chunk of chunks) {
+      whole.set(chunk, at);
+      at += chunk.length;
+    }
+    assert.equal(
+      hex(whole.subarray(10)),
+      "0001" +
+        "000174" +
+        "0001" +
+        "00000001" +
+        "0015" +
+        "0000000000000009" +
+        "0000000000000000" +
+        "0000000000000005" +
+        "00000002" +
+        "0102",
+    );
+    const decoded = readFetchResponse(whole.subarray(10), 2).topics[0]!.partitions[0]!;
+    assert.equal(decoded.resumeOffset, 5);
+    assert.deepEqual([...decoded.records[0]!], [1, 2]);
+  });
+
   test("msgpack bodies are plain maps", () => {
     const body = bodyOf((w) => writeMsgpack(w, { topics: ["a"] }));
     // msgpackr writes every map as a map16 (0xde): valid MessagePack, and any reader takes it.
