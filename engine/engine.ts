@@ -74,6 +74,7 @@ export class Engine {
   #topics = new Map<string, Topic>();
   /** Topics being created now, with their partition counts (a create yields while it works). */
   #creating = new Map<string, number>();
+  #adminTail: Promise<unknown> = Promise.resolve();
   #retentionTimer: ReturnType<typeof setInterval> | undefined;
   #closed = false;
   #producerIds = { next: 0, reservedEnd: 0 };
@@ -218,9 +219,27 @@ export class Engine {
     if (this.#closed) throw new SluiceError("LOG_CLOSED", `Engine ${this.dataDir} is closed`);
   }
 
-  async createTopic(
+  createTopic(
     name: string,
     options: { partitions?: number; config?: Partial<LogConfig> } = {},
+  ): Promise<TopicInfo> {
+    return this.#oneAtATime(() => this.#createTopic(name, options));
+  }
+
+  /**
+   * Runs topic creates and deletes one at a time, in call order. A create yields while it opens
+   * partitions; a delete of the same name in that time (or a create during a delete) would
+   * rename away the other's directories.
+   */
+  #oneAtATime<T>(work: () => Promise<T>): Promise<T> {
+    const run = this.#adminTail.then(work, work);
+    this.#adminTail = run.catch(() => {});
+    return run;
+  }
+
+  async #createTopic(
+    name: string,
+    options: { partitions?: number; config?: Partial<LogConfig> },
   ): Promise<TopicInfo> {
     this.#checkOpen();
     validateTopicName(name);
@@ -310,7 +329,11 @@ export class Engine {
   }
 
   /** Deletes a topic, its committed offsets, and the queues that read it. */
-  async deleteTopic(name: string): Promise<void> {
+  deleteTopic(name: string): Promise<void> {
+    return this.#oneAtATime(() => this.#deleteTopic(name));
+  }
+
+  async #deleteTopic(name: string): Promise<void> {
     this.#checkOpen();
     this.#topic(name);
     await this.#queues.deleteForTopic(name);

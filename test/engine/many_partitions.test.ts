@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import fs from "node:fs";
 import { join } from "node:path";
 import { describe, test } from "node:test";
-import { Engine, isSluiceError } from "../../engine/mod.ts";
+import { Engine, encodeRecordBatch, isSluiceError } from "../../engine/mod.ts";
 import { tempDir } from "../helpers.ts";
 import { FaultyIO } from "./partition_log_helpers.ts";
 
@@ -98,6 +98,23 @@ describe("many partitions", () => {
     assert.equal(io.syncCount, 0, "and nothing was fsynced");
     for (let partition = 0; partition < 20; partition++) {
       assert.ok(fs.existsSync(join(dir.path, `idle-${partition}`, ".clean-shutdown")));
+    }
+  });
+
+  test("creates and deletes of one name, interleaved, run in call order", async () => {
+    using dir = tempDir();
+    const engine = await Engine.open(dir.path, quiet);
+    try {
+      const batch = encodeRecordBatch([{ value: new TextEncoder().encode("v") }]);
+      const first = engine.createTopic("x", { partitions: 200 });
+      const removed = engine.deleteTopic("x");
+      const second = engine.createTopic("x", { partitions: 2 });
+      await Promise.all([first, removed, second]);
+      assert.equal(engine.describeTopic("x").partitions, 2);
+      assert.deepEqual(partitionDirectories(dir.path, "x").sort(), ["x-0", "x-1"]);
+      assert.equal((await engine.append("x", 1, batch)).baseOffset, 0);
+    } finally {
+      await engine.close();
     }
   });
 });
