@@ -30,6 +30,7 @@ import { FrameReader, FrameTooLargeError } from "../codec/frame_reader.ts";
 import { Outbox, type TransportSocket } from "../codec/outbox.ts";
 import { Reader } from "../codec/wire.ts";
 import { assert, InvariantError } from "../../record/mod.ts";
+import type { BufferBudget } from "./_budget.ts";
 import type { ServerLimits } from "./limits.ts";
 
 export { SERVER_LIMITS_DEFAULT, type ServerLimits } from "./limits.ts";
@@ -54,6 +55,8 @@ export type RequestContext = {
 
 export type ServerConnectionHost = {
   limits: ServerLimits;
+  /** The broker-wide budget of answer bytes waiting for sockets (connectionBuffersBytesMax). */
+  budget: BufferBudget;
   dispatch(request: RequestContext): HandlerResult | Promise<HandlerResult>;
   log(message: string): void;
   /** A request failed with a broken invariant: stop serving (by default, the process). */
@@ -81,6 +84,8 @@ export class ServerConnection {
   #slots: Slot[] = [];
   #inFlight = 0;
   #paused = false;
+  /** Answer bytes last reported to the broker-wide budget. */
+  #reportedBytes = 0;
   /**
    * Frames that arrived while the connection was paused (those already in the socket chunk
    * being read when the pause began), copied, to be served in order once it resumes. Without
@@ -151,7 +156,8 @@ export class ServerConnection {
   #onFrame = (payload: Uint8Array): void => {
     this.lastFrameMs = this.#host.now();
     this.#frameStartedMs = undefined;
-    if (this.#paused || this.#backlog.length > 0 || this.#mustWait(payload)) {
+    const waits = this.#paused || this.#backlog.length > 0 || this.#overBudget();
+    if (waits || this.#mustWait(payload)) {
       this.#backlog.push(payload.slice());
       this.#updateFlow();
     } else {
@@ -206,6 +212,7 @@ export class ServerConnection {
 
   drain(): void {
     this.#outbox.flush();
+    this.#reportQueued();
     if (this.#endOnDrain && this.#outbox.idle) {
       this.#endOnDrain = false;
       this.socket.end();
@@ -217,6 +224,9 @@ export class ServerConnection {
   /** The socket closed (by either side): forget everything pending. */
   closedBySocket(): void {
     this.closed = true;
+    this.#host.budget.forget(this.#onBudget);
+    this.#host.budget.adjust(-this.#reportedBytes);
+    this.#reportedBytes = 0;
     this.#slots = [];
     for (const listener of [...this.#closeListeners]) listener();
     this.#closeListeners.clear();
@@ -354,6 +364,7 @@ export class ServerConnection {
       if (result !== null && result !== undefined) this.#outbox.enqueue(result);
       released++;
     }
+    if (released > 0) this.#reportQueued();
     if (released > 0) this.#slots.splice(0, released);
     if (this.#closeAfterFlush && this.#slots.length === 0) {
       this.#endWhenWritten();
@@ -377,13 +388,39 @@ export class ServerConnection {
    * Pauses reading while too many answers wait, too many answer bytes wait for the socket, or
    * an acks-0 Produce waits for a request to complete; resumes after.
    */
+  /** Tells the broker-wide budget how many answer bytes this connection has waiting. */
+  #reportQueued(): void {
+    if (this.closed) return;
+    const queued = this.#outbox.queuedBytes;
+    const delta = queued - this.#reportedBytes;
+    this.#reportedBytes = queued;
+    if (delta !== 0) this.#host.budget.adjust(delta);
+  }
+
+  /**
+   * While the broker-wide budget is exhausted, a connection that still has answers waiting for
+   * its socket (a slow reader, the kind that fills the budget) reads no new request. One whose
+   * answers have all gone out keeps being served: a closed slow client whose socket the server
+   * no longer reads cannot block every other connection.
+   */
+  #overBudget(): boolean {
+    return this.#host.budget.exhausted && this.#outbox.queuedBytes > 0;
+  }
+
+  #onBudget = (): void => {
+    if (!this.closed) this.#updateFlow();
+  };
+
   #updateFlow(): void {
     const limits = this.#host.limits;
     const head = this.#backlog[0];
+    const overBudget = this.#overBudget();
     const busy =
       this.#slots.length >= ANSWERS_WAITING_FACTOR * limits.inFlightMax ||
       this.#outbox.queuedBytes > limits.outboxBytesMax ||
+      overBudget ||
       (head !== undefined && this.#mustWait(head));
+    if (overBudget) this.#host.budget.wait(this.#onBudget);
     if (busy && !this.#paused) {
       this.#paused = true;
       this.socket.pause();

@@ -19,6 +19,8 @@ export type ServerLimits = {
   frameReadTimeoutMs: number;
   requestTimeoutMs: number;
   outboxBytesMax: number;
+  /** Answer bytes waiting for sockets over all connections; past it, every connection waits. */
+  connectionBuffersBytesMax: number;
   fetchWaitMsMax: number;
   fetchBytesMax: number;
   /** Partition entries (summed over topics) in one Produce or Fetch request. */
@@ -44,6 +46,7 @@ export const SERVER_LIMITS_DEFAULT: Readonly<ServerLimits> = Object.freeze({
   frameReadTimeoutMs: 30_000,
   requestTimeoutMs: 30_000,
   outboxBytesMax: 64 * MIB,
+  connectionBuffersBytesMax: 1024 * MIB,
   fetchWaitMsMax: 60_000,
   fetchBytesMax: 64 * MIB,
   requestPartitionsMax: 65_536,
@@ -64,6 +67,7 @@ export const SERVER_LIMITS_RANGE: Readonly<Record<keyof ServerLimits, readonly [
     frameReadTimeoutMs: [1, Number.MAX_SAFE_INTEGER],
     requestTimeoutMs: [1, Number.MAX_SAFE_INTEGER],
     outboxBytesMax: [1, Number.MAX_SAFE_INTEGER],
+    connectionBuffersBytesMax: [1, Number.MAX_SAFE_INTEGER],
     fetchWaitMsMax: [0, TIMER_MS_MAX],
     fetchBytesMax: [1, U32_MAX],
     // A request holds at most 65,535 topics of 65,535 partitions each.

@@ -15,6 +15,7 @@ import {
   type HandlerResult,
   type RequestContext,
 } from "./connection.ts";
+import { BufferBudget } from "./_budget.ts";
 import { resolveServerLimits, type ServerLimits } from "./limits.ts";
 import * as control from "./_control.ts";
 import { type DataPlane, handleFetch, handleProduce } from "./_data.ts";
@@ -65,6 +66,7 @@ export class SluiceServer {
   #ownsEngine: boolean;
   #transport: TransportServer | undefined;
   #connections = new Map<TransportSocket, ServerConnection>();
+  #budget: BufferBudget;
   #groups: GroupCoordinator;
   #log: (message: string) => void;
   #onFatal: (error: InvariantError) => void;
@@ -83,6 +85,7 @@ export class SluiceServer {
     this.engine = engine;
     this.#ownsEngine = ownsEngine;
     this.limits = resolveServerLimits(options.limits);
+    this.#budget = new BufferBudget(this.limits.connectionBuffersBytesMax);
     this.#bodyCaps = {
       bytesMax: this.limits.controlBodyBytesMax,
       depthMax: this.limits.controlBodyDepthMax,
@@ -161,6 +164,7 @@ export class SluiceServer {
   #connectionHost(): ServerConnectionHost {
     return {
       limits: this.limits,
+      budget: this.#budget,
       dispatch: (request) => this.#dispatch(request),
       log: this.#log,
       fatal: this.#onFatal,

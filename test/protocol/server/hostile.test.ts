@@ -222,4 +222,58 @@ describe("server backpressure", () => {
       { outboxBytesMax },
     );
   });
+
+  test("many slow consumers together stay within connectionBuffersBytesMax", async () => {
+    const connectionBuffersBytesMax = 1024 * 1024;
+    await withServer(
+      async (server) => {
+        await server.engine.createTopic("big", { config: { fsync: "never" } });
+        const value = new Uint8Array(64 * 1024).fill(1);
+        for (let i = 0; i < 64; i++) {
+          await server.engine.append("big", 0, encodeRecordBatch([{ value }], { timestamp: 1 }));
+        }
+        const fetch = (client: RawClient) =>
+          client.request(API.Fetch, (w) =>
+            writeFetchRequest(w, {
+              maxWaitMs: 0,
+              minBytes: 0,
+              maxBytes: 1024 * 1024,
+              topics: [
+                {
+                  topic: "big",
+                  partitions: [{ partition: 0, fetchOffset: 0, partitionMaxBytes: 1024 * 1024 }],
+                },
+              ],
+            }),
+          );
+        // Each slow client would stay under its own outboxBytesMax; together they pass the budget.
+        const slow: RawClient[] = [];
+        for (let i = 0; i < 6; i++) {
+          const client = await RawClient.connect(server.port);
+          await client.handshake();
+          slow.push(client);
+        }
+        for (const client of slow) {
+          client.socket.pause();
+          // More than the kernel's socket buffers take: the rest waits in the server.
+          for (let request = 0; request < 24; request++) fetch(client);
+        }
+        // Once the answers waiting pass the budget, the slow connections' later requests are
+        // held, not served.
+        await waitFor(() => server.stats()["pausedConnections"] === 6, "the slow ones held");
+        const queued = server.stats()["queuedResponseBytes"] as number;
+        // At most the budget plus the answer in progress on each connection (1 MiB here).
+        const bound = connectionBuffersBytesMax + 6 * (1024 * 1024 + 4096);
+        assert.ok(queued <= bound, `queued ${queued} of at most ${bound}`);
+        assert.ok(queued < 6 * 24 * 1024 * 1024, "far less than the answers asked for");
+        // A connection with nothing waiting is still served.
+        const fresh = await RawClient.connect(server.port);
+        await fresh.handshake();
+        assert.equal((await fresh.response(fetch(fresh))).errorCode, 0);
+        fresh.close();
+        for (const client of slow) client.close();
+      },
+      { outboxBytesMax: 64 * 1024 * 1024, connectionBuffersBytesMax },
+    );
+  });
 });
