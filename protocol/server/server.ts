@@ -18,6 +18,7 @@ import {
 } from "./connection.ts";
 import * as control from "./_control.ts";
 import { type DataPlane, handleFetch, handleProduce } from "./_data.ts";
+import { newQueuePlane, type QueuePlane, queueHandlers } from "./_queue.ts";
 import { listen, type TransportKind, type TransportServer } from "./_transport.ts";
 
 export type ServerOptions = {
@@ -74,6 +75,7 @@ export class SluiceServer {
   #closedBytes = { in: 0, out: 0 };
   #data: DataPlane;
   #control: control.ControlPlane;
+  #queues: QueuePlane;
   #handlers: Map<number, (request: RequestContext) => HandlerResult | Promise<HandlerResult>>;
 
   private constructor(engine: Engine, ownsEngine: boolean, options: ServerOptions) {
@@ -113,6 +115,13 @@ export class SluiceServer {
       port: () => this.port,
       stats: () => this.stats(),
     };
+    this.#queues = newQueuePlane({
+      ...this.limits,
+      engine,
+      waitingFetches: this.#data.waitingFetches,
+      log: this.#log,
+      fatal: this.#onFatal,
+    });
     this.#handlers = this.#handlerTable();
   }
 
@@ -197,6 +206,7 @@ export class SluiceServer {
       [API.DescribeGroup, (request) => control.handleDescribeGroup(c, request)],
       [API.InitProducerId, (request) => control.handleInitProducerId(c, request)],
       [API.Stats, (request) => control.handleStats(c, request)],
+      ...queueHandlers(this.#queues),
     ]);
   }
 
