@@ -26,7 +26,7 @@ import type { ClientConnection } from "./connection.ts";
 import { REQUEST_TIMEOUT_MS_DEFAULT } from "./connection.ts";
 import { ClientError, isRetriable } from "./errors.ts";
 import { AckBatcher } from "./queue_acks.ts";
-import { joinQueue, queueAck, queueFetch } from "./queue_calls.ts";
+import { joinQueue, leaveQueue, queueAck, queueFetch } from "./queue_calls.ts";
 import { messagesOf, QueueMessage } from "./queue_message.ts";
 import { type ClientOptions, Session } from "./session.ts";
 
@@ -310,9 +310,10 @@ export class QueueConsumer {
   }
 
   /**
-   * Sends every answer given so far and waits for the broker's word on each, then closes the
-   * connections: the member leaves, and records it still holds are available to others at
-   * once. Answers given after this reject with CLOSED; a poll in progress returns [].
+   * Sends every answer given so far and waits for the broker's word on each, then leaves the
+   * queue (records the member still holds are available to others when this resolves) and
+   * closes the connections. Answers given after this reject with CLOSED; a poll in progress
+   * returns [].
    */
   close(): Promise<void> {
     this.#closing ??= this.#close();
@@ -323,6 +324,13 @@ export class QueueConsumer {
     this.#closed = true;
     for (const wake of [...this.#wakers]) wake();
     await this.#acks.close(new ClientError("CLOSED", "The queue consumer was closed"));
+    // Left explicitly (on the answers' connection: the fetch connection may be in a long poll),
+    // so that once close() resolves what the member held is available to the others. Closing
+    // the fetch connection would do the same, but only once the broker has seen it close.
+    const member = this.#member;
+    if (member !== undefined && !member.connection.closed) {
+      await leaveQueue(this.#ackSession, this.#settings.queue, member.id).catch(() => undefined);
+    }
     await Promise.all([this.#fetchSession.close(), this.#ackSession.close()]);
   }
 
