@@ -428,7 +428,8 @@ export async function runQueueCrashCheck(options: QueueCrashOptions): Promise<Qu
       await broker.start();
       const { attempted, confirmed, accepted } = workload.history;
       log(
-        `cycle ${cycle}: ${attempted.size} sent, ${confirmed.size} confirmed, ${accepted.size} accepted`,
+        `cycle ${cycle}: ${attempted.size} sent, ${confirmed.size} confirmed, ` +
+          `${accepted.size} accepted`,
       );
     }
     await workload.stopProducing();

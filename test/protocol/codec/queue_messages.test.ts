@@ -211,7 +211,7 @@ describe("QueueAck v1", () => {
     const range = (first: string, last: string, type: string) =>
       `${first.padStart(16, "0")}${last.padStart(16, "0")}${type}`;
     const one = (partition: string, ranges: string[]) =>
-      `${partition.padStart(8, "0")}${ranges.length.toString(16).padStart(4, "0")}${ranges.join("")}`;
+      partition.padStart(8, "0") + ranges.length.toString(16).padStart(4, "0") + ranges.join("");
     const acks = (...partitions: string[]) =>
       `${partitions.length.toString(16).padStart(4, "0")}${partitions.join("")}`;
     const read = readQueueAckRequest;

@@ -62,7 +62,7 @@ describe("queues end to end", () => {
     });
   });
 
-  test("release gives a record back one delivery higher; reject dead-letters it with headers", async () => {
+  test("release gives a record back one delivery higher; reject dead-letters it", async () => {
     await withServer(async ({ port, admin }) => {
       await declare(admin, "work", { topic: "jobs", deadLetterTopic: "jobs-dead" });
       await publish(port, "jobs", ["r1", "r2"]);
@@ -104,7 +104,7 @@ describe("queues end to end", () => {
     });
   });
 
-  test("renew keeps a record past its lock; unanswered, the lock ends and another gets it", async () => {
+  test("renew keeps a record past its lock; one not renewed goes to another", async () => {
     await withServer(async ({ port, admin }) => {
       await declare(admin, "work", { topic: "jobs", lockMs: 1000 });
       await publish(port, "jobs", ["kept", "lost"]);
@@ -130,7 +130,7 @@ describe("queues end to end", () => {
     });
   });
 
-  test("an answer after the lock ended, before anyone took the record, is LOCK_EXPIRED", async () => {
+  test("an answer after the lock ended, before anyone took it, is LOCK_EXPIRED", async () => {
     await withServer(async ({ port, admin }) => {
       await declare(admin, "work", { topic: "jobs", lockMs: 1000 });
       await publish(port, "jobs", ["slow"]);
