@@ -116,6 +116,7 @@ export class QueueMembers {
       this.#byConnection.set(connection, members);
       connection.onClose(() => this.#leaveAll(connection));
     }
+    assert(!this.#owner.has(memberId), "a member id is joined once");
     members.set(memberId, queue);
     this.#owner.set(memberId, connection);
   }

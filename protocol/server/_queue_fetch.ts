@@ -14,6 +14,7 @@
 // the engine applies one partition's ranges whole or not at all.
 
 import {
+  assert,
   type Engine,
   FETCH_BYTES_MAX,
   type QueueAck,
@@ -87,6 +88,7 @@ export async function applyAcks(
     );
   });
   const settled = await Promise.all(results);
+  assert(settled.length === partitions.length, "one ack result per partition");
   // A member unknown to the queue is unknown to every partition: the request's own error.
   const unknown = settled.find((r) => r.errorCode === WIRE_ERRORS.UNKNOWN_MEMBER_ID);
   return {
@@ -163,6 +165,8 @@ function fetchResponse(
     });
     return frame.finish();
   }
+  const { lockMs } = outcome.result;
+  assert(outcome.result.partitions.length === 0 || lockMs > 0, "acquired records have a lock");
   const partitions = outcome.result.partitions.map(
     (p): QueueFetchPartition => ({
       partition: p.partition,
