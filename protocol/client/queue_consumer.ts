@@ -28,6 +28,7 @@ import { ClientError, isRetriable } from "./errors.ts";
 import { AckBatcher } from "./queue_acks.ts";
 import { joinQueue, leaveQueue, queueAck, queueFetch } from "./queue_calls.ts";
 import { messagesOf, QueueMessage } from "./queue_message.ts";
+import { LockRenewer } from "./queue_renewer.ts";
 import { type ClientOptions, Session } from "./session.ts";
 
 export { QueueMessage };
@@ -53,6 +54,11 @@ export type QueueConsumerOptions = ClientOptions & {
   maxWaitMs?: number;
   /** Accept each message when the iterator is asked for the next one (default false). */
   autoAccept?: boolean;
+  /**
+   * Renew the lock of every message handed out and not answered yet once half of it has run,
+   * so that slow work keeps its records (default false: a lock runs out after lockMs).
+   */
+  renewLocks?: boolean;
   /** Answers given within this long of each other share one QueueAck (default 5 ms). */
   ackFlushMs?: number;
   /** A QueueAck goes out at once when this many answers wait (default 1,000). */
@@ -116,6 +122,7 @@ export class QueueConsumer {
   readonly #ackSession: Session;
   readonly #settings: Settings;
   readonly #acks: AckBatcher;
+  readonly #renewer: LockRenewer | undefined;
   #member: Member | undefined;
   #polling = false;
   #failures = 0;
@@ -127,6 +134,7 @@ export class QueueConsumer {
     this.#settings = resolveSettings(options);
     this.#fetchSession = new Session(options);
     this.#ackSession = new Session(options);
+    this.#renewer = options.renewLocks === true ? new LockRenewer() : undefined;
     this.#acks = new AckBatcher(
       (memberId, partitions) =>
         queueAck(this.#ackSession, { queue: this.#settings.queue, memberId, partitions }),
@@ -278,7 +286,10 @@ export class QueueConsumer {
       if (p.errorCode !== 0) continue;
       const where = { topic: member.topic, partition: p.partition, memberId: member.id };
       const found = messagesOf(where, p.acquired, p.records, sink);
-      for (const message of found.messages) messages.push(message);
+      for (const message of found.messages) {
+        messages.push(message);
+        this.#renewer?.track(message, member.lockMs);
+      }
       // Acquired with no record to show for it: given back rather than left to its lock.
       for (const offset of found.missing) {
         this.#acks.add(member.id, p.partition, offset, "release").catch(() => undefined);
@@ -288,6 +299,7 @@ export class QueueConsumer {
   }
 
   #answer(message: QueueMessage, type: AckType): Promise<void> {
+    if (type !== "renew") this.#renewer?.forget(message);
     return this.#acks.add(message.memberId, message.partition, message.offset, type);
   }
 
@@ -322,6 +334,7 @@ export class QueueConsumer {
 
   async #close(): Promise<void> {
     this.#closed = true;
+    this.#renewer?.stop();
     for (const wake of [...this.#wakers]) wake();
     await this.#acks.close(new ClientError("CLOSED", "The queue consumer was closed"));
     // Left explicitly (on the answers' connection: the fetch connection may be in a long poll),

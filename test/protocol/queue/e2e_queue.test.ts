@@ -130,6 +130,22 @@ describe("queues end to end", () => {
     });
   });
 
+  test("renewLocks keeps unanswered records held past their lock", async () => {
+    await withServer(async ({ port, admin }) => {
+      await declare(admin, "work", { topic: "jobs", lockMs: 1000 });
+      await publish(port, "jobs", ["slow"]);
+      await using a = new QueueConsumer({ port, queue: "work", maxWaitMs: 0, renewLocks: true });
+      await using b = new QueueConsumer({ port, queue: "work", maxWaitMs: 0 });
+      const startMs = Date.now();
+      const [slow] = await take(a, 1);
+      await waitFor(() => Date.now() - startMs >= 2500, "two and a half locks");
+      assert.deepEqual(await b.poll(), [], "still held by the slow consumer");
+      assert.equal((await statsOf(admin, "work")).acquired, 1);
+      await slow!.accept();
+      assert.equal((await statsOf(admin, "work")).accepted, 1);
+    });
+  });
+
   test("an answer after the lock ended, before anyone took it, is LOCK_EXPIRED", async () => {
     await withServer(async ({ port, admin }) => {
       await declare(admin, "work", { topic: "jobs", lockMs: 1000 });
