@@ -129,7 +129,7 @@ describe("AckBatcher", () => {
     assert.equal(requests.length, 1 + 2 * Math.log2(8));
   });
 
-  test("an answer after close is refused with the close's error; earlier ones are sent", async () => {
+  test("after close an answer is refused with the close's error; earlier ones go out", async () => {
     const sent: number[] = [];
     const batcher = new AckBatcher(
       async (_member, partitions) => {
