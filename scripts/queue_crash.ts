@@ -1,12 +1,14 @@
 // Jepsen's total-queue checker, for sluice's queues over TCP, under SIGKILL.
 //
-//   bun scripts/queue_crash.ts --cycles N [--seed S] [--keep]     (npm run test:queue-crash)
+//   bun scripts/queue_crash.ts --cycles N [--seed S] [--release-rate R] [--reject-rate R] [--keep]
+//   (npm run test:queue-crash -- --cycles N)
 //   deno run -A scripts/queue_crash.ts --cycles N
 //
 // A broker process (`sluice serve --data DIR --port P`, under the runtime running this) is
 // SIGKILLed at random moments and restarted on the same port, N times. All along, producers
-// publish unique values with acks "all", and QueueConsumers accept what they receive (and now
-// and then release or reject a record, so that redeliveries and dead letters happen too). At
+// publish unique values with acks "all", and QueueConsumers accept what they receive (they
+// release a few first, 3% by default, so that redeliveries happen; with --reject-rate they
+// also reject some, whose dead letters then count as dequeued). At
 // the end the producers stop, the queue is drained, the dead-letter topic read, and the history
 // judged as Jepsen's total-queue checker does:
 //
@@ -45,11 +47,11 @@ const QUEUE = "crash-work";
 const PARTITIONS = 3;
 const PRODUCERS = 2;
 const CONSUMERS = 2;
-/** Sends one producer keeps outstanding; and how many values a cycle lets each publish. */
+/** Sends one producer keeps outstanding, and the steady rate each publishes at: traffic never
+ * stops, so the kills land in the middle of sends, fetches and acks. */
 const SEND_WINDOW = 16;
-const VALUES_PER_CYCLE = 150;
-const RELEASE_RATE = 0.03;
-const REJECT_RATE = 0.01;
+const VALUES_PER_MS = 0.5;
+const RELEASE_RATE_DEFAULT = 0.03;
 const READY_TIMEOUT_MS = 20_000;
 const DRAIN_TIMEOUT_MS = 60_000;
 
@@ -59,6 +61,9 @@ export type QueueCrashOptions = {
   /** How long the broker runs between kills: uniform in [min, max] ms after it is ready. */
   cycleMsMin?: number;
   cycleMsMax?: number;
+  /** Of the records received, the share released (they come again) and rejected. */
+  releaseRate?: number;
+  rejectRate?: number;
   /** Keep the data directory (its path is printed). */
   keep?: boolean;
   log?: (line: string) => void;
@@ -236,19 +241,24 @@ class History {
 class Workload {
   readonly history = new History();
   readonly errors: string[] = [];
-  quota = 0;
   #stopProducing = false;
   #stopConsuming = false;
   #random: () => number;
+  #rates: { release: number; reject: number };
   #producers: Producer[] = [];
   #consumers: QueueConsumer[] = [];
   #running: Promise<void>[] = [];
 
-  constructor(port: number, random: () => number) {
+  constructor(port: number, random: () => number, rates: { release: number; reject: number }) {
     this.#random = random;
+    this.#rates = rates;
     const retry = { retryBackoffMs: 10, retryBackoffMsMax: 100, connectTimeoutMs: 2_000 };
     for (let i = 0; i < PRODUCERS; i++) {
-      this.#producers.push(new Producer({ port, acks: "all", lingerMs: 1, ...retry }));
+      // A short delivery timeout: sends caught by a kill may end with their outcome unknown,
+      // and the values that still arrive are the checker's `recovered`.
+      this.#producers.push(
+        new Producer({ port, acks: "all", lingerMs: 1, deliveryTimeoutMs: 300, ...retry }),
+      );
     }
     for (let i = 0; i < CONSUMERS; i++) {
       this.#consumers.push(
@@ -264,8 +274,10 @@ class Workload {
 
   async #produce(producer: Producer, id: number): Promise<void> {
     const outstanding = new Set<Promise<void>>();
+    const startMs = Date.now();
     for (let seq = 0; !this.#stopProducing; ) {
-      if (seq >= this.quota || outstanding.size >= SEND_WINDOW) {
+      const quota = (Date.now() - startMs) * VALUES_PER_MS;
+      if (seq >= quota || outstanding.size >= SEND_WINDOW) {
         await (outstanding.size > 0 ? Promise.race(outstanding) : sleep(5));
         continue;
       }
@@ -301,12 +313,12 @@ class Workload {
     const value = message.value === null ? "" : new TextDecoder().decode(message.value);
     if (message.redelivered) this.history.redelivered++;
     const draw = this.#random();
-    if (draw < RELEASE_RATE) {
+    if (draw < this.#rates.release) {
       message.release().catch(() => undefined);
       return;
     }
     // A reject's record is found in the dead-letter topic at the end, if it got there.
-    if (draw < RELEASE_RATE + REJECT_RATE) {
+    if (draw < this.#rates.release + this.#rates.reject) {
       message.reject().catch(() => undefined);
       return;
     }
@@ -419,10 +431,12 @@ export async function runQueueCrashCheck(options: QueueCrashOptions): Promise<Qu
   try {
     await broker.start();
     await setUp(broker.port);
-    workload = new Workload(broker.port, random);
+    workload = new Workload(broker.port, random, {
+      release: options.releaseRate ?? RELEASE_RATE_DEFAULT,
+      reject: options.rejectRate ?? 0,
+    });
     workload.start();
     for (let cycle = 1; cycle <= options.cycles; cycle++) {
-      workload.quota += VALUES_PER_CYCLE;
       await sleep(minMs + Math.floor(random() * (maxMs - minMs)));
       await broker.kill();
       await broker.start();
@@ -458,8 +472,18 @@ if (import.meta.main) {
       cycles: { type: "string", default: "20" },
       seed: { type: "string" },
       keep: { type: "boolean", default: false },
+      "release-rate": { type: "string", default: String(RELEASE_RATE_DEFAULT) },
+      "reject-rate": { type: "string", default: "0" },
     },
   });
+  const rate = (name: "release-rate" | "reject-rate") => {
+    const value = Number(values[name]);
+    if (!(value >= 0 && value <= 1)) {
+      console.error(`queue_crash: --${name} ${values[name]} is not in [0, 1]`);
+      process.exit(2);
+    }
+    return value;
+  };
   const cycles = Number(values.cycles);
   if (!Number.isSafeInteger(cycles) || cycles < 1) {
     console.error(`queue_crash: --cycles ${values.cycles} is not a positive integer`);
@@ -468,6 +492,8 @@ if (import.meta.main) {
   const report = await runQueueCrashCheck({
     cycles,
     keep: values.keep,
+    releaseRate: rate("release-rate"),
+    rejectRate: rate("reject-rate"),
     log: (line) => console.error(line),
     ...(values.seed === undefined ? {} : { seed: Number(values.seed) }),
   });
