@@ -54,6 +54,7 @@ const VALUES_PER_MS = 0.5;
 const RELEASE_RATE_DEFAULT = 0.03;
 const READY_TIMEOUT_MS = 20_000;
 const DRAIN_TIMEOUT_MS = 60_000;
+const STOP_MS_MAX = 10_000;
 
 export type QueueCrashOptions = {
   cycles: number;
@@ -176,11 +177,14 @@ class Broker {
     await this.#exited;
   }
 
+  /** SIGTERM (a clean shutdown), then SIGKILL if it has not exited within STOP_MS_MAX. */
   async stop(): Promise<void> {
     const child = this.#child;
     if (child === undefined || child.exitCode !== null || child.signalCode !== null) return;
     process.kill(child.pid!, "SIGTERM");
+    const timer = setTimeout(() => process.kill(child.pid!, "SIGKILL"), STOP_MS_MAX);
     await this.#exited;
+    clearTimeout(timer);
   }
 }
 
