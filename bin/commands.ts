@@ -125,10 +125,17 @@ export const COMMANDS: Command[] = [
   },
   {
     name: "consume",
-    usage: "consume --topic T [--group G] [--from beginning|end|N] [--count N] [--timeout-ms N]",
+    usage:
+      "consume --topic T [--group G] [--from beginning|end|N] [--count N] [--timeout-ms N] | " +
+      "--queue Q [--ack accept|release|reject] [--count N] [--timeout-ms N]",
     summary: "Print record values, one a line",
     options: {
       topic: { type: "string", help: "Topic to read" },
+      queue: { type: "string", help: "Queue to consume as one of its members (not with --topic)" },
+      ack: {
+        type: "string",
+        help: "With --queue: accept, release or reject each (default accept)",
+      },
       group: { type: "string", help: "Consumer group: join it and commit what was printed" },
       from: { type: "string", help: "beginning, end or an offset (default end)" },
       partition: { type: "string", help: "Read only this partition (not with --group)" },
@@ -136,8 +143,35 @@ export const COMMANDS: Command[] = [
       "timeout-ms": { type: "string", help: "Stop after N ms without a record (default: never)" },
       broker: { type: "string", help: BROKER_HELP },
     },
+    async run(values, positionals) {
+      if (values["queue"] !== undefined) {
+        return (await import("./queue_consume_command.ts")).consumeQueue(values, positionals);
+      }
+      if (values["ack"] !== undefined) throw new UsageError("--ack applies to --queue only");
+      return (await import("./consume_command.ts")).consume(values, positionals);
+    },
+  },
+  {
+    name: "queues",
+    usage:
+      "queues declare NAME --topic T [--from beginning|end] [--dead-letter TOPIC] " +
+      "[--delivery-limit N] [--lock-ms N] [--prefetch N] | list [--json] | purge NAME | " +
+      "delete NAME [--broker HOST:PORT]",
+    summary: "Declare, list, purge and delete queues",
+    options: {
+      topic: { type: "string", help: "declare: the topic the queue reads" },
+      from: { type: "string", help: "declare: beginning or end of the topic (default end)" },
+      "dead-letter": { type: "string", help: "declare: topic for rejected and dead records" },
+      "delivery-limit": { type: "string", help: "declare: deliveries before dead-lettering (20)" },
+      "lock-ms": { type: "string", help: "declare: how long a record stays acquired (30000)" },
+      prefetch: { type: "string", help: "declare: unanswered records per member at most (1000)" },
+      "max-in-flight": { type: "string", help: "declare: widest window per partition (2000)" },
+      fsync: { type: "string", help: "declare: always or never, before an ack is answered" },
+      json: { type: "boolean", help: "list: one JSON object per queue, one a line" },
+      broker: { type: "string", help: BROKER_HELP },
+    },
     run: async (values, positionals) =>
-      (await import("./consume_command.ts")).consume(values, positionals),
+      (await import("./queues_command.ts")).queues(values, positionals),
   },
   {
     name: "groups",

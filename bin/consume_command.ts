@@ -146,7 +146,7 @@ async function printRecords(consumer: Consumer, settings: Settings): Promise<num
 let stdoutGone = false;
 
 /** Writes one value a line (a null value as an empty line); false when stdout is gone. */
-function writeValues(records: ConsumerRecord[]): Promise<boolean> {
+export function writeValues(records: readonly { value: Uint8Array | null }[]): Promise<boolean> {
   const decoder = new TextDecoder();
   let text = "";
   for (const record of records) {

@@ -23,6 +23,15 @@ import {
   type TopicPartitions,
   type TopicResult,
 } from "./control_calls.ts";
+import {
+  declareQueue,
+  deleteQueue,
+  listQueues,
+  purgeQueue,
+  type QueueDescription,
+  type QueueInfo,
+  type QueueSettings,
+} from "./queue_admin.ts";
 import { type ClientOptions, Session } from "./session.ts";
 
 /** "earliest" (the log start), "latest" (the high watermark) or a timestamp in ms. */
@@ -152,6 +161,29 @@ export class Admin {
 
   stats(): Promise<ServerStats> {
     return stats(this.#session);
+  }
+
+  /**
+   * Declares a queue on a topic (records handed out one by one to competing QueueConsumers).
+   * Declaring it again with the same settings is no error; with others it is QUEUE_EXISTS.
+   */
+  declareQueue(name: string, settings: QueueSettings): Promise<QueueInfo> {
+    return declareQueue(this.#session, name, settings);
+  }
+
+  /** Deletes a queue and its state; `ifExists` makes a missing queue no error. */
+  deleteQueue(name: string, options: { ifExists?: boolean } = {}): Promise<void> {
+    return deleteQueue(this.#session, name, options);
+  }
+
+  /** Marks every record in the queue now done, held ones included; returns how many. */
+  purgeQueue(name: string): Promise<number> {
+    return purgeQueue(this.#session, name);
+  }
+
+  /** Queues with their settings and counts (ready, acquired, ...); all when none are named. */
+  listQueues(names?: readonly string[]): Promise<QueueDescription[]> {
+    return listQueues(this.#session, names);
   }
 
   async close(): Promise<void> {

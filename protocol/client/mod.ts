@@ -6,6 +6,8 @@
 //   const consumer = new Consumer({ host, port, group: "readers" });
 //   consumer.subscribe(["events"], { fromBeginning: true });
 //   for await (const record of consumer) { ... }
+//   const queue = new QueueConsumer({ host, port, queue: "work" });
+//   for await (const message of queue) { ...; await message.accept(); }
 
 export {
   Admin,
@@ -63,4 +65,15 @@ export {
   type ProducerRecord,
   type SendCallback,
 } from "./producer.ts";
+export type {
+  QueueDescription,
+  QueueInfo,
+  QueueSettings,
+  QueueStatsInfo,
+} from "./queue_admin.ts";
+export {
+  QueueConsumer,
+  type QueueConsumerOptions,
+  QueueMessage,
+} from "./queue_consumer.ts";
 export type { ClientOptions } from "./session.ts";

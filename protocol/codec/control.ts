@@ -27,7 +27,10 @@ const packr = new Packr({
 
 export type Fields = Record<string, unknown>;
 
-export type ControlApiName = Exclude<ApiName, "Handshake" | "Produce" | "Fetch">;
+export type ControlApiName = Exclude<
+  ApiName,
+  "Handshake" | "Produce" | "Fetch" | "QueueFetch" | "QueueAck"
+>;
 
 const KIB = 1024;
 const MIB = 1024 * KIB;
@@ -54,6 +57,12 @@ export const CONTROL_BODY_LIMITS: Readonly<Record<ControlApiName, Readonly<Msgpa
     DescribeGroup: { bytesMax: 4 * KIB, depthMax: 3, entriesMax: 16, keysMax: 16 },
     InitProducerId: { bytesMax: 4 * KIB, depthMax: 3, entriesMax: 16, keysMax: 16 },
     Stats: { bytesMax: 4 * KIB, depthMax: 3, entriesMax: 16, keysMax: 16 },
+    QueueDeclare: { bytesMax: 4 * KIB, depthMax: 3, entriesMax: 64, keysMax: 32 },
+    QueueDelete: { bytesMax: 4 * KIB, depthMax: 3, entriesMax: 16, keysMax: 16 },
+    QueuePurge: { bytesMax: 4 * KIB, depthMax: 3, entriesMax: 16, keysMax: 16 },
+    QueueList: { bytesMax: MIB, depthMax: 4, entriesMax: 16_384, keysMax: 64 },
+    QueueJoin: { bytesMax: 4 * KIB, depthMax: 3, entriesMax: 16, keysMax: 16 },
+    QueueLeave: { bytesMax: 4 * KIB, depthMax: 3, entriesMax: 16, keysMax: 16 },
   });
 
 /** What the server's settings may lower: every limit but the distinct keys. */

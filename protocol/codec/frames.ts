@@ -24,6 +24,14 @@ export const API = {
   DescribeGroup: 10,
   InitProducerId: 11,
   Stats: 12,
+  QueueDeclare: 13,
+  QueueDelete: 14,
+  QueuePurge: 15,
+  QueueList: 16,
+  QueueJoin: 17,
+  QueueLeave: 18,
+  QueueFetch: 19,
+  QueueAck: 20,
 } as const;
 
 export type ApiName = keyof typeof API;

@@ -13,4 +13,7 @@ export * from "./frames.ts";
 export * from "./handshake.ts";
 export * from "./outbox.ts";
 export * from "./produce.ts";
+export * from "./queue_ack.ts";
+export * from "./queue_control.ts";
+export * from "./queue_fetch.ts";
 export * from "./wire.ts";

@@ -45,6 +45,12 @@ export class Writer {
     return this;
   }
 
+  u8(value: number): this {
+    const at = this.#reserve(1);
+    this.#view.setUint8(at, value);
+    return this;
+  }
+
   u16(value: number): this {
     const at = this.#reserve(2);
     this.#view.setUint16(at, value);
@@ -141,6 +147,10 @@ export class Reader {
 
   i8(what = "i8"): number {
     return this.#view.getInt8(this.#take(1, what));
+  }
+
+  u8(what = "u8"): number {
+    return this.#view.getUint8(this.#take(1, what));
   }
 
   u16(what = "u16"): number {

@@ -19,6 +19,7 @@ import { BufferBudget } from "./_budget.ts";
 import { resolveServerLimits, type ServerLimits } from "./limits.ts";
 import * as control from "./_control.ts";
 import { type DataPlane, handleFetch, handleProduce } from "./_data.ts";
+import { newQueuePlane, type QueuePlane, queueHandlers } from "./_queue.ts";
 import { listen, type TransportKind, type TransportServer } from "./_transport.ts";
 
 export type ServerOptions = {
@@ -78,6 +79,7 @@ export class SluiceServer {
   #closedBytes = { in: 0, out: 0 };
   #data: DataPlane;
   #control: control.ControlPlane;
+  #queues: QueuePlane;
   #handlers: Map<number, (request: RequestContext) => HandlerResult | Promise<HandlerResult>>;
   #bodyCaps: ControlBodyCaps;
 
@@ -126,6 +128,13 @@ export class SluiceServer {
       stats: () => this.stats(),
       adminTail: Promise.resolve(),
     };
+    this.#queues = newQueuePlane({
+      ...this.limits,
+      engine,
+      waitingFetches: this.#data.waitingFetches,
+      log: this.#log,
+      fatal: this.#onFatal,
+    });
     this.#handlers = this.#handlerTable();
   }
 
@@ -239,6 +248,7 @@ export class SluiceServer {
       [API.DescribeGroup, (request) => control.handleDescribeGroup(c, request)],
       [API.InitProducerId, (request) => control.handleInitProducerId(c, request)],
       [API.Stats, (request) => control.handleStats(c, request)],
+      ...queueHandlers(this.#queues),
     ]);
   }
 

@@ -1,0 +1,146 @@
+// `sluice queues declare|list|purge|delete`: queue administration through the Admin client.
+//
+//   sluice queues declare work --topic jobs --from beginning --dead-letter jobs-dead
+//   sluice queues list [--json]
+//   sluice queues purge work
+//   sluice queues delete work
+//
+// `list --json` prints one JSON object a line, a queue each: its settings and its counts
+// (`ready`, `acquired`, `deadLettered`, ...), for scripts.
+
+import type { QueueDescription, QueueSettings } from "../protocol/client/mod.ts";
+import {
+  type Broker,
+  formatTable,
+  integerValue,
+  parseBroker,
+  positionalsFor,
+  requiredString,
+  stringValue,
+  withAdmin,
+} from "./broker_client.ts";
+import { type ParsedValues, UsageError } from "./_args.ts";
+
+/** Flags of `declare`, by flag name. */
+const DECLARE_FLAGS = [
+  "topic",
+  "from",
+  "dead-letter",
+  "delivery-limit",
+  "lock-ms",
+  "prefetch",
+  "max-in-flight",
+  "fsync",
+];
+
+export async function queues(values: ParsedValues, positionals: string[]): Promise<number> {
+  const [action, ...rest] = positionals;
+  const broker = parseBroker(values["broker"]);
+  const declareOnly = DECLARE_FLAGS.filter((name) => values[name] !== undefined);
+  if (action !== "declare" && declareOnly.length > 0) {
+    throw new UsageError(`--${declareOnly[0]} applies to 'queues declare' only`);
+  }
+  if (action !== "list" && values["json"] !== undefined) {
+    throw new UsageError("--json applies to 'queues list' only");
+  }
+  if (action === "declare") {
+    const [name] = positionalsFor("declare", rest, ["name"]);
+    return declare(broker, name!, settingsOf(values));
+  }
+  if (action === "list") {
+    positionalsFor("list", rest, []);
+    return list(broker, values["json"] === true);
+  }
+  if (action === "purge") {
+    const [name] = positionalsFor("purge", rest, ["name"]);
+    const purged = await withAdmin(broker, (admin) => admin.purgeQueue(name!));
+    console.log(`purged queue ${name}: ${purged} record${purged === 1 ? "" : "s"} dropped`);
+    return 0;
+  }
+  if (action === "delete") {
+    const [name] = positionalsFor("delete", rest, ["name"]);
+    await withAdmin(broker, (admin) => admin.deleteQueue(name!));
+    console.log(`deleted queue ${name}`);
+    return 0;
+  }
+  if (action === undefined) throw new UsageError("needs an action: declare, list, purge or delete");
+  throw new UsageError(`unknown action '${action}' (declare, list, purge or delete)`);
+}
+
+/** The declare flags as settings; ranges are the broker's to check (it names the value). */
+function settingsOf(values: ParsedValues): QueueSettings {
+  const settings: QueueSettings = { topic: requiredString(values, "topic") };
+  const from = stringValue(values["from"], "from");
+  if (from !== undefined) {
+    if (from !== "beginning" && from !== "end") {
+      throw new UsageError(`--from ${from} is not beginning or end`);
+    }
+    settings.from = from;
+  }
+  const fsync = stringValue(values["fsync"], "fsync");
+  if (fsync !== undefined) {
+    if (fsync !== "always" && fsync !== "never") {
+      throw new UsageError(`--fsync ${fsync} is not always or never`);
+    }
+    settings.fsync = fsync;
+  }
+  const deadLetter = stringValue(values["dead-letter"], "dead-letter");
+  if (deadLetter !== undefined) settings.deadLetterTopic = deadLetter;
+  const numbers = [
+    ["delivery-limit", "deliveryLimit"],
+    ["lock-ms", "lockMs"],
+    ["prefetch", "prefetch"],
+    ["max-in-flight", "maxInFlight"],
+  ] as const;
+  for (const [flag, key] of numbers) {
+    const value = integerValue(values, flag, 1);
+    if (value !== undefined) settings[key] = value;
+  }
+  return settings;
+}
+
+async function declare(broker: Broker, name: string, settings: QueueSettings): Promise<number> {
+  const queue = await withAdmin(broker, (admin) => admin.declareQueue(name, settings));
+  const deadLetters =
+    queue.deadLetterTopic === null
+      ? "no dead-letter topic"
+      : `dead letters to ${queue.deadLetterTopic}`;
+  console.log(
+    `declared queue ${queue.name} on topic ${queue.topic} (from ${queue.from}, lock ` +
+      `${queue.lockMs} ms, delivery limit ${queue.deliveryLimit}, prefetch ${queue.prefetch}, ` +
+      `${deadLetters})`,
+  );
+  return 0;
+}
+
+async function list(broker: Broker, json: boolean): Promise<number> {
+  const queues = await withAdmin(broker, (admin) => admin.listQueues());
+  if (json) {
+    for (const queue of queues) console.log(JSON.stringify(jsonLine(queue)));
+    return 0;
+  }
+  if (queues.length === 0) {
+    console.error("sluice queues: no queues");
+    return 0;
+  }
+  const rows = queues.map((q) => [
+    q.name,
+    q.topic,
+    String(q.stats.ready),
+    String(q.stats.acquired),
+    String(q.stats.members),
+    String(q.stats.accepted),
+    String(q.stats.deadLettered),
+    q.deadLetterTopic ?? "-",
+  ]);
+  const header = ["QUEUE", "TOPIC", "READY", "ACQUIRED", "MEMBERS", "ACCEPTED", "DEAD-LETTERED"];
+  console.log(formatTable([[...header, "DEAD-LETTER TOPIC"], ...rows]));
+  return 0;
+}
+
+/** One queue as a flat JSON object: settings, then counts, then per-partition counts. */
+function jsonLine(queue: QueueDescription): Record<string, unknown> {
+  const { stats, startOffsets: _startOffsets, ...settings } = queue;
+  const { partitions, ...counts } = stats;
+  return { ...settings, ...counts, partitions };
+}

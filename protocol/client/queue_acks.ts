@@ -1,0 +1,163 @@
+// Answers to queue messages (accept, release, reject, renew), batched into QueueAck requests:
+// the answers given within `flushMs` of each other go out together, contiguous offsets of one
+// partition and one type as one range. Each answer's promise settles with the broker's word
+// on its partition: resolved once durable, or rejected with the ServerError that refused it.
+//
+//   answer ──► pending (by member, then partition) ──flushMs, or batchMax answers──► QueueAck
+//                                                                                      │
+//   partition refused with INVALID_RECORD_STATE or LOCK_EXPIRED, more than one answer: │
+//   the broker applied none of them, so the answers are split in halves and each half  │
+//   sent again, until the refusals are pinned to the records they are about ◄──────────┘
+//
+// Limits: a request carries at most ACK_RANGES_MAX ranges (more pending answers wait for the
+// next request); answers pending at once are bounded by what the application holds, which
+// the broker's prefetch bounds.
+
+import { WIRE_ERRORS, errorFromWire } from "../codec/errors.ts";
+import {
+  ACK_RANGES_MAX,
+  type AckPartition,
+  type AckRange,
+  type AckType,
+  type QueueAckResponse,
+} from "../codec/queue_ack.ts";
+import { ClientError } from "./errors.ts";
+
+export type AckSender = (memberId: string, partitions: AckPartition[]) => Promise<QueueAckResponse>;
+
+type Answer = {
+  offset: number;
+  type: AckType;
+  resolve: () => void;
+  reject: (error: Error) => void;
+};
+
+type PartitionAnswers = { partition: number; answers: Answer[] };
+
+export class AckBatcher {
+  readonly #send: AckSender;
+  readonly #flushMs: number;
+  readonly #batchMax: number;
+  /** memberId → partition → answers not sent yet. */
+  #pending = new Map<string, Map<number, Answer[]>>();
+  #pendingCount = 0;
+  #timer: ReturnType<typeof setTimeout> | undefined;
+  readonly #inFlight = new Set<Promise<void>>();
+  #closed: Error | undefined;
+
+  constructor(send: AckSender, options: { flushMs: number; batchMax: number }) {
+    this.#send = send;
+    this.#flushMs = options.flushMs;
+    this.#batchMax = Math.min(options.batchMax, ACK_RANGES_MAX);
+  }
+
+  /** Answers not yet confirmed: pending plus sent. */
+  get pendingCount(): number {
+    return this.#pendingCount;
+  }
+
+  add(memberId: string, partition: number, offset: number, type: AckType): Promise<void> {
+    if (this.#closed !== undefined) return Promise.reject(this.#closed);
+    return new Promise((resolve, reject) => {
+      let partitions = this.#pending.get(memberId);
+      if (partitions === undefined) {
+        partitions = new Map();
+        this.#pending.set(memberId, partitions);
+      }
+      let answers = partitions.get(partition);
+      if (answers === undefined) {
+        answers = [];
+        partitions.set(partition, answers);
+      }
+      answers.push({ offset, type, resolve, reject });
+      this.#pendingCount++;
+      if (this.#pendingCount >= this.#batchMax) {
+        void this.flush();
+      } else if (this.#timer === undefined) {
+        this.#timer = setTimeout(() => void this.flush(), this.#flushMs);
+      }
+    });
+  }
+
+  /** Sends every pending answer now; resolves once every request sent so far has settled. */
+  flush(): Promise<void> {
+    if (this.#timer !== undefined) clearTimeout(this.#timer);
+    this.#timer = undefined;
+    const pending = this.#pending;
+    this.#pending = new Map();
+    this.#pendingCount = 0;
+    for (const [memberId, partitions] of pending) {
+      const groups = [...partitions].map(([partition, answers]) => ({
+        partition,
+        answers: answers.sort((a, b) => a.offset - b.offset),
+      }));
+      const sending = this.#sendGroups(memberId, groups);
+      this.#inFlight.add(sending);
+      void sending.then(() => this.#inFlight.delete(sending));
+    }
+    return Promise.all([...this.#inFlight]).then(() => undefined);
+  }
+
+  /** Refuses answers from now on with `error`; those given before go out in a last flush. */
+  close(error: Error): Promise<void> {
+    this.#closed ??= error;
+    return this.flush();
+  }
+
+  /** Never rejects: every outcome goes to the answers' own promises. */
+  async #sendGroups(memberId: string, groups: PartitionAnswers[]): Promise<void> {
+    let response: QueueAckResponse;
+    try {
+      const partitions = groups.map(({ partition, answers }) => ({
+        partition,
+        ranges: rangesOf(answers),
+      }));
+      response = await this.#send(memberId, partitions);
+    } catch (error) {
+      const failure = error instanceof Error ? error : new Error(String(error));
+      for (const { answers } of groups) for (const answer of answers) answer.reject(failure);
+      return;
+    }
+    const results = new Map(response.partitions.map((result) => [result.partition, result]));
+    const retries: Promise<void>[] = [];
+    for (const group of groups) {
+      const result = results.get(group.partition);
+      const code = result?.errorCode ?? response.errorCode;
+      if (result === undefined && code === 0) {
+        const missing = `QueueAckResponse has no result for partition ${group.partition}`;
+        rejectAll(group, new ClientError("MALFORMED_RESPONSE", missing));
+      } else if (code === 0) {
+        for (const answer of group.answers) answer.resolve();
+      } else if (isPerRecord(code) && group.answers.length > 1) {
+        const half = group.answers.length >> 1;
+        const { partition, answers } = group;
+        retries.push(this.#sendGroups(memberId, [{ partition, answers: answers.slice(0, half) }]));
+        retries.push(this.#sendGroups(memberId, [{ partition, answers: answers.slice(half) }]));
+      } else {
+        const message = result?.errorMessage ?? response.errorMessage;
+        rejectAll(group, errorFromWire(code, message ?? `ack of partition ${group.partition}`));
+      }
+    }
+    await Promise.all(retries);
+  }
+}
+
+/** Codes about particular records: other answers of the same request may be fine. */
+function isPerRecord(code: number): boolean {
+  return code === WIRE_ERRORS.INVALID_RECORD_STATE || code === WIRE_ERRORS.LOCK_EXPIRED;
+}
+
+function rejectAll(group: PartitionAnswers, error: Error): void {
+  for (const answer of group.answers) answer.reject(error);
+}
+
+/** Offset-sorted answers as ranges: contiguous offsets of one type become one range. */
+export function rangesOf(answers: readonly Answer[]): AckRange[] {
+  const ranges: AckRange[] = [];
+  for (const { offset, type } of answers) {
+    const last = ranges.at(-1);
+    if (last !== undefined && last.type === type && last.last + 1 === offset) last.last = offset;
+    else ranges.push({ first: offset, last: offset, type });
+  }
+  return ranges;
+}

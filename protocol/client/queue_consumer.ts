@@ -1,0 +1,353 @@
+// The queue consumer: a member of a queue (PROTOCOL.md section 7a) that acquires records with
+// long-poll QueueFetch requests and answers each one (accept, release, reject, renew), the
+// answers batched into QueueAck requests (queue_acks.ts).
+//
+//   const consumer = new QueueConsumer({ host, port, queue: "work" });
+//   for await (const message of consumer) {
+//     await handle(message.value);
+//     void message.accept();        // resolves once the broker has made it durable
+//   }
+//
+// Two connections: fetches on one (a long poll holds up what is behind it on its connection),
+// answers on the other, so an accept is never stuck behind a fetch. The member is joined on the
+// fetch connection and lives as long as it: when that connection drops (or the broker
+// restarts, which forgets every member), the next poll joins again as a new member. Records
+// the old member held are available to everyone again at once; answers for them are refused
+// (UNKNOWN_MEMBER_ID), and the records come again, counted one delivery higher.
+//
+//   poll ──► join (when the fetch connection is new) ──► QueueFetch (long poll)
+//        ──► records paired with the acquired ranges (queue_message.ts) ──► messages
+//   message.accept() ──► AckBatcher ──ackFlushMs──► QueueAck ──► durable ──► promise resolves
+
+import { WIRE_ERRORS, errorFromWire } from "../codec/errors.ts";
+import type { AckType } from "../codec/queue_ack.ts";
+import { QUEUE_FETCH_RECORDS_MAX, type QueueFetchResponse } from "../codec/queue_fetch.ts";
+import type { ClientConnection } from "./connection.ts";
+import { REQUEST_TIMEOUT_MS_DEFAULT } from "./connection.ts";
+import { ClientError, isRetriable } from "./errors.ts";
+import { AckBatcher } from "./queue_acks.ts";
+import { joinQueue, leaveQueue, queueAck, queueFetch } from "./queue_calls.ts";
+import { messagesOf, QueueMessage } from "./queue_message.ts";
+import { LockRenewer } from "./queue_renewer.ts";
+import { type ClientOptions, Session } from "./session.ts";
+
+export { QueueMessage };
+
+export const QUEUE_MAX_RECORDS_DEFAULT = 100;
+export const QUEUE_MAX_BYTES_DEFAULT = 1024 * 1024;
+export const QUEUE_MAX_WAIT_MS_DEFAULT = 500;
+export const ACK_FLUSH_MS_DEFAULT = 5;
+export const ACK_BATCH_MAX_DEFAULT = 1_000;
+/** The broker ends a QueueFetch's wait before this anyway (PROTOCOL.md section 7a). */
+const MAX_WAIT_MS_MAX = 60_000;
+
+export type QueueConsumerOptions = ClientOptions & {
+  /** The queue to consume (declared beforehand, e.g. with Admin.declareQueue). */
+  queue: string;
+  /** Records one fetch acquires at most (default 100). */
+  maxRecords?: number;
+  /** The same as `maxRecords`, by RabbitMQ's name for it; give one or the other. */
+  prefetch?: number;
+  /** Bytes of batches one fetch returns at most; the first batch always comes (1 MiB). */
+  maxBytes?: number;
+  /** How long a fetch waits at the broker for records (default 500 ms). */
+  maxWaitMs?: number;
+  /** Accept each message when the iterator is asked for the next one (default false). */
+  autoAccept?: boolean;
+  /**
+   * Renew the lock of every message handed out and not answered yet once half of it has run,
+   * so that slow work keeps its records (default false: a lock runs out after lockMs).
+   */
+  renewLocks?: boolean;
+  /** Answers given within this long of each other share one QueueAck (default 5 ms). */
+  ackFlushMs?: number;
+  /** A QueueAck goes out at once when this many answers wait (default 1,000). */
+  ackBatchMax?: number;
+};
+
+type Settings = {
+  queue: string;
+  maxRecords: number;
+  maxBytes: number;
+  maxWaitMs: number;
+  autoAccept: boolean;
+  requestTimeoutMs: number;
+};
+
+type Member = {
+  id: string;
+  connection: ClientConnection;
+  topic: string;
+  partitions: number;
+  lockMs: number;
+};
+
+function integerIn(name: string, value: number | undefined, fallback: number, range: number[]) {
+  const resolved = value ?? fallback;
+  const [min, max] = range as [number, number];
+  if (!Number.isSafeInteger(resolved) || resolved < min || resolved > max) {
+    throw new RangeError(`${name} ${resolved} is not an integer in [${min}, ${max}]`);
+  }
+  return resolved;
+}
+
+function resolveSettings(options: QueueConsumerOptions): Settings {
+  if (typeof options?.queue !== "string" || options.queue.length === 0) {
+    throw new TypeError(`queue ${String(options?.queue)} must be a non-empty string`);
+  }
+  const { maxRecords, prefetch } = options;
+  if (maxRecords !== undefined && prefetch !== undefined && maxRecords !== prefetch) {
+    throw new TypeError(`maxRecords ${maxRecords} and prefetch ${prefetch} differ`);
+  }
+  return {
+    queue: options.queue,
+    maxRecords: integerIn("maxRecords", maxRecords ?? prefetch, QUEUE_MAX_RECORDS_DEFAULT, [
+      1,
+      QUEUE_FETCH_RECORDS_MAX,
+    ]),
+    maxBytes: integerIn("maxBytes", options.maxBytes, QUEUE_MAX_BYTES_DEFAULT, [1, 0xffff_ffff]),
+    maxWaitMs: integerIn("maxWaitMs", options.maxWaitMs, QUEUE_MAX_WAIT_MS_DEFAULT, [
+      0,
+      MAX_WAIT_MS_MAX,
+    ]),
+    autoAccept: options.autoAccept ?? false,
+    requestTimeoutMs: options.requestTimeoutMs ?? REQUEST_TIMEOUT_MS_DEFAULT,
+  };
+}
+
+export class QueueConsumer {
+  /** QueueJoin and QueueFetch: the member lives as long as this session's connection. */
+  readonly #fetchSession: Session;
+  /** QueueAck only, never stuck behind a long poll. */
+  readonly #ackSession: Session;
+  readonly #settings: Settings;
+  readonly #acks: AckBatcher;
+  readonly #renewer: LockRenewer | undefined;
+  #member: Member | undefined;
+  #polling = false;
+  #failures = 0;
+  #wakers = new Set<() => void>();
+  #closed = false;
+  #closing: Promise<void> | undefined;
+
+  constructor(options: QueueConsumerOptions) {
+    this.#settings = resolveSettings(options);
+    this.#fetchSession = new Session(options);
+    this.#ackSession = new Session(options);
+    this.#renewer = options.renewLocks === true ? new LockRenewer() : undefined;
+    this.#acks = new AckBatcher(
+      (memberId, partitions) =>
+        queueAck(this.#ackSession, { queue: this.#settings.queue, memberId, partitions }),
+      {
+        flushMs: integerIn("ackFlushMs", options.ackFlushMs, ACK_FLUSH_MS_DEFAULT, [0, 60_000]),
+        batchMax: integerIn(
+          "ackBatchMax",
+          options.ackBatchMax,
+          ACK_BATCH_MAX_DEFAULT,
+          [1, 1_000_000],
+        ),
+      },
+    );
+  }
+
+  get queue(): string {
+    return this.#settings.queue;
+  }
+
+  /** This consumer's member id now (it changes when it joins again), or null before. */
+  get memberId(): string | null {
+    return this.#member?.id ?? null;
+  }
+
+  /** How long an acquired record stays locked to this member (known once joined). */
+  get lockMs(): number | null {
+    return this.#member?.lockMs ?? null;
+  }
+
+  /** Answers given and not yet confirmed by the broker. */
+  get pendingAnswers(): number {
+    return this.#acks.pendingCount;
+  }
+
+  /**
+   * Acquires the next records: waits up to `maxWaitMs` at the broker. Returns [] when nothing
+   * came, after a retriable failure (after a backoff; the next poll joins again when needed),
+   * and once the consumer is closed. `maxRecords` lowers this fetch's limit.
+   */
+  async poll(options: { maxRecords?: number; maxWaitMs?: number } = {}): Promise<QueueMessage[]> {
+    const settings = this.#settings;
+    const maxRecords = integerIn("maxRecords", options.maxRecords, settings.maxRecords, [
+      1,
+      QUEUE_FETCH_RECORDS_MAX,
+    ]);
+    const maxWaitMs = integerIn("maxWaitMs", options.maxWaitMs, settings.maxWaitMs, [
+      0,
+      MAX_WAIT_MS_MAX,
+    ]);
+    if (this.#polling) throw new TypeError("poll() called while another poll is running");
+    this.#polling = true;
+    try {
+      return await this.#pollOnce(maxRecords, maxWaitMs);
+    } finally {
+      this.#polling = false;
+    }
+  }
+
+  /** Messages one at a time, until the consumer is closed. */
+  async *[Symbol.asyncIterator](): AsyncGenerator<QueueMessage, void, undefined> {
+    if (this.#polling) throw new TypeError("iteration started while a poll is running");
+    this.#polling = true;
+    let batch: QueueMessage[] = [];
+    let next = 0;
+    try {
+      while (!this.#closed) {
+        batch = await this.#pollOnce(this.#settings.maxRecords, this.#settings.maxWaitMs);
+        for (next = 0; next < batch.length; ) {
+          const message = batch[next++]!;
+          yield message;
+          if (this.#settings.autoAccept && message.answered === undefined) {
+            // Its outcome is the broker's to tell, not this loop's: a refused accept means the
+            // record comes again (at least once).
+            message.accept().catch(() => undefined);
+          }
+          if (this.#closed) break;
+        }
+      }
+    } finally {
+      this.#polling = false;
+      // Acquired but never handed out (the loop was left early): give them back now.
+      for (const message of batch.slice(next)) message.release().catch(() => undefined);
+    }
+  }
+
+  async #pollOnce(maxRecords: number, maxWaitMs: number): Promise<QueueMessage[]> {
+    if (this.#closed) return [];
+    try {
+      const member = await this.#joined();
+      const response = await queueFetch(
+        member.connection,
+        {
+          maxWaitMs,
+          maxRecords,
+          maxBytes: this.#settings.maxBytes,
+          queue: this.#settings.queue,
+          memberId: member.id,
+          acks: [],
+        },
+        { timeoutMs: this.#settings.requestTimeoutMs + maxWaitMs, sendNow: true },
+      );
+      if (response.errorCode === WIRE_ERRORS.UNKNOWN_MEMBER_ID) {
+        // The broker forgot the member (it restarted, or saw the connection drop): join again,
+        // at once the first time, after a backoff if it keeps happening.
+        if (this.#member === member) this.#member = undefined;
+        if (this.#failures++ > 0) {
+          await this.#waitForChange(this.#fetchSession.backoffMs(this.#failures));
+        }
+        return [];
+      }
+      return this.#messages(member, response);
+    } catch (error) {
+      if (this.#closed) return [];
+      if (!isRetriable(error)) throw error;
+      this.#failures++;
+      await this.#waitForChange(this.#fetchSession.backoffMs(this.#failures));
+      return [];
+    }
+  }
+
+  /** The member on the fetch session's live connection, joining when there is none. */
+  async #joined(): Promise<Member> {
+    const connection = await this.#fetchSession.connection();
+    const member = this.#member;
+    if (member !== undefined && member.connection === connection) return member;
+    this.#member = undefined;
+    const joined = await joinQueue(connection, this.#settings.queue);
+    if (joined.memberId === null || joined.topic === null) {
+      throw new ClientError("MALFORMED_RESPONSE", "QueueJoinResponse without a member id");
+    }
+    this.#member = {
+      id: joined.memberId,
+      connection,
+      topic: joined.topic,
+      partitions: joined.partitions,
+      lockMs: joined.lockMs,
+    };
+    return this.#member;
+  }
+
+  #messages(member: Member, response: QueueFetchResponse): QueueMessage[] {
+    if (response.errorCode !== 0) {
+      throw errorFromWire(response.errorCode, response.errorMessage);
+    }
+    this.#failures = 0;
+    const messages: QueueMessage[] = [];
+    const sink = (message: QueueMessage, type: AckType) => this.#answer(message, type);
+    for (const p of response.partitions) {
+      if (p.errorCode !== 0) continue;
+      const where = { topic: member.topic, partition: p.partition, memberId: member.id };
+      const found = messagesOf(where, p.acquired, p.records, sink);
+      for (const message of found.messages) {
+        messages.push(message);
+        this.#renewer?.track(message, member.lockMs);
+      }
+      // Acquired with no record to show for it: given back rather than left to its lock.
+      for (const offset of found.missing) {
+        this.#acks.add(member.id, p.partition, offset, "release").catch(() => undefined);
+      }
+    }
+    return messages;
+  }
+
+  #answer(message: QueueMessage, type: AckType): Promise<void> {
+    if (type !== "renew") this.#renewer?.forget(message);
+    return this.#acks.add(message.memberId, message.partition, message.offset, type);
+  }
+
+  #waitForChange(timeoutMs: number): Promise<void> {
+    if (this.#closed) return Promise.resolve();
+    return new Promise((resolve) => {
+      const wake = () => {
+        clearTimeout(timer);
+        this.#wakers.delete(wake);
+        resolve();
+      };
+      const timer = setTimeout(wake, timeoutMs);
+      this.#wakers.add(wake);
+    });
+  }
+
+  /** Sends every answer given so far now, and resolves once the broker has confirmed them. */
+  flush(): Promise<void> {
+    return this.#acks.flush();
+  }
+
+  /**
+   * Sends every answer given so far and waits for the broker's word on each, then leaves the
+   * queue (records the member still holds are available to others when this resolves) and
+   * closes the connections. Answers given after this reject with CLOSED; a poll in progress
+   * returns [].
+   */
+  close(): Promise<void> {
+    this.#closing ??= this.#close();
+    return this.#closing;
+  }
+
+  async #close(): Promise<void> {
+    this.#closed = true;
+    this.#renewer?.stop();
+    for (const wake of [...this.#wakers]) wake();
+    await this.#acks.close(new ClientError("CLOSED", "The queue consumer was closed"));
+    // Left explicitly (on the answers' connection: the fetch connection may be in a long poll),
+    // so that once close() resolves what the member held is available to the others. Closing
+    // the fetch connection would do the same, but only once the broker has seen it close.
+    const member = this.#member;
+    if (member !== undefined && !member.connection.closed) {
+      await leaveQueue(this.#ackSession, this.#settings.queue, member.id).catch(() => undefined);
+    }
+    await Promise.all([this.#fetchSession.close(), this.#ackSession.close()]);
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close();
+  }
+}

@@ -1,0 +1,175 @@
+// QueueAck v1 (api_key 20), PROTOCOL.md section 7a:
+//
+//   QueueAckRequest  = queue:string member_id:string
+//                      partitions:[ partition:u32
+//                                   ranges:[ first_offset:i64 last_offset:i64 type:u8 ] ]
+//   QueueAckResponse = error_code:i16 error_message:nullable_string
+//                      partitions:[ partition:u32 error_code:i16 error_message:nullable_string ]
+//
+//   type: 1 accept, 2 release, 3 reject, 4 renew (Kafka's ShareAcknowledge numbers 1 to 3,
+//   and KIP-1222's renew)
+//
+// The `partitions` list is also the piggy-backed acks of a QueueFetch request, so its writer
+// and reader live here. Reading checks what the bytes alone can show (a known type, first ≤
+// last, no partition twice, no overlapping ranges, at most ACK_RANGES_MAX ranges): a request
+// that fails is INVALID_REQUEST naming the value, and the server changes nothing.
+
+import { ProtocolError } from "./errors.ts";
+import type { Reader, Writer } from "./wire.ts";
+
+export const ACK_TYPES = { accept: 1, release: 2, reject: 3, renew: 4 } as const;
+export type AckType = keyof typeof ACK_TYPES;
+const TYPE_NAMES: readonly (AckType | undefined)[] = [
+  undefined,
+  "accept",
+  "release",
+  "reject",
+  "renew",
+];
+
+/** Ranges in one request at most, over all partitions (the engine's ACK_RANGES_MAX). */
+export const ACK_RANGES_MAX = 10_000;
+
+export type AckRange = { first: number; last: number; type: AckType };
+export type AckPartition = { partition: number; ranges: AckRange[] };
+
+export type QueueAckRequest = { queue: string; memberId: string; partitions: AckPartition[] };
+
+export type AckPartitionResult = {
+  partition: number;
+  errorCode: number;
+  errorMessage: string | null;
+};
+
+export type QueueAckResponse = {
+  /** UNKNOWN_QUEUE or UNKNOWN_MEMBER_ID: nothing was applied. */
+  errorCode: number;
+  errorMessage: string | null;
+  partitions: AckPartitionResult[];
+};
+
+const PARTITION_BYTES_MIN = 6;
+const RANGE_BYTES = 17;
+const RESULT_BYTES_MIN = 8;
+
+export function writeAckPartitions(writer: Writer, partitions: readonly AckPartition[]): void {
+  writer.u16(partitions.length);
+  for (const { partition, ranges } of partitions) {
+    writer.u32(partition).u16(ranges.length);
+    for (const { first, last, type } of ranges) {
+      const code = ACK_TYPES[type];
+      if (code === undefined) throw new TypeError(`ack type ${String(type)} is not known`);
+      writer.i64(first).i64(last).u8(code);
+    }
+  }
+}
+
+/** Reads and checks an acks list (see the file comment); INVALID_REQUEST names the value. */
+export function readAckPartitions(reader: Reader): AckPartition[] {
+  const count = reader.count("acks partitions", PARTITION_BYTES_MIN);
+  const partitions: AckPartition[] = [];
+  let total = 0;
+  for (let p = 0; p < count; p++) {
+    const partition = reader.u32("partition");
+    const rangeCount = reader.count("ranges", RANGE_BYTES);
+    total += rangeCount;
+    if (total > ACK_RANGES_MAX) {
+      throw ProtocolError.invalid(`more than ${ACK_RANGES_MAX} ack ranges in one request`);
+    }
+    const ranges: AckRange[] = [];
+    for (let r = 0; r < rangeCount; r++) ranges.push(readRange(reader, partition));
+    partitions.push({ partition, ranges });
+  }
+  checkAckPartitions(partitions);
+  return partitions;
+}
+
+function readRange(reader: Reader, partition: number): AckRange {
+  const first = reader.i64("first_offset");
+  const last = reader.i64("last_offset");
+  const code = reader.u8("type");
+  const type = TYPE_NAMES[code];
+  if (type === undefined) {
+    throw ProtocolError.invalid(
+      `ack type ${code} on partition ${partition} is not 1 (accept), 2 (release), ` +
+        "3 (reject) or 4 (renew)",
+    );
+  }
+  if (first < 0) {
+    throw ProtocolError.invalid(`first_offset ${first} on partition ${partition} is negative`);
+  }
+  if (last < first) {
+    throw ProtocolError.invalid(
+      `last_offset ${last} is below first_offset ${first} on partition ${partition}`,
+    );
+  }
+  return { first, last, type };
+}
+
+/** No partition twice, no two ranges of a partition overlapping. */
+export function checkAckPartitions(partitions: readonly AckPartition[]): void {
+  const seen = new Set<number>();
+  for (const { partition, ranges } of partitions) {
+    if (seen.has(partition)) {
+      throw ProtocolError.invalid(`partition ${partition} appears twice in the acks`);
+    }
+    seen.add(partition);
+    const sorted = [...ranges].sort((a, b) => a.first - b.first);
+    for (let i = 1; i < sorted.length; i++) {
+      const before = sorted[i - 1]!;
+      const after = sorted[i]!;
+      if (after.first <= before.last) {
+        throw ProtocolError.invalid(
+          `ack ranges ${before.first}..${before.last} and ${after.first}..${after.last} ` +
+            `of partition ${partition} overlap`,
+        );
+      }
+    }
+  }
+}
+
+export function writeAckResults(writer: Writer, results: readonly AckPartitionResult[]): void {
+  writer.u16(results.length);
+  for (const result of results) {
+    writer.u32(result.partition).i16(result.errorCode).nullableString(result.errorMessage);
+  }
+}
+
+export function readAckResults(reader: Reader): AckPartitionResult[] {
+  const count = reader.count("ack results", RESULT_BYTES_MIN);
+  const results: AckPartitionResult[] = [];
+  for (let i = 0; i < count; i++) {
+    results.push({
+      partition: reader.u32("partition"),
+      errorCode: reader.i16("error_code"),
+      errorMessage: reader.nullableString("error_message"),
+    });
+  }
+  return results;
+}
+
+export function writeQueueAckRequest(writer: Writer, request: QueueAckRequest): void {
+  writer.string(request.queue).string(request.memberId);
+  writeAckPartitions(writer, request.partitions);
+}
+
+export function readQueueAckRequest(reader: Reader): QueueAckRequest {
+  const queue = reader.string("queue");
+  const memberId = reader.string("member_id");
+  const partitions = readAckPartitions(reader);
+  reader.expectEnd("QueueAckRequest");
+  return { queue, memberId, partitions };
+}
+
+export function writeQueueAckResponse(writer: Writer, response: QueueAckResponse): void {
+  writer.i16(response.errorCode).nullableString(response.errorMessage);
+  writeAckResults(writer, response.partitions);
+}
+
+export function readQueueAckResponse(reader: Reader): QueueAckResponse {
+  const errorCode = reader.i16("error_code");
+  const errorMessage = reader.nullableString("error_message");
+  const partitions = readAckResults(reader);
+  reader.expectEnd("QueueAckResponse");
+  return { errorCode, errorMessage, partitions };
+}

@@ -1,0 +1,323 @@
+// The queue control-plane messages v1 (PROTOCOL.md section 7a), one MessagePack map each,
+// written once here for the server and the client alike:
+//
+//   QueueDeclare (13)
+//     request:  { name: string, topic: string, from?: "end" | "beginning" = "end",
+//                 deadLetterTopic?: string | null = null, deliveryLimit?: int = 20,
+//                 lockMs?: int = 30000, prefetch?: int = 1000, maxInFlight?: int = 2000,
+//                 fsync?: "always" | "never" = "always" }
+//     response: { errorCode: int, errorMessage: string | null, queue: QueueInfo | null }
+//   QueueDelete (14)
+//     request:  { name: string }
+//     response: { errorCode: int, errorMessage: string | null }
+//   QueuePurge (15)
+//     request:  { name: string }
+//     response: { errorCode: int, errorMessage: string | null, purged: int }
+//   QueueList (16)
+//     request:  { names?: [string] | null = null }          null = every queue
+//     response: { queues: [{ name: string, errorCode: int, errorMessage: string | null,
+//                            config: QueueInfo | null, stats: QueueStatsInfo | null }] }
+//   QueueJoin (17)
+//     request:  { queue: string }
+//     response: { errorCode: int, errorMessage: string | null, memberId: string | null,
+//                 topic: string | null, partitions: int, lockMs: int, prefetch: int }
+//   QueueLeave (18)
+//     request:  { queue: string, memberId: string }
+//     response: { errorCode: int, errorMessage: string | null, released: int }
+//
+//   QueueInfo      = { name, topic, from, deadLetterTopic: string | null, deliveryLimit: int,
+//                      lockMs: int, prefetch: int, maxInFlight: int, fsync,
+//                      startOffsets: [int], createdMs: int }
+//   QueueStatsInfo = { members, ready, acquired, deadLettering, delivered, accepted,
+//                      deadLettered, discarded: int, oldestReadyAgeMs: int | null,
+//                      memoryBytes: int, partitions: [{ partition, floor, next,
+//                      highWatermark, ready, acquired: int }] }
+//
+// Readers check types and sizes (INVALID_REQUEST naming the key); the ranges of a declare's
+// options are the engine's to check, which names the field and the value.
+
+import {
+  arrayField,
+  type Fields,
+  intField,
+  mapItem,
+  optionalArray,
+  optionalString,
+  readMsgpack,
+  stringField,
+  stringItems,
+  writeMsgpack,
+} from "./control.ts";
+import type { Reader, Writer } from "./wire.ts";
+
+/** Queue names follow topic-name rules: at most 249 bytes. */
+const NAME_BYTES_MAX = 249;
+const MEMBER_ID_BYTES_MAX = 255;
+const NAMES_MAX = 10_000;
+const ITEMS_MAX = 1_000_000;
+const INT = { min: Number.MIN_SAFE_INTEGER, max: Number.MAX_SAFE_INTEGER };
+
+export type QueueSettings = {
+  topic: string;
+  from?: "end" | "beginning";
+  deadLetterTopic?: string | null;
+  deliveryLimit?: number;
+  lockMs?: number;
+  prefetch?: number;
+  maxInFlight?: number;
+  fsync?: "always" | "never";
+};
+
+export type QueueDeclareRequest = QueueSettings & { name: string };
+
+export type QueueInfo = Required<QueueSettings> & {
+  name: string;
+  deadLetterTopic: string | null;
+  /** The first offset delivered, per partition: fixed at the declare. */
+  startOffsets: number[];
+  createdMs: number;
+};
+
+export type QueuePartitionStatsInfo = {
+  partition: number;
+  floor: number;
+  next: number;
+  highWatermark: number;
+  ready: number;
+  acquired: number;
+};
+
+export type QueueStatsInfo = {
+  members: number;
+  ready: number;
+  acquired: number;
+  deadLettering: number;
+  delivered: number;
+  accepted: number;
+  deadLettered: number;
+  discarded: number;
+  oldestReadyAgeMs: number | null;
+  memoryBytes: number;
+  partitions: QueuePartitionStatsInfo[];
+};
+
+export type Outcome = { errorCode: number; errorMessage: string | null };
+export type QueueDeclareResponse = Outcome & { queue: QueueInfo | null };
+export type QueuePurgeResponse = Outcome & { purged: number };
+export type QueueListEntry = Outcome & {
+  name: string;
+  config: QueueInfo | null;
+  stats: QueueStatsInfo | null;
+};
+export type QueueListResponse = { queues: QueueListEntry[] };
+export type QueueJoinResponse = Outcome & {
+  memberId: string | null;
+  topic: string | null;
+  partitions: number;
+  lockMs: number;
+  prefetch: number;
+};
+export type QueueLeaveRequest = { queue: string; memberId: string };
+export type QueueLeaveResponse = Outcome & { released: number };
+
+/** msgpackr would write `undefined` as an extension type other readers do not know. */
+function defined(value: object): Fields {
+  return Object.fromEntries(Object.entries(value).filter(([, v]) => v !== undefined));
+}
+
+function optionalInt(fields: Fields, key: string): number | undefined {
+  return fields[key] === undefined ? undefined : intField(fields, key, INT);
+}
+
+function outcome(fields: Fields): Outcome {
+  return {
+    errorCode: intField(fields, "errorCode", INT),
+    errorMessage: optionalString(fields, "errorMessage"),
+  };
+}
+
+// QueueDeclare (13) -------------------------------------------------------------------------
+
+export function writeQueueDeclareRequest(writer: Writer, request: QueueDeclareRequest): void {
+  writeMsgpack(writer, defined(request));
+}
+
+export function readQueueDeclareRequest(reader: Reader): QueueDeclareRequest {
+  const fields = readMsgpack(reader, "QueueDeclareRequest");
+  const request: QueueDeclareRequest = {
+    name: stringField(fields, "name", NAME_BYTES_MAX),
+    topic: stringField(fields, "topic", NAME_BYTES_MAX),
+  };
+  const from = optionalString(fields, "from", 16);
+  if (from !== null) request.from = from as QueueSettings["from"];
+  const deadLetterTopic = optionalString(fields, "deadLetterTopic", NAME_BYTES_MAX);
+  if (deadLetterTopic !== null) request.deadLetterTopic = deadLetterTopic;
+  for (const key of ["deliveryLimit", "lockMs", "prefetch", "maxInFlight"] as const) {
+    const value = optionalInt(fields, key);
+    if (value !== undefined) request[key] = value;
+  }
+  const fsync = optionalString(fields, "fsync", 16);
+  if (fsync !== null) request.fsync = fsync as QueueSettings["fsync"];
+  return request;
+}
+
+export function writeQueueDeclareResponse(writer: Writer, response: QueueDeclareResponse): void {
+  writeMsgpack(writer, response);
+}
+
+export function readQueueDeclareResponse(reader: Reader): QueueDeclareResponse {
+  const fields = readMsgpack(reader, "QueueDeclareResponse");
+  const queue = fields["queue"] == null ? null : queueInfo(mapItem(fields["queue"], "queue"));
+  return { ...outcome(fields), queue };
+}
+
+function queueInfo(fields: Fields): QueueInfo {
+  return {
+    name: stringField(fields, "name"),
+    topic: stringField(fields, "topic"),
+    from: stringField(fields, "from") as QueueInfo["from"],
+    deadLetterTopic: optionalString(fields, "deadLetterTopic"),
+    deliveryLimit: intField(fields, "deliveryLimit", INT),
+    lockMs: intField(fields, "lockMs", INT),
+    prefetch: intField(fields, "prefetch", INT),
+    maxInFlight: intField(fields, "maxInFlight", INT),
+    fsync: stringField(fields, "fsync") as QueueInfo["fsync"],
+    startOffsets: arrayField(fields, "startOffsets", ITEMS_MAX).map((offset) =>
+      intField({ "startOffsets[]": offset }, "startOffsets[]", INT),
+    ),
+    createdMs: intField(fields, "createdMs", INT),
+  };
+}
+
+// QueueDelete (14), QueuePurge (15) ----------------------------------------------------------
+
+export function writeQueueNameRequest(writer: Writer, request: { name: string }): void {
+  writeMsgpack(writer, { name: request.name });
+}
+
+/** The request of QueueDelete and QueuePurge: `{ name }`. */
+export function readQueueNameRequest(reader: Reader, what: string): { name: string } {
+  return { name: stringField(readMsgpack(reader, what), "name", NAME_BYTES_MAX) };
+}
+
+export function writeOutcome(writer: Writer, response: Outcome): void {
+  writeMsgpack(writer, response);
+}
+
+export function readQueueDeleteResponse(reader: Reader): Outcome {
+  return outcome(readMsgpack(reader, "QueueDeleteResponse"));
+}
+
+export function writeQueuePurgeResponse(writer: Writer, response: QueuePurgeResponse): void {
+  writeMsgpack(writer, response);
+}
+
+export function readQueuePurgeResponse(reader: Reader): QueuePurgeResponse {
+  const fields = readMsgpack(reader, "QueuePurgeResponse");
+  return { ...outcome(fields), purged: intField(fields, "purged", INT) };
+}
+
+// QueueList (16) -----------------------------------------------------------------------------
+
+export function writeQueueListRequest(writer: Writer, request: { names: string[] | null }): void {
+  writeMsgpack(writer, { names: request.names });
+}
+
+export function readQueueListRequest(reader: Reader): { names: string[] | null } {
+  const fields = readMsgpack(reader, "QueueListRequest");
+  const names = optionalArray(fields, "names", NAMES_MAX);
+  return { names: names === null ? null : stringItems(names, "names") };
+}
+
+export function writeQueueListResponse(writer: Writer, response: QueueListResponse): void {
+  writeMsgpack(writer, response);
+}
+
+export function readQueueListResponse(reader: Reader): QueueListResponse {
+  const fields = readMsgpack(reader, "QueueListResponse");
+  const queues = arrayField(fields, "queues", ITEMS_MAX).map((item) => {
+    const entry = mapItem(item, "queues[]");
+    return {
+      name: stringField(entry, "name"),
+      ...outcome(entry),
+      config: entry["config"] == null ? null : queueInfo(mapItem(entry["config"], "config")),
+      stats: entry["stats"] == null ? null : queueStats(mapItem(entry["stats"], "stats")),
+    };
+  });
+  return { queues };
+}
+
+function queueStats(fields: Fields): QueueStatsInfo {
+  const int = (key: string) => intField(fields, key, INT);
+  return {
+    members: int("members"),
+    ready: int("ready"),
+    acquired: int("acquired"),
+    deadLettering: int("deadLettering"),
+    delivered: int("delivered"),
+    accepted: int("accepted"),
+    deadLettered: int("deadLettered"),
+    discarded: int("discarded"),
+    oldestReadyAgeMs: fields["oldestReadyAgeMs"] == null ? null : int("oldestReadyAgeMs"),
+    memoryBytes: int("memoryBytes"),
+    partitions: arrayField(fields, "partitions", ITEMS_MAX).map((item) => {
+      const p = mapItem(item, "partitions[]");
+      const pint = (key: string) => intField(p, key, INT);
+      return {
+        partition: pint("partition"),
+        floor: pint("floor"),
+        next: pint("next"),
+        highWatermark: pint("highWatermark"),
+        ready: pint("ready"),
+        acquired: pint("acquired"),
+      };
+    }),
+  };
+}
+
+// QueueJoin (17), QueueLeave (18) ------------------------------------------------------------
+
+export function writeQueueJoinRequest(writer: Writer, request: { queue: string }): void {
+  writeMsgpack(writer, { queue: request.queue });
+}
+
+export function readQueueJoinRequest(reader: Reader): { queue: string } {
+  return { queue: stringField(readMsgpack(reader, "QueueJoinRequest"), "queue", NAME_BYTES_MAX) };
+}
+
+export function writeQueueJoinResponse(writer: Writer, response: QueueJoinResponse): void {
+  writeMsgpack(writer, response);
+}
+
+export function readQueueJoinResponse(reader: Reader): QueueJoinResponse {
+  const fields = readMsgpack(reader, "QueueJoinResponse");
+  return {
+    ...outcome(fields),
+    memberId: optionalString(fields, "memberId", MEMBER_ID_BYTES_MAX),
+    topic: optionalString(fields, "topic"),
+    partitions: intField(fields, "partitions", INT),
+    lockMs: intField(fields, "lockMs", INT),
+    prefetch: intField(fields, "prefetch", INT),
+  };
+}
+
+export function writeQueueLeaveRequest(writer: Writer, request: QueueLeaveRequest): void {
+  writeMsgpack(writer, request);
+}
+
+export function readQueueLeaveRequest(reader: Reader): QueueLeaveRequest {
+  const fields = readMsgpack(reader, "QueueLeaveRequest");
+  return {
+    queue: stringField(fields, "queue", NAME_BYTES_MAX),
+    memberId: stringField(fields, "memberId", MEMBER_ID_BYTES_MAX),
+  };
+}
+
+export function writeQueueLeaveResponse(writer: Writer, response: QueueLeaveResponse): void {
+  writeMsgpack(writer, response);
+}
+
+export function readQueueLeaveResponse(reader: Reader): QueueLeaveResponse {
+  const fields = readMsgpack(reader, "QueueLeaveResponse");
+  return { ...outcome(fields), released: intField(fields, "released", INT) };
+}

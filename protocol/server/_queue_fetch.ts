@@ -1,0 +1,249 @@
+// The queue data-plane handlers (PROTOCOL.md section 7a): QueueFetch (acquire records and send
+// their whole batches as the engine's views, long-polled on the queue's ready signal) and
+// QueueAck (per partition, answered once the engine says the outcome is durable).
+//
+//   QueueFetch ─► piggy-backed acks applied (their durability awaited in the background)
+//              ─► fetchQueue: records? ──yes──────────────────────────────┐
+//                     │ no, and max_wait_ms > 0                             ▼
+//                     └─► onQueueReady ─► fetchQueue again ... ─► answer once the acks are durable
+//                         (ends at max_wait_ms, on close, on shutdown)
+//
+// A request the bytes show to be bad (limits, ack types, overlapping ranges) is INVALID_REQUEST
+// before anything is applied. What only the engine can judge (a record not held by the member,
+// a lock that ran out, an unknown partition) fails that partition's acks alone, atomically:
+// the engine applies one partition's ranges whole or not at all.
+
+import {
+  assert,
+  type Engine,
+  FETCH_BYTES_MAX,
+  type QueueAck,
+  type QueueFetchResult,
+} from "../../engine/mod.ts";
+import { InvariantError } from "../../record/mod.ts";
+import { errorToWire, WIRE_ERRORS } from "../codec/errors.ts";
+import { ChunkedFrame, finishFrame, startResponse } from "../codec/frames.ts";
+import {
+  type AckPartition,
+  type AckPartitionResult,
+  type QueueAckResponse,
+  readQueueAckRequest,
+  writeQueueAckResponse,
+} from "../codec/queue_ack.ts";
+import {
+  type QueueFetchPartition,
+  type QueueFetchRequest,
+  readQueueFetchRequest,
+  writeQueueFetchResponse,
+} from "../codec/queue_fetch.ts";
+import type { HandlerResult, RequestContext } from "./connection.ts";
+
+export type QueueDataPlane = {
+  engine: Engine;
+  fetchWaitMsMax: number;
+  fetchBytesMax: number;
+  waitingFetches: Set<() => void>;
+  log(message: string): void;
+};
+
+type FetchOutcome =
+  | { kind: "records"; result: QueueFetchResult }
+  | { kind: "error"; code: number; message: string };
+
+type Acks = Promise<QueueAckResponse>;
+
+/** Applies each partition's ranges with one ackQueue call; resolves once all are durable. */
+export async function applyAcks(
+  plane: QueueDataPlane,
+  queue: string,
+  memberId: string,
+  partitions: readonly AckPartition[],
+): Promise<QueueAckResponse> {
+  try {
+    plane.engine.queue(queue);
+  } catch (error) {
+    const { code, message } = errorToWire(error);
+    const failed = partitions.map(({ partition }) => ({
+      partition,
+      errorCode: code,
+      errorMessage: message,
+    }));
+    return { errorCode: code, errorMessage: message, partitions: failed };
+  }
+  // Every call starts now, in this turn: their deltas share the queue's next group commit.
+  const results = partitions.map(({ partition, ranges }) => {
+    const acks: QueueAck[] = ranges.map(({ first, last, type }) => ({
+      partition,
+      first,
+      last,
+      type,
+    }));
+    return plane.engine.ackQueue(queue, memberId, acks).then(
+      (): AckPartitionResult => ({ partition, errorCode: 0, errorMessage: null }),
+      // errorToWire throws a broken invariant on: it fails the request, which stops the server.
+      (error: unknown): AckPartitionResult => {
+        const { code, message } = errorToWire(error);
+        return { partition, errorCode: code, errorMessage: message };
+      },
+    );
+  });
+  const settled = await Promise.all(results);
+  assert(settled.length === partitions.length, "one ack result per partition");
+  // A member unknown to the queue is unknown to every partition: the request's own error.
+  const unknown = settled.find((r) => r.errorCode === WIRE_ERRORS.UNKNOWN_MEMBER_ID);
+  return {
+    errorCode: unknown?.errorCode ?? 0,
+    errorMessage: unknown?.errorMessage ?? null,
+    partitions: settled,
+  };
+}
+
+export async function handleQueueAck(
+  plane: QueueDataPlane,
+  request: RequestContext,
+): Promise<HandlerResult> {
+  const ack = readQueueAckRequest(request.reader);
+  const response = await applyAcks(plane, ack.queue, ack.memberId, ack.partitions);
+  const writer = startResponse(request.correlationId, 64 + response.partitions.length * 64);
+  writeQueueAckResponse(writer, response);
+  return [finishFrame(writer)];
+}
+
+export function handleQueueFetch(
+  plane: QueueDataPlane,
+  request: RequestContext,
+): HandlerResult | Promise<HandlerResult> {
+  const fetch = readQueueFetchRequest(request.reader);
+  // max_bytes comes from the client: bounded here, whatever it asks.
+  fetch.maxBytes = Math.min(fetch.maxBytes, plane.fetchBytesMax, FETCH_BYTES_MAX);
+  const acks =
+    fetch.acks.length === 0 ? undefined : applyAcks(plane, fetch.queue, fetch.memberId, fetch.acks);
+  const first = tryFetch(plane, fetch);
+  const waitMs = Math.min(fetch.maxWaitMs, plane.fetchWaitMsMax);
+  const answered = first.kind === "error" || first.result.partitions.length > 0 || waitMs === 0;
+  if (answered && acks === undefined) return fetchResponse(request.correlationId, first, []);
+  const outcome = answered ? Promise.resolve(first) : longPoll(plane, request, fetch, waitMs);
+  return finishFetch(request.correlationId, outcome, acks);
+}
+
+async function finishFetch(
+  correlationId: number,
+  outcome: Promise<FetchOutcome>,
+  acks: Acks | undefined,
+): Promise<HandlerResult> {
+  const [fetched, acked] = await Promise.all([outcome, acks]);
+  return fetchResponse(correlationId, fetched, acked?.partitions ?? []);
+}
+
+/** One acquisition attempt; an engine refusal is an outcome, a broken invariant throws. */
+function tryFetch(plane: QueueDataPlane, fetch: QueueFetchRequest): FetchOutcome {
+  try {
+    const result = plane.engine.fetchQueue(fetch.queue, fetch.memberId, {
+      maxRecords: fetch.maxRecords,
+      maxBytes: fetch.maxBytes,
+    });
+    return { kind: "records", result };
+  } catch (error) {
+    const { code, message } = errorToWire(error);
+    return { kind: "error", code, message };
+  }
+}
+
+function fetchResponse(
+  correlationId: number,
+  outcome: FetchOutcome,
+  acks: AckPartitionResult[],
+): HandlerResult {
+  const frame = new ChunkedFrame(correlationId);
+  if (outcome.kind === "error") {
+    writeQueueFetchResponse(frame, {
+      errorCode: outcome.code,
+      errorMessage: outcome.message,
+      lockMs: 0,
+      acks,
+      partitions: [],
+    });
+    return frame.finish();
+  }
+  const { lockMs } = outcome.result;
+  assert(outcome.result.partitions.length === 0 || lockMs > 0, "acquired records have a lock");
+  const partitions = outcome.result.partitions.map(
+    (p): QueueFetchPartition => ({
+      partition: p.partition,
+      errorCode: 0,
+      acquired: p.ranges.map((r) => ({
+        first: r.first,
+        last: r.last,
+        deliveryCount: r.deliveries,
+      })),
+      records: p.views,
+    }),
+  );
+  writeQueueFetchResponse(frame, {
+    errorCode: 0,
+    errorMessage: null,
+    lockMs: outcome.result.lockMs,
+    acks,
+    partitions,
+  });
+  return frame.finish();
+}
+
+/**
+ * Waits for the queue to say a fetch may find something, and tries again each time, until
+ * one acquires records or fails, or the wait ends (then: an empty answer).
+ */
+function longPoll(
+  plane: QueueDataPlane,
+  request: RequestContext,
+  fetch: QueueFetchRequest,
+  waitMs: number,
+): Promise<FetchOutcome> {
+  const empty = (): FetchOutcome => ({
+    kind: "records",
+    result: { lockMs: lockMsOf(plane, fetch.queue), partitions: [] },
+  });
+  return new Promise((resolve, reject) => {
+    let settled = false;
+    let unsubscribe = () => {};
+    const finish = (outcome: FetchOutcome | undefined, failure?: unknown) => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      stopOnClose();
+      unsubscribe();
+      plane.waitingFetches.delete(timeUp);
+      if (failure !== undefined) reject(failure);
+      else resolve(outcome ?? empty());
+    };
+    const timeUp = () => finish(undefined);
+    const attempt = () => {
+      // A dead client gets nothing: what it acquired now would wait for its lock to end.
+      if (request.connection.closed) return finish(undefined);
+      try {
+        const outcome = tryFetch(plane, fetch);
+        if (outcome.kind === "error" || outcome.result.partitions.length > 0) finish(outcome);
+      } catch (error) {
+        finish(undefined, error);
+      }
+    };
+    const timer = setTimeout(timeUp, waitMs);
+    const stopOnClose = request.connection.onClose(timeUp);
+    plane.waitingFetches.add(timeUp);
+    try {
+      unsubscribe = plane.engine.onQueueReady(fetch.queue, attempt);
+    } catch (error) {
+      if (error instanceof InvariantError) return finish(undefined, error);
+      // Deleted between the first attempt and now: the next attempt says so.
+      attempt();
+    }
+  });
+}
+
+function lockMsOf(plane: QueueDataPlane, queue: string): number {
+  try {
+    return plane.engine.queue(queue).config.lockMs;
+  } catch {
+    return 0;
+  }
+}

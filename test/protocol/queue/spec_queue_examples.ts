@@ -1,0 +1,47 @@
+// The queue exchanges shown in PROTOCOL.md section 10, built from the codecs and run against a
+// real server by spec_queue_examples.test.ts. Member ids are the server's (random), so the
+// requests are built for the id the server gave; the spec shows EXAMPLE_MEMBER_ID, which has
+// the length of every id the server hands out. The answers hold no member id and are compared
+// byte for byte.
+
+import { API, finishFrame, startRequest } from "../../../protocol/codec/frames.ts";
+import { writeQueueAckRequest } from "../../../protocol/codec/queue_ack.ts";
+import { writeQueueFetchRequest } from "../../../protocol/codec/queue_fetch.ts";
+
+export const EXAMPLE_QUEUE = "demo-work";
+export const EXAMPLE_MEMBER_ID = "0mWRJpZDQfWbDoeyyyqFRg-0";
+
+export function exampleQueueFetchRequest(memberId: string): Uint8Array {
+  const writer = startRequest({ apiKey: API.QueueFetch, apiVersion: 1, correlationId: 20 });
+  writeQueueFetchRequest(writer, {
+    maxWaitMs: 500,
+    maxRecords: 100,
+    maxBytes: 1_048_576,
+    queue: EXAMPLE_QUEUE,
+    memberId,
+    acks: [],
+  });
+  return finishFrame(writer);
+}
+
+export function exampleQueueAckRequest(memberId: string): Uint8Array {
+  const writer = startRequest({ apiKey: API.QueueAck, apiVersion: 1, correlationId: 21 });
+  writeQueueAckRequest(writer, {
+    queue: EXAMPLE_QUEUE,
+    memberId,
+    partitions: [{ partition: 0, ranges: [{ first: 0, last: 0, type: "accept" }] }],
+  });
+  return finishFrame(writer);
+}
+
+/** The hex of every ```hex block after `heading`, annotations (after ';') removed. */
+export function hexBlocksAfter(markdown: string, heading: string): string[] {
+  const at = markdown.indexOf(heading);
+  if (at === -1) throw new Error(`no heading ${heading}`);
+  const blocks: string[] = [];
+  for (const match of markdown.slice(at).matchAll(/```hex\n([\s\S]*?)```/g)) {
+    const lines = match[1]!.split("\n").map((line) => line.split(";")[0]!.replace(/\s+/g, ""));
+    blocks.push(lines.join(""));
+  }
+  return blocks;
+}
