@@ -14,22 +14,28 @@
 
 import { setImmediate } from "node:timers";
 import type { BenchProducer } from "./driver.ts";
+import type { SendRecorder } from "./load_stats.ts";
 import type { KeySource, PayloadSource } from "./payload.ts";
 import { Pacer } from "./rate_control.ts";
-import type { RunStats } from "./stats.ts";
 
 /** Unacknowledged bytes over all producers; each producer gets an equal share. */
 export const IN_FLIGHT_BYTES_MAX = 32 * 1024 * 1024;
 export const IN_FLIGHT_MESSAGES_MIN = 64;
 export const SENDS_PER_TURN_MAX = 1_000;
 
-type ProducerSlot = { producer: BenchProducer; pacer: Pacer; inFlight: number };
+type ProducerSlot = {
+  producer: BenchProducer;
+  pacer: Pacer;
+  inFlight: number;
+  /** Messages taken from this producer's earlier schedules (before the last rate change). */
+  takenBefore: number;
+};
 
 export type LoadGeneratorOptions = {
   producers: readonly BenchProducer[];
   payloads: PayloadSource;
   keys: KeySource;
-  stats: RunStats;
+  stats: SendRecorder;
   /** Messages per second over all producers. */
   ratePerSecond: number;
   /** Unacknowledged sends allowed per producer (default: its share of IN_FLIGHT_BYTES_MAX). */
@@ -43,7 +49,7 @@ export class LoadGenerator {
   #slots: ProducerSlot[];
   #payloads: PayloadSource;
   #keys: KeySource;
-  #stats: RunStats;
+  #stats: SendRecorder;
   #now: () => number;
   #running = false;
   #timer: ReturnType<typeof setTimeout> | undefined;
@@ -60,6 +66,7 @@ export class LoadGenerator {
       producer,
       pacer: new Pacer(each, start),
       inFlight: 0,
+      takenBefore: 0,
     }));
     this.#payloads = options.payloads;
     this.#keys = options.keys;
@@ -79,7 +86,25 @@ export class LoadGenerator {
   setRate(ratePerSecond: number): void {
     const now = this.#now();
     this.#ratePerSecond = ratePerSecond;
-    for (const slot of this.#slots) slot.pacer.restart(ratePerSecond / this.#slots.length, now);
+    for (const slot of this.#slots) {
+      slot.takenBefore += slot.pacer.taken;
+      slot.pacer.restart(ratePerSecond / this.#slots.length, now);
+    }
+  }
+
+  /**
+   * Messages due by every producer's schedule up to now, sent or not (what a rate change
+   * dropped unsent is not counted): the schedule lag is this less what was acknowledged.
+   */
+  scheduled(): number {
+    if (!this.#running)
+      return this.#slots.reduce((sum, s) => sum + s.takenBefore + s.pacer.taken, 0);
+    const now = this.#now();
+    let sum = 0;
+    for (const slot of this.#slots) {
+      sum += slot.takenBefore + slot.pacer.taken + slot.pacer.due(now);
+    }
+    return sum;
   }
 
   start(): void {
@@ -89,6 +114,11 @@ export class LoadGenerator {
   }
 
   stop(): void {
+    // What was due and unsent when sending stops is dropped, as at a rate change.
+    for (const slot of this.#slots) {
+      slot.takenBefore += slot.pacer.taken;
+      slot.pacer.restart(slot.pacer.ratePerSecond, this.#now());
+    }
     this.#running = false;
     if (this.#timer !== undefined) clearTimeout(this.#timer);
     this.#timer = undefined;

@@ -4,27 +4,41 @@
 // the intended time, so a stall of the system shows up in the percentiles instead of
 // silently lowering the send rate: the "coordinated omission" correction OMB and wrk2 make.
 //
-// With producerRate 0 a RateSearch picks the rate during warm-up. Each rate it tries runs for
-// two seconds: the first lets queues settle after the change and is not judged, the second
-// is judged "sustained" or not:
+// With producerRate 0 a RateSearch finds, during warm-up, the highest rate the system
+// sustains by the rules of ./sustain.ts (keep-up, publish p99 bound, no growth of schedule lag,
+// p99 or backlog). Every step starts with one settling second (not judged: queues adjust to the
+// new rate), then its judged seconds:
 //
-//   ramp:    start at min(10,000 msg/s, 10 MB/s), double while the rate is sustained;
-//   bisect:  after the first unsustained rate, try the geometric mean of the highest
-//            sustained and lowest unsustained rates, until they are within 10%;
-//   hold:    from then on, and at the latest when warm-up ends, the highest sustained rate.
+//   ramp     start at min(10,000 msg/s, 10 MB/s); 1 judged second per step; double the rate
+//            while it is sustained (below the first rate: halve while nothing is);
+//   bisect   after the first failure, try the geometric mean of the highest sustained and the
+//            lowest failed rate, 2 judged seconds per step (so the slopes are seen), until
+//            they are within 10%. A failure that published only A < R msg/s caps the failed
+//            side at A: rates above what the system managed to publish are not sustainable;
+//   confirm  the last seconds of warm-up (at least 4, or a fifth of it) hold the highest
+//            sustained rate and judge all of them as one window, the strictest test of the
+//            search. If the confirm fails, the measured phase runs 10% lower and the step
+//            says so.
 //
-// A rate is sustained when, in its judged second, the producers achieved ≥ 95% of it,
-// consumers received ≥ 95% of what was published (per subscription), the backlog stayed under
-// half a second of messages, and publish p99 (from intended send times) stayed under 100 ms.
+// The search fits the warm-up: a step starts only when it ends before the confirm needs the
+// rest, so a workload with a 20 s warm-up searches for 16 s and confirms for 4. The measured
+// phase then runs at the rate the search ends with; result.ts judges that phase again as one
+// window ("sustained" in the result).
+
+import { judgeWindow, KEEP_UP_RATIO, type SustainVerdict, type WindowSample } from "./sustain.ts";
 
 export const RATE_SEARCH_START_MESSAGES = 10_000;
 export const RATE_SEARCH_START_BYTES = 10 * 1024 * 1024;
 export const RATE_SEARCH_GROWTH = 2;
 export const RATE_SEARCH_PRECISION = 1.1;
-export const RATE_SEARCH_KEEP_UP_RATIO = 0.95;
-export const RATE_SEARCH_BACKLOG_SECONDS_MAX = 0.5;
-export const RATE_SEARCH_PUBLISH_P99_MS_MAX = 100;
 export const RATE_MIN = 1;
+/** Seconds of a step that are not judged after a rate change. */
+export const SETTLE_SECONDS = 1;
+export const RAMP_JUDGED_SECONDS = 1;
+export const BISECT_JUDGED_SECONDS = 2;
+/** The confirm window: at least this many seconds, or this share of the warm-up. */
+export const CONFIRM_SECONDS_MIN = 4;
+export const CONFIRM_WARMUP_SHARE = 0.2;
 
 /** One producer's fixed-rate schedule. */
 export class Pacer {
@@ -40,6 +54,11 @@ export class Pacer {
 
   get ratePerSecond(): number {
     return this.#ratePerSecond;
+  }
+
+  /** Messages taken from this schedule so far. */
+  get taken(): number {
+    return this.#taken;
   }
 
   /** Messages whose intended send time is at or before `nowMs` and not yet taken. */
@@ -70,117 +89,208 @@ function checkRate(ratePerSecond: number): void {
   }
 }
 
-/** What one second of a run showed, as the search reads it. */
-export type RateObservation = {
-  targetRate: number;
-  publishRate: number;
-  consumeRate: number;
-  backlog: number;
-  publishP99Ms: number;
+export type SearchState = "ramp" | "bisect" | "confirm" | "hold";
+
+/** One step of the search: a rate, its judged window, and the verdict. */
+export type RateSearchStep = {
+  state: Exclude<SearchState, "hold">;
+  rate: number;
+  /** Seconds since the first send when the step's rate was set. */
+  startSecond: number;
+  /** What the judged window showed (sustain.ts); `reasons` is empty when sustained. */
+  verdict: SustainVerdict;
+  /** What the search did next, in words. */
+  next: string;
 };
 
-export type RateSearchStep = RateObservation & {
-  state: "ramp" | "bisect";
-  /** The first second at a new rate: recorded, not judged. */
-  settling: boolean;
-  sustained: boolean;
-  /** Why it was not sustained; empty when it was (or while settling). */
-  reason: string;
+export type RateSearchOptions = {
+  messageSize: number;
+  subscriptions: number;
+  warmupSeconds: number;
+  publishP99MsMax: number;
 };
-
-export type RateSearchState = "ramp" | "bisect" | "hold";
 
 export class RateSearch {
-  readonly subscriptions: number;
   readonly steps: RateSearchStep[] = [];
+  readonly #options: RateSearchOptions;
+  readonly #confirmSeconds: number;
   #rate: number;
-  #state: RateSearchState = "ramp";
+  #state: SearchState = "ramp";
   #highestSustained = 0;
-  #settling = true;
-  #lowestUnsustained = Number.POSITIVE_INFINITY;
+  #lowestFailed = Number.POSITIVE_INFINITY;
+  /** The samples of the current step, and how many of them settle (are not judged). */
+  #window: WindowSample[] = [];
+  #settle = SETTLE_SECONDS;
+  #stepStartSecond = 0;
+  #seconds = 0;
 
-  constructor(messageSize: number, subscriptions: number) {
-    this.subscriptions = subscriptions;
+  constructor(options: RateSearchOptions) {
+    this.#options = options;
+    this.#confirmSeconds = Math.max(
+      CONFIRM_SECONDS_MIN,
+      Math.ceil(CONFIRM_WARMUP_SHARE * options.warmupSeconds),
+    );
     this.#rate = Math.max(
       RATE_MIN,
-      Math.min(RATE_SEARCH_START_MESSAGES, Math.floor(RATE_SEARCH_START_BYTES / messageSize)),
+      Math.min(
+        RATE_SEARCH_START_MESSAGES,
+        Math.floor(RATE_SEARCH_START_BYTES / options.messageSize),
+      ),
     );
+    // A warm-up too short for one ramp step before the confirm confirms the first rate.
+    if (this.#remaining() - this.#stepSeconds("ramp") < this.#confirmSeconds) {
+      this.#state = "confirm";
+    }
   }
 
   get rate(): number {
     return this.#rate;
   }
 
-  get state(): RateSearchState {
+  get state(): SearchState {
     return this.#state;
   }
 
-  /** Why a second was not sustained, or "" when it was. */
-  static verdict(observation: RateObservation, subscriptions: number): string {
-    const { targetRate, publishRate, consumeRate, backlog, publishP99Ms } = observation;
-    const reasons: string[] = [];
-    if (publishRate < RATE_SEARCH_KEEP_UP_RATIO * targetRate) {
-      reasons.push(`published ${Math.round(publishRate)} of ${Math.round(targetRate)} msg/s`);
-    }
-    if (consumeRate < RATE_SEARCH_KEEP_UP_RATIO * publishRate * subscriptions) {
-      reasons.push(`consumed ${Math.round(consumeRate)} msg/s`);
-    }
-    const backlogMax = RATE_SEARCH_BACKLOG_SECONDS_MAX * targetRate * subscriptions;
-    if (backlog > Math.max(backlogMax, 1)) reasons.push(`backlog ${backlog}`);
-    if (publishP99Ms > RATE_SEARCH_PUBLISH_P99_MS_MAX) {
-      reasons.push(`publish p99 ${publishP99Ms.toFixed(1)} ms`);
-    }
-    return reasons.join(", ");
+  get confirmSeconds(): number {
+    return this.#confirmSeconds;
   }
 
-  /** Takes one second's observation; returns the rate for the next second. */
-  observe(observation: RateObservation): number {
-    if (this.#state === "hold") return this.#rate;
-    if (this.#settling) {
-      this.#settling = false;
-      this.steps.push({
-        ...observation,
-        state: this.#state,
-        settling: true,
-        sustained: false,
-        reason: "",
-      });
+  #remaining(): number {
+    return this.#options.warmupSeconds - this.#seconds;
+  }
+
+  #stepSeconds(state: "ramp" | "bisect"): number {
+    return SETTLE_SECONDS + (state === "ramp" ? RAMP_JUDGED_SECONDS : BISECT_JUDGED_SECONDS);
+  }
+
+  #judge(): SustainVerdict {
+    const judged = this.#window.slice(this.#settle);
+    return judgeWindow(judged.length > 0 ? judged : this.#window, {
+      subscriptions: this.#options.subscriptions,
+      publishP99MsMax: this.#options.publishP99MsMax,
+    });
+  }
+
+  /** Takes one second of warm-up; returns the rate for the next second. */
+  observe(sample: WindowSample): number {
+    this.#seconds++;
+    if (this.#state === "hold" || this.#state === "confirm") {
+      this.#window.push(sample);
       return this.#rate;
     }
-    this.#settling = true;
-    const reason = RateSearch.verdict(observation, this.subscriptions);
-    const sustained = reason === "";
-    this.steps.push({ ...observation, state: this.#state, settling: false, sustained, reason });
-    const rate = observation.targetRate;
-    if (sustained) this.#highestSustained = Math.max(this.#highestSustained, rate);
-    else this.#lowestUnsustained = Math.min(this.#lowestUnsustained, rate);
-    if (this.#state === "ramp" && sustained) {
-      this.#rate = rate * RATE_SEARCH_GROWTH;
-      return this.#rate;
-    }
-    this.#state = "bisect";
-    const low = this.#highestSustained;
-    const high = this.#lowestUnsustained;
-    if (low > 0 && high / low <= RATE_SEARCH_PRECISION) return this.hold();
-    // Below the first rate tried, halve until something is sustained.
-    this.#rate = low > 0 ? Math.sqrt(low * high) : Math.max(RATE_MIN, high / RATE_SEARCH_GROWTH);
+    this.#window.push(sample);
+    const judgedSeconds = this.#state === "ramp" ? RAMP_JUDGED_SECONDS : BISECT_JUDGED_SECONDS;
+    if (this.#window.length < this.#settle + judgedSeconds) return this.#rate;
+    const verdict = this.#judge();
+    const step = this.#record(verdict);
+    this.#learn(verdict);
+    step.next = this.#choose(verdict);
     return this.#rate;
   }
 
-  /**
-   * Ends the search: the highest sustained rate from now on. When no second was sustained,
-   * the last second's achieved publish rate (never more than the target it had).
-   */
-  hold(): number {
-    if (this.#state !== "hold") {
-      this.#state = "hold";
-      const last = this.steps.findLast((step) => !step.settling) ?? this.steps.at(-1);
-      const fallback = last === undefined ? this.#rate : Math.min(last.publishRate, this.#rate);
-      this.#rate = Math.max(
-        RATE_MIN,
-        this.#highestSustained > 0 ? this.#highestSustained : fallback,
-      );
+  #record(verdict: SustainVerdict): RateSearchStep {
+    const step: RateSearchStep = {
+      state: this.#state as "ramp" | "bisect",
+      rate: this.#rate,
+      startSecond: this.#stepStartSecond,
+      verdict,
+      next: "",
+    };
+    this.steps.push(step);
+    return step;
+  }
+
+  #learn(verdict: SustainVerdict): void {
+    const rate = this.#rate;
+    if (verdict.sustained) {
+      this.#highestSustained = Math.max(this.#highestSustained, rate);
+      return;
     }
+    // What an overloaded system managed to publish bounds what it can sustain.
+    const achieved = verdict.publishRate < KEEP_UP_RATIO * rate ? verdict.publishRate : rate;
+    const floor = this.#highestSustained * RATE_SEARCH_PRECISION;
+    this.#lowestFailed = Math.min(this.#lowestFailed, rate, Math.max(achieved, floor));
+  }
+
+  /** Picks the next step (or the confirm) and says what it chose. */
+  #choose(verdict: SustainVerdict): string {
+    const low = this.#highestSustained;
+    const high = this.#lowestFailed;
+    let next: { state: "ramp" | "bisect"; rate: number };
+    if (this.#state === "ramp" && verdict.sustained) {
+      next = { state: "ramp", rate: this.#rate * RATE_SEARCH_GROWTH };
+    } else if (low === 0) {
+      next = { state: "ramp", rate: Math.max(RATE_MIN, high / RATE_SEARCH_GROWTH) };
+    } else if (high / low <= RATE_SEARCH_PRECISION) {
+      return this.#startConfirm(`within ${Math.round((RATE_SEARCH_PRECISION - 1) * 100)}%`);
+    } else {
+      next = { state: "bisect", rate: Math.sqrt(low * high) };
+    }
+    if (this.#remaining() - this.#stepSeconds(next.state) < this.#confirmSeconds) {
+      return this.#startConfirm("warm-up left only for the confirm");
+    }
+    this.#state = next.state;
+    this.#setRate(next.rate);
+    return `${next.state} at ${Math.round(next.rate)} msg/s`;
+  }
+
+  #setRate(rate: number): void {
+    if (rate !== this.#rate) {
+      this.#window = [];
+      this.#settle = SETTLE_SECONDS;
+      this.#stepStartSecond = this.#seconds;
+    }
+    this.#rate = rate;
+  }
+
+  #startConfirm(why: string): string {
+    const rate = this.#fallbackRate();
+    const judged = this.#window.slice(this.#settle);
+    this.#state = "confirm";
+    if (rate === this.#rate) {
+      // The step just judged ran at this rate: its judged seconds open the confirm window.
+      this.#window = judged;
+      this.#settle = 0;
+    } else {
+      this.#setRate(rate);
+    }
+    return `${why}: confirm ${Math.round(rate)} msg/s for the rest of warm-up`;
+  }
+
+  /** The highest sustained rate; with none, what the last step published (at most its rate). */
+  #fallbackRate(): number {
+    if (this.#highestSustained > 0) return this.#highestSustained;
+    const last = this.steps.at(-1);
+    const fallback =
+      last === undefined ? this.#rate : Math.min(last.verdict.publishRate, this.#rate);
+    return Math.max(RATE_MIN, fallback);
+  }
+
+  /**
+   * Ends the search when warm-up ends: judges the confirm window and returns the rate of the
+   * measured phase (10% lower when the confirm failed).
+   */
+  finish(): number {
+    if (this.#state === "hold") return this.#rate;
+    if (this.#state !== "confirm") this.#startConfirm("warm-up ended");
+    if (this.#window.length > this.#settle) {
+      const verdict = this.#judge();
+      const step: RateSearchStep = {
+        state: "confirm",
+        rate: this.#rate,
+        startSecond: this.#stepStartSecond,
+        verdict,
+        next: "",
+      };
+      this.steps.push(step);
+      if (verdict.sustained) {
+        step.next = `measure at ${Math.round(this.#rate)} msg/s`;
+      } else {
+        this.#rate = Math.max(RATE_MIN, this.#rate / RATE_SEARCH_PRECISION);
+        step.next = `confirm failed: measure 10% lower, at ${Math.round(this.#rate)} msg/s`;
+      }
+    }
+    this.#state = "hold";
     return this.#rate;
   }
 }
