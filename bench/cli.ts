@@ -272,7 +272,7 @@ async function benchDriver(
       await driver.initialize();
     }
     // The embedded engine lives in its worker: the whole run goes to one.
-    workers = await startWorkers(spec, inWorker ? 1 : Number.POSITIVE_INFINITY);
+    workers = await startWorkers(spec, inWorker ? 1 : Number.POSITIVE_INFINITY, workDir);
     options.onWorkers?.(name, workers);
     if (inWorker) log(`${name}: the engine runs inside ${workers[0]!.label}`);
     const runOptions: RunOptions = {};

@@ -81,8 +81,11 @@ export class Ensemble {
     );
   }
 
-  start(ratePerSecond: number): Promise<void> {
-    return this.#each((worker, share) => worker.start(ratePerSecond * share));
+  /** Starts every worker (one without producers gets rate 0: it only consumes). */
+  async start(ratePerSecond: number): Promise<void> {
+    await Promise.all(
+      this.workers.map((worker, i) => worker.start(ratePerSecond * this.#producerShares[i]!)),
+    );
   }
 
   setRate(ratePerSecond: number): Promise<void> {

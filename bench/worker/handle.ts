@@ -22,6 +22,7 @@ import {
   PROTOCOL_VERSION,
   proofOf,
   sendFrame,
+  TMPDIR_ENV,
   TOKEN_ENV,
 } from "./protocol.ts";
 import type { ClientPlan } from "./session.ts";
@@ -133,7 +134,10 @@ export class RemoteWorker implements LoadWorker {
         socket.destroy();
         throw new WorkerDiedError(`${label} at ${where}: ${error.message}`);
       });
-    if (reply["ok"] !== true) throw new WorkerDiedError(`${label}: ${String(reply["error"])}`);
+    if (reply["ok"] !== true) {
+      worker.kill();
+      throw new WorkerDiedError(`${label}: ${String(reply["error"])}`);
+    }
     await worker.#measureClock();
     return worker;
   }
@@ -349,15 +353,16 @@ function readChallenge(
 const isDeno = (process.versions as Record<string, string | undefined>)["deno"] !== undefined;
 
 /**
- * Spawns a worker process under the runtime running this coordinator, with a fresh token,
- * and connects to it. Its stdout after the listening line goes to this process's stderr.
+ * Spawns a worker process under the runtime running this coordinator, with a fresh token and
+ * its working directories under `tmpDir`, and connects to it. Its stdout after the listening
+ * line goes to this process's stderr.
  */
-export async function spawnLocalWorker(index: number): Promise<RemoteWorker> {
+export async function spawnLocalWorker(index: number, tmpDir: string): Promise<RemoteWorker> {
   const token = randomBytes(32).toString("hex");
   const args = ["--listen", "127.0.0.1:0", "--once"];
   const argv = isDeno ? ["run", "-A", WORKER_SCRIPT, ...args] : [WORKER_SCRIPT, ...args];
   const child = spawn(process.execPath, argv, {
-    env: { ...process.env, [TOKEN_ENV]: token },
+    env: { ...process.env, [TOKEN_ENV]: token, [TMPDIR_ENV]: tmpDir },
     stdio: ["ignore", "pipe", "inherit"],
   });
   const label = `worker ${index + 1}`;

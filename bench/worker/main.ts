@@ -9,7 +9,7 @@
 //   It binds 127.0.0.1 unless HOST says otherwise, and it refuses to start without a token:
 //   whoever holds the token can make it run any driver against any address.
 
-import { parseHostPort, TOKEN_ENV } from "./protocol.ts";
+import { parseHostPort, TMPDIR_ENV, TOKEN_ENV } from "./protocol.ts";
 import { startWorkerServer } from "./server.ts";
 
 export type WorkerCommandOptions = {
@@ -29,7 +29,14 @@ export async function runWorker(options: WorkerCommandOptions): Promise<void> {
     );
   }
   const { host, port } = parseHostPort(options.listen ?? "127.0.0.1:0", "--listen");
-  const server = await startWorkerServer({ host, port, token, once: options.once ?? false });
+  const tmpDir = process.env[TMPDIR_ENV];
+  const server = await startWorkerServer({
+    host,
+    port,
+    token,
+    once: options.once ?? false,
+    ...(tmpDir === undefined || tmpDir === "" ? {} : { tmpDir }),
+  });
   console.log(`sluice bench worker listening on ${server.host}:${server.port}`);
   const stop = () => void server.stop();
   process.once("SIGTERM", stop);

@@ -47,16 +47,20 @@ export function parseWorkers(value: string | number | undefined, token?: string)
 }
 
 /**
- * Starts (local) or connects to (remote) the workers of `spec`; at most `limit` of them. On a
- * failure the ones already started are killed.
+ * Starts (local, their directories under `tmpDir`) or connects to (remote) the workers of
+ * `spec`; at most `limit` of them. On a failure the ones already started are killed.
  */
-export async function startWorkers(spec: WorkerSpec, limit: number): Promise<LoadWorker[]> {
+export async function startWorkers(
+  spec: WorkerSpec,
+  limit: number,
+  tmpDir: string,
+): Promise<LoadWorker[]> {
   const workers: LoadWorker[] = [];
   try {
     if (spec.kind === "local") {
       const count = Math.min(spec.count, limit);
       const spawned = await Promise.allSettled(
-        Array.from({ length: count }, (_, i) => spawnLocalWorker(i)),
+        Array.from({ length: count }, (_, i) => spawnLocalWorker(i, tmpDir)),
       );
       for (const outcome of spawned) {
         if (outcome.status === "fulfilled") workers.push(outcome.value);

@@ -32,6 +32,11 @@ export const PREAUTH_FRAME_BYTES_MAX = 4 * 1024;
 export const NONCE_BYTES = 32;
 /** The environment variable holding the shared token of remote workers. */
 export const TOKEN_ENV = "SLUICE_BENCH_TOKEN";
+/**
+ * Where a spawned worker puts its working directories: inside the coordinator's, so they go
+ * with it even when the worker is killed.
+ */
+export const TMPDIR_ENV = "SLUICE_BENCH_WORKER_TMPDIR";
 
 export type Message = { [key: string]: unknown };
 

@@ -27,6 +27,12 @@ import {
 } from "./protocol.ts";
 import { type ClientPlan, WorkerSession } from "./session.ts";
 
+/** A worker that serves one session stops if no coordinator claimed it within this long. */
+const ONCE_CLAIM_TIMEOUT_MS = 60_000;
+
+/** How long a refused or finished connection may take to flush before it is destroyed. */
+const HANG_UP_MS = 1_000;
+
 /** Closing clients, deleting topics and closing the driver each get at most this long. */
 export const WORKER_CLOSE_TIMEOUT_MS = 15_000;
 
@@ -36,6 +42,8 @@ export type WorkerServerOptions = {
   token: string;
   /** Serve one session, then stop (a local worker). */
   once?: boolean;
+  /** Where the driver's working directories go (default the OS temp directory). */
+  tmpDir?: string;
   log?: (line: string) => void;
 };
 
@@ -57,24 +65,29 @@ function runtimeName(): string {
 export async function startWorkerServer(options: WorkerServerOptions): Promise<WorkerServer> {
   if (options.token.length === 0) throw new RangeError("a worker needs a non-empty token");
   const log = options.log ?? ((line: string) => console.error(line));
-  let busy = false;
   let resolveStopped!: () => void;
   const stopped = new Promise<void>((resolve) => {
     resolveStopped = resolve;
   });
+  const sockets = new Set<net.Socket>();
+  // One authenticated session at a time; a stranger without the token holds nothing.
+  const sessions: SessionSlot = { busy: false };
   const server = net.createServer({ noDelay: true }, (socket) => {
-    if (busy) {
-      sendFrame(socket, { type: "busy", error: "this worker serves another coordinator" });
-      socket.end();
-      return;
-    }
-    busy = true;
-    const connection = new WorkerConnection(socket, options.token, log);
+    sockets.add(socket);
+    socket.once("close", () => sockets.delete(socket));
+    const connection = new WorkerConnection(socket, options.token, sessions, log);
+    connection.tmpDir = options.tmpDir ?? os.tmpdir();
     connection.ended.then(() => {
-      busy = false;
-      if (options.once) server.close(() => resolveStopped());
+      if (options.once && connection.authenticated) server.close(() => resolveStopped());
     });
   });
+  // A spawned worker whose coordinator never comes (it died first) does not linger.
+  const unclaimed = options.once
+    ? setTimeout(() => {
+        if (!sessions.busy) server.close(() => resolveStopped());
+      }, ONCE_CLAIM_TIMEOUT_MS)
+    : undefined;
+  server.on("close", () => clearTimeout(unclaimed));
   server.on("close", () => resolveStopped());
   await new Promise<void>((resolve, reject) => {
     server.once("error", reject);
@@ -88,13 +101,19 @@ export async function startWorkerServer(options: WorkerServerOptions): Promise<W
     stop: () =>
       new Promise<void>((resolve) => {
         server.close(() => resolve());
+        // A session in progress ends with its connection (the session releases itself).
+        for (const socket of sockets) socket.destroy();
       }),
   };
 }
 
+/** Whether a coordinator's session holds this worker. */
+type SessionSlot = { busy: boolean };
+
 /** One coordinator session: authentication, then commands answered in order. */
 class WorkerConnection {
   readonly ended: Promise<void>;
+  readonly #slot: SessionSlot;
   readonly #socket: net.Socket;
   readonly #token: string;
   readonly #log: (line: string) => void;
@@ -108,8 +127,10 @@ class WorkerConnection {
   #setup: SetupRequest | undefined;
   #session: WorkerSession | undefined;
   #closed = false;
+  tmpDir = os.tmpdir();
 
-  constructor(socket: net.Socket, token: string, log: (line: string) => void) {
+  constructor(socket: net.Socket, token: string, slot: SessionSlot, log: (line: string) => void) {
+    this.#slot = slot;
     this.#socket = socket;
     this.#token = token;
     this.#log = log;
@@ -127,7 +148,11 @@ class WorkerConnection {
       socket.on("close", () => {
         // The coordinator went away without closing: release what this session holds.
         this.#queue = this.#queue
-          .then(() => this.#release())
+          .then(async () => {
+            if (!this.#authenticated) return;
+            await this.#release();
+            this.#slot.busy = false;
+          })
           .then(
             () => resolve(),
             () => resolve(),
@@ -166,7 +191,7 @@ class WorkerConnection {
       }
       sendFrame(this.#socket, reply);
     }
-    if (message["type"] === "close") this.#socket.end();
+    if (message["type"] === "close") hangUp(this.#socket);
   }
 
   #hello(message: Message): void {
@@ -174,12 +199,17 @@ class WorkerConnection {
     const refusal = this.#refusal(message);
     if (refusal !== undefined) {
       sendFrame(this.#socket, { id, ok: false, error: refusal });
-      this.#socket.end();
+      hangUp(this.#socket);
       return;
     }
     this.#authenticated = true;
+    this.#slot.busy = true;
     this.#decoder.bytesMax = FRAME_BYTES_MAX;
     sendFrame(this.#socket, { id, ok: true });
+  }
+
+  get authenticated(): boolean {
+    return this.#authenticated;
   }
 
   /** Why a hello is refused, or undefined when it proves the token. */
@@ -192,6 +222,7 @@ class WorkerConnection {
       this.#log("sluice bench worker: refused a coordinator with the wrong token");
       return "refused: the token does not match this worker's";
     }
+    if (this.#slot.busy) return "busy: this worker serves another coordinator";
     return undefined;
   }
 
@@ -206,7 +237,8 @@ class WorkerConnection {
       case "clients":
         return await this.#clients(message["plan"] as ClientPlan);
       case "start":
-        this.#sessionOrThrow().start(rateOf(message));
+        // A worker without producers starts nothing: its share of the rate is 0.
+        this.#sessionOrThrow().start(rateOf(message, this.#sessionOrThrow().producerCount === 0));
         return {};
       case "rate":
         this.#sessionOrThrow().setRate(rateOf(message));
@@ -227,7 +259,7 @@ class WorkerConnection {
     if (this.#driver !== undefined) throw new Error("setup was already done");
     this.#setup = request;
     this.#clockOffsetMs = request.clockOffsetMs;
-    this.#workDir = fs.mkdtempSync(join(os.tmpdir(), `sluice-bench-worker-${request.driver}-`));
+    this.#workDir = fs.mkdtempSync(join(this.tmpDir, `sluice-bench-worker-${request.driver}-`));
     const driver = await createDriver(request.driver, {
       workDir: this.#workDir,
       options: request.options,
@@ -272,11 +304,18 @@ class WorkerConnection {
   }
 }
 
-function rateOf(message: Message): number {
+/** Ends a connection once what was written is flushed (the peer need not close its side). */
+function hangUp(socket: net.Socket): void {
+  socket.end();
+  const timer = setTimeout(() => socket.destroy(), HANG_UP_MS);
+  socket.once("close", () => clearTimeout(timer));
+}
+
+function rateOf(message: Message, zeroAllowed = false): number {
   const rate = message["ratePerSecond"];
-  if (typeof rate !== "number" || !Number.isFinite(rate) || rate <= 0) {
-    throw new RangeError(`ratePerSecond ${String(rate)} must be a positive number`);
-  }
+  const ok =
+    typeof rate === "number" && Number.isFinite(rate) && (rate > 0 || (zeroAllowed && rate === 0));
+  if (!ok) throw new RangeError(`ratePerSecond ${String(rate)} must be a positive number`);
   return rate;
 }
 
