@@ -341,7 +341,8 @@ class Timeline {
         await this.#until(this.#startMs + k * SAMPLE_INTERVAL_MS);
         const sample = await this.#sample();
         if (this.#search !== undefined && sample.phase === "warmup") {
-          await this.#setRate(this.#search.observe(sample));
+          const publishHistogram = stats.lastPublishInterval;
+          await this.#setRate(this.#search.observe({ ...sample, publishHistogram }));
         }
         if (k === warmupSamples) {
           if (this.#search !== undefined) await this.#setRate(this.#search.finish());

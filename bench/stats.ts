@@ -115,6 +115,7 @@ export class RunStats {
   #cpuAtLastSample = 0;
   #rssBytesMax = 0;
   #phase: Phase = "warmup";
+  #lastPublishInterval = new LatencyHistogram();
 
   constructor(subscriptions: number) {
     this.subscriptions = subscriptions;
@@ -181,6 +182,11 @@ export class RunStats {
     return this.#rssBytesMax;
   }
 
+  /** The publish latencies of the last sample's interval (a copy): a search window merges them. */
+  get lastPublishInterval(): LatencyHistogram {
+    return this.#lastPublishInterval;
+  }
+
   /** Takes one report of worker `worker`: its counters replace its last ones. */
   ingest(worker: number, report: WorkerReport): void {
     this.#latest.set(worker, report.counters);
@@ -221,6 +227,8 @@ export class RunStats {
     }
     const cpuMicros = this.workerCpuMicros;
     if (this.#phase === "measure") this.publishMeasured.add(this.publish.interval);
+    this.#lastPublishInterval = new LatencyHistogram();
+    this.#lastPublishInterval.add(this.publish.interval);
     const sample: Sample = {
       elapsedMs: timing.elapsedMs,
       durationMs,

@@ -10,6 +10,7 @@ import {
   RATE_SEARCH_PRECISION,
   RateSearch,
 } from "../../bench/rate_control.ts";
+import { LatencyHistogram } from "../../bench/histogram.ts";
 import { judgeWindow, slope, type WindowSample } from "../../bench/sustain.ts";
 import { mulberry32 } from "../helpers.ts";
 
@@ -135,6 +136,21 @@ describe("the sustained test", () => {
       true,
     );
     assert.throws(() => judgeWindow([], OPTIONS), /at least one sample/);
+  });
+
+  test("a window's p99 is merged from its seconds' histograms when they are given", () => {
+    // Two seconds: one of 99 fast and one slow message, one of 100 fast messages. Each second
+    // alone has its slow tail; the window as a whole has a fast p99.
+    const seconds = [new LatencyHistogram(), new LatencyHistogram()];
+    for (let i = 0; i < 99; i++) seconds[0]!.recordMs(2);
+    seconds[0]!.recordMs(500);
+    for (let i = 0; i < 100; i++) seconds[1]!.recordMs(2);
+    const flat = window(2, 1000, (s) => ({ lag: 5, p99Ms: s === 0 ? 500 : 2, backlog: 0 }));
+    assert.equal(judgeWindow(flat, OPTIONS).publishP99Ms, 500, "the highest second's p99");
+    const merged = flat.map((s, i) => ({ ...s, publishHistogram: seconds[i]! }));
+    const verdict = judgeWindow(merged, OPTIONS);
+    assert.ok(Math.abs(verdict.publishP99Ms - 2) < 0.01, `merged p99 ${verdict.publishP99Ms}`);
+    assert.equal(verdict.sustained, true);
   });
 
   test("the measured phase's exact p99 is used when given", () => {
