@@ -5,9 +5,11 @@
 // silently lowering the send rate: the "coordinated omission" correction OMB and wrk2 make.
 //
 // With producerRate 0 a RateSearch finds, during warm-up, the highest rate the system
-// sustains by the rules of ./sustain.ts (keep-up, publish p99 bound, no growth of schedule lag,
-// p99 or backlog). Every step starts with one settling second (not judged: queues adjust to the
-// new rate), then its judged seconds:
+// sustains by the rules of ./sustain.ts (keep-up, publish p99 under 80% of the bound, no
+// growth of schedule lag, p99 or backlog). Every step starts by settling (not judged): at
+// least one second (two for the run's first step), and on while the producers work off what
+// an overloaded step left queued (at most 5 s), so that is not blamed on the next rate. Then
+// its judged seconds:
 //
 //   ramp     start at min(10,000 msg/s, 10 MB/s); 1 judged second per step; double the rate
 //            while it is sustained (below the first rate: halve while nothing is);
@@ -18,7 +20,8 @@
 //   confirm  the last seconds of warm-up (at least 4, or a fifth of it) hold the highest
 //            sustained rate and judge all of them as one window, the strictest test of the
 //            search. If the confirm fails, the measured phase runs 10% lower and the step
-//            says so.
+//            says so. A failure below a rate later sustained (a cold start, a stall) is
+//            forgotten.
 //
 // The search fits the warm-up: a step starts only when it ends before the confirm needs the
 // rest, so a workload with a 20 s warm-up searches for 16 s and confirms for 4. The measured
@@ -32,8 +35,18 @@ export const RATE_SEARCH_START_BYTES = 10 * 1024 * 1024;
 export const RATE_SEARCH_GROWTH = 2;
 export const RATE_SEARCH_PRECISION = 1.1;
 export const RATE_MIN = 1;
-/** Seconds of a step that are not judged after a rate change. */
+/** Seconds of a step that are not judged after a rate change, at least... */
 export const SETTLE_SECONDS = 1;
+/** ...and for the first step of a run (connections and code paths still warming up)... */
+export const FIRST_SETTLE_SECONDS = 2;
+/** ...and at most, while the producers work off what an overloaded step left behind. */
+export const SETTLE_SECONDS_MAX = 5;
+/**
+ * The search judges its windows against this share of the p99 bound: a measured phase of 30 s
+ * sees more of the tail than a search window of a few seconds, so a rate found with headroom
+ * keeps its p99 under the bound itself.
+ */
+export const SEARCH_P99_BOUND_SHARE = 0.8;
 export const RAMP_JUDGED_SECONDS = 1;
 export const BISECT_JUDGED_SECONDS = 2;
 /** The confirm window: at least this many seconds, or this share of the warm-up. */
@@ -118,9 +131,12 @@ export class RateSearch {
   #state: SearchState = "ramp";
   #highestSustained = 0;
   #lowestFailed = Number.POSITIVE_INFINITY;
-  /** The samples of the current step, and how many of them settle (are not judged). */
+  /** The judged samples of the current step. */
   #window: WindowSample[] = [];
-  #settle = SETTLE_SECONDS;
+  /** The settling samples of the current step (judged only if it never settles). */
+  #settleWindow: WindowSample[] = [];
+  #settling = true;
+  #settleMin = FIRST_SETTLE_SECONDS;
   #stepStartSecond = 0;
   #seconds = 0;
 
@@ -163,25 +179,45 @@ export class RateSearch {
     return SETTLE_SECONDS + (state === "ramp" ? RAMP_JUDGED_SECONDS : BISECT_JUDGED_SECONDS);
   }
 
-  #judge(): SustainVerdict {
-    const judged = this.#window.slice(this.#settle);
-    return judgeWindow(judged.length > 0 ? judged : this.#window, {
+  #judge(window: readonly WindowSample[]): SustainVerdict {
+    return judgeWindow(window, {
       subscriptions: this.#options.subscriptions,
-      publishP99MsMax: this.#options.publishP99MsMax,
+      publishP99MsMax: SEARCH_P99_BOUND_SHARE * this.#options.publishP99MsMax,
     });
+  }
+
+  /**
+   * A settling sample ends the settling once the step had its minimum settling seconds and
+   * the producers are back on schedule (lag under the bound's worth of schedule), or the lag
+   * stopped shrinking, or after SETTLE_SECONDS_MAX: what an overloaded step left queued must
+   * not be judged against the next rate.
+   */
+  #settle(sample: WindowSample): void {
+    const previous = this.#settleWindow.at(-1);
+    this.#settleWindow.push(sample);
+    const seconds = this.#settleWindow.length;
+    const lagMs = (sample.scheduleLag / this.#rate) * 1000;
+    const drained = lagMs <= this.#options.publishP99MsMax;
+    // A lag that no longer shrinks is this rate's own: judging it is not unfair.
+    const stuck = previous !== undefined && sample.scheduleLag >= previous.scheduleLag;
+    if (seconds >= this.#settleMin && (drained || stuck || seconds >= SETTLE_SECONDS_MAX)) {
+      this.#settling = false;
+    }
   }
 
   /** Takes one second of warm-up; returns the rate for the next second. */
   observe(sample: WindowSample): number {
     this.#seconds++;
-    if (this.#state === "hold" || this.#state === "confirm") {
-      this.#window.push(sample);
+    if (this.#state === "hold") return this.#rate;
+    if (this.#settling) {
+      this.#settle(sample);
       return this.#rate;
     }
     this.#window.push(sample);
+    if (this.#state === "confirm") return this.#rate;
     const judgedSeconds = this.#state === "ramp" ? RAMP_JUDGED_SECONDS : BISECT_JUDGED_SECONDS;
-    if (this.#window.length < this.#settle + judgedSeconds) return this.#rate;
-    const verdict = this.#judge();
+    if (this.#window.length < judgedSeconds) return this.#rate;
+    const verdict = this.#judge(this.#window);
     const step = this.#record(verdict);
     this.#learn(verdict);
     step.next = this.#choose(verdict);
@@ -204,6 +240,8 @@ export class RateSearch {
     const rate = this.#rate;
     if (verdict.sustained) {
       this.#highestSustained = Math.max(this.#highestSustained, rate);
+      // A failure below a sustained rate was a passing disturbance (a cold start, a stall).
+      if (rate >= this.#lowestFailed) this.#lowestFailed = Number.POSITIVE_INFINITY;
       return;
     }
     // What an overloaded system managed to publish bounds what it can sustain.
@@ -237,23 +275,21 @@ export class RateSearch {
   #setRate(rate: number): void {
     if (rate !== this.#rate) {
       this.#window = [];
-      this.#settle = SETTLE_SECONDS;
+      this.#settleWindow = [];
+      this.#settling = true;
+      this.#settleMin = SETTLE_SECONDS;
       this.#stepStartSecond = this.#seconds;
+    } else {
+      // The same rate again (a confirm of the step just judged): its seconds count on.
+      this.#settling = false;
     }
     this.#rate = rate;
   }
 
   #startConfirm(why: string): string {
     const rate = this.#fallbackRate();
-    const judged = this.#window.slice(this.#settle);
     this.#state = "confirm";
-    if (rate === this.#rate) {
-      // The step just judged ran at this rate: its judged seconds open the confirm window.
-      this.#window = judged;
-      this.#settle = 0;
-    } else {
-      this.#setRate(rate);
-    }
+    this.#setRate(rate);
     return `${why}: confirm ${Math.round(rate)} msg/s for the rest of warm-up`;
   }
 
@@ -273,8 +309,11 @@ export class RateSearch {
   finish(): number {
     if (this.#state === "hold") return this.#rate;
     if (this.#state !== "confirm") this.#startConfirm("warm-up ended");
-    if (this.#window.length > this.#settle) {
-      const verdict = this.#judge();
+    const window = this.#window.length > 0 ? this.#window : this.#settleWindow;
+    if (window.length > 0) {
+      const verdict = this.#judge(window);
+      if (this.#window.length === 0) verdict.reasons.push("the rate never settled");
+      verdict.sustained = verdict.reasons.length === 0;
       const step: RateSearchStep = {
         state: "confirm",
         rate: this.#rate,

@@ -35,6 +35,11 @@ export const DRAIN_TIMEOUT_MS_DEFAULT = 60_000;
 /** A drain also gives up when nothing at all arrived for this long. */
 export const DRAIN_IDLE_MS_DEFAULT = 10_000;
 const DRAIN_CHECK_INTERVAL_MS = 20;
+/**
+ * A producer keeps at most this many p99 bounds' worth of its rate in flight (250 ms at the
+ * default bound): more could only wait, and would count as latency beyond the bound anyway.
+ */
+export const IN_FLIGHT_BOUND_MULTIPLE = 2.5;
 /** Closing the workers, or deleting a topic, may take at most this long. */
 export const CLOSE_TIMEOUT_MS = 30_000;
 
@@ -158,9 +163,11 @@ export async function runWorkload(
       workload.payloadFile === undefined ? null : fs.readFileSync(workload.payloadFile),
     );
     const inFlightMaxPerProducer = inFlightShare(workload);
+    const inFlightSeconds =
+      (IN_FLIGHT_BOUND_MULTIPLE * (options.publishP99MsMax ?? PUBLISH_P99_MS_MAX_DEFAULT)) / 1000;
     await Promise.all(
       workers.map((worker, i) =>
-        worker.clients({ ...placements[i]!, payloads, inFlightMaxPerProducer }),
+        worker.clients({ ...placements[i]!, payloads, inFlightMaxPerProducer, inFlightSeconds }),
       ),
     );
     const ensemble = new Ensemble(workers, placements, stats);

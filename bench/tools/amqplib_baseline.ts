@@ -46,7 +46,10 @@ const adminChannel = await admin.createChannel();
 await adminChannel.assertExchange(tag, "direct", { durable: true });
 const queueNames = Array.from({ length: queues }, (_, i) => `${tag}.${i}`);
 for (const [i, queue] of queueNames.entries()) {
-  await adminChannel.assertQueue(queue, { durable: true, arguments: { "x-queue-type": "classic" } });
+  await adminChannel.assertQueue(queue, {
+    durable: true,
+    arguments: { "x-queue-type": "classic" },
+  });
   await adminChannel.bindQueue(queue, tag, String(i));
 }
 

@@ -42,6 +42,8 @@ export type ClientPlan = {
   payloads: PayloadSpec;
   /** Unacknowledged sends allowed per producer. */
   inFlightMaxPerProducer: number;
+  /** And at most this many seconds of a producer's rate in flight. */
+  inFlightSeconds: number;
 };
 
 export function payloadSpecOf(workload: Workload, payloadFileBytes: Uint8Array | null) {
@@ -113,6 +115,7 @@ export class WorkerSession {
         stats,
         ratePerSecond: 1,
         inFlightMax: this.#plan.inFlightMaxPerProducer,
+        inFlightSeconds: this.#plan.inFlightSeconds,
         now,
       });
     }

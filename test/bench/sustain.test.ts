@@ -211,7 +211,7 @@ describe("max-rate search", () => {
     for (const capacity of [7_700, 37_000, 150_000, 174_000]) {
       const { rateSearch, held } = search(new SyntheticSystem(capacity), 20);
       assert.ok(held <= capacity, `capacity ${capacity}: held ${held}`);
-      assert.ok(held * 1.35 >= capacity, `capacity ${capacity}: held only ${held}`);
+      assert.ok(held * 1.4 >= capacity, `capacity ${capacity}: held only ${held}`);
       const last = rateSearch.steps.at(-1)!;
       assert.equal(last.state, "confirm");
       assert.equal(last.verdict.sustained, true, last.verdict.reasons.join("; "));
