@@ -12,7 +12,8 @@
 // its judged seconds:
 //
 //   ramp     start at min(10,000 msg/s, 10 MB/s); 1 judged second per step; double the rate
-//            while it is sustained (below the first rate: halve while nothing is);
+//            while it is sustained. The first rate gets a second try if it fails (the run's
+//            cold start shows in it); below it, halve while nothing is sustained;
 //   bisect   after the first failure, try the geometric mean of the highest sustained and the
 //            lowest failed rate, 2 judged seconds per step (so the slopes are seen), until
 //            they are within 10%. A failure that published only A < R msg/s caps the failed
@@ -137,6 +138,7 @@ export class RateSearch {
   #settleWindow: WindowSample[] = [];
   #settling = true;
   #settleMin = FIRST_SETTLE_SECONDS;
+  #retried = false;
   #stepStartSecond = 0;
   #seconds = 0;
 
@@ -257,6 +259,20 @@ export class RateSearch {
     let next: { state: "ramp" | "bisect"; rate: number };
     if (this.#state === "ramp" && verdict.sustained) {
       next = { state: "ramp", rate: this.#rate * RATE_SEARCH_GROWTH };
+    } else if (
+      this.steps.length === 1 &&
+      !this.#retried &&
+      this.#remaining() - this.#stepSeconds("ramp") >= this.#confirmSeconds
+    ) {
+      // The first step also sees the run's cold start (connections, JIT, group joins): it
+      // gets a second chance before the search goes below it.
+      this.#retried = true;
+      this.#lowestFailed = Number.POSITIVE_INFINITY;
+      this.#settling = true;
+      this.#settleWindow = [];
+      this.#window = [];
+      this.#stepStartSecond = this.#seconds;
+      return `retry ${Math.round(this.#rate)} msg/s: the first step may have seen the cold start`;
     } else if (low === 0) {
       next = { state: "ramp", rate: Math.max(RATE_MIN, high / RATE_SEARCH_GROWTH) };
     } else if (high / low <= RATE_SEARCH_PRECISION) {
