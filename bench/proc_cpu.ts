@@ -211,3 +211,42 @@ function describe(pid: number): string {
     return `pid ${pid}`;
   }
 }
+
+/** The whole machine's CPU time from /proc/stat, in USER_HZ ticks over every core. */
+export type MachineTicks = { busy: number; steal: number; total: number };
+
+export function machineTicks(): MachineTicks | undefined {
+  let text: string;
+  try {
+    text = fs.readFileSync("/proc/stat", "utf8");
+  } catch {
+    return undefined;
+  }
+  const line = text.split("\n").find((candidate) => candidate.startsWith("cpu "));
+  if (line === undefined) return undefined;
+  // user nice system idle iowait irq softirq steal guest guest_nice
+  const fields = line.trim().split(/\s+/).slice(1).map(Number);
+  const [user, nice, system, idle, iowait, irq, softirq, steal] = fields;
+  if (fields.length < 8 || fields.some((value) => !Number.isFinite(value))) return undefined;
+  const busy = user! + nice! + system! + irq! + softirq!;
+  return { busy, steal: steal!, total: busy + idle! + iowait! + steal! };
+}
+
+/** The machine's CPU between two readings: busy and stolen, in % of one core. */
+export type MachineCpu = { busyPercent: number; stealPercent: number; cores: number };
+
+export function machineCpuBetween(
+  start: MachineTicks | undefined,
+  end: MachineTicks | undefined,
+  cores: number,
+): MachineCpu | null {
+  if (start === undefined || end === undefined) return null;
+  const total = end.total - start.total;
+  if (total <= 0) return null;
+  const share = (ticks: number) => (ticks / total) * 100 * cores;
+  return {
+    busyPercent: share(end.busy - start.busy),
+    stealPercent: share(end.steal - start.steal),
+    cores,
+  };
+}

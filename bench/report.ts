@@ -174,6 +174,20 @@ function driverSection(result: BenchResult, index: number): string {
         `; coordinator ${cpu.coordinatorPercentOfOneCore.toFixed(0)}%`,
     ],
     ["msg/s per core of broker CPU", result.msgsPerBrokerCoreSecond],
+    [
+      "each load worker's CPU",
+      result.workerProcesses
+        .map((worker) => `${worker.label}: ${(worker.cpuPercent ?? 0).toFixed(0)}%`)
+        .join("; "),
+    ],
+    [
+      "the whole machine (measured phase)",
+      result.machineCpu === null || result.machineCpu === undefined
+        ? "—"
+        : `${result.machineCpu.busyPercent.toFixed(0)}% busy ` +
+          `of ${result.machineCpu.cores * 100}%, ` +
+          `${result.machineCpu.stealPercent.toFixed(0)}% stolen by other guests`,
+    ],
     ["load workers' max RSS", `${(cpu.rssBytesMax / 2 ** 20).toFixed(0)} MiB`],
     [
       "publish delay p50 / p99 (µs)",

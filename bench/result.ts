@@ -13,6 +13,7 @@ import { machineInfo, type MachineInfo } from "./engine/machine.ts";
 import type { LatencyHistogram, LatencySummary, QuantileCurve } from "./histogram.ts";
 import type { BrokerCpu, ClientCpu, RunOutcome, WorkerInfo } from "./runner.ts";
 import type { SustainVerdict } from "./sustain.ts";
+import type { MachineCpu } from "./proc_cpu.ts";
 import type { RateSearchStep } from "./rate_control.ts";
 import type { Sample } from "./stats.ts";
 import type { Workload } from "./workload.ts";
@@ -91,6 +92,8 @@ export type BenchResult = {
   /** Messages published per second of broker CPU time (null: broker CPU not measured). */
   msgsPerBrokerCoreSecond: number | null;
   brokerCpu: BrokerCpu;
+  /** The whole machine over the measured phase: busy and stolen CPU, % of one core. */
+  machineCpu: MachineCpu | null;
   /** Why the run stopped early (a worker died): its figures are partial. */
   failure: string | null;
   /** With --latency-at-load: fixed-rate runs at 50% and 80% of this driver's rate and at one
@@ -215,6 +218,7 @@ export function buildResult(input: ResultInput): BenchResult {
         ? null
         : publishRateAvg / (brokerCpuPercent / 100),
     brokerCpu: outcome.brokerCpu,
+    machineCpu: outcome.machineCpu,
     failure: outcome.failure ?? null,
     publishRateAvg,
     consumeRateAvg: stats.measured.consumed / seconds,

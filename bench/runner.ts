@@ -16,7 +16,13 @@
 import { randomBytes } from "node:crypto";
 import os from "node:os";
 import type { BrokerProcess, Driver, DriverSettings } from "./driver.ts";
-import { BrokerCpuMeter } from "./proc_cpu.ts";
+import {
+  BrokerCpuMeter,
+  type MachineCpu,
+  type MachineTicks,
+  machineCpuBetween,
+  machineTicks,
+} from "./proc_cpu.ts";
 import { RateSearch, type RateSearchStep } from "./rate_control.ts";
 import { cpuMicrosNow, cpuPercent, RunStats, type Sample } from "./stats.ts";
 import { judgeWindow, PUBLISH_P99_MS_MAX_DEFAULT, type SustainVerdict } from "./sustain.ts";
@@ -85,7 +91,8 @@ export type BrokerCpu = {
   note: string;
 };
 
-export type WorkerInfo = { label: string; clockOffsetMs: number };
+/** A load worker: its label, measured clock offset, and CPU over the measured phase. */
+export type WorkerInfo = { label: string; clockOffsetMs: number; cpuPercent: number };
 
 export type RunOutcome = {
   startedAt: string;
@@ -97,6 +104,8 @@ export type RunOutcome = {
   measuredSeconds: number;
   clientCpu: ClientCpu;
   brokerCpu: BrokerCpu;
+  /** The whole machine over the measured phase (from /proc/stat; null elsewhere). */
+  machineCpu: MachineCpu | null;
   workers: WorkerInfo[];
   settings: DriverSettings;
   durability: string;
@@ -182,7 +191,11 @@ export async function runWorkload(
       topicNames,
       stats,
       ...measured,
-      workers: workers.map((w) => ({ label: w.label, clockOffsetMs: w.clockOffsetMs })),
+      workers: workers.map((w, i) => ({
+        label: w.label,
+        clockOffsetMs: w.clockOffsetMs,
+        cpuPercent: measured.workerCpuPercents[i] ?? 0,
+      })),
       settings: run.driver?.settings() ?? setup.settings,
       durability: run.driver?.durability() ?? setup.durability,
       problems,
@@ -265,13 +278,14 @@ async function deleteTopics(driver: Driver | null, topics: string[]): Promise<st
   return problems;
 }
 
-type Measured = Pick<
+type Measured = { workerCpuPercents: number[] } & Pick<
   RunOutcome,
   | "samples"
   | "rateSearch"
   | "measuredSeconds"
   | "clientCpu"
   | "brokerCpu"
+  | "machineCpu"
   | "sustain"
   | "publishP99MsMax"
   | "drained"
@@ -284,8 +298,10 @@ type Measured = Pick<
 type CpuMark = {
   wallMs: number;
   workerMicros: number;
+  eachWorkerMicros: number[];
   brokerMs: number | undefined;
   selfMicros: number;
+  machine: MachineTicks | undefined;
 };
 
 /** The timed part of a run: warm-up, measured phase, drain; one sample a second. */
@@ -393,6 +409,10 @@ class Timeline {
       measuredSeconds: failure === undefined ? measureSamples : measured.length,
       clientCpu: this.#clientCpu(atMeasure, atEnd),
       brokerCpu: this.#brokerCpu(atMeasure, atEnd),
+      machineCpu: machineCpuBetween(atMeasure.machine, atEnd.machine, os.cpus().length),
+      workerCpuPercents: atEnd.eachWorkerMicros.map((micros, i) =>
+        cpuPercent(micros - (atMeasure.eachWorkerMicros[i] ?? 0), atEnd.wallMs - atMeasure.wallMs),
+      ),
       sustain: failure === undefined ? sustain : null,
       publishP99MsMax: this.#publishP99MsMax,
       ...drain,
@@ -430,8 +450,10 @@ class Timeline {
     return {
       wallMs: performance.now(),
       workerMicros: this.#stats.workerCpuMicros,
+      eachWorkerMicros: this.#ensemble.workers.map((_, i) => this.#stats.workerCpuMicrosOf(i)),
       brokerMs: this.#meter.totalMs(),
       selfMicros: cpuMicrosNow(),
+      machine: machineTicks(),
     };
   }
 

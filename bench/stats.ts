@@ -171,6 +171,11 @@ export class RunStats {
     return Math.max(0, this.#totals.scheduled - this.acked - this.errors);
   }
 
+  /** One worker's CPU time so far (µs). */
+  workerCpuMicrosOf(worker: number): number {
+    return this.#cpuMicros.get(worker) ?? 0;
+  }
+
   /** Every worker's CPU time so far (µs), summed. */
   get workerCpuMicros(): number {
     let sum = 0;
