@@ -225,7 +225,8 @@ function finish(
     log(formatTable(results));
     log(
       "latencies in ms; broker cpu = its processes (from /proc), client cpu = every load " +
-        "worker, % of one core; msg/core-s = msg/s per core of broker CPU",
+        "worker, other cpu = programs outside the run, % of one core; msg/core-s = msg/s " +
+        "per core of broker CPU",
     );
     if (results.some((r) => (r.latencyAtLoad ?? []).length > 0)) {
       log("");

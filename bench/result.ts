@@ -94,6 +94,11 @@ export type BenchResult = {
   brokerCpu: BrokerCpu;
   /** The whole machine over the measured phase: busy and stolen CPU, % of one core. */
   machineCpu: MachineCpu | null;
+  /**
+   * CPU the run did not use over the measured phase (machine busy − broker − workers −
+   * coordinator), % of one core: other programs competing with the run. Null when unknown.
+   */
+  otherCpuPercent: number | null;
   /** Why the run stopped early (a worker died): its figures are partial. */
   failure: string | null;
   /** With --latency-at-load: fixed-rate runs at 50% and 80% of this driver's rate and at one
@@ -219,6 +224,7 @@ export function buildResult(input: ResultInput): BenchResult {
         : publishRateAvg / (brokerCpuPercent / 100),
     brokerCpu: outcome.brokerCpu,
     machineCpu: outcome.machineCpu,
+    otherCpuPercent: otherCpu(outcome),
     failure: outcome.failure ?? null,
     publishRateAvg,
     consumeRateAvg: stats.measured.consumed / seconds,
@@ -294,4 +300,16 @@ export function latencyPoint(label: string, rate: number, result: BenchResult): 
     brokerCpuPercent: result.brokerCpuPercent,
     clientCpuPercent: result.clientCpuPercent,
   };
+}
+
+/** See BenchResult.otherCpuPercent. */
+function otherCpu(outcome: RunOutcome): number | null {
+  const machine = outcome.machineCpu;
+  const broker = outcome.brokerCpu.percentOfOneCore;
+  if (machine === null) return null;
+  const ours =
+    outcome.clientCpu.percentOfOneCore +
+    outcome.clientCpu.coordinatorPercentOfOneCore +
+    (broker ?? 0);
+  return Math.max(0, machine.busyPercent - ours);
 }

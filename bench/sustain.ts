@@ -7,9 +7,9 @@
 //                latency of the window, merged exactly from the per-second histograms (the
 //                highest per-second p99 when the histograms are not at hand);
 //   lag slope    the schedule lag (messages due and not yet acknowledged) does not grow: its
-//                least-squares slope over the window, in seconds of schedule (lag / R), adds
-//                up to at most a quarter of the bound over the window. By Little's law this
-//                is the mean publish latency growing, read from counts instead of percentiles;
+//                slope over the window, in seconds of schedule (lag / R), adds up to at most a
+//                quarter of the bound over the window. By Little's law this is the mean
+//                publish latency growing, read from counts instead of percentiles;
 //   p99 slope    (3 or more samples) the fitted publish p99 rises by at most a quarter of the
 //                bound over the window;
 //   backlog      the backlog (acknowledged × subscriptions − received) does not grow (OMB's
@@ -17,10 +17,12 @@
 //                or 1% per second of the window, whichever is more; and it averages under
 //                half a second of messages.
 //
-// A rate whose latency climbs (the sender falling behind its schedule, so every later message
-// waits longer) fails the lag and p99 slopes long before its p99 crosses the bound: the
-// climb from 100 ms to 2.7 s that the old one-second test let through fails here within a
-// few seconds (test/bench/sustain.test.ts).
+// Slopes are Theil–Sen estimates (the median of the slopes between every pair of samples):
+// a climb moves every pair, a spike or two only a few, so one stalled second is not read as
+// a trend while a steady rise is. A rate whose latency climbs (the sender falling behind its
+// schedule, so every later message waits longer) fails the lag and p99 slopes long before
+// its p99 crosses the bound: the climb from 100 ms to 2.7 s that the old one-second test let
+// through fails here within a few seconds (test/bench/sustain.test.ts).
 
 import { LatencyHistogram } from "./histogram.ts";
 
@@ -74,7 +76,7 @@ export type SustainVerdict = {
   p99GrowthMs: number;
 };
 
-/** The least-squares slope of y over x; 0 for fewer than two distinct x. */
+/** The least-squares slope of y over x; 0 for fewer than two distinct x. Kept for reports. */
 export function slope(points: readonly (readonly [number, number])[]): number {
   const n = points.length;
   if (n < 2) return 0;
@@ -99,10 +101,29 @@ function mean(values: readonly number[]): number {
   return values.length === 0 ? 0 : values.reduce((sum, v) => sum + v, 0) / values.length;
 }
 
+/**
+ * The Theil–Sen slope of y over x: the median of the slopes between every pair of points
+ * with different x; 0 when there is no such pair.
+ */
+export function robustSlope(points: readonly (readonly [number, number])[]): number {
+  const slopes: number[] = [];
+  for (let i = 0; i < points.length; i++) {
+    for (let j = i + 1; j < points.length; j++) {
+      const [xi, yi] = points[i]!;
+      const [xj, yj] = points[j]!;
+      if (xj !== xi) slopes.push((yj - yi) / (xj - xi));
+    }
+  }
+  if (slopes.length === 0) return 0;
+  slopes.sort((a, b) => a - b);
+  const middle = slopes.length >> 1;
+  return slopes.length % 2 === 1 ? slopes[middle]! : (slopes[middle - 1]! + slopes[middle]!) / 2;
+}
+
 /** Fitted growth of `pick` over a window of n one-second samples: slope × n seconds. */
 function growth(window: readonly WindowSample[], pick: (s: WindowSample) => number): number {
   const points = window.map((s) => [s.elapsedMs / 1000, pick(s)] as const);
-  return slope(points) * window.length;
+  return robustSlope(points) * window.length;
 }
 
 function round(value: number, digits = 3): number {

@@ -22,7 +22,7 @@ export type TableRow = Pick<
   | "brokerCpuPercent"
   | "clientCpuPercent"
   | "msgsPerBrokerCoreSecond"
-> & { failure?: string | null };
+> & { failure?: string | null; otherCpuPercent?: number | null };
 
 export function formatMs(ms: number): string {
   if (ms >= 100) return ms.toFixed(0);
@@ -59,6 +59,7 @@ export const TABLE_HEADERS = [
   "sent=recv",
   "broker cpu",
   "client cpu",
+  "other cpu",
   "msg/core-s",
   "durability",
 ] as const;
@@ -85,14 +86,16 @@ export function tableCells(row: TableRow): string[] {
     deliveryVerdict(row),
     percent(row.brokerCpuPercent),
     percent(row.clientCpuPercent),
+    percent(row.otherCpuPercent ?? null),
     row.msgsPerBrokerCoreSecond === null ? "—" : formatInteger(row.msgsPerBrokerCoreSecond),
     row.durability,
   ];
 }
 
 /**
- * A plain-text table; latencies in ms; broker cpu (its processes, from /proc) and client cpu
- * (every load worker) in % of one core; msg/core-s = msg/s per core of broker CPU.
+ * A plain-text table; latencies in ms; broker cpu (its processes, from /proc), client cpu
+ * (every load worker) and other cpu (programs outside the run) in % of one core; msg/core-s =
+ * msg/s per core of broker CPU.
  */
 export function formatTable(rows: readonly TableRow[]): string {
   const cells = [[...TABLE_HEADERS], ...rows.map(tableCells)];

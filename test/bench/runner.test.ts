@@ -90,6 +90,9 @@ describe("benchmark runs", () => {
     assert.equal(tcp.workers, 2, "producers in one worker process, consumers in another");
     assert.ok(tcp.brokerCpuPercent > 0, "the server's CPU, from /proc");
     assert.ok(tcp.msgsPerBrokerCoreSecond > 0);
+    assert.ok(tcp.otherCpuPercent === null || tcp.otherCpuPercent >= 0);
+    assert.equal(tcp.workerProcesses.length, 2);
+    assert.ok(tcp.workerProcesses.every((w: { cpuPercent: number }) => w.cpuPercent > 0));
     const html = fs.readFileSync(join(out, "report.html"), "utf8");
     assert.equal(html.match(/<svg /g)?.length, 4);
     const limits = JSON.parse(fs.readFileSync(join(out, "limits.json"), "utf8"));

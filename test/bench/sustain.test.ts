@@ -11,7 +11,7 @@ import {
   RateSearch,
 } from "../../bench/rate_control.ts";
 import { LatencyHistogram } from "../../bench/histogram.ts";
-import { judgeWindow, slope, type WindowSample } from "../../bench/sustain.ts";
+import { judgeWindow, robustSlope, slope, type WindowSample } from "../../bench/sustain.ts";
 import { mulberry32 } from "../helpers.ts";
 
 const OPTIONS = { subscriptions: 1, publishP99MsMax: 100 };
@@ -59,6 +59,18 @@ describe("the sustained test", () => {
         ]) - 0.2,
       ) < 1e-12,
     );
+  });
+
+  test("the robust slope sees a climb, not a spike", () => {
+    const flatWithSpikes = Array.from(
+      { length: 30 },
+      (_, s) => [s, s === 20 || s === 27 ? 600 : 20] as const,
+    );
+    assert.equal(robustSlope(flatWithSpikes), 0);
+    assert.ok(slope(flatWithSpikes) * 30 > 100, "least squares would call two spikes a climb");
+    const climb = Array.from({ length: 30 }, (_, s) => [s, 20 + 3 * s] as const);
+    assert.equal(robustSlope(climb), 3);
+    assert.equal(robustSlope([[1, 1]]), 0);
   });
 
   test("a rate whose latency climbs from 100 ms to 2.7 s is rejected, though it publishes", () => {
