@@ -20,9 +20,9 @@
 //            side at A: rates above what the system managed to publish are not sustainable;
 //   confirm  the last seconds of warm-up (at least 4, or a fifth of it) hold the highest
 //            sustained rate and judge all of them as one window, the strictest test of the
-//            search. If the confirm fails, the measured phase runs 10% lower and the step
-//            says so. A failure below a rate later sustained (a cold start, a stall) is
-//            forgotten.
+//            search. If the confirm fails, the measured phase runs at the highest rate a
+//            step sustained below it (10% lower when there is none), and the step says so.
+//            A failure below a rate later sustained (a cold start, a stall) is forgotten.
 //
 // The search fits the warm-up: a step starts only when it ends before the confirm needs the
 // rest, so a workload with a 20 s warm-up searches for 16 s and confirms for 4. The measured
@@ -318,9 +318,17 @@ export class RateSearch {
     return Math.max(RATE_MIN, fallback);
   }
 
+  /** The highest rate a step sustained below `rate`, if any. */
+  #sustainedBelow(rate: number): number | undefined {
+    const below = this.steps
+      .filter((step) => step.verdict.sustained && step.rate < rate)
+      .map((step) => step.rate);
+    return below.length === 0 ? undefined : Math.max(...below);
+  }
+
   /**
    * Ends the search when warm-up ends: judges the confirm window and returns the rate of the
-   * measured phase (10% lower when the confirm failed).
+   * measured phase (when the confirm failed: the highest rate sustained below it, or 10% lower).
    */
   finish(): number {
     if (this.#state === "hold") return this.#rate;
@@ -341,8 +349,13 @@ export class RateSearch {
       if (verdict.sustained) {
         step.next = `measure at ${Math.round(this.#rate)} msg/s`;
       } else {
-        this.#rate = Math.max(RATE_MIN, this.#rate / RATE_SEARCH_PRECISION);
-        step.next = `confirm failed: measure 10% lower, at ${Math.round(this.#rate)} msg/s`;
+        const below = this.#sustainedBelow(this.#rate);
+        this.#rate =
+          below === undefined ? Math.max(RATE_MIN, this.#rate / RATE_SEARCH_PRECISION) : below;
+        step.next =
+          below === undefined
+            ? `confirm failed: measure 10% lower, at ${Math.round(this.#rate)} msg/s`
+            : `confirm failed: measure at ${Math.round(below)} msg/s, the next rate sustained`;
       }
     }
     this.#state = "hold";
