@@ -213,7 +213,7 @@ function describe(pid: number): string {
 }
 
 /** The whole machine's CPU time from /proc/stat, in USER_HZ ticks over every core. */
-export type MachineTicks = { busy: number; steal: number; total: number };
+export type MachineTicks = { busy: number; steal: number; iowait: number; total: number };
 
 export function machineTicks(): MachineTicks | undefined {
   let text: string;
@@ -229,11 +229,16 @@ export function machineTicks(): MachineTicks | undefined {
   const [user, nice, system, idle, iowait, irq, softirq, steal] = fields;
   if (fields.length < 8 || fields.some((value) => !Number.isFinite(value))) return undefined;
   const busy = user! + nice! + system! + irq! + softirq!;
-  return { busy, steal: steal!, total: busy + idle! + iowait! + steal! };
+  return { busy, steal: steal!, iowait: iowait!, total: busy + idle! + iowait! + steal! };
 }
 
-/** The machine's CPU between two readings: busy and stolen, in % of one core. */
-export type MachineCpu = { busyPercent: number; stealPercent: number; cores: number };
+/** The machine's CPU between two readings: busy, stolen and waiting on I/O, % of one core. */
+export type MachineCpu = {
+  busyPercent: number;
+  stealPercent: number;
+  iowaitPercent: number;
+  cores: number;
+};
 
 export function machineCpuBetween(
   start: MachineTicks | undefined,
@@ -247,6 +252,7 @@ export function machineCpuBetween(
   return {
     busyPercent: share(end.busy - start.busy),
     stealPercent: share(end.steal - start.steal),
+    iowaitPercent: share(end.iowait - start.iowait),
     cores,
   };
 }

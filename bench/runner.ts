@@ -319,6 +319,7 @@ class Timeline {
   #rate: number;
   #startMs = 0;
   #lastSampleMs = 0;
+  #lastMachine: MachineTicks | undefined = machineTicks();
 
   constructor(
     driverName: string,
@@ -434,12 +435,15 @@ class Timeline {
   async #sample(): Promise<Sample> {
     await this.#ensemble.collect();
     const now = performance.now();
+    const machine = machineTicks();
     const sample = this.#stats.sample({
       elapsedMs: now - this.#startMs,
       durationMs: now - this.#lastSampleMs,
       targetRate: this.#rate,
       brokerCpuPercent: this.#meter.intervalPercent(),
+      machineCpu: machineCpuBetween(this.#lastMachine, machine, os.cpus().length),
     });
+    this.#lastMachine = machine;
     this.#lastSampleMs = now;
     this.#samples.push(sample);
     this.#progress(progressLine(this.#driverName, this.#workload, sample, this.#search));
@@ -548,13 +552,20 @@ export function progressLine(
   const p99 = `p99 pub ${sample.publishLatency.p99Ms.toFixed(1)}`;
   const broker =
     sample.brokerCpuPercent === null ? "" : ` brk ${Math.round(sample.brokerCpuPercent)}%`;
+  const machine =
+    sample.machineCpu === null
+      ? ""
+      : ` machine ${Math.round(sample.machineCpu.busyPercent)}%` +
+        (sample.machineCpu.iowaitPercent >= 1
+          ? ` iowait ${Math.round(sample.machineCpu.iowaitPercent)}%`
+          : "");
   return (
     `${driverName.padEnd(16)} ${sample.phase.padEnd(7)} ${String(seconds).padStart(4)}/${total} s` +
     `  pub ${publish} ${sample.publishMBps.toFixed(1)} MB/s` +
     `  cons ${formatCount(sample.consumeRate).padStart(9)} msg/s` +
     `  backlog ${formatCount(sample.backlog)}  lag ${formatCount(sample.scheduleLag)}` +
     `  ${p99} e2e ${sample.endToEndLatency.p99Ms.toFixed(1)} ms` +
-    `  cpu wrk ${Math.round(sample.cpuPercent)}%${broker}${searching}`
+    `  cpu wrk ${Math.round(sample.cpuPercent)}%${broker}${machine}${searching}`
   );
 }
 

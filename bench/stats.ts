@@ -12,6 +12,7 @@
 // MB is 2^20 bytes, as in the OpenMessaging Benchmark's reports.
 
 import { IntervalHistogram, LatencyHistogram, type LatencySummary } from "./histogram.ts";
+import type { MachineCpu } from "./proc_cpu.ts";
 import {
   ERROR_SAMPLES_MAX,
   type WorkerCounters,
@@ -51,6 +52,8 @@ export type Sample = {
   cpuPercent: number;
   /** CPU time of the broker's processes (from /proc), in percent of one core; null: unknown. */
   brokerCpuPercent: number | null;
+  /** The whole machine over the sample (from /proc/stat; null elsewhere), % of one core. */
+  machineCpu: MachineCpu | null;
 };
 
 /** Messages per second; 0 for an empty interval. */
@@ -213,6 +216,7 @@ export class RunStats {
     durationMs: number;
     targetRate: number;
     brokerCpuPercent: number | null;
+    machineCpu?: MachineCpu | null;
   }): Sample {
     const { durationMs } = timing;
     const now = this.#totals;
@@ -251,6 +255,7 @@ export class RunStats {
       publishDelayLatency: this.publishDelay.fold(counting),
       cpuPercent: cpuPercent(cpuMicros - this.#cpuAtLastSample, durationMs),
       brokerCpuPercent: timing.brokerCpuPercent,
+      machineCpu: timing.machineCpu ?? null,
     };
     this.#atLastSample = { ...now };
     this.#cpuAtLastSample = cpuMicros;
