@@ -10,8 +10,8 @@
 //                slope over the window, in seconds of schedule (lag / R), adds up to at most a
 //                quarter of the bound over the window. By Little's law this is the mean
 //                publish latency growing, read from counts instead of percentiles;
-//   p99 slope    (3 or more samples) the fitted publish p99 rises by at most a quarter of the
-//                bound over the window;
+//   p99 slope    (10 or more samples: fewer seconds' p99s are mostly noise) the fitted
+//                publish p99 rises by at most a quarter of the bound over the window;
 //   backlog      the backlog (acknowledged × subscriptions − received) does not grow (OMB's
 //                backlog rule): its fitted rise over the window is at most 0.1 s of messages
 //                or 1% per second of the window, whichever is more; and it averages under
@@ -36,8 +36,11 @@ export const BACKLOG_GROWTH_SECONDS_MIN = 0.1;
 export const BACKLOG_GROWTH_RATIO_PER_SECOND = 0.01;
 /** The mean backlog may hold at most this many seconds of messages. */
 export const BACKLOG_SECONDS_MAX = 0.5;
-/** The p99 slope is judged from this many samples on (two points make a noisy line). */
-export const P99_SLOPE_SAMPLES_MIN = 3;
+/**
+ * The p99 slope is judged from this many samples on: a few seconds' p99s are mostly noise,
+ * and a short window's climb shows in the schedule lag, read from exact counts.
+ */
+export const P99_SLOPE_SAMPLES_MIN = 10;
 
 /** What the test reads from each one-second sample. */
 export type WindowSample = {
