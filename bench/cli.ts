@@ -225,8 +225,8 @@ function finish(
     log(formatTable(results));
     log(
       "latencies in ms; broker cpu = its processes (from /proc), client cpu = every load " +
-        "worker, other cpu = programs outside the run, % of one core; msg/core-s = msg/s " +
-        "per core of broker CPU",
+        "worker, lost cpu = programs outside the run and time stolen by the host, % of one " +
+        "core; msg/core-s = msg/s per core of broker CPU",
     );
     if (results.some((r) => (r.latencyAtLoad ?? []).length > 0)) {
       log("");

@@ -302,8 +302,9 @@ publish p99 under the bound and showed no growth of schedule lag, p99 or backlog
 ms over the measured phase and the drain, measured from each message's intended send time
 (coordinated omission corrected). sent=recv: every acknowledged message reached every
 subscription. broker cpu: the broker's processes, read from /proc; client cpu: every load
-worker process; other cpu: programs outside the run (the machine's busy time less the run's);
-all in % of one core over the measured phase. msg/core-s: msg/s per core of broker CPU.</p>
+worker process; lost cpu: programs outside the run (the machine's busy time less the run's)
+and time the host gave other virtual machines (steal); all in % of one core over the measured
+phase. msg/core-s: msg/s per core of broker CPU.</p>
 <div class="charts">
 ${throughputChart(results)}
 ${latencyCurveChart(results, PUBLISH_CURVE_TITLE, (r) => r.aggregatedPublishLatencyQuantiles)}

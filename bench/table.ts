@@ -22,7 +22,18 @@ export type TableRow = Pick<
   | "brokerCpuPercent"
   | "clientCpuPercent"
   | "msgsPerBrokerCoreSecond"
-> & { failure?: string | null; otherCpuPercent?: number | null };
+> & {
+  failure?: string | null;
+  otherCpuPercent?: number | null;
+  machineCpu?: { stealPercent: number } | null;
+};
+
+/** CPU the run lost to others: programs outside it, and time the host gave other machines. */
+export function lostCpuPercent(row: TableRow): number | null {
+  const other = row.otherCpuPercent ?? null;
+  if (other === null) return null;
+  return other + (row.machineCpu?.stealPercent ?? 0);
+}
 
 export function formatMs(ms: number): string {
   if (ms >= 100) return ms.toFixed(0);
@@ -59,7 +70,7 @@ export const TABLE_HEADERS = [
   "sent=recv",
   "broker cpu",
   "client cpu",
-  "other cpu",
+  "lost cpu",
   "msg/core-s",
   "durability",
 ] as const;
@@ -86,7 +97,7 @@ export function tableCells(row: TableRow): string[] {
     deliveryVerdict(row),
     percent(row.brokerCpuPercent),
     percent(row.clientCpuPercent),
-    percent(row.otherCpuPercent ?? null),
+    percent(lostCpuPercent(row)),
     row.msgsPerBrokerCoreSecond === null ? "—" : formatInteger(row.msgsPerBrokerCoreSecond),
     row.durability,
   ];
@@ -94,8 +105,8 @@ export function tableCells(row: TableRow): string[] {
 
 /**
  * A plain-text table; latencies in ms; broker cpu (its processes, from /proc), client cpu
- * (every load worker) and other cpu (programs outside the run) in % of one core; msg/core-s =
- * msg/s per core of broker CPU.
+ * (every load worker) and lost cpu (programs outside the run, and time stolen by the host) in
+ * % of one core; msg/core-s = msg/s per core of broker CPU.
  */
 export function formatTable(rows: readonly TableRow[]): string {
   const cells = [[...TABLE_HEADERS], ...rows.map(tableCells)];
