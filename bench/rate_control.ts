@@ -18,16 +18,20 @@
 //            lowest failed rate, 2 judged seconds per step (so the slopes are seen), until
 //            they are within 10%. A failure that published only A < R msg/s caps the failed
 //            side at A: rates above what the system managed to publish are not sustainable;
-//   confirm  the last seconds of warm-up (at least 4, or a fifth of it) hold the highest
-//            sustained rate and judge all of them as one window, the strictest test of the
-//            search. If the confirm fails, the measured phase runs at the highest rate a
-//            step sustained below it (10% lower when there is none), and the step says so.
-//            A failure below a rate later sustained (a cold start, a stall) is forgotten.
+//   confirm  the end of warm-up (at least 6 s, or a quarter of it) holds the highest
+//            sustained rate and judges its seconds as one window, the strictest test of the
+//            search. It is decided 2 s before warm-up ends, so when it fails, the lower rate
+//            of the measured phase (the highest a step sustained below it; 10% lower when
+//            none did) has 2 s to work off what the failed rate left queued. A confirm that
+//            already fails after 3 judged seconds steps down at once and confirms the lower
+//            rate if there is time. Every confirm is a step in the result, saying what came
+//            next. A failure below a rate later sustained (a cold start, a stall) is
+//            forgotten.
 //
 // The search fits the warm-up: a step starts only when it ends before the confirm needs the
-// rest, so a workload with a 20 s warm-up searches for 16 s and confirms for 4. The measured
-// phase then runs at the rate the search ends with; result.ts judges that phase again as one
-// window ("sustained" in the result).
+// rest, so a workload with a 20 s warm-up searches for 14 s, confirms for 4 and sets the
+// measured rate 2 s ahead. The measured phase then runs at the rate the search ends with;
+// the runner judges that phase again as one window ("sustained" in the result).
 
 import { judgeWindow, KEEP_UP_RATIO, type SustainVerdict, type WindowSample } from "./sustain.ts";
 
@@ -50,9 +54,16 @@ export const SETTLE_SECONDS_MAX = 5;
 export const SEARCH_P99_BOUND_SHARE = 0.8;
 export const RAMP_JUDGED_SECONDS = 1;
 export const BISECT_JUDGED_SECONDS = 2;
-/** The confirm window: at least this many seconds, or this share of the warm-up. */
-export const CONFIRM_SECONDS_MIN = 4;
-export const CONFIRM_WARMUP_SHARE = 0.2;
+/**
+ * The end of warm-up kept for the confirm: at least this many seconds, or this share of the
+ * warm-up. Its last PRE_MEASURE_SECONDS are not judged: the rate of the measured phase is
+ * set when they begin, so what a failed confirm left queued is worked off before measuring.
+ */
+export const CONFIRM_SECONDS_MIN = 6;
+export const CONFIRM_WARMUP_SHARE = 0.25;
+export const PRE_MEASURE_SECONDS = 2;
+/** A confirm that fails after this many judged seconds steps down at once. */
+export const CONFIRM_EARLY_SAMPLES = 3;
 
 /** One producer's fixed-rate schedule. */
 export class Pacer {
@@ -213,10 +224,14 @@ export class RateSearch {
     if (this.#state === "hold") return this.#rate;
     if (this.#settling) {
       this.#settle(sample);
+      if (this.#state === "confirm" && this.#remaining() <= PRE_MEASURE_SECONDS) this.#decide();
       return this.#rate;
     }
     this.#window.push(sample);
-    if (this.#state === "confirm") return this.#rate;
+    if (this.#state === "confirm") {
+      this.#checkConfirm();
+      return this.#rate;
+    }
     const judgedSeconds = this.#state === "ramp" ? RAMP_JUDGED_SECONDS : BISECT_JUDGED_SECONDS;
     if (this.#window.length < judgedSeconds) return this.#rate;
     const verdict = this.#judge(this.#window);
@@ -327,38 +342,74 @@ export class RateSearch {
   }
 
   /**
-   * Ends the search when warm-up ends: judges the confirm window and returns the rate of the
-   * measured phase (when the confirm failed: the highest rate sustained below it, or 10% lower).
+   * A confirm second: the confirm is decided once only PRE_MEASURE_SECONDS of warm-up are left;
+   * before that, a confirm already failing after CONFIRM_EARLY_SAMPLES judged seconds steps
+   * down at once, and confirms the lower rate if there is time.
    */
+  #checkConfirm(): void {
+    if (this.#remaining() <= PRE_MEASURE_SECONDS) {
+      this.#decide();
+      return;
+    }
+    if (this.#window.length < CONFIRM_EARLY_SAMPLES) return;
+    const verdict = this.#judge(this.#window);
+    if (verdict.sustained) return;
+    const step = this.#recordConfirm(verdict);
+    const lower = this.#stepDown(step);
+    const confirmable =
+      this.#remaining() - PRE_MEASURE_SECONDS >= SETTLE_SECONDS + CONFIRM_EARLY_SAMPLES;
+    this.#setRate(lower);
+    if (confirmable) {
+      step.next += "; confirming it";
+    } else {
+      step.next += "; no time to confirm it";
+      this.#state = "hold";
+    }
+  }
+
+  #recordConfirm(verdict: SustainVerdict): RateSearchStep {
+    const step: RateSearchStep = {
+      state: "confirm",
+      rate: this.#rate,
+      startSecond: this.#stepStartSecond,
+      verdict,
+      next: "",
+    };
+    this.steps.push(step);
+    return step;
+  }
+
+  /** The rate after a failed confirm: the highest sustained below it, or 10% lower. */
+  #stepDown(step: RateSearchStep): number {
+    const below = this.#sustainedBelow(this.#rate);
+    const rate = below ?? Math.max(RATE_MIN, this.#rate / RATE_SEARCH_PRECISION);
+    step.next =
+      below === undefined
+        ? `confirm failed: measure 10% lower, at ${Math.round(rate)} msg/s`
+        : `confirm failed: measure at ${Math.round(rate)} msg/s, the next rate sustained`;
+    // A rate that failed its confirm is not sustained, whatever its step said.
+    this.#highestSustained = Math.min(this.#highestSustained, rate);
+    return rate;
+  }
+
+  /** Judges the confirm window and sets the rate of the measured phase; the search ends. */
+  #decide(): void {
+    const window = this.#window.length > 0 ? this.#window : this.#settleWindow;
+    if (window.length > 0) {
+      // Without a judged second (a warm-up too short), the settling seconds are judged.
+      const verdict = this.#judge(window);
+      const step = this.#recordConfirm(verdict);
+      if (verdict.sustained) step.next = `measure at ${Math.round(this.#rate)} msg/s`;
+      else this.#setRate(this.#stepDown(step));
+    }
+    this.#state = "hold";
+  }
+
+  /** Ends the search when warm-up ends (deciding the confirm if it was not); the rate to measure. */
   finish(): number {
     if (this.#state === "hold") return this.#rate;
     if (this.#state !== "confirm") this.#startConfirm("warm-up ended");
-    const window = this.#window.length > 0 ? this.#window : this.#settleWindow;
-    if (window.length > 0) {
-      const verdict = this.#judge(window);
-      if (this.#window.length === 0) verdict.reasons.push("the rate never settled");
-      verdict.sustained = verdict.reasons.length === 0;
-      const step: RateSearchStep = {
-        state: "confirm",
-        rate: this.#rate,
-        startSecond: this.#stepStartSecond,
-        verdict,
-        next: "",
-      };
-      this.steps.push(step);
-      if (verdict.sustained) {
-        step.next = `measure at ${Math.round(this.#rate)} msg/s`;
-      } else {
-        const below = this.#sustainedBelow(this.#rate);
-        this.#rate =
-          below === undefined ? Math.max(RATE_MIN, this.#rate / RATE_SEARCH_PRECISION) : below;
-        step.next =
-          below === undefined
-            ? `confirm failed: measure 10% lower, at ${Math.round(this.#rate)} msg/s`
-            : `confirm failed: measure at ${Math.round(below)} msg/s, the next rate sustained`;
-      }
-    }
-    this.#state = "hold";
+    this.#decide();
     return this.#rate;
   }
 }

@@ -7,6 +7,7 @@ import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import {
   CONFIRM_SECONDS_MIN,
+  PRE_MEASURE_SECONDS,
   RATE_SEARCH_PRECISION,
   RateSearch,
 } from "../../bench/rate_control.ts";
@@ -203,7 +204,10 @@ class SyntheticSystem {
   }
 }
 
-/** Runs a search through `warmupSeconds` of a system; returns the search and the rate held. */
+/**
+ * Runs a search through `warmupSeconds` of a system; returns the search, the rate held, and
+ * the rates of the last seconds (which must not change before the measured phase).
+ */
 function search(system: SyntheticSystem, warmupSeconds: number) {
   const rateSearch = new RateSearch({
     messageSize: 1024,
@@ -212,10 +216,13 @@ function search(system: SyntheticSystem, warmupSeconds: number) {
     publishP99MsMax: 100,
   });
   let rate = rateSearch.rate;
+  const rates: number[] = [];
   for (let second = 0; second < warmupSeconds; second++) {
     rate = rateSearch.observe(system.second(rate));
+    rates.push(rate);
   }
-  return { rateSearch, held: rateSearch.finish() };
+  const held = rateSearch.finish();
+  return { rateSearch, held, lastRates: rates.slice(-PRE_MEASURE_SECONDS) };
 }
 
 describe("max-rate search", () => {
@@ -227,7 +234,8 @@ describe("max-rate search", () => {
       const last = rateSearch.steps.at(-1)!;
       assert.equal(last.state, "confirm");
       assert.equal(last.verdict.sustained, true, last.verdict.reasons.join("; "));
-      assert.ok(last.verdict.samples >= CONFIRM_SECONDS_MIN - 1, `${last.verdict.samples}`);
+      const judged = CONFIRM_SECONDS_MIN - PRE_MEASURE_SECONDS - 1;
+      assert.ok(last.verdict.samples >= judged, `${last.verdict.samples}`);
       const searched = rateSearch.steps
         .filter((step) => step.state !== "confirm")
         .every((step) => step.startSecond < 20 - CONFIRM_SECONDS_MIN);
@@ -255,6 +263,27 @@ describe("max-rate search", () => {
     for (let second = 0; second < 30; second++) rate = rateSearch.observe(system.second(rate));
     const held = rateSearch.finish();
     assert.ok(held <= 3 && held * 1.5 >= 3, `${held}`);
+  });
+
+  test("the measured rate is set before the last seconds of warm-up", () => {
+    for (const capacity of [9_000, 150_000]) {
+      const { held, lastRates } = search(new SyntheticSystem(capacity), 20);
+      assert.deepEqual(lastRates, [held, held], "no change in the pre-measure seconds");
+    }
+  });
+
+  test("a confirm failing early steps down and confirms the lower rate", () => {
+    // Capacity falls from 100k to 60k msg/s after 21 s, while the 30 s warm-up confirms.
+    const system = new SyntheticSystem((second) => (second <= 21 ? 100_000 : 60_000));
+    const { rateSearch, held, lastRates } = search(system, 30);
+    const confirms = rateSearch.steps.filter((step) => step.state === "confirm");
+    assert.equal(confirms.length, 2, confirms.map((c) => c.next).join(" | "));
+    assert.equal(confirms[0]!.verdict.sustained, false);
+    assert.match(confirms[0]!.next, /confirm failed: .*; confirming it$/);
+    assert.ok(confirms[1]!.rate < confirms[0]!.rate);
+    assert.match(confirms[1]!.next, /confirm failed: .*; no time to confirm it$/);
+    assert.ok(held < confirms[1]!.rate, `held ${held}`);
+    assert.deepEqual(lastRates, [held, held], "set before the pre-measure seconds");
   });
 
   test("a rate that fails its confirm is measured lower, and the step says so", () => {
