@@ -405,7 +405,7 @@ export class RateSearch {
     this.#state = "hold";
   }
 
-  /** Ends the search when warm-up ends (deciding the confirm if it was not); the rate to measure. */
+  /** Ends the search when warm-up ends (deciding the confirm if not yet); the rate to measure. */
   finish(): number {
     if (this.#state === "hold") return this.#rate;
     if (this.#state !== "confirm") this.#startConfirm("warm-up ended");
