@@ -1,9 +1,12 @@
 // `sluice bench`: runs one workload against each driver in turn, writes DIR/<driver>.json
 // (the result, OMB field names) and DIR/report.html, and prints a comparison table.
 //
-// Without --drivers it runs every driver and skips, with a one-line hint, those whose system
-// is not installed or not running. A driver named in --drivers that cannot run makes the exit
-// code 1, as does any run whose consumers did not receive exactly what was sent.
+// The load runs in worker processes (`--workers`, ./worker/): the coordinator here starts the
+// broker (through the driver), creates the topics, steers the rate and merges the workers'
+// reports. Without --drivers it runs every driver and skips, with a one-line hint, those whose
+// system is not installed or not running. A driver named in --drivers that cannot run makes
+// the exit code 1, as does a worker that died (its partial result is still written) and any
+// run whose consumers did not receive exactly what was sent.
 
 import fs from "node:fs";
 import { type MachineLimits, measureLimits } from "./limits.ts";
@@ -11,12 +14,14 @@ import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { type Driver, DriverUnavailableError } from "./driver.ts";
-import { createDriver, driverNames, parseDriverList } from "./drivers/mod.ts";
+import { createDriver, driverEntry, driverNames, parseDriverList } from "./drivers/mod.ts";
 import { optionsFor, parseDriverOptions } from "./drivers/options.ts";
 import { renderReport } from "./report.ts";
-import { type BenchResult, buildResult } from "./result.ts";
+import { type BenchResult, buildResult, type LatencyPoint, latencyPoint } from "./result.ts";
 import { type RunOptions, runWorkload } from "./runner.ts";
-import { formatTable } from "./table.ts";
+import { formatLatencyTable, formatTable } from "./table.ts";
+import type { LoadWorker } from "./worker/handle.ts";
+import { parseWorkers, startWorkers, type WorkerSpec } from "./worker/pool.ts";
 import { loadWorkload, type Workload } from "./workload.ts";
 
 export const RESULTS_DIR = join(dirname(fileURLToPath(import.meta.url)), "results");
@@ -43,10 +48,31 @@ export type BenchOptions = {
   /** One progress line a second during runs (default: standard error). */
   progress?: (line: string) => void;
   drainTimeoutMs?: number;
+  /**
+   * Load workers: a count of local worker processes (default 2 on up to 8 cores), 0 for the
+   * load in this process, or `host:port,...` of remote `sluice bench worker`s.
+   */
+  workers?: string | number;
+  /** The token remote workers share (default: SLUICE_BENCH_TOKEN). */
+  token?: string;
+  /** The publish p99 a sustained rate must stay under (default 100 ms). */
+  publishP99MsMax?: number;
+  /** Also run each driver at 50% and 80% of its rate and at one common rate. */
+  latencyAtLoad?: boolean;
+  /** The common rate of --latency-at-load (default: 80% of the lowest driver's rate). */
+  commonRate?: number;
+  /** Called with each driver's workers once they run (tests use it to end one). */
+  onWorkers?: (driver: string, workers: readonly LoadWorker[]) => void;
 };
 
 export type Skipped = { driver: string; reason: string; hint: string };
 export type Failed = { driver: string; error: string };
+
+/** Seconds of warm-up and of measurement for each --latency-at-load run. */
+export const LATENCY_AT_LOAD_WARMUP_SECONDS = 5;
+export const LATENCY_AT_LOAD_TEST_SECONDS_MAX = 20;
+/** The common rate's default share of the lowest driver's sustained rate. */
+export const COMMON_RATE_SHARE = 0.8;
 
 export type BenchOutcome = {
   workload: Workload;
@@ -68,9 +94,10 @@ export async function runBench(options: BenchOptions = {}): Promise<BenchOutcome
   const names = explicit ? parseDriverList(options.drivers!) : driverNames();
   const driverOptions = parseDriverOptions(options.driverOptions);
   if (options.sluiceUrl !== undefined) driverOptions["sluice.url"] = options.sluiceUrl;
+  const workers = parseWorkers(options.workers, options.token);
   const outDir = resolve(options.out ?? join(RESULTS_DIR, timestampDir()));
   fs.mkdirSync(outDir, { recursive: true });
-  log(`workload ${workload.name} (${workload.source})`);
+  log(`workload ${workload.name} (${workload.source}); load: ${describeWorkers(workers)}`);
   const limits = await machineLimits(outDir, options.limits ?? true, log);
   const outcome: BenchOutcome = {
     workload,
@@ -80,11 +107,17 @@ export async function runBench(options: BenchOptions = {}): Promise<BenchOutcome
     failed: [],
     exitCode: 0,
   };
+  const run = (name: string, at: Workload) =>
+    benchDriver(name, at, optionsFor(name, driverOptions), options, workers);
   for (const name of names) {
-    const done = await benchDriver(name, workload, optionsFor(name, driverOptions), options);
+    const done = await run(name, workload);
     if ("result" in done) {
       outcome.results.push(done.result);
-      fs.writeFileSync(join(outDir, `${name}.json`), `${JSON.stringify(done.result, null, 2)}\n`);
+      writeResult(outDir, done.result);
+      if (done.result.failure !== null) {
+        outcome.failed.push({ driver: name, error: done.result.failure });
+        log(`FAILED ${name}: ${done.result.failure}`);
+      }
     } else if ("hint" in done) {
       outcome.skipped.push(done);
       log(`skipped ${name}: ${done.reason}; ${done.hint}`);
@@ -93,8 +126,69 @@ export async function runBench(options: BenchOptions = {}): Promise<BenchOutcome
       log(`FAILED ${name}: ${done.error}`);
     }
   }
+  if (options.latencyAtLoad === true) await latencyAtLoad(outcome, options, run, log);
   finish(outcome, explicit, log, limits);
   return outcome;
+}
+
+function describeWorkers(spec: WorkerSpec): string {
+  if (spec.kind === "in-process") return "in the coordinator process (--workers 0)";
+  if (spec.kind === "local") return `${spec.count} local worker processes`;
+  return `remote workers ${spec.addresses.map((a) => `${a.host}:${a.port}`).join(", ")}`;
+}
+
+function writeResult(outDir: string, result: BenchResult): void {
+  fs.writeFileSync(join(outDir, `${result.driver}.json`), `${JSON.stringify(result, null, 2)}\n`);
+}
+
+/** The rate a driver's measured phase ran at: the search's, or the workload's fixed rate. */
+function rateOf(result: BenchResult): number {
+  return result.rateSearch?.heldRate ?? result.workloadSpec.producerRate;
+}
+
+/**
+ * --latency-at-load: each driver again at 50% and 80% of its own rate and at one common rate
+ * (fixed-rate runs, a short warm-up each), so latencies compare at equal load.
+ */
+async function latencyAtLoad(
+  outcome: BenchOutcome,
+  options: BenchOptions,
+  run: (name: string, workload: Workload) => Promise<DriverDone>,
+  log: (line: string) => void,
+): Promise<void> {
+  const complete = outcome.results.filter((r) => r.failure === null && rateOf(r) > 0);
+  if (complete.length === 0) return;
+  const common =
+    options.commonRate ?? COMMON_RATE_SHARE * Math.min(...complete.map((r) => rateOf(r)));
+  log(
+    `latency at load: 50% and 80% of each driver's rate, and ${Math.round(common)} msg/s for all`,
+  );
+  for (const result of complete) {
+    const own = rateOf(result);
+    const points: [string, number][] = [
+      ["50% of own", 0.5 * own],
+      ["80% of own", 0.8 * own],
+      ["common", common],
+    ];
+    const measured: LatencyPoint[] = [];
+    for (const [label, rate] of points) {
+      const at = {
+        ...outcome.workload,
+        name: `${outcome.workload.name} @ ${Math.round(rate)} msg/s`,
+        producerRate: Math.max(1, Math.round(rate)),
+        warmupDurationSeconds: LATENCY_AT_LOAD_WARMUP_SECONDS,
+        testDurationSeconds: Math.min(
+          outcome.workload.testDurationSeconds,
+          LATENCY_AT_LOAD_TEST_SECONDS_MAX,
+        ),
+      };
+      const done = await run(result.driver, at);
+      if ("result" in done) measured.push(latencyPoint(label, at.producerRate, done.result));
+      else log(`${result.driver} at ${label}: ${"error" in done ? done.error : done.reason}`);
+    }
+    result.latencyAtLoad = measured;
+    writeResult(outcome.outDir, result);
+  }
 }
 
 const LIMIT_BYTES_DEFAULT = 1024 ** 3;
@@ -129,7 +223,15 @@ function finish(
     fs.writeFileSync(join(outDir, "report.html"), renderReport(results, limits));
     log("");
     log(formatTable(results));
-    log("latencies in ms; cpu = the harness process (in-process servers included), % of a core");
+    log(
+      "latencies in ms; broker cpu = its processes (from /proc), client cpu = every load " +
+        "worker, lost cpu = programs outside the run and time stolen by the host, % of one " +
+        "core; msg/core-s = msg/s per core of broker CPU",
+    );
+    if (results.some((r) => (r.latencyAtLoad ?? []).length > 0)) {
+      log("");
+      log(formatLatencyTable(results));
+    }
     log(`results: ${outDir}/{${results.map((r) => r.driver).join(",")}}.json`);
     log(`report:  ${join(outDir, "report.html")}`);
   }
@@ -158,47 +260,56 @@ async function benchDriver(
   workload: Workload,
   driverOptions: Record<string, string>,
   options: BenchOptions,
+  spec: WorkerSpec,
 ): Promise<DriverDone> {
   const log = options.log ?? ((line: string) => console.log(line));
   const workDir = fs.mkdtempSync(join(tmpdir(), `sluice-bench-${name}-`));
+  const inWorker = driverEntry(name).inProcess && spec.kind !== "in-process";
   let driver: Driver | undefined;
+  let workers: LoadWorker[] = [];
   try {
-    driver = await createDriver(name, { workDir, options: driverOptions });
-    await driver.initialize();
-    const settings = driver.settings();
-    const durability = driver.durability();
-    log(`${name}: durability: ${durability}`);
-    log(
-      `${name}: settings: ${Object.entries(settings)
-        .map(([k, v]) => `${k}=${v}`)
-        .join("; ")}`,
-    );
+    if (!inWorker) {
+      driver = await createDriver(name, { workDir, options: driverOptions });
+      await driver.initialize();
+    }
+    // The embedded engine lives in its worker: the whole run goes to one.
+    workers = await startWorkers(spec, inWorker ? 1 : Number.POSITIVE_INFINITY, workDir);
+    options.onWorkers?.(name, workers);
+    if (inWorker) log(`${name}: the engine runs inside ${workers[0]!.label}`);
     const runOptions: RunOptions = {};
     if (options.progress !== undefined) runOptions.progress = options.progress;
     if (options.drainTimeoutMs !== undefined) runOptions.drainTimeoutMs = options.drainTimeoutMs;
-    const outcome = await runWorkload(driver, workload, runOptions);
-    const result = buildResult({
-      driverName: name,
-      settings,
-      durability,
-      workload,
-      outcome,
-      dataDir: workDir,
-    });
-    return { result };
+    if (options.publishP99MsMax !== undefined) {
+      runOptions.publishP99MsMax = options.publishP99MsMax;
+    }
+    const target = {
+      name,
+      driver: driver ?? null,
+      ...(workers.length > 0 ? { workers } : {}),
+      ...(inWorker ? { workerOptions: driverOptions } : {}),
+    };
+    const outcome = await runWorkload(target, workload, runOptions);
+    workers = [];
+    log(`${name}: durability: ${outcome.durability}`);
+    log(
+      `${name}: settings: ${Object.entries(outcome.settings)
+        .map(([k, v]) => `${k}=${v}`)
+        .join("; ")}`,
+    );
+    return { result: buildResult({ driverName: name, workload, outcome, dataDir: workDir }) };
   } catch (error) {
     if (error instanceof DriverUnavailableError) {
       return { driver: name, reason: error.message, hint: error.hint };
     }
     return { driver: name, error: error instanceof Error ? error.message : String(error) };
   } finally {
-    await closeDriver(driver, log);
+    for (const worker of workers) worker.kill();
+    if (driver !== undefined) await closeDriver(driver, log);
     fs.rmSync(workDir, { recursive: true, force: true });
   }
 }
 
-async function closeDriver(driver: Driver | undefined, log: (line: string) => void) {
-  if (driver === undefined) return;
+async function closeDriver(driver: Driver, log: (line: string) => void) {
   let timer: ReturnType<typeof setTimeout> | undefined;
   try {
     await Promise.race([

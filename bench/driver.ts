@@ -1,7 +1,17 @@
 // The one interface every benchmark driver implements, after the OpenMessaging Benchmark's
 // driver API: create a topic, producers that send asynchronously, consumers that call back.
 // The harness owns timing: it stamps each payload with a send time and measures end-to-end
-// latency when the consumer's callback sees it, on the same clock, in the same process.
+// latency when the consumer's callback sees it, on a clock every worker shares.
+//
+// Two instances of a driver take part in a run with worker processes, as in OMB:
+//
+//   coordinator's instance: initialize (starts a server when it runs one), createTopic,
+//                           createSubscription, workerOptions, brokerProcess, deleteTopic, close
+//   each worker's instance: initialize (connects), attachTopic, createConsumer, createProducer,
+//                           close (never deletes what the coordinator created)
+//
+// A driver whose broker lives inside its own process (sluice-embedded; DriverEntry.inProcess)
+// runs whole inside one worker instead, topics included.
 
 /** Settings a driver prints and saves with its results, so runs compare like for like. */
 export type DriverSettings = Record<string, string | number | boolean>;
@@ -18,6 +28,19 @@ export interface BenchConsumer {
 
 /** Called once per message received; `payload` is valid only during the call. */
 export type MessageCallback = (payload: Uint8Array) => void;
+
+/** Where a consumer stands among its subscription's consumers, over every worker. */
+export type ConsumerPlacement = { memberIndex: number; members: number };
+
+/**
+ * Where the broker under test runs, so the harness can read its CPU time from /proc: a
+ * process id, an address whose listening process is looked up on this machine, or inside the
+ * process that runs this driver instance.
+ */
+export type BrokerProcess =
+  | { kind: "pid"; pid: number; what: string }
+  | { kind: "address"; host: string; port: number; what: string }
+  | { kind: "in-process"; what: string };
 
 export interface Driver {
   readonly name: string;
@@ -38,10 +61,28 @@ export interface Driver {
     topic: string,
     subscription: string,
     onMessage: MessageCallback,
+    placement?: ConsumerPlacement,
   ): Promise<BenchConsumer>;
   deleteTopic(topic: string): Promise<void>;
   /** Releases everything; called once, also when initialize() failed or never ran. */
   close(): Promise<void>;
+  /**
+   * In a worker: a topic another instance (the coordinator's) created. Producers and consumers
+   * may then be made for it; this instance never deletes it. Default: nothing to learn.
+   */
+  attachTopic?(topic: string, partitions: number): Promise<void>;
+  /**
+   * On the coordinator, before any consumer joins: declare what a subscription needs on the
+   * broker (queues, groups), so deleteTopic removes it with the topic.
+   */
+  createSubscription?(topic: string, subscription: string): Promise<void>;
+  /**
+   * Options for the workers' instances, so they reach the system this instance uses (the
+   * address of a server it started). Default: the options this instance was given.
+   */
+  workerOptions?(): Record<string, string>;
+  /** Where the broker runs (for its CPU time); default: unknown. */
+  brokerProcess?(): BrokerProcess | undefined;
 }
 
 /** What the harness hands a driver's factory. */

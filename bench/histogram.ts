@@ -2,8 +2,14 @@
 // significant digits, reported in milliseconds. One histogram per interval takes the records;
 // each second it is folded into the run's cumulative histogram and reset, so a message costs
 // one record, not two.
+//
+// Worker processes send their interval histograms to the coordinator as EncodedHistogram: the
+// non-empty buckets (index, count) of HdrHistogram's counts array plus the exact min and max.
+// Every histogram here is built with the same parameters, so a decoded histogram has the same
+// buckets as the one encoded, and merging the workers' histograms gives exactly the histogram
+// of all their samples: percentiles are never averaged (test/bench/merge.test.ts).
 
-import { build, type Histogram } from "hdr-histogram-js";
+import { build, type Histogram, type JsHistogram } from "hdr-histogram-js";
 
 /** One hour in microseconds: anything slower is recorded as this and counted as clamped. */
 export const LATENCY_MICROS_MAX = 60 * 60 * 1_000_000;
@@ -47,6 +53,21 @@ export const CURVE_PERCENTILES: readonly number[] = (() => {
   return points;
 })();
 
+/**
+ * A histogram on the wire: `buckets` holds pairs (index in HdrHistogram's counts array, count)
+ * of the non-empty buckets, in rising index order; `maxMicros` and `minNonZeroMicros` are the
+ * exact extremes HdrHistogram keeps beside its buckets.
+ */
+export type EncodedHistogram = {
+  buckets: number[];
+  maxMicros: number;
+  minNonZeroMicros: number;
+  clamped: number;
+};
+
+/** The most buckets an encoded histogram may name (the counts array is smaller). */
+export const ENCODED_BUCKETS_MAX = 1 << 20;
+
 export class LatencyHistogram {
   #histogram: Histogram;
   #clamped = 0;
@@ -58,6 +79,80 @@ export class LatencyHistogram {
       numberOfSignificantValueDigits: SIGNIFICANT_DIGITS,
       autoResize: false,
     });
+  }
+
+  /** The buckets, for encode and decode: build() makes a JsHistogram (no WebAssembly). */
+  get #js(): JsHistogram {
+    return this.#histogram as unknown as JsHistogram;
+  }
+
+  /** The histogram's buckets and extremes, exactly; see EncodedHistogram. */
+  encode(): EncodedHistogram {
+    const js = this.#js;
+    const buckets: number[] = [];
+    if (js.totalCount > 0) {
+      const length = js.countsArrayLength;
+      for (let index = 0; index < length; index++) {
+        const count = js.getCountAtIndex(index);
+        if (count > 0) buckets.push(index, count);
+      }
+    }
+    return {
+      buckets,
+      maxMicros: js.totalCount > 0 ? js.maxValue : 0,
+      minNonZeroMicros: js.totalCount > 0 ? js.minNonZeroValue : 0,
+      clamped: this.#clamped,
+    };
+  }
+
+  /**
+   * Adds an encoded histogram's records to this one. The encoding comes from another process,
+   * so it is validated: a bad one is a RangeError naming what is wrong, and adds nothing.
+   */
+  addEncoded(encoded: EncodedHistogram): void {
+    const js = this.#js;
+    const { buckets } = encoded;
+    const length = js.countsArrayLength;
+    if (!Array.isArray(buckets) || buckets.length % 2 !== 0) {
+      throw new RangeError("an encoded histogram's buckets must be (index, count) pairs");
+    }
+    if (buckets.length > 2 * ENCODED_BUCKETS_MAX) {
+      throw new RangeError(`an encoded histogram names ${buckets.length / 2} buckets`);
+    }
+    let total = 0;
+    for (let at = 0; at < buckets.length; at += 2) {
+      const index = buckets[at]!;
+      const count = buckets[at + 1]!;
+      if (!Number.isSafeInteger(index) || index < 0 || index >= length) {
+        throw new RangeError(`encoded histogram bucket index ${index} is outside [0, ${length})`);
+      }
+      if (!Number.isSafeInteger(count) || count < 1) {
+        throw new RangeError(`encoded histogram bucket ${index} has count ${count}`);
+      }
+      total += count;
+    }
+    const extremes = [encoded.maxMicros, encoded.minNonZeroMicros, encoded.clamped];
+    if (!extremes.every((value) => Number.isSafeInteger(value) && value >= 0)) {
+      throw new RangeError(`encoded histogram extremes ${JSON.stringify(extremes)} are invalid`);
+    }
+    if (total === 0) return;
+    for (let at = 0; at < buckets.length; at += 2) {
+      js.addToCountAtIndex(buckets[at]!, buckets[at + 1]!);
+    }
+    js.addToTotalCount(total);
+    // The exact extremes, as recordValue would have left them for the same records.
+    if (encoded.maxMicros > js.maxValue) js.maxValue = encoded.maxMicros;
+    if (encoded.minNonZeroMicros > 0 && encoded.minNonZeroMicros < js.minNonZeroValue) {
+      js.minNonZeroValue = encoded.minNonZeroMicros;
+    }
+    this.#clamped += encoded.clamped;
+  }
+
+  /** A histogram holding exactly the records of `encoded`. */
+  static decode(encoded: EncodedHistogram): LatencyHistogram {
+    const histogram = new LatencyHistogram();
+    histogram.addEncoded(encoded);
+    return histogram;
   }
 
   /** Records a latency in milliseconds (fractions kept to the microsecond). */

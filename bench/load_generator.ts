@@ -10,40 +10,54 @@
 //
 // A producer never has more than `inFlightMax` unacknowledged sends; a producer at its limit
 // stops sending and its schedule runs on, so the messages it sends once acknowledgements come
-// back are late, and their latency, measured from the intended time, says so.
+// back are late, and their latency, measured from the intended time, says so. The limit is
+// the smaller of a share of 32 MiB and, with `inFlightSeconds`, that many seconds of the
+// producer's rate: a rate that needs more in flight than that breaks the latency bound anyway,
+// and an overloaded search step then leaves less queued behind it for the next.
 
 import { setImmediate } from "node:timers";
 import type { BenchProducer } from "./driver.ts";
+import type { SendRecorder } from "./load_stats.ts";
 import type { KeySource, PayloadSource } from "./payload.ts";
 import { Pacer } from "./rate_control.ts";
-import type { RunStats } from "./stats.ts";
 
 /** Unacknowledged bytes over all producers; each producer gets an equal share. */
 export const IN_FLIGHT_BYTES_MAX = 32 * 1024 * 1024;
 export const IN_FLIGHT_MESSAGES_MIN = 64;
 export const SENDS_PER_TURN_MAX = 1_000;
 
-type ProducerSlot = { producer: BenchProducer; pacer: Pacer; inFlight: number };
+type ProducerSlot = {
+  producer: BenchProducer;
+  pacer: Pacer;
+  inFlight: number;
+  /** Messages taken from this producer's earlier schedules (before the last rate change). */
+  takenBefore: number;
+};
 
 export type LoadGeneratorOptions = {
   producers: readonly BenchProducer[];
   payloads: PayloadSource;
   keys: KeySource;
-  stats: RunStats;
+  stats: SendRecorder;
   /** Messages per second over all producers. */
   ratePerSecond: number;
   /** Unacknowledged sends allowed per producer (default: its share of IN_FLIGHT_BYTES_MAX). */
   inFlightMax?: number;
+  /** Also at most this many seconds of each producer's rate in flight (default: no limit). */
+  inFlightSeconds?: number;
   /** The clock, in ms (default performance.now); tests drive their own. */
   now?: () => number;
 };
 
 export class LoadGenerator {
-  readonly inFlightMax: number;
+  /** The limit from bytes (or as given); the rate's limit may be lower. */
+  readonly inFlightBytesLimit: number;
+  #inFlightSeconds: number;
+  #inFlightMax: number;
   #slots: ProducerSlot[];
   #payloads: PayloadSource;
   #keys: KeySource;
-  #stats: RunStats;
+  #stats: SendRecorder;
   #now: () => number;
   #running = false;
   #timer: ReturnType<typeof setTimeout> | undefined;
@@ -60,26 +74,65 @@ export class LoadGenerator {
       producer,
       pacer: new Pacer(each, start),
       inFlight: 0,
+      takenBefore: 0,
     }));
     this.#payloads = options.payloads;
     this.#keys = options.keys;
     this.#stats = options.stats;
     const share = Math.floor(IN_FLIGHT_BYTES_MAX / producers.length / options.payloads.messageSize);
-    this.inFlightMax = options.inFlightMax ?? Math.max(IN_FLIGHT_MESSAGES_MIN, share);
-    if (!Number.isSafeInteger(this.inFlightMax) || this.inFlightMax < 1) {
-      throw new RangeError(`inFlightMax ${this.inFlightMax} must be a positive integer`);
+    this.inFlightBytesLimit = options.inFlightMax ?? Math.max(IN_FLIGHT_MESSAGES_MIN, share);
+    if (!Number.isSafeInteger(this.inFlightBytesLimit) || this.inFlightBytesLimit < 1) {
+      throw new RangeError(`inFlightMax ${this.inFlightBytesLimit} must be a positive integer`);
     }
+    this.#inFlightSeconds = options.inFlightSeconds ?? Number.POSITIVE_INFINITY;
+    if (!(this.#inFlightSeconds > 0)) {
+      throw new RangeError(`inFlightSeconds ${this.#inFlightSeconds} must be positive`);
+    }
+    this.#inFlightMax = this.#limitFor(options.ratePerSecond);
   }
 
   get ratePerSecond(): number {
     return this.#ratePerSecond;
   }
 
+  /** Unacknowledged sends allowed per producer at the current rate. */
+  get inFlightMax(): number {
+    return this.#inFlightMax;
+  }
+
+  #limitFor(ratePerSecond: number): number {
+    const perProducer = ratePerSecond / this.#slots.length;
+    const byRate = Math.ceil(perProducer * this.#inFlightSeconds);
+    return Math.max(
+      Math.min(IN_FLIGHT_MESSAGES_MIN, this.inFlightBytesLimit),
+      Math.min(this.inFlightBytesLimit, byRate),
+    );
+  }
+
   /** Restarts every producer's schedule at a new total rate from now. */
   setRate(ratePerSecond: number): void {
     const now = this.#now();
     this.#ratePerSecond = ratePerSecond;
-    for (const slot of this.#slots) slot.pacer.restart(ratePerSecond / this.#slots.length, now);
+    this.#inFlightMax = this.#limitFor(ratePerSecond);
+    for (const slot of this.#slots) {
+      slot.takenBefore += slot.pacer.taken;
+      slot.pacer.restart(ratePerSecond / this.#slots.length, now);
+    }
+  }
+
+  /**
+   * Messages due by every producer's schedule up to now, sent or not (what a rate change
+   * dropped unsent is not counted): the schedule lag is this less what was acknowledged.
+   */
+  scheduled(): number {
+    if (!this.#running)
+      return this.#slots.reduce((sum, s) => sum + s.takenBefore + s.pacer.taken, 0);
+    const now = this.#now();
+    let sum = 0;
+    for (const slot of this.#slots) {
+      sum += slot.takenBefore + slot.pacer.taken + slot.pacer.due(now);
+    }
+    return sum;
   }
 
   start(): void {
@@ -89,6 +142,11 @@ export class LoadGenerator {
   }
 
   stop(): void {
+    // What was due and unsent when sending stops is dropped, as at a rate change.
+    for (const slot of this.#slots) {
+      slot.takenBefore += slot.pacer.taken;
+      slot.pacer.restart(slot.pacer.ratePerSecond, this.#now());
+    }
     this.#running = false;
     if (this.#timer !== undefined) clearTimeout(this.#timer);
     this.#timer = undefined;
@@ -100,7 +158,7 @@ export class LoadGenerator {
     let waitMs = Number.POSITIVE_INFINITY;
     for (const slot of this.#slots) {
       const due = slot.pacer.due(now);
-      const room = this.inFlightMax - slot.inFlight;
+      const room = this.#inFlightMax - slot.inFlight;
       const count = Math.min(due, room, SENDS_PER_TURN_MAX);
       for (let i = 0; i < count; i++) this.#send(slot, slot.pacer.next(), now);
       if (due > count && room > count) {

@@ -34,7 +34,16 @@ export function readStamp(payload: Uint8Array): number {
 }
 
 /** The payload templates: one from payloadFile, a randomized pool, or one random payload. */
-export function payloadTemplates(workload: Workload): Uint8Array[] {
+export function payloadTemplates(
+  workload: Pick<
+    Workload,
+    | "messageSize"
+    | "payloadFile"
+    | "useRandomizedPayloads"
+    | "randomBytesRatio"
+    | "randomizedPayloadPoolSize"
+  >,
+): Uint8Array[] {
   const size = workload.messageSize;
   if (workload.payloadFile !== undefined)
     return [new Uint8Array(fs.readFileSync(workload.payloadFile))];

@@ -4,27 +4,66 @@
 // the intended time, so a stall of the system shows up in the percentiles instead of
 // silently lowering the send rate: the "coordinated omission" correction OMB and wrk2 make.
 //
-// With producerRate 0 a RateSearch picks the rate during warm-up. Each rate it tries runs for
-// two seconds: the first lets queues settle after the change and is not judged, the second
-// is judged "sustained" or not:
+// With producerRate 0 a RateSearch finds, during warm-up, the highest rate the system
+// sustains by the rules of ./sustain.ts (keep-up, publish p99 under 80% of the bound, no
+// growth of schedule lag, p99 or backlog). Every step starts by settling (not judged): at
+// least one second (two for the run's first step), and on while the producers work off what
+// an overloaded step left queued (at most 5 s), so that is not blamed on the next rate. Then
+// its judged seconds:
 //
-//   ramp:    start at min(10,000 msg/s, 10 MB/s), double while the rate is sustained;
-//   bisect:  after the first unsustained rate, try the geometric mean of the highest
-//            sustained and lowest unsustained rates, until they are within 10%;
-//   hold:    from then on, and at the latest when warm-up ends, the highest sustained rate.
+//   ramp     start at min(10,000 msg/s, 10 MB/s); 1 judged second per step; double the rate
+//            while it is sustained. The first rate gets a second try if it fails (the run's
+//            cold start shows in it); below it, halve while nothing is sustained;
+//   bisect   after the first failure, try the geometric mean of the highest sustained and the
+//            lowest failed rate, 2 judged seconds per step (so the slopes are seen), until
+//            they are within 10%. A failure that published only A < R msg/s caps the failed
+//            side at A: rates above what the system managed to publish are not sustainable;
+//   confirm  the end of warm-up (at least 6 s, or a quarter of it) holds the highest
+//            sustained rate and judges its seconds as one window, the strictest test of the
+//            search. It is decided 2 s before warm-up ends, so when it fails, the lower rate
+//            of the measured phase (the highest a step sustained below it; 10% lower when
+//            none did) has 2 s to work off what the failed rate left queued. A confirm that
+//            already fails after 3 judged seconds steps down at once and confirms the lower
+//            rate if there is time. Every confirm is a step in the result, saying what came
+//            next. A failure below a rate later sustained (a cold start, a stall) is
+//            forgotten.
 //
-// A rate is sustained when, in its judged second, the producers achieved ≥ 95% of it,
-// consumers received ≥ 95% of what was published (per subscription), the backlog stayed under
-// half a second of messages, and publish p99 (from intended send times) stayed under 100 ms.
+// The search fits the warm-up: a step starts only when it ends before the confirm needs the
+// rest, so a workload with a 20 s warm-up searches for 14 s, confirms for 4 and sets the
+// measured rate 2 s ahead. The measured phase then runs at the rate the search ends with;
+// the runner judges that phase again as one window ("sustained" in the result).
+
+import { judgeWindow, KEEP_UP_RATIO, type SustainVerdict, type WindowSample } from "./sustain.ts";
 
 export const RATE_SEARCH_START_MESSAGES = 10_000;
 export const RATE_SEARCH_START_BYTES = 10 * 1024 * 1024;
 export const RATE_SEARCH_GROWTH = 2;
 export const RATE_SEARCH_PRECISION = 1.1;
-export const RATE_SEARCH_KEEP_UP_RATIO = 0.95;
-export const RATE_SEARCH_BACKLOG_SECONDS_MAX = 0.5;
-export const RATE_SEARCH_PUBLISH_P99_MS_MAX = 100;
 export const RATE_MIN = 1;
+/** Seconds of a step that are not judged after a rate change, at least... */
+export const SETTLE_SECONDS = 1;
+/** ...and for the first step of a run (connections and code paths still warming up)... */
+export const FIRST_SETTLE_SECONDS = 2;
+/** ...and at most, while the producers work off what an overloaded step left behind. */
+export const SETTLE_SECONDS_MAX = 5;
+/**
+ * The search judges its windows against this share of the p99 bound: a measured phase of 30 s
+ * sees more of the tail than a search window of a few seconds, so a rate found with headroom
+ * keeps its p99 under the bound itself.
+ */
+export const SEARCH_P99_BOUND_SHARE = 0.8;
+export const RAMP_JUDGED_SECONDS = 1;
+export const BISECT_JUDGED_SECONDS = 2;
+/**
+ * The end of warm-up kept for the confirm: at least this many seconds, or this share of the
+ * warm-up. Its last PRE_MEASURE_SECONDS are not judged: the rate of the measured phase is
+ * set when they begin, so what a failed confirm left queued is worked off before measuring.
+ */
+export const CONFIRM_SECONDS_MIN = 6;
+export const CONFIRM_WARMUP_SHARE = 0.25;
+export const PRE_MEASURE_SECONDS = 2;
+/** A confirm that fails after this many judged seconds steps down at once. */
+export const CONFIRM_EARLY_SAMPLES = 3;
 
 /** One producer's fixed-rate schedule. */
 export class Pacer {
@@ -40,6 +79,11 @@ export class Pacer {
 
   get ratePerSecond(): number {
     return this.#ratePerSecond;
+  }
+
+  /** Messages taken from this schedule so far. */
+  get taken(): number {
+    return this.#taken;
   }
 
   /** Messages whose intended send time is at or before `nowMs` and not yet taken. */
@@ -70,117 +114,302 @@ function checkRate(ratePerSecond: number): void {
   }
 }
 
-/** What one second of a run showed, as the search reads it. */
-export type RateObservation = {
-  targetRate: number;
-  publishRate: number;
-  consumeRate: number;
-  backlog: number;
-  publishP99Ms: number;
+export type SearchState = "ramp" | "bisect" | "confirm" | "hold";
+
+/** One step of the search: a rate, its judged window, and the verdict. */
+export type RateSearchStep = {
+  state: Exclude<SearchState, "hold">;
+  rate: number;
+  /** Seconds since the first send when the step's rate was set. */
+  startSecond: number;
+  /** What the judged window showed (sustain.ts); `reasons` is empty when sustained. */
+  verdict: SustainVerdict;
+  /** What the search did next, in words. */
+  next: string;
 };
 
-export type RateSearchStep = RateObservation & {
-  state: "ramp" | "bisect";
-  /** The first second at a new rate: recorded, not judged. */
-  settling: boolean;
-  sustained: boolean;
-  /** Why it was not sustained; empty when it was (or while settling). */
-  reason: string;
+export type RateSearchOptions = {
+  messageSize: number;
+  subscriptions: number;
+  warmupSeconds: number;
+  publishP99MsMax: number;
 };
-
-export type RateSearchState = "ramp" | "bisect" | "hold";
 
 export class RateSearch {
-  readonly subscriptions: number;
   readonly steps: RateSearchStep[] = [];
+  readonly #options: RateSearchOptions;
+  readonly #confirmSeconds: number;
   #rate: number;
-  #state: RateSearchState = "ramp";
+  #state: SearchState = "ramp";
   #highestSustained = 0;
+  #lowestFailed = Number.POSITIVE_INFINITY;
+  /** The judged samples of the current step. */
+  #window: WindowSample[] = [];
+  /** The settling samples of the current step (judged only if it never settles). */
+  #settleWindow: WindowSample[] = [];
   #settling = true;
-  #lowestUnsustained = Number.POSITIVE_INFINITY;
+  #settleMin = FIRST_SETTLE_SECONDS;
+  #retried = false;
+  #stepStartSecond = 0;
+  #seconds = 0;
 
-  constructor(messageSize: number, subscriptions: number) {
-    this.subscriptions = subscriptions;
+  constructor(options: RateSearchOptions) {
+    this.#options = options;
+    this.#confirmSeconds = Math.max(
+      CONFIRM_SECONDS_MIN,
+      Math.ceil(CONFIRM_WARMUP_SHARE * options.warmupSeconds),
+    );
     this.#rate = Math.max(
       RATE_MIN,
-      Math.min(RATE_SEARCH_START_MESSAGES, Math.floor(RATE_SEARCH_START_BYTES / messageSize)),
+      Math.min(
+        RATE_SEARCH_START_MESSAGES,
+        Math.floor(RATE_SEARCH_START_BYTES / options.messageSize),
+      ),
     );
+    // A warm-up too short for one ramp step before the confirm confirms the first rate.
+    if (this.#remaining() - this.#stepSeconds("ramp") < this.#confirmSeconds) {
+      this.#state = "confirm";
+    }
   }
 
   get rate(): number {
     return this.#rate;
   }
 
-  get state(): RateSearchState {
+  get state(): SearchState {
     return this.#state;
   }
 
-  /** Why a second was not sustained, or "" when it was. */
-  static verdict(observation: RateObservation, subscriptions: number): string {
-    const { targetRate, publishRate, consumeRate, backlog, publishP99Ms } = observation;
-    const reasons: string[] = [];
-    if (publishRate < RATE_SEARCH_KEEP_UP_RATIO * targetRate) {
-      reasons.push(`published ${Math.round(publishRate)} of ${Math.round(targetRate)} msg/s`);
-    }
-    if (consumeRate < RATE_SEARCH_KEEP_UP_RATIO * publishRate * subscriptions) {
-      reasons.push(`consumed ${Math.round(consumeRate)} msg/s`);
-    }
-    const backlogMax = RATE_SEARCH_BACKLOG_SECONDS_MAX * targetRate * subscriptions;
-    if (backlog > Math.max(backlogMax, 1)) reasons.push(`backlog ${backlog}`);
-    if (publishP99Ms > RATE_SEARCH_PUBLISH_P99_MS_MAX) {
-      reasons.push(`publish p99 ${publishP99Ms.toFixed(1)} ms`);
-    }
-    return reasons.join(", ");
+  get confirmSeconds(): number {
+    return this.#confirmSeconds;
   }
 
-  /** Takes one second's observation; returns the rate for the next second. */
-  observe(observation: RateObservation): number {
-    if (this.#state === "hold") return this.#rate;
-    if (this.#settling) {
-      this.#settling = false;
-      this.steps.push({
-        ...observation,
-        state: this.#state,
-        settling: true,
-        sustained: false,
-        reason: "",
-      });
-      return this.#rate;
-    }
-    this.#settling = true;
-    const reason = RateSearch.verdict(observation, this.subscriptions);
-    const sustained = reason === "";
-    this.steps.push({ ...observation, state: this.#state, settling: false, sustained, reason });
-    const rate = observation.targetRate;
-    if (sustained) this.#highestSustained = Math.max(this.#highestSustained, rate);
-    else this.#lowestUnsustained = Math.min(this.#lowestUnsustained, rate);
-    if (this.#state === "ramp" && sustained) {
-      this.#rate = rate * RATE_SEARCH_GROWTH;
-      return this.#rate;
-    }
-    this.#state = "bisect";
-    const low = this.#highestSustained;
-    const high = this.#lowestUnsustained;
-    if (low > 0 && high / low <= RATE_SEARCH_PRECISION) return this.hold();
-    // Below the first rate tried, halve until something is sustained.
-    this.#rate = low > 0 ? Math.sqrt(low * high) : Math.max(RATE_MIN, high / RATE_SEARCH_GROWTH);
-    return this.#rate;
+  #remaining(): number {
+    return this.#options.warmupSeconds - this.#seconds;
+  }
+
+  #stepSeconds(state: "ramp" | "bisect"): number {
+    return SETTLE_SECONDS + (state === "ramp" ? RAMP_JUDGED_SECONDS : BISECT_JUDGED_SECONDS);
+  }
+
+  #judge(window: readonly WindowSample[]): SustainVerdict {
+    return judgeWindow(window, {
+      subscriptions: this.#options.subscriptions,
+      publishP99MsMax: SEARCH_P99_BOUND_SHARE * this.#options.publishP99MsMax,
+    });
   }
 
   /**
-   * Ends the search: the highest sustained rate from now on. When no second was sustained,
-   * the last second's achieved publish rate (never more than the target it had).
+   * A settling sample ends the settling once the step had its minimum settling seconds and
+   * the producers are back on schedule (lag under the bound's worth of schedule), or the lag
+   * stopped shrinking, or after SETTLE_SECONDS_MAX: what an overloaded step left queued must
+   * not be judged against the next rate.
    */
-  hold(): number {
-    if (this.#state !== "hold") {
-      this.#state = "hold";
-      const last = this.steps.findLast((step) => !step.settling) ?? this.steps.at(-1);
-      const fallback = last === undefined ? this.#rate : Math.min(last.publishRate, this.#rate);
-      this.#rate = Math.max(
-        RATE_MIN,
-        this.#highestSustained > 0 ? this.#highestSustained : fallback,
-      );
+  #settle(sample: WindowSample): void {
+    const previous = this.#settleWindow.at(-1);
+    this.#settleWindow.push(sample);
+    const seconds = this.#settleWindow.length;
+    const lagMs = (sample.scheduleLag / this.#rate) * 1000;
+    const drained = lagMs <= this.#options.publishP99MsMax;
+    // A lag that no longer shrinks is this rate's own: judging it is not unfair.
+    const stuck = previous !== undefined && sample.scheduleLag >= previous.scheduleLag;
+    if (seconds >= this.#settleMin && (drained || stuck || seconds >= SETTLE_SECONDS_MAX)) {
+      this.#settling = false;
     }
+  }
+
+  /** Takes one second of warm-up; returns the rate for the next second. */
+  observe(sample: WindowSample): number {
+    this.#seconds++;
+    if (this.#state === "hold") return this.#rate;
+    if (this.#settling) {
+      this.#settle(sample);
+      if (this.#state === "confirm" && this.#remaining() <= PRE_MEASURE_SECONDS) this.#decide();
+      return this.#rate;
+    }
+    this.#window.push(sample);
+    if (this.#state === "confirm") {
+      this.#checkConfirm();
+      return this.#rate;
+    }
+    const judgedSeconds = this.#state === "ramp" ? RAMP_JUDGED_SECONDS : BISECT_JUDGED_SECONDS;
+    if (this.#window.length < judgedSeconds) return this.#rate;
+    const verdict = this.#judge(this.#window);
+    const step = this.#record(verdict);
+    this.#learn(verdict);
+    step.next = this.#choose(verdict);
+    return this.#rate;
+  }
+
+  #record(verdict: SustainVerdict): RateSearchStep {
+    const step: RateSearchStep = {
+      state: this.#state as "ramp" | "bisect",
+      rate: this.#rate,
+      startSecond: this.#stepStartSecond,
+      verdict,
+      next: "",
+    };
+    this.steps.push(step);
+    return step;
+  }
+
+  #learn(verdict: SustainVerdict): void {
+    const rate = this.#rate;
+    if (verdict.sustained) {
+      this.#highestSustained = Math.max(this.#highestSustained, rate);
+      // A failure below a sustained rate was a passing disturbance (a cold start, a stall).
+      if (rate >= this.#lowestFailed) this.#lowestFailed = Number.POSITIVE_INFINITY;
+      return;
+    }
+    // What an overloaded system managed to publish bounds what it can sustain.
+    const achieved = verdict.publishRate < KEEP_UP_RATIO * rate ? verdict.publishRate : rate;
+    const floor = this.#highestSustained * RATE_SEARCH_PRECISION;
+    this.#lowestFailed = Math.min(this.#lowestFailed, rate, Math.max(achieved, floor));
+  }
+
+  /** Picks the next step (or the confirm) and says what it chose. */
+  #choose(verdict: SustainVerdict): string {
+    const low = this.#highestSustained;
+    const high = this.#lowestFailed;
+    let next: { state: "ramp" | "bisect"; rate: number };
+    if (this.#state === "ramp" && verdict.sustained) {
+      next = { state: "ramp", rate: this.#rate * RATE_SEARCH_GROWTH };
+    } else if (
+      this.steps.length === 1 &&
+      !this.#retried &&
+      this.#remaining() - this.#stepSeconds("ramp") >= this.#confirmSeconds
+    ) {
+      // The first step also sees the run's cold start (connections, JIT, group joins): it
+      // gets a second chance before the search goes below it.
+      this.#retried = true;
+      this.#lowestFailed = Number.POSITIVE_INFINITY;
+      this.#settling = true;
+      this.#settleWindow = [];
+      this.#window = [];
+      this.#stepStartSecond = this.#seconds;
+      return `retry ${Math.round(this.#rate)} msg/s: the first step may have seen the cold start`;
+    } else if (low === 0) {
+      next = { state: "ramp", rate: Math.max(RATE_MIN, high / RATE_SEARCH_GROWTH) };
+    } else if (high / low <= RATE_SEARCH_PRECISION) {
+      return this.#startConfirm(`within ${Math.round((RATE_SEARCH_PRECISION - 1) * 100)}%`);
+    } else {
+      next = { state: "bisect", rate: Math.sqrt(low * high) };
+    }
+    if (this.#remaining() - this.#stepSeconds(next.state) < this.#confirmSeconds) {
+      return this.#startConfirm("warm-up left only for the confirm");
+    }
+    this.#state = next.state;
+    this.#setRate(next.rate);
+    return `${next.state} at ${Math.round(next.rate)} msg/s`;
+  }
+
+  #setRate(rate: number): void {
+    if (rate !== this.#rate) {
+      this.#window = [];
+      this.#settleWindow = [];
+      this.#settling = true;
+      this.#settleMin = SETTLE_SECONDS;
+      this.#stepStartSecond = this.#seconds;
+    } else {
+      // The same rate again (a confirm of the step just judged): its seconds count on.
+      this.#settling = false;
+    }
+    this.#rate = rate;
+  }
+
+  #startConfirm(why: string): string {
+    const rate = this.#fallbackRate();
+    this.#state = "confirm";
+    this.#setRate(rate);
+    return `${why}: confirm ${Math.round(rate)} msg/s for the rest of warm-up`;
+  }
+
+  /** The highest sustained rate; with none, what the last step published (at most its rate). */
+  #fallbackRate(): number {
+    if (this.#highestSustained > 0) return this.#highestSustained;
+    const last = this.steps.at(-1);
+    const fallback =
+      last === undefined ? this.#rate : Math.min(last.verdict.publishRate, this.#rate);
+    return Math.max(RATE_MIN, fallback);
+  }
+
+  /** The highest rate a step sustained below `rate`, if any. */
+  #sustainedBelow(rate: number): number | undefined {
+    const below = this.steps
+      .filter((step) => step.verdict.sustained && step.rate < rate)
+      .map((step) => step.rate);
+    return below.length === 0 ? undefined : Math.max(...below);
+  }
+
+  /**
+   * A confirm second: the confirm is decided once only PRE_MEASURE_SECONDS of warm-up are left;
+   * before that, a confirm already failing after CONFIRM_EARLY_SAMPLES judged seconds steps
+   * down at once, and confirms the lower rate if there is time.
+   */
+  #checkConfirm(): void {
+    if (this.#remaining() <= PRE_MEASURE_SECONDS) {
+      this.#decide();
+      return;
+    }
+    if (this.#window.length < CONFIRM_EARLY_SAMPLES) return;
+    const verdict = this.#judge(this.#window);
+    if (verdict.sustained) return;
+    const step = this.#recordConfirm(verdict);
+    const lower = this.#stepDown(step);
+    const confirmable =
+      this.#remaining() - PRE_MEASURE_SECONDS >= SETTLE_SECONDS + CONFIRM_EARLY_SAMPLES;
+    this.#setRate(lower);
+    if (confirmable) {
+      step.next += "; confirming it";
+    } else {
+      step.next += "; no time to confirm it";
+      this.#state = "hold";
+    }
+  }
+
+  #recordConfirm(verdict: SustainVerdict): RateSearchStep {
+    const step: RateSearchStep = {
+      state: "confirm",
+      rate: this.#rate,
+      startSecond: this.#stepStartSecond,
+      verdict,
+      next: "",
+    };
+    this.steps.push(step);
+    return step;
+  }
+
+  /** The rate after a failed confirm: the highest sustained below it, or 10% lower. */
+  #stepDown(step: RateSearchStep): number {
+    const below = this.#sustainedBelow(this.#rate);
+    const rate = below ?? Math.max(RATE_MIN, this.#rate / RATE_SEARCH_PRECISION);
+    step.next =
+      below === undefined
+        ? `confirm failed: measure 10% lower, at ${Math.round(rate)} msg/s`
+        : `confirm failed: measure at ${Math.round(rate)} msg/s, the next rate sustained`;
+    // A rate that failed its confirm is not sustained, whatever its step said.
+    this.#highestSustained = Math.min(this.#highestSustained, rate);
+    return rate;
+  }
+
+  /** Judges the confirm window and sets the rate of the measured phase; the search ends. */
+  #decide(): void {
+    const window = this.#window.length > 0 ? this.#window : this.#settleWindow;
+    if (window.length > 0) {
+      // Without a judged second (a warm-up too short), the settling seconds are judged.
+      const verdict = this.#judge(window);
+      const step = this.#recordConfirm(verdict);
+      if (verdict.sustained) step.next = `measure at ${Math.round(this.#rate)} msg/s`;
+      else this.#setRate(this.#stepDown(step));
+    }
+    this.#state = "hold";
+  }
+
+  /** Ends the search when warm-up ends (deciding the confirm if not yet); the rate to measure. */
+  finish(): number {
+    if (this.#state === "hold") return this.#rate;
+    if (this.#state !== "confirm") this.#startConfirm("warm-up ended");
+    this.#decide();
     return this.#rate;
   }
 }

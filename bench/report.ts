@@ -11,7 +11,7 @@ import fs from "node:fs";
 import { join } from "node:path";
 import type { BenchResult } from "./result.ts";
 import { escapeXml as esc, lineChart, type Series, type Tick } from "./svg_chart.ts";
-import { deliveryVerdict, TABLE_HEADERS, tableCells } from "./table.ts";
+import { DELIVERY_COLUMN, deliveryVerdict, formatMs, TABLE_HEADERS, tableCells } from "./table.ts";
 
 const COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2"];
 
@@ -112,7 +112,9 @@ function comparisonTable(results: readonly BenchResult[]): string {
       if (column === 0) {
         return `<td><span class="swatch" style="background:${colorOf(i)}"></span>${esc(cell)}</td>`;
       }
-      const bad = column === 9 && deliveryVerdict(result) !== "ok";
+      const bad =
+        (column === DELIVERY_COLUMN && deliveryVerdict(result) !== "ok") ||
+        (column === SUSTAINED_COLUMN && !result.sustained);
       const kind = column === TABLE_HEADERS.length - 1 ? "text" : bad ? "num bad" : "num";
       return `<td class="${kind}">${esc(cell)}</td>`;
     });
@@ -120,6 +122,8 @@ function comparisonTable(results: readonly BenchResult[]): string {
   });
   return `<table class="compare"><tr>${head}</tr>${rows.join("")}</table>`;
 }
+
+const SUSTAINED_COLUMN = TABLE_HEADERS.indexOf("sustained");
 
 function definitionTable(entries: readonly (readonly [string, unknown])[]): string {
   const rows = entries.map(
@@ -138,6 +142,7 @@ function formatValue(value: unknown): string {
 
 function driverSection(result: BenchResult, index: number): string {
   const cpu = result.clientCpu;
+  const verdict = result.sustainedVerdict;
   const facts: [string, unknown][] = [
     ["durability", result.durability],
     ["messages sent (acknowledged)", result.totalMessagesSent],
@@ -148,24 +153,50 @@ function driverSection(result: BenchResult, index: number): string {
     ["delivery", deliveryVerdict(result)],
     ["drain after the last send", `${result.drainSeconds.toFixed(2)} s`],
     [
-      "harness CPU (measured phase)",
-      `${cpu.percentOfOneCore.toFixed(0)}% of one core of ${cpu.cores}`,
+      "sustained (measured phase as one window)",
+      verdict === null
+        ? "no: the run did not complete"
+        : verdict.sustained
+          ? `yes: ${sustainFigures(verdict)}`
+          : `NO: ${verdict.reasons.join("; ")} (${sustainFigures(verdict)})`,
     ],
-    ["harness max RSS", `${(cpu.rssBytesMax / 2 ** 20).toFixed(0)} MiB`],
+    [
+      "broker CPU (measured phase)",
+      `${result.brokerCpuPercent === null ? "—" : `${result.brokerCpuPercent.toFixed(0)}%`} ` +
+        `of one core: ${result.brokerCpu.note}`,
+    ],
+    [
+      "load workers' CPU (measured phase)",
+      `${cpu.percentOfOneCore.toFixed(0)}% of one core of ${cpu.cores}, ` +
+        (result.workers === 0
+          ? "in the coordinator process"
+          : `${result.workers} worker processes`) +
+        `; coordinator ${cpu.coordinatorPercentOfOneCore.toFixed(0)}%`,
+    ],
+    ["msg/s per core of broker CPU", result.msgsPerBrokerCoreSecond],
+    [
+      "each load worker's CPU",
+      result.workerProcesses
+        .map((worker) => `${worker.label}: ${(worker.cpuPercent ?? 0).toFixed(0)}%`)
+        .join("; "),
+    ],
+    [
+      "the whole machine (measured phase)",
+      result.machineCpu === null || result.machineCpu === undefined
+        ? "—"
+        : `${result.machineCpu.busyPercent.toFixed(0)}% busy ` +
+          `of ${result.machineCpu.cores * 100}%, ` +
+          `${result.machineCpu.stealPercent.toFixed(0)}% stolen by other guests`,
+    ],
+    ["load workers' max RSS", `${(cpu.rssBytesMax / 2 ** 20).toFixed(0)} MiB`],
     [
       "publish delay p50 / p99 (µs)",
       `${result.aggregatedPublishDelayLatency50pct} / ${result.aggregatedPublishDelayLatency99pct}`,
     ],
   ];
-  if (result.rateSearch !== null) {
-    const steps = result.rateSearch.steps
-      .filter((s) => !s.settling)
-      .map((s) => `${Math.round(s.targetRate)}${s.sustained ? "✓" : `✗ (${s.reason})`}`)
-      .join(" → ");
-    facts.push([
-      "max-rate search",
-      `${steps}; held ${Math.round(result.rateSearch.heldRate)} msg/s`,
-    ]);
+  if (result.rateSearch !== null) facts.push(["max-rate search", searchSummary(result)]);
+  if (result.latencyAtLoad !== undefined && result.latencyAtLoad.length > 0) {
+    facts.push(["latency at load", latencyAtLoadSummary(result)]);
   }
   const errors =
     result.errorMessages.length === 0
@@ -176,6 +207,42 @@ function driverSection(result: BenchResult, index: number): string {
     `</span>${esc(result.driver)}</h3>${definitionTable(facts)}<h4>settings</h4>` +
     `${definitionTable(Object.entries(result.settings))}${errors}</section>`
   );
+}
+
+function sustainFigures(verdict: NonNullable<BenchResult["sustainedVerdict"]>): string {
+  return (
+    `${Math.round(verdict.publishRate)} of ${Math.round(verdict.targetRate)} msg/s, ` +
+    `publish p99 ${verdict.publishP99Ms.toFixed(1)} ms; over ${verdict.samples} s the ` +
+    `lag grew ${(verdict.lagGrowthSeconds * 1000).toFixed(0)} ms, ` +
+    `p99 ${verdict.p99GrowthMs.toFixed(0)} ms, ` +
+    `backlog ${(verdict.backlogGrowthSeconds * 1000).toFixed(0)} ms`
+  );
+}
+
+/** "10,000 ✓ → 20,000 ✓ → 40,000 ✗ (publish p99 ...) → ...; measured at N msg/s". */
+export function searchSummary(result: Pick<BenchResult, "rateSearch">): string {
+  const search = result.rateSearch;
+  if (search === null) return "";
+  const steps = search.steps
+    .map((step) => {
+      const mark = step.verdict.sustained ? "✓" : `✗ (${step.verdict.reasons.join("; ")})`;
+      return `${step.state} ${Math.round(step.rate).toLocaleString("en-US")} ${mark}`;
+    })
+    .join(" → ");
+  return `${steps}; measured at ${Math.round(search.heldRate).toLocaleString("en-US")} msg/s`;
+}
+
+function latencyAtLoadSummary(result: BenchResult): string {
+  return (result.latencyAtLoad ?? [])
+    .map(
+      (point) =>
+        `${point.label}: ${Math.round(point.rate).toLocaleString("en-US")} msg/s, ` +
+        "publish p50/p99 " +
+        `${formatMs(point.publishP50Ms)}/${formatMs(point.publishP99Ms)} ms, e2e p50/p99 ` +
+        `${formatMs(point.endToEndP50Ms)}/${formatMs(point.endToEndP99Ms)} ms` +
+        (point.sustained ? "" : " (not sustained)"),
+    )
+    .join("; ");
 }
 
 function machineSection(results: readonly BenchResult[]): string {
@@ -230,10 +297,14 @@ ${esc(results.map((r) => r.driver).join(", "))}</p>
 <h2>Results</h2>
 ${comparisonTable(results)}
 <p class="notes">msg/s and MB/s: acknowledged sends per second over the measured phase
-(MB = 2<sup>20</sup> bytes). Latencies in ms over the measured phase and the drain, measured
-from each message's intended send time (coordinated omission corrected). sent=recv: every
-acknowledged message reached every subscription. cpu: the harness process, in % of one core;
-it includes servers the driver runs in-process.</p>
+(MB = 2<sup>20</sup> bytes). sustained: the measured phase, judged as one window, kept up, kept
+publish p99 under the bound and showed no growth of schedule lag, p99 or backlog. Latencies in
+ms over the measured phase and the drain, measured from each message's intended send time
+(coordinated omission corrected). sent=recv: every acknowledged message reached every
+subscription. broker cpu: the broker's processes, read from /proc; client cpu: every load
+worker process; lost cpu: programs outside the run (the machine's busy time less the run's)
+and time the host gave other virtual machines (steal); all in % of one core over the measured
+phase. msg/core-s: msg/s per core of broker CPU.</p>
 <div class="charts">
 ${throughputChart(results)}
 ${latencyCurveChart(results, PUBLISH_CURVE_TITLE, (r) => r.aggregatedPublishLatencyQuantiles)}

@@ -1,7 +1,8 @@
 // The result file of one driver's run: the OpenMessaging Benchmark's TestResult fields (so
 // OMB's tools and charts read it), then what sluice adds: message counts for the drain check,
-// errors, the driver's settings and durability, the harness's CPU use, the workload, the
-// machine, and the samples of every phase for the report's charts.
+// errors, the driver's settings and durability, whether the rate was sustained, the CPU of the
+// broker and of the load workers, the workload, the machine, and the samples of every phase
+// for the report's charts.
 //
 // Units follow OMB: latencies in milliseconds, except the publish *delay* latencies (how late
 // a send left against its intended time), which OMB reports in whole microseconds. Per-sample
@@ -10,17 +11,37 @@
 
 import { machineInfo, type MachineInfo } from "./engine/machine.ts";
 import type { LatencyHistogram, LatencySummary, QuantileCurve } from "./histogram.ts";
-import type { ClientCpu, RunOutcome } from "./runner.ts";
+import type { BrokerCpu, ClientCpu, RunOutcome, WorkerInfo } from "./runner.ts";
+import type { SustainVerdict } from "./sustain.ts";
+import type { MachineCpu } from "./proc_cpu.ts";
 import type { RateSearchStep } from "./rate_control.ts";
 import type { Sample } from "./stats.ts";
 import type { Workload } from "./workload.ts";
 import { BYTES_PER_MB } from "./stats.ts";
+import { IN_PROCESS_LABEL } from "./worker/in_process.ts";
 
-export const RESULT_FORMAT_VERSION = 1;
+export const RESULT_FORMAT_VERSION = 2;
 
 type Stat = "Avg" | "50pct" | "75pct" | "95pct" | "99pct" | "999pct" | "9999pct" | "Max";
 type Percentiles<Prefix extends string> = { [K in `${Prefix}${Stat}`]: number };
 type PercentileLists<Prefix extends string> = { [K in `${Prefix}${Stat}`]: number[] };
+
+/** One fixed-rate run of `--latency-at-load`: the latencies at one load. */
+export type LatencyPoint = {
+  /** "50% of own", "80% of own" or "common". */
+  label: string;
+  rate: number;
+  publishRateAvg: number;
+  sustained: boolean;
+  publishP50Ms: number;
+  publishP99Ms: number;
+  publishP999Ms: number;
+  endToEndP50Ms: number;
+  endToEndP99Ms: number;
+  endToEndP999Ms: number;
+  brokerCpuPercent: number | null;
+  clientCpuPercent: number;
+};
 
 export type BenchResult = {
   workload: string;
@@ -51,7 +72,38 @@ export type BenchResult = {
   errorMessages: string[];
   settings: Record<string, string | number | boolean>;
   durability: string;
+  /** The load workers' CPU over the measured phase (every worker process). */
   clientCpu: ClientCpu;
+  /** Load worker processes (0: the load ran in the coordinator process). */
+  workers: number;
+  workerProcesses: WorkerInfo[];
+  /**
+   * The measured phase held its rate: keep-up, publish p99 under the bound, no growth of
+   * schedule lag, p99 or backlog (bench/sustain.ts). False for a partial run.
+   */
+  sustained: boolean;
+  sustainedVerdict: SustainVerdict | null;
+  /** The bound on publish p99 a sustained rate must meet, ms. */
+  publishP99BoundMs: number;
+  /** The broker's processes over the measured phase, % of one core (null: not measured). */
+  brokerCpuPercent: number | null;
+  /** Every load worker process over the measured phase, % of one core. */
+  clientCpuPercent: number;
+  /** Messages published per second of broker CPU time (null: broker CPU not measured). */
+  msgsPerBrokerCoreSecond: number | null;
+  brokerCpu: BrokerCpu;
+  /** The whole machine over the measured phase: busy and stolen CPU, % of one core. */
+  machineCpu: MachineCpu | null;
+  /**
+   * CPU the run did not use over the measured phase (machine busy − broker − workers −
+   * coordinator), % of one core: other programs competing with the run. Null when unknown.
+   */
+  otherCpuPercent: number | null;
+  /** Why the run stopped early (a worker died): its figures are partial. */
+  failure: string | null;
+  /** With --latency-at-load: fixed-rate runs at 50% and 80% of this driver's rate and at one
+   * rate common to every driver. */
+  latencyAtLoad?: LatencyPoint[];
   /** Averages over the measured phase. */
   publishRateAvg: number;
   consumeRateAvg: number;
@@ -112,8 +164,6 @@ function lists<P extends string>(
 
 export type ResultInput = {
   driverName: string;
-  settings: Record<string, string | number | boolean>;
-  durability: string;
   workload: Workload;
   outcome: RunOutcome;
   /** Where the run kept its data, for the machine description (file system). */
@@ -126,6 +176,8 @@ export function buildResult(input: ResultInput): BenchResult {
   const measured = outcome.samples.filter((sample) => sample.phase === "measure");
   const seconds = Math.max(outcome.measuredSeconds, 1e-9);
   const { source: _source, payloadFile, ...spec } = workload;
+  const publishRateAvg = stats.measured.published / seconds;
+  const brokerCpuPercent = outcome.brokerCpu.percentOfOneCore;
   return {
     workload: workload.name,
     driver: input.driverName,
@@ -156,10 +208,25 @@ export function buildResult(input: ResultInput): BenchResult {
     drainSeconds: outcome.drainMs / 1000,
     errors: stats.errors,
     errorMessages: [...stats.errorSamples, ...outcome.problems],
-    settings: input.settings,
-    durability: input.durability,
+    settings: outcome.settings,
+    durability: outcome.durability,
     clientCpu: outcome.clientCpu,
-    publishRateAvg: stats.measured.published / seconds,
+    workers: outcome.workers.filter((w) => w.label !== IN_PROCESS_LABEL).length,
+    workerProcesses: outcome.workers,
+    sustained: outcome.failure === undefined && outcome.sustain?.sustained === true,
+    sustainedVerdict: outcome.sustain,
+    publishP99BoundMs: outcome.publishP99MsMax,
+    brokerCpuPercent,
+    clientCpuPercent: outcome.clientCpu.percentOfOneCore,
+    msgsPerBrokerCoreSecond:
+      brokerCpuPercent === null || brokerCpuPercent <= 0
+        ? null
+        : publishRateAvg / (brokerCpuPercent / 100),
+    brokerCpu: outcome.brokerCpu,
+    machineCpu: outcome.machineCpu,
+    otherCpuPercent: otherCpu(outcome),
+    failure: outcome.failure ?? null,
+    publishRateAvg,
     consumeRateAvg: stats.measured.consumed / seconds,
     publishThroughputMBps: stats.measured.publishedBytes / seconds / BYTES_PER_MB,
     consumeThroughputMBps: stats.measured.consumedBytes / seconds / BYTES_PER_MB,
@@ -210,4 +277,39 @@ export const RESULT_CONTRACT_FIELDS = [
   "settings",
   "durability",
   "clientCpu",
+  "workers",
+  "sustained",
+  "brokerCpuPercent",
+  "clientCpuPercent",
+  "msgsPerBrokerCoreSecond",
 ] as const;
+
+/** The latency point a fixed-rate run gives, labelled. */
+export function latencyPoint(label: string, rate: number, result: BenchResult): LatencyPoint {
+  return {
+    label,
+    rate,
+    publishRateAvg: result.publishRateAvg,
+    sustained: result.sustained,
+    publishP50Ms: result.aggregatedPublishLatency50pct,
+    publishP99Ms: result.aggregatedPublishLatency99pct,
+    publishP999Ms: result.aggregatedPublishLatency999pct,
+    endToEndP50Ms: result.aggregatedEndToEndLatency50pct,
+    endToEndP99Ms: result.aggregatedEndToEndLatency99pct,
+    endToEndP999Ms: result.aggregatedEndToEndLatency999pct,
+    brokerCpuPercent: result.brokerCpuPercent,
+    clientCpuPercent: result.clientCpuPercent,
+  };
+}
+
+/** See BenchResult.otherCpuPercent. */
+function otherCpu(outcome: RunOutcome): number | null {
+  const machine = outcome.machineCpu;
+  const broker = outcome.brokerCpu.percentOfOneCore;
+  if (machine === null) return null;
+  const ours =
+    outcome.clientCpu.percentOfOneCore +
+    outcome.clientCpu.coordinatorPercentOfOneCore +
+    (broker ?? 0);
+  return Math.max(0, machine.busyPercent - ours);
+}

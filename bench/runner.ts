@@ -1,64 +1,123 @@
-// Runs one workload against one driver:
+// Runs one workload against one driver, with the load in worker processes:
 //
-//   create topics ─► consumers (all subscribed before the first send) ─► producers
-//   ─► warm-up (max-rate search when producerRate is 0; excluded from the results)
+//   coordinator: create topics and subscriptions (its driver instance)
+//   ─► workers: set up their own driver instances, then consumers (all subscribed before the
+//      first send) and producers
+//   ─► warm-up (the max-rate search when producerRate is 0; excluded from the results)
 //   ─► measured phase ─► stop sending ─► drain: wait until every acknowledged message reached
 //      every subscription (or the drain gives up, which the result reports)
-//   ─► close producers and consumers, delete topics
+//   ─► workers close their clients and drivers; the coordinator deletes the topics
 //
-// One sample a second, each printed as a progress line. Every wait here is on a condition with
-// a deadline, so a driver that hangs cannot hang the harness.
+// Once a second the coordinator collects every worker's report (counters, exact latency
+// histograms, CPU), reads the broker's CPU from /proc, and makes one sample, printed as a
+// progress line. A worker that dies ends the run at once: the outcome carries the samples so
+// far and the failure, and cli.ts writes that partial result. Every wait has a deadline.
 
 import { randomBytes } from "node:crypto";
 import os from "node:os";
-import type { BenchConsumer, BenchProducer, Driver } from "./driver.ts";
-import { LoadGenerator } from "./load_generator.ts";
-import { KeySource, PayloadSource, payloadTemplates, readStamp } from "./payload.ts";
+import type { BrokerProcess, Driver, DriverSettings } from "./driver.ts";
+import {
+  BrokerCpuMeter,
+  type MachineCpu,
+  type MachineTicks,
+  machineCpuBetween,
+  machineTicks,
+} from "./proc_cpu.ts";
 import { RateSearch, type RateSearchStep } from "./rate_control.ts";
 import { cpuMicrosNow, cpuPercent, RunStats, type Sample } from "./stats.ts";
+import { judgeWindow, PUBLISH_P99_MS_MAX_DEFAULT, type SustainVerdict } from "./sustain.ts";
+import { Ensemble, placeClients } from "./worker/ensemble.ts";
+import { type LoadWorker, WorkerDiedError } from "./worker/handle.ts";
+import { InProcessWorker } from "./worker/in_process.ts";
+import type { SetupReply, SubscriptionSpec, TopicSpec } from "./worker/messages.ts";
+import { payloadSpecOf } from "./worker/session.ts";
+import { IN_FLIGHT_BYTES_MAX, IN_FLIGHT_MESSAGES_MIN } from "./load_generator.ts";
 import type { Workload } from "./workload.ts";
+import fs from "node:fs";
 
 export const SAMPLE_INTERVAL_MS = 1000;
 /** The longest a drain may take after the last send. */
 export const DRAIN_TIMEOUT_MS_DEFAULT = 60_000;
 /** A drain also gives up when nothing at all arrived for this long. */
 export const DRAIN_IDLE_MS_DEFAULT = 10_000;
-const DRAIN_CHECK_INTERVAL_MS = 10;
-/** Closing a producer or consumer, or deleting a topic, may take at most this long. */
-export const CLOSE_TIMEOUT_MS = 15_000;
+const DRAIN_CHECK_INTERVAL_MS = 20;
+/**
+ * A producer keeps at most this many p99 bounds' worth of its rate in flight (250 ms at the
+ * default bound): more could only wait, and would count as latency beyond the bound anyway.
+ */
+export const IN_FLIGHT_BOUND_MULTIPLE = 2.5;
+/** Closing the workers, or deleting a topic, may take at most this long. */
+export const CLOSE_TIMEOUT_MS = 30_000;
 
 export type RunOptions = {
   /** Receives one progress line a second (default: standard error). */
   progress?: (line: string) => void;
   drainTimeoutMs?: number;
   drainIdleMs?: number;
+  /** The publish p99 a sustained rate must stay under (default 100 ms). */
+  publishP99MsMax?: number;
 };
 
-/** The harness process's CPU use over the measured phase. */
+/** What a run is against: the coordinator's driver instance and the load workers. */
+export type RunTarget = {
+  name: string;
+  /** The coordinator's instance; null when the broker lives in the (one) worker. */
+  driver: Driver | null;
+  /** Connected workers; default one in-process worker on `driver`. */
+  workers?: LoadWorker[];
+  /** Options the workers' driver instances get (default: driver.workerOptions()). */
+  workerOptions?: Record<string, string>;
+};
+
+/** The load generators' CPU use over the measured phase: every worker process. */
 export type ClientCpu = {
-  userMs: number;
-  systemMs: number;
+  cpuMs: number;
   wallMs: number;
   /** CPU time over wall time: 100 is one core fully busy. */
   percentOfOneCore: number;
   cores: number;
-  /** The largest resident set size seen, in bytes. */
+  /** The largest resident set size any worker reported, in bytes. */
   rssBytesMax: number;
+  processes: number;
+  /** The coordinator process's own CPU over the same phase, % of one core. */
+  coordinatorPercentOfOneCore: number;
 };
+
+/** The broker's CPU use over the measured phase, from /proc; null figures when unknown. */
+export type BrokerCpu = {
+  cpuMs: number | null;
+  percentOfOneCore: number | null;
+  pids: number[];
+  note: string;
+};
+
+/** A load worker: its label, measured clock offset, and CPU over the measured phase. */
+export type WorkerInfo = { label: string; clockOffsetMs: number; cpuPercent: number };
 
 export type RunOutcome = {
   startedAt: string;
   topicNames: string[];
   samples: Sample[];
   stats: RunStats;
-  /** The search's steps and the rate held, when producerRate was 0. */
+  /** The search's steps and the rate it measured at, when producerRate was 0. */
   rateSearch: { steps: RateSearchStep[]; heldRate: number } | undefined;
   measuredSeconds: number;
   clientCpu: ClientCpu;
+  brokerCpu: BrokerCpu;
+  /** The whole machine over the measured phase (from /proc/stat; null elsewhere). */
+  machineCpu: MachineCpu | null;
+  workers: WorkerInfo[];
+  settings: DriverSettings;
+  durability: string;
+  /** The measured phase judged as one window (sustain.ts). */
+  sustain: SustainVerdict | null;
+  publishP99MsMax: number;
   drained: boolean;
   drainMs: number;
   /** What went wrong besides failed sends: drain shortfall, close or delete failures. */
   problems: string[];
+  /** Why the run stopped early (a worker died); its samples are partial. */
+  failure: string | undefined;
 };
 
 function sleep(ms: number): Promise<void> {
@@ -77,122 +136,217 @@ async function withDeadline<T>(work: Promise<T>, ms: number, what: string): Prom
   }
 }
 
+function isDriver(target: Driver | RunTarget): target is Driver {
+  return typeof (target as Driver).createTopic === "function";
+}
+
+/** Runs `workload`; a Driver alone runs with the load in this process (one in-process worker). */
 export async function runWorkload(
-  driver: Driver,
+  target: Driver | RunTarget,
   workload: Workload,
   options: RunOptions = {},
 ): Promise<RunOutcome> {
+  const run: RunTarget = isDriver(target) ? { name: target.name, driver: target } : target;
+  const workers = run.workers ?? [new InProcessWorker(run.driver!)];
   const runId = randomBytes(3).toString("hex");
   const topicNames = Array.from({ length: workload.topics }, (_, i) => `bench-${runId}-${i}`);
+  const subscriptionName = (_topic: number, s: number) => `bench-${runId}-sub-${s}`;
   const stats = new RunStats(workload.subscriptionsPerTopic);
-  const consumers: BenchConsumer[] = [];
-  const producers: BenchProducer[] = [];
   const created: string[] = [];
   const problems: string[] = [];
   const startedAt = new Date().toISOString();
+  let closed = false;
   try {
-    for (const topic of topicNames) {
-      await driver.createTopic(topic, workload.partitionsPerTopic);
-      created.push(topic);
-    }
-    await createClients(driver, workload, { topicNames, runId, stats, consumers, producers });
-    const timeline = new Timeline(driver.name, workload, stats, producers, options);
+    const topics = topicNames.map((name) => ({ name, partitions: workload.partitionsPerTopic }));
+    const subscriptions = topicNames.flatMap((topic, t) =>
+      Array.from({ length: workload.subscriptionsPerTopic }, (_, s) => ({
+        topic,
+        name: subscriptionName(t, s),
+      })),
+    );
+    await createTopics(run.driver, topics, subscriptions, created);
+    const setup = await setUpWorkers(run, workers, topics, subscriptions);
+    const placements = placeClients(workload, topicNames, subscriptionName, workers.length);
+    const payloads = payloadSpecOf(
+      workload,
+      workload.payloadFile === undefined ? null : fs.readFileSync(workload.payloadFile),
+    );
+    const inFlightMaxPerProducer = inFlightShare(workload);
+    const inFlightSeconds =
+      (IN_FLIGHT_BOUND_MULTIPLE * (options.publishP99MsMax ?? PUBLISH_P99_MS_MAX_DEFAULT)) / 1000;
+    await Promise.all(
+      workers.map((worker, i) =>
+        worker.clients({ ...placements[i]!, payloads, inFlightMaxPerProducer, inFlightSeconds }),
+      ),
+    );
+    const ensemble = new Ensemble(workers, placements, stats);
+    const meter = new BrokerCpuMeter(run.driver?.brokerProcess?.() ?? setup.brokerProcess);
+    const timeline = new Timeline(run.name, workload, stats, ensemble, meter, options);
     const measured = await timeline.run();
     problems.push(...measured.problems);
-    return { startedAt, topicNames, stats, ...measured, problems };
+    closed = true;
+    problems.push(...(await closeWorkers(workers)));
+    return {
+      startedAt,
+      topicNames,
+      stats,
+      ...measured,
+      workers: workers.map((w, i) => ({
+        label: w.label,
+        clockOffsetMs: w.clockOffsetMs,
+        cpuPercent: measured.workerCpuPercents[i] ?? 0,
+      })),
+      settings: run.driver?.settings() ?? setup.settings,
+      durability: run.driver?.durability() ?? setup.durability,
+      problems,
+    };
   } finally {
-    problems.push(...(await cleanUp(driver, producers, consumers, created)));
+    if (!closed) problems.push(...(await closeWorkers(workers)));
+    problems.push(...(await deleteTopics(run.driver, created)));
   }
 }
 
-type Clients = {
-  topicNames: string[];
-  runId: string;
-  stats: RunStats;
-  consumers: BenchConsumer[];
-  producers: BenchProducer[];
-};
+/** Each producer's share of IN_FLIGHT_BYTES_MAX, over every producer of every worker. */
+function inFlightShare(workload: Workload): number {
+  const producers = workload.topics * workload.producersPerTopic;
+  const share = Math.floor(IN_FLIGHT_BYTES_MAX / producers / workload.messageSize);
+  return Math.max(IN_FLIGHT_MESSAGES_MIN, share);
+}
 
-async function createClients(driver: Driver, workload: Workload, clients: Clients) {
-  const { stats } = clients;
-  const onMessage = (payload: Uint8Array): void => {
-    stats.recordReceive(performance.now() - readStamp(payload), payload.length);
+async function createTopics(
+  driver: Driver | null,
+  topics: TopicSpec[],
+  subscriptions: SubscriptionSpec[],
+  created: string[],
+): Promise<void> {
+  if (driver === null) return;
+  for (const topic of topics) {
+    await driver.createTopic(topic.name, topic.partitions);
+    created.push(topic.name);
+  }
+  for (const subscription of subscriptions) {
+    await driver.createSubscription?.(subscription.topic, subscription.name);
+  }
+}
+
+async function setUpWorkers(
+  run: RunTarget,
+  workers: LoadWorker[],
+  topics: TopicSpec[],
+  subscriptions: SubscriptionSpec[],
+): Promise<SetupReply> {
+  if (run.driver === null && workers.length !== 1) {
+    throw new RangeError(`${run.name} runs its broker inside its worker: it needs exactly one`);
+  }
+  const options = run.workerOptions ?? run.driver?.workerOptions?.() ?? {};
+  const request = {
+    driver: run.name,
+    options,
+    ownsTopics: run.driver === null,
+    topics,
+    subscriptions,
   };
-  for (const topic of clients.topicNames) {
-    for (let s = 0; s < workload.subscriptionsPerTopic; s++) {
-      const subscription = `bench-${clients.runId}-sub-${s}`;
-      for (let c = 0; c < workload.consumerPerSubscription; c++) {
-        clients.consumers.push(await driver.createConsumer(topic, subscription, onMessage));
+  const replies = await Promise.all(workers.map((worker) => worker.setup(request)));
+  return replies[0]!;
+}
+
+/** Closes every worker (in parallel, each within CLOSE_TIMEOUT_MS; one that hangs is killed). */
+async function closeWorkers(workers: readonly LoadWorker[]): Promise<string[]> {
+  const results = await Promise.all(
+    workers.map(async (worker) => {
+      try {
+        return await withDeadline(worker.close(), CLOSE_TIMEOUT_MS, `closing ${worker.label}`);
+      } catch (error) {
+        worker.kill();
+        return [`closing ${worker.label} failed: ${(error as Error).message}`];
       }
-    }
-  }
-  for (const topic of clients.topicNames) {
-    for (let p = 0; p < workload.producersPerTopic; p++) {
-      clients.producers.push(await driver.createProducer(topic));
-    }
-  }
+    }),
+  );
+  return results.flat();
 }
 
-async function cleanUp(
-  driver: Driver,
-  producers: BenchProducer[],
-  consumers: BenchConsumer[],
-  topics: string[],
-): Promise<string[]> {
+async function deleteTopics(driver: Driver | null, topics: string[]): Promise<string[]> {
   const problems: string[] = [];
-  const attempt = async (work: () => Promise<void>, what: string) => {
+  if (driver === null) return problems;
+  for (const topic of topics) {
     try {
-      await withDeadline(work(), CLOSE_TIMEOUT_MS, what);
+      await withDeadline(driver.deleteTopic(topic), CLOSE_TIMEOUT_MS, `deleting ${topic}`);
     } catch (error) {
-      problems.push(`${what} failed: ${(error as Error).message}`);
+      problems.push(`deleting ${topic} failed: ${(error as Error).message}`);
     }
-  };
-  await Promise.all(producers.map((p, i) => attempt(() => p.close(), `closing producer ${i}`)));
-  await Promise.all(consumers.map((c, i) => attempt(() => c.close(), `closing consumer ${i}`)));
-  for (const topic of topics) await attempt(() => driver.deleteTopic(topic), `deleting ${topic}`);
+  }
   return problems;
 }
 
-type Measured = Omit<RunOutcome, "startedAt" | "topicNames" | "stats">;
+type Measured = { workerCpuPercents: number[] } & Pick<
+  RunOutcome,
+  | "samples"
+  | "rateSearch"
+  | "measuredSeconds"
+  | "clientCpu"
+  | "brokerCpu"
+  | "machineCpu"
+  | "sustain"
+  | "publishP99MsMax"
+  | "drained"
+  | "drainMs"
+  | "problems"
+  | "failure"
+>;
+
+/** CPU readings at one instant: workers (µs), broker (ms), this process (µs). */
+type CpuMark = {
+  wallMs: number;
+  workerMicros: number;
+  eachWorkerMicros: number[];
+  brokerMs: number | undefined;
+  selfMicros: number;
+  machine: MachineTicks | undefined;
+};
 
 /** The timed part of a run: warm-up, measured phase, drain; one sample a second. */
 class Timeline {
-  #driverName: string;
-  #workload: Workload;
-  #stats: RunStats;
-  #generator: LoadGenerator;
-  #search: RateSearch | undefined;
-  #options: RunOptions;
-  #progress: (line: string) => void;
-  #samples: Sample[] = [];
+  readonly #driverName: string;
+  readonly #workload: Workload;
+  readonly #stats: RunStats;
+  readonly #ensemble: Ensemble;
+  readonly #meter: BrokerCpuMeter;
+  readonly #search: RateSearch | undefined;
+  readonly #options: RunOptions;
+  readonly #progress: (line: string) => void;
+  readonly #publishP99MsMax: number;
+  readonly #samples: Sample[] = [];
+  #rate: number;
   #startMs = 0;
   #lastSampleMs = 0;
-  #lastCpuMicros = 0;
-  #rssBytesMax = 0;
+  #lastMachine: MachineTicks | undefined = machineTicks();
 
   constructor(
     driverName: string,
     workload: Workload,
     stats: RunStats,
-    producers: BenchProducer[],
+    ensemble: Ensemble,
+    meter: BrokerCpuMeter,
     options: RunOptions,
   ) {
     this.#driverName = driverName;
     this.#workload = workload;
     this.#stats = stats;
+    this.#ensemble = ensemble;
+    this.#meter = meter;
     this.#options = options;
+    this.#publishP99MsMax = options.publishP99MsMax ?? PUBLISH_P99_MS_MAX_DEFAULT;
     this.#progress = options.progress ?? ((line) => process.stderr.write(`${line}\n`));
     this.#search =
       workload.producerRate === 0
-        ? new RateSearch(workload.messageSize, workload.subscriptionsPerTopic)
+        ? new RateSearch({
+            messageSize: workload.messageSize,
+            subscriptions: workload.subscriptionsPerTopic,
+            warmupSeconds: Math.round(workload.warmupDurationSeconds),
+            publishP99MsMax: this.#publishP99MsMax,
+          })
         : undefined;
-    this.#generator = new LoadGenerator({
-      producers,
-      payloads: new PayloadSource(payloadTemplates(workload)),
-      keys: new KeySource(workload.keyDistributor),
-      stats,
-      ratePerSecond: this.#search?.rate ?? workload.producerRate,
-    });
+    this.#rate = this.#search?.rate ?? workload.producerRate;
   }
 
   async run(): Promise<Measured> {
@@ -200,73 +354,136 @@ class Timeline {
     const measureSamples = Math.max(1, Math.round(this.#workload.testDurationSeconds));
     const stats = this.#stats;
     stats.setPhase(warmupSamples > 0 ? "warmup" : "measure");
-    this.#startMs = performance.now();
-    this.#lastSampleMs = this.#startMs;
-    this.#lastCpuMicros = cpuMicrosNow();
-    let cpuAtMeasure = { micros: process.cpuUsage(), ms: this.#startMs };
-    this.#generator.start();
-    for (let k = 1; k <= warmupSamples + measureSamples; k++) {
-      await sleep(this.#startMs + k * SAMPLE_INTERVAL_MS - performance.now());
-      const sample = this.#sample();
-      if (this.#search !== undefined && sample.phase === "warmup") this.#steer(sample);
-      if (k === warmupSamples) {
-        if (this.#search !== undefined) this.#generator.setRate(this.#search.hold());
-        stats.setPhase("measure");
-        cpuAtMeasure = { micros: process.cpuUsage(), ms: performance.now() };
+    let atMeasure = this.#cpuMark();
+    let atEnd = atMeasure;
+    try {
+      this.#startMs = performance.now();
+      this.#lastSampleMs = this.#startMs;
+      this.#meter.intervalPercent();
+      await this.#ensemble.start(this.#rate);
+      for (let k = 1; k <= warmupSamples + measureSamples; k++) {
+        await this.#until(this.#startMs + k * SAMPLE_INTERVAL_MS);
+        const sample = await this.#sample();
+        if (this.#search !== undefined && sample.phase === "warmup") {
+          const publishHistogram = stats.lastPublishInterval;
+          await this.#setRate(this.#search.observe({ ...sample, publishHistogram }));
+        }
+        if (k === warmupSamples) {
+          if (this.#search !== undefined) await this.#setRate(this.#search.finish());
+          stats.setPhase("measure");
+          atMeasure = this.#cpuMark();
+        }
       }
+      atEnd = this.#cpuMark();
+      await this.#ensemble.stop();
+      stats.setPhase("drain");
+      const drain = await this.#drain();
+      return this.#measured(measureSamples, atMeasure, atEnd, drain, undefined);
+    } catch (error) {
+      if (!(error instanceof WorkerDiedError)) throw error;
+      const failed = { drained: false, drainMs: 0, problems: [error.message] };
+      return this.#measured(measureSamples, atMeasure, this.#cpuMark(), failed, error.message);
     }
-    this.#generator.stop();
-    const clientCpu = this.#clientCpu(cpuAtMeasure);
-    stats.setPhase("drain");
-    const drain = await this.#drain();
+  }
+
+  #measured(
+    measureSamples: number,
+    atMeasure: CpuMark,
+    atEnd: CpuMark,
+    drain: { drained: boolean; drainMs: number; problems: string[] },
+    failure: string | undefined,
+  ): Measured {
     const search = this.#search;
+    const measured = this.#samples.filter((s) => s.phase === "measure");
+    const stats = this.#stats;
+    const sustain =
+      measured.length === 0
+        ? null
+        : judgeWindow(measured, {
+            subscriptions: stats.subscriptions,
+            publishP99MsMax: this.#publishP99MsMax,
+            windowP99Ms: stats.publishMeasured.percentileMs(99),
+          });
     return {
       samples: this.#samples,
       rateSearch: search === undefined ? undefined : { steps: search.steps, heldRate: search.rate },
-      measuredSeconds: measureSamples,
-      clientCpu,
+      measuredSeconds: failure === undefined ? measureSamples : measured.length,
+      clientCpu: this.#clientCpu(atMeasure, atEnd),
+      brokerCpu: this.#brokerCpu(atMeasure, atEnd),
+      machineCpu: machineCpuBetween(atMeasure.machine, atEnd.machine, os.cpus().length),
+      workerCpuPercents: atEnd.eachWorkerMicros.map((micros, i) =>
+        cpuPercent(micros - (atMeasure.eachWorkerMicros[i] ?? 0), atEnd.wallMs - atMeasure.wallMs),
+      ),
+      sustain: failure === undefined ? sustain : null,
+      publishP99MsMax: this.#publishP99MsMax,
       ...drain,
+      failure,
     };
   }
 
-  #steer(sample: Sample): void {
-    const rate = this.#search!.observe({
-      targetRate: sample.targetRate,
-      publishRate: sample.publishRate,
-      consumeRate: sample.consumeRate,
-      backlog: sample.backlog,
-      publishP99Ms: sample.publishLatency.p99Ms,
-    });
-    if (rate !== this.#generator.ratePerSecond) this.#generator.setRate(rate);
+  async #setRate(rate: number): Promise<void> {
+    if (rate === this.#rate) return;
+    this.#rate = rate;
+    await this.#ensemble.setRate(rate);
   }
 
-  #sample(): Sample {
+  /** Sleeps until `atMs`, or fails at once when a worker dies meanwhile. */
+  async #until(atMs: number): Promise<void> {
+    await Promise.race([sleep(atMs - performance.now()), this.#ensemble.died]);
+  }
+
+  async #sample(): Promise<Sample> {
+    await this.#ensemble.collect();
     const now = performance.now();
-    const cpuMicros = cpuMicrosNow();
+    const machine = machineTicks();
     const sample = this.#stats.sample({
       elapsedMs: now - this.#startMs,
       durationMs: now - this.#lastSampleMs,
-      cpuMicros: cpuMicros - this.#lastCpuMicros,
-      targetRate: this.#generator.ratePerSecond,
+      targetRate: this.#rate,
+      brokerCpuPercent: this.#meter.intervalPercent(),
+      machineCpu: machineCpuBetween(this.#lastMachine, machine, os.cpus().length),
     });
+    this.#lastMachine = machine;
     this.#lastSampleMs = now;
-    this.#lastCpuMicros = cpuMicros;
-    this.#rssBytesMax = Math.max(this.#rssBytesMax, process.memoryUsage().rss);
     this.#samples.push(sample);
     this.#progress(progressLine(this.#driverName, this.#workload, sample, this.#search));
     return sample;
   }
 
-  #clientCpu(start: { micros: NodeJS.CpuUsage; ms: number }): ClientCpu {
-    const usage = process.cpuUsage(start.micros);
-    const wallMs = performance.now() - start.ms;
+  #cpuMark(): CpuMark {
     return {
-      userMs: usage.user / 1000,
-      systemMs: usage.system / 1000,
+      wallMs: performance.now(),
+      workerMicros: this.#stats.workerCpuMicros,
+      eachWorkerMicros: this.#ensemble.workers.map((_, i) => this.#stats.workerCpuMicrosOf(i)),
+      brokerMs: this.#meter.totalMs(),
+      selfMicros: cpuMicrosNow(),
+      machine: machineTicks(),
+    };
+  }
+
+  #clientCpu(start: CpuMark, end: CpuMark): ClientCpu {
+    const wallMs = end.wallMs - start.wallMs;
+    const cpuMicros = end.workerMicros - start.workerMicros;
+    return {
+      cpuMs: cpuMicros / 1000,
       wallMs,
-      percentOfOneCore: cpuPercent(usage.user + usage.system, wallMs),
+      percentOfOneCore: cpuPercent(cpuMicros, wallMs),
       cores: os.cpus().length,
-      rssBytesMax: this.#rssBytesMax,
+      rssBytesMax: this.#stats.rssBytesMax,
+      processes: this.#ensemble.workers.length,
+      coordinatorPercentOfOneCore: cpuPercent(end.selfMicros - start.selfMicros, wallMs),
+    };
+  }
+
+  #brokerCpu(start: CpuMark, end: CpuMark): BrokerCpu {
+    const wallMs = end.wallMs - start.wallMs;
+    const known = start.brokerMs !== undefined && end.brokerMs !== undefined && wallMs > 0;
+    const cpuMs = known ? end.brokerMs! - start.brokerMs! : null;
+    return {
+      cpuMs,
+      percentOfOneCore: cpuMs === null ? null : (cpuMs / wallMs) * 100,
+      pids: this.#meter.pids,
+      note: this.#meter.note,
     };
   }
 
@@ -280,20 +497,23 @@ class Timeline {
     let nextSampleMs = this.#lastSampleMs + SAMPLE_INTERVAL_MS;
     const settled = () =>
       stats.inFlight === 0 && stats.received >= stats.acked * stats.subscriptions;
+    await this.#ensemble.collect();
     while (!settled()) {
       const now = performance.now();
       const progress = stats.received + stats.acked + stats.errors;
       if (progress !== last.progress) last = { progress, ms: now };
       if (now - start > timeoutMs || now - last.ms > idleMs) break;
       if (now >= nextSampleMs) {
-        this.#sample();
+        await this.#sample();
         nextSampleMs += SAMPLE_INTERVAL_MS;
+      } else {
+        await this.#until(now + DRAIN_CHECK_INTERVAL_MS);
+        await this.#ensemble.collect();
       }
-      await sleep(DRAIN_CHECK_INTERVAL_MS);
     }
     const drained = settled();
     const drainMs = performance.now() - start;
-    this.#sample();
+    await this.#sample();
     return { drained, drainMs, problems: drainProblems(stats, drained, drainMs) };
   }
 }
@@ -330,12 +550,23 @@ export function progressLine(
       : "";
   const publish = `${formatCount(sample.publishRate).padStart(9)} msg/s`;
   const p99 = `p99 pub ${sample.publishLatency.p99Ms.toFixed(1)}`;
+  const broker =
+    sample.brokerCpuPercent === null ? "" : ` brk ${Math.round(sample.brokerCpuPercent)}%`;
+  const machine =
+    sample.machineCpu === null
+      ? ""
+      : ` machine ${Math.round(sample.machineCpu.busyPercent)}%` +
+        (sample.machineCpu.iowaitPercent >= 1
+          ? ` iowait ${Math.round(sample.machineCpu.iowaitPercent)}%`
+          : "");
   return (
     `${driverName.padEnd(16)} ${sample.phase.padEnd(7)} ${String(seconds).padStart(4)}/${total} s` +
     `  pub ${publish} ${sample.publishMBps.toFixed(1)} MB/s` +
     `  cons ${formatCount(sample.consumeRate).padStart(9)} msg/s` +
-    `  backlog ${formatCount(sample.backlog)}` +
+    `  backlog ${formatCount(sample.backlog)}  lag ${formatCount(sample.scheduleLag)}` +
     `  ${p99} e2e ${sample.endToEndLatency.p99Ms.toFixed(1)} ms` +
-    `  cpu ${Math.round(sample.cpuPercent)}%${searching}`
+    `  cpu wrk ${Math.round(sample.cpuPercent)}%${broker}${machine}${searching}`
   );
 }
+
+export type { BrokerProcess };

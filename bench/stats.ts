@@ -1,16 +1,24 @@
-// What a run measures: counters over the whole run (for the drain check), per-second samples
-// of rates and latencies, and the cumulative latency histograms of the measured phase.
+// What a run measures, on the coordinator: the workers' reports merged exactly (counters
+// summed, latency histograms added bucket by bucket), per-second samples of rates, backlog,
+// schedule lag, interval percentiles and CPU, and the cumulative histograms of the measured
+// phase and the drain.
 //
-//   send ──► recordSend ─ ack ─► recordAck (publish latency, from the intended send time)
-//                                   │
-//   consumer callback ──► recordReceive (end-to-end latency, from the stamp in the payload)
-//                                   │
-//   every second: sample() ──► Sample (rates, backlog, interval percentiles, CPU)
-//                              and, in the measured phase, interval histograms → totals
+//   worker reports ──► ingest() ──► counters (sum of each worker's latest, cumulative)
+//                                   interval histograms (every worker's records since the
+//                                   last sample)
+//   every second: sample() ──► Sample (rates from counter deltas, backlog, lag, percentiles)
+//                              and, outside warm-up, interval histograms → totals
 //
 // MB is 2^20 bytes, as in the OpenMessaging Benchmark's reports.
 
-import { IntervalHistogram, type LatencySummary } from "./histogram.ts";
+import { IntervalHistogram, LatencyHistogram, type LatencySummary } from "./histogram.ts";
+import type { MachineCpu } from "./proc_cpu.ts";
+import {
+  ERROR_SAMPLES_MAX,
+  type WorkerCounters,
+  type WorkerReport,
+  zeroCounters,
+} from "./load_stats.ts";
 
 export const BYTES_PER_MB = 1024 * 1024;
 
@@ -31,12 +39,21 @@ export type Sample = {
   consumeMBps: number;
   /** Messages acknowledged × subscriptions − messages received, at the end of the sample. */
   backlog: number;
+  /**
+   * Messages due by the producers' schedules and not yet acknowledged (unsent, or sent and in
+   * flight), at the end of the sample. It grows when the producers fall behind their schedule.
+   */
+  scheduleLag: number;
   publishLatency: LatencySummary;
   endToEndLatency: LatencySummary;
   /** How late sends left against their intended times. */
   publishDelayLatency: LatencySummary;
-  /** The harness process's CPU time over the sample, in percent of one core. */
+  /** CPU time of every load worker process over the sample, in percent of one core. */
   cpuPercent: number;
+  /** CPU time of the broker's processes (from /proc), in percent of one core; null: unknown. */
+  brokerCpuPercent: number | null;
+  /** The whole machine over the sample (from /proc/stat; null elsewhere), % of one core. */
+  machineCpu: MachineCpu | null;
 };
 
 /** Messages per second; 0 for an empty interval. */
@@ -70,16 +87,16 @@ function zeroCounts(): Counts {
   return { published: 0, publishedBytes: 0, consumed: 0, consumedBytes: 0 };
 }
 
+function sumCounters(reports: Iterable<WorkerCounters>): WorkerCounters {
+  const sum = zeroCounters();
+  for (const counters of reports) {
+    for (const key of Object.keys(sum) as (keyof WorkerCounters)[]) sum[key] += counters[key];
+  }
+  return sum;
+}
+
 export class RunStats {
   readonly subscriptions: number;
-  /** Sends handed to a producer (acknowledged, failed or in flight). */
-  dispatched = 0;
-  /** Sends acknowledged. */
-  acked = 0;
-  ackedBytes = 0;
-  errors = 0;
-  received = 0;
-  receivedBytes = 0;
   /** Up to ERROR_SAMPLES_MAX distinct error messages, for the result file. */
   readonly errorSamples: string[] = [];
   /** Publish latency from the intended send time to the acknowledgement. */
@@ -88,11 +105,20 @@ export class RunStats {
   readonly publishDelay = new IntervalHistogram();
   /** From the stamp in the payload (the intended send time) to the consumer's callback. */
   readonly endToEnd = new IntervalHistogram();
-  /** Counters of the measured phase only. */
+  /** Publish latency of the measured phase alone (the sustained test's p99). */
+  readonly publishMeasured = new LatencyHistogram();
+  /** Counters of the measured phase and the drain. */
   readonly measured = zeroCounts();
-  #interval = zeroCounts();
-  #intervalErrors = 0;
+  /** Each worker's latest cumulative counters, by worker index. */
+  #latest = new Map<number, WorkerCounters>();
+  #totals = zeroCounters();
+  #atLastSample = zeroCounters();
+  /** Each worker's latest cumulative CPU time (µs), by worker index. */
+  #cpuMicros = new Map<number, number>();
+  #cpuAtLastSample = 0;
+  #rssBytesMax = 0;
   #phase: Phase = "warmup";
+  #lastPublishInterval = new LatencyHistogram();
 
   constructor(subscriptions: number) {
     this.subscriptions = subscriptions;
@@ -107,6 +133,35 @@ export class RunStats {
     this.#phase = phase;
   }
 
+  get counting(): boolean {
+    return this.#phase !== "warmup";
+  }
+
+  /** Sends handed to producers (acknowledged, failed or in flight), over every worker. */
+  get dispatched(): number {
+    return this.#totals.dispatched;
+  }
+
+  get acked(): number {
+    return this.#totals.acked;
+  }
+
+  get ackedBytes(): number {
+    return this.#totals.ackedBytes;
+  }
+
+  get errors(): number {
+    return this.#totals.errors;
+  }
+
+  get received(): number {
+    return this.#totals.received;
+  }
+
+  get receivedBytes(): number {
+    return this.#totals.receivedBytes;
+  }
+
   get inFlight(): number {
     return this.dispatched - this.acked - this.errors;
   }
@@ -115,44 +170,63 @@ export class RunStats {
     return Math.max(0, this.acked * this.subscriptions - this.received);
   }
 
-  get counting(): boolean {
-    return this.#phase !== "warmup";
+  get scheduleLag(): number {
+    return Math.max(0, this.#totals.scheduled - this.acked - this.errors);
   }
 
-  recordSend(delayMs: number): void {
-    this.dispatched++;
-    this.publishDelay.recordMs(delayMs);
+  /** One worker's CPU time so far (µs). */
+  workerCpuMicrosOf(worker: number): number {
+    return this.#cpuMicros.get(worker) ?? 0;
   }
 
-  recordAck(latencyMs: number, bytes: number): void {
-    this.acked++;
-    this.ackedBytes += bytes;
-    this.#interval.published++;
-    this.#interval.publishedBytes += bytes;
-    this.publish.recordMs(latencyMs);
+  /** Every worker's CPU time so far (µs), summed. */
+  get workerCpuMicros(): number {
+    let sum = 0;
+    for (const micros of this.#cpuMicros.values()) sum += micros;
+    return sum;
   }
 
-  recordError(error: unknown): void {
-    this.errors++;
-    this.#intervalErrors++;
-    const message = error instanceof Error ? error.message : String(error);
-    if (this.errorSamples.length < ERROR_SAMPLES_MAX && !this.errorSamples.includes(message)) {
-      this.errorSamples.push(message);
+  get rssBytesMax(): number {
+    return this.#rssBytesMax;
+  }
+
+  /** The publish latencies of the last sample's interval (a copy): a search window merges them. */
+  get lastPublishInterval(): LatencyHistogram {
+    return this.#lastPublishInterval;
+  }
+
+  /** Takes one report of worker `worker`: its counters replace its last ones. */
+  ingest(worker: number, report: WorkerReport): void {
+    this.#latest.set(worker, report.counters);
+    this.#totals = sumCounters(this.#latest.values());
+    this.publish.interval.addEncoded(report.publish);
+    this.publishDelay.interval.addEncoded(report.publishDelay);
+    this.endToEnd.interval.addEncoded(report.endToEnd);
+    this.#cpuMicros.set(worker, report.cpuMicros);
+    this.#rssBytesMax = Math.max(this.#rssBytesMax, report.rssBytes);
+    for (const message of report.errorSamples) {
+      if (this.errorSamples.length >= ERROR_SAMPLES_MAX) break;
+      if (!this.errorSamples.includes(message)) this.errorSamples.push(message);
     }
   }
 
-  recordReceive(latencyMs: number, bytes: number): void {
-    this.received++;
-    this.receivedBytes += bytes;
-    this.#interval.consumed++;
-    this.#interval.consumedBytes += bytes;
-    this.endToEnd.recordMs(latencyMs);
-  }
-
   /** Closes the current interval: its rates and percentiles, folded into the totals. */
-  sample(timing: { elapsedMs: number; durationMs: number; cpuMicros: number; targetRate: number }) {
+  sample(timing: {
+    elapsedMs: number;
+    durationMs: number;
+    targetRate: number;
+    brokerCpuPercent: number | null;
+    machineCpu?: MachineCpu | null;
+  }): Sample {
     const { durationMs } = timing;
-    const counts = this.#interval;
+    const now = this.#totals;
+    const before = this.#atLastSample;
+    const counts: Counts = {
+      published: now.acked - before.acked,
+      publishedBytes: now.ackedBytes - before.ackedBytes,
+      consumed: now.received - before.received,
+      consumedBytes: now.receivedBytes - before.receivedBytes,
+    };
     const counting = this.counting;
     if (counting) {
       this.measured.published += counts.published;
@@ -160,6 +234,10 @@ export class RunStats {
       this.measured.consumed += counts.consumed;
       this.measured.consumedBytes += counts.consumedBytes;
     }
+    const cpuMicros = this.workerCpuMicros;
+    if (this.#phase === "measure") this.publishMeasured.add(this.publish.interval);
+    this.#lastPublishInterval = new LatencyHistogram();
+    this.#lastPublishInterval.add(this.publish.interval);
     const sample: Sample = {
       elapsedMs: timing.elapsedMs,
       durationMs,
@@ -167,19 +245,20 @@ export class RunStats {
       targetRate: timing.targetRate,
       publishRate: ratePerSecond(counts.published, durationMs),
       publishMBps: mbPerSecond(counts.publishedBytes, durationMs),
-      publishErrorRate: ratePerSecond(this.#intervalErrors, durationMs),
+      publishErrorRate: ratePerSecond(now.errors - before.errors, durationMs),
       consumeRate: ratePerSecond(counts.consumed, durationMs),
       consumeMBps: mbPerSecond(counts.consumedBytes, durationMs),
       backlog: this.backlog,
+      scheduleLag: this.scheduleLag,
       publishLatency: this.publish.fold(counting),
       endToEndLatency: this.endToEnd.fold(counting),
       publishDelayLatency: this.publishDelay.fold(counting),
-      cpuPercent: cpuPercent(timing.cpuMicros, durationMs),
+      cpuPercent: cpuPercent(cpuMicros - this.#cpuAtLastSample, durationMs),
+      brokerCpuPercent: timing.brokerCpuPercent,
+      machineCpu: timing.machineCpu ?? null,
     };
-    this.#interval = zeroCounts();
-    this.#intervalErrors = 0;
+    this.#atLastSample = { ...now };
+    this.#cpuAtLastSample = cpuMicros;
     return sample;
   }
 }
-
-export const ERROR_SAMPLES_MAX = 10;

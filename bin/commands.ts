@@ -34,6 +34,33 @@ function msOption(key: string, flag: string, values: ParsedValues): Record<strin
   return { [key]: ms };
 }
 
+/** A positive number given as a flag's text, or undefined when the flag is absent. */
+function positiveNumber(text: string | undefined, flag: string): number | undefined {
+  if (text === undefined) return undefined;
+  const value = Number(text);
+  if (!Number.isFinite(value) || value <= 0) {
+    throw new UsageError(`${flag} ${text} is not a positive number`);
+  }
+  return value;
+}
+
+/** `sluice bench worker`: a load worker for coordinators on other machines. */
+async function benchWorker(values: ParsedValues, positionals: string[]): Promise<number> {
+  if (positionals.length > 1) throw new UsageError(`unexpected argument '${positionals[1]}'`);
+  const listen = values["listen"];
+  if (typeof listen !== "string") throw new UsageError("bench worker needs --listen HOST:PORT");
+  const { runWorker } = await import("../bench/worker/main.ts");
+  const token = typeof values["token"] === "string" ? values["token"] : undefined;
+  try {
+    await runWorker({ listen, ...(token === undefined ? {} : { token }) });
+  } catch (error) {
+    if (error instanceof RangeError) throw new UsageError(error.message);
+    throw error;
+  }
+  // Driver clients of the last session may leave timers or sockets behind.
+  process.exit(0);
+}
+
 /** Runs the broker until SIGINT or SIGTERM, then shuts it down cleanly. */
 async function serve(values: ParsedValues): Promise<number> {
   const { SluiceServer } = await import("../protocol/mod.ts");
@@ -187,7 +214,9 @@ export const COMMANDS: Command[] = [
     name: "bench",
     usage:
       "bench [--workload NAME|FILE] [--drivers a,b] [--out DIR] [--sluice-url HOST:PORT] " +
-      "[--driver-options k=v,...]",
+      "[--driver-options k=v,...] [--workers N|HOST:PORT,...] [--token T] " +
+      "[--publish-p99-max-ms MS] [--latency-at-load] [--common-rate N] | " +
+      "bench worker --listen HOST:PORT [--token T]",
     summary: "Run a benchmark workload against sluice and peer brokers",
     options: {
       workload: { type: "string", help: "Workload name in bench/workloads or a YAML file" },
@@ -195,9 +224,26 @@ export const COMMANDS: Command[] = [
       out: { type: "string", help: "Directory for results and report.html" },
       "sluice-url": { type: "string", help: "host:port of a running sluice for the sluice driver" },
       "driver-options": { type: "string", help: "key=value,... for drivers (driver.key: one)" },
+      workers: {
+        type: "string",
+        help: "Load worker processes (default 2; 0: in this process) or remote HOST:PORT,...",
+      },
+      token: { type: "string", help: "Token shared with remote workers (or SLUICE_BENCH_TOKEN)" },
+      "publish-p99-max-ms": {
+        type: "string",
+        help: "Publish p99 bound of a sustained rate (default 100)",
+      },
+      "latency-at-load": {
+        type: "boolean",
+        help: "Also run each driver at 50% and 80% of its rate and at a common rate",
+      },
+      "common-rate": { type: "string", help: "The common rate of --latency-at-load (msg/s)" },
+      listen: { type: "string", help: "bench worker: HOST:PORT to listen on (127.0.0.1 if PORT)" },
     },
     async run(values, positionals) {
+      if (positionals[0] === "worker") return benchWorker(values, positionals);
       if (positionals.length > 0) throw new UsageError(`unexpected argument '${positionals[0]}'`);
+      if (values["listen"] !== undefined) throw new UsageError("--listen is for `bench worker`");
       const { runBench } = await import("../bench/cli.ts");
       const text = (name: string) => (typeof values[name] === "string" ? values[name] : undefined);
       try {
@@ -207,6 +253,11 @@ export const COMMANDS: Command[] = [
           out: text("out"),
           sluiceUrl: text("sluice-url"),
           driverOptions: text("driver-options"),
+          workers: text("workers"),
+          token: text("token"),
+          publishP99MsMax: positiveNumber(text("publish-p99-max-ms"), "--publish-p99-max-ms"),
+          latencyAtLoad: values["latency-at-load"] === true,
+          commonRate: positiveNumber(text("common-rate"), "--common-rate"),
         });
         return outcome.exitCode;
       } catch (error) {

@@ -34,6 +34,7 @@ import { setImmediate } from "node:timers";
 import type {
   BenchConsumer,
   BenchProducer,
+  BrokerProcess,
   Driver,
   DriverConfig,
   DriverFactory,
@@ -47,6 +48,7 @@ import {
   errorMessage,
   optionInt,
   optionString,
+  packageVersion,
   PartitionPicker,
   safeName,
   withTimeout,
@@ -93,7 +95,8 @@ export function kafkaOptions(options: DriverOptions = {}): KafkaOptions {
   };
 }
 
-type TopicState = { name: string; partitions: number; groups: Set<string> };
+/** `owned`: created here and deleted by close(); false when attached to in a worker. */
+type TopicState = { name: string; partitions: number; groups: Set<string>; owned: boolean };
 
 class KafkaDriver implements Driver {
   readonly name = "kafka";
@@ -144,6 +147,8 @@ class KafkaDriver implements Driver {
       batching: `requests of up to ${options.batchMax} messages, one in flight per producer`,
       partitioning: "driver-chosen: round-robin when keyless, hash of the key otherwise",
       consumer: "kafkajs consumer group per subscription, from the beginning, autoCommit",
+      clientLibrary: `kafkajs ${packageVersion("kafkajs")}`,
+      connections: "kafkajs connections per producer and per consumer, in the load workers",
       delivery: "at-least-once",
       tested: "not against a real broker",
     };
@@ -167,7 +172,26 @@ class KafkaDriver implements Driver {
       topics: [{ topic: name, numPartitions: partitions, replicationFactor }],
       waitForLeaders: true,
     });
-    this.#topics.set(topic, { name, partitions, groups: new Set() });
+    this.#topics.set(topic, { name, partitions, groups: new Set(), owned: true });
+  }
+
+  async attachTopic(topic: string, partitions: number): Promise<void> {
+    const name = `sluice-${safeName(topic)}`;
+    this.#topics.set(topic, { name, partitions, groups: new Set(), owned: false });
+  }
+
+  async createSubscription(topic: string, subscription: string): Promise<void> {
+    // The group is made by its first consumer; remember it here so deleteTopic removes it.
+    this.#topic(topic).groups.add(`sluice-${safeName(topic)}-${safeName(subscription)}`);
+  }
+
+  brokerProcess(): BrokerProcess | undefined {
+    const first = this.#options.brokers[0];
+    if (first === undefined) return undefined;
+    const at = first.lastIndexOf(":");
+    const host = first.slice(0, at);
+    const port = Number(first.slice(at + 1));
+    return { kind: "address", host, port, what: "Kafka broker (the first bootstrap broker)" };
   }
 
   async createProducer(topic: string): Promise<BenchProducer> {
@@ -238,7 +262,9 @@ class KafkaDriver implements Driver {
     for (const producer of this.#producers) await producer.disconnect().catch(() => {});
     this.#producers.clear();
     if (this.#admin !== null) {
-      for (const topic of [...this.#topics.keys()]) await this.deleteTopic(topic);
+      for (const [topic, state] of [...this.#topics]) {
+        if (state.owned) await this.deleteTopic(topic);
+      }
       await this.#admin.disconnect();
     }
     this.#admin = null;

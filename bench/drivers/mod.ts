@@ -18,6 +18,11 @@ export type DriverEntry = {
   file: string;
   /** A peer system (another broker), as opposed to sluice itself. */
   peer: boolean;
+  /**
+   * The broker lives inside the process that runs the driver (sluice-embedded): with worker
+   * processes, the whole run (topics, producers, consumers) goes to one worker.
+   */
+  inProcess: boolean;
   summary: string;
 };
 
@@ -26,13 +31,32 @@ export const DRIVERS: readonly DriverEntry[] = [
     name: "sluice-embedded",
     file: "sluice_embedded.ts",
     peer: false,
+    inProcess: true,
     summary: "the storage engine in-process, no network",
   },
-  { name: "sluice", file: "sluice.ts", peer: false, summary: "a sluice server over TCP" },
-  { name: "rabbitmq", file: "rabbitmq.ts", peer: true, summary: "RabbitMQ (AMQP 0-9-1)" },
-  { name: "nats", file: "nats.ts", peer: true, summary: "NATS JetStream" },
-  { name: "redis", file: "redis.ts", peer: true, summary: "Redis Streams" },
-  { name: "kafka", file: "kafka.ts", peer: true, summary: "an Apache Kafka broker you run" },
+  {
+    name: "sluice",
+    file: "sluice.ts",
+    peer: false,
+    inProcess: false,
+    summary: "a sluice server over TCP",
+  },
+  {
+    name: "rabbitmq",
+    file: "rabbitmq.ts",
+    peer: true,
+    inProcess: false,
+    summary: "RabbitMQ (AMQP 0-9-1)",
+  },
+  { name: "nats", file: "nats.ts", peer: true, inProcess: false, summary: "NATS JetStream" },
+  { name: "redis", file: "redis.ts", peer: true, inProcess: false, summary: "Redis Streams" },
+  {
+    name: "kafka",
+    file: "kafka.ts",
+    peer: true,
+    inProcess: false,
+    summary: "an Apache Kafka broker you run",
+  },
 ];
 
 export function driverNames(): string[] {

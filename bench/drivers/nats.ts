@@ -45,6 +45,7 @@ import { connect, type NatsConnection } from "@nats-io/transport-node";
 import type {
   BenchConsumer,
   BenchProducer,
+  BrokerProcess,
   Driver,
   DriverConfig,
   DriverFactory,
@@ -59,10 +60,12 @@ import {
   optionChoice,
   optionInt,
   optionString,
+  packageVersion,
   peerPort,
   PartitionPicker,
   PEERS_HINT,
   safeName,
+  urlAddress,
 } from "./peers/common.ts";
 
 export const NATS_STORAGE_TYPES = ["file", "memory"] as const;
@@ -100,7 +103,8 @@ export function natsOptions(options: DriverOptions = {}): NatsOptions {
   };
 }
 
-type TopicState = { stream: string; subjects: string[] };
+/** `owned`: created here and deleted by close(); false when attached to in a worker. */
+type TopicState = { stream: string; subjects: string[]; owned: boolean };
 
 class NatsDriver implements Driver {
   readonly name = "nats";
@@ -149,7 +153,11 @@ class NatsDriver implements Driver {
       maxMessages: options.maxMessages,
       maxAckPending: options.maxMessages * 10,
       acks: "explicit, one ack per message",
-      connections: "one per producer and per consumer",
+      clientLibrary:
+        `@nats-io/transport-node ${packageVersion("@nats-io/transport-node")}, ` +
+        `@nats-io/jetstream ${packageVersion("@nats-io/jetstream")}`,
+      batching: "none: one js.publish (request and PubAck) per message, many in flight",
+      connections: "one per producer and per consumer, made in the load workers",
       delivery: "at-least-once",
     };
   }
@@ -173,9 +181,8 @@ class NatsDriver implements Driver {
     if (!Number.isInteger(partitions) || partitions < 1) {
       throw new RangeError(`Partition count ${partitions} is not a positive integer`);
     }
+    const { stream, subjects } = topicNames(topic, partitions);
     const name = safeName(topic);
-    const stream = `sluice_${name}`;
-    const subjects = Array.from({ length: partitions }, (_, index) => `sluice.${name}.${index}`);
     await this.#jsm().streams.add({
       name: stream,
       subjects: [`sluice.${name}.*`],
@@ -184,7 +191,16 @@ class NatsDriver implements Driver {
       discard: DiscardPolicy.Old,
       num_replicas: 1,
     });
-    this.#topics.set(topic, { stream, subjects });
+    this.#topics.set(topic, { stream, subjects, owned: true });
+  }
+
+  async attachTopic(topic: string, partitions: number): Promise<void> {
+    this.#topics.set(topic, { ...topicNames(topic, partitions), owned: false });
+  }
+
+  brokerProcess(): BrokerProcess {
+    const { host, port } = urlAddress(this.#options.url, 4222);
+    return { kind: "address", host, port, what: `nats-server ${this.#serverVersion}` };
   }
 
   async createProducer(topic: string): Promise<BenchProducer> {
@@ -245,7 +261,9 @@ class NatsDriver implements Driver {
   async close(): Promise<void> {
     for (const connection of [...this.#connections]) await this.#closeConnection(connection);
     if (this.#manager !== null) {
-      for (const topic of [...this.#topics.keys()]) await this.deleteTopic(topic);
+      for (const [topic, state] of [...this.#topics]) {
+        if (state.owned) await this.deleteTopic(topic);
+      }
     }
     const admin = this.#admin;
     this.#admin = null;
@@ -289,6 +307,13 @@ class NatsDriver implements Driver {
     if (state === undefined) throw new RangeError(`Topic ${topic} was not created`);
     return state;
   }
+}
+
+/** The stream and partition subjects of a topic. */
+function topicNames(topic: string, partitions: number): { stream: string; subjects: string[] } {
+  const name = safeName(topic);
+  const subjects = Array.from({ length: partitions }, (_, index) => `sluice.${name}.${index}`);
+  return { stream: `sluice_${name}`, subjects };
 }
 
 /** A NATS JetStream driver; see the file header for the layout, acks and durability. */

@@ -42,6 +42,7 @@ import { setImmediate } from "node:timers";
 import type {
   BenchConsumer,
   BenchProducer,
+  BrokerProcess,
   Driver,
   DriverConfig,
   DriverFactory,
@@ -56,11 +57,13 @@ import {
   optionChoice,
   optionInt,
   optionString,
+  packageVersion,
   peerPort,
   PartitionPicker,
   PEERS_HINT,
   safeName,
   bufferView,
+  urlAddress,
   withTimeout,
 } from "./peers/common.ts";
 
@@ -113,6 +116,10 @@ type TopicState = {
   queues: Set<string>;
   /** Consumers per subscription (streams allow one). */
   consumers: Map<string, number>;
+  /** Subscriptions whose queues this instance declared. */
+  declared: Set<string>;
+  /** Created here (deleted by close()), or attached to in a worker (left alone). */
+  owned: boolean;
 };
 
 /** The URL with its password replaced, for settings and error messages. */
@@ -157,7 +164,9 @@ class RabbitMqDriver implements Driver {
       publisherConfirms: "confirm channel per producer; sendAsync resolves on its basic.ack",
       prefetch: options.prefetch,
       acks: `manual, multiple=true every ${options.ackEvery} deliveries or event-loop turn`,
-      connections: "one per producer and per consumer",
+      clientLibrary: `amqplib ${packageVersion("amqplib")}`,
+      batching: "none: one basic.publish per message; confirms arrive as the broker sends them",
+      connections: "one per producer and per consumer, made in the load workers",
       delivery: "at-least-once",
     };
   }
@@ -192,7 +201,7 @@ class RabbitMqDriver implements Driver {
     if (!Number.isInteger(partitions) || partitions < 1) {
       throw new RangeError(`Partition count ${partitions} is not a positive integer`);
     }
-    const state: TopicState = { partitions, exchange, queues: new Set(), consumers: new Map() };
+    const state = this.#topicState(partitions, exchange, true);
     await admin.assertExchange(exchange, "direct", { durable: true, autoDelete: false });
     this.#topics.set(topic, state);
     if (this.#options.queueType === "stream") {
@@ -200,6 +209,33 @@ class RabbitMqDriver implements Driver {
         await this.#declareQueue(state, `${exchange}.${partition}`, partition);
       }
     }
+  }
+
+  #topicState(partitions: number, exchange: string, owned: boolean): TopicState {
+    return {
+      partitions,
+      exchange,
+      queues: new Set(),
+      consumers: new Map(),
+      declared: new Set(),
+      owned,
+    };
+  }
+
+  async attachTopic(topic: string, partitions: number): Promise<void> {
+    const exchange = `sluice.${safeName(topic)}`;
+    this.#topics.set(topic, this.#topicState(partitions, exchange, false));
+  }
+
+  async createSubscription(topic: string, subscription: string): Promise<void> {
+    const state = this.#topic(topic);
+    if (this.#options.queueType === "stream") return;
+    await this.#declareSubscription(state, subscription);
+  }
+
+  brokerProcess(): BrokerProcess {
+    const { host, port } = urlAddress(this.#options.url, 5672);
+    return { kind: "address", host, port, what: `RabbitMQ ${this.#serverVersion}` };
   }
 
   async createProducer(topic: string): Promise<BenchProducer> {
@@ -273,7 +309,9 @@ class RabbitMqDriver implements Driver {
   async close(): Promise<void> {
     for (const connection of [...this.#connections]) await this.#closeConnection(connection);
     if (this.#admin !== null) {
-      for (const topic of [...this.#topics.keys()]) await this.deleteTopic(topic);
+      for (const [topic, state] of [...this.#topics]) {
+        if (state.owned) await this.deleteTopic(topic);
+      }
     }
     const admin = this.#adminConnection;
     this.#admin = null;
@@ -296,13 +334,19 @@ class RabbitMqDriver implements Driver {
           "messages between consumers (use queue-type=classic or quorum)",
       );
     }
-    if (consumers === 0 && this.#options.queueType !== "stream") {
-      for (const [partition, name] of names.entries()) {
-        await this.#declareQueue(state, name, partition);
-      }
-    }
+    if (this.#options.queueType !== "stream") await this.#declareSubscription(state, subscription);
     state.consumers.set(subscription, consumers + 1);
     return names;
+  }
+
+  /** Declares a subscription's queue per partition, once per instance (declaring is idempotent). */
+  async #declareSubscription(state: TopicState, subscription: string): Promise<void> {
+    if (state.declared.has(subscription)) return;
+    state.declared.add(subscription);
+    for (let partition = 0; partition < state.partitions; partition++) {
+      const name = `${state.exchange}.${safeName(subscription)}.${partition}`;
+      await this.#declareQueue(state, name, partition);
+    }
   }
 
   async #declareQueue(state: TopicState, queue: string, partition: number): Promise<void> {

@@ -30,6 +30,7 @@ import { createClient, RESP_TYPES } from "redis";
 import type {
   BenchConsumer,
   BenchProducer,
+  BrokerProcess,
   Driver,
   DriverConfig,
   DriverFactory,
@@ -43,11 +44,13 @@ import {
   errorMessage,
   optionInt,
   optionString,
+  packageVersion,
   peerPort,
   PartitionPicker,
   PEERS_HINT,
   safeName,
   uniqueId,
+  urlAddress,
   withTimeout,
 } from "./peers/common.ts";
 
@@ -99,7 +102,8 @@ interface RedisConnection {
 /** Replies with bulk strings as Buffers (payloads are bytes, not text). */
 const BUFFER_REPLIES = { typeMapping: { [RESP_TYPES.BLOB_STRING]: Buffer } };
 
-type TopicState = { keys: string[] };
+/** `owned`: created here and deleted by close(); false when attached to in a worker. */
+type TopicState = { keys: string[]; owned: boolean };
 
 class RedisDriver implements Driver {
   readonly name = "redis";
@@ -137,7 +141,9 @@ class RedisDriver implements Driver {
       blockMs: options.blockMs,
       acks: "one XACK per key per read batch, after the callbacks",
       trimming: "none during a run",
-      connections: "one per producer and per consumer",
+      clientLibrary: `redis (node-redis) ${packageVersion("redis")}`,
+      batching: "none: one XADD per message; commands of one event-loop turn are pipelined",
+      connections: "one per producer and per consumer, made in the load workers",
       delivery: "at-least-once",
     };
   }
@@ -175,11 +181,34 @@ class RedisDriver implements Driver {
     if (!Number.isInteger(partitions) || partitions < 1) {
       throw new RangeError(`Partition count ${partitions} is not a positive integer`);
     }
-    const prefix = `sluice:${safeName(topic)}`;
-    const keys = Array.from({ length: partitions }, (_, index) => `${prefix}:${index}`);
+    const keys = topicKeys(topic, partitions);
     // A topic starts empty even if an earlier run died before its cleanup.
     await this.#adminConnection().sendCommand(["DEL", ...keys]);
-    this.#topics.set(topic, { keys });
+    this.#topics.set(topic, { keys, owned: true });
+  }
+
+  async attachTopic(topic: string, partitions: number): Promise<void> {
+    this.#topics.set(topic, { keys: topicKeys(topic, partitions), owned: false });
+  }
+
+  async createSubscription(topic: string, subscription: string): Promise<void> {
+    await this.#createGroup(this.#topic(topic).keys, safeName(subscription));
+  }
+
+  brokerProcess(): BrokerProcess {
+    const { host, port } = urlAddress(this.#options.url, 6379);
+    return { kind: "address", host, port, what: `redis-server ${this.#serverVersion}` };
+  }
+
+  /** Creates consumer group `group` at `$` on every key; one that exists already is fine. */
+  async #createGroup(keys: string[], group: string): Promise<void> {
+    const admin = this.#adminConnection();
+    for (const key of keys) {
+      await admin.sendCommand(["XGROUP", "CREATE", key, group, "$", "MKSTREAM"]).catch((error) => {
+        // Another consumer of the subscription created the group already.
+        if (!errorMessage(error).startsWith("BUSYGROUP")) throw error;
+      });
+    }
   }
 
   async createProducer(topic: string): Promise<BenchProducer> {
@@ -204,13 +233,7 @@ class RedisDriver implements Driver {
   ): Promise<BenchConsumer> {
     const { keys } = this.#topic(topic);
     const group = safeName(subscription);
-    const admin = this.#adminConnection();
-    for (const key of keys) {
-      await admin.sendCommand(["XGROUP", "CREATE", key, group, "$", "MKSTREAM"]).catch((error) => {
-        // Another consumer of the subscription created the group already.
-        if (!errorMessage(error).startsWith("BUSYGROUP")) throw error;
-      });
-    }
+    await this.#createGroup(keys, group);
     const connection = await this.#connect();
     const reader = new GroupReader(connection, { keys, group, onMessage, ...this.#options });
     let failure: unknown = null;
@@ -238,7 +261,9 @@ class RedisDriver implements Driver {
   async close(): Promise<void> {
     for (const connection of [...this.#connections]) await this.#closeConnection(connection);
     if (this.#admin !== null) {
-      for (const topic of [...this.#topics.keys()]) await this.deleteTopic(topic);
+      for (const [topic, state] of [...this.#topics]) {
+        if (state.owned) await this.deleteTopic(topic);
+      }
     }
     const admin = this.#admin;
     this.#admin = null;
@@ -370,6 +395,12 @@ async function readAofSettings(admin: RedisConnection): Promise<string> {
 /** The URL with its password replaced, for settings and error messages. */
 function redactUrl(url: string): string {
   return url.replace(/\/\/([^:/@]*):([^@]*)@/, "//$1:***@");
+}
+
+/** The stream key of each partition of a topic. */
+function topicKeys(topic: string, partitions: number): string[] {
+  const prefix = `sluice:${safeName(topic)}`;
+  return Array.from({ length: partitions }, (_, index) => `${prefix}:${index}`);
 }
 
 /** A Redis Streams driver; see the file header for the layout, acks and durability. */

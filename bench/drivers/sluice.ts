@@ -5,7 +5,9 @@
 //
 // A producer is one client Producer; a subscription is a consumer group, so the consumers of
 // one subscription share the topic's partitions (broker-side assignment) and each
-// subscription reads the topic from its start.
+// subscription reads the topic from its start. With worker processes, the coordinator's
+// instance starts the server and creates topics; each worker's instance connects to it
+// (workerOptions gives the address) and makes its own clients.
 //
 // Options (`--driver-options key=value,...`, or `sluice.key=value` for this driver only):
 //   url=host:port             a running server (what --sluice-url sets)
@@ -25,10 +27,13 @@ import {
   type ProducerOptions,
 } from "../../protocol/client/mod.ts";
 import { SluiceServer } from "../../protocol/server/mod.ts";
+import packageJson from "../../package.json" with { type: "json" };
 import { brokerScript, type Child, startChild } from "../tcp/processes.ts";
 import {
   type BenchConsumer,
   type BenchProducer,
+  type BrokerProcess,
+  type ConsumerPlacement,
   type Driver,
   type DriverConfig,
   type DriverFactory,
@@ -153,7 +158,10 @@ export class SluiceTcpDriver implements Driver {
     const serverFsync = started ? describeFsync(LOG_CONFIG_DEFAULTS.fsync) : "unknown";
     return {
       server,
+      clientLibrary: `sluice ${packageJson.version} protocol/client (this repository)`,
       client: "protocol/client Producer and Consumer, one TCP connection each",
+      connections: "one per producer and per consumer, made in the load workers",
+      batching: `per partition, lingerMs ${this.#settings.lingerMs}, up to batchBytes`,
       acks: String(this.#settings.acks),
       fsync:
         this.#settings.fsync === undefined
@@ -189,6 +197,27 @@ export class SluiceTcpDriver implements Driver {
     return this.#admin;
   }
 
+  workerOptions(): Record<string, string> {
+    const { server: _server, ...options } = this.#config.options;
+    return { ...options, url: `${this.#client.host}:${this.#client.port}` };
+  }
+
+  brokerProcess(): BrokerProcess | undefined {
+    if (this.#child?.process.pid !== undefined) {
+      return { kind: "pid", pid: this.#child.process.pid, what: "`sluice serve`" };
+    }
+    if (this.#server !== undefined) {
+      return { kind: "pid", pid: process.pid, what: "sluice server in the coordinator process" };
+    }
+    const { host, port } = this.#client;
+    if (host === undefined || port === undefined) return undefined;
+    return { kind: "address", host, port, what: "sluice server" };
+  }
+
+  async attachTopic(topic: string, partitions: number): Promise<void> {
+    this.#partitions.set(topic, partitions);
+  }
+
   async createTopic(topic: string, partitions: number): Promise<void> {
     const fsync = this.#settings.fsync;
     await this.#adminOrThrow().createTopics([
@@ -211,6 +240,7 @@ export class SluiceTcpDriver implements Driver {
     topic: string,
     subscription: string,
     onMessage: MessageCallback,
+    placement?: ConsumerPlacement,
   ): Promise<BenchConsumer> {
     const consumer = new Consumer({
       ...this.#client,
@@ -222,8 +252,10 @@ export class SluiceTcpDriver implements Driver {
     const key = `${topic}\u0000${subscription}`;
     const members = (this.#members.get(key) ?? 0) + 1;
     this.#members.set(key, members);
-    // A consumer beyond the partition count legitimately gets none.
-    if (members <= (this.#partitions.get(topic) ?? 1)) await wrapped.assigned(ASSIGNMENT_WAIT_MS);
+    // A consumer beyond the partition count legitimately gets none. Its place among the
+    // subscription's consumers of every worker says which it is; alone, the count here does.
+    const place = placement === undefined ? members : placement.memberIndex + 1;
+    if (place <= (this.#partitions.get(topic) ?? 1)) await wrapped.assigned(ASSIGNMENT_WAIT_MS);
     return wrapped;
   }
 

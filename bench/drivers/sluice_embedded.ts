@@ -1,7 +1,10 @@
-// sluice-embedded: the storage engine in the harness's own process, no network. The producer
-// batches records per partition (RecordBatch v2 via encodeRecordBatch) for up to lingerMs or
-// batchBytes, then appends; consumers read the partition logs directly. This is the ceiling
-// the broker can reach: what the engine does, without protocol, sockets or a second process.
+// sluice-embedded: the storage engine in the process that runs the driver, no network: with
+// worker processes, inside the one load worker that runs the whole workload (topics,
+// producers, consumers), so its CPU is the worker's (client CPU; broker CPU is not measured
+// apart). The producer batches records per partition (RecordBatch v2 via encodeRecordBatch)
+// for up to lingerMs or batchBytes, then appends; consumers read the partition logs directly.
+// This is the ceiling the broker can reach: what the engine does, without protocol, sockets
+// or a second process.
 //
 // Subscriptions: each reads every partition of its topic from the start; the consumers of one
 // subscription split the partitions round-robin (consumer i of n reads partitions p with
@@ -23,10 +26,12 @@ import {
   LOG_CONFIG_DEFAULTS,
   type RecordInput,
 } from "../../engine/mod.ts";
-import { DefaultPartitioner } from "../../protocol/client/partitioner.ts";
+import { DefaultPartitioner } from "../../protocol/client/mod.ts";
+import packageJson from "../../package.json" with { type: "json" };
 import type {
   BenchConsumer,
   BenchProducer,
+  BrokerProcess,
   Driver,
   DriverConfig,
   DriverFactory,
@@ -84,7 +89,9 @@ export class SluiceEmbeddedDriver implements Driver {
 
   settings(): DriverSettings {
     return {
-      process: "engine in the harness process (its CPU counts as the harness's)",
+      process: "engine in the load worker's process (its CPU is the client CPU)",
+      clientLibrary: `sluice ${packageJson.version} engine/mod.ts (this repository), no client`,
+      connections: "none: Engine.append and Engine.read calls",
       dataDir: join(this.#config.workDir, "data"),
       fsync: describeFsync(this.#settings.fsync),
       lingerMs: this.#settings.lingerMs,
@@ -100,6 +107,10 @@ export class SluiceEmbeddedDriver implements Driver {
     if (fsync === "always") return "fsynced to disk before the append is acknowledged";
     const when = fsync === "never" ? "when the OS writes back" : `every ${fsync.intervalMs} ms`;
     return `in the OS page cache when acknowledged; fsynced ${when} (power loss can lose that)`;
+  }
+
+  brokerProcess(): BrokerProcess {
+    return { kind: "in-process", what: "the sluice engine runs inside the load worker" };
   }
 
   async createTopic(topic: string, partitions: number): Promise<void> {

@@ -14,6 +14,7 @@ import {
   UNIQUE_KEYS,
   writeStamp,
 } from "../../bench/payload.ts";
+import { LoadStats } from "../../bench/load_stats.ts";
 import {
   BYTES_PER_MB,
   cpuPercent,
@@ -105,50 +106,78 @@ describe("rates", () => {
     assert.equal(cpuPercent(2_000_000, 1000), 200);
   });
 
-  test("a sample turns an interval's counts into rates, backlog and percentiles", () => {
+  test("a sample merges the workers' reports into rates, backlog, lag and percentiles", () => {
+    const producing = new LoadStats();
+    const consuming = new LoadStats();
+    for (let i = 0; i < 300; i++) {
+      producing.recordSend(0.1);
+      producing.recordAck(2, 1000);
+    }
+    for (let i = 0; i < 500; i++) consuming.recordReceive(3, 1000);
+    producing.recordError(new Error("boom"));
+    producing.recordError(new Error("boom"));
     const stats = new RunStats(2);
     stats.setPhase("measure");
-    for (let i = 0; i < 300; i++) {
-      stats.recordSend(0.1);
-      stats.recordAck(2, 1000);
-    }
-    for (let i = 0; i < 500; i++) stats.recordReceive(3, 1000);
-    stats.recordError(new Error("boom"));
-    stats.recordError(new Error("boom"));
+    stats.ingest(0, producing.report({ scheduled: 340, cpuMicros: 200_000, rssBytes: 10 }));
+    stats.ingest(1, consuming.report({ scheduled: 0, cpuMicros: 50_000, rssBytes: 20 }));
     const sample = stats.sample({
       elapsedMs: 1500,
       durationMs: 500,
-      cpuMicros: 250_000,
       targetRate: 600,
+      brokerCpuPercent: 12,
     });
     assert.equal(sample.publishRate, 600);
     assert.equal(sample.consumeRate, 1000);
     assert.equal(sample.publishMBps, (300 * 1000 * 2) / BYTES_PER_MB);
     assert.equal(sample.publishErrorRate, 4);
     assert.equal(sample.backlog, 300 * 2 - 500, "acknowledged × subscriptions − received");
-    assert.equal(sample.cpuPercent, 50);
+    assert.equal(sample.scheduleLag, 340 - 300 - 2, "scheduled − acknowledged − failed");
+    assert.equal(sample.cpuPercent, 50, "every worker's CPU over the sample");
+    assert.equal(sample.brokerCpuPercent, 12);
     near(sample.publishLatency.p99Ms, 2, "publish p99");
     near(sample.endToEndLatency.p50Ms, 3, "e2e p50");
     assert.deepEqual(stats.errorSamples, ["boom"], "distinct messages kept once");
     assert.equal(stats.inFlight, 300 - 300 - 2);
+    assert.equal(stats.rssBytesMax, 20);
     assert.deepEqual(stats.measured, {
       published: 300,
       publishedBytes: 300_000,
       consumed: 500,
       consumedBytes: 500_000,
     });
+    // A worker's next report replaces its counters (they are cumulative).
+    producing.recordAck(2, 1000);
+    stats.ingest(0, producing.report({ scheduled: 341, cpuMicros: 300_000, rssBytes: 10 }));
+    const next = stats.sample({
+      elapsedMs: 2500,
+      durationMs: 1000,
+      targetRate: 600,
+      brokerCpuPercent: null,
+    });
+    assert.equal(next.publishRate, 1);
+    assert.equal(stats.acked, 301);
+    assert.equal(next.cpuPercent, 10);
   });
 
   test("warm-up samples are left out of the totals", () => {
+    const worker = new LoadStats();
     const stats = new RunStats(1);
-    stats.recordAck(1, 10);
-    stats.sample({ elapsedMs: 1000, durationMs: 1000, cpuMicros: 0, targetRate: 1 });
+    const timing = { durationMs: 1000, targetRate: 1, brokerCpuPercent: null };
+    worker.recordAck(1, 10);
+    stats.ingest(0, worker.report({ scheduled: 1, cpuMicros: 0, rssBytes: 0 }));
+    stats.sample({ elapsedMs: 1000, ...timing });
     assert.equal(stats.publish.total.count, 0);
     assert.equal(stats.measured.published, 0);
     stats.setPhase("drain");
-    stats.recordAck(1, 10);
-    stats.sample({ elapsedMs: 2000, durationMs: 1000, cpuMicros: 0, targetRate: 1 });
+    worker.recordAck(1, 10);
+    stats.ingest(0, worker.report({ scheduled: 2, cpuMicros: 0, rssBytes: 0 }));
+    stats.sample({ elapsedMs: 2000, ...timing });
     assert.equal(stats.publish.total.count, 1, "the drain counts");
+    assert.equal(
+      stats.publishMeasured.count,
+      0,
+      "the sustained test's p99 is the measured phase's",
+    );
     assert.equal(stats.acked, 2, "run totals keep everything");
   });
 });

@@ -65,14 +65,7 @@ const workload = validateWorkload(
 async function run(driver: Driver, drainIdleMs = 10_000): Promise<BenchResult> {
   using dir = tempDir();
   const outcome = await runWorkload(driver, workload, { progress: () => {}, drainIdleMs });
-  return buildResult({
-    driverName: driver.name,
-    settings: driver.settings(),
-    durability: driver.durability(),
-    workload,
-    outcome,
-    dataDir: dir.path,
-  });
+  return buildResult({ driverName: driver.name, workload, outcome, dataDir: dir.path });
 }
 
 describe("results and report", () => {

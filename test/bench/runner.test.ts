@@ -76,9 +76,23 @@ describe("benchmark runs", () => {
       assert.ok(result.aggregatedEndToEndLatency50pct > 0);
       assert.ok(result.aggregatedPublishLatencyMax >= result.aggregatedPublishLatency99pct);
       assert.ok(result.clientCpu.percentOfOneCore > 0);
+      assert.equal(result.clientCpuPercent, result.clientCpu.percentOfOneCore);
+      assert.equal(typeof result.sustained, "boolean");
       assert.match(result.durability, /acknowledged/);
       assert.equal(typeof result.settings.lingerMs, "number");
+      assert.equal(result.failure, null);
     }
+    const embedded = JSON.parse(fs.readFileSync(join(out, "sluice-embedded.json"), "utf8"));
+    assert.equal(embedded.workers, 1, "the embedded engine runs in its one worker");
+    assert.equal(embedded.brokerCpuPercent, null, "its CPU is the worker's");
+    assert.match(embedded.brokerCpu.note, /inside the load worker/);
+    const tcp = JSON.parse(fs.readFileSync(join(out, "sluice.json"), "utf8"));
+    assert.equal(tcp.workers, 2, "producers in one worker process, consumers in another");
+    assert.ok(tcp.brokerCpuPercent > 0, "the server's CPU, from /proc");
+    assert.ok(tcp.msgsPerBrokerCoreSecond > 0);
+    assert.ok(tcp.otherCpuPercent === null || tcp.otherCpuPercent >= 0);
+    assert.equal(tcp.workerProcesses.length, 2);
+    assert.ok(tcp.workerProcesses.every((w: { cpuPercent: number }) => w.cpuPercent > 0));
     const html = fs.readFileSync(join(out, "report.html"), "utf8");
     assert.equal(html.match(/<svg /g)?.length, 4);
     const limits = JSON.parse(fs.readFileSync(join(out, "limits.json"), "utf8"));
@@ -87,8 +101,8 @@ describe("benchmark runs", () => {
     assert.match(log.join("\n"), /^machine limits: disk write \+ fdatasync [\d.]+ MB\/s/m);
     assert.ok(progress.some((line) => /^sluice-embedded +warmup +1\/3 s +pub/.test(line)));
     const table = log.join("\n");
-    assert.match(table, /^driver +msg\/s +MB\/s +pub p50/m);
-    assert.match(table, /^sluice-embedded +[\d,]+ +[\d.]+ .* ok /m);
+    assert.match(table, /^driver +msg\/s +MB\/s +sustained +pub p50/m);
+    assert.match(table, /^sluice-embedded +[\d,]+ +[\d.]+ +(yes|NOT SUSTAINED) .* ok /m);
   });
 
   test("a driver whose server is not there is skipped with its hint", async () => {

@@ -3,6 +3,8 @@
 // and viewing payloads as Buffers without copying.
 
 import { Buffer } from "node:buffer";
+import fs from "node:fs";
+import { dirname, join } from "node:path";
 import process from "node:process";
 
 /** How long `initialize()` waits for a peer to accept a connection before calling it absent. */
@@ -148,4 +150,40 @@ let uniqueCounter = 0;
 export function uniqueId(prefix: string): string {
   uniqueCounter += 1;
   return `${prefix}-${process.pid}-${uniqueCounter}`;
+}
+
+/**
+ * The installed version of an npm package (its package.json, found in node_modules from this
+ * folder upwards), or "unknown". Printed with each driver's settings: a comparison names the
+ * client library and version it ran.
+ */
+export function packageVersion(name: string): string {
+  let dir = import.meta.dirname;
+  for (;;) {
+    const file = join(dir, "node_modules", name, "package.json");
+    if (fs.existsSync(file)) {
+      try {
+        const version = (JSON.parse(fs.readFileSync(file, "utf8")) as { version?: unknown })
+          .version;
+        return typeof version === "string" ? version : "unknown";
+      } catch {
+        return "unknown";
+      }
+    }
+    const parent = dirname(dir);
+    if (parent === dir) return "unknown";
+    dir = parent;
+  }
+}
+
+/** host and port of a URL such as amqp://user:pass@host:5672/vhost (default port if none). */
+export function urlAddress(url: string, defaultPort: number): { host: string; port: number } {
+  try {
+    const parsed = new URL(url);
+    const host = parsed.hostname.replace(/^\[|\]$/g, "");
+    const port = parsed.port === "" ? defaultPort : Number(parsed.port);
+    return { host, port };
+  } catch {
+    return { host: "unknown", port: defaultPort };
+  }
 }

@@ -1,0 +1,122 @@
+// What one load worker records: its producers' sends and acknowledgements and its consumers'
+// receipts. Counters are cumulative over the worker's life; the latency histograms hold what
+// arrived since the last report. The coordinator asks every worker for a report once a second
+// (and more often while draining) and merges them exactly in RunStats (./stats.ts):
+//
+//   worker: send ──► recordSend ─ ack ─► recordAck        consumer ──► recordReceive
+//           report() ──► WorkerReport { cumulative counters, interval histograms, CPU }
+//                                   │ (over a socket, or in-process)
+//   coordinator: RunStats.ingest(reports of every worker) ──► sample() once a second
+
+import { type EncodedHistogram, LatencyHistogram } from "./histogram.ts";
+
+/** Distinct error messages a worker keeps for the result file. */
+export const ERROR_SAMPLES_MAX = 10;
+
+/** A worker's cumulative counters. */
+export type WorkerCounters = {
+  /** Sends handed to a producer (acknowledged, failed or in flight). */
+  dispatched: number;
+  acked: number;
+  ackedBytes: number;
+  /** Failed sends. */
+  errors: number;
+  received: number;
+  receivedBytes: number;
+  /**
+   * Messages due by the producers' schedules so far (sent or not). Due messages a rate change
+   * dropped unsent are not counted, so scheduled − acked − errors is the schedule lag: due and
+   * not yet acknowledged.
+   */
+  scheduled: number;
+};
+
+/** One report of one worker: see the file header. */
+export type WorkerReport = {
+  counters: WorkerCounters;
+  /** Publish latency from the intended send time, since the last report. */
+  publish: EncodedHistogram;
+  /** How late sends left against their intended times, since the last report. */
+  publishDelay: EncodedHistogram;
+  /** From the stamp in the payload to the consumer's callback, since the last report. */
+  endToEnd: EncodedHistogram;
+  /** The worker process's CPU time (user + system, every thread), cumulative, µs. */
+  cpuMicros: number;
+  rssBytes: number;
+  errorSamples: string[];
+};
+
+/** What the load generator needs to record its sends. */
+export interface SendRecorder {
+  recordSend(delayMs: number): void;
+  recordAck(latencyMs: number, bytes: number): void;
+  recordError(error: unknown): void;
+}
+
+export function zeroCounters(): WorkerCounters {
+  return {
+    dispatched: 0,
+    acked: 0,
+    ackedBytes: 0,
+    errors: 0,
+    received: 0,
+    receivedBytes: 0,
+    scheduled: 0,
+  };
+}
+
+export class LoadStats implements SendRecorder {
+  readonly counters: WorkerCounters = zeroCounters();
+  readonly errorSamples: string[] = [];
+  readonly publish = new LatencyHistogram();
+  readonly publishDelay = new LatencyHistogram();
+  readonly endToEnd = new LatencyHistogram();
+
+  get inFlight(): number {
+    const { dispatched, acked, errors } = this.counters;
+    return dispatched - acked - errors;
+  }
+
+  recordSend(delayMs: number): void {
+    this.counters.dispatched++;
+    this.publishDelay.recordMs(delayMs);
+  }
+
+  recordAck(latencyMs: number, bytes: number): void {
+    this.counters.acked++;
+    this.counters.ackedBytes += bytes;
+    this.publish.recordMs(latencyMs);
+  }
+
+  recordError(error: unknown): void {
+    this.counters.errors++;
+    const message = error instanceof Error ? error.message : String(error);
+    if (this.errorSamples.length < ERROR_SAMPLES_MAX && !this.errorSamples.includes(message)) {
+      this.errorSamples.push(message);
+    }
+  }
+
+  recordReceive(latencyMs: number, bytes: number): void {
+    this.counters.received++;
+    this.counters.receivedBytes += bytes;
+    this.endToEnd.recordMs(latencyMs);
+  }
+
+  /** The counters and the histograms since the last report (which are then reset). */
+  report(process: { scheduled: number; cpuMicros: number; rssBytes: number }): WorkerReport {
+    this.counters.scheduled = process.scheduled;
+    const report: WorkerReport = {
+      counters: { ...this.counters },
+      publish: this.publish.encode(),
+      publishDelay: this.publishDelay.encode(),
+      endToEnd: this.endToEnd.encode(),
+      cpuMicros: process.cpuMicros,
+      rssBytes: process.rssBytes,
+      errorSamples: [...this.errorSamples],
+    };
+    this.publish.reset();
+    this.publishDelay.reset();
+    this.endToEnd.reset();
+    return report;
+  }
+}

@@ -1,0 +1,316 @@
+// The sustained-rate test (bench/sustain.ts) and the max-rate search built on it
+// (bench/rate_control.ts), against synthetic systems: one whose latency climbs at a rate it
+// still "publishes" (the case the old one-second test let through), one that is flat, and one
+// with a capacity the search must find inside the warm-up.
+
+import assert from "node:assert/strict";
+import { describe, test } from "node:test";
+import {
+  CONFIRM_SECONDS_MIN,
+  PRE_MEASURE_SECONDS,
+  RATE_SEARCH_PRECISION,
+  RateSearch,
+} from "../../bench/rate_control.ts";
+import { LatencyHistogram } from "../../bench/histogram.ts";
+import { judgeWindow, robustSlope, slope, type WindowSample } from "../../bench/sustain.ts";
+import { mulberry32 } from "../helpers.ts";
+
+const OPTIONS = { subscriptions: 1, publishP99MsMax: 100 };
+
+/** n one-second samples at `rate`; `shape` gives each second's lag, p99 and backlog. */
+function window(
+  n: number,
+  rate: number,
+  shape: (second: number) => { lag: number; p99Ms: number; backlog: number; published?: number },
+): WindowSample[] {
+  return Array.from({ length: n }, (_, second) => {
+    const { lag, p99Ms, backlog, published } = shape(second);
+    const publishRate = published ?? rate;
+    return {
+      elapsedMs: (second + 1) * 1000,
+      targetRate: rate,
+      publishRate,
+      consumeRate: publishRate,
+      backlog,
+      scheduleLag: lag,
+      publishLatency: { p99Ms },
+    };
+  });
+}
+
+describe("the sustained test", () => {
+  test("slope is the least-squares fit", () => {
+    assert.equal(slope([]), 0);
+    assert.equal(slope([[1, 5]]), 0);
+    assert.equal(
+      slope([
+        [0, 1],
+        [1, 3],
+        [2, 5],
+      ]),
+      2,
+    );
+    assert.ok(
+      Math.abs(
+        slope([
+          [0, 0],
+          [1, 1],
+          [2, 0],
+          [3, 1],
+        ]) - 0.2,
+      ) < 1e-12,
+    );
+  });
+
+  test("the robust slope sees a climb, not a spike", () => {
+    const flatWithSpikes = Array.from(
+      { length: 30 },
+      (_, s) => [s, s === 20 || s === 27 ? 600 : 20] as const,
+    );
+    assert.equal(robustSlope(flatWithSpikes), 0);
+    assert.ok(slope(flatWithSpikes) * 30 > 100, "least squares would call two spikes a climb");
+    const climb = Array.from({ length: 30 }, (_, s) => [s, 20 + 3 * s] as const);
+    assert.equal(robustSlope(climb), 3);
+    assert.equal(robustSlope([[1, 1]]), 0);
+  });
+
+  test("a rate whose latency climbs from 100 ms to 2.7 s is rejected, though it publishes", () => {
+    // The December 2026 failure: 174,481 msg/s "held", p99 climbing 100 ms → 2.7 s over 30 s
+    // while the producers still published ≥ 95% of the rate each second.
+    const rate = 174_481;
+    const climbing = window(30, rate, (s) => ({
+      lag: rate * (0.1 + (2.6 * s) / 29),
+      p99Ms: 100 + (2600 * s) / 29,
+      backlog: 5_000,
+      published: rate * 0.97,
+    }));
+    const verdict = judgeWindow(climbing, OPTIONS);
+    assert.equal(verdict.sustained, false);
+    const reasons = verdict.reasons.join("; ");
+    assert.match(reasons, /producers fell \d+ ms behind their schedule in 30 s/);
+    assert.match(reasons, /publish p99 rose \d+ ms in 30 s/);
+    assert.ok(verdict.lagGrowthSeconds > 2.5, `lag grew ${verdict.lagGrowthSeconds} s`);
+    // Its first three seconds already fail: the search sees the climb before the bound.
+    const early = judgeWindow(
+      climbing.slice(0, 3).map((s) => ({ ...s, publishLatency: { p99Ms: 40 } })),
+      OPTIONS,
+    );
+    assert.equal(early.sustained, false, early.reasons.join("; "));
+    assert.match(early.reasons.join("; "), /behind their schedule in 3 s/);
+  });
+
+  test("a slow climb that never crosses the bound is still a climb", () => {
+    const verdict = judgeWindow(
+      window(30, 50_000, (s) => ({ lag: 500, p99Ms: 10 + (70 * s) / 29, backlog: 100 })),
+      OPTIONS,
+    );
+    assert.equal(verdict.sustained, false);
+    assert.match(verdict.reasons.join("; "), /publish p99 rose 7\d ms in 30 s/);
+  });
+
+  test("a flat rate with noise is sustained", () => {
+    const random = mulberry32(0x5eed);
+    const noise = (amplitude: number) => (random() - 0.5) * 2 * amplitude;
+    const rate = 150_000;
+    const verdict = judgeWindow(
+      window(30, rate, () => ({
+        lag: 1_500 + noise(800),
+        p99Ms: 25 + noise(15),
+        backlog: 3_000 + noise(2_500),
+        published: rate + noise(3_000),
+      })),
+      OPTIONS,
+    );
+    assert.equal(verdict.sustained, true, verdict.reasons.join("; "));
+    assert.ok(Math.abs(verdict.lagGrowthSeconds) < 0.01);
+  });
+
+  test("each failing rule names itself", () => {
+    const verdict = judgeWindow(
+      window(3, 1000, (s) => ({
+        lag: 10,
+        p99Ms: 250,
+        backlog: 1000 + 500 * s,
+        published: 500,
+      })).map((s) => ({ ...s, consumeRate: 100 })),
+      OPTIONS,
+    );
+    const reasons = verdict.reasons.join("; ");
+    assert.match(reasons, /published 500 of 1000 msg\/s/);
+    assert.match(reasons, /consumed 100 msg\/s/);
+    assert.match(reasons, /publish p99 250\.0 ms > 100 ms/);
+    assert.match(reasons, /backlog grew 1\.50 s of messages in 3 s/);
+    assert.match(reasons, /backlog averaged 1\.50 s of messages/);
+    assert.equal(
+      judgeWindow(
+        window(1, 1000, () => ({ lag: 5, p99Ms: 3, backlog: 0 })),
+        OPTIONS,
+      ).sustained,
+      true,
+    );
+    assert.throws(() => judgeWindow([], OPTIONS), /at least one sample/);
+  });
+
+  test("a window's p99 is merged from its seconds' histograms when they are given", () => {
+    // Two seconds: one of 99 fast and one slow message, one of 100 fast messages. Each second
+    // alone has its slow tail; the window as a whole has a fast p99.
+    const seconds = [new LatencyHistogram(), new LatencyHistogram()];
+    for (let i = 0; i < 99; i++) seconds[0]!.recordMs(2);
+    seconds[0]!.recordMs(500);
+    for (let i = 0; i < 100; i++) seconds[1]!.recordMs(2);
+    const flat = window(2, 1000, (s) => ({ lag: 5, p99Ms: s === 0 ? 500 : 2, backlog: 0 }));
+    assert.equal(judgeWindow(flat, OPTIONS).publishP99Ms, 500, "the highest second's p99");
+    const merged = flat.map((s, i) => ({ ...s, publishHistogram: seconds[i]! }));
+    const verdict = judgeWindow(merged, OPTIONS);
+    assert.ok(Math.abs(verdict.publishP99Ms - 2) < 0.01, `merged p99 ${verdict.publishP99Ms}`);
+    assert.equal(verdict.sustained, true);
+  });
+
+  test("the measured phase's exact p99 is used when given", () => {
+    const flat = window(5, 1000, () => ({ lag: 5, p99Ms: 3, backlog: 0 }));
+    const verdict = judgeWindow(flat, { ...OPTIONS, windowP99Ms: 101 });
+    assert.deepEqual(verdict.reasons, ["publish p99 101.0 ms > 100 ms"]);
+  });
+});
+
+/**
+ * A system that sustains `capacity` msg/s. Above it the producers publish `capacity`, fall
+ * behind by the difference every second, and latency grows with the lag (Little's law).
+ */
+class SyntheticSystem {
+  #lag = 0;
+  #seconds = 0;
+  readonly capacity: (second: number) => number;
+
+  constructor(capacity: number | ((second: number) => number)) {
+    this.capacity = typeof capacity === "number" ? () => capacity : capacity;
+  }
+
+  second(rate: number): WindowSample {
+    this.#seconds++;
+    const capacity = this.capacity(this.#seconds);
+    const published = Math.min(rate, capacity);
+    const base = rate * 0.005;
+    this.#lag = Math.max(base, this.#lag + rate - published - (rate <= capacity ? this.#lag : 0));
+    return {
+      elapsedMs: this.#seconds * 1000,
+      targetRate: rate,
+      publishRate: published,
+      consumeRate: published,
+      backlog: published * 0.01,
+      scheduleLag: this.#lag,
+      publishLatency: { p99Ms: 5 + (this.#lag / published) * 1000 },
+    };
+  }
+}
+
+/**
+ * Runs a search through `warmupSeconds` of a system; returns the search, the rate held, and
+ * the rates of the last seconds (which must not change before the measured phase).
+ */
+function search(system: SyntheticSystem, warmupSeconds: number) {
+  const rateSearch = new RateSearch({
+    messageSize: 1024,
+    subscriptions: 1,
+    warmupSeconds,
+    publishP99MsMax: 100,
+  });
+  let rate = rateSearch.rate;
+  const rates: number[] = [];
+  for (let second = 0; second < warmupSeconds; second++) {
+    rate = rateSearch.observe(system.second(rate));
+    rates.push(rate);
+  }
+  const held = rateSearch.finish();
+  return { rateSearch, held, lastRates: rates.slice(-PRE_MEASURE_SECONDS) };
+}
+
+describe("max-rate search", () => {
+  test("it finds the capacity inside a 20 s warm-up, then confirms it", () => {
+    for (const capacity of [7_700, 37_000, 150_000, 174_000]) {
+      const { rateSearch, held } = search(new SyntheticSystem(capacity), 20);
+      assert.ok(held <= capacity, `capacity ${capacity}: held ${held}`);
+      assert.ok(held * 1.4 >= capacity, `capacity ${capacity}: held only ${held}`);
+      const last = rateSearch.steps.at(-1)!;
+      assert.equal(last.state, "confirm");
+      assert.equal(last.verdict.sustained, true, last.verdict.reasons.join("; "));
+      const judged = CONFIRM_SECONDS_MIN - PRE_MEASURE_SECONDS - 1;
+      assert.ok(last.verdict.samples >= judged, `${last.verdict.samples}`);
+      const searched = rateSearch.steps
+        .filter((step) => step.state !== "confirm")
+        .every((step) => step.startSecond < 20 - CONFIRM_SECONDS_MIN);
+      assert.ok(searched, "every search step starts before the confirm window");
+    }
+  });
+
+  test("a 30 s warm-up gets within the search's precision", () => {
+    for (const capacity of [12_345, 150_000]) {
+      const { held } = search(new SyntheticSystem(capacity), 30);
+      assert.ok(held <= capacity && held * RATE_SEARCH_PRECISION ** 2 >= capacity, `${held}`);
+    }
+  });
+
+  test("it starts lower for large messages and halves below its first rate", () => {
+    const rateSearch = new RateSearch({
+      messageSize: 1_000_000,
+      subscriptions: 1,
+      warmupSeconds: 30,
+      publishP99MsMax: 100,
+    });
+    assert.equal(rateSearch.rate, 10, "10 MB/s of 1 MB messages");
+    const system = new SyntheticSystem(3);
+    let rate = rateSearch.rate;
+    for (let second = 0; second < 30; second++) rate = rateSearch.observe(system.second(rate));
+    const held = rateSearch.finish();
+    assert.ok(held <= 3 && held * 1.5 >= 3, `${held}`);
+  });
+
+  test("the measured rate is set before the last seconds of warm-up", () => {
+    for (const capacity of [9_000, 150_000]) {
+      const { held, lastRates } = search(new SyntheticSystem(capacity), 20);
+      assert.deepEqual(lastRates, [held, held], "no change in the pre-measure seconds");
+    }
+  });
+
+  test("a confirm failing early steps down and confirms the lower rate", () => {
+    // Capacity falls from 100k to 60k msg/s after 21 s, while the 30 s warm-up confirms.
+    const system = new SyntheticSystem((second) => (second <= 21 ? 100_000 : 60_000));
+    const { rateSearch, held, lastRates } = search(system, 30);
+    const confirms = rateSearch.steps.filter((step) => step.state === "confirm");
+    assert.equal(confirms.length, 2, confirms.map((c) => c.next).join(" | "));
+    assert.equal(confirms[0]!.verdict.sustained, false);
+    assert.match(confirms[0]!.next, /confirm failed: .*; confirming it$/);
+    assert.ok(confirms[1]!.rate < confirms[0]!.rate);
+    assert.match(confirms[1]!.next, /confirm failed: .*; no time to confirm it$/);
+    assert.ok(held < confirms[1]!.rate, `held ${held}`);
+    assert.deepEqual(lastRates, [held, held], "set before the pre-measure seconds");
+  });
+
+  test("a rate that fails its confirm is measured lower, and the step says so", () => {
+    // Capacity falls from 100k to 60k msg/s after 12 s (write-back starting, say).
+    const system = new SyntheticSystem((second) => (second <= 12 ? 100_000 : 60_000));
+    const { rateSearch, held } = search(system, 20);
+    const confirm = rateSearch.steps.at(-1)!;
+    assert.equal(confirm.state, "confirm");
+    assert.equal(confirm.verdict.sustained, false);
+    const sustainedBelow = rateSearch.steps
+      .filter((step) => step.verdict.sustained && step.rate < confirm.rate)
+      .map((step) => step.rate);
+    assert.equal(held, Math.max(...sustainedBelow), "the next rate that was sustained");
+    assert.match(confirm.next, /confirm failed: measure at \d+ msg\/s, the next rate sustained/);
+  });
+
+  test("a warm-up too short for a search confirms the first rate", () => {
+    const rateSearch = new RateSearch({
+      messageSize: 100,
+      subscriptions: 1,
+      warmupSeconds: 4,
+      publishP99MsMax: 100,
+    });
+    assert.equal(rateSearch.state, "confirm");
+    const system = new SyntheticSystem(1e6);
+    for (let second = 0; second < 4; second++) rateSearch.observe(system.second(10_000));
+    assert.equal(rateSearch.finish(), 10_000);
+    assert.equal(rateSearch.state, "hold");
+  });
+});
