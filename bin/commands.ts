@@ -78,7 +78,10 @@ async function serve(values: ParsedValues): Promise<number> {
   let stopping = false;
   await new Promise<void>((resolve) => {
     const stop = (signal: string) => {
-      if (stopping) return;
+      if (stopping) {
+        console.error(`sluice: ${signal} received again; still shutting down cleanly`);
+        return;
+      }
       stopping = true;
       console.error(`sluice: ${signal} received, shutting down`);
       resolve();

@@ -175,6 +175,24 @@ describe("server process", () => {
     // Enough partitions that the clean close (a checkpoint, a marker and an fsync each) takes
     // long enough for the second signal to arrive during it.
     await control(client, API.CreateTopics, { topics: [{ name: "orders", partitions: 64 }] });
+    // One record in every partition: a partition written to has a checkpoint, a marker and an
+    // fsync to write at close (an untouched one closes without a write, too fast to interrupt).
+    const partitions = Array.from({ length: 64 }, (_, partition) => ({
+      partition,
+      records: batchOf(partition, 1),
+    }));
+    const id = client.request(API.Produce, (w) =>
+      writeProduceRequest(w, {
+        acks: -1,
+        timeoutMs: 10_000,
+        topics: [{ topic: "orders", partitions }],
+      }),
+    );
+    const produced = readProduceResponse((await client.response(id)).reader);
+    assert.ok(
+      produced.topics[0]!.partitions.every((p) => p.errorCode === 0),
+      "all written",
+    );
     client.close();
     const exited = new Promise<number | null>((resolve) =>
       server.child.once("exit", (code) => resolve(code)),
