@@ -173,7 +173,10 @@ function driverSection(result: BenchResult, index: number): string {
           : `${result.workers} worker processes`) +
         `; coordinator ${cpu.coordinatorPercentOfOneCore.toFixed(0)}%`,
     ],
-    ["msg/s per core of broker CPU", result.msgsPerBrokerCoreSecond],
+    [
+      "msg/s per core of broker CPU",
+      result.msgsPerBrokerCoreSecond === null ? null : Math.round(result.msgsPerBrokerCoreSecond),
+    ],
     [
       "each load worker's CPU",
       result.workerProcesses
