@@ -173,7 +173,10 @@ function driverSection(result: BenchResult, index: number): string {
           : `${result.workers} worker processes`) +
         `; coordinator ${cpu.coordinatorPercentOfOneCore.toFixed(0)}%`,
     ],
-    ["msg/s per core of broker CPU", result.msgsPerBrokerCoreSecond],
+    [
+      "msg/s per core of broker CPU",
+      result.msgsPerBrokerCoreSecond === null ? null : Math.round(result.msgsPerBrokerCoreSecond),
+    ],
     [
       "each load worker's CPU",
       result.workerProcesses
@@ -335,12 +338,16 @@ export function loadResults(dir: string): BenchResult[] {
   return results;
 }
 
-/** Rebuilds DIR/report.html from DIR/*.json; returns its path. */
+/** Rebuilds DIR/report.html from DIR/*.json (and DIR/limits.json); returns its path. */
 export function writeReport(dir: string): string {
   const results = loadResults(dir);
   if (results.length === 0) throw new RangeError(`no result files (*.json) in ${dir}`);
   const path = join(dir, "report.html");
-  fs.writeFileSync(path, renderReport(results));
+  const limitsFile = join(dir, "limits.json");
+  const limits = fs.existsSync(limitsFile)
+    ? (JSON.parse(fs.readFileSync(limitsFile, "utf8")) as MachineLimits)
+    : undefined;
+  fs.writeFileSync(path, renderReport(results, limits));
   return path;
 }
 
