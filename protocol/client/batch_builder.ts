@@ -62,19 +62,8 @@ export function prepareRecord(
   input: { key?: BytesInput; value: BytesInput; headers?: HeadersInput; timestamp?: number },
   nowMs: number,
 ): PreparedRecord {
-  const timestamp = input.timestamp ?? nowMs;
-  if (!Number.isSafeInteger(timestamp)) {
-    throw new RangeError(`timestamp ${timestamp} is not a safe integer of milliseconds`);
-  }
-  const record: PreparedRecord = {
-    key: toBytes(input.key, "key"),
-    value: toBytes(input.value, "value"),
-    headers: toHeaders(input.headers),
-    timestamp,
-    sizeBytes: 0,
-  };
-  record.sizeBytes = aloneBatchBytes(record);
-  return record;
+  const record: PreparedRecord = { key: null, value: null, timestamp: 0, sizeBytes: 0 };
+  return prepareInto(record, input, nowMs);
 }
 
 /** `prepareRecord` into an existing object, so that the producer's hot path allocates none. */
