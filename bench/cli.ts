@@ -263,13 +263,25 @@ async function benchDriver(
   spec: WorkerSpec,
 ): Promise<DriverDone> {
   const log = options.log ?? ((line: string) => console.log(line));
+  const entry = driverEntry(name);
+  if (workload.ackMode === "per-message" && !entry.perMessageAck) {
+    return {
+      driver: name,
+      reason: `the ${name} driver does not implement the workload's ackMode per-message`,
+      hint: "run per-message workloads with --drivers sluice,rabbitmq",
+    };
+  }
   const workDir = fs.mkdtempSync(join(tmpdir(), `sluice-bench-${name}-`));
-  const inWorker = driverEntry(name).inProcess && spec.kind !== "in-process";
+  const inWorker = entry.inProcess && spec.kind !== "in-process";
   let driver: Driver | undefined;
   let workers: LoadWorker[] = [];
   try {
     if (!inWorker) {
-      driver = await createDriver(name, { workDir, options: driverOptions });
+      driver = await createDriver(name, {
+        workDir,
+        options: driverOptions,
+        ackMode: workload.ackMode,
+      });
       await driver.initialize();
     }
     // The embedded engine lives in its worker: the whole run goes to one.

@@ -12,6 +12,16 @@
 //
 // A driver whose broker lives inside its own process (sluice-embedded; DriverEntry.inProcess)
 // runs whole inside one worker instead, topics included.
+//
+// With the workload's `ackMode: per-message` (DriverConfig.ackMode), consumers come from
+// createAckingConsumer: the driver hands each delivery to the harness, which answers accept or
+// release; the driver sends that answer for that one message and reports when the broker has
+// confirmed an accept (and how long the confirmation took), so the harness counts accepted
+// messages rather than deliveries.
+
+import type { AckMode } from "./workload.ts";
+
+export type { AckMode };
 
 /** Settings a driver prints and saves with its results, so runs compare like for like. */
 export type DriverSettings = Record<string, string | number | boolean>;
@@ -28,6 +38,32 @@ export interface BenchConsumer {
 
 /** Called once per message received; `payload` is valid only during the call. */
 export type MessageCallback = (payload: Uint8Array) => void;
+
+/** The harness's answer to one delivery in per-message mode. */
+export type DeliveryAnswer = "accept" | "release";
+
+/** What an acking consumer (per-message mode) reports to the harness. */
+export interface AckingHandlers {
+  /**
+   * Called once per delivery, before any answer for it is sent; `payload` is valid only during
+   * the call. The driver then sends the returned answer for this message alone.
+   */
+  onDelivery(payload: Uint8Array, redelivered: boolean): DeliveryAnswer;
+  /**
+   * The broker confirmed an accept (for a system whose acks are not confirmed: once the ack
+   * was handed to the connection). `ackLatencyMs`: from the accept to its confirmation, null
+   * when the system does not confirm acks.
+   */
+  onAccepted(bytes: number, ackLatencyMs: number | null): void;
+  /** An answer failed (the message will come again, or was dead-lettered). */
+  onAnswerFailed(error: unknown): void;
+}
+
+/** What the broker counted for a subscription over a run (per-message mode). */
+export type SubscriptionCounts = {
+  /** Messages the broker dead-lettered (null: the system does not say). */
+  deadLettered: number | null;
+};
 
 /** Where a consumer stands among its subscription's consumers, over every worker. */
 export type ConsumerPlacement = { memberIndex: number; members: number };
@@ -64,6 +100,19 @@ export interface Driver {
     placement?: ConsumerPlacement,
   ): Promise<BenchConsumer>;
   deleteTopic(topic: string): Promise<void>;
+  /**
+   * Per-message mode (DriverConfig.ackMode "per-message"): a competing consumer of
+   * `subscription` that answers each message as `handlers.onDelivery` says. A driver without
+   * it cannot run per-message workloads (its DriverEntry says so, and the harness skips it).
+   */
+  createAckingConsumer?(
+    topic: string,
+    subscription: string,
+    handlers: AckingHandlers,
+    placement?: ConsumerPlacement,
+  ): Promise<BenchConsumer>;
+  /** On the coordinator, after the drain and before deleteTopic: the broker's own counts. */
+  subscriptionCounts?(topic: string, subscription: string): Promise<SubscriptionCounts>;
   /** Releases everything; called once, also when initialize() failed or never ran. */
   close(): Promise<void>;
   /**
@@ -95,6 +144,8 @@ export type DriverConfig = {
    * in its settings() and rejects values it cannot use with a RangeError naming key and value.
    */
   options: Readonly<Record<string, string>>;
+  /** How the workload's consumers acknowledge (default "stream"). */
+  ackMode?: AckMode;
 };
 
 /**

@@ -21,8 +21,15 @@ export type WorkerCounters = {
   ackedBytes: number;
   /** Failed sends. */
   errors: number;
+  /** Messages received; in per-message mode, accepts the broker confirmed. */
   received: number;
   receivedBytes: number;
+  /** Per-message mode: deliveries flagged redelivered (released, lock expired, member gone). */
+  redeliveries: number;
+  /** Per-message mode: deliveries the consumers released (releaseRatio). */
+  released: number;
+  /** Per-message mode: answers the broker refused or that failed on the way. */
+  answerFailures: number;
   /**
    * Messages due by the producers' schedules so far (sent or not). Due messages a rate change
    * dropped unsent are not counted, so scheduled − acked − errors is the schedule lag: due and
@@ -40,6 +47,8 @@ export type WorkerReport = {
   publishDelay: EncodedHistogram;
   /** From the stamp in the payload to the consumer's callback, since the last report. */
   endToEnd: EncodedHistogram;
+  /** Per-message mode: from accept() to the broker's durable confirmation, since last report. */
+  ack: EncodedHistogram;
   /** The worker process's CPU time (user + system, every thread), cumulative, µs. */
   cpuMicros: number;
   rssBytes: number;
@@ -61,6 +70,9 @@ export function zeroCounters(): WorkerCounters {
     errors: 0,
     received: 0,
     receivedBytes: 0,
+    redeliveries: 0,
+    released: 0,
+    answerFailures: 0,
     scheduled: 0,
   };
 }
@@ -71,6 +83,7 @@ export class LoadStats implements SendRecorder {
   readonly publish = new LatencyHistogram();
   readonly publishDelay = new LatencyHistogram();
   readonly endToEnd = new LatencyHistogram();
+  readonly ack = new LatencyHistogram();
 
   get inFlight(): number {
     const { dispatched, acked, errors } = this.counters;
@@ -102,6 +115,28 @@ export class LoadStats implements SendRecorder {
     this.endToEnd.recordMs(latencyMs);
   }
 
+  /** Per-message mode: a delivery, answered release or (latency recorded) to be accepted. */
+  recordDelivery(latencyMs: number, redelivered: boolean, released: boolean): void {
+    if (redelivered) this.counters.redeliveries++;
+    if (released) this.counters.released++;
+    else this.endToEnd.recordMs(latencyMs);
+  }
+
+  /** Per-message mode: the broker confirmed an accept; it counts as the message received. */
+  recordAccepted(bytes: number, ackLatencyMs: number | null): void {
+    this.counters.received++;
+    this.counters.receivedBytes += bytes;
+    if (ackLatencyMs !== null) this.ack.recordMs(ackLatencyMs);
+  }
+
+  recordAnswerFailure(error: unknown): void {
+    this.counters.answerFailures++;
+    const message = error instanceof Error ? error.message : String(error);
+    if (this.errorSamples.length < ERROR_SAMPLES_MAX && !this.errorSamples.includes(message)) {
+      this.errorSamples.push(`answer failed: ${message}`);
+    }
+  }
+
   /** The counters and the histograms since the last report (which are then reset). */
   report(process: { scheduled: number; cpuMicros: number; rssBytes: number }): WorkerReport {
     this.counters.scheduled = process.scheduled;
@@ -110,6 +145,7 @@ export class LoadStats implements SendRecorder {
       publish: this.publish.encode(),
       publishDelay: this.publishDelay.encode(),
       endToEnd: this.endToEnd.encode(),
+      ack: this.ack.encode(),
       cpuMicros: process.cpuMicros,
       rssBytes: process.rssBytes,
       errorSamples: [...this.errorSamples],
@@ -117,6 +153,7 @@ export class LoadStats implements SendRecorder {
     this.publish.reset();
     this.publishDelay.reset();
     this.endToEnd.reset();
+    this.ack.reset();
     return report;
   }
 }

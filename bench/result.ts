@@ -101,6 +101,29 @@ export type BenchResult = {
   otherCpuPercent: number | null;
   /** Why the run stopped early (a worker died): its figures are partial. */
   failure: string | null;
+  /**
+   * The workload's ackMode. With `per-message`, totalMessagesReceived counts accepts the broker
+   * confirmed (each message accepted once: distinct accepted messages; a surplus shows as
+   * duplicates) and consumeRate accepts per second.
+   */
+  ackMode: Workload["ackMode"];
+  /** Per-message mode: deliveries flagged redelivered, over the whole run (null otherwise). */
+  redeliveries: number | null;
+  /** Per-message mode: deliveries the consumers released (the workload's releaseRatio). */
+  released: number | null;
+  /** Per-message mode: answers refused by the broker or lost on the way (they come again). */
+  answerFailures: number | null;
+  /** Per-message mode: messages the broker dead-lettered (null: not known). */
+  deadLettered: number | null;
+  /**
+   * Per-message mode: from a consumer's accept() to the broker's confirmation that it is
+   * durable, ms, over the measured phase and the drain, the workers' histograms merged exactly
+   * (null: stream mode, or a system that does not confirm acks).
+   */
+  ackLatency50pct: number | null;
+  ackLatency99pct: number | null;
+  ackLatency999pct: number | null;
+  ackLatencyMax: number | null;
   /** With --latency-at-load: fixed-rate runs at 50% and 80% of this driver's rate and at one
    * rate common to every driver. */
   latencyAtLoad?: LatencyPoint[];
@@ -226,6 +249,7 @@ export function buildResult(input: ResultInput): BenchResult {
     machineCpu: outcome.machineCpu,
     otherCpuPercent: otherCpu(outcome),
     failure: outcome.failure ?? null,
+    ...ackFields(workload, outcome),
     publishRateAvg,
     consumeRateAvg: stats.measured.consumed / seconds,
     publishThroughputMBps: stats.measured.publishedBytes / seconds / BYTES_PER_MB,
@@ -299,6 +323,38 @@ export function latencyPoint(label: string, rate: number, result: BenchResult): 
     endToEndP999Ms: result.aggregatedEndToEndLatency999pct,
     brokerCpuPercent: result.brokerCpuPercent,
     clientCpuPercent: result.clientCpuPercent,
+  };
+}
+
+type AckFields = Pick<
+  BenchResult,
+  | "ackMode"
+  | "redeliveries"
+  | "released"
+  | "answerFailures"
+  | "deadLettered"
+  | "ackLatency50pct"
+  | "ackLatency99pct"
+  | "ackLatency999pct"
+  | "ackLatencyMax"
+>;
+
+/** The per-message fields (all null in stream mode). */
+function ackFields(workload: Workload, outcome: RunOutcome): AckFields {
+  const { stats } = outcome;
+  const perMessage = workload.ackMode === "per-message";
+  const acks = stats.ack.total;
+  const timed = perMessage && acks.count > 0;
+  return {
+    ackMode: workload.ackMode,
+    redeliveries: perMessage ? stats.redeliveries : null,
+    released: perMessage ? stats.released : null,
+    answerFailures: perMessage ? stats.answerFailures : null,
+    deadLettered: perMessage ? outcome.deadLettered : null,
+    ackLatency50pct: timed ? acks.percentileMs(50) : null,
+    ackLatency99pct: timed ? acks.percentileMs(99) : null,
+    ackLatency999pct: timed ? acks.percentileMs(99.9) : null,
+    ackLatencyMax: timed ? acks.percentileMs(100) : null,
   };
 }
 

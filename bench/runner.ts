@@ -118,6 +118,11 @@ export type RunOutcome = {
   problems: string[];
   /** Why the run stopped early (a worker died); its samples are partial. */
   failure: string | undefined;
+  /**
+   * Per-message mode: messages the broker dead-lettered over every subscription (null: the
+   * driver cannot say, or stream mode).
+   */
+  deadLettered: number | null;
 };
 
 function sleep(ms: number): Promise<void> {
@@ -165,7 +170,7 @@ export async function runWorkload(
       })),
     );
     await createTopics(run.driver, topics, subscriptions, created);
-    const setup = await setUpWorkers(run, workers, topics, subscriptions);
+    const setup = await setUpWorkers(run, workers, { topics, subscriptions, workload });
     const placements = placeClients(workload, topicNames, subscriptionName, workers.length);
     const payloads = payloadSpecOf(
       workload,
@@ -176,7 +181,13 @@ export async function runWorkload(
       (IN_FLIGHT_BOUND_MULTIPLE * (options.publishP99MsMax ?? PUBLISH_P99_MS_MAX_DEFAULT)) / 1000;
     await Promise.all(
       workers.map((worker, i) =>
-        worker.clients({ ...placements[i]!, payloads, inFlightMaxPerProducer, inFlightSeconds }),
+        worker.clients({
+          ...placements[i]!,
+          acks: { ackMode: workload.ackMode, releaseRatio: workload.releaseRatio },
+          payloads,
+          inFlightMaxPerProducer,
+          inFlightSeconds,
+        }),
       ),
     );
     const ensemble = new Ensemble(workers, placements, stats);
@@ -186,6 +197,7 @@ export async function runWorkload(
     problems.push(...measured.problems);
     closed = true;
     problems.push(...(await closeWorkers(workers)));
+    const deadLettered = await countDeadLettered(run.driver, workload, subscriptions, problems);
     return {
       startedAt,
       topicNames,
@@ -199,6 +211,7 @@ export async function runWorkload(
       settings: run.driver?.settings() ?? setup.settings,
       durability: run.driver?.durability() ?? setup.durability,
       problems,
+      deadLettered,
     };
   } finally {
     if (!closed) problems.push(...(await closeWorkers(workers)));
@@ -229,12 +242,34 @@ async function createTopics(
   }
 }
 
+/** Per-message mode: the broker's dead-letter count summed over subscriptions, else null. */
+async function countDeadLettered(
+  driver: Driver | null,
+  workload: Workload,
+  subscriptions: SubscriptionSpec[],
+  problems: string[],
+): Promise<number | null> {
+  if (workload.ackMode !== "per-message" || driver?.subscriptionCounts === undefined) return null;
+  let sum = 0;
+  for (const subscription of subscriptions) {
+    try {
+      const counts = await driver.subscriptionCounts(subscription.topic, subscription.name);
+      if (counts.deadLettered === null) return null;
+      sum += counts.deadLettered;
+    } catch (error) {
+      problems.push(`counting dead letters of ${subscription.name} failed: ${String(error)}`);
+      return null;
+    }
+  }
+  return sum;
+}
+
 async function setUpWorkers(
   run: RunTarget,
   workers: LoadWorker[],
-  topics: TopicSpec[],
-  subscriptions: SubscriptionSpec[],
+  what: { topics: TopicSpec[]; subscriptions: SubscriptionSpec[]; workload: Workload },
 ): Promise<SetupReply> {
+  const { topics, subscriptions, workload } = what;
   if (run.driver === null && workers.length !== 1) {
     throw new RangeError(`${run.name} runs its broker inside its worker: it needs exactly one`);
   }
@@ -245,6 +280,7 @@ async function setUpWorkers(
     ownsTopics: run.driver === null,
     topics,
     subscriptions,
+    ackMode: workload.ackMode,
   };
   const replies = await Promise.all(workers.map((worker) => worker.setup(request)));
   return replies[0]!;

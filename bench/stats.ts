@@ -48,6 +48,8 @@ export type Sample = {
   endToEndLatency: LatencySummary;
   /** How late sends left against their intended times. */
   publishDelayLatency: LatencySummary;
+  /** Per-message mode: from accept() to the broker's confirmation (empty otherwise). */
+  ackLatency: LatencySummary;
   /** CPU time of every load worker process over the sample, in percent of one core. */
   cpuPercent: number;
   /** CPU time of the broker's processes (from /proc), in percent of one core; null: unknown. */
@@ -105,6 +107,8 @@ export class RunStats {
   readonly publishDelay = new IntervalHistogram();
   /** From the stamp in the payload (the intended send time) to the consumer's callback. */
   readonly endToEnd = new IntervalHistogram();
+  /** Per-message mode: from a consumer's accept() to the broker's durable confirmation. */
+  readonly ack = new IntervalHistogram();
   /** Publish latency of the measured phase alone (the sustained test's p99). */
   readonly publishMeasured = new LatencyHistogram();
   /** Counters of the measured phase and the drain. */
@@ -162,6 +166,21 @@ export class RunStats {
     return this.#totals.receivedBytes;
   }
 
+  /** Per-message mode: deliveries flagged redelivered, over every worker (whole run). */
+  get redeliveries(): number {
+    return this.#totals.redeliveries;
+  }
+
+  /** Per-message mode: deliveries released by the consumers (whole run). */
+  get released(): number {
+    return this.#totals.released;
+  }
+
+  /** Per-message mode: answers refused by the broker or failed on the way (whole run). */
+  get answerFailures(): number {
+    return this.#totals.answerFailures;
+  }
+
   get inFlight(): number {
     return this.dispatched - this.acked - this.errors;
   }
@@ -202,6 +221,7 @@ export class RunStats {
     this.publish.interval.addEncoded(report.publish);
     this.publishDelay.interval.addEncoded(report.publishDelay);
     this.endToEnd.interval.addEncoded(report.endToEnd);
+    this.ack.interval.addEncoded(report.ack);
     this.#cpuMicros.set(worker, report.cpuMicros);
     this.#rssBytesMax = Math.max(this.#rssBytesMax, report.rssBytes);
     for (const message of report.errorSamples) {
@@ -253,6 +273,7 @@ export class RunStats {
       publishLatency: this.publish.fold(counting),
       endToEndLatency: this.endToEnd.fold(counting),
       publishDelayLatency: this.publishDelay.fold(counting),
+      ackLatency: this.ack.fold(counting),
       cpuPercent: cpuPercent(cpuMicros - this.#cpuAtLastSample, durationMs),
       brokerCpuPercent: timing.brokerCpuPercent,
       machineCpu: timing.machineCpu ?? null,

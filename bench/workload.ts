@@ -18,6 +18,8 @@
 //   useRandomizedPayloads: false    # true: a pool of payloads, randomBytesRatio random bytes each
 //   randomBytesRatio: 0.5
 //   randomizedPayloadPoolSize: 1000
+//   ackMode: stream                 # stream | per-message: how consumers acknowledge
+//   releaseRatio: 0                 # per-message only: share of messages released once
 
 import fs from "node:fs";
 import { basename, dirname, extname, isAbsolute, join, resolve } from "node:path";
@@ -26,6 +28,18 @@ import { parse } from "yaml";
 
 export const KEY_DISTRIBUTORS = ["NO_KEY", "KEY_ROUND_ROBIN", "RANDOM_NANO"] as const;
 export type KeyDistributor = (typeof KEY_DISTRIBUTORS)[number];
+
+/**
+ * How consumers acknowledge. `stream`: each driver's own way of reading a subscription in
+ * order and acknowledging positions or batches (sluice: consumer-group offsets; RabbitMQ: one
+ * `multiple` basic.ack per batch). `per-message`: every message is answered on its own, as a
+ * work queue does (sluice: a queue and QueueConsumers, each message accepted and the accept
+ * durable; RabbitMQ: one basic.ack per message).
+ */
+export const ACK_MODES = ["stream", "per-message"] as const;
+export type AckMode = (typeof ACK_MODES)[number];
+/** At most this share of messages may be released (a release ratio of 1 would never end). */
+export const RELEASE_RATIO_MAX = 0.5;
 
 export type Workload = {
   name: string;
@@ -46,6 +60,12 @@ export type Workload = {
   useRandomizedPayloads: boolean;
   randomBytesRatio: number;
   randomizedPayloadPoolSize: number;
+  ackMode: AckMode;
+  /**
+   * With ackMode per-message: the share of first deliveries a consumer releases (gives back to
+   * the queue) instead of accepting; a redelivered message is always accepted.
+   */
+  releaseRatio: number;
   /** Where it was loaded from ("<inline>" for an object). */
   source: string;
 };
@@ -100,6 +120,8 @@ const KNOWN_FIELDS = new Set([
   "useRandomizedPayloads",
   "randomBytesRatio",
   "randomizedPayloadPoolSize",
+  "ackMode",
+  "releaseRatio",
   // OMB's backlog-drain tuning: meaningful only with consumerBacklogSizeGB > 0, accepted so
   // OMB files load, and otherwise ignored.
   "backlogDrainRatio",
@@ -207,6 +229,8 @@ export function validateWorkload(raw: unknown, file = "<inline>"): Workload {
       PAYLOAD_POOL_SIZE_MAX,
       0,
     ),
+    ackMode: ackModeOf(read),
+    releaseRatio: read.number("releaseRatio", 0, RELEASE_RATIO_MAX, 0),
     source: file,
   };
   checkRelations(read, workload);
@@ -222,7 +246,18 @@ function keyDistributorOf(read: FieldReader): KeyDistributor {
   return value as KeyDistributor;
 }
 
+function ackModeOf(read: FieldReader): AckMode {
+  const value = read.raw["ackMode"] ?? "stream";
+  if (!(ACK_MODES as readonly unknown[]).includes(value)) {
+    read.fail("ackMode", `must be one of ${ACK_MODES.join(", ")}`);
+  }
+  return value as AckMode;
+}
+
 function checkRelations(read: FieldReader, workload: Workload): void {
+  if (workload.releaseRatio > 0 && workload.ackMode !== "per-message") {
+    read.fail("releaseRatio", "needs ackMode: per-message (only a queue can release a message)");
+  }
   if (workload.useRandomizedPayloads && workload.randomizedPayloadPoolSize < 1) {
     read.fail("randomizedPayloadPoolSize", "must be at least 1 with useRandomizedPayloads");
   }

@@ -23,6 +23,11 @@ export type DriverEntry = {
    * processes, the whole run (topics, producers, consumers) goes to one worker.
    */
   inProcess: boolean;
+  /**
+   * It implements the workload's `ackMode: per-message` (createAckingConsumer); a driver that
+   * does not is skipped for such a workload, saying so, rather than measuring something else.
+   */
+  perMessageAck: boolean;
   summary: string;
 };
 
@@ -32,6 +37,7 @@ export const DRIVERS: readonly DriverEntry[] = [
     file: "sluice_embedded.ts",
     peer: false,
     inProcess: true,
+    perMessageAck: false,
     summary: "the storage engine in-process, no network",
   },
   {
@@ -39,6 +45,7 @@ export const DRIVERS: readonly DriverEntry[] = [
     file: "sluice.ts",
     peer: false,
     inProcess: false,
+    perMessageAck: true,
     summary: "a sluice server over TCP",
   },
   {
@@ -46,15 +53,31 @@ export const DRIVERS: readonly DriverEntry[] = [
     file: "rabbitmq.ts",
     peer: true,
     inProcess: false,
+    perMessageAck: true,
     summary: "RabbitMQ (AMQP 0-9-1)",
   },
-  { name: "nats", file: "nats.ts", peer: true, inProcess: false, summary: "NATS JetStream" },
-  { name: "redis", file: "redis.ts", peer: true, inProcess: false, summary: "Redis Streams" },
+  {
+    name: "nats",
+    file: "nats.ts",
+    peer: true,
+    inProcess: false,
+    perMessageAck: false,
+    summary: "NATS JetStream",
+  },
+  {
+    name: "redis",
+    file: "redis.ts",
+    peer: true,
+    inProcess: false,
+    perMessageAck: false,
+    summary: "Redis Streams",
+  },
   {
     name: "kafka",
     file: "kafka.ts",
     peer: true,
     inProcess: false,
+    perMessageAck: false,
     summary: "an Apache Kafka broker you run",
   },
 ];

@@ -16,6 +16,11 @@
 //   fsync=always|never|<ms>   the fsync policy of the topics it creates (default: server's)
 //   lingerMs=<n>              producer linger (default 1)
 //   batchBytes=<n>            producer batch size (default 1 MiB)
+//   queueMaxRecords=<n>       per-message mode: records one queue fetch acquires (default 100)
+//   queueAckFlushMs=<n>       per-message mode: answers sent together within (default 1)
+//
+// With the workload's `ackMode: per-message` a subscription is a queue and its consumers are
+// QueueConsumers (./sluice_queue.ts), and producers default to acks all.
 
 import { join } from "node:path";
 import { LOG_CONFIG_DEFAULTS, type FsyncPolicy } from "../../engine/mod.ts";
@@ -30,6 +35,7 @@ import { SluiceServer } from "../../protocol/server/mod.ts";
 import packageJson from "../../package.json" with { type: "json" };
 import { brokerScript, type Child, startChild } from "../tcp/processes.ts";
 import {
+  type AckingHandlers,
   type BenchConsumer,
   type BenchProducer,
   type BrokerProcess,
@@ -40,8 +46,16 @@ import {
   type DriverSettings,
   DriverUnavailableError,
   type MessageCallback,
+  type SubscriptionCounts,
 } from "../driver.ts";
 import { describeFsync, fsyncOption, integerOption } from "./options.ts";
+import {
+  createQueueConsumer,
+  declareSubscriptionQueue,
+  type QueueModeOptions,
+  queueCounts,
+  queueModeSettings,
+} from "./sluice_queue.ts";
 
 export const LINGER_MS_DEFAULT = 1;
 export const BATCH_BYTES_DEFAULT = 1024 * 1024;
@@ -67,10 +81,12 @@ type Settings = {
   fsync: FsyncPolicy | undefined;
   lingerMs: number;
   batchBytes: number;
+  /** Set with the workload's ackMode per-message. */
+  queue: QueueModeOptions | undefined;
 };
 
-function acksOption(text: string | undefined): Acks {
-  if (text === undefined) return 1;
+function acksOption(text: string | undefined, fallback: Acks): Acks {
+  if (text === undefined) return fallback;
   if (text === "0" || text === "1") return Number(text) as 0 | 1;
   if (text === "all" || text === "-1") return "all";
   throw new RangeError(`driver option acks=${text} must be 0, 1 or all`);
@@ -102,12 +118,19 @@ export class SluiceTcpDriver implements Driver {
     const { options } = config;
     const url = options["url"];
     if (url !== undefined) parseUrl(url);
+    const perMessage = config.ackMode === "per-message";
     this.#settings = {
       url,
-      acks: acksOption(options["acks"]),
+      acks: acksOption(options["acks"], perMessage ? "all" : 1),
       fsync: options["fsync"] === undefined ? undefined : fsyncOption(options, "fsync", "never"),
       lingerMs: integerOption(options, "lingerMs", LINGER_MS_DEFAULT, 0, 60_000),
       batchBytes: integerOption(options, "batchBytes", BATCH_BYTES_DEFAULT, 1024, 256 << 20),
+      queue: perMessage
+        ? {
+            maxRecords: integerOption(options, "queueMaxRecords", 100, 1, 10_000),
+            ackFlushMs: integerOption(options, "queueAckFlushMs", 1, 0, 1_000),
+          }
+        : undefined,
     };
   }
 
@@ -171,6 +194,7 @@ export class SluiceTcpDriver implements Driver {
       batchBytes: this.#settings.batchBytes,
       subscription: "a consumer group: its consumers share the partitions; reads from the start",
       heartbeatIntervalMs: started ? HEARTBEAT_INTERVAL_MS : "server's",
+      ...(this.#settings.queue === undefined ? {} : queueModeSettings(this.#settings.queue)),
     };
   }
 
@@ -257,6 +281,26 @@ export class SluiceTcpDriver implements Driver {
     const place = placement === undefined ? members : placement.memberIndex + 1;
     if (place <= (this.#partitions.get(topic) ?? 1)) await wrapped.assigned(ASSIGNMENT_WAIT_MS);
     return wrapped;
+  }
+
+  async createSubscription(topic: string, subscription: string): Promise<void> {
+    if (this.#settings.queue === undefined) return;
+    await declareSubscriptionQueue(this.#adminOrThrow(), topic, subscription);
+  }
+
+  async createAckingConsumer(
+    _topic: string,
+    subscription: string,
+    handlers: AckingHandlers,
+  ): Promise<BenchConsumer> {
+    if (this.#settings.queue === undefined) {
+      throw new Error("sluice: acking consumers need the workload's ackMode per-message");
+    }
+    return createQueueConsumer(this.#client, subscription, handlers, this.#settings.queue);
+  }
+
+  subscriptionCounts(_topic: string, subscription: string): Promise<SubscriptionCounts> {
+    return queueCounts(this.#adminOrThrow(), subscription);
   }
 
   async deleteTopic(topic: string): Promise<void> {

@@ -1,7 +1,7 @@
 // The requests a coordinator sends a load worker and what each answers (see ./protocol.ts for
 // the framing and the session). Shared by the worker's server and the coordinator's handles.
 
-import type { BrokerProcess, DriverSettings } from "../driver.ts";
+import type { AckMode, BrokerProcess, DriverSettings } from "../driver.ts";
 import type { ClientPlan } from "./session.ts";
 
 export type TopicSpec = { name: string; partitions: number };
@@ -20,6 +20,8 @@ export type SetupRequest = {
   subscriptions: SubscriptionSpec[];
   /** Worker clock − coordinator clock, ms: the worker subtracts it from its own readings. */
   clockOffsetMs: number;
+  /** The workload's ackMode (absent: stream), handed to the driver's config. */
+  ackMode?: AckMode;
 };
 
 export type SetupReply = {

@@ -263,6 +263,7 @@ class WorkerConnection {
     const driver = await createDriver(request.driver, {
       workDir: this.#workDir,
       options: request.options,
+      ...(request.ackMode === undefined ? {} : { ackMode: request.ackMode }),
     });
     this.#driver = driver;
     await driver.initialize();

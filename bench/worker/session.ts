@@ -7,7 +7,13 @@
 // consumer in another.
 
 import { Buffer } from "node:buffer";
-import type { BenchConsumer, BenchProducer, Driver } from "../driver.ts";
+import type {
+  AckingHandlers,
+  BenchConsumer,
+  BenchProducer,
+  ConsumerPlacement,
+  Driver,
+} from "../driver.ts";
 import { LoadGenerator } from "../load_generator.ts";
 import { LoadStats, type WorkerReport } from "../load_stats.ts";
 import { KeySource, PayloadSource, payloadTemplates, readStamp } from "../payload.ts";
@@ -34,9 +40,14 @@ export type ConsumerSpec = {
   members: number;
 };
 
+/** How consumers answer: the workload's ackMode and releaseRatio. */
+export type AckPlan = Pick<Workload, "ackMode" | "releaseRatio">;
+
 /** What one worker runs: its clients, and how to pace and stamp. */
 export type ClientPlan = {
   consumers: ConsumerSpec[];
+  /** Absent: stream mode (what workers before per-message mode were sent). */
+  acks?: AckPlan;
   /** The topic of each producer. */
   producers: string[];
   payloads: PayloadSpec;
@@ -87,21 +98,9 @@ export class WorkerSession {
 
   /** Creates the consumers (each ready for every message sent from then on), then producers. */
   async createClients(): Promise<void> {
-    const stats = this.stats;
-    const now = this.#now;
-    const onMessage = (payload: Uint8Array): void => {
-      stats.recordReceive(now() - readStamp(payload), payload.length);
-    };
     for (const consumer of this.#plan.consumers) {
       const placement = { memberIndex: consumer.memberIndex, members: consumer.members };
-      this.#consumers.push(
-        await this.#driver.createConsumer(
-          consumer.topic,
-          consumer.subscription,
-          onMessage,
-          placement,
-        ),
-      );
+      this.#consumers.push(await this.#createConsumer(consumer, placement));
     }
     for (const topic of this.#plan.producers) {
       this.#producers.push(await this.#driver.createProducer(topic));
@@ -112,13 +111,39 @@ export class WorkerSession {
         producers: this.#producers,
         payloads: new PayloadSource(templatesOf(payloads)),
         keys: new KeySource(payloads.keyDistributor),
-        stats,
+        stats: this.stats,
         ratePerSecond: 1,
         inFlightMax: this.#plan.inFlightMaxPerProducer,
         inFlightSeconds: this.#plan.inFlightSeconds,
-        now,
+        now: this.#now,
       });
     }
+  }
+
+  #createConsumer(consumer: ConsumerSpec, placement: ConsumerPlacement): Promise<BenchConsumer> {
+    const stats = this.stats;
+    const now = this.#now;
+    const acks = this.#plan.acks;
+    if (acks === undefined || acks.ackMode === "stream") {
+      const onMessage = (payload: Uint8Array): void => {
+        stats.recordReceive(now() - readStamp(payload), payload.length);
+      };
+      return this.#driver.createConsumer(
+        consumer.topic,
+        consumer.subscription,
+        onMessage,
+        placement,
+      );
+    }
+    if (this.#driver.createAckingConsumer === undefined) {
+      throw new Error(`the ${this.#driver.name} driver does not implement ackMode per-message`);
+    }
+    return this.#driver.createAckingConsumer(
+      consumer.topic,
+      consumer.subscription,
+      ackingHandlers(stats, now, acks.releaseRatio),
+      placement,
+    );
   }
 
   get producerCount(): number {
@@ -171,4 +196,31 @@ export class WorkerSession {
     await Promise.all(consumers.map((c, i) => attempt(() => c.close(), `closing consumer ${i}`)));
     return problems;
   }
+}
+
+/**
+ * The harness's side of per-message mode: a first delivery is released with probability
+ * `releaseRatio` (drawn per delivery), everything else accepted, and a redelivered message
+ * always accepted, so every message ends accepted exactly once. End-to-end latency is taken at
+ * the delivery that is accepted; the message counts as received once the accept is confirmed.
+ */
+export function ackingHandlers(
+  stats: LoadStats,
+  now: () => number,
+  releaseRatio: number,
+  random: () => number = Math.random,
+): AckingHandlers {
+  return {
+    onDelivery(payload, redelivered) {
+      const release = !redelivered && releaseRatio > 0 && random() < releaseRatio;
+      stats.recordDelivery(now() - readStamp(payload), redelivered, release);
+      return release ? "release" : "accept";
+    },
+    onAccepted(bytes, ackLatencyMs) {
+      stats.recordAccepted(bytes, ackLatencyMs);
+    },
+    onAnswerFailed(error) {
+      stats.recordAnswerFailure(error);
+    },
+  };
 }

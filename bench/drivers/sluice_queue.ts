@@ -1,0 +1,126 @@
+// The sluice driver's per-message mode (workload `ackMode: per-message`): a subscription is a
+// queue (PROTOCOL.md section 7a) declared on the topic by the coordinator, and its consumers
+// are competing QueueConsumers that answer every message on its own:
+//
+//   coordinator: Admin.declareQueue(subscription, { topic, from: "beginning" })
+//                (queue defaults otherwise: its acks fsynced before they are confirmed)
+//   worker:      QueueConsumer.poll() ──► onDelivery(value, redelivered) ──► accept | release
+//                message.accept() ──► batched QueueAck ──► durable ──► onAccepted(ms since accept)
+//   after drain: Admin.listQueues([subscription]) ──► deadLettered
+//
+// The queue is deleted with its topic (the broker deletes every queue reading a deleted topic).
+
+import {
+  type Admin,
+  type ClientOptions,
+  QueueConsumer,
+  type QueueMessage,
+} from "../../protocol/client/mod.ts";
+import type {
+  AckingHandlers,
+  BenchConsumer,
+  DriverSettings,
+  SubscriptionCounts,
+} from "../driver.ts";
+
+/** How long a queue fetch waits at the broker for records before the loop looks again. */
+const QUEUE_POLL_WAIT_MS = 100;
+
+/** The queue settings and client options per-message mode uses, for the driver's settings(). */
+export type QueueModeOptions = {
+  /** Records one QueueFetch acquires at most. */
+  maxRecords: number;
+  /** Answers given within this long of each other share one QueueAck. */
+  ackFlushMs: number;
+};
+
+export function queueModeSettings(options: QueueModeOptions): DriverSettings {
+  return {
+    subscription:
+      "a queue on the topic (declared from its beginning); competing QueueConsumers, " +
+      "each message accepted on its own",
+    queueFsync: "queue default (always: an accept is confirmed once fsynced)",
+    queueMaxRecords: options.maxRecords,
+    queueAckFlushMs: options.ackFlushMs,
+  };
+}
+
+/** Declares the queue a subscription reads (on the coordinator, before any consumer joins). */
+export async function declareSubscriptionQueue(
+  admin: Admin,
+  topic: string,
+  subscription: string,
+): Promise<void> {
+  await admin.declareQueue(subscription, { topic, from: "beginning" });
+}
+
+/** The broker's dead-letter count of a subscription's queue. */
+export async function queueCounts(admin: Admin, subscription: string): Promise<SubscriptionCounts> {
+  const [queue] = await admin.listQueues([subscription]);
+  if (queue === undefined) throw new Error(`queue ${subscription} is not listed`);
+  return { deadLettered: queue.stats.deadLettered };
+}
+
+export function createQueueConsumer(
+  client: ClientOptions,
+  subscription: string,
+  handlers: AckingHandlers,
+  options: QueueModeOptions,
+): BenchConsumer {
+  const consumer = new QueueConsumer({
+    ...client,
+    queue: subscription,
+    maxRecords: options.maxRecords,
+    ackFlushMs: options.ackFlushMs,
+    maxWaitMs: QUEUE_POLL_WAIT_MS,
+  });
+  return new QueueBenchConsumer(consumer, handlers);
+}
+
+class QueueBenchConsumer implements BenchConsumer {
+  readonly #consumer: QueueConsumer;
+  readonly #handlers: AckingHandlers;
+  readonly #loop: Promise<void>;
+  #closed = false;
+
+  constructor(consumer: QueueConsumer, handlers: AckingHandlers) {
+    this.#consumer = consumer;
+    this.#handlers = handlers;
+    this.#loop = this.#run();
+  }
+
+  async #run(): Promise<void> {
+    try {
+      while (!this.#closed) {
+        const messages = await this.#consumer.poll();
+        for (const message of messages) this.#answer(message);
+      }
+    } catch (error) {
+      // The run's drain check reports what this consumer did not accept.
+      if (!this.#closed) console.error(`sluice: a queue consumer stopped: ${String(error)}`);
+    }
+  }
+
+  #answer(message: QueueMessage): void {
+    const handlers = this.#handlers;
+    const value = message.value ?? new Uint8Array(0);
+    const bytes = value.length;
+    if (handlers.onDelivery(value, message.redelivered) === "release") {
+      message.release().catch((error: unknown) => handlers.onAnswerFailed(error));
+      return;
+    }
+    const acceptedAt = performance.now();
+    message.accept().then(
+      () => handlers.onAccepted(bytes, performance.now() - acceptedAt),
+      (error: unknown) => handlers.onAnswerFailed(error),
+    );
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    // Sends every answer given and waits for the broker's word on each, then leaves.
+    await this.#consumer.close();
+    await this.#loop;
+  }
+}
