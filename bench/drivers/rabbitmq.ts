@@ -20,6 +20,12 @@
 //   `prefetch`, 1000). Acks are batched: one `basic.ack` with `multiple` covers every delivery
 //   handled so far, sent when `ack-every` (prefetch / 4) deliveries are pending or at the end of
 //   the event-loop turn that delivered them. Every callback runs before its ack: at-least-once.
+// - With the workload's `ackMode: per-message`: one durable queue per subscription (bound to
+//   every partition's routing key), which the subscription's consumers compete for, as a
+//   RabbitMQ work queue; each delivery is answered on its own: accept = one `basic.ack` without
+//   `multiple`, release = `basic.nack` with requeue. AMQP 0-9-1 does not confirm acks, so the
+//   ack latency is not measured (null) and an accept counts once it is written to the channel.
+//   Streams have no per-message acks and are refused in this mode.
 //
 // Durability (sources: RabbitMQ docs "Consumer Acknowledgements and Publisher Confirms",
 // https://www.rabbitmq.com/docs/confirms#publisher-confirms-latency; RabbitMQ blog
@@ -40,6 +46,8 @@ import amqplib from "amqplib";
 import type { Channel, ChannelModel, ConfirmChannel, ConsumeMessage } from "amqplib";
 import { setImmediate } from "node:timers";
 import type {
+  AckingHandlers,
+  AckMode,
   BenchConsumer,
   BenchProducer,
   BrokerProcess,
@@ -48,6 +56,7 @@ import type {
   DriverFactory,
   DriverSettings,
   MessageCallback,
+  SubscriptionCounts,
 } from "../driver.ts";
 import { DriverUnavailableError } from "../driver.ts";
 import {
@@ -82,12 +91,17 @@ export type RabbitMqOptions = {
   /** Pending deliveries that force a (multiple) ack before the event-loop turn ends. */
   ackEvery: number;
   connectTimeoutMs: number;
+  /** The workload's ackMode: per-message uses one queue per subscription, one ack per message. */
+  perMessage: boolean;
 };
 
 const PREFETCH_MAX = 65_535;
 
 /** Reads the options `url`, `queue-type`, `prefetch`, `ack-every` and `connect-timeout-ms`. */
-export function rabbitMqOptions(options: DriverOptions = {}): RabbitMqOptions {
+export function rabbitMqOptions(
+  options: DriverOptions = {},
+  ackMode: AckMode = "stream",
+): RabbitMqOptions {
   const prefetch = optionInt(options, "prefetch", 1000, { min: 1, max: PREFETCH_MAX });
   return {
     url: optionString(
@@ -106,6 +120,7 @@ export function rabbitMqOptions(options: DriverOptions = {}): RabbitMqOptions {
       min: 1,
       max: 60_000,
     }),
+    perMessage: ackMode === "per-message",
   };
 }
 
@@ -142,6 +157,12 @@ class RabbitMqDriver implements Driver {
   }
 
   async initialize(): Promise<void> {
+    if (this.#options.perMessage && this.#options.queueType === "stream") {
+      throw new RangeError(
+        "rabbitmq option queue-type=stream cannot run ackMode per-message: streams have no " +
+          "per-message acks (use queue-type=classic or quorum)",
+      );
+    }
     const connection = await this.#connect();
     this.#connections.delete(connection);
     this.#adminConnection = connection;
@@ -159,11 +180,15 @@ class RabbitMqDriver implements Driver {
       queueType: options.queueType,
       layout: stream
         ? "direct exchange per topic, one stream per partition read by every subscription"
-        : "direct exchange per topic, one durable queue per (subscription, partition)",
+        : options.perMessage
+          ? "direct exchange per topic, one durable queue per subscription (every partition's key)"
+          : "direct exchange per topic, one durable queue per (subscription, partition)",
       deliveryMode: 2,
       publisherConfirms: "confirm channel per producer; sendAsync resolves on its basic.ack",
       prefetch: options.prefetch,
-      acks: `manual, multiple=true every ${options.ackEvery} deliveries or event-loop turn`,
+      acks: options.perMessage
+        ? "manual, one basic.ack per message (no multiple); release = basic.nack requeue"
+        : `manual, multiple=true every ${options.ackEvery} deliveries or event-loop turn`,
       clientLibrary: `amqplib ${packageVersion("amqplib")}`,
       batching: "none: one basic.publish per message; confirms arrive as the broker sends them",
       connections: "one per producer and per consumer, made in the load workers",
@@ -297,6 +322,50 @@ class RabbitMqDriver implements Driver {
     };
   }
 
+  async createAckingConsumer(
+    topic: string,
+    subscription: string,
+    handlers: AckingHandlers,
+  ): Promise<BenchConsumer> {
+    if (!this.#options.perMessage) {
+      throw new Error("rabbitmq: acking consumers need the workload's ackMode per-message");
+    }
+    const [queue] = await this.#subscriptionQueues(topic, subscription);
+    const connection = await this.#connect();
+    const channel = await connection.createChannel();
+    channel.on("error", () => {});
+    await channel.prefetch(this.#options.prefetch, false);
+    const handle = (message: ConsumeMessage | null) => {
+      // null: the server cancelled the consumer (its queue was deleted).
+      if (message === null) return;
+      const { content } = message;
+      if (handlers.onDelivery(content, message.fields.redelivered) === "release") {
+        channel.nack(message, false, true);
+        return;
+      }
+      try {
+        channel.ack(message, false);
+      } catch (error) {
+        // The channel closed: its unacknowledged deliveries go back to the queue.
+        handlers.onAnswerFailed(error);
+        return;
+      }
+      handlers.onAccepted(content.length, null);
+    };
+    const { consumerTag } = await channel.consume(queue!, handle, { noAck: false });
+    return {
+      close: async () => {
+        await channel.cancel(consumerTag).catch(() => {});
+        await this.#closeConnection(connection);
+      },
+    };
+  }
+
+  /** Classic and quorum queues here have no dead-letter exchange: the count is not known. */
+  async subscriptionCounts(): Promise<SubscriptionCounts> {
+    return { deadLettered: null };
+  }
+
   async deleteTopic(topic: string): Promise<void> {
     const state = this.#topics.get(topic);
     if (state === undefined) return;
@@ -323,11 +392,13 @@ class RabbitMqDriver implements Driver {
   async #subscriptionQueues(topic: string, subscription: string): Promise<string[]> {
     const state = this.#topic(topic);
     const consumers = state.consumers.get(subscription) ?? 0;
-    const names = Array.from({ length: state.partitions }, (_, partition) =>
-      this.#options.queueType === "stream"
-        ? `${state.exchange}.${partition}`
-        : `${state.exchange}.${safeName(subscription)}.${partition}`,
-    );
+    const names = this.#options.perMessage
+      ? [`${state.exchange}.${safeName(subscription)}`]
+      : Array.from({ length: state.partitions }, (_, partition) =>
+          this.#options.queueType === "stream"
+            ? `${state.exchange}.${partition}`
+            : `${state.exchange}.${safeName(subscription)}.${partition}`,
+        );
     if (this.#options.queueType === "stream" && consumers > 0) {
       throw new RangeError(
         `Subscription ${subscription} already has a consumer: RabbitMQ streams do not share ` +
@@ -343,6 +414,13 @@ class RabbitMqDriver implements Driver {
   async #declareSubscription(state: TopicState, subscription: string): Promise<void> {
     if (state.declared.has(subscription)) return;
     state.declared.add(subscription);
+    if (this.#options.perMessage) {
+      const name = `${state.exchange}.${safeName(subscription)}`;
+      for (let partition = 0; partition < state.partitions; partition++) {
+        await this.#declareQueue(state, name, partition);
+      }
+      return;
+    }
     for (let partition = 0; partition < state.partitions; partition++) {
       const name = `${state.exchange}.${safeName(subscription)}.${partition}`;
       await this.#declareQueue(state, name, partition);
@@ -449,9 +527,12 @@ function olderThan313(version: string): boolean {
 }
 
 /** A RabbitMQ driver; see the file header for the layout, acks and durability. */
-export function createRabbitMqDriver(options: DriverOptions = {}): Driver {
-  return new RabbitMqDriver(rabbitMqOptions(options));
+export function createRabbitMqDriver(
+  options: DriverOptions = {},
+  ackMode: AckMode = "stream",
+): Driver {
+  return new RabbitMqDriver(rabbitMqOptions(options, ackMode));
 }
 
 export const createDriver: DriverFactory = (config: DriverConfig) =>
-  createRabbitMqDriver(config.options);
+  createRabbitMqDriver(config.options, config.ackMode);
