@@ -19,6 +19,7 @@ import { optionsFor, parseDriverOptions } from "./drivers/options.ts";
 import { renderReport } from "./report.ts";
 import { type BenchResult, buildResult, type LatencyPoint, latencyPoint } from "./result.ts";
 import { type RunOptions, runWorkload } from "./runner.ts";
+import { formatAckTable } from "./ack_table.ts";
 import { formatLatencyTable, formatTable } from "./table.ts";
 import type { LoadWorker } from "./worker/handle.ts";
 import { parseWorkers, startWorkers, type WorkerSpec } from "./worker/pool.ts";
@@ -232,6 +233,8 @@ function finish(
       log("");
       log(formatLatencyTable(results));
     }
+    const ackTable = formatAckTable(results);
+    if (ackTable.length > 0) log(`\n${ackTable}`);
     log(`results: ${outDir}/{${results.map((r) => r.driver).join(",")}}.json`);
     log(`report:  ${join(outDir, "report.html")}`);
   }

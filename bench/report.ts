@@ -6,6 +6,7 @@
 // `sluice bench` writes it as DIR/report.html; `bun bench/report.ts DIR` rebuilds it from the
 // DIR/*.json files.
 
+import { ackSummary } from "./ack_table.ts";
 import type { MachineLimits } from "./limits.ts";
 import fs from "node:fs";
 import { join } from "node:path";
@@ -197,6 +198,7 @@ function driverSection(result: BenchResult, index: number): string {
       `${result.aggregatedPublishDelayLatency50pct} / ${result.aggregatedPublishDelayLatency99pct}`,
     ],
   ];
+  if (result.ackMode === "per-message") facts.push(["per-message acks", ackSummary(result)]);
   if (result.rateSearch !== null) facts.push(["max-rate search", searchSummary(result)]);
   if (result.latencyAtLoad !== undefined && result.latencyAtLoad.length > 0) {
     facts.push(["latency at load", latencyAtLoadSummary(result)]);
