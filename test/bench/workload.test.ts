@@ -44,6 +44,8 @@ describe("workloads", () => {
       "fixed-rate-10k-1kb",
       "small-100b",
       "queue-ack-1kb",
+      "queue-1kb",
+      "queue-1kb-release",
       "omb-1-topic-100-partitions-1kb",
     ]) {
       assert.ok(names.includes(expected), `missing workload ${expected}`);
