@@ -32,6 +32,8 @@ export type QueueModeOptions = {
   maxRecords: number;
   /** Answers given within this long of each other share one QueueAck. */
   ackFlushMs: number;
+  /** QueueFetch requests each consumer keeps outstanding. */
+  fetchesInFlight: number;
 };
 
 export function queueModeSettings(options: QueueModeOptions): DriverSettings {
@@ -42,6 +44,7 @@ export function queueModeSettings(options: QueueModeOptions): DriverSettings {
     queueFsync: "queue default (always: an accept is confirmed once fsynced)",
     queueMaxRecords: options.maxRecords,
     queueAckFlushMs: options.ackFlushMs,
+    queueFetchesInFlight: options.fetchesInFlight,
   };
 }
 
@@ -72,6 +75,7 @@ export function createQueueConsumer(
     queue: subscription,
     maxRecords: options.maxRecords,
     ackFlushMs: options.ackFlushMs,
+    fetchesInFlight: options.fetchesInFlight,
     maxWaitMs: QUEUE_POLL_WAIT_MS,
   });
   return new QueueBenchConsumer(consumer, handlers);

@@ -18,6 +18,11 @@
 //   poll ──► join (when the fetch connection is new) ──► QueueFetch (long poll)
 //        ──► records paired with the acquired ranges (queue_message.ts) ──► messages
 //   message.accept() ──► AckBatcher ──ackFlushMs──► QueueAck ──► durable ──► promise resolves
+//
+// With `fetchesInFlight` n > 1 the consumer keeps n QueueFetch requests outstanding on the
+// fetch connection (the broker serves them side by side): while the application handles one
+// answer, the next is already on its way, so a consumer is not bound by one round trip per
+// `maxRecords` records. Fetches already sent keep the limits of the poll that sent them.
 
 import { WIRE_ERRORS, errorFromWire } from "../codec/errors.ts";
 import type { AckType } from "../codec/queue_ack.ts";
@@ -40,6 +45,9 @@ export const ACK_FLUSH_MS_DEFAULT = 5;
 export const ACK_BATCH_MAX_DEFAULT = 1_000;
 /** The broker ends a QueueFetch's wait before this anyway (PROTOCOL.md section 7a). */
 const MAX_WAIT_MS_MAX = 60_000;
+export const FETCHES_IN_FLIGHT_DEFAULT = 1;
+/** Outstanding fetches per consumer at most: well under the broker's inFlightMax (1,024). */
+export const FETCHES_IN_FLIGHT_MAX = 16;
 
 export type QueueConsumerOptions = ClientOptions & {
   /** The queue to consume (declared beforehand, e.g. with Admin.declareQueue). */
@@ -63,6 +71,12 @@ export type QueueConsumerOptions = ClientOptions & {
   ackFlushMs?: number;
   /** A QueueAck goes out at once when this many answers wait (default 1,000). */
   ackBatchMax?: number;
+  /**
+   * QueueFetch requests kept outstanding (default 1, at most 16): with more than one, the next
+   * records are on their way while the application handles the last ones. Each acquires up
+   * to maxRecords, all within the queue's prefetch.
+   */
+  fetchesInFlight?: number;
 };
 
 type Settings = {
@@ -72,6 +86,7 @@ type Settings = {
   maxWaitMs: number;
   autoAccept: boolean;
   requestTimeoutMs: number;
+  fetchesInFlight: number;
 };
 
 type Member = {
@@ -112,6 +127,12 @@ function resolveSettings(options: QueueConsumerOptions): Settings {
     ]),
     autoAccept: options.autoAccept ?? false,
     requestTimeoutMs: options.requestTimeoutMs ?? REQUEST_TIMEOUT_MS_DEFAULT,
+    fetchesInFlight: integerIn(
+      "fetchesInFlight",
+      options.fetchesInFlight,
+      FETCHES_IN_FLIGHT_DEFAULT,
+      [1, FETCHES_IN_FLIGHT_MAX],
+    ),
   };
 }
 
@@ -124,6 +145,10 @@ export class QueueConsumer {
   readonly #acks: AckBatcher;
   readonly #renewer: LockRenewer | undefined;
   #member: Member | undefined;
+  /** A join under way: concurrent fetches wait for it rather than joining twice. */
+  #joining: Promise<Member> | undefined;
+  /** Fetches sent ahead of the polls that will return them, oldest first. */
+  #ahead: Promise<QueueMessage[]>[] = [];
   #polling = false;
   #failures = 0;
   #wakers = new Set<() => void>();
@@ -187,7 +212,7 @@ export class QueueConsumer {
     if (this.#polling) throw new TypeError("poll() called while another poll is running");
     this.#polling = true;
     try {
-      return await this.#pollOnce(maxRecords, maxWaitMs);
+      return await this.#next(maxRecords, maxWaitMs);
     } finally {
       this.#polling = false;
     }
@@ -201,7 +226,7 @@ export class QueueConsumer {
     let next = 0;
     try {
       while (!this.#closed) {
-        batch = await this.#pollOnce(this.#settings.maxRecords, this.#settings.maxWaitMs);
+        batch = await this.#next(this.#settings.maxRecords, this.#settings.maxWaitMs);
         for (next = 0; next < batch.length; ) {
           const message = batch[next++]!;
           yield message;
@@ -218,6 +243,15 @@ export class QueueConsumer {
       // Acquired but never handed out (the loop was left early): give them back now.
       for (const message of batch.slice(next)) message.release().catch(() => undefined);
     }
+  }
+
+  /** The oldest outstanding fetch's messages, with fetchesInFlight fetches kept outstanding. */
+  #next(maxRecords: number, maxWaitMs: number): Promise<QueueMessage[]> {
+    const ahead = this.#ahead;
+    while (ahead.length < this.#settings.fetchesInFlight && !this.#closed) {
+      ahead.push(this.#pollOnce(maxRecords, maxWaitMs));
+    }
+    return ahead.shift() ?? Promise.resolve([]);
   }
 
   async #pollOnce(maxRecords: number, maxWaitMs: number): Promise<QueueMessage[]> {
@@ -261,6 +295,15 @@ export class QueueConsumer {
     const member = this.#member;
     if (member !== undefined && member.connection === connection) return member;
     this.#member = undefined;
+    if (this.#joining === undefined) {
+      this.#joining = this.#join(connection).finally(() => {
+        this.#joining = undefined;
+      });
+    }
+    return this.#joining;
+  }
+
+  async #join(connection: ClientConnection): Promise<Member> {
     const joined = await joinQueue(connection, this.#settings.queue);
     if (joined.memberId === null || joined.topic === null) {
       throw new ClientError("MALFORMED_RESPONSE", "QueueJoinResponse without a member id");

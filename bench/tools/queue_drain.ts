@@ -1,0 +1,150 @@
+// A queue consumer probe, outside the harness: how fast competing QueueConsumers drain a queue
+// over TCP when each message is accepted on its own (the consume side of `queue-1kb` alone).
+// It starts `sluice serve` as a child process (or uses --url), fills a topic, declares a queue
+// from its beginning, then runs the consumers in this process until every record is accepted
+// (each accept confirmed durable: the queue's default fsync). Prints one JSON line.
+//
+//   bun bench/tools/queue_drain.ts [--records 200000] [--partitions 16] [--size 1024]
+//       [--consumers 4] [--max-records 100] [--fetches-in-flight 1] [--ack-flush-ms 1]
+//       [--url HOST:PORT]
+//
+// For an A/B of a client setting, alternate runs (a fresh broker each), e.g.:
+//   for i in 1 2 3; do for f in 1 2; do
+//     bun bench/tools/queue_drain.ts --fetches-in-flight $f; done; done
+
+import fs from "node:fs";
+import os from "node:os";
+import { join } from "node:path";
+import { parseArgs } from "node:util";
+import { Admin, Producer, QueueConsumer } from "../../protocol/client/mod.ts";
+import { LatencyHistogram } from "../histogram.ts";
+import { brokerScript, type Child, startChild } from "../tcp/processes.ts";
+
+const { values } = parseArgs({
+  options: {
+    records: { type: "string", default: "200000" },
+    partitions: { type: "string", default: "16" },
+    size: { type: "string", default: "1024" },
+    consumers: { type: "string", default: "4" },
+    "max-records": { type: "string", default: "100" },
+    "fetches-in-flight": { type: "string", default: "1" },
+    "ack-flush-ms": { type: "string", default: "1" },
+    url: { type: "string" },
+  },
+});
+
+function integer(name: keyof typeof values, min: number, max: number): number {
+  const value = Number(values[name]);
+  if (!Number.isSafeInteger(value) || value < min || value > max) {
+    throw new RangeError(`--${name} ${values[name]} is not an integer in [${min}, ${max}]`);
+  }
+  return value;
+}
+
+const records = integer("records", 1, 100_000_000);
+const partitions = integer("partitions", 1, 10_000);
+const sizeBytes = integer("size", 1, 1_000_000);
+const consumerCount = integer("consumers", 1, 1_000);
+const maxRecords = integer("max-records", 1, 100_000);
+const fetchesInFlight = integer("fetches-in-flight", 1, 16);
+const ackFlushMs = integer("ack-flush-ms", 0, 1_000);
+/** The drain gives up after this long without an accept. */
+const IDLE_MS_MAX = 10_000;
+
+async function fill(client: { host: string; port: number }, topic: string): Promise<void> {
+  const producer = new Producer({ ...client, acks: 1, lingerMs: 1 });
+  const value = new Uint8Array(sizeBytes);
+  const window = 10_000;
+  let sent = 0;
+  while (sent < records) {
+    const count = Math.min(window, records - sent);
+    await Promise.all(Array.from({ length: count }, () => producer.send({ topic, value })));
+    sent += count;
+  }
+  await producer.close();
+}
+
+async function drain(client: { host: string; port: number }, queue: string) {
+  const ackLatency = new LatencyHistogram();
+  let accepted = 0;
+  let lastAcceptMs = performance.now();
+  let done!: () => void;
+  const finished = new Promise<void>((resolve) => {
+    done = resolve;
+  });
+  const consumers = Array.from(
+    { length: consumerCount },
+    () =>
+      new QueueConsumer({
+        ...client,
+        queue,
+        maxRecords,
+        fetchesInFlight,
+        ackFlushMs,
+        maxWaitMs: 100,
+      }),
+  );
+  const startMs = performance.now();
+  const loops = consumers.map(async (consumer) => {
+    while (accepted < records && performance.now() - lastAcceptMs < IDLE_MS_MAX) {
+      for (const message of await consumer.poll()) {
+        const acceptMs = performance.now();
+        message.accept().then(() => {
+          lastAcceptMs = performance.now();
+          ackLatency.recordMs(lastAcceptMs - acceptMs);
+          if (++accepted === records) done();
+        });
+      }
+    }
+  });
+  await Promise.race([finished, Promise.all(loops)]);
+  const seconds = (performance.now() - startMs) / 1000;
+  await Promise.all(consumers.map((consumer) => consumer.close()));
+  await Promise.all(loops);
+  return { accepted, seconds, ackLatency };
+}
+
+async function main(): Promise<void> {
+  let child: Child | undefined;
+  const dataDir = fs.mkdtempSync(join(os.tmpdir(), "sluice-queue-drain-"));
+  try {
+    let client: { host: string; port: number };
+    if (values.url === undefined) {
+      child = await startChild(brokerScript, ["serve", "--data", dataDir, "--port", "0"]);
+      client = { host: "127.0.0.1", port: child.port };
+    } else {
+      const at = values.url.lastIndexOf(":");
+      client = { host: values.url.slice(0, at), port: Number(values.url.slice(at + 1)) };
+    }
+    const admin = new Admin(client);
+    const topic = `drain-${process.pid}`;
+    await admin.createTopics([{ name: topic, partitions }]);
+    await admin.declareQueue(topic, { topic, from: "beginning" });
+    await fill(client, topic);
+    const { accepted, seconds, ackLatency } = await drain(client, topic);
+    await admin.deleteTopics([topic]);
+    await admin.close();
+    const summary = ackLatency.summary();
+    console.log(
+      JSON.stringify({
+        records,
+        partitions,
+        sizeBytes,
+        consumers: consumerCount,
+        maxRecords,
+        fetchesInFlight,
+        ackFlushMs,
+        accepted,
+        seconds: Number(seconds.toFixed(3)),
+        acceptedPerSecond: Math.round(accepted / seconds),
+        ackP50Ms: summary.p50Ms,
+        ackP99Ms: summary.p99Ms,
+      }),
+    );
+  } finally {
+    await child?.stop();
+    fs.rmSync(dataDir, { recursive: true, force: true });
+  }
+}
+
+await main();
