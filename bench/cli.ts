@@ -271,7 +271,7 @@ async function benchDriver(
     return {
       driver: name,
       reason: `the ${name} driver does not implement the workload's ackMode per-message`,
-      hint: "run per-message workloads with --drivers sluice,rabbitmq",
+      hint: "per-message workloads run with --drivers sluice,sluice-embedded,rabbitmq",
     };
   }
   const workDir = fs.mkdtempSync(join(tmpdir(), `sluice-bench-${name}-`));

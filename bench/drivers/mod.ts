@@ -37,7 +37,7 @@ export const DRIVERS: readonly DriverEntry[] = [
     file: "sluice_embedded.ts",
     peer: false,
     inProcess: true,
-    perMessageAck: false,
+    perMessageAck: true,
     summary: "the storage engine in-process, no network",
   },
   {

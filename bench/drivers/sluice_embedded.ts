@@ -10,8 +10,13 @@
 // subscription split the partitions round-robin (consumer i of n reads partitions p with
 // p mod n = i), rebalanced as consumers join and leave, positions kept by the subscription.
 //
+// With the workload's `ackMode: per-message` a subscription is a queue and each consumer a
+// member of it (./sluice_embedded_queue.ts), and the topics default to fsync always (appends
+// acknowledged once durable, as acks all over TCP).
+//
 // Options (`--driver-options key=value,...`):
-//   fsync=always|never|<ms>   the topics' fsync policy (default: the engine's, every 1000 ms)
+//   fsync=always|never|<ms>   the topics' fsync policy (default: the engine's, every 1000 ms;
+//                             always in per-message mode)
 //   lingerMs=<n>              how long a batch waits for more records (default 1); 0 seals
 //                             batches at the end of the event-loop turn that filled them
 //   batchBytes=<n>            the largest batch (default 1 MiB, the topics' maxBatchBytes)
@@ -29,6 +34,7 @@ import {
 import { DefaultPartitioner } from "../../protocol/client/mod.ts";
 import packageJson from "../../package.json" with { type: "json" };
 import type {
+  AckingHandlers,
   BenchConsumer,
   BenchProducer,
   BrokerProcess,
@@ -37,8 +43,15 @@ import type {
   DriverFactory,
   DriverSettings,
   MessageCallback,
+  SubscriptionCounts,
 } from "../driver.ts";
 import { describeFsync, fsyncOption, integerOption } from "./options.ts";
+import {
+  declareEmbeddedQueue,
+  EMBEDDED_QUEUE_MAX_RECORDS,
+  EmbeddedQueueConsumer,
+  embeddedQueueCounts,
+} from "./sluice_embedded_queue.ts";
 
 export const LINGER_MS_DEFAULT = 1;
 export const BATCH_BYTES_DEFAULT = LOG_CONFIG_DEFAULTS.maxBatchBytes;
@@ -50,7 +63,7 @@ const RECORD_OVERHEAD_BYTES_MAX = 40;
 
 export const createDriver: DriverFactory = (config) => new SluiceEmbeddedDriver(config);
 
-type Settings = { fsync: FsyncPolicy; lingerMs: number; batchBytes: number };
+type Settings = { fsync: FsyncPolicy; lingerMs: number; batchBytes: number; queues: boolean };
 
 export class SluiceEmbeddedDriver implements Driver {
   readonly name = "sluice-embedded";
@@ -62,8 +75,10 @@ export class SluiceEmbeddedDriver implements Driver {
   constructor(config: DriverConfig) {
     this.#config = config;
     const { options } = config;
+    const queues = config.ackMode === "per-message";
     this.#settings = {
-      fsync: fsyncOption(options, "fsync", LOG_CONFIG_DEFAULTS.fsync),
+      queues,
+      fsync: fsyncOption(options, "fsync", queues ? "always" : LOG_CONFIG_DEFAULTS.fsync),
       lingerMs: integerOption(options, "lingerMs", LINGER_MS_DEFAULT, 0, 60_000),
       batchBytes: integerOption(
         options,
@@ -98,7 +113,10 @@ export class SluiceEmbeddedDriver implements Driver {
       batchBytes: this.#settings.batchBytes,
       readBytesMax: READ_BYTES_MAX,
       partitioner: "murmur2(key) like Kafka; keyless records sticky per batch",
-      subscription: "reads every partition; its consumers split partitions round-robin",
+      subscription: this.#settings.queues
+        ? "a queue on the topic (from its beginning, acks fdatasync'd); consumers are members " +
+          `fetching up to ${EMBEDDED_QUEUE_MAX_RECORDS} records, each answered on its own`
+        : "reads every partition; its consumers split partitions round-robin",
     };
   }
 
@@ -134,6 +152,25 @@ export class SluiceEmbeddedDriver implements Driver {
       this.#subscriptions.set(key, group);
     }
     return group.join(onMessage);
+  }
+
+  async createSubscription(topic: string, subscription: string): Promise<void> {
+    if (this.#settings.queues) await declareEmbeddedQueue(this.#open, topic, subscription);
+  }
+
+  async createAckingConsumer(
+    _topic: string,
+    subscription: string,
+    handlers: AckingHandlers,
+  ): Promise<BenchConsumer> {
+    if (!this.#settings.queues) {
+      throw new Error("sluice-embedded: acking consumers need the workload's ackMode per-message");
+    }
+    return new EmbeddedQueueConsumer(this.#open, subscription, handlers);
+  }
+
+  async subscriptionCounts(_topic: string, subscription: string): Promise<SubscriptionCounts> {
+    return embeddedQueueCounts(this.#open, subscription);
   }
 
   async deleteTopic(topic: string): Promise<void> {

@@ -11,6 +11,7 @@ import { formatAckTable } from "../../bench/ack_table.ts";
 import { type AckingHandlers, type Driver, DriverUnavailableError } from "../../bench/driver.ts";
 import { createRabbitMqDriver } from "../../bench/drivers/rabbitmq.ts";
 import { SluiceTcpDriver } from "../../bench/drivers/sluice.ts";
+import { SluiceEmbeddedDriver } from "../../bench/drivers/sluice_embedded.ts";
 import { LoadStats } from "../../bench/load_stats.ts";
 import { readStamp } from "../../bench/payload.ts";
 import { type BenchResult, buildResult } from "../../bench/result.ts";
@@ -184,6 +185,20 @@ describe("per-message runs", () => {
     assert.equal(result.settings["acks"], "all");
     assert.ok(result.ackLatency99pct !== null && result.ackLatency99pct > 0);
     assert.ok(result.ackLatency50pct! <= result.ackLatency99pct!);
+  });
+
+  test("sluice-embedded: a queue in the engine, its members calling it directly", async () => {
+    using dir = tempDir();
+    const driver = new SluiceEmbeddedDriver({
+      workDir: dir.path,
+      options: {},
+      ackMode: "per-message",
+    });
+    const { result, accepted } = await runTiny(driver);
+    checkCounts(result, accepted);
+    assert.equal(result.deadLettered, 0);
+    assert.match(String(result.settings["fsync"]), /always/);
+    assert.ok(result.ackLatency99pct !== null && result.ackLatency99pct > 0);
   });
 
   test("rabbitmq: one basic.ack per message, releases as nack requeue", {
