@@ -249,7 +249,11 @@ export class QueueConsumer {
   #next(maxRecords: number, maxWaitMs: number): Promise<QueueMessage[]> {
     const ahead = this.#ahead;
     while (ahead.length < this.#settings.fetchesInFlight && !this.#closed) {
-      ahead.push(this.#pollOnce(maxRecords, maxWaitMs));
+      const fetching = this.#pollOnce(maxRecords, maxWaitMs);
+      // A fetch sent ahead may fail after the application stopped polling: handled here, its
+      // error still reaches the poll that takes it.
+      fetching.catch(() => undefined);
+      ahead.push(fetching);
     }
     return ahead.shift() ?? Promise.resolve([]);
   }
