@@ -34,16 +34,6 @@ function msOption(key: string, flag: string, values: ParsedValues): Record<strin
   return { [key]: ms };
 }
 
-/** A positive number given as a flag's text, or undefined when the flag is absent. */
-function positiveNumber(text: string | undefined, flag: string): number | undefined {
-  if (text === undefined) return undefined;
-  const value = Number(text);
-  if (!Number.isFinite(value) || value <= 0) {
-    throw new UsageError(`${flag} ${text} is not a positive number`);
-  }
-  return value;
-}
-
 /** `sluice bench worker`: a load worker for coordinators on other machines. */
 async function benchWorker(values: ParsedValues, positionals: string[]): Promise<number> {
   if (positionals.length > 1) throw new UsageError(`unexpected argument '${positionals[1]}'`);
@@ -245,31 +235,7 @@ export const COMMANDS: Command[] = [
     },
     async run(values, positionals) {
       if (positionals[0] === "worker") return benchWorker(values, positionals);
-      if (positionals.length > 0) throw new UsageError(`unexpected argument '${positionals[0]}'`);
-      if (values["listen"] !== undefined) throw new UsageError("--listen is for `bench worker`");
-      const { runBench } = await import("../bench/cli.ts");
-      const text = (name: string) => (typeof values[name] === "string" ? values[name] : undefined);
-      try {
-        const outcome = await runBench({
-          workload: text("workload"),
-          drivers: text("drivers"),
-          out: text("out"),
-          sluiceUrl: text("sluice-url"),
-          driverOptions: text("driver-options"),
-          workers: text("workers"),
-          token: text("token"),
-          publishP99MsMax: positiveNumber(text("publish-p99-max-ms"), "--publish-p99-max-ms"),
-          latencyAtLoad: values["latency-at-load"] === true,
-          commonRate: positiveNumber(text("common-rate"), "--common-rate"),
-        });
-        return outcome.exitCode;
-      } catch (error) {
-        // Bad flag values (an unknown driver or workload, a bad option) are usage errors.
-        if (error instanceof RangeError || (error as Error).name === "WorkloadError") {
-          throw new UsageError((error as Error).message);
-        }
-        throw error;
-      }
+      return (await import("./bench_command.ts")).bench(values, positionals);
     },
   },
   {
