@@ -3,6 +3,7 @@
 
 import packageJson from "../package.json" with { type: "json" };
 import { type ParsedValues, UsageError } from "./_args.ts";
+import { SERVE_OPS_OPTIONS } from "./serve_options.ts";
 
 export type OptionSpec = { type: "string" | "boolean"; help: string };
 
@@ -13,26 +14,6 @@ export type Command = {
   options: Record<string, OptionSpec>;
   run(values: ParsedValues, positionals: string[]): Promise<number>;
 };
-
-function portOf(value: string | boolean | (string | boolean)[] | undefined): number {
-  if (value === undefined) return 9092;
-  const port = Number(value);
-  if (typeof value !== "string" || !Number.isInteger(port) || port < 0 || port > 65_535) {
-    throw new UsageError(`--port ${String(value)} is not a port number (0 to 65535)`);
-  }
-  return port;
-}
-
-/** `{ [key]: ms }` for a flag given as a positive integer of milliseconds, else `{}`. */
-function msOption(key: string, flag: string, values: ParsedValues): Record<string, number> {
-  const value = values[flag];
-  if (value === undefined) return {};
-  const ms = Number(value);
-  if (typeof value !== "string" || !Number.isSafeInteger(ms) || ms < 1) {
-    throw new UsageError(`--${flag} ${String(value)} is not a positive number of milliseconds`);
-  }
-  return { [key]: ms };
-}
 
 /** `sluice bench worker`: a load worker for coordinators on other machines. */
 async function benchWorker(values: ParsedValues, positionals: string[]): Promise<number> {
@@ -51,36 +32,9 @@ async function benchWorker(values: ParsedValues, positionals: string[]): Promise
   process.exit(0);
 }
 
-/** Runs the broker until SIGINT or SIGTERM, then shuts it down cleanly. */
+/** Runs the broker until SIGINT or SIGTERM, then shuts it down cleanly (./serve_command.ts). */
 async function serve(values: ParsedValues): Promise<number> {
-  const { SluiceServer } = await import("../protocol/mod.ts");
-  const server = await SluiceServer.start({
-    dataDir: typeof values["data"] === "string" ? values["data"] : "data",
-    host: typeof values["host"] === "string" ? values["host"] : "127.0.0.1",
-    port: portOf(values["port"]),
-    ...msOption("heartbeatIntervalMs", "heartbeat-interval-ms", values),
-    ...msOption("sessionTimeoutMs", "session-timeout-ms", values),
-  });
-  console.log(`sluice listening on ${server.host}:${server.port}`);
-  // The handlers stay installed for the whole shutdown: a second signal (a service manager
-  // signalling the whole process group, a launcher passing one on) must not kill the process
-  // half-way through a clean close.
-  let stopping = false;
-  await new Promise<void>((resolve) => {
-    const stop = (signal: string) => {
-      if (stopping) {
-        console.error(`sluice: ${signal} received again; still shutting down cleanly`);
-        return;
-      }
-      stopping = true;
-      console.error(`sluice: ${signal} received, shutting down`);
-      resolve();
-    };
-    process.on("SIGINT", () => stop("SIGINT"));
-    process.on("SIGTERM", () => stop("SIGTERM"));
-  });
-  await server.close();
-  return 0;
+  return (await import("./serve_command.ts")).serve(values);
 }
 
 function runtimeName(): string {
@@ -90,17 +44,18 @@ function runtimeName(): string {
   return `node ${process.versions.node}`;
 }
 
-const BROKER_HELP = "Broker address (default 127.0.0.1:9092)";
+const BROKER_HELP = "Broker address (default 127.0.0.1:7450, or SLUICE_BROKER)";
 
 export const COMMANDS: Command[] = [
   {
     name: "serve",
-    usage: "serve [--data DIR] [--host HOST] [--port PORT]",
+    usage: "serve [--config FILE] [--data DIR] [--host HOST] [--port PORT] [--http-port PORT]",
     summary: "Run the broker on a data directory",
     options: {
-      data: { type: "string", help: "Data directory (default ./data)" },
+      config: { type: "string", help: "TOML (.toml) or JSON settings file (or SLUICE_CONFIG)" },
+      data: { type: "string", help: "Data directory (default $XDG_DATA_HOME/sluice)" },
       host: { type: "string", help: "Address to listen on (default 127.0.0.1)" },
-      port: { type: "string", help: "TCP port, 0 picks a free one (default 9092)" },
+      port: { type: "string", help: "TCP port, 0 picks a free one (default 7450)" },
       "heartbeat-interval-ms": {
         type: "string",
         help: "Consumer-group heartbeat interval handed to members (default 3000)",
@@ -109,6 +64,7 @@ export const COMMANDS: Command[] = [
         type: "string",
         help: "Evict a group member silent this long (default 45000)",
       },
+      ...SERVE_OPS_OPTIONS,
     },
     run: (values) => serve(values),
   },
