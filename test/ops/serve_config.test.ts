@@ -22,7 +22,15 @@ describe("serve settings", () => {
     const file = writeConfig(
       dir.path,
       "sluice.toml",
-      'port = 7001\nhost = "127.0.0.2"\n[http]\nport = 7002\nhost = "127.0.0.3"\n[log]\nlevel = "warn"\n',
+      [
+        "port = 7001",
+        'host = "127.0.0.2"',
+        "[http]",
+        "port = 7002",
+        'host = "127.0.0.3"',
+        "[log]",
+        'level = "warn"',
+      ].join("\n"),
     );
     const env = { SLUICE_PORT: "7101", SLUICE_HTTP_PORT: "7102", XDG_DATA_HOME: dir.path };
     const { settings, sources } = resolveServeSettings({ config: file, port: "7201" }, env);
