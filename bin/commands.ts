@@ -3,9 +3,10 @@
 
 import packageJson from "../package.json" with { type: "json" };
 import { type ParsedValues, UsageError } from "./_args.ts";
+import type { FlagSpec } from "./_parse.ts";
 import { SERVE_OPS_OPTIONS } from "./serve_options.ts";
 
-export type OptionSpec = { type: "string" | "boolean"; help: string };
+export type OptionSpec = FlagSpec;
 
 export type Command = {
   name: string;
@@ -87,11 +88,16 @@ export const COMMANDS: Command[] = [
   },
   {
     name: "produce",
-    usage: "produce --topic T [--key-separator SEP] [--partition N] [--acks 0|1|all]",
-    summary: "Publish lines from standard input, one record a line",
+    usage:
+      "produce --topic T [--key-separator SEP] [--header K=V]... [--partition N] " +
+      "[--acks 0|1|all] [--value-file FILE [--key K]]",
+    summary: "Publish lines from standard input, one record a line (or one file as a record)",
     options: {
       topic: { type: "string", help: "Topic to publish to" },
       "key-separator": { type: "string", help: "Split each line into key SEP value" },
+      header: { type: "string", multiple: true, help: "Add header KEY=VALUE to every record" },
+      "value-file": { type: "string", help: "Send one record: this file's exact bytes (no stdin)" },
+      key: { type: "string", help: "With --value-file: the record's key" },
       partition: { type: "string", help: "Partition to write to (default: by key or sticky)" },
       acks: { type: "string", help: "0, 1 or all (default all)" },
       broker: { type: "string", help: BROKER_HELP },
@@ -102,9 +108,10 @@ export const COMMANDS: Command[] = [
   {
     name: "consume",
     usage:
-      "consume --topic T [--group G] [--from beginning|end|N] [--count N] [--timeout-ms N] | " +
+      "consume --topic T [--group G] [--from WHERE] [--format F | --json] [-e] [--count N] " +
+      "[--timeout-ms N] | " +
       "--queue Q [--ack accept|release|reject] [--count N] [--timeout-ms N]",
-    summary: "Print record values, one a line",
+    summary: "Print record values, one a line (or --format / --json records)",
     options: {
       topic: { type: "string", help: "Topic to read" },
       queue: { type: "string", help: "Queue to consume as one of its members (not with --topic)" },
@@ -113,7 +120,21 @@ export const COMMANDS: Command[] = [
         help: "With --queue: accept, release or reject each (default accept)",
       },
       group: { type: "string", help: "Consumer group: join it and commit what was printed" },
-      from: { type: "string", help: "beginning, end or an offset (default end)" },
+      from: {
+        type: "string",
+        help: "beginning, end, OFFSET, -N (last N), @MS or ISO-8601 time (default end)",
+      },
+      format: {
+        type: "string",
+        short: "f",
+        help: "kcat tokens: %t %p %o %k %K %s %S %T %h %%, \\n \\t (nothing added)",
+      },
+      json: { type: "boolean", help: "One JSON object a line; non-UTF-8 bytes as base64" },
+      "exit-at-end": {
+        type: "boolean",
+        short: "e",
+        help: "Stop once every partition's end (at start) is reached",
+      },
       partition: { type: "string", help: "Read only this partition (not with --group)" },
       count: { type: "string", help: "Stop after N records" },
       "timeout-ms": { type: "string", help: "Stop after N ms without a record (default: never)" },
@@ -121,6 +142,9 @@ export const COMMANDS: Command[] = [
     },
     async run(values, positionals) {
       if (values["queue"] !== undefined) {
+        for (const flag of ["format", "json", "exit-at-end"]) {
+          if (values[flag] !== undefined) throw new UsageError(`--${flag} applies to --topic only`);
+        }
         return (await import("./queue_consume_command.ts")).consumeQueue(values, positionals);
       }
       if (values["ack"] !== undefined) throw new UsageError("--ack applies to --queue only");
