@@ -72,9 +72,10 @@ export const COMMANDS: Command[] = [
   {
     name: "topics",
     usage:
-      "topics create NAME [--partitions N] [--config k=v,...] | list | delete NAME " +
+      "topics create NAME [--partitions N] [--config k=v,...] | list | describe NAME | " +
+      "delete NAME " +
       "[--broker HOST:PORT]",
-    summary: "Create, list and delete topics",
+    summary: "Create, list, describe and delete topics",
     options: {
       partitions: { type: "string", help: "Partition count for create (default 1)" },
       config: {
@@ -182,6 +183,21 @@ export const COMMANDS: Command[] = [
     },
     run: async (values, positionals) =>
       (await import("./groups_command.ts")).groups(values, positionals),
+  },
+  {
+    name: "offsets",
+    usage:
+      "offsets reset GROUP --topic T --to earliest|latest|@MS|ISO-8601 [--partition P] " +
+      "[--broker HOST:PORT]",
+    summary: "Move a stopped group's committed offsets",
+    options: {
+      topic: { type: "string", help: "The topic whose offsets to move" },
+      to: { type: "string", help: "earliest, latest, @TIMESTAMP_MS or an ISO-8601 time" },
+      partition: { type: "string", help: "Only this partition (default: every one)" },
+      broker: { type: "string", help: BROKER_HELP },
+    },
+    run: async (values, positionals) =>
+      (await import("./offsets_command.ts")).offsets(values, positionals),
   },
   {
     name: "bench",

@@ -242,6 +242,72 @@ describe("sluice consume and produce, kcat style", () => {
   });
 });
 
+describe("sluice topics describe and offsets reset", () => {
+  const state: { dir?: { path: string } & Disposable; server?: ServerProcess } = {};
+  before(async () => {
+    state.dir = tempDir();
+    state.server = await startServerProcess(join(state.dir.path, "data"));
+  });
+  after(async () => {
+    if (state.server !== undefined) await stopServerProcess(state.server, "SIGTERM");
+    state.dir?.[Symbol.dispose]();
+  });
+  const broker = () => ["--broker", `127.0.0.1:${state.server!.port}`];
+
+  test("topics describe lists config and each partition's start, end and records", async () => {
+    const create = ["topics", "create", "d", "--partitions", "2", "--config", "retentionMs=90000"];
+    await ok([...create, ...broker()]);
+    await ok(["produce", "--topic", "d", "--partition", "1", ...broker()], "a\nb\nc\n");
+    const { stdout } = await ok(["topics", "describe", "d", ...broker()]);
+    assert.match(stdout, /^topic d: 2 partitions$/m);
+    assert.match(stdout, /^retentionMs +90000$/m);
+    assert.match(stdout, /^PARTITION +LOG-START +LOG-END +RECORDS$/m);
+    assert.match(stdout, /^0 +0 +0 +0$/m);
+    assert.match(stdout, /^1 +0 +3 +3$/m);
+    const missing = await sluice(["topics", "describe", "nope", ...broker()]);
+    assert.equal(missing.status, 1);
+    assert.match(missing.stderr, /topic 'nope' does not exist/);
+  });
+
+  test("offsets reset moves a stopped group's offsets; a running group is refused", async () => {
+    await ok(["topics", "create", "r", ...broker()]);
+    await ok(["produce", "--topic", "r", ...broker()], "1\n2\n3\n4\n");
+    const group = ["--group", "rg", "--from", "beginning"];
+    await ok(["consume", "--topic", "r", ...group, "--count", "4", ...broker()]);
+    const reset = await ok([
+      "offsets",
+      "reset",
+      "rg",
+      "--topic",
+      "r",
+      "--to",
+      "earliest",
+      ...broker(),
+    ]);
+    assert.match(reset.stdout, /^r +0 +0$/m);
+    const again = await ok(["consume", "--topic", "r", ...group, "--count", "4", ...broker()]);
+    assert.equal(again.stdout, "1\n2\n3\n4\n");
+    const member = spawnSluice(["consume", "--topic", "r", "--group", "rg", ...broker()]);
+    try {
+      const busy = async () =>
+        await sluice(["offsets", "reset", "rg", "--topic", "r", "--to", "latest", ...broker()]);
+      let refused: Result | undefined;
+      await waitFor(
+        async () => {
+          refused = await busy();
+          return refused.status === 1;
+        },
+        "the member to join",
+        20_000,
+      );
+      assert.match(refused!.stderr, /group 'rg' has 1 member: stop its consumers/);
+    } finally {
+      process.kill(member.child.pid!, "SIGTERM");
+      await member.exited;
+    }
+  });
+});
+
 describe("a consumer while the broker is away", () => {
   test("says the broker is unreachable, then reconnected, and goes on reading", async () => {
     using dir = tempDir();
