@@ -16,7 +16,8 @@ fi
 }
 log=$(mktemp)
 export DEBIAN_FRONTEND=noninteractive
-if ! { apt-get update -qq && apt-get install -y -qq --no-install-recommends chromium; } >"$log" 2>&1; then
+if ! { apt-get update -qq && apt-get install -y -qq --no-install-recommends chromium; } \
+  >"$log" 2>&1; then
   cat "$log" >&2
   rm -f "$log"
   echo "install_chromium.sh: apt-get failed installing chromium" >&2
