@@ -65,6 +65,11 @@ export function positionalsFor(action: string, rest: string[], names: string[]):
   return rest;
 }
 
+/** The broker could not be reached at all (nothing listens, no route): one clear line. */
+export class BrokerUnreachableError extends Error {
+  override name = "BrokerUnreachableError";
+}
+
 /**
  * Runs `body` and turns a broker that cannot be reached, or went away, into one clear line.
  * Server errors already name the code and the item; they pass through.
@@ -77,7 +82,7 @@ export async function talkingTo<T>(broker: Broker, body: () => Promise<T>): Prom
     const where = `${broker.host}:${broker.port}`;
     const cause = rootCause(error).message;
     if (error.code === "CONNECT_FAILED") {
-      throw new Error(`cannot connect to the broker at ${where} (${cause})`);
+      throw new BrokerUnreachableError(`cannot connect to the broker at ${where} (${cause})`);
     }
     if (error.code === "CONNECTION_CLOSED") {
       throw new Error(`lost the connection to the broker at ${where} (${cause})`);

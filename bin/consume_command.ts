@@ -4,8 +4,8 @@
 // it reads every partition (or --partition) from --from (./consume_start.ts); with --group it
 // joins the group, starts where the group's commits say (--from beginning|end only for
 // partitions without one), and commits what it has printed after each poll and on exit.
-// While the broker cannot be reached it says so once on stderr, keeps retrying, and says so
-// again when it is back.
+// While the broker cannot be reached (at start or later) it says so once on stderr, keeps
+// retrying, and says so again when it is back.
 //
 //   sluice consume --topic orders --from beginning --count 10
 //   sluice consume --topic orders --from -5 -e -f '%p:%o %k=%s\n'
@@ -14,6 +14,7 @@
 import { Consumer, type ConsumerRecord } from "../protocol/client/mod.ts";
 import {
   type Broker,
+  BrokerUnreachableError,
   integerValue,
   parseBroker,
   requiredString,
@@ -92,23 +93,27 @@ function settingsOf(values: ParsedValues, positionals: string[]): Settings {
 export async function consume(values: ParsedValues, positionals: string[]): Promise<number> {
   const settings = settingsOf(values, positionals);
   const { broker, topic, group, from, partition } = settings;
-  const chosen = await withAdmin(broker, async (admin) => {
-    const metadata = await topicMetadata(admin, topic);
-    const partitions = metadata.partitions.map((p) => p.partition);
-    if (partition !== undefined && !partitions.includes(partition)) {
-      const count = partitions.length;
-      throw new Error(`topic '${topic}' has ${count} partitions; --partition ${partition} is none`);
-    }
-    if (group !== undefined) return undefined;
-    const ranges = await partitionRanges(
-      admin,
-      topic,
-      partition === undefined ? partitions : [partition],
-    );
-    const starts = await resolveStarts(admin, topic, ranges, from);
-    for (const line of pastEndWarnings(topic, ranges, starts)) console.error(line);
-    return { ranges, starts };
-  });
+  const chosen = await untilReachable(settings, () =>
+    withAdmin(broker, async (admin) => {
+      const metadata = await topicMetadata(admin, topic);
+      const partitions = metadata.partitions.map((p) => p.partition);
+      if (partition !== undefined && !partitions.includes(partition)) {
+        const count = partitions.length;
+        throw new Error(
+          `topic '${topic}' has ${count} partitions; --partition ${partition} is none`,
+        );
+      }
+      if (group !== undefined) return undefined;
+      const ranges = await partitionRanges(
+        admin,
+        topic,
+        partition === undefined ? partitions : [partition],
+      );
+      const starts = await resolveStarts(admin, topic, ranges, from);
+      for (const line of pastEndWarnings(topic, ranges, starts)) console.error(line);
+      return { ranges, starts };
+    }),
+  );
   const consumer = new Consumer({
     host: broker.host,
     port: broker.port,
@@ -140,6 +145,37 @@ export async function consume(values: ParsedValues, positionals: string[]): Prom
   );
   console.error(`sluice consume: ${printed} record${printed === 1 ? "" : "s"}`);
   return 0;
+}
+
+/** How long consume waits between attempts to reach a broker that is not there, at most. */
+const REACH_BACKOFF_MS_MAX = 2000;
+
+/**
+ * Runs `body` until the broker can be reached: a consumer started while the broker is down says
+ * so once and keeps trying (until --timeout-ms, if given, or a signal), as kcat does.
+ */
+async function untilReachable<T>(settings: Settings, body: () => Promise<T>): Promise<T> {
+  const startedMs = Date.now();
+  let announced = false;
+  for (let attempt = 1; ; attempt++) {
+    try {
+      const result = await body();
+      if (announced) {
+        console.error(
+          `sluice consume: reached the broker at ${settings.broker.host}:${settings.broker.port}`,
+        );
+      }
+      return result;
+    } catch (error) {
+      if (!(error instanceof BrokerUnreachableError)) throw error;
+      const waitedMs = Date.now() - startedMs;
+      if (settings.idleTimeoutMs !== undefined && waitedMs >= settings.idleTimeoutMs) throw error;
+      if (!announced) console.error(`sluice consume: ${error.message}; retrying`);
+      announced = true;
+      const backoffMs = Math.min(100 * 2 ** attempt, REACH_BACKOFF_MS_MAX);
+      await new Promise((resolve) => setTimeout(resolve, backoffMs));
+    }
+  }
 }
 
 type Progress = {

@@ -309,7 +309,7 @@ describe("sluice topics describe and offsets reset", () => {
 });
 
 describe("a consumer while the broker is away", () => {
-  test("says the broker is unreachable, then reconnected, and goes on reading", async () => {
+  test("waits for a broker that is down, says so, reconnects and goes on reading", async () => {
     using dir = tempDir();
     const data = join(dir.path, "data");
     const port = await freePort();
@@ -337,8 +337,22 @@ describe("a consumer while the broker is away", () => {
     const to = ["--broker", `127.0.0.1:${port}`];
     let brokerProcess = await startBroker();
     await ok(["topics", "create", "live", ...to]);
+    await stop(brokerProcess);
+    // Started while the broker is down: it says so and waits.
     const consumer = spawnSluice(["consume", "--topic", "live", "--count", "2", ...to]);
     try {
+      await waitFor(
+        () =>
+          /cannot connect to the broker at 127\.0\.0\.1:\d+ .*; retrying/.test(consumer.stderr()),
+        "the waiting notice",
+        20_000,
+      );
+      brokerProcess = await startBroker();
+      await waitFor(
+        () => /reached the broker/.test(consumer.stderr()),
+        "the consumer to start",
+        20_000,
+      );
       await ok(["produce", "--topic", "live", ...to], "one\n");
       await waitFor(() => consumer.stdout() === "one\n", "the first record", 20_000);
       await stop(brokerProcess);
