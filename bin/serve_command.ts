@@ -75,10 +75,14 @@ export async function serve(values: ParsedValues): Promise<number> {
     throw listenError("sluice clients", settings.host, settings.port, error);
   }
   stopHttp?.ready(server);
+  const { TopicWatch } = await import("../ops/topic_watch.ts");
+  const watch = new TopicWatch(engine, log);
+  watch.start();
   log.info("listening", { host: server.host, port: server.port });
   console.log(`sluice listening on ${server.host}:${server.port}`);
   const signal = await untilSignal(log);
   log.info(`${signal} received, shutting down`);
+  watch.stop();
   await stopHttp?.close();
   await server.close();
   await engine.close();

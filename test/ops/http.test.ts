@@ -9,7 +9,7 @@ import { join } from "node:path";
 import { describe, test } from "node:test";
 import parsePrometheusTextFormat, { type PrometheusFamily } from "parse-prometheus-text-format";
 import { Admin, Producer } from "../../protocol/client/mod.ts";
-import { PROJECT_ROOT, runtimeArgv, tempDir } from "../helpers.ts";
+import { PROJECT_ROOT, runtimeArgv, tempDir, waitFor } from "../helpers.ts";
 import { run, type Started, start } from "../processes.ts";
 
 const CLI = join(PROJECT_ROOT, "bin", "sluice.ts");
@@ -58,6 +58,10 @@ describe("operations HTTP listener", () => {
     assert.equal((await fetch(`${base}/nothing`)).status, 404);
     assert.equal((await fetch(`${base}/metrics`, { method: "POST" })).status, 405);
     await produce(Number(server.ready[2]), "orders", 10);
+    await waitFor(
+      () => /info {2}topic created topic=orders partitions=2/.test(server.output()),
+      "the topic created log line",
+    );
     const response = await fetch(`${base}/metrics`);
     assert.match(response.headers.get("content-type") ?? "", /^text\/plain; version=0\.0\.4/);
     const families = parsePrometheusTextFormat(await response.text());

@@ -7,7 +7,9 @@ import { join } from "node:path";
 import { describe, test } from "node:test";
 import { UsageError } from "../../bin/_args.ts";
 import { describeSettings, resolveServeSettings } from "../../bin/serve_config.ts";
+import type { Engine } from "../../engine/mod.ts";
 import { Logger } from "../../ops/log.ts";
+import { TopicWatch } from "../../ops/topic_watch.ts";
 import { tempDir } from "../helpers.ts";
 
 function writeConfig(dir: string, name: string, text: string): string {
@@ -121,5 +123,28 @@ describe("logger", () => {
       detail: "torn tail",
       bytes: "12",
     });
+  });
+});
+
+describe("topic watch", () => {
+  test("logs topics created and deleted between two checks", () => {
+    let topics = [{ name: "a", partitions: 1 }];
+    // Only listTopics is read: a stand-in engine with a list the test changes.
+    const engine = { listTopics: () => topics } as unknown as Engine;
+    const lines: string[] = [];
+    const log = new Logger({ format: "json", write: (line) => lines.push(line) });
+    const watch = new TopicWatch(engine, log);
+    watch.check();
+    assert.deepEqual(lines, []);
+    topics = [{ name: "b", partitions: 4 }];
+    watch.check();
+    const events = lines.map((line) => JSON.parse(line) as Record<string, unknown>);
+    assert.deepEqual(
+      events.map(({ msg, topic, partitions }) => ({ msg, topic, partitions })),
+      [
+        { msg: "topic created", topic: "b", partitions: 4 },
+        { msg: "topic deleted", topic: "a", partitions: undefined },
+      ],
+    );
   });
 });
