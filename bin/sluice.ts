@@ -23,6 +23,7 @@ function mainHelp(): string {
     ...lines,
     "",
     "Run `sluice <command> --help` for a command's options.",
+    "Exit codes: 0 success, 1 operational error, 2 usage error (130: a benchmark interrupted).",
   ].join("\n");
 }
 
