@@ -1,8 +1,9 @@
 // The management page served at `/` of the operations listener: one HTML document with its
 // style and script inline (no build step, nothing fetched from elsewhere). The script reads
 // /api/overview every REFRESH_MS and redraws the tables: topics (partitions, size, records per
-// second, per-partition log start and end), consumer groups with lag, queues, and the server's
-// counters. Text from the broker (topic and group names) is set with textContent, never as HTML.
+// second, per-partition log start and end), consumer groups with members and lag, queues, and
+// the server's counters. Text from the broker (topic and group names) is set with textContent,
+// never as HTML.
 
 export const REFRESH_MS = 2000;
 
@@ -53,8 +54,9 @@ function render(s) {
     t.partitions.map((p) => p.partition + ":" + p.start + "-" + p.end).join(" "),
   ]), 6, "no topics");
   fill("groups", s.groups.map((g) => [
-    g.group, g.lag, g.partitions.map((p) => p.topic + "/" + p.partition + " lag " + p.lag).join(", "),
-  ]), 3, "no group has committed offsets");
+    g.group, g.members === null ? "-" : g.members.length, g.lag,
+    g.partitions.map((p) => p.topic + "/" + p.partition + " lag " + p.lag).join(", "),
+  ]), 4, "no group has committed offsets");
   fill("queues", s.queues.map((q) => [q.name, q.topic, q.members, q.ready, q.acquired, q.delivered]),
     6, "no queues");
 }
@@ -83,7 +85,7 @@ export const PAGE_HTML = `<!doctype html>
 <table><thead><tr><th>topic</th><th>partitions</th><th>size</th><th>records/s</th>
 <th>records stored</th><th>partition:start-end</th></tr></thead><tbody id="topics"></tbody></table>
 <h2>Consumer groups</h2>
-<table><thead><tr><th>group</th><th>lag</th><th>partitions</th></tr></thead>
+<table><thead><tr><th>group</th><th>members</th><th>lag</th><th>partitions</th></tr></thead>
 <tbody id="groups"></tbody></table>
 <h2>Queues</h2>
 <table><thead><tr><th>queue</th><th>topic</th><th>members</th><th>ready</th><th>acquired</th>

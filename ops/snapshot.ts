@@ -21,7 +21,13 @@ export type TopicState = {
   config: Record<string, unknown>;
 };
 export type GroupPartitionLag = { topic: string; partition: number; committed: number; lag: number };
-export type GroupState = { group: string; partitions: GroupPartitionLag[]; lag: number };
+export type GroupState = {
+  group: string;
+  partitions: GroupPartitionLag[];
+  lag: number;
+  /** Members now (from the server's coordinator); null where not asked or not answered. */
+  members: string[] | null;
+};
 export type QueueState = {
   name: string;
   topic: string;
@@ -167,7 +173,7 @@ function groupState(engine: Engine, topics: Map<string, TopicState>, group: stri
     }
   }
   partitions.sort((a, b) => a.topic.localeCompare(b.topic) || a.partition - b.partition);
-  return { group, partitions, lag: partitions.reduce((sum, p) => sum + p.lag, 0) };
+  return { group, partitions, lag: partitions.reduce((sum, p) => sum + p.lag, 0), members: null };
 }
 
 function queueStates(engine: Engine): QueueState[] {

@@ -8,7 +8,7 @@ import { createServer } from "node:net";
 import { join } from "node:path";
 import { describe, test } from "node:test";
 import parsePrometheusTextFormat, { type PrometheusFamily } from "parse-prometheus-text-format";
-import { Admin, Producer } from "../../protocol/client/mod.ts";
+import { Admin, Consumer, Producer } from "../../protocol/client/mod.ts";
 import { PROJECT_ROOT, runtimeArgv, tempDir, waitFor } from "../helpers.ts";
 import { run, type Started, start } from "../processes.ts";
 
@@ -83,8 +83,34 @@ describe("operations HTTP listener", () => {
     assert.ok(produceRequests !== undefined && Number(produceRequests.value) >= 10);
     const overview = (await (await fetch(`${base}/api/overview`)).json()) as {
       topics: { name: string }[];
+      groups: { group: string; members: string[] | null; lag: number }[];
     };
     assert.equal(overview.topics[0]?.name, "orders");
+    // A group with a commit and one member, asked of the coordinator over loopback.
+    const consumer = new Consumer({
+      host: "127.0.0.1",
+      port: Number(server.ready[2]),
+      group: "g1",
+    });
+    try {
+      consumer.subscribe(["orders"], { fromBeginning: true });
+      let polled = 0;
+      await waitFor(
+        async () => {
+          polled += (await consumer.poll({ maxWaitMs: 100 })).length;
+          return polled >= 4;
+        },
+        "records for the group",
+        20_000,
+      );
+      await consumer.commit();
+      const withGroup = (await (await fetch(`${base}/api/overview`)).json()) as typeof overview;
+      const group = withGroup.groups.find((g) => g.group === "g1");
+      assert.equal(group?.members?.length, 1);
+      assert.equal(group?.lag, 10 - polled);
+    } finally {
+      await consumer.close();
+    }
     const page = await (await fetch(`${base}/`)).text();
     assert.match(page, /<title>sluice<\/title>/);
   });
