@@ -16,6 +16,7 @@ import { fileURLToPath } from "node:url";
 import { type Driver, DriverUnavailableError } from "./driver.ts";
 import { createDriver, driverEntry, driverNames, parseDriverList } from "./drivers/mod.ts";
 import { optionsFor, parseDriverOptions } from "./drivers/options.ts";
+import { isManagedPeer, peerCommand } from "./peer_hints.ts";
 import { renderReport } from "./report.ts";
 import { type BenchResult, buildResult, type LatencyPoint, latencyPoint } from "./result.ts";
 import { type RunOptions, runWorkload } from "./runner.ts";
@@ -64,7 +65,15 @@ export type BenchOptions = {
   commonRate?: number;
   /** Called with each driver's workers once they run (tests use it to end one). */
   onWorkers?: (driver: string, workers: readonly LoadWorker[]) => void;
+  /**
+   * Stops the benchmark (Ctrl-C): the running driver ends with a partial result, the drivers
+   * after it are skipped, the report is marked interrupted and temp folders are removed.
+   */
+  signal?: AbortSignal;
 };
+
+/** Work folders of runs in progress, so a hard exit (a second Ctrl-C) can still remove them. */
+export const ACTIVE_WORK_DIRS: Set<string> = new Set();
 
 export type Skipped = { driver: string; reason: string; hint: string };
 export type Failed = { driver: string; error: string };
@@ -82,7 +91,12 @@ export type BenchOutcome = {
   skipped: Skipped[];
   failed: Failed[];
   exitCode: number;
+  /** Set when options.signal stopped the benchmark: the reason (e.g. "SIGINT"). */
+  interrupted?: string;
 };
+
+/** The exit code of a benchmark stopped by a signal (128 + SIGINT's number, as shells do). */
+export const EXIT_INTERRUPTED = 130;
 
 function timestampDir(): string {
   return new Date().toISOString().replace(/[:.]/g, "-").replace(/Z$/, "");
@@ -111,6 +125,11 @@ export async function runBench(options: BenchOptions = {}): Promise<BenchOutcome
   const run = (name: string, at: Workload) =>
     benchDriver(name, at, optionsFor(name, driverOptions), options, workers);
   for (const name of names) {
+    if (options.signal?.aborted === true) {
+      outcome.interrupted = String(options.signal.reason);
+      outcome.skipped.push({ driver: name, reason: "interrupted before it ran", hint: "" });
+      continue;
+    }
     const done = await run(name, workload);
     if ("result" in done) {
       outcome.results.push(done.result);
@@ -120,14 +139,18 @@ export async function runBench(options: BenchOptions = {}): Promise<BenchOutcome
         log(`FAILED ${name}: ${done.result.failure}`);
       }
     } else if ("hint" in done) {
-      outcome.skipped.push(done);
-      log(`skipped ${name}: ${done.reason}; ${done.hint}`);
+      const skipped = isManagedPeer(name) ? { ...done, hint: peerCommand(name) } : done;
+      outcome.skipped.push(skipped);
+      log(`skipped ${name}: ${skipped.reason}; ${skipped.hint}`);
     } else {
       outcome.failed.push(done);
       log(`FAILED ${name}: ${done.error}`);
     }
   }
-  if (options.latencyAtLoad === true) await latencyAtLoad(outcome, options, run, log);
+  if (options.signal?.aborted === true) outcome.interrupted = String(options.signal.reason);
+  if (options.latencyAtLoad === true && outcome.interrupted === undefined) {
+    await latencyAtLoad(outcome, options, run, log);
+  }
   finish(outcome, explicit, log, limits);
   return outcome;
 }
@@ -220,8 +243,10 @@ function finish(
   limits: MachineLimits | undefined,
 ): void {
   const { results, outDir } = outcome;
+  const notes = { skipped: outcome.skipped, interrupted: outcome.interrupted };
   if (results.length > 0) {
-    fs.writeFileSync(join(outDir, "report.html"), renderReport(results, limits));
+    fs.writeFileSync(join(outDir, "report.html"), renderReport(results, limits, notes));
+    fs.writeFileSync(join(outDir, "notes.json"), `${JSON.stringify(notes, null, 2)}\n`);
     log("");
     log(formatTable(results));
     log(
@@ -236,7 +261,6 @@ function finish(
     const ackTable = formatAckTable(results);
     if (ackTable.length > 0) log(`\n${ackTable}`);
     log(`results: ${outDir}/{${results.map((r) => r.driver).join(",")}}.json`);
-    log(`report:  ${join(outDir, "report.html")}`);
   }
   const undelivered = results.filter(
     (r) => r.totalMessagesReceived !== r.expectedMessagesReceived || r.errors > 0,
@@ -248,12 +272,28 @@ function finish(
         (r.errorMessages.length > 0 ? `: ${r.errorMessages.join("; ")}` : ""),
     );
   }
+  logSkipped(outcome, log);
+  if (outcome.interrupted !== undefined) {
+    log(`interrupted by ${outcome.interrupted}: the results above are partial`);
+  }
+  // The report's path is the last line, for scripts and for the reader's eye.
+  if (results.length > 0) log(`report: ${join(outDir, "report.html")}`);
   const bad =
     results.length === 0 ||
     undelivered.length > 0 ||
     outcome.failed.length > 0 ||
     (explicit && outcome.skipped.length > 0);
-  outcome.exitCode = bad ? 1 : 0;
+  outcome.exitCode = outcome.interrupted !== undefined ? EXIT_INTERRUPTED : bad ? 1 : 0;
+}
+
+/** The drivers that did not run, each with the one command that would make it run. */
+function logSkipped(outcome: BenchOutcome, log: (line: string) => void): void {
+  const skipped = outcome.skipped.filter((s) => s.hint !== "");
+  if (skipped.length === 0) return;
+  log("");
+  log("not run (install or start them, then run the benchmark again):");
+  const width = Math.max(...skipped.map((s) => s.driver.length));
+  for (const s of skipped) log(`  ${s.driver.padEnd(width)}  ${s.hint}`);
 }
 
 type DriverDone = { result: BenchResult } | Skipped | Failed;
@@ -275,6 +315,7 @@ async function benchDriver(
     };
   }
   const workDir = fs.mkdtempSync(join(tmpdir(), `sluice-bench-${name}-`));
+  ACTIVE_WORK_DIRS.add(workDir);
   const inWorker = entry.inProcess && spec.kind !== "in-process";
   let driver: Driver | undefined;
   let workers: LoadWorker[] = [];
@@ -297,6 +338,7 @@ async function benchDriver(
     if (options.publishP99MsMax !== undefined) {
       runOptions.publishP99MsMax = options.publishP99MsMax;
     }
+    if (options.signal !== undefined) runOptions.signal = options.signal;
     const target = {
       name,
       driver: driver ?? null,
@@ -321,6 +363,7 @@ async function benchDriver(
     for (const worker of workers) worker.kill();
     if (driver !== undefined) await closeDriver(driver, log);
     fs.rmSync(workDir, { recursive: true, force: true });
+    ACTIVE_WORK_DIRS.delete(workDir);
   }
 }
 

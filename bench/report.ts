@@ -26,8 +26,18 @@ const PERCENTILE_TICKS: Tick[] = [
   { value: 5, label: "99.999%" },
 ];
 
-function colorOf(index: number): string {
-  return COLORS[index % COLORS.length]!;
+/**
+ * Each driver keeps one colour in every chart and every report: the known drivers by their
+ * place in the driver table, any other by a hash of its name.
+ */
+const DRIVER_ORDER = ["sluice-embedded", "sluice", "rabbitmq", "nats", "redis", "kafka"];
+
+export function colorOf(driver: string): string {
+  const known = DRIVER_ORDER.indexOf(driver);
+  if (known >= 0) return COLORS[known % COLORS.length]!;
+  let hash = 0;
+  for (const char of driver) hash = (hash * 31 + char.charCodeAt(0)) >>> 0;
+  return COLORS[hash % COLORS.length]!;
 }
 
 function percentileX(percentile: number): number {
@@ -46,17 +56,17 @@ function curvePoints(curve: Record<string, number>): [number, number][] {
 const RATE_SAMPLE_MS_MIN = 500;
 
 function throughputChart(results: readonly BenchResult[]): string {
-  const series: Series[] = results.flatMap((result, i) => {
+  const series: Series[] = results.flatMap((result, _i) => {
     const samples = result.samples.filter((s) => s.durationMs >= RATE_SAMPLE_MS_MIN);
     return [
       {
         label: `${result.driver} publish`,
-        color: colorOf(i),
+        color: colorOf(result.driver),
         points: samples.map((s) => [s.elapsedMs / 1000, s.publishRate] as const),
       },
       {
         label: `${result.driver} consume`,
-        color: colorOf(i),
+        color: colorOf(result.driver),
         dashed: true,
         points: samples.map((s) => [s.elapsedMs / 1000, s.consumeRate] as const),
       },
@@ -81,9 +91,9 @@ function latencyCurveChart(
     title,
     x: { label: "percentile", min: 0, max: 5, ticks: PERCENTILE_TICKS },
     y: { label: "latency (ms, log scale)", log: true },
-    series: results.map((result, i) => ({
+    series: results.map((result, _i) => ({
       label: result.driver,
-      color: colorOf(i),
+      color: colorOf(result.driver),
       points: curvePoints(pick(result)),
     })),
   });
@@ -95,9 +105,9 @@ function p99OverTimeChart(results: readonly BenchResult[]): string {
     title: "End-to-end p99 per second (ms)",
     x: { label: "seconds since the first send", min: 0 },
     y: { label: "latency (ms, log scale)", log: true },
-    series: results.map((result, i) => ({
+    series: results.map((result, _i) => ({
       label: result.driver,
-      color: colorOf(i),
+      color: colorOf(result.driver),
       points: result.samples
         .filter((s) => s.endToEndLatency.count > 0 && s.durationMs >= RATE_SAMPLE_MS_MIN)
         .map((s) => [s.elapsedMs / 1000, s.endToEndLatency.p99Ms] as const),
@@ -108,10 +118,11 @@ function p99OverTimeChart(results: readonly BenchResult[]): string {
 
 function comparisonTable(results: readonly BenchResult[]): string {
   const head = TABLE_HEADERS.map((h) => `<th>${esc(h)}</th>`).join("");
-  const rows = results.map((result, i) => {
+  const rows = results.map((result, _i) => {
     const cells = tableCells(result).map((cell, column) => {
       if (column === 0) {
-        return `<td><span class="swatch" style="background:${colorOf(i)}"></span>${esc(cell)}</td>`;
+        const swatch = `<span class="swatch" style="background:${colorOf(result.driver)}"></span>`;
+        return `<td>${swatch}${esc(cell)}</td>`;
       }
       const bad =
         (column === DELIVERY_COLUMN && deliveryVerdict(result) !== "ok") ||
@@ -141,7 +152,7 @@ function formatValue(value: unknown): string {
   return typeof value === "object" ? JSON.stringify(value) : String(value);
 }
 
-function driverSection(result: BenchResult, index: number): string {
+function driverSection(result: BenchResult): string {
   const cpu = result.clientCpu;
   const verdict = result.sustainedVerdict;
   const facts: [string, unknown][] = [
@@ -208,7 +219,8 @@ function driverSection(result: BenchResult, index: number): string {
       ? ""
       : `<p class="bad">Errors: ${result.errorMessages.map(esc).join("; ")}</p>`;
   return (
-    `<section class="driver"><h3><span class="swatch" style="background:${colorOf(index)}">` +
+    `<section class="driver"><h3>` +
+    `<span class="swatch" style="background:${colorOf(result.driver)}">` +
     `</span>${esc(result.driver)}</h3>${definitionTable(facts)}<h4>settings</h4>` +
     `${definitionTable(Object.entries(result.settings))}${errors}</section>`
   );
@@ -287,18 +299,54 @@ svg { background: #fff; } .chart-title { font-weight: 600; font-size: 13px; }
 const PUBLISH_CURVE_TITLE = "Publish latency by percentile (send → ack)";
 const END_TO_END_CURVE_TITLE = "End-to-end latency by percentile (send → consumer)";
 
-export function renderReport(results: readonly BenchResult[], limits?: MachineLimits): string {
+/** What a report says besides the results: drivers that did not run, and an interruption. */
+export type ReportNotes = {
+  skipped?: readonly { driver: string; reason: string; hint: string }[];
+  /** The signal that stopped the benchmark; the results are then partial. */
+  interrupted?: string | undefined;
+};
+
+function notesSection(notes: ReportNotes): string {
+  const parts: string[] = [];
+  if (notes.interrupted !== undefined) {
+    parts.push(
+      `<p class="interrupted"><strong>interrupted</strong> by ${esc(notes.interrupted)}: ` +
+        "the results are partial.</p>",
+    );
+  }
+  const skipped = notes.skipped ?? [];
+  if (skipped.length > 0) {
+    const rows = skipped.map(
+      (s) =>
+        `<tr><td>${esc(s.driver)}</td><td>${esc(s.reason)}</td>` +
+        `<td><code>${esc(s.hint)}</code></td></tr>`,
+    );
+    parts.push(
+      "<h2>Skipped drivers</h2><table><tr><th>driver</th><th>why</th><th>to run it</th></tr>" +
+        `${rows.join("")}</table>`,
+    );
+  }
+  return parts.join("\n");
+}
+
+export function renderReport(
+  results: readonly BenchResult[],
+  limits?: MachineLimits,
+  notes: ReportNotes = {},
+): string {
   if (results.length === 0) throw new RangeError("a report needs at least one result");
   const first = results[0]!;
   const workloads = [...new Set(results.map((r) => r.workload))];
   const spec = Object.entries(first.workloadSpec);
+  const interrupted = notes.interrupted === undefined ? "" : " (interrupted)";
   return `<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
 <title>sluice benchmark: ${esc(workloads.join(", "))}</title>
 <style>${STYLE}</style></head><body>
-<h1>sluice benchmark: ${esc(workloads.join(", "))}</h1>
+<h1>sluice benchmark: ${esc(workloads.join(", "))}${interrupted}</h1>
 <p class="sub">${esc(first.startedAt)} · ${results.length} driver${results.length === 1 ? "" : "s"}:
 ${esc(results.map((r) => r.driver).join(", "))}</p>
+${notesSection(notes)}
 <h2>Results</h2>
 ${comparisonTable(results)}
 <p class="notes">msg/s and MB/s: acknowledged sends per second over the measured phase
@@ -319,7 +367,7 @@ ${p99OverTimeChart(results)}
 <h2>Workload</h2>
 ${definitionTable(spec)}
 <h2>Drivers</h2>
-${results.map(driverSection).join("\n")}
+${results.map((result) => driverSection(result)).join("\n")}
 <h2>Machine</h2>
 ${machineSection(results)}
 ${limits === undefined ? "" : limitsSection(limits)}
@@ -349,7 +397,11 @@ export function writeReport(dir: string): string {
   const limits = fs.existsSync(limitsFile)
     ? (JSON.parse(fs.readFileSync(limitsFile, "utf8")) as MachineLimits)
     : undefined;
-  fs.writeFileSync(path, renderReport(results, limits));
+  const notesFile = join(dir, "notes.json");
+  const notes = fs.existsSync(notesFile)
+    ? (JSON.parse(fs.readFileSync(notesFile, "utf8")) as ReportNotes)
+    : {};
+  fs.writeFileSync(path, renderReport(results, limits, notes));
   return path;
 }
 

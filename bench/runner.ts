@@ -56,6 +56,11 @@ export type RunOptions = {
   drainIdleMs?: number;
   /** The publish p99 a sustained rate must stay under (default 100 ms). */
   publishP99MsMax?: number;
+  /**
+   * Ends the run early (Ctrl-C): it stops like a run whose worker died, with the samples so far
+   * as a partial result whose failure names the reason.
+   */
+  signal?: AbortSignal;
 };
 
 /** What a run is against: the coordinator's driver instance and the load workers. */
@@ -349,6 +354,7 @@ class Timeline {
   readonly #meter: BrokerCpuMeter;
   readonly #search: RateSearch | undefined;
   readonly #options: RunOptions;
+  #abort: Promise<never> | undefined;
   readonly #progress: (line: string) => void;
   readonly #publishP99MsMax: number;
   readonly #samples: Sample[] = [];
@@ -465,7 +471,25 @@ class Timeline {
 
   /** Sleeps until `atMs`, or fails at once when a worker dies meanwhile. */
   async #until(atMs: number): Promise<void> {
-    await Promise.race([sleep(atMs - performance.now()), this.#ensemble.died]);
+    await Promise.race([sleep(atMs - performance.now()), this.#ensemble.died, this.#aborted()]);
+  }
+
+  /**
+   * Rejects with a WorkerDiedError once options.signal aborts (never without a signal). Made
+   * once per run, so the waits of a run add one abort listener, not one each.
+   */
+  #aborted(): Promise<never> {
+    if (this.#abort !== undefined) return this.#abort;
+    const signal = this.#options.signal;
+    this.#abort = new Promise((_, reject) => {
+      if (signal === undefined) return;
+      const fail = () => reject(new WorkerDiedError(`interrupted: ${String(signal.reason)}`));
+      if (signal.aborted) fail();
+      else signal.addEventListener("abort", fail, { once: true });
+    });
+    // A run that never waits again after the abort must not leave the rejection unhandled.
+    this.#abort.catch(() => {});
+    return this.#abort;
   }
 
   async #sample(): Promise<Sample> {

@@ -6,20 +6,22 @@ import { Admin, ClientError, type TopicMetadata } from "../protocol/client/mod.t
 import { errorFromWire, WIRE_ERRORS } from "../protocol/codec/mod.ts";
 import { type ParsedValues, UsageError } from "./_args.ts";
 
-export const BROKER_DEFAULT = "127.0.0.1:9092";
-const PORT_DEFAULT = 9092;
+/** sluice's own port (`sluice serve`'s default): Kafka's 9092 is left to a Kafka listener. */
+const PORT_DEFAULT = 7450;
+export const BROKER_DEFAULT = `127.0.0.1:${PORT_DEFAULT}`;
 /** A partition number or an offset given on the command line fits here. */
 const INTEGER_MAX = Number.MAX_SAFE_INTEGER;
 
 export type Broker = { host: string; port: number };
 
-/** `HOST:PORT`, `HOST` (port 9092) or `[IPv6]:PORT`. */
+/** `HOST:PORT`, `HOST` (port 7450) or `[IPv6]:PORT`; SLUICE_BROKER when there is no flag. */
 export function parseBroker(value: ParsedValues[string]): Broker {
-  const text = stringValue(value, "broker") ?? BROKER_DEFAULT;
+  const text = stringValue(value, "broker") ?? process.env["SLUICE_BROKER"] ?? BROKER_DEFAULT;
   const match = /^(?:\[([^\]]+)\]|([^:[\]]+))(?::(\d+))?$/.exec(text);
   const port = match?.[3] === undefined ? PORT_DEFAULT : Number(match[3]);
   if (match === null || !Number.isInteger(port) || port < 1 || port > 65_535) {
-    throw new UsageError(`--broker ${text} is not HOST:PORT`);
+    const flag = value === undefined ? "SLUICE_BROKER" : "--broker";
+    throw new UsageError(`${flag} ${text} is not HOST:PORT`);
   }
   return { host: match[1] ?? match[2]!, port };
 }
@@ -63,6 +65,11 @@ export function positionalsFor(action: string, rest: string[], names: string[]):
   return rest;
 }
 
+/** The broker could not be reached at all (nothing listens, no route): one clear line. */
+export class BrokerUnreachableError extends Error {
+  override name = "BrokerUnreachableError";
+}
+
 /**
  * Runs `body` and turns a broker that cannot be reached, or went away, into one clear line.
  * Server errors already name the code and the item; they pass through.
@@ -75,7 +82,7 @@ export async function talkingTo<T>(broker: Broker, body: () => Promise<T>): Prom
     const where = `${broker.host}:${broker.port}`;
     const cause = rootCause(error).message;
     if (error.code === "CONNECT_FAILED") {
-      throw new Error(`cannot connect to the broker at ${where} (${cause})`);
+      throw new BrokerUnreachableError(`cannot connect to the broker at ${where} (${cause})`);
     }
     if (error.code === "CONNECTION_CLOSED") {
       throw new Error(`lost the connection to the broker at ${where} (${cause})`);

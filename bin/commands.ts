@@ -3,8 +3,10 @@
 
 import packageJson from "../package.json" with { type: "json" };
 import { type ParsedValues, UsageError } from "./_args.ts";
+import type { FlagSpec } from "./_parse.ts";
+import { SERVE_OPS_OPTIONS } from "./serve_options.ts";
 
-export type OptionSpec = { type: "string" | "boolean"; help: string };
+export type OptionSpec = FlagSpec;
 
 export type Command = {
   name: string;
@@ -13,36 +15,6 @@ export type Command = {
   options: Record<string, OptionSpec>;
   run(values: ParsedValues, positionals: string[]): Promise<number>;
 };
-
-function portOf(value: string | boolean | (string | boolean)[] | undefined): number {
-  if (value === undefined) return 9092;
-  const port = Number(value);
-  if (typeof value !== "string" || !Number.isInteger(port) || port < 0 || port > 65_535) {
-    throw new UsageError(`--port ${String(value)} is not a port number (0 to 65535)`);
-  }
-  return port;
-}
-
-/** `{ [key]: ms }` for a flag given as a positive integer of milliseconds, else `{}`. */
-function msOption(key: string, flag: string, values: ParsedValues): Record<string, number> {
-  const value = values[flag];
-  if (value === undefined) return {};
-  const ms = Number(value);
-  if (typeof value !== "string" || !Number.isSafeInteger(ms) || ms < 1) {
-    throw new UsageError(`--${flag} ${String(value)} is not a positive number of milliseconds`);
-  }
-  return { [key]: ms };
-}
-
-/** A positive number given as a flag's text, or undefined when the flag is absent. */
-function positiveNumber(text: string | undefined, flag: string): number | undefined {
-  if (text === undefined) return undefined;
-  const value = Number(text);
-  if (!Number.isFinite(value) || value <= 0) {
-    throw new UsageError(`${flag} ${text} is not a positive number`);
-  }
-  return value;
-}
 
 /** `sluice bench worker`: a load worker for coordinators on other machines. */
 async function benchWorker(values: ParsedValues, positionals: string[]): Promise<number> {
@@ -61,36 +33,9 @@ async function benchWorker(values: ParsedValues, positionals: string[]): Promise
   process.exit(0);
 }
 
-/** Runs the broker until SIGINT or SIGTERM, then shuts it down cleanly. */
+/** Runs the broker until SIGINT or SIGTERM, then shuts it down cleanly (./serve_command.ts). */
 async function serve(values: ParsedValues): Promise<number> {
-  const { SluiceServer } = await import("../protocol/mod.ts");
-  const server = await SluiceServer.start({
-    dataDir: typeof values["data"] === "string" ? values["data"] : "data",
-    host: typeof values["host"] === "string" ? values["host"] : "127.0.0.1",
-    port: portOf(values["port"]),
-    ...msOption("heartbeatIntervalMs", "heartbeat-interval-ms", values),
-    ...msOption("sessionTimeoutMs", "session-timeout-ms", values),
-  });
-  console.log(`sluice listening on ${server.host}:${server.port}`);
-  // The handlers stay installed for the whole shutdown: a second signal (a service manager
-  // signalling the whole process group, a launcher passing one on) must not kill the process
-  // half-way through a clean close.
-  let stopping = false;
-  await new Promise<void>((resolve) => {
-    const stop = (signal: string) => {
-      if (stopping) {
-        console.error(`sluice: ${signal} received again; still shutting down cleanly`);
-        return;
-      }
-      stopping = true;
-      console.error(`sluice: ${signal} received, shutting down`);
-      resolve();
-    };
-    process.on("SIGINT", () => stop("SIGINT"));
-    process.on("SIGTERM", () => stop("SIGTERM"));
-  });
-  await server.close();
-  return 0;
+  return (await import("./serve_command.ts")).serve(values);
 }
 
 function runtimeName(): string {
@@ -100,17 +45,18 @@ function runtimeName(): string {
   return `node ${process.versions.node}`;
 }
 
-const BROKER_HELP = "Broker address (default 127.0.0.1:9092)";
+const BROKER_HELP = "Broker address (default 127.0.0.1:7450, or SLUICE_BROKER)";
 
 export const COMMANDS: Command[] = [
   {
     name: "serve",
-    usage: "serve [--data DIR] [--host HOST] [--port PORT]",
+    usage: "serve [--config FILE] [--data DIR] [--host HOST] [--port PORT] [--http-port PORT]",
     summary: "Run the broker on a data directory",
     options: {
-      data: { type: "string", help: "Data directory (default ./data)" },
+      config: { type: "string", help: "TOML (.toml) or JSON settings file (or SLUICE_CONFIG)" },
+      data: { type: "string", help: "Data directory (default $XDG_DATA_HOME/sluice)" },
       host: { type: "string", help: "Address to listen on (default 127.0.0.1)" },
-      port: { type: "string", help: "TCP port, 0 picks a free one (default 9092)" },
+      port: { type: "string", help: "TCP port, 0 picks a free one (default 7450)" },
       "heartbeat-interval-ms": {
         type: "string",
         help: "Consumer-group heartbeat interval handed to members (default 3000)",
@@ -119,15 +65,17 @@ export const COMMANDS: Command[] = [
         type: "string",
         help: "Evict a group member silent this long (default 45000)",
       },
+      ...SERVE_OPS_OPTIONS,
     },
     run: (values) => serve(values),
   },
   {
     name: "topics",
     usage:
-      "topics create NAME [--partitions N] [--config k=v,...] | list | delete NAME " +
+      "topics create NAME [--partitions N] [--config k=v,...] | list | describe NAME | " +
+      "delete NAME " +
       "[--broker HOST:PORT]",
-    summary: "Create, list and delete topics",
+    summary: "Create, list, describe and delete topics",
     options: {
       partitions: { type: "string", help: "Partition count for create (default 1)" },
       config: {
@@ -141,11 +89,16 @@ export const COMMANDS: Command[] = [
   },
   {
     name: "produce",
-    usage: "produce --topic T [--key-separator SEP] [--partition N] [--acks 0|1|all]",
-    summary: "Publish lines from standard input, one record a line",
+    usage:
+      "produce --topic T [--key-separator SEP] [--header K=V]... [--partition N] " +
+      "[--acks 0|1|all] [--value-file FILE [--key K]]",
+    summary: "Publish lines from standard input, one record a line (or one file as a record)",
     options: {
       topic: { type: "string", help: "Topic to publish to" },
       "key-separator": { type: "string", help: "Split each line into key SEP value" },
+      header: { type: "string", multiple: true, help: "Add header KEY=VALUE to every record" },
+      "value-file": { type: "string", help: "Send one record: this file's exact bytes (no stdin)" },
+      key: { type: "string", help: "With --value-file: the record's key" },
       partition: { type: "string", help: "Partition to write to (default: by key or sticky)" },
       acks: { type: "string", help: "0, 1 or all (default all)" },
       broker: { type: "string", help: BROKER_HELP },
@@ -156,9 +109,10 @@ export const COMMANDS: Command[] = [
   {
     name: "consume",
     usage:
-      "consume --topic T [--group G] [--from beginning|end|N] [--count N] [--timeout-ms N] | " +
+      "consume --topic T [--group G] [--from WHERE] [--format F | --json] [-e] [--count N] " +
+      "[--timeout-ms N] | " +
       "--queue Q [--ack accept|release|reject] [--count N] [--timeout-ms N]",
-    summary: "Print record values, one a line",
+    summary: "Print record values, one a line (or --format / --json records)",
     options: {
       topic: { type: "string", help: "Topic to read" },
       queue: { type: "string", help: "Queue to consume as one of its members (not with --topic)" },
@@ -167,7 +121,21 @@ export const COMMANDS: Command[] = [
         help: "With --queue: accept, release or reject each (default accept)",
       },
       group: { type: "string", help: "Consumer group: join it and commit what was printed" },
-      from: { type: "string", help: "beginning, end or an offset (default end)" },
+      from: {
+        type: "string",
+        help: "beginning, end, OFFSET, -N (last N), @MS or ISO-8601 time (default end)",
+      },
+      format: {
+        type: "string",
+        short: "f",
+        help: "kcat tokens: %t %p %o %k %K %s %S %T %h %%, \\n \\t (nothing added)",
+      },
+      json: { type: "boolean", help: "One JSON object a line; non-UTF-8 bytes as base64" },
+      "exit-at-end": {
+        type: "boolean",
+        short: "e",
+        help: "Stop once every partition's end (at start) is reached",
+      },
       partition: { type: "string", help: "Read only this partition (not with --group)" },
       count: { type: "string", help: "Stop after N records" },
       "timeout-ms": { type: "string", help: "Stop after N ms without a record (default: never)" },
@@ -175,6 +143,9 @@ export const COMMANDS: Command[] = [
     },
     async run(values, positionals) {
       if (values["queue"] !== undefined) {
+        for (const flag of ["format", "json", "exit-at-end"]) {
+          if (values[flag] !== undefined) throw new UsageError(`--${flag} applies to --topic only`);
+        }
         return (await import("./queue_consume_command.ts")).consumeQueue(values, positionals);
       }
       if (values["ack"] !== undefined) throw new UsageError("--ack applies to --queue only");
@@ -214,6 +185,21 @@ export const COMMANDS: Command[] = [
       (await import("./groups_command.ts")).groups(values, positionals),
   },
   {
+    name: "offsets",
+    usage:
+      "offsets reset GROUP --topic T --to earliest|latest|@MS|ISO-8601 [--partition P] " +
+      "[--broker HOST:PORT]",
+    summary: "Move a stopped group's committed offsets",
+    options: {
+      topic: { type: "string", help: "The topic whose offsets to move" },
+      to: { type: "string", help: "earliest, latest, @TIMESTAMP_MS or an ISO-8601 time" },
+      partition: { type: "string", help: "Only this partition (default: every one)" },
+      broker: { type: "string", help: BROKER_HELP },
+    },
+    run: async (values, positionals) =>
+      (await import("./offsets_command.ts")).offsets(values, positionals),
+  },
+  {
     name: "bench",
     usage:
       "bench [--workload NAME|FILE] [--drivers a,b] [--out DIR] [--sluice-url HOST:PORT] " +
@@ -245,31 +231,7 @@ export const COMMANDS: Command[] = [
     },
     async run(values, positionals) {
       if (positionals[0] === "worker") return benchWorker(values, positionals);
-      if (positionals.length > 0) throw new UsageError(`unexpected argument '${positionals[0]}'`);
-      if (values["listen"] !== undefined) throw new UsageError("--listen is for `bench worker`");
-      const { runBench } = await import("../bench/cli.ts");
-      const text = (name: string) => (typeof values[name] === "string" ? values[name] : undefined);
-      try {
-        const outcome = await runBench({
-          workload: text("workload"),
-          drivers: text("drivers"),
-          out: text("out"),
-          sluiceUrl: text("sluice-url"),
-          driverOptions: text("driver-options"),
-          workers: text("workers"),
-          token: text("token"),
-          publishP99MsMax: positiveNumber(text("publish-p99-max-ms"), "--publish-p99-max-ms"),
-          latencyAtLoad: values["latency-at-load"] === true,
-          commonRate: positiveNumber(text("common-rate"), "--common-rate"),
-        });
-        return outcome.exitCode;
-      } catch (error) {
-        // Bad flag values (an unknown driver or workload, a bad option) are usage errors.
-        if (error instanceof RangeError || (error as Error).name === "WorkloadError") {
-          throw new UsageError((error as Error).message);
-        }
-        throw error;
-      }
+      return (await import("./bench_command.ts")).bench(values, positionals);
     },
   },
   {

@@ -5,7 +5,13 @@
 //
 // A line without the key separator is not sent: it is counted, the first one is named, and
 // the command exits 1. So does any record the broker did not take.
+//
+// --header k=v (repeatable; every pair is kept, a key may repeat) adds headers to every record;
+// --value-file FILE sends one record holding the file's exact bytes (with --key, if given) and
+// does not read stdin. A record may be as large as the topic's maxBatchBytes less the batch's
+// own overhead: the producer's batch size follows the topic's config, not a fixed 1 MiB.
 
+import fs from "node:fs";
 import { createInterface } from "node:readline";
 import { Producer } from "../protocol/client/mod.ts";
 import {
@@ -31,7 +37,22 @@ type Settings = {
   separator: string | undefined;
   partition: number | undefined;
   acks: 0 | 1 | "all";
+  headers: { key: string; value: string }[];
+  valueFile: string | undefined;
+  key: string | undefined;
 };
+
+/** `--header k=v`, each kept in order; a header without '=' is a usage error naming it. */
+function headersOf(value: ParsedValues[string]): { key: string; value: string }[] {
+  if (value === undefined) return [];
+  const list = Array.isArray(value) ? value : [value];
+  return list.map((item) => {
+    const text = String(item);
+    const at = text.indexOf("=");
+    if (at <= 0) throw new UsageError(`--header ${text} is not KEY=VALUE`);
+    return { key: text.slice(0, at), value: text.slice(at + 1) };
+  });
+}
 
 type Tally = {
   sent: number;
@@ -51,12 +72,23 @@ function settingsOf(values: ParsedValues, positionals: string[]): Settings {
   if (acks !== "0" && acks !== "1" && acks !== "all") {
     throw new UsageError(`--acks ${acks} is not 0, 1 or all`);
   }
+  const valueFile = stringValue(values["value-file"], "value-file");
+  const key = stringValue(values["key"], "key");
+  if (valueFile !== undefined && separator !== undefined) {
+    throw new UsageError("--key-separator applies to stdin lines, not to --value-file");
+  }
+  if (key !== undefined && valueFile === undefined) {
+    throw new UsageError("--key applies to --value-file (for stdin lines use --key-separator)");
+  }
   return {
     broker: parseBroker(values["broker"]),
     topic: requiredString(values, "topic"),
     separator,
     partition: integerValue(values, "partition", 0, 2 ** 31 - 1),
     acks: acks === "all" ? "all" : acks === "1" ? 1 : 0,
+    headers: headersOf(values["header"]),
+    valueFile,
+    key,
   };
 }
 
@@ -69,11 +101,15 @@ export async function produce(values: ParsedValues, positionals: string[]): Prom
   if (partition !== undefined && partition >= count) {
     throw new Error(`topic '${topic}' has ${count} partitions; --partition ${partition} is none`);
   }
+  const fileBytes =
+    settings.valueFile === undefined ? undefined : readValueFile(settings.valueFile);
+  const maxBatchBytes = metadata.config?.["maxBatchBytes"];
   const producer = new Producer({
     host: broker.host,
     port: broker.port,
     acks: settings.acks,
     deliveryTimeoutMs: DELIVERY_TIMEOUT_MS,
+    ...(typeof maxBatchBytes === "number" ? { batchBytes: maxBatchBytes } : {}),
   });
   const tally: Tally = {
     sent: 0,
@@ -85,7 +121,11 @@ export async function produce(values: ParsedValues, positionals: string[]): Prom
   };
   const startedMs = Date.now();
   try {
-    await talkingTo(broker, () => sendLines(producer, settings, tally));
+    await talkingTo(broker, () =>
+      fileBytes === undefined
+        ? sendLines(producer, settings, tally)
+        : sendOne(producer, settings, fileBytes, tally),
+    );
   } finally {
     await producer.close();
   }
@@ -93,8 +133,47 @@ export async function produce(values: ParsedValues, positionals: string[]): Prom
   return tally.failed === 0 && tally.skipped === 0 ? 0 : 1;
 }
 
+function readValueFile(path: string): Uint8Array {
+  try {
+    return fs.readFileSync(path);
+  } catch (error) {
+    throw new UsageError(`--value-file ${path}: cannot read it: ${(error as Error).message}`);
+  }
+}
+
+/** Records each acknowledged offset in the tally. */
+function onAck(tally: Tally) {
+  return (error: Error | null, metadata?: { partition: number; offset: number }) => {
+    if (error !== null) return failed(tally, error);
+    if (metadata === undefined || metadata.offset < 0) return;
+    const range = tally.offsets.get(metadata.partition);
+    if (range === undefined) {
+      tally.offsets.set(metadata.partition, { low: metadata.offset, high: metadata.offset });
+    } else {
+      range.low = Math.min(range.low, metadata.offset);
+      range.high = Math.max(range.high, metadata.offset);
+    }
+  };
+}
+
+async function sendOne(
+  producer: Producer,
+  settings: Settings,
+  value: Uint8Array,
+  tally: Tally,
+): Promise<void> {
+  const { topic, partition, key, headers } = settings;
+  tally.sent++;
+  try {
+    producer.send({ topic, key, value, partition, headers }, onAck(tally));
+  } catch (error) {
+    failed(tally, error);
+  }
+  await producer.flush();
+}
+
 async function sendLines(producer: Producer, settings: Settings, tally: Tally): Promise<void> {
-  const { topic, separator, partition } = settings;
+  const { topic, separator, partition, headers } = settings;
   const lines = createInterface({ input: process.stdin, crlfDelay: Number.POSITIVE_INFINITY });
   let lineNumber = 0;
   for await (const line of lines) {
@@ -113,17 +192,7 @@ async function sendLines(producer: Producer, settings: Settings, tally: Tally): 
     }
     tally.sent++;
     try {
-      producer.send({ topic, key, value, partition }, (error, metadata) => {
-        if (error !== null) return failed(tally, error);
-        if (metadata!.offset < 0) return;
-        const range = tally.offsets.get(metadata!.partition);
-        if (range === undefined) {
-          tally.offsets.set(metadata!.partition, { low: metadata!.offset, high: metadata!.offset });
-        } else {
-          range.low = Math.min(range.low, metadata!.offset);
-          range.high = Math.max(range.high, metadata!.offset);
-        }
-      });
+      producer.send({ topic, key, value, partition, headers }, onAck(tally));
     } catch (error) {
       // A record the producer refuses outright (too large for a batch).
       failed(tally, error);

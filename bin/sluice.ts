@@ -3,8 +3,8 @@
 // Usage errors (unknown flag, missing value, bad positional) print one line and exit 2, the
 // convention of POSIX utilities; operational failures exit 1.
 
-import { parseArgs } from "node:util";
 import { UsageError } from "./_args.ts";
+import { flagsHelp, parseFlags } from "./_parse.ts";
 import { COMMANDS, type Command } from "./commands.ts";
 
 const EXIT_OK = 0;
@@ -23,34 +23,21 @@ function mainHelp(): string {
     ...lines,
     "",
     "Run `sluice <command> --help` for a command's options.",
+    "Exit codes: 0 success, 1 operational error, 2 usage error (130: a benchmark interrupted).",
   ].join("\n");
 }
 
 function commandHelp(command: Command): string {
   const lines = [`Usage: sluice ${command.usage}`, "", command.summary];
-  const names = Object.keys(command.options);
-  if (names.length > 0) {
-    lines.push("", "Options:");
-    for (const name of names) {
-      const option = command.options[name]!;
-      const flag = option.type === "string" ? `--${name} <value>` : `--${name}`;
-      lines.push(`  ${flag.padEnd(26)}${option.help}`);
-    }
-  }
-  lines.push(`  ${"--help".padEnd(26)}Show this help`);
+  lines.push("", "Options:", ...flagsHelp(command.options));
+  lines.push("", "Exit codes: 0 success, 1 operational error, 2 usage error.");
   return lines.join("\n");
 }
 
 async function runCommand(command: Command, argv: string[]): Promise<number> {
-  const options: Record<string, { type: "string" | "boolean"; short?: string }> = {
-    help: { type: "boolean", short: "h" },
-  };
-  for (const [name, option] of Object.entries(command.options)) {
-    options[name] = { type: option.type };
-  }
-  let parsed: ReturnType<typeof parseArgs>;
+  let parsed: ReturnType<typeof parseFlags>;
   try {
-    parsed = parseArgs({ args: argv, options, allowPositionals: true, strict: true });
+    parsed = parseFlags(argv, command.options);
   } catch (error) {
     return usageFailure(command.name, (error as Error).message);
   }

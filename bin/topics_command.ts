@@ -37,14 +37,20 @@ export async function topics(values: ParsedValues, positionals: string[]): Promi
     positionalsFor("list", rest, []);
     return listTopics(values);
   }
+  if (action === "describe") {
+    const [name] = positionalsFor("describe", rest, ["name"]);
+    return (await import("./topics_describe.ts")).describeTopic(broker, name!);
+  }
   if (action === "delete") {
     const [name] = positionalsFor("delete", rest, ["name"]);
     await withAdmin(broker, (admin) => admin.deleteTopics([name!]));
     console.log(`deleted topic ${name}`);
     return 0;
   }
-  if (action === undefined) throw new UsageError("needs an action: create, list or delete");
-  throw new UsageError(`unknown action '${action}' (create, list or delete)`);
+  if (action === undefined) {
+    throw new UsageError("needs an action: create, list, describe or delete");
+  }
+  throw new UsageError(`unknown action '${action}' (create, list, describe or delete)`);
 }
 
 async function listTopics(values: ParsedValues): Promise<number> {

@@ -42,6 +42,15 @@ export const LAYER_RULES: readonly LayerRule[] = [
     allow: ["engine/mod.ts"],
     why: "the protocol uses the engine only through engine/mod.ts",
   },
+  { from: "record/", forbid: "ops/", why: "ops/ (logs, HTTP, metrics) sits above the broker" },
+  { from: "engine/", forbid: "ops/", why: "ops/ (logs, HTTP, metrics) sits above the broker" },
+  { from: "protocol/", forbid: "ops/", why: "ops/ (logs, HTTP, metrics) sits above the broker" },
+  {
+    from: "ops/",
+    forbid: "engine/",
+    allow: ["engine/mod.ts"],
+    why: "ops/ reads the engine only through engine/mod.ts",
+  },
 ];
 
 /** One import: file paths relative to the root, with `/` separators. */

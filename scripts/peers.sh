@@ -4,10 +4,15 @@
 # directory under $SLUICE_PEERS_DIR. No systemd: the packages' own services are kept from
 # starting during install, and `start` runs the daemons directly with pid files.
 #
-#   scripts/peers.sh install   apt-get install what is missing (one apt-get update, quiet)
-#   scripts/peers.sh start     start every installed peer, wait until each answers
-#   scripts/peers.sh stop      stop them and remove $SLUICE_PEERS_DIR
-#   scripts/peers.sh status    one line per peer: installed, running, port
+#   scripts/peers.sh install [NAME]  apt-get install what is missing (one apt-get update,
+#                                    quiet); with NAME, that peer only, and start it too
+#   scripts/peers.sh start [NAME]    start every installed peer (or NAME), wait until it answers
+#   scripts/peers.sh stop [NAME]     stop them and remove $SLUICE_PEERS_DIR (or NAME's folder)
+#   scripts/peers.sh status          one line per peer: installed, running, port
+#
+# NAME is rabbitmq, nats or redis. `npm run peers -- ARGS` runs this script with ARGS:
+# `npm run peers -- install rabbitmq` is the one command that makes the benchmark's
+# rabbitmq driver run.
 #
 # Environment (defaults in brackets):
 #   SLUICE_PEERS_DIR [/tmp/sluice-peers]   data, logs and pid files
@@ -35,6 +40,7 @@ RABBITMQ_BIN=/usr/lib/rabbitmq/bin
 
 PACKAGES=(rabbitmq-server nats-server redis-server)
 PEERS=(rabbitmq nats redis)
+ALL_PEERS=("${PEERS[@]}")
 
 log() { printf '%s\n' "$*"; }
 die() {
@@ -235,10 +241,48 @@ cmd_status() {
   done
 }
 
-case ${1:-} in
-install) cmd_install ;;
-start) cmd_start ;;
-stop) cmd_stop ;;
+# Narrows PEERS and PACKAGES to the one peer named, if any.
+select_peer() {
+  (($# <= 1)) || die "one peer at a time: got '$*'"
+  (($# == 1)) || return 0
+  case $1 in
+  rabbitmq | nats | redis) ;;
+  *) die "unknown peer '$1' (expected one of: ${ALL_PEERS[*]})" ;;
+  esac
+  PEERS=("$1")
+  PACKAGES=("$(package_of "$1")")
+}
+
+# Stops one peer and removes its folder; the others keep running.
+stop_one() {
+  local peer=$1 dir=$PEERS_DIR/$1
+  if [[ $peer == rabbitmq ]] && pid_alive "$dir/rabbitmq.pid"; then
+    rabbitmqctl_ stop "$dir/rabbitmq.pid" >/dev/null 2>&1 || stop_pid rabbitmq "$dir/rabbitmq.pid"
+    ERL_EPMD_ADDRESS=127.0.0.1 epmd -kill >/dev/null 2>&1 || true
+  else
+    stop_pid "$peer" "$dir/$peer.pid"
+  fi
+  rm -rf "$dir"
+  log "$peer: stopped; removed $dir"
+}
+
+command=${1:-}
+shift || true
+case $command in
+install)
+  select_peer "$@"
+  cmd_install
+  # Installing one peer by name is the one command the benchmark suggests: start it too.
+  if (($# == 1)); then cmd_start; fi
+  ;;
+start)
+  select_peer "$@"
+  cmd_start
+  ;;
+stop)
+  select_peer "$@"
+  if (($# == 1)); then stop_one "$1"; else cmd_stop; fi
+  ;;
 status) cmd_status ;;
-*) die "usage: scripts/peers.sh install|start|stop|status" ;;
+*) die "usage: scripts/peers.sh install|start|stop [rabbitmq|nats|redis] | status" ;;
 esac

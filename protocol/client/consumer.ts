@@ -161,6 +161,7 @@ export class Consumer {
   #polling = false;
   #prefetch: Prefetch | undefined;
   #failures = 0;
+  #lastFailure: unknown;
   #autoCommitTimer: ReturnType<typeof setTimeout> | undefined;
   #closed = false;
 
@@ -177,6 +178,16 @@ export class Consumer {
     this.#startReset = this.#settings.autoOffsetReset;
     this.#session = new Session(options);
     this.#fetchSession = new Session(options);
+  }
+
+  /**
+   * The retriable error the last polls met (the broker unreachable, a connection lost) and how
+   * many polls in a row met one; undefined once a poll succeeds. poll() keeps retrying such
+   * errors quietly; this lets a caller say so.
+   */
+  get retrying(): { failures: number; error: unknown } | undefined {
+    if (this.#failures === 0) return undefined;
+    return { failures: this.#failures, error: this.#lastFailure };
   }
 
   /** The member id the group gave this consumer, once joined. */
@@ -418,6 +429,7 @@ export class Consumer {
       if (this.#closed) return [];
       if (!isRetriable(error)) throw error;
       this.#failures++;
+      this.#lastFailure = error;
       await this.#waitForChange(this.#session.backoffMs(this.#failures));
       return [];
     }

@@ -11,7 +11,7 @@ import {
 import { ClientError } from "./errors.ts";
 
 export const HOST_DEFAULT = "127.0.0.1";
-export const PORT_DEFAULT = 9092;
+export const PORT_DEFAULT = 7450;
 export const RETRY_BACKOFF_MS_DEFAULT = 100;
 export const RETRY_BACKOFF_MS_MAX_DEFAULT = 1_000;
 

@@ -149,7 +149,7 @@ export class SluiceServer {
     try {
       server.#transport = await listen(
         server.host,
-        options.port ?? 9092,
+        options.port ?? 7450,
         server.#transportHandlers(),
         options.transport,
       );

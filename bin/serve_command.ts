@@ -1,0 +1,136 @@
+// `sluice serve`: resolves its settings (flag > env > config file > default, ./serve_config.ts),
+// opens the data directory, starts the native listener and, with --http-port, the HTTP one
+// (/metrics, /healthz, /readyz and the management page, ../ops/http.ts), then runs until
+// SIGINT or SIGTERM. Logs (../ops/log.ts) go to standard error; standard output keeps the
+// `http listening on HOST:PORT` and, last, `sluice listening on HOST:PORT` lines of
+// INTERFACES.md.
+
+import fs from "node:fs";
+import type { OpsHttp } from "../ops/http.ts";
+import { Logger } from "../ops/log.ts";
+import type { ParsedValues } from "./_args.ts";
+import { describeSettings, type Resolved, resolveServeSettings } from "./serve_config.ts";
+
+/** What a failed listen means, from the error's code (Bun and Node both set it). */
+function listenReason(error: unknown): string {
+  const code = (error as { code?: unknown }).code;
+  if (code === "EADDRINUSE") return "the port is in use (another process listens there)";
+  if (code === "EACCES") return "permission denied (ports below 1024 need privileges)";
+  if (code === "EADDRNOTAVAIL") return "no network interface has that address";
+  return (error as Error).message;
+}
+
+/** Thrown when a listener cannot start: names the listener, host, port and reason. */
+export class ListenError extends Error {
+  override name = "ListenError";
+}
+
+export function listenError(what: string, host: string, port: number, error: unknown): Error {
+  const message = `cannot listen for ${what} on ${host}:${port}: ${listenReason(error)}`;
+  return new ListenError(message, { cause: error });
+}
+
+function makeLogger(resolved: Resolved): Logger {
+  return new Logger({ level: resolved.settings.logLevel, format: resolved.settings.logFormat });
+}
+
+/** Runs the broker until SIGINT or SIGTERM, then shuts it down cleanly. */
+export async function serve(values: ParsedValues): Promise<number> {
+  const resolved = resolveServeSettings(values);
+  const { settings } = resolved;
+  const log = makeLogger(resolved);
+  log.info("starting", describeSettings(resolved));
+  const { Engine } = await import("../engine/mod.ts");
+  const { SluiceServer } = await import("../protocol/mod.ts");
+  fs.mkdirSync(settings.data, { recursive: true });
+  const openedAtMs = performance.now();
+  const engine = await Engine.open(settings.data, {
+    onWarning: (message) => log.warn("recovery", { detail: message }),
+  });
+  const topics = engine.listTopics();
+  log.info("recovered", {
+    data: settings.data,
+    topics: topics.length,
+    partitions: topics.reduce((sum, topic) => sum + topic.partitions, 0),
+    ms: Math.round(performance.now() - openedAtMs),
+  });
+  const stopHttp = await startHttp(settings, engine, log);
+  let server: Awaited<ReturnType<typeof SluiceServer.start>>;
+  try {
+    server = await SluiceServer.start({
+      engine,
+      host: settings.host,
+      port: settings.port,
+      log: (message) => log.warn(message),
+      ...(settings.heartbeatIntervalMs === undefined
+        ? {}
+        : { heartbeatIntervalMs: settings.heartbeatIntervalMs }),
+      ...(settings.sessionTimeoutMs === undefined
+        ? {}
+        : { sessionTimeoutMs: settings.sessionTimeoutMs }),
+    });
+  } catch (error) {
+    await stopHttp?.close();
+    await engine.close();
+    throw listenError("sluice clients", settings.host, settings.port, error);
+  }
+  stopHttp?.ready(server);
+  const { TopicWatch } = await import("../ops/topic_watch.ts");
+  const watch = new TopicWatch(engine, log);
+  watch.start();
+  log.info("listening", { host: server.host, port: server.port });
+  console.log(`sluice listening on ${server.host}:${server.port}`);
+  const signal = await untilSignal(log);
+  log.info(`${signal} received, shutting down`);
+  watch.stop();
+  await stopHttp?.close();
+  await server.close();
+  await engine.close();
+  log.info("stopped", { signal });
+  return 0;
+}
+
+async function startHttp(
+  settings: Resolved["settings"],
+  engine: import("../engine/mod.ts").Engine,
+  log: Logger,
+): Promise<OpsHttp | undefined> {
+  if (settings.httpPort === undefined) return undefined;
+  const { startOpsHttp } = await import("../ops/http.ts");
+  try {
+    const http = await startOpsHttp({
+      host: settings.httpHost,
+      port: settings.httpPort,
+      engine,
+      metricsPartitionsMax: settings.metricsPartitionsMax,
+      log,
+    });
+    log.info("http listening", { host: http.host, port: http.port });
+    console.log(`http listening on ${http.host}:${http.port}`);
+    return http;
+  } catch (error) {
+    await engine.close();
+    throw listenError("HTTP", settings.httpHost, settings.httpPort, error);
+  }
+}
+
+/**
+ * Resolves with the first SIGINT or SIGTERM. The handlers stay installed for the whole
+ * shutdown: a second signal (a service manager signalling the whole process group, a launcher
+ * passing one on) must not kill the process half-way through a clean close.
+ */
+function untilSignal(log: Logger): Promise<string> {
+  let stopping = false;
+  return new Promise((resolve) => {
+    const stop = (signal: string) => {
+      if (stopping) {
+        log.warn("signal received again; still shutting down cleanly", { signal });
+        return;
+      }
+      stopping = true;
+      resolve(signal);
+    };
+    process.on("SIGINT", () => stop("SIGINT"));
+    process.on("SIGTERM", () => stop("SIGTERM"));
+  });
+}

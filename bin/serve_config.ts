@@ -1,0 +1,274 @@
+// `sluice serve`'s settings from four places, highest first:
+//
+//   flag (--port 7451)  >  environment (SLUICE_PORT=7451)  >  config file  >  default
+//
+// The config file is `--config FILE` (or SLUICE_CONFIG), TOML when it ends in .toml, else JSON,
+// with the keys of SETTINGS below. An unknown key or a value of the wrong type refuses the start
+// with the key's path and the value (`config.toml: http.port: expected an integer 0 to 65535,
+// got "x"`). The resolved settings are printed at startup with where each came from; keys
+// named like secrets are masked there.
+
+import fs from "node:fs";
+import { homedir } from "node:os";
+import { extname, join } from "node:path";
+import { parse as parseToml } from "smol-toml";
+import type { ParsedValues } from "./_args.ts";
+import { UsageError } from "./_args.ts";
+
+/** sluice's own port: not Kafka's 9092, which a Kafka listener will want. */
+export const SLUICE_PORT_DEFAULT = 7450;
+
+export type LogLevel = "debug" | "info" | "warn" | "error";
+export type LogFormat = "text" | "json";
+
+export type ServeSettings = {
+  data: string;
+  host: string;
+  port: number;
+  heartbeatIntervalMs: number | undefined;
+  sessionTimeoutMs: number | undefined;
+  httpPort: number | undefined;
+  httpHost: string;
+  logLevel: LogLevel;
+  logFormat: LogFormat;
+  metricsPartitionsMax: number;
+};
+
+export type Source = "flag" | "env" | "file" | "default";
+
+type Kind =
+  | { type: "string" }
+  | { type: "int"; min: number; max: number }
+  | { type: "enum"; values: readonly string[] };
+
+type Setting = {
+  key: keyof ServeSettings;
+  /** The flag's name without dashes. */
+  flag: string;
+  env: string;
+  /** The key's path in the config file, dotted ("http.port"). */
+  file: string;
+  kind: Kind;
+  help: string;
+};
+
+const PORT: Kind = { type: "int", min: 0, max: 65_535 };
+const MS: Kind = { type: "int", min: 1, max: 86_400_000 };
+
+export const SETTINGS: readonly Setting[] = [
+  {
+    key: "data",
+    flag: "data",
+    env: "SLUICE_DATA",
+    file: "data",
+    kind: { type: "string" },
+    help: "Data directory",
+  },
+  {
+    key: "host",
+    flag: "host",
+    env: "SLUICE_HOST",
+    file: "host",
+    kind: { type: "string" },
+    help: "Address to listen on",
+  },
+  {
+    key: "port",
+    flag: "port",
+    env: "SLUICE_PORT",
+    file: "port",
+    kind: PORT,
+    help: "TCP port, 0 picks a free one",
+  },
+  {
+    key: "heartbeatIntervalMs",
+    flag: "heartbeat-interval-ms",
+    env: "SLUICE_HEARTBEAT_INTERVAL_MS",
+    file: "groups.heartbeatIntervalMs",
+    kind: MS,
+    help: "Consumer-group heartbeat interval handed to members",
+  },
+  {
+    key: "sessionTimeoutMs",
+    flag: "session-timeout-ms",
+    env: "SLUICE_SESSION_TIMEOUT_MS",
+    file: "groups.sessionTimeoutMs",
+    kind: MS,
+    help: "Evict a group member silent this long",
+  },
+  {
+    key: "httpPort",
+    flag: "http-port",
+    env: "SLUICE_HTTP_PORT",
+    file: "http.port",
+    kind: PORT,
+    help: "HTTP port of /metrics, /healthz, /readyz and the page (0: a free one)",
+  },
+  {
+    key: "httpHost",
+    flag: "http-host",
+    env: "SLUICE_HTTP_HOST",
+    file: "http.host",
+    kind: { type: "string" },
+    help: "Address of the HTTP listener",
+  },
+  {
+    key: "logLevel",
+    flag: "log-level",
+    env: "SLUICE_LOG_LEVEL",
+    file: "log.level",
+    kind: { type: "enum", values: ["debug", "info", "warn", "error"] },
+    help: "debug, info, warn or error",
+  },
+  {
+    key: "logFormat",
+    flag: "log-format",
+    env: "SLUICE_LOG_FORMAT",
+    file: "log.format",
+    kind: { type: "enum", values: ["text", "json"] },
+    help: "text or json (one object a line)",
+  },
+  {
+    key: "metricsPartitionsMax",
+    flag: "metrics-partitions-max",
+    env: "SLUICE_METRICS_PARTITIONS_MAX",
+    file: "http.metricsPartitionsMax",
+    kind: { type: "int", min: 0, max: 10_000_000 },
+    help: "Above this many partitions, /metrics exports per-topic series only",
+  },
+];
+
+/** `$XDG_DATA_HOME/sluice`, or `~/.local/share/sluice`: outside any checkout. */
+export function defaultDataDir(env: NodeJS.ProcessEnv = process.env): string {
+  const xdg = env["XDG_DATA_HOME"];
+  const base = xdg !== undefined && xdg !== "" ? xdg : join(homedir(), ".local", "share");
+  return join(base, "sluice");
+}
+
+function defaults(env: NodeJS.ProcessEnv): ServeSettings {
+  return {
+    data: defaultDataDir(env),
+    host: "127.0.0.1",
+    port: SLUICE_PORT_DEFAULT,
+    heartbeatIntervalMs: undefined,
+    sessionTimeoutMs: undefined,
+    httpPort: undefined,
+    httpHost: "127.0.0.1",
+    logLevel: "info",
+    logFormat: "text",
+    metricsPartitionsMax: 1000,
+  };
+}
+
+/** What `value` means for `kind`, or a message saying what was expected. */
+function convert(kind: Kind, value: unknown): { value: string | number } | { expected: string } {
+  if (kind.type === "string") {
+    return typeof value === "string" && value !== "" ? { value } : { expected: "a string" };
+  }
+  if (kind.type === "enum") {
+    return typeof value === "string" && kind.values.includes(value)
+      ? { value }
+      : { expected: `one of ${kind.values.join(", ")}` };
+  }
+  const number = typeof value === "string" && /^-?\d+$/.test(value) ? Number(value) : value;
+  const expected = `an integer ${kind.min} to ${kind.max}`;
+  if (typeof number !== "number" || !Number.isSafeInteger(number)) return { expected };
+  return number >= kind.min && number <= kind.max ? { value: number } : { expected };
+}
+
+/** Flattens a parsed config file to dotted paths, refusing what is not a table or a value. */
+function flatten(table: Record<string, unknown>, prefix: string, into: Map<string, unknown>): void {
+  for (const [name, value] of Object.entries(table)) {
+    const path = prefix === "" ? name : `${prefix}.${name}`;
+    const isTable = typeof value === "object" && value !== null && !Array.isArray(value);
+    if (isTable && !(value instanceof Date)) {
+      flatten(value as Record<string, unknown>, path, into);
+    } else {
+      into.set(path, value);
+    }
+  }
+}
+
+/** Reads and checks a config file: every key known, every value of its type. */
+export function readConfigFile(path: string): Map<string, unknown> {
+  let text: string;
+  try {
+    text = fs.readFileSync(path, "utf8");
+  } catch (error) {
+    throw new UsageError(`--config ${path}: cannot read it: ${(error as Error).message}`);
+  }
+  let parsed: unknown;
+  try {
+    parsed = extname(path) === ".toml" ? parseToml(text) : JSON.parse(text);
+  } catch (error) {
+    const firstLine = (error as Error).message.split("\n")[0];
+    throw new UsageError(
+      `--config ${path}: not valid ${extname(path) === ".toml" ? "TOML" : "JSON"}: ${firstLine}`,
+    );
+  }
+  if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed)) {
+    throw new UsageError(`--config ${path}: expected a table of settings at the top`);
+  }
+  const values = new Map<string, unknown>();
+  flatten(parsed as Record<string, unknown>, "", values);
+  const known = new Set(SETTINGS.map((setting) => setting.file));
+  for (const key of values.keys()) {
+    if (!known.has(key)) {
+      throw new UsageError(
+        `--config ${path}: unknown key '${key}' (known: ${[...known].join(", ")})`,
+      );
+    }
+  }
+  return values;
+}
+
+export type Resolved = { settings: ServeSettings; sources: Record<keyof ServeSettings, Source> };
+
+/** Resolves every setting: flag > environment > config file > default. */
+export function resolveServeSettings(
+  values: ParsedValues,
+  env: NodeJS.ProcessEnv = process.env,
+): Resolved {
+  const settings = defaults(env);
+  const sources = Object.fromEntries(
+    SETTINGS.map((s) => [s.key, "default"]),
+  ) as Resolved["sources"];
+  const configFlag = values["config"];
+  const configPath = typeof configFlag === "string" ? configFlag : env["SLUICE_CONFIG"];
+  const file = configPath === undefined ? new Map<string, unknown>() : readConfigFile(configPath);
+  const record = settings as Record<string, unknown>;
+  for (const setting of SETTINGS) {
+    const flag = values[setting.flag];
+    const fromEnv = env[setting.env];
+    const [source, raw, where] =
+      typeof flag === "string"
+        ? (["flag", flag, `--${setting.flag}`] as const)
+        : fromEnv !== undefined
+          ? (["env", fromEnv, setting.env] as const)
+          : file.has(setting.file)
+            ? (["file", file.get(setting.file), `--config ${configPath}: ${setting.file}`] as const)
+            : (["default", undefined, ""] as const);
+    if (source === "default") continue;
+    const converted = convert(setting.kind, raw);
+    if ("expected" in converted) {
+      throw new UsageError(`${where}: expected ${converted.expected}, got ${JSON.stringify(raw)}`);
+    }
+    record[setting.key] = converted.value;
+    sources[setting.key] = source;
+  }
+  return { settings, sources };
+}
+
+const SECRET = /password|secret|token|key/i;
+
+/** `key=value (source)` pairs for the startup line; secret-looking keys are masked. */
+export function describeSettings(resolved: Resolved): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const setting of SETTINGS) {
+    const value = resolved.settings[setting.key];
+    if (value === undefined) continue;
+    const shown = SECRET.test(setting.key) ? "****" : String(value);
+    out[setting.key] = `${shown} (${resolved.sources[setting.key]})`;
+  }
+  return out;
+}

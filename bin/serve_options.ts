@@ -1,0 +1,19 @@
+// The flags `sluice serve` gained for operations (HTTP endpoints, logs, metrics), kept apart
+// from the command table so that table changes little. Each has an environment variable and a
+// config-file key of the same meaning (./serve_config.ts).
+
+type OptionSpec = { type: "string" | "boolean"; help: string };
+
+export const SERVE_OPS_OPTIONS: Record<string, OptionSpec> = {
+  "http-port": {
+    type: "string",
+    help: "Serve /metrics, /healthz, /readyz and the management page here (0: a free port)",
+  },
+  "http-host": { type: "string", help: "Address of the HTTP listener (default 127.0.0.1)" },
+  "log-level": { type: "string", help: "debug, info, warn or error (default info)" },
+  "log-format": { type: "string", help: "text or json: one JSON object a line (default text)" },
+  "metrics-partitions-max": {
+    type: "string",
+    help: "Above this many partitions /metrics exports per-topic series only (default 1000)",
+  },
+};

@@ -1,0 +1,169 @@
+// The operations listener, opt-in with `sluice serve --http-port N` (node:http, so it runs on
+// Bun, Deno and Node):
+//
+//   GET /metrics        Prometheus text format (./metrics.ts)
+//   GET /healthz        200 "ok" while the process runs
+//   GET /readyz         200 "ready" once recovered and listening for clients, else 503
+//   GET /api/overview   the Snapshot as JSON (what the page shows)
+//   GET /               the management page (./page.ts): no build step, no external files
+//
+// Anything else is 404; methods other than GET and HEAD are 405. It binds 127.0.0.1 unless
+// told otherwise (--http-host). It has no authentication: sluice has none yet on any listener,
+// and once it has, this listener must be put behind the same (see ARCHITECTURE.md).
+
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import type { Engine } from "../engine/mod.ts";
+import { Admin, type SluiceServer } from "../protocol/mod.ts";
+import type { Logger } from "./log.ts";
+import { METRICS_CONTENT_TYPE, METRICS_PARTITIONS_MAX_DEFAULT, renderMetrics } from "./metrics.ts";
+import { PAGE_HTML } from "./page.ts";
+import { type ServerCounters, Sampler, type Snapshot, takeSnapshot } from "./snapshot.ts";
+
+/** The page asks the coordinator for the members of at most this many groups a refresh. */
+export const MEMBER_GROUPS_MAX = 100;
+const DESCRIBE_TIMEOUT_MS = 2000;
+
+/**
+ * Fills in each group's members by asking the broker's own DescribeGroup over loopback (the
+ * coordinator lives in the server, which exposes it only on the wire). A group not answered
+ * in time keeps `members: null`.
+ */
+async function withMembers(snapshot: Snapshot, admin: Admin | undefined): Promise<Snapshot> {
+  if (admin === undefined) return snapshot;
+  const asked = snapshot.groups.slice(0, MEMBER_GROUPS_MAX);
+  await Promise.all(
+    asked.map(async (group) => {
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const timeout = new Promise<undefined>((resolve) => {
+        timer = setTimeout(() => resolve(undefined), DESCRIBE_TIMEOUT_MS);
+      });
+      try {
+        const description = await Promise.race([admin.describeGroup(group.group), timeout]);
+        if (description !== undefined) group.members = description.members.map((m) => m.memberId);
+      } catch {
+        // The group vanished or the broker is stopping: the page shows "-".
+      } finally {
+        clearTimeout(timer);
+      }
+    }),
+  );
+  return snapshot;
+}
+
+export type OpsHttpOptions = {
+  host: string;
+  port: number;
+  engine: Engine;
+  metricsPartitionsMax?: number;
+  log?: Logger;
+};
+
+export type OpsHttp = {
+  readonly host: string;
+  readonly port: number;
+  /** The native listener is up: /readyz answers 200 from now on. */
+  ready(server: SluiceServer): void;
+  snapshot(): Snapshot;
+  close(): Promise<void>;
+};
+
+function countersOf(server: SluiceServer): ServerCounters {
+  const stats = server.stats();
+  const number = (key: string) => (typeof stats[key] === "number" ? (stats[key] as number) : 0);
+  const requests = (stats["requests"] ?? {}) as Record<string, number>;
+  return {
+    connections: number("connections"),
+    bytesIn: number("bytesIn"),
+    bytesOut: number("bytesOut"),
+    requests,
+    refusedRequests: number("refusedRequests"),
+  };
+}
+
+function send(response: ServerResponse, status: number, type: string, body: string): void {
+  response.writeHead(status, {
+    "content-type": type,
+    "content-length": Buffer.byteLength(body),
+    "cache-control": "no-store",
+  });
+  response.end(response.req.method === "HEAD" ? undefined : body);
+}
+
+export async function startOpsHttp(options: OpsHttpOptions): Promise<OpsHttp> {
+  const sampler = new Sampler(options.engine);
+  sampler.start();
+  const startedMs = Date.now();
+  let broker: SluiceServer | undefined;
+  let admin: Admin | undefined;
+  const snapshot = () =>
+    takeSnapshot({
+      engine: options.engine,
+      sampler,
+      startedMs,
+      server: () => (broker === undefined ? null : countersOf(broker)),
+      ready: () => broker !== undefined,
+    });
+  const partitionsMax = options.metricsPartitionsMax ?? METRICS_PARTITIONS_MAX_DEFAULT;
+  const route = (request: IncomingMessage, response: ServerResponse) => {
+    if (request.method !== "GET" && request.method !== "HEAD") {
+      return send(response, 405, "text/plain", "method not allowed\n");
+    }
+    const path = (request.url ?? "/").split("?")[0];
+    if (path === "/healthz") return send(response, 200, "text/plain", "ok\n");
+    if (path === "/readyz") {
+      return broker === undefined
+        ? send(response, 503, "text/plain", "not ready: recovering or not yet listening\n")
+        : send(response, 200, "text/plain", "ready\n");
+    }
+    if (path === "/metrics") {
+      return send(response, 200, METRICS_CONTENT_TYPE, renderMetrics(snapshot(), partitionsMax));
+    }
+    if (path === "/api/overview") {
+      void withMembers(snapshot(), admin).then(
+        (full) => send(response, 200, "application/json", JSON.stringify(full)),
+        (error) => send(response, 500, "text/plain", `overview failed: ${String(error)}\n`),
+      );
+      return;
+    }
+    if (path === "/") return send(response, 200, "text/html; charset=utf-8", PAGE_HTML);
+    return send(response, 404, "text/plain", `no such page: ${path}\n`);
+  };
+  const server: Server = createServer((request, response) => {
+    try {
+      route(request, response);
+    } catch (error) {
+      options.log?.error("http request failed", { url: request.url, error: String(error) });
+      if (!response.headersSent) send(response, 500, "text/plain", "internal error\n");
+    }
+  });
+  try {
+    await new Promise<void>((resolve, reject) => {
+      server.once("error", reject);
+      server.listen(options.port, options.host, () => {
+        server.off("error", reject);
+        resolve();
+      });
+    });
+  } catch (error) {
+    sampler.stop();
+    throw error;
+  }
+  const address = server.address();
+  const port = typeof address === "object" && address !== null ? address.port : options.port;
+  return {
+    host: options.host,
+    port,
+    ready(native) {
+      broker = native;
+      const host = native.host === "0.0.0.0" || native.host === "::" ? "127.0.0.1" : native.host;
+      admin = new Admin({ host, port: native.port });
+    },
+    snapshot,
+    async close() {
+      sampler.stop();
+      await admin?.close();
+      server.closeAllConnections?.();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+  };
+}

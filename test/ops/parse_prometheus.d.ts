@@ -1,0 +1,11 @@
+// Types for parse-prometheus-text-format (it ships none): the prom2json shape it returns.
+declare module "parse-prometheus-text-format" {
+  export type PrometheusMetric = { labels?: Record<string, string>; value: string };
+  export type PrometheusFamily = {
+    name: string;
+    help: string;
+    type: "COUNTER" | "GAUGE" | "HISTOGRAM" | "SUMMARY" | "UNTYPED";
+    metrics: PrometheusMetric[];
+  };
+  export default function parsePrometheusTextFormat(text: string): PrometheusFamily[];
+}
