@@ -6,6 +6,7 @@
 //     __meta/topics/<name>.json  topic name, partition count, config (written atomically)
 //     __offsets/                 committed offsets (offset_store.ts)
 //     __meta/queues/<name>.json  queue options and start offsets (queues.ts)
+//     __meta/exchanges/<name>.json  exchange type, alternate and bindings (exchanges.ts)
 //     __queues/<name>/           queue state: snapshot + delta log (queue_state_log.ts)
 //     <topic>-<partition>/       one partition log each (log_open.ts)
 //
@@ -15,7 +16,7 @@
 
 import fs from "node:fs";
 import { join } from "node:path";
-import { SluiceError } from "../record/mod.ts";
+import { BATCH_BYTES_MAX_DEFAULT, SluiceError } from "../record/mod.ts";
 import { ioError } from "./errors.ts";
 import { TOPIC_NAME_BYTES_MAX, validateTopicName } from "./topic_name.ts";
 import { type FileIO, realFileIO, releaseDeletedMappings } from "./io.ts";
@@ -27,6 +28,13 @@ import type { QueueAck } from "./queue_ack.ts";
 import type { QueueConfig, QueueOptions } from "./queue_config.ts";
 import type { QueueFetchOptions } from "./queue_fetch.ts";
 import { Queues } from "./queues.ts";
+import { type PublishedBatch, publishBatch } from "./exchange_publish.ts";
+import {
+  type BindOptions,
+  type ExchangeConfig,
+  type ExchangeOptions,
+  Exchanges,
+} from "./exchanges.ts";
 
 export type TopicInfo = { name: string; partitions: number; config: LogConfig; createdMs: number };
 
@@ -79,6 +87,7 @@ export class Engine {
   #closed = false;
   #producerIds = { next: 0, reservedEnd: 0 };
   #queues!: Queues;
+  #exchanges!: Exchanges;
 
   private constructor(dataDir: string, offsets: OffsetStore, options: EngineOptions) {
     this.dataDir = dataDir;
@@ -108,6 +117,7 @@ export class Engine {
       const engine = new Engine(dir, offsets, options);
       await engine.#loadTopics();
       engine.#queues = await engine.#openQueues();
+      engine.#exchanges = engine.#openExchanges();
       engine.#startRetention();
       return engine;
     } catch (error) {
@@ -200,6 +210,23 @@ export class Engine {
       ...(this.#options.queueCompactAfterBytes === undefined
         ? {}
         : { compactAfterBytes: this.#options.queueCompactAfterBytes }),
+    });
+  }
+
+  #openExchanges(): Exchanges {
+    return Exchanges.open({
+      dataDir: this.dataDir,
+      io: this.#io,
+      now: this.#options.now ?? Date.now,
+      warn: (message) => this.#warn(message),
+      queueTopic: (queue) => {
+        try {
+          return this.#queues.get(queue).config.topic;
+        } catch {
+          return undefined;
+        }
+      },
+      topicExists: (topic) => this.#topics.has(topic),
     });
   }
 
@@ -514,6 +541,67 @@ export class Engine {
   /** The queue itself, for tools and tests that look inside (cursors, state log). */
   queue(name: string): Queue {
     return this.#queues.get(name);
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Exchanges (exchanges.ts, exchange_publish.ts): records routed by their routing key or
+  // headers to the topics of bound queues and topics. See engine/README.md.
+
+  /** Declares an exchange; idempotent with the same settings, EXCHANGE_EXISTS with others. */
+  async declareExchange(name: string, options: ExchangeOptions): Promise<ExchangeConfig> {
+    this.#checkOpen();
+    return this.#exchanges.declare(name, options);
+  }
+
+  /** Deletes an exchange and its bindings. */
+  async deleteExchange(name: string): Promise<void> {
+    this.#checkOpen();
+    this.#exchanges.delete(name);
+  }
+
+  /** Binds a queue or a topic to an exchange; resolves to false when the binding existed. */
+  async bindExchange(name: string, options: BindOptions): Promise<boolean> {
+    this.#checkOpen();
+    return this.#exchanges.bind(name, options);
+  }
+
+  /** Removes a binding; resolves to false when there was none. */
+  async unbindExchange(name: string, options: BindOptions): Promise<boolean> {
+    this.#checkOpen();
+    return this.#exchanges.unbind(name, options);
+  }
+
+  listExchanges(): ExchangeConfig[] {
+    this.#checkOpen();
+    return this.#exchanges.list();
+  }
+
+  /**
+   * Routes the records of one batch through an exchange (`""`: the default exchange, to the
+   * queue named by the routing key) and appends them to the topics they reach, the records for
+   * one topic as one batch. Resolves with how many topics took records and how many records
+   * nothing took (dropped); with `durable`, once fsynced.
+   */
+  publish(
+    exchange: string,
+    batch: Uint8Array,
+    options: { durable?: boolean } = {},
+  ): Promise<PublishedBatch> {
+    try {
+      this.#checkOpen();
+      this.#exchanges.check(exchange);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    const host = {
+      route: this.#exchanges.route.bind(this.#exchanges),
+      logs: (topic: string) => this.#topics.get(topic)?.logs,
+    };
+    // Each destination's own maxBatchBytes is checked when the routed batch is appended.
+    return publishBatch(host, exchange, batch, {
+      durable: options.durable ?? false,
+      batchBytesMax: BATCH_BYTES_MAX_DEFAULT,
+    });
   }
 
   /** Closes every queue, every log cleanly, the offsets store, and releases the directory. */

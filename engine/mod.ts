@@ -97,3 +97,21 @@ export {
   FETCH_RECORDS_MAX,
   type QueueFetchOptions,
 } from "./queue_fetch.ts";
+export {
+  ALTERNATE_HOPS_MAX,
+  type BindOptions,
+  BINDINGS_MAX,
+  DEFAULT_EXCHANGE,
+  type ExchangeConfig,
+  type ExchangeOptions,
+  EXCHANGES_MAX,
+} from "./exchanges.ts";
+export {
+  type Binding,
+  type BindingDestination,
+  EXCHANGE_TYPES,
+  type ExchangeType,
+  type HeaderMatch,
+  ROUTING_KEY_BYTES_MAX,
+} from "./exchange_routing.ts";
+export { type PublishedBatch, ROUTING_KEY_HEADER } from "./exchange_publish.ts";

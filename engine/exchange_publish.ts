@@ -1,0 +1,167 @@
+// Publishing a batch through an exchange: the one path that decodes records on the way in
+// (plain topic produce never does). Each record is routed on its own; the records bound for
+// one topic are appended to it as one batch, in their order:
+//
+//   batch [r0 r1 r2 r3]   r0,r1,r3 → topic A   r1,r2 → topic B   (nothing matched: dropped)
+//        │
+//        ├─► A: every record? no  → a new batch [r0 r1 r3], one append
+//        └─► B: every record? no  → a new batch [r1 r2], one append
+//
+// A topic that takes every record of the batch gets the batch's own bytes (no re-encoding), so
+// a producer that keeps one routing key per batch (the client's Publisher does) costs one
+// decode per batch and one append per destination. A destination topic is counted once
+// however many bindings reach it. The partition of a routed batch is Kafka's for the key of
+// its first record (murmur2), or the topic's next one round-robin when that record has none.
+//
+// Not atomic across destinations: a failed append to one topic (a full disk, a fenced log)
+// ends the batch's routing there; the answer says how many destinations took it before.
+
+import {
+  decodeRecordBatch,
+  encodeRecordBatch,
+  type LogRecord,
+  murmur2,
+  type RecordInput,
+  SluiceError,
+  toPositive,
+} from "../record/mod.ts";
+import type { HeaderLookup } from "./exchange_routing.ts";
+import type { PartitionLog } from "./partition_log.ts";
+
+/** A record header that, when present, is the routing key instead of the record key. */
+export const ROUTING_KEY_HEADER = "sluice-routing-key";
+
+export type PublishHost = {
+  route(exchange: string, routingKey: string, headers: HeaderLookup): readonly string[];
+  /** The logs of a topic, or undefined when it is gone. */
+  logs(topic: string): readonly PartitionLog[] | undefined;
+};
+
+export type PublishOptions = {
+  /** Wait until the appended batches are fsynced, whatever the topics' fsync policy. */
+  durable: boolean;
+  /** The largest batch accepted, in bytes. */
+  batchBytesMax: number;
+};
+
+/** What one batch did: topics that took records, and records that no binding took. */
+export type PublishedBatch = { destinations: number; records: number; unroutable: number };
+
+const decoder = new TextDecoder();
+/** Round-robin position per topic for batches whose first record has no key. */
+const nextPartition = new Map<string, number>();
+
+function headerText(record: LogRecord, key: string): string | undefined {
+  for (const header of record.headers) {
+    if (header.key !== key) continue;
+    return header.value === null ? undefined : decoder.decode(header.value);
+  }
+  return undefined;
+}
+
+/** The routing key of a record: the `sluice-routing-key` header, else the key (null: ""). */
+export function routingKeyOf(record: LogRecord): string {
+  const fromHeader =
+    record.headers.length === 0 ? undefined : headerText(record, ROUTING_KEY_HEADER);
+  if (fromHeader !== undefined) return fromHeader;
+  return record.key === null ? "" : decoder.decode(record.key);
+}
+
+function refuseUnroutable(batch: ReturnType<typeof decodeRecordBatch>): void {
+  if (batch.producerId >= 0 || batch.transactional || batch.control) {
+    throw new SluiceError(
+      "INVALID_BATCH",
+      `A batch published to an exchange must not be idempotent, transactional or control ` +
+        `(producerId ${batch.producerId}, transactional ${batch.transactional}, ` +
+        `control ${batch.control})`,
+      { producerId: batch.producerId },
+    );
+  }
+}
+
+/** Records per destination topic, in the batch's order. */
+function routeRecords(
+  host: PublishHost,
+  exchange: string,
+  records: readonly LogRecord[],
+): { byTopic: Map<string, LogRecord[]>; unroutable: number } {
+  const byTopic = new Map<string, LogRecord[]>();
+  let unroutable = 0;
+  for (const record of records) {
+    const topics = host.route(exchange, routingKeyOf(record), (key) => headerText(record, key));
+    if (topics.length === 0) unroutable++;
+    for (const topic of topics) {
+      const list = byTopic.get(topic);
+      if (list === undefined) byTopic.set(topic, [record]);
+      else list.push(record);
+    }
+  }
+  return { byTopic, unroutable };
+}
+
+function partitionOf(topic: string, first: LogRecord, count: number): number {
+  if (first.key !== null) return toPositive(murmur2(first.key)) % count;
+  const next = nextPartition.get(topic) ?? 0;
+  nextPartition.set(topic, (next + 1) % count);
+  return next % count;
+}
+
+function subsetBatch(records: readonly LogRecord[], batch: Uint8Array, all: number): Uint8Array {
+  if (records.length === all) return batch;
+  const inputs: RecordInput[] = records.map((record) => ({
+    key: record.key,
+    value: record.value,
+    headers: record.headers,
+    timestamp: record.timestamp,
+  }));
+  return encodeRecordBatch(inputs);
+}
+
+/**
+ * Routes the records of one batch and appends them; resolves once appended (and, with
+ * `durable`, fsynced). Throws a SluiceError for a batch that cannot be decoded or routed.
+ */
+export async function publishBatch(
+  host: PublishHost,
+  exchange: string,
+  batch: Uint8Array,
+  options: PublishOptions,
+): Promise<PublishedBatch> {
+  const decoded = decodeRecordBatch(batch, {
+    batchBytesMax: options.batchBytesMax,
+    decompressedBytesMax: options.batchBytesMax,
+  });
+  refuseUnroutable(decoded);
+  const { records } = decoded;
+  const { byTopic, unroutable } = routeRecords(host, exchange, records);
+  const result: PublishedBatch = { destinations: 0, records: records.length, unroutable };
+  const appended: Promise<unknown>[] = [];
+  for (const [topic, routed] of byTopic) {
+    const logs = host.logs(topic);
+    if (logs === undefined || logs.length === 0) continue;
+    const log = logs[partitionOf(topic, routed[0]!, logs.length)]!;
+    const bytes = subsetBatch(routed, batch, records.length);
+    appended.push(
+      log.append(bytes).then(async () => {
+        if (options.durable && log.config.fsync !== "always") await log.flush();
+        result.destinations++;
+      }),
+    );
+  }
+  const settled = await Promise.allSettled(appended);
+  const failed = settled.find((outcome) => outcome.status === "rejected");
+  if (failed !== undefined) {
+    const reason = (failed as PromiseRejectedResult).reason;
+    if (reason instanceof SluiceError) {
+      throw new SluiceError(
+        reason.code,
+        `${reason.message} (the batch reached ${result.destinations} of ${byTopic.size} ` +
+          "destination topics)",
+        { ...reason.details, destinations: result.destinations },
+        { cause: reason },
+      );
+    }
+    throw reason;
+  }
+  return result;
+}
