@@ -104,12 +104,8 @@ function lookup(headers: Record<string, string>): (key: string) => string | unde
 }
 
 // [match, binding headers, record headers, matches]
-const HEADERS_TABLE: [
-  "all" | "any",
-  Record<string, string>,
-  Record<string, string>,
-  boolean,
-][] = [
+type HeadersRow = ["all" | "any", Record<string, string>, Record<string, string>, boolean];
+const HEADERS_TABLE: HeadersRow[] = [
   ["all", { format: "pdf", type: "report" }, { format: "pdf", type: "report" }, true],
   ["all", { format: "pdf", type: "report" }, { format: "pdf", type: "log" }, false],
   ["all", { format: "pdf", type: "report" }, { format: "pdf" }, false],
