@@ -588,11 +588,24 @@ export class Engine {
     options: { durable?: boolean } = {},
   ): Promise<PublishedBatch> {
     try {
-      this.#checkOpen();
-      this.#exchanges.check(exchange);
+      return this.publishChecked(exchange, batch, options);
     } catch (error) {
       return Promise.reject(error);
     }
+  }
+
+  /**
+   * `publish`, except that a batch refused before anything is appended (closed engine, unknown
+   * exchange, a batch that does not decode) throws at once, so that a caller publishing several
+   * batches in order can stop at the first refusal.
+   */
+  publishChecked(
+    exchange: string,
+    batch: Uint8Array,
+    options: { durable?: boolean } = {},
+  ): Promise<PublishedBatch> {
+    this.#checkOpen();
+    this.#exchanges.check(exchange);
     const host = {
       route: this.#exchanges.route.bind(this.#exchanges),
       logs: (topic: string) => this.#topics.get(topic)?.logs,

@@ -22,14 +22,12 @@ import {
   type LogRecord,
   murmur2,
   type RecordInput,
+  ROUTING_KEY_HEADER,
   SluiceError,
   toPositive,
 } from "../record/mod.ts";
 import type { HeaderLookup } from "./exchange_routing.ts";
 import type { PartitionLog } from "./partition_log.ts";
-
-/** A record header that, when present, is the routing key instead of the record key. */
-export const ROUTING_KEY_HEADER = "sluice-routing-key";
 
 export type PublishHost = {
   route(exchange: string, routingKey: string, headers: HeaderLookup): readonly string[];
@@ -118,10 +116,11 @@ function subsetBatch(records: readonly LogRecord[], batch: Uint8Array, all: numb
 }
 
 /**
- * Routes the records of one batch and appends them; resolves once appended (and, with
- * `durable`, fsynced). Throws a SluiceError for a batch that cannot be decoded or routed.
+ * Routes the records of one batch and starts their appends, synchronously: a batch refused
+ * before anything is appended (undecodable, idempotent, an unknown exchange) throws here. The
+ * promise resolves once appended (and, with `durable`, fsynced).
  */
-export async function publishBatch(
+export function publishBatch(
   host: PublishHost,
   exchange: string,
   batch: Uint8Array,
@@ -148,20 +147,24 @@ export async function publishBatch(
       }),
     );
   }
+  return settle(appended, result, byTopic.size);
+}
+
+async function settle(
+  appended: Promise<unknown>[],
+  result: PublishedBatch,
+  topics: number,
+): Promise<PublishedBatch> {
   const settled = await Promise.allSettled(appended);
   const failed = settled.find((outcome) => outcome.status === "rejected");
-  if (failed !== undefined) {
-    const reason = (failed as PromiseRejectedResult).reason;
-    if (reason instanceof SluiceError) {
-      throw new SluiceError(
-        reason.code,
-        `${reason.message} (the batch reached ${result.destinations} of ${byTopic.size} ` +
-          "destination topics)",
-        { ...reason.details, destinations: result.destinations },
-        { cause: reason },
-      );
-    }
-    throw reason;
-  }
-  return result;
+  if (failed === undefined) return result;
+  const reason = (failed as PromiseRejectedResult).reason;
+  if (!(reason instanceof SluiceError)) throw reason;
+  throw new SluiceError(
+    reason.code,
+    `${reason.message} (the batch reached ${result.destinations} of ${topics} destination ` +
+      "topics)",
+    { ...reason.details, destinations: result.destinations },
+    { cause: reason },
+  );
 }

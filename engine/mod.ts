@@ -54,6 +54,7 @@ export {
   type LogRecord,
   type RecordHeader,
   type RecordInput,
+  ROUTING_KEY_HEADER,
 } from "../record/mod.ts";
 export {
   type CommittedOffset,
@@ -114,4 +115,4 @@ export {
   type HeaderMatch,
   ROUTING_KEY_BYTES_MAX,
 } from "./exchange_routing.ts";
-export { type PublishedBatch, ROUTING_KEY_HEADER } from "./exchange_publish.ts";
+export type { PublishedBatch } from "./exchange_publish.ts";
