@@ -4,7 +4,7 @@
 import packageJson from "../package.json" with { type: "json" };
 import { type ParsedValues, UsageError } from "./_args.ts";
 
-export type OptionSpec = { type: "string" | "boolean"; help: string };
+export type OptionSpec = { type: "string" | "boolean"; help: string; multiple?: boolean };
 
 export type Command = {
   name: string;
@@ -141,10 +141,16 @@ export const COMMANDS: Command[] = [
   },
   {
     name: "produce",
-    usage: "produce --topic T [--key-separator SEP] [--partition N] [--acks 0|1|all]",
+    usage:
+      "produce (--topic T | --exchange X | --queue Q) [--routing-key K] [--header k=v]... " +
+      "[--key-separator SEP] [--partition N] [--acks 0|1|all]",
     summary: "Publish lines from standard input, one record a line",
     options: {
       topic: { type: "string", help: "Topic to publish to" },
+      exchange: { type: "string", help: "Exchange to publish through (not with --topic)" },
+      queue: { type: "string", help: "Queue to publish to, by the default exchange" },
+      "routing-key": { type: "string", help: "--exchange: routing key (default: each key)" },
+      header: { type: "string", multiple: true, help: "A header k=v on every record; repeatable" },
       "key-separator": { type: "string", help: "Split each line into key SEP value" },
       partition: { type: "string", help: "Partition to write to (default: by key or sticky)" },
       acks: { type: "string", help: "0, 1 or all (default all)" },
@@ -202,6 +208,29 @@ export const COMMANDS: Command[] = [
     },
     run: async (values, positionals) =>
       (await import("./queues_command.ts")).queues(values, positionals),
+  },
+  {
+    name: "exchanges",
+    usage:
+      "exchanges declare NAME --type direct|fanout|topic|headers " +
+      "[--alternate-exchange X | --alternate-topic T] | " +
+      "bind|unbind NAME (--queue Q | --topic T) [--routing-key PATTERN] " +
+      "[--match all|any --header k=v ...] | delete NAME | list [--json] [--broker HOST:PORT]",
+    summary: "Declare, bind, unbind, delete and list exchanges",
+    options: {
+      type: { type: "string", help: "declare: direct, fanout, topic or headers" },
+      "alternate-exchange": { type: "string", help: "declare: where unroutable records go" },
+      "alternate-topic": { type: "string", help: "declare: topic for unroutable records" },
+      queue: { type: "string", help: "bind/unbind: the queue to bind" },
+      topic: { type: "string", help: "bind/unbind: the topic to bind" },
+      "routing-key": { type: "string", help: "bind/unbind: key (direct) or pattern (topic)" },
+      match: { type: "string", help: "bind/unbind (headers): all or any (default all)" },
+      header: { type: "string", multiple: true, help: "bind/unbind (headers): k=v; repeatable" },
+      json: { type: "boolean", help: "list: one JSON object per exchange, one a line" },
+      broker: { type: "string", help: BROKER_HELP },
+    },
+    run: async (values, positionals) =>
+      (await import("./exchanges_command.ts")).exchanges(values, positionals),
   },
   {
     name: "groups",

@@ -19,6 +19,7 @@ import {
   withAdmin,
 } from "./broker_client.ts";
 import { type ParsedValues, UsageError } from "./_args.ts";
+import { headerPairs } from "./exchanges_command.ts";
 
 /** Past this many unacknowledged bytes, reading stdin waits for the producer to catch up. */
 const BUFFERED_BYTES_MAX = 16 * 1024 * 1024;
@@ -31,6 +32,8 @@ type Settings = {
   separator: string | undefined;
   partition: number | undefined;
   acks: 0 | 1 | "all";
+  /** `--header k=v`, every pair kept, on every record. */
+  headers: { key: string; value: string }[];
 };
 
 type Tally = {
@@ -57,10 +60,20 @@ function settingsOf(values: ParsedValues, positionals: string[]): Settings {
     separator,
     partition: integerValue(values, "partition", 0, 2 ** 31 - 1),
     acks: acks === "all" ? "all" : acks === "1" ? 1 : 0,
+    headers: headerPairs(values).map(([key, value]) => ({ key, value })),
   };
 }
 
 export async function produce(values: ParsedValues, positionals: string[]): Promise<number> {
+  if (values["exchange"] !== undefined || values["queue"] !== undefined) {
+    if (values["topic"] !== undefined) {
+      throw new UsageError("--topic excludes --exchange and --queue");
+    }
+    return (await import("./publish_command.ts")).publish(values, positionals);
+  }
+  if (values["routing-key"] !== undefined) {
+    throw new UsageError("--routing-key applies to --exchange only");
+  }
   const settings = settingsOf(values, positionals);
   const { broker, topic, partition } = settings;
   // The broker and the topic are checked first: one clear line now, not a retry loop later.
@@ -113,7 +126,8 @@ async function sendLines(producer: Producer, settings: Settings, tally: Tally): 
     }
     tally.sent++;
     try {
-      producer.send({ topic, key, value, partition }, (error, metadata) => {
+      const { headers } = settings;
+      producer.send({ topic, key, value, partition, headers }, (error, metadata) => {
         if (error !== null) return failed(tally, error);
         if (metadata!.offset < 0) return;
         const range = tally.offsets.get(metadata!.partition);

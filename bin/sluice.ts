@@ -42,11 +42,15 @@ function commandHelp(command: Command): string {
 }
 
 async function runCommand(command: Command, argv: string[]): Promise<number> {
-  const options: Record<string, { type: "string" | "boolean"; short?: string }> = {
+  const options: Record<
+    string,
+    { type: "string" | "boolean"; short?: string; multiple?: boolean }
+  > = {
     help: { type: "boolean", short: "h" },
   };
   for (const [name, option] of Object.entries(command.options)) {
-    options[name] = { type: option.type };
+    options[name] =
+      option.multiple === true ? { type: option.type, multiple: true } : { type: option.type };
   }
   let parsed: ReturnType<typeof parseArgs>;
   try {
