@@ -25,7 +25,7 @@ import { OffsetStore } from "./offset_store.ts";
 import { type AppendResult, PartitionLog, type ReadResult } from "./partition_log.ts";
 import type { Queue, QueueFetchResult, QueueStats } from "./queue.ts";
 import type { QueueAck } from "./queue_ack.ts";
-import type { QueueConfig, QueueOptions } from "./queue_config.ts";
+import { type QueueConfig, type QueueOptions, validateQueueName } from "./queue_config.ts";
 import type { QueueFetchOptions } from "./queue_fetch.ts";
 import { Queues } from "./queues.ts";
 import { type PublishedBatch, publishBatch } from "./exchange_publish.ts";
@@ -483,8 +483,42 @@ export class Engine {
    * Declares a queue on a topic; idempotent when the options match the existing queue's,
    * QUEUE_EXISTS when they differ. The dead-letter topic is created (one partition) if missing.
    */
-  declareQueue(name: string, options: QueueOptions): Promise<QueueConfig> {
-    return this.#queues.declare(name, options);
+  declareQueue(
+    name: string,
+    options: Omit<QueueOptions, "topic"> & { topic?: string },
+  ): Promise<QueueConfig> {
+    if (options?.topic === undefined) return this.#declareQueueOwnTopic(name, options ?? {});
+    return this.#queues.declare(name, options as QueueOptions);
+  }
+
+  /**
+   * A queue declared without a topic reads a topic of its own name (one partition), created
+   * here: an ordinary topic, writable by clients, so that binding an exchange to each queue
+   * gives every queue its own copy, as RabbitMQ does. A topic of that name that is not already
+   * this queue's is TOPIC_EXISTS; a declare that fails removes the topic it created.
+   */
+  async #declareQueueOwnTopic(
+    name: string,
+    options: Omit<QueueOptions, "topic">,
+  ): Promise<QueueConfig> {
+    const existing = this.#queues.list().find((queue) => queue.name === name);
+    if (existing !== undefined) return this.#queues.declare(name, { ...options, topic: name });
+    validateQueueName(name);
+    if (this.#topics.has(name)) {
+      throw new SluiceError(
+        "TOPIC_EXISTS",
+        `Queue '${name}' without a topic needs a topic of its name, and topic '${name}' exists ` +
+          "(declare the queue with that topic, or another name)",
+        { queue: name, topic: name },
+      );
+    }
+    await this.createTopic(name, { partitions: 1 });
+    try {
+      return await this.#queues.declare(name, { ...options, topic: name });
+    } catch (error) {
+      await this.deleteTopic(name).catch(() => {});
+      throw error;
+    }
   }
 
   /** Deletes a queue and its state; its members' acquisitions end with it. */

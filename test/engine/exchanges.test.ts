@@ -227,6 +227,39 @@ describe("exchange routing through publish", () => {
   });
 });
 
+describe("queues declared without a topic", () => {
+  test("get a topic of their own name, so a fanout gives each queue its copy", async () => {
+    await withEngine(async (engine) => {
+      const a = await engine.declareQueue("qa", {});
+      await engine.declareQueue("qb", { from: "beginning" });
+      assert.equal(a.topic, "qa");
+      assert.equal(engine.describeTopic("qb").partitions, 1);
+      // Declaring again without a topic is the same queue, not a new topic.
+      assert.deepEqual(await engine.declareQueue("qa", {}), a);
+      await engine.declareExchange("fan", { type: "fanout" });
+      await engine.bindExchange("fan", { queue: "qa" });
+      await engine.bindExchange("fan", { queue: "qb" });
+      const result = await engine.publish("fan", batchOf([{ value: "1" }]));
+      assert.equal(result.destinations, 2);
+      assert.deepEqual(valuesOf(engine, "qa"), ["1"]);
+      assert.deepEqual(valuesOf(engine, "qb"), ["1"]);
+    });
+  });
+
+  test("an existing topic of its name is TOPIC_EXISTS; a failed declare leaves none", async () => {
+    await withEngine(async (engine) => {
+      await topics(engine, "taken");
+      const error = await failsWith(() => engine.declareQueue("taken", {}), "TOPIC_EXISTS");
+      assert.match(error.message, /'taken'/);
+      await failsWith(() => engine.declareQueue("bad", { lockMs: 1 }), "INVALID_CONFIG");
+      assert.equal(
+        engine.listTopics().some((topic) => topic.name === "bad"),
+        false,
+      );
+    });
+  });
+});
+
 describe("exchange definitions", () => {
   test("declares and bindings survive a reopen and a crash image", async () => {
     using dir = tempDir();
