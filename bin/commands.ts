@@ -190,7 +190,7 @@ export const COMMANDS: Command[] = [
   {
     name: "queues",
     usage:
-      "queues declare NAME --topic T [--from beginning|end] [--dead-letter TOPIC] " +
+      "queues declare NAME [--topic T] [--from beginning|end] [--dead-letter TOPIC] " +
       "[--delivery-limit N] [--lock-ms N] [--prefetch N] | list [--json] | purge NAME | " +
       "delete NAME [--broker HOST:PORT]",
     summary: "Declare, list, purge and delete queues",

@@ -17,15 +17,25 @@
 // ends the batch's routing there; the answer says how many destinations took it before.
 
 import {
+  ATTRIBUTES_AT,
+  BATCH_BYTES_MAX_DEFAULT,
+  batchSizeAt,
+  checkBatch,
+  CONTROL_BIT,
   decodeRecordBatch,
   encodeRecordBatch,
   type LogRecord,
   murmur2,
+  PRODUCER_ID_AT,
+  readInt16,
+  readInt64,
   type RecordInput,
   ROUTING_KEY_HEADER,
   SluiceError,
   toPositive,
+  TRANSACTIONAL_BIT,
 } from "../record/mod.ts";
+import { uniformRouting } from "./exchange_scan.ts";
 import type { HeaderLookup } from "./exchange_routing.ts";
 import type { PartitionLog } from "./partition_log.ts";
 
@@ -77,7 +87,29 @@ function refuseUnroutable(batch: ReturnType<typeof decodeRecordBatch>): void {
   }
 }
 
-/** Records per destination topic, in the batch's order. */
+function sameBytes(a: Uint8Array | null, b: Uint8Array | null): boolean {
+  if (a === null || b === null) return a === b;
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
+/** True when two records route alike: routing reads only the key and the headers. */
+function routesAlike(a: LogRecord, b: LogRecord): boolean {
+  if (!sameBytes(a.key, b.key) || a.headers.length !== b.headers.length) return false;
+  for (let i = 0; i < a.headers.length; i++) {
+    const x = a.headers[i]!;
+    const y = b.headers[i]!;
+    if (x.key !== y.key || !sameBytes(x.value, y.value)) return false;
+  }
+  return true;
+}
+
+/**
+ * Records per destination topic, in the batch's order. A record with the key and headers of
+ * the one before it goes where that one went, without decoding its key as text or asking the
+ * exchange again (a batch of one routing key, as the Publisher sends, routes once).
+ */
 function routeRecords(
   host: PublishHost,
   exchange: string,
@@ -85,8 +117,13 @@ function routeRecords(
 ): { byTopic: Map<string, LogRecord[]>; unroutable: number } {
   const byTopic = new Map<string, LogRecord[]>();
   let unroutable = 0;
+  let previous: LogRecord | undefined;
+  let topics: readonly string[] = [];
   for (const record of records) {
-    const topics = host.route(exchange, routingKeyOf(record), (key) => headerText(record, key));
+    if (previous === undefined || !routesAlike(previous, record)) {
+      topics = host.route(exchange, routingKeyOf(record), (key) => headerText(record, key));
+    }
+    previous = record;
     if (topics.length === 0) unroutable++;
     for (const topic of topics) {
       const list = byTopic.get(topic);
@@ -126,6 +163,8 @@ export function publishBatch(
   batch: Uint8Array,
   options: PublishOptions,
 ): Promise<PublishedBatch> {
+  const uniform = publishUniform(host, exchange, batch, options);
+  if (uniform !== undefined) return uniform;
   const decoded = decodeRecordBatch(batch, {
     batchBytesMax: options.batchBytesMax,
     decompressedBytesMax: options.batchBytesMax,
@@ -148,6 +187,54 @@ export function publishBatch(
     );
   }
   return settle(appended, result, byTopic.size);
+}
+
+/**
+ * The fast path: a plain, uncompressed batch whose records all share key and headers routes
+ * once and is appended whole, without decoding its records (exchange_scan.ts). The append
+ * checks the batch's CRC; when nothing takes the batch it is checked here, so that damaged
+ * bytes are refused rather than counted unroutable. Undefined: take the decoding path.
+ */
+function publishUniform(
+  host: PublishHost,
+  exchange: string,
+  batch: Uint8Array,
+  options: PublishOptions,
+): Promise<PublishedBatch> | undefined {
+  const sizeMax = Math.min(options.batchBytesMax, BATCH_BYTES_MAX_DEFAULT);
+  if (checkBatch(batch, 0, batch.length, { sizeMax, checkCrc: false }) !== "ok") return;
+  if (batchSizeAt(batch, 0) !== batch.length) return;
+  const plain = (readInt16(batch, ATTRIBUTES_AT) & (TRANSACTIONAL_BIT | CONTROL_BIT)) === 0;
+  if (!plain || readInt64(batch, PRODUCER_ID_AT) >= 0) return;
+  const uniform = uniformRouting(batch);
+  if (uniform === undefined) return;
+  const record: LogRecord = {
+    offset: 0,
+    timestamp: 0,
+    key: uniform.key,
+    value: null,
+    headers: uniform.headers,
+  };
+  const topics = host.route(exchange, routingKeyOf(record), (key) => headerText(record, key));
+  const result: PublishedBatch = { destinations: 0, records: uniform.records, unroutable: 0 };
+  if (topics.length === 0) {
+    if (checkBatch(batch, 0, batch.length, { sizeMax, checkCrc: true }) !== "ok") return;
+    result.unroutable = uniform.records;
+    return Promise.resolve(result);
+  }
+  const appended: Promise<unknown>[] = [];
+  for (const topic of topics) {
+    const logs = host.logs(topic);
+    if (logs === undefined || logs.length === 0) continue;
+    const log = logs[partitionOf(topic, record, logs.length)]!;
+    appended.push(
+      log.append(batch).then(async () => {
+        if (options.durable && log.config.fsync !== "always") await log.flush();
+        result.destinations++;
+      }),
+    );
+  }
+  return settle(appended, result, topics.length);
 }
 
 async function settle(

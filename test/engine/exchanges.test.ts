@@ -211,6 +211,37 @@ describe("exchange routing through publish", () => {
     });
   });
 
+  test("a batch of one key and headers routes once, whole; damaged bytes are refused", async () => {
+    await withEngine(async (engine) => {
+      await topics(engine, "a");
+      await engine.declareExchange("x", { type: "direct" });
+      await engine.bindExchange("x", { topic: "a", routingKey: "k" });
+      const same = { key: "other", headers: { "sluice-routing-key": "k", h: "1" } };
+      const batch = batchOf([
+        { ...same, value: "1" },
+        { ...same, value: "2" },
+      ]);
+      assert.deepEqual(await engine.publish("x", batch), {
+        destinations: 1,
+        records: 2,
+        unroutable: 0,
+      });
+      const stored = engine.partition("a", 0).read(0, 1 << 20).views[0]!;
+      assert.deepEqual(stored.subarray(8), batch.subarray(8));
+      // The same batch with one value byte flipped: the CRC no longer matches.
+      const damaged = batch.slice();
+      damaged[damaged.length - 6]! ^= 0xff;
+      await failsWith(() => engine.publish("x", damaged), "CORRUPT_BATCH");
+      const unroutable = batchOf([
+        { key: "z", value: "1" },
+        { key: "z", value: "2" },
+      ]);
+      unroutable[unroutable.length - 2]! ^= 0xff;
+      await failsWith(() => engine.publish("x", unroutable), "CORRUPT_BATCH");
+      assert.deepEqual(valuesOf(engine, "a"), ["1", "2"]);
+    });
+  });
+
   test("an idempotent batch is refused before anything is appended", async () => {
     await withEngine(async (engine) => {
       await topics(engine, "a");
