@@ -115,12 +115,12 @@ function stringMap(value: unknown, what: string, entriesMax: number): Record<str
   if (entries.length > entriesMax) {
     throw ProtocolError.invalid(`${what} has ${entries.length} entries, more than ${entriesMax}`);
   }
-  const out: Record<string, string> = {};
   for (const [key, item] of entries) {
     if (typeof item !== "string") throw ProtocolError.invalid(`${what}.${key} must be a string`);
-    out[key] = item;
   }
-  return out;
+  // fromEntries makes every key an own property, `__proto__` included (an assignment would
+  // set the object's prototype instead).
+  return Object.fromEntries(entries) as Record<string, string>;
 }
 
 // ExchangeDeclare (21), ExchangeDelete (22), ExchangeList (23) -------------------------------

@@ -149,6 +149,31 @@ describe("exchange routing through publish", () => {
     });
   });
 
+  test("a header named __proto__ is an ordinary header, kept across a reopen", async () => {
+    using dir = tempDir();
+    const clock = new Clock();
+    for (const round of [1, 2]) {
+      const { engine } = await openEngine(dir.path, clock);
+      try {
+        if (round === 1) {
+          await topics(engine, "p");
+          await engine.declareExchange("h", { type: "headers" });
+          const headers = JSON.parse('{"__proto__": "x"}') as Record<string, string>;
+          await engine.bindExchange("h", { topic: "p", headers });
+        }
+        assert.deepEqual(Object.keys(engine.listExchanges()[0]!.bindings[0]!.headers), [
+          "__proto__",
+        ]);
+        const hit = batchOf([{ value: `${round}`, headers: { ["__proto__"]: "x" } }]);
+        assert.equal((await engine.publish("h", hit)).destinations, 1);
+        const miss = batchOf([{ value: "no", headers: { other: "x" } }]);
+        assert.equal((await engine.publish("h", miss)).unroutable, 1);
+      } finally {
+        await engine.close();
+      }
+    }
+  });
+
   test("the sluice-routing-key header is the routing key when present", async () => {
     await withEngine(async (engine) => {
       await topics(engine, "a");
