@@ -182,6 +182,44 @@ describe("exchanges over the wire", () => {
   });
 });
 
+test("malformed exchange control bodies get a typed error; the connection stays open", async () => {
+  await withServer(async ({ port, admin }) => {
+    await admin.createTopics([{ name: "t" }]);
+    await admin.declareExchange("h", { type: "headers" });
+    const client = await RawClient.connect(port);
+    try {
+      await client.handshake();
+      const manyHeaders = Object.fromEntries(Array.from({ length: 65 }, (_, i) => [`k${i}`, "v"]));
+      const cases: [number, object, number][] = [
+        [API.ExchangeDeclare, { name: 7, type: "direct" }, WIRE_ERRORS.INVALID_REQUEST],
+        [API.ExchangeDeclare, { name: "x", type: ["direct"] }, WIRE_ERRORS.INVALID_REQUEST],
+        [API.ExchangeDelete, {}, WIRE_ERRORS.INVALID_REQUEST],
+        [API.ExchangeBind, { exchange: "h", topic: "t", headers: manyHeaders }, 2],
+        [API.ExchangeBind, { exchange: "h", topic: "t", headers: { a: 1 } }, 2],
+        [API.ExchangeUnbind, { exchange: "h", topic: "t", match: 5 }, 2],
+      ];
+      for (const [apiKey, body, code] of cases) {
+        const id = client.request(apiKey, (w) => writeMsgpack(w, body));
+        const answer = await client.response(id);
+        assert.equal(answer.errorCode, code, `${apiKey} ${JSON.stringify(body).slice(0, 80)}`);
+      }
+      // A bind that parses but names both a queue and a topic is refused by the engine.
+      const both = client.request(API.ExchangeBind, (w) =>
+        writeMsgpack(w, { exchange: "h", topic: "t", queue: "t" }),
+      );
+      const answer = await client.response(both);
+      assert.equal(answer.errorCode, 0);
+      const body = readMsgpack(new Reader(answer.reader.raw(answer.reader.remaining)), "bind");
+      assert.equal(body["errorCode"], WIRE_ERRORS.INVALID_EXCHANGE);
+      assert.equal(client.closed, false);
+    } finally {
+      client.close();
+    }
+    const [listed] = await admin.listExchanges();
+    assert.deepEqual(listed!.bindings, []);
+  });
+});
+
 test("exchanges and bindings survive a server restart", async () => {
   using dir = tempDir();
   for (const round of [1, 2]) {
