@@ -57,7 +57,8 @@ export type PublishedBatch = { destinations: number; records: number; unroutable
 
 const decoder = new TextDecoder();
 /** Round-robin position per topic for batches whose first record has no key. */
-const nextPartition = new Map<string, number>();
+/** Keyed by a topic's array of logs, so a deleted topic's entry goes with it. */
+const nextPartition = new WeakMap<readonly PartitionLog[], number>();
 
 function headerText(record: LogRecord, key: string): string | undefined {
   for (const header of record.headers) {
@@ -134,11 +135,11 @@ function routeRecords(
   return { byTopic, unroutable };
 }
 
-function partitionOf(topic: string, first: LogRecord, count: number): number {
-  if (first.key !== null) return toPositive(murmur2(first.key)) % count;
-  const next = nextPartition.get(topic) ?? 0;
-  nextPartition.set(topic, (next + 1) % count);
-  return next % count;
+function partitionOf(logs: readonly PartitionLog[], first: LogRecord): number {
+  if (first.key !== null) return toPositive(murmur2(first.key)) % logs.length;
+  const next = nextPartition.get(logs) ?? 0;
+  nextPartition.set(logs, (next + 1) % logs.length);
+  return next % logs.length;
 }
 
 function subsetBatch(records: readonly LogRecord[], batch: Uint8Array, all: number): Uint8Array {
@@ -177,7 +178,7 @@ export function publishBatch(
   for (const [topic, routed] of byTopic) {
     const logs = host.logs(topic);
     if (logs === undefined || logs.length === 0) continue;
-    const log = logs[partitionOf(topic, routed[0]!, logs.length)]!;
+    const log = logs[partitionOf(logs, routed[0]!)]!;
     const bytes = subsetBatch(routed, batch, records.length);
     appended.push(
       log.append(bytes).then(async () => {
@@ -226,7 +227,7 @@ function publishUniform(
   for (const topic of topics) {
     const logs = host.logs(topic);
     if (logs === undefined || logs.length === 0) continue;
-    const log = logs[partitionOf(topic, record, logs.length)]!;
+    const log = logs[partitionOf(logs, record)]!;
     appended.push(
       log.append(batch).then(async () => {
         if (options.durable && log.config.fsync !== "always") await log.flush();

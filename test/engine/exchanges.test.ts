@@ -8,6 +8,7 @@ import fs from "node:fs";
 import { join } from "node:path";
 import { describe, test } from "node:test";
 import { decodeRecordBatches, type Engine, encodeRecordBatch } from "../../engine/mod.ts";
+import { murmur2, toPositive } from "../../record/mod.ts";
 import { tempDir } from "../helpers.ts";
 import { Clock, crashImage, failsWith, openEngine, readDeadLetters } from "./queue_helpers.ts";
 
@@ -264,6 +265,22 @@ describe("exchange routing through publish", () => {
       unroutable[unroutable.length - 2]! ^= 0xff;
       await failsWith(() => engine.publish("x", unroutable), "CORRUPT_BATCH");
       assert.deepEqual(valuesOf(engine, "a"), ["1", "2"]);
+    });
+  });
+
+  test("a routed batch goes to murmur2's partition for its key, keyless ones in turn", async () => {
+    await withEngine(async (engine) => {
+      await engine.createTopic("p3", { partitions: 3, config: { fsync: "never" } });
+      await engine.declareExchange("f", { type: "fanout" });
+      await engine.bindExchange("f", { topic: "p3" });
+      const key = encoder.encode("user-1");
+      const expected = toPositive(murmur2(key)) % 3;
+      for (let i = 0; i < 3; i++)
+        await engine.publish("f", batchOf([{ key: "user-1", value: "k" }]));
+      for (let i = 0; i < 3; i++) await engine.publish("f", batchOf([{ value: "n" }]));
+      const counts = [0, 1, 2].map((p) => engine.partition("p3", p).highWatermark);
+      const keyless = counts.map((count, p) => count - (p === expected ? 3 : 0));
+      assert.deepEqual(keyless, [1, 1, 1], `records per partition ${counts}`);
     });
   });
 
