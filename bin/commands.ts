@@ -90,11 +90,14 @@ export const COMMANDS: Command[] = [
   {
     name: "produce",
     usage:
-      "produce --topic T [--key-separator SEP] [--header K=V]... [--partition N] " +
-      "[--acks 0|1|all] [--value-file FILE [--key K]]",
+      "produce (--topic T | --exchange X | --queue Q) [--routing-key K] [--key-separator SEP] " +
+      "[--header K=V]... [--partition N] [--acks 0|1|all] [--value-file FILE [--key K]]",
     summary: "Publish lines from standard input, one record a line (or one file as a record)",
     options: {
       topic: { type: "string", help: "Topic to publish to" },
+      exchange: { type: "string", help: "Exchange to publish through (not with --topic)" },
+      queue: { type: "string", help: "Queue to publish to, by the default exchange" },
+      "routing-key": { type: "string", help: "--exchange: routing key (default: each key)" },
       "key-separator": { type: "string", help: "Split each line into key SEP value" },
       header: { type: "string", multiple: true, help: "Add header KEY=VALUE to every record" },
       "value-file": { type: "string", help: "Send one record: this file's exact bytes (no stdin)" },
@@ -155,7 +158,7 @@ export const COMMANDS: Command[] = [
   {
     name: "queues",
     usage:
-      "queues declare NAME --topic T [--from beginning|end] [--dead-letter TOPIC] " +
+      "queues declare NAME [--topic T] [--from beginning|end] [--dead-letter TOPIC] " +
       "[--delivery-limit N] [--lock-ms N] [--prefetch N] | list [--json] | purge NAME | " +
       "delete NAME [--broker HOST:PORT]",
     summary: "Declare, list, purge and delete queues",
@@ -173,6 +176,29 @@ export const COMMANDS: Command[] = [
     },
     run: async (values, positionals) =>
       (await import("./queues_command.ts")).queues(values, positionals),
+  },
+  {
+    name: "exchanges",
+    usage:
+      "exchanges declare NAME --type direct|fanout|topic|headers " +
+      "[--alternate-exchange X | --alternate-topic T] | " +
+      "bind|unbind NAME (--queue Q | --topic T) [--routing-key PATTERN] " +
+      "[--match all|any --header k=v ...] | delete NAME | list [--json] [--broker HOST:PORT]",
+    summary: "Declare, bind, unbind, delete and list exchanges",
+    options: {
+      type: { type: "string", help: "declare: direct, fanout, topic or headers" },
+      "alternate-exchange": { type: "string", help: "declare: where unroutable records go" },
+      "alternate-topic": { type: "string", help: "declare: topic for unroutable records" },
+      queue: { type: "string", help: "bind/unbind: the queue to bind" },
+      topic: { type: "string", help: "bind/unbind: the topic to bind" },
+      "routing-key": { type: "string", help: "bind/unbind: key (direct) or pattern (topic)" },
+      match: { type: "string", help: "bind/unbind (headers): all or any (default all)" },
+      header: { type: "string", multiple: true, help: "bind/unbind (headers): k=v; repeatable" },
+      json: { type: "boolean", help: "list: one JSON object per exchange, one a line" },
+      broker: { type: "string", help: BROKER_HELP },
+    },
+    run: async (values, positionals) =>
+      (await import("./exchanges_command.ts")).exchanges(values, positionals),
   },
   {
     name: "groups",

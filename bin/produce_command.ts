@@ -93,6 +93,15 @@ function settingsOf(values: ParsedValues, positionals: string[]): Settings {
 }
 
 export async function produce(values: ParsedValues, positionals: string[]): Promise<number> {
+  if (values["exchange"] !== undefined || values["queue"] !== undefined) {
+    if (values["topic"] !== undefined) {
+      throw new UsageError("--topic excludes --exchange and --queue");
+    }
+    return (await import("./publish_command.ts")).publish(values, positionals);
+  }
+  if (values["routing-key"] !== undefined) {
+    throw new UsageError("--routing-key applies to --exchange only");
+  }
   const settings = settingsOf(values, positionals);
   const { broker, topic, partition } = settings;
   // The broker and the topic are checked first: one clear line now, not a retry loop later.

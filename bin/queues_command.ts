@@ -15,7 +15,6 @@ import {
   integerValue,
   parseBroker,
   positionalsFor,
-  requiredString,
   stringValue,
   withAdmin,
 } from "./broker_client.ts";
@@ -69,7 +68,9 @@ export async function queues(values: ParsedValues, positionals: string[]): Promi
 
 /** The declare flags as settings; ranges are the broker's to check (it names the value). */
 function settingsOf(values: ParsedValues): QueueSettings {
-  const settings: QueueSettings = { topic: requiredString(values, "topic") };
+  // Without --topic the queue gets a topic of its own name, created by the declare.
+  const topic = stringValue(values["topic"], "topic");
+  const settings: QueueSettings = topic === undefined ? {} : { topic };
   const from = stringValue(values["from"], "from");
   if (from !== undefined) {
     if (from !== "beginning" && from !== "end") {

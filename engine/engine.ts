@@ -6,6 +6,7 @@
 //     __meta/topics/<name>.json  topic name, partition count, config (written atomically)
 //     __offsets/                 committed offsets (offset_store.ts)
 //     __meta/queues/<name>.json  queue options and start offsets (queues.ts)
+//     __meta/exchanges/<name>.json  exchange type, alternate and bindings (exchanges.ts)
 //     __queues/<name>/           queue state: snapshot + delta log (queue_state_log.ts)
 //     <topic>-<partition>/       one partition log each (log_open.ts)
 //
@@ -15,7 +16,7 @@
 
 import fs from "node:fs";
 import { join } from "node:path";
-import { SluiceError } from "../record/mod.ts";
+import { BATCH_BYTES_MAX_DEFAULT, SluiceError } from "../record/mod.ts";
 import { ioError } from "./errors.ts";
 import { TOPIC_NAME_BYTES_MAX, validateTopicName } from "./topic_name.ts";
 import { type FileIO, realFileIO, releaseDeletedMappings } from "./io.ts";
@@ -24,9 +25,16 @@ import { OffsetStore } from "./offset_store.ts";
 import { type AppendResult, PartitionLog, type ReadResult } from "./partition_log.ts";
 import type { Queue, QueueFetchResult, QueueStats } from "./queue.ts";
 import type { QueueAck } from "./queue_ack.ts";
-import type { QueueConfig, QueueOptions } from "./queue_config.ts";
+import { type QueueConfig, type QueueOptions, validateQueueName } from "./queue_config.ts";
 import type { QueueFetchOptions } from "./queue_fetch.ts";
 import { Queues } from "./queues.ts";
+import { type PublishedBatch, publishBatch } from "./exchange_publish.ts";
+import {
+  type BindOptions,
+  type ExchangeConfig,
+  type ExchangeOptions,
+  Exchanges,
+} from "./exchanges.ts";
 
 export type TopicInfo = { name: string; partitions: number; config: LogConfig; createdMs: number };
 
@@ -79,6 +87,7 @@ export class Engine {
   #closed = false;
   #producerIds = { next: 0, reservedEnd: 0 };
   #queues!: Queues;
+  #exchanges!: Exchanges;
 
   private constructor(dataDir: string, offsets: OffsetStore, options: EngineOptions) {
     this.dataDir = dataDir;
@@ -108,6 +117,7 @@ export class Engine {
       const engine = new Engine(dir, offsets, options);
       await engine.#loadTopics();
       engine.#queues = await engine.#openQueues();
+      engine.#exchanges = engine.#openExchanges();
       engine.#startRetention();
       return engine;
     } catch (error) {
@@ -200,6 +210,23 @@ export class Engine {
       ...(this.#options.queueCompactAfterBytes === undefined
         ? {}
         : { compactAfterBytes: this.#options.queueCompactAfterBytes }),
+    });
+  }
+
+  #openExchanges(): Exchanges {
+    return Exchanges.open({
+      dataDir: this.dataDir,
+      io: this.#io,
+      now: this.#options.now ?? Date.now,
+      warn: (message) => this.#warn(message),
+      queueTopic: (queue) => {
+        try {
+          return this.#queues.get(queue).config.topic;
+        } catch {
+          return undefined;
+        }
+      },
+      topicExists: (topic) => this.#topics.has(topic),
     });
   }
 
@@ -456,8 +483,42 @@ export class Engine {
    * Declares a queue on a topic; idempotent when the options match the existing queue's,
    * QUEUE_EXISTS when they differ. The dead-letter topic is created (one partition) if missing.
    */
-  declareQueue(name: string, options: QueueOptions): Promise<QueueConfig> {
-    return this.#queues.declare(name, options);
+  declareQueue(
+    name: string,
+    options: Omit<QueueOptions, "topic"> & { topic?: string },
+  ): Promise<QueueConfig> {
+    if (options?.topic === undefined) return this.#declareQueueOwnTopic(name, options ?? {});
+    return this.#queues.declare(name, options as QueueOptions);
+  }
+
+  /**
+   * A queue declared without a topic reads a topic of its own name (one partition), created
+   * here: an ordinary topic, writable by clients, so that binding an exchange to each queue
+   * gives every queue its own copy, as RabbitMQ does. A topic of that name that is not already
+   * this queue's is TOPIC_EXISTS; a declare that fails removes the topic it created.
+   */
+  async #declareQueueOwnTopic(
+    name: string,
+    options: Omit<QueueOptions, "topic">,
+  ): Promise<QueueConfig> {
+    const existing = this.#queues.list().find((queue) => queue.name === name);
+    if (existing !== undefined) return this.#queues.declare(name, { ...options, topic: name });
+    validateQueueName(name);
+    if (this.#topics.has(name)) {
+      throw new SluiceError(
+        "TOPIC_EXISTS",
+        `Queue '${name}' without a topic needs a topic of its name, and topic '${name}' exists ` +
+          "(declare the queue with that topic, or another name)",
+        { queue: name, topic: name },
+      );
+    }
+    await this.createTopic(name, { partitions: 1 });
+    try {
+      return await this.#queues.declare(name, { ...options, topic: name });
+    } catch (error) {
+      await this.deleteTopic(name).catch(() => {});
+      throw error;
+    }
   }
 
   /** Deletes a queue and its state; its members' acquisitions end with it. */
@@ -514,6 +575,80 @@ export class Engine {
   /** The queue itself, for tools and tests that look inside (cursors, state log). */
   queue(name: string): Queue {
     return this.#queues.get(name);
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Exchanges (exchanges.ts, exchange_publish.ts): records routed by their routing key or
+  // headers to the topics of bound queues and topics. See engine/README.md.
+
+  /** Declares an exchange; idempotent with the same settings, EXCHANGE_EXISTS with others. */
+  async declareExchange(name: string, options: ExchangeOptions): Promise<ExchangeConfig> {
+    this.#checkOpen();
+    return this.#exchanges.declare(name, options);
+  }
+
+  /** Deletes an exchange and its bindings. */
+  async deleteExchange(name: string): Promise<void> {
+    this.#checkOpen();
+    this.#exchanges.delete(name);
+  }
+
+  /** Binds a queue or a topic to an exchange; resolves to false when the binding existed. */
+  async bindExchange(name: string, options: BindOptions): Promise<boolean> {
+    this.#checkOpen();
+    return this.#exchanges.bind(name, options);
+  }
+
+  /** Removes a binding; resolves to false when there was none. */
+  async unbindExchange(name: string, options: BindOptions): Promise<boolean> {
+    this.#checkOpen();
+    return this.#exchanges.unbind(name, options);
+  }
+
+  listExchanges(): ExchangeConfig[] {
+    this.#checkOpen();
+    return this.#exchanges.list();
+  }
+
+  /**
+   * Routes the records of one batch through an exchange (`""`: the default exchange, to the
+   * queue named by the routing key) and appends them to the topics they reach, the records for
+   * one topic as one batch. Resolves with how many topics took records and how many records
+   * nothing took (dropped); with `durable`, once fsynced.
+   */
+  publish(
+    exchange: string,
+    batch: Uint8Array,
+    options: { durable?: boolean } = {},
+  ): Promise<PublishedBatch> {
+    try {
+      return this.publishChecked(exchange, batch, options);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+  }
+
+  /**
+   * `publish`, except that a batch refused before anything is appended (closed engine, unknown
+   * exchange, a batch that does not decode) throws at once, so that a caller publishing several
+   * batches in order can stop at the first refusal.
+   */
+  publishChecked(
+    exchange: string,
+    batch: Uint8Array,
+    options: { durable?: boolean } = {},
+  ): Promise<PublishedBatch> {
+    this.#checkOpen();
+    this.#exchanges.check(exchange);
+    const host = {
+      route: this.#exchanges.route.bind(this.#exchanges),
+      logs: (topic: string) => this.#topics.get(topic)?.logs,
+    };
+    // Each destination's own maxBatchBytes is checked when the routed batch is appended.
+    return publishBatch(host, exchange, batch, {
+      durable: options.durable ?? false,
+      batchBytesMax: BATCH_BYTES_MAX_DEFAULT,
+    });
   }
 
   /** Closes every queue, every log cleanly, the offsets store, and releases the directory. */

@@ -54,6 +54,7 @@ export {
   type LogRecord,
   type RecordHeader,
   type RecordInput,
+  ROUTING_KEY_HEADER,
 } from "../record/mod.ts";
 export {
   type CommittedOffset,
@@ -97,3 +98,21 @@ export {
   FETCH_RECORDS_MAX,
   type QueueFetchOptions,
 } from "./queue_fetch.ts";
+export {
+  ALTERNATE_HOPS_MAX,
+  type BindOptions,
+  BINDINGS_MAX,
+  DEFAULT_EXCHANGE,
+  type ExchangeConfig,
+  type ExchangeOptions,
+  EXCHANGES_MAX,
+} from "./exchanges.ts";
+export {
+  type Binding,
+  type BindingDestination,
+  EXCHANGE_TYPES,
+  type ExchangeType,
+  type HeaderMatch,
+  ROUTING_KEY_BYTES_MAX,
+} from "./exchange_routing.ts";
+export type { PublishedBatch } from "./exchange_publish.ts";

@@ -28,7 +28,10 @@ export type SluiceErrorCode =
   | "QUEUE_EXISTS" // declare of a queue that exists with different options
   | "INVALID_QUEUE" // a queue name that cannot be a directory name
   | "INVALID_RECORD_STATE" // an ack for a record this member does not hold (or outside the window)
-  | "LOCK_EXPIRED"; // an ack for a record whose acquisition lock ran out: it is no longer held
+  | "LOCK_EXPIRED" // an ack for a record whose acquisition lock ran out: it is no longer held
+  | "UNKNOWN_EXCHANGE" // the exchange does not exist
+  | "EXCHANGE_EXISTS" // declare of an exchange that exists with different settings
+  | "INVALID_EXCHANGE"; // a bad exchange name, type, binding pattern, header match or alternate
 
 const RETRIABLE: ReadonlySet<SluiceErrorCode> = new Set<SluiceErrorCode>(["DISK_FULL"]);
 

@@ -11,5 +11,7 @@ export * from "./crc32c.ts";
 export * from "./decode.ts";
 export * from "./encode.ts";
 export * from "./errors.ts";
+export * from "./headers.ts";
+export * from "./murmur2.ts";
 export type * from "./types.ts";
 export * from "./varint.ts";

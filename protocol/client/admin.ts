@@ -33,6 +33,15 @@ import {
   type QueueSettings,
 } from "./queue_admin.ts";
 import { type ClientOptions, Session } from "./session.ts";
+import {
+  type BindingSettings,
+  bindExchange,
+  declareExchange,
+  deleteExchange,
+  type ExchangeInfo,
+  type ExchangeSettings,
+  listExchanges,
+} from "./exchange_admin.ts";
 
 /** "earliest" (the log start), "latest" (the high watermark) or a timestamp in ms. */
 export type OffsetSpec = "earliest" | "latest" | number;
@@ -184,6 +193,29 @@ export class Admin {
   /** Queues with their settings and counts (ready, acquired, ...); all when none are named. */
   listQueues(names?: readonly string[]): Promise<QueueDescription[]> {
     return listQueues(this.#session, names);
+  }
+
+  /** Declares an exchange; the same settings again is no error, others EXCHANGE_EXISTS. */
+  declareExchange(name: string, settings: ExchangeSettings): Promise<ExchangeInfo> {
+    return declareExchange(this.#session, name, settings);
+  }
+
+  deleteExchange(name: string): Promise<void> {
+    return deleteExchange(this.#session, name);
+  }
+
+  /** Binds a queue or a topic; resolves to false when that binding existed already. */
+  bindExchange(name: string, binding: BindingSettings): Promise<boolean> {
+    return bindExchange(this.#session, name, binding, "bind");
+  }
+
+  /** Removes a binding; resolves to false when there was none. */
+  unbindExchange(name: string, binding: BindingSettings): Promise<boolean> {
+    return bindExchange(this.#session, name, binding, "unbind");
+  }
+
+  listExchanges(): Promise<ExchangeInfo[]> {
+    return listExchanges(this.#session);
   }
 
   async close(): Promise<void> {

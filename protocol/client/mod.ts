@@ -45,6 +45,12 @@ export type {
   TopicMetadata,
   TopicPartitions,
 } from "./control_calls.ts";
+export type {
+  BindingInfo,
+  BindingSettings,
+  ExchangeInfo,
+  ExchangeSettings,
+} from "./exchange_admin.ts";
 export {
   ClientError,
   type ClientErrorCode,
@@ -59,6 +65,13 @@ export {
   toPositive,
 } from "./partitioner.ts";
 export type { RecordMetadata } from "./produce_sender.ts";
+export {
+  type PublishRecord,
+  type PublishResult,
+  Publisher,
+  type PublisherOptions,
+  ROUTING_KEY_HEADER,
+} from "./publisher.ts";
 export {
   Producer,
   type ProducerOptions,

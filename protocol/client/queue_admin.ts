@@ -26,9 +26,9 @@ export function declareQueue(
 ): Promise<QueueInfo> {
   checkName(name);
   if (typeof settings !== "object" || settings === null) {
-    throw new TypeError("declareQueue() needs settings with a topic");
+    throw new TypeError("declareQueue() needs settings (an empty object is fine)");
   }
-  checkName(settings.topic, "topic");
+  if (settings.topic !== undefined) checkName(settings.topic, "topic");
   return calls.declareQueue(session, { ...settings, name });
 }
 

@@ -32,6 +32,12 @@ export const API = {
   QueueLeave: 18,
   QueueFetch: 19,
   QueueAck: 20,
+  ExchangeDeclare: 21,
+  ExchangeDelete: 22,
+  ExchangeList: 23,
+  ExchangeBind: 24,
+  ExchangeUnbind: 25,
+  ExchangePublish: 26,
 } as const;
 
 export type ApiName = keyof typeof API;

@@ -2,7 +2,7 @@
 // written once here for the server and the client alike:
 //
 //   QueueDeclare (13)
-//     request:  { name: string, topic: string, from?: "end" | "beginning" = "end",
+//     request:  { name: string, topic?: string = name, from?: "end" | "beginning" = "end",
 //                 deadLetterTopic?: string | null = null, deliveryLimit?: int = 20,
 //                 lockMs?: int = 30000, prefetch?: int = 1000, maxInFlight?: int = 2000,
 //                 fsync?: "always" | "never" = "always" }
@@ -58,7 +58,8 @@ const ITEMS_MAX = 1_000_000;
 const INT = { min: Number.MIN_SAFE_INTEGER, max: Number.MAX_SAFE_INTEGER };
 
 export type QueueSettings = {
-  topic: string;
+  /** Absent: the queue gets a topic of its own name (one partition), created by the declare. */
+  topic?: string;
   from?: "end" | "beginning";
   deadLetterTopic?: string | null;
   deliveryLimit?: number;
@@ -144,10 +145,10 @@ export function writeQueueDeclareRequest(writer: Writer, request: QueueDeclareRe
 
 export function readQueueDeclareRequest(reader: Reader): QueueDeclareRequest {
   const fields = readMsgpack(reader, "QueueDeclareRequest");
-  const request: QueueDeclareRequest = {
-    name: stringField(fields, "name", NAME_BYTES_MAX),
-    topic: stringField(fields, "topic", NAME_BYTES_MAX),
-  };
+  const request: QueueDeclareRequest = { name: stringField(fields, "name", NAME_BYTES_MAX) };
+  // Without a topic the queue reads a topic of its own name, created by the declare.
+  const topic = optionalString(fields, "topic", NAME_BYTES_MAX);
+  if (topic !== null) request.topic = topic;
   const from = optionalString(fields, "from", 16);
   if (from !== null) request.from = from as QueueSettings["from"];
   const deadLetterTopic = optionalString(fields, "deadLetterTopic", NAME_BYTES_MAX);

@@ -20,6 +20,7 @@ import { resolveServerLimits, type ServerLimits } from "./limits.ts";
 import * as control from "./_control.ts";
 import { type DataPlane, handleFetch, handleProduce } from "./_data.ts";
 import { newQueuePlane, type QueuePlane, queueHandlers } from "./_queue.ts";
+import { exchangeHandlers } from "./_exchange.ts";
 import { listen, type TransportKind, type TransportServer } from "./_transport.ts";
 
 export type ServerOptions = {
@@ -249,6 +250,7 @@ export class SluiceServer {
       [API.InitProducerId, (request) => control.handleInitProducerId(c, request)],
       [API.Stats, (request) => control.handleStats(c, request)],
       ...queueHandlers(this.#queues),
+      ...exchangeHandlers(this.engine),
     ]);
   }
 

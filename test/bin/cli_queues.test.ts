@@ -162,7 +162,9 @@ describe("sluice queues and consume --queue", () => {
     await misused(["consume", "--queue", "y", "--from", "beginning"], /--from cannot be used/);
     await misused(["consume", "--queue", "y", "--ack", "maybe"], /--ack maybe is not accept/);
     await misused(["consume", "--topic", "misc", "--ack", "accept"], /--ack applies to --queue/);
-    await misused(["queues", "declare", "z"], /--topic is required/);
+    // Without --topic a queue gets a topic of its own name, unless one exists already.
+    await ok(["queues", "declare", "z"]);
+    await refused(["queues", "declare", "misc"], /TOPIC_EXISTS: .*topic 'misc' exists/);
     await misused(["queues", "purge", "y", "--json"], /--json applies to 'queues list'/);
     await misused(["queues", "list", "--topic", "misc"], /--topic applies to 'queues declare'/);
     await misused(["queues", "frobnicate"], /unknown action 'frobnicate'/);

@@ -49,7 +49,7 @@ export async function withServer(run: (harness: Harness) => Promise<void>): Prom
 export async function declare(
   admin: Admin,
   queue: string,
-  settings: QueueSettings & { partitions?: number },
+  settings: QueueSettings & { topic: string; partitions?: number },
 ): Promise<void> {
   const { partitions, ...queueSettings } = settings;
   await admin.createTopics([{ name: settings.topic, partitions: partitions ?? 1 }], {

@@ -34,12 +34,17 @@ export function exampleQueueAckRequest(memberId: string): Uint8Array {
   return finishFrame(writer);
 }
 
-/** The hex of every ```hex block after `heading`, annotations (after ';') removed. */
+/**
+ * The hex of every ```hex block in the section opened by `heading` (up to the next `## `
+ * heading), annotations (after ';') removed.
+ */
 export function hexBlocksAfter(markdown: string, heading: string): string[] {
   const at = markdown.indexOf(heading);
   if (at === -1) throw new Error(`no heading ${heading}`);
+  const next = markdown.indexOf("\n## ", at + heading.length);
+  const section = markdown.slice(at, next === -1 ? markdown.length : next);
   const blocks: string[] = [];
-  for (const match of markdown.slice(at).matchAll(/```hex\n([\s\S]*?)```/g)) {
+  for (const match of section.matchAll(/```hex\n([\s\S]*?)```/g)) {
     const lines = match[1]!.split("\n").map((line) => line.split(";")[0]!.replace(/\s+/g, ""));
     blocks.push(lines.join(""));
   }

@@ -1,0 +1,134 @@
+// bench:exchange: what routing through an exchange costs against appending to the topic
+// directly, in one process on the engine (no sockets, so the figure is the broker's own work:
+// decode, match, append). Each round runs every mode for --seconds, modes alternated round by
+// round so that a loaded machine slows them alike:
+//
+//   direct        engine.append of a 100-record batch to one topic (plain produce)
+//   topic-100     engine.publish of the same batch through a topic exchange with 100
+//                 bindings (`orders.k<i>.*` → topic t<i>), exactly one matching each record;
+//                 the batch holds one routing key, as the Publisher sends them
+//   topic-mixed   the same exchange, each record of the batch a different key: the batch is
+//                 split into one batch per destination (the worst case)
+//
+//   bun bench/exchange.bench.ts [--seconds 2] [--rounds 5] [--record-bytes 1024] [--json]
+//
+// The last stdout line is one JSON object: records/s per mode (median over rounds) and
+// `topic100Cost` = 1 − topic-100 / direct (the issue's target: ≤ 0.20).
+
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { parseArgs } from "node:util";
+import { Engine, encodeRecordBatch } from "../engine/mod.ts";
+
+const BINDINGS = 100;
+const RECORDS_PER_BATCH = 100;
+
+const { values } = parseArgs({
+  options: {
+    seconds: { type: "string", default: "2" },
+    rounds: { type: "string", default: "5" },
+    "record-bytes": { type: "string", default: "1024" },
+    json: { type: "boolean", default: false },
+  },
+});
+const seconds = Number(values.seconds);
+const rounds = Number(values.rounds);
+const recordBytes = Number(values["record-bytes"]);
+for (const [name, value] of [
+  ["seconds", seconds],
+  ["rounds", rounds],
+  ["record-bytes", recordBytes],
+] as const) {
+  if (!Number.isFinite(value) || value <= 0) throw new RangeError(`--${name} ${value} is invalid`);
+}
+
+const encoder = new TextEncoder();
+const value = new Uint8Array(recordBytes).fill(120);
+
+function batchOfKeys(keys: string[]): Uint8Array {
+  return encodeRecordBatch(keys.map((key) => ({ key: encoder.encode(key), value })));
+}
+
+/** One batch per binding, all records with that binding's key. */
+const singleKeyBatches = Array.from({ length: BINDINGS }, (_, i) =>
+  batchOfKeys(Array.from({ length: RECORDS_PER_BATCH }, () => `orders.k${i}.eu`)),
+);
+const mixedBatches = Array.from({ length: BINDINGS }, (_, i) =>
+  batchOfKeys(
+    Array.from({ length: RECORDS_PER_BATCH }, (_, j) => `orders.k${(i + j) % BINDINGS}.eu`),
+  ),
+);
+
+type Mode = "direct" | "topic-100" | "topic-mixed";
+const MODES: Mode[] = ["direct", "topic-100", "topic-mixed"];
+
+/** Appends for `seconds`, 64 batches in flight; returns records per second. */
+async function run(engine: Engine, mode: Mode): Promise<number> {
+  const endMs = performance.now() + seconds * 1000;
+  let batches = 0;
+  const startedMs = performance.now();
+  while (performance.now() < endMs) {
+    const pending: Promise<unknown>[] = [];
+    for (let i = 0; i < 64; i++) {
+      const index = (batches + i) % BINDINGS;
+      if (mode === "direct") pending.push(engine.append(`t${index}`, 0, singleKeyBatches[index]!));
+      else if (mode === "topic-100") pending.push(engine.publish("x", singleKeyBatches[index]!));
+      else pending.push(engine.publish("x", mixedBatches[index]!));
+    }
+    await Promise.all(pending);
+    batches += pending.length;
+  }
+  return (batches * RECORDS_PER_BATCH) / ((performance.now() - startedMs) / 1000);
+}
+
+function median(list: number[]): number {
+  const sorted = [...list].sort((a, b) => a - b);
+  return sorted[Math.floor(sorted.length / 2)]!;
+}
+
+const dir = mkdtempSync(join(tmpdir(), "sluice-exchange-bench-"));
+const rates: Record<Mode, number[]> = { direct: [], "topic-100": [], "topic-mixed": [] };
+try {
+  for (let round = 0; round < rounds; round++) {
+    // A fresh directory each round keeps the disk use of a long run bounded.
+    const roundDir = join(dir, String(round));
+    const engine = await Engine.open(roundDir, {
+      topicDefaults: { fsync: "never" },
+      onWarning: () => {},
+    });
+    try {
+      await engine.declareExchange("x", { type: "topic" });
+      for (let i = 0; i < BINDINGS; i++) {
+        await engine.createTopic(`t${i}`);
+        await engine.bindExchange("x", { topic: `t${i}`, routingKey: `orders.k${i}.*` });
+      }
+      for (const mode of MODES) {
+        const rate = await run(engine, mode);
+        rates[mode].push(rate);
+        if (!values.json) console.log(`round ${round + 1} ${mode}: ${Math.round(rate)} records/s`);
+      }
+    } finally {
+      await engine.close();
+      rmSync(roundDir, { recursive: true, force: true });
+    }
+  }
+} finally {
+  rmSync(dir, { recursive: true, force: true });
+}
+
+const direct = median(rates.direct);
+const topic100 = median(rates["topic-100"]);
+const result = {
+  recordBytes,
+  recordsPerBatch: RECORDS_PER_BATCH,
+  bindings: BINDINGS,
+  seconds,
+  rounds,
+  directRecordsPerSec: Math.round(direct),
+  topic100RecordsPerSec: Math.round(topic100),
+  topicMixedRecordsPerSec: Math.round(median(rates["topic-mixed"])),
+  topic100Cost: Number((1 - topic100 / direct).toFixed(3)),
+  perRound: rates,
+};
+console.log(JSON.stringify(result));

@@ -1,0 +1,419 @@
+// The exchanges of a data directory: declared, bound, deleted, and asked where a record goes.
+// The matching rules are in exchange_routing.ts; this file keeps the definitions durable and
+// compiles each into the form routing reads.
+//
+//   <data>/__meta/exchanges/<name>.json   type, alternate, bindings (written atomically: a
+//                                         temp file, fsync, rename, fsync of the directory)
+//
+// An exchange exists once its file does; each declare, bind and unbind rewrites the one file,
+// so a crash leaves the old definition or the new one whole, never half of a change.
+//
+// The default exchange has the empty name and is never stored: it routes a record to the topic
+// of the queue named by its routing key (RabbitMQ's default exchange: publishing to a queue by
+// its name). It cannot be declared, deleted or bound.
+//
+// A binding names a queue or a topic. A queue binding is resolved to the queue's topic when a
+// record is routed, so it follows the queue; a binding whose queue or topic was deleted since
+// matches nothing. Destinations are topics, each counted once however many bindings reach it.
+
+import fs from "node:fs";
+import { join } from "node:path";
+import { SluiceError } from "../record/mod.ts";
+import { ioError } from "./errors.ts";
+import {
+  type Binding,
+  type BindingDestination,
+  compileTopicPattern,
+  type ExchangeType,
+  type HeaderLookup,
+  type HeaderMatch,
+  headersMatch,
+  sameBinding,
+  topicMatches,
+  validateBindingHeaders,
+  validateBindingKey,
+  validateExchangeName,
+  validateExchangeType,
+  validateHeaderMatch,
+} from "./exchange_routing.ts";
+import type { FileIO } from "./io.ts";
+import { validateTopicName } from "./topic_name.ts";
+
+export type ExchangeOptions = {
+  type: ExchangeType;
+  /** Where a record no binding matches goes instead: another exchange... */
+  alternateExchange?: string | null;
+  /** ...or a topic (at most one of the two). Without either, such a record is dropped. */
+  alternateTopic?: string | null;
+};
+
+export type ExchangeConfig = {
+  name: string;
+  type: ExchangeType;
+  alternateExchange: string | null;
+  alternateTopic: string | null;
+  createdMs: number;
+  bindings: readonly Binding[];
+};
+
+/** A bind or unbind: one destination, and the key or header pairs to match. */
+export type BindOptions = {
+  queue?: string;
+  topic?: string;
+  routingKey?: string;
+  match?: HeaderMatch;
+  headers?: Record<string, string>;
+};
+
+export type ExchangesHost = {
+  dataDir: string;
+  io: FileIO;
+  now: () => number;
+  warn: (message: string) => void;
+  /** The topic of a queue, or undefined when there is no such queue. */
+  queueTopic(queue: string): string | undefined;
+  topicExists(topic: string): boolean;
+};
+
+/** Exchanges one data directory may hold. */
+export const EXCHANGES_MAX = 10_000;
+/** Bindings one exchange may hold. */
+export const BINDINGS_MAX = 10_000;
+/** Alternate exchanges followed for one record before it counts as unroutable. */
+export const ALTERNATE_HOPS_MAX = 8;
+/** Routing keys whose matches one exchange remembers (cleared whole when full or changed). */
+const ROUTE_CACHE_ENTRIES_MAX = 4_096;
+
+/** The name of the default exchange, which routes to the queue named by the routing key. */
+export const DEFAULT_EXCHANGE = "";
+
+type Compiled = {
+  config: ExchangeConfig;
+  /** direct: routing key → destinations. */
+  direct: Map<string, BindingDestination[]>;
+  /** topic: each binding's pattern as words. */
+  patterns: { words: readonly string[]; destination: BindingDestination }[];
+  /** direct and topic: the matches of recent routing keys. */
+  cache: Map<string, readonly BindingDestination[]>;
+};
+
+const NO_TOPICS: readonly string[] = Object.freeze([]);
+
+export class Exchanges {
+  readonly #host: ExchangesHost;
+  readonly #exchanges = new Map<string, Compiled>();
+
+  private constructor(host: ExchangesHost) {
+    this.#host = host;
+  }
+
+  static open(host: ExchangesHost): Exchanges {
+    const exchanges = new Exchanges(host);
+    try {
+      fs.mkdirSync(exchanges.#dir, { recursive: true });
+    } catch (error) {
+      throw ioError(error, "creating the exchange directory");
+    }
+    exchanges.#load();
+    return exchanges;
+  }
+
+  get #dir(): string {
+    return join(this.#host.dataDir, "__meta", "exchanges");
+  }
+
+  #load(): void {
+    for (const file of fs.readdirSync(this.#dir)) {
+      // A temp file left by a crash during an atomic write: the old version is still whole.
+      if (file.endsWith(".tmp")) fs.rmSync(join(this.#dir, file), { force: true });
+      if (!file.endsWith(".json")) continue;
+      const path = join(this.#dir, file);
+      try {
+        const config = parseExchangeConfig(fs.readFileSync(path, "utf8"));
+        this.#exchanges.set(config.name, compile(config));
+      } catch (error) {
+        // One unreadable exchange must not keep the others offline; it is reported.
+        this.#host.warn(`exchange ${path} is unreadable and was skipped: ${String(error)}`);
+      }
+    }
+  }
+
+  #store(config: ExchangeConfig): void {
+    try {
+      this.#host.io.writeFileAtomic(
+        this.#dir,
+        `${config.name}.json`,
+        `${JSON.stringify(config, null, 2)}\n`,
+      );
+    } catch (error) {
+      throw ioError(error, `writing exchange '${config.name}'`);
+    }
+    this.#exchanges.set(config.name, compile(config));
+  }
+
+  #get(name: string): Compiled {
+    const exchange = typeof name === "string" ? this.#exchanges.get(name) : undefined;
+    if (exchange === undefined) {
+      throw new SluiceError("UNKNOWN_EXCHANGE", `Exchange '${String(name)}' does not exist`, {
+        exchange: String(name),
+      });
+    }
+    return exchange;
+  }
+
+  /** Declares an exchange; the same settings again is no error, other ones EXCHANGE_EXISTS. */
+  declare(name: string, options: ExchangeOptions): ExchangeConfig {
+    const wanted = resolveExchangeOptions(name, options);
+    const existing = this.#exchanges.get(wanted.name)?.config;
+    if (existing !== undefined) {
+      for (const field of ["type", "alternateExchange", "alternateTopic"] as const) {
+        if (existing[field] === wanted[field]) continue;
+        throw new SluiceError(
+          "EXCHANGE_EXISTS",
+          `Exchange '${name}' exists with ${field} ${JSON.stringify(existing[field])}, ` +
+            `not ${JSON.stringify(wanted[field])}`,
+          { exchange: name, field },
+        );
+      }
+      return existing;
+    }
+    if (this.#exchanges.size >= EXCHANGES_MAX) {
+      throw new SluiceError("INVALID_EXCHANGE", `Exchange '${name}' would pass ${EXCHANGES_MAX}`, {
+        exchange: name,
+        exchangesMax: EXCHANGES_MAX,
+      });
+    }
+    const config: ExchangeConfig = { ...wanted, createdMs: this.#host.now(), bindings: [] };
+    this.#store(config);
+    return config;
+  }
+
+  /** Deletes an exchange and its bindings. Exchanges naming it as alternate keep the name. */
+  delete(name: string): void {
+    this.#get(name);
+    try {
+      fs.rmSync(join(this.#dir, `${name}.json`), { force: true });
+      this.#host.io.syncDirectory(this.#dir);
+    } catch (error) {
+      throw ioError(error, `deleting exchange '${name}'`);
+    }
+    this.#exchanges.delete(name);
+  }
+
+  /** Adds a binding (no error when it exists); returns whether it was new. */
+  bind(name: string, options: BindOptions): boolean {
+    const exchange = this.#get(name);
+    const binding = this.#resolveBinding(exchange.config, options, true);
+    if (exchange.config.bindings.some((b) => sameBinding(b, binding))) return false;
+    if (exchange.config.bindings.length >= BINDINGS_MAX) {
+      throw new SluiceError(
+        "INVALID_EXCHANGE",
+        `Exchange '${name}' has ${BINDINGS_MAX} bindings, the most it may have`,
+        { exchange: name, bindingsMax: BINDINGS_MAX },
+      );
+    }
+    this.#store({ ...exchange.config, bindings: [...exchange.config.bindings, binding] });
+    return true;
+  }
+
+  /** Removes the binding equal to `options` (no error when there is none); returns whether. */
+  unbind(name: string, options: BindOptions): boolean {
+    const exchange = this.#get(name);
+    const binding = this.#resolveBinding(exchange.config, options, false);
+    const kept = exchange.config.bindings.filter((b) => !sameBinding(b, binding));
+    if (kept.length === exchange.config.bindings.length) return false;
+    this.#store({ ...exchange.config, bindings: kept });
+    return true;
+  }
+
+  #resolveBinding(config: ExchangeConfig, options: BindOptions, mustExist: boolean): Binding {
+    const { name, type } = config;
+    if (typeof options !== "object" || options === null) {
+      throw new TypeError("a binding needs options with a queue or a topic");
+    }
+    const destination = bindingDestination(name, options);
+    if (mustExist && destination.kind === "queue") {
+      if (this.#host.queueTopic(destination.name) === undefined) {
+        throw new SluiceError(
+          "UNKNOWN_QUEUE",
+          `Exchange '${name}' cannot bind queue '${destination.name}': it does not exist`,
+          { exchange: name, queue: destination.name },
+        );
+      }
+    }
+    if (mustExist && destination.kind === "topic" && !this.#host.topicExists(destination.name)) {
+      throw new SluiceError(
+        "UNKNOWN_TOPIC",
+        `Exchange '${name}' cannot bind topic '${destination.name}': it does not exist`,
+        { exchange: name, topic: destination.name },
+      );
+    }
+    // A topic binding without a key has the empty pattern, which is refused (an empty word).
+    const routingKey = validateBindingKey(name, type, options.routingKey ?? "");
+    return {
+      destination,
+      routingKey,
+      match: validateHeaderMatch(name, options.match),
+      headers: validateBindingHeaders(name, options.headers),
+    };
+  }
+
+  list(): ExchangeConfig[] {
+    return [...this.#exchanges.values()]
+      .map((exchange) => exchange.config)
+      .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  }
+
+  get(name: string): ExchangeConfig {
+    return this.#get(name).config;
+  }
+
+  /** Throws UNKNOWN_EXCHANGE unless `name` is an exchange (the default one included). */
+  check(name: string): void {
+    if (name !== DEFAULT_EXCHANGE) this.#get(name);
+  }
+
+  /**
+   * The topics a record goes to: each once, in the order first reached; the alternate's when no
+   * binding matched; none when it is unroutable (dropped). `headers` is asked only by headers
+   * exchanges, so other types never look at a record's headers.
+   */
+  route(name: string, routingKey: string, headers: HeaderLookup): readonly string[] {
+    if (name === DEFAULT_EXCHANGE) {
+      const topic = this.#host.queueTopic(routingKey);
+      return topic !== undefined && this.#host.topicExists(topic) ? [topic] : NO_TOPICS;
+    }
+    let exchange = this.#get(name);
+    for (let hop = 0; hop <= ALTERNATE_HOPS_MAX; hop++) {
+      const topics = this.#topicsOf(this.#matches(exchange, routingKey, headers));
+      if (topics.length > 0) return topics;
+      const { alternateTopic, alternateExchange } = exchange.config;
+      if (alternateTopic !== null) {
+        return this.#host.topicExists(alternateTopic) ? [alternateTopic] : NO_TOPICS;
+      }
+      const next = alternateExchange === null ? undefined : this.#exchanges.get(alternateExchange);
+      if (next === undefined) return NO_TOPICS;
+      exchange = next;
+    }
+    return NO_TOPICS;
+  }
+
+  #matches(
+    exchange: Compiled,
+    routingKey: string,
+    headers: HeaderLookup,
+  ): readonly BindingDestination[] {
+    const { type, bindings } = exchange.config;
+    if (type === "fanout") return bindings.map((binding) => binding.destination);
+    if (type === "headers") {
+      return bindings.filter((b) => headersMatch(b, headers)).map((b) => b.destination);
+    }
+    const cached = exchange.cache.get(routingKey);
+    if (cached !== undefined) return cached;
+    let found: readonly BindingDestination[];
+    if (type === "direct") {
+      found = exchange.direct.get(routingKey) ?? [];
+    } else {
+      const words = routingKey.split(".");
+      found = exchange.patterns
+        .filter((pattern) => topicMatches(pattern.words, words))
+        .map((pattern) => pattern.destination);
+    }
+    if (exchange.cache.size >= ROUTE_CACHE_ENTRIES_MAX) exchange.cache.clear();
+    exchange.cache.set(routingKey, found);
+    return found;
+  }
+
+  #topicsOf(destinations: readonly BindingDestination[]): readonly string[] {
+    if (destinations.length === 0) return NO_TOPICS;
+    const topics: string[] = [];
+    for (const destination of destinations) {
+      const topic =
+        destination.kind === "topic" ? destination.name : this.#host.queueTopic(destination.name);
+      if (topic === undefined || topics.includes(topic)) continue;
+      if (this.#host.topicExists(topic)) topics.push(topic);
+    }
+    return topics;
+  }
+}
+
+function bindingDestination(exchange: string, options: BindOptions): BindingDestination {
+  const { queue, topic } = options;
+  if ((queue === undefined) === (topic === undefined)) {
+    throw new SluiceError(
+      "INVALID_EXCHANGE",
+      `A binding of exchange '${exchange}' names exactly one of a queue and a topic`,
+      { exchange },
+    );
+  }
+  if (queue !== undefined) return { kind: "queue", name: validateTopicName(queue) };
+  return { kind: "topic", name: validateTopicName(topic) };
+}
+
+function resolveExchangeOptions(
+  name: string,
+  options: ExchangeOptions,
+): Omit<ExchangeConfig, "createdMs" | "bindings"> {
+  if (name === DEFAULT_EXCHANGE) {
+    throw new SluiceError(
+      "INVALID_EXCHANGE",
+      "The default exchange '' exists always and cannot be declared, deleted or bound",
+      { exchange: name },
+    );
+  }
+  validateExchangeName(name);
+  if (typeof options !== "object" || options === null) {
+    throw new TypeError(`declaring exchange '${name}' needs options with a type`);
+  }
+  const type = validateExchangeType(name, options.type);
+  const alternateExchange = options.alternateExchange ?? null;
+  const alternateTopic = options.alternateTopic ?? null;
+  if (alternateExchange !== null && alternateTopic !== null) {
+    throw new SluiceError(
+      "INVALID_EXCHANGE",
+      `Exchange '${name}' names both an alternate exchange and an alternate topic`,
+      { exchange: name },
+    );
+  }
+  if (alternateExchange !== null) validateExchangeName(alternateExchange);
+  if (alternateTopic !== null) validateTopicName(alternateTopic);
+  return { name, type, alternateExchange, alternateTopic };
+}
+
+/** Reads a stored definition, checking it as a declare and binds would. */
+function parseExchangeConfig(text: string): ExchangeConfig {
+  const raw = JSON.parse(text) as Record<string, unknown>;
+  const name = validateExchangeName(raw["name"]);
+  const options = resolveExchangeOptions(name, raw as unknown as ExchangeOptions);
+  if (!Array.isArray(raw["bindings"])) throw new TypeError("bindings is not an array");
+  const bindings = (raw["bindings"] as Binding[]).map((binding): Binding => {
+    const kind = binding.destination?.kind;
+    if (kind !== "queue" && kind !== "topic") throw new TypeError("a binding has no destination");
+    return {
+      destination: { kind, name: validateTopicName(binding.destination.name) },
+      routingKey: validateBindingKey(name, options.type, binding.routingKey),
+      match: validateHeaderMatch(name, binding.match),
+      headers: validateBindingHeaders(name, binding.headers),
+    };
+  });
+  const createdMs = typeof raw["createdMs"] === "number" ? raw["createdMs"] : 0;
+  return { ...options, createdMs, bindings };
+}
+
+function compile(config: ExchangeConfig): Compiled {
+  const direct = new Map<string, BindingDestination[]>();
+  const patterns: Compiled["patterns"] = [];
+  for (const binding of config.bindings) {
+    if (config.type === "direct") {
+      const list = direct.get(binding.routingKey) ?? [];
+      list.push(binding.destination);
+      direct.set(binding.routingKey, list);
+    } else if (config.type === "topic") {
+      patterns.push({
+        words: compileTopicPattern(binding.routingKey),
+        destination: binding.destination,
+      });
+    }
+  }
+  return { config, direct, patterns, cache: new Map() };
+}

@@ -1,0 +1,5 @@
+// The record header names sluice itself reads (PROTOCOL.md section 7b lists them). Every other
+// header is the application's and is stored and delivered untouched.
+
+/** The routing key of a record published to an exchange, ahead of the record key. */
+export const ROUTING_KEY_HEADER = "sluice-routing-key";
