@@ -186,6 +186,12 @@ export class PartitionLog {
   }
 
   /** Base offsets of the segments, oldest first. */
+  /** The sealed segments, oldest first; none once the log is closed (for the scrubber). */
+  sealedSegments(): Segment[] {
+    if (this.#closed) return [];
+    return this.#segments.filter((segment) => segment.sealed);
+  }
+
   segmentBaseOffsets(): number[] {
     return this.#segments.map((segment) => segment.baseOffset);
   }

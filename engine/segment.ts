@@ -33,6 +33,7 @@ import {
   type OffsetIndex,
   type TimeIndex,
 } from "./sparse_index.ts";
+import { VerifiedRanges } from "./verified_ranges.ts";
 
 /** Appends are copied into chunks of this size (a larger batch gets a chunk of its own). */
 export const WRITE_CHUNK_BYTES = 1024 * 1024;
@@ -105,6 +106,8 @@ export class Segment {
   #chunks: Chunk[] = [];
   #mapping: Uint8Array | undefined;
   #sealed = false;
+  /** Byte ranges whose batches passed their CRC check in this process (log_read.ts). */
+  #verified: VerifiedRanges;
 
   constructor(
     dir: string,
@@ -126,6 +129,7 @@ export class Segment {
     this.#writtenNextOffset = state.nextOffset;
     this.#visibleNextOffset = state.nextOffset;
     this.#firstTimestamp = state.firstTimestamp;
+    this.#verified = new VerifiedRanges(state.size);
     this.#cursor = {
       baseOffset,
       offsetIndex: state.offsetIndex,
@@ -327,6 +331,21 @@ export class Segment {
     return this.#mapping;
   }
 
+  /** Every byte in [position, end) is in a batch that passed its CRC check (see there). */
+  verifiedEndFrom(position: number): number {
+    return this.#verified.endFrom(position);
+  }
+
+  /** Records that the whole batches in [from, to) passed their CRC check. */
+  markVerified(from: number, to: number): void {
+    this.#verified.add(from, to);
+  }
+
+  /** Damage found at `position` after it was checked: the next read there checks again. */
+  forgetVerified(position: number): void {
+    this.#verified.forgetFrom(position, this.#size);
+  }
+
   /**
    * Whether the batch an index entry names really starts where it says. Index files are
    * derived data checked only at their tail on open; a read checks the entry it uses.
@@ -400,6 +419,7 @@ export class Segment {
   truncateTo(position: number, nextOffset: number): void {
     assert(!this.#sealed, "only an active segment is truncated");
     this.#io.truncate(this.fd, position);
+    this.#verified.truncateTo(position);
     this.#chunks = this.#chunks.filter((chunk) => chunk.position < position);
     const last = this.#chunks.at(-1);
     if (last !== undefined) last.length = Math.min(last.length, position - last.position);
