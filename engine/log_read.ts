@@ -29,7 +29,14 @@ export type ReadResult = {
   logStartOffset: number;
 };
 
-export type ReadRequest = { name: string; offset: number; maxBytes: number; highWatermark: number };
+export type ReadRequest = {
+  name: string;
+  offset: number;
+  maxBytes: number;
+  highWatermark: number;
+  /** Check the CRC of every batch read, also of batches checked before (PartitionLog.read). */
+  checkEveryCrc?: boolean;
+};
 
 /** The first read of a segment asks for this much past maxBytes to cover the index gap. */
 const READ_AHEAD_BYTES = 64 * 1024;
@@ -185,7 +192,10 @@ function scanView(
   let problem: string | undefined;
   let next = start.expected;
   // Bytes of this view before verifiedAt are in batches already checked in this process.
-  const verifiedAt = start.segment.verifiedEndFrom(start.position) - start.position;
+  const verifiedAt =
+    request.checkEveryCrc === true
+      ? 0
+      : start.segment.verifiedEndFrom(start.position) - start.position;
   while (at + BATCH_HEADER_BYTES <= view.length) {
     const size = batchSizeAt(view, at);
     if (size > view.length - at && at > 0 && size <= MAX_BATCH_BYTES_MAX) break;

@@ -621,15 +621,18 @@ export class PartitionLog {
 
   /**
    * Views of whole batches starting with the batch that holds `offset`, up to `maxBytes` (at
-   * least one batch, so a consumer always progresses). No record is decoded or copied.
+   * least one batch, so a consumer always progresses). No record is decoded or copied. Each
+   * batch's CRC is checked once per process (log_read.ts); `checkEveryCrc` checks every batch
+   * read again, for readers that must find damage themselves (queues discard and count it).
    */
-  read(offset: number, maxBytes: number): ReadResult {
+  read(offset: number, maxBytes: number, options: { checkEveryCrc?: boolean } = {}): ReadResult {
     if (this.#closed) throw new SluiceError("LOG_CLOSED", `Log ${this.name} is closed`);
     return readLog(this.#segments, this.corruptions, {
       name: this.name,
       offset,
       maxBytes,
       highWatermark: this.highWatermark,
+      checkEveryCrc: options.checkEveryCrc === true,
     });
   }
 
