@@ -9,7 +9,7 @@
 // are written synchronously; reads are synchronous positional reads because a fetch from the
 // page cache costs less than a thread-pool round trip.
 //
-// The runtime adapter lives here too: Bun maps sealed segments read-only with `Bun.mmap`;
+// The runtime adapter lives here too: Bun maps segments read-only with `Bun.mmap`;
 // elsewhere (Deno) `mapFile` returns undefined and reads fall back to `pread`.
 
 import fs from "node:fs";
@@ -215,8 +215,9 @@ export const realFileIO: FileIO = {
   },
   mapFile(path) {
     if (bunMmap === undefined) return undefined;
-    // A shared read-only view: the engine never writes through it, and maps only sealed
-    // segments, which are never truncated (truncating a mapped file would raise SIGBUS).
+    // A shared read-only view: the engine never writes through it. It maps sealed segments,
+    // which are never truncated, and the written prefix of active segments, which are cut only
+    // past every byte a reader may see (touching a page cut off a mapping raises SIGBUS).
     return bunMmap(path, { shared: true });
   },
   writeFile(path, bytes) {

@@ -39,6 +39,14 @@ import { VerifiedRanges } from "./verified_ranges.ts";
 export const WRITE_CHUNK_BYTES = 1024 * 1024;
 /** Written chunks kept in memory per active segment for tail reads. */
 export const TAIL_CACHE_BYTES_DEFAULT = 8 * 1024 * 1024;
+/**
+ * The written prefix of an active segment is mapped (where the runtime maps files) once it
+ * holds this much more than the last mapping: reads below the tail cache then get views of the
+ * mapping instead of a positional read into a fresh buffer, which cost ~345 µs per 1 MiB read
+ * on a VM whose fresh pages are slow to touch. Between remaps, bytes past the mapping and
+ * below the tail cache are read with pread.
+ */
+export const ACTIVE_MAP_STEP_BYTES = 64 * 1024 * 1024;
 
 export function segmentFileName(baseOffset: number, extension: string): string {
   return `${String(baseOffset).padStart(20, "0")}.${extension}`;
@@ -105,6 +113,12 @@ export class Segment {
   #persistedTimeEntries = 0;
   #chunks: Chunk[] = [];
   #mapping: Uint8Array | undefined;
+  /**
+   * A mapping of the active segment's file as it was when mapped. Only bytes below the
+   * visible position are ever read from it; truncation only cuts at or past the written
+   * position (a failed round's rollback), so no read reaches a cut page.
+   */
+  #prefixMapping: Uint8Array | undefined;
   #sealed = false;
   /** Byte ranges whose batches passed their CRC check in this process (log_read.ts). */
   #verified: VerifiedRanges;
@@ -313,11 +327,27 @@ export class Segment {
       }
     }
     const stop = Math.min(end, cacheStart, position + want);
+    const prefix = this.#prefixMappingTo(stop);
+    if (prefix !== undefined) return prefix.subarray(position, stop);
     try {
       return this.#io.readAt(this.fd, position, stop - position);
     } catch (error) {
       throw ioError(error, `reading ${this.path("log")} at position ${position}`);
     }
+  }
+
+  /** A mapping of the active segment holding bytes up to `end`, made anew every step. */
+  #prefixMappingTo(end: number): Uint8Array | undefined {
+    const mapped = this.#prefixMapping?.length ?? 0;
+    if (end <= mapped) return this.#prefixMapping;
+    if (this.#writtenPosition - mapped < ACTIVE_MAP_STEP_BYTES) return undefined;
+    try {
+      this.#prefixMapping = this.#io.mapFile(this.path("log"));
+    } catch {
+      // A mapping is an optimisation; positional reads serve the segment without one.
+      this.#prefixMapping = undefined;
+    }
+    return end <= (this.#prefixMapping?.length ?? 0) ? this.#prefixMapping : undefined;
   }
 
   #mapIfSealed(): Uint8Array | undefined {
@@ -408,6 +438,7 @@ export class Segment {
   seal(): void {
     assert(!this.hasUnwritten, "seal after every byte is written");
     this.#sealed = true;
+    this.#prefixMapping = undefined;
     for (const chunk of this.#chunks) recycle(chunk);
     this.#chunks = [];
   }
@@ -420,6 +451,7 @@ export class Segment {
     assert(!this.#sealed, "only an active segment is truncated");
     this.#io.truncate(this.fd, position);
     this.#verified.truncateTo(position);
+    this.#prefixMapping = undefined;
     this.#chunks = this.#chunks.filter((chunk) => chunk.position < position);
     const last = this.#chunks.at(-1);
     if (last !== undefined) last.length = Math.min(last.length, position - last.position);
@@ -438,6 +470,7 @@ export class Segment {
   close(): void {
     this.#chunks = [];
     this.#mapping = undefined;
+    this.#prefixMapping = undefined;
     fs.closeSync(this.fd);
   }
 
