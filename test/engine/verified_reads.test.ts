@@ -195,7 +195,7 @@ describe("reads check each batch once", () => {
 });
 
 describe("reads of a long active segment", () => {
-  test("the written prefix is mapped, and a failed round's rollback leaves reads right", async () => {
+  test("the written prefix is mapped; a rollback after it leaves reads right", async () => {
     using dir = tempDir();
     const io = new FaultyIO();
     const log = await PartitionLog.open(
