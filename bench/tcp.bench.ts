@@ -263,7 +263,10 @@ async function main(): Promise<void> {
       log(`publish, 100-byte records: ${publish100BRecordsPerSec.toFixed(0)} records/s`);
       const latencyRuns = [];
       for (let run = 0; run < LATENCY_RUNS; run++) {
-        log(`latency ${run + 1}/${LATENCY_RUNS}: ${rate} msg/s, ${warmupSeconds} s unmeasured, then ${latencySeconds} s`);
+        log(
+          `latency ${run + 1}/${LATENCY_RUNS}: ${rate} msg/s, ${warmupSeconds} s unmeasured, ` +
+            `then ${latencySeconds} s`,
+        );
         const timing = { seconds: latencySeconds, warmupSeconds, topic: `latency-${run}` };
         const figures = await latency(broker.port, rate, timing);
         log(

@@ -24,6 +24,12 @@ import type { Segment } from "./segment.ts";
 export const SCRUB_BYTES_PER_SEC_DEFAULT = 16 * 1024 * 1024;
 /** How often a slice of scrubbing runs. */
 export const SCRUB_TICK_MS = 100;
+/**
+ * Ticks skipped after a slice found nothing to check (no sealed segment anywhere): listing the
+ * segments of every log is not free with many partitions, so an idle scrubber looks again
+ * only every 10 seconds.
+ */
+export const SCRUB_IDLE_TICKS = 100;
 
 export type ScrubberOptions = {
   /** Bytes checked per second at most; 0 turns the scrubber off. */
@@ -41,6 +47,7 @@ export class Scrubber {
   #pending: { log: PartitionLog; segment: Segment }[] = [];
   #cursor: ScrubCursor | undefined;
   #timer: ReturnType<typeof setInterval> | undefined;
+  #idleTicks = 0;
   /** The damaged position last reported per segment. */
   #reported = new WeakMap<Segment, number>();
   /** Bytes checked since the scrubber was made, and damaged batches found. */
@@ -59,8 +66,16 @@ export class Scrubber {
   start(): void {
     if (this.#options.bytesPerSec === 0 || this.#timer !== undefined) return;
     const budget = Math.max(1, Math.floor((this.#options.bytesPerSec * SCRUB_TICK_MS) / 1000));
-    this.#timer = setInterval(() => this.step(budget), SCRUB_TICK_MS);
+    this.#timer = setInterval(() => this.#tick(budget), SCRUB_TICK_MS);
     (this.#timer as { unref?: () => void }).unref?.();
+  }
+
+  #tick(budget: number): void {
+    if (this.#idleTicks > 0) {
+      this.#idleTicks--;
+      return;
+    }
+    if (this.step(budget) === 0) this.#idleTicks = SCRUB_IDLE_TICKS;
   }
 
   stop(): void {

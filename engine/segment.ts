@@ -44,9 +44,11 @@ export const TAIL_CACHE_BYTES_DEFAULT = 8 * 1024 * 1024;
  * holds this much more than the last mapping: reads below the tail cache then get views of the
  * mapping instead of a positional read into a fresh buffer, which cost ~345 µs per 1 MiB read
  * on a VM whose fresh pages are slow to touch. Between remaps, bytes past the mapping and
- * below the tail cache are read with pread.
+ * below the tail cache are read with pread. A consumer 300,000 records of 1 KiB behind over
+ * 16 partitions (~19 MB each, past the 8 MiB tail cache) reads from a mapping at this step;
+ * each remap is one mmap call, and a 1 GiB segment is mapped at most 64 times.
  */
-export const ACTIVE_MAP_STEP_BYTES = 64 * 1024 * 1024;
+export const ACTIVE_MAP_STEP_BYTES = 16 * 1024 * 1024;
 
 export function segmentFileName(baseOffset: number, extension: string): string {
   return `${String(baseOffset).padStart(20, "0")}.${extension}`;
