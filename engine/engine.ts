@@ -102,6 +102,15 @@ export class Engine {
       });
     }
     const io = options.io ?? realFileIO;
+    let opened: Engine | undefined;
+    // Made first: a bad scrubBytesPerSec is refused before anything is opened.
+    const scrubber = new Scrubber({
+      bytesPerSec: options.scrubBytesPerSec ?? SCRUB_BYTES_PER_SEC_DEFAULT,
+      logs: () => (opened === undefined ? [] : opened.#allLogs()),
+      onWarning: (message) => {
+        if (opened !== undefined) opened.#warn(message);
+      },
+    });
     await takeLock(dir, io);
     openDirectories.add(dir);
     try {
@@ -116,12 +125,9 @@ export class Engine {
       await engine.#loadTopics();
       engine.#queues = await engine.#openQueues();
       engine.#startRetention();
-      engine.#scrubber = new Scrubber({
-        bytesPerSec: options.scrubBytesPerSec ?? SCRUB_BYTES_PER_SEC_DEFAULT,
-        logs: () => [...engine.#topics.values()].flatMap((topic) => topic.logs),
-        onWarning: (message) => engine.#warn(message),
-      });
-      engine.#scrubber.start();
+      opened = engine;
+      engine.#scrubber = scrubber;
+      scrubber.start();
       return engine;
     } catch (error) {
       openDirectories.delete(dir);
@@ -214,6 +220,10 @@ export class Engine {
         ? {}
         : { compactAfterBytes: this.#options.queueCompactAfterBytes }),
     });
+  }
+
+  #allLogs(): PartitionLog[] {
+    return [...this.#topics.values()].flatMap((topic) => topic.logs);
   }
 
   #warn(message: string): void {

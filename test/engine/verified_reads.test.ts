@@ -6,11 +6,13 @@
 import assert from "node:assert/strict";
 import fs from "node:fs";
 import { describe, test } from "node:test";
+import { join } from "node:path";
+import { Engine } from "../../engine/engine.ts";
 import { PartitionLog } from "../../engine/partition_log.ts";
 import { Scrubber } from "../../engine/scrubber.ts";
 import { VERIFIED_RANGES_MAX, VerifiedRanges } from "../../engine/verified_ranges.ts";
 import { baseOffsetAt, batchSizeAt, isSluiceError } from "../../record/mod.ts";
-import { tempDir } from "../helpers.ts";
+import { tempDir, waitFor } from "../helpers.ts";
 import { ACTIVE_MAP_STEP_BYTES } from "../../engine/segment.ts";
 import { FaultyIO, segmentPath, simpleBatch } from "./partition_log_helpers.ts";
 
@@ -229,5 +231,46 @@ describe("reads of a long active segment", () => {
     } finally {
       await log.close().catch(() => {});
     }
+  });
+});
+
+describe("the engine's scrubber", () => {
+  test("finds damage that appears in a sealed segment while it runs, with no read", async () => {
+    using dir = tempDir();
+    const first = await Engine.open(dir.path, { onWarning: () => {}, scrubBytesPerSec: 0 });
+    await first.createTopic("t", { partitions: 1, config: { segmentBytes: 4096 } });
+    for (let i = 0; i < 40; i++) await first.append("t", 0, simpleBatch(1, { valueBytes: 200 }));
+    await first.close();
+    const warnings: string[] = [];
+    const engine = await Engine.open(dir.path, {
+      onWarning: (m) => warnings.push(m),
+      scrubBytesPerSec: 10 * 1024 * 1024,
+    });
+    // Rot in the first segment's second batch while the engine runs, with no read of it.
+    const names = fs.readdirSync(join(dir.path, "t-0")).filter((n) => n.endsWith(".log"));
+    const path = join(dir.path, "t-0", names.sort()[0]!);
+    const bytes = new Uint8Array(fs.readFileSync(path));
+    const second = batchSizeAt(bytes, 0);
+    const target = baseOffsetAt(bytes, second);
+    const at = second + batchSizeAt(bytes, second) - 3;
+    const fd = fs.openSync(path, "r+");
+    fs.writeSync(fd, Uint8Array.of(bytes[at]! ^ 0x10), 0, 1, at);
+    fs.closeSync(fd);
+    try {
+      await waitFor(
+        () => warnings.some((m) => /Scrub of log t-0/.test(m)),
+        `the scrub warning: ${warnings}`,
+      );
+      assert.match(warnings.join("\n"), /damaged batch \(bad-crc\)/);
+      assert.throws(() => engine.read("t", 0, target, 1), { code: "CORRUPT_BATCH" });
+    } finally {
+      await engine.close();
+    }
+    await assert.rejects(Engine.open(dir.path, { scrubBytesPerSec: -5 }), {
+      name: "RangeError",
+      message: /scrubBytesPerSec -5/,
+    });
+    const reopened = await Engine.open(dir.path, { onWarning: () => {}, scrubBytesPerSec: 0 });
+    await reopened.close();
   });
 });
