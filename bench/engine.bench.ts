@@ -26,7 +26,7 @@ import os from "node:os";
 import { join } from "node:path";
 import { LOG_CONFIG_DEFAULTS } from "../engine/mod.ts";
 import { appendPhase } from "./engine/append_phase.ts";
-import { ddPhase, ddSegmentedWrite, summarizeDd } from "./engine/dd.ts";
+import { DD_BLOCK_SIZES, ddPhase, ddSegmentedWrite, summarizeDd } from "./engine/dd.ts";
 import { checkFreeSpace, machineInfo } from "./engine/machine.ts";
 import {
   ENGINE_BENCH_USAGE,
@@ -62,7 +62,7 @@ function spaceNeeded(options: EngineBenchOptions): number {
 async function measureBigLog(root: string, options: EngineBenchOptions, pool: BatchPool) {
   // dd runs before the engine's append and again after its reads: the figures are ratios to
   // dd, and on a shared machine the disk's speed drifts, so both runs count.
-  const ddBefore = ddPhase(root, options.bytes);
+  const ddBefore = DD_BLOCK_SIZES.map((block) => ddPhase(root, options.bytes, block));
   const dir = join(root, "big-0");
   progress(`append: ${formatBytes(options.bytes)} with fsync "never"`);
   const append = await appendPhase({
@@ -72,12 +72,18 @@ async function measureBigLog(root: string, options: EngineBenchOptions, pool: Ba
     fsync: "never",
     inFlight: options.inFlight,
   });
-  progress(`append: ${append.mbps} MB/s (dd write before it: ${ddBefore.writeMBps} MB/s)`);
+  const ddBeforeMBps = ddBefore.map((run) => run.writeMBps).join(" / ");
+  progress(`append: ${append.mbps} MB/s (dd write before it, bs 1M / 256K: ${ddBeforeMBps} MB/s)`);
   const read = await readPhase(dir, options.lookups);
   fs.rmSync(dir, { recursive: true, force: true });
-  const ddAfter = ddPhase(root, options.bytes);
-  const ddSegmented = ddSegmentedWrite(root, options.bytes, LOG_CONFIG_DEFAULTS.segmentBytes);
-  return { dd: summarizeDd([ddBefore, ddAfter], ddSegmented), append, read };
+  const ddAfter = DD_BLOCK_SIZES.map((block) => ddPhase(root, options.bytes, block));
+  const ddSegmented = DD_BLOCK_SIZES.map((blockBytes) =>
+    ddSegmentedWrite(root, options.bytes, {
+      pieceBytes: LOG_CONFIG_DEFAULTS.segmentBytes,
+      blockBytes,
+    }),
+  );
+  return { dd: summarizeDd([...ddBefore, ...ddAfter], ddSegmented), append, read };
 }
 
 /** Lookups where the index, not the CRC of a 1 MiB batch, decides: one record per batch. */

@@ -1,15 +1,22 @@
 // bench:tcp: the broker over loopback, client and server in separate processes on one 2-core
 // machine. One producer publishes 1 KiB records to 16 partitions with acks=1 for --seconds;
-// a consumer then reads everything back from the beginning (catch-up); then records are sent
-// at a fixed --rate and their end-to-end latency measured from the moment each was handed to
-// the producer (e2eP*), and also from its scheduled time (e2eScheduledP*: coordinated omission
-// corrected, so a stalled sender cannot hide latency; it includes the sender's ~1 ms pacing
-// timer). The loopback ceiling (raw bytes between two processes) is measured in the same run.
+// a consumer then reads everything back from the beginning (catch-up), once with its batch CRC
+// checks on (consumeMBps) and once with them off (consumeNoCrcMBps); then 100-byte records go
+// through one Producer.send each, null key, for --small-seconds (publish100BRecordsPerSec);
+// then records are sent at a fixed --rate and their end-to-end latency measured from the
+// moment each was handed to the producer (e2eP*), and also from its scheduled time
+// (e2eScheduledP*: coordinated omission corrected, so a stalled sender cannot hide latency; it
+// includes the sender's ~1 ms pacing timer). The latency phase runs three times, each sending
+// for --warmup-seconds first and measuring only after (steady state: the first second's JIT
+// and connection warm-up set the p99 otherwise); e2eP*Ms are the medians of the three runs,
+// each run's figures are under latencyRuns. The loopback ceiling (raw bytes between two
+// processes) is measured in the same run.
 //
-//   npm run bench:tcp -- [--seconds 30] [--rate 10000] [--latency-seconds 10] [--json]
+//   npm run bench:tcp -- [--seconds 30] [--rate 10000] [--latency-seconds 10]
+//                        [--warmup-seconds 1] [--small-seconds 5] [--json]
 //
-// The last stdout line is one JSON object with publishMBps, consumeMBps, e2eP50Ms, e2eP99Ms,
-// e2eP999Ms and loopbackMBps (MB = 10^6 bytes).
+// The last stdout line is one JSON object with publishMBps, consumeMBps, consumeNoCrcMBps,
+// publish100BRecordsPerSec, e2eP50Ms, e2eP99Ms, e2eP999Ms and loopbackMBps (MB = 10^6 bytes).
 
 import { mkdtempSync, rmSync } from "node:fs";
 import { cpus, freemem, release, tmpdir, totalmem } from "node:os";
@@ -20,8 +27,12 @@ import { measureLoopbackMBps } from "./tcp/loopback.ts";
 import { brokerScript, startChild } from "./tcp/processes.ts";
 
 const RECORD_BYTES = 1024;
+const SMALL_RECORD_BYTES = 100;
 const PARTITIONS = 16;
 const TOPIC = "bench";
+const SMALL_TOPIC = "small";
+/** Latency phases run, each on its own topic; the reported figures are their medians. */
+const LATENCY_RUNS = 3;
 /** Records a producer may have unacknowledged before the sender waits. */
 const OUTSTANDING_MAX = 65_536;
 
@@ -30,6 +41,8 @@ const { values } = parseArgs({
     seconds: { type: "string", default: "30" },
     rate: { type: "string", default: "10000" },
     "latency-seconds": { type: "string", default: "10" },
+    "warmup-seconds": { type: "string", default: "1" },
+    "small-seconds": { type: "string", default: "5" },
     "loopback-bytes": { type: "string", default: String(4 * 1024 ** 3) },
     json: { type: "boolean", default: false },
   },
@@ -78,8 +91,47 @@ async function publish(port: number, seconds: number): Promise<{ records: number
   return { records: acked, mbps: (acked * RECORD_BYTES) / 1e6 / elapsed };
 }
 
-async function consumeAll(port: number, records: number): Promise<number> {
-  const consumer = new Consumer({ port, maxBytes: 64 * 1024 * 1024, partitionMaxBytes: 4 << 20 });
+/** Records of 100 bytes, one Producer.send per record, null key: the per-record client cost. */
+async function publishSmall(port: number, seconds: number): Promise<number> {
+  const producer = new Producer({ port, acks: 1, lingerMs: 2, batchBytes: 1024 * 1024 });
+  const value = new Uint8Array(SMALL_RECORD_BYTES).fill(7);
+  let outstanding = 0;
+  let acked = 0;
+  let failed: Error | undefined;
+  let wake: (() => void) | undefined;
+  const done = (error: Error | null) => {
+    outstanding--;
+    if (error === null) acked++;
+    else failed ??= error;
+    if (wake !== undefined && outstanding < OUTSTANDING_MAX / 2) {
+      wake();
+      wake = undefined;
+    }
+  };
+  const started = performance.now();
+  const deadline = started + seconds * 1000;
+  while (performance.now() < deadline && failed === undefined) {
+    for (let i = 0; i < 1024; i++) {
+      outstanding++;
+      producer.send({ topic: SMALL_TOPIC, value }, done);
+    }
+    if (outstanding >= OUTSTANDING_MAX) await new Promise<void>((resolve) => (wake = resolve));
+    else await new Promise((resolve) => setImmediate(resolve));
+  }
+  await producer.flush();
+  const elapsed = (performance.now() - started) / 1000;
+  await producer.close();
+  if (failed !== undefined) throw failed;
+  return acked / elapsed;
+}
+
+async function consumeAll(port: number, records: number, checkCrcs: boolean): Promise<number> {
+  const consumer = new Consumer({
+    port,
+    maxBytes: 64 * 1024 * 1024,
+    partitionMaxBytes: 4 << 20,
+    checkCrcs,
+  });
   consumer.assign(
     Array.from({ length: PARTITIONS }, (_, partition) => ({ topic: TOPIC, partition, offset: 0 })),
   );
@@ -108,34 +160,39 @@ function percentile(sorted: Float64Array, fraction: number): number {
  * and from the record's scheduled time on the fixed-rate schedule (coordinated omission
  * corrected: it also counts the sender's own lateness, including its timer's resolution).
  */
-async function latency(port: number, rate: number, seconds: number) {
+async function latency(
+  port: number,
+  rate: number,
+  timing: { seconds: number; warmupSeconds: number; topic: string },
+) {
+  const { topic } = timing;
   const admin = new Admin({ port });
-  await admin.createTopics([
-    { name: "latency", partitions: PARTITIONS, config: { fsync: "never" } },
-  ]);
+  await admin.createTopics([{ name: topic, partitions: PARTITIONS, config: { fsync: "never" } }]);
   await admin.close();
   const consumer = new Consumer({ port, maxWaitMs: 100, minBytes: 1 });
   consumer.assign(
-    Array.from({ length: PARTITIONS }, (_, partition) => ({
-      topic: "latency",
-      partition,
-      offset: 0,
-    })),
+    Array.from({ length: PARTITIONS }, (_, partition) => ({ topic, partition, offset: 0 })),
   );
   const producer = new Producer({ port, acks: 1, lingerMs: 0 });
-  const total = Math.round(rate * seconds);
-  const fromSend = new Float64Array(total);
-  const fromSchedule = new Float64Array(total);
+  // The first warmupSeconds of records are sent and received but not measured.
+  const warmup = Math.round(rate * timing.warmupSeconds);
+  const total = warmup + Math.round(rate * timing.seconds);
+  const fromSend = new Float64Array(total - warmup);
+  const fromSchedule = new Float64Array(total - warmup);
   const start = performance.timeOrigin + performance.now() + 100;
   const scheduled = (i: number) => start + (i * 1000) / rate;
   let received = 0;
+  let measured = 0;
   const receiving = (async () => {
     while (received < total) {
       for (const record of await consumer.poll({ maxWaitMs: 500 })) {
+        received++;
         const view = new DataView(record.value!.buffer, record.value!.byteOffset, 16);
+        const index = view.getFloat64(8);
+        if (index < warmup) continue;
         const now = performance.timeOrigin + performance.now();
-        fromSend[received] = now - view.getFloat64(0);
-        fromSchedule[received++] = now - scheduled(view.getFloat64(8));
+        fromSend[measured] = now - view.getFloat64(0);
+        fromSchedule[measured++] = now - scheduled(index);
       }
     }
   })();
@@ -147,7 +204,7 @@ async function latency(port: number, rate: number, seconds: number) {
     for (; i < total && scheduled(i) <= now; i++) {
       stamp.setFloat64(0, performance.timeOrigin + performance.now());
       stamp.setFloat64(8, i);
-      producer.send({ topic: "latency", value, partition: i % PARTITIONS }, () => {});
+      producer.send({ topic, value, partition: i % PARTITIONS }, () => {});
     }
     // tidy: allow-timeout the sender's pacing tick, not a wait for a result
     await new Promise((resolve) => setTimeout(resolve, 1));
@@ -172,6 +229,11 @@ async function main(): Promise<void> {
   const seconds = positive("seconds", values.seconds);
   const rate = positive("rate", values.rate);
   const latencySeconds = positive("latency-seconds", values["latency-seconds"]);
+  const warmupSeconds = Number(values["warmup-seconds"]);
+  if (!Number.isFinite(warmupSeconds) || warmupSeconds < 0) {
+    throw new RangeError(`--warmup-seconds ${values["warmup-seconds"]} is invalid`);
+  }
+  const smallSeconds = positive("small-seconds", values["small-seconds"]);
   const loopbackBytes = positive("loopback-bytes", values["loopback-bytes"]);
   const dataDir = mkdtempSync(join(tmpdir(), "sluice-bench-tcp-"));
   try {
@@ -188,13 +250,31 @@ async function main(): Promise<void> {
       log(`publish: ${seconds} s, 1 KiB records, ${PARTITIONS} partitions, acks=1`);
       const published = await publish(broker.port, seconds);
       log(`publish: ${published.records} records, ${published.mbps.toFixed(0)} MB/s`);
-      const consumeMBps = await consumeAll(broker.port, published.records);
+      const consumeMBps = await consumeAll(broker.port, published.records, true);
       log(`consume: ${consumeMBps.toFixed(0)} MB/s`);
-      log(`latency: ${rate} msg/s for ${latencySeconds} s`);
-      const latencies = await latency(broker.port, rate, latencySeconds);
-      log(
-        `latency: p50 ${latencies.e2eP50Ms.toFixed(2)} ms, p99 ${latencies.e2eP99Ms.toFixed(2)} ms`,
-      );
+      const consumeNoCrcMBps = await consumeAll(broker.port, published.records, false);
+      log(`consume, client CRC checks off: ${consumeNoCrcMBps.toFixed(0)} MB/s`);
+      const smallAdmin = new Admin({ port: broker.port });
+      await smallAdmin.createTopics([
+        { name: SMALL_TOPIC, partitions: PARTITIONS, config: { fsync: "never" } },
+      ]);
+      await smallAdmin.close();
+      const publish100BRecordsPerSec = await publishSmall(broker.port, smallSeconds);
+      log(`publish, 100-byte records: ${publish100BRecordsPerSec.toFixed(0)} records/s`);
+      const latencyRuns = [];
+      for (let run = 0; run < LATENCY_RUNS; run++) {
+        log(
+          `latency ${run + 1}/${LATENCY_RUNS}: ${rate} msg/s, ${warmupSeconds} s unmeasured, ` +
+            `then ${latencySeconds} s`,
+        );
+        const timing = { seconds: latencySeconds, warmupSeconds, topic: `latency-${run}` };
+        const figures = await latency(broker.port, rate, timing);
+        log(
+          `latency: p50 ${figures.e2eP50Ms.toFixed(2)} ms, p99 ${figures.e2eP99Ms.toFixed(2)} ms`,
+        );
+        latencyRuns.push(figures);
+      }
+      const latencies = medians(latencyRuns);
       const result = {
         benchmark: "bench:tcp",
         date: new Date().toISOString(),
@@ -210,13 +290,20 @@ async function main(): Promise<void> {
           seconds,
           rate,
           latencySeconds,
+          warmupSeconds,
+          latencyRuns: LATENCY_RUNS,
+          smallSeconds,
           recordBytes: RECORD_BYTES,
+          smallRecordBytes: SMALL_RECORD_BYTES,
           partitions: PARTITIONS,
         },
         publishMBps: round(published.mbps),
         publishRecords: published.records,
         consumeMBps: round(consumeMBps),
-        ...Object.fromEntries(Object.entries(latencies).map(([k, v]) => [k, round(v, 3)])),
+        consumeNoCrcMBps: round(consumeNoCrcMBps),
+        publish100BRecordsPerSec: Math.round(publish100BRecordsPerSec),
+        ...roundedAll(latencies),
+        latencyRuns: latencyRuns.map(roundedAll),
         loopbackMBps: round(loopbackMBps),
         publishVsLoopback: round(published.mbps / loopbackMBps, 3),
         consumeVsLoopback: round(consumeMBps / loopbackMBps, 3),
@@ -232,6 +319,21 @@ async function main(): Promise<void> {
 
 function round(value: number, digits = 1): number {
   return Number(value.toFixed(digits));
+}
+
+function roundedAll(figures: Record<string, number>): Record<string, number> {
+  return Object.fromEntries(Object.entries(figures).map(([k, v]) => [k, round(v, 3)]));
+}
+
+/** Each figure's median over the runs (the middle one of three). */
+function medians<T extends Record<string, number>>(runs: T[]): T {
+  const first = runs[0]!;
+  const out: Record<string, number> = {};
+  for (const key of Object.keys(first)) {
+    const sorted = runs.map((run) => run[key]!).sort((a, b) => a - b);
+    out[key] = sorted[Math.floor(sorted.length / 2)]!;
+  }
+  return out as T;
 }
 
 await main();

@@ -26,6 +26,7 @@ import { type AppendResult, PartitionLog, type ReadResult } from "./partition_lo
 import type { Queue, QueueFetchResult, QueueStats } from "./queue.ts";
 import type { QueueAck } from "./queue_ack.ts";
 import { type QueueConfig, type QueueOptions, validateQueueName } from "./queue_config.ts";
+import { SCRUB_BYTES_PER_SEC_DEFAULT, Scrubber } from "./scrubber.ts";
 import type { QueueFetchOptions } from "./queue_fetch.ts";
 import { Queues } from "./queues.ts";
 import { type PublishedBatch, publishBatch } from "./exchange_publish.ts";
@@ -54,6 +55,11 @@ export type EngineOptions = {
   partitionsMax?: number;
   /** Topics (default 100,000); a create past it is refused. */
   topicsMax?: number;
+  /**
+   * Rate at which the background scrubber re-checks the CRCs of sealed segments (default
+   * 16 MiB/s; 0 turns it off). See engine/scrubber.ts.
+   */
+  scrubBytesPerSec?: number;
 };
 
 /** Partitions one topic may have (Kafka's practical ceiling; each is a directory). */
@@ -84,6 +90,7 @@ export class Engine {
   #creating = new Map<string, number>();
   #adminTail: Promise<unknown> = Promise.resolve();
   #retentionTimer: ReturnType<typeof setInterval> | undefined;
+  #scrubber!: Scrubber;
   #closed = false;
   #producerIds = { next: 0, reservedEnd: 0 };
   #queues!: Queues;
@@ -104,6 +111,15 @@ export class Engine {
       });
     }
     const io = options.io ?? realFileIO;
+    let opened: Engine | undefined;
+    // Made first: a bad scrubBytesPerSec is refused before anything is opened.
+    const scrubber = new Scrubber({
+      bytesPerSec: options.scrubBytesPerSec ?? SCRUB_BYTES_PER_SEC_DEFAULT,
+      logs: () => (opened === undefined ? [] : opened.#allLogs()),
+      onWarning: (message) => {
+        if (opened !== undefined) opened.#warn(message);
+      },
+    });
     await takeLock(dir, io);
     openDirectories.add(dir);
     try {
@@ -119,6 +135,9 @@ export class Engine {
       engine.#queues = await engine.#openQueues();
       engine.#exchanges = engine.#openExchanges();
       engine.#startRetention();
+      opened = engine;
+      engine.#scrubber = scrubber;
+      scrubber.start();
       return engine;
     } catch (error) {
       openDirectories.delete(dir);
@@ -228,6 +247,10 @@ export class Engine {
       },
       topicExists: (topic) => this.#topics.has(topic),
     });
+  }
+
+  #allLogs(): PartitionLog[] {
+    return [...this.#topics.values()].flatMap((topic) => topic.logs);
   }
 
   #warn(message: string): void {
@@ -656,6 +679,7 @@ export class Engine {
     if (this.#closed) return;
     this.#closed = true;
     if (this.#retentionTimer !== undefined) clearInterval(this.#retentionTimer);
+    this.#scrubber?.stop();
     // Queues first: their dead letters in flight append to logs.
     const queuesClosed = await this.#queues.close().then(
       () => ({ status: "fulfilled" }) as const,

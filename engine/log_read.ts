@@ -2,8 +2,10 @@
 // position at or before it, skips whole batches by their headers up to the batch that holds
 // the offset, and returns views of whole batches from there: subarrays of the tail cache, of a
 // sealed segment's mapping, or of one positional read. No record is decoded and nothing is
-// copied in user space. Every returned batch has passed its CRC-32C check, so damage on disk
-// is reported (CORRUPT_BATCH) and never served.
+// copied in user space. Every returned batch has passed its CRC-32C check in this process, so
+// damage on disk is reported (CORRUPT_BATCH) and never served. A batch is hashed once: the
+// segment remembers which byte ranges passed (engine/verified_ranges.ts), batches appended by
+// this process passed on append, and later reads of them only walk the headers.
 
 import { SluiceError } from "../record/mod.ts";
 import { MAX_BATCH_BYTES_MAX } from "./log_config.ts";
@@ -27,7 +29,14 @@ export type ReadResult = {
   logStartOffset: number;
 };
 
-export type ReadRequest = { name: string; offset: number; maxBytes: number; highWatermark: number };
+export type ReadRequest = {
+  name: string;
+  offset: number;
+  maxBytes: number;
+  highWatermark: number;
+  /** Check the CRC of every batch read, also of batches checked before (PartitionLog.read). */
+  checkEveryCrc?: boolean;
+};
 
 /** The first read of a segment asks for this much past maxBytes to cover the index gap. */
 const READ_AHEAD_BYTES = 64 * 1024;
@@ -108,7 +117,7 @@ export function collect(
   while (cursor.position < segment.visiblePosition) {
     const view = viewFor(segment, cursor.position, request, result);
     if (view === undefined) return;
-    const step = scanView(view, cursor.expected, request, result);
+    const step = scanView(view, { segment, ...cursor }, request, result);
     cursor = { position: cursor.position + step.consumed, expected: step.expected };
     if (step.problem === undefined) {
       if (step.done) return;
@@ -161,15 +170,19 @@ export function trustedStart(segment: Segment, offset: number): Cursor {
 
 type ScanStep = { consumed: number; expected: number; done: boolean; problem: string | undefined };
 
+/** Where a view starts: its segment, byte position, and the base offset its batch must have. */
+type ViewStart = { segment: Segment; position: number; expected: number };
+
 /**
  * Walks the whole batches of a view: each must start at the expected offset and pass its
- * CRC-32C, also those skipped on the way to the requested offset (a damaged length or offset
- * delta must not make the walk skip, or land inside, a record the reader asked for). Takes
- * batches from the requested offset up to maxBytes.
+ * CRC-32C (unless the segment has seen it pass already), also those skipped on the way to the
+ * requested offset (a damaged length or offset delta must not make the walk skip, or land
+ * inside, a record the reader asked for). Takes batches from the requested offset up to
+ * maxBytes, and records the batches that passed as verified.
  */
 function scanView(
   view: Uint8Array,
-  expected: number,
+  start: ViewStart,
   request: ReadRequest,
   result: ReadResult,
 ): ScanStep {
@@ -177,13 +190,18 @@ function scanView(
   let takenFrom = -1;
   let done = false;
   let problem: string | undefined;
-  let next = expected;
+  let next = start.expected;
+  // Bytes of this view before verifiedAt are in batches already checked in this process.
+  const verifiedAt =
+    request.checkEveryCrc === true
+      ? 0
+      : start.segment.verifiedEndFrom(start.position) - start.position;
   while (at + BATCH_HEADER_BYTES <= view.length) {
     const size = batchSizeAt(view, at);
     if (size > view.length - at && at > 0 && size <= MAX_BATCH_BYTES_MAX) break;
     const check = checkBatch(view, at, view.length, {
       sizeMax: MAX_BATCH_BYTES_MAX,
-      checkCrc: true,
+      checkCrc: at + size > verifiedAt,
     });
     if (check !== "ok" || baseOffsetAt(view, at) !== next) {
       problem = check === "ok" ? "unexpected base offset" : check;
@@ -206,6 +224,7 @@ function scanView(
     next = batchNext;
   }
   if (takenFrom !== -1) result.views.push(view.subarray(takenFrom, at));
+  if (at > verifiedAt) start.segment.markVerified(start.position, start.position + at);
   // Bytes too few for a header where a batch must start: damage (batches end at the visible end).
   if (problem === undefined && at === 0) problem = "truncated";
   return { consumed: at, expected: next, done, problem };

@@ -186,6 +186,12 @@ export class PartitionLog {
   }
 
   /** Base offsets of the segments, oldest first. */
+  /** The sealed segments, oldest first; none once the log is closed (for the scrubber). */
+  sealedSegments(): Segment[] {
+    if (this.#closed) return [];
+    return this.#segments.filter((segment) => segment.sealed);
+  }
+
   segmentBaseOffsets(): number[] {
     return this.#segments.map((segment) => segment.baseOffset);
   }
@@ -615,15 +621,18 @@ export class PartitionLog {
 
   /**
    * Views of whole batches starting with the batch that holds `offset`, up to `maxBytes` (at
-   * least one batch, so a consumer always progresses). No record is decoded or copied.
+   * least one batch, so a consumer always progresses). No record is decoded or copied. Each
+   * batch's CRC is checked once per process (log_read.ts); `checkEveryCrc` checks every batch
+   * read again, for readers that must find damage themselves (queues discard and count it).
    */
-  read(offset: number, maxBytes: number): ReadResult {
+  read(offset: number, maxBytes: number, options: { checkEveryCrc?: boolean } = {}): ReadResult {
     if (this.#closed) throw new SluiceError("LOG_CLOSED", `Log ${this.name} is closed`);
     return readLog(this.#segments, this.corruptions, {
       name: this.name,
       offset,
       maxBytes,
       highWatermark: this.highWatermark,
+      checkEveryCrc: options.checkEveryCrc === true,
     });
   }
 

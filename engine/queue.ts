@@ -499,7 +499,8 @@ export class Queue implements QueueStateTarget {
     bytes: number,
   ): ReadResult | undefined {
     try {
-      return log.read(offset, Math.max(1, bytes));
+      // A queue discards and counts a damaged record, never delivers it: check on every read.
+      return log.read(offset, Math.max(1, bytes), { checkEveryCrc: true });
     } catch (error) {
       if (!isSluiceError(error, "CORRUPT_BATCH")) throw error;
       // Only damage at `next` is skipped; damage after records taken waits for the next fetch.

@@ -33,11 +33,22 @@ import {
   type OffsetIndex,
   type TimeIndex,
 } from "./sparse_index.ts";
+import { VerifiedRanges } from "./verified_ranges.ts";
 
 /** Appends are copied into chunks of this size (a larger batch gets a chunk of its own). */
 export const WRITE_CHUNK_BYTES = 1024 * 1024;
 /** Written chunks kept in memory per active segment for tail reads. */
 export const TAIL_CACHE_BYTES_DEFAULT = 8 * 1024 * 1024;
+/**
+ * The written prefix of an active segment is mapped (where the runtime maps files) once it
+ * holds this much more than the last mapping: reads below the tail cache then get views of the
+ * mapping instead of a positional read into a fresh buffer, which cost ~345 µs per 1 MiB read
+ * on a VM whose fresh pages are slow to touch. Between remaps, bytes past the mapping and
+ * below the tail cache are read with pread. A consumer 300,000 records of 1 KiB behind over
+ * 16 partitions (~19 MB each, past the 8 MiB tail cache) reads from a mapping at this step;
+ * each remap is one mmap call, and a 1 GiB segment is mapped at most 64 times.
+ */
+export const ACTIVE_MAP_STEP_BYTES = 16 * 1024 * 1024;
 
 export function segmentFileName(baseOffset: number, extension: string): string {
   return `${String(baseOffset).padStart(20, "0")}.${extension}`;
@@ -104,7 +115,15 @@ export class Segment {
   #persistedTimeEntries = 0;
   #chunks: Chunk[] = [];
   #mapping: Uint8Array | undefined;
+  /**
+   * A mapping of the active segment's file as it was when mapped. Only bytes below the
+   * visible position are ever read from it; truncation only cuts at or past the written
+   * position (a failed round's rollback), so no read reaches a cut page.
+   */
+  #prefixMapping: Uint8Array | undefined;
   #sealed = false;
+  /** Byte ranges whose batches passed their CRC check in this process (log_read.ts). */
+  #verified: VerifiedRanges;
 
   constructor(
     dir: string,
@@ -126,6 +145,7 @@ export class Segment {
     this.#writtenNextOffset = state.nextOffset;
     this.#visibleNextOffset = state.nextOffset;
     this.#firstTimestamp = state.firstTimestamp;
+    this.#verified = new VerifiedRanges(state.size);
     this.#cursor = {
       baseOffset,
       offsetIndex: state.offsetIndex,
@@ -309,11 +329,27 @@ export class Segment {
       }
     }
     const stop = Math.min(end, cacheStart, position + want);
+    const prefix = this.#prefixMappingTo(stop);
+    if (prefix !== undefined) return prefix.subarray(position, stop);
     try {
       return this.#io.readAt(this.fd, position, stop - position);
     } catch (error) {
       throw ioError(error, `reading ${this.path("log")} at position ${position}`);
     }
+  }
+
+  /** A mapping of the active segment holding bytes up to `end`, made anew every step. */
+  #prefixMappingTo(end: number): Uint8Array | undefined {
+    const mapped = this.#prefixMapping?.length ?? 0;
+    if (end <= mapped) return this.#prefixMapping;
+    if (this.#writtenPosition - mapped < ACTIVE_MAP_STEP_BYTES) return undefined;
+    try {
+      this.#prefixMapping = this.#io.mapFile(this.path("log"));
+    } catch {
+      // A mapping is an optimisation; positional reads serve the segment without one.
+      this.#prefixMapping = undefined;
+    }
+    return end <= (this.#prefixMapping?.length ?? 0) ? this.#prefixMapping : undefined;
   }
 
   #mapIfSealed(): Uint8Array | undefined {
@@ -325,6 +361,21 @@ export class Segment {
       this.#mapping = undefined;
     }
     return this.#mapping;
+  }
+
+  /** Every byte in [position, end) is in a batch that passed its CRC check (see there). */
+  verifiedEndFrom(position: number): number {
+    return this.#verified.endFrom(position);
+  }
+
+  /** Records that the whole batches in [from, to) passed their CRC check. */
+  markVerified(from: number, to: number): void {
+    this.#verified.add(from, to);
+  }
+
+  /** Damage found at `position` after it was checked: the next read there checks again. */
+  forgetVerified(position: number): void {
+    this.#verified.forgetFrom(position, this.#size);
   }
 
   /**
@@ -389,6 +440,7 @@ export class Segment {
   seal(): void {
     assert(!this.hasUnwritten, "seal after every byte is written");
     this.#sealed = true;
+    this.#prefixMapping = undefined;
     for (const chunk of this.#chunks) recycle(chunk);
     this.#chunks = [];
   }
@@ -400,6 +452,8 @@ export class Segment {
   truncateTo(position: number, nextOffset: number): void {
     assert(!this.#sealed, "only an active segment is truncated");
     this.#io.truncate(this.fd, position);
+    this.#verified.truncateTo(position);
+    this.#prefixMapping = undefined;
     this.#chunks = this.#chunks.filter((chunk) => chunk.position < position);
     const last = this.#chunks.at(-1);
     if (last !== undefined) last.length = Math.min(last.length, position - last.position);
@@ -418,6 +472,7 @@ export class Segment {
   close(): void {
     this.#chunks = [];
     this.#mapping = undefined;
+    this.#prefixMapping = undefined;
     fs.closeSync(this.fd);
   }
 

@@ -79,6 +79,11 @@ export type DecodeBatchOptions = {
   batchBytesMax?: number;
   /** Reject compressed records that inflate past this many bytes (compression.ts). */
   decompressedBytesMax?: number;
+  /**
+   * Check each batch's CRC-32C (default true). False skips only the hash: a reader that trusts
+   * its source, as Kafka's `check.crcs=false`; every other check stays.
+   */
+  checkCrc?: boolean;
 };
 
 export type DecodedRecordBatch = {

@@ -11,9 +11,12 @@
 
 import {
   BATCH_HEADER_BYTES,
+  baseOffsetAt,
+  type DecodeBatchOptions,
   type DecodedRecordBatch,
   decodeRecordBatches,
   decodeRecordBatchViews,
+  lastOffsetDeltaAt,
   type RecordHeader,
 } from "../../record/mod.ts";
 import type { FetchRequest } from "../codec/fetch.ts";
@@ -125,11 +128,46 @@ export function recordsFrom(
   partition: number,
   fetchOffset: number,
   bytes: Uint8Array | readonly Uint8Array[],
+  options: DecodeBatchOptions = {},
 ): { records: ConsumerRecord[]; nextOffset: number } {
+  const decoded = recordsUntilDamage(topic, partition, fetchOffset, bytes, options);
+  if (decoded.failure !== undefined) throw decoded.failure;
+  return decoded;
+}
+
+/**
+ * recordsFrom that stops at the first batch failing to decode instead of throwing: the records
+ * of the batches before it, the offset after them, and the failure (undefined when none).
+ */
+export function recordsUntilDamage(
+  topic: string,
+  partition: number,
+  fetchOffset: number,
+  bytes: Uint8Array | readonly Uint8Array[],
+  options: DecodeBatchOptions = {},
+): { records: ConsumerRecord[]; nextOffset: number; failure: unknown } {
   const records: ConsumerRecord[] = [];
   let nextOffset = fetchOffset;
+  try {
+    decodeInto(records, { topic, partition, fetchOffset }, bytes, options, (next) => {
+      nextOffset = Math.max(nextOffset, next);
+    });
+  } catch (failure) {
+    return { records, nextOffset, failure };
+  }
+  return { records, nextOffset, failure: undefined };
+}
+
+function decodeInto(
+  records: ConsumerRecord[],
+  where: { topic: string; partition: number; fetchOffset: number },
+  bytes: Uint8Array | readonly Uint8Array[],
+  options: DecodeBatchOptions,
+  onBatch: (nextOffset: number) => void,
+): void {
+  const { topic, partition, fetchOffset } = where;
   for (const run of wholeBatchRuns(bytes instanceof Uint8Array ? [bytes] : bytes)) {
-    for (const batch of decodeRun(run)) {
+    for (const batch of decodeRun(run, options)) {
       if (!batch.control) {
         for (const record of batch.records) {
           if (record.offset < fetchOffset) continue;
@@ -144,14 +182,54 @@ export function recordsFrom(
           });
         }
       }
-      nextOffset = Math.max(nextOffset, batch.baseOffset + batch.lastOffsetDelta + 1);
+      onBatch(batch.baseOffset + batch.lastOffsetDelta + 1);
     }
   }
-  return { records, nextOffset };
 }
 
-function decodeRun(run: Uint8Array | Uint8Array[]): Iterable<DecodedRecordBatch> {
-  return run instanceof Uint8Array ? decodeRecordBatches(run) : [decodeRecordBatchViews(run)];
+function decodeRun(
+  run: Uint8Array | Uint8Array[],
+  options: DecodeBatchOptions,
+): Iterable<DecodedRecordBatch> {
+  return run instanceof Uint8Array
+    ? decodeRecordBatches(run, options)
+    : [decodeRecordBatchViews(run, options)];
+}
+
+/** Batch header bytes up to the end of lastOffsetDelta: enough to step over a batch. */
+const STEP_HEADER_BYTES = 27;
+
+/**
+ * The offset after the last whole batch of a partition's record bytes, read from the batch
+ * headers alone (no record decoded, no CRC): where the next fetch starts, so it can be sent
+ * before this fetch's records are decoded. Stops at a batch whose size is out of range or cut
+ * short; for bytes that decode without error it equals recordsFrom's nextOffset, and when they
+ * do not, the caller goes back to `fetchOffset`.
+ */
+export function nextOffsetFromHeaders(
+  fetchOffset: number,
+  bytes: Uint8Array | readonly Uint8Array[],
+): number {
+  const views = bytes instanceof Uint8Array ? [bytes] : bytes;
+  let left = 0;
+  for (const view of views) left += view.length;
+  let next = fetchOffset;
+  let index = 0;
+  let at = 0;
+  while (left >= STEP_HEADER_BYTES) {
+    const view = views[index]!;
+    const inside = view.length - at >= STEP_HEADER_BYTES;
+    const header = inside ? view : copyFrom(views, index, at, STEP_HEADER_BYTES);
+    const from = inside ? at : 0;
+    const size = SIZE_PREFIX_BYTES + readI32(header, from + 8);
+    if (size < BATCH_HEADER_BYTES || size > left) break;
+    const last = baseOffsetAt(header, from) + lastOffsetDeltaAt(header, from);
+    if (!Number.isSafeInteger(last)) break;
+    next = Math.max(next, last + 1);
+    left -= size;
+    ({ index, at } = advance(views, index, at, size));
+  }
+  return next;
 }
 
 /** baseOffset (8 bytes) and batchLength (4): a batch's size is 12 + batchLength. */

@@ -252,7 +252,11 @@ describe("fetch decoding", () => {
   });
 
   test("an empty partition result leaves the position where it was", () => {
-    assert.deepEqual(recordsFrom("t", 0, 42, new Uint8Array(0)), { records: [], nextOffset: 42 });
+    assert.deepEqual(recordsFrom("t", 0, 42, new Uint8Array(0)), {
+      records: [],
+      nextOffset: 42,
+      failure: undefined,
+    });
   });
 
   test("the fetch request lists partitions in the given order, grouped by topic", () => {
