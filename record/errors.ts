@@ -28,7 +28,11 @@ export type SluiceErrorCode =
   | "QUEUE_EXISTS" // declare of a queue that exists with different options
   | "INVALID_QUEUE" // a queue name that cannot be a directory name
   | "INVALID_RECORD_STATE" // an ack for a record this member does not hold (or outside the window)
-  | "LOCK_EXPIRED"; // an ack for a record whose acquisition lock ran out: it is no longer held
+  | "LOCK_EXPIRED" // an ack for a record whose acquisition lock ran out: it is no longer held
+  | "AUTHENTICATION_FAILED" // wrong credentials, unknown user, or a malformed SASL exchange
+  | "AUTHENTICATION_REQUIRED" // a request other than Handshake or SASL before authenticating
+  | "UNSUPPORTED_SASL_MECHANISM" // a SASL mechanism the server does not offer on this listener
+  | "AUTHORIZATION_FAILED"; // the principal may not do this operation on this resource
 
 const RETRIABLE: ReadonlySet<SluiceErrorCode> = new Set<SluiceErrorCode>(["DISK_FULL"]);
 

@@ -29,7 +29,7 @@ export type Fields = Record<string, unknown>;
 
 export type ControlApiName = Exclude<
   ApiName,
-  "Handshake" | "Produce" | "Fetch" | "QueueFetch" | "QueueAck"
+  "Handshake" | "Produce" | "Fetch" | "QueueFetch" | "QueueAck" | "SaslHandshake" | "SaslAuthenticate"
 >;
 
 const KIB = 1024;
@@ -63,6 +63,8 @@ export const CONTROL_BODY_LIMITS: Readonly<Record<ControlApiName, Readonly<Msgpa
     QueueList: { bytesMax: MIB, depthMax: 4, entriesMax: 16_384, keysMax: 64 },
     QueueJoin: { bytesMax: 4 * KIB, depthMax: 3, entriesMax: 16, keysMax: 16 },
     QueueLeave: { bytesMax: 4 * KIB, depthMax: 3, entriesMax: 16, keysMax: 16 },
+    AlterSecurity: { bytesMax: 16 * KIB, depthMax: 4, entriesMax: 256, keysMax: 32 },
+    DescribeSecurity: { bytesMax: 4 * KIB, depthMax: 3, entriesMax: 16, keysMax: 16 },
   });
 
 /** What the server's settings may lower: every limit but the distinct keys. */
