@@ -29,7 +29,13 @@ export type Fields = Record<string, unknown>;
 
 export type ControlApiName = Exclude<
   ApiName,
-  "Handshake" | "Produce" | "Fetch" | "QueueFetch" | "QueueAck" | "SaslHandshake" | "SaslAuthenticate"
+  | "Handshake"
+  | "Produce"
+  | "Fetch"
+  | "QueueFetch"
+  | "QueueAck"
+  | "SaslHandshake"
+  | "SaslAuthenticate"
 >;
 
 const KIB = 1024;

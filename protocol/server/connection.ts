@@ -129,10 +129,18 @@ export class ServerConnection {
     return this.#paused;
   }
 
-  /** Called once the handshake is answered: frames may now be as large as the full limit. */
-  completeHandshake(): void {
+  /**
+   * Called once the handshake is answered: frames may now be as large as the full limit, or as
+   * `frameBytesMax` (lower, until the connection has authenticated; server/_auth.ts).
+   */
+  completeHandshake(frameBytesMax = this.#host.limits.frameBytesMax): void {
     this.handshaken = true;
-    this.#frames.frameBytesMax = this.#host.limits.frameBytesMax;
+    this.#frames.frameBytesMax = frameBytesMax;
+  }
+
+  /** Serves nothing more: closes once the answers owed so far are written. */
+  closeAfterAnswers(): void {
+    this.#closeAfterFlush = true;
   }
 
   data(bytes: Uint8Array): void {
