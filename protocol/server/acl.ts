@@ -99,6 +99,13 @@ function nameMatches(acl: Acl, name: string): boolean {
   return acl.name === "*" || acl.name === name;
 }
 
+/** Whether every name `pattern` matches is matched by `deny` too. */
+function covers(deny: Acl, pattern: Acl): boolean {
+  if (deny.pattern === "literal") return deny.name === "*";
+  if (pattern.pattern === "literal") return false; // "*": every name; a prefix covers only some
+  return pattern.name.startsWith(deny.name);
+}
+
 function operationMatches(acl: Acl, operation: Operation): boolean {
   if (acl.operations.includes(operation)) return true;
   if (operation !== "describe" || acl.permission === "deny") return false;
@@ -141,15 +148,28 @@ export class Authorizer {
     return allow;
   }
 
-  /** Whether `principal` may do `operation` on at least one resource of `type`. */
+  /**
+   * Whether `principal` may do `operation` on at least one resource of `type`: some allow rule
+   * grants it on a name (or a pattern) that no deny rule covers whole.
+   */
   allowedOnAny(principal: string, type: ResourceType, operation: Operation): boolean {
     if (this.superUsers.has(principal)) return true;
-    for (const list of [this.#byPrincipal.get(principal), this.#byPrincipal.get("*")]) {
-      for (const acl of list ?? []) {
-        const grants = acl.resourceType === type && acl.permission === "allow";
-        if (grants && operationMatches(acl, operation)) return true;
+    const rules = [
+      ...(this.#byPrincipal.get(principal) ?? []),
+      ...(this.#byPrincipal.get("*") ?? []),
+    ];
+    const denies = rules.filter(
+      (acl) =>
+        acl.resourceType === type && acl.permission === "deny" && operationMatches(acl, operation),
+    );
+    return rules.some((acl) => {
+      if (acl.resourceType !== type || acl.permission !== "allow") return false;
+      if (!operationMatches(acl, operation)) return false;
+      if (acl.pattern === "literal" && acl.name !== "*") {
+        return this.allowed(principal, type, acl.name, operation);
       }
-    }
-    return false;
+      // A pattern: denied whole only by a deny rule whose own pattern covers all of it.
+      return !denies.some((deny) => covers(deny, acl));
+    });
   }
 }
