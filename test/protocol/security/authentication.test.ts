@@ -105,7 +105,7 @@ describe("before authentication", () => {
     await raw.waitClosed();
   });
 
-  test("frames past authFrameBytesMax close the connection before and after Handshake", async () => {
+  test("frames past authFrameBytesMax close it, before and after Handshake", async () => {
     await using served = await startSecureServer([], {
       security: { auth: ["scram"], authFrameBytesMax: 1024 },
     });
