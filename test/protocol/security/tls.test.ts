@@ -99,7 +99,7 @@ describe("TLS", { skip: missing }, () => {
     }
   });
 
-  test("mTLS refuses a client without a certificate, with an untrusted one or an expired one", async () => {
+  test("mTLS refuses no certificate, an untrusted one and an expired one", async () => {
     await using served = await startSecureServer([], {
       tls: { ...serverTls(), caFile: certs.file("ca.pem") },
       security: { auth: ["mtls"] },
