@@ -3,6 +3,11 @@
 
 import packageJson from "../package.json" with { type: "json" };
 import { type ParsedValues, UsageError } from "./_args.ts";
+import {
+  CLIENT_SECURITY_OPTIONS,
+  SERVE_SECURITY_OPTIONS,
+  serveSecurity,
+} from "./security_flags.ts";
 
 export type OptionSpec = { type: "string" | "boolean"; help: string };
 
@@ -70,7 +75,10 @@ async function serve(values: ParsedValues): Promise<number> {
     port: portOf(values["port"]),
     ...msOption("heartbeatIntervalMs", "heartbeat-interval-ms", values),
     ...msOption("sessionTimeoutMs", "session-timeout-ms", values),
+    ...serveSecurity(values),
   });
+  if (server.tlsPort !== undefined)
+    console.log(`sluice-tls listening on ${server.host}:${server.tlsPort}`);
   console.log(`sluice listening on ${server.host}:${server.port}`);
   // The handlers stay installed for the whole shutdown: a second signal (a service manager
   // signalling the whole process group, a launcher passing one on) must not kill the process
@@ -119,6 +127,7 @@ export const COMMANDS: Command[] = [
         type: "string",
         help: "Evict a group member silent this long (default 45000)",
       },
+      ...SERVE_SECURITY_OPTIONS,
     },
     run: (values) => serve(values),
   },
@@ -135,6 +144,7 @@ export const COMMANDS: Command[] = [
         help: "Topic config for create: retentionMs=N,fsync=always|never|MS,...",
       },
       broker: { type: "string", help: BROKER_HELP },
+      ...CLIENT_SECURITY_OPTIONS,
     },
     run: async (values, positionals) =>
       (await import("./topics_command.ts")).topics(values, positionals),
@@ -149,6 +159,7 @@ export const COMMANDS: Command[] = [
       partition: { type: "string", help: "Partition to write to (default: by key or sticky)" },
       acks: { type: "string", help: "0, 1 or all (default all)" },
       broker: { type: "string", help: BROKER_HELP },
+      ...CLIENT_SECURITY_OPTIONS,
     },
     run: async (values, positionals) =>
       (await import("./produce_command.ts")).produce(values, positionals),
@@ -172,6 +183,7 @@ export const COMMANDS: Command[] = [
       count: { type: "string", help: "Stop after N records" },
       "timeout-ms": { type: "string", help: "Stop after N ms without a record (default: never)" },
       broker: { type: "string", help: BROKER_HELP },
+      ...CLIENT_SECURITY_OPTIONS,
     },
     async run(values, positionals) {
       if (values["queue"] !== undefined) {
@@ -199,6 +211,7 @@ export const COMMANDS: Command[] = [
       fsync: { type: "string", help: "declare: always or never, before an ack is answered" },
       json: { type: "boolean", help: "list: one JSON object per queue, one a line" },
       broker: { type: "string", help: BROKER_HELP },
+      ...CLIENT_SECURITY_OPTIONS,
     },
     run: async (values, positionals) =>
       (await import("./queues_command.ts")).queues(values, positionals),
@@ -209,9 +222,49 @@ export const COMMANDS: Command[] = [
     summary: "Show a consumer group: members, partitions, committed offsets and lag",
     options: {
       broker: { type: "string", help: BROKER_HELP },
+      ...CLIENT_SECURITY_OPTIONS,
     },
     run: async (values, positionals) =>
       (await import("./groups_command.ts")).groups(values, positionals),
+  },
+  {
+    name: "users",
+    usage:
+      "users add NAME --password-stdin [--iterations N] | delete NAME | list " +
+      "(--data DIR | --broker HOST:PORT --user ADMIN)",
+    summary: "Add, delete and list users (SCRAM credentials), offline or through a broker",
+    options: {
+      data: { type: "string", help: "Data directory no running broker holds (offline)" },
+      broker: { type: "string", help: "Change them through this broker instead" },
+      iterations: { type: "string", help: "add: PBKDF2 iterations of the credentials (4096)" },
+      ...CLIENT_SECURITY_OPTIONS,
+      "password-stdin": { type: "boolean", help: "add: the new user's password, one line" },
+    },
+    run: async (values, positionals) =>
+      (await import("./security_command.ts")).users(values, positionals),
+  },
+  {
+    name: "acls",
+    usage:
+      "acls add|remove --principal P (--allow|--deny) OPS (--topic T|--group G|--queue Q|" +
+      "--exchange E|--cluster) [--prefixed] | list [--principal P] (--data DIR | --broker H:P)",
+    summary: "Add, remove and list ACLs (read,write,create,delete,describe,alter)",
+    options: {
+      principal: { type: "string", help: "The user (or client-certificate name); * for all" },
+      allow: { type: "string", help: "Operations to allow, comma-separated" },
+      deny: { type: "string", help: "Operations to deny (deny wins over allow)" },
+      topic: { type: "string", help: "The topic (or name prefix with --prefixed; * for all)" },
+      group: { type: "string", help: "The consumer group" },
+      queue: { type: "string", help: "The queue" },
+      exchange: { type: "string", help: "The exchange" },
+      cluster: { type: "boolean", help: "The cluster (create topics, stats, security admin)" },
+      prefixed: { type: "boolean", help: "The name is a prefix" },
+      data: { type: "string", help: "Data directory no running broker holds (offline)" },
+      broker: { type: "string", help: "Change them through this broker instead" },
+      ...CLIENT_SECURITY_OPTIONS,
+    },
+    run: async (values, positionals) =>
+      (await import("./security_command.ts")).acls(values, positionals),
   },
   {
     name: "bench",

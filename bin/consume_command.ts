@@ -45,7 +45,7 @@ function settingsOf(values: ParsedValues, positionals: string[]): Settings {
     throw new UsageError(`--from ${fromText} is not beginning, end or an offset`);
   }
   const settings: Settings = {
-    broker: parseBroker(values["broker"]),
+    broker: parseBroker(values["broker"], values),
     topic: requiredString(values, "topic"),
     group: stringValue(values["group"], "group"),
     from,
@@ -75,6 +75,7 @@ export async function consume(values: ParsedValues, positionals: string[]): Prom
   const consumer = new Consumer({
     host: broker.host,
     port: broker.port,
+    ...broker.connection,
     group,
     // Commits are of what was printed, which may be fewer records than a poll delivered.
     autoCommit: false,
