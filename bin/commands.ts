@@ -113,7 +113,9 @@ const BROKER_HELP = "Broker address (default 127.0.0.1:9092)";
 export const COMMANDS: Command[] = [
   {
     name: "serve",
-    usage: "serve [--data DIR] [--host HOST] [--port PORT]",
+    usage:
+      "serve [--data DIR] [--host HOST] [--port PORT] [--tls-cert FILE --tls-key FILE " +
+      "[--tls-ca FILE] [--tls-port PORT]] [--auth scram,plain,mtls] [--super-users A,B]",
     summary: "Run the broker on a data directory",
     options: {
       data: { type: "string", help: "Data directory (default ./data)" },

@@ -102,7 +102,10 @@ export async function users(values: ParsedValues, positionals: string[]): Promis
       "SCRAM-SHA-512": makeScramCredential("SCRAM-SHA-512", password, { iterations }),
     };
     if (place.kind === "data") {
-      changeOffline(place.dir, (state) => (state.users.set(user, credentials), 1));
+      changeOffline(place.dir, (state) => {
+        state.users.set(user, credentials);
+        return 1;
+      });
     } else {
       await online(values, API.AlterSecurity, { action: "upsertUser", name: user, credentials });
     }
