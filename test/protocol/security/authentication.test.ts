@@ -6,7 +6,7 @@ import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import { writeMsgpack } from "../../../protocol/codec/control.ts";
 import { ServerError, WIRE_ERRORS } from "../../../protocol/codec/errors.ts";
-import { API, API_VERSIONS } from "../../../protocol/codec/frames.ts";
+import { API, API_VERSIONS, finishFrame, startRequest } from "../../../protocol/codec/frames.ts";
 import { writeHandshakeRequest } from "../../../protocol/codec/handshake.ts";
 import { writeSaslAuthenticate } from "../../../protocol/codec/sasl.ts";
 import { Admin } from "../../../protocol/client/mod.ts";
@@ -173,6 +173,29 @@ describe("before authentication", () => {
     using third = await connected(served.port, false);
     await third.waitClosed();
     assert.ok(!first.closed && !second.closed);
+  });
+});
+
+describe("PROTOCOL.md section 11.7", () => {
+  test("the SaslHandshake and first SaslAuthenticate frames are the spec's bytes", async () => {
+    await using served = await startSecureServer([], { security: { auth: ["scram"] } });
+    using raw = await connected(served.port);
+    const hex = (bytes: Uint8Array) => Buffer.from(bytes).toString("hex");
+    const request = "000000170015000100000002000d534352414d2d5348412d323536";
+    const expected =
+      "000000260000000200000002000d534352414d2d5348412d323536000d534352414d2d5348412d353132";
+    raw.send(Buffer.from(request, "hex"));
+    await waitFor(() => raw.frames.length === 2, "the SaslHandshake answer");
+    const answer = raw.frames[1]!;
+    assert.equal(`${answer.length.toString(16).padStart(8, "0")}${hex(answer)}`, expected);
+    const clientFirst = new TextEncoder().encode("n,,n=user,r=rOprNGfwEbeRWgbNEkqO");
+    const writer = startRequest({ apiKey: API.SaslAuthenticate, apiVersion: 1, correlationId: 3 });
+    writeSaslAuthenticate(writer, clientFirst);
+    assert.equal(
+      hex(finishFrame(writer)),
+      "0000002c001600010000000300000020" +
+        "6e2c2c6e3d757365722c723d724f70724e476677456265525767624e456b714f",
+    );
   });
 });
 
