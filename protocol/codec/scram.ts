@@ -209,7 +209,7 @@ export class ScramServerExchange {
     this.#state = "started";
     this.#first = parseClientFirst(clientFirst);
     this.#credential = lookup(this.#first.username);
-    const salt = this.#credential?.salt ?? randomBytes(SCRAM_SALT_BYTES).toString("base64");
+    const salt = this.#credential?.salt ?? madeUpSalt(this.#first.username);
     const iterations = this.#credential?.iterations ?? SCRAM_ITERATIONS_DEFAULT;
     this.#nonce = this.#first.clientNonce + newNonce();
     this.#serverFirst = `r=${this.#nonce},s=${salt},i=${iterations}`;
@@ -249,6 +249,18 @@ export class ScramServerExchange {
     const serverKey = Buffer.from(credential.serverKey, "base64");
     return `v=${hmac(this.mechanism, serverKey, authMessage).toString("base64")}`;
   }
+}
+
+/**
+ * The salt answered for a user that does not exist: the same for the same name for the life
+ * of the process (a random one per attempt would tell a prober the user is missing, since a
+ * real user's salt never changes), and unrelated to any real salt.
+ */
+const MADE_UP_SALT_KEY = randomBytes(32);
+
+function madeUpSalt(username: string): string {
+  const digest = createHmac("sha256", MADE_UP_SALT_KEY).update(username).digest();
+  return digest.subarray(0, SCRAM_SALT_BYTES).toString("base64");
 }
 
 function xor(a: Uint8Array, b: Uint8Array): Buffer {

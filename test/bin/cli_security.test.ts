@@ -72,6 +72,24 @@ describe("sluice users and acls, and a broker with --auth scram", () => {
     const read = ["--principal", "alice", "--allow", "read", "--topic", "orders"];
     await ok(["acls", "add", ...read, ...at, "--user", "admin"], admin);
     assert.equal(await ok([...consume, "--user", "alice"], alice), "a\nb\n");
+    // A consumer group needs read on the group as well.
+    const group = [...consume, "--group", "billing", "--user", "alice"];
+    assert.match((await sluice(group, alice)).stderr, /AUTHORIZATION_FAILED/);
+    await ok(
+      [
+        "acls",
+        "add",
+        "--principal",
+        "alice",
+        "--allow",
+        "read",
+        "--group",
+        "billing",
+        ...at,
+      ].concat(["--user", "admin"]),
+      admin,
+    );
+    assert.equal(await ok(group, alice), "a\nb\n");
     await ok(["users", "add", "carol", "--password-stdin", ...at, "--user", "admin"], {
       ...admin,
       input: "carol-pw\n",

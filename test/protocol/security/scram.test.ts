@@ -111,6 +111,16 @@ describe("SCRAM", () => {
     });
   }
 
+  test("an unknown user gets the same salt every time, like a real user", () => {
+    const first = (name: string) => {
+      const server = new ScramServerExchange("SCRAM-SHA-256");
+      const client = new ScramClientExchange("SCRAM-SHA-256", { username: name, password: "x" });
+      return server.start(client.first(), () => undefined).split(",")[1];
+    };
+    assert.equal(first("mallory"), first("mallory"));
+    assert.notEqual(first("mallory"), first("trudy"));
+  });
+
   test("a replayed client-final fails: the server nonce is new in every exchange", () => {
     const lookup = credentialsOf("SCRAM-SHA-256", "pw");
     const client = new ScramClientExchange("SCRAM-SHA-256", { username: "alice", password: "pw" });
