@@ -59,6 +59,8 @@ type Session = {
   mechanism: SaslMechanism | undefined;
   scram: ScramServerExchange | undefined;
   cache: DecisionCache;
+  /** Who is asking, made once at authentication: the data path's check allocates nothing. */
+  who: { authorizer: Authorizer; principal: string } | undefined;
   counted: boolean;
 };
 
@@ -116,6 +118,7 @@ export class SecurityGate {
       mechanism: undefined,
       scram: undefined,
       cache: new DecisionCache(),
+      who: undefined,
       counted: true,
     });
     return true;
@@ -162,6 +165,7 @@ export class SecurityGate {
 
   #authenticated(connection: ServerConnection, session: Session, principal: string): void {
     session.principal = principal;
+    session.who = { authorizer: this.authorizer, principal };
     session.scram = undefined;
     this.#uncount(connection, session);
   }
@@ -295,9 +299,11 @@ export class SecurityGate {
     const rule: AuthRule = AUTHORIZATION[name];
     const session = this.#session(request.connection);
     const principal = session.principal;
+    const who = session.who;
     if (rule.kind === "open") return;
-    if (principal === undefined) throw new ProtocolError("AUTHENTICATION_REQUIRED", name);
-    const who = { authorizer: this.authorizer, principal };
+    if (principal === undefined || who === undefined) {
+      throw new ProtocolError("AUTHENTICATION_REQUIRED", name);
+    }
     if (rule.kind === "binary") {
       const denied = session.cache.check(request.reader, rule.layout, rule, who);
       if (denied !== undefined) throw refusal(denied.type, denied.name, denied.operation);

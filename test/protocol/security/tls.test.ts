@@ -8,6 +8,7 @@ import { ServerError } from "../../../protocol/codec/errors.ts";
 import { API } from "../../../protocol/codec/frames.ts";
 import { ClientConnection, ClientError } from "../../../protocol/client/mod.ts";
 import { waitFor } from "../../helpers.ts";
+import { run } from "../../processes.ts";
 import { startTestServer } from "../server/serving.ts";
 import { makeTestCerts, opensslMissing, type TestCerts } from "./certs.ts";
 import { control, PASSWORD, startSecureServer } from "./secure_server.ts";
@@ -44,6 +45,20 @@ describe("TLS", { skip: missing }, () => {
     } finally {
       await connection.close();
     }
+  });
+
+  // Both runtimes refuse TLS 1.1 by default today; the listener also says so explicitly
+  // (_tls.ts), and this test holds the property if either changes.
+  test("TLS 1.1 is refused and TLS 1.2 accepted (openssl s_client)", async () => {
+    await using served = await startTestServer({ tls: serverTls() });
+    const handshake = async (version: string) => {
+      const args = ["s_client", "-connect", `127.0.0.1:${served.port}`, version];
+      // SECLEVEL=0 lets this openssl offer TLS 1.1 at all: the refusal must be the server's.
+      const result = await run("openssl", [...args, "-cipher", "DEFAULT:@SECLEVEL=0"]);
+      return result.stdout + result.stderr;
+    };
+    assert.match(await handshake("-tls1_1"), /alert protocol version|Cipher is \(NONE\)/);
+    assert.match(await handshake("-tls1_2"), /Protocol *: TLSv1\.2/);
   });
 
   test("a server certificate from an untrusted CA, or an expired one, is refused", async () => {
