@@ -292,22 +292,34 @@ export class SecurityGate {
     this.#log(`failed login from ${connection.socket.remoteAddress}${who}: ${why}`);
   }
 
-  /** Checks a request against the ACLs; throws AUTHORIZATION_FAILED naming what is missing. */
-  authorize(request: RequestContext): void {
+  /**
+   * Checks a request against the ACLs; throws AUTHORIZATION_FAILED naming what is missing.
+   * Returns null for a denied Produce with acks 0, which gets no answer (PROTOCOL.md section
+   * 2): the refusal is logged instead, and the caller answers it with silence.
+   */
+  authorize(request: RequestContext): null | undefined {
     const name = API_NAMES[request.apiKey];
     if (name === undefined) return;
     const rule: AuthRule = AUTHORIZATION[name];
     const session = this.#session(request.connection);
     const principal = session.principal;
     const who = session.who;
-    if (rule.kind === "open") return;
+    if (rule.kind === "open") return undefined;
     if (principal === undefined || who === undefined) {
       throw new ProtocolError("AUTHENTICATION_REQUIRED", name);
     }
     if (rule.kind === "binary") {
       const denied = session.cache.check(request.reader, rule.layout, rule, who);
-      if (denied !== undefined) throw refusal(denied.type, denied.name, denied.operation);
-      return;
+      if (denied === undefined) return undefined;
+      const error = refusal(denied.type, denied.name, denied.operation);
+      if (rule.layout === "produce" && request.reader.remaining > 0) {
+        // Produce's body starts with acks:i8.
+        if (request.reader.bytes[request.reader.position] === 0) {
+          this.#log(`acks=0 produce from ${principal} refused: ${error.message}`);
+          return null;
+        }
+      }
+      throw error;
     }
     if (rule.kind === "metadata") {
       for (const topic of metadataTopics(request.reader) ?? []) {
@@ -315,7 +327,7 @@ export class SecurityGate {
           throw refusal("topic", topic, "describe");
         }
       }
-      return;
+      return undefined;
     }
     for (const alternatives of requirementsOf(rule, request.reader)) {
       const allowed = alternatives.some((need) =>
@@ -326,6 +338,7 @@ export class SecurityGate {
       const first = alternatives[0]!;
       if (!allowed) throw refusal(first.type, first.name ?? "*", first.operation);
     }
+    return undefined;
   }
 
   /** Whether a full Metadata listing shows `topic` to this connection. */

@@ -332,7 +332,7 @@ export class SluiceServer {
       checkMsgpackBody(request.reader, bodyLimits, `request body of api ${request.apiKey}`);
     }
     // Every API's resources are checked here, in one place, before its handler does any work.
-    this.#security?.authorize(request);
+    if (this.#security?.authorize(request) === null) return null;
     return handler(request);
   }
 

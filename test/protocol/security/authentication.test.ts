@@ -8,7 +8,9 @@ import { writeMsgpack } from "../../../protocol/codec/control.ts";
 import { ServerError, WIRE_ERRORS } from "../../../protocol/codec/errors.ts";
 import { API, API_VERSIONS, finishFrame, startRequest } from "../../../protocol/codec/frames.ts";
 import { writeHandshakeRequest } from "../../../protocol/codec/handshake.ts";
+import { writeProduceRequest } from "../../../protocol/codec/produce.ts";
 import { writeSaslAuthenticate } from "../../../protocol/codec/sasl.ts";
+import { encodeRecordBatch } from "../../../record/mod.ts";
 import { Admin } from "../../../protocol/client/mod.ts";
 import { waitFor } from "../../helpers.ts";
 import { connected, frameWithSize, startTestServer } from "../server/serving.ts";
@@ -92,6 +94,28 @@ describe("authentication", () => {
             `AUTHORIZATION_FAILED: not allowed to describe topic "${topic}"`,
       );
     }
+  });
+});
+
+describe("acks=0", () => {
+  test("a denied Produce with acks 0 is answered by silence and logged", async () => {
+    await using served = await startSecureServer(["admin", "bare"]);
+    await using admin = await clientAs(served.port, "admin");
+    await control(admin, API.CreateTopics, { topics: [{ name: "t" }] });
+    await using bare = await clientAs(served.port, "bare");
+    const records = encodeRecordBatch([{ value: new TextEncoder().encode("v") }]);
+    await bare.requestWithoutResponse(API.Produce, (writer) =>
+      writeProduceRequest(writer, {
+        acks: 0,
+        timeoutMs: 1000,
+        topics: [{ topic: "t", partitions: [{ partition: 0, records }] }],
+      }),
+    );
+    // The next answer on the connection is the next request's: nothing answered the Produce.
+    const listing = await control(bare, API.Metadata, {});
+    assert.deepEqual(listing["topics"], []);
+    assert.ok(served.logs.some((line) => /acks=0 produce from bare refused/.test(line)));
+    assert.ok(!bare.closed);
   });
 });
 
