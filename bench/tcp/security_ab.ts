@@ -14,7 +14,6 @@
 // mode's ratio to plain, and scramHandshakeMsP50 / connectMsP50 (MB = 10^6 bytes). The TLS
 // modes are skipped, with a message, when openssl is not installed.
 
-import { spawnSync } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -27,6 +26,7 @@ import {
   Producer,
 } from "../../protocol/client/mod.ts";
 import { emptySecurityState, saveSecurityState } from "../../protocol/server/mod.ts";
+import { makeBenchCerts } from "./certs.ts";
 import { brokerScript, startChild } from "./processes.ts";
 
 const RECORD_BYTES = 1024;
@@ -49,42 +49,8 @@ const { values } = parseArgs({
 
 const log = (message: string) => console.error(`[bench:security] ${message}`);
 
-function openssl(dir: string, args: string[]): boolean {
-  return spawnSync("openssl", args, { cwd: dir, encoding: "utf8" }).status === 0;
-}
-
-/** A CA and a server certificate for 127.0.0.1, or false without openssl. */
 function makeCerts(dir: string): boolean {
-  const ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"];
-  return (
-    openssl(
-      dir,
-      ["req", "-x509", ...ec, "-keyout", "ca.key", "-out", "ca.pem", "-days", "2"].concat([
-        "-subj",
-        "/CN=bench CA",
-      ]),
-    ) &&
-    openssl(
-      dir,
-      ["req", ...ec, "-keyout", "server.key", "-out", "server.csr", "-subj"].concat([
-        "/CN=localhost",
-        "-addext",
-        "subjectAltName=IP:127.0.0.1,DNS:localhost",
-      ]),
-    ) &&
-    openssl(
-      dir,
-      ["x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key"].concat([
-        "-CAcreateserial",
-        "-out",
-        "server.pem",
-        "-days",
-        "2",
-        "-copy_extensions",
-        "copy",
-      ]),
-    )
-  );
+  return makeBenchCerts(dir) !== undefined;
 }
 
 function storeUsers(dataDir: string): void {
