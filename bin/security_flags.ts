@@ -166,7 +166,12 @@ export function serveSecurity(values: ParsedValues): {
   }
   const auth = text(values, "auth");
   if (auth === undefined) {
-    const authOnly = ["super-users", "allow-plain-without-tls", "handshake-timeout-ms"];
+    const authOnly = [
+      "super-users",
+      "allow-plain-without-tls",
+      "handshake-timeout-ms",
+      "unauthenticated-per-address-max",
+    ];
     const given = authOnly.find((name) => values[name] !== undefined);
     if (given !== undefined) throw new UsageError(`--${given} needs --auth`);
     return result;
