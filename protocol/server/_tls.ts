@@ -80,9 +80,11 @@ export function tlsListen(options: TlsServerOptions, log: (message: string) => v
     ca: options.caFile === undefined ? undefined : readPem(options.caFile, "CA bundle"),
     principal: mapping,
     handshake(socket, raw, success, error) {
+      // Without a CA, `error` only says the client sent no certificate, which is expected.
       const mutual = this.ca !== undefined;
-      if (mutual && !success) {
-        log(`TLS handshake from ${socket.remoteAddress} refused: ${error?.message ?? "no cert"}`);
+      if (!success || (mutual && error !== null)) {
+        const why = error?.message ?? "no client certificate";
+        log(`TLS handshake from ${socket.remoteAddress} refused: ${why}`);
         socket.destroy();
         return;
       }

@@ -153,7 +153,10 @@ function listenNode(
     h.open(wrapped);
     if (secure !== undefined) {
       const tlsSocket = socket as tls.TLSSocket;
-      secure.handshake(wrapped, tlsSocket, tlsSocket.authorized, tlsSocket.authorizationError);
+      // "secureConnection" comes after a completed handshake; `authorized` speaks of the client
+      // certificate, which only a listener with a CA asks for.
+      const verified = tlsSocket.authorized || secure.ca === undefined;
+      secure.handshake(wrapped, tlsSocket, verified, tlsSocket.authorizationError ?? null);
     }
   };
   const server =

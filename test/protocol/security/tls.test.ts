@@ -75,6 +75,7 @@ describe("TLS", { skip: missing }, () => {
       // The server's TLS alert, read as a frame, is MALFORMED_RESPONSE; or the socket closes.
       (error: unknown) => error instanceof ClientError,
     );
+    await waitFor(() => served.logs.some((line) => line.includes("TLS handshake")), "a log line");
     const connection = await connect(served.port);
     await connection.close();
   });
@@ -124,7 +125,9 @@ describe("TLS", { skip: missing }, () => {
       { cert: certs.pem("stranger.pem"), key: certs.pem("stranger.key") },
       { cert: certs.pem("expired-alice.pem"), key: certs.pem("expired-alice.key") },
     ];
+    const refusals = () => served.logs.filter((line) => line.includes("TLS handshake")).length;
     for (const options of attempts) {
+      const before = refusals();
       await assert.rejects(
         connect(served.port, options).then(async (connection) => {
           // Under TLS 1.3 the server's verdict on the client certificate may arrive after the
@@ -136,8 +139,9 @@ describe("TLS", { skip: missing }, () => {
           }
         }),
       );
+      // Refused by TLS itself, not later by the authentication gate.
+      await waitFor(() => refusals() > before, "the server's TLS refusal");
     }
-    await waitFor(() => served.logs.some((line) => line.includes("TLS handshake")), "a log line");
   });
 
   test("PLAIN is refused on the plaintext port and accepted on the TLS port", async () => {
