@@ -2,9 +2,15 @@
 // checked values, the broker address, one clear line for a broker that cannot be reached, and
 // plain aligned tables for what they print.
 
-import { Admin, ClientError, type TopicMetadata } from "../protocol/client/mod.ts";
+import {
+  Admin,
+  ClientError,
+  type ClientConnectionOptions,
+  type TopicMetadata,
+} from "../protocol/client/mod.ts";
 import { errorFromWire, WIRE_ERRORS } from "../protocol/codec/mod.ts";
 import { type ParsedValues, UsageError } from "./_args.ts";
+import { clientSecurity } from "./security_flags.ts";
 
 /** sluice's own port (`sluice serve`'s default): Kafka's 9092 is left to a Kafka listener. */
 const PORT_DEFAULT = 7450;
@@ -12,10 +18,14 @@ export const BROKER_DEFAULT = `127.0.0.1:${PORT_DEFAULT}`;
 /** A partition number or an offset given on the command line fits here. */
 const INTEGER_MAX = Number.MAX_SAFE_INTEGER;
 
-export type Broker = { host: string; port: number };
+/** Where the broker is, and the TLS and SASL options of every connection to it. */
+export type Broker = { host: string; port: number; connection?: ClientConnectionOptions };
 
-/** `HOST:PORT`, `HOST` (port 7450) or `[IPv6]:PORT`; SLUICE_BROKER when there is no flag. */
-export function parseBroker(value: ParsedValues[string]): Broker {
+/**
+ * `HOST:PORT`, `HOST` (port 7450) or `[IPv6]:PORT`; SLUICE_BROKER when there is no flag; with
+ * the command's flags, also their TLS and SASL options (security_flags.ts).
+ */
+export function parseBroker(value: ParsedValues[string], flags?: ParsedValues): Broker {
   const text = stringValue(value, "broker") ?? process.env["SLUICE_BROKER"] ?? BROKER_DEFAULT;
   const match = /^(?:\[([^\]]+)\]|([^:[\]]+))(?::(\d+))?$/.exec(text);
   const port = match?.[3] === undefined ? PORT_DEFAULT : Number(match[3]);
@@ -23,7 +33,8 @@ export function parseBroker(value: ParsedValues[string]): Broker {
     const flag = value === undefined ? "SLUICE_BROKER" : "--broker";
     throw new UsageError(`${flag} ${text} is not HOST:PORT`);
   }
-  return { host: match[1] ?? match[2]!, port };
+  const host = match[1] ?? match[2]!;
+  return flags === undefined ? { host, port } : { host, port, connection: clientSecurity(flags) };
 }
 
 export function stringValue(value: ParsedValues[string], name: string): string | undefined {
@@ -100,7 +111,7 @@ function rootCause(error: Error): Error {
 
 /** Runs `body` with an Admin client, closed afterwards. */
 export async function withAdmin<T>(broker: Broker, body: (admin: Admin) => Promise<T>) {
-  const admin = new Admin({ host: broker.host, port: broker.port });
+  const admin = new Admin({ host: broker.host, port: broker.port, ...broker.connection });
   try {
     return await talkingTo(broker, () => body(admin));
   } finally {

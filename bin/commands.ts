@@ -5,6 +5,7 @@ import packageJson from "../package.json" with { type: "json" };
 import { type ParsedValues, UsageError } from "./_args.ts";
 import type { FlagSpec } from "./_parse.ts";
 import { SERVE_OPS_OPTIONS } from "./serve_options.ts";
+import { CLIENT_SECURITY_OPTIONS, SERVE_SECURITY_OPTIONS } from "./security_flags.ts";
 
 export type OptionSpec = FlagSpec;
 
@@ -50,7 +51,10 @@ const BROKER_HELP = "Broker address (default 127.0.0.1:7450, or SLUICE_BROKER)";
 export const COMMANDS: Command[] = [
   {
     name: "serve",
-    usage: "serve [--config FILE] [--data DIR] [--host HOST] [--port PORT] [--http-port PORT]",
+    usage:
+      "serve [--config FILE] [--data DIR] [--host HOST] [--port PORT] [--http-port PORT] " +
+      "[--tls-cert FILE --tls-key FILE [--tls-ca FILE] [--tls-port PORT]] " +
+      "[--auth scram,plain,mtls] [--super-users A,B]",
     summary: "Run the broker on a data directory",
     options: {
       config: { type: "string", help: "TOML (.toml) or JSON settings file (or SLUICE_CONFIG)" },
@@ -66,6 +70,7 @@ export const COMMANDS: Command[] = [
         help: "Evict a group member silent this long (default 45000)",
       },
       ...SERVE_OPS_OPTIONS,
+      ...SERVE_SECURITY_OPTIONS,
     },
     run: (values) => serve(values),
   },
@@ -83,6 +88,7 @@ export const COMMANDS: Command[] = [
         help: "Topic config for create: retentionMs=N,fsync=always|never|MS,...",
       },
       broker: { type: "string", help: BROKER_HELP },
+      ...CLIENT_SECURITY_OPTIONS,
     },
     run: async (values, positionals) =>
       (await import("./topics_command.ts")).topics(values, positionals),
@@ -105,6 +111,7 @@ export const COMMANDS: Command[] = [
       partition: { type: "string", help: "Partition to write to (default: by key or sticky)" },
       acks: { type: "string", help: "0, 1 or all (default all)" },
       broker: { type: "string", help: BROKER_HELP },
+      ...CLIENT_SECURITY_OPTIONS,
     },
     run: async (values, positionals) =>
       (await import("./produce_command.ts")).produce(values, positionals),
@@ -143,6 +150,7 @@ export const COMMANDS: Command[] = [
       count: { type: "string", help: "Stop after N records" },
       "timeout-ms": { type: "string", help: "Stop after N ms without a record (default: never)" },
       broker: { type: "string", help: BROKER_HELP },
+      ...CLIENT_SECURITY_OPTIONS,
     },
     async run(values, positionals) {
       if (values["queue"] !== undefined) {
@@ -173,6 +181,7 @@ export const COMMANDS: Command[] = [
       fsync: { type: "string", help: "declare: always or never, before an ack is answered" },
       json: { type: "boolean", help: "list: one JSON object per queue, one a line" },
       broker: { type: "string", help: BROKER_HELP },
+      ...CLIENT_SECURITY_OPTIONS,
     },
     run: async (values, positionals) =>
       (await import("./queues_command.ts")).queues(values, positionals),
@@ -206,6 +215,7 @@ export const COMMANDS: Command[] = [
     summary: "Show a consumer group: members, partitions, committed offsets and lag",
     options: {
       broker: { type: "string", help: BROKER_HELP },
+      ...CLIENT_SECURITY_OPTIONS,
     },
     run: async (values, positionals) =>
       (await import("./groups_command.ts")).groups(values, positionals),
@@ -224,6 +234,45 @@ export const COMMANDS: Command[] = [
     },
     run: async (values, positionals) =>
       (await import("./offsets_command.ts")).offsets(values, positionals),
+  },
+  {
+    name: "users",
+    usage:
+      "users add NAME --password-stdin [--iterations N] | delete NAME | list " +
+      "(--data DIR | --broker HOST:PORT --user ADMIN)",
+    summary: "Add, delete and list users (SCRAM credentials), offline or through a broker",
+    options: {
+      data: { type: "string", help: "Data directory no running broker holds (offline)" },
+      broker: { type: "string", help: "Change them through this broker instead" },
+      iterations: { type: "string", help: "add: PBKDF2 iterations of the credentials (4096)" },
+      ...CLIENT_SECURITY_OPTIONS,
+      "password-stdin": { type: "boolean", help: "add: the new user's password, one line" },
+    },
+    run: async (values, positionals) =>
+      (await import("./security_command.ts")).users(values, positionals),
+  },
+  {
+    name: "acls",
+    usage:
+      "acls add|remove --principal P (--allow|--deny) OPS (--topic T|--group G|--queue Q|" +
+      "--exchange E|--cluster) [--prefixed] | list [--principal P] (--data DIR | --broker H:P)",
+    summary: "Add, remove and list ACLs (read,write,create,delete,describe,alter)",
+    options: {
+      principal: { type: "string", help: "The user (or client-certificate name); * for all" },
+      allow: { type: "string", help: "Operations to allow, comma-separated" },
+      deny: { type: "string", help: "Operations to deny (deny wins over allow)" },
+      topic: { type: "string", help: "The topic (or name prefix with --prefixed; * for all)" },
+      group: { type: "string", help: "The consumer group" },
+      queue: { type: "string", help: "The queue" },
+      exchange: { type: "string", help: "The exchange" },
+      cluster: { type: "boolean", help: "The cluster (create topics, stats, security admin)" },
+      prefixed: { type: "boolean", help: "The name is a prefix" },
+      data: { type: "string", help: "Data directory no running broker holds (offline)" },
+      broker: { type: "string", help: "Change them through this broker instead" },
+      ...CLIENT_SECURITY_OPTIONS,
+    },
+    run: async (values, positionals) =>
+      (await import("./security_command.ts")).acls(values, positionals),
   },
   {
     name: "bench",

@@ -61,7 +61,7 @@ function settingsOf(values: ParsedValues, positionals: string[]): Settings {
   if (positionals.length > 0) throw new UsageError(`unexpected argument '${positionals[0]}'`);
   const from = parseFrom(stringValue(values["from"], "from") ?? "end");
   const settings: Settings = {
-    broker: parseBroker(values["broker"]),
+    broker: parseBroker(values["broker"], values),
     topic: requiredString(values, "topic"),
     group: stringValue(values["group"], "group"),
     from,
@@ -117,6 +117,7 @@ export async function consume(values: ParsedValues, positionals: string[]): Prom
   const consumer = new Consumer({
     host: broker.host,
     port: broker.port,
+    ...broker.connection,
     group,
     // Commits are of what was printed, which may be fewer records than a poll delivered.
     autoCommit: false,

@@ -28,7 +28,7 @@ export async function groups(values: ParsedValues, positionals: string[]): Promi
   if (action === undefined) throw new UsageError("needs an action: describe");
   if (action !== "describe") throw new UsageError(`unknown action '${action}' (describe)`);
   const [groupId] = positionalsFor("describe", rest, ["group"]);
-  const broker = parseBroker(values["broker"]);
+  const broker = parseBroker(values["broker"], values);
   const { group, topics } = await withAdmin(broker, (admin) => describe(admin, groupId!));
   console.log(formatGroup(group, topics));
   return 0;

@@ -68,6 +68,9 @@ function settingsOf(values: ParsedValues, positionals: string[]): Settings {
   if (positionals.length > 0) throw new UsageError(`unexpected argument '${positionals[0]}'`);
   const separator = stringValue(values["key-separator"], "key-separator");
   if (separator === "") throw new UsageError("--key-separator must not be empty");
+  if (values["password-stdin"] === true) {
+    throw new UsageError("produce reads records from stdin: give the password in SLUICE_PASSWORD");
+  }
   const acks = stringValue(values["acks"], "acks") ?? "all";
   if (acks !== "0" && acks !== "1" && acks !== "all") {
     throw new UsageError(`--acks ${acks} is not 0, 1 or all`);
@@ -81,7 +84,7 @@ function settingsOf(values: ParsedValues, positionals: string[]): Settings {
     throw new UsageError("--key applies to --value-file (for stdin lines use --key-separator)");
   }
   return {
-    broker: parseBroker(values["broker"]),
+    broker: parseBroker(values["broker"], values),
     topic: requiredString(values, "topic"),
     separator,
     partition: integerValue(values, "partition", 0, 2 ** 31 - 1),
@@ -116,6 +119,7 @@ export async function produce(values: ParsedValues, positionals: string[]): Prom
   const producer = new Producer({
     host: broker.host,
     port: broker.port,
+    ...broker.connection,
     acks: settings.acks,
     deliveryTimeoutMs: DELIVERY_TIMEOUT_MS,
     ...(typeof maxBatchBytes === "number" ? { batchBytes: maxBatchBytes } : {}),

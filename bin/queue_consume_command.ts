@@ -52,7 +52,7 @@ function settingsOf(values: ParsedValues, positionals: string[]): Settings {
     throw new UsageError(`--ack ${answer} is not accept, release or reject`);
   }
   return {
-    broker: parseBroker(values["broker"]),
+    broker: parseBroker(values["broker"], values),
     queue: requiredString(values, "queue"),
     answer,
     count: integerValue(values, "count", 1),
@@ -68,6 +68,7 @@ export async function consumeQueue(values: ParsedValues, positionals: string[]):
   const consumer = new QueueConsumer({
     host: broker.host,
     port: broker.port,
+    ...broker.connection,
     queue,
     maxRecords: Math.min(settings.count ?? FETCH_RECORDS_MAX, FETCH_RECORDS_MAX),
   });

@@ -34,7 +34,7 @@ const DECLARE_FLAGS = [
 
 export async function queues(values: ParsedValues, positionals: string[]): Promise<number> {
   const [action, ...rest] = positionals;
-  const broker = parseBroker(values["broker"]);
+  const broker = parseBroker(values["broker"], values);
   const declareOnly = DECLARE_FLAGS.filter((name) => values[name] !== undefined);
   if (action !== "declare" && declareOnly.length > 0) {
     throw new UsageError(`--${declareOnly[0]} applies to 'queues declare' only`);

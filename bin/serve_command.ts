@@ -10,6 +10,7 @@ import type { OpsHttp } from "../ops/http.ts";
 import { Logger } from "../ops/log.ts";
 import type { ParsedValues } from "./_args.ts";
 import { describeSettings, type Resolved, resolveServeSettings } from "./serve_config.ts";
+import { serveSecurity } from "./security_flags.ts";
 
 /** What a failed listen means, from the error's code (Bun and Node both set it). */
 function listenReason(error: unknown): string {
@@ -38,6 +39,8 @@ function makeLogger(resolved: Resolved): Logger {
 export async function serve(values: ParsedValues): Promise<number> {
   const resolved = resolveServeSettings(values);
   const { settings } = resolved;
+  // TLS and authentication come from flags only (README "Security"); checked before opening.
+  const security = serveSecurity(values);
   const log = makeLogger(resolved);
   log.info("starting", describeSettings(resolved));
   const { Engine } = await import("../engine/mod.ts");
@@ -68,6 +71,7 @@ export async function serve(values: ParsedValues): Promise<number> {
       ...(settings.sessionTimeoutMs === undefined
         ? {}
         : { sessionTimeoutMs: settings.sessionTimeoutMs }),
+      ...security,
     });
   } catch (error) {
     await stopHttp?.close();
@@ -79,6 +83,9 @@ export async function serve(values: ParsedValues): Promise<number> {
   const watch = new TopicWatch(engine, log);
   watch.start();
   log.info("listening", { host: server.host, port: server.port });
+  if (server.tlsPort !== undefined) {
+    console.log(`sluice-tls listening on ${server.host}:${server.tlsPort}`);
+  }
   console.log(`sluice listening on ${server.host}:${server.port}`);
   const signal = await untilSignal(log);
   log.info(`${signal} received, shutting down`);

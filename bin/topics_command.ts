@@ -6,6 +6,7 @@
 
 import type { TopicConfig } from "../protocol/client/mod.ts";
 import {
+  type Broker,
   formatTable,
   integerValue,
   parseBroker,
@@ -20,7 +21,7 @@ const PARTITIONS_MAX = 10_000;
 
 export async function topics(values: ParsedValues, positionals: string[]): Promise<number> {
   const [action, ...rest] = positionals;
-  const broker = parseBroker(values["broker"]);
+  const broker = parseBroker(values["broker"], values);
   const createOnly = ["partitions", "config"].filter((name) => values[name] !== undefined);
   if (action !== "create" && createOnly.length > 0) {
     throw new UsageError(`--${createOnly[0]} applies to 'topics create' only`);
@@ -35,7 +36,7 @@ export async function topics(values: ParsedValues, positionals: string[]): Promi
   }
   if (action === "list") {
     positionalsFor("list", rest, []);
-    return listTopics(values);
+    return listTopics(broker);
   }
   if (action === "describe") {
     const [name] = positionalsFor("describe", rest, ["name"]);
@@ -53,8 +54,8 @@ export async function topics(values: ParsedValues, positionals: string[]): Promi
   throw new UsageError(`unknown action '${action}' (create, list, describe or delete)`);
 }
 
-async function listTopics(values: ParsedValues): Promise<number> {
-  const metadata = await withAdmin(parseBroker(values["broker"]), (admin) => admin.metadata());
+async function listTopics(broker: Broker): Promise<number> {
+  const metadata = await withAdmin(broker, (admin) => admin.metadata());
   const topics = metadata.topics
     .filter((t) => t.errorCode === 0)
     .sort((a, b) => (a.name < b.name ? -1 : 1));

@@ -31,7 +31,11 @@ export type SluiceErrorCode =
   | "LOCK_EXPIRED" // an ack for a record whose acquisition lock ran out: it is no longer held
   | "UNKNOWN_EXCHANGE" // the exchange does not exist
   | "EXCHANGE_EXISTS" // declare of an exchange that exists with different settings
-  | "INVALID_EXCHANGE"; // a bad exchange name, type, binding pattern, header match or alternate
+  | "INVALID_EXCHANGE" // a bad exchange name, type, binding pattern, header match or alternate
+  | "AUTHENTICATION_FAILED" // wrong credentials, unknown user, or a malformed SASL exchange
+  | "AUTHENTICATION_REQUIRED" // a request other than Handshake or SASL before authenticating
+  | "UNSUPPORTED_SASL_MECHANISM" // a SASL mechanism the server does not offer on this listener
+  | "AUTHORIZATION_FAILED"; // the principal may not do this operation on this resource
 
 const RETRIABLE: ReadonlySet<SluiceErrorCode> = new Set<SluiceErrorCode>(["DISK_FULL"]);
 

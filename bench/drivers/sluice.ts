@@ -23,7 +23,15 @@
 //
 // With the workload's `ackMode: per-message` a subscription is a queue and its consumers are
 // QueueConsumers (./sluice_queue.ts), and producers default to acks all.
+//   tls=true                  TLS (PROTOCOL.md 11.1): a server it starts gets a throwaway CA
+//                             and certificate made with openssl; an external one needs
+//                             tlsCaFile=<PEM file>
+//   sasl=scram-sha-256|scram-sha-512|plain
+//                             authenticate (a server it starts gets --auth scram,plain and the
+//                             user as superuser); user=<name> password=<text> (default
+//                             bench / sluice-bench)
 
+import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { LOG_CONFIG_DEFAULTS, type FsyncPolicy } from "../../engine/mod.ts";
 import {
@@ -33,7 +41,10 @@ import {
   Producer,
   type ProducerOptions,
 } from "../../protocol/client/mod.ts";
-import { SluiceServer } from "../../protocol/server/mod.ts";
+import { makeScramCredential } from "../../protocol/codec/scram.ts";
+import type { SaslMechanism } from "../../protocol/codec/sasl.ts";
+import { emptySecurityState, saveSecurityState, SluiceServer } from "../../protocol/server/mod.ts";
+import { makeBenchCerts } from "../tcp/certs.ts";
 import packageJson from "../../package.json" with { type: "json" };
 import { brokerScript, type Child, startChild } from "../tcp/processes.ts";
 import {
@@ -85,7 +96,27 @@ type Settings = {
   batchBytes: number;
   /** Set with the workload's ackMode per-message. */
   queue: QueueModeOptions | undefined;
+  tls: boolean;
+  tlsCaFile: string | undefined;
+  sasl: SaslMechanism | undefined;
+  user: string;
+  password: string;
 };
+
+function saslOption(text: string | undefined): SaslMechanism | undefined {
+  if (text === undefined) return undefined;
+  const mechanism = text.toUpperCase();
+  if (mechanism === "SCRAM-SHA-256" || mechanism === "SCRAM-SHA-512" || mechanism === "PLAIN") {
+    return mechanism;
+  }
+  throw new RangeError(`driver option sasl=${text} must be scram-sha-256, scram-sha-512 or plain`);
+}
+
+function tlsOption(text: string | undefined): boolean {
+  if (text === undefined || text === "false") return false;
+  if (text === "true") return true;
+  throw new RangeError(`driver option tls=${text} must be true or false`);
+}
 
 function acksOption(text: string | undefined, fallback: Acks): Acks {
   if (text === undefined) return fallback;
@@ -134,32 +165,90 @@ export class SluiceTcpDriver implements Driver {
             fetchesInFlight: integerOption(options, "queueFetchesInFlight", 1, 1, 16),
           }
         : undefined,
+      tls: tlsOption(options["tls"]),
+      tlsCaFile: options["tlsCaFile"],
+      sasl: saslOption(options["sasl"]),
+      user: options["user"] ?? "bench",
+      password: options["password"] ?? "sluice-bench",
+    };
+    if (url !== undefined && this.#settings.tls && this.#settings.tlsCaFile === undefined) {
+      throw new RangeError("driver option tls=true with an external server needs tlsCaFile=FILE");
+    }
+  }
+
+  /**
+   * For a server this driver starts: certificates (tls=true) and the user (sasl=...) in its
+   * data directory before it starts, and the `serve` flags that switch them on.
+   */
+  #prepareSecurity(dataDir: string): string[] {
+    const flags: string[] = [];
+    if (this.#settings.tls) {
+      const certs = makeBenchCerts(this.#config.workDir);
+      if (certs === undefined) {
+        throw new DriverUnavailableError(
+          "tls=true needs openssl to make a throwaway certificate",
+          "bash scripts/install_openssl.sh",
+        );
+      }
+      this.#settings.tlsCaFile = certs.caFile;
+      flags.push("--tls-cert", certs.certFile, "--tls-key", certs.keyFile);
+    }
+    if (this.#settings.sasl !== undefined) {
+      const state = emptySecurityState();
+      const { password } = this.#settings;
+      state.users.set(this.#settings.user, {
+        "SCRAM-SHA-256": makeScramCredential("SCRAM-SHA-256", password),
+        "SCRAM-SHA-512": makeScramCredential("SCRAM-SHA-512", password),
+      });
+      saveSecurityState(dataDir, state);
+      flags.push("--auth", "scram,plain", "--super-users", this.#settings.user);
+    }
+    return flags;
+  }
+
+  /** The TLS and SASL options of every client this driver makes. */
+  #security(): Pick<ClientOptions, "tls" | "sasl"> {
+    const { tls, tlsCaFile, sasl, user, password } = this.#settings;
+    return {
+      ...(tls ? { tls: { ca: readFileSync(tlsCaFile!, "utf8"), servername: "localhost" } } : {}),
+      ...(sasl === undefined ? {} : { sasl: { mechanism: sasl, username: user, password } }),
     };
   }
 
   async initialize(): Promise<void> {
+    const dataDir = join(this.#config.workDir, "data");
     if (this.#settings.url === undefined && this.#config.options["server"] !== "in-process") {
+      const security = this.#prepareSecurity(dataDir);
       this.#child = await startChild(brokerScript, [
         "serve",
         "--data",
-        join(this.#config.workDir, "data"),
+        dataDir,
         "--port",
         "0",
         "--heartbeat-interval-ms",
         String(HEARTBEAT_INTERVAL_MS),
+        ...security,
       ]);
-      this.#client = { host: "127.0.0.1", port: this.#child.port };
+      this.#client = { host: "127.0.0.1", port: this.#child.port, ...this.#security() };
     } else if (this.#settings.url === undefined) {
+      const security = this.#prepareSecurity(dataDir);
+      const flag = (name: string) => security[security.indexOf(name) + 1]!;
       this.#server = await SluiceServer.start({
-        dataDir: join(this.#config.workDir, "data"),
+        dataDir,
         host: "127.0.0.1",
         port: 0,
         heartbeatIntervalMs: HEARTBEAT_INTERVAL_MS,
         log: (message) => console.error(`sluice server: ${message}`),
+        ...(this.#settings.tls
+          ? { tls: { certFile: flag("--tls-cert"), keyFile: flag("--tls-key") } }
+          : {}),
+        ...(this.#settings.sasl === undefined
+          ? {}
+          : { security: { auth: ["scram", "plain"], superUsers: [this.#settings.user] } }),
       });
-      this.#client = { host: this.#server.host, port: this.#server.port };
+      this.#client = { host: this.#server.host, port: this.#server.port, ...this.#security() };
     } else {
-      this.#client = parseUrl(this.#settings.url);
+      this.#client = { ...parseUrl(this.#settings.url), ...this.#security() };
     }
     this.#admin = new Admin(this.#client);
     try {
@@ -198,6 +287,8 @@ export class SluiceTcpDriver implements Driver {
       subscription: "a consumer group: its consumers share the partitions; reads from the start",
       heartbeatIntervalMs: started ? HEARTBEAT_INTERVAL_MS : "server's",
       ...(this.#settings.queue === undefined ? {} : queueModeSettings(this.#settings.queue)),
+      tls: this.#settings.tls ? "TLS (throwaway CA unless tlsCaFile)" : "plaintext",
+      authentication: this.#settings.sasl ?? "none",
     };
   }
 
@@ -226,7 +317,12 @@ export class SluiceTcpDriver implements Driver {
 
   workerOptions(): Record<string, string> {
     const { server: _server, ...options } = this.#config.options;
-    return { ...options, url: `${this.#client.host}:${this.#client.port}` };
+    const tlsCaFile = this.#settings.tlsCaFile;
+    return {
+      ...options,
+      url: `${this.#client.host}:${this.#client.port}`,
+      ...(tlsCaFile === undefined ? {} : { tlsCaFile }),
+    };
   }
 
   brokerProcess(): BrokerProcess | undefined {

@@ -28,14 +28,16 @@ import {
   readHandshakeResponse,
   writeHandshakeRequest,
 } from "../codec/handshake.ts";
-import { errorFromWire } from "../codec/errors.ts";
+import { errorFromWire, ServerError } from "../codec/errors.ts";
 import { FrameReader } from "../codec/frame_reader.ts";
 import { Outbox } from "../codec/outbox.ts";
 import { Reader, type Writer } from "../codec/wire.ts";
 import { ClientError } from "./errors.ts";
+import { authenticate, type ClientSaslOptions, checkSaslOptions } from "./sasl.ts";
 import {
   type ClientSocket,
   type ClientSocketKind,
+  type ClientTlsOptions,
   checkSocketKind,
   defaultSocketKind,
   openSocket,
@@ -66,6 +68,10 @@ export type ClientConnectionOptions = {
   responseBytesMax?: number;
   /** "bun" (Bun.connect, the default on Bun) or "node" (node:net, the default elsewhere). */
   transport?: ClientSocketKind;
+  /** Connect with TLS (PROTOCOL.md section 11.1). */
+  tls?: ClientTlsOptions;
+  /** Authenticate after the handshake (section 11.3); SCRAM-SHA-256 unless it says otherwise. */
+  sasl?: ClientSaslOptions;
 };
 
 export type RequestOptions = {
@@ -93,6 +99,8 @@ type Settings = {
   requestQueueMax: number;
   responseBytesMax: number;
   transport: ClientSocketKind;
+  tls: ClientTlsOptions | undefined;
+  sasl: ClientSaslOptions | undefined;
 };
 
 /** Builds a request's frame for its correlation id: one buffer, or several chunks in order. */
@@ -123,6 +131,8 @@ function resolveSettings(options: ClientConnectionOptions): Settings {
   if (typeof clientName !== "string") throw new TypeError("clientName must be a string");
   return {
     transport: checkSocketKind(options.transport ?? defaultSocketKind()),
+    tls: options.tls,
+    sasl: options.sasl === undefined ? undefined : checkSaslOptions(options.sasl),
     clientName,
     connectTimeoutMs: positiveInteger(
       "connectTimeoutMs",
@@ -223,6 +233,8 @@ export class ClientConnection {
       await Promise.race([opening, timeout]);
       const reader = await Promise.race([this.#sendHandshake(), timeout]);
       this.#applyHandshake(readHandshakeResponse(reader));
+      const sasl = this.#settings.sasl;
+      if (sasl !== undefined) await Promise.race([authenticate(this, sasl), timeout]);
       return this;
     } catch (error) {
       // A socket that connects after the timeout is closed as soon as it does.
@@ -232,6 +244,8 @@ export class ClientConnection {
       );
       this.#fail(new ClientError("CONNECT_FAILED", `${this.#where()}: connect failed`));
       if (error instanceof ClientError && error.code !== "CONNECTION_CLOSED") throw error;
+      // The server refused the credentials (AUTHENTICATION_FAILED, ...): its error, as sent.
+      if (error instanceof ServerError) throw error;
       const message = error instanceof Error ? error.message : String(error);
       throw new ClientError("CONNECT_FAILED", `${this.#where()}: ${message}`, { cause: error });
     } finally {
@@ -249,6 +263,7 @@ export class ClientConnection {
         close: (error) => this.#onClose(error),
       },
       this.#settings.transport,
+      this.#settings.tls,
     );
     const counted: ClientSocket = {
       kind: socket.kind,

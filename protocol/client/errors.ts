@@ -14,6 +14,7 @@ export type ClientErrorCode =
   | "BUFFER_FULL" // the producer holds more than bufferBytesMax unsent bytes (retriable)
   | "MALFORMED_RESPONSE" // the server sent bytes that do not parse: the connection is closed
   | "UNSUPPORTED_SERVER" // the server does not offer version 1 of an API this client needs
+  | "AUTHENTICATION_FAILED" // the server's SCRAM signature was wrong: it does not know the user
   | "CLOSED"; // the client object was closed by its owner
 
 const RETRIABLE: ReadonlySet<ClientErrorCode> = new Set<ClientErrorCode>([

@@ -24,6 +24,8 @@ export {
   type ClientConnectionStats,
   type RequestOptions,
 } from "./connection.ts";
+export type { ClientSaslOptions } from "./sasl.ts";
+export type { ClientTlsOptions } from "./socket.ts";
 export {
   Consumer,
   type ConsumerOptions,

@@ -12,7 +12,32 @@
 // record values may stay views of them.
 
 import net from "node:net";
+import tls from "node:tls";
 import type { TransportSocket } from "../codec/outbox.ts";
+
+/**
+ * TLS to the server (PROTOCOL.md section 11.1): PEM text, not file names. Without `ca` the
+ * runtime's trusted roots verify the server; `cert` and `key` present a client certificate
+ * (mTLS); `servername` is the name the server's certificate must carry (default: the host).
+ */
+export type ClientTlsOptions = {
+  ca?: string | string[];
+  cert?: string;
+  key?: string;
+  servername?: string;
+  /** false accepts any server certificate: for tests only, never in production. */
+  rejectUnauthorized?: boolean;
+};
+
+function tlsFields(host: string, options: ClientTlsOptions): Record<string, unknown> {
+  return {
+    ...(options.ca === undefined ? {} : { ca: options.ca }),
+    ...(options.cert === undefined ? {} : { cert: options.cert }),
+    ...(options.key === undefined ? {} : { key: options.key }),
+    servername: options.servername ?? host,
+    rejectUnauthorized: options.rejectUnauthorized ?? true,
+  };
+}
 
 export type ClientSocketKind = "bun" | "node";
 
@@ -46,10 +71,12 @@ type BunSocketHandler = {
   end(socket: BunSocket): void;
   error(socket: BunSocket, error: Error): void;
   connectError(socket: BunSocket, error: Error): void;
+  handshake?(socket: BunSocket, success: boolean, error: Error | null): void;
 };
 type BunConnect = (options: {
   hostname: string;
   port: number;
+  tls?: Record<string, unknown>;
   socket: BunSocketHandler;
 }) => Promise<BunSocket>;
 
@@ -79,12 +106,13 @@ export function openSocket(
   port: number,
   handlers: ClientSocketHandlers,
   kind: ClientSocketKind = defaultSocketKind(),
+  secure?: ClientTlsOptions,
 ): Promise<ClientSocket> {
   if (kind === "bun") {
     if (bunConnect === undefined) throw new TypeError("the bun socket needs the Bun runtime");
-    return openBun(bunConnect, host, port, handlers);
+    return openBun(bunConnect, host, port, handlers, secure);
   }
-  return openNode(host, port, handlers);
+  return openNode(host, port, handlers, secure);
 }
 
 function openBun(
@@ -92,6 +120,7 @@ function openBun(
   host: string,
   port: number,
   handlers: ClientSocketHandlers,
+  secure: ClientTlsOptions | undefined,
 ): Promise<ClientSocket> {
   let closed = false;
   let failure: Error | undefined;
@@ -117,10 +146,18 @@ function openBun(
     },
     remoteAddress: socket.remoteAddress,
   });
+  // With TLS, connect resolves before the handshake; requests written meanwhile wait in the
+  // TLS layer, and a failed handshake closes the socket with the verification error.
   return connect({
     hostname: host,
     port,
+    ...(secure === undefined ? {} : { tls: tlsFields(host, secure) }),
     socket: {
+      handshake: (socket, success, error) => {
+        if (success || secure?.rejectUnauthorized === false) return;
+        failure ??= error ?? new Error("TLS handshake failed");
+        socket.terminate();
+      },
       open: (socket) => void socket.setNoDelay?.(true),
       data: (_socket, bytes) => handlers.data(bytes),
       drain: () => handlers.drain(),
@@ -144,8 +181,12 @@ function openNode(
   host: string,
   port: number,
   handlers: ClientSocketHandlers,
+  secure: ClientTlsOptions | undefined,
 ): Promise<ClientSocket> {
-  const socket = net.connect({ host, port });
+  const socket =
+    secure === undefined
+      ? net.connect({ host, port })
+      : tls.connect({ host, port, minVersion: "TLSv1.2", ...tlsFields(host, secure) });
   socket.setNoDelay(true);
   let failure: Error | undefined;
   let connected = false;
@@ -169,7 +210,7 @@ function openNode(
     socket.on("error", (error: Error) => {
       failure ??= error;
     });
-    socket.once("connect", () => {
+    socket.once(secure === undefined ? "connect" : "secureConnect", () => {
       connected = true;
       resolve(wrapped);
     });

@@ -29,7 +29,14 @@ export type Fields = Record<string, unknown>;
 
 export type ControlApiName = Exclude<
   ApiName,
-  "Handshake" | "Produce" | "Fetch" | "QueueFetch" | "QueueAck" | "ExchangePublish"
+  | "Handshake"
+  | "Produce"
+  | "Fetch"
+  | "QueueFetch"
+  | "QueueAck"
+  | "ExchangePublish"
+  | "SaslHandshake"
+  | "SaslAuthenticate"
 >;
 
 const KIB = 1024;
@@ -68,6 +75,8 @@ export const CONTROL_BODY_LIMITS: Readonly<Record<ControlApiName, Readonly<Msgpa
     ExchangeList: { bytesMax: 4 * KIB, depthMax: 3, entriesMax: 16, keysMax: 16 },
     ExchangeBind: { bytesMax: 160 * KIB, depthMax: 4, entriesMax: 256, keysMax: 96 },
     ExchangeUnbind: { bytesMax: 160 * KIB, depthMax: 4, entriesMax: 256, keysMax: 96 },
+    AlterSecurity: { bytesMax: 16 * KIB, depthMax: 4, entriesMax: 256, keysMax: 32 },
+    DescribeSecurity: { bytesMax: 4 * KIB, depthMax: 3, entriesMax: 16, keysMax: 16 },
   });
 
 /** What the server's settings may lower: every limit but the distinct keys. */

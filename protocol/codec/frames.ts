@@ -38,6 +38,10 @@ export const API = {
   ExchangeBind: 24,
   ExchangeUnbind: 25,
   ExchangePublish: 26,
+  SaslHandshake: 27,
+  SaslAuthenticate: 28,
+  AlterSecurity: 29,
+  DescribeSecurity: 30,
 } as const;
 
 export type ApiName = keyof typeof API;
@@ -46,21 +50,44 @@ export type ApiKey = (typeof API)[ApiName];
 export type ApiVersionRange = { apiKey: number; min: number; max: number };
 
 /**
+ * The security APIs (PROTOCOL.md section 11): a server lists and serves them only with
+ * authentication on, so that with it off the Handshake response stays byte for byte what it
+ * was before they existed.
+ */
+export const SECURITY_API_KEYS: readonly number[] = Object.freeze([
+  API.SaslHandshake,
+  API.SaslAuthenticate,
+  API.AlterSecurity,
+  API.DescribeSecurity,
+]);
+
+function versionRange(apiKey: number): Readonly<ApiVersionRange> {
+  return Object.freeze({
+    apiKey,
+    min: 1,
+    max: apiKey === API.Produce || apiKey === API.Fetch ? 2 : 1,
+  });
+}
+
+/**
  * The versions the server serves, by API: every API has version 1; Produce and Fetch also
  * have version 2 (PROTOCOL.md sections 5 and 6), whose responses carry one more field per
- * partition. Version 1 stays byte for byte what it was.
+ * partition. Version 1 stays byte for byte what it was. The security APIs are apart
+ * (SECURITY_API_VERSIONS), listed only by a server with authentication on.
  */
 export const API_VERSIONS: readonly Readonly<ApiVersionRange>[] = Object.freeze(
-  Object.values(API).map((apiKey) =>
-    Object.freeze({
-      apiKey,
-      min: 1,
-      max: apiKey === API.Produce || apiKey === API.Fetch ? 2 : 1,
-    }),
-  ),
+  Object.values(API)
+    .filter((apiKey) => !SECURITY_API_KEYS.includes(apiKey))
+    .map(versionRange),
 );
 
-const VERSIONS_BY_KEY = new Map(API_VERSIONS.map((range) => [range.apiKey, range]));
+export const SECURITY_API_VERSIONS: readonly Readonly<ApiVersionRange>[] = Object.freeze(
+  SECURITY_API_KEYS.map(versionRange),
+);
+
+const VERSIONS_BY_KEY = new Map(
+  [...API_VERSIONS, ...SECURITY_API_VERSIONS].map((range) => [range.apiKey, range]),
+);
 
 /** The versions served of `apiKey`, or undefined for a key not in the table. */
 export function apiVersionRange(apiKey: number): Readonly<ApiVersionRange> | undefined {

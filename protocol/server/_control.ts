@@ -35,6 +35,8 @@ export type ControlPlane = {
   stats: () => Record<string, unknown>;
   /** The last topic admin request queued (see `oneAtATime`). */
   adminTail: Promise<unknown>;
+  /** With authentication on: whether a full Metadata listing shows a topic to a connection. */
+  visibleTopic?: (connection: RequestContext["connection"], topic: string) => boolean;
 };
 
 /**
@@ -89,8 +91,14 @@ function assignmentToWire(assignment: Assignment | null) {
 export function handleMetadata(plane: ControlPlane, request: RequestContext): HandlerResult {
   const fields = readMsgpack(request.reader, "MetadataRequest");
   const wanted = optionalArray(fields, "topics", TOPICS_PER_REQUEST_MAX);
+  const visible = plane.visibleTopic;
   const names =
-    wanted === null ? plane.engine.listTopics().map((t) => t.name) : stringItems(wanted, "topics");
+    wanted === null
+      ? plane.engine
+          .listTopics()
+          .map((t) => t.name)
+          .filter((name) => visible === undefined || visible(request.connection, name))
+      : stringItems(wanted, "topics");
   const topics = names.map((name) => {
     try {
       const info = plane.engine.describeTopic(name);

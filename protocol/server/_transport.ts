@@ -5,7 +5,9 @@
 // sends faster than it reads meets TCP backpressure instead of unbounded server memory.
 
 import net from "node:net";
+import tls from "node:tls";
 import type { TransportSocket } from "../codec/outbox.ts";
+import { type TlsListen, tlsBunOptions, tlsNodeOptions } from "./_tls.ts";
 
 export interface TransportHandlers {
   open(socket: TransportSocket): void;
@@ -37,7 +39,9 @@ type BunSocket = {
 type BunListen = (options: {
   hostname: string;
   port: number;
+  tls?: Record<string, unknown>;
   socket: {
+    handshake?(socket: BunSocket, success: boolean, error: Error | null): void;
     open(socket: BunSocket): void;
     data(socket: BunSocket, bytes: Uint8Array): void;
     drain(socket: BunSocket): void;
@@ -54,24 +58,36 @@ export function defaultTransport(): TransportKind {
   return bunListen === undefined ? "node" : "bun";
 }
 
+/** With `secure`, the listener speaks TLS (_tls.ts) and reports each client's certificate. */
 export function listen(
   host: string,
   port: number,
   handlers: TransportHandlers,
   kind: TransportKind = defaultTransport(),
+  secure?: TlsListen,
 ): Promise<TransportServer> {
   if (kind === "bun") {
     if (bunListen === undefined) throw new TypeError("the bun transport needs the Bun runtime");
-    return Promise.resolve(listenBun(bunListen, host, port, handlers));
+    return Promise.resolve(listenBun(bunListen, host, port, handlers, secure));
   }
-  return listenNode(host, port, handlers);
+  return listenNode(host, port, handlers, secure);
 }
 
-function listenBun(bun: BunListen, host: string, port: number, h: TransportHandlers) {
+function listenBun(
+  bun: BunListen,
+  host: string,
+  port: number,
+  h: TransportHandlers,
+  secure: TlsListen | undefined,
+) {
   const server = bun({
     hostname: host,
     port,
+    ...(secure === undefined ? {} : { tls: tlsBunOptions(secure) }),
     socket: {
+      handshake: (socket, success, error) => {
+        secure?.handshake(socket.data, socket, success, error);
+      },
       open(socket) {
         socket.setNoDelay?.(true);
         socket.data = {
@@ -102,9 +118,14 @@ function listenBun(bun: BunListen, host: string, port: number, h: TransportHandl
   };
 }
 
-function listenNode(host: string, port: number, h: TransportHandlers): Promise<TransportServer> {
+function listenNode(
+  host: string,
+  port: number,
+  h: TransportHandlers,
+  secure: TlsListen | undefined,
+): Promise<TransportServer> {
   const sockets = new Set<net.Socket>();
-  const server = net.createServer({ noDelay: true }, (socket) => {
+  const accept = (socket: net.Socket) => {
     sockets.add(socket);
     const wrapped: TransportSocket = {
       write(bytes) {
@@ -130,7 +151,25 @@ function listenNode(host: string, port: number, h: TransportHandlers): Promise<T
     socket.on("close", close);
     socket.on("error", close);
     h.open(wrapped);
-  });
+    if (secure !== undefined) {
+      const tlsSocket = socket as tls.TLSSocket;
+      // "secureConnection" comes after a completed handshake; `authorized` speaks of the client
+      // certificate, which only a listener with a CA asks for.
+      const verified = tlsSocket.authorized || secure.ca === undefined;
+      secure.handshake(wrapped, tlsSocket, verified, tlsSocket.authorizationError ?? null);
+    }
+  };
+  const server =
+    secure === undefined
+      ? net.createServer({ noDelay: true }, accept)
+      : tls
+          .createServer({ ...tlsNodeOptions(secure), noDelay: true })
+          .on("secureConnection", accept);
+  if (secure !== undefined) {
+    server.on("tlsClientError", (error: Error, socket: net.Socket) => {
+      secure.failed(socket.remoteAddress ?? "unknown", error);
+    });
+  }
   return new Promise((resolve, reject) => {
     server.once("error", reject);
     server.listen(port, host, () => {

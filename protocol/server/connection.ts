@@ -16,7 +16,8 @@
 // it), and once the handshake is done a frame whose size has arrived must arrive whole within
 // `frameReadTimeoutMs` (the clock stops while the server itself is not reading). Before the
 // handshake only the idle timer applies, so nothing closes a connection that has not sent its
-// handshake sooner than `idleTimeoutMs`.
+// handshake sooner than `idleTimeoutMs` (with authentication off; with it on, the server's
+// security gate adds its own deadline and frame limit, server/_auth.ts).
 //
 // A frame over the size limit, one that cannot be parsed far enough to answer, or a timeout
 // closes the connection with a logged reason; every other bad request gets an error response
@@ -129,10 +130,18 @@ export class ServerConnection {
     return this.#paused;
   }
 
-  /** Called once the handshake is answered: frames may now be as large as the full limit. */
-  completeHandshake(): void {
+  /**
+   * Called once the handshake is answered: frames may now be as large as the full limit, or as
+   * `frameBytesMax` (lower, until the connection has authenticated; server/_auth.ts).
+   */
+  completeHandshake(frameBytesMax = this.#host.limits.frameBytesMax): void {
     this.handshaken = true;
-    this.#frames.frameBytesMax = this.#host.limits.frameBytesMax;
+    this.#frames.frameBytesMax = frameBytesMax;
+  }
+
+  /** Serves nothing more: closes once the answers owed so far are written. */
+  closeAfterAnswers(): void {
+    this.#closeAfterFlush = true;
   }
 
   data(bytes: Uint8Array): void {

@@ -15,3 +15,28 @@ export {
   stopOnInvariant,
 } from "./server.ts";
 export type { TransportKind } from "./_transport.ts";
+export type { AuthMethod, SecurityOptions } from "./_auth.ts";
+export type { TlsPrincipalMapping, TlsServerOptions } from "./_tls.ts";
+export {
+  ACL_NAME_BYTES_MAX,
+  type Acl,
+  Authorizer,
+  CLUSTER_NAME,
+  checkAcl,
+  OPERATIONS,
+  type Operation,
+  RESOURCE_TYPES,
+  type ResourceType,
+} from "./acl.ts";
+export {
+  addAcl,
+  checkUserName,
+  dataDirHolder,
+  emptySecurityState,
+  loadSecurityState,
+  removeAcl,
+  SECURITY_FILE,
+  type SecurityState,
+  saveSecurityState,
+  type UserCredentials,
+} from "./security_store.ts";

@@ -6,7 +6,13 @@ import { Engine, type EngineOptions, GroupCoordinator } from "../../engine/mod.t
 import packageJson from "../../package.json" with { type: "json" };
 import { InvariantError } from "../../record/mod.ts";
 import { writeHandshakeResponse, readHandshakeRequest } from "../codec/handshake.ts";
-import { API, API_VERSIONS, finishFrame, startResponse } from "../codec/frames.ts";
+import {
+  API,
+  API_VERSIONS,
+  finishFrame,
+  SECURITY_API_VERSIONS,
+  startResponse,
+} from "../codec/frames.ts";
 import type { TransportSocket } from "../codec/outbox.ts";
 import { type ControlBodyCaps, checkMsgpackBody, controlBodyLimits } from "../codec/control.ts";
 import {
@@ -22,6 +28,9 @@ import { type DataPlane, handleFetch, handleProduce } from "./_data.ts";
 import { newQueuePlane, type QueuePlane, queueHandlers } from "./_queue.ts";
 import { exchangeHandlers } from "./_exchange.ts";
 import { listen, type TransportKind, type TransportServer } from "./_transport.ts";
+import { SecurityGate, type SecurityOptions } from "./_auth.ts";
+import { securityHandlers } from "./_auth_handlers.ts";
+import { type TlsServerOptions, tlsListen } from "./_tls.ts";
 
 export type ServerOptions = {
   /** Data directory to open; or pass an open `engine` (which the server will not close). */
@@ -36,6 +45,13 @@ export type ServerOptions = {
   sessionTimeoutMs?: number;
   heartbeatIntervalMs?: number;
   transport?: TransportKind;
+  /**
+   * TLS (PROTOCOL.md section 11.1): without `tls.port` the listener on `port` speaks TLS; with
+   * it, `port` stays plaintext and a second listener on `tls.port` (0: a free one) speaks TLS.
+   */
+  tls?: TlsServerOptions & { port?: number };
+  /** Authentication and ACLs (section 11); off unless `security.auth` names a method. */
+  security?: SecurityOptions;
   log?: (message: string) => void;
   /**
    * Called when serving a request (or the periodic sweep) breaks an invariant: a bug in sluice,
@@ -67,6 +83,8 @@ export class SluiceServer {
   readonly host: string;
   #ownsEngine: boolean;
   #transport: TransportServer | undefined;
+  #tlsTransport: TransportServer | undefined;
+  #security: SecurityGate | undefined;
   #connections = new Map<TransportSocket, ServerConnection>();
   #budget: BufferBudget;
   #groups: GroupCoordinator;
@@ -97,6 +115,9 @@ export class SluiceServer {
     this.host = options.host ?? "127.0.0.1";
     this.#log = options.log ?? ((message) => console.error(`sluice: ${message}`));
     this.#onFatal = options.onFatal ?? stopOnInvariant;
+    this.#security = SecurityGate.enabled(options.security)
+      ? new SecurityGate(options.security!, engine.dataDir, this.#log)
+      : undefined;
     this.#groups = new GroupCoordinator({
       partitionsOf: (topic) => {
         try {
@@ -128,6 +149,9 @@ export class SluiceServer {
       port: () => this.port,
       stats: () => this.stats(),
       adminTail: Promise.resolve(),
+      ...(this.#security === undefined
+        ? {}
+        : { visibleTopic: this.#security.visibleTopic.bind(this.#security) }),
     };
     this.#queues = newQueuePlane({
       ...this.limits,
@@ -146,15 +170,17 @@ export class SluiceServer {
     const engine =
       options.engine ??
       (await Engine.open(options.dataDir ?? join(process.cwd(), "data"), options.engineOptions));
-    const server = new SluiceServer(engine, options.engine === undefined, options);
+    let server: SluiceServer;
     try {
-      server.#transport = await listen(
-        server.host,
-        options.port ?? 7450,
-        server.#transportHandlers(),
-        options.transport,
-      );
+      server = new SluiceServer(engine, options.engine === undefined, options);
     } catch (error) {
+      if (options.engine === undefined) await engine.close();
+      throw error;
+    }
+    try {
+      await server.#listen(options);
+    } catch (error) {
+      server.#transport?.stop();
       if (server.#ownsEngine) await engine.close();
       throw error;
     }
@@ -163,8 +189,30 @@ export class SluiceServer {
     return server;
   }
 
+  async #listen(options: ServerOptions): Promise<void> {
+    const handlers = this.#transportHandlers();
+    const secure = options.tls === undefined ? undefined : tlsListen(options.tls, this.#log);
+    const mainSecure = options.tls?.port === undefined ? secure : undefined;
+    const port = options.port ?? 7450;
+    this.#transport = await listen(this.host, port, handlers, options.transport, mainSecure);
+    if (secure !== undefined && options.tls?.port !== undefined) {
+      this.#tlsTransport = await listen(
+        this.host,
+        options.tls.port,
+        handlers,
+        options.transport,
+        secure,
+      );
+    }
+  }
+
   get port(): number {
     return this.#transport?.port ?? 0;
+  }
+
+  /** The port of the separate TLS listener (`tls.port`), or undefined without one. */
+  get tlsPort(): number | undefined {
+    return this.#tlsTransport?.port;
   }
 
   get connectionCount(): number {
@@ -172,8 +220,20 @@ export class SluiceServer {
   }
 
   #connectionHost(): ServerConnectionHost {
+    const security = this.#security;
+    // With authentication on, a frame before the handshake is held to the pre-auth limit too.
+    const limits =
+      security === undefined
+        ? this.limits
+        : {
+            ...this.limits,
+            handshakeFrameBytesMax: Math.min(
+              this.limits.handshakeFrameBytesMax,
+              security.authFrameBytesMax,
+            ),
+          };
     return {
-      limits: this.limits,
+      limits,
       budget: this.#budget,
       dispatch: (request) => this.#dispatch(request),
       log: this.#log,
@@ -194,7 +254,12 @@ export class SluiceServer {
           socket.destroy();
           return;
         }
-        this.#connections.set(socket, new ServerConnection(socket, host));
+        const connection = new ServerConnection(socket, host);
+        if (this.#security !== undefined && !this.#security.opened(connection, Date.now())) {
+          socket.destroy();
+          return;
+        }
+        this.#connections.set(socket, connection);
       },
       data: (socket: TransportSocket, bytes: Uint8Array) =>
         this.#guarded(socket, (connection) => connection.data(bytes)),
@@ -205,6 +270,7 @@ export class SluiceServer {
         this.#closedBytes.in += connection.bytesIn;
         this.#closedBytes.out += connection.bytesOut;
         connection.closedBySocket();
+        this.#security?.closed(connection);
         this.#connections.delete(socket);
       },
     };
@@ -251,11 +317,14 @@ export class SluiceServer {
       [API.Stats, (request) => control.handleStats(c, request)],
       ...queueHandlers(this.#queues),
       ...exchangeHandlers(this.engine),
+      ...(this.#security === undefined ? [] : securityHandlers(this.#security)),
     ]);
   }
 
   #dispatch(request: RequestContext): HandlerResult | Promise<HandlerResult> {
     this.#requests.set(request.apiKey, (this.#requests.get(request.apiKey) ?? 0) + 1);
+    // Before authenticating only Handshake and SASL are served (nothing else is even read).
+    this.#security?.admit(request);
     const handler = this.#handlers.get(request.apiKey);
     if (handler === undefined) return control.unknownApi(request.apiKey);
     // A control-plane body is checked against its API's limits before anything decodes it,
@@ -264,6 +333,8 @@ export class SluiceServer {
     if (bodyLimits !== undefined) {
       checkMsgpackBody(request.reader, bodyLimits, `request body of api ${request.apiKey}`);
     }
+    // Every API's resources are checked here, in one place, before its handler does any work.
+    if (this.#security?.authorize(request) === null) return null;
     return handler(request);
   }
 
@@ -274,9 +345,15 @@ export class SluiceServer {
       serverVersion: packageJson.version,
       frameBytesMax: this.limits.frameBytesMax,
       inFlightMax: this.limits.inFlightMax,
-      apis: [...API_VERSIONS],
+      apis:
+        this.#security === undefined
+          ? [...API_VERSIONS]
+          : [...API_VERSIONS, ...SECURITY_API_VERSIONS],
     });
-    request.connection.completeHandshake();
+    const frameBytesMax = this.limits.frameBytesMax;
+    request.connection.completeHandshake(
+      this.#security?.frameBytesAfterHandshake(request.connection, frameBytesMax) ?? frameBytesMax,
+    );
     return [finishFrame(writer)];
   }
 
@@ -293,7 +370,7 @@ export class SluiceServer {
   #sweepTimeouts(): void {
     const now = Date.now();
     for (const connection of this.#connections.values()) {
-      const timedOut = connection.timedOut(now);
+      const timedOut = connection.timedOut(now) ?? this.#security?.timedOut(connection, now);
       if (timedOut !== undefined) {
         connection.close(timedOut);
         continue;
@@ -341,10 +418,12 @@ export class SluiceServer {
     if (this.#sweep !== undefined) clearInterval(this.#sweep);
     this.#sweep = undefined;
     this.#transport?.stopListening();
+    this.#tlsTransport?.stopListening();
     for (const finish of [...this.#data.waitingFetches]) finish();
     for (const connection of this.#connections.values()) connection.shutdown();
     await this.#connectionsClosed(shutdownWaitMs);
     this.#transport?.stop();
+    this.#tlsTransport?.stop();
     this.#connections.clear();
     if (this.#ownsEngine) await this.engine.close();
   }

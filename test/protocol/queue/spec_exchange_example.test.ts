@@ -1,4 +1,4 @@
-// PROTOCOL.md section 11 against a real server: the ExchangePublish request shown is what the
+// PROTOCOL.md section 12 against a real server: the ExchangePublish request shown is what the
 // codec writes (the record batch of section 9 through a direct exchange), and the answer shown
 // is what the server sends, byte for byte.
 
@@ -41,7 +41,7 @@ async function control(client: RawClient, apiKey: number, body: object) {
 
 test("PROTOCOL.md's exchange example is what a real server exchanges", async () => {
   const spec = fs.readFileSync(join(PROJECT_ROOT, "protocol/PROTOCOL.md"), "utf8");
-  const blocks = hexBlocksAfter(spec, "## 11. Worked example: publishing through an exchange");
+  const blocks = hexBlocksAfter(spec, "## 12. Worked example: publishing through an exchange");
   assert.equal(blocks.length, 2);
   const [request, response] = blocks;
   assert.equal(hex(examplePublishRequest()), request);

@@ -1,0 +1,231 @@
+// What security costs on the data path: produce throughput of one producer over loopback with
+// the broker in its own process, in four modes run in alternation (A/B/A/B, so that a machine
+// whose load drifts affects every mode alike), and the time of a SCRAM-SHA-256 handshake.
+//
+//   plain       authentication off, plaintext
+//   scram       --auth scram, the producer authenticated and allowed by an ACL (not a
+//               superuser: every Produce goes through the ACL check and its decision cache)
+//   tls         TLS (a throwaway CA and server certificate made with openssl), auth off
+//   tls-scram   both
+//
+//   bun bench/tcp/security_ab.ts [--seconds 5] [--rounds 2] [--handshakes 50] [--json]
+//
+// The last stdout line is one JSON object: publishMBps per mode (the mean over rounds), each
+// mode's ratio to plain, and scramHandshakeMsP50 / connectMsP50 (MB = 10^6 bytes). The TLS
+// modes are skipped, with a message, when openssl is not installed.
+
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { parseArgs } from "node:util";
+import { makeScramCredential } from "../../protocol/codec/scram.ts";
+import {
+  Admin,
+  ClientConnection,
+  type ClientConnectionOptions,
+  Producer,
+} from "../../protocol/client/mod.ts";
+import { emptySecurityState, saveSecurityState } from "../../protocol/server/mod.ts";
+import { makeBenchCerts } from "./certs.ts";
+import { brokerScript, startChild } from "./processes.ts";
+
+const RECORD_BYTES = 1024;
+const PARTITIONS = 16;
+const TOPIC = "bench";
+/** Records unacknowledged before the sender waits: 32 MiB, half the producer's buffer. */
+const OUTSTANDING_MAX = 32_768;
+const PASSWORD = "bench-password";
+
+type Mode = "plain" | "scram" | "tls" | "tls-scram";
+
+const { values } = parseArgs({
+  options: {
+    seconds: { type: "string", default: "5" },
+    rounds: { type: "string", default: "2" },
+    handshakes: { type: "string", default: "50" },
+    json: { type: "boolean", default: false },
+  },
+});
+
+const log = (message: string) => console.error(`[bench:security] ${message}`);
+
+function makeCerts(dir: string): boolean {
+  return makeBenchCerts(dir) !== undefined;
+}
+
+function storeUsers(dataDir: string): void {
+  const state = emptySecurityState();
+  const credentials = {
+    "SCRAM-SHA-256": makeScramCredential("SCRAM-SHA-256", PASSWORD),
+    "SCRAM-SHA-512": makeScramCredential("SCRAM-SHA-512", PASSWORD),
+  };
+  state.users.set("admin", credentials);
+  state.users.set("producer", credentials);
+  state.acls.push({
+    principal: "producer",
+    resourceType: "topic",
+    name: TOPIC,
+    pattern: "literal",
+    operations: ["write"],
+    permission: "allow",
+  });
+  saveSecurityState(dataDir, state);
+}
+
+async function publish(options: ClientConnectionOptions & { port: number }, seconds: number) {
+  const producer = new Producer({ ...options, acks: 1, lingerMs: 2, batchBytes: 1024 * 1024 });
+  const value = new Uint8Array(RECORD_BYTES).fill(42);
+  let outstanding = 0;
+  let acked = 0;
+  let failed: Error | undefined;
+  let wake: (() => void) | undefined;
+  const done = (error: Error | null) => {
+    outstanding--;
+    if (error === null) acked++;
+    else failed ??= error;
+    if (wake !== undefined && outstanding < OUTSTANDING_MAX / 2) {
+      wake();
+      wake = undefined;
+    }
+  };
+  const started = performance.now();
+  const deadline = started + seconds * 1000;
+  let partition = 0;
+  while (performance.now() < deadline && failed === undefined) {
+    for (let i = 0; i < 1024; i++) {
+      outstanding++;
+      producer.send({ topic: TOPIC, value, partition }, done);
+      partition = (partition + 1) % PARTITIONS;
+    }
+    if (outstanding >= OUTSTANDING_MAX) await new Promise<void>((resolve) => (wake = resolve));
+    else await new Promise((resolve) => setImmediate(resolve));
+  }
+  await producer.flush();
+  const elapsed = (performance.now() - started) / 1000;
+  await producer.close();
+  if (failed !== undefined) throw failed;
+  return (acked * RECORD_BYTES) / 1e6 / elapsed;
+}
+
+function median(samples: number[]): number {
+  const sorted = [...samples].sort((a, b) => a - b);
+  return sorted[Math.floor(sorted.length / 2)] ?? Number.NaN;
+}
+
+async function connectMs(port: number, options: ClientConnectionOptions, count: number) {
+  const samples: number[] = [];
+  for (let i = 0; i < count; i++) {
+    const started = performance.now();
+    const connection = await ClientConnection.connect("127.0.0.1", port, options);
+    samples.push(performance.now() - started);
+    await connection.close();
+  }
+  return median(samples);
+}
+
+async function main(): Promise<void> {
+  const seconds = Number(values.seconds);
+  const rounds = Number(values.rounds);
+  const handshakes = Number(values.handshakes);
+  const dir = mkdtempSync(join(tmpdir(), "sluice-bench-security-"));
+  try {
+    const withTls = makeCerts(dir);
+    if (!withTls) log("openssl is missing: TLS modes skipped (bash scripts/install_openssl.sh)");
+    const modes: Mode[] = withTls ? ["plain", "scram", "tls", "tls-scram"] : ["plain", "scram"];
+    const results = new Map<Mode, number[]>(modes.map((mode) => [mode, []]));
+    for (let round = 0; round < rounds; round++) {
+      for (const mode of modes) {
+        const mbps = await runMode(mode, dir, round, seconds);
+        results.get(mode)!.push(mbps);
+        log(`round ${round + 1} ${mode}: ${mbps.toFixed(0)} MB/s`);
+      }
+    }
+    const handshake = await measureHandshakes(dir, join(dir, "handshakes"), handshakes);
+    const mean = (mode: Mode) => {
+      const list = results.get(mode) ?? [];
+      return list.reduce((sum, x) => sum + x, 0) / list.length;
+    };
+    const publishMBps = Object.fromEntries(modes.map((mode) => [mode, mean(mode)]));
+    const ratioToPlain = Object.fromEntries(
+      modes.map((mode) => [mode, mean(mode) / mean("plain")]),
+    );
+    const result = {
+      benchmark: "bench:security",
+      date: new Date().toISOString(),
+      seconds,
+      rounds,
+      publishMBps,
+      ratioToPlain,
+      ...handshake,
+    };
+    if (!values.json) console.log(JSON.stringify(result, null, 2));
+    console.log(JSON.stringify(result));
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+function serveArgs(mode: Mode, certDir: string, dataDir: string): string[] {
+  const args = ["serve", "--data", dataDir, "--port", "0"];
+  if (mode === "tls" || mode === "tls-scram") {
+    args.push("--tls-cert", join(certDir, "server.pem"), "--tls-key", join(certDir, "server.key"));
+  }
+  if (mode === "scram" || mode === "tls-scram")
+    args.push("--auth", "scram", "--super-users", "admin");
+  return args;
+}
+
+function clientOptions(mode: Mode, certDir: string, user: string): ClientConnectionOptions {
+  const tls =
+    mode === "tls" || mode === "tls-scram"
+      ? { tls: { ca: readText(join(certDir, "ca.pem")), servername: "localhost" } }
+      : {};
+  const sasl =
+    mode === "scram" || mode === "tls-scram"
+      ? { sasl: { username: user, password: PASSWORD } }
+      : {};
+  return { ...tls, ...sasl };
+}
+
+function readText(path: string): string {
+  return readFileSync(path, "utf8");
+}
+
+async function runMode(mode: Mode, certDir: string, round: number, seconds: number) {
+  const dataDir = join(certDir, `${mode}-${round}`);
+  storeUsers(dataDir);
+  const broker = await startChild(brokerScript, serveArgs(mode, certDir, dataDir));
+  try {
+    const admin = new Admin({ port: broker.port, ...clientOptions(mode, certDir, "admin") });
+    await admin.createTopics([{ name: TOPIC, partitions: PARTITIONS, config: { fsync: "never" } }]);
+    await admin.close();
+    return await publish(
+      { port: broker.port, ...clientOptions(mode, certDir, "producer") },
+      seconds,
+    );
+  } finally {
+    await broker.stop();
+    rmSync(dataDir, { recursive: true, force: true });
+  }
+}
+
+async function measureHandshakes(certDir: string, dataDir: string, count: number) {
+  storeUsers(dataDir);
+  const broker = await startChild(brokerScript, serveArgs("scram", certDir, dataDir));
+  try {
+    // Without credentials the connection opens and handshakes; nothing else is needed here.
+    const connectMsP50 = await connectMs(broker.port, {}, count);
+    const scramHandshakeMsP50 = await connectMs(
+      broker.port,
+      clientOptions("scram", certDir, "producer"),
+      count,
+    );
+    const scram = scramHandshakeMsP50.toFixed(2);
+    log(`connect ${connectMsP50.toFixed(2)} ms; with SCRAM-SHA-256 ${scram} ms (p50 of ${count})`);
+    return { connectMsP50, scramHandshakeMsP50, scramIterations: 4096 };
+  } finally {
+    await broker.stop();
+  }
+}
+
+await main();
