@@ -17,6 +17,7 @@ import fs from "node:fs";
 import { join } from "node:path";
 import { SluiceError } from "../record/mod.ts";
 import { ioError } from "./errors.ts";
+import { FileBudget, sharedFileBudget } from "./file_budget.ts";
 import { TOPIC_NAME_BYTES_MAX, validateTopicName } from "./topic_name.ts";
 import { type FileIO, realFileIO, releaseDeletedMappings } from "./io.ts";
 import { definedFields, type LogConfig, resolveLogConfig } from "./log_config.ts";
@@ -46,6 +47,13 @@ export type EngineOptions = {
   partitionsMax?: number;
   /** Topics (default 100,000); a create past it is refused. */
   topicsMax?: number;
+  /**
+   * Segment file descriptors held open at once (the open-files budget, file_budget.ts); idle
+   * ones are closed least recently used first and reopened on demand. Default: half the
+   * process's open-files limit (`ulimit -n`, read from /proc/self/limits), shared by every
+   * engine of the process that sets none; 128 where the limit cannot be read.
+   */
+  openFilesMax?: number;
 };
 
 /** Partitions one topic may have (Kafka's practical ceiling; each is a directory). */
@@ -79,11 +87,15 @@ export class Engine {
   #closed = false;
   #producerIds = { next: 0, reservedEnd: 0 };
   #queues!: Queues;
+  readonly fileBudget: FileBudget;
 
   private constructor(dataDir: string, offsets: OffsetStore, options: EngineOptions) {
     this.dataDir = dataDir;
     this.offsets = offsets;
     this.#options = options;
+    const { openFilesMax } = options;
+    this.fileBudget =
+      openFilesMax === undefined ? sharedFileBudget() : new FileBudget(openFilesMax);
   }
 
   /** Opens (creating when new) a data directory and every topic in it, recovering as needed. */
@@ -175,6 +187,7 @@ export class Engine {
             ...(this.#options.io === undefined ? {} : { io: this.#options.io }),
             ...(this.#options.now === undefined ? {} : { now: this.#options.now }),
             onWarning: (message) => this.#warn(message),
+            fileBudget: this.fileBudget,
           }),
         );
       }
