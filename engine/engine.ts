@@ -286,6 +286,9 @@ export class Engine {
       this.#removePartitionDirectories(name);
       const topic = await this.#openTopic(info);
       try {
+        // The partition directories' entries must be durable before the metadata that makes
+        // the topic exist, or power loss could keep the topic and lose a partition's records.
+        this.#io.syncDirectory(this.dataDir);
         this.#io.writeFileAtomic(
           this.#metaDir,
           `${name}.json`,
