@@ -68,6 +68,9 @@ describe("queue state on a real full disk (tmpfs of 512 KiB)", () => {
       }
       assert.ok(failed !== undefined, `the disk filled up (${accepted.length} acks fitted)`);
       const rest = held.filter((d) => d !== failed && !accepted.includes(d));
+      // The ack that got DISK_FULL stays applied in memory: resending it is refused.
+      const resent = await outcomeOf(engine.ackQueue("q", member, acksFor([failed], "accept")));
+      assert.ok(["INVALID_RECORD_STATE", "LOCK_EXPIRED"].includes(resent), `resent: ${resent}`);
       // Nothing is fenced: the queue still answers, and a second ack gets DISK_FULL or works.
       engine.fetchQueue("q", member);
       const again = await outcomeOf(engine.ackQueue("q", member, acksFor([rest[0]!], "accept")));
