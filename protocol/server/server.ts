@@ -180,6 +180,7 @@ export class SluiceServer {
       refused: () => {
         this.#refused++;
       },
+      bodyBytesMax: (apiKey) => controlBodyLimits(apiKey, this.#bodyCaps)?.bytesMax,
       now: Date.now,
     };
   }
