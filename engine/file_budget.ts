@@ -90,7 +90,12 @@ export class FileBudget {
   touch(file: BudgetedFile): void {
     this.#open.delete(file);
     this.#open.set(file, true);
-    if (this.#open.size > this.openFilesMax) this.#evict();
+    if (this.#open.size > this.openFilesMax) this.#evict(file);
+  }
+
+  /** Closes idle files past the budget (after pins were released). @internal */
+  trim(): void {
+    if (this.#open.size > this.openFilesMax) this.#evict(undefined);
   }
 
   /** Forgets a file whose descriptor was closed. @internal */
@@ -98,11 +103,16 @@ export class FileBudget {
     this.#open.delete(file);
   }
 
-  #evict(): void {
-    // Pinned files are skipped; the walk is bounded by the number of open files.
+  /**
+   * Closes least recently used files until the budget holds, skipping pinned ones and `using`
+   * (the file being handed out): while more than openFilesMax are pinned by I/O in flight, the
+   * budget is passed rather than a descriptor closed under its user. The walk is bounded by
+   * the number of open files.
+   */
+  #evict(using: BudgetedFile | undefined): void {
     for (const file of this.#open.keys()) {
       if (this.#open.size <= this.openFilesMax) return;
-      if (file.pinned) continue;
+      if (file.pinned || file === using) continue;
       file.release();
     }
   }
@@ -151,13 +161,14 @@ export class BudgetedFile {
 
   /** Runs an asynchronous operation with the descriptor, which stays open until it settles. */
   async use<T>(operation: (fd: number) => Promise<T>): Promise<T> {
-    const fd = this.fd;
     this.#pins++;
     try {
-      return await operation(fd);
+      return await operation(this.fd);
     } finally {
       this.#pins--;
       assert(this.#pins >= 0, "pins balance");
+      // Files kept open past the budget while pinned are closed once their I/O is done.
+      if (this.#pins === 0) this.#budget.trim();
     }
   }
 

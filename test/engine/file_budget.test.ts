@@ -36,6 +36,8 @@ function writeAt(fd: number, text: string, position: number): void {
 
 const PARTITIONS = 2000;
 const BUDGET = 100;
+/** Partitions flushed at once, more than BUDGET. */
+const FLUSHED = 500;
 /** Appends in flight at once: each pins its active segment's descriptor while it is written. */
 const WAVE = 50;
 
@@ -159,6 +161,56 @@ describe("open-files budget", { skip: hasProcFd ? false : "needs /proc/self/fd" 
     } finally {
       pinned.close();
       for (const other of others) other.close();
+    }
+  });
+
+  test("with more files pinned than the budget, a descriptor handed out stays open", async () => {
+    using dir = tempDir();
+    const budget = new FileBudget(4);
+    const files = Array.from({ length: 7 }, (_, i) => {
+      const path = join(dir.path, `p${i}`);
+      return budget.adopt(path, fs.openSync(path, "w+"));
+    });
+    try {
+      let release!: () => void;
+      const gate = new Promise<void>((resolve) => (release = resolve));
+      const pinned = files.slice(0, 6).map((file, i) =>
+        file.use(async (fd) => {
+          await gate;
+          writeAt(fd, `pinned ${i}`, 0);
+        }),
+      );
+      // Six pinned, budget four: the seventh must still get a descriptor that stays open.
+      writeAt(files[6]!.fd, "seventh", 0);
+      await files[6]!.use(async (fd) => fs.fdatasyncSync(fd));
+      release();
+      await Promise.all(pinned);
+      for (let i = 0; i < 6; i++) {
+        assert.equal(fs.readFileSync(join(dir.path, `p${i}`), "utf8"), `pinned ${i}`);
+      }
+      assert.equal(fs.readFileSync(join(dir.path, "p6"), "utf8"), "seventh");
+    } finally {
+      for (const file of files) file.close();
+    }
+  });
+
+  test("500 partitions flushed at once, all pinned past the budget, stay usable", async () => {
+    using dir = tempDir();
+    const engine = await Engine.open(dir.path, { ...quiet, openFilesMax: BUDGET });
+    try {
+      await engine.createTopic("wide", { partitions: FLUSHED, config: { fsync: "never" } });
+      const batch = encodeRecordBatch([{ value: new TextEncoder().encode("x") }]);
+      for (let p = 0; p < FLUSHED; p++) await engine.append("wide", p, batch);
+      // Every partition's fdatasync in flight at once: 500 descriptors pinned, budget 100.
+      await Promise.all(
+        Array.from({ length: FLUSHED }, (_, p) => engine.partition("wide", p).flush()),
+      );
+      assert.ok(engine.fileBudget.openCount <= BUDGET, "back within the budget afterwards");
+      for (let p = 0; p < FLUSHED; p++) {
+        assert.deepEqual(valuesOf(engine.read("wide", p, 0, 1 << 20).views), ["x"]);
+      }
+    } finally {
+      await engine.close();
     }
   });
 
