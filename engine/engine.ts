@@ -62,7 +62,7 @@ export const PARTITIONS_MAX = 10_000;
 export const BROKER_PARTITIONS_MAX_DEFAULT = 100_000;
 /** Topics, by default (EngineOptions.topicsMax). */
 export const TOPICS_MAX_DEFAULT = 100_000;
-/** Opening many partitions yields to other work at least this often (CreateTopics, startup). */
+/** Opening or removing many partitions yields to other work this often (create, delete, open). */
 const OPEN_SLICE_MS = 10;
 const RETENTION_CHECK_INTERVAL_MS_DEFAULT = 5 * 60 * 1000;
 /** Producer ids reserved per write of `__meta/producer-ids`. */
@@ -360,7 +360,14 @@ export class Engine {
       fs.rmSync(join(this.#metaDir, `${name}.json`), { force: true });
       this.#io.syncDirectory(this.#metaDir);
       const stamp = Date.now();
+      let sliceStartMs = performance.now();
       for (let partition = 0; partition < topic.info.partitions; partition++) {
+        // Removing thousands of directories takes seconds: let other connections' requests
+        // in. The topic is already gone (its metadata first); leftovers go at the next open.
+        if (performance.now() - sliceStartMs >= OPEN_SLICE_MS) {
+          await new Promise((resolve) => setImmediate(resolve));
+          sliceStartMs = performance.now();
+        }
         const dir = join(this.dataDir, `${name}-${partition}`);
         // Not `${dir}.deleted`: a 249-byte topic name plus a suffix passes the 255-byte limit.
         const doomed = join(this.dataDir, `.${stamp}-${partition}.deleted`);
