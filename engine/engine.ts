@@ -28,6 +28,7 @@ import type { QueueAck } from "./queue_ack.ts";
 import type { QueueConfig, QueueOptions } from "./queue_config.ts";
 import type { QueueFetchOptions } from "./queue_fetch.ts";
 import { Queues } from "./queues.ts";
+import { yieldToIo } from "./yield_to_io.ts";
 
 export type TopicInfo = { name: string; partitions: number; config: LogConfig; createdMs: number };
 
@@ -177,7 +178,7 @@ export class Engine {
       for (let partition = 0; partition < info.partitions; partition++) {
         // Thousands of partitions take seconds to open: let other connections' requests in.
         if (performance.now() - sliceStartMs >= OPEN_SLICE_MS) {
-          await new Promise((resolve) => setImmediate(resolve));
+          await yieldToIo();
           sliceStartMs = performance.now();
         }
         const name = `${info.name}-${partition}`;
@@ -365,7 +366,7 @@ export class Engine {
         // Removing thousands of directories takes seconds: let other connections' requests
         // in. The topic is already gone (its metadata first); leftovers go at the next open.
         if (performance.now() - sliceStartMs >= OPEN_SLICE_MS) {
-          await new Promise((resolve) => setImmediate(resolve));
+          await yieldToIo();
           sliceStartMs = performance.now();
         }
         const dir = join(this.dataDir, `${name}-${partition}`);
