@@ -18,6 +18,7 @@ import fs from "node:fs";
 import { join } from "node:path";
 import { BATCH_BYTES_MAX_DEFAULT, SluiceError } from "../record/mod.ts";
 import { ioError } from "./errors.ts";
+import { FileBudget, sharedFileBudget } from "./file_budget.ts";
 import { TOPIC_NAME_BYTES_MAX, validateTopicName } from "./topic_name.ts";
 import { type FileIO, realFileIO, releaseDeletedMappings } from "./io.ts";
 import { definedFields, type LogConfig, resolveLogConfig } from "./log_config.ts";
@@ -36,6 +37,7 @@ import {
   type ExchangeOptions,
   Exchanges,
 } from "./exchanges.ts";
+import { yieldToIo } from "./yield_to_io.ts";
 
 export type TopicInfo = { name: string; partitions: number; config: LogConfig; createdMs: number };
 
@@ -60,6 +62,13 @@ export type EngineOptions = {
    * 16 MiB/s; 0 turns it off). See engine/scrubber.ts.
    */
   scrubBytesPerSec?: number;
+  /**
+   * Segment file descriptors held open at once (the open-files budget, file_budget.ts); idle
+   * ones are closed least recently used first and reopened on demand. Default: half the
+   * process's open-files limit (`ulimit -n`, read from /proc/self/limits), shared by every
+   * engine of the process that sets none; 128 where the limit cannot be read.
+   */
+  openFilesMax?: number;
 };
 
 /** Partitions one topic may have (Kafka's practical ceiling; each is a directory). */
@@ -68,7 +77,7 @@ export const PARTITIONS_MAX = 10_000;
 export const BROKER_PARTITIONS_MAX_DEFAULT = 100_000;
 /** Topics, by default (EngineOptions.topicsMax). */
 export const TOPICS_MAX_DEFAULT = 100_000;
-/** Opening many partitions yields to other work at least this often (CreateTopics, startup). */
+/** Opening or removing many partitions yields to other work this often (create, delete, open). */
 const OPEN_SLICE_MS = 10;
 const RETENTION_CHECK_INTERVAL_MS_DEFAULT = 5 * 60 * 1000;
 /** Producer ids reserved per write of `__meta/producer-ids`. */
@@ -95,11 +104,15 @@ export class Engine {
   #producerIds = { next: 0, reservedEnd: 0 };
   #queues!: Queues;
   #exchanges!: Exchanges;
+  readonly fileBudget: FileBudget;
 
   private constructor(dataDir: string, offsets: OffsetStore, options: EngineOptions) {
     this.dataDir = dataDir;
     this.offsets = offsets;
     this.#options = options;
+    const { openFilesMax } = options;
+    this.fileBudget =
+      openFilesMax === undefined ? sharedFileBudget() : new FileBudget(openFilesMax);
   }
 
   /** Opens (creating when new) a data directory and every topic in it, recovering as needed. */
@@ -194,7 +207,7 @@ export class Engine {
       for (let partition = 0; partition < info.partitions; partition++) {
         // Thousands of partitions take seconds to open: let other connections' requests in.
         if (performance.now() - sliceStartMs >= OPEN_SLICE_MS) {
-          await new Promise((resolve) => setImmediate(resolve));
+          await yieldToIo();
           sliceStartMs = performance.now();
         }
         const name = `${info.name}-${partition}`;
@@ -204,6 +217,7 @@ export class Engine {
             ...(this.#options.io === undefined ? {} : { io: this.#options.io }),
             ...(this.#options.now === undefined ? {} : { now: this.#options.now }),
             onWarning: (message) => this.#warn(message),
+            fileBudget: this.fileBudget,
           }),
         );
       }
@@ -323,6 +337,9 @@ export class Engine {
       this.#removePartitionDirectories(name);
       const topic = await this.#openTopic(info);
       try {
+        // The partition directories' entries must be durable before the metadata that makes
+        // the topic exist, or power loss could keep the topic and lose a partition's records.
+        this.#io.syncDirectory(this.dataDir);
         this.#io.writeFileAtomic(
           this.#metaDir,
           `${name}.json`,
@@ -394,7 +411,14 @@ export class Engine {
       fs.rmSync(join(this.#metaDir, `${name}.json`), { force: true });
       this.#io.syncDirectory(this.#metaDir);
       const stamp = Date.now();
+      let sliceStartMs = performance.now();
       for (let partition = 0; partition < topic.info.partitions; partition++) {
+        // Removing thousands of directories takes seconds: let other connections' requests
+        // in. The topic is already gone (its metadata first); leftovers go at the next open.
+        if (performance.now() - sliceStartMs >= OPEN_SLICE_MS) {
+          await yieldToIo();
+          sliceStartMs = performance.now();
+        }
         const dir = join(this.dataDir, `${name}-${partition}`);
         // Not `${dir}.deleted`: a 249-byte topic name plus a suffix passes the 255-byte limit.
         const doomed = join(this.dataDir, `.${stamp}-${partition}.deleted`);

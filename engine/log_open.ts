@@ -18,6 +18,7 @@
 import fs from "node:fs";
 import { join } from "node:path";
 import { ioError } from "./errors.ts";
+import type { FileBudget } from "./file_budget.ts";
 import type { FileIO } from "./io.ts";
 import { MAX_BATCH_BYTES_MAX } from "./log_config.ts";
 import { baseOffsetAt, batchSizeAt, maxTimestampAt } from "../record/mod.ts";
@@ -32,6 +33,8 @@ export type OpenOptions = {
   io: FileIO;
   indexIntervalBytes: number;
   tailCacheBytes: number;
+  /** Where segment descriptors are counted and closed when idle (file_budget.ts). */
+  budget: FileBudget;
   /** Told about every truncation and every damaged region found while opening. */
   onWarning: (message: string) => void;
 };
@@ -201,7 +204,12 @@ function openOneSegment(dir: string, plan: SegmentPlan, o: OpenOptions) {
     plan.baseOffset,
     fd,
     { ...scan, size },
-    { io: o.io, indexIntervalBytes: o.indexIntervalBytes, tailCacheBytes: o.tailCacheBytes },
+    {
+      io: o.io,
+      indexIntervalBytes: o.indexIntervalBytes,
+      tailCacheBytes: o.tailCacheBytes,
+      budget: o.budget,
+    },
   );
   if (tail === undefined || tail.trimmed) {
     const failure = segment.rewriteIndexFiles();
@@ -224,7 +232,12 @@ export function createSegment(dir: string, baseOffset: number, o: OpenOptions): 
     baseOffset,
     fd,
     { ...start.cursor, size: 0, nextOffset: baseOffset, firstTimestamp: -1 },
-    { io: o.io, indexIntervalBytes: o.indexIntervalBytes, tailCacheBytes: o.tailCacheBytes },
+    {
+      io: o.io,
+      indexIntervalBytes: o.indexIntervalBytes,
+      tailCacheBytes: o.tailCacheBytes,
+      budget: o.budget,
+    },
   );
 }
 

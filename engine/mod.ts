@@ -29,6 +29,7 @@ export {
   type HeartbeatResponse,
   validateGroupId,
 } from "./groups.ts";
+export { FileBudget, openFilesMaxDefault } from "./file_budget.ts";
 export type { FileIO } from "./io.ts";
 export { realFileIO } from "./io.ts";
 export {

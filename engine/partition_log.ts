@@ -21,6 +21,7 @@ import {
   SluiceError,
 } from "../record/mod.ts";
 import { ioError } from "./errors.ts";
+import { type FileBudget, sharedFileBudget } from "./file_budget.ts";
 import { type FileIO, realFileIO, releaseDeletedMappings } from "./io.ts";
 import { type LogConfig, resolveLogConfig } from "./log_config.ts";
 import {
@@ -60,6 +61,11 @@ export type PartitionLogOptions = {
   /** Wall clock for roll and retention; tests pass their own. */
   now?: () => number;
   onWarning?: (message: string) => void;
+  /**
+   * The open-files budget the log's segment descriptors count against (file_budget.ts);
+   * defaults to one shared by the process, of half its file limit.
+   */
+  fileBudget?: FileBudget;
 };
 
 type PendingAck = {
@@ -122,6 +128,7 @@ export class PartitionLog {
       io: this.#io,
       indexIntervalBytes: config.indexIntervalBytes,
       tailCacheBytes: options.tailCacheBytes ?? TAIL_CACHE_BYTES_DEFAULT,
+      budget: options.fileBudget ?? sharedFileBudget(),
       onWarning: options.onWarning ?? ((message) => console.warn(`sluice: ${message}`)),
     };
     const opened = openLogDirectory(dir, this.#openOptions);
@@ -435,7 +442,8 @@ export class PartitionLog {
     }));
     try {
       for (const { segment, position, buffers } of writes) {
-        if (buffers.length > 0) await this.#io.writeAll(segment.fd, buffers, position);
+        if (buffers.length === 0) continue;
+        await segment.withFd((fd) => this.#io.writeAll(fd, buffers, position));
       }
     } catch (error) {
       // Nothing of this round is acknowledged: every open segment goes back to its start.
@@ -459,7 +467,7 @@ export class PartitionLog {
   }
 
   async #syncRound(open: Segment[]): Promise<void> {
-    for (const segment of open) await this.#io.datasync(segment.fd);
+    for (const segment of open) await segment.withFd((fd) => this.#io.datasync(fd));
     // Index files are derived and checked on open: they are written with the recovery-point
     // checkpoint (at most once a second), at seal and at close, not on every acknowledgement.
     if (this.#checkpointDue()) {
@@ -575,7 +583,7 @@ export class PartitionLog {
       this.#openOptions.onWarning(`${reason}; they are rebuilt when the log is next opened`);
     }
     try {
-      await this.#io.datasync(segment.fd);
+      await segment.withFd((fd) => this.#io.datasync(fd));
       if (indexed) {
         await this.#io.syncFile(segment.path("index"));
         await this.#io.syncFile(segment.path("timeindex"));

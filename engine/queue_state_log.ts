@@ -257,6 +257,21 @@ class DeltaBuffer {
     }
     return frames;
   }
+
+  /** A buffer holding this one's entries followed by `later`'s, in order. */
+  followedBy(later: DeltaBuffer): DeltaBuffer {
+    const joined = new DeltaBuffer();
+    const bytes = (this.entries + later.entries) * DELTA_ENTRY_BYTES;
+    joined.bytes = new Uint8Array(Math.max(bytes, joined.bytes.length));
+    joined.view = new DataView(joined.bytes.buffer);
+    joined.bytes.set(this.bytes.subarray(0, this.entries * DELTA_ENTRY_BYTES));
+    joined.bytes.set(
+      later.bytes.subarray(0, later.entries * DELTA_ENTRY_BYTES),
+      this.entries * DELTA_ENTRY_BYTES,
+    );
+    joined.entries = this.entries + later.entries;
+    return joined;
+  }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -447,6 +462,11 @@ export class QueueStateLog {
   #logBytes: number;
   #snapshotBytes: number;
   #pending = new DeltaBuffer();
+  /**
+   * Deltas whose write failed on a full disk: already applied in memory, they are written
+   * ahead of the next deltas (or covered by the next snapshot) once space is freed.
+   */
+  #unwritten: DeltaBuffer | undefined;
   #waiters: Waiter[] = [];
   #loop: Promise<void> | undefined;
   #closing: Promise<void> | undefined;
@@ -606,7 +626,8 @@ export class QueueStateLog {
   /** Resolves once every delta added so far is written (and fdatasync'd under fsync always). */
   commit(): Promise<void> {
     if (this.#fenced !== undefined) return Promise.reject(this.#fenced);
-    if (this.#pending.entries === 0 && this.#loop === undefined) return Promise.resolve();
+    const idle = this.#pending.entries === 0 && this.#loop === undefined;
+    if (idle && this.#unwritten === undefined) return Promise.resolve();
     const { promise, resolve, reject } = Promise.withResolvers<void>();
     this.#waiters.push({ resolve, reject });
     this.#schedule();
@@ -620,6 +641,8 @@ export class QueueStateLog {
   }
 
   async #shutdown(): Promise<void> {
+    // Deltas left unwritten by a full disk get one more try; their callers were told DISK_FULL.
+    if (this.#unwritten !== undefined) await this.commit().catch(() => {});
     while (this.#loop !== undefined) await this.#loop;
     try {
       await this.#handle.close();
@@ -639,8 +662,9 @@ export class QueueStateLog {
 
   async #writeLoop(): Promise<void> {
     while (this.#pending.entries > 0 || this.#waiters.length > 0) {
-      const pending = this.#pending;
+      const pending = this.#unwritten?.followedBy(this.#pending) ?? this.#pending;
       const waiters = this.#waiters;
+      this.#unwritten = undefined;
       this.#pending = new DeltaBuffer();
       this.#waiters = [];
       if (this.#fenced !== undefined) {
@@ -666,10 +690,17 @@ export class QueueStateLog {
     let bytes = 0;
     for (const part of frames) bytes += part.length;
     if (bytes > 0) {
-      await this.#options.io.writeAll(this.#handle.fd, frames, this.#logBytes);
+      try {
+        await this.#options.io.writeAll(this.#handle.fd, frames, this.#logBytes);
+      } catch (error) {
+        const failure = this.#undoWrite(error, pending);
+        for (const waiter of waiters) waiter.reject(failure);
+        return;
+      }
       this.#writes++;
-      // After a failed write or fsync the file's durable state is unknown, and the deltas are
-      // already applied in memory: only a reopen, which reads the file back, can tell.
+      // After a failed fsync the file's durable state is unknown (the kernel may have dropped
+      // the dirty pages), and the deltas are already applied in memory: only a reopen, which
+      // reads the file back, can tell. A failed fsync fences, whatever its errno.
       if (this.#options.fsync) {
         await this.#options.io.datasync(this.#handle.fd);
         this.#fsyncs++;
@@ -677,6 +708,24 @@ export class QueueStateLog {
       this.#logBytes += bytes;
     }
     for (const waiter of waiters) waiter.resolve();
+  }
+
+  /**
+   * A write that failed with disk full (ENOSPC is not EIO: what the file held is intact) is
+   * cut off the file and its deltas are kept to be written first next time, so the queue works
+   * again once space is freed and the file never holds a partial frame. Its callers get the
+   * retriable DISK_FULL. Any other write failure, or a truncation that fails, fences.
+   */
+  #undoWrite(error: unknown, pending: DeltaBuffer): SluiceError {
+    const failure = ioError(error, `writing queue state file ${this.#path}`);
+    if (failure.code !== "DISK_FULL") return this.#fence(failure, "a write failed");
+    try {
+      this.#options.io.truncate(this.#handle.fd, this.#logBytes);
+    } catch (truncateError) {
+      return this.#fence(truncateError, "a failed write could not be truncated away");
+    }
+    this.#unwritten = pending;
+    return failure;
   }
 
   #fence(error: unknown, why: string): SluiceError {

@@ -217,6 +217,8 @@ export class Queues {
     fs.rmSync(dir, { recursive: true, force: true });
     const queue = await Queue.create(config, this.#host, logs, dir);
     try {
+      // The state directory's entry is made durable before the metadata that names the queue.
+      this.#options.io.syncDirectory(this.#stateRoot);
       this.#options.io.writeFileAtomic(this.#metaDir, `${name}.json`, queueConfigJson(config));
     } catch (error) {
       await queue.close().catch(() => {});

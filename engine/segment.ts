@@ -16,6 +16,7 @@ import fs from "node:fs";
 import { join } from "node:path";
 import { assert, type SluiceError } from "../record/mod.ts";
 import { ioError } from "./errors.ts";
+import type { BudgetedFile, FileBudget } from "./file_budget.ts";
 import type { FileIO } from "./io.ts";
 import { MAX_BATCH_BYTES_MAX } from "./log_config.ts";
 import {
@@ -92,7 +93,8 @@ export type SegmentState = {
 export class Segment {
   readonly baseOffset: number;
   readonly dir: string;
-  readonly fd: number;
+  /** The `.log` file's descriptor, which the open-files budget may close while it is idle. */
+  #file: BudgetedFile;
   #io: FileIO;
   #interval: number;
   #tailCacheBytes: number;
@@ -130,11 +132,16 @@ export class Segment {
     baseOffset: number,
     fd: number,
     state: SegmentState,
-    options: { io: FileIO; indexIntervalBytes: number; tailCacheBytes: number },
+    options: {
+      io: FileIO;
+      indexIntervalBytes: number;
+      tailCacheBytes: number;
+      budget: FileBudget;
+    },
   ) {
     this.dir = dir;
     this.baseOffset = baseOffset;
-    this.fd = fd;
+    this.#file = options.budget.adopt(join(dir, segmentFileName(baseOffset, "log")), fd);
     this.#io = options.io;
     this.#interval = options.indexIntervalBytes;
     this.#tailCacheBytes = options.tailCacheBytes;
@@ -153,6 +160,19 @@ export class Segment {
       maxTimestamp: state.maxTimestamp,
       bytesSinceIndexEntry: state.bytesSinceIndexEntry,
     };
+  }
+
+  /**
+   * The `.log` file's descriptor, reopened if the budget closed it: for synchronous use only
+   * (see BudgetedFile.fd); asynchronous writes and fsyncs go through `withFd`.
+   */
+  get fd(): number {
+    return this.#file.fd;
+  }
+
+  /** Runs a write or fsync with the descriptor held open until it settles. */
+  withFd<T>(operation: (fd: number) => Promise<T>): Promise<T> {
+    return this.#file.use(operation);
   }
 
   /** Bytes appended, written or not. */
@@ -473,7 +493,7 @@ export class Segment {
     this.#chunks = [];
     this.#mapping = undefined;
     this.#prefixMapping = undefined;
-    fs.closeSync(this.fd);
+    this.#file.close();
   }
 
   /** Removes the segment's files. Safe while views of a mapping are alive: unlink, not truncate. */

@@ -478,8 +478,11 @@ export class ProduceSender {
       this.#settings.onUnknownTopic(queue.topic);
     }
     const now = Date.now();
-    // acks 0 has no acknowledgements to order retries by: its failures are final.
-    const retry = (isRetriable(error) || consequence) && this.#settings.acks !== 0;
+    // acks 0 has no acknowledgements to order retries by: its failures are final. A full disk
+    // is final too: it seldom clears by itself within deliveryTimeoutMs, so the caller hears
+    // DISK_FULL at once (retriable: it may send again once space is freed), not a timeout.
+    const retriable = isRetriable(error) && code !== "DISK_FULL";
+    const retry = (retriable || consequence) && this.#settings.acks !== 0;
     if (retry && !this.#expired(batch, now)) {
       queue.recovering = true;
       queue.retryAtMs = now + this.#backoff(batch.attempts);

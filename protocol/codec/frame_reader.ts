@@ -29,6 +29,13 @@
 //
 // `pushChunks` keeps views of earlier chunks until their frame completes: feed it only chunks
 // that are never reused. One reader is fed by `push` or by `pushChunks`, not both.
+//
+// Discarding (`discard`, the server): a frame that does not arrive whole in one chunk is shown
+// to `screen` with its first `headBytes` payload bytes (the request header) as soon as they
+// arrive with its size. If the screen refuses it, the rest of its bytes are counted as they
+// arrive and dropped, never assembled, and `onDiscarded` gets a copy of the head once the
+// frame's last byte is in: the stream stays in step, at no memory cost for the body. A frame
+// whose head is itself split across chunks is assembled as usual (and checked whole later).
 
 import { assert } from "../../record/mod.ts";
 import { FRAME_PREFIX_BYTES } from "./frames.ts";
@@ -85,6 +92,16 @@ export type FrameReaderOptions = {
   assembly?: FrameAssembly;
   /** With `pushChunks`: frames this large that span chunks come as views of the chunks. */
   chunkedBytesMin?: number;
+  /** Frames to drop unassembled, chosen from their head and size (see above). */
+  discard?: FrameDiscard;
+};
+
+export type FrameDiscard = {
+  headBytes: number;
+  /** True to drop the frame of `sizeBytes` whose payload starts with `head` (a view). */
+  screen: (head: Uint8Array, sizeBytes: number) => boolean;
+  /** A dropped frame's last byte arrived; `head` is a copy the callee may keep. */
+  onDiscarded: (head: Uint8Array, sizeBytes: number) => void;
 };
 
 /** A whole frame's payload. */
@@ -114,6 +131,9 @@ export class FrameReader {
   #prefix = new Uint8Array(FRAME_PREFIX_BYTES);
   #prefixLength = 0;
   #failure: FrameTooLargeError | undefined;
+  /** The head of the frame in progress when it is being dropped, not assembled. */
+  #discardedHead: Uint8Array | undefined;
+  readonly #discard: FrameDiscard | undefined;
   readonly #pooled: boolean;
   /** Frames announcing more payload bytes than this fail the stream before any allocation. */
   frameBytesMax: number;
@@ -134,6 +154,7 @@ export class FrameReader {
     this.frameBytesMax = frameBytesMax;
     this.chunkedBytesMin = chunkedBytesMin;
     this.#pooled = assembly === "pooled";
+    this.#discard = options.discard;
   }
 
   /**
@@ -178,7 +199,7 @@ export class FrameReader {
       const size = this.#checkedSize(readU32(chunk, at));
       const end = at + FRAME_PREFIX_BYTES + size;
       if (end > chunk.length) {
-        this.#start(size, onChunks !== undefined);
+        this.#start(size, onChunks !== undefined, chunk.subarray(at + FRAME_PREFIX_BYTES));
         this.#take(chunk.subarray(at + FRAME_PREFIX_BYTES));
         return;
       }
@@ -190,12 +211,23 @@ export class FrameReader {
   }
 
   get #inFrame(): boolean {
-    return this.#partial !== undefined || this.#parts !== undefined;
+    return (
+      this.#partial !== undefined || this.#parts !== undefined || this.#discardedHead !== undefined
+    );
   }
 
-  #start(size: number, chunked: boolean): void {
+  /** Begins a frame of `size` payload bytes, of which `first` holds the ones received so far. */
+  #start(size: number, chunked: boolean, first: Uint8Array): void {
     this.#size = size;
     this.#filled = 0;
+    const discard = this.#discard;
+    if (discard !== undefined && first.length >= discard.headBytes && size >= discard.headBytes) {
+      const head = first.subarray(0, discard.headBytes);
+      if (discard.screen(head, size)) {
+        this.#discardedHead = head.slice();
+        return;
+      }
+    }
     if (chunked && size > 0 && size >= this.chunkedBytesMin) this.#parts = [];
     else this.#partial = this.#pooled ? takeAssembly(size) : new Uint8Array(size);
   }
@@ -203,8 +235,11 @@ export class FrameReader {
   /** Adds bytes (no more than the frame still needs) to the frame in progress. */
   #take(bytes: Uint8Array): void {
     if (bytes.length === 0) return;
-    if (this.#parts !== undefined) this.#parts.push(bytes);
-    else this.#partial!.set(bytes, this.#filled);
+    // A frame being dropped only counts its bytes.
+    if (this.#discardedHead === undefined) {
+      if (this.#parts !== undefined) this.#parts.push(bytes);
+      else this.#partial!.set(bytes, this.#filled);
+    }
     this.#filled += bytes.length;
   }
 
@@ -218,7 +253,8 @@ export class FrameReader {
       at = take;
       if (this.#prefixLength < FRAME_PREFIX_BYTES) return at;
       this.#prefixLength = 0;
-      this.#start(this.#checkedSize(readU32(this.#prefix, 0)), onChunks !== undefined);
+      const size = this.#checkedSize(readU32(this.#prefix, 0));
+      this.#start(size, onChunks !== undefined, chunk.subarray(at, at + size));
     }
     const take = Math.min(this.#size - this.#filled, chunk.length - at);
     this.#take(chunk.subarray(at, at + take));
@@ -230,9 +266,15 @@ export class FrameReader {
   #finish(onFrame?: FrameHandler, onChunks?: ChunksHandler): void {
     const parts = this.#parts;
     const partial = this.#partial;
+    const discardedHead = this.#discardedHead;
     this.#parts = undefined;
     this.#partial = undefined;
+    this.#discardedHead = undefined;
     this.#filled = 0;
+    if (discardedHead !== undefined) {
+      this.#discard!.onDiscarded(discardedHead, this.#size);
+      return;
+    }
     if (parts !== undefined) {
       assert(onChunks !== undefined, "a frame begun by pushChunks was finished by push");
       onChunks(parts);

@@ -25,7 +25,14 @@
 // answered: the host's `fatal` stops the server, and the connection is closed if it ever
 // returns.
 
-import { API, apiVersionRange, errorResponse, readRequestHeader } from "../codec/frames.ts";
+import {
+  API,
+  apiVersionRange,
+  errorResponse,
+  REQUEST_HEADER_BYTES,
+  type RequestHeader,
+  readRequestHeader,
+} from "../codec/frames.ts";
 import { errorToWire, ProtocolError, WIRE_ERRORS } from "../codec/errors.ts";
 import { FrameReader, FrameTooLargeError } from "../codec/frame_reader.ts";
 import { Outbox, type TransportSocket } from "../codec/outbox.ts";
@@ -64,6 +71,11 @@ export type ServerConnectionHost = {
   fatal(error: InvariantError): void;
   /** A request was refused on arrival (handshake, in-flight limit, API or version). */
   refused(wireCode: number): void;
+  /**
+   * The most body bytes a request of `apiKey` may have, for APIs that are refused past it
+   * without being read into memory (the control plane); undefined for the others.
+   */
+  bodyBytesMax?(apiKey: number): number | undefined;
   now(): number;
 };
 
@@ -108,7 +120,14 @@ export class ServerConnection {
   constructor(socket: TransportSocket, host: ServerConnectionHost) {
     this.socket = socket;
     this.#host = host;
-    this.#frames = new FrameReader(host.limits.handshakeFrameBytesMax, { assembly: "pooled" });
+    this.#frames = new FrameReader(host.limits.handshakeFrameBytesMax, {
+      assembly: "pooled",
+      discard: {
+        headBytes: REQUEST_HEADER_BYTES,
+        screen: (head, sizeBytes) => this.#overBodyLimit(head, sizeBytes) !== undefined,
+        onDiscarded: this.#onDiscarded,
+      },
+    });
     this.#outbox = new Outbox(socket);
     this.lastFrameMs = host.now();
   }
@@ -167,11 +186,46 @@ export class ServerConnection {
     this.#frameStartedMs = undefined;
     const waits = this.#paused || this.#backlog.length > 0 || this.#overBudget();
     if (waits || this.#mustWait(payload)) {
-      this.#backlog.push(payload.slice());
+      // A dropped frame's head is already a copy, and is known by its identity.
+      this.#backlog.push(this.#discarded.has(payload) ? payload : payload.slice());
       this.#updateFlow();
     } else {
       this.#frame(payload);
     }
+  };
+
+  /**
+   * A control request whose body is over its API's byte limit (after the handshake): its bytes
+   * are dropped as they arrive rather than assembled (frame_reader.ts), and it is answered
+   * INVALID_REQUEST once its last byte is in, so the connection stays in step. Returns the limit
+   * it passes, or undefined.
+   */
+  #overBodyLimit(head: Uint8Array, sizeBytes: number): number | undefined {
+    if (!this.handshaken) return undefined;
+    const apiKey = (head[0]! << 8) | head[1]!;
+    const bytesMax = this.#host.bodyBytesMax?.(apiKey);
+    if (bytesMax === undefined) return undefined;
+    return sizeBytes - REQUEST_HEADER_BYTES > bytesMax ? bytesMax : undefined;
+  }
+
+  /** The INVALID_REQUEST answer to a frame dropped for its body size; undefined for others. */
+  #droppedAnswer(header: RequestHeader, head: Uint8Array): Uint8Array | undefined {
+    const sizeBytes = this.#discarded.get(head);
+    if (sizeBytes === undefined) return undefined;
+    const bytesMax = this.#overBodyLimit(head, sizeBytes);
+    const body = sizeBytes - REQUEST_HEADER_BYTES;
+    const message =
+      `request body of api ${header.apiKey} of ${body} bytes exceeds ${bytesMax} bytes ` +
+      "(dropped as it arrived)";
+    return errorResponse(header.correlationId, WIRE_ERRORS.INVALID_REQUEST, message);
+  }
+
+  /** Dropped frames' heads (fresh copies), with their sizes, until they are answered. */
+  #discarded = new WeakMap<Uint8Array, number>();
+
+  #onDiscarded = (head: Uint8Array, sizeBytes: number): void => {
+    this.#discarded.set(head, sizeBytes);
+    this.#onFrame(head);
   };
 
   /**
@@ -285,6 +339,12 @@ export class ServerConnection {
       this.#complete(slot, [
         errorResponse(header.correlationId, refusal.wireCode, refusal.message),
       ]);
+      return;
+    }
+    const dropped = this.#droppedAnswer(header, payload);
+    if (dropped !== undefined) {
+      this.#host.refused(WIRE_ERRORS.INVALID_REQUEST);
+      this.#complete(slot, [dropped]);
       return;
     }
     slot.served = true;

@@ -241,6 +241,7 @@ export class SluiceServer {
       refused: () => {
         this.#refused++;
       },
+      bodyBytesMax: (apiKey) => controlBodyLimits(apiKey, this.#bodyCaps)?.bytesMax,
       now: Date.now,
     };
   }

@@ -18,6 +18,7 @@ import type { LogConfig } from "../../engine/log_config.ts";
 import { Engine } from "../../engine/mod.ts";
 import { PartitionLog, type PartitionLogOptions } from "../../engine/partition_log.ts";
 import { runtimeArgv, tempDir, waitFor } from "../helpers.ts";
+import { mountTinyTmpfs, tmpfsUnavailable, unmount } from "../tmpfs.ts";
 import {
   assertConsistent,
   assertReopensWith,
@@ -316,33 +317,6 @@ describe("failed fsyncs", () => {
     await log.close();
   });
 });
-
-/** Whether this machine lets the test mount a tmpfs: false, or the reason it does not. */
-function tmpfsUnavailable(): false | string {
-  if (process.platform !== "linux") return "tmpfs mounts need Linux";
-  if (process.getuid?.() !== 0) return "mounting a tmpfs needs root";
-  const probe = mountTinyTmpfs(64 * 1024);
-  if ("reason" in probe) return probe.reason;
-  unmount(probe.path);
-  return false;
-}
-
-/** Mounts a tmpfs of `sizeBytes` at a new directory, or says why it cannot. */
-function mountTinyTmpfs(sizeBytes: number): { path: string } | { reason: string } {
-  const path = fs.mkdtempSync("/tmp/sluice-enospc-");
-  const options = ["-t", "tmpfs", "-o", `size=${sizeBytes}`, "tmpfs", path];
-  const mounted = spawnSync("mount", options, { encoding: "utf8" });
-  if (mounted.status === 0) return { path };
-  fs.rmSync(path, { recursive: true, force: true });
-  const why = mounted.stderr?.trim() || String(mounted.error);
-  return { reason: `mount -t tmpfs is not permitted here: ${why}` };
-}
-
-function unmount(path: string): void {
-  const result = spawnSync("umount", [path], { encoding: "utf8" });
-  if (result.status !== 0) spawnSync("umount", ["-l", path]);
-  fs.rmSync(path, { recursive: true, force: true });
-}
 
 /**
  * Runs one scenario of partition_log_full_disk_child.ts on a fresh 256 KiB tmpfs. The child

@@ -1,5 +1,7 @@
 // Queue state on disk: an accept resolved under fsync "always" survives a crash; a failed
-// write or fdatasync fails the ack typed and fences the queue until a reopen; a torn tail is
+// fdatasync (even with ENOSPC) or a write failing with EIO fails the ack typed and fences the
+// queue until a reopen (a write failing with ENOSPC fences nothing: queue_full_disk.test.ts);
+// a torn tail is
 // truncated quietly; a damaged frame with valid frames after it is reported, skipped and kept
 // as `.corrupt`, and the frames after it still count; compaction rolls generations.
 
@@ -87,8 +89,13 @@ describe("queue durability", () => {
     }
   });
 
-  for (const fault of ["fdatasync", "write"] as const) {
-    test(`a failed ${fault} fails the ack typed and fences the queue until a reopen`, async () => {
+  const faults = [
+    ["fdatasync", "EIO"],
+    ["fdatasync", "ENOSPC"],
+    ["write", "EIO"],
+  ] as const;
+  for (const [fault, errno] of faults) {
+    test(`a ${fault} failing with ${errno} fails the ack and fences the queue`, async () => {
       using dir = tempDir();
       const clock = new Clock();
       const io = new FaultyIO();
@@ -97,15 +104,15 @@ describe("queue durability", () => {
       const member = engine.joinQueue("q");
       const held = deliveriesOf(engine.fetchQueue("q", member));
       await engine.flush();
-      if (fault === "fdatasync") io.onSync = () => ({ code: "EIO" });
-      else io.onWrite = () => ({ code: "ENOSPC" });
+      if (fault === "fdatasync") io.onSync = () => ({ code: errno });
+      else io.onWrite = () => ({ code: errno });
       const error = await failsWith(
         () => engine.ackQueue("q", member, acksFor(held.slice(0, 1), "accept")),
         "LOG_FENCED",
       );
       const { cause } = error;
       assert.ok(isSluiceError(cause), "the cause is the I/O failure");
-      assert.equal(cause.code, fault === "write" ? "DISK_FULL" : "IO_ERROR");
+      assert.equal(cause.code, errno === "ENOSPC" ? "DISK_FULL" : "IO_ERROR");
       await failsWith(() => engine.fetchQueue("q", member), "LOG_FENCED");
       await failsWith(
         () => engine.ackQueue("q", member, acksFor(held.slice(1), "accept")),
