@@ -14,11 +14,11 @@ export type Command = {
   run(values: ParsedValues, positionals: string[]): Promise<number>;
 };
 
-function portOf(value: string | boolean | (string | boolean)[] | undefined): number {
+function portOf(value: string | boolean | (string | boolean)[] | undefined, flag = "port"): number {
   if (value === undefined) return 9092;
   const port = Number(value);
   if (typeof value !== "string" || !Number.isInteger(port) || port < 0 || port > 65_535) {
-    throw new UsageError(`--port ${String(value)} is not a port number (0 to 65535)`);
+    throw new UsageError(`--${flag} ${String(value)} is not a port number (0 to 65535)`);
   }
   return port;
 }
@@ -61,6 +61,34 @@ async function benchWorker(values: ParsedValues, positionals: string[]): Promise
   process.exit(0);
 }
 
+/** `{ kafka }` for `serve --kafka-port N` (see protocol/kafka/), else `{}`. */
+async function kafkaOption(values: ParsedValues) {
+  const port = values["kafka-port"];
+  if (port === undefined) return {};
+  const { parseVersionCaps } = await import("../protocol/kafka/mod.ts");
+  const host = values["kafka-advertised-host"];
+  const caps = values["kafka-version-caps"];
+  const autoCreate = values["kafka-auto-create-topics"];
+  if (autoCreate !== undefined && autoCreate !== "true" && autoCreate !== "false") {
+    throw new UsageError(`--kafka-auto-create-topics ${String(autoCreate)} is not true or false`);
+  }
+  let versionCaps: ReturnType<typeof parseVersionCaps> | undefined;
+  try {
+    versionCaps = typeof caps === "string" ? parseVersionCaps(caps) : undefined;
+  } catch (error) {
+    throw new UsageError(`--kafka-version-caps: ${(error as Error).message}`);
+  }
+  return {
+    kafka: {
+      port: portOf(port, "kafka-port"),
+      ...(typeof host === "string" ? { advertisedHost: host } : {}),
+      ...(autoCreate === undefined ? {} : { autoCreateTopics: autoCreate === "true" }),
+      ...(versionCaps === undefined ? {} : { versionCaps }),
+      ...msOption("initialRebalanceDelayMs", "kafka-initial-rebalance-delay-ms", values),
+    },
+  };
+}
+
 /** Runs the broker until SIGINT or SIGTERM, then shuts it down cleanly. */
 async function serve(values: ParsedValues): Promise<number> {
   const { SluiceServer } = await import("../protocol/mod.ts");
@@ -70,7 +98,11 @@ async function serve(values: ParsedValues): Promise<number> {
     port: portOf(values["port"]),
     ...msOption("heartbeatIntervalMs", "heartbeat-interval-ms", values),
     ...msOption("sessionTimeoutMs", "session-timeout-ms", values),
+    ...(await kafkaOption(values)),
   });
+  if (server.kafka !== undefined) {
+    console.log(`kafka listening on ${server.kafka.host}:${server.kafka.port}`);
+  }
   console.log(`sluice listening on ${server.host}:${server.port}`);
   // The handlers stay installed for the whole shutdown: a second signal (a service manager
   // signalling the whole process group, a launcher passing one on) must not kill the process
@@ -105,7 +137,7 @@ const BROKER_HELP = "Broker address (default 127.0.0.1:9092)";
 export const COMMANDS: Command[] = [
   {
     name: "serve",
-    usage: "serve [--data DIR] [--host HOST] [--port PORT]",
+    usage: "serve [--data DIR] [--host HOST] [--port PORT] [--kafka-port PORT]",
     summary: "Run the broker on a data directory",
     options: {
       data: { type: "string", help: "Data directory (default ./data)" },
@@ -118,6 +150,23 @@ export const COMMANDS: Command[] = [
       "session-timeout-ms": {
         type: "string",
         help: "Evict a group member silent this long (default 45000)",
+      },
+      "kafka-port": { type: "string", help: "Also serve Kafka's protocol on this port (0: free)" },
+      "kafka-advertised-host": {
+        type: "string",
+        help: "Host Kafka clients are told to connect to (default: the bind address)",
+      },
+      "kafka-auto-create-topics": {
+        type: "string",
+        help: "Kafka Metadata creates missing topics, 4 partitions: true|false (default true)",
+      },
+      "kafka-version-caps": {
+        type: "string",
+        help: "Lower advertised Kafka API maxima: min, or API=MAX,... (e.g. Fetch=4)",
+      },
+      "kafka-initial-rebalance-delay-ms": {
+        type: "string",
+        help: "A new classic group waits this long for more members (default 3000)",
       },
     },
     run: (values) => serve(values),

@@ -21,6 +21,20 @@ import * as control from "./_control.ts";
 import { type DataPlane, handleFetch, handleProduce } from "./_data.ts";
 import { newQueuePlane, type QueuePlane, queueHandlers } from "./_queue.ts";
 import { listen, type TransportKind, type TransportServer } from "./_transport.ts";
+import { KafkaListener, type KafkaListenerOptions } from "../kafka/listener.ts";
+
+/** The Kafka listener's own options; the engine, groups and limits are the server's. */
+export type KafkaOptions = Pick<KafkaListenerOptions, "port"> &
+  Partial<
+    Pick<
+      KafkaListenerOptions,
+      | "advertisedHost"
+      | "autoCreateTopics"
+      | "autoCreatePartitions"
+      | "versionCaps"
+      | "initialRebalanceDelayMs"
+    >
+  >;
 
 export type ServerOptions = {
   /** Data directory to open; or pass an open `engine` (which the server will not close). */
@@ -35,6 +49,8 @@ export type ServerOptions = {
   sessionTimeoutMs?: number;
   heartbeatIntervalMs?: number;
   transport?: TransportKind;
+  /** Also listen for Kafka's protocol (protocol/kafka/), sharing this server's engine. */
+  kafka?: KafkaOptions;
   log?: (message: string) => void;
   /**
    * Called when serving a request (or the periodic sweep) breaks an invariant: a bug in sluice,
@@ -66,6 +82,8 @@ export class SluiceServer {
   readonly host: string;
   #ownsEngine: boolean;
   #transport: TransportServer | undefined;
+  /** The Kafka listener, when `kafka` was given. */
+  kafka: KafkaListener | undefined;
   #connections = new Map<TransportSocket, ServerConnection>();
   #budget: BufferBudget;
   #groups: GroupCoordinator;
@@ -153,7 +171,9 @@ export class SluiceServer {
         server.#transportHandlers(),
         options.transport,
       );
+      if (options.kafka !== undefined) server.kafka = await server.#startKafka(options);
     } catch (error) {
+      server.#transport?.stop();
       if (server.#ownsEngine) await engine.close();
       throw error;
     }
@@ -164,6 +184,19 @@ export class SluiceServer {
 
   get port(): number {
     return this.#transport?.port ?? 0;
+  }
+
+  #startKafka(options: ServerOptions): Promise<KafkaListener> {
+    return KafkaListener.start({
+      ...options.kafka!,
+      engine: this.engine,
+      groups: this.#groups,
+      limits: this.limits,
+      host: this.host,
+      ...(options.transport === undefined ? {} : { transport: options.transport }),
+      log: this.#log,
+      onFatal: this.#onFatal,
+    });
   }
 
   get connectionCount(): number {
@@ -339,6 +372,7 @@ export class SluiceServer {
     if (this.#sweep !== undefined) clearInterval(this.#sweep);
     this.#sweep = undefined;
     this.#transport?.stopListening();
+    this.kafka?.close();
     for (const finish of [...this.#data.waitingFetches]) finish();
     for (const connection of this.#connections.values()) connection.shutdown();
     await this.#connectionsClosed(shutdownWaitMs);
