@@ -180,10 +180,19 @@ export async function createTopics(plane: KafkaPlane, body: Struct): Promise<Str
   return { throttleTimeMs: 0, topics: answers };
 }
 
-export async function deleteTopics(plane: KafkaPlane, body: Struct): Promise<Struct> {
-  const names = [...(body["topicNames"] as string[])];
+/** DeleteTopics by name (versions 0-5) or by name or topic id (6); sluice has no topic ids. */
+export async function deleteTopics(plane: KafkaPlane, body: Struct, info: RequestInfo) {
+  const names: (string | null)[] =
+    info.apiVersion >= 6
+      ? (body["topics"] as Struct[]).map((t) => t["name"] as string | null)
+      : [...(body["topicNames"] as string[])];
   const responses = [];
   for (const name of names) {
+    if (name === null) {
+      const message = "sluice has no topic ids: delete by name";
+      responses.push({ name, errorCode: KAFKA_ERRORS.UNKNOWN_TOPIC_ID, errorMessage: message });
+      continue;
+    }
     try {
       await plane.engine.deleteTopic(name);
       plane.groups.topicChanged(name);
@@ -303,24 +312,34 @@ export function initProducerId(plane: KafkaPlane, body: Struct): Struct {
 /** Kafka's FindCoordinator key types: a consumer group, a transactional id. */
 const KEY_TYPE_GROUP = 0;
 
-export function findCoordinator(plane: KafkaPlane, body: Struct, _info: RequestInfo): Struct {
-  const answer = {
-    throttleTimeMs: 0,
-    errorCode: 0,
-    errorMessage: null as string | null,
-    nodeId: NODE_ID,
-    host: plane.advertised.host,
-    port: plane.advertised.port(),
-  };
-  if (body["keyType"] !== KEY_TYPE_GROUP) {
+function coordinator(plane: KafkaPlane, key: string, keyType: number): Struct {
+  if (keyType !== KEY_TYPE_GROUP) {
     return {
-      ...answer,
-      errorCode: KAFKA_ERRORS.COORDINATOR_NOT_AVAILABLE,
-      errorMessage: "transactions are not supported",
+      key,
       nodeId: -1,
       host: "",
       port: -1,
+      errorCode: KAFKA_ERRORS.COORDINATOR_NOT_AVAILABLE,
+      errorMessage: "transactions are not supported",
     };
   }
-  return answer;
+  const port = plane.advertised.port();
+  return {
+    key,
+    nodeId: NODE_ID,
+    host: plane.advertised.host,
+    port,
+    errorCode: 0,
+    errorMessage: null,
+  };
+}
+
+/** FindCoordinator: node 0 for every group; one key (versions 0-3) or a list (4 and later). */
+export function findCoordinator(plane: KafkaPlane, body: Struct, info: RequestInfo): Struct {
+  const keyType = body["keyType"] as number;
+  if (info.apiVersion >= 4) {
+    const keys = body["coordinatorKeys"] as string[];
+    return { throttleTimeMs: 0, coordinators: keys.map((key) => coordinator(plane, key, keyType)) };
+  }
+  return { throttleTimeMs: 0, ...coordinator(plane, body["key"] as string, keyType) };
 }

@@ -147,20 +147,19 @@ export async function offsetCommit(plane: KafkaPlane, body: Struct) {
   );
 }
 
-/** OffsetFetch: the committed offsets of the partitions named, or of every one (null). */
-export function offsetFetch(plane: KafkaPlane, body: Struct): Struct {
-  const groupId = body["groupId"] as string;
-  const wanted = body["topics"] as Struct[] | null;
-  if (!validGroup(groupId)) return { throttleTimeMs: 0, topics: [], errorCode: E.INVALID_GROUP_ID };
+type TopicQuery = { name: string; indexes: number[] };
+
+/** One group's committed offsets for the partitions named, or for every one (null). */
+function fetchGroupOffsets(plane: KafkaPlane, groupId: string, wanted: Struct[] | null) {
   const committed = plane.engine.offsets.fetchGroup(groupId);
-  const query =
+  const query: TopicQuery[] =
     wanted === null
       ? [...committed].map(([name, partitions]) => ({ name, indexes: [...partitions.keys()] }))
       : wanted.map((t) => ({
           name: t["name"] as string,
           indexes: t["partitionIndexes"] as number[],
         }));
-  const topics = query.map(({ name, indexes }) => ({
+  return query.map(({ name, indexes }) => ({
     name,
     partitions: indexes.map((partitionIndex) => {
       const offset = committed.get(name)?.get(partitionIndex);
@@ -173,6 +172,25 @@ export function offsetFetch(plane: KafkaPlane, body: Struct): Struct {
       };
     }),
   }));
+}
+
+/** OffsetFetch: one group (versions 1-7) or a list of groups (8). */
+export function offsetFetch(plane: KafkaPlane, body: Struct, info: RequestInfo): Struct {
+  if (info.apiVersion >= 8) {
+    const groups = (body["groups"] as Struct[]).map((g) => {
+      const groupId = g["groupId"] as string;
+      if (!validGroup(groupId)) return { groupId, topics: [], errorCode: E.INVALID_GROUP_ID };
+      return {
+        groupId,
+        topics: fetchGroupOffsets(plane, groupId, g["topics"] as Struct[] | null),
+        errorCode: 0,
+      };
+    });
+    return { throttleTimeMs: 0, groups };
+  }
+  const groupId = body["groupId"] as string;
+  if (!validGroup(groupId)) return { throttleTimeMs: 0, topics: [], errorCode: E.INVALID_GROUP_ID };
+  const topics = fetchGroupOffsets(plane, groupId, body["topics"] as Struct[] | null);
   return { throttleTimeMs: 0, topics, errorCode: 0 };
 }
 

@@ -278,37 +278,50 @@ export const OffsetCommit: Message = {
   ],
 };
 
+const offsetFetchPartitions = f("partitions", "[]", "0+", {
+  fields: [
+    f("partitionIndex", "int32"),
+    f("committedOffset", "int64"),
+    f("committedLeaderEpoch", "int32", "5+", { default: -1 }),
+    f("metadata", "string", "0+", { nullable: "0+" }),
+    f("errorCode", "int16"),
+  ],
+});
+
 export const OffsetFetch: Message = {
   key: K.OffsetFetch,
   name: "OffsetFetch",
   min: 1,
-  max: 7,
+  max: 8,
   flexible: 6,
   request: [
-    f("groupId", "string"),
-    f("topics", "[]", "0+", {
-      nullable: "2+",
+    f("groupId", "string", "0-7"),
+    f("topics", "[]", "0-7", {
+      nullable: "2-7",
       fields: [f("name", "string"), f("partitionIndexes", "[]int32")],
+    }),
+    f("groups", "[]", "8+", {
+      fields: [
+        f("groupId", "string"),
+        f("topics", "[]", "8+", {
+          nullable: "8+",
+          fields: [f("name", "string"), f("partitionIndexes", "[]int32")],
+        }),
+      ],
     }),
     f("requireStable", "bool", "7+"),
   ],
   response: [
     throttle("3+"),
-    f("topics", "[]", "0+", {
+    f("topics", "[]", "0-7", { fields: [f("name", "string"), offsetFetchPartitions] }),
+    f("errorCode", "int16", "2-7"),
+    f("groups", "[]", "8+", {
       fields: [
-        f("name", "string"),
-        f("partitions", "[]", "0+", {
-          fields: [
-            f("partitionIndex", "int32"),
-            f("committedOffset", "int64"),
-            f("committedLeaderEpoch", "int32", "5+", { default: -1 }),
-            f("metadata", "string", "0+", { nullable: "0+" }),
-            f("errorCode", "int16"),
-          ],
-        }),
+        f("groupId", "string"),
+        f("topics", "[]", "8+", { fields: [f("name", "string"), offsetFetchPartitions] }),
+        f("errorCode", "int16"),
       ],
     }),
-    f("errorCode", "int16", "2+"),
   ],
 };
 
@@ -316,16 +329,30 @@ export const FindCoordinator: Message = {
   key: K.FindCoordinator,
   name: "FindCoordinator",
   min: 0,
-  max: 3,
+  max: 4,
   flexible: 3,
-  request: [f("key", "string"), f("keyType", "int8", "1+")],
+  request: [
+    f("key", "string", "0-3"),
+    f("keyType", "int8", "1+"),
+    f("coordinatorKeys", "[]string", "4+"),
+  ],
   response: [
     throttle("1+"),
-    f("errorCode", "int16"),
-    f("errorMessage", "string", "1+", { nullable: "1+" }),
-    f("nodeId", "int32"),
-    f("host", "string"),
-    f("port", "int32"),
+    f("errorCode", "int16", "0-3"),
+    f("errorMessage", "string", "1-3", { nullable: "1-3" }),
+    f("nodeId", "int32", "0-3"),
+    f("host", "string", "0-3"),
+    f("port", "int32", "0-3"),
+    f("coordinators", "[]", "4+", {
+      fields: [
+        f("key", "string"),
+        f("nodeId", "int32"),
+        f("host", "string"),
+        f("port", "int32"),
+        f("errorCode", "int16"),
+        f("errorMessage", "string", "4+", { nullable: "4+" }),
+      ],
+    }),
   ],
 };
 
@@ -539,14 +566,21 @@ export const DeleteTopics: Message = {
   key: K.DeleteTopics,
   name: "DeleteTopics",
   min: 0,
-  max: 5,
+  max: 6,
   flexible: 4,
-  request: [f("topicNames", "[]string", "0-5"), f("timeoutMs", "int32")],
+  request: [
+    f("topics", "[]", "6+", {
+      fields: [f("name", "string", "6+", { nullable: "6+" }), f("topicId", "uuid")],
+    }),
+    f("topicNames", "[]string", "0-5"),
+    f("timeoutMs", "int32"),
+  ],
   response: [
     throttle("1+"),
     f("responses", "[]", "0+", {
       fields: [
-        f("name", "string"),
+        f("name", "string", "0+", { nullable: "6+" }),
+        f("topicId", "uuid", "6+"),
         f("errorCode", "int16"),
         f("errorMessage", "string", "5+", { nullable: "5+" }),
       ],
