@@ -339,7 +339,10 @@ export class ClassicGroups {
     }
     const found = this.#member(groupId, generationId, memberId);
     if (typeof found === "number") return found;
-    return found.group.state === "PreparingRebalance" ? E.REBALANCE_IN_PROGRESS : E.NONE;
+    // A member of the current generation commits while a rebalance is being prepared (before
+    // it rejoins, for the partitions it is about to give up); only between the join and the
+    // leader's assignment is there no generation to commit in.
+    return found.group.state === "CompletingRebalance" ? E.REBALANCE_IN_PROGRESS : E.NONE;
   }
 
   describe(groupId: string) {

@@ -36,6 +36,8 @@ export type KafkaListenerOptions = {
   port: number;
   /** The host clients are told to connect to (default: the bind address). */
   advertisedHost?: string;
+  /** The port clients are told to connect to, for a proxy in front (default: the port). */
+  advertisedPort?: number;
   /** Metadata creates missing topics when the request allows it (default true). */
   autoCreateTopics?: boolean;
   /** Partitions of a topic created by Metadata (default 4, what client test suites assume). */
@@ -86,7 +88,10 @@ export class KafkaListener {
         nativeMembers: (groupId) => options.groups.describe(groupId).members.length,
       }),
       limits: options.limits,
-      advertised: { host: advertisedHost, port: () => this.port },
+      advertised: {
+        host: advertisedHost,
+        port: () => options.advertisedPort ?? this.port,
+      },
       autoCreateTopics: options.autoCreateTopics ?? true,
       autoCreatePartitions: options.autoCreatePartitions ?? AUTO_CREATE_PARTITIONS_DEFAULT,
       caps: options.versionCaps ?? new Map(),

@@ -162,6 +162,10 @@ export class KafkaWriter {
     this.#view = new DataView(this.#buffer.buffer);
   }
 
+  /**
+   * Room for `size` more bytes, growing the buffer if needed: callers take the position first
+   * and only then read `#buffer`/`#view`, which the growth replaces.
+   */
   #reserve(size: number): number {
     if (this.#at + size > this.#buffer.length) {
       const grown = new Uint8Array(Math.max(this.#buffer.length * 2, this.#at + size));
@@ -175,32 +179,38 @@ export class KafkaWriter {
   }
 
   int8(value: number): this {
-    this.#view.setInt8(this.#reserve(1), value);
+    const at = this.#reserve(1);
+    this.#view.setInt8(at, value);
     return this;
   }
 
   int16(value: number): this {
-    this.#view.setInt16(this.#reserve(2), value);
+    const at = this.#reserve(2);
+    this.#view.setInt16(at, value);
     return this;
   }
 
   uint16(value: number): this {
-    this.#view.setUint16(this.#reserve(2), value);
+    const at = this.#reserve(2);
+    this.#view.setUint16(at, value);
     return this;
   }
 
   int32(value: number): this {
-    this.#view.setInt32(this.#reserve(4), value);
+    const at = this.#reserve(4);
+    this.#view.setInt32(at, value);
     return this;
   }
 
   int64(value: number): this {
-    this.#view.setBigInt64(this.#reserve(8), BigInt(value));
+    const at = this.#reserve(8);
+    this.#view.setBigInt64(at, BigInt(value));
     return this;
   }
 
   float64(value: number): this {
-    this.#view.setFloat64(this.#reserve(8), value);
+    const at = this.#reserve(8);
+    this.#view.setFloat64(at, value);
     return this;
   }
 
@@ -211,10 +221,12 @@ export class KafkaWriter {
   uvarint(value: number): this {
     let rest = value;
     while (rest >= 0x80) {
-      this.#buffer[this.#reserve(1)] = (rest % 0x80) | 0x80;
+      const at = this.#reserve(1);
+      this.#buffer[at] = (rest % 0x80) | 0x80;
       rest = Math.floor(rest / 0x80);
     }
-    this.#buffer[this.#reserve(1)] = rest;
+    const at = this.#reserve(1);
+    this.#buffer[at] = rest;
     return this;
   }
 
@@ -223,7 +235,8 @@ export class KafkaWriter {
   }
 
   raw(bytes: Uint8Array): this {
-    this.#buffer.set(bytes, this.#reserve(bytes.length));
+    const at = this.#reserve(bytes.length);
+    this.#buffer.set(bytes, at);
     return this;
   }
 

@@ -29,6 +29,7 @@ export type KafkaOptions = Pick<KafkaListenerOptions, "port"> &
     Pick<
       KafkaListenerOptions,
       | "advertisedHost"
+      | "advertisedPort"
       | "autoCreateTopics"
       | "autoCreatePartitions"
       | "versionCaps"
