@@ -66,7 +66,7 @@ describe("kafka ApiVersions", () => {
     }
   });
 
-  test("Produce v0-2 is advertised but refused per partition with UNSUPPORTED_VERSION", async () => {
+  test("Produce v0-2 is advertised, and refused per partition (UNSUPPORTED_VERSION)", async () => {
     await using broker = await startKafkaServer();
     const client = await RawKafka.connect(broker.port);
     try {
@@ -129,7 +129,7 @@ describe("kafka hostile frames", () => {
     await client.closed;
   }
 
-  test("unknown API, unsupported version, oversized and truncated frames close only that connection", async () => {
+  test("bad frames close only their own connection", async () => {
     await using broker = await startKafkaServer({ server: { limits: { frameBytesMax: 1 << 20 } } });
     // Unknown API key 999.
     await expectClosed(
