@@ -344,7 +344,7 @@ describe("kafka codecs against kafkajs 2.2.4", () => {
   }
 });
 
-/** A fast-check arbitrary of a struct of `fields` at `version`, fields of other versions left out. */
+/** An arbitrary struct of `fields` at `version` (fields of other versions left out). */
 function structArb(
   fields: readonly Field[],
   version: number,
