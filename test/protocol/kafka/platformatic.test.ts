@@ -39,7 +39,9 @@ describe("@platformatic/kafka against the Kafka listener", () => {
         value: `v${i}`,
       }));
       await producer.send({ messages });
-      const stream = await consumer.consume({ topics: ["pt"], mode: "earliest", autocommit: false });
+      // Committed by hand, record by record (autocommit would commit on a timer).
+      const options = { topics: ["pt"], mode: "earliest", autocommit: false } as const;
+      const stream = await consumer.consume(options);
       const seen = new Set<string>();
       for await (const message of stream) {
         seen.add(message.value as string);
