@@ -40,7 +40,7 @@ describe("@platformatic/kafka against the Kafka listener", () => {
       }));
       await producer.send({ messages });
       // Committed by hand, record by record (autocommit would commit on a timer).
-      const options = { topics: ["pt"], mode: "earliest", autocommit: false } as const;
+      const options = { topics: ["pt"], mode: "earliest" as const, autocommit: false };
       const stream = await consumer.consume(options);
       const seen = new Set<string>();
       for await (const message of stream) {
