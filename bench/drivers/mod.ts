@@ -51,6 +51,13 @@ export const DRIVERS: readonly DriverEntry[] = [
   { name: "nats", file: "nats.ts", peer: true, inProcess: false, summary: "NATS JetStream" },
   { name: "redis", file: "redis.ts", peer: true, inProcess: false, summary: "Redis Streams" },
   {
+    name: "sluice-kafka",
+    file: "sluice_kafka.ts",
+    peer: false,
+    inProcess: false,
+    summary: "a sluice server over Kafka's protocol, driven by kafkajs",
+  },
+  {
     name: "kafka",
     file: "kafka.ts",
     peer: true,
