@@ -173,12 +173,12 @@ export class KafkaListener {
       connection.close();
       return;
     }
-    const detail =
-      error instanceof ProtocolError
-        ? error.message
-        : error instanceof Error
-          ? (error.stack ?? error.message)
-          : String(error);
+    // Bad input (a typed ProtocolError, a frame over the limit) is the client's doing; any
+    // other exception is a bug in the listener, confined to this connection.
+    const bad = error instanceof ProtocolError || error instanceof FrameTooLargeError;
+    const detail = bad
+      ? (error as Error).message
+      : `internal error: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}`;
     this.#log(`kafka: closing connection from ${connection.remoteAddress}: ${detail}`);
     connection.close();
   }
