@@ -176,9 +176,8 @@ export class KafkaListener {
     // Bad input (a typed ProtocolError, a frame over the limit) is the client's doing; any
     // other exception is a bug in the listener, confined to this connection.
     const bad = error instanceof ProtocolError || error instanceof FrameTooLargeError;
-    const detail = bad
-      ? (error as Error).message
-      : `internal error: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}`;
+    const text = error instanceof Error ? (error.stack ?? error.message) : String(error);
+    const detail = bad ? (error as Error).message : `internal error: ${text}`;
     this.#log(`kafka: closing connection from ${connection.remoteAddress}: ${detail}`);
     connection.close();
   }
