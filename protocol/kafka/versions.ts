@@ -1,7 +1,6 @@
 // The one ApiVersions answer, and version caps: lower advertised maxima, by API key, so a test
 // (or an operator) can make clients speak the versions an older broker would have served.
 
-import { ProtocolError } from "../codec/errors.ts";
 import { MESSAGES } from "./messages.ts";
 import type { Struct } from "./schema.ts";
 
@@ -23,9 +22,20 @@ export function apiVersionsBody(caps: VersionCaps, errorCode = 0): Struct {
   return { errorCode, apiKeys, throttleTimeMs: 0 };
 }
 
-/** Every API capped at its minimum: clients must speak the oldest version sluice serves. */
+/** Produce's oldest version that carries RecordBatch v2 (0-2 are advertised but refused). */
+const PRODUCE_OLDEST_SERVED = 3;
+
+/**
+ * Every API capped at the oldest version sluice serves, so clients must speak it (Produce at
+ * 3: versions 0-2 are advertised, for librdkafka's sake, but refused).
+ */
 export function minimumCaps(): VersionCaps {
-  return new Map([...MESSAGES.values()].map((message) => [message.key, message.min]));
+  return new Map(
+    [...MESSAGES.values()].map((message) => [
+      message.key,
+      message.key === 0 ? PRODUCE_OLDEST_SERVED : message.min,
+    ]),
+  );
 }
 
 /**
@@ -48,9 +58,4 @@ export function parseVersionCaps(text: string): VersionCaps {
     caps.set(message.key, max);
   }
   return caps;
-}
-
-/** A typed error for a version outside what is served (used by handlers of sub-versions). */
-export function unsupported(what: string, version: number): ProtocolError {
-  return new ProtocolError("UNSUPPORTED_VERSION", `${what} version ${version} is not served`);
 }

@@ -17,6 +17,7 @@ import {
   logLevel,
 } from "kafkajs";
 import { waitFor } from "../../helpers.ts";
+import { minimumCaps } from "../../../protocol/kafka/mod.ts";
 import { startKafkaServer } from "./kafka_serving.ts";
 
 const TOPIC = "e2e";
@@ -256,5 +257,31 @@ describe("kafkajs against the Kafka listener", () => {
       await broker[Symbol.asyncDispose]();
       await proxy.close();
     }
+  });
+
+  test("with every API capped at its oldest version, kafkajs produces, consumes and commits", async () => {
+    await using broker = await startKafkaServer({ caps: minimumCaps() });
+    const kafka = client(broker.broker, "oldest");
+    const admin = kafka.admin();
+    await admin.connect();
+    await admin.createTopics({ topics: [{ topic: TOPIC, numPartitions: 4 }] });
+    const producer = kafka.producer();
+    await producer.connect();
+    const expected = new Set<string>();
+    const messages = Array.from({ length: 1_000 }, (_, i) => {
+      expected.add(`o${i}`);
+      return { key: `k${i}`, value: `o${i}` };
+    });
+    await producer.send({ topic: TOPIC, acks: -1, messages });
+    await producer.disconnect();
+    const tally: Tally = { seen: new Map(), total: 0 };
+    const consumer = await runConsumer(kafka, "old", tally);
+    await waitFor(() => tally.seen.size === expected.size, "every record", 30_000);
+    await consumer.disconnect();
+    assert.deepEqual(account(tally, expected), { lost: 0, duplicated: 0, unexpected: 0 });
+    const offsets = await admin.fetchOffsets({ groupId: "old", topics: [TOPIC] });
+    const committed = offsets[0]!.partitions.reduce((n, p) => n + Number(p.offset), 0);
+    assert.equal(committed, 1_000);
+    await admin.disconnect();
   });
 });
