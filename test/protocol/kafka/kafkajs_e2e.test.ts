@@ -259,7 +259,7 @@ describe("kafkajs against the Kafka listener", () => {
     }
   });
 
-  test("with every API capped at its oldest version, kafkajs produces, consumes and commits", async () => {
+  test("with every API at its oldest version, kafkajs produces, consumes, commits", async () => {
     await using broker = await startKafkaServer({ caps: minimumCaps() });
     const kafka = client(broker.broker, "oldest");
     const admin = kafka.admin();
