@@ -68,8 +68,8 @@ class SluiceKafkaDriver implements Driver {
 
   durability(): string {
     return (
-      "sluice's Kafka listener, acks=-1: acknowledged once the batch is appended and flushed " +
-      "by the topic's fsync policy (default: page cache, fsync every second); idempotent producer"
+      "sluice's Kafka listener, acks=-1: acknowledged once the batch is appended and the log " +
+      "flushed (fsync) before the answer; idempotent producer"
     );
   }
 
