@@ -13,6 +13,7 @@ import {
   MESSAGES,
   type Struct,
 } from "../../../protocol/kafka/mod.ts";
+import { encodeRecordBatch } from "../../../engine/mod.ts";
 import { advertisedHostFor } from "../../../protocol/kafka/listener.ts";
 import { RawKafka, startKafkaServer } from "./kafka_serving.ts";
 
@@ -119,6 +120,50 @@ describe("kafka ApiVersions", () => {
     assert.equal(advertisedHostFor("localhost"), "127.0.0.1");
     assert.equal(advertisedHostFor("0.0.0.0"), "127.0.0.1");
     assert.equal(advertisedHostFor("10.1.2.3"), "10.1.2.3");
+  });
+});
+
+describe("kafka Produce and Fetch", () => {
+  test("Fetch v12 answers the stored batch bytes as views, counted, never records", async () => {
+    await using broker = await startKafkaServer();
+    await broker.server.engine.createTopic("zc", { partitions: 1 });
+    const utf8 = new TextEncoder();
+    const batch = encodeRecordBatch([
+      { key: utf8.encode("a"), value: utf8.encode("1") },
+      { key: utf8.encode("b"), value: utf8.encode("2") },
+    ]);
+    const client = await RawKafka.connect(broker.port);
+    try {
+      const produced = await client.call(K.Produce, 9, {
+        transactionalId: null,
+        acks: -1,
+        timeoutMs: 1000,
+        topics: [{ name: "zc", partitions: [{ index: 0, records: batch }] }],
+      });
+      const p = ((produced["responses"] as Struct[])[0]!["partitions"] as Struct[])[0]!;
+      assert.equal(p["errorCode"], 0);
+      assert.equal(p["baseOffset"], 0);
+      const before = { ...broker.server.kafka!.stats };
+      const fetched = await client.call(K.Fetch, 12, {
+        maxWaitMs: 0,
+        minBytes: 1,
+        maxBytes: 1 << 20,
+        topics: [
+          {
+            topic: "zc",
+            partitions: [{ partition: 0, fetchOffset: 0, partitionMaxBytes: 1 << 20 }],
+          },
+        ],
+      });
+      const f = ((fetched["responses"] as Struct[])[0]!["partitions"] as Struct[])[0]!;
+      assert.equal(f["highWatermark"], 2);
+      assert.deepEqual([...(f["records"] as Uint8Array)], [...batch], "the producer's bytes");
+      const after = broker.server.kafka!.stats;
+      assert.equal(after.fetchBatchViews - before.fetchBatchViews, 1);
+      assert.equal(after.fetchBytes - before.fetchBytes, batch.length);
+    } finally {
+      client.close();
+    }
   });
 });
 
