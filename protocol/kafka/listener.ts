@@ -131,6 +131,11 @@ export class KafkaListener {
     return this.#limits.frameBytesMax;
   }
 
+  /** Whether a classic group with members holds this group id. */
+  claimsGroup(groupId: string): boolean {
+    return this.#plane.classic.claims(groupId);
+  }
+
   get connectionCount(): number {
     return this.#connections.size;
   }

@@ -130,6 +130,7 @@ export class SluiceServer {
       ...(options.heartbeatIntervalMs === undefined
         ? {}
         : { heartbeatIntervalMs: options.heartbeatIntervalMs }),
+      heldElsewhere: (groupId) => this.kafka?.claimsGroup(groupId) ?? false,
     });
     this.#data = {
       engine,
