@@ -167,6 +167,38 @@ describe("kafka Produce and Fetch", () => {
   });
 });
 
+describe("kafka ListOffsets", () => {
+  test("earliest, latest and by timestamp", async () => {
+    await using broker = await startKafkaServer();
+    await broker.server.engine.createTopic("ts", { partitions: 1 });
+    const log = broker.server.engine.partition("ts", 0);
+    const value = new TextEncoder().encode("v");
+    for (const timestamp of [1_000, 2_000, 3_000]) {
+      await log.append(encodeRecordBatch([{ key: null, value, timestamp }]));
+    }
+    const client = await RawKafka.connect(broker.port);
+    try {
+      const query = async (timestamp: number, version: number) => {
+        const answer = await client.call(K.ListOffsets, version, {
+          replicaId: -1,
+          topics: [{ name: "ts", partitions: [{ partitionIndex: 0, timestamp }] }],
+        });
+        const p = ((answer["topics"] as Struct[])[0]!["partitions"] as Struct[])[0]!;
+        assert.equal(p["errorCode"], 0);
+        return p["offset"];
+      };
+      for (const version of [1, 6]) {
+        assert.equal(await query(-2, version), 0, "earliest");
+        assert.equal(await query(-1, version), 3, "latest");
+        assert.equal(await query(1_500, version), 1, "the first record at or after 1500");
+        assert.equal(await query(9_000, version), -1, "none that late");
+      }
+    } finally {
+      client.close();
+    }
+  });
+});
+
 describe("kafka hostile frames", () => {
   async function expectClosed(port: number, bytes: Uint8Array): Promise<void> {
     const client = await RawKafka.connect(port);
