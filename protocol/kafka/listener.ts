@@ -7,9 +7,15 @@
 //   answer  = size:int32 correlation_id:int32 [tagged fields, flexible, not ApiVersions] body
 //
 // Like Kafka's broker, a connection serves one request at a time, in arrival order, and answers
-// in that order: requests that arrive meanwhile wait in a bounded queue (past it the socket is
-// paused, so a client sending faster than it is answered meets TCP backpressure). A frame too
-// large, a header or body that does not parse, an unknown API or an unsupported version
+// in that order: requests that arrive meanwhile wait in a queue bounded in count and bytes (past
+// it the socket is paused, so a client sending faster than it is answered meets TCP
+// backpressure), and no request is served while the answers its socket has not taken pass
+// outboxBytesMax (a client that sends Fetches and never reads holds no more than that).
+//
+//   socket ─► FrameReader ─► [waiting requests ≤ 64, ≤ outboxBytesMax] ─► serve one ─► Outbox
+//                 ▲ paused when the queue is full          waits while Outbox > outboxBytesMax
+//
+// A frame too large, a header or body that does not parse, an unknown API or an unsupported version
 // (except ApiVersions, which is answered with the list) cannot be answered in Kafka's protocol:
 // the connection is closed and the reason logged, and every other connection goes on.
 
@@ -129,6 +135,14 @@ export class KafkaListener {
 
   get frameBytesMax(): number {
     return this.#limits.frameBytesMax;
+  }
+
+  /**
+   * Bytes a connection may hold in waiting requests, and in answers its socket has not taken,
+   * before it stops reading (the shared outboxBytesMax).
+   */
+  get queuedBytesMax(): number {
+    return this.#limits.outboxBytesMax;
   }
 
   /** Whether a classic group with members holds this group id. */
@@ -296,6 +310,7 @@ export class KafkaConnection {
   #reader: FrameReader;
   #listener: KafkaListener;
   #queue: Uint8Array[] = [];
+  #queuedBytes = 0;
   #busy = false;
   #paused = false;
   closed = false;
@@ -326,14 +341,24 @@ export class KafkaConnection {
     if (this.closed) return;
     // The frame is a view of the socket's buffer, valid only now: served at once when idle
     // (every handler reads its request before its first await), else copied to wait.
-    if (!this.#busy) this.#serve(frame);
-    else {
-      this.#queue.push(frame.slice());
-      if (this.#queue.length >= QUEUED_REQUESTS_MAX && !this.#paused) {
-        this.#paused = true;
-        this.#socket.pause();
-      }
+    if (!this.#busy && this.#queue.length === 0 && !this.#answersBacklogged()) {
+      this.#serve(frame);
+      return;
     }
+    this.#queue.push(frame.slice());
+    this.#queuedBytes += frame.length;
+    const full =
+      this.#queue.length >= QUEUED_REQUESTS_MAX ||
+      this.#queuedBytes >= this.#listener.queuedBytesMax;
+    if (full && !this.#paused) {
+      this.#paused = true;
+      this.#socket.pause();
+    }
+  }
+
+  /** Answers past outboxBytesMax wait for the socket: no request is served until it drains. */
+  #answersBacklogged(): boolean {
+    return this.#outbox.queuedBytes > this.#listener.queuedBytesMax;
   }
 
   #serve(frame: Uint8Array): void {
@@ -362,8 +387,18 @@ export class KafkaConnection {
     if (this.closed) return;
     if (chunks !== null) this.#outbox.enqueue(chunks);
     this.idleSinceMs = Date.now();
+    this.#next();
+  }
+
+  /** Serves the next waiting request, unless one is being served or answers are backlogged. */
+  #next(): void {
+    if (this.#busy || this.closed || this.#answersBacklogged()) return;
     const next = this.#queue.shift();
-    if (this.#paused && this.#queue.length < QUEUED_REQUESTS_MAX / 2) {
+    if (next !== undefined) this.#queuedBytes -= next.length;
+    const roomy =
+      this.#queue.length < QUEUED_REQUESTS_MAX / 2 &&
+      this.#queuedBytes < this.#listener.queuedBytesMax / 2;
+    if (this.#paused && roomy) {
       this.#paused = false;
       this.#socket.resume();
     }
@@ -372,6 +407,7 @@ export class KafkaConnection {
 
   drain(): void {
     this.#outbox.flush();
+    this.#next();
   }
 
   onClose(listener: () => void): () => void {
@@ -386,6 +422,7 @@ export class KafkaConnection {
     if (this.closed) return;
     this.closed = true;
     this.#queue = [];
+    this.#queuedBytes = 0;
     for (const listener of this.#onClose.splice(0)) listener();
   }
 

@@ -15,6 +15,7 @@ import {
 } from "../../../protocol/kafka/mod.ts";
 import { encodeRecordBatch } from "../../../engine/mod.ts";
 import { advertisedHostFor } from "../../../protocol/kafka/listener.ts";
+import { waitFor } from "../../helpers.ts";
 import { RawKafka, startKafkaServer } from "./kafka_serving.ts";
 
 function rangeOf(answer: Struct, apiKey: number) {
@@ -161,6 +162,40 @@ describe("kafka Produce and Fetch", () => {
       const after = broker.server.kafka!.stats;
       assert.equal(after.fetchBatchViews - before.fetchBatchViews, 1);
       assert.equal(after.fetchBytes - before.fetchBytes, batch.length);
+    } finally {
+      client.close();
+    }
+  });
+});
+
+describe("kafka backpressure", () => {
+  test("a client that sends Fetches without reading is served again once it reads", async () => {
+    await using broker = await startKafkaServer({
+      server: { limits: { outboxBytesMax: 1 << 20 } },
+    });
+    await broker.server.engine.createTopic("bp", { partitions: 1 });
+    const value = new Uint8Array(1000);
+    const batch = encodeRecordBatch(Array.from({ length: 500 }, () => ({ key: null, value })));
+    await broker.server.engine.partition("bp", 0).append(batch);
+    const client = await RawKafka.connect(broker.port);
+    try {
+      const requests = 120;
+      const partitions = [{ partition: 0, fetchOffset: 0, partitionMaxBytes: 1 << 20 }];
+      const body = {
+        maxWaitMs: 0,
+        minBytes: 1,
+        maxBytes: 1 << 20,
+        topics: [{ topic: "bp", partitions }],
+      };
+      for (let i = 0; i < requests; i++) client.request(K.Fetch, 4, body);
+      // About 60 MB of answers are owed; the server stops serving once its outbox and the
+      // socket's buffers are full, and goes on as they drain: every answer arrives, in order.
+      await waitFor(() => broker.server.kafka!.stats.fetchBatchViews > 0, "the first answers");
+      for (let i = 0; i < requests; i++) {
+        const frame = await client.next();
+        assert.equal(new DataView(frame.buffer, frame.byteOffset).getInt32(0), i + 1);
+      }
+      assert.equal(broker.server.kafka!.stats.fetchBatchViews, requests);
     } finally {
       client.close();
     }
