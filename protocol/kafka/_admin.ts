@@ -7,6 +7,7 @@ import { type LogConfig, SluiceError, type TopicInfo } from "../../engine/mod.ts
 import { errorToKafka, KAFKA_ERRORS } from "./errors.ts";
 import type { KafkaPlane, RequestInfo } from "./_plane.ts";
 import type { Struct } from "./schema.ts";
+import { topicById, topicId } from "./_topic_ids.ts";
 import { apiVersionsBody } from "./versions.ts";
 
 const NODE_ID = 0;
@@ -40,6 +41,7 @@ function topicMetadata(info: TopicInfo): Struct {
   return {
     errorCode: 0,
     name: info.name,
+    topicId: topicId(info),
     isInternal: false,
     partitions,
     topicAuthorizedOperations: OPERATIONS_OMITTED,
@@ -78,11 +80,19 @@ function emptyTopic(name: string): Struct {
 export async function metadata(plane: KafkaPlane, body: Struct): Promise<Struct> {
   const wanted = body["topics"] as Struct[] | null;
   const create = plane.autoCreateTopics && body["allowAutoTopicCreation"] === true;
-  const names = wanted === null ? null : wanted.map((t) => t["name"] as string);
   const topics =
-    names === null
+    wanted === null
       ? plane.engine.listTopics().map(topicMetadata)
-      : await Promise.all(names.map((name) => describeOrCreate(plane, name, create)));
+      : await Promise.all(
+          wanted.map((t) => {
+            const name = t["name"] as string | null;
+            if (name !== null) return describeOrCreate(plane, name, create);
+            // Versions 10 and later may name a topic by id instead.
+            const info = topicById(plane.engine, t["topicId"] as Uint8Array);
+            if (info !== undefined) return topicMetadata(info);
+            return { ...emptyTopic(""), name: null, errorCode: KAFKA_ERRORS.UNKNOWN_TOPIC_ID };
+          }),
+        );
   return {
     throttleTimeMs: 0,
     brokers: [broker(plane)],

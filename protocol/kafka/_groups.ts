@@ -107,7 +107,7 @@ function commitAnswer(topics: Struct[], code: (topic: string, partition: number)
 
 /**
  * OffsetCommit from a classic member (its generation checked) or a simple commit (generation
- * -1, no member). A group that sluice's own coordinator holds accepts only the simple form.
+ * -1, no member) or a member of a sluice group (KIP-848: its member epoch in the generation).
  */
 export async function offsetCommit(plane: KafkaPlane, body: Struct) {
   const groupId = body["groupId"] as string;
@@ -115,10 +115,11 @@ export async function offsetCommit(plane: KafkaPlane, body: Struct) {
   if (!validGroup(groupId)) return commitAnswer(topics, () => E.INVALID_GROUP_ID);
   const generationId = body["generationId"] as number;
   const memberId = body["memberId"] as string;
-  let refusal: number = plane.classic.checkCommit(groupId, generationId, memberId);
   const simple = generationId === -1 && memberId === "";
-  if (refusal === E.NONE && !simple && !plane.classic.claims(groupId))
-    refusal = E.UNKNOWN_MEMBER_ID;
+  // A member of a sluice group (KIP-848, or a native client) commits with its member epoch in
+  // the generation field; the coordinator checks it below, with the partitions it owns.
+  const native = !simple && !plane.classic.claims(groupId);
+  const refusal = native ? E.NONE : plane.classic.checkCommit(groupId, generationId, memberId);
   if (refusal !== E.NONE) return commitAnswer(topics, () => refusal);
   const codes = new Map<string, number>();
   const entries: CommitEntry[] = [];
@@ -137,6 +138,7 @@ export async function offsetCommit(plane: KafkaPlane, body: Struct) {
   let failure: number = E.NONE;
   try {
     if (simple) plane.groups.checkCommit(groupId, null, -1, entries);
+    else if (native) plane.groups.checkCommit(groupId, memberId, generationId, entries);
     if (entries.length > 0) await plane.engine.offsets.commit(groupId, entries);
   } catch (error) {
     failure = errorToKafka(error).code;

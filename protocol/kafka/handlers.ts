@@ -3,6 +3,7 @@
 // buffer.
 
 import * as admin from "./_admin.ts";
+import { consumerGroupHeartbeat } from "./_consumer_groups.ts";
 import * as data from "./_data.ts";
 import * as groups from "./_groups.ts";
 import type { Handler } from "./_plane.ts";
@@ -30,4 +31,5 @@ export const HANDLERS: ReadonlyMap<number, Handler> = new Map<number, Handler>([
   [K.OffsetFetch, groups.offsetFetch],
   [K.DescribeGroups, groups.describeGroups],
   [K.ListGroups, groups.listGroups],
+  [K.ConsumerGroupHeartbeat, consumerGroupHeartbeat],
 ]);

@@ -37,6 +37,7 @@ export const API_KEYS = {
   InitProducerId: 22,
   DescribeConfigs: 32,
   DescribeCluster: 60,
+  ConsumerGroupHeartbeat: 68,
 } as const;
 
 const K = API_KEYS;
@@ -195,10 +196,13 @@ export const Metadata: Message = {
   key: K.Metadata,
   name: "Metadata",
   min: 1,
-  max: 9,
+  max: 12,
   flexible: 9,
   request: [
-    f("topics", "[]", "0+", { nullable: "1+", fields: [f("name", "string")] }),
+    f("topics", "[]", "0+", {
+      nullable: "1+",
+      fields: [f("topicId", "uuid", "10+"), f("name", "string", "0+", { nullable: "10+" })],
+    }),
     f("allowAutoTopicCreation", "bool", "4+", { default: true }),
     f("includeClusterAuthorizedOperations", "bool", "8-10"),
     f("includeTopicAuthorizedOperations", "bool", "8+"),
@@ -218,7 +222,8 @@ export const Metadata: Message = {
     f("topics", "[]", "0+", {
       fields: [
         f("errorCode", "int16"),
-        f("name", "string"),
+        f("name", "string", "0+", { nullable: "12+" }),
+        f("topicId", "uuid", "10+"),
         f("isInternal", "bool", "1+"),
         f("partitions", "[]", "0+", {
           fields: [
@@ -682,6 +687,42 @@ export const DescribeCluster: Message = {
   ],
 };
 
+const topicPartitions = (versions: string, nullable?: string) =>
+  f("topicPartitions", "[]", versions, {
+    ...(nullable === undefined ? {} : { nullable }),
+    fields: [f("topicId", "uuid"), f("partitions", "[]int32")],
+  });
+
+/** KIP-848's consumer group heartbeat, onto sluice's own (broker-side assignment) groups. */
+export const ConsumerGroupHeartbeat: Message = {
+  key: K.ConsumerGroupHeartbeat,
+  name: "ConsumerGroupHeartbeat",
+  min: 0,
+  max: 1,
+  flexible: 0,
+  request: [
+    f("groupId", "string"),
+    f("memberId", "string"),
+    f("memberEpoch", "int32"),
+    f("instanceId", "string", "0+", { nullable: "0+" }),
+    f("rackId", "string", "0+", { nullable: "0+" }),
+    f("rebalanceTimeoutMs", "int32", "0+", { default: -1 }),
+    f("subscribedTopicNames", "[]string", "0+", { nullable: "0+" }),
+    f("subscribedTopicRegex", "string", "1+", { nullable: "1+" }),
+    f("serverAssignor", "string", "0+", { nullable: "0+" }),
+    topicPartitions("0+", "0+"),
+  ],
+  response: [
+    throttle("0+"),
+    f("errorCode", "int16"),
+    f("errorMessage", "string", "0+", { nullable: "0+" }),
+    f("memberId", "string", "0+", { nullable: "0+" }),
+    f("memberEpoch", "int32"),
+    f("heartbeatIntervalMs", "int32"),
+    f("assignment", "{}", "0+", { nullable: "0+", fields: [topicPartitions("0+")] }),
+  ],
+};
+
 /** Every message served, by API key. */
 export const MESSAGES: ReadonlyMap<number, Message> = new Map(
   [
@@ -704,5 +745,6 @@ export const MESSAGES: ReadonlyMap<number, Message> = new Map(
     InitProducerId,
     DescribeConfigs,
     DescribeCluster,
+    ConsumerGroupHeartbeat,
   ].map((message) => [message.key, message]),
 );

@@ -236,11 +236,23 @@ function stepFor(field: Field, version: number, flexible: boolean): Step {
   if (field.type.startsWith("[]")) return arrayStep(field, version, flexible, nullable);
   if (field.type === "{}") {
     const inner = compileStruct(field.fields ?? [], version, flexible);
+    if (!nullable) {
+      return {
+        field,
+        nullable,
+        read: (reader) => inner.decode(reader),
+        write: (writer, value) => inner.encode(writer, value as Struct),
+      };
+    }
+    // A nullable struct is preceded by an int8: -1 for null, 1 for present.
     return {
       field,
       nullable,
-      read: (reader) => inner.decode(reader),
-      write: (writer, value) => inner.encode(writer, value as Struct),
+      read: (reader) => (reader.int8(field.name) < 0 ? null : inner.decode(reader)),
+      write: (writer, value) => {
+        if (value === null) writer.int8(-1);
+        else inner.encode(writer.int8(1), value as Struct);
+      },
     };
   }
   const read = primitiveReader(field.type as Primitive, flexible, field.name);

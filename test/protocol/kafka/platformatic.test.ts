@@ -62,4 +62,47 @@ describe("@platformatic/kafka against the Kafka listener", () => {
       await admin.close();
     }
   });
+
+  test("a KIP-848 consumer group (groupProtocol consumer) onto sluice's coordinator", async () => {
+    await using broker = await startKafkaServer();
+    const bootstrapBrokers = [broker.broker];
+    await broker.server.engine.createTopic("k8", { partitions: 4 });
+    const producer = new Producer({
+      clientId: "p",
+      bootstrapBrokers,
+      serializers: stringSerializers,
+    });
+    const consumer = new Consumer({
+      clientId: "c848",
+      groupId: "g848",
+      groupProtocol: "consumer",
+      bootstrapBrokers,
+      deserializers: stringDeserializers,
+    });
+    try {
+      const messages = Array.from({ length: 100 }, (_, i) => ({
+        topic: "k8",
+        key: `k${i}`,
+        value: `v${i}`,
+      }));
+      await producer.send({ messages });
+      const options = { topics: ["k8"], mode: "earliest" as const, autocommit: false };
+      const stream = await consumer.consume(options);
+      const seen = new Set<string>();
+      for await (const message of stream) {
+        seen.add(message.value as string);
+        await message.commit();
+        if (seen.size === 100) break;
+      }
+      await stream.close();
+      assert.equal(seen.size, 100);
+      const described = broker.server.engine.offsets.fetchGroup("g848").get("k8");
+      let total = 0;
+      for (const offset of described?.values() ?? []) total += offset.offset;
+      assert.equal(total, 100, "commits checked by the coordinator, with the member's epoch");
+    } finally {
+      await consumer.close(true);
+      await producer.close();
+    }
+  });
 });
