@@ -247,7 +247,8 @@ export const OffsetCommit: Message = {
   key: K.OffsetCommit,
   name: "OffsetCommit",
   min: 2,
-  max: 8,
+  // Version 9 is version 8 for KIP-848 members (the generation field holds the member epoch).
+  max: 9,
   flexible: 8,
   request: [
     f("groupId", "string"),
@@ -297,7 +298,7 @@ export const OffsetFetch: Message = {
   key: K.OffsetFetch,
   name: "OffsetFetch",
   min: 1,
-  max: 8,
+  max: 9,
   flexible: 6,
   request: [
     f("groupId", "string", "0-7"),
@@ -308,6 +309,8 @@ export const OffsetFetch: Message = {
     f("groups", "[]", "8+", {
       fields: [
         f("groupId", "string"),
+        f("memberId", "string", "9+", { nullable: "9+", default: null }),
+        f("memberEpoch", "int32", "9+", { default: -1 }),
         f("topics", "[]", "8+", {
           nullable: "8+",
           fields: [f("name", "string"), f("partitionIndexes", "[]int32")],
