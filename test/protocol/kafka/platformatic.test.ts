@@ -2,6 +2,8 @@
 // flexible versions (Metadata 9+, Produce 9+, Fetch 12+, OffsetFetch 8, FindCoordinator 4,
 // CreateTopics 7, DeleteTopics 6), so it exercises the compact encodings and tagged fields:
 // create a topic, produce keyed records, consume them with a group, commit, and delete.
+// @platformatic/kafka is a devDependency for this test alone: the one maintained npm client
+// that speaks only flexible versions, so it checks the half of the listener kafkajs never uses.
 
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
