@@ -362,6 +362,9 @@ export class SluiceServer {
         [...this.#requests].map(([apiKey, count]) => [String(apiKey), count]),
       ),
       refusedRequests: this.#refused,
+      ...(this.kafka === undefined
+        ? {}
+        : { kafka: { connections: this.kafka.connectionCount, ...this.kafka.stats } }),
     };
   }
 

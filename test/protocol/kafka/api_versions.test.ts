@@ -162,6 +162,9 @@ describe("kafka Produce and Fetch", () => {
       const after = broker.server.kafka!.stats;
       assert.equal(after.fetchBatchViews - before.fetchBatchViews, 1);
       assert.equal(after.fetchBytes - before.fetchBytes, batch.length);
+      const stats = broker.server.stats()["kafka"] as Record<string, number>;
+      assert.equal(stats["connections"], 1);
+      assert.equal(stats["produceBatches"], 1);
     } finally {
       client.close();
     }
