@@ -14,6 +14,7 @@
 //
 //   npm run bench:tcp -- [--seconds 30] [--rate 10000] [--latency-seconds 10]
 //                        [--warmup-seconds 1] [--small-seconds 5] [--json]
+//   npm run bench:tcp -- --protocol kafka [--mb 256] [--rounds 2] [--json]   (tcp/protocols.ts)
 //
 // The last stdout line is one JSON object with publishMBps, consumeMBps, consumeNoCrcMBps,
 // publish100BRecordsPerSec, e2eP50Ms, e2eP99Ms, e2eP999Ms and loopbackMBps (MB = 10^6 bytes).
@@ -45,6 +46,10 @@ const { values } = parseArgs({
     "small-seconds": { type: "string", default: "5" },
     "loopback-bytes": { type: "string", default: String(4 * 1024 ** 3) },
     json: { type: "boolean", default: false },
+    // `kafka`: the same batches through the native and the Kafka listener (tcp/protocols.ts).
+    protocol: { type: "string", default: "native" },
+    mb: { type: "string", default: "256" },
+    rounds: { type: "string", default: "2" },
   },
 });
 
@@ -226,6 +231,18 @@ async function latency(
 }
 
 async function main(): Promise<void> {
+  if (values.protocol === "kafka") {
+    const { runProtocols } = await import("./tcp/protocols.ts");
+    const mb = positive("mb", values.mb);
+    const rounds = positive("rounds", values.rounds);
+    const figures = await runProtocols({ mb, rounds: Math.ceil(rounds) });
+    for (const [key, value] of Object.entries(figures)) log(`${key}: ${value}`);
+    console.log(JSON.stringify(figures));
+    return;
+  }
+  if (values.protocol !== "native") {
+    throw new RangeError(`--protocol ${values.protocol} is not native or kafka`);
+  }
   const seconds = positive("seconds", values.seconds);
   const rate = positive("rate", values.rate);
   const latencySeconds = positive("latency-seconds", values["latency-seconds"]);

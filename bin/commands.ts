@@ -53,8 +53,8 @@ export const COMMANDS: Command[] = [
     name: "serve",
     usage:
       "serve [--config FILE] [--data DIR] [--host HOST] [--port PORT] [--http-port PORT] " +
-      "[--tls-cert FILE --tls-key FILE [--tls-ca FILE] [--tls-port PORT]] " +
-      "[--auth scram,plain,mtls] [--super-users A,B]",
+      "[--kafka-port PORT] [--tls-cert FILE --tls-key FILE [--tls-ca FILE] " +
+      "[--tls-port PORT]] [--auth scram,plain,mtls] [--super-users A,B]",
     summary: "Run the broker on a data directory",
     options: {
       config: { type: "string", help: "TOML (.toml) or JSON settings file (or SLUICE_CONFIG)" },
@@ -71,6 +71,23 @@ export const COMMANDS: Command[] = [
       },
       ...SERVE_OPS_OPTIONS,
       ...SERVE_SECURITY_OPTIONS,
+      "kafka-port": { type: "string", help: "Also serve Kafka's protocol on this port (0: free)" },
+      "kafka-advertised-host": {
+        type: "string",
+        help: "Host Kafka clients are told to connect to (default: the bind address)",
+      },
+      "kafka-auto-create-topics": {
+        type: "string",
+        help: "Kafka Metadata creates missing topics, 4 partitions: true|false (default true)",
+      },
+      "kafka-version-caps": {
+        type: "string",
+        help: "Lower advertised Kafka API maxima: min, or API=MAX,... (e.g. Fetch=4)",
+      },
+      "kafka-initial-rebalance-delay-ms": {
+        type: "string",
+        help: "A new classic group waits this long for more members (default 3000)",
+      },
     },
     run: (values) => serve(values),
   },

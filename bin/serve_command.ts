@@ -10,6 +10,7 @@ import type { OpsHttp } from "../ops/http.ts";
 import { Logger } from "../ops/log.ts";
 import type { ParsedValues } from "./_args.ts";
 import { describeSettings, type Resolved, resolveServeSettings } from "./serve_config.ts";
+import { kafkaOption } from "./kafka_flags.ts";
 import { serveSecurity } from "./security_flags.ts";
 
 /** What a failed listen means, from the error's code (Bun and Node both set it). */
@@ -41,6 +42,7 @@ export async function serve(values: ParsedValues): Promise<number> {
   const { settings } = resolved;
   // TLS and authentication come from flags only (README "Security"); checked before opening.
   const security = serveSecurity(values);
+  const kafka = await kafkaOption(values);
   const log = makeLogger(resolved);
   log.info("starting", describeSettings(resolved));
   const { Engine } = await import("../engine/mod.ts");
@@ -72,6 +74,7 @@ export async function serve(values: ParsedValues): Promise<number> {
         ? {}
         : { sessionTimeoutMs: settings.sessionTimeoutMs }),
       ...security,
+      ...kafka,
     });
   } catch (error) {
     await stopHttp?.close();
@@ -83,6 +86,9 @@ export async function serve(values: ParsedValues): Promise<number> {
   const watch = new TopicWatch(engine, log);
   watch.start();
   log.info("listening", { host: server.host, port: server.port });
+  if (server.kafka !== undefined) {
+    console.log(`kafka listening on ${server.kafka.host}:${server.kafka.port}`);
+  }
   if (server.tlsPort !== undefined) {
     console.log(`sluice-tls listening on ${server.host}:${server.tlsPort}`);
   }

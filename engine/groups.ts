@@ -39,6 +39,11 @@ export type GroupCoordinatorOptions = {
   sessionTimeoutMs?: number;
   heartbeatIntervalMs?: number;
   now?: () => number;
+  /**
+   * Whether another group protocol (the Kafka listener's classic groups) has members under
+   * this id now: a join is then refused with INCONSISTENT_GROUP_PROTOCOL.
+   */
+  heldElsewhere?: (groupId: string) => boolean;
 };
 
 export type GroupDescription = {
@@ -78,6 +83,7 @@ function groupError(code: "UNKNOWN_MEMBER_ID" | "FENCED_MEMBER_EPOCH", message: 
 export class GroupCoordinator {
   #groups = new Map<string, Group>();
   #partitionsOf: (topic: string) => number | undefined;
+  #heldElsewhere: ((groupId: string) => boolean) | undefined;
   #sessionTimeoutMs: number;
   #heartbeatIntervalMs: number;
   #now: () => number;
@@ -87,11 +93,19 @@ export class GroupCoordinator {
     this.#sessionTimeoutMs = options.sessionTimeoutMs ?? SESSION_TIMEOUT_MS_DEFAULT;
     this.#heartbeatIntervalMs = options.heartbeatIntervalMs ?? HEARTBEAT_INTERVAL_MS_DEFAULT;
     this.#now = options.now ?? Date.now;
+    this.#heldElsewhere = options.heldElsewhere;
   }
 
   heartbeat(request: HeartbeatRequest): HeartbeatResponse {
     validateGroupId(request.groupId);
     this.expire();
+    if (request.memberEpoch === 0 && this.#heldElsewhere?.(request.groupId) === true) {
+      throw new SluiceError(
+        "INCONSISTENT_GROUP_PROTOCOL",
+        `Group ${request.groupId} has members of Kafka's classic protocol`,
+        { groupId: request.groupId },
+      );
+    }
     const group = this.#group(request.groupId);
     if (request.memberEpoch === -1) return this.#leave(group, request);
     const member =

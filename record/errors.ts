@@ -24,6 +24,7 @@ export type SluiceErrorCode =
   | "INVALID_GROUP_ID" // a consumer group id that is empty or too long
   | "UNKNOWN_MEMBER_ID" // a group member that never joined, left, or was evicted
   | "FENCED_MEMBER_EPOCH" // a group member's epoch is stale: it must rejoin
+  | "INCONSISTENT_GROUP_PROTOCOL" // the group id is held by members of the other group protocol
   | "UNKNOWN_QUEUE" // the queue does not exist
   | "QUEUE_EXISTS" // declare of a queue that exists with different options
   | "INVALID_QUEUE" // a queue name that cannot be a directory name

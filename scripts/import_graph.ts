@@ -12,7 +12,8 @@
 //   record/  ──►  nothing else of sluice
 //      ▲
 //   engine/  ◄──  protocol/server/  ──►  protocol/codec/  ◄──  protocol/client/
-//                  (through engine/mod.ts only)
+//      ▲          (through engine/mod.ts only)  ▲
+//      └──────  protocol/kafka/  ───────────────┘  (and the server's limits and transport)
 //
 // It exits 1 when there is a circle or a broken rule, 0 otherwise. Only the source's code is
 // read: imports inside strings, comments and template text do not count.
@@ -36,6 +37,15 @@ export const LAYER_RULES: readonly LayerRule[] = [
   { from: "protocol/client/", forbid: "protocol/server/", why: "the client is not the server" },
   { from: "protocol/codec/", forbid: "protocol/server/", why: "codecs are below the server" },
   { from: "protocol/codec/", forbid: "protocol/client/", why: "codecs are below the client" },
+  { from: "protocol/codec/", forbid: "protocol/kafka/", why: "codecs are below the listeners" },
+  { from: "protocol/client/", forbid: "protocol/kafka/", why: "the client is not the server" },
+  { from: "protocol/kafka/", forbid: "protocol/client/", why: "the Kafka listener is no client" },
+  {
+    from: "protocol/kafka/",
+    forbid: "protocol/server/",
+    allow: ["protocol/server/limits.ts", "protocol/server/_transport.ts"],
+    why: "the Kafka listener shares only the server's limits and transport",
+  },
   {
     from: "protocol/",
     forbid: "engine/",

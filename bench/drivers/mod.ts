@@ -73,6 +73,14 @@ export const DRIVERS: readonly DriverEntry[] = [
     summary: "Redis Streams",
   },
   {
+    name: "sluice-kafka",
+    file: "sluice_kafka.ts",
+    peer: false,
+    inProcess: false,
+    perMessageAck: false,
+    summary: "a sluice server over Kafka's protocol, driven by kafkajs",
+  },
+  {
     name: "kafka",
     file: "kafka.ts",
     peer: true,

@@ -10,6 +10,7 @@ export {
 } from "./limits.ts";
 export {
   EXIT_CODE_INVARIANT,
+  type KafkaOptions,
   type ServerOptions,
   SluiceServer,
   stopOnInvariant,

@@ -4,7 +4,7 @@
 import { join } from "node:path";
 import { Engine, type EngineOptions, GroupCoordinator } from "../../engine/mod.ts";
 import packageJson from "../../package.json" with { type: "json" };
-import { InvariantError } from "../../record/mod.ts";
+import { InvariantError, SluiceError } from "../../record/mod.ts";
 import { writeHandshakeResponse, readHandshakeRequest } from "../codec/handshake.ts";
 import {
   API,
@@ -31,6 +31,21 @@ import { listen, type TransportKind, type TransportServer } from "./_transport.t
 import { SecurityGate, type SecurityOptions } from "./_auth.ts";
 import { securityHandlers } from "./_auth_handlers.ts";
 import { type TlsServerOptions, tlsListen } from "./_tls.ts";
+import { KafkaListener, type KafkaListenerOptions } from "../kafka/listener.ts";
+
+/** The Kafka listener's own options; the engine, groups and limits are the server's. */
+export type KafkaOptions = Pick<KafkaListenerOptions, "port"> &
+  Partial<
+    Pick<
+      KafkaListenerOptions,
+      | "advertisedHost"
+      | "advertisedPort"
+      | "autoCreateTopics"
+      | "autoCreatePartitions"
+      | "versionCaps"
+      | "initialRebalanceDelayMs"
+    >
+  >;
 
 export type ServerOptions = {
   /** Data directory to open; or pass an open `engine` (which the server will not close). */
@@ -52,6 +67,8 @@ export type ServerOptions = {
   tls?: TlsServerOptions & { port?: number };
   /** Authentication and ACLs (section 11); off unless `security.auth` names a method. */
   security?: SecurityOptions;
+  /** Also listen for Kafka's protocol (protocol/kafka/), sharing this server's engine. */
+  kafka?: KafkaOptions;
   log?: (message: string) => void;
   /**
    * Called when serving a request (or the periodic sweep) breaks an invariant: a bug in sluice,
@@ -85,6 +102,8 @@ export class SluiceServer {
   #transport: TransportServer | undefined;
   #tlsTransport: TransportServer | undefined;
   #security: SecurityGate | undefined;
+  /** The Kafka listener, when `kafka` was given. */
+  kafka: KafkaListener | undefined;
   #connections = new Map<TransportSocket, ServerConnection>();
   #budget: BufferBudget;
   #groups: GroupCoordinator;
@@ -133,6 +152,7 @@ export class SluiceServer {
       ...(options.heartbeatIntervalMs === undefined
         ? {}
         : { heartbeatIntervalMs: options.heartbeatIntervalMs }),
+      heldElsewhere: (groupId) => this.kafka?.claimsGroup(groupId) ?? false,
     });
     this.#data = {
       engine,
@@ -179,6 +199,7 @@ export class SluiceServer {
     }
     try {
       await server.#listen(options);
+      if (options.kafka !== undefined) server.kafka = await server.#startKafka(options);
     } catch (error) {
       server.#transport?.stop();
       if (server.#ownsEngine) await engine.close();
@@ -213,6 +234,28 @@ export class SluiceServer {
   /** The port of the separate TLS listener (`tls.port`), or undefined without one. */
   get tlsPort(): number | undefined {
     return this.#tlsTransport?.port;
+  }
+
+  #startKafka(options: ServerOptions): Promise<KafkaListener> {
+    // The Kafka listener has no SASL or ACL checks yet: with authentication on it would be an
+    // open door beside a locked one, so the server refuses to start with both.
+    if (this.#security !== undefined) {
+      throw new SluiceError(
+        "INVALID_CONFIG",
+        "the Kafka listener does not support authentication yet: start it without --auth",
+        { kafkaPort: options.kafka!.port },
+      );
+    }
+    return KafkaListener.start({
+      ...options.kafka!,
+      engine: this.engine,
+      groups: this.#groups,
+      limits: this.limits,
+      host: this.host,
+      ...(options.transport === undefined ? {} : { transport: options.transport }),
+      log: this.#log,
+      onFatal: this.#onFatal,
+    });
   }
 
   get connectionCount(): number {
@@ -407,6 +450,9 @@ export class SluiceServer {
         [...this.#requests].map(([apiKey, count]) => [String(apiKey), count]),
       ),
       refusedRequests: this.#refused,
+      ...(this.kafka === undefined
+        ? {}
+        : { kafka: { connections: this.kafka.connectionCount, ...this.kafka.stats } }),
     };
   }
 
@@ -420,6 +466,7 @@ export class SluiceServer {
     this.#sweep = undefined;
     this.#transport?.stopListening();
     this.#tlsTransport?.stopListening();
+    this.kafka?.close();
     for (const finish of [...this.#data.waitingFetches]) finish();
     for (const connection of this.#connections.values()) connection.shutdown();
     await this.#connectionsClosed(shutdownWaitMs);

@@ -131,7 +131,7 @@ describe("benchmark runs", () => {
   test("the driver registry names every driver and loads them by name", async () => {
     assert.deepEqual(
       DRIVERS.map((d) => d.name),
-      ["sluice-embedded", "sluice", "rabbitmq", "nats", "redis", "kafka"],
+      ["sluice-embedded", "sluice", "rabbitmq", "nats", "redis", "sluice-kafka", "kafka"],
     );
     assert.throws(() => parseDriverList("sluice,nope"), /Unknown driver 'nope'; known drivers: /);
     assert.throws(() => parseDriverList("sluice,sluice"), /names 'sluice' twice/);

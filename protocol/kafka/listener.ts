@@ -1,0 +1,442 @@
+// The Kafka listener: a second TCP port that speaks Kafka's protocol onto the same engine,
+// topics, committed offsets, consumer groups and limits as sluice's own listener.
+//
+//   frame   = size:int32 request
+//   request = api_key:int16 api_version:int16 correlation_id:int32 client_id:nullable string
+//             [tagged fields, in flexible versions] body
+//   answer  = size:int32 correlation_id:int32 [tagged fields, flexible, not ApiVersions] body
+//
+// Like Kafka's broker, a connection serves one request at a time, in arrival order, and answers
+// in that order: requests that arrive meanwhile wait in a queue bounded in count and bytes (past
+// it the socket is paused, so a client sending faster than it is answered meets TCP
+// backpressure), and no request is served while the answers its socket has not taken pass
+// outboxBytesMax (a client that sends Fetches and never reads holds no more than that).
+//
+//   socket ─► FrameReader ─► [waiting requests ≤ 64, ≤ outboxBytesMax] ─► serve one ─► Outbox
+//                 ▲ paused when the queue is full          waits while Outbox > outboxBytesMax
+//
+// A frame too large, a header or body that does not parse, an unknown API or an unsupported version
+// (except ApiVersions, which is answered with the list) cannot be answered in Kafka's protocol:
+// the connection is closed and the reason logged, and every other connection goes on.
+
+import type { Engine, GroupCoordinator } from "../../engine/mod.ts";
+import { InvariantError } from "../../record/mod.ts";
+import { ProtocolError } from "../codec/errors.ts";
+import { FrameReader, FrameTooLargeError } from "../codec/frame_reader.ts";
+import { Outbox, type TransportSocket } from "../codec/outbox.ts";
+import type { ServerLimits } from "../server/limits.ts";
+import { listen, type TransportKind, type TransportServer } from "../server/_transport.ts";
+import { ClassicGroups } from "./classic_groups.ts";
+import { type Handler, type KafkaPlane, HANDLERS } from "./handlers.ts";
+import { API_KEYS, MESSAGES } from "./messages.ts";
+import { codecFor, type Message, type Struct } from "./schema.ts";
+import { apiVersionsBody, type VersionCaps } from "./versions.ts";
+import { KafkaReader, KafkaWriter } from "./wire.ts";
+
+export type KafkaListenerOptions = {
+  engine: Engine;
+  groups: GroupCoordinator;
+  limits: ServerLimits;
+  host: string;
+  /** 0 picks a free port. */
+  port: number;
+  /** The host clients are told to connect to (default: the bind address). */
+  advertisedHost?: string;
+  /** The port clients are told to connect to, for a proxy in front (default: the port). */
+  advertisedPort?: number;
+  /** Metadata creates missing topics when the request allows it (default true). */
+  autoCreateTopics?: boolean;
+  /** Partitions of a topic created by Metadata (default 4, what client test suites assume). */
+  autoCreatePartitions?: number;
+  /** Lower advertised maxima, by API key, to emulate an older broker. */
+  versionCaps?: VersionCaps;
+  /** How long a new classic group waits for more members before its first rebalance. */
+  initialRebalanceDelayMs?: number;
+  transport?: TransportKind;
+  log: (message: string) => void;
+  onFatal: (error: InvariantError) => void;
+};
+
+/** Requests a connection may have waiting behind the one being served before it is paused. */
+const QUEUED_REQUESTS_MAX = 64;
+const SWEEP_INTERVAL_MS = 250;
+const AUTO_CREATE_PARTITIONS_DEFAULT = 4;
+const INITIAL_REBALANCE_DELAY_MS_DEFAULT = 3_000;
+
+/** Kafka's advertised host: never `localhost` (a client may resolve it to ::1). */
+export function advertisedHostFor(bindHost: string): string {
+  if (bindHost === "localhost" || bindHost === "0.0.0.0" || bindHost === "::") return "127.0.0.1";
+  return bindHost;
+}
+
+export class KafkaListener {
+  readonly host: string;
+  #transport: TransportServer | undefined;
+  #connections = new Map<TransportSocket, KafkaConnection>();
+  #plane: KafkaPlane;
+  #limits: ServerLimits;
+  #log: (message: string) => void;
+  #onFatal: (error: InvariantError) => void;
+  #sweep: ReturnType<typeof setInterval> | undefined;
+
+  private constructor(options: KafkaListenerOptions) {
+    this.host = options.host;
+    this.#limits = options.limits;
+    this.#log = options.log;
+    this.#onFatal = options.onFatal;
+    const advertisedHost = options.advertisedHost ?? advertisedHostFor(options.host);
+    this.#plane = {
+      engine: options.engine,
+      groups: options.groups,
+      classic: new ClassicGroups({
+        initialRebalanceDelayMs:
+          options.initialRebalanceDelayMs ?? INITIAL_REBALANCE_DELAY_MS_DEFAULT,
+        nativeMembers: (groupId) => options.groups.describe(groupId).members.length,
+      }),
+      limits: options.limits,
+      advertised: {
+        host: advertisedHost,
+        port: () => options.advertisedPort ?? this.port,
+      },
+      autoCreateTopics: options.autoCreateTopics ?? true,
+      autoCreatePartitions: options.autoCreatePartitions ?? AUTO_CREATE_PARTITIONS_DEFAULT,
+      caps: options.versionCaps ?? new Map(),
+      waitingFetches: new Set(),
+      log: options.log,
+      stats: { fetchBatchViews: 0, fetchBytes: 0, produceBatches: 0 },
+    };
+  }
+
+  static async start(options: KafkaListenerOptions): Promise<KafkaListener> {
+    const listener = new KafkaListener(options);
+    listener.#transport = await listen(
+      options.host,
+      options.port,
+      listener.#transportHandlers(),
+      options.transport,
+    );
+    listener.#sweep = setInterval(() => listener.#sweepOrStop(), SWEEP_INTERVAL_MS);
+    (listener.#sweep as { unref?: () => void }).unref?.();
+    return listener;
+  }
+
+  get port(): number {
+    return this.#transport?.port ?? 0;
+  }
+
+  get advertisedHost(): string {
+    return this.#plane.advertised.host;
+  }
+
+  /** Counters of the listener's work (fetch views served, produce batches appended). */
+  get stats(): Readonly<KafkaPlane["stats"]> {
+    return this.#plane.stats;
+  }
+
+  get frameBytesMax(): number {
+    return this.#limits.frameBytesMax;
+  }
+
+  /**
+   * Bytes a connection may hold in waiting requests, and in answers its socket has not taken,
+   * before it stops reading (the shared outboxBytesMax).
+   */
+  get queuedBytesMax(): number {
+    return this.#limits.outboxBytesMax;
+  }
+
+  /** Whether a classic group with members holds this group id. */
+  claimsGroup(groupId: string): boolean {
+    return this.#plane.classic.claims(groupId);
+  }
+
+  get connectionCount(): number {
+    return this.#connections.size;
+  }
+
+  #transportHandlers() {
+    return {
+      open: (socket: TransportSocket) => {
+        if (this.#connections.size >= this.#limits.connectionsMax) {
+          this.#log(`kafka: refusing connection from ${socket.remoteAddress}: connectionsMax`);
+          socket.destroy();
+          return;
+        }
+        this.#connections.set(socket, new KafkaConnection(socket, this));
+      },
+      data: (socket: TransportSocket, bytes: Uint8Array) =>
+        this.#guarded(socket, (connection) => connection.data(bytes)),
+      drain: (socket: TransportSocket) => this.#guarded(socket, (c) => c.drain()),
+      close: (socket: TransportSocket) => {
+        this.#connections.get(socket)?.closedBySocket();
+        this.#connections.delete(socket);
+      },
+    };
+  }
+
+  /** Runs a socket event; nothing escapes it (see SluiceServer's #guarded for why). */
+  #guarded(socket: TransportSocket, event: (connection: KafkaConnection) => void): void {
+    const connection = this.#connections.get(socket);
+    if (connection === undefined) return;
+    try {
+      event(connection);
+    } catch (error) {
+      this.failed(connection, error);
+    }
+  }
+
+  /** A request's failure: fatal for a broken invariant, else the connection is closed. */
+  failed(connection: KafkaConnection, error: unknown): void {
+    if (error instanceof InvariantError) {
+      this.#onFatal(error);
+      connection.close();
+      return;
+    }
+    // Bad input (a typed ProtocolError, a frame over the limit) is the client's doing; any
+    // other exception is a bug in the listener, confined to this connection.
+    const bad = error instanceof ProtocolError || error instanceof FrameTooLargeError;
+    const text = error instanceof Error ? (error.stack ?? error.message) : String(error);
+    const detail = bad ? (error as Error).message : `internal error: ${text}`;
+    this.#log(`kafka: closing connection from ${connection.remoteAddress}: ${detail}`);
+    connection.close();
+  }
+
+  /** Serves one request frame; null when it has no answer (Produce with acks 0). */
+  serve(
+    frame: Uint8Array,
+    connection: KafkaConnection,
+  ): Uint8Array[] | null | Promise<Uint8Array[] | null> {
+    const reader = new KafkaReader(frame);
+    if (reader.remaining < 10) {
+      throw ProtocolError.invalid(`request of ${reader.remaining} bytes is shorter than a header`);
+    }
+    const apiKey = reader.int16("api_key");
+    const apiVersion = reader.int16("api_version");
+    const correlationId = reader.int32("correlation_id");
+    const clientId = reader.string(false, "client_id");
+    const message = MESSAGES.get(apiKey);
+    if (message === undefined) {
+      throw new ProtocolError("UNKNOWN_API", `api_key ${apiKey} is not served`);
+    }
+    const max = Math.min(message.max, this.#plane.caps.get(apiKey) ?? message.max);
+    if (apiVersion < message.min || apiVersion > max) {
+      if (apiKey === API_KEYS.ApiVersions)
+        return unsupportedApiVersions(this.#plane, correlationId);
+      throw new ProtocolError(
+        "UNSUPPORTED_VERSION",
+        `${message.name} version ${apiVersion} is outside ${message.min}-${max}`,
+      );
+    }
+    const codec = codecFor(message, apiVersion);
+    if (codec.flexible) skipTaggedFields(reader);
+    const body = codec.request.decode(reader);
+    const handler = HANDLERS.get(apiKey) as Handler;
+    const context = { apiVersion, clientId, remoteAddress: connection.remoteAddress, connection };
+    const result = handler(this.#plane, body, context);
+    if (result instanceof Promise) {
+      return result.then((answer) => respond(message, apiVersion, correlationId, answer));
+    }
+    return respond(message, apiVersion, correlationId, result);
+  }
+
+  #sweepOrStop(): void {
+    try {
+      const now = Date.now();
+      for (const connection of this.#connections.values()) {
+        if (connection.idleSinceMs + this.#limits.idleTimeoutMs < now) connection.close();
+      }
+      this.#plane.classic.expire(now);
+    } catch (error) {
+      if (!(error instanceof InvariantError)) throw error;
+      this.#onFatal(error);
+    }
+  }
+
+  /** Stops accepting, answers waiting long polls, closes every connection. */
+  close(): void {
+    if (this.#sweep !== undefined) clearInterval(this.#sweep);
+    this.#sweep = undefined;
+    this.#transport?.stopListening();
+    for (const finish of [...this.#plane.waitingFetches]) finish();
+    this.#plane.classic.close();
+    for (const connection of this.#connections.values()) connection.end();
+    this.#transport?.stop();
+    this.#connections.clear();
+  }
+}
+
+function skipTaggedFields(reader: KafkaReader): void {
+  const count = reader.uvarint("header tagged fields");
+  for (let i = 0; i < count; i++) {
+    reader.uvarint("tag");
+    reader.skip(reader.uvarint("tagged field size"), "header tagged field");
+  }
+}
+
+/** Frames an answer: header v0, or v1 (tagged fields) for flexible versions, not ApiVersions. */
+function respond(
+  message: Message,
+  apiVersion: number,
+  correlationId: number,
+  answer: Struct | null,
+): Uint8Array[] | null {
+  if (answer === null) return null;
+  const codec = codecFor(message, apiVersion);
+  const writer = new KafkaWriter(256);
+  writer.int32(0).int32(correlationId);
+  if (codec.flexible && message.key !== API_KEYS.ApiVersions) writer.uvarint(0);
+  codec.response.encode(writer, answer);
+  const chunks = writer.finish();
+  const first = chunks[0]!;
+  new DataView(first.buffer, first.byteOffset, 4).setInt32(0, writer.sizeBytes - 4);
+  return chunks;
+}
+
+/**
+ * ApiVersions at a version sluice does not know: the v0 body with UNSUPPORTED_VERSION and the
+ * list, so the client can retry with a version both sides know (KIP-511).
+ */
+function unsupportedApiVersions(plane: KafkaPlane, correlationId: number): Uint8Array[] {
+  const body = apiVersionsBody(plane.caps, 35);
+  return respond(MESSAGES.get(API_KEYS.ApiVersions)!, 0, correlationId, body)!;
+}
+
+/** One client connection: frames in, one request served at a time, answers out in order. */
+export class KafkaConnection {
+  readonly remoteAddress: string;
+  idleSinceMs = Date.now();
+  #socket: TransportSocket;
+  #outbox: Outbox;
+  #reader: FrameReader;
+  #listener: KafkaListener;
+  #queue: Uint8Array[] = [];
+  #queuedBytes = 0;
+  #busy = false;
+  #paused = false;
+  closed = false;
+  #onClose: (() => void)[] = [];
+
+  constructor(socket: TransportSocket, listener: KafkaListener) {
+    this.#socket = socket;
+    this.remoteAddress = socket.remoteAddress;
+    this.#outbox = new Outbox(socket);
+    this.#listener = listener;
+    // Kafka sizes are int32: a negative one reads as above 2^31 here, so over the limit, and
+    // a size over the limit is refused from its prefix, before anything is allocated.
+    this.#reader = new FrameReader(listener.frameBytesMax);
+  }
+
+  data(bytes: Uint8Array): void {
+    if (this.closed) return;
+    try {
+      this.#reader.push(bytes, (frame) => this.#arrive(frame));
+    } catch (error) {
+      if (!(error instanceof FrameTooLargeError)) throw error;
+      this.#listener.failed(this, error);
+    }
+  }
+
+  #arrive(frame: Uint8Array): void {
+    this.idleSinceMs = Date.now();
+    if (this.closed) return;
+    // The frame is a view of the socket's buffer, valid only now: served at once when idle
+    // (every handler reads its request before its first await), else copied to wait.
+    if (!this.#busy && this.#queue.length === 0 && !this.#answersBacklogged()) {
+      this.#serve(frame);
+      return;
+    }
+    this.#queue.push(frame.slice());
+    this.#queuedBytes += frame.length;
+    const full =
+      this.#queue.length >= QUEUED_REQUESTS_MAX ||
+      this.#queuedBytes >= this.#listener.queuedBytesMax;
+    if (full && !this.#paused) {
+      this.#paused = true;
+      this.#socket.pause();
+    }
+  }
+
+  /** Answers past outboxBytesMax wait for the socket: no request is served until it drains. */
+  #answersBacklogged(): boolean {
+    return this.#outbox.queuedBytes > this.#listener.queuedBytesMax;
+  }
+
+  #serve(frame: Uint8Array): void {
+    this.#busy = true;
+    let result: Uint8Array[] | null | Promise<Uint8Array[] | null>;
+    try {
+      result = this.#listener.serve(frame, this);
+    } catch (error) {
+      this.#busy = false;
+      this.#listener.failed(this, error);
+      return;
+    }
+    if (result instanceof Promise) {
+      result.then(
+        (chunks) => this.#answered(chunks),
+        (error) => {
+          this.#busy = false;
+          this.#listener.failed(this, error);
+        },
+      );
+    } else this.#answered(result);
+  }
+
+  #answered(chunks: Uint8Array[] | null): void {
+    this.#busy = false;
+    if (this.closed) return;
+    if (chunks !== null) this.#outbox.enqueue(chunks);
+    this.idleSinceMs = Date.now();
+    this.#next();
+  }
+
+  /** Serves the next waiting request, unless one is being served or answers are backlogged. */
+  #next(): void {
+    if (this.#busy || this.closed || this.#answersBacklogged()) return;
+    const next = this.#queue.shift();
+    if (next !== undefined) this.#queuedBytes -= next.length;
+    const roomy =
+      this.#queue.length < QUEUED_REQUESTS_MAX / 2 &&
+      this.#queuedBytes < this.#listener.queuedBytesMax / 2;
+    if (this.#paused && roomy) {
+      this.#paused = false;
+      this.#socket.resume();
+    }
+    if (next !== undefined) this.#serve(next);
+  }
+
+  drain(): void {
+    this.#outbox.flush();
+    this.#next();
+  }
+
+  onClose(listener: () => void): () => void {
+    this.#onClose.push(listener);
+    return () => {
+      const at = this.#onClose.indexOf(listener);
+      if (at !== -1) this.#onClose.splice(at, 1);
+    };
+  }
+
+  #closed(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.#queue = [];
+    this.#queuedBytes = 0;
+    for (const listener of this.#onClose.splice(0)) listener();
+  }
+
+  close(): void {
+    this.#closed();
+    this.#socket.destroy();
+  }
+
+  end(): void {
+    this.#closed();
+    this.#socket.end();
+  }
+
+  closedBySocket(): void {
+    this.#closed();
+  }
+}
