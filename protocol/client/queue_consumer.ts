@@ -23,9 +23,14 @@
 // fetch connection (the broker serves them side by side): while the application handles one
 // answer, the next is already on its way, so a consumer is not bound by one round trip per
 // `maxRecords` records. Fetches already sent keep the limits of the poll that sent them.
+//
+// With `piggybackAcks` (the default) a fetch carries the answers pending for its member when it
+// goes out (PROTOCOL.md: QueueFetch `acks`), and the fetch answer confirms them: one request
+// and one response per fetch instead of two. The broker answers such a fetch once the acks are
+// durable, records or not, so an answer never waits for a long poll.
 
 import { WIRE_ERRORS, errorFromWire } from "../codec/errors.ts";
-import type { AckType } from "../codec/queue_ack.ts";
+import type { AckType, QueueAckResponse } from "../codec/queue_ack.ts";
 import { QUEUE_FETCH_RECORDS_MAX, type QueueFetchResponse } from "../codec/queue_fetch.ts";
 import type { ClientConnection } from "./connection.ts";
 import { REQUEST_TIMEOUT_MS_DEFAULT } from "./connection.ts";
@@ -77,6 +82,11 @@ export type QueueConsumerOptions = ClientOptions & {
    * to maxRecords, all within the queue's prefetch.
    */
   fetchesInFlight?: number;
+  /**
+   * Send the answers pending when a fetch goes out inside that fetch, rather than in a
+   * QueueAck of their own (default true).
+   */
+  piggybackAcks?: boolean;
 };
 
 type Settings = {
@@ -87,6 +97,7 @@ type Settings = {
   autoAccept: boolean;
   requestTimeoutMs: number;
   fetchesInFlight: number;
+  piggybackAcks: boolean;
 };
 
 type Member = {
@@ -133,6 +144,23 @@ function resolveSettings(options: QueueConsumerOptions): Settings {
       FETCHES_IN_FLIGHT_DEFAULT,
       [1, FETCHES_IN_FLIGHT_MAX],
     ),
+    piggybackAcks: booleanOption("piggybackAcks", options.piggybackAcks, true),
+  };
+}
+
+function booleanOption(name: string, value: boolean | undefined, fallback: boolean): boolean {
+  if (value !== undefined && typeof value !== "boolean") {
+    throw new TypeError(`${name} ${String(value)} must be a boolean`);
+  }
+  return value ?? fallback;
+}
+
+/** A fetch answer's ack results, as the QueueAck answer the batcher settles answers from. */
+function ackResultsOf(response: QueueFetchResponse): QueueAckResponse {
+  return {
+    errorCode: response.errorCode,
+    errorMessage: response.errorMessage,
+    partitions: response.acks,
   };
 }
 
@@ -262,7 +290,8 @@ export class QueueConsumer {
     if (this.#closed) return [];
     try {
       const member = await this.#joined();
-      const response = await queueFetch(
+      const answers = this.#settings.piggybackAcks ? this.#acks.take(member.id) : undefined;
+      const fetching = queueFetch(
         member.connection,
         {
           maxWaitMs,
@@ -270,10 +299,12 @@ export class QueueConsumer {
           maxBytes: this.#settings.maxBytes,
           queue: this.#settings.queue,
           memberId: member.id,
-          acks: [],
+          acks: answers?.partitions ?? [],
         },
         { timeoutMs: this.#settings.requestTimeoutMs + maxWaitMs, sendNow: true },
       );
+      answers?.settle(fetching.then(ackResultsOf));
+      const response = await fetching;
       if (response.errorCode === WIRE_ERRORS.UNKNOWN_MEMBER_ID) {
         // The broker forgot the member (it restarted, or saw the connection drop): join again,
         // at once the first time, after a backoff if it keeps happening.
