@@ -8,7 +8,10 @@
 //
 //   bun bench/tools/queue_drain.ts [--records 200000] [--partitions 16] [--size 1024]
 //       [--consumers 4] [--max-records 100] [--fetches-in-flight 1] [--ack-flush-ms 1]
-//       [--piggyback 1|0]
+//       [--piggyback 1|0] [--rate 0]
+//
+// --rate N > 0 publishes N records a second while the consumers run, instead of filling the
+// topic first: the ack latency at a given rate (the issue's "ack p99 at half the max rate").
 //       [--url HOST:PORT [--broker-pid PID]]
 //
 // For an A/B of a client setting, alternate runs (a fresh broker each), e.g.:
@@ -33,6 +36,7 @@ const { values } = parseArgs({
     "fetches-in-flight": { type: "string", default: "1" },
     "ack-flush-ms": { type: "string", default: "1" },
     piggyback: { type: "string", default: "1" },
+    rate: { type: "string", default: "0" },
     url: { type: "string" },
     "broker-pid": { type: "string" },
   },
@@ -54,6 +58,9 @@ const maxRecords = integer("max-records", 1, 100_000);
 const fetchesInFlight = integer("fetches-in-flight", 1, 16);
 const ackFlushMs = integer("ack-flush-ms", 0, 1_000);
 const piggybackAcks = integer("piggyback", 0, 1) === 1;
+const ratePerSecond = integer("rate", 0, 10_000_000);
+/** A paced producer sends what is due this often. */
+const PACE_TICK_MS = 5;
 /** The drain gives up after this long without an accept. */
 const IDLE_MS_MAX = 10_000;
 
@@ -91,6 +98,24 @@ const CLOCK_TICKS_PER_SECOND = 100;
 function ownCpuMs(): number {
   const { user, system } = process.cpuUsage();
   return (user + system) / 1000;
+}
+
+/** Publishes `records` at `ratePerSecond`, sending what is due every PACE_TICK_MS. */
+async function paced(client: { host: string; port: number }, topic: string): Promise<void> {
+  const producer = new Producer({ ...client, acks: 1, lingerMs: 1, batchBytes: 16 * 1024 });
+  const value = new Uint8Array(sizeBytes);
+  const sends: Promise<unknown>[] = [];
+  const startMs = performance.now();
+  while (sends.length < records) {
+    const due = Math.min(
+      records,
+      Math.ceil(((performance.now() - startMs) * ratePerSecond) / 1000),
+    );
+    while (sends.length < due) sends.push(producer.send({ topic, value }));
+    await new Promise((resolve) => setTimeout(resolve, PACE_TICK_MS));
+  }
+  await Promise.all(sends);
+  await producer.close();
 }
 
 async function drain(
@@ -170,11 +195,14 @@ async function main(): Promise<void> {
     const topic = `drain-${process.pid}`;
     await admin.createTopics([{ name: topic, partitions }]);
     await admin.declareQueue(topic, { topic, from: "beginning" });
-    await fill(client, topic);
+    if (ratePerSecond === 0) await fill(client, topic);
     const brokerPid =
       child?.process.pid ??
       (values["broker-pid"] === undefined ? undefined : integer("broker-pid", 1, 2 ** 31));
-    const { accepted, polls, seconds, ackLatency, cpuMs } = await drain(client, topic, brokerPid);
+    const [{ accepted, polls, seconds, ackLatency, cpuMs }] = await Promise.all([
+      drain(client, topic, brokerPid),
+      ratePerSecond === 0 ? undefined : paced(client, topic),
+    ]);
     await admin.deleteTopics([topic]);
     await admin.close();
     const summary = ackLatency.summary();
@@ -188,6 +216,7 @@ async function main(): Promise<void> {
         fetchesInFlight,
         ackFlushMs,
         piggybackAcks,
+        ratePerSecond,
         accepted,
         recordsPerPoll: Number((accepted / Math.max(1, polls)).toFixed(1)),
         seconds: Number(seconds.toFixed(3)),
