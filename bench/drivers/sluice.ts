@@ -18,6 +18,8 @@
 //   batchBytes=<n>            producer batch size (default 1 MiB)
 //   queueMaxRecords=<n>       per-message mode: records one queue fetch acquires (default 100)
 //   queueAckFlushMs=<n>       per-message mode: answers sent together within (default 1)
+//   queuePiggybackAcks=<0|1>  per-message mode: answers ride in fetches while the queue keeps up
+//                             (default 1)
 //   queueFetchesInFlight=<n>  per-message mode: QueueFetch requests outstanding per consumer
 //                             (default 1: a second one measured no faster on a loaded machine)
 //
@@ -132,6 +134,7 @@ export class SluiceTcpDriver implements Driver {
             maxRecords: integerOption(options, "queueMaxRecords", 100, 1, 10_000),
             ackFlushMs: integerOption(options, "queueAckFlushMs", 1, 0, 1_000),
             fetchesInFlight: integerOption(options, "queueFetchesInFlight", 1, 1, 16),
+            piggybackAcks: integerOption(options, "queuePiggybackAcks", 1, 0, 1) === 1,
           }
         : undefined,
     };
