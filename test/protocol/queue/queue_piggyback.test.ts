@@ -46,7 +46,7 @@ describe("queue consumer piggy-backed acks", () => {
     });
   });
 
-  test("behind a full fetch answers go in a QueueAck: no fetch waits for an fdatasync", async () => {
+  test("behind a full fetch answers go in a QueueAck: no fetch waits on an fdatasync", async () => {
     await withServer(async ({ server, port, admin }) => {
       await declare(admin, "work", { topic: "jobs" });
       await publish(port, "jobs", ["a", "b", "c", "d"]);
