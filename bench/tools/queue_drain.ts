@@ -7,7 +7,7 @@
 // on a shared machine CPU per record moves less with the load than records per second do.
 //
 //   bun bench/tools/queue_drain.ts [--records 200000] [--partitions 16] [--size 1024]
-//       [--consumers 4] [--max-records 100] [--fetches-in-flight 1] [--ack-flush-ms 1]
+//       [--consumers 4] [--max-records 250] [--fetches-in-flight 1] [--ack-flush-ms 1]
 //       [--piggyback 1|0] [--rate 0]
 //
 // --rate N > 0 publishes N records a second while the consumers run, instead of filling the
@@ -32,7 +32,7 @@ const { values } = parseArgs({
     partitions: { type: "string", default: "16" },
     size: { type: "string", default: "1024" },
     consumers: { type: "string", default: "4" },
-    "max-records": { type: "string", default: "100" },
+    "max-records": { type: "string", default: "250" },
     "fetches-in-flight": { type: "string", default: "1" },
     "ack-flush-ms": { type: "string", default: "1" },
     piggyback: { type: "string", default: "1" },
