@@ -34,6 +34,8 @@ export type QueueModeOptions = {
   ackFlushMs: number;
   /** QueueFetch requests each consumer keeps outstanding. */
   fetchesInFlight: number;
+  /** Answers ride in QueueFetch requests while the queue keeps up (QueueConsumer's option). */
+  piggybackAcks: boolean;
 };
 
 export function queueModeSettings(options: QueueModeOptions): DriverSettings {
@@ -45,6 +47,7 @@ export function queueModeSettings(options: QueueModeOptions): DriverSettings {
     queueMaxRecords: options.maxRecords,
     queueAckFlushMs: options.ackFlushMs,
     queueFetchesInFlight: options.fetchesInFlight,
+    queuePiggybackAcks: options.piggybackAcks,
   };
 }
 
@@ -76,6 +79,7 @@ export function createQueueConsumer(
     maxRecords: options.maxRecords,
     ackFlushMs: options.ackFlushMs,
     fetchesInFlight: options.fetchesInFlight,
+    piggybackAcks: options.piggybackAcks,
     maxWaitMs: QUEUE_POLL_WAIT_MS,
   });
   return new QueueBenchConsumer(consumer, handlers);

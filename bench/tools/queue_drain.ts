@@ -2,11 +2,17 @@
 // over TCP when each message is accepted on its own (the consume side of `queue-1kb` alone).
 // It starts `sluice serve` as a child process (or uses --url), fills a topic, declares a queue
 // from its beginning, then runs the consumers in this process until every record is accepted
-// (each accept confirmed durable: the queue's default fsync). Prints one JSON line.
+// (each accept confirmed durable: the queue's default fsync). Prints one JSON line, with the
+// CPU the drain cost per accepted record in this process and (Linux, own broker) in the broker:
+// on a shared machine CPU per record moves less with the load than records per second do.
 //
 //   bun bench/tools/queue_drain.ts [--records 200000] [--partitions 16] [--size 1024]
-//       [--consumers 4] [--max-records 100] [--fetches-in-flight 1] [--ack-flush-ms 1]
-//       [--url HOST:PORT]
+//       [--consumers 4] [--max-records 250] [--fetches-in-flight 1] [--ack-flush-ms 1]
+//       [--piggyback 1|0] [--rate 0]
+//
+// --rate N > 0 publishes N records a second while the consumers run, instead of filling the
+// topic first: the ack latency at a given rate (the issue's "ack p99 at half the max rate").
+//       [--url HOST:PORT [--broker-pid PID]]
 //
 // For an A/B of a client setting, alternate runs (a fresh broker each), e.g.:
 //   for i in 1 2 3; do for f in 1 2; do
@@ -26,10 +32,13 @@ const { values } = parseArgs({
     partitions: { type: "string", default: "16" },
     size: { type: "string", default: "1024" },
     consumers: { type: "string", default: "4" },
-    "max-records": { type: "string", default: "100" },
+    "max-records": { type: "string", default: "250" },
     "fetches-in-flight": { type: "string", default: "1" },
     "ack-flush-ms": { type: "string", default: "1" },
+    piggyback: { type: "string", default: "1" },
+    rate: { type: "string", default: "0" },
     url: { type: "string" },
+    "broker-pid": { type: "string" },
   },
 });
 
@@ -48,6 +57,10 @@ const consumerCount = integer("consumers", 1, 1_000);
 const maxRecords = integer("max-records", 1, 100_000);
 const fetchesInFlight = integer("fetches-in-flight", 1, 16);
 const ackFlushMs = integer("ack-flush-ms", 0, 1_000);
+const piggybackAcks = integer("piggyback", 0, 1) === 1;
+const ratePerSecond = integer("rate", 0, 10_000_000);
+/** A paced producer sends what is due this often. */
+const PACE_TICK_MS = 5;
 /** The drain gives up after this long without an accept. */
 const IDLE_MS_MAX = 10_000;
 
@@ -66,9 +79,53 @@ async function fill(client: { host: string; port: number }, topic: string): Prom
   await producer.close();
 }
 
-async function drain(client: { host: string; port: number }, queue: string) {
+/** CPU milliseconds (user + system) a process has used so far, from /proc (Linux only). */
+function processCpuMs(pid: number | undefined): number | null {
+  if (pid === undefined) return null;
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, "utf8");
+    // Fields after the command name, which ends at the last ")": utime and stime are 14 and 15.
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    return ((Number(fields[11]) + Number(fields[12])) * 1000) / CLOCK_TICKS_PER_SECOND;
+  } catch {
+    return null;
+  }
+}
+
+/** Linux's USER_HZ, the unit of /proc/PID/stat's times, on every architecture sluice runs on. */
+const CLOCK_TICKS_PER_SECOND = 100;
+
+function ownCpuMs(): number {
+  const { user, system } = process.cpuUsage();
+  return (user + system) / 1000;
+}
+
+/** Publishes `records` at `ratePerSecond`, sending what is due every PACE_TICK_MS. */
+async function paced(client: { host: string; port: number }, topic: string): Promise<void> {
+  const producer = new Producer({ ...client, acks: 1, lingerMs: 1, batchBytes: 16 * 1024 });
+  const value = new Uint8Array(sizeBytes);
+  const sends: Promise<unknown>[] = [];
+  const startMs = performance.now();
+  while (sends.length < records) {
+    const due = Math.min(
+      records,
+      Math.ceil(((performance.now() - startMs) * ratePerSecond) / 1000),
+    );
+    while (sends.length < due) sends.push(producer.send({ topic, value }));
+    await new Promise((resolve) => setTimeout(resolve, PACE_TICK_MS));
+  }
+  await Promise.all(sends);
+  await producer.close();
+}
+
+async function drain(
+  client: { host: string; port: number },
+  queue: string,
+  brokerPid: number | undefined,
+) {
   const ackLatency = new LatencyHistogram();
   let accepted = 0;
+  let polls = 0;
   let lastAcceptMs = performance.now();
   let done!: () => void;
   const finished = new Promise<void>((resolve) => {
@@ -83,13 +140,17 @@ async function drain(client: { host: string; port: number }, queue: string) {
         maxRecords,
         fetchesInFlight,
         ackFlushMs,
+        piggybackAcks,
         maxWaitMs: 100,
       }),
   );
   const startMs = performance.now();
+  const cpuBefore = { own: ownCpuMs(), broker: processCpuMs(brokerPid) };
   const loops = consumers.map(async (consumer) => {
     while (accepted < records && performance.now() - lastAcceptMs < IDLE_MS_MAX) {
-      for (const message of await consumer.poll()) {
+      const messages = await consumer.poll();
+      polls++;
+      for (const message of messages) {
         const acceptMs = performance.now();
         message.accept().then(() => {
           lastAcceptMs = performance.now();
@@ -101,9 +162,21 @@ async function drain(client: { host: string; port: number }, queue: string) {
   });
   await Promise.race([finished, Promise.all(loops)]);
   const seconds = (performance.now() - startMs) / 1000;
+  const brokerCpuAfter = processCpuMs(brokerPid);
+  const cpuMs = {
+    own: ownCpuMs() - cpuBefore.own,
+    broker:
+      brokerCpuAfter === null || cpuBefore.broker === null
+        ? null
+        : brokerCpuAfter - cpuBefore.broker,
+  };
   await Promise.all(consumers.map((consumer) => consumer.close()));
   await Promise.all(loops);
-  return { accepted, seconds, ackLatency };
+  return { accepted, polls, seconds, ackLatency, cpuMs };
+}
+
+function perRecordUs(cpuMs: number, accepted: number): number | null {
+  return accepted === 0 ? null : Number(((cpuMs * 1000) / accepted).toFixed(2));
 }
 
 async function main(): Promise<void> {
@@ -122,8 +195,14 @@ async function main(): Promise<void> {
     const topic = `drain-${process.pid}`;
     await admin.createTopics([{ name: topic, partitions }]);
     await admin.declareQueue(topic, { topic, from: "beginning" });
-    await fill(client, topic);
-    const { accepted, seconds, ackLatency } = await drain(client, topic);
+    if (ratePerSecond === 0) await fill(client, topic);
+    const brokerPid =
+      child?.process.pid ??
+      (values["broker-pid"] === undefined ? undefined : integer("broker-pid", 1, 2 ** 31));
+    const [{ accepted, polls, seconds, ackLatency, cpuMs }] = await Promise.all([
+      drain(client, topic, brokerPid),
+      ratePerSecond === 0 ? undefined : paced(client, topic),
+    ]);
     await admin.deleteTopics([topic]);
     await admin.close();
     const summary = ackLatency.summary();
@@ -136,11 +215,16 @@ async function main(): Promise<void> {
         maxRecords,
         fetchesInFlight,
         ackFlushMs,
+        piggybackAcks,
+        ratePerSecond,
         accepted,
+        recordsPerPoll: Number((accepted / Math.max(1, polls)).toFixed(1)),
         seconds: Number(seconds.toFixed(3)),
         acceptedPerSecond: Math.round(accepted / seconds),
         ackP50Ms: summary.p50Ms,
         ackP99Ms: summary.p99Ms,
+        clientCpuUsPerRecord: perRecordUs(cpuMs.own, accepted),
+        brokerCpuUsPerRecord: cpuMs.broker === null ? null : perRecordUs(cpuMs.broker, accepted),
       }),
     );
   } finally {

@@ -9,6 +9,12 @@
 //   the broker applied none of them, so the answers are split in halves and each half  │
 //   sent again, until the refusals are pinned to the records they are about ◄──────────┘
 //
+// Piggy-backed: the consumer may `take` one member's pending answers and send them inside its
+// next QueueFetch (PROTOCOL.md section 7a) instead of a QueueAck of their own; the fetch
+// answer's `acks` then settle them by the same rules (a split retry goes out as a QueueAck).
+// One request less per fetch, on both sides, and no answer waits longer for it: what is still
+// pending when no fetch goes out leaves on the flushMs timer as before.
+//
 // Limits: a request carries at most ACK_RANGES_MAX ranges (more pending answers wait for the
 // next request); answers pending at once are bounded by what the application holds, which
 // the broker's prefetch bounds.
@@ -21,6 +27,7 @@ import {
   type AckType,
   type QueueAckResponse,
 } from "../codec/queue_ack.ts";
+import { assert } from "../../record/mod.ts";
 import { ClientError } from "./errors.ts";
 
 export type AckSender = (memberId: string, partitions: AckPartition[]) => Promise<QueueAckResponse>;
@@ -33,6 +40,14 @@ type Answer = {
 };
 
 type PartitionAnswers = { partition: number; answers: Answer[] };
+
+/** One member's answers taken out of the batcher for a request the caller sends itself. */
+export type TakenAnswers = {
+  /** The answers as a request's ack partitions (at most ACK_RANGES_MAX ranges in all). */
+  partitions: AckPartition[];
+  /** Settles every taken answer from that request's ack results (or from its failure). */
+  settle(response: Promise<QueueAckResponse>): void;
+};
 
 export class AckBatcher {
   readonly #send: AckSender;
@@ -87,15 +102,42 @@ export class AckBatcher {
     this.#pending = new Map();
     this.#pendingCount = 0;
     for (const [memberId, partitions] of pending) {
-      const groups = [...partitions].map(([partition, answers]) => ({
-        partition,
-        answers: answers.sort((a, b) => a.offset - b.offset),
-      }));
-      const sending = this.#sendGroups(memberId, groups);
-      this.#inFlight.add(sending);
-      void sending.then(() => this.#inFlight.delete(sending));
+      this.#track(this.#sendGroups(memberId, groupsOf(partitions)));
     }
     return Promise.all([...this.#inFlight]).then(() => undefined);
+  }
+
+  /**
+   * Takes `memberId`'s pending answers, for the caller to send in a request of its own and
+   * hand that request's response to `settle`; undefined when the member has none pending.
+   */
+  take(memberId: string): TakenAnswers | undefined {
+    const partitions = this.#pending.get(memberId);
+    if (partitions === undefined) return undefined;
+    this.#pending.delete(memberId);
+    let taken = 0;
+    for (const answers of partitions.values()) taken += answers.length;
+    // Fewer than batchMax answers are ever pending, and batchMax is at most ACK_RANGES_MAX.
+    assert(taken > 0, "a member's pending entry holds answers");
+    assert(taken <= this.#pendingCount, "taken answers were counted as pending");
+    this.#pendingCount -= taken;
+    if (this.#pending.size === 0 && this.#timer !== undefined) {
+      clearTimeout(this.#timer);
+      this.#timer = undefined;
+    }
+    const groups = groupsOf(partitions);
+    return {
+      partitions: groups.map(({ partition, answers }) => ({
+        partition,
+        ranges: rangesOf(answers),
+      })),
+      settle: (response) => this.#track(this.#settle(memberId, groups, response)),
+    };
+  }
+
+  #track(sending: Promise<void>): void {
+    this.#inFlight.add(sending);
+    void sending.then(() => this.#inFlight.delete(sending));
   }
 
   /** Refuses answers from now on with `error`; those given before go out in a last flush. */
@@ -105,14 +147,30 @@ export class AckBatcher {
   }
 
   /** Never rejects: every outcome goes to the answers' own promises. */
-  async #sendGroups(memberId: string, groups: PartitionAnswers[]): Promise<void> {
+  #sendGroups(memberId: string, groups: PartitionAnswers[]): Promise<void> {
+    const partitions = groups.map(({ partition, answers }) => ({
+      partition,
+      ranges: rangesOf(answers),
+    }));
+    let sent: Promise<QueueAckResponse>;
+    try {
+      sent = this.#send(memberId, partitions);
+    } catch (error) {
+      // A send that throws at once is a failure like any other: it rejects the answers.
+      sent = Promise.reject(error);
+    }
+    return this.#settle(memberId, groups, sent);
+  }
+
+  /** Never rejects: every outcome goes to the answers' own promises. */
+  async #settle(
+    memberId: string,
+    groups: PartitionAnswers[],
+    responding: Promise<QueueAckResponse>,
+  ): Promise<void> {
     let response: QueueAckResponse;
     try {
-      const partitions = groups.map(({ partition, answers }) => ({
-        partition,
-        ranges: rangesOf(answers),
-      }));
-      response = await this.#send(memberId, partitions);
+      response = await responding;
     } catch (error) {
       const failure = error instanceof Error ? error : new Error(String(error));
       for (const { answers } of groups) for (const answer of answers) answer.reject(failure);
@@ -145,6 +203,14 @@ export class AckBatcher {
 /** Codes about particular records: other answers of the same request may be fine. */
 function isPerRecord(code: number): boolean {
   return code === WIRE_ERRORS.INVALID_RECORD_STATE || code === WIRE_ERRORS.LOCK_EXPIRED;
+}
+
+/** Each partition's answers in offset order, as rangesOf needs them. */
+function groupsOf(partitions: Map<number, Answer[]>): PartitionAnswers[] {
+  return [...partitions].map(([partition, answers]) => ({
+    partition,
+    answers: answers.sort((a, b) => a.offset - b.offset),
+  }));
 }
 
 function rejectAll(group: PartitionAnswers, error: Error): void {

@@ -23,9 +23,18 @@
 // fetch connection (the broker serves them side by side): while the application handles one
 // answer, the next is already on its way, so a consumer is not bound by one round trip per
 // `maxRecords` records. Fetches already sent keep the limits of the poll that sent them.
+//
+// With `piggybackAcks` (the default) a fetch that goes out while the queue is keeping up (the
+// last fetch came back with fewer records than asked for) carries the answers pending for its
+// member (PROTOCOL.md: QueueFetch `acks`), and the fetch answer confirms them: one request and
+// one response instead of two, and the broker ends that fetch's long poll once the acks are
+// durable. Under a backlog (the last fetch came back full) answers go in QueueAck requests of
+// their own: a fetch carrying acks is answered only after their fdatasync, and a consumer
+// that always waited for one per fetch drained a backlog at 0.66x the rate (measured with
+// bench/tools/queue_drain.ts).
 
 import { WIRE_ERRORS, errorFromWire } from "../codec/errors.ts";
-import type { AckType } from "../codec/queue_ack.ts";
+import type { AckType, QueueAckResponse } from "../codec/queue_ack.ts";
 import { QUEUE_FETCH_RECORDS_MAX, type QueueFetchResponse } from "../codec/queue_fetch.ts";
 import type { ClientConnection } from "./connection.ts";
 import { REQUEST_TIMEOUT_MS_DEFAULT } from "./connection.ts";
@@ -77,6 +86,12 @@ export type QueueConsumerOptions = ClientOptions & {
    * to maxRecords, all within the queue's prefetch.
    */
   fetchesInFlight?: number;
+  /**
+   * While the queue keeps up (the last fetch came back short of maxRecords), send the answers
+   * pending when a fetch goes out inside that fetch, rather than in a QueueAck of their own
+   * (default true).
+   */
+  piggybackAcks?: boolean;
 };
 
 type Settings = {
@@ -87,6 +102,7 @@ type Settings = {
   autoAccept: boolean;
   requestTimeoutMs: number;
   fetchesInFlight: number;
+  piggybackAcks: boolean;
 };
 
 type Member = {
@@ -133,6 +149,23 @@ function resolveSettings(options: QueueConsumerOptions): Settings {
       FETCHES_IN_FLIGHT_DEFAULT,
       [1, FETCHES_IN_FLIGHT_MAX],
     ),
+    piggybackAcks: booleanOption("piggybackAcks", options.piggybackAcks, true),
+  };
+}
+
+function booleanOption(name: string, value: boolean | undefined, fallback: boolean): boolean {
+  if (value !== undefined && typeof value !== "boolean") {
+    throw new TypeError(`${name} ${String(value)} must be a boolean`);
+  }
+  return value ?? fallback;
+}
+
+/** A fetch answer's ack results, as the QueueAck answer the batcher settles answers from. */
+function ackResultsOf(response: QueueFetchResponse): QueueAckResponse {
+  return {
+    errorCode: response.errorCode,
+    errorMessage: response.errorMessage,
+    partitions: response.acks,
   };
 }
 
@@ -151,6 +184,8 @@ export class QueueConsumer {
   #ahead: Promise<QueueMessage[]>[] = [];
   #polling = false;
   #failures = 0;
+  /** The last fetch acquired fewer records than it asked for: the queue is keeping up. */
+  #keepingUp = true;
   #wakers = new Set<() => void>();
   #closed = false;
   #closing: Promise<void> | undefined;
@@ -262,7 +297,9 @@ export class QueueConsumer {
     if (this.#closed) return [];
     try {
       const member = await this.#joined();
-      const response = await queueFetch(
+      const piggyback = this.#settings.piggybackAcks && this.#keepingUp;
+      const answers = piggyback ? this.#acks.take(member.id) : undefined;
+      const fetching = queueFetch(
         member.connection,
         {
           maxWaitMs,
@@ -270,10 +307,12 @@ export class QueueConsumer {
           maxBytes: this.#settings.maxBytes,
           queue: this.#settings.queue,
           memberId: member.id,
-          acks: [],
+          acks: answers?.partitions ?? [],
         },
         { timeoutMs: this.#settings.requestTimeoutMs + maxWaitMs, sendNow: true },
       );
+      answers?.settle(fetching.then(ackResultsOf));
+      const response = await fetching;
       if (response.errorCode === WIRE_ERRORS.UNKNOWN_MEMBER_ID) {
         // The broker forgot the member (it restarted, or saw the connection drop): join again,
         // at once the first time, after a backoff if it keeps happening.
@@ -283,7 +322,9 @@ export class QueueConsumer {
         }
         return [];
       }
-      return this.#messages(member, response);
+      const messages = this.#messages(member, response);
+      this.#keepingUp = messages.length < maxRecords;
+      return messages;
     } catch (error) {
       if (this.#closed) return [];
       if (!isRetriable(error)) throw error;

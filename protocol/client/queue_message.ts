@@ -133,8 +133,11 @@ export function messagesOf(
         while (r < ranges.length && ranges[r]!.last < record.offset) r++;
         const range = ranges[r];
         if (range === undefined || record.offset < range.first) continue;
+        // Spelled out rather than spread from `where`: a spread clones an object per record.
         const fields = {
-          ...where,
+          topic: where.topic,
+          partition: where.partition,
+          memberId: where.memberId,
           offset: record.offset,
           key: record.key,
           value: record.value,

@@ -6,7 +6,8 @@
 //              ─► fetchQueue: records? ──yes──────────────────────────────┐
 //                     │ no, and max_wait_ms > 0                             ▼
 //                     └─► onQueueReady ─► fetchQueue again ... ─► answer once the acks are durable
-//                         (ends at max_wait_ms, on close, on shutdown)
+//                         (ends at max_wait_ms, on close, on shutdown, and once the
+//                          piggy-backed acks are durable: an answer never waits for a poll)
 //
 // A request the bytes show to be bad (limits, ack types, overlapping ranges) is INVALID_REQUEST
 // before anything is applied. What only the engine can judge (a record not held by the member,
@@ -122,7 +123,9 @@ export function handleQueueFetch(
   const waitMs = Math.min(fetch.maxWaitMs, plane.fetchWaitMsMax);
   const answered = first.kind === "error" || first.result.partitions.length > 0 || waitMs === 0;
   if (answered && acks === undefined) return fetchResponse(request.correlationId, first, []);
-  const outcome = answered ? Promise.resolve(first) : longPoll(plane, request, fetch, waitMs);
+  const outcome = answered
+    ? Promise.resolve(first)
+    : longPoll(plane, request, fetch, { waitMs, until: acks });
   return finishFetch(request.correlationId, outcome, acks);
 }
 
@@ -191,13 +194,14 @@ function fetchResponse(
 
 /**
  * Waits for the queue to say a fetch may find something, and tries again each time, until
- * one acquires records or fails, or the wait ends (then: an empty answer).
+ * one acquires records or fails, or the wait ends (then: an empty answer). The wait ends
+ * early when `until` settles: after one last attempt, the answer goes with what it found.
  */
 function longPoll(
   plane: QueueDataPlane,
   request: RequestContext,
   fetch: QueueFetchRequest,
-  waitMs: number,
+  { waitMs, until }: { waitMs: number; until: Promise<unknown> | undefined },
 ): Promise<FetchOutcome> {
   const empty = (): FetchOutcome => ({
     kind: "records",
@@ -228,8 +232,16 @@ function longPoll(
       }
     };
     const timer = setTimeout(timeUp, waitMs);
+    const lastAttempt = () => {
+      // Answered already: a fetch now would acquire records no answer carries.
+      if (settled) return;
+      attempt();
+      timeUp();
+    };
     const stopOnClose = request.connection.onClose(timeUp);
     plane.waitingFetches.add(timeUp);
+    // Its failure is the request's (finishFetch awaits it too): here it only ends the wait.
+    until?.then(lastAttempt, lastAttempt);
     try {
       unsubscribe = plane.engine.onQueueReady(fetch.queue, attempt);
     } catch (error) {

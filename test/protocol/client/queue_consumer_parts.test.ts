@@ -149,6 +149,70 @@ describe("AckBatcher", () => {
     assert.deepEqual(sent, [1]);
   });
 
+  test("taken answers leave the batcher and settle from the caller's request", async () => {
+    const sent: { member: string; partitions: AckPartition[] }[] = [];
+    const ok = (partitions: number[]): QueueAckResponse => ({
+      errorCode: 0,
+      errorMessage: null,
+      partitions: partitions.map((partition) => ({ partition, errorCode: 0, errorMessage: null })),
+    });
+    const batcher = new AckBatcher(
+      async (member, partitions) => {
+        sent.push({ member, partitions });
+        return ok(partitions.map((p) => p.partition));
+      },
+      { flushMs: 60_000, batchMax: 1_000 },
+    );
+    const mine = [
+      batcher.add("m", 0, 4, "accept"),
+      batcher.add("m", 0, 3, "accept"),
+      batcher.add("m", 2, 7, "release"),
+    ];
+    const other = batcher.add("n", 0, 1, "accept");
+    assert.equal(batcher.pendingCount, 4);
+    const taken = batcher.take("m");
+    assert.ok(taken !== undefined);
+    assert.equal(batcher.take("m"), undefined);
+    assert.equal(batcher.pendingCount, 1);
+    assert.deepEqual(taken.partitions, [
+      { partition: 0, ranges: [{ first: 3, last: 4, type: "accept" }] },
+      { partition: 2, ranges: [{ first: 7, last: 7, type: "release" }] },
+    ]);
+    taken.settle(Promise.resolve(ok([0, 2])));
+    await batcher.flush();
+    await Promise.all([...mine, other]);
+    // Only the answers that were not taken went out in a request of the batcher's own.
+    assert.deepEqual(sent, [
+      {
+        member: "n",
+        partitions: [{ partition: 0, ranges: [{ first: 1, last: 1, type: "accept" }] }],
+      },
+    ]);
+  });
+
+  test("taken answers fail with the caller's request, or with their partition's code", async () => {
+    const batcher = new AckBatcher(() => Promise.reject(new Error("not used")), {
+      flushMs: 60_000,
+      batchMax: 1_000,
+    });
+    const lost = batcher.add("m", 0, 1, "accept");
+    batcher.take("m")!.settle(Promise.reject(new Error("connection lost")));
+    await assert.rejects(lost, /connection lost/);
+    const refused = batcher.add("m", 5, 9, "accept");
+    batcher.take("m")!.settle(
+      Promise.resolve({
+        errorCode: WIRE_ERRORS.UNKNOWN_MEMBER_ID,
+        errorMessage: "member m is unknown",
+        partitions: [],
+      }),
+    );
+    await assert.rejects(refused, (error: unknown) => {
+      assert.ok(error instanceof ServerError);
+      assert.equal(error.code, "UNKNOWN_MEMBER_ID");
+      return true;
+    });
+  });
+
   test("a failed request rejects every answer in it with that error", async () => {
     const batcher = new AckBatcher(() => Promise.reject(new Error("connection lost")), {
       flushMs: 1_000,

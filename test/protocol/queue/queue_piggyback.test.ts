@@ -1,0 +1,142 @@
+// QueueConsumer's piggy-backed acks: while the queue keeps up, answers given between polls
+// travel inside the next QueueFetch (no QueueAck of their own), the fetch answer confirms them,
+// and the broker answers such a fetch once they are durable instead of holding them for a long
+// poll; behind a full fetch they go in a QueueAck, so fetches do not wait for fdatasyncs.
+
+import assert from "node:assert/strict";
+import { describe, test } from "node:test";
+import { API } from "../../../protocol/codec/frames.ts";
+import { QueueConsumer } from "../../../protocol/client/mod.ts";
+import type { SluiceServer } from "../../../protocol/server/mod.ts";
+import { declare, publish, statsOf, textOf, withServer } from "./queue_helpers.ts";
+
+/** Longer than any test here may take: an ack flush timer or a long poll this long never ends. */
+const NEVER_MS = 60_000;
+
+function requestsOf(server: SluiceServer, apiKey: number): number {
+  const requests = server.stats()["requests"] as Record<string, number>;
+  return requests[String(apiKey)] ?? 0;
+}
+
+describe("queue consumer piggy-backed acks", () => {
+  test("answers given between polls go out inside the next fetch, not as a QueueAck", async () => {
+    await withServer(async ({ server, port, admin }) => {
+      await declare(admin, "work", { topic: "jobs" });
+      await publish(port, "jobs", ["a", "b"]);
+      // The flush timer never fires during the test: only a fetch can carry the answers.
+      await using consumer = new QueueConsumer({
+        port,
+        queue: "work",
+        maxRecords: 5,
+        maxWaitMs: 0,
+        ackFlushMs: NEVER_MS,
+      });
+      const first = await consumer.poll();
+      assert.deepEqual(first.map(textOf), ["a", "b"]);
+      const accepted = first.map((message) => message.accept());
+      assert.equal(consumer.pendingAnswers, 2);
+      await publish(port, "jobs", ["c"]);
+      const second = await consumer.poll();
+      assert.deepEqual(second.map(textOf), ["c"]);
+      await Promise.all(accepted);
+      assert.equal(consumer.pendingAnswers, 0);
+      const stats = await statsOf(admin, "work");
+      assert.deepEqual([stats.accepted, stats.acquired], [2, 1]);
+      assert.equal(requestsOf(server, API.QueueAck), 0);
+    });
+  });
+
+  test("behind a full fetch answers go in a QueueAck: no fetch waits on an fdatasync", async () => {
+    await withServer(async ({ server, port, admin }) => {
+      await declare(admin, "work", { topic: "jobs" });
+      await publish(port, "jobs", ["a", "b", "c", "d"]);
+      await using consumer = new QueueConsumer({
+        port,
+        queue: "work",
+        maxRecords: 2,
+        maxWaitMs: 0,
+        ackFlushMs: NEVER_MS,
+      });
+      const first = await consumer.poll();
+      assert.equal(first.length, 2, "a full fetch: a backlog is likely");
+      const accepted = first.map((message) => message.accept());
+      const second = await consumer.poll();
+      assert.deepEqual(second.map(textOf), ["c", "d"]);
+      assert.equal(consumer.pendingAnswers, 2, "the answers stayed behind");
+      await consumer.flush();
+      await Promise.all(accepted);
+      assert.equal(requestsOf(server, API.QueueAck), 1);
+    });
+  });
+
+  test("a record released inside a fetch comes back in that fetch's answer", async () => {
+    await withServer(async ({ port, admin }) => {
+      await declare(admin, "work", { topic: "jobs" });
+      await publish(port, "jobs", ["a"]);
+      await using consumer = new QueueConsumer({
+        port,
+        queue: "work",
+        maxWaitMs: 0,
+        ackFlushMs: NEVER_MS,
+      });
+      const [message] = await consumer.poll();
+      assert.ok(message !== undefined);
+      const released = message.release();
+      const again = await consumer.poll();
+      await released;
+      assert.deepEqual(
+        again.map((m) => [textOf(m), m.deliveryCount, m.redelivered]),
+        [["a", 2, true]],
+      );
+    });
+  });
+
+  test("a long poll carrying answers is answered once they are durable", async () => {
+    await withServer(async ({ port, admin }) => {
+      await declare(admin, "work", { topic: "jobs" });
+      await publish(port, "jobs", ["a"]);
+      await using consumer = new QueueConsumer({
+        port,
+        queue: "work",
+        maxWaitMs: NEVER_MS,
+        ackFlushMs: NEVER_MS,
+      });
+      const [message] = await consumer.poll();
+      assert.ok(message !== undefined);
+      const accepted = message.accept();
+      const startMs = performance.now();
+      // Nothing is left to acquire: without the answers the broker would hold this poll.
+      const empty = await consumer.poll();
+      await accepted;
+      assert.deepEqual(empty, []);
+      assert.ok(performance.now() - startMs < NEVER_MS / 2, "the poll ended with the acks");
+      assert.equal((await statsOf(admin, "work")).accepted, 1);
+    });
+  });
+
+  test("with piggybackAcks false answers go out as QueueAck requests", async () => {
+    await withServer(async ({ server, port, admin }) => {
+      await declare(admin, "work", { topic: "jobs" });
+      await publish(port, "jobs", ["a", "b"]);
+      await using consumer = new QueueConsumer({
+        port,
+        queue: "work",
+        maxWaitMs: 0,
+        ackFlushMs: 1,
+        piggybackAcks: false,
+      });
+      const messages = await consumer.poll();
+      assert.equal(messages.length, 2);
+      await Promise.all(messages.map((message) => message.accept()));
+      assert.ok(requestsOf(server, API.QueueAck) >= 1);
+      assert.equal((await statsOf(admin, "work")).accepted, 2);
+    });
+  });
+
+  test("piggybackAcks that is not a boolean is refused, naming the value", () => {
+    assert.throws(
+      () => new QueueConsumer({ queue: "work", piggybackAcks: "yes" as unknown as boolean }),
+      /piggybackAcks yes must be a boolean/,
+    );
+  });
+});
