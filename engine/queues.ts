@@ -46,6 +46,8 @@ export type QueuesOptions = {
   topics: QueueTopics;
   /** The state-log size from which compaction is considered (default 4 MiB). */
   compactAfterBytes?: number;
+  /** How often expired records at queue heads are looked for (default 1,000 ms). */
+  ttlCheckMs?: number;
 };
 
 /** A sweep timer never waits longer than this, whatever the clock says. */
@@ -69,6 +71,7 @@ export class Queues {
       ...(options.compactAfterBytes === undefined
         ? {}
         : { compactAfterBytes: options.compactAfterBytes }),
+      ...(options.ttlCheckMs === undefined ? {} : { ttlCheckMs: options.ttlCheckMs }),
       now: options.now,
       warn: options.warn,
       deadLetterLogs: (topic) => this.#deadLetterLogs(topic),
@@ -304,7 +307,10 @@ export class Queues {
     if (this.#closed) return 0;
     const nowMs = this.#options.now();
     let expired = 0;
-    for (const queue of this.#queues.values()) expired += queue.expire(nowMs);
+    for (const queue of this.#queues.values()) {
+      expired += queue.expire(nowMs);
+      queue.expireRecords(nowMs);
+    }
     return expired;
   }
 

@@ -1,0 +1,235 @@
+// Message TTL: which records of a queue have expired. A record expires at its timestamp plus
+// the lower of the queue's `messageTtlMs` and its own `sluice-ttl-ms` header (RabbitMQ's rule:
+// the lower of the queue's and the message's TTL wins); with neither it never expires.
+//
+// The verdict is taken per batch, from as little as possible:
+//
+//   batch header only   the queue TTL alone has expired the whole batch:
+//                       maxTimestamp + messageTtlMs <= now (a header cannot lengthen a TTL)
+//   varint scan         an uncompressed batch: each record's timestamp delta and header keys
+//                       are walked in place (no record objects, no copies); a `sluice-ttl-ms`
+//                       value is parsed from its bytes
+//   decode              a compressed batch that the header alone does not settle
+//
+// The header's value is an unsigned decimal integer of milliseconds in
+// [0, MESSAGE_TTL_MS_MAX] (UTF-8 digits, nothing else). Any other value (empty, negative,
+// a fraction, text, too large, null) is ignored: the record keeps the queue's TTL, as if it
+// had no header. A batch whose records do not parse is judged by its header alone; the
+// fetch that serves it reports its damage as usual.
+
+import {
+  assert,
+  ATTRIBUTES_AT,
+  baseOffsetAt,
+  batchSizeAt,
+  BATCH_HEADER_BYTES,
+  BASE_TIMESTAMP_AT,
+  COMPRESSION_MASK,
+  cursorOver,
+  decodeRecordBatch,
+  lastOffsetDeltaAt,
+  MAX_TIMESTAMP_AT,
+  readInt16,
+  readInt64,
+  readVarint,
+  readVarlong,
+  recordCountAt,
+  TIMESTAMP_TYPE_BIT,
+  TTL_HEADER,
+} from "../record/mod.ts";
+
+/** The longest TTL, queue or message (RabbitMQ's x-message-ttl bound, about 49.7 days). */
+export const MESSAGE_TTL_MS_MAX = 2 ** 32 - 1;
+
+/** No record of the batch has expired, or every one has, or those flagged (by offset delta). */
+export type BatchExpiry = "none" | "all" | Uint8Array;
+
+const TTL_HEADER_BYTES = new TextEncoder().encode(TTL_HEADER);
+const DIGIT_0 = 0x30;
+const DIGITS_MAX = String(MESSAGE_TTL_MS_MAX).length;
+
+/** The TTL a header value asks for, or undefined when the value is not a valid one. */
+export function headerTtlMs(value: Uint8Array | null): number | undefined {
+  if (value === null || value.length === 0 || value.length > DIGITS_MAX) return undefined;
+  let ms = 0;
+  for (const byte of value) {
+    const digit = byte - DIGIT_0;
+    if (digit < 0 || digit > 9) return undefined;
+    ms = ms * 10 + digit;
+  }
+  return ms <= MESSAGE_TTL_MS_MAX ? ms : undefined;
+}
+
+function sameBytes(bytes: Uint8Array, at: number, length: number, wanted: Uint8Array): boolean {
+  if (length !== wanted.length) return false;
+  for (let i = 0; i < length; i++) if (bytes[at + i] !== wanted[i]) return false;
+  return true;
+}
+
+/** The lower TTL of the queue's and the header's, undefined when there is neither. */
+function lowerTtl(queueTtlMs: number | null, headerMs: number | undefined): number | undefined {
+  if (headerMs === undefined) return queueTtlMs ?? undefined;
+  return queueTtlMs === null ? headerMs : Math.min(queueTtlMs, headerMs);
+}
+
+/** Per record (by offset delta): its expiry time; Infinity for none. */
+type Expiries = { deltas: number[]; expiresAt: number[] };
+
+/** Walks the records of an uncompressed batch in place; undefined when they do not parse. */
+function scanExpiries(batch: Uint8Array, queueTtlMs: number | null): Expiries | undefined {
+  const baseMs = readInt64(batch, BASE_TIMESTAMP_AT);
+  const appendTimeMs = (readInt16(batch, ATTRIBUTES_AT) & TIMESTAMP_TYPE_BIT) !== 0;
+  const maxMs = readInt64(batch, MAX_TIMESTAMP_AT);
+  const records = recordCountAt(batch, 0);
+  const out: Expiries = { deltas: [], expiresAt: [] };
+  const cursor = cursorOver(batch, BATCH_HEADER_BYTES, batch.length);
+  for (let index = 0; index < records; index++) {
+    const length = readVarint(cursor);
+    if (!(length >= 1) || cursor.position + length > batch.length) return undefined;
+    const end = cursor.position + length;
+    const inside = cursorOver(batch, cursor.position + 1, end);
+    const timestampDelta = readVarlong(inside);
+    const offsetDelta = readVarint(inside);
+    if (Number.isNaN(timestampDelta) || Number.isNaN(offsetDelta)) return undefined;
+    for (let field = 0; field < 2; field++) {
+      const bytes = readVarint(inside);
+      if (!(bytes >= -1) || inside.position + Math.max(0, bytes) > end) return undefined;
+      inside.position += Math.max(0, bytes);
+    }
+    const headerMs = scanHeaders(inside, end);
+    if (headerMs === null) return undefined;
+    const ttl = lowerTtl(queueTtlMs, headerMs);
+    const timestampMs = appendTimeMs ? maxMs : baseMs + timestampDelta;
+    out.deltas.push(offsetDelta);
+    out.expiresAt.push(ttl === undefined ? Number.POSITIVE_INFINITY : timestampMs + ttl);
+    cursor.position = end;
+  }
+  return cursor.position === batch.length ? out : undefined;
+}
+
+/** The valid `sluice-ttl-ms` of a record's headers (the last one wins); null on bad bytes. */
+function scanHeaders(cursor: ReturnType<typeof cursorOver>, end: number) {
+  const count = readVarint(cursor);
+  if (!(count >= 0) || count > end - cursor.position) return null;
+  let ttlMs: number | undefined;
+  for (let i = 0; i < count; i++) {
+    const keyBytes = readVarint(cursor);
+    if (!(keyBytes >= 0) || cursor.position + keyBytes > end) return null;
+    const isTtl = sameBytes(cursor.bytes, cursor.position, keyBytes, TTL_HEADER_BYTES);
+    cursor.position += keyBytes;
+    const valueBytes = readVarint(cursor);
+    if (!(valueBytes >= -1) || cursor.position + Math.max(0, valueBytes) > end) return null;
+    if (isTtl) {
+      const value =
+        valueBytes < 0
+          ? null
+          : cursor.bytes.subarray(cursor.position, cursor.position + valueBytes);
+      ttlMs = headerTtlMs(value) ?? ttlMs;
+    }
+    cursor.position += Math.max(0, valueBytes);
+  }
+  return cursor.position === end ? ttlMs : null;
+}
+
+/** A compressed batch, decoded; undefined when it does not decode. */
+function decodeExpiries(batch: Uint8Array, queueTtlMs: number | null): Expiries | undefined {
+  try {
+    const decoded = decodeRecordBatch(batch);
+    const out: Expiries = { deltas: [], expiresAt: [] };
+    for (const record of decoded.records) {
+      let headerMs: number | undefined;
+      for (const header of record.headers) {
+        if (header.key === TTL_HEADER) headerMs = headerTtlMs(header.value) ?? headerMs;
+      }
+      const ttl = lowerTtl(queueTtlMs, headerMs);
+      out.deltas.push(record.offset - decoded.baseOffset);
+      out.expiresAt.push(ttl === undefined ? Number.POSITIVE_INFINITY : record.timestamp + ttl);
+    }
+    return out;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Which records of `batch` (one whole batch, header first) have expired by `nowMs` under a
+ * queue TTL of `queueTtlMs` (null: none) and their own headers.
+ */
+export function batchExpiry(
+  batch: Uint8Array,
+  nowMs: number,
+  queueTtlMs: number | null,
+): BatchExpiry {
+  const maxMs = readInt64(batch, MAX_TIMESTAMP_AT);
+  if (queueTtlMs !== null && maxMs + queueTtlMs <= nowMs) return "all";
+  const compressed = (readInt16(batch, ATTRIBUTES_AT) & COMPRESSION_MASK) !== 0;
+  const expiries = compressed ? decodeExpiries(batch, queueTtlMs) : scanExpiries(batch, queueTtlMs);
+  if (expiries === undefined) return "none";
+  let expired = 0;
+  for (const at of expiries.expiresAt) if (at <= nowMs) expired++;
+  if (expired === 0) return "none";
+  if (expired === expiries.expiresAt.length) return "all";
+  const flags = new Uint8Array(lastOffsetDeltaAt(batch, 0) + 1);
+  for (let i = 0; i < expiries.deltas.length; i++) {
+    const delta = expiries.deltas[i]!;
+    if (expiries.expiresAt[i]! <= nowMs && delta >= 0 && delta < flags.length) flags[delta] = 1;
+  }
+  return flags;
+}
+
+/** Whether the record `delta` records into a batch has expired, by a verdict on the batch. */
+export function isExpired(expiry: BatchExpiry, delta: number): boolean {
+  if (expiry === "none") return false;
+  if (expiry === "all") return true;
+  return expiry[delta] === 1;
+}
+
+/** The batch holding an offset, with the verdict on its records. */
+export type JudgedBatch = { base: number; last: number; expiry: BatchExpiry };
+
+/** What reads a batch: a partition log. */
+type BatchSource = { read(offset: number, maxBytes: number): { views: Uint8Array[] } };
+
+/**
+ * Judges the batches of one partition at one moment, remembering the last one (records of a
+ * batch are usually looked at one after another). A read's damage is thrown as the log
+ * reports it.
+ */
+export class ExpiryReader {
+  readonly #log: BatchSource;
+  readonly #nowMs: number;
+  readonly #queueTtlMs: number | null;
+  #last: JudgedBatch | undefined;
+
+  constructor(log: BatchSource, nowMs: number, queueTtlMs: number | null) {
+    this.#log = log;
+    this.#nowMs = nowMs;
+    this.#queueTtlMs = queueTtlMs;
+  }
+
+  /** The batch holding `offset` (which must be below the log's high watermark). */
+  batchAt(offset: number): JudgedBatch {
+    const last = this.#last;
+    if (last !== undefined && last.base <= offset && offset <= last.last) return last;
+    const view = this.#log.read(offset, 1).views[0];
+    assert(view !== undefined, "a read below the high watermark returns a batch");
+    return this.judge(view.subarray(0, batchSizeAt(view, 0)));
+  }
+
+  /** Judges one whole batch (and remembers it). */
+  judge(batch: Uint8Array): JudgedBatch {
+    const base = baseOffsetAt(batch, 0);
+    const judged = {
+      base,
+      last: base + lastOffsetDeltaAt(batch, 0),
+      expiry: batchExpiry(batch, this.#nowMs, this.#queueTtlMs),
+    };
+    this.#last = judged;
+    return judged;
+  }
+
+  expired(offset: number): boolean {
+    const batch = this.batchAt(offset);
+    return isExpired(batch.expiry, offset - batch.base);
+  }
+}
