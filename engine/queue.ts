@@ -541,13 +541,20 @@ export class Queue implements QueueStateTarget {
   /**
    * Takes batches at `next` holding expired records into the window, while they fit: their
    * expired records go to dead-lettering (added to `runs`), their live ones wait in the FIFO.
-   * Stops at the first batch whose records from `next` on are all live.
+   * Stops at the first batch whose records from `next` on are all live, or at damage.
    */
   #expireNew(cursor: QueueCursor, log: PartitionLog, expiry: ExpiryReader, runs: OffsetRun[]) {
     for (let reads = 0; reads < NEW_READS_MAX; reads++) {
       const end = Math.min(log.highWatermark, cursor.next + cursor.room);
       if (cursor.next >= end || cursor.next < log.logStartOffset) return;
-      const batch = expiry.batchAt(cursor.next);
+      let batch: JudgedBatch;
+      try {
+        batch = expiry.batchAt(cursor.next);
+      } catch (error) {
+        // Damage at `next` is skipped by the fetch's read (#skipDamage), not here.
+        if (isSluiceError(error, "CORRUPT_BATCH")) return;
+        throw error;
+      }
       if (firstExpired(batch, cursor.next) === undefined) return;
       const take = Math.min(end, batch.last + 1) - cursor.next;
       cursor.takeNew(take, (offset) => isExpired(batch.expiry, offset - batch.base), runs);

@@ -185,6 +185,7 @@ export function queueInfo(config: QueueConfig): QueueInfo {
     prefetch: config.prefetch,
     maxInFlight: config.maxInFlight,
     fsync: config.fsync,
+    messageTtlMs: config.messageTtlMs,
     startOffsets: [...config.startOffsets],
     createdMs: config.createdMs,
   };
@@ -200,6 +201,7 @@ function statsInfo(stats: QueueStats): QueueStatsInfo {
     accepted: stats.accepted,
     deadLettered: stats.deadLettered,
     discarded: stats.discarded,
+    expired: stats.expired,
     oldestReadyAgeMs: stats.oldestReadyAgeMs,
     memoryBytes: stats.memoryBytes,
     partitions: stats.partitions.map((p) => ({ ...p })),
