@@ -52,6 +52,8 @@ export type QueuesOptions = {
 
 /** A sweep timer never waits longer than this, whatever the clock says. */
 const SWEEP_DELAY_MS_MAX = 60_000;
+/** The longest interval between looks for expired records at queue heads. */
+export const TTL_CHECK_MS_MAX = SWEEP_DELAY_MS_MAX;
 
 export class Queues {
   readonly #options: QueuesOptions;
@@ -81,6 +83,17 @@ export class Queues {
 
   /** Opens every declared queue of `dataDir`, recovering its state. */
   static async open(options: QueuesOptions): Promise<Queues> {
+    const ttlCheckMs = options.ttlCheckMs;
+    if (ttlCheckMs !== undefined) {
+      const fits = Number.isSafeInteger(ttlCheckMs) && ttlCheckMs >= 1;
+      if (!fits || ttlCheckMs > TTL_CHECK_MS_MAX) {
+        throw new SluiceError(
+          "INVALID_CONFIG",
+          `ttlCheckMs ${String(ttlCheckMs)} must be an integer in [1, ${TTL_CHECK_MS_MAX}]`,
+          { field: "ttlCheckMs", value: String(ttlCheckMs) },
+        );
+      }
+    }
     const queues = new Queues(options);
     try {
       fs.mkdirSync(queues.#metaDir, { recursive: true });

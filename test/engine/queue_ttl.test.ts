@@ -329,6 +329,16 @@ describe("queue TTL bad input", () => {
     });
   }
 
+  for (const bad of [0, -1, 2.5, 60_001]) {
+    test(`engine option ttlCheckMs ${bad} is INVALID_CONFIG`, async () => {
+      using dir = tempDir();
+      await failsWith(
+        () => openEngine(dir.path, new Clock(), { ttlCheckMs: bad }),
+        "INVALID_CONFIG",
+      );
+    });
+  }
+
   test("a redeclare with another messageTtlMs is QUEUE_EXISTS; the same is a no-op", async () => {
     using dir = tempDir();
     const s = await setup(dir.path, { messageTtlMs: 1_000 });
