@@ -183,6 +183,8 @@ export class Queue implements QueueStateTarget {
   #retry = new Map<number, OffsetRun[]>();
   #retryAtMs = Number.POSITIVE_INFINITY;
   #rotation = 0;
+  /** When `expireRecords` looks at the heads again. */
+  #ttlCheckAtMs = 0;
   #closed = false;
   /** Bytes per record in the batches fetched last, to size the next read. */
   #recordBytes = RECORD_BYTES_GUESS;
@@ -704,10 +706,14 @@ export class Queue implements QueueStateTarget {
   /**
    * Takes expired records at the head of every partition off the queue (dead-lettered with
    * reason "expired", or discarded), consumers or not: records given back, oldest first,
-   * then new records from `next` while their batches hold expired ones. Returns how many.
+   * then new records from `next` while their batches hold expired ones. Runs at most once
+   * per `ttlCheckMs` (earlier calls return 0). Returns how many.
    */
   expireRecords(nowMs: number): number {
     if (this.#closed || this.#state.fenced !== undefined) return 0;
+    // Sweeps also run at lock deadlines: the heads are looked at once per interval at most.
+    if (nowMs < this.#ttlCheckAtMs) return 0;
+    this.#ttlCheckAtMs = nowMs + (this.#host.ttlCheckMs ?? TTL_CHECK_MS_DEFAULT);
     let expired = 0;
     for (const cursor of this.#cursors) {
       const log = this.#logs[cursor.partition]!;

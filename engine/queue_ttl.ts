@@ -72,39 +72,49 @@ function lowerTtl(queueTtlMs: number | null, headerMs: number | undefined): numb
   return queueTtlMs === null ? headerMs : Math.min(queueTtlMs, headerMs);
 }
 
-/** Per record (by offset delta): its expiry time; Infinity for none. */
-type Expiries = { deltas: number[]; expiresAt: number[] };
-
-/** Walks the records of an uncompressed batch in place; undefined when they do not parse. */
-function scanExpiries(batch: Uint8Array, queueTtlMs: number | null): Expiries | undefined {
+/**
+ * Walks the records of an uncompressed batch in place (one cursor, no objects per record) and
+ * counts those expired by `nowMs`, flagging them by offset delta in `flags` when given.
+ * Returns -1 when the records do not parse.
+ */
+function walkExpired(
+  batch: Uint8Array,
+  nowMs: number,
+  queueTtlMs: number | null,
+  flags: Uint8Array | null,
+): number {
   const baseMs = readInt64(batch, BASE_TIMESTAMP_AT);
   const appendTimeMs = (readInt16(batch, ATTRIBUTES_AT) & TIMESTAMP_TYPE_BIT) !== 0;
   const maxMs = readInt64(batch, MAX_TIMESTAMP_AT);
   const records = recordCountAt(batch, 0);
-  const out: Expiries = { deltas: [], expiresAt: [] };
   const cursor = cursorOver(batch, BATCH_HEADER_BYTES, batch.length);
+  let expired = 0;
   for (let index = 0; index < records; index++) {
+    cursor.end = batch.length;
     const length = readVarint(cursor);
-    if (!(length >= 1) || cursor.position + length > batch.length) return undefined;
+    if (!(length >= 1) || cursor.position + length > batch.length) return -1;
     const end = cursor.position + length;
-    const inside = cursorOver(batch, cursor.position + 1, end);
-    const timestampDelta = readVarlong(inside);
-    const offsetDelta = readVarint(inside);
-    if (Number.isNaN(timestampDelta) || Number.isNaN(offsetDelta)) return undefined;
+    cursor.end = end;
+    cursor.position++; // attributes
+    const timestampDelta = readVarlong(cursor);
+    const offsetDelta = readVarint(cursor);
+    if (Number.isNaN(timestampDelta) || Number.isNaN(offsetDelta)) return -1;
     for (let field = 0; field < 2; field++) {
-      const bytes = readVarint(inside);
-      if (!(bytes >= -1) || inside.position + Math.max(0, bytes) > end) return undefined;
-      inside.position += Math.max(0, bytes);
+      const bytes = readVarint(cursor);
+      if (!(bytes >= -1) || cursor.position + Math.max(0, bytes) > end) return -1;
+      cursor.position += Math.max(0, bytes);
     }
-    const headerMs = scanHeaders(inside, end);
-    if (headerMs === null) return undefined;
+    const headerMs = scanHeaders(cursor, end);
+    if (headerMs === null) return -1;
     const ttl = lowerTtl(queueTtlMs, headerMs);
     const timestampMs = appendTimeMs ? maxMs : baseMs + timestampDelta;
-    out.deltas.push(offsetDelta);
-    out.expiresAt.push(ttl === undefined ? Number.POSITIVE_INFINITY : timestampMs + ttl);
+    if (ttl !== undefined && timestampMs + ttl <= nowMs) {
+      expired++;
+      if (flags !== null && offsetDelta >= 0 && offsetDelta < flags.length) flags[offsetDelta] = 1;
+    }
     cursor.position = end;
   }
-  return cursor.position === batch.length ? out : undefined;
+  return cursor.position === batch.length ? expired : -1;
 }
 
 /** The valid `sluice-ttl-ms` of a record's headers (the last one wins); null on bad bytes. */
@@ -131,23 +141,30 @@ function scanHeaders(cursor: ReturnType<typeof cursorOver>, end: number) {
   return cursor.position === end ? ttlMs : null;
 }
 
-/** A compressed batch, decoded; undefined when it does not decode. */
-function decodeExpiries(batch: Uint8Array, queueTtlMs: number | null): Expiries | undefined {
+/** The same count for a compressed batch, decoded; -1 when it does not decode. */
+function decodedExpired(
+  batch: Uint8Array,
+  nowMs: number,
+  queueTtlMs: number | null,
+  flags: Uint8Array | null,
+): number {
   try {
     const decoded = decodeRecordBatch(batch);
-    const out: Expiries = { deltas: [], expiresAt: [] };
+    let expired = 0;
     for (const record of decoded.records) {
       let headerMs: number | undefined;
       for (const header of record.headers) {
         if (header.key === TTL_HEADER) headerMs = headerTtlMs(header.value) ?? headerMs;
       }
       const ttl = lowerTtl(queueTtlMs, headerMs);
-      out.deltas.push(record.offset - decoded.baseOffset);
-      out.expiresAt.push(ttl === undefined ? Number.POSITIVE_INFINITY : record.timestamp + ttl);
+      if (ttl === undefined || record.timestamp + ttl > nowMs) continue;
+      expired++;
+      const delta = record.offset - decoded.baseOffset;
+      if (flags !== null && delta >= 0 && delta < flags.length) flags[delta] = 1;
     }
-    return out;
+    return expired;
   } catch {
-    return undefined;
+    return -1;
   }
 }
 
@@ -163,17 +180,14 @@ export function batchExpiry(
   const maxMs = readInt64(batch, MAX_TIMESTAMP_AT);
   if (queueTtlMs !== null && maxMs + queueTtlMs <= nowMs) return "all";
   const compressed = (readInt16(batch, ATTRIBUTES_AT) & COMPRESSION_MASK) !== 0;
-  const expiries = compressed ? decodeExpiries(batch, queueTtlMs) : scanExpiries(batch, queueTtlMs);
-  if (expiries === undefined) return "none";
-  let expired = 0;
-  for (const at of expiries.expiresAt) if (at <= nowMs) expired++;
-  if (expired === 0) return "none";
-  if (expired === expiries.expiresAt.length) return "all";
+  const count = compressed ? decodedExpired : walkExpired;
+  const expired = count(batch, nowMs, queueTtlMs, null);
+  // Records that do not parse: judged by the header alone (above), the fetch reports them.
+  if (expired <= 0) return "none";
+  if (expired === recordCountAt(batch, 0)) return "all";
+  // Mixed (rare): a second pass flags which.
   const flags = new Uint8Array(lastOffsetDeltaAt(batch, 0) + 1);
-  for (let i = 0; i < expiries.deltas.length; i++) {
-    const delta = expiries.deltas[i]!;
-    if (expiries.expiresAt[i]! <= nowMs && delta >= 0 && delta < flags.length) flags[delta] = 1;
-  }
+  count(batch, nowMs, queueTtlMs, flags);
   return flags;
 }
 
