@@ -55,6 +55,7 @@ export {
   type RecordHeader,
   type RecordInput,
   ROUTING_KEY_HEADER,
+  TTL_HEADER,
 } from "../record/mod.ts";
 export {
   type CommittedOffset,
