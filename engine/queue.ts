@@ -181,6 +181,8 @@ export class Queue implements QueueStateTarget {
   readonly #jobs = new Set<Promise<void>>();
   /** Dead letters to try again (they failed), by partition, and when. */
   #retry = new Map<number, OffsetRun[]>();
+  /** The same for records that expired (they keep that reason). */
+  #retryExpired = new Map<number, OffsetRun[]>();
   #retryAtMs = Number.POSITIVE_INFINITY;
   #rotation = 0;
   /** When `expireRecords` looks at the heads again. */
@@ -695,9 +697,14 @@ export class Queue implements QueueStateTarget {
     }
     if (nowMs >= this.#retryAtMs) {
       const retry = this.#retry;
+      const retryExpired = this.#retryExpired;
       this.#retry = new Map();
+      this.#retryExpired = new Map();
       this.#retryAtMs = Number.POSITIVE_INFINITY;
       for (const [partition, runs] of retry) this.#deadLetterLater(partition, runs);
+      for (const [partition, runs] of retryExpired) {
+        this.#deadLetterLater(partition, runs, "expired");
+      }
     }
     if (expired > 0) this.#notify();
     return expired;
@@ -803,7 +810,10 @@ export class Queue implements QueueStateTarget {
     try {
       if (topic !== null) await this.#writeDeadLetters(partition, runs, reason, topic);
     } catch (error) {
-      this.#revertDeadLetter(cursor, runs, holder);
+      // Expired records stay out of circulation (never delivered) until their dead letter is
+      // written; going back to the FIFO would only expire them again at the next fetch.
+      if (reason === "expired") this.#retryLater(this.#retryExpired, partition, runs);
+      else this.#revertDeadLetter(cursor, runs, holder);
       throw error;
     }
     // A closing queue waits for this job before it closes its state log (close below).
@@ -828,13 +838,16 @@ export class Queue implements QueueStateTarget {
     const owner = stillThere ? holder.slot : NO_OWNER;
     const retry: OffsetRun[] = [];
     for (const run of runs) cursor.revertDeadLetter(run, owner, retry);
-    if (retry.length > 0) {
-      const pending = this.#retry.get(cursor.partition) ?? [];
-      this.#retry.set(cursor.partition, pending.concat(retry));
-      this.#retryAtMs = Math.min(this.#retryAtMs, this.#host.now() + DEAD_LETTER_RETRY_MS);
-      this.#host.scheduleSweep(this.#retryAtMs);
-    }
+    if (retry.length > 0) this.#retryLater(this.#retry, cursor.partition, retry);
     if (owner === NO_OWNER) this.#notify();
+  }
+
+  /** Dead letters of `runs` are tried again DEAD_LETTER_RETRY_MS from now. */
+  #retryLater(retry: Map<number, OffsetRun[]>, partition: number, runs: OffsetRun[]): void {
+    const pending = retry.get(partition) ?? [];
+    retry.set(partition, pending.concat(runs));
+    this.#retryAtMs = Math.min(this.#retryAtMs, this.#host.now() + DEAD_LETTER_RETRY_MS);
+    this.#host.scheduleSweep(this.#retryAtMs);
   }
 
   async #writeDeadLetters(

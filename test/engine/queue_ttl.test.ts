@@ -235,6 +235,44 @@ describe("queue TTL semantics", () => {
   });
 });
 
+describe("queue TTL when dead letters fail", () => {
+  test("a failed dead letter of an expired record is retried each second", async () => {
+    using dir = tempDir();
+    const clock = new Clock();
+    const { engine, warnings } = await openEngine(dir.path, clock);
+    try {
+      await engine.createTopic("t", { partitions: 1, config: { fsync: "never" } });
+      await engine.createTopic("dead", { config: { maxBatchBytes: 200 } });
+      await engine.declareQueue("q", { topic: "t", deadLetterTopic: "dead", messageTtlMs: 100 });
+      await publishAt(engine, START_MS, [{ value: "z".repeat(500) }]);
+      const member = engine.joinQueue("q");
+      clock.advance(100);
+      assert.deepEqual(values(engine, member), []);
+      await waitFor(() => warnings.length === 1, "the failed dead letter's warning");
+      assert.match(warnings[0]!, /dead letters of partition 0 not written .*retrying/);
+      for (let i = 0; i < 5; i++) {
+        assert.deepEqual(values(engine, member), [], "not delivered");
+        // Turns of the event loop for any dead-letter job a fetch might start to fail in.
+        for (let turn = 0; turn < 5; turn++) await new Promise((done) => setImmediate(done));
+      }
+      assert.equal(warnings.length, 1, "fetches do not retry it: the retry waits its second");
+      assert.deepEqual(
+        [engine.queueStats("q").deadLettering, engine.queueStats("q").expired],
+        [1, 0],
+      );
+      // The dead-letter topic goes; the retry creates it again, with room for the record.
+      await engine.deleteTopic("dead");
+      clock.advance(1_000);
+      engine.expireQueueLocks();
+      await waitFor(() => engine.queueStats("q").expired === 1, "the retried dead letter");
+      const letter = readDeadLetters(engine, "dead")[0]!;
+      assert.equal(death(letter, "reason"), "expired");
+    } finally {
+      await engine.close();
+    }
+  });
+});
+
 describe("queue TTL with no consumer", () => {
   test("the sweep takes expired records off with no member joined", async () => {
     using dir = tempDir();
