@@ -282,11 +282,12 @@ export class Queue implements QueueStateTarget {
   #start(limitReached: [number, OffsetRun[]][]): void {
     const appended = () => {
       this.#notify();
-      this.#scheduleTtlCheck();
+      // Records just arrived, so some wait: no need to look (appends are the hot path).
+      this.#scheduleTtlCheck(true);
     };
     for (const log of this.#logs) this.#unsubscribe.push(log.onData(appended));
     for (const [partition, runs] of limitReached) this.#deadLetterLater(partition, runs);
-    this.#scheduleTtlCheck();
+    this.#scheduleTtlCheck(false);
   }
 
   // -------------------------------------------------------------------------------------------
@@ -744,8 +745,8 @@ export class Queue implements QueueStateTarget {
   }
 
   /** Asks for a TTL check one interval from now while some record waits to be acquired. */
-  #scheduleTtlCheck(): void {
-    if (this.#closed || !this.#hasReady()) return;
+  #scheduleTtlCheck(waiting: boolean): void {
+    if (this.#closed || !(waiting || this.#hasReady())) return;
     this.#host.scheduleSweep(this.#host.now() + (this.#host.ttlCheckMs ?? TTL_CHECK_MS_DEFAULT));
   }
 
