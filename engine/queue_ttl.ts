@@ -9,7 +9,8 @@
 //   varint scan         an uncompressed batch: each record's timestamp delta and header keys
 //                       are walked in place (no record objects, no copies); a `sluice-ttl-ms`
 //                       value is parsed from its bytes
-//   decode              a compressed batch that the header alone does not settle
+//   decompress + scan   a compressed batch that the header alone does not settle: its
+//                       records section is decompressed and walked the same way
 //
 // The header's value is an unsigned decimal integer of milliseconds in
 // [0, MESSAGE_TTL_MS_MAX] (UTF-8 digits, nothing else). Any other value (empty, negative,
@@ -25,8 +26,9 @@ import {
   BATCH_HEADER_BYTES,
   BASE_TIMESTAMP_AT,
   COMPRESSION_MASK,
+  compressionName,
   cursorOver,
-  decodeRecordBatch,
+  decompressRecords,
   lastOffsetDeltaAt,
   MAX_TIMESTAMP_AT,
   readInt16,
@@ -79,20 +81,23 @@ function lowerTtl(queueTtlMs: number | null, headerMs: number | undefined): numb
  */
 function walkExpired(
   batch: Uint8Array,
-  nowMs: number,
-  queueTtlMs: number | null,
+  section: Uint8Array,
+  judge: { nowMs: number; queueTtlMs: number | null },
   flags: Uint8Array | null,
 ): number {
+  const { nowMs, queueTtlMs } = judge;
   const baseMs = readInt64(batch, BASE_TIMESTAMP_AT);
   const appendTimeMs = (readInt16(batch, ATTRIBUTES_AT) & TIMESTAMP_TYPE_BIT) !== 0;
   const maxMs = readInt64(batch, MAX_TIMESTAMP_AT);
   const records = recordCountAt(batch, 0);
-  const cursor = cursorOver(batch, BATCH_HEADER_BYTES, batch.length);
+  // `section` is the batch itself (records after the header) or its decompressed records.
+  const sectionEnd = section.length;
+  const cursor = cursorOver(section, section === batch ? BATCH_HEADER_BYTES : 0, sectionEnd);
   let expired = 0;
   for (let index = 0; index < records; index++) {
-    cursor.end = batch.length;
+    cursor.end = sectionEnd;
     const length = readVarint(cursor);
-    if (!(length >= 1) || cursor.position + length > batch.length) return -1;
+    if (!(length >= 1) || cursor.position + length > sectionEnd) return -1;
     const end = cursor.position + length;
     cursor.end = end;
     cursor.position++; // attributes
@@ -114,7 +119,7 @@ function walkExpired(
     }
     cursor.position = end;
   }
-  return cursor.position === batch.length ? expired : -1;
+  return cursor.position === sectionEnd ? expired : -1;
 }
 
 /** The valid `sluice-ttl-ms` of a record's headers (the last one wins); null on bad bytes. */
@@ -141,30 +146,14 @@ function scanHeaders(cursor: ReturnType<typeof cursorOver>, end: number) {
   return cursor.position === end ? ttlMs : null;
 }
 
-/** The same count for a compressed batch, decoded; -1 when it does not decode. */
-function decodedExpired(
-  batch: Uint8Array,
-  nowMs: number,
-  queueTtlMs: number | null,
-  flags: Uint8Array | null,
-): number {
+/** The records section of a compressed batch, decompressed; undefined when it cannot be. */
+function decompressedSection(batch: Uint8Array): Uint8Array | undefined {
+  const name = compressionName(readInt16(batch, ATTRIBUTES_AT));
+  if (name === undefined) return undefined;
   try {
-    const decoded = decodeRecordBatch(batch);
-    let expired = 0;
-    for (const record of decoded.records) {
-      let headerMs: number | undefined;
-      for (const header of record.headers) {
-        if (header.key === TTL_HEADER) headerMs = headerTtlMs(header.value) ?? headerMs;
-      }
-      const ttl = lowerTtl(queueTtlMs, headerMs);
-      if (ttl === undefined || record.timestamp + ttl > nowMs) continue;
-      expired++;
-      const delta = record.offset - decoded.baseOffset;
-      if (flags !== null && delta >= 0 && delta < flags.length) flags[delta] = 1;
-    }
-    return expired;
+    return decompressRecords(name, batch.subarray(BATCH_HEADER_BYTES));
   } catch {
-    return -1;
+    return undefined;
   }
 }
 
@@ -180,14 +169,16 @@ export function batchExpiry(
   const maxMs = readInt64(batch, MAX_TIMESTAMP_AT);
   if (queueTtlMs !== null && maxMs + queueTtlMs <= nowMs) return "all";
   const compressed = (readInt16(batch, ATTRIBUTES_AT) & COMPRESSION_MASK) !== 0;
-  const count = compressed ? decodedExpired : walkExpired;
-  const expired = count(batch, nowMs, queueTtlMs, null);
+  const section = compressed ? decompressedSection(batch) : batch;
+  if (section === undefined) return "none";
+  const judge = { nowMs, queueTtlMs };
+  const expired = walkExpired(batch, section, judge, null);
   // Records that do not parse: judged by the header alone (above), the fetch reports them.
   if (expired <= 0) return "none";
   if (expired === recordCountAt(batch, 0)) return "all";
   // Mixed (rare): a second pass flags which.
   const flags = new Uint8Array(lastOffsetDeltaAt(batch, 0) + 1);
-  count(batch, nowMs, queueTtlMs, flags);
+  walkExpired(batch, section, judge, flags);
   return flags;
 }
 
