@@ -9,7 +9,8 @@
 //   header-ttl   every record carries a `sluice-ttl-ms` header, every record live
 //
 //   bun bench/queue_ttl.bench.ts [--records 200000] [--rounds 3] [--record-bytes 1024]
-//                                [--root DIR] [--modes plain,queue-ttl] [--json]
+//                                [--root DIR] [--modes plain,queue-ttl] [--compression gzip]
+//                                [--json]
 //
 // `--root` loads the engine from another checkout (an A/B against code without TTL, which
 // only runs `plain`). The last stdout line is one JSON object: accepted records/s per mode
@@ -30,6 +31,7 @@ const { values } = parseArgs({
     "record-bytes": { type: "string", default: "1024" },
     root: { type: "string", default: resolve(import.meta.dirname ?? ".", "..") },
     modes: { type: "string", default: "plain,queue-ttl,header-ttl" },
+    compression: { type: "string", default: "none" },
     json: { type: "boolean", default: false },
   },
 });
@@ -63,7 +65,7 @@ function batchFor(mode: string): Uint8Array {
     value,
     headers,
   }));
-  return encodeRecordBatch(list, { timestamp: Date.now() });
+  return encodeRecordBatch(list, { timestamp: Date.now(), compression: values.compression });
 }
 
 /** Accepted records per second for one mode: fill, then fetch and accept everything. */
@@ -119,4 +121,7 @@ const median = (list: number[]) => [...list].sort((a, b) => a - b)[Math.floor(li
 const summary = Object.fromEntries(
   [...perMode].map(([mode, rates]) => [mode, Math.round(median(rates))]),
 );
-console.log(JSON.stringify({ root: values.root, records, recordBytes, rounds, ...summary }));
+const { compression } = values;
+console.log(
+  JSON.stringify({ root: values.root, records, recordBytes, compression, rounds, ...summary }),
+);

@@ -32,6 +32,7 @@ const DECLARE_FLAGS = [
   "max-in-flight",
   "fsync",
   "message-ttl-ms",
+  "message-ttl-header",
 ];
 
 export async function queues(values: ParsedValues, positionals: string[]): Promise<number> {
@@ -86,6 +87,13 @@ function settingsOf(values: ParsedValues): QueueSettings {
       throw new UsageError(`--fsync ${fsync} is not always or never`);
     }
     settings.fsync = fsync;
+  }
+  const ttlHeader = stringValue(values["message-ttl-header"], "message-ttl-header");
+  if (ttlHeader !== undefined) {
+    if (ttlHeader !== "read" && ttlHeader !== "ignore") {
+      throw new UsageError(`--message-ttl-header ${ttlHeader} is not read or ignore`);
+    }
+    settings.messageTtlHeader = ttlHeader;
   }
   const deadLetter = stringValue(values["dead-letter"], "dead-letter");
   if (deadLetter !== undefined) settings.deadLetterTopic = deadLetter;

@@ -88,6 +88,7 @@ export {
   type QueueFsync,
   type QueueOptions,
   type QueueStart,
+  type QueueTtlHeader,
   QUEUES_MAX,
   validateQueueName,
 } from "./queue_config.ts";

@@ -245,6 +245,11 @@ export class Queue implements QueueStateTarget {
     return queue;
   }
 
+  get #ttl() {
+    const { messageTtlMs, messageTtlHeader } = this.config;
+    return { queueTtlMs: messageTtlMs, readHeaders: messageTtlHeader === "read" };
+  }
+
   #logOptions() {
     return {
       io: this.#host.io,
@@ -451,7 +456,7 @@ export class Queue implements QueueStateTarget {
     this.#followRetention(cursor, log);
     const views = new BatchViews();
     const ranges: AcquiredRange[] = [];
-    const expiry = new ExpiryReader(log, nowMs, this.config.messageTtlMs);
+    const expiry = new ExpiryReader(log, nowMs, this.#ttl);
     const expiredRuns: OffsetRun[] = [];
     const admit = (offset: number): boolean | "skipped" => {
       try {
@@ -728,7 +733,7 @@ export class Queue implements QueueStateTarget {
       const runs: OffsetRun[] = [];
       try {
         this.#followRetention(cursor, log);
-        const expiry = new ExpiryReader(log, nowMs, this.config.messageTtlMs);
+        const expiry = new ExpiryReader(log, nowMs, this.#ttl);
         for (let head = cursor.readyHead(); head !== undefined; head = cursor.readyHead()) {
           if (!expiry.expired(head)) break;
           cursor.expireReadyHead(head, runs);

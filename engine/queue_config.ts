@@ -41,7 +41,16 @@ export type QueueOptions = {
    * `sluice-ttl-ms` header.
    */
   messageTtlMs?: number | null;
+  /**
+   * "read" (default): a record's `sluice-ttl-ms` header applies (every batch's records are
+   * walked, compressed ones decompressed, to find it); "ignore": only `messageTtlMs` applies,
+   * judged from batch headers (queue_ttl.ts), for queues that never see the header.
+   */
+  messageTtlHeader?: QueueTtlHeader;
 };
+
+/** Whether a queue reads its records' `sluice-ttl-ms` header. */
+export type QueueTtlHeader = "read" | "ignore";
 
 /** A declared queue's options, resolved, plus what the declare fixed. */
 export type QueueConfig = {
@@ -55,6 +64,7 @@ export type QueueConfig = {
   readonly maxInFlight: number;
   readonly fsync: QueueFsync;
   readonly messageTtlMs: number | null;
+  readonly messageTtlHeader: QueueTtlHeader;
   /** The first offset the queue delivers, per partition: fixed at the declare. */
   readonly startOffsets: readonly number[];
   readonly createdMs: number;
@@ -158,6 +168,10 @@ export function resolveQueueOptions(
       options.messageTtlMs === undefined || options.messageTtlMs === null
         ? null
         : integerIn(name, "messageTtlMs", options.messageTtlMs, 1, MESSAGE_TTL_MS_MAX),
+    messageTtlHeader: oneOf(name, "messageTtlHeader", options.messageTtlHeader ?? "read", [
+      "read",
+      "ignore",
+    ]),
   };
 }
 
@@ -176,6 +190,7 @@ export function differingField(
     "maxInFlight",
     "fsync",
     "messageTtlMs",
+    "messageTtlHeader",
   ] as const;
   return fields.find((field) => existing[field] !== wanted[field]);
 }

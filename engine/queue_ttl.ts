@@ -82,7 +82,7 @@ function lowerTtl(queueTtlMs: number | null, headerMs: number | undefined): numb
 function walkExpired(
   batch: Uint8Array,
   section: Uint8Array,
-  judge: { nowMs: number; queueTtlMs: number | null },
+  judge: { nowMs: number; queueTtlMs: number | null; readHeaders: boolean },
   flags: Uint8Array | null,
 ): number {
   const { nowMs, queueTtlMs } = judge;
@@ -111,7 +111,7 @@ function walkExpired(
     }
     const headerMs = scanHeaders(cursor, end);
     if (headerMs === null) return -1;
-    const ttl = lowerTtl(queueTtlMs, headerMs);
+    const ttl = lowerTtl(queueTtlMs, judge.readHeaders ? headerMs : undefined);
     const timestampMs = appendTimeMs ? maxMs : baseMs + timestampDelta;
     if (ttl !== undefined && timestampMs + ttl <= nowMs) {
       expired++;
@@ -165,13 +165,20 @@ export function batchExpiry(
   batch: Uint8Array,
   nowMs: number,
   queueTtlMs: number | null,
+  readHeaders = true,
 ): BatchExpiry {
   const maxMs = readInt64(batch, MAX_TIMESTAMP_AT);
   if (queueTtlMs !== null && maxMs + queueTtlMs <= nowMs) return "all";
+  if (!readHeaders) {
+    // Header only, unless the TTL boundary falls inside the batch: the first record's
+    // timestamp is taken as the batch's earliest (as producers write batches).
+    if (queueTtlMs === null) return "none";
+    if (readInt64(batch, BASE_TIMESTAMP_AT) + queueTtlMs > nowMs) return "none";
+  }
   const compressed = (readInt16(batch, ATTRIBUTES_AT) & COMPRESSION_MASK) !== 0;
   const section = compressed ? decompressedSection(batch) : batch;
   if (section === undefined) return "none";
-  const judge = { nowMs, queueTtlMs };
+  const judge = { nowMs, queueTtlMs, readHeaders };
   const expired = walkExpired(batch, section, judge, null);
   // Records that do not parse: judged by the header alone (above), the fetch reports them.
   if (expired <= 0) return "none";
@@ -204,12 +211,18 @@ export class ExpiryReader {
   readonly #log: BatchSource;
   readonly #nowMs: number;
   readonly #queueTtlMs: number | null;
+  readonly #readHeaders: boolean;
   #last: JudgedBatch | undefined;
 
-  constructor(log: BatchSource, nowMs: number, queueTtlMs: number | null) {
+  constructor(
+    log: BatchSource,
+    nowMs: number,
+    ttl: { queueTtlMs: number | null; readHeaders: boolean },
+  ) {
     this.#log = log;
     this.#nowMs = nowMs;
-    this.#queueTtlMs = queueTtlMs;
+    this.#queueTtlMs = ttl.queueTtlMs;
+    this.#readHeaders = ttl.readHeaders;
   }
 
   /** The batch holding `offset` (which must be below the log's high watermark). */
@@ -227,7 +240,7 @@ export class ExpiryReader {
     const judged = {
       base,
       last: base + lastOffsetDeltaAt(batch, 0),
-      expiry: batchExpiry(batch, this.#nowMs, this.#queueTtlMs),
+      expiry: batchExpiry(batch, this.#nowMs, this.#queueTtlMs, this.#readHeaders),
     };
     this.#last = judged;
     return judged;

@@ -5,7 +5,8 @@
 //     request:  { name: string, topic?: string = name, from?: "end" | "beginning" = "end",
 //                 deadLetterTopic?: string | null = null, deliveryLimit?: int = 20,
 //                 lockMs?: int = 30000, prefetch?: int = 1000, maxInFlight?: int = 2000,
-//                 fsync?: "always" | "never" = "always", messageTtlMs?: int | null = null }
+//                 fsync?: "always" | "never" = "always", messageTtlMs?: int | null = null,
+//                 messageTtlHeader?: "read" | "ignore" = "read" }
 //     response: { errorCode: int, errorMessage: string | null, queue: QueueInfo | null }
 //   QueueDelete (14)
 //     request:  { name: string }
@@ -27,7 +28,8 @@
 //
 //   QueueInfo      = { name, topic, from, deadLetterTopic: string | null, deliveryLimit: int,
 //                      lockMs: int, prefetch: int, maxInFlight: int, fsync,
-//                      messageTtlMs: int | null, startOffsets: [int], createdMs: int }
+//                      messageTtlMs: int | null, messageTtlHeader, startOffsets: [int],
+//                      createdMs: int }
 //   QueueStatsInfo = { members, ready, acquired, deadLettering, delivered, accepted,
 //                      deadLettered, discarded, expired: int, oldestReadyAgeMs: int | null,
 //                      memoryBytes: int, partitions: [{ partition, floor, next,
@@ -69,6 +71,8 @@ export type QueueSettings = {
   fsync?: "always" | "never";
   /** Milliseconds a record may wait from its timestamp before it expires; null: no queue TTL. */
   messageTtlMs?: number | null;
+  /** "read" (default): a record's `sluice-ttl-ms` header applies; "ignore": it does not. */
+  messageTtlHeader?: "read" | "ignore";
 };
 
 export type QueueDeclareRequest = QueueSettings & { name: string };
@@ -165,6 +169,8 @@ export function readQueueDeclareRequest(reader: Reader): QueueDeclareRequest {
   }
   const fsync = optionalString(fields, "fsync", 16);
   if (fsync !== null) request.fsync = fsync as QueueSettings["fsync"];
+  const ttlHeader = optionalString(fields, "messageTtlHeader", 16);
+  if (ttlHeader !== null) request.messageTtlHeader = ttlHeader as QueueSettings["messageTtlHeader"];
   return request;
 }
 
@@ -191,6 +197,8 @@ function queueInfo(fields: Fields): QueueInfo {
     fsync: stringField(fields, "fsync") as QueueInfo["fsync"],
     // Absent from servers older than message TTL: they have none.
     messageTtlMs: fields["messageTtlMs"] == null ? null : intField(fields, "messageTtlMs", INT),
+    messageTtlHeader: (optionalString(fields, "messageTtlHeader") ??
+      "read") as QueueInfo["messageTtlHeader"],
     startOffsets: arrayField(fields, "startOffsets", ITEMS_MAX).map((offset) =>
       intField({ "startOffsets[]": offset }, "startOffsets[]", INT),
     ),

@@ -186,6 +186,7 @@ export function queueInfo(config: QueueConfig): QueueInfo {
     maxInFlight: config.maxInFlight,
     fsync: config.fsync,
     messageTtlMs: config.messageTtlMs,
+    messageTtlHeader: config.messageTtlHeader,
     startOffsets: [...config.startOffsets],
     createdMs: config.createdMs,
   };

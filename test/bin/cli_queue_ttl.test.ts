@@ -73,6 +73,7 @@ describe("sluice queue TTL", () => {
   test("a record's sluice-ttl-ms header expires it; live records are delivered", async () => {
     await ok(["queues", "declare", "plain"]);
     assert.equal((await queueJson("plain"))?.["messageTtlMs"], null);
+    assert.equal((await queueJson("plain"))?.["messageTtlHeader"], "read");
     await ok(["produce", "--topic", "plain", "--header", "sluice-ttl-ms=0"], "gone\n");
     await ok(["produce", "--topic", "plain", "--header", "sluice-ttl-ms=junk"], "kept\n");
     const got = await ok(["consume", "--queue", "plain", "--timeout-ms", "500"]);
@@ -86,6 +87,9 @@ describe("sluice queue TTL", () => {
       assert.equal(result.status, 2, result.stderr);
       assert.match(result.stderr, new RegExp(`--message-ttl-ms ${bad} is not`));
     }
+    const header = await run(["queues", "declare", "bad", "--message-ttl-header", "maybe"]);
+    assert.equal(header.status, 2, header.stderr);
+    assert.match(header.stderr, /--message-ttl-header maybe is not read or ignore/);
     const huge = await run(["queues", "declare", "bad", "--message-ttl-ms", "4294967296"]);
     assert.equal(huge.status, 1, huge.stderr);
     assert.match(huge.stderr, /INVALID_QUEUE: .*messageTtlMs 4294967296/);

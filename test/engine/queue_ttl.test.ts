@@ -235,6 +235,59 @@ describe("queue TTL semantics", () => {
   });
 });
 
+describe("queue TTL with messageTtlHeader ignore", () => {
+  test("the header is not read; the queue TTL still applies, per record", async () => {
+    using dir = tempDir();
+    const s = await setup(dir.path, { messageTtlMs: 1_000, messageTtlHeader: "ignore" });
+    try {
+      await publishAt(s.engine, START_MS, [{ value: "h0", ttl: "0" }, { value: "plain" }]);
+      const member = s.engine.joinQueue("q");
+      s.clock.advance(500);
+      const held = deliveriesOf(s.engine.fetchQueue("q", member));
+      assert.deepEqual(
+        held.map((d) => d.value),
+        ["h0", "plain"],
+      );
+      await s.engine.ackQueue("q", member, acksFor(held, "release"));
+      s.clock.advance(500);
+      assert.deepEqual(values(s.engine, member), []);
+      await settled(s.engine, 2);
+    } finally {
+      await s.close();
+    }
+  });
+
+  test("a batch is judged from its header alone unless the boundary falls inside it", () => {
+    const records = [
+      { value: encoder.encode("early"), timestamp: START_MS },
+      { value: encoder.encode("late"), timestamp: START_MS + 500 },
+    ];
+    const batch = encodeRecordBatch(records, { timestamp: START_MS });
+    const damaged = batch.slice();
+    damaged.fill(0xff, 61);
+    assert.equal(batchExpiry(damaged, START_MS + 99, 100, false), "none", "first record live");
+    assert.equal(batchExpiry(damaged, START_MS + 5_000, null, false), "none", "no queue TTL");
+    assert.equal(batchExpiry(damaged, START_MS + 600, 100, false), "all", "last record dead");
+    const straddling = batchExpiry(batch, START_MS + 100, 100, false);
+    assert.ok(straddling instanceof Uint8Array, "the boundary inside: records walked");
+    assert.deepEqual([straddling[0], straddling[1]], [1, 0]);
+  });
+
+  test("another value of messageTtlHeader is INVALID_CONFIG", async () => {
+    using dir = tempDir();
+    const { engine } = await openEngine(dir.path, new Clock());
+    try {
+      await engine.createTopic("t", { partitions: 1 });
+      const options = { topic: "t", messageTtlHeader: "sometimes" as "read" };
+      const error = await failsWith(() => engine.declareQueue("q", options), "INVALID_CONFIG");
+      assert.equal(error.details["field"], "messageTtlHeader");
+      assert.equal(error.details["value"], "sometimes");
+    } finally {
+      await engine.close();
+    }
+  });
+});
+
 describe("queue TTL when dead letters fail", () => {
   test("a failed dead letter of an expired record is retried each second", async () => {
     using dir = tempDir();

@@ -287,6 +287,7 @@ describe("queue control messages v1", () => {
       maxInFlight: 2000,
       fsync: "always" as const,
       messageTtlMs: 60_000,
+      messageTtlHeader: "ignore" as const,
       startOffsets: [0, 5],
       createdMs: 1_700_000_000_000,
     };
