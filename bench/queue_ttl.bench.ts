@@ -7,6 +7,7 @@
 //   plain        no TTL anywhere (every batch is still walked for a `sluice-ttl-ms` header)
 //   queue-ttl    the queue's messageTtlMs set, every record live
 //   header-ttl   every record carries a `sluice-ttl-ms` header, every record live
+//   ignore       queue-ttl with messageTtlHeader "ignore": judged from batch headers only
 //
 //   bun bench/queue_ttl.bench.ts [--records 200000] [--rounds 3] [--record-bytes 1024]
 //                                [--root DIR] [--modes plain,queue-ttl] [--compression gzip]
@@ -47,7 +48,8 @@ for (const [name, value] of [
 }
 const modes = values.modes.split(",");
 for (const mode of modes) {
-  if (!["plain", "queue-ttl", "header-ttl"].includes(mode)) throw new RangeError(`mode ${mode}`);
+  const known = ["plain", "queue-ttl", "header-ttl", "ignore"];
+  if (!known.includes(mode)) throw new RangeError(`mode ${mode}`);
 }
 
 // biome-ignore lint/suspicious/noExplicitAny: the engine may come from another checkout.
@@ -74,7 +76,12 @@ async function runOnce(mode: string): Promise<number> {
   const engine = await Engine.open(dir, {});
   try {
     await engine.createTopic("t", { partitions: 1, config: { fsync: "never" } });
-    const ttl = mode === "queue-ttl" ? { messageTtlMs: 3_600_000 } : {};
+    const ttl =
+      mode === "queue-ttl"
+        ? { messageTtlMs: 3_600_000 }
+        : mode === "ignore"
+          ? { messageTtlMs: 3_600_000, messageTtlHeader: "ignore" }
+          : {};
     await engine.declareQueue("q", { topic: "t", fsync: "never", maxInFlight: 100_000, ...ttl });
     const batch = batchFor(mode);
     for (let sent = 0; sent < records; sent += RECORDS_PER_BATCH) {
