@@ -12,6 +12,9 @@
 //   decompress + scan   a compressed batch that the header alone does not settle: its
 //                       records section is decompressed and walked the same way
 //
+// A queue declared with messageTtlHeader "ignore" skips the header: only its TTL applies, and
+// a batch is walked only when the TTL boundary falls between its base and max timestamps.
+//
 // The header's value is an unsigned decimal integer of milliseconds in
 // [0, MESSAGE_TTL_MS_MAX] (UTF-8 digits, nothing else). Any other value (empty, negative,
 // a fraction, text, too large, null) is ignored: the record keeps the queue's TTL, as if it
