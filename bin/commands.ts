@@ -184,7 +184,9 @@ export const COMMANDS: Command[] = [
     name: "queues",
     usage:
       "queues declare NAME [--topic T] [--from beginning|end] [--dead-letter TOPIC] " +
-      "[--delivery-limit N] [--lock-ms N] [--prefetch N] | list [--json] | purge NAME | " +
+      "[--delivery-limit N] [--lock-ms N] [--prefetch N] [--message-ttl-ms N] " +
+      "[--message-ttl-header read|ignore] | " +
+      "list [--json] | purge NAME | " +
       "delete NAME [--broker HOST:PORT]",
     summary: "Declare, list, purge and delete queues",
     options: {
@@ -196,6 +198,14 @@ export const COMMANDS: Command[] = [
       prefetch: { type: "string", help: "declare: unanswered records per member at most (1000)" },
       "max-in-flight": { type: "string", help: "declare: widest window per partition (2000)" },
       fsync: { type: "string", help: "declare: always or never, before an ack is answered" },
+      "message-ttl-header": {
+        type: "string",
+        help: "declare: read (default) or ignore the records' sluice-ttl-ms header",
+      },
+      "message-ttl-ms": {
+        type: "string",
+        help: "declare: records expire this long after their timestamp",
+      },
       json: { type: "boolean", help: "list: one JSON object per queue, one a line" },
       broker: { type: "string", help: BROKER_HELP },
       ...CLIENT_SECURITY_OPTIONS,

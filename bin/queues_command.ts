@@ -1,12 +1,13 @@
 // `sluice queues declare|list|purge|delete`: queue administration through the Admin client.
 //
 //   sluice queues declare work --topic jobs --from beginning --dead-letter jobs-dead
+//   sluice queues declare short --topic jobs --message-ttl-ms 60000
 //   sluice queues list [--json]
 //   sluice queues purge work
 //   sluice queues delete work
 //
 // `list --json` prints one JSON object a line, a queue each: its settings and its counts
-// (`ready`, `acquired`, `deadLettered`, ...), for scripts.
+// (`ready`, `acquired`, `deadLettered`, `expired`, `messageTtlMs`, ...), for scripts.
 
 import type { QueueDescription, QueueSettings } from "../protocol/client/mod.ts";
 import {
@@ -30,6 +31,8 @@ const DECLARE_FLAGS = [
   "prefetch",
   "max-in-flight",
   "fsync",
+  "message-ttl-ms",
+  "message-ttl-header",
 ];
 
 export async function queues(values: ParsedValues, positionals: string[]): Promise<number> {
@@ -85,6 +88,13 @@ function settingsOf(values: ParsedValues): QueueSettings {
     }
     settings.fsync = fsync;
   }
+  const ttlHeader = stringValue(values["message-ttl-header"], "message-ttl-header");
+  if (ttlHeader !== undefined) {
+    if (ttlHeader !== "read" && ttlHeader !== "ignore") {
+      throw new UsageError(`--message-ttl-header ${ttlHeader} is not read or ignore`);
+    }
+    settings.messageTtlHeader = ttlHeader;
+  }
   const deadLetter = stringValue(values["dead-letter"], "dead-letter");
   if (deadLetter !== undefined) settings.deadLetterTopic = deadLetter;
   const numbers = [
@@ -92,6 +102,7 @@ function settingsOf(values: ParsedValues): QueueSettings {
     ["lock-ms", "lockMs"],
     ["prefetch", "prefetch"],
     ["max-in-flight", "maxInFlight"],
+    ["message-ttl-ms", "messageTtlMs"],
   ] as const;
   for (const [flag, key] of numbers) {
     const value = integerValue(values, flag, 1);
@@ -106,10 +117,11 @@ async function declare(broker: Broker, name: string, settings: QueueSettings): P
     queue.deadLetterTopic === null
       ? "no dead-letter topic"
       : `dead letters to ${queue.deadLetterTopic}`;
+  const ttl = queue.messageTtlMs === null ? "" : `, message TTL ${queue.messageTtlMs} ms`;
   console.log(
     `declared queue ${queue.name} on topic ${queue.topic} (from ${queue.from}, lock ` +
       `${queue.lockMs} ms, delivery limit ${queue.deliveryLimit}, prefetch ${queue.prefetch}, ` +
-      `${deadLetters})`,
+      `${deadLetters}${ttl})`,
   );
   return 0;
 }

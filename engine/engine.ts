@@ -50,6 +50,8 @@ export type EngineOptions = {
   offsetsFsync?: boolean;
   /** Queue state-log size from which compaction is considered (default 4 MiB). */
   queueCompactAfterBytes?: number;
+  /** How often expired records at queue heads are looked for (default 1,000 ms). */
+  ttlCheckMs?: number;
   io?: FileIO;
   now?: () => number;
   onWarning?: (message: string) => void;
@@ -243,6 +245,7 @@ export class Engine {
       ...(this.#options.queueCompactAfterBytes === undefined
         ? {}
         : { compactAfterBytes: this.#options.queueCompactAfterBytes }),
+      ...(this.#options.ttlCheckMs === undefined ? {} : { ttlCheckMs: this.#options.ttlCheckMs }),
     });
   }
 
@@ -612,8 +615,10 @@ export class Engine {
   }
 
   /**
-   * Ends every acquisition lock that is due now. A timer does this at each deadline; a caller
-   * with an injected clock (`now`) calls it after moving the clock. Returns locks ended.
+   * Ends every acquisition lock that is due now and takes expired records (message TTL) off
+   * queue heads. A timer does this at each deadline and every `ttlCheckMs` while records
+   * wait; a caller with an injected clock (`now`) calls it after moving the clock. Returns
+   * locks ended.
    */
   expireQueueLocks(): number {
     return this.#queues.expireLocks();

@@ -56,6 +56,7 @@ export {
   type RecordHeader,
   type RecordInput,
   ROUTING_KEY_HEADER,
+  TTL_HEADER,
 } from "../record/mod.ts";
 export {
   type CommittedOffset,
@@ -71,6 +72,7 @@ export {
   type QueueFetchResult,
   type QueuePartitionStats,
   type QueueStats,
+  TTL_CHECK_MS_DEFAULT,
 } from "./queue.ts";
 export { ACK_RANGES_MAX, type QueueAck, type QueueAckType } from "./queue_ack.ts";
 export {
@@ -87,11 +89,18 @@ export {
   type QueueFsync,
   type QueueOptions,
   type QueueStart,
+  type QueueTtlHeader,
   QUEUES_MAX,
   validateQueueName,
 } from "./queue_config.ts";
 export type { AcquiredRange } from "./queue_cursor.ts";
 export { DEATH_HEADER_PREFIX, type DeathReason } from "./queue_dead_letter.ts";
+export {
+  type BatchExpiry,
+  batchExpiry,
+  headerTtlMs,
+  MESSAGE_TTL_MS_MAX,
+} from "./queue_ttl.ts";
 export {
   FETCH_BYTES_DEFAULT,
   FETCH_BYTES_MAX,

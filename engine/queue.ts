@@ -18,6 +18,7 @@ import hyperid from "hyperid";
 import {
   assert,
   BASE_TIMESTAMP_AT,
+  batchSizeAt,
   decodeRecordBatches,
   encodeRecordBatch,
   isSluiceError,
@@ -59,12 +60,14 @@ import {
   DELTA_ACQUIRE,
   DELTA_DEAD_LETTER,
   DELTA_DISCARD,
+  DELTA_EXPIRED,
   DELTA_FLOOR,
   DELTA_TRUNCATE,
   type QueueCounters,
   QueueStateLog,
   type QueueStateTarget,
 } from "./queue_state_log.ts";
+import { ExpiryReader, isExpired, type JudgedBatch } from "./queue_ttl.ts";
 
 /** Members of one queue at most (owner slots are u16). */
 export const QUEUE_MEMBERS_MAX = 1_000;
@@ -76,6 +79,10 @@ const BATCH_OVERHEAD_BYTES = 1024;
 const RECORD_BYTES_GUESS = 1024;
 /** Reads one partition's part of a fetch makes at most. */
 const NEW_READS_MAX = 16;
+/** How often expired records at the head of a queue are looked for, by default. */
+export const TTL_CHECK_MS_DEFAULT = 1_000;
+/** Rounds of one partition's part of a fetch that an expired batch may split it into. */
+const TTL_ROUNDS_MAX = 4;
 
 assert(QUEUE_MEMBERS_MAX < OWNER_SLOTS_MAX, "member slots fit the owner array");
 
@@ -118,6 +125,8 @@ export type QueueStats = {
   deadLettered: number;
   /** Rejected or past the limit with no dead-letter topic to go to. */
   discarded: number;
+  /** Dead-lettered or discarded because their TTL ran out (durable; counted above too). */
+  expired: number;
   /**
    * Age of the oldest ready record, from the base timestamp of the batch holding it (the
    * first record's timestamp there, read from the batch header); null when none is ready.
@@ -138,6 +147,8 @@ export interface QueueHost {
   deadLetterLogs(topic: string): Promise<PartitionLog[]>;
   /** Asks for an expiry sweep (`expire`) at `atMs` at the latest. */
   scheduleSweep(atMs: number): void;
+  /** How often a sweep looks for expired records at the head (default TTL_CHECK_MS_DEFAULT). */
+  readonly ttlCheckMs?: number;
 }
 
 type Holder = { memberId: string; slot: number };
@@ -153,7 +164,13 @@ export class Queue implements QueueStateTarget {
   /** Partitions whose snapshot was read on open; deltas for others are ignored. */
   readonly #restored: boolean[];
   #state!: QueueStateLog;
-  #counters: QueueCounters = { delivered: 0, accepted: 0, deadLettered: 0, discarded: 0 };
+  #counters: QueueCounters = {
+    delivered: 0,
+    accepted: 0,
+    deadLettered: 0,
+    discarded: 0,
+    expired: 0,
+  };
   readonly #members = new Map<string, number>();
   readonly #freeSlots: number[] = [];
   #nextSlot = 1;
@@ -164,8 +181,12 @@ export class Queue implements QueueStateTarget {
   readonly #jobs = new Set<Promise<void>>();
   /** Dead letters to try again (they failed), by partition, and when. */
   #retry = new Map<number, OffsetRun[]>();
+  /** The same for records that expired (they keep that reason). */
+  #retryExpired = new Map<number, OffsetRun[]>();
   #retryAtMs = Number.POSITIVE_INFINITY;
   #rotation = 0;
+  /** When `expireRecords` looks at the heads again. */
+  #ttlCheckAtMs = 0;
   #closed = false;
   /** Bytes per record in the batches fetched last, to size the next read. */
   #recordBytes = RECORD_BYTES_GUESS;
@@ -224,6 +245,11 @@ export class Queue implements QueueStateTarget {
     return queue;
   }
 
+  get #ttl() {
+    const { messageTtlMs, messageTtlHeader } = this.config;
+    return { queueTtlMs: messageTtlMs, readHeaders: messageTtlHeader === "read" };
+  }
+
   #logOptions() {
     return {
       io: this.#host.io,
@@ -259,8 +285,14 @@ export class Queue implements QueueStateTarget {
   }
 
   #start(limitReached: [number, OffsetRun[]][]): void {
-    for (const log of this.#logs) this.#unsubscribe.push(log.onData(() => this.#notify()));
+    const appended = () => {
+      this.#notify();
+      // Records just arrived, so some wait: no need to look (appends are the hot path).
+      this.#scheduleTtlCheck(true);
+    };
+    for (const log of this.#logs) this.#unsubscribe.push(log.onData(appended));
     for (const [partition, runs] of limitReached) this.#deadLetterLater(partition, runs);
+    this.#scheduleTtlCheck(false);
   }
 
   // -------------------------------------------------------------------------------------------
@@ -306,6 +338,8 @@ export class Queue implements QueueStateTarget {
       cursor.replayDone(first, count, ARCHIVED);
       if (kind === DELTA_DEAD_LETTER) this.#counters.deadLettered += count;
       else this.#counters.discarded += count;
+    } else if (kind === DELTA_EXPIRED) {
+      this.#counters.expired += count;
     } else if (kind === DELTA_FLOOR) {
       cursor.jumpTo(first);
     } else {
@@ -422,8 +456,14 @@ export class Queue implements QueueStateTarget {
     this.#followRetention(cursor, log);
     const views = new BatchViews();
     const ranges: AcquiredRange[] = [];
-    const admit = (offset: number): boolean => {
+    const expiry = new ExpiryReader(log, nowMs, this.#ttl);
+    const expiredRuns: OffsetRun[] = [];
+    const admit = (offset: number): boolean | "skipped" => {
       try {
+        if (expiry.expired(offset)) {
+          cursor.expireReadyHead(offset, expiredRuns);
+          return "skipped";
+        }
         return admitBatchOf(log, offset, views, budget);
       } catch (error) {
         if (!isSluiceError(error, "CORRUPT_BATCH")) throw error;
@@ -433,18 +473,26 @@ export class Queue implements QueueStateTarget {
       }
     };
     try {
-      // Records given back come first, oldest first, while their batches fit the bytes.
-      budget.records -= cursor.acquireReady(
-        { budget: budget.records, owner: slot, nowMs },
-        admit,
-        ranges,
-      );
-      if (budget.records > 0) this.#fetchNew(cursor, log, { slot, nowMs, budget, views, ranges });
+      // An expired batch at `next` stops the new records a round takes; the next round takes
+      // it into the window (expired records out, live ones ready) and goes on after it.
+      for (let round = 0; round < TTL_ROUNDS_MAX && budget.records > 0; round++) {
+        this.#expireNew(cursor, log, expiry, expiredRuns);
+        // Records given back come first, oldest first, while their batches fit the bytes.
+        budget.records -= cursor.acquireReady(
+          { budget: budget.records, owner: slot, nowMs },
+          admit,
+          ranges,
+        );
+        if (budget.records <= 0) break;
+        const fetch = { slot, nowMs, budget, views, ranges, expiry };
+        if (!this.#fetchNew(cursor, log, fetch) || cursor.readyHead() !== undefined) break;
+      }
     } catch (error) {
       // A read failed for another reason: keep what was acquired before it, or report it.
       if (ranges.length === 0 && budget.batches === 0) throw error;
       this.#host.warn(`queue '${this.config.name}' partition ${partition}: ${String(error)}`);
     }
+    this.#deadLetterLater(partition, expiredRuns, "expired");
     if (ranges.length === 0) return undefined;
     for (const range of ranges) {
       const count = range.last - range.first + 1;
@@ -454,6 +502,7 @@ export class Queue implements QueueStateTarget {
     return { partition, views: views.views(), ranges };
   }
 
+  /** Acquires new records from `next`; true when an expired record stopped it. */
   #fetchNew(
     cursor: QueueCursor,
     log: PartitionLog,
@@ -463,12 +512,14 @@ export class Queue implements QueueStateTarget {
       budget: FetchBudget;
       views: BatchViews;
       ranges: AcquiredRange[];
+      expiry: ExpiryReader;
     },
-  ): void {
+  ): boolean {
     const { budget } = fetch;
     const wanted = Math.min(budget.records, cursor.room, log.highWatermark - cursor.next);
-    if (wanted <= 0) return;
-    const lastWanted = cursor.next + wanted - 1;
+    if (wanted <= 0) return false;
+    let lastWanted = cursor.next + wanted - 1;
+    let stopped = false;
     let covered = cursor.next - 1;
     // Reads are sized to the records wanted (a read of maxBytes would copy batches that are
     // not taken), and repeated while records are missing and the bytes allow.
@@ -477,6 +528,10 @@ export class Queue implements QueueStateTarget {
       const guessBytes = Math.ceil((lastWanted - covered) * this.#recordBytes * 1.25);
       const read = this.#readNew(cursor, log, covered + 1, Math.min(guessBytes, budget.bytes));
       if (read === undefined) break;
+      const live = liveEnd(read, covered + 1, lastWanted, fetch.expiry);
+      if (live < lastWanted) stopped = true;
+      lastWanted = live;
+      if (lastWanted <= covered) break;
       const bytesBefore = budget.bytes;
       const reached = takeNewBatches(read, covered + 1, lastWanted, fetch.views, budget);
       if (reached <= covered) break;
@@ -485,10 +540,35 @@ export class Queue implements QueueStateTarget {
       }
       covered = reached;
     }
-    const count = Math.min(wanted, covered - cursor.next + 1);
-    if (count <= 0) return;
-    fetch.ranges.push(cursor.acquireNew(count, fetch.slot, fetch.nowMs));
-    budget.records -= count;
+    const count = Math.min(wanted, covered - cursor.next + 1, lastWanted - cursor.next + 1);
+    if (count > 0) {
+      fetch.ranges.push(cursor.acquireNew(count, fetch.slot, fetch.nowMs));
+      budget.records -= count;
+    }
+    return stopped;
+  }
+
+  /**
+   * Takes batches at `next` holding expired records into the window, while they fit: their
+   * expired records go to dead-lettering (added to `runs`), their live ones wait in the FIFO.
+   * Stops at the first batch whose records from `next` on are all live, or at damage.
+   */
+  #expireNew(cursor: QueueCursor, log: PartitionLog, expiry: ExpiryReader, runs: OffsetRun[]) {
+    for (let reads = 0; reads < NEW_READS_MAX; reads++) {
+      const end = Math.min(log.highWatermark, cursor.next + cursor.room);
+      if (cursor.next >= end || cursor.next < log.logStartOffset) return;
+      let batch: JudgedBatch;
+      try {
+        batch = expiry.batchAt(cursor.next);
+      } catch (error) {
+        // Damage at `next` is skipped by the fetch's read (#skipDamage), not here.
+        if (isSluiceError(error, "CORRUPT_BATCH")) return;
+        throw error;
+      }
+      if (firstExpired(batch, cursor.next) === undefined) return;
+      const take = Math.min(end, batch.last + 1) - cursor.next;
+      cursor.takeNew(take, (offset) => isExpired(batch.expiry, offset - batch.base), runs);
+    }
   }
 
   /** Reads from `offset`; undefined when damage stops the read (skipped where possible). */
@@ -624,29 +704,88 @@ export class Queue implements QueueStateTarget {
     }
     if (nowMs >= this.#retryAtMs) {
       const retry = this.#retry;
+      const retryExpired = this.#retryExpired;
       this.#retry = new Map();
+      this.#retryExpired = new Map();
       this.#retryAtMs = Number.POSITIVE_INFINITY;
       for (const [partition, runs] of retry) this.#deadLetterLater(partition, runs);
+      for (const [partition, runs] of retryExpired) {
+        this.#deadLetterLater(partition, runs, "expired");
+      }
     }
     if (expired > 0) this.#notify();
     return expired;
   }
 
-  /** The earliest time a lock may end or a dead letter is retried, if any. */
+  /**
+   * Takes expired records at the head of every partition off the queue (dead-lettered with
+   * reason "expired", or discarded), consumers or not: records given back, oldest first,
+   * then new records from `next` while their batches hold expired ones. Runs at most once
+   * per `ttlCheckMs` (earlier calls return 0). Returns how many.
+   */
+  expireRecords(nowMs: number): number {
+    if (this.#closed || this.#state.fenced !== undefined) return 0;
+    // Sweeps also run at lock deadlines: the heads are looked at once per interval at most.
+    if (nowMs < this.#ttlCheckAtMs) return 0;
+    this.#ttlCheckAtMs = nowMs + (this.#host.ttlCheckMs ?? TTL_CHECK_MS_DEFAULT);
+    let expired = 0;
+    for (const cursor of this.#cursors) {
+      const log = this.#logs[cursor.partition]!;
+      const runs: OffsetRun[] = [];
+      try {
+        this.#followRetention(cursor, log);
+        const expiry = new ExpiryReader(log, nowMs, this.#ttl);
+        for (let head = cursor.readyHead(); head !== undefined; head = cursor.readyHead()) {
+          if (!expiry.expired(head)) break;
+          cursor.expireReadyHead(head, runs);
+        }
+        this.#expireNew(cursor, log, expiry, runs);
+      } catch (error) {
+        // Damage is skipped or reported by the fetch that meets it; the check tries again.
+        if (!isSluiceError(error, "CORRUPT_BATCH")) throw error;
+      }
+      for (const run of runs) expired += run.last - run.first + 1;
+      this.#deadLetterLater(cursor.partition, runs, "expired");
+    }
+    return expired;
+  }
+
+  /** Asks for a TTL check one interval from now while some record waits to be acquired. */
+  #scheduleTtlCheck(waiting: boolean): void {
+    if (this.#closed || !(waiting || this.#hasReady())) return;
+    this.#host.scheduleSweep(this.#host.now() + (this.#host.ttlCheckMs ?? TTL_CHECK_MS_DEFAULT));
+  }
+
+  #hasReady(): boolean {
+    return this.#cursors.some(
+      (cursor) =>
+        cursor.availableCount > 0 || this.#logs[cursor.partition]!.highWatermark > cursor.next,
+    );
+  }
+
+  /** The earliest time a lock may end, a dead letter is retried or a TTL check is due. */
   nextSweepMs(): number | undefined {
     let earliest = this.#retryAtMs;
     for (const cursor of this.#cursors)
       earliest = Math.min(earliest, cursor.nextDeadlineMs() ?? earliest);
+    if (!this.#closed && this.#hasReady()) {
+      const ttlCheckMs = this.#host.ttlCheckMs ?? TTL_CHECK_MS_DEFAULT;
+      earliest = Math.min(earliest, this.#host.now() + ttlCheckMs);
+    }
     return Number.isFinite(earliest) ? earliest : undefined;
   }
 
   // -------------------------------------------------------------------------------------------
   // Dead letters.
 
-  /** Dead-letters records at the delivery limit in the background; failures retry later. */
-  #deadLetterLater(partition: number, runs: OffsetRun[]): void {
+  /** Dead-letters records at the limit (or expired) in the background; failures retry later. */
+  #deadLetterLater(
+    partition: number,
+    runs: OffsetRun[],
+    reason: DeathReason = "delivery_limit",
+  ): void {
     if (runs.length === 0) return;
-    this.#deadLetter(partition, runs, "delivery_limit", undefined).catch((error) => {
+    this.#deadLetter(partition, runs, reason, undefined).catch((error) => {
       this.#host.warn(
         `queue '${this.config.name}': dead letters of partition ${partition} not written ` +
           `(${String(error)}); retrying in ${DEAD_LETTER_RETRY_MS} ms`,
@@ -678,7 +817,10 @@ export class Queue implements QueueStateTarget {
     try {
       if (topic !== null) await this.#writeDeadLetters(partition, runs, reason, topic);
     } catch (error) {
-      this.#revertDeadLetter(cursor, runs, holder);
+      // Expired records stay out of circulation (never delivered) until their dead letter is
+      // written; going back to the FIFO would only expire them again at the next fetch.
+      if (reason === "expired") this.#retryLater(this.#retryExpired, partition, runs);
+      else this.#revertDeadLetter(cursor, runs, holder);
       throw error;
     }
     // A closing queue waits for this job before it closes its state log (close below).
@@ -688,6 +830,11 @@ export class Queue implements QueueStateTarget {
       this.#state.add(kind, partition, first, last - first + 1);
       if (topic === null) this.#counters.discarded += last - first + 1;
       else this.#counters.deadLettered += last - first + 1;
+      if (reason === "expired") {
+        // In the same group commit as the delta before it, so both are durable or neither.
+        this.#state.add(DELTA_EXPIRED, partition, first, last - first + 1);
+        this.#counters.expired += last - first + 1;
+      }
     }
     this.#notify();
     await this.#state.commit();
@@ -698,13 +845,16 @@ export class Queue implements QueueStateTarget {
     const owner = stillThere ? holder.slot : NO_OWNER;
     const retry: OffsetRun[] = [];
     for (const run of runs) cursor.revertDeadLetter(run, owner, retry);
-    if (retry.length > 0) {
-      const pending = this.#retry.get(cursor.partition) ?? [];
-      this.#retry.set(cursor.partition, pending.concat(retry));
-      this.#retryAtMs = Math.min(this.#retryAtMs, this.#host.now() + DEAD_LETTER_RETRY_MS);
-      this.#host.scheduleSweep(this.#retryAtMs);
-    }
+    if (retry.length > 0) this.#retryLater(this.#retry, cursor.partition, retry);
     if (owner === NO_OWNER) this.#notify();
+  }
+
+  /** Dead letters of `runs` are tried again DEAD_LETTER_RETRY_MS from now. */
+  #retryLater(retry: Map<number, OffsetRun[]>, partition: number, runs: OffsetRun[]): void {
+    const pending = retry.get(partition) ?? [];
+    retry.set(partition, pending.concat(runs));
+    this.#retryAtMs = Math.min(this.#retryAtMs, this.#host.now() + DEAD_LETTER_RETRY_MS);
+    this.#host.scheduleSweep(this.#retryAtMs);
   }
 
   async #writeDeadLetters(
@@ -866,6 +1016,33 @@ export class Queue implements QueueStateTarget {
     await Promise.allSettled([...this.#jobs]);
     await this.#state.close();
   }
+}
+
+/** The first expired offset of a judged batch at or after `from`, if any. */
+function firstExpired(batch: JudgedBatch, from: number): number | undefined {
+  if (batch.expiry === "none" || batch.last < from) return undefined;
+  if (batch.expiry === "all") return Math.max(from, batch.base);
+  for (let offset = Math.max(from, batch.base); offset <= batch.last; offset++) {
+    if (batch.expiry[offset - batch.base] === 1) return offset;
+  }
+  return undefined;
+}
+
+/**
+ * The last offset of [from, lastWanted] before the first batch of `read` that holds an
+ * expired record at or after `from` (from - 1 when that batch holds `from`).
+ */
+function liveEnd(read: ReadResult, from: number, lastWanted: number, expiry: ExpiryReader) {
+  for (const view of read.views) {
+    for (let at = 0; at < view.length; ) {
+      const size = batchSizeAt(view, at);
+      const batch = expiry.judge(view.subarray(at, at + size));
+      if (batch.base > lastWanted) return lastWanted;
+      if (firstExpired(batch, from) !== undefined) return Math.max(batch.base, from) - 1;
+      at += size;
+    }
+  }
+  return lastWanted;
 }
 
 /** The records of `run` still in the log, decoded (dead letters need key, value, headers). */

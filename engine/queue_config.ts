@@ -10,6 +10,7 @@
 import { assert, SluiceError } from "../record/mod.ts";
 import { validateTopicName } from "./topic_name.ts";
 import { WINDOW_RECORDS_MAX } from "./queue_cursor.ts";
+import { MESSAGE_TTL_MS_MAX } from "./queue_ttl.ts";
 
 /** Where a new queue starts reading its topic. */
 export type QueueStart = "end" | "beginning";
@@ -34,7 +35,22 @@ export type QueueOptions = {
   maxInFlight?: number;
   /** "always" (default): acks resolve after fdatasync; "never": after the write. */
   fsync?: QueueFsync;
+  /**
+   * Milliseconds a record may wait from its timestamp before it expires (queue_ttl.ts), in
+   * [1, MESSAGE_TTL_MS_MAX]; null or absent (default): records expire only by their own
+   * `sluice-ttl-ms` header.
+   */
+  messageTtlMs?: number | null;
+  /**
+   * "read" (default): a record's `sluice-ttl-ms` header applies (every batch's records are
+   * walked, compressed ones decompressed, to find it); "ignore": only `messageTtlMs` applies,
+   * judged from batch headers (queue_ttl.ts), for queues that never see the header.
+   */
+  messageTtlHeader?: QueueTtlHeader;
 };
+
+/** Whether a queue reads its records' `sluice-ttl-ms` header. */
+export type QueueTtlHeader = "read" | "ignore";
 
 /** A declared queue's options, resolved, plus what the declare fixed. */
 export type QueueConfig = {
@@ -47,6 +63,8 @@ export type QueueConfig = {
   readonly prefetch: number;
   readonly maxInFlight: number;
   readonly fsync: QueueFsync;
+  readonly messageTtlMs: number | null;
+  readonly messageTtlHeader: QueueTtlHeader;
   /** The first offset the queue delivers, per partition: fixed at the declare. */
   readonly startOffsets: readonly number[];
   readonly createdMs: number;
@@ -146,6 +164,14 @@ export function resolveQueueOptions(
       MAX_IN_FLIGHT_MAX,
     ),
     fsync: oneOf(name, "fsync", options.fsync ?? "always", ["always", "never"]),
+    messageTtlMs:
+      options.messageTtlMs === undefined || options.messageTtlMs === null
+        ? null
+        : integerIn(name, "messageTtlMs", options.messageTtlMs, 1, MESSAGE_TTL_MS_MAX),
+    messageTtlHeader: oneOf(name, "messageTtlHeader", options.messageTtlHeader ?? "read", [
+      "read",
+      "ignore",
+    ]),
   };
 }
 
@@ -163,6 +189,8 @@ export function differingField(
     "prefetch",
     "maxInFlight",
     "fsync",
+    "messageTtlMs",
+    "messageTtlHeader",
   ] as const;
   return fields.find((field) => existing[field] !== wanted[field]);
 }

@@ -388,12 +388,13 @@ export class QueueCursor {
   /**
    * Acquires records waiting in the FIFO for `owner`, oldest first, while `budget` lasts and
    * `admit` takes the next offset (the queue stops there when its batch would not fit the
-   * fetch's bytes). Appends them to `out` as offset-ordered runs of equal delivery count.
+   * fetch's bytes; "skipped" when it took the head away). Appends them to `out` as
+   * offset-ordered runs of equal delivery count.
    * Returns how many it acquired.
    */
   acquireReady(
     request: { budget: number; owner: number; nowMs: number },
-    admit: (offset: number) => boolean,
+    admit: (offset: number) => boolean | "skipped",
     out: AcquiredRange[],
   ): number {
     assert(request.owner !== NO_OWNER, "a member acquires");
@@ -402,7 +403,10 @@ export class QueueCursor {
     try {
       while (offsets.length < request.budget && this.#readyLength > 0) {
         const stored = this.#ready[this.#readyHead]!;
-        if (!admit(this.#floor + ((stored - (this.#floor >>> 0)) >>> 0))) break;
+        const admitted = admit(this.#floor + ((stored - (this.#floor >>> 0)) >>> 0));
+        // "skipped": `admit` took the head away itself (it expired); each skip shortens the FIFO.
+        if (admitted === "skipped") continue;
+        if (!admitted) break;
         const offset = this.#readyPop();
         offsets.push(offset);
         this.#acquireSlot(offset, request.owner, deadline);
@@ -699,6 +703,43 @@ export class QueueCursor {
       this.#state[offset & this.#mask] = ARCHIVED;
     }
     this.#advanceFloor();
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Message TTL (queue_ttl.ts says which records have expired).
+
+  /** The offset at the head of the FIFO, or undefined when nothing waits there. */
+  readyHead(): number | undefined {
+    if (this.#readyLength === 0) return undefined;
+    const stored = this.#ready[this.#readyHead]!;
+    return this.#floor + ((stored - (this.#floor >>> 0)) >>> 0);
+  }
+
+  /** Marks the record at the head of the FIFO for dead-lettering (it expired waiting). */
+  expireReadyHead(offset: number, runs: OffsetRun[]): void {
+    assert(this.#readyPop() === offset, "the expired record is the head of the FIFO");
+    this.#state[offset & this.#mask] = DEAD_LETTERING;
+    this.#deadLettering++;
+    addToRuns(runs, offset);
+  }
+
+  /**
+   * Takes the next `count` new offsets into the window: those `expired` names are marked for
+   * dead-lettering (added to `runs`), the others wait in the FIFO, in offset order.
+   */
+  takeNew(count: number, expired: (offset: number) => boolean, runs: OffsetRun[]): void {
+    assert(count >= 1 && count <= this.room, "taken offsets fit the window");
+    const first = this.#next;
+    this.#extendTo(first + count);
+    for (let offset = first; offset < first + count; offset++) {
+      if (expired(offset)) {
+        this.#state[offset & this.#mask] = DEAD_LETTERING;
+        this.#deadLettering++;
+        addToRuns(runs, offset);
+      } else {
+        this.#readyPush(offset);
+      }
+    }
   }
 
   // -------------------------------------------------------------------------------------------

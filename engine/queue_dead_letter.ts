@@ -4,8 +4,9 @@
 //
 //   header                      value (UTF-8 text)
 //   sluice-death-queue          the queue's name
-//   sluice-death-reason         "rejected" (a consumer rejected it) or "delivery_limit"
-//                               (released, expired or abandoned at the delivery limit)
+//   sluice-death-reason         "rejected" (a consumer rejected it), "delivery_limit"
+//                               (released, its lock expired or abandoned at the delivery
+//                               limit) or "expired" (its TTL ran out, engine/queue_ttl.ts)
 //   sluice-death-count          times it died in this queue for this reason: 1, or one more
 //                               than the count in the headers it arrived with (a record that
 //                               cycles back through the same queue), as x-death's count folds
@@ -23,7 +24,7 @@
 
 import type { LogRecord, RecordHeader, RecordInput } from "../record/mod.ts";
 
-export type DeathReason = "rejected" | "delivery_limit";
+export type DeathReason = "rejected" | "delivery_limit" | "expired";
 
 export type Death = {
   queue: string;

@@ -46,10 +46,14 @@ export type QueuesOptions = {
   topics: QueueTopics;
   /** The state-log size from which compaction is considered (default 4 MiB). */
   compactAfterBytes?: number;
+  /** How often expired records at queue heads are looked for (default 1,000 ms). */
+  ttlCheckMs?: number;
 };
 
 /** A sweep timer never waits longer than this, whatever the clock says. */
 const SWEEP_DELAY_MS_MAX = 60_000;
+/** The longest interval between looks for expired records at queue heads. */
+export const TTL_CHECK_MS_MAX = SWEEP_DELAY_MS_MAX;
 
 export class Queues {
   readonly #options: QueuesOptions;
@@ -69,6 +73,7 @@ export class Queues {
       ...(options.compactAfterBytes === undefined
         ? {}
         : { compactAfterBytes: options.compactAfterBytes }),
+      ...(options.ttlCheckMs === undefined ? {} : { ttlCheckMs: options.ttlCheckMs }),
       now: options.now,
       warn: options.warn,
       deadLetterLogs: (topic) => this.#deadLetterLogs(topic),
@@ -78,6 +83,17 @@ export class Queues {
 
   /** Opens every declared queue of `dataDir`, recovering its state. */
   static async open(options: QueuesOptions): Promise<Queues> {
+    const ttlCheckMs = options.ttlCheckMs;
+    if (ttlCheckMs !== undefined) {
+      const fits = Number.isSafeInteger(ttlCheckMs) && ttlCheckMs >= 1;
+      if (!fits || ttlCheckMs > TTL_CHECK_MS_MAX) {
+        throw new SluiceError(
+          "INVALID_CONFIG",
+          `ttlCheckMs ${String(ttlCheckMs)} must be an integer in [1, ${TTL_CHECK_MS_MAX}]`,
+          { field: "ttlCheckMs", value: String(ttlCheckMs) },
+        );
+      }
+    }
     const queues = new Queues(options);
     try {
       fs.mkdirSync(queues.#metaDir, { recursive: true });
@@ -306,7 +322,10 @@ export class Queues {
     if (this.#closed) return 0;
     const nowMs = this.#options.now();
     let expired = 0;
-    for (const queue of this.#queues.values()) expired += queue.expire(nowMs);
+    for (const queue of this.#queues.values()) {
+      expired += queue.expire(nowMs);
+      queue.expireRecords(nowMs);
+    }
     return expired;
   }
 

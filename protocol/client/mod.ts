@@ -74,6 +74,8 @@ export {
   type PublisherOptions,
   ROUTING_KEY_HEADER,
 } from "./publisher.ts";
+/** A record's own queue TTL: decimal milliseconds from its timestamp (PROTOCOL.md 7a). */
+export { TTL_HEADER } from "../../record/mod.ts";
 export {
   Producer,
   type ProducerOptions,

@@ -5,7 +5,8 @@
 //     request:  { name: string, topic?: string = name, from?: "end" | "beginning" = "end",
 //                 deadLetterTopic?: string | null = null, deliveryLimit?: int = 20,
 //                 lockMs?: int = 30000, prefetch?: int = 1000, maxInFlight?: int = 2000,
-//                 fsync?: "always" | "never" = "always" }
+//                 fsync?: "always" | "never" = "always", messageTtlMs?: int | null = null,
+//                 messageTtlHeader?: "read" | "ignore" = "read" }
 //     response: { errorCode: int, errorMessage: string | null, queue: QueueInfo | null }
 //   QueueDelete (14)
 //     request:  { name: string }
@@ -27,9 +28,10 @@
 //
 //   QueueInfo      = { name, topic, from, deadLetterTopic: string | null, deliveryLimit: int,
 //                      lockMs: int, prefetch: int, maxInFlight: int, fsync,
-//                      startOffsets: [int], createdMs: int }
+//                      messageTtlMs: int | null, messageTtlHeader, startOffsets: [int],
+//                      createdMs: int }
 //   QueueStatsInfo = { members, ready, acquired, deadLettering, delivered, accepted,
-//                      deadLettered, discarded: int, oldestReadyAgeMs: int | null,
+//                      deadLettered, discarded, expired: int, oldestReadyAgeMs: int | null,
 //                      memoryBytes: int, partitions: [{ partition, floor, next,
 //                      highWatermark, ready, acquired: int }] }
 //
@@ -67,6 +69,10 @@ export type QueueSettings = {
   prefetch?: number;
   maxInFlight?: number;
   fsync?: "always" | "never";
+  /** Milliseconds a record may wait from its timestamp before it expires; null: no queue TTL. */
+  messageTtlMs?: number | null;
+  /** "read" (default): a record's `sluice-ttl-ms` header applies; "ignore": it does not. */
+  messageTtlHeader?: "read" | "ignore";
 };
 
 export type QueueDeclareRequest = QueueSettings & { name: string };
@@ -74,6 +80,7 @@ export type QueueDeclareRequest = QueueSettings & { name: string };
 export type QueueInfo = Required<QueueSettings> & {
   name: string;
   deadLetterTopic: string | null;
+  messageTtlMs: number | null;
   /** The first offset delivered, per partition: fixed at the declare. */
   startOffsets: number[];
   createdMs: number;
@@ -97,6 +104,8 @@ export type QueueStatsInfo = {
   accepted: number;
   deadLettered: number;
   discarded: number;
+  /** Records whose TTL ran out (dead-lettered or discarded, and counted there too). */
+  expired: number;
   oldestReadyAgeMs: number | null;
   memoryBytes: number;
   partitions: QueuePartitionStatsInfo[];
@@ -153,12 +162,15 @@ export function readQueueDeclareRequest(reader: Reader): QueueDeclareRequest {
   if (from !== null) request.from = from as QueueSettings["from"];
   const deadLetterTopic = optionalString(fields, "deadLetterTopic", NAME_BYTES_MAX);
   if (deadLetterTopic !== null) request.deadLetterTopic = deadLetterTopic;
-  for (const key of ["deliveryLimit", "lockMs", "prefetch", "maxInFlight"] as const) {
+  const keys = ["deliveryLimit", "lockMs", "prefetch", "maxInFlight", "messageTtlMs"] as const;
+  for (const key of keys) {
     const value = optionalInt(fields, key);
     if (value !== undefined) request[key] = value;
   }
   const fsync = optionalString(fields, "fsync", 16);
   if (fsync !== null) request.fsync = fsync as QueueSettings["fsync"];
+  const ttlHeader = optionalString(fields, "messageTtlHeader", 16);
+  if (ttlHeader !== null) request.messageTtlHeader = ttlHeader as QueueSettings["messageTtlHeader"];
   return request;
 }
 
@@ -183,6 +195,10 @@ function queueInfo(fields: Fields): QueueInfo {
     prefetch: intField(fields, "prefetch", INT),
     maxInFlight: intField(fields, "maxInFlight", INT),
     fsync: stringField(fields, "fsync") as QueueInfo["fsync"],
+    // Absent from servers older than message TTL: they have none.
+    messageTtlMs: fields["messageTtlMs"] == null ? null : intField(fields, "messageTtlMs", INT),
+    messageTtlHeader: (optionalString(fields, "messageTtlHeader") ??
+      "read") as QueueInfo["messageTtlHeader"],
     startOffsets: arrayField(fields, "startOffsets", ITEMS_MAX).map((offset) =>
       intField({ "startOffsets[]": offset }, "startOffsets[]", INT),
     ),
@@ -259,6 +275,8 @@ function queueStats(fields: Fields): QueueStatsInfo {
     accepted: int("accepted"),
     deadLettered: int("deadLettered"),
     discarded: int("discarded"),
+    // Absent from servers older than message TTL: nothing expired there.
+    expired: fields["expired"] == null ? 0 : int("expired"),
     oldestReadyAgeMs: fields["oldestReadyAgeMs"] == null ? null : int("oldestReadyAgeMs"),
     memoryBytes: int("memoryBytes"),
     partitions: arrayField(fields, "partitions", ITEMS_MAX).map((item) => {

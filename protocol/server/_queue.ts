@@ -185,6 +185,8 @@ export function queueInfo(config: QueueConfig): QueueInfo {
     prefetch: config.prefetch,
     maxInFlight: config.maxInFlight,
     fsync: config.fsync,
+    messageTtlMs: config.messageTtlMs,
+    messageTtlHeader: config.messageTtlHeader,
     startOffsets: [...config.startOffsets],
     createdMs: config.createdMs,
   };
@@ -200,6 +202,7 @@ function statsInfo(stats: QueueStats): QueueStatsInfo {
     accepted: stats.accepted,
     deadLettered: stats.deadLettered,
     discarded: stats.discarded,
+    expired: stats.expired,
     oldestReadyAgeMs: stats.oldestReadyAgeMs,
     memoryBytes: stats.memoryBytes,
     partitions: stats.partitions.map((p) => ({ ...p })),

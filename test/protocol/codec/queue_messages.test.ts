@@ -286,6 +286,8 @@ describe("queue control messages v1", () => {
       prefetch: 1000,
       maxInFlight: 2000,
       fsync: "always" as const,
+      messageTtlMs: 60_000,
+      messageTtlHeader: "ignore" as const,
       startOffsets: [0, 5],
       createdMs: 1_700_000_000_000,
     };
@@ -318,6 +320,7 @@ describe("queue control messages v1", () => {
       accepted: 4,
       deadLettered: 1,
       discarded: 0,
+      expired: 7,
       oldestReadyAgeMs: null,
       memoryBytes: 1920,
       partitions: [{ partition: 0, floor: 1, next: 4, highWatermark: 6, ready: 2, acquired: 3 }],
@@ -343,5 +346,12 @@ describe("queue control messages v1", () => {
       writeQueueDeclareRequest(writer, { name: "w", topic: "t", lockMs: 1.5 }),
     );
     refused(declare, readQueueDeclareRequest, /lockMs = 1.5 must be an integer/);
+    const ttl = bodyOf((writer) =>
+      writeQueueDeclareRequest(writer, {
+        name: "w",
+        messageTtlMs: "100" as unknown as number,
+      }),
+    );
+    refused(ttl, readQueueDeclareRequest, /messageTtlMs = "?100"? must be an integer/);
   });
 });
