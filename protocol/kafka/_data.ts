@@ -10,7 +10,7 @@ import {
   type ReadResult,
   SluiceError,
 } from "../../engine/mod.ts";
-import { BATCH_HEADER_BYTES, batchSizeAt } from "../../record/mod.ts";
+import { BATCH_HEADER_BYTES, batchSizeAt, decodeRecordBatches } from "../../record/mod.ts";
 import { ProtocolError } from "../codec/errors.ts";
 import { errorToKafka, KAFKA_ERRORS } from "./errors.ts";
 import type { KafkaPlane, RequestInfo } from "./_plane.ts";
@@ -320,10 +320,28 @@ function listOffset(plane: KafkaPlane, topic: string, p: Struct): Struct {
     const offset = log.offsetForTimestamp(timestamp);
     if (offset !== undefined) {
       answer["offset"] = offset;
-      answer["timestamp"] = timestamp;
+      answer["timestamp"] = recordTimestamp(log, offset) ?? timestamp;
     }
   } else answer["errorCode"] = KAFKA_ERRORS.INVALID_REQUEST;
   return answer;
+}
+
+/**
+ * The timestamp of the record at `offset`, as Kafka answers a ListOffsets by time (the found
+ * record's, not the one asked for). Decodes only the batch that holds it; undefined when that
+ * batch cannot be read (the caller answers with the asked timestamp then).
+ */
+function recordTimestamp(log: PartitionLog, offset: number): number | undefined {
+  try {
+    for (const view of log.read(offset, 1).views) {
+      for (const batch of decodeRecordBatches(view)) {
+        for (const record of batch.records) if (record.offset === offset) return record.timestamp;
+      }
+    }
+  } catch {
+    // A damaged batch: the offset stands, its timestamp is not known.
+  }
+  return undefined;
 }
 
 /** ListOffsets: latest (-1), earliest (-2) or the first offset at or after a timestamp. */
