@@ -8,8 +8,13 @@
 import fs from "node:fs";
 import type { OpsHttp } from "../ops/http.ts";
 import { Logger } from "../ops/log.ts";
-import type { ParsedValues } from "./_args.ts";
-import { describeSettings, type Resolved, resolveServeSettings } from "./serve_config.ts";
+import { type ParsedValues, UsageError } from "./_args.ts";
+import {
+  describeSettings,
+  flagsWithSettings,
+  type Resolved,
+  resolveServeSettings,
+} from "./serve_config.ts";
 import { kafkaOption } from "./kafka_flags.ts";
 import { serveSecurity } from "./security_flags.ts";
 
@@ -41,8 +46,17 @@ export async function serve(values: ParsedValues): Promise<number> {
   const resolved = resolveServeSettings(values);
   const { settings } = resolved;
   // TLS and authentication come from flags only (README "Security"); checked before opening.
-  const security = serveSecurity(values);
-  const kafka = await kafkaOption(values);
+  const flags = flagsWithSettings(values, resolved);
+  const security = serveSecurity(flags);
+  const kafka = await kafkaOption(flags);
+  if (security.security !== undefined && settings.httpPort !== undefined) {
+    if (settings.httpToken === undefined) {
+      throw new UsageError(
+        "with authentication on, the HTTP port needs a token: --http-token (or " +
+          "SLUICE_HTTP_TOKEN, or http.token in the config file)",
+      );
+    }
+  }
   const log = makeLogger(resolved);
   log.info("starting", describeSettings(resolved));
   const { Engine } = await import("../engine/mod.ts");
@@ -116,6 +130,7 @@ async function startHttp(
       port: settings.httpPort,
       engine,
       metricsPartitionsMax: settings.metricsPartitionsMax,
+      ...(settings.httpToken === undefined ? {} : { token: settings.httpToken }),
       log,
     });
     log.info("http listening", { host: http.host, port: http.port });

@@ -32,6 +32,19 @@ export type ServeSettings = {
   logLevel: LogLevel;
   logFormat: LogFormat;
   metricsPartitionsMax: number;
+  /** The token the HTTP listener requires (Bearer, or the password of Basic). */
+  httpToken: string | undefined;
+  // Security (README "Security") and the Kafka listener: resolved here like every setting, then
+  // handed on as the flags they stand for (security_flags.ts, kafka_flags.ts check them).
+  tlsCert: string | undefined;
+  tlsKey: string | undefined;
+  tlsCa: string | undefined;
+  tlsPort: number | undefined;
+  tlsPrincipal: string | undefined;
+  auth: string | undefined;
+  superUsers: string | undefined;
+  kafkaPort: number | undefined;
+  kafkaAdvertisedHost: string | undefined;
 };
 
 export type Source = "flag" | "env" | "file" | "default";
@@ -136,7 +149,42 @@ export const SETTINGS: readonly Setting[] = [
     kind: { type: "int", min: 0, max: 10_000_000 },
     help: "Above this many partitions, /metrics exports per-topic series only",
   },
+  ...passThrough("httpToken", "http-token", "http.token", { type: "string" }),
+  ...passThrough("tlsCert", "tls-cert", "tls.cert", { type: "string" }),
+  ...passThrough("tlsKey", "tls-key", "tls.key", { type: "string" }),
+  ...passThrough("tlsCa", "tls-ca", "tls.ca", { type: "string" }),
+  ...passThrough("tlsPort", "tls-port", "tls.port", PORT),
+  ...passThrough("tlsPrincipal", "tls-principal", "tls.principal", {
+    type: "enum",
+    values: ["cn", "dn"],
+  }),
+  ...passThrough("auth", "auth", "security.auth", { type: "string" }),
+  ...passThrough("superUsers", "super-users", "security.superUsers", { type: "string" }),
+  ...passThrough("kafkaPort", "kafka-port", "kafka.port", PORT),
+  ...passThrough("kafkaAdvertisedHost", "kafka-advertised-host", "kafka.advertisedHost", {
+    type: "string",
+  }),
 ];
+
+/** A setting whose flag another module reads (its help is that flag's). */
+function passThrough(key: keyof ServeSettings, flag: string, file: string, kind: Kind): Setting[] {
+  const env = `SLUICE_${flag.toUpperCase().replaceAll("-", "_")}`;
+  return [{ key, flag, env, file, kind, help: `--${flag}` }];
+}
+
+/**
+ * The command's flags with every pass-through setting that came from the environment or the
+ * config file filled in as its flag, so the modules that read those flags see one source.
+ */
+export function flagsWithSettings(values: ParsedValues, resolved: Resolved): ParsedValues {
+  const out: ParsedValues = { ...values };
+  for (const setting of SETTINGS) {
+    if (setting.help !== `--${setting.flag}`) continue;
+    const value = resolved.settings[setting.key];
+    if (value !== undefined && out[setting.flag] === undefined) out[setting.flag] = String(value);
+  }
+  return out;
+}
 
 /** `$XDG_DATA_HOME/sluice`, or `~/.local/share/sluice`: outside any checkout. */
 export function defaultDataDir(env: NodeJS.ProcessEnv = process.env): string {
@@ -157,6 +205,16 @@ function defaults(env: NodeJS.ProcessEnv): ServeSettings {
     logLevel: "info",
     logFormat: "text",
     metricsPartitionsMax: 1000,
+    httpToken: undefined,
+    tlsCert: undefined,
+    tlsKey: undefined,
+    tlsCa: undefined,
+    tlsPort: undefined,
+    tlsPrincipal: undefined,
+    auth: undefined,
+    superUsers: undefined,
+    kafkaPort: undefined,
+    kafkaAdvertisedHost: undefined,
   };
 }
 

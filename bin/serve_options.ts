@@ -12,6 +12,10 @@ export const SERVE_OPS_OPTIONS: Record<string, OptionSpec> = {
   "http-host": { type: "string", help: "Address of the HTTP listener (default 127.0.0.1)" },
   "log-level": { type: "string", help: "debug, info, warn or error (default info)" },
   "log-format": { type: "string", help: "text or json: one JSON object a line (default text)" },
+  "http-token": {
+    type: "string",
+    help: "Require this token on the HTTP listener (Bearer, or a Basic password)",
+  },
   "metrics-partitions-max": {
     type: "string",
     help: "Above this many partitions /metrics exports per-topic series only (default 1000)",

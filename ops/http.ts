@@ -8,9 +8,12 @@
 //   GET /               the management page (./page.ts): no build step, no external files
 //
 // Anything else is 404; methods other than GET and HEAD are 405. It binds 127.0.0.1 unless
-// told otherwise (--http-host). It has no authentication: sluice has none yet on any listener,
-// and once it has, this listener must be put behind the same (see ARCHITECTURE.md).
+// told otherwise (--http-host). With a token (`--http-token`, required by `serve` when
+// authentication is on) every path answers 401 unless the request carries it, as
+// `Authorization: Bearer TOKEN` (scrapers, probes) or as the password of HTTP Basic with any
+// user name (a browser asks for it once and sends it with the page's own requests).
 
+import { createHash, timingSafeEqual } from "node:crypto";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { Engine } from "../engine/mod.ts";
 import { Admin, type SluiceServer } from "../protocol/mod.ts";
@@ -55,8 +58,29 @@ export type OpsHttpOptions = {
   port: number;
   engine: Engine;
   metricsPartitionsMax?: number;
+  /** When set, every request must carry it (see the file's header). */
+  token?: string;
   log?: Logger;
 };
+
+/** Hashes first, so the comparison takes the same time whatever the lengths. */
+function sameSecret(given: string, expected: string): boolean {
+  const digest = (text: string) => createHash("sha256").update(text).digest();
+  return timingSafeEqual(digest(given), digest(expected));
+}
+
+/** The token the request carries: Bearer, or the password of Basic; undefined if none. */
+function presentedToken(request: IncomingMessage): string | undefined {
+  const header = request.headers.authorization;
+  if (header === undefined) return undefined;
+  const [scheme, value] = header.split(" ", 2);
+  if (value === undefined) return undefined;
+  if (scheme?.toLowerCase() === "bearer") return value;
+  if (scheme?.toLowerCase() !== "basic") return undefined;
+  const decoded = Buffer.from(value, "base64").toString("utf8");
+  const colon = decoded.indexOf(":");
+  return colon === -1 ? undefined : decoded.slice(colon + 1);
+}
 
 export type OpsHttp = {
   readonly host: string;
@@ -105,6 +129,13 @@ export async function startOpsHttp(options: OpsHttpOptions): Promise<OpsHttp> {
     });
   const partitionsMax = options.metricsPartitionsMax ?? METRICS_PARTITIONS_MAX_DEFAULT;
   const route = (request: IncomingMessage, response: ServerResponse) => {
+    if (options.token !== undefined) {
+      const given = presentedToken(request);
+      if (given === undefined || !sameSecret(given, options.token)) {
+        response.setHeader("www-authenticate", 'Basic realm="sluice", charset="UTF-8"');
+        return send(response, 401, "text/plain", "a token is required (Bearer, or Basic password)\n");
+      }
+    }
     if (request.method !== "GET" && request.method !== "HEAD") {
       return send(response, 405, "text/plain", "method not allowed\n");
     }
