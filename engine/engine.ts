@@ -137,15 +137,17 @@ export class Engine {
     });
     await takeLock(dir, io);
     openDirectories.add(dir);
+    let offsets: OffsetStore | undefined;
+    let engine: Engine | undefined;
     try {
       const warn = options.onWarning ?? ((message: string) => console.warn(`sluice: ${message}`));
-      const offsets = await OffsetStore.open(join(dir, "__offsets"), {
+      offsets = await OffsetStore.open(join(dir, "__offsets"), {
         io,
         fsync: options.offsetsFsync ?? true,
         // Damaged commit frames are reported and skipped; later commits stay readable.
         onCorruption: (error) => warn(error.message),
       });
-      const engine = new Engine(dir, offsets, options);
+      engine = new Engine(dir, offsets, options);
       await engine.#loadTopics();
       engine.#queues = await engine.#openQueues();
       engine.#exchanges = engine.#openExchanges();
@@ -155,6 +157,12 @@ export class Engine {
       scrubber.start();
       return engine;
     } catch (error) {
+      // What was opened before the failure is closed, not left to the collector: a file handle
+      // collected open is an error in Bun, and every descriptor counts against the budget.
+      const logs = engine === undefined ? [] : engine.#allLogs();
+      const queues = engine === undefined ? undefined : engine.#queues;
+      await Promise.allSettled([queues?.close()]);
+      await Promise.allSettled([...logs.map((log) => log.close()), offsets?.close()]);
       openDirectories.delete(dir);
       await releaseLock(dir, io);
       throw error;
