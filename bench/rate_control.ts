@@ -8,8 +8,9 @@
 // sustains by the rules of ./sustain.ts (keep-up, publish p99 under 80% of the bound, no
 // growth of schedule lag, p99 or backlog). Every step starts by settling (not judged): at
 // least one second (two for the run's first step), and on while the producers work off what
-// an overloaded step left queued (at most 5 s), so that is not blamed on the next rate. Then
-// its judged seconds:
+// an overloaded step left queued, and while consumers work off the backlog it left (the
+// producers pause meanwhile, then settle a second at the new rate; at most 5 s in all), so
+// neither is blamed on the next rate. Then its judged seconds:
 //
 //   ramp     start at min(10,000 msg/s, 10 MB/s); 1 judged second per step; double the rate
 //            while it is sustained. The first rate gets a second try if it fails (the run's
@@ -33,7 +34,13 @@
 // measured rate 2 s ahead. The measured phase then runs at the rate the search ends with;
 // the runner judges that phase again as one window ("sustained" in the result).
 
-import { judgeWindow, KEEP_UP_RATIO, type SustainVerdict, type WindowSample } from "./sustain.ts";
+import {
+  BACKLOG_SECONDS_MAX,
+  judgeWindow,
+  KEEP_UP_RATIO,
+  type SustainVerdict,
+  type WindowSample,
+} from "./sustain.ts";
 
 export const RATE_SEARCH_START_MESSAGES = 10_000;
 export const RATE_SEARCH_START_BYTES = 10 * 1024 * 1024;
@@ -149,6 +156,8 @@ export class RateSearch {
   #settleWindow: WindowSample[] = [];
   #settling = true;
   #settleMin = FIRST_SETTLE_SECONDS;
+  /** Producers pause while consumers work off what an overloaded step left (see #settle). */
+  #pausing = false;
   #retried = false;
   #stepStartSecond = 0;
   #seconds = 0;
@@ -201,19 +210,34 @@ export class RateSearch {
 
   /**
    * A settling sample ends the settling once the step had its minimum settling seconds and
-   * the producers are back on schedule (lag under the bound's worth of schedule), or the lag
-   * stopped shrinking, or after SETTLE_SECONDS_MAX: what an overloaded step left queued must
-   * not be judged against the next rate.
+   * both queues of an overloaded step are gone: the producers are back on schedule (lag under
+   * the bound's worth of schedule) or their lag stopped shrinking, and the consumers' backlog
+   * is under BACKLOG_SECONDS_MAX of messages or stopped shrinking; or after SETTLE_SECONDS_MAX.
+   * While the backlog is large and shrinking the producers pause (observe returns RATE_MIN),
+   * so consumers drain it as fast as they can; a pause is followed by a settling second at the
+   * step's own rate. What an overloaded step left must not be judged against the next rate.
    */
   #settle(sample: WindowSample): void {
     const previous = this.#settleWindow.at(-1);
     this.#settleWindow.push(sample);
     const seconds = this.#settleWindow.length;
     const lagMs = (sample.scheduleLag / this.#rate) * 1000;
-    const drained = lagMs <= this.#options.publishP99MsMax;
     // A lag that no longer shrinks is this rate's own: judging it is not unfair.
-    const stuck = previous !== undefined && sample.scheduleLag >= previous.scheduleLag;
-    if (seconds >= this.#settleMin && (drained || stuck || seconds >= SETTLE_SECONDS_MAX)) {
+    const lagDone =
+      lagMs <= this.#options.publishP99MsMax ||
+      (previous !== undefined && !this.#pausing && sample.scheduleLag >= previous.scheduleLag);
+    const backlogSeconds = sample.backlog / (this.#rate * this.#options.subscriptions);
+    const backlogShrinking = previous === undefined || sample.backlog < previous.backlog;
+    const backlogDone = backlogSeconds <= BACKLOG_SECONDS_MAX || !backlogShrinking;
+    const wasPausing = this.#pausing;
+    this.#pausing =
+      !backlogDone &&
+      seconds < SETTLE_SECONDS_MAX &&
+      this.#state !== "hold" &&
+      this.#remaining() > PRE_MEASURE_SECONDS + SETTLE_SECONDS;
+    if (this.#pausing) return;
+    if (wasPausing) this.#settleMin = seconds + SETTLE_SECONDS;
+    if (seconds >= this.#settleMin && ((lagDone && backlogDone) || seconds >= SETTLE_SECONDS_MAX)) {
       this.#settling = false;
     }
   }
@@ -225,7 +249,7 @@ export class RateSearch {
     if (this.#settling) {
       this.#settle(sample);
       if (this.#state === "confirm" && this.#remaining() <= PRE_MEASURE_SECONDS) this.#decide();
-      return this.#rate;
+      return this.#pausing ? RATE_MIN : this.#rate;
     }
     this.#window.push(sample);
     if (this.#state === "confirm") {
@@ -304,6 +328,7 @@ export class RateSearch {
   }
 
   #setRate(rate: number): void {
+    this.#pausing = false;
     if (rate !== this.#rate) {
       this.#window = [];
       this.#settleWindow = [];

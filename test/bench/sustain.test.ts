@@ -9,6 +9,7 @@ import {
   CONFIRM_SECONDS_MIN,
   PRE_MEASURE_SECONDS,
   RATE_SEARCH_PRECISION,
+  RATE_MIN,
   RateSearch,
 } from "../../bench/rate_control.ts";
 import { LatencyHistogram } from "../../bench/histogram.ts";
@@ -298,6 +299,64 @@ describe("max-rate search", () => {
       .map((step) => step.rate);
     assert.equal(held, Math.max(...sustainedBelow), "the next rate that was sustained");
     assert.match(confirm.next, /confirm failed: measure at \d+ msg\/s, the next rate sustained/);
+  });
+
+  test("after an overloaded step, producers pause while consumers work off its backlog", () => {
+    const rateSearch = new RateSearch({
+      messageSize: 1024,
+      subscriptions: 1,
+      warmupSeconds: 30,
+      publishP99MsMax: 100,
+    });
+    let second = 0;
+    const sample = (rate: number, backlog: number): WindowSample => ({
+      elapsedMs: ++second * 1000,
+      targetRate: rate,
+      publishRate: rate,
+      consumeRate: rate,
+      backlog,
+      scheduleLag: rate * 0.005,
+      publishLatency: { p99Ms: 5 },
+    });
+    // 10,000 msg/s passes (two settling seconds, one judged); 20,000 leaves consumers behind.
+    let rate = rateSearch.rate;
+    for (let i = 0; i < 3; i++) rate = rateSearch.observe(sample(rate, 0));
+    assert.equal(rate, 20_000);
+    rate = rateSearch.observe(sample(rate, 0));
+    rate = rateSearch.observe(sample(rate, 200_000));
+    const bisect = rateSearch.rate;
+    assert.ok(bisect > 10_000 && bisect < 20_000, `bisect at ${bisect}`);
+    // The backlog (14 s of messages at the new rate) shrinks: producers pause while it does.
+    const answers = [150_000, 50_000, 1_000, 100].map((backlog) =>
+      rateSearch.observe(sample(rate, backlog)),
+    );
+    assert.deepEqual(answers, [RATE_MIN, RATE_MIN, bisect, bisect]);
+    // Then the step is judged on seconds of its own rate, without the backlog it inherited.
+    const verdictAt = rateSearch.steps.length;
+    rateSearch.observe(sample(bisect, 100));
+    rateSearch.observe(sample(bisect, 100));
+    assert.equal(rateSearch.steps[verdictAt]!.verdict.sustained, true);
+  });
+
+  test("a backlog that does not shrink is the rate's own: no pause", () => {
+    const rateSearch = new RateSearch({
+      messageSize: 1024,
+      subscriptions: 1,
+      warmupSeconds: 30,
+      publishP99MsMax: 100,
+    });
+    const sample = (rate: number, backlog: number, second: number): WindowSample => ({
+      elapsedMs: second * 1000,
+      targetRate: rate,
+      publishRate: rate,
+      consumeRate: rate,
+      backlog,
+      scheduleLag: rate * 0.005,
+      publishLatency: { p99Ms: 5 },
+    });
+    const first = rateSearch.observe(sample(10_000, 90_000, 1));
+    assert.equal(first, RATE_MIN, "a large first backlog may be shrinking");
+    assert.equal(rateSearch.observe(sample(10_000, 95_000, 2)), 10_000, "it grew: no pause");
   });
 
   test("a warm-up too short for a search confirms the first rate", () => {
