@@ -118,6 +118,12 @@ export class LoadGenerator {
       slot.takenBefore += slot.pacer.taken;
       slot.pacer.restart(ratePerSecond / this.#slots.length, now);
     }
+    // A loop asleep until the old schedule's next message (seconds, at a low rate) wakes now;
+    // a turn already pending (no timer) sees the new schedule by itself.
+    if (this.#running && this.#timer !== undefined) {
+      clearTimeout(this.#timer);
+      this.#timer = setTimeout(this.#turn, 0);
+    }
   }
 
   /**

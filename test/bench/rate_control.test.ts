@@ -6,6 +6,7 @@ import { LoadGenerator } from "../../bench/load_generator.ts";
 import { LoadStats } from "../../bench/load_stats.ts";
 import { KeySource, PayloadSource, readStamp } from "../../bench/payload.ts";
 import { Pacer } from "../../bench/rate_control.ts";
+import { waitFor } from "../helpers.ts";
 
 /** Lets every pending promise callback run (no time passes on the simulated clock). */
 function settle(): Promise<void> {
@@ -24,6 +25,28 @@ describe("fixed-rate schedule", () => {
     pacer.restart(10, 200);
     assert.equal(pacer.due(300), 2);
     assert.throws(() => pacer.restart(0, 0), /rate 0 msg\/s must be a positive number/);
+  });
+
+  test("a rate change wakes a producer asleep until its old schedule's next message", async () => {
+    const stats = new LoadStats();
+    const producer: BenchProducer = { sendAsync: async () => {}, close: async () => {} };
+    const generator = new LoadGenerator({
+      producers: [producer],
+      payloads: new PayloadSource([new Uint8Array(16)]),
+      keys: new KeySource("NO_KEY"),
+      stats,
+      ratePerSecond: 0.1,
+      inFlightMax: 10,
+    });
+    generator.start();
+    try {
+      // At 0.1 msg/s the loop sleeps 10 s after the first message; the new rate must not wait.
+      await waitFor(() => stats.counters.dispatched === 1, "the first message", 3000);
+      generator.setRate(1000);
+      await waitFor(() => stats.counters.dispatched >= 20, "sends at the new rate", 3000);
+    } finally {
+      generator.stop();
+    }
   });
 
   test("a stall shows in latencies from intended send times (coordinated omission)", async () => {
