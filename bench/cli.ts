@@ -30,6 +30,8 @@ export const RESULTS_DIR = join(dirname(fileURLToPath(import.meta.url)), "result
 const DRIVER_CLOSE_TIMEOUT_MS = 15_000;
 
 export type BenchOptions = {
+  /** Without `drivers`: every driver but these. */
+  excludeDrivers?: string[];
   /** A name in bench/workloads, or a YAML file (default "quick"). */
   workload?: string;
   /** Comma-separated driver names (default: all, skipping those unavailable). */
@@ -106,7 +108,10 @@ export async function runBench(options: BenchOptions = {}): Promise<BenchOutcome
   const log = options.log ?? ((line: string) => console.log(line));
   const workload = loadWorkload(options.workload ?? "quick");
   const explicit = options.drivers !== undefined;
-  const names = explicit ? parseDriverList(options.drivers!) : driverNames();
+  const excluded = new Set(options.excludeDrivers ?? []);
+  const names = explicit
+    ? parseDriverList(options.drivers!)
+    : driverNames().filter((name) => !excluded.has(name));
   const driverOptions = parseDriverOptions(options.driverOptions);
   if (options.sluiceUrl !== undefined) driverOptions["sluice.url"] = options.sluiceUrl;
   const workers = parseWorkers(options.workers, options.token);
