@@ -627,7 +627,8 @@ function gather(
   return filled === length ? out : out.subarray(0, filled);
 }
 
-function joinViews(views: readonly Uint8Array[]): Uint8Array {
+/** One new buffer holding the views in order (always a copy). */
+export function joinViews(views: readonly Uint8Array[]): Uint8Array {
   let total = 0;
   for (const view of views) total += view.length;
   const out = new Uint8Array(total);

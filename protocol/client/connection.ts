@@ -33,6 +33,7 @@ import { FrameReader } from "../codec/frame_reader.ts";
 import { Outbox } from "../codec/outbox.ts";
 import { Reader, type Writer } from "../codec/wire.ts";
 import { ClientError } from "./errors.ts";
+import { joinViews } from "../../record/mod.ts";
 import { authenticate, type ClientSaslOptions, checkSaslOptions } from "./sasl.ts";
 import {
   type ClientSocket,
@@ -675,16 +676,7 @@ export class ClientConnection {
 
 /** One buffer holding the views in order: the view itself when there is only one. */
 function joined(views: Uint8Array[]): Uint8Array {
-  if (views.length === 1) return views[0]!;
-  let length = 0;
-  for (const view of views) length += view.length;
-  const out = new Uint8Array(length);
-  let at = 0;
-  for (const view of views) {
-    out.set(view, at);
-    at += view.length;
-  }
-  return out;
+  return views.length === 1 ? views[0]! : joinViews(views);
 }
 
 /** A Reader over a response frame's body (after correlation id and error code). */

@@ -14,7 +14,12 @@
 // send idempotently: a failed call rejects, and its records may have reached some of their
 // destinations (routing is not atomic across destinations).
 
-import { encodeRecordBatch, type RecordInput, ROUTING_KEY_HEADER } from "../../record/mod.ts";
+import {
+  encodeRecordBatch,
+  joinViews,
+  type RecordInput,
+  ROUTING_KEY_HEADER,
+} from "../../record/mod.ts";
 
 export { ROUTING_KEY_HEADER };
 import { errorFromWire, ProtocolError } from "../codec/errors.ts";
@@ -92,15 +97,7 @@ export function batchesByRoutingKey(records: readonly PublishRecord[], nowMs: nu
     runKey = key;
   }
   if (run.length > 0) batches.push(encodeRecordBatch(run));
-  let size = 0;
-  for (const batch of batches) size += batch.length;
-  const joined = new Uint8Array(size);
-  let at = 0;
-  for (const batch of batches) {
-    joined.set(batch, at);
-    at += batch.length;
-  }
-  return joined;
+  return joinViews(batches);
 }
 
 export class Publisher {

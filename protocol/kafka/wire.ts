@@ -16,6 +16,7 @@
 // a hostile length costs nothing: it fails as INVALID_REQUEST naming the field and the value.
 
 import { ProtocolError } from "../codec/errors.ts";
+import { joinViews } from "../../record/mod.ts";
 
 const decoder = new TextDecoder("utf-8", { fatal: true });
 const encoder = new TextEncoder();
@@ -296,14 +297,4 @@ export class KafkaWriter {
 }
 
 /** Joins chunks into one buffer (tests and small responses). */
-export function concatChunks(chunks: readonly Uint8Array[]): Uint8Array {
-  let size = 0;
-  for (const chunk of chunks) size += chunk.length;
-  const out = new Uint8Array(size);
-  let at = 0;
-  for (const chunk of chunks) {
-    out.set(chunk, at);
-    at += chunk.length;
-  }
-  return out;
-}
+export const concatChunks: (chunks: readonly Uint8Array[]) => Uint8Array = joinViews;
