@@ -45,7 +45,7 @@ import {
 } from "../record/mod.ts";
 import type { ProducerState } from "./producer_state.ts";
 import { producerOf, rebuildProducerState } from "./producer_scan.ts";
-import { type Segment, TAIL_CACHE_BYTES_DEFAULT } from "./segment.ts";
+import { type BatchLease, type Segment, TAIL_CACHE_BYTES_DEFAULT } from "./segment.ts";
 import type { Corruption } from "./segment_scan.ts";
 
 export type { ReadResult } from "./log_read.ts";
@@ -220,9 +220,12 @@ export class PartitionLog {
   /**
    * `append`, except that a batch refused before anything is written (closed or fenced log,
    * invalid batch, sequence out of order) throws at once instead of rejecting later, so a
-   * caller appending several batches in order can stop at the first refusal.
+   * caller appending several batches in order can stop at the first refusal. With a `lease`
+   * (see BatchLease in segment.ts), a large batch is kept as a view of the caller's memory
+   * instead of being copied, and its base offset is patched in place: the caller must not
+   * change those bytes afterwards, and gets each view back through the lease.
    */
-  appendChecked(batch: Uint8Array): Promise<AppendResult> {
+  appendChecked(batch: Uint8Array, lease?: BatchLease): Promise<AppendResult> {
     const refused = this.#refusal();
     if (refused !== undefined) throw refused;
     this.#validate(batch);
@@ -240,7 +243,8 @@ export class PartitionLog {
       this.#maybeRoll(batch.length, recordCount);
       baseOffset = this.#active.nextOffset;
       const lastOffset = baseOffset + recordCount - 1;
-      this.#active.append(batch, baseOffset, lastOffset, maxTimestampAt(batch, 0));
+      const maxTimestamp = maxTimestampAt(batch, 0);
+      this.#active.append(batch, { baseOffset, lastOffset, maxTimestamp }, lease);
       this.#activeCreatedMs ??= this.#now();
       if (producer !== undefined) this.#producers.record(producer, baseOffset);
     } catch (error) {
