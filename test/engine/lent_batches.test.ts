@@ -32,7 +32,7 @@ async function openLog(dir: string, tailCacheBytes: number): Promise<PartitionLo
 }
 
 describe("lent batches", () => {
-  test("a large lent batch is kept as a view, base offset patched in the lender's bytes", async () => {
+  test("a large lent batch is kept as a view, its base offset patched in place", async () => {
     using dir = tempDir();
     const log = await openLog(dir.path, 8 << 20);
     const lease = new CountingLease();
