@@ -17,7 +17,7 @@ const RECORDS = 20_000;
 const VALUE_BYTES = 1024;
 const TURNS_PER_WRITE = 30;
 
-function valueOf(index: number): Uint8Array {
+function recordValue(index: number): Uint8Array {
   const value = new Uint8Array(VALUE_BYTES);
   for (let i = 0; i < VALUE_BYTES; i++) value[i] = (index * 131 + i * 7) & 0xff;
   new DataView(value.buffer).setUint32(0, index);
@@ -48,7 +48,7 @@ describe("lent produce batches under a slow disk", () => {
     const producer = new Producer({ port: server.port, lingerMs: 5, batchBytes: 256 * 1024 });
     const sends: Promise<unknown>[] = [];
     for (let i = 0; i < RECORDS; i++) {
-      sends.push(producer.send({ topic: "t", partition: i % PARTITIONS, value: valueOf(i) }));
+      sends.push(producer.send({ topic: "t", partition: i % PARTITIONS, value: recordValue(i) }));
     }
     await Promise.all(sends);
     await producer.close();
@@ -65,7 +65,7 @@ describe("lent produce batches under a slow disk", () => {
           const index = new DataView(value.buffer, value.byteOffset).getUint32(0);
           assert.equal(index % PARTITIONS, record.partition);
           assert.equal(Math.floor(index / PARTITIONS), record.offset, "offsets in send order");
-          assert.deepEqual(value, valueOf(index), `record ${index} is intact`);
+          assert.deepEqual(value, recordValue(index), `record ${index} is intact`);
           read++;
         }
       }
