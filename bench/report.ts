@@ -10,6 +10,7 @@ import { ackSummary } from "./ack_table.ts";
 import type { MachineLimits } from "./limits.ts";
 import fs from "node:fs";
 import { join } from "node:path";
+import { describeRules } from "./rate_control.ts";
 import type { BenchResult } from "./result.ts";
 import { escapeXml as esc, lineChart, type Series, type Tick } from "./svg_chart.ts";
 import { DELIVERY_COLUMN, deliveryVerdict, formatMs, TABLE_HEADERS, tableCells } from "./table.ts";
@@ -210,7 +211,13 @@ function driverSection(result: BenchResult): string {
     ],
   ];
   if (result.ackMode === "per-message") facts.push(["per-message acks", ackSummary(result)]);
-  if (result.rateSearch !== null) facts.push(["max-rate search", searchSummary(result)]);
+  if (result.boundBy !== undefined) facts.push(["bound by", result.boundBy]);
+  if (result.rateSearch !== null) {
+    facts.push(["max-rate search", searchSummary(result)]);
+    if (result.rateSearch.rules !== undefined) {
+      facts.push(["search rules", describeRules(result.rateSearch.rules)]);
+    }
+  }
   if (result.latencyAtLoad !== undefined && result.latencyAtLoad.length > 0) {
     facts.push(["latency at load", latencyAtLoadSummary(result)]);
   }

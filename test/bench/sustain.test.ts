@@ -8,6 +8,7 @@ import { describe, test } from "node:test";
 import {
   CONFIRM_SECONDS_MIN,
   PRE_MEASURE_SECONDS,
+  RATE_SEARCH_GROWTH,
   RATE_SEARCH_PRECISION,
   RATE_MIN,
   RateSearch,
@@ -231,11 +232,13 @@ describe("max-rate search", () => {
     for (const capacity of [7_700, 37_000, 150_000, 174_000]) {
       const { rateSearch, held } = search(new SyntheticSystem(capacity), 20);
       assert.ok(held <= capacity, `capacity ${capacity}: held ${held}`);
-      assert.ok(held * 1.4 >= capacity, `capacity ${capacity}: held only ${held}`);
+      // The confirm takes 8 of the 20 s: the search gets within one doubling of the capacity.
+      assert.ok(held * RATE_SEARCH_GROWTH >= capacity, `capacity ${capacity}: held only ${held}`);
       const last = rateSearch.steps.at(-1)!;
       assert.equal(last.state, "confirm");
       assert.equal(last.verdict.sustained, true, last.verdict.reasons.join("; "));
-      const judged = CONFIRM_SECONDS_MIN - PRE_MEASURE_SECONDS - 1;
+      // Less the settling after an overloaded step (up to 2 s here).
+      const judged = CONFIRM_SECONDS_MIN - PRE_MEASURE_SECONDS - 2;
       assert.ok(last.verdict.samples >= judged, `${last.verdict.samples}`);
       const searched = rateSearch.steps
         .filter((step) => step.state !== "confirm")
