@@ -15,9 +15,12 @@ import {
   RateSearch,
   SEARCH_P99_BOUND_SHARE,
 } from "../../bench/rate_control.ts";
+import { renderReport } from "../../bench/report.ts";
+import { buildResult } from "../../bench/result.ts";
 import { runWorkload } from "../../bench/runner.ts";
 import type { WindowSample } from "../../bench/sustain.ts";
 import { parseWorkload } from "../../bench/workload.ts";
+import { tempDir } from "../helpers.ts";
 
 const BOUND_MS = 100;
 
@@ -256,5 +259,17 @@ testDurationSeconds: 7
     assert.ok(outcome.stats.publishMeasured.percentileMs(99) < 100, "the failed seconds left out");
     assert.equal(outcome.drained, true);
     assert.equal(outcome.stats.received, outcome.stats.acked);
+    // The result and the report carry the backoff, the rules and what bound the run.
+    using dir = tempDir();
+    const result = buildResult({ driverName: driver.name, workload, outcome, dataDir: dir.path });
+    assert.equal(result.sustained, true);
+    assert.equal(result.publishRate.length, 7);
+    assert.equal(result.rateSearch?.rules.probeSeconds, PROBE_SECONDS);
+    assert.equal(typeof result.clientBound, "boolean");
+    assert.match(result.boundBy, /client-bound/);
+    const html = renderReport([result]);
+    assert.match(html, /search rules/);
+    assert.match(html, /headroom: search and confirm windows need publish p99 ≤ 50 ms/);
+    assert.match(html, /backoff [\d,]+ ✗/);
   });
 });
