@@ -371,6 +371,8 @@ class Timeline {
   #startMs = 0;
   /** Seconds of the run sampled so far (warm-up, measured phase and any backoff). */
   #seconds = 0;
+  /** Seconds the measured phase's backoffs added to the run (failed probes and settling). */
+  #backoffSeconds = 0;
   #lastSampleMs = 0;
   #lastMachine: MachineTicks | undefined = machineTicks();
 
@@ -466,6 +468,7 @@ class Timeline {
       windowP99Ms: this.#stats.publishMeasured.percentileMs(99),
     });
     if (rate === undefined) return false;
+    this.#backoffSeconds += window.length + BACKOFF_SETTLE_SECONDS;
     for (const sample of window) sample.phase = "warmup";
     this.#stats.setPhase("warmup");
     await this.#setRate(rate);
@@ -556,7 +559,9 @@ class Timeline {
     this.#lastMachine = machine;
     this.#lastSampleMs = now;
     this.#samples.push(sample);
-    this.#progress(progressLine(this.#driverName, this.#workload, sample, this.#search));
+    this.#progress(
+      progressLine(this.#driverName, this.#workload, sample, this.#search, this.#backoffSeconds),
+    );
     return sample;
   }
 
@@ -651,9 +656,12 @@ export function progressLine(
   workload: Workload,
   sample: Sample,
   search: RateSearch | undefined,
+  backoffSeconds = 0,
 ): string {
   const seconds = Math.round(sample.elapsedMs / 1000);
-  const total = Math.round(workload.warmupDurationSeconds + workload.testDurationSeconds);
+  const total = Math.round(
+    workload.warmupDurationSeconds + workload.testDurationSeconds + backoffSeconds,
+  );
   const searching =
     search !== undefined && sample.phase === "warmup"
       ? `  search ${search.state} ${formatCount(search.rate)} msg/s`
