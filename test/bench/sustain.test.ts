@@ -110,6 +110,17 @@ describe("the sustained test", () => {
     assert.match(verdict.reasons.join("; "), /publish p99 rose 7\d ms in 30 s/);
   });
 
+  test("at a low rate, a lag wandering by whole messages is not a climb", () => {
+    // At 10 msg/s one message of lag is 100 ms of schedule: more than a quarter of the bound.
+    const lags = [0, 1, 1, 2, 1, 2];
+    const wandering = window(6, 10, (s) => ({ lag: lags[s]!, p99Ms: 20, backlog: 0 }));
+    assert.equal(judgeWindow(wandering, OPTIONS).sustained, true);
+    const climbing = window(6, 10, (s) => ({ lag: s, p99Ms: 20, backlog: 0 }));
+    const verdict = judgeWindow(climbing, OPTIONS);
+    assert.equal(verdict.sustained, false);
+    assert.match(verdict.reasons.join("; "), /producers fell \d+ ms behind their schedule/);
+  });
+
   test("a flat rate with noise is sustained", () => {
     const random = mulberry32(0x5eed);
     const noise = (amplitude: number) => (random() - 0.5) * 2 * amplitude;
