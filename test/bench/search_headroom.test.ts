@@ -273,6 +273,7 @@ testDurationSeconds: 7
     const html = renderReport([result]);
     assert.match(html, /search rules/);
     assert.match(html, /headroom: search and confirm windows need publish p99 ≤ 50 ms/);
-    assert.match(html, /backoff [\d,]+ ✗/);
+    assert.match(html, /backoff [\d,]+ ✗ \(publish p99 [\d.]+ ms &gt; 80 ms[^)]*\) \[probe\]/);
+    assert.match(html, /confirm [\d,]+ [✓✗].*? \[confirm, headroom\]/);
   });
 });
