@@ -106,7 +106,7 @@ describe("kafka listener SASL", () => {
     assert.equal(failed.length, 2, broker.logs.join("\n"));
   });
 
-  test("an unknown mechanism, and PLAIN on plaintext, are 33 with the list, then closed", async () => {
+  test("an unknown mechanism, and PLAIN on plaintext, are 33 with the list", async () => {
     await using broker = await secureKafka();
     for (const mechanism of ["GSSAPI", "PLAIN"]) {
       const client = await RawKafka.connect(broker.port);
@@ -117,7 +117,7 @@ describe("kafka listener SASL", () => {
     }
   });
 
-  test("SaslAuthenticate before SaslHandshake is 34 (ILLEGAL_SASL_STATE), then closed", async () => {
+  test("SaslAuthenticate before SaslHandshake is 34, then closed", async () => {
     await using broker = await secureKafka();
     const client = await RawKafka.connect(broker.port);
     const answer = await client.call(K.SaslAuthenticate, 1, { authBytes: new Uint8Array(4) });
