@@ -21,7 +21,6 @@ import type { Authorizer } from "../server/acl.ts";
 import { KAFKA_ERRORS as E } from "./errors.ts";
 import { API_KEYS as K } from "./messages.ts";
 import type { Struct } from "./schema.ts";
-import type { Handler } from "./_plane.ts";
 
 /** One connection's authentication state. */
 export type KafkaSession = {
@@ -187,26 +186,3 @@ export class KafkaSecurity {
     return serverFinal;
   }
 }
-
-/** SaslHandshake; with authentication off, ILLEGAL_SASL_STATE and no mechanisms (as Kafka). */
-export const saslHandshake: Handler = (plane, body, info) => {
-  const session = info.connection.session;
-  if (plane.security === undefined || session === undefined) {
-    return { errorCode: E.ILLEGAL_SASL_STATE, mechanisms: [] };
-  }
-  return plane.security.handshake(session, info.connection, body, info.apiVersion);
-};
-
-/** SaslAuthenticate; with authentication off, ILLEGAL_SASL_STATE. */
-export const saslAuthenticate: Handler = (plane, body, info) => {
-  const session = info.connection.session;
-  if (plane.security === undefined || session === undefined) {
-    return {
-      errorCode: E.ILLEGAL_SASL_STATE,
-      errorMessage: "authentication is off on this listener",
-      authBytes: new Uint8Array(0),
-      sessionLifetimeMs: 0,
-    };
-  }
-  return plane.security.authenticate(session, info.connection, body["authBytes"] as Uint8Array);
-};
