@@ -259,8 +259,14 @@ export class KafkaListener {
     if (codec.flexible) skipTaggedFields(reader);
     const decoded = codec.request.decode(reader);
     const verdict = this.#authorize(message, decoded, connection, apiVersion);
-    if (verdict.kind === "answer")
+    if (verdict.kind === "answer") {
+      if (verdict.answer === null) {
+        // A refused Produce with acks 0 gets no answer; the refusal is logged instead.
+        const who = connection.session?.principal;
+        this.#log(`kafka: acks=0 ${message.name} from ${who} refused: not allowed on its topics`);
+      }
       return respond(message, apiVersion, correlationId, verdict.answer);
+    }
     const handler = HANDLERS.get(apiKey) as Handler;
     const context = { apiVersion, clientId, remoteAddress: connection.remoteAddress, connection };
     const result = handler(this.#plane, verdict.body, context);
