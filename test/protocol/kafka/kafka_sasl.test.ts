@@ -8,7 +8,7 @@ import { describe, test } from "node:test";
 import { API_KEYS as K, KAFKA_ERRORS as E, type Struct } from "../../../protocol/kafka/mod.ts";
 import type { SecurityOptions } from "../../../protocol/server/_auth.ts";
 import { saveSecurityState, emptySecurityState } from "../../../protocol/server/security_store.ts";
-import { tempDir, waitFor } from "../../helpers.ts";
+import { mulberry32, tempDir, waitFor } from "../../helpers.ts";
 import { credentialsFor } from "../security/secure_server.ts";
 import { RawKafka, startKafkaServer } from "./kafka_serving.ts";
 import { kafkaAs, scramLogin, scramLoginV0 } from "./kafka_sasl_client.ts";
@@ -138,6 +138,48 @@ describe("kafka listener SASL", () => {
       await client.closed;
     }
     const client = await kafkaAs(broker.port, "alice");
+    client.close();
+  });
+
+  test("hostile tokens and frames before login never crash the server", async () => {
+    await using broker = await secureKafka();
+    const seed = Number(process.env["SLUICE_FUZZ_SEED"] ?? 0x5a51);
+    const random = mulberry32(seed);
+    const bytes = (n: number) => Uint8Array.from({ length: n }, () => Math.floor(random() * 256));
+    for (let round = 0; round < 60; round++) {
+      const client = await RawKafka.connect(broker.port);
+      const kind = round % 3;
+      if (kind === 0) {
+        // Random bytes as the SASL token after a good handshake (v1): refused with 58.
+        await client.call(K.SaslHandshake, 1, { mechanism: "SCRAM-SHA-256" });
+        const answer = await client.call(K.SaslAuthenticate, 1, {
+          authBytes: bytes(1 + Math.floor(random() * 300)),
+        });
+        assert.equal(answer["errorCode"], E.SASL_AUTHENTICATION_FAILED, `seed ${seed}`);
+      } else if (kind === 1) {
+        // Random bare tokens after a v0 handshake: the connection is closed, unanswered.
+        await client.call(K.SaslHandshake, 0, { mechanism: "SCRAM-SHA-512" });
+        const token = bytes(1 + Math.floor(random() * 300));
+        const frame = new Uint8Array(4 + token.length);
+        new DataView(frame.buffer).setInt32(0, token.length);
+        frame.set(token, 4);
+        client.send(frame);
+      } else {
+        // A random frame where a request header belongs, naming Metadata (not served before
+        // login) when it is long enough to name anything: closed either way.
+        const body = bytes(Math.floor(random() * 200));
+        if (body.length >= 2) body.set([0, K.Metadata]);
+        const frame = new Uint8Array(4 + body.length);
+        new DataView(frame.buffer).setInt32(0, body.length);
+        frame.set(body, 4);
+        client.send(frame);
+      }
+      if (kind !== 0) await client.closed;
+      client.close();
+    }
+    const client = await kafkaAs(broker.port, "alice");
+    const answer = await client.call(K.Metadata, 9, metadataAll);
+    assert.ok(Array.isArray(answer["brokers"]));
     client.close();
   });
 
