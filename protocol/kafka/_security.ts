@@ -74,11 +74,16 @@ export class KafkaSecurity {
     };
   }
 
-  /** With "mtls", a verified client certificate authenticates the connection by itself. */
-  #mtls(session: KafkaSession, peer: SessionPeer): void {
-    if (session.principal !== undefined || !this.gate.methods.has("mtls")) return;
+  /**
+   * With "mtls", a verified client certificate authenticates the connection by itself; true
+   * when the connection is authenticated (now or before).
+   */
+  byCertificate(session: KafkaSession, peer: SessionPeer): boolean {
+    if (session.principal !== undefined) return true;
+    if (!this.gate.methods.has("mtls")) return false;
     const principal = peer.tls()?.principal;
     if (principal !== undefined) session.principal = principal;
+    return principal !== undefined;
   }
 
   /** Why the sweep should close this connection: not authenticated in handshakeTimeoutMs. */
@@ -90,8 +95,7 @@ export class KafkaSecurity {
 
   /** The pre-authentication gate: throws (and the listener closes) for anything not allowed. */
   admit(session: KafkaSession, peer: SessionPeer, apiKey: number, name: string): void {
-    this.#mtls(session, peer);
-    if (session.principal !== undefined) return;
+    if (this.byCertificate(session, peer)) return;
     session.requests++;
     if (session.requests > this.gate.authRequestsMax) {
       throw new ProtocolError(

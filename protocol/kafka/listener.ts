@@ -440,6 +440,13 @@ export class KafkaConnection {
 
   data(bytes: Uint8Array): void {
     if (this.closed) return;
+    // A client certificate (auth "mtls") authenticates before the first frame is read, so
+    // that frame may already be as large as the full limit.
+    const session = this.session;
+    const security = this.#listener.security;
+    if (session?.principal === undefined && security?.byCertificate(session!, this) === true) {
+      this.authenticated(this.#listener.frameBytesMax);
+    }
     try {
       this.#reader.push(bytes, (frame) => this.#arrive(frame));
     } catch (error) {

@@ -99,5 +99,21 @@ describe("kafka listener over TLS", { skip: missing }, () => {
     } finally {
       client.close();
     }
+    // Authenticated by its certificate, a client's first frame may exceed the pre-login limit.
+    const big = await RawKafka.connectTls(port, {
+      ca: certs.pem("ca.pem"),
+      cert: certs.pem("alice.pem"),
+      key: certs.pem("alice.key"),
+    });
+    try {
+      const names = Array.from({ length: 60 }, (_, i) => ({ name: `t${i}-${"x".repeat(200)}` }));
+      const answer = await big.call(K.Metadata, 9, {
+        topics: names,
+        allowAutoTopicCreation: false,
+      });
+      assert.equal((answer["topics"] as Struct[]).length, 60);
+    } finally {
+      client.close();
+    }
   });
 });
