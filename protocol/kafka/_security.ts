@@ -31,6 +31,9 @@ export type KafkaSession = {
   scram: ScramServerExchange | undefined;
   /** After SaslHandshake v0: the next frames are bare SASL tokens, not requests. */
   bareTokens: boolean;
+  /** The remote address, counted among its unauthenticated connections until login or close. */
+  address: string;
+  counted: boolean;
 };
 
 /** What the listener's connection tells the gate about itself. */
@@ -63,7 +66,9 @@ export class KafkaSecurity {
     return this.gate.authorizer;
   }
 
-  open(nowMs: number): KafkaSession {
+  /** A new connection's session; undefined when `unauthenticatedPerAddressMax` refuses it. */
+  open(nowMs: number, address: string): KafkaSession | undefined {
+    if (!this.gate.countUnauthenticated(address)) return undefined;
     return {
       principal: undefined,
       openedMs: nowMs,
@@ -71,7 +76,23 @@ export class KafkaSecurity {
       mechanism: undefined,
       scram: undefined,
       bareTokens: false,
+      address,
+      counted: true,
     };
+  }
+
+  /** The connection closed: it no longer counts against its address. */
+  closed(session: KafkaSession): void {
+    if (!session.counted) return;
+    session.counted = false;
+    this.gate.uncountUnauthenticated(session.address);
+  }
+
+  #authenticated(session: KafkaSession, principal: string): void {
+    session.principal = principal;
+    session.scram = undefined;
+    session.bareTokens = false;
+    this.closed(session);
   }
 
   /**
@@ -82,7 +103,7 @@ export class KafkaSecurity {
     if (session.principal !== undefined) return true;
     if (!this.gate.methods.has("mtls")) return false;
     const principal = peer.tls()?.principal;
-    if (principal !== undefined) session.principal = principal;
+    if (principal !== undefined) this.#authenticated(session, principal);
     return principal !== undefined;
   }
 
@@ -174,8 +195,7 @@ export class KafkaSecurity {
   #step(session: KafkaSession, authBytes: Uint8Array): string {
     const text = new TextDecoder("utf-8", { fatal: true }).decode(authBytes);
     if (session.mechanism === "PLAIN") {
-      session.principal = this.gate.plainPrincipal(text);
-      session.bareTokens = false;
+      this.#authenticated(session, this.gate.plainPrincipal(text));
       return "";
     }
     const scram = session.scram;
@@ -184,9 +204,7 @@ export class KafkaSecurity {
       return scram.start(text, (name) => this.gate.state.users.get(name)?.[scram.mechanism]);
     }
     const serverFinal = scram.finish(text);
-    session.principal = scram.username;
-    session.scram = undefined;
-    session.bareTokens = false;
+    this.#authenticated(session, scram.username);
     return serverFinal;
   }
 }

@@ -185,14 +185,20 @@ export class KafkaListener {
           socket.destroy();
           return;
         }
-        const connection = new KafkaConnection(socket, this);
-        this.#connections.set(socket, connection);
+        const session = this.#plane.security?.open(Date.now(), socket.remoteAddress);
+        if (this.#plane.security !== undefined && session === undefined) {
+          socket.destroy();
+          return;
+        }
+        this.#connections.set(socket, new KafkaConnection(socket, this, session));
       },
       data: (socket: TransportSocket, bytes: Uint8Array) =>
         this.#guarded(socket, (connection) => connection.data(bytes)),
       drain: (socket: TransportSocket) => this.#guarded(socket, (c) => c.drain()),
       close: (socket: TransportSocket) => {
-        this.#connections.get(socket)?.closedBySocket();
+        const connection = this.#connections.get(socket);
+        if (connection?.session !== undefined) this.#plane.security?.closed(connection.session);
+        connection?.closedBySocket();
         this.#connections.delete(socket);
       },
     };
@@ -392,12 +398,12 @@ export class KafkaConnection {
   #check: Check | undefined;
   #closeAfterAnswers = false;
 
-  constructor(socket: TransportSocket, listener: KafkaListener) {
+  constructor(socket: TransportSocket, listener: KafkaListener, session?: KafkaSession) {
     this.#socket = socket;
     this.remoteAddress = socket.remoteAddress;
     this.#outbox = new Outbox(socket);
     this.#listener = listener;
-    this.session = listener.security?.open(Date.now());
+    this.session = session;
     // Kafka sizes are int32: a negative one reads as above 2^31 here, so over the limit, and
     // a size over the limit is refused from its prefix, before anything is allocated. Until
     // the connection has authenticated, frames are held to the pre-authentication limit.

@@ -103,14 +103,7 @@ export class SecurityGate {
 
   /** A new connection: false when it must be refused (unauthenticated per address). */
   opened(connection: ServerConnection, nowMs: number): boolean {
-    const address = connection.socket.remoteAddress;
-    const max = this.#options.unauthenticatedPerAddressMax ?? 0;
-    const count = this.#unauthenticatedByAddress.get(address) ?? 0;
-    if (max > 0 && count >= max) {
-      this.#log(`refusing connection from ${address}: ${count} unauthenticated already`);
-      return false;
-    }
-    this.#unauthenticatedByAddress.set(address, count + 1);
+    if (!this.countUnauthenticated(connection.socket.remoteAddress)) return false;
     this.#sessions.set(connection, {
       principal: undefined,
       openedMs: nowMs,
@@ -132,7 +125,26 @@ export class SecurityGate {
   #uncount(connection: ServerConnection, session: Session): void {
     if (!session.counted) return;
     session.counted = false;
-    const address = connection.socket.remoteAddress;
+    this.uncountUnauthenticated(connection.socket.remoteAddress);
+  }
+
+  /**
+   * One more connection from `address` that has not authenticated (on either listener): false,
+   * and a log line, when `unauthenticatedPerAddressMax` of them are open already.
+   */
+  countUnauthenticated(address: string): boolean {
+    const max = this.#options.unauthenticatedPerAddressMax ?? 0;
+    const count = this.#unauthenticatedByAddress.get(address) ?? 0;
+    if (max > 0 && count >= max) {
+      this.#log(`refusing connection from ${address}: ${count} unauthenticated already`);
+      return false;
+    }
+    this.#unauthenticatedByAddress.set(address, count + 1);
+    return true;
+  }
+
+  /** A connection counted by countUnauthenticated authenticated or closed. */
+  uncountUnauthenticated(address: string): void {
     const count = (this.#unauthenticatedByAddress.get(address) ?? 1) - 1;
     if (count <= 0) this.#unauthenticatedByAddress.delete(address);
     else this.#unauthenticatedByAddress.set(address, count);

@@ -200,6 +200,43 @@ describe("kafka listener SASL", () => {
     ok.close();
   });
 
+  test("unauthenticatedPerAddressMax counts Kafka connections until they log in", async () => {
+    await using broker = await secureKafka({ auth: ["scram"], unauthenticatedPerAddressMax: 2 });
+    const first = await RawKafka.connect(broker.port);
+    const second = await RawKafka.connect(broker.port);
+    const apiVersions = { clientSoftwareName: "raw", clientSoftwareVersion: "1" };
+    try {
+      await second.call(K.ApiVersions, 3, apiVersions);
+      const third = await RawKafka.connect(broker.port);
+      await third.closed;
+      assert.ok(
+        broker.logs.some((l) => /2 unauthenticated already/.test(l)),
+        broker.logs.join("\n"),
+      );
+      // Logged in, the first no longer counts: a new connection is served.
+      assert.equal((await scramLogin(first, "alice")).errorCode, 0);
+      const fourth = await RawKafka.connect(broker.port);
+      assert.equal((await fourth.call(K.ApiVersions, 3, apiVersions))["errorCode"], 0);
+      fourth.close();
+      // Closed, the second no longer counts either.
+      second.close();
+      await waitFor(async () => {
+        const fifth = await RawKafka.connect(broker.port);
+        const sixth = await RawKafka.connect(broker.port);
+        const served = await Promise.race([
+          sixth.call(K.ApiVersions, 3, apiVersions).then(() => true),
+          sixth.closed.then(() => false),
+        ]);
+        fifth.close();
+        sixth.close();
+        return served;
+      }, "the closed connection to stop counting");
+    } finally {
+      first.close();
+      second.close();
+    }
+  });
+
   test("a connection silent past handshakeTimeoutMs is closed", async () => {
     await using broker = await secureKafka({ auth: ["scram"], handshakeTimeoutMs: 200 });
     const client = await RawKafka.connect(broker.port);
