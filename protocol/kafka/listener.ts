@@ -316,6 +316,7 @@ export class KafkaListener {
       const now = Date.now();
       for (const connection of this.#connections.values()) {
         if (connection.idleSinceMs + this.#limits.idleTimeoutMs < now) connection.close();
+        if (connection.closed) continue;
         const session = connection.session;
         const late = session === undefined ? undefined : this.security!.timedOut(session, now);
         if (late !== undefined) {
