@@ -372,6 +372,17 @@ export class ClassicGroups {
     }));
   }
 
+  /** Each classic group with its state, generation and member count (sluice's ListGroups). */
+  summaries(): { groupId: string; protocolType: string; state: string; generation: number; members: number }[] {
+    return [...this.#groups.values()].map((g) => ({
+      groupId: g.id,
+      protocolType: g.protocolType,
+      state: g.state,
+      generation: g.generation,
+      members: g.members.size,
+    }));
+  }
+
   /** Evicts members silent past their session timeout (those waiting in a join excepted). */
   expire(now: number): void {
     for (const group of [...this.#groups.values()]) {

@@ -150,6 +150,11 @@ export class KafkaListener {
     return this.#plane.classic.claims(groupId);
   }
 
+  /** The classic groups, for sluice's own ListGroups. */
+  classicGroups(): ReturnType<ClassicGroups["summaries"]> {
+    return this.#plane.classic.summaries();
+  }
+
   get connectionCount(): number {
     return this.#connections.size;
   }

@@ -45,7 +45,7 @@ export type ControlPlane = {
  * renaming away the directories a concurrent create of the same name had just opened left a
  * topic whose files were gone (its appends lost, its close failing).
  */
-function oneAtATime<T>(plane: ControlPlane, work: () => Promise<T>): Promise<T> {
+export function oneAtATime<T>(plane: ControlPlane, work: () => Promise<T>): Promise<T> {
   const run = plane.adminTail.then(work, work);
   plane.adminTail = run.catch(() => {});
   return run;
@@ -55,13 +55,13 @@ const TOPICS_PER_REQUEST_MAX = 10_000;
 const PARTITION_MAX = 2 ** 31 - 1;
 const OFFSET_MAX = Number.MAX_SAFE_INTEGER;
 
-function reply(correlationId: number, body: unknown): HandlerResult {
+export function reply(correlationId: number, body: unknown): HandlerResult {
   const writer = startResponse(correlationId, 256);
   writeMsgpack(writer, body);
   return [finishFrame(writer)];
 }
 
-function outcome(error: unknown): { errorCode: number; errorMessage: string | null } {
+export function outcome(error: unknown): { errorCode: number; errorMessage: string | null } {
   if (error === undefined) return { errorCode: 0, errorMessage: null };
   const { code, message } = errorToWire(error);
   return { errorCode: code, errorMessage: message };

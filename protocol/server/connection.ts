@@ -72,6 +72,12 @@ export type ServerConnectionHost = {
   /** A request was refused on arrival (handshake, in-flight limit, API or version). */
   refused(wireCode: number): void;
   /**
+   * A served request was answered: how long it took (seconds, from its arrival to its answer
+   * being queued) and the error code of the answer's header (0 for none; answers with no
+   * frame, acks=0 produces, count as 0).
+   */
+  served?(apiKey: number, seconds: number, errorCode: number): void;
+  /**
    * The most body bytes a request of `apiKey` may have, for APIs that are refused past it
    * without being read into memory (the control plane); undefined for the others.
    */
@@ -83,6 +89,8 @@ type Slot = {
   correlationId: number;
   apiKey: number;
   startedMs: number;
+  /** performance.now() at arrival: the request latency's start. */
+  arrivedAt: number;
   result: HandlerResult | undefined;
   done: boolean;
   /** Counted in inFlight while it is served; false for a request refused on arrival. */
@@ -328,6 +336,7 @@ export class ServerConnection {
       correlationId: header.correlationId,
       apiKey: header.apiKey,
       startedMs: this.#host.now(),
+      arrivedAt: performance.now(),
       result: undefined,
       done: false,
       served: false,
@@ -421,7 +430,10 @@ export class ServerConnection {
     if (slot.done || this.closed) return;
     slot.done = true;
     slot.result = result;
-    if (slot.served) this.#inFlight--;
+    if (slot.served) {
+      this.#inFlight--;
+      this.#host.served?.(slot.apiKey, (performance.now() - slot.arrivedAt) / 1000, headerCode(result));
+    }
     this.#release();
   }
 
@@ -520,4 +532,11 @@ export class ServerConnection {
     this.#closeAfterFlush = true;
     if (this.#slots.length === 0) this.#endWhenWritten();
   }
+}
+
+/** The error code in a response frame's header (size u32, correlation id u32, code i16). */
+function headerCode(result: HandlerResult): number {
+  const first = result?.[0];
+  if (first === undefined || first.length < 10) return 0;
+  return (((first[8]! << 8) | first[9]!) << 16) >> 16;
 }
