@@ -7,6 +7,7 @@
 
 import fs from "node:fs";
 import type { OpsHttp } from "../ops/http.ts";
+import type { ServerEvent } from "../protocol/mod.ts";
 import { Logger } from "../ops/log.ts";
 import { type ParsedValues, UsageError } from "./_args.ts";
 import {
@@ -65,6 +66,9 @@ export async function serve(values: ParsedValues): Promise<number> {
   const openedAtMs = performance.now();
   const engine = await Engine.open(settings.data, {
     onWarning: (message) => log.warn("recovery", { detail: message }),
+    slowFsyncMs: settings.slowFsyncMs,
+    onSlowFsync: (event) =>
+      log.warn("slow fsync", { log: event.log, ms: event.ms, thresholdMs: event.slowFsyncMs }),
   });
   const topics = engine.listTopics();
   log.info("recovered", {
@@ -81,6 +85,7 @@ export async function serve(values: ParsedValues): Promise<number> {
       host: settings.host,
       port: settings.port,
       log: (message) => log.warn(message),
+      onEvent: (event) => logServerEvent(log, event),
       ...(settings.heartbeatIntervalMs === undefined
         ? {}
         : { heartbeatIntervalMs: settings.heartbeatIntervalMs }),
@@ -115,6 +120,30 @@ export async function serve(values: ParsedValues): Promise<number> {
   await engine.close();
   log.info("stopped", { signal });
   return 0;
+}
+
+/**
+ * One line per group membership change (info; a fenced member is a warn) and per producer
+ * fenced by a newer epoch (warn):
+ *
+ *   info  group member joined group=billing member=Yx3… generation=4 members=2
+ *   warn  producer fenced topic=orders partition=0 detail="Producer 7 epoch 0 is older …"
+ */
+export function logServerEvent(log: Logger, event: ServerEvent): void {
+  if (event.type === "producerFenced") {
+    log.warn("producer fenced", {
+      topic: event.topic,
+      partition: event.partition,
+      detail: event.message ?? undefined,
+    });
+    return;
+  }
+  log.log(event.kind === "fenced" ? "warn" : "info", `group member ${event.kind}`, {
+    group: event.groupId,
+    member: event.memberId,
+    generation: event.groupEpoch,
+    members: event.members,
+  });
 }
 
 async function startHttp(

@@ -16,6 +16,10 @@ export const SERVE_OPS_OPTIONS: Record<string, OptionSpec> = {
     type: "string",
     help: "Require this token on the HTTP listener (Bearer, or a Basic password)",
   },
+  "slow-fsync-ms": {
+    type: "string",
+    help: "Log a warning for each fsync that takes at least this long (default 500)",
+  },
   "metrics-partitions-max": {
     type: "string",
     help: "Above this many partitions /metrics exports per-topic series only (default 1000)",

@@ -474,7 +474,11 @@ export class Engine {
       const config = resolveLogConfig({ ...topic.info.config, ...given });
       const info: TopicInfo = { ...topic.info, config };
       try {
-        this.#io.writeFileAtomic(this.#metaDir, `${name}.json`, `${JSON.stringify(info, null, 2)}\n`);
+        this.#io.writeFileAtomic(
+          this.#metaDir,
+          `${name}.json`,
+          `${JSON.stringify(info, null, 2)}\n`,
+        );
       } catch (error) {
         throw ioError(error, `writing metadata of topic '${name}'`);
       }

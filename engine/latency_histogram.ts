@@ -8,15 +8,11 @@ import { assert } from "../record/mod.ts";
 
 /** Upper bounds of the buckets in seconds, ascending; `+Inf` is implied after the last. */
 export const LATENCY_BUCKETS_SECONDS: readonly number[] = Object.freeze([
-  0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5,
-  10,
+  0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10,
 ]);
 
 for (let i = 1; i < LATENCY_BUCKETS_SECONDS.length; i++) {
-  assert(
-    LATENCY_BUCKETS_SECONDS[i - 1]! < LATENCY_BUCKETS_SECONDS[i]!,
-    "histogram bounds ascend",
-  );
+  assert(LATENCY_BUCKETS_SECONDS[i - 1]! < LATENCY_BUCKETS_SECONDS[i]!, "histogram bounds ascend");
 }
 
 /** A histogram's state: counts per bucket (not cumulative; the last is +Inf), sum, count. */

@@ -373,7 +373,13 @@ export class ClassicGroups {
   }
 
   /** Each classic group with its state, generation and member count (sluice's ListGroups). */
-  summaries(): { groupId: string; protocolType: string; state: string; generation: number; members: number }[] {
+  summaries(): {
+    groupId: string;
+    protocolType: string;
+    state: string;
+    generation: number;
+    members: number;
+  }[] {
     return [...this.#groups.values()].map((g) => ({
       groupId: g.id,
       protocolType: g.protocolType,

@@ -50,7 +50,13 @@ export function listGroups(plane: ControlPlane, classic: ClassicGroupSource): Li
   }
   for (const groupId of plane.engine.offsets.groups()) {
     if (byId.has(groupId)) continue;
-    byId.set(groupId, { groupId, state: "empty", protocolType: "consumer", groupEpoch: 0, members: 0 });
+    byId.set(groupId, {
+      groupId,
+      state: "empty",
+      protocolType: "consumer",
+      groupEpoch: 0,
+      members: 0,
+    });
   }
   return [...byId.values()].sort((a, b) =>
     a.groupId < b.groupId ? -1 : a.groupId > b.groupId ? 1 : 0,
@@ -83,7 +89,7 @@ export function handleAlterTopicConfigs(
       const info = await plane.engine.alterTopicConfig(topic, changes as Partial<LogConfig>);
       return reply(request.correlationId, { ...outcome(undefined), topic, config: info.config });
     } catch (error) {
-      return reply(request.correlationId, { ...outcome(error), topic, config: null });
+      return reply(request.correlationId, { ...outcome(error, plane), topic, config: null });
     }
   });
 }

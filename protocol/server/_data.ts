@@ -210,7 +210,8 @@ async function finishProduce(
   for (const { topic, partitions } of pending) topics.push({ topic, partitions: await partitions });
   for (const t of topics) {
     for (const p of t.partitions) {
-      if (p.errorCode !== 0) plane.partitionError?.(t.topic, p.partition, p.errorCode, p.errorMessage);
+      if (p.errorCode !== 0)
+        plane.partitionError?.(t.topic, p.partition, p.errorCode, p.errorMessage);
     }
   }
   if (produce.acks === 0) {

@@ -432,7 +432,11 @@ export class ServerConnection {
     slot.result = result;
     if (slot.served) {
       this.#inFlight--;
-      this.#host.served?.(slot.apiKey, (performance.now() - slot.arrivedAt) / 1000, headerCode(result));
+      this.#host.served?.(
+        slot.apiKey,
+        (performance.now() - slot.arrivedAt) / 1000,
+        headerCode(result),
+      );
     }
     this.#release();
   }

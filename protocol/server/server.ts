@@ -212,6 +212,7 @@ export class SluiceServer {
       port: () => this.port,
       stats: () => this.stats(),
       adminTail: Promise.resolve(),
+      countError: (code) => this.#countError(code),
       ...(this.#security === undefined
         ? {}
         : { visibleTopic: this.#security.visibleTopic.bind(this.#security) }),
