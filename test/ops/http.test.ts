@@ -64,7 +64,8 @@ describe("operations HTTP listener", () => {
     );
     const response = await fetch(`${base}/metrics`);
     assert.match(response.headers.get("content-type") ?? "", /^text\/plain; version=0\.0\.4/);
-    const families = parsePrometheusTextFormat(await response.text());
+    const text = await response.text();
+    const families = parsePrometheusTextFormat(text);
     const appended = family(families, "sluice_records_appended_total");
     assert.equal(appended.type, "COUNTER");
     assert.deepEqual(appended.metrics, [{ labels: { topic: "orders" }, value: "10" }]);
@@ -81,6 +82,25 @@ describe("operations HTTP listener", () => {
       (m) => m.labels?.["api"] === "Produce",
     );
     assert.ok(produceRequests !== undefined && Number(produceRequests.value) >= 10);
+    // acks=all on the default fsync interval: every send waited for an fdatasync.
+    const fsync = family(families, "sluice_fsync_seconds");
+    assert.equal(fsync.type, "HISTOGRAM");
+    const fsyncs = fsync.metrics[0]!;
+    assert.ok(Number(fsyncs.count) >= 1, `fsync count ${fsyncs.count}`);
+    assert.equal(fsyncs.buckets?.["+Inf"], fsyncs.count);
+    assert.ok(Number(fsyncs.sum) > 0);
+    assert.equal(family(families, "sluice_request_seconds").type, "HISTOGRAM");
+    // The parser folds a histogram's label sets into one sample (it keys buckets by `le`
+    // only), so the per-API series are read from the text itself.
+    const sample = (series: string) => {
+      const line = text.split("\n").find((l) => l.startsWith(`${series} `));
+      assert.ok(line !== undefined, `series ${series}`);
+      return Number(line.slice(series.length + 1));
+    };
+    const produceCount = sample('sluice_request_seconds_count{api="Produce"}');
+    assert.ok(produceCount >= 10, `a latency per Produce request: ${produceCount}`);
+    assert.equal(sample('sluice_request_seconds_bucket{api="Produce",le="+Inf"}'), produceCount);
+    assert.ok(sample('sluice_request_seconds_sum{api="Produce"}') > 0);
     const overview = (await (await fetch(`${base}/api/overview`)).json()) as {
       topics: { name: string }[];
       groups: { group: string; members: string[] | null; lag: number }[];
@@ -113,6 +133,47 @@ describe("operations HTTP listener", () => {
     }
     const page = await (await fetch(`${base}/`)).text();
     assert.match(page, /<title>sluice<\/title>/);
+    await waitFor(
+      () =>
+        /info {2}group member joined group=g1 member=\S+ generation=1 members=1/.test(
+          server.output(),
+        ),
+      "the member joined log line",
+    );
+    await waitFor(
+      () =>
+        /info {2}group member left group=g1 member=\S+ generation=2 members=0/.test(
+          server.output(),
+        ),
+      "the member left log line",
+    );
+  });
+
+  test("errors by code: answers with an error are counted under their code's name", async () => {
+    using dir = tempDir();
+    await using server = await serve(["--data", dir.path, "--http-port", "0"]);
+    const admin = new Admin({ host: "127.0.0.1", port: Number(server.ready[2]) });
+    try {
+      const bad = admin.createTopics([{ name: "bad", config: { segmentBytes: 1 } }]);
+      await assert.rejects(bad, { code: "INVALID_CONFIG" });
+      await assert.rejects(admin.alterTopicConfigs("absent", { retentionMs: 1 }), {
+        code: "UNKNOWN_TOPIC",
+      });
+      await assert.rejects(admin.alterTopicConfigs("absent", { fsync: "never" }), {
+        code: "UNKNOWN_TOPIC",
+      });
+    } finally {
+      await admin.close();
+    }
+    const text = await (await fetch(`http://127.0.0.1:${httpPort(server)}/metrics`)).text();
+    const errors = family(parsePrometheusTextFormat(text), "sluice_errors_total");
+    assert.equal(errors.type, "COUNTER");
+    const byCode = Object.fromEntries(errors.metrics.map((m) => [m.labels?.["code"], m]));
+    assert.equal(byCode["INVALID_CONFIG"]?.value, "1");
+    assert.equal(byCode["INVALID_CONFIG"]?.labels?.["wire_code"], "14");
+    assert.equal(byCode["UNKNOWN_TOPIC"]?.value, "2");
+    // Series that existed before stay.
+    assert.ok(text.includes('sluice_requests_total{api="AlterTopicConfigs"} 2'));
   });
 
   test("above metricsPartitionsMax only per-topic series are exported", async () => {
