@@ -67,8 +67,7 @@ export async function serve(values: ParsedValues): Promise<number> {
   const engine = await Engine.open(settings.data, {
     onWarning: (message) => log.warn("recovery", { detail: message }),
     slowFsyncMs: settings.slowFsyncMs,
-    onSlowFsync: (event) =>
-      log.warn("slow fsync", { log: event.log, ms: event.ms, thresholdMs: event.slowFsyncMs }),
+    onSlowFsync: (event) => logSlowFsync(log, event),
   });
   const topics = engine.listTopics();
   log.info("recovered", {
@@ -120,6 +119,14 @@ export async function serve(values: ParsedValues): Promise<number> {
   await engine.close();
   log.info("stopped", { signal });
   return 0;
+}
+
+/** `warn  slow fsync log=orders-0 ms=812 thresholdMs=500`: one line per slow fdatasync. */
+export function logSlowFsync(
+  log: Logger,
+  event: { log: string; ms: number; slowFsyncMs: number },
+): void {
+  log.warn("slow fsync", { log: event.log, ms: event.ms, thresholdMs: event.slowFsyncMs });
 }
 
 /**

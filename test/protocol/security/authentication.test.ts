@@ -224,7 +224,7 @@ describe("PROTOCOL.md section 11.7", () => {
 });
 
 describe("with authentication off", () => {
-  test("Handshake v1 lists the APIs it did before security existed, and no security API", async () => {
+  test("Handshake v1 lists the APIs of before security, and no security API", async () => {
     await using served = await startTestServer();
     using raw = await connected(served.port, false);
     const id = raw.request(API.Handshake, (w) =>
