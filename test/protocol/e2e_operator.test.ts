@@ -6,15 +6,18 @@
 // fenced with the group's generation, and producers fenced by a newer epoch.
 
 import assert from "node:assert/strict";
+import fs from "node:fs";
+import { join } from "node:path";
 import { describe, test } from "node:test";
 import { Admin, Consumer, ServerError } from "../../protocol/client/mod.ts";
-import { writeMsgpack } from "../../protocol/codec/control.ts";
+import { type Fields, writeMsgpack } from "../../protocol/codec/control.ts";
 import { WIRE_ERRORS } from "../../protocol/codec/errors.ts";
-import { API } from "../../protocol/codec/frames.ts";
+import { API, finishFrame, startRequest } from "../../protocol/codec/frames.ts";
 import { readProduceResponse, writeProduceRequest } from "../../protocol/codec/produce.ts";
 import { type ServerEvent, SluiceServer } from "../../protocol/server/mod.ts";
 import { encodeRecordBatch } from "../../record/mod.ts";
-import { tempDir, waitFor } from "../helpers.ts";
+import { PROJECT_ROOT, tempDir, waitFor } from "../helpers.ts";
+import { hexBlocks } from "./spec_examples.ts";
 import { connected, startTestServer } from "./server/serving.ts";
 
 describe("end to end: operator APIs", () => {
@@ -31,7 +34,14 @@ describe("end to end: operator APIs", () => {
         await consumer.poll({ maxWaitMs: 20 });
         return consumer.assignment().length === 2;
       }, "the member's assignment");
-      const groups = await admin.listGroups();
+      // A join retried under load is a new generation: the epoch is at least 1, not exactly.
+      let groups = await admin.listGroups();
+      await waitFor(async () => {
+        groups = await admin.listGroups();
+        return groups.some((g) => g.groupId === "live" && g.state === "stable");
+      }, "the live group, stable");
+      const live = groups.find((g) => g.groupId === "live")!;
+      assert.ok(live.groupEpoch >= 1, `epoch ${live.groupEpoch}`);
       assert.deepEqual(groups, [
         {
           groupId: "archived",
@@ -40,7 +50,13 @@ describe("end to end: operator APIs", () => {
           groupEpoch: 0,
           members: 0,
         },
-        { groupId: "live", state: "stable", protocolType: "consumer", groupEpoch: 1, members: 1 },
+        {
+          groupId: "live",
+          state: "stable",
+          protocolType: "consumer",
+          groupEpoch: live.groupEpoch,
+          members: 1,
+        },
       ]);
     } finally {
       await consumer.close();
@@ -111,6 +127,43 @@ describe("end to end: operator APIs", () => {
   });
 });
 
+describe("PROTOCOL.md section 14", () => {
+  test("the worked example is what a real server exchanges, byte for byte", async () => {
+    const spec = fs.readFileSync(join(PROJECT_ROOT, "protocol", "PROTOCOL.md"), "utf8");
+    const section = spec.slice(spec.indexOf("## 14. Worked example: listing groups"));
+    const blocks = hexBlocks(section);
+    assert.equal(blocks.length, 4);
+    await using served = await startTestServer();
+    await using admin = new Admin({ port: served.port });
+    await admin.createTopics([{ name: "demo" }]);
+    await admin.commitOffsets("billing", [{ topic: "demo", partition: 0, offset: 0 }]);
+    using client = await connected(served.port);
+    const hex = (bytes: Uint8Array) => Buffer.from(bytes).toString("hex");
+    const exchanges: [number, number, Fields][] = [
+      [API.ListGroups, 20, {}],
+      [
+        API.AlterTopicConfigs,
+        21,
+        { topic: "demo", config: { retentionMs: 3_600_000, fsync: "always" } },
+      ],
+    ];
+    for (const [i, [apiKey, correlationId, body]] of exchanges.entries()) {
+      const writer = startRequest({ apiKey, apiVersion: 1, correlationId });
+      writeMsgpack(writer, body);
+      const request = finishFrame(writer);
+      assert.equal(hex(request), blocks[2 * i], `request ${apiKey}`);
+      client.send(request);
+      await client.response(correlationId);
+      const frame = client.frames.find(
+        (f) => new DataView(f.buffer).getUint32(0) === correlationId,
+      )!;
+      const size = new Uint8Array(4);
+      new DataView(size.buffer).setUint32(0, frame.length);
+      assert.equal(hex(size) + hex(frame), blocks[2 * i + 1], `response ${apiKey}`);
+    }
+  });
+});
+
 describe("end to end: server events", () => {
   test("members joining and leaving, with the group's generation", async () => {
     const events: ServerEvent[] = [];
@@ -131,10 +184,11 @@ describe("end to end: server events", () => {
     const shown = events.map((e) =>
       e.type === "group" ? [e.kind, e.groupId, e.groupEpoch, e.members] : e.type,
     );
-    assert.deepEqual(shown, [
-      ["joined", "g", 1, 1],
-      ["left", "g", 2, 0],
-    ]);
+    // Each change is a new generation; the first event is the join, the last the leave.
+    assert.deepEqual(shown[0], ["joined", "g", 1, 1], JSON.stringify(shown));
+    const last = shown.at(-1) as [string, string, number, number];
+    assert.deepEqual([last[0], last[1], last[3]], ["left", "g", 0]);
+    assert.equal(last[2], 1 + (shown.length - 1), "one generation per change");
   });
 
   test("a member heartbeating with a stale epoch is reported fenced", async () => {
