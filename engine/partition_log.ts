@@ -192,7 +192,12 @@ export class PartitionLog {
   async #datasync(segment: Segment): Promise<void> {
     const startMs = this.#monotonicMs();
     await segment.withFd((fd) => this.#io.datasync(fd));
-    this.#onFsync?.((this.#monotonicMs() - startMs) / 1000);
+    try {
+      this.#onFsync?.((this.#monotonicMs() - startMs) / 1000);
+    } catch (error) {
+      // A listener's failure is not the log's: the fsync succeeded, the round goes on.
+      this.#openOptions.onWarning(`the fsync listener of ${this.name} failed: ${String(error)}`);
+    }
   }
 
   /** Opens (or creates) the log in `dir`, recovering it if it was not closed cleanly. */

@@ -9,8 +9,9 @@
 // Latencies are Prometheus histograms (`_bucket{le=...}` cumulative, `_sum`, `_count`) in
 // seconds: `sluice_fsync_seconds` (every fdatasync of a partition segment, from the engine),
 // `sluice_request_seconds{api=...}` (arrival to answer queued, by API, from the native
-// server). `sluice_errors_total{code=...}` counts answers by wire error name (header codes,
-// requests refused on arrival, and each partition a Produce refused). `sluice_requests_total`
+// server). `sluice_errors_total{code=...}` counts answers by wire error name: header codes,
+// requests refused on arrival, codes in control-plane, queue and exchange answer bodies, and
+// each partition a Produce refused (not yet: per-partition codes of QueueFetch and QueueAck). `sluice_requests_total`
 // (by API) and the byte and connection counters come from the server's own Stats counters.
 
 import type { HistogramSnapshot } from "../engine/mod.ts";

@@ -77,6 +77,8 @@ export type ServerConnectionHost = {
    * frame, acks=0 produces, count as 0).
    */
   served?(apiKey: number, seconds: number, errorCode: number): void;
+  /** An answer carries this error code in its body (metrics: errors by code). */
+  bodyError?(code: number): void;
   /**
    * The most body bytes a request of `apiKey` may have, for APIs that are refused past it
    * without being read into memory (the control plane); undefined for the others.
@@ -424,6 +426,11 @@ export class ServerConnection {
       this.#host.log(`request ${slot.apiKey}/${slot.correlationId} failed: ${String(error)}`);
     }
     return [errorResponse(slot.correlationId, code, message)];
+  }
+
+  /** Counts an error code a handler puts in its answer's body (errors by code). */
+  countBodyError(code: number): void {
+    if (code !== 0) this.#host.bodyError?.(code);
   }
 
   #complete(slot: Slot, result: HandlerResult): void {

@@ -338,6 +338,7 @@ export class SluiceServer {
         histogram.observe(seconds);
         if (errorCode !== 0) this.#countError(errorCode);
       },
+      bodyError: (code) => this.#countError(code),
       bodyBytesMax: (apiKey) => controlBodyLimits(apiKey, this.#bodyCaps)?.bytesMax,
       now: Date.now,
     };

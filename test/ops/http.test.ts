@@ -162,6 +162,8 @@ describe("operations HTTP listener", () => {
       await assert.rejects(admin.alterTopicConfigs("absent", { fsync: "never" }), {
         code: "UNKNOWN_TOPIC",
       });
+      await assert.rejects(admin.deleteQueue("absent"), { code: "UNKNOWN_QUEUE" });
+      await assert.rejects(admin.deleteExchange("absent"), { code: "UNKNOWN_EXCHANGE" });
     } finally {
       await admin.close();
     }
@@ -172,6 +174,8 @@ describe("operations HTTP listener", () => {
     assert.equal(byCode["INVALID_CONFIG"]?.value, "1");
     assert.equal(byCode["INVALID_CONFIG"]?.labels?.["wire_code"], "14");
     assert.equal(byCode["UNKNOWN_TOPIC"]?.value, "2");
+    assert.equal(byCode["UNKNOWN_QUEUE"]?.value, "1");
+    assert.equal(byCode["UNKNOWN_EXCHANGE"]?.value, "1");
     // Series that existed before stay.
     assert.ok(text.includes('sluice_requests_total{api="AlterTopicConfigs"} 2'));
   });
