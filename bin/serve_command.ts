@@ -134,6 +134,7 @@ export function logSlowFsync(
  * fenced by a newer epoch (warn):
  *
  *   info  group member joined group=billing member=Yx3… generation=4 members=2
+ *   info  group rebalanced group=legacy generation=5 members=2 protocol=classic
  *   warn  producer fenced topic=orders partition=0 detail="Producer 7 epoch 0 is older …"
  */
 export function logServerEvent(log: Logger, event: ServerEvent): void {
@@ -145,11 +146,14 @@ export function logServerEvent(log: Logger, event: ServerEvent): void {
     });
     return;
   }
-  log.log(event.kind === "fenced" ? "warn" : "info", `group member ${event.kind}`, {
+  const classic = event.type === "classicGroup";
+  const msg = event.kind === "rebalanced" ? "group rebalanced" : `group member ${event.kind}`;
+  log.log(event.kind === "fenced" ? "warn" : "info", msg, {
     group: event.groupId,
-    member: event.memberId,
+    member: event.memberId === "" ? undefined : event.memberId,
     generation: event.groupEpoch,
     members: event.members,
+    protocol: classic ? "classic" : undefined,
   });
 }
 

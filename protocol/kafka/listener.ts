@@ -26,7 +26,7 @@ import { FrameReader, FrameTooLargeError } from "../codec/frame_reader.ts";
 import { Outbox, type TransportSocket } from "../codec/outbox.ts";
 import type { ServerLimits } from "../server/limits.ts";
 import { listen, type TransportKind, type TransportServer } from "../server/_transport.ts";
-import { ClassicGroups } from "./classic_groups.ts";
+import { type ClassicGroupEvent, ClassicGroups } from "./classic_groups.ts";
 import { type Handler, type KafkaPlane, HANDLERS } from "./handlers.ts";
 import { API_KEYS, MESSAGES } from "./messages.ts";
 import { codecFor, type Message, type Struct } from "./schema.ts";
@@ -55,6 +55,8 @@ export type KafkaListenerOptions = {
   transport?: TransportKind;
   log: (message: string) => void;
   onFatal: (error: InvariantError) => void;
+  /** Told of classic group membership changes and rebalances (classic_groups.ts). */
+  onGroupEvent?: (event: ClassicGroupEvent) => void;
 };
 
 /** Requests a connection may have waiting behind the one being served before it is paused. */
@@ -92,6 +94,7 @@ export class KafkaListener {
         initialRebalanceDelayMs:
           options.initialRebalanceDelayMs ?? INITIAL_REBALANCE_DELAY_MS_DEFAULT,
         nativeMembers: (groupId) => options.groups.describe(groupId).members.length,
+        ...(options.onGroupEvent === undefined ? {} : { onEvent: options.onGroupEvent }),
       }),
       limits: options.limits,
       advertised: {

@@ -97,6 +97,15 @@ export type ServerOptions = {
 export type ServerEvent =
   | ({ type: "group" } & GroupEvent)
   | {
+      /** A classic group of the Kafka listener (`groupEpoch` is its generation). */
+      type: "classicGroup";
+      kind: "joined" | "left" | "expired" | "rebalanced";
+      groupId: string;
+      memberId: string;
+      groupEpoch: number;
+      members: number;
+    }
+  | {
       type: "producerFenced";
       topic: string;
       partition: number;
@@ -299,6 +308,8 @@ export class SluiceServer {
       ...(options.transport === undefined ? {} : { transport: options.transport }),
       log: this.#log,
       onFatal: this.#onFatal,
+      onGroupEvent: ({ generation, ...event }) =>
+        this.#emit({ type: "classicGroup", ...event, groupEpoch: generation }),
     });
   }
 

@@ -38,7 +38,8 @@ describe("log lines for notable events", () => {
       consumer.subscribe(["t"]);
       await waitFor(async () => {
         await consumer.poll({ maxWaitMs: 20 });
-        return lines.length >= 1;
+        // The client must have its member id and epoch (its join answered) to leave.
+        return lines.length >= 1 && consumer.assignment().length === 1;
       }, "the joined line");
       await consumer.close();
       await waitFor(() => lines.length >= 2, "the left line");
@@ -90,6 +91,19 @@ describe("log lines for notable events", () => {
     assert.equal(line["topic"], "orders");
     assert.equal(line["partition"], 0);
     assert.match(String(line["detail"]), /Producer 3 epoch 1 is older than 2/);
+  });
+
+  test("a classic group's rebalance names its generation and the protocol", () => {
+    const { log, lines } = capture("text");
+    const event = { groupId: "legacy", groupEpoch: 3, members: 2 } as const;
+    logServerEvent(log, { type: "classicGroup", kind: "joined", memberId: "m-1", ...event });
+    logServerEvent(log, { type: "classicGroup", kind: "rebalanced", memberId: "", ...event });
+    assert.deepEqual(lines, [
+      "1970-01-01T00:00:00.000Z info  group member joined group=legacy member=m-1 generation=3 " +
+        "members=2 protocol=classic",
+      "1970-01-01T00:00:00.000Z info  group rebalanced group=legacy generation=3 members=2 " +
+        "protocol=classic",
+    ]);
   });
 
   test("a slow fsync is a warn line with its duration and the threshold", async () => {

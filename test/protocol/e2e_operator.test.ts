@@ -177,7 +177,8 @@ describe("end to end: server events", () => {
     consumer.subscribe(["t"]);
     await waitFor(async () => {
       await consumer.poll({ maxWaitMs: 20 });
-      return events.length >= 1;
+      // The client must have its member id and epoch (its join answered) to leave.
+      return events.length >= 1 && consumer.assignment().length === 1;
     }, "the joined event");
     await consumer.close();
     await waitFor(() => events.length >= 2, "the left event");
