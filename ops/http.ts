@@ -114,11 +114,12 @@ const API_NAMES = new Map<number, string>(Object.entries(API).map(([name, key]) 
 
 /** The server's latency and error counts, keyed by API and error names. */
 function latencyOf(server: SluiceServer): RequestLatency {
-  const { requestSeconds, errors } = server.latency();
+  const { requestSeconds, kafkaRequestSeconds, errors } = server.latency();
   return {
     requestSeconds: Object.fromEntries(
       [...requestSeconds].map(([key, histogram]) => [API_NAMES.get(key) ?? `api_${key}`, histogram]),
     ),
+    kafkaRequestSeconds: Object.fromEntries(kafkaRequestSeconds),
     errors: Object.fromEntries(
       [...errors].map(([code, count]) => [wireErrorName(code) ?? `code_${code}`, count]),
     ),

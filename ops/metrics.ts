@@ -8,11 +8,13 @@
 //
 // Latencies are Prometheus histograms (`_bucket{le=...}` cumulative, `_sum`, `_count`) in
 // seconds: `sluice_fsync_seconds` (every fdatasync of a partition segment, from the engine),
-// `sluice_request_seconds{api=...}` (arrival to answer queued, by API, from the native
-// server). `sluice_errors_total{code=...}` counts answers by wire error name: header codes,
-// requests refused on arrival, codes in control-plane, queue and exchange answer bodies, and
-// each partition a Produce refused (not yet: per-partition codes of QueueFetch and QueueAck). `sluice_requests_total`
-// (by API) and the byte and connection counters come from the server's own Stats counters.
+// `sluice_request_seconds{api=...}` (arrival to answer queued, by API, from the native server)
+// and `sluice_kafka_request_seconds{api=...}` (the Kafka listener, by Kafka API name, once it
+// has served one). `sluice_errors_total{code=...}` counts answers by wire error name: header
+// codes, requests refused on arrival, codes in control-plane, queue and exchange answer bodies,
+// and each partition a Produce refused (not yet: per-partition codes of QueueFetch and
+// QueueAck, and the Kafka listener's, whose codes are Kafka's). `sluice_requests_total` (by
+// API) and the byte and connection counters come from the server's own Stats counters.
 
 import type { HistogramSnapshot } from "../engine/mod.ts";
 import { API, WIRE_ERRORS, type WireErrorName } from "../protocol/mod.ts";
@@ -107,6 +109,11 @@ function latencyFamilies(out: Exposition, snapshot: Snapshot): void {
   out.family("sluice_request_seconds", "histogram", "Request arrival to answer, by API, seconds.");
   for (const [api, histogram] of Object.entries(latency.requestSeconds)) {
     out.histogram("sluice_request_seconds", histogram, { api });
+  }
+  const kafka = Object.entries(latency.kafkaRequestSeconds);
+  if (kafka.length > 0) {
+    out.family("sluice_kafka_request_seconds", "histogram", "Kafka listener requests, seconds.");
+    for (const [api, histogram] of kafka) out.histogram("sluice_kafka_request_seconds", histogram, { api });
   }
   out.family("sluice_errors_total", "counter", "Answers with an error, by wire error code.");
   for (const [code, count] of Object.entries(latency.errors)) {

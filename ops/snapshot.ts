@@ -47,6 +47,8 @@ export type ServerCounters = {
 /** Request latency by API name and answers by error name, from the native server. */
 export type RequestLatency = {
   requestSeconds: Record<string, HistogramSnapshot>;
+  /** Requests over the Kafka listener, by Kafka API name. */
+  kafkaRequestSeconds: Record<string, HistogramSnapshot>;
   errors: Record<string, number>;
 };
 

@@ -57,6 +57,8 @@ export type KafkaListenerOptions = {
   onFatal: (error: InvariantError) => void;
   /** Told of classic group membership changes and rebalances (classic_groups.ts). */
   onGroupEvent?: (event: ClassicGroupEvent) => void;
+  /** Told of each request answered: its API's Kafka name and how long it took, in seconds. */
+  onServed?: (api: string, seconds: number) => void;
 };
 
 /** Requests a connection may have waiting behind the one being served before it is paused. */
@@ -78,6 +80,7 @@ export class KafkaListener {
   #plane: KafkaPlane;
   #limits: ServerLimits;
   #log: (message: string) => void;
+  #onServed: ((api: string, seconds: number) => void) | undefined;
   #onFatal: (error: InvariantError) => void;
   #sweep: ReturnType<typeof setInterval> | undefined;
 
@@ -85,6 +88,7 @@ export class KafkaListener {
     this.host = options.host;
     this.#limits = options.limits;
     this.#log = options.log;
+    this.#onServed = options.onServed;
     this.#onFatal = options.onFatal;
     const advertisedHost = options.advertisedHost ?? advertisedHostFor(options.host);
     this.#plane = {
@@ -240,10 +244,16 @@ export class KafkaListener {
     const body = codec.request.decode(reader);
     const handler = HANDLERS.get(apiKey) as Handler;
     const context = { apiVersion, clientId, remoteAddress: connection.remoteAddress, connection };
+    const startedAt = performance.now();
+    const served = () => this.#onServed?.(message.name, (performance.now() - startedAt) / 1000);
     const result = handler(this.#plane, body, context);
     if (result instanceof Promise) {
-      return result.then((answer) => respond(message, apiVersion, correlationId, answer));
+      return result.then((answer) => {
+        served();
+        return respond(message, apiVersion, correlationId, answer);
+      });
     }
+    served();
     return respond(message, apiVersion, correlationId, result);
   }
 

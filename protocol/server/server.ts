@@ -116,9 +116,21 @@ export type ServerEvent =
 export type ServerLatency = {
   /** By API key. */
   requestSeconds: Map<number, HistogramSnapshot>;
+  /** Requests over the Kafka listener, by Kafka API name (empty without it). */
+  kafkaRequestSeconds: Map<string, HistogramSnapshot>;
   /** Answers (and per-partition Produce results) by wire error code, 0 excluded. */
   errors: Map<number, number>;
 };
+
+/** Records `seconds` in the histogram of `key`, made on first use. */
+function observe<K>(histograms: Map<K, LatencyHistogram>, key: K, seconds: number): void {
+  let histogram = histograms.get(key);
+  if (histogram === undefined) {
+    histogram = new LatencyHistogram();
+    histograms.set(key, histogram);
+  }
+  histogram.observe(seconds);
+}
 
 /** The exit code of a server stopped by a broken invariant (EX_SOFTWARE in sysexits.h). */
 export const EXIT_CODE_INVARIANT = 70;
@@ -154,6 +166,7 @@ export class SluiceServer {
   #sweep: ReturnType<typeof setInterval> | undefined;
   #requests = new Map<number, number>();
   #requestSeconds = new Map<number, LatencyHistogram>();
+  #kafkaRequestSeconds = new Map<string, LatencyHistogram>();
   #errors = new Map<number, number>();
   #onEvent: ((event: ServerEvent) => void) | undefined;
   /** Requests refused on arrival (no handshake, past inFlightMax, unknown API or version). */
@@ -310,6 +323,7 @@ export class SluiceServer {
       onFatal: this.#onFatal,
       onGroupEvent: ({ generation, ...event }) =>
         this.#emit({ type: "classicGroup", ...event, groupEpoch: generation }),
+      onServed: (api, seconds) => observe(this.#kafkaRequestSeconds, api, seconds),
     });
   }
 
@@ -341,12 +355,7 @@ export class SluiceServer {
         this.#countError(wireCode);
       },
       served: (apiKey, seconds, errorCode) => {
-        let histogram = this.#requestSeconds.get(apiKey);
-        if (histogram === undefined) {
-          histogram = new LatencyHistogram();
-          this.#requestSeconds.set(apiKey, histogram);
-        }
-        histogram.observe(seconds);
+        observe(this.#requestSeconds, apiKey, seconds);
         if (errorCode !== 0) this.#countError(errorCode);
       },
       bodyError: (code) => this.#countError(code),
@@ -511,6 +520,9 @@ export class SluiceServer {
     return {
       requestSeconds: new Map(
         [...this.#requestSeconds].map(([apiKey, histogram]) => [apiKey, histogram.snapshot()]),
+      ),
+      kafkaRequestSeconds: new Map(
+        [...this.#kafkaRequestSeconds].map(([api, histogram]) => [api, histogram.snapshot()]),
       ),
       errors: new Map(this.#errors),
     };

@@ -9,7 +9,9 @@ import { join } from "node:path";
 import { describe, test } from "node:test";
 import parsePrometheusTextFormat, { type PrometheusFamily } from "parse-prometheus-text-format";
 import { Admin, Consumer, Producer } from "../../protocol/client/mod.ts";
+import { API_KEYS as K } from "../../protocol/kafka/mod.ts";
 import { PROJECT_ROOT, runtimeArgv, tempDir, waitFor } from "../helpers.ts";
+import { RawKafka } from "../protocol/kafka/kafka_serving.ts";
 import { run, type Started, start } from "../processes.ts";
 
 const CLI = join(PROJECT_ROOT, "bin", "sluice.ts");
@@ -178,6 +180,26 @@ describe("operations HTTP listener", () => {
     assert.equal(byCode["UNKNOWN_EXCHANGE"]?.value, "1");
     // Series that existed before stay.
     assert.ok(text.includes('sluice_requests_total{api="AlterTopicConfigs"} 2'));
+  });
+
+  test("requests over the Kafka listener have their own latency histogram", async () => {
+    using dir = tempDir();
+    await using server = await serve(["--data", dir.path, "--http-port", "0", "--kafka-port", "0"]);
+    const kafkaPort = /kafka listening on [\d.]+:(\d+)/.exec(server.output())?.[1];
+    assert.ok(kafkaPort !== undefined, server.output());
+    const kafka = await RawKafka.connect(Number(kafkaPort));
+    try {
+      assert.equal((await kafka.call(K.ApiVersions, 2, {}))["errorCode"], 0);
+    } finally {
+      kafka.close();
+    }
+    const text = await (await fetch(`http://127.0.0.1:${httpPort(server)}/metrics`)).text();
+    assert.equal(
+      family(parsePrometheusTextFormat(text), "sluice_kafka_request_seconds").type,
+      "HISTOGRAM",
+    );
+    assert.match(text, /^sluice_kafka_request_seconds_count\{api="ApiVersions"\} 1$/m);
+    assert.match(text, /^sluice_kafka_request_seconds_bucket\{api="ApiVersions",le="\+Inf"\} 1$/m);
   });
 
   test("above metricsPartitionsMax only per-topic series are exported", async () => {
