@@ -54,7 +54,8 @@ export async function groups(values: ParsedValues, positionals: string[]): Promi
  * for no groups.
  */
 async function listGroups(broker: Broker, json: boolean): Promise<number> {
-  const list = await withAdmin(broker, (admin) => admin.listGroups());
+  const { groups: list, truncated } = await withAdmin(broker, (admin) => admin.listGroupsResult());
+  if (truncated) console.error(`sluice groups: the broker listed the first ${list.length} groups`);
   if (json) {
     for (const group of list) console.log(JSON.stringify(group));
     return 0;

@@ -36,6 +36,7 @@ import { type ClientOptions, Session } from "./session.ts";
 import {
   type AlterableTopicConfig,
   alterTopicConfigs,
+  type GroupList,
   type GroupListing,
   listGroups,
 } from "./operator_calls.ts";
@@ -151,9 +152,15 @@ export class Admin {
 
   /**
    * Every consumer group the broker knows: live groups with their state, epoch and member
-   * count, and groups known only by committed offsets (state "empty").
+   * count, and groups known only by committed offsets (state "empty"). A broker with more
+   * than one answer holds (100,000) answers the first by id: `listGroupsResult` says so.
    */
-  listGroups(): Promise<GroupListing[]> {
+  async listGroups(): Promise<GroupListing[]> {
+    return (await listGroups(this.#session)).groups;
+  }
+
+  /** ListGroups' whole answer: the groups and whether the broker left some out. */
+  listGroupsResult(): Promise<GroupList> {
     return listGroups(this.#session);
   }
 

@@ -25,16 +25,21 @@ export type GroupListing = {
   members: number;
 };
 
-export function listGroups(requester: Requester): Promise<GroupListing[]> {
+/** The groups, and whether the broker had more than one answer holds (LIST_GROUPS_MAX). */
+export type GroupList = { groups: GroupListing[]; truncated: boolean };
+
+export function listGroups(requester: Requester): Promise<GroupList> {
   return call(requester, API.ListGroups, {}, "ListGroupsResponse", (fields) => {
     check(fields, "ListGroups");
-    return items(fields, "groups").map((g) => ({
+    const truncated = fields["truncated"] === true;
+    const groups = items(fields, "groups").map((g) => ({
       groupId: stringField(g, "groupId"),
       state: stringField(g, "state"),
       protocolType: stringField(g, "protocolType"),
       groupEpoch: int(g, "groupEpoch"),
       members: int(g, "members"),
     }));
+    return { groups, truncated };
   });
 }
 

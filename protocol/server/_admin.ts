@@ -19,6 +19,13 @@ export type ListedGroup = {
   members: number;
 };
 
+/**
+ * Groups in one ListGroups answer at most: with group ids of up to 255 bytes an entry is at
+ * most ~340 bytes, so the answer stays below 34 MB, inside a client's default response limit.
+ * Past it the answer holds the first groups by id and `truncated: true`.
+ */
+export const LIST_GROUPS_MAX = 100_000;
+
 /** A source of the Kafka listener's classic groups, when it runs. */
 export type ClassicGroupSource = () => {
   groupId: string;
@@ -69,7 +76,13 @@ export function handleListGroups(
   request: RequestContext,
 ): HandlerResult {
   readMsgpack(request.reader, "ListGroupsRequest");
-  return reply(request.correlationId, { errorCode: 0, groups: listGroups(plane, classic) });
+  const groups = listGroups(plane, classic);
+  const truncated = groups.length > LIST_GROUPS_MAX;
+  return reply(request.correlationId, {
+    errorCode: 0,
+    groups: truncated ? groups.slice(0, LIST_GROUPS_MAX) : groups,
+    truncated,
+  });
 }
 
 /**
