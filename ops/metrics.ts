@@ -11,9 +11,9 @@
 // `sluice_request_seconds{api=...}` (arrival to answer queued, by API, from the native server)
 // and `sluice_kafka_request_seconds{api=...}` (the Kafka listener, by Kafka API name, once it
 // has served one). `sluice_errors_total{code=...}` counts answers by wire error name: header
-// codes, requests refused on arrival, codes in control-plane, queue and exchange answer bodies,
-// and each partition a Produce refused (not yet: per-partition codes of QueueFetch and
-// QueueAck, and the Kafka listener's, whose codes are Kafka's). `sluice_requests_total` (by
+// codes, requests refused on arrival, codes in control-plane, queue and exchange answer bodies
+// (QueueFetch and QueueAck included, one per failed partition), and each partition a Produce
+// refused; not yet the Kafka listener's, whose codes are Kafka's. `sluice_requests_total` (by
 // API) and the byte and connection counters come from the server's own Stats counters.
 
 import type { HistogramSnapshot } from "../engine/mod.ts";

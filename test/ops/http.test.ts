@@ -9,9 +9,13 @@ import { join } from "node:path";
 import { describe, test } from "node:test";
 import parsePrometheusTextFormat, { type PrometheusFamily } from "parse-prometheus-text-format";
 import { Admin, Consumer, Producer } from "../../protocol/client/mod.ts";
+import { API } from "../../protocol/codec/frames.ts";
+import { writeQueueAckRequest } from "../../protocol/codec/queue_ack.ts";
+import { writeQueueFetchRequest } from "../../protocol/codec/queue_fetch.ts";
 import { API_KEYS as K } from "../../protocol/kafka/mod.ts";
 import { PROJECT_ROOT, runtimeArgv, tempDir, waitFor } from "../helpers.ts";
 import { RawKafka } from "../protocol/kafka/kafka_serving.ts";
+import { connected } from "../protocol/server/serving.ts";
 import { run, type Started, start } from "../processes.ts";
 
 const CLI = join(PROJECT_ROOT, "bin", "sluice.ts");
@@ -169,6 +173,23 @@ describe("operations HTTP listener", () => {
     } finally {
       await admin.close();
     }
+    // QueueAck and QueueFetch carry their codes in binary bodies: counted too.
+    using raw = await connected(Number(server.ready[2]));
+    const ack = raw.request(API.QueueAck, (w) =>
+      writeQueueAckRequest(w, { queue: "absent", memberId: "m", partitions: [] }),
+    );
+    assert.equal((await raw.response(ack)).errorCode, 0, "the error is in the body");
+    const queueFetch = raw.request(API.QueueFetch, (w) =>
+      writeQueueFetchRequest(w, {
+        maxWaitMs: 0,
+        maxRecords: 1,
+        maxBytes: 65_536,
+        queue: "absent",
+        memberId: "m",
+        acks: [],
+      }),
+    );
+    assert.equal((await raw.response(queueFetch)).errorCode, 0, "the error is in the body");
     const text = await (await fetch(`http://127.0.0.1:${httpPort(server)}/metrics`)).text();
     const errors = family(parsePrometheusTextFormat(text), "sluice_errors_total");
     assert.equal(errors.type, "COUNTER");
@@ -176,7 +197,7 @@ describe("operations HTTP listener", () => {
     assert.equal(byCode["INVALID_CONFIG"]?.value, "1");
     assert.equal(byCode["INVALID_CONFIG"]?.labels?.["wire_code"], "14");
     assert.equal(byCode["UNKNOWN_TOPIC"]?.value, "2");
-    assert.equal(byCode["UNKNOWN_QUEUE"]?.value, "1");
+    assert.equal(byCode["UNKNOWN_QUEUE"]?.value, "3");
     assert.equal(byCode["UNKNOWN_EXCHANGE"]?.value, "1");
     // Series that existed before stay.
     assert.ok(text.includes('sluice_requests_total{api="AlterTopicConfigs"} 2'));
