@@ -99,15 +99,25 @@ export const COMMANDS: Command[] = [
     name: "topics",
     usage:
       "topics create NAME [--partitions N] [--config k=v,...] | list | describe NAME | " +
-      "delete NAME " +
+      "alter NAME [--retention-ms N] [--retention-bytes N] [--fsync always|never|MS] " +
+      "[--segment-bytes N] [--segment-ms N] [--max-batch-bytes N] | delete NAME " +
       "[--broker HOST:PORT]",
-    summary: "Create, list, describe and delete topics",
+    summary: "Create, list, describe, alter and delete topics",
     options: {
       partitions: { type: "string", help: "Partition count for create (default 1)" },
       config: {
         type: "string",
         help: "Topic config for create: retentionMs=N,fsync=always|never|MS,...",
       },
+      "retention-ms": { type: "string", help: "alter: keep records this long (-1: forever)" },
+      "retention-bytes": {
+        type: "string",
+        help: "alter: keep at most this many bytes per partition (-1: no limit)",
+      },
+      fsync: { type: "string", help: "alter: always, never, or an fsync interval in ms" },
+      "segment-bytes": { type: "string", help: "alter: roll segments at this size" },
+      "segment-ms": { type: "string", help: "alter: roll segments this long after their start" },
+      "max-batch-bytes": { type: "string", help: "alter: the largest batch a produce may send" },
       broker: { type: "string", help: BROKER_HELP },
       ...CLIENT_SECURITY_OPTIONS,
     },
@@ -242,9 +252,10 @@ export const COMMANDS: Command[] = [
   },
   {
     name: "groups",
-    usage: "groups describe GROUP [--broker HOST:PORT]",
-    summary: "Show a consumer group: members, partitions, committed offsets and lag",
+    usage: "groups list [--json] | describe GROUP [--broker HOST:PORT]",
+    summary: "List consumer groups, or show one: members, partitions, offsets and lag",
     options: {
+      json: { type: "boolean", help: "list: one JSON object per group, one a line" },
       broker: { type: "string", help: BROKER_HELP },
       ...CLIENT_SECURITY_OPTIONS,
     },

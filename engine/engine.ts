@@ -21,7 +21,13 @@ import { ioError } from "./errors.ts";
 import { FileBudget, sharedFileBudget } from "./file_budget.ts";
 import { TOPIC_NAME_BYTES_MAX, validateTopicName } from "./topic_name.ts";
 import { type FileIO, realFileIO, releaseDeletedMappings } from "./io.ts";
-import { definedFields, type LogConfig, resolveLogConfig } from "./log_config.ts";
+import { LatencyHistogram } from "./latency_histogram.ts";
+import {
+  definedFields,
+  LOG_CONFIG_DEFAULTS,
+  type LogConfig,
+  resolveLogConfig,
+} from "./log_config.ts";
 import { OffsetStore } from "./offset_store.ts";
 import { type AppendResult, PartitionLog, type ReadResult } from "./partition_log.ts";
 import type { Queue, QueueFetchResult, QueueStats } from "./queue.ts";
@@ -71,7 +77,25 @@ export type EngineOptions = {
    * engine of the process that sets none; 128 where the limit cannot be read.
    */
   openFilesMax?: number;
+  /** An fsync that takes at least this long is reported to onSlowFsync (default 500 ms). */
+  slowFsyncMs?: number;
+  /** Called after an fsync of a partition's segment that took at least slowFsyncMs. */
+  onSlowFsync?: (event: { log: string; ms: number; slowFsyncMs: number }) => void;
+  /** The monotonic clock that times fsyncs, in ms (default performance.now); tests pass one. */
+  monotonicMs?: () => number;
 };
+
+/** Fields of a topic's config that `alterTopicConfig` may change on a live topic. */
+export const ALTERABLE_TOPIC_CONFIGS: readonly (keyof LogConfig)[] = Object.freeze([
+  "segmentBytes",
+  "segmentMs",
+  "retentionMs",
+  "retentionBytes",
+  "maxBatchBytes",
+  "fsync",
+]);
+
+export const SLOW_FSYNC_MS_DEFAULT = 500;
 
 /** Partitions one topic may have (Kafka's practical ceiling; each is a directory). */
 export const PARTITIONS_MAX = 10_000;
@@ -84,6 +108,8 @@ const OPEN_SLICE_MS = 10;
 const RETENTION_CHECK_INTERVAL_MS_DEFAULT = 5 * 60 * 1000;
 /** Producer ids reserved per write of `__meta/producer-ids`. */
 const PRODUCER_ID_BLOCK = 1000;
+
+const LOG_CONFIG_FIELDS: ReadonlySet<string> = new Set(Object.keys(LOG_CONFIG_DEFAULTS));
 
 /** Data directories open in this process, so one is never opened twice. */
 const openDirectories = new Set<string>();
@@ -107,6 +133,8 @@ export class Engine {
   #queues!: Queues;
   #exchanges!: Exchanges;
   readonly fileBudget: FileBudget;
+  /** Every fdatasync of a partition segment since open, in seconds (the /metrics histogram). */
+  readonly fsyncSeconds = new LatencyHistogram();
 
   private constructor(dataDir: string, offsets: OffsetStore, options: EngineOptions) {
     this.dataDir = dataDir;
@@ -228,6 +256,10 @@ export class Engine {
             ...(this.#options.now === undefined ? {} : { now: this.#options.now }),
             onWarning: (message) => this.#warn(message),
             fileBudget: this.fileBudget,
+            onFsync: (seconds) => this.#fsynced(name, seconds),
+            ...(this.#options.monotonicMs === undefined
+              ? {}
+              : { monotonicMs: this.#options.monotonicMs }),
           }),
         );
       }
@@ -276,6 +308,19 @@ export class Engine {
 
   #allLogs(): PartitionLog[] {
     return [...this.#topics.values()].flatMap((topic) => topic.logs);
+  }
+
+  #fsynced(log: string, seconds: number): void {
+    this.fsyncSeconds.observe(seconds);
+    const slowFsyncMs = this.#options.slowFsyncMs ?? SLOW_FSYNC_MS_DEFAULT;
+    const ms = seconds * 1000;
+    if (ms < slowFsyncMs || this.#options.onSlowFsync === undefined) return;
+    try {
+      this.#options.onSlowFsync({ log, ms: Math.round(ms), slowFsyncMs });
+    } catch (error) {
+      // A listener's failure must not fail the flush round that called it.
+      this.#warn(`the slow-fsync listener failed: ${String(error)}`);
+    }
   }
 
   #warn(message: string): void {
@@ -404,6 +449,43 @@ export class Engine {
       fs.renameSync(join(this.dataDir, entry), doomed);
       fs.rmSync(doomed, { recursive: true, force: true });
     }
+  }
+
+  /**
+   * Changes some of a topic's config (ALTERABLE_TOPIC_CONFIGS) on the live topic: the new
+   * config is validated whole, written to the topic's metadata (so it survives a restart) and
+   * then applied to every open partition log. A bad value changes nothing.
+   */
+  alterTopicConfig(name: string, changes: Partial<LogConfig>): Promise<TopicInfo> {
+    return this.#oneAtATime(async () => {
+      const topic = this.#topic(name);
+      const given = definedFields(changes);
+      for (const field of Object.keys(given)) {
+        if (!(ALTERABLE_TOPIC_CONFIGS as readonly string[]).includes(field)) {
+          const rule = LOG_CONFIG_FIELDS.has(field)
+            ? "cannot be changed on an existing topic"
+            : "is not a log config field";
+          throw new SluiceError("INVALID_CONFIG", `Config ${field} of topic '${name}' ${rule}`, {
+            topic: name,
+            field,
+          });
+        }
+      }
+      const config = resolveLogConfig({ ...topic.info.config, ...given });
+      const info: TopicInfo = { ...topic.info, config };
+      try {
+        this.#io.writeFileAtomic(
+          this.#metaDir,
+          `${name}.json`,
+          `${JSON.stringify(info, null, 2)}\n`,
+        );
+      } catch (error) {
+        throw ioError(error, `writing metadata of topic '${name}'`);
+      }
+      topic.info = info;
+      for (const log of topic.logs) log.reconfigure(config);
+      return info;
+    });
   }
 
   /** Deletes a topic, its committed offsets, and the queues that read it. */

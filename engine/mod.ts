@@ -13,9 +13,11 @@ export {
   type SluiceErrorDetails,
 } from "../record/mod.ts";
 export {
+  ALTERABLE_TOPIC_CONFIGS,
   Engine,
   type EngineOptions,
   PARTITIONS_MAX,
+  SLOW_FSYNC_MS_DEFAULT,
   TOPIC_NAME_BYTES_MAX,
   type TopicInfo,
   validateTopicName,
@@ -25,11 +27,18 @@ export {
   GroupCoordinator,
   type GroupCoordinatorOptions,
   type GroupDescription,
+  type GroupEvent,
+  type GroupSummary,
   type HeartbeatRequest,
   type HeartbeatResponse,
   validateGroupId,
 } from "./groups.ts";
 export { FileBudget, openFilesMaxDefault } from "./file_budget.ts";
+export {
+  type HistogramSnapshot,
+  LATENCY_BUCKETS_SECONDS,
+  LatencyHistogram,
+} from "./latency_histogram.ts";
 export type { FileIO } from "./io.ts";
 export { realFileIO } from "./io.ts";
 export {

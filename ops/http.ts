@@ -19,11 +19,17 @@ import { createHash, timingSafeEqual } from "node:crypto";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import { createServer as createSecureServer } from "node:https";
 import type { Engine } from "../engine/mod.ts";
-import { Admin, type SluiceServer } from "../protocol/mod.ts";
+import { Admin, API, type SluiceServer, wireErrorName } from "../protocol/mod.ts";
 import type { Logger } from "./log.ts";
 import { METRICS_CONTENT_TYPE, METRICS_PARTITIONS_MAX_DEFAULT, renderMetrics } from "./metrics.ts";
 import { PAGE_HTML } from "./page.ts";
-import { type ServerCounters, Sampler, type Snapshot, takeSnapshot } from "./snapshot.ts";
+import {
+  type RequestLatency,
+  type ServerCounters,
+  Sampler,
+  type Snapshot,
+  takeSnapshot,
+} from "./snapshot.ts";
 
 /** The page asks the coordinator for the members of at most this many groups a refresh. */
 export const MEMBER_GROUPS_MAX = 100;
@@ -111,6 +117,22 @@ function countersOf(server: SluiceServer): ServerCounters {
   };
 }
 
+const API_NAMES = new Map<number, string>(Object.entries(API).map(([name, key]) => [key, name]));
+
+/** The server's latency and error counts, keyed by API and error names. */
+function latencyOf(server: SluiceServer): RequestLatency {
+  const { requestSeconds, kafkaRequestSeconds, errors } = server.latency();
+  return {
+    requestSeconds: Object.fromEntries(
+      [...requestSeconds].map(([key, histogram]) => [API_NAMES.get(key) ?? `api_${key}`, histogram]),
+    ),
+    kafkaRequestSeconds: Object.fromEntries(kafkaRequestSeconds),
+    errors: Object.fromEntries(
+      [...errors].map(([code, count]) => [wireErrorName(code) ?? `code_${code}`, count]),
+    ),
+  };
+}
+
 function send(response: ServerResponse, status: number, type: string, body: string): void {
   response.writeHead(status, {
     "content-type": type,
@@ -132,6 +154,7 @@ export async function startOpsHttp(options: OpsHttpOptions): Promise<OpsHttp> {
       sampler,
       startedMs,
       server: () => (broker === undefined ? null : countersOf(broker)),
+      latency: () => (broker === undefined ? null : latencyOf(broker)),
       ready: () => broker !== undefined,
     });
   const partitionsMax = options.metricsPartitionsMax ?? METRICS_PARTITIONS_MAX_DEFAULT;

@@ -9,7 +9,7 @@
 // Nothing here is on the data path: reading a log end or size is a field read, and a scrape
 // or a page refresh costs one pass over the partitions.
 
-import type { Engine } from "../engine/mod.ts";
+import type { Engine, HistogramSnapshot } from "../engine/mod.ts";
 
 export type PartitionState = { partition: number; start: number; end: number; sizeBytes: number };
 export type TopicState = {
@@ -44,6 +44,14 @@ export type ServerCounters = {
   refusedRequests: number;
 };
 
+/** Request latency by API name and answers by error name, from the native server. */
+export type RequestLatency = {
+  requestSeconds: Record<string, HistogramSnapshot>;
+  /** Requests over the Kafka listener, by Kafka API name. */
+  kafkaRequestSeconds: Record<string, HistogramSnapshot>;
+  errors: Record<string, number>;
+};
+
 export type Snapshot = {
   timeMs: number;
   uptimeSeconds: number;
@@ -52,6 +60,10 @@ export type Snapshot = {
   groups: GroupState[];
   queues: QueueState[];
   server: ServerCounters | null;
+  /** Every partition fdatasync since the engine opened. */
+  fsyncSeconds: HistogramSnapshot;
+  /** Null before the native server listens. */
+  latency: RequestLatency | null;
   recordsAppended: number;
   recordsAppendedByTopic: Record<string, number>;
 };
@@ -196,6 +208,7 @@ export type SnapshotSource = {
   startedMs: number;
   /** The native server's counters, once it listens (null before). */
   server: () => ServerCounters | null;
+  latency?: () => RequestLatency | null;
   ready: () => boolean;
 };
 
@@ -218,6 +231,8 @@ export function takeSnapshot(source: SnapshotSource): Snapshot {
     groups,
     queues: queueStates(engine),
     server: source.server(),
+    fsyncSeconds: engine.fsyncSeconds.snapshot(),
+    latency: source.latency?.() ?? null,
     recordsAppended: Object.values(byTopic).reduce((sum, n) => sum + n, 0),
     recordsAppendedByTopic: byTopic,
   };

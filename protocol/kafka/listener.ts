@@ -34,7 +34,7 @@ import type { SecurityGate } from "../server/_auth.ts";
 import { type TlsListen, tlsPeerOf } from "../server/_tls.ts";
 import { type Check, KAFKA_AUTHORIZATION, type Verdict } from "./_authz.ts";
 import { KafkaSecurity, type KafkaSession } from "./_security.ts";
-import { ClassicGroups } from "./classic_groups.ts";
+import { type ClassicGroupEvent, ClassicGroups } from "./classic_groups.ts";
 import { type Handler, type KafkaPlane, HANDLERS } from "./handlers.ts";
 import { API_KEYS, MESSAGES } from "./messages.ts";
 import { codecFor, type Message, type Struct } from "./schema.ts";
@@ -67,6 +67,10 @@ export type KafkaListenerOptions = {
   tls?: TlsListen;
   log: (message: string) => void;
   onFatal: (error: InvariantError) => void;
+  /** Told of classic group membership changes and rebalances (classic_groups.ts). */
+  onGroupEvent?: (event: ClassicGroupEvent) => void;
+  /** Told of each request answered: its API's Kafka name and how long it took, in seconds. */
+  onServed?: (api: string, seconds: number) => void;
 };
 
 /** Requests a connection may have waiting behind the one being served before it is paused. */
@@ -88,6 +92,7 @@ export class KafkaListener {
   #plane: KafkaPlane;
   #limits: ServerLimits;
   #log: (message: string) => void;
+  #onServed: ((api: string, seconds: number) => void) | undefined;
   #onFatal: (error: InvariantError) => void;
   #sweep: ReturnType<typeof setInterval> | undefined;
 
@@ -96,6 +101,7 @@ export class KafkaListener {
     this.tls = options.tls !== undefined;
     this.#limits = options.limits;
     this.#log = options.log;
+    this.#onServed = options.onServed;
     this.#onFatal = options.onFatal;
     const advertisedHost = options.advertisedHost ?? advertisedHostFor(options.host);
     this.#plane = {
@@ -105,6 +111,7 @@ export class KafkaListener {
         initialRebalanceDelayMs:
           options.initialRebalanceDelayMs ?? INITIAL_REBALANCE_DELAY_MS_DEFAULT,
         nativeMembers: (groupId) => options.groups.describe(groupId).members.length,
+        ...(options.onGroupEvent === undefined ? {} : { onEvent: options.onGroupEvent }),
       }),
       limits: options.limits,
       advertised: {
@@ -171,6 +178,11 @@ export class KafkaListener {
   /** Whether a classic group with members holds this group id. */
   claimsGroup(groupId: string): boolean {
     return this.#plane.classic.claims(groupId);
+  }
+
+  /** The classic groups, for sluice's own ListGroups. */
+  classicGroups(): ReturnType<ClassicGroups["summaries"]> {
+    return this.#plane.classic.summaries();
   }
 
   get connectionCount(): number {
@@ -275,13 +287,19 @@ export class KafkaListener {
     }
     const handler = HANDLERS.get(apiKey) as Handler;
     const context = { apiVersion, clientId, remoteAddress: connection.remoteAddress, connection };
+    const startedAt = performance.now();
+    const served = () => this.#onServed?.(message.name, (performance.now() - startedAt) / 1000);
     const result = handler(this.#plane, verdict.body, context);
     // Authenticated by this request: the next frame may be as large as the full limit.
     if (session?.principal !== undefined) connection.authenticated(this.#limits.frameBytesMax);
     const finish = verdict.finish ?? ((answer: Struct | null) => answer);
     if (result instanceof Promise) {
-      return result.then((answer) => respond(message, apiVersion, correlationId, finish(answer)));
+      return result.then((answer) => {
+        served();
+        return respond(message, apiVersion, correlationId, finish(answer));
+      });
     }
+    served();
     return respond(message, apiVersion, correlationId, finish(result));
   }
 

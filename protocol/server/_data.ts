@@ -37,6 +37,8 @@ export type DataPlane = {
   /** Long polls waiting now, so shutdown can answer them at once. */
   waitingFetches: Set<() => void>;
   log(message: string): void;
+  /** Told of every partition a Produce answers with an error (metrics, fencing log lines). */
+  partitionError?(topic: string, partition: number, code: number, message: string | null): void;
 };
 
 function batchSize(records: Uint8Array, at: number): number {
@@ -212,6 +214,12 @@ async function finishProduce(
 ): Promise<HandlerResult> {
   const topics = [];
   for (const { topic, partitions } of pending) topics.push({ topic, partitions: await partitions });
+  for (const t of topics) {
+    for (const p of t.partitions) {
+      if (p.errorCode !== 0)
+        plane.partitionError?.(t.topic, p.partition, p.errorCode, p.errorMessage);
+    }
+  }
   if (produce.acks === 0) {
     for (const t of topics) {
       for (const p of t.partitions) {

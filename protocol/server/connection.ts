@@ -82,6 +82,14 @@ export type ServerConnectionHost = {
   /** A request was refused on arrival (handshake, in-flight limit, API or version). */
   refused(wireCode: number): void;
   /**
+   * A served request was answered: how long it took (seconds, from its arrival to its answer
+   * being queued) and the error code of the answer's header (0 for none; answers with no
+   * frame, acks=0 produces, count as 0).
+   */
+  served?(apiKey: number, seconds: number, errorCode: number): void;
+  /** An answer carries this error code in its body (metrics: errors by code). */
+  bodyError?(code: number): void;
+  /**
    * The most body bytes a request of `apiKey` may have, for APIs that are refused past it
    * without being read into memory (the control plane); undefined for the others.
    */
@@ -93,6 +101,8 @@ type Slot = {
   correlationId: number;
   apiKey: number;
   startedMs: number;
+  /** performance.now() at arrival: the request latency's start. */
+  arrivedAt: number;
   result: HandlerResult | undefined;
   done: boolean;
   /** Counted in inFlight while it is served; false for a request refused on arrival. */
@@ -342,6 +352,7 @@ export class ServerConnection {
       correlationId: header.correlationId,
       apiKey: header.apiKey,
       startedMs: this.#host.now(),
+      arrivedAt: performance.now(),
       result: undefined,
       done: false,
       served: false,
@@ -431,11 +442,23 @@ export class ServerConnection {
     return [errorResponse(slot.correlationId, code, message)];
   }
 
+  /** Counts an error code a handler puts in its answer's body (errors by code). */
+  countBodyError(code: number): void {
+    if (code !== 0) this.#host.bodyError?.(code);
+  }
+
   #complete(slot: Slot, result: HandlerResult): void {
     if (slot.done || this.closed) return;
     slot.done = true;
     slot.result = result;
-    if (slot.served) this.#inFlight--;
+    if (slot.served) {
+      this.#inFlight--;
+      this.#host.served?.(
+        slot.apiKey,
+        (performance.now() - slot.arrivedAt) / 1000,
+        headerCode(result),
+      );
+    }
     this.#release();
   }
 
@@ -534,4 +557,11 @@ export class ServerConnection {
     this.#closeAfterFlush = true;
     if (this.#slots.length === 0) this.#endWhenWritten();
   }
+}
+
+/** The error code in a response frame's header (size u32, correlation id u32, code i16). */
+function headerCode(result: HandlerResult): number {
+  const first = result?.[0];
+  if (first === undefined || first.length < 10) return 0;
+  return (((first[8]! << 8) | first[9]!) << 16) >> 16;
 }

@@ -11,6 +11,8 @@ export {
 export {
   EXIT_CODE_INVARIANT,
   type KafkaOptions,
+  type ServerEvent,
+  type ServerLatency,
   type ServerOptions,
   SluiceServer,
   stopOnInvariant,

@@ -2,7 +2,14 @@
 // `sluice serve` starts one; tests and the benchmark harness start them in-process.
 
 import { join } from "node:path";
-import { Engine, type EngineOptions, GroupCoordinator } from "../../engine/mod.ts";
+import {
+  Engine,
+  type EngineOptions,
+  type GroupEvent,
+  GroupCoordinator,
+  type HistogramSnapshot,
+  LatencyHistogram,
+} from "../../engine/mod.ts";
 import packageJson from "../../package.json" with { type: "json" };
 import { InvariantError, SluiceError } from "../../record/mod.ts";
 import { writeHandshakeResponse, readHandshakeRequest } from "../codec/handshake.ts";
@@ -13,6 +20,7 @@ import {
   SECURITY_API_VERSIONS,
   startResponse,
 } from "../codec/frames.ts";
+import { WIRE_ERRORS } from "../codec/errors.ts";
 import type { TransportSocket } from "../codec/outbox.ts";
 import { type ControlBodyCaps, checkMsgpackBody, controlBodyLimits } from "../codec/control.ts";
 import {
@@ -32,6 +40,7 @@ import { SecurityGate, type SecurityOptions } from "./_auth.ts";
 import { securityHandlers } from "./_auth_handlers.ts";
 import { type TlsListen, type TlsServerOptions, tlsListen } from "./_tls.ts";
 import { KafkaListener, type KafkaListenerOptions } from "../kafka/listener.ts";
+import { handleAlterTopicConfigs, handleListGroups } from "./_admin.ts";
 
 /** The Kafka listener's own options; the engine, groups and limits are the server's. */
 export type KafkaOptions = Pick<KafkaListenerOptions, "port"> &
@@ -78,6 +87,12 @@ export type ServerOptions = {
   kafka?: KafkaOptions;
   log?: (message: string) => void;
   /**
+   * Told of notable events, for the broker's log: group membership changes (a member joined,
+   * left, expired or was fenced, with the new group epoch) and producers fenced (a Produce
+   * refused with INVALID_PRODUCER_EPOCH: a newer epoch of the producer id has written).
+   */
+  onEvent?: (event: ServerEvent) => void;
+  /**
    * Called when serving a request (or the periodic sweep) breaks an invariant: a bug in sluice,
    * which is never answered as an error code. The default, `stopOnInvariant`, logs one line to
    * stderr and exits the process with code 70; tests pass their own to observe it. If it
@@ -85,6 +100,44 @@ export type ServerOptions = {
    */
   onFatal?: (error: InvariantError) => void;
 };
+
+export type ServerEvent =
+  | ({ type: "group" } & GroupEvent)
+  | {
+      /** A classic group of the Kafka listener (`groupEpoch` is its generation). */
+      type: "classicGroup";
+      kind: "joined" | "left" | "expired" | "rebalanced";
+      groupId: string;
+      memberId: string;
+      groupEpoch: number;
+      members: number;
+    }
+  | {
+      type: "producerFenced";
+      topic: string;
+      partition: number;
+      message: string | null;
+    };
+
+/** Request latency by API and answers by error code, since the server started. */
+export type ServerLatency = {
+  /** By API key. */
+  requestSeconds: Map<number, HistogramSnapshot>;
+  /** Requests over the Kafka listener, by Kafka API name (empty without it). */
+  kafkaRequestSeconds: Map<string, HistogramSnapshot>;
+  /** Answers (and per-partition Produce results) by wire error code, 0 excluded. */
+  errors: Map<number, number>;
+};
+
+/** Records `seconds` in the histogram of `key`, made on first use. */
+function observe<K>(histograms: Map<K, LatencyHistogram>, key: K, seconds: number): void {
+  let histogram = histograms.get(key);
+  if (histogram === undefined) {
+    histogram = new LatencyHistogram();
+    histograms.set(key, histogram);
+  }
+  histogram.observe(seconds);
+}
 
 /** The exit code of a server stopped by a broken invariant (EX_SOFTWARE in sysexits.h). */
 export const EXIT_CODE_INVARIANT = 70;
@@ -120,6 +173,10 @@ export class SluiceServer {
   #startedMs = Date.now();
   #sweep: ReturnType<typeof setInterval> | undefined;
   #requests = new Map<number, number>();
+  #requestSeconds = new Map<number, LatencyHistogram>();
+  #kafkaRequestSeconds = new Map<string, LatencyHistogram>();
+  #errors = new Map<number, number>();
+  #onEvent: ((event: ServerEvent) => void) | undefined;
   /** Requests refused on arrival (no handshake, past inFlightMax, unknown API or version). */
   #refused = 0;
   #closedBytes = { in: 0, out: 0 };
@@ -142,6 +199,7 @@ export class SluiceServer {
     this.host = options.host ?? "127.0.0.1";
     this.#log = options.log ?? ((message) => console.error(`sluice: ${message}`));
     this.#onFatal = options.onFatal ?? stopOnInvariant;
+    this.#onEvent = options.onEvent;
     this.#security = SecurityGate.enabled(options.security)
       ? new SecurityGate(options.security!, engine.dataDir, this.#log)
       : undefined;
@@ -161,6 +219,7 @@ export class SluiceServer {
         ? {}
         : { heartbeatIntervalMs: options.heartbeatIntervalMs }),
       heldElsewhere: (groupId) => this.kafka?.claimsGroup(groupId) ?? false,
+      onEvent: (event) => this.#emit({ type: "group", ...event }),
     });
     this.#data = {
       engine,
@@ -169,6 +228,12 @@ export class SluiceServer {
       requestPartitionsMax: this.limits.requestPartitionsMax,
       waitingFetches: new Set(),
       log: this.#log,
+      partitionError: (topic, partition, code, message) => {
+        this.#countError(code);
+        if (code === WIRE_ERRORS.INVALID_PRODUCER_EPOCH) {
+          this.#emit({ type: "producerFenced", topic, partition, message });
+        }
+      },
     };
     this.#control = {
       engine,
@@ -177,6 +242,7 @@ export class SluiceServer {
       port: () => this.port,
       stats: () => this.stats(),
       adminTail: Promise.resolve(),
+      countError: (code) => this.#countError(code),
       ...(this.#security === undefined
         ? {}
         : { visibleTopic: this.#security.visibleTopic.bind(this.#security) }),
@@ -266,6 +332,9 @@ export class SluiceServer {
       ...(options.transport === undefined ? {} : { transport: options.transport }),
       log: this.#log,
       onFatal: this.#onFatal,
+      onGroupEvent: ({ generation, ...event }) =>
+        this.#emit({ type: "classicGroup", ...event, groupEpoch: generation }),
+      onServed: (api, seconds) => observe(this.#kafkaRequestSeconds, api, seconds),
     });
   }
 
@@ -292,9 +361,15 @@ export class SluiceServer {
       dispatch: (request) => this.#dispatch(request),
       log: this.#log,
       fatal: this.#onFatal,
-      refused: () => {
+      refused: (wireCode) => {
         this.#refused++;
+        this.#countError(wireCode);
       },
+      served: (apiKey, seconds, errorCode) => {
+        observe(this.#requestSeconds, apiKey, seconds);
+        if (errorCode !== 0) this.#countError(errorCode);
+      },
+      bodyError: (code) => this.#countError(code),
       bodyBytesMax: (apiKey) => controlBodyLimits(apiKey, this.#bodyCaps)?.bytesMax,
       now: Date.now,
     };
@@ -356,6 +431,7 @@ export class SluiceServer {
 
   #handlerTable() {
     const c = this.#control;
+    const classic = () => this.kafka?.classicGroups() ?? [];
     return new Map<number, (request: RequestContext) => HandlerResult | Promise<HandlerResult>>([
       [API.Handshake, (request) => this.#handshake(request)],
       [API.Metadata, (request) => control.handleMetadata(c, request)],
@@ -370,6 +446,8 @@ export class SluiceServer {
       [API.DescribeGroup, (request) => control.handleDescribeGroup(c, request)],
       [API.InitProducerId, (request) => control.handleInitProducerId(c, request)],
       [API.Stats, (request) => control.handleStats(c, request)],
+      [API.ListGroups, (request) => handleListGroups(c, classic, request)],
+      [API.AlterTopicConfigs, (request) => handleAlterTopicConfigs(c, request)],
       ...queueHandlers(this.#queues),
       ...exchangeHandlers(this.engine),
       ...(this.#security === undefined ? [] : securityHandlers(this.#security)),
@@ -433,6 +511,32 @@ export class SluiceServer {
       connection.expireRequests(now);
     }
     this.#groups.expire();
+  }
+
+  #countError(code: number): void {
+    this.#errors.set(code, (this.#errors.get(code) ?? 0) + 1);
+  }
+
+  #emit(event: ServerEvent): void {
+    try {
+      this.#onEvent?.(event);
+    } catch (error) {
+      // A listener's failure must not fail the request that caused the event.
+      this.#log(`an event listener failed: ${String(error)}`);
+    }
+  }
+
+  /** Request latency by API key and answers by error code (the /metrics histograms). */
+  latency(): ServerLatency {
+    return {
+      requestSeconds: new Map(
+        [...this.#requestSeconds].map(([apiKey, histogram]) => [apiKey, histogram.snapshot()]),
+      ),
+      kafkaRequestSeconds: new Map(
+        [...this.#kafkaRequestSeconds].map(([api, histogram]) => [api, histogram.snapshot()]),
+      ),
+      errors: new Map(this.#errors),
+    };
   }
 
   stats(): Record<string, unknown> {
