@@ -579,8 +579,9 @@ export class Queue implements QueueStateTarget {
     bytes: number,
   ): ReadResult | undefined {
     try {
-      // A queue discards and counts a damaged record, never delivers it: check on every read.
-      return log.read(offset, Math.max(1, bytes), { checkEveryCrc: true });
+      // Each batch's CRC is checked once per process (log_read.ts), as for any fetch: damage
+      // found then, at open or by the scrubber is discarded and counted, never delivered.
+      return log.read(offset, Math.max(1, bytes));
     } catch (error) {
       if (!isSluiceError(error, "CORRUPT_BATCH")) throw error;
       // Only damage at `next` is skipped; damage after records taken waits for the next fetch.

@@ -11,7 +11,7 @@ import { join } from "node:path";
 import { describe, test } from "node:test";
 import { type Engine, isSluiceError } from "../../engine/mod.ts";
 import { baseOffsetAt, batchSizeAt, lastOffsetDeltaAt } from "../../record/mod.ts";
-import { tempDir } from "../helpers.ts";
+import { tempDir, waitFor } from "../helpers.ts";
 import { FaultyIO } from "./partition_log_helpers.ts";
 import {
   acksFor,
@@ -329,6 +329,12 @@ describe("queue over a damaged log", () => {
         ...acksFor(held.slice(2), "accept"),
       ]);
       damageBatch(dir.path, 1);
+      // Reads check a batch's CRC once per process: damage after that is found by the
+      // scrubber, which makes the next read check again.
+      await waitFor(
+        () => warnings.some((warning) => /scrub/i.test(warning)),
+        "the scrubber to find the damage",
+      );
       const delivered = await drainOffsets(engine);
       assert.deepEqual(
         delivered,
