@@ -46,8 +46,23 @@
 // Acquisition locks are never written: after a restart every acquired record is available
 // again, with the delivery count its ACQUIRE delta left (Kafka persists no Acquired state
 // either). ACQUIRE deltas join the next group commit without anyone waiting for them, so a
-// fetch costs no fsync; a crash inside that commit window (about one fdatasync) can lose the
-// last increment of the records just fetched.
+// fetch answer never waits for an fdatasync; a crash of the broker inside that window (about
+// two fdatasyncs, see below) can lose the last increment of the records just fetched. A
+// consumer that crashes loses nothing: the broker's count is already up, and the release its
+// disconnect causes is written in a later group.
+//
+// Group commit, pipelined: deltas added in one tick form a group, written at once (a
+// positional write to the page cache), then fdatasync'd. A group written while an fdatasync
+// is in flight starts its own at once, up to syncsInFlightMax (default 2) in flight, so an
+// accept waits for about one fdatasync rather than the one in progress plus its own. Each
+// fdatasync covers every byte written before it started; groups resolve in the order they
+// were written, each only after its own fdatasync and every earlier one succeeded. A group
+// nobody waits for (acquisitions, floor moves) takes no slot while an fdatasync is in flight:
+// the next one covers it (an accept's, or the one started when the last in flight ends).
+//
+//   write g1 ─ fdatasync g1 ──────────┐ resolve g1
+//        write g2 ─ fdatasync g2 ─────┴──┐ resolve g2 (after g1)
+//             write g3 (acquisitions only: no fdatasync yet) ─ covered by g4's or the next
 //
 // Recovery follows the offset store's rules: a bad frame (short, wrong CRC, malformed) with no
 // valid frame after it is a torn tail, truncated away (it was never acknowledged); a bad frame
@@ -504,6 +519,11 @@ export class QueueStateLog {
   /** Settles once every group written so far is durable, with the first failure if any. */
   #synced: Promise<SluiceError | undefined> = Promise.resolve(undefined);
   readonly #syncsInFlightMax: number;
+  /**
+   * Bytes written that no fdatasync started after them yet covers: a group nobody waits for
+   * (acquisitions, a fetch's floor moves) leaves its sync to the next one (see #writeBatch).
+   */
+  #unsynced = false;
   #closing: Promise<void> | undefined;
   #fenced: SluiceError | undefined;
   #writes = 0;
@@ -669,7 +689,7 @@ export class QueueStateLog {
   commit(): Promise<void> {
     if (this.#fenced !== undefined) return Promise.reject(this.#fenced);
     const idle = this.#pending.entries === 0 && this.#loop === undefined;
-    if (idle && this.#unwritten === undefined) {
+    if (idle && this.#unwritten === undefined && !this.#unsynced) {
       // Nothing waits for a write: what was added is covered by the fdatasyncs in flight.
       return this.#synced.then(throwIfFailed);
     }
@@ -689,7 +709,7 @@ export class QueueStateLog {
     // Deltas left unwritten by a full disk get one more try; their callers were told DISK_FULL.
     if (this.#unwritten !== undefined) await this.commit().catch(() => {});
     while (this.#loop !== undefined) await this.#loop;
-    await this.#synced;
+    await this.#syncsEnded();
     try {
       await this.#handle.close();
     } catch (error) {
@@ -742,7 +762,7 @@ export class QueueStateLog {
    * written (compaction failed, or was not tried because the log fenced meanwhile).
    */
   async #compactAfterSyncs(waiters: Waiter[]): Promise<boolean> {
-    await this.#synced;
+    await this.#syncsEnded();
     if (this.#fenced !== undefined) throw this.#fenced;
     // The target a snapshot is taken from already includes the pending deltas: a compaction
     // covers them, and they are not written again.
@@ -763,13 +783,25 @@ export class QueueStateLog {
       }
       this.#writes++;
       this.#logBytes += bytes;
-      if (this.#options.fsync) {
-        this.#startSync(waiters);
-        return;
-      }
+      this.#unsynced = this.#options.fsync;
+    }
+    // A group nobody waits for does not take an fdatasync slot while one is in flight: its
+    // bytes are covered by the next fdatasync, which an accept's group starts, or the last
+    // one in flight starts when it ends (#startSync). Acquisitions stay durable within about
+    // two fdatasyncs, and accepts do not queue behind them.
+    const lazy = waiters.length === 0 && this.#syncsInFlight.length > 0;
+    if (this.#unsynced && !lazy) {
+      this.#unsynced = false;
+      this.#startSync(waiters);
+      return;
     }
     // Nothing of their own to sync: they wait for the fdatasyncs already in flight.
     this.#synced.then((failure) => settle(waiters, failure));
+  }
+
+  /** Resolves once no fdatasync is in flight (one ending may start another: see below). */
+  async #syncsEnded(): Promise<void> {
+    while (this.#syncsInFlight.length > 0) await this.#synced;
   }
 
   /**
@@ -794,6 +826,12 @@ export class QueueStateLog {
       if (error === undefined) this.#fsyncs++;
       else failure ??= this.#fence(ioError(error, `syncing ${this.#path}`), "an fdatasync failed");
       settle(waiters, failure);
+      // Bytes a lazy group left behind get their fdatasync now (the last one in flight ended).
+      const idle = this.#syncsInFlight.length === 0;
+      if (idle && this.#unsynced && this.#fenced === undefined) {
+        this.#unsynced = false;
+        this.#startSync([]);
+      }
       return failure;
     });
     this.#syncsInFlight.push(link);
@@ -869,6 +907,8 @@ export class QueueStateLog {
     this.#generation = generation;
     this.#logBytes = written.bytes;
     this.#snapshotBytes = written.bytes;
+    // The snapshot, synced, holds everything written to the old file.
+    this.#unsynced = false;
     this.#compactions++;
     this.#fsyncs++;
     await oldHandle.close().catch(() => {});

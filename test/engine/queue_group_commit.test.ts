@@ -91,6 +91,11 @@ function track(promise: Promise<void>): { settled: boolean; error: unknown } {
 
 /** Offsets a fresh member of a reopened crash image is handed (records not accepted). */
 async function offsetsAfterCrash(dir: string, stateBytes: number): Promise<number[]> {
+  return (await deliveriesAfterCrash(dir, stateBytes)).map((pair) => pair[0]!);
+}
+
+/** [offset, deliveries] of what a fresh member of a reopened crash image is handed. */
+async function deliveriesAfterCrash(dir: string, stateBytes: number): Promise<number[][]> {
   using image = tempDir();
   crashImage(dir, image.path);
   // What an fdatasync made durable is the file up to where it was when that fdatasync began.
@@ -98,7 +103,10 @@ async function offsetsAfterCrash(dir: string, stateBytes: number): Promise<numbe
   const reopened = await openEngine(image.path, new Clock());
   try {
     const member = reopened.engine.joinQueue("q");
-    return deliveriesOf(reopened.engine.fetchQueue("q", member)).map((d) => d.offset);
+    return deliveriesOf(reopened.engine.fetchQueue("q", member)).map((d) => [
+      d.offset,
+      d.deliveries,
+    ]);
   } finally {
     await reopened.engine.close();
   }
@@ -169,5 +177,38 @@ describe("queue state log: pipelined group commit", () => {
     }
     io.holding = false;
     await engine.close().catch(() => {});
+  });
+
+  test("an acquisition written during an fdatasync syncs when it ends, not beside it", async () => {
+    using dir = tempDir();
+    const io = new HeldSyncIO();
+    const { engine, held, member } = await setUp(dir.path, io);
+    await publish(engine, "t", 0, ["e", "f"]);
+    io.holding = true;
+    const accepted = track(engine.ackQueue("q", member, acksFor(held.slice(0, 4), "accept")));
+    await waitFor(() => io.held.length === 1, "the accept's fdatasync");
+    const log = engine.queue("q").stateLog;
+    const writes = log.stats.writes;
+    const acquired = deliveriesOf(engine.fetchQueue("q", member));
+    assert.deepEqual(
+      acquired.map((d) => d.offset),
+      [4, 5],
+    );
+    await waitFor(() => log.stats.writes > writes, "the acquisitions' write");
+    assert.equal(io.held.length, 1, "no fdatasync of their own beside the one in flight");
+    io.held[0]!.release();
+    // The fdatasync in flight ended: the acquisitions get theirs at once.
+    await waitFor(() => io.held.length === 2, "the acquisitions' fdatasync");
+    const lazy = io.held[1]!;
+    lazy.release();
+    await waitFor(() => accepted.settled, "the accept");
+    assert.equal(accepted.error, undefined);
+    // Cut there, the delivery count of the records just fetched survived.
+    assert.deepEqual(await deliveriesAfterCrash(dir.path, lazy.sizeBytes), [
+      [4, 2],
+      [5, 2],
+    ]);
+    io.holding = false;
+    await engine.close();
   });
 });
