@@ -141,6 +141,8 @@ export type QueueStats = {
 export interface QueueHost {
   readonly io: FileIO;
   readonly compactAfterBytes?: number;
+  /** fdatasyncs of the state log in flight at once (the log's default when absent). */
+  readonly syncsInFlight?: number;
   now(): number;
   warn(message: string): void;
   /** The logs of the dead-letter topic, created with one partition when missing. */
@@ -257,6 +259,9 @@ export class Queue implements QueueStateTarget {
       ...(this.#host.compactAfterBytes === undefined
         ? {}
         : { compactAfterBytes: this.#host.compactAfterBytes }),
+      ...(this.#host.syncsInFlight === undefined
+        ? {}
+        : { syncsInFlightMax: this.#host.syncsInFlight }),
     };
   }
 

@@ -6,9 +6,10 @@
 // runs from the call to its durable resolution (queue fsync "always"). Prints one JSON line.
 //
 //   bun bench/tools/queue_commit.ts [--rate 20000] [--seconds 5] [--partitions 16]
-//       [--warmup-s 1]
+//       [--warmup-s 1] [--syncs-in-flight N]
 //
-// For an A/B of the state log, alternate runs of two checkouts, e.g.:
+// --syncs-in-flight sets the engine's queueSyncsInFlight (1 is a serial group commit; absent,
+// the engine's default). For an A/B of the state log, alternate runs of two checkouts, e.g.:
 //   for i in 1 2 3; do for d in A B; do (cd $d && bun bench/tools/queue_commit.ts); done; done
 
 import fs from "node:fs";
@@ -24,6 +25,7 @@ const { values } = parseArgs({
     seconds: { type: "string", default: "5" },
     partitions: { type: "string", default: "16" },
     "warmup-s": { type: "string", default: "1" },
+    "syncs-in-flight": { type: "string" },
   },
 });
 
@@ -39,6 +41,8 @@ const ratePerSecond = integer("rate", 1, 1_000_000);
 const seconds = integer("seconds", 1, 60);
 const partitions = integer("partitions", 1, 256);
 const warmupMs = integer("warmup-s", 0, 60) * 1000;
+const syncsInFlight =
+  values["syncs-in-flight"] === undefined ? undefined : integer("syncs-in-flight", 1, 8);
 const total = ratePerSecond * seconds;
 const perPartition = Math.ceil(total / partitions);
 const BATCH_RECORDS = 100;
@@ -103,6 +107,7 @@ async function run(engine: Engine): Promise<Record<string, number>> {
   const summary = latency.summary();
   return {
     ratePerSecond,
+    syncsInFlight: syncsInFlight ?? 0,
     accepted: done,
     acceptedPerSecond: Math.round(done / elapsedS),
     fsyncs: engine.queue("q").stateLog.stats.fsyncs - fsyncsBefore,
@@ -115,7 +120,10 @@ async function run(engine: Engine): Promise<Record<string, number>> {
 
 const dir = fs.mkdtempSync(join(os.tmpdir(), "sluice-queue-commit-"));
 try {
-  const engine = await Engine.open(dir, { scrubBytesPerSec: 0 });
+  const engine = await Engine.open(dir, {
+    scrubBytesPerSec: 0,
+    ...(syncsInFlight === undefined ? {} : { queueSyncsInFlight: syncsInFlight }),
+  });
   await engine.createTopic("t", { partitions, config: { fsync: "never" } });
   await engine.declareQueue("q", {
     topic: "t",

@@ -17,6 +17,7 @@ import {
   crashImage,
   type Delivery,
   deliveriesOf,
+  failsWith,
   openEngine,
   publish,
   type TestEngine,
@@ -61,9 +62,12 @@ function stateFile(dir: string): string {
 
 type SetUp = TestEngine & { held: Delivery[]; member: string };
 
-async function setUp(dir: string, io: HeldSyncIO): Promise<SetUp> {
+async function setUp(dir: string, io: HeldSyncIO, syncsInFlight?: number): Promise<SetUp> {
   const clock = new Clock();
-  const opened = await openEngine(dir, clock, { io });
+  const opened = await openEngine(dir, clock, {
+    io,
+    ...(syncsInFlight === undefined ? {} : { queueSyncsInFlight: syncsInFlight }),
+  });
   await opened.engine.createTopic("t", { config: { fsync: "never" } });
   await opened.engine.declareQueue("q", { topic: "t", fsync: "always" });
   await publish(opened.engine, "t", 0, ["a", "b", "c", "d"]);
@@ -210,5 +214,35 @@ describe("queue state log: pipelined group commit", () => {
     ]);
     io.holding = false;
     await engine.close();
+  });
+
+  test("queueSyncsInFlight 1 makes the commit serial; a bad value is refused by name", async () => {
+    using dir = tempDir();
+    const io = new HeldSyncIO();
+    const { engine, held, member } = await setUp(dir.path, io, 1);
+    io.holding = true;
+    const first = track(engine.ackQueue("q", member, acksFor(held.slice(0, 1), "accept")));
+    await waitFor(() => io.held.length === 1, "the first group's fdatasync");
+    const log = engine.queue("q").stateLog;
+    const writes = log.stats.writes;
+    const second = track(engine.ackQueue("q", member, acksFor(held.slice(1, 2), "accept")));
+    // The second group waits for the first fdatasync before it is even written.
+    await new Promise((resolve) => setImmediate(resolve));
+    assert.deepEqual([io.held.length, log.stats.writes], [1, writes]);
+    io.held[0]!.release();
+    await waitFor(() => io.held.length === 2, "the second group's fdatasync, after the first");
+    io.held[1]!.release();
+    await waitFor(() => first.settled && second.settled, "both groups");
+    assert.deepEqual([first.error, second.error], [undefined, undefined]);
+    io.holding = false;
+    await engine.close();
+    for (const value of [0, 9, 1.5]) {
+      using other = tempDir();
+      const error = await failsWith(
+        () => openEngine(other.path, new Clock(), { queueSyncsInFlight: value }),
+        "INVALID_CONFIG",
+      );
+      assert.match(error.message, new RegExp(`queueSyncsInFlight ${value} must be`));
+    }
   });
 });
