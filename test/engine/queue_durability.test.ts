@@ -3,7 +3,9 @@
 // queue until a reopen (a write failing with ENOSPC fences nothing: queue_full_disk.test.ts);
 // a torn tail is
 // truncated quietly; a damaged frame with valid frames after it is reported, skipped and kept
-// as `.corrupt`, and the frames after it still count; compaction rolls generations.
+// as `.corrupt`, and the frames after it still count; compaction rolls generations. Queue
+// fetches check a batch's CRC once per process, like every read: damage under a checked batch
+// is the scrubber's to find.
 
 import assert from "node:assert/strict";
 import fs from "node:fs";
@@ -308,6 +310,29 @@ describe("queue over a damaged log", () => {
       assert.match(warnings.join("\n"), /offsets 2\.\.2 of partition 0 are damaged in the log/);
       const stats = engine.queueStats("q");
       assert.deepEqual([stats.discarded, stats.partitions[0]!.floor], [1, 30]);
+    } finally {
+      await engine.close();
+    }
+  });
+
+  test("a queue fetch does not hash a checked batch again (the scrubber's job)", async () => {
+    using dir = tempDir();
+    const clock = new Clock();
+    const { engine, warnings } = await openEngine(dir.path, clock, { scrubBytesPerSec: 0 });
+    try {
+      await engine.createTopic("t", { config });
+      await engine.declareQueue("q", { topic: "t" });
+      for (const value of values) await publish(engine, "t", 0, [value]);
+      // Appended by this process, so checked on append: a fetch walks the headers only, and
+      // damage written under it is not seen until a scrub (or the consumer's own CRC check).
+      damageBatch(dir.path, 1);
+      // The broker hands the damaged record out with the rest; the consumer's own CRC check
+      // (deliveriesOf decodes with it) is what catches it.
+      await assert.rejects(drainOffsets(engine), (error: unknown) =>
+        isSluiceError(error, "CORRUPT_BATCH"),
+      );
+      assert.deepEqual(warnings, []);
+      assert.equal(engine.queueStats("q").discarded, 0);
     } finally {
       await engine.close();
     }
