@@ -56,6 +56,11 @@ export type EngineOptions = {
   offsetsFsync?: boolean;
   /** Queue state-log size from which compaction is considered (default 4 MiB). */
   queueCompactAfterBytes?: number;
+  /**
+   * fdatasyncs of one queue's state log in flight at once (default 2, at most 8; 1 makes the
+   * group commit serial). See "Durable state" in engine/README.md.
+   */
+  queueSyncsInFlight?: number;
   /** How often expired records at queue heads are looked for (default 1,000 ms). */
   ttlCheckMs?: number;
   io?: FileIO;
@@ -285,6 +290,9 @@ export class Engine {
       ...(this.#options.queueCompactAfterBytes === undefined
         ? {}
         : { compactAfterBytes: this.#options.queueCompactAfterBytes }),
+      ...(this.#options.queueSyncsInFlight === undefined
+        ? {}
+        : { syncsInFlight: this.#options.queueSyncsInFlight }),
       ...(this.#options.ttlCheckMs === undefined ? {} : { ttlCheckMs: this.#options.ttlCheckMs }),
     });
   }

@@ -141,6 +141,8 @@ export type QueueStats = {
 export interface QueueHost {
   readonly io: FileIO;
   readonly compactAfterBytes?: number;
+  /** fdatasyncs of the state log in flight at once (the log's default when absent). */
+  readonly syncsInFlight?: number;
   now(): number;
   warn(message: string): void;
   /** The logs of the dead-letter topic, created with one partition when missing. */
@@ -257,6 +259,9 @@ export class Queue implements QueueStateTarget {
       ...(this.#host.compactAfterBytes === undefined
         ? {}
         : { compactAfterBytes: this.#host.compactAfterBytes }),
+      ...(this.#host.syncsInFlight === undefined
+        ? {}
+        : { syncsInFlightMax: this.#host.syncsInFlight }),
     };
   }
 
@@ -579,8 +584,9 @@ export class Queue implements QueueStateTarget {
     bytes: number,
   ): ReadResult | undefined {
     try {
-      // A queue discards and counts a damaged record, never delivers it: check on every read.
-      return log.read(offset, Math.max(1, bytes), { checkEveryCrc: true });
+      // Each batch's CRC is checked once per process (log_read.ts), as for any fetch: damage
+      // found then, at open or by the scrubber is discarded and counted, never delivered.
+      return log.read(offset, Math.max(1, bytes));
     } catch (error) {
       if (!isSluiceError(error, "CORRUPT_BATCH")) throw error;
       // Only damage at `next` is skipped; damage after records taken waits for the next fetch.

@@ -29,6 +29,7 @@ import {
 } from "./queue_config.ts";
 import type { QueueFetchOptions } from "./queue_fetch.ts";
 import { Queue, type QueueFetchResult, type QueueHost, type QueueStats } from "./queue.ts";
+import { SYNCS_IN_FLIGHT_MAX } from "./queue_state_log.ts";
 
 /** What the queues need from the engine's topics. */
 export type QueueTopics = {
@@ -48,12 +49,26 @@ export type QueuesOptions = {
   compactAfterBytes?: number;
   /** How often expired records at queue heads are looked for (default 1,000 ms). */
   ttlCheckMs?: number;
+  /** fdatasyncs of one queue's state log in flight at once (default 2). */
+  syncsInFlight?: number;
 };
 
 /** A sweep timer never waits longer than this, whatever the clock says. */
 const SWEEP_DELAY_MS_MAX = 60_000;
 /** The longest interval between looks for expired records at queue heads. */
 export const TTL_CHECK_MS_MAX = SWEEP_DELAY_MS_MAX;
+
+function checkSyncsInFlight(value: number | undefined): void {
+  if (value === undefined) return;
+  const fits = Number.isSafeInteger(value) && value >= 1 && value <= SYNCS_IN_FLIGHT_MAX;
+  if (!fits) {
+    throw new SluiceError(
+      "INVALID_CONFIG",
+      `queueSyncsInFlight ${String(value)} must be an integer in [1, ${SYNCS_IN_FLIGHT_MAX}]`,
+      { field: "queueSyncsInFlight", value: String(value) },
+    );
+  }
+}
 
 export class Queues {
   readonly #options: QueuesOptions;
@@ -74,6 +89,7 @@ export class Queues {
         ? {}
         : { compactAfterBytes: options.compactAfterBytes }),
       ...(options.ttlCheckMs === undefined ? {} : { ttlCheckMs: options.ttlCheckMs }),
+      ...(options.syncsInFlight === undefined ? {} : { syncsInFlight: options.syncsInFlight }),
       now: options.now,
       warn: options.warn,
       deadLetterLogs: (topic) => this.#deadLetterLogs(topic),
@@ -94,6 +110,7 @@ export class Queues {
         );
       }
     }
+    checkSyncsInFlight(options.syncsInFlight);
     const queues = new Queues(options);
     try {
       fs.mkdirSync(queues.#metaDir, { recursive: true });
