@@ -673,8 +673,9 @@ export class Engine {
   /**
    * Routes the records of one batch through an exchange (`""`: the default exchange, to the
    * queue named by the routing key) and appends them to the topics they reach, the records for
-   * one topic as one batch. Resolves with how many topics took records and how many records
-   * nothing took (dropped); with `durable`, once fsynced.
+   * one topic as one batch. Resolves with how many topics took records, how many records
+   * nothing took (dropped) and how many full reject-publish queues refused (`rejected`,
+   * naming `fullQueue`); with `durable`, once fsynced.
    */
   publish(
     exchange: string,
@@ -703,6 +704,7 @@ export class Engine {
     const host = {
       route: this.#exchanges.route.bind(this.#exchanges),
       logs: (topic: string) => this.#topics.get(topic)?.logs,
+      room: (topic: string, count: number) => this.#queues.publishRoom(topic, count),
     };
     // Each destination's own maxBatchBytes is checked when the routed batch is appended.
     return publishBatch(host, exchange, batch, {

@@ -13,6 +13,10 @@
 // however many bindings reach it. The partition of a routed batch is Kafka's for the key of
 // its first record (murmur2), or the topic's next one round-robin when that record has none.
 //
+// A destination topic read by a full reject-publish queue (queue_maxlen.ts) takes the first
+// records of its share while there is room; the rest are refused for that topic and counted
+// in `rejected`, naming the queue (`fullQueue`). Such a batch always takes the decoding path.
+//
 // Not atomic across destinations: a failed append to one topic (a full disk, a fenced log)
 // ends the batch's routing there; the answer says how many destinations took it before.
 
@@ -43,6 +47,8 @@ export type PublishHost = {
   route(exchange: string, routingKey: string, headers: HeaderLookup): readonly string[];
   /** The logs of a topic, or undefined when it is gone. */
   logs(topic: string): readonly PartitionLog[] | undefined;
+  /** How many of `count` records `topic` takes now, and the full queue that decided. */
+  room?(topic: string, count: number): { taken: number; fullQueue: string | null };
 };
 
 export type PublishOptions = {
@@ -52,8 +58,18 @@ export type PublishOptions = {
   batchBytesMax: number;
 };
 
-/** What one batch did: topics that took records, and records that no binding took. */
-export type PublishedBatch = { destinations: number; records: number; unroutable: number };
+/**
+ * What one batch did: topics that took records, records that no binding took, and records a
+ * full reject-publish queue refused (per destination topic: a record refused by two topics
+ * counts twice), with the queue that refused them (the first, when several did).
+ */
+export type PublishedBatch = {
+  destinations: number;
+  records: number;
+  unroutable: number;
+  rejected: number;
+  fullQueue: string | null;
+};
 
 const decoder = new TextDecoder();
 /** Round-robin position per topic for batches whose first record has no key. */
@@ -142,6 +158,21 @@ function partitionOf(logs: readonly PartitionLog[], first: LogRecord): number {
   return next % logs.length;
 }
 
+/** The records of `routed` that `topic` takes now; the others are counted as rejected. */
+function admitted(
+  host: PublishHost,
+  topic: string,
+  routed: LogRecord[],
+  result: PublishedBatch,
+): LogRecord[] {
+  if (host.room === undefined) return routed;
+  const { taken, fullQueue } = host.room(topic, routed.length);
+  if (taken >= routed.length) return routed;
+  result.rejected += routed.length - taken;
+  result.fullQueue ??= fullQueue;
+  return routed.slice(0, taken);
+}
+
 function subsetBatch(records: readonly LogRecord[], batch: Uint8Array, all: number): Uint8Array {
   if (records.length === all) return batch;
   const inputs: RecordInput[] = records.map((record) => ({
@@ -173,11 +204,19 @@ export function publishBatch(
   refuseUnroutable(decoded);
   const { records } = decoded;
   const { byTopic, unroutable } = routeRecords(host, exchange, records);
-  const result: PublishedBatch = { destinations: 0, records: records.length, unroutable };
+  const result: PublishedBatch = {
+    destinations: 0,
+    records: records.length,
+    unroutable,
+    rejected: 0,
+    fullQueue: null,
+  };
   const appended: Promise<unknown>[] = [];
-  for (const [topic, routed] of byTopic) {
+  for (const [topic, all] of byTopic) {
     const logs = host.logs(topic);
     if (logs === undefined || logs.length === 0) continue;
+    const routed = admitted(host, topic, all, result);
+    if (routed.length === 0) continue;
     const log = logs[partitionOf(logs, routed[0]!)]!;
     const bytes = subsetBatch(routed, batch, records.length);
     appended.push(
@@ -217,7 +256,19 @@ function publishUniform(
     headers: uniform.headers,
   };
   const topics = host.route(exchange, routingKeyOf(record), (key) => headerText(record, key));
-  const result: PublishedBatch = { destinations: 0, records: uniform.records, unroutable: 0 };
+  // A destination that would refuse some records splits the batch: the decoding path does.
+  for (const topic of topics) {
+    if (host.room !== undefined && host.room(topic, uniform.records).taken < uniform.records) {
+      return;
+    }
+  }
+  const result: PublishedBatch = {
+    destinations: 0,
+    records: uniform.records,
+    unroutable: 0,
+    rejected: 0,
+    fullQueue: null,
+  };
   if (topics.length === 0) {
     if (checkBatch(batch, 0, batch.length, { sizeMax, checkCrc: true }) !== "ok") return;
     result.unroutable = uniform.records;

@@ -62,6 +62,8 @@ export class Queues {
   /** Declares and deletes of one name run one after another. */
   readonly #serial = new Map<string, Promise<unknown>>();
   readonly #creatingTopics = new Map<string, Promise<void>>();
+  /** The reject-publish queues with a max length, by the topic they read. */
+  readonly #rejectPublish = new Map<string, Queue[]>();
   #timer: ReturnType<typeof setTimeout> | undefined;
   #timerAtMs = Number.POSITIVE_INFINITY;
   #closed = false;
@@ -137,6 +139,7 @@ export class Queues {
       if (declared.has(entry)) continue;
       fs.rmSync(join(this.#stateRoot, entry), { recursive: true, force: true });
     }
+    this.#indexRejectPublish();
   }
 
   async #openQueue(config: QueueConfig): Promise<Queue> {
@@ -242,6 +245,7 @@ export class Queues {
       throw ioError(error, `writing metadata of queue '${name}'`);
     }
     this.#queues.set(name, queue);
+    this.#indexRejectPublish();
     return config;
   }
 
@@ -257,6 +261,7 @@ export class Queues {
   async #delete(name: string): Promise<void> {
     const queue = this.get(name);
     this.#queues.delete(name);
+    this.#indexRejectPublish();
     await queue.close();
     try {
       fs.rmSync(join(this.#metaDir, `${name}.json`), { force: true });
@@ -274,6 +279,37 @@ export class Queues {
   async deleteForTopic(topic: string): Promise<void> {
     const reading = [...this.#queues.values()].filter((queue) => queue.config.topic === topic);
     for (const queue of reading) await this.delete(queue.config.name);
+  }
+
+  /**
+   * How many of `count` records a publish may append to `topic` now: the fewest any
+   * reject-publish queue reading it has room for (queue_maxlen.ts), and the queue with that
+   * fewest room (null when every record fits).
+   */
+  publishRoom(topic: string, count: number): { taken: number; fullQueue: string | null } {
+    let taken = count;
+    let fullQueue: string | null = null;
+    const limited = this.#closed ? undefined : this.#rejectPublish.get(topic);
+    for (const queue of limited ?? []) {
+      const room = queue.publishRoom(taken);
+      if (room < taken) {
+        taken = room;
+        fullQueue = queue.config.name;
+      }
+    }
+    return { taken, fullQueue };
+  }
+
+  /** Rebuilds the reject-publish queues by topic after a queue came or went. */
+  #indexRejectPublish(): void {
+    this.#rejectPublish.clear();
+    for (const queue of this.#queues.values()) {
+      const { topic, maxLength, overflow } = queue.config;
+      if (maxLength === null || overflow !== "reject-publish") continue;
+      const list = this.#rejectPublish.get(topic);
+      if (list === undefined) this.#rejectPublish.set(topic, [queue]);
+      else list.push(queue);
+    }
   }
 
   list(): QueueConfig[] {
