@@ -185,7 +185,8 @@ export const COMMANDS: Command[] = [
     usage:
       "queues declare NAME [--topic T] [--from beginning|end] [--dead-letter TOPIC] " +
       "[--delivery-limit N] [--lock-ms N] [--prefetch N] [--message-ttl-ms N] " +
-      "[--message-ttl-header read|ignore] | " +
+      "[--message-ttl-header read|ignore] [--max-length N] " +
+      "[--overflow drop-head|reject-publish] [--single-active-consumer] | " +
       "list [--json] | purge NAME | " +
       "delete NAME [--broker HOST:PORT]",
     summary: "Declare, list, purge and delete queues",
@@ -205,6 +206,18 @@ export const COMMANDS: Command[] = [
       "message-ttl-ms": {
         type: "string",
         help: "declare: records expire this long after their timestamp",
+      },
+      "max-length": {
+        type: "string",
+        help: "declare: ready records kept at most (0 or more; default no limit)",
+      },
+      overflow: {
+        type: "string",
+        help: "declare: drop-head (default: oldest ready record dropped) or reject-publish",
+      },
+      "single-active-consumer": {
+        type: "boolean",
+        help: "declare: one member gets every record; the next takes over when it leaves",
       },
       json: { type: "boolean", help: "list: one JSON object per queue, one a line" },
       broker: { type: "string", help: BROKER_HELP },

@@ -777,7 +777,9 @@ export class Queue implements QueueStateTarget {
     const { maxLength, overflow } = this.config;
     if (maxLength === null || overflow !== "drop-head") return;
     if (this.#closed || this.#state.fenced !== undefined) return;
-    for (const cursor of this.#cursors) this.#followRetention(cursor, this.#logs[cursor.partition]!);
+    for (const cursor of this.#cursors) {
+      this.#followRetention(cursor, this.#logs[cursor.partition]!);
+    }
     const drop = (partition: number, runs: OffsetRun[]) =>
       this.#deadLetterLater(partition, runs, "maxlen");
     if (dropHead(maxLength, this.#cursors, this.#logs, drop) > 0) this.#notify();
@@ -830,7 +832,11 @@ export class Queue implements QueueStateTarget {
     if (runs.length === 0) return;
     const done = this.#deadLetter(partition, runs, reason, undefined);
     // Written dead letters free the window: a drop that ran out of room goes on.
-    if (reason === "maxlen") done.then(() => this.#dropOverflow(), () => {});
+    if (reason === "maxlen")
+      done.then(
+        () => this.#dropOverflow(),
+        () => {},
+      );
     done.catch((error) => {
       this.#host.warn(
         `queue '${this.config.name}': dead letters of partition ${partition} not written ` +

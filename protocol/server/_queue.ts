@@ -187,6 +187,9 @@ export function queueInfo(config: QueueConfig): QueueInfo {
     fsync: config.fsync,
     messageTtlMs: config.messageTtlMs,
     messageTtlHeader: config.messageTtlHeader,
+    maxLength: config.maxLength,
+    overflow: config.overflow,
+    singleActiveConsumer: config.singleActiveConsumer,
     startOffsets: [...config.startOffsets],
     createdMs: config.createdMs,
   };
@@ -203,6 +206,8 @@ function statsInfo(stats: QueueStats): QueueStatsInfo {
     deadLettered: stats.deadLettered,
     discarded: stats.discarded,
     expired: stats.expired,
+    overflowed: stats.overflowed,
+    activeMember: stats.activeMember,
     oldestReadyAgeMs: stats.oldestReadyAgeMs,
     memoryBytes: stats.memoryBytes,
     partitions: stats.partitions.map((p) => ({ ...p })),

@@ -44,7 +44,7 @@ const letters = (n: number, from = 0) =>
   Array.from({ length: n }, (_, i) => `r${String(from + i).padStart(3, "0")}`);
 
 describe("queue max length: drop-head", () => {
-  test("drop-head is the default: the oldest ready records go, the newest maxLength stay", async () => {
+  test("drop-head (default): the oldest ready records go, the newest maxLength stay", async () => {
     using dir = tempDir();
     const { engine } = await setup(dir.path, { maxLength: 3 });
     try {
@@ -108,7 +108,7 @@ describe("queue max length: drop-head", () => {
     }
   });
 
-  test("maxLength 0 keeps nothing ready; a backlog larger than the window drops in rounds", async () => {
+  test("maxLength 0 keeps nothing; a backlog larger than the window drops in rounds", async () => {
     using dir = tempDir();
     const { engine } = await setup(dir.path, { maxLength: 0, maxInFlight: 4 });
     try {
@@ -155,7 +155,7 @@ describe("queue max length: drop-head", () => {
     }
   });
 
-  test("records given back by a restart count again and the excess is dropped at open", async () => {
+  test("records given back by a restart count again; the excess goes at open", async () => {
     using dir = tempDir();
     const first = await setup(dir.path, { maxLength: 2 });
     await publish(first.engine, "t", 0, ["a", "b"]);
@@ -263,7 +263,7 @@ describe("queue max length: bad input", () => {
     ["overflow", ""],
     ["singleActiveConsumer", "yes"],
   ] as const) {
-    test(`${field} ${JSON.stringify(value)} is INVALID_CONFIG naming it; nothing is created`, async () => {
+    test(`${field} ${JSON.stringify(value)} is INVALID_CONFIG naming it`, async () => {
       using dir = tempDir();
       const { engine } = await openEngine(dir.path, new Clock());
       try {
