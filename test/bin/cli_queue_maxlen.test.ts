@@ -61,7 +61,7 @@ describe("sluice queue max length and single active consumer", () => {
     return all.find((queue) => queue["name"] === name);
   };
 
-  test("drop-head keeps the newest records; list --json shows the policy and the count", async () => {
+  test("drop-head keeps the newest records; list --json shows policy and count", async () => {
     const declared = await ok(["queues", "declare", "capped", "--max-length", "2"]);
     assert.match(declared.stdout, /max length 2 \(drop-head\)/);
     await ok(["produce", "--queue", "capped"], "a\nb\nc\nd\n");

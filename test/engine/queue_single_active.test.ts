@@ -72,7 +72,7 @@ describe("queue single active consumer", () => {
     }
   });
 
-  test("a member joining later waits behind the others; with none, no member is active", async () => {
+  test("a later member waits behind the others; with none, none is active", async () => {
     using dir = tempDir();
     const engine = await setup(dir.path);
     try {
