@@ -54,6 +54,7 @@ import {
   stringItems,
   writeMsgpack,
 } from "./control.ts";
+import { ProtocolError } from "./errors.ts";
 import type { Reader, Writer } from "./wire.ts";
 
 /** Queue names follow topic-name rules: at most 249 bytes. */
@@ -193,6 +194,10 @@ export function readQueueDeclareRequest(reader: Reader): QueueDeclareRequest {
   if (fsync !== null) request.fsync = fsync as QueueSettings["fsync"];
   const ttlHeader = optionalString(fields, "messageTtlHeader", 16);
   if (ttlHeader !== null) request.messageTtlHeader = ttlHeader as QueueSettings["messageTtlHeader"];
+  if (fields["maxLengthBytes"] !== undefined) {
+    // Refused rather than ignored: a client asking for a byte limit must not believe it holds.
+    throw ProtocolError.invalid("maxLengthBytes is not served by this server (maxLength is)");
+  }
   const overflow = optionalString(fields, "overflow", 32);
   if (overflow !== null) request.overflow = overflow as QueueSettings["overflow"];
   const single = fields["singleActiveConsumer"];

@@ -15,6 +15,7 @@ import {
   writeQueueAckResponse,
 } from "../../../protocol/codec/queue_ack.ts";
 import {
+  type QueueDeclareRequest,
   readQueueDeclareRequest,
   readQueueDeclareResponse,
   readQueueJoinRequest,
@@ -391,5 +392,12 @@ describe("queue control messages v1", () => {
       }),
     );
     refused(ttl, readQueueDeclareRequest, /messageTtlMs = "?100"? must be an integer/);
+    const bytes = bodyOf((writer) =>
+      writeQueueDeclareRequest(writer, {
+        name: "w",
+        maxLengthBytes: 100,
+      } as unknown as QueueDeclareRequest),
+    );
+    refused(bytes, readQueueDeclareRequest, /maxLengthBytes is not served/);
   });
 });
