@@ -17,6 +17,9 @@
 // records of its share while there is room; the rest are refused for that topic and counted
 // in `rejected`, naming the queue (`fullQueue`). Such a batch always takes the decoding path.
 //
+// A priority queue's topic (queue_priority.ts) takes each record in the partition of its
+// level (the `sluice-priority` header): the records of one level as one batch, in order.
+//
 // Not atomic across destinations: a failed append to one topic (a full disk, a fenced log)
 // ends the batch's routing there; the answer says how many destinations took it before.
 
@@ -30,6 +33,7 @@ import {
   encodeRecordBatch,
   type LogRecord,
   murmur2,
+  PRIORITY_HEADER,
   PRODUCER_ID_AT,
   readInt16,
   readInt64,
@@ -40,6 +44,7 @@ import {
   TRANSACTIONAL_BIT,
 } from "../record/mod.ts";
 import { uniformRouting } from "./exchange_scan.ts";
+import { priorityLevel } from "./queue_priority.ts";
 import type { HeaderLookup } from "./exchange_routing.ts";
 import type { PartitionLog } from "./partition_log.ts";
 
@@ -47,6 +52,8 @@ export type PublishHost = {
   route(exchange: string, routingKey: string, headers: HeaderLookup): readonly string[];
   /** The logs of a topic, or undefined when it is gone. */
   logs(topic: string): readonly PartitionLog[] | undefined;
+  /** The priority levels of a priority queue's topic (queue_priority.ts), else undefined. */
+  levels?(topic: string): number | undefined;
   /** How many of `count` records `topic` takes now, and the full queue that decided. */
   room?(topic: string, count: number): { taken: number; fullQueue: string | null };
 };
@@ -173,6 +180,36 @@ function admitted(
   return routed.slice(0, taken);
 }
 
+async function appendDurably(
+  log: PartitionLog,
+  bytes: Uint8Array,
+  options: PublishOptions,
+): Promise<void> {
+  await log.append(bytes);
+  if (options.durable && log.config.fsync !== "always") await log.flush();
+}
+
+/** A record's priority level (queue_priority.ts): its header, read as the queue reads it. */
+function levelOf(record: LogRecord, levels: number): number {
+  const header = record.headers.find((h) => h.key === PRIORITY_HEADER);
+  return priorityLevel(header?.value, levels);
+}
+
+/**
+ * The records for a priority queue's topic, one part per level present, each for the
+ * partition of its level, in batch order within a level (FIFO within a level).
+ */
+function byLevel(logs: readonly PartitionLog[], records: LogRecord[], levels: number) {
+  const parts = new Map<number, LogRecord[]>();
+  for (const record of records) {
+    const level = levelOf(record, levels) % logs.length;
+    const part = parts.get(level);
+    if (part === undefined) parts.set(level, [record]);
+    else part.push(record);
+  }
+  return [...parts].map(([level, part]) => ({ log: logs[level]!, records: part }));
+}
+
 function subsetBatch(records: readonly LogRecord[], batch: Uint8Array, all: number): Uint8Array {
   if (records.length === all) return batch;
   const inputs: RecordInput[] = records.map((record) => ({
@@ -217,11 +254,16 @@ export function publishBatch(
     if (logs === undefined || logs.length === 0) continue;
     const routed = admitted(host, topic, all, result);
     if (routed.length === 0) continue;
-    const log = logs[partitionOf(logs, routed[0]!)]!;
-    const bytes = subsetBatch(routed, batch, records.length);
+    const levels = host.levels?.(topic);
+    const parts =
+      levels === undefined
+        ? [{ log: logs[partitionOf(logs, routed[0]!)]!, records: routed }]
+        : byLevel(logs, routed, levels);
+    const appends = parts.map(({ log, records: part }) =>
+      appendDurably(log, subsetBatch(part, batch, records.length), options),
+    );
     appended.push(
-      log.append(bytes).then(async () => {
-        if (options.durable && log.config.fsync !== "always") await log.flush();
+      Promise.all(appends).then(() => {
         result.destinations++;
       }),
     );
@@ -278,10 +320,11 @@ function publishUniform(
   for (const topic of topics) {
     const logs = host.logs(topic);
     if (logs === undefined || logs.length === 0) continue;
-    const log = logs[partitionOf(logs, record)]!;
+    const levels = host.levels?.(topic);
+    const partition =
+      levels === undefined ? partitionOf(logs, record) : levelOf(record, levels) % logs.length;
     appended.push(
-      log.append(batch).then(async () => {
-        if (options.durable && log.config.fsync !== "always") await log.flush();
+      appendDurably(logs[partition]!, batch, options).then(() => {
         result.destinations++;
       }),
     );

@@ -69,6 +69,7 @@ import {
   type QueueStateTarget,
 } from "./queue_state_log.ts";
 import { dropHead, publishRoom } from "./queue_maxlen.ts";
+import { PriorityOrder } from "./queue_priority.ts";
 import { activeMember } from "./queue_single_active.ts";
 import { ExpiryReader, isExpired, type JudgedBatch } from "./queue_ttl.ts";
 
@@ -198,6 +199,8 @@ export class Queue implements QueueStateTarget {
   #closed = false;
   /** Bytes per record in the batches fetched last, to size the next read. */
   #recordBytes = RECORD_BYTES_GUESS;
+  /** A priority queue's fetch order (one partition per level); undefined: rotation. */
+  readonly #priority: PriorityOrder | undefined;
 
   private constructor(config: QueueConfig, host: QueueHost, logs: PartitionLog[]) {
     assert(logs.length === config.startOffsets.length, "one start offset per partition");
@@ -214,6 +217,9 @@ export class Queue implements QueueStateTarget {
       (start, partition) => new QueueCursor(partition, start, limits, this.#unacked),
     );
     this.#restored = logs.map(() => false);
+    const { priorities, priorityRatio } = config;
+    assert(priorities === null || priorities === logs.length, "one partition per level");
+    this.#priority = priorities === null ? undefined : new PriorityOrder(priorities, priorityRatio);
   }
 
   /** A new queue: cursors at the start offsets, and a state log holding them, synced. */
@@ -452,11 +458,14 @@ export class Queue implements QueueStateTarget {
     // A backlog of deltas means the disk is behind: acquire nothing until it catches up.
     if (records <= 0 || this.#state.backlogged) return result;
     const budget: FetchBudget = { records, bytes: maxBytes, batches: 0 };
+    const order = this.#priority?.order(this.#cursors, this.#logs);
     for (let i = 0; i < this.partitionCount && budget.records > 0; i++) {
       if (budget.batches > 0 && budget.bytes <= 0) break;
-      const partition = (this.#rotation + i) % this.partitionCount;
+      const partition = order?.[i] ?? (this.#rotation + i) % this.partitionCount;
+      const before = budget.records;
       const fetched = this.#fetchPartition(partition, slot, nowMs, budget);
       if (fetched !== undefined) result.partitions.push(fetched);
+      this.#priority?.served(partition, before - budget.records);
     }
     this.#rotation = (this.#rotation + 1) % this.partitionCount;
     if (result.partitions.length > 0) this.#host.scheduleSweep(nowMs + this.config.lockMs);

@@ -11,6 +11,7 @@ import { assert, SluiceError } from "../record/mod.ts";
 import { validateTopicName } from "./topic_name.ts";
 import { WINDOW_RECORDS_MAX } from "./queue_cursor.ts";
 import { MAX_LENGTH_MAX, type QueueOverflow } from "./queue_maxlen.ts";
+import { PRIORITIES_MAX, PRIORITIES_MIN, PRIORITY_RATIO_MAX } from "./queue_priority.ts";
 import { MESSAGE_TTL_MS_MAX } from "./queue_ttl.ts";
 
 /** Where a new queue starts reading its topic. */
@@ -57,6 +58,13 @@ export type QueueOptions = {
   overflow?: QueueOverflow;
   /** One member (the earliest joined still there) gets every record; the others wait. */
   singleActiveConsumer?: boolean;
+  /**
+   * Priority levels, in [PRIORITIES_MIN, PRIORITIES_MAX]: the topic has one partition per
+   * level, higher served first (queue_priority.ts); null or absent (default): none.
+   */
+  priorities?: number | null;
+  /** With priorities: records from higher levels in a row before a waiting lower level. */
+  priorityRatio?: number | null;
 };
 
 /** Whether a queue reads its records' `sluice-ttl-ms` header. */
@@ -78,6 +86,8 @@ export type QueueConfig = {
   readonly maxLength: number | null;
   readonly overflow: QueueOverflow;
   readonly singleActiveConsumer: boolean;
+  readonly priorities: number | null;
+  readonly priorityRatio: number | null;
   /** The first offset the queue delivers, per partition: fixed at the declare. */
   readonly startOffsets: readonly number[];
   readonly createdMs: number;
@@ -198,6 +208,23 @@ export function resolveQueueOptions(
       "singleActiveConsumer",
       options.singleActiveConsumer ?? false,
     ),
+    ...resolvePriorities(name, options),
+  };
+}
+
+function resolvePriorities(name: string, options: QueueOptions) {
+  const priorities =
+    options.priorities === undefined || options.priorities === null
+      ? null
+      : integerIn(name, "priorities", options.priorities, PRIORITIES_MIN, PRIORITIES_MAX);
+  const ratio = options.priorityRatio;
+  if (ratio === undefined || ratio === null) return { priorities, priorityRatio: null };
+  if (priorities === null) {
+    throw configError(name, "priorityRatio", ratio, "needs priorities");
+  }
+  return {
+    priorities,
+    priorityRatio: integerIn(name, "priorityRatio", ratio, 1, PRIORITY_RATIO_MAX),
   };
 }
 
@@ -225,6 +252,8 @@ export function differingField(
     "maxLength",
     "overflow",
     "singleActiveConsumer",
+    "priorities",
+    "priorityRatio",
   ] as const;
   return fields.find((field) => existing[field] !== wanted[field]);
 }

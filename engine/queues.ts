@@ -64,6 +64,8 @@ export class Queues {
   readonly #creatingTopics = new Map<string, Promise<void>>();
   /** The reject-publish queues with a max length, by the topic they read. */
   readonly #rejectPublish = new Map<string, Queue[]>();
+  /** Priority levels by the topic a priority queue reads (queue_priority.ts). */
+  readonly #levels = new Map<string, number>();
   #timer: ReturnType<typeof setTimeout> | undefined;
   #timerAtMs = Number.POSITIVE_INFINITY;
   #closed = false;
@@ -149,6 +151,7 @@ export class Queues {
         topic: config.topic,
       });
     }
+    checkLevels(config, logs.length);
     if (logs.length !== config.startOffsets.length) {
       throw new SluiceError(
         "INVALID_CONFIG",
@@ -219,6 +222,7 @@ export class Queues {
         topic: wanted.topic,
       });
     }
+    checkLevels(wanted, logs.length);
     if (this.#queues.size >= QUEUES_MAX) {
       throw new SluiceError("INVALID_CONFIG", `Queue limit ${QUEUES_MAX} reached`, {
         queue: name,
@@ -300,10 +304,18 @@ export class Queues {
     return { taken, fullQueue };
   }
 
-  /** Rebuilds the reject-publish queues by topic after a queue came or went. */
+  /** The priority levels of `topic` (a priority queue reads it), or undefined. */
+  levels(topic: string): number | undefined {
+    return this.#levels.get(topic);
+  }
+
+  /** Rebuilds the reject-publish queues and priority levels by topic after a queue came or went. */
   #indexRejectPublish(): void {
     this.#rejectPublish.clear();
+    this.#levels.clear();
     for (const queue of this.#queues.values()) {
+      const { priorities } = queue.config;
+      if (priorities !== null) this.#levels.set(queue.config.topic, priorities);
       const { topic, maxLength, overflow } = queue.config;
       if (maxLength === null || overflow !== "reject-publish") continue;
       const list = this.#rejectPublish.get(topic);
@@ -432,6 +444,18 @@ export class Queues {
     for (const queue of this.#queues.values()) next = Math.min(next, queue.nextSweepMs() ?? next);
     if (Number.isFinite(next)) this.#scheduleSweep(next);
   }
+}
+
+/** A priority queue needs a topic of one partition per level. */
+function checkLevels(config: { name: string; priorities: number | null }, partitions: number) {
+  const { name, priorities } = config;
+  if (priorities === null || priorities === partitions) return;
+  throw new SluiceError(
+    "INVALID_CONFIG",
+    `Queue '${name}': priorities ${priorities} needs a topic of ${priorities} partitions ` +
+      `(one per level), and its topic has ${partitions}`,
+    { queue: name, field: "priorities", value: priorities },
+  );
 }
 
 function sameOrRefuse(
