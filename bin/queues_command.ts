@@ -4,6 +4,7 @@
 //   sluice queues declare short --topic jobs --message-ttl-ms 60000
 //   sluice queues declare capped --max-length 1000 --overflow reject-publish
 //   sluice queues declare ordered --single-active-consumer
+//   sluice queues declare urgent --priorities 10 --priority-ratio 100
 //   sluice queues list [--json]
 //   sluice queues purge work
 //   sluice queues delete work
@@ -39,6 +40,8 @@ const DECLARE_FLAGS = [
   "max-length",
   "overflow",
   "single-active-consumer",
+  "priorities",
+  "priority-ratio",
 ];
 
 export async function queues(values: ParsedValues, positionals: string[]): Promise<number> {
@@ -119,6 +122,8 @@ function settingsOf(values: ParsedValues): QueueSettings {
     ["prefetch", "prefetch"],
     ["max-in-flight", "maxInFlight"],
     ["message-ttl-ms", "messageTtlMs"],
+    ["priorities", "priorities"],
+    ["priority-ratio", "priorityRatio"],
   ] as const;
   for (const [flag, key] of numbers) {
     const value = integerValue(values, flag, 1);
@@ -137,10 +142,11 @@ async function declare(broker: Broker, name: string, settings: QueueSettings): P
   const maxLength =
     queue.maxLength === null ? "" : `, max length ${queue.maxLength} (${queue.overflow})`;
   const single = queue.singleActiveConsumer ? ", single active consumer" : "";
+  const priorities = queue.priorities === null ? "" : `, ${queue.priorities} priorities`;
   console.log(
     `declared queue ${queue.name} on topic ${queue.topic} (from ${queue.from}, lock ` +
       `${queue.lockMs} ms, delivery limit ${queue.deliveryLimit}, prefetch ${queue.prefetch}, ` +
-      `${deadLetters}${ttl}${maxLength}${single})`,
+      `${deadLetters}${ttl}${maxLength}${single}${priorities})`,
   );
   return 0;
 }

@@ -8,7 +8,8 @@
 //                 fsync?: "always" | "never" = "always", messageTtlMs?: int | null = null,
 //                 messageTtlHeader?: "read" | "ignore" = "read", maxLength?: int | null = null,
 //                 overflow?: "drop-head" | "reject-publish" = "drop-head",
-//                 singleActiveConsumer?: bool = false }
+//                 singleActiveConsumer?: bool = false, priorities?: int | null = null,
+//                 priorityRatio?: int | null = null }
 //     response: { errorCode: int, errorMessage: string | null, queue: QueueInfo | null }
 //   QueueDelete (14)
 //     request:  { name: string }
@@ -31,7 +32,8 @@
 //   QueueInfo      = { name, topic, from, deadLetterTopic: string | null, deliveryLimit: int,
 //                      lockMs: int, prefetch: int, maxInFlight: int, fsync,
 //                      messageTtlMs: int | null, messageTtlHeader, maxLength: int | null,
-//                      overflow, singleActiveConsumer: bool, startOffsets: [int],
+//                      overflow, singleActiveConsumer: bool, priorities: int | null,
+//                      priorityRatio: int | null, startOffsets: [int],
 //                      createdMs: int }
 //   QueueStatsInfo = { members, ready, acquired, deadLettering, delivered, accepted,
 //                      deadLettered, discarded, expired, overflowed: int,
@@ -84,6 +86,10 @@ export type QueueSettings = {
   overflow?: "drop-head" | "reject-publish";
   /** One member (the earliest joined) gets every record; the next takes over when it leaves. */
   singleActiveConsumer?: boolean;
+  /** Priority levels (2-10): one partition per level, higher first; null (default): none. */
+  priorities?: number | null;
+  /** With priorities: higher-level records in a row before a waiting lower level is served. */
+  priorityRatio?: number | null;
 };
 
 export type QueueDeclareRequest = QueueSettings & { name: string };
@@ -93,6 +99,8 @@ export type QueueInfo = Required<QueueSettings> & {
   deadLetterTopic: string | null;
   messageTtlMs: number | null;
   maxLength: number | null;
+  priorities: number | null;
+  priorityRatio: number | null;
   /** The first offset delivered, per partition: fixed at the declare. */
   startOffsets: number[];
   createdMs: number;
@@ -185,6 +193,8 @@ export function readQueueDeclareRequest(reader: Reader): QueueDeclareRequest {
     "maxInFlight",
     "messageTtlMs",
     "maxLength",
+    "priorities",
+    "priorityRatio",
   ] as const;
   for (const key of keys) {
     const value = optionalInt(fields, key);
@@ -237,6 +247,8 @@ function queueInfo(fields: Fields): QueueInfo {
     maxLength: fields["maxLength"] == null ? null : intField(fields, "maxLength", INT),
     overflow: (optionalString(fields, "overflow") ?? "drop-head") as QueueInfo["overflow"],
     singleActiveConsumer: fields["singleActiveConsumer"] === true,
+    priorities: fields["priorities"] == null ? null : intField(fields, "priorities", INT),
+    priorityRatio: fields["priorityRatio"] == null ? null : intField(fields, "priorityRatio", INT),
     startOffsets: arrayField(fields, "startOffsets", ITEMS_MAX).map((offset) =>
       intField({ "startOffsets[]": offset }, "startOffsets[]", INT),
     ),

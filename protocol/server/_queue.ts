@@ -190,6 +190,8 @@ export function queueInfo(config: QueueConfig): QueueInfo {
     maxLength: config.maxLength,
     overflow: config.overflow,
     singleActiveConsumer: config.singleActiveConsumer,
+    priorities: config.priorities,
+    priorityRatio: config.priorityRatio,
     startOffsets: [...config.startOffsets],
     createdMs: config.createdMs,
   };

@@ -112,7 +112,7 @@ describe("priority queues", () => {
     }
   });
 
-  test("a released record goes back ahead of its level's new records, behind higher ones", async () => {
+  test("a released record goes back ahead of its level, behind higher ones", async () => {
     using dir = tempDir();
     const engine = await setup(dir.path, { priorities: 3 });
     try {
@@ -168,7 +168,7 @@ describe("priority queues", () => {
     [{ priorityRatio: 2 }, "priorityRatio"],
     [{ priorities: 3, priorityRatio: 0 }, "priorityRatio"],
   ] as const) {
-    test(`${JSON.stringify(options)} is INVALID_CONFIG naming ${field}; nothing is made`, async () => {
+    test(`${JSON.stringify(options)} is INVALID_CONFIG naming ${field}`, async () => {
       using dir = tempDir();
       const { engine } = await openEngine(dir.path, new Clock());
       try {

@@ -293,6 +293,8 @@ describe("queue control messages v1", () => {
       maxLength: 5,
       overflow: "reject-publish" as const,
       singleActiveConsumer: true,
+      priorities: 2,
+      priorityRatio: 10,
       startOffsets: [0, 5],
       createdMs: 1_700_000_000_000,
     };
@@ -350,6 +352,8 @@ describe("queue control messages v1", () => {
       maxLength: 10,
       overflow: "reject-publish" as const,
       singleActiveConsumer: true,
+      priorities: 4,
+      priorityRatio: 100,
     };
     const bytes = bodyOf((writer) => writeQueueDeclareRequest(writer, request));
     assert.deepEqual(readQueueDeclareRequest(new Reader(bytes)), request);
@@ -374,6 +378,8 @@ describe("queue control messages v1", () => {
     assert.equal(queue?.maxLength, null);
     assert.equal(queue?.overflow, "drop-head");
     assert.equal(queue?.singleActiveConsumer, false);
+    assert.equal(queue?.priorities, null);
+    assert.equal(queue?.priorityRatio, null);
   });
 
   test("wrong types are refused naming the key", () => {

@@ -1,5 +1,5 @@
-// `sluice queues declare --max-length N --overflow drop-head|reject-publish` and
-// `--single-active-consumer` end to end against a `sluice serve` process: the settings and the
+// `sluice queues declare --max-length N --overflow drop-head|reject-publish`,
+// `--single-active-consumer` and `--priorities N` (with `produce --priority P`) end to end against a `sluice serve` process: the settings and the
 // `overflowed` count in `queues list --json`, drop-head keeping the newest records,
 // reject-publish refusing the rest of a publish with QUEUE_FULL (exit 1), and bad values
 // refused by the CLI (exit 2).
@@ -38,7 +38,7 @@ function lines(text: string): string[] {
   return text.split("\n").filter((line) => line.length > 0);
 }
 
-describe("sluice queue max length and single active consumer", () => {
+describe("sluice queue max length, single active consumer and priorities", () => {
   const state: { dir?: { path: string } & Disposable; server?: ServerProcess } = {};
   before(async () => {
     state.dir = tempDir();
@@ -90,6 +90,24 @@ describe("sluice queue max length and single active consumer", () => {
     const stats = await queueJson("one");
     assert.equal(stats?.["singleActiveConsumer"], true);
     assert.equal(stats?.["activeMember"], null);
+  });
+
+  test("--priorities: produce --priority P is served highest first, FIFO within a level", async () => {
+    const declared = await ok(["queues", "declare", "urgent", "--priorities", "3"]);
+    assert.match(declared.stdout, /3 priorities/);
+    assert.equal((await queueJson("urgent"))?.["priorities"], 3);
+    await ok(["produce", "--queue", "urgent"], "low-1\nlow-2\n");
+    await ok(["produce", "--queue", "urgent", "--priority", "9"], "top-1\ntop-2\n");
+    await ok(["produce", "--queue", "urgent", "--priority", "1"], "mid\n");
+    const got = await ok(["consume", "--queue", "urgent", "--count", "5"]);
+    assert.deepEqual(lines(got.stdout), ["top-1", "top-2", "mid", "low-1", "low-2"]);
+    const onTopic = await run(["produce", "--topic", "urgent", "--priority", "1"], "x\n");
+    assert.equal(onTopic.status, 2);
+    const range = await run(["produce", "--queue", "urgent", "--priority", "256"], "x\n");
+    assert.equal(range.status, 2);
+    const levels = await run(["queues", "declare", "many", "--priorities", "11"]);
+    assert.equal(levels.status, 1);
+    assert.match(levels.stderr, /priorities 11/);
   });
 
   test("bad values are refused by the CLI with exit code 2; nothing is declared", async () => {
