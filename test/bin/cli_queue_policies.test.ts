@@ -1,8 +1,9 @@
 // `sluice queues declare --max-length N --overflow drop-head|reject-publish`,
-// `--single-active-consumer` and `--priorities N` (with `produce --priority P`) end to end against a `sluice serve` process: the settings and the
-// `overflowed` count in `queues list --json`, drop-head keeping the newest records,
-// reject-publish refusing the rest of a publish with QUEUE_FULL (exit 1), and bad values
-// refused by the CLI (exit 2).
+// `--single-active-consumer` and `--priorities N` (with `produce --priority P`) end to end
+// against a `sluice serve` process: the settings and the `overflowed` count in
+// `queues list --json`, drop-head keeping the newest records, reject-publish refusing the rest
+// of a publish with QUEUE_FULL (exit 1), priority order, and bad values refused by the CLI
+// (exit 2) or the broker (exit 1).
 
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
@@ -92,7 +93,7 @@ describe("sluice queue max length, single active consumer and priorities", () =>
     assert.equal(stats?.["activeMember"], null);
   });
 
-  test("--priorities: produce --priority P is served highest first, FIFO within a level", async () => {
+  test("--priorities: produce --priority P goes highest first, FIFO within a level", async () => {
     const declared = await ok(["queues", "declare", "urgent", "--priorities", "3"]);
     assert.match(declared.stdout, /3 priorities/);
     assert.equal((await queueJson("urgent"))?.["priorities"], 3);
