@@ -69,6 +69,7 @@ import {
   declareSubscriptionQueue,
   type QueueModeOptions,
   queueCounts,
+  priorityLevelsSetting,
   queueModeSettings,
 } from "./sluice_queue.ts";
 
@@ -293,6 +294,7 @@ export class SluiceTcpDriver implements Driver {
       subscription: "a consumer group: its consumers share the partitions; reads from the start",
       heartbeatIntervalMs: started ? HEARTBEAT_INTERVAL_MS : "server's",
       ...(this.#settings.queue === undefined ? {} : queueModeSettings(this.#settings.queue)),
+      ...priorityLevelsSetting(this.#config.priorityLevels),
       tls: this.#settings.tls ? "TLS (throwaway CA unless tlsCaFile)" : "plaintext",
       authentication: this.#settings.sasl ?? "none",
     };
@@ -390,7 +392,8 @@ export class SluiceTcpDriver implements Driver {
 
   async createSubscription(topic: string, subscription: string): Promise<void> {
     if (this.#settings.queue === undefined) return;
-    await declareSubscriptionQueue(this.#adminOrThrow(), topic, subscription);
+    const levels = this.#config.priorityLevels ?? 0;
+    await declareSubscriptionQueue(this.#adminOrThrow(), topic, subscription, levels);
   }
 
   async createAckingConsumer(
