@@ -84,6 +84,10 @@ export const COMMANDS: Command[] = [
         type: "string",
         help: "Lower advertised Kafka API maxima: min, or API=MAX,... (e.g. Fetch=4)",
       },
+      "kafka-tls": {
+        type: "boolean",
+        help: "TLS on the Kafka port too, with --tls-cert/--tls-key/--tls-ca (SASL_SSL, SSL)",
+      },
       "kafka-initial-rebalance-delay-ms": {
         type: "string",
         help: "A new classic group waits this long for more members (default 3000)",

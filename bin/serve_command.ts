@@ -57,6 +57,7 @@ export async function serve(values: ParsedValues): Promise<number> {
       );
     }
   }
+  const httpTls = httpTlsOf(flags, security.tls, settings.httpPort);
   const log = makeLogger(resolved);
   log.info("starting", describeSettings(resolved));
   const { Engine } = await import("../engine/mod.ts");
@@ -73,7 +74,7 @@ export async function serve(values: ParsedValues): Promise<number> {
     partitions: topics.reduce((sum, topic) => sum + topic.partitions, 0),
     ms: Math.round(performance.now() - openedAtMs),
   });
-  const stopHttp = await startHttp(settings, engine, log);
+  const stopHttp = await startHttp(settings, engine, log, httpTls);
   let server: Awaited<ReturnType<typeof SluiceServer.start>>;
   try {
     server = await SluiceServer.start({
@@ -101,6 +102,7 @@ export async function serve(values: ParsedValues): Promise<number> {
   watch.start();
   log.info("listening", { host: server.host, port: server.port });
   if (server.kafka !== undefined) {
+    log.info("kafka listening", { port: server.kafka.port, tls: server.kafka.tls });
     console.log(`kafka listening on ${server.kafka.host}:${server.kafka.port}`);
   }
   if (server.tlsPort !== undefined) {
@@ -117,10 +119,23 @@ export async function serve(values: ParsedValues): Promise<number> {
   return 0;
 }
 
+/** `--http-tls`: the HTTP listener speaks HTTPS with the native listener's certificate. */
+function httpTlsOf(
+  flags: ParsedValues,
+  tls: { certFile: string; keyFile: string } | undefined,
+  httpPort: number | undefined,
+): { cert: string; key: string } | undefined {
+  if (flags["http-tls"] !== true) return undefined;
+  if (tls === undefined) throw new UsageError("--http-tls needs --tls-cert and --tls-key");
+  if (httpPort === undefined) throw new UsageError("--http-tls needs --http-port");
+  return { cert: fs.readFileSync(tls.certFile, "utf8"), key: fs.readFileSync(tls.keyFile, "utf8") };
+}
+
 async function startHttp(
   settings: Resolved["settings"],
   engine: import("../engine/mod.ts").Engine,
   log: Logger,
+  tls: { cert: string; key: string } | undefined,
 ): Promise<OpsHttp | undefined> {
   if (settings.httpPort === undefined) return undefined;
   const { startOpsHttp } = await import("../ops/http.ts");
@@ -131,9 +146,10 @@ async function startHttp(
       engine,
       metricsPartitionsMax: settings.metricsPartitionsMax,
       ...(settings.httpToken === undefined ? {} : { token: settings.httpToken }),
+      ...(tls === undefined ? {} : { tls }),
       log,
     });
-    log.info("http listening", { host: http.host, port: http.port });
+    log.info("http listening", { host: http.host, port: http.port, tls: http.tls });
     console.log(`http listening on ${http.host}:${http.port}`);
     return http;
   } catch (error) {

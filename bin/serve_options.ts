@@ -16,6 +16,10 @@ export const SERVE_OPS_OPTIONS: Record<string, OptionSpec> = {
     type: "string",
     help: "Require this token on the HTTP listener (Bearer, or a Basic password)",
   },
+  "http-tls": {
+    type: "boolean",
+    help: "HTTPS on the HTTP listener, with --tls-cert and --tls-key",
+  },
   "metrics-partitions-max": {
     type: "string",
     help: "Above this many partitions /metrics exports per-topic series only (default 1000)",

@@ -65,6 +65,7 @@ export {
   type OffsetStoreOptions,
 } from "./offset_store.ts";
 export type { Corruption } from "./segment_scan.ts";
+export { type BatchLease, LENT_BATCH_BYTES_MIN } from "./segment.ts";
 export {
   QUEUE_MEMBERS_MAX,
   type Queue,

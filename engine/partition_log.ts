@@ -45,7 +45,7 @@ import {
 } from "../record/mod.ts";
 import type { ProducerState } from "./producer_state.ts";
 import { producerOf, rebuildProducerState } from "./producer_scan.ts";
-import { type Segment, TAIL_CACHE_BYTES_DEFAULT } from "./segment.ts";
+import { type BatchLease, type Segment, TAIL_CACHE_BYTES_DEFAULT } from "./segment.ts";
 import type { Corruption } from "./segment_scan.ts";
 
 export type { ReadResult } from "./log_read.ts";
@@ -146,7 +146,15 @@ export class PartitionLog {
     if (typeof fsync === "object") {
       // A failed background fsync already rejects the round's appends and fences the log; the
       // timer has no caller to tell, and an unhandled rejection would end the process.
-      const sync = () => void this.#requestSync().catch(() => {});
+      // An idle log is not fsynced: with nothing appended past the recovery point and nothing
+      // waiting, there is nothing to make durable. Without this check every partition cost an
+      // fdatasync (and, past the open-files budget, a reopened descriptor) per interval, even
+      // idle: 10,000 partitions made 10,000 thread-pool fsyncs a second, which a Deno-run
+      // broker could not keep up with while it created more partitions.
+      const sync = () => {
+        if (this.#recoveryPoint >= this.logEndOffset && !this.#hasFlushWork()) return;
+        void this.#requestSync().catch(() => {});
+      };
       this.#syncTimer = setInterval(sync, fsync.intervalMs);
       // A background fsync must not keep a process alive that has nothing else to do.
       (this.#syncTimer as { unref?: () => void }).unref?.();
@@ -220,9 +228,12 @@ export class PartitionLog {
   /**
    * `append`, except that a batch refused before anything is written (closed or fenced log,
    * invalid batch, sequence out of order) throws at once instead of rejecting later, so a
-   * caller appending several batches in order can stop at the first refusal.
+   * caller appending several batches in order can stop at the first refusal. With a `lease`
+   * (see BatchLease in segment.ts), a large batch is kept as a view of the caller's memory
+   * instead of being copied, and its base offset is patched in place: the caller must not
+   * change those bytes afterwards, and gets each view back through the lease.
    */
-  appendChecked(batch: Uint8Array): Promise<AppendResult> {
+  appendChecked(batch: Uint8Array, lease?: BatchLease): Promise<AppendResult> {
     const refused = this.#refusal();
     if (refused !== undefined) throw refused;
     this.#validate(batch);
@@ -240,7 +251,8 @@ export class PartitionLog {
       this.#maybeRoll(batch.length, recordCount);
       baseOffset = this.#active.nextOffset;
       const lastOffset = baseOffset + recordCount - 1;
-      this.#active.append(batch, baseOffset, lastOffset, maxTimestampAt(batch, 0));
+      const maxTimestamp = maxTimestampAt(batch, 0);
+      this.#active.append(batch, { baseOffset, lastOffset, maxTimestamp }, lease);
       this.#activeCreatedMs ??= this.#now();
       if (producer !== undefined) this.#producers.record(producer, baseOffset);
     } catch (error) {

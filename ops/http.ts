@@ -12,9 +12,12 @@
 // authentication is on) every path answers 401 unless the request carries it, as
 // `Authorization: Bearer TOKEN` (scrapers, probes) or as the password of HTTP Basic with any
 // user name (a browser asks for it once and sends it with the page's own requests).
+// With `tls` (`serve --http-tls`, the listener's own --tls-cert and --tls-key) it speaks HTTPS
+// only, TLS 1.2 and later, so the token never crosses the network in clear.
 
 import { createHash, timingSafeEqual } from "node:crypto";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import { createServer as createSecureServer } from "node:https";
 import type { Engine } from "../engine/mod.ts";
 import { Admin, type SluiceServer } from "../protocol/mod.ts";
 import type { Logger } from "./log.ts";
@@ -60,6 +63,8 @@ export type OpsHttpOptions = {
   metricsPartitionsMax?: number;
   /** When set, every request must carry it (see the file's header). */
   token?: string;
+  /** PEM certificate chain and key: the listener speaks HTTPS only. */
+  tls?: { cert: string; key: string };
   log?: Logger;
 };
 
@@ -83,6 +88,8 @@ function presentedToken(request: IncomingMessage): string | undefined {
 }
 
 export type OpsHttp = {
+  /** Whether it speaks HTTPS. */
+  tls: boolean;
   readonly host: string;
   readonly port: number;
   /** The native listener is up: /readyz answers 200 from now on. */
@@ -159,14 +166,19 @@ export async function startOpsHttp(options: OpsHttpOptions): Promise<OpsHttp> {
     if (path === "/") return send(response, 200, "text/html; charset=utf-8", PAGE_HTML);
     return send(response, 404, "text/plain", `no such page: ${path}\n`);
   };
-  const server: Server = createServer((request, response) => {
+  const handle = (request: IncomingMessage, response: ServerResponse) => {
     try {
       route(request, response);
     } catch (error) {
       options.log?.error("http request failed", { url: request.url, error: String(error) });
       if (!response.headersSent) send(response, 500, "text/plain", "internal error\n");
     }
-  });
+  };
+  const tls = options.tls;
+  const server: Server =
+    tls === undefined
+      ? createServer(handle)
+      : createSecureServer({ cert: tls.cert, key: tls.key, minVersion: "TLSv1.2" }, handle);
   try {
     await new Promise<void>((resolve, reject) => {
       server.once("error", reject);
@@ -184,6 +196,7 @@ export async function startOpsHttp(options: OpsHttpOptions): Promise<OpsHttp> {
   return {
     host: options.host,
     port,
+    tls: tls !== undefined,
     ready(native) {
       broker = native;
       const host = native.host === "0.0.0.0" || native.host === "::" ? "127.0.0.1" : native.host;

@@ -34,7 +34,12 @@ import {
   readRequestHeader,
 } from "../codec/frames.ts";
 import { errorToWire, ProtocolError, WIRE_ERRORS } from "../codec/errors.ts";
-import { FrameReader, FrameTooLargeError } from "../codec/frame_reader.ts";
+import {
+  FREE_LEASE,
+  type FrameLease,
+  FrameReader,
+  FrameTooLargeError,
+} from "../codec/frame_reader.ts";
 import { Outbox, type TransportSocket } from "../codec/outbox.ts";
 import { Reader } from "../codec/wire.ts";
 import { assert, InvariantError } from "../../record/mod.ts";
@@ -59,6 +64,11 @@ export type RequestContext = {
   correlationId: number;
   reader: Reader;
   connection: ServerConnection;
+  /**
+   * Lets a handler keep views of the request's bytes past its synchronous part (the produce
+   * handler lends large batches to the engine); undefined when the bytes must be copied.
+   */
+  lease: FrameLease | undefined;
 };
 
 export type ServerConnectionHost = {
@@ -122,6 +132,7 @@ export class ServerConnection {
     this.#host = host;
     this.#frames = new FrameReader(host.limits.handshakeFrameBytesMax, {
       assembly: "pooled",
+      freshChunks: socket.freshChunks === true,
       discard: {
         headBytes: REQUEST_HEADER_BYTES,
         screen: (head, sizeBytes) => this.#overBodyLimit(head, sizeBytes) !== undefined,
@@ -180,8 +191,11 @@ export class ServerConnection {
     if (this.#frames.readingFrame) this.#frameStartedMs ??= this.#host.now();
   }
 
-  /** A frame's view is valid only during this call (pooled assembly): a held frame is copied. */
-  #onFrame = (payload: Uint8Array): void => {
+  /**
+   * A frame's view is valid only during this call unless kept through its lease: a frame that
+   * waits in the backlog is copied (and the copy, memory of its own, is kept freely).
+   */
+  #onFrame = (payload: Uint8Array, lease: FrameLease | undefined): void => {
     this.lastFrameMs = this.#host.now();
     this.#frameStartedMs = undefined;
     const waits = this.#paused || this.#backlog.length > 0 || this.#overBudget();
@@ -190,7 +204,7 @@ export class ServerConnection {
       this.#backlog.push(this.#discarded.has(payload) ? payload : payload.slice());
       this.#updateFlow();
     } else {
-      this.#frame(payload);
+      this.#frame(payload, lease);
     }
   };
 
@@ -225,7 +239,7 @@ export class ServerConnection {
 
   #onDiscarded = (head: Uint8Array, sizeBytes: number): void => {
     this.#discarded.set(head, sizeBytes);
-    this.#onFrame(head);
+    this.#onFrame(head, FREE_LEASE);
   };
 
   /**
@@ -314,7 +328,7 @@ export class ServerConnection {
     this.socket.destroy();
   }
 
-  #frame(payload: Uint8Array): void {
+  #frame(payload: Uint8Array, lease: FrameLease | undefined): void {
     if (this.closed || this.#closeAfterFlush) return;
     const reader = new Reader(payload);
     let header: ReturnType<typeof readRequestHeader>;
@@ -350,7 +364,7 @@ export class ServerConnection {
     slot.served = true;
     this.#inFlight++;
     assert(this.#inFlight <= this.#host.limits.inFlightMax, "inFlight stays within inFlightMax");
-    this.#run(slot, { ...header, reader, connection: this });
+    this.#run(slot, { ...header, reader, connection: this, lease });
     this.#updateFlow();
   }
 
@@ -449,7 +463,7 @@ export class ServerConnection {
         this.#updateFlow();
         return;
       }
-      this.#frame(this.#backlog.shift()!);
+      this.#frame(this.#backlog.shift()!, FREE_LEASE);
     }
   }
 

@@ -30,7 +30,7 @@ import { exchangeHandlers } from "./_exchange.ts";
 import { listen, type TransportKind, type TransportServer } from "./_transport.ts";
 import { SecurityGate, type SecurityOptions } from "./_auth.ts";
 import { securityHandlers } from "./_auth_handlers.ts";
-import { type TlsServerOptions, tlsListen } from "./_tls.ts";
+import { type TlsListen, type TlsServerOptions, tlsListen } from "./_tls.ts";
 import { KafkaListener, type KafkaListenerOptions } from "../kafka/listener.ts";
 
 /** The Kafka listener's own options; the engine, groups and limits are the server's. */
@@ -45,7 +45,14 @@ export type KafkaOptions = Pick<KafkaListenerOptions, "port"> &
       | "versionCaps"
       | "initialRebalanceDelayMs"
     >
-  >;
+  > & {
+    /**
+     * Speak TLS on the Kafka port, with the server's `tls` certificate, key and CA (clients'
+     * SSL or SASL_SSL); needs `tls`. Without it the Kafka port is plaintext (PLAINTEXT or
+     * SASL_PLAINTEXT).
+     */
+    tls?: boolean;
+  };
 
 export type ServerOptions = {
   /** Data directory to open; or pass an open `engine` (which the server will not close). */
@@ -101,6 +108,7 @@ export class SluiceServer {
   #ownsEngine: boolean;
   #transport: TransportServer | undefined;
   #tlsTransport: TransportServer | undefined;
+  #secure: TlsListen | undefined;
   #security: SecurityGate | undefined;
   /** The Kafka listener, when `kafka` was given. */
   kafka: KafkaListener | undefined;
@@ -213,6 +221,7 @@ export class SluiceServer {
   async #listen(options: ServerOptions): Promise<void> {
     const handlers = this.#transportHandlers();
     const secure = options.tls === undefined ? undefined : tlsListen(options.tls, this.#log);
+    this.#secure = secure;
     const mainSecure = options.tls?.port === undefined ? secure : undefined;
     const port = options.port ?? 7450;
     this.#transport = await listen(this.host, port, handlers, options.transport, mainSecure);
@@ -237,17 +246,19 @@ export class SluiceServer {
   }
 
   #startKafka(options: ServerOptions): Promise<KafkaListener> {
-    // The Kafka listener has no SASL or ACL checks yet: with authentication on it would be an
-    // open door beside a locked one, so the server refuses to start with both.
-    if (this.#security !== undefined) {
+    // With authentication on, the Kafka listener requires SASL and checks the same ACLs.
+    const { tls, ...kafka } = options.kafka!;
+    if (tls === true && this.#secure === undefined) {
       throw new SluiceError(
         "INVALID_CONFIG",
-        "the Kafka listener does not support authentication yet: start it without --auth",
-        { kafkaPort: options.kafka!.port },
+        "a TLS Kafka listener needs the server's certificate and key (tls.certFile, keyFile)",
+        { kafkaPort: kafka.port },
       );
     }
     return KafkaListener.start({
-      ...options.kafka!,
+      ...kafka,
+      ...(this.#security === undefined ? {} : { security: this.#security }),
+      ...(tls === true ? { tls: this.#secure! } : {}),
       engine: this.engine,
       groups: this.#groups,
       limits: this.limits,
