@@ -331,6 +331,7 @@ async function benchDriver(
         workDir,
         options: driverOptions,
         ackMode: workload.ackMode,
+        priorityLevels: workload.priorityLevels,
       });
       await driver.initialize();
     }

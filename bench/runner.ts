@@ -295,6 +295,7 @@ async function setUpWorkers(
     topics,
     subscriptions,
     ackMode: workload.ackMode,
+    priorityLevels: workload.priorityLevels,
   };
   const replies = await Promise.all(workers.map((worker) => worker.setup(request)));
   return replies[0]!;

@@ -20,6 +20,8 @@
 //   randomizedPayloadPoolSize: 1000
 //   ackMode: stream                 # stream | per-message: how consumers acknowledge
 //   releaseRatio: 0                 # per-message only: share of messages released once
+//   priorityLevels: 0               # per-message only: 2-10 makes each subscription a priority
+//                                   # queue, a message's priority = its partition (0: none)
 
 import fs from "node:fs";
 import { basename, dirname, extname, isAbsolute, join, resolve } from "node:path";
@@ -40,6 +42,8 @@ export const ACK_MODES = ["stream", "per-message"] as const;
 export type AckMode = (typeof ACK_MODES)[number];
 /** At most this share of messages may be released (a release ratio of 1 would never end). */
 export const RELEASE_RATIO_MAX = 0.5;
+/** Priority levels of a workload's queues at most (a priority queue takes 2-10). */
+export const PRIORITY_LEVELS_MAX = 10;
 
 export type Workload = {
   name: string;
@@ -66,6 +70,12 @@ export type Workload = {
    * the queue) instead of accepting; a redelivered message is always accepted.
    */
   releaseRatio: number;
+  /**
+   * With ackMode per-message, 2-10: each subscription is a priority queue of that many levels
+   * and a message's priority is the partition its producer picked (partitionsPerTopic must
+   * equal it); 0 (default): no priorities.
+   */
+  priorityLevels: number;
   /** Where it was loaded from ("<inline>" for an object). */
   source: string;
 };
@@ -122,6 +132,7 @@ const KNOWN_FIELDS = new Set([
   "randomizedPayloadPoolSize",
   "ackMode",
   "releaseRatio",
+  "priorityLevels",
   // OMB's backlog-drain tuning: meaningful only with consumerBacklogSizeGB > 0, accepted so
   // OMB files load, and otherwise ignored.
   "backlogDrainRatio",
@@ -231,6 +242,7 @@ export function validateWorkload(raw: unknown, file = "<inline>"): Workload {
     ),
     ackMode: ackModeOf(read),
     releaseRatio: read.number("releaseRatio", 0, RELEASE_RATIO_MAX, 0),
+    priorityLevels: read.integer("priorityLevels", 0, PRIORITY_LEVELS_MAX, 0),
     source: file,
   };
   checkRelations(read, workload);
@@ -254,7 +266,23 @@ function ackModeOf(read: FieldReader): AckMode {
   return value as AckMode;
 }
 
+function checkPriorities(read: FieldReader, workload: Workload): void {
+  const levels = workload.priorityLevels;
+  if (levels === 0) return;
+  if (levels < 2) read.fail("priorityLevels", "must be 0 (none) or 2-10");
+  if (workload.ackMode !== "per-message") {
+    read.fail("priorityLevels", "needs ackMode: per-message (priorities are a queue's)");
+  }
+  if (workload.partitionsPerTopic !== levels) {
+    read.fail(
+      "priorityLevels",
+      "must equal partitionsPerTopic (a message's partition is its priority)",
+    );
+  }
+}
+
 function checkRelations(read: FieldReader, workload: Workload): void {
+  checkPriorities(read, workload);
   if (workload.releaseRatio > 0 && workload.ackMode !== "per-message") {
     read.fail("releaseRatio", "needs ackMode: per-message (only a queue can release a message)");
   }

@@ -128,7 +128,8 @@ export const COMMANDS: Command[] = [
     name: "produce",
     usage:
       "produce (--topic T | --exchange X | --queue Q) [--routing-key K] [--key-separator SEP] " +
-      "[--header K=V]... [--partition N] [--acks 0|1|all] [--value-file FILE [--key K]]",
+      "[--header K=V]... [--priority P] [--partition N] [--acks 0|1|all] " +
+      "[--value-file FILE [--key K]]",
     summary: "Publish lines from standard input, one record a line (or one file as a record)",
     options: {
       topic: { type: "string", help: "Topic to publish to" },
@@ -137,6 +138,10 @@ export const COMMANDS: Command[] = [
       "routing-key": { type: "string", help: "--exchange: routing key (default: each key)" },
       "key-separator": { type: "string", help: "Split each line into key SEP value" },
       header: { type: "string", multiple: true, help: "Add header KEY=VALUE to every record" },
+      priority: {
+        type: "string",
+        help: "--exchange/--queue: priority 0-255 (header sluice-priority) of every record",
+      },
       "value-file": { type: "string", help: "Send one record: this file's exact bytes (no stdin)" },
       key: { type: "string", help: "With --value-file: the record's key" },
       partition: { type: "string", help: "Partition to write to (default: by key or sticky)" },
@@ -199,7 +204,9 @@ export const COMMANDS: Command[] = [
     usage:
       "queues declare NAME [--topic T] [--from beginning|end] [--dead-letter TOPIC] " +
       "[--delivery-limit N] [--lock-ms N] [--prefetch N] [--message-ttl-ms N] " +
-      "[--message-ttl-header read|ignore] | " +
+      "[--message-ttl-header read|ignore] [--max-length N] " +
+      "[--overflow drop-head|reject-publish] [--single-active-consumer] " +
+      "[--priorities N [--priority-ratio R]] | " +
       "list [--json] | purge NAME | " +
       "delete NAME [--broker HOST:PORT]",
     summary: "Declare, list, purge and delete queues",
@@ -219,6 +226,26 @@ export const COMMANDS: Command[] = [
       "message-ttl-ms": {
         type: "string",
         help: "declare: records expire this long after their timestamp",
+      },
+      "max-length": {
+        type: "string",
+        help: "declare: ready records kept at most (0 or more; default no limit)",
+      },
+      overflow: {
+        type: "string",
+        help: "declare: drop-head (default: oldest ready record dropped) or reject-publish",
+      },
+      "single-active-consumer": {
+        type: "boolean",
+        help: "declare: one member gets every record; the next takes over when it leaves",
+      },
+      priorities: {
+        type: "string",
+        help: "declare: priority levels, 2-10 (one partition each; higher served first)",
+      },
+      "priority-ratio": {
+        type: "string",
+        help: "declare: higher-priority records in a row before a waiting lower level",
       },
       json: { type: "boolean", help: "list: one JSON object per queue, one a line" },
       broker: { type: "string", help: BROKER_HELP },

@@ -32,7 +32,12 @@ import { OffsetStore } from "./offset_store.ts";
 import { type AppendResult, PartitionLog, type ReadResult } from "./partition_log.ts";
 import type { Queue, QueueFetchResult, QueueStats } from "./queue.ts";
 import type { QueueAck } from "./queue_ack.ts";
-import { type QueueConfig, type QueueOptions, validateQueueName } from "./queue_config.ts";
+import {
+  type QueueConfig,
+  type QueueOptions,
+  resolveQueueOptions,
+  validateQueueName,
+} from "./queue_config.ts";
 import { SCRUB_BYTES_PER_SEC_DEFAULT, Scrubber } from "./scrubber.ts";
 import type { QueueFetchOptions } from "./queue_fetch.ts";
 import { Queues } from "./queues.ts";
@@ -640,10 +645,11 @@ export class Engine {
   }
 
   /**
-   * A queue declared without a topic reads a topic of its own name (one partition), created
-   * here: an ordinary topic, writable by clients, so that binding an exchange to each queue
-   * gives every queue its own copy, as RabbitMQ does. A topic of that name that is not already
-   * this queue's is TOPIC_EXISTS; a declare that fails removes the topic it created.
+   * A queue declared without a topic reads a topic of its own name (one partition, or one per
+   * priority level), created here: an ordinary topic, writable by clients, so that binding an
+   * exchange to each queue gives every queue its own copy, as RabbitMQ does. A topic of that
+   * name that is not already this queue's is TOPIC_EXISTS; a declare that fails removes the
+   * topic it created.
    */
   async #declareQueueOwnTopic(
     name: string,
@@ -652,6 +658,8 @@ export class Engine {
     const existing = this.#queues.list().find((queue) => queue.name === name);
     if (existing !== undefined) return this.#queues.declare(name, { ...options, topic: name });
     validateQueueName(name);
+    // Checked before the topic is made, so that a bad option leaves nothing behind.
+    const { priorities } = resolveQueueOptions(name, { ...options, topic: name });
     if (this.#topics.has(name)) {
       throw new SluiceError(
         "TOPIC_EXISTS",
@@ -660,7 +668,8 @@ export class Engine {
         { queue: name, topic: name },
       );
     }
-    await this.createTopic(name, { partitions: 1 });
+    // A priority queue's topic has one partition per level (queue_priority.ts).
+    await this.createTopic(name, { partitions: priorities ?? 1 });
     try {
       return await this.#queues.declare(name, { ...options, topic: name });
     } catch (error) {
@@ -763,8 +772,9 @@ export class Engine {
   /**
    * Routes the records of one batch through an exchange (`""`: the default exchange, to the
    * queue named by the routing key) and appends them to the topics they reach, the records for
-   * one topic as one batch. Resolves with how many topics took records and how many records
-   * nothing took (dropped); with `durable`, once fsynced.
+   * one topic as one batch. Resolves with how many topics took records, how many records
+   * nothing took (dropped) and how many full reject-publish queues refused (`rejected`,
+   * naming `fullQueue`); with `durable`, once fsynced.
    */
   publish(
     exchange: string,
@@ -793,6 +803,8 @@ export class Engine {
     const host = {
       route: this.#exchanges.route.bind(this.#exchanges),
       logs: (topic: string) => this.#topics.get(topic)?.logs,
+      room: (topic: string, count: number) => this.#queues.publishRoom(topic, count),
+      levels: (topic: string) => this.#queues.levels(topic),
     };
     // Each destination's own maxBatchBytes is checked when the routed batch is appended.
     return publishBatch(host, exchange, batch, {

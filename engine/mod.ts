@@ -111,6 +111,13 @@ export {
   headerTtlMs,
   MESSAGE_TTL_MS_MAX,
 } from "./queue_ttl.ts";
+export { MAX_LENGTH_MAX, type QueueOverflow } from "./queue_maxlen.ts";
+export {
+  PRIORITIES_MAX,
+  PRIORITIES_MIN,
+  PRIORITY_RATIO_MAX,
+  priorityLevel,
+} from "./queue_priority.ts";
 export {
   FETCH_BYTES_DEFAULT,
   FETCH_BYTES_MAX,

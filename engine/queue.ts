@@ -62,11 +62,15 @@ import {
   DELTA_DISCARD,
   DELTA_EXPIRED,
   DELTA_FLOOR,
+  DELTA_MAXLEN,
   DELTA_TRUNCATE,
   type QueueCounters,
   QueueStateLog,
   type QueueStateTarget,
 } from "./queue_state_log.ts";
+import { dropHead, publishRoom } from "./queue_maxlen.ts";
+import { PriorityOrder } from "./queue_priority.ts";
+import { activeMember } from "./queue_single_active.ts";
 import { ExpiryReader, isExpired, type JudgedBatch } from "./queue_ttl.ts";
 
 /** Members of one queue at most (owner slots are u16). */
@@ -127,6 +131,10 @@ export type QueueStats = {
   discarded: number;
   /** Dead-lettered or discarded because their TTL ran out (durable; counted above too). */
   expired: number;
+  /** Dropped from the head by max length (durable; counted in deadLettered or discarded). */
+  overflowed: number;
+  /** With singleActiveConsumer: the member that gets every record (null: none, or off). */
+  activeMember: string | null;
   /**
    * Age of the oldest ready record, from the base timestamp of the batch holding it (the
    * first record's timestamp there, read from the batch header); null when none is ready.
@@ -172,6 +180,7 @@ export class Queue implements QueueStateTarget {
     deadLettered: 0,
     discarded: 0,
     expired: 0,
+    overflowed: 0,
   };
   readonly #members = new Map<string, number>();
   readonly #freeSlots: number[] = [];
@@ -192,6 +201,8 @@ export class Queue implements QueueStateTarget {
   #closed = false;
   /** Bytes per record in the batches fetched last, to size the next read. */
   #recordBytes = RECORD_BYTES_GUESS;
+  /** A priority queue's fetch order (one partition per level); undefined: rotation. */
+  readonly #priority: PriorityOrder | undefined;
 
   private constructor(config: QueueConfig, host: QueueHost, logs: PartitionLog[]) {
     assert(logs.length === config.startOffsets.length, "one start offset per partition");
@@ -208,6 +219,9 @@ export class Queue implements QueueStateTarget {
       (start, partition) => new QueueCursor(partition, start, limits, this.#unacked),
     );
     this.#restored = logs.map(() => false);
+    const { priorities, priorityRatio } = config;
+    assert(priorities === null || priorities === logs.length, "one partition per level");
+    this.#priority = priorities === null ? undefined : new PriorityOrder(priorities, priorityRatio);
   }
 
   /** A new queue: cursors at the start offsets, and a state log holding them, synced. */
@@ -291,12 +305,14 @@ export class Queue implements QueueStateTarget {
 
   #start(limitReached: [number, OffsetRun[]][]): void {
     const appended = () => {
+      this.#dropOverflow();
       this.#notify();
       // Records just arrived, so some wait: no need to look (appends are the hot path).
       this.#scheduleTtlCheck(true);
     };
     for (const log of this.#logs) this.#unsubscribe.push(log.onData(appended));
     for (const [partition, runs] of limitReached) this.#deadLetterLater(partition, runs);
+    this.#dropOverflow();
     this.#scheduleTtlCheck(false);
   }
 
@@ -345,6 +361,8 @@ export class Queue implements QueueStateTarget {
       else this.#counters.discarded += count;
     } else if (kind === DELTA_EXPIRED) {
       this.#counters.expired += count;
+    } else if (kind === DELTA_MAXLEN) {
+      this.#counters.overflowed += count;
     } else if (kind === DELTA_FLOOR) {
       cursor.jumpTo(first);
     } else {
@@ -406,6 +424,8 @@ export class Queue implements QueueStateTarget {
   leave(memberId: string): number {
     this.#checkOpen();
     const slot = this.#slot(memberId);
+    // The next member in join order becomes the single active consumer: wake its fetch.
+    if (this.config.singleActiveConsumer) this.#notify();
     let released = 0;
     for (const cursor of this.#cursors) {
       const limitReached: OffsetRun[] = [];
@@ -435,15 +455,22 @@ export class Queue implements QueueStateTarget {
     const nowMs = this.#host.now();
     this.expire(nowMs);
     const result: QueueFetchResult = { lockMs: this.config.lockMs, partitions: [] };
+    // With a single active consumer the others wait, holding nothing, until it leaves.
+    if (this.config.singleActiveConsumer && activeMember(this.#members) !== memberId) {
+      return result;
+    }
     const records = Math.min(maxRecords, this.config.prefetch - this.#unacked[slot]!);
     // A backlog of deltas means the disk is behind: acquire nothing until it catches up.
     if (records <= 0 || this.#state.backlogged) return result;
     const budget: FetchBudget = { records, bytes: maxBytes, batches: 0 };
+    const order = this.#priority?.order(this.#cursors, this.#logs);
     for (let i = 0; i < this.partitionCount && budget.records > 0; i++) {
       if (budget.batches > 0 && budget.bytes <= 0) break;
-      const partition = (this.#rotation + i) % this.partitionCount;
+      const partition = order?.[i] ?? (this.#rotation + i) % this.partitionCount;
+      const before = budget.records;
       const fetched = this.#fetchPartition(partition, slot, nowMs, budget);
       if (fetched !== undefined) result.partitions.push(fetched);
+      this.#priority?.served(partition, before - budget.records);
     }
     this.#rotation = (this.#rotation + 1) % this.partitionCount;
     if (result.partitions.length > 0) this.#host.scheduleSweep(nowMs + this.config.lockMs);
@@ -719,6 +746,7 @@ export class Queue implements QueueStateTarget {
         this.#deadLetterLater(partition, runs, "expired");
       }
     }
+    this.#dropOverflow();
     if (expired > 0) this.#notify();
     return expired;
   }
@@ -756,6 +784,32 @@ export class Queue implements QueueStateTarget {
     return expired;
   }
 
+  /**
+   * Drop-head (queue_maxlen.ts): the oldest ready records past `maxLength` are dead-lettered
+   * with reason "maxlen" (or discarded). Called where records arrive or are counted.
+   */
+  #dropOverflow(): void {
+    const { maxLength, overflow } = this.config;
+    if (maxLength === null || overflow !== "drop-head") return;
+    if (this.#closed || this.#state.fenced !== undefined) return;
+    for (const cursor of this.#cursors) {
+      this.#followRetention(cursor, this.#logs[cursor.partition]!);
+    }
+    const drop = (partition: number, runs: OffsetRun[]) =>
+      this.#deadLetterLater(partition, runs, "maxlen");
+    if (dropHead(maxLength, this.#cursors, this.#logs, drop) > 0) this.#notify();
+  }
+
+  /**
+   * How many of `count` records a publish through an exchange may add to the topic now, as
+   * far as this queue is concerned: all of them unless it is a full reject-publish queue.
+   */
+  publishRoom(count: number): number {
+    const { maxLength, overflow } = this.config;
+    if (maxLength === null || overflow !== "reject-publish" || this.#closed) return count;
+    return publishRoom(maxLength, this.#cursors, this.#logs, count);
+  }
+
   /** Asks for a TTL check one interval from now while some record waits to be acquired. */
   #scheduleTtlCheck(waiting: boolean): void {
     if (this.#closed || !(waiting || this.#hasReady())) return;
@@ -791,7 +845,14 @@ export class Queue implements QueueStateTarget {
     reason: DeathReason = "delivery_limit",
   ): void {
     if (runs.length === 0) return;
-    this.#deadLetter(partition, runs, reason, undefined).catch((error) => {
+    const done = this.#deadLetter(partition, runs, reason, undefined);
+    // Written dead letters free the window: a drop that ran out of room goes on.
+    if (reason === "maxlen")
+      done.then(
+        () => this.#dropOverflow(),
+        () => {},
+      );
+    done.catch((error) => {
       this.#host.warn(
         `queue '${this.config.name}': dead letters of partition ${partition} not written ` +
           `(${String(error)}); retrying in ${DEAD_LETTER_RETRY_MS} ms`,
@@ -840,6 +901,9 @@ export class Queue implements QueueStateTarget {
         // In the same group commit as the delta before it, so both are durable or neither.
         this.#state.add(DELTA_EXPIRED, partition, first, last - first + 1);
         this.#counters.expired += last - first + 1;
+      } else if (reason === "maxlen") {
+        this.#state.add(DELTA_MAXLEN, partition, first, last - first + 1);
+        this.#counters.overflowed += last - first + 1;
       }
     }
     this.#notify();
@@ -947,6 +1011,7 @@ export class Queue implements QueueStateTarget {
       acquired: partitions.reduce((sum, p) => sum + p.acquired, 0),
       deadLettering,
       ...this.#counters,
+      activeMember: this.config.singleActiveConsumer ? activeMember(this.#members) : null,
       oldestReadyAgeMs: this.#oldestReadyAgeMs(nowMs),
       memoryBytes,
       partitions,

@@ -23,7 +23,8 @@
 //       12     …  body:
 //
 //   QUEUE      partitions u32 | delivered i64 | accepted i64 | deadLettered i64 | discarded i64
-//              [| expired i64]        (a 36-byte body, written before TTL existed, means 0)
+//              [| expired i64 [| overflowed i64]]   (a 36-byte body, written before TTL
+//              existed, means expired 0; a 44-byte body, before max length, overflowed 0)
 //   PARTITION  partition u32 | floor i64 | next i64 | runCount u32 |
 //              runCount × (count u32 | state u8 | deliveries u8)       runs cover [floor, next)
 //   DELTAS     entryCount u32 | entryCount × entry (18 bytes):
@@ -38,6 +39,9 @@
 //                                  7 EXPIRED     counts only: `count` records of the
 //                                                DEAD_LETTER or DISCARD before it died
 //                                                of their TTL
+//                                  8 MAXLEN      counts only: `count` records of the
+//                                                DEAD_LETTER or DISCARD before it were
+//                                                dropped from the head by max length
 //              1  deliveries  u8
 //              2  partition   u32
 //              6  first       i64
@@ -92,6 +96,7 @@ export const DELTA_DISCARD = 4;
 export const DELTA_FLOOR = 5;
 export const DELTA_TRUNCATE = 6;
 export const DELTA_EXPIRED = 7;
+export const DELTA_MAXLEN = 8;
 
 export type QueueCounters = {
   /** Acquisitions: each delivery of a record counts once. */
@@ -103,6 +108,8 @@ export type QueueCounters = {
   discarded: number;
   /** Records dead-lettered or discarded because their TTL ran out (counted in those too). */
   expired: number;
+  /** Records dropped from the head by max length (counted in deadLettered or discarded too). */
+  overflowed: number;
 };
 
 /** What the log replays into and snapshots from: the queue's cursors and counters. */
@@ -175,7 +182,9 @@ const FRAME_VERSION = 1;
 const TYPE_QUEUE = 1;
 const TYPE_PARTITION = 2;
 const TYPE_DELTAS = 3;
-const QUEUE_BODY_BYTES = 4 + 5 * 8;
+const QUEUE_BODY_BYTES = 4 + 6 * 8;
+/** The QUEUE body before max length: no overflowed counter. */
+const QUEUE_BODY_BYTES_V1 = 4 + 5 * 8;
 /** A QUEUE body without the expired counter. */
 const QUEUE_BODY_BYTES_V0 = 4 + 4 * 8;
 const PARTITION_HEADER_BYTES = 4 + 8 + 8 + 4;
@@ -221,6 +230,7 @@ function queueFrame(partitions: number, counters: QueueCounters): Uint8Array {
   writeInt64(body, 20, counters.deadLettered);
   writeInt64(body, 28, counters.discarded);
   writeInt64(body, 36, counters.expired);
+  writeInt64(body, 44, counters.overflowed);
   return frame(TYPE_QUEUE, body);
 }
 
@@ -337,14 +347,16 @@ function applyFrame(frame: Frame, target: QueueStateTarget): boolean {
   const { body } = frame;
   const view = new DataView(body.buffer, body.byteOffset, body.length);
   if (frame.type === TYPE_QUEUE) {
-    if (body.length !== QUEUE_BODY_BYTES && body.length !== QUEUE_BODY_BYTES_V0) return false;
+    const sizes = [QUEUE_BODY_BYTES, QUEUE_BODY_BYTES_V1, QUEUE_BODY_BYTES_V0];
+    if (!sizes.includes(body.length)) return false;
     if (view.getUint32(0) !== target.partitionCount) return false;
     const counters = {
       delivered: readInt64(body, 4),
       accepted: readInt64(body, 12),
       deadLettered: readInt64(body, 20),
       discarded: readInt64(body, 28),
-      expired: body.length === QUEUE_BODY_BYTES ? readInt64(body, 36) : 0,
+      expired: body.length >= QUEUE_BODY_BYTES_V1 ? readInt64(body, 36) : 0,
+      overflowed: body.length >= QUEUE_BODY_BYTES ? readInt64(body, 44) : 0,
     };
     if (!Object.values(counters).every(isOffset)) return false;
     target.restoreCounters(counters);
@@ -384,7 +396,7 @@ function applyDeltas(body: Uint8Array, view: DataView, target: QueueStateTarget)
   for (let at = 4; at < body.length; at += DELTA_ENTRY_BYTES) {
     const kind = body[at]!;
     const first = readInt64(body, at + 6);
-    if (kind < DELTA_ACQUIRE || kind > DELTA_EXPIRED || !isOffset(first)) return false;
+    if (kind < DELTA_ACQUIRE || kind > DELTA_MAXLEN || !isOffset(first)) return false;
     const records = view.getUint32(at + 14);
     if (!target.checkDelta(kind, view.getUint32(at + 2), first, records)) return false;
   }

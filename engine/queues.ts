@@ -77,6 +77,10 @@ export class Queues {
   /** Declares and deletes of one name run one after another. */
   readonly #serial = new Map<string, Promise<unknown>>();
   readonly #creatingTopics = new Map<string, Promise<void>>();
+  /** The reject-publish queues with a max length, by the topic they read. */
+  readonly #rejectPublish = new Map<string, Queue[]>();
+  /** Priority levels by the topic a priority queue reads (queue_priority.ts). */
+  readonly #levels = new Map<string, number>();
   #timer: ReturnType<typeof setTimeout> | undefined;
   #timerAtMs = Number.POSITIVE_INFINITY;
   #closed = false;
@@ -154,6 +158,7 @@ export class Queues {
       if (declared.has(entry)) continue;
       fs.rmSync(join(this.#stateRoot, entry), { recursive: true, force: true });
     }
+    this.#indexRejectPublish();
   }
 
   async #openQueue(config: QueueConfig): Promise<Queue> {
@@ -163,6 +168,7 @@ export class Queues {
         topic: config.topic,
       });
     }
+    checkLevels(config, logs.length);
     if (logs.length !== config.startOffsets.length) {
       throw new SluiceError(
         "INVALID_CONFIG",
@@ -233,6 +239,7 @@ export class Queues {
         topic: wanted.topic,
       });
     }
+    checkLevels(wanted, logs.length);
     if (this.#queues.size >= QUEUES_MAX) {
       throw new SluiceError("INVALID_CONFIG", `Queue limit ${QUEUES_MAX} reached`, {
         queue: name,
@@ -259,6 +266,7 @@ export class Queues {
       throw ioError(error, `writing metadata of queue '${name}'`);
     }
     this.#queues.set(name, queue);
+    this.#indexRejectPublish();
     return config;
   }
 
@@ -274,6 +282,7 @@ export class Queues {
   async #delete(name: string): Promise<void> {
     const queue = this.get(name);
     this.#queues.delete(name);
+    this.#indexRejectPublish();
     await queue.close();
     try {
       fs.rmSync(join(this.#metaDir, `${name}.json`), { force: true });
@@ -291,6 +300,45 @@ export class Queues {
   async deleteForTopic(topic: string): Promise<void> {
     const reading = [...this.#queues.values()].filter((queue) => queue.config.topic === topic);
     for (const queue of reading) await this.delete(queue.config.name);
+  }
+
+  /**
+   * How many of `count` records a publish may append to `topic` now: the fewest any
+   * reject-publish queue reading it has room for (queue_maxlen.ts), and the queue with that
+   * fewest room (null when every record fits).
+   */
+  publishRoom(topic: string, count: number): { taken: number; fullQueue: string | null } {
+    let taken = count;
+    let fullQueue: string | null = null;
+    const limited = this.#closed ? undefined : this.#rejectPublish.get(topic);
+    for (const queue of limited ?? []) {
+      const room = queue.publishRoom(taken);
+      if (room < taken) {
+        taken = room;
+        fullQueue = queue.config.name;
+      }
+    }
+    return { taken, fullQueue };
+  }
+
+  /** The priority levels of `topic` (a priority queue reads it), or undefined. */
+  levels(topic: string): number | undefined {
+    return this.#levels.get(topic);
+  }
+
+  /** Rebuilds the reject-publish queues and priority levels by topic after a queue came or went. */
+  #indexRejectPublish(): void {
+    this.#rejectPublish.clear();
+    this.#levels.clear();
+    for (const queue of this.#queues.values()) {
+      const { priorities } = queue.config;
+      if (priorities !== null) this.#levels.set(queue.config.topic, priorities);
+      const { topic, maxLength, overflow } = queue.config;
+      if (maxLength === null || overflow !== "reject-publish") continue;
+      const list = this.#rejectPublish.get(topic);
+      if (list === undefined) this.#rejectPublish.set(topic, [queue]);
+      else list.push(queue);
+    }
   }
 
   list(): QueueConfig[] {
@@ -413,6 +461,18 @@ export class Queues {
     for (const queue of this.#queues.values()) next = Math.min(next, queue.nextSweepMs() ?? next);
     if (Number.isFinite(next)) this.#scheduleSweep(next);
   }
+}
+
+/** A priority queue needs a topic of one partition per level. */
+function checkLevels(config: { name: string; priorities: number | null }, partitions: number) {
+  const { name, priorities } = config;
+  if (priorities === null || priorities === partitions) return;
+  throw new SluiceError(
+    "INVALID_CONFIG",
+    `Queue '${name}': priorities ${priorities} needs a topic of ${priorities} partitions ` +
+      `(one per level), and its topic has ${partitions}`,
+    { queue: name, field: "priorities", value: priorities },
+  );
 }
 
 function sameOrRefuse(

@@ -101,6 +101,11 @@ export type RabbitMqOptions = {
   connectTimeoutMs: number;
   /** The workload's ackMode: per-message uses one queue per subscription, one ack per message. */
   perMessage: boolean;
+  /**
+   * The workload's priorityLevels (0: none): per-message queues are declared with
+   * `x-max-priority` of that many levels and a message's priority is its partition.
+   */
+  priorityLevels: number;
   /** AMQPS, trusting this PEM CA file (undefined: plaintext AMQP). */
   tlsCaFile: string | undefined;
 };
@@ -119,6 +124,7 @@ const PREFETCH_MAX = 65_535;
 export function rabbitMqOptions(
   options: DriverOptions = {},
   ackMode: AckMode = "stream",
+  priorityLevels = 0,
 ): RabbitMqOptions {
   const prefetch = optionInt(options, "prefetch", 1000, { min: 1, max: PREFETCH_MAX });
   const tls = optionChoice(options, "tls", ["true", "false"], "false") === "true";
@@ -143,6 +149,7 @@ export function rabbitMqOptions(
       max: 60_000,
     }),
     perMessage: ackMode === "per-message",
+    priorityLevels,
   };
 }
 
@@ -207,6 +214,8 @@ class RabbitMqDriver implements Driver {
           ? "direct exchange per topic, one durable queue per subscription (every partition's key)"
           : "direct exchange per topic, one durable queue per (subscription, partition)",
       deliveryMode: 2,
+      maxPriority:
+        options.perMessage && options.priorityLevels > 0 ? options.priorityLevels : "none",
       publisherConfirms: "confirm channel per producer; sendAsync resolves on its basic.ack",
       prefetch: options.prefetch,
       acks: options.perMessage
@@ -297,12 +306,18 @@ class RabbitMqDriver implements Driver {
     const picker = new PartitionPicker(state.partitions, this.#connections.size);
     const routingKeys = Array.from({ length: state.partitions }, (_, index) => String(index));
     const exchange = state.exchange;
+    // With priorities a message's priority is its partition, as for sluice's priority queues.
+    const prioritized = this.#options.perMessage && this.#options.priorityLevels > 0;
+    const properties = Array.from({ length: state.partitions }, (_, partition) =>
+      prioritized ? { persistent: true, priority: partition } : { persistent: true },
+    );
     return {
       sendAsync(key, payload) {
-        const routingKey = routingKeys[picker.pick(key)]!;
+        const partition = picker.pick(key);
+        const routingKey = routingKeys[partition]!;
         return new Promise<void>((resolve, reject) => {
           const content = bufferView(payload);
-          channel.publish(exchange, routingKey, content, { persistent: true }, (error) => {
+          channel.publish(exchange, routingKey, content, properties[partition], (error) => {
             if (error === null || error === undefined) resolve();
             else reject(error instanceof Error ? error : new Error(String(error)));
           });
@@ -455,10 +470,12 @@ class RabbitMqDriver implements Driver {
 
   async #declareQueue(state: TopicState, queue: string, partition: number): Promise<void> {
     const admin = this.#adminChannel();
+    const { queueType, perMessage, priorityLevels } = this.#options;
+    const priorities = perMessage && priorityLevels > 0 ? { "x-max-priority": priorityLevels } : {};
     await admin.assertQueue(queue, {
       durable: true,
       autoDelete: false,
-      arguments: { "x-queue-type": this.#options.queueType },
+      arguments: { "x-queue-type": queueType, ...priorities },
     });
     state.queues.add(queue);
     await admin.bindQueue(queue, state.exchange, String(partition));
@@ -575,9 +592,10 @@ function olderThan313(version: string): boolean {
 export function createRabbitMqDriver(
   options: DriverOptions = {},
   ackMode: AckMode = "stream",
+  priorityLevels = 0,
 ): Driver {
-  return new RabbitMqDriver(rabbitMqOptions(options, ackMode));
+  return new RabbitMqDriver(rabbitMqOptions(options, ackMode, priorityLevels));
 }
 
 export const createDriver: DriverFactory = (config: DriverConfig) =>
-  createRabbitMqDriver(config.options, config.ackMode);
+  createRabbitMqDriver(config.options, config.ackMode, config.priorityLevels ?? 0);

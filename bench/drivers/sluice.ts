@@ -74,6 +74,7 @@ import {
   declareSubscriptionQueue,
   type QueueModeOptions,
   queueCounts,
+  priorityLevelsSetting,
   queueModeSettings,
 } from "./sluice_queue.ts";
 
@@ -298,6 +299,7 @@ export class SluiceTcpDriver implements Driver {
       subscription: "a consumer group: its consumers share the partitions; reads from the start",
       heartbeatIntervalMs: started ? HEARTBEAT_INTERVAL_MS : "server's",
       ...(this.#settings.queue === undefined ? {} : queueModeSettings(this.#settings.queue)),
+      ...priorityLevelsSetting(this.#config.priorityLevels),
       tls: this.#settings.tls ? "TLS (throwaway CA unless tlsCaFile)" : "plaintext",
       authentication: this.#settings.sasl ?? "none",
     };
@@ -395,7 +397,8 @@ export class SluiceTcpDriver implements Driver {
 
   async createSubscription(topic: string, subscription: string): Promise<void> {
     if (this.#settings.queue === undefined) return;
-    await declareSubscriptionQueue(this.#adminOrThrow(), topic, subscription);
+    const levels = this.#config.priorityLevels ?? 0;
+    await declareSubscriptionQueue(this.#adminOrThrow(), topic, subscription, levels);
   }
 
   async createAckingConsumer(

@@ -90,6 +90,7 @@ const ENGINE_TO_KAFKA: Record<SluiceErrorCode, KafkaErrorName> = {
   UNKNOWN_EXCHANGE: "INVALID_REQUEST",
   EXCHANGE_EXISTS: "INVALID_REQUEST",
   INVALID_EXCHANGE: "INVALID_REQUEST",
+  QUEUE_FULL: "INVALID_REQUEST",
 };
 
 /** The few native wire codes a handler may meet (from shared codecs), as Kafka codes. */

@@ -186,6 +186,21 @@ function splitBatches(records: Uint8Array): { batches: Uint8Array[]; tail: unkno
 }
 
 /**
+ * A batch some records of which a full reject-publish queue refused: QUEUE_FULL, the message
+ * saying how many records were taken and how many refused (the others were appended).
+ */
+function queueFull(published: PublishedBatch): SluiceError | undefined {
+  if (published.rejected === 0) return undefined;
+  const { records, rejected, fullQueue, destinations } = published;
+  return new SluiceError(
+    "QUEUE_FULL",
+    `Queue '${fullQueue}' is full: ${rejected} of ${records} records refused, ` +
+      `${Math.max(0, records - rejected)} taken (by ${destinations} destination topics)`,
+    { queue: fullQueue ?? "", rejected, records, destinations },
+  );
+}
+
+/**
  * Routes each batch in order, every one started before any is awaited (so batches for one
  * destination keep their order). A batch refused before anything was appended stops the
  * ones after it, which are not routed and carry the same error, as a refused batch does in
@@ -210,7 +225,7 @@ async function handlePublish(engine: Engine, request: RequestContext): Promise<H
   for (const outcomeOf of await Promise.allSettled(started)) {
     if (outcomeOf.status === "fulfilled") {
       const { destinations, unroutable } = outcomeOf.value;
-      results.push({ ...outcome(undefined, request), destinations, unroutable });
+      results.push({ ...outcome(queueFull(outcomeOf.value), request), destinations, unroutable });
     } else {
       results.push({ ...outcome(outcomeOf.reason, request), destinations: 0, unroutable: 0 });
     }
