@@ -19,48 +19,18 @@ import { createHash, timingSafeEqual } from "node:crypto";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import { createServer as createSecureServer } from "node:https";
 import type { Engine } from "../engine/mod.ts";
-import { Admin, API, type SluiceServer, wireErrorName } from "../protocol/mod.ts";
+import { API, type SluiceServer, wireErrorName } from "../protocol/mod.ts";
 import type { Logger } from "./log.ts";
 import { METRICS_CONTENT_TYPE, METRICS_PARTITIONS_MAX_DEFAULT, renderMetrics } from "./metrics.ts";
 import { PAGE_HTML } from "./page.ts";
 import {
+  type GroupSource,
   type RequestLatency,
   type ServerCounters,
   Sampler,
   type Snapshot,
   takeSnapshot,
 } from "./snapshot.ts";
-
-/** The page asks the coordinator for the members of at most this many groups a refresh. */
-export const MEMBER_GROUPS_MAX = 100;
-const DESCRIBE_TIMEOUT_MS = 2000;
-
-/**
- * Fills in each group's members by asking the broker's own DescribeGroup over loopback (the
- * coordinator lives in the server, which exposes it only on the wire). A group not answered
- * in time keeps `members: null`.
- */
-async function withMembers(snapshot: Snapshot, admin: Admin | undefined): Promise<Snapshot> {
-  if (admin === undefined) return snapshot;
-  const asked = snapshot.groups.slice(0, MEMBER_GROUPS_MAX);
-  await Promise.all(
-    asked.map(async (group) => {
-      let timer: ReturnType<typeof setTimeout> | undefined;
-      const timeout = new Promise<undefined>((resolve) => {
-        timer = setTimeout(() => resolve(undefined), DESCRIBE_TIMEOUT_MS);
-      });
-      try {
-        const description = await Promise.race([admin.describeGroup(group.group), timeout]);
-        if (description !== undefined) group.members = description.members.map((m) => m.memberId);
-      } catch {
-        // The group vanished or the broker is stopping: the page shows "-".
-      } finally {
-        clearTimeout(timer);
-      }
-    }),
-  );
-  return snapshot;
-}
 
 export type OpsHttpOptions = {
   host: string;
@@ -133,6 +103,17 @@ function latencyOf(server: SluiceServer): RequestLatency {
   };
 }
 
+/**
+ * The broker's groups, read in process: the listener runs inside `serve`, so it needs none of
+ * the native listener's credentials or TLS, and sees what ListGroups and DescribeGroup answer.
+ */
+function groupsOf(server: SluiceServer): GroupSource {
+  return {
+    list: () => server.listGroups(),
+    memberIds: (groupId) => server.describeGroup(groupId).members.map((m) => m.memberId),
+  };
+}
+
 function send(response: ServerResponse, status: number, type: string, body: string): void {
   response.writeHead(status, {
     "content-type": type,
@@ -147,7 +128,6 @@ export async function startOpsHttp(options: OpsHttpOptions): Promise<OpsHttp> {
   sampler.start();
   const startedMs = Date.now();
   let broker: SluiceServer | undefined;
-  let admin: Admin | undefined;
   const snapshot = () =>
     takeSnapshot({
       engine: options.engine,
@@ -155,6 +135,7 @@ export async function startOpsHttp(options: OpsHttpOptions): Promise<OpsHttp> {
       startedMs,
       server: () => (broker === undefined ? null : countersOf(broker)),
       latency: () => (broker === undefined ? null : latencyOf(broker)),
+      groups: () => (broker === undefined ? null : groupsOf(broker)),
       ready: () => broker !== undefined,
     });
   const partitionsMax = options.metricsPartitionsMax ?? METRICS_PARTITIONS_MAX_DEFAULT;
@@ -180,11 +161,7 @@ export async function startOpsHttp(options: OpsHttpOptions): Promise<OpsHttp> {
       return send(response, 200, METRICS_CONTENT_TYPE, renderMetrics(snapshot(), partitionsMax));
     }
     if (path === "/api/overview") {
-      void withMembers(snapshot(), admin).then(
-        (full) => send(response, 200, "application/json", JSON.stringify(full)),
-        (error) => send(response, 500, "text/plain", `overview failed: ${String(error)}\n`),
-      );
-      return;
+      return send(response, 200, "application/json", JSON.stringify(snapshot()));
     }
     if (path === "/") return send(response, 200, "text/html; charset=utf-8", PAGE_HTML);
     return send(response, 404, "text/plain", `no such page: ${path}\n`);
@@ -222,13 +199,10 @@ export async function startOpsHttp(options: OpsHttpOptions): Promise<OpsHttp> {
     tls: tls !== undefined,
     ready(native) {
       broker = native;
-      const host = native.host === "0.0.0.0" || native.host === "::" ? "127.0.0.1" : native.host;
-      admin = new Admin({ host, port: native.port });
     },
     snapshot,
     async close() {
       sampler.stop();
-      await admin?.close();
       server.closeAllConnections?.();
       await new Promise<void>((resolve) => server.close(() => resolve()));
     },

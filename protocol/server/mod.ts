@@ -18,6 +18,7 @@ export {
   stopOnInvariant,
 } from "./server.ts";
 export type { TransportKind } from "./_transport.ts";
+export type { ListedGroup } from "./_admin.ts";
 export type { AuthMethod, SecurityOptions } from "./_auth.ts";
 export type { TlsPrincipalMapping, TlsServerOptions } from "./_tls.ts";
 export {

@@ -5,6 +5,7 @@ import { join } from "node:path";
 import {
   Engine,
   type EngineOptions,
+  type GroupDescription,
   type GroupEvent,
   GroupCoordinator,
   type HistogramSnapshot,
@@ -40,7 +41,12 @@ import { SecurityGate, type SecurityOptions } from "./_auth.ts";
 import { securityHandlers } from "./_auth_handlers.ts";
 import { type TlsListen, type TlsServerOptions, tlsListen } from "./_tls.ts";
 import { KafkaListener, type KafkaListenerOptions } from "../kafka/listener.ts";
-import { handleAlterTopicConfigs, handleListGroups } from "./_admin.ts";
+import {
+  handleAlterTopicConfigs,
+  handleListGroups,
+  type ListedGroup,
+  listGroups,
+} from "./_admin.ts";
 
 /** The Kafka listener's own options; the engine, groups and limits are the server's. */
 export type KafkaOptions = Pick<KafkaListenerOptions, "port"> &
@@ -185,6 +191,8 @@ export class SluiceServer {
   #queues: QueuePlane;
   #handlers: Map<number, (request: RequestContext) => HandlerResult | Promise<HandlerResult>>;
   #bodyCaps: ControlBodyCaps;
+  /** The Kafka listener's classic groups, for ListGroups (none without the listener). */
+  readonly #classicGroups = () => this.kafka?.classicGroups() ?? [];
 
   private constructor(engine: Engine, ownsEngine: boolean, options: ServerOptions) {
     this.engine = engine;
@@ -431,7 +439,7 @@ export class SluiceServer {
 
   #handlerTable() {
     const c = this.#control;
-    const classic = () => this.kafka?.classicGroups() ?? [];
+    const classic = this.#classicGroups;
     return new Map<number, (request: RequestContext) => HandlerResult | Promise<HandlerResult>>([
       [API.Handshake, (request) => this.#handshake(request)],
       [API.Metadata, (request) => control.handleMetadata(c, request)],
@@ -524,6 +532,23 @@ export class SluiceServer {
       // A listener's failure must not fail the request that caused the event.
       this.#log(`an event listener failed: ${String(error)}`);
     }
+  }
+
+  /**
+   * ListGroups' answer, in process and with no authorization (for the operations page, which
+   * runs inside the broker and has its own token): every group, with its state and member
+   * count, sorted by id.
+   */
+  listGroups(): ListedGroup[] {
+    return listGroups(this.#control, this.#classicGroups);
+  }
+
+  /**
+   * The members of one of sluice's own groups (GroupHeartbeat), in process; an unknown group
+   * has none. A group id that is not valid is a SluiceError, as on the wire.
+   */
+  describeGroup(groupId: string): GroupDescription {
+    return this.#groups.describe(groupId);
   }
 
   /** Request latency by API key and answers by error code (the /metrics histograms). */

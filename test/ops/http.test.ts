@@ -109,10 +109,16 @@ describe("operations HTTP listener", () => {
     assert.ok(sample('sluice_request_seconds_sum{api="Produce"}') > 0);
     const overview = (await (await fetch(`${base}/api/overview`)).json()) as {
       topics: { name: string }[];
-      groups: { group: string; members: string[] | null; lag: number }[];
+      groups: {
+        group: string;
+        state: string | null;
+        memberCount: number | null;
+        members: string[] | null;
+        lag: number;
+      }[];
     };
     assert.equal(overview.topics[0]?.name, "orders");
-    // A group with a commit and one member, asked of the coordinator over loopback.
+    // A group with a commit and one member, read from the coordinator in process.
     const consumer = new Consumer({
       host: "127.0.0.1",
       port: Number(server.ready[2]),
@@ -132,7 +138,9 @@ describe("operations HTTP listener", () => {
       await consumer.commit();
       const withGroup = (await (await fetch(`${base}/api/overview`)).json()) as typeof overview;
       const group = withGroup.groups.find((g) => g.group === "g1");
-      assert.equal(group?.members?.length, 1);
+      assert.deepEqual(group?.members, [consumer.memberId]);
+      assert.equal(group?.memberCount, 1);
+      assert.ok(group?.state === "stable" || group?.state === "reconciling", group?.state ?? "");
       assert.equal(group?.lag, 10 - polled);
     } finally {
       await consumer.close();
