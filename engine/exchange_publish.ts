@@ -1,17 +1,20 @@
-// Publishing a batch through an exchange: the one path that decodes records on the way in
-// (plain topic produce never does). Each record is routed on its own; the records bound for
-// one topic are appended to it as one batch, in their order:
+// Publishing a batch through an exchange. Each record is routed on its own; the records bound
+// for one topic are appended to it as one batch, in their order, whatever their routing keys:
 //
 //   batch [r0 r1 r2 r3]   r0,r1,r3 → topic A   r1,r2 → topic B   (nothing matched: dropped)
 //        │
 //        ├─► A: every record? no  → a new batch [r0 r1 r3], one append
 //        └─► B: every record? no  → a new batch [r1 r2], one append
 //
-// A topic that takes every record of the batch gets the batch's own bytes (no re-encoding), so
-// a producer that keeps one routing key per batch (the client's Publisher does) costs one
-// decode per batch and one append per destination. A destination topic is counted once
-// however many bindings reach it. The partition of a routed batch is Kafka's for the key of
-// its first record (murmur2), or the topic's next one round-robin when that record has none.
+// A topic that takes every record of the batch gets the batch's own bytes. Three paths, the
+// cheapest that applies: a plain uncompressed batch of one key and headers (as the client's
+// Publisher sends) is scanned once, routed once and appended whole (exchange_scan.ts); a plain
+// uncompressed batch of several is scanned, each run of alike records routed once, and each
+// destination's batch built by copying its records' bytes (exchange_split.ts); a compressed
+// batch, or one the scan cannot read, is decoded and re-encoded per destination. Plain topic
+// produce takes none of them. A destination topic is counted once however many bindings reach
+// it. The partition of a routed batch is Kafka's for the key of its first record (murmur2), or
+// the topic's next one round-robin when that record has none.
 //
 // Not atomic across destinations: a failed append to one topic (a full disk, a fenced log)
 // ends the batch's routing there; the answer says how many destinations took it before.
@@ -36,6 +39,7 @@ import {
   TRANSACTIONAL_BIT,
 } from "../record/mod.ts";
 import { uniformRouting } from "./exchange_scan.ts";
+import { type RoutedGroup, type SplitBatch, splitBatch } from "./exchange_split.ts";
 import type { HeaderLookup } from "./exchange_routing.ts";
 import type { PartitionLog } from "./partition_log.ts";
 
@@ -135,8 +139,8 @@ function routeRecords(
   return { byTopic, unroutable };
 }
 
-function partitionOf(logs: readonly PartitionLog[], first: LogRecord): number {
-  if (first.key !== null) return toPositive(murmur2(first.key)) % logs.length;
+function partitionOf(logs: readonly PartitionLog[], firstKey: Uint8Array | null): number {
+  if (firstKey !== null) return toPositive(murmur2(firstKey)) % logs.length;
   const next = nextPartition.get(logs) ?? 0;
   nextPartition.set(logs, (next + 1) % logs.length);
   return next % logs.length;
@@ -166,28 +170,71 @@ export function publishBatch(
 ): Promise<PublishedBatch> {
   const uniform = publishUniform(host, exchange, batch, options);
   if (uniform !== undefined) return uniform;
-  const decoded = decodeRecordBatch(batch, {
-    batchBytesMax: options.batchBytesMax,
-    decompressedBytesMax: options.batchBytesMax,
-  });
-  refuseUnroutable(decoded);
-  const { records } = decoded;
-  const { byTopic, unroutable } = routeRecords(host, exchange, records);
-  const result: PublishedBatch = { destinations: 0, records: records.length, unroutable };
+  const split =
+    splitPlain(host, exchange, batch, options) ?? splitDecoded(host, exchange, batch, options);
+  const { byTopic, records, unroutable } = split;
+  const result: PublishedBatch = { destinations: 0, records, unroutable };
   const appended: Promise<unknown>[] = [];
   for (const [topic, routed] of byTopic) {
     const logs = host.logs(topic);
     if (logs === undefined || logs.length === 0) continue;
-    const log = logs[partitionOf(logs, routed[0]!)]!;
-    const bytes = subsetBatch(routed, batch, records.length);
+    const log = logs[partitionOf(logs, routed.firstKey)]!;
     appended.push(
-      log.append(bytes).then(async () => {
+      log.append(routed.bytes).then(async () => {
         if (options.durable && log.config.fsync !== "always") await log.flush();
         result.destinations++;
       }),
     );
   }
   return settle(appended, result, byTopic.size);
+}
+
+/** True when a batch is one whole, plain (not idempotent, transactional or control) batch. */
+function plainBatch(batch: Uint8Array, sizeMax: number, checkCrc: boolean): boolean {
+  if (checkBatch(batch, 0, batch.length, { sizeMax, checkCrc }) !== "ok") return false;
+  if (batchSizeAt(batch, 0) !== batch.length) return false;
+  const plain = (readInt16(batch, ATTRIBUTES_AT) & (TRANSACTIONAL_BIT | CONTROL_BIT)) === 0;
+  return plain && readInt64(batch, PRODUCER_ID_AT) < 0;
+}
+
+/**
+ * A plain, uncompressed batch whose records go different ways, split by copying the records'
+ * bytes (exchange_split.ts) after its CRC is checked. Undefined: take the decoding path.
+ */
+function splitPlain(
+  host: PublishHost,
+  exchange: string,
+  batch: Uint8Array,
+  options: PublishOptions,
+): SplitBatch | undefined {
+  const sizeMax = Math.min(options.batchBytesMax, BATCH_BYTES_MAX_DEFAULT);
+  if (!plainBatch(batch, sizeMax, true)) return;
+  return splitBatch(batch, (key, headers) => {
+    const record: LogRecord = { offset: 0, timestamp: 0, key, value: null, headers };
+    return host.route(exchange, routingKeyOf(record), (name) => headerText(record, name));
+  });
+}
+
+/** The decoding path: compressed batches, and any batch the scan cannot read. */
+function splitDecoded(
+  host: PublishHost,
+  exchange: string,
+  batch: Uint8Array,
+  options: PublishOptions,
+): SplitBatch {
+  const decoded = decodeRecordBatch(batch, {
+    batchBytesMax: options.batchBytesMax,
+    decompressedBytesMax: options.batchBytesMax,
+  });
+  refuseUnroutable(decoded);
+  const { records } = decoded;
+  const routed = routeRecords(host, exchange, records);
+  const byTopic = new Map<string, RoutedGroup>();
+  for (const [topic, list] of routed.byTopic) {
+    const bytes = subsetBatch(list, batch, records.length);
+    byTopic.set(topic, { bytes, firstKey: list[0]!.key, records: list.length });
+  }
+  return { byTopic, records: records.length, unroutable: routed.unroutable };
 }
 
 /**
@@ -203,10 +250,7 @@ function publishUniform(
   options: PublishOptions,
 ): Promise<PublishedBatch> | undefined {
   const sizeMax = Math.min(options.batchBytesMax, BATCH_BYTES_MAX_DEFAULT);
-  if (checkBatch(batch, 0, batch.length, { sizeMax, checkCrc: false }) !== "ok") return;
-  if (batchSizeAt(batch, 0) !== batch.length) return;
-  const plain = (readInt16(batch, ATTRIBUTES_AT) & (TRANSACTIONAL_BIT | CONTROL_BIT)) === 0;
-  if (!plain || readInt64(batch, PRODUCER_ID_AT) >= 0) return;
+  if (!plainBatch(batch, sizeMax, false)) return;
   const uniform = uniformRouting(batch);
   if (uniform === undefined) return;
   const record: LogRecord = {
@@ -227,7 +271,7 @@ function publishUniform(
   for (const topic of topics) {
     const logs = host.logs(topic);
     if (logs === undefined || logs.length === 0) continue;
-    const log = logs[partitionOf(logs, record)]!;
+    const log = logs[partitionOf(logs, record.key)]!;
     appended.push(
       log.append(batch).then(async () => {
         if (options.durable && log.config.fsync !== "always") await log.flush();
