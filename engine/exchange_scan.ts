@@ -60,6 +60,44 @@ const spans: RecordSpans = allocate(SPANS_INITIAL);
 const cursor: ByteCursor = { bytes: new Uint8Array(0), position: 0, end: 0 };
 const decoder = new TextDecoder();
 
+/** Where the last `varintAt` ended. */
+let next = 0;
+
+/**
+ * The zigzag varint at `at` (before `end`), with the position after it in `next`; NaN when
+ * the bytes do not hold one. One- and two-byte varints (lengths below 8 KiB, small deltas)
+ * are read inline; longer ones by readVarint.
+ */
+function varintAt(bytes: Uint8Array, at: number, end: number): number {
+  if (at < end) {
+    const low = bytes[at]!;
+    if (low < 0x80) {
+      next = at + 1;
+      return (low >>> 1) ^ -(low & 1);
+    }
+    if (at + 1 < end && bytes[at + 1]! < 0x80) {
+      const zigzag = (low & 0x7f) | (bytes[at + 1]! << 7);
+      next = at + 2;
+      return (zigzag >>> 1) ^ -(zigzag & 1);
+    }
+  }
+  cursor.bytes = bytes;
+  cursor.position = at;
+  cursor.end = end;
+  const value = readVarint(cursor);
+  next = cursor.position;
+  return value;
+}
+
+/** The position after the varint or varlong at `at`, or -1 when it overruns or is too long. */
+function skipVarint(bytes: Uint8Array, at: number, end: number): number {
+  const last = Math.min(end, at + 10);
+  for (let position = at; position < last; position++) {
+    if (bytes[position]! < 0x80) return position + 1;
+  }
+  return -1;
+}
+
 function allocate(size: number): RecordSpans {
   return {
     count: 0,
@@ -86,35 +124,43 @@ function grow(wanted: number): void {
   }
 }
 
-/** Notes record `index` at the cursor; false when its bytes do not parse. */
-function scanRecord(index: number, limit: number): boolean {
-  const start = cursor.position;
-  const length = readVarint(cursor);
-  if (Number.isNaN(length) || length < 1 || cursor.position + length > limit) return false;
-  const end = cursor.position + length;
-  spans.start[index] = start;
-  spans.body[index] = cursor.position;
-  spans.end[index] = end;
+/** The zigzag varlong at `at`, as varintAt reads varints (NaN: not a safe integer). */
+function varlongAt(bytes: Uint8Array, at: number, end: number): number {
+  if (at < end && bytes[at]! < 0x80) return varintAt(bytes, at, end);
+  cursor.bytes = bytes;
+  cursor.position = at;
   cursor.end = end;
-  cursor.position++;
-  const timestampDelta = readVarlong(cursor);
-  spans.offsetDelta[index] = cursor.position;
-  if (Number.isNaN(timestampDelta) || Number.isNaN(readVarint(cursor))) return false;
+  const value = readVarlong(cursor);
+  next = cursor.position;
+  return value;
+}
+
+/** Notes record `index` starting at `start`; its end, or -1 when its bytes do not parse. */
+function scanRecord(bytes: Uint8Array, index: number, start: number, limit: number): number {
+  const length = varintAt(bytes, start, limit);
+  if (Number.isNaN(length) || length < 1 || next + length > limit) return -1;
+  const body = next;
+  const end = body + length;
+  spans.start[index] = start;
+  spans.body[index] = body;
+  spans.end[index] = end;
+  const timestampDelta = varlongAt(bytes, body + 1, end);
+  if (Number.isNaN(timestampDelta)) return -1;
   spans.timestampDelta[index] = timestampDelta;
-  spans.afterOffsetDelta[index] = cursor.position;
-  const keyLength = readVarint(cursor);
-  if (Number.isNaN(keyLength) || keyLength < -1) return false;
-  spans.keyAt[index] = cursor.position;
+  spans.offsetDelta[index] = next;
+  if (Number.isNaN(varintAt(bytes, next, end))) return -1;
+  spans.afterOffsetDelta[index] = next;
+  const keyLength = varintAt(bytes, next, end);
+  if (Number.isNaN(keyLength) || keyLength < -1) return -1;
+  spans.keyAt[index] = next;
   spans.keyLength[index] = keyLength;
-  if (keyLength > 0) cursor.position += keyLength;
-  const valueLength = readVarint(cursor);
-  if (Number.isNaN(valueLength) || valueLength < -1 || cursor.position > end) return false;
-  if (valueLength > 0) cursor.position += valueLength;
-  if (cursor.position >= end) return false;
-  spans.headersAt[index] = cursor.position;
-  cursor.position = end;
-  cursor.end = limit;
-  return true;
+  const valueLength = varintAt(bytes, next + Math.max(keyLength, 0), end);
+  if (Number.isNaN(valueLength) || valueLength < -1) return -1;
+  const headersAt = next + Math.max(valueLength, 0);
+  // The header count takes at least one byte.
+  if (headersAt >= end) return -1;
+  spans.headersAt[index] = headersAt;
+  return end;
 }
 
 /**
@@ -129,14 +175,12 @@ export function scanRecords(batch: Uint8Array): RecordSpans | undefined {
   // before the columns grow for it.
   if (records < 1 || records * 7 > batch.length - BATCH_HEADER_BYTES) return;
   if (records > spans.start.length) grow(records);
-  cursor.bytes = batch;
-  cursor.position = BATCH_HEADER_BYTES;
-  cursor.end = batch.length;
   spans.count = 0;
-  for (let index = 0; index < records; index++) {
-    if (!scanRecord(index, batch.length)) return;
+  let at = BATCH_HEADER_BYTES;
+  for (let index = 0; index < records && at !== -1; index++) {
+    at = scanRecord(batch, index, at, batch.length);
   }
-  if (cursor.position !== batch.length) return;
+  if (at !== batch.length) return;
   spans.count = records;
   return spans;
 }
@@ -194,15 +238,42 @@ export function keyOf(batch: Uint8Array, found: RecordSpans, index: number): Uin
 
 /**
  * The key and headers every record of `batch` shares, or undefined when the batch is
- * compressed, its records differ in key or headers, or its bytes do not parse.
+ * compressed, its records differ in key or headers, or its bytes do not parse. The first
+ * record is read whole; every other one is only walked to its key (compared with the first's
+ * key, its length varint included) and its headers (compared likewise), which is all routing
+ * reads. The batch is then appended as a plain produce appends one: records undecoded.
  */
 export function uniformRouting(batch: Uint8Array): UniformRouting | undefined {
-  const found = scanRecords(batch);
-  if (found === undefined) return;
-  for (let index = 1; index < found.count; index++) {
-    if (!routeAlike(batch, found, 0, index)) return;
+  if (batch.length < BATCH_HEADER_BYTES) return;
+  if ((readInt16(batch, ATTRIBUTES_AT) & COMPRESSION_MASK) !== 0) return;
+  const records = recordCountAt(batch, 0);
+  if (records < 1 || records * 7 > batch.length - BATCH_HEADER_BYTES) return;
+  spans.count = 0;
+  const limit = batch.length;
+  let at = scanRecord(batch, 0, BATCH_HEADER_BYTES, limit);
+  if (at === -1) return;
+  const keyStart = spans.afterOffsetDelta[0]!;
+  const keyBytes = spans.keyAt[0]! + Math.max(spans.keyLength[0]!, 0) - keyStart;
+  const headersStart = spans.headersAt[0]!;
+  const headersBytes = at - headersStart;
+  for (let index = 1; index < records; index++) {
+    const length = varintAt(batch, at, limit);
+    if (Number.isNaN(length) || length < 1 || next + length > limit) return;
+    const end = next + length;
+    let position = skipVarint(batch, next + 1, end);
+    if (position !== -1) position = skipVarint(batch, position, end);
+    if (position === -1 || position + keyBytes > end) return;
+    if (!equalRanges(batch, keyStart, position, keyBytes)) return;
+    const valueLength = varintAt(batch, position + keyBytes, end);
+    if (Number.isNaN(valueLength) || valueLength < -1) return;
+    const headersAt = next + Math.max(valueLength, 0);
+    if (end - headersAt !== headersBytes) return;
+    if (!equalRanges(batch, headersStart, headersAt, headersBytes)) return;
+    at = end;
   }
-  const headers = headersOf(batch, found, 0);
+  if (at !== limit) return;
+  spans.count = 1;
+  const headers = headersOf(batch, spans, 0);
   if (headers === undefined) return;
-  return { key: keyOf(batch, found, 0), headers, records: found.count };
+  return { key: keyOf(batch, spans, 0), headers, records };
 }

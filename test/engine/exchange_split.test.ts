@@ -7,12 +7,13 @@
 
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
-import { scanRecords } from "../../engine/exchange_scan.ts";
+import { scanRecords, uniformRouting } from "../../engine/exchange_scan.ts";
 import { splitBatch } from "../../engine/exchange_split.ts";
 import { decodeRecordBatch, type Engine, encodeRecordBatch } from "../../engine/mod.ts";
 import {
   computeBatchCrc,
   CRC_AT,
+  type LogRecord,
   type RecordHeader,
   type RecordInput,
   writeInt32,
@@ -174,6 +175,52 @@ describe("splitting a batch by destination", () => {
       undefined,
       "a count no batch can hold",
     );
+  });
+});
+
+function sameRouting(a: LogRecord, b: LogRecord): boolean {
+  return JSON.stringify([a.key, a.headers]) === JSON.stringify([b.key, b.headers]);
+}
+
+describe("the one-key scan", () => {
+  test("finds a batch uniform exactly when the decoder finds one key and headers (seeded)", () => {
+    for (let seed = 1; seed <= 300; seed++) {
+      const random = mulberry32(seed);
+      const inputs = randomRecords(random);
+      // Most runs give every record the first one's key and headers; some differ in one.
+      const uniform = random() < 0.7;
+      for (const input of inputs) {
+        if (!uniform && random() < 0.5) continue;
+        input.key = inputs[0]!.key ?? null;
+        input.headers = inputs[0]!.headers ?? [];
+      }
+      const source = encodeRecordBatch(inputs);
+      const decoded = decodeRecordBatch(source).records;
+      const expected = decoded.every((record) => sameRouting(record, decoded[0]!));
+      const found = uniformRouting(source);
+      assert.equal(found !== undefined, expected, `seed ${seed}`);
+      if (found === undefined) continue;
+      assert.equal(found.records, decoded.length);
+      assert.deepEqual(found.key, decoded[0]!.key);
+      assert.deepEqual(found.headers, decoded[0]!.headers);
+    }
+  });
+
+  test("damaged bytes never throw; what still scans as uniform has the first record's key", () => {
+    const key = encoder.encode("k");
+    const source = encodeRecordBatch([
+      { key, value: encoder.encode("1"), headers: [{ key: "h", value: key }] },
+      { key, value: encoder.encode("22"), headers: [{ key: "h", value: key }] },
+    ]);
+    for (let at = 0; at < source.length; at++) {
+      for (const value of [0x00, 0x01, 0x7f, 0x80, 0xff]) {
+        const damaged = source.slice();
+        damaged[at] = value;
+        const found = uniformRouting(damaged);
+        if (found === undefined || found.key === null) continue;
+        assert.ok(found.key.length <= damaged.length, `byte ${at} = ${value}`);
+      }
+    }
   });
 });
 
