@@ -30,7 +30,7 @@ import { type QueueConfig, type QueueOptions, validateQueueName } from "./queue_
 import { SCRUB_BYTES_PER_SEC_DEFAULT, Scrubber } from "./scrubber.ts";
 import type { QueueFetchOptions } from "./queue_fetch.ts";
 import { Queues } from "./queues.ts";
-import { type PublishedBatch, publishBatch } from "./exchange_publish.ts";
+import { type PublishedBatch, type PublishHost, publishBatch } from "./exchange_publish.ts";
 import {
   type BindOptions,
   type ExchangeConfig,
@@ -106,6 +106,11 @@ export class Engine {
   #producerIds = { next: 0, reservedEnd: 0 };
   #queues!: Queues;
   #exchanges!: Exchanges;
+  /** What publish reads of the engine: made once, not per published batch. */
+  readonly #publishHost: PublishHost = {
+    route: (exchange, routingKey, headers) => this.#exchanges.route(exchange, routingKey, headers),
+    logs: (topic) => this.#topics.get(topic)?.logs,
+  };
   readonly fileBudget: FileBudget;
 
   private constructor(dataDir: string, offsets: OffsetStore, options: EngineOptions) {
@@ -700,12 +705,8 @@ export class Engine {
   ): Promise<PublishedBatch> {
     this.#checkOpen();
     this.#exchanges.check(exchange);
-    const host = {
-      route: this.#exchanges.route.bind(this.#exchanges),
-      logs: (topic: string) => this.#topics.get(topic)?.logs,
-    };
     // Each destination's own maxBatchBytes is checked when the routed batch is appended.
-    return publishBatch(host, exchange, batch, {
+    return publishBatch(this.#publishHost, exchange, batch, {
       durable: options.durable ?? false,
       batchBytesMax: BATCH_BYTES_MAX_DEFAULT,
     });
