@@ -236,6 +236,53 @@ export function keyOf(batch: Uint8Array, found: RecordSpans, index: number): Uin
   return batch.subarray(at, at + length);
 }
 
+/** True when `length` bytes at `a` and at `b` are equal: four at a time, then one by one. */
+function equalWords(view: DataView, bytes: Uint8Array, a: number, b: number, length: number) {
+  let i = 0;
+  for (; i + 4 <= length; i += 4) if (view.getInt32(a + i) !== view.getInt32(b + i)) return false;
+  for (; i < length; i++) if (bytes[a + i] !== bytes[b + i]) return false;
+  return true;
+}
+
+/** The first record's key (its length varint included) and headers, as byte ranges. */
+type FirstRecord = {
+  keyStart: number;
+  keyBytes: number;
+  headersStart: number;
+  headersBytes: number;
+};
+
+/**
+ * Walks the records from `at` to the batch's end, each only to its key and its headers,
+ * compared with the first record's: the end of the batch when every one is alike, else -1.
+ * The hot loop of the one-key path: one- and two-byte varints are read inline.
+ */
+function walkAlike(batch: Uint8Array, view: DataView, at: number, first: FirstRecord): number {
+  const limit = batch.length;
+  const { keyStart, keyBytes, headersStart, headersBytes } = first;
+  let position = at;
+  for (let records = recordCountAt(batch, 0) - 1; records > 0; records--) {
+    const length = varintAt(batch, position, limit);
+    const end = next + length;
+    if (Number.isNaN(length) || length < 1 || end > limit) return -1;
+    let key = next + 1;
+    // The timestamp and offset deltas are skipped: routing does not read them.
+    while (key < end && batch[key]! >= 0x80) key++;
+    key++;
+    while (key < end && batch[key]! >= 0x80) key++;
+    key++;
+    if (key + keyBytes > end) return -1;
+    if (!equalWords(view, batch, keyStart, key, keyBytes)) return -1;
+    const valueLength = varintAt(batch, key + keyBytes, end);
+    if (Number.isNaN(valueLength) || valueLength < -1) return -1;
+    const headersAt = next + Math.max(valueLength, 0);
+    if (end - headersAt !== headersBytes) return -1;
+    if (!equalWords(view, batch, headersStart, headersAt, headersBytes)) return -1;
+    position = end;
+  }
+  return position;
+}
+
 /**
  * The key and headers every record of `batch` shares, or undefined when the batch is
  * compressed, its records differ in key or headers, or its bytes do not parse. The first
@@ -249,29 +296,17 @@ export function uniformRouting(batch: Uint8Array): UniformRouting | undefined {
   const records = recordCountAt(batch, 0);
   if (records < 1 || records * 7 > batch.length - BATCH_HEADER_BYTES) return;
   spans.count = 0;
-  const limit = batch.length;
-  let at = scanRecord(batch, 0, BATCH_HEADER_BYTES, limit);
-  if (at === -1) return;
+  const firstEnd = scanRecord(batch, 0, BATCH_HEADER_BYTES, batch.length);
+  if (firstEnd === -1) return;
   const keyStart = spans.afterOffsetDelta[0]!;
-  const keyBytes = spans.keyAt[0]! + Math.max(spans.keyLength[0]!, 0) - keyStart;
-  const headersStart = spans.headersAt[0]!;
-  const headersBytes = at - headersStart;
-  for (let index = 1; index < records; index++) {
-    const length = varintAt(batch, at, limit);
-    if (Number.isNaN(length) || length < 1 || next + length > limit) return;
-    const end = next + length;
-    let position = skipVarint(batch, next + 1, end);
-    if (position !== -1) position = skipVarint(batch, position, end);
-    if (position === -1 || position + keyBytes > end) return;
-    if (!equalRanges(batch, keyStart, position, keyBytes)) return;
-    const valueLength = varintAt(batch, position + keyBytes, end);
-    if (Number.isNaN(valueLength) || valueLength < -1) return;
-    const headersAt = next + Math.max(valueLength, 0);
-    if (end - headersAt !== headersBytes) return;
-    if (!equalRanges(batch, headersStart, headersAt, headersBytes)) return;
-    at = end;
-  }
-  if (at !== limit) return;
+  const first: FirstRecord = {
+    keyStart,
+    keyBytes: spans.keyAt[0]! + Math.max(spans.keyLength[0]!, 0) - keyStart,
+    headersStart: spans.headersAt[0]!,
+    headersBytes: firstEnd - spans.headersAt[0]!,
+  };
+  const view = new DataView(batch.buffer, batch.byteOffset, batch.byteLength);
+  if (walkAlike(batch, view, firstEnd, first) !== batch.length) return;
   spans.count = 1;
   const headers = headersOf(batch, spans, 0);
   if (headers === undefined) return;
