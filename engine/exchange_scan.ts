@@ -89,15 +89,6 @@ function varintAt(bytes: Uint8Array, at: number, end: number): number {
   return value;
 }
 
-/** The position after the varint or varlong at `at`, or -1 when it overruns or is too long. */
-function skipVarint(bytes: Uint8Array, at: number, end: number): number {
-  const last = Math.min(end, at + 10);
-  for (let position = at; position < last; position++) {
-    if (bytes[position]! < 0x80) return position + 1;
-  }
-  return -1;
-}
-
 function allocate(size: number): RecordSpans {
   return {
     count: 0,
