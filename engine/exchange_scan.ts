@@ -57,7 +57,9 @@ const SPANS_INITIAL = 1_024;
 
 const spans: RecordSpans = allocate(SPANS_INITIAL);
 /** One cursor for every varint the scan reads, so reading allocates nothing. */
-const cursor: ByteCursor = { bytes: new Uint8Array(0), position: 0, end: 0 };
+/** Let go of after each read, so that the cursor never keeps a batch alive. */
+const EMPTY = new Uint8Array(0);
+const cursor: ByteCursor = { bytes: EMPTY, position: 0, end: 0 };
 const decoder = new TextDecoder();
 
 /** Where the last `varintAt` ended. */
@@ -86,6 +88,7 @@ function varintAt(bytes: Uint8Array, at: number, end: number): number {
   cursor.end = end;
   const value = readVarint(cursor);
   next = cursor.position;
+  cursor.bytes = EMPTY;
   return value;
 }
 
@@ -123,6 +126,7 @@ function varlongAt(bytes: Uint8Array, at: number, end: number): number {
   cursor.end = end;
   const value = readVarlong(cursor);
   next = cursor.position;
+  cursor.bytes = EMPTY;
   return value;
 }
 
