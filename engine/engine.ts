@@ -41,7 +41,7 @@ import {
 import { SCRUB_BYTES_PER_SEC_DEFAULT, Scrubber } from "./scrubber.ts";
 import type { QueueFetchOptions } from "./queue_fetch.ts";
 import { Queues } from "./queues.ts";
-import { type PublishedBatch, publishBatch } from "./exchange_publish.ts";
+import { type PublishedBatch, type PublishHost, publishBatch } from "./exchange_publish.ts";
 import {
   type BindOptions,
   type ExchangeConfig,
@@ -142,6 +142,13 @@ export class Engine {
   #producerIds = { next: 0, reservedEnd: 0 };
   #queues!: Queues;
   #exchanges!: Exchanges;
+  /** What publish reads of the engine: made once, not per published batch. */
+  readonly #publishHost: PublishHost = {
+    route: (exchange, routingKey, headers) => this.#exchanges.route(exchange, routingKey, headers),
+    logs: (topic) => this.#topics.get(topic)?.logs,
+    room: (topic, count) => this.#queues.publishRoom(topic, count),
+    levels: (topic) => this.#queues.levels(topic),
+  };
   readonly fileBudget: FileBudget;
   /** Every fdatasync of a partition segment since open, in seconds (the /metrics histogram). */
   readonly fsyncSeconds = new LatencyHistogram();
@@ -800,14 +807,8 @@ export class Engine {
   ): Promise<PublishedBatch> {
     this.#checkOpen();
     this.#exchanges.check(exchange);
-    const host = {
-      route: this.#exchanges.route.bind(this.#exchanges),
-      logs: (topic: string) => this.#topics.get(topic)?.logs,
-      room: (topic: string, count: number) => this.#queues.publishRoom(topic, count),
-      levels: (topic: string) => this.#queues.levels(topic),
-    };
     // Each destination's own maxBatchBytes is checked when the routed batch is appended.
-    return publishBatch(host, exchange, batch, {
+    return publishBatch(this.#publishHost, exchange, batch, {
       durable: options.durable ?? false,
       batchBytesMax: BATCH_BYTES_MAX_DEFAULT,
     });

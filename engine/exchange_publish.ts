@@ -1,24 +1,28 @@
-// Publishing a batch through an exchange: the one path that decodes records on the way in
-// (plain topic produce never does). Each record is routed on its own; the records bound for
-// one topic are appended to it as one batch, in their order:
+// Publishing a batch through an exchange. Each record is routed on its own; the records bound
+// for one topic are appended to it as one batch, in their order, whatever their routing keys:
 //
 //   batch [r0 r1 r2 r3]   r0,r1,r3 → topic A   r1,r2 → topic B   (nothing matched: dropped)
 //        │
 //        ├─► A: every record? no  → a new batch [r0 r1 r3], one append
 //        └─► B: every record? no  → a new batch [r1 r2], one append
 //
-// A topic that takes every record of the batch gets the batch's own bytes (no re-encoding), so
-// a producer that keeps one routing key per batch (the client's Publisher does) costs one
-// decode per batch and one append per destination. A destination topic is counted once
-// however many bindings reach it. The partition of a routed batch is Kafka's for the key of
-// its first record (murmur2), or the topic's next one round-robin when that record has none.
+// A topic that takes every record of the batch gets the batch's own bytes. Three paths, the
+// cheapest that applies: a plain uncompressed batch of one key and headers (as the client's
+// Publisher sends) is scanned once, routed once and appended whole (exchange_scan.ts); a plain
+// uncompressed batch of several is scanned, each run of alike records routed once, and each
+// destination's batch built by copying its records' bytes (exchange_split.ts); a compressed
+// batch, or one the scan cannot read, is decoded and re-encoded per destination. Plain topic
+// produce takes none of them. A destination topic is counted once however many bindings reach
+// it. The partition of a routed batch is Kafka's for the key of its first record (murmur2), or
+// the topic's next one round-robin when that record has none.
 //
 // A destination topic read by a full reject-publish queue (queue_maxlen.ts) takes the first
 // records of its share while there is room; the rest are refused for that topic and counted
 // in `rejected`, naming the queue (`fullQueue`). Such a batch always takes the decoding path.
 //
 // A priority queue's topic (queue_priority.ts) takes each record in the partition of its
-// level (the `sluice-priority` header): the records of one level as one batch, in order.
+// level (the `sluice-priority` header): the records of one level as one batch, in order; a
+// batch bound for one also takes the decoding path.
 //
 // Not atomic across destinations: a failed append to one topic (a full disk, a fenced log)
 // ends the batch's routing there; the answer says how many destinations took it before.
@@ -44,6 +48,7 @@ import {
   TRANSACTIONAL_BIT,
 } from "../record/mod.ts";
 import { uniformRouting } from "./exchange_scan.ts";
+import { type SplitBatch, splitBatch } from "./exchange_split.ts";
 import { priorityLevel } from "./queue_priority.ts";
 import type { HeaderLookup } from "./exchange_routing.ts";
 import type { PartitionLog } from "./partition_log.ts";
@@ -158,8 +163,8 @@ function routeRecords(
   return { byTopic, unroutable };
 }
 
-function partitionOf(logs: readonly PartitionLog[], first: LogRecord): number {
-  if (first.key !== null) return toPositive(murmur2(first.key)) % logs.length;
+function partitionOf(logs: readonly PartitionLog[], firstKey: Uint8Array | null): number {
+  if (firstKey !== null) return toPositive(murmur2(firstKey)) % logs.length;
   const next = nextPartition.get(logs) ?? 0;
   nextPartition.set(logs, (next + 1) % logs.length);
   return next % logs.length;
@@ -190,7 +195,7 @@ async function appendDurably(
 }
 
 /** A record's priority level (queue_priority.ts): its header, read as the queue reads it. */
-function levelOf(record: LogRecord, levels: number): number {
+function levelOf(record: { headers: LogRecord["headers"] }, levels: number): number {
   const header = record.headers.find((h) => h.key === PRIORITY_HEADER);
   return priorityLevel(header?.value, levels);
 }
@@ -208,6 +213,12 @@ function byLevel(logs: readonly PartitionLog[], records: LogRecord[], levels: nu
     else part.push(record);
   }
   return [...parts].map(([level, part]) => ({ log: logs[level]!, records: part }));
+}
+
+/** True when a destination needs the records one by one: a priority topic, or a full queue. */
+function needsRecords(host: PublishHost, topic: string, records: number): boolean {
+  if (host.levels?.(topic) !== undefined) return true;
+  return host.room !== undefined && host.room(topic, records).taken < records;
 }
 
 function subsetBatch(records: readonly LogRecord[], batch: Uint8Array, all: number): Uint8Array {
@@ -234,6 +245,45 @@ export function publishBatch(
 ): Promise<PublishedBatch> {
   const uniform = publishUniform(host, exchange, batch, options);
   if (uniform !== undefined) return uniform;
+  const split = splitPlain(host, exchange, batch, options);
+  if (split === undefined) return publishDecoded(host, exchange, batch, options);
+  for (const [topic, routed] of split.byTopic) {
+    if (needsRecords(host, topic, routed.records)) {
+      return publishDecoded(host, exchange, batch, options);
+    }
+  }
+  const { byTopic, records, unroutable } = split;
+  const result: PublishedBatch = {
+    destinations: 0,
+    records,
+    unroutable,
+    rejected: 0,
+    fullQueue: null,
+  };
+  const appended: Promise<unknown>[] = [];
+  for (const [topic, routed] of byTopic) {
+    const logs = host.logs(topic);
+    if (logs === undefined || logs.length === 0) continue;
+    const log = logs[partitionOf(logs, routed.firstKey)]!;
+    appended.push(
+      appendDurably(log, routed.bytes, options).then(() => {
+        result.destinations++;
+      }),
+    );
+  }
+  return settle(appended, result, byTopic.size);
+}
+
+/**
+ * The decoding path: compressed batches, batches the scan cannot read, and batches bound for a
+ * priority topic or a full reject-publish queue (records taken one by one, split per level).
+ */
+function publishDecoded(
+  host: PublishHost,
+  exchange: string,
+  batch: Uint8Array,
+  options: PublishOptions,
+): Promise<PublishedBatch> {
   const decoded = decodeRecordBatch(batch, {
     batchBytesMax: options.batchBytesMax,
     decompressedBytesMax: options.batchBytesMax,
@@ -257,7 +307,7 @@ export function publishBatch(
     const levels = host.levels?.(topic);
     const parts =
       levels === undefined
-        ? [{ log: logs[partitionOf(logs, routed[0]!)]!, records: routed }]
+        ? [{ log: logs[partitionOf(logs, routed[0]!.key)]!, records: routed }]
         : byLevel(logs, routed, levels);
     const appends = parts.map(({ log, records: part }) =>
       appendDurably(log, subsetBatch(part, batch, records.length), options),
@@ -269,6 +319,32 @@ export function publishBatch(
     );
   }
   return settle(appended, result, byTopic.size);
+}
+
+/** True when a batch is one whole, plain (not idempotent, transactional or control) batch. */
+function plainBatch(batch: Uint8Array, sizeMax: number, checkCrc: boolean): boolean {
+  if (checkBatch(batch, 0, batch.length, { sizeMax, checkCrc }) !== "ok") return false;
+  if (batchSizeAt(batch, 0) !== batch.length) return false;
+  const plain = (readInt16(batch, ATTRIBUTES_AT) & (TRANSACTIONAL_BIT | CONTROL_BIT)) === 0;
+  return plain && readInt64(batch, PRODUCER_ID_AT) < 0;
+}
+
+/**
+ * A plain, uncompressed batch whose records go different ways, split by copying the records'
+ * bytes (exchange_split.ts) after its CRC is checked. Undefined: take the decoding path.
+ */
+function splitPlain(
+  host: PublishHost,
+  exchange: string,
+  batch: Uint8Array,
+  options: PublishOptions,
+): SplitBatch | undefined {
+  const sizeMax = Math.min(options.batchBytesMax, BATCH_BYTES_MAX_DEFAULT);
+  if (!plainBatch(batch, sizeMax, true)) return;
+  return splitBatch(batch, (key, headers) => {
+    const record: LogRecord = { offset: 0, timestamp: 0, key, value: null, headers };
+    return host.route(exchange, routingKeyOf(record), (name) => headerText(record, name));
+  });
 }
 
 /**
@@ -284,10 +360,7 @@ function publishUniform(
   options: PublishOptions,
 ): Promise<PublishedBatch> | undefined {
   const sizeMax = Math.min(options.batchBytesMax, BATCH_BYTES_MAX_DEFAULT);
-  if (checkBatch(batch, 0, batch.length, { sizeMax, checkCrc: false }) !== "ok") return;
-  if (batchSizeAt(batch, 0) !== batch.length) return;
-  const plain = (readInt16(batch, ATTRIBUTES_AT) & (TRANSACTIONAL_BIT | CONTROL_BIT)) === 0;
-  if (!plain || readInt64(batch, PRODUCER_ID_AT) >= 0) return;
+  if (!plainBatch(batch, sizeMax, false)) return;
   const uniform = uniformRouting(batch);
   if (uniform === undefined) return;
   const record: LogRecord = {
@@ -322,7 +395,7 @@ function publishUniform(
     if (logs === undefined || logs.length === 0) continue;
     const levels = host.levels?.(topic);
     const partition =
-      levels === undefined ? partitionOf(logs, record) : levelOf(record, levels) % logs.length;
+      levels === undefined ? partitionOf(logs, record.key) : levelOf(record, levels) % logs.length;
     appended.push(
       appendDurably(logs[partition]!, batch, options).then(() => {
         result.destinations++;

@@ -195,3 +195,74 @@ export function headersMatch(binding: Binding, lookup: HeaderLookup): boolean {
   }
   return binding.match === "all" ? matched === pairs : matched > 0;
 }
+
+type TrieNode = {
+  /** Children by literal word. */
+  words: Map<string, TrieNode>;
+  star: TrieNode | null;
+  hash: TrieNode | null;
+  /** The bindings whose pattern ends here, by index. */
+  ends: number[];
+  /** This node's number, for the visited marks of one match. */
+  id: number;
+};
+
+function trieNode(id: number): TrieNode {
+  return { words: new Map(), star: null, hash: null, ends: [], id };
+}
+
+/**
+ * Topic patterns compiled into one trie over words, as RabbitMQ's topic exchange keeps them:
+ * a routing key walks the trie once instead of being tested against every pattern, so a key
+ * costs about its own length in lookups whatever the number of bindings. `#` may take any
+ * number of words, so a walk may reach one node at one key position by several ways; each
+ * (node, position) is visited once, which keeps a match within nodes × (words + 1) steps.
+ */
+export class TopicTrie {
+  readonly #root: TrieNode = trieNode(0);
+  #nodes = 1;
+  #patterns = 0;
+
+  /** Adds pattern number `index` (its words as compileTopicPattern gives them). */
+  add(words: readonly string[], index: number): void {
+    let node = this.#root;
+    for (const word of words) {
+      let next: TrieNode | null | undefined;
+      if (word === "#") next = node.hash ??= trieNode(this.#nodes++);
+      else if (word === "*") next = node.star ??= trieNode(this.#nodes++);
+      else {
+        next = node.words.get(word);
+        if (next === undefined) {
+          next = trieNode(this.#nodes++);
+          node.words.set(word, next);
+        }
+      }
+      node = next;
+    }
+    node.ends.push(index);
+    this.#patterns = Math.max(this.#patterns, index + 1);
+  }
+
+  /** The indexes of the patterns that match `key`, ascending, each once. */
+  match(key: readonly string[]): number[] {
+    const width = key.length + 1;
+    const visited = new Uint8Array(this.#nodes * width);
+    const matched = new Uint8Array(this.#patterns);
+    const walk = (node: TrieNode, at: number): void => {
+      const mark = node.id * width + at;
+      if (visited[mark] === 1) return;
+      visited[mark] = 1;
+      if (at === key.length) for (const index of node.ends) matched[index] = 1;
+      // `#` takes zero or more words: its node continues from here and from every later word.
+      if (node.hash !== null) for (let skip = at; skip <= key.length; skip++) walk(node.hash, skip);
+      if (at === key.length) return;
+      const child = node.words.get(key[at]!);
+      if (child !== undefined) walk(child, at + 1);
+      if (node.star !== null) walk(node.star, at + 1);
+    };
+    walk(this.#root, 0);
+    const out: number[] = [];
+    for (let index = 0; index < matched.length; index++) if (matched[index] === 1) out.push(index);
+    return out;
+  }
+}

@@ -29,7 +29,7 @@ import {
   type HeaderMatch,
   headersMatch,
   sameBinding,
-  topicMatches,
+  TopicTrie,
   validateBindingHeaders,
   validateBindingKey,
   validateExchangeName,
@@ -91,9 +91,13 @@ type Compiled = {
   config: ExchangeConfig;
   /** direct: routing key → destinations. */
   direct: Map<string, BindingDestination[]>;
-  /** topic: each binding's pattern as words. */
-  patterns: { words: readonly string[]; destination: BindingDestination }[];
-  /** direct and topic: the matches of recent routing keys. */
+  /** topic: every binding's pattern in one trie, and the destinations by pattern index. */
+  trie: TopicTrie;
+  patterns: BindingDestination[];
+  /**
+   * direct and topic: the matches of recent routing keys. A bind or unbind compiles the
+   * exchange anew, so the cache starts empty after every change.
+   */
   cache: Map<string, readonly BindingDestination[]>;
 };
 
@@ -314,10 +318,7 @@ export class Exchanges {
     if (type === "direct") {
       found = exchange.direct.get(routingKey) ?? [];
     } else {
-      const words = routingKey.split(".");
-      found = exchange.patterns
-        .filter((pattern) => topicMatches(pattern.words, words))
-        .map((pattern) => pattern.destination);
+      found = exchange.trie.match(routingKey.split(".")).map((index) => exchange.patterns[index]!);
     }
     if (exchange.cache.size >= ROUTE_CACHE_ENTRIES_MAX) exchange.cache.clear();
     exchange.cache.set(routingKey, found);
@@ -402,18 +403,17 @@ function parseExchangeConfig(text: string): ExchangeConfig {
 
 function compile(config: ExchangeConfig): Compiled {
   const direct = new Map<string, BindingDestination[]>();
-  const patterns: Compiled["patterns"] = [];
+  const trie = new TopicTrie();
+  const patterns: BindingDestination[] = [];
   for (const binding of config.bindings) {
     if (config.type === "direct") {
       const list = direct.get(binding.routingKey) ?? [];
       list.push(binding.destination);
       direct.set(binding.routingKey, list);
     } else if (config.type === "topic") {
-      patterns.push({
-        words: compileTopicPattern(binding.routingKey),
-        destination: binding.destination,
-      });
+      trie.add(compileTopicPattern(binding.routingKey), patterns.length);
+      patterns.push(binding.destination);
     }
   }
-  return { config, direct, patterns, cache: new Map() };
+  return { config, direct, trie, patterns, cache: new Map() };
 }

@@ -5,11 +5,13 @@
 
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
+import fc from "fast-check";
 import {
   type Binding,
   compileTopicPattern,
   headersMatch,
   topicMatches,
+  TopicTrie,
   validateBindingKey,
   validateExchangeType,
 } from "../../engine/exchange_routing.ts";
@@ -74,12 +76,47 @@ const TOPIC_TABLE: [string, string, boolean][] = [
   ["*.*", ".", true],
 ];
 
+function trieMatches(pattern: string, key: string): boolean {
+  const trie = new TopicTrie();
+  trie.add(compileTopicPattern(pattern), 0);
+  return trie.match(key.split(".")).length === 1;
+}
+
 describe("topic exchange matching", () => {
   for (const [pattern, key, expected] of TOPIC_TABLE) {
     test(`'${pattern}' ${expected ? "matches" : "does not match"} '${key}'`, () => {
       assert.equal(matches(pattern, key), expected);
+      assert.equal(trieMatches(pattern, key), expected, "the compiled trie agrees");
     });
   }
+
+  test("the trie matches what the pattern matcher matches, over random patterns and keys", () => {
+    // Few distinct words, so that patterns and keys overlap often; keys may hold empty words.
+    const word = fc.constantFrom("a", "b", "c");
+    const patternWord = fc.oneof(word, fc.constant("*"), fc.constant("#"));
+    const pattern = fc.array(patternWord, { minLength: 1, maxLength: 6 }).map((w) => w.join("."));
+    const key = fc.array(fc.oneof(word, fc.constant("")), { minLength: 1, maxLength: 7 });
+    fc.assert(
+      fc.property(fc.array(pattern, { minLength: 1, maxLength: 12 }), key, (patterns, words) => {
+        const trie = new TopicTrie();
+        for (const [index, p] of patterns.entries()) trie.add(compileTopicPattern(p), index);
+        const text = words.join(".");
+        const expected = patterns.flatMap((p, index) => (matches(p, text) ? [index] : []));
+        assert.deepEqual(trie.match(text.split(".")), expected, `key '${text}' ${patterns}`);
+      }),
+      { numRuns: 2_000, seed: 13 },
+    );
+  });
+
+  test("the trie with many # stays fast (each node and position visited once)", () => {
+    const trie = new TopicTrie();
+    trie.add(compileTopicPattern(Array.from({ length: 60 }, () => "#.x").join(".")), 0);
+    trie.add(compileTopicPattern(Array.from({ length: 60 }, () => "#.*").join(".")), 1);
+    const key = Array.from({ length: 120 }, () => "y").join(".");
+    const started = performance.now();
+    assert.deepEqual(trie.match(key.split(".")), [1]);
+    assert.ok(performance.now() - started < 100, "matched in well under 100 ms");
+  });
 
   test("many # in a pattern stay fast (no backtracking blow-up)", () => {
     const pattern = Array.from({ length: 60 }, () => "#.x").join(".");

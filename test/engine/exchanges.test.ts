@@ -152,6 +152,31 @@ describe("exchange routing through publish", () => {
     });
   });
 
+  test("a bind or unbind drops the remembered matches of a routing key", async () => {
+    await withEngine(async (engine) => {
+      await topics(engine, "a", "b");
+      await engine.declareExchange("tx", { type: "topic" });
+      await engine.bindExchange("tx", { topic: "a", routingKey: "order.*" });
+      const one = batchOf([{ key: "order.paid", value: "1" }]);
+      // Routed once so that its matches are remembered, then bound further, then unbound.
+      assert.equal((await engine.publish("tx", one)).destinations, 1);
+      await engine.bindExchange("tx", { topic: "b", routingKey: "#.paid" });
+      assert.equal((await engine.publish("tx", one)).destinations, 2);
+      await engine.unbindExchange("tx", { topic: "a", routingKey: "order.*" });
+      assert.equal((await engine.publish("tx", one)).destinations, 1);
+      await engine.unbindExchange("tx", { topic: "b", routingKey: "#.paid" });
+      assert.deepEqual(await engine.publish("tx", one), {
+        destinations: 0,
+        records: 1,
+        unroutable: 1,
+        rejected: 0,
+        fullQueue: null,
+      });
+      assert.deepEqual(valuesOf(engine, "a"), ["1", "1"]);
+      assert.deepEqual(valuesOf(engine, "b"), ["1", "1"]);
+    });
+  });
+
   test("a header named __proto__ is an ordinary header, kept across a reopen", async () => {
     using dir = tempDir();
     const clock = new Clock();
