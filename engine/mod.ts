@@ -102,6 +102,16 @@ export {
   MESSAGE_TTL_MS_MAX,
 } from "./queue_ttl.ts";
 export {
+  DELAY_MS_MAX,
+  DELAY_TIERS,
+  DELIVERIES_HEADER,
+  DelayTiers,
+  DUE_HEADER,
+  type RetryBackoff,
+  retryDelayMs,
+  tierFor,
+} from "./queue_delay.ts";
+export {
   FETCH_BYTES_DEFAULT,
   FETCH_BYTES_MAX,
   FETCH_RECORDS_DEFAULT,

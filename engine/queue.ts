@@ -34,6 +34,7 @@ import type { QueueConfig } from "./queue_config.ts";
 import {
   ACKED,
   type AcquiredRange,
+  addToRuns,
   ARCHIVED,
   NO_OWNER,
   type OffsetRun,
@@ -59,6 +60,7 @@ import {
   DELTA_ACCEPT,
   DELTA_ACQUIRE,
   DELTA_DEAD_LETTER,
+  DELTA_DELAYED,
   DELTA_DISCARD,
   DELTA_EXPIRED,
   DELTA_FLOOR,
@@ -68,6 +70,7 @@ import {
   type QueueStateTarget,
 } from "./queue_state_log.ts";
 import { ExpiryReader, isExpired, type JudgedBatch } from "./queue_ttl.ts";
+import { carryDeliveries, type DelayEntry, type DelayTiers, retryDelayMs } from "./queue_delay.ts";
 
 /** Members of one queue at most (owner slots are u16). */
 export const QUEUE_MEMBERS_MAX = 1_000;
@@ -127,6 +130,8 @@ export type QueueStats = {
   discarded: number;
   /** Dead-lettered or discarded because their TTL ran out (durable; counted above too). */
   expired: number;
+  /** Records waiting in the delay tiers, not yet due (queue_delay.ts). */
+  delayed: number;
   /**
    * Age of the oldest ready record, from the base timestamp of the batch holding it (the
    * first record's timestamp there, read from the batch header); null when none is ready.
@@ -161,6 +166,8 @@ export class Queue implements QueueStateTarget {
   readonly #host: QueueHost;
   readonly #logs: PartitionLog[];
   readonly #cursors: QueueCursor[];
+  /** Delay tiers; their due log is the last partition (queue_delay.ts). */
+  readonly #delays: DelayTiers | undefined;
   /** Partitions whose snapshot was read on open; deltas for others are ignored. */
   readonly #restored: boolean[];
   #state!: QueueStateLog;
@@ -191,18 +198,27 @@ export class Queue implements QueueStateTarget {
   /** Bytes per record in the batches fetched last, to size the next read. */
   #recordBytes = RECORD_BYTES_GUESS;
 
-  private constructor(config: QueueConfig, host: QueueHost, logs: PartitionLog[]) {
-    assert(logs.length === config.startOffsets.length, "one start offset per partition");
+  private constructor(
+    config: QueueConfig,
+    host: QueueHost,
+    topicLogs: PartitionLog[],
+    delays: DelayTiers | undefined,
+  ) {
+    assert(topicLogs.length === config.startOffsets.length, "one start offset per partition");
+    assert(config.delays === (delays !== undefined), "delay tiers exactly when declared so");
+    const logs = delays === undefined ? topicLogs : [...topicLogs, delays.due];
+    const starts = delays === undefined ? config.startOffsets : [...config.startOffsets, 0];
     this.config = config;
     this.partitionCount = logs.length;
     this.#host = host;
     this.#logs = logs;
+    this.#delays = delays;
     const limits = {
       maxInFlight: config.maxInFlight,
       deliveryLimit: config.deliveryLimit,
       lockMs: config.lockMs,
     };
-    this.#cursors = config.startOffsets.map(
+    this.#cursors = starts.map(
       (start, partition) => new QueueCursor(partition, start, limits, this.#unacked),
     );
     this.#restored = logs.map(() => false);
@@ -214,8 +230,9 @@ export class Queue implements QueueStateTarget {
     host: QueueHost,
     logs: PartitionLog[],
     dir: string,
+    delays?: DelayTiers,
   ): Promise<Queue> {
-    const queue = new Queue(config, host, logs);
+    const queue = new Queue(config, host, logs, delays);
     queue.#state = await QueueStateLog.create(dir, queue, queue.#logOptions());
     queue.#start([]);
     return queue;
@@ -227,17 +244,18 @@ export class Queue implements QueueStateTarget {
     host: QueueHost,
     logs: PartitionLog[],
     dir: string,
+    delays?: DelayTiers,
   ): Promise<Queue> {
-    const queue = new Queue(config, host, logs);
+    const queue = new Queue(config, host, logs, delays);
     queue.#state = await QueueStateLog.open(dir, queue, {
       ...queue.#logOptions(),
       onCorruption: (error) => host.warn(`queue '${config.name}': ${error.message}`),
     });
-    for (let partition = 0; partition < logs.length; partition++) {
+    for (let partition = 0; partition < queue.partitionCount; partition++) {
       if (queue.#restored[partition]) continue;
       host.warn(
         `queue '${config.name}': the snapshot of partition ${partition} was lost to damage; ` +
-          `it restarts at its start offset ${config.startOffsets[partition]} (records are ` +
+          `it restarts at its start offset ${config.startOffsets[partition] ?? 0} (records are ` +
           "delivered again, none is lost)",
       );
     }
@@ -338,6 +356,8 @@ export class Queue implements QueueStateTarget {
       cursor.replayDone(first, count, ARCHIVED);
       if (kind === DELTA_DEAD_LETTER) this.#counters.deadLettered += count;
       else this.#counters.discarded += count;
+    } else if (kind === DELTA_DELAYED) {
+      cursor.replayDone(first, count, ARCHIVED);
     } else if (kind === DELTA_EXPIRED) {
       this.#counters.expired += count;
     } else if (kind === DELTA_FLOOR) {
@@ -494,12 +514,16 @@ export class Queue implements QueueStateTarget {
     }
     this.#deadLetterLater(partition, expiredRuns, "expired");
     if (ranges.length === 0) return undefined;
-    for (const range of ranges) {
+    const acquired =
+      this.#delays !== undefined && partition === this.partitionCount - 1
+        ? carryDeliveries(cursor, views.views(), ranges)
+        : ranges;
+    for (const range of acquired) {
       const count = range.last - range.first + 1;
       this.#state.add(DELTA_ACQUIRE, partition, range.first, count, range.deliveries);
       this.#counters.delivered += count;
     }
-    return { partition, views: views.views(), ranges };
+    return { partition, views: views.views(), ranges: acquired };
   }
 
   /** Acquires new records from `next`; true when an expired record stopped it. */
@@ -661,12 +685,29 @@ export class Queue implements QueueStateTarget {
         nowMs,
       );
       if (refused !== undefined) throw refused;
+      if (range.delayMs > 0 && this.#delays === undefined) {
+        throw new SluiceError(
+          "INVALID_CONFIG",
+          `Queue '${this.config.name}' was declared before delayed delivery existed: a release ` +
+            `with delayMs ${range.delayMs} needs a queue declared again`,
+          { queue: this.config.name, delayMs: range.delayMs },
+        );
+      }
     }
     const waits: Promise<void>[] = [];
     let freed = false;
-    for (const { partition, first, last, type } of ranges) {
+    for (const { partition, first, last, type, delayMs } of ranges) {
       const cursor = this.#cursors[partition]!;
       const count = last - first + 1;
+      const delayed =
+        type === "release"
+          ? this.#delayRelease(partition, { first, last }, delayMs, { memberId, slot })
+          : undefined;
+      if (delayed !== undefined) {
+        waits.push(delayed);
+        freed = true;
+        continue;
+      }
       if (type === "accept") {
         cursor.accept(first, last);
         this.#state.add(DELTA_ACCEPT, partition, first, count);
@@ -688,6 +729,79 @@ export class Queue implements QueueStateTarget {
     if (freed) this.#notify();
     waits.push(this.#state.commit());
     await Promise.all(waits);
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Delayed release (queue_delay.ts).
+
+  /**
+   * A release that waits (its own delayMs, or the queue's retry backoff): the records leave
+   * circulation, copies go to the delay tiers, and once those are durable the originals are
+   * done (DELAYED). Records at the delivery limit are dead-lettered instead, as a plain release
+   * does. Undefined when the release does not wait.
+   */
+  #delayRelease(
+    partition: number,
+    run: OffsetRun,
+    delayMs: number,
+    holder: Holder,
+  ): Promise<void> | undefined {
+    const retry = this.config.retry;
+    if (this.#delays === undefined || (delayMs === 0 && retry === null)) return undefined;
+    const nowMs = this.#host.now();
+    const cursor = this.#cursors[partition]!;
+    const limitReached: OffsetRun[] = [];
+    const waiting: OffsetRun[] = [];
+    for (let offset = run.first; offset <= run.last; offset++) {
+      const atLimit = cursor.deliveriesAt(offset) >= this.config.deliveryLimit;
+      addToRuns(atLimit ? limitReached : waiting, offset);
+    }
+    // Both leave circulation (marked as being dead-lettered) until their copies are written.
+    cursor.reject(run.first, run.last);
+    this.#deadLetterLater(partition, limitReached);
+    if (waiting.length === 0) return Promise.resolve();
+    const dueOf = (deliveries: number) =>
+      nowMs + (delayMs > 0 || retry === null ? delayMs : retryDelayMs(retry, deliveries));
+    const job = this.#runDelay(partition, waiting, dueOf, holder);
+    const forget = () => this.#jobs.delete(job);
+    this.#jobs.add(job);
+    job.then(forget, forget);
+    return job;
+  }
+
+  async #runDelay(
+    partition: number,
+    runs: OffsetRun[],
+    dueOf: (deliveries: number) => number,
+    holder: Holder,
+  ): Promise<void> {
+    const cursor = this.#cursors[partition]!;
+    try {
+      const entries: DelayEntry[] = [];
+      for (const run of runs) {
+        for (const record of readRecords(this.#logs[partition]!, run)) {
+          const deliveries = cursor.deliveriesAt(record.offset);
+          entries.push({ record, dueMs: dueOf(deliveries), deliveries });
+        }
+      }
+      await this.#delays!.add(entries);
+    } catch (error) {
+      // Not written: the records go back to their holder (or become available), as a failed
+      // reject does.
+      this.#revertDeadLetter(cursor, runs, holder);
+      throw error;
+    }
+    for (const { first, last } of runs) {
+      cursor.finishDeadLetter(first, last);
+      this.#state.add(DELTA_DELAYED, partition, first, last - first + 1);
+    }
+    this.#notify();
+    await this.#state.commit();
+  }
+
+  /** The delay tiers, for tools and tests (undefined on a queue declared before them). */
+  get delays(): DelayTiers | undefined {
+    return this.#delays;
   }
 
   // -------------------------------------------------------------------------------------------
@@ -941,6 +1055,7 @@ export class Queue implements QueueStateTarget {
       acquired: partitions.reduce((sum, p) => sum + p.acquired, 0),
       deadLettering,
       ...this.#counters,
+      delayed: this.#delays?.waiting ?? 0,
       oldestReadyAgeMs: this.#oldestReadyAgeMs(nowMs),
       memoryBytes,
       partitions,
@@ -1014,7 +1129,11 @@ export class Queue implements QueueStateTarget {
     this.#listeners.clear();
     for (const unsubscribe of this.#unsubscribe) unsubscribe();
     await Promise.allSettled([...this.#jobs]);
-    await this.#state.close();
+    try {
+      await this.#state.close();
+    } finally {
+      await this.#delays?.close();
+    }
   }
 }
 

@@ -11,6 +11,10 @@ import { assert, SluiceError } from "../record/mod.ts";
 import { validateTopicName } from "./topic_name.ts";
 import { WINDOW_RECORDS_MAX } from "./queue_cursor.ts";
 import { MESSAGE_TTL_MS_MAX } from "./queue_ttl.ts";
+import { DELAY_MS_MAX, type RetryBackoff } from "./queue_delay.ts";
+
+/** The largest retry backoff factor. */
+export const RETRY_FACTOR_MAX = 100;
 
 /** Where a new queue starts reading its topic. */
 export type QueueStart = "end" | "beginning";
@@ -47,6 +51,12 @@ export type QueueOptions = {
    * judged from batch headers (queue_ttl.ts), for queues that never see the header.
    */
   messageTtlHeader?: QueueTtlHeader;
+  /**
+   * Retries with backoff: a release without its own delayMs makes the record available again
+   * only after minMs · factor^(deliveries - 1), capped at maxMs (queue_delay.ts). Null or
+   * absent (default): a release makes it available at once.
+   */
+  retry?: RetryBackoff | null;
 };
 
 /** Whether a queue reads its records' `sluice-ttl-ms` header. */
@@ -65,6 +75,12 @@ export type QueueConfig = {
   readonly fsync: QueueFsync;
   readonly messageTtlMs: number | null;
   readonly messageTtlHeader: QueueTtlHeader;
+  readonly retry: RetryBackoff | null;
+  /**
+   * The queue has delay tiers and a due partition (queue_delay.ts): true for queues declared
+   * since delayed delivery exists; older ones refuse delayed releases.
+   */
+  readonly delays: boolean;
   /** The first offset the queue delivers, per partition: fixed at the declare. */
   readonly startOffsets: readonly number[];
   readonly createdMs: number;
@@ -130,7 +146,7 @@ function oneOf<T extends string>(name: string, field: string, value: unknown, al
 export function resolveQueueOptions(
   name: string,
   options: QueueOptions,
-): Omit<QueueConfig, "startOffsets" | "createdMs"> {
+): Omit<QueueConfig, "startOffsets" | "createdMs" | "delays"> {
   if (typeof options !== "object" || options === null) {
     throw new TypeError(`Queue '${name}': options must be an object`);
   }
@@ -172,13 +188,27 @@ export function resolveQueueOptions(
       "read",
       "ignore",
     ]),
+    retry: resolveRetry(name, options.retry),
   };
+}
+
+function resolveRetry(name: string, retry: unknown): RetryBackoff | null {
+  if (retry === undefined || retry === null) return null;
+  if (typeof retry !== "object") throw configError(name, "retry", retry, "must be an object");
+  const { minMs, maxMs, factor } = retry as Record<string, unknown>;
+  const min = integerIn(name, "retry.minMs", minMs, 1, DELAY_MS_MAX);
+  const max = integerIn(name, "retry.maxMs", maxMs ?? min, min, DELAY_MS_MAX);
+  const grow = factor ?? 2;
+  if (typeof grow !== "number" || !(grow >= 1 && grow <= RETRY_FACTOR_MAX)) {
+    throw configError(name, "retry.factor", grow, `must be a number in [1, ${RETRY_FACTOR_MAX}]`);
+  }
+  return { minMs: min, maxMs: max, factor: grow };
 }
 
 /** The fields a redeclare must match; the name of the first that differs, or undefined. */
 export function differingField(
   existing: QueueConfig,
-  wanted: Omit<QueueConfig, "startOffsets" | "createdMs">,
+  wanted: Omit<QueueConfig, "startOffsets" | "createdMs" | "delays">,
 ): keyof QueueConfig | undefined {
   const fields = [
     "topic",
@@ -191,8 +221,9 @@ export function differingField(
     "fsync",
     "messageTtlMs",
     "messageTtlHeader",
+    "retry",
   ] as const;
-  return fields.find((field) => existing[field] !== wanted[field]);
+  return fields.find((field) => JSON.stringify(existing[field]) !== JSON.stringify(wanted[field]));
 }
 
 /** The metadata file's text. */
@@ -213,5 +244,13 @@ export function parseQueueConfig(text: string): QueueConfig {
     integerIn(name, "startOffsets[]", offset, 0, Number.MAX_SAFE_INTEGER),
   );
   const createdMs = typeof raw["createdMs"] === "number" ? raw["createdMs"] : 0;
-  return Object.freeze({ ...resolved, startOffsets: Object.freeze(startOffsets), createdMs });
+  // Queues declared before delayed delivery have no delay tiers: their state holds no due
+  // partition.
+  const delays = raw["delays"] === true;
+  return Object.freeze({
+    ...resolved,
+    delays,
+    startOffsets: Object.freeze(startOffsets),
+    createdMs,
+  });
 }
