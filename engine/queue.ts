@@ -157,6 +157,8 @@ export interface QueueHost {
 }
 
 type Holder = { memberId: string; slot: number };
+/** Records of one partition given back with a delay, and when each is due by its count. */
+type DelayedRuns = { partition: number; runs: OffsetRun[]; dueOf: (deliveries: number) => number };
 
 const nextMemberId = hyperid({ urlSafe: true });
 
@@ -695,16 +697,15 @@ export class Queue implements QueueStateTarget {
       }
     }
     const waits: Promise<void>[] = [];
+    const delayed: DelayedRuns[] = [];
     let freed = false;
     for (const { partition, first, last, type, delayMs } of ranges) {
       const cursor = this.#cursors[partition]!;
       const count = last - first + 1;
-      const delayed =
-        type === "release"
-          ? this.#delayRelease(partition, { first, last }, delayMs, { memberId, slot })
-          : undefined;
-      if (delayed !== undefined) {
-        waits.push(delayed);
+      if (
+        type === "release" &&
+        this.#delayRelease(partition, { first, last }, { delayMs, nowMs }, delayed)
+      ) {
         freed = true;
         continue;
       }
@@ -727,6 +728,10 @@ export class Queue implements QueueStateTarget {
       freed ||= type !== "renew";
     }
     if (freed) this.#notify();
+    // One write of delayed copies for the whole request, so they reach the logs in due order.
+    if (delayed.length > 0) {
+      waits.push(this.#trackJob(this.#runDelay(delayed, { memberId, slot })));
+    }
     waits.push(this.#state.commit());
     await Promise.all(waits);
   }
@@ -743,12 +748,11 @@ export class Queue implements QueueStateTarget {
   #delayRelease(
     partition: number,
     run: OffsetRun,
-    delayMs: number,
-    holder: Holder,
-  ): Promise<void> | undefined {
+    { delayMs, nowMs }: { delayMs: number; nowMs: number },
+    delayed: DelayedRuns[],
+  ): boolean {
     const retry = this.config.retry;
-    if (this.#delays === undefined || (delayMs === 0 && retry === null)) return undefined;
-    const nowMs = this.#host.now();
+    if (this.#delays === undefined || (delayMs === 0 && retry === null)) return false;
     const cursor = this.#cursors[partition]!;
     const limitReached: OffsetRun[] = [];
     const waiting: OffsetRun[] = [];
@@ -759,41 +763,58 @@ export class Queue implements QueueStateTarget {
     // Both leave circulation (marked as being dead-lettered) until their copies are written.
     cursor.reject(run.first, run.last);
     this.#deadLetterLater(partition, limitReached);
-    if (waiting.length === 0) return Promise.resolve();
+    if (waiting.length === 0) return true;
     const dueOf = (deliveries: number) =>
       nowMs + (delayMs > 0 || retry === null ? delayMs : retryDelayMs(retry, deliveries));
-    const job = this.#runDelay(partition, waiting, dueOf, holder);
+    delayed.push({ partition, runs: waiting, dueOf });
+    return true;
+  }
+
+  #trackJob(job: Promise<void>): Promise<void> {
     const forget = () => this.#jobs.delete(job);
     this.#jobs.add(job);
     job.then(forget, forget);
     return job;
   }
 
-  async #runDelay(
-    partition: number,
-    runs: OffsetRun[],
-    dueOf: (deliveries: number) => number,
-    holder: Holder,
-  ): Promise<void> {
-    const cursor = this.#cursors[partition]!;
+  /** Writes the delayed copies of one ack request, then marks the originals done. */
+  async #runDelay(delayed: DelayedRuns[], holder: Holder): Promise<void> {
     try {
       const entries: DelayEntry[] = [];
-      for (const run of runs) {
-        for (const record of readRecords(this.#logs[partition]!, run)) {
+      const byPartition = new Map<number, (OffsetRun & { dueOf: DelayedRuns["dueOf"] })[]>();
+      for (const { partition, runs, dueOf } of delayed) {
+        const list = byPartition.get(partition) ?? [];
+        for (const run of runs) list.push({ ...run, dueOf });
+        byPartition.set(partition, list);
+      }
+      for (const [partition, runs] of byPartition) {
+        runs.sort((a, b) => a.first - b.first);
+        const cursor = this.#cursors[partition]!;
+        // One read over the runs' span: each batch is decoded once, however many runs it holds.
+        const span = { first: runs[0]!.first, last: runs.at(-1)!.last };
+        let r = 0;
+        for (const record of readRecords(this.#logs[partition]!, span)) {
+          while (r < runs.length && runs[r]!.last < record.offset) r++;
+          const run = runs[r];
+          if (run === undefined || record.offset < run.first) continue;
           const deliveries = cursor.deliveriesAt(record.offset);
-          entries.push({ record, dueMs: dueOf(deliveries), deliveries });
+          entries.push({ record, dueMs: run.dueOf(deliveries), deliveries });
         }
       }
       await this.#delays!.add(entries);
     } catch (error) {
       // Not written: the records go back to their holder (or become available), as a failed
       // reject does.
-      this.#revertDeadLetter(cursor, runs, holder);
+      for (const { partition, runs } of delayed) {
+        this.#revertDeadLetter(this.#cursors[partition]!, runs, holder);
+      }
       throw error;
     }
-    for (const { first, last } of runs) {
-      cursor.finishDeadLetter(first, last);
-      this.#state.add(DELTA_DELAYED, partition, first, last - first + 1);
+    for (const { partition, runs } of delayed) {
+      for (const { first, last } of runs) {
+        this.#cursors[partition]!.finishDeadLetter(first, last);
+        this.#state.add(DELTA_DELAYED, partition, first, last - first + 1);
+      }
     }
     this.#notify();
     await this.#state.commit();

@@ -265,6 +265,14 @@ export class DelayTiers {
       }
     }
     await Promise.all(appends);
+    // A move round that read a tier while these appends were in flight saw it empty: its head
+    // is at most the first exit written here (a lower bound only costs an early look).
+    for (const [key, records] of out) {
+      if (key === -1) continue;
+      const tier = this.#tiers[key]!;
+      const firstExitMs = headerInteger(records[0]?.headers ?? [], EXIT_HEADER) ?? nowMs;
+      if (tier.headExitMs !== undefined) tier.headExitMs = Math.min(tier.headExitMs, firstExitMs);
+    }
     this.#schedule(this.#host.now());
   }
 
