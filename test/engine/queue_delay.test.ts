@@ -235,7 +235,7 @@ describe("delayed release", () => {
     }
   });
 
-  test("real clock: 1,000 records delayed 0-3 s, none early, in due order, <= 250 ms late", async () => {
+  test("real clock: 1,000 delayed 0-3 s, none early, in due order, <= 250 ms late", async () => {
     using dir = tempDir();
     const { engine, warnings } = await openEngine(dir.path, new Clock(), { now: Date.now });
     try {
