@@ -70,7 +70,15 @@ import {
   type QueueStateTarget,
 } from "./queue_state_log.ts";
 import { ExpiryReader, isExpired, type JudgedBatch } from "./queue_ttl.ts";
-import { carryDeliveries, type DelayEntry, type DelayTiers, retryDelayMs } from "./queue_delay.ts";
+import {
+  carryDeliveries,
+  type DelayEntry,
+  type DelayTiers,
+  DueReader,
+  type HeldBatch,
+  publishedDueMs,
+  retryDelayMs,
+} from "./queue_delay.ts";
 
 /** Members of one queue at most (owner slots are u16). */
 export const QUEUE_MEMBERS_MAX = 1_000;
@@ -158,7 +166,13 @@ export interface QueueHost {
 
 type Holder = { memberId: string; slot: number };
 /** Records of one partition given back with a delay, and when each is due by its count. */
-type DelayedRuns = { partition: number; runs: OffsetRun[]; dueOf: (deliveries: number) => number };
+type DelayedRuns = {
+  partition: number;
+  runs: OffsetRun[];
+  dueOf: (deliveries: number, record: LogRecord) => number;
+};
+/** Records of a partition not due yet, found while taking new records (published delays). */
+type Held = { due: DueReader; runs: OffsetRun[] };
 
 const nextMemberId = hyperid({ urlSafe: true });
 
@@ -192,6 +206,8 @@ export class Queue implements QueueStateTarget {
   #retry = new Map<number, OffsetRun[]>();
   /** The same for records that expired (they keep that reason). */
   #retryExpired = new Map<number, OffsetRun[]>();
+  /** The same for records published with a due time whose delayed copies failed. */
+  #retryHeld = new Map<number, OffsetRun[]>();
   #retryAtMs = Number.POSITIVE_INFINITY;
   #rotation = 0;
   /** When `expireRecords` looks at the heads again. */
@@ -480,6 +496,7 @@ export class Queue implements QueueStateTarget {
     const ranges: AcquiredRange[] = [];
     const expiry = new ExpiryReader(log, nowMs, this.#ttl);
     const expiredRuns: OffsetRun[] = [];
+    const held = this.#dueReader(partition, nowMs);
     const admit = (offset: number): boolean | "skipped" => {
       try {
         if (expiry.expired(offset)) {
@@ -498,7 +515,7 @@ export class Queue implements QueueStateTarget {
       // An expired batch at `next` stops the new records a round takes; the next round takes
       // it into the window (expired records out, live ones ready) and goes on after it.
       for (let round = 0; round < TTL_ROUNDS_MAX && budget.records > 0; round++) {
-        this.#expireNew(cursor, log, expiry, expiredRuns);
+        this.#expireNew(cursor, log, expiry, expiredRuns, held);
         // Records given back come first, oldest first, while their batches fit the bytes.
         budget.records -= cursor.acquireReady(
           { budget: budget.records, owner: slot, nowMs },
@@ -506,7 +523,7 @@ export class Queue implements QueueStateTarget {
           ranges,
         );
         if (budget.records <= 0) break;
-        const fetch = { slot, nowMs, budget, views, ranges, expiry };
+        const fetch = { slot, nowMs, budget, views, ranges, expiry, due: held?.due };
         if (!this.#fetchNew(cursor, log, fetch) || cursor.readyHead() !== undefined) break;
       }
     } catch (error) {
@@ -515,6 +532,7 @@ export class Queue implements QueueStateTarget {
       this.#host.warn(`queue '${this.config.name}' partition ${partition}: ${String(error)}`);
     }
     this.#deadLetterLater(partition, expiredRuns, "expired");
+    if (held !== undefined) this.#holdLater(partition, held.runs);
     if (ranges.length === 0) return undefined;
     const acquired =
       this.#delays !== undefined && partition === this.partitionCount - 1
@@ -539,6 +557,7 @@ export class Queue implements QueueStateTarget {
       views: BatchViews;
       ranges: AcquiredRange[];
       expiry: ExpiryReader;
+      due: DueReader | undefined;
     },
   ): boolean {
     const { budget } = fetch;
@@ -554,7 +573,7 @@ export class Queue implements QueueStateTarget {
       const guessBytes = Math.ceil((lastWanted - covered) * this.#recordBytes * 1.25);
       const read = this.#readNew(cursor, log, covered + 1, Math.min(guessBytes, budget.bytes));
       if (read === undefined) break;
-      const live = liveEnd(read, covered + 1, lastWanted, fetch.expiry);
+      const live = liveEnd(read, covered + 1, lastWanted, fetch);
       if (live < lastWanted) stopped = true;
       lastWanted = live;
       if (lastWanted <= covered) break;
@@ -579,21 +598,40 @@ export class Queue implements QueueStateTarget {
    * expired records go to dead-lettering (added to `runs`), their live ones wait in the FIFO.
    * Stops at the first batch whose records from `next` on are all live, or at damage.
    */
-  #expireNew(cursor: QueueCursor, log: PartitionLog, expiry: ExpiryReader, runs: OffsetRun[]) {
+  #expireNew(
+    cursor: QueueCursor,
+    log: PartitionLog,
+    expiry: ExpiryReader,
+    runs: OffsetRun[],
+    held?: Held,
+  ) {
     for (let reads = 0; reads < NEW_READS_MAX; reads++) {
       const end = Math.min(log.highWatermark, cursor.next + cursor.room);
       if (cursor.next >= end || cursor.next < log.logStartOffset) return;
       let batch: JudgedBatch;
+      let hold: HeldBatch | undefined;
       try {
         batch = expiry.batchAt(cursor.next);
+        hold = held?.due.batchAt(cursor.next);
       } catch (error) {
         // Damage at `next` is skipped by the fetch's read (#skipDamage), not here.
         if (isSluiceError(error, "CORRUPT_BATCH")) return;
         throw error;
       }
-      if (firstExpired(batch, cursor.next) === undefined) return;
+      const notDue = hold === undefined ? undefined : DueReader.firstNotDue(hold, cursor.next);
+      if (firstExpired(batch, cursor.next) === undefined && notDue === undefined) return;
       const take = Math.min(end, batch.last + 1) - cursor.next;
-      cursor.takeNew(take, (offset) => isExpired(batch.expiry, offset - batch.base), runs);
+      // A record not due yet waits in the delay tiers (its TTL is judged when it is due).
+      const waits = (offset: number) => hold?.notDue?.has(offset) === true;
+      const out: OffsetRun[] = [];
+      const leaves = (offset: number) =>
+        waits(offset) || isExpired(batch.expiry, offset - batch.base);
+      cursor.takeNew(take, leaves, out);
+      for (const { first, last } of out) {
+        for (let offset = first; offset <= last; offset++) {
+          addToRuns(waits(offset) ? held!.runs : runs, offset);
+        }
+      }
     }
   }
 
@@ -778,7 +816,7 @@ export class Queue implements QueueStateTarget {
   }
 
   /** Writes the delayed copies of one ack request, then marks the originals done. */
-  async #runDelay(delayed: DelayedRuns[], holder: Holder): Promise<void> {
+  async #runDelay(delayed: DelayedRuns[], holder: Holder | undefined): Promise<void> {
     try {
       const entries: DelayEntry[] = [];
       const byPartition = new Map<number, (OffsetRun & { dueOf: DelayedRuns["dueOf"] })[]>();
@@ -798,15 +836,17 @@ export class Queue implements QueueStateTarget {
           const run = runs[r];
           if (run === undefined || record.offset < run.first) continue;
           const deliveries = cursor.deliveriesAt(record.offset);
-          entries.push({ record, dueMs: run.dueOf(deliveries), deliveries });
+          entries.push({ record, dueMs: run.dueOf(deliveries, record), deliveries });
         }
       }
       await this.#delays!.add(entries);
     } catch (error) {
-      // Not written: the records go back to their holder (or become available), as a failed
-      // reject does.
+      // Not written: released records go back to their holder (or become available), as a
+      // failed reject does; records published with a due time stay out of circulation (they
+      // are not due) and are tried again.
       for (const { partition, runs } of delayed) {
-        this.#revertDeadLetter(this.#cursors[partition]!, runs, holder);
+        if (holder === undefined) this.#retryLater(this.#retryHeld, partition, runs);
+        else this.#revertDeadLetter(this.#cursors[partition]!, runs, holder);
       }
       throw error;
     }
@@ -818,6 +858,26 @@ export class Queue implements QueueStateTarget {
     }
     this.#notify();
     await this.#state.commit();
+  }
+
+  /** A reader of published due times for a topic partition (none for the due partition). */
+  #dueReader(partition: number, nowMs: number): Held | undefined {
+    if (this.#delays === undefined || partition === this.partitionCount - 1) return undefined;
+    return { due: new DueReader(this.#logs[partition]!, nowMs), runs: [] };
+  }
+
+  /** Records published with a due time that is not here yet go to the delay tiers. */
+  #holdLater(partition: number, runs: OffsetRun[]): void {
+    if (runs.length === 0) return;
+    const nowMs = this.#host.now();
+    const dueOf = (_: number, record: LogRecord) => publishedDueMs(record) ?? nowMs;
+    this.#trackJob(this.#runDelay([{ partition, runs, dueOf }], undefined)).catch((error) => {
+      this.#host.warn(
+        `queue '${this.config.name}': records of partition ${partition} published with a ` +
+          `due time were not written to the delay tiers (${String(error)}); retrying in ` +
+          `${DEAD_LETTER_RETRY_MS} ms`,
+      );
+    });
   }
 
   /** The delay tiers, for tools and tests (undefined on a queue declared before them). */
@@ -840,8 +900,11 @@ export class Queue implements QueueStateTarget {
     if (nowMs >= this.#retryAtMs) {
       const retry = this.#retry;
       const retryExpired = this.#retryExpired;
+      const retryHeld = this.#retryHeld;
       this.#retry = new Map();
       this.#retryExpired = new Map();
+      this.#retryHeld = new Map();
+      for (const [partition, runs] of retryHeld) this.#holdLater(partition, runs);
       this.#retryAtMs = Number.POSITIVE_INFINITY;
       for (const [partition, runs] of retry) this.#deadLetterLater(partition, runs);
       for (const [partition, runs] of retryExpired) {
@@ -867,6 +930,7 @@ export class Queue implements QueueStateTarget {
     for (const cursor of this.#cursors) {
       const log = this.#logs[cursor.partition]!;
       const runs: OffsetRun[] = [];
+      let held: Held | undefined;
       try {
         this.#followRetention(cursor, log);
         const expiry = new ExpiryReader(log, nowMs, this.#ttl);
@@ -874,11 +938,13 @@ export class Queue implements QueueStateTarget {
           if (!expiry.expired(head)) break;
           cursor.expireReadyHead(head, runs);
         }
-        this.#expireNew(cursor, log, expiry, runs);
+        held = this.#dueReader(cursor.partition, nowMs);
+        this.#expireNew(cursor, log, expiry, runs, held);
       } catch (error) {
         // Damage is skipped or reported by the fetch that meets it; the check tries again.
         if (!isSluiceError(error, "CORRUPT_BATCH")) throw error;
       }
+      if (held !== undefined) this.#holdLater(cursor.partition, held.runs);
       for (const run of runs) expired += run.last - run.first + 1;
       this.#deadLetterLater(cursor.partition, runs, "expired");
     }
@@ -1172,13 +1238,23 @@ function firstExpired(batch: JudgedBatch, from: number): number | undefined {
  * The last offset of [from, lastWanted] before the first batch of `read` that holds an
  * expired record at or after `from` (from - 1 when that batch holds `from`).
  */
-function liveEnd(read: ReadResult, from: number, lastWanted: number, expiry: ExpiryReader) {
+function liveEnd(
+  read: ReadResult,
+  from: number,
+  lastWanted: number,
+  judges: { expiry: ExpiryReader; due: DueReader | undefined },
+) {
   for (const view of read.views) {
     for (let at = 0; at < view.length; ) {
       const size = batchSizeAt(view, at);
-      const batch = expiry.judge(view.subarray(at, at + size));
+      const bytes = view.subarray(at, at + size);
+      const batch = judges.expiry.judge(bytes);
       if (batch.base > lastWanted) return lastWanted;
       if (firstExpired(batch, from) !== undefined) return Math.max(batch.base, from) - 1;
+      const hold = judges.due?.judge(bytes);
+      if (hold !== undefined && DueReader.firstNotDue(hold, from) !== undefined) {
+        return Math.max(batch.base, from) - 1;
+      }
       at += size;
     }
   }

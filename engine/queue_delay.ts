@@ -30,12 +30,18 @@
 import fs from "node:fs";
 import { join } from "node:path";
 import {
+  ATTRIBUTES_AT,
   assert,
+  baseOffsetAt,
+  batchSizeAt,
+  COMPRESSION_MASK,
   decodeRecordBatches,
   encodeRecordBatch,
   isSluiceError,
   type RecordHeader,
+  lastOffsetDeltaAt,
   type RecordInput,
+  readInt16,
 } from "../record/mod.ts";
 import type { FileIO } from "./io.ts";
 import type { AcquiredRange } from "./queue_cursor.ts";
@@ -509,4 +515,103 @@ export function carryDeliveries(
     }
   }
   return split;
+}
+
+// -------------------------------------------------------------------------------------------
+// Publishing with a due time: records a queue must hold back until they are due.
+
+/** Milliseconds from the record's timestamp until it is due (decimal digits). */
+export const DELAY_HEADER = "sluice-delay-ms";
+/** When the record is due, ms since the epoch (decimal digits); wins over DELAY_HEADER. */
+export const DELIVER_AT_HEADER = "sluice-deliver-at-ms";
+
+const DELAY_KEY_BYTES = text.encode(DELAY_HEADER);
+const DELIVER_AT_KEY_BYTES = text.encode(DELIVER_AT_HEADER);
+
+/**
+ * When a published record is due, from its headers, or undefined when it has no valid due
+ * time: `sluice-deliver-at-ms` as is, else its timestamp plus `sluice-delay-ms`, where the
+ * delay is 0 .. DELAY_MS_MAX and the time at most DELAY_MS_MAX past the timestamp. Other
+ * values are ignored (the record is delivered at once), as a bad `sluice-ttl-ms` is.
+ */
+export function publishedDueMs(record: {
+  headers: readonly RecordHeader[];
+  timestamp: number;
+}): number | undefined {
+  const at = headerInteger(record.headers, DELIVER_AT_HEADER);
+  if (at !== undefined) return at <= record.timestamp + DELAY_MS_MAX ? at : undefined;
+  const delayMs = headerInteger(record.headers, DELAY_HEADER);
+  if (delayMs === undefined || delayMs > DELAY_MS_MAX) return undefined;
+  return record.timestamp + delayMs;
+}
+
+function containsBytes(haystack: Uint8Array, needle: Uint8Array): boolean {
+  return Buffer.from(haystack.buffer, haystack.byteOffset, haystack.length).indexOf(needle) >= 0;
+}
+
+/** The batch holding an offset, with its records not yet due (offset → due time), if any. */
+export type HeldBatch = { base: number; last: number; notDue: Map<number, number> | null };
+
+/**
+ * Finds the records of one partition that are not due yet at one moment, batch by batch,
+ * remembering the last batch. An uncompressed batch without either header's name in its
+ * bytes is settled by one native byte search; others are decoded.
+ */
+export class DueReader {
+  readonly #log: { read(offset: number, maxBytes: number): { views: Uint8Array[] } };
+  readonly #nowMs: number;
+  #last: HeldBatch | undefined;
+
+  constructor(
+    log: { read(offset: number, maxBytes: number): { views: Uint8Array[] } },
+    nowMs: number,
+  ) {
+    this.#log = log;
+    this.#nowMs = nowMs;
+  }
+
+  batchAt(offset: number): HeldBatch {
+    const last = this.#last;
+    if (last !== undefined && last.base <= offset && offset <= last.last) return last;
+    const view = this.#log.read(offset, 1).views[0];
+    assert(view !== undefined, "a read below the high watermark returns a batch");
+    return this.judge(view.subarray(0, batchSizeAt(view, 0)));
+  }
+
+  /** Judges one whole batch (and remembers it). */
+  judge(batch: Uint8Array): HeldBatch {
+    const base = baseOffsetAt(batch, 0);
+    const judged: HeldBatch = { base, last: base + lastOffsetDeltaAt(batch, 0), notDue: null };
+    this.#last = judged;
+    const compressed = (readInt16(batch, ATTRIBUTES_AT) & COMPRESSION_MASK) !== 0;
+    const named =
+      compressed ||
+      containsBytes(batch, DELAY_KEY_BYTES) ||
+      containsBytes(batch, DELIVER_AT_KEY_BYTES);
+    if (!named) return judged;
+    try {
+      for (const decoded of decodeRecordBatches(batch)) {
+        for (const record of decoded.records) {
+          const dueMs = publishedDueMs(record);
+          if (dueMs === undefined || dueMs <= this.#nowMs) continue;
+          judged.notDue ??= new Map();
+          judged.notDue.set(record.offset, dueMs);
+        }
+      }
+    } catch {
+      // Records that do not parse are not held back; the fetch that serves them reports them.
+      judged.notDue = null;
+    }
+    return judged;
+  }
+
+  /** The first offset of `batch` at or after `from` that is not due yet, if any. */
+  static firstNotDue(batch: HeldBatch, from: number): number | undefined {
+    if (batch.notDue === null || batch.last < from) return undefined;
+    let first: number | undefined;
+    for (const offset of batch.notDue.keys()) {
+      if (offset >= from && (first === undefined || offset < first)) first = offset;
+    }
+    return first;
+  }
 }

@@ -6,7 +6,7 @@
 
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
-import { DELAY_MS_MAX, type Engine, tierFor } from "../../engine/mod.ts";
+import { DELAY_MS_MAX, type Engine, encodeRecordBatch, tierFor } from "../../engine/mod.ts";
 import { tempDir, waitFor } from "../helpers.ts";
 import {
   acksFor,
@@ -17,7 +17,10 @@ import {
   failsWith,
   openEngine,
   publish,
+  START_MS,
 } from "./queue_helpers.ts";
+
+const encoder = new TextEncoder();
 
 /** A small seeded PRNG (mulberry32): failures replay from the seed. */
 function prng(seed: number): () => number {
@@ -195,6 +198,79 @@ describe("delayed release", () => {
         ["long"],
         "due after 30 days, across the crash",
       );
+    } finally {
+      await engine.close();
+    }
+  });
+
+  test("published with sluice-delay-ms or sluice-deliver-at-ms: held back until due", async () => {
+    using dir = tempDir();
+    const clock = new Clock();
+    const { engine } = await openEngine(dir.path, clock);
+    try {
+      await declared(engine);
+      const header = (key: string, value: string) => [{ key, value: encoder.encode(value) }];
+      const batch = encodeRecordBatch(
+        [
+          { value: encoder.encode("now"), headers: [] },
+          { value: encoder.encode("in-5s"), headers: header("sluice-delay-ms", "5000") },
+          {
+            value: encoder.encode("at+2s"),
+            headers: header("sluice-deliver-at-ms", `${START_MS + 2000}`),
+          },
+          { value: encoder.encode("bad"), headers: header("sluice-delay-ms", "-5") },
+          { value: encoder.encode("after"), headers: [] },
+        ],
+        { timestamp: START_MS },
+      );
+      await engine.append("t", 0, batch);
+      const member = engine.joinQueue("q");
+      const first = fetchAll(engine, member);
+      assert.deepEqual(first.map((d) => d.value).sort(), ["after", "bad", "now"]);
+      await engine.ackQueue("q", member, acksFor(first, "accept"));
+      // The held records reach the tiers in the background once taken off the topic.
+      await waitFor(() => engine.queueStats("q").delayed === 2, "two records in the tiers");
+      clock.advance(1999);
+      await settle(engine);
+      assert.deepEqual(fetchAll(engine, member), []);
+      clock.advance(1);
+      await settle(engine);
+      const second = fetchAll(engine, member);
+      assert.deepEqual(
+        second.map((d) => [d.value, d.partition, d.deliveries]),
+        [["at+2s", 2, 1]],
+      );
+      clock.advance(3000);
+      await settle(engine);
+      assert.deepEqual(
+        fetchAll(engine, member).map((d) => d.value),
+        ["in-5s"],
+      );
+    } finally {
+      await engine.close();
+    }
+  });
+
+  test("published delays are taken off the topic with no consumer attached", async () => {
+    using dir = tempDir();
+    const clock = new Clock();
+    const { engine } = await openEngine(dir.path, clock);
+    try {
+      await declared(engine);
+      const batch = encodeRecordBatch(
+        [
+          {
+            value: encoder.encode("later"),
+            headers: [{ key: "sluice-delay-ms", value: encoder.encode("60000") }],
+          },
+        ],
+        { timestamp: START_MS },
+      );
+      await engine.append("t", 1, batch);
+      clock.advance(1000);
+      engine.expireQueueLocks();
+      await waitFor(() => engine.queueStats("q").delayed === 1, "the record in the tiers");
+      assert.equal(engine.queueStats("q").ready, 0);
     } finally {
       await engine.close();
     }
