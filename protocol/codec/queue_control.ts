@@ -6,7 +6,8 @@
 //                 deadLetterTopic?: string | null = null, deliveryLimit?: int = 20,
 //                 lockMs?: int = 30000, prefetch?: int = 1000, maxInFlight?: int = 2000,
 //                 fsync?: "always" | "never" = "always", messageTtlMs?: int | null = null,
-//                 messageTtlHeader?: "read" | "ignore" = "read" }
+//                 messageTtlHeader?: "read" | "ignore" = "read",
+//                 retry?: { minMs: int, maxMs?: int, factor?: float } | null = null }
 //     response: { errorCode: int, errorMessage: string | null, queue: QueueInfo | null }
 //   QueueDelete (14)
 //     request:  { name: string }
@@ -28,10 +29,11 @@
 //
 //   QueueInfo      = { name, topic, from, deadLetterTopic: string | null, deliveryLimit: int,
 //                      lockMs: int, prefetch: int, maxInFlight: int, fsync,
-//                      messageTtlMs: int | null, messageTtlHeader, startOffsets: [int],
-//                      createdMs: int }
+//                      messageTtlMs: int | null, messageTtlHeader, retry: {...} | null,
+//                      startOffsets: [int], createdMs: int }
 //   QueueStatsInfo = { members, ready, acquired, deadLettering, delivered, accepted,
-//                      deadLettered, discarded, expired: int, oldestReadyAgeMs: int | null,
+//                      deadLettered, discarded, expired, delayed: int,
+//                      oldestReadyAgeMs: int | null,
 //                      memoryBytes: int, partitions: [{ partition, floor, next,
 //                      highWatermark, ready, acquired: int }] }
 //
@@ -50,6 +52,7 @@ import {
   stringItems,
   writeMsgpack,
 } from "./control.ts";
+import { ProtocolError } from "./errors.ts";
 import type { Reader, Writer } from "./wire.ts";
 
 /** Queue names follow topic-name rules: at most 249 bytes. */
@@ -73,6 +76,8 @@ export type QueueSettings = {
   messageTtlMs?: number | null;
   /** "read" (default): a record's `sluice-ttl-ms` header applies; "ignore": it does not. */
   messageTtlHeader?: "read" | "ignore";
+  /** Retries with backoff: a plain release waits minMs · factor^(deliveries - 1) ≤ maxMs. */
+  retry?: { minMs: number; maxMs?: number; factor?: number } | null;
 };
 
 export type QueueDeclareRequest = QueueSettings & { name: string };
@@ -81,6 +86,7 @@ export type QueueInfo = Required<QueueSettings> & {
   name: string;
   deadLetterTopic: string | null;
   messageTtlMs: number | null;
+  retry: { minMs: number; maxMs?: number; factor?: number } | null;
   /** The first offset delivered, per partition: fixed at the declare. */
   startOffsets: number[];
   createdMs: number;
@@ -106,6 +112,8 @@ export type QueueStatsInfo = {
   discarded: number;
   /** Records whose TTL ran out (dead-lettered or discarded, and counted there too). */
   expired: number;
+  /** Records waiting in the delay tiers, not yet due. */
+  delayed: number;
   oldestReadyAgeMs: number | null;
   memoryBytes: number;
   partitions: QueuePartitionStatsInfo[];
@@ -171,7 +179,25 @@ export function readQueueDeclareRequest(reader: Reader): QueueDeclareRequest {
   if (fsync !== null) request.fsync = fsync as QueueSettings["fsync"];
   const ttlHeader = optionalString(fields, "messageTtlHeader", 16);
   if (ttlHeader !== null) request.messageTtlHeader = ttlHeader as QueueSettings["messageTtlHeader"];
+  const retry = retryField(fields);
+  if (retry !== undefined) request.retry = retry;
   return request;
+}
+
+/** A declare's or a QueueInfo's `retry` map; the engine checks its ranges. */
+function retryField(fields: Fields): QueueSettings["retry"] | undefined {
+  if (fields["retry"] === undefined) return undefined;
+  if (fields["retry"] === null) return null;
+  const retry = mapItem(fields["retry"], "retry");
+  const factor = retry["factor"];
+  if (factor !== undefined && typeof factor !== "number") {
+    throw ProtocolError.invalid(`retry.factor ${String(factor)} is not a number`);
+  }
+  return {
+    minMs: intField(retry, "minMs", INT),
+    ...(retry["maxMs"] === undefined ? {} : { maxMs: intField(retry, "maxMs", INT) }),
+    ...(factor === undefined ? {} : { factor }),
+  };
 }
 
 export function writeQueueDeclareResponse(writer: Writer, response: QueueDeclareResponse): void {
@@ -199,6 +225,8 @@ function queueInfo(fields: Fields): QueueInfo {
     messageTtlMs: fields["messageTtlMs"] == null ? null : intField(fields, "messageTtlMs", INT),
     messageTtlHeader: (optionalString(fields, "messageTtlHeader") ??
       "read") as QueueInfo["messageTtlHeader"],
+    // Absent from servers older than retries: they have none.
+    retry: retryField(fields) ?? null,
     startOffsets: arrayField(fields, "startOffsets", ITEMS_MAX).map((offset) =>
       intField({ "startOffsets[]": offset }, "startOffsets[]", INT),
     ),
@@ -277,6 +305,8 @@ function queueStats(fields: Fields): QueueStatsInfo {
     discarded: int("discarded"),
     // Absent from servers older than message TTL: nothing expired there.
     expired: fields["expired"] == null ? 0 : int("expired"),
+    // Absent from servers older than delayed delivery: nothing waits there.
+    delayed: fields["delayed"] == null ? 0 : int("delayed"),
     oldestReadyAgeMs: fields["oldestReadyAgeMs"] == null ? null : int("oldestReadyAgeMs"),
     memoryBytes: int("memoryBytes"),
     partitions: arrayField(fields, "partitions", ITEMS_MAX).map((item) => {

@@ -187,6 +187,7 @@ export function queueInfo(config: QueueConfig): QueueInfo {
     fsync: config.fsync,
     messageTtlMs: config.messageTtlMs,
     messageTtlHeader: config.messageTtlHeader,
+    retry: config.retry === null ? null : { ...config.retry },
     startOffsets: [...config.startOffsets],
     createdMs: config.createdMs,
   };
@@ -203,6 +204,7 @@ function statsInfo(stats: QueueStats): QueueStatsInfo {
     deadLettered: stats.deadLettered,
     discarded: stats.discarded,
     expired: stats.expired,
+    delayed: stats.delayed,
     oldestReadyAgeMs: stats.oldestReadyAgeMs,
     memoryBytes: stats.memoryBytes,
     partitions: stats.partitions.map((p) => ({ ...p })),
