@@ -290,7 +290,9 @@ function handleQueueJoin(plane: QueuePlane, request: RequestContext): HandlerRes
     prefetch: number;
   };
   try {
-    const { config, partitionCount } = plane.engine.queue(queue);
+    // The topic's partitions: a queue's due partition (delayed records) is numbered after them.
+    const { config } = plane.engine.queue(queue);
+    const partitionCount = config.startOffsets.length;
     const memberId = plane.engine.joinQueue(queue);
     plane.members.joined(request.connection, queue, memberId);
     response = {
