@@ -122,7 +122,8 @@ const report = {
 if (!values.json) {
   console.log(
     `sent ${sent}, received ${report.received}, early ${early}; lateness p50 ` +
-      `${report.latenessMs.p50} ms, p99 ${report.latenessMs.p99} ms, max ${report.latenessMs.max} ms`,
+      `${report.latenessMs.p50} ms, p99 ${report.latenessMs.p99} ms, ` +
+      `max ${report.latenessMs.max} ms`,
   );
 }
 console.log(JSON.stringify(report));
