@@ -5,6 +5,8 @@
 // one test runs on the real clock.
 
 import assert from "node:assert/strict";
+import fs from "node:fs";
+import { join } from "node:path";
 import { describe, test } from "node:test";
 import { DELAY_MS_MAX, type Engine, encodeRecordBatch, tierFor } from "../../engine/mod.ts";
 import { tempDir, waitFor } from "../helpers.ts";
@@ -271,6 +273,44 @@ describe("delayed release", () => {
       engine.expireQueueLocks();
       await waitFor(() => engine.queueStats("q").delayed === 1, "the record in the tiers");
       assert.equal(engine.queueStats("q").ready, 0);
+    } finally {
+      await engine.close();
+    }
+  });
+
+  test("a queue declared before delays has no due partition: delayed release refused", async () => {
+    using dir = tempDir();
+    const clock = new Clock();
+    const first = await openEngine(dir.path, clock);
+    await declared(first.engine);
+    await first.engine.close();
+    // What a queue declared before delayed delivery looks like: metadata without `delays`,
+    // a state of the topic's partitions only (here none yet: it restarts at its start).
+    const meta = join(dir.path, "__meta", "queues", "q.json");
+    const config = JSON.parse(fs.readFileSync(meta, "utf8")) as Record<string, unknown>;
+    delete config["delays"];
+    fs.writeFileSync(meta, JSON.stringify(config));
+    fs.rmSync(join(dir.path, "__queues", "q"), { recursive: true });
+    const { engine } = await openEngine(dir.path, clock);
+    try {
+      assert.equal(engine.queue("q").partitionCount, 2);
+      assert.equal(engine.queue("q").delays, undefined);
+      await publish(engine, "t", 0, ["old"]);
+      const member = engine.joinQueue("q");
+      const [held] = fetchAll(engine, member);
+      assert.ok(held !== undefined);
+      const error = await failsWith(
+        () =>
+          engine.ackQueue("q", member, [
+            { partition: 0, first: held.offset, last: held.offset, type: "release", delayMs: 10 },
+          ]),
+        "INVALID_CONFIG",
+      );
+      assert.match(error.message, /delayMs 10/);
+      // Nothing changed; a plain release still works.
+      await engine.ackQueue("q", member, acksFor([held], "release"));
+      assert.equal(fetchAll(engine, member).length, 1);
+      assert.equal(engine.queueStats("q").delayed, 0);
     } finally {
       await engine.close();
     }
