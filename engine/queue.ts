@@ -240,6 +240,15 @@ export class Queue implements QueueStateTarget {
       (start, partition) => new QueueCursor(partition, start, limits, this.#unacked),
     );
     this.#restored = logs.map(() => false);
+    if (delays !== undefined) {
+      // The floor as of now, returned once the state log holds it: segments of the due log
+      // below it are never needed again, even after a crash.
+      delays.durableDueFloor = async () => {
+        const floor = this.#cursors.at(-1)!.floor;
+        if (!this.#closed) await this.#state.commit();
+        return floor;
+      };
+    }
   }
 
   /** A new queue: cursors at the start offsets, and a state log holding them, synced. */

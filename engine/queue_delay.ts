@@ -98,6 +98,8 @@ export type DelayHost = {
   warn(message: string): void;
   /** Appends are fsynced before a move or an add counts as done. */
   fsync: boolean;
+  /** Segment size of the tier and due logs (default 64 MiB; tests make it small). */
+  segmentBytes?: number;
 };
 
 type Tier = {
@@ -168,7 +170,13 @@ export class DelayTiers {
   }
 
   static #logConfig(host: DelayHost) {
-    return { ...LOG_CONFIG, fsync: host.fsync ? ("always" as const) : ("never" as const) };
+    const segmentBytes = host.segmentBytes ?? LOG_CONFIG.segmentBytes;
+    return {
+      ...LOG_CONFIG,
+      segmentBytes,
+      maxBatchBytes: Math.min(LOG_CONFIG.maxBatchBytes, segmentBytes),
+      fsync: host.fsync ? ("always" as const) : ("never" as const),
+    };
   }
 
   /** Opens (or creates) the delay logs of a queue whose state lives in `stateDir`. */
@@ -266,7 +274,8 @@ export class DelayTiers {
     const appends: Promise<unknown>[] = [];
     for (const [key, records] of out) {
       const log = key === -1 ? this.due : this.#tiers[key]!.log!;
-      for (const group of batchesOf(records)) {
+      const bytesTarget = Math.min(BATCH_BYTES_TARGET, log.config.segmentBytes / 4);
+      for (const group of batchesOf(records, bytesTarget)) {
         appends.push(log.append(encodeRecordBatch(group, { timestamp: nowMs })));
       }
     }
@@ -411,6 +420,7 @@ export class DelayTiers {
 
   /** Writes the tier positions (atomically) and deletes tier segments wholly below them. */
   async persistPositions(): Promise<void> {
+    await this.#trimDue();
     const positions = this.#positions();
     const json = JSON.stringify(positions);
     if (json === this.#persisted) return;
@@ -419,6 +429,23 @@ export class DelayTiers {
     for (let k = 0; k < DELAY_TIERS; k++) {
       const tier = this.#tiers[k]!;
       if (tier.log !== undefined) await tier.log.deleteSegmentsBelow(positions[k] ?? 0);
+    }
+  }
+
+  /**
+   * The queue's floor on the due log once it is durable (set by the queue): every record below
+   * it is done, so the due log's segments wholly below it can go.
+   */
+  durableDueFloor: (() => Promise<number>) | undefined;
+
+  /** Deletes due-log segments the queue has durably finished (the due log keeps no retention). */
+  async #trimDue(): Promise<void> {
+    if (this.durableDueFloor === undefined) return;
+    try {
+      await this.due.deleteSegmentsBelow(await this.durableDueFloor());
+    } catch (error) {
+      // A queue whose state cannot be written keeps its due log whole: nothing is lost.
+      this.#host.warn(`the due log of ${this.dir} was not trimmed: ${String(error)}`);
     }
   }
 
@@ -453,8 +480,8 @@ function readPositions(dir: string): (number | null)[] {
   }
 }
 
-/** Groups records into batches of about BATCH_BYTES_TARGET; one record may be alone. */
-function batchesOf(records: RecordInput[]): RecordInput[][] {
+/** Groups records into batches of about `bytesTarget`; one record may be alone. */
+function batchesOf(records: RecordInput[], bytesTarget: number): RecordInput[][] {
   const batches: RecordInput[][] = [];
   let current: RecordInput[] = [];
   let bytes = 0;
@@ -462,7 +489,7 @@ function batchesOf(records: RecordInput[]): RecordInput[][] {
     let size = 64 + (record.key?.length ?? 0) + (record.value?.length ?? 0);
     for (const header of record.headers ?? []) size += header.key.length + 16;
     for (const header of record.headers ?? []) size += header.value?.length ?? 0;
-    if (current.length > 0 && bytes + size > BATCH_BYTES_TARGET) {
+    if (current.length > 0 && bytes + size > bytesTarget) {
       batches.push(current);
       current = [];
       bytes = 0;

@@ -8,7 +8,14 @@ import assert from "node:assert/strict";
 import fs from "node:fs";
 import { join } from "node:path";
 import { describe, test } from "node:test";
-import { DELAY_MS_MAX, type Engine, encodeRecordBatch, tierFor } from "../../engine/mod.ts";
+import {
+  DELAY_MS_MAX,
+  DelayTiers,
+  type Engine,
+  encodeRecordBatch,
+  realFileIO,
+  tierFor,
+} from "../../engine/mod.ts";
 import { tempDir, waitFor } from "../helpers.ts";
 import {
   acksFor,
@@ -60,6 +67,36 @@ describe("delayed release", () => {
     assert.equal(tierFor(1024), 10);
     assert.equal(tierFor(1023), 9);
     assert.equal(tierFor(DELAY_MS_MAX), 34);
+  });
+
+  test("segments of tiers and of the due log are deleted once passed durably", async () => {
+    using dir = tempDir();
+    const clock = new Clock();
+    const host = { io: realFileIO, now: clock.now, warn: () => {}, fsync: false };
+    const delays = await DelayTiers.open(dir.path, { ...host, segmentBytes: 16 * 1024 });
+    try {
+      const record = { key: null, value: new Uint8Array(1000), headers: [], timestamp: 0 };
+      const entries = (dueMs: number) =>
+        Array.from({ length: 20 }, () => ({ record, dueMs, deliveries: 1 }));
+      for (let i = 0; i < 10; i++) await delays.add(entries(clock.nowMs + 1000));
+      assert.equal(delays.waiting, 200);
+      clock.advance(1000);
+      while ((await delays.moveDue()) > 0) {}
+      assert.equal(delays.waiting, 0);
+      assert.equal(delays.due.highWatermark, 200);
+      let floor = 0;
+      delays.durableDueFloor = () => Promise.resolve(floor);
+      await delays.persistPositions();
+      assert.equal(delays.due.logStartOffset, 0, "nothing of the due log is done yet");
+      floor = 200;
+      await delays.persistPositions();
+      assert.ok(delays.due.logStartOffset > 0, "due segments below the floor are gone");
+      const tierDir = join(dir.path, "delay", "tier-09");
+      const segments = fs.readdirSync(tierDir).filter((name) => name.endsWith(".log"));
+      assert.equal(segments.length, 1, "the tier kept only its active segment");
+    } finally {
+      await delays.close();
+    }
   });
 
   test("bad delays are refused naming the value, and nothing changes", async () => {
