@@ -508,6 +508,12 @@ export class Queue implements QueueStateTarget {
     const held = this.#dueReader(partition, nowMs);
     const admit = (offset: number): boolean | "skipped" => {
       try {
+        // A record given back is normally due already; one that a crash put back before its
+        // delayed copy was marked (DELAYED) is held again, never delivered early.
+        if (held !== undefined && DueReader.notDueAt(held.due, offset)) {
+          cursor.expireReadyHead(offset, held.runs);
+          return "skipped";
+        }
         if (expiry.expired(offset)) {
           cursor.expireReadyHead(offset, expiredRuns);
           return "skipped";
@@ -790,7 +796,7 @@ export class Queue implements QueueStateTarget {
    * A release that waits (its own delayMs, or the queue's retry backoff): the records leave
    * circulation, copies go to the delay tiers, and once those are durable the originals are
    * done (DELAYED). Records at the delivery limit are dead-lettered instead, as a plain release
-   * does. Undefined when the release does not wait.
+   * does. False when the release does not wait (it is then a plain release).
    */
   #delayRelease(
     partition: number,

@@ -632,6 +632,11 @@ export class DueReader {
     return judged;
   }
 
+  /** Whether the record at `offset` (below the high watermark) is not due yet. */
+  static notDueAt(reader: DueReader, offset: number): boolean {
+    return reader.batchAt(offset).notDue?.has(offset) === true;
+  }
+
   /** The first offset of `batch` at or after `from` that is not due yet, if any. */
   static firstNotDue(batch: HeldBatch, from: number): number | undefined {
     if (batch.notDue === null || batch.last < from) return undefined;

@@ -290,6 +290,56 @@ describe("delayed release", () => {
     }
   });
 
+  test("a crash before a held record's copy is marked never delivers it early", async () => {
+    using dir = tempDir();
+    using image = tempDir();
+    const clock = new Clock();
+    const first = await openEngine(dir.path, clock);
+    await declared(first.engine);
+    const delayed = [{ key: "sluice-delay-ms", value: encoder.encode("60000") }];
+    await first.engine.append(
+      "t",
+      0,
+      encodeRecordBatch(
+        [
+          { value: encoder.encode("b"), headers: [] },
+          { value: encoder.encode("a-later"), headers: delayed },
+          { value: encoder.encode("c"), headers: [] },
+        ],
+        { timestamp: START_MS },
+      ),
+    );
+    // The copy cannot be written: the record stays held, out of circulation, in the window.
+    const delays = first.engine.queue("q").delays!;
+    delays.add = () => Promise.reject(new Error("injected: the delay store refuses"));
+    const member = first.engine.joinQueue("q");
+    assert.deepEqual(
+      fetchAll(first.engine, member).map((d) => d.value),
+      ["b", "c"],
+    );
+    await first.engine.queue("q").flush();
+    crashImage(dir.path, image.path);
+    await first.engine.close().catch(() => {});
+    // After the crash the held record is available in the window again, as records whose
+    // acquisitions were written are: a fetch must hold it back again, not deliver it.
+    const { engine } = await openEngine(image.path, clock);
+    try {
+      const again = engine.joinQueue("q");
+      const live = fetchAll(engine, again);
+      assert.deepEqual(live.map((d) => d.value).sort(), ["b", "c"]);
+      await engine.ackQueue("q", again, acksFor(live, "accept"));
+      await waitFor(() => engine.queueStats("q").delayed === 1, "the record in the tiers");
+      clock.advance(60_000);
+      await settle(engine);
+      assert.deepEqual(
+        fetchAll(engine, again).map((d) => d.value),
+        ["a-later"],
+      );
+    } finally {
+      await engine.close();
+    }
+  });
+
   test("published delays are taken off the topic with no consumer attached", async () => {
     using dir = tempDir();
     const clock = new Clock();
