@@ -20,6 +20,9 @@
 //   randomizedPayloadPoolSize: 1000
 //   ackMode: stream                 # stream | per-message: how consumers acknowledge
 //   releaseRatio: 0                 # per-message only: share of messages released once
+//   deliveryDelayMsMax: 0           # per-message only: each message delayed uniformly in
+//                                   # [0, this] ms; end-to-end latency is then measured from
+//                                   # the due time (send + delay): the lateness
 
 import fs from "node:fs";
 import { basename, dirname, extname, isAbsolute, join, resolve } from "node:path";
@@ -40,6 +43,8 @@ export const ACK_MODES = ["stream", "per-message"] as const;
 export type AckMode = (typeof ACK_MODES)[number];
 /** At most this share of messages may be released (a release ratio of 1 would never end). */
 export const RELEASE_RATIO_MAX = 0.5;
+/** The longest delivery delay a workload may ask for: one year, as sluice's queues allow. */
+export const DELIVERY_DELAY_MS_MAX = 31_536_000_000;
 
 export type Workload = {
   name: string;
@@ -66,6 +71,12 @@ export type Workload = {
    * the queue) instead of accepting; a redelivered message is always accepted.
    */
   releaseRatio: number;
+  /**
+   * With ackMode per-message: each message asks to be delivered no sooner than a delay drawn
+   * uniformly from [0, this] ms (sluice: the `sluice-delay-ms` header); its payload is stamped
+   * with its due time, so end-to-end latency is lateness. 0 (default): no delays.
+   */
+  deliveryDelayMsMax: number;
   /** Where it was loaded from ("<inline>" for an object). */
   source: string;
 };
@@ -122,6 +133,7 @@ const KNOWN_FIELDS = new Set([
   "randomizedPayloadPoolSize",
   "ackMode",
   "releaseRatio",
+  "deliveryDelayMsMax",
   // OMB's backlog-drain tuning: meaningful only with consumerBacklogSizeGB > 0, accepted so
   // OMB files load, and otherwise ignored.
   "backlogDrainRatio",
@@ -231,6 +243,7 @@ export function validateWorkload(raw: unknown, file = "<inline>"): Workload {
     ),
     ackMode: ackModeOf(read),
     releaseRatio: read.number("releaseRatio", 0, RELEASE_RATIO_MAX, 0),
+    deliveryDelayMsMax: read.integer("deliveryDelayMsMax", 0, DELIVERY_DELAY_MS_MAX, 0),
     source: file,
   };
   checkRelations(read, workload);
@@ -255,6 +268,9 @@ function ackModeOf(read: FieldReader): AckMode {
 }
 
 function checkRelations(read: FieldReader, workload: Workload): void {
+  if (workload.deliveryDelayMsMax > 0 && workload.ackMode !== "per-message") {
+    read.fail("deliveryDelayMsMax", "needs ackMode: per-message (delays are a queue's)");
+  }
   if (workload.releaseRatio > 0 && workload.ackMode !== "per-message") {
     read.fail("releaseRatio", "needs ackMode: per-message (only a queue can release a message)");
   }
