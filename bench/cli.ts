@@ -259,6 +259,7 @@ function finish(
         "worker, lost cpu = programs outside the run and time stolen by the host, % of one " +
         "core; msg/core-s = msg/s per core of broker CPU",
     );
+    for (const r of results) if (r.boundBy !== undefined) log(`${r.driver}: ${r.boundBy}`);
     if (results.some((r) => (r.latencyAtLoad ?? []).length > 0)) {
       log("");
       log(formatLatencyTable(results));
@@ -339,6 +340,7 @@ async function benchDriver(
         workDir,
         options: driverOptions,
         ackMode: workload.ackMode,
+        priorityLevels: workload.priorityLevels,
       });
       await driver.initialize();
     }

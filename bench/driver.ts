@@ -149,6 +149,11 @@ export type DriverConfig = {
   options: Readonly<Record<string, string>>;
   /** How the workload's consumers acknowledge (default "stream"). */
   ackMode?: AckMode;
+  /**
+   * The workload's priorityLevels (absent or 0: none): each subscription is a priority queue of
+   * that many levels, and a message's priority is the partition it is sent to.
+   */
+  priorityLevels?: number;
 };
 
 /**

@@ -10,6 +10,7 @@ import { ackSummary } from "./ack_table.ts";
 import type { MachineLimits } from "./limits.ts";
 import fs from "node:fs";
 import { join } from "node:path";
+import { describeRules, type RateSearchStep } from "./rate_control.ts";
 import type { BenchResult } from "./result.ts";
 import { escapeXml as esc, lineChart, type Series, type Tick } from "./svg_chart.ts";
 import { DELIVERY_COLUMN, deliveryVerdict, formatMs, TABLE_HEADERS, tableCells } from "./table.ts";
@@ -210,7 +211,13 @@ function driverSection(result: BenchResult): string {
     ],
   ];
   if (result.ackMode === "per-message") facts.push(["per-message acks", ackSummary(result)]);
-  if (result.rateSearch !== null) facts.push(["max-rate search", searchSummary(result)]);
+  if (result.boundBy !== undefined) facts.push(["bound by", result.boundBy]);
+  if (result.rateSearch !== null) {
+    facts.push(["max-rate search", searchSummary(result)]);
+    if (result.rateSearch.rules !== undefined) {
+      facts.push(["search rules", describeRules(result.rateSearch.rules)]);
+    }
+  }
   if (result.latencyAtLoad !== undefined && result.latencyAtLoad.length > 0) {
     facts.push(["latency at load", latencyAtLoadSummary(result)]);
   }
@@ -236,14 +243,23 @@ function sustainFigures(verdict: NonNullable<BenchResult["sustainedVerdict"]>): 
   );
 }
 
-/** "10,000 ✓ → 20,000 ✓ → 40,000 ✗ (publish p99 ...) → ...; measured at N msg/s". */
+/** The rule (rate_control.ts) that judged a step of each kind, named in the report. */
+const STEP_RULES: Record<RateSearchStep["state"], string> = {
+  ramp: "headroom",
+  bisect: "headroom",
+  confirm: "confirm, headroom",
+  backoff: "probe",
+};
+
+/** "ramp 10,000 ✓ [headroom] → ... → backoff 80,000 ✗ (...) [probe]; measured at N msg/s". */
 export function searchSummary(result: Pick<BenchResult, "rateSearch">): string {
   const search = result.rateSearch;
   if (search === null) return "";
   const steps = search.steps
     .map((step) => {
       const mark = step.verdict.sustained ? "✓" : `✗ (${step.verdict.reasons.join("; ")})`;
-      return `${step.state} ${Math.round(step.rate).toLocaleString("en-US")} ${mark}`;
+      const rate = Math.round(step.rate).toLocaleString("en-US");
+      return `${step.state} ${rate} ${mark} [${STEP_RULES[step.state]}]`;
     })
     .join(" → ");
   return `${steps}; measured at ${Math.round(search.heldRate).toLocaleString("en-US")} msg/s`;

@@ -11,10 +11,10 @@
 
 import { machineInfo, type MachineInfo } from "./engine/machine.ts";
 import type { LatencyHistogram, LatencySummary, QuantileCurve } from "./histogram.ts";
-import type { BrokerCpu, ClientCpu, RunOutcome, WorkerInfo } from "./runner.ts";
+import type { BrokerCpu, ClientCpu, RateSearchResult, RunOutcome, WorkerInfo } from "./runner.ts";
 import type { SustainVerdict } from "./sustain.ts";
+import { boundOf } from "./bound.ts";
 import type { MachineCpu } from "./proc_cpu.ts";
-import type { RateSearchStep } from "./rate_control.ts";
 import type { Sample } from "./stats.ts";
 import type { Workload } from "./workload.ts";
 import { BYTES_PER_MB } from "./stats.ts";
@@ -99,6 +99,10 @@ export type BenchResult = {
    * coordinator), % of one core: other programs competing with the run. Null when unknown.
    */
   otherCpuPercent: number | null;
+  /** A load worker was at its limit over the measured phase (bench/bound.ts). */
+  clientBound: boolean;
+  /** What bound the run (client, machine, or neither), with the CPU figures behind it. */
+  boundBy: string;
   /** Why the run stopped early (a worker died): its figures are partial. */
   failure: string | null;
   /**
@@ -133,7 +137,8 @@ export type BenchResult = {
   publishThroughputMBps: number;
   consumeThroughputMBps: number;
   workloadSpec: Omit<Workload, "source" | "payloadFile"> & { payloadFile: string | null };
-  rateSearch: { steps: RateSearchStep[]; heldRate: number } | null;
+  /** The max-rate search: its steps (with any backoff of the measured phase) and rules. */
+  rateSearch: RateSearchResult | null;
   samples: Sample[];
   machine: MachineInfo;
   startedAt: string;
@@ -201,6 +206,14 @@ export function buildResult(input: ResultInput): BenchResult {
   const { source: _source, payloadFile, ...spec } = workload;
   const publishRateAvg = stats.measured.published / seconds;
   const brokerCpuPercent = outcome.brokerCpu.percentOfOneCore;
+  const bound = boundOf({
+    driver: input.driverName,
+    workerProcesses: outcome.workers,
+    clientCpuPercent: outcome.clientCpu.percentOfOneCore,
+    brokerCpuPercent,
+    machineCpu: outcome.machineCpu,
+    otherCpuPercent: otherCpu(outcome),
+  });
   return {
     workload: workload.name,
     driver: input.driverName,
@@ -248,6 +261,7 @@ export function buildResult(input: ResultInput): BenchResult {
     brokerCpu: outcome.brokerCpu,
     machineCpu: outcome.machineCpu,
     otherCpuPercent: otherCpu(outcome),
+    ...bound,
     failure: outcome.failure ?? null,
     ...ackFields(workload, outcome),
     publishRateAvg,

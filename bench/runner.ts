@@ -23,7 +23,13 @@ import {
   machineCpuBetween,
   machineTicks,
 } from "./proc_cpu.ts";
-import { RateSearch, type RateSearchStep } from "./rate_control.ts";
+import {
+  BACKOFF_SETTLE_SECONDS,
+  PROBE_SECONDS,
+  RateSearch,
+  type RateSearchStep,
+  type SearchRules,
+} from "./rate_control.ts";
 import { cpuMicrosNow, cpuPercent, RunStats, type Sample } from "./stats.ts";
 import { judgeWindow, PUBLISH_P99_MS_MAX_DEFAULT, type SustainVerdict } from "./sustain.ts";
 import { Ensemble, placeClients } from "./worker/ensemble.ts";
@@ -99,13 +105,16 @@ export type BrokerCpu = {
 /** A load worker: its label, measured clock offset, and CPU over the measured phase. */
 export type WorkerInfo = { label: string; clockOffsetMs: number; cpuPercent: number };
 
+/** The search's steps (backoffs included), its rules, and the rate it measured at. */
+export type RateSearchResult = { steps: RateSearchStep[]; heldRate: number; rules: SearchRules };
+
 export type RunOutcome = {
   startedAt: string;
   topicNames: string[];
   samples: Sample[];
   stats: RunStats;
   /** The search's steps and the rate it measured at, when producerRate was 0. */
-  rateSearch: { steps: RateSearchStep[]; heldRate: number } | undefined;
+  rateSearch: RateSearchResult | undefined;
   measuredSeconds: number;
   clientCpu: ClientCpu;
   brokerCpu: BrokerCpu;
@@ -290,6 +299,7 @@ async function setUpWorkers(
     topics,
     subscriptions,
     ackMode: workload.ackMode,
+    priorityLevels: workload.priorityLevels,
   };
   const replies = await Promise.all(workers.map((worker) => worker.setup(request)));
   return replies[0]!;
@@ -364,6 +374,10 @@ class Timeline {
   readonly #samples: Sample[] = [];
   #rate: number;
   #startMs = 0;
+  /** Seconds of the run sampled so far (warm-up, measured phase and any backoff). */
+  #seconds = 0;
+  /** Seconds the measured phase's backoffs added to the run (failed probes and settling). */
+  #backoffSeconds = 0;
   #lastSampleMs = 0;
   #lastMachine: MachineTicks | undefined = machineTicks();
 
@@ -407,17 +421,21 @@ class Timeline {
       this.#lastSampleMs = this.#startMs;
       this.#meter.intervalPercent();
       await this.#ensemble.start(this.#rate);
-      for (let k = 1; k <= warmupSamples + measureSamples; k++) {
-        await this.#until(this.#startMs + k * SAMPLE_INTERVAL_MS);
-        const sample = await this.#sample();
-        if (this.#search !== undefined && sample.phase === "warmup") {
+      for (let k = 1; k <= warmupSamples; k++) {
+        const sample = await this.#second();
+        if (this.#search !== undefined) {
           const publishHistogram = stats.lastPublishInterval;
           await this.#setRate(this.#search.observe({ ...sample, publishHistogram }));
         }
-        if (k === warmupSamples) {
-          if (this.#search !== undefined) await this.#setRate(this.#search.finish());
-          stats.setPhase("measure");
+      }
+      if (this.#search !== undefined) await this.#setRate(this.#search.finish());
+      stats.setPhase("measure");
+      atMeasure = this.#cpuMark();
+      for (let measured = 1; measured <= measureSamples; measured++) {
+        await this.#second();
+        if (measured === PROBE_SECONDS && measured < measureSamples && (await this.#probe())) {
           atMeasure = this.#cpuMark();
+          measured = 0;
         }
       }
       atEnd = this.#cpuMark();
@@ -430,6 +448,39 @@ class Timeline {
       const failed = { drained: false, drainMs: 0, problems: [error.message] };
       return this.#measured(measureSamples, atMeasure, this.#cpuMark(), failed, error.message);
     }
+  }
+
+  /** Waits for the next second of the run and takes its sample. */
+  async #second(): Promise<Sample> {
+    this.#seconds++;
+    await this.#until(this.#startMs + this.#seconds * SAMPLE_INTERVAL_MS);
+    return await this.#sample();
+  }
+
+  /**
+   * The probe rule (rate_control.ts): with a max-rate search, the measured phase's first
+   * seconds are judged; when they fail, they become warm-up, the rate steps down, settles,
+   * and the measured phase starts again (true). Fixed-rate workloads are never probed.
+   */
+  async #probe(): Promise<boolean> {
+    const search = this.#search;
+    if (search === undefined) return false;
+    const window = this.#samples.filter((s) => s.phase === "measure");
+    const first = window[0];
+    if (first === undefined) return false;
+    const rate = search.probeMeasured(window, {
+      startSecond: Math.round((first.elapsedMs - first.durationMs) / 1000),
+      windowP99Ms: this.#stats.publishMeasured.percentileMs(99),
+    });
+    if (rate === undefined) return false;
+    this.#backoffSeconds += window.length + BACKOFF_SETTLE_SECONDS;
+    for (const sample of window) sample.phase = "warmup";
+    this.#stats.setPhase("warmup");
+    await this.#setRate(rate);
+    for (let i = 0; i < BACKOFF_SETTLE_SECONDS; i++) await this.#second();
+    this.#stats.restartMeasure();
+    this.#stats.setPhase("measure");
+    return true;
   }
 
   #measured(
@@ -452,7 +503,10 @@ class Timeline {
           });
     return {
       samples: this.#samples,
-      rateSearch: search === undefined ? undefined : { steps: search.steps, heldRate: search.rate },
+      rateSearch:
+        search === undefined
+          ? undefined
+          : { steps: search.steps, heldRate: search.rate, rules: search.rules },
       measuredSeconds: failure === undefined ? measureSamples : measured.length,
       clientCpu: this.#clientCpu(atMeasure, atEnd),
       brokerCpu: this.#brokerCpu(atMeasure, atEnd),
@@ -510,7 +564,9 @@ class Timeline {
     this.#lastMachine = machine;
     this.#lastSampleMs = now;
     this.#samples.push(sample);
-    this.#progress(progressLine(this.#driverName, this.#workload, sample, this.#search));
+    this.#progress(
+      progressLine(this.#driverName, this.#workload, sample, this.#search, this.#backoffSeconds),
+    );
     return sample;
   }
 
@@ -605,9 +661,12 @@ export function progressLine(
   workload: Workload,
   sample: Sample,
   search: RateSearch | undefined,
+  backoffSeconds = 0,
 ): string {
   const seconds = Math.round(sample.elapsedMs / 1000);
-  const total = Math.round(workload.warmupDurationSeconds + workload.testDurationSeconds);
+  const total = Math.round(
+    workload.warmupDurationSeconds + workload.testDurationSeconds + backoffSeconds,
+  );
   const searching =
     search !== undefined && sample.phase === "warmup"
       ? `  search ${search.state} ${formatCount(search.rate)} msg/s`

@@ -137,6 +137,20 @@ export class RunStats {
     this.#phase = phase;
   }
 
+  /**
+   * Forgets what the measured phase counted so far (its latency totals and counters): the
+   * measured phase starts again, at a lower rate, after its first seconds failed their probe.
+   * Call it in warm-up; the counts before it (totalMessagesSent, ...) are kept.
+   */
+  restartMeasure(): void {
+    if (this.#phase !== "warmup") throw new Error("restartMeasure: set the warm-up phase first");
+    for (const histogram of [this.publish, this.publishDelay, this.endToEnd, this.ack]) {
+      histogram.total.reset();
+    }
+    this.publishMeasured.reset();
+    Object.assign(this.measured, zeroCounts());
+  }
+
   get counting(): boolean {
     return this.#phase !== "warmup";
   }

@@ -8,8 +8,10 @@
 //                highest per-second p99 when the histograms are not at hand);
 //   lag slope    the schedule lag (messages due and not yet acknowledged) does not grow: its
 //                slope over the window, in seconds of schedule (lag / R), adds up to at most a
-//                quarter of the bound over the window. By Little's law this is the mean
-//                publish latency growing, read from counts instead of percentiles;
+//                quarter of the bound over the window, or LAG_GROWTH_MESSAGES_MIN messages,
+//                whichever is more (at 100 msg/s one message is 10 ms of schedule: a lag
+//                wandering by a message or two is not a climb). By Little's law this is the
+//                mean publish latency growing, read from counts instead of percentiles;
 //   p99 slope    (10 or more samples: fewer seconds' p99s are mostly noise) the fitted
 //                publish p99 rises by at most a quarter of the bound over the window;
 //   backlog      the backlog (acknowledged × subscriptions − received) does not grow (OMB's
@@ -30,6 +32,8 @@ export const PUBLISH_P99_MS_MAX_DEFAULT = 100;
 export const KEEP_UP_RATIO = 0.95;
 /** How much of the p99 bound the lag or the p99 may grow by over a window. */
 export const LATENCY_GROWTH_SHARE_MAX = 0.25;
+/** The lag may always grow by this many messages over a window (whole messages are coarse). */
+export const LAG_GROWTH_MESSAGES_MIN = 2;
 /** Backlog growth allowed over a window: at least this many seconds of messages... */
 export const BACKLOG_GROWTH_SECONDS_MIN = 0.1;
 /** ...or this share of the rate per second of the window. */
@@ -170,7 +174,8 @@ export function judgeWindow(
   if (p99 > publishP99MsMax) {
     reasons.push(`publish p99 ${p99.toFixed(1)} ms > ${publishP99MsMax} ms`);
   }
-  if (lagGrowthSeconds * 1000 > latencyGrowthMaxMs) {
+  const lagGrowthMaxSeconds = Math.max(latencyGrowthMaxMs / 1000, LAG_GROWTH_MESSAGES_MIN / rate);
+  if (lagGrowthSeconds > lagGrowthMaxSeconds) {
     reasons.push(
       `producers fell ${(lagGrowthSeconds * 1000).toFixed(0)} ms behind their schedule ` +
         `in ${window.length} s`,

@@ -20,6 +20,8 @@
 //   randomizedPayloadPoolSize: 1000
 //   ackMode: stream                 # stream | per-message: how consumers acknowledge
 //   releaseRatio: 0                 # per-message only: share of messages released once
+//   priorityLevels: 0               # per-message only: 2-10 makes each subscription a priority
+//                                   # queue, a message's priority = its partition (0: none)
 //   deliveryDelayMsMax: 0           # per-message only: each message delayed uniformly in
 //                                   # [0, this] ms; end-to-end latency is then measured from
 //                                   # the due time (send + delay): the lateness
@@ -43,6 +45,8 @@ export const ACK_MODES = ["stream", "per-message"] as const;
 export type AckMode = (typeof ACK_MODES)[number];
 /** At most this share of messages may be released (a release ratio of 1 would never end). */
 export const RELEASE_RATIO_MAX = 0.5;
+/** Priority levels of a workload's queues at most (a priority queue takes 2-10). */
+export const PRIORITY_LEVELS_MAX = 10;
 /** The longest delivery delay a workload may ask for: one year, as sluice's queues allow. */
 export const DELIVERY_DELAY_MS_MAX = 31_536_000_000;
 
@@ -71,6 +75,12 @@ export type Workload = {
    * the queue) instead of accepting; a redelivered message is always accepted.
    */
   releaseRatio: number;
+  /**
+   * With ackMode per-message, 2-10: each subscription is a priority queue of that many levels
+   * and a message's priority is the partition its producer picked (partitionsPerTopic must
+   * equal it); 0 (default): no priorities.
+   */
+  priorityLevels: number;
   /**
    * With ackMode per-message: each message asks to be delivered no sooner than a delay drawn
    * uniformly from [0, this] ms (sluice: the `sluice-delay-ms` header); its payload is stamped
@@ -133,6 +143,7 @@ const KNOWN_FIELDS = new Set([
   "randomizedPayloadPoolSize",
   "ackMode",
   "releaseRatio",
+  "priorityLevels",
   "deliveryDelayMsMax",
   // OMB's backlog-drain tuning: meaningful only with consumerBacklogSizeGB > 0, accepted so
   // OMB files load, and otherwise ignored.
@@ -243,6 +254,7 @@ export function validateWorkload(raw: unknown, file = "<inline>"): Workload {
     ),
     ackMode: ackModeOf(read),
     releaseRatio: read.number("releaseRatio", 0, RELEASE_RATIO_MAX, 0),
+    priorityLevels: read.integer("priorityLevels", 0, PRIORITY_LEVELS_MAX, 0),
     deliveryDelayMsMax: read.integer("deliveryDelayMsMax", 0, DELIVERY_DELAY_MS_MAX, 0),
     source: file,
   };
@@ -267,7 +279,23 @@ function ackModeOf(read: FieldReader): AckMode {
   return value as AckMode;
 }
 
+function checkPriorities(read: FieldReader, workload: Workload): void {
+  const levels = workload.priorityLevels;
+  if (levels === 0) return;
+  if (levels < 2) read.fail("priorityLevels", "must be 0 (none) or 2-10");
+  if (workload.ackMode !== "per-message") {
+    read.fail("priorityLevels", "needs ackMode: per-message (priorities are a queue's)");
+  }
+  if (workload.partitionsPerTopic !== levels) {
+    read.fail(
+      "priorityLevels",
+      "must equal partitionsPerTopic (a message's partition is its priority)",
+    );
+  }
+}
+
 function checkRelations(read: FieldReader, workload: Workload): void {
+  checkPriorities(read, workload);
   if (workload.deliveryDelayMsMax > 0 && workload.ackMode !== "per-message") {
     read.fail("deliveryDelayMsMax", "needs ackMode: per-message (delays are a queue's)");
   }

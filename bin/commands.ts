@@ -84,6 +84,10 @@ export const COMMANDS: Command[] = [
         type: "string",
         help: "Lower advertised Kafka API maxima: min, or API=MAX,... (e.g. Fetch=4)",
       },
+      "kafka-tls": {
+        type: "boolean",
+        help: "TLS on the Kafka port too, with --tls-cert/--tls-key/--tls-ca (SASL_SSL, SSL)",
+      },
       "kafka-initial-rebalance-delay-ms": {
         type: "string",
         help: "A new classic group waits this long for more members (default 3000)",
@@ -95,15 +99,25 @@ export const COMMANDS: Command[] = [
     name: "topics",
     usage:
       "topics create NAME [--partitions N] [--config k=v,...] | list | describe NAME | " +
-      "delete NAME " +
+      "alter NAME [--retention-ms N] [--retention-bytes N] [--fsync always|never|MS] " +
+      "[--segment-bytes N] [--segment-ms N] [--max-batch-bytes N] | delete NAME " +
       "[--broker HOST:PORT]",
-    summary: "Create, list, describe and delete topics",
+    summary: "Create, list, describe, alter and delete topics",
     options: {
       partitions: { type: "string", help: "Partition count for create (default 1)" },
       config: {
         type: "string",
         help: "Topic config for create: retentionMs=N,fsync=always|never|MS,...",
       },
+      "retention-ms": { type: "string", help: "alter: keep records this long (-1: forever)" },
+      "retention-bytes": {
+        type: "string",
+        help: "alter: keep at most this many bytes per partition (-1: no limit)",
+      },
+      fsync: { type: "string", help: "alter: always, never, or an fsync interval in ms" },
+      "segment-bytes": { type: "string", help: "alter: roll segments at this size" },
+      "segment-ms": { type: "string", help: "alter: roll segments this long after their start" },
+      "max-batch-bytes": { type: "string", help: "alter: the largest batch a produce may send" },
       broker: { type: "string", help: BROKER_HELP },
       ...CLIENT_SECURITY_OPTIONS,
     },
@@ -114,7 +128,7 @@ export const COMMANDS: Command[] = [
     name: "produce",
     usage:
       "produce (--topic T | --exchange X | --queue Q) [--routing-key K] [--key-separator SEP] " +
-      "[--header K=V]... [--delay-ms N] [--partition N] [--acks 0|1|all] " +
+      "[--header K=V]... [--priority P] [--delay-ms N] [--partition N] [--acks 0|1|all] " +
       "[--value-file FILE [--key K]]",
     summary: "Publish lines from standard input, one record a line (or one file as a record)",
     options: {
@@ -124,6 +138,10 @@ export const COMMANDS: Command[] = [
       "routing-key": { type: "string", help: "--exchange: routing key (default: each key)" },
       "key-separator": { type: "string", help: "Split each line into key SEP value" },
       header: { type: "string", multiple: true, help: "Add header KEY=VALUE to every record" },
+      priority: {
+        type: "string",
+        help: "--exchange/--queue: priority 0-255 (header sluice-priority) of every record",
+      },
       "delay-ms": { type: "string", help: "Queues deliver each record N ms after its timestamp" },
       "value-file": { type: "string", help: "Send one record: this file's exact bytes (no stdin)" },
       key: { type: "string", help: "With --value-file: the record's key" },
@@ -187,7 +205,9 @@ export const COMMANDS: Command[] = [
     usage:
       "queues declare NAME [--topic T] [--from beginning|end] [--dead-letter TOPIC] " +
       "[--delivery-limit N] [--lock-ms N] [--prefetch N] [--message-ttl-ms N] " +
-      "[--message-ttl-header read|ignore] [--retry-min-ms N [--retry-max-ms N] " +
+      "[--message-ttl-header read|ignore] [--max-length N] " +
+      "[--overflow drop-head|reject-publish] [--single-active-consumer] " +
+      "[--priorities N [--priority-ratio R]] [--retry-min-ms N [--retry-max-ms N] " +
       "[--retry-factor F]] | " +
       "list [--json] | purge NAME | " +
       "delete NAME [--broker HOST:PORT]",
@@ -214,6 +234,26 @@ export const COMMANDS: Command[] = [
       "message-ttl-ms": {
         type: "string",
         help: "declare: records expire this long after their timestamp",
+      },
+      "max-length": {
+        type: "string",
+        help: "declare: ready records kept at most (0 or more; default no limit)",
+      },
+      overflow: {
+        type: "string",
+        help: "declare: drop-head (default: oldest ready record dropped) or reject-publish",
+      },
+      "single-active-consumer": {
+        type: "boolean",
+        help: "declare: one member gets every record; the next takes over when it leaves",
+      },
+      priorities: {
+        type: "string",
+        help: "declare: priority levels, 2-10 (one partition each; higher served first)",
+      },
+      "priority-ratio": {
+        type: "string",
+        help: "declare: higher-priority records in a row before a waiting lower level",
       },
       json: { type: "boolean", help: "list: one JSON object per queue, one a line" },
       broker: { type: "string", help: BROKER_HELP },
@@ -247,9 +287,10 @@ export const COMMANDS: Command[] = [
   },
   {
     name: "groups",
-    usage: "groups describe GROUP [--broker HOST:PORT]",
-    summary: "Show a consumer group: members, partitions, committed offsets and lag",
+    usage: "groups list [--json] | describe GROUP [--broker HOST:PORT]",
+    summary: "List consumer groups, or show one: members, partitions, offsets and lag",
     options: {
+      json: { type: "boolean", help: "list: one JSON object per group, one a line" },
       broker: { type: "string", help: BROKER_HELP },
       ...CLIENT_SECURITY_OPTIONS,
     },

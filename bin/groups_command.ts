@@ -1,3 +1,6 @@
+// `sluice groups list` lists the consumer groups the broker knows (ListGroups), with state,
+// protocol type, member count and epoch; `--json` prints one object a line.
+//
 // `sluice groups describe GROUP`: the group's members with their partitions, then one line per
 // partition the group owns or has committed: committed offset, log end offset, lag, owner.
 // A partition assigned but never committed shows "-" and the lag from the log start, as
@@ -11,7 +14,13 @@ import type {
   PartitionMetadata,
   TopicMetadata,
 } from "../protocol/client/mod.ts";
-import { formatTable, parseBroker, positionalsFor, withAdmin } from "./broker_client.ts";
+import {
+  type Broker,
+  formatTable,
+  parseBroker,
+  positionalsFor,
+  withAdmin,
+} from "./broker_client.ts";
 import { type ParsedValues, UsageError } from "./_args.ts";
 
 type PartitionRow = {
@@ -25,12 +34,40 @@ type PartitionRow = {
 
 export async function groups(values: ParsedValues, positionals: string[]): Promise<number> {
   const [action, ...rest] = positionals;
-  if (action === undefined) throw new UsageError("needs an action: describe");
-  if (action !== "describe") throw new UsageError(`unknown action '${action}' (describe)`);
+  if (action === undefined) throw new UsageError("needs an action: list or describe");
+  if (action === "list") {
+    positionalsFor("list", rest, []);
+    return listGroups(parseBroker(values["broker"], values), values["json"] === true);
+  }
+  if (action !== "describe") throw new UsageError(`unknown action '${action}' (list or describe)`);
+  if (values["json"] !== undefined) throw new UsageError("--json applies to 'groups list' only");
   const [groupId] = positionalsFor("describe", rest, ["group"]);
   const broker = parseBroker(values["broker"], values);
   const { group, topics } = await withAdmin(broker, (admin) => describe(admin, groupId!));
   console.log(formatGroup(group, topics));
+  return 0;
+}
+
+/**
+ * One line per group: id, state, protocol type, members and epoch, under a header (which is
+ * all that is printed when there are no groups); with --json, one object a line and nothing
+ * for no groups.
+ */
+async function listGroups(broker: Broker, json: boolean): Promise<number> {
+  const { groups: list, truncated } = await withAdmin(broker, (admin) => admin.listGroupsResult());
+  if (truncated) console.error(`sluice groups: the broker listed the first ${list.length} groups`);
+  if (json) {
+    for (const group of list) console.log(JSON.stringify(group));
+    return 0;
+  }
+  const rows = list.map((g) => [
+    g.groupId,
+    g.state,
+    g.protocolType,
+    String(g.members),
+    String(g.groupEpoch),
+  ]);
+  console.log(formatTable([["GROUP", "STATE", "PROTOCOL", "MEMBERS", "EPOCH"], ...rows]));
   return 0;
 }
 

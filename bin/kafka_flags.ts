@@ -26,7 +26,14 @@ function msOption(key: string, flag: string, values: ParsedValues): Record<strin
 /** `{ kafka }` for `serve --kafka-port N` (see protocol/kafka/), else `{}`. */
 export async function kafkaOption(values: ParsedValues) {
   const port = values["kafka-port"];
-  if (port === undefined) return {};
+  const tls = values["kafka-tls"] === true;
+  if (port === undefined) {
+    if (tls) throw new UsageError("--kafka-tls needs --kafka-port");
+    return {};
+  }
+  if (tls && values["tls-cert"] === undefined) {
+    throw new UsageError("--kafka-tls needs --tls-cert and --tls-key (the same certificate)");
+  }
   const { parseVersionCaps } = await import("../protocol/kafka/mod.ts");
   const host = values["kafka-advertised-host"];
   const caps = values["kafka-version-caps"];
@@ -47,6 +54,7 @@ export async function kafkaOption(values: ParsedValues) {
       ...(autoCreate === undefined ? {} : { autoCreateTopics: autoCreate === "true" }),
       ...(versionCaps === undefined ? {} : { versionCaps }),
       ...msOption("initialRebalanceDelayMs", "kafka-initial-rebalance-delay-ms", values),
+      ...(tls ? { tls: true } : {}),
     },
   };
 }

@@ -118,6 +118,10 @@ export async function produce(values: ParsedValues, positionals: string[]): Prom
   if (values["routing-key"] !== undefined) {
     throw new UsageError("--routing-key applies to --exchange only");
   }
+  if (values["priority"] !== undefined) {
+    // On a topic the partition is the level: a priority queue's publish reads the header.
+    throw new UsageError("--priority applies to --exchange and --queue (on a topic: --partition)");
+  }
   const settings = settingsOf(values, positionals);
   const { broker, topic, partition } = settings;
   // The broker and the topic are checked first: one clear line now, not a retry loop later.

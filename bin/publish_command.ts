@@ -4,6 +4,7 @@
 //
 //   printf 'a.eu:1\nb.us:2\n' | sluice produce --exchange orders --key-separator :
 //   echo job | sluice produce --queue work --header attempt=1
+//   echo urgent | sluice produce --queue jobs --priority 9    # header sluice-priority: 9
 //
 // The routing key is `--routing-key K` when given, else each line's key. Records unroutable
 // (no binding took them) are counted and not an error, as in AMQP without `mandatory`; a
@@ -11,7 +12,7 @@
 
 import { createInterface } from "node:readline";
 import { Publisher, type PublishRecord } from "../protocol/client/mod.ts";
-import { parseBroker, stringValue, talkingTo } from "./broker_client.ts";
+import { integerValue, parseBroker, stringValue, talkingTo } from "./broker_client.ts";
 import { headerPairs } from "./exchanges_command.ts";
 import { type ParsedValues, UsageError } from "./_args.ts";
 
@@ -48,11 +49,14 @@ function settingsOf(values: ParsedValues, positionals: string[]): Settings {
   if (acks !== "1" && acks !== "all") {
     throw new UsageError(`--acks ${acks} is not 1 or all (an exchange publish is answered)`);
   }
+  const headers = headerPairs(values).map(([key, value]) => ({ key, value }));
+  const priority = integerValue(values, "priority", 0, 255);
+  if (priority !== undefined) headers.push({ key: "sluice-priority", value: String(priority) });
   return {
     exchange: exchange ?? "",
     routingKey,
     separator,
-    headers: headerPairs(values).map(([key, value]) => ({ key, value })),
+    headers,
     acks: acks === "all" ? "all" : 1,
     label: queue === undefined ? `exchange ${exchange}` : `queue ${queue}`,
   };

@@ -2,14 +2,17 @@
 //
 //   sluice queues declare work --topic jobs --from beginning --dead-letter jobs-dead
 //   sluice queues declare short --topic jobs --message-ttl-ms 60000
+//   sluice queues declare capped --max-length 1000 --overflow reject-publish
+//   sluice queues declare ordered --single-active-consumer
+//   sluice queues declare urgent --priorities 10 --priority-ratio 100
 //   sluice queues declare retried --topic jobs --retry-min-ms 1000 --retry-max-ms 60000
 //   sluice queues list [--json]
 //   sluice queues purge work
 //   sluice queues delete work
 //
 // `list --json` prints one JSON object a line, a queue each: its settings and its counts
-// (`ready`, `acquired`, `deadLettered`, `expired`, `delayed`, `messageTtlMs`, `retry`, ...),
-// for scripts.
+// (`ready`, `acquired`, `deadLettered`, `expired`, `overflowed`, `delayed`, `messageTtlMs`,
+// `maxLength`, `overflow`, `singleActiveConsumer`, `activeMember`, `retry`, ...), for scripts.
 
 import type { QueueDescription, QueueSettings } from "../protocol/client/mod.ts";
 import {
@@ -35,6 +38,11 @@ const DECLARE_FLAGS = [
   "fsync",
   "message-ttl-ms",
   "message-ttl-header",
+  "max-length",
+  "overflow",
+  "single-active-consumer",
+  "priorities",
+  "priority-ratio",
   "retry-min-ms",
   "retry-max-ms",
   "retry-factor",
@@ -100,6 +108,16 @@ function settingsOf(values: ParsedValues): QueueSettings {
     }
     settings.messageTtlHeader = ttlHeader;
   }
+  const overflow = stringValue(values["overflow"], "overflow");
+  if (overflow !== undefined) {
+    if (overflow !== "drop-head" && overflow !== "reject-publish") {
+      throw new UsageError(`--overflow ${overflow} is not drop-head or reject-publish`);
+    }
+    settings.overflow = overflow;
+  }
+  if (values["single-active-consumer"] === true) settings.singleActiveConsumer = true;
+  const maxLength = integerValue(values, "max-length", 0);
+  if (maxLength !== undefined) settings.maxLength = maxLength;
   const deadLetter = stringValue(values["dead-letter"], "dead-letter");
   if (deadLetter !== undefined) settings.deadLetterTopic = deadLetter;
   const numbers = [
@@ -108,6 +126,8 @@ function settingsOf(values: ParsedValues): QueueSettings {
     ["prefetch", "prefetch"],
     ["max-in-flight", "maxInFlight"],
     ["message-ttl-ms", "messageTtlMs"],
+    ["priorities", "priorities"],
+    ["priority-ratio", "priorityRatio"],
   ] as const;
   for (const [flag, key] of numbers) {
     const value = integerValue(values, flag, 1);
@@ -147,10 +167,14 @@ async function declare(broker: Broker, name: string, settings: QueueSettings): P
       ? "no dead-letter topic"
       : `dead letters to ${queue.deadLetterTopic}`;
   const ttl = queue.messageTtlMs === null ? "" : `, message TTL ${queue.messageTtlMs} ms`;
+  const maxLength =
+    queue.maxLength === null ? "" : `, max length ${queue.maxLength} (${queue.overflow})`;
+  const single = queue.singleActiveConsumer ? ", single active consumer" : "";
+  const priorities = queue.priorities === null ? "" : `, ${queue.priorities} priorities`;
   console.log(
     `declared queue ${queue.name} on topic ${queue.topic} (from ${queue.from}, lock ` +
       `${queue.lockMs} ms, delivery limit ${queue.deliveryLimit}, prefetch ${queue.prefetch}, ` +
-      `${deadLetters}${ttl})`,
+      `${deadLetters}${ttl}${maxLength}${single}${priorities})`,
   );
   return 0;
 }

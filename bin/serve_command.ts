@@ -7,6 +7,7 @@
 
 import fs from "node:fs";
 import type { OpsHttp } from "../ops/http.ts";
+import type { ServerEvent } from "../protocol/mod.ts";
 import { Logger } from "../ops/log.ts";
 import { type ParsedValues, UsageError } from "./_args.ts";
 import {
@@ -57,6 +58,7 @@ export async function serve(values: ParsedValues): Promise<number> {
       );
     }
   }
+  const httpTls = httpTlsOf(flags, security.tls, settings.httpPort);
   const log = makeLogger(resolved);
   log.info("starting", describeSettings(resolved));
   const { Engine } = await import("../engine/mod.ts");
@@ -65,6 +67,8 @@ export async function serve(values: ParsedValues): Promise<number> {
   const openedAtMs = performance.now();
   const engine = await Engine.open(settings.data, {
     onWarning: (message) => log.warn("recovery", { detail: message }),
+    slowFsyncMs: settings.slowFsyncMs,
+    onSlowFsync: (event) => logSlowFsync(log, event),
   });
   const topics = engine.listTopics();
   log.info("recovered", {
@@ -73,7 +77,7 @@ export async function serve(values: ParsedValues): Promise<number> {
     partitions: topics.reduce((sum, topic) => sum + topic.partitions, 0),
     ms: Math.round(performance.now() - openedAtMs),
   });
-  const stopHttp = await startHttp(settings, engine, log);
+  const stopHttp = await startHttp(settings, engine, log, httpTls);
   let server: Awaited<ReturnType<typeof SluiceServer.start>>;
   try {
     server = await SluiceServer.start({
@@ -81,6 +85,7 @@ export async function serve(values: ParsedValues): Promise<number> {
       host: settings.host,
       port: settings.port,
       log: (message) => log.warn(message),
+      onEvent: (event) => logServerEvent(log, event),
       ...(settings.heartbeatIntervalMs === undefined
         ? {}
         : { heartbeatIntervalMs: settings.heartbeatIntervalMs }),
@@ -101,6 +106,7 @@ export async function serve(values: ParsedValues): Promise<number> {
   watch.start();
   log.info("listening", { host: server.host, port: server.port });
   if (server.kafka !== undefined) {
+    log.info("kafka listening", { port: server.kafka.port, tls: server.kafka.tls });
     console.log(`kafka listening on ${server.kafka.host}:${server.kafka.port}`);
   }
   if (server.tlsPort !== undefined) {
@@ -117,10 +123,59 @@ export async function serve(values: ParsedValues): Promise<number> {
   return 0;
 }
 
+/** `--http-tls`: the HTTP listener speaks HTTPS with the native listener's certificate. */
+function httpTlsOf(
+  flags: ParsedValues,
+  tls: { certFile: string; keyFile: string } | undefined,
+  httpPort: number | undefined,
+): { cert: string; key: string } | undefined {
+  if (flags["http-tls"] !== true) return undefined;
+  if (tls === undefined) throw new UsageError("--http-tls needs --tls-cert and --tls-key");
+  if (httpPort === undefined) throw new UsageError("--http-tls needs --http-port");
+  return { cert: fs.readFileSync(tls.certFile, "utf8"), key: fs.readFileSync(tls.keyFile, "utf8") };
+}
+
+/** `warn  slow fsync log=orders-0 ms=812 thresholdMs=500`: one line per slow fdatasync. */
+export function logSlowFsync(
+  log: Logger,
+  event: { log: string; ms: number; slowFsyncMs: number },
+): void {
+  log.warn("slow fsync", { log: event.log, ms: event.ms, thresholdMs: event.slowFsyncMs });
+}
+
+/**
+ * One line per group membership change (info; a fenced member is a warn) and per producer
+ * fenced by a newer epoch (warn):
+ *
+ *   info  group member joined group=billing member=Yx3… generation=4 members=2
+ *   info  group rebalanced group=legacy generation=5 members=2 protocol=classic
+ *   warn  producer fenced topic=orders partition=0 detail="Producer 7 epoch 0 is older …"
+ */
+export function logServerEvent(log: Logger, event: ServerEvent): void {
+  if (event.type === "producerFenced") {
+    log.warn("producer fenced", {
+      topic: event.topic,
+      partition: event.partition,
+      detail: event.message ?? undefined,
+    });
+    return;
+  }
+  const classic = event.type === "classicGroup";
+  const msg = event.kind === "rebalanced" ? "group rebalanced" : `group member ${event.kind}`;
+  log.log(event.kind === "fenced" ? "warn" : "info", msg, {
+    group: event.groupId,
+    member: event.memberId === "" ? undefined : event.memberId,
+    generation: event.groupEpoch,
+    members: event.members,
+    protocol: classic ? "classic" : undefined,
+  });
+}
+
 async function startHttp(
   settings: Resolved["settings"],
   engine: import("../engine/mod.ts").Engine,
   log: Logger,
+  tls: { cert: string; key: string } | undefined,
 ): Promise<OpsHttp | undefined> {
   if (settings.httpPort === undefined) return undefined;
   const { startOpsHttp } = await import("../ops/http.ts");
@@ -131,9 +186,10 @@ async function startHttp(
       engine,
       metricsPartitionsMax: settings.metricsPartitionsMax,
       ...(settings.httpToken === undefined ? {} : { token: settings.httpToken }),
+      ...(tls === undefined ? {} : { tls }),
       log,
     });
-    log.info("http listening", { host: http.host, port: http.port });
+    log.info("http listening", { host: http.host, port: http.port, tls: http.tls });
     console.log(`http listening on ${http.host}:${http.port}`);
     return http;
   } catch (error) {

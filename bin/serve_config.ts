@@ -32,6 +32,8 @@ export type ServeSettings = {
   logLevel: LogLevel;
   logFormat: LogFormat;
   metricsPartitionsMax: number;
+  /** An fsync taking at least this long is logged as slow (a warn line). */
+  slowFsyncMs: number;
   /** The token the HTTP listener requires (Bearer, or the password of Basic). */
   httpToken: string | undefined;
   // Security (README "Security") and the Kafka listener: resolved here like every setting, then
@@ -149,6 +151,14 @@ export const SETTINGS: readonly Setting[] = [
     kind: { type: "int", min: 0, max: 10_000_000 },
     help: "Above this many partitions, /metrics exports per-topic series only",
   },
+  {
+    key: "slowFsyncMs",
+    flag: "slow-fsync-ms",
+    env: "SLUICE_SLOW_FSYNC_MS",
+    file: "log.slowFsyncMs",
+    kind: MS,
+    help: "Log a warning for each fsync that takes at least this long",
+  },
   ...passThrough("httpToken", "http-token", "http.token", { type: "string" }),
   ...passThrough("tlsCert", "tls-cert", "tls.cert", { type: "string" }),
   ...passThrough("tlsKey", "tls-key", "tls.key", { type: "string" }),
@@ -205,6 +215,7 @@ function defaults(env: NodeJS.ProcessEnv): ServeSettings {
     logLevel: "info",
     logFormat: "text",
     metricsPartitionsMax: 1000,
+    slowFsyncMs: 500,
     httpToken: undefined,
     tlsCert: undefined,
     tlsKey: undefined,

@@ -16,6 +16,14 @@ export const SERVE_OPS_OPTIONS: Record<string, OptionSpec> = {
     type: "string",
     help: "Require this token on the HTTP listener (Bearer, or a Basic password)",
   },
+  "http-tls": {
+    type: "boolean",
+    help: "HTTPS on the HTTP listener, with --tls-cert and --tls-key",
+  },
+  "slow-fsync-ms": {
+    type: "string",
+    help: "Log a warning for each fsync that takes at least this long (default 500)",
+  },
   "metrics-partitions-max": {
     type: "string",
     help: "Above this many partitions /metrics exports per-topic series only (default 1000)",

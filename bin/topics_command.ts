@@ -1,7 +1,9 @@
-// `sluice topics create|list|delete`: topic administration through the Admin client.
+// `sluice topics create|list|describe|alter|delete`: topic administration through the Admin
+// client.
 //
 //   sluice topics create orders --partitions 3 --config retentionMs=86400000,fsync=always
 //   sluice topics list
+//   sluice topics alter orders --retention-ms 3600000 --fsync always
 //   sluice topics delete orders
 
 import type { TopicConfig } from "../protocol/client/mod.ts";
@@ -16,6 +18,16 @@ import {
 } from "./broker_client.ts";
 import { type ParsedValues, UsageError } from "./_args.ts";
 
+/** The flags of `topics alter` (./topics_alter.ts). */
+const ALTER_FLAG_NAMES = [
+  "retention-ms",
+  "retention-bytes",
+  "segment-bytes",
+  "segment-ms",
+  "max-batch-bytes",
+  "fsync",
+];
+
 /** The server's own limit on partitions per topic (PROTOCOL.md, CreateTopics). */
 const PARTITIONS_MAX = 10_000;
 
@@ -25,6 +37,14 @@ export async function topics(values: ParsedValues, positionals: string[]): Promi
   const createOnly = ["partitions", "config"].filter((name) => values[name] !== undefined);
   if (action !== "create" && createOnly.length > 0) {
     throw new UsageError(`--${createOnly[0]} applies to 'topics create' only`);
+  }
+  const alterOnly = ALTER_FLAG_NAMES.filter((name) => values[name] !== undefined);
+  if (action !== "alter" && alterOnly.length > 0) {
+    throw new UsageError(`--${alterOnly[0]} applies to 'topics alter' only`);
+  }
+  if (action === "alter") {
+    const [name] = positionalsFor("alter", rest, ["name"]);
+    return (await import("./topics_alter.ts")).alterTopic(broker, name!, values);
   }
   if (action === "create") {
     const [name] = positionalsFor("create", rest, ["name"]);
@@ -49,9 +69,9 @@ export async function topics(values: ParsedValues, positionals: string[]): Promi
     return 0;
   }
   if (action === undefined) {
-    throw new UsageError("needs an action: create, list, describe or delete");
+    throw new UsageError("needs an action: create, list, describe, alter or delete");
   }
-  throw new UsageError(`unknown action '${action}' (create, list, describe or delete)`);
+  throw new UsageError(`unknown action '${action}' (create, list, describe, alter or delete)`);
 }
 
 async function listTopics(broker: Broker): Promise<number> {

@@ -21,12 +21,23 @@ import { ioError } from "./errors.ts";
 import { FileBudget, sharedFileBudget } from "./file_budget.ts";
 import { TOPIC_NAME_BYTES_MAX, validateTopicName } from "./topic_name.ts";
 import { type FileIO, realFileIO, releaseDeletedMappings } from "./io.ts";
-import { definedFields, type LogConfig, resolveLogConfig } from "./log_config.ts";
+import { LatencyHistogram } from "./latency_histogram.ts";
+import {
+  definedFields,
+  LOG_CONFIG_DEFAULTS,
+  type LogConfig,
+  resolveLogConfig,
+} from "./log_config.ts";
 import { OffsetStore } from "./offset_store.ts";
 import { type AppendResult, PartitionLog, type ReadResult } from "./partition_log.ts";
 import type { Queue, QueueFetchResult, QueueStats } from "./queue.ts";
 import type { QueueAck } from "./queue_ack.ts";
-import { type QueueConfig, type QueueOptions, validateQueueName } from "./queue_config.ts";
+import {
+  type QueueConfig,
+  type QueueOptions,
+  resolveQueueOptions,
+  validateQueueName,
+} from "./queue_config.ts";
 import { SCRUB_BYTES_PER_SEC_DEFAULT, Scrubber } from "./scrubber.ts";
 import type { QueueFetchOptions } from "./queue_fetch.ts";
 import { Queues } from "./queues.ts";
@@ -50,6 +61,11 @@ export type EngineOptions = {
   offsetsFsync?: boolean;
   /** Queue state-log size from which compaction is considered (default 4 MiB). */
   queueCompactAfterBytes?: number;
+  /**
+   * fdatasyncs of one queue's state log in flight at once (default 2, at most 8; 1 makes the
+   * group commit serial). See "Durable state" in engine/README.md.
+   */
+  queueSyncsInFlight?: number;
   /** How often expired records at queue heads are looked for (default 1,000 ms). */
   ttlCheckMs?: number;
   io?: FileIO;
@@ -71,7 +87,25 @@ export type EngineOptions = {
    * engine of the process that sets none; 128 where the limit cannot be read.
    */
   openFilesMax?: number;
+  /** An fsync that takes at least this long is reported to onSlowFsync (default 500 ms). */
+  slowFsyncMs?: number;
+  /** Called after an fsync of a partition's segment that took at least slowFsyncMs. */
+  onSlowFsync?: (event: { log: string; ms: number; slowFsyncMs: number }) => void;
+  /** The monotonic clock that times fsyncs, in ms (default performance.now); tests pass one. */
+  monotonicMs?: () => number;
 };
+
+/** Fields of a topic's config that `alterTopicConfig` may change on a live topic. */
+export const ALTERABLE_TOPIC_CONFIGS: readonly (keyof LogConfig)[] = Object.freeze([
+  "segmentBytes",
+  "segmentMs",
+  "retentionMs",
+  "retentionBytes",
+  "maxBatchBytes",
+  "fsync",
+]);
+
+export const SLOW_FSYNC_MS_DEFAULT = 500;
 
 /** Partitions one topic may have (Kafka's practical ceiling; each is a directory). */
 export const PARTITIONS_MAX = 10_000;
@@ -84,6 +118,8 @@ const OPEN_SLICE_MS = 10;
 const RETENTION_CHECK_INTERVAL_MS_DEFAULT = 5 * 60 * 1000;
 /** Producer ids reserved per write of `__meta/producer-ids`. */
 const PRODUCER_ID_BLOCK = 1000;
+
+const LOG_CONFIG_FIELDS: ReadonlySet<string> = new Set(Object.keys(LOG_CONFIG_DEFAULTS));
 
 /** Data directories open in this process, so one is never opened twice. */
 const openDirectories = new Set<string>();
@@ -107,6 +143,8 @@ export class Engine {
   #queues!: Queues;
   #exchanges!: Exchanges;
   readonly fileBudget: FileBudget;
+  /** Every fdatasync of a partition segment since open, in seconds (the /metrics histogram). */
+  readonly fsyncSeconds = new LatencyHistogram();
 
   private constructor(dataDir: string, offsets: OffsetStore, options: EngineOptions) {
     this.dataDir = dataDir;
@@ -228,6 +266,10 @@ export class Engine {
             ...(this.#options.now === undefined ? {} : { now: this.#options.now }),
             onWarning: (message) => this.#warn(message),
             fileBudget: this.fileBudget,
+            onFsync: (seconds) => this.#fsynced(name, seconds),
+            ...(this.#options.monotonicMs === undefined
+              ? {}
+              : { monotonicMs: this.#options.monotonicMs }),
           }),
         );
       }
@@ -253,6 +295,9 @@ export class Engine {
       ...(this.#options.queueCompactAfterBytes === undefined
         ? {}
         : { compactAfterBytes: this.#options.queueCompactAfterBytes }),
+      ...(this.#options.queueSyncsInFlight === undefined
+        ? {}
+        : { syncsInFlight: this.#options.queueSyncsInFlight }),
       ...(this.#options.ttlCheckMs === undefined ? {} : { ttlCheckMs: this.#options.ttlCheckMs }),
     });
   }
@@ -276,6 +321,19 @@ export class Engine {
 
   #allLogs(): PartitionLog[] {
     return [...this.#topics.values()].flatMap((topic) => topic.logs);
+  }
+
+  #fsynced(log: string, seconds: number): void {
+    this.fsyncSeconds.observe(seconds);
+    const slowFsyncMs = this.#options.slowFsyncMs ?? SLOW_FSYNC_MS_DEFAULT;
+    const ms = seconds * 1000;
+    if (ms < slowFsyncMs || this.#options.onSlowFsync === undefined) return;
+    try {
+      this.#options.onSlowFsync({ log, ms: Math.round(ms), slowFsyncMs });
+    } catch (error) {
+      // A listener's failure must not fail the flush round that called it.
+      this.#warn(`the slow-fsync listener failed: ${String(error)}`);
+    }
   }
 
   #warn(message: string): void {
@@ -404,6 +462,43 @@ export class Engine {
       fs.renameSync(join(this.dataDir, entry), doomed);
       fs.rmSync(doomed, { recursive: true, force: true });
     }
+  }
+
+  /**
+   * Changes some of a topic's config (ALTERABLE_TOPIC_CONFIGS) on the live topic: the new
+   * config is validated whole, written to the topic's metadata (so it survives a restart) and
+   * then applied to every open partition log. A bad value changes nothing.
+   */
+  alterTopicConfig(name: string, changes: Partial<LogConfig>): Promise<TopicInfo> {
+    return this.#oneAtATime(async () => {
+      const topic = this.#topic(name);
+      const given = definedFields(changes);
+      for (const field of Object.keys(given)) {
+        if (!(ALTERABLE_TOPIC_CONFIGS as readonly string[]).includes(field)) {
+          const rule = LOG_CONFIG_FIELDS.has(field)
+            ? "cannot be changed on an existing topic"
+            : "is not a log config field";
+          throw new SluiceError("INVALID_CONFIG", `Config ${field} of topic '${name}' ${rule}`, {
+            topic: name,
+            field,
+          });
+        }
+      }
+      const config = resolveLogConfig({ ...topic.info.config, ...given });
+      const info: TopicInfo = { ...topic.info, config };
+      try {
+        this.#io.writeFileAtomic(
+          this.#metaDir,
+          `${name}.json`,
+          `${JSON.stringify(info, null, 2)}\n`,
+        );
+      } catch (error) {
+        throw ioError(error, `writing metadata of topic '${name}'`);
+      }
+      topic.info = info;
+      for (const log of topic.logs) log.reconfigure(config);
+      return info;
+    });
   }
 
   /** Deletes a topic, its committed offsets, and the queues that read it. */
@@ -550,10 +645,11 @@ export class Engine {
   }
 
   /**
-   * A queue declared without a topic reads a topic of its own name (one partition), created
-   * here: an ordinary topic, writable by clients, so that binding an exchange to each queue
-   * gives every queue its own copy, as RabbitMQ does. A topic of that name that is not already
-   * this queue's is TOPIC_EXISTS; a declare that fails removes the topic it created.
+   * A queue declared without a topic reads a topic of its own name (one partition, or one per
+   * priority level), created here: an ordinary topic, writable by clients, so that binding an
+   * exchange to each queue gives every queue its own copy, as RabbitMQ does. A topic of that
+   * name that is not already this queue's is TOPIC_EXISTS; a declare that fails removes the
+   * topic it created.
    */
   async #declareQueueOwnTopic(
     name: string,
@@ -562,6 +658,8 @@ export class Engine {
     const existing = this.#queues.list().find((queue) => queue.name === name);
     if (existing !== undefined) return this.#queues.declare(name, { ...options, topic: name });
     validateQueueName(name);
+    // Checked before the topic is made, so that a bad option leaves nothing behind.
+    const { priorities } = resolveQueueOptions(name, { ...options, topic: name });
     if (this.#topics.has(name)) {
       throw new SluiceError(
         "TOPIC_EXISTS",
@@ -570,7 +668,8 @@ export class Engine {
         { queue: name, topic: name },
       );
     }
-    await this.createTopic(name, { partitions: 1 });
+    // A priority queue's topic has one partition per level (queue_priority.ts).
+    await this.createTopic(name, { partitions: priorities ?? 1 });
     try {
       return await this.#queues.declare(name, { ...options, topic: name });
     } catch (error) {
@@ -673,8 +772,9 @@ export class Engine {
   /**
    * Routes the records of one batch through an exchange (`""`: the default exchange, to the
    * queue named by the routing key) and appends them to the topics they reach, the records for
-   * one topic as one batch. Resolves with how many topics took records and how many records
-   * nothing took (dropped); with `durable`, once fsynced.
+   * one topic as one batch. Resolves with how many topics took records, how many records
+   * nothing took (dropped) and how many full reject-publish queues refused (`rejected`,
+   * naming `fullQueue`); with `durable`, once fsynced.
    */
   publish(
     exchange: string,
@@ -703,6 +803,8 @@ export class Engine {
     const host = {
       route: this.#exchanges.route.bind(this.#exchanges),
       logs: (topic: string) => this.#topics.get(topic)?.logs,
+      room: (topic: string, count: number) => this.#queues.publishRoom(topic, count),
+      levels: (topic: string) => this.#queues.levels(topic),
     };
     // Each destination's own maxBatchBytes is checked when the routed batch is appended.
     return publishBatch(host, exchange, batch, {

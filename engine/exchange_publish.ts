@@ -13,6 +13,13 @@
 // however many bindings reach it. The partition of a routed batch is Kafka's for the key of
 // its first record (murmur2), or the topic's next one round-robin when that record has none.
 //
+// A destination topic read by a full reject-publish queue (queue_maxlen.ts) takes the first
+// records of its share while there is room; the rest are refused for that topic and counted
+// in `rejected`, naming the queue (`fullQueue`). Such a batch always takes the decoding path.
+//
+// A priority queue's topic (queue_priority.ts) takes each record in the partition of its
+// level (the `sluice-priority` header): the records of one level as one batch, in order.
+//
 // Not atomic across destinations: a failed append to one topic (a full disk, a fenced log)
 // ends the batch's routing there; the answer says how many destinations took it before.
 
@@ -26,6 +33,7 @@ import {
   encodeRecordBatch,
   type LogRecord,
   murmur2,
+  PRIORITY_HEADER,
   PRODUCER_ID_AT,
   readInt16,
   readInt64,
@@ -36,6 +44,7 @@ import {
   TRANSACTIONAL_BIT,
 } from "../record/mod.ts";
 import { uniformRouting } from "./exchange_scan.ts";
+import { priorityLevel } from "./queue_priority.ts";
 import type { HeaderLookup } from "./exchange_routing.ts";
 import type { PartitionLog } from "./partition_log.ts";
 
@@ -43,6 +52,10 @@ export type PublishHost = {
   route(exchange: string, routingKey: string, headers: HeaderLookup): readonly string[];
   /** The logs of a topic, or undefined when it is gone. */
   logs(topic: string): readonly PartitionLog[] | undefined;
+  /** The priority levels of a priority queue's topic (queue_priority.ts), else undefined. */
+  levels?(topic: string): number | undefined;
+  /** How many of `count` records `topic` takes now, and the full queue that decided. */
+  room?(topic: string, count: number): { taken: number; fullQueue: string | null };
 };
 
 export type PublishOptions = {
@@ -52,8 +65,18 @@ export type PublishOptions = {
   batchBytesMax: number;
 };
 
-/** What one batch did: topics that took records, and records that no binding took. */
-export type PublishedBatch = { destinations: number; records: number; unroutable: number };
+/**
+ * What one batch did: topics that took records, records that no binding took, and records a
+ * full reject-publish queue refused (per destination topic: a record refused by two topics
+ * counts twice), with the queue that refused them (the first, when several did).
+ */
+export type PublishedBatch = {
+  destinations: number;
+  records: number;
+  unroutable: number;
+  rejected: number;
+  fullQueue: string | null;
+};
 
 const decoder = new TextDecoder();
 /** Round-robin position per topic for batches whose first record has no key. */
@@ -142,6 +165,51 @@ function partitionOf(logs: readonly PartitionLog[], first: LogRecord): number {
   return next % logs.length;
 }
 
+/** The records of `routed` that `topic` takes now; the others are counted as rejected. */
+function admitted(
+  host: PublishHost,
+  topic: string,
+  routed: LogRecord[],
+  result: PublishedBatch,
+): LogRecord[] {
+  if (host.room === undefined) return routed;
+  const { taken, fullQueue } = host.room(topic, routed.length);
+  if (taken >= routed.length) return routed;
+  result.rejected += routed.length - taken;
+  result.fullQueue ??= fullQueue;
+  return routed.slice(0, taken);
+}
+
+async function appendDurably(
+  log: PartitionLog,
+  bytes: Uint8Array,
+  options: PublishOptions,
+): Promise<void> {
+  await log.append(bytes);
+  if (options.durable && log.config.fsync !== "always") await log.flush();
+}
+
+/** A record's priority level (queue_priority.ts): its header, read as the queue reads it. */
+function levelOf(record: LogRecord, levels: number): number {
+  const header = record.headers.find((h) => h.key === PRIORITY_HEADER);
+  return priorityLevel(header?.value, levels);
+}
+
+/**
+ * The records for a priority queue's topic, one part per level present, each for the
+ * partition of its level, in batch order within a level (FIFO within a level).
+ */
+function byLevel(logs: readonly PartitionLog[], records: LogRecord[], levels: number) {
+  const parts = new Map<number, LogRecord[]>();
+  for (const record of records) {
+    const level = levelOf(record, levels) % logs.length;
+    const part = parts.get(level);
+    if (part === undefined) parts.set(level, [record]);
+    else part.push(record);
+  }
+  return [...parts].map(([level, part]) => ({ log: logs[level]!, records: part }));
+}
+
 function subsetBatch(records: readonly LogRecord[], batch: Uint8Array, all: number): Uint8Array {
   if (records.length === all) return batch;
   const inputs: RecordInput[] = records.map((record) => ({
@@ -173,16 +241,29 @@ export function publishBatch(
   refuseUnroutable(decoded);
   const { records } = decoded;
   const { byTopic, unroutable } = routeRecords(host, exchange, records);
-  const result: PublishedBatch = { destinations: 0, records: records.length, unroutable };
+  const result: PublishedBatch = {
+    destinations: 0,
+    records: records.length,
+    unroutable,
+    rejected: 0,
+    fullQueue: null,
+  };
   const appended: Promise<unknown>[] = [];
-  for (const [topic, routed] of byTopic) {
+  for (const [topic, all] of byTopic) {
     const logs = host.logs(topic);
     if (logs === undefined || logs.length === 0) continue;
-    const log = logs[partitionOf(logs, routed[0]!)]!;
-    const bytes = subsetBatch(routed, batch, records.length);
+    const routed = admitted(host, topic, all, result);
+    if (routed.length === 0) continue;
+    const levels = host.levels?.(topic);
+    const parts =
+      levels === undefined
+        ? [{ log: logs[partitionOf(logs, routed[0]!)]!, records: routed }]
+        : byLevel(logs, routed, levels);
+    const appends = parts.map(({ log, records: part }) =>
+      appendDurably(log, subsetBatch(part, batch, records.length), options),
+    );
     appended.push(
-      log.append(bytes).then(async () => {
-        if (options.durable && log.config.fsync !== "always") await log.flush();
+      Promise.all(appends).then(() => {
         result.destinations++;
       }),
     );
@@ -217,7 +298,19 @@ function publishUniform(
     headers: uniform.headers,
   };
   const topics = host.route(exchange, routingKeyOf(record), (key) => headerText(record, key));
-  const result: PublishedBatch = { destinations: 0, records: uniform.records, unroutable: 0 };
+  // A destination that would refuse some records splits the batch: the decoding path does.
+  for (const topic of topics) {
+    if (host.room !== undefined && host.room(topic, uniform.records).taken < uniform.records) {
+      return;
+    }
+  }
+  const result: PublishedBatch = {
+    destinations: 0,
+    records: uniform.records,
+    unroutable: 0,
+    rejected: 0,
+    fullQueue: null,
+  };
   if (topics.length === 0) {
     if (checkBatch(batch, 0, batch.length, { sizeMax, checkCrc: true }) !== "ok") return;
     result.unroutable = uniform.records;
@@ -227,10 +320,11 @@ function publishUniform(
   for (const topic of topics) {
     const logs = host.logs(topic);
     if (logs === undefined || logs.length === 0) continue;
-    const log = logs[partitionOf(logs, record)]!;
+    const levels = host.levels?.(topic);
+    const partition =
+      levels === undefined ? partitionOf(logs, record) : levelOf(record, levels) % logs.length;
     appended.push(
-      log.append(batch).then(async () => {
-        if (options.durable && log.config.fsync !== "always") await log.flush();
+      appendDurably(logs[partition]!, batch, options).then(() => {
         result.destinations++;
       }),
     );

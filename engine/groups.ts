@@ -44,6 +44,30 @@ export type GroupCoordinatorOptions = {
    * this id now: a join is then refused with INCONSISTENT_GROUP_PROTOCOL.
    */
   heldElsewhere?: (groupId: string) => boolean;
+  /** Told of every membership change (for the broker's log); must not throw. */
+  onEvent?: (event: GroupEvent) => void;
+};
+
+/**
+ * A membership change: a member joined, left, was evicted after its session timed out, or was
+ * fenced (it heartbeated with a stale epoch and must rejoin). `groupEpoch` is the generation
+ * after the change, `members` the count after it.
+ */
+export type GroupEvent = {
+  kind: "joined" | "left" | "expired" | "fenced";
+  groupId: string;
+  memberId: string;
+  groupEpoch: number;
+  members: number;
+};
+
+/** One live group as ListGroups shows it. */
+export type GroupSummary = {
+  groupId: string;
+  /** "stable": every member owns its target; "reconciling": partitions are still moving. */
+  state: "stable" | "reconciling";
+  groupEpoch: number;
+  members: number;
 };
 
 export type GroupDescription = {
@@ -87,8 +111,10 @@ export class GroupCoordinator {
   #sessionTimeoutMs: number;
   #heartbeatIntervalMs: number;
   #now: () => number;
+  #onEvent: ((event: GroupEvent) => void) | undefined;
 
   constructor(options: GroupCoordinatorOptions) {
+    this.#onEvent = options.onEvent;
     this.#partitionsOf = options.partitionsOf;
     this.#sessionTimeoutMs = options.sessionTimeoutMs ?? SESSION_TIMEOUT_MS_DEFAULT;
     this.#heartbeatIntervalMs = options.heartbeatIntervalMs ?? HEARTBEAT_INTERVAL_MS_DEFAULT;
@@ -151,6 +177,7 @@ export class GroupCoordinator {
     group.members.set(id, member);
     member.topics = [...new Set(request.topics ?? [])].sort();
     this.#rebalance(group);
+    this.#emit("joined", group, id);
     return member;
   }
 
@@ -169,6 +196,7 @@ export class GroupCoordinator {
       // rejoin with a new id would get nothing until the session timed out.
       group.members.delete(member.id);
       this.#rebalance(group);
+      this.#emit("fenced", group, member.id);
       throw groupError(
         "FENCED_MEMBER_EPOCH",
         `Member ${member.id} sent epoch ${request.memberEpoch} but has ${member.epoch} in group ` +
@@ -180,7 +208,10 @@ export class GroupCoordinator {
 
   #leave(group: Group, request: HeartbeatRequest): HeartbeatResponse {
     const memberId = request.memberId ?? "";
-    if (group.members.delete(memberId)) this.#rebalance(group);
+    if (group.members.delete(memberId)) {
+      this.#rebalance(group);
+      this.#emit("left", group, memberId);
+    }
     return {
       memberId,
       memberEpoch: -1,
@@ -226,14 +257,15 @@ export class GroupCoordinator {
   expire(): void {
     const deadline = this.#now() - this.#sessionTimeoutMs;
     for (const group of this.#groups.values()) {
-      let evicted = false;
+      const evicted: string[] = [];
       for (const [id, member] of group.members) {
         if (member.lastSeenMs < deadline) {
           group.members.delete(id);
-          evicted = true;
+          evicted.push(id);
         }
       }
-      if (evicted) this.#rebalance(group);
+      if (evicted.length > 0) this.#rebalance(group);
+      for (const id of evicted) this.#emit("expired", group, id);
       if (group.members.size === 0) this.#groups.delete(group.id);
     }
   }
@@ -284,6 +316,30 @@ export class GroupCoordinator {
     return { groupId, groupEpoch: group?.epoch ?? 0, members };
   }
 
+  /** The groups with members now, by id; a group whose last member left is gone. */
+  list(): GroupSummary[] {
+    this.expire();
+    return [...this.#groups.values()]
+      .filter((group) => group.members.size > 0)
+      .map((group) => ({
+        groupId: group.id,
+        state: isStable(group) ? ("stable" as const) : ("reconciling" as const),
+        groupEpoch: group.epoch,
+        members: group.members.size,
+      }))
+      .sort((a, b) => (a.groupId < b.groupId ? -1 : a.groupId > b.groupId ? 1 : 0));
+  }
+
+  #emit(kind: GroupEvent["kind"], group: Group, memberId: string): void {
+    this.#onEvent?.({
+      kind,
+      groupId: group.id,
+      memberId,
+      groupEpoch: group.epoch,
+      members: group.members.size,
+    });
+  }
+
   /** Recomputes assignments of groups subscribed to a topic whose partitions changed. */
   topicChanged(topic: string): void {
     for (const group of this.#groups.values()) {
@@ -291,6 +347,15 @@ export class GroupCoordinator {
       if (subscribed) this.#rebalance(group);
     }
   }
+}
+
+/** Every member owns exactly its target: no partition waits to move. */
+function isStable(group: Group): boolean {
+  for (const member of group.members.values()) {
+    const target = group.target.get(member.id) ?? new Map<string, number[]>();
+    if (!sameAssignment(target, member.owned)) return false;
+  }
+  return true;
 }
 
 export function validateGroupId(groupId: unknown): string {

@@ -13,9 +13,11 @@ export {
   type SluiceErrorDetails,
 } from "../record/mod.ts";
 export {
+  ALTERABLE_TOPIC_CONFIGS,
   Engine,
   type EngineOptions,
   PARTITIONS_MAX,
+  SLOW_FSYNC_MS_DEFAULT,
   TOPIC_NAME_BYTES_MAX,
   type TopicInfo,
   validateTopicName,
@@ -25,11 +27,18 @@ export {
   GroupCoordinator,
   type GroupCoordinatorOptions,
   type GroupDescription,
+  type GroupEvent,
+  type GroupSummary,
   type HeartbeatRequest,
   type HeartbeatResponse,
   validateGroupId,
 } from "./groups.ts";
 export { FileBudget, openFilesMaxDefault } from "./file_budget.ts";
+export {
+  type HistogramSnapshot,
+  LATENCY_BUCKETS_SECONDS,
+  LatencyHistogram,
+} from "./latency_histogram.ts";
 export type { FileIO } from "./io.ts";
 export { realFileIO } from "./io.ts";
 export {
@@ -65,6 +74,7 @@ export {
   type OffsetStoreOptions,
 } from "./offset_store.ts";
 export type { Corruption } from "./segment_scan.ts";
+export { type BatchLease, LENT_BATCH_BYTES_MIN } from "./segment.ts";
 export {
   QUEUE_MEMBERS_MAX,
   type Queue,
@@ -101,6 +111,13 @@ export {
   headerTtlMs,
   MESSAGE_TTL_MS_MAX,
 } from "./queue_ttl.ts";
+export { MAX_LENGTH_MAX, type QueueOverflow } from "./queue_maxlen.ts";
+export {
+  PRIORITIES_MAX,
+  PRIORITIES_MIN,
+  PRIORITY_RATIO_MAX,
+  priorityLevel,
+} from "./queue_priority.ts";
 export {
   DELAY_MS_MAX,
   DELAY_TIERS,

@@ -45,7 +45,7 @@ import {
 } from "../record/mod.ts";
 import type { ProducerState } from "./producer_state.ts";
 import { producerOf, rebuildProducerState } from "./producer_scan.ts";
-import { type Segment, TAIL_CACHE_BYTES_DEFAULT } from "./segment.ts";
+import { type BatchLease, type Segment, TAIL_CACHE_BYTES_DEFAULT } from "./segment.ts";
 import type { Corruption } from "./segment_scan.ts";
 
 export type { ReadResult } from "./log_read.ts";
@@ -66,6 +66,13 @@ export type PartitionLogOptions = {
    * defaults to one shared by the process, of half its file limit.
    */
   fileBudget?: FileBudget;
+  /**
+   * Called after every fdatasync of a segment with how long it took, in seconds (the engine's
+   * fsync histogram and slow-fsync log line).
+   */
+  onFsync?: (seconds: number) => void;
+  /** The monotonic clock that times fsyncs, in ms (default performance.now); tests pass one. */
+  monotonicMs?: () => number;
 };
 
 type PendingAck = {
@@ -85,7 +92,7 @@ const RECOVERY_CHECKPOINT_INTERVAL_MS = 1000;
 export class PartitionLog {
   readonly dir: string;
   readonly name: string;
-  readonly config: LogConfig;
+  #config: LogConfig;
   /** Damaged regions found when the log was opened; reads into them fail with CORRUPT_BATCH. */
   readonly corruptions: Corruption[];
   #io: FileIO;
@@ -109,6 +116,8 @@ export class PartitionLog {
   #recoveryPoint: number;
   #recoveryCheckpointMs = 0;
   #syncTimer: ReturnType<typeof setInterval> | undefined;
+  #onFsync: ((seconds: number) => void) | undefined;
+  #monotonicMs: () => number;
   #sealing: Promise<void> = Promise.resolve();
   #dataListeners = new Set<() => void>();
   /**
@@ -121,7 +130,9 @@ export class PartitionLog {
   private constructor(dir: string, config: LogConfig, options: PartitionLogOptions) {
     this.dir = dir;
     this.name = options.name ?? dir.split(/[\\/]/).filter(Boolean).at(-1) ?? dir;
-    this.config = config;
+    this.#config = config;
+    this.#onFsync = options.onFsync;
+    this.#monotonicMs = options.monotonicMs ?? (() => performance.now());
     this.#io = options.io ?? realFileIO;
     this.#now = options.now ?? Date.now;
     this.#openOptions = {
@@ -142,14 +153,58 @@ export class PartitionLog {
     this.#activeCreatedMs =
       active.firstTimestamp === -1 ? undefined : Math.min(active.firstTimestamp, this.#now());
     for (const segment of this.#segments.slice(0, -1)) this.#durableSealed.add(segment);
-    const fsync = config.fsync;
-    if (typeof fsync === "object") {
-      // A failed background fsync already rejects the round's appends and fences the log; the
-      // timer has no caller to tell, and an unhandled rejection would end the process.
-      const sync = () => void this.#requestSync().catch(() => {});
-      this.#syncTimer = setInterval(sync, fsync.intervalMs);
-      // A background fsync must not keep a process alive that has nothing else to do.
-      (this.#syncTimer as { unref?: () => void }).unref?.();
+    this.#startSyncTimer();
+  }
+
+  /** The log's configuration; `reconfigure` replaces it while the log is open. */
+  get config(): LogConfig {
+    return this.#config;
+  }
+
+  /**
+   * Applies a new configuration to the open log: retention, roll, batch limit and fsync policy
+   * take effect from the next append, flush round or retention pass. The sparse index interval
+   * is fixed when segments are opened and cannot change here.
+   */
+  reconfigure(config: LogConfig): void {
+    assert(
+      config.indexIntervalBytes === this.#config.indexIntervalBytes,
+      "indexIntervalBytes does not change on an open log",
+    );
+    this.#config = config;
+    if (this.#syncTimer !== undefined) clearInterval(this.#syncTimer);
+    this.#syncTimer = undefined;
+    if (!this.#closed) this.#startSyncTimer();
+  }
+
+  #startSyncTimer(): void {
+    const fsync = this.#config.fsync;
+    if (typeof fsync !== "object") return;
+    // A failed background fsync already rejects the round's appends and fences the log; the
+    // timer has no caller to tell, and an unhandled rejection would end the process.
+    // An idle log is not fsynced: with nothing appended past the recovery point and nothing
+    // waiting, there is nothing to make durable. Without this check every partition cost an
+    // fdatasync (and, past the open-files budget, a reopened descriptor) per interval, even
+    // idle: 10,000 partitions made 10,000 thread-pool fsyncs a second, which a Deno-run
+    // broker could not keep up with while it created more partitions.
+    const sync = () => {
+      if (this.#recoveryPoint >= this.logEndOffset && !this.#hasFlushWork()) return;
+      void this.#requestSync().catch(() => {});
+    };
+    this.#syncTimer = setInterval(sync, fsync.intervalMs);
+    // A background fsync must not keep a process alive that has nothing else to do.
+    (this.#syncTimer as { unref?: () => void }).unref?.();
+  }
+
+  /** One fdatasync of a segment, timed for the engine's fsync histogram. */
+  async #datasync(segment: Segment): Promise<void> {
+    const startMs = this.#monotonicMs();
+    await segment.withFd((fd) => this.#io.datasync(fd));
+    try {
+      this.#onFsync?.((this.#monotonicMs() - startMs) / 1000);
+    } catch (error) {
+      // A listener's failure is not the log's: the fsync succeeded, the round goes on.
+      this.#openOptions.onWarning(`the fsync listener of ${this.name} failed: ${String(error)}`);
     }
   }
 
@@ -220,9 +275,12 @@ export class PartitionLog {
   /**
    * `append`, except that a batch refused before anything is written (closed or fenced log,
    * invalid batch, sequence out of order) throws at once instead of rejecting later, so a
-   * caller appending several batches in order can stop at the first refusal.
+   * caller appending several batches in order can stop at the first refusal. With a `lease`
+   * (see BatchLease in segment.ts), a large batch is kept as a view of the caller's memory
+   * instead of being copied, and its base offset is patched in place: the caller must not
+   * change those bytes afterwards, and gets each view back through the lease.
    */
-  appendChecked(batch: Uint8Array): Promise<AppendResult> {
+  appendChecked(batch: Uint8Array, lease?: BatchLease): Promise<AppendResult> {
     const refused = this.#refusal();
     if (refused !== undefined) throw refused;
     this.#validate(batch);
@@ -240,7 +298,8 @@ export class PartitionLog {
       this.#maybeRoll(batch.length, recordCount);
       baseOffset = this.#active.nextOffset;
       const lastOffset = baseOffset + recordCount - 1;
-      this.#active.append(batch, baseOffset, lastOffset, maxTimestampAt(batch, 0));
+      const maxTimestamp = maxTimestampAt(batch, 0);
+      this.#active.append(batch, { baseOffset, lastOffset, maxTimestamp }, lease);
       this.#activeCreatedMs ??= this.#now();
       if (producer !== undefined) this.#producers.record(producer, baseOffset);
     } catch (error) {
@@ -467,7 +526,7 @@ export class PartitionLog {
   }
 
   async #syncRound(open: Segment[]): Promise<void> {
-    for (const segment of open) await segment.withFd((fd) => this.#io.datasync(fd));
+    for (const segment of open) await this.#datasync(segment);
     // Index files are derived and checked on open: they are written with the recovery-point
     // checkpoint (at most once a second), at seal and at close, not on every acknowledgement.
     if (this.#checkpointDue()) {
@@ -583,7 +642,7 @@ export class PartitionLog {
       this.#openOptions.onWarning(`${reason}; they are rebuilt when the log is next opened`);
     }
     try {
-      await segment.withFd((fd) => this.#io.datasync(fd));
+      await this.#datasync(segment);
       if (indexed) {
         await this.#io.syncFile(segment.path("index"));
         await this.#io.syncFile(segment.path("timeindex"));

@@ -64,11 +64,15 @@ import {
   DELTA_DISCARD,
   DELTA_EXPIRED,
   DELTA_FLOOR,
+  DELTA_MAXLEN,
   DELTA_TRUNCATE,
   type QueueCounters,
   QueueStateLog,
   type QueueStateTarget,
 } from "./queue_state_log.ts";
+import { dropHead, publishRoom } from "./queue_maxlen.ts";
+import { PriorityOrder } from "./queue_priority.ts";
+import { activeMember } from "./queue_single_active.ts";
 import { ExpiryReader, isExpired, type JudgedBatch } from "./queue_ttl.ts";
 import {
   carryDeliveries,
@@ -140,6 +144,10 @@ export type QueueStats = {
   expired: number;
   /** Records waiting in the delay tiers, not yet due (queue_delay.ts). */
   delayed: number;
+  /** Dropped from the head by max length (durable; counted in deadLettered or discarded). */
+  overflowed: number;
+  /** With singleActiveConsumer: the member that gets every record (null: none, or off). */
+  activeMember: string | null;
   /**
    * Age of the oldest ready record, from the base timestamp of the batch holding it (the
    * first record's timestamp there, read from the batch header); null when none is ready.
@@ -154,6 +162,8 @@ export type QueueStats = {
 export interface QueueHost {
   readonly io: FileIO;
   readonly compactAfterBytes?: number;
+  /** fdatasyncs of the state log in flight at once (the log's default when absent). */
+  readonly syncsInFlight?: number;
   now(): number;
   warn(message: string): void;
   /** The logs of the dead-letter topic, created with one partition when missing. */
@@ -193,6 +203,7 @@ export class Queue implements QueueStateTarget {
     deadLettered: 0,
     discarded: 0,
     expired: 0,
+    overflowed: 0,
   };
   readonly #members = new Map<string, number>();
   readonly #freeSlots: number[] = [];
@@ -215,6 +226,8 @@ export class Queue implements QueueStateTarget {
   #closed = false;
   /** Bytes per record in the batches fetched last, to size the next read. */
   #recordBytes = RECORD_BYTES_GUESS;
+  /** A priority queue's fetch order (one partition per level); undefined: rotation. */
+  readonly #priority: PriorityOrder | undefined;
 
   private constructor(
     config: QueueConfig,
@@ -240,6 +253,9 @@ export class Queue implements QueueStateTarget {
       (start, partition) => new QueueCursor(partition, start, limits, this.#unacked),
     );
     this.#restored = logs.map(() => false);
+    const { priorities, priorityRatio } = config;
+    assert(priorities === null || priorities === logs.length, "one partition per level");
+    this.#priority = priorities === null ? undefined : new PriorityOrder(priorities, priorityRatio);
     if (delays !== undefined) {
       // The floor as of now, returned once the state log holds it: segments of the due log
       // below it are never needed again, even after a crash.
@@ -302,6 +318,9 @@ export class Queue implements QueueStateTarget {
       ...(this.#host.compactAfterBytes === undefined
         ? {}
         : { compactAfterBytes: this.#host.compactAfterBytes }),
+      ...(this.#host.syncsInFlight === undefined
+        ? {}
+        : { syncsInFlightMax: this.#host.syncsInFlight }),
     };
   }
 
@@ -331,12 +350,14 @@ export class Queue implements QueueStateTarget {
 
   #start(limitReached: [number, OffsetRun[]][]): void {
     const appended = () => {
+      this.#dropOverflow();
       this.#notify();
       // Records just arrived, so some wait: no need to look (appends are the hot path).
       this.#scheduleTtlCheck(true);
     };
     for (const log of this.#logs) this.#unsubscribe.push(log.onData(appended));
     for (const [partition, runs] of limitReached) this.#deadLetterLater(partition, runs);
+    this.#dropOverflow();
     this.#scheduleTtlCheck(false);
   }
 
@@ -387,6 +408,8 @@ export class Queue implements QueueStateTarget {
       cursor.replayDone(first, count, ARCHIVED);
     } else if (kind === DELTA_EXPIRED) {
       this.#counters.expired += count;
+    } else if (kind === DELTA_MAXLEN) {
+      this.#counters.overflowed += count;
     } else if (kind === DELTA_FLOOR) {
       cursor.jumpTo(first);
     } else {
@@ -448,6 +471,8 @@ export class Queue implements QueueStateTarget {
   leave(memberId: string): number {
     this.#checkOpen();
     const slot = this.#slot(memberId);
+    // The next member in join order becomes the single active consumer: wake its fetch.
+    if (this.config.singleActiveConsumer) this.#notify();
     let released = 0;
     for (const cursor of this.#cursors) {
       const limitReached: OffsetRun[] = [];
@@ -477,15 +502,22 @@ export class Queue implements QueueStateTarget {
     const nowMs = this.#host.now();
     this.expire(nowMs);
     const result: QueueFetchResult = { lockMs: this.config.lockMs, partitions: [] };
+    // With a single active consumer the others wait, holding nothing, until it leaves.
+    if (this.config.singleActiveConsumer && activeMember(this.#members) !== memberId) {
+      return result;
+    }
     const records = Math.min(maxRecords, this.config.prefetch - this.#unacked[slot]!);
     // A backlog of deltas means the disk is behind: acquire nothing until it catches up.
     if (records <= 0 || this.#state.backlogged) return result;
     const budget: FetchBudget = { records, bytes: maxBytes, batches: 0 };
+    const order = this.#priority?.order(this.#cursors, this.#logs);
     for (let i = 0; i < this.partitionCount && budget.records > 0; i++) {
       if (budget.batches > 0 && budget.bytes <= 0) break;
-      const partition = (this.#rotation + i) % this.partitionCount;
+      const partition = order?.[i] ?? (this.#rotation + i) % this.partitionCount;
+      const before = budget.records;
       const fetched = this.#fetchPartition(partition, slot, nowMs, budget);
       if (fetched !== undefined) result.partitions.push(fetched);
+      this.#priority?.served(partition, before - budget.records);
     }
     this.#rotation = (this.#rotation + 1) % this.partitionCount;
     if (result.partitions.length > 0) this.#host.scheduleSweep(nowMs + this.config.lockMs);
@@ -658,8 +690,9 @@ export class Queue implements QueueStateTarget {
     bytes: number,
   ): ReadResult | undefined {
     try {
-      // A queue discards and counts a damaged record, never delivers it: check on every read.
-      return log.read(offset, Math.max(1, bytes), { checkEveryCrc: true });
+      // Each batch's CRC is checked once per process (log_read.ts), as for any fetch: damage
+      // found then, at open or by the scrubber is discarded and counted, never delivered.
+      return log.read(offset, Math.max(1, bytes));
     } catch (error) {
       if (!isSluiceError(error, "CORRUPT_BATCH")) throw error;
       // Only damage at `next` is skipped; damage after records taken waits for the next fetch.
@@ -926,6 +959,7 @@ export class Queue implements QueueStateTarget {
         this.#deadLetterLater(partition, runs, "expired");
       }
     }
+    this.#dropOverflow();
     if (expired > 0) this.#notify();
     return expired;
   }
@@ -966,6 +1000,32 @@ export class Queue implements QueueStateTarget {
     return expired;
   }
 
+  /**
+   * Drop-head (queue_maxlen.ts): the oldest ready records past `maxLength` are dead-lettered
+   * with reason "maxlen" (or discarded). Called where records arrive or are counted.
+   */
+  #dropOverflow(): void {
+    const { maxLength, overflow } = this.config;
+    if (maxLength === null || overflow !== "drop-head") return;
+    if (this.#closed || this.#state.fenced !== undefined) return;
+    for (const cursor of this.#cursors) {
+      this.#followRetention(cursor, this.#logs[cursor.partition]!);
+    }
+    const drop = (partition: number, runs: OffsetRun[]) =>
+      this.#deadLetterLater(partition, runs, "maxlen");
+    if (dropHead(maxLength, this.#cursors, this.#logs, drop) > 0) this.#notify();
+  }
+
+  /**
+   * How many of `count` records a publish through an exchange may add to the topic now, as
+   * far as this queue is concerned: all of them unless it is a full reject-publish queue.
+   */
+  publishRoom(count: number): number {
+    const { maxLength, overflow } = this.config;
+    if (maxLength === null || overflow !== "reject-publish" || this.#closed) return count;
+    return publishRoom(maxLength, this.#cursors, this.#logs, count);
+  }
+
   /** Asks for a TTL check one interval from now while some record waits to be acquired. */
   #scheduleTtlCheck(waiting: boolean): void {
     if (this.#closed || !(waiting || this.#hasReady())) return;
@@ -1001,7 +1061,14 @@ export class Queue implements QueueStateTarget {
     reason: DeathReason = "delivery_limit",
   ): void {
     if (runs.length === 0) return;
-    this.#deadLetter(partition, runs, reason, undefined).catch((error) => {
+    const done = this.#deadLetter(partition, runs, reason, undefined);
+    // Written dead letters free the window: a drop that ran out of room goes on.
+    if (reason === "maxlen")
+      done.then(
+        () => this.#dropOverflow(),
+        () => {},
+      );
+    done.catch((error) => {
       this.#host.warn(
         `queue '${this.config.name}': dead letters of partition ${partition} not written ` +
           `(${String(error)}); retrying in ${DEAD_LETTER_RETRY_MS} ms`,
@@ -1050,6 +1117,9 @@ export class Queue implements QueueStateTarget {
         // In the same group commit as the delta before it, so both are durable or neither.
         this.#state.add(DELTA_EXPIRED, partition, first, last - first + 1);
         this.#counters.expired += last - first + 1;
+      } else if (reason === "maxlen") {
+        this.#state.add(DELTA_MAXLEN, partition, first, last - first + 1);
+        this.#counters.overflowed += last - first + 1;
       }
     }
     this.#notify();
@@ -1158,6 +1228,7 @@ export class Queue implements QueueStateTarget {
       deadLettering,
       ...this.#counters,
       delayed: this.#delays?.waiting ?? 0,
+      activeMember: this.config.singleActiveConsumer ? activeMember(this.#members) : null,
       oldestReadyAgeMs: this.#oldestReadyAgeMs(nowMs),
       memoryBytes,
       partitions,

@@ -10,6 +10,8 @@
 import { assert, SluiceError } from "../record/mod.ts";
 import { validateTopicName } from "./topic_name.ts";
 import { WINDOW_RECORDS_MAX } from "./queue_cursor.ts";
+import { MAX_LENGTH_MAX, type QueueOverflow } from "./queue_maxlen.ts";
+import { PRIORITIES_MAX, PRIORITIES_MIN, PRIORITY_RATIO_MAX } from "./queue_priority.ts";
 import { MESSAGE_TTL_MS_MAX } from "./queue_ttl.ts";
 import { DELAY_MS_MAX, type RetryBackoff } from "./queue_delay.ts";
 
@@ -52,6 +54,22 @@ export type QueueOptions = {
    */
   messageTtlHeader?: QueueTtlHeader;
   /**
+   * Ready records (waiting to be acquired, not held) the queue keeps at most, in
+   * [0, MAX_LENGTH_MAX]; null or absent (default): no limit. See queue_maxlen.ts.
+   */
+  maxLength?: number | null;
+  /** What a full queue does: "drop-head" (default) or "reject-publish" (queue_maxlen.ts). */
+  overflow?: QueueOverflow;
+  /** One member (the earliest joined still there) gets every record; the others wait. */
+  singleActiveConsumer?: boolean;
+  /**
+   * Priority levels, in [PRIORITIES_MIN, PRIORITIES_MAX]: the topic has one partition per
+   * level, higher served first (queue_priority.ts); null or absent (default): none.
+   */
+  priorities?: number | null;
+  /** With priorities: records from higher levels in a row before a waiting lower level. */
+  priorityRatio?: number | null;
+  /**
    * Retries with backoff: a release without its own delayMs makes the record available again
    * only after minMs · factor^(deliveries - 1), capped at maxMs (queue_delay.ts). Null or
    * absent (default): a release makes it available at once.
@@ -75,6 +93,11 @@ export type QueueConfig = {
   readonly fsync: QueueFsync;
   readonly messageTtlMs: number | null;
   readonly messageTtlHeader: QueueTtlHeader;
+  readonly maxLength: number | null;
+  readonly overflow: QueueOverflow;
+  readonly singleActiveConsumer: boolean;
+  readonly priorities: number | null;
+  readonly priorityRatio: number | null;
   readonly retry: RetryBackoff | null;
   /**
    * The queue has delay tiers and a due partition (queue_delay.ts): true for queues declared
@@ -188,8 +211,43 @@ export function resolveQueueOptions(
       "read",
       "ignore",
     ]),
+    maxLength:
+      options.maxLength === undefined || options.maxLength === null
+        ? null
+        : integerIn(name, "maxLength", options.maxLength, 0, MAX_LENGTH_MAX),
+    overflow: oneOf(name, "overflow", options.overflow ?? "drop-head", [
+      "drop-head",
+      "reject-publish",
+    ]),
+    singleActiveConsumer: booleanOf(
+      name,
+      "singleActiveConsumer",
+      options.singleActiveConsumer ?? false,
+    ),
+    ...resolvePriorities(name, options),
     retry: resolveRetry(name, options.retry),
   };
+}
+
+function resolvePriorities(name: string, options: QueueOptions) {
+  const priorities =
+    options.priorities === undefined || options.priorities === null
+      ? null
+      : integerIn(name, "priorities", options.priorities, PRIORITIES_MIN, PRIORITIES_MAX);
+  const ratio = options.priorityRatio;
+  if (ratio === undefined || ratio === null) return { priorities, priorityRatio: null };
+  if (priorities === null) {
+    throw configError(name, "priorityRatio", ratio, "needs priorities");
+  }
+  return {
+    priorities,
+    priorityRatio: integerIn(name, "priorityRatio", ratio, 1, PRIORITY_RATIO_MAX),
+  };
+}
+
+function booleanOf(name: string, field: string, value: unknown): boolean {
+  if (typeof value !== "boolean") throw configError(name, field, value, "must be true or false");
+  return value;
 }
 
 function resolveRetry(name: string, retry: unknown): RetryBackoff | null {
@@ -221,6 +279,11 @@ export function differingField(
     "fsync",
     "messageTtlMs",
     "messageTtlHeader",
+    "maxLength",
+    "overflow",
+    "singleActiveConsumer",
+    "priorities",
+    "priorityRatio",
     "retry",
   ] as const;
   return fields.find((field) => JSON.stringify(existing[field]) !== JSON.stringify(wanted[field]));

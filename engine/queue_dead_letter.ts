@@ -6,7 +6,9 @@
 //   sluice-death-queue          the queue's name
 //   sluice-death-reason         "rejected" (a consumer rejected it), "delivery_limit"
 //                               (released, its lock expired or abandoned at the delivery
-//                               limit) or "expired" (its TTL ran out, engine/queue_ttl.ts)
+//                               limit), "expired" (its TTL ran out, engine/queue_ttl.ts)
+//                               or "maxlen" (dropped from the head of a full queue,
+//                               engine/queue_maxlen.ts)
 //   sluice-death-count          times it died in this queue for this reason: 1, or one more
 //                               than the count in the headers it arrived with (a record that
 //                               cycles back through the same queue), as x-death's count folds
@@ -24,7 +26,7 @@
 
 import type { LogRecord, RecordHeader, RecordInput } from "../record/mod.ts";
 
-export type DeathReason = "rejected" | "delivery_limit" | "expired";
+export type DeathReason = "rejected" | "delivery_limit" | "expired" | "maxlen";
 
 export type Death = {
   queue: string;

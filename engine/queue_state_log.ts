@@ -23,7 +23,8 @@
 //       12     …  body:
 //
 //   QUEUE      partitions u32 | delivered i64 | accepted i64 | deadLettered i64 | discarded i64
-//              [| expired i64]        (a 36-byte body, written before TTL existed, means 0)
+//              [| expired i64 [| overflowed i64]]   (a 36-byte body, written before TTL
+//              existed, means expired 0; a 44-byte body, before max length, overflowed 0)
 //   PARTITION  partition u32 | floor i64 | next i64 | runCount u32 |
 //              runCount × (count u32 | state u8 | deliveries u8)       runs cover [floor, next)
 //   DELTAS     entryCount u32 | entryCount × entry (18 bytes):
@@ -38,7 +39,10 @@
 //                                  7 EXPIRED     counts only: `count` records of the
 //                                                DEAD_LETTER or DISCARD before it died
 //                                                of their TTL
-//                                  8 DELAYED     records copied into the queue's delay
+//                                  8 MAXLEN      counts only: `count` records of the
+//                                                DEAD_LETTER or DISCARD before it were
+//                                                dropped from the head by max length
+//                                  9 DELAYED     records copied into the queue's delay
 //                                                tiers (queue_delay.ts): done here
 //              1  deliveries  u8
 //              2  partition   u32
@@ -48,8 +52,23 @@
 // Acquisition locks are never written: after a restart every acquired record is available
 // again, with the delivery count its ACQUIRE delta left (Kafka persists no Acquired state
 // either). ACQUIRE deltas join the next group commit without anyone waiting for them, so a
-// fetch costs no fsync; a crash inside that commit window (about one fdatasync) can lose the
-// last increment of the records just fetched.
+// fetch answer never waits for an fdatasync; a crash of the broker inside that window (about
+// two fdatasyncs, see below) can lose the last increment of the records just fetched. A
+// consumer that crashes loses nothing: the broker's count is already up, and the release its
+// disconnect causes is written in a later group.
+//
+// Group commit, pipelined: deltas added in one tick form a group, written at once (a
+// positional write to the page cache), then fdatasync'd. A group written while an fdatasync
+// is in flight starts its own at once, up to syncsInFlightMax (default 2) in flight, so an
+// accept waits for about one fdatasync rather than the one in progress plus its own. Each
+// fdatasync covers every byte written before it started; groups resolve in the order they
+// were written, each only after its own fdatasync and every earlier one succeeded. A group
+// nobody waits for (acquisitions, floor moves) takes no slot while an fdatasync is in flight:
+// the next one covers it (an accept's, or the one started when the last in flight ends).
+//
+//   write g1 ─ fdatasync g1 ──────────┐ resolve g1
+//        write g2 ─ fdatasync g2 ─────┴──┐ resolve g2 (after g1)
+//             write g3 (acquisitions only: no fdatasync yet) ─ covered by g4's or the next
 //
 // Recovery follows the offset store's rules: a bad frame (short, wrong CRC, malformed) with no
 // valid frame after it is a torn tail, truncated away (it was never acknowledged); a bad frame
@@ -79,7 +98,8 @@ export const DELTA_DISCARD = 4;
 export const DELTA_FLOOR = 5;
 export const DELTA_TRUNCATE = 6;
 export const DELTA_EXPIRED = 7;
-export const DELTA_DELAYED = 8;
+export const DELTA_MAXLEN = 8;
+export const DELTA_DELAYED = 9;
 
 export type QueueCounters = {
   /** Acquisitions: each delivery of a record counts once. */
@@ -91,6 +111,8 @@ export type QueueCounters = {
   discarded: number;
   /** Records dead-lettered or discarded because their TTL ran out (counted in those too). */
   expired: number;
+  /** Records dropped from the head by max length (counted in deadLettered or discarded too). */
+  overflowed: number;
 };
 
 /** What the log replays into and snapshots from: the queue's cursors and counters. */
@@ -115,6 +137,11 @@ export type QueueStateLogOptions = {
   io: FileIO;
   /** fdatasync before a commit resolves. Compaction always syncs. */
   fsync: boolean;
+  /**
+   * fdatasyncs allowed in flight at once (default 2; 1 is a serial group commit: a group's
+   * write waits for the fdatasync before it).
+   */
+  syncsInFlightMax?: number;
   /** The file size from which compaction is considered (default 4 MiB). */
   compactAfterBytes?: number;
   /** Damaged frames found on open; without it, open throws CORRUPT_BATCH. */
@@ -144,6 +171,9 @@ export type QueueRecovery = {
 const KIB = 1024;
 const MIB = 1024 * KIB;
 export const COMPACT_AFTER_BYTES_DEFAULT = 4 * MIB;
+/** fdatasyncs of one queue's state log in flight at once, by default and at most. */
+export const SYNCS_IN_FLIGHT_DEFAULT = 2;
+export const SYNCS_IN_FLIGHT_MAX = 8;
 /** Delta entries waiting for a write beyond which fetches pause (acks still go in). */
 export const PENDING_ENTRIES_MAX = 1 << 20;
 const FRAME_HEADER_BYTES = 12;
@@ -155,7 +185,9 @@ const FRAME_VERSION = 1;
 const TYPE_QUEUE = 1;
 const TYPE_PARTITION = 2;
 const TYPE_DELTAS = 3;
-const QUEUE_BODY_BYTES = 4 + 5 * 8;
+const QUEUE_BODY_BYTES = 4 + 6 * 8;
+/** The QUEUE body before max length: no overflowed counter. */
+const QUEUE_BODY_BYTES_V1 = 4 + 5 * 8;
 /** A QUEUE body without the expired counter. */
 const QUEUE_BODY_BYTES_V0 = 4 + 4 * 8;
 const PARTITION_HEADER_BYTES = 4 + 8 + 8 + 4;
@@ -201,6 +233,7 @@ function queueFrame(partitions: number, counters: QueueCounters): Uint8Array {
   writeInt64(body, 20, counters.deadLettered);
   writeInt64(body, 28, counters.discarded);
   writeInt64(body, 36, counters.expired);
+  writeInt64(body, 44, counters.overflowed);
   return frame(TYPE_QUEUE, body);
 }
 
@@ -317,14 +350,16 @@ function applyFrame(frame: Frame, target: QueueStateTarget): boolean {
   const { body } = frame;
   const view = new DataView(body.buffer, body.byteOffset, body.length);
   if (frame.type === TYPE_QUEUE) {
-    if (body.length !== QUEUE_BODY_BYTES && body.length !== QUEUE_BODY_BYTES_V0) return false;
+    const sizes = [QUEUE_BODY_BYTES, QUEUE_BODY_BYTES_V1, QUEUE_BODY_BYTES_V0];
+    if (!sizes.includes(body.length)) return false;
     if (view.getUint32(0) !== target.partitionCount) return false;
     const counters = {
       delivered: readInt64(body, 4),
       accepted: readInt64(body, 12),
       deadLettered: readInt64(body, 20),
       discarded: readInt64(body, 28),
-      expired: body.length === QUEUE_BODY_BYTES ? readInt64(body, 36) : 0,
+      expired: body.length >= QUEUE_BODY_BYTES_V1 ? readInt64(body, 36) : 0,
+      overflowed: body.length >= QUEUE_BODY_BYTES ? readInt64(body, 44) : 0,
     };
     if (!Object.values(counters).every(isOffset)) return false;
     target.restoreCounters(counters);
@@ -464,6 +499,17 @@ async function writeGeneration(
 
 type Waiter = { resolve: () => void; reject: (error: unknown) => void };
 
+function settle(waiters: Waiter[], failure: SluiceError | undefined): void {
+  for (const waiter of waiters) {
+    if (failure === undefined) waiter.resolve();
+    else waiter.reject(failure);
+  }
+}
+
+function throwIfFailed(failure: SluiceError | undefined): void {
+  if (failure !== undefined) throw failure;
+}
+
 /** The durable state of one queue. Create with `QueueStateLog.create`, reopen with `open`. */
 export class QueueStateLog {
   readonly dir: string;
@@ -483,6 +529,16 @@ export class QueueStateLog {
   #unwritten: DeltaBuffer | undefined;
   #waiters: Waiter[] = [];
   #loop: Promise<void> | undefined;
+  /** The fdatasyncs in flight, oldest first: each settles with the failure that ended it. */
+  #syncsInFlight: Promise<SluiceError | undefined>[] = [];
+  /** Settles once every group written so far is durable, with the first failure if any. */
+  #synced: Promise<SluiceError | undefined> = Promise.resolve(undefined);
+  readonly #syncsInFlightMax: number;
+  /**
+   * Bytes written that no fdatasync started after them yet covers: a group nobody waits for
+   * (acquisitions, a fetch's floor moves) leaves its sync to the next one (see #writeBatch).
+   */
+  #unsynced = false;
   #closing: Promise<void> | undefined;
   #fenced: SluiceError | undefined;
   #writes = 0;
@@ -505,6 +561,13 @@ export class QueueStateLog {
     this.#target = target;
     this.#options = options;
     this.#compactAfterBytes = options.compactAfterBytes ?? COMPACT_AFTER_BYTES_DEFAULT;
+    this.#syncsInFlightMax = options.syncsInFlightMax ?? SYNCS_IN_FLIGHT_DEFAULT;
+    assert(
+      Number.isSafeInteger(this.#syncsInFlightMax) &&
+        this.#syncsInFlightMax >= 1 &&
+        this.#syncsInFlightMax <= SYNCS_IN_FLIGHT_MAX,
+      "syncsInFlightMax is checked by the caller",
+    );
     this.#handle = file.handle;
     this.#generation = file.generation;
     this.#logBytes = file.bytes;
@@ -641,7 +704,10 @@ export class QueueStateLog {
   commit(): Promise<void> {
     if (this.#fenced !== undefined) return Promise.reject(this.#fenced);
     const idle = this.#pending.entries === 0 && this.#loop === undefined;
-    if (idle && this.#unwritten === undefined) return Promise.resolve();
+    if (idle && this.#unwritten === undefined && !this.#unsynced) {
+      // Nothing waits for a write: what was added is covered by the fdatasyncs in flight.
+      return this.#synced.then(throwIfFailed);
+    }
     const { promise, resolve, reject } = Promise.withResolvers<void>();
     this.#waiters.push({ resolve, reject });
     this.#schedule();
@@ -658,6 +724,7 @@ export class QueueStateLog {
     // Deltas left unwritten by a full disk get one more try; their callers were told DISK_FULL.
     if (this.#unwritten !== undefined) await this.commit().catch(() => {});
     while (this.#loop !== undefined) await this.#loop;
+    await this.#syncsEnded();
     try {
       await this.#handle.close();
     } catch (error) {
@@ -676,6 +743,13 @@ export class QueueStateLog {
 
   async #writeLoop(): Promise<void> {
     while (this.#pending.entries > 0 || this.#waiters.length > 0) {
+      const oldest = this.#syncsInFlight[0];
+      if (this.#syncsInFlight.length >= this.#syncsInFlightMax && oldest !== undefined) {
+        // Every slot holds an fdatasync: deltas added meanwhile join the group that writes
+        // when the oldest one ends.
+        await oldest;
+        continue;
+      }
       const pending = this.#unwritten?.followedBy(this.#pending) ?? this.#pending;
       const waiters = this.#waiters;
       this.#unwritten = undefined;
@@ -686,9 +760,7 @@ export class QueueStateLog {
         continue;
       }
       try {
-        // The target a snapshot is taken from already includes the pending deltas: a
-        // compaction covers them, and they are not written again.
-        if (this.#shouldCompact() && (await this.#compactOrNot(waiters))) continue;
+        if (this.#shouldCompact() && (await this.#compactAfterSyncs(waiters))) continue;
         await this.#writeBatch(pending, waiters);
       } catch (error) {
         const failure = isSluiceError(error) ? error : ioError(error, `writing ${this.#path}`);
@@ -697,6 +769,19 @@ export class QueueStateLog {
       }
     }
     this.#loop = undefined;
+  }
+
+  /**
+   * Compacts once the fdatasyncs in flight on the current file have ended (a compaction
+   * closes it). True when the compaction covered `waiters`; false when they are still to be
+   * written (compaction failed, or was not tried because the log fenced meanwhile).
+   */
+  async #compactAfterSyncs(waiters: Waiter[]): Promise<boolean> {
+    await this.#syncsEnded();
+    if (this.#fenced !== undefined) throw this.#fenced;
+    // The target a snapshot is taken from already includes the pending deltas: a compaction
+    // covers them, and they are not written again.
+    return await this.#compactOrNot(waiters);
   }
 
   async #writeBatch(pending: DeltaBuffer, waiters: Waiter[]): Promise<void> {
@@ -712,16 +797,60 @@ export class QueueStateLog {
         return;
       }
       this.#writes++;
-      // After a failed fsync the file's durable state is unknown (the kernel may have dropped
-      // the dirty pages), and the deltas are already applied in memory: only a reopen, which
-      // reads the file back, can tell. A failed fsync fences, whatever its errno.
-      if (this.#options.fsync) {
-        await this.#options.io.datasync(this.#handle.fd);
-        this.#fsyncs++;
-      }
       this.#logBytes += bytes;
+      this.#unsynced = this.#options.fsync;
     }
-    for (const waiter of waiters) waiter.resolve();
+    // A group nobody waits for does not take an fdatasync slot while one is in flight: its
+    // bytes are covered by the next fdatasync, which an accept's group starts, or the last
+    // one in flight starts when it ends (#startSync). Acquisitions stay durable within about
+    // two fdatasyncs, and accepts do not queue behind them.
+    const lazy = waiters.length === 0 && this.#syncsInFlight.length > 0;
+    if (this.#unsynced && !lazy) {
+      this.#unsynced = false;
+      this.#startSync(waiters);
+      return;
+    }
+    // Nothing of their own to sync: they wait for the fdatasyncs already in flight.
+    this.#synced.then((failure) => settle(waiters, failure));
+  }
+
+  /** Resolves once no fdatasync is in flight (one ending may start another: see below). */
+  async #syncsEnded(): Promise<void> {
+    while (this.#syncsInFlight.length > 0) await this.#synced;
+  }
+
+  /**
+   * Pipelined group commit. An fdatasync starts as soon as its group is written, while the
+   * one before it may still be in flight (at most syncsInFlightMax), so a delta waits for about
+   * one fdatasync, not for the one in progress and then its own. An fdatasync covers every
+   * byte written before it started; groups still resolve in order, and a group resolves only
+   * once its own fdatasync and every earlier one succeeded: after a failed fdatasync the pages
+   * it covered may be lost whatever a later one reports, so a failure fences and fails every
+   * group after it too.
+   */
+  #startSync(waiters: Waiter[]): void {
+    const before = this.#synced;
+    const synced = this.#options.io.datasync(this.#handle.fd).then(
+      () => undefined,
+      (error: unknown) => error,
+    );
+    const link = Promise.all([before, synced]).then(([earlier, error]) => {
+      assert(this.#syncsInFlight[0] === link, "fdatasyncs end in the order they started");
+      this.#syncsInFlight.shift();
+      let failure = earlier;
+      if (error === undefined) this.#fsyncs++;
+      else failure ??= this.#fence(ioError(error, `syncing ${this.#path}`), "an fdatasync failed");
+      settle(waiters, failure);
+      // Bytes a lazy group left behind get their fdatasync now (the last one in flight ended).
+      const idle = this.#syncsInFlight.length === 0;
+      if (idle && this.#unsynced && this.#fenced === undefined) {
+        this.#unsynced = false;
+        this.#startSync([]);
+      }
+      return failure;
+    });
+    this.#syncsInFlight.push(link);
+    this.#synced = link;
   }
 
   /**
@@ -793,6 +922,8 @@ export class QueueStateLog {
     this.#generation = generation;
     this.#logBytes = written.bytes;
     this.#snapshotBytes = written.bytes;
+    // The snapshot, synced, holds everything written to the old file.
+    this.#unsynced = false;
     this.#compactions++;
     this.#fsyncs++;
     await oldHandle.close().catch(() => {});

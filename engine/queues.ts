@@ -30,6 +30,7 @@ import {
 import type { QueueFetchOptions } from "./queue_fetch.ts";
 import { DelayTiers } from "./queue_delay.ts";
 import { Queue, type QueueFetchResult, type QueueHost, type QueueStats } from "./queue.ts";
+import { SYNCS_IN_FLIGHT_MAX } from "./queue_state_log.ts";
 
 /** What the queues need from the engine's topics. */
 export type QueueTopics = {
@@ -49,12 +50,26 @@ export type QueuesOptions = {
   compactAfterBytes?: number;
   /** How often expired records at queue heads are looked for (default 1,000 ms). */
   ttlCheckMs?: number;
+  /** fdatasyncs of one queue's state log in flight at once (default 2). */
+  syncsInFlight?: number;
 };
 
 /** A sweep timer never waits longer than this, whatever the clock says. */
 const SWEEP_DELAY_MS_MAX = 60_000;
 /** The longest interval between looks for expired records at queue heads. */
 export const TTL_CHECK_MS_MAX = SWEEP_DELAY_MS_MAX;
+
+function checkSyncsInFlight(value: number | undefined): void {
+  if (value === undefined) return;
+  const fits = Number.isSafeInteger(value) && value >= 1 && value <= SYNCS_IN_FLIGHT_MAX;
+  if (!fits) {
+    throw new SluiceError(
+      "INVALID_CONFIG",
+      `queueSyncsInFlight ${String(value)} must be an integer in [1, ${SYNCS_IN_FLIGHT_MAX}]`,
+      { field: "queueSyncsInFlight", value: String(value) },
+    );
+  }
+}
 
 export class Queues {
   readonly #options: QueuesOptions;
@@ -63,6 +78,10 @@ export class Queues {
   /** Declares and deletes of one name run one after another. */
   readonly #serial = new Map<string, Promise<unknown>>();
   readonly #creatingTopics = new Map<string, Promise<void>>();
+  /** The reject-publish queues with a max length, by the topic they read. */
+  readonly #rejectPublish = new Map<string, Queue[]>();
+  /** Priority levels by the topic a priority queue reads (queue_priority.ts). */
+  readonly #levels = new Map<string, number>();
   #timer: ReturnType<typeof setTimeout> | undefined;
   #timerAtMs = Number.POSITIVE_INFINITY;
   #closed = false;
@@ -75,6 +94,7 @@ export class Queues {
         ? {}
         : { compactAfterBytes: options.compactAfterBytes }),
       ...(options.ttlCheckMs === undefined ? {} : { ttlCheckMs: options.ttlCheckMs }),
+      ...(options.syncsInFlight === undefined ? {} : { syncsInFlight: options.syncsInFlight }),
       now: options.now,
       warn: options.warn,
       deadLetterLogs: (topic) => this.#deadLetterLogs(topic),
@@ -95,6 +115,7 @@ export class Queues {
         );
       }
     }
+    checkSyncsInFlight(options.syncsInFlight);
     const queues = new Queues(options);
     try {
       fs.mkdirSync(queues.#metaDir, { recursive: true });
@@ -138,6 +159,7 @@ export class Queues {
       if (declared.has(entry)) continue;
       fs.rmSync(join(this.#stateRoot, entry), { recursive: true, force: true });
     }
+    this.#indexRejectPublish();
   }
 
   async #openQueue(config: QueueConfig): Promise<Queue> {
@@ -147,6 +169,7 @@ export class Queues {
         topic: config.topic,
       });
     }
+    checkLevels(config, logs.length);
     if (logs.length !== config.startOffsets.length) {
       throw new SluiceError(
         "INVALID_CONFIG",
@@ -234,6 +257,7 @@ export class Queues {
         topic: wanted.topic,
       });
     }
+    checkLevels(wanted, logs.length);
     if (this.#queues.size >= QUEUES_MAX) {
       throw new SluiceError("INVALID_CONFIG", `Queue limit ${QUEUES_MAX} reached`, {
         queue: name,
@@ -269,6 +293,7 @@ export class Queues {
       throw ioError(error, `writing metadata of queue '${name}'`);
     }
     this.#queues.set(name, queue);
+    this.#indexRejectPublish();
     return config;
   }
 
@@ -284,6 +309,7 @@ export class Queues {
   async #delete(name: string): Promise<void> {
     const queue = this.get(name);
     this.#queues.delete(name);
+    this.#indexRejectPublish();
     await queue.close();
     try {
       fs.rmSync(join(this.#metaDir, `${name}.json`), { force: true });
@@ -301,6 +327,45 @@ export class Queues {
   async deleteForTopic(topic: string): Promise<void> {
     const reading = [...this.#queues.values()].filter((queue) => queue.config.topic === topic);
     for (const queue of reading) await this.delete(queue.config.name);
+  }
+
+  /**
+   * How many of `count` records a publish may append to `topic` now: the fewest any
+   * reject-publish queue reading it has room for (queue_maxlen.ts), and the queue with that
+   * fewest room (null when every record fits).
+   */
+  publishRoom(topic: string, count: number): { taken: number; fullQueue: string | null } {
+    let taken = count;
+    let fullQueue: string | null = null;
+    const limited = this.#closed ? undefined : this.#rejectPublish.get(topic);
+    for (const queue of limited ?? []) {
+      const room = queue.publishRoom(taken);
+      if (room < taken) {
+        taken = room;
+        fullQueue = queue.config.name;
+      }
+    }
+    return { taken, fullQueue };
+  }
+
+  /** The priority levels of `topic` (a priority queue reads it), or undefined. */
+  levels(topic: string): number | undefined {
+    return this.#levels.get(topic);
+  }
+
+  /** Rebuilds the reject-publish queues and priority levels by topic after a queue came or went. */
+  #indexRejectPublish(): void {
+    this.#rejectPublish.clear();
+    this.#levels.clear();
+    for (const queue of this.#queues.values()) {
+      const { priorities } = queue.config;
+      if (priorities !== null) this.#levels.set(queue.config.topic, priorities);
+      const { topic, maxLength, overflow } = queue.config;
+      if (maxLength === null || overflow !== "reject-publish") continue;
+      const list = this.#rejectPublish.get(topic);
+      if (list === undefined) this.#rejectPublish.set(topic, [queue]);
+      else list.push(queue);
+    }
   }
 
   list(): QueueConfig[] {
@@ -423,6 +488,18 @@ export class Queues {
     for (const queue of this.#queues.values()) next = Math.min(next, queue.nextSweepMs() ?? next);
     if (Number.isFinite(next)) this.#scheduleSweep(next);
   }
+}
+
+/** A priority queue needs a topic of one partition per level. */
+function checkLevels(config: { name: string; priorities: number | null }, partitions: number) {
+  const { name, priorities } = config;
+  if (priorities === null || priorities === partitions) return;
+  throw new SluiceError(
+    "INVALID_CONFIG",
+    `Queue '${name}': priorities ${priorities} needs a topic of ${priorities} partitions ` +
+      `(one per level), and its topic has ${partitions}`,
+    { queue: name, field: "priorities", value: priorities },
+  );
 }
 
 function sameOrRefuse(

@@ -51,6 +51,18 @@ export const TAIL_CACHE_BYTES_DEFAULT = 8 * 1024 * 1024;
  */
 export const ACTIVE_MAP_STEP_BYTES = 16 * 1024 * 1024;
 
+/**
+ * The bytes a tail-cache chunk counts for: its filled length, except a pooled chunk closed
+ * early by a lent batch after it, which counts its whole capacity. Small and large batches
+ * taking turns would otherwise hold a mostly empty 1 MiB chunk per small batch uncounted.
+ */
+function heldBytes(chunks: readonly Chunk[], index: number): number {
+  const chunk = chunks[index]!;
+  const next = chunks[index + 1];
+  const closedEarly = chunk.lease === undefined && next?.lease !== undefined;
+  return closedEarly ? chunk.bytes.length : chunk.length;
+}
+
 export function segmentFileName(baseOffset: number, extension: string): string {
   return `${String(baseOffset).padStart(20, "0")}.${extension}`;
 }
@@ -63,8 +75,38 @@ export function parseSegmentFileName(name: string): number | undefined {
   return Number.isSafeInteger(baseOffset) ? baseOffset : undefined;
 }
 
-/** `escaped`: a reader was given a view of it, so its memory may never be reused. */
-type Chunk = { position: number; bytes: Uint8Array; length: number; escaped: boolean };
+/**
+ * Memory lent to the log with a batch (`PartitionLog.appendChecked`): the active segment may
+ * keep a view of the caller's bytes as a chunk of its own instead of copying them, and then
+ * patches the base offset in those bytes. The lender keeps the memory unchanged from the
+ * append on; `retain` is called once per view kept, and `release` once that view is no longer
+ * held by the segment (written and dropped from the tail cache, or the segment sealed) and was
+ * never given to a reader. A view a reader saw is never released: its memory is left to the
+ * collector, never reused under the reader.
+ */
+export interface BatchLease {
+  retain(): void;
+  release(): void;
+}
+
+/**
+ * Lent batches this large are kept as views, not copied. Smaller ones are copied into chunks:
+ * a view keeps the whole buffer it lies in alive (a received chunk of up to 512 KiB), and a
+ * chunk per small batch would cost a write vector and a chunk entry each.
+ */
+export const LENT_BATCH_BYTES_MIN = 64 * 1024;
+
+/**
+ * `escaped`: a reader was given a view of it, so its memory may never be reused. `lease`: the
+ * chunk is a lent batch (a view of the caller's memory, exactly the batch), not a pooled chunk.
+ */
+type Chunk = {
+  position: number;
+  bytes: Uint8Array;
+  length: number;
+  escaped: boolean;
+  lease: BatchLease | undefined;
+};
 
 /**
  * Written chunks no reader ever saw, kept for reuse: writing into memory already touched is
@@ -75,6 +117,10 @@ const chunkPool: Uint8Array[] = [];
 const CHUNK_POOL_MAX = 32;
 
 function recycle(chunk: Chunk): void {
+  if (chunk.lease !== undefined) {
+    if (!chunk.escaped) chunk.lease.release();
+    return;
+  }
   const reusable = !chunk.escaped && chunk.bytes.length === WRITE_CHUNK_BYTES;
   if (reusable && chunkPool.length < CHUNK_POOL_MAX) chunkPool.push(chunk.bytes);
 }
@@ -233,17 +279,29 @@ export class Segment {
   }
 
   /**
-   * Copies one validated batch to the end of the segment, patches its base offset, and
-   * indexes it. The bytes become visible only once the flusher has written them.
+   * Copies one validated batch to the end of the segment (or, lent with a `lease` and at least
+   * LENT_BATCH_BYTES_MIN long, keeps a view of it), patches its base offset, and indexes it.
+   * The bytes become visible only once the flusher has written them.
    */
-  append(batch: Uint8Array, baseOffset: number, lastOffset: number, maxTimestamp: number): void {
+  append(
+    batch: Uint8Array,
+    offsets: { baseOffset: number; lastOffset: number; maxTimestamp: number },
+    lease?: BatchLease,
+  ): void {
     assert(!this.#sealed, "append to an active segment");
-    const chunk = this.#chunkFor(batch.length);
-    const at = chunk.length;
-    chunk.bytes.set(batch, at);
-    patchBaseOffset(chunk.bytes, at, baseOffset);
-    chunk.length += batch.length;
+    const { baseOffset, lastOffset, maxTimestamp } = offsets;
     const position = this.#size;
+    if (lease !== undefined && batch.length >= LENT_BATCH_BYTES_MIN) {
+      lease.retain();
+      patchBaseOffset(batch, 0, baseOffset);
+      this.#chunks.push({ position, bytes: batch, length: batch.length, escaped: false, lease });
+    } else {
+      const chunk = this.#chunkFor(batch.length);
+      const at = chunk.length;
+      chunk.bytes.set(batch, at);
+      patchBaseOffset(chunk.bytes, at, baseOffset);
+      chunk.length += batch.length;
+    }
     assert(baseOffset === this.#nextOffset, "a batch takes the segment's next offset");
     indexBatch(
       this.#cursor,
@@ -257,13 +315,16 @@ export class Segment {
 
   #chunkFor(size: number): Chunk {
     const last = this.#chunks.at(-1);
-    if (last !== undefined && last.bytes.length - last.length >= size) return last;
+    // A lent chunk is the lender's memory, exactly one batch: nothing else is ever written in it.
+    const open = last !== undefined && last.lease === undefined;
+    if (open && last.bytes.length - last.length >= size) return last;
     const pooled = size <= WRITE_CHUNK_BYTES ? chunkPool.pop() : undefined;
     const chunk = {
       position: this.#size,
       bytes: pooled ?? new Uint8Array(Math.max(size, WRITE_CHUNK_BYTES)),
       length: 0,
       escaped: false,
+      lease: undefined,
     };
     this.#chunks.push(chunk);
     return chunk;
@@ -288,11 +349,11 @@ export class Segment {
     this.#writtenPosition = end;
     this.#writtenNextOffset = nextOffset;
     let cached = 0;
-    for (const chunk of this.#chunks) cached += chunk.length;
+    for (let i = 0; i < this.#chunks.length; i++) cached += heldBytes(this.#chunks, i);
     while (this.#chunks.length > 1 && cached > this.#tailCacheBytes) {
       const oldest = this.#chunks[0]!;
       if (oldest.position + oldest.length > this.#writtenPosition) break;
-      cached -= oldest.length;
+      cached -= heldBytes(this.#chunks, 0);
       this.#chunks.shift();
       recycle(oldest);
     }

@@ -12,46 +12,25 @@
 // authentication is on) every path answers 401 unless the request carries it, as
 // `Authorization: Bearer TOKEN` (scrapers, probes) or as the password of HTTP Basic with any
 // user name (a browser asks for it once and sends it with the page's own requests).
+// With `tls` (`serve --http-tls`, the listener's own --tls-cert and --tls-key) it speaks HTTPS
+// only, TLS 1.2 and later, so the token never crosses the network in clear.
 
 import { createHash, timingSafeEqual } from "node:crypto";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import { createServer as createSecureServer } from "node:https";
 import type { Engine } from "../engine/mod.ts";
-import { Admin, type SluiceServer } from "../protocol/mod.ts";
+import { API, type SluiceServer, wireErrorName } from "../protocol/mod.ts";
 import type { Logger } from "./log.ts";
 import { METRICS_CONTENT_TYPE, METRICS_PARTITIONS_MAX_DEFAULT, renderMetrics } from "./metrics.ts";
 import { PAGE_HTML } from "./page.ts";
-import { type ServerCounters, Sampler, type Snapshot, takeSnapshot } from "./snapshot.ts";
-
-/** The page asks the coordinator for the members of at most this many groups a refresh. */
-export const MEMBER_GROUPS_MAX = 100;
-const DESCRIBE_TIMEOUT_MS = 2000;
-
-/**
- * Fills in each group's members by asking the broker's own DescribeGroup over loopback (the
- * coordinator lives in the server, which exposes it only on the wire). A group not answered
- * in time keeps `members: null`.
- */
-async function withMembers(snapshot: Snapshot, admin: Admin | undefined): Promise<Snapshot> {
-  if (admin === undefined) return snapshot;
-  const asked = snapshot.groups.slice(0, MEMBER_GROUPS_MAX);
-  await Promise.all(
-    asked.map(async (group) => {
-      let timer: ReturnType<typeof setTimeout> | undefined;
-      const timeout = new Promise<undefined>((resolve) => {
-        timer = setTimeout(() => resolve(undefined), DESCRIBE_TIMEOUT_MS);
-      });
-      try {
-        const description = await Promise.race([admin.describeGroup(group.group), timeout]);
-        if (description !== undefined) group.members = description.members.map((m) => m.memberId);
-      } catch {
-        // The group vanished or the broker is stopping: the page shows "-".
-      } finally {
-        clearTimeout(timer);
-      }
-    }),
-  );
-  return snapshot;
-}
+import {
+  type GroupSource,
+  type RequestLatency,
+  type ServerCounters,
+  Sampler,
+  type Snapshot,
+  takeSnapshot,
+} from "./snapshot.ts";
 
 export type OpsHttpOptions = {
   host: string;
@@ -60,6 +39,8 @@ export type OpsHttpOptions = {
   metricsPartitionsMax?: number;
   /** When set, every request must carry it (see the file's header). */
   token?: string;
+  /** PEM certificate chain and key: the listener speaks HTTPS only. */
+  tls?: { cert: string; key: string };
   log?: Logger;
 };
 
@@ -83,6 +64,8 @@ function presentedToken(request: IncomingMessage): string | undefined {
 }
 
 export type OpsHttp = {
+  /** Whether it speaks HTTPS. */
+  tls: boolean;
   readonly host: string;
   readonly port: number;
   /** The native listener is up: /readyz answers 200 from now on. */
@@ -104,6 +87,33 @@ function countersOf(server: SluiceServer): ServerCounters {
   };
 }
 
+const API_NAMES = new Map<number, string>(Object.entries(API).map(([name, key]) => [key, name]));
+
+/** The server's latency and error counts, keyed by API and error names. */
+function latencyOf(server: SluiceServer): RequestLatency {
+  const { requestSeconds, kafkaRequestSeconds, errors } = server.latency();
+  return {
+    requestSeconds: Object.fromEntries(
+      [...requestSeconds].map(([key, histogram]) => [API_NAMES.get(key) ?? `api_${key}`, histogram]),
+    ),
+    kafkaRequestSeconds: Object.fromEntries(kafkaRequestSeconds),
+    errors: Object.fromEntries(
+      [...errors].map(([code, count]) => [wireErrorName(code) ?? `code_${code}`, count]),
+    ),
+  };
+}
+
+/**
+ * The broker's groups, read in process: the listener runs inside `serve`, so it needs none of
+ * the native listener's credentials or TLS, and sees what ListGroups and DescribeGroup answer.
+ */
+function groupsOf(server: SluiceServer): GroupSource {
+  return {
+    list: () => server.listGroups(),
+    memberIds: (groupId) => server.describeGroup(groupId).members.map((m) => m.memberId),
+  };
+}
+
 function send(response: ServerResponse, status: number, type: string, body: string): void {
   response.writeHead(status, {
     "content-type": type,
@@ -118,13 +128,14 @@ export async function startOpsHttp(options: OpsHttpOptions): Promise<OpsHttp> {
   sampler.start();
   const startedMs = Date.now();
   let broker: SluiceServer | undefined;
-  let admin: Admin | undefined;
   const snapshot = () =>
     takeSnapshot({
       engine: options.engine,
       sampler,
       startedMs,
       server: () => (broker === undefined ? null : countersOf(broker)),
+      latency: () => (broker === undefined ? null : latencyOf(broker)),
+      groups: () => (broker === undefined ? null : groupsOf(broker)),
       ready: () => broker !== undefined,
     });
   const partitionsMax = options.metricsPartitionsMax ?? METRICS_PARTITIONS_MAX_DEFAULT;
@@ -150,23 +161,24 @@ export async function startOpsHttp(options: OpsHttpOptions): Promise<OpsHttp> {
       return send(response, 200, METRICS_CONTENT_TYPE, renderMetrics(snapshot(), partitionsMax));
     }
     if (path === "/api/overview") {
-      void withMembers(snapshot(), admin).then(
-        (full) => send(response, 200, "application/json", JSON.stringify(full)),
-        (error) => send(response, 500, "text/plain", `overview failed: ${String(error)}\n`),
-      );
-      return;
+      return send(response, 200, "application/json", JSON.stringify(snapshot()));
     }
     if (path === "/") return send(response, 200, "text/html; charset=utf-8", PAGE_HTML);
     return send(response, 404, "text/plain", `no such page: ${path}\n`);
   };
-  const server: Server = createServer((request, response) => {
+  const handle = (request: IncomingMessage, response: ServerResponse) => {
     try {
       route(request, response);
     } catch (error) {
       options.log?.error("http request failed", { url: request.url, error: String(error) });
       if (!response.headersSent) send(response, 500, "text/plain", "internal error\n");
     }
-  });
+  };
+  const tls = options.tls;
+  const server: Server =
+    tls === undefined
+      ? createServer(handle)
+      : createSecureServer({ cert: tls.cert, key: tls.key, minVersion: "TLSv1.2" }, handle);
   try {
     await new Promise<void>((resolve, reject) => {
       server.once("error", reject);
@@ -184,15 +196,13 @@ export async function startOpsHttp(options: OpsHttpOptions): Promise<OpsHttp> {
   return {
     host: options.host,
     port,
+    tls: tls !== undefined,
     ready(native) {
       broker = native;
-      const host = native.host === "0.0.0.0" || native.host === "::" ? "127.0.0.1" : native.host;
-      admin = new Admin({ host, port: native.port });
     },
     snapshot,
     async close() {
       sampler.stop();
-      await admin?.close();
       server.closeAllConnections?.();
       await new Promise<void>((resolve) => server.close(() => resolve()));
     },

@@ -6,11 +6,18 @@
 // at most `partitionsMax` partitions; above that only the per-topic and per-group sums are, so a
 // broker with a million partitions does not produce a scrape of millions of lines.
 //
-// Not exported yet, because they need counters on the engine's and server's hot paths: fsync
-// latency, request latency by API and errors by code. `sluice_requests_total` (by API) and the
-// byte and connection counters come from the server's own Stats counters.
+// Latencies are Prometheus histograms (`_bucket{le=...}` cumulative, `_sum`, `_count`) in
+// seconds: `sluice_fsync_seconds` (every fdatasync of a partition segment, from the engine),
+// `sluice_request_seconds{api=...}` (arrival to answer queued, by API, from the native server)
+// and `sluice_kafka_request_seconds{api=...}` (the Kafka listener, by Kafka API name, once it
+// has served one). `sluice_errors_total{code=...}` counts answers by wire error name: header
+// codes, requests refused on arrival, codes in control-plane, queue and exchange answer bodies
+// (QueueFetch and QueueAck included, one per failed partition), and each partition a Produce
+// refused; not yet the Kafka listener's, whose codes are Kafka's. `sluice_requests_total` (by
+// API) and the byte and connection counters come from the server's own Stats counters.
 
-import { API } from "../protocol/mod.ts";
+import type { HistogramSnapshot } from "../engine/mod.ts";
+import { API, WIRE_ERRORS, type WireErrorName } from "../protocol/mod.ts";
 import type { Snapshot } from "./snapshot.ts";
 
 export const METRICS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8";
@@ -36,7 +43,7 @@ function formatValue(value: number): string {
 class Exposition {
   readonly #lines: string[] = [];
 
-  family(name: string, type: "counter" | "gauge", help: string): this {
+  family(name: string, type: "counter" | "gauge" | "histogram", help: string): this {
     this.#lines.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`);
     return this;
   }
@@ -46,6 +53,18 @@ class Exposition {
     const set = pairs.length === 0 ? "" : `{${pairs.join(",")}}`;
     this.#lines.push(`${name}${set} ${formatValue(value)}`);
     return this;
+  }
+
+  /** One histogram's series: cumulative buckets up to +Inf, then sum and count. */
+  histogram(name: string, histogram: HistogramSnapshot, labels: Labels = {}): this {
+    let cumulative = 0;
+    histogram.boundsSeconds.forEach((bound, i) => {
+      cumulative += histogram.counts[i] ?? 0;
+      this.sample(`${name}_bucket`, cumulative, { ...labels, le: String(bound) });
+    });
+    this.sample(`${name}_bucket`, histogram.count, { ...labels, le: "+Inf" });
+    this.sample(`${name}_sum`, histogram.sumSeconds, labels);
+    return this.sample(`${name}_count`, histogram.count, labels);
   }
 
   text(): string {
@@ -79,6 +98,28 @@ function serverFamilies(out: Exposition, snapshot: Snapshot): void {
   out
     .family("sluice_requests_refused_total", "counter", "Requests refused on arrival.")
     .sample("sluice_requests_refused_total", server.refusedRequests);
+}
+
+function latencyFamilies(out: Exposition, snapshot: Snapshot): void {
+  out
+    .family("sluice_fsync_seconds", "histogram", "fdatasync of a partition segment, in seconds.")
+    .histogram("sluice_fsync_seconds", snapshot.fsyncSeconds);
+  const latency = snapshot.latency;
+  if (latency === null) return;
+  out.family("sluice_request_seconds", "histogram", "Request arrival to answer, by API, seconds.");
+  for (const [api, histogram] of Object.entries(latency.requestSeconds)) {
+    out.histogram("sluice_request_seconds", histogram, { api });
+  }
+  const kafka = Object.entries(latency.kafkaRequestSeconds);
+  if (kafka.length > 0) {
+    out.family("sluice_kafka_request_seconds", "histogram", "Kafka listener requests, seconds.");
+    for (const [api, histogram] of kafka) out.histogram("sluice_kafka_request_seconds", histogram, { api });
+  }
+  out.family("sluice_errors_total", "counter", "Answers with an error, by wire error code.");
+  for (const [code, count] of Object.entries(latency.errors)) {
+    const wireCode = WIRE_ERRORS[code as WireErrorName] ?? -1;
+    out.sample("sluice_errors_total", count, { code, wire_code: wireCode });
+  }
 }
 
 function topicFamilies(out: Exposition, snapshot: Snapshot): void {
@@ -143,6 +184,7 @@ export function renderMetrics(
 ): string {
   const out = new Exposition();
   serverFamilies(out, snapshot);
+  latencyFamilies(out, snapshot);
   topicFamilies(out, snapshot);
   const partitions = snapshot.topics.reduce((sum, t) => sum + t.partitions.length, 0);
   out

@@ -1,9 +1,9 @@
 // The management page served at `/` of the operations listener: one HTML document with its
 // style and script inline (no build step, nothing fetched from elsewhere). The script reads
 // /api/overview every REFRESH_MS and redraws the tables: topics (partitions, size, records per
-// second, per-partition log start and end), consumer groups with members and lag, queues, and
-// the server's counters. Text from the broker (topic and group names) is set with textContent,
-// never as HTML.
+// second, per-partition log start and end), consumer groups with state, members and lag,
+// queues, exchanges, and the server's counters. Text from the broker (topic and group names)
+// is set with textContent, never as HTML.
 
 export const REFRESH_MS = 2000;
 
@@ -54,11 +54,17 @@ function render(s) {
     t.partitions.map((p) => p.partition + ":" + p.start + "-" + p.end).join(" "),
   ]), 6, "no topics");
   fill("groups", s.groups.map((g) => [
-    g.group, g.members === null ? "-" : g.members.length, g.lag,
-    g.partitions.map((p) => p.topic + "/" + p.partition + " lag " + p.lag).join(", "),
-  ]), 4, "no group has committed offsets");
+    g.group, g.state === null ? "-" : g.state,
+    g.memberCount !== null ? g.memberCount : g.members === null ? "-" : g.members.length,
+    g.lag, g.partitions.map((p) => p.topic + "/" + p.partition + " lag " + p.lag).join(", "),
+    g.members === null ? "" : g.members.join(" "),
+  ]), 6, "no groups");
   fill("queues", s.queues.map((q) => [q.name, q.topic, q.members, q.ready, q.acquired, q.delivered]),
     6, "no queues");
+  fill("exchanges", s.exchanges.map((e) => [
+    e.name, e.type, e.bindings,
+    e.alternateExchange !== null ? e.alternateExchange : e.alternateTopic ?? "-",
+  ]), 4, "no exchanges");
 }
 async function refresh() {
   try {
@@ -85,13 +91,17 @@ export const PAGE_HTML = `<!doctype html>
 <table><thead><tr><th>topic</th><th>partitions</th><th>size</th><th>records/s</th>
 <th>records stored</th><th>partition:start-end</th></tr></thead><tbody id="topics"></tbody></table>
 <h2>Consumer groups</h2>
-<table><thead><tr><th>group</th><th>members</th><th>lag</th><th>partitions</th></tr></thead>
-<tbody id="groups"></tbody></table>
+<table><thead><tr><th>group</th><th>state</th><th>members</th><th>lag</th><th>partitions</th>
+<th>member ids</th></tr></thead><tbody id="groups"></tbody></table>
 <h2>Queues</h2>
 <table><thead><tr><th>queue</th><th>topic</th><th>members</th><th>ready</th><th>acquired</th>
 <th>delivered</th></tr></thead><tbody id="queues"></tbody></table>
+<h2>Exchanges</h2>
+<table><thead><tr><th>exchange</th><th>type</th><th>bindings</th><th>alternate</th></tr></thead>
+<tbody id="exchanges"></tbody></table>
 <p class="sub">Refreshed every ${REFRESH_MS / 1000} s from <a href="/api/overview">/api/overview</a>;
-<a href="/metrics">/metrics</a> for Prometheus. Groups are those with committed offsets.</p>
+<a href="/metrics">/metrics</a> for Prometheus. Groups are those with members or committed
+offsets; state as ListGroups reports it (stable, reconciling, empty).</p>
 <script>${SCRIPT}</script>
 </body></html>
 `;

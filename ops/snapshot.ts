@@ -1,15 +1,17 @@
 // What the operations endpoints report, read from the broker's state in one pass: topics with
-// each partition's log start, log end and size; consumer groups (those with committed offsets)
-// with lag per partition; queues; the server's connection and request counters. A Sampler
-// reads the log ends once a second and keeps a few seconds of them, so rates (records per
-// second, by topic) come from two readings, and so does `recordsAppended`, the records
-// appended since the broker started: the sum of every log end's growth, kept for topics that
-// were deleted since, so it never goes down.
+// each partition's log start, log end and size; consumer groups (every group the broker lists,
+// with state, members and lag per partition); queues; exchanges; the server's connection and
+// request counters. A Sampler reads the log ends once a second and keeps a few seconds of
+// them, so rates (records per second, by topic) come from two readings, and so does
+// `recordsAppended`, the records appended since the broker started: the sum of every log
+// end's growth, kept for topics that were deleted since, so it never goes down. Groups come
+// from the broker in process (its coordinator), not over the wire, so the page needs neither
+// the listener's credentials nor its TLS.
 //
 // Nothing here is on the data path: reading a log end or size is a field read, and a scrape
 // or a page refresh costs one pass over the partitions.
 
-import type { Engine } from "../engine/mod.ts";
+import type { Engine, HistogramSnapshot } from "../engine/mod.ts";
 
 export type PartitionState = { partition: number; start: number; end: number; sizeBytes: number };
 export type TopicState = {
@@ -23,10 +25,36 @@ export type TopicState = {
 export type GroupPartitionLag = { topic: string; partition: number; committed: number; lag: number };
 export type GroupState = {
   group: string;
+  /**
+   * As ListGroups says: "stable" or "reconciling" (sluice's own groups with members), "empty"
+   * (committed offsets, no members), or a Kafka classic group's state; null before the broker
+   * listens.
+   */
+  state: string | null;
+  /** How many members the group has now; null before the broker listens. */
+  memberCount: number | null;
   partitions: GroupPartitionLag[];
   lag: number;
-  /** Members now (from the server's coordinator); null where not asked or not answered. */
+  /**
+   * The members' ids (sluice's own groups, the first MEMBER_GROUPS_MAX of them); null where
+   * not known (before the broker listens, a Kafka classic group, past the cap).
+   */
   members: string[] | null;
+};
+/** One group as the broker's ListGroups lists it (protocol/server's ListedGroup). */
+export type GroupListing = { groupId: string; state: string; members: number };
+/** The broker's group coordinator, read in process. */
+export type GroupSource = {
+  list(): GroupListing[];
+  /** The ids of the members of one of sluice's own groups. */
+  memberIds(groupId: string): string[];
+};
+export type ExchangeState = {
+  name: string;
+  type: string;
+  bindings: number;
+  alternateExchange: string | null;
+  alternateTopic: string | null;
 };
 export type QueueState = {
   name: string;
@@ -44,6 +72,14 @@ export type ServerCounters = {
   refusedRequests: number;
 };
 
+/** Request latency by API name and answers by error name, from the native server. */
+export type RequestLatency = {
+  requestSeconds: Record<string, HistogramSnapshot>;
+  /** Requests over the Kafka listener, by Kafka API name. */
+  kafkaRequestSeconds: Record<string, HistogramSnapshot>;
+  errors: Record<string, number>;
+};
+
 export type Snapshot = {
   timeMs: number;
   uptimeSeconds: number;
@@ -51,7 +87,12 @@ export type Snapshot = {
   topics: TopicState[];
   groups: GroupState[];
   queues: QueueState[];
+  exchanges: ExchangeState[];
   server: ServerCounters | null;
+  /** Every partition fdatasync since the engine opened. */
+  fsyncSeconds: HistogramSnapshot;
+  /** Null before the native server listens. */
+  latency: RequestLatency | null;
   recordsAppended: number;
   recordsAppendedByTopic: Record<string, number>;
 };
@@ -59,6 +100,10 @@ export type Snapshot = {
 /** How many one-second readings the sampler keeps: rates are over this window. */
 export const RATE_WINDOW_READINGS = 5;
 export const SAMPLE_INTERVAL_MS = 1000;
+/** A snapshot lists the member ids of at most this many groups (every group's count). */
+export const MEMBER_GROUPS_MAX = 100;
+/** The states of sluice's own groups with members: the coordinator knows their member ids. */
+const NATIVE_GROUP_STATES: ReadonlySet<string> = new Set(["stable", "reconciling"]);
 
 type Reading = { timeMs: number; ends: Map<string, number> };
 
@@ -161,7 +206,11 @@ function topicState(engine: Engine, sampler: Sampler, name: string): TopicState 
   };
 }
 
-function groupState(engine: Engine, topics: Map<string, TopicState>, group: string): GroupState {
+function groupState(
+  engine: Engine,
+  topics: Map<string, TopicState>,
+  group: string,
+): Omit<GroupState, "state" | "memberCount" | "members"> {
   const partitions: GroupPartitionLag[] = [];
   for (const [topic, offsets] of engine.offsets.fetchGroup(group)) {
     const state = topics.get(topic);
@@ -173,7 +222,57 @@ function groupState(engine: Engine, topics: Map<string, TopicState>, group: stri
     }
   }
   partitions.sort((a, b) => a.topic.localeCompare(b.topic) || a.partition - b.partition);
-  return { group, partitions, lag: partitions.reduce((sum, p) => sum + p.lag, 0), members: null };
+  return { group, partitions, lag: partitions.reduce((sum, p) => sum + p.lag, 0) };
+}
+
+/**
+ * Every group the broker lists, with state and members, and lag where it has committed
+ * offsets; without the broker (before it listens), the groups with committed offsets only.
+ */
+function groupStates(
+  engine: Engine,
+  topics: Map<string, TopicState>,
+  source: GroupSource | null,
+): GroupState[] {
+  if (source === null) {
+    return engine.offsets
+      .groups()
+      .sort()
+      .map((group) => ({
+        ...groupState(engine, topics, group),
+        state: null,
+        memberCount: null,
+        members: null,
+      }));
+  }
+  let described = 0;
+  return source.list().map((listing) => {
+    let members: string[] | null = listing.members === 0 ? [] : null;
+    const native = NATIVE_GROUP_STATES.has(listing.state);
+    if (native && members === null && described < MEMBER_GROUPS_MAX) {
+      described++;
+      members = source.memberIds(listing.groupId);
+    }
+    return {
+      ...groupState(engine, topics, listing.groupId),
+      state: listing.state,
+      memberCount: listing.members,
+      members,
+    };
+  });
+}
+
+function exchangeStates(engine: Engine): ExchangeState[] {
+  return engine
+    .listExchanges()
+    .map((exchange) => ({
+      name: exchange.name,
+      type: exchange.type,
+      bindings: exchange.bindings.length,
+      alternateExchange: exchange.alternateExchange,
+      alternateTopic: exchange.alternateTopic,
+    }))
+    .sort((a, b) => a.name.localeCompare(b.name));
 }
 
 function queueStates(engine: Engine): QueueState[] {
@@ -196,6 +295,9 @@ export type SnapshotSource = {
   startedMs: number;
   /** The native server's counters, once it listens (null before). */
   server: () => ServerCounters | null;
+  latency?: () => RequestLatency | null;
+  /** The broker's groups, once it listens (null before). */
+  groups?: () => GroupSource | null;
   ready: () => boolean;
 };
 
@@ -204,10 +306,7 @@ export function takeSnapshot(source: SnapshotSource): Snapshot {
   const topicList = engine.listTopics().map((t) => topicState(engine, sampler, t.name));
   topicList.sort((a, b) => a.name.localeCompare(b.name));
   const topics = new Map(topicList.map((t) => [t.name, t]));
-  const groups = engine.offsets
-    .groups()
-    .sort()
-    .map((group) => groupState(engine, topics, group));
+  const groups = groupStates(engine, topics, source.groups?.() ?? null);
   const byTopic = sampler.appendedByTopic();
   const nowMs = Date.now();
   return {
@@ -217,7 +316,10 @@ export function takeSnapshot(source: SnapshotSource): Snapshot {
     topics: topicList,
     groups,
     queues: queueStates(engine),
+    exchanges: exchangeStates(engine),
     server: source.server(),
+    fsyncSeconds: engine.fsyncSeconds.snapshot(),
+    latency: source.latency?.() ?? null,
     recordsAppended: Object.values(byTopic).reduce((sum, n) => sum + n, 0),
     recordsAppendedByTopic: byTopic,
   };

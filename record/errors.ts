@@ -28,6 +28,7 @@ export type SluiceErrorCode =
   | "UNKNOWN_QUEUE" // the queue does not exist
   | "QUEUE_EXISTS" // declare of a queue that exists with different options
   | "INVALID_QUEUE" // a queue name that cannot be a directory name
+  | "QUEUE_FULL" // a reject-publish queue at its max length refused records of a publish
   | "INVALID_RECORD_STATE" // an ack for a record this member does not hold (or outside the window)
   | "LOCK_EXPIRED" // an ack for a record whose acquisition lock ran out: it is no longer held
   | "UNKNOWN_EXCHANGE" // the exchange does not exist
@@ -38,7 +39,10 @@ export type SluiceErrorCode =
   | "UNSUPPORTED_SASL_MECHANISM" // a SASL mechanism the server does not offer on this listener
   | "AUTHORIZATION_FAILED"; // the principal may not do this operation on this resource
 
-const RETRIABLE: ReadonlySet<SluiceErrorCode> = new Set<SluiceErrorCode>(["DISK_FULL"]);
+const RETRIABLE: ReadonlySet<SluiceErrorCode> = new Set<SluiceErrorCode>([
+  "DISK_FULL",
+  "QUEUE_FULL",
+]);
 
 export type SluiceErrorDetails = Record<string, string | number | bigint | boolean | undefined>;
 

@@ -13,7 +13,8 @@
 //      ▲
 //   engine/  ◄──  protocol/server/  ──►  protocol/codec/  ◄──  protocol/client/
 //      ▲          (through engine/mod.ts only)  ▲
-//      └──────  protocol/kafka/  ───────────────┘  (and the server's limits and transport)
+//      └──────  protocol/kafka/  ───────────────┘  (and the server's limits, transport, TLS,
+//                                                     SASL gate and ACLs)
 //
 // It exits 1 when there is a circle or a broken rule, 0 otherwise. Only the source's code is
 // read: imports inside strings, comments and template text do not count.
@@ -43,8 +44,14 @@ export const LAYER_RULES: readonly LayerRule[] = [
   {
     from: "protocol/kafka/",
     forbid: "protocol/server/",
-    allow: ["protocol/server/limits.ts", "protocol/server/_transport.ts"],
-    why: "the Kafka listener shares only the server's limits and transport",
+    allow: [
+      "protocol/server/limits.ts",
+      "protocol/server/_transport.ts",
+      "protocol/server/_tls.ts",
+      "protocol/server/_auth.ts",
+      "protocol/server/acl.ts",
+    ],
+    why: "the Kafka listener shares only the server's limits, transport, TLS, SASL gate and ACLs",
   },
   {
     from: "protocol/",

@@ -17,6 +17,8 @@
 # Environment (defaults in brackets):
 #   SLUICE_PEERS_DIR [/tmp/sluice-peers]   data, logs and pid files
 #   SLUICE_RABBITMQ_PORT [5672]  SLUICE_NATS_PORT [4222]  SLUICE_REDIS_PORT [6379]
+#   SLUICE_RABBITMQ_TLS_PORT [5671]  RabbitMQ's AMQPS listener (see "TLS" below)
+#   SLUICE_RABBITMQ_NODE [sluice-peer@localhost]  the Erlang node name
 #   SLUICE_PEERS_START_WAIT_S [60]  bound on RabbitMQ's start (it boots an Erlang VM: ~5-8 s here)
 #   SLUICE_PEERS_PORT_WAIT_S [10]   bound on NATS's and Redis's (well under a second here)
 #
@@ -27,6 +29,13 @@
 #     2 minutes by default), so an acknowledged message may sit in the page cache until then.
 #   - Redis: AOF with `appendfsync everysec`: a write is acknowledged from memory and the AOF
 #     is fsynced once a second, so a crash can lose about the last second. RDB snapshots off.
+#
+# TLS: when openssl is installed (scripts/install_openssl.sh), `start rabbitmq` also makes a
+# throwaway CA and a server certificate for localhost / 127.0.0.1 in
+# $SLUICE_PEERS_DIR/rabbitmq/tls/ (ca.pem, server.pem, server.key) and opens an AMQPS
+# listener (TLS 1.2 and 1.3, no client certificates) on SLUICE_RABBITMQ_TLS_PORT, beside the
+# plaintext one: the rabbitmq driver's `rabbitmq.tls=true` connects there, trusting ca.pem.
+# Without openssl the TLS listener is left out, saying so.
 set -euo pipefail
 
 PEERS_DIR=${SLUICE_PEERS_DIR:-/tmp/sluice-peers}
@@ -35,7 +44,8 @@ NATS_PORT=${SLUICE_NATS_PORT:-4222}
 REDIS_PORT=${SLUICE_REDIS_PORT:-6379}
 WAIT_S=${SLUICE_PEERS_START_WAIT_S:-60}
 PORT_WAIT_S=${SLUICE_PEERS_PORT_WAIT_S:-10}
-RABBITMQ_NODE=sluice-peer@localhost
+RABBITMQ_TLS_PORT=${SLUICE_RABBITMQ_TLS_PORT:-5671}
+RABBITMQ_NODE=${SLUICE_RABBITMQ_NODE:-sluice-peer@localhost}
 RABBITMQ_BIN=/usr/lib/rabbitmq/bin
 
 PACKAGES=(rabbitmq-server nats-server redis-server)
@@ -124,10 +134,46 @@ cmd_install() {
   log "installed: ${missing[*]}"
 }
 
+# A throwaway CA and a server certificate signed by it, in $1; false without openssl.
+make_tls_certs() {
+  local dir=$1
+  command -v openssl >/dev/null 2>&1 || return 1
+  mkdir -p "$dir"
+  local ec=(-newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes)
+  openssl req -x509 "${ec[@]}" -keyout "$dir/ca.key" -out "$dir/ca.pem" -days 30 \
+    -subj "/CN=sluice peers test CA" >/dev/null 2>&1 &&
+    openssl req "${ec[@]}" -keyout "$dir/server.key" -out "$dir/server.csr" \
+      -subj "/CN=localhost" >/dev/null 2>&1 &&
+    printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\n' >"$dir/san.cnf" &&
+    openssl x509 -req -in "$dir/server.csr" -CA "$dir/ca.pem" -CAkey "$dir/ca.key" \
+      -CAcreateserial -out "$dir/server.pem" -days 30 -extfile "$dir/san.cnf" >/dev/null 2>&1
+}
+
+# rabbitmq.conf with an AMQPS listener, when certificates could be made; prints its path.
+rabbitmq_tls_config() {
+  local dir=$1
+  if ! make_tls_certs "$dir/tls"; then
+    log "rabbitmq: openssl is missing, no TLS listener (bash scripts/install_openssl.sh)" >&2
+    return 0
+  fi
+  cat >"$dir/rabbitmq.conf" <<CONF
+listeners.ssl.1 = 127.0.0.1:$RABBITMQ_TLS_PORT
+ssl_options.cacertfile = $dir/tls/ca.pem
+ssl_options.certfile = $dir/tls/server.pem
+ssl_options.keyfile = $dir/tls/server.key
+ssl_options.verify = verify_none
+ssl_options.fail_if_no_peer_cert = false
+ssl_options.versions.1 = tlsv1.3
+ssl_options.versions.2 = tlsv1.2
+CONF
+  printf '%s\n' "$dir/rabbitmq.conf"
+}
+
 start_rabbitmq() {
-  local dir=$PEERS_DIR/rabbitmq pidfile=$PEERS_DIR/rabbitmq/rabbitmq.pid
+  local dir=$PEERS_DIR/rabbitmq pidfile=$PEERS_DIR/rabbitmq/rabbitmq.pid config
   mkdir -p "$dir/mnesia" "$dir/log"
   printf '[].\n' >"$dir/enabled_plugins"
+  config=$(rabbitmq_tls_config "$dir")
   # The wrappers in /usr/sbin switch to the `rabbitmq` user; the scripts they call run as
   # whoever starts them. HOME holds this instance's Erlang cookie, shared with rabbitmqctl.
   # epmd and the distribution port listen on loopback only, like AMQP.
@@ -140,6 +186,7 @@ start_rabbitmq() {
     RABBITMQ_LOG_BASE="$dir/log" \
     RABBITMQ_PID_FILE="$pidfile" \
     RABBITMQ_ENABLED_PLUGINS_FILE="$dir/enabled_plugins" \
+    ${config:+RABBITMQ_CONFIG_FILE="$config"} \
     RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS="-kernel inet_dist_use_interface {127,0,0,1}" \
     ERL_EPMD_ADDRESS=127.0.0.1 \
     setsid "$RABBITMQ_BIN/rabbitmq-server" >"$dir/log/stdout.log" 2>&1 </dev/null &
@@ -148,6 +195,10 @@ start_rabbitmq() {
   rabbitmqctl_ wait "$pidfile" --timeout "$WAIT_S" >"$dir/log/wait.log" 2>&1 ||
     die "rabbitmq did not start within ${WAIT_S}s; see $dir/log/"
   wait_port rabbitmq "$RABBITMQ_PORT" "$pidfile" "$PORT_WAIT_S"
+  if [[ -n $config ]]; then
+    wait_port rabbitmq "$RABBITMQ_TLS_PORT" "$pidfile" "$PORT_WAIT_S"
+    log "rabbitmq: TLS on 127.0.0.1:$RABBITMQ_TLS_PORT (CA: $dir/tls/ca.pem)"
+  fi
 }
 
 rabbitmqctl_() {

@@ -1,7 +1,7 @@
 // Jepsen's total-queue checker, for sluice's queues over TCP, under SIGKILL.
 //
 //   bun scripts/queue_crash.ts --cycles N [--seed S] [--release-rate R] [--reject-rate R]
-//                              [--delay-ms-max D] [--keep]
+//                              [--delay-ms-max D] [--priorities] [--keep]
 //   (npm run test:queue-crash -- --cycles N)
 //   deno run -A scripts/queue_crash.ts --cycles N
 //
@@ -27,7 +27,9 @@
 // accepts: the accepts it made durable that no client heard confirmed must be at least the
 // values dequeued only that way (the excess is lost), and never below zero (a confirmed accept
 // the broker forgot is lost too). Valid only with lost = 0 and unexpected = 0; duplicates are
-// allowed (at-least-once). The last line of stdout is one JSON object with the counts; the
+// allowed (at-least-once). With --priorities the queue is a priority queue of one level per
+// partition (the producers' keys spread records over the levels), so fetches serve the levels
+// highest first throughout. The last line of stdout is one JSON object with the counts; the
 // exit code is 1 when invalid.
 
 import { type ChildProcess, spawn } from "node:child_process";
@@ -69,6 +71,8 @@ export type QueueCrashOptions = {
   /** Of the records received, the share released (they come again) and rejected. */
   releaseRate?: number;
   rejectRate?: number;
+  /** Declare the queue with one priority level per partition (engine/queue_priority.ts). */
+  priorities?: boolean;
   /** Delays switched on: releases and a quarter of the publishes wait up to this many ms. */
   delayMsMax?: number;
   /** Keep the data directory (its path is printed). */
@@ -78,6 +82,8 @@ export type QueueCrashOptions = {
 
 export type QueueCrashReport = {
   cycles: number;
+  /** The queue's priority levels as the broker reported them at the end (null: none). */
+  priorities: number | null;
   attempted: number;
   confirmed: number;
   accepted: number;
@@ -205,7 +211,12 @@ class History {
   redelivered = 0;
 
   /** `brokerAccepted`: the queue's durable count of accepts, after the drain. */
-  report(cycles: number, brokerAccepted: number, seed: number, ms: number): QueueCrashReport {
+  report(
+    cycles: number,
+    brokerAccepted: number,
+    seed: number,
+    ms: number,
+  ): Omit<QueueCrashReport, "priorities"> {
     const dequeued = new Set([...this.accepted.keys(), ...this.acceptUnknown]);
     for (const value of this.deadLettered) dequeued.add(value);
     let lost = 0;
@@ -370,7 +381,7 @@ class Workload {
   }
 }
 
-async function setUp(port: number): Promise<void> {
+async function setUp(port: number, priorities: boolean): Promise<void> {
   const admin = new Admin({ port });
   try {
     await admin.createTopics([
@@ -384,18 +395,19 @@ async function setUp(port: number): Promise<void> {
       deadLetterTopic: DEAD_LETTER_TOPIC,
       deliveryLimit: 255,
       lockMs: 5_000,
+      ...(priorities ? { priorities: PARTITIONS } : {}),
     });
   } finally {
     await admin.close();
   }
 }
 
-/** The queue's durable count of accepts. */
-async function brokerAccepted(port: number): Promise<number> {
+/** The queue's durable count of accepts, and its priority levels as the broker has them. */
+async function brokerQueue(port: number): Promise<{ accepted: number; priorities: number | null }> {
   const admin = new Admin({ port });
   try {
     const [queue] = await admin.listQueues([QUEUE]);
-    return queue!.stats.accepted;
+    return { accepted: queue!.stats.accepted, priorities: queue!.priorities };
   } finally {
     await admin.close();
   }
@@ -451,7 +463,7 @@ export async function runQueueCrashCheck(options: QueueCrashOptions): Promise<Qu
   let workload: Workload | undefined;
   try {
     await broker.start();
-    await setUp(broker.port);
+    await setUp(broker.port, options.priorities === true);
     workload = new Workload(broker.port, random, {
       release: options.releaseRate ?? RELEASE_RATE_DEFAULT,
       reject: options.rejectRate ?? 0,
@@ -474,8 +486,9 @@ export async function runQueueCrashCheck(options: QueueCrashOptions): Promise<Qu
     for (const value of await readDeadLetters(broker.port))
       workload.history.deadLettered.add(value);
     for (const error of workload.errors) log(`client error: ${error}`);
-    const accepted = await brokerAccepted(broker.port);
-    return workload.history.report(options.cycles, accepted, seed, Date.now() - startedMs);
+    const { accepted, priorities } = await brokerQueue(broker.port);
+    const ms = Date.now() - startedMs;
+    return { ...workload.history.report(options.cycles, accepted, seed, ms), priorities };
   } catch (error) {
     log(`broker output:\n${broker.output}`);
     throw error;
@@ -494,6 +507,7 @@ if (import.meta.main) {
       cycles: { type: "string", default: "20" },
       seed: { type: "string" },
       keep: { type: "boolean", default: false },
+      priorities: { type: "boolean", default: false },
       "release-rate": { type: "string", default: String(RELEASE_RATE_DEFAULT) },
       "reject-rate": { type: "string", default: "0" },
       "delay-ms-max": { type: "string", default: "0" },
@@ -520,6 +534,7 @@ if (import.meta.main) {
   const report = await runQueueCrashCheck({
     cycles,
     keep: values.keep,
+    priorities: values.priorities,
     releaseRate: rate("release-rate"),
     rejectRate: rate("reject-rate"),
     delayMsMax,

@@ -21,6 +21,9 @@
 //   joined its group. eachBatch calls the callback for every message; offsets are committed by
 //   kafkajs after the callbacks (autoCommit): at-least-once.
 // - deleteTopic deletes the topic and the consumer groups the driver created for it.
+// - Security: `sasl=scram-sha-256|scram-sha-512|plain` with `username` and `password` (or env
+//   SLUICE_KAFKA_PASSWORD) logs every connection in with kafkajs's SASL; `tls=true` connects
+//   with TLS, trusting `tls-ca-file` (a PEM CA) or the system's CAs. Together: SASL_SSL.
 //
 // Durability: acks = -1 returns once every in-sync replica has the batch in its log, which
 // Kafka writes to the page cache; by default Kafka does not fsync per message
@@ -28,8 +31,9 @@
 // machine crash can lose acknowledged messages.
 
 import { Buffer } from "node:buffer";
+import { readFileSync } from "node:fs";
 import kafkajs from "kafkajs";
-import type { Admin, Consumer, Kafka, Producer } from "kafkajs";
+import type { Admin, Consumer, Kafka, KafkaConfig, Producer, SASLOptions } from "kafkajs";
 import { setImmediate } from "node:timers";
 import type {
   BenchConsumer,
@@ -46,6 +50,7 @@ import {
   CONNECT_TIMEOUT_MS_DEFAULT,
   type DriverOptions,
   errorMessage,
+  optionChoice,
   optionInt,
   optionString,
   packageVersion,
@@ -66,7 +71,40 @@ export type KafkaOptions = {
   connectTimeoutMs: number;
   /** How long createConsumer waits for the consumer to join its group. */
   joinTimeoutMs: number;
+  /** SASL login for every connection (undefined: none). */
+  sasl: { mechanism: KafkaSaslMechanism; username: string; password: string } | undefined;
+  /** TLS (undefined: plaintext); `caFile` undefined trusts the system's CAs. */
+  tls: { caFile: string | undefined } | undefined;
 };
+
+export const KAFKA_SASL_MECHANISMS = ["scram-sha-256", "scram-sha-512", "plain"] as const;
+export type KafkaSaslMechanism = (typeof KAFKA_SASL_MECHANISMS)[number];
+
+/** `sasl`, `username`, `password` (or SLUICE_KAFKA_PASSWORD), `tls`, `tls-ca-file`. */
+function securityOptions(options: DriverOptions): Pick<KafkaOptions, "sasl" | "tls"> {
+  const mechanism = options["sasl"];
+  let sasl: KafkaOptions["sasl"];
+  if (mechanism !== undefined && mechanism !== "") {
+    const chosen = optionChoice(options, "sasl", KAFKA_SASL_MECHANISMS, "scram-sha-256");
+    const username = options["username"];
+    const password = options["password"] ?? process.env["SLUICE_KAFKA_PASSWORD"];
+    if (username === undefined || username === "") {
+      throw new RangeError(`Driver option sasl=${chosen} needs username=NAME`);
+    }
+    if (password === undefined) {
+      throw new RangeError(
+        `Driver option sasl=${chosen} needs password=... (or SLUICE_KAFKA_PASSWORD)`,
+      );
+    }
+    sasl = { mechanism: chosen, username, password };
+  }
+  const tlsOn = optionChoice(options, "tls", ["true", "false"], "false") === "true";
+  const caFile = options["tls-ca-file"];
+  if (!tlsOn && caFile !== undefined) {
+    throw new RangeError(`Driver option tls-ca-file=${caFile} needs tls=true`);
+  }
+  return { sasl, tls: tlsOn ? { caFile } : undefined };
+}
 
 export const KAFKA_HINT =
   "no Kafka broker can be installed here; start one elsewhere and pass " +
@@ -92,7 +130,27 @@ export function kafkaOptions(options: DriverOptions = {}): KafkaOptions {
       max: 60_000,
     }),
     joinTimeoutMs: optionInt(options, "join-timeout-ms", 60_000, { min: 1, max: 600_000 }),
+    ...securityOptions(options),
   };
+}
+
+/** kafkajs's `sasl` option (a union by mechanism, so each is spelled out). */
+function saslConfig(sasl: NonNullable<KafkaOptions["sasl"]>): SASLOptions {
+  const { username, password } = sasl;
+  if (sasl.mechanism === "scram-sha-512") return { mechanism: "scram-sha-512", username, password };
+  if (sasl.mechanism === "plain") return { mechanism: "plain", username, password };
+  return { mechanism: "scram-sha-256", username, password };
+}
+
+/** The security in force, for settings(): never the password. */
+function describeSecurity(options: KafkaOptions): string {
+  const parts = [
+    ...(options.tls === undefined ? [] : [`TLS (CA: ${options.tls.caFile ?? "system"})`]),
+    ...(options.sasl === undefined
+      ? []
+      : [`SASL ${options.sasl.mechanism} as ${options.sasl.username}`]),
+  ];
+  return parts.length === 0 ? "none (plaintext)" : parts.join(" + ");
 }
 
 /** `owned`: created here and deleted by close(); false when attached to in a worker. */
@@ -112,12 +170,21 @@ class KafkaDriver implements Driver {
   }
 
   async initialize(): Promise<void> {
-    const { brokers, connectTimeoutMs } = this.#options;
-    const config = {
+    const { brokers, connectTimeoutMs, sasl, tls } = this.#options;
+    const config: KafkaConfig = {
       clientId: "sluice-bench",
       brokers,
       connectionTimeout: connectTimeoutMs,
       logLevel: kafkajs.logLevel.NOTHING,
+      ...(sasl === undefined ? {} : { sasl: saslConfig(sasl) }),
+      ...(tls === undefined
+        ? {}
+        : {
+            ssl:
+              tls.caFile === undefined
+                ? true
+                : { ca: [readFileSync(tls.caFile, "utf8")], servername: "localhost" },
+          }),
     };
     // The probe does not retry, so an absent broker is reported within the connect timeout.
     const probe = new kafkajs.Kafka({ ...config, retry: { retries: 0 } }).admin();
@@ -140,6 +207,7 @@ class KafkaDriver implements Driver {
     const options = this.#options;
     return {
       brokers: options.brokers.join(","),
+      security: describeSecurity(options),
       replicationFactor: options.replicationFactor,
       acks: -1,
       idempotent: true,

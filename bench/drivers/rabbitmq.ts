@@ -41,9 +41,17 @@
 //   nodes"; "Streams do not perform fsync". The blog describes RabbitMQ 4.x; RabbitMQ before
 //   3.13 (Debian bookworm ships 3.10) used the older message store the confirms guide
 //   describes, so durability() names the server version it saw.
+//
+// TLS (option `tls=true`): every connection is AMQPS, by default to the TLS listener that
+// `scripts/peers.sh start rabbitmq` opens on 127.0.0.1:SLUICE_RABBITMQ_TLS_PORT (5671), trusting
+// the throwaway CA it wrote to $SLUICE_PEERS_DIR/rabbitmq/tls/ca.pem (option `tls-ca-file`
+// for another; `url=amqps://...` for another broker). Without that CA the driver is
+// unavailable, saying how to get it.
 
 import amqplib from "amqplib";
 import type { Channel, ChannelModel, ConfirmChannel, ConsumeMessage } from "amqplib";
+import { existsSync, readFileSync } from "node:fs";
+import { join } from "node:path";
 import { setImmediate } from "node:timers";
 import type {
   AckingHandlers,
@@ -93,23 +101,43 @@ export type RabbitMqOptions = {
   connectTimeoutMs: number;
   /** The workload's ackMode: per-message uses one queue per subscription, one ack per message. */
   perMessage: boolean;
+  /**
+   * The workload's priorityLevels (0: none): per-message queues are declared with
+   * `x-max-priority` of that many levels and a message's priority is its partition.
+   */
+  priorityLevels: number;
+  /** AMQPS, trusting this PEM CA file (undefined: plaintext AMQP). */
+  tlsCaFile: string | undefined;
 };
+
+/** Where `scripts/peers.sh start rabbitmq` writes its throwaway CA. */
+function peersCaFile(): string {
+  return join(process.env["SLUICE_PEERS_DIR"] ?? "/tmp/sluice-peers", "rabbitmq", "tls", "ca.pem");
+}
 
 const PREFETCH_MAX = 65_535;
 
-/** Reads the options `url`, `queue-type`, `prefetch`, `ack-every` and `connect-timeout-ms`. */
+/**
+ * Reads the options `url`, `tls`, `tls-ca-file`, `queue-type`, `prefetch`, `ack-every` and
+ * `connect-timeout-ms`.
+ */
 export function rabbitMqOptions(
   options: DriverOptions = {},
   ackMode: AckMode = "stream",
+  priorityLevels = 0,
 ): RabbitMqOptions {
   const prefetch = optionInt(options, "prefetch", 1000, { min: 1, max: PREFETCH_MAX });
+  const tls = optionChoice(options, "tls", ["true", "false"], "false") === "true";
+  const local = tls
+    ? `amqps://guest:guest@127.0.0.1:${peerPort("SLUICE_RABBITMQ_TLS_PORT", 5671)}`
+    : `amqp://guest:guest@127.0.0.1:${peerPort("SLUICE_RABBITMQ_PORT", 5672)}`;
+  const url = optionString(options, "url", local, "SLUICE_RABBITMQ_URL");
+  if (tls !== url.startsWith("amqps://")) {
+    throw new RangeError(`rabbitmq option tls=${tls} does not match url ${redactUrl(url)}`);
+  }
   return {
-    url: optionString(
-      options,
-      "url",
-      `amqp://guest:guest@127.0.0.1:${peerPort("SLUICE_RABBITMQ_PORT", 5672)}`,
-      "SLUICE_RABBITMQ_URL",
-    ),
+    url,
+    tlsCaFile: tls ? optionString(options, "tls-ca-file", peersCaFile()) : undefined,
     queueType: optionChoice(options, "queue-type", RABBITMQ_QUEUE_TYPES, "classic"),
     prefetch,
     ackEvery: optionInt(options, "ack-every", Math.max(1, Math.floor(prefetch / 4)), {
@@ -121,6 +149,7 @@ export function rabbitMqOptions(
       max: 60_000,
     }),
     perMessage: ackMode === "per-message",
+    priorityLevels,
   };
 }
 
@@ -176,6 +205,7 @@ class RabbitMqDriver implements Driver {
     const stream = options.queueType === "stream";
     return {
       url: redactUrl(options.url),
+      tls: options.tlsCaFile === undefined ? "off" : `on, trusting ${options.tlsCaFile}`,
       serverVersion: this.#serverVersion,
       queueType: options.queueType,
       layout: stream
@@ -184,6 +214,8 @@ class RabbitMqDriver implements Driver {
           ? "direct exchange per topic, one durable queue per subscription (every partition's key)"
           : "direct exchange per topic, one durable queue per (subscription, partition)",
       deliveryMode: 2,
+      maxPriority:
+        options.perMessage && options.priorityLevels > 0 ? options.priorityLevels : "none",
       publisherConfirms: "confirm channel per producer; sendAsync resolves on its basic.ack",
       prefetch: options.prefetch,
       acks: options.perMessage
@@ -259,7 +291,10 @@ class RabbitMqDriver implements Driver {
   }
 
   brokerProcess(): BrokerProcess {
-    const { host, port } = urlAddress(this.#options.url, 5672);
+    const { host, port } = urlAddress(
+      this.#options.url,
+      this.#options.tlsCaFile === undefined ? 5672 : 5671,
+    );
     return { kind: "address", host, port, what: `RabbitMQ ${this.#serverVersion}` };
   }
 
@@ -271,12 +306,18 @@ class RabbitMqDriver implements Driver {
     const picker = new PartitionPicker(state.partitions, this.#connections.size);
     const routingKeys = Array.from({ length: state.partitions }, (_, index) => String(index));
     const exchange = state.exchange;
+    // With priorities a message's priority is its partition, as for sluice's priority queues.
+    const prioritized = this.#options.perMessage && this.#options.priorityLevels > 0;
+    const properties = Array.from({ length: state.partitions }, (_, partition) =>
+      prioritized ? { persistent: true, priority: partition } : { persistent: true },
+    );
     return {
       sendAsync(key, payload) {
-        const routingKey = routingKeys[picker.pick(key)]!;
+        const partition = picker.pick(key);
+        const routingKey = routingKeys[partition]!;
         return new Promise<void>((resolve, reject) => {
           const content = bufferView(payload);
-          channel.publish(exchange, routingKey, content, { persistent: true }, (error) => {
+          channel.publish(exchange, routingKey, content, properties[partition], (error) => {
             if (error === null || error === undefined) resolve();
             else reject(error instanceof Error ? error : new Error(String(error)));
           });
@@ -429,21 +470,42 @@ class RabbitMqDriver implements Driver {
 
   async #declareQueue(state: TopicState, queue: string, partition: number): Promise<void> {
     const admin = this.#adminChannel();
+    const { queueType, perMessage, priorityLevels } = this.#options;
+    const priorities = perMessage && priorityLevels > 0 ? { "x-max-priority": priorityLevels } : {};
     await admin.assertQueue(queue, {
       durable: true,
       autoDelete: false,
-      arguments: { "x-queue-type": this.#options.queueType },
+      arguments: { "x-queue-type": queueType, ...priorities },
     });
     state.queues.add(queue);
     await admin.bindQueue(queue, state.exchange, String(partition));
   }
 
+  /** The socket options: TLS trusting the CA file, when `tls=true`. */
+  #socketOptions(): Record<string, unknown> {
+    const { connectTimeoutMs, tlsCaFile } = this.#options;
+    const base = { timeout: connectTimeoutMs, noDelay: true };
+    if (tlsCaFile === undefined) return base;
+    if (!existsSync(tlsCaFile)) {
+      throw new DriverUnavailableError(
+        `RabbitMQ over TLS needs the CA file ${tlsCaFile}, which does not exist`,
+        "start RabbitMQ with `bash scripts/peers.sh start rabbitmq` (it makes a throwaway CA " +
+          "with openssl; `bash scripts/install_openssl.sh`), or pass rabbitmq.tls-ca-file=FILE",
+      );
+    }
+    const host = urlAddress(this.#options.url, 5671).host;
+    // The peers' certificate names localhost and 127.0.0.1.
+    const servername = host === "127.0.0.1" ? "localhost" : host;
+    return { ...base, ca: [readFileSync(tlsCaFile)], servername };
+  }
+
   async #connect(): Promise<ChannelModel> {
-    const { url, connectTimeoutMs } = this.#options;
+    const { url } = this.#options;
+    const socketOptions = this.#socketOptions();
     let connection: ChannelModel;
     try {
-      const connecting = amqplib.connect(url, { timeout: connectTimeoutMs, noDelay: true });
-      connection = await withTimeout(connecting, connectTimeoutMs, "AMQP connect");
+      const connecting = amqplib.connect(url, socketOptions);
+      connection = await withTimeout(connecting, this.#options.connectTimeoutMs, "AMQP connect");
     } catch (error) {
       throw new DriverUnavailableError(
         `RabbitMQ is not reachable at ${redactUrl(url)}: ${errorMessage(error)}`,
@@ -530,9 +592,10 @@ function olderThan313(version: string): boolean {
 export function createRabbitMqDriver(
   options: DriverOptions = {},
   ackMode: AckMode = "stream",
+  priorityLevels = 0,
 ): Driver {
-  return new RabbitMqDriver(rabbitMqOptions(options, ackMode));
+  return new RabbitMqDriver(rabbitMqOptions(options, ackMode, priorityLevels));
 }
 
 export const createDriver: DriverFactory = (config: DriverConfig) =>
-  createRabbitMqDriver(config.options, config.ackMode);
+  createRabbitMqDriver(config.options, config.ackMode, config.priorityLevels ?? 0);

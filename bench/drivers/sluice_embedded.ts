@@ -52,6 +52,7 @@ import {
   EmbeddedQueueConsumer,
   embeddedQueueCounts,
 } from "./sluice_embedded_queue.ts";
+import { priorityLevelsSetting } from "./sluice_queue.ts";
 
 export const LINGER_MS_DEFAULT = 1;
 export const BATCH_BYTES_DEFAULT = LOG_CONFIG_DEFAULTS.maxBatchBytes;
@@ -117,6 +118,7 @@ export class SluiceEmbeddedDriver implements Driver {
         ? "a queue on the topic (from its beginning, acks fdatasync'd); consumers are members " +
           `fetching up to ${EMBEDDED_QUEUE_MAX_RECORDS} records, each answered on its own`
         : "reads every partition; its consumers split partitions round-robin",
+      ...priorityLevelsSetting(this.#config.priorityLevels),
     };
   }
 
@@ -155,7 +157,9 @@ export class SluiceEmbeddedDriver implements Driver {
   }
 
   async createSubscription(topic: string, subscription: string): Promise<void> {
-    if (this.#settings.queues) await declareEmbeddedQueue(this.#open, topic, subscription);
+    if (!this.#settings.queues) return;
+    const levels = this.#config.priorityLevels ?? 0;
+    await declareEmbeddedQueue(this.#open, topic, subscription, levels);
   }
 
   async createAckingConsumer(

@@ -22,8 +22,10 @@ export async function declareEmbeddedQueue(
   engine: Engine,
   topic: string,
   subscription: string,
+  priorityLevels = 0,
 ): Promise<void> {
-  await engine.declareQueue(subscription, { topic, from: "beginning" });
+  const priorities = priorityLevels > 0 ? { priorities: priorityLevels } : {};
+  await engine.declareQueue(subscription, { topic, from: "beginning", ...priorities });
 }
 
 export function embeddedQueueCounts(engine: Engine, subscription: string): SubscriptionCounts {

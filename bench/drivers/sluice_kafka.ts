@@ -7,8 +7,16 @@
 //
 // Options: those of the kafka driver (`sluice-kafka.batch-max=N`, ...); `brokers=host:port`
 // attaches to a running listener instead of starting one (what the workers get).
+// `sasl=scram-sha-256` (or -512) starts the child with `--auth scram` and a throwaway user
+// `bench` (a superuser, so the ACLs do not get in the way; the SASL exchange and the
+// per-request ACL check still run); `tls=true` starts it with a throwaway CA and certificate
+// (openssl) and `--kafka-tls`. Both: SASL_SSL, to measure what security costs on this port.
 
+import { randomBytes } from "node:crypto";
+import { mkdirSync } from "node:fs";
 import { join } from "node:path";
+import { makeScramCredential } from "../../protocol/codec/scram.ts";
+import { emptySecurityState, saveSecurityState } from "../../protocol/server/mod.ts";
 import type {
   BenchConsumer,
   BenchProducer,
@@ -20,6 +28,8 @@ import type {
   DriverSettings,
   MessageCallback,
 } from "../driver.ts";
+import { DriverUnavailableError } from "../driver.ts";
+import { makeBenchCerts } from "../tcp/certs.ts";
 import { brokerScript, type Child, startChild } from "../tcp/processes.ts";
 import { createKafkaDriver } from "./kafka.ts";
 
@@ -29,6 +39,8 @@ class SluiceKafkaDriver implements Driver {
   #child: Child | undefined;
   #inner: Driver | undefined;
   #brokers = "";
+  /** What the kafka driver (here and in the workers) needs to log in to the child. */
+  #security: Record<string, string> = {};
 
   constructor(config: DriverConfig) {
     this.#config = config;
@@ -37,20 +49,59 @@ class SluiceKafkaDriver implements Driver {
   async initialize(): Promise<void> {
     const given = this.#config.options["brokers"];
     if (given === undefined) {
+      const dataDir = join(this.#config.workDir, "data");
+      const secure = this.#secureChild(dataDir);
       // The Kafka listener's line comes first, so the child's port is the Kafka port.
       this.#child = await startChild(brokerScript, [
         "serve",
         "--data",
-        join(this.#config.workDir, "data"),
+        dataDir,
         "--port",
         "0",
         "--kafka-port",
         "0",
+        ...secure,
       ]);
       this.#brokers = `127.0.0.1:${this.#child.port}`;
     } else this.#brokers = given;
-    this.#inner = createKafkaDriver({ ...this.#config.options, brokers: this.#brokers });
+    this.#inner = createKafkaDriver(this.workerOptions());
     await this.#inner.initialize();
+  }
+
+  /** The child's security flags for `sasl` and `tls`, with the user and certificates made. */
+  #secureChild(dataDir: string): string[] {
+    const options = this.#config.options;
+    const flags: string[] = [];
+    const sasl = options["sasl"];
+    if (sasl !== undefined && sasl !== "") {
+      if (sasl !== "scram-sha-256" && sasl !== "scram-sha-512") {
+        throw new RangeError(`Driver option sasl=${sasl}: the child serves scram-sha-256 or -512`);
+      }
+      const password = randomBytes(18).toString("base64url");
+      const state = emptySecurityState();
+      state.users.set("bench", {
+        "SCRAM-SHA-256": makeScramCredential("SCRAM-SHA-256", password),
+        "SCRAM-SHA-512": makeScramCredential("SCRAM-SHA-512", password),
+      });
+      mkdirSync(dataDir, { recursive: true });
+      saveSecurityState(dataDir, state);
+      flags.push("--auth", "scram", "--super-users", "bench");
+      this.#security = { ...this.#security, username: "bench", password };
+    }
+    if (options["tls"] === "true") {
+      const dir = join(this.#config.workDir, "certs");
+      mkdirSync(dir, { recursive: true });
+      const certs = makeBenchCerts(dir);
+      if (certs === undefined) {
+        throw new DriverUnavailableError(
+          "sluice-kafka tls=true needs openssl to make a throwaway CA",
+          "bash scripts/install_openssl.sh",
+        );
+      }
+      flags.push("--tls-cert", certs.certFile, "--tls-key", certs.keyFile, "--kafka-tls");
+      this.#security = { ...this.#security, "tls-ca-file": certs.caFile };
+    }
+    return flags;
   }
 
   #driver(): Driver {
@@ -103,7 +154,7 @@ class SluiceKafkaDriver implements Driver {
   }
 
   workerOptions(): Record<string, string> {
-    return { ...this.#config.options, brokers: this.#brokers };
+    return { ...this.#config.options, ...this.#security, brokers: this.#brokers };
   }
 
   brokerProcess(): BrokerProcess | undefined {

@@ -51,13 +51,26 @@ export function queueModeSettings(options: QueueModeOptions): DriverSettings {
   };
 }
 
+/** The settings entry of a priority-queue run (workload priorityLevels), or none. */
+export function priorityLevelsSetting(levels: number | undefined): DriverSettings {
+  if (levels === undefined || levels === 0) return {};
+  return {
+    priorities:
+      `${levels} levels: the queue's topic partition p is level p; a message's ` +
+      "priority is the partition it is sent to",
+  };
+}
+
 /** Declares the queue a subscription reads (on the coordinator, before any consumer joins). */
 export async function declareSubscriptionQueue(
   admin: Admin,
   topic: string,
   subscription: string,
+  priorityLevels = 0,
 ): Promise<void> {
-  await admin.declareQueue(subscription, { topic, from: "beginning" });
+  // A priority queue: the topic's partitions are its levels (the producer's pick is the level).
+  const priorities = priorityLevels > 0 ? { priorities: priorityLevels } : {};
+  await admin.declareQueue(subscription, { topic, from: "beginning", ...priorities });
 }
 
 /** The broker's dead-letter count of a subscription's queue. */

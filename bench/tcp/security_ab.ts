@@ -1,17 +1,20 @@
-// What security costs on the data path: produce throughput of one producer over loopback with
-// the broker in its own process, in four modes run in alternation (A/B/A/B, so that a machine
-// whose load drifts affects every mode alike), and the time of a SCRAM-SHA-256 handshake.
+// What security costs on the data path: produce throughput of one producer, then consume
+// throughput of one consumer reading it all back, over loopback with the broker in its own
+// process, in four modes run in alternation (A/B/A/B, so that a machine whose load drifts
+// affects every mode alike), and the time of a SCRAM-SHA-256 handshake.
 //
 //   plain       authentication off, plaintext
-//   scram       --auth scram, the producer authenticated and allowed by an ACL (not a
-//               superuser: every Produce goes through the ACL check and its decision cache)
+//   scram       --auth scram, the client authenticated and allowed by an ACL (not a
+//               superuser: every Produce and Fetch goes through the ACL check and its
+//               decision cache)
 //   tls         TLS (a throwaway CA and server certificate made with openssl), auth off
 //   tls-scram   both
 //
 //   bun bench/tcp/security_ab.ts [--seconds 5] [--rounds 2] [--handshakes 50] [--json]
 //
-// The last stdout line is one JSON object: publishMBps per mode (the mean over rounds), each
-// mode's ratio to plain, and scramHandshakeMsP50 / connectMsP50 (MB = 10^6 bytes). The TLS
+// The last stdout line is one JSON object: publishMBps and consumeMBps per mode (the mean over
+// rounds), each mode's ratio to plain (ratioToPlain: publish, consumeRatioToPlain: consume),
+// and scramHandshakeMsP50 / connectMsP50 (MB = 10^6 bytes). The TLS
 // modes are skipped, with a message, when openssl is not installed.
 
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
@@ -23,6 +26,7 @@ import {
   Admin,
   ClientConnection,
   type ClientConnectionOptions,
+  Consumer,
   Producer,
 } from "../../protocol/client/mod.ts";
 import { emptySecurityState, saveSecurityState } from "../../protocol/server/mod.ts";
@@ -66,7 +70,8 @@ function storeUsers(dataDir: string): void {
     resourceType: "topic",
     name: TOPIC,
     pattern: "literal",
-    operations: ["write"],
+    // The one bench user writes, then reads back what it wrote.
+    operations: ["read", "write"],
     permission: "allow",
   });
   saveSecurityState(dataDir, state);
@@ -104,7 +109,30 @@ async function publish(options: ClientConnectionOptions & { port: number }, seco
   const elapsed = (performance.now() - started) / 1000;
   await producer.close();
   if (failed !== undefined) throw failed;
-  return (acked * RECORD_BYTES) / 1e6 / elapsed;
+  return { mbps: (acked * RECORD_BYTES) / 1e6 / elapsed, records: acked };
+}
+
+/** Reads every partition from the start until `records` came back; MB/s of record values. */
+async function consume(options: ClientConnectionOptions & { port: number }, records: number) {
+  const consumer = new Consumer({ ...options, maxWaitMs: 100, maxBytes: 16 * 1024 * 1024 });
+  consumer.assign(
+    Array.from({ length: PARTITIONS }, (_, partition) => ({ topic: TOPIC, partition, offset: 0 })),
+  );
+  const started = performance.now();
+  let received = 0;
+  let bytes = 0;
+  let idlePolls = 0;
+  // A poll that finds nothing waits maxWaitMs; 50 of them in a row means records are missing.
+  while (received < records && idlePolls < 50) {
+    const batch = await consumer.poll();
+    idlePolls = batch.length === 0 ? idlePolls + 1 : 0;
+    for (const record of batch) bytes += record.value?.length ?? 0;
+    received += batch.length;
+  }
+  const elapsed = (performance.now() - started) / 1000;
+  await consumer.close();
+  if (received < records) throw new Error(`consumed ${received} of ${records} records`);
+  return bytes / 1e6 / elapsed;
 }
 
 function median(samples: number[]): number {
@@ -133,21 +161,30 @@ async function main(): Promise<void> {
     if (!withTls) log("openssl is missing: TLS modes skipped (bash scripts/install_openssl.sh)");
     const modes: Mode[] = withTls ? ["plain", "scram", "tls", "tls-scram"] : ["plain", "scram"];
     const results = new Map<Mode, number[]>(modes.map((mode) => [mode, []]));
+    const consumed = new Map<Mode, number[]>(modes.map((mode) => [mode, []]));
     for (let round = 0; round < rounds; round++) {
       for (const mode of modes) {
-        const mbps = await runMode(mode, dir, round, seconds);
-        results.get(mode)!.push(mbps);
-        log(`round ${round + 1} ${mode}: ${mbps.toFixed(0)} MB/s`);
+        const { publishMBps, consumeMBps } = await runMode(mode, dir, round, seconds);
+        results.get(mode)!.push(publishMBps);
+        consumed.get(mode)!.push(consumeMBps);
+        const figures = `publish ${publishMBps.toFixed(0)}, consume ${consumeMBps.toFixed(0)}`;
+        log(`round ${round + 1} ${mode}: ${figures} MB/s`);
       }
     }
     const handshake = await measureHandshakes(dir, join(dir, "handshakes"), handshakes);
-    const mean = (mode: Mode) => {
-      const list = results.get(mode) ?? [];
+    const meanOf = (figures: Map<Mode, number[]>) => (mode: Mode) => {
+      const list = figures.get(mode) ?? [];
       return list.reduce((sum, x) => sum + x, 0) / list.length;
     };
+    const mean = meanOf(results);
+    const consumeMean = meanOf(consumed);
     const publishMBps = Object.fromEntries(modes.map((mode) => [mode, mean(mode)]));
     const ratioToPlain = Object.fromEntries(
       modes.map((mode) => [mode, mean(mode) / mean("plain")]),
+    );
+    const consumeMBps = Object.fromEntries(modes.map((mode) => [mode, consumeMean(mode)]));
+    const consumeRatioToPlain = Object.fromEntries(
+      modes.map((mode) => [mode, consumeMean(mode) / consumeMean("plain")]),
     );
     const result = {
       benchmark: "bench:security",
@@ -156,6 +193,8 @@ async function main(): Promise<void> {
       rounds,
       publishMBps,
       ratioToPlain,
+      consumeMBps,
+      consumeRatioToPlain,
       ...handshake,
     };
     if (!values.json) console.log(JSON.stringify(result, null, 2));
@@ -199,10 +238,10 @@ async function runMode(mode: Mode, certDir: string, round: number, seconds: numb
     const admin = new Admin({ port: broker.port, ...clientOptions(mode, certDir, "admin") });
     await admin.createTopics([{ name: TOPIC, partitions: PARTITIONS, config: { fsync: "never" } }]);
     await admin.close();
-    return await publish(
-      { port: broker.port, ...clientOptions(mode, certDir, "producer") },
-      seconds,
-    );
+    const client = { port: broker.port, ...clientOptions(mode, certDir, "producer") };
+    const published = await publish(client, seconds);
+    const consumeMBps = await consume(client, published.records);
+    return { publishMBps: published.mbps, consumeMBps };
   } finally {
     await broker.stop();
     rmSync(dataDir, { recursive: true, force: true });

@@ -8,10 +8,12 @@
 //
 //   bun bench/tools/queue_drain.ts [--records 200000] [--partitions 16] [--size 1024]
 //       [--consumers 4] [--max-records 250] [--fetches-in-flight 1] [--ack-flush-ms 1]
-//       [--piggyback 1|0] [--rate 0]
+//       [--piggyback 1|0] [--rate 0] [--warmup-s 0]
 //
 // --rate N > 0 publishes N records a second while the consumers run, instead of filling the
 // topic first: the ack latency at a given rate (the "ack p99 at half the max rate").
+// --warmup-s N leaves out of the ack latencies the accepts made in the first N seconds of the
+// drain (connections opening, code not yet compiled), as the harness's warm-up does.
 //       [--url HOST:PORT [--broker-pid PID]]
 //
 // For an A/B of a client setting, alternate runs (a fresh broker each), e.g.:
@@ -37,6 +39,7 @@ const { values } = parseArgs({
     "ack-flush-ms": { type: "string", default: "1" },
     piggyback: { type: "string", default: "1" },
     rate: { type: "string", default: "0" },
+    "warmup-s": { type: "string", default: "0" },
     url: { type: "string" },
     "broker-pid": { type: "string" },
   },
@@ -59,6 +62,7 @@ const fetchesInFlight = integer("fetches-in-flight", 1, 16);
 const ackFlushMs = integer("ack-flush-ms", 0, 1_000);
 const piggybackAcks = integer("piggyback", 0, 1) === 1;
 const ratePerSecond = integer("rate", 0, 10_000_000);
+const warmupMs = integer("warmup-s", 0, 3_600) * 1000;
 /** A paced producer sends what is due this often. */
 const PACE_TICK_MS = 5;
 /** The drain gives up after this long without an accept. */
@@ -152,9 +156,10 @@ async function drain(
       polls++;
       for (const message of messages) {
         const acceptMs = performance.now();
+        const measured = acceptMs - startMs >= warmupMs;
         message.accept().then(() => {
           lastAcceptMs = performance.now();
-          ackLatency.recordMs(lastAcceptMs - acceptMs);
+          if (measured) ackLatency.recordMs(lastAcceptMs - acceptMs);
           if (++accepted === records) done();
         });
       }
@@ -217,12 +222,15 @@ async function main(): Promise<void> {
         ackFlushMs,
         piggybackAcks,
         ratePerSecond,
+        warmupS: warmupMs / 1000,
         accepted,
         recordsPerPoll: Number((accepted / Math.max(1, polls)).toFixed(1)),
         seconds: Number(seconds.toFixed(3)),
         acceptedPerSecond: Math.round(accepted / seconds),
         ackP50Ms: summary.p50Ms,
+        ackP90Ms: ackLatency.percentileMs(90),
         ackP99Ms: summary.p99Ms,
+        ackP999Ms: summary.p999Ms,
         clientCpuUsPerRecord: perRecordUs(cpuMs.own, accepted),
         brokerCpuUsPerRecord: cpuMs.broker === null ? null : perRecordUs(cpuMs.broker, accepted),
       }),

@@ -22,6 +22,8 @@ export type SetupRequest = {
   clockOffsetMs: number;
   /** The workload's ackMode (absent: stream), handed to the driver's config. */
   ackMode?: AckMode;
+  /** The workload's priorityLevels (absent or 0: none), handed to the driver's config. */
+  priorityLevels?: number;
 };
 
 export type SetupReply = {

@@ -264,6 +264,7 @@ class WorkerConnection {
       workDir: this.#workDir,
       options: request.options,
       ...(request.ackMode === undefined ? {} : { ackMode: request.ackMode }),
+      ...(request.priorityLevels === undefined ? {} : { priorityLevels: request.priorityLevels }),
     });
     this.#driver = driver;
     await driver.initialize();

@@ -34,6 +34,13 @@ import {
 } from "./queue_admin.ts";
 import { type ClientOptions, Session } from "./session.ts";
 import {
+  type AlterableTopicConfig,
+  alterTopicConfigs,
+  type GroupList,
+  type GroupListing,
+  listGroups,
+} from "./operator_calls.ts";
+import {
   type BindingSettings,
   bindExchange,
   declareExchange,
@@ -141,6 +148,33 @@ export class Admin {
   describeGroup(groupId: string): Promise<GroupDescription> {
     if (typeof groupId !== "string") throw new TypeError("groupId must be a string");
     return describeGroup(this.#session, groupId);
+  }
+
+  /**
+   * Every consumer group the broker knows: live groups with their state, epoch and member
+   * count, and groups known only by committed offsets (state "empty"). A broker with more
+   * than one answer holds (100,000) answers the first by id: `listGroupsResult` says so.
+   */
+  async listGroups(): Promise<GroupListing[]> {
+    return (await listGroups(this.#session)).groups;
+  }
+
+  /** ListGroups' whole answer: the groups and whether the broker left some out. */
+  listGroupsResult(): Promise<GroupList> {
+    return listGroups(this.#session);
+  }
+
+  /**
+   * Changes some of a live topic's config (retention, roll, batch limit, fsync); the broker
+   * persists it. Resolves to the topic's whole config afterwards; a bad value rejects with
+   * INVALID_CONFIG naming the field, and nothing changes.
+   */
+  alterTopicConfigs(topic: string, config: AlterableTopicConfig): Promise<Record<string, unknown>> {
+    if (typeof topic !== "string") throw new TypeError("topic must be a string");
+    if (typeof config !== "object" || config === null) {
+      throw new TypeError("config must be an object of the fields to change");
+    }
+    return alterTopicConfigs(this.#session, topic, config);
   }
 
   /**

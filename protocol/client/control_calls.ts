@@ -40,7 +40,7 @@ const PARTITION_MAX = 0xffff_ffff;
 export const EARLIEST_TIMESTAMP = -2;
 export const LATEST_TIMESTAMP = -1;
 
-async function call<T>(
+export async function call<T>(
   requester: Requester,
   apiKey: number,
   body: Fields,
@@ -56,16 +56,16 @@ async function call<T>(
   }
 }
 
-function int(fields: Fields, key: string): number {
+export function int(fields: Fields, key: string): number {
   return intField(fields, key, { min: Number.MIN_SAFE_INTEGER, max: Number.MAX_SAFE_INTEGER });
 }
 
-function items(fields: Fields, key: string): Fields[] {
+export function items(fields: Fields, key: string): Fields[] {
   return arrayField(fields, key, ITEMS_MAX).map((item) => mapItem(item, key));
 }
 
 /** Throws the ServerError for a response's top-level code, when it is not 0. */
-function check(fields: Fields, context: string): void {
+export function check(fields: Fields, context: string): void {
   const code = int(fields, "errorCode");
   if (code !== 0) {
     const message = optionalString(fields, "errorMessage") ?? "";
@@ -168,7 +168,7 @@ export function deleteTopics(
 }
 
 /** msgpackr would write `undefined` as an extension type other readers do not know. */
-function dropUndefined(value: object): Fields {
+export function dropUndefined(value: object): Fields {
   return Object.fromEntries(Object.entries(value).filter(([, v]) => v !== undefined));
 }
 

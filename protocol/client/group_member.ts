@@ -104,10 +104,13 @@ export class GroupMember {
         topics: sendTopics ? this.#topics : null,
         rebalanceTimeoutMs: this.#rebalanceTimeoutMs,
       });
-      if (this.#stopped) return;
-      if (sendTopics) this.#topicsChanged = false;
+      // Recorded even when leave() began meanwhile: a join answered after close still made
+      // this client a member, and leave() needs its id and epoch to leave at once rather than
+      // leave it in the group until the server's session timeout.
       this.#memberId = response.memberId ?? this.#memberId;
       this.#memberEpoch = response.memberEpoch;
+      if (this.#stopped) return;
+      if (sendTopics) this.#topicsChanged = false;
       this.#intervalMs = response.heartbeatIntervalMs > 0 ? response.heartbeatIntervalMs : 1;
       this.#failures = 0;
       if (response.assignment !== null) this.#hooks.onAssignment(response.assignment, false);
@@ -135,7 +138,11 @@ export class GroupMember {
     this.#hooks.onFatal(error instanceof Error ? error : new Error(String(error)));
   }
 
-  /** Stops heartbeating and leaves the group (epoch -1); its partitions go to the others. */
+  /**
+   * Stops heartbeating and leaves the group (epoch -1); its partitions go to the others. A join
+   * or heartbeat in flight is waited for first, so a member whose join is answered only now
+   * still leaves.
+   */
   async leave(): Promise<void> {
     if (this.#stopped) return;
     this.#stopped = true;

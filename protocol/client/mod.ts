@@ -47,6 +47,7 @@ export type {
   TopicMetadata,
   TopicPartitions,
 } from "./control_calls.ts";
+export type { AlterableTopicConfig, GroupList, GroupListing } from "./operator_calls.ts";
 export type {
   BindingInfo,
   BindingSettings,

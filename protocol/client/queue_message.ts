@@ -25,6 +25,14 @@ export type AnswerSink = (message: QueueMessage, type: AckType, delayMs?: number
 /** The longest delay a release may ask for: one year, in milliseconds. */
 export const RELEASE_DELAY_MS_MAX = 31_536_000_000;
 
+/** A message's fields, as its constructor takes them. */
+export type MessageFields = {
+  -readonly [K in Exclude<
+    keyof QueueMessage,
+    "accept" | "release" | "reject" | "renew" | "answered"
+  >]: QueueMessage[K];
+};
+
 export class QueueMessage {
   readonly topic: string;
   readonly partition: number;
@@ -45,10 +53,8 @@ export class QueueMessage {
   /** The last renew sent, settled either way: a later answer follows it. */
   #renewing: Promise<void> | undefined;
 
-  constructor(
-    fields: Omit<QueueMessage, "accept" | "release" | "reject" | "renew" | "answered">,
-    sink: AnswerSink,
-  ) {
+  /** Copies what it needs from `fields` and keeps no reference to it. */
+  constructor(fields: MessageFields, sink: AnswerSink) {
     this.topic = fields.topic;
     this.partition = fields.partition;
     this.offset = fields.offset;
@@ -142,6 +148,20 @@ export function messagesOf(
 ): PartitionMessages {
   const ranges = [...acquired].sort((a, b) => a.first - b.first);
   const messages: QueueMessage[] = [];
+  // One scratch object for every record: the constructor copies its fields and keeps none of
+  // it, so no object is made per record for them.
+  const fields: MessageFields = {
+    topic: where.topic,
+    partition: where.partition,
+    memberId: where.memberId,
+    offset: 0,
+    key: null,
+    value: null,
+    headers: [],
+    timestamp: 0,
+    deliveryCount: 0,
+    redelivered: false,
+  };
   let r = 0;
   for (const run of wholeBatchRuns(records)) {
     for (const batch of decodeRun(run)) {
@@ -150,19 +170,13 @@ export function messagesOf(
         while (r < ranges.length && ranges[r]!.last < record.offset) r++;
         const range = ranges[r];
         if (range === undefined || record.offset < range.first) continue;
-        // Spelled out rather than spread from `where`: a spread clones an object per record.
-        const fields = {
-          topic: where.topic,
-          partition: where.partition,
-          memberId: where.memberId,
-          offset: record.offset,
-          key: record.key,
-          value: record.value,
-          headers: record.headers,
-          timestamp: record.timestamp,
-          deliveryCount: range.deliveryCount,
-          redelivered: range.deliveryCount > 1,
-        };
+        fields.offset = record.offset;
+        fields.key = record.key;
+        fields.value = record.value;
+        fields.headers = record.headers;
+        fields.timestamp = record.timestamp;
+        fields.deliveryCount = range.deliveryCount;
+        fields.redelivered = range.deliveryCount > 1;
         messages.push(new QueueMessage(fields, sink));
       }
     }

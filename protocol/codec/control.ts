@@ -77,6 +77,8 @@ export const CONTROL_BODY_LIMITS: Readonly<Record<ControlApiName, Readonly<Msgpa
     ExchangeUnbind: { bytesMax: 160 * KIB, depthMax: 4, entriesMax: 256, keysMax: 96 },
     AlterSecurity: { bytesMax: 16 * KIB, depthMax: 4, entriesMax: 256, keysMax: 32 },
     DescribeSecurity: { bytesMax: 4 * KIB, depthMax: 3, entriesMax: 16, keysMax: 16 },
+    ListGroups: { bytesMax: 4 * KIB, depthMax: 3, entriesMax: 16, keysMax: 16 },
+    AlterTopicConfigs: { bytesMax: 4 * KIB, depthMax: 4, entriesMax: 64, keysMax: 32 },
   });
 
 /** What the server's settings may lower: every limit but the distinct keys. */

@@ -45,6 +45,7 @@ export const WIRE_ERRORS = {
   AUTHENTICATION_REQUIRED: 71,
   UNSUPPORTED_SASL_MECHANISM: 72,
   AUTHORIZATION_FAILED: 73,
+  QUEUE_FULL: 80,
 } as const;
 
 export type WireErrorName = keyof typeof WIRE_ERRORS;
@@ -58,6 +59,7 @@ const RETRIABLE = new Set<WireErrorName>([
   "REQUEST_TIMED_OUT",
   "NOT_AVAILABLE",
   "DISK_FULL",
+  "QUEUE_FULL",
 ]);
 
 export function wireErrorName(code: number): WireErrorName | undefined {
@@ -114,6 +116,7 @@ const ENGINE_TO_WIRE: Record<SluiceErrorCode, WireErrorName> = {
   QUEUE_EXISTS: "QUEUE_EXISTS",
   INVALID_QUEUE: "INVALID_QUEUE",
   INVALID_RECORD_STATE: "INVALID_RECORD_STATE",
+  QUEUE_FULL: "QUEUE_FULL",
   LOCK_EXPIRED: "LOCK_EXPIRED",
   UNKNOWN_EXCHANGE: "UNKNOWN_EXCHANGE",
   EXCHANGE_EXISTS: "EXCHANGE_EXISTS",

@@ -18,14 +18,22 @@
 //            the application without a copy.
 //   "pooled" (the server): frames of POOLED_FRAME_BYTES_MIN or more are assembled in buffers
 //            from a pool shared by every connection of the process, given back once the
-//            callback returns, so a frame's view is valid only during the callback (the
-//            server's handlers copy what they keep: the engine copies appended batches into its
-//            own chunks). Why: a produce request of several MiB assembled in fresh memory costs
-//            a page fault per 4 KiB touched, which made the copy run at a fraction of memory
-//            speed; reused memory is already mapped.
+//            callback returns and every view kept through its lease is released (the engine
+//            keeps large produced batches as views until it has written them; see below).
+//            Why: a produce request of several MiB assembled in fresh memory costs a page
+//            fault per 4 KiB touched, which made the copy run at a fraction of memory speed;
+//            reused memory is already mapped.
 //
 //   pool (≤ ASSEMBLY_POOL_BYTES_MAX):  [4 MiB][16 MiB]   take: smallest that fits, else a new
 //                                                        power-of-two buffer; give back after
+//
+// Keeping views past the call: `push` hands each frame a FrameLease. A handler that keeps a view
+// of the payload calls `retain` once per view kept and `release` when done with it; a pooled
+// assembly buffer goes back to the pool only when the call has returned and every retain is
+// released, so a buffer is never reused under a kept view. A frame that is a view of a pushed
+// chunk, or assembled "owned", gets a lease that counts nothing (its memory is never reused)
+// when the reader was told that pushed chunks are fresh (`freshChunks`: the server's sockets,
+// test/protocol/receive_chunks.test.ts); otherwise no lease, and the handler copies.
 //
 // `pushChunks` keeps views of earlier chunks until their frame completes: feed it only chunks
 // that are never reused. One reader is fed by `push` or by `pushChunks`, not both.
@@ -87,7 +95,42 @@ export function assemblyPoolSizeBytes(): number {
 
 export type FrameAssembly = "owned" | "pooled";
 
+/** Lets a frame's handler keep views of its payload after the call (see above). */
+export interface FrameLease {
+  retain(): void;
+  release(): void;
+}
+
+/** The lease of memory that is never reused: nothing to count. */
+export const FREE_LEASE: FrameLease = Object.freeze({ retain() {}, release() {} });
+
+/** Counts the views kept of one pooled assembly buffer; gives it back when none is left. */
+class PooledLease implements FrameLease {
+  #count = 1;
+  readonly #frame: Uint8Array;
+
+  constructor(frame: Uint8Array) {
+    this.#frame = frame;
+  }
+
+  retain(): void {
+    assert(this.#count > 0, "a pooled frame is retained only while it is held");
+    this.#count++;
+  }
+
+  release(): void {
+    assert(this.#count > 0, "a pooled frame is released once per retain");
+    this.#count--;
+    if (this.#count === 0) giveBackAssembly(this.#frame);
+  }
+}
+
 export type FrameReaderOptions = {
+  /**
+   * Chunks pushed are never reused by their source, so a frame lying in one may be kept (its
+   * FrameLease counts nothing). Default false: such frames get no lease.
+   */
+  freshChunks?: boolean;
   /** Where frames split across chunks are assembled (see above); default "owned". */
   assembly?: FrameAssembly;
   /** With `pushChunks`: frames this large that span chunks come as views of the chunks. */
@@ -104,8 +147,11 @@ export type FrameDiscard = {
   onDiscarded: (head: Uint8Array, sizeBytes: number) => void;
 };
 
-/** A whole frame's payload. */
-export type FrameHandler = (payload: Uint8Array) => void;
+/**
+ * A whole frame's payload, valid during the call; with a `lease`, views of it may be kept
+ * past the call (retain, then release). Without one, the handler copies what it keeps.
+ */
+export type FrameHandler = (payload: Uint8Array, lease: FrameLease | undefined) => void;
 /** A frame's payload as views, in order: one when it arrived whole or was assembled. */
 export type ChunksHandler = (chunks: Uint8Array[]) => void;
 
@@ -135,6 +181,8 @@ export class FrameReader {
   #discardedHead: Uint8Array | undefined;
   readonly #discard: FrameDiscard | undefined;
   readonly #pooled: boolean;
+  /** The lease of frames that are views of pushed chunks, or assembled "owned". */
+  readonly #freshLease: FrameLease | undefined;
   /** Frames announcing more payload bytes than this fail the stream before any allocation. */
   frameBytesMax: number;
   /** With `pushChunks`: frames this large that span chunks come as views of the chunks. */
@@ -154,6 +202,7 @@ export class FrameReader {
     this.frameBytesMax = frameBytesMax;
     this.chunkedBytesMin = chunkedBytesMin;
     this.#pooled = assembly === "pooled";
+    this.#freshLease = options.freshChunks === true ? FREE_LEASE : undefined;
     this.#discard = options.discard;
   }
 
@@ -204,7 +253,7 @@ export class FrameReader {
         return;
       }
       const payload = chunk.subarray(at + FRAME_PREFIX_BYTES, end);
-      if (onFrame !== undefined) onFrame(payload);
+      if (onFrame !== undefined) onFrame(payload, this.#freshLease);
       else onChunks!([payload]);
       at = end;
     }
@@ -280,11 +329,20 @@ export class FrameReader {
       onChunks(parts);
       return;
     }
+    if (onFrame === undefined) {
+      try {
+        onChunks!([partial!]);
+      } finally {
+        if (this.#pooled) giveBackAssembly(partial!);
+      }
+      return;
+    }
+    // An owned buffer is never reused; a pooled one is once the call and every kept view end.
+    const lease = this.#pooled ? new PooledLease(partial!) : FREE_LEASE;
     try {
-      if (onFrame !== undefined) onFrame(partial!);
-      else onChunks!([partial!]);
+      onFrame(partial!, lease);
     } finally {
-      if (this.#pooled) giveBackAssembly(partial!);
+      if (this.#pooled) lease.release();
     }
   }
 

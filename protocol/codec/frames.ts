@@ -42,6 +42,8 @@ export const API = {
   SaslAuthenticate: 28,
   AlterSecurity: 29,
   DescribeSecurity: 30,
+  ListGroups: 31,
+  AlterTopicConfigs: 32,
 } as const;
 
 export type ApiName = keyof typeof API;

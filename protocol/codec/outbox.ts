@@ -22,6 +22,11 @@ export interface TransportSocket {
   end(): void;
   destroy(): void;
   readonly remoteAddress: string;
+  /**
+   * True when every received chunk is a buffer of its own that the transport never reuses, so
+   * views of it may be kept (test/protocol/receive_chunks.test.ts checks it for each kind).
+   */
+  readonly freshChunks?: boolean;
 }
 
 /** Chunks smaller than this are copied together into one write. */

@@ -6,7 +6,10 @@
 //                 deadLetterTopic?: string | null = null, deliveryLimit?: int = 20,
 //                 lockMs?: int = 30000, prefetch?: int = 1000, maxInFlight?: int = 2000,
 //                 fsync?: "always" | "never" = "always", messageTtlMs?: int | null = null,
-//                 messageTtlHeader?: "read" | "ignore" = "read",
+//                 messageTtlHeader?: "read" | "ignore" = "read", maxLength?: int | null = null,
+//                 overflow?: "drop-head" | "reject-publish" = "drop-head",
+//                 singleActiveConsumer?: bool = false, priorities?: int | null = null,
+//                 priorityRatio?: int | null = null,
 //                 retry?: { minMs: int, maxMs?: int, factor?: float } | null = null }
 //     response: { errorCode: int, errorMessage: string | null, queue: QueueInfo | null }
 //   QueueDelete (14)
@@ -29,10 +32,13 @@
 //
 //   QueueInfo      = { name, topic, from, deadLetterTopic: string | null, deliveryLimit: int,
 //                      lockMs: int, prefetch: int, maxInFlight: int, fsync,
-//                      messageTtlMs: int | null, messageTtlHeader, retry: {...} | null,
-//                      startOffsets: [int], createdMs: int }
+//                      messageTtlMs: int | null, messageTtlHeader, maxLength: int | null,
+//                      overflow, singleActiveConsumer: bool, priorities: int | null,
+//                      priorityRatio: int | null, retry: {...} | null, startOffsets: [int],
+//                      createdMs: int }
 //   QueueStatsInfo = { members, ready, acquired, deadLettering, delivered, accepted,
-//                      deadLettered, discarded, expired, delayed: int,
+//                      deadLettered, discarded, expired, overflowed: int,
+//                      activeMember: string | null, delayed: int,
 //                      oldestReadyAgeMs: int | null,
 //                      memoryBytes: int, partitions: [{ partition, floor, next,
 //                      highWatermark, ready, acquired: int }] }
@@ -76,6 +82,16 @@ export type QueueSettings = {
   messageTtlMs?: number | null;
   /** "read" (default): a record's `sluice-ttl-ms` header applies; "ignore": it does not. */
   messageTtlHeader?: "read" | "ignore";
+  /** Ready records kept at most; null (default): no limit. */
+  maxLength?: number | null;
+  /** What a full queue does: "drop-head" (default) or "reject-publish". */
+  overflow?: "drop-head" | "reject-publish";
+  /** One member (the earliest joined) gets every record; the next takes over when it leaves. */
+  singleActiveConsumer?: boolean;
+  /** Priority levels (2-10): one partition per level, higher first; null (default): none. */
+  priorities?: number | null;
+  /** With priorities: higher-level records in a row before a waiting lower level is served. */
+  priorityRatio?: number | null;
   /** Retries with backoff: a plain release waits minMs · factor^(deliveries - 1) ≤ maxMs. */
   retry?: { minMs: number; maxMs?: number; factor?: number } | null;
 };
@@ -86,6 +102,9 @@ export type QueueInfo = Required<QueueSettings> & {
   name: string;
   deadLetterTopic: string | null;
   messageTtlMs: number | null;
+  maxLength: number | null;
+  priorities: number | null;
+  priorityRatio: number | null;
   retry: { minMs: number; maxMs?: number; factor?: number } | null;
   /** The first offset delivered, per partition: fixed at the declare. */
   startOffsets: number[];
@@ -112,6 +131,10 @@ export type QueueStatsInfo = {
   discarded: number;
   /** Records whose TTL ran out (dead-lettered or discarded, and counted there too). */
   expired: number;
+  /** Records dropped from the head by max length (dead-lettered or discarded, counted there). */
+  overflowed: number;
+  /** With a single active consumer: the member getting the records (null: none, or off). */
+  activeMember: string | null;
   /** Records waiting in the delay tiers, not yet due. */
   delayed: number;
   oldestReadyAgeMs: number | null;
@@ -170,7 +193,16 @@ export function readQueueDeclareRequest(reader: Reader): QueueDeclareRequest {
   if (from !== null) request.from = from as QueueSettings["from"];
   const deadLetterTopic = optionalString(fields, "deadLetterTopic", NAME_BYTES_MAX);
   if (deadLetterTopic !== null) request.deadLetterTopic = deadLetterTopic;
-  const keys = ["deliveryLimit", "lockMs", "prefetch", "maxInFlight", "messageTtlMs"] as const;
+  const keys = [
+    "deliveryLimit",
+    "lockMs",
+    "prefetch",
+    "maxInFlight",
+    "messageTtlMs",
+    "maxLength",
+    "priorities",
+    "priorityRatio",
+  ] as const;
   for (const key of keys) {
     const value = optionalInt(fields, key);
     if (value !== undefined) request[key] = value;
@@ -179,6 +211,17 @@ export function readQueueDeclareRequest(reader: Reader): QueueDeclareRequest {
   if (fsync !== null) request.fsync = fsync as QueueSettings["fsync"];
   const ttlHeader = optionalString(fields, "messageTtlHeader", 16);
   if (ttlHeader !== null) request.messageTtlHeader = ttlHeader as QueueSettings["messageTtlHeader"];
+  if (fields["maxLengthBytes"] !== undefined) {
+    // Refused rather than ignored: a client asking for a byte limit must not believe it holds.
+    throw ProtocolError.invalid("maxLengthBytes is not served by this server (maxLength is)");
+  }
+  const overflow = optionalString(fields, "overflow", 32);
+  if (overflow !== null) request.overflow = overflow as QueueSettings["overflow"];
+  const single = fields["singleActiveConsumer"];
+  if (single !== undefined && single !== null) {
+    // A non-boolean is the engine's to refuse, naming the value.
+    request.singleActiveConsumer = single as boolean;
+  }
   const retry = retryField(fields);
   if (retry !== undefined) request.retry = retry;
   return request;
@@ -225,6 +268,12 @@ function queueInfo(fields: Fields): QueueInfo {
     messageTtlMs: fields["messageTtlMs"] == null ? null : intField(fields, "messageTtlMs", INT),
     messageTtlHeader: (optionalString(fields, "messageTtlHeader") ??
       "read") as QueueInfo["messageTtlHeader"],
+    // Absent from servers older than max length and single active consumer: none, off.
+    maxLength: fields["maxLength"] == null ? null : intField(fields, "maxLength", INT),
+    overflow: (optionalString(fields, "overflow") ?? "drop-head") as QueueInfo["overflow"],
+    singleActiveConsumer: fields["singleActiveConsumer"] === true,
+    priorities: fields["priorities"] == null ? null : intField(fields, "priorities", INT),
+    priorityRatio: fields["priorityRatio"] == null ? null : intField(fields, "priorityRatio", INT),
     // Absent from servers older than retries: they have none.
     retry: retryField(fields) ?? null,
     startOffsets: arrayField(fields, "startOffsets", ITEMS_MAX).map((offset) =>
@@ -305,6 +354,9 @@ function queueStats(fields: Fields): QueueStatsInfo {
     discarded: int("discarded"),
     // Absent from servers older than message TTL: nothing expired there.
     expired: fields["expired"] == null ? 0 : int("expired"),
+    // Absent from servers older than max length and single active consumer.
+    overflowed: fields["overflowed"] == null ? 0 : int("overflowed"),
+    activeMember: optionalString(fields, "activeMember"),
     // Absent from servers older than delayed delivery: nothing waits there.
     delayed: fields["delayed"] == null ? 0 : int("delayed"),
     oldestReadyAgeMs: fields["oldestReadyAgeMs"] == null ? null : int("oldestReadyAgeMs"),

@@ -227,12 +227,14 @@ export class ScramServerExchange {
     if (required(fields, "c", "client-final") !== CHANNEL_BINDING) {
       throw new ScramError("client-final channel binding is not 'biws'");
     }
-    if (
-      !constantTimeEqual(
-        Buffer.from(required(fields, "r", "client-final")),
-        Buffer.from(this.#nonce),
-      )
-    ) {
+    // librdkafka (kcat, confluent-kafka) sends its own nonce again in front of the whole
+    // nonce (`r=<client nonce><client nonce><server part>`); Kafka's broker accepts a nonce
+    // that ends with its own, so this accepts exactly that form too. Either way the server's
+    // fresh random part must come back, which is what makes a replayed exchange fail.
+    const nonce = required(fields, "r", "client-final");
+    const expected =
+      nonce.length === this.#nonce.length ? this.#nonce : this.#first!.clientNonce + this.#nonce;
+    if (!constantTimeEqual(Buffer.from(nonce), Buffer.from(expected))) {
       throw new ScramError("client-final nonce is not the exchange's nonce");
     }
     const proof = base64Bytes(required(fields, "p", "client-final"), "client proof");

@@ -6,6 +6,7 @@ import type { ServerLimits } from "../server/limits.ts";
 import type { ClassicGroups } from "./classic_groups.ts";
 import type { Struct } from "./schema.ts";
 import type { VersionCaps } from "./versions.ts";
+import type { KafkaSecurity, KafkaSession, SessionPeer } from "./_security.ts";
 
 export type KafkaPlane = {
   engine: Engine;
@@ -22,13 +23,19 @@ export type KafkaPlane = {
   log: (message: string) => void;
   /** Fetch answers batches as views of the log: these count views and bytes, never records. */
   stats: { fetchBatchViews: number; fetchBytes: number; produceBatches: number };
+  /** SASL and ACLs, with authentication on. */
+  security: KafkaSecurity | undefined;
 };
 
 export type RequestInfo = {
   apiVersion: number;
   clientId: string | null;
   remoteAddress: string;
-  connection: { readonly closed: boolean; onClose(listener: () => void): () => void };
+  connection: {
+    readonly closed: boolean;
+    onClose(listener: () => void): () => void;
+    readonly session: KafkaSession | undefined;
+  } & SessionPeer;
 };
 
 export type Handler = (

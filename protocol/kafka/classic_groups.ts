@@ -80,6 +80,22 @@ export type ClassicGroupsOptions = {
   /** Members the native coordinator has in a group now. */
   nativeMembers: (groupId: string) => number;
   now?: () => number;
+  /** Told of membership changes and completed rebalances (the broker's log); must not throw. */
+  onEvent?: (event: ClassicGroupEvent) => void;
+};
+
+/**
+ * A classic group's membership change: a member joined, left (LeaveGroup), or expired (silent
+ * past its session timeout, or not rejoining within the rebalance timeout); or a rebalance
+ * completed (`memberId` ""). `generation` is the group's generation after the change: a join
+ * or leave starts a rebalance, whose completion moves it on.
+ */
+export type ClassicGroupEvent = {
+  kind: "joined" | "left" | "expired" | "rebalanced";
+  groupId: string;
+  memberId: string;
+  generation: number;
+  members: number;
 };
 
 const EMPTY = new Uint8Array(0);
@@ -179,7 +195,9 @@ export class ClassicGroups {
     }));
     member.lastSeenMs = this.#now();
     if (group.members.size === 0) group.protocolType = request.protocolType;
+    const isNew = !group.members.has(member.id);
     group.members.set(member.id, member);
+    if (isNew) this.#emit("joined", group, member.id);
     const answer = new Promise<JoinAnswer>((resolve) => {
       member.joining?.(failedJoin(E.REBALANCE_IN_PROGRESS, member.id));
       member.joining = resolve;
@@ -221,9 +239,13 @@ export class ClassicGroups {
     group.timer = undefined;
     group.initialDelay = false;
     // Members that did not rejoin within the rebalance timeout are out of the group.
-    for (const [id, member] of group.members)
-      if (member.joining === undefined) group.members.delete(id);
+    for (const [id, member] of group.members) {
+      if (member.joining !== undefined) continue;
+      group.members.delete(id);
+      this.#emit("expired", group, id);
+    }
     group.generation++;
+    this.#emit("rebalanced", group, "");
     if (group.members.size === 0) {
       group.state = "Empty";
       this.#dropIfUnused(group);
@@ -306,7 +328,18 @@ export class ClassicGroups {
     const member = group?.members.get(memberId);
     if (group === undefined || member === undefined) return E.UNKNOWN_MEMBER_ID;
     this.#remove(group, member);
+    this.#emit("left", group, member.id);
     return E.NONE;
+  }
+
+  #emit(kind: ClassicGroupEvent["kind"], group: Group, memberId: string): void {
+    this.#options.onEvent?.({
+      kind,
+      groupId: group.id,
+      memberId,
+      generation: group.generation,
+      members: group.members.size,
+    });
   }
 
   #remove(group: Group, member: Member): void {
@@ -372,6 +405,23 @@ export class ClassicGroups {
     }));
   }
 
+  /** Each classic group with its state, generation and member count (sluice's ListGroups). */
+  summaries(): {
+    groupId: string;
+    protocolType: string;
+    state: string;
+    generation: number;
+    members: number;
+  }[] {
+    return [...this.#groups.values()].map((g) => ({
+      groupId: g.id,
+      protocolType: g.protocolType,
+      state: g.state,
+      generation: g.generation,
+      members: g.members.size,
+    }));
+  }
+
   /** Evicts members silent past their session timeout (those waiting in a join excepted). */
   expire(now: number): void {
     for (const group of [...this.#groups.values()]) {
@@ -379,6 +429,7 @@ export class ClassicGroups {
         const waiting = member.joining !== undefined;
         if (!waiting && member.lastSeenMs + member.sessionTimeoutMs < now) {
           this.#remove(group, member);
+          this.#emit("expired", group, member.id);
         }
       }
     }

@@ -28,6 +28,8 @@ export const KAFKA_ERRORS = {
   INVALID_SESSION_TIMEOUT: 26,
   REBALANCE_IN_PROGRESS: 27,
   TOPIC_AUTHORIZATION_FAILED: 29,
+  GROUP_AUTHORIZATION_FAILED: 30,
+  CLUSTER_AUTHORIZATION_FAILED: 31,
   UNSUPPORTED_SASL_MECHANISM: 33,
   ILLEGAL_SASL_STATE: 34,
   UNSUPPORTED_VERSION: 35,
@@ -79,8 +81,8 @@ const ENGINE_TO_KAFKA: Record<SluiceErrorCode, KafkaErrorName> = {
   INVALID_QUEUE: "INVALID_TOPIC_EXCEPTION",
   INVALID_RECORD_STATE: "INVALID_REQUEST",
   LOCK_EXPIRED: "INVALID_REQUEST",
-  // Not reachable through the Kafka listener today (it serves no SASL, exchanges or ACLs and
-  // refuses to start with authentication on); mapped so the table stays total.
+  // The Kafka listener answers SASL and ACL refusals itself (_security.ts, _authz.ts), with
+  // Kafka's own codes; these are mapped so the table stays total.
   AUTHENTICATION_FAILED: "SASL_AUTHENTICATION_FAILED",
   AUTHENTICATION_REQUIRED: "ILLEGAL_SASL_STATE",
   UNSUPPORTED_SASL_MECHANISM: "UNSUPPORTED_SASL_MECHANISM",
@@ -88,6 +90,7 @@ const ENGINE_TO_KAFKA: Record<SluiceErrorCode, KafkaErrorName> = {
   UNKNOWN_EXCHANGE: "INVALID_REQUEST",
   EXCHANGE_EXISTS: "INVALID_REQUEST",
   INVALID_EXCHANGE: "INVALID_REQUEST",
+  QUEUE_FULL: "INVALID_REQUEST",
 };
 
 /** The few native wire codes a handler may meet (from shared codecs), as Kafka codes. */

@@ -8,6 +8,7 @@ import * as data from "./_data.ts";
 import * as groups from "./_groups.ts";
 import type { Handler } from "./_plane.ts";
 import { API_KEYS as K } from "./messages.ts";
+import { saslAuthenticate, saslHandshake } from "./_sasl_handlers.ts";
 
 export type { Handler, KafkaPlane, RequestInfo } from "./_plane.ts";
 
@@ -32,4 +33,6 @@ export const HANDLERS: ReadonlyMap<number, Handler> = new Map<number, Handler>([
   [K.DescribeGroups, groups.describeGroups],
   [K.ListGroups, groups.listGroups],
   [K.ConsumerGroupHeartbeat, consumerGroupHeartbeat],
+  [K.SaslHandshake, saslHandshake],
+  [K.SaslAuthenticate, saslAuthenticate],
 ]);

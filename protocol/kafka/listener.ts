@@ -18,6 +18,10 @@
 // A frame too large, a header or body that does not parse, an unknown API or an unsupported version
 // (except ApiVersions, which is answered with the list) cannot be answered in Kafka's protocol:
 // the connection is closed and the reason logged, and every other connection goes on.
+//
+// With authentication on (`security`), a connection authenticates with SASL first
+// (_security.ts) and every request then passes its API's ACL rule (_authz.ts) before its
+// handler runs. With `tls`, the listener speaks TLS (the native listener's certificate).
 
 import type { Engine, GroupCoordinator } from "../../engine/mod.ts";
 import { InvariantError } from "../../record/mod.ts";
@@ -26,7 +30,11 @@ import { FrameReader, FrameTooLargeError } from "../codec/frame_reader.ts";
 import { Outbox, type TransportSocket } from "../codec/outbox.ts";
 import type { ServerLimits } from "../server/limits.ts";
 import { listen, type TransportKind, type TransportServer } from "../server/_transport.ts";
-import { ClassicGroups } from "./classic_groups.ts";
+import type { SecurityGate } from "../server/_auth.ts";
+import { type TlsListen, tlsPeerOf } from "../server/_tls.ts";
+import { type Check, KAFKA_AUTHORIZATION, type Verdict } from "./_authz.ts";
+import { KafkaSecurity, type KafkaSession } from "./_security.ts";
+import { type ClassicGroupEvent, ClassicGroups } from "./classic_groups.ts";
 import { type Handler, type KafkaPlane, HANDLERS } from "./handlers.ts";
 import { API_KEYS, MESSAGES } from "./messages.ts";
 import { codecFor, type Message, type Struct } from "./schema.ts";
@@ -53,8 +61,16 @@ export type KafkaListenerOptions = {
   /** How long a new classic group waits for more members before its first rebalance. */
   initialRebalanceDelayMs?: number;
   transport?: TransportKind;
+  /** Authentication and ACLs, shared with the native listener (off when absent). */
+  security?: SecurityGate;
+  /** TLS, with the native listener's certificate and key (plaintext when absent). */
+  tls?: TlsListen;
   log: (message: string) => void;
   onFatal: (error: InvariantError) => void;
+  /** Told of classic group membership changes and rebalances (classic_groups.ts). */
+  onGroupEvent?: (event: ClassicGroupEvent) => void;
+  /** Told of each request answered: its API's Kafka name and how long it took, in seconds. */
+  onServed?: (api: string, seconds: number) => void;
 };
 
 /** Requests a connection may have waiting behind the one being served before it is paused. */
@@ -76,13 +92,16 @@ export class KafkaListener {
   #plane: KafkaPlane;
   #limits: ServerLimits;
   #log: (message: string) => void;
+  #onServed: ((api: string, seconds: number) => void) | undefined;
   #onFatal: (error: InvariantError) => void;
   #sweep: ReturnType<typeof setInterval> | undefined;
 
   private constructor(options: KafkaListenerOptions) {
     this.host = options.host;
+    this.tls = options.tls !== undefined;
     this.#limits = options.limits;
     this.#log = options.log;
+    this.#onServed = options.onServed;
     this.#onFatal = options.onFatal;
     const advertisedHost = options.advertisedHost ?? advertisedHostFor(options.host);
     this.#plane = {
@@ -92,6 +111,7 @@ export class KafkaListener {
         initialRebalanceDelayMs:
           options.initialRebalanceDelayMs ?? INITIAL_REBALANCE_DELAY_MS_DEFAULT,
         nativeMembers: (groupId) => options.groups.describe(groupId).members.length,
+        ...(options.onGroupEvent === undefined ? {} : { onEvent: options.onGroupEvent }),
       }),
       limits: options.limits,
       advertised: {
@@ -104,6 +124,7 @@ export class KafkaListener {
       waitingFetches: new Set(),
       log: options.log,
       stats: { fetchBatchViews: 0, fetchBytes: 0, produceBatches: 0 },
+      security: options.security === undefined ? undefined : new KafkaSecurity(options.security),
     };
   }
 
@@ -114,6 +135,7 @@ export class KafkaListener {
       options.port,
       listener.#transportHandlers(),
       options.transport,
+      options.tls,
     );
     listener.#sweep = setInterval(() => listener.#sweepOrStop(), SWEEP_INTERVAL_MS);
     (listener.#sweep as { unref?: () => void }).unref?.();
@@ -137,6 +159,14 @@ export class KafkaListener {
     return this.#limits.frameBytesMax;
   }
 
+  /** The authentication gate, when authentication is on. */
+  get security(): KafkaSecurity | undefined {
+    return this.#plane.security;
+  }
+
+  /** Whether the listener speaks TLS. */
+  readonly tls: boolean;
+
   /**
    * Bytes a connection may hold in waiting requests, and in answers its socket has not taken,
    * before it stops reading (the shared outboxBytesMax).
@@ -148,6 +178,11 @@ export class KafkaListener {
   /** Whether a classic group with members holds this group id. */
   claimsGroup(groupId: string): boolean {
     return this.#plane.classic.claims(groupId);
+  }
+
+  /** The classic groups, for sluice's own ListGroups. */
+  classicGroups(): ReturnType<ClassicGroups["summaries"]> {
+    return this.#plane.classic.summaries();
   }
 
   get connectionCount(): number {
@@ -162,13 +197,20 @@ export class KafkaListener {
           socket.destroy();
           return;
         }
-        this.#connections.set(socket, new KafkaConnection(socket, this));
+        const session = this.#plane.security?.open(Date.now(), socket.remoteAddress);
+        if (this.#plane.security !== undefined && session === undefined) {
+          socket.destroy();
+          return;
+        }
+        this.#connections.set(socket, new KafkaConnection(socket, this, session));
       },
       data: (socket: TransportSocket, bytes: Uint8Array) =>
         this.#guarded(socket, (connection) => connection.data(bytes)),
       drain: (socket: TransportSocket) => this.#guarded(socket, (c) => c.drain()),
       close: (socket: TransportSocket) => {
-        this.#connections.get(socket)?.closedBySocket();
+        const connection = this.#connections.get(socket);
+        if (connection?.session !== undefined) this.#plane.security?.closed(connection.session);
+        connection?.closedBySocket();
         this.#connections.delete(socket);
       },
     };
@@ -206,6 +248,8 @@ export class KafkaListener {
     frame: Uint8Array,
     connection: KafkaConnection,
   ): Uint8Array[] | null | Promise<Uint8Array[] | null> {
+    const session = connection.session;
+    if (session?.bareTokens === true) return this.#bareToken(session, frame, connection);
     const reader = new KafkaReader(frame);
     if (reader.remaining < 10) {
       throw ProtocolError.invalid(`request of ${reader.remaining} bytes is shorter than a header`);
@@ -227,16 +271,62 @@ export class KafkaListener {
         `${message.name} version ${apiVersion} is outside ${message.min}-${max}`,
       );
     }
+    if (session !== undefined)
+      this.#plane.security!.admit(session, connection, apiKey, message.name);
     const codec = codecFor(message, apiVersion);
     if (codec.flexible) skipTaggedFields(reader);
-    const body = codec.request.decode(reader);
+    const decoded = codec.request.decode(reader);
+    const verdict = this.#authorize(message, decoded, connection, apiVersion);
+    if (verdict.kind === "answer") {
+      if (verdict.answer === null) {
+        // A refused Produce with acks 0 gets no answer; the refusal is logged instead.
+        const who = connection.session?.principal;
+        this.#log(`kafka: acks=0 ${message.name} from ${who} refused: not allowed on its topics`);
+      }
+      return respond(message, apiVersion, correlationId, verdict.answer);
+    }
     const handler = HANDLERS.get(apiKey) as Handler;
     const context = { apiVersion, clientId, remoteAddress: connection.remoteAddress, connection };
-    const result = handler(this.#plane, body, context);
+    const startedAt = performance.now();
+    const served = () => this.#onServed?.(message.name, (performance.now() - startedAt) / 1000);
+    const result = handler(this.#plane, verdict.body, context);
+    // Authenticated by this request: the next frame may be as large as the full limit.
+    if (session?.principal !== undefined) connection.authenticated(this.#limits.frameBytesMax);
+    const finish = verdict.finish ?? ((answer: Struct | null) => answer);
     if (result instanceof Promise) {
-      return result.then((answer) => respond(message, apiVersion, correlationId, answer));
+      return result.then((answer) => {
+        served();
+        return respond(message, apiVersion, correlationId, finish(answer));
+      });
     }
-    return respond(message, apiVersion, correlationId, result);
+    served();
+    return respond(message, apiVersion, correlationId, finish(result));
+  }
+
+  /** The API's ACL rule, once the connection has authenticated (every request passes it). */
+  #authorize(
+    message: Message,
+    body: Struct,
+    connection: KafkaConnection,
+    apiVersion: number,
+  ): Verdict {
+    const principal = connection.session?.principal;
+    if (principal === undefined) return { kind: "serve", body };
+    const rule = KAFKA_AUTHORIZATION[message.name as keyof typeof KAFKA_AUTHORIZATION];
+    return rule(body, connection.check(this.#plane.security!), apiVersion);
+  }
+
+  /** A bare SASL token after SaslHandshake v0: answered as a bare frame, or the door shut. */
+  #bareToken(session: KafkaSession, frame: Uint8Array, connection: KafkaConnection) {
+    const token = this.#plane.security!.token(session, connection, frame);
+    if (token === undefined) {
+      throw new ProtocolError("AUTHENTICATION_FAILED", "SASL authentication failed");
+    }
+    if (session.principal !== undefined) connection.authenticated(this.#limits.frameBytesMax);
+    const out = new Uint8Array(4 + token.length);
+    new DataView(out.buffer).setInt32(0, token.length);
+    out.set(token, 4);
+    return [out];
   }
 
   #sweepOrStop(): void {
@@ -244,6 +334,13 @@ export class KafkaListener {
       const now = Date.now();
       for (const connection of this.#connections.values()) {
         if (connection.idleSinceMs + this.#limits.idleTimeoutMs < now) connection.close();
+        if (connection.closed) continue;
+        const session = connection.session;
+        const late = session === undefined ? undefined : this.security!.timedOut(session, now);
+        if (late !== undefined) {
+          this.#log(`kafka: closing connection from ${connection.remoteAddress}: ${late}`);
+          connection.close();
+        }
       }
       this.#plane.classic.expire(now);
     } catch (error) {
@@ -315,19 +412,66 @@ export class KafkaConnection {
   #paused = false;
   closed = false;
   #onClose: (() => void)[] = [];
+  /** Authentication state, with authentication on. */
+  readonly session: KafkaSession | undefined;
+  #check: Check | undefined;
+  #closeAfterAnswers = false;
 
-  constructor(socket: TransportSocket, listener: KafkaListener) {
+  constructor(socket: TransportSocket, listener: KafkaListener, session?: KafkaSession) {
     this.#socket = socket;
     this.remoteAddress = socket.remoteAddress;
     this.#outbox = new Outbox(socket);
     this.#listener = listener;
+    this.session = session;
     // Kafka sizes are int32: a negative one reads as above 2^31 here, so over the limit, and
-    // a size over the limit is refused from its prefix, before anything is allocated.
-    this.#reader = new FrameReader(listener.frameBytesMax);
+    // a size over the limit is refused from its prefix, before anything is allocated. Until
+    // the connection has authenticated, frames are held to the pre-authentication limit.
+    const security = listener.security;
+    this.#reader = new FrameReader(
+      security === undefined
+        ? listener.frameBytesMax
+        : Math.min(listener.frameBytesMax, security.gate.authFrameBytesMax),
+    );
+  }
+
+  /** The connection's TLS session, or undefined on a plaintext listener. */
+  tls(): { principal: string | undefined } | undefined {
+    return tlsPeerOf(this.#socket);
+  }
+
+  /** Authenticated: frames may be as large as the listener's full limit. */
+  authenticated(frameBytesMax: number): void {
+    this.#reader.frameBytesMax = frameBytesMax;
+  }
+
+  /** The ACL questions for this connection's principal, made once. */
+  check(security: KafkaSecurity): Check {
+    const principal = this.session?.principal;
+    if (principal === undefined) throw new InvariantError("ACL check before authentication");
+    if (this.#check === undefined) {
+      const authorizer = security.authorizer;
+      this.#check = {
+        allowed: (type, name, operation) => authorizer.allowed(principal, type, name, operation),
+        allowedOnAny: (type, operation) => authorizer.allowedOnAny(principal, type, operation),
+      };
+    }
+    return this.#check;
+  }
+
+  /** After a refused or failed handshake: the answers go out, then the connection closes. */
+  closeAfterAnswers(): void {
+    this.#closeAfterAnswers = true;
   }
 
   data(bytes: Uint8Array): void {
     if (this.closed) return;
+    // A client certificate (auth "mtls") authenticates before the first frame is read, so
+    // that frame may already be as large as the full limit.
+    const session = this.session;
+    const security = this.#listener.security;
+    if (session?.principal === undefined && security?.byCertificate(session!, this) === true) {
+      this.authenticated(this.#listener.frameBytesMax);
+    }
     try {
       this.#reader.push(bytes, (frame) => this.#arrive(frame));
     } catch (error) {
@@ -338,7 +482,7 @@ export class KafkaConnection {
 
   #arrive(frame: Uint8Array): void {
     this.idleSinceMs = Date.now();
-    if (this.closed) return;
+    if (this.closed || this.#closeAfterAnswers) return;
     // The frame is a view of the socket's buffer, valid only now: served at once when idle
     // (every handler reads its request before its first await), else copied to wait.
     if (!this.#busy && this.#queue.length === 0 && !this.#answersBacklogged()) {
@@ -386,6 +530,10 @@ export class KafkaConnection {
     this.#busy = false;
     if (this.closed) return;
     if (chunks !== null) this.#outbox.enqueue(chunks);
+    if (this.#closeAfterAnswers) {
+      this.#endWhenFlushed();
+      return;
+    }
     this.idleSinceMs = Date.now();
     this.#next();
   }
@@ -407,7 +555,15 @@ export class KafkaConnection {
 
   drain(): void {
     this.#outbox.flush();
+    if (this.#closeAfterAnswers) {
+      this.#endWhenFlushed();
+      return;
+    }
     this.#next();
+  }
+
+  #endWhenFlushed(): void {
+    if (this.#outbox.queuedBytes === 0) this.end();
   }
 
   onClose(listener: () => void): () => void {

@@ -31,11 +31,13 @@ export const API_KEYS = {
   SyncGroup: 14,
   DescribeGroups: 15,
   ListGroups: 16,
+  SaslHandshake: 17,
   ApiVersions: 18,
   CreateTopics: 19,
   DeleteTopics: 20,
   InitProducerId: 22,
   DescribeConfigs: 32,
+  SaslAuthenticate: 36,
   DescribeCluster: 60,
   ConsumerGroupHeartbeat: 68,
 } as const;
@@ -521,6 +523,36 @@ export const ApiVersions: Message = {
   ],
 };
 
+/**
+ * SaslHandshake: the client names a mechanism, the broker lists those it enables. In v0 the
+ * SASL tokens that follow travel as bare size-prefixed frames; from v1 in SaslAuthenticate.
+ */
+export const SaslHandshake: Message = {
+  key: K.SaslHandshake,
+  name: "SaslHandshake",
+  min: 0,
+  max: 1,
+  flexible: Number.POSITIVE_INFINITY,
+  request: [f("mechanism", "string")],
+  response: [f("errorCode", "int16"), f("mechanisms", "[]string")],
+};
+
+/** SaslAuthenticate: one SASL token each way (a SCRAM exchange takes two). */
+export const SaslAuthenticate: Message = {
+  key: K.SaslAuthenticate,
+  name: "SaslAuthenticate",
+  min: 0,
+  max: 2,
+  flexible: 2,
+  request: [f("authBytes", "bytes")],
+  response: [
+    f("errorCode", "int16"),
+    f("errorMessage", "string", "0+", { nullable: "0+" }),
+    f("authBytes", "bytes"),
+    f("sessionLifetimeMs", "int64", "1+"),
+  ],
+};
+
 export const CreateTopics: Message = {
   key: K.CreateTopics,
   name: "CreateTopics",
@@ -742,11 +774,13 @@ export const MESSAGES: ReadonlyMap<number, Message> = new Map(
     SyncGroup,
     DescribeGroups,
     ListGroups,
+    SaslHandshake,
     ApiVersions,
     CreateTopics,
     DeleteTopics,
     InitProducerId,
     DescribeConfigs,
+    SaslAuthenticate,
     DescribeCluster,
     ConsumerGroupHeartbeat,
   ].map((message) => [message.key, message]),

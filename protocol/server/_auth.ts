@@ -103,14 +103,7 @@ export class SecurityGate {
 
   /** A new connection: false when it must be refused (unauthenticated per address). */
   opened(connection: ServerConnection, nowMs: number): boolean {
-    const address = connection.socket.remoteAddress;
-    const max = this.#options.unauthenticatedPerAddressMax ?? 0;
-    const count = this.#unauthenticatedByAddress.get(address) ?? 0;
-    if (max > 0 && count >= max) {
-      this.#log(`refusing connection from ${address}: ${count} unauthenticated already`);
-      return false;
-    }
-    this.#unauthenticatedByAddress.set(address, count + 1);
+    if (!this.countUnauthenticated(connection.socket.remoteAddress)) return false;
     this.#sessions.set(connection, {
       principal: undefined,
       openedMs: nowMs,
@@ -132,7 +125,26 @@ export class SecurityGate {
   #uncount(connection: ServerConnection, session: Session): void {
     if (!session.counted) return;
     session.counted = false;
-    const address = connection.socket.remoteAddress;
+    this.uncountUnauthenticated(connection.socket.remoteAddress);
+  }
+
+  /**
+   * One more connection from `address` that has not authenticated (on either listener): false,
+   * and a log line, when `unauthenticatedPerAddressMax` of them are open already.
+   */
+  countUnauthenticated(address: string): boolean {
+    const max = this.#options.unauthenticatedPerAddressMax ?? 0;
+    const count = this.#unauthenticatedByAddress.get(address) ?? 0;
+    if (max > 0 && count >= max) {
+      this.#log(`refusing connection from ${address}: ${count} unauthenticated already`);
+      return false;
+    }
+    this.#unauthenticatedByAddress.set(address, count + 1);
+    return true;
+  }
+
+  /** A connection counted by countUnauthenticated authenticated or closed. */
+  uncountUnauthenticated(address: string): void {
     const count = (this.#unauthenticatedByAddress.get(address) ?? 1) - 1;
     if (count <= 0) this.#unauthenticatedByAddress.delete(address);
     else this.#unauthenticatedByAddress.set(address, count);
@@ -201,9 +213,13 @@ export class SecurityGate {
 
   /** The mechanisms this connection may use: PLAIN only over TLS unless allowed. */
   mechanisms(connection: ServerConnection): SaslMechanism[] {
+    return this.offered(tlsPeerOf(connection.socket) !== undefined);
+  }
+
+  /** The mechanisms offered on an encrypted or a plaintext connection (either listener). */
+  offered(encrypted: boolean): SaslMechanism[] {
     const list: SaslMechanism[] = [];
     if (this.methods.has("scram")) list.push("SCRAM-SHA-256", "SCRAM-SHA-512");
-    const encrypted = tlsPeerOf(connection.socket) !== undefined;
     if (this.methods.has("plain") && (encrypted || this.#options.plainOnPlaintext === true)) {
       list.push("PLAIN");
     }
@@ -248,7 +264,7 @@ export class SecurityGate {
     }
     if (session.principal !== undefined) throw new Error("already authenticated");
     if (session.mechanism === "PLAIN") {
-      const principal = this.#plain(text);
+      const principal = this.plainPrincipal(text);
       this.#authenticated(connection, session, principal);
       return "";
     }
@@ -262,7 +278,7 @@ export class SecurityGate {
   }
 
   /** RFC 4616: authzid NUL authcid NUL password; authzid empty or the same user. */
-  #plain(text: string): string {
+  plainPrincipal(text: string): string {
     const parts = text.split("\u0000");
     if (parts.length !== 3) throw new Error("PLAIN message is not authzid NUL user NUL password");
     const [authzid, user, password] = parts as [string, string, string];
@@ -275,6 +291,11 @@ export class SecurityGate {
   }
 
   #failedLogin(connection: ServerConnection, user: string | undefined, why: string): void {
+    this.failedLogin(connection.socket.remoteAddress, user, why);
+  }
+
+  /** Logs a failed login with the remote address, at most 10 lines a second (either listener). */
+  failedLogin(remoteAddress: string, user: string | undefined, why: string): void {
     const now = Date.now();
     const window = this.#failedLogins;
     if (now - window.windowMs >= 1000) {
@@ -289,7 +310,7 @@ export class SecurityGate {
     }
     window.logged++;
     const who = user === undefined ? "" : ` as ${JSON.stringify(user.slice(0, 64))}`;
-    this.#log(`failed login from ${connection.socket.remoteAddress}${who}: ${why}`);
+    this.#log(`failed login from ${remoteAddress}${who}: ${why}`);
   }
 
   /**

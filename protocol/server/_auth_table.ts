@@ -181,6 +181,13 @@ export const AUTHORIZATION: Readonly<Record<ApiName, AuthRule>> = Object.freeze(
   },
   AlterSecurity: { kind: "needs", needs: () => [[cluster("alter")]] },
   DescribeSecurity: { kind: "needs", needs: () => [[cluster("describe")]] },
+  // Listing every live group names groups the principal may know nothing of, as a full
+  // QueueList or ExchangeList does: it needs describe on the cluster.
+  ListGroups: { kind: "needs", needs: () => [[cluster("describe")]] },
+  AlterTopicConfigs: {
+    kind: "needs",
+    needs: (fields) => [[topic(stringField(fields, "topic"), "alter")]],
+  },
 });
 
 /** The requirements of a msgpack request, decoded from a reader of its own. */

@@ -37,6 +37,8 @@ export type ControlPlane = {
   adminTail: Promise<unknown>;
   /** With authentication on: whether a full Metadata listing shows a topic to a connection. */
   visibleTopic?: (connection: RequestContext["connection"], topic: string) => boolean;
+  /** Counts an error code an answer carries in its body (metrics). */
+  countError?: (code: number) => void;
 };
 
 /**
@@ -45,7 +47,7 @@ export type ControlPlane = {
  * renaming away the directories a concurrent create of the same name had just opened left a
  * topic whose files were gone (its appends lost, its close failing).
  */
-function oneAtATime<T>(plane: ControlPlane, work: () => Promise<T>): Promise<T> {
+export function oneAtATime<T>(plane: ControlPlane, work: () => Promise<T>): Promise<T> {
   const run = plane.adminTail.then(work, work);
   plane.adminTail = run.catch(() => {});
   return run;
@@ -55,15 +57,23 @@ const TOPICS_PER_REQUEST_MAX = 10_000;
 const PARTITION_MAX = 2 ** 31 - 1;
 const OFFSET_MAX = Number.MAX_SAFE_INTEGER;
 
-function reply(correlationId: number, body: unknown): HandlerResult {
+export function reply(correlationId: number, body: unknown): HandlerResult {
   const writer = startResponse(correlationId, 256);
   writeMsgpack(writer, body);
   return [finishFrame(writer)];
 }
 
-function outcome(error: unknown): { errorCode: number; errorMessage: string | null } {
+/**
+ * The error fields of an answer; a non-zero code is counted in the broker's errors by code
+ * (`sluice_errors_total`) through `plane.countError`.
+ */
+export function outcome(
+  error: unknown,
+  plane?: Pick<ControlPlane, "countError">,
+): { errorCode: number; errorMessage: string | null } {
   if (error === undefined) return { errorCode: 0, errorMessage: null };
   const { code, message } = errorToWire(error);
+  plane?.countError?.(code);
   return { errorCode: code, errorMessage: message };
 }
 
@@ -108,7 +118,7 @@ export function handleMetadata(plane: ControlPlane, request: RequestContext): Ha
       });
       return { name, errorCode: 0, partitions, config: info.config };
     } catch (error) {
-      return { name, errorCode: outcome(error).errorCode, partitions: [], config: null };
+      return { name, errorCode: outcome(error, plane).errorCode, partitions: [], config: null };
     }
   });
   return reply(request.correlationId, {
@@ -144,7 +154,7 @@ export function handleCreateTopics(
       } catch (error) {
         failure = error;
       }
-      results.push({ name: item.name, ...outcome(failure) });
+      results.push({ name: item.name, ...outcome(failure, plane) });
     }
     return reply(request.correlationId, { results });
   });
@@ -166,15 +176,15 @@ export function handleDeleteTopics(
       } catch (error) {
         failure = error;
       }
-      results.push({ name, ...outcome(failure) });
+      results.push({ name, ...outcome(failure, plane) });
     }
     return reply(request.correlationId, { results });
   });
 }
 
-function listOffset(engine: Engine, topic: string, partition: number, timestamp: number) {
+function listOffset(plane: ControlPlane, topic: string, partition: number, timestamp: number) {
   try {
-    const log = engine.partition(topic, partition);
+    const log = plane.engine.partition(topic, partition);
     const offset =
       timestamp === -2
         ? log.logStartOffset
@@ -183,7 +193,7 @@ function listOffset(engine: Engine, topic: string, partition: number, timestamp:
           : (log.offsetForTimestamp(timestamp) ?? -1);
     return { partition, errorCode: 0, offset, timestamp };
   } catch (error) {
-    return { partition, errorCode: outcome(error).errorCode, offset: -1, timestamp };
+    return { partition, errorCode: outcome(error, plane).errorCode, offset: -1, timestamp };
   }
 }
 
@@ -196,7 +206,7 @@ export function handleListOffsets(plane: ControlPlane, request: RequestContext):
       const query = mapItem(p, "partitions[]");
       const partition = intField(query, "partition", { min: 0, max: PARTITION_MAX });
       const timestamp = intField(query, "timestamp", { min: -2, max: OFFSET_MAX });
-      return listOffset(plane.engine, topic, partition, timestamp);
+      return listOffset(plane, topic, partition, timestamp);
     });
     return { topic, partitions };
   });
@@ -226,7 +236,7 @@ export async function handleOffsetCommit(
   const memberId = optionalString(fields, "memberId", 255);
   const memberEpoch = intField(fields, "memberEpoch", { min: -1, max: 2 ** 31 - 1, default: -1 });
   const offsets = readCommits(fields);
-  if (invalid !== undefined) return reply(request.correlationId, outcome(invalid));
+  if (invalid !== undefined) return reply(request.correlationId, outcome(invalid, plane));
   let failure: unknown;
   try {
     plane.groups.checkCommit(groupId, memberId, memberEpoch, offsets);
@@ -235,7 +245,7 @@ export async function handleOffsetCommit(
   } catch (error) {
     failure = error;
   }
-  return reply(request.correlationId, outcome(failure));
+  return reply(request.correlationId, outcome(failure, plane));
 }
 
 export function handleOffsetFetch(plane: ControlPlane, request: RequestContext): HandlerResult {
@@ -243,7 +253,10 @@ export function handleOffsetFetch(plane: ControlPlane, request: RequestContext):
   const { groupId, invalid } = readGroupId(fields);
   const wanted = optionalArray(fields, "topics", TOPICS_PER_REQUEST_MAX);
   if (invalid !== undefined) {
-    return reply(request.correlationId, { errorCode: outcome(invalid).errorCode, topics: [] });
+    return reply(request.correlationId, {
+      errorCode: outcome(invalid, plane).errorCode,
+      topics: [],
+    });
   }
   const committed = plane.engine.offsets.fetchGroup(groupId);
   const query =
@@ -293,7 +306,7 @@ export function handleGroupHeartbeat(plane: ControlPlane, request: RequestContex
   } catch (error) {
     if (!(error instanceof SluiceError)) throw error;
     return reply(request.correlationId, {
-      ...outcome(error),
+      ...outcome(error, plane),
       memberId,
       memberEpoch: -1,
       heartbeatIntervalMs: 0,
@@ -307,7 +320,7 @@ export function handleDescribeGroup(plane: ControlPlane, request: RequestContext
   const { groupId, invalid } = readGroupId(fields);
   if (invalid !== undefined) {
     return reply(request.correlationId, {
-      errorCode: outcome(invalid).errorCode,
+      errorCode: outcome(invalid, plane).errorCode,
       groupId,
       groupEpoch: -1,
       members: [],

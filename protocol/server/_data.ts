@@ -2,6 +2,7 @@
 // (views of stored batches, long-polled until min_bytes or max_wait_ms).
 
 import {
+  type BatchLease,
   type AppendResult,
   type Engine,
   isSluiceError,
@@ -36,6 +37,8 @@ export type DataPlane = {
   /** Long polls waiting now, so shutdown can answer them at once. */
   waitingFetches: Set<() => void>;
   log(message: string): void;
+  /** Told of every partition a Produce answers with an error (metrics, fencing log lines). */
+  partitionError?(topic: string, partition: number, code: number, message: string | null): void;
 };
 
 function batchSize(records: Uint8Array, at: number): number {
@@ -89,7 +92,11 @@ type Appended = {
  * Starts the append of each batch in `records`, in order, until one is refused before being
  * written (the engine validates each batch whole before it writes any of it).
  */
-function appendAll(log: PartitionLog, records: Uint8Array): Appended {
+function appendAll(
+  log: PartitionLog,
+  records: Uint8Array,
+  lease: BatchLease | undefined,
+): Appended {
   const appends: Promise<AppendResult>[] = [];
   let at = 0;
   try {
@@ -99,7 +106,7 @@ function appendAll(log: PartitionLog, records: Uint8Array): Appended {
       if (size === -1) {
         throw new SluiceError("INVALID_BATCH", `Records at byte ${at} are not a whole batch`);
       }
-      appends.push(log.appendChecked(records.subarray(at, at + size)));
+      appends.push(log.appendChecked(records.subarray(at, at + size), lease));
       at += size;
     }
   } catch (error) {
@@ -118,9 +125,10 @@ async function producePartition(
   log: PartitionLog,
   result: ProducePartitionResult,
   records: Uint8Array,
-  acks: number,
+  produce: { acks: number; lease: BatchLease | undefined },
 ): Promise<ProducePartitionResult> {
-  const { appends, refusal } = appendAll(log, records);
+  const { acks, lease } = produce;
+  const { appends, refusal } = appendAll(log, records, lease);
   // Settled in order: the accepted batches are those before the first that failed.
   const settled = await Promise.allSettled(appends);
   let failure: unknown = refusal?.error;
@@ -163,7 +171,7 @@ function startProduce(
   finder: PartitionFinder,
   topic: string,
   p: { partition: number; records: Uint8Array },
-  acks: number,
+  produce: { acks: number; lease: BatchLease | undefined },
 ): Promise<ProducePartitionResult> {
   const result: ProducePartitionResult = {
     partition: p.partition,
@@ -179,17 +187,17 @@ function startProduce(
     result.errorMessage = log.message;
     return Promise.resolve(result);
   }
-  return producePartition(log, result, p.records, acks);
+  return producePartition(log, result, p.records, produce);
 }
 
 export function handleProduce(plane: DataPlane, request: RequestContext): Promise<HandlerResult> {
   const produce = readProduceRequest(request.reader, plane.requestPartitionsMax);
   const finder = new PartitionFinder(plane.engine);
   // Every append starts now, while the request bytes are valid; only the waiting is async.
+  // Large batches are lent to the engine (kept as views, not copied) when the bytes allow it.
+  const lent = { acks: produce.acks, lease: request.lease };
   const topics = produce.topics.map(({ topic, partitions }) => {
-    const results = Promise.all(
-      partitions.map((p) => startProduce(finder, topic, p, produce.acks)),
-    );
+    const results = Promise.all(partitions.map((p) => startProduce(finder, topic, p, lent)));
     // It rejects only on a broken invariant, which finishProduce awaits, perhaps after an
     // earlier topic's appends: marked handled now, so it is not reported as unhandled first.
     results.catch(() => {});
@@ -206,6 +214,12 @@ async function finishProduce(
 ): Promise<HandlerResult> {
   const topics = [];
   for (const { topic, partitions } of pending) topics.push({ topic, partitions: await partitions });
+  for (const t of topics) {
+    for (const p of t.partitions) {
+      if (p.errorCode !== 0)
+        plane.partitionError?.(t.topic, p.partition, p.errorCode, p.errorMessage);
+    }
+  }
   if (produce.acks === 0) {
     for (const t of topics) {
       for (const p of t.partitions) {

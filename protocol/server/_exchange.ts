@@ -56,9 +56,11 @@ function reply(correlationId: number, write: (writer: Writer) => void): HandlerR
   return [finishFrame(writer)];
 }
 
-function outcome(error: unknown): Outcome {
+/** The error fields of an answer; a code is counted against `request`'s server (metrics). */
+function outcome(error: unknown, request: RequestContext): Outcome {
   if (error === undefined) return { errorCode: 0, errorMessage: null };
   const { code, message } = errorToWire(error);
+  request.connection.countBodyError(code);
   return { errorCode: code, errorMessage: message };
 }
 
@@ -95,9 +97,9 @@ async function handleDeclare(engine: Engine, request: RequestContext): Promise<H
       alternateExchange: alternateExchange ?? null,
       alternateTopic: alternateTopic ?? null,
     });
-    response = { ...outcome(undefined), exchange: exchangeInfo(config) };
+    response = { ...outcome(undefined, request), exchange: exchangeInfo(config) };
   } catch (error) {
-    response = { ...outcome(error), exchange: null };
+    response = { ...outcome(error, request), exchange: null };
   }
   return reply(request.correlationId, (writer) => writeExchangeDeclareResponse(writer, response));
 }
@@ -110,7 +112,7 @@ async function handleDelete(engine: Engine, request: RequestContext): Promise<Ha
   } catch (error) {
     failure = error;
   }
-  return reply(request.correlationId, (writer) => writeOutcome(writer, outcome(failure)));
+  return reply(request.correlationId, (writer) => writeOutcome(writer, outcome(failure, request)));
 }
 
 function handleList(engine: Engine, request: RequestContext): HandlerResult {
@@ -143,9 +145,9 @@ async function handleBind(
       action === "bind"
         ? await engine.bindExchange(bind.exchange, options)
         : await engine.unbindExchange(bind.exchange, options);
-    response = { ...outcome(undefined), changed };
+    response = { ...outcome(undefined, request), changed };
   } catch (error) {
-    response = { ...outcome(error), changed: false };
+    response = { ...outcome(error, request), changed: false };
   }
   return reply(request.correlationId, (writer) => writeExchangeBindResponse(writer, response));
 }
@@ -184,6 +186,21 @@ function splitBatches(records: Uint8Array): { batches: Uint8Array[]; tail: unkno
 }
 
 /**
+ * A batch some records of which a full reject-publish queue refused: QUEUE_FULL, the message
+ * saying how many records were taken and how many refused (the others were appended).
+ */
+function queueFull(published: PublishedBatch): SluiceError | undefined {
+  if (published.rejected === 0) return undefined;
+  const { records, rejected, fullQueue, destinations } = published;
+  return new SluiceError(
+    "QUEUE_FULL",
+    `Queue '${fullQueue}' is full: ${rejected} of ${records} records refused, ` +
+      `${Math.max(0, records - rejected)} taken (by ${destinations} destination topics)`,
+    { queue: fullQueue ?? "", rejected, records, destinations },
+  );
+}
+
+/**
  * Routes each batch in order, every one started before any is awaited (so batches for one
  * destination keep their order). A batch refused before anything was appended stops the
  * ones after it, which are not routed and carry the same error, as a refused batch does in
@@ -208,15 +225,16 @@ async function handlePublish(engine: Engine, request: RequestContext): Promise<H
   for (const outcomeOf of await Promise.allSettled(started)) {
     if (outcomeOf.status === "fulfilled") {
       const { destinations, unroutable } = outcomeOf.value;
-      results.push({ ...outcome(undefined), destinations, unroutable });
+      results.push({ ...outcome(queueFull(outcomeOf.value), request), destinations, unroutable });
     } else {
-      results.push({ ...outcome(outcomeOf.reason), destinations: 0, unroutable: 0 });
+      results.push({ ...outcome(outcomeOf.reason, request), destinations: 0, unroutable: 0 });
     }
   }
   for (let index = started.length; index < batches.length; index++) {
-    results.push({ ...outcome(refusal), destinations: 0, unroutable: 0 });
+    results.push({ ...outcome(refusal, request), destinations: 0, unroutable: 0 });
   }
-  if (tail !== undefined) results.push({ ...outcome(tail), destinations: 0, unroutable: 0 });
+  if (tail !== undefined)
+    results.push({ ...outcome(tail, request), destinations: 0, unroutable: 0 });
   return reply(request.correlationId, (writer) =>
     writeExchangePublishResponse(writer, { batches: results }),
   );

@@ -156,15 +156,17 @@ function reply(correlationId: number, write: (writer: Writer) => void): HandlerR
   return [finishFrame(writer)];
 }
 
-function outcome(error: unknown): Outcome {
+/** The error fields of an answer; a code is counted against `request`'s server (metrics). */
+function outcome(error: unknown, request: RequestContext): Outcome {
   if (error === undefined) return { errorCode: 0, errorMessage: null };
   const { code, message } = errorToWire(error);
+  request.connection.countBodyError(code);
   return { errorCode: code, errorMessage: message };
 }
 
 /** A declare refused for its settings is INVALID_QUEUE (section 3); the message says which. */
-function declareOutcome(error: unknown): Outcome {
-  const result = outcome(error);
+function declareOutcome(error: unknown, request: RequestContext): Outcome {
+  const result = outcome(error, request);
   const settings: number[] = [
     WIRE_ERRORS.INVALID_CONFIG,
     WIRE_ERRORS.UNKNOWN_TOPIC,
@@ -187,6 +189,11 @@ export function queueInfo(config: QueueConfig): QueueInfo {
     fsync: config.fsync,
     messageTtlMs: config.messageTtlMs,
     messageTtlHeader: config.messageTtlHeader,
+    maxLength: config.maxLength,
+    overflow: config.overflow,
+    singleActiveConsumer: config.singleActiveConsumer,
+    priorities: config.priorities,
+    priorityRatio: config.priorityRatio,
     retry: config.retry === null ? null : { ...config.retry },
     startOffsets: [...config.startOffsets],
     createdMs: config.createdMs,
@@ -204,6 +211,8 @@ function statsInfo(stats: QueueStats): QueueStatsInfo {
     deadLettered: stats.deadLettered,
     discarded: stats.discarded,
     expired: stats.expired,
+    overflowed: stats.overflowed,
+    activeMember: stats.activeMember,
     delayed: stats.delayed,
     oldestReadyAgeMs: stats.oldestReadyAgeMs,
     memoryBytes: stats.memoryBytes,
@@ -219,9 +228,9 @@ async function handleQueueDeclare(
   let response: Outcome & { queue: QueueInfo | null };
   try {
     const config = await plane.engine.declareQueue(name, settings as QueueOptions);
-    response = { ...outcome(undefined), queue: queueInfo(config) };
+    response = { ...outcome(undefined, request), queue: queueInfo(config) };
   } catch (error) {
-    response = { ...declareOutcome(error), queue: null };
+    response = { ...declareOutcome(error, request), queue: null };
   }
   return reply(request.correlationId, (writer) => writeQueueDeclareResponse(writer, response));
 }
@@ -237,7 +246,7 @@ async function handleQueueDelete(
   } catch (error) {
     failure = error;
   }
-  return reply(request.correlationId, (writer) => writeOutcome(writer, outcome(failure)));
+  return reply(request.correlationId, (writer) => writeOutcome(writer, outcome(failure, request)));
 }
 
 async function handleQueuePurge(
@@ -248,9 +257,9 @@ async function handleQueuePurge(
   let response: Outcome & { purged: number };
   try {
     const purged = await plane.engine.purgeQueue(name);
-    response = { ...outcome(undefined), purged };
+    response = { ...outcome(undefined, request), purged };
   } catch (error) {
-    response = { ...outcome(error), purged: 0 };
+    response = { ...outcome(error, request), purged: 0 };
   }
   return reply(request.correlationId, (writer) => writeQueuePurgeResponse(writer, response));
 }
@@ -266,12 +275,12 @@ function handleQueueList(plane: QueuePlane, request: RequestContext): HandlerRes
       const stats = plane.engine.queueStats(name);
       return {
         name,
-        ...outcome(undefined),
+        ...outcome(undefined, request),
         config: config === undefined ? null : queueInfo(config),
         stats: statsInfo(stats),
       };
     } catch (error) {
-      return { name, ...outcome(error), config: null, stats: null };
+      return { name, ...outcome(error, request), config: null, stats: null };
     }
   });
   return reply(request.correlationId, (writer) => writeQueueListResponse(writer, { queues }));
@@ -296,7 +305,7 @@ function handleQueueJoin(plane: QueuePlane, request: RequestContext): HandlerRes
     const memberId = plane.engine.joinQueue(queue);
     plane.members.joined(request.connection, queue, memberId);
     response = {
-      ...outcome(undefined),
+      ...outcome(undefined, request),
       memberId,
       topic: config.topic,
       partitions: partitionCount,
@@ -305,7 +314,7 @@ function handleQueueJoin(plane: QueuePlane, request: RequestContext): HandlerRes
     };
   } catch (error) {
     response = {
-      ...outcome(error),
+      ...outcome(error, request),
       memberId: null,
       topic: null,
       partitions: 0,
@@ -322,9 +331,9 @@ function handleQueueLeave(plane: QueuePlane, request: RequestContext): HandlerRe
   try {
     const released = plane.engine.leaveQueue(queue, memberId);
     plane.members.left(memberId);
-    response = { ...outcome(undefined), released };
+    response = { ...outcome(undefined, request), released };
   } catch (error) {
-    response = { ...outcome(error), released: 0 };
+    response = { ...outcome(error, request), released: 0 };
   }
   return reply(request.correlationId, (writer) => writeQueueLeaveResponse(writer, response));
 }

@@ -106,6 +106,7 @@ export async function handleQueueAck(
 ): Promise<HandlerResult> {
   const ack = readQueueAckRequest(request.reader);
   const response = await applyAcks(plane, ack.queue, ack.memberId, ack.partitions);
+  countAckErrors(request, response);
   const writer = startResponse(request.correlationId, 64 + response.partitions.length * 64);
   writeQueueAckResponse(writer, response);
   return [finishFrame(writer)];
@@ -123,20 +124,31 @@ export function handleQueueFetch(
   const first = tryFetch(plane, fetch);
   const waitMs = Math.min(fetch.maxWaitMs, plane.fetchWaitMsMax);
   const answered = first.kind === "error" || first.result.partitions.length > 0 || waitMs === 0;
-  if (answered && acks === undefined) return fetchResponse(request.correlationId, first, []);
+  if (answered && acks === undefined) {
+    if (first.kind === "error") request.connection.countBodyError(first.code);
+    return fetchResponse(request.correlationId, first, []);
+  }
   const outcome = answered
     ? Promise.resolve(first)
     : longPoll(plane, request, fetch, { waitMs, until: acks });
-  return finishFetch(request.correlationId, outcome, acks);
+  return finishFetch(request, outcome, acks);
+}
+
+/** Counts the error codes an ack answer carries (errors by code): one per failed partition. */
+function countAckErrors(request: RequestContext, response: QueueAckResponse): void {
+  if (response.partitions.length === 0) request.connection.countBodyError(response.errorCode);
+  for (const p of response.partitions) request.connection.countBodyError(p.errorCode);
 }
 
 async function finishFetch(
-  correlationId: number,
+  request: RequestContext,
   outcome: Promise<FetchOutcome>,
   acks: Acks | undefined,
 ): Promise<HandlerResult> {
   const [fetched, acked] = await Promise.all([outcome, acks]);
-  return fetchResponse(correlationId, fetched, acked?.partitions ?? []);
+  if (fetched.kind === "error") request.connection.countBodyError(fetched.code);
+  if (acked !== undefined) countAckErrors(request, acked);
+  return fetchResponse(request.correlationId, fetched, acked?.partitions ?? []);
 }
 
 /** One acquisition attempt; an engine refusal is an outcome, a broken invariant throws. */

@@ -34,7 +34,12 @@ import {
   readRequestHeader,
 } from "../codec/frames.ts";
 import { errorToWire, ProtocolError, WIRE_ERRORS } from "../codec/errors.ts";
-import { FrameReader, FrameTooLargeError } from "../codec/frame_reader.ts";
+import {
+  FREE_LEASE,
+  type FrameLease,
+  FrameReader,
+  FrameTooLargeError,
+} from "../codec/frame_reader.ts";
 import { Outbox, type TransportSocket } from "../codec/outbox.ts";
 import { Reader } from "../codec/wire.ts";
 import { assert, InvariantError } from "../../record/mod.ts";
@@ -59,6 +64,11 @@ export type RequestContext = {
   correlationId: number;
   reader: Reader;
   connection: ServerConnection;
+  /**
+   * Lets a handler keep views of the request's bytes past its synchronous part (the produce
+   * handler lends large batches to the engine); undefined when the bytes must be copied.
+   */
+  lease: FrameLease | undefined;
 };
 
 export type ServerConnectionHost = {
@@ -72,6 +82,14 @@ export type ServerConnectionHost = {
   /** A request was refused on arrival (handshake, in-flight limit, API or version). */
   refused(wireCode: number): void;
   /**
+   * A served request was answered: how long it took (seconds, from its arrival to its answer
+   * being queued) and the error code of the answer's header (0 for none; answers with no
+   * frame, acks=0 produces, count as 0).
+   */
+  served?(apiKey: number, seconds: number, errorCode: number): void;
+  /** An answer carries this error code in its body (metrics: errors by code). */
+  bodyError?(code: number): void;
+  /**
    * The most body bytes a request of `apiKey` may have, for APIs that are refused past it
    * without being read into memory (the control plane); undefined for the others.
    */
@@ -83,6 +101,8 @@ type Slot = {
   correlationId: number;
   apiKey: number;
   startedMs: number;
+  /** performance.now() at arrival: the request latency's start. */
+  arrivedAt: number;
   result: HandlerResult | undefined;
   done: boolean;
   /** Counted in inFlight while it is served; false for a request refused on arrival. */
@@ -122,6 +142,7 @@ export class ServerConnection {
     this.#host = host;
     this.#frames = new FrameReader(host.limits.handshakeFrameBytesMax, {
       assembly: "pooled",
+      freshChunks: socket.freshChunks === true,
       discard: {
         headBytes: REQUEST_HEADER_BYTES,
         screen: (head, sizeBytes) => this.#overBodyLimit(head, sizeBytes) !== undefined,
@@ -180,8 +201,11 @@ export class ServerConnection {
     if (this.#frames.readingFrame) this.#frameStartedMs ??= this.#host.now();
   }
 
-  /** A frame's view is valid only during this call (pooled assembly): a held frame is copied. */
-  #onFrame = (payload: Uint8Array): void => {
+  /**
+   * A frame's view is valid only during this call unless kept through its lease: a frame that
+   * waits in the backlog is copied (and the copy, memory of its own, is kept freely).
+   */
+  #onFrame = (payload: Uint8Array, lease: FrameLease | undefined): void => {
     this.lastFrameMs = this.#host.now();
     this.#frameStartedMs = undefined;
     const waits = this.#paused || this.#backlog.length > 0 || this.#overBudget();
@@ -190,7 +214,7 @@ export class ServerConnection {
       this.#backlog.push(this.#discarded.has(payload) ? payload : payload.slice());
       this.#updateFlow();
     } else {
-      this.#frame(payload);
+      this.#frame(payload, lease);
     }
   };
 
@@ -225,7 +249,7 @@ export class ServerConnection {
 
   #onDiscarded = (head: Uint8Array, sizeBytes: number): void => {
     this.#discarded.set(head, sizeBytes);
-    this.#onFrame(head);
+    this.#onFrame(head, FREE_LEASE);
   };
 
   /**
@@ -314,7 +338,7 @@ export class ServerConnection {
     this.socket.destroy();
   }
 
-  #frame(payload: Uint8Array): void {
+  #frame(payload: Uint8Array, lease: FrameLease | undefined): void {
     if (this.closed || this.#closeAfterFlush) return;
     const reader = new Reader(payload);
     let header: ReturnType<typeof readRequestHeader>;
@@ -328,6 +352,7 @@ export class ServerConnection {
       correlationId: header.correlationId,
       apiKey: header.apiKey,
       startedMs: this.#host.now(),
+      arrivedAt: performance.now(),
       result: undefined,
       done: false,
       served: false,
@@ -350,7 +375,7 @@ export class ServerConnection {
     slot.served = true;
     this.#inFlight++;
     assert(this.#inFlight <= this.#host.limits.inFlightMax, "inFlight stays within inFlightMax");
-    this.#run(slot, { ...header, reader, connection: this });
+    this.#run(slot, { ...header, reader, connection: this, lease });
     this.#updateFlow();
   }
 
@@ -417,11 +442,23 @@ export class ServerConnection {
     return [errorResponse(slot.correlationId, code, message)];
   }
 
+  /** Counts an error code a handler puts in its answer's body (errors by code). */
+  countBodyError(code: number): void {
+    if (code !== 0) this.#host.bodyError?.(code);
+  }
+
   #complete(slot: Slot, result: HandlerResult): void {
     if (slot.done || this.closed) return;
     slot.done = true;
     slot.result = result;
-    if (slot.served) this.#inFlight--;
+    if (slot.served) {
+      this.#inFlight--;
+      this.#host.served?.(
+        slot.apiKey,
+        (performance.now() - slot.arrivedAt) / 1000,
+        headerCode(result),
+      );
+    }
     this.#release();
   }
 
@@ -449,7 +486,7 @@ export class ServerConnection {
         this.#updateFlow();
         return;
       }
-      this.#frame(this.#backlog.shift()!);
+      this.#frame(this.#backlog.shift()!, FREE_LEASE);
     }
   }
 
@@ -520,4 +557,11 @@ export class ServerConnection {
     this.#closeAfterFlush = true;
     if (this.#slots.length === 0) this.#endWhenWritten();
   }
+}
+
+/** The error code in a response frame's header (size u32, correlation id u32, code i16). */
+function headerCode(result: HandlerResult): number {
+  const first = result?.[0];
+  if (first === undefined || first.length < 10) return 0;
+  return (((first[8]! << 8) | first[9]!) << 16) >> 16;
 }

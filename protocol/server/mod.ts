@@ -11,11 +11,14 @@ export {
 export {
   EXIT_CODE_INVARIANT,
   type KafkaOptions,
+  type ServerEvent,
+  type ServerLatency,
   type ServerOptions,
   SluiceServer,
   stopOnInvariant,
 } from "./server.ts";
 export type { TransportKind } from "./_transport.ts";
+export type { ListedGroup } from "./_admin.ts";
 export type { AuthMethod, SecurityOptions } from "./_auth.ts";
 export type { TlsPrincipalMapping, TlsServerOptions } from "./_tls.ts";
 export {

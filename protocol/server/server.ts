@@ -2,7 +2,15 @@
 // `sluice serve` starts one; tests and the benchmark harness start them in-process.
 
 import { join } from "node:path";
-import { Engine, type EngineOptions, GroupCoordinator } from "../../engine/mod.ts";
+import {
+  Engine,
+  type EngineOptions,
+  type GroupDescription,
+  type GroupEvent,
+  GroupCoordinator,
+  type HistogramSnapshot,
+  LatencyHistogram,
+} from "../../engine/mod.ts";
 import packageJson from "../../package.json" with { type: "json" };
 import { InvariantError, SluiceError } from "../../record/mod.ts";
 import { writeHandshakeResponse, readHandshakeRequest } from "../codec/handshake.ts";
@@ -13,6 +21,7 @@ import {
   SECURITY_API_VERSIONS,
   startResponse,
 } from "../codec/frames.ts";
+import { WIRE_ERRORS } from "../codec/errors.ts";
 import type { TransportSocket } from "../codec/outbox.ts";
 import { type ControlBodyCaps, checkMsgpackBody, controlBodyLimits } from "../codec/control.ts";
 import {
@@ -30,8 +39,14 @@ import { exchangeHandlers } from "./_exchange.ts";
 import { listen, type TransportKind, type TransportServer } from "./_transport.ts";
 import { SecurityGate, type SecurityOptions } from "./_auth.ts";
 import { securityHandlers } from "./_auth_handlers.ts";
-import { type TlsServerOptions, tlsListen } from "./_tls.ts";
+import { type TlsListen, type TlsServerOptions, tlsListen } from "./_tls.ts";
 import { KafkaListener, type KafkaListenerOptions } from "../kafka/listener.ts";
+import {
+  handleAlterTopicConfigs,
+  handleListGroups,
+  type ListedGroup,
+  listGroups,
+} from "./_admin.ts";
 
 /** The Kafka listener's own options; the engine, groups and limits are the server's. */
 export type KafkaOptions = Pick<KafkaListenerOptions, "port"> &
@@ -45,7 +60,14 @@ export type KafkaOptions = Pick<KafkaListenerOptions, "port"> &
       | "versionCaps"
       | "initialRebalanceDelayMs"
     >
-  >;
+  > & {
+    /**
+     * Speak TLS on the Kafka port, with the server's `tls` certificate, key and CA (clients'
+     * SSL or SASL_SSL); needs `tls`. Without it the Kafka port is plaintext (PLAINTEXT or
+     * SASL_PLAINTEXT).
+     */
+    tls?: boolean;
+  };
 
 export type ServerOptions = {
   /** Data directory to open; or pass an open `engine` (which the server will not close). */
@@ -71,6 +93,12 @@ export type ServerOptions = {
   kafka?: KafkaOptions;
   log?: (message: string) => void;
   /**
+   * Told of notable events, for the broker's log: group membership changes (a member joined,
+   * left, expired or was fenced, with the new group epoch) and producers fenced (a Produce
+   * refused with INVALID_PRODUCER_EPOCH: a newer epoch of the producer id has written).
+   */
+  onEvent?: (event: ServerEvent) => void;
+  /**
    * Called when serving a request (or the periodic sweep) breaks an invariant: a bug in sluice,
    * which is never answered as an error code. The default, `stopOnInvariant`, logs one line to
    * stderr and exits the process with code 70; tests pass their own to observe it. If it
@@ -78,6 +106,44 @@ export type ServerOptions = {
    */
   onFatal?: (error: InvariantError) => void;
 };
+
+export type ServerEvent =
+  | ({ type: "group" } & GroupEvent)
+  | {
+      /** A classic group of the Kafka listener (`groupEpoch` is its generation). */
+      type: "classicGroup";
+      kind: "joined" | "left" | "expired" | "rebalanced";
+      groupId: string;
+      memberId: string;
+      groupEpoch: number;
+      members: number;
+    }
+  | {
+      type: "producerFenced";
+      topic: string;
+      partition: number;
+      message: string | null;
+    };
+
+/** Request latency by API and answers by error code, since the server started. */
+export type ServerLatency = {
+  /** By API key. */
+  requestSeconds: Map<number, HistogramSnapshot>;
+  /** Requests over the Kafka listener, by Kafka API name (empty without it). */
+  kafkaRequestSeconds: Map<string, HistogramSnapshot>;
+  /** Answers (and per-partition Produce results) by wire error code, 0 excluded. */
+  errors: Map<number, number>;
+};
+
+/** Records `seconds` in the histogram of `key`, made on first use. */
+function observe<K>(histograms: Map<K, LatencyHistogram>, key: K, seconds: number): void {
+  let histogram = histograms.get(key);
+  if (histogram === undefined) {
+    histogram = new LatencyHistogram();
+    histograms.set(key, histogram);
+  }
+  histogram.observe(seconds);
+}
 
 /** The exit code of a server stopped by a broken invariant (EX_SOFTWARE in sysexits.h). */
 export const EXIT_CODE_INVARIANT = 70;
@@ -101,6 +167,7 @@ export class SluiceServer {
   #ownsEngine: boolean;
   #transport: TransportServer | undefined;
   #tlsTransport: TransportServer | undefined;
+  #secure: TlsListen | undefined;
   #security: SecurityGate | undefined;
   /** The Kafka listener, when `kafka` was given. */
   kafka: KafkaListener | undefined;
@@ -112,6 +179,10 @@ export class SluiceServer {
   #startedMs = Date.now();
   #sweep: ReturnType<typeof setInterval> | undefined;
   #requests = new Map<number, number>();
+  #requestSeconds = new Map<number, LatencyHistogram>();
+  #kafkaRequestSeconds = new Map<string, LatencyHistogram>();
+  #errors = new Map<number, number>();
+  #onEvent: ((event: ServerEvent) => void) | undefined;
   /** Requests refused on arrival (no handshake, past inFlightMax, unknown API or version). */
   #refused = 0;
   #closedBytes = { in: 0, out: 0 };
@@ -120,6 +191,8 @@ export class SluiceServer {
   #queues: QueuePlane;
   #handlers: Map<number, (request: RequestContext) => HandlerResult | Promise<HandlerResult>>;
   #bodyCaps: ControlBodyCaps;
+  /** The Kafka listener's classic groups, for ListGroups (none without the listener). */
+  readonly #classicGroups = () => this.kafka?.classicGroups() ?? [];
 
   private constructor(engine: Engine, ownsEngine: boolean, options: ServerOptions) {
     this.engine = engine;
@@ -134,6 +207,7 @@ export class SluiceServer {
     this.host = options.host ?? "127.0.0.1";
     this.#log = options.log ?? ((message) => console.error(`sluice: ${message}`));
     this.#onFatal = options.onFatal ?? stopOnInvariant;
+    this.#onEvent = options.onEvent;
     this.#security = SecurityGate.enabled(options.security)
       ? new SecurityGate(options.security!, engine.dataDir, this.#log)
       : undefined;
@@ -153,6 +227,7 @@ export class SluiceServer {
         ? {}
         : { heartbeatIntervalMs: options.heartbeatIntervalMs }),
       heldElsewhere: (groupId) => this.kafka?.claimsGroup(groupId) ?? false,
+      onEvent: (event) => this.#emit({ type: "group", ...event }),
     });
     this.#data = {
       engine,
@@ -161,6 +236,12 @@ export class SluiceServer {
       requestPartitionsMax: this.limits.requestPartitionsMax,
       waitingFetches: new Set(),
       log: this.#log,
+      partitionError: (topic, partition, code, message) => {
+        this.#countError(code);
+        if (code === WIRE_ERRORS.INVALID_PRODUCER_EPOCH) {
+          this.#emit({ type: "producerFenced", topic, partition, message });
+        }
+      },
     };
     this.#control = {
       engine,
@@ -169,6 +250,7 @@ export class SluiceServer {
       port: () => this.port,
       stats: () => this.stats(),
       adminTail: Promise.resolve(),
+      countError: (code) => this.#countError(code),
       ...(this.#security === undefined
         ? {}
         : { visibleTopic: this.#security.visibleTopic.bind(this.#security) }),
@@ -213,6 +295,7 @@ export class SluiceServer {
   async #listen(options: ServerOptions): Promise<void> {
     const handlers = this.#transportHandlers();
     const secure = options.tls === undefined ? undefined : tlsListen(options.tls, this.#log);
+    this.#secure = secure;
     const mainSecure = options.tls?.port === undefined ? secure : undefined;
     const port = options.port ?? 7450;
     this.#transport = await listen(this.host, port, handlers, options.transport, mainSecure);
@@ -237,17 +320,19 @@ export class SluiceServer {
   }
 
   #startKafka(options: ServerOptions): Promise<KafkaListener> {
-    // The Kafka listener has no SASL or ACL checks yet: with authentication on it would be an
-    // open door beside a locked one, so the server refuses to start with both.
-    if (this.#security !== undefined) {
+    // With authentication on, the Kafka listener requires SASL and checks the same ACLs.
+    const { tls, ...kafka } = options.kafka!;
+    if (tls === true && this.#secure === undefined) {
       throw new SluiceError(
         "INVALID_CONFIG",
-        "the Kafka listener does not support authentication yet: start it without --auth",
-        { kafkaPort: options.kafka!.port },
+        "a TLS Kafka listener needs the server's certificate and key (tls.certFile, keyFile)",
+        { kafkaPort: kafka.port },
       );
     }
     return KafkaListener.start({
-      ...options.kafka!,
+      ...kafka,
+      ...(this.#security === undefined ? {} : { security: this.#security }),
+      ...(tls === true ? { tls: this.#secure! } : {}),
       engine: this.engine,
       groups: this.#groups,
       limits: this.limits,
@@ -255,6 +340,9 @@ export class SluiceServer {
       ...(options.transport === undefined ? {} : { transport: options.transport }),
       log: this.#log,
       onFatal: this.#onFatal,
+      onGroupEvent: ({ generation, ...event }) =>
+        this.#emit({ type: "classicGroup", ...event, groupEpoch: generation }),
+      onServed: (api, seconds) => observe(this.#kafkaRequestSeconds, api, seconds),
     });
   }
 
@@ -281,9 +369,15 @@ export class SluiceServer {
       dispatch: (request) => this.#dispatch(request),
       log: this.#log,
       fatal: this.#onFatal,
-      refused: () => {
+      refused: (wireCode) => {
         this.#refused++;
+        this.#countError(wireCode);
       },
+      served: (apiKey, seconds, errorCode) => {
+        observe(this.#requestSeconds, apiKey, seconds);
+        if (errorCode !== 0) this.#countError(errorCode);
+      },
+      bodyError: (code) => this.#countError(code),
       bodyBytesMax: (apiKey) => controlBodyLimits(apiKey, this.#bodyCaps)?.bytesMax,
       now: Date.now,
     };
@@ -345,6 +439,7 @@ export class SluiceServer {
 
   #handlerTable() {
     const c = this.#control;
+    const classic = this.#classicGroups;
     return new Map<number, (request: RequestContext) => HandlerResult | Promise<HandlerResult>>([
       [API.Handshake, (request) => this.#handshake(request)],
       [API.Metadata, (request) => control.handleMetadata(c, request)],
@@ -359,6 +454,8 @@ export class SluiceServer {
       [API.DescribeGroup, (request) => control.handleDescribeGroup(c, request)],
       [API.InitProducerId, (request) => control.handleInitProducerId(c, request)],
       [API.Stats, (request) => control.handleStats(c, request)],
+      [API.ListGroups, (request) => handleListGroups(c, classic, request)],
+      [API.AlterTopicConfigs, (request) => handleAlterTopicConfigs(c, request)],
       ...queueHandlers(this.#queues),
       ...exchangeHandlers(this.engine),
       ...(this.#security === undefined ? [] : securityHandlers(this.#security)),
@@ -422,6 +519,49 @@ export class SluiceServer {
       connection.expireRequests(now);
     }
     this.#groups.expire();
+  }
+
+  #countError(code: number): void {
+    this.#errors.set(code, (this.#errors.get(code) ?? 0) + 1);
+  }
+
+  #emit(event: ServerEvent): void {
+    try {
+      this.#onEvent?.(event);
+    } catch (error) {
+      // A listener's failure must not fail the request that caused the event.
+      this.#log(`an event listener failed: ${String(error)}`);
+    }
+  }
+
+  /**
+   * ListGroups' answer, in process and with no authorization (for the operations page, which
+   * runs inside the broker and has its own token): every group, with its state and member
+   * count, sorted by id.
+   */
+  listGroups(): ListedGroup[] {
+    return listGroups(this.#control, this.#classicGroups);
+  }
+
+  /**
+   * The members of one of sluice's own groups (GroupHeartbeat), in process; an unknown group
+   * has none. A group id that is not valid is a SluiceError, as on the wire.
+   */
+  describeGroup(groupId: string): GroupDescription {
+    return this.#groups.describe(groupId);
+  }
+
+  /** Request latency by API key and answers by error code (the /metrics histograms). */
+  latency(): ServerLatency {
+    return {
+      requestSeconds: new Map(
+        [...this.#requestSeconds].map(([apiKey, histogram]) => [apiKey, histogram.snapshot()]),
+      ),
+      kafkaRequestSeconds: new Map(
+        [...this.#kafkaRequestSeconds].map(([api, histogram]) => [api, histogram.snapshot()]),
+      ),
+      errors: new Map(this.#errors),
+    };
   }
 
   stats(): Record<string, unknown> {

@@ -154,6 +154,38 @@ describe("rabbitmq driver", () => {
   }
 });
 
+// The TLS listener that `scripts/peers.sh start rabbitmq` opens beside the plaintext one.
+const rabbitTlsSkip = await skipUnlessReachable(createRabbitMqDriver({ tls: "true" }));
+if (rabbitTlsSkip !== false) console.warn(`skipping RabbitMQ over TLS: ${rabbitTlsSkip}`);
+
+describe("rabbitmq driver over TLS", () => {
+  test("tls=true: 500 messages over AMQPS arrive intact, once", { skip: rabbitTlsSkip }, () =>
+    withDriver(createRabbitMqDriver({ tls: "true" }), async (driver) => {
+      assert.match(String(driver.settings()["tls"]), /^on, trusting /);
+      assert.match(String(driver.settings()["url"]), /^amqps:/);
+      await roundTrip(driver, { messages: 500, partitions: 2 });
+    }),
+  );
+
+  test("tls=true with a CA file that does not exist is unavailable, saying why", async () => {
+    const driver = createRabbitMqDriver({ tls: "true", "tls-ca-file": "/nonexistent/ca.pem" });
+    await assert.rejects(driver.initialize(), (error: unknown) => {
+      assert.ok(error instanceof DriverUnavailableError);
+      assert.match(error.message, /\/nonexistent\/ca\.pem/);
+      assert.match(error.hint, /peers\.sh start rabbitmq/);
+      return true;
+    });
+  });
+
+  test("tls=true with an amqp:// url, or tls=maybe, is a RangeError", () => {
+    assert.throws(
+      () => createRabbitMqDriver({ tls: "true", url: "amqp://127.0.0.1:5672" }),
+      RangeError,
+    );
+    assert.throws(() => createRabbitMqDriver({ tls: "maybe" }), RangeError);
+  });
+});
+
 const natsSkip = await skipUnlessReachable(createNatsDriver());
 
 describe("nats driver", () => {

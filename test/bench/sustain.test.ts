@@ -8,6 +8,7 @@ import { describe, test } from "node:test";
 import {
   CONFIRM_SECONDS_MIN,
   PRE_MEASURE_SECONDS,
+  RATE_SEARCH_GROWTH,
   RATE_SEARCH_PRECISION,
   RATE_MIN,
   RateSearch,
@@ -107,6 +108,17 @@ describe("the sustained test", () => {
     );
     assert.equal(verdict.sustained, false);
     assert.match(verdict.reasons.join("; "), /publish p99 rose 7\d ms in 30 s/);
+  });
+
+  test("at a low rate, a lag wandering by whole messages is not a climb", () => {
+    // At 10 msg/s one message of lag is 100 ms of schedule: more than a quarter of the bound.
+    const lags = [0, 1, 1, 2, 1, 2];
+    const wandering = window(6, 10, (s) => ({ lag: lags[s]!, p99Ms: 20, backlog: 0 }));
+    assert.equal(judgeWindow(wandering, OPTIONS).sustained, true);
+    const climbing = window(6, 10, (s) => ({ lag: s, p99Ms: 20, backlog: 0 }));
+    const verdict = judgeWindow(climbing, OPTIONS);
+    assert.equal(verdict.sustained, false);
+    assert.match(verdict.reasons.join("; "), /producers fell \d+ ms behind their schedule/);
   });
 
   test("a flat rate with noise is sustained", () => {
@@ -231,11 +243,13 @@ describe("max-rate search", () => {
     for (const capacity of [7_700, 37_000, 150_000, 174_000]) {
       const { rateSearch, held } = search(new SyntheticSystem(capacity), 20);
       assert.ok(held <= capacity, `capacity ${capacity}: held ${held}`);
-      assert.ok(held * 1.4 >= capacity, `capacity ${capacity}: held only ${held}`);
+      // The confirm takes 8 of the 20 s: the search gets within one doubling of the capacity.
+      assert.ok(held * RATE_SEARCH_GROWTH >= capacity, `capacity ${capacity}: held only ${held}`);
       const last = rateSearch.steps.at(-1)!;
       assert.equal(last.state, "confirm");
       assert.equal(last.verdict.sustained, true, last.verdict.reasons.join("; "));
-      const judged = CONFIRM_SECONDS_MIN - PRE_MEASURE_SECONDS - 1;
+      // Less the settling after an overloaded step (up to 2 s here).
+      const judged = CONFIRM_SECONDS_MIN - PRE_MEASURE_SECONDS - 2;
       assert.ok(last.verdict.samples >= judged, `${last.verdict.samples}`);
       const searched = rateSearch.steps
         .filter((step) => step.state !== "confirm")

@@ -264,7 +264,8 @@ describe("sluice client commands without a broker", () => {
       ["topics", "create", "t", "--config", "retentionMs"],
       ["topics", "create", "t", "--broker", "host:port"],
       ["groups", "describe"],
-      ["groups", "list"],
+      ["groups", "rename"],
+      ["groups", "list", "extra"],
     ];
     const results = await Promise.all(usage.map((args) => sluice(args)));
     results.forEach((result, i) => {
@@ -301,6 +302,6 @@ describe("sluice client commands without a broker", () => {
       assert.match(result.stdout, new RegExp(`^Usage: sluice ${names[i]}`));
       assert.match(result.stdout, /--broker <value>/);
     });
-    assert.match(await ok(["--help"]), /^ {2}groups +Show a consumer group/m);
+    assert.match(await ok(["--help"]), /^ {2}groups +List consumer groups, or show one/m);
   });
 });

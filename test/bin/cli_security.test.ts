@@ -9,6 +9,9 @@ import { join } from "node:path";
 import { describe, test } from "node:test";
 import { PROJECT_ROOT, runtimeArgv, tempDir } from "../helpers.ts";
 import { run, start } from "../processes.ts";
+import { API_KEYS as K, KAFKA_ERRORS as E, type Struct } from "../../protocol/kafka/mod.ts";
+import { RawKafka } from "../protocol/kafka/kafka_serving.ts";
+import { scramLogin } from "../protocol/kafka/kafka_sasl_client.ts";
 
 const CLI = join(PROJECT_ROOT, "bin/sluice.ts");
 
@@ -96,5 +99,57 @@ describe("sluice users and acls, and a broker with --auth scram", () => {
     });
     assert.match(await ok(["users", "list", ...at, "--user", "admin"], admin), /carol/);
     await ok(["topics", "list", ...at, "--user", "carol"], { password: "carol-pw" });
+  });
+
+  // The Kafka port used to refuse --auth; it now requires SASL against the same users and ACLs.
+  test("serve --auth scram --kafka-port 0: Kafka clients log in, ACLs apply", async () => {
+    using dir = tempDir();
+    const data = ["--data", dir.path];
+    await ok(["users", "add", "alice", "--password-stdin", ...data], { input: "alice-pw\n" });
+    await ok([
+      "acls",
+      "add",
+      "--principal",
+      "alice",
+      "--allow",
+      "describe",
+      "--topic",
+      "seen",
+      ...data,
+    ]);
+    const args = ["serve", ...data, "--port", "0", "--kafka-port", "0", "--auth", "scram"];
+    const [command, argv] = runtimeArgv(CLI, args);
+    await using broker = await start(
+      command,
+      argv,
+      /kafka listening on \S+:(\d+)\n(?:.*\n)*sluice listening on/,
+    );
+    const client = await RawKafka.connect(Number(broker.ready[1]));
+    try {
+      const login = await scramLogin(client, "alice", { password: "alice-pw" });
+      assert.equal(login.errorCode, 0);
+      const answer = await client.call(K.Metadata, 9, {
+        topics: [{ name: "seen" }, { name: "unseen" }],
+        allowAutoTopicCreation: true,
+      });
+      const codes = (answer["topics"] as Struct[]).map((t) => [t["name"], t["errorCode"]]);
+      assert.deepEqual(codes.sort(), [
+        ["seen", E.UNKNOWN_TOPIC_OR_PARTITION],
+        ["unseen", E.TOPIC_AUTHORIZATION_FAILED],
+      ]);
+    } finally {
+      client.close();
+    }
+    const usage = await sluice([
+      "serve",
+      ...data,
+      "--port",
+      "0",
+      "--kafka-port",
+      "0",
+      "--kafka-tls",
+    ]);
+    assert.equal(usage.status, 2);
+    assert.match(usage.stderr, /--kafka-tls needs --tls-cert/);
   });
 });

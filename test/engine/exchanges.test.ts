@@ -13,6 +13,8 @@ import { tempDir } from "../helpers.ts";
 import { Clock, crashImage, failsWith, openEngine, readDeadLetters } from "./queue_helpers.ts";
 
 const encoder = new TextEncoder();
+/** A publish that no full reject-publish queue cut short. */
+const NOT_FULL = { rejected: 0, fullQueue: null };
 
 type Rec = { key?: string; value: string; headers?: Record<string, string> };
 
@@ -76,7 +78,7 @@ describe("exchange routing through publish", () => {
           { key: "red", value: "r2" },
         ]),
       );
-      assert.deepEqual(result, { destinations: 2, records: 4, unroutable: 1 });
+      assert.deepEqual(result, { destinations: 2, records: 4, unroutable: 1, ...NOT_FULL });
       assert.deepEqual(valuesOf(engine, "a"), ["r1", "r2"]);
       assert.deepEqual(valuesOf(engine, "b"), ["r1", "b1", "r2"]);
       assert.equal(batchCount(engine, "a"), 1, "one append per destination topic");
@@ -94,7 +96,7 @@ describe("exchange routing through publish", () => {
       await engine.bindExchange("fan", { queue: "q1" });
       await engine.bindExchange("fan", { queue: "q2" });
       const result = await engine.publish("fan", batchOf([{ value: "1" }, { value: "2" }]));
-      assert.deepEqual(result, { destinations: 1, records: 2, unroutable: 0 });
+      assert.deepEqual(result, { destinations: 1, records: 2, unroutable: 0, ...NOT_FULL });
       assert.deepEqual(valuesOf(engine, "t"), ["1", "2"]);
       assert.equal(batchCount(engine, "t"), 1);
     });
@@ -145,7 +147,7 @@ describe("exchange routing through publish", () => {
           { value: "zip", headers: { format: "zip" } },
         ]),
       );
-      assert.deepEqual(result, { destinations: 1, records: 2, unroutable: 1 });
+      assert.deepEqual(result, { destinations: 1, records: 2, unroutable: 1, ...NOT_FULL });
       assert.deepEqual(valuesOf(engine, "pdf"), ["doc"]);
     });
   });
@@ -202,7 +204,7 @@ describe("exchange routing through publish", () => {
           { key: "nowhere", value: "2" },
         ]),
       );
-      assert.deepEqual(result, { destinations: 1, records: 2, unroutable: 1 });
+      assert.deepEqual(result, { destinations: 1, records: 2, unroutable: 1, ...NOT_FULL });
       assert.deepEqual(valuesOf(engine, "jobs"), ["1"]);
       await failsWith(() => engine.declareExchange("", { type: "direct" }), "INVALID_EXCHANGE");
       await failsWith(() => engine.bindExchange("", { topic: "jobs" }), "UNKNOWN_EXCHANGE");
@@ -227,13 +229,13 @@ describe("exchange routing through publish", () => {
       await engine.bindExchange("ae", { topic: "ae-out" });
       await engine.declareExchange("y", { type: "direct", alternateExchange: "ae" });
       const result = await engine.publish("y", batchOf([{ key: "z", value: "3" }]));
-      assert.deepEqual(result, { destinations: 1, records: 1, unroutable: 0 });
+      assert.deepEqual(result, { destinations: 1, records: 1, unroutable: 0, ...NOT_FULL });
       assert.deepEqual(valuesOf(engine, "ae-out"), ["3"]);
       // A loop of alternates ends: the record is unroutable, not routed forever.
       await engine.declareExchange("l1", { type: "direct", alternateExchange: "l2" });
       await engine.declareExchange("l2", { type: "direct", alternateExchange: "l1" });
       const looped = await engine.publish("l1", batchOf([{ key: "z", value: "4" }]));
-      assert.deepEqual(looped, { destinations: 0, records: 1, unroutable: 1 });
+      assert.deepEqual(looped, { destinations: 0, records: 1, unroutable: 1, ...NOT_FULL });
     });
   });
 
@@ -251,6 +253,7 @@ describe("exchange routing through publish", () => {
         destinations: 1,
         records: 2,
         unroutable: 0,
+        ...NOT_FULL,
       });
       const stored = engine.partition("a", 0).read(0, 1 << 20).views[0]!;
       assert.deepEqual(stored.subarray(8), batch.subarray(8));

@@ -3,7 +3,9 @@
 // queue until a reopen (a write failing with ENOSPC fences nothing: queue_full_disk.test.ts);
 // a torn tail is
 // truncated quietly; a damaged frame with valid frames after it is reported, skipped and kept
-// as `.corrupt`, and the frames after it still count; compaction rolls generations.
+// as `.corrupt`, and the frames after it still count; compaction rolls generations. Queue
+// fetches check a batch's CRC once per process, like every read: damage under a checked batch
+// is the scrubber's to find.
 
 import assert from "node:assert/strict";
 import fs from "node:fs";
@@ -11,7 +13,7 @@ import { join } from "node:path";
 import { describe, test } from "node:test";
 import { type Engine, isSluiceError } from "../../engine/mod.ts";
 import { baseOffsetAt, batchSizeAt, lastOffsetDeltaAt } from "../../record/mod.ts";
-import { tempDir } from "../helpers.ts";
+import { tempDir, waitFor } from "../helpers.ts";
 import { FaultyIO } from "./partition_log_helpers.ts";
 import {
   acksFor,
@@ -317,6 +319,29 @@ describe("queue over a damaged log", () => {
     }
   });
 
+  test("a queue fetch does not hash a checked batch again (the scrubber's job)", async () => {
+    using dir = tempDir();
+    const clock = new Clock();
+    const { engine, warnings } = await openEngine(dir.path, clock, { scrubBytesPerSec: 0 });
+    try {
+      await engine.createTopic("t", { config });
+      await engine.declareQueue("q", { topic: "t" });
+      for (const value of values) await publish(engine, "t", 0, [value]);
+      // Appended by this process, so checked on append: a fetch walks the headers only, and
+      // damage written under it is not seen until a scrub (or the consumer's own CRC check).
+      damageBatch(dir.path, 1);
+      // The broker hands the damaged record out with the rest; the consumer's own CRC check
+      // (deliveriesOf decodes with it) is what catches it.
+      await assert.rejects(drainOffsets(engine), (error: unknown) =>
+        isSluiceError(error, "CORRUPT_BATCH"),
+      );
+      assert.deepEqual(warnings, []);
+      assert.equal(engine.queueStats("q").discarded, 0);
+    } finally {
+      await engine.close();
+    }
+  });
+
   test("a released record whose batch is damaged later is discarded, not retried", async () => {
     using dir = tempDir();
     const clock = new Clock();
@@ -333,6 +358,12 @@ describe("queue over a damaged log", () => {
         ...acksFor(held.slice(2), "accept"),
       ]);
       damageBatch(dir.path, 1);
+      // Reads check a batch's CRC once per process: damage after that is found by the
+      // scrubber, which makes the next read check again.
+      await waitFor(
+        () => warnings.some((warning) => /scrub/i.test(warning)),
+        "the scrubber to find the damage",
+      );
       const delivered = await drainOffsets(engine);
       assert.deepEqual(
         delivered,

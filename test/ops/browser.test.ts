@@ -80,6 +80,9 @@ describe("in headless Chromium", { skip: SKIP }, () => {
     const http = Number(/http listening on [\d.]+:(\d+)/.exec(server.output())![1]);
     const admin = new Admin({ host: "127.0.0.1", port });
     await admin.createTopics([{ name: "page-topic", partitions: 3 }]);
+    // A group known only by its committed offset, and an exchange: both have rows.
+    await admin.commitOffsets("page-group", [{ topic: "page-topic", partition: 0, offset: 0 }]);
+    await admin.declareExchange("page-exchange", { type: "direct" });
     await admin.close();
     const producer = new Producer({ host: "127.0.0.1", port, acks: 1 });
     const base = `http://127.0.0.1:${http}`;
@@ -110,6 +113,13 @@ describe("in headless Chromium", { skip: SKIP }, () => {
     assert.equal(cells[1], "3");
     assert.ok(Number(cells[3]!.replace(/,/g, "")) > 0, `records/s above zero: ${cells[3]}`);
     assert.match(page.html, /ready · up \d+ s/);
+    const rowCells = (name: string) => {
+      const found = new RegExp(`<tr data-name="${name}">(.*?)</tr>`).exec(page.html);
+      assert.ok(found !== null, `the row of ${name} is on the page`);
+      return [...found[1]!.matchAll(/<td[^>]*>([^<]*)<\/td>/g)].map((m) => m[1]);
+    };
+    assert.deepEqual(rowCells("page-group").slice(0, 3), ["page-group", "empty", "0"]);
+    assert.deepEqual(rowCells("page-exchange").slice(0, 3), ["page-exchange", "direct", "0"]);
   });
 
   test("the benchmark report draws its charts without console errors", async () => {

@@ -1,6 +1,8 @@
 // The HTTP listener behind a token: with authentication on, `serve` refuses an HTTP port
 // without one; with one, every path answers 401 unless the request carries it (Bearer, or the
-// password of HTTP Basic). Security and Kafka settings come from the config file and the
+// password of HTTP Basic). With authentication on, the overview still shows every group's
+// state and members: it reads them from the broker in process, needing none of the native
+// listener's credentials. Security and Kafka settings come from the config file and the
 // environment too, like every other setting.
 
 import assert from "node:assert/strict";
@@ -10,8 +12,11 @@ import { describe, test } from "node:test";
 import { flagsWithSettings, resolveServeSettings } from "../../bin/serve_config.ts";
 import { Engine } from "../../engine/mod.ts";
 import { startOpsHttp } from "../../ops/http.ts";
-import { PROJECT_ROOT, runtimeArgv, tempDir } from "../helpers.ts";
+import type { Snapshot } from "../../ops/snapshot.ts";
+import { Admin, Consumer, Producer } from "../../protocol/client/mod.ts";
+import { PROJECT_ROOT, runtimeArgv, tempDir, waitFor } from "../helpers.ts";
 import { run } from "../processes.ts";
+import { PASSWORD, startSecureServer } from "../protocol/security/secure_server.ts";
 
 const CLI = join(PROJECT_ROOT, "bin", "sluice.ts");
 
@@ -45,6 +50,74 @@ describe("HTTP token", () => {
     } finally {
       await http.close();
       await engine.close();
+    }
+  });
+
+  test("with authentication on, the overview shows groups' state and members", async () => {
+    await using served = await startSecureServer(["admin"]);
+    const http = await startOpsHttp({
+      host: "127.0.0.1",
+      port: 0,
+      engine: served.server.engine,
+      token: "s3cret",
+    });
+    http.ready(served.server);
+    const sasl = { username: "admin", password: PASSWORD };
+    const client = { host: "127.0.0.1", port: served.port, sasl };
+    const admin = new Admin(client);
+    const consumer = new Consumer({ ...client, group: "billing", maxWaitMs: 20 });
+    const overview = async (): Promise<Snapshot> => {
+      const response = await fetch(`http://127.0.0.1:${http.port}/api/overview`, {
+        headers: { authorization: "Bearer s3cret" },
+      });
+      assert.equal(response.status, 200);
+      return (await response.json()) as Snapshot;
+    };
+    try {
+      await admin.createTopics([{ name: "invoices", partitions: 2 }]);
+      await admin.declareExchange("events", { type: "topic", alternateTopic: "invoices" });
+      await admin.bindExchange("events", { topic: "invoices", routingKey: "invoice.#" });
+      const producer = new Producer({ ...client, acks: "all" });
+      await producer.send({
+        topic: "invoices",
+        partition: 0,
+        value: new TextEncoder().encode("a"),
+      });
+      await producer.close();
+      consumer.subscribe(["invoices"], { fromBeginning: true });
+      await waitFor(
+        async () => (await consumer.poll({ maxWaitMs: 50 })).length > 0,
+        "the group's first record",
+      );
+      await consumer.commit();
+      await waitFor(
+        async () => (await overview()).groups.some((g) => g.state === "stable"),
+        "the group to be stable",
+      );
+      const group = (await overview()).groups.find((g) => g.group === "billing");
+      assert.equal(group?.memberCount, 1);
+      assert.deepEqual(group?.members, [consumer.memberId]);
+      assert.equal(group?.lag, 0);
+      const exchanges = (await overview()).exchanges;
+      assert.deepEqual(exchanges, [
+        {
+          name: "events",
+          type: "topic",
+          bindings: 1,
+          alternateExchange: null,
+          alternateTopic: "invoices",
+        },
+      ]);
+      await consumer.close();
+      const left = (await overview()).groups.find((g) => g.group === "billing");
+      assert.deepEqual(
+        { state: left?.state, memberCount: left?.memberCount, members: left?.members },
+        { state: "empty", memberCount: 0, members: [] },
+      );
+    } finally {
+      await consumer.close();
+      await admin.close();
+      await http.close();
     }
   });
 

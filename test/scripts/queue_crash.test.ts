@@ -44,3 +44,20 @@ test(`with delays switched on, no confirmed record is lost across ${CYCLES} SIGK
   assert.ok(report.valid, detail);
   assert.ok(report.confirmed > 0 && report.accepted > 0, detail);
 });
+
+test("with priorities on (one level per partition), no confirmed record is lost", async () => {
+  const lines: string[] = [];
+  const report = await runQueueCrashCheck({
+    cycles: 8,
+    cycleMsMin: 80,
+    cycleMsMax: 300,
+    priorities: true,
+    log: (line) => lines.push(line),
+  });
+  const detail = `${JSON.stringify(report)}\n${lines.slice(-20).join("\n")}`;
+  assert.equal(report.priorities, 3, "the broker has the queue as a priority queue");
+  assert.equal(report.lost, 0, detail);
+  assert.equal(report.unexpected, 0, detail);
+  assert.ok(report.valid, detail);
+  assert.ok(report.confirmed > 0 && report.accepted > 0, detail);
+});

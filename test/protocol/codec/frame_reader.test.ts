@@ -9,6 +9,8 @@ import { describe, test } from "node:test";
 import {
   ASSEMBLY_POOL_BYTES_MAX,
   assemblyPoolSizeBytes,
+  FREE_LEASE,
+  type FrameLease,
   FrameReader,
   FrameTooLargeError,
   POOLED_FRAME_BYTES_MIN,
@@ -88,6 +90,51 @@ describe("FrameReader with pooled assembly (the server)", () => {
     assert.equal(views[2]!.buffer, views[0]!.buffer);
     assert.ok(assemblyPoolSizeBytes() >= size);
     assert.ok(assemblyPoolSizeBytes() <= ASSEMBLY_POOL_BYTES_MAX);
+  });
+
+  test("a pooled frame kept through its lease is never reused until every view is released", () => {
+    const size = POOLED_FRAME_BYTES_MIN * 4;
+    const { bytes, payloads } = stream([size, size, size]);
+    const reader = new FrameReader(1 << 24, { assembly: "pooled" });
+    const chunks: Uint8Array[] = [];
+    for (let at = 0; at < bytes.length; at += 100_000) chunks.push(bytes.slice(at, at + 100_000));
+    const kept: { view: Uint8Array; lease: FrameLease }[] = [];
+    for (const chunk of chunks) {
+      reader.push(chunk, (payload, lease) => {
+        assert.ok(lease !== undefined, "a pooled frame comes with a lease");
+        // Two views of the first frame kept, as the engine keeps two lent batches.
+        if (kept.length === 0) {
+          lease.retain();
+          lease.retain();
+        }
+        kept.push({ view: payload, lease });
+      });
+    }
+    const [first, second, third] = kept;
+    assert.notEqual(second!.view.buffer, first!.view.buffer, "a kept buffer is not reused");
+    assert.equal(third!.view.buffer, second!.view.buffer, "an unkept one is reused");
+    assert.deepEqual(first!.view, payloads[0], "the kept frame still holds its bytes");
+    first!.lease.release();
+    const next = read(reader, cut(stream([size]).bytes, [70_000]));
+    assert.notEqual(next.views[0]!.buffer, first!.view.buffer, "one view is still kept");
+    first!.lease.release();
+    assert.throws(() => first!.lease.release(), /released once per retain/);
+    const last = read(reader, cut(stream([size]).bytes, [70_000]));
+    assert.deepEqual(last.frames[0], payloads[0]);
+    assert.ok(
+      last.views[0]!.buffer === first!.view.buffer || last.views[0]!.buffer === second!.view.buffer,
+      "both buffers are back in the pool",
+    );
+  });
+
+  test("frames that are views of fresh chunks may be kept; of other chunks, not", () => {
+    const { bytes } = stream([10, 20]);
+    const leases: (FrameLease | undefined)[] = [];
+    new FrameReader(100, { assembly: "pooled", freshChunks: true }).push(bytes, (_, lease) =>
+      leases.push(lease),
+    );
+    new FrameReader(100, { assembly: "pooled" }).push(bytes, (_, lease) => leases.push(lease));
+    assert.deepEqual(leases, [FREE_LEASE, FREE_LEASE, undefined, undefined]);
   });
 
   test("a frame larger than the limit is reported from its prefix, and the stream stops", () => {

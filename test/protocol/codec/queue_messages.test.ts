@@ -4,6 +4,7 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import { ProtocolError } from "../../../protocol/codec/errors.ts";
+import { writeMsgpack } from "../../../protocol/codec/control.ts";
 import { ChunkedFrame } from "../../../protocol/codec/frames.ts";
 import {
   ACK_RANGES_MAX,
@@ -14,6 +15,7 @@ import {
   writeQueueAckResponse,
 } from "../../../protocol/codec/queue_ack.ts";
 import {
+  type QueueDeclareRequest,
   readQueueDeclareRequest,
   readQueueDeclareResponse,
   readQueueJoinRequest,
@@ -319,6 +321,11 @@ describe("queue control messages v1", () => {
       fsync: "always" as const,
       messageTtlMs: 60_000,
       messageTtlHeader: "ignore" as const,
+      maxLength: 5,
+      overflow: "reject-publish" as const,
+      singleActiveConsumer: true,
+      priorities: 2,
+      priorityRatio: 10,
       retry: { minMs: 100, maxMs: 60_000, factor: 2.5 },
       startOffsets: [0, 5],
       createdMs: 1_700_000_000_000,
@@ -353,6 +360,8 @@ describe("queue control messages v1", () => {
       deadLettered: 1,
       discarded: 0,
       expired: 7,
+      overflowed: 2,
+      activeMember: "m-1",
       delayed: 3,
       oldestReadyAgeMs: null,
       memoryBytes: 1920,
@@ -368,6 +377,42 @@ describe("queue control messages v1", () => {
       read((w) => writeQueueListResponse(w, list), readQueueListResponse),
       list,
     );
+  });
+
+  test("max length and single active consumer: written, read, defaulted when absent", () => {
+    const request = {
+      name: "w",
+      maxLength: 10,
+      overflow: "reject-publish" as const,
+      singleActiveConsumer: true,
+      priorities: 4,
+      priorityRatio: 100,
+    };
+    const bytes = bodyOf((writer) => writeQueueDeclareRequest(writer, request));
+    assert.deepEqual(readQueueDeclareRequest(new Reader(bytes)), request);
+    // A QueueInfo from a server older than these settings: no limit, drop-head, off.
+    const old = {
+      name: "w",
+      topic: "t",
+      from: "end",
+      deadLetterTopic: null,
+      deliveryLimit: 20,
+      lockMs: 30_000,
+      prefetch: 1000,
+      maxInFlight: 2000,
+      fsync: "always",
+      startOffsets: [0],
+      createdMs: 1,
+    };
+    const response = bodyOf((w) =>
+      writeMsgpack(w, { errorCode: 0, errorMessage: null, queue: old }),
+    );
+    const { queue } = readQueueDeclareResponse(new Reader(response));
+    assert.equal(queue?.maxLength, null);
+    assert.equal(queue?.overflow, "drop-head");
+    assert.equal(queue?.singleActiveConsumer, false);
+    assert.equal(queue?.priorities, null);
+    assert.equal(queue?.priorityRatio, null);
   });
 
   test("wrong types are refused naming the key", () => {
@@ -386,5 +431,12 @@ describe("queue control messages v1", () => {
       }),
     );
     refused(ttl, readQueueDeclareRequest, /messageTtlMs = "?100"? must be an integer/);
+    const bytes = bodyOf((writer) =>
+      writeQueueDeclareRequest(writer, {
+        name: "w",
+        maxLengthBytes: 100,
+      } as unknown as QueueDeclareRequest),
+    );
+    refused(bytes, readQueueDeclareRequest, /maxLengthBytes is not served/);
   });
 });

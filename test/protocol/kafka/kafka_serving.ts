@@ -3,6 +3,7 @@
 
 import { mkdtempSync, rmSync } from "node:fs";
 import net from "node:net";
+import tls from "node:tls";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import {
@@ -91,6 +92,15 @@ export class RawKafka {
   static connect(port: number): Promise<RawKafka> {
     return new Promise((resolve, reject) => {
       const socket = net.connect(port, "127.0.0.1", () => resolve(new RawKafka(socket)));
+      socket.once("error", reject);
+    });
+  }
+
+  /** A TLS connection (`ca` trusted; `cert`/`key` for mutual TLS). */
+  static connectTls(port: number, options: tls.ConnectionOptions): Promise<RawKafka> {
+    return new Promise((resolve, reject) => {
+      const socket = tls.connect({ port, host: "127.0.0.1", servername: "localhost", ...options });
+      socket.once("secureConnect", () => resolve(new RawKafka(socket)));
       socket.once("error", reject);
     });
   }

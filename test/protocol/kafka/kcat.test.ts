@@ -1,11 +1,13 @@
 // kcat (librdkafka 2.0.2 in Debian 12), unchanged, against the Kafka listener: `-L` metadata,
 // `-P -K:` keyed produce, `-C -o beginning -e` consume with the offsets, and `-G` a balanced
-// consumer group (classic protocol). Skipped, with a message, where kcat is not installed
+// consumer group (classic protocol); with authentication on, SASL_PLAINTEXT with
+// SCRAM-SHA-256 and the ACLs. Skipped, with a message, where kcat is not installed
 // (`bash scripts/tools.sh install`).
 
 import assert from "node:assert/strict";
 import { spawn, spawnSync } from "node:child_process";
 import { describe, test } from "node:test";
+import { PASSWORD, startSecureServer } from "../security/secure_server.ts";
 import { startKafkaServer } from "./kafka_serving.ts";
 
 const kcatMissing = spawnSync("kcat", ["-V"]).error !== undefined;
@@ -94,5 +96,63 @@ describe("kcat against the Kafka listener", { skip: SKIP }, () => {
     const read = await kcat(["-b", broker.broker, "-C", "-t", "z", "-o", "beginning", "-e"]);
     assert.equal(read.code, 0, read.stderr);
     assert.deepEqual(read.stdout.trim().split("\n"), ["a", "b", "a", "b", "a", "b", "a", "b"]);
+  });
+
+  test("SASL_PLAINTEXT with SCRAM-SHA-256: produce and consume as allowed, no more", async () => {
+    const allow = (resourceType: "topic" | "group", name: string, operations: string[]) => ({
+      principal: "writer",
+      resourceType,
+      name,
+      pattern: "literal" as const,
+      operations: operations as ("read" | "write" | "describe")[],
+      permission: "allow" as const,
+    });
+    await using served = await startSecureServer(["writer"], {
+      kafka: { port: 0, autoCreateTopics: false },
+      acls: [allow("topic", "kc", ["read", "write"]), allow("group", "kcat-sasl", ["read"])],
+    });
+    await served.server.engine.createTopic("kc", { partitions: 1 });
+    await served.server.engine.createTopic("hidden", { partitions: 1 });
+    const sasl = (password: string) => [
+      "-b",
+      `127.0.0.1:${served.server.kafka!.port}`,
+      "-X",
+      "security.protocol=SASL_PLAINTEXT",
+      "-X",
+      "sasl.mechanisms=SCRAM-SHA-256",
+      "-X",
+      "sasl.username=writer",
+      "-X",
+      `sasl.password=${password}`,
+    ];
+    const metadata = await kcat([...sasl(PASSWORD), "-L"]);
+    assert.equal(metadata.code, 0, metadata.stderr + served.logs.join("\n"));
+    assert.match(metadata.stdout, /topic "kc" with 1 partitions/);
+    assert.doesNotMatch(metadata.stdout, /hidden/, "a topic it may not describe is left out");
+
+    const produced = await kcat([...sasl(PASSWORD), "-P", "-t", "kc"], "one\ntwo\n");
+    assert.equal(produced.code, 0, produced.stderr);
+    assert.equal(served.server.engine.partition("kc", 0).highWatermark, 2);
+    const denied = await kcat([...sasl(PASSWORD), "-P", "-t", "hidden"], "no\n");
+    assert.notEqual(denied.code, 0, "producing to a topic without write fails");
+    assert.equal(served.server.engine.partition("hidden", 0).highWatermark, 0);
+
+    const consumed = await kcat([
+      ...sasl(PASSWORD),
+      "-G",
+      "kcat-sasl",
+      "-o",
+      "beginning",
+      "-c",
+      "2",
+      "kc",
+    ]);
+    assert.equal(consumed.code, 0, consumed.stderr);
+    assert.deepEqual(consumed.stdout.trim().split("\n"), ["one", "two"]);
+
+    const wrong = await kcat([...sasl("wrong"), "-L", "-m", "3"]);
+    assert.notEqual(wrong.code, 0);
+    assert.match(wrong.stderr, /Authentication failed|SASL/i);
+    assert.ok(served.logs.some((l) => /failed login from/.test(l)));
   });
 });

@@ -137,6 +137,56 @@ describe("exchanges over the wire", () => {
     });
   });
 
+  test("a full reject-publish queue: QUEUE_FULL for the batch it cut short", async () => {
+    await withServer(async ({ port, admin }) => {
+      await admin.declareQueue("capped", { maxLength: 3, overflow: "reject-publish" });
+      const client = await RawClient.connect(port);
+      try {
+        await client.handshake();
+        const batch = (values: string[]) =>
+          encodeRecordBatch(
+            values.map((v) => ({ key: utf8.encode("capped"), value: utf8.encode(v) })),
+          );
+        const first = batch(["a", "b"]);
+        const second = batch(["c", "d", "e"]);
+        const records = new Uint8Array(first.length + second.length);
+        records.set(first);
+        records.set(second, first.length);
+        const request = client.request(API.ExchangePublish, (w) =>
+          writeExchangePublishRequest(w, { acks: -1, timeoutMs: 1000, exchange: "", records }),
+        );
+        const answer = await client.response(request);
+        assert.equal(answer.errorCode, 0);
+        const { batches } = readExchangePublishResponse(answer.reader);
+        assert.deepEqual(
+          batches.map((b) => [b.errorCode, b.destinations]),
+          [
+            [0, 1],
+            [WIRE_ERRORS.QUEUE_FULL, 1],
+          ],
+        );
+        assert.equal(WIRE_ERRORS.QUEUE_FULL, 80);
+        assert.match(
+          batches[1]!.errorMessage ?? "",
+          /Queue 'capped' is full: 2 of 3 records refused, 1 taken/,
+        );
+      } finally {
+        client.close();
+      }
+      await using publisher = new Publisher({ port });
+      const error = await failsWith(
+        () => publisher.publish("", { routingKey: "capped", value: "f" }),
+        "QUEUE_FULL",
+      );
+      assert.equal(error.retriable, true);
+      const [queue] = await admin.listQueues(["capped"]);
+      assert.deepEqual(
+        [queue!.stats.ready, queue!.maxLength, queue!.overflow],
+        [3, 3, "reject-publish"],
+      );
+    });
+  });
+
   test("a raw ExchangePublish with bad acks or a junk tail keeps the connection", async () => {
     await withServer(async ({ port, admin }) => {
       await admin.createTopics([{ name: "t" }]);

@@ -155,6 +155,11 @@ const ROWS: Record<Exclude<ApiName, "Handshake" | "SaslHandshake" | "SaslAuthent
     body: msgpack({ what: "users" }),
     needs: [["cluster", "cluster", "describe"]],
   },
+  ListGroups: { body: msgpack({}), needs: [["cluster", "cluster", "describe"]] },
+  AlterTopicConfigs: {
+    body: msgpack({ topic: "t", config: { retentionMs: 3_600_000 } }),
+    needs: [["topic", "t", "alter"]],
+  },
 };
 
 function aclsOf(principal: string, row: Row, permission: "allow" | "deny"): Acl[] {

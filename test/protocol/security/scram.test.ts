@@ -2,10 +2,12 @@
 // independent implementation (kafkajs' SCRAM client), and the exchanges that must fail.
 
 import assert from "node:assert/strict";
+import { createHash, createHmac } from "node:crypto";
 import { createRequire } from "node:module";
 import { describe, test } from "node:test";
 import {
   makeScramCredential,
+  saltedPassword,
   type ScramCredential,
   ScramClientExchange,
   ScramError,
@@ -132,6 +134,42 @@ describe("SCRAM", () => {
     again.start(first, lookup);
     assert.throws(() => again.finish(clientFinal), /nonce/);
     assert.throws(() => server.finish(clientFinal), /out of order/);
+  });
+
+  // librdkafka 2.0.2 (kcat) builds its client-final nonce as its own nonce followed by the
+  // whole server nonce; Kafka accepts that form, and so does sluice, but nothing looser.
+  test("librdkafka's doubled client nonce is accepted; any other prefix is not", () => {
+    const lookup = credentialsOf("SCRAM-SHA-256", "pw");
+    const proveWith = (prefix: (clientNonce: string) => string) => {
+      const clientNonce = "kcatNonce0123456789";
+      const bare = `n=alice,r=${clientNonce}`;
+      const server = new ScramServerExchange("SCRAM-SHA-256");
+      const serverFirst = server.start(`n,,${bare}`, lookup);
+      const fields = Object.fromEntries(serverFirst.split(",").map((f) => [f[0], f.slice(2)]));
+      const salted = saltedPassword(
+        "SCRAM-SHA-256",
+        "pw",
+        Buffer.from(fields["s"]!, "base64"),
+        4096,
+      );
+      const clientKey = createHmac("sha256", salted).update("Client Key").digest();
+      const storedKey = createHash("sha256").update(clientKey).digest();
+      const withoutProof = `c=biws,r=${prefix(clientNonce)}${fields["r"]}`;
+      const signature = createHmac("sha256", storedKey)
+        .update(`${bare},${serverFirst},${withoutProof}`)
+        .digest();
+      const proof = Buffer.from(clientKey.map((byte, i) => byte ^ signature[i]!));
+      return server.finish(`${withoutProof},p=${proof.toString("base64")}`);
+    };
+    assert.match(
+      proveWith((nonce) => nonce),
+      /^v=/,
+    );
+    assert.match(
+      proveWith(() => ""),
+      /^v=/,
+    );
+    assert.throws(() => proveWith((nonce) => `x${nonce.slice(1)}`), /nonce/);
   });
 
   test("malformed and truncated messages are ScramErrors, never other exceptions", () => {

@@ -1,0 +1,139 @@
+// How long an accept waits for the queue state log's group commit, on the engine in one
+// process (no sockets, no client): the disk's fdatasync and the way commits are grouped, with
+// little else in the way, so the figure moves less with a loaded machine's CPU than the
+// drain's does. Records of 1 KiB are appended to a topic (fsync never), one member acquires
+// them, and accepts go out one record per ackQueue call at a fixed rate; each one's latency
+// runs from the call to its durable resolution (queue fsync "always"). Prints one JSON line.
+//
+//   bun bench/tools/queue_commit.ts [--rate 20000] [--seconds 5] [--partitions 16]
+//       [--warmup-s 1] [--syncs-in-flight N]
+//
+// --syncs-in-flight sets the engine's queueSyncsInFlight (1 is a serial group commit; absent,
+// the engine's default). For an A/B of the state log, alternate runs of two checkouts, e.g.:
+//   for i in 1 2 3; do for d in A B; do (cd $d && bun bench/tools/queue_commit.ts); done; done
+
+import fs from "node:fs";
+import os from "node:os";
+import { join } from "node:path";
+import { parseArgs } from "node:util";
+import { Engine, encodeRecordBatch, type QueueAck } from "../../engine/mod.ts";
+import { LatencyHistogram } from "../histogram.ts";
+
+const { values } = parseArgs({
+  options: {
+    rate: { type: "string", default: "20000" },
+    seconds: { type: "string", default: "5" },
+    partitions: { type: "string", default: "16" },
+    "warmup-s": { type: "string", default: "1" },
+    "syncs-in-flight": { type: "string" },
+  },
+});
+
+function integer(name: keyof typeof values, min: number, max: number): number {
+  const value = Number(values[name]);
+  if (!Number.isSafeInteger(value) || value < min || value > max) {
+    throw new RangeError(`--${name} ${values[name]} is not an integer in [${min}, ${max}]`);
+  }
+  return value;
+}
+
+const ratePerSecond = integer("rate", 1, 1_000_000);
+const seconds = integer("seconds", 1, 60);
+const partitions = integer("partitions", 1, 256);
+const warmupMs = integer("warmup-s", 0, 60) * 1000;
+const syncsInFlight =
+  values["syncs-in-flight"] === undefined ? undefined : integer("syncs-in-flight", 1, 8);
+const total = ratePerSecond * seconds;
+const perPartition = Math.ceil(total / partitions);
+const BATCH_RECORDS = 100;
+const FETCH_RECORDS = 10_000;
+/** Accepts due are sent this often. */
+const PACE_TICK_MS = 1;
+
+async function fill(engine: Engine): Promise<void> {
+  const value = new Uint8Array(1024);
+  for (let partition = 0; partition < partitions; partition++) {
+    for (let sent = 0; sent < perPartition; sent += BATCH_RECORDS) {
+      const records = Array.from({ length: BATCH_RECORDS }, () => ({ value }));
+      await engine.append("t", partition, encodeRecordBatch(records, { timestamp: Date.now() }));
+    }
+  }
+}
+
+/** Acquires up to `count` more records; returns them one ack each, in acquisition order. */
+function acquire(engine: Engine, member: string, count: number): QueueAck[] {
+  const acks: QueueAck[] = [];
+  const fetched = engine.fetchQueue("q", member, { maxRecords: count });
+  for (const part of fetched.partitions) {
+    for (const range of part.ranges) {
+      for (let offset = range.first; offset <= range.last; offset++) {
+        acks.push({ partition: part.partition, first: offset, last: offset, type: "accept" });
+      }
+    }
+  }
+  return acks;
+}
+
+async function run(engine: Engine): Promise<Record<string, number>> {
+  const member = engine.joinQueue("q");
+  const latency = new LatencyHistogram();
+  let held: QueueAck[] = [];
+  let sent = 0;
+  let done = 0;
+  const fsyncsBefore = engine.queue("q").stateLog.stats.fsyncs;
+  const startMs = performance.now();
+  const waits: Promise<void>[] = [];
+  while (sent < total) {
+    const due = Math.min(total, Math.floor(((performance.now() - startMs) * ratePerSecond) / 1000));
+    while (sent < due) {
+      if (held.length === 0) held = acquire(engine, member, FETCH_RECORDS);
+      const ack = held.pop();
+      if (ack === undefined) throw new Error(`no record left to accept after ${sent}`);
+      const calledMs = performance.now();
+      const measured = calledMs - startMs >= warmupMs;
+      sent++;
+      waits.push(
+        engine.ackQueue("q", member, [ack]).then(() => {
+          done++;
+          if (measured) latency.recordMs(performance.now() - calledMs);
+        }),
+      );
+    }
+    // The rate is kept by the schedule above; this only gives the loop back between sends.
+    await new Promise((resolve) => setTimeout(resolve, PACE_TICK_MS));
+  }
+  await Promise.all(waits);
+  const elapsedS = (performance.now() - startMs) / 1000;
+  const summary = latency.summary();
+  return {
+    ratePerSecond,
+    syncsInFlight: syncsInFlight ?? 0,
+    accepted: done,
+    acceptedPerSecond: Math.round(done / elapsedS),
+    fsyncs: engine.queue("q").stateLog.stats.fsyncs - fsyncsBefore,
+    ackP50Ms: summary.p50Ms,
+    ackP90Ms: latency.percentileMs(90),
+    ackP99Ms: summary.p99Ms,
+    ackP999Ms: summary.p999Ms,
+  };
+}
+
+const dir = fs.mkdtempSync(join(os.tmpdir(), "sluice-queue-commit-"));
+try {
+  const engine = await Engine.open(dir, {
+    scrubBytesPerSec: 0,
+    ...(syncsInFlight === undefined ? {} : { queueSyncsInFlight: syncsInFlight }),
+  });
+  await engine.createTopic("t", { partitions, config: { fsync: "never" } });
+  await engine.declareQueue("q", {
+    topic: "t",
+    fsync: "always",
+    maxInFlight: Math.min(100_000, perPartition),
+    prefetch: Math.min(1_000_000, total),
+  });
+  await fill(engine);
+  console.log(JSON.stringify(await run(engine)));
+  await engine.close();
+} finally {
+  fs.rmSync(dir, { recursive: true, force: true });
+}

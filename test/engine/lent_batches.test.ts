@@ -1,0 +1,102 @@
+// A large batch lent with a lease (the server's produce path) is kept as a view of the lender's
+// memory instead of being copied; the lease gets each view back once the log no longer holds
+// it, and never when a reader was given a view of it: the lender's buffer is then never reused
+// under that reader.
+
+import assert from "node:assert/strict";
+import { describe, test } from "node:test";
+import { type BatchLease, LENT_BATCH_BYTES_MIN, PartitionLog } from "../../engine/mod.ts";
+import { tempDir } from "../helpers.ts";
+import { readAll, simpleBatch } from "./partition_log_helpers.ts";
+
+class CountingLease implements BatchLease {
+  retained = 0;
+  released = 0;
+  retain(): void {
+    this.retained++;
+  }
+  release(): void {
+    this.released++;
+    assert.ok(this.released <= this.retained, "released no more often than retained");
+  }
+}
+
+function largeBatch(firstTag: number): Uint8Array {
+  const batch = simpleBatch(80, { firstTag, valueBytes: 1024 });
+  assert.ok(batch.length >= LENT_BATCH_BYTES_MIN);
+  return batch;
+}
+
+async function openLog(dir: string, tailCacheBytes: number): Promise<PartitionLog> {
+  return PartitionLog.open(dir, { fsync: "never" }, { onWarning: () => {}, tailCacheBytes });
+}
+
+describe("lent batches", () => {
+  test("a large lent batch is kept as a view, its base offset patched in place", async () => {
+    using dir = tempDir();
+    const log = await openLog(dir.path, 8 << 20);
+    const lease = new CountingLease();
+    await log.appendChecked(simpleBatch(3), lease);
+    assert.equal(lease.retained, 0, "a small batch is copied, not kept");
+    const batch = largeBatch(3);
+    const appended = await log.appendChecked(batch, lease);
+    assert.equal(appended.baseOffset, 3);
+    assert.equal(lease.retained, 1);
+    const read = log.read(3, 1 << 20);
+    assert.equal(read.views[0]!.buffer, batch.buffer, "the tail read is a view of the lent bytes");
+    const view = new DataView(batch.buffer, batch.byteOffset);
+    assert.equal(Number(view.getBigInt64(0)), 3, "base offset patched in place");
+    const records = readAll(log, 0);
+    assert.deepEqual(
+      records.map((r) => r.offset),
+      Array.from({ length: 83 }, (_, i) => i),
+    );
+    await log.close();
+    assert.equal(lease.released, 0, "a view a reader saw is never given back");
+  });
+
+  test("a written lent batch dropped from the tail cache is given back once", async () => {
+    using dir = tempDir();
+    const log = await openLog(dir.path, 1);
+    const lease = new CountingLease();
+    for (let i = 0; i < 4; i++) await log.appendChecked(largeBatch(i * 80), lease);
+    await log.flush();
+    assert.equal(lease.retained, 4);
+    assert.equal(lease.released, 3, "all but the newest chunk left the tail cache");
+    // Overwriting the given-back memory changes nothing the log serves: it reads the file.
+    const records = readAll(log, 0);
+    assert.equal(records.length, 320);
+    assert.deepEqual(
+      records.map((r) => r.offset),
+      Array.from({ length: 320 }, (_, i) => i),
+    );
+    await log.close();
+  });
+
+  test("given-back memory reused by the lender never changes what the log serves", async () => {
+    using dir = tempDir();
+    const log = await openLog(dir.path, 1);
+    const expected = largeBatch(0);
+    const shared = new Uint8Array(expected.length * 2);
+    let holders = 0;
+    const lease: BatchLease = {
+      retain: () => void holders++,
+      // The lender reuses its buffer at once, as the server's assembly pool does.
+      release: () => {
+        holders--;
+        if (holders === 0) shared.fill(0xee);
+      },
+    };
+    const lent = shared.subarray(0, expected.length);
+    lent.set(expected);
+    await log.appendChecked(lent, lease);
+    await log.appendChecked(largeBatch(80), { retain() {}, release() {} });
+    await log.flush();
+    assert.equal(holders, 0);
+    assert.equal(shared[100], 0xee, "the lender reused its memory");
+    const records = readAll(log, 0);
+    assert.equal(records.length, 160);
+    assert.equal(records[5]!.offset, 5);
+    await log.close();
+  });
+});

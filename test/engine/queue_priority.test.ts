@@ -1,0 +1,203 @@
+// Priority queues (engine/queue_priority.ts), against RabbitMQ's documented behaviour
+// (https://www.rabbitmq.com/docs/priority): higher priorities are delivered first over the
+// whole backlog, FIFO within one priority; a priority above the maximum counts as the maximum
+// and a missing one as 0; plus sluice's optional anti-starvation ratio, restarts, and bad input.
+
+import assert from "node:assert/strict";
+import { describe, test } from "node:test";
+import {
+  type Engine,
+  encodeRecordBatch,
+  type QueueOptions,
+  type RecordInput,
+} from "../../engine/mod.ts";
+import { tempDir } from "../helpers.ts";
+import { acksFor, Clock, deliveriesOf, failsWith, openEngine } from "./queue_helpers.ts";
+
+const encoder = new TextEncoder();
+
+/** A record for queue `q` by the default exchange, with priority header `priority`. */
+function rec(value: string, priority?: string): RecordInput {
+  const headers =
+    priority === undefined ? [] : [{ key: "sluice-priority", value: encoder.encode(priority) }];
+  return { key: encoder.encode("q"), value: encoder.encode(value), headers };
+}
+
+async function publish(engine: Engine, records: RecordInput[]): Promise<void> {
+  const result = await engine.publish("", encodeRecordBatch(records));
+  assert.equal(result.unroutable, 0);
+}
+
+function take(engine: Engine, member: string, maxRecords = 1000): string[] {
+  const got = deliveriesOf(engine.fetchQueue("q", member, { maxRecords }));
+  return got.map((d) => d.value);
+}
+
+async function setup(dir: string, options: Partial<QueueOptions> = { priorities: 10 }) {
+  const { engine } = await openEngine(dir, new Clock());
+  await engine.declareQueue("q", { ...options });
+  return engine;
+}
+
+describe("priority queues", () => {
+  test("higher priorities first over the whole backlog, FIFO within a priority", async () => {
+    using dir = tempDir();
+    const engine = await setup(dir.path, { priorities: 10 });
+    try {
+      assert.equal(engine.describeTopic("q").partitions, 10, "one partition per level");
+      // One batch of mixed priorities, then uniform batches: every path of the publish.
+      await publish(engine, [rec("p1-a", "1"), rec("p5-a", "5"), rec("none-a"), rec("p1-b", "1")]);
+      await publish(engine, [rec("p9-a", "9"), rec("p9-b", "9")]);
+      await publish(engine, [rec("p5-b", "5")]);
+      await publish(engine, [rec("none-b")]);
+      const member = engine.joinQueue("q");
+      assert.deepEqual(take(engine, member), [
+        "p9-a",
+        "p9-b",
+        "p5-a",
+        "p5-b",
+        "p1-a",
+        "p1-b",
+        "none-a",
+        "none-b",
+      ]);
+    } finally {
+      await engine.close();
+    }
+  });
+
+  test("one record at a time follows the same order; new higher records jump ahead", async () => {
+    using dir = tempDir();
+    const engine = await setup(dir.path, { priorities: 3 });
+    try {
+      await publish(engine, [rec("low-1", "0"), rec("low-2", "0"), rec("mid-1", "1")]);
+      const member = engine.joinQueue("q");
+      const first = deliveriesOf(engine.fetchQueue("q", member, { maxRecords: 1 }));
+      assert.deepEqual(
+        first.map((d) => d.value),
+        ["mid-1"],
+      );
+      await engine.ackQueue("q", member, acksFor(first, "accept"));
+      await publish(engine, [rec("high-1", "2")]);
+      assert.deepEqual(take(engine, member, 1), ["high-1"]);
+      assert.deepEqual(take(engine, member, 1), ["low-1"]);
+      assert.deepEqual(take(engine, member, 1), ["low-2"]);
+    } finally {
+      await engine.close();
+    }
+  });
+
+  test("a priority above the levels is the highest; unreadable or missing is 0", async () => {
+    using dir = tempDir();
+    const engine = await setup(dir.path, { priorities: 2 });
+    try {
+      await publish(engine, [
+        rec("bad-sign", "-1"),
+        rec("missing"),
+        rec("text", "high"),
+        rec("too-big", "256"),
+        rec("above", "200"),
+        rec("top", "1"),
+      ]);
+      assert.deepEqual(take(engine, engine.joinQueue("q")), [
+        "above",
+        "top",
+        "bad-sign",
+        "missing",
+        "text",
+        "too-big",
+      ]);
+    } finally {
+      await engine.close();
+    }
+  });
+
+  test("a released record goes back ahead of its level, behind higher ones", async () => {
+    using dir = tempDir();
+    const engine = await setup(dir.path, { priorities: 3 });
+    try {
+      await publish(engine, [rec("m1", "1"), rec("m2", "1")]);
+      const member = engine.joinQueue("q");
+      const held = deliveriesOf(engine.fetchQueue("q", member, { maxRecords: 1 }));
+      await publish(engine, [rec("h1", "2")]);
+      await engine.ackQueue("q", member, acksFor(held, "release"));
+      assert.deepEqual(take(engine, member), ["h1", "m1", "m2"]);
+    } finally {
+      await engine.close();
+    }
+  });
+
+  test("priorityRatio: after R higher records, a waiting lower level is served", async () => {
+    using dir = tempDir();
+    const engine = await setup(dir.path, { priorities: 2, priorityRatio: 2 });
+    try {
+      await publish(engine, [rec("l1", "0"), rec("l2", "0")]);
+      await publish(
+        engine,
+        Array.from({ length: 6 }, (_, i) => rec(`h${i}`, "1")),
+      );
+      const member = engine.joinQueue("q");
+      const order: string[] = [];
+      for (let i = 0; i < 8; i++) order.push(...take(engine, member, 1));
+      assert.deepEqual(order, ["h0", "h1", "l1", "h2", "h3", "l2", "h4", "h5"]);
+    } finally {
+      await engine.close();
+    }
+  });
+
+  test("a restart keeps the levels, the order and the policy", async () => {
+    using dir = tempDir();
+    const before = await setup(dir.path, { priorities: 4 });
+    await publish(before, [rec("a", "0"), rec("b", "3"), rec("c", "2")]);
+    await before.close();
+    const { engine } = await openEngine(dir.path, new Clock());
+    try {
+      assert.equal(engine.listQueues()[0]!.priorities, 4);
+      await publish(engine, [rec("d", "3")]);
+      assert.deepEqual(take(engine, engine.joinQueue("q")), ["b", "d", "c", "a"]);
+    } finally {
+      await engine.close();
+    }
+  });
+
+  for (const [options, field] of [
+    [{ priorities: 1 }, "priorities"],
+    [{ priorities: 11 }, "priorities"],
+    [{ priorities: 2.5 }, "priorities"],
+    [{ priorities: "3" }, "priorities"],
+    [{ priorityRatio: 2 }, "priorityRatio"],
+    [{ priorities: 3, priorityRatio: 0 }, "priorityRatio"],
+  ] as const) {
+    test(`${JSON.stringify(options)} is INVALID_CONFIG naming ${field}`, async () => {
+      using dir = tempDir();
+      const { engine } = await openEngine(dir.path, new Clock());
+      try {
+        const error = await failsWith(
+          () => engine.declareQueue("q", options as unknown as QueueOptions),
+          "INVALID_CONFIG",
+        );
+        assert.match(error.message, new RegExp(field));
+        assert.deepEqual(engine.listQueues(), []);
+        assert.deepEqual(engine.listTopics(), [], "no topic was created");
+      } finally {
+        await engine.close();
+      }
+    });
+  }
+
+  test("a topic whose partitions are not one per level is refused, naming both", async () => {
+    using dir = tempDir();
+    const { engine } = await openEngine(dir.path, new Clock());
+    try {
+      await engine.createTopic("t", { partitions: 2 });
+      const error = await failsWith(
+        () => engine.declareQueue("q", { topic: "t", priorities: 3 }),
+        "INVALID_CONFIG",
+      );
+      assert.match(error.message, /priorities 3 needs a topic of 3 partitions.*has 2/);
+      await engine.declareQueue("q", { topic: "t", priorities: 2 });
+    } finally {
+      await engine.close();
+    }
+  });
+});
