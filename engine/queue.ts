@@ -254,7 +254,7 @@ export class Queue implements QueueStateTarget {
     );
     this.#restored = logs.map(() => false);
     const { priorities, priorityRatio } = config;
-    assert(priorities === null || priorities === logs.length, "one partition per level");
+    assert(priorities === null || priorities === topicLogs.length, "one partition per level");
     this.#priority = priorities === null ? undefined : new PriorityOrder(priorities, priorityRatio);
     if (delays !== undefined) {
       // The floor as of now, returned once the state log holds it: segments of the due log
@@ -510,18 +510,30 @@ export class Queue implements QueueStateTarget {
     // A backlog of deltas means the disk is behind: acquire nothing until it catches up.
     if (records <= 0 || this.#state.backlogged) return result;
     const budget: FetchBudget = { records, bytes: maxBytes, batches: 0 };
-    const order = this.#priority?.order(this.#cursors, this.#logs);
+    const order = this.#priorityOrder();
     for (let i = 0; i < this.partitionCount && budget.records > 0; i++) {
       if (budget.batches > 0 && budget.bytes <= 0) break;
       const partition = order?.[i] ?? (this.#rotation + i) % this.partitionCount;
       const before = budget.records;
       const fetched = this.#fetchPartition(partition, slot, nowMs, budget);
       if (fetched !== undefined) result.partitions.push(fetched);
-      this.#priority?.served(partition, before - budget.records);
+      if (partition < this.config.startOffsets.length) {
+        this.#priority?.served(partition, before - budget.records);
+      }
     }
     this.#rotation = (this.#rotation + 1) % this.partitionCount;
     if (result.partitions.length > 0) this.#host.scheduleSweep(nowMs + this.config.lockMs);
     return result;
+  }
+
+  /**
+   * A priority queue's fetch order: its levels (the topic's partitions) highest first, then
+   * the due partition of its delay tiers, if any (a delayed record's level is not kept there).
+   */
+  #priorityOrder(): number[] | undefined {
+    const order = this.#priority?.order(this.#cursors, this.#logs);
+    if (order !== undefined && this.#delays !== undefined) order.push(this.partitionCount - 1);
+    return order;
   }
 
   #fetchPartition(
