@@ -320,6 +320,15 @@ async function benchDriver(
       hint: "per-message workloads run with --drivers sluice,sluice-embedded,rabbitmq",
     };
   }
+  if (workload.deliveryDelayMsMax > 0 && !entry.delayedDelivery) {
+    return {
+      driver: name,
+      reason:
+        `the ${name} driver does not implement delayed delivery (deliveryDelayMsMax); for ` +
+        "RabbitMQ a per-message TTL + dead-letter delay path is not built",
+      hint: "delayed workloads run with --drivers sluice,sluice-embedded",
+    };
+  }
   const workDir = fs.mkdtempSync(join(tmpdir(), `sluice-bench-${name}-`));
   ACTIVE_WORK_DIRS.add(workDir);
   const inWorker = entry.inProcess && spec.kind !== "in-process";

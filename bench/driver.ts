@@ -27,8 +27,11 @@ export type { AckMode };
 export type DriverSettings = Record<string, string | number | boolean>;
 
 export interface BenchProducer {
-  /** Resolves when the system acknowledged the message (publish latency ends here). */
-  sendAsync(key: Uint8Array | null, payload: Uint8Array): Promise<void>;
+  /**
+   * Resolves when the system acknowledged the message (publish latency ends here). `delayMs`
+   * (drivers whose entry says `delayedDelivery`): deliver it no sooner than that.
+   */
+  sendAsync(key: Uint8Array | null, payload: Uint8Array, delayMs?: number): Promise<void>;
   close(): Promise<void>;
 }
 

@@ -45,6 +45,11 @@ export type LoadGeneratorOptions = {
   inFlightMax?: number;
   /** Also at most this many seconds of each producer's rate in flight (default: no limit). */
   inFlightSeconds?: number;
+  /**
+   * Each message is delayed uniformly in [0, this] ms (sendAsync's delayMs) and stamped with
+   * its due time, so end-to-end latency measures lateness (default 0: no delays).
+   */
+  deliveryDelayMsMax?: number;
   /** The clock, in ms (default performance.now); tests drive their own. */
   now?: () => number;
 };
@@ -62,8 +67,10 @@ export class LoadGenerator {
   #running = false;
   #timer: ReturnType<typeof setTimeout> | undefined;
   #ratePerSecond: number;
+  #deliveryDelayMsMax: number;
 
   constructor(options: LoadGeneratorOptions) {
+    this.#deliveryDelayMsMax = options.deliveryDelayMsMax ?? 0;
     const { producers } = options;
     if (producers.length === 0) throw new RangeError("a load generator needs a producer");
     this.#now = options.now ?? (() => performance.now());
@@ -191,13 +198,19 @@ export class LoadGenerator {
 
   #send(slot: ProducerSlot, intendedMs: number, nowMs: number): void {
     const stats = this.#stats;
-    const payload = this.#payloads.next(intendedMs);
+    const delayMs =
+      this.#deliveryDelayMsMax > 0 ? Math.floor(Math.random() * (this.#deliveryDelayMsMax + 1)) : 0;
+    // Stamped with the due time: the consumer's end-to-end latency is then the lateness.
+    const payload = this.#payloads.next(intendedMs + delayMs);
     const bytes = payload.length;
     slot.inFlight++;
     stats.recordSend(nowMs - intendedMs);
     let sending: Promise<void>;
     try {
-      sending = slot.producer.sendAsync(this.#keys.next(), payload);
+      sending =
+        delayMs > 0
+          ? slot.producer.sendAsync(this.#keys.next(), payload, delayMs)
+          : slot.producer.sendAsync(this.#keys.next(), payload);
     } catch (error) {
       slot.inFlight--;
       stats.recordError(error);

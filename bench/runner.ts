@@ -197,7 +197,11 @@ export async function runWorkload(
       workers.map((worker, i) =>
         worker.clients({
           ...placements[i]!,
-          acks: { ackMode: workload.ackMode, releaseRatio: workload.releaseRatio },
+          acks: {
+            ackMode: workload.ackMode,
+            releaseRatio: workload.releaseRatio,
+            deliveryDelayMsMax: workload.deliveryDelayMsMax,
+          },
           payloads,
           inFlightMaxPerProducer,
           inFlightSeconds,

@@ -22,6 +22,9 @@
 //   releaseRatio: 0                 # per-message only: share of messages released once
 //   priorityLevels: 0               # per-message only: 2-10 makes each subscription a priority
 //                                   # queue, a message's priority = its partition (0: none)
+//   deliveryDelayMsMax: 0           # per-message only: each message delayed uniformly in
+//                                   # [0, this] ms; end-to-end latency is then measured from
+//                                   # the due time (send + delay): the lateness
 
 import fs from "node:fs";
 import { basename, dirname, extname, isAbsolute, join, resolve } from "node:path";
@@ -44,6 +47,8 @@ export type AckMode = (typeof ACK_MODES)[number];
 export const RELEASE_RATIO_MAX = 0.5;
 /** Priority levels of a workload's queues at most (a priority queue takes 2-10). */
 export const PRIORITY_LEVELS_MAX = 10;
+/** The longest delivery delay a workload may ask for: one year, as sluice's queues allow. */
+export const DELIVERY_DELAY_MS_MAX = 31_536_000_000;
 
 export type Workload = {
   name: string;
@@ -76,6 +81,12 @@ export type Workload = {
    * equal it); 0 (default): no priorities.
    */
   priorityLevels: number;
+  /**
+   * With ackMode per-message: each message asks to be delivered no sooner than a delay drawn
+   * uniformly from [0, this] ms (sluice: the `sluice-delay-ms` header); its payload is stamped
+   * with its due time, so end-to-end latency is lateness. 0 (default): no delays.
+   */
+  deliveryDelayMsMax: number;
   /** Where it was loaded from ("<inline>" for an object). */
   source: string;
 };
@@ -133,6 +144,7 @@ const KNOWN_FIELDS = new Set([
   "ackMode",
   "releaseRatio",
   "priorityLevels",
+  "deliveryDelayMsMax",
   // OMB's backlog-drain tuning: meaningful only with consumerBacklogSizeGB > 0, accepted so
   // OMB files load, and otherwise ignored.
   "backlogDrainRatio",
@@ -243,6 +255,7 @@ export function validateWorkload(raw: unknown, file = "<inline>"): Workload {
     ackMode: ackModeOf(read),
     releaseRatio: read.number("releaseRatio", 0, RELEASE_RATIO_MAX, 0),
     priorityLevels: read.integer("priorityLevels", 0, PRIORITY_LEVELS_MAX, 0),
+    deliveryDelayMsMax: read.integer("deliveryDelayMsMax", 0, DELIVERY_DELAY_MS_MAX, 0),
     source: file,
   };
   checkRelations(read, workload);
@@ -283,6 +296,9 @@ function checkPriorities(read: FieldReader, workload: Workload): void {
 
 function checkRelations(read: FieldReader, workload: Workload): void {
   checkPriorities(read, workload);
+  if (workload.deliveryDelayMsMax > 0 && workload.ackMode !== "per-message") {
+    read.fail("deliveryDelayMsMax", "needs ackMode: per-message (delays are a queue's)");
+  }
   if (workload.releaseRatio > 0 && workload.ackMode !== "per-message") {
     read.fail("releaseRatio", "needs ackMode: per-message (only a queue can release a message)");
   }

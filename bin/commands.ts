@@ -128,7 +128,7 @@ export const COMMANDS: Command[] = [
     name: "produce",
     usage:
       "produce (--topic T | --exchange X | --queue Q) [--routing-key K] [--key-separator SEP] " +
-      "[--header K=V]... [--priority P] [--partition N] [--acks 0|1|all] " +
+      "[--header K=V]... [--priority P] [--delay-ms N] [--partition N] [--acks 0|1|all] " +
       "[--value-file FILE [--key K]]",
     summary: "Publish lines from standard input, one record a line (or one file as a record)",
     options: {
@@ -142,6 +142,7 @@ export const COMMANDS: Command[] = [
         type: "string",
         help: "--exchange/--queue: priority 0-255 (header sluice-priority) of every record",
       },
+      "delay-ms": { type: "string", help: "Queues deliver each record N ms after its timestamp" },
       "value-file": { type: "string", help: "Send one record: this file's exact bytes (no stdin)" },
       key: { type: "string", help: "With --value-file: the record's key" },
       partition: { type: "string", help: "Partition to write to (default: by key or sticky)" },
@@ -206,7 +207,8 @@ export const COMMANDS: Command[] = [
       "[--delivery-limit N] [--lock-ms N] [--prefetch N] [--message-ttl-ms N] " +
       "[--message-ttl-header read|ignore] [--max-length N] " +
       "[--overflow drop-head|reject-publish] [--single-active-consumer] " +
-      "[--priorities N [--priority-ratio R]] | " +
+      "[--priorities N [--priority-ratio R]] [--retry-min-ms N [--retry-max-ms N] " +
+      "[--retry-factor F]] | " +
       "list [--json] | purge NAME | " +
       "delete NAME [--broker HOST:PORT]",
     summary: "Declare, list, purge and delete queues",
@@ -223,6 +225,12 @@ export const COMMANDS: Command[] = [
         type: "string",
         help: "declare: read (default) or ignore the records' sluice-ttl-ms header",
       },
+      "retry-min-ms": {
+        type: "string",
+        help: "declare: a release waits min * factor^(deliveries-1) ms (retry backoff)",
+      },
+      "retry-max-ms": { type: "string", help: "declare: the retry backoff's cap (default min)" },
+      "retry-factor": { type: "string", help: "declare: the retry backoff's factor (default 2)" },
       "message-ttl-ms": {
         type: "string",
         help: "declare: records expire this long after their timestamp",

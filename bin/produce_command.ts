@@ -7,6 +7,8 @@
 // the command exits 1. So does any record the broker did not take.
 //
 // --header k=v (repeatable; every pair is kept, a key may repeat) adds headers to every record;
+// --delay-ms N adds `sluice-delay-ms: N` (0 to one year), so queues deliver each record no
+// sooner than N ms after its timestamp;
 // --value-file FILE sends one record holding the file's exact bytes (with --key, if given) and
 // does not read stdin. A record may be as large as the topic's maxBatchBytes less the batch's
 // own overhead: the producer's batch size follows the topic's config, not a fixed 1 MiB.
@@ -14,6 +16,9 @@
 import fs from "node:fs";
 import { createInterface } from "node:readline";
 import { Producer } from "../protocol/client/mod.ts";
+
+/** The longest delay a record may ask for: one year (the engine's DELAY_MS_MAX). */
+const DELAY_MS_MAX = 31_536_000_000;
 import {
   type Broker,
   integerValue,
@@ -96,6 +101,14 @@ function settingsOf(values: ParsedValues, positionals: string[]): Settings {
 }
 
 export async function produce(values: ParsedValues, positionals: string[]): Promise<number> {
+  // --delay-ms N is the `sluice-delay-ms` header on every record: a queue holds each record
+  // back until N ms after its timestamp (PROTOCOL.md section 7a, "Delayed delivery").
+  const delayMs = integerValue(values, "delay-ms", 0, DELAY_MS_MAX);
+  if (delayMs !== undefined) {
+    const headers = values["header"];
+    const pairs = Array.isArray(headers) ? headers : typeof headers === "string" ? [headers] : [];
+    values["header"] = [...pairs, `sluice-delay-ms=${delayMs}`];
+  }
   if (values["exchange"] !== undefined || values["queue"] !== undefined) {
     if (values["topic"] !== undefined) {
       throw new UsageError("--topic excludes --exchange and --queue");

@@ -5,13 +5,14 @@
 //   sluice queues declare capped --max-length 1000 --overflow reject-publish
 //   sluice queues declare ordered --single-active-consumer
 //   sluice queues declare urgent --priorities 10 --priority-ratio 100
+//   sluice queues declare retried --topic jobs --retry-min-ms 1000 --retry-max-ms 60000
 //   sluice queues list [--json]
 //   sluice queues purge work
 //   sluice queues delete work
 //
 // `list --json` prints one JSON object a line, a queue each: its settings and its counts
-// (`ready`, `acquired`, `deadLettered`, `expired`, `overflowed`, `messageTtlMs`, `maxLength`,
-// `overflow`, `singleActiveConsumer`, `activeMember`, ...), for scripts.
+// (`ready`, `acquired`, `deadLettered`, `expired`, `overflowed`, `delayed`, `messageTtlMs`,
+// `maxLength`, `overflow`, `singleActiveConsumer`, `activeMember`, `retry`, ...), for scripts.
 
 import type { QueueDescription, QueueSettings } from "../protocol/client/mod.ts";
 import {
@@ -42,6 +43,9 @@ const DECLARE_FLAGS = [
   "single-active-consumer",
   "priorities",
   "priority-ratio",
+  "retry-min-ms",
+  "retry-max-ms",
+  "retry-factor",
 ];
 
 export async function queues(values: ParsedValues, positionals: string[]): Promise<number> {
@@ -129,7 +133,31 @@ function settingsOf(values: ParsedValues): QueueSettings {
     const value = integerValue(values, flag, 1);
     if (value !== undefined) settings[key] = value;
   }
+  const retry = retryOf(values);
+  if (retry !== undefined) settings.retry = retry;
   return settings;
+}
+
+/** --retry-min-ms [--retry-max-ms] [--retry-factor]: the queue's retry backoff. */
+function retryOf(values: ParsedValues): QueueSettings["retry"] | undefined {
+  const minMs = integerValue(values, "retry-min-ms", 1);
+  const maxMs = integerValue(values, "retry-max-ms", 1);
+  const factorText = stringValue(values["retry-factor"], "retry-factor");
+  if (minMs === undefined) {
+    if (maxMs !== undefined || factorText !== undefined) {
+      throw new UsageError("--retry-max-ms and --retry-factor need --retry-min-ms");
+    }
+    return undefined;
+  }
+  const factor = factorText === undefined ? undefined : Number(factorText);
+  if (factor !== undefined && !(factor >= 1)) {
+    throw new UsageError(`--retry-factor ${factorText} is not a number >= 1`);
+  }
+  return {
+    minMs,
+    ...(maxMs === undefined ? {} : { maxMs }),
+    ...(factor === undefined ? {} : { factor }),
+  };
 }
 
 async function declare(broker: Broker, name: string, settings: QueueSettings): Promise<number> {

@@ -119,6 +119,16 @@ export {
   priorityLevel,
 } from "./queue_priority.ts";
 export {
+  DELAY_MS_MAX,
+  DELAY_TIERS,
+  DELIVERIES_HEADER,
+  DelayTiers,
+  DUE_HEADER,
+  type RetryBackoff,
+  retryDelayMs,
+  tierFor,
+} from "./queue_delay.ts";
+export {
   FETCH_BYTES_DEFAULT,
   FETCH_BYTES_MAX,
   FETCH_RECORDS_DEFAULT,

@@ -757,6 +757,29 @@ export class PartitionLog {
     return deleted;
   }
 
+  /**
+   * Deletes whole sealed, durable segments every record of which lies below `offset` (a reader
+   * that owns the log has consumed them), as retention does. Returns the segments deleted.
+   */
+  async deleteSegmentsBelow(offset: number): Promise<number> {
+    if (this.#closed) return 0;
+    await this.#sealing;
+    if (this.#closed) return 0;
+    let deleted = 0;
+    while (this.#segments.length > 1) {
+      const oldest = this.#segments[0]!;
+      if (!oldest.sealed || !this.#durableSealed.has(oldest)) break;
+      if (this.#segments[1]!.baseOffset > offset) break;
+      this.#markDirty();
+      this.#segments.shift();
+      oldest.close();
+      oldest.deleteFiles();
+      deleted++;
+    }
+    if (deleted > 0) releaseDeletedMappings();
+    return deleted;
+  }
+
   /** Flushes, fsyncs, checkpoints and marks a clean shutdown; the log is unusable afterwards. */
   close(): Promise<void> {
     this.#closing ??= this.#close();

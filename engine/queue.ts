@@ -34,6 +34,7 @@ import type { QueueConfig } from "./queue_config.ts";
 import {
   ACKED,
   type AcquiredRange,
+  addToRuns,
   ARCHIVED,
   NO_OWNER,
   type OffsetRun,
@@ -59,6 +60,7 @@ import {
   DELTA_ACCEPT,
   DELTA_ACQUIRE,
   DELTA_DEAD_LETTER,
+  DELTA_DELAYED,
   DELTA_DISCARD,
   DELTA_EXPIRED,
   DELTA_FLOOR,
@@ -72,6 +74,15 @@ import { dropHead, publishRoom } from "./queue_maxlen.ts";
 import { PriorityOrder } from "./queue_priority.ts";
 import { activeMember } from "./queue_single_active.ts";
 import { ExpiryReader, isExpired, type JudgedBatch } from "./queue_ttl.ts";
+import {
+  carryDeliveries,
+  type DelayEntry,
+  type DelayTiers,
+  DueReader,
+  type HeldBatch,
+  publishedDueMs,
+  retryDelayMs,
+} from "./queue_delay.ts";
 
 /** Members of one queue at most (owner slots are u16). */
 export const QUEUE_MEMBERS_MAX = 1_000;
@@ -131,6 +142,8 @@ export type QueueStats = {
   discarded: number;
   /** Dead-lettered or discarded because their TTL ran out (durable; counted above too). */
   expired: number;
+  /** Records waiting in the delay tiers, not yet due (queue_delay.ts). */
+  delayed: number;
   /** Dropped from the head by max length (durable; counted in deadLettered or discarded). */
   overflowed: number;
   /** With singleActiveConsumer: the member that gets every record (null: none, or off). */
@@ -162,6 +175,14 @@ export interface QueueHost {
 }
 
 type Holder = { memberId: string; slot: number };
+/** Records of one partition given back with a delay, and when each is due by its count. */
+type DelayedRuns = {
+  partition: number;
+  runs: OffsetRun[];
+  dueOf: (deliveries: number, record: LogRecord) => number;
+};
+/** Records of a partition not due yet, found while taking new records (published delays). */
+type Held = { due: DueReader; runs: OffsetRun[] };
 
 const nextMemberId = hyperid({ urlSafe: true });
 
@@ -171,6 +192,8 @@ export class Queue implements QueueStateTarget {
   readonly #host: QueueHost;
   readonly #logs: PartitionLog[];
   readonly #cursors: QueueCursor[];
+  /** Delay tiers; their due log is the last partition (queue_delay.ts). */
+  readonly #delays: DelayTiers | undefined;
   /** Partitions whose snapshot was read on open; deltas for others are ignored. */
   readonly #restored: boolean[];
   #state!: QueueStateLog;
@@ -194,6 +217,8 @@ export class Queue implements QueueStateTarget {
   #retry = new Map<number, OffsetRun[]>();
   /** The same for records that expired (they keep that reason). */
   #retryExpired = new Map<number, OffsetRun[]>();
+  /** The same for records published with a due time whose delayed copies failed. */
+  #retryHeld = new Map<number, OffsetRun[]>();
   #retryAtMs = Number.POSITIVE_INFINITY;
   #rotation = 0;
   /** When `expireRecords` looks at the heads again. */
@@ -204,24 +229,42 @@ export class Queue implements QueueStateTarget {
   /** A priority queue's fetch order (one partition per level); undefined: rotation. */
   readonly #priority: PriorityOrder | undefined;
 
-  private constructor(config: QueueConfig, host: QueueHost, logs: PartitionLog[]) {
-    assert(logs.length === config.startOffsets.length, "one start offset per partition");
+  private constructor(
+    config: QueueConfig,
+    host: QueueHost,
+    topicLogs: PartitionLog[],
+    delays: DelayTiers | undefined,
+  ) {
+    assert(topicLogs.length === config.startOffsets.length, "one start offset per partition");
+    assert(config.delays === (delays !== undefined), "delay tiers exactly when declared so");
+    const logs = delays === undefined ? topicLogs : [...topicLogs, delays.due];
+    const starts = delays === undefined ? config.startOffsets : [...config.startOffsets, 0];
     this.config = config;
     this.partitionCount = logs.length;
     this.#host = host;
     this.#logs = logs;
+    this.#delays = delays;
     const limits = {
       maxInFlight: config.maxInFlight,
       deliveryLimit: config.deliveryLimit,
       lockMs: config.lockMs,
     };
-    this.#cursors = config.startOffsets.map(
+    this.#cursors = starts.map(
       (start, partition) => new QueueCursor(partition, start, limits, this.#unacked),
     );
     this.#restored = logs.map(() => false);
     const { priorities, priorityRatio } = config;
-    assert(priorities === null || priorities === logs.length, "one partition per level");
+    assert(priorities === null || priorities === topicLogs.length, "one partition per level");
     this.#priority = priorities === null ? undefined : new PriorityOrder(priorities, priorityRatio);
+    if (delays !== undefined) {
+      // The floor as of now, returned once the state log holds it: segments of the due log
+      // below it are never needed again, even after a crash.
+      delays.durableDueFloor = async () => {
+        const floor = this.#cursors.at(-1)!.floor;
+        if (!this.#closed) await this.#state.commit();
+        return floor;
+      };
+    }
   }
 
   /** A new queue: cursors at the start offsets, and a state log holding them, synced. */
@@ -230,8 +273,9 @@ export class Queue implements QueueStateTarget {
     host: QueueHost,
     logs: PartitionLog[],
     dir: string,
+    delays?: DelayTiers,
   ): Promise<Queue> {
-    const queue = new Queue(config, host, logs);
+    const queue = new Queue(config, host, logs, delays);
     queue.#state = await QueueStateLog.create(dir, queue, queue.#logOptions());
     queue.#start([]);
     return queue;
@@ -243,17 +287,18 @@ export class Queue implements QueueStateTarget {
     host: QueueHost,
     logs: PartitionLog[],
     dir: string,
+    delays?: DelayTiers,
   ): Promise<Queue> {
-    const queue = new Queue(config, host, logs);
+    const queue = new Queue(config, host, logs, delays);
     queue.#state = await QueueStateLog.open(dir, queue, {
       ...queue.#logOptions(),
       onCorruption: (error) => host.warn(`queue '${config.name}': ${error.message}`),
     });
-    for (let partition = 0; partition < logs.length; partition++) {
+    for (let partition = 0; partition < queue.partitionCount; partition++) {
       if (queue.#restored[partition]) continue;
       host.warn(
         `queue '${config.name}': the snapshot of partition ${partition} was lost to damage; ` +
-          `it restarts at its start offset ${config.startOffsets[partition]} (records are ` +
+          `it restarts at its start offset ${config.startOffsets[partition] ?? 0} (records are ` +
           "delivered again, none is lost)",
       );
     }
@@ -359,6 +404,8 @@ export class Queue implements QueueStateTarget {
       cursor.replayDone(first, count, ARCHIVED);
       if (kind === DELTA_DEAD_LETTER) this.#counters.deadLettered += count;
       else this.#counters.discarded += count;
+    } else if (kind === DELTA_DELAYED) {
+      cursor.replayDone(first, count, ARCHIVED);
     } else if (kind === DELTA_EXPIRED) {
       this.#counters.expired += count;
     } else if (kind === DELTA_MAXLEN) {
@@ -463,18 +510,30 @@ export class Queue implements QueueStateTarget {
     // A backlog of deltas means the disk is behind: acquire nothing until it catches up.
     if (records <= 0 || this.#state.backlogged) return result;
     const budget: FetchBudget = { records, bytes: maxBytes, batches: 0 };
-    const order = this.#priority?.order(this.#cursors, this.#logs);
+    const order = this.#priorityOrder();
     for (let i = 0; i < this.partitionCount && budget.records > 0; i++) {
       if (budget.batches > 0 && budget.bytes <= 0) break;
       const partition = order?.[i] ?? (this.#rotation + i) % this.partitionCount;
       const before = budget.records;
       const fetched = this.#fetchPartition(partition, slot, nowMs, budget);
       if (fetched !== undefined) result.partitions.push(fetched);
-      this.#priority?.served(partition, before - budget.records);
+      if (partition < this.config.startOffsets.length) {
+        this.#priority?.served(partition, before - budget.records);
+      }
     }
     this.#rotation = (this.#rotation + 1) % this.partitionCount;
     if (result.partitions.length > 0) this.#host.scheduleSweep(nowMs + this.config.lockMs);
     return result;
+  }
+
+  /**
+   * A priority queue's fetch order: its levels (the topic's partitions) highest first, then
+   * the due partition of its delay tiers, if any (a delayed record's level is not kept there).
+   */
+  #priorityOrder(): number[] | undefined {
+    const order = this.#priority?.order(this.#cursors, this.#logs);
+    if (order !== undefined && this.#delays !== undefined) order.push(this.partitionCount - 1);
+    return order;
   }
 
   #fetchPartition(
@@ -490,8 +549,15 @@ export class Queue implements QueueStateTarget {
     const ranges: AcquiredRange[] = [];
     const expiry = new ExpiryReader(log, nowMs, this.#ttl);
     const expiredRuns: OffsetRun[] = [];
+    const held = this.#dueReader(partition, nowMs);
     const admit = (offset: number): boolean | "skipped" => {
       try {
+        // A record given back is normally due already; one that a crash put back before its
+        // delayed copy was marked (DELAYED) is held again, never delivered early.
+        if (held !== undefined && DueReader.notDueAt(held.due, offset)) {
+          cursor.expireReadyHead(offset, held.runs);
+          return "skipped";
+        }
         if (expiry.expired(offset)) {
           cursor.expireReadyHead(offset, expiredRuns);
           return "skipped";
@@ -508,7 +574,7 @@ export class Queue implements QueueStateTarget {
       // An expired batch at `next` stops the new records a round takes; the next round takes
       // it into the window (expired records out, live ones ready) and goes on after it.
       for (let round = 0; round < TTL_ROUNDS_MAX && budget.records > 0; round++) {
-        this.#expireNew(cursor, log, expiry, expiredRuns);
+        this.#expireNew(cursor, log, expiry, expiredRuns, held);
         // Records given back come first, oldest first, while their batches fit the bytes.
         budget.records -= cursor.acquireReady(
           { budget: budget.records, owner: slot, nowMs },
@@ -516,7 +582,7 @@ export class Queue implements QueueStateTarget {
           ranges,
         );
         if (budget.records <= 0) break;
-        const fetch = { slot, nowMs, budget, views, ranges, expiry };
+        const fetch = { slot, nowMs, budget, views, ranges, expiry, due: held?.due };
         if (!this.#fetchNew(cursor, log, fetch) || cursor.readyHead() !== undefined) break;
       }
     } catch (error) {
@@ -525,13 +591,18 @@ export class Queue implements QueueStateTarget {
       this.#host.warn(`queue '${this.config.name}' partition ${partition}: ${String(error)}`);
     }
     this.#deadLetterLater(partition, expiredRuns, "expired");
+    if (held !== undefined) this.#holdLater(partition, held.runs);
     if (ranges.length === 0) return undefined;
-    for (const range of ranges) {
+    const acquired =
+      this.#delays !== undefined && partition === this.partitionCount - 1
+        ? carryDeliveries(cursor, views.views(), ranges)
+        : ranges;
+    for (const range of acquired) {
       const count = range.last - range.first + 1;
       this.#state.add(DELTA_ACQUIRE, partition, range.first, count, range.deliveries);
       this.#counters.delivered += count;
     }
-    return { partition, views: views.views(), ranges };
+    return { partition, views: views.views(), ranges: acquired };
   }
 
   /** Acquires new records from `next`; true when an expired record stopped it. */
@@ -545,6 +616,7 @@ export class Queue implements QueueStateTarget {
       views: BatchViews;
       ranges: AcquiredRange[];
       expiry: ExpiryReader;
+      due: DueReader | undefined;
     },
   ): boolean {
     const { budget } = fetch;
@@ -560,7 +632,7 @@ export class Queue implements QueueStateTarget {
       const guessBytes = Math.ceil((lastWanted - covered) * this.#recordBytes * 1.25);
       const read = this.#readNew(cursor, log, covered + 1, Math.min(guessBytes, budget.bytes));
       if (read === undefined) break;
-      const live = liveEnd(read, covered + 1, lastWanted, fetch.expiry);
+      const live = liveEnd(read, covered + 1, lastWanted, fetch);
       if (live < lastWanted) stopped = true;
       lastWanted = live;
       if (lastWanted <= covered) break;
@@ -585,21 +657,40 @@ export class Queue implements QueueStateTarget {
    * expired records go to dead-lettering (added to `runs`), their live ones wait in the FIFO.
    * Stops at the first batch whose records from `next` on are all live, or at damage.
    */
-  #expireNew(cursor: QueueCursor, log: PartitionLog, expiry: ExpiryReader, runs: OffsetRun[]) {
+  #expireNew(
+    cursor: QueueCursor,
+    log: PartitionLog,
+    expiry: ExpiryReader,
+    runs: OffsetRun[],
+    held?: Held,
+  ) {
     for (let reads = 0; reads < NEW_READS_MAX; reads++) {
       const end = Math.min(log.highWatermark, cursor.next + cursor.room);
       if (cursor.next >= end || cursor.next < log.logStartOffset) return;
       let batch: JudgedBatch;
+      let hold: HeldBatch | undefined;
       try {
         batch = expiry.batchAt(cursor.next);
+        hold = held?.due.batchAt(cursor.next);
       } catch (error) {
         // Damage at `next` is skipped by the fetch's read (#skipDamage), not here.
         if (isSluiceError(error, "CORRUPT_BATCH")) return;
         throw error;
       }
-      if (firstExpired(batch, cursor.next) === undefined) return;
+      const notDue = hold === undefined ? undefined : DueReader.firstNotDue(hold, cursor.next);
+      if (firstExpired(batch, cursor.next) === undefined && notDue === undefined) return;
       const take = Math.min(end, batch.last + 1) - cursor.next;
-      cursor.takeNew(take, (offset) => isExpired(batch.expiry, offset - batch.base), runs);
+      // A record not due yet waits in the delay tiers (its TTL is judged when it is due).
+      const waits = (offset: number) => hold?.notDue?.has(offset) === true;
+      const out: OffsetRun[] = [];
+      const leaves = (offset: number) =>
+        waits(offset) || isExpired(batch.expiry, offset - batch.base);
+      cursor.takeNew(take, leaves, out);
+      for (const { first, last } of out) {
+        for (let offset = first; offset <= last; offset++) {
+          addToRuns(waits(offset) ? held!.runs : runs, offset);
+        }
+      }
     }
   }
 
@@ -694,12 +785,28 @@ export class Queue implements QueueStateTarget {
         nowMs,
       );
       if (refused !== undefined) throw refused;
+      if (range.delayMs > 0 && this.#delays === undefined) {
+        throw new SluiceError(
+          "INVALID_CONFIG",
+          `Queue '${this.config.name}' was declared before delayed delivery existed: a release ` +
+            `with delayMs ${range.delayMs} needs a queue declared again`,
+          { queue: this.config.name, delayMs: range.delayMs },
+        );
+      }
     }
     const waits: Promise<void>[] = [];
+    const delayed: DelayedRuns[] = [];
     let freed = false;
-    for (const { partition, first, last, type } of ranges) {
+    for (const { partition, first, last, type, delayMs } of ranges) {
       const cursor = this.#cursors[partition]!;
       const count = last - first + 1;
+      if (
+        type === "release" &&
+        this.#delayRelease(partition, { first, last }, { delayMs, nowMs }, delayed)
+      ) {
+        freed = true;
+        continue;
+      }
       if (type === "accept") {
         cursor.accept(first, last);
         this.#state.add(DELTA_ACCEPT, partition, first, count);
@@ -719,8 +826,123 @@ export class Queue implements QueueStateTarget {
       freed ||= type !== "renew";
     }
     if (freed) this.#notify();
+    // One write of delayed copies for the whole request, so they reach the logs in due order.
+    if (delayed.length > 0) {
+      waits.push(this.#trackJob(this.#runDelay(delayed, { memberId, slot })));
+    }
     waits.push(this.#state.commit());
     await Promise.all(waits);
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Delayed release (queue_delay.ts).
+
+  /**
+   * A release that waits (its own delayMs, or the queue's retry backoff): the records leave
+   * circulation, copies go to the delay tiers, and once those are durable the originals are
+   * done (DELAYED). Records at the delivery limit are dead-lettered instead, as a plain release
+   * does. False when the release does not wait (it is then a plain release).
+   */
+  #delayRelease(
+    partition: number,
+    run: OffsetRun,
+    { delayMs, nowMs }: { delayMs: number; nowMs: number },
+    delayed: DelayedRuns[],
+  ): boolean {
+    const retry = this.config.retry;
+    if (this.#delays === undefined || (delayMs === 0 && retry === null)) return false;
+    const cursor = this.#cursors[partition]!;
+    const limitReached: OffsetRun[] = [];
+    const waiting: OffsetRun[] = [];
+    for (let offset = run.first; offset <= run.last; offset++) {
+      const atLimit = cursor.deliveriesAt(offset) >= this.config.deliveryLimit;
+      addToRuns(atLimit ? limitReached : waiting, offset);
+    }
+    // Both leave circulation (marked as being dead-lettered) until their copies are written.
+    cursor.reject(run.first, run.last);
+    this.#deadLetterLater(partition, limitReached);
+    if (waiting.length === 0) return true;
+    const dueOf = (deliveries: number) =>
+      nowMs + (delayMs > 0 || retry === null ? delayMs : retryDelayMs(retry, deliveries));
+    delayed.push({ partition, runs: waiting, dueOf });
+    return true;
+  }
+
+  #trackJob(job: Promise<void>): Promise<void> {
+    const forget = () => this.#jobs.delete(job);
+    this.#jobs.add(job);
+    job.then(forget, forget);
+    return job;
+  }
+
+  /** Writes the delayed copies of one ack request, then marks the originals done. */
+  async #runDelay(delayed: DelayedRuns[], holder: Holder | undefined): Promise<void> {
+    try {
+      const entries: DelayEntry[] = [];
+      const byPartition = new Map<number, (OffsetRun & { dueOf: DelayedRuns["dueOf"] })[]>();
+      for (const { partition, runs, dueOf } of delayed) {
+        const list = byPartition.get(partition) ?? [];
+        for (const run of runs) list.push({ ...run, dueOf });
+        byPartition.set(partition, list);
+      }
+      for (const [partition, runs] of byPartition) {
+        runs.sort((a, b) => a.first - b.first);
+        const cursor = this.#cursors[partition]!;
+        // One read over the runs' span: each batch is decoded once, however many runs it holds.
+        const span = { first: runs[0]!.first, last: runs.at(-1)!.last };
+        let r = 0;
+        for (const record of readRecords(this.#logs[partition]!, span)) {
+          while (r < runs.length && runs[r]!.last < record.offset) r++;
+          const run = runs[r];
+          if (run === undefined || record.offset < run.first) continue;
+          const deliveries = cursor.deliveriesAt(record.offset);
+          entries.push({ record, dueMs: run.dueOf(deliveries, record), deliveries });
+        }
+      }
+      await this.#delays!.add(entries);
+    } catch (error) {
+      // Not written: released records go back to their holder (or become available), as a
+      // failed reject does; records published with a due time stay out of circulation (they
+      // are not due) and are tried again.
+      for (const { partition, runs } of delayed) {
+        if (holder === undefined) this.#retryLater(this.#retryHeld, partition, runs);
+        else this.#revertDeadLetter(this.#cursors[partition]!, runs, holder);
+      }
+      throw error;
+    }
+    for (const { partition, runs } of delayed) {
+      for (const { first, last } of runs) {
+        this.#cursors[partition]!.finishDeadLetter(first, last);
+        this.#state.add(DELTA_DELAYED, partition, first, last - first + 1);
+      }
+    }
+    this.#notify();
+    await this.#state.commit();
+  }
+
+  /** A reader of published due times for a topic partition (none for the due partition). */
+  #dueReader(partition: number, nowMs: number): Held | undefined {
+    if (this.#delays === undefined || partition === this.partitionCount - 1) return undefined;
+    return { due: new DueReader(this.#logs[partition]!, nowMs), runs: [] };
+  }
+
+  /** Records published with a due time that is not here yet go to the delay tiers. */
+  #holdLater(partition: number, runs: OffsetRun[]): void {
+    if (runs.length === 0) return;
+    const nowMs = this.#host.now();
+    const dueOf = (_: number, record: LogRecord) => publishedDueMs(record) ?? nowMs;
+    this.#trackJob(this.#runDelay([{ partition, runs, dueOf }], undefined)).catch((error) => {
+      this.#host.warn(
+        `queue '${this.config.name}': records of partition ${partition} published with a ` +
+          `due time were not written to the delay tiers (${String(error)}); retrying in ` +
+          `${DEAD_LETTER_RETRY_MS} ms`,
+      );
+    });
+  }
+
+  /** The delay tiers, for tools and tests (undefined on a queue declared before them). */
+  get delays(): DelayTiers | undefined {
+    return this.#delays;
   }
 
   // -------------------------------------------------------------------------------------------
@@ -738,8 +960,11 @@ export class Queue implements QueueStateTarget {
     if (nowMs >= this.#retryAtMs) {
       const retry = this.#retry;
       const retryExpired = this.#retryExpired;
+      const retryHeld = this.#retryHeld;
       this.#retry = new Map();
       this.#retryExpired = new Map();
+      this.#retryHeld = new Map();
+      for (const [partition, runs] of retryHeld) this.#holdLater(partition, runs);
       this.#retryAtMs = Number.POSITIVE_INFINITY;
       for (const [partition, runs] of retry) this.#deadLetterLater(partition, runs);
       for (const [partition, runs] of retryExpired) {
@@ -766,6 +991,7 @@ export class Queue implements QueueStateTarget {
     for (const cursor of this.#cursors) {
       const log = this.#logs[cursor.partition]!;
       const runs: OffsetRun[] = [];
+      let held: Held | undefined;
       try {
         this.#followRetention(cursor, log);
         const expiry = new ExpiryReader(log, nowMs, this.#ttl);
@@ -773,11 +999,13 @@ export class Queue implements QueueStateTarget {
           if (!expiry.expired(head)) break;
           cursor.expireReadyHead(head, runs);
         }
-        this.#expireNew(cursor, log, expiry, runs);
+        held = this.#dueReader(cursor.partition, nowMs);
+        this.#expireNew(cursor, log, expiry, runs, held);
       } catch (error) {
         // Damage is skipped or reported by the fetch that meets it; the check tries again.
         if (!isSluiceError(error, "CORRUPT_BATCH")) throw error;
       }
+      if (held !== undefined) this.#holdLater(cursor.partition, held.runs);
       for (const run of runs) expired += run.last - run.first + 1;
       this.#deadLetterLater(cursor.partition, runs, "expired");
     }
@@ -1011,6 +1239,7 @@ export class Queue implements QueueStateTarget {
       acquired: partitions.reduce((sum, p) => sum + p.acquired, 0),
       deadLettering,
       ...this.#counters,
+      delayed: this.#delays?.waiting ?? 0,
       activeMember: this.config.singleActiveConsumer ? activeMember(this.#members) : null,
       oldestReadyAgeMs: this.#oldestReadyAgeMs(nowMs),
       memoryBytes,
@@ -1085,7 +1314,11 @@ export class Queue implements QueueStateTarget {
     this.#listeners.clear();
     for (const unsubscribe of this.#unsubscribe) unsubscribe();
     await Promise.allSettled([...this.#jobs]);
-    await this.#state.close();
+    try {
+      await this.#state.close();
+    } finally {
+      await this.#delays?.close();
+    }
   }
 }
 
@@ -1103,13 +1336,23 @@ function firstExpired(batch: JudgedBatch, from: number): number | undefined {
  * The last offset of [from, lastWanted] before the first batch of `read` that holds an
  * expired record at or after `from` (from - 1 when that batch holds `from`).
  */
-function liveEnd(read: ReadResult, from: number, lastWanted: number, expiry: ExpiryReader) {
+function liveEnd(
+  read: ReadResult,
+  from: number,
+  lastWanted: number,
+  judges: { expiry: ExpiryReader; due: DueReader | undefined },
+) {
   for (const view of read.views) {
     for (let at = 0; at < view.length; ) {
       const size = batchSizeAt(view, at);
-      const batch = expiry.judge(view.subarray(at, at + size));
+      const bytes = view.subarray(at, at + size);
+      const batch = judges.expiry.judge(bytes);
       if (batch.base > lastWanted) return lastWanted;
       if (firstExpired(batch, from) !== undefined) return Math.max(batch.base, from) - 1;
+      const hold = judges.due?.judge(bytes);
+      if (hold !== undefined && DueReader.firstNotDue(hold, from) !== undefined) {
+        return Math.max(batch.base, from) - 1;
+      }
       at += size;
     }
   }

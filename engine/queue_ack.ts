@@ -12,6 +12,7 @@
 // the cursor (INVALID_RECORD_STATE, LOCK_EXPIRED).
 
 import { SluiceError } from "../record/mod.ts";
+import { DELAY_MS_MAX } from "./queue_delay.ts";
 
 export type QueueAckType = "accept" | "release" | "reject" | "renew";
 
@@ -20,7 +21,10 @@ export type QueueAck = {
   first: number;
   last: number;
   type: QueueAckType;
-  /** Release after a delay: not built yet, so only 0 (or absent) is accepted. */
+  /**
+   * Release only: the record is available again no sooner than this many ms from now (1 to
+   * DELAY_MS_MAX, one year); 0 or absent: at once (or after the queue's retry backoff).
+   */
   delayMs?: number;
 };
 
@@ -61,15 +65,19 @@ function checkOne(entry: unknown, index: number, where: { queue: string; partiti
   const to = offsetField(`ack ${index}: last`, last);
   if (to < from) throw new RangeError(`ack ${index}: last ${to} is below first ${from}`);
   if (delayMs !== undefined && delayMs !== 0) {
-    if (type !== "release" || typeof delayMs !== "number" || !(delayMs > 0)) {
+    if (type !== "release") {
       throw new RangeError(`ack ${index}: delayMs ${String(delayMs)} is allowed only on release`);
     }
-    throw new RangeError(
-      `ack ${index}: release with delayMs ${delayMs} is not built yet (delayed release is ` +
-        "planned); release with delayMs 0 or none",
-    );
+    const integer = typeof delayMs === "number" && Number.isSafeInteger(delayMs);
+    if (!integer || delayMs < 0 || delayMs > DELAY_MS_MAX) {
+      throw new RangeError(
+        `ack ${index}: delayMs ${String(delayMs)} must be an integer in [0, ${DELAY_MS_MAX}] ` +
+          "(one year)",
+      );
+    }
   }
-  return { partition, first: from, last: to, type: type as QueueAckType };
+  const delay = typeof delayMs === "number" ? delayMs : 0;
+  return { partition, first: from, last: to, type: type as QueueAckType, delayMs: delay };
 }
 
 /**
@@ -79,7 +87,7 @@ function checkOne(entry: unknown, index: number, where: { queue: string; partiti
 export function checkAcks(
   acks: unknown,
   where: { queue: string; partitions: number },
-): Required<Omit<QueueAck, "delayMs">>[] {
+): Required<QueueAck>[] {
   if (!Array.isArray(acks)) throw new TypeError("acks must be an array");
   if (acks.length > ACK_RANGES_MAX) {
     throw new RangeError(`${acks.length} ack ranges exceed ACK_RANGES_MAX ${ACK_RANGES_MAX}`);

@@ -13,6 +13,10 @@ import { WINDOW_RECORDS_MAX } from "./queue_cursor.ts";
 import { MAX_LENGTH_MAX, type QueueOverflow } from "./queue_maxlen.ts";
 import { PRIORITIES_MAX, PRIORITIES_MIN, PRIORITY_RATIO_MAX } from "./queue_priority.ts";
 import { MESSAGE_TTL_MS_MAX } from "./queue_ttl.ts";
+import { DELAY_MS_MAX, type RetryBackoff } from "./queue_delay.ts";
+
+/** The largest retry backoff factor. */
+export const RETRY_FACTOR_MAX = 100;
 
 /** Where a new queue starts reading its topic. */
 export type QueueStart = "end" | "beginning";
@@ -65,6 +69,12 @@ export type QueueOptions = {
   priorities?: number | null;
   /** With priorities: records from higher levels in a row before a waiting lower level. */
   priorityRatio?: number | null;
+  /**
+   * Retries with backoff: a release without its own delayMs makes the record available again
+   * only after minMs · factor^(deliveries - 1), capped at maxMs (queue_delay.ts). Null or
+   * absent (default): a release makes it available at once.
+   */
+  retry?: RetryBackoff | null;
 };
 
 /** Whether a queue reads its records' `sluice-ttl-ms` header. */
@@ -88,6 +98,12 @@ export type QueueConfig = {
   readonly singleActiveConsumer: boolean;
   readonly priorities: number | null;
   readonly priorityRatio: number | null;
+  readonly retry: RetryBackoff | null;
+  /**
+   * The queue has delay tiers and a due partition (queue_delay.ts): true for queues declared
+   * since delayed delivery exists; older ones refuse delayed releases.
+   */
+  readonly delays: boolean;
   /** The first offset the queue delivers, per partition: fixed at the declare. */
   readonly startOffsets: readonly number[];
   readonly createdMs: number;
@@ -153,7 +169,7 @@ function oneOf<T extends string>(name: string, field: string, value: unknown, al
 export function resolveQueueOptions(
   name: string,
   options: QueueOptions,
-): Omit<QueueConfig, "startOffsets" | "createdMs"> {
+): Omit<QueueConfig, "startOffsets" | "createdMs" | "delays"> {
   if (typeof options !== "object" || options === null) {
     throw new TypeError(`Queue '${name}': options must be an object`);
   }
@@ -209,6 +225,7 @@ export function resolveQueueOptions(
       options.singleActiveConsumer ?? false,
     ),
     ...resolvePriorities(name, options),
+    retry: resolveRetry(name, options.retry),
   };
 }
 
@@ -233,10 +250,23 @@ function booleanOf(name: string, field: string, value: unknown): boolean {
   return value;
 }
 
+function resolveRetry(name: string, retry: unknown): RetryBackoff | null {
+  if (retry === undefined || retry === null) return null;
+  if (typeof retry !== "object") throw configError(name, "retry", retry, "must be an object");
+  const { minMs, maxMs, factor } = retry as Record<string, unknown>;
+  const min = integerIn(name, "retry.minMs", minMs, 1, DELAY_MS_MAX);
+  const max = integerIn(name, "retry.maxMs", maxMs ?? min, min, DELAY_MS_MAX);
+  const grow = factor ?? 2;
+  if (typeof grow !== "number" || !(grow >= 1 && grow <= RETRY_FACTOR_MAX)) {
+    throw configError(name, "retry.factor", grow, `must be a number in [1, ${RETRY_FACTOR_MAX}]`);
+  }
+  return { minMs: min, maxMs: max, factor: grow };
+}
+
 /** The fields a redeclare must match; the name of the first that differs, or undefined. */
 export function differingField(
   existing: QueueConfig,
-  wanted: Omit<QueueConfig, "startOffsets" | "createdMs">,
+  wanted: Omit<QueueConfig, "startOffsets" | "createdMs" | "delays">,
 ): keyof QueueConfig | undefined {
   const fields = [
     "topic",
@@ -254,8 +284,9 @@ export function differingField(
     "singleActiveConsumer",
     "priorities",
     "priorityRatio",
+    "retry",
   ] as const;
-  return fields.find((field) => existing[field] !== wanted[field]);
+  return fields.find((field) => JSON.stringify(existing[field]) !== JSON.stringify(wanted[field]));
 }
 
 /** The metadata file's text. */
@@ -276,5 +307,13 @@ export function parseQueueConfig(text: string): QueueConfig {
     integerIn(name, "startOffsets[]", offset, 0, Number.MAX_SAFE_INTEGER),
   );
   const createdMs = typeof raw["createdMs"] === "number" ? raw["createdMs"] : 0;
-  return Object.freeze({ ...resolved, startOffsets: Object.freeze(startOffsets), createdMs });
+  // Queues declared before delayed delivery have no delay tiers: their state holds no due
+  // partition.
+  const delays = raw["delays"] === true;
+  return Object.freeze({
+    ...resolved,
+    delays,
+    startOffsets: Object.freeze(startOffsets),
+    createdMs,
+  });
 }

@@ -437,6 +437,17 @@ export class QueueCursor {
     }
   }
 
+  /**
+   * Raises the delivery count of an acquired record to `deliveries` (capped at the limit): a
+   * delayed copy carries the count its original had (queue_delay.ts).
+   */
+  carryDeliveries(offset: number, deliveries: number): void {
+    const slot = offset & this.#mask;
+    assert(this.#state[slot] === ACQUIRED, "a carried count is set on an acquired record");
+    const carried = Math.min(deliveries, this.#limits.deliveryLimit);
+    if (carried > this.#deliveries[slot]!) this.#deliveries[slot] = carried;
+  }
+
   /** Acquires the `count` new offsets from `next` for `owner`; the window must have room. */
   acquireNew(count: number, owner: number, nowMs: number): AcquiredRange {
     assert(count >= 1 && count <= this.room, "new acquisitions fit the window");

@@ -42,6 +42,8 @@
 //                                  8 MAXLEN      counts only: `count` records of the
 //                                                DEAD_LETTER or DISCARD before it were
 //                                                dropped from the head by max length
+//                                  9 DELAYED     records copied into the queue's delay
+//                                                tiers (queue_delay.ts): done here
 //              1  deliveries  u8
 //              2  partition   u32
 //              6  first       i64
@@ -97,6 +99,7 @@ export const DELTA_FLOOR = 5;
 export const DELTA_TRUNCATE = 6;
 export const DELTA_EXPIRED = 7;
 export const DELTA_MAXLEN = 8;
+export const DELTA_DELAYED = 9;
 
 export type QueueCounters = {
   /** Acquisitions: each delivery of a record counts once. */
@@ -396,7 +399,7 @@ function applyDeltas(body: Uint8Array, view: DataView, target: QueueStateTarget)
   for (let at = 4; at < body.length; at += DELTA_ENTRY_BYTES) {
     const kind = body[at]!;
     const first = readInt64(body, at + 6);
-    if (kind < DELTA_ACQUIRE || kind > DELTA_MAXLEN || !isOffset(first)) return false;
+    if (kind < DELTA_ACQUIRE || kind > DELTA_DELAYED || !isOffset(first)) return false;
     const records = view.getUint32(at + 14);
     if (!target.checkDelta(kind, view.getUint32(at + 2), first, records)) return false;
   }

@@ -28,6 +28,7 @@ import {
   validateQueueName,
 } from "./queue_config.ts";
 import type { QueueFetchOptions } from "./queue_fetch.ts";
+import { DelayTiers } from "./queue_delay.ts";
 import { Queue, type QueueFetchResult, type QueueHost, type QueueStats } from "./queue.ts";
 import { SYNCS_IN_FLIGHT_MAX } from "./queue_state_log.ts";
 
@@ -178,12 +179,29 @@ export class Queues {
       );
     }
     const dir = this.#stateDir(config.name);
-    if (fs.existsSync(dir)) return Queue.open(config, this.#host, logs, dir);
-    this.#options.warn(
-      `queue '${config.name}' has no state directory; it restarts at its start offsets ` +
-        "(records are delivered again, none is lost)",
-    );
-    return Queue.create(config, this.#host, logs, dir);
+    const existed = fs.existsSync(dir);
+    const delays = config.delays ? await this.#openDelays(config, dir) : undefined;
+    try {
+      if (existed) return await Queue.open(config, this.#host, logs, dir, delays);
+      this.#options.warn(
+        `queue '${config.name}' has no state directory; it restarts at its start offsets ` +
+          "(records are delivered again, none is lost)",
+      );
+      return await Queue.create(config, this.#host, logs, dir, delays);
+    } catch (error) {
+      await delays?.close().catch(() => {});
+      throw error;
+    }
+  }
+
+  /** The delay tiers and due log of a queue (queue_delay.ts), in its state directory. */
+  #openDelays(config: QueueConfig, dir: string): Promise<DelayTiers> {
+    return DelayTiers.open(dir, {
+      io: this.#options.io,
+      now: this.#options.now,
+      warn: (message) => this.#options.warn(`queue '${config.name}': ${message}`),
+      fsync: config.fsync === "always",
+    });
   }
 
   #checkOpen(): void {
@@ -248,6 +266,7 @@ export class Queues {
     if (wanted.deadLetterTopic !== null) await this.#deadLetterLogs(wanted.deadLetterTopic);
     const config: QueueConfig = Object.freeze({
       ...wanted,
+      delays: true,
       startOffsets: Object.freeze(
         logs.map((log) => (wanted.from === "beginning" ? log.logStartOffset : log.highWatermark)),
       ),
@@ -255,7 +274,15 @@ export class Queues {
     });
     const dir = this.#stateDir(name);
     fs.rmSync(dir, { recursive: true, force: true });
-    const queue = await Queue.create(config, this.#host, logs, dir);
+    const delays = await this.#openDelays(config, dir);
+    let queue: Queue;
+    try {
+      queue = await Queue.create(config, this.#host, logs, dir, delays);
+    } catch (error) {
+      await delays.close().catch(() => {});
+      fs.rmSync(dir, { recursive: true, force: true });
+      throw error;
+    }
     try {
       // The state directory's entry is made durable before the metadata that names the queue.
       this.#options.io.syncDirectory(this.#stateRoot);

@@ -1,7 +1,7 @@
 // Jepsen's total-queue checker, for sluice's queues over TCP, under SIGKILL.
 //
 //   bun scripts/queue_crash.ts --cycles N [--seed S] [--release-rate R] [--reject-rate R]
-//                              [--priorities] [--keep]
+//                              [--delay-ms-max D] [--priorities] [--keep]
 //   (npm run test:queue-crash -- --cycles N)
 //   deno run -A scripts/queue_crash.ts --cycles N
 //
@@ -9,7 +9,10 @@
 // SIGKILLed at random moments and restarted on the same port, N times. All along, producers
 // publish unique values with acks "all", and QueueConsumers accept what they receive (they
 // release a few first, 3% by default, so that redeliveries happen; with --reject-rate they
-// also reject some, whose dead letters then count as dequeued). At
+// also reject some, whose dead letters then count as dequeued; with --delay-ms-max D every
+// release waits a delay uniform in [1, D] ms and one value in four is published with a
+// `sluice-delay-ms` header uniform in [0, D], so records sit in the delay tiers across the
+// kills, and the drain waits for the tiers to empty too). At
 // the end the producers stop, the queue is drained, the dead-letter topic read, and the history
 // judged as Jepsen's total-queue checker does:
 //
@@ -70,6 +73,8 @@ export type QueueCrashOptions = {
   rejectRate?: number;
   /** Declare the queue with one priority level per partition (engine/queue_priority.ts). */
   priorities?: boolean;
+  /** Delays switched on: releases and a quarter of the publishes wait up to this many ms. */
+  delayMsMax?: number;
   /** Keep the data directory (its path is printed). */
   keep?: boolean;
   log?: (line: string) => void;
@@ -260,12 +265,16 @@ class Workload {
   #stopProducing = false;
   #stopConsuming = false;
   #random: () => number;
-  #rates: { release: number; reject: number };
+  #rates: { release: number; reject: number; delayMsMax: number };
   #producers: Producer[] = [];
   #consumers: QueueConsumer[] = [];
   #running: Promise<void>[] = [];
 
-  constructor(port: number, random: () => number, rates: { release: number; reject: number }) {
+  constructor(
+    port: number,
+    random: () => number,
+    rates: { release: number; reject: number; delayMsMax: number },
+  ) {
     this.#random = random;
     this.#rates = rates;
     const retry = { retryBackoffMs: 10, retryBackoffMsMax: 100, connectTimeoutMs: 2_000 };
@@ -299,7 +308,11 @@ class Workload {
       }
       const value = `p${id}-${seq++}`;
       this.history.attempted.add(value);
-      const sent: Promise<void> = producer.send({ topic: TOPIC, value }).then(
+      const delayMsMax = this.#rates.delayMsMax;
+      const delayed = delayMsMax > 0 && seq % 4 === 0;
+      const delayMs = Math.floor(this.#random() * (delayMsMax + 1));
+      const headers: Record<string, string> = delayed ? { "sluice-delay-ms": String(delayMs) } : {};
+      const sent: Promise<void> = producer.send({ topic: TOPIC, value, headers }).then(
         () => {
           this.history.confirmed.add(value);
         },
@@ -330,7 +343,9 @@ class Workload {
     if (message.redelivered) this.history.redelivered++;
     const draw = this.#random();
     if (draw < this.#rates.release) {
-      message.release().catch(() => undefined);
+      const delayMsMax = this.#rates.delayMsMax;
+      const delayMs = delayMsMax > 0 ? 1 + Math.floor(this.#random() * delayMsMax) : 0;
+      message.release({ delayMs }).catch(() => undefined);
       return;
     }
     // A reject's record is found in the dead-letter topic at the end, if it got there.
@@ -405,10 +420,11 @@ async function drain(port: number, workload: Workload): Promise<void> {
   try {
     for (;;) {
       const [queue] = await admin.listQueues([QUEUE]);
-      const { ready, acquired, deadLettering } = queue!.stats;
-      if (ready + acquired + deadLettering === 0 && workload.pendingAnswers === 0) return;
+      const { ready, acquired, deadLettering, delayed } = queue!.stats;
+      const left = ready + acquired + deadLettering + delayed;
+      if (left === 0 && workload.pendingAnswers === 0) return;
       if (Date.now() > deadline) {
-        throw new Error(`not drained: ready ${ready}, acquired ${acquired}`);
+        throw new Error(`not drained: ready ${ready}, acquired ${acquired}, delayed ${delayed}`);
       }
       await sleep(20);
     }
@@ -451,6 +467,7 @@ export async function runQueueCrashCheck(options: QueueCrashOptions): Promise<Qu
     workload = new Workload(broker.port, random, {
       release: options.releaseRate ?? RELEASE_RATE_DEFAULT,
       reject: options.rejectRate ?? 0,
+      delayMsMax: options.delayMsMax ?? 0,
     });
     workload.start();
     for (let cycle = 1; cycle <= options.cycles; cycle++) {
@@ -493,8 +510,14 @@ if (import.meta.main) {
       priorities: { type: "boolean", default: false },
       "release-rate": { type: "string", default: String(RELEASE_RATE_DEFAULT) },
       "reject-rate": { type: "string", default: "0" },
+      "delay-ms-max": { type: "string", default: "0" },
     },
   });
+  const delayMsMax = Number(values["delay-ms-max"]);
+  if (!Number.isSafeInteger(delayMsMax) || delayMsMax < 0 || delayMsMax > 31_536_000_000) {
+    console.error(`queue_crash: --delay-ms-max ${values["delay-ms-max"]} is not in [0, 1 year]`);
+    process.exit(2);
+  }
   const rate = (name: "release-rate" | "reject-rate") => {
     const value = Number(values[name]);
     if (!(value >= 0 && value <= 1)) {
@@ -514,6 +537,7 @@ if (import.meta.main) {
     priorities: values.priorities,
     releaseRate: rate("release-rate"),
     rejectRate: rate("reject-rate"),
+    delayMsMax,
     log: (line) => console.error(line),
     ...(values.seed === undefined ? {} : { seed: Number(values.seed) }),
   });

@@ -28,6 +28,8 @@ export type DriverEntry = {
    * does not is skipped for such a workload, saying so, rather than measuring something else.
    */
   perMessageAck: boolean;
+  /** It delivers a message no sooner than sendAsync's `delayMs` (deliveryDelayMsMax). */
+  delayedDelivery: boolean;
   summary: string;
 };
 
@@ -38,6 +40,7 @@ export const DRIVERS: readonly DriverEntry[] = [
     peer: false,
     inProcess: true,
     perMessageAck: true,
+    delayedDelivery: true,
     summary: "the storage engine in-process, no network",
   },
   {
@@ -46,6 +49,7 @@ export const DRIVERS: readonly DriverEntry[] = [
     peer: false,
     inProcess: false,
     perMessageAck: true,
+    delayedDelivery: true,
     summary: "a sluice server over TCP",
   },
   {
@@ -54,6 +58,7 @@ export const DRIVERS: readonly DriverEntry[] = [
     peer: true,
     inProcess: false,
     perMessageAck: true,
+    delayedDelivery: false,
     summary: "RabbitMQ (AMQP 0-9-1)",
   },
   {
@@ -62,6 +67,7 @@ export const DRIVERS: readonly DriverEntry[] = [
     peer: true,
     inProcess: false,
     perMessageAck: false,
+    delayedDelivery: false,
     summary: "NATS JetStream",
   },
   {
@@ -70,6 +76,7 @@ export const DRIVERS: readonly DriverEntry[] = [
     peer: true,
     inProcess: false,
     perMessageAck: false,
+    delayedDelivery: false,
     summary: "Redis Streams",
   },
   {
@@ -78,6 +85,7 @@ export const DRIVERS: readonly DriverEntry[] = [
     peer: false,
     inProcess: false,
     perMessageAck: false,
+    delayedDelivery: false,
     summary: "a sluice server over Kafka's protocol, driven by kafkajs",
   },
   {
@@ -86,6 +94,7 @@ export const DRIVERS: readonly DriverEntry[] = [
     peer: true,
     inProcess: false,
     perMessageAck: false,
+    delayedDelivery: false,
     summary: "an Apache Kafka broker you run",
   },
 ];

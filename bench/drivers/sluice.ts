@@ -440,11 +440,14 @@ class TcpProducer implements BenchProducer {
     this.#topic = topic;
   }
 
-  sendAsync(key: Uint8Array | null, payload: Uint8Array): Promise<void> {
-    const record =
-      key === null
-        ? { topic: this.#topic, value: payload }
-        : { topic: this.#topic, key, value: payload };
+  sendAsync(key: Uint8Array | null, payload: Uint8Array, delayMs = 0): Promise<void> {
+    const headers = delayMs > 0 ? { "sluice-delay-ms": String(delayMs) } : undefined;
+    const record = {
+      topic: this.#topic,
+      value: payload,
+      ...(key === null ? {} : { key }),
+      ...(headers === undefined ? {} : { headers }),
+    };
     return new Promise((resolve, reject) => {
       this.#producer.send(record, (error) => (error === null ? resolve() : reject(error)));
     });

@@ -212,6 +212,8 @@ function openBatch(): OpenBatch {
  * Every record of a batch shares the batch's promise: one allocation per batch, and each
  * sendAsync still resolves exactly when its record's append is acknowledged.
  */
+const DELAY_TEXT = new TextEncoder();
+
 class EmbeddedProducer implements BenchProducer {
   #engine: Engine;
   #topic: string;
@@ -230,7 +232,7 @@ class EmbeddedProducer implements BenchProducer {
     this.#settings = settings;
   }
 
-  sendAsync(key: Uint8Array | null, payload: Uint8Array): Promise<void> {
+  sendAsync(key: Uint8Array | null, payload: Uint8Array, delayMs = 0): Promise<void> {
     const partition = this.#partitioner.partition(this.#topic, key, this.#partitionCount);
     const recordBytes = payload.length + (key?.length ?? 0) + RECORD_OVERHEAD_BYTES_MAX;
     let batch = this.#open.get(partition);
@@ -242,7 +244,12 @@ class EmbeddedProducer implements BenchProducer {
       batch = openBatch();
       this.#open.set(partition, batch);
     }
-    batch.records.push({ key, value: payload });
+    if (delayMs > 0) {
+      const headers = [{ key: "sluice-delay-ms", value: DELAY_TEXT.encode(String(delayMs)) }];
+      batch.records.push({ key, value: payload, headers });
+    } else {
+      batch.records.push({ key, value: payload });
+    }
     batch.bytes += recordBytes;
     if (!this.#lingerArmed) {
       this.#lingerArmed = true;

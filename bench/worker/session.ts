@@ -41,7 +41,10 @@ export type ConsumerSpec = {
 };
 
 /** How consumers answer: the workload's ackMode and releaseRatio. */
-export type AckPlan = Pick<Workload, "ackMode" | "releaseRatio">;
+export type AckPlan = Pick<Workload, "ackMode" | "releaseRatio"> & {
+  /** Absent from runners before delayed delivery: 0. */
+  deliveryDelayMsMax?: number;
+};
 
 /** What one worker runs: its clients, and how to pace and stamp. */
 export type ClientPlan = {
@@ -115,6 +118,7 @@ export class WorkerSession {
         ratePerSecond: 1,
         inFlightMax: this.#plan.inFlightMaxPerProducer,
         inFlightSeconds: this.#plan.inFlightSeconds,
+        deliveryDelayMsMax: this.#plan.acks?.deliveryDelayMsMax ?? 0,
         now: this.#now,
       });
     }

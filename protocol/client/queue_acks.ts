@@ -35,6 +35,8 @@ export type AckSender = (memberId: string, partitions: AckPartition[]) => Promis
 type Answer = {
   offset: number;
   type: AckType;
+  /** A release's delay (0 or absent: at once). */
+  delayMs?: number;
   resolve: () => void;
   reject: (error: Error) => void;
 };
@@ -71,7 +73,13 @@ export class AckBatcher {
     return this.#pendingCount;
   }
 
-  add(memberId: string, partition: number, offset: number, type: AckType): Promise<void> {
+  add(
+    memberId: string,
+    partition: number,
+    offset: number,
+    type: AckType,
+    delayMs = 0,
+  ): Promise<void> {
     if (this.#closed !== undefined) return Promise.reject(this.#closed);
     return new Promise((resolve, reject) => {
       let partitions = this.#pending.get(memberId);
@@ -84,7 +92,7 @@ export class AckBatcher {
         answers = [];
         partitions.set(partition, answers);
       }
-      answers.push({ offset, type, resolve, reject });
+      answers.push({ offset, type, delayMs, resolve, reject });
       this.#pendingCount++;
       if (this.#pendingCount >= this.#batchMax) {
         void this.flush();
@@ -217,12 +225,15 @@ function rejectAll(group: PartitionAnswers, error: Error): void {
   for (const answer of group.answers) answer.reject(error);
 }
 
-/** Offset-sorted answers as ranges: contiguous offsets of one type become one range. */
+/** Offset-sorted answers as ranges: contiguous offsets of one type and delay become one range. */
 export function rangesOf(answers: readonly Answer[]): AckRange[] {
   const ranges: AckRange[] = [];
-  for (const { offset, type } of answers) {
+  for (const { offset, type, delayMs } of answers) {
     const last = ranges.at(-1);
-    if (last !== undefined && last.type === type && last.last + 1 === offset) last.last = offset;
+    const delay = delayMs ?? 0;
+    const same = last !== undefined && last.type === type && (last.delayMs ?? 0) === delay;
+    if (same && last.last + 1 === offset) last.last = offset;
+    else if (delay > 0) ranges.push({ first: offset, last: offset, type, delayMs: delay });
     else ranges.push({ first: offset, last: offset, type });
   }
   return ranges;

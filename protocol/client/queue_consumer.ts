@@ -369,7 +369,8 @@ export class QueueConsumer {
     }
     this.#failures = 0;
     const messages: QueueMessage[] = [];
-    const sink = (message: QueueMessage, type: AckType) => this.#answer(message, type);
+    const sink = (message: QueueMessage, type: AckType, delayMs?: number) =>
+      this.#answer(message, type, delayMs);
     for (const p of response.partitions) {
       if (p.errorCode !== 0) continue;
       const where = { topic: member.topic, partition: p.partition, memberId: member.id };
@@ -386,9 +387,9 @@ export class QueueConsumer {
     return messages;
   }
 
-  #answer(message: QueueMessage, type: AckType): Promise<void> {
+  #answer(message: QueueMessage, type: AckType, delayMs = 0): Promise<void> {
     if (type !== "renew") this.#renewer?.forget(message);
-    return this.#acks.add(message.memberId, message.partition, message.offset, type);
+    return this.#acks.add(message.memberId, message.partition, message.offset, type, delayMs);
   }
 
   #waitForChange(timeoutMs: number): Promise<void> {

@@ -20,7 +20,10 @@ import type { AckType } from "../codec/queue_ack.ts";
 import type { AcquiredRange } from "../codec/queue_fetch.ts";
 import { wholeBatchRuns } from "./consumer_fetch.ts";
 
-export type AnswerSink = (message: QueueMessage, type: AckType) => Promise<void>;
+export type AnswerSink = (message: QueueMessage, type: AckType, delayMs?: number) => Promise<void>;
+
+/** The longest delay a release may ask for: one year, in milliseconds. */
+export const RELEASE_DELAY_MS_MAX = 31_536_000_000;
 
 /** A message's fields, as its constructor takes them. */
 export type MessageFields = {
@@ -75,9 +78,23 @@ export class QueueMessage {
     return this.#finish("accept");
   }
 
-  /** Give it back now, to any member (or to the dead-letter topic at the delivery limit). */
-  release(): Promise<void> {
-    return this.#finish("release");
+  /**
+   * Give it back, to any member (or to the dead-letter topic at the delivery limit): now, or
+   * with `delayMs` (1 ms to one year) no sooner than that long after the broker applies it.
+   * Either way it counts as a delivery. A bad delayMs is a RangeError naming it, and the
+   * message stays unanswered.
+   */
+  release(options: { delayMs?: number } = {}): Promise<void> {
+    const delayMs = options.delayMs ?? 0;
+    const fits = Number.isSafeInteger(delayMs) && delayMs >= 0;
+    if (!fits || delayMs > RELEASE_DELAY_MS_MAX) {
+      return Promise.reject(
+        new RangeError(
+          `release delayMs ${String(delayMs)} must be an integer in [0, ${RELEASE_DELAY_MS_MAX}]`,
+        ),
+      );
+    }
+    return this.#finish("release", delayMs);
   }
 
   /** Poison: dead-letter it (or discard it when the queue has no dead-letter topic). */
@@ -93,10 +110,10 @@ export class QueueMessage {
     return sent;
   }
 
-  #finish(type: AckType): Promise<void> {
+  #finish(type: AckType, delayMs = 0): Promise<void> {
     if (this.#answered !== undefined) return Promise.reject(this.#already());
     this.#answered = type;
-    return this.#after(() => this.#sink(this, type));
+    return this.#after(() => this.#sink(this, type, delayMs));
   }
 
   /** A record is in at most one range of a request: an answer waits for the renew before it. */

@@ -2,12 +2,15 @@
 //
 //   QueueAckRequest  = queue:string member_id:string
 //                      partitions:[ partition:u32
-//                                   ranges:[ first_offset:i64 last_offset:i64 type:u8 ] ]
+//                                   ranges:[ first_offset:i64 last_offset:i64 type:u8
+//                                            [delay_ms:i64 when type = 5] ] ]
 //   QueueAckResponse = error_code:i16 error_message:nullable_string
 //                      partitions:[ partition:u32 error_code:i16 error_message:nullable_string ]
 //
 //   type: 1 accept, 2 release, 3 reject, 4 renew (Kafka's ShareAcknowledge numbers 1 to 3,
-//   and KIP-1222's renew)
+//   and KIP-1222's renew), 5 release after delay_ms (a release that makes the records
+//   available again no sooner than delay_ms from when the broker applies it; delay_ms is
+//   1 .. 31,536,000,000, one year). Readers that predate type 5 refuse it as an unknown type.
 //
 // The `partitions` list is also the piggy-backed acks of a QueueFetch request, so its writer
 // and reader live here. Reading checks what the bytes alone can show (a known type, first ≤
@@ -30,7 +33,18 @@ const TYPE_NAMES: readonly (AckType | undefined)[] = [
 /** Ranges in one request at most, over all partitions (the engine's ACK_RANGES_MAX). */
 export const ACK_RANGES_MAX = 10_000;
 
-export type AckRange = { first: number; last: number; type: AckType };
+export type AckRange = {
+  first: number;
+  last: number;
+  type: AckType;
+  /** Release only: no sooner than this many ms (sent as type 5); 0 or absent: at once. */
+  delayMs?: number;
+};
+
+/** The wire code of a release with a delay. */
+export const RELEASE_DELAYED_CODE = 5;
+/** The longest delay a release may ask for: one year (the engine's DELAY_MS_MAX). */
+export const ACK_DELAY_MS_MAX = 31_536_000_000;
 export type AckPartition = { partition: number; ranges: AckRange[] };
 
 export type QueueAckRequest = { queue: string; memberId: string; partitions: AckPartition[] };
@@ -56,10 +70,15 @@ export function writeAckPartitions(writer: Writer, partitions: readonly AckParti
   writer.u16(partitions.length);
   for (const { partition, ranges } of partitions) {
     writer.u32(partition).u16(ranges.length);
-    for (const { first, last, type } of ranges) {
+    for (const { first, last, type, delayMs } of ranges) {
       const code = ACK_TYPES[type];
       if (code === undefined) throw new TypeError(`ack type ${String(type)} is not known`);
-      writer.i64(first).i64(last).u8(code);
+      if (delayMs === undefined || delayMs === 0) {
+        writer.i64(first).i64(last).u8(code);
+        continue;
+      }
+      if (type !== "release") throw new RangeError(`delayMs ${delayMs} is only for release`);
+      writer.i64(first).i64(last).u8(RELEASE_DELAYED_CODE).i64(delayMs);
     }
   }
 }
@@ -88,11 +107,12 @@ function readRange(reader: Reader, partition: number): AckRange {
   const first = reader.i64("first_offset");
   const last = reader.i64("last_offset");
   const code = reader.u8("type");
+  if (code === RELEASE_DELAYED_CODE) return readDelayedRelease(reader, partition, first, last);
   const type = TYPE_NAMES[code];
   if (type === undefined) {
     throw ProtocolError.invalid(
       `ack type ${code} on partition ${partition} is not 1 (accept), 2 (release), ` +
-        "3 (reject) or 4 (renew)",
+        "3 (reject), 4 (renew) or 5 (release after a delay)",
     );
   }
   if (first < 0) {
@@ -104,6 +124,26 @@ function readRange(reader: Reader, partition: number): AckRange {
     );
   }
   return { first, last, type };
+}
+
+function readDelayedRelease(
+  reader: Reader,
+  partition: number,
+  first: number,
+  last: number,
+): AckRange {
+  const delayMs = reader.i64("delay_ms");
+  if (delayMs < 1 || delayMs > ACK_DELAY_MS_MAX) {
+    throw ProtocolError.invalid(
+      `delay_ms ${delayMs} on partition ${partition} is not in [1, ${ACK_DELAY_MS_MAX}]`,
+    );
+  }
+  if (first < 0 || last < first) {
+    throw ProtocolError.invalid(
+      `range ${first}..${last} on partition ${partition} is not a range of offsets`,
+    );
+  }
+  return { first, last, type: "release", delayMs };
 }
 
 /** No partition twice, no two ranges of a partition overlapping. */

@@ -9,7 +9,8 @@
 //                 messageTtlHeader?: "read" | "ignore" = "read", maxLength?: int | null = null,
 //                 overflow?: "drop-head" | "reject-publish" = "drop-head",
 //                 singleActiveConsumer?: bool = false, priorities?: int | null = null,
-//                 priorityRatio?: int | null = null }
+//                 priorityRatio?: int | null = null,
+//                 retry?: { minMs: int, maxMs?: int, factor?: float } | null = null }
 //     response: { errorCode: int, errorMessage: string | null, queue: QueueInfo | null }
 //   QueueDelete (14)
 //     request:  { name: string }
@@ -33,11 +34,12 @@
 //                      lockMs: int, prefetch: int, maxInFlight: int, fsync,
 //                      messageTtlMs: int | null, messageTtlHeader, maxLength: int | null,
 //                      overflow, singleActiveConsumer: bool, priorities: int | null,
-//                      priorityRatio: int | null, startOffsets: [int],
+//                      priorityRatio: int | null, retry: {...} | null, startOffsets: [int],
 //                      createdMs: int }
 //   QueueStatsInfo = { members, ready, acquired, deadLettering, delivered, accepted,
 //                      deadLettered, discarded, expired, overflowed: int,
-//                      activeMember: string | null, oldestReadyAgeMs: int | null,
+//                      activeMember: string | null, delayed: int,
+//                      oldestReadyAgeMs: int | null,
 //                      memoryBytes: int, partitions: [{ partition, floor, next,
 //                      highWatermark, ready, acquired: int }] }
 //
@@ -90,6 +92,8 @@ export type QueueSettings = {
   priorities?: number | null;
   /** With priorities: higher-level records in a row before a waiting lower level is served. */
   priorityRatio?: number | null;
+  /** Retries with backoff: a plain release waits minMs · factor^(deliveries - 1) ≤ maxMs. */
+  retry?: { minMs: number; maxMs?: number; factor?: number } | null;
 };
 
 export type QueueDeclareRequest = QueueSettings & { name: string };
@@ -101,6 +105,7 @@ export type QueueInfo = Required<QueueSettings> & {
   maxLength: number | null;
   priorities: number | null;
   priorityRatio: number | null;
+  retry: { minMs: number; maxMs?: number; factor?: number } | null;
   /** The first offset delivered, per partition: fixed at the declare. */
   startOffsets: number[];
   createdMs: number;
@@ -130,6 +135,8 @@ export type QueueStatsInfo = {
   overflowed: number;
   /** With a single active consumer: the member getting the records (null: none, or off). */
   activeMember: string | null;
+  /** Records waiting in the delay tiers, not yet due. */
+  delayed: number;
   oldestReadyAgeMs: number | null;
   memoryBytes: number;
   partitions: QueuePartitionStatsInfo[];
@@ -215,7 +222,25 @@ export function readQueueDeclareRequest(reader: Reader): QueueDeclareRequest {
     // A non-boolean is the engine's to refuse, naming the value.
     request.singleActiveConsumer = single as boolean;
   }
+  const retry = retryField(fields);
+  if (retry !== undefined) request.retry = retry;
   return request;
+}
+
+/** A declare's or a QueueInfo's `retry` map; the engine checks its ranges. */
+function retryField(fields: Fields): QueueSettings["retry"] | undefined {
+  if (fields["retry"] === undefined) return undefined;
+  if (fields["retry"] === null) return null;
+  const retry = mapItem(fields["retry"], "retry");
+  const factor = retry["factor"];
+  if (factor !== undefined && typeof factor !== "number") {
+    throw ProtocolError.invalid(`retry.factor ${String(factor)} is not a number`);
+  }
+  return {
+    minMs: intField(retry, "minMs", INT),
+    ...(retry["maxMs"] === undefined ? {} : { maxMs: intField(retry, "maxMs", INT) }),
+    ...(factor === undefined ? {} : { factor }),
+  };
 }
 
 export function writeQueueDeclareResponse(writer: Writer, response: QueueDeclareResponse): void {
@@ -249,6 +274,8 @@ function queueInfo(fields: Fields): QueueInfo {
     singleActiveConsumer: fields["singleActiveConsumer"] === true,
     priorities: fields["priorities"] == null ? null : intField(fields, "priorities", INT),
     priorityRatio: fields["priorityRatio"] == null ? null : intField(fields, "priorityRatio", INT),
+    // Absent from servers older than retries: they have none.
+    retry: retryField(fields) ?? null,
     startOffsets: arrayField(fields, "startOffsets", ITEMS_MAX).map((offset) =>
       intField({ "startOffsets[]": offset }, "startOffsets[]", INT),
     ),
@@ -330,6 +357,8 @@ function queueStats(fields: Fields): QueueStatsInfo {
     // Absent from servers older than max length and single active consumer.
     overflowed: fields["overflowed"] == null ? 0 : int("overflowed"),
     activeMember: optionalString(fields, "activeMember"),
+    // Absent from servers older than delayed delivery: nothing waits there.
+    delayed: fields["delayed"] == null ? 0 : int("delayed"),
     oldestReadyAgeMs: fields["oldestReadyAgeMs"] == null ? null : int("oldestReadyAgeMs"),
     memoryBytes: int("memoryBytes"),
     partitions: arrayField(fields, "partitions", ITEMS_MAX).map((item) => {

@@ -194,6 +194,7 @@ export function queueInfo(config: QueueConfig): QueueInfo {
     singleActiveConsumer: config.singleActiveConsumer,
     priorities: config.priorities,
     priorityRatio: config.priorityRatio,
+    retry: config.retry === null ? null : { ...config.retry },
     startOffsets: [...config.startOffsets],
     createdMs: config.createdMs,
   };
@@ -212,6 +213,7 @@ function statsInfo(stats: QueueStats): QueueStatsInfo {
     expired: stats.expired,
     overflowed: stats.overflowed,
     activeMember: stats.activeMember,
+    delayed: stats.delayed,
     oldestReadyAgeMs: stats.oldestReadyAgeMs,
     memoryBytes: stats.memoryBytes,
     partitions: stats.partitions.map((p) => ({ ...p })),
@@ -297,7 +299,9 @@ function handleQueueJoin(plane: QueuePlane, request: RequestContext): HandlerRes
     prefetch: number;
   };
   try {
-    const { config, partitionCount } = plane.engine.queue(queue);
+    // The topic's partitions: a queue's due partition (delayed records) is numbered after them.
+    const { config } = plane.engine.queue(queue);
+    const partitionCount = config.startOffsets.length;
     const memberId = plane.engine.joinQueue(queue);
     plane.members.joined(request.connection, queue, memberId);
     response = {

@@ -73,11 +73,12 @@ export async function applyAcks(
   }
   // Every call starts now, in this turn: their deltas share the queue's next group commit.
   const results = partitions.map(({ partition, ranges }) => {
-    const acks: QueueAck[] = ranges.map(({ first, last, type }) => ({
+    const acks: QueueAck[] = ranges.map(({ first, last, type, delayMs }) => ({
       partition,
       first,
       last,
       type,
+      ...(delayMs === undefined ? {} : { delayMs }),
     }));
     return plane.engine.ackQueue(queue, memberId, acks).then(
       (): AckPartitionResult => ({ partition, errorCode: 0, errorMessage: null }),

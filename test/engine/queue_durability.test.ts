@@ -29,7 +29,11 @@ import {
 const STATE_FILE = /^\d{20}\.log$/;
 
 function stateFiles(dir: string): string[] {
-  return fs.readdirSync(join(dir, "__queues", "q")).sort();
+  // `delay/` holds the delay tiers (queue_delay.ts), not state-log generations.
+  return fs
+    .readdirSync(join(dir, "__queues", "q"))
+    .filter((name) => name !== "delay")
+    .sort();
 }
 
 function liveStateFile(dir: string): string {

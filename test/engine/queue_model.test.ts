@@ -321,6 +321,8 @@ function checkInvariants(world: World): void {
   for (const partition of stats.partitions) {
     const p = partition.partition;
     world.engine.queue("q").cursor(p).checkInvariants();
+    // The last partition is the queue's due log (delayed records), which this model never uses.
+    if (p >= world.engine.listQueues()[0]!.startOffsets.length) continue;
     assert.ok(partition.floor >= world.floors[p]!, world.where(`floor of ${p} moved back`));
     world.floors[p] = partition.floor;
     let confirmed = world.engine.listQueues()[0]!.startOffsets[p]!;

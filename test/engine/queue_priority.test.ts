@@ -201,3 +201,44 @@ describe("priority queues", () => {
     }
   });
 });
+
+describe("priorities with delayed delivery (queue_delay.ts)", () => {
+  test("the due partition comes after the levels and is served after them", async () => {
+    using dir = tempDir();
+    const clock = new Clock();
+    const { engine } = await openEngine(dir.path, clock);
+    try {
+      await engine.declareQueue("q", { priorities: 3 });
+      assert.equal(engine.queue("q").partitionCount, 4, "3 levels, then the due partition");
+      await publish(engine, [rec("low-1", "0"), rec("high-1", "2")]);
+      const member = engine.joinQueue("q");
+      const first = deliveriesOf(engine.fetchQueue("q", member, { maxRecords: 1 }));
+      assert.deepEqual(
+        first.map((d) => [d.partition, d.value]),
+        [[2, "high-1"]],
+      );
+      const [held] = first;
+      await engine.ackQueue("q", member, [
+        { partition: 2, first: held!.offset, last: held!.offset, type: "release", delayMs: 100 },
+      ]);
+      assert.deepEqual(take(engine, member), ["low-1"], "not due: only the level 0 record");
+      await engine.ackQueue("q", member, [{ partition: 0, first: 0, last: 0, type: "accept" }]);
+      await publish(engine, [rec("mid-1", "1")]);
+      clock.advance(100);
+      const delays = engine.queue("q").delays!;
+      while ((await delays.moveDue()) > 0) {}
+      const got = deliveriesOf(engine.fetchQueue("q", member, { maxRecords: 10 }));
+      assert.deepEqual(
+        got.map((d) => [d.partition, d.value, d.deliveries]),
+        [
+          [1, "mid-1", 1],
+          [3, "high-1", 2],
+        ],
+        "levels first, then the due copy, its count continued",
+      );
+      assert.equal(engine.queueStats("q").delayed, 0);
+    } finally {
+      await engine.close();
+    }
+  });
+});

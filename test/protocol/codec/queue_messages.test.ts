@@ -194,6 +194,37 @@ describe("QueueAck v1", () => {
     assert.deepEqual(readQueueAckRequest(new Reader(bytes)), request);
   });
 
+  test("a release with a delay is type 5 followed by delay_ms, and reads back the same", () => {
+    const delayed: QueueAckRequest = {
+      queue: "q",
+      memberId: "m",
+      partitions: [
+        {
+          partition: 1,
+          ranges: [
+            { first: 2, last: 3, type: "release", delayMs: 1500 },
+            { first: 4, last: 4, type: "release" },
+          ],
+        },
+      ],
+    };
+    const bytes = bodyOf((writer) => writeQueueAckRequest(writer, delayed));
+    const expected = [
+      "0001 71 0001 6d 0001", // queue "q", member "m", partitions: 1
+      "00000001 0002 0000000000000002 0000000000000003 05 00000000000005dc", // 2..3 after 1500 ms
+      "0000000000000004 0000000000000004 02", // 4 release now
+    ].join("");
+    assert.equal(hex(bytes), expected.replace(/\s+/g, ""));
+    assert.deepEqual(readQueueAckRequest(new Reader(bytes)), delayed);
+    const bad = (delayMs: string) =>
+      ackRequestBytes(
+        `0001 00000000 0001 ${"1".padStart(16, "0")}${"1".padStart(16, "0")}05${delayMs}`,
+      );
+    refused(bad("0000000000000000"), readQueueAckRequest, /delay_ms 0 on partition 0 is not in/);
+    refused(bad("ffffffffffffffff"), readQueueAckRequest, /delay_ms -1 on partition 0/);
+    refused(bad("0000000757b12c01"), readQueueAckRequest, /delay_ms 31536000001/);
+  });
+
   test("a response is the golden bytes and reads back the same", () => {
     const response = {
       errorCode: 0,
@@ -295,6 +326,7 @@ describe("queue control messages v1", () => {
       singleActiveConsumer: true,
       priorities: 2,
       priorityRatio: 10,
+      retry: { minMs: 100, maxMs: 60_000, factor: 2.5 },
       startOffsets: [0, 5],
       createdMs: 1_700_000_000_000,
     };
@@ -330,6 +362,7 @@ describe("queue control messages v1", () => {
       expired: 7,
       overflowed: 2,
       activeMember: "m-1",
+      delayed: 3,
       oldestReadyAgeMs: null,
       memoryBytes: 1920,
       partitions: [{ partition: 0, floor: 1, next: 4, highWatermark: 6, ready: 2, acquired: 3 }],

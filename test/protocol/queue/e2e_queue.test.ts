@@ -91,6 +91,47 @@ describe("queues end to end", () => {
     });
   });
 
+  test("release({ delayMs }) brings a record back no sooner, one delivery higher", async () => {
+    await withServer(async ({ port, admin }) => {
+      await declare(admin, "later", { topic: "jobs" });
+      await publish(port, "jobs", ["d1"]);
+      await using consumer = new QueueConsumer({ port, queue: "later", maxWaitMs: 100 });
+      const [first] = await take(consumer, 1);
+      await assert.rejects(first!.release({ delayMs: -1 }), /delayMs -1 must be an integer/);
+      await assert.rejects(first!.release({ delayMs: 31_536_000_001 }), /31536000001/);
+      const releasedAt = Date.now();
+      await first!.release({ delayMs: 300 });
+      assert.equal((await statsOf(admin, "later")).delayed, 1);
+      const [again] = await take(consumer, 1);
+      assert.ok(Date.now() - releasedAt >= 300, "not before its delay");
+      assert.equal(textOf(again!), "d1");
+      assert.equal(again!.deliveryCount, 2, "the delayed copy counts as the next delivery");
+      // Delayed copies come from the queue's due partition, numbered after the topic's.
+      assert.equal(again!.partition, 1);
+      const dueMs = Number(headersOf(again!)["sluice-due-ms"]);
+      assert.ok(dueMs >= releasedAt + 300 && dueMs <= Date.now());
+      await again!.accept();
+      assert.equal((await statsOf(admin, "later")).delayed, 0);
+    });
+  });
+
+  test("a queue with retry backoff redelivers a plain release after minMs", async () => {
+    await withServer(async ({ port, admin }) => {
+      await declare(admin, "retry", { topic: "jobs", retry: { minMs: 200, maxMs: 1000 } });
+      const [info] = (await admin.listQueues()).filter((queue) => queue.name === "retry");
+      assert.deepEqual(info?.retry, { minMs: 200, maxMs: 1000, factor: 2 });
+      await publish(port, "jobs", ["r"]);
+      await using consumer = new QueueConsumer({ port, queue: "retry", maxWaitMs: 100 });
+      const [first] = await take(consumer, 1);
+      const releasedAt = Date.now();
+      await first!.release();
+      const [again] = await take(consumer, 1);
+      assert.ok(Date.now() - releasedAt >= 200, "the backoff's minMs");
+      assert.equal(again!.deliveryCount, 2);
+      await again!.accept();
+    });
+  });
+
   test("a release at the delivery limit dead-letters the record", async () => {
     await withServer(async ({ port, admin }) => {
       await declare(admin, "once", { topic: "jobs", deadLetterTopic: "dlq", deliveryLimit: 1 });
