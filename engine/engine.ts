@@ -803,7 +803,8 @@ export class Engine {
     const host = {
       route: this.#exchanges.route.bind(this.#exchanges),
       logs: (topic: string) => this.#topics.get(topic)?.logs,
-      room: (topic: string, count: number) => this.#queues.publishRoom(topic, count),
+      room: (topic: string, count: number, prefixBytes: (k: number) => number) =>
+        this.#queues.publishRoom(topic, count, prefixBytes),
       levels: (topic: string) => this.#queues.levels(topic),
     };
     // Each destination's own maxBatchBytes is checked when the routed batch is appended.

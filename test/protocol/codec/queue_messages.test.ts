@@ -15,7 +15,6 @@ import {
   writeQueueAckResponse,
 } from "../../../protocol/codec/queue_ack.ts";
 import {
-  type QueueDeclareRequest,
   readQueueDeclareRequest,
   readQueueDeclareResponse,
   readQueueJoinRequest,
@@ -291,6 +290,7 @@ describe("queue control messages v1", () => {
       messageTtlMs: 60_000,
       messageTtlHeader: "ignore" as const,
       maxLength: 5,
+      maxLengthBytes: 4096,
       overflow: "reject-publish" as const,
       singleActiveConsumer: true,
       priorities: 2,
@@ -329,6 +329,7 @@ describe("queue control messages v1", () => {
       discarded: 0,
       expired: 7,
       overflowed: 2,
+      readyBytes: 1234,
       activeMember: "m-1",
       oldestReadyAgeMs: null,
       memoryBytes: 1920,
@@ -350,6 +351,7 @@ describe("queue control messages v1", () => {
     const request = {
       name: "w",
       maxLength: 10,
+      maxLengthBytes: 1_000_000,
       overflow: "reject-publish" as const,
       singleActiveConsumer: true,
       priorities: 4,
@@ -376,6 +378,7 @@ describe("queue control messages v1", () => {
     );
     const { queue } = readQueueDeclareResponse(new Reader(response));
     assert.equal(queue?.maxLength, null);
+    assert.equal(queue?.maxLengthBytes, null);
     assert.equal(queue?.overflow, "drop-head");
     assert.equal(queue?.singleActiveConsumer, false);
     assert.equal(queue?.priorities, null);
@@ -399,11 +402,8 @@ describe("queue control messages v1", () => {
     );
     refused(ttl, readQueueDeclareRequest, /messageTtlMs = "?100"? must be an integer/);
     const bytes = bodyOf((writer) =>
-      writeQueueDeclareRequest(writer, {
-        name: "w",
-        maxLengthBytes: 100,
-      } as unknown as QueueDeclareRequest),
+      writeQueueDeclareRequest(writer, { name: "w", maxLengthBytes: 10.5 }),
     );
-    refused(bytes, readQueueDeclareRequest, /maxLengthBytes is not served/);
+    refused(bytes, readQueueDeclareRequest, /maxLengthBytes = 10.5 must be an integer/);
   });
 });
