@@ -111,7 +111,7 @@ describe("sluice queue max length, single active consumer and priorities", () =>
     assert.match(levels.stderr, /priorities 11/);
   });
 
-  test("--max-length-bytes: drop-head keeps the queue within its bytes; list shows both", async () => {
+  test("--max-length-bytes: drop-head keeps the queue within its bytes; listed", async () => {
     const declared = await ok(["queues", "declare", "small", "--max-length-bytes", "200"]);
     assert.match(declared.stdout, /max length 200 bytes \(drop-head\)/);
     const body = Array.from({ length: 10 }, (_, i) => `record-${i}-${"x".repeat(20)}\n`);
