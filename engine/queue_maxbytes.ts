@@ -60,10 +60,12 @@ function walkBatches(
   visit: (base: number, span: number, size: number) => void,
 ): void {
   let offset = Math.max(from, log.logStartOffset);
+  // One offset: the batch holding it is enough (a read always returns its first batch whole).
+  const readBytes = to - from === 1 ? 1 : WALK_READ_BYTES;
   while (offset < to && offset < log.highWatermark) {
     let result: ReturnType<PartitionLog["read"]>;
     try {
-      result = log.read(offset, WALK_READ_BYTES);
+      result = log.read(offset, readBytes);
     } catch {
       return;
     }
@@ -72,7 +74,8 @@ function walkBatches(
       for (let at = 0; at < view.length; ) {
         const size = batchSizeAt(view, at);
         const base = baseOffsetAt(view, at);
-        if (base < to) visit(base, lastOffsetDeltaAt(view, at) + 1, size);
+        if (base >= to) return;
+        visit(base, lastOffsetDeltaAt(view, at) + 1, size);
         at += size;
       }
     }
@@ -99,7 +102,9 @@ class PartitionBytes {
 
   /** Bytes of the offsets from `next` up to `end`, brought up to date. */
   pastNext(log: PartitionLog, next: number, end: number): number {
-    if (next < this.base || next >= this.scanned) {
+    // Records retention deleted cannot be walked out again: count afresh from `next`.
+    const gone = this.base < log.logStartOffset;
+    if (gone || next < this.base || next >= this.scanned) {
       this.base = next;
       this.scanned = next;
       this.sum = 0;

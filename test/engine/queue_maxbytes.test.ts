@@ -8,7 +8,7 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import { type Engine, encodeRecordBatch, type QueueOptions } from "../../engine/mod.ts";
-import { tempDir, waitFor } from "../helpers.ts";
+import { mulberry32, tempDir, waitFor } from "../helpers.ts";
 import {
   Clock,
   death,
@@ -271,6 +271,57 @@ describe("queue max length in bytes: bad input", () => {
       );
       assert.match(error.message, /maxLengthBytes/);
       await engine.declareQueue("q", { topic: "t", maxLengthBytes: 100 });
+    } finally {
+      await engine.close();
+    }
+  });
+});
+
+describe("queue max length in bytes: the running sum", () => {
+  test("a seeded model: readyBytes equals the shares of the ready records", async () => {
+    using dir = tempDir();
+    const { engine } = await openEngine(dir.path, new Clock());
+    await engine.createTopic("t", { partitions: 2, config: { fsync: "never" } });
+    await engine.declareQueue("q", { topic: "t", maxLengthBytes: 1e12, maxInFlight: 64 });
+    const random = mulberry32(1313);
+    const weight = new Map<string, number>();
+    const ready = new Set<string>();
+    const held: { partition: number; offset: number }[] = [];
+    const member = engine.joinQueue("q");
+    const expected = () => [...ready].reduce((sum, key) => sum + weight.get(key)!, 0);
+    try {
+      for (let step = 0; step < 300; step++) {
+        const action = random();
+        if (action < 0.45) {
+          const partition = random() < 0.5 ? 0 : 1;
+          const count = 1 + Math.floor(random() * 6);
+          const batch = encodeRecordBatch(
+            Array.from({ length: count }, () => ({
+              value: encoder.encode("v".repeat(Math.floor(random() * 300))),
+            })),
+          );
+          const { baseOffset } = await engine.append("t", partition, batch);
+          for (let i = 0; i < count; i++) {
+            const share =
+              Math.floor((batch.length * (i + 1)) / count) - Math.floor((batch.length * i) / count);
+            weight.set(`${partition}:${baseOffset + i}`, share);
+            ready.add(`${partition}:${baseOffset + i}`);
+          }
+        } else if (action < 0.75) {
+          const maxRecords = 1 + Math.floor(random() * 5);
+          for (const d of deliveriesOf(engine.fetchQueue("q", member, { maxRecords }))) {
+            ready.delete(`${d.partition}:${d.offset}`);
+            held.push({ partition: d.partition, offset: d.offset });
+          }
+        } else if (held.length > 0) {
+          const { partition, offset } = held.splice(Math.floor(random() * held.length), 1)[0]!;
+          const type = random() < 0.5 ? "release" : "accept";
+          await engine.ackQueue("q", member, [{ partition, first: offset, last: offset, type }]);
+          if (type === "release") ready.add(`${partition}:${offset}`);
+        }
+        assert.equal(engine.queueStats("q").readyBytes, expected(), `step ${step}`);
+      }
+      assert.ok(weight.size > 100, "the model appended records");
     } finally {
       await engine.close();
     }
