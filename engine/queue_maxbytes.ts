@@ -15,6 +15,8 @@
 // as it arrives and once as it leaves. Nothing is persisted: after a restart the first count
 // walks the backlog's batch headers once. Records given back (available in the window, below
 // `next`) are looked up one by one when counted: their number is bounded by the window.
+// Drop-head checks a bound first (the last sum plus the bytes the log grew by since), so a
+// queue under its limit walks new batches only once the bound says it might not be.
 //
 //     log:     [ floor ... next ) [ next ........ scanned ) [ scanned ... end )
 //     ready:     given back          sum (running)            walked at the next count
@@ -25,7 +27,8 @@ import type { OffsetRun, QueueCursor } from "./queue_cursor.ts";
 
 /** The largest maxLengthBytes accepted. */
 export const MAX_LENGTH_BYTES_MAX = Number.MAX_SAFE_INTEGER;
-/** Bytes asked of the log per read while walking batch headers. */
+/** Bytes asked of the log per read while walking batch headers: the first, and at most. */
+const WALK_READ_BYTES_FIRST = 16 * 1024;
 const WALK_READ_BYTES = 1024 * 1024;
 /** Rounds of one drop; a larger excess waits for the next append, fetch or sweep. */
 const DROP_ROUNDS_MAX = 1_024;
@@ -49,19 +52,19 @@ function shareOf(size: number, base: number, span: number, from: number, to: num
 }
 
 /**
- * Calls `visit(base, span, size)` for every batch holding offsets in [from, to), in order.
- * Offsets below the log start are gone (retention) and weigh nothing; a batch the log cannot
- * read (damaged) ends the walk, so what lies past it weighs nothing either.
+ * Calls `visit(base, span, size)` for every batch holding offsets in [from, to), in order,
+ * until it answers false. Offsets below the log start are gone (retention) and weigh nothing;
+ * a batch the log cannot read (damaged) ends the walk, so what lies past it weighs nothing.
  */
 function walkBatches(
   log: PartitionLog,
   from: number,
   to: number,
-  visit: (base: number, span: number, size: number) => void,
+  visit: (base: number, span: number, size: number) => boolean,
 ): void {
   let offset = Math.max(from, log.logStartOffset);
   // One offset: the batch holding it is enough (a read always returns its first batch whole).
-  const readBytes = to - from === 1 ? 1 : WALK_READ_BYTES;
+  let readBytes = to - from === 1 ? 1 : WALK_READ_BYTES_FIRST;
   while (offset < to && offset < log.highWatermark) {
     let result: ReturnType<PartitionLog["read"]>;
     try {
@@ -74,12 +77,12 @@ function walkBatches(
       for (let at = 0; at < view.length; ) {
         const size = batchSizeAt(view, at);
         const base = baseOffsetAt(view, at);
-        if (base >= to) return;
-        visit(base, lastOffsetDeltaAt(view, at) + 1, size);
+        if (base >= to || !visit(base, lastOffsetDeltaAt(view, at) + 1, size)) return;
         at += size;
       }
     }
     offset = result.nextOffset;
+    readBytes = Math.min(readBytes * 2, WALK_READ_BYTES);
   }
 }
 
@@ -90,6 +93,7 @@ export function bytesBetween(log: PartitionLog, from: number, to: number): numbe
     const first = Math.max(from, base);
     const end = Math.min(to, base + span);
     if (first < end) bytes += shareOf(size, base, span, first, end);
+    return true;
   });
   return bytes;
 }
@@ -99,6 +103,17 @@ class PartitionBytes {
   base = 0;
   scanned = 0;
   sum = 0;
+  /** The log's size in bytes when `scanned` was last moved. */
+  logBytes = 0;
+
+  /**
+   * At least the bytes past `next`, without walking: the sum before subtracting what `next`
+   * passed, plus every byte the log grew by since the last walk. Infinity when the log shrank.
+   */
+  upperBound(log: PartitionLog): number {
+    const grown = log.sizeBytes - this.logBytes;
+    return grown < 0 ? Number.POSITIVE_INFINITY : this.sum + grown;
+  }
 
   /** Bytes of the offsets from `next` up to `end`, brought up to date. */
   pastNext(log: PartitionLog, next: number, end: number): number {
@@ -113,8 +128,10 @@ class PartitionBytes {
       this.base = next;
     }
     if (end > this.scanned) {
+      const logBytes = log.sizeBytes;
       this.sum += bytesBetween(log, this.scanned, end);
       this.scanned = end;
+      this.logBytes = logBytes;
     }
     return this.sum;
   }
@@ -137,6 +154,20 @@ export class ReadyBytes {
       }
     }
     return bytes;
+  }
+
+  /** Whether the queue may hold more than `maxBytes` ready bytes (false: it surely does not). */
+  #mayExceed(cursors: readonly Cursor[], logs: readonly PartitionLog[], maxBytes: number) {
+    let bound = 0;
+    for (const cursor of cursors) {
+      const log = logs[cursor.partition]!;
+      bound += this.#parts[cursor.partition]!.upperBound(log);
+      for (const offset of cursor.availableOffsets()) {
+        bound += bytesBetween(log, offset, offset + 1);
+      }
+      if (bound > maxBytes) return true;
+    }
+    return false;
   }
 
   /** Ready bytes of the queue, counting visible records (below each high watermark). */
@@ -204,6 +235,7 @@ export class ReadyBytes {
     lowestFirst = false,
   ): number {
     let dropped = 0;
+    if (!this.#mayExceed(cursors, logs, maxBytes)) return 0;
     for (let round = 0; round < DROP_ROUNDS_MAX; round++) {
       let excess = this.total(cursors, logs) - maxBytes;
       if (excess <= 0) break;
@@ -237,6 +269,7 @@ export class ReadyBytes {
         if (offset >= base) bytes += shareOf(size, base, span, offset, offset + 1);
         offset++;
       }
+      return bytes < excess;
     });
     return offset - cursor.next;
   }
