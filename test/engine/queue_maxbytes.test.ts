@@ -278,6 +278,32 @@ describe("queue max length in bytes: bad input", () => {
 });
 
 describe("queue max length in bytes: the running sum", () => {
+  test("records retention deleted leave the sum; it is recounted from the log start", async () => {
+    using dir = tempDir();
+    const clock = new Clock();
+    const { engine } = await openEngine(dir.path, clock);
+    try {
+      const config = { fsync: "never" as const, segmentBytes: 1024, retentionMs: 1_000 };
+      await engine.createTopic("t", { config });
+      await engine.declareQueue("q", { topic: "t", maxLengthBytes: 1_000_000 });
+      const member = engine.joinQueue("q");
+      for (let i = 0; i < 20; i++) await publish(engine, "t", 0, [`r${i}`.padEnd(100, ".")]);
+      const size = engine.queueStats("q").readyBytes! / 20;
+      assert.equal(deliveriesOf(engine.fetchQueue("q", member, { maxRecords: 2 })).length, 2);
+      assert.equal(engine.queueStats("q").readyBytes, 18 * size);
+      clock.advance(10_000);
+      assert.ok((await engine.applyRetention(clock.nowMs)) > 0, "segments were deleted");
+      const start = engine.partition("t", 0).logStartOffset;
+      assert.ok(start > 2);
+      await publish(engine, "t", 0, ["r20".padEnd(100, ".")]);
+      const stats = engine.queueStats("q");
+      assert.equal(stats.ready, 21 - start);
+      assert.equal(stats.readyBytes, (21 - start) * size);
+    } finally {
+      await engine.close();
+    }
+  });
+
   test("a seeded model: readyBytes equals the shares of the ready records", async () => {
     using dir = tempDir();
     const { engine } = await openEngine(dir.path, new Clock());
