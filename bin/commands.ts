@@ -205,7 +205,7 @@ export const COMMANDS: Command[] = [
     usage:
       "queues declare NAME [--topic T] [--from beginning|end] [--dead-letter TOPIC] " +
       "[--delivery-limit N] [--lock-ms N] [--prefetch N] [--message-ttl-ms N] " +
-      "[--message-ttl-header read|ignore] [--max-length N] " +
+      "[--message-ttl-header read|ignore] [--max-length N] [--max-length-bytes N] " +
       "[--overflow drop-head|reject-publish] [--single-active-consumer] " +
       "[--priorities N [--priority-ratio R]] [--retry-min-ms N [--retry-max-ms N] " +
       "[--retry-factor F]] | " +
@@ -238,6 +238,10 @@ export const COMMANDS: Command[] = [
       "max-length": {
         type: "string",
         help: "declare: ready records kept at most (0 or more; default no limit)",
+      },
+      "max-length-bytes": {
+        type: "string",
+        help: "declare: bytes of ready records kept at most (stored size; default no limit)",
       },
       overflow: {
         type: "string",

@@ -3,6 +3,7 @@
 //   sluice queues declare work --topic jobs --from beginning --dead-letter jobs-dead
 //   sluice queues declare short --topic jobs --message-ttl-ms 60000
 //   sluice queues declare capped --max-length 1000 --overflow reject-publish
+//   sluice queues declare small --max-length-bytes 1048576
 //   sluice queues declare ordered --single-active-consumer
 //   sluice queues declare urgent --priorities 10 --priority-ratio 100
 //   sluice queues declare retried --topic jobs --retry-min-ms 1000 --retry-max-ms 60000
@@ -12,7 +13,8 @@
 //
 // `list --json` prints one JSON object a line, a queue each: its settings and its counts
 // (`ready`, `acquired`, `deadLettered`, `expired`, `overflowed`, `delayed`, `messageTtlMs`,
-// `maxLength`, `overflow`, `singleActiveConsumer`, `activeMember`, `retry`, ...), for scripts.
+// `maxLength`, `maxLengthBytes`, `readyBytes`, `overflow`, `singleActiveConsumer`,
+// `activeMember`, `retry`, ...), for scripts.
 
 import type { QueueDescription, QueueSettings } from "../protocol/client/mod.ts";
 import {
@@ -39,6 +41,7 @@ const DECLARE_FLAGS = [
   "message-ttl-ms",
   "message-ttl-header",
   "max-length",
+  "max-length-bytes",
   "overflow",
   "single-active-consumer",
   "priorities",
@@ -118,6 +121,8 @@ function settingsOf(values: ParsedValues): QueueSettings {
   if (values["single-active-consumer"] === true) settings.singleActiveConsumer = true;
   const maxLength = integerValue(values, "max-length", 0);
   if (maxLength !== undefined) settings.maxLength = maxLength;
+  const maxLengthBytes = integerValue(values, "max-length-bytes", 0);
+  if (maxLengthBytes !== undefined) settings.maxLengthBytes = maxLengthBytes;
   const deadLetter = stringValue(values["dead-letter"], "dead-letter");
   if (deadLetter !== undefined) settings.deadLetterTopic = deadLetter;
   const numbers = [
@@ -168,7 +173,9 @@ async function declare(broker: Broker, name: string, settings: QueueSettings): P
       : `dead letters to ${queue.deadLetterTopic}`;
   const ttl = queue.messageTtlMs === null ? "" : `, message TTL ${queue.messageTtlMs} ms`;
   const maxLength =
-    queue.maxLength === null ? "" : `, max length ${queue.maxLength} (${queue.overflow})`;
+    queue.maxLength === null && queue.maxLengthBytes === null
+      ? ""
+      : `, max length ${limitText(queue.maxLength, queue.maxLengthBytes)} (${queue.overflow})`;
   const single = queue.singleActiveConsumer ? ", single active consumer" : "";
   const priorities = queue.priorities === null ? "" : `, ${queue.priorities} priorities`;
   console.log(
@@ -177,6 +184,14 @@ async function declare(broker: Broker, name: string, settings: QueueSettings): P
       `${deadLetters}${ttl}${maxLength}${single}${priorities})`,
   );
   return 0;
+}
+
+/** "N" (records), "B bytes", or both, of a queue's limits. */
+function limitText(records: number | null, bytes: number | null): string {
+  const parts = [];
+  if (records !== null) parts.push(String(records));
+  if (bytes !== null) parts.push(`${bytes} bytes`);
+  return parts.join(", ");
 }
 
 async function list(broker: Broker, json: boolean): Promise<number> {

@@ -146,7 +146,7 @@ export class Engine {
   readonly #publishHost: PublishHost = {
     route: (exchange, routingKey, headers) => this.#exchanges.route(exchange, routingKey, headers),
     logs: (topic) => this.#topics.get(topic)?.logs,
-    room: (topic, count) => this.#queues.publishRoom(topic, count),
+    room: (topic, count, prefixBytes) => this.#queues.publishRoom(topic, count, prefixBytes),
     levels: (topic) => this.#queues.levels(topic),
   };
   readonly fileBudget: FileBudget;

@@ -30,6 +30,7 @@
 import {
   ATTRIBUTES_AT,
   BATCH_BYTES_MAX_DEFAULT,
+  BATCH_HEADER_BYTES,
   batchSizeAt,
   checkBatch,
   CONTROL_BIT,
@@ -41,14 +42,16 @@ import {
   PRODUCER_ID_AT,
   readInt16,
   readInt64,
+  recordBodyBytes,
   type RecordInput,
   ROUTING_KEY_HEADER,
   SluiceError,
   toPositive,
   TRANSACTIONAL_BIT,
+  varintSize,
 } from "../record/mod.ts";
 import { uniformRouting } from "./exchange_scan.ts";
-import { type SplitBatch, splitBatch } from "./exchange_split.ts";
+import { type RoutedGroup, type SplitBatch, splitBatch } from "./exchange_split.ts";
 import { priorityLevel } from "./queue_priority.ts";
 import type { HeaderLookup } from "./exchange_routing.ts";
 import type { PartitionLog } from "./partition_log.ts";
@@ -60,7 +63,11 @@ export type PublishHost = {
   /** The priority levels of a priority queue's topic (queue_priority.ts), else undefined. */
   levels?(topic: string): number | undefined;
   /** How many of `count` records `topic` takes now, and the full queue that decided. */
-  room?(topic: string, count: number): { taken: number; fullQueue: string | null };
+  room?(
+    topic: string,
+    count: number,
+    prefixBytes: (k: number) => number,
+  ): { taken: number; fullQueue: string | null };
 };
 
 export type PublishOptions = {
@@ -170,6 +177,27 @@ function partitionOf(logs: readonly PartitionLog[], firstKey: Uint8Array | null)
   return next % logs.length;
 }
 
+/**
+ * The stored bytes of the first k of `records` encoded as one uncompressed batch, for a
+ * maxLengthBytes queue's room (queue_maxbytes.ts). Summed on first use: most publishes never
+ * meet such a queue.
+ */
+function encodedPrefixBytes(records: readonly LogRecord[]): (k: number) => number {
+  let sums: number[] | undefined;
+  return (k) => {
+    if (sums === undefined) {
+      sums = [BATCH_HEADER_BYTES];
+      const base = records[0]?.timestamp ?? 0;
+      for (let i = 0; i < records.length; i++) {
+        const record = records[i]!;
+        const body = recordBodyBytes(record, i, record.timestamp - base);
+        sums.push(sums[i]! + varintSize(body) + body);
+      }
+    }
+    return k === 0 ? 0 : sums[k]!;
+  };
+}
+
 /** The records of `routed` that `topic` takes now; the others are counted as rejected. */
 function admitted(
   host: PublishHost,
@@ -178,7 +206,7 @@ function admitted(
   result: PublishedBatch,
 ): LogRecord[] {
   if (host.room === undefined) return routed;
-  const { taken, fullQueue } = host.room(topic, routed.length);
+  const { taken, fullQueue } = host.room(topic, routed.length, encodedPrefixBytes(routed));
   if (taken >= routed.length) return routed;
   result.rejected += routed.length - taken;
   result.fullQueue ??= fullQueue;
@@ -215,10 +243,16 @@ function byLevel(logs: readonly PartitionLog[], records: LogRecord[], levels: nu
   return [...parts].map(([level, part]) => ({ log: logs[level]!, records: part }));
 }
 
-/** True when a destination needs the records one by one: a priority topic, or a full queue. */
-function needsRecords(host: PublishHost, topic: string, records: number): boolean {
+/**
+ * True when a destination needs the records one by one: a priority topic, or a queue that
+ * would refuse some of them (weighed by their shares of the routed batch's bytes).
+ */
+function needsRecords(host: PublishHost, topic: string, routed: RoutedGroup): boolean {
   if (host.levels?.(topic) !== undefined) return true;
-  return host.room !== undefined && host.room(topic, records).taken < records;
+  if (host.room === undefined) return false;
+  const { bytes, records } = routed;
+  const shares = (k: number) => Math.floor((bytes.length * k) / records);
+  return host.room(topic, records, shares).taken < records;
 }
 
 function subsetBatch(records: readonly LogRecord[], batch: Uint8Array, all: number): Uint8Array {
@@ -248,7 +282,7 @@ export function publishBatch(
   const split = splitPlain(host, exchange, batch, options);
   if (split === undefined) return publishDecoded(host, exchange, batch, options);
   for (const [topic, routed] of split.byTopic) {
-    if (needsRecords(host, topic, routed.records)) {
+    if (needsRecords(host, topic, routed)) {
       return publishDecoded(host, exchange, batch, options);
     }
   }
@@ -373,7 +407,9 @@ function publishUniform(
   const topics = host.route(exchange, routingKeyOf(record), (key) => headerText(record, key));
   // A destination that would refuse some records splits the batch: the decoding path does.
   for (const topic of topics) {
-    if (host.room !== undefined && host.room(topic, uniform.records).taken < uniform.records) {
+    const shares = (k: number) => Math.floor((batch.length * k) / uniform.records);
+    const room = host.room?.(topic, uniform.records, shares).taken ?? uniform.records;
+    if (room < uniform.records) {
       return;
     }
   }

@@ -111,6 +111,7 @@ export {
   headerTtlMs,
   MESSAGE_TTL_MS_MAX,
 } from "./queue_ttl.ts";
+export { MAX_LENGTH_BYTES_MAX } from "./queue_maxbytes.ts";
 export { MAX_LENGTH_MAX, type QueueOverflow } from "./queue_maxlen.ts";
 export {
   PRIORITIES_MAX,

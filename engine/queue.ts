@@ -70,6 +70,7 @@ import {
   QueueStateLog,
   type QueueStateTarget,
 } from "./queue_state_log.ts";
+import { ReadyBytes } from "./queue_maxbytes.ts";
 import { dropHead, publishRoom } from "./queue_maxlen.ts";
 import { PriorityOrder } from "./queue_priority.ts";
 import { activeMember } from "./queue_single_active.ts";
@@ -146,6 +147,8 @@ export type QueueStats = {
   delayed: number;
   /** Dropped from the head by max length (durable; counted in deadLettered or discarded). */
   overflowed: number;
+  /** With maxLengthBytes: bytes of the ready records (queue_maxbytes.ts); else null. */
+  readyBytes: number | null;
   /** With singleActiveConsumer: the member that gets every record (null: none, or off). */
   activeMember: string | null;
   /**
@@ -194,6 +197,8 @@ export class Queue implements QueueStateTarget {
   readonly #cursors: QueueCursor[];
   /** Delay tiers; their due log is the last partition (queue_delay.ts). */
   readonly #delays: DelayTiers | undefined;
+  /** With maxLengthBytes: the running sums of ready bytes (queue_maxbytes.ts). */
+  readonly #readyBytes: ReadyBytes | undefined;
   /** Partitions whose snapshot was read on open; deltas for others are ignored. */
   readonly #restored: boolean[];
   #state!: QueueStateLog;
@@ -254,6 +259,7 @@ export class Queue implements QueueStateTarget {
     );
     this.#restored = logs.map(() => false);
     const { priorities, priorityRatio } = config;
+    if (config.maxLengthBytes !== null) this.#readyBytes = new ReadyBytes(logs.length);
     assert(priorities === null || priorities === topicLogs.length, "one partition per level");
     this.#priority = priorities === null ? undefined : new PriorityOrder(priorities, priorityRatio);
     if (delays !== undefined) {
@@ -1017,25 +1023,45 @@ export class Queue implements QueueStateTarget {
    * with reason "maxlen" (or discarded). Called where records arrive or are counted.
    */
   #dropOverflow(): void {
-    const { maxLength, overflow } = this.config;
-    if (maxLength === null || overflow !== "drop-head") return;
+    const { maxLength, maxLengthBytes, overflow } = this.config;
+    if ((maxLength === null && maxLengthBytes === null) || overflow !== "drop-head") return;
     if (this.#closed || this.#state.fenced !== undefined) return;
     for (const cursor of this.#cursors) {
       this.#followRetention(cursor, this.#logs[cursor.partition]!);
     }
     const drop = (partition: number, runs: OffsetRun[]) =>
       this.#deadLetterLater(partition, runs, "maxlen");
-    if (dropHead(maxLength, this.#cursors, this.#logs, drop) > 0) this.#notify();
+    const lowestFirst = this.#priority !== undefined;
+    let dropped = 0;
+    if (maxLength !== null) {
+      dropped += dropHead(maxLength, this.#cursors, this.#logs, drop, lowestFirst);
+    }
+    if (maxLengthBytes !== null) {
+      dropped += this.#readyBytes!.dropHead(
+        maxLengthBytes,
+        this.#cursors,
+        this.#logs,
+        drop,
+        lowestFirst,
+      );
+    }
+    if (dropped > 0) this.#notify();
   }
 
   /**
    * How many of `count` records a publish through an exchange may add to the topic now, as
    * far as this queue is concerned: all of them unless it is a full reject-publish queue.
    */
-  publishRoom(count: number): number {
-    const { maxLength, overflow } = this.config;
-    if (maxLength === null || overflow !== "reject-publish" || this.#closed) return count;
-    return publishRoom(maxLength, this.#cursors, this.#logs, count);
+  publishRoom(count: number, prefixBytes: (k: number) => number): number {
+    const { maxLength, maxLengthBytes, overflow } = this.config;
+    if (overflow !== "reject-publish" || this.#closed) return count;
+    let room = count;
+    if (maxLength !== null) room = publishRoom(maxLength, this.#cursors, this.#logs, room);
+    if (maxLengthBytes !== null && room > 0) {
+      const bytes = this.#readyBytes!;
+      room = bytes.publishRoom(maxLengthBytes, this.#cursors, this.#logs, room, prefixBytes);
+    }
+    return room;
   }
 
   /** Asks for a TTL check one interval from now while some record waits to be acquired. */
@@ -1240,6 +1266,7 @@ export class Queue implements QueueStateTarget {
       deadLettering,
       ...this.#counters,
       delayed: this.#delays?.waiting ?? 0,
+      readyBytes: this.#readyBytes?.total(this.#cursors, this.#logs) ?? null,
       activeMember: this.config.singleActiveConsumer ? activeMember(this.#members) : null,
       oldestReadyAgeMs: this.#oldestReadyAgeMs(nowMs),
       memoryBytes,

@@ -10,6 +10,7 @@
 import { assert, SluiceError } from "../record/mod.ts";
 import { validateTopicName } from "./topic_name.ts";
 import { WINDOW_RECORDS_MAX } from "./queue_cursor.ts";
+import { MAX_LENGTH_BYTES_MAX } from "./queue_maxbytes.ts";
 import { MAX_LENGTH_MAX, type QueueOverflow } from "./queue_maxlen.ts";
 import { PRIORITIES_MAX, PRIORITIES_MIN, PRIORITY_RATIO_MAX } from "./queue_priority.ts";
 import { MESSAGE_TTL_MS_MAX } from "./queue_ttl.ts";
@@ -58,6 +59,12 @@ export type QueueOptions = {
    * [0, MAX_LENGTH_MAX]; null or absent (default): no limit. See queue_maxlen.ts.
    */
   maxLength?: number | null;
+  /**
+   * Bytes of ready records the queue keeps at most (each record weighing its share of its
+   * stored batch), in [0, MAX_LENGTH_BYTES_MAX]; null or absent (default): no limit. See
+   * queue_maxbytes.ts. With `maxLength` too, whichever is reached first applies.
+   */
+  maxLengthBytes?: number | null;
   /** What a full queue does: "drop-head" (default) or "reject-publish" (queue_maxlen.ts). */
   overflow?: QueueOverflow;
   /** One member (the earliest joined still there) gets every record; the others wait. */
@@ -94,6 +101,7 @@ export type QueueConfig = {
   readonly messageTtlMs: number | null;
   readonly messageTtlHeader: QueueTtlHeader;
   readonly maxLength: number | null;
+  readonly maxLengthBytes: number | null;
   readonly overflow: QueueOverflow;
   readonly singleActiveConsumer: boolean;
   readonly priorities: number | null;
@@ -215,6 +223,10 @@ export function resolveQueueOptions(
       options.maxLength === undefined || options.maxLength === null
         ? null
         : integerIn(name, "maxLength", options.maxLength, 0, MAX_LENGTH_MAX),
+    maxLengthBytes:
+      options.maxLengthBytes === undefined || options.maxLengthBytes === null
+        ? null
+        : integerIn(name, "maxLengthBytes", options.maxLengthBytes, 0, MAX_LENGTH_BYTES_MAX),
     overflow: oneOf(name, "overflow", options.overflow ?? "drop-head", [
       "drop-head",
       "reject-publish",
@@ -280,6 +292,7 @@ export function differingField(
     "messageTtlMs",
     "messageTtlHeader",
     "maxLength",
+    "maxLengthBytes",
     "overflow",
     "singleActiveConsumer",
     "priorities",

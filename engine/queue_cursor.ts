@@ -726,6 +726,14 @@ export class QueueCursor {
     return this.#floor + ((stored - (this.#floor >>> 0)) >>> 0);
   }
 
+  /** The records waiting in the FIFO (given back), oldest first. */
+  *availableOffsets(): Generator<number> {
+    for (let i = 0; i < this.#readyLength; i++) {
+      const stored = this.#ready[(this.#readyHead + i) & this.#mask]!;
+      yield this.#floor + ((stored - (this.#floor >>> 0)) >>> 0);
+    }
+  }
+
   /** Marks the record at the head of the FIFO for dead-lettering (it expired waiting). */
   expireReadyHead(offset: number, runs: OffsetRun[]): void {
     assert(this.#readyPop() === offset, "the expired record is the head of the FIFO");

@@ -77,14 +77,22 @@ export function publishRoom(
   return Math.max(0, Math.min(count, maxLength - ready));
 }
 
-/** The partition with the most ready records that a drop can reach now, if any. */
-function fullest(cursors: readonly Cursor[], logs: readonly PartitionLog[]): Cursor | undefined {
+/**
+ * The partition a drop takes from now, if any can: the one with the most ready records or, with
+ * `lowestFirst` (a priority queue, partition = level), the lowest level with ready records.
+ */
+function fullest(
+  cursors: readonly Cursor[],
+  logs: readonly PartitionLog[],
+  lowestFirst: boolean,
+): Cursor | undefined {
   let best: Cursor | undefined;
   let bestReady = 0;
   for (const cursor of cursors) {
     const end = logs[cursor.partition]!.highWatermark;
     const reachable = cursor.availableCount > 0 || (cursor.room > 0 && end > cursor.next);
     const ready = readyOf(cursor, end);
+    if (reachable && ready > 0 && lowestFirst) return cursor;
     if (reachable && ready > bestReady) {
       best = cursor;
       bestReady = ready;
@@ -96,7 +104,8 @@ function fullest(cursors: readonly Cursor[], logs: readonly PartitionLog[]): Cur
 /**
  * Takes the oldest ready records past `maxLength` off the queue: marked for dead-lettering in
  * their cursors and handed to `drop` (which dead-letters or discards them), a partition's runs
- * at a time, from the partition with the most ready records. Returns how many were dropped;
+ * at a time, from the partition with the most ready records (`lowestFirst`: from the lowest
+ * priority level that has ready records). Returns how many were dropped;
  * fewer than the excess when the windows have no room (later rounds take the rest).
  */
 export function dropHead(
@@ -104,12 +113,13 @@ export function dropHead(
   cursors: readonly Cursor[],
   logs: readonly PartitionLog[],
   drop: (partition: number, runs: OffsetRun[]) => void,
+  lowestFirst = false,
 ): number {
   let dropped = 0;
   for (let round = 0; round < DROP_ROUNDS_MAX; round++) {
     const excess = readyCount(cursors, logs) - maxLength;
     if (excess <= 0) break;
-    const cursor = fullest(cursors, logs);
+    const cursor = fullest(cursors, logs, lowestFirst);
     if (cursor === undefined) break;
     const runs: OffsetRun[] = [];
     let wanted = excess;

@@ -334,12 +334,16 @@ export class Queues {
    * reject-publish queue reading it has room for (queue_maxlen.ts), and the queue with that
    * fewest room (null when every record fits).
    */
-  publishRoom(topic: string, count: number): { taken: number; fullQueue: string | null } {
+  publishRoom(
+    topic: string,
+    count: number,
+    prefixBytes: (k: number) => number,
+  ): { taken: number; fullQueue: string | null } {
     let taken = count;
     let fullQueue: string | null = null;
     const limited = this.#closed ? undefined : this.#rejectPublish.get(topic);
     for (const queue of limited ?? []) {
-      const room = queue.publishRoom(taken);
+      const room = queue.publishRoom(taken, prefixBytes);
       if (room < taken) {
         taken = room;
         fullQueue = queue.config.name;
@@ -360,8 +364,9 @@ export class Queues {
     for (const queue of this.#queues.values()) {
       const { priorities } = queue.config;
       if (priorities !== null) this.#levels.set(queue.config.topic, priorities);
-      const { topic, maxLength, overflow } = queue.config;
-      if (maxLength === null || overflow !== "reject-publish") continue;
+      const { topic, maxLength, maxLengthBytes, overflow } = queue.config;
+      const limited = maxLength !== null || maxLengthBytes !== null;
+      if (!limited || overflow !== "reject-publish") continue;
       const list = this.#rejectPublish.get(topic);
       if (list === undefined) this.#rejectPublish.set(topic, [queue]);
       else list.push(queue);

@@ -7,6 +7,7 @@
 //                 lockMs?: int = 30000, prefetch?: int = 1000, maxInFlight?: int = 2000,
 //                 fsync?: "always" | "never" = "always", messageTtlMs?: int | null = null,
 //                 messageTtlHeader?: "read" | "ignore" = "read", maxLength?: int | null = null,
+//                 maxLengthBytes?: int | null = null,
 //                 overflow?: "drop-head" | "reject-publish" = "drop-head",
 //                 singleActiveConsumer?: bool = false, priorities?: int | null = null,
 //                 priorityRatio?: int | null = null,
@@ -33,15 +34,15 @@
 //   QueueInfo      = { name, topic, from, deadLetterTopic: string | null, deliveryLimit: int,
 //                      lockMs: int, prefetch: int, maxInFlight: int, fsync,
 //                      messageTtlMs: int | null, messageTtlHeader, maxLength: int | null,
-//                      overflow, singleActiveConsumer: bool, priorities: int | null,
-//                      priorityRatio: int | null, retry: {...} | null, startOffsets: [int],
-//                      createdMs: int }
+//                      maxLengthBytes: int | null, overflow, singleActiveConsumer: bool,
+//                      priorities: int | null, priorityRatio: int | null, retry: {...} | null,
+//                      startOffsets: [int], createdMs: int }
 //   QueueStatsInfo = { members, ready, acquired, deadLettering, delivered, accepted,
 //                      deadLettered, discarded, expired, overflowed: int,
-//                      activeMember: string | null, delayed: int,
-//                      oldestReadyAgeMs: int | null,
-//                      memoryBytes: int, partitions: [{ partition, floor, next,
-//                      highWatermark, ready, acquired: int }] }
+//                      readyBytes: int | null, activeMember: string | null, delayed: int,
+//                      oldestReadyAgeMs: int | null, memoryBytes: int,
+//                      partitions: [{ partition, floor, next, highWatermark, ready,
+//                      acquired: int }] }
 //
 // Readers check types and sizes (INVALID_REQUEST naming the key); the ranges of a declare's
 // options are the engine's to check, which names the field and the value.
@@ -84,6 +85,8 @@ export type QueueSettings = {
   messageTtlHeader?: "read" | "ignore";
   /** Ready records kept at most; null (default): no limit. */
   maxLength?: number | null;
+  /** Bytes of ready records kept at most (stored size); null (default): no limit. */
+  maxLengthBytes?: number | null;
   /** What a full queue does: "drop-head" (default) or "reject-publish". */
   overflow?: "drop-head" | "reject-publish";
   /** One member (the earliest joined) gets every record; the next takes over when it leaves. */
@@ -103,6 +106,7 @@ export type QueueInfo = Required<QueueSettings> & {
   deadLetterTopic: string | null;
   messageTtlMs: number | null;
   maxLength: number | null;
+  maxLengthBytes: number | null;
   priorities: number | null;
   priorityRatio: number | null;
   retry: { minMs: number; maxMs?: number; factor?: number } | null;
@@ -133,6 +137,8 @@ export type QueueStatsInfo = {
   expired: number;
   /** Records dropped from the head by max length (dead-lettered or discarded, counted there). */
   overflowed: number;
+  /** With maxLengthBytes: bytes of the ready records; null otherwise or from older servers. */
+  readyBytes: number | null;
   /** With a single active consumer: the member getting the records (null: none, or off). */
   activeMember: string | null;
   /** Records waiting in the delay tiers, not yet due. */
@@ -200,6 +206,7 @@ export function readQueueDeclareRequest(reader: Reader): QueueDeclareRequest {
     "maxInFlight",
     "messageTtlMs",
     "maxLength",
+    "maxLengthBytes",
     "priorities",
     "priorityRatio",
   ] as const;
@@ -211,10 +218,6 @@ export function readQueueDeclareRequest(reader: Reader): QueueDeclareRequest {
   if (fsync !== null) request.fsync = fsync as QueueSettings["fsync"];
   const ttlHeader = optionalString(fields, "messageTtlHeader", 16);
   if (ttlHeader !== null) request.messageTtlHeader = ttlHeader as QueueSettings["messageTtlHeader"];
-  if (fields["maxLengthBytes"] !== undefined) {
-    // Refused rather than ignored: a client asking for a byte limit must not believe it holds.
-    throw ProtocolError.invalid("maxLengthBytes is not served by this server (maxLength is)");
-  }
   const overflow = optionalString(fields, "overflow", 32);
   if (overflow !== null) request.overflow = overflow as QueueSettings["overflow"];
   const single = fields["singleActiveConsumer"];
@@ -270,6 +273,8 @@ function queueInfo(fields: Fields): QueueInfo {
       "read") as QueueInfo["messageTtlHeader"],
     // Absent from servers older than max length and single active consumer: none, off.
     maxLength: fields["maxLength"] == null ? null : intField(fields, "maxLength", INT),
+    maxLengthBytes:
+      fields["maxLengthBytes"] == null ? null : intField(fields, "maxLengthBytes", INT),
     overflow: (optionalString(fields, "overflow") ?? "drop-head") as QueueInfo["overflow"],
     singleActiveConsumer: fields["singleActiveConsumer"] === true,
     priorities: fields["priorities"] == null ? null : intField(fields, "priorities", INT),
@@ -356,6 +361,7 @@ function queueStats(fields: Fields): QueueStatsInfo {
     expired: fields["expired"] == null ? 0 : int("expired"),
     // Absent from servers older than max length and single active consumer.
     overflowed: fields["overflowed"] == null ? 0 : int("overflowed"),
+    readyBytes: fields["readyBytes"] == null ? null : int("readyBytes"),
     activeMember: optionalString(fields, "activeMember"),
     // Absent from servers older than delayed delivery: nothing waits there.
     delayed: fields["delayed"] == null ? 0 : int("delayed"),

@@ -1,4 +1,4 @@
-// `sluice queues declare --max-length N --overflow drop-head|reject-publish`,
+// `sluice queues declare --max-length N --max-length-bytes N --overflow drop-head|reject-publish`,
 // `--single-active-consumer` and `--priorities N` (with `produce --priority P`) end to end
 // against a `sluice serve` process: the settings and the `overflowed` count in
 // `queues list --json`, drop-head keeping the newest records, reject-publish refusing the rest
@@ -109,6 +109,35 @@ describe("sluice queue max length, single active consumer and priorities", () =>
     const levels = await run(["queues", "declare", "many", "--priorities", "11"]);
     assert.equal(levels.status, 1);
     assert.match(levels.stderr, /priorities 11/);
+  });
+
+  test("--max-length-bytes: drop-head keeps the queue within its bytes; listed", async () => {
+    const declared = await ok(["queues", "declare", "small", "--max-length-bytes", "200"]);
+    assert.match(declared.stdout, /max length 200 bytes \(drop-head\)/);
+    const body = Array.from({ length: 10 }, (_, i) => `record-${i}-${"x".repeat(20)}\n`);
+    await ok(["produce", "--queue", "small"], body.join(""));
+    const stats = await queueJson("small");
+    assert.equal(stats?.["maxLengthBytes"], 200);
+    const ready = stats?.["ready"] as number;
+    const readyBytes = stats?.["readyBytes"] as number;
+    assert.ok(ready > 0 && ready < 10, `some records kept (${ready})`);
+    assert.ok(readyBytes > 0 && readyBytes <= 200, `within the limit (${readyBytes})`);
+    assert.equal(stats?.["overflowed"], 10 - ready);
+    const got = await ok(["consume", "--queue", "small", "--count", String(ready)]);
+    assert.deepEqual(
+      lines(got.stdout),
+      body.slice(10 - ready).map((line) => line.trim()),
+    );
+    const full = ["queues", "declare", "tight", "--max-length-bytes", "150"];
+    await ok([...full, "--overflow", "reject-publish"]);
+    const refused = await run(["produce", "--queue", "tight"], body.join(""));
+    assert.equal(refused.status, 1, refused.stderr);
+    assert.match(refused.stderr, /QUEUE_FULL/);
+    for (const bad of ["-1", "1.5", "9007199254740992", "lots"]) {
+      const result = await run(["queues", "declare", "bad", "--max-length-bytes", bad]);
+      assert.equal(result.status, 2, `--max-length-bytes ${bad}`);
+      assert.ok(result.stderr.includes(`--max-length-bytes ${bad}`), result.stderr);
+    }
   });
 
   test("bad values are refused by the CLI with exit code 2; nothing is declared", async () => {

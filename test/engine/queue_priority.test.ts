@@ -11,7 +11,7 @@ import {
   type QueueOptions,
   type RecordInput,
 } from "../../engine/mod.ts";
-import { tempDir } from "../helpers.ts";
+import { tempDir, waitFor } from "../helpers.ts";
 import { acksFor, Clock, deliveriesOf, failsWith, openEngine } from "./queue_helpers.ts";
 
 const encoder = new TextEncoder();
@@ -140,6 +140,51 @@ describe("priority queues", () => {
       const order: string[] = [];
       for (let i = 0; i < 8; i++) order.push(...take(engine, member, 1));
       assert.deepEqual(order, ["h0", "h1", "l1", "h2", "h3", "l2", "h4", "h5"]);
+    } finally {
+      await engine.close();
+    }
+  });
+
+  test("drop-head drops from the lowest non-empty level first, oldest first", async () => {
+    using dir = tempDir();
+    const engine = await setup(dir.path, { priorities: 3, maxLength: 4, deadLetterTopic: "dl" });
+    try {
+      await publish(engine, [rec("hi-a", "2"), rec("lo-a"), rec("mid-a", "1"), rec("lo-b")]);
+      await publish(engine, [rec("hi-b", "2"), rec("mid-b", "1"), rec("lo-c")]);
+      // 7 ready, 3 too many: the three lowest-priority records go, not the oldest ones.
+      await waitFor(() => engine.queueStats("q").deadLettered === 3, "3 dead letters");
+      assert.equal(engine.queueStats("q").overflowed, 3);
+      const member = engine.joinQueue("q");
+      assert.deepEqual(take(engine, member), ["hi-a", "hi-b", "mid-a", "mid-b"]);
+      await publish(engine, [rec("mid-c", "1"), rec("mid-d", "1"), rec("hi-c", "2")]);
+      await publish(engine, [rec("mid-e", "1"), rec("hi-d", "2")]);
+      // 5 ready (the 4 held do not count): one goes, the oldest of the lowest level, mid.
+      await waitFor(() => engine.queueStats("q").overflowed === 4, "4 overflowed");
+      assert.deepEqual(take(engine, member), ["hi-c", "hi-d", "mid-d", "mid-e"]);
+    } finally {
+      await engine.close();
+    }
+  });
+
+  test("drop-head by bytes also drops the lowest level first", async () => {
+    using dir = tempDir();
+    const probe = await setup(dir.path, { priorities: 2, maxLengthBytes: 1_000_000 });
+    await publish(probe, [rec("x", "1")]);
+    const size = probe.queueStats("q").readyBytes!;
+    await probe.close();
+    using dir2 = tempDir();
+    const engine = await setup(dir2.path, { priorities: 2, maxLengthBytes: 2 * size });
+    try {
+      for (const [value, priority] of [
+        ["a", "1"],
+        ["b", "0"],
+        ["c", "1"],
+        ["d", "0"],
+      ]) {
+        await publish(engine, [rec(value!, priority)]);
+      }
+      assert.equal(engine.queueStats("q").overflowed, 2);
+      assert.deepEqual(take(engine, engine.joinQueue("q")), ["a", "c"]);
     } finally {
       await engine.close();
     }

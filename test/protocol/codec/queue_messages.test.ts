@@ -15,7 +15,6 @@ import {
   writeQueueAckResponse,
 } from "../../../protocol/codec/queue_ack.ts";
 import {
-  type QueueDeclareRequest,
   readQueueDeclareRequest,
   readQueueDeclareResponse,
   readQueueJoinRequest,
@@ -322,6 +321,7 @@ describe("queue control messages v1", () => {
       messageTtlMs: 60_000,
       messageTtlHeader: "ignore" as const,
       maxLength: 5,
+      maxLengthBytes: 4096,
       overflow: "reject-publish" as const,
       singleActiveConsumer: true,
       priorities: 2,
@@ -361,6 +361,7 @@ describe("queue control messages v1", () => {
       discarded: 0,
       expired: 7,
       overflowed: 2,
+      readyBytes: 1234,
       activeMember: "m-1",
       delayed: 3,
       oldestReadyAgeMs: null,
@@ -383,6 +384,7 @@ describe("queue control messages v1", () => {
     const request = {
       name: "w",
       maxLength: 10,
+      maxLengthBytes: 1_000_000,
       overflow: "reject-publish" as const,
       singleActiveConsumer: true,
       priorities: 4,
@@ -409,6 +411,7 @@ describe("queue control messages v1", () => {
     );
     const { queue } = readQueueDeclareResponse(new Reader(response));
     assert.equal(queue?.maxLength, null);
+    assert.equal(queue?.maxLengthBytes, null);
     assert.equal(queue?.overflow, "drop-head");
     assert.equal(queue?.singleActiveConsumer, false);
     assert.equal(queue?.priorities, null);
@@ -432,11 +435,8 @@ describe("queue control messages v1", () => {
     );
     refused(ttl, readQueueDeclareRequest, /messageTtlMs = "?100"? must be an integer/);
     const bytes = bodyOf((writer) =>
-      writeQueueDeclareRequest(writer, {
-        name: "w",
-        maxLengthBytes: 100,
-      } as unknown as QueueDeclareRequest),
+      writeQueueDeclareRequest(writer, { name: "w", maxLengthBytes: 10.5 }),
     );
-    refused(bytes, readQueueDeclareRequest, /maxLengthBytes is not served/);
+    refused(bytes, readQueueDeclareRequest, /maxLengthBytes = 10.5 must be an integer/);
   });
 });

@@ -187,6 +187,39 @@ describe("exchanges over the wire", () => {
     });
   });
 
+  test("maxLengthBytes over the wire: declared, listed, bad values named", async () => {
+    await withServer(async ({ port, admin }) => {
+      const declared = await admin.declareQueue("small", {
+        maxLengthBytes: 300,
+        overflow: "reject-publish",
+      });
+      assert.equal(declared.maxLengthBytes, 300);
+      await using publisher = new Publisher({ port });
+      const records = Array.from({ length: 20 }, (_, i) => ({
+        routingKey: "small",
+        value: `record-${i}-${"x".repeat(30)}`,
+      }));
+      await failsWith(() => publisher.publish("", records), "QUEUE_FULL");
+      const [queue] = await admin.listQueues(["small"]);
+      assert.ok(queue!.stats.ready > 0 && queue!.stats.ready < 20, `${queue!.stats.ready}`);
+      assert.ok(queue!.stats.readyBytes! > 0 && queue!.stats.readyBytes! <= 300);
+      const negative = await failsWith(
+        () => admin.declareQueue("bad", { maxLengthBytes: -1 }),
+        "INVALID_QUEUE",
+      );
+      assert.match(negative.message, /maxLengthBytes -1 /);
+      for (const bad of [2.5, 2 ** 53]) {
+        const error = await failsWith(
+          () => admin.declareQueue("bad", { maxLengthBytes: bad }),
+          "INVALID_REQUEST",
+        );
+        assert.ok(error.message.includes(`maxLengthBytes = ${bad}`), error.message);
+      }
+      const names = (await admin.listQueues()).map((q) => q.name);
+      assert.deepEqual(names, ["small"], "nothing half-created");
+    });
+  });
+
   test("a raw ExchangePublish with bad acks or a junk tail keeps the connection", async () => {
     await withServer(async ({ port, admin }) => {
       await admin.createTopics([{ name: "t" }]);
