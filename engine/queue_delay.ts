@@ -437,7 +437,11 @@ export class DelayTiers {
     const positions = this.#positions();
     const json = JSON.stringify(positions);
     if (json === this.#persisted) return;
-    this.#host.io.writeFileAtomic(this.dir, POSITIONS_FILE, `${json}\n`);
+    // Positions only ever lag (records move again, never lost); without fsynced tier logs an
+    // fsync here buys nothing and would stall every move round behind it.
+    this.#host.io.writeFileAtomic(this.dir, POSITIONS_FILE, `${json}\n`, {
+      sync: this.#host.fsync,
+    });
     this.#persisted = json;
     for (let k = 0; k < DELAY_TIERS; k++) {
       const tier = this.#tiers[k]!;
