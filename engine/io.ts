@@ -31,8 +31,17 @@ export interface FileIO {
   syncFile(path: string): Promise<void>;
   /** fsync of a directory, so a create, rename or unlink inside it survives power loss. */
   syncDirectory(path: string): void;
-  /** Replaces a small file atomically: temp file, fsync, rename over, fsync the directory. */
-  writeFileAtomic(dir: string, name: string, bytes: Uint8Array | string): void;
+  /**
+   * Replaces a small file atomically: temp file, fsync, rename over, fsync the directory.
+   * `{ sync: false }` leaves out both fsyncs: the replacement is still atomic for a process
+   * crash, but power loss may keep the old file (for state whose logs are not fsynced either).
+   */
+  writeFileAtomic(
+    dir: string,
+    name: string,
+    bytes: Uint8Array | string,
+    options?: { sync?: boolean },
+  ): void;
 }
 
 function writevOnce(fd: number, buffers: Uint8Array[], position: number): Promise<number> {
@@ -255,17 +264,23 @@ function syncDirectory(path: string): void {
 /** Numbers the temp files of writeFileAtomic within this process. */
 let atomicWrites = 0;
 
-function writeFileAtomic(dir: string, name: string, bytes: Uint8Array | string): void {
+function writeFileAtomic(
+  dir: string,
+  name: string,
+  bytes: Uint8Array | string,
+  options: { sync?: boolean } = {},
+): void {
+  const sync = options.sync !== false;
   // A short temp name of its own, not `${name}.tmp`: a name near the file system's 255-byte
   // limit (a 249-byte topic's metadata) would pass it with a suffix. Leftovers end in `.tmp`.
   const temp = `${dir}/.atomic-${process.pid}-${atomicWrites++}.tmp`;
   const fd = fs.openSync(temp, "w");
   try {
     fs.writeFileSync(fd, bytes);
-    fs.fsyncSync(fd);
+    if (sync) fs.fsyncSync(fd);
   } finally {
     fs.closeSync(fd);
   }
   fs.renameSync(temp, `${dir}/${name}`);
-  syncDirectory(dir);
+  if (sync) syncDirectory(dir);
 }

@@ -126,10 +126,22 @@ export function headerInteger(headers: readonly RecordHeader[], key: string): nu
   let found: number | undefined;
   for (const header of headers) {
     if (header.key !== key || header.value === null) continue;
-    const digits = new TextDecoder().decode(header.value);
-    if (/^\d{1,16}$/.test(digits)) found = Number(digits);
+    const parsed = decimalDigits(header.value);
+    if (parsed !== undefined) found = parsed;
   }
   return found;
+}
+
+/** 1 to 16 ASCII decimal digits as a number, read from the bytes (no text decoding). */
+function decimalDigits(bytes: Uint8Array): number | undefined {
+  if (bytes.length === 0 || bytes.length > 16) return undefined;
+  let value = 0;
+  for (const byte of bytes) {
+    if (byte < 0x30 || byte > 0x39) return undefined;
+    value = value * 10 + (byte - 0x30);
+  }
+  // Past 2^53 the sum above may round differently from parsing the text.
+  return Number.isSafeInteger(value) ? value : Number(String.fromCharCode(...bytes));
 }
 
 /** A queue's retry backoff: how long a plain release waits before the record is available. */
@@ -358,7 +370,8 @@ export class DelayTiers {
       }
       for (const view of read.views) {
         bytes += view.length;
-        for (const batch of decodeRecordBatches(view)) {
+        // The read checked every batch's CRC already.
+        for (const batch of decodeRecordBatches(view, { checkCrc: false })) {
           for (const record of batch.records) {
             if (record.offset < position) continue;
             const exitMs = headerInteger(record.headers, EXIT_HEADER) ?? 0;
@@ -424,7 +437,11 @@ export class DelayTiers {
     const positions = this.#positions();
     const json = JSON.stringify(positions);
     if (json === this.#persisted) return;
-    this.#host.io.writeFileAtomic(this.dir, POSITIONS_FILE, `${json}\n`);
+    // Positions only ever lag (records move again, never lost); without fsynced tier logs an
+    // fsync here buys nothing and would stall every move round behind it.
+    this.#host.io.writeFileAtomic(this.dir, POSITIONS_FILE, `${json}\n`, {
+      sync: this.#host.fsync,
+    });
     this.#persisted = json;
     for (let k = 0; k < DELAY_TIERS; k++) {
       const tier = this.#tiers[k]!;

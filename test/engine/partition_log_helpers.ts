@@ -295,8 +295,13 @@ export class FaultyIO implements FileIO {
     realFileIO.syncDirectory(path);
   }
 
-  writeFileAtomic(dir: string, name: string, bytes: Uint8Array | string): void {
+  writeFileAtomic(
+    dir: string,
+    name: string,
+    bytes: Uint8Array | string,
+    options?: { sync?: boolean },
+  ): void {
     this.#fileWrite(`${dir}/${name}`, "write");
-    realFileIO.writeFileAtomic(dir, name, bytes);
+    realFileIO.writeFileAtomic(dir, name, bytes, options);
   }
 }

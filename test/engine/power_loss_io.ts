@@ -149,11 +149,24 @@ export class PowerLossIO implements FileIO {
     this.#step();
   }
 
-  writeFileAtomic(dir: string, name: string, bytes: Uint8Array | string): void {
+  writeFileAtomic(
+    dir: string,
+    name: string,
+    bytes: Uint8Array | string,
+    options?: { sync?: boolean },
+  ): void {
     this.#step();
+    const state = this.#state(`${dir}/${name}`);
     const temp = `${dir}/.atomic-power-loss.tmp`;
     fs.writeFileSync(temp, bytes);
     fs.renameSync(temp, `${dir}/${name}`);
+    if (options?.sync === false) {
+      // Not fsynced: the new contents are as durable as any unsynced write.
+      const written = typeof bytes === "string" ? new TextEncoder().encode(bytes) : bytes;
+      state.changes.push({ kind: "truncate", length: 0 });
+      state.changes.push({ kind: "write", position: 0, bytes: written });
+      return;
+    }
     // The real one fsyncs the temp file before the rename and the directory after: durable whole.
     this.#synced(`${dir}/${name}`);
   }

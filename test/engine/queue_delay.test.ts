@@ -99,6 +99,38 @@ describe("delayed release", () => {
     }
   });
 
+  test("positions.json is fsynced exactly when the queue's fsync is always", async () => {
+    for (const fsync of [false, true]) {
+      using dir = tempDir();
+      const clock = new Clock();
+      const syncs: (boolean | undefined)[] = [];
+      const io = {
+        ...realFileIO,
+        writeFileAtomic(
+          at: string,
+          name: string,
+          bytes: Uint8Array | string,
+          options?: { sync?: boolean },
+        ) {
+          if (name === "positions.json") syncs.push(options?.sync !== false);
+          realFileIO.writeFileAtomic(at, name, bytes, options);
+        },
+      };
+      const delays = await DelayTiers.open(dir.path, { io, now: clock.now, warn: () => {}, fsync });
+      try {
+        const record = { key: null, value: new Uint8Array(10), headers: [], timestamp: 0 };
+        await delays.add([{ record, dueMs: clock.nowMs + 100, deliveries: 1 }]);
+        clock.advance(100);
+        while ((await delays.moveDue()) > 0) {}
+        await delays.persistPositions();
+        assert.ok(syncs.length > 0, "the positions were written");
+        assert.deepEqual(new Set(syncs), new Set([fsync]), `fsync ${fsync}`);
+      } finally {
+        await delays.close();
+      }
+    }
+  });
+
   test("bad delays are refused naming the value, and nothing changes", async () => {
     using dir = tempDir();
     const clock = new Clock();
