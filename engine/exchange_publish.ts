@@ -213,13 +213,15 @@ function admitted(
   return routed.slice(0, taken);
 }
 
-async function appendDurably(
+/** Appends, and with `durable` flushes unless the log fsyncs every append already. */
+function appendDurably(
   log: PartitionLog,
   bytes: Uint8Array,
   options: PublishOptions,
-): Promise<void> {
-  await log.append(bytes);
-  if (options.durable && log.config.fsync !== "always") await log.flush();
+): Promise<unknown> {
+  const appended = log.append(bytes);
+  if (!options.durable || log.config.fsync === "always") return appended;
+  return appended.then(() => log.flush());
 }
 
 /** A record's priority level (queue_priority.ts): its header, read as the queue reads it. */
@@ -441,17 +443,31 @@ function publishUniform(
   return settle(appended, result, topics.length);
 }
 
-async function settle(
+function settle(
   appended: Promise<unknown>[],
   result: PublishedBatch,
   topics: number,
 ): Promise<PublishedBatch> {
-  const settled = await Promise.allSettled(appended);
-  const failed = settled.find((outcome) => outcome.status === "rejected");
-  if (failed === undefined) return result;
-  const reason = (failed as PromiseRejectedResult).reason;
-  if (!(reason instanceof SluiceError)) throw reason;
-  throw new SluiceError(
+  // One destination (the common case): no allSettled round over a one-element array.
+  if (appended.length === 1) {
+    return appended[0]!.then(
+      () => result,
+      (reason) => {
+        throw withDestinations(reason, result, topics);
+      },
+    );
+  }
+  return Promise.allSettled(appended).then((settled) => {
+    const failed = settled.find((outcome) => outcome.status === "rejected");
+    if (failed === undefined) return result;
+    throw withDestinations((failed as PromiseRejectedResult).reason, result, topics);
+  });
+}
+
+/** A failed append's error, saying how many destinations took the batch before. */
+function withDestinations(reason: unknown, result: PublishedBatch, topics: number): unknown {
+  if (!(reason instanceof SluiceError)) return reason;
+  return new SluiceError(
     reason.code,
     `${reason.message} (the batch reached ${result.destinations} of ${topics} destination ` +
       "topics)",
