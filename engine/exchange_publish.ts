@@ -95,6 +95,9 @@ const decoder = new TextDecoder();
 /** Keyed by a topic's array of logs, so a deleted topic's entry goes with it. */
 const nextPartition = new WeakMap<readonly PartitionLog[], number>();
 
+/** The header lookup of a record without headers. */
+const noHeader: HeaderLookup = () => undefined;
+
 function headerText(record: LogRecord, key: string): string | undefined {
   for (const header of record.headers) {
     if (header.key !== key) continue;
@@ -399,32 +402,28 @@ function publishUniform(
   if (!plainBatch(batch, sizeMax, false)) return;
   const uniform = uniformRouting(batch);
   if (uniform === undefined) return;
-  const record: LogRecord = {
-    offset: 0,
-    timestamp: 0,
-    key: uniform.key,
-    value: null,
-    headers: uniform.headers,
-  };
-  const topics = host.route(exchange, routingKeyOf(record), (key) => headerText(record, key));
+  const { key, headers, records } = uniform;
+  const record: LogRecord = { offset: 0, timestamp: 0, key, value: null, headers };
+  // A batch without headers (as most are) routes on its key: no header lookups to make.
+  const topics =
+    headers.length === 0
+      ? host.route(exchange, key === null ? "" : decoder.decode(key), noHeader)
+      : host.route(exchange, routingKeyOf(record), (name) => headerText(record, name));
   // A destination that would refuse some records splits the batch: the decoding path does.
-  for (const topic of topics) {
-    const shares = (k: number) => Math.floor((batch.length * k) / uniform.records);
-    const room = host.room?.(topic, uniform.records, shares).taken ?? uniform.records;
-    if (room < uniform.records) {
-      return;
-    }
+  if (host.room !== undefined && topics.length > 0) {
+    const shares = (k: number) => Math.floor((batch.length * k) / records);
+    for (const topic of topics) if (host.room(topic, records, shares).taken < records) return;
   }
   const result: PublishedBatch = {
     destinations: 0,
-    records: uniform.records,
+    records,
     unroutable: 0,
     rejected: 0,
     fullQueue: null,
   };
   if (topics.length === 0) {
     if (checkBatch(batch, 0, batch.length, { sizeMax, checkCrc: true }) !== "ok") return;
-    result.unroutable = uniform.records;
+    result.unroutable = records;
     return Promise.resolve(result);
   }
   const appended: Promise<unknown>[] = [];
@@ -433,7 +432,7 @@ function publishUniform(
     if (logs === undefined || logs.length === 0) continue;
     const levels = host.levels?.(topic);
     const partition =
-      levels === undefined ? partitionOf(logs, record.key) : levelOf(record, levels) % logs.length;
+      levels === undefined ? partitionOf(logs, key) : levelOf(record, levels) % logs.length;
     appended.push(
       appendDurably(logs[partition]!, batch, options).then(() => {
         result.destinations++;
