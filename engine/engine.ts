@@ -133,6 +133,8 @@ export class Engine {
   readonly offsets: OffsetStore;
   #options: EngineOptions;
   #topics = new Map<string, Topic>();
+  /** Bumped whenever a topic is created or deleted (exchanges cache resolved topics by it). */
+  #topicGeneration = 0;
   /** Topics being created now, with their partition counts (a create yields while it works). */
   #creating = new Map<string, number>();
   #adminTail: Promise<unknown> = Promise.resolve();
@@ -323,6 +325,8 @@ export class Engine {
         }
       },
       topicExists: (topic) => this.#topics.has(topic),
+      // Both counters only grow, so their sum changes whenever either does.
+      generation: () => this.#topicGeneration + this.#queues.generation,
     });
   }
 
@@ -426,6 +430,7 @@ export class Engine {
         throw ioError(error, `writing metadata of topic '${name}'`);
       }
       this.#topics.set(name, topic);
+      this.#topicGeneration++;
       return info;
     } catch (error) {
       this.#removePartitionDirectories(name);
@@ -519,6 +524,7 @@ export class Engine {
     await this.#queues.deleteForTopic(name);
     const topic = this.#topic(name);
     this.#topics.delete(name);
+    this.#topicGeneration++;
     await Promise.allSettled(topic.logs.map((log) => log.close()));
     try {
       fs.rmSync(join(this.#metaDir, `${name}.json`), { force: true });

@@ -95,6 +95,9 @@ const decoder = new TextDecoder();
 /** Keyed by a topic's array of logs, so a deleted topic's entry goes with it. */
 const nextPartition = new WeakMap<readonly PartitionLog[], number>();
 
+/** The header lookup of a record without headers. */
+const noHeader: HeaderLookup = () => undefined;
+
 function headerText(record: LogRecord, key: string): string | undefined {
   for (const header of record.headers) {
     if (header.key !== key) continue;
@@ -213,13 +216,15 @@ function admitted(
   return routed.slice(0, taken);
 }
 
-async function appendDurably(
+/** Appends, and with `durable` flushes unless the log fsyncs every append already. */
+function appendDurably(
   log: PartitionLog,
   bytes: Uint8Array,
   options: PublishOptions,
-): Promise<void> {
-  await log.append(bytes);
-  if (options.durable && log.config.fsync !== "always") await log.flush();
+): Promise<unknown> {
+  const appended = log.append(bytes);
+  if (!options.durable || log.config.fsync === "always") return appended;
+  return appended.then(() => log.flush());
 }
 
 /** A record's priority level (queue_priority.ts): its header, read as the queue reads it. */
@@ -397,32 +402,28 @@ function publishUniform(
   if (!plainBatch(batch, sizeMax, false)) return;
   const uniform = uniformRouting(batch);
   if (uniform === undefined) return;
-  const record: LogRecord = {
-    offset: 0,
-    timestamp: 0,
-    key: uniform.key,
-    value: null,
-    headers: uniform.headers,
-  };
-  const topics = host.route(exchange, routingKeyOf(record), (key) => headerText(record, key));
+  const { key, headers, records } = uniform;
+  const record: LogRecord = { offset: 0, timestamp: 0, key, value: null, headers };
+  // A batch without headers (as most are) routes on its key: no header lookups to make.
+  const topics =
+    headers.length === 0
+      ? host.route(exchange, key === null ? "" : decoder.decode(key), noHeader)
+      : host.route(exchange, routingKeyOf(record), (name) => headerText(record, name));
   // A destination that would refuse some records splits the batch: the decoding path does.
-  for (const topic of topics) {
-    const shares = (k: number) => Math.floor((batch.length * k) / uniform.records);
-    const room = host.room?.(topic, uniform.records, shares).taken ?? uniform.records;
-    if (room < uniform.records) {
-      return;
-    }
+  if (host.room !== undefined && topics.length > 0) {
+    const shares = (k: number) => Math.floor((batch.length * k) / records);
+    for (const topic of topics) if (host.room(topic, records, shares).taken < records) return;
   }
   const result: PublishedBatch = {
     destinations: 0,
-    records: uniform.records,
+    records,
     unroutable: 0,
     rejected: 0,
     fullQueue: null,
   };
   if (topics.length === 0) {
     if (checkBatch(batch, 0, batch.length, { sizeMax, checkCrc: true }) !== "ok") return;
-    result.unroutable = uniform.records;
+    result.unroutable = records;
     return Promise.resolve(result);
   }
   const appended: Promise<unknown>[] = [];
@@ -431,7 +432,7 @@ function publishUniform(
     if (logs === undefined || logs.length === 0) continue;
     const levels = host.levels?.(topic);
     const partition =
-      levels === undefined ? partitionOf(logs, record.key) : levelOf(record, levels) % logs.length;
+      levels === undefined ? partitionOf(logs, key) : levelOf(record, levels) % logs.length;
     appended.push(
       appendDurably(logs[partition]!, batch, options).then(() => {
         result.destinations++;
@@ -441,17 +442,31 @@ function publishUniform(
   return settle(appended, result, topics.length);
 }
 
-async function settle(
+function settle(
   appended: Promise<unknown>[],
   result: PublishedBatch,
   topics: number,
 ): Promise<PublishedBatch> {
-  const settled = await Promise.allSettled(appended);
-  const failed = settled.find((outcome) => outcome.status === "rejected");
-  if (failed === undefined) return result;
-  const reason = (failed as PromiseRejectedResult).reason;
-  if (!(reason instanceof SluiceError)) throw reason;
-  throw new SluiceError(
+  // One destination (the common case): no allSettled round over a one-element array.
+  if (appended.length === 1) {
+    return appended[0]!.then(
+      () => result,
+      (reason) => {
+        throw withDestinations(reason, result, topics);
+      },
+    );
+  }
+  return Promise.allSettled(appended).then((settled) => {
+    const failed = settled.find((outcome) => outcome.status === "rejected");
+    if (failed === undefined) return result;
+    throw withDestinations((failed as PromiseRejectedResult).reason, result, topics);
+  });
+}
+
+/** A failed append's error, saying how many destinations took the batch before. */
+function withDestinations(reason: unknown, result: PublishedBatch, topics: number): unknown {
+  if (!(reason instanceof SluiceError)) return reason;
+  return new SluiceError(
     reason.code,
     `${reason.message} (the batch reached ${result.destinations} of ${topics} destination ` +
       "topics)",

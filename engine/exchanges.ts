@@ -73,6 +73,11 @@ export type ExchangesHost = {
   /** The topic of a queue, or undefined when there is no such queue. */
   queueTopic(queue: string): string | undefined;
   topicExists(topic: string): boolean;
+  /**
+   * A number that changes whenever a topic or a queue is created or deleted: cached
+   * destination topics are kept only while it stays the same.
+   */
+  generation(): number;
 };
 
 /** Exchanges one data directory may hold. */
@@ -95,10 +100,17 @@ type Compiled = {
   trie: TopicTrie;
   patterns: BindingDestination[];
   /**
-   * direct and topic: the matches of recent routing keys. A bind or unbind compiles the
-   * exchange anew, so the cache starts empty after every change.
+   * direct and topic: the matches of recent routing keys, and the topics they resolved to at
+   * the host's `generation` (a queue or topic that came or went since resolves them again). A
+   * bind or unbind compiles the exchange anew, so the cache starts empty after every change.
    */
-  cache: Map<string, readonly BindingDestination[]>;
+  cache: Map<string, CachedRoute>;
+};
+
+type CachedRoute = {
+  found: readonly BindingDestination[];
+  topics: readonly string[];
+  generation: number;
 };
 
 const NO_TOPICS: readonly string[] = Object.freeze([]);
@@ -289,7 +301,7 @@ export class Exchanges {
     }
     let exchange = this.#get(name);
     for (let hop = 0; hop <= ALTERNATE_HOPS_MAX; hop++) {
-      const topics = this.#topicsOf(this.#matches(exchange, routingKey, headers));
+      const topics = this.#routeOnce(exchange, routingKey, headers);
       if (topics.length > 0) return topics;
       const { alternateTopic, alternateExchange } = exchange.config;
       if (alternateTopic !== null) {
@@ -302,27 +314,32 @@ export class Exchanges {
     return NO_TOPICS;
   }
 
-  #matches(
-    exchange: Compiled,
-    routingKey: string,
-    headers: HeaderLookup,
-  ): readonly BindingDestination[] {
+  /** The topics one exchange's bindings reach for a record (no alternate followed). */
+  #routeOnce(exchange: Compiled, routingKey: string, headers: HeaderLookup): readonly string[] {
     const { type, bindings } = exchange.config;
-    if (type === "fanout") return bindings.map((binding) => binding.destination);
+    if (type === "fanout") return this.#topicsOf(bindings.map((binding) => binding.destination));
     if (type === "headers") {
-      return bindings.filter((b) => headersMatch(b, headers)).map((b) => b.destination);
+      const found = bindings.filter((b) => headersMatch(b, headers)).map((b) => b.destination);
+      return this.#topicsOf(found);
     }
+    const generation = this.#host.generation();
     const cached = exchange.cache.get(routingKey);
-    if (cached !== undefined) return cached;
+    if (cached !== undefined) {
+      if (cached.generation === generation) return cached.topics;
+      cached.topics = this.#topicsOf(cached.found);
+      cached.generation = generation;
+      return cached.topics;
+    }
     let found: readonly BindingDestination[];
     if (type === "direct") {
       found = exchange.direct.get(routingKey) ?? [];
     } else {
       found = exchange.trie.match(routingKey.split(".")).map((index) => exchange.patterns[index]!);
     }
+    const topics = this.#topicsOf(found);
     if (exchange.cache.size >= ROUTE_CACHE_ENTRIES_MAX) exchange.cache.clear();
-    exchange.cache.set(routingKey, found);
-    return found;
+    exchange.cache.set(routingKey, { found, topics, generation });
+    return topics;
   }
 
   #topicsOf(destinations: readonly BindingDestination[]): readonly string[] {
@@ -334,7 +351,7 @@ export class Exchanges {
       if (topic === undefined || topics.includes(topic)) continue;
       if (this.#host.topicExists(topic)) topics.push(topic);
     }
-    return topics;
+    return topics.length === 0 ? NO_TOPICS : topics;
   }
 }
 

@@ -82,6 +82,7 @@ export class Queues {
   readonly #rejectPublish = new Map<string, Queue[]>();
   /** Priority levels by the topic a priority queue reads (queue_priority.ts). */
   readonly #levels = new Map<string, number>();
+  #generation = 0;
   #timer: ReturnType<typeof setTimeout> | undefined;
   #timerAtMs = Number.POSITIVE_INFINITY;
   #closed = false;
@@ -352,6 +353,11 @@ export class Queues {
     return { taken, fullQueue };
   }
 
+  /** Changes whenever a queue is declared or deleted (exchanges cache resolved topics by it). */
+  get generation(): number {
+    return this.#generation;
+  }
+
   /** The priority levels of `topic` (a priority queue reads it), or undefined. */
   levels(topic: string): number | undefined {
     return this.#levels.get(topic);
@@ -359,6 +365,7 @@ export class Queues {
 
   /** Rebuilds the reject-publish queues and priority levels by topic after a queue came or went. */
   #indexRejectPublish(): void {
+    this.#generation++;
     this.#rejectPublish.clear();
     this.#levels.clear();
     for (const queue of this.#queues.values()) {

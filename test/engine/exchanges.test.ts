@@ -177,6 +177,67 @@ describe("exchange routing through publish", () => {
     });
   });
 
+  test("a topic created or deleted after a route is remembered changes where it goes", async () => {
+    await withEngine(async (engine) => {
+      await topics(engine, "a", "b");
+      await engine.declareExchange("tx", { type: "topic" });
+      await engine.declareExchange("dx", { type: "direct" });
+      await engine.bindExchange("tx", { topic: "a", routingKey: "order.*" });
+      await engine.bindExchange("tx", { topic: "b", routingKey: "#.paid" });
+      await engine.bindExchange("dx", { topic: "a", routingKey: "order.paid" });
+      const one = batchOf([{ key: "order.paid", value: "1" }]);
+      assert.equal((await engine.publish("tx", one)).destinations, 2);
+      assert.equal((await engine.publish("dx", one)).destinations, 1);
+      // Both routes are remembered; the topic behind them goes, then comes back.
+      await engine.deleteTopic("a");
+      assert.deepEqual(await engine.publish("tx", one), {
+        destinations: 1,
+        records: 1,
+        unroutable: 0,
+        ...NOT_FULL,
+      });
+      assert.deepEqual(await engine.publish("dx", one), {
+        destinations: 0,
+        records: 1,
+        unroutable: 1,
+        ...NOT_FULL,
+      });
+      await topics(engine, "a");
+      assert.equal((await engine.publish("tx", one)).destinations, 2);
+      assert.equal((await engine.publish("dx", one)).destinations, 1);
+      assert.deepEqual(valuesOf(engine, "a"), ["1", "1"]);
+      assert.deepEqual(valuesOf(engine, "b"), ["1", "1", "1"]);
+    });
+  });
+
+  test("a queue deleted or declared after a route is remembered moves where it goes", async () => {
+    await withEngine(async (engine) => {
+      await topics(engine, "s1", "s2");
+      await engine.declareQueue("q", { topic: "s1" });
+      await engine.declareExchange("tx", { type: "topic" });
+      await engine.bindExchange("tx", { queue: "q", routingKey: "order.#" });
+      const one = batchOf([{ key: "order.paid", value: "1" }]);
+      assert.equal((await engine.publish("tx", one)).destinations, 1);
+      // The binding names the queue: with the queue gone it matches nothing...
+      await engine.deleteQueue("q");
+      assert.deepEqual(await engine.publish("tx", one), {
+        destinations: 0,
+        records: 1,
+        unroutable: 1,
+        ...NOT_FULL,
+      });
+      // ...and a queue of that name on another topic takes the next record there.
+      await engine.declareQueue("q", { topic: "s2" });
+      assert.equal(
+        (await engine.publish("tx", batchOf([{ key: "order.x", value: "2" }]))).destinations,
+        1,
+      );
+      assert.equal((await engine.publish("tx", one)).destinations, 1);
+      assert.deepEqual(valuesOf(engine, "s1"), ["1"]);
+      assert.deepEqual(valuesOf(engine, "s2"), ["2", "1"]);
+    });
+  });
+
   test("a header named __proto__ is an ordinary header, kept across a reopen", async () => {
     using dir = tempDir();
     const clock = new Clock();
