@@ -42,12 +42,7 @@ import {
   QueueCursor,
   type SnapshotRun,
 } from "./queue_cursor.ts";
-import {
-  type Death,
-  type DeathReason,
-  deadLetterBytesMax,
-  deadLetterRecord,
-} from "./queue_dead_letter.ts";
+import { type Death, type DeathReason, batchesOf, deadLetterRecord } from "./queue_dead_letter.ts";
 import {
   admitBatchOf,
   BatchViews,
@@ -1401,23 +1396,4 @@ function* readRecords(log: PartitionLog, run: OffsetRun): Generator<LogRecord> {
     assert(read.nextOffset > offset, "a read below the high watermark makes progress");
     offset = read.nextOffset;
   }
-}
-
-/** Groups records into batches of at most `bytesMax` (estimated); one record may be alone. */
-function batchesOf(records: RecordInput[], bytesMax: number): RecordInput[][] {
-  const batches: RecordInput[][] = [];
-  let current: RecordInput[] = [];
-  let bytes = 0;
-  for (const record of records) {
-    const size = deadLetterBytesMax(record);
-    if (current.length > 0 && bytes + size > bytesMax) {
-      batches.push(current);
-      current = [];
-      bytes = 0;
-    }
-    current.push(record);
-    bytes += size;
-  }
-  if (current.length > 0) batches.push(current);
-  return batches;
 }

@@ -89,3 +89,22 @@ export function deadLetterBytesMax(record: RecordInput): number {
   }
   return bytes;
 }
+
+/** Groups records into batches of at most `bytesMax` (estimated); one record may be alone. */
+export function batchesOf(records: RecordInput[], bytesMax: number): RecordInput[][] {
+  const batches: RecordInput[][] = [];
+  let current: RecordInput[] = [];
+  let bytes = 0;
+  for (const record of records) {
+    const size = deadLetterBytesMax(record);
+    if (current.length > 0 && bytes + size > bytesMax) {
+      batches.push(current);
+      current = [];
+      bytes = 0;
+    }
+    current.push(record);
+    bytes += size;
+  }
+  if (current.length > 0) batches.push(current);
+  return batches;
+}

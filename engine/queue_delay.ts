@@ -44,6 +44,8 @@ import {
   readInt16,
 } from "../record/mod.ts";
 import type { FileIO } from "./io.ts";
+import { batchesOf } from "./queue_dead_letter.ts";
+import { decimalDigits } from "./queue_ttl.ts";
 import type { AcquiredRange } from "./queue_cursor.ts";
 import { PartitionLog } from "./partition_log.ts";
 
@@ -121,27 +123,18 @@ export function tierFor(remainingMs: number): number {
   return k;
 }
 
+/** Digits a due-time header may have (a millisecond time fits in 16). */
+const DUE_DIGITS_MAX = 16;
+
 /** A header's value as a non-negative integer, or undefined. */
 export function headerInteger(headers: readonly RecordHeader[], key: string): number | undefined {
   let found: number | undefined;
   for (const header of headers) {
     if (header.key !== key || header.value === null) continue;
-    const parsed = decimalDigits(header.value);
+    const parsed = decimalDigits(header.value, DUE_DIGITS_MAX);
     if (parsed !== undefined) found = parsed;
   }
   return found;
-}
-
-/** 1 to 16 ASCII decimal digits as a number, read from the bytes (no text decoding). */
-function decimalDigits(bytes: Uint8Array): number | undefined {
-  if (bytes.length === 0 || bytes.length > 16) return undefined;
-  let value = 0;
-  for (const byte of bytes) {
-    if (byte < 0x30 || byte > 0x39) return undefined;
-    value = value * 10 + (byte - 0x30);
-  }
-  // Past 2^53 the sum above may round differently from parsing the text.
-  return Number.isSafeInteger(value) ? value : Number(String.fromCharCode(...bytes));
 }
 
 /** A queue's retry backoff: how long a plain release waits before the record is available. */
@@ -495,27 +488,6 @@ function readPositions(dir: string): (number | null)[] {
     // again rather than being lost.
     return [];
   }
-}
-
-/** Groups records into batches of about `bytesTarget`; one record may be alone. */
-function batchesOf(records: RecordInput[], bytesTarget: number): RecordInput[][] {
-  const batches: RecordInput[][] = [];
-  let current: RecordInput[] = [];
-  let bytes = 0;
-  for (const record of records) {
-    let size = 64 + (record.key?.length ?? 0) + (record.value?.length ?? 0);
-    for (const header of record.headers ?? []) size += header.key.length + 16;
-    for (const header of record.headers ?? []) size += header.value?.length ?? 0;
-    if (current.length > 0 && bytes + size > bytesTarget) {
-      batches.push(current);
-      current = [];
-      bytes = 0;
-    }
-    current.push(record);
-    bytes += size;
-  }
-  if (current.length > 0) batches.push(current);
-  return batches;
 }
 
 /** What carrying a delivery count needs from a cursor (queue_cursor.ts). */

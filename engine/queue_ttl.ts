@@ -53,16 +53,27 @@ const TTL_HEADER_BYTES = new TextEncoder().encode(TTL_HEADER);
 const DIGIT_0 = 0x30;
 const DIGITS_MAX = String(MESSAGE_TTL_MS_MAX).length;
 
-/** The TTL a header value asks for, or undefined when the value is not a valid one. */
-export function headerTtlMs(value: Uint8Array | null): number | undefined {
-  if (value === null || value.length === 0 || value.length > DIGITS_MAX) return undefined;
-  let ms = 0;
-  for (const byte of value) {
+/**
+ * 1 to `digitsMax` ASCII decimal digits as a number, read from the bytes without decoding text;
+ * undefined for anything else (empty, a sign, a space, a letter). Header values sluice reads as
+ * numbers (TTL, delays, due times) use it.
+ */
+export function decimalDigits(bytes: Uint8Array, digitsMax: number): number | undefined {
+  if (bytes.length === 0 || bytes.length > digitsMax) return undefined;
+  let value = 0;
+  for (const byte of bytes) {
     const digit = byte - DIGIT_0;
     if (digit < 0 || digit > 9) return undefined;
-    ms = ms * 10 + digit;
+    value = value * 10 + digit;
   }
-  return ms <= MESSAGE_TTL_MS_MAX ? ms : undefined;
+  // Past 2^53 the sum above may round differently from parsing the text.
+  return Number.isSafeInteger(value) ? value : Number(String.fromCharCode(...bytes));
+}
+
+/** The TTL a header value asks for, or undefined when the value is not a valid one. */
+export function headerTtlMs(value: Uint8Array | null): number | undefined {
+  const ms = value === null ? undefined : decimalDigits(value, DIGITS_MAX);
+  return ms !== undefined && ms <= MESSAGE_TTL_MS_MAX ? ms : undefined;
 }
 
 function sameBytes(bytes: Uint8Array, at: number, length: number, wanted: Uint8Array): boolean {
