@@ -89,7 +89,7 @@ describe("group commit across partitions", () => {
     await engine.close();
   });
 
-  test("without a file-system flush each log is fdatasynced once, in one shared round", async () => {
+  test("without a file-system flush one fdatasync per log, in one shared round", async () => {
     using dir = tempDir();
     const io = new FaultyIO();
     const engine = await openWithTopic(dir.path, io, { partitionSync: "fdatasync" });
