@@ -11,8 +11,10 @@
 //                                          ▼ each log's waiters resolve once its own data is
 //                                            durable; a log whose sync failed fails alone
 //
-// With a file-system flush (syncfs.ts) a round costs one syscall however many partitions it
-// covers. If that flush fails, the round falls back to fdatasync of each log, so that the
+// With a file-system flush (syncfs.ts) a round can cost one syscall however many partitions it
+// covers; a round uses it when its measured cost is below that of fdatasyncing the round's logs
+// (see #flushPays: on a disk shared with busy writers a syncfs waits for their data too). If
+// that flush fails, the round falls back to fdatasync of each log, so that the
 // failure lands on the log whose writeback failed (each descriptor reports its own file's
 // errors) and the others are acknowledged. Logs on another file system than the flush's are
 // always fdatasynced. Without a file-system flush (another OS, no FFI, a custom FileIO) each
@@ -31,6 +33,11 @@ import type { FileSystemSync } from "./syncfs.ts";
  * and 64 cost 243-301 µs over 100 and 1,000 files; more in flight only queue on the thread pool.
  */
 export const SYNC_LANES = 16;
+
+/** A way of syncing (flush or fdatasyncs) not used for this long is used again to re-measure. */
+export const COST_STALE_MS = 2000;
+/** Weight of the newest round in the moving averages of the two ways' costs. */
+const COST_WEIGHT = 0.3;
 
 /** What a log asks of a round: its open segments made durable. */
 export type SyncRequest = {
@@ -61,6 +68,13 @@ export class GroupSync {
   #gathering: Pending[] = [];
   #running = false;
   #scheduled = false;
+  /** Moving averages of a flush round and of one fdatasync in a round, and when each ran. */
+  #costs = {
+    flushMs: undefined as number | undefined,
+    fileMs: undefined as number | undefined,
+    flushTriedMs: 0,
+    fileTriedMs: 0,
+  };
   /** Rounds run so far (for tests and metrics). */
   rounds = 0;
 
@@ -117,9 +131,10 @@ export class GroupSync {
   async #round(round: Pending[]): Promise<void> {
     const fileSystem = this.#fileSystem;
     const covered = fileSystem === undefined ? [] : round.filter((p) => p.dev === fileSystem.dev);
-    const alone = round.filter((request) => !covered.includes(request));
+    const flush = fileSystem !== undefined && covered.length > 0 && this.#flushPays(covered);
+    const alone = flush ? round.filter((request) => !covered.includes(request)) : round;
     const lanes = this.#syncEach(alone);
-    if (fileSystem !== undefined && covered.length > 0) {
+    if (flush) {
       const startMs = this.#monotonicMs();
       let flushed = true;
       try {
@@ -128,8 +143,10 @@ export class GroupSync {
         flushed = false;
       }
       if (flushed) {
-        const seconds = (this.#monotonicMs() - startMs) / 1000;
-        for (const request of covered) settle(request, seconds);
+        const ms = this.#monotonicMs() - startMs;
+        this.#costs.flushMs = average(this.#costs.flushMs, ms);
+        this.#costs.flushTriedMs = startMs;
+        for (const request of covered) settle(request, ms / 1000);
       } else {
         // Which file's writeback failed is told only to that file's descriptors.
         await this.#syncEach(covered);
@@ -138,8 +155,31 @@ export class GroupSync {
     await lanes;
   }
 
+  /**
+   * Whether one file-system flush is expected to cost less than fdatasyncing these logs. A
+   * syncfs writes back every dirty page of the file system, other programs' too: on a disk of
+   * its own it costs about one fdatasync (bench/tools/fsync_fanout.ts: 12 ms for 1,000 files),
+   * on a shared, busy one it waited for others' writeback (hundreds of ms, loaded). Each way's
+   * cost is a moving average of its recent rounds, and a way not tried for COST_STALE_MS is
+   * tried again so that its figure follows the disk.
+   */
+  #flushPays(covered: Pending[]): boolean {
+    const costs = this.#costs;
+    if (costs.flushMs === undefined) return true;
+    if (costs.fileMs === undefined) return false;
+    const nowMs = this.#monotonicMs();
+    if (nowMs - costs.flushTriedMs >= COST_STALE_MS) return true;
+    if (nowMs - costs.fileTriedMs >= COST_STALE_MS) return false;
+    let files = 0;
+    for (const request of covered) files += request.segments.length;
+    return costs.flushMs <= costs.fileMs * files;
+  }
+
   /** fdatasyncs each request's segments, at most `lanes` at once; each settles on its own. */
   async #syncEach(requests: Pending[]): Promise<void> {
+    if (requests.length === 0) return;
+    const roundStartMs = this.#monotonicMs();
+    let files = 0;
     let next = 0;
     const lane = async () => {
       while (next < requests.length) {
@@ -148,6 +188,7 @@ export class GroupSync {
         try {
           for (const segment of request.segments) {
             await segment.withFd((fd) => this.#io.datasync(fd));
+            files++;
           }
         } catch (error) {
           request.reject(error);
@@ -159,6 +200,11 @@ export class GroupSync {
     const running: Promise<void>[] = [];
     for (let i = 0; i < Math.min(this.#lanes, requests.length); i++) running.push(lane());
     await Promise.all(running);
+    if (files > 0) {
+      const fileMs = (this.#monotonicMs() - roundStartMs) / files;
+      this.#costs.fileMs = average(this.#costs.fileMs, fileMs);
+      this.#costs.fileTriedMs = roundStartMs;
+    }
   }
 
   /** Closes the file-system flush; call after every log using this has closed. */
@@ -167,6 +213,10 @@ export class GroupSync {
     this.#fileSystem?.close();
     this.#fileSystem = undefined;
   }
+}
+
+function average(previous: number | undefined, sample: number): number {
+  return previous === undefined ? sample : previous + COST_WEIGHT * (sample - previous);
 }
 
 function settle(request: Pending, seconds: number): void {
@@ -179,3 +229,4 @@ function settle(request: Pending, seconds: number): void {
 }
 
 assert(SYNC_LANES >= 1, "at least one fdatasync in flight");
+assert(COST_WEIGHT > 0 && COST_WEIGHT <= 1, "the newest round has a weight in (0, 1]");
