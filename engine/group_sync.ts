@@ -34,8 +34,14 @@ import type { FileSystemSync } from "./syncfs.ts";
  */
 export const SYNC_LANES = 16;
 
-/** A way of syncing (flush or fdatasyncs) not used for this long is used again to re-measure. */
+/**
+ * A way of syncing (flush or fdatasyncs) not used for this long is used again to re-measure;
+ * each time such a trial finds it still the dearer way, its wait doubles, up to
+ * COST_STALE_MS_MAX, so that a syncfs stuck behind other programs' writeback (hundreds of ms on
+ * the loaded benchmark machine) is tried less and less often.
+ */
 export const COST_STALE_MS = 2000;
+export const COST_STALE_MS_MAX = 64_000;
 /** Weight of the newest round in the moving averages of the two ways' costs. */
 const COST_WEIGHT = 0.3;
 
@@ -74,6 +80,8 @@ export class GroupSync {
     fileMs: undefined as number | undefined,
     flushTriedMs: 0,
     fileTriedMs: 0,
+    flushRetryMs: COST_STALE_MS,
+    fileRetryMs: COST_STALE_MS,
   };
   /** Rounds run so far (for tests and metrics). */
   rounds = 0;
@@ -84,6 +92,11 @@ export class GroupSync {
     this.#lanes = options.lanes ?? SYNC_LANES;
     assert(Number.isSafeInteger(this.#lanes) && this.#lanes >= 1, "lanes is a positive integer");
     this.#monotonicMs = options.monotonicMs ?? (() => performance.now());
+  }
+
+  /** The moving averages that choose each round's way: a flush round, one fdatasync, in ms. */
+  get costs(): { flushMs: number | undefined; fileMs: number | undefined } {
+    return { flushMs: this.#costs.flushMs, fileMs: this.#costs.fileMs };
   }
 
   /** Whether rounds flush the whole file system (one syncfs) rather than log by log. */
@@ -131,10 +144,13 @@ export class GroupSync {
   async #round(round: Pending[]): Promise<void> {
     const fileSystem = this.#fileSystem;
     const covered = fileSystem === undefined ? [] : round.filter((p) => p.dev === fileSystem.dev);
-    const flush = fileSystem !== undefined && covered.length > 0 && this.#flushPays(covered);
-    const alone = flush ? round.filter((request) => !covered.includes(request)) : round;
+    const files = fileCount(covered);
+    const choice = fileSystem === undefined || files === 0 ? undefined : this.#choose(files);
+    const flush = choice?.flush === true;
+    const coveredSet = new Set(covered);
+    const alone = flush ? round.filter((request) => !coveredSet.has(request)) : round;
     const lanes = this.#syncEach(alone);
-    if (flush) {
+    if (flush && fileSystem !== undefined) {
       const startMs = this.#monotonicMs();
       let flushed = true;
       try {
@@ -153,6 +169,23 @@ export class GroupSync {
       }
     }
     await lanes;
+    if (choice?.trial === true) this.#judgeTrial(flush, files);
+  }
+
+  /** A way tried again because it was stale waits twice as long next time if it still lost. */
+  #judgeTrial(flushed: boolean, files: number): void {
+    const costs = this.#costs;
+    if (costs.flushMs === undefined || costs.fileMs === undefined) return;
+    const flushCheaper = costs.flushMs <= costs.fileMs * files;
+    if (flushed) {
+      costs.flushRetryMs = flushCheaper
+        ? COST_STALE_MS
+        : Math.min(costs.flushRetryMs * 2, COST_STALE_MS_MAX);
+    } else {
+      costs.fileRetryMs = flushCheaper
+        ? Math.min(costs.fileRetryMs * 2, COST_STALE_MS_MAX)
+        : COST_STALE_MS;
+    }
   }
 
   /**
@@ -160,19 +193,18 @@ export class GroupSync {
    * syncfs writes back every dirty page of the file system, other programs' too: on a disk of
    * its own it costs about one fdatasync (bench/tools/fsync_fanout.ts: 12 ms for 1,000 files),
    * on a shared, busy one it waited for others' writeback (hundreds of ms, loaded). Each way's
-   * cost is a moving average of its recent rounds, and a way not tried for COST_STALE_MS is
-   * tried again so that its figure follows the disk.
+   * cost is a moving average of its recent rounds, and a way not tried for a while (from
+   * COST_STALE_MS, doubling while trials find it dearer) is tried again so that its figure
+   * follows the disk.
    */
-  #flushPays(covered: Pending[]): boolean {
+  #choose(files: number): { flush: boolean; trial: boolean } {
     const costs = this.#costs;
-    if (costs.flushMs === undefined) return true;
-    if (costs.fileMs === undefined) return false;
+    if (costs.flushMs === undefined) return { flush: true, trial: false };
+    if (costs.fileMs === undefined) return { flush: false, trial: false };
     const nowMs = this.#monotonicMs();
-    if (nowMs - costs.flushTriedMs >= COST_STALE_MS) return true;
-    if (nowMs - costs.fileTriedMs >= COST_STALE_MS) return false;
-    let files = 0;
-    for (const request of covered) files += request.segments.length;
-    return costs.flushMs <= costs.fileMs * files;
+    if (nowMs - costs.flushTriedMs >= costs.flushRetryMs) return { flush: true, trial: true };
+    if (nowMs - costs.fileTriedMs >= costs.fileRetryMs) return { flush: false, trial: true };
+    return { flush: costs.flushMs <= costs.fileMs * files, trial: false };
   }
 
   /** fdatasyncs each request's segments, at most `lanes` at once; each settles on its own. */
@@ -180,6 +212,8 @@ export class GroupSync {
     if (requests.length === 0) return;
     const roundStartMs = this.#monotonicMs();
     let files = 0;
+    // Taken before each waiter is resolved: what its resolution runs is not the disk's time.
+    let lastEndMs = roundStartMs;
     let next = 0;
     const lane = async () => {
       while (next < requests.length) {
@@ -194,14 +228,16 @@ export class GroupSync {
           request.reject(error);
           continue;
         }
-        settle(request, (this.#monotonicMs() - startMs) / 1000);
+        const endMs = this.#monotonicMs();
+        lastEndMs = Math.max(lastEndMs, endMs);
+        settle(request, (endMs - startMs) / 1000);
       }
     };
     const running: Promise<void>[] = [];
     for (let i = 0; i < Math.min(this.#lanes, requests.length); i++) running.push(lane());
     await Promise.all(running);
     if (files > 0) {
-      const fileMs = (this.#monotonicMs() - roundStartMs) / files;
+      const fileMs = (lastEndMs - roundStartMs) / files;
       this.#costs.fileMs = average(this.#costs.fileMs, fileMs);
       this.#costs.fileTriedMs = roundStartMs;
     }
@@ -213,6 +249,12 @@ export class GroupSync {
     this.#fileSystem?.close();
     this.#fileSystem = undefined;
   }
+}
+
+function fileCount(requests: readonly Pending[]): number {
+  let files = 0;
+  for (const request of requests) files += request.segments.length;
+  return files;
 }
 
 function average(previous: number | undefined, sample: number): number {
@@ -229,4 +271,5 @@ function settle(request: Pending, seconds: number): void {
 }
 
 assert(SYNC_LANES >= 1, "at least one fdatasync in flight");
+assert(COST_STALE_MS <= COST_STALE_MS_MAX, "the longest wait is not below the first");
 assert(COST_WEIGHT > 0 && COST_WEIGHT <= 1, "the newest round has a weight in (0, 1]");

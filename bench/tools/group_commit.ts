@@ -86,10 +86,13 @@ try {
     recordsPerSec: Math.round(records / elapsedS),
     roundsPerSec: Math.round(rounds / elapsedS),
     recordsPerRound: Number((records / Math.max(rounds, 1)).toFixed(1)),
+    ...engine.groupSync.costs,
   };
   console.log(
     `${mode} (file-system flush ${summary.fileSystemFlush}): ${summary.recordsPerSec} records/s, ` +
-      `${summary.roundsPerSec} rounds/s, ${summary.recordsPerRound} records per round`,
+      `${summary.roundsPerSec} rounds/s, ${summary.recordsPerRound} records per round; ` +
+      `cost of a flush ${summary.flushMs?.toFixed(1)} ms, of an fdatasync ` +
+      `${summary.fileMs?.toFixed(2)} ms`,
   );
   console.log(JSON.stringify(summary));
 } finally {

@@ -7,6 +7,9 @@ import assert from "node:assert/strict";
 import fs from "node:fs";
 import { describe, test } from "node:test";
 import { Engine, type EngineOptions } from "../../engine/mod.ts";
+import { COST_STALE_MS, GroupSync } from "../../engine/group_sync.ts";
+import type { FileIO } from "../../engine/io.ts";
+import type { Segment } from "../../engine/segment.ts";
 import { openSyncfs } from "../../engine/syncfs.ts";
 import { tempDir, waitFor } from "../helpers.ts";
 import { errnoError, FaultyIO, sluiceCode, simpleBatch } from "./partition_log_helpers.ts";
@@ -187,5 +190,63 @@ describe("group commit across partitions", () => {
     // Nothing is left open: the directory can be opened again at once.
     const engine = await Engine.open(dir.path);
     await engine.close();
+  });
+});
+
+describe("group commit: choosing between a file-system flush and fdatasyncs", () => {
+  /** A scheduler over fake segments whose two ways cost what the test says, on a fake clock. */
+  function rig(costs: { flushMs: number; fileMs: number }) {
+    let nowMs = 0;
+    const calls: string[] = [];
+    const io = {
+      datasync: async () => {
+        calls.push("fdatasync");
+        nowMs += costs.fileMs;
+      },
+    } as unknown as FileIO;
+    const fileSystem = {
+      dev: 1,
+      sync: async () => {
+        calls.push("flush");
+        nowMs += costs.flushMs;
+      },
+      close: () => {},
+    };
+    const group = new GroupSync({ io, fileSystem, monotonicMs: () => nowMs });
+    const segment = { withFd: (operation: (fd: number) => Promise<void>) => operation(3) };
+    const round = async () => {
+      calls.length = 0;
+      await group.sync({ segments: [segment as unknown as Segment], dev: 1 });
+      return calls.join(",");
+    };
+    return {
+      round,
+      advance: (ms: number) => {
+        nowMs += ms;
+      },
+    };
+  }
+
+  test("each way is measured once, then the cheaper is used", async () => {
+    const { round } = rig({ flushMs: 100, fileMs: 1 });
+    assert.equal(await round(), "flush", "the flush is measured first");
+    assert.equal(await round(), "fdatasync", "then one fdatasync");
+    assert.equal(await round(), "fdatasync", "one fdatasync costs less than a slow flush");
+    const cheap = rig({ flushMs: 1, fileMs: 5 });
+    await cheap.round();
+    await cheap.round();
+    assert.equal(await cheap.round(), "flush", "a flush cheaper than the fdatasync wins");
+  });
+
+  test("a dearer way is tried again after COST_STALE_MS, then twice as long later", async () => {
+    const { round, advance } = rig({ flushMs: 100, fileMs: 1 });
+    await round();
+    await round();
+    advance(COST_STALE_MS);
+    assert.equal(await round(), "flush", "tried again once stale");
+    advance(COST_STALE_MS);
+    assert.equal(await round(), "fdatasync", "it lost: the next trial waits twice as long");
+    advance(COST_STALE_MS);
+    assert.equal(await round(), "flush", "tried again after twice COST_STALE_MS");
   });
 });
