@@ -149,7 +149,10 @@ export class GroupSync {
     const flush = choice?.flush === true;
     const coveredSet = new Set(covered);
     const alone = flush ? round.filter((request) => !coveredSet.has(request)) : round;
-    const lanes = this.#syncEach(alone);
+    // A trial's figure replaces the average: the old one is stale, and may include a first
+    // call's start-up (Bun's syncfs worker thread starts on the first flush).
+    const fresh = choice?.trial === true;
+    const lanes = this.#syncEach(alone, fresh && !flush);
     if (flush && fileSystem !== undefined) {
       const startMs = this.#monotonicMs();
       let flushed = true;
@@ -160,12 +163,16 @@ export class GroupSync {
       }
       if (flushed) {
         const ms = this.#monotonicMs() - startMs;
-        this.#costs.flushMs = average(this.#costs.flushMs, ms);
+        this.#costs.flushMs = fresh ? ms : average(this.#costs.flushMs, ms);
         this.#costs.flushTriedMs = startMs;
         for (const request of covered) settle(request, ms / 1000);
       } else {
+        // A failed flush is not used again until a trial, as if it cost without end (a Bun
+        // worker that cannot load bun:ffi fails every call).
+        this.#costs.flushMs = Number.POSITIVE_INFINITY;
+        this.#costs.flushTriedMs = startMs;
         // Which file's writeback failed is told only to that file's descriptors.
-        await this.#syncEach(covered);
+        await this.#syncEach(covered, false);
       }
     }
     await lanes;
@@ -208,7 +215,7 @@ export class GroupSync {
   }
 
   /** fdatasyncs each request's segments, at most `lanes` at once; each settles on its own. */
-  async #syncEach(requests: Pending[]): Promise<void> {
+  async #syncEach(requests: Pending[], fresh: boolean): Promise<void> {
     if (requests.length === 0) return;
     const roundStartMs = this.#monotonicMs();
     let files = 0;
@@ -238,7 +245,7 @@ export class GroupSync {
     await Promise.all(running);
     if (files > 0) {
       const fileMs = (lastEndMs - roundStartMs) / files;
-      this.#costs.fileMs = average(this.#costs.fileMs, fileMs);
+      this.#costs.fileMs = fresh ? fileMs : average(this.#costs.fileMs, fileMs);
       this.#costs.fileTriedMs = roundStartMs;
     }
   }

@@ -70,26 +70,33 @@ type Pending = { resolve: () => void; reject: (error: Error) => void };
 
 function bunSyncfs(dir: string, fd: number, dev: number): FileSystemSync | undefined {
   if ((globalThis as { Bun?: unknown }).Bun === undefined) return undefined;
-  const worker = new Worker(new URL("./syncfs_worker.ts", import.meta.url).href);
-  // A flush in flight keeps its caller waiting, not the process alive.
-  (worker as { unref?: () => void }).unref?.();
+  // Started on the first flush, not at open: an engine that never fsyncs a round (fsync on an
+  // interval, no acks=all) never pays for a thread.
+  let worker: Worker | undefined;
   const pending = new Map<number, Pending>();
   let nextId = 0;
   const failAll = (error: Error) => {
     for (const call of pending.values()) call.reject(error);
     pending.clear();
   };
-  worker.onmessage = (event: MessageEvent<{ id: number; result: number }>) => {
-    const call = pending.get(event.data.id);
-    if (call === undefined) return;
-    pending.delete(event.data.id);
-    if (event.data.result === 0) call.resolve();
-    else call.reject(failed(dir));
+  const start = (): Worker => {
+    const started = new Worker(new URL("./syncfs_worker.ts", import.meta.url).href);
+    // A flush in flight keeps its caller waiting, not the process alive.
+    (started as { unref?: () => void }).unref?.();
+    started.onmessage = (event: MessageEvent<{ id: number; result: number }>) => {
+      const call = pending.get(event.data.id);
+      if (call === undefined) return;
+      pending.delete(event.data.id);
+      if (event.data.result === 0) call.resolve();
+      else call.reject(failed(dir));
+    };
+    started.onerror = (event) => failAll(new Error(`the syncfs worker failed: ${event.message}`));
+    return started;
   };
-  worker.onerror = (event) => failAll(new Error(`the syncfs worker failed: ${event.message}`));
   return {
     dev,
     sync() {
+      worker ??= start();
       const id = nextId++;
       const done = new Promise<void>((resolve, reject) => pending.set(id, { resolve, reject }));
       worker.postMessage({ id, fd });
@@ -97,7 +104,7 @@ function bunSyncfs(dir: string, fd: number, dev: number): FileSystemSync | undef
     },
     close() {
       failAll(new Error("the syncfs worker is closed"));
-      worker.terminate();
+      worker?.terminate();
       fs.closeSync(fd);
     },
   };

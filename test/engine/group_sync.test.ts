@@ -195,7 +195,7 @@ describe("group commit across partitions", () => {
 
 describe("group commit: choosing between a file-system flush and fdatasyncs", () => {
   /** A scheduler over fake segments whose two ways cost what the test says, on a fake clock. */
-  function rig(costs: { flushMs: number; fileMs: number }) {
+  function rig(costs: { flushMs: number; fileMs: number; flushFails?: boolean }) {
     let nowMs = 0;
     const calls: string[] = [];
     const io = {
@@ -209,6 +209,7 @@ describe("group commit: choosing between a file-system flush and fdatasyncs", ()
       sync: async () => {
         calls.push("flush");
         nowMs += costs.flushMs;
+        if (costs.flushFails === true) throw new Error("syncfs failed");
       },
       close: () => {},
     };
@@ -248,5 +249,14 @@ describe("group commit: choosing between a file-system flush and fdatasyncs", ()
     assert.equal(await round(), "fdatasync", "it lost: the next trial waits twice as long");
     advance(COST_STALE_MS);
     assert.equal(await round(), "flush", "tried again after twice COST_STALE_MS");
+  });
+
+  test("a flush that fails is not tried again until its trial", async () => {
+    const { round, advance } = rig({ flushMs: 1, fileMs: 5, flushFails: true });
+    assert.equal(await round(), "flush,fdatasync", "the failed flush falls back to fdatasync");
+    assert.equal(await round(), "fdatasync");
+    assert.equal(await round(), "fdatasync");
+    advance(COST_STALE_MS);
+    assert.equal(await round(), "flush,fdatasync", "tried again once stale");
   });
 });
