@@ -1,19 +1,19 @@
 // The group commit across partitions: one per engine. A partition log whose flush round must be
 // durable (fsync "always", or a flush waiting) hands its open segments here instead of
-// fdatasyncing them itself; every log that arrives while a round is in flight joins the next
+// fdatasyncing them itself; the logs that write in one task are dispatched together as one
 // round, and a round makes all of them durable together:
 //
-//   log A ─┐                       round k (in flight)            round k+1
-//   log B ─┼─► gathering ──────►  syncfs of the file system  ─►  (the logs that arrived
-//   log C ─┘   (until the         or fdatasync of each log,       meanwhile)
-//               running round      SYNC_LANES at once
-//               ends)                      │
+//   log A ─┐                     ┌─► one syncfs of the file system (round k; logs arriving
+//   log B ─┼─► gathering ──────►─┤   while it is in flight gather for round k+1)
+//   log C ─┘   (one task's logs) └─► the fdatasync lanes' queue (SYNC_LANES at once; no
+//                                    round barrier: each fdatasync covers only its own file)
+//                                          │
 //                                          ▼ each log's waiters resolve once its own data is
 //                                            durable; a log whose sync failed fails alone
 //
 // With a file-system flush (syncfs.ts) a round can cost one syscall however many partitions it
 // covers; a round uses it when its measured cost is below that of fdatasyncing the round's logs
-// (see #flushPays: on a disk shared with busy writers a syncfs waits for their data too). If
+// (see #choose: on a disk shared with busy writers a syncfs waits for their data too). If
 // that flush fails, the round falls back to fdatasync of each log, so that the
 // failure lands on the log whose writeback failed (each descriptor reports its own file's
 // errors) and the others are acknowledged. Logs on another file system than the flush's are
@@ -29,10 +29,12 @@ import type { FileSystemSync } from "./syncfs.ts";
 
 /**
  * fdatasyncs in flight at once when logs are synced one by one. Measured with
- * bench/tools/fsync_fanout.ts (loaded, 1 KiB per file): per file, 16 in flight cost 188-226 µs
- * and 64 cost 243-301 µs over 100 and 1,000 files; more in flight only queue on the thread pool.
+ * bench/tools/fsync_fanout.ts (loaded, 1 KiB per file, two runs), µs per file over 100 / 1,000
+ * files: 16 in flight 188-281 / 226-254, 64 in flight 210-301 / 178-243, all at once 189-258 /
+ * 160-178: no clear winner past 16. The partition logs fdatasynced on their own before, all at
+ * once; 64 stays near that while bounding what one engine puts on the runtime's thread pool.
  */
-export const SYNC_LANES = 16;
+export const SYNC_LANES = 64;
 
 /**
  * A way of syncing (flush or fdatasyncs) not used for this long is used again to re-measure;
@@ -72,8 +74,16 @@ export class GroupSync {
   #lanes: number;
   #monotonicMs: () => number;
   #gathering: Pending[] = [];
-  #running = false;
+  /** Logs waiting for an fdatasync lane, oldest first. */
+  #queue: Pending[] = [];
+  #lanesBusy = 0;
+  /** A flush round is in flight: logs gather for the next. */
+  #flushing = false;
   #scheduled = false;
+  /** The last choice that was a trial, judged when the next round is chosen. */
+  #lastTrial: { flush: boolean; files: number } | undefined;
+  /** The next fdatasync's time replaces the average (it is a trial's). */
+  #fileTrial = false;
   /** Moving averages of a flush round and of one fdatasync in a round, and when each ran. */
   #costs = {
     flushMs: undefined as number | undefined,
@@ -94,7 +104,7 @@ export class GroupSync {
     this.#monotonicMs = options.monotonicMs ?? (() => performance.now());
   }
 
-  /** The moving averages that choose each round's way: a flush round, one fdatasync, in ms. */
+  /** The moving averages that choose each round's way: a flush, one fdatasync, in ms. */
   get costs(): { flushMs: number | undefined; fileMs: number | undefined } {
     return { flushMs: this.#costs.flushMs, fileMs: this.#costs.fileMs };
   }
@@ -114,77 +124,75 @@ export class GroupSync {
   }
 
   /**
-   * Starts a round once the current task's logs have all written: after I/O callbacks, so that
-   * every log touched by one produce request joins the same round.
+   * Dispatches the gathered logs once the current task's logs have all written: after I/O
+   * callbacks, so that every log touched by one produce request joins the same round.
    */
   #schedule(): void {
-    if (this.#running || this.#scheduled) return;
+    if (this.#flushing || this.#scheduled) return;
     this.#scheduled = true;
     setImmediate(() => {
       this.#scheduled = false;
-      void this.#run();
+      this.#dispatch();
     });
   }
 
-  async #run(): Promise<void> {
-    if (this.#running) return;
-    this.#running = true;
-    try {
-      while (this.#gathering.length > 0) {
-        const round = this.#gathering;
-        this.#gathering = [];
-        this.rounds++;
-        await this.#round(round);
-      }
-    } finally {
-      this.#running = false;
-    }
-  }
-
-  async #round(round: Pending[]): Promise<void> {
+  /**
+   * One round: the gathered logs go to one flush, or to the fdatasync lanes. A flush covers
+   * only what was written before it started, so logs arriving during one wait for the next;
+   * fdatasyncs need no round, so those logs join the lanes' queue at once.
+   */
+  #dispatch(): void {
+    if (this.#flushing || this.#gathering.length === 0) return;
+    const round = this.#gathering;
+    this.#gathering = [];
+    this.rounds++;
     const fileSystem = this.#fileSystem;
     const covered = fileSystem === undefined ? [] : round.filter((p) => p.dev === fileSystem.dev);
     const files = fileCount(covered);
     const choice = fileSystem === undefined || files === 0 ? undefined : this.#choose(files);
-    const flush = choice?.flush === true;
+    if (fileSystem === undefined || choice?.flush !== true) {
+      this.#enqueue(round, choice?.trial === true);
+      return;
+    }
     const coveredSet = new Set(covered);
-    const alone = flush ? round.filter((request) => !coveredSet.has(request)) : round;
+    this.#enqueue(
+      round.filter((request) => !coveredSet.has(request)),
+      false,
+    );
+    this.#flushing = true;
+    void this.#flushRound(fileSystem, covered, choice.trial).finally(() => {
+      this.#flushing = false;
+      this.#schedule();
+    });
+  }
+
+  async #flushRound(fileSystem: FileSystemSync, covered: Pending[], trial: boolean) {
+    const startMs = this.#monotonicMs();
+    try {
+      await fileSystem.sync();
+    } catch {
+      // A failed flush is not used again until a trial, as if it cost without end (a Bun
+      // worker that cannot load bun:ffi fails every call).
+      this.#costs.flushMs = Number.POSITIVE_INFINITY;
+      this.#costs.flushTriedMs = startMs;
+      // Which file's writeback failed is told only to that file's descriptors.
+      this.#enqueue(covered, false);
+      return;
+    }
+    const ms = this.#monotonicMs() - startMs;
     // A trial's figure replaces the average: the old one is stale, and may include a first
     // call's start-up (Bun's syncfs worker thread starts on the first flush).
-    const fresh = choice?.trial === true;
-    const lanes = this.#syncEach(alone, fresh && !flush);
-    if (flush && fileSystem !== undefined) {
-      const startMs = this.#monotonicMs();
-      let flushed = true;
-      try {
-        await fileSystem.sync();
-      } catch {
-        flushed = false;
-      }
-      if (flushed) {
-        const ms = this.#monotonicMs() - startMs;
-        this.#costs.flushMs = fresh ? ms : average(this.#costs.flushMs, ms);
-        this.#costs.flushTriedMs = startMs;
-        for (const request of covered) settle(request, ms / 1000);
-      } else {
-        // A failed flush is not used again until a trial, as if it cost without end (a Bun
-        // worker that cannot load bun:ffi fails every call).
-        this.#costs.flushMs = Number.POSITIVE_INFINITY;
-        this.#costs.flushTriedMs = startMs;
-        // Which file's writeback failed is told only to that file's descriptors.
-        await this.#syncEach(covered, false);
-      }
-    }
-    await lanes;
-    if (choice?.trial === true) this.#judgeTrial(flush, files);
+    this.#costs.flushMs = trial ? ms : average(this.#costs.flushMs, ms);
+    this.#costs.flushTriedMs = startMs;
+    for (const request of covered) settle(request, ms / 1000);
   }
 
   /** A way tried again because it was stale waits twice as long next time if it still lost. */
-  #judgeTrial(flushed: boolean, files: number): void {
+  #judgeTrial(trial: { flush: boolean; files: number }): void {
     const costs = this.#costs;
     if (costs.flushMs === undefined || costs.fileMs === undefined) return;
-    const flushCheaper = costs.flushMs <= costs.fileMs * files;
-    if (flushed) {
+    const flushCheaper = costs.flushMs <= this.#fdatasyncsMs(trial.files);
+    if (trial.flush) {
       costs.flushRetryMs = flushCheaper
         ? COST_STALE_MS
         : Math.min(costs.flushRetryMs * 2, COST_STALE_MS_MAX);
@@ -195,64 +203,82 @@ export class GroupSync {
     }
   }
 
+  /** What fdatasyncing `files` files is expected to take, `lanes` at once. */
+  #fdatasyncsMs(files: number): number {
+    return (this.#costs.fileMs ?? 0) * Math.ceil(files / this.#lanes);
+  }
+
   /**
    * Whether one file-system flush is expected to cost less than fdatasyncing these logs. A
    * syncfs writes back every dirty page of the file system, other programs' too: on a disk of
    * its own it costs about one fdatasync (bench/tools/fsync_fanout.ts: 12 ms for 1,000 files),
    * on a shared, busy one it waited for others' writeback (hundreds of ms, loaded). Each way's
-   * cost is a moving average of its recent rounds, and a way not tried for a while (from
+   * cost is a moving average (a flush; one fdatasync), and a way not tried for a while (from
    * COST_STALE_MS, doubling while trials find it dearer) is tried again so that its figure
-   * follows the disk.
+   * follows the disk. A trial is judged when the next round is chosen.
    */
   #choose(files: number): { flush: boolean; trial: boolean } {
     const costs = this.#costs;
+    if (this.#lastTrial !== undefined) this.#judgeTrial(this.#lastTrial);
+    this.#lastTrial = undefined;
     if (costs.flushMs === undefined) return { flush: true, trial: false };
     if (costs.fileMs === undefined) return { flush: false, trial: false };
     const nowMs = this.#monotonicMs();
-    if (nowMs - costs.flushTriedMs >= costs.flushRetryMs) return { flush: true, trial: true };
-    if (nowMs - costs.fileTriedMs >= costs.fileRetryMs) return { flush: false, trial: true };
-    return { flush: costs.flushMs <= costs.fileMs * files, trial: false };
+    let choice = { flush: costs.flushMs <= this.#fdatasyncsMs(files), trial: false };
+    if (nowMs - costs.flushTriedMs >= costs.flushRetryMs) choice = { flush: true, trial: true };
+    else if (nowMs - costs.fileTriedMs >= costs.fileRetryMs) choice = { flush: false, trial: true };
+    if (choice.trial) this.#lastTrial = { flush: choice.flush, files };
+    return choice;
   }
 
-  /** fdatasyncs each request's segments, at most `lanes` at once; each settles on its own. */
-  async #syncEach(requests: Pending[], fresh: boolean): Promise<void> {
+  /** Queues requests for the fdatasync lanes, starting lanes up to `lanes` at once. */
+  #enqueue(requests: Pending[], trial: boolean): void {
     if (requests.length === 0) return;
-    const roundStartMs = this.#monotonicMs();
-    let files = 0;
-    // Taken before each waiter is resolved: what its resolution runs is not the disk's time.
-    let lastEndMs = roundStartMs;
-    let next = 0;
-    const lane = async () => {
-      while (next < requests.length) {
-        const request = requests[next++]!;
+    if (trial) this.#fileTrial = true;
+    for (const request of requests) this.#queue.push(request);
+    while (this.#lanesBusy < this.#lanes && this.#queue.length > 0) {
+      this.#lanesBusy++;
+      void this.#lane();
+    }
+  }
+
+  /** One lane: fdatasyncs queued requests one after another; each settles on its own. */
+  async #lane(): Promise<void> {
+    try {
+      for (
+        let request = this.#queue.shift();
+        request !== undefined;
+        request = this.#queue.shift()
+      ) {
         const startMs = this.#monotonicMs();
         try {
           for (const segment of request.segments) {
             await segment.withFd((fd) => this.#io.datasync(fd));
-            files++;
           }
         } catch (error) {
           request.reject(error);
           continue;
         }
+        // Taken before the waiter is resolved: what its resolution runs is not the disk's time.
         const endMs = this.#monotonicMs();
-        lastEndMs = Math.max(lastEndMs, endMs);
+        this.#observeFile((endMs - startMs) / Math.max(request.segments.length, 1), startMs);
         settle(request, (endMs - startMs) / 1000);
       }
-    };
-    const running: Promise<void>[] = [];
-    for (let i = 0; i < Math.min(this.#lanes, requests.length); i++) running.push(lane());
-    await Promise.all(running);
-    if (files > 0) {
-      const fileMs = (lastEndMs - roundStartMs) / files;
-      this.#costs.fileMs = fresh ? fileMs : average(this.#costs.fileMs, fileMs);
-      this.#costs.fileTriedMs = roundStartMs;
+    } finally {
+      this.#lanesBusy--;
     }
+  }
+
+  #observeFile(ms: number, startMs: number): void {
+    const costs = this.#costs;
+    costs.fileMs = this.#fileTrial ? ms : average(costs.fileMs, ms);
+    this.#fileTrial = false;
+    costs.fileTriedMs = Math.max(costs.fileTriedMs, startMs);
   }
 
   /** Closes the file-system flush; call after every log using this has closed. */
   close(): void {
-    assert(this.#gathering.length === 0, "no log waits on a closed group sync");
+    assert(this.#gathering.length + this.#queue.length === 0, "no log waits on a closed sync");
     this.#fileSystem?.close();
     this.#fileSystem = undefined;
   }
