@@ -31,10 +31,12 @@ import type { FileSystemSync } from "./syncfs.ts";
  * fdatasyncs in flight at once when logs are synced one by one. Measured with
  * bench/tools/fsync_fanout.ts (loaded, 1 KiB per file, two runs), µs per file over 100 / 1,000
  * files: 16 in flight 188-281 / 226-254, 64 in flight 210-301 / 178-243, all at once 189-258 /
- * 160-178: no clear winner past 16. The partition logs fdatasynced on their own before, all at
- * once; 64 stays near that while bounding what one engine puts on the runtime's thread pool.
+ * 160-178: at 1,000 files, more in flight was cheaper. With bench/tools/group_commit.ts (240
+ * logs waiting, loaded, alternated with main, whose logs fdatasync all at once) 64 lanes made
+ * 0.6-0.8x main's records/s, 256 lanes 0.35-1.17x (median 1.11x): a bound that stays above
+ * what one round of a busy broker holds, while capping what one engine puts on the thread pool.
  */
-export const SYNC_LANES = 64;
+export const SYNC_LANES = 256;
 
 /**
  * A way of syncing (flush or fdatasyncs) not used for this long is used again to re-measure;
