@@ -61,7 +61,11 @@ export function formatLatenessTable(rows: readonly LatenessRow[]): string {
       })
       .join("  "),
   );
-  lines.splice(1, 0, widths.map((width) => "-".repeat(width)).join("  "));
+  // The free-text column's rule is as wide as its header.
+  const rules = widths.map((width, column) =>
+    "-".repeat(column === last ? LATENESS_TABLE_HEADERS[last]!.length : width),
+  );
+  lines.splice(1, 0, rules.join("  "));
   lines.push(
     "delayed delivery: lateness = receive − due time, ms, of deliveries at or after their due " +
       "time (measured phase and drain); early = deliveries before their due time, counted " +
