@@ -361,7 +361,10 @@ async function benchDriver(
       name,
       driver: driver ?? null,
       ...(workers.length > 0 ? { workers } : {}),
-      ...(inWorker ? { workerOptions: driverOptions } : {}),
+      // The workers' instances get the options the coordinator's says they need (the address
+      // of a server it started), else the ones it was given: a peer's options (its delay path,
+      // queue type, TLS) must reach the producers and consumers, which run in the workers.
+      workerOptions: inWorker ? driverOptions : (driver?.workerOptions?.() ?? driverOptions),
     };
     const outcome = await runWorkload(target, workload, runOptions);
     workers = [];

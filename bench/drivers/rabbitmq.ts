@@ -36,15 +36,19 @@
 //                             x-dead-letter-routing-key "p") --expired--> sluice.T --> S's queue
 //
 //   `ttl-dlx` (default): one delay queue per partition; each message carries its delay as its
-//   per-message TTL (`expiration`). RabbitMQ expires a message only at the head of its queue,
-//   so a message waits behind a longer delay published before it (head-of-line blocking): the
-//   lateness figures show it. `buckets`: `delay-queues` (N, default 10) queues per partition
-//   with a queue-wide `x-message-ttl` of max·(i+1)/N ms each; a message goes to the first
-//   bucket whose TTL is at least its delay (rounded up, so late by up to max/N), and as every
-//   message of a bucket has the same TTL, its queue expires them in order: the usual
-//   workaround. A delay of 0 is published to sluice.T directly. Publishes are persistent and
-//   confirmed once the delay queue has them; the move to the work queue on expiry is
-//   RabbitMQ's dead-lettering, which classic queues do without confirms (at most once).
+//   per-message TTL (`expiration`). RabbitMQ expires a message only at the head of its queue
+//   (docs "Time-to-Live and Expiration", https://www.rabbitmq.com/docs/ttl, its caveats: "Only
+//   when expired messages reach the head of a queue will they actually be discarded (or
+//   dead-lettered)"), so a message waits behind a longer delay published before it
+//   (head-of-line blocking): the lateness figures show it. Dead-lettering drops the
+//   `expiration` property, so a message does not expire again in the work queue.
+//   `buckets`: `delay-queues` (N, default 10) queues per partition with a queue-wide
+//   `x-message-ttl` of max·(i+1)/N ms each; a message goes to the first bucket whose TTL is at
+//   least its delay (rounded up, so late by up to max/N), and as every message of a bucket has
+//   the same TTL, its queue expires them in order: the usual workaround. A delay of 0 is
+//   published to sluice.T directly. Publishes are persistent and confirmed once the delay
+//   queue has them; the move to the work queue on expiry is RabbitMQ's dead-lettering, which
+//   classic queues do without confirms (at most once).
 //
 // Durability (sources: RabbitMQ docs "Consumer Acknowledgements and Publisher Confirms",
 // https://www.rabbitmq.com/docs/confirms#publisher-confirms-latency; RabbitMQ blog

@@ -5,7 +5,10 @@
 // the command that starts it when it is not running.
 
 import assert from "node:assert/strict";
+import fs from "node:fs";
+import { join } from "node:path";
 import { describe, test } from "node:test";
+import { runBench } from "../../bench/cli.ts";
 import { DriverUnavailableError } from "../../bench/driver.ts";
 import { DRIVERS } from "../../bench/drivers/mod.ts";
 import {
@@ -202,6 +205,34 @@ describe("delayed runs against RabbitMQ", () => {
     assert.match(String(result.delayPath), /^buckets: 3 delay queues per partition/);
     // Rounded up to a 500 ms bucket; the rest is the broker and the harness.
     assert.ok(result.latenessMaxMs! < 2000, `lateness max ${result.latenessMaxMs} ms`);
+  });
+
+  test("the command with a worker process: the driver options reach the worker's producers", {
+    skip: rabbitSkip,
+  }, async () => {
+    using dir = tempDir();
+    const workloadFile = join(dir.path, "tiny-delayed.json");
+    fs.writeFileSync(workloadFile, JSON.stringify(DELAYED_FIELDS));
+    const out = join(dir.path, "out");
+    const log: string[] = [];
+    const outcome = await runBench({
+      workload: workloadFile,
+      drivers: "rabbitmq",
+      driverOptions: "rabbitmq.delay=buckets,rabbitmq.delay-queues=3",
+      out,
+      workers: 1,
+      limits: false,
+      drainTimeoutMs: 15_000,
+      log: (line) => log.push(line),
+      progress: () => {},
+    });
+    assert.equal(outcome.exitCode, 0, log.join("\n"));
+    const result = JSON.parse(fs.readFileSync(join(out, "rabbitmq.json"), "utf8")) as BenchResult;
+    assert.equal(result.workers, 1);
+    checkDelivered(result);
+    assert.match(String(result.delayPath), /^buckets: 3 delay queues per partition/);
+    // The lateness table names the delay path.
+    assert.match(log.join("\n"), /^rabbitmq\s.*\s0\s+—\s+buckets: 3 delay queues/m);
   });
 
   test("a delay without delay queues is refused before anything is sent", {
