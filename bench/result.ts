@@ -139,7 +139,10 @@ export type BenchResult = {
   latenessP50Ms: number | null;
   latenessP99Ms: number | null;
   latenessMaxMs: number | null;
-  /** Deliveries (accepted or released) the consumers saw before their due time. */
+  /**
+   * Deliveries the consumers saw before their due time, of those timed (every delivery but
+   * the ones released: released deliveries are never timed, early or late).
+   */
   earlyDeliveries: number | null;
   earlyByMsMax: number | null;
   /** With --latency-at-load: fixed-rate runs at 50% and 80% of this driver's rate and at one
