@@ -154,6 +154,11 @@ export type DriverConfig = {
    * that many levels, and a message's priority is the partition it is sent to.
    */
   priorityLevels?: number;
+  /**
+   * The workload's deliveryDelayMsMax (absent or 0: no delays): producers will pass sendAsync
+   * delays up to this, so a driver declares what its delay path needs with the topic.
+   */
+  deliveryDelayMsMax?: number;
 };
 
 /**

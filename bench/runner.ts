@@ -300,6 +300,7 @@ async function setUpWorkers(
     subscriptions,
     ackMode: workload.ackMode,
     priorityLevels: workload.priorityLevels,
+    deliveryDelayMsMax: workload.deliveryDelayMsMax,
   };
   const replies = await Promise.all(workers.map((worker) => worker.setup(request)));
   return replies[0]!;

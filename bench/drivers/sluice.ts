@@ -75,6 +75,7 @@ import {
   type QueueModeOptions,
   queueCounts,
   priorityLevelsSetting,
+  delayPathSetting,
   queueModeSettings,
 } from "./sluice_queue.ts";
 
@@ -300,6 +301,7 @@ export class SluiceTcpDriver implements Driver {
       heartbeatIntervalMs: started ? HEARTBEAT_INTERVAL_MS : "server's",
       ...(this.#settings.queue === undefined ? {} : queueModeSettings(this.#settings.queue)),
       ...priorityLevelsSetting(this.#config.priorityLevels),
+      ...delayPathSetting(this.#config.deliveryDelayMsMax),
       tls: this.#settings.tls ? "TLS (throwaway CA unless tlsCaFile)" : "plaintext",
       authentication: this.#settings.sasl ?? "none",
     };

@@ -52,7 +52,7 @@ import {
   EmbeddedQueueConsumer,
   embeddedQueueCounts,
 } from "./sluice_embedded_queue.ts";
-import { priorityLevelsSetting } from "./sluice_queue.ts";
+import { delayPathSetting, priorityLevelsSetting } from "./sluice_queue.ts";
 
 export const LINGER_MS_DEFAULT = 1;
 export const BATCH_BYTES_DEFAULT = LOG_CONFIG_DEFAULTS.maxBatchBytes;
@@ -119,6 +119,7 @@ export class SluiceEmbeddedDriver implements Driver {
           `fetching up to ${EMBEDDED_QUEUE_MAX_RECORDS} records, each answered on its own`
         : "reads every partition; its consumers split partitions round-robin",
       ...priorityLevelsSetting(this.#config.priorityLevels),
+      ...delayPathSetting(this.#config.deliveryDelayMsMax),
     };
   }
 

@@ -61,6 +61,15 @@ export function priorityLevelsSetting(levels: number | undefined): DriverSetting
   };
 }
 
+/**
+ * The settings entry of a delayed run (workload deliveryDelayMsMax), or none: each message
+ * carries the `sluice-delay-ms` header and the queue holds it in its delay tiers until due.
+ */
+export function delayPathSetting(deliveryDelayMsMax: number | undefined): DriverSettings {
+  if (deliveryDelayMsMax === undefined || deliveryDelayMsMax === 0) return {};
+  return { delayPath: "sluice-delay-ms header: the queue's durable delay tiers" };
+}
+
 /** Declares the queue a subscription reads (on the coordinator, before any consumer joins). */
 export async function declareSubscriptionQueue(
   admin: Admin,
