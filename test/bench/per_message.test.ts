@@ -199,6 +199,9 @@ describe("per-message runs", () => {
     assert.equal(result.settings["acks"], "all");
     assert.ok(result.ackLatency99pct !== null && result.ackLatency99pct > 0);
     assert.ok(result.ackLatency50pct! <= result.ackLatency99pct!);
+    // The broker's own fdatasyncs over the measured phase stand beside the ack latency.
+    assert.ok(result.fsyncCount !== null && result.fsyncCount > 0, `${result.fsyncCount}`);
+    assert.ok(result.fsyncP50Ms !== null && result.fsyncP50Ms <= result.fsyncP99Ms!);
   });
 
   test("sluice-embedded: a queue in the engine, its members calling it directly", async () => {
