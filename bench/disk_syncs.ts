@@ -1,31 +1,54 @@
 // The broker's own fdatasync latency over a run's measured phase: the driver reads the broker's
-// `sluice_fsync_seconds` histogram (ops/metrics.ts, Prometheus text) when the measured phase
-// starts and when it ends, and the difference is the fdatasyncs the disk served meanwhile.
-// An fsynced ack cannot be confirmed sooner than the disk's fdatasync, so these figures stand
-// next to the ack latency: they say whether an ack target is reachable on the machine at all.
+// `sluice_fsync_seconds` (partition segments) and `sluice_queue_fsync_seconds` (queue state
+// logs' commits) histograms (ops/metrics.ts, Prometheus text) when the measured phase starts
+// and when it ends, and the difference is the fdatasyncs the disk served meanwhile. An fsynced
+// ack cannot be confirmed sooner than its state log's fdatasync, so these figures stand next
+// to the ack latency: they say whether an ack target is reachable on the machine at all.
 //
-//   before = parseHistogram(text at measure start, "sluice_fsync_seconds")
-//   after  = parseHistogram(text at measure end,   "sluice_fsync_seconds")
-//   delta  = histogramDelta(before, after)   ─► histogramPercentileMs(delta, 50 | 99)
+//   before = parseDiskSyncs(text at measure start)   { segments, queueState } histograms
+//   after  = parseDiskSyncs(text at measure end)
+//   delta  = histogramDelta(before.x, after.x)   ─► histogramPercentileMs(delta, 50 | 99)
 //
 // Percentiles are interpolated linearly inside the bucket that holds the rank, as Prometheus'
 // histogram_quantile does; a rank in the +Inf bucket reports the last finite bound.
 
 import type { HistogramSnapshot } from "../engine/mod.ts";
 
+/** One reading of the broker's fdatasync histograms (cumulative since it started). */
+export type DiskSyncReading = {
+  /** `sluice_fsync_seconds`: fdatasyncs of partition segments. */
+  segments: HistogramSnapshot;
+  /** `sluice_queue_fsync_seconds`: commit fdatasyncs of queue state logs (null: not exported). */
+  queueState: HistogramSnapshot | null;
+};
+
 /** The broker's fdatasync figures over the measured phase (all null when not known). */
 export type DiskSyncFields = {
-  /** fdatasyncs the broker finished during the measured phase. */
+  /** Partition segment fdatasyncs the broker finished during the measured phase. */
   fsyncCount: number | null;
   fsyncP50Ms: number | null;
   fsyncP99Ms: number | null;
+  /** Queue state-log commit fdatasyncs (what an fsynced accept waits for) in the same phase. */
+  queueFsyncCount: number | null;
+  queueFsyncP50Ms: number | null;
+  queueFsyncP99Ms: number | null;
 };
 
 export const NO_DISK_SYNCS: DiskSyncFields = {
   fsyncCount: null,
   fsyncP50Ms: null,
   fsyncP99Ms: null,
+  queueFsyncCount: null,
+  queueFsyncP50Ms: null,
+  queueFsyncP99Ms: null,
 };
+
+/** Both histograms out of a /metrics text; null when it has no `sluice_fsync_seconds`. */
+export function parseDiskSyncs(text: string): DiskSyncReading | null {
+  const segments = parseHistogram(text, "sluice_fsync_seconds");
+  if (segments === null) return null;
+  return { segments, queueState: parseHistogram(text, "sluice_queue_fsync_seconds") };
+}
 
 /** A histogram's series line: `NAME_bucket{...le="B"...} V`, `NAME_sum V` or `NAME_count V`. */
 const SERIES = /^([A-Za-z_:][\w:]*)(?:\{([^}]*)\})?\s+(\S+)$/;
@@ -136,14 +159,21 @@ export function histogramPercentileMs(
 
 /** The result fields of the fdatasyncs between two readings (null readings: not known). */
 export function diskSyncFields(
-  before: HistogramSnapshot | null,
-  after: HistogramSnapshot | null,
+  before: DiskSyncReading | null,
+  after: DiskSyncReading | null,
 ): DiskSyncFields {
   if (before === null || after === null) return NO_DISK_SYNCS;
-  const delta = histogramDelta(before, after);
+  const segments = histogramDelta(before.segments, after.segments);
+  const queue =
+    before.queueState === null || after.queueState === null
+      ? null
+      : histogramDelta(before.queueState, after.queueState);
   return {
-    fsyncCount: delta.count,
-    fsyncP50Ms: histogramPercentileMs(delta, 50),
-    fsyncP99Ms: histogramPercentileMs(delta, 99),
+    fsyncCount: segments.count,
+    fsyncP50Ms: histogramPercentileMs(segments, 50),
+    fsyncP99Ms: histogramPercentileMs(segments, 99),
+    queueFsyncCount: queue === null ? null : queue.count,
+    queueFsyncP50Ms: queue === null ? null : histogramPercentileMs(queue, 50),
+    queueFsyncP99Ms: queue === null ? null : histogramPercentileMs(queue, 99),
   };
 }

@@ -19,7 +19,7 @@
 // confirmed an accept (and how long the confirmation took), so the harness counts accepted
 // messages rather than deliveries.
 
-import type { HistogramSnapshot } from "../engine/mod.ts";
+import type { DiskSyncReading } from "./disk_syncs.ts";
 import type { AckMode } from "./workload.ts";
 
 export type { AckMode };
@@ -141,7 +141,7 @@ export interface Driver {
    * started), read when the measured phase starts and when it ends (bench/disk_syncs.ts).
    * Null, or no method: not known.
    */
-  diskSyncs?(): Promise<HistogramSnapshot | null>;
+  diskSyncs?(): Promise<DiskSyncReading | null>;
 }
 
 /** What the harness hands a driver's factory. */

@@ -138,6 +138,10 @@ export type BenchResult = {
   fsyncCount: number | null;
   fsyncP50Ms: number | null;
   fsyncP99Ms: number | null;
+  /** The same from `sluice_queue_fsync_seconds`: the queue state logs' commit fdatasyncs. */
+  queueFsyncCount: number | null;
+  queueFsyncP50Ms: number | null;
+  queueFsyncP99Ms: number | null;
   /** With --latency-at-load: fixed-rate runs at 50% and 80% of this driver's rate and at one
    * rate common to every driver. */
   latencyAtLoad?: LatencyPoint[];

@@ -15,8 +15,12 @@
 
 import { randomBytes } from "node:crypto";
 import os from "node:os";
-import type { HistogramSnapshot } from "../engine/mod.ts";
-import { type DiskSyncFields, diskSyncFields, NO_DISK_SYNCS } from "./disk_syncs.ts";
+import {
+  type DiskSyncFields,
+  type DiskSyncReading,
+  diskSyncFields,
+  NO_DISK_SYNCS,
+} from "./disk_syncs.ts";
 import type { BrokerProcess, Driver, DriverSettings } from "./driver.ts";
 import {
   BrokerCpuMeter,
@@ -388,7 +392,7 @@ class Timeline {
   #lastMachine: MachineTicks | undefined = machineTicks();
   /** The broker's fdatasync histogram (Driver.diskSyncs), read as the measured phase starts
    * and ends; undefined: not known. */
-  readDiskSyncs: (() => Promise<HistogramSnapshot | null>) | undefined;
+  readDiskSyncs: (() => Promise<DiskSyncReading | null>) | undefined;
   #diskSyncProblems: string[] = [];
 
   constructor(
@@ -465,24 +469,21 @@ class Timeline {
   }
 
   /** The broker's fdatasync histogram now; a failed read is a problem, not a failed run. */
-  async #diskSyncs(): Promise<HistogramSnapshot | null> {
+  async #diskSyncs(): Promise<DiskSyncReading | null> {
     if (this.readDiskSyncs === undefined) return null;
     try {
       return await this.readDiskSyncs();
     } catch (error) {
-      this.#diskSyncProblems.push(`reading the broker's fsync histogram: ${String(error)}`);
+      this.#diskSyncProblems.push(`reading the broker's fsync histograms: ${String(error)}`);
       return null;
     }
   }
 
-  #diskSyncFields(
-    before: HistogramSnapshot | null,
-    after: HistogramSnapshot | null,
-  ): DiskSyncFields {
+  #diskSyncFields(before: DiskSyncReading | null, after: DiskSyncReading | null): DiskSyncFields {
     try {
       return diskSyncFields(before, after);
     } catch (error) {
-      this.#diskSyncProblems.push(`the broker's fsync histogram: ${String(error)}`);
+      this.#diskSyncProblems.push(`the broker's fsync histograms: ${String(error)}`);
       return NO_DISK_SYNCS;
     }
   }

@@ -43,8 +43,8 @@
 
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import { type FsyncPolicy, type HistogramSnapshot, LOG_CONFIG_DEFAULTS } from "../../engine/mod.ts";
-import { parseHistogram } from "../disk_syncs.ts";
+import { type FsyncPolicy, LOG_CONFIG_DEFAULTS } from "../../engine/mod.ts";
+import { type DiskSyncReading, parseDiskSyncs } from "../disk_syncs.ts";
 import {
   Admin,
   type ClientOptions,
@@ -362,15 +362,21 @@ export class SluiceTcpDriver implements Driver {
     };
   }
 
-  /** The broker's `sluice_fsync_seconds` so far: from its engine, or its /metrics. */
-  async diskSyncs(): Promise<HistogramSnapshot | null> {
-    if (this.#server !== undefined) return this.#server.engine.fsyncSeconds.snapshot();
+  /** The broker's fdatasync histograms so far: from its engine, or its /metrics. */
+  async diskSyncs(): Promise<DiskSyncReading | null> {
+    const engine = this.#server?.engine;
+    if (engine !== undefined) {
+      return {
+        segments: engine.fsyncSeconds.snapshot(),
+        queueState: engine.queueFsyncSeconds.snapshot(),
+      };
+    }
     const url = this.#metricsUrl;
     if (url === undefined) return null;
     const response = await fetch(url, { signal: AbortSignal.timeout(METRICS_TIMEOUT_MS) });
     const text = await response.text();
     if (!response.ok) throw new Error(`GET ${url} answered HTTP ${response.status}`);
-    return parseHistogram(text, "sluice_fsync_seconds");
+    return parseDiskSyncs(text);
   }
 
   brokerProcess(): BrokerProcess | undefined {

@@ -10,6 +10,8 @@ import {
   diskSyncFields,
   histogramDelta,
   histogramPercentileMs,
+  NO_DISK_SYNCS,
+  parseDiskSyncs,
   parseHistogram,
 } from "../../bench/disk_syncs.ts";
 import { SluiceTcpDriver } from "../../bench/drivers/sluice.ts";
@@ -19,17 +21,17 @@ import { tempDir } from "../helpers.ts";
 const NAME = "sluice_fsync_seconds";
 
 /** A /metrics excerpt in ops/metrics.ts' format: 1 ms buckets up to 4 ms, then +Inf. */
-function exposition(cumulative: number[], infinite: number, sum: number): string {
+function exposition(cumulative: number[], infinite: number, sum: number, name = NAME): string {
   const lines = [
     "# HELP sluice_up 1 while the broker runs.",
     "# TYPE sluice_up gauge",
     "sluice_up 1",
-    `# HELP ${NAME} fdatasync of a partition segment, in seconds.`,
-    `# TYPE ${NAME} histogram`,
-    ...cumulative.map((value, i) => `${NAME}_bucket{le="${(i + 1) / 1000}"} ${value}`),
-    `${NAME}_bucket{le="+Inf"} ${infinite}`,
-    `${NAME}_sum ${sum}`,
-    `${NAME}_count ${infinite}`,
+    `# HELP ${name} fdatasync of a partition segment, in seconds.`,
+    `# TYPE ${name} histogram`,
+    ...cumulative.map((value, i) => `${name}_bucket{le="${(i + 1) / 1000}"} ${value}`),
+    `${name}_bucket{le="+Inf"} ${infinite}`,
+    `${name}_sum ${sum}`,
+    `${name}_count ${infinite}`,
     'sluice_request_seconds_bucket{api="Produce",le="0.001"} 7',
   ];
   return `${lines.join("\n")}\n`;
@@ -44,6 +46,16 @@ describe("disk syncs: the broker's fsync histogram", () => {
       sumSeconds: 0.025,
       count: 10,
     });
+  });
+
+  test("a /metrics text gives both histograms; one without the queue's has it null", () => {
+    const segments = exposition([2, 5, 5, 9], 10, 0.025);
+    const queue = exposition([1, 1, 1, 1], 1, 0.0015, "sluice_queue_fsync_seconds");
+    const reading = parseDiskSyncs(segments + queue);
+    assert.deepEqual(reading?.segments.counts, [2, 3, 0, 4, 1]);
+    assert.deepEqual(reading?.queueState?.counts, [1, 0, 0, 0, 0]);
+    assert.equal(parseDiskSyncs(segments)?.queueState, null);
+    assert.equal(parseDiskSyncs("sluice_up 1\n"), null);
   });
 
   test("an absent family is null; a broken one is a RangeError naming the line", () => {
@@ -72,11 +84,24 @@ describe("disk syncs: the broker's fsync histogram", () => {
     // Every fdatasync of the phase took 1-2 ms: the percentiles fall inside that bucket.
     assert.equal(histogramPercentileMs(delta, 50), 1.5);
     assert.equal(histogramPercentileMs(delta, 99), 1.99);
-    assert.deepEqual(diskSyncFields(before, after), {
-      fsyncCount: 100,
-      fsyncP50Ms: 1.5,
-      fsyncP99Ms: 1.99,
-    });
+    const queueBefore = new LatencyHistogram();
+    const queueAfter = new LatencyHistogram();
+    queueAfter.observe(0.003);
+    assert.deepEqual(
+      diskSyncFields(
+        { segments: before, queueState: queueBefore.snapshot() },
+        { segments: after, queueState: queueAfter.snapshot() },
+      ),
+      {
+        fsyncCount: 100,
+        fsyncP50Ms: 1.5,
+        fsyncP99Ms: 1.99,
+        queueFsyncCount: 1,
+        queueFsyncP50Ms: 3.75,
+        // Interpolated in the 2.5-5 ms bucket, in the same order of operations.
+        queueFsyncP99Ms: (0.0025 + (0.005 - 0.0025) * 0.99) * 1000,
+      },
+    );
     // A broker that restarted between the readings: its counters fell.
     assert.throws(() => histogramDelta(after, before), RangeError);
   });
@@ -92,11 +117,7 @@ describe("disk syncs: the broker's fsync histogram", () => {
     assert.equal(histogramPercentileMs(snapshot, 100), 10_000);
     assert.equal(histogramPercentileMs(new LatencyHistogram().snapshot(), 99), null);
     assert.throws(() => histogramPercentileMs(snapshot, 101), RangeError);
-    assert.deepEqual(diskSyncFields(null, snapshot), {
-      fsyncCount: null,
-      fsyncP50Ms: null,
-      fsyncP99Ms: null,
-    });
+    assert.deepEqual(diskSyncFields(null, { segments: snapshot, queueState: null }), NO_DISK_SYNCS);
   });
 
   test("the ack table shows the fsync figures beside the ack latency", () => {
@@ -114,9 +135,11 @@ describe("disk syncs: the broker's fsync histogram", () => {
       ackLatency999pct: 40,
       fsyncP50Ms: 2.75,
       fsyncP99Ms: 9.5,
+      queueFsyncP50Ms: 3,
+      queueFsyncP99Ms: 12,
     };
-    assert.deepEqual(ackCells(row).slice(-2), ["2.75", "9.50"]);
-    assert.match(formatAckTable([row]), /fsync p50\s+fsync p99/);
+    assert.deepEqual(ackCells(row).slice(-4), ["2.75", "9.50", "3.00", "12.0"]);
+    assert.match(formatAckTable([row]), /fsync p50\s+fsync p99\s+ack fsync p50\s+ack fsync p99/);
   });
 
   test("the sluice driver reads a `sluice serve` child's /metrics", async () => {
@@ -134,6 +157,9 @@ describe("disk syncs: the broker's fsync histogram", () => {
       const fields = diskSyncFields(before, after);
       assert.ok(fields.fsyncCount !== null && fields.fsyncCount >= 1, `${fields.fsyncCount}`);
       assert.ok(fields.fsyncP50Ms !== null && fields.fsyncP50Ms <= fields.fsyncP99Ms!);
+      // No queue here: its histogram is exported, and empty over the interval.
+      assert.equal(fields.queueFsyncCount, 0);
+      assert.equal(fields.queueFsyncP99Ms, null);
     } finally {
       await driver.close();
     }

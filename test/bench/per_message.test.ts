@@ -202,6 +202,9 @@ describe("per-message runs", () => {
     // The broker's own fdatasyncs over the measured phase stand beside the ack latency.
     assert.ok(result.fsyncCount !== null && result.fsyncCount > 0, `${result.fsyncCount}`);
     assert.ok(result.fsyncP50Ms !== null && result.fsyncP50Ms <= result.fsyncP99Ms!);
+    // And the queue state log's commit fdatasyncs, which each confirmed accept waited for.
+    assert.ok(result.queueFsyncCount !== null && result.queueFsyncCount > 0);
+    assert.ok(result.queueFsyncP50Ms !== null && result.queueFsyncP50Ms <= result.queueFsyncP99Ms!);
   });
 
   test("sluice-embedded: a queue in the engine, its members calling it directly", async () => {
