@@ -219,6 +219,8 @@ describe("per-message runs", () => {
     assert.equal(result.deadLettered, 0);
     assert.match(String(result.settings["fsync"]), /always/);
     assert.ok(result.ackLatency99pct !== null && result.ackLatency99pct > 0);
+    // The engine is in the harness: its queue state-log fdatasyncs are read directly.
+    assert.ok(result.queueFsyncCount !== null && result.queueFsyncCount > 0);
   });
 
   test("sluice with deliveryDelayMsMax: all arrive, lateness measured from due", async () => {
