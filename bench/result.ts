@@ -13,6 +13,7 @@ import { machineInfo, type MachineInfo } from "./engine/machine.ts";
 import type { LatencyHistogram, LatencySummary, QuantileCurve } from "./histogram.ts";
 import type { BrokerCpu, ClientCpu, RateSearchResult, RunOutcome, WorkerInfo } from "./runner.ts";
 import type { SustainVerdict } from "./sustain.ts";
+import { NO_DISK_SYNCS } from "./disk_syncs.ts";
 import { boundOf } from "./bound.ts";
 import type { MachineCpu } from "./proc_cpu.ts";
 import type { Sample } from "./stats.ts";
@@ -145,6 +146,19 @@ export type BenchResult = {
    */
   earlyDeliveries: number | null;
   earlyByMsMax: number | null;
+  /**
+   * The broker's own fdatasyncs over the measured phase (its `sluice_fsync_seconds` histogram
+   * read as the phase starts and ends, bench/disk_syncs.ts): how many, and their p50 and p99
+   * in ms, interpolated inside the histogram's buckets. An fsynced ack is confirmed no sooner
+   * than the disk's fdatasync. Null: the driver does not know (not sluice, or no /metrics).
+   */
+  fsyncCount: number | null;
+  fsyncP50Ms: number | null;
+  fsyncP99Ms: number | null;
+  /** The same from `sluice_queue_fsync_seconds`: the queue state logs' commit fdatasyncs. */
+  queueFsyncCount: number | null;
+  queueFsyncP50Ms: number | null;
+  queueFsyncP99Ms: number | null;
   /** With --latency-at-load: fixed-rate runs at 50% and 80% of this driver's rate and at one
    * rate common to every driver. */
   latencyAtLoad?: LatencyPoint[];
@@ -282,6 +296,7 @@ export function buildResult(input: ResultInput): BenchResult {
     failure: outcome.failure ?? null,
     ...ackFields(workload, outcome),
     ...latenessFields(workload, outcome),
+    ...(outcome.disk ?? NO_DISK_SYNCS),
     publishRateAvg,
     consumeRateAvg: stats.measured.consumed / seconds,
     publishThroughputMBps: stats.measured.publishedBytes / seconds / BYTES_PER_MB,

@@ -154,6 +154,11 @@ export class Engine {
   readonly fileBudget: FileBudget;
   /** Every fdatasync of a partition segment since open, in seconds (the /metrics histogram). */
   readonly fsyncSeconds = new LatencyHistogram();
+  /**
+   * Every commit fdatasync of a queue's state log since open, in seconds: what an fsynced
+   * accept waits for (the /metrics histogram sluice_queue_fsync_seconds).
+   */
+  readonly queueFsyncSeconds = new LatencyHistogram();
 
   private constructor(dataDir: string, offsets: OffsetStore, options: EngineOptions) {
     this.dataDir = dataDir;
@@ -307,6 +312,7 @@ export class Engine {
       ...(this.#options.queueSyncsInFlight === undefined
         ? {}
         : { syncsInFlight: this.#options.queueSyncsInFlight }),
+      onFsync: (seconds) => this.queueFsyncSeconds.observe(seconds),
       ...(this.#options.ttlCheckMs === undefined ? {} : { ttlCheckMs: this.#options.ttlCheckMs }),
     });
   }

@@ -162,6 +162,8 @@ export interface QueueHost {
   readonly compactAfterBytes?: number;
   /** fdatasyncs of the state log in flight at once (the log's default when absent). */
   readonly syncsInFlight?: number;
+  /** Told each state-log commit fdatasync's duration in seconds. */
+  readonly onFsync?: (seconds: number) => void;
   now(): number;
   warn(message: string): void;
   /** The logs of the dead-letter topic, created with one partition when missing. */
@@ -322,6 +324,7 @@ export class Queue implements QueueStateTarget {
       ...(this.#host.syncsInFlight === undefined
         ? {}
         : { syncsInFlightMax: this.#host.syncsInFlight }),
+      ...(this.#host.onFsync === undefined ? {} : { onFsync: this.#host.onFsync }),
     };
   }
 
@@ -546,6 +549,9 @@ export class Queue implements QueueStateTarget {
     const cursor = this.#cursors[partition]!;
     const log = this.#logs[partition]!;
     this.#followRetention(cursor, log);
+    // Nothing given back and nothing new: a partition a long poll looks at while it waits
+    // costs no view list, no readers and no closure.
+    if (cursor.readyHead() === undefined && cursor.next >= log.highWatermark) return undefined;
     const views = new BatchViews();
     const ranges: AcquiredRange[] = [];
     const expiry = new ExpiryReader(log, nowMs, this.#ttl);

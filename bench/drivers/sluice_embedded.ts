@@ -45,6 +45,7 @@ import type {
   MessageCallback,
   SubscriptionCounts,
 } from "../driver.ts";
+import type { DiskSyncReading } from "../disk_syncs.ts";
 import { describeFsync, fsyncOption, integerOption } from "./options.ts";
 import {
   declareEmbeddedQueue,
@@ -132,6 +133,16 @@ export class SluiceEmbeddedDriver implements Driver {
 
   brokerProcess(): BrokerProcess {
     return { kind: "in-process", what: "the sluice engine runs inside the load worker" };
+  }
+
+  /** The engine's fdatasync histograms so far (null: no engine opened in this instance). */
+  async diskSyncs(): Promise<DiskSyncReading | null> {
+    const engine = this.#engine;
+    if (engine === undefined) return null;
+    return {
+      segments: engine.fsyncSeconds.snapshot(),
+      queueState: engine.queueFsyncSeconds.snapshot(),
+    };
   }
 
   async createTopic(topic: string, partitions: number): Promise<void> {

@@ -23,6 +23,8 @@ import type {
   SubscriptionCounts,
 } from "../driver.ts";
 
+const EMPTY = new Uint8Array(0);
+
 /** How long a queue fetch waits at the broker for records before the loop looks again. */
 const QUEUE_POLL_WAIT_MS = 100;
 
@@ -131,19 +133,21 @@ class QueueBenchConsumer implements BenchConsumer {
     }
   }
 
+  /** One handler for every failed answer, rather than a closure per message. */
+  readonly #failed = (error: unknown): void => this.#handlers.onAnswerFailed(error);
+
   #answer(message: QueueMessage): void {
     const handlers = this.#handlers;
-    const value = message.value ?? new Uint8Array(0);
+    const value = message.value ?? EMPTY;
     const bytes = value.length;
     if (handlers.onDelivery(value, message.redelivered) === "release") {
-      message.release().catch((error: unknown) => handlers.onAnswerFailed(error));
+      message.release().catch(this.#failed);
       return;
     }
     const acceptedAt = performance.now();
-    message.accept().then(
-      () => handlers.onAccepted(bytes, performance.now() - acceptedAt),
-      (error: unknown) => handlers.onAnswerFailed(error),
-    );
+    message
+      .accept()
+      .then(() => handlers.onAccepted(bytes, performance.now() - acceptedAt), this.#failed);
   }
 
   async close(): Promise<void> {

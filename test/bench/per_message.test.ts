@@ -199,6 +199,12 @@ describe("per-message runs", () => {
     assert.equal(result.settings["acks"], "all");
     assert.ok(result.ackLatency99pct !== null && result.ackLatency99pct > 0);
     assert.ok(result.ackLatency50pct! <= result.ackLatency99pct!);
+    // The broker's own fdatasyncs over the measured phase stand beside the ack latency.
+    assert.ok(result.fsyncCount !== null && result.fsyncCount > 0, `${result.fsyncCount}`);
+    assert.ok(result.fsyncP50Ms !== null && result.fsyncP50Ms <= result.fsyncP99Ms!);
+    // And the queue state log's commit fdatasyncs, which each confirmed accept waited for.
+    assert.ok(result.queueFsyncCount !== null && result.queueFsyncCount > 0);
+    assert.ok(result.queueFsyncP50Ms !== null && result.queueFsyncP50Ms <= result.queueFsyncP99Ms!);
   });
 
   test("sluice-embedded: a queue in the engine, its members calling it directly", async () => {
@@ -213,6 +219,8 @@ describe("per-message runs", () => {
     assert.equal(result.deadLettered, 0);
     assert.match(String(result.settings["fsync"]), /always/);
     assert.ok(result.ackLatency99pct !== null && result.ackLatency99pct > 0);
+    // The engine is in the harness: its queue state-log fdatasyncs are read directly.
+    assert.ok(result.queueFsyncCount !== null && result.queueFsyncCount > 0);
   });
 
   test("sluice with deliveryDelayMsMax: all arrive, lateness measured from due", async () => {
