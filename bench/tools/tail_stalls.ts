@@ -24,6 +24,8 @@ import { type Stall, watchStalls } from "./_stall_monitor.ts";
 const PARTITIONS = 16;
 const RECORD_BYTES = 1024;
 const ROOT = join(import.meta.dirname, "..", "..");
+/** USER_HZ: the unit of utime and stime in /proc/PID/stat (100 on Linux's usual builds). */
+const CLOCK_TICKS_PER_SEC = 100;
 /** Slow messages closer than this (ms) belong to one episode. */
 const EPISODE_GAP_MS = 20;
 
@@ -59,12 +61,19 @@ async function startBroker(dataDir: string, stallFile: string) {
     });
   });
   child.removeAllListeners("exit");
+  /** CPU time (ms) the broker process has used, all threads, from /proc/PID/stat. */
+  const cpuMs = () => {
+    const stat = readProc(`/proc/${child.pid}/stat`);
+    if (stat === undefined) return undefined;
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    return ((Number(fields[11]) + Number(fields[12])) * 1000) / CLOCK_TICKS_PER_SEC;
+  };
   const stop = () =>
     new Promise<void>((done) => {
       child.once("exit", () => done());
       child.kill("SIGTERM");
     });
-  return { port, stop };
+  return { port, stop, cpuMs };
 }
 
 async function publishFor(port: number, seconds: number): Promise<number> {
@@ -249,7 +258,23 @@ async function main(): Promise<void> {
     try {
       const publishSeconds = numberFlag("publish-seconds");
       if (publishSeconds > 0) published = await publishFor(broker.port, publishSeconds);
+      const brokerCpuBefore = broker.cpuMs();
+      const clientCpuBefore = process.cpuUsage();
+      const wallBefore = performance.now();
       const run = await latencyRun(broker.port, rate, warmup, measured);
+      const wallMs = performance.now() - wallBefore;
+      const clientCpu = process.cpuUsage(clientCpuBefore);
+      const brokerCpuAfter = broker.cpuMs();
+      const messages = warmup + measured;
+      // CPU per message over the whole run (warm-up included), all threads of each process.
+      const cpu = {
+        brokerUsPerMessage:
+          brokerCpuBefore === undefined || brokerCpuAfter === undefined
+            ? null
+            : Math.round(((brokerCpuAfter - brokerCpuBefore) * 1000) / messages),
+        clientUsPerMessage: Math.round((clientCpu.user + clientCpu.system) / messages),
+        wallUsPerMessage: Math.round((wallMs * 1000) / messages),
+      };
       clearInterval(sampler);
       client.stop();
       await broker.stop();
@@ -263,6 +288,7 @@ async function main(): Promise<void> {
           tool: "tail_stalls",
           params: { rate, seconds, warmup, published, slowMs: numberFlag("slow-ms") },
           latency: percentiles(run.latencyMs),
+          cpu,
           brokerStalls: stallTotals(context.broker, fromMs, toMs),
           clientStalls: stallTotals(context.client, fromMs, toMs),
           dirtyMBMax: Math.max(0, ...dirty.map(([, mb]) => mb)),
