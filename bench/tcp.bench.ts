@@ -40,6 +40,7 @@ import { parseArgs } from "node:util";
 import { Admin, Consumer, Producer } from "../protocol/client/mod.ts";
 import { cpuPressureWindow, type DrainOutcome, waitForWritebackDrain } from "./tcp/isolation.ts";
 import { measureLoopbackMBps } from "./tcp/loopback.ts";
+import { type Phase, parsePhases } from "./tcp/phases.ts";
 import { brokerScript, startChild } from "./tcp/processes.ts";
 
 const RECORD_BYTES = 1024;
@@ -248,23 +249,6 @@ async function latency(
     e2eScheduledP999Ms: percentile(fromSchedule, 0.999),
     cpuPressurePct: pressure.pressurePct() ?? null,
   };
-}
-
-const PHASES = ["publish", "consume", "small", "latency"] as const;
-type Phase = (typeof PHASES)[number];
-
-function parsePhases(text: string): Set<Phase> {
-  const phases = new Set<Phase>();
-  for (const name of text.split(",")) {
-    if (!(PHASES as readonly string[]).includes(name)) {
-      throw new RangeError(`--phases ${text}: ${name} is not one of ${PHASES.join(", ")}`);
-    }
-    phases.add(name as Phase);
-  }
-  if (phases.has("consume") && !phases.has("publish")) {
-    throw new RangeError(`--phases ${text}: consume reads what publish wrote; add publish`);
-  }
-  return phases;
 }
 
 async function createTopic(port: number, name: string): Promise<void> {
