@@ -46,11 +46,48 @@ function numberFlag(name: keyof typeof values): number {
   return value;
 }
 
+/** A broker GC cycle's end, as its log line arrived: epoch ms and the cycle's longest pause. */
+type GcEvent = { atMs: number; pauseMsMax: number; full: boolean };
+
+/**
+ * With BUN_JSC_logGC=1 the broker logs each GC cycle on stderr: a `START` line naming the
+ * collection (Eden or Full), a line per increment, and one ending in `END]`; each carries the
+ * increment's pause as `p=Xms` (the `(max Yms)` beside it is a running maximum over every
+ * cycle so far, not this cycle's). A cycle's longest pause is the largest of its `p=` figures.
+ * Stamped on arrival (a pipe's delay late), which is close enough to line them up with stalls
+ * of several ms. Other stderr lines pass through.
+ */
+function collectGcEvents(text: string, into: GcEvent[], state: GcLogState): void {
+  const lines = (state.partial + text).split("\n");
+  // The last piece has no newline yet: it is finished by the next chunk.
+  state.partial = lines.pop() ?? "";
+  for (const line of lines) {
+    if (line.includes(": START ")) {
+      state.full = line.includes("FullCollection");
+      state.pauseMsMax = 0;
+    }
+    for (const pause of line.matchAll(/\bp=([\d.]+)ms/g)) {
+      state.pauseMsMax = Math.max(state.pauseMsMax, Number(pause[1]));
+    }
+    if (/ END\]$/.test(line)) {
+      const atMs = performance.timeOrigin + performance.now();
+      into.push({ atMs, pauseMsMax: state.pauseMsMax, full: state.full });
+    } else if (line !== "" && !line.startsWith("[GC") && !line.includes("GC END")) {
+      if (!line.startsWith("Requesting GC")) process.stderr.write(`${line}\n`);
+    }
+  }
+}
+
+type GcLogState = { full: boolean; pauseMsMax: number; partial: string };
+
 async function startBroker(dataDir: string, stallFile: string) {
   const args = ["--preload", join(ROOT, "bench/tools/_stall_monitor.ts")];
   args.push(join(ROOT, "bin/sluice.ts"), "serve", "--data", dataDir, "--port", "0");
   const env = { ...process.env, SLUICE_STALL_FILE: stallFile, SLUICE_STALL_PRELOAD: "1" };
-  const child = spawn(process.execPath, args, { stdio: ["ignore", "pipe", "inherit"], env });
+  const child = spawn(process.execPath, args, { stdio: ["ignore", "pipe", "pipe"], env });
+  const gcs: GcEvent[] = [];
+  const gcState: GcLogState = { full: false, pauseMsMax: 0, partial: "" };
+  child.stderr!.on("data", (chunk: Buffer) => collectGcEvents(chunk.toString(), gcs, gcState));
   const port = await new Promise<number>((resolve, reject) => {
     let output = "";
     child.once("exit", (code) => reject(new Error(`broker exited (${code})`)));
@@ -73,7 +110,7 @@ async function startBroker(dataDir: string, stallFile: string) {
       child.once("exit", () => done());
       child.kill("SIGTERM");
     });
-  return { port, stop, cpuMs };
+  return { port, stop, cpuMs, gcs };
 }
 
 async function publishFor(port: number, seconds: number): Promise<number> {
@@ -88,7 +125,10 @@ async function publishFor(port: number, seconds: number): Promise<number> {
   let wake: (() => void) | undefined;
   const done = () => {
     outstanding--;
-    if (wake !== undefined && outstanding < 32_768) wake = void wake();
+    if (wake === undefined || outstanding >= 32_768) return;
+    const resume = wake;
+    wake = undefined;
+    resume();
   };
   const deadline = performance.now() + seconds * 1000;
   let sent = 0;
@@ -195,7 +235,13 @@ function stallTotals(stalls: Stall[], fromMs: number, toMs: number) {
 function episodes(
   run: { sentAt: Float64Array; latencyMs: Float64Array },
   slowMs: number,
-  context: { broker: Stall[]; client: Stall[]; dirty: [number, number][]; origin: number },
+  context: {
+    broker: Stall[];
+    client: Stall[];
+    dirty: [number, number][];
+    gcs: GcEvent[];
+    origin: number;
+  },
 ) {
   const found: { fromMs: number; toMs: number; maxMs: number; messages: number }[] = [];
   for (let i = 0; i < run.sentAt.length; i++) {
@@ -224,8 +270,24 @@ function episodes(
     maxMs: Math.round(episode.maxMs * 10) / 10,
     broker: near(context.broker, episode.fromMs, episode.toMs),
     client: near(context.client, episode.fromMs, episode.toMs),
+    brokerGcs: context.gcs
+      .filter((gc) => gc.atMs >= episode.fromMs - 50 && gc.atMs <= episode.toMs + 50)
+      .map((gc) => ({ atMs: Math.round(gc.atMs - context.origin), pauseMsMax: gc.pauseMsMax })),
     dirtyMB: context.dirty.find(([t]) => t >= episode.fromMs)?.[1] ?? null,
   }));
+}
+
+/** The broker's GC cycles inside the window (null without BUN_JSC_logGC=1). */
+function gcSummary(gcs: GcEvent[], fromMs: number, toMs: number) {
+  const inside = gcs.filter((gc) => gc.atMs >= fromMs && gc.atMs <= toMs);
+  if (gcs.length === 0) return null;
+  const pauses = inside.map((gc) => gc.pauseMsMax).sort((a, b) => a - b);
+  return {
+    cycles: inside.length,
+    full: inside.filter((gc) => gc.full).length,
+    pauseMsMax: pauses[pauses.length - 1] ?? 0,
+    pausesOver4Ms: pauses.filter((p) => p > 4).length,
+  };
 }
 
 function percentiles(latencyMs: Float64Array) {
@@ -280,7 +342,12 @@ async function main(): Promise<void> {
       await broker.stop();
       const fromMs = run.sentAt[0]!;
       const toMs = run.sentAt[run.sentAt.length - 1]!;
-      const context = { broker: readStalls(brokerFile), client: readStalls(clientFile), dirty };
+      const context = {
+        broker: readStalls(brokerFile),
+        client: readStalls(clientFile),
+        dirty,
+        gcs: broker.gcs,
+      };
       const found = episodes(run, numberFlag("slow-ms"), { ...context, origin: fromMs });
       found.sort((a, b) => b.maxMs - a.maxMs);
       console.log(
@@ -291,6 +358,7 @@ async function main(): Promise<void> {
           cpu,
           brokerStalls: stallTotals(context.broker, fromMs, toMs),
           clientStalls: stallTotals(context.client, fromMs, toMs),
+          brokerGcs: gcSummary(broker.gcs, fromMs, toMs),
           dirtyMBMax: Math.max(0, ...dirty.map(([, mb]) => mb)),
           episodes: found.length,
           slowest: found.slice(0, numberFlag("episodes")),
