@@ -21,13 +21,14 @@
 // reports `cpuPressurePct`, the machine's CPU pressure over the run (/proc/pressure/cpu
 // "some": the share of time a runnable task waited for a core), so a tail caused by other
 // load on a shared machine is labelled as such. Both are absent where /proc lacks them.
+// `--isolation off` skips the deletion and the wait (an A/B of the isolation itself).
 // `--phases latency` runs the latency runs alone (no loopback, publish or consume phases);
 // the figures of phases not run are null.
 //
 //   npm run bench:tcp -- [--seconds 30] [--rate 10000] [--latency-seconds 10]
 //                        [--warmup-seconds 1] [--small-seconds 5] [--json]
 //                        [--phases publish,consume,small,latency] [--drain-dirty-mb 256]
-//                        [--drain-seconds-max 30]
+//                        [--drain-seconds-max 30] [--isolation on|off]
 //   npm run bench:tcp -- --protocol kafka [--mb 256] [--rounds 2] [--json]   (tcp/protocols.ts)
 //
 // The last stdout line is one JSON object with publishMBps, consumeMBps, consumeNoCrcMBps,
@@ -65,6 +66,8 @@ const { values } = parseArgs({
     phases: { type: "string", default: "publish,consume,small,latency" },
     "drain-dirty-mb": { type: "string", default: "256" },
     "drain-seconds-max": { type: "string", default: "30" },
+    // `off`: neither delete the earlier phases' topics nor wait (an A/B of the isolation).
+    isolation: { type: "string", default: "on" },
     // `kafka`: the same batches through the native and the Kafka listener (tcp/protocols.ts).
     protocol: { type: "string", default: "native" },
     mb: { type: "string", default: "256" },
@@ -363,6 +366,9 @@ async function main(): Promise<void> {
     throw new RangeError(`--protocol ${values.protocol} is not native or kafka`);
   }
   const phases = parsePhases(values.phases);
+  if (values.isolation !== "on" && values.isolation !== "off") {
+    throw new RangeError(`--isolation ${values.isolation} is not on or off`);
+  }
   const seconds = positive("seconds", values.seconds);
   const rate = positive("rate", values.rate);
   const latencySeconds = positive("latency-seconds", values["latency-seconds"]);
@@ -376,7 +382,8 @@ async function main(): Promise<void> {
       let latencyRuns: Record<string, number | boolean | null>[] = [];
       let isolation: DrainOutcome | undefined;
       if (phases.has("latency")) {
-        isolation = await isolate(broker.port, written);
+        if (values.isolation === "on") isolation = await isolate(broker.port, written);
+        else log("isolation: off (earlier phases' topics kept, no writeback wait)");
         const runs = await latencyPhase(broker.port, rate, latencySeconds, warmupSeconds);
         latencies = medians(runs);
         latencyRuns = runs.map(roundedAll);
