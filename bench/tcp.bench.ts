@@ -14,13 +14,14 @@
 //
 // Phase isolation: the publish phases leave gigabytes of dirty page cache, which the kernel
 // writes back (and, past its dirty limits, throttles writers for) during whatever runs next.
-// Before the latency runs the publish topics are therefore deleted (their dirty pages are
-// dropped, not written back) and the bench waits, at most --drain-seconds-max, for the
-// machine's Dirty + Writeback (/proc/meminfo) to fall to --drain-dirty-mb; the figures before
-// and after and the wait are logged and reported under `isolation`. Each latency run also
-// reports `cpuPressurePct`, the machine's CPU pressure over the run (/proc/pressure/cpu
-// "some": the share of time a runnable task waited for a core), so a tail caused by other
-// load on a shared machine is labelled as such. Both are absent where /proc lacks them.
+// Before the latency runs the publish topics are therefore deleted (the broker closes each
+// log, flushing and fsyncing what is still dirty of it, before removing its files: their
+// writeback is done before the delete answers) and the bench waits, at most
+// --drain-seconds-max, for the machine's Dirty + Writeback (/proc/meminfo) to fall to
+// --drain-dirty-mb; the figures before and after and the wait are logged and reported under
+// `isolation`. Each latency run also reports `cpuPressurePct`, the machine's CPU pressure
+// over the run (/proc/pressure/cpu "some": the share of time a runnable task waited for a
+// core), so a tail caused by other load on a shared machine is labelled as such. Both are absent where /proc lacks them.
 // `--isolation off` skips the deletion and the wait (an A/B of the isolation itself).
 // `--phases latency` runs the latency runs alone (no loopback, publish or consume phases);
 // the figures of phases not run are null.

@@ -3,8 +3,9 @@
 // The publish phase writes gigabytes through the page cache. Left alone, the kernel writes
 // them back during the next phase, and once Dirty passes the dirty limits it throttles every
 // writer, the broker's small latency-phase writes included. The latency phase therefore starts
-// only after the publish topics are deleted (their dirty pages are dropped, not written) and
-// Dirty + Writeback have drained below a threshold, with a bounded wait whose outcome is logged.
+// only after the publish topics are deleted (the broker fsyncs each log as it closes it, so their
+// writeback is over when the delete answers) and Dirty + Writeback have drained below a
+// threshold, with a bounded wait whose outcome is logged.
 //
 // Each latency run is also labelled with the machine's CPU pressure over the run (Linux PSI,
 // /proc/pressure/cpu "some": the share of wall time in which at least one runnable task waited
