@@ -21,7 +21,8 @@
 // --drain-dirty-mb; the figures before and after and the wait are logged and reported under
 // `isolation`. Each latency run also reports `cpuPressurePct`, the machine's CPU pressure
 // over the run (/proc/pressure/cpu "some": the share of time a runnable task waited for a
-// core), so a tail caused by other load on a shared machine is labelled as such. Both are absent where /proc lacks them.
+// core), so a tail caused by other load on a shared machine is labelled as such. Both are
+// absent where /proc lacks them.
 // `--isolation off` skips the deletion and the wait (an A/B of the isolation itself).
 // `--phases latency` runs the latency runs alone (no loopback, publish or consume phases);
 // the figures of phases not run are null.
