@@ -298,6 +298,9 @@ function percentiles(latencyMs: Float64Array) {
 }
 
 async function main(): Promise<void> {
+  if ((process.versions as Record<string, string | undefined>)["bun"] === undefined) {
+    throw new Error("tail_stalls runs under Bun only: the broker's monitor is a `bun --preload`");
+  }
   const rate = numberFlag("rate");
   const seconds = numberFlag("seconds");
   const warmup = Math.round(rate * numberFlag("warmup-seconds"));
