@@ -31,9 +31,10 @@
 //            produced batch as a view until it leaves a partition's tail cache, so with 16
 //            partitions about 128 MiB of tail cache holds a few dozen assembly buffers at once,
 //            and they come back in bursts. With room for 8 buffers (64 MiB) most of a burst was
-//            dropped and the next frames were assembled in fresh memory again: 1.0-1.25 GB of
-//            fresh buffers in 10 s of bench:tcp publish, against 0.26-0.34 GB with 16 (128
-//            MiB), and broker CPU per MB 0.88-0.89x (alternated runs, loaded machine).
+//            dropped and the next frames were assembled in fresh memory again: 0.74-1.26 GB
+//            of fresh buffers in 10 s of bench:tcp publish, against 0.26-0.34 GB with 16 (128
+//            MiB); broker CPU per MB was 0.88-0.89x with 32 / 256 MiB against 8 / 64 MiB
+//            (alternated runs, loaded machine; bench/RESULTS.md).
 //
 // Keeping views past the call: `push` hands each frame a FrameLease. A handler that keeps a view
 // of the payload calls `retain` once per view kept and `release` when done with it; a pooled
