@@ -31,10 +31,13 @@
 //            produced batch as a view until it leaves a partition's tail cache, so with 16
 //            partitions about 128 MiB of tail cache holds a few dozen assembly buffers at once,
 //            and they come back in bursts. With room for 8 buffers (64 MiB) most of a burst was
-//            dropped and the next frames were assembled in fresh memory again: 0.74-1.26 GB
-//            of fresh buffers in 10 s of bench:tcp publish, against 0.26-0.34 GB with 16 (128
-//            MiB); broker CPU per MB was 0.88-0.89x with 32 / 256 MiB against 8 / 64 MiB
-//            (alternated runs, loaded machine; bench/RESULTS.md).
+//            dropped and the next frames were assembled in fresh memory again. Measured on a
+//            loaded machine (bench/RESULTS.md): at ~100 MB/s of publish, 0.74-1.26 GB of fresh
+//            buffers in 10 s with 8 / 64 MiB against 0.26-0.34 GB with 16 / 128 MiB; at
+//            190-310 MB/s, 0.51-0.60 against 0.39-0.52 GB per GB published (bursts then still
+//            overflow 16). Broker CPU per MB: 0.88-0.89x in two pairs at 32 / 256 MiB, within
+//            noise (0.94-1.54x) at 16 / 128 MiB. The pinning itself (a lent batch keeps its
+//            whole frame's buffer) is what a later change should remove.
 //
 // Keeping views past the call: `push` hands each frame a FrameLease. A handler that keeps a view
 // of the payload calls `retain` once per view kept and `release` when done with it; a pooled
