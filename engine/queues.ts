@@ -356,6 +356,11 @@ export class Queues {
     return { taken, fullQueue };
   }
 
+  /** False when no reject-publish queue reads `topic`: publishRoom would take every record. */
+  limited(topic: string): boolean {
+    return !this.#closed && this.#rejectPublish.has(topic);
+  }
+
   /** Changes whenever a queue is declared or deleted (exchanges cache resolved topics by it). */
   get generation(): number {
     return this.#generation;
