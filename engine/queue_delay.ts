@@ -176,6 +176,8 @@ export class DelayTiers {
   /** The due log's offsets below this are on disk; the sync under way will cover this far. */
   #dueSyncedEnd = 0;
   #dueSyncingEnd = 0;
+  /** Tier logs written since their last sync: the only ones a position save syncs. */
+  readonly #unsynced = new Set<PartitionLog>();
 
   private constructor(dir: string, due: PartitionLog, host: DelayHost, tiers: Tier[]) {
     this.dir = dir;
@@ -338,6 +340,7 @@ export class DelayTiers {
     const appends: Promise<unknown>[] = [];
     for (const [key, records] of out) {
       const log = key === -1 ? this.due : this.#tiers[key]!.log!;
+      if (key !== -1) this.#unsynced.add(log);
       const bytesTarget = Math.min(BATCH_BYTES_TARGET, log.config.segmentBytes / 4);
       for (const group of batchesOf(records, bytesTarget)) {
         appends.push(log.append(encodeRecordBatch(group, { timestamp: nowMs })));
@@ -509,8 +512,14 @@ export class DelayTiers {
   }
 
   async #syncAll(): Promise<void> {
-    const tiers = this.#tiers.flatMap((tier) => (tier.log === undefined ? [] : [tier.log]));
-    await Promise.all([this.dueDurable(), ...tiers.map((log) => log.syncWritten())]);
+    const tiers = [...this.#unsynced];
+    this.#unsynced.clear();
+    try {
+      await Promise.all([this.dueDurable(), ...tiers.map((log) => log.syncWritten())]);
+    } catch (error) {
+      for (const log of tiers) this.#unsynced.add(log);
+      throw error;
+    }
   }
 
   /**
