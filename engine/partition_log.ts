@@ -736,6 +736,22 @@ export class PartitionLog {
   }
 
   /**
+   * fdatasyncs the bytes written so far beside the flusher, which goes on writing (and, under
+   * fsync "never", making visible) new appends while this runs. Everything readable when it
+   * is called is on disk when it resolves. For owners of a log kept under fsync "never" that
+   * decide themselves when durability is needed (the delay tiers), so that readers never wait
+   * for an fsync; flush() would hold every append behind it until its fsync is done.
+   */
+  async syncWritten(): Promise<void> {
+    const refused = this.#refusal();
+    if (refused !== undefined) throw refused;
+    for (const segment of this.#segments.filter((s) => !s.sealed)) await this.#datasync(segment);
+    // Segments rolled before the call are fsynced by their seal.
+    await this.#sealing;
+    if (this.#fenced !== undefined) throw this.#fenced;
+  }
+
+  /**
    * Deletes whole sealed segments past retention (by age of their newest record, then by
    * total size) and advances the log start offset. Returns the number of segments deleted.
    */

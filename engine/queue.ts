@@ -837,6 +837,14 @@ export class Queue implements QueueStateTarget {
     if (delayed.length > 0) {
       waits.push(this.#trackJob(this.#runDelay(delayed, { memberId, slot })));
     }
+    // The due log is synced beside its writes, not before they are readable: an answer for one
+    // of its records is confirmed once the record is on disk too, so no crash brings it back.
+    const duePartition = this.#delays === undefined ? -1 : this.partitionCount - 1;
+    let dueEnd = 0;
+    for (const { partition, last, type } of ranges) {
+      if (partition === duePartition && type !== "renew") dueEnd = Math.max(dueEnd, last + 1);
+    }
+    if (dueEnd > 0) waits.push(this.#delays!.dueDurable(dueEnd));
     waits.push(this.#state.commit());
     await Promise.all(waits);
   }
