@@ -21,6 +21,7 @@ import { renderReport } from "./report.ts";
 import { type BenchResult, buildResult, type LatencyPoint, latencyPoint } from "./result.ts";
 import { type RunOptions, runWorkload } from "./runner.ts";
 import { formatAckTable } from "./ack_table.ts";
+import { formatLatenessTable } from "./lateness_table.ts";
 import { formatLatencyTable, formatTable } from "./table.ts";
 import type { LoadWorker } from "./worker/handle.ts";
 import { parseWorkers, startWorkers, type WorkerSpec } from "./worker/pool.ts";
@@ -266,6 +267,8 @@ function finish(
     }
     const ackTable = formatAckTable(results);
     if (ackTable.length > 0) log(`\n${ackTable}`);
+    const latenessTable = formatLatenessTable(results);
+    if (latenessTable.length > 0) log(`\n${latenessTable}`);
     log(`results: ${outDir}/{${results.map((r) => r.driver).join(",")}}.json`);
   }
   const undelivered = results.filter(
@@ -323,10 +326,8 @@ async function benchDriver(
   if (workload.deliveryDelayMsMax > 0 && !entry.delayedDelivery) {
     return {
       driver: name,
-      reason:
-        `the ${name} driver does not implement delayed delivery (deliveryDelayMsMax); for ` +
-        "RabbitMQ a per-message TTL + dead-letter delay path is not built",
-      hint: "delayed workloads run with --drivers sluice,sluice-embedded",
+      reason: `the ${name} driver does not implement delayed delivery (deliveryDelayMsMax)`,
+      hint: "delayed workloads run with --drivers sluice,sluice-embedded,rabbitmq",
     };
   }
   const workDir = fs.mkdtempSync(join(tmpdir(), `sluice-bench-${name}-`));
@@ -341,6 +342,7 @@ async function benchDriver(
         options: driverOptions,
         ackMode: workload.ackMode,
         priorityLevels: workload.priorityLevels,
+        deliveryDelayMsMax: workload.deliveryDelayMsMax,
       });
       await driver.initialize();
     }
@@ -359,7 +361,10 @@ async function benchDriver(
       name,
       driver: driver ?? null,
       ...(workers.length > 0 ? { workers } : {}),
-      ...(inWorker ? { workerOptions: driverOptions } : {}),
+      // The workers' instances get the options the coordinator's says they need (the address
+      // of a server it started), else the ones it was given: a peer's options (its delay path,
+      // queue type, TLS) must reach the producers and consumers, which run in the workers.
+      workerOptions: inWorker ? driverOptions : (driver?.workerOptions?.() ?? driverOptions),
     };
     const outcome = await runWorkload(target, workload, runOptions);
     workers = [];

@@ -19,6 +19,7 @@
 // confirmed an accept (and how long the confirmation took), so the harness counts accepted
 // messages rather than deliveries.
 
+import type { DiskSyncReading } from "./disk_syncs.ts";
 import type { AckMode } from "./workload.ts";
 
 export type { AckMode };
@@ -135,6 +136,12 @@ export interface Driver {
   workerOptions?(): Record<string, string>;
   /** Where the broker runs (for its CPU time); default: unknown. */
   brokerProcess?(): BrokerProcess | undefined;
+  /**
+   * On the coordinator: the broker's fdatasync latency histogram so far (cumulative since it
+   * started), read when the measured phase starts and when it ends (bench/disk_syncs.ts).
+   * Null, or no method: not known.
+   */
+  diskSyncs?(): Promise<DiskSyncReading | null>;
 }
 
 /** What the harness hands a driver's factory. */
@@ -154,6 +161,11 @@ export type DriverConfig = {
    * that many levels, and a message's priority is the partition it is sent to.
    */
   priorityLevels?: number;
+  /**
+   * The workload's deliveryDelayMsMax (absent or 0: no delays): producers will pass sendAsync
+   * delays up to this, so a driver declares what its delay path needs with the topic.
+   */
+  deliveryDelayMsMax?: number;
 };
 
 /**

@@ -45,8 +45,16 @@ export type WorkerReport = {
   publish: EncodedHistogram;
   /** How late sends left against their intended times, since the last report. */
   publishDelay: EncodedHistogram;
-  /** From the stamp in the payload to the consumer's callback, since the last report. */
+  /**
+   * From the stamp in the payload to the consumer's callback, since the last report. With
+   * delays the stamp is the due time and this is the lateness, early deliveries left out.
+   */
   endToEnd: EncodedHistogram;
+  /**
+   * Delayed workloads: how long before its due time each early delivery came, ms, since the
+   * last report (absent from workers before early deliveries were counted).
+   */
+  early?: EncodedHistogram;
   /** Per-message mode: from accept() to the broker's durable confirmation, since last report. */
   ack: EncodedHistogram;
   /** The worker process's CPU time (user + system, every thread), cumulative, µs. */
@@ -77,6 +85,23 @@ export function zeroCounters(): WorkerCounters {
   };
 }
 
+export type LoadStatsOptions = {
+  /**
+   * The payloads are stamped with due times (deliveryDelayMsMax > 0): a delivery before its
+   * due time is early. It is recorded in `early` (by how much) and kept out of `endToEnd`, so
+   * the lateness percentiles hold only deliveries at or after their due time and an early one
+   * is never hidden among them as a zero. Default false: a negative end-to-end latency is a
+   * clock read a hair before the stamp, and is recorded as 0.
+   */
+  dueTimes?: boolean;
+};
+
+/**
+ * A delivery counts as early when it came more than this before its due time. Workers share a
+ * clock corrected by a measured offset, so readings a few microseconds apart can cross.
+ */
+export const EARLY_TOLERANCE_MS = 0.001;
+
 export class LoadStats implements SendRecorder {
   readonly counters: WorkerCounters = zeroCounters();
   readonly errorSamples: string[] = [];
@@ -84,6 +109,13 @@ export class LoadStats implements SendRecorder {
   readonly publishDelay = new LatencyHistogram();
   readonly endToEnd = new LatencyHistogram();
   readonly ack = new LatencyHistogram();
+  /** Delayed workloads: how early each early delivery came (see LoadStatsOptions). */
+  readonly early = new LatencyHistogram();
+  readonly #dueTimes: boolean;
+
+  constructor(options: LoadStatsOptions = {}) {
+    this.#dueTimes = options.dueTimes ?? false;
+  }
 
   get inFlight(): number {
     const { dispatched, acked, errors } = this.counters;
@@ -112,13 +144,19 @@ export class LoadStats implements SendRecorder {
   recordReceive(latencyMs: number, bytes: number): void {
     this.counters.received++;
     this.counters.receivedBytes += bytes;
-    this.endToEnd.recordMs(latencyMs);
+    this.#recordEndToEnd(latencyMs);
   }
 
   /** Per-message mode: a delivery, answered release or (latency recorded) to be accepted. */
   recordDelivery(latencyMs: number, redelivered: boolean, released: boolean): void {
     if (redelivered) this.counters.redeliveries++;
     if (released) this.counters.released++;
+    else this.#recordEndToEnd(latencyMs);
+  }
+
+  /** End-to-end latency, or with due times the lateness (an early delivery apart). */
+  #recordEndToEnd(latencyMs: number): void {
+    if (this.#dueTimes && latencyMs < -EARLY_TOLERANCE_MS) this.early.recordMs(-latencyMs);
     else this.endToEnd.recordMs(latencyMs);
   }
 
@@ -145,6 +183,7 @@ export class LoadStats implements SendRecorder {
       publish: this.publish.encode(),
       publishDelay: this.publishDelay.encode(),
       endToEnd: this.endToEnd.encode(),
+      early: this.early.encode(),
       ack: this.ack.encode(),
       cpuMicros: process.cpuMicros,
       rssBytes: process.rssBytes,
@@ -153,6 +192,7 @@ export class LoadStats implements SendRecorder {
     this.publish.reset();
     this.publishDelay.reset();
     this.endToEnd.reset();
+    this.early.reset();
     this.ack.reset();
     return report;
   }

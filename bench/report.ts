@@ -7,6 +7,7 @@
 // DIR/*.json files.
 
 import { ackSummary } from "./ack_table.ts";
+import { latenessSummary } from "./lateness_table.ts";
 import type { MachineLimits } from "./limits.ts";
 import fs from "node:fs";
 import { join } from "node:path";
@@ -211,6 +212,10 @@ function driverSection(result: BenchResult): string {
     ],
   ];
   if (result.ackMode === "per-message") facts.push(["per-message acks", ackSummary(result)]);
+  // Result files from before lateness was reported have no delayPath (undefined).
+  if (result.delayPath !== null && result.delayPath !== undefined) {
+    facts.push(["delayed delivery", latenessSummary(result)]);
+  }
   if (result.boundBy !== undefined) facts.push(["bound by", result.boundBy]);
   if (result.rateSearch !== null) {
     facts.push(["max-rate search", searchSummary(result)]);

@@ -13,6 +13,7 @@ import { machineInfo, type MachineInfo } from "./engine/machine.ts";
 import type { LatencyHistogram, LatencySummary, QuantileCurve } from "./histogram.ts";
 import type { BrokerCpu, ClientCpu, RateSearchResult, RunOutcome, WorkerInfo } from "./runner.ts";
 import type { SustainVerdict } from "./sustain.ts";
+import { NO_DISK_SYNCS } from "./disk_syncs.ts";
 import { boundOf } from "./bound.ts";
 import type { MachineCpu } from "./proc_cpu.ts";
 import type { Sample } from "./stats.ts";
@@ -128,6 +129,36 @@ export type BenchResult = {
   ackLatency99pct: number | null;
   ackLatency999pct: number | null;
   ackLatencyMax: number | null;
+  /**
+   * Delayed workloads (deliveryDelayMsMax > 0), else null: how the driver delayed messages
+   * (its `delayPath` setting), and the due-time lateness (receive − due, ms) of the deliveries
+   * at or after their due time over the measured phase and the drain, the workers' histograms
+   * merged exactly. An early delivery is not among them: it is counted in earlyDeliveries,
+   * and earlyByMsMax says by how much the earliest came before its due time.
+   */
+  delayPath: string | null;
+  latenessP50Ms: number | null;
+  latenessP99Ms: number | null;
+  latenessMaxMs: number | null;
+  /**
+   * Deliveries the consumers saw before their due time, of those timed (every delivery but
+   * the ones released: released deliveries are never timed, early or late).
+   */
+  earlyDeliveries: number | null;
+  earlyByMsMax: number | null;
+  /**
+   * The broker's own fdatasyncs over the measured phase (its `sluice_fsync_seconds` histogram
+   * read as the phase starts and ends, bench/disk_syncs.ts): how many, and their p50 and p99
+   * in ms, interpolated inside the histogram's buckets. An fsynced ack is confirmed no sooner
+   * than the disk's fdatasync. Null: the driver does not know (not sluice, or no /metrics).
+   */
+  fsyncCount: number | null;
+  fsyncP50Ms: number | null;
+  fsyncP99Ms: number | null;
+  /** The same from `sluice_queue_fsync_seconds`: the queue state logs' commit fdatasyncs. */
+  queueFsyncCount: number | null;
+  queueFsyncP50Ms: number | null;
+  queueFsyncP99Ms: number | null;
   /** With --latency-at-load: fixed-rate runs at 50% and 80% of this driver's rate and at one
    * rate common to every driver. */
   latencyAtLoad?: LatencyPoint[];
@@ -264,6 +295,8 @@ export function buildResult(input: ResultInput): BenchResult {
     ...bound,
     failure: outcome.failure ?? null,
     ...ackFields(workload, outcome),
+    ...latenessFields(workload, outcome),
+    ...(outcome.disk ?? NO_DISK_SYNCS),
     publishRateAvg,
     consumeRateAvg: stats.measured.consumed / seconds,
     publishThroughputMBps: stats.measured.publishedBytes / seconds / BYTES_PER_MB,
@@ -369,6 +402,42 @@ function ackFields(workload: Workload, outcome: RunOutcome): AckFields {
     ackLatency99pct: timed ? acks.percentileMs(99) : null,
     ackLatency999pct: timed ? acks.percentileMs(99.9) : null,
     ackLatencyMax: timed ? acks.percentileMs(100) : null,
+  };
+}
+
+type LatenessFields = Pick<
+  BenchResult,
+  | "delayPath"
+  | "latenessP50Ms"
+  | "latenessP99Ms"
+  | "latenessMaxMs"
+  | "earlyDeliveries"
+  | "earlyByMsMax"
+>;
+
+/** The delayed-delivery fields (all null without delays); see BenchResult.delayPath. */
+export function latenessFields(workload: Workload, outcome: RunOutcome): LatenessFields {
+  if (workload.deliveryDelayMsMax === 0) {
+    return {
+      delayPath: null,
+      latenessP50Ms: null,
+      latenessP99Ms: null,
+      latenessMaxMs: null,
+      earlyDeliveries: null,
+      earlyByMsMax: null,
+    };
+  }
+  const { stats, settings } = outcome;
+  const lateness = stats.endToEnd.total;
+  const early = stats.early.total;
+  const timed = lateness.count > 0;
+  return {
+    delayPath: String(settings["delayPath"] ?? "not stated by the driver"),
+    latenessP50Ms: timed ? lateness.percentileMs(50) : null,
+    latenessP99Ms: timed ? lateness.percentileMs(99) : null,
+    latenessMaxMs: timed ? lateness.maxMs : null,
+    earlyDeliveries: early.count,
+    earlyByMsMax: early.count > 0 ? early.maxMs : null,
   };
 }
 

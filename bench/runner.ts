@@ -15,6 +15,12 @@
 
 import { randomBytes } from "node:crypto";
 import os from "node:os";
+import {
+  type DiskSyncFields,
+  type DiskSyncReading,
+  diskSyncFields,
+  NO_DISK_SYNCS,
+} from "./disk_syncs.ts";
 import type { BrokerProcess, Driver, DriverSettings } from "./driver.ts";
 import {
   BrokerCpuMeter,
@@ -132,6 +138,8 @@ export type RunOutcome = {
   problems: string[];
   /** Why the run stopped early (a worker died); its samples are partial. */
   failure: string | undefined;
+  /** The broker's fdatasyncs over the measured phase (absent or null: not known). */
+  disk?: DiskSyncFields;
   /**
    * Per-message mode: messages the broker dead-lettered over every subscription (null: the
    * driver cannot say, or stream mode).
@@ -211,6 +219,7 @@ export async function runWorkload(
     const ensemble = new Ensemble(workers, placements, stats);
     const meter = new BrokerCpuMeter(run.driver?.brokerProcess?.() ?? setup.brokerProcess);
     const timeline = new Timeline(run.name, workload, stats, ensemble, meter, options);
+    timeline.readDiskSyncs = run.driver?.diskSyncs?.bind(run.driver);
     const measured = await timeline.run();
     problems.push(...measured.problems);
     closed = true;
@@ -300,6 +309,7 @@ async function setUpWorkers(
     subscriptions,
     ackMode: workload.ackMode,
     priorityLevels: workload.priorityLevels,
+    deliveryDelayMsMax: workload.deliveryDelayMsMax,
   };
   const replies = await Promise.all(workers.map((worker) => worker.setup(request)));
   return replies[0]!;
@@ -347,6 +357,7 @@ type Measured = { workerCpuPercents: number[] } & Pick<
   | "drainMs"
   | "problems"
   | "failure"
+  | "disk"
 >;
 
 /** CPU readings at one instant: workers (µs), broker (ms), this process (µs). */
@@ -380,6 +391,10 @@ class Timeline {
   #backoffSeconds = 0;
   #lastSampleMs = 0;
   #lastMachine: MachineTicks | undefined = machineTicks();
+  /** The broker's fdatasync histogram (Driver.diskSyncs), read as the measured phase starts
+   * and ends; undefined: not known. */
+  readDiskSyncs: (() => Promise<DiskSyncReading | null>) | undefined;
+  #diskSyncProblems: string[] = [];
 
   constructor(
     driverName: string,
@@ -431,22 +446,46 @@ class Timeline {
       if (this.#search !== undefined) await this.#setRate(this.#search.finish());
       stats.setPhase("measure");
       atMeasure = this.#cpuMark();
+      let syncsAtMeasure = await this.#diskSyncs();
       for (let measured = 1; measured <= measureSamples; measured++) {
         await this.#second();
         if (measured === PROBE_SECONDS && measured < measureSamples && (await this.#probe())) {
           atMeasure = this.#cpuMark();
+          syncsAtMeasure = await this.#diskSyncs();
           measured = 0;
         }
       }
       atEnd = this.#cpuMark();
+      const disk = this.#diskSyncFields(syncsAtMeasure, await this.#diskSyncs());
       await this.#ensemble.stop();
       stats.setPhase("drain");
       const drain = await this.#drain();
-      return this.#measured(measureSamples, atMeasure, atEnd, drain, undefined);
+      drain.problems.push(...this.#diskSyncProblems);
+      return { ...this.#measured(measureSamples, atMeasure, atEnd, drain, undefined), disk };
     } catch (error) {
       if (!(error instanceof WorkerDiedError)) throw error;
       const failed = { drained: false, drainMs: 0, problems: [error.message] };
       return this.#measured(measureSamples, atMeasure, this.#cpuMark(), failed, error.message);
+    }
+  }
+
+  /** The broker's fdatasync histogram now; a failed read is a problem, not a failed run. */
+  async #diskSyncs(): Promise<DiskSyncReading | null> {
+    if (this.readDiskSyncs === undefined) return null;
+    try {
+      return await this.readDiskSyncs();
+    } catch (error) {
+      this.#diskSyncProblems.push(`reading the broker's fsync histograms: ${String(error)}`);
+      return null;
+    }
+  }
+
+  #diskSyncFields(before: DiskSyncReading | null, after: DiskSyncReading | null): DiskSyncFields {
+    try {
+      return diskSyncFields(before, after);
+    } catch (error) {
+      this.#diskSyncProblems.push(`the broker's fsync histograms: ${String(error)}`);
+      return NO_DISK_SYNCS;
     }
   }
 

@@ -105,8 +105,13 @@ export class RunStats {
   readonly publish = new IntervalHistogram();
   /** How late each send left against its intended time (OMB's publishDelayLatency). */
   readonly publishDelay = new IntervalHistogram();
-  /** From the stamp in the payload (the intended send time) to the consumer's callback. */
+  /**
+   * From the stamp in the payload (the intended send time) to the consumer's callback; with
+   * delays the stamp is the due time, and this is the lateness of on-time and late deliveries.
+   */
   readonly endToEnd = new IntervalHistogram();
+  /** Delayed workloads: how long before its due time each early delivery came. */
+  readonly early = new IntervalHistogram();
   /** Per-message mode: from a consumer's accept() to the broker's durable confirmation. */
   readonly ack = new IntervalHistogram();
   /** Publish latency of the measured phase alone (the sustained test's p99). */
@@ -144,7 +149,8 @@ export class RunStats {
    */
   restartMeasure(): void {
     if (this.#phase !== "warmup") throw new Error("restartMeasure: set the warm-up phase first");
-    for (const histogram of [this.publish, this.publishDelay, this.endToEnd, this.ack]) {
+    const histograms = [this.publish, this.publishDelay, this.endToEnd, this.early, this.ack];
+    for (const histogram of histograms) {
       histogram.total.reset();
     }
     this.publishMeasured.reset();
@@ -235,6 +241,7 @@ export class RunStats {
     this.publish.interval.addEncoded(report.publish);
     this.publishDelay.interval.addEncoded(report.publishDelay);
     this.endToEnd.interval.addEncoded(report.endToEnd);
+    if (report.early !== undefined) this.early.interval.addEncoded(report.early);
     this.ack.interval.addEncoded(report.ack);
     this.#cpuMicros.set(worker, report.cpuMicros);
     this.#rssBytesMax = Math.max(this.#rssBytesMax, report.rssBytes);
@@ -268,6 +275,8 @@ export class RunStats {
       this.measured.consumed += counts.consumed;
       this.measured.consumedBytes += counts.consumedBytes;
     }
+    // Early deliveries go to the totals with the lateness they are kept apart from.
+    this.early.fold(counting);
     const cpuMicros = this.workerCpuMicros;
     if (this.#phase === "measure") this.publishMeasured.add(this.publish.interval);
     this.#lastPublishInterval = new LatencyHistogram();

@@ -12,8 +12,25 @@
 // each run's figures are under latencyRuns. The loopback ceiling (raw bytes between two
 // processes) is measured in the same run.
 //
+// Phase isolation: the publish phases leave gigabytes of dirty page cache, which the kernel
+// writes back (and, past its dirty limits, throttles writers for) during whatever runs next.
+// Before the latency runs the publish topics are therefore deleted (the broker closes each
+// log, flushing and fsyncing what is still dirty of it, before removing its files: their
+// writeback is done before the delete answers) and the bench waits, at most
+// --drain-seconds-max, for the machine's Dirty + Writeback (/proc/meminfo) to fall to
+// --drain-dirty-mb; the figures before and after and the wait are logged and reported under
+// `isolation`. Each latency run also reports `cpuPressurePct`, the machine's CPU pressure
+// over the run (/proc/pressure/cpu "some": the share of time a runnable task waited for a
+// core), so a tail caused by other load on a shared machine is labelled as such. Both are
+// absent where /proc lacks them.
+// `--isolation off` skips the deletion and the wait (an A/B of the isolation itself).
+// `--phases latency` runs the latency runs alone (no loopback, publish or consume phases);
+// the figures of phases not run are null.
+//
 //   npm run bench:tcp -- [--seconds 30] [--rate 10000] [--latency-seconds 10]
 //                        [--warmup-seconds 1] [--small-seconds 5] [--json]
+//                        [--phases publish,consume,small,latency] [--drain-dirty-mb 256]
+//                        [--drain-seconds-max 30] [--isolation on|off]
 //   npm run bench:tcp -- --protocol kafka [--mb 256] [--rounds 2] [--json]   (tcp/protocols.ts)
 //
 // The last stdout line is one JSON object with publishMBps, consumeMBps, consumeNoCrcMBps,
@@ -24,7 +41,9 @@ import { cpus, freemem, release, tmpdir, totalmem } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { Admin, Consumer, Producer } from "../protocol/client/mod.ts";
+import { cpuPressureWindow, type DrainOutcome, waitForWritebackDrain } from "./tcp/isolation.ts";
 import { measureLoopbackMBps } from "./tcp/loopback.ts";
+import { type Phase, parsePhases } from "./tcp/phases.ts";
 import { brokerScript, startChild } from "./tcp/processes.ts";
 
 const RECORD_BYTES = 1024;
@@ -46,6 +65,11 @@ const { values } = parseArgs({
     "small-seconds": { type: "string", default: "5" },
     "loopback-bytes": { type: "string", default: String(4 * 1024 ** 3) },
     json: { type: "boolean", default: false },
+    phases: { type: "string", default: "publish,consume,small,latency" },
+    "drain-dirty-mb": { type: "string", default: "256" },
+    "drain-seconds-max": { type: "string", default: "30" },
+    // `off`: neither delete the earlier phases' topics nor wait (an A/B of the isolation).
+    isolation: { type: "string", default: "on" },
     // `kafka`: the same batches through the native and the Kafka listener (tcp/protocols.ts).
     protocol: { type: "string", default: "native" },
     mb: { type: "string", default: "256" },
@@ -179,6 +203,7 @@ async function latency(
     Array.from({ length: PARTITIONS }, (_, partition) => ({ topic, partition, offset: 0 })),
   );
   const producer = new Producer({ port, acks: 1, lingerMs: 0 });
+  const pressure = cpuPressureWindow();
   // The first warmupSeconds of records are sent and received but not measured.
   const warmup = Math.round(rate * timing.warmupSeconds);
   const total = warmup + Math.round(rate * timing.seconds);
@@ -227,7 +252,106 @@ async function latency(
     e2eScheduledP50Ms: percentile(fromSchedule, 0.5),
     e2eScheduledP99Ms: percentile(fromSchedule, 0.99),
     e2eScheduledP999Ms: percentile(fromSchedule, 0.999),
+    cpuPressurePct: pressure.pressurePct() ?? null,
   };
+}
+
+async function createTopic(port: number, name: string): Promise<void> {
+  const admin = new Admin({ port });
+  await admin.createTopics([{ name, partitions: PARTITIONS, config: { fsync: "never" } }]);
+  await admin.close();
+}
+
+/** The loopback, publish, consume and 100-byte phases that were asked for. */
+async function throughputPhases(port: number, phases: Set<Phase>, seconds: number) {
+  const figures: Record<string, number | null> = {
+    publishMBps: null,
+    publishRecords: null,
+    consumeMBps: null,
+    consumeNoCrcMBps: null,
+    publish100BRecordsPerSec: null,
+    loopbackMBps: null,
+    publishVsLoopback: null,
+    consumeVsLoopback: null,
+  };
+  const written: string[] = [];
+  if (phases.has("publish")) {
+    const loopbackBytes = positive("loopback-bytes", values["loopback-bytes"]);
+    log(`loopback: ${(loopbackBytes / 2 ** 30).toFixed(1)} GiB between two processes`);
+    const loopbackMBps = await measureLoopbackMBps(loopbackBytes);
+    log(`loopback: ${loopbackMBps.toFixed(0)} MB/s`);
+    await createTopic(port, TOPIC);
+    written.push(TOPIC);
+    log(`publish: ${seconds} s, 1 KiB records, ${PARTITIONS} partitions, acks=1`);
+    const published = await publish(port, seconds);
+    log(`publish: ${published.records} records, ${published.mbps.toFixed(0)} MB/s`);
+    figures.publishMBps = round(published.mbps);
+    figures.publishRecords = published.records;
+    figures.loopbackMBps = round(loopbackMBps);
+    figures.publishVsLoopback = round(published.mbps / loopbackMBps, 3);
+    if (phases.has("consume")) {
+      const consumeMBps = await consumeAll(port, published.records, true);
+      log(`consume: ${consumeMBps.toFixed(0)} MB/s`);
+      const consumeNoCrcMBps = await consumeAll(port, published.records, false);
+      log(`consume, client CRC checks off: ${consumeNoCrcMBps.toFixed(0)} MB/s`);
+      figures.consumeMBps = round(consumeMBps);
+      figures.consumeNoCrcMBps = round(consumeNoCrcMBps);
+      figures.consumeVsLoopback = round(consumeMBps / loopbackMBps, 3);
+    }
+  }
+  if (phases.has("small")) {
+    await createTopic(port, SMALL_TOPIC);
+    written.push(SMALL_TOPIC);
+    const smallSeconds = positive("small-seconds", values["small-seconds"]);
+    const publish100BRecordsPerSec = await publishSmall(port, smallSeconds);
+    log(`publish, 100-byte records: ${publish100BRecordsPerSec.toFixed(0)} records/s`);
+    figures.publish100BRecordsPerSec = Math.round(publish100BRecordsPerSec);
+  }
+  return { figures, written };
+}
+
+/**
+ * Deletes the topics the earlier phases wrote and waits (bounded) for the machine's dirty page
+ * cache to drain, so their writeback does not land in the latency runs.
+ */
+async function isolate(port: number, written: string[]): Promise<DrainOutcome | undefined> {
+  if (written.length > 0) {
+    const admin = new Admin({ port });
+    await admin.deleteTopics(written);
+    await admin.close();
+  }
+  const thresholdMB = nonNegative("drain-dirty-mb", values["drain-dirty-mb"]);
+  const waitMsMax = nonNegative("drain-seconds-max", values["drain-seconds-max"]) * 1000;
+  const outcome = await waitForWritebackDrain({ thresholdMB, waitMsMax });
+  if (outcome === undefined) {
+    log("isolation: /proc/meminfo not readable, no writeback wait");
+    return undefined;
+  }
+  log(
+    `isolation: deleted ${written.join(", ") || "nothing"}; Dirty+Writeback ` +
+      `${outcome.dirtyMBBefore.toFixed(0)} MB -> ${outcome.dirtyMBAfter.toFixed(0)} MB in ` +
+      `${(outcome.waitedMs / 1000).toFixed(1)} s` +
+      (outcome.drained ? "" : ` (not below ${thresholdMB} MB: gave up waiting)`),
+  );
+  return outcome;
+}
+
+async function latencyPhase(port: number, rate: number, seconds: number, warmupSeconds: number) {
+  const latencyRuns = [];
+  for (let run = 0; run < LATENCY_RUNS; run++) {
+    log(
+      `latency ${run + 1}/${LATENCY_RUNS}: ${rate} msg/s, ${warmupSeconds} s unmeasured, ` +
+        `then ${seconds} s`,
+    );
+    const timing = { seconds, warmupSeconds, topic: `latency-${run}` };
+    const figures = await latency(port, rate, timing);
+    log(
+      `latency: p50 ${figures.e2eP50Ms.toFixed(2)} ms, p99 ${figures.e2eP99Ms.toFixed(2)} ms, ` +
+        `CPU pressure ${figures.cpuPressurePct?.toFixed(0) ?? "-"}%`,
+    );
+    latencyRuns.push(figures);
+  }
+  return latencyRuns;
 }
 
 async function main(): Promise<void> {
@@ -243,55 +367,29 @@ async function main(): Promise<void> {
   if (values.protocol !== "native") {
     throw new RangeError(`--protocol ${values.protocol} is not native or kafka`);
   }
+  const phases = parsePhases(values.phases);
+  if (values.isolation !== "on" && values.isolation !== "off") {
+    throw new RangeError(`--isolation ${values.isolation} is not on or off`);
+  }
   const seconds = positive("seconds", values.seconds);
   const rate = positive("rate", values.rate);
   const latencySeconds = positive("latency-seconds", values["latency-seconds"]);
-  const warmupSeconds = Number(values["warmup-seconds"]);
-  if (!Number.isFinite(warmupSeconds) || warmupSeconds < 0) {
-    throw new RangeError(`--warmup-seconds ${values["warmup-seconds"]} is invalid`);
-  }
-  const smallSeconds = positive("small-seconds", values["small-seconds"]);
-  const loopbackBytes = positive("loopback-bytes", values["loopback-bytes"]);
+  const warmupSeconds = nonNegative("warmup-seconds", values["warmup-seconds"]);
   const dataDir = mkdtempSync(join(tmpdir(), "sluice-bench-tcp-"));
   try {
-    log(`loopback: ${(loopbackBytes / 2 ** 30).toFixed(1)} GiB between two processes`);
-    const loopbackMBps = await measureLoopbackMBps(loopbackBytes);
-    log(`loopback: ${loopbackMBps.toFixed(0)} MB/s`);
     const broker = await startChild(brokerScript, ["serve", "--data", dataDir, "--port", "0"]);
     try {
-      const admin = new Admin({ port: broker.port });
-      await admin.createTopics([
-        { name: TOPIC, partitions: PARTITIONS, config: { fsync: "never" } },
-      ]);
-      await admin.close();
-      log(`publish: ${seconds} s, 1 KiB records, ${PARTITIONS} partitions, acks=1`);
-      const published = await publish(broker.port, seconds);
-      log(`publish: ${published.records} records, ${published.mbps.toFixed(0)} MB/s`);
-      const consumeMBps = await consumeAll(broker.port, published.records, true);
-      log(`consume: ${consumeMBps.toFixed(0)} MB/s`);
-      const consumeNoCrcMBps = await consumeAll(broker.port, published.records, false);
-      log(`consume, client CRC checks off: ${consumeNoCrcMBps.toFixed(0)} MB/s`);
-      const smallAdmin = new Admin({ port: broker.port });
-      await smallAdmin.createTopics([
-        { name: SMALL_TOPIC, partitions: PARTITIONS, config: { fsync: "never" } },
-      ]);
-      await smallAdmin.close();
-      const publish100BRecordsPerSec = await publishSmall(broker.port, smallSeconds);
-      log(`publish, 100-byte records: ${publish100BRecordsPerSec.toFixed(0)} records/s`);
-      const latencyRuns = [];
-      for (let run = 0; run < LATENCY_RUNS; run++) {
-        log(
-          `latency ${run + 1}/${LATENCY_RUNS}: ${rate} msg/s, ${warmupSeconds} s unmeasured, ` +
-            `then ${latencySeconds} s`,
-        );
-        const timing = { seconds: latencySeconds, warmupSeconds, topic: `latency-${run}` };
-        const figures = await latency(broker.port, rate, timing);
-        log(
-          `latency: p50 ${figures.e2eP50Ms.toFixed(2)} ms, p99 ${figures.e2eP99Ms.toFixed(2)} ms`,
-        );
-        latencyRuns.push(figures);
+      const { figures, written } = await throughputPhases(broker.port, phases, seconds);
+      let latencies: Record<string, number | null> = {};
+      let latencyRuns: Record<string, number | boolean | null>[] = [];
+      let isolation: DrainOutcome | undefined;
+      if (phases.has("latency")) {
+        if (values.isolation === "on") isolation = await isolate(broker.port, written);
+        else log("isolation: off (earlier phases' topics kept, no writeback wait)");
+        const runs = await latencyPhase(broker.port, rate, latencySeconds, warmupSeconds);
+        latencies = medians(runs);
+        latencyRuns = runs.map(roundedAll);
       }
-      const latencies = medians(latencyRuns);
       const result = {
         benchmark: "bench:tcp",
         date: new Date().toISOString(),
@@ -304,26 +402,21 @@ async function main(): Promise<void> {
           runtime: `bun ${(process.versions as Record<string, string | undefined>)["bun"] ?? "-"}`,
         },
         params: {
+          phases: [...phases],
           seconds,
           rate,
           latencySeconds,
           warmupSeconds,
           latencyRuns: LATENCY_RUNS,
-          smallSeconds,
+          smallSeconds: Number(values["small-seconds"]),
           recordBytes: RECORD_BYTES,
           smallRecordBytes: SMALL_RECORD_BYTES,
           partitions: PARTITIONS,
         },
-        publishMBps: round(published.mbps),
-        publishRecords: published.records,
-        consumeMBps: round(consumeMBps),
-        consumeNoCrcMBps: round(consumeNoCrcMBps),
-        publish100BRecordsPerSec: Math.round(publish100BRecordsPerSec),
+        ...figures,
         ...roundedAll(latencies),
-        latencyRuns: latencyRuns.map(roundedAll),
-        loopbackMBps: round(loopbackMBps),
-        publishVsLoopback: round(published.mbps / loopbackMBps, 3),
-        consumeVsLoopback: round(consumeMBps / loopbackMBps, 3),
+        latencyRuns,
+        isolation: isolation === undefined ? null : roundedAll(isolation),
       };
       console.log(JSON.stringify(result));
     } finally {
@@ -334,23 +427,34 @@ async function main(): Promise<void> {
   }
 }
 
+function nonNegative(name: string, text: string | undefined): number {
+  const value = Number(text);
+  if (!Number.isFinite(value) || value < 0) throw new RangeError(`--${name} ${text} is invalid`);
+  return value;
+}
+
 function round(value: number, digits = 1): number {
   return Number(value.toFixed(digits));
 }
 
-function roundedAll(figures: Record<string, number>): Record<string, number> {
-  return Object.fromEntries(Object.entries(figures).map(([k, v]) => [k, round(v, 3)]));
+function roundedAll(
+  figures: Record<string, number | boolean | null | undefined>,
+): Record<string, number | boolean | null> {
+  return Object.fromEntries(
+    Object.entries(figures).map(([k, v]) => [k, typeof v === "number" ? round(v, 3) : (v ?? null)]),
+  );
 }
 
-/** Each figure's median over the runs (the middle one of three). */
-function medians<T extends Record<string, number>>(runs: T[]): T {
+/** Each figure's median over the runs (the middle one of three); null where a run lacks it. */
+function medians(runs: Record<string, number | null>[]): Record<string, number | null> {
   const first = runs[0]!;
-  const out: Record<string, number> = {};
+  const out: Record<string, number | null> = {};
   for (const key of Object.keys(first)) {
-    const sorted = runs.map((run) => run[key]!).sort((a, b) => a - b);
-    out[key] = sorted[Math.floor(sorted.length / 2)]!;
+    const known = runs.map((run) => run[key]).filter((v): v is number => typeof v === "number");
+    known.sort((a, b) => a - b);
+    out[key] = known.length === runs.length ? known[Math.floor(known.length / 2)]! : null;
   }
-  return out as T;
+  return out;
 }
 
 await main();

@@ -43,7 +43,12 @@ import { SCRUB_BYTES_PER_SEC_DEFAULT, Scrubber } from "./scrubber.ts";
 import { openSyncfs } from "./syncfs.ts";
 import type { QueueFetchOptions } from "./queue_fetch.ts";
 import { Queues } from "./queues.ts";
-import { type PublishedBatch, type PublishHost, publishBatch } from "./exchange_publish.ts";
+import {
+  type PublishedBatch,
+  type PublishHost,
+  type PublishOptions,
+  publishBatch,
+} from "./exchange_publish.ts";
 import {
   type BindOptions,
   type ExchangeConfig,
@@ -124,6 +129,15 @@ export const BROKER_PARTITIONS_MAX_DEFAULT = 100_000;
 export const TOPICS_MAX_DEFAULT = 100_000;
 /** Opening or removing many partitions yields to other work this often (create, delete, open). */
 const OPEN_SLICE_MS = 10;
+/** The two ways to publish, made once rather than per published batch. */
+const DURABLE: PublishOptions = Object.freeze({
+  durable: true,
+  batchBytesMax: BATCH_BYTES_MAX_DEFAULT,
+});
+const NOT_DURABLE: PublishOptions = Object.freeze({
+  durable: false,
+  batchBytesMax: BATCH_BYTES_MAX_DEFAULT,
+});
 const RETENTION_CHECK_INTERVAL_MS_DEFAULT = 5 * 60 * 1000;
 /** Producer ids reserved per write of `__meta/producer-ids`. */
 const PRODUCER_ID_BLOCK = 1000;
@@ -156,6 +170,8 @@ export class Engine {
   /** What publish reads of the engine: made once, not per published batch. */
   readonly #publishHost: PublishHost = {
     route: (exchange, routingKey, headers) => this.#exchanges.route(exchange, routingKey, headers),
+    routeKey: (exchange, key) => this.#exchanges.routeKey(exchange, key),
+    limited: (topic) => this.#queues.limited(topic),
     logs: (topic) => this.#topics.get(topic)?.logs,
     room: (topic, count, prefixBytes) => this.#queues.publishRoom(topic, count, prefixBytes),
     levels: (topic) => this.#queues.levels(topic),
@@ -165,6 +181,11 @@ export class Engine {
   readonly fsyncSeconds = new LatencyHistogram();
   /** The group commit across partitions every log of the engine shares. */
   readonly groupSync: GroupSync;
+  /**
+   * Every commit fdatasync of a queue's state log since open, in seconds: what an fsynced
+   * accept waits for (the /metrics histogram sluice_queue_fsync_seconds).
+   */
+  readonly queueFsyncSeconds = new LatencyHistogram();
 
   private constructor(dataDir: string, offsets: OffsetStore, options: EngineOptions) {
     this.dataDir = dataDir;
@@ -321,6 +342,7 @@ export class Engine {
       ...(this.#options.queueSyncsInFlight === undefined
         ? {}
         : { syncsInFlight: this.#options.queueSyncsInFlight }),
+      onFsync: (seconds) => this.queueFsyncSeconds.observe(seconds),
       ...(this.#options.ttlCheckMs === undefined ? {} : { ttlCheckMs: this.#options.ttlCheckMs }),
     });
   }
@@ -828,10 +850,8 @@ export class Engine {
     this.#checkOpen();
     this.#exchanges.check(exchange);
     // Each destination's own maxBatchBytes is checked when the routed batch is appended.
-    return publishBatch(this.#publishHost, exchange, batch, {
-      durable: options.durable ?? false,
-      batchBytesMax: BATCH_BYTES_MAX_DEFAULT,
-    });
+    const durable = options.durable ?? false;
+    return publishBatch(this.#publishHost, exchange, batch, durable ? DURABLE : NOT_DURABLE);
   }
 
   /** Closes every queue, every log cleanly, the offsets store, and releases the directory. */

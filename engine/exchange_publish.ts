@@ -58,6 +58,13 @@ import type { PartitionLog } from "./partition_log.ts";
 
 export type PublishHost = {
   route(exchange: string, routingKey: string, headers: HeaderLookup): readonly string[];
+  /**
+   * `route` for a record without headers, its key as bytes (the routing key when no header
+   * names one): the same answer, from a memo of recent keys where the host keeps one.
+   */
+  routeKey?(exchange: string, key: Uint8Array | null): readonly string[];
+  /** False when no queue reading `topic` can refuse records (then `room` need not be asked). */
+  limited?(topic: string): boolean;
   /** The logs of a topic, or undefined when it is gone. */
   logs(topic: string): readonly PartitionLog[] | undefined;
   /** The priority levels of a priority queue's topic (queue_priority.ts), else undefined. */
@@ -174,6 +181,8 @@ function routeRecords(
 }
 
 function partitionOf(logs: readonly PartitionLog[], firstKey: Uint8Array | null): number {
+  // One partition (as most destinations have): the hash would pick it anyway.
+  if (logs.length === 1) return 0;
   if (firstKey !== null) return toPositive(murmur2(firstKey)) % logs.length;
   const next = nextPartition.get(logs) ?? 0;
   nextPartition.set(logs, (next + 1) % logs.length);
@@ -403,43 +412,86 @@ function publishUniform(
   const uniform = uniformRouting(batch);
   if (uniform === undefined) return;
   const { key, headers, records } = uniform;
-  const record: LogRecord = { offset: 0, timestamp: 0, key, value: null, headers };
-  // A batch without headers (as most are) routes on its key: no header lookups to make.
-  const topics =
-    headers.length === 0
-      ? host.route(exchange, key === null ? "" : decoder.decode(key), noHeader)
-      : host.route(exchange, routingKeyOf(record), (name) => headerText(record, name));
+  const topics = routeUniform(host, exchange, key, headers);
   // A destination that would refuse some records splits the batch: the decoding path does.
   if (host.room !== undefined && topics.length > 0) {
     const shares = (k: number) => Math.floor((batch.length * k) / records);
-    for (const topic of topics) if (host.room(topic, records, shares).taken < records) return;
+    for (const topic of topics) {
+      if (host.limited?.(topic) === false) continue;
+      if (host.room(topic, records, shares).taken < records) return;
+    }
   }
-  const result: PublishedBatch = {
-    destinations: 0,
-    records,
-    unroutable: 0,
-    rejected: 0,
-    fullQueue: null,
-  };
   if (topics.length === 0) {
     if (checkBatch(batch, 0, batch.length, { sizeMax, checkCrc: true }) !== "ok") return;
-    result.unroutable = records;
-    return Promise.resolve(result);
+    return Promise.resolve(resultOf(records, records));
   }
+  // One destination (the common case): one promise after the append's own, no array.
+  if (topics.length === 1) {
+    const log = uniformLog(host, topics[0]!, key, headers);
+    if (log === undefined) return Promise.resolve(resultOf(records, 0));
+    return appendDurably(log, batch, options).then(
+      () => {
+        const result = resultOf(records, 0);
+        result.destinations = 1;
+        return result;
+      },
+      (reason) => {
+        throw withDestinations(reason, resultOf(records, 0), 1);
+      },
+    );
+  }
+  const result = resultOf(records, 0);
   const appended: Promise<unknown>[] = [];
   for (const topic of topics) {
-    const logs = host.logs(topic);
-    if (logs === undefined || logs.length === 0) continue;
-    const levels = host.levels?.(topic);
-    const partition =
-      levels === undefined ? partitionOf(logs, key) : levelOf(record, levels) % logs.length;
+    const log = uniformLog(host, topic, key, headers);
+    if (log === undefined) continue;
     appended.push(
-      appendDurably(logs[partition]!, batch, options).then(() => {
+      appendDurably(log, batch, options).then(() => {
         result.destinations++;
       }),
     );
   }
   return settle(appended, result, topics.length);
+}
+
+/** What a batch of `records` did before any destination took it. */
+function resultOf(records: number, unroutable: number): PublishedBatch {
+  return { destinations: 0, records, unroutable, rejected: 0, fullQueue: null };
+}
+
+/**
+ * Where the records of a one-key batch go. Without headers (as most batches are) the key is
+ * the routing key: routed by its bytes (the host's memo) and no header lookups to make.
+ */
+function routeUniform(
+  host: PublishHost,
+  exchange: string,
+  key: Uint8Array | null,
+  headers: LogRecord["headers"],
+): readonly string[] {
+  if (headers.length === 0) {
+    if (host.routeKey !== undefined) return host.routeKey(exchange, key);
+    return host.route(exchange, key === null ? "" : decoder.decode(key), noHeader);
+  }
+  const record: LogRecord = { offset: 0, timestamp: 0, key, value: null, headers };
+  return host.route(exchange, routingKeyOf(record), (name) => headerText(record, name));
+}
+
+/**
+ * The log of `topic` that takes a one-key batch: the partition of its priority level for a
+ * priority queue's topic, else the key's. Undefined when the topic is gone.
+ */
+function uniformLog(
+  host: PublishHost,
+  topic: string,
+  key: Uint8Array | null,
+  headers: LogRecord["headers"],
+): PartitionLog | undefined {
+  const logs = host.logs(topic);
+  if (logs === undefined || logs.length === 0) return;
+  const levels = host.levels?.(topic);
+  if (levels === undefined) return logs[partitionOf(logs, key)];
+  return logs[levelOf({ headers }, levels) % logs.length];
 }
 
 function settle(

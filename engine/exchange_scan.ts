@@ -231,14 +231,6 @@ export function keyOf(batch: Uint8Array, found: RecordSpans, index: number): Uin
   return batch.subarray(at, at + length);
 }
 
-/** True when `length` bytes at `a` and at `b` are equal: four at a time, then one by one. */
-function equalWords(view: DataView, bytes: Uint8Array, a: number, b: number, length: number) {
-  let i = 0;
-  for (; i + 4 <= length; i += 4) if (view.getInt32(a + i) !== view.getInt32(b + i)) return false;
-  for (; i < length; i++) if (bytes[a + i] !== bytes[b + i]) return false;
-  return true;
-}
-
 /** The first record's key (its length varint included) and headers, as byte ranges. */
 type FirstRecord = {
   keyStart: number;
@@ -247,36 +239,54 @@ type FirstRecord = {
   headersBytes: number;
 };
 
+/** Key bytes held as words by walkAlike (AMQP's 255-byte routing keys and their length). */
+const KEY_WORDS_MAX = 64;
+/** The first record's key, four bytes at a time (big-endian words), for walkAlike. */
+const keyWords = new Int32Array(KEY_WORDS_MAX);
+
 /**
  * Walks the records from `at` to the batch's end, each only to its key and its headers,
  * compared with the first record's: the end of the batch when every one is alike, else -1.
- * The hot loop of the one-key path: one- and two-byte varints are read inline.
+ * The hot loop of the one-key path, so it reads as little as it can: the first record's key
+ * is held as words and compared four bytes at a time; the timestamp and offset deltas are
+ * skipped (routing does not read them).
  */
 function walkAlike(batch: Uint8Array, view: DataView, at: number, first: FirstRecord): number {
   const limit = batch.length;
   const { keyStart, keyBytes, headersStart, headersBytes } = first;
+  // A longer key (routing reads it whole, so it may be long) is compared byte by byte.
+  const words = keyBytes >>> 2 <= KEY_WORDS_MAX ? keyBytes >>> 2 : 0;
+  for (let w = 0; w < words; w++) keyWords[w] = view.getInt32(keyStart + 4 * w);
+  const tailStart = 4 * words;
   let position = at;
   for (let records = recordCountAt(batch, 0) - 1; records > 0; records--) {
     const length = varintAt(batch, position, limit);
     const end = next + length;
-    if (Number.isNaN(length) || length < 1 || end > limit) return -1;
+    if (!(length >= 1) || end > limit) return -1;
     let key = next + 1;
-    // The timestamp and offset deltas are skipped: routing does not read them.
     while (key < end && batch[key]! >= 0x80) key++;
     key++;
     while (key < end && batch[key]! >= 0x80) key++;
     key++;
     if (key + keyBytes > end) return -1;
-    if (!equalWords(view, batch, keyStart, key, keyBytes)) return -1;
+    for (let w = 0; w < words; w++) if (view.getInt32(key + 4 * w) !== keyWords[w]) return -1;
+    for (let i = tailStart; i < keyBytes; i++) {
+      if (batch[key + i] !== batch[keyStart + i]) return -1;
+    }
     const valueLength = varintAt(batch, key + keyBytes, end);
-    if (Number.isNaN(valueLength) || valueLength < -1) return -1;
+    if (!(valueLength >= -1)) return -1;
     const headersAt = next + Math.max(valueLength, 0);
     if (end - headersAt !== headersBytes) return -1;
-    if (!equalWords(view, batch, headersStart, headersAt, headersBytes)) return -1;
+    for (let i = 0; i < headersBytes; i++) {
+      if (batch[headersAt + i] !== batch[headersStart + i]) return -1;
+    }
     position = end;
   }
   return position;
 }
+
+/** The headers of a record that has none (count 0): shared, never handed out to be changed. */
+const NO_HEADERS: RecordHeader[] = Object.freeze([]) as unknown as RecordHeader[];
 
 /**
  * The key and headers every record of `batch` shares, or undefined when the batch is
@@ -303,7 +313,11 @@ export function uniformRouting(batch: Uint8Array): UniformRouting | undefined {
   const view = new DataView(batch.buffer, batch.byteOffset, batch.byteLength);
   if (walkAlike(batch, view, firstEnd, first) !== batch.length) return;
   spans.count = 1;
-  const headers = headersOf(batch, spans, 0);
+  // A header count of 0 is one byte, 0x00: no header list to build.
+  const headers =
+    first.headersBytes === 1 && batch[first.headersStart] === 0
+      ? NO_HEADERS
+      : headersOf(batch, spans, 0);
   if (headers === undefined) return;
   return { key: keyOf(batch, spans, 0), headers, records };
 }

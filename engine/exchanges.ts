@@ -89,6 +89,24 @@ export const ALTERNATE_HOPS_MAX = 8;
 /** Routing keys whose matches one exchange remembers (cleared whole when full or changed). */
 const ROUTE_CACHE_ENTRIES_MAX = 4_096;
 
+/** Slots of the memo of routing keys by their bytes (a power of two: slot = hash & mask). */
+const KEY_MEMO_SLOTS = 1_024;
+/** Keys longer than AMQP's routing keys are routed without the memo. */
+const KEY_MEMO_BYTES_MAX = 255;
+
+/**
+ * One slot of the memo of routes by key bytes: what `route(exchange, key, no headers)` gave,
+ * kept while no exchange changed (`version`) and no topic or queue came or went (`generation`).
+ */
+type KeyMemo = {
+  exchange: string;
+  /** A copy of the key's bytes (null: a null key). */
+  key: Uint8Array | null;
+  topics: readonly string[];
+  version: number;
+  generation: number;
+};
+
 /** The name of the default exchange, which routes to the queue named by the routing key. */
 export const DEFAULT_EXCHANGE = "";
 
@@ -114,10 +132,31 @@ type CachedRoute = {
 };
 
 const NO_TOPICS: readonly string[] = Object.freeze([]);
+const noHeaders: HeaderLookup = () => undefined;
+const keyDecoder = new TextDecoder();
+
+/** FNV-1a over the key's bytes (a null key hashes apart from the empty one). */
+function keyHash(key: Uint8Array | null): number {
+  if (key === null) return 0x9e3779b9;
+  let hash = 0x811c9dc5;
+  for (let i = 0; i < key.length; i++) hash = Math.imul(hash ^ key[i]!, 0x01000193);
+  return hash >>> 0;
+}
+
+function sameKey(a: Uint8Array | null, b: Uint8Array | null): boolean {
+  if (a === null || b === null) return a === b;
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
 
 export class Exchanges {
   readonly #host: ExchangesHost;
   readonly #exchanges = new Map<string, Compiled>();
+  /** Changes with every declare, delete, bind and unbind: the key memo is kept only while not. */
+  #version = 0;
+  /** Recent routes by key bytes, one per slot, the newest kept (see routeKey). */
+  readonly #keyMemo: (KeyMemo | undefined)[] = new Array(KEY_MEMO_SLOTS).fill(undefined);
 
   private constructor(host: ExchangesHost) {
     this.#host = host;
@@ -165,6 +204,7 @@ export class Exchanges {
       throw ioError(error, `writing exchange '${config.name}'`);
     }
     this.#exchanges.set(config.name, compile(config));
+    this.#version++;
   }
 
   #get(name: string): Compiled {
@@ -214,6 +254,7 @@ export class Exchanges {
       throw ioError(error, `deleting exchange '${name}'`);
     }
     this.#exchanges.delete(name);
+    this.#version++;
   }
 
   /** Adds a binding (no error when it exists); returns whether it was new. */
@@ -312,6 +353,40 @@ export class Exchanges {
       exchange = next;
     }
     return NO_TOPICS;
+  }
+
+  /**
+   * `route` for a record without headers whose routing key is its key (null: the empty key),
+   * given as bytes: a key routed lately (by any exchange, while no exchange, topic or queue
+   * changed) is answered from a memo of its bytes, without decoding it as text or walking
+   * the exchange again. Each answer is what `route` gave for the same bytes.
+   */
+  routeKey(name: string, key: Uint8Array | null): readonly string[] {
+    if (key !== null && key.length > KEY_MEMO_BYTES_MAX) {
+      return this.route(name, keyDecoder.decode(key), noHeaders);
+    }
+    const slot = keyHash(key) & (KEY_MEMO_SLOTS - 1);
+    const memo = this.#keyMemo[slot];
+    const generation = this.#host.generation();
+    if (
+      memo !== undefined &&
+      memo.version === this.#version &&
+      memo.generation === generation &&
+      memo.exchange === name &&
+      sameKey(memo.key, key)
+    ) {
+      return memo.topics;
+    }
+    const topics = this.route(name, key === null ? "" : keyDecoder.decode(key), noHeaders);
+    // Kept only for what route answered without throwing (an unknown exchange throws).
+    this.#keyMemo[slot] = {
+      exchange: name,
+      key: key === null ? null : key.slice(),
+      topics,
+      version: this.#version,
+      generation,
+    };
+    return topics;
   }
 
   /** The topics one exchange's bindings reach for a record (no alternate followed). */

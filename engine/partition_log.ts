@@ -715,11 +715,19 @@ export class PartitionLog {
    */
   read(offset: number, maxBytes: number, options: { checkEveryCrc?: boolean } = {}): ReadResult {
     if (this.#closed) throw new SluiceError("LOG_CLOSED", `Log ${this.name} is closed`);
+    const highWatermark = this.highWatermark;
+    // A tailing reader asks mostly for what is not there yet: answered without a scan (the
+    // checks are readLog's; with damage on record, readLog answers as before).
+    const tail = offset === highWatermark && offset >= this.logStartOffset;
+    if (tail && this.corruptions.length === 0 && Number.isSafeInteger(maxBytes) && maxBytes >= 1) {
+      const { logStartOffset } = this;
+      return { views: [], sizeBytes: 0, nextOffset: offset, highWatermark, logStartOffset };
+    }
     return readLog(this.#segments, this.corruptions, {
       name: this.name,
       offset,
       maxBytes,
-      highWatermark: this.highWatermark,
+      highWatermark,
       checkEveryCrc: options.checkEveryCrc === true,
     });
   }
@@ -744,6 +752,22 @@ export class PartitionLog {
     const refused = this.#refusal();
     if (refused !== undefined) throw refused;
     await this.#requestSync();
+    await this.#sealing;
+    if (this.#fenced !== undefined) throw this.#fenced;
+  }
+
+  /**
+   * fdatasyncs the bytes written so far beside the flusher, which goes on writing (and, under
+   * fsync "never", making visible) new appends while this runs. Everything readable when it
+   * is called is on disk when it resolves. For owners of a log kept under fsync "never" that
+   * decide themselves when durability is needed (the delay tiers), so that readers never wait
+   * for an fsync; flush() would hold every append behind it until its fsync is done.
+   */
+  async syncWritten(): Promise<void> {
+    const refused = this.#refusal();
+    if (refused !== undefined) throw refused;
+    for (const segment of this.#segments.filter((s) => !s.sealed)) await this.#datasync(segment);
+    // Segments rolled before the call are fsynced by their seal.
     await this.#sealing;
     if (this.#fenced !== undefined) throw this.#fenced;
   }

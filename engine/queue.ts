@@ -162,6 +162,8 @@ export interface QueueHost {
   readonly compactAfterBytes?: number;
   /** fdatasyncs of the state log in flight at once (the log's default when absent). */
   readonly syncsInFlight?: number;
+  /** Told each state-log commit fdatasync's duration in seconds. */
+  readonly onFsync?: (seconds: number) => void;
   now(): number;
   warn(message: string): void;
   /** The logs of the dead-letter topic, created with one partition when missing. */
@@ -322,6 +324,7 @@ export class Queue implements QueueStateTarget {
       ...(this.#host.syncsInFlight === undefined
         ? {}
         : { syncsInFlightMax: this.#host.syncsInFlight }),
+      ...(this.#host.onFsync === undefined ? {} : { onFsync: this.#host.onFsync }),
     };
   }
 
@@ -546,6 +549,9 @@ export class Queue implements QueueStateTarget {
     const cursor = this.#cursors[partition]!;
     const log = this.#logs[partition]!;
     this.#followRetention(cursor, log);
+    // Nothing given back and nothing new: a partition a long poll looks at while it waits
+    // costs no view list, no readers and no closure.
+    if (cursor.readyHead() === undefined && cursor.next >= log.highWatermark) return undefined;
     const views = new BatchViews();
     const ranges: AcquiredRange[] = [];
     const expiry = new ExpiryReader(log, nowMs, this.#ttl);
@@ -831,6 +837,14 @@ export class Queue implements QueueStateTarget {
     if (delayed.length > 0) {
       waits.push(this.#trackJob(this.#runDelay(delayed, { memberId, slot })));
     }
+    // The due log is synced beside its writes, not before they are readable: an answer for one
+    // of its records is confirmed once the record is on disk too, so no crash brings it back.
+    const duePartition = this.#delays === undefined ? -1 : this.partitionCount - 1;
+    let dueEnd = 0;
+    for (const { partition, last, type } of ranges) {
+      if (partition === duePartition && type !== "renew") dueEnd = Math.max(dueEnd, last + 1);
+    }
+    if (dueEnd > 0) waits.push(this.#delays!.dueDurable(dueEnd));
     waits.push(this.#state.commit());
     await Promise.all(waits);
   }

@@ -18,10 +18,18 @@
 //
 //   add ─► tier k (exit = now + 2^k) ─► ... ─► tier j < k ─► due log ─► queue fetch
 //
-// Each move appends the records to their next log (fsynced when the queue's fsync is
-// "always") before the tier's position moves past them; positions are written at most every
-// POSITIONS_PERSIST_MS. A crash between the two moves those records again (at-least-once,
-// never lost). Segments of a tier wholly below its persisted position are deleted.
+// The tier and due logs are kept under fsync "never", so a record is readable in its next log
+// as soon as it is written there: a move never waits for an fsync, which on a busy disk takes
+// tens to hundreds of ms and, taken on every hop, made delayed records that late. Durability,
+// when the queue's fsync is "always", comes from explicit fdatasyncs beside the writes
+// (PartitionLog.syncWritten) wherever a fact is made to depend on the copy:
+//   - add() resolves once its copies are synced (the originals are then marked DELAYED);
+//   - tier positions reach the disk (at most every POSITIONS_PERSIST_MS) only after every tier
+//     and the due log are synced up to what the positions passed;
+//   - an accept of a record of the due log is confirmed only once the due log is synced past
+//     it (dueDurable), so a confirmed accept is never undone by the due log losing its tail.
+// A crash before a position is written moves those records again (at-least-once, never lost).
+// Segments of a tier wholly below its persisted position are deleted.
 //
 // A copy carries the original key, value, timestamp and headers, plus `sluice-due-ms` (when it
 // is due), `sluice-delay-deliveries` (the deliveries it had when it was given back, so the
@@ -98,7 +106,7 @@ export type DelayHost = {
   io: FileIO;
   now(): number;
   warn(message: string): void;
-  /** Appends are fsynced before a move or an add counts as done. */
+  /** Adds, persisted positions and accepts of due records wait for their fdatasync. */
   fsync: boolean;
   /** Segment size of the tier and due logs (default 64 MiB; tests make it small). */
   segmentBytes?: number;
@@ -162,6 +170,14 @@ export class DelayTiers {
   #persistTimer: ReturnType<typeof setTimeout> | undefined;
   #persisted = "";
   #closed = false;
+  /** The due log's fdatasync under way, and one queued behind it (group commit). */
+  #dueSync: Promise<void> | undefined;
+  #dueSyncNext: Promise<void> | undefined;
+  /** The due log's offsets below this are on disk; the sync under way will cover this far. */
+  #dueSyncedEnd = 0;
+  #dueSyncingEnd = 0;
+  /** Tier logs written since their last sync: the only ones a position save syncs. */
+  readonly #unsynced = new Set<PartitionLog>();
 
   private constructor(dir: string, due: PartitionLog, host: DelayHost, tiers: Tier[]) {
     this.dir = dir;
@@ -180,7 +196,8 @@ export class DelayTiers {
       ...LOG_CONFIG,
       segmentBytes,
       maxBatchBytes: Math.min(LOG_CONFIG.maxBatchBytes, segmentBytes),
-      fsync: host.fsync ? ("always" as const) : ("never" as const),
+      // Readable once written: durability is synced explicitly (see the top of this file).
+      fsync: "never" as const,
     };
   }
 
@@ -236,6 +253,50 @@ export class DelayTiers {
       this.#route({ key, value, timestamp, headers }, dueMs, nowMs, out);
     }
     await this.#appendAll(out, nowMs);
+    if (!this.#host.fsync) return;
+    await Promise.all(
+      [...out.keys()].map((key) =>
+        key === -1 ? this.dueDurable() : this.#tiers[key]!.log!.syncWritten(),
+      ),
+    );
+  }
+
+  /**
+   * Resolves once the due log's records below `end` (default: every record readable now) are
+   * on disk; at once when the queue does not fsync. Calls coalesce: one fdatasync under way,
+   * at most one queued. Move rounds start one as soon as they write to the due log, so a
+   * consumer's accept usually finds its record synced or being synced.
+   */
+  dueDurable(end = this.due.highWatermark): Promise<void> {
+    if (!this.#host.fsync || end <= this.#dueSyncedEnd) return Promise.resolve();
+    const running = this.#dueSync;
+    if (running !== undefined && end <= this.#dueSyncingEnd) return running;
+    if (this.#dueSyncNext !== undefined) return this.#dueSyncNext;
+    if (running === undefined) return this.#startDueSync();
+    // The sync under way may have started before the records this caller needs were written.
+    this.#dueSyncNext = running
+      .catch(() => undefined)
+      .then(() => {
+        this.#dueSyncNext = undefined;
+        return this.#startDueSync();
+      });
+    return this.#dueSyncNext;
+  }
+
+  #startDueSync(): Promise<void> {
+    // Readable records are written: the fdatasync started now covers every one below this.
+    const end = this.due.highWatermark;
+    this.#dueSyncingEnd = end;
+    const sync = this.due
+      .syncWritten()
+      .then(() => {
+        this.#dueSyncedEnd = Math.max(this.#dueSyncedEnd, end);
+      })
+      .finally(() => {
+        if (this.#dueSync === sync) this.#dueSync = undefined;
+      });
+    this.#dueSync = sync;
+    return sync;
   }
 
   /** Opens the tiers records with these remaining times go to (so routing stays synchronous). */
@@ -279,6 +340,7 @@ export class DelayTiers {
     const appends: Promise<unknown>[] = [];
     for (const [key, records] of out) {
       const log = key === -1 ? this.due : this.#tiers[key]!.log!;
+      if (key !== -1) this.#unsynced.add(log);
       const bytesTarget = Math.min(BATCH_BYTES_TARGET, log.config.segmentBytes / 4);
       for (const group of batchesOf(records, bytesTarget)) {
         appends.push(log.append(encodeRecordBatch(group, { timestamp: nowMs })));
@@ -337,6 +399,10 @@ export class DelayTiers {
     for (const entry of all) this.#route(entry.record, entry.dueMs, nowMs, out);
     await this.#appendAll(out, nowMs);
     for (const { k, position } of taken) this.#tiers[k]!.position = position;
+    if (out.has(-1)) {
+      // Synced now rather than when a consumer accepts them: the accept then rarely waits.
+      this.dueDurable().catch((error) => this.#host.warn(`the due log of ${this.dir}: ${error}`));
+    }
     this.#persistSoon();
     return all.length;
   }
@@ -430,6 +496,9 @@ export class DelayTiers {
     const positions = this.#positions();
     const json = JSON.stringify(positions);
     if (json === this.#persisted) return;
+    // The records these positions passed were written to their next logs before the positions
+    // moved: once those logs are synced, the positions may reach the disk.
+    if (this.#host.fsync) await this.#syncAll();
     // Positions only ever lag (records move again, never lost); without fsynced tier logs an
     // fsync here buys nothing and would stall every move round behind it.
     this.#host.io.writeFileAtomic(this.dir, POSITIONS_FILE, `${json}\n`, {
@@ -439,6 +508,17 @@ export class DelayTiers {
     for (let k = 0; k < DELAY_TIERS; k++) {
       const tier = this.#tiers[k]!;
       if (tier.log !== undefined) await tier.log.deleteSegmentsBelow(positions[k] ?? 0);
+    }
+  }
+
+  async #syncAll(): Promise<void> {
+    const tiers = [...this.#unsynced];
+    this.#unsynced.clear();
+    try {
+      await Promise.all([this.dueDurable(), ...tiers.map((log) => log.syncWritten())]);
+    } catch (error) {
+      for (const log of tiers) this.#unsynced.add(log);
+      throw error;
     }
   }
 

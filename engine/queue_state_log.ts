@@ -144,6 +144,8 @@ export type QueueStateLogOptions = {
   syncsInFlightMax?: number;
   /** The file size from which compaction is considered (default 4 MiB). */
   compactAfterBytes?: number;
+  /** Told each successful commit fdatasync's duration in seconds (the engine's histogram). */
+  onFsync?: (seconds: number) => void;
   /** Damaged frames found on open; without it, open throws CORRUPT_BATCH. */
   onCorruption?: (error: SluiceError) => void;
 };
@@ -830,8 +832,12 @@ export class QueueStateLog {
    */
   #startSync(waiters: Waiter[]): void {
     const before = this.#synced;
+    const startMs = performance.now();
     const synced = this.#options.io.datasync(this.#handle.fd).then(
-      () => undefined,
+      () => {
+        this.#options.onFsync?.((performance.now() - startMs) / 1000);
+        return undefined;
+      },
       (error: unknown) => error,
     );
     const link = Promise.all([before, synced]).then(([earlier, error]) => {

@@ -52,6 +52,8 @@ export type QueuesOptions = {
   ttlCheckMs?: number;
   /** fdatasyncs of one queue's state log in flight at once (default 2). */
   syncsInFlight?: number;
+  /** Told each state-log commit fdatasync's duration in seconds, of every queue. */
+  onFsync?: (seconds: number) => void;
 };
 
 /** A sweep timer never waits longer than this, whatever the clock says. */
@@ -96,6 +98,7 @@ export class Queues {
         : { compactAfterBytes: options.compactAfterBytes }),
       ...(options.ttlCheckMs === undefined ? {} : { ttlCheckMs: options.ttlCheckMs }),
       ...(options.syncsInFlight === undefined ? {} : { syncsInFlight: options.syncsInFlight }),
+      ...(options.onFsync === undefined ? {} : { onFsync: options.onFsync }),
       now: options.now,
       warn: options.warn,
       deadLetterLogs: (topic) => this.#deadLetterLogs(topic),
@@ -351,6 +354,11 @@ export class Queues {
       }
     }
     return { taken, fullQueue };
+  }
+
+  /** False when no reject-publish queue reads `topic`: publishRoom would take every record. */
+  limited(topic: string): boolean {
+    return !this.#closed && this.#rejectPublish.has(topic);
   }
 
   /** Changes whenever a queue is declared or deleted (exchanges cache resolved topics by it). */

@@ -8,6 +8,8 @@
 //
 // Latencies are Prometheus histograms (`_bucket{le=...}` cumulative, `_sum`, `_count`) in
 // seconds: `sluice_fsync_seconds` (every fdatasync of a partition segment, from the engine),
+// `sluice_queue_fsync_seconds` (every commit fdatasync of a queue's state log: the one an
+// fsynced accept waits for),
 // `sluice_request_seconds{api=...}` (arrival to answer queued, by API, from the native server)
 // and `sluice_kafka_request_seconds{api=...}` (the Kafka listener, by Kafka API name, once it
 // has served one). `sluice_errors_total{code=...}` counts answers by wire error name: header
@@ -104,6 +106,13 @@ function latencyFamilies(out: Exposition, snapshot: Snapshot): void {
   out
     .family("sluice_fsync_seconds", "histogram", "fdatasync of a partition segment, in seconds.")
     .histogram("sluice_fsync_seconds", snapshot.fsyncSeconds);
+  out
+    .family(
+      "sluice_queue_fsync_seconds",
+      "histogram",
+      "fdatasync of a queue state log's commit (what an fsynced accept waits for), in seconds.",
+    )
+    .histogram("sluice_queue_fsync_seconds", snapshot.queueFsyncSeconds);
   const latency = snapshot.latency;
   if (latency === null) return;
   out.family("sluice_request_seconds", "histogram", "Request arrival to answer, by API, seconds.");

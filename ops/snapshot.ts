@@ -91,6 +91,8 @@ export type Snapshot = {
   server: ServerCounters | null;
   /** Every partition fdatasync since the engine opened. */
   fsyncSeconds: HistogramSnapshot;
+  /** Commit fdatasyncs of the queues' state logs (what an fsynced accept waits for). */
+  queueFsyncSeconds: HistogramSnapshot;
   /** Null before the native server listens. */
   latency: RequestLatency | null;
   recordsAppended: number;
@@ -319,6 +321,7 @@ export function takeSnapshot(source: SnapshotSource): Snapshot {
     exchanges: exchangeStates(engine),
     server: source.server(),
     fsyncSeconds: engine.fsyncSeconds.snapshot(),
+    queueFsyncSeconds: engine.queueFsyncSeconds.snapshot(),
     latency: source.latency?.() ?? null,
     recordsAppended: Object.values(byTopic).reduce((sum, n) => sum + n, 0),
     recordsAppendedByTopic: byTopic,

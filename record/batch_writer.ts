@@ -191,6 +191,20 @@ export class BatchWriter {
   }
 
   /**
+   * `tryAdd` for a record whose body size at offset delta 0 and timestamp delta 0 is known
+   * (`recordBodyBytes(record, 0, 0)`, worked out once when the record was prepared): its size
+   * here differs only by the two delta varints, so the record's fields are not sized again.
+   */
+  tryAddSizedAtZero(record: WriterRecord, bodyBytesAtZero: number): boolean {
+    const offsetDelta = this.#lastOffsetDelta + 1;
+    const timestampDelta = this.#count === 0 ? 0 : record.timestamp - this.#baseTimestamp;
+    // At deltas 0 each delta varint takes one byte.
+    const body = bodyBytesAtZero - 2 + varlongSize(timestampDelta) + varintSize(offsetDelta);
+    if (body > INT32_MAX) throw new RangeError(`A record of ${body} bytes passes the i32 range`);
+    return this.#add(record, offsetDelta, body);
+  }
+
+  /**
    * `tryAdd` for an encoder that has already worked out the record's body size with
    * `recordBodyBytes` at this offset delta and timestamp delta (encode.ts sizes a whole batch
    * before it allocates), so the record is not sized twice.

@@ -41,7 +41,13 @@ import {
   TIMESTAMP_TYPE_BIT,
   TRANSACTIONAL_BIT,
 } from "./batch.ts";
-import type { DecodeBatchOptions, DecodedRecordBatch, LogRecord, RecordHeader } from "./types.ts";
+import type {
+  DecodeBatchOptions,
+  DecodedRecordBatch,
+  LogRecord,
+  RecordHeader,
+  RecordMaker,
+} from "./types.ts";
 import {
   type ByteCursor,
   cursorOver,
@@ -80,7 +86,17 @@ type BatchContext = {
   logAppendTime: boolean;
   /** Where the batch starts in the caller's bytes, for error messages. */
   batchPosition: number;
+  makeRecord: RecordMaker;
 };
+
+/** The default record shape: the decoded fields and nothing else. */
+const plainRecord: RecordMaker = (offset, timestamp, key, value, headers) => ({
+  offset,
+  timestamp,
+  key,
+  value,
+  headers,
+});
 
 /**
  * Decodes the one batch that `bytes` holds, checking its header, CRC and every record. Throws
@@ -149,14 +165,19 @@ function decodeBatchAt(
       attributes,
     });
   }
-  const context = batchContext(bytes, at, attributes);
+  const context = batchContext(bytes, at, attributes, options);
   const section = recordsSection(bytes, at, sizeBytes, compression, options);
   const records = decodeRecords(section, recordCountAt(bytes, at), context);
   return decodedBatch(bytes, at, sizeBytes, compression, context, records);
 }
 
 /** What decoding a batch's records needs from its header (already checked). */
-function batchContext(bytes: Uint8Array, at: number, attributes: number): BatchContext {
+function batchContext(
+  bytes: Uint8Array,
+  at: number,
+  attributes: number,
+  options: DecodeBatchOptions,
+): BatchContext {
   return {
     baseOffset: checkedBaseOffset(bytes, at),
     lastOffsetDelta: lastOffsetDeltaAt(bytes, at),
@@ -164,6 +185,7 @@ function batchContext(bytes: Uint8Array, at: number, attributes: number): BatchC
     maxTimestamp: checkedInt64(bytes, at, MAX_TIMESTAMP_AT, "maxTimestamp"),
     logAppendTime: (attributes & TIMESTAMP_TYPE_BIT) !== 0,
     batchPosition: at,
+    makeRecord: options.makeRecord ?? plainRecord,
   };
 }
 
@@ -316,13 +338,8 @@ function decodeRecord(cursor: ByteCursor, index: number, context: BatchContext):
       `offsetDelta ${offsetDelta} is outside [0, lastOffsetDelta ${context.lastOffsetDelta}]`,
     );
   }
-  return {
-    offset: context.baseOffset + offsetDelta,
-    timestamp: recordTimestamp(context, index, timestampDelta),
-    key,
-    value,
-    headers,
-  };
+  const timestamp = recordTimestamp(context, index, timestampDelta);
+  return context.makeRecord(context.baseOffset + offsetDelta, timestamp, key, value, headers);
 }
 
 function recordTimestamp(context: BatchContext, index: number, timestampDelta: number): number {
@@ -493,7 +510,7 @@ function decodeInPlace(
   if (options.checkCrc !== false) {
     if (crcOfViews(views, ATTRIBUTES_AT) !== readInt32(header, CRC_AT) >>> 0) return undefined;
   }
-  const context = batchContext(header, 0, attributes);
+  const context = batchContext(header, 0, attributes, options);
   const records = decodeRecordsAcross(views, recordCountAt(header, 0), context);
   if (records === undefined) return undefined;
   return decodedBatch(header, 0, total, compression, context, records);

@@ -84,7 +84,22 @@ export type DecodeBatchOptions = {
    * its source, as Kafka's `check.crcs=false`; every other check stays.
    */
   checkCrc?: boolean;
+  /**
+   * Builds each decoded record (default: a plain LogRecord). A reader that hands records on in
+   * a shape of its own (the client's consumer adds topic and partition) builds that shape here,
+   * once per record, instead of copying every decoded record into a second object.
+   */
+  makeRecord?: RecordMaker;
 };
+
+/** Builds one decoded record from its fields; the result must carry them unchanged. */
+export type RecordMaker = (
+  offset: number,
+  timestamp: number,
+  key: Uint8Array | null,
+  value: Uint8Array | null,
+  headers: readonly RecordHeader[],
+) => LogRecord;
 
 export type DecodedRecordBatch = {
   baseOffset: number;

@@ -58,7 +58,7 @@ export const DRIVERS: readonly DriverEntry[] = [
     peer: true,
     inProcess: false,
     perMessageAck: true,
-    delayedDelivery: false,
+    delayedDelivery: true,
     summary: "RabbitMQ (AMQP 0-9-1)",
   },
   {

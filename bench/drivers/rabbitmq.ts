@@ -26,6 +26,29 @@
 //   `multiple`, release = `basic.nack` with requeue. AMQP 0-9-1 does not confirm acks, so the
 //   ack latency is not measured (null) and an accept counts once it is written to the channel.
 //   Streams have no per-message acks and are refused in this mode.
+// - Delays (the workload's deliveryDelayMsMax, per-message mode only). Debian's
+//   rabbitmq-server (3.10) does not ship the rabbitmq_delayed_message_exchange plugin
+//   (`rabbitmq-plugins list` has no such entry), so the driver uses RabbitMQ's documented
+//   pattern without it, option `delay`:
+//
+//     producer --(key "p", expiration = delay)--> exchange sluice.T.delay (direct, durable)
+//                 `-- "p" --> queue sluice.T.delay.p (durable; x-dead-letter-exchange sluice.T,
+//                             x-dead-letter-routing-key "p") --expired--> sluice.T --> S's queue
+//
+//   `ttl-dlx` (default): one delay queue per partition; each message carries its delay as its
+//   per-message TTL (`expiration`). RabbitMQ expires a message only at the head of its queue
+//   (docs "Time-to-Live and Expiration", https://www.rabbitmq.com/docs/ttl, its caveats: "Only
+//   when expired messages reach the head of a queue will they actually be discarded (or
+//   dead-lettered)"), so a message waits behind a longer delay published before it
+//   (head-of-line blocking): the lateness figures show it. Dead-lettering drops the
+//   `expiration` property, so a message does not expire again in the work queue.
+//   `buckets`: `delay-queues` (N, default 10) queues per partition with a queue-wide
+//   `x-message-ttl` of max·(i+1)/N ms each; a message goes to the first bucket whose TTL is at
+//   least its delay (rounded up, so late by up to max/N), and as every message of a bucket has
+//   the same TTL, its queue expires them in order: the usual workaround. A delay of 0 is
+//   published to sluice.T directly. Publishes are persistent and confirmed once the delay
+//   queue has them; the move to the work queue on expiry is RabbitMQ's dead-lettering, which
+//   classic queues do without confirms (at most once).
 //
 // Durability (sources: RabbitMQ docs "Consumer Acknowledgements and Publisher Confirms",
 // https://www.rabbitmq.com/docs/confirms#publisher-confirms-latency; RabbitMQ blog
@@ -87,6 +110,15 @@ import {
 export const RABBITMQ_QUEUE_TYPES = ["classic", "quorum", "stream"] as const;
 export type RabbitMqQueueType = (typeof RABBITMQ_QUEUE_TYPES)[number];
 
+/** How delayed messages wait (see the file header); the delayed-message plugin is not here. */
+export const RABBITMQ_DELAY_PATHS = ["ttl-dlx", "buckets"] as const;
+export type RabbitMqDelayPath = (typeof RABBITMQ_DELAY_PATHS)[number];
+
+/** RabbitMQ's largest message TTL, ms (2^32 − 1, about 49.7 days). */
+export const RABBITMQ_TTL_MS_MAX = 4_294_967_295;
+export const DELAY_QUEUES_DEFAULT = 10;
+export const DELAY_QUEUES_MAX = 100;
+
 export type RabbitMqOptions = {
   /**
    * `amqp://user:pass@host:port/vhost`; option `url`, env SLUICE_RABBITMQ_URL, else guest on
@@ -108,6 +140,11 @@ export type RabbitMqOptions = {
   priorityLevels: number;
   /** AMQPS, trusting this PEM CA file (undefined: plaintext AMQP). */
   tlsCaFile: string | undefined;
+  /** The workload's deliveryDelayMsMax (0: no delays, no delay queues). */
+  deliveryDelayMsMax: number;
+  delayPath: RabbitMqDelayPath;
+  /** `buckets`: delay queues per partition (1 for `ttl-dlx`). */
+  delayQueues: number;
 };
 
 /** Where `scripts/peers.sh start rabbitmq` writes its throwaway CA. */
@@ -117,14 +154,42 @@ function peersCaFile(): string {
 
 const PREFETCH_MAX = 65_535;
 
+/** The delay options (`delay`, `delay-queues`) for a workload's deliveryDelayMsMax. */
+function delayOptions(
+  options: DriverOptions,
+  deliveryDelayMsMax: number,
+): Pick<RabbitMqOptions, "deliveryDelayMsMax" | "delayPath" | "delayQueues"> {
+  if (!Number.isSafeInteger(deliveryDelayMsMax) || deliveryDelayMsMax < 0) {
+    throw new RangeError(`deliveryDelayMsMax ${deliveryDelayMsMax} is not a whole number ≥ 0`);
+  }
+  if (deliveryDelayMsMax > RABBITMQ_TTL_MS_MAX) {
+    throw new RangeError(
+      `deliveryDelayMsMax ${deliveryDelayMsMax} exceeds RabbitMQ's largest message TTL, ` +
+        `${RABBITMQ_TTL_MS_MAX} ms`,
+    );
+  }
+  const delayPath = optionChoice(options, "delay", RABBITMQ_DELAY_PATHS, "ttl-dlx");
+  if (delayPath === "ttl-dlx" && (options["delay-queues"] ?? "") !== "") {
+    throw new RangeError(
+      `rabbitmq option delay-queues=${options["delay-queues"]} needs delay=buckets`,
+    );
+  }
+  const delayQueues =
+    delayPath === "buckets"
+      ? optionInt(options, "delay-queues", DELAY_QUEUES_DEFAULT, { min: 1, max: DELAY_QUEUES_MAX })
+      : 1;
+  return { deliveryDelayMsMax, delayPath, delayQueues };
+}
+
 /**
- * Reads the options `url`, `tls`, `tls-ca-file`, `queue-type`, `prefetch`, `ack-every` and
- * `connect-timeout-ms`.
+ * Reads the options `url`, `tls`, `tls-ca-file`, `queue-type`, `prefetch`, `ack-every`,
+ * `connect-timeout-ms`, `delay` and `delay-queues`.
  */
 export function rabbitMqOptions(
   options: DriverOptions = {},
   ackMode: AckMode = "stream",
   priorityLevels = 0,
+  deliveryDelayMsMax = 0,
 ): RabbitMqOptions {
   const prefetch = optionInt(options, "prefetch", 1000, { min: 1, max: PREFETCH_MAX });
   const tls = optionChoice(options, "tls", ["true", "false"], "false") === "true";
@@ -150,6 +215,7 @@ export function rabbitMqOptions(
     }),
     perMessage: ackMode === "per-message",
     priorityLevels,
+    ...delayOptions(options, deliveryDelayMsMax),
   };
 }
 
@@ -164,7 +230,22 @@ type TopicState = {
   declared: Set<string>;
   /** Created here (deleted by close()), or attached to in a worker (left alone). */
   owned: boolean;
+  /** With delays: the exchange delayed messages are published to (sluice.T.delay). */
+  delayExchange: string | null;
 };
+
+/**
+ * `buckets`: the queue-wide TTL of each of `count` delay queues, rising to `maxMs`; a delay
+ * goes to the first bucket whose TTL is at least it.
+ */
+export function bucketTtlsMs(maxMs: number, count: number): number[] {
+  return Array.from({ length: count }, (_, i) => Math.ceil((maxMs * (i + 1)) / count));
+}
+
+/** The delay-queue routing key (and queue suffix) of partition `partition`, bucket `bucket`. */
+function delayKey(partition: number, bucket: number, buckets: number): string {
+  return buckets === 1 ? String(partition) : `${partition}.${bucket}`;
+}
 
 /** The URL with its password replaced, for settings and error messages. */
 function redactUrl(url: string): string {
@@ -225,10 +306,42 @@ class RabbitMqDriver implements Driver {
       batching: "none: one basic.publish per message; confirms arrive as the broker sends them",
       connections: "one per producer and per consumer, made in the load workers",
       delivery: "at-least-once",
+      ...this.#delaySettings(),
+    };
+  }
+
+  /** The settings of a delayed run (delayPath is what the lateness table prints). */
+  #delaySettings(): DriverSettings {
+    const { perMessage, deliveryDelayMsMax, delayPath, delayQueues } = this.#options;
+    if (!perMessage || deliveryDelayMsMax === 0) return {};
+    const plugin = "no delayed-message plugin (Debian's rabbitmq-server does not ship it)";
+    if (delayPath === "ttl-dlx") {
+      return {
+        delayPath:
+          `ttl-dlx: per-message TTL on a durable delay queue per partition, dead-lettered to ` +
+          `the work queue on expiry, which happens only at a queue's head; ${plugin}`,
+      };
+    }
+    const ttls = bucketTtlsMs(deliveryDelayMsMax, delayQueues);
+    return {
+      delayPath:
+        `buckets: ${delayQueues} delay queues per partition with x-message-ttl ` +
+        `${ttls[0]}..${ttls[ttls.length - 1]} ms, a delay rounded up to its bucket, ` +
+        `dead-lettered to the work queue; ${plugin}`,
     };
   }
 
   durability(): string {
+    const { perMessage, deliveryDelayMsMax } = this.#options;
+    if (!perMessage || deliveryDelayMsMax === 0) return this.#queueDurability();
+    return (
+      `${this.#queueDurability()}; a delayed message is confirmed once in its delay queue, ` +
+      "and moved to the work queue at expiry by dead-lettering, which classic queues do " +
+      "without confirms (at most once)"
+    );
+  }
+
+  #queueDurability(): string {
     const version = this.#serverVersion;
     switch (this.#options.queueType) {
       case "quorum":
@@ -261,6 +374,7 @@ class RabbitMqDriver implements Driver {
     const state = this.#topicState(partitions, exchange, true);
     await admin.assertExchange(exchange, "direct", { durable: true, autoDelete: false });
     this.#topics.set(topic, state);
+    await this.#declareDelayQueues(state);
     if (this.#options.queueType === "stream") {
       for (let partition = 0; partition < partitions; partition++) {
         await this.#declareQueue(state, `${exchange}.${partition}`, partition);
@@ -269,6 +383,7 @@ class RabbitMqDriver implements Driver {
   }
 
   #topicState(partitions: number, exchange: string, owned: boolean): TopicState {
+    const delayed = this.#options.perMessage && this.#options.deliveryDelayMsMax > 0;
     return {
       partitions,
       exchange,
@@ -276,7 +391,37 @@ class RabbitMqDriver implements Driver {
       consumers: new Map(),
       declared: new Set(),
       owned,
+      delayExchange: delayed ? `${exchange}.delay` : null,
     };
+  }
+
+  /** The delay exchange and its queues (see the file header), on the coordinator. */
+  async #declareDelayQueues(state: TopicState): Promise<void> {
+    const delayExchange = state.delayExchange;
+    if (delayExchange === null) return;
+    const admin = this.#adminChannel();
+    const { queueType, delayQueues, deliveryDelayMsMax } = this.#options;
+    await admin.assertExchange(delayExchange, "direct", { durable: true, autoDelete: false });
+    const ttls = bucketTtlsMs(deliveryDelayMsMax, delayQueues);
+    for (let partition = 0; partition < state.partitions; partition++) {
+      for (let bucket = 0; bucket < delayQueues; bucket++) {
+        const key = delayKey(partition, bucket, delayQueues);
+        const queue = `${delayExchange}.${key}`;
+        const bucketTtl = delayQueues === 1 ? {} : { "x-message-ttl": ttls[bucket]! };
+        await admin.assertQueue(queue, {
+          durable: true,
+          autoDelete: false,
+          arguments: {
+            "x-queue-type": queueType,
+            "x-dead-letter-exchange": state.exchange,
+            "x-dead-letter-routing-key": String(partition),
+            ...bucketTtl,
+          },
+        });
+        state.queues.add(queue);
+        await admin.bindQueue(queue, delayExchange, key);
+      }
+    }
   }
 
   async attachTopic(topic: string, partitions: number): Promise<void> {
@@ -311,16 +456,24 @@ class RabbitMqDriver implements Driver {
     const properties = Array.from({ length: state.partitions }, (_, partition) =>
       prioritized ? { persistent: true, priority: partition } : { persistent: true },
     );
+    const delays = new DelayRouter(state, this.#options);
     return {
-      sendAsync(key, payload) {
+      sendAsync(key, payload, delayMs = 0) {
         const partition = picker.pick(key);
-        const routingKey = routingKeys[partition]!;
+        const content = bufferView(payload);
+        const base = properties[partition]!;
+        // Checked before anything is published: a bad delay throws, and nothing is sent.
+        const delayed = delayMs > 0 ? delays.route(partition, delayMs, base) : null;
         return new Promise<void>((resolve, reject) => {
-          const content = bufferView(payload);
-          channel.publish(exchange, routingKey, content, properties[partition], (error) => {
+          const confirm = (error: unknown) => {
             if (error === null || error === undefined) resolve();
             else reject(error instanceof Error ? error : new Error(String(error)));
-          });
+          };
+          if (delayed === null) {
+            channel.publish(exchange, routingKeys[partition]!, content, base, confirm);
+          } else {
+            channel.publish(delayed.exchange, delayed.key, content, delayed.properties, confirm);
+          }
         });
       },
       close: () => this.#closeConnection(connection),
@@ -413,6 +566,7 @@ class RabbitMqDriver implements Driver {
     this.#topics.delete(topic);
     const admin = this.#adminChannel();
     for (const queue of state.queues) await admin.deleteQueue(queue);
+    if (state.delayExchange !== null) await admin.deleteExchange(state.delayExchange);
     await admin.deleteExchange(state.exchange);
   }
 
@@ -536,6 +690,51 @@ class RabbitMqDriver implements Driver {
 }
 
 /**
+ * Where a delayed message is published: the delay exchange, the routing key of its delay
+ * queue, and its properties (`ttl-dlx`: its delay as the per-message TTL, `expiration`).
+ */
+class DelayRouter {
+  readonly #exchange: string | null;
+  readonly #maxMs: number;
+  readonly #ttlsMs: number[];
+  readonly #buckets: number;
+
+  constructor(state: TopicState, options: RabbitMqOptions) {
+    this.#exchange = state.delayExchange;
+    this.#maxMs = options.deliveryDelayMsMax;
+    this.#buckets = options.delayQueues;
+    this.#ttlsMs = bucketTtlsMs(options.deliveryDelayMsMax, options.delayQueues);
+  }
+
+  route(
+    partition: number,
+    delayMs: number,
+    base: { persistent: boolean; priority?: number },
+  ): { exchange: string; key: string; properties: Record<string, unknown> } {
+    if (this.#exchange === null) {
+      throw new RangeError(
+        `rabbitmq: a delay of ${delayMs} ms, but the driver was made without delays ` +
+          "(the workload's deliveryDelayMsMax with ackMode per-message declares the delay queues)",
+      );
+    }
+    if (!Number.isSafeInteger(delayMs) || delayMs < 0 || delayMs > this.#maxMs) {
+      throw new RangeError(`rabbitmq: delay ${delayMs} ms is outside [0, ${this.#maxMs}]`);
+    }
+    if (this.#buckets === 1) {
+      const key = delayKey(partition, 0, 1);
+      return { exchange: this.#exchange, key, properties: { ...base, expiration: delayMs } };
+    }
+    let bucket = 0;
+    while (this.#ttlsMs[bucket]! < delayMs) bucket++;
+    return {
+      exchange: this.#exchange,
+      key: delayKey(partition, bucket, this.#buckets),
+      properties: base,
+    };
+  }
+}
+
+/**
  * Acknowledges deliveries in batches: one `basic.ack` with `multiple` set covers every delivery
  * on the channel up to the latest handled one. Delivery tags grow per channel, and every
  * callback runs synchronously before `handled`, so the batch never acks an unhandled message.
@@ -593,9 +792,15 @@ export function createRabbitMqDriver(
   options: DriverOptions = {},
   ackMode: AckMode = "stream",
   priorityLevels = 0,
+  deliveryDelayMsMax = 0,
 ): Driver {
-  return new RabbitMqDriver(rabbitMqOptions(options, ackMode, priorityLevels));
+  return new RabbitMqDriver(rabbitMqOptions(options, ackMode, priorityLevels, deliveryDelayMsMax));
 }
 
 export const createDriver: DriverFactory = (config: DriverConfig) =>
-  createRabbitMqDriver(config.options, config.ackMode, config.priorityLevels ?? 0);
+  createRabbitMqDriver(
+    config.options,
+    config.ackMode,
+    config.priorityLevels ?? 0,
+    config.deliveryDelayMsMax ?? 0,
+  );

@@ -11,6 +11,9 @@
 //
 // Options (`--driver-options key=value,...`, or `sluice.key=value` for this driver only):
 //   url=host:port             a running server (what --sluice-url sets)
+//   metricsUrl=<http URL>     that server's /metrics, for its fdatasync figures over the
+//                             measured phase (fsyncP50Ms/fsyncP99Ms); a server the driver
+//                             starts is read without it (`--http-port 0`, or in-process)
 //   server=process|in-process where a server it starts runs (default process)
 //   acks=0|1|all              producer acks (default 1: written to the page cache)
 //   fsync=always|never|<ms>   the fsync policy of the topics it creates (default: server's)
@@ -40,7 +43,8 @@
 
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import { LOG_CONFIG_DEFAULTS, type FsyncPolicy } from "../../engine/mod.ts";
+import { type FsyncPolicy, LOG_CONFIG_DEFAULTS } from "../../engine/mod.ts";
+import { type DiskSyncReading, parseDiskSyncs } from "../disk_syncs.ts";
 import {
   Admin,
   type ClientOptions,
@@ -75,6 +79,7 @@ import {
   type QueueModeOptions,
   queueCounts,
   priorityLevelsSetting,
+  delayPathSetting,
   queueModeSettings,
 } from "./sluice_queue.ts";
 
@@ -91,6 +96,8 @@ const ASSIGNMENT_CHECK_MS = 10;
  * setting up a subscription of several consumers take seconds; the data path is unaffected.
  */
 export const HEARTBEAT_INTERVAL_MS = 250;
+/** How long one read of the broker's /metrics may take before the figures are left unknown. */
+const METRICS_TIMEOUT_MS = 5_000;
 
 export const createDriver: DriverFactory = (config) => new SluiceTcpDriver(config);
 
@@ -98,6 +105,7 @@ type Acks = 0 | 1 | "all";
 
 type Settings = {
   url: string | undefined;
+  metricsUrl: string | undefined;
   acks: Acks;
   fsync: FsyncPolicy | undefined;
   lingerMs: number;
@@ -133,6 +141,14 @@ function acksOption(text: string | undefined, fallback: Acks): Acks {
   throw new RangeError(`driver option acks=${text} must be 0, 1 or all`);
 }
 
+function metricsUrlOption(text: string | undefined): string | undefined {
+  if (text === undefined) return undefined;
+  if (!/^https?:\/\/[^/\s]+/.test(text)) {
+    throw new RangeError(`driver option metricsUrl=${text} is not an http(s) URL`);
+  }
+  return text;
+}
+
 function parseUrl(url: string): { host: string; port: number } {
   const at = url.lastIndexOf(":");
   const host = url.slice(0, at).replace(/^\[|\]$/g, "");
@@ -149,6 +165,8 @@ export class SluiceTcpDriver implements Driver {
   #settings: Settings;
   #server: SluiceServer | undefined;
   #child: Child | undefined;
+  /** Where the broker's /metrics is read (a child's HTTP port, or metricsUrl). */
+  #metricsUrl: string | undefined;
   #client: ClientOptions = {};
   #admin: Admin | undefined;
   #partitions = new Map<string, number>();
@@ -162,6 +180,7 @@ export class SluiceTcpDriver implements Driver {
     const perMessage = config.ackMode === "per-message";
     this.#settings = {
       url,
+      metricsUrl: metricsUrlOption(options["metricsUrl"]),
       acks: acksOption(options["acks"], perMessage ? "all" : 1),
       fsync: options["fsync"] === undefined ? undefined : fsyncOption(options, "fsync", "never"),
       lingerMs: integerOption(options, "lingerMs", LINGER_MS_DEFAULT, 0, 60_000),
@@ -239,9 +258,14 @@ export class SluiceTcpDriver implements Driver {
         "0",
         "--heartbeat-interval-ms",
         String(HEARTBEAT_INTERVAL_MS),
+        // /metrics for the broker's fdatasync figures (diskSyncs); with authentication on,
+        // the HTTP port would need a token, and the figures are left unknown.
+        ...(this.#settings.sasl === undefined ? ["--http-port", "0"] : []),
         ...security,
       ]);
       this.#client = { host: "127.0.0.1", port: this.#child.port, ...this.#security() };
+      const httpPort = this.#child.httpPort;
+      if (httpPort !== undefined) this.#metricsUrl = `http://127.0.0.1:${httpPort}/metrics`;
     } else if (this.#settings.url === undefined) {
       const security = this.#prepareSecurity(dataDir);
       const flag = (name: string) => security[security.indexOf(name) + 1]!;
@@ -261,6 +285,7 @@ export class SluiceTcpDriver implements Driver {
       this.#client = { host: this.#server.host, port: this.#server.port, ...this.#security() };
     } else {
       this.#client = { ...parseUrl(this.#settings.url), ...this.#security() };
+      this.#metricsUrl = this.#settings.metricsUrl;
     }
     this.#admin = new Admin(this.#client);
     try {
@@ -300,6 +325,7 @@ export class SluiceTcpDriver implements Driver {
       heartbeatIntervalMs: started ? HEARTBEAT_INTERVAL_MS : "server's",
       ...(this.#settings.queue === undefined ? {} : queueModeSettings(this.#settings.queue)),
       ...priorityLevelsSetting(this.#config.priorityLevels),
+      ...delayPathSetting(this.#config.deliveryDelayMsMax),
       tls: this.#settings.tls ? "TLS (throwaway CA unless tlsCaFile)" : "plaintext",
       authentication: this.#settings.sasl ?? "none",
     };
@@ -336,6 +362,23 @@ export class SluiceTcpDriver implements Driver {
       url: `${this.#client.host}:${this.#client.port}`,
       ...(tlsCaFile === undefined ? {} : { tlsCaFile }),
     };
+  }
+
+  /** The broker's fdatasync histograms so far: from its engine, or its /metrics. */
+  async diskSyncs(): Promise<DiskSyncReading | null> {
+    const engine = this.#server?.engine;
+    if (engine !== undefined) {
+      return {
+        segments: engine.fsyncSeconds.snapshot(),
+        queueState: engine.queueFsyncSeconds.snapshot(),
+      };
+    }
+    const url = this.#metricsUrl;
+    if (url === undefined) return null;
+    const response = await fetch(url, { signal: AbortSignal.timeout(METRICS_TIMEOUT_MS) });
+    const text = await response.text();
+    if (!response.ok) throw new Error(`GET ${url} answered HTTP ${response.status}`);
+    return parseDiskSyncs(text);
   }
 
   brokerProcess(): BrokerProcess | undefined {

@@ -45,6 +45,7 @@ import type {
   MessageCallback,
   SubscriptionCounts,
 } from "../driver.ts";
+import type { DiskSyncReading } from "../disk_syncs.ts";
 import { describeFsync, fsyncOption, integerOption } from "./options.ts";
 import {
   declareEmbeddedQueue,
@@ -52,7 +53,7 @@ import {
   EmbeddedQueueConsumer,
   embeddedQueueCounts,
 } from "./sluice_embedded_queue.ts";
-import { priorityLevelsSetting } from "./sluice_queue.ts";
+import { delayPathSetting, priorityLevelsSetting } from "./sluice_queue.ts";
 
 export const LINGER_MS_DEFAULT = 1;
 export const BATCH_BYTES_DEFAULT = LOG_CONFIG_DEFAULTS.maxBatchBytes;
@@ -119,6 +120,7 @@ export class SluiceEmbeddedDriver implements Driver {
           `fetching up to ${EMBEDDED_QUEUE_MAX_RECORDS} records, each answered on its own`
         : "reads every partition; its consumers split partitions round-robin",
       ...priorityLevelsSetting(this.#config.priorityLevels),
+      ...delayPathSetting(this.#config.deliveryDelayMsMax),
     };
   }
 
@@ -131,6 +133,16 @@ export class SluiceEmbeddedDriver implements Driver {
 
   brokerProcess(): BrokerProcess {
     return { kind: "in-process", what: "the sluice engine runs inside the load worker" };
+  }
+
+  /** The engine's fdatasync histograms so far (null: no engine opened in this instance). */
+  async diskSyncs(): Promise<DiskSyncReading | null> {
+    const engine = this.#engine;
+    if (engine === undefined) return null;
+    return {
+      segments: engine.fsyncSeconds.snapshot(),
+      queueState: engine.queueFsyncSeconds.snapshot(),
+    };
   }
 
   async createTopic(topic: string, partitions: number): Promise<void> {

@@ -23,6 +23,8 @@ import type {
   SubscriptionCounts,
 } from "../driver.ts";
 
+const EMPTY = new Uint8Array(0);
+
 /** How long a queue fetch waits at the broker for records before the loop looks again. */
 const QUEUE_POLL_WAIT_MS = 100;
 
@@ -59,6 +61,15 @@ export function priorityLevelsSetting(levels: number | undefined): DriverSetting
       `${levels} levels: the queue's topic partition p is level p; a message's ` +
       "priority is the partition it is sent to",
   };
+}
+
+/**
+ * The settings entry of a delayed run (workload deliveryDelayMsMax), or none: each message
+ * carries the `sluice-delay-ms` header and the queue holds it in its delay tiers until due.
+ */
+export function delayPathSetting(deliveryDelayMsMax: number | undefined): DriverSettings {
+  if (deliveryDelayMsMax === undefined || deliveryDelayMsMax === 0) return {};
+  return { delayPath: "sluice-delay-ms header: the queue's durable delay tiers" };
 }
 
 /** Declares the queue a subscription reads (on the coordinator, before any consumer joins). */
@@ -122,19 +133,21 @@ class QueueBenchConsumer implements BenchConsumer {
     }
   }
 
+  /** One handler for every failed answer, rather than a closure per message. */
+  readonly #failed = (error: unknown): void => this.#handlers.onAnswerFailed(error);
+
   #answer(message: QueueMessage): void {
     const handlers = this.#handlers;
-    const value = message.value ?? new Uint8Array(0);
+    const value = message.value ?? EMPTY;
     const bytes = value.length;
     if (handlers.onDelivery(value, message.redelivered) === "release") {
-      message.release().catch((error: unknown) => handlers.onAnswerFailed(error));
+      message.release().catch(this.#failed);
       return;
     }
     const acceptedAt = performance.now();
-    message.accept().then(
-      () => handlers.onAccepted(bytes, performance.now() - acceptedAt),
-      (error: unknown) => handlers.onAnswerFailed(error),
-    );
+    message
+      .accept()
+      .then(() => handlers.onAccepted(bytes, performance.now() - acceptedAt), this.#failed);
   }
 
   async close(): Promise<void> {

@@ -7,9 +7,18 @@ import { join } from "node:path";
 
 const ROOT = join(import.meta.dirname, "..", "..");
 
-export type Child = { process: ChildProcess; port: number; stop(): Promise<void> };
+export type Child = {
+  process: ChildProcess;
+  port: number;
+  /** The port of an `http listening on HOST:PORT` line printed before the main one, if any. */
+  httpPort: number | undefined;
+  stop(): Promise<void>;
+};
 
-/** Starts a script under the current runtime and waits for "listening on HOST:PORT". */
+/**
+ * Starts a script under the current runtime and waits for "listening on HOST:PORT" (the first
+ * such line that is not the HTTP listener's, which `sluice serve` prints before the others).
+ */
 export function startChild(script: string, args: string[]): Promise<Child> {
   const isDeno = (process.versions as Record<string, string | undefined>)["deno"] !== undefined;
   const argv = isDeno ? ["run", "-A", join(ROOT, script), ...args] : [join(ROOT, script), ...args];
@@ -19,12 +28,14 @@ export function startChild(script: string, args: string[]): Promise<Child> {
     child.once("exit", (code) => reject(new Error(`${script} exited (${code}): ${output}`)));
     child.stdout!.on("data", (chunk: Buffer) => {
       output += chunk.toString();
-      const match = /listening on [\d.]+:(\d+)/.exec(output);
+      const match = /(?<!http )listening on [\d.]+:(\d+)/.exec(output);
       if (match === null) return;
+      const http = /http listening on [\d.]+:(\d+)/.exec(output);
       child.removeAllListeners("exit");
       resolve({
         process: child,
         port: Number(match[1]),
+        httpPort: http === null ? undefined : Number(http[1]),
         stop: () =>
           new Promise<void>((done) => {
             if (child.exitCode !== null) return done();

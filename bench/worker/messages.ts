@@ -24,6 +24,8 @@ export type SetupRequest = {
   ackMode?: AckMode;
   /** The workload's priorityLevels (absent or 0: none), handed to the driver's config. */
   priorityLevels?: number;
+  /** The workload's deliveryDelayMsMax (absent or 0: none), handed to the driver's config. */
+  deliveryDelayMsMax?: number;
 };
 
 export type SetupReply = {

@@ -265,6 +265,9 @@ class WorkerConnection {
       options: request.options,
       ...(request.ackMode === undefined ? {} : { ackMode: request.ackMode }),
       ...(request.priorityLevels === undefined ? {} : { priorityLevels: request.priorityLevels }),
+      ...(request.deliveryDelayMsMax === undefined
+        ? {}
+        : { deliveryDelayMsMax: request.deliveryDelayMsMax }),
     });
     this.#driver = driver;
     await driver.initialize();

@@ -85,7 +85,7 @@ function templatesOf(spec: PayloadSpec): Uint8Array[] {
 }
 
 export class WorkerSession {
-  readonly stats = new LoadStats();
+  readonly stats: LoadStats;
   readonly #driver: Driver;
   readonly #plan: ClientPlan;
   readonly #now: () => number;
@@ -97,6 +97,8 @@ export class WorkerSession {
     this.#driver = driver;
     this.#plan = plan;
     this.#now = now;
+    // Delayed payloads carry their due time: lateness, with early deliveries counted apart.
+    this.stats = new LoadStats({ dueTimes: (plan.acks?.deliveryDelayMsMax ?? 0) > 0 });
   }
 
   /** Creates the consumers (each ready for every message sent from then on), then producers. */

@@ -12,7 +12,9 @@ import {
   BatchWriter,
   type BufferSource,
   type RecordHeader,
+  recordBodyBytes,
   recordBytes,
+  varintSize,
   type WriterRecord,
 } from "../../record/mod.ts";
 
@@ -22,8 +24,12 @@ export type HeadersInput =
   | Readonly<Record<string, Uint8Array | string | null>>
   | readonly { key: string; value: Uint8Array | string | null }[];
 
-/** A record ready for a batch: bytes only, and a timestamp fixed when it was sent. */
-export type PreparedRecord = WriterRecord & { sizeBytes: number };
+/**
+ * A record ready for a batch: bytes only, and a timestamp fixed when it was sent. `bodyBytes` is
+ * its body size at offset and timestamp delta 0 (`recordBodyBytes(record, 0, 0)`), worked out
+ * once here so a batch sizes the record from it without walking its fields again.
+ */
+export type PreparedRecord = WriterRecord & { sizeBytes: number; bodyBytes: number };
 
 const utf8 = new TextEncoder();
 const NO_HEADERS: readonly RecordHeader[] = Object.freeze([]);
@@ -62,7 +68,13 @@ export function prepareRecord(
   input: { key?: BytesInput; value: BytesInput; headers?: HeadersInput; timestamp?: number },
   nowMs: number,
 ): PreparedRecord {
-  const record: PreparedRecord = { key: null, value: null, timestamp: 0, sizeBytes: 0 };
+  const record: PreparedRecord = {
+    key: null,
+    value: null,
+    timestamp: 0,
+    sizeBytes: 0,
+    bodyBytes: 0,
+  };
   return prepareInto(record, input, nowMs);
 }
 
@@ -80,7 +92,10 @@ export function prepareInto(
   target.value = toBytes(input.value, "value");
   target.headers = toHeaders(input.headers);
   target.timestamp = timestamp;
-  target.sizeBytes = aloneBatchBytes(target);
+  const body = recordBodyBytes(target, 0, 0);
+  target.bodyBytes = body;
+  // What aloneBatchBytes gives, from the body size just worked out.
+  target.sizeBytes = BATCH_HEADER_BYTES + varintSize(body) + body;
   return target;
 }
 
@@ -106,7 +121,7 @@ export class BatchBuilder<Done> extends BatchWriter {
 
   /** `tryAdd` that keeps the record's completion with the batch when it was taken. */
   tryAddRecord(record: PreparedRecord, done: Done): boolean {
-    if (!this.tryAdd(record)) return false;
+    if (!this.tryAddSizedAtZero(record, record.bodyBytes)) return false;
     this.dones.push(done);
     return true;
   }

@@ -166,20 +166,25 @@ function decodeInto(
   onBatch: (nextOffset: number) => void,
 ): void {
   const { topic, partition, fetchOffset } = where;
+  // Each record is decoded straight into the consumer's shape: one object per record, not a
+  // decoded record and then a copy of it with the topic and partition added.
+  const makeRecord = (
+    offset: number,
+    timestamp: number,
+    key: Uint8Array | null,
+    value: Uint8Array | null,
+    headers: readonly RecordHeader[],
+  ): ConsumerRecord => ({ topic, partition, offset, key, value, headers, timestamp });
+  const decodeOptions: DecodeBatchOptions = { ...options, makeRecord };
   for (const run of wholeBatchRuns(bytes instanceof Uint8Array ? [bytes] : bytes)) {
-    for (const batch of decodeRun(run, options)) {
+    for (const batch of decodeRun(run, decodeOptions)) {
       if (!batch.control) {
-        for (const record of batch.records) {
-          if (record.offset < fetchOffset) continue;
-          records.push({
-            topic,
-            partition,
-            offset: record.offset,
-            key: record.key,
-            value: record.value,
-            headers: record.headers,
-            timestamp: record.timestamp,
-          });
+        // The maker above built every record of the batch, so each is a ConsumerRecord.
+        const decoded = batch.records as ConsumerRecord[];
+        const whole = batch.baseOffset >= fetchOffset;
+        for (let i = 0; i < decoded.length; i++) {
+          const record = decoded[i]!;
+          if (whole || record.offset >= fetchOffset) records.push(record);
         }
       }
       onBatch(batch.baseOffset + batch.lastOffsetDelta + 1);

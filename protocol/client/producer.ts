@@ -126,7 +126,14 @@ export class Producer {
   #openBytes = 0;
   #pool: BufferPool;
   /** The record being sent, reused: it is copied into its batch before send() returns. */
-  #scratch: PreparedRecord = { key: null, value: null, headers: [], timestamp: 0, sizeBytes: 0 };
+  #scratch: PreparedRecord = {
+    key: null,
+    value: null,
+    headers: [],
+    timestamp: 0,
+    sizeBytes: 0,
+    bodyBytes: 0,
+  };
   /** A send() is running: a send() made from inside it may not use `#scratch`. */
   #sending = false;
   #lingerTimer: ReturnType<typeof setTimeout> | ReturnType<typeof setImmediate> | undefined;

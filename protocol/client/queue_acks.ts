@@ -58,6 +58,10 @@ export class AckBatcher {
   /** memberId → partition → answers not sent yet. */
   #pending = new Map<string, Map<number, Answer[]>>();
   #pendingCount = 0;
+  /** The list the last answer went to (#answersOf); dropped whenever #pending gives lists up. */
+  #lastMember: string | undefined;
+  #lastPartition = -1;
+  #lastAnswers: Answer[] | undefined;
   #timer: ReturnType<typeof setTimeout> | undefined;
   readonly #inFlight = new Set<Promise<void>>();
   #closed: Error | undefined;
@@ -81,25 +85,45 @@ export class AckBatcher {
     delayMs = 0,
   ): Promise<void> {
     if (this.#closed !== undefined) return Promise.reject(this.#closed);
-    return new Promise((resolve, reject) => {
-      let partitions = this.#pending.get(memberId);
-      if (partitions === undefined) {
-        partitions = new Map();
-        this.#pending.set(memberId, partitions);
-      }
-      let answers = partitions.get(partition);
-      if (answers === undefined) {
-        answers = [];
-        partitions.set(partition, answers);
-      }
+    const answers = this.#answersOf(memberId, partition);
+    const answered = new Promise<void>((resolve, reject) => {
       answers.push({ offset, type, delayMs, resolve, reject });
-      this.#pendingCount++;
-      if (this.#pendingCount >= this.#batchMax) {
-        void this.flush();
-      } else if (this.#timer === undefined) {
-        this.#timer = setTimeout(() => void this.flush(), this.#flushMs);
-      }
     });
+    this.#pendingCount++;
+    if (this.#pendingCount >= this.#batchMax) {
+      void this.flush();
+    } else if (this.#timer === undefined) {
+      this.#timer = setTimeout(this.#flushOnTimer, this.#flushMs);
+    }
+    return answered;
+  }
+
+  readonly #flushOnTimer = (): void => void this.flush();
+
+  /**
+   * The pending answers of one member's partition. Answers come in runs of one partition (a
+   * fetch's messages, partition by partition), so the last list is kept at hand: one answer
+   * costs no map look-up while its partition is the previous answer's.
+   */
+  #answersOf(memberId: string, partition: number): Answer[] {
+    const last = this.#lastAnswers;
+    if (last !== undefined && this.#lastPartition === partition && this.#lastMember === memberId) {
+      return last;
+    }
+    let partitions = this.#pending.get(memberId);
+    if (partitions === undefined) {
+      partitions = new Map();
+      this.#pending.set(memberId, partitions);
+    }
+    let answers = partitions.get(partition);
+    if (answers === undefined) {
+      answers = [];
+      partitions.set(partition, answers);
+    }
+    this.#lastMember = memberId;
+    this.#lastPartition = partition;
+    this.#lastAnswers = answers;
+    return answers;
   }
 
   /** Sends every pending answer now; resolves once every request sent so far has settled. */
@@ -108,6 +132,7 @@ export class AckBatcher {
     this.#timer = undefined;
     const pending = this.#pending;
     this.#pending = new Map();
+    this.#lastAnswers = undefined;
     this.#pendingCount = 0;
     for (const [memberId, partitions] of pending) {
       this.#track(this.#sendGroups(memberId, groupsOf(partitions)));
@@ -123,6 +148,7 @@ export class AckBatcher {
     const partitions = this.#pending.get(memberId);
     if (partitions === undefined) return undefined;
     this.#pending.delete(memberId);
+    this.#lastAnswers = undefined;
     let taken = 0;
     for (const answers of partitions.values()) taken += answers.length;
     // Fewer than batchMax answers are ever pending, and batchMax is at most ACK_RANGES_MAX.
@@ -215,10 +241,17 @@ function isPerRecord(code: number): boolean {
 
 /** Each partition's answers in offset order, as rangesOf needs them. */
 function groupsOf(partitions: Map<number, Answer[]>): PartitionAnswers[] {
-  return [...partitions].map(([partition, answers]) => ({
-    partition,
-    answers: answers.sort((a, b) => a.offset - b.offset),
-  }));
+  return [...partitions].map(([partition, answers]) => ({ partition, answers: inOrder(answers) }));
+}
+
+/** Answers in offset order: usually given in that order already, then left as they are. */
+function inOrder(answers: Answer[]): Answer[] {
+  for (let i = 1; i < answers.length; i++) {
+    if (answers[i - 1]!.offset > answers[i]!.offset) {
+      return answers.sort((a, b) => a.offset - b.offset);
+    }
+  }
+  return answers;
 }
 
 function rejectAll(group: PartitionAnswers, error: Error): void {

@@ -44,8 +44,24 @@ export class ChunkReader {
     }
   }
 
-  /** A Reader over exactly the next `length` bytes, which it moves past. */
+  /** Moves past `length` bytes that lie in the current view. */
+  #advance(length: number): void {
+    this.#at += length;
+    this.#remaining -= length;
+    this.#skipEmpty();
+  }
+
+  /**
+   * A Reader over exactly the next `length` bytes, which it moves past. Bytes within one view
+   * (nearly always) are read in place: no list of views and no sub-view per field.
+   */
   reader(length: number, what: string): Reader {
+    const current = this.#views[this.#index];
+    const from = this.#at;
+    if (current !== undefined && length <= current.length - from) {
+      this.#advance(length);
+      return new Reader(current, from, from + length);
+    }
     const views = this.views(length, what);
     if (views.length === 1) return new Reader(views[0]!);
     const joined = new Uint8Array(length);
@@ -75,6 +91,12 @@ export class ChunkReader {
   }
 
   u16(what: string): number {
+    const current = this.#views[this.#index];
+    const at = this.#at;
+    if (current !== undefined && 2 <= current.length - at) {
+      this.#advance(2);
+      return (current[at]! << 8) | current[at + 1]!;
+    }
     return this.reader(2, what).u16(what);
   }
 

@@ -27,6 +27,18 @@
 //   pool (≤ ASSEMBLY_POOL_BYTES_MAX):  [4 MiB][16 MiB]   take: smallest that fits, else a new
 //                                                        power-of-two buffer; give back after
 //
+//            The pool is sized for what lent batches keep out of it: the engine keeps a large
+//            produced batch as a view until it leaves a partition's tail cache, so with 16
+//            partitions about 128 MiB of tail cache holds a few dozen assembly buffers at once,
+//            and they come back in bursts. With room for 8 buffers (64 MiB) most of a burst was
+//            dropped and the next frames were assembled in fresh memory again. Measured on a
+//            loaded machine (bench/RESULTS.md): at ~100 MB/s of publish, 0.74-1.26 GB of fresh
+//            buffers in 10 s with 8 / 64 MiB against 0.26-0.34 GB with 16 / 128 MiB; at
+//            190-310 MB/s, 0.51-0.60 against 0.39-0.52 GB per GB published (bursts then still
+//            overflow 16). Broker CPU per MB: 0.88-0.89x in two pairs at 32 / 256 MiB, within
+//            noise (0.94-1.54x) at 16 / 128 MiB. The pinning itself (a lent batch keeps its
+//            whole frame's buffer) is what a later change should remove.
+//
 // Keeping views past the call: `push` hands each frame a FrameLease. A handler that keeps a view
 // of the payload calls `retain` once per view kept and `release` when done with it; a pooled
 // assembly buffer goes back to the pool only when the call has returned and every retain is
@@ -51,8 +63,9 @@ import { FRAME_PREFIX_BYTES } from "./frames.ts";
 /** With "pooled" assembly, frames at least this large are assembled in pooled buffers. */
 export const POOLED_FRAME_BYTES_MIN = 64 * 1024;
 /** Bytes of assembly buffers kept for reuse across all connections of the process. */
-export const ASSEMBLY_POOL_BYTES_MAX = 64 * 1024 * 1024;
-const ASSEMBLY_POOL_COUNT_MAX = 8;
+export const ASSEMBLY_POOL_BYTES_MAX = 128 * 1024 * 1024;
+/** Assembly buffers kept for reuse, at most (whatever their sizes). */
+export const ASSEMBLY_POOL_COUNT_MAX = 16;
 /** `pushChunks` hands out frames this large that span chunks as views, unless told otherwise. */
 export const CHUNKED_FRAME_BYTES_MIN_DEFAULT = 64 * 1024;
 
@@ -91,6 +104,11 @@ function giveBackAssembly(frame: Uint8Array): void {
 /** Bytes held by the assembly pool now (for tests and stats). */
 export function assemblyPoolSizeBytes(): number {
   return assemblyPoolBytes;
+}
+
+/** Buffers held by the assembly pool now (for tests and stats). */
+export function assemblyPoolCount(): number {
+  return assemblyPool.length;
 }
 
 export type FrameAssembly = "owned" | "pooled";

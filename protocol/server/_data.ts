@@ -236,6 +236,9 @@ async function finishProduce(
 
 type PartitionRead = { topic: string; result: FetchPartitionResult };
 
+/** The records of a partition with nothing to send, shared (frozen: nothing adds to it). */
+const NO_RECORDS = Object.freeze([]) as unknown as Uint8Array[];
+
 /** Reads every partition of a fetch once; returns the results and the bytes found. */
 function readAll(
   plane: DataPlane,
@@ -252,7 +255,7 @@ function readAll(
         errorCode: 0,
         highWatermark: -1,
         logStartOffset: -1,
-        records: [],
+        records: NO_RECORDS,
         resumeOffset: -1,
       };
       const log = finder.find(topic, p.partition);

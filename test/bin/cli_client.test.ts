@@ -3,76 +3,19 @@
 // they print and their exit codes.
 
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
-import { join } from "node:path";
-import { after, before, describe, test } from "node:test";
+import { describe, test } from "node:test";
 import { partitionForKey } from "../../protocol/client/partitioner.ts";
-import { PROJECT_ROOT, runtimeArgv, tempDir, waitFor } from "../helpers.ts";
-import {
-  type ServerProcess,
-  startServerProcess,
-  stopServerProcess,
-} from "../protocol/server/server_process.ts";
+import { waitFor } from "../helpers.ts";
+import { lines, sluice, spawnSluice, useServer } from "./cli_run.ts";
 
-const CLI = "bin/sluice.ts";
+const _CLI = "bin/sluice.ts";
 const utf8 = new TextEncoder();
-
-type Result = { status: number | null; stdout: string; stderr: string };
-
-/** Runs `sluice ARGS` as a child process, `input` on its stdin; resolves when it exits. */
-function sluice(args: string[], input = ""): Promise<Result> {
-  const child = spawnSluice(args);
-  child.child.stdin!.end(input);
-  return child.exited.then((status) => ({
-    status,
-    stdout: child.stdout(),
-    stderr: child.stderr(),
-  }));
-}
 
 /** Runs a command that must succeed; returns its stdout. */
 async function ok(args: string[], input = ""): Promise<string> {
   const result = await sluice(args, input);
   assert.equal(result.status, 0, `sluice ${args.join(" ")}: ${result.stderr}`);
   return result.stdout;
-}
-
-/** Starts `sluice ARGS`, collecting its output; `exited` resolves with its exit code. */
-function spawnSluice(args: string[]) {
-  const [command, argv] = runtimeArgv(join(PROJECT_ROOT, CLI), args);
-  const child = spawn(command, argv, { stdio: ["pipe", "pipe", "pipe"] });
-  let stdout = "";
-  let stderr = "";
-  child.stdout!.on("data", (chunk: Buffer) => {
-    stdout += chunk.toString();
-  });
-  child.stderr!.on("data", (chunk: Buffer) => {
-    stderr += chunk.toString();
-  });
-  // "close", not "exit": by then the output pipes have been read to the end.
-  const exited = new Promise<number | null>((resolve) => child.once("close", resolve));
-  return { child, exited, stdout: () => stdout, stderr: () => stderr };
-}
-
-function lines(text: string): string[] {
-  return text.split("\n").filter((line) => line.length > 0);
-}
-
-/** A `sluice serve` process for the tests of one describe block; `broker` is its flag. */
-function useServer() {
-  const state: { dir?: { path: string } & Disposable; server?: ServerProcess } = {};
-  before(async () => {
-    state.dir = tempDir();
-    state.server = await startServerProcess(state.dir.path);
-  });
-  after(async () => {
-    if (state.server !== undefined) await stopServerProcess(state.server, "SIGTERM");
-    state.dir?.[Symbol.dispose]();
-  });
-  return {
-    broker: () => ["--broker", `127.0.0.1:${state.server!.port}`],
-    output: () => state.server?.output() ?? "",
-  };
 }
 
 /** Where each key of `lines` (KEY:VALUE) goes, by murmur2, among `partitions`. */

@@ -4,57 +4,13 @@
 // 2 called the wrong way).
 
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
-import { join } from "node:path";
-import { after, before, describe, test } from "node:test";
-import { PROJECT_ROOT, runtimeArgv, tempDir } from "../helpers.ts";
+import { describe, test } from "node:test";
 import { readTopic } from "../protocol/queue/queue_helpers.ts";
-import {
-  type ServerProcess,
-  startServerProcess,
-  stopServerProcess,
-} from "../protocol/server/server_process.ts";
-
-type Result = { status: number | null; stdout: string; stderr: string };
-
-function sluice(args: string[], input = ""): Promise<Result> {
-  const [command, argv] = runtimeArgv(join(PROJECT_ROOT, "bin/sluice.ts"), args);
-  const child = spawn(command, argv, { stdio: ["pipe", "pipe", "pipe"] });
-  let stdout = "";
-  let stderr = "";
-  child.stdout!.on("data", (chunk: Buffer) => {
-    stdout += chunk.toString();
-  });
-  child.stderr!.on("data", (chunk: Buffer) => {
-    stderr += chunk.toString();
-  });
-  child.stdin!.end(input);
-  return new Promise((resolve) => {
-    child.once("close", (status) => resolve({ status, stdout, stderr }));
-  });
-}
-
-function lines(text: string): string[] {
-  return text.split("\n").filter((line) => line.length > 0);
-}
+import { lines, useServer } from "./cli_run.ts";
 
 describe("sluice exchanges and produce --exchange", () => {
-  const state: { dir?: { path: string } & Disposable; server?: ServerProcess } = {};
-  before(async () => {
-    state.dir = tempDir();
-    state.server = await startServerProcess(state.dir.path);
-  });
-  after(async () => {
-    if (state.server !== undefined) await stopServerProcess(state.server, "SIGTERM");
-    state.dir?.[Symbol.dispose]();
-  });
-  const broker = () => ["--broker", `127.0.0.1:${state.server!.port}`];
-  const run = (args: string[], input = "") => sluice([...args, ...broker()], input);
-  const ok = async (args: string[], input = "") => {
-    const result = await run(args, input);
-    assert.equal(result.status, 0, `sluice ${args.join(" ")}: ${result.stderr}`);
-    return result;
-  };
+  const server = useServer();
+  const { run, ok } = server;
   const readAll = async (topic: string, count: number) => {
     const args = ["consume", "--topic", topic, "--from", "beginning", "--count", String(count)];
     const { stdout } = await ok([...args, "--timeout-ms", "5000"]);
@@ -118,7 +74,7 @@ describe("sluice exchanges and produce --exchange", () => {
       "job-1\n",
     );
     assert.match(produced.stderr, /1 record to queue work/);
-    const [record] = await readTopic(state.server!.port, "jobs", 1);
+    const [record] = await readTopic(server.port(), "jobs", 1);
     const pairs = record!.headers.map((h) => [h.key, new TextDecoder().decode(h.value!)]);
     assert.deepEqual(pairs, [
       ["a", "1"],

@@ -8,42 +8,9 @@ import { type ChildProcess, spawn } from "node:child_process";
 import fs from "node:fs";
 import { createServer } from "node:net";
 import { join } from "node:path";
-import { after, before, describe, test } from "node:test";
+import { describe, test } from "node:test";
 import { PROJECT_ROOT, runtimeArgv, tempDir, waitFor } from "../helpers.ts";
-import {
-  type ServerProcess,
-  startServerProcess,
-  stopServerProcess,
-} from "../protocol/server/server_process.ts";
-
-type Result = { status: number | null; stdout: string; stderr: string };
-
-function spawnSluice(args: string[]) {
-  const [command, argv] = runtimeArgv(join(PROJECT_ROOT, "bin/sluice.ts"), args);
-  const child = spawn(command, argv, { stdio: ["pipe", "pipe", "pipe"] });
-  let stdout = "";
-  let stderr = "";
-  child.stdout!.on("data", (chunk: Buffer) => {
-    stdout += chunk.toString();
-  });
-  child.stderr!.on("data", (chunk: Buffer) => {
-    stderr += chunk.toString();
-  });
-  const exited = new Promise<number | null>((resolve) => child.once("close", resolve));
-  return { child, exited, stdout: () => stdout, stderr: () => stderr };
-}
-
-function sluice(args: string[], input = ""): Promise<Result> {
-  const run = spawnSluice(args);
-  run.child.stdin!.end(input);
-  return run.exited.then((status) => ({ status, stdout: run.stdout(), stderr: run.stderr() }));
-}
-
-async function ok(args: string[], input = ""): Promise<Result> {
-  const result = await sluice(args, input);
-  assert.equal(result.status, 0, `sluice ${args.join(" ")}: ${result.stderr}`);
-  return result;
-}
+import { ok, type Result, sluice, spawnSluice, useServer } from "./cli_run.ts";
 
 async function freePort(): Promise<number> {
   const server = createServer();
@@ -54,21 +21,13 @@ async function freePort(): Promise<number> {
 }
 
 describe("sluice consume and produce, kcat style", () => {
-  const state: { dir?: { path: string } & Disposable; server?: ServerProcess } = {};
-  before(async () => {
-    state.dir = tempDir();
-    state.server = await startServerProcess(join(state.dir.path, "data"));
-  });
-  after(async () => {
-    if (state.server !== undefined) await stopServerProcess(state.server, "SIGTERM");
-    state.dir?.[Symbol.dispose]();
-  });
-  const broker = () => ["--broker", `127.0.0.1:${state.server!.port}`];
+  const server = useServer({ dataSubdir: "data" });
+  const { broker } = server;
 
   test("bytes in with --value-file come out the same with --json, headers all kept", async () => {
     await ok(["topics", "create", "bin", ...broker()]);
     const bytes = Uint8Array.from({ length: 3000 }, (_, i) => (i * 131 + 7) % 256);
-    const file = join(state.dir!.path, "value.bin");
+    const file = join(server.dir(), "value.bin");
     fs.writeFileSync(file, bytes);
     const headers = ["--header", "h=1", "--header", "h=2", "--header", "x=a=b"];
     const sent = await ok([
@@ -119,7 +78,7 @@ describe("sluice consume and produce, kcat style", () => {
       ["produce", "--topic", "fmt", "--key-separator", ":", "--header", "a=1", ...broker()],
       "k1:hello\n",
     );
-    const file = join(state.dir!.path, "odd.bin");
+    const file = join(server.dir(), "odd.bin");
     fs.writeFileSync(file, Uint8Array.from([0x61, 0xff, 0x00, 0x5c, 0x62]));
     await ok(["produce", "--topic", "fmt", "--value-file", file, ...broker()]);
     const format = "%t|%p|%o|%k|%K|%s|%S|%h\\n";
@@ -211,7 +170,7 @@ describe("sluice consume and produce, kcat style", () => {
   });
 
   test("a record may be as large as the topic's maxBatchBytes", async () => {
-    const file = join(state.dir!.path, "big.bin");
+    const file = join(server.dir(), "big.bin");
     fs.writeFileSync(file, new Uint8Array(1536 * 1024).fill(7));
     await ok(["topics", "create", "small", ...broker()]);
     const refused = await sluice([
@@ -243,16 +202,8 @@ describe("sluice consume and produce, kcat style", () => {
 });
 
 describe("sluice topics describe and offsets reset", () => {
-  const state: { dir?: { path: string } & Disposable; server?: ServerProcess } = {};
-  before(async () => {
-    state.dir = tempDir();
-    state.server = await startServerProcess(join(state.dir.path, "data"));
-  });
-  after(async () => {
-    if (state.server !== undefined) await stopServerProcess(state.server, "SIGTERM");
-    state.dir?.[Symbol.dispose]();
-  });
-  const broker = () => ["--broker", `127.0.0.1:${state.server!.port}`];
+  const server = useServer({ dataSubdir: "data" });
+  const { broker } = server;
 
   test("topics describe lists config and each partition's start, end and records", async () => {
     const create = ["topics", "create", "d", "--partitions", "2", "--config", "retentionMs=90000"];

@@ -5,53 +5,13 @@
 // naming host:port and the reason, exit 1.
 
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
 import { createServer, type Server } from "node:net";
-import { join } from "node:path";
-import { after, before, describe, test } from "node:test";
-import { PROJECT_ROOT, runtimeArgv, tempDir } from "../helpers.ts";
-import {
-  type ServerProcess,
-  startServerProcess,
-  stopServerProcess,
-} from "../protocol/server/server_process.ts";
-
-type Result = { status: number | null; stdout: string; stderr: string };
-
-function sluice(args: string[], input = ""): Promise<Result> {
-  const [command, argv] = runtimeArgv(join(PROJECT_ROOT, "bin/sluice.ts"), args);
-  const child = spawn(command, argv, { stdio: ["pipe", "pipe", "pipe"] });
-  let stdout = "";
-  let stderr = "";
-  child.stdout!.on("data", (chunk: Buffer) => {
-    stdout += chunk.toString();
-  });
-  child.stderr!.on("data", (chunk: Buffer) => {
-    stderr += chunk.toString();
-  });
-  child.stdin!.end(input);
-  return new Promise((resolve) => {
-    child.once("close", (status) => resolve({ status, stdout, stderr }));
-  });
-}
-
-async function ok(args: string[], input = ""): Promise<Result> {
-  const result = await sluice(args, input);
-  assert.equal(result.status, 0, `sluice ${args.join(" ")}: ${result.stderr}`);
-  return result;
-}
+import { describe, test } from "node:test";
+import { ok, sluice, useServer } from "./cli_run.ts";
 
 describe("sluice groups list and topics alter", () => {
-  const state: { dir?: { path: string } & Disposable; server?: ServerProcess } = {};
-  before(async () => {
-    state.dir = tempDir();
-    state.server = await startServerProcess(join(state.dir.path, "data"));
-  });
-  after(async () => {
-    if (state.server !== undefined) await stopServerProcess(state.server, "SIGTERM");
-    state.dir?.[Symbol.dispose]();
-  });
-  const broker = () => ["--broker", `127.0.0.1:${state.server!.port}`];
+  const server = useServer({ dataSubdir: "data" });
+  const { broker } = server;
 
   test("groups list: a header only with no groups, then each group; --json", async () => {
     const empty = await ok(["groups", "list", ...broker()]);

@@ -4,61 +4,13 @@
 // of bad values (2 for a call the CLI refuses, 1 for a value the broker refuses).
 
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
-import { join } from "node:path";
-import { after, before, describe, test } from "node:test";
-import { PROJECT_ROOT, runtimeArgv, tempDir, waitFor } from "../helpers.ts";
-import {
-  type ServerProcess,
-  startServerProcess,
-  stopServerProcess,
-} from "../protocol/server/server_process.ts";
-
-type Result = { status: number | null; stdout: string; stderr: string };
-
-function sluice(args: string[], input = ""): Promise<Result> {
-  const [command, argv] = runtimeArgv(join(PROJECT_ROOT, "bin/sluice.ts"), args);
-  const child = spawn(command, argv, { stdio: ["pipe", "pipe", "pipe"] });
-  let stdout = "";
-  let stderr = "";
-  child.stdout!.on("data", (chunk: Buffer) => {
-    stdout += chunk.toString();
-  });
-  child.stderr!.on("data", (chunk: Buffer) => {
-    stderr += chunk.toString();
-  });
-  child.stdin!.end(input);
-  return new Promise((resolve) => {
-    child.once("close", (status) => resolve({ status, stdout, stderr }));
-  });
-}
-
-function lines(text: string): string[] {
-  return text.split("\n").filter((line) => line.length > 0);
-}
+import { describe, test } from "node:test";
+import { waitFor } from "../helpers.ts";
+import { lines, useServer } from "./cli_run.ts";
 
 describe("sluice queue TTL", () => {
-  const state: { dir?: { path: string } & Disposable; server?: ServerProcess } = {};
-  before(async () => {
-    state.dir = tempDir();
-    state.server = await startServerProcess(state.dir.path);
-  });
-  after(async () => {
-    if (state.server !== undefined) await stopServerProcess(state.server, "SIGTERM");
-    state.dir?.[Symbol.dispose]();
-  });
-  const broker = () => ["--broker", `127.0.0.1:${state.server!.port}`];
-  const run = (args: string[], input = "") => sluice([...args, ...broker()], input);
-  const ok = async (args: string[], input = "") => {
-    const result = await run(args, input);
-    assert.equal(result.status, 0, `sluice ${args.join(" ")}: ${result.stderr}`);
-    return result;
-  };
-  const queueJson = async (name: string) => {
-    const { stdout } = await ok(["queues", "list", "--json"]);
-    const all = lines(stdout).map((line) => JSON.parse(line) as Record<string, unknown>);
-    return all.find((queue) => queue["name"] === name);
-  };
+  const server = useServer();
+  const { run, ok, queueJson } = server;
 
   test("records past the queue TTL expire with no consumer and are counted", async () => {
     const declared = await ok(["queues", "declare", "brief", "--message-ttl-ms", "100"]);

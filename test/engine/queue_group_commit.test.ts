@@ -245,4 +245,30 @@ describe("queue state log: pipelined group commit", () => {
       assert.match(error.message, new RegExp(`queueSyncsInFlight ${value} must be`));
     }
   });
+
+  test("each commit fdatasync is timed into the engine's queueFsyncSeconds", async () => {
+    using dir = tempDir();
+    const io = new HeldSyncIO();
+    const { engine, held, member } = await setUp(dir.path, io);
+    const log = engine.queue("q").stateLog;
+    const [countBefore, fsyncsBefore] = [engine.queueFsyncSeconds.count, log.stats.fsyncs];
+    const segmentsBefore = engine.fsyncSeconds.count;
+    io.holding = true;
+    const accepted = track(engine.ackQueue("q", member, acksFor(held.slice(0, 1), "accept")));
+    await waitFor(() => io.held.length === 1, "the accept's fdatasync");
+    // Not counted while it is in flight: only one that has returned has a duration.
+    assert.equal(engine.queueFsyncSeconds.count, countBefore);
+    io.held[0]!.release();
+    await waitFor(() => accepted.settled, "the accept");
+    io.holding = false;
+    assert.equal(accepted.error, undefined);
+    const timed = engine.queueFsyncSeconds.count - countBefore;
+    assert.equal(timed, log.stats.fsyncs - fsyncsBefore, "one observation per commit fdatasync");
+    assert.ok(timed >= 1);
+    const snapshot = engine.queueFsyncSeconds.snapshot();
+    assert.ok(snapshot.sumSeconds >= 0);
+    // Segments' fdatasyncs stay in their own histogram (the topic here is fsync never).
+    assert.equal(engine.fsyncSeconds.count, segmentsBefore);
+    await engine.close();
+  });
 });

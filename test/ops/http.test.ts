@@ -95,6 +95,10 @@ describe("operations HTTP listener", () => {
     assert.ok(Number(fsyncs.count) >= 1, `fsync count ${fsyncs.count}`);
     assert.equal(fsyncs.buckets?.["+Inf"], fsyncs.count);
     assert.ok(Number(fsyncs.sum) > 0);
+    // Queue state-log commits have their own histogram (no queue here: empty, but exported).
+    const queueFsync = family(families, "sluice_queue_fsync_seconds");
+    assert.equal(queueFsync.type, "HISTOGRAM");
+    assert.equal(queueFsync.metrics[0]!.buckets?.["+Inf"], "0");
     assert.equal(family(families, "sluice_request_seconds").type, "HISTOGRAM");
     // The parser folds a histogram's label sets into one sample (it keys buckets by `le`
     // only), so the per-API series are read from the text itself.

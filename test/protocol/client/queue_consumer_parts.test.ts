@@ -190,6 +190,54 @@ describe("AckBatcher", () => {
     ]);
   });
 
+  test("answers after a take or a flush of their partition go in the next request", async () => {
+    const sent: AckPartition[][] = [];
+    const batcher = new AckBatcher(
+      async (_member, partitions) => {
+        sent.push(partitions);
+        return {
+          errorCode: 0,
+          errorMessage: null,
+          partitions: partitions.map((p) => ({
+            partition: p.partition,
+            errorCode: 0,
+            errorMessage: null,
+          })),
+        };
+      },
+      { flushMs: 60_000, batchMax: 1_000 },
+    );
+    const answers = [batcher.add("m", 0, 1, "accept"), batcher.add("m", 0, 2, "accept")];
+    const taken = batcher.take("m");
+    // The same member and partition as the answer before: not into the list just taken.
+    answers.push(batcher.add("m", 0, 3, "accept"));
+    assert.deepEqual(taken?.partitions[0]?.ranges, [{ first: 1, last: 2, type: "accept" }]);
+    taken?.settle(
+      Promise.resolve({
+        errorCode: 0,
+        errorMessage: null,
+        partitions: [{ partition: 0, errorCode: 0, errorMessage: null }],
+      }),
+    );
+    await batcher.flush();
+    answers.push(batcher.add("m", 0, 5, "accept"), batcher.add("m", 0, 4, "reject"));
+    await batcher.flush();
+    await Promise.all(answers);
+    assert.deepEqual(sent, [
+      [{ partition: 0, ranges: [{ first: 3, last: 3, type: "accept" }] }],
+      // Given out of order, sent in offset order.
+      [
+        {
+          partition: 0,
+          ranges: [
+            { first: 4, last: 4, type: "reject" },
+            { first: 5, last: 5, type: "accept" },
+          ],
+        },
+      ],
+    ]);
+  });
+
   test("taken answers fail with the caller's request, or with their partition's code", async () => {
     const batcher = new AckBatcher(() => Promise.reject(new Error("not used")), {
       flushMs: 60_000,

@@ -8,6 +8,8 @@ import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import {
   ASSEMBLY_POOL_BYTES_MAX,
+  ASSEMBLY_POOL_COUNT_MAX,
+  assemblyPoolCount,
   assemblyPoolSizeBytes,
   FREE_LEASE,
   type FrameLease,
@@ -125,6 +127,29 @@ describe("FrameReader with pooled assembly (the server)", () => {
       last.views[0]!.buffer === first!.view.buffer || last.views[0]!.buffer === second!.view.buffer,
       "both buffers are back in the pool",
     );
+  });
+
+  test("a burst of 12 kept frames released together all go back to the pool", () => {
+    // Lent batches keep assembly buffers out of the pool until the engine lets them go, which
+    // it does in bursts: the pool must keep a burst, or the next frames get fresh memory.
+    const size = (1 << 20) + 1;
+    const kept: FrameLease[] = [];
+    const reader = new FrameReader(1 << 24, { assembly: "pooled" });
+    const burst = 12;
+    for (let i = 0; i < burst; i++) {
+      for (const chunk of cut(stream([size]).bytes, [500_000])) {
+        reader.push(chunk, (_, lease) => {
+          lease!.retain();
+          kept.push(lease!);
+        });
+      }
+    }
+    assert.equal(kept.length, burst);
+    for (const lease of kept) lease.release();
+    assert.ok(burst <= ASSEMBLY_POOL_COUNT_MAX);
+    assert.ok(assemblyPoolCount() >= burst, `${assemblyPoolCount()} buffers kept of ${burst}`);
+    assert.ok(assemblyPoolCount() <= ASSEMBLY_POOL_COUNT_MAX);
+    assert.ok(assemblyPoolSizeBytes() <= ASSEMBLY_POOL_BYTES_MAX);
   });
 
   test("frames that are views of fresh chunks may be kept; of other chunks, not", () => {

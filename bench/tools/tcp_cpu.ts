@@ -1,0 +1,196 @@
+// bench:tcp's publish and catch-up consume phases, with the CPU time each process spent per MB:
+// the broker (`sluice serve`, a child process, read from /proc/PID/stat) and this client
+// (process.cpuUsage). On a loaded, shared machine wall-clock MB/s swings several-fold between
+// runs of the same code; CPU per MB moves far less, so A/B comparisons use it. `--root DIR`
+// runs another checkout's broker and client (alternate it with this one for an A/B).
+//
+//   bun bench/tools/tcp_cpu.ts [--seconds 8] [--phases publish,consume-no-crc,consume]
+//                              [--root DIR] [--json]
+//
+// Phases: publish (one Producer, acks=1, lingerMs 2, batchBytes 1 MiB, 1 KiB records over 16
+// partitions, as bench:tcp), consume-no-crc and consume (a Consumer reading everything back
+// from offset 0 with its batch CRC checks off, then on). Broker CPU is Linux only (null
+// elsewhere). The last stdout line is one JSON object with each phase's figures.
+
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, relative, resolve } from "node:path";
+import { parseArgs } from "node:util";
+import { startChild } from "../tcp/processes.ts";
+
+const RECORD_BYTES = 1024;
+const PARTITIONS = 16;
+const TOPIC = "bench";
+/**
+ * Records unacknowledged before the sender waits. bench:tcp allows 65,536, but at ~1,095
+ * buffered bytes per 1 KiB record that passes the producer's 64 MiB bufferBytesMax when acks
+ * lag (under Deno the first run failed with BUFFER_FULL); 49,152 stays below it.
+ */
+const OUTSTANDING_MAX = 49_152;
+const PHASES = ["publish", "consume-no-crc", "consume"] as const;
+type Phase = (typeof PHASES)[number];
+
+const { values } = parseArgs({
+  options: {
+    seconds: { type: "string", default: "8" },
+    phases: { type: "string", default: PHASES.join(",") },
+    root: { type: "string" },
+    json: { type: "boolean", default: false },
+  },
+});
+
+const seconds = Number(values.seconds);
+if (!Number.isFinite(seconds) || seconds <= 0) {
+  throw new RangeError(`--seconds ${values.seconds} is not a positive number`);
+}
+const phases = values.phases.split(",") as Phase[];
+for (const phase of phases) {
+  if (!PHASES.includes(phase)) throw new RangeError(`--phases: ${phase} is not one of ${PHASES}`);
+}
+const ownRoot = resolve(import.meta.dirname, "..", "..");
+const root = resolve(values.root ?? ownRoot);
+const { Admin, Consumer, Producer } = (await import(
+  join(root, "protocol", "client", "mod.ts")
+)) as typeof import("../../protocol/client/mod.ts");
+
+/** User + system CPU of a process in ms, from /proc; null where there is no /proc. */
+function processCpuMs(pid: number): number | null {
+  try {
+    const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ");
+    const ticksPerMs = 0.1; // USER_HZ is 100 on Linux
+    return (Number(fields[11]) + Number(fields[12])) / ticksPerMs;
+  } catch {
+    return null;
+  }
+}
+
+function selfCpuMs(): number {
+  const usage = process.cpuUsage();
+  return (usage.user + usage.system) / 1000;
+}
+
+type Figures = {
+  mbps: number;
+  mb: number;
+  brokerCpuMsPerMB: number | null;
+  clientCpuMsPerMB: number;
+};
+
+/** Runs `work` (which returns the MB it moved) and measures both processes' CPU around it. */
+async function measured(brokerPid: number, work: () => Promise<number>): Promise<Figures> {
+  const broker0 = processCpuMs(brokerPid);
+  const client0 = selfCpuMs();
+  const started = performance.now();
+  const mb = await work();
+  const elapsedS = (performance.now() - started) / 1000;
+  const broker1 = processCpuMs(brokerPid);
+  const brokerMs = broker0 === null || broker1 === null ? null : broker1 - broker0;
+  return {
+    mbps: round(mb / elapsedS),
+    mb: round(mb),
+    brokerCpuMsPerMB: brokerMs === null ? null : round(brokerMs / mb, 3),
+    clientCpuMsPerMB: round((selfCpuMs() - client0) / mb, 3),
+  };
+}
+
+function round(value: number, digits = 1): number {
+  return Number(value.toFixed(digits));
+}
+
+async function publish(port: number): Promise<{ records: number; mb: number }> {
+  const producer = new Producer({ port, acks: 1, lingerMs: 2, batchBytes: 1024 * 1024 });
+  const value = new Uint8Array(RECORD_BYTES).fill(42);
+  let outstanding = 0;
+  let acked = 0;
+  let failed: Error | undefined;
+  let wake: (() => void) | undefined;
+  const done = (error: Error | null) => {
+    outstanding--;
+    if (error === null) acked++;
+    else failed ??= error;
+    if (wake !== undefined && outstanding < OUTSTANDING_MAX / 2) {
+      wake();
+      wake = undefined;
+    }
+  };
+  const deadline = performance.now() + seconds * 1000;
+  let partition = 0;
+  while (performance.now() < deadline && failed === undefined) {
+    for (let i = 0; i < 1024; i++) {
+      outstanding++;
+      producer.send({ topic: TOPIC, value, partition }, done);
+      partition = (partition + 1) % PARTITIONS;
+    }
+    if (outstanding >= OUTSTANDING_MAX) await new Promise<void>((r) => (wake = r));
+    else await new Promise((r) => setImmediate(r));
+  }
+  await producer.flush();
+  await producer.close();
+  if (failed !== undefined) throw failed;
+  return { records: acked, mb: (acked * RECORD_BYTES) / 1e6 };
+}
+
+async function consume(port: number, records: number, checkCrcs: boolean): Promise<number> {
+  const consumer = new Consumer({
+    port,
+    maxBytes: 64 * 1024 * 1024,
+    partitionMaxBytes: 4 << 20,
+    checkCrcs,
+  });
+  consumer.assign(
+    Array.from({ length: PARTITIONS }, (_, partition) => ({ topic: TOPIC, partition, offset: 0 })),
+  );
+  let received = 0;
+  let bytes = 0;
+  while (received < records) {
+    for (const record of await consumer.poll({ maxWaitMs: 1000 })) {
+      received++;
+      bytes += record.value?.length ?? 0;
+    }
+  }
+  await consumer.close();
+  return bytes / 1e6;
+}
+
+async function main(): Promise<void> {
+  const dataDir = mkdtempSync(join(tmpdir(), "sluice-tcp-cpu-"));
+  // startChild takes a script relative to this checkout: reach the other one's from here.
+  const broker = await startChild(relative(ownRoot, join(root, "bin", "sluice.ts")), [
+    "serve",
+    "--data",
+    dataDir,
+    "--port",
+    "0",
+  ]);
+  const result: Record<string, unknown> = { root, seconds };
+  try {
+    const admin = new Admin({ port: broker.port });
+    await admin.createTopics([{ name: TOPIC, partitions: PARTITIONS, config: { fsync: "never" } }]);
+    await admin.close();
+    const pid = broker.process.pid!;
+    let records = 0;
+    if (phases.includes("publish")) {
+      result["publish"] = await measured(pid, async () => {
+        const published = await publish(broker.port);
+        records = published.records;
+        return published.mb;
+      });
+    }
+    if (records === 0) throw new RangeError("the consume phases need the publish phase first");
+    for (const [phase, checkCrcs] of [
+      ["consume-no-crc", false],
+      ["consume", true],
+    ] as const) {
+      if (!phases.includes(phase)) continue;
+      result[phase] = await measured(pid, () => consume(broker.port, records, checkCrcs));
+    }
+  } finally {
+    await broker.stop();
+    rmSync(dataDir, { recursive: true, force: true });
+  }
+  for (const phase of phases) console.error(`[tcp_cpu] ${phase}: ${JSON.stringify(result[phase])}`);
+  if (values.json) console.log(JSON.stringify(result));
+}
+
+await main();
+process.exit(0);
