@@ -19,6 +19,7 @@ import { join } from "node:path";
 import { BATCH_BYTES_MAX_DEFAULT, SluiceError } from "../record/mod.ts";
 import { ioError } from "./errors.ts";
 import { FileBudget, sharedFileBudget } from "./file_budget.ts";
+import { GroupSync } from "./group_sync.ts";
 import { TOPIC_NAME_BYTES_MAX, validateTopicName } from "./topic_name.ts";
 import { type FileIO, realFileIO, releaseDeletedMappings } from "./io.ts";
 import { LatencyHistogram } from "./latency_histogram.ts";
@@ -39,6 +40,7 @@ import {
   validateQueueName,
 } from "./queue_config.ts";
 import { SCRUB_BYTES_PER_SEC_DEFAULT, Scrubber } from "./scrubber.ts";
+import { openSyncfs } from "./syncfs.ts";
 import type { QueueFetchOptions } from "./queue_fetch.ts";
 import { Queues } from "./queues.ts";
 import {
@@ -98,6 +100,13 @@ export type EngineOptions = {
   onSlowFsync?: (event: { log: string; ms: number; slowFsyncMs: number }) => void;
   /** The monotonic clock that times fsyncs, in ms (default performance.now); tests pass one. */
   monotonicMs?: () => number;
+  /**
+   * How the group commit across partitions (group_sync.ts) makes a round durable: "auto"
+   * (default) flushes the data directory's file system once per round with syncfs where that
+   * is safe and reachable (Linux 5.8+, FFI; see engine/syncfs.ts), or with the FileIO's own
+   * `syncFileSystem`, and fdatasyncs each log otherwise; "fdatasync" always syncs log by log.
+   */
+  partitionSync?: "auto" | "fdatasync";
 };
 
 /** Fields of a topic's config that `alterTopicConfig` may change on a live topic. */
@@ -170,6 +179,8 @@ export class Engine {
   readonly fileBudget: FileBudget;
   /** Every fdatasync of a partition segment since open, in seconds (the /metrics histogram). */
   readonly fsyncSeconds = new LatencyHistogram();
+  /** The group commit across partitions every log of the engine shares. */
+  readonly groupSync: GroupSync;
   /**
    * Every commit fdatasync of a queue's state log since open, in seconds: what an fsynced
    * accept waits for (the /metrics histogram sluice_queue_fsync_seconds).
@@ -183,6 +194,7 @@ export class Engine {
     const { openFilesMax } = options;
     this.fileBudget =
       openFilesMax === undefined ? sharedFileBudget() : new FileBudget(openFilesMax);
+    this.groupSync = openGroupSync(dataDir, options);
   }
 
   /** Opens (creating when new) a data directory and every topic in it, recovering as needed. */
@@ -231,6 +243,7 @@ export class Engine {
       const queues = engine === undefined ? undefined : engine.#queues;
       await Promise.allSettled([queues?.close()]);
       await Promise.allSettled([...logs.map((log) => log.close()), offsets?.close()]);
+      engine?.groupSync.close();
       openDirectories.delete(dir);
       await releaseLock(dir, io);
       throw error;
@@ -296,6 +309,7 @@ export class Engine {
             ...(this.#options.now === undefined ? {} : { now: this.#options.now }),
             onWarning: (message) => this.#warn(message),
             fileBudget: this.fileBudget,
+            groupSync: this.groupSync,
             onFsync: (seconds) => this.#fsynced(name, seconds),
             ...(this.#options.monotonicMs === undefined
               ? {}
@@ -856,11 +870,38 @@ export class Engine {
       queuesClosed,
       ...(await Promise.allSettled([...logs.map((log) => log.close()), this.offsets.close()])),
     ];
+    this.groupSync.close();
     openDirectories.delete(this.dataDir);
     await releaseLock(this.dataDir, this.#io);
     const failed = results.find((result) => result.status === "rejected");
     if (failed !== undefined) throw (failed as PromiseRejectedResult).reason;
   }
+}
+
+/** The engine's group commit, with a file-system flush where one is safe and reachable. */
+function openGroupSync(dataDir: string, options: EngineOptions): GroupSync {
+  const io = options.io ?? realFileIO;
+  const groupOptions = {
+    io,
+    ...(options.monotonicMs === undefined ? {} : { monotonicMs: options.monotonicMs }),
+  };
+  const mode = options.partitionSync ?? "auto";
+  if (mode !== "auto" && mode !== "fdatasync") {
+    throw new TypeError(`partitionSync ${String(mode)} must be "auto" or "fdatasync"`);
+  }
+  if (mode === "fdatasync") return new GroupSync(groupOptions);
+  const custom = io.syncFileSystem;
+  if (custom !== undefined) {
+    const fileSystem = {
+      dev: fs.statSync(dataDir).dev,
+      sync: () => custom.call(io, dataDir),
+      close: () => {},
+    };
+    return new GroupSync({ ...groupOptions, fileSystem });
+  }
+  // A custom FileIO without its own flush gets every sync through its datasync (fault tests).
+  const fileSystem = options.io === undefined ? openSyncfs(dataDir) : undefined;
+  return new GroupSync({ ...groupOptions, ...(fileSystem === undefined ? {} : { fileSystem }) });
 }
 
 function ensureDirectory(dir: string): string {

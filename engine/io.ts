@@ -32,6 +32,13 @@ export interface FileIO {
   /** fsync of a directory, so a create, rename or unlink inside it survives power loss. */
   syncDirectory(path: string): void;
   /**
+   * Optional: makes every write so far to the file system holding `dir` durable at once (as
+   * syncfs does). When present, the engine's group commit across partitions calls it once per
+   * round instead of fdatasyncing each log (group_sync.ts); realFileIO leaves it out and the
+   * engine opens its own (syncfs.ts), so a FileIO spread from realFileIO keeps its datasync.
+   */
+  syncFileSystem?(dir: string): Promise<void>;
+  /**
    * Replaces a small file atomically: temp file, fsync, rename over, fsync the directory.
    * `{ sync: false }` leaves out both fsyncs: the replacement is still atomic for a process
    * crash, but power loss may keep the old file (for state whose logs are not fsynced either).

@@ -22,6 +22,7 @@ import {
 } from "../record/mod.ts";
 import { ioError } from "./errors.ts";
 import { type FileBudget, sharedFileBudget } from "./file_budget.ts";
+import type { GroupSync } from "./group_sync.ts";
 import { type FileIO, realFileIO, releaseDeletedMappings } from "./io.ts";
 import { type LogConfig, resolveLogConfig } from "./log_config.ts";
 import {
@@ -73,6 +74,11 @@ export type PartitionLogOptions = {
   onFsync?: (seconds: number) => void;
   /** The monotonic clock that times fsyncs, in ms (default performance.now); tests pass one. */
   monotonicMs?: () => number;
+  /**
+   * The group commit across partitions (group_sync.ts) that makes the log's flush rounds
+   * durable together with other logs'; without one the log fdatasyncs its own segments.
+   */
+  groupSync?: GroupSync;
 };
 
 type PendingAck = {
@@ -117,6 +123,9 @@ export class PartitionLog {
   #recoveryCheckpointMs = 0;
   #syncTimer: ReturnType<typeof setInterval> | undefined;
   #onFsync: ((seconds: number) => void) | undefined;
+  #groupSync: GroupSync | undefined;
+  /** The device of the log's directory, for the group commit's file-system flush. */
+  #dev: number;
   #monotonicMs: () => number;
   #sealing: Promise<void> = Promise.resolve();
   #dataListeners = new Set<() => void>();
@@ -132,6 +141,7 @@ export class PartitionLog {
     this.name = options.name ?? dir.split(/[\\/]/).filter(Boolean).at(-1) ?? dir;
     this.#config = config;
     this.#onFsync = options.onFsync;
+    this.#groupSync = options.groupSync;
     this.#monotonicMs = options.monotonicMs ?? (() => performance.now());
     this.#io = options.io ?? realFileIO;
     this.#now = options.now ?? Date.now;
@@ -143,6 +153,7 @@ export class PartitionLog {
       onWarning: options.onWarning ?? ((message) => console.warn(`sluice: ${message}`)),
     };
     const opened = openLogDirectory(dir, this.#openOptions);
+    this.#dev = this.#groupSync === undefined ? 0 : fs.statSync(dir).dev;
     this.#segments = opened.segments;
     this.corruptions = opened.corruptions;
     this.#recoveryPoint = opened.recoveryPoint;
@@ -200,8 +211,12 @@ export class PartitionLog {
   async #datasync(segment: Segment): Promise<void> {
     const startMs = this.#monotonicMs();
     await segment.withFd((fd) => this.#io.datasync(fd));
+    this.#fsynced((this.#monotonicMs() - startMs) / 1000);
+  }
+
+  #fsynced(seconds: number): void {
     try {
-      this.#onFsync?.((this.#monotonicMs() - startMs) / 1000);
+      this.#onFsync?.(seconds);
     } catch (error) {
       // A listener's failure is not the log's: the fsync succeeded, the round goes on.
       this.#openOptions.onWarning(`the fsync listener of ${this.name} failed: ${String(error)}`);
@@ -526,7 +541,13 @@ export class PartitionLog {
   }
 
   async #syncRound(open: Segment[]): Promise<void> {
-    for (const segment of open) await this.#datasync(segment);
+    if (this.#groupSync === undefined) {
+      for (const segment of open) await this.#datasync(segment);
+    } else {
+      // Written already: the shared round makes these bytes durable with other logs' at once.
+      const onSynced = (seconds: number) => this.#fsynced(seconds);
+      await this.#groupSync.sync({ segments: open, dev: this.#dev, onSynced });
+    }
     // Index files are derived and checked on open: they are written with the recovery-point
     // checkpoint (at most once a second), at seal and at close, not on every acknowledgement.
     if (this.#checkpointDue()) {
