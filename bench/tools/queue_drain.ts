@@ -5,6 +5,8 @@
 // (each accept confirmed durable: the queue's default fsync). Prints one JSON line, with the
 // CPU the drain cost per accepted record in this process and (Linux, own broker) in the broker:
 // on a shared machine CPU per record moves less with the load than records per second do.
+// `brokerWritesPerRecord` is the broker's socket writes (Stats `socketWrites`) per accepted
+// record over the drain, publishing included when --rate is given.
 //
 //   bun bench/tools/queue_drain.ts [--records 200000] [--partitions 16] [--size 1024]
 //       [--consumers 4] [--max-records 250] [--fetches-in-flight 1] [--ack-flush-ms 1]
@@ -204,10 +206,15 @@ async function main(): Promise<void> {
     const brokerPid =
       child?.process.pid ??
       (values["broker-pid"] === undefined ? undefined : integer("broker-pid", 1, 2 ** 31));
+    // The broker's socket writes during the drain (and the paced publishing beside it).
+    const writesBefore = (await admin.stats()).socketWrites;
     const [{ accepted, polls, seconds, ackLatency, cpuMs }] = await Promise.all([
       drain(client, topic, brokerPid),
       ratePerSecond === 0 ? undefined : paced(client, topic),
     ]);
+    const writesAfter = (await admin.stats()).socketWrites;
+    const brokerWrites =
+      writesBefore === undefined || writesAfter === undefined ? null : writesAfter - writesBefore;
     await admin.deleteTopics([topic]);
     await admin.close();
     const summary = ackLatency.summary();
@@ -233,6 +240,8 @@ async function main(): Promise<void> {
         ackP999Ms: summary.p999Ms,
         clientCpuUsPerRecord: perRecordUs(cpuMs.own, accepted),
         brokerCpuUsPerRecord: cpuMs.broker === null ? null : perRecordUs(cpuMs.broker, accepted),
+        brokerWritesPerRecord:
+          brokerWrites === null ? null : Number((brokerWrites / accepted).toFixed(3)),
       }),
     );
   } finally {
