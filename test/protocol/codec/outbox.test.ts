@@ -53,25 +53,26 @@ describe("Outbox with coalesceTurn", () => {
     assert.ok(outbox.idle);
   });
 
-  test("a lone answer is written at the end of its turn, before any timer", async () => {
+  test("a lone answer is written at the end of its turn, before any immediate", async () => {
     const socket = new FakeSocket();
     let turnsWritten = 0;
     const outbox = new Outbox(socket, {
       coalesceTurn: true,
       onTurnWritten: () => turnsWritten++,
     });
-    let timerRan = false;
-    const timer = setTimeout(() => {
-      timerRan = true;
-    }, 0);
+    // A callback of the loop's next phase: the answer must not wait for it (nor for a timer).
+    let immediateRan = false;
+    const immediate = setImmediate(() => {
+      immediateRan = true;
+    });
     outbox.enqueue([bytesOf(7, 20)]);
     // Deferred past the synchronous code that enqueued it...
     assert.equal(socket.writes.length, 0);
     assert.equal(outbox.queuedBytes, 20);
-    // ...but not to a timer: it is out once the microtasks queued before now have run.
+    // ...but not to a later phase: it is out once the microtasks queued before now have run.
     await afterQueuedMicrotasks();
-    assert.equal(timerRan, false);
-    clearTimeout(timer);
+    assert.equal(immediateRan, false);
+    clearImmediate(immediate);
     assert.equal(socket.writes.length, 1);
     assert.deepEqual(socket.received, [...bytesOf(7, 20)]);
     assert.equal(turnsWritten, 1);
