@@ -317,7 +317,7 @@ export class ServerConnection {
       this.socket.end();
       return;
     }
-    this.#updateFlow();
+    if (!this.closed) this.#updateFlow();
   };
 
   /** The socket closed (by either side): forget everything pending. */
