@@ -82,6 +82,7 @@ function countersOf(server: SluiceServer): ServerCounters {
     connections: number("connections"),
     bytesIn: number("bytesIn"),
     bytesOut: number("bytesOut"),
+    socketWrites: number("socketWrites"),
     requests,
     refusedRequests: number("refusedRequests"),
   };

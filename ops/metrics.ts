@@ -93,6 +93,9 @@ function serverFamilies(out: Exposition, snapshot: Snapshot): void {
   out
     .family("sluice_bytes_out_total", "counter", "Bytes sent to clients.")
     .sample("sluice_bytes_out_total", server.bytesOut);
+  out
+    .family("sluice_socket_writes_total", "counter", "Socket writes of answers to clients.")
+    .sample("sluice_socket_writes_total", server.socketWrites);
   out.family("sluice_requests_total", "counter", "Requests served, by API.");
   for (const [key, count] of Object.entries(server.requests)) {
     out.sample("sluice_requests_total", count, { api: API_NAMES.get(key) ?? `api_${key}` });

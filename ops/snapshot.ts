@@ -68,6 +68,8 @@ export type ServerCounters = {
   connections: number;
   bytesIn: number;
   bytesOut: number;
+  /** Socket writes on the native listener (answers written together count once). */
+  socketWrites: number;
   requests: Record<string, number>;
   refusedRequests: number;
 };

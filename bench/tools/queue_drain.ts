@@ -5,6 +5,9 @@
 // (each accept confirmed durable: the queue's default fsync). Prints one JSON line, with the
 // CPU the drain cost per accepted record in this process and (Linux, own broker) in the broker:
 // on a shared machine CPU per record moves less with the load than records per second do.
+// `brokerWritesPerRecord` is the broker's socket writes (Stats `socketWrites`) per accepted
+// record over the drain, publishing included when --rate is given; `brokerWritesPerAnswer` the
+// same writes per request served meanwhile (below 1 when answers share writes).
 //
 //   bun bench/tools/queue_drain.ts [--records 200000] [--partitions 16] [--size 1024]
 //       [--consumers 4] [--max-records 250] [--fetches-in-flight 1] [--ack-flush-ms 1]
@@ -180,6 +183,12 @@ async function drain(
   return { accepted, polls, seconds, ackLatency, cpuMs };
 }
 
+function requestsServed(stats: { requests: Record<string, unknown> }): number {
+  let served = 0;
+  for (const count of Object.values(stats.requests)) served += Number(count);
+  return served;
+}
+
 function perRecordUs(cpuMs: number, accepted: number): number | null {
   return accepted === 0 ? null : Number(((cpuMs * 1000) / accepted).toFixed(2));
 }
@@ -204,10 +213,19 @@ async function main(): Promise<void> {
     const brokerPid =
       child?.process.pid ??
       (values["broker-pid"] === undefined ? undefined : integer("broker-pid", 1, 2 ** 31));
+    // The broker's socket writes during the drain (and the paced publishing beside it).
+    const statsBefore = await admin.stats();
     const [{ accepted, polls, seconds, ackLatency, cpuMs }] = await Promise.all([
       drain(client, topic, brokerPid),
       ratePerSecond === 0 ? undefined : paced(client, topic),
     ]);
+    const statsAfter = await admin.stats();
+    const brokerWrites =
+      statsBefore.socketWrites === undefined || statsAfter.socketWrites === undefined
+        ? null
+        : statsAfter.socketWrites - statsBefore.socketWrites;
+    // Requests served meanwhile (the Stats request before included): what the writes answered.
+    const answered = requestsServed(statsAfter) - requestsServed(statsBefore);
     await admin.deleteTopics([topic]);
     await admin.close();
     const summary = ackLatency.summary();
@@ -233,6 +251,10 @@ async function main(): Promise<void> {
         ackP999Ms: summary.p999Ms,
         clientCpuUsPerRecord: perRecordUs(cpuMs.own, accepted),
         brokerCpuUsPerRecord: cpuMs.broker === null ? null : perRecordUs(cpuMs.broker, accepted),
+        brokerWritesPerRecord:
+          brokerWrites === null ? null : Number((brokerWrites / accepted).toFixed(3)),
+        brokerWritesPerAnswer:
+          brokerWrites === null ? null : Number((brokerWrites / Math.max(1, answered)).toFixed(3)),
       }),
     );
   } finally {

@@ -392,6 +392,8 @@ export type ServerStats = {
   partitions: number;
   bytesIn: number;
   bytesOut: number;
+  /** The server's socket writes (undefined from a server that does not count them). */
+  socketWrites: number | undefined;
   requests: Record<string, unknown>;
 };
 
@@ -404,6 +406,7 @@ export function stats(requester: Requester): Promise<ServerStats> {
     partitions: int(fields, "partitions"),
     bytesIn: int(fields, "bytesIn"),
     bytesOut: int(fields, "bytesOut"),
+    socketWrites: fields["socketWrites"] == null ? undefined : int(fields, "socketWrites"),
     requests: fields["requests"] == null ? {} : mapItem(fields["requests"], "requests"),
   }));
 }

@@ -8,6 +8,14 @@
 //
 // The queue is bounded by the caller: when `queuedBytes` passes its high-water mark the
 // connection stops reading requests until the queue drains.
+//
+// With `coalesceTurn` (the server's listeners), `enqueue` does not write: it schedules one
+// flush at the end of the current turn of the event loop (a microtask), so the responses that
+// one group commit resolves on one connection go out in one write instead of one each. Nothing
+// waits for a timer: the flush runs before the runtime goes back to I/O. The client leaves it
+// off; it gathers the frames of one tick itself (client/connection.ts).
+//
+//   turn: enqueue(a) enqueue(b) enqueue(c) │ microtask: write(a+b+c) → onTurnWritten()
 
 /**
  * A socket as the Outbox sees it, on both sides of the wire: the server's listeners
@@ -32,16 +40,36 @@ export interface TransportSocket {
 /** Chunks smaller than this are copied together into one write. */
 const COALESCE_BYTES_MAX = 64 * 1024;
 
+export type OutboxOptions = {
+  /** Writes what was enqueued during one turn of the event loop together, at its end. */
+  coalesceTurn?: boolean;
+  /**
+   * Called after a turn-end flush wrote (or tried to write) what the turn enqueued: the owner
+   * re-reads `queuedBytes` (its flow control and budget saw the bytes before they went out).
+   */
+  onTurnWritten?: () => void;
+};
+
 export class Outbox {
   #socket: TransportSocket;
   #queue: Uint8Array[] = [];
   #head = 0;
   #queuedBytes = 0;
   #blocked = false;
+  #coalesceTurn: boolean;
+  #onTurnWritten: (() => void) | undefined;
+  /** A turn-end flush is scheduled and has not run yet. */
+  #turnFlushScheduled = false;
+  /** Dropped: nothing more is written (the socket was destroyed or closed). */
+  #discarded = false;
   bytesWritten = 0;
+  /** Calls to the socket's `write`. */
+  writes = 0;
 
-  constructor(socket: TransportSocket) {
+  constructor(socket: TransportSocket, options: OutboxOptions = {}) {
     this.#socket = socket;
+    this.#coalesceTurn = options.coalesceTurn === true;
+    this.#onTurnWritten = options.onTurnWritten;
   }
 
   get queuedBytes(): number {
@@ -53,20 +81,52 @@ export class Outbox {
   }
 
   enqueue(chunks: readonly Uint8Array[]): void {
+    if (this.#discarded) return;
     for (const chunk of chunks) {
       if (chunk.length === 0) continue;
       this.#queue.push(chunk);
       this.#queuedBytes += chunk.length;
     }
-    if (!this.#blocked) this.flush();
+    if (this.#blocked) return;
+    if (!this.#coalesceTurn) {
+      this.flush();
+      return;
+    }
+    if (this.#turnFlushScheduled || this.#queuedBytes === 0) return;
+    this.#turnFlushScheduled = true;
+    queueMicrotask(this.#turnEnd);
   }
 
-  /** Writes until the queue is empty or the socket pushes back. */
+  #turnEnd = (): void => {
+    this.#turnFlushScheduled = false;
+    if (this.#discarded) return;
+    // A drain (or a closing owner) may have written everything already in this turn.
+    if (!this.#blocked && this.#queuedBytes > 0) this.flush();
+    this.#onTurnWritten?.();
+  };
+
+  /**
+   * Drops what is queued and writes nothing more: the socket is gone (destroyed, or closed by
+   * the peer). A graceful end calls `flush` first instead.
+   */
+  discard(): void {
+    this.#discarded = true;
+    this.#queuedBytes = 0;
+    this.#queue = [];
+    this.#head = 0;
+  }
+
+  /**
+   * Writes until the queue is empty or the socket pushes back: at once, whatever a turn-end
+   * flush would do later (on `drain`, and before a graceful end).
+   */
   flush(): void {
+    if (this.#discarded) return;
     this.#blocked = false;
     while (this.#head < this.#queue.length) {
       const { bytes, count } = this.#nextWrite();
       const { taken, blocked } = this.#socket.write(bytes);
+      this.writes++;
       this.#consume(taken, count);
       this.bytesWritten += taken;
       if (blocked) {

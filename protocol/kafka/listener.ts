@@ -189,6 +189,15 @@ export class KafkaListener {
     return this.#connections.size;
   }
 
+  /** Socket writes of answers, over every connection (open and closed). */
+  get socketWrites(): number {
+    let writes = this.#closedSocketWrites;
+    for (const connection of this.#connections.values()) writes += connection.socketWrites;
+    return writes;
+  }
+
+  #closedSocketWrites = 0;
+
   #transportHandlers() {
     return {
       open: (socket: TransportSocket) => {
@@ -211,6 +220,7 @@ export class KafkaListener {
         const connection = this.#connections.get(socket);
         if (connection?.session !== undefined) this.#plane.security?.closed(connection.session);
         connection?.closedBySocket();
+        this.#closedSocketWrites += connection?.socketWrites ?? 0;
         this.#connections.delete(socket);
       },
     };
@@ -420,7 +430,13 @@ export class KafkaConnection {
   constructor(socket: TransportSocket, listener: KafkaListener, session?: KafkaSession) {
     this.#socket = socket;
     this.remoteAddress = socket.remoteAddress;
-    this.#outbox = new Outbox(socket);
+    // Answers made in one turn (pipelined requests served back to back) go out in one write.
+    this.#outbox = new Outbox(socket, {
+      coalesceTurn: true,
+      onTurnWritten: () => {
+        if (!this.closed) this.#written();
+      },
+    });
     this.#listener = listener;
     this.session = session;
     // Kafka sizes are int32: a negative one reads as above 2^31 here, so over the limit, and
@@ -555,6 +571,11 @@ export class KafkaConnection {
 
   drain(): void {
     this.#outbox.flush();
+    this.#written();
+  }
+
+  /** The Outbox wrote (on drain, or at the end of a turn): serve on, or end once it is empty. */
+  #written(): void {
     if (this.#closeAfterAnswers) {
       this.#endWhenFlushed();
       return;
@@ -563,7 +584,14 @@ export class KafkaConnection {
   }
 
   #endWhenFlushed(): void {
+    // Answers waiting for the end of this turn go out now.
+    this.#outbox.flush();
     if (this.#outbox.queuedBytes === 0) this.end();
+  }
+
+  /** Calls to the socket's write (coalesced answers count once). */
+  get socketWrites(): number {
+    return this.#outbox.writes;
   }
 
   onClose(listener: () => void): () => void {
@@ -584,15 +612,19 @@ export class KafkaConnection {
 
   close(): void {
     this.#closed();
+    this.#outbox.discard();
     this.#socket.destroy();
   }
 
+  /** Ends the socket after what the Outbox holds (the socket keeps what it took). */
   end(): void {
     this.#closed();
+    this.#outbox.flush();
     this.#socket.end();
   }
 
   closedBySocket(): void {
     this.#closed();
+    this.#outbox.discard();
   }
 }

@@ -149,12 +149,19 @@ export class ServerConnection {
         onDiscarded: this.#onDiscarded,
       },
     });
-    this.#outbox = new Outbox(socket);
+    // Answers released in one turn (one group commit resolving many requests) go out in one
+    // write at the turn's end.
+    this.#outbox = new Outbox(socket, { coalesceTurn: true, onTurnWritten: this.#written });
     this.lastFrameMs = host.now();
   }
 
   get bytesOut(): number {
     return this.#outbox.bytesWritten;
+  }
+
+  /** Calls to the socket's write (coalesced answers count once). */
+  get socketWrites(): number {
+    return this.#outbox.writes;
   }
 
   get inFlight(): number {
@@ -299,18 +306,24 @@ export class ServerConnection {
 
   drain(): void {
     this.#outbox.flush();
+    this.#written();
+  }
+
+  /** The Outbox wrote (on drain, or at the end of a turn): flow control sees what is left. */
+  #written = (): void => {
     this.#reportQueued();
     if (this.#endOnDrain && this.#outbox.idle) {
       this.#endOnDrain = false;
       this.socket.end();
       return;
     }
-    this.#updateFlow();
-  }
+    if (!this.closed) this.#updateFlow();
+  };
 
   /** The socket closed (by either side): forget everything pending. */
   closedBySocket(): void {
     this.closed = true;
+    this.#outbox.discard();
     this.#host.budget.forget(this.#onBudget);
     this.#host.budget.adjust(-this.#reportedBytes);
     this.#reportedBytes = 0;
@@ -328,6 +341,8 @@ export class ServerConnection {
   /** Ends the socket once every queued answer is written (Bun keeps nothing after end). */
   #endWhenWritten(): void {
     this.closed = true;
+    // Answers waiting for the end of this turn go out now, before the end.
+    this.#outbox.flush();
     if (this.#outbox.idle) this.socket.end();
     else this.#endOnDrain = true;
   }
@@ -335,6 +350,7 @@ export class ServerConnection {
   #abort(reason: string): void {
     this.#host.log(`closing connection from ${this.socket.remoteAddress}: ${reason}`);
     this.closed = true;
+    this.#outbox.discard();
     this.socket.destroy();
   }
 

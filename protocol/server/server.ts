@@ -185,7 +185,7 @@ export class SluiceServer {
   #onEvent: ((event: ServerEvent) => void) | undefined;
   /** Requests refused on arrival (no handshake, past inFlightMax, unknown API or version). */
   #refused = 0;
-  #closedBytes = { in: 0, out: 0 };
+  #closedBytes = { in: 0, out: 0, writes: 0 };
   #data: DataPlane;
   #control: control.ControlPlane;
   #queues: QueuePlane;
@@ -407,6 +407,7 @@ export class SluiceServer {
         if (connection === undefined) return;
         this.#closedBytes.in += connection.bytesIn;
         this.#closedBytes.out += connection.bytesOut;
+        this.#closedBytes.writes += connection.socketWrites;
         connection.closedBySocket();
         this.#security?.closed(connection);
         this.#connections.delete(socket);
@@ -567,11 +568,13 @@ export class SluiceServer {
   stats(): Record<string, unknown> {
     let bytesIn = this.#closedBytes.in;
     let bytesOut = this.#closedBytes.out;
+    let socketWrites = this.#closedBytes.writes;
     let queuedResponseBytes = 0;
     let pausedConnections = 0;
     for (const connection of this.#connections.values()) {
       bytesIn += connection.bytesIn;
       bytesOut += connection.bytesOut;
+      socketWrites += connection.socketWrites;
       queuedResponseBytes += connection.queuedBytes;
       if (connection.paused) pausedConnections++;
     }
@@ -584,6 +587,7 @@ export class SluiceServer {
       partitions: topics.reduce((sum, topic) => sum + topic.partitions, 0),
       bytesIn,
       bytesOut,
+      socketWrites,
       queuedResponseBytes,
       pausedConnections,
       requests: Object.fromEntries(
@@ -592,7 +596,13 @@ export class SluiceServer {
       refusedRequests: this.#refused,
       ...(this.kafka === undefined
         ? {}
-        : { kafka: { connections: this.kafka.connectionCount, ...this.kafka.stats } }),
+        : {
+            kafka: {
+              connections: this.kafka.connectionCount,
+              socketWrites: this.kafka.socketWrites,
+              ...this.kafka.stats,
+            },
+          }),
     };
   }
 

@@ -84,6 +84,9 @@ describe("operations HTTP listener", () => {
       ],
     );
     assert.ok(Number(family(families, "sluice_bytes_in_total").metrics[0]!.value) > 0);
+    // Every answer went out in some write; answers ready in one turn share one.
+    const writes = Number(family(families, "sluice_socket_writes_total").metrics[0]!.value);
+    assert.ok(writes > 0, `${writes} socket writes`);
     const produceRequests = family(families, "sluice_requests_total").metrics.find(
       (m) => m.labels?.["api"] === "Produce",
     );
