@@ -97,10 +97,14 @@ export type LoadStatsOptions = {
 };
 
 /**
- * A delivery counts as early when it came more than this before its due time. Workers share a
- * clock corrected by a measured offset, so readings a few microseconds apart can cross.
+ * A delivery counts as early when it came more than this before its due time: the resolution
+ * of a due time at the brokers. sluice computes it from the record's timestamp (whole
+ * milliseconds, taken when the producer adds the record) and RabbitMQ's `expiration` is whole
+ * milliseconds, while the stamp is the schedule's fractional intended time on a clock
+ * corrected by a measured offset; a delivery less than 1 ms before the stamp is on time at the
+ * broker's resolution and counts as lateness 0.
  */
-export const EARLY_TOLERANCE_MS = 0.001;
+export const EARLY_TOLERANCE_MS = 1;
 
 export class LoadStats implements SendRecorder {
   readonly counters: WorkerCounters = zeroCounters();

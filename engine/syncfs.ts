@@ -30,7 +30,14 @@ const LIBC = "libc.so.6";
 /** syncfs reports writeback errors from Linux 5.8 on (errseq_t per super block). */
 function kernelReportsErrors(): boolean {
   if (process.platform !== "linux") return false;
-  const match = /^(\d+)\.(\d+)/.exec(os.release());
+  let release: string;
+  try {
+    release = os.release();
+  } catch {
+    // Deno without --allow-sys: the kernel cannot be asked, so the engine fdatasyncs.
+    return false;
+  }
+  const match = /^(\d+)\.(\d+)/.exec(release);
   if (match === null) return false;
   const major = Number(match[1]);
   const minor = Number(match[2]);
