@@ -248,7 +248,18 @@ export class PartitionLog {
 
   /** Readers see offsets below this: written, and fsynced if the policy is "always". */
   get highWatermark(): number {
-    return this.#active.visibleNextOffset;
+    // A roll starts the next segment where the appends end, before the rolled segment's last
+    // writes are done: until they are, the readable end is the rolled segment's visible end,
+    // not the new segment's base (a read there would find no batch below the watermark).
+    // (A sealed segment opened short of the next one's base, its damaged tail, is all written.)
+    const segments = this.#segments;
+    let end = this.#active.visibleNextOffset;
+    for (let i = segments.length - 2; i >= 0; i--) {
+      const segment = segments[i]!;
+      if (segment.visibleNextOffset >= segment.nextOffset) break;
+      end = segment.visibleNextOffset;
+    }
+    return end;
   }
 
   /** Offsets below this are known to be on stable storage. */
