@@ -41,6 +41,7 @@ import { cpus, freemem, release, tmpdir, totalmem } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { Admin, Consumer, Producer } from "../protocol/client/mod.ts";
+import { publishFor } from "./tcp/publish_loop.ts";
 import { cpuPressureWindow, type DrainOutcome, waitForWritebackDrain } from "./tcp/isolation.ts";
 import { measureLoopbackMBps } from "./tcp/loopback.ts";
 import { type Phase, parsePhases } from "./tcp/phases.ts";
@@ -88,70 +89,18 @@ const log = (message: string) => console.error(`[bench:tcp] ${message}`);
 async function publish(port: number, seconds: number): Promise<{ records: number; mbps: number }> {
   const producer = new Producer({ port, acks: 1, lingerMs: 2, batchBytes: 1024 * 1024 });
   const value = new Uint8Array(RECORD_BYTES).fill(42);
-  let outstanding = 0;
-  let acked = 0;
-  let failed: Error | undefined;
-  let wake: (() => void) | undefined;
-  const done = (error: Error | null) => {
-    outstanding--;
-    if (error === null) acked++;
-    else failed ??= error;
-    if (wake !== undefined && outstanding < OUTSTANDING_MAX / 2) {
-      wake();
-      wake = undefined;
-    }
-  };
-  const started = performance.now();
-  const deadline = started + seconds * 1000;
-  let partition = 0;
-  while (performance.now() < deadline && failed === undefined) {
-    for (let i = 0; i < 1024; i++) {
-      outstanding++;
-      producer.send({ topic: TOPIC, value, partition }, done);
-      partition = (partition + 1) % PARTITIONS;
-    }
-    if (outstanding >= OUTSTANDING_MAX) await new Promise<void>((resolve) => (wake = resolve));
-    else await new Promise((resolve) => setImmediate(resolve));
-  }
-  await producer.flush();
-  const elapsed = (performance.now() - started) / 1000;
-  await producer.close();
-  if (failed !== undefined) throw failed;
-  return { records: acked, mbps: (acked * RECORD_BYTES) / 1e6 / elapsed };
+  const loop = { producer, topic: TOPIC, value, seconds, outstandingMax: OUTSTANDING_MAX };
+  const sent = await publishFor({ ...loop, partitions: PARTITIONS });
+  return { records: sent.records, mbps: (sent.records * RECORD_BYTES) / 1e6 / sent.seconds };
 }
 
 /** Records of 100 bytes, one Producer.send per record, null key: the per-record client cost. */
 async function publishSmall(port: number, seconds: number): Promise<number> {
   const producer = new Producer({ port, acks: 1, lingerMs: 2, batchBytes: 1024 * 1024 });
   const value = new Uint8Array(SMALL_RECORD_BYTES).fill(7);
-  let outstanding = 0;
-  let acked = 0;
-  let failed: Error | undefined;
-  let wake: (() => void) | undefined;
-  const done = (error: Error | null) => {
-    outstanding--;
-    if (error === null) acked++;
-    else failed ??= error;
-    if (wake !== undefined && outstanding < OUTSTANDING_MAX / 2) {
-      wake();
-      wake = undefined;
-    }
-  };
-  const started = performance.now();
-  const deadline = started + seconds * 1000;
-  while (performance.now() < deadline && failed === undefined) {
-    for (let i = 0; i < 1024; i++) {
-      outstanding++;
-      producer.send({ topic: SMALL_TOPIC, value }, done);
-    }
-    if (outstanding >= OUTSTANDING_MAX) await new Promise<void>((resolve) => (wake = resolve));
-    else await new Promise((resolve) => setImmediate(resolve));
-  }
-  await producer.flush();
-  const elapsed = (performance.now() - started) / 1000;
-  await producer.close();
-  if (failed !== undefined) throw failed;
-  return acked / elapsed;
+  const loop = { producer, topic: SMALL_TOPIC, value, seconds, outstandingMax: OUTSTANDING_MAX };
+  const sent = await publishFor(loop);
+  return sent.records / sent.seconds;
 }
 
 async function consumeAll(port: number, records: number, checkCrcs: boolean): Promise<number> {

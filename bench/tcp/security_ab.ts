@@ -32,6 +32,7 @@ import {
 import { emptySecurityState, saveSecurityState } from "../../protocol/server/mod.ts";
 import { makeBenchCerts } from "./certs.ts";
 import { brokerScript, startChild } from "./processes.ts";
+import { publishFor } from "./publish_loop.ts";
 
 const RECORD_BYTES = 1024;
 const PARTITIONS = 16;
@@ -80,36 +81,9 @@ function storeUsers(dataDir: string): void {
 async function publish(options: ClientConnectionOptions & { port: number }, seconds: number) {
   const producer = new Producer({ ...options, acks: 1, lingerMs: 2, batchBytes: 1024 * 1024 });
   const value = new Uint8Array(RECORD_BYTES).fill(42);
-  let outstanding = 0;
-  let acked = 0;
-  let failed: Error | undefined;
-  let wake: (() => void) | undefined;
-  const done = (error: Error | null) => {
-    outstanding--;
-    if (error === null) acked++;
-    else failed ??= error;
-    if (wake !== undefined && outstanding < OUTSTANDING_MAX / 2) {
-      wake();
-      wake = undefined;
-    }
-  };
-  const started = performance.now();
-  const deadline = started + seconds * 1000;
-  let partition = 0;
-  while (performance.now() < deadline && failed === undefined) {
-    for (let i = 0; i < 1024; i++) {
-      outstanding++;
-      producer.send({ topic: TOPIC, value, partition }, done);
-      partition = (partition + 1) % PARTITIONS;
-    }
-    if (outstanding >= OUTSTANDING_MAX) await new Promise<void>((resolve) => (wake = resolve));
-    else await new Promise((resolve) => setImmediate(resolve));
-  }
-  await producer.flush();
-  const elapsed = (performance.now() - started) / 1000;
-  await producer.close();
-  if (failed !== undefined) throw failed;
-  return { mbps: (acked * RECORD_BYTES) / 1e6 / elapsed, records: acked };
+  const loop = { producer, topic: TOPIC, value, seconds, outstandingMax: OUTSTANDING_MAX };
+  const sent = await publishFor({ ...loop, partitions: PARTITIONS });
+  return { mbps: (sent.records * RECORD_BYTES) / 1e6 / sent.seconds, records: sent.records };
 }
 
 /** Reads every partition from the start until `records` came back; MB/s of record values. */

@@ -17,6 +17,7 @@ import { tmpdir } from "node:os";
 import { join, relative, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { startChild } from "../tcp/processes.ts";
+import { publishFor } from "../tcp/publish_loop.ts";
 
 const RECORD_BYTES = 1024;
 const PARTITIONS = 16;
@@ -100,34 +101,9 @@ function round(value: number, digits = 1): number {
 async function publish(port: number): Promise<{ records: number; mb: number }> {
   const producer = new Producer({ port, acks: 1, lingerMs: 2, batchBytes: 1024 * 1024 });
   const value = new Uint8Array(RECORD_BYTES).fill(42);
-  let outstanding = 0;
-  let acked = 0;
-  let failed: Error | undefined;
-  let wake: (() => void) | undefined;
-  const done = (error: Error | null) => {
-    outstanding--;
-    if (error === null) acked++;
-    else failed ??= error;
-    if (wake !== undefined && outstanding < OUTSTANDING_MAX / 2) {
-      wake();
-      wake = undefined;
-    }
-  };
-  const deadline = performance.now() + seconds * 1000;
-  let partition = 0;
-  while (performance.now() < deadline && failed === undefined) {
-    for (let i = 0; i < 1024; i++) {
-      outstanding++;
-      producer.send({ topic: TOPIC, value, partition }, done);
-      partition = (partition + 1) % PARTITIONS;
-    }
-    if (outstanding >= OUTSTANDING_MAX) await new Promise<void>((r) => (wake = r));
-    else await new Promise((r) => setImmediate(r));
-  }
-  await producer.flush();
-  await producer.close();
-  if (failed !== undefined) throw failed;
-  return { records: acked, mb: (acked * RECORD_BYTES) / 1e6 };
+  const loop = { producer, topic: TOPIC, value, seconds, outstandingMax: OUTSTANDING_MAX };
+  const sent = await publishFor({ ...loop, partitions: PARTITIONS });
+  return { records: sent.records, mb: (sent.records * RECORD_BYTES) / 1e6 };
 }
 
 async function consume(port: number, records: number, checkCrcs: boolean): Promise<number> {
