@@ -19,6 +19,7 @@ import { mulberry32, waitFor } from "../../helpers.ts";
 import { RawKafka, startKafkaServer } from "./kafka_serving.ts";
 
 const CASES = 160;
+const FRAME_BYTES_MAX = 1 << 20;
 const PROBE_ID = 0x7ead;
 
 function frameOf(apiKey: number, version: number, body: Struct, correlationId: number) {
@@ -63,8 +64,14 @@ function mutate(frame: Uint8Array, random: () => number): Uint8Array {
     return out;
   }
   if (kind === 2) {
-    // A random size prefix: too small, too large, negative.
-    new DataView(out.buffer).setInt32(0, Math.floor((random() - 0.3) * 2 ** 31));
+    // A random size prefix the listener must refuse: negative, or past frameBytesMax. (A size
+    // within the limit but past the bytes that follow is a frame still arriving: the listener
+    // waits for the rest, as Kafka's broker does, so it has no answer to give yet.)
+    const size =
+      random() < 0.5
+        ? -1 - Math.floor(random() * (2 ** 31 - 1))
+        : FRAME_BYTES_MAX + 1 + Math.floor(random() * (2 ** 31 - 2 - FRAME_BYTES_MAX));
+    new DataView(out.buffer).setInt32(0, size);
     return out;
   }
   const garbage = Uint8Array.from({ length: 1 + Math.floor(random() * 64) }, () =>
@@ -85,7 +92,7 @@ describe("kafka listener fuzzing", () => {
     const internal: string[] = [];
     await using broker = await startKafkaServer({
       server: {
-        limits: { fetchWaitMsMax: 50, frameBytesMax: 1 << 20 },
+        limits: { fetchWaitMsMax: 50, frameBytesMax: FRAME_BYTES_MAX },
         onFatal: (error) => fatal.push(error),
         log: (line) => {
           if (line.includes("internal error")) internal.push(line);
