@@ -194,6 +194,7 @@ export class SluiceTcpDriver implements Driver {
             ackFlushMs: integerOption(options, "queueAckFlushMs", 1, 0, 1_000),
             fetchesInFlight: integerOption(options, "queueFetchesInFlight", 1, 1, 16),
             piggybackAcks: integerOption(options, "queuePiggybackAcks", 1, 0, 1) === 1,
+            fetchIntervalMs: integerOption(options, "queueFetchIntervalMs", 0, 0, 1_000),
           }
         : undefined,
       tls: tlsOption(options["tls"]),
