@@ -17,8 +17,9 @@
 //   server=process|in-process where a server it starts runs (default process)
 //   acks=0|1|all              producer acks (default 1: written to the page cache)
 //   fsync=always|never|<ms>   the fsync policy of the topics it creates (default: server's)
-//   lingerMs=<n>              producer linger (default 1; 5 in per-message mode). Keyless records go to a sticky
-//                             partition that moves on with each sealed batch, so over many
+//   lingerMs=<n>              producer linger (default 1; 5 in per-message mode). Keyless
+//                             records go to a sticky partition that moves on with each
+//                             sealed batch, so over many
 //                             partitions each batch is a partition touched on the server (a
 //                             write, and with acks=all an fdatasync): a longer linger (5) makes
 //                             fewer of them per message. `npm run bench:partitions` compares
