@@ -133,7 +133,7 @@ function perRecord(result: BenchResultLike) {
   const us = (cpuUs: number | null | undefined) =>
     cpuUs === null || cpuUs === undefined || measured === 0 ? null : round(cpuUs / measured);
   return {
-    measuredAccepted: measured,
+    measuredAccepted: Math.round(measured),
     cpuUsPerRecord: {
       broker: us(broker),
       producers: us(producers),
