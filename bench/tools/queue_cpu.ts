@@ -14,7 +14,7 @@
 // an A/B alternate runs of the two checkouts (--root) and compare ratios.
 //
 //   bun bench/tools/queue_cpu.ts [--rate 15000] [--seconds 20] [--warmup-s 5]
-//       [--driver-options sluice.queueMaxRecords=250,...] [--root ../other-checkout]
+//       [--driver-options sluice.lingerMs=1,...] [--root ../other-checkout]
 //
 // With --root, the broker and the harness both come from the other checkout (its
 // bench/cli.ts and bin/sluice.ts), so a branch and main are compared by the same command.
