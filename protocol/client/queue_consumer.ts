@@ -202,7 +202,10 @@ export class QueueConsumer {
   #failures = 0;
   /** The last fetch acquired fewer records than it asked for: the queue is keeping up. */
   #keepingUp = true;
-  /** When the last fetch went out (performance.now()), for fetchIntervalMs. */
+  /**
+   * When the last fetch went out or, while one waits for fetchIntervalMs, when it will
+   * (performance.now()): fetches sent side by side (fetchesInFlight) take turns.
+   */
   #fetchSentMs = Number.NEGATIVE_INFINITY;
   #wakers = new Set<() => void>();
   #closed = false;
@@ -330,7 +333,6 @@ export class QueueConsumer {
         },
         { timeoutMs: this.#settings.requestTimeoutMs + maxWaitMs, sendNow: true },
       );
-      this.#fetchSentMs = performance.now();
       answers?.settle(fetching.then(ackResultsOf));
       const response = await fetching;
       if (response.errorCode === WIRE_ERRORS.UNKNOWN_MEMBER_ID) {
@@ -360,9 +362,14 @@ export class QueueConsumer {
    */
   async #paced(): Promise<boolean> {
     const intervalMs = this.#settings.fetchIntervalMs;
-    if (intervalMs === 0 || !this.#keepingUp) return true;
-    const waitMs = this.#fetchSentMs + intervalMs - performance.now();
-    if (waitMs >= 1) await this.#waitForChange(waitMs);
+    const nowMs = performance.now();
+    if (intervalMs === 0 || !this.#keepingUp) {
+      this.#fetchSentMs = nowMs;
+      return true;
+    }
+    const sendAtMs = Math.max(nowMs, this.#fetchSentMs + intervalMs);
+    this.#fetchSentMs = sendAtMs;
+    if (sendAtMs - nowMs >= 1) await this.#waitForChange(sendAtMs - nowMs);
     return !this.#closed;
   }
 

@@ -68,6 +68,26 @@ describe("queue consumer fetchIntervalMs", () => {
     });
   });
 
+  test("fetches kept outstanding side by side take turns at the interval", async () => {
+    await withServer(async ({ server, port, admin }) => {
+      await declare(admin, "work", { topic: "jobs" });
+      await using consumer = new QueueConsumer({
+        port,
+        queue: "work",
+        maxWaitMs: 0,
+        fetchesInFlight: 2,
+        fetchIntervalMs: FETCH_INTERVAL_MS_MAX,
+      });
+      const startMs = performance.now();
+      // The first poll sends two fetches: the first at once, the second one interval later.
+      assert.deepEqual(await consumer.poll(), []);
+      assert.deepEqual(await consumer.poll(), []);
+      const elapsedMs = performance.now() - startMs;
+      assert.ok(elapsedMs >= FETCH_INTERVAL_MS_MAX - 1, `2 polls took ${elapsedMs} ms`);
+      assert.ok(requestsOf(server, API.QueueFetch) >= 2);
+    });
+  });
+
   test("behind a full fetch the next one goes out at once", async () => {
     await withServer(async ({ port, admin }) => {
       await declare(admin, "work", { topic: "jobs" });
