@@ -67,6 +67,7 @@ import {
 } from "./queue_state_log.ts";
 import { ReadyBytes } from "./queue_maxbytes.ts";
 import { dropHead, publishRoom } from "./queue_maxlen.ts";
+import { PlainBatches } from "./queue_plain.ts";
 import { PriorityOrder } from "./queue_priority.ts";
 import { activeMember } from "./queue_single_active.ts";
 import { ExpiryReader, isExpired, type JudgedBatch } from "./queue_ttl.ts";
@@ -192,6 +193,8 @@ export class Queue implements QueueStateTarget {
   readonly #host: QueueHost;
   readonly #logs: PartitionLog[];
   readonly #cursors: QueueCursor[];
+  /** Per partition, whether the batch at `next` was seen to name no TTL or due-time header. */
+  readonly #plainBatches: PlainBatches;
   /** Delay tiers; their due log is the last partition (queue_delay.ts). */
   readonly #delays: DelayTiers | undefined;
   /** With maxLengthBytes: the running sums of ready bytes (queue_maxbytes.ts). */
@@ -255,6 +258,7 @@ export class Queue implements QueueStateTarget {
       (start, partition) => new QueueCursor(partition, start, limits, this.#unacked),
     );
     this.#restored = logs.map(() => false);
+    this.#plainBatches = new PlainBatches(logs.length);
     const { priorities, priorityRatio } = config;
     if (config.maxLengthBytes !== null) this.#readyBytes = new ReadyBytes(logs.length);
     assert(priorities === null || priorities === topicLogs.length, "one partition per level");
@@ -671,9 +675,12 @@ export class Queue implements QueueStateTarget {
     runs: OffsetRun[],
     held?: Held,
   ) {
+    // Without a queue-wide TTL, a batch naming no TTL or due-time header never holds one back.
+    const plain = this.#ttl.queueTtlMs === null ? this.#plainBatches : undefined;
     for (let reads = 0; reads < NEW_READS_MAX; reads++) {
       const end = Math.min(log.highWatermark, cursor.next + cursor.room);
       if (cursor.next >= end || cursor.next < log.logStartOffset) return;
+      if (plain?.covers(cursor.partition, cursor.next) === true) return;
       let batch: JudgedBatch;
       let hold: HeldBatch | undefined;
       try {
@@ -685,7 +692,10 @@ export class Queue implements QueueStateTarget {
         throw error;
       }
       const notDue = hold === undefined ? undefined : DueReader.firstNotDue(hold, cursor.next);
-      if (firstExpired(batch, cursor.next) === undefined && notDue === undefined) return;
+      if (firstExpired(batch, cursor.next) === undefined && notDue === undefined) {
+        plain?.note(cursor.partition, log, cursor.next);
+        return;
+      }
       const take = Math.min(end, batch.last + 1) - cursor.next;
       // A record not due yet waits in the delay tiers (its TTL is judged when it is due).
       const waits = (offset: number) => hold?.notDue?.has(offset) === true;
