@@ -18,6 +18,7 @@ import hyperid from "hyperid";
 import {
   assert,
   BASE_TIMESTAMP_AT,
+  baseOffsetAt,
   batchSizeAt,
   decodeRecordBatches,
   encodeRecordBatch,
@@ -561,6 +562,8 @@ export class Queue implements QueueStateTarget {
     const expiry = new ExpiryReader(log, nowMs, this.#ttl);
     const expiredRuns: OffsetRun[] = [];
     const held = this.#dueReader(partition, nowMs);
+    // Without a queue-wide TTL, a batch naming no TTL or due-time header holds nothing back.
+    const plain = this.#ttl.queueTtlMs === null ? this.#plainBatches : undefined;
     const admit = (offset: number): boolean | "skipped" => {
       try {
         // A record given back is normally due already; one that a crash put back before its
@@ -593,7 +596,8 @@ export class Queue implements QueueStateTarget {
           ranges,
         );
         if (budget.records <= 0) break;
-        const fetch = { slot, nowMs, budget, views, ranges, expiry, due: held?.due };
+        const due = held?.due;
+        const fetch = { slot, nowMs, budget, views, ranges, expiry, due, partition, plain };
         if (!this.#fetchNew(cursor, log, fetch) || cursor.readyHead() !== undefined) break;
       }
     } catch (error) {
@@ -628,6 +632,8 @@ export class Queue implements QueueStateTarget {
       ranges: AcquiredRange[];
       expiry: ExpiryReader;
       due: DueReader | undefined;
+      partition: number;
+      plain: PlainBatches | undefined;
     },
   ): boolean {
     const { budget } = fetch;
@@ -1386,11 +1392,23 @@ function liveEnd(
   read: ReadResult,
   from: number,
   lastWanted: number,
-  judges: { expiry: ExpiryReader; due: DueReader | undefined },
+  judges: {
+    expiry: ExpiryReader;
+    due: DueReader | undefined;
+    partition: number;
+    plain: PlainBatches | undefined;
+  },
 ) {
   for (const view of read.views) {
     for (let at = 0; at < view.length; ) {
       const size = batchSizeAt(view, at);
+      // A batch known to name no TTL or due-time header holds nothing back (queue_plain.ts).
+      const base = baseOffsetAt(view, at);
+      if (base > lastWanted) return lastWanted;
+      if (judges.plain?.covers(judges.partition, base) === true) {
+        at += size;
+        continue;
+      }
       const bytes = view.subarray(at, at + size);
       const batch = judges.expiry.judge(bytes);
       if (batch.base > lastWanted) return lastWanted;

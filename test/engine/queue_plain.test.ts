@@ -6,6 +6,7 @@ import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import { type Engine, encodeRecordBatch, type RecordHeader } from "../../engine/mod.ts";
 import { isPlainBatch } from "../../engine/queue_plain.ts";
+import { ExpiryReader } from "../../engine/queue_ttl.ts";
 import { tempDir, waitFor } from "../helpers.ts";
 import { Clock, deliveriesOf, openEngine, START_MS } from "./queue_helpers.ts";
 
@@ -63,6 +64,30 @@ describe("plain batches on the fetch path", () => {
       // look at the batch: not the expiry and due-time judges' two more on every fetch.
       assert.ok(reads <= values.length + 3, `${reads} reads for ${values.length} fetches`);
     } finally {
+      await engine.close();
+    }
+  });
+
+  test("fetches taking one record at a time from a batch judge it once", async () => {
+    using dir = tempDir();
+    const { engine } = await setup(dir.path);
+    const judge = ExpiryReader.prototype.judge;
+    let judged = 0;
+    ExpiryReader.prototype.judge = function (this: ExpiryReader, batch: Uint8Array) {
+      judged++;
+      return judge.call(this, batch);
+    };
+    try {
+      const values = Array.from({ length: 50 }, (_, i) => `r${i}`);
+      await engine.append("t", 0, batchOf(values));
+      const member = engine.joinQueue("q");
+      for (let i = 0; i < values.length; i++) {
+        assert.equal(engine.fetchQueue("q", member, { maxRecords: 1 }).partitions.length, 1);
+      }
+      // The first fetch judges it for the head and for the read; no later fetch does.
+      assert.ok(judged <= 2, `${judged} judgements for ${values.length} fetches`);
+    } finally {
+      ExpiryReader.prototype.judge = judge;
       await engine.close();
     }
   });
