@@ -18,6 +18,7 @@ import hyperid from "hyperid";
 import {
   assert,
   BASE_TIMESTAMP_AT,
+  baseOffsetAt,
   batchSizeAt,
   decodeRecordBatches,
   encodeRecordBatch,
@@ -67,6 +68,7 @@ import {
 } from "./queue_state_log.ts";
 import { ReadyBytes } from "./queue_maxbytes.ts";
 import { dropHead, publishRoom } from "./queue_maxlen.ts";
+import { PlainBatches } from "./queue_plain.ts";
 import { PriorityOrder } from "./queue_priority.ts";
 import { activeMember } from "./queue_single_active.ts";
 import { ExpiryReader, isExpired, type JudgedBatch } from "./queue_ttl.ts";
@@ -192,6 +194,8 @@ export class Queue implements QueueStateTarget {
   readonly #host: QueueHost;
   readonly #logs: PartitionLog[];
   readonly #cursors: QueueCursor[];
+  /** Per partition, whether the batch at `next` was seen to name no TTL or due-time header. */
+  readonly #plainBatches: PlainBatches;
   /** Delay tiers; their due log is the last partition (queue_delay.ts). */
   readonly #delays: DelayTiers | undefined;
   /** With maxLengthBytes: the running sums of ready bytes (queue_maxbytes.ts). */
@@ -255,6 +259,7 @@ export class Queue implements QueueStateTarget {
       (start, partition) => new QueueCursor(partition, start, limits, this.#unacked),
     );
     this.#restored = logs.map(() => false);
+    this.#plainBatches = new PlainBatches(logs.length);
     const { priorities, priorityRatio } = config;
     if (config.maxLengthBytes !== null) this.#readyBytes = new ReadyBytes(logs.length);
     assert(priorities === null || priorities === topicLogs.length, "one partition per level");
@@ -557,6 +562,8 @@ export class Queue implements QueueStateTarget {
     const expiry = new ExpiryReader(log, nowMs, this.#ttl);
     const expiredRuns: OffsetRun[] = [];
     const held = this.#dueReader(partition, nowMs);
+    // Without a queue-wide TTL, a batch naming no TTL or due-time header holds nothing back.
+    const plain = this.#ttl.queueTtlMs === null ? this.#plainBatches : undefined;
     const admit = (offset: number): boolean | "skipped" => {
       try {
         // A record given back is normally due already; one that a crash put back before its
@@ -589,7 +596,8 @@ export class Queue implements QueueStateTarget {
           ranges,
         );
         if (budget.records <= 0) break;
-        const fetch = { slot, nowMs, budget, views, ranges, expiry, due: held?.due };
+        const due = held?.due;
+        const fetch = { slot, nowMs, budget, views, ranges, expiry, due, partition, plain };
         if (!this.#fetchNew(cursor, log, fetch) || cursor.readyHead() !== undefined) break;
       }
     } catch (error) {
@@ -624,6 +632,8 @@ export class Queue implements QueueStateTarget {
       ranges: AcquiredRange[];
       expiry: ExpiryReader;
       due: DueReader | undefined;
+      partition: number;
+      plain: PlainBatches | undefined;
     },
   ): boolean {
     const { budget } = fetch;
@@ -671,9 +681,12 @@ export class Queue implements QueueStateTarget {
     runs: OffsetRun[],
     held?: Held,
   ) {
+    // Without a queue-wide TTL, a batch naming no TTL or due-time header never holds one back.
+    const plain = this.#ttl.queueTtlMs === null ? this.#plainBatches : undefined;
     for (let reads = 0; reads < NEW_READS_MAX; reads++) {
       const end = Math.min(log.highWatermark, cursor.next + cursor.room);
       if (cursor.next >= end || cursor.next < log.logStartOffset) return;
+      if (plain?.covers(cursor.partition, cursor.next) === true) return;
       let batch: JudgedBatch;
       let hold: HeldBatch | undefined;
       try {
@@ -685,7 +698,10 @@ export class Queue implements QueueStateTarget {
         throw error;
       }
       const notDue = hold === undefined ? undefined : DueReader.firstNotDue(hold, cursor.next);
-      if (firstExpired(batch, cursor.next) === undefined && notDue === undefined) return;
+      if (firstExpired(batch, cursor.next) === undefined && notDue === undefined) {
+        plain?.note(cursor.partition, log, cursor.next);
+        return;
+      }
       const take = Math.min(end, batch.last + 1) - cursor.next;
       // A record not due yet waits in the delay tiers (its TTL is judged when it is due).
       const waits = (offset: number) => hold?.notDue?.has(offset) === true;
@@ -1376,11 +1392,23 @@ function liveEnd(
   read: ReadResult,
   from: number,
   lastWanted: number,
-  judges: { expiry: ExpiryReader; due: DueReader | undefined },
+  judges: {
+    expiry: ExpiryReader;
+    due: DueReader | undefined;
+    partition: number;
+    plain: PlainBatches | undefined;
+  },
 ) {
   for (const view of read.views) {
     for (let at = 0; at < view.length; ) {
       const size = batchSizeAt(view, at);
+      // A batch known to name no TTL or due-time header holds nothing back (queue_plain.ts).
+      const base = baseOffsetAt(view, at);
+      if (base > lastWanted) return lastWanted;
+      if (judges.plain?.covers(judges.partition, base) === true) {
+        at += size;
+        continue;
+      }
       const bytes = view.subarray(at, at + size);
       const batch = judges.expiry.judge(bytes);
       if (batch.base > lastWanted) return lastWanted;

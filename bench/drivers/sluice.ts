@@ -17,19 +17,24 @@
 //   server=process|in-process where a server it starts runs (default process)
 //   acks=0|1|all              producer acks (default 1: written to the page cache)
 //   fsync=always|never|<ms>   the fsync policy of the topics it creates (default: server's)
-//   lingerMs=<n>              producer linger (default 1). Keyless records go to a sticky
-//                             partition that moves on with each sealed batch, so over many
+//   lingerMs=<n>              producer linger (default 1; 5 in per-message mode). Keyless
+//                             records go to a sticky partition that moves on with each
+//                             sealed batch, so over many
 //                             partitions each batch is a partition touched on the server (a
 //                             write, and with acks=all an fdatasync): a longer linger (5) makes
 //                             fewer of them per message. `npm run bench:partitions` compares
 //                             1 and 5 at 1,000 partitions.
 //   batchBytes=<n>            producer batch size (default 1 MiB)
-//   queueMaxRecords=<n>       per-message mode: records one queue fetch acquires (default 250)
+//   queueMaxRecords=<n>       per-message mode: records one queue fetch acquires (default 1000)
 //   queueAckFlushMs=<n>       per-message mode: answers sent together within (default 1)
 //   queuePiggybackAcks=<0|1>  per-message mode: answers ride in fetches while the queue keeps up
 //                             (default 1)
 //   queueFetchesInFlight=<n>  per-message mode: QueueFetch requests outstanding per consumer
 //                             (default 1: a second one measured no faster on a loaded machine)
+//   queueFetchIntervalMs=<n>  per-message mode: while the queue keeps up, a consumer's fetches
+//                             go out at most this often (default 0: at once). With
+//                             queueAckFlushMs at least as long, answers ride in the paced
+//                             fetches: fewer requests per record, up to n ms more ack latency
 //
 // With the workload's `ackMode: per-message` a subscription is a queue and its consumers are
 // QueueConsumers (./sluice_queue.ts), and producers default to acks all.
@@ -84,6 +89,14 @@ import {
 } from "./sluice_queue.ts";
 
 export const LINGER_MS_DEFAULT = 1;
+/**
+ * The producers' linger in per-message mode (Kafka 4's linger.ms default): with acks all each
+ * produce request is answered after a sync round, so fewer, fuller requests cut requests,
+ * answers and sync rounds per record. bench/tools/queue_cpu.ts at 15,000/s, 4 alternated pairs
+ * (loaded): produce requests per record 0.34-0.43x, CPU per accepted record over broker,
+ * producers and consumers 0.79-0.95x (median 0.87x) of lingerMs 1.
+ */
+export const QUEUE_LINGER_MS_DEFAULT = 5;
 export const BATCH_BYTES_DEFAULT = 1024 * 1024;
 /** How long a consumer's poll waits for records before looking again. */
 const POLL_WAIT_MS = 100;
@@ -183,17 +196,27 @@ export class SluiceTcpDriver implements Driver {
       metricsUrl: metricsUrlOption(options["metricsUrl"]),
       acks: acksOption(options["acks"], perMessage ? "all" : 1),
       fsync: options["fsync"] === undefined ? undefined : fsyncOption(options, "fsync", "never"),
-      lingerMs: integerOption(options, "lingerMs", LINGER_MS_DEFAULT, 0, 60_000),
+      lingerMs: integerOption(
+        options,
+        "lingerMs",
+        perMessage ? QUEUE_LINGER_MS_DEFAULT : LINGER_MS_DEFAULT,
+        0,
+        60_000,
+      ),
       batchBytes: integerOption(options, "batchBytes", BATCH_BYTES_DEFAULT, 1024, 256 << 20),
       queue: perMessage
         ? {
-            // 250 rather than 100: a fetch and its answer cost the same whatever they carry, and
-            // bench/tools/queue_drain.ts drained 1.30x faster at 0.86x the CPU per record on
-            // both sides (alternated runs, loaded 2 vCPU VM); the queue's prefetch is 1,000.
-            maxRecords: integerOption(options, "queueMaxRecords", 250, 1, 10_000),
+            // 1,000 (the queue's prefetch) rather than 250: under a backlog a fetch comes back
+            // full, and a fetch and its answer cost about the same whatever they carry.
+            // bench/tools/queue_drain.ts (100,000 records, 3 alternated pairs, loaded): CPU
+            // per accepted record client 0.78-0.88x, broker 0.71-0.79x, socket writes per
+            // record 0.27x; accepted/s 0.86-1.58x. While the queue keeps up a fetch carries
+            // what is there, whatever the limit. (250 had measured 1.30x faster than 100.)
+            maxRecords: integerOption(options, "queueMaxRecords", 1_000, 1, 10_000),
             ackFlushMs: integerOption(options, "queueAckFlushMs", 1, 0, 1_000),
             fetchesInFlight: integerOption(options, "queueFetchesInFlight", 1, 1, 16),
             piggybackAcks: integerOption(options, "queuePiggybackAcks", 1, 0, 1) === 1,
+            fetchIntervalMs: integerOption(options, "queueFetchIntervalMs", 0, 0, 1_000),
           }
         : undefined,
       tls: tlsOption(options["tls"]),

@@ -38,6 +38,8 @@ export type QueueModeOptions = {
   fetchesInFlight: number;
   /** Answers ride in QueueFetch requests while the queue keeps up (QueueConsumer's option). */
   piggybackAcks: boolean;
+  /** While the queue keeps up, a consumer's fetches go out at most this often. */
+  fetchIntervalMs: number;
 };
 
 export function queueModeSettings(options: QueueModeOptions): DriverSettings {
@@ -50,6 +52,7 @@ export function queueModeSettings(options: QueueModeOptions): DriverSettings {
     queueAckFlushMs: options.ackFlushMs,
     queueFetchesInFlight: options.fetchesInFlight,
     queuePiggybackAcks: options.piggybackAcks,
+    queueFetchIntervalMs: options.fetchIntervalMs,
   };
 }
 
@@ -104,6 +107,7 @@ export function createQueueConsumer(
     ackFlushMs: options.ackFlushMs,
     fetchesInFlight: options.fetchesInFlight,
     piggybackAcks: options.piggybackAcks,
+    fetchIntervalMs: options.fetchIntervalMs,
     maxWaitMs: QUEUE_POLL_WAIT_MS,
   });
   return new QueueBenchConsumer(consumer, handlers);

@@ -57,6 +57,8 @@ const MAX_WAIT_MS_MAX = 60_000;
 export const FETCHES_IN_FLIGHT_DEFAULT = 1;
 /** Outstanding fetches per consumer at most: well under the broker's inFlightMax (1,024). */
 export const FETCHES_IN_FLIGHT_MAX = 16;
+/** The longest fetchIntervalMs: a pause longer than this is the application's to make. */
+export const FETCH_INTERVAL_MS_MAX = 1_000;
 
 export type QueueConsumerOptions = ClientOptions & {
   /** The queue to consume (declared beforehand, e.g. with Admin.declareQueue). */
@@ -92,6 +94,15 @@ export type QueueConsumerOptions = ClientOptions & {
    * (default true).
    */
   piggybackAcks?: boolean;
+  /**
+   * While the queue keeps up, a fetch goes out no sooner than this after the one before it
+   * (default 0: at once). Records and answers gather meanwhile, so each fetch acquires more
+   * records and carries more answers: fewer requests, answers and state-log commits per
+   * record, for up to this much more latency. Give `ackFlushMs` at least this value so that
+   * the answers wait for the fetch rather than leave in a QueueAck of their own. Under a
+   * backlog (the last fetch came back full) fetches go out at once.
+   */
+  fetchIntervalMs?: number;
 };
 
 type Settings = {
@@ -103,6 +114,7 @@ type Settings = {
   requestTimeoutMs: number;
   fetchesInFlight: number;
   piggybackAcks: boolean;
+  fetchIntervalMs: number;
 };
 
 type Member = {
@@ -150,6 +162,10 @@ function resolveSettings(options: QueueConsumerOptions): Settings {
       [1, FETCHES_IN_FLIGHT_MAX],
     ),
     piggybackAcks: booleanOption("piggybackAcks", options.piggybackAcks, true),
+    fetchIntervalMs: integerIn("fetchIntervalMs", options.fetchIntervalMs, 0, [
+      0,
+      FETCH_INTERVAL_MS_MAX,
+    ]),
   };
 }
 
@@ -186,6 +202,11 @@ export class QueueConsumer {
   #failures = 0;
   /** The last fetch acquired fewer records than it asked for: the queue is keeping up. */
   #keepingUp = true;
+  /**
+   * When the last fetch went out or, while one waits for fetchIntervalMs, when it will
+   * (performance.now()): fetches sent side by side (fetchesInFlight) take turns.
+   */
+  #fetchSentMs = Number.NEGATIVE_INFINITY;
   #wakers = new Set<() => void>();
   #closed = false;
   #closing: Promise<void> | undefined;
@@ -297,6 +318,7 @@ export class QueueConsumer {
     if (this.#closed) return [];
     try {
       const member = await this.#joined();
+      if (!(await this.#paced())) return [];
       const piggyback = this.#settings.piggybackAcks && this.#keepingUp;
       const answers = piggyback ? this.#acks.take(member.id) : undefined;
       const fetching = queueFetch(
@@ -332,6 +354,23 @@ export class QueueConsumer {
       await this.#waitForChange(this.#fetchSession.backoffMs(this.#failures));
       return [];
     }
+  }
+
+  /**
+   * Waits out what is left of fetchIntervalMs since the last fetch while the queue keeps up.
+   * False when the consumer closed meanwhile.
+   */
+  async #paced(): Promise<boolean> {
+    const intervalMs = this.#settings.fetchIntervalMs;
+    const nowMs = performance.now();
+    if (intervalMs === 0 || !this.#keepingUp) {
+      this.#fetchSentMs = nowMs;
+      return true;
+    }
+    const sendAtMs = Math.max(nowMs, this.#fetchSentMs + intervalMs);
+    this.#fetchSentMs = sendAtMs;
+    if (sendAtMs - nowMs >= 1) await this.#waitForChange(sendAtMs - nowMs);
+    return !this.#closed;
   }
 
   /** The member on the fetch session's live connection, joining when there is none. */

@@ -185,6 +185,24 @@ try {
 }
 await rabbit.close();
 
+describe("sluice driver per-message defaults", () => {
+  test("per-message mode: producers linger 5 ms (1 otherwise), fetches take up to 1,000", () => {
+    const settingsOf = (options: Record<string, string>, ackMode?: "per-message") =>
+      new SluiceTcpDriver({ workDir: "unused", options, ackMode }).settings();
+    const perMessage = settingsOf({}, "per-message");
+    assert.equal(perMessage["lingerMs"], 5);
+    assert.equal(perMessage["queueFetchIntervalMs"], 0);
+    assert.equal(perMessage["queueMaxRecords"], 1000);
+    assert.equal(settingsOf({})["lingerMs"], 1);
+    const set = settingsOf({ lingerMs: "2", queueFetchIntervalMs: "10" }, "per-message");
+    assert.deepEqual([set["lingerMs"], set["queueFetchIntervalMs"]], [2, 10]);
+    assert.throws(
+      () => settingsOf({ queueFetchIntervalMs: "1001" }, "per-message"),
+      /queueFetchIntervalMs/,
+    );
+  });
+});
+
 describe("per-message runs", () => {
   test("sluice: a queue with QueueConsumers accepts every message once", async () => {
     using dir = tempDir();
