@@ -40,7 +40,9 @@ import type { ClientConnection } from "./connection.ts";
 import { REQUEST_TIMEOUT_MS_DEFAULT } from "./connection.ts";
 import { ClientError, isRetriable } from "./errors.ts";
 import { AckBatcher } from "./queue_acks.ts";
-import { joinQueue, leaveQueue, queueAck, queueFetch } from "./queue_calls.ts";
+import { API } from "../codec/frames.ts";
+import { AckConfirmations } from "./queue_ack_confirm.ts";
+import { joinQueue, leaveQueue, queueAck, queueAckBarrier, queueFetch } from "./queue_calls.ts";
 import { messagesOf, QueueMessage } from "./queue_message.ts";
 import { LockRenewer } from "./queue_renewer.ts";
 import { type ClientOptions, Session } from "./session.ts";
@@ -108,6 +110,8 @@ type Settings = {
 type Member = {
   id: string;
   connection: ClientConnection;
+  /** Set when the broker offers QueueFetch v2: its acks are confirmed after the answer. */
+  confirmations: AckConfirmations | undefined;
   topic: string;
   partitions: number;
   lockMs: number;
@@ -161,6 +165,30 @@ function booleanOption(name: string, value: boolean | undefined, fallback: boole
 }
 
 /** A fetch answer's ack results, as the QueueAck answer the batcher settles answers from. */
+/**
+ * A v2 fetch's ack results once the broker has confirmed them durable: a partition whose
+ * durability failed takes that failure's code.
+ */
+async function confirmed(
+  confirm: AckConfirmations,
+  fetching: Promise<QueueFetchResponse>,
+): Promise<QueueAckResponse> {
+  const response = await fetching;
+  const results = ackResultsOf(response);
+  const seq = response.ackSeq?.ackSeq ?? 0;
+  if (seq === 0) return results;
+  const failures = await confirm.wait(seq);
+  if (failures.length === 0) return results;
+  const failed = new Map(failures.map((failure) => [failure.partition, failure]));
+  const partitions = results.partitions.map((result) => {
+    const failure = failed.get(result.partition);
+    if (failure === undefined) return result;
+    const { errorCode, errorMessage } = failure;
+    return { partition: result.partition, errorCode, errorMessage };
+  });
+  return { ...results, partitions };
+}
+
 function ackResultsOf(response: QueueFetchResponse): QueueAckResponse {
   return {
     errorCode: response.errorCode,
@@ -186,6 +214,10 @@ export class QueueConsumer {
   #failures = 0;
   /** The last fetch acquired fewer records than it asked for: the queue is keeping up. */
   #keepingUp = true;
+  /** QueueFetch requests sent and not answered. */
+  #fetchesOutstanding = 0;
+  #confirmTimer: ReturnType<typeof setTimeout> | undefined;
+  readonly #ackFlushMs: number;
   #wakers = new Set<() => void>();
   #closed = false;
   #closing: Promise<void> | undefined;
@@ -195,11 +227,17 @@ export class QueueConsumer {
     this.#fetchSession = new Session(options);
     this.#ackSession = new Session(options);
     this.#renewer = options.renewLocks === true ? new LockRenewer() : undefined;
+    this.#ackFlushMs = integerIn(
+      "ackFlushMs",
+      options.ackFlushMs,
+      ACK_FLUSH_MS_DEFAULT,
+      [0, 60_000],
+    );
     this.#acks = new AckBatcher(
       (memberId, partitions) =>
         queueAck(this.#ackSession, { queue: this.#settings.queue, memberId, partitions }),
       {
-        flushMs: integerIn("ackFlushMs", options.ackFlushMs, ACK_FLUSH_MS_DEFAULT, [0, 60_000]),
+        flushMs: this.#ackFlushMs,
         batchMax: integerIn(
           "ackBatchMax",
           options.ackBatchMax,
@@ -297,7 +335,9 @@ export class QueueConsumer {
     if (this.#closed) return [];
     try {
       const member = await this.#joined();
-      const piggyback = this.#settings.piggybackAcks && this.#keepingUp;
+      const confirm = member.confirmations;
+      // A v2 answer never waits for its acks: they ride along under a backlog too.
+      const piggyback = this.#settings.piggybackAcks && (confirm !== undefined || this.#keepingUp);
       const answers = piggyback ? this.#acks.take(member.id) : undefined;
       const fetching = queueFetch(
         member.connection,
@@ -309,10 +349,26 @@ export class QueueConsumer {
           memberId: member.id,
           acks: answers?.partitions ?? [],
         },
-        { timeoutMs: this.#settings.requestTimeoutMs + maxWaitMs, sendNow: true },
+        {
+          timeoutMs: this.#settings.requestTimeoutMs + maxWaitMs,
+          sendNow: true,
+          apiVersion: confirm === undefined ? 1 : 2,
+        },
       );
-      answers?.settle(fetching.then(ackResultsOf));
-      const response = await fetching;
+      answers?.settle(
+        confirm === undefined ? fetching.then(ackResultsOf) : confirmed(confirm, fetching),
+      );
+      this.#fetchesOutstanding++;
+      let response: QueueFetchResponse;
+      try {
+        response = await fetching;
+      } finally {
+        this.#fetchesOutstanding--;
+      }
+      if (confirm !== undefined && response.ackSeq !== undefined) {
+        confirm.observe(response.ackSeq);
+        this.#confirmSoon(member, confirm);
+      }
       if (response.errorCode === WIRE_ERRORS.UNKNOWN_MEMBER_ID) {
         // The broker forgot the member (it restarted, or saw the connection drop): join again,
         // at once the first time, after a backoff if it keeps happening.
@@ -339,6 +395,10 @@ export class QueueConsumer {
     const connection = await this.#fetchSession.connection();
     const member = this.#member;
     if (member !== undefined && member.connection === connection) return member;
+    // Its connection is gone: what it had sent is not confirmed on any other.
+    member?.confirmations?.fail(
+      new ClientError("CONNECTION_CLOSED", "The connection closed before the acks were durable"),
+    );
     this.#member = undefined;
     if (this.#joining === undefined) {
       this.#joining = this.#join(connection).finally(() => {
@@ -353,9 +413,14 @@ export class QueueConsumer {
     if (joined.memberId === null || joined.topic === null) {
       throw new ClientError("MALFORMED_RESPONSE", "QueueJoinResponse without a member id");
     }
+    const v2 =
+      this.#settings.piggybackAcks &&
+      connection.versionMax(API.QueueFetch) >= 2 &&
+      connection.versionMax(API.QueueAck) >= 2;
     this.#member = {
       id: joined.memberId,
       connection,
+      confirmations: v2 ? new AckConfirmations() : undefined,
       topic: joined.topic,
       partitions: joined.partitions,
       lockMs: joined.lockMs,
@@ -385,6 +450,26 @@ export class QueueConsumer {
       }
     }
     return messages;
+  }
+
+  /**
+   * Acks wait for their confirmation: a fetch outstanding brings it (the broker ends its long
+   * poll when acks_durable_through moves); with none for ackFlushMs, a QueueAck v2 barrier.
+   */
+  #confirmSoon(member: Member, confirm: AckConfirmations): void {
+    if (!confirm.waiting || this.#confirmTimer !== undefined) return;
+    this.#confirmTimer = setTimeout(() => {
+      this.#confirmTimer = undefined;
+      if (!confirm.waiting || this.#fetchesOutstanding > 0) return;
+      const request = { queue: this.#settings.queue, memberId: member.id };
+      queueAckBarrier(member.connection, request).then(
+        (response) => {
+          confirm.observe(response);
+          this.#confirmSoon(member, confirm);
+        },
+        (error: unknown) => confirm.fail(error instanceof Error ? error : new Error(String(error))),
+      );
+    }, this.#ackFlushMs);
   }
 
   #answer(message: QueueMessage, type: AckType, delayMs = 0): Promise<void> {
