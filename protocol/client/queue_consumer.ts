@@ -57,6 +57,11 @@ export const ACK_BATCH_MAX_DEFAULT = 1_000;
 /** The broker ends a QueueFetch's wait before this anyway (PROTOCOL.md section 7a). */
 const MAX_WAIT_MS_MAX = 60_000;
 export const FETCHES_IN_FLIGHT_DEFAULT = 1;
+/**
+ * With acks awaiting their confirmation (QueueFetch v2) and no fetch answered for this long,
+ * the consumer asks for it with a QueueAck v2 barrier.
+ */
+export const ACK_CONFIRM_IDLE_MS = 20;
 /** Outstanding fetches per consumer at most: well under the broker's inFlightMax (1,024). */
 export const FETCHES_IN_FLIGHT_MAX = 16;
 
@@ -217,7 +222,6 @@ export class QueueConsumer {
   /** QueueFetch requests sent and not answered. */
   #fetchesOutstanding = 0;
   #confirmTimer: ReturnType<typeof setTimeout> | undefined;
-  readonly #ackFlushMs: number;
   #wakers = new Set<() => void>();
   #closed = false;
   #closing: Promise<void> | undefined;
@@ -227,17 +231,11 @@ export class QueueConsumer {
     this.#fetchSession = new Session(options);
     this.#ackSession = new Session(options);
     this.#renewer = options.renewLocks === true ? new LockRenewer() : undefined;
-    this.#ackFlushMs = integerIn(
-      "ackFlushMs",
-      options.ackFlushMs,
-      ACK_FLUSH_MS_DEFAULT,
-      [0, 60_000],
-    );
     this.#acks = new AckBatcher(
       (memberId, partitions) =>
         queueAck(this.#ackSession, { queue: this.#settings.queue, memberId, partitions }),
       {
-        flushMs: this.#ackFlushMs,
+        flushMs: integerIn("ackFlushMs", options.ackFlushMs, ACK_FLUSH_MS_DEFAULT, [0, 60_000]),
         batchMax: integerIn(
           "ackBatchMax",
           options.ackBatchMax,
@@ -457,7 +455,11 @@ export class QueueConsumer {
    * poll when acks_durable_through moves); with none for ackFlushMs, a QueueAck v2 barrier.
    */
   #confirmSoon(member: Member, confirm: AckConfirmations): void {
-    if (!confirm.waiting || this.#confirmTimer !== undefined) return;
+    // Restarted by every answer: a consumer that keeps fetching never sends a barrier, whose
+    // answer would hold the fetch answers behind it on the connection until the fdatasync.
+    if (this.#confirmTimer !== undefined) clearTimeout(this.#confirmTimer);
+    this.#confirmTimer = undefined;
+    if (!confirm.waiting) return;
     this.#confirmTimer = setTimeout(() => {
       this.#confirmTimer = undefined;
       if (!confirm.waiting || this.#fetchesOutstanding > 0) return;
@@ -469,7 +471,7 @@ export class QueueConsumer {
         },
         (error: unknown) => confirm.fail(error instanceof Error ? error : new Error(String(error))),
       );
-    }, this.#ackFlushMs);
+    }, ACK_CONFIRM_IDLE_MS);
   }
 
   #answer(message: QueueMessage, type: AckType, delayMs = 0): Promise<void> {
