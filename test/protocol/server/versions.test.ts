@@ -85,7 +85,7 @@ function valuesOf(records: Uint8Array[]): string[] {
 }
 
 describe("Produce and Fetch version 2", () => {
-  test("the handshake offers v2 of Produce, Fetch, QueueFetch, QueueAck; v1 of the rest", async () => {
+  test("the handshake offers v2 of Produce, Fetch, QueueFetch and QueueAck", async () => {
     await using t = await startTestServer();
     using client = await connected(t.port, false);
     const id = client.request(API.Handshake, (w) =>
