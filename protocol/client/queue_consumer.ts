@@ -31,7 +31,11 @@
 // durable. Under a backlog (the last fetch came back full) answers go in QueueAck requests of
 // their own: a fetch carrying acks is answered only after their fdatasync, and a consumer
 // that always waited for one per fetch drained a backlog at 0.66x the rate (measured with
-// bench/tools/queue_drain.ts).
+// bench/tools/queue_drain.ts). That is version 1; against a broker that offers QueueFetch v2
+// every fetch carries the pending answers, backlog or not: the answer leaves without waiting
+// for their fdatasync, and a later answer's acks_durable_through confirms them
+// (queue_ack_confirm.ts), so an answer's promise still resolves only once it is durable. With
+// no fetch answered for ACK_CONFIRM_IDLE_MS while answers wait, a QueueAck v2 barrier asks.
 
 import { WIRE_ERRORS, errorFromWire } from "../codec/errors.ts";
 import type { AckType, QueueAckResponse } from "../codec/queue_ack.ts";
@@ -94,9 +98,10 @@ export type QueueConsumerOptions = ClientOptions & {
    */
   fetchesInFlight?: number;
   /**
-   * While the queue keeps up (the last fetch came back short of maxRecords), send the answers
-   * pending when a fetch goes out inside that fetch, rather than in a QueueAck of their own
-   * (default true).
+   * Send the answers pending when a fetch goes out inside that fetch, rather than in a
+   * QueueAck of their own (default true): always with QueueFetch v2, which answers before
+   * their fdatasync; with a v1-only broker, only while the queue keeps up (the last fetch came
+   * back short of maxRecords).
    */
   piggybackAcks?: boolean;
 };
