@@ -33,6 +33,8 @@ export class AckSequence {
   /** Sequences above durableThrough whose partitions have all settled. */
   readonly #settled = new Set<number>();
   #failures: AckFailure[] = [];
+  /** The acks_durable_through the last answer carried. */
+  #told = 0;
   readonly #waiters = new Set<() => void>();
 
   get last(): number {
@@ -41,6 +43,11 @@ export class AckSequence {
 
   get durableThrough(): number {
     return this.#durableThrough;
+  }
+
+  /** Whether the connection has yet to be told of settled sequences or failures. */
+  get untold(): boolean {
+    return this.#durableThrough > this.#told || this.#failures.length > 0;
   }
 
   /** Whether an ack given a sequence has yet to settle. */
@@ -75,9 +82,14 @@ export class AckSequence {
     // pushed before its sequence settles, and a sequence is covered only once settled.
     const failures = this.#failures.splice(0, ACK_FAILURES_PER_ANSWER_MAX);
     let durableThrough = this.#durableThrough;
-    const held = this.#failures[0];
+    let held: AckFailure | undefined;
+    for (const failure of this.#failures) {
+      if (held === undefined || failure.ackSeq < held.ackSeq) held = failure;
+    }
     // Failures left for a later answer hold the confirmation back to just below them.
     if (held !== undefined) durableThrough = Math.min(durableThrough, held.ackSeq - 1);
+    assert(durableThrough >= this.#told, "acks_durable_through never goes down");
+    this.#told = durableThrough;
     return { durableThrough, failures };
   }
 

@@ -83,7 +83,9 @@ export function handleQueueFetchV2(
   }
   const first = tryFetch(plane, fetch);
   const waitMs = Math.min(fetch.maxWaitMs, plane.fetchWaitMsMax);
-  if (first.kind === "error" || first.result.partitions.length > 0 || waitMs === 0) {
+  // What settled since the last answer is told now rather than after a whole long poll.
+  const tell = sequence.untold;
+  if (first.kind === "error" || first.result.partitions.length > 0 || waitMs === 0 || tell) {
     return answer(request, first, { acks, ackSeq, sequence });
   }
   // A consumer with nothing to fetch still learns promptly that its acks are durable.
