@@ -5,6 +5,7 @@
 // so anything that waited for one would not answer. Version 1 keeps waiting for durability.
 
 import assert from "node:assert/strict";
+import net from "node:net";
 import { describe, test } from "node:test";
 import { type FileIO, realFileIO } from "../../../engine/mod.ts";
 import { Admin, QueueConsumer } from "../../../protocol/client/mod.ts";
@@ -269,6 +270,82 @@ describe("queue consumer with QueueFetch v2", () => {
       const requests = server.stats()["requests"] as Record<string, number>;
       assert.equal(requests[String(API.QueueAck)] ?? 0, 1, "one barrier, no QueueAck v1");
       assert.equal((await statsOf(admin, "work")).accepted, 1);
+    });
+  });
+});
+
+/**
+ * A TCP proxy to `port` whose handshake answer offers QueueFetch and QueueAck version 1 only,
+ * as a broker older than version 2 does.
+ */
+async function v1OnlyProxy(port: number): Promise<{ port: number; close: () => Promise<void> }> {
+  const sockets = new Set<net.Socket>();
+  const server = net.createServer((client) => {
+    const upstream = net.connect(port, "127.0.0.1");
+    sockets.add(client).add(upstream);
+    let first = true;
+    client.on("data", (chunk) => upstream.write(chunk));
+    upstream.on("data", (chunk: Buffer) => {
+      if (first) {
+        first = false;
+        // The handshake answer: api_key, min 1, max 2 for QueueFetch (19) and QueueAck (20).
+        let patched = 0;
+        for (const key of [0x13, 0x14]) {
+          const at = chunk.indexOf(Buffer.from([0, key, 0, 1, 0, 2]));
+          if (at !== -1) {
+            chunk[at + 5] = 1;
+            patched++;
+          }
+        }
+        assert.equal(patched, 2, "the handshake answer came whole in the first chunk");
+      }
+      client.write(chunk);
+    });
+    const end = () => {
+      client.destroy();
+      upstream.destroy();
+    };
+    client.on("close", end).on("error", end);
+    upstream.on("close", end).on("error", end);
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const address = server.address() as net.AddressInfo;
+  return {
+    port: address.port,
+    close: async () => {
+      for (const socket of sockets) socket.destroy();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+  };
+}
+
+describe("queue consumer against a broker without QueueFetch v2", () => {
+  test("answers ride a v1 fetch, whose answer waits for their fdatasync", async () => {
+    await withStallingServer(async ({ port, admin, disk }) => {
+      await publish(port, "jobs", ["a"]);
+      const proxy = await v1OnlyProxy(port);
+      try {
+        await using consumer = new QueueConsumer({
+          port: proxy.port,
+          queue: "work",
+          maxRecords: 5,
+          maxWaitMs: 0,
+          ackFlushMs: NEVER_MS,
+        });
+        const [message] = await consumer.poll();
+        assert.equal(textOf(message!), "a");
+        disk.held = true;
+        const accepted = message!.accept();
+        const next = consumer.poll();
+        await waitFor(() => disk.stalled > 0, "the accept's fdatasync to be held");
+        assert.equal(await settledAfterRoundTrip(next, admin), false, "v1 waits");
+        disk.release();
+        assert.deepEqual(await next, []);
+        await accepted;
+        assert.equal((await statsOf(admin, "work")).accepted, 1);
+      } finally {
+        await proxy.close();
+      }
     });
   });
 });
