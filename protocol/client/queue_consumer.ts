@@ -31,9 +31,9 @@
 // durable. Under a backlog (the last fetch came back full) answers go in QueueAck requests of
 // their own: a fetch carrying acks is answered only after their fdatasync, and a consumer
 // that always waited for one per fetch drained a backlog at 0.66x the rate (measured with
-// bench/tools/queue_drain.ts). That is version 1; against a broker that offers QueueFetch v2
-// every fetch carries the pending answers, backlog or not: the answer leaves without waiting
-// for their fdatasync, and a later answer's acks_durable_through confirms them
+// bench/tools/queue_drain.ts). Against a broker that offers QueueFetch v2 a fetch carrying
+// answers (while keeping up) leaves without waiting for their fdatasync, and a later answer's
+// acks_durable_through confirms them
 // (queue_ack_confirm.ts), so an answer's promise still resolves only once it is durable. With
 // no fetch answered for ACK_CONFIRM_IDLE_MS while answers wait, a QueueAck v2 barrier asks.
 
@@ -98,10 +98,10 @@ export type QueueConsumerOptions = ClientOptions & {
    */
   fetchesInFlight?: number;
   /**
-   * Send the answers pending when a fetch goes out inside that fetch, rather than in a
-   * QueueAck of their own (default true): always with QueueFetch v2, which answers before
-   * their fdatasync; with a v1-only broker, only while the queue keeps up (the last fetch came
-   * back short of maxRecords).
+   * While the queue keeps up (the last fetch came back short of maxRecords), send the answers
+   * pending when a fetch goes out inside that fetch, rather than in a QueueAck of their own
+   * (default true). With QueueFetch v2 that fetch is answered before their fdatasync, and a
+   * later answer confirms them.
    */
   piggybackAcks?: boolean;
 };
@@ -339,8 +339,10 @@ export class QueueConsumer {
     try {
       const member = await this.#joined();
       const confirm = member.confirmations;
-      // A v2 answer never waits for its acks: they ride along under a backlog too.
-      const piggyback = this.#settings.piggybackAcks && (confirm !== undefined || this.#keepingUp);
+      // Under a backlog answers go in QueueAcks on the other connection, v2 or not: a drain
+      // whose every fetch carried them (each then confirmed by a later fetch) measured 0.44x
+      // and 0.72x the rate (bench/tools/queue_drain.ts, loaded).
+      const piggyback = this.#settings.piggybackAcks && this.#keepingUp;
       const answers = piggyback ? this.#acks.take(member.id) : undefined;
       const fetching = queueFetch(
         member.connection,
