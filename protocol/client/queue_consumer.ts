@@ -33,9 +33,9 @@
 // that always waited for one per fetch drained a backlog at 0.66x the rate (measured with
 // bench/tools/queue_drain.ts). Against a broker that offers QueueFetch v2 a fetch carrying
 // answers (while keeping up) leaves without waiting for their fdatasync, and a later answer's
-// acks_durable_through confirms them
-// (queue_ack_confirm.ts), so an answer's promise still resolves only once it is durable. With
-// no fetch answered for ACK_CONFIRM_IDLE_MS while answers wait, a QueueAck v2 barrier asks.
+// acks_durable_through confirms them (queue_ack_confirm.ts), so an answer's promise still
+// resolves only once it is durable. With no fetch answered for ACK_CONFIRM_IDLE_MS while
+// answers wait, a QueueAck v2 barrier asks.
 
 import { WIRE_ERRORS, errorFromWire } from "../codec/errors.ts";
 import type { AckType, QueueAckResponse } from "../codec/queue_ack.ts";
@@ -174,7 +174,6 @@ function booleanOption(name: string, value: boolean | undefined, fallback: boole
   return value ?? fallback;
 }
 
-/** A fetch answer's ack results, as the QueueAck answer the batcher settles answers from. */
 /**
  * A v2 fetch's ack results once the broker has confirmed them durable: a partition whose
  * durability failed takes that failure's code.
@@ -199,6 +198,7 @@ async function confirmed(
   return { ...results, partitions };
 }
 
+/** A fetch answer's ack results, as the QueueAck answer the batcher settles answers from. */
 function ackResultsOf(response: QueueFetchResponse): QueueAckResponse {
   return {
     errorCode: response.errorCode,
@@ -459,7 +459,8 @@ export class QueueConsumer {
 
   /**
    * Acks wait for their confirmation: a fetch outstanding brings it (the broker ends its long
-   * poll when acks_durable_through moves); with none for ackFlushMs, a QueueAck v2 barrier.
+   * poll when acks_durable_through moves); with none for ACK_CONFIRM_IDLE_MS, a QueueAck v2
+   * barrier.
    */
   #confirmSoon(member: Member, confirm: AckConfirmations): void {
     // Restarted by every answer: a consumer that keeps fetching never sends a barrier, whose
