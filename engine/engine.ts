@@ -765,6 +765,16 @@ export class Engine {
     return this.#queues.ack(name, memberId, acks);
   }
 
+  /**
+   * `ackQueue` in two steps: checks and applies the acks now, throwing a refusal (unknown
+   * queue or member, a record not held, ...) synchronously with nothing applied, and returns
+   * the promise that resolves once the outcomes are durable (as `ackQueue` does). A server can
+   * then answer a request with the acks' results before their fdatasync.
+   */
+  applyQueueAck(name: string, memberId: string, acks: readonly QueueAck[]): Promise<void> {
+    return this.#queues.applyAck(name, memberId, acks);
+  }
+
   /** Calls `listener` when a fetch of the queue may find new work; returns the remover. */
   onQueueReady(name: string, listener: () => void): () => void {
     return this.#queues.onReady(name, listener);

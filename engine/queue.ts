@@ -795,6 +795,15 @@ export class Queue implements QueueStateTarget {
    * records written to the dead-letter topic and marked done.
    */
   async ack(memberId: string, acks: readonly QueueAck[]): Promise<void> {
+    await this.applyAck(memberId, acks);
+  }
+
+  /**
+   * `ack` in two steps: checks and applies the request now, throwing its refusal at once
+   * (nothing applied), and returns the promise of its durability (the same outcomes `ack`
+   * waits for). A caller can tell the refusal from the wait without waiting.
+   */
+  applyAck(memberId: string, acks: readonly QueueAck[]): Promise<void> {
     this.#checkOpen();
     const slot = this.#slot(memberId);
     const ranges = checkAcks(acks, { queue: this.config.name, partitions: this.partitionCount });
@@ -862,7 +871,7 @@ export class Queue implements QueueStateTarget {
     }
     if (dueEnd > 0) waits.push(this.#delays!.dueDurable(dueEnd));
     waits.push(this.#state.commit());
-    await Promise.all(waits);
+    return Promise.all(waits).then(() => undefined);
   }
 
   // -------------------------------------------------------------------------------------------

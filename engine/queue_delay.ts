@@ -51,6 +51,7 @@ import {
   type RecordInput,
   readInt16,
 } from "../record/mod.ts";
+import { CoalescedSync } from "./coalesced_sync.ts";
 import type { FileIO } from "./io.ts";
 import { batchesOf } from "./queue_dead_letter.ts";
 import { decimalDigits } from "./queue_ttl.ts";
@@ -178,6 +179,8 @@ export class DelayTiers {
   #dueSyncingEnd = 0;
   /** Tier logs written since their last sync: the only ones a position save syncs. */
   readonly #unsynced = new Set<PartitionLog>();
+  /** Each tier log's fdatasyncs, coalesced (coalesced_sync.ts). */
+  readonly #tierSyncs = new Map<PartitionLog, CoalescedSync>();
 
   private constructor(dir: string, due: PartitionLog, host: DelayHost, tiers: Tier[]) {
     this.dir = dir;
@@ -256,7 +259,7 @@ export class DelayTiers {
     if (!this.#host.fsync) return;
     await Promise.all(
       [...out.keys()].map((key) =>
-        key === -1 ? this.dueDurable() : this.#tiers[key]!.log!.syncWritten(),
+        key === -1 ? this.dueDurable() : this.#syncTier(this.#tiers[key]!.log!),
       ),
     );
   }
@@ -511,11 +514,21 @@ export class DelayTiers {
     }
   }
 
+  /** A tier log's sync, shared with the calls made while one is under way. */
+  #syncTier(log: PartitionLog): Promise<void> {
+    let coalesced = this.#tierSyncs.get(log);
+    if (coalesced === undefined) {
+      coalesced = new CoalescedSync(() => log.syncWritten());
+      this.#tierSyncs.set(log, coalesced);
+    }
+    return coalesced.sync();
+  }
+
   async #syncAll(): Promise<void> {
     const tiers = [...this.#unsynced];
     this.#unsynced.clear();
     try {
-      await Promise.all([this.dueDurable(), ...tiers.map((log) => log.syncWritten())]);
+      await Promise.all([this.dueDurable(), ...tiers.map((log) => this.#syncTier(log))]);
     } catch (error) {
       for (const log of tiers) this.#unsynced.add(log);
       throw error;

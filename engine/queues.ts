@@ -425,6 +425,11 @@ export class Queues {
     }
   }
 
+  /** Applies now (a refusal throws here); the promise is the outcome's durability. */
+  applyAck(name: string, memberId: string, acks: readonly QueueAck[]): Promise<void> {
+    return this.get(name).applyAck(memberId, acks);
+  }
+
   onReady(name: string, listener: () => void): () => void {
     return this.get(name).onReady(listener);
   }

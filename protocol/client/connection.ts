@@ -81,6 +81,8 @@ export type RequestOptions = {
   bodyBytesHint?: number;
   /** Write at once rather than with the other requests of this turn (see `flush`). */
   sendNow?: boolean;
+  /** The request's api_version (default 1); `versionMax` says what the server offers. */
+  apiVersion?: number;
 };
 
 export type ClientConnectionStats = {
@@ -364,6 +366,12 @@ export class ClientConnection {
     return this.#supported.has(apiKey);
   }
 
+  /** The highest version of `apiKey` the server offers (0: none, or no handshake yet). */
+  versionMax(apiKey: number): number {
+    const api = this.#handshake?.apis.find((range) => range.apiKey === apiKey);
+    return api?.max ?? 0;
+  }
+
   /**
    * Sends a request and resolves with a Reader over the response body. A request-level error
    * code rejects with a ServerError named by it; transport failures reject with a ClientError.
@@ -373,7 +381,7 @@ export class ClientConnection {
     writeBody: (writer: Writer) => void,
     options?: RequestOptions,
   ): Promise<Reader> {
-    const frame = this.#frameOf(apiKey, writeBody, options?.bodyBytesHint);
+    const frame = this.#frameOf(apiKey, writeBody, options?.bodyBytesHint, options?.apiVersion);
     const response = this.#request(toReader, apiKey, frame, options?.timeoutMs);
     if (options?.sendNow === true) this.#flush();
     return response;
@@ -403,7 +411,7 @@ export class ClientConnection {
     writeBody: (writer: Writer) => void,
     options?: RequestOptions,
   ): Promise<Uint8Array[]> {
-    const frame = this.#frameOf(apiKey, writeBody, options?.bodyBytesHint);
+    const frame = this.#frameOf(apiKey, writeBody, options?.bodyBytesHint, options?.apiVersion);
     const response = this.#request(toBody, apiKey, frame, options?.timeoutMs);
     if (options?.sendNow === true) this.#flush();
     return response;
@@ -498,10 +506,15 @@ export class ClientConnection {
 
   /** A builder that writes the frame into one Writer, sized once from the hint. */
   // The frame is a single buffer: the Writer is allocated at the hinted size, never grown.
-  #frameOf(apiKey: number, writeBody: (writer: Writer) => void, bodyBytesHint = 0): FrameBuilder {
+  #frameOf(
+    apiKey: number,
+    writeBody: (writer: Writer) => void,
+    bodyBytesHint = 0,
+    apiVersion = API_VERSION,
+  ): FrameBuilder {
     return (correlationId) => {
       const capacity = 256 + Math.min(Math.max(bodyBytesHint, 0), this.frameBytesMax);
-      const writer = startRequest({ apiKey, apiVersion: API_VERSION, correlationId }, capacity);
+      const writer = startRequest({ apiKey, apiVersion, correlationId }, capacity);
       writeBody(writer);
       return [finishFrame(writer)];
     };

@@ -9,7 +9,9 @@ import { API } from "../codec/frames.ts";
 import {
   type QueueAckRequest,
   type QueueAckResponse,
+  type QueueAckResponseV2,
   readQueueAckResponse,
+  readQueueAckResponseV2,
   writeQueueAckRequest,
 } from "../codec/queue_ack.ts";
 import {
@@ -157,7 +159,24 @@ export async function queueFetch(
     (writer) => writeQueueFetchRequest(writer, request),
     options,
   );
-  return parsed("QueueFetchResponse", () => readQueueFetchResponse(body));
+  const version = options.apiVersion ?? 1;
+  return parsed("QueueFetchResponse", () => readQueueFetchResponse(body, version));
+}
+
+/**
+ * QueueAck v2 with no partitions on the fetch connection: answered once every QueueFetch v2
+ * ack sent before it on that connection is settled, with where they stand.
+ */
+export async function queueAckBarrier(
+  requester: Requester,
+  request: Omit<QueueAckRequest, "partitions">,
+): Promise<QueueAckResponseV2> {
+  const reader = await requester.request(
+    API.QueueAck,
+    (writer) => writeQueueAckRequest(writer, { ...request, partitions: [] }),
+    { apiVersion: 2, sendNow: true },
+  );
+  return parsed("QueueAckResponse", () => readQueueAckResponseV2(reader));
 }
 
 /** Per-partition codes come back as numbers, for the caller to map onto its answers. */

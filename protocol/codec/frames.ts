@@ -63,18 +63,22 @@ export const SECURITY_API_KEYS: readonly number[] = Object.freeze([
   API.DescribeSecurity,
 ]);
 
+/** The APIs that have a version 2 (PROTOCOL.md sections 5, 6 and 7a). */
+const VERSION_2_APIS: readonly number[] = [API.Produce, API.Fetch, API.QueueFetch, API.QueueAck];
+
 function versionRange(apiKey: number): Readonly<ApiVersionRange> {
   return Object.freeze({
     apiKey,
     min: 1,
-    max: apiKey === API.Produce || apiKey === API.Fetch ? 2 : 1,
+    max: VERSION_2_APIS.includes(apiKey) ? 2 : 1,
   });
 }
 
 /**
  * The versions the server serves, by API: every API has version 1; Produce and Fetch also
  * have version 2 (PROTOCOL.md sections 5 and 6), whose responses carry one more field per
- * partition. Version 1 stays byte for byte what it was. The security APIs are apart
+ * partition; QueueFetch and QueueAck have version 2 (section 7a), whose answers carry the
+ * member's ack sequence. Version 1 stays byte for byte what it was. The security APIs are apart
  * (SECURITY_API_VERSIONS), listed only by a server with authentication on.
  */
 export const API_VERSIONS: readonly Readonly<ApiVersionRange>[] = Object.freeze(

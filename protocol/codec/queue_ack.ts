@@ -12,6 +12,16 @@
 //   available again no sooner than delay_ms from when the broker applies it; delay_ms is
 //   1 .. 31,536,000,000, one year). Readers that predate type 5 refuse it as an unknown type.
 //
+// QueueAck v2: the same request; the response adds the member's ack sequence state, and the
+// answer also waits until every QueueFetch v2 ack of the member sent before it on this
+// connection is settled (a request with no partitions is a pure barrier):
+//
+//   QueueAckResponse v2 = error_code:i16 error_message:nullable_string
+//                         partitions:[ partition:u32 error_code:i16 error_message:nullable_string ]
+//                         acks_durable_through:i64
+//                         ack_failures:[ ack_seq:i64 partition:u32 error_code:i16
+//                                        error_message:nullable_string ]
+//
 // The `partitions` list is also the piggy-backed acks of a QueueFetch request, so its writer
 // and reader live here. Reading checks what the bytes alone can show (a known type, first ≤
 // last, no partition twice, no overlapping ranges, at most ACK_RANGES_MAX ranges): a request
@@ -62,7 +72,28 @@ export type QueueAckResponse = {
   partitions: AckPartitionResult[];
 };
 
+/**
+ * A QueueFetch v2 ack that failed after its answer said it was applied (its durability
+ * failed: DISK_FULL, LOG_FENCED, ...), reported once in the member's next v2 answer.
+ */
+export type AckFailure = {
+  ackSeq: number;
+  partition: number;
+  errorCode: number;
+  errorMessage: string | null;
+};
+
+/** What a v2 answer says of the member's sequenced acks (PROTOCOL.md, QueueFetch v2). */
+export type AckSeqState = {
+  /** Every ack with a sequence at or below this is settled: durable, or in `failures`. */
+  durableThrough: number;
+  failures: AckFailure[];
+};
+
+export type QueueAckResponseV2 = QueueAckResponse & AckSeqState;
+
 const PARTITION_BYTES_MIN = 6;
+const FAILURE_BYTES_MIN = 16;
 const RANGE_BYTES = 17;
 const RESULT_BYTES_MIN = 8;
 
@@ -212,4 +243,44 @@ export function readQueueAckResponse(reader: Reader): QueueAckResponse {
   const partitions = readAckResults(reader);
   reader.expectEnd("QueueAckResponse");
   return { errorCode, errorMessage, partitions };
+}
+
+export function writeAckSeqState(writer: Writer, state: AckSeqState): void {
+  writer.i64(state.durableThrough).u16(state.failures.length);
+  for (const failure of state.failures) {
+    writer.i64(failure.ackSeq).u32(failure.partition).i16(failure.errorCode);
+    writer.nullableString(failure.errorMessage);
+  }
+}
+
+export function readAckSeqState(reader: Reader): AckSeqState {
+  const durableThrough = reader.i64("acks_durable_through");
+  if (durableThrough < 0) {
+    throw ProtocolError.invalid(`acks_durable_through ${durableThrough} is negative`);
+  }
+  const count = reader.count("ack failures", FAILURE_BYTES_MIN);
+  const failures: AckFailure[] = [];
+  for (let i = 0; i < count; i++) {
+    failures.push({
+      ackSeq: reader.i64("ack_seq"),
+      partition: reader.u32("partition"),
+      errorCode: reader.i16("error_code"),
+      errorMessage: reader.nullableString("error_message"),
+    });
+  }
+  return { durableThrough, failures };
+}
+
+export function writeQueueAckResponseV2(writer: Writer, response: QueueAckResponseV2): void {
+  writeQueueAckResponse(writer, response);
+  writeAckSeqState(writer, response);
+}
+
+export function readQueueAckResponseV2(reader: Reader): QueueAckResponseV2 {
+  const errorCode = reader.i16("error_code");
+  const errorMessage = reader.nullableString("error_message");
+  const partitions = readAckResults(reader);
+  const state = readAckSeqState(reader);
+  reader.expectEnd("QueueAckResponse");
+  return { errorCode, errorMessage, partitions, ...state };
 }

@@ -11,6 +11,16 @@
 //                                                 delivery_count:u16 ]]
 //                                     records:bytes32 ]
 //
+// QueueFetch v2: the same request; the answer goes out without waiting for the piggy-backed
+// acks' durability, and says where the member's acks stand instead (after `acks`):
+//
+//   QueueFetchResponse v2 = error_code:i16 error_message:nullable_string lock_ms:u32
+//                           acks:[ partition:u32 error_code:i16 error_message:nullable_string ]
+//                           ack_seq:i64 acks_durable_through:i64
+//                           ack_failures:[ ack_seq:i64 partition:u32 error_code:i16
+//                                          error_message:nullable_string ]
+//                           partitions:[ ... as v1 ... ]
+//
 //   [[T]] is a u32 count followed by the items (a partition may hold more than 65,535 runs).
 //
 // Shaped like Kafka's ShareFetch: piggy-backed acks (checked as QueueAck's, queue_ack.ts), and
@@ -23,11 +33,14 @@ import { ChunkReader } from "./chunk_reader.ts";
 import { ProtocolError } from "./errors.ts";
 import type { ChunkedFrame } from "./frames.ts";
 import {
+  type AckFailure,
   type AckPartition,
   type AckPartitionResult,
+  type AckSeqState,
   readAckPartitions,
   writeAckPartitions,
   writeAckResults,
+  writeAckSeqState,
 } from "./queue_ack.ts";
 import type { Reader, Writer } from "./wire.ts";
 
@@ -61,12 +74,21 @@ export type QueueFetchResponse = {
   lockMs: number;
   acks: AckPartitionResult[];
   partitions: QueueFetchPartition[];
+  /**
+   * Version 2 only: the sequence the server gave this request's acks (0: it carried none),
+   * and where the member's sequenced acks stand. Absent in a version 1 answer.
+   */
+  ackSeq?: AckSeqTag;
 };
+
+export type AckSeqTag = AckSeqState & { ackSeq: number };
 
 const RANGE_BYTES = 18;
 /** partition, error_code, acquired count, records length. */
 const PARTITION_FIXED_BYTES = 14;
 const ACK_RESULT_FIXED_BYTES = 8;
+/** ack_seq, partition, error_code, error_message length. */
+const ACK_FAILURE_FIXED_BYTES = 16;
 const utf8 = new TextDecoder("utf-8", { fatal: true });
 
 export function writeQueueFetchRequest(writer: Writer, request: QueueFetchRequest): void {
@@ -93,10 +115,19 @@ export function readQueueFetchRequest(reader: Reader): QueueFetchRequest {
 }
 
 /** Writes the response body into a chunked frame; record views are attached, not copied. */
-export function writeQueueFetchResponse(frame: ChunkedFrame, response: QueueFetchResponse): void {
+export function writeQueueFetchResponse(
+  frame: ChunkedFrame,
+  response: QueueFetchResponse,
+  version = 1,
+): void {
   const writer = frame.writer;
   writer.i16(response.errorCode).nullableString(response.errorMessage).u32(response.lockMs);
   writeAckResults(writer, response.acks);
+  if (version >= 2) {
+    const tag = response.ackSeq ?? { ackSeq: 0, durableThrough: 0, failures: [] };
+    writer.i64(tag.ackSeq);
+    writeAckSeqState(writer, tag);
+  }
   frame.writer.u16(response.partitions.length);
   for (const result of response.partitions) {
     let size = 0;
@@ -117,6 +148,7 @@ export function writeQueueFetchResponse(frame: ChunkedFrame, response: QueueFetc
  */
 export function readQueueFetchResponse(
   body: Uint8Array | readonly Uint8Array[],
+  version = 1,
 ): QueueFetchResponse {
   const reader = new ChunkReader(body instanceof Uint8Array ? [body] : body);
   const errorCode = reader.reader(2, "error_code").i16("error_code");
@@ -132,11 +164,35 @@ export function readQueueFetchResponse(
       errorMessage: nullableString(reader, "error_message"),
     });
   }
+  const ackSeq = version >= 2 ? readAckSeqTag(reader) : undefined;
   const count = reader.count("partitions", PARTITION_FIXED_BYTES);
   const partitions: QueueFetchPartition[] = [];
   for (let p = 0; p < count; p++) partitions.push(readPartition(reader));
   reader.expectEnd("QueueFetchResponse");
-  return { errorCode, errorMessage, lockMs, acks, partitions };
+  const response: QueueFetchResponse = { errorCode, errorMessage, lockMs, acks, partitions };
+  if (ackSeq !== undefined) response.ackSeq = ackSeq;
+  return response;
+}
+
+function readAckSeqTag(reader: ChunkReader): AckSeqTag {
+  const fixed = reader.reader(16, "ack sequence");
+  const ackSeq = fixed.i64("ack_seq");
+  const durableThrough = fixed.i64("acks_durable_through");
+  if (ackSeq < 0 || durableThrough < 0) {
+    throw ProtocolError.invalid(`ack_seq ${ackSeq} or acks_durable_through is negative`);
+  }
+  const count = reader.count("ack failures", ACK_FAILURE_FIXED_BYTES);
+  const failures: AckFailure[] = [];
+  for (let i = 0; i < count; i++) {
+    const fields = reader.reader(14, "ack failure");
+    failures.push({
+      ackSeq: fields.i64("ack_seq"),
+      partition: fields.u32("partition"),
+      errorCode: fields.i16("error_code"),
+      errorMessage: nullableString(reader, "error_message"),
+    });
+  }
+  return { ackSeq, durableThrough, failures };
 }
 
 function readPartition(reader: ChunkReader): QueueFetchPartition {

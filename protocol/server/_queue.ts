@@ -42,6 +42,7 @@ import { QUEUE_FETCH_RECORDS_MAX } from "../codec/queue_fetch.ts";
 import type { Writer } from "../codec/wire.ts";
 import type { HandlerResult, RequestContext, ServerConnection } from "./connection.ts";
 import { handleQueueAck, handleQueueFetch } from "./_queue_fetch.ts";
+import { handleQueueAckV2, handleQueueFetchV2 } from "./_queue_fetch_v2.ts";
 
 // The wire's limits are the engine's: a request the codec accepts is one the engine takes.
 assert(QUEUE_FETCH_RECORDS_MAX === FETCH_RECORDS_MAX, "QueueFetch max_records is the engine's");
@@ -91,8 +92,18 @@ export function queueHandlers(
     [API.QueueList, (request) => handleQueueList(plane, request)],
     [API.QueueJoin, (request) => handleQueueJoin(plane, request)],
     [API.QueueLeave, (request) => handleQueueLeave(plane, request)],
-    [API.QueueFetch, (request) => handleQueueFetch(plane, request)],
-    [API.QueueAck, (request) => handleQueueAck(plane, request)],
+    [
+      API.QueueFetch,
+      (request) =>
+        request.apiVersion >= 2
+          ? handleQueueFetchV2(plane, request)
+          : handleQueueFetch(plane, request),
+    ],
+    [
+      API.QueueAck,
+      (request) =>
+        request.apiVersion >= 2 ? handleQueueAckV2(plane, request) : handleQueueAck(plane, request),
+    ],
   ];
 }
 

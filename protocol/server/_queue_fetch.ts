@@ -32,8 +32,10 @@ import {
   writeQueueAckResponse,
 } from "../codec/queue_ack.ts";
 import {
+  type AckSeqTag,
   type QueueFetchPartition,
   type QueueFetchRequest,
+  type QueueFetchResponse,
   readQueueFetchRequest,
   writeQueueFetchResponse,
 } from "../codec/queue_fetch.ts";
@@ -47,7 +49,7 @@ export type QueueDataPlane = {
   log(message: string): void;
 };
 
-type FetchOutcome =
+export type FetchOutcome =
   | { kind: "records"; result: QueueFetchResult }
   | { kind: "error"; code: number; message: string };
 
@@ -135,7 +137,7 @@ export function handleQueueFetch(
 }
 
 /** Counts the error codes an ack answer carries (errors by code): one per failed partition. */
-function countAckErrors(request: RequestContext, response: QueueAckResponse): void {
+export function countAckErrors(request: RequestContext, response: QueueAckResponse): void {
   if (response.partitions.length === 0) request.connection.countBodyError(response.errorCode);
   for (const p of response.partitions) request.connection.countBodyError(p.errorCode);
 }
@@ -152,7 +154,7 @@ async function finishFetch(
 }
 
 /** One acquisition attempt; an engine refusal is an outcome, a broken invariant throws. */
-function tryFetch(plane: QueueDataPlane, fetch: QueueFetchRequest): FetchOutcome {
+export function tryFetch(plane: QueueDataPlane, fetch: QueueFetchRequest): FetchOutcome {
   try {
     const result = plane.engine.fetchQueue(fetch.queue, fetch.memberId, {
       maxRecords: fetch.maxRecords,
@@ -165,20 +167,24 @@ function tryFetch(plane: QueueDataPlane, fetch: QueueFetchRequest): FetchOutcome
   }
 }
 
-function fetchResponse(
+export function fetchResponse(
   correlationId: number,
   outcome: FetchOutcome,
   acks: AckPartitionResult[],
+  ackSeq?: AckSeqTag,
 ): HandlerResult {
   const frame = new ChunkedFrame(correlationId);
+  const version = ackSeq === undefined ? 1 : 2;
   if (outcome.kind === "error") {
-    writeQueueFetchResponse(frame, {
+    const response: QueueFetchResponse = {
       errorCode: outcome.code,
       errorMessage: outcome.message,
       lockMs: 0,
       acks,
       partitions: [],
-    });
+    };
+    if (ackSeq !== undefined) response.ackSeq = ackSeq;
+    writeQueueFetchResponse(frame, response, version);
     return frame.finish();
   }
   const { lockMs } = outcome.result;
@@ -195,13 +201,15 @@ function fetchResponse(
       records: p.views,
     }),
   );
-  writeQueueFetchResponse(frame, {
+  const response: QueueFetchResponse = {
     errorCode: 0,
     errorMessage: null,
     lockMs: outcome.result.lockMs,
     acks,
     partitions,
-  });
+  };
+  if (ackSeq !== undefined) response.ackSeq = ackSeq;
+  writeQueueFetchResponse(frame, response, version);
   return frame.finish();
 }
 
@@ -210,7 +218,7 @@ function fetchResponse(
  * one acquires records or fails, or the wait ends (then: an empty answer). The wait ends
  * early when `until` settles: after one last attempt, the answer goes with what it found.
  */
-function longPoll(
+export function longPoll(
   plane: QueueDataPlane,
   request: RequestContext,
   fetch: QueueFetchRequest,

@@ -11,8 +11,10 @@ import {
   type QueueAckRequest,
   readQueueAckRequest,
   readQueueAckResponse,
+  readQueueAckResponseV2,
   writeQueueAckRequest,
   writeQueueAckResponse,
+  writeQueueAckResponseV2,
 } from "../../../protocol/codec/queue_ack.ts";
 import {
   readQueueDeclareRequest,
@@ -162,6 +164,60 @@ describe("QueueFetch v1", () => {
   test("an acquired count larger than the bytes left is refused before allocating", () => {
     const body = fromHex("0000 ffff 00007530 0000 0001 00000000 0000 ffffffff 00000000");
     assert.throws(() => readQueueFetchResponse(body), /acquired count 4294967295 needs/);
+  });
+});
+
+describe("QueueFetch v2 and QueueAck v2", () => {
+  test("a v2 fetch response carries the ack sequence after the acks: golden bytes", () => {
+    const response: QueueFetchResponse = {
+      errorCode: 0,
+      errorMessage: null,
+      lockMs: 30_000,
+      acks: [{ partition: 0, errorCode: 0, errorMessage: null }],
+      ackSeq: {
+        ackSeq: 5,
+        durableThrough: 3,
+        failures: [{ ackSeq: 4, partition: 1, errorCode: 25, errorMessage: "full" }],
+      },
+      partitions: [],
+    };
+    const frame = new ChunkedFrame(7);
+    writeQueueFetchResponse(frame, response, 2);
+    const joined = fromHex(frame.finish().map(hex).join(""));
+    const expected = [
+      "00000040 00000007 0000", // size 64, correlation_id 7, error_code 0 (header)
+      "0000 ffff 00007530", // error_code 0, error_message null, lock_ms 30000
+      "0001 00000000 0000 ffff", // acks: partition 0 applied
+      "0000000000000005 0000000000000003", // ack_seq 5, acks_durable_through 3
+      "0001 0000000000000004 00000001 0019 0004 66756c6c", // failure: seq 4, partition 1
+      "0000", // partitions: 0
+    ].join("");
+    assert.equal(hex(joined), expected.replace(/\s+/g, ""));
+    assert.deepEqual(readQueueFetchResponse(joined.subarray(10), 2), response);
+    // The same bytes are not a v1 response: the sequence is where v1 has its partitions.
+    assert.throws(() => readQueueFetchResponse(joined.subarray(10), 1), ProtocolError);
+  });
+
+  test("hostile v2 sequence fields are refused naming the value", () => {
+    const negative = fromHex("0000 ffff 00007530 0000 ffffffffffffffff 0000000000000000 0000 0000");
+    assert.throws(() => readQueueFetchResponse(negative, 2), /ack_seq -1/);
+    const tooMany = fromHex("0000 ffff 00007530 0000 0000000000000001 0000000000000000 ffff");
+    assert.throws(() => readQueueFetchResponse(tooMany, 2), /ack failures count 65535 needs/);
+  });
+
+  test("a v2 ack response is v1's followed by the sequence state", () => {
+    const response = {
+      errorCode: 0,
+      errorMessage: null,
+      partitions: [],
+      durableThrough: 9,
+      failures: [],
+    };
+    const bytes = bodyOf((writer) => writeQueueAckResponseV2(writer, response));
+    assert.equal(hex(bytes), "0000ffff0000" + "0000000000000009" + "0000");
+    assert.deepEqual(readQueueAckResponseV2(new Reader(bytes)), response);
+    const negative = fromHex("0000 ffff 0000 ffffffffffffffff 0000");
+    assert.throws(() => readQueueAckResponseV2(new Reader(negative)), /acks_durable_through -1/);
   });
 });
 

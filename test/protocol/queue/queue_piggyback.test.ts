@@ -1,7 +1,9 @@
-// QueueConsumer's piggy-backed acks: while the queue keeps up, answers given between polls
-// travel inside the next QueueFetch (no QueueAck of their own), the fetch answer confirms them,
-// and the broker answers such a fetch once they are durable instead of holding them for a long
-// poll; behind a full fetch they go in a QueueAck, so fetches do not wait for fdatasyncs.
+// QueueConsumer's piggy-backed acks: answers given between polls travel inside the next
+// QueueFetch while the queue keeps up (no QueueAck of their own). With QueueFetch v2 (what this
+// broker offers) the answer leaves without waiting for their fdatasync, and a later answer (or,
+// with no fetch going out, a QueueAck v2 barrier) confirms them; a long poll carrying them ends
+// once they are durable. Behind a full fetch they go in a QueueAck. queue_fetch_v2.test.ts
+// holds the disk to show the order.
 
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
@@ -42,7 +44,8 @@ describe("queue consumer piggy-backed acks", () => {
       assert.equal(consumer.pendingAnswers, 0);
       const stats = await statsOf(admin, "work");
       assert.deepEqual([stats.accepted, stats.acquired], [2, 1]);
-      assert.equal(requestsOf(server, API.QueueAck), 0);
+      // The answers rode the fetch; at most one QueueAck, the v2 barrier that confirmed them.
+      assert.ok(requestsOf(server, API.QueueAck) <= 1);
     });
   });
 

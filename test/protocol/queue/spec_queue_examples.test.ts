@@ -15,7 +15,9 @@ import {
   EXAMPLE_MEMBER_ID,
   EXAMPLE_QUEUE,
   exampleQueueAckRequest,
+  exampleQueueAckV2Request,
   exampleQueueFetchRequest,
+  exampleQueueFetchV2Request,
   hexBlocksAfter,
 } from "./spec_queue_examples.ts";
 
@@ -80,6 +82,50 @@ test("PROTOCOL.md's queue example is what a real server exchanges", async () => 
       client.frames.find((frame) => new DataView(frame.buffer).getUint32(0) === id)!;
     assert.equal(hex(withPrefix(byId(20))), fetchResponse);
     assert.equal(hex(withPrefix(byId(21))), ackResponse);
+  } finally {
+    client.close();
+    await server.close();
+  }
+});
+
+test("PROTOCOL.md's QueueFetch v2 example is what a real server exchanges", async () => {
+  const spec = fs.readFileSync(join(PROJECT_ROOT, "protocol/PROTOCOL.md"), "utf8");
+  const blocks = hexBlocksAfter(spec, "## 10a. Worked example: QueueFetch v2");
+  assert.equal(blocks.length, 4);
+  const [fetchRequest, fetchResponse, ackRequest, ackResponse] = blocks;
+  using dir = tempDir();
+  const server = await SluiceServer.start({ dataDir: dir.path, port: 0 });
+  const client = await RawClient.connect(server.port);
+  try {
+    await client.handshake();
+    await control(client, API.CreateTopics, { topics: [{ name: "demo" }] });
+    client.send(exampleProduceRequest());
+    await client.response(10);
+    await control(client, API.QueueDeclare, {
+      name: EXAMPLE_QUEUE,
+      topic: "demo",
+      from: "beginning",
+    });
+    const joined = await control(client, API.QueueJoin, { queue: EXAMPLE_QUEUE });
+    const memberId = joined["memberId"] as string;
+    client.send(exampleQueueFetchRequest(memberId));
+    await client.response(20);
+    client.send(exampleQueueFetchV2Request(memberId));
+    await client.response(30);
+    client.send(exampleQueueAckV2Request(memberId));
+    await client.response(31);
+    const byId = (id: number) =>
+      client.frames.find((frame) => new DataView(frame.buffer).getUint32(0) === id)!;
+    if (process.env["SLUICE_PRINT_EXAMPLE"] === "1") {
+      console.log(hex(exampleQueueFetchV2Request(EXAMPLE_MEMBER_ID)));
+      console.log(hex(withPrefix(byId(30))));
+      console.log(hex(exampleQueueAckV2Request(EXAMPLE_MEMBER_ID)));
+      console.log(hex(withPrefix(byId(31))));
+    }
+    assert.equal(hex(exampleQueueFetchV2Request(EXAMPLE_MEMBER_ID)), fetchRequest);
+    assert.equal(hex(exampleQueueAckV2Request(EXAMPLE_MEMBER_ID)), ackRequest);
+    assert.equal(hex(withPrefix(byId(30))), fetchResponse);
+    assert.equal(hex(withPrefix(byId(31))), ackResponse);
   } finally {
     client.close();
     await server.close();

@@ -50,3 +50,24 @@ export function hexBlocksAfter(markdown: string, heading: string): string[] {
   }
   return blocks;
 }
+
+/** Section 10a: a QueueFetch v2 carrying the accept of offset 0, answering at once. */
+export function exampleQueueFetchV2Request(memberId: string): Uint8Array {
+  const writer = startRequest({ apiKey: API.QueueFetch, apiVersion: 2, correlationId: 30 });
+  writeQueueFetchRequest(writer, {
+    maxWaitMs: 0,
+    maxRecords: 100,
+    maxBytes: 1_048_576,
+    queue: EXAMPLE_QUEUE,
+    memberId,
+    acks: [{ partition: 0, ranges: [{ first: 0, last: 0, type: "accept" }] }],
+  });
+  return finishFrame(writer);
+}
+
+/** Section 10a: a QueueAck v2 with no partitions, answered once the accept is durable. */
+export function exampleQueueAckV2Request(memberId: string): Uint8Array {
+  const writer = startRequest({ apiKey: API.QueueAck, apiVersion: 2, correlationId: 31 });
+  writeQueueAckRequest(writer, { queue: EXAMPLE_QUEUE, memberId, partitions: [] });
+  return finishFrame(writer);
+}

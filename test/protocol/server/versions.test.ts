@@ -85,7 +85,7 @@ function valuesOf(records: Uint8Array[]): string[] {
 }
 
 describe("Produce and Fetch version 2", () => {
-  test("the handshake offers versions 1 and 2 of Produce and Fetch, 1 of the rest", async () => {
+  test("the handshake offers v2 of Produce, Fetch, QueueFetch and QueueAck", async () => {
     await using t = await startTestServer();
     using client = await connected(t.port, false);
     const id = client.request(API.Handshake, (w) =>
@@ -94,7 +94,9 @@ describe("Produce and Fetch version 2", () => {
     const { reader } = await client.response(id);
     const { apis } = readHandshakeResponse(reader);
     for (const { apiKey, min, max } of apis) {
-      const two = apiKey === API.Produce || apiKey === API.Fetch;
+      const two = ([API.Produce, API.Fetch, API.QueueFetch, API.QueueAck] as number[]).includes(
+        apiKey,
+      );
       assert.deepEqual([min, max], [1, two ? 2 : 1], `api ${apiKey}`);
     }
     const three = client.request(API.Fetch, () => {}, 3);
