@@ -33,6 +33,7 @@ import {
   RECOVERY_POINT_FILE,
 } from "./log_open.ts";
 import { type ReadResult, readLog } from "./log_read.ts";
+import type { RecoveryCheckpoint } from "./recovery_checkpoint.ts";
 import { offsetForTimestamp } from "./log_time.ts";
 import {
   batchSizeAt,
@@ -79,6 +80,12 @@ export type PartitionLogOptions = {
    * durable together with other logs'; without one the log fdatasyncs its own segments.
    */
   groupSync?: GroupSync;
+  /**
+   * The engine-wide recovery-point checkpoint (recovery_checkpoint.ts) the log keeps its
+   * recovery point in; without one the log rewrites its own `recovery-point` file, at most
+   * once a second.
+   */
+  checkpoint?: RecoveryCheckpoint;
 };
 
 type PendingAck = {
@@ -121,6 +128,9 @@ export class PartitionLog {
   #closed = false;
   #recoveryPoint: number;
   #recoveryCheckpointMs = 0;
+  #checkpoint: RecoveryCheckpoint | undefined;
+  /** The directory's name and inode: the log's key in the engine's checkpoint. */
+  #checkpointKey: { name: string; ino: number };
   #syncTimer: ReturnType<typeof setInterval> | undefined;
   #onFsync: ((seconds: number) => void) | undefined;
   #groupSync: GroupSync | undefined;
@@ -152,12 +162,25 @@ export class PartitionLog {
       budget: options.fileBudget ?? sharedFileBudget(),
       onWarning: options.onWarning ?? ((message) => console.warn(`sluice: ${message}`)),
     };
-    const opened = openLogDirectory(dir, this.#openOptions);
+    const checkpoint = options.checkpoint;
+    this.#checkpoint = checkpoint;
+    const dirName = dir.split(/[\\/]/).filter(Boolean).at(-1) ?? dir;
+    const opened = openLogDirectory(dir, {
+      ...this.#openOptions,
+      ...(checkpoint === undefined
+        ? {}
+        : { checkpointed: (ino: number) => checkpoint.recoveryPointOf(dirName, ino) }),
+    });
+    this.#checkpointKey = { name: dirName, ino: opened.ino };
     this.#dev = this.#groupSync === undefined ? 0 : fs.statSync(dir).dev;
     this.#segments = opened.segments;
     this.corruptions = opened.corruptions;
     this.#recoveryPoint = opened.recoveryPoint;
     this.#cleanMarker = opened.wasClean;
+    if (checkpoint !== undefined) {
+      checkpoint.set(dirName, opened.ino, this.#recoveryPoint);
+      if (opened.hasRecoveryPointFile) checkpoint.migrate(join(dir, RECOVERY_POINT_FILE));
+    }
     this.#producers = rebuildProducerState(this.#segments);
     const active = this.#active;
     // A reopened active segment is as old as its first record (never older than now).
@@ -559,11 +582,10 @@ export class PartitionLog {
       const onSynced = (seconds: number) => this.#fsynced(seconds);
       await this.#groupSync.sync({ segments: open, dev: this.#dev, onSynced });
     }
-    // Index files are derived and checked on open: they are written with the recovery-point
-    // checkpoint (at most once a second), at seal and at close, not on every acknowledgement.
-    if (this.#checkpointDue()) {
-      for (const segment of open) await this.#persistIndexes(segment);
-    }
+    // Index files are derived and checked on open. An open segment's are written at seal and
+    // at close only, never in a flush round: after an unclean stop every open segment is
+    // scanned in full and its indexes rebuilt (log_open.ts), so writing them earlier would
+    // cost two file writes per log per round and spare nothing.
     // The recovery point may pass a rolled segment only once its own fsync is done, and an
     // acknowledgement may not stand on a rolled segment whose fsync failed.
     await this.#sealing;
@@ -699,6 +721,11 @@ export class PartitionLog {
   #advanceRecoveryPoint(offset: number): void {
     if (offset <= this.#recoveryPoint) return;
     this.#recoveryPoint = offset;
+    if (this.#checkpoint !== undefined) {
+      // The engine writes every log's recovery point in one file, once per interval.
+      this.#checkpoint.set(this.#checkpointKey.name, this.#checkpointKey.ino, offset);
+      return;
+    }
     if (!this.#checkpointDue()) return;
     this.#recoveryCheckpointMs = this.#now();
     this.#writeRecoveryPoint();
@@ -716,6 +743,12 @@ export class PartitionLog {
     } catch (error) {
       this.#openOptions.onWarning(`${this.name}: recovery point not saved: ${String(error)}`);
     }
+  }
+
+  /** A closing log's last recovery point goes to the engine's checkpoint, written at its close. */
+  #advanceRecoveryPointOnClose(): void {
+    const { name, ino } = this.#checkpointKey;
+    this.#checkpoint!.set(name, ino, this.#recoveryPoint);
   }
 
   /**
@@ -872,7 +905,8 @@ export class PartitionLog {
     try {
       if (clean) {
         this.#recoveryPoint = this.#active.writtenNextOffset;
-        this.#writeRecoveryPoint();
+        if (this.#checkpoint === undefined) this.#writeRecoveryPoint();
+        else this.#advanceRecoveryPointOnClose();
         this.#io.writeFile(join(this.dir, CLEAN_SHUTDOWN_FILE), "");
         this.#io.syncDirectory(this.dir);
       }
