@@ -72,7 +72,7 @@ export class RecoveryCheckpoint {
   #loaded: Map<string, Entry>;
   /** Every open (or closed, not deleted) log's latest durable recovery point. */
   #live = new Map<string, Entry>();
-  /** Old per-log `recovery-point` files to remove once a checkpoint holding their log is durable. */
+  /** Old per-log `recovery-point` files, removed once a checkpoint holding their log is durable. */
   #legacy: string[] = [];
   #dirty = false;
   #writing: Promise<void> | undefined;

@@ -91,7 +91,7 @@ describe("engine file I/O", () => {
     }
   });
 
-  test("a clean close writes the engine checkpoint and a changed partition's marker via FileIO", async () => {
+  test("a clean close writes the engine checkpoint and a changed partition's marker", async () => {
     using dir = tempDir();
     const io = new FaultyIO();
     const engine = await Engine.open(dir.path, { io, onWarning: () => {} });
