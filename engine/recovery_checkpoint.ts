@@ -189,7 +189,9 @@ export class RecoveryCheckpoint {
       this.#io.writeFile(temp, encodeCheckpoint(this.#live));
       await this.#io.syncFile(temp);
       fs.renameSync(temp, this.path);
-      this.#io.syncDirectory(this.#dir);
+      const io = this.#io;
+      if (io.syncDirectoryAsync === undefined) io.syncDirectory(this.#dir);
+      else await io.syncDirectoryAsync(this.#dir);
       this.writes++;
     } catch (error) {
       this.#dirty = true;
