@@ -30,6 +30,7 @@ import {
   resolveLogConfig,
 } from "./log_config.ts";
 import { OffsetStore } from "./offset_store.ts";
+import { RecoveryCheckpoint } from "./recovery_checkpoint.ts";
 import { type AppendResult, PartitionLog, type ReadResult } from "./partition_log.ts";
 import type { Queue, QueueFetchResult, QueueStats } from "./queue.ts";
 import type { QueueAck } from "./queue_ack.ts";
@@ -181,6 +182,8 @@ export class Engine {
   readonly fsyncSeconds = new LatencyHistogram();
   /** The group commit across partitions every log of the engine shares. */
   readonly groupSync: GroupSync;
+  /** Every partition log's recovery point, in one file (`__meta/recovery-points`). */
+  readonly checkpoint: RecoveryCheckpoint;
   /**
    * Every commit fdatasync of a queue's state log since open, in seconds: what an fsynced
    * accept waits for (the /metrics histogram sluice_queue_fsync_seconds).
@@ -195,6 +198,10 @@ export class Engine {
     this.fileBudget =
       openFilesMax === undefined ? sharedFileBudget() : new FileBudget(openFilesMax);
     this.groupSync = openGroupSync(dataDir, options);
+    this.checkpoint = RecoveryCheckpoint.open(join(dataDir, "__meta"), {
+      io: options.io ?? realFileIO,
+      onWarning: (message) => this.#warn(message),
+    });
   }
 
   /** Opens (creating when new) a data directory and every topic in it, recovering as needed. */
@@ -229,6 +236,10 @@ export class Engine {
       });
       engine = new Engine(dir, offsets, options);
       await engine.#loadTopics();
+      // Written now: the logs' starting points (and what migrated from per-log files) are
+      // durable before the first interval, and logs deleted while closed are forgotten.
+      await engine.checkpoint.flush();
+      engine.checkpoint.start();
       engine.#queues = await engine.#openQueues();
       engine.#exchanges = engine.#openExchanges();
       engine.#startRetention();
@@ -243,6 +254,7 @@ export class Engine {
       const queues = engine === undefined ? undefined : engine.#queues;
       await Promise.allSettled([queues?.close()]);
       await Promise.allSettled([...logs.map((log) => log.close()), offsets?.close()]);
+      await engine?.checkpoint.close();
       engine?.groupSync.close();
       openDirectories.delete(dir);
       await releaseLock(dir, io);
@@ -310,6 +322,7 @@ export class Engine {
             onWarning: (message) => this.#warn(message),
             fileBudget: this.fileBudget,
             groupSync: this.groupSync,
+            checkpoint: this.checkpoint,
             onFsync: (seconds) => this.#fsynced(name, seconds),
             ...(this.#options.monotonicMs === undefined
               ? {}
@@ -562,6 +575,9 @@ export class Engine {
     this.#topics.delete(name);
     this.#topicGeneration++;
     await Promise.allSettled(topic.logs.map((log) => log.close()));
+    for (let partition = 0; partition < topic.info.partitions; partition++) {
+      this.checkpoint.retire(`${name}-${partition}`);
+    }
     try {
       fs.rmSync(join(this.#metaDir, `${name}.json`), { force: true });
       this.#io.syncDirectory(this.#metaDir);
@@ -880,6 +896,8 @@ export class Engine {
       queuesClosed,
       ...(await Promise.allSettled([...logs.map((log) => log.close()), this.offsets.close()])),
     ];
+    // After the logs: their last recovery points are in it.
+    await this.checkpoint.close();
     this.groupSync.close();
     openDirectories.delete(this.dataDir);
     await releaseLock(this.dataDir, this.#io);

@@ -32,6 +32,11 @@ export interface FileIO {
   /** fsync of a directory, so a create, rename or unlink inside it survives power loss. */
   syncDirectory(path: string): void;
   /**
+   * Optional: `syncDirectory` on the thread pool. Where it is left out (a FileIO written for
+   * tests), the engine calls `syncDirectory` instead, after the current task.
+   */
+  syncDirectoryAsync?(path: string): Promise<void>;
+  /**
    * Optional: makes every write so far to the file system holding `dir` durable at once (as
    * syncfs does). When present, the engine's group commit across partitions calls it once per
    * round instead of fdatasyncing each log (group_sync.ts); realFileIO leaves it out and the
@@ -256,6 +261,14 @@ export const realFileIO: FileIO = {
     }
   },
   syncDirectory,
+  async syncDirectoryAsync(path) {
+    const handle = await fs.promises.open(path, "r");
+    try {
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+  },
   writeFileAtomic,
 };
 

@@ -6,7 +6,10 @@
 //     00000000000000000000.log        batches, append-only
 //     00000000000000000000.index      sparse offset index (derived, rebuilt when wrong)
 //     00000000000000000000.timeindex  sparse time index (derived, rebuilt when wrong)
-//     recovery-point                  "<offset>\n": every batch below it was fsynced
+//     recovery-point                  "<offset>\n": every batch below it was fsynced (a log
+//                                     of an engine keeps it in the engine's one checkpoint,
+//                                     recovery_checkpoint.ts, and reads this file only to
+//                                     migrate from it)
 //     .clean-shutdown                 present only between a clean close and the next open
 //
 // After a clean close each segment's indexes are loaded and checked, and only the bytes after
@@ -37,6 +40,11 @@ export type OpenOptions = {
   budget: FileBudget;
   /** Told about every truncation and every damaged region found while opening. */
   onWarning: (message: string) => void;
+  /**
+   * The engine-wide checkpoint's recovery point for this directory, by its inode (see
+   * recovery_checkpoint.ts); absent for a log kept alone, which has its own file only.
+   */
+  checkpointed?: (ino: number) => number | undefined;
 };
 
 export type OpenedLog = {
@@ -44,17 +52,40 @@ export type OpenedLog = {
   corruptions: Corruption[];
   recoveryPoint: number;
   wasClean: boolean;
+  /** The directory's inode, which ties it to its entry in the engine's checkpoint. */
+  ino: number;
+  /** Whether a per-log `recovery-point` file was found (to remove once migrated). */
+  hasRecoveryPointFile: boolean;
 };
 
 export function readRecoveryPoint(dir: string): number {
+  return readRecoveryPointFile(dir) ?? 0;
+}
+
+/** The per-log checkpoint: undefined when there is none, 0 when it cannot be read. */
+function readRecoveryPointFile(dir: string): number | undefined {
+  let text: string;
   try {
-    const text = fs.readFileSync(join(dir, RECOVERY_POINT_FILE), "utf8");
-    const value = Number(text.trim());
-    return Number.isSafeInteger(value) && value >= 0 ? value : 0;
-  } catch {
-    // Missing or unreadable: recover everything, which is always safe.
+    text = fs.readFileSync(join(dir, RECOVERY_POINT_FILE), "utf8");
+  } catch (error) {
+    if ((error as { code?: unknown }).code === "ENOENT") return undefined;
+    // Unreadable: recover everything, which is always safe.
     return 0;
   }
+  const value = Number(text.trim());
+  return Number.isSafeInteger(value) && value >= 0 ? value : 0;
+}
+
+/**
+ * Where recovery may start: the lower of the per-log file's value and the engine checkpoint's
+ * (each was true when written, so the lower is true now), or 0 with neither.
+ */
+function startingRecoveryPoint(dir: string, ino: number, o: OpenOptions) {
+  const fromFile = readRecoveryPointFile(dir);
+  const fromCheckpoint = o.checkpointed?.(ino);
+  let recoveryPoint = fromFile ?? fromCheckpoint ?? 0;
+  if (fromCheckpoint !== undefined) recoveryPoint = Math.min(recoveryPoint, fromCheckpoint);
+  return { recoveryPoint, hasRecoveryPointFile: fromFile !== undefined };
 }
 
 function listSegmentBases(dir: string): number[] {
@@ -273,7 +304,8 @@ export function openLogDirectory(dir: string, o: OpenOptions): OpenedLog {
     fs.mkdirSync(dir, { recursive: true });
     const markerPath = join(dir, CLEAN_SHUTDOWN_FILE);
     let wasClean = fs.existsSync(markerPath);
-    const recoveryPoint = readRecoveryPoint(dir);
+    const ino = fs.statSync(dir).ino;
+    const { recoveryPoint, hasRecoveryPointFile } = startingRecoveryPoint(dir, ino, o);
     const bases = listSegmentBases(dir);
     const corruptions: Corruption[] = [];
     bases.forEach((baseOffset, i) => {
@@ -294,11 +326,19 @@ export function openLogDirectory(dir: string, o: OpenOptions): OpenedLog {
       wasClean = true;
     }
     for (const segment of segments.slice(0, -1)) segment.seal();
-    // A checkpoint past the end (damaged, or from data since lost) would spare too much.
+    // A checkpoint past the end (damaged, or from data since lost) would spare too much. After
+    // a clean close everything was fsynced, whatever a checkpoint says.
     const end = segments.at(-1)!.nextOffset;
     // The marker stays until the first change (PartitionLog removes it, durably, before it
     // writes anything): a partition that is opened and closed untouched costs no write at all.
-    return { segments, corruptions, recoveryPoint: Math.min(recoveryPoint, end), wasClean };
+    return {
+      segments,
+      corruptions,
+      recoveryPoint: wasClean ? end : Math.min(recoveryPoint, end),
+      wasClean,
+      ino,
+      hasRecoveryPointFile,
+    };
   } catch (error) {
     for (const segment of segments) segment.close();
     throw ioError(error, `opening partition directory ${dir}`);

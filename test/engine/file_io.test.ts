@@ -91,7 +91,7 @@ describe("engine file I/O", () => {
     }
   });
 
-  test("a clean close writes a changed partition's checkpoint and marker via FileIO", async () => {
+  test("a clean close writes the engine checkpoint and a changed partition's marker", async () => {
     using dir = tempDir();
     const io = new FaultyIO();
     const engine = await Engine.open(dir.path, { io, onWarning: () => {} });
@@ -101,7 +101,9 @@ describe("engine file I/O", () => {
     await engine.close();
     const written = io.fileWrites.map((path) => relative(dir.path, path));
     assert.ok(written.includes("t-1/.clean-shutdown"), "t-1's marker");
-    assert.ok(written.includes("t-1/recovery-point.tmp"), "t-1's checkpoint");
+    // Every partition's recovery point goes to the engine's one checkpoint file.
+    assert.ok(written.includes("__meta/recovery-points.tmp"), "the engine's checkpoint");
+    assert.ok(!written.includes("t-1/recovery-point.tmp"), "no per-partition checkpoint");
     // t-0 was never written to: clean since it was created, it needs no write to close.
     assert.deepEqual(
       written.filter((path) => path.startsWith("t-0/")),
