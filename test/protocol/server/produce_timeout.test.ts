@@ -16,6 +16,7 @@ import { readMsgpack, writeMsgpack } from "../../../protocol/codec/control.ts";
 import { WIRE_ERRORS } from "../../../protocol/codec/errors.ts";
 import { API } from "../../../protocol/codec/frames.ts";
 import { readProduceResponse, writeProduceRequest } from "../../../protocol/codec/produce.ts";
+import { Producer } from "../../../protocol/client/mod.ts";
 import { API_KEYS as K, KAFKA_ERRORS } from "../../../protocol/kafka/mod.ts";
 import type { SluiceServer } from "../../../protocol/server/mod.ts";
 import { waitFor } from "../../helpers.ts";
@@ -152,6 +153,33 @@ describe("acks=all Produce honours timeout_ms", () => {
     const result = readProduceResponse((await client.response(id)).reader).topics[0]!;
     assert.equal(result.partitions[0]!.errorCode, 0);
     assert.equal(result.partitions[0]!.baseOffset, 0);
+  });
+
+  test("an idempotent Producer retries a timed-out batch and it is stored once", async () => {
+    const syncs = new HeldSyncs();
+    await using served = await startTestServer({ engineOptions: { io: syncs.io } });
+    await createTopics(served.server);
+    const producer = new Producer({
+      port: served.port,
+      acks: "all",
+      idempotent: true,
+      requestTimeoutMs: 200,
+      deliveryTimeoutMs: 60_000,
+    });
+    try {
+      await producer.send({ topic: "always", value: new TextEncoder().encode("warm") });
+      syncs.hold();
+      const sent = producer.send({ topic: "always", value: new TextEncoder().encode("once") })!;
+      const timedOut = () => served.server.latency().errors.get(WIRE_ERRORS.REQUEST_TIMED_OUT) ?? 0;
+      await waitFor(() => timedOut() >= 2, "the batch and a retry answered REQUEST_TIMED_OUT");
+      syncs.let();
+      const metadata = await sent;
+      assert.equal(metadata.offset, 1, "the retry was answered with the first offset");
+      assert.deepEqual(storedValues(served.server, "always"), ["warm", "once"]);
+    } finally {
+      syncs.let();
+      await producer.close();
+    }
   });
 
   test("Kafka listener: REQUEST_TIMED_OUT per partition, then durable once", async () => {
