@@ -597,6 +597,7 @@ export class ClientConnection {
 
   /** Moves waiting requests into free in-flight slots. */
   #pump(): void {
+    if (this.#ending) return;
     while (this.inFlight < this.#inFlightMax && this.#waitingHead < this.#waiting.length) {
       const next = this.#waiting[this.#waitingHead]!;
       this.#waitingHead++;
@@ -720,9 +721,14 @@ export class ClientConnection {
   async close(): Promise<void> {
     const socket = this.#socket;
     if (this.#closedError === undefined && socket !== undefined) {
-      this.#flush();
-      this.#fail(new ClientError("CLOSED", `${this.#where()} was closed by the client`));
+      // Ending first: a slot the flush frees takes no waiting request (#pump), so what is
+      // handed to the Outbox below is all that will be written.
       this.#ending = true;
+      this.#flush();
+      // acks-0 requests already in the Outbox are written before the socket ends: sent.
+      for (const { pending } of this.#unanswered) pending.resolve([]);
+      this.#unanswered = [];
+      this.#fail(new ClientError("CLOSED", `${this.#where()} was closed by the client`));
       // The socket ends once the Outbox has written what it holds (now, or after a drain).
       if (this.#outbox?.idle !== false) socket.end();
     }

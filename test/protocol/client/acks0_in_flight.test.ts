@@ -107,6 +107,52 @@ describe("acks-0 Produce and inFlightMax", () => {
     }
   });
 
+  test("close settles every acks-0 frame: queued ones as sent, waiting ones CLOSED", async () => {
+    const writes = new HeldWrites();
+    await using served = await startTestServer({
+      limits: { inFlightMax: IN_FLIGHT_MAX },
+      engineOptions: { io: writes.io },
+    });
+    await served.server.engine.createTopic("t", { partitions: 1, config: { fsync: "never" } });
+    const connection = await ClientConnection.connect("127.0.0.1", served.port);
+    try {
+      writes.held = true;
+      const records = encodeRecordBatch([{ value: new Uint8Array(RECORD_BYTES) }]);
+      const outcomes: string[] = [];
+      const sends = Array.from({ length: FRAMES }, () =>
+        connection
+          .requestWithoutResponse(API.Produce, (w) =>
+            writeProduceRequest(w, {
+              acks: 0,
+              timeoutMs: 30_000,
+              topics: [{ topic: "t", partitions: [{ partition: 0, records }] }],
+            }),
+          )
+          .then(
+            () => outcomes.push("sent"),
+            (error: { code?: string }) => outcomes.push(error.code ?? "?"),
+          ),
+      );
+      await waitFor(
+        () =>
+          outcomes.length === FRAMES ||
+          (served.server.stats()["pausedConnections"] === 1 &&
+            connection.inFlight === IN_FLIGHT_MAX &&
+            connection.unwrittenBytes > 0),
+        "the sender to stall",
+      );
+      const waiting = connection.waiting;
+      const settled = outcomes.length;
+      await connection.close();
+      await Promise.all(sends);
+      assert.equal(outcomes.filter((o) => o === "CLOSED").length, waiting);
+      assert.equal(outcomes.filter((o) => o === "sent").length, settled + IN_FLIGHT_MAX);
+    } finally {
+      writes.let();
+      await connection.close();
+    }
+  });
+
   test("an acks-0 Producer against a small inFlightMax delivers every record", async () => {
     const writes = new HeldWrites();
     await using served = await startTestServer({
