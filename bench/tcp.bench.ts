@@ -41,6 +41,7 @@ import { cpus, freemem, release, tmpdir, totalmem } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { Admin, Consumer, Producer } from "../protocol/client/mod.ts";
+import { consumeAll } from "./tcp/consume_loop.ts";
 import { publishFor } from "./tcp/publish_loop.ts";
 import { cpuPressureWindow, type DrainOutcome, waitForWritebackDrain } from "./tcp/isolation.ts";
 import { measureLoopbackMBps } from "./tcp/loopback.ts";
@@ -103,7 +104,8 @@ async function publishSmall(port: number, seconds: number): Promise<number> {
   return sent.records / sent.seconds;
 }
 
-async function consumeAll(port: number, records: number, checkCrcs: boolean): Promise<number> {
+/** A consumer of every partition of TOPIC from offset 0: what the catch-up phases read with. */
+function catchUpConsumer(port: number, checkCrcs: boolean): Consumer {
   const consumer = new Consumer({
     port,
     maxBytes: 64 * 1024 * 1024,
@@ -113,18 +115,12 @@ async function consumeAll(port: number, records: number, checkCrcs: boolean): Pr
   consumer.assign(
     Array.from({ length: PARTITIONS }, (_, partition) => ({ topic: TOPIC, partition, offset: 0 })),
   );
-  let received = 0;
-  let bytes = 0;
-  const started = performance.now();
-  while (received < records) {
-    for (const record of await consumer.poll({ maxWaitMs: 1000 })) {
-      received++;
-      bytes += record.value?.length ?? 0;
-    }
-  }
-  const elapsed = (performance.now() - started) / 1000;
-  await consumer.close();
-  return bytes / 1e6 / elapsed;
+  return consumer;
+}
+
+async function catchUpMBps(port: number, records: number, checkCrcs: boolean): Promise<number> {
+  const read = await consumeAll({ consumer: catchUpConsumer(port, checkCrcs), records });
+  return read.bytes / 1e6 / read.seconds;
 }
 
 function percentile(sorted: Float64Array, fraction: number): number {
@@ -239,9 +235,9 @@ async function throughputPhases(port: number, phases: Set<Phase>, seconds: numbe
     figures.loopbackMBps = round(loopbackMBps);
     figures.publishVsLoopback = round(published.mbps / loopbackMBps, 3);
     if (phases.has("consume")) {
-      const consumeMBps = await consumeAll(port, published.records, true);
+      const consumeMBps = await catchUpMBps(port, published.records, true);
       log(`consume: ${consumeMBps.toFixed(0)} MB/s`);
-      const consumeNoCrcMBps = await consumeAll(port, published.records, false);
+      const consumeNoCrcMBps = await catchUpMBps(port, published.records, false);
       log(`consume, client CRC checks off: ${consumeNoCrcMBps.toFixed(0)} MB/s`);
       figures.consumeMBps = round(consumeMBps);
       figures.consumeNoCrcMBps = round(consumeNoCrcMBps);

@@ -68,6 +68,7 @@ export async function serve(values: ParsedValues): Promise<number> {
   const engine = await Engine.open(settings.data, {
     onWarning: (message) => log.warn("recovery", { detail: message }),
     slowFsyncMs: settings.slowFsyncMs,
+    partitionSync: settings.partitionSync,
     onSlowFsync: (event) => logSlowFsync(log, event),
   });
   const topics = engine.listTopics();

@@ -20,6 +20,7 @@ export const SLUICE_PORT_DEFAULT = 7450;
 
 export type LogLevel = "debug" | "info" | "warn" | "error";
 export type LogFormat = "text" | "json";
+export type PartitionSync = "auto" | "fdatasync";
 
 export type ServeSettings = {
   data: string;
@@ -34,6 +35,8 @@ export type ServeSettings = {
   metricsPartitionsMax: number;
   /** An fsync taking at least this long is logged as slow (a warn line). */
   slowFsyncMs: number;
+  /** How the engine's group commit syncs a round (EngineOptions.partitionSync). */
+  partitionSync: PartitionSync;
   /** The token the HTTP listener requires (Bearer, or the password of Basic). */
   httpToken: string | undefined;
   // Security (README "Security") and the Kafka listener: resolved here like every setting, then
@@ -159,6 +162,14 @@ export const SETTINGS: readonly Setting[] = [
     kind: MS,
     help: "Log a warning for each fsync that takes at least this long",
   },
+  {
+    key: "partitionSync",
+    flag: "partition-sync",
+    env: "SLUICE_PARTITION_SYNC",
+    file: "storage.partitionSync",
+    kind: { type: "enum", values: ["auto", "fdatasync"] },
+    help: "auto (one syncfs per group-commit round where cheaper) or fdatasync (log by log)",
+  },
   ...passThrough("httpToken", "http-token", "http.token", { type: "string" }),
   ...passThrough("tlsCert", "tls-cert", "tls.cert", { type: "string" }),
   ...passThrough("tlsKey", "tls-key", "tls.key", { type: "string" }),
@@ -216,6 +227,7 @@ function defaults(env: NodeJS.ProcessEnv): ServeSettings {
     logFormat: "text",
     metricsPartitionsMax: 1000,
     slowFsyncMs: 500,
+    partitionSync: "auto",
     httpToken: undefined,
     tlsCert: undefined,
     tlsKey: undefined,

@@ -24,6 +24,12 @@ export const SERVE_OPS_OPTIONS: Record<string, OptionSpec> = {
     type: "string",
     help: "Log a warning for each fsync that takes at least this long (default 500)",
   },
+  "partition-sync": {
+    type: "string",
+    help:
+      "auto: group-commit rounds may flush the file system with one syncfs where it is " +
+      "cheaper; fdatasync: always sync log by log (default auto)",
+  },
   "metrics-partitions-max": {
     type: "string",
     help: "Above this many partitions /metrics exports per-topic series only (default 1000)",

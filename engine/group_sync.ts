@@ -24,6 +24,7 @@
 import { setImmediate } from "node:timers";
 import { assert } from "../record/mod.ts";
 import type { FileIO } from "./io.ts";
+import { LatencyHistogram } from "./latency_histogram.ts";
 import type { Segment } from "./segment.ts";
 import type { FileSystemSync } from "./syncfs.ts";
 
@@ -58,7 +59,24 @@ export type SyncRequest = {
   onSynced?: (seconds: number) => void;
 };
 
-type Pending = SyncRequest & { resolve: () => void; reject: (error: unknown) => void };
+/** A round's logs not yet settled, and when it was dispatched (the round seconds' start). */
+type Round = { left: number; startMs: number };
+
+type Pending = SyncRequest & {
+  resolve: () => void;
+  reject: (error: unknown) => void;
+  round?: Round;
+};
+
+/** Counters of the rounds run so far, for /metrics (sluice_group_sync_*). */
+export type GroupSyncStats = {
+  /** Rounds whose covered logs went to one file-system flush (syncfs). */
+  flushRounds: number;
+  /** Rounds whose logs were fdatasynced one by one. */
+  fdatasyncRounds: number;
+  /** Segment files the rounds covered, summed: files per round = files / rounds. */
+  files: number;
+};
 
 export type GroupSyncOptions = {
   io: FileIO;
@@ -97,6 +115,9 @@ export class GroupSync {
   };
   /** Rounds run so far (for tests and metrics). */
   rounds = 0;
+  readonly stats: GroupSyncStats = { flushRounds: 0, fdatasyncRounds: 0, files: 0 };
+  /** Dispatch of a round to its last log settled (durable, or failed), in seconds. */
+  readonly roundSeconds = new LatencyHistogram();
 
   constructor(options: GroupSyncOptions) {
     this.#io = options.io;
@@ -147,15 +168,17 @@ export class GroupSync {
     if (this.#flushing || this.#gathering.length === 0) return;
     const round = this.#gathering;
     this.#gathering = [];
-    this.rounds++;
+    this.#startRound(round);
     const fileSystem = this.#fileSystem;
     const covered = fileSystem === undefined ? [] : round.filter((p) => p.dev === fileSystem.dev);
     const files = fileCount(covered);
     const choice = fileSystem === undefined || files === 0 ? undefined : this.#choose(files);
     if (fileSystem === undefined || choice?.flush !== true) {
+      this.stats.fdatasyncRounds++;
       this.#enqueue(round, choice?.trial === true);
       return;
     }
+    this.stats.flushRounds++;
     const coveredSet = new Set(covered);
     this.#enqueue(
       round.filter((request) => !coveredSet.has(request)),
@@ -166,6 +189,24 @@ export class GroupSync {
       this.#flushing = false;
       this.#schedule();
     });
+  }
+
+  /** Counts a round and times it: each of its logs carries it until settled. */
+  #startRound(round: Pending[]): void {
+    this.rounds++;
+    this.stats.files += fileCount(round);
+    const timer: Round = { left: round.length, startMs: this.#monotonicMs() };
+    for (const request of round) request.round = timer;
+  }
+
+  /** One log of a round settled; the round's time is taken when its last one has. */
+  #settled(request: Pending): void {
+    const round = request.round;
+    if (round === undefined) return;
+    request.round = undefined;
+    round.left--;
+    assert(round.left >= 0, "a round's logs settle once each");
+    if (round.left === 0) this.roundSeconds.observe((this.#monotonicMs() - round.startMs) / 1000);
   }
 
   async #flushRound(fileSystem: FileSystemSync, covered: Pending[], trial: boolean) {
@@ -186,7 +227,10 @@ export class GroupSync {
     // call's start-up (Bun's syncfs worker thread starts on the first flush).
     this.#costs.flushMs = trial ? ms : average(this.#costs.flushMs, ms);
     this.#costs.flushTriedMs = startMs;
-    for (const request of covered) settle(request, ms / 1000);
+    for (const request of covered) {
+      settle(request, ms / 1000);
+      this.#settled(request);
+    }
   }
 
   /** A way tried again because it was stale waits twice as long next time if it still lost. */
@@ -259,12 +303,14 @@ export class GroupSync {
           }
         } catch (error) {
           request.reject(error);
+          this.#settled(request);
           continue;
         }
         // Taken before the waiter is resolved: what its resolution runs is not the disk's time.
         const endMs = this.#monotonicMs();
         this.#observeFile((endMs - startMs) / Math.max(request.segments.length, 1), startMs);
         settle(request, (endMs - startMs) / 1000);
+        this.#settled(request);
       }
     } finally {
       this.#lanesBusy--;

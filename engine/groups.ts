@@ -112,6 +112,7 @@ export class GroupCoordinator {
   #heartbeatIntervalMs: number;
   #now: () => number;
   #onEvent: ((event: GroupEvent) => void) | undefined;
+  #rebalances = 0;
 
   constructor(options: GroupCoordinatorOptions) {
     this.#onEvent = options.onEvent;
@@ -220,9 +221,15 @@ export class GroupCoordinator {
     };
   }
 
+  /** Rebalances (new group epochs) of every group since the coordinator started. */
+  get rebalances(): number {
+    return this.#rebalances;
+  }
+
   /** Range assignment per topic over the members subscribed to it, ordered by member id. */
   #rebalance(group: Group): void {
     group.epoch++;
+    this.#rebalances++;
     group.target = new Map();
     const members = [...group.members.values()].sort((a, b) => (a.id < b.id ? -1 : 1));
     for (const member of members) group.target.set(member.id, new Map());

@@ -112,6 +112,7 @@ function groupsOf(server: SluiceServer): GroupSource {
   return {
     list: () => server.listGroups(),
     memberIds: (groupId) => server.describeGroup(groupId).members.map((m) => m.memberId),
+    rebalances: () => server.groupRebalances(),
   };
 }
 

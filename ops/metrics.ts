@@ -17,6 +17,13 @@
 // (QueueFetch and QueueAck included, one per failed partition), and each partition a Produce
 // refused; not yet the Kafka listener's, whose codes are Kafka's. `sluice_requests_total` (by
 // API) and the byte and connection counters come from the server's own Stats counters.
+//
+// Consumer groups (every group ListGroups lists, once the broker listens): members, generation
+// (group epoch) and state per group, rebalances since start, and lag by group and topic. The
+// engine's group commit across partitions (engine/group_sync.ts): rounds by the way they were
+// made durable (one syncfs of the file system, or an fdatasync per log), the segment files they
+// covered (files per round = files / rounds), whether syncfs is in use at all, and each round's
+// time from dispatch to its last log made durable.
 
 import type { HistogramSnapshot } from "../engine/mod.ts";
 import { API, WIRE_ERRORS, type WireErrorName } from "../protocol/mod.ts";
@@ -134,6 +141,38 @@ function latencyFamilies(out: Exposition, snapshot: Snapshot): void {
   }
 }
 
+function groupFamilies(out: Exposition, snapshot: Snapshot): void {
+  const listed = snapshot.groups.filter((g) => g.state !== null);
+  out.family("sluice_group_members", "gauge", "Members of a consumer group.");
+  for (const g of listed) out.sample("sluice_group_members", g.memberCount ?? 0, { group: g.group });
+  out.family("sluice_group_generation", "gauge", "A group's epoch (generation): +1 a rebalance.");
+  for (const g of listed) out.sample("sluice_group_generation", g.generation ?? 0, { group: g.group });
+  out.family("sluice_group_state", "gauge", "1 for a group's state as ListGroups names it.");
+  for (const g of listed) out.sample("sluice_group_state", 1, { group: g.group, state: g.state! });
+  if (snapshot.groupRebalances !== null) {
+    out
+      .family("sluice_group_rebalances_total", "counter", "Group rebalances since start.")
+      .sample("sluice_group_rebalances_total", snapshot.groupRebalances);
+  }
+}
+
+function groupSyncFamilies(out: Exposition, snapshot: Snapshot): void {
+  const sync = snapshot.groupSync;
+  out
+    .family("sluice_group_sync_rounds_total", "counter", "Group-commit rounds, by how synced.")
+    .sample("sluice_group_sync_rounds_total", sync.flushRounds, { way: "syncfs" })
+    .sample("sluice_group_sync_rounds_total", sync.fdatasyncRounds, { way: "fdatasync" });
+  out
+    .family("sluice_group_sync_files_total", "counter", "Segment files the rounds covered.")
+    .sample("sluice_group_sync_files_total", sync.files);
+  out
+    .family("sluice_group_sync_syncfs", "gauge", "1 when rounds may use syncfs, 0: fdatasync only.")
+    .sample("sluice_group_sync_syncfs", sync.syncfsAvailable ? 1 : 0);
+  out
+    .family("sluice_group_sync_round_seconds", "histogram", "A round's dispatch to all durable.")
+    .histogram("sluice_group_sync_round_seconds", sync.roundSeconds);
+}
+
 function topicFamilies(out: Exposition, snapshot: Snapshot): void {
   out.family("sluice_records_appended_total", "counter", "Records appended since start.");
   for (const [topic, count] of Object.entries(snapshot.recordsAppendedByTopic)) {
@@ -197,7 +236,9 @@ export function renderMetrics(
   const out = new Exposition();
   serverFamilies(out, snapshot);
   latencyFamilies(out, snapshot);
+  groupSyncFamilies(out, snapshot);
   topicFamilies(out, snapshot);
+  groupFamilies(out, snapshot);
   const partitions = snapshot.topics.reduce((sum, t) => sum + t.partitions.length, 0);
   out
     .family("sluice_partitions", "gauge", "Partitions of every topic.")

@@ -33,6 +33,11 @@ export type GroupState = {
   state: string | null;
   /** How many members the group has now; null before the broker listens. */
   memberCount: number | null;
+  /**
+   * The group epoch (a Kafka classic group's generation): it grows by one each rebalance; 0
+   * for a group known only by its committed offsets; null before the broker listens.
+   */
+  generation: number | null;
   partitions: GroupPartitionLag[];
   lag: number;
   /**
@@ -42,12 +47,30 @@ export type GroupState = {
   members: string[] | null;
 };
 /** One group as the broker's ListGroups lists it (protocol/server's ListedGroup). */
-export type GroupListing = { groupId: string; state: string; members: number };
+export type GroupListing = {
+  groupId: string;
+  state: string;
+  members: number;
+  groupEpoch?: number;
+};
 /** The broker's group coordinator, read in process. */
 export type GroupSource = {
   list(): GroupListing[];
   /** The ids of the members of one of sluice's own groups. */
   memberIds(groupId: string): string[];
+  /** Rebalances of every group since the broker started. */
+  rebalances?(): number;
+};
+
+/** The engine's group commit across partitions (engine/group_sync.ts). */
+export type GroupSyncState = {
+  rounds: number;
+  flushRounds: number;
+  fdatasyncRounds: number;
+  files: number;
+  /** 1 when rounds may flush the file system with one syncfs, 0 when they fdatasync only. */
+  syncfsAvailable: boolean;
+  roundSeconds: HistogramSnapshot;
 };
 export type ExchangeState = {
   name: string;
@@ -88,6 +111,9 @@ export type Snapshot = {
   ready: boolean;
   topics: TopicState[];
   groups: GroupState[];
+  /** Group rebalances since the broker started; null before it listens. */
+  groupRebalances: number | null;
+  groupSync: GroupSyncState;
   queues: QueueState[];
   exchanges: ExchangeState[];
   server: ServerCounters | null;
@@ -214,7 +240,7 @@ function groupState(
   engine: Engine,
   topics: Map<string, TopicState>,
   group: string,
-): Omit<GroupState, "state" | "memberCount" | "members"> {
+): Omit<GroupState, "state" | "memberCount" | "members" | "generation"> {
   const partitions: GroupPartitionLag[] = [];
   for (const [topic, offsets] of engine.offsets.fetchGroup(group)) {
     const state = topics.get(topic);
@@ -246,6 +272,7 @@ function groupStates(
         ...groupState(engine, topics, group),
         state: null,
         memberCount: null,
+        generation: null,
         members: null,
       }));
   }
@@ -261,6 +288,7 @@ function groupStates(
       ...groupState(engine, topics, listing.groupId),
       state: listing.state,
       memberCount: listing.members,
+      generation: listing.groupEpoch ?? 0,
       members,
     };
   });
@@ -310,7 +338,9 @@ export function takeSnapshot(source: SnapshotSource): Snapshot {
   const topicList = engine.listTopics().map((t) => topicState(engine, sampler, t.name));
   topicList.sort((a, b) => a.name.localeCompare(b.name));
   const topics = new Map(topicList.map((t) => [t.name, t]));
-  const groups = groupStates(engine, topics, source.groups?.() ?? null);
+  const groupSource = source.groups?.() ?? null;
+  const groups = groupStates(engine, topics, groupSource);
+  const sync = engine.groupSync;
   const byTopic = sampler.appendedByTopic();
   const nowMs = Date.now();
   return {
@@ -319,6 +349,13 @@ export function takeSnapshot(source: SnapshotSource): Snapshot {
     ready: source.ready(),
     topics: topicList,
     groups,
+    groupRebalances: groupSource?.rebalances?.() ?? null,
+    groupSync: {
+      rounds: sync.rounds,
+      ...sync.stats,
+      syncfsAvailable: sync.flushesFileSystem,
+      roundSeconds: sync.roundSeconds.snapshot(),
+    },
     queues: queueStates(engine),
     exchanges: exchangeStates(engine),
     server: source.server(),

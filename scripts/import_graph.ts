@@ -50,8 +50,11 @@ export const LAYER_RULES: readonly LayerRule[] = [
       "protocol/server/_tls.ts",
       "protocol/server/_auth.ts",
       "protocol/server/acl.ts",
+      "protocol/server/_produce_deadline.ts",
     ],
-    why: "the Kafka listener shares only the server's limits, transport, TLS, SASL gate and ACLs",
+    why:
+      "the Kafka listener shares only the server's limits, transport, TLS, SASL gate, ACLs " +
+      "and the Produce deadline",
   },
   {
     from: "protocol/",

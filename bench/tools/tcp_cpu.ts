@@ -17,6 +17,7 @@ import { tmpdir } from "node:os";
 import { join, relative, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { startChild } from "../tcp/processes.ts";
+import { consumeAll } from "../tcp/consume_loop.ts";
 import { publishFor } from "../tcp/publish_loop.ts";
 
 const RECORD_BYTES = 1024;
@@ -106,6 +107,7 @@ async function publish(port: number): Promise<{ records: number; mb: number }> {
   return { records: sent.records, mb: (sent.records * RECORD_BYTES) / 1e6 };
 }
 
+/** bench:tcp's catch-up read (the same consumer settings and loop); returns the MB read. */
 async function consume(port: number, records: number, checkCrcs: boolean): Promise<number> {
   const consumer = new Consumer({
     port,
@@ -116,16 +118,7 @@ async function consume(port: number, records: number, checkCrcs: boolean): Promi
   consumer.assign(
     Array.from({ length: PARTITIONS }, (_, partition) => ({ topic: TOPIC, partition, offset: 0 })),
   );
-  let received = 0;
-  let bytes = 0;
-  while (received < records) {
-    for (const record of await consumer.poll({ maxWaitMs: 1000 })) {
-      received++;
-      bytes += record.value?.length ?? 0;
-    }
-  }
-  await consumer.close();
-  return bytes / 1e6;
+  return (await consumeAll({ consumer, records })).bytes / 1e6;
 }
 
 async function main(): Promise<void> {

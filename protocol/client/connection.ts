@@ -16,6 +16,11 @@
 // frameBytesMax (beyond: RangeError); response frames ≤ responseBytesMax (beyond: the
 // connection is closed as MALFORMED_RESPONSE, nothing allocated).
 //
+// A Produce with acks 0 (no response) takes an in-flight slot too, as the server counts it
+// (PROTOCOL.md section 2): it waits for a slot like any request and holds it until its last byte
+// is written to the socket, so a fast acks-0 sender is held back here, by its own in-flight
+// limit, instead of queueing frames without bound behind a server that has stopped reading.
+//
 // A request that times out is rejected at once, but keeps its in-flight slot until its late
 // response arrives (and is dropped): the server still counts it, and sending another in its
 // place could exceed the server's inFlightMax. A dropped connection rejects every outstanding
@@ -117,7 +122,12 @@ type Pending = {
   timer: ReturnType<typeof setTimeout> | undefined;
   /** Timed out: the promise is settled, the in-flight slot is still taken. */
   abandoned: boolean;
+  /** A request without a response (acks 0): resolved, with no frame, once written. */
+  unanswered?: true;
 };
+
+/** An acks-0 request holding a slot until the socket has taken its bytes up to `endBytes`. */
+type Unanswered = { endBytes: number; pending: Pending };
 
 type Waiting = { correlationId: number; frame: Uint8Array[]; pending: Pending };
 
@@ -175,6 +185,11 @@ export class ClientConnection {
   #inFlightMax = 1;
   #nextCorrelationId = 0;
   #pending = new Map<number, Pending>();
+  /** Requests without a response, in the order written, each holding a slot until written. */
+  #unanswered: Unanswered[] = [];
+  /** Bytes ever handed to #outgoing, and those of them not yet handed to the Outbox. */
+  #queuedTotalBytes = 0;
+  #outgoingBytes = 0;
   #waiting: Waiting[] = [];
   #waitingHead = 0;
   /** Chunks of the frames made this tick, handed to the Outbox together. */
@@ -336,8 +351,14 @@ export class ClientConnection {
     return this.#inFlightMax;
   }
 
+  /** Requests holding a slot: awaiting a response, or (acks 0) not yet written. */
   get inFlight(): number {
-    return this.#pending.size;
+    return this.#pending.size + this.#unanswered.length;
+  }
+
+  /** Bytes of requests made but not yet taken by the socket. */
+  get unwrittenBytes(): number {
+    return this.#outgoingBytes + (this.#outbox?.queuedBytes ?? 0);
   }
 
   get waiting(): number {
@@ -432,8 +453,9 @@ export class ClientConnection {
   }
 
   /**
-   * Sends a request that gets no response (Produce with acks 0); resolves once the frame is
-   * handed to the socket.
+   * Sends a request that gets no response (Produce with acks 0); resolves once the socket has
+   * taken the whole frame. Until then it holds an in-flight slot (and waits for one when none
+   * is free), as the server counts it against its inFlightMax.
    */
   requestWithoutResponse(
     apiKey: number,
@@ -455,14 +477,28 @@ export class ClientConnection {
       );
     }
     let frame: Uint8Array[];
+    const correlationId = this.#takeCorrelationId();
     try {
-      frame = this.#checkedFrame(build(this.#takeCorrelationId()));
+      frame = this.#checkedFrame(build(correlationId));
     } catch (error) {
       return Promise.reject(error);
     }
     this.#stats.requests++;
-    this.#queueWrite(frame);
-    return Promise.resolve();
+    return new Promise<void>((resolve, reject) => {
+      const pending: Pending = {
+        apiKey,
+        resolve: () => resolve(),
+        reject,
+        timer: undefined,
+        abandoned: false,
+        unanswered: true,
+      };
+      if (this.inFlight < this.#inFlightMax && this.waiting === 0) {
+        this.#transmit(correlationId, frame, pending);
+      } else {
+        this.#waiting.push({ correlationId, frame, pending });
+      }
+    });
   }
 
   #enqueue<T>(
@@ -488,7 +524,7 @@ export class ClientConnection {
       const pending: Pending = { apiKey, resolve, reject, timer: undefined, abandoned: false };
       pending.timer = setTimeout(() => this.#timeOut(correlationId, pending, timeoutMs), timeoutMs);
       this.#stats.requests++;
-      if (this.#pending.size < this.#inFlightMax && this.waiting === 0) {
+      if (this.inFlight < this.#inFlightMax && this.waiting === 0) {
         this.#transmit(correlationId, frame, pending);
       } else {
         this.#waiting.push({ correlationId, frame, pending });
@@ -532,8 +568,27 @@ export class ClientConnection {
   }
 
   #transmit(correlationId: number, frame: Uint8Array[], pending: Pending): void {
-    this.#pending.set(correlationId, pending);
     this.#queueWrite(frame);
+    if (pending.unanswered === true) {
+      this.#unanswered.push({ endBytes: this.#queuedTotalBytes, pending });
+    } else {
+      this.#pending.set(correlationId, pending);
+    }
+  }
+
+  /** Frees the slots of acks-0 requests the socket has taken whole; fills them from waiting. */
+  #settleWritten(): void {
+    const writtenBytes = this.#queuedTotalBytes - this.unwrittenBytes;
+    let released = 0;
+    while (released < this.#unanswered.length) {
+      const head = this.#unanswered[released]!;
+      if (head.endBytes > writtenBytes) break;
+      released++;
+      head.pending.resolve([]);
+    }
+    if (released === 0) return;
+    this.#unanswered.splice(0, released);
+    this.#pump();
   }
 
   #timeOut(correlationId: number, pending: Pending, timeoutMs: number): void {
@@ -555,7 +610,8 @@ export class ClientConnection {
 
   /** Moves waiting requests into free in-flight slots. */
   #pump(): void {
-    while (this.#pending.size < this.#inFlightMax && this.#waitingHead < this.#waiting.length) {
+    if (this.#ending) return;
+    while (this.inFlight < this.#inFlightMax && this.#waitingHead < this.#waiting.length) {
       const next = this.#waiting[this.#waitingHead]!;
       this.#waitingHead++;
       this.#transmit(next.correlationId, next.frame, next.pending);
@@ -567,7 +623,11 @@ export class ClientConnection {
   }
 
   #queueWrite(frame: Uint8Array[]): void {
-    for (const chunk of frame) this.#outgoing.push(chunk);
+    for (const chunk of frame) {
+      this.#outgoing.push(chunk);
+      this.#outgoingBytes += chunk.length;
+      this.#queuedTotalBytes += chunk.length;
+    }
     if (this.#flushScheduled) return;
     this.#flushScheduled = true;
     // One hand-over per turn of the event loop: every request made in this turn goes out in as
@@ -591,12 +651,15 @@ export class ClientConnection {
     if (this.#outgoing.length === 0) return;
     const chunks = this.#outgoing;
     this.#outgoing = [];
+    this.#outgoingBytes = 0;
     // The Outbox writes at once unless the socket pushed back; then it waits for drain.
     outbox.enqueue(chunks);
+    if (this.#unanswered.length > 0) this.#settleWritten();
   }
 
   #onDrain(): void {
     this.#outbox?.flush();
+    if (this.#unanswered.length > 0) this.#settleWritten();
     if (this.#ending && this.#outbox?.idle === true) this.#socket?.end();
   }
 
@@ -650,12 +713,14 @@ export class ClientConnection {
   #fail(error: ClientError): void {
     if (this.#closedError !== undefined) return;
     this.#closedError = error;
-    const pending = [...this.#pending.values()];
+    const pending = [...this.#pending.values(), ...this.#unanswered.map((u) => u.pending)];
     const waiting = this.#waiting.slice(this.#waitingHead).map((w) => w.pending);
     this.#pending.clear();
+    this.#unanswered = [];
     this.#waiting = [];
     this.#waitingHead = 0;
     this.#outgoing = [];
+    this.#outgoingBytes = 0;
     for (const request of [...pending, ...waiting]) {
       if (request.timer !== undefined) clearTimeout(request.timer);
       if (!request.abandoned) request.reject(error);
@@ -669,9 +734,14 @@ export class ClientConnection {
   async close(): Promise<void> {
     const socket = this.#socket;
     if (this.#closedError === undefined && socket !== undefined) {
-      this.#flush();
-      this.#fail(new ClientError("CLOSED", `${this.#where()} was closed by the client`));
+      // Ending first: a slot the flush frees takes no waiting request (#pump), so what is
+      // handed to the Outbox below is all that will be written.
       this.#ending = true;
+      this.#flush();
+      // acks-0 requests already in the Outbox are written before the socket ends: sent.
+      for (const { pending } of this.#unanswered) pending.resolve([]);
+      this.#unanswered = [];
+      this.#fail(new ClientError("CLOSED", `${this.#where()} was closed by the client`));
       // The socket ends once the Outbox has written what it holds (now, or after a drain).
       if (this.#outbox?.idle !== false) socket.end();
     }

@@ -14,6 +14,12 @@ import { BATCH_HEADER_BYTES, batchSizeAt, decodeRecordBatches } from "../../reco
 import { ProtocolError } from "../codec/errors.ts";
 import { errorToKafka, KAFKA_ERRORS } from "./errors.ts";
 import type { KafkaPlane, RequestInfo } from "./_plane.ts";
+import {
+  answerWithin,
+  type ProduceDeadline,
+  startProduceDeadline,
+  timedOutMessage,
+} from "../server/_produce_deadline.ts";
 import type { Struct } from "./schema.ts";
 
 type PartitionOrError = PartitionLog | { code: number; message: string };
@@ -134,6 +140,10 @@ export function produce(plane: KafkaPlane, body: Struct, info: RequestInfo) {
           ? { code: KAFKA_ERRORS.INVALID_REQUIRED_ACKS, message: `acks ${acks} is not 0, 1 or -1` }
           : undefined;
   // Every append starts now, while the request's bytes are valid; only the waiting is async.
+  const deadline =
+    acks === -1 && refusal === undefined
+      ? startProduceDeadline(body["timeoutMs"] as number)
+      : undefined;
   const pending = topics.map((topic) => {
     const name = topic["name"] as string;
     const partitions = (topic["partitions"] as Struct[]).map((p) => {
@@ -144,11 +154,34 @@ export function produce(plane: KafkaPlane, body: Struct, info: RequestInfo) {
       const answer = refusedPartition(index, 0, "");
       answer.errorMessage = null;
       const records = p["records"] as Uint8Array | null;
-      return producePartition(plane, log, answer, records ?? new Uint8Array(0), acks);
+      const done = producePartition(plane, log, answer, records ?? new Uint8Array(0), acks);
+      return deadline === undefined ? done : durableWithin(plane, { name, index }, done, deadline);
     });
     return { name, partitions };
   });
-  return finishProduce(plane, pending, acks);
+  if (deadline === undefined) return finishProduce(plane, pending, acks);
+  return finishProduce(plane, pending, acks).finally(deadline.cancel);
+}
+
+/**
+ * An acks=all partition's answer, or REQUEST_TIMED_OUT once the request's timeoutMs passes
+ * (as Kafka's broker answers); the append goes on, and a failure after the answer is logged.
+ */
+function durableWithin(
+  plane: KafkaPlane,
+  where: { name: string; index: number },
+  done: Promise<PartitionAnswer>,
+  deadline: ProduceDeadline,
+): Promise<PartitionAnswer> {
+  const { name, index } = where;
+  const message = timedOutMessage(deadline.timeoutMs);
+  return answerWithin(done, deadline, {
+    timedOut: () => refusedPartition(index, KAFKA_ERRORS.REQUEST_TIMED_OUT, message),
+    late: (answer) => {
+      if (answer.errorCode !== 0)
+        plane.log(`kafka: produce to ${name}-${index} after its timeout: ${answer.errorMessage}`);
+    },
+  });
 }
 
 async function finishProduce(

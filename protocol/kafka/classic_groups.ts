@@ -110,6 +110,8 @@ export class ClassicGroups {
   #pending = new Map<string, number>();
   #options: ClassicGroupsOptions;
   #now: () => number;
+  /** Rebalances (new generations) of every classic group since the listener started. */
+  rebalances = 0;
 
   constructor(options: ClassicGroupsOptions) {
     this.#options = options;
@@ -245,6 +247,7 @@ export class ClassicGroups {
       this.#emit("expired", group, id);
     }
     group.generation++;
+    this.rebalances++;
     this.#emit("rebalanced", group, "");
     if (group.members.size === 0) {
       group.state = "Empty";

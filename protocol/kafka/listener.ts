@@ -185,6 +185,11 @@ export class KafkaListener {
     return this.#plane.classic.summaries();
   }
 
+  /** Rebalances of the classic groups since the listener started. */
+  get classicRebalances(): number {
+    return this.#plane.classic.rebalances;
+  }
+
   get connectionCount(): number {
     return this.#connections.size;
   }

@@ -26,6 +26,12 @@ import {
 } from "../codec/produce.ts";
 import { errorToWire, WIRE_ERRORS } from "../codec/errors.ts";
 import type { HandlerResult, RequestContext } from "./connection.ts";
+import {
+  answerWithin,
+  type ProduceDeadline,
+  startProduceDeadline,
+  timedOutMessage,
+} from "./_produce_deadline.ts";
 
 export type DataPlane = {
   engine: Engine;
@@ -196,14 +202,50 @@ export function handleProduce(plane: DataPlane, request: RequestContext): Promis
   // Every append starts now, while the request bytes are valid; only the waiting is async.
   // Large batches are lent to the engine (kept as views, not copied) when the bytes allow it.
   const lent = { acks: produce.acks, lease: request.lease };
+  const deadline = produce.acks === -1 ? startProduceDeadline(produce.timeoutMs) : undefined;
   const topics = produce.topics.map(({ topic, partitions }) => {
-    const results = Promise.all(partitions.map((p) => startProduce(finder, topic, p, lent)));
+    const results = Promise.all(
+      partitions.map((p) => {
+        const done = startProduce(finder, topic, p, lent);
+        if (deadline === undefined) return done;
+        return durableWithin(plane, { topic, partition: p.partition }, done, deadline);
+      }),
+    );
     // It rejects only on a broken invariant, which finishProduce awaits, perhaps after an
     // earlier topic's appends: marked handled now, so it is not reported as unhandled first.
     results.catch(() => {});
     return { topic, partitions: results };
   });
-  return finishProduce(plane, request, produce, topics);
+  if (deadline === undefined) return finishProduce(plane, request, produce, topics);
+  return finishProduce(plane, request, produce, topics).finally(deadline.cancel);
+}
+
+/**
+ * An acks=all partition's answer, or REQUEST_TIMED_OUT once the request's timeout_ms passes
+ * (section 5). The append is not withdrawn: a failure that comes after the timed-out answer
+ * is logged, since no client hears of it.
+ */
+function durableWithin(
+  plane: DataPlane,
+  where: { topic: string; partition: number },
+  done: Promise<ProducePartitionResult>,
+  deadline: ProduceDeadline,
+): Promise<ProducePartitionResult> {
+  const { topic, partition } = where;
+  return answerWithin(done, deadline, {
+    timedOut: () => ({
+      partition,
+      errorCode: WIRE_ERRORS.REQUEST_TIMED_OUT,
+      baseOffset: -1,
+      logStartOffset: -1,
+      errorMessage: timedOutMessage(deadline.timeoutMs),
+      acceptedBatches: 0,
+    }),
+    late: (result) => {
+      if (result.errorCode !== 0)
+        plane.log(`produce to ${topic}-${partition} after its timeout: ${result.errorMessage}`);
+    },
+  });
 }
 
 async function finishProduce(

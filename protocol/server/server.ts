@@ -565,6 +565,11 @@ export class SluiceServer {
     };
   }
 
+  /** Rebalances of sluice's own groups and the Kafka listener's classic groups, since start. */
+  groupRebalances(): number {
+    return this.#groups.rebalances + (this.kafka?.classicRebalances ?? 0);
+  }
+
   stats(): Record<string, unknown> {
     let bytesIn = this.#closedBytes.in;
     let bytesOut = this.#closedBytes.out;

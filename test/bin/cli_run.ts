@@ -5,7 +5,7 @@ import assert from "node:assert/strict";
 import { type ChildProcess, spawn } from "node:child_process";
 import { join } from "node:path";
 import { after, before } from "node:test";
-import { PROJECT_ROOT, runtimeArgv, tempDir } from "../helpers.ts";
+import { PROJECT_ROOT, runtimeArgv, tempDir, waitFor } from "../helpers.ts";
 import {
   type ServerProcess,
   startServerProcess,
@@ -22,10 +22,14 @@ export type SluiceChild = {
   stderr(): string;
 };
 
+/** Environment variables added to the test's own for one command. */
+export type RunOptions = { env?: NodeJS.ProcessEnv };
+
 /** Starts `sluice ARGS`, collecting its output. */
-export function spawnSluice(args: string[]): SluiceChild {
+export function spawnSluice(args: string[], options: RunOptions = {}): SluiceChild {
   const [command, argv] = runtimeArgv(join(PROJECT_ROOT, "bin/sluice.ts"), args);
-  const child = spawn(command, argv, { stdio: ["pipe", "pipe", "pipe"] });
+  const env = options.env === undefined ? process.env : { ...process.env, ...options.env };
+  const child = spawn(command, argv, { stdio: ["pipe", "pipe", "pipe"], env });
   let stdout = "";
   let stderr = "";
   child.stdout!.on("data", (chunk: Buffer) => {
@@ -40,11 +44,35 @@ export function spawnSluice(args: string[]): SluiceChild {
 }
 
 /** Runs `sluice ARGS` with `input` on stdin; resolves when it has exited. */
-export async function sluice(args: string[], input = ""): Promise<Result> {
-  const run = spawnSluice(args);
+export async function sluice(
+  args: string[],
+  input = "",
+  options: RunOptions = {},
+): Promise<Result> {
+  const run = spawnSluice(args, options);
   run.child.stdin!.end(input);
   const status = await run.exited;
   return { status, stdout: run.stdout(), stderr: run.stderr() };
+}
+
+/**
+ * Starts `sluice serve ARGS` and waits for its `sluice listening on` line (or its exit); stop
+ * it with `process.kill(child.pid, "SIGTERM")` and await `exited`.
+ */
+export async function serveUntilListening(
+  args: string[],
+  options: RunOptions = {},
+): Promise<SluiceChild & { port: number }> {
+  const run = spawnSluice(["serve", ...args], options);
+  let exited = false;
+  void run.exited.then(() => {
+    exited = true;
+  });
+  const listening = /sluice listening on [\d.]+:(\d+)/;
+  await waitFor(() => listening.test(run.stdout()) || exited, "the broker to listen", 20_000);
+  const match = listening.exec(run.stdout());
+  if (match === null) throw new Error(`serve did not start: ${run.stdout()}${run.stderr()}`);
+  return { ...run, port: Number(match[1]) };
 }
 
 /** Runs a command that must exit 0. */

@@ -4,96 +4,44 @@
 // by the server's own `socketWrites` (Stats; `sluice_socket_writes_total`).
 
 import assert from "node:assert/strict";
-import net from "node:net";
-import tls from "node:tls";
+import type tls from "node:tls";
 import { after, before, describe, test } from "node:test";
 import { encodeRecordBatch } from "../../../engine/mod.ts";
 import { writeMsgpack } from "../../../protocol/codec/control.ts";
-import {
-  API,
-  finishFrame,
-  readResponseHeader,
-  startRequest,
-} from "../../../protocol/codec/frames.ts";
-import { writeHandshakeRequest } from "../../../protocol/codec/handshake.ts";
+import { API, readResponseHeader } from "../../../protocol/codec/frames.ts";
 import { readProduceResponse, writeProduceRequest } from "../../../protocol/codec/produce.ts";
-import { Reader, type Writer } from "../../../protocol/codec/wire.ts";
+import { Reader } from "../../../protocol/codec/wire.ts";
 import { API_KEYS as K } from "../../../protocol/kafka/mod.ts";
 import type { SluiceServer } from "../../../protocol/server/mod.ts";
 import { waitFor } from "../../helpers.ts";
 import { RawKafka, startKafkaServer } from "../kafka/kafka_serving.ts";
 import { makeTestCerts, opensslMissing, type TestCerts } from "../security/certs.ts";
+import { RawClient } from "./raw_client.ts";
 import { startTestServer } from "./serving.ts";
 
 const PIPELINED = 8;
 
-/** A native-protocol connection (plain or TLS) that sends frames together and counts answers. */
-class Pipe {
-  readonly answers: Uint8Array[] = [];
-  #socket: net.Socket;
-  #buffer = new Uint8Array(0);
-  #correlationId = 0;
-
-  constructor(socket: net.Socket) {
-    this.#socket = socket;
-    socket.on("data", (chunk: Uint8Array) => this.#receive(chunk));
-    socket.on("error", () => {});
-  }
-
-  #receive(chunk: Uint8Array): void {
-    const joined = new Uint8Array(this.#buffer.length + chunk.length);
-    joined.set(this.#buffer);
-    joined.set(chunk, this.#buffer.length);
-    let at = 0;
-    while (joined.length - at >= 4) {
-      const size = new DataView(joined.buffer, at, 4).getUint32(0);
-      if (joined.length - at - 4 < size) break;
-      this.answers.push(joined.slice(at + 4, at + 4 + size));
-      at += 4 + size;
-    }
-    this.#buffer = joined.slice(at);
-  }
-
-  frame(apiKey: number, body: (writer: Writer) => void, apiVersion = 1): Uint8Array {
-    const writer = startRequest({ apiKey, apiVersion, correlationId: ++this.#correlationId });
-    body(writer);
-    return finishFrame(writer);
-  }
-
-  /** Sends `frames` in one socket write and waits for their answers; returns their headers. */
-  async exchange(frames: Uint8Array[]): Promise<{ correlationId: number; errorCode: number }[]> {
-    const first = this.answers.length;
-    this.#socket.write(Buffer.concat(frames));
-    await waitFor(() => this.answers.length >= first + frames.length, "the answers");
-    return this.answers.slice(first).map((answer) => readResponseHeader(new Reader(answer)));
-  }
-
-  async handshake(): Promise<void> {
-    const frame = this.frame(API.Handshake, (w) =>
-      writeHandshakeRequest(w, { clientName: "pipe", clientVersion: "0" }),
-    );
-    const [answer] = await this.exchange([frame]);
-    assert.equal(answer!.errorCode, 0);
-  }
-
-  close(): void {
-    this.#socket.destroy();
-  }
+/**
+ * Sends `frames` in one socket write and waits for their answers (RawClient splits them);
+ * returns the answers' headers.
+ */
+async function exchange(
+  client: RawClient,
+  frames: Uint8Array[],
+): Promise<{ correlationId: number; errorCode: number }[]> {
+  const first = client.frames.length;
+  client.send(Buffer.concat(frames));
+  await waitFor(() => client.frames.length >= first + frames.length, "the answers");
+  return client.frames.slice(first).map((answer) => readResponseHeader(new Reader(answer)));
 }
 
-async function connectPipe(port: number, tlsOptions?: tls.ConnectionOptions): Promise<Pipe> {
-  const socket = await new Promise<net.Socket>((resolve, reject) => {
-    const socket =
-      tlsOptions === undefined
-        ? net.connect(port, "127.0.0.1", () => resolve(socket))
-        : tls.connect({ port, host: "127.0.0.1", servername: "localhost", ...tlsOptions }, () =>
-            resolve(socket),
-          );
-    socket.once("error", reject);
-  });
-  const pipe = new Pipe(socket);
-  await pipe.handshake();
-  return pipe;
+async function connectPipe(port: number, tlsOptions?: tls.ConnectionOptions): Promise<RawClient> {
+  const client =
+    tlsOptions === undefined
+      ? await RawClient.connect(port)
+      : await RawClient.connectTls(port, tlsOptions);
+  await client.handshake();
+  return client;
 }
 
 function nativeWrites(server: SluiceServer): number {
@@ -105,12 +53,12 @@ function kafkaWrites(server: SluiceServer): number {
 }
 
 /** Pipelined Stats requests in one read: their answers in order, in one write. */
-async function assertStatsCoalesced(server: SluiceServer, pipe: Pipe): Promise<void> {
+async function assertStatsCoalesced(server: SluiceServer, pipe: RawClient): Promise<void> {
   const frames = Array.from({ length: PIPELINED }, () =>
     pipe.frame(API.Stats, (w) => writeMsgpack(w, {})),
   );
   const before = nativeWrites(server);
-  const answers = await pipe.exchange(frames);
+  const answers = await exchange(pipe, frames);
   assert.deepEqual(
     answers.map((answer) => answer.errorCode),
     frames.map(() => 0),
@@ -159,7 +107,7 @@ describe("answers coalesced per turn", () => {
       const create = pipe.frame(API.CreateTopics, (w) =>
         writeMsgpack(w, { topics: [{ name: "t", partitions: 1, config: { fsync: "always" } }] }),
       );
-      assert.equal((await pipe.exchange([create]))[0]!.errorCode, 0);
+      assert.equal((await exchange(pipe, [create]))[0]!.errorCode, 0);
       const produces = Array.from({ length: PIPELINED }, (_, i) =>
         pipe.frame(API.Produce, (w) =>
           writeProduceRequest(w, {
@@ -177,9 +125,9 @@ describe("answers coalesced per turn", () => {
         ),
       );
       const before = nativeWrites(served.server);
-      const answers = await pipe.exchange(produces);
+      const answers = await exchange(pipe, produces);
       const writes = nativeWrites(served.server) - before;
-      for (const answer of pipe.answers.slice(-PIPELINED)) {
+      for (const answer of pipe.frames.slice(-PIPELINED)) {
         const reader = new Reader(answer);
         readResponseHeader(reader);
         assert.equal(readProduceResponse(reader).topics[0]!.partitions[0]!.errorCode, 0);

@@ -2,6 +2,7 @@
 // frames, and lets a test wait on conditions (a frame arrived, the socket closed).
 
 import net from "node:net";
+import tls from "node:tls";
 import {
   API,
   finishFrame,
@@ -39,6 +40,16 @@ export class RawClient {
     return new RawClient(socket);
   }
 
+  /** A connection over TLS (the server's certificate checked against `options`). */
+  static async connectTls(port: number, options: tls.ConnectionOptions): Promise<RawClient> {
+    const socket = tls.connect({ port, host: "127.0.0.1", servername: "localhost", ...options });
+    await new Promise<void>((resolve, reject) => {
+      socket.once("secureConnect", resolve);
+      socket.once("error", reject);
+    });
+    return new RawClient(socket);
+  }
+
   #receive(chunk: Uint8Array): void {
     const joined = new Uint8Array(this.#buffer.length + chunk.length);
     joined.set(this.#buffer);
@@ -57,12 +68,18 @@ export class RawClient {
     this.socket.write(bytes);
   }
 
-  /** Sends a request and returns its correlation id. */
-  request(apiKey: number, body: (writer: Writer) => void, apiVersion = 1): number {
+  /** A request frame with the next correlation id, not sent (to send several in one write). */
+  frame(apiKey: number, body: (writer: Writer) => void, apiVersion = 1): Uint8Array {
     const correlationId = this.#correlationId++;
     const writer = startRequest({ apiKey, apiVersion, correlationId });
     body(writer);
-    this.send(finishFrame(writer));
+    return finishFrame(writer);
+  }
+
+  /** Sends a request and returns its correlation id. */
+  request(apiKey: number, body: (writer: Writer) => void, apiVersion = 1): number {
+    const correlationId = this.#correlationId;
+    this.send(this.frame(apiKey, body, apiVersion));
     return correlationId;
   }
 

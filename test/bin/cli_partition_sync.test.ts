@@ -1,0 +1,66 @@
+// `sluice serve --partition-sync auto|fdatasync` (SLUICE_PARTITION_SYNC,
+// storage.partitionSync): handed to the engine's group commit, shown in /metrics
+// (sluice_group_sync_syncfs) and in the startup line; a bad value is a usage error naming it.
+
+import assert from "node:assert/strict";
+import { describe, test } from "node:test";
+import { tempDir } from "../helpers.ts";
+import { serveUntilListening, sluice } from "./cli_run.ts";
+
+describe("sluice serve --partition-sync", () => {
+  test("a value other than auto or fdatasync is refused, naming it", async () => {
+    using dir = tempDir();
+    const flag = await sluice([
+      "serve",
+      "--data",
+      dir.path,
+      "--port",
+      "0",
+      "--partition-sync",
+      "fsync",
+    ]);
+    assert.equal(flag.status, 2, flag.stderr);
+    assert.match(flag.stderr, /--partition-sync: expected one of auto, fdatasync, got "fsync"/);
+    const env = await sluice(["serve", "--data", dir.path, "--port", "0"], "", {
+      env: { SLUICE_PARTITION_SYNC: "syncfs" },
+    });
+    assert.equal(env.status, 2, env.stderr);
+    assert.match(
+      env.stderr,
+      /SLUICE_PARTITION_SYNC: expected one of auto, fdatasync, got "syncfs"/,
+    );
+  });
+
+  test("fdatasync reaches the engine: rounds never use syncfs", async () => {
+    using dir = tempDir();
+    const served = await serveUntilListening([
+      "--data",
+      dir.path,
+      "--port",
+      "0",
+      "--http-port",
+      "0",
+      "--partition-sync",
+      "fdatasync",
+    ]);
+    try {
+      const output = served.stdout() + served.stderr();
+      assert.match(output, /partitionSync="?fdatasync \(flag\)/);
+      const http = /http listening on [\d.]+:(\d+)/.exec(served.stdout());
+      assert.ok(http !== null, served.stdout());
+      const metrics = await (await fetch(`http://127.0.0.1:${http[1]}/metrics`)).text();
+      assert.match(metrics, /^sluice_group_sync_syncfs 0$/m);
+    } finally {
+      // process.kill, not child.kill: Deno's child.kill reports the signal as the exit
+      // reason even when the child handled it and exited with a code of its own.
+      process.kill(served.child.pid!, "SIGTERM");
+      assert.equal(await served.exited, 0);
+    }
+  });
+
+  test("serve --help lists the flag", async () => {
+    const help = await sluice(["serve", "--help"]);
+    assert.equal(help.status, 0);
+    assert.match(help.stdout, /--partition-sync <value> +auto: group-commit rounds may flush/);
+  });
+});
