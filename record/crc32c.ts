@@ -57,8 +57,11 @@ export function crc32cPortable(bytes: Uint8Array, initial = 0): number {
   return ~crc >>> 0;
 }
 
-/** Inputs the loaded implementations must agree with the portable one on (see crc32cAgrees). */
-const CHECK_BYTES = 3 * 4096 * 2 + 13;
+/**
+ * The check input's length: one 3-block stride of the hardware version plus a tail of words
+ * and bytes, so each of its paths runs once (see crc32cAgrees).
+ */
+const CHECK_BYTES = 3 * 4096 + 13;
 
 /** True when `candidate` gives the portable results, whole and continued, at odd offsets. */
 function crc32cAgrees(candidate: Crc32c): boolean {
@@ -72,9 +75,10 @@ function crc32cAgrees(candidate: Crc32c): boolean {
     [3, 10],
   ] as const) {
     const part = bytes.subarray(from, to);
-    if (candidate(part) >>> 0 !== crc32cPortable(part)) return false;
+    const expected = crc32cPortable(part);
+    if (candidate(part) >>> 0 !== expected) return false;
     const head = crc32cPortable(part.subarray(0, 7));
-    if (candidate(part.subarray(7), head) >>> 0 !== crc32cPortable(part)) return false;
+    if (candidate(part.subarray(7), head) >>> 0 !== expected) return false;
   }
   return true;
 }
@@ -121,7 +125,7 @@ async function loadHardware(): Promise<Crc32c | undefined> {
 async function loadNative(): Promise<Crc32c | undefined> {
   try {
     const native = await import("@node-rs/crc32");
-    // One known value proves the binding loaded and computes CRC-32C, not some other CRC.
+    // Known values prove the binding loaded and computes CRC-32C, not some other CRC.
     if (crc32cAgrees(native.crc32c)) return native.crc32c;
   } catch {
     // No permission to load a native addon (Deno without --allow-ffi) or no binary for this
