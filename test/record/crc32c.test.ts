@@ -76,6 +76,24 @@ describe("crc32c", () => {
     );
   });
 
+  test("the fallback addon, where it loads, agrees with the portable version", async (t) => {
+    let addon: ((bytes: Uint8Array, initial?: number) => number) | undefined;
+    try {
+      addon = (await import("@node-rs/crc32")).crc32c;
+    } catch (error) {
+      t.skip(`@node-rs/crc32 does not load here (${(error as Error).message})`);
+      return;
+    }
+    const bytes = patterned(2 * STRIDE_BYTES + 21, 5);
+    for (const length of [0, 1, 9, 4096, STRIDE_BYTES + 3, bytes.length]) {
+      const part = bytes.subarray(1, 1 + Math.min(length, bytes.length - 1));
+      assert.equal(addon(part) >>> 0, crc32cPortable(part), `length ${part.length}`);
+      const head = crc32cPortable(part.subarray(0, Math.min(5, part.length)));
+      const rest = part.subarray(Math.min(5, part.length));
+      assert.equal(addon(rest, head) >>> 0, crc32cPortable(part), `continued, ${part.length}`);
+    }
+  });
+
   test("Bun on x86-64 with SSE 4.2 uses the hardware version", (t) => {
     const sse42 = cpuHasSse42();
     if (!isBun || process.arch !== "x64" || sse42 !== true) {
