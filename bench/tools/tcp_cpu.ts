@@ -4,13 +4,15 @@
 // runs of the same code; CPU per MB moves far less, so A/B comparisons use it. `--root DIR`
 // runs another checkout's broker and client (alternate it with this one for an A/B).
 //
-//   bun bench/tools/tcp_cpu.ts [--seconds 8] [--phases publish,consume-no-crc,consume]
+//   bun bench/tools/tcp_cpu.ts [--seconds 8] [--phases publish,consume-no-crc,consume,small]
 //                              [--root DIR] [--json]
 //
 // Phases: publish (one Producer, acks=1, lingerMs 2, batchBytes 1 MiB, 1 KiB records over 16
 // partitions, as bench:tcp), consume-no-crc and consume (a Consumer reading everything back
-// from offset 0 with its batch CRC checks off, then on). Broker CPU is Linux only (null
-// elsewhere). The last stdout line is one JSON object with each phase's figures.
+// from offset 0 with its batch CRC checks off, then on), small (100-byte records, one
+// Producer.send each, null key, as bench:tcp's publish100BRecordsPerSec; its figures are per
+// record, not per MB; not run by default). Broker CPU is Linux only (null elsewhere). The last
+// stdout line is one JSON object with each phase's figures.
 
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -29,13 +31,16 @@ const TOPIC = "bench";
  * lag (under Deno the first run failed with BUFFER_FULL); 49,152 stays below it.
  */
 const OUTSTANDING_MAX = 49_152;
-const PHASES = ["publish", "consume-no-crc", "consume"] as const;
+const PHASES = ["publish", "consume-no-crc", "consume", "small"] as const;
+const DEFAULT_PHASES = ["publish", "consume-no-crc", "consume"];
+const SMALL_RECORD_BYTES = 100;
+const SMALL_TOPIC = "small";
 type Phase = (typeof PHASES)[number];
 
 const { values } = parseArgs({
   options: {
     seconds: { type: "string", default: "8" },
-    phases: { type: "string", default: PHASES.join(",") },
+    phases: { type: "string", default: DEFAULT_PHASES.join(",") },
     root: { type: "string" },
     json: { type: "boolean", default: false },
   },
@@ -107,6 +112,25 @@ async function publish(port: number): Promise<{ records: number; mb: number }> {
   return { records: sent.records, mb: (sent.records * RECORD_BYTES) / 1e6 };
 }
 
+/** bench:tcp's 100-byte phase: CPU per record, since per-record work is what it measures. */
+async function publishSmall(brokerPid: number, port: number) {
+  const producer = new Producer({ port, acks: 1, lingerMs: 2, batchBytes: 1024 * 1024 });
+  const value = new Uint8Array(SMALL_RECORD_BYTES).fill(7);
+  const loop = { producer, topic: SMALL_TOPIC, value, seconds, outstandingMax: OUTSTANDING_MAX };
+  const broker0 = processCpuMs(brokerPid);
+  const client0 = selfCpuMs();
+  const sent = await publishFor(loop);
+  const broker1 = processCpuMs(brokerPid);
+  const brokerMs = broker0 === null || broker1 === null ? null : broker1 - broker0;
+  const perRecordUs = (ms: number) => round((ms * 1000) / sent.records, 3);
+  return {
+    recordsPerSec: Math.round(sent.records / sent.seconds),
+    records: sent.records,
+    brokerCpuUsPerRecord: brokerMs === null ? null : perRecordUs(brokerMs),
+    clientCpuUsPerRecord: perRecordUs(selfCpuMs() - client0),
+  };
+}
+
 /** bench:tcp's catch-up read (the same consumer settings and loop); returns the MB read. */
 async function consume(port: number, records: number, checkCrcs: boolean): Promise<number> {
   const consumer = new Consumer({
@@ -135,8 +159,13 @@ async function main(): Promise<void> {
   try {
     const admin = new Admin({ port: broker.port });
     await admin.createTopics([{ name: TOPIC, partitions: PARTITIONS, config: { fsync: "never" } }]);
+    if (phases.includes("small")) {
+      const config = { fsync: "never" } as const;
+      await admin.createTopics([{ name: SMALL_TOPIC, partitions: PARTITIONS, config }]);
+    }
     await admin.close();
     const pid = broker.process.pid!;
+    if (phases.includes("small")) result["small"] = await publishSmall(pid, broker.port);
     let records = 0;
     if (phases.includes("publish")) {
       result["publish"] = await measured(pid, async () => {
@@ -145,7 +174,10 @@ async function main(): Promise<void> {
         return published.mb;
       });
     }
-    if (records === 0) throw new RangeError("the consume phases need the publish phase first");
+    const consumes = phases.includes("consume") || phases.includes("consume-no-crc");
+    if (consumes && records === 0) {
+      throw new RangeError("the consume phases need the publish phase first");
+    }
     for (const [phase, checkCrcs] of [
       ["consume-no-crc", false],
       ["consume", true],
