@@ -63,7 +63,9 @@ describe("queue consumer fetchIntervalMs", () => {
       await Promise.all(accepted);
       const stats = await statsOf(admin, "work");
       assert.deepEqual([stats.accepted, stats.acquired], [2, 2]);
-      assert.equal(requestsOf(server, API.QueueAck), 0);
+      // The answers rode the paced fetch; at most one QueueAck, the v2 barrier that confirmed
+      // them (QueueFetch v2 answers before the acks it carries are durable).
+      assert.ok(requestsOf(server, API.QueueAck) <= 1);
       assert.equal(requestsOf(server, API.QueueFetch), 2);
     });
   });
