@@ -17,7 +17,11 @@
 //   gcPer10k, gcPauseMsPer10k, gcPauseMsMax
 //                     collections, their summed and longest pauses, per 10,000 messages;
 //   timeoutsPerMsg, immediatesPerMsg, microtasksPerMsg
-//                     setTimeout, setImmediate and queueMicrotask calls per message.
+//                     setTimeout, setImmediate and queueMicrotask calls per message;
+// and pollsPerMsg, the consumer's polls (one fetch answer each) per message. A fetch costs
+// about the same whatever it brings, so the per-message figures move with the number of
+// messages a fetch brings, which the machine's load decides: compare runs at like pollsPerMsg,
+// or per fetch. e2eMs is the consumer's end-to-end latency (loaded on a shared machine).
 // `--root DIR` runs another checkout's broker and client (alternate it with this one for an
 // A/B). Bun only (bun:jsc and BUN_JSC_logGC). The last stdout line is one JSON object.
 
@@ -102,7 +106,11 @@ async function runConsumer(port: number): Promise<void> {
   const latencies = new Float64Array(total - warmup);
   let received = 0;
   let measured = 0;
+  // Polls once measured records flow: each takes one fetch's answer, so this is the fetch rate
+  // that the per-message figures depend on (a fetch costs the same whatever it brings).
+  let polls = 0;
   while (received < total) {
+    if (measured > 0) polls++;
     for (const record of await consumer.poll({ maxWaitMs: 500 })) {
       received++;
       const view = new DataView(record.value!.buffer, record.value!.byteOffset, 16);
@@ -112,9 +120,8 @@ async function runConsumer(port: number): Promise<void> {
   }
   latencies.sort();
   const at = (q: number) => latencies[Math.min(measured - 1, Math.ceil(q * measured) - 1)]!;
-  process.stdout.write(
-    `done ${JSON.stringify({ p50: at(0.5), p99: at(0.99), p999: at(0.999) })}\n`,
-  );
+  const figures = { p50: at(0.5), p99: at(0.99), p999: at(0.999), polls };
+  process.stdout.write(`done ${JSON.stringify(figures)}\n`);
   await new Promise(() => {});
 }
 
@@ -252,7 +259,7 @@ async function probeAll(processes: Partial<Record<Role, Watched>>, count: number
 function report(processes: Partial<Record<Role, Watched>>): void {
   const messages = total - warmup;
   const done = /done (\{.*\})/.exec(processes.consumer!.stdout)![1]!;
-  const latency = JSON.parse(done) as { p50: number; p99: number; p999: number };
+  const latency = JSON.parse(done) as { p50: number; p99: number; p999: number; polls: number };
   const figures = Object.fromEntries(
     ROLES.map((role) => [role, windowFigures(processes[role]!.log, messages)]),
   );
@@ -260,11 +267,14 @@ function report(processes: Partial<Record<Role, Watched>>): void {
     for (const role of ROLES) console.log(role.padEnd(9), JSON.stringify(figures[role]));
     console.log(
       `e2e (loaded) p50 ${latency.p50.toFixed(2)} ms, p99 ${latency.p99.toFixed(2)} ms, ` +
-        `p99.9 ${latency.p999.toFixed(2)} ms over ${messages} messages`,
+        `p99.9 ${latency.p999.toFixed(2)} ms over ${messages} messages, ` +
+        `${latency.polls} consumer polls`,
     );
   }
   const parameters = { rate, seconds, warmupSeconds, messages, root };
-  console.log(JSON.stringify({ parameters, ...figures, e2eMs: latency }));
+  const pollsPerMsg = round(latency.polls / messages, 3);
+  const e2eMs = { p50: round(latency.p50), p99: round(latency.p99), p999: round(latency.p999) };
+  console.log(JSON.stringify({ parameters, ...figures, pollsPerMsg, e2eMs }));
 }
 
 if (values.role === "producer") await runProducer(positive("port"));

@@ -178,6 +178,8 @@ export class ClientConnection {
   /** Chunks of the frames made this tick, handed to the Outbox together. */
   #outgoing: Uint8Array[] = [];
   #flushScheduled = false;
+  /** A request being sent at once (sendNow): its frame goes out without a scheduled flush. */
+  #sendingNow = false;
   /** close() was called: end the socket once the Outbox has written everything. */
   #ending = false;
   #closedError: ClientError | undefined;
@@ -404,8 +406,16 @@ export class ClientConnection {
     options?: RequestOptions,
   ): Promise<Uint8Array[]> {
     const frame = this.#frameOf(apiKey, writeBody, options?.bodyBytesHint);
-    const response = this.#request(toBody, apiKey, frame, options?.timeoutMs);
-    if (options?.sendNow === true) this.#flush();
+    const sendNow = options?.sendNow === true;
+    // Sent at once below: no hand-over at the end of the turn is scheduled for it.
+    this.#sendingNow = sendNow;
+    let response: Promise<Uint8Array[]>;
+    try {
+      response = this.#request(toBody, apiKey, frame, options?.timeoutMs);
+    } finally {
+      this.#sendingNow = false;
+    }
+    if (sendNow) this.#flush();
     return response;
   }
 
@@ -555,7 +565,7 @@ export class ClientConnection {
 
   #queueWrite(frame: Uint8Array[]): void {
     for (const chunk of frame) this.#outgoing.push(chunk);
-    if (this.#flushScheduled) return;
+    if (this.#flushScheduled || this.#sendingNow) return;
     this.#flushScheduled = true;
     // One hand-over per turn of the event loop: every request made in this turn goes out in as
     // few socket writes as possible (each write costs microseconds).

@@ -21,7 +21,7 @@
 //   poll N+1: ──await fetch N+1 (often already here)──► ...
 
 import { API } from "../codec/frames.ts";
-import { readFetchResponse, writeFetchRequest } from "../codec/fetch.ts";
+import { readFetchResponse } from "../codec/fetch.ts";
 import { WIRE_ERRORS, errorFromWire } from "../codec/errors.ts";
 import { appendTo } from "./collections.ts";
 import { offsetSpecTimestamp } from "./admin.ts";
@@ -31,12 +31,13 @@ import {
   type FetchLimits,
   type OffsetReset,
   type PartitionState,
-  buildFetchRequest,
+  fetchRequestBytesFor,
   moveTo,
   newPartitionState,
   nextOffsetFromHeaders,
   partitionKey,
   recordsUntilDamage,
+  writeFetchRequestFor,
 } from "./consumer_fetch.ts";
 import {
   commitOffsets,
@@ -492,38 +493,47 @@ export class Consumer {
 
   /** Partitions with a known position, not paused, in an order that rotates per fetch. */
   #fetchable(): PartitionState[] {
-    const states = [...this.#states.values()].filter((s) => s.position !== undefined && !s.paused);
+    const states: PartitionState[] = [];
+    for (const state of this.#states.values()) {
+      if (state.position !== undefined && !state.paused) states.push(state);
+    }
     if (states.length === 0) return states;
     // The first partition of a response may always take a whole batch: let each be first.
     const start = this.#rotation++ % states.length;
-    return [...states.slice(start), ...states.slice(0, start)];
+    if (start === 0) return states;
+    const rotated = new Array<PartitionState>(states.length);
+    for (let i = 0; i < states.length; i++) rotated[i] = states[(start + i) % states.length]!;
+    return rotated;
   }
 
   async #fetch(targets: PartitionState[], maxWaitMs: number): Promise<Fetched[]> {
-    const request = buildFetchRequest(targets, { ...this.#settings, maxWaitMs });
-    const sent = targets.map((state) => ({
-      state,
-      offset: state.position!,
-      gen: state.generation,
-    }));
+    const { minBytes, maxBytes, partitionMaxBytes } = this.#settings;
+    const limits: FetchLimits = { maxWaitMs, minBytes, maxBytes, partitionMaxBytes };
+    // What each partition was asked from: a seek or a new generation meanwhile drops its part.
+    const offsets = targets.map((state) => state.position!);
+    const generations = targets.map((state) => state.generation);
     const body = await this.#fetchSession.requestChunks(
       API.Fetch,
-      (writer) => writeFetchRequest(writer, request),
+      (writer) => writeFetchRequestFor(writer, targets, limits),
       {
         timeoutMs: this.#settings.requestTimeoutMs + maxWaitMs,
-        bodyBytesHint: fetchRequestBytes(request),
+        bodyBytesHint: fetchRequestBytesFor(targets),
         // A consumer's one fetch has nothing to share a write with: it goes out at once.
         sendNow: true,
       },
     );
     const response = readFetchResponse(body);
-    const byKey = new Map(sent.map((s) => [s.state.key, s]));
     const taken: Taken[] = [];
+    let index = 0;
     for (const topic of response.topics) {
       for (const result of topic.partitions) {
-        const entry = byKey.get(partitionKey(topic.topic, result.partition));
-        if (entry === undefined) continue;
-        const { state, offset, gen } = entry;
+        // The server answers in the request's order: the next target, unless it is not.
+        const at = targetIndex(targets, index, topic.topic, result.partition);
+        if (at === -1) continue;
+        index = at + 1;
+        const state = targets[at]!;
+        const offset = offsets[at]!;
+        const gen = generations[at]!;
         // Dropped when the partition was revoked, moved or paused while the fetch was out.
         if (!this.#current(state, gen) || state.position !== offset || state.paused) continue;
         state.highWatermark = result.highWatermark;
@@ -531,6 +541,8 @@ export class Consumer {
           this.#onPartitionError(state, result.errorCode);
           continue;
         }
+        // Nothing new here: nothing to decode, and the position stays.
+        if (result.records.length === 0) continue;
         // Positions move by the batch headers, so the next fetch can go out before decoding.
         state.position = nextOffsetFromHeaders(offset, result.records);
         taken.push({ state, offset, gen, bytes: result.records });
@@ -725,13 +737,19 @@ export class Consumer {
   }
 }
 
-/** The bytes a Fetch request body takes, at most (names counted at 3 bytes a character). */
-function fetchRequestBytes(request: ReturnType<typeof buildFetchRequest>): number {
-  let bytes = 4 + 4 + 4 + 2;
-  for (const { topic, partitions } of request.topics) {
-    bytes += 2 + topic.length * 3 + 2 + partitions.length * (4 + 8 + 4);
-  }
-  return bytes;
+/**
+ * The index of the target a partition result answers: `from` when the server kept the
+ * request's order (it does), else found by a scan; -1 for a partition not asked for.
+ */
+function targetIndex(
+  targets: readonly PartitionState[],
+  from: number,
+  topic: string,
+  partition: number,
+): number {
+  const next = targets[from];
+  if (next !== undefined && next.partition === partition && next.topic === topic) return from;
+  return targets.findIndex((t) => t.partition === partition && t.topic === topic);
 }
 
 function checkedOffset(offset: number): number {

@@ -10,9 +10,13 @@ import { varlongSize } from "../../../record/mod.ts";
 import { BatchBuilder, prepareRecord } from "../../../protocol/client/batch_builder.ts";
 import {
   buildFetchRequest,
+  fetchRequestBytesFor,
   newPartitionState,
   recordsFrom,
+  writeFetchRequestFor,
 } from "../../../protocol/client/consumer_fetch.ts";
+import { writeFetchRequest } from "../../../protocol/codec/fetch.ts";
+import { Writer } from "../../../protocol/codec/wire.ts";
 import {
   DefaultPartitioner,
   murmur2,
@@ -282,5 +286,31 @@ describe("fetch decoding", () => {
         { topic: "b", partitions: [{ partition: 1, fetchOffset: 6, partitionMaxBytes: 500 }] },
       ],
     });
+  });
+
+  test("a fetch request written from partition states has the bytes of the built request", () => {
+    const random = prng(1606);
+    const topics = ["a", "topic-b", "c\u00e9"];
+    for (let round = 0; round < 200; round++) {
+      const states = [];
+      const taken = new Set<string>();
+      const count = 1 + Math.floor(random() * 80);
+      for (let i = 0; i < count; i++) {
+        const topic = topics[Math.floor(random() * topics.length)]!;
+        const partition = Math.floor(random() * 100);
+        if (taken.has(`${topic}/${partition}`)) continue;
+        taken.add(`${topic}/${partition}`);
+        const state = newPartitionState(topic, partition, "earliest", false);
+        state.position = Math.floor(random() * 2 ** 40);
+        states.push(state);
+      }
+      const limits = { maxWaitMs: 100, minBytes: 1, maxBytes: 1 << 20, partitionMaxBytes: 4096 };
+      const built = new Writer();
+      writeFetchRequest(built, buildFetchRequest(states, limits));
+      const direct = new Writer();
+      writeFetchRequestFor(direct, states, limits);
+      assert.deepEqual(direct.finish(), built.finish(), `round ${round}`);
+      assert.ok(fetchRequestBytesFor(states) >= direct.length, `round ${round}: size bound`);
+    }
   });
 });
