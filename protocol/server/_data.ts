@@ -376,7 +376,10 @@ class LongPoll implements FetchWaiter {
 
   onData(): void {
     // With min_bytes <= 1 any new data answers the poll without reading it twice.
-    if (this.#request.connection.closed || this.#fetch.minBytes <= 1) return this.#finish();
+    if (this.#request.connection.closed || this.#fetch.minBytes <= 1) {
+      this.#finish();
+      return;
+    }
     try {
       if (readAll(this.#plane, this.#fetch).bytes >= this.#fetch.minBytes) this.#finish();
     } catch (error) {
@@ -397,7 +400,10 @@ class LongPoll implements FetchWaiter {
     this.#settled = true;
     this.#request.connection.offClose(this.#onClose);
     this.#plane.fetchWaits.remove(this);
-    if (failure !== undefined) return this.#reject(failure);
+    if (failure !== undefined) {
+      this.#reject(failure);
+      return;
+    }
     try {
       this.#resolve(fetchResponse(this.#request, readAll(this.#plane, this.#fetch).response));
     } catch (error) {
