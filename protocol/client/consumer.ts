@@ -542,7 +542,7 @@ export class Consumer {
           continue;
         }
         // Nothing new here: nothing to decode, and the position stays.
-        if (result.records.length === 0) continue;
+        if (isEmpty(result.records)) continue;
         // Positions move by the batch headers, so the next fetch can go out before decoding.
         state.position = nextOffsetFromHeaders(offset, result.records);
         taken.push({ state, offset, gen, bytes: result.records });
@@ -750,6 +750,12 @@ function targetIndex(
   const next = targets[from];
   if (next !== undefined && next.partition === partition && next.topic === topic) return from;
   return targets.findIndex((t) => t.partition === partition && t.topic === topic);
+}
+
+/** No bytes in these views (an empty partition result has none, or one empty view). */
+function isEmpty(views: readonly Uint8Array[]): boolean {
+  for (const view of views) if (view.length > 0) return false;
+  return true;
 }
 
 function checkedOffset(offset: number): number {

@@ -316,9 +316,19 @@ function readPartition(
 }
 
 function fetchResponse(request: RequestContext, response: FetchResponse): HandlerResult {
-  const frame = new ChunkedFrame(request.correlationId);
+  const frame = new ChunkedFrame(request.correlationId, fetchResponseFieldBytes(response));
   writeFetchResponse(frame, response, request.apiVersion === 2 ? 2 : 1);
   return frame.finish();
+}
+
+/** The bytes of a fetch response without its records: the size its writer starts at. */
+function fetchResponseFieldBytes(response: FetchResponse): number {
+  // Size prefix, correlation id, error code, topic count; per partition the v2 fields.
+  let bytes = 4 + 4 + 2 + 2;
+  for (const { topic, partitions } of response.topics) {
+    bytes += 2 + topic.length * 3 + 2 + partitions.length * (4 + 2 + 8 + 8 + 8 + 4);
+  }
+  return bytes;
 }
 
 export function handleFetch(
