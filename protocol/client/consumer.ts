@@ -31,6 +31,7 @@ import {
   type FetchLimits,
   type OffsetReset,
   type PartitionState,
+  consumerDecodeOptions,
   fetchRequestBytesFor,
   moveTo,
   newPartitionState,
@@ -563,11 +564,14 @@ export class Consumer {
    */
   #decodeTaken(taken: Taken[]): Fetched[] {
     const fetched: Fetched[] = [];
-    const options = { checkCrc: this.#settings.checkCrcs };
     let failure: unknown;
     let recordCount = 0;
     for (const { state, offset, gen, bytes } of taken) {
-      const decoded = recordsUntilDamage(state.topic, state.partition, offset, bytes, options);
+      const { topic, partition } = state;
+      state.decodeOptions ??= consumerDecodeOptions(topic, partition, {
+        checkCrc: this.#settings.checkCrcs,
+      });
+      const decoded = recordsUntilDamage(topic, partition, offset, bytes, state.decodeOptions);
       fetched.push({ state, generation: gen, records: decoded.records });
       recordCount += decoded.records.length;
       if (decoded.failure === undefined) continue;

@@ -52,6 +52,8 @@ export type PartitionState = {
   reset: OffsetReset;
   /** Bumped by seek and reset: fetch results for an older generation are dropped. */
   generation: number;
+  /** How this partition's records are decoded (consumerDecodeOptions), made at first use. */
+  decodeOptions: DecodeBatchOptions | undefined;
 };
 
 export function partitionKey(topic: string, partition: number): string {
@@ -77,6 +79,7 @@ export function newPartitionState(
     useCommitted,
     reset,
     generation: 0,
+    decodeOptions: undefined,
   };
 }
 
@@ -189,6 +192,8 @@ export function recordsFrom(
 /**
  * recordsFrom that stops at the first batch failing to decode instead of throwing: the records
  * of the batches before it, the offset after them, and the failure (undefined when none).
+ * `options` may carry the partition's record maker (consumerDecodeOptions), made once per
+ * partition instead of once per call.
  */
 export function recordsUntilDamage(
   topic: string,
@@ -197,28 +202,26 @@ export function recordsUntilDamage(
   bytes: Uint8Array | readonly Uint8Array[],
   options: DecodeBatchOptions = {},
 ): { records: ConsumerRecord[]; nextOffset: number; failure: unknown } {
-  const records: ConsumerRecord[] = [];
-  let nextOffset = fetchOffset;
+  const decodeOptions =
+    options.makeRecord === undefined ? consumerDecodeOptions(topic, partition, options) : options;
+  const decoded = { records: [] as ConsumerRecord[], nextOffset: fetchOffset, failure: undefined };
   try {
-    decodeInto(records, { topic, partition, fetchOffset }, bytes, options, (next) => {
-      nextOffset = Math.max(nextOffset, next);
-    });
+    decodeInto(decoded, fetchOffset, bytes, decodeOptions);
   } catch (failure) {
-    return { records, nextOffset, failure };
+    return { records: decoded.records, nextOffset: decoded.nextOffset, failure };
   }
-  return { records, nextOffset, failure: undefined };
+  return decoded;
 }
 
-function decodeInto(
-  records: ConsumerRecord[],
-  where: { topic: string; partition: number; fetchOffset: number },
-  bytes: Uint8Array | readonly Uint8Array[],
-  options: DecodeBatchOptions,
-  onBatch: (nextOffset: number) => void,
-): void {
-  const { topic, partition, fetchOffset } = where;
-  // Each record is decoded straight into the consumer's shape: one object per record, not a
-  // decoded record and then a copy of it with the topic and partition added.
+/**
+ * Decode options whose record maker builds a partition's ConsumerRecords straight away: one
+ * object per record, not a decoded record and then a copy of it with the topic and partition.
+ */
+export function consumerDecodeOptions(
+  topic: string,
+  partition: number,
+  options: DecodeBatchOptions = {},
+): DecodeBatchOptions {
   const makeRecord = (
     offset: number,
     timestamp: number,
@@ -226,21 +229,42 @@ function decodeInto(
     value: Uint8Array | null,
     headers: readonly RecordHeader[],
   ): ConsumerRecord => ({ topic, partition, offset, key, value, headers, timestamp });
-  const decodeOptions: DecodeBatchOptions = { ...options, makeRecord };
-  for (const run of wholeBatchRuns(bytes instanceof Uint8Array ? [bytes] : bytes)) {
-    for (const batch of decodeRun(run, decodeOptions)) {
-      if (!batch.control) {
-        // The maker above built every record of the batch, so each is a ConsumerRecord.
-        const decoded = batch.records as ConsumerRecord[];
-        const whole = batch.baseOffset >= fetchOffset;
-        for (let i = 0; i < decoded.length; i++) {
-          const record = decoded[i]!;
-          if (whole || record.offset >= fetchOffset) records.push(record);
-        }
-      }
-      onBatch(batch.baseOffset + batch.lastOffsetDelta + 1);
+  return { ...options, makeRecord };
+}
+
+function decodeInto(
+  decoded: { records: ConsumerRecord[]; nextOffset: number },
+  fetchOffset: number,
+  bytes: Uint8Array | readonly Uint8Array[],
+  options: DecodeBatchOptions,
+): void {
+  // One view (a fetch answer that arrived in one chunk) is decoded in place, batch by batch.
+  const single = bytes instanceof Uint8Array ? bytes : bytes.length === 1 ? bytes[0]! : undefined;
+  if (single !== undefined) {
+    for (const batch of decodeRecordBatches(single, options)) take(decoded, fetchOffset, batch);
+    return;
+  }
+  for (const run of wholeBatchRuns(bytes as readonly Uint8Array[])) {
+    for (const batch of decodeRun(run, options)) take(decoded, fetchOffset, batch);
+  }
+}
+
+/** A decoded batch's records at or past `fetchOffset` (none of a control batch). */
+function take(
+  decoded: { records: ConsumerRecord[]; nextOffset: number },
+  fetchOffset: number,
+  batch: DecodedRecordBatch,
+): void {
+  if (!batch.control) {
+    // The options' maker built every record of the batch, so each is a ConsumerRecord.
+    const records = batch.records as ConsumerRecord[];
+    const whole = batch.baseOffset >= fetchOffset;
+    for (let i = 0; i < records.length; i++) {
+      const record = records[i]!;
+      if (whole || record.offset >= fetchOffset) decoded.records.push(record);
     }
   }
+  decoded.nextOffset = Math.max(decoded.nextOffset, batch.baseOffset + batch.lastOffsetDelta + 1);
 }
 
 function decodeRun(

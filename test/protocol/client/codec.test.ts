@@ -10,9 +10,11 @@ import { varlongSize } from "../../../record/mod.ts";
 import { BatchBuilder, prepareRecord } from "../../../protocol/client/batch_builder.ts";
 import {
   buildFetchRequest,
+  consumerDecodeOptions,
   fetchRequestBytesFor,
   newPartitionState,
   recordsFrom,
+  recordsUntilDamage,
   writeFetchRequestFor,
 } from "../../../protocol/client/consumer_fetch.ts";
 import { writeFetchRequest } from "../../../protocol/codec/fetch.ts";
@@ -235,6 +237,29 @@ describe("fetch decoding", () => {
     assert.equal(records[0]!.partition, 2);
     assert.equal(records[0]!.timestamp, 1_000);
     assert.equal(nextOffset, 18);
+  });
+
+  test("a partition's decode options, made once, decode as a call without them does", () => {
+    const bytes = join(batch(10, ["a", "b", "c"]), batch(13, ["marker"], true), batch(14, ["d"]));
+    const options = consumerDecodeOptions("t", 2, { checkCrc: true });
+    for (let end = 0; end <= bytes.length; end++) {
+      const cut = bytes.subarray(0, end);
+      const fresh = recordsUntilDamage("t", 2, 11, cut, { checkCrc: true });
+      for (const views of [cut, [cut], [cut.subarray(0, end >> 1), cut.subarray(end >> 1)]]) {
+        const reused = recordsUntilDamage("t", 2, 11, views, options);
+        assert.deepEqual(reused, fresh, `cut at ${end}`);
+      }
+    }
+    const { records } = recordsUntilDamage("t", 2, 0, bytes, options);
+    assert.deepEqual(
+      records.map((r) => [r.topic, r.partition, r.offset]),
+      [
+        ["t", 2, 10],
+        ["t", 2, 11],
+        ["t", 2, 12],
+        ["t", 2, 14],
+      ],
+    );
   });
 
   test("a batch cut short at the end is left for the next fetch", () => {
