@@ -438,8 +438,10 @@ export class Consumer {
     }
     if (this.#closed) return [];
     try {
-      await this.#resolvePositions();
-      let fetched = await this.#takePrefetch(maxWaitMs);
+      // Awaited only when a position is unknown: a poll of known partitions makes no promise.
+      if (this.#hasUnresolved()) await this.#resolvePositions();
+      const prefetched = this.#takePrefetch(maxWaitMs);
+      let fetched = prefetched === undefined ? undefined : await prefetched;
       if (fetched === undefined) {
         const targets = this.#fetchable();
         if (targets.length === 0) {
@@ -465,11 +467,16 @@ export class Consumer {
    * The results of the fetch sent ahead, if there is one. It may wait at the server longer than
    * this poll may: then the poll returns [] after its own wait and leaves the fetch for the next.
    */
-  async #takePrefetch(maxWaitMs: number): Promise<Fetched[] | undefined> {
+  #takePrefetch(maxWaitMs: number): Promise<Fetched[] | undefined> | undefined {
     const prefetch = this.#prefetch;
     if (prefetch === undefined) return undefined;
     this.#prefetch = undefined;
+    // The usual case: the fetch's own promise, with no async wrapper around it.
     if (prefetch.maxWaitMs <= maxWaitMs) return prefetch.fetched;
+    return this.#racePrefetch(prefetch, maxWaitMs);
+  }
+
+  async #racePrefetch(prefetch: Prefetch, maxWaitMs: number): Promise<Fetched[]> {
     let timer: ReturnType<typeof setTimeout> | undefined;
     const waited = new Promise<undefined>((resolve) => {
       timer = setTimeout(() => resolve(undefined), maxWaitMs);
@@ -597,6 +604,11 @@ export class Consumer {
     const error = errorFromWire(code, `fetch of ${state.topic}-${state.partition}`);
     // Thrown by the next poll: the records of the other partitions are returned first.
     if (!error.retriable) this.#deferred ??= error;
+  }
+
+  #hasUnresolved(): boolean {
+    for (const state of this.#states.values()) if (state.position === undefined) return true;
+    return false;
   }
 
   /** Start positions: the group's committed offsets first, then the reset policy. */
