@@ -33,13 +33,14 @@ export class FetchWaits {
   #timer: ReturnType<typeof setTimeout> | undefined;
   #timerDueMs = Number.POSITIVE_INFINITY;
   #now: () => number;
-  /** Where the server finds every waiting fetch at shutdown: holds #timeUpAll while any waits. */
-  #shutdownHooks: Set<() => void>;
-  #timeUpAll = () => this.timeUpAll();
   #onTimer = () => this.#expire();
 
+  /**
+   * `shutdownHooks` is where the server finds what to end at shutdown: timeUpAll goes there,
+   * which answers every waiting fetch and stops the timer.
+   */
   constructor(shutdownHooks: Set<() => void>, now: () => number = () => performance.now()) {
-    this.#shutdownHooks = shutdownHooks;
+    shutdownHooks.add(() => this.timeUpAll());
     this.#now = now;
   }
 
@@ -58,7 +59,6 @@ export class FetchWaits {
         entry.listening = true;
       }
     }
-    if (this.#heap.length === 0) this.#shutdownHooks.add(this.#timeUpAll);
     waiter.heapIndex = this.#heap.length;
     this.#heap.push(waiter);
     this.#siftUp(waiter.heapIndex);
@@ -86,14 +86,13 @@ export class FetchWaits {
       this.#siftDown(index);
       this.#siftUp(last.heapIndex);
     }
-    if (this.#heap.length > 0) return;
-    this.#shutdownHooks.delete(this.#timeUpAll);
-    clearTimeout(this.#timer);
-    this.#timer = undefined;
-    this.#timerDueMs = Number.POSITIVE_INFINITY;
+    // With no fetch waiting the timer is left as it is: the next fetch's deadline is nearly
+    // always later, so it arms no timer of its own, and the timer finding nothing due when
+    // it fires arms the next. A tailing consumer's polls then cost one timer per wait length,
+    // not one each.
   }
 
-  /** Ends every wait now (shutdown): each waiter answers with what there is. */
+  /** Ends every wait now and stops the timer (shutdown): each waiter answers what there is. */
   timeUpAll(): void {
     // Each waiter removes itself as it answers: the heap's first is always the next to go.
     for (let left = this.#heap.length; left > 0 && this.#heap.length > 0; left--) {
@@ -101,6 +100,9 @@ export class FetchWaits {
       waiter.onTimeUp();
       assert(waiter.heapIndex === -1, "a fetch whose time is up stops waiting");
     }
+    clearTimeout(this.#timer);
+    this.#timer = undefined;
+    this.#timerDueMs = Number.POSITIVE_INFINITY;
   }
 
   #entry(log: PartitionLog): LogWaiters {
