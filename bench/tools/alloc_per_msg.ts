@@ -30,6 +30,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
+import { round, windowFigures } from "./_alloc_window.ts";
 
 const PARTITIONS = 16;
 const RECORD_BYTES = 1024;
@@ -163,51 +164,6 @@ function whenOutput(watched: Watched, test: (w: Watched) => boolean, what: strin
 }
 
 const probeLines = (w: Watched) => (w.log.match(/\[alloc-probe\]/g) ?? []).length;
-
-type Probe = { timeouts: number; immediates: number; microtasks: number; heapBytes: number };
-
-/** The figures of one process's window: the log between its first and second probe line. */
-function windowFigures(log: string, messages: number) {
-  const lines = log.split("\n");
-  const marks = lines.flatMap((line, i) => (line.startsWith("[alloc-probe] ") ? [i] : []));
-  const [from, to] = [marks[0]!, marks[1]!];
-  const first = JSON.parse(lines[from]!.slice(14)) as Probe;
-  const last = JSON.parse(lines[to]!.slice(14)) as Probe;
-  let heapKb = first.heapBytes / 1024;
-  let allocatedKb = 0;
-  let collections = 0;
-  let pauseMs = 0;
-  let pauseMsMax = 0;
-  for (const line of lines.slice(from + 1, to)) {
-    const started = / START \w+ (\d+)kb =>/.exec(line);
-    if (started !== null) {
-      allocatedKb += Math.max(0, Number(started[1]) - heapKb);
-      collections++;
-    }
-    const ended = /=> (\d+)kb, p=([\d.]+)ms/.exec(line);
-    if (ended !== null) {
-      heapKb = Number(ended[1]);
-      pauseMs += Number(ended[2]);
-      pauseMsMax = Math.max(pauseMsMax, Number(ended[2]));
-    }
-  }
-  allocatedKb += Math.max(0, last.heapBytes / 1024 - heapKb);
-  const per10k = 10_000 / messages;
-  return {
-    bytesPerMsg: Math.round((allocatedKb * 1024) / messages),
-    gcPer10k: round(collections * per10k),
-    gcPauseMsPer10k: round(pauseMs * per10k),
-    gcPauseMsMax: round(pauseMsMax),
-    timeoutsPerMsg: round((last.timeouts - first.timeouts) / messages, 3),
-    immediatesPerMsg: round((last.immediates - first.immediates) / messages, 3),
-    microtasksPerMsg: round((last.microtasks - first.microtasks) / messages, 3),
-  };
-}
-
-function round(value: number, digits = 2): number {
-  const scale = 10 ** digits;
-  return Math.round(value * scale) / scale;
-}
 
 async function coordinate(): Promise<void> {
   const dataDir = mkdtempSync(join(tmpdir(), "sluice-alloc-"));
