@@ -806,8 +806,7 @@ export class PartitionLog {
     const highWatermark = this.highWatermark;
     // A tailing reader asks mostly for what is not there yet: answered without a scan (the
     // checks are readLog's; with damage on record, readLog answers as before).
-    const tail = offset === highWatermark && offset >= this.logStartOffset;
-    if (tail && this.corruptions.length === 0 && Number.isSafeInteger(maxBytes) && maxBytes >= 1) {
+    if (this.#isTail(offset, highWatermark) && Number.isSafeInteger(maxBytes) && maxBytes >= 1) {
       const { logStartOffset } = this;
       return { views: [], sizeBytes: 0, nextOffset: offset, highWatermark, logStartOffset };
     }
@@ -827,6 +826,26 @@ export class PartitionLog {
   onData(listener: () => void): () => void {
     this.#dataListeners.add(listener);
     return () => this.#dataListeners.delete(listener);
+  }
+
+  /**
+   * True when a read at `offset` would return no batch and no error: the log is open, the
+   * offset is its high watermark, and no damage is on record. Lets a long-polling reader skip
+   * the read (and its result) for a partition with nothing new.
+   */
+  readsNothingAt(offset: number): boolean {
+    return !this.#closed && this.#isTail(offset, this.highWatermark);
+  }
+
+  #isTail(offset: number, highWatermark: number): boolean {
+    return (
+      offset === highWatermark && offset >= this.logStartOffset && this.corruptions.length === 0
+    );
+  }
+
+  /** Removes a listener added by onData (as the function onData returned does). */
+  offData(listener: () => void): void {
+    this.#dataListeners.delete(listener);
   }
 
   /** The first offset whose record timestamp is >= `timestampMs`, or undefined if none is. */

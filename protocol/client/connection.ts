@@ -119,7 +119,9 @@ type Pending = {
   /** The response frame, error code 0, as received: one view, or views of several chunks. */
   resolve: (frame: Uint8Array[]) => void;
   reject: (error: Error) => void;
-  timer: ReturnType<typeof setTimeout> | undefined;
+  /** performance.now() time past which it times out, and the timeout it was given. */
+  deadlineMs: number;
+  timeoutMs: number;
   /** Timed out: the promise is settled, the in-flight slot is still taken. */
   abandoned: boolean;
   /** A request without a response (acks 0): resolved, with no frame, once written. */
@@ -195,6 +197,11 @@ export class ClientConnection {
   /** Chunks of the frames made this tick, handed to the Outbox together. */
   #outgoing: Uint8Array[] = [];
   #flushScheduled = false;
+  /** The one timer of the requests' timeouts, and when it is due (see #armDeadline). */
+  #deadlineTimer: ReturnType<typeof setTimeout> | undefined;
+  #deadlineDueMs = Number.POSITIVE_INFINITY;
+  /** A request being sent at once (sendNow): its frame goes out without a scheduled flush. */
+  #sendingNow = false;
   /** close() was called: end the socket once the Outbox has written everything. */
   #ending = false;
   #closedError: ClientError | undefined;
@@ -433,8 +440,16 @@ export class ClientConnection {
     options?: RequestOptions,
   ): Promise<Uint8Array[]> {
     const frame = this.#frameOf(apiKey, writeBody, options?.bodyBytesHint, options?.apiVersion);
-    const response = this.#request(toBody, apiKey, frame, options?.timeoutMs);
-    if (options?.sendNow === true) this.#flush();
+    const sendNow = options?.sendNow === true;
+    // Sent at once below: no hand-over at the end of the turn is scheduled for it.
+    this.#sendingNow = sendNow;
+    let response: Promise<Uint8Array[]>;
+    try {
+      response = this.#request(toBody, apiKey, frame, options?.timeoutMs);
+    } finally {
+      this.#sendingNow = false;
+    }
+    if (sendNow) this.#flush();
     return response;
   }
 
@@ -489,7 +504,9 @@ export class ClientConnection {
         apiKey,
         resolve: () => resolve(),
         reject,
-        timer: undefined,
+        // No response to wait for: it never times out, its slot is freed once written.
+        deadlineMs: Number.POSITIVE_INFINITY,
+        timeoutMs: 0,
         abandoned: false,
         unanswered: true,
       };
@@ -521,8 +538,9 @@ export class ClientConnection {
           ),
         );
       }
-      const pending: Pending = { apiKey, resolve, reject, timer: undefined, abandoned: false };
-      pending.timer = setTimeout(() => this.#timeOut(correlationId, pending, timeoutMs), timeoutMs);
+      const deadlineMs = performance.now() + timeoutMs;
+      const pending: Pending = { apiKey, resolve, reject, deadlineMs, timeoutMs, abandoned: false };
+      if (deadlineMs < this.#deadlineDueMs) this.#armDeadline(deadlineMs);
       this.#stats.requests++;
       if (this.inFlight < this.#inFlightMax && this.waiting === 0) {
         this.#transmit(correlationId, frame, pending);
@@ -591,8 +609,41 @@ export class ClientConnection {
     this.#pump();
   }
 
-  #timeOut(correlationId: number, pending: Pending, timeoutMs: number): void {
-    pending.timer = undefined;
+  /**
+   * Request timeouts share one timer per connection, due at the earliest deadline of the
+   * requests outstanding (a timer per request cost an allocation and a timer-heap entry each).
+   * It is left armed when they are all answered, and not armed again when it finds none.
+   */
+  #armDeadline(dueMs: number): void {
+    clearTimeout(this.#deadlineTimer);
+    this.#deadlineDueMs = dueMs;
+    // A timer may fire a little before its time on this clock: never a wait of 0 ms.
+    const waitMs = Math.max(1, Math.ceil(dueMs - performance.now()));
+    this.#deadlineTimer = setTimeout(this.#onDeadline, waitMs);
+  }
+
+  #onDeadline = (): void => {
+    this.#deadlineTimer = undefined;
+    this.#deadlineDueMs = Number.POSITIVE_INFINITY;
+    const now = performance.now();
+    const due: [number, Pending][] = [];
+    let nextMs = Number.POSITIVE_INFINITY;
+    const check = (correlationId: number, pending: Pending) => {
+      if (pending.abandoned) return;
+      if (pending.deadlineMs <= now) due.push([correlationId, pending]);
+      else nextMs = Math.min(nextMs, pending.deadlineMs);
+    };
+    for (const [correlationId, pending] of this.#pending) check(correlationId, pending);
+    for (let i = this.#waitingHead; i < this.#waiting.length; i++) {
+      const waiting = this.#waiting[i]!;
+      check(waiting.correlationId, waiting.pending);
+    }
+    for (const [correlationId, pending] of due) this.#timeOut(correlationId, pending);
+    if (nextMs !== Number.POSITIVE_INFINITY) this.#armDeadline(nextMs);
+  };
+
+  #timeOut(correlationId: number, pending: Pending): void {
+    const { timeoutMs } = pending;
     pending.abandoned = true;
     pending.reject(
       new ClientError(
@@ -628,7 +679,7 @@ export class ClientConnection {
       this.#outgoingBytes += chunk.length;
       this.#queuedTotalBytes += chunk.length;
     }
-    if (this.#flushScheduled) return;
+    if (this.#flushScheduled || this.#sendingNow) return;
     this.#flushScheduled = true;
     // One hand-over per turn of the event loop: every request made in this turn goes out in as
     // few socket writes as possible (each write costs microseconds).
@@ -697,7 +748,6 @@ export class ClientConnection {
     }
     this.#pending.delete(correlationId);
     this.#stats.responses++;
-    if (pending.timer !== undefined) clearTimeout(pending.timer);
     if (!pending.abandoned) {
       if (errorCode === 0) {
         pending.resolve(frame);
@@ -721,8 +771,10 @@ export class ClientConnection {
     this.#waitingHead = 0;
     this.#outgoing = [];
     this.#outgoingBytes = 0;
+    clearTimeout(this.#deadlineTimer);
+    this.#deadlineTimer = undefined;
+    this.#deadlineDueMs = Number.POSITIVE_INFINITY;
     for (const request of [...pending, ...waiting]) {
-      if (request.timer !== undefined) clearTimeout(request.timer);
       if (!request.abandoned) request.reject(error);
     }
   }

@@ -21,7 +21,7 @@
 //   poll N+1: ──await fetch N+1 (often already here)──► ...
 
 import { API } from "../codec/frames.ts";
-import { readFetchResponse, writeFetchRequest } from "../codec/fetch.ts";
+import { readFetchResponse } from "../codec/fetch.ts";
 import { WIRE_ERRORS, errorFromWire } from "../codec/errors.ts";
 import { appendTo } from "./collections.ts";
 import { offsetSpecTimestamp } from "./admin.ts";
@@ -31,12 +31,14 @@ import {
   type FetchLimits,
   type OffsetReset,
   type PartitionState,
-  buildFetchRequest,
+  consumerDecodeOptions,
+  fetchRequestBytesFor,
   moveTo,
   newPartitionState,
   nextOffsetFromHeaders,
   partitionKey,
   recordsUntilDamage,
+  writeFetchRequestFor,
 } from "./consumer_fetch.ts";
 import {
   commitOffsets,
@@ -436,8 +438,10 @@ export class Consumer {
     }
     if (this.#closed) return [];
     try {
-      await this.#resolvePositions();
-      let fetched = await this.#takePrefetch(maxWaitMs);
+      // Awaited only when a position is unknown: a poll of known partitions makes no promise.
+      if (this.#hasUnresolved()) await this.#resolvePositions();
+      const prefetched = this.#takePrefetch(maxWaitMs);
+      let fetched = prefetched === undefined ? undefined : await prefetched;
       if (fetched === undefined) {
         const targets = this.#fetchable();
         if (targets.length === 0) {
@@ -463,11 +467,16 @@ export class Consumer {
    * The results of the fetch sent ahead, if there is one. It may wait at the server longer than
    * this poll may: then the poll returns [] after its own wait and leaves the fetch for the next.
    */
-  async #takePrefetch(maxWaitMs: number): Promise<Fetched[] | undefined> {
+  #takePrefetch(maxWaitMs: number): Promise<Fetched[] | undefined> | undefined {
     const prefetch = this.#prefetch;
     if (prefetch === undefined) return undefined;
     this.#prefetch = undefined;
+    // The usual case: the fetch's own promise, with no async wrapper around it.
     if (prefetch.maxWaitMs <= maxWaitMs) return prefetch.fetched;
+    return this.#racePrefetch(prefetch, maxWaitMs);
+  }
+
+  async #racePrefetch(prefetch: Prefetch, maxWaitMs: number): Promise<Fetched[]> {
     let timer: ReturnType<typeof setTimeout> | undefined;
     const waited = new Promise<undefined>((resolve) => {
       timer = setTimeout(() => resolve(undefined), maxWaitMs);
@@ -492,38 +501,47 @@ export class Consumer {
 
   /** Partitions with a known position, not paused, in an order that rotates per fetch. */
   #fetchable(): PartitionState[] {
-    const states = [...this.#states.values()].filter((s) => s.position !== undefined && !s.paused);
+    const states: PartitionState[] = [];
+    for (const state of this.#states.values()) {
+      if (state.position !== undefined && !state.paused) states.push(state);
+    }
     if (states.length === 0) return states;
     // The first partition of a response may always take a whole batch: let each be first.
     const start = this.#rotation++ % states.length;
-    return [...states.slice(start), ...states.slice(0, start)];
+    if (start === 0) return states;
+    const rotated = new Array<PartitionState>(states.length);
+    for (let i = 0; i < states.length; i++) rotated[i] = states[(start + i) % states.length]!;
+    return rotated;
   }
 
   async #fetch(targets: PartitionState[], maxWaitMs: number): Promise<Fetched[]> {
-    const request = buildFetchRequest(targets, { ...this.#settings, maxWaitMs });
-    const sent = targets.map((state) => ({
-      state,
-      offset: state.position!,
-      gen: state.generation,
-    }));
+    const { minBytes, maxBytes, partitionMaxBytes } = this.#settings;
+    const limits: FetchLimits = { maxWaitMs, minBytes, maxBytes, partitionMaxBytes };
+    // What each partition was asked from: a seek or a new generation meanwhile drops its part.
+    const offsets = targets.map((state) => state.position!);
+    const generations = targets.map((state) => state.generation);
     const body = await this.#fetchSession.requestChunks(
       API.Fetch,
-      (writer) => writeFetchRequest(writer, request),
+      (writer) => writeFetchRequestFor(writer, targets, limits),
       {
         timeoutMs: this.#settings.requestTimeoutMs + maxWaitMs,
-        bodyBytesHint: fetchRequestBytes(request),
+        bodyBytesHint: fetchRequestBytesFor(targets),
         // A consumer's one fetch has nothing to share a write with: it goes out at once.
         sendNow: true,
       },
     );
     const response = readFetchResponse(body);
-    const byKey = new Map(sent.map((s) => [s.state.key, s]));
     const taken: Taken[] = [];
+    let index = 0;
     for (const topic of response.topics) {
       for (const result of topic.partitions) {
-        const entry = byKey.get(partitionKey(topic.topic, result.partition));
-        if (entry === undefined) continue;
-        const { state, offset, gen } = entry;
+        // The server answers in the request's order: the next target, unless it is not.
+        const at = targetIndex(targets, index, topic.topic, result.partition);
+        if (at === -1) continue;
+        index = at + 1;
+        const state = targets[at]!;
+        const offset = offsets[at]!;
+        const gen = generations[at]!;
         // Dropped when the partition was revoked, moved or paused while the fetch was out.
         if (!this.#current(state, gen) || state.position !== offset || state.paused) continue;
         state.highWatermark = result.highWatermark;
@@ -531,6 +549,8 @@ export class Consumer {
           this.#onPartitionError(state, result.errorCode);
           continue;
         }
+        // Nothing new here: nothing to decode, and the position stays.
+        if (isEmpty(result.records)) continue;
         // Positions move by the batch headers, so the next fetch can go out before decoding.
         state.position = nextOffsetFromHeaders(offset, result.records);
         taken.push({ state, offset, gen, bytes: result.records });
@@ -551,11 +571,14 @@ export class Consumer {
    */
   #decodeTaken(taken: Taken[]): Fetched[] {
     const fetched: Fetched[] = [];
-    const options = { checkCrc: this.#settings.checkCrcs };
     let failure: unknown;
     let recordCount = 0;
     for (const { state, offset, gen, bytes } of taken) {
-      const decoded = recordsUntilDamage(state.topic, state.partition, offset, bytes, options);
+      const { topic, partition } = state;
+      state.decodeOptions ??= consumerDecodeOptions(topic, partition, {
+        checkCrc: this.#settings.checkCrcs,
+      });
+      const decoded = recordsUntilDamage(topic, partition, offset, bytes, state.decodeOptions);
       fetched.push({ state, generation: gen, records: decoded.records });
       recordCount += decoded.records.length;
       if (decoded.failure === undefined) continue;
@@ -581,6 +604,11 @@ export class Consumer {
     const error = errorFromWire(code, `fetch of ${state.topic}-${state.partition}`);
     // Thrown by the next poll: the records of the other partitions are returned first.
     if (!error.retriable) this.#deferred ??= error;
+  }
+
+  #hasUnresolved(): boolean {
+    for (const state of this.#states.values()) if (state.position === undefined) return true;
+    return false;
   }
 
   /** Start positions: the group's committed offsets first, then the reset policy. */
@@ -725,13 +753,25 @@ export class Consumer {
   }
 }
 
-/** The bytes a Fetch request body takes, at most (names counted at 3 bytes a character). */
-function fetchRequestBytes(request: ReturnType<typeof buildFetchRequest>): number {
-  let bytes = 4 + 4 + 4 + 2;
-  for (const { topic, partitions } of request.topics) {
-    bytes += 2 + topic.length * 3 + 2 + partitions.length * (4 + 8 + 4);
-  }
-  return bytes;
+/**
+ * The index of the target a partition result answers: `from` when the server kept the
+ * request's order (it does), else found by a scan; -1 for a partition not asked for.
+ */
+function targetIndex(
+  targets: readonly PartitionState[],
+  from: number,
+  topic: string,
+  partition: number,
+): number {
+  const next = targets[from];
+  if (next !== undefined && next.partition === partition && next.topic === topic) return from;
+  return targets.findIndex((t) => t.partition === partition && t.topic === topic);
+}
+
+/** No bytes in these views (an empty partition result has none, or one empty view). */
+function isEmpty(views: readonly Uint8Array[]): boolean {
+  for (const view of views) if (view.length > 0) return false;
+  return true;
 }
 
 function checkedOffset(offset: number): number {

@@ -20,6 +20,7 @@ import {
   type RecordHeader,
 } from "../../record/mod.ts";
 import type { FetchRequest } from "../codec/fetch.ts";
+import type { Writer } from "../codec/wire.ts";
 import { appendTo } from "./collections.ts";
 
 export type ConsumerRecord = {
@@ -51,6 +52,8 @@ export type PartitionState = {
   reset: OffsetReset;
   /** Bumped by seek and reset: fetch results for an older generation are dropped. */
   generation: number;
+  /** How this partition's records are decoded (consumerDecodeOptions), made at first use. */
+  decodeOptions: DecodeBatchOptions | undefined;
 };
 
 export function partitionKey(topic: string, partition: number): string {
@@ -76,6 +79,7 @@ export function newPartitionState(
     useCommitted,
     reset,
     generation: 0,
+    decodeOptions: undefined,
   };
 }
 
@@ -117,6 +121,56 @@ export function buildFetchRequest(
 }
 
 /**
+ * Writes a Fetch request for these partitions (each with a known position) straight from their
+ * states, in the given order grouped by topic: the bytes writeFetchRequest writes for
+ * buildFetchRequest's request, without building it (a consumer sends one per fetch, and the
+ * request's objects were most of what a fetch allocated before its records).
+ */
+export function writeFetchRequestFor(
+  writer: Writer,
+  states: readonly PartitionState[],
+  limits: FetchLimits,
+): void {
+  writer.u32(limits.maxWaitMs).u32(limits.minBytes).u32(limits.maxBytes);
+  const topics = topicsInOrder(states);
+  writer.u16(topics.length);
+  for (const topic of topics) {
+    let count = 0;
+    for (const state of states) if (state.topic === topic) count++;
+    writer.string(topic).u16(count);
+    for (const state of states) {
+      if (state.topic !== topic) continue;
+      writer.u32(state.partition).i64(state.position!).u32(limits.partitionMaxBytes);
+    }
+  }
+}
+
+/** The topics of `states` in order of first appearance. */
+function topicsInOrder(states: readonly PartitionState[]): string[] {
+  const topics: string[] = [];
+  // Most consumers read one topic or a few: a scan of them beats a Set for each fetch.
+  const scan = states.length <= TOPICS_SCANNED_MAX;
+  const seen = scan ? undefined : new Set<string>();
+  for (const state of states) {
+    if (seen === undefined ? topics.includes(state.topic) : seen.has(state.topic)) continue;
+    seen?.add(state.topic);
+    topics.push(state.topic);
+  }
+  return topics;
+}
+
+/** Up to this many partitions, a fetch's topics are found by scanning, not with a Set. */
+const TOPICS_SCANNED_MAX = 64;
+
+/** The bytes writeFetchRequestFor takes at most (names counted at 3 bytes a character). */
+export function fetchRequestBytesFor(states: readonly PartitionState[]): number {
+  let bytes = 4 + 4 + 4 + 2;
+  // Each partition counted with its own topic header: an upper bound, and no grouping needed.
+  for (const state of states) bytes += 2 + state.topic.length * 3 + 2 + 4 + 8 + 4;
+  return bytes;
+}
+
+/**
  * Decodes a partition's record bytes from a fetch at `fetchOffset`: one view, or the views of
  * the received chunks they lie in. Records below it (the first batch may begin earlier) and
  * control records are skipped; a batch cut short at the end is left for the next fetch.
@@ -138,6 +192,8 @@ export function recordsFrom(
 /**
  * recordsFrom that stops at the first batch failing to decode instead of throwing: the records
  * of the batches before it, the offset after them, and the failure (undefined when none).
+ * `options` may carry the partition's record maker (consumerDecodeOptions), made once per
+ * partition instead of once per call.
  */
 export function recordsUntilDamage(
   topic: string,
@@ -146,28 +202,26 @@ export function recordsUntilDamage(
   bytes: Uint8Array | readonly Uint8Array[],
   options: DecodeBatchOptions = {},
 ): { records: ConsumerRecord[]; nextOffset: number; failure: unknown } {
-  const records: ConsumerRecord[] = [];
-  let nextOffset = fetchOffset;
+  const decodeOptions =
+    options.makeRecord === undefined ? consumerDecodeOptions(topic, partition, options) : options;
+  const decoded = { records: [] as ConsumerRecord[], nextOffset: fetchOffset, failure: undefined };
   try {
-    decodeInto(records, { topic, partition, fetchOffset }, bytes, options, (next) => {
-      nextOffset = Math.max(nextOffset, next);
-    });
+    decodeInto(decoded, fetchOffset, bytes, decodeOptions);
   } catch (failure) {
-    return { records, nextOffset, failure };
+    return { records: decoded.records, nextOffset: decoded.nextOffset, failure };
   }
-  return { records, nextOffset, failure: undefined };
+  return decoded;
 }
 
-function decodeInto(
-  records: ConsumerRecord[],
-  where: { topic: string; partition: number; fetchOffset: number },
-  bytes: Uint8Array | readonly Uint8Array[],
-  options: DecodeBatchOptions,
-  onBatch: (nextOffset: number) => void,
-): void {
-  const { topic, partition, fetchOffset } = where;
-  // Each record is decoded straight into the consumer's shape: one object per record, not a
-  // decoded record and then a copy of it with the topic and partition added.
+/**
+ * Decode options whose record maker builds a partition's ConsumerRecords straight away: one
+ * object per record, not a decoded record and then a copy of it with the topic and partition.
+ */
+export function consumerDecodeOptions(
+  topic: string,
+  partition: number,
+  options: DecodeBatchOptions = {},
+): DecodeBatchOptions {
   const makeRecord = (
     offset: number,
     timestamp: number,
@@ -175,21 +229,42 @@ function decodeInto(
     value: Uint8Array | null,
     headers: readonly RecordHeader[],
   ): ConsumerRecord => ({ topic, partition, offset, key, value, headers, timestamp });
-  const decodeOptions: DecodeBatchOptions = { ...options, makeRecord };
-  for (const run of wholeBatchRuns(bytes instanceof Uint8Array ? [bytes] : bytes)) {
-    for (const batch of decodeRun(run, decodeOptions)) {
-      if (!batch.control) {
-        // The maker above built every record of the batch, so each is a ConsumerRecord.
-        const decoded = batch.records as ConsumerRecord[];
-        const whole = batch.baseOffset >= fetchOffset;
-        for (let i = 0; i < decoded.length; i++) {
-          const record = decoded[i]!;
-          if (whole || record.offset >= fetchOffset) records.push(record);
-        }
-      }
-      onBatch(batch.baseOffset + batch.lastOffsetDelta + 1);
+  return { ...options, makeRecord };
+}
+
+function decodeInto(
+  decoded: { records: ConsumerRecord[]; nextOffset: number },
+  fetchOffset: number,
+  bytes: Uint8Array | readonly Uint8Array[],
+  options: DecodeBatchOptions,
+): void {
+  // One view (a fetch answer that arrived in one chunk) is decoded in place, batch by batch.
+  const single = bytes instanceof Uint8Array ? bytes : bytes.length === 1 ? bytes[0]! : undefined;
+  if (single !== undefined) {
+    for (const batch of decodeRecordBatches(single, options)) take(decoded, fetchOffset, batch);
+    return;
+  }
+  for (const run of wholeBatchRuns(bytes as readonly Uint8Array[])) {
+    for (const batch of decodeRun(run, options)) take(decoded, fetchOffset, batch);
+  }
+}
+
+/** A decoded batch's records at or past `fetchOffset` (none of a control batch). */
+function take(
+  decoded: { records: ConsumerRecord[]; nextOffset: number },
+  fetchOffset: number,
+  batch: DecodedRecordBatch,
+): void {
+  if (!batch.control) {
+    // The options' maker built every record of the batch, so each is a ConsumerRecord.
+    const records = batch.records as ConsumerRecord[];
+    const whole = batch.baseOffset >= fetchOffset;
+    for (let i = 0; i < records.length; i++) {
+      const record = records[i]!;
+      if (whole || record.offset >= fetchOffset) decoded.records.push(record);
     }
   }
+  decoded.nextOffset = Math.max(decoded.nextOffset, batch.baseOffset + batch.lastOffsetDelta + 1);
 }
 
 function decodeRun(

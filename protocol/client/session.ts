@@ -101,13 +101,24 @@ export class Session {
   }
 
   /** `request`, resolving with the response body as views (ClientConnection.requestChunks). */
-  async requestChunks(
+  requestChunks(
     apiKey: number,
     writeBody: (writer: Writer) => void,
     options?: RequestOptions,
   ): Promise<Uint8Array[]> {
-    const connection = await this.connection();
-    return connection.requestChunks(apiKey, writeBody, options);
+    // A live connection takes the request at once: no promise waits for the connection.
+    const current = this.#closed ? undefined : this.current;
+    if (current !== undefined) {
+      try {
+        return current.requestChunks(apiKey, writeBody, options);
+      } catch (error) {
+        // As from an async call: a failure is the promise's, never thrown at the caller.
+        return Promise.reject(error);
+      }
+    }
+    return this.connection().then((connection) =>
+      connection.requestChunks(apiKey, writeBody, options),
+    );
   }
 
   /** The wait before retry number `attempt` (1-based): exponential, capped. */

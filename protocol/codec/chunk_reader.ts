@@ -18,6 +18,9 @@ export class ChunkReader {
   #index = 0;
   #at = 0;
   #remaining = 0;
+  /** A DataView over views[#dataViewIndex], made once per view that fields are read from. */
+  #dataView: DataView | undefined;
+  #dataViewIndex = -1;
 
   constructor(views: readonly Uint8Array[]) {
     this.#views = views;
@@ -88,6 +91,49 @@ export class ChunkReader {
     }
     this.#remaining -= length;
     return views.length === 0 ? [new Uint8Array(0)] : views;
+  }
+
+  /**
+   * The DataView of the current view when the next `length` bytes lie inside it: fixed-size
+   * fields are read in place, with no Reader or DataView per field.
+   */
+  #fieldView(length: number): DataView | undefined {
+    const current = this.#views[this.#index];
+    if (current === undefined || length > current.length - this.#at) return undefined;
+    if (this.#dataViewIndex !== this.#index) {
+      this.#dataView = new DataView(current.buffer, current.byteOffset, current.byteLength);
+      this.#dataViewIndex = this.#index;
+    }
+    return this.#dataView;
+  }
+
+  i16(what: string): number {
+    const view = this.#fieldView(2);
+    if (view === undefined) return this.reader(2, what).i16(what);
+    const value = view.getInt16(this.#at);
+    this.#advance(2);
+    return value;
+  }
+
+  u32(what: string): number {
+    const view = this.#fieldView(4);
+    if (view === undefined) return this.reader(4, what).u32(what);
+    const value = view.getUint32(this.#at);
+    this.#advance(4);
+    return value;
+  }
+
+  /** An i64 that must be a safe integer (as Reader.i64). */
+  i64(what: string): number {
+    const view = this.#fieldView(8);
+    if (view === undefined) return this.reader(8, what).i64(what);
+    const high = view.getInt32(this.#at);
+    const low = view.getUint32(this.#at + 4);
+    if (high >= 0x20_0000 || high < -0x20_0000) {
+      throw ProtocolError.invalid(`${what} is outside ±(2^53 - 1)`);
+    }
+    this.#advance(8);
+    return high * 2 ** 32 + low;
   }
 
   u16(what: string): number {

@@ -160,15 +160,20 @@ export function readResponseHeader(reader: Reader): ResponseHeader {
 
 /**
  * A frame assembled from writer bytes and borrowed views, for responses with record batches:
- * `bytes()` continues the current writer, `attach()` adds a view as its own chunk.
+ * `bytes()` continues the current writer, `attach()` adds a view as its own chunk. One writer
+ * serves the whole frame: the bytes between two attached views go out as a view of it, and
+ * what follows is written after them (a writer that grows copies into a new buffer and leaves
+ * the views handed out over the old one intact). `capacityBytes` sizes it for the fields.
  */
 export class ChunkedFrame {
   #chunks: Uint8Array[] = [];
   #writer: Writer;
+  /** Where the writer's bytes not yet in a chunk start. */
+  #flushedAt = 0;
   #sizeBytes = 0;
 
-  constructor(correlationId: number) {
-    this.#writer = startResponse(correlationId);
+  constructor(correlationId: number, capacityBytes = 256) {
+    this.#writer = startResponse(correlationId, capacityBytes);
   }
 
   get writer(): Writer {
@@ -183,12 +188,11 @@ export class ChunkedFrame {
   }
 
   #flushWriter(): void {
-    const bytes = this.#writer.finish();
-    if (bytes.length > 0) {
-      this.#chunks.push(bytes);
-      this.#sizeBytes += bytes.length;
-    }
-    this.#writer = new Writer(128);
+    const length = this.#writer.length;
+    if (length === this.#flushedAt) return;
+    this.#chunks.push(this.#writer.finish().subarray(this.#flushedAt));
+    this.#sizeBytes += length - this.#flushedAt;
+    this.#flushedAt = length;
   }
 
   /** The chunks of the frame, size prefix filled in. */

@@ -15,6 +15,7 @@ import { ChunkedFrame, finishFrame, startResponse } from "../codec/frames.ts";
 import {
   type FetchPartitionResult,
   type FetchRequest,
+  type FetchResponse,
   readFetchRequest,
   writeFetchResponse,
 } from "../codec/fetch.ts";
@@ -32,6 +33,7 @@ import {
   startProduceDeadline,
   timedOutMessage,
 } from "./_produce_deadline.ts";
+import type { FetchWaiter, FetchWaits } from "./_fetch_waits.ts";
 
 export type DataPlane = {
   engine: Engine;
@@ -42,6 +44,8 @@ export type DataPlane = {
   requestPartitionsMax: number;
   /** Long polls waiting now, so shutdown can answer them at once. */
   waitingFetches: Set<() => void>;
+  /** The waiting native fetches: their deadlines and the logs they wait on. */
+  fetchWaits: FetchWaits;
   log(message: string): void;
   /** Told of every partition a Produce answers with an error (metrics, fencing log lines). */
   partitionError?(topic: string, partition: number, code: number, message: string | null): void;
@@ -276,21 +280,23 @@ async function finishProduce(
   return [finishFrame(writer)];
 }
 
-type PartitionRead = { topic: string; result: FetchPartitionResult };
-
 /** The records of a partition with nothing to send, shared (frozen: nothing adds to it). */
 const NO_RECORDS = Object.freeze([]) as unknown as Uint8Array[];
 
-/** Reads every partition of a fetch once; returns the results and the bytes found. */
-function readAll(
-  plane: DataPlane,
-  fetch: FetchRequest,
-): { reads: PartitionRead[]; bytes: number; errors: boolean } {
-  const reads: PartitionRead[] = [];
+/** What one read of a fetch's partitions found. */
+type FetchRead = { response: FetchResponse; bytes: number; errors: boolean };
+
+/**
+ * Reads every partition of a fetch once: the response, already grouped by topic as the
+ * request is, and the bytes found.
+ */
+function readAll(plane: DataPlane, fetch: FetchRequest): FetchRead {
+  const topics: FetchResponse["topics"] = [];
   const finder = new PartitionFinder(plane.engine);
   const budget = { left: fetch.maxBytes, taken: 0 };
   let errors = false;
   for (const { topic, partitions } of fetch.topics) {
+    const results: FetchPartitionResult[] = [];
     for (const p of partitions) {
       const result: FetchPartitionResult = {
         partition: p.partition,
@@ -304,10 +310,11 @@ function readAll(
       if (log instanceof PartitionLog) readPartition(plane, log, p, result, budget);
       else result.errorCode = log.code;
       if (result.errorCode !== 0) errors = true;
-      reads.push({ topic, result });
+      results.push(result);
     }
+    topics.push({ topic, partitions: results });
   }
-  return { reads, bytes: budget.taken, errors };
+  return { response: { topics }, bytes: budget.taken, errors };
 }
 
 /**
@@ -325,6 +332,9 @@ function readPartition(
   try {
     result.highWatermark = log.highWatermark;
     result.logStartOffset = log.logStartOffset;
+    // A tailing reader asks mostly for what is not there yet: nothing to read (the same answer
+    // the log's read gives there, without building it).
+    if (log.readsNothingAt(p.fetchOffset)) return;
     const limit = Math.max(1, Math.min(p.partitionMaxBytes, budget.left));
     if (budget.left > 0 || budget.taken === 0) {
       const read: ReadResult = log.read(p.fetchOffset, limit);
@@ -347,16 +357,20 @@ function readPartition(
   }
 }
 
-function fetchResponse(request: RequestContext, reads: PartitionRead[]): HandlerResult {
-  const frame = new ChunkedFrame(request.correlationId);
-  const topics: { topic: string; partitions: FetchPartitionResult[] }[] = [];
-  for (const { topic, result } of reads) {
-    const last = topics.at(-1);
-    if (last !== undefined && last.topic === topic) last.partitions.push(result);
-    else topics.push({ topic, partitions: [result] });
-  }
-  writeFetchResponse(frame, { topics }, request.apiVersion === 2 ? 2 : 1);
+function fetchResponse(request: RequestContext, response: FetchResponse): HandlerResult {
+  const frame = new ChunkedFrame(request.correlationId, fetchResponseFieldBytes(response));
+  writeFetchResponse(frame, response, request.apiVersion === 2 ? 2 : 1);
   return frame.finish();
+}
+
+/** The bytes of a fetch response without its records: the size its writer starts at. */
+function fetchResponseFieldBytes(response: FetchResponse): number {
+  // Size prefix, correlation id, error code, topic count; per partition the v2 fields.
+  let bytes = 4 + 4 + 2 + 2;
+  for (const { topic, partitions } of response.topics) {
+    bytes += 2 + topic.length * 3 + 2 + partitions.length * (4 + 2 + 8 + 8 + 8 + 4);
+  }
+  return bytes;
 }
 
 export function handleFetch(
@@ -374,53 +388,78 @@ export function handleFetch(
   const first = readAll(plane, fetch);
   const waitMs = Math.min(fetch.maxWaitMs, plane.fetchWaitMsMax);
   if (first.bytes >= fetch.minBytes || first.errors || waitMs === 0) {
-    return fetchResponse(request, first.reads);
+    return fetchResponse(request, first.response);
   }
-  return longPoll(plane, request, fetch, waitMs);
+  return new LongPoll(plane, request, fetch, waitMs).answer;
 }
 
-/** Waits for new data on any of the fetch's partitions, or for the wait to end. */
-function longPoll(
-  plane: DataPlane,
-  request: RequestContext,
-  fetch: FetchRequest,
-  waitMs: number,
-): Promise<HandlerResult> {
-  const logs: PartitionLog[] = [];
-  for (const { topic, partitions } of fetch.topics) {
-    for (const p of partitions) logs.push(plane.engine.partition(topic, p.partition));
+/**
+ * A fetch waiting for new data on any of its partitions, or for its wait to end
+ * (_fetch_waits.ts keeps the waiting ones: no timer or data listener of its own).
+ */
+class LongPoll implements FetchWaiter {
+  readonly logs: PartitionLog[] = [];
+  readonly deadlineMs: number;
+  heapIndex = -1;
+  readonly answer: Promise<HandlerResult>;
+  #plane: DataPlane;
+  #request: RequestContext;
+  #fetch: FetchRequest;
+  #resolve!: (result: HandlerResult) => void;
+  #reject!: (failure: unknown) => void;
+  #settled = false;
+  #onClose = () => this.#finish();
+
+  constructor(plane: DataPlane, request: RequestContext, fetch: FetchRequest, waitMs: number) {
+    this.#plane = plane;
+    this.#request = request;
+    this.#fetch = fetch;
+    this.deadlineMs = performance.now() + waitMs;
+    for (const { topic, partitions } of fetch.topics) {
+      for (const p of partitions) this.logs.push(plane.engine.partition(topic, p.partition));
+    }
+    this.answer = new Promise((resolve, reject) => {
+      this.#resolve = resolve;
+      this.#reject = reject;
+    });
+    request.connection.onClose(this.#onClose);
+    plane.fetchWaits.add(this);
   }
-  return new Promise((resolve, reject) => {
-    const unsubscribes: (() => void)[] = [];
-    let settled = false;
-    // Stops waiting and answers with a fresh read. A failure (only ever a broken invariant)
-    // rejects, so it reaches the connection rather than the timer or the engine calling back.
-    const finish = (failure?: unknown) => {
-      if (settled) return;
-      settled = true;
-      clearTimeout(timer);
-      stopOnClose();
-      for (const unsubscribe of unsubscribes) unsubscribe();
-      plane.waitingFetches.delete(finish);
-      if (failure !== undefined) return reject(failure);
-      try {
-        resolve(fetchResponse(request, readAll(plane, fetch).reads));
-      } catch (error) {
-        reject(error);
-      }
-    };
-    const onData = () => {
-      // With min_bytes <= 1 any new data answers the poll without reading it twice.
-      if (request.connection.closed || fetch.minBytes <= 1) return finish();
-      try {
-        if (readAll(plane, fetch).bytes >= fetch.minBytes) finish();
-      } catch (error) {
-        finish(error);
-      }
-    };
-    const timer = setTimeout(() => finish(), waitMs);
-    const stopOnClose = request.connection.onClose(() => finish());
-    for (const log of logs) unsubscribes.push(log.onData(onData));
-    plane.waitingFetches.add(finish);
-  });
+
+  onData(): void {
+    // With min_bytes <= 1 any new data answers the poll without reading it twice.
+    if (this.#request.connection.closed || this.#fetch.minBytes <= 1) {
+      this.#finish();
+      return;
+    }
+    try {
+      if (readAll(this.#plane, this.#fetch).bytes >= this.#fetch.minBytes) this.#finish();
+    } catch (error) {
+      this.#finish(error);
+    }
+  }
+
+  onTimeUp(): void {
+    this.#finish();
+  }
+
+  /**
+   * Stops waiting and answers with a fresh read. A failure (only ever a broken invariant)
+   * rejects, so it reaches the connection rather than the timer or the engine calling back.
+   */
+  #finish(failure?: unknown): void {
+    if (this.#settled) return;
+    this.#settled = true;
+    this.#request.connection.offClose(this.#onClose);
+    this.#plane.fetchWaits.remove(this);
+    if (failure !== undefined) {
+      this.#reject(failure);
+      return;
+    }
+    try {
+      this.#resolve(fetchResponse(this.#request, readAll(this.#plane, this.#fetch).response));
+    } catch (error) {
+      this.#reject(error);
+    }
+  }
 }

@@ -338,6 +338,11 @@ export class ServerConnection {
     return () => this.#closeListeners.delete(listener);
   }
 
+  /** Removes a listener added by onClose (as the function onClose returned does). */
+  offClose(listener: () => void): void {
+    this.#closeListeners.delete(listener);
+  }
+
   /** Ends the socket once every queued answer is written (Bun keeps nothing after end). */
   #endWhenWritten(): void {
     this.closed = true;

@@ -34,6 +34,7 @@ import { BufferBudget } from "./_budget.ts";
 import { resolveServerLimits, type ServerLimits } from "./limits.ts";
 import * as control from "./_control.ts";
 import { type DataPlane, handleFetch, handleProduce } from "./_data.ts";
+import { FetchWaits } from "./_fetch_waits.ts";
 import { newQueuePlane, type QueuePlane, queueHandlers } from "./_queue.ts";
 import { exchangeHandlers } from "./_exchange.ts";
 import { listen, type TransportKind, type TransportServer } from "./_transport.ts";
@@ -229,12 +230,14 @@ export class SluiceServer {
       heldElsewhere: (groupId) => this.kafka?.claimsGroup(groupId) ?? false,
       onEvent: (event) => this.#emit({ type: "group", ...event }),
     });
+    const waitingFetches = new Set<() => void>();
     this.#data = {
       engine,
       fetchWaitMsMax: this.limits.fetchWaitMsMax,
       fetchBytesMax: this.limits.fetchBytesMax,
       requestPartitionsMax: this.limits.requestPartitionsMax,
-      waitingFetches: new Set(),
+      waitingFetches,
+      fetchWaits: new FetchWaits(waitingFetches),
       log: this.#log,
       partitionError: (topic, partition, code, message) => {
         this.#countError(code);

@@ -10,9 +10,15 @@ import { varlongSize } from "../../../record/mod.ts";
 import { BatchBuilder, prepareRecord } from "../../../protocol/client/batch_builder.ts";
 import {
   buildFetchRequest,
+  consumerDecodeOptions,
+  fetchRequestBytesFor,
   newPartitionState,
   recordsFrom,
+  recordsUntilDamage,
+  writeFetchRequestFor,
 } from "../../../protocol/client/consumer_fetch.ts";
+import { writeFetchRequest } from "../../../protocol/codec/fetch.ts";
+import { Writer } from "../../../protocol/codec/wire.ts";
 import {
   DefaultPartitioner,
   murmur2,
@@ -233,6 +239,29 @@ describe("fetch decoding", () => {
     assert.equal(nextOffset, 18);
   });
 
+  test("a partition's decode options, made once, decode as a call without them does", () => {
+    const bytes = join(batch(10, ["a", "b", "c"]), batch(13, ["marker"], true), batch(14, ["d"]));
+    const options = consumerDecodeOptions("t", 2, { checkCrc: true });
+    for (let end = 0; end <= bytes.length; end++) {
+      const cut = bytes.subarray(0, end);
+      const fresh = recordsUntilDamage("t", 2, 11, cut, { checkCrc: true });
+      for (const views of [cut, [cut], [cut.subarray(0, end >> 1), cut.subarray(end >> 1)]]) {
+        const reused = recordsUntilDamage("t", 2, 11, views, options);
+        assert.deepEqual(reused, fresh, `cut at ${end}`);
+      }
+    }
+    const { records } = recordsUntilDamage("t", 2, 0, bytes, options);
+    assert.deepEqual(
+      records.map((r) => [r.topic, r.partition, r.offset]),
+      [
+        ["t", 2, 10],
+        ["t", 2, 11],
+        ["t", 2, 12],
+        ["t", 2, 14],
+      ],
+    );
+  });
+
   test("a batch cut short at the end is left for the next fetch", () => {
     const whole = batch(0, ["a", "b"]);
     const cut = batch(2, ["c", "d"]).subarray(0, 30);
@@ -282,5 +311,31 @@ describe("fetch decoding", () => {
         { topic: "b", partitions: [{ partition: 1, fetchOffset: 6, partitionMaxBytes: 500 }] },
       ],
     });
+  });
+
+  test("a fetch request written from partition states has the bytes of the built request", () => {
+    const random = prng(1606);
+    const topics = ["a", "topic-b", "c\u00e9"];
+    for (let round = 0; round < 200; round++) {
+      const states = [];
+      const taken = new Set<string>();
+      const count = 1 + Math.floor(random() * 80);
+      for (let i = 0; i < count; i++) {
+        const topic = topics[Math.floor(random() * topics.length)]!;
+        const partition = Math.floor(random() * 100);
+        if (taken.has(`${topic}/${partition}`)) continue;
+        taken.add(`${topic}/${partition}`);
+        const state = newPartitionState(topic, partition, "earliest", false);
+        state.position = Math.floor(random() * 2 ** 40);
+        states.push(state);
+      }
+      const limits = { maxWaitMs: 100, minBytes: 1, maxBytes: 1 << 20, partitionMaxBytes: 4096 };
+      const built = new Writer();
+      writeFetchRequest(built, buildFetchRequest(states, limits));
+      const direct = new Writer();
+      writeFetchRequestFor(direct, states, limits);
+      assert.deepEqual(direct.finish(), built.finish(), `round ${round}`);
+      assert.ok(fetchRequestBytesFor(states) >= direct.length, `round ${round}: size bound`);
+    }
   });
 });

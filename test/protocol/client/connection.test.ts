@@ -136,6 +136,60 @@ describe("ClientConnection", () => {
       }
     }));
 
+  test("outstanding requests share one timeout timer; each times out at its own deadline", () =>
+    withServer(async (server) => {
+      server.inFlightMax = 4;
+      const connection = await ClientConnection.connect("127.0.0.1", server.port, {
+        requestTimeoutMs: 60_000,
+      });
+      try {
+        const held = holdStats(server);
+        let longTimers = 0;
+        // tidy: allow-timeout counted, not waited for: the spy passes every timer on unchanged
+        const real = globalThis.setTimeout;
+        const spy = (handler: () => void, delayMs?: number, ...rest: unknown[]) => {
+          if ((delayMs ?? 0) > 1_000) longTimers++;
+          return real(handler, delayMs, ...rest);
+        };
+        // tidy: allow-timeout the spy above, for the requests' sending only
+        globalThis.setTimeout = spy as typeof real;
+        let slow: Promise<number>[];
+        try {
+          slow = Array.from({ length: 50 }, (_, n) => echo(connection, n));
+        } finally {
+          // tidy: allow-timeout the real timers back
+          globalThis.setTimeout = real;
+        }
+        assert.ok(longTimers <= 1, `${longTimers} timers for 50 outstanding requests`);
+        await waitFor(() => held.length === 4, "the requests in flight at the server");
+        // Shorter deadlines after longer ones, one in flight and one waiting for a slot.
+        const sentAt = performance.now();
+        const short = [30, 10].map((timeoutMs) =>
+          connection
+            .request(API.Stats, (w) => writeMsgpack(w, {}), { timeoutMs })
+            .then(
+              () => assert.fail(`a ${timeoutMs} ms request was answered`),
+              (error: unknown) => ({ error, waitedMs: performance.now() - sentAt, timeoutMs }),
+            ),
+        );
+        for (const { error, waitedMs, timeoutMs } of await Promise.all(short)) {
+          assert.equal((error as ClientError).code, "REQUEST_TIMED_OUT");
+          assert.ok(waitedMs >= timeoutMs, `a ${timeoutMs} ms timeout came after ${waitedMs} ms`);
+        }
+        server.hook = (request) => {
+          if (request.apiKey === API.Stats) answer(request);
+          return request.apiKey === API.Stats;
+        };
+        for (const request of held) answer(request);
+        assert.deepEqual(
+          await Promise.all(slow),
+          Array.from({ length: 50 }, (_, n) => n),
+        );
+      } finally {
+        await connection.close();
+      }
+    }));
+
   test("a dropped connection rejects every outstanding and queued request as retriable", () =>
     withServer(async (server) => {
       server.inFlightMax = 2;

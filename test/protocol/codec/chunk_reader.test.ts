@@ -6,6 +6,7 @@ import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import { ChunkReader } from "../../../protocol/codec/chunk_reader.ts";
 import { ProtocolError } from "../../../protocol/codec/errors.ts";
+import { Writer } from "../../../protocol/codec/wire.ts";
 
 describe("ChunkReader", () => {
   test("fields within one view are read over that view, not a copy or a sub-view", () => {
@@ -38,5 +39,39 @@ describe("ChunkReader", () => {
     );
     assert.equal(reader.remaining, 1);
     assert.throws(() => reader.reader(2, "short"), /short needs 2 bytes but 1 remain/);
+  });
+
+  test("i16, u32 and i64 read the same values for every split of the bytes", () => {
+    const writer = new Writer(64);
+    writer
+      .i16(-2)
+      .u32(0xdead_beef)
+      .i64(2 ** 53 - 1)
+      .i64(-(2 ** 40))
+      .u32(7);
+    const bytes = writer.finish();
+    for (let first = 0; first <= bytes.length; first++) {
+      for (let second = first; second <= bytes.length; second++) {
+        const views = [bytes.slice(0, first), bytes.slice(first, second), bytes.slice(second)];
+        const reader = new ChunkReader(views);
+        const where = `split at ${first} and ${second}`;
+        assert.equal(reader.i16("a"), -2, where);
+        assert.equal(reader.u32("b"), 0xdead_beef, where);
+        assert.equal(reader.i64("c"), 2 ** 53 - 1, where);
+        assert.equal(reader.i64("d"), -(2 ** 40), where);
+        assert.equal(reader.u32("e"), 7, where);
+        assert.equal(reader.remaining, 0, where);
+        assert.throws(() => reader.u32("past the end"), ProtocolError, where);
+      }
+    }
+  });
+
+  test("an i64 past 2^53 is a ProtocolError, in place or joined", () => {
+    const writer = new Writer(16);
+    writer.u32(0x0020_0000).u32(0);
+    const bytes = writer.finish();
+    assert.throws(() => new ChunkReader([bytes]).i64("big"), /big is outside/);
+    const split = [bytes.subarray(0, 3), bytes.subarray(3)];
+    assert.throws(() => new ChunkReader(split).i64("big"), ProtocolError);
   });
 });

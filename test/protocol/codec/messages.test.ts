@@ -223,6 +223,38 @@ describe("golden bytes", () => {
     assert.equal(decoded.topics[0]!.partitions[0]!.highWatermark, 6);
   });
 
+  test("a chunked frame writes the fields around its views into one buffer", () => {
+    const views = [fromHex("0102"), fromHex("03"), fromHex("040506")];
+    const partitions = views.map((view, partition) => ({
+      partition,
+      errorCode: 0,
+      highWatermark: 9,
+      logStartOffset: 0,
+      records: partition === 1 ? [] : [view],
+    }));
+    const frame = new ChunkedFrame(4, 512);
+    writeFetchResponse(frame, { topics: [{ topic: "t", partitions }] });
+    const chunks = frame.finish();
+    const fields = chunks.filter((chunk) => !views.includes(chunk));
+    assert.equal(fields.length, 2, "the fields before and between the two views");
+    assert.ok(
+      fields.every((chunk) => chunk.buffer === fields[0]!.buffer),
+      "one buffer",
+    );
+    const whole = new Uint8Array(chunks.reduce((n, c) => n + c.length, 0));
+    let at = 0;
+    for (const chunk of chunks) {
+      whole.set(chunk, at);
+      at += chunk.length;
+    }
+    assert.equal(new DataView(whole.buffer).getUint32(0), whole.length - 4);
+    const decoded = readFetchResponse(whole.subarray(10)).topics[0]!.partitions;
+    assert.deepEqual(
+      decoded.map((p) => p.records.flatMap((view) => [...view])),
+      [[1, 2], [], [4, 5, 6]],
+    );
+  });
+
   test("Produce v2 response: v1 followed by accepted_batches per partition", () => {
     const response = {
       topics: [

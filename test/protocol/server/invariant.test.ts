@@ -96,6 +96,8 @@ describe("a broken invariant on the server", () => {
   test("in a fetch's read stops the server instead of answering an error code", async () => {
     using dir = tempDir();
     await using h = await harness(dir.path);
+    // Data to read: a fetch at the log's end answers without reading.
+    await h.log.append(batch());
     h.log.read = () => {
       invariant(false, "read broke");
     };

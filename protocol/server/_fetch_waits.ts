@@ -1,0 +1,181 @@
+// Long-polling fetches waiting for data (PROTOCOL.md section 6), kept so that a waiting fetch
+// costs no timer and no data listener of its own: each partition log has one data listener
+// however many fetches wait on it, and one timer serves every waiting fetch's deadline.
+//
+//   append ──► PartitionLog data listener (one per log) ──► onData() of each waiter on the log
+//   timer (one, due at the earliest deadline) ──► onTimeUp() of each waiter past its deadline
+//
+// Deadlines live in a binary min-heap that knows each waiter's place, so a fetch answered by
+// data leaves it at once (a waiter kept until its deadline would outlive a young-generation
+// collection for nothing). A waiter leaves by remove(); the heap never holds a settled one.
+
+import { assert } from "../../record/mod.ts";
+import type { PartitionLog } from "../../engine/mod.ts";
+
+export interface FetchWaiter {
+  readonly logs: readonly PartitionLog[];
+  /** performance.now() time at which the wait ends. */
+  readonly deadlineMs: number;
+  /** The waiter's place in the deadline heap, -1 when not waiting (kept by FetchWaits). */
+  heapIndex: number;
+  /** New data on one of its logs. */
+  onData(): void;
+  /** Its deadline passed, or the server is shutting down. */
+  onTimeUp(): void;
+}
+
+/** The waiters of one log and the one listener it calls; kept while the log lives. */
+type LogWaiters = { waiters: Set<FetchWaiter>; listener: () => void; listening: boolean };
+
+export class FetchWaits {
+  #logs = new WeakMap<PartitionLog, LogWaiters>();
+  #heap: FetchWaiter[] = [];
+  #timer: ReturnType<typeof setTimeout> | undefined;
+  #timerDueMs = Number.POSITIVE_INFINITY;
+  #now: () => number;
+  #onTimer = () => this.#expire();
+
+  /**
+   * `shutdownHooks` is where the server finds what to end at shutdown: timeUpAll goes there,
+   * which answers every waiting fetch and stops the timer.
+   */
+  constructor(shutdownHooks: Set<() => void>, now: () => number = () => performance.now()) {
+    shutdownHooks.add(() => this.timeUpAll());
+    this.#now = now;
+  }
+
+  /** Fetches waiting now. */
+  get size(): number {
+    return this.#heap.length;
+  }
+
+  add(waiter: FetchWaiter): void {
+    assert(waiter.heapIndex === -1, "a fetch waits once at a time");
+    for (const log of waiter.logs) {
+      const entry = this.#entry(log);
+      entry.waiters.add(waiter);
+      if (!entry.listening) {
+        log.onData(entry.listener);
+        entry.listening = true;
+      }
+    }
+    waiter.heapIndex = this.#heap.length;
+    this.#heap.push(waiter);
+    this.#siftUp(waiter.heapIndex);
+    if (waiter.deadlineMs < this.#timerDueMs) this.#arm(waiter.deadlineMs);
+  }
+
+  /** Stops the waiter's wait; a waiter not waiting is left as it is. */
+  remove(waiter: FetchWaiter): void {
+    const index = waiter.heapIndex;
+    if (index === -1) return;
+    for (const log of waiter.logs) {
+      const entry = this.#logs.get(log);
+      if (entry === undefined) continue;
+      entry.waiters.delete(waiter);
+      if (entry.waiters.size === 0 && entry.listening) {
+        log.offData(entry.listener);
+        entry.listening = false;
+      }
+    }
+    const last = this.#heap.pop()!;
+    waiter.heapIndex = -1;
+    if (last !== waiter) {
+      this.#heap[index] = last;
+      last.heapIndex = index;
+      this.#siftDown(index);
+      this.#siftUp(last.heapIndex);
+    }
+    // With no fetch waiting the timer is left as it is: the next fetch's deadline is nearly
+    // always later, so it arms no timer of its own, and the timer finding nothing due when
+    // it fires arms the next. A tailing consumer's polls then cost one timer per wait length,
+    // not one each.
+  }
+
+  /** Ends every wait now and stops the timer (shutdown): each waiter answers what there is. */
+  timeUpAll(): void {
+    // Each waiter removes itself as it answers: the heap's first is always the next to go.
+    for (let left = this.#heap.length; left > 0 && this.#heap.length > 0; left--) {
+      const waiter = this.#heap[0]!;
+      waiter.onTimeUp();
+      assert(waiter.heapIndex === -1, "a fetch whose time is up stops waiting");
+    }
+    clearTimeout(this.#timer);
+    this.#timer = undefined;
+    this.#timerDueMs = Number.POSITIVE_INFINITY;
+  }
+
+  #entry(log: PartitionLog): LogWaiters {
+    let entry = this.#logs.get(log);
+    if (entry === undefined) {
+      const waiters = new Set<FetchWaiter>();
+      const listener = () => {
+        // A waiter answering leaves the set while it is walked, which a Set allows.
+        for (const waiter of waiters) waiter.onData();
+      };
+      entry = { waiters, listener, listening: false };
+      this.#logs.set(log, entry);
+    }
+    return entry;
+  }
+
+  #arm(dueMs: number): void {
+    clearTimeout(this.#timer);
+    this.#timerDueMs = dueMs;
+    // A timer may fire a little before its time on the clock read here: never a wait of 0 ms.
+    this.#timer = setTimeout(this.#onTimer, Math.max(1, Math.ceil(dueMs - this.#now())));
+  }
+
+  #expire(): void {
+    this.#timer = undefined;
+    this.#timerDueMs = Number.POSITIVE_INFINITY;
+    const now = this.#now();
+    while (this.#heap.length > 0 && this.#heap[0]!.deadlineMs <= now) {
+      const waiter = this.#heap[0]!;
+      waiter.onTimeUp();
+      assert(waiter.heapIndex === -1, "a fetch whose time is up stops waiting");
+    }
+    const next = this.#heap[0];
+    if (next !== undefined) this.#arm(next.deadlineMs);
+  }
+
+  #siftUp(from: number): void {
+    const heap = this.#heap;
+    let index = from;
+    while (index > 0) {
+      const parent = (index - 1) >> 1;
+      if (heap[parent]!.deadlineMs <= heap[index]!.deadlineMs) return;
+      this.#swap(index, parent);
+      index = parent;
+    }
+  }
+
+  #siftDown(from: number): void {
+    const heap = this.#heap;
+    let index = from;
+    for (;;) {
+      const left = 2 * index + 1;
+      const right = left + 1;
+      let smallest = index;
+      if (left < heap.length && heap[left]!.deadlineMs < heap[smallest]!.deadlineMs) {
+        smallest = left;
+      }
+      if (right < heap.length && heap[right]!.deadlineMs < heap[smallest]!.deadlineMs) {
+        smallest = right;
+      }
+      if (smallest === index) return;
+      this.#swap(index, smallest);
+      index = smallest;
+    }
+  }
+
+  #swap(a: number, b: number): void {
+    const heap = this.#heap;
+    const first = heap[a]!;
+    const second = heap[b]!;
+    heap[a] = second;
+    heap[b] = first;
+    second.heapIndex = a;
+    first.heapIndex = b;
+  }
+}

@@ -1,0 +1,212 @@
+// Long-polling fetches wait in one registry (protocol/server/_fetch_waits.ts): one data
+// listener per partition log and one timer, however many fetches wait, and each fetch answered
+// at its deadline or on new data.
+
+import assert from "node:assert/strict";
+import { describe, test } from "node:test";
+import { encodeRecordBatch, type PartitionLog } from "../../../engine/mod.ts";
+import { readFetchResponse, writeFetchRequest } from "../../../protocol/codec/fetch.ts";
+import { API } from "../../../protocol/codec/frames.ts";
+import { SluiceServer } from "../../../protocol/server/mod.ts";
+import { type FetchWaiter, FetchWaits } from "../../../protocol/server/_fetch_waits.ts";
+import { mulberry32, tempDir, waitFor } from "../../helpers.ts";
+import { RawClient } from "./raw_client.ts";
+
+function poll(client: RawClient, options: { maxWaitMs: number; fetchOffset: number }): number {
+  return client.request(API.Fetch, (w) =>
+    writeFetchRequest(w, {
+      maxWaitMs: options.maxWaitMs,
+      minBytes: 1,
+      maxBytes: 1 << 20,
+      topics: [
+        {
+          topic: "t",
+          partitions: [{ partition: 0, fetchOffset: options.fetchOffset, partitionMaxBytes: 4096 }],
+        },
+      ],
+    }),
+  );
+}
+
+/** The record bytes of a fetch answer's only partition. */
+async function recordBytes(client: RawClient, id: number): Promise<number> {
+  const { errorCode, reader } = await client.response(id);
+  assert.equal(errorCode, 0);
+  const [partition] = readFetchResponse(reader.raw(reader.remaining)).topics[0]!.partitions;
+  assert.equal(partition!.errorCode, 0);
+  return partition!.records.reduce((sum, view) => sum + view.length, 0);
+}
+
+async function started(dataDir: string) {
+  const server = await SluiceServer.start({
+    dataDir,
+    port: 0,
+    engineOptions: { onWarning: () => {} },
+    log: () => {},
+  });
+  await server.engine.createTopic("t", { config: { fsync: "never" } });
+  return server;
+}
+
+/** Counts the timers armed for longer than `ms` until restore() puts the real timers back. */
+function countTimersOver(ms: number): { readonly count: number; restore(): void } {
+  let count = 0;
+  // tidy: allow-timeout counted, not waited for: the spy passes every timer on unchanged
+  const real = globalThis.setTimeout;
+  const spy = (handler: () => void, delayMs?: number, ...rest: unknown[]) => {
+    if ((delayMs ?? 0) > ms) count++;
+    return real(handler, delayMs, ...rest);
+  };
+  // tidy: allow-timeout the spy above, installed for the test's window
+  globalThis.setTimeout = spy as typeof real;
+  return {
+    get count() {
+      return count;
+    },
+    restore() {
+      // tidy: allow-timeout the real timers back
+      globalThis.setTimeout = real;
+    },
+  };
+}
+
+const fetchesServed = (server: SluiceServer) =>
+  (server.stats()["requests"] as Record<string, number>)[String(API.Fetch)] ?? 0;
+
+describe("waiting fetches", () => {
+  test("50 long polls on a partition share one data listener and one timer", async () => {
+    using dir = tempDir();
+    const server = await started(dir.path);
+    const client = await RawClient.connect(server.port);
+    try {
+      await client.handshake();
+      const log: PartitionLog = server.engine.partition("t", 0);
+      let listenersAdded = 0;
+      const onData = log.onData.bind(log);
+      log.onData = (listener) => {
+        listenersAdded++;
+        return onData(listener);
+      };
+      // The polls' own waits are 30 s; no other timer of the server or this test is that long.
+      const timers = countTimersOver(20_000);
+      const ids: number[] = [];
+      try {
+        for (let i = 0; i < 50; i++) ids.push(poll(client, { maxWaitMs: 30_000, fetchOffset: 0 }));
+        await waitFor(() => fetchesServed(server) === 50, "the 50 polls to arrive");
+      } finally {
+        timers.restore();
+      }
+      assert.equal(listenersAdded, 1, "one data listener for the log");
+      assert.ok(timers.count <= 1, `${timers.count} timers for 50 waiting fetches`);
+      await server.engine.append("t", 0, encodeRecordBatch([{ value: new Uint8Array(8) }]));
+      for (const id of ids) assert.ok((await recordBytes(client, id)) > 0, `poll ${id}`);
+    } finally {
+      client.close();
+      await server.close(0);
+    }
+  });
+
+  test("polls answered one after another by new data arm one timer, not one each", async () => {
+    using dir = tempDir();
+    const server = await started(dir.path);
+    const client = await RawClient.connect(server.port);
+    try {
+      await client.handshake();
+      const timers = countTimersOver(20_000);
+      try {
+        for (let offset = 0; offset < 20; offset++) {
+          const served = fetchesServed(server);
+          const id = poll(client, { maxWaitMs: 30_000, fetchOffset: offset });
+          await waitFor(() => fetchesServed(server) === served + 1, `poll ${offset}`);
+          await server.engine.append("t", 0, encodeRecordBatch([{ value: new Uint8Array(8) }]));
+          assert.ok((await recordBytes(client, id)) > 0, `poll ${offset} answered`);
+        }
+      } finally {
+        timers.restore();
+      }
+      assert.ok(timers.count <= 1, `${timers.count} timers for 20 polls in turn`);
+    } finally {
+      client.close();
+      await server.close(0);
+    }
+  });
+
+  test("a long poll answers empty at its wait, not before; a closed one leaves", async () => {
+    using dir = tempDir();
+    const server = await started(dir.path);
+    const clients = await Promise.all([0, 1, 2].map(() => RawClient.connect(server.port)));
+    try {
+      for (const client of clients) await client.handshake();
+      const log = server.engine.partition("t", 0);
+      let removed = 0;
+      const offData = log.offData.bind(log);
+      log.offData = (listener) => {
+        removed++;
+        offData(listener);
+      };
+      const waits = [80, 20, 50];
+      const sentAt = performance.now();
+      const ids = waits.map((maxWaitMs, i) => poll(clients[i]!, { maxWaitMs, fetchOffset: 0 }));
+      const answeredAfter = await Promise.all(
+        ids.map(async (id, i) => {
+          assert.equal(await recordBytes(clients[i]!, id), 0);
+          return performance.now() - sentAt;
+        }),
+      );
+      for (const [i, waitMs] of waits.entries()) {
+        assert.ok(answeredAfter[i]! >= waitMs, `a ${waitMs} ms wait ended ${answeredAfter[i]}`);
+      }
+      assert.equal(removed, 1, "the log's listener went with the last waiting fetch");
+      // A poll whose client goes away leaves at once, not at its deadline a minute later.
+      const served = fetchesServed(server);
+      poll(clients[0]!, { maxWaitMs: 60_000, fetchOffset: 0 });
+      await waitFor(() => fetchesServed(server) === served + 1, "the poll to arrive");
+      clients[0]!.close();
+      await waitFor(() => removed === 2, "the closed poll to stop waiting");
+    } finally {
+      for (const client of clients) client.close();
+      await server.close(0);
+    }
+  });
+
+  test("deadlines come due in order; a removed waiter never does", async () => {
+    const random = mulberry32(16_016);
+    let nowMs = 0;
+    const hooks = new Set<() => void>();
+    const waits = new FetchWaits(hooks, () => nowMs);
+    const due: number[] = [];
+    const waiters: FetchWaiter[] = [];
+    for (let i = 0; i < 300; i++) {
+      const waiter: FetchWaiter = {
+        logs: [],
+        // Due within a second of real time, so the one timer fires soon whatever the draw.
+        deadlineMs: Math.floor(random() * 1000) + 1,
+        heapIndex: -1,
+        onData: () => assert.fail("no log to get data from"),
+        onTimeUp: () => {
+          due.push(waiter.deadlineMs);
+          waits.remove(waiter);
+        },
+      };
+      waiters.push(waiter);
+      waits.add(waiter);
+    }
+    assert.equal(hooks.size, 1, "shutdown can end the waits");
+    const removed = new Set<FetchWaiter>();
+    for (const waiter of waiters) {
+      if (random() < 0.3) {
+        removed.add(waiter);
+        waits.remove(waiter);
+      }
+    }
+    assert.equal(waits.size, 300 - removed.size);
+    // Every deadline is past: the one timer fires and each waiter comes due in turn.
+    nowMs = 1_000_000;
+    await waitFor(() => waits.size === 0, "every deadline");
+    const expected = waiters
+      .filter((w) => !removed.has(w))
+      .map((w) => w.deadlineMs)
+      .sort((a, b) => a - b);
+    assert.deepEqual(due, expected);
+  });
+});
