@@ -11,9 +11,9 @@
 // Records are named partition × 2^32 + offset. Times are ms since the epoch with sub-ms
 // precision (performance.timeOrigin + performance.now(), comparable across threads). Also
 // kept: every commit fdatasync of the queue state log (ms) and this loop's lateness (a 1 ms
-// interval timer's delay beyond 1 ms). Messages: {dataDir, compactAfterBytes?} → {port}; {report: true} →
-// {stamps: [key, applied, durable, told][], fsyncMs: number[], lagMs: number[]};
-// {close: true} → {closed}.
+// interval timer's delay beyond 1 ms). Messages: {dataDir, compactAfterBytes?} → {port};
+// {report: true} → {stamps: [key, applied, durable, told][], fsyncMs: number[],
+// lagMs: number[]}; {close: true} → {closed}.
 
 import { Engine, type QueueAck } from "../../engine/mod.ts";
 import { AckSequence } from "../../protocol/server/_queue_ack_seq.ts";

@@ -79,7 +79,7 @@ function range(from: number, to: number): number[] {
 }
 
 describe("queue state log spare generations", () => {
-  test("after a compaction deltas overwrite the spare's zeros: the file does not grow", async () => {
+  test("after a compaction deltas overwrite the spare's zeros: the file stays", async () => {
     using dir = tempDir();
     const run = await acceptUntilCompacted(dir.path, new Clock());
     try {
