@@ -1057,7 +1057,11 @@ export class QueueStateLog {
     this.#compactions++;
     this.#fsyncs++;
     await oldHandle.close().catch(() => {});
-    this.#options.io.syncDirectory(this.dir);
+    // On the thread pool where the FileIO offers it: a directory fsync commits the journal,
+    // milliseconds on a loaded disk, and the whole broker's event loop would wait for it.
+    const io = this.#options.io;
+    if (io.syncDirectoryAsync === undefined) io.syncDirectory(this.dir);
+    else await io.syncDirectoryAsync(this.dir);
     for (const waiter of waiters) waiter.resolve();
     // Leftovers are harmless: open deletes superseded generations.
     if (options.keepOld) await rename(oldPath, `${oldPath}.corrupt`).catch(() => {});

@@ -3,13 +3,14 @@
 // snapshot over it, so that generation's deltas overwrite zeros (an fdatasync with no journal
 // commit) instead of extending the file. A crash leaves zeros past the last frame: a reopen
 // stops there with every resolved accept kept, whether the tail is clean zeros, a torn frame
-// written over them, or garbage after them; a clean close truncates the zeros away.
+// written over them, or garbage after them; a clean close truncates the zeros away. A
+// compaction's directory fsync runs on the thread pool, not on the event loop.
 
 import assert from "node:assert/strict";
 import fs from "node:fs";
 import { join } from "node:path";
 import { describe, test } from "node:test";
-import type { Engine } from "../../engine/mod.ts";
+import { type Engine, type FileIO, realFileIO } from "../../engine/mod.ts";
 import { tempDir } from "../helpers.ts";
 import {
   acksFor,
@@ -39,8 +40,11 @@ type Run = { engine: Engine; held: Delivery[]; member: string; accepted: number 
  * Publishes RECORDS records and accepts them one call each until the log compacted twice, and
  * then three more (so that the live generation ends with delta frames).
  */
-async function acceptUntilCompacted(dir: string, clock: Clock): Promise<Run> {
-  const { engine } = await openEngine(dir, clock, { queueCompactAfterBytes: COMPACT_AFTER_BYTES });
+async function acceptUntilCompacted(dir: string, clock: Clock, io?: FileIO): Promise<Run> {
+  const { engine } = await openEngine(dir, clock, {
+    queueCompactAfterBytes: COMPACT_AFTER_BYTES,
+    ...(io === undefined ? {} : { io }),
+  });
   await engine.createTopic("t", { config: { fsync: "never" } });
   await engine.declareQueue("q", { topic: "t", fsync: "always", prefetch: RECORDS });
   const values = Array.from({ length: RECORDS }, (_, i) => `v${i}`);
@@ -173,6 +177,32 @@ describe("queue state log spare generations", () => {
         assert.deepEqual(reopened.offsets, range(run.accepted, RECORDS), `${damage}: state`);
         assert.equal(reopened.tornBytes, sizeBytes - logBytes, `${damage}: cut at the last frame`);
       }
+    } finally {
+      await run.engine.close();
+    }
+  });
+
+  test("a compaction fsyncs the directory on the thread pool, not on the event loop", async () => {
+    using dir = tempDir();
+    const queueDir = join(dir.path, "__queues", "q");
+    const calls = { blocking: 0, pooled: 0 };
+    const io: FileIO = {
+      ...realFileIO,
+      syncDirectory(path) {
+        if (path === queueDir) calls.blocking++;
+        realFileIO.syncDirectory(path);
+      },
+      async syncDirectoryAsync(path) {
+        if (path === queueDir) calls.pooled++;
+        await realFileIO.syncDirectoryAsync!(path);
+      },
+    };
+    const run = await acceptUntilCompacted(dir.path, new Clock(), io);
+    try {
+      const { compactions } = run.engine.queue("q").stateLog.stats;
+      // The queue's creation synced its directory once, before any compaction.
+      assert.equal(calls.blocking, 1, "only the creation's fsync blocked the loop");
+      assert.ok(calls.pooled >= compactions, `${calls.pooled} pooled for ${compactions}`);
     } finally {
       await run.engine.close();
     }
