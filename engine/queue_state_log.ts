@@ -9,6 +9,7 @@
 //   <data>/__queues/<queue>/
 //     00000000000000000003.log          the live generation
 //     00000000000000000004.log.tmp      a compaction cut short by a crash: deleted on open
+//     00000000000000000004.log.spare    a spare generation (below) not used yet: deleted on open
 //     00000000000000000002.log.corrupt  a damaged generation kept for inspection
 //
 // Frame (integers big-endian):
@@ -77,16 +78,17 @@
 // the cache, nothing more. bench/tools/fsync_modes.ts measured 4 KiB writes on the disk sluice
 // is benchmarked on, loaded, with a segment-like appender beside them: append p50 0.37-0.44 ms,
 // overwrite p50 0.19-0.21 ms (p99 1.1-4.3 ms against 4.4-5.3 ms). So once the live file is half
-// way to its compaction, the next generation's file is made ahead of need, off the commit path:
+// way to its compaction, the next generation's file is made ahead of need, off the commit path
+// (a compaction that comes before it is made does without it, and does not wait):
 // zero-filled to what that generation will hold before its own compaction (at most
 // SPARE_BYTES_MAX), and synced. The compaction writes its snapshot over the start of that
-// file, and that generation's deltas overwrite zeros. A zero is never a frame (a frame starts
-// with a CRC-32C over a body that begins with the magic), so recovery stops at the first zero
+// file, and that generation's deltas overwrite zeros. Zeros are never a frame (a frame has the
+// magic 0xC15D at bytes 4-5, and a CRC-32C of its body), so recovery stops at the first zeros
 // as at a torn tail: every frame a commit confirmed lies before it. Zeros past the last frame
 // are truncated away on open (with a torn tail's bytes), and at a clean close.
 //
 //   00000000000000000004.log       snapshot | deltas ... | 00 00 00 ... (overwritten next)
-//   00000000000000000005.log.tmp   00 00 00 ...          (the spare, synced; its generation's
+//   00000000000000000005.log.spare 00 00 00 ...          (the spare, synced; its generation's
 //                                                         compaction writes into it)
 //
 // Recovery follows the offset store's rules: a bad frame (short, wrong CRC, malformed) with no
@@ -180,6 +182,8 @@ export type QueueStateLogStats = {
   writes: number;
   fsyncs: number;
   compactions: number;
+  /** Compactions that wrote their generation into a spare (zeros its deltas overwrite). */
+  spareCompactions: number;
   compactionFailures: number;
   /** Delta entries waiting for the next write. */
   pendingEntries: number;
@@ -228,7 +232,8 @@ const DELTA_FRAME_ENTRIES_MAX = 1 << 20;
 const RUNS_PER_PARTITION_MAX = 1 << 20;
 const GENERATION_DIGITS = 20;
 const GENERATION_FILE = /^(\d{20})\.log$/;
-const COMPACTION_TEMP_FILE = /^\d{20}\.log\.tmp$/;
+/** A compaction's file before its rename: written (.tmp), or a spare made ahead (.spare). */
+const COMPACTION_TEMP_FILE = /^\d{20}\.log\.(tmp|spare)$/;
 
 assert(
   4 + DELTA_FRAME_ENTRIES_MAX * DELTA_ENTRY_BYTES <= FRAME_BODY_BYTES_MAX,
@@ -516,7 +521,7 @@ async function writeGeneration(
   spare?: FileHandle,
 ): Promise<{ handle: FileHandle; bytes: number }> {
   const path = join(dir, fileName(generation));
-  const temp = `${path}.tmp`;
+  const temp = spare === undefined ? `${path}.tmp` : sparePath(dir, generation);
   let handle: FileHandle | undefined = spare;
   try {
     handle ??= await open(temp, "w+");
@@ -535,6 +540,13 @@ async function writeGeneration(
 
 type Waiter = { resolve: () => void; reject: (error: unknown) => void };
 
+type Spare = {
+  generation: number;
+  made: Promise<FileHandle | undefined>;
+  /** Set once `made` settled: the handle, or undefined when making it failed. */
+  done?: { handle: FileHandle | undefined };
+};
+
 function settle(waiters: Waiter[], failure: SluiceError | undefined): void {
   for (const waiter of waiters) {
     if (failure === undefined) waiter.resolve();
@@ -546,8 +558,12 @@ function throwIfFailed(failure: SluiceError | undefined): void {
   if (failure !== undefined) throw failure;
 }
 
+function sparePath(dir: string, generation: number): string {
+  return `${join(dir, fileName(generation))}.spare`;
+}
+
 /**
- * Makes generation `generation`'s temp file ahead of its compaction: `bytes` of zeros, synced.
+ * Makes generation `generation`'s file ahead of its compaction: `bytes` of zeros, synced.
  * Undefined when that fails (nothing is left behind): the compaction then writes a file of its
  * own, as without a spare. Its own descriptor reports its own writeback errors, so a failure
  * here hides none from the live file's fdatasyncs.
@@ -558,7 +574,7 @@ async function makeSpare(
   bytes: number,
   io: FileIO,
 ): Promise<FileHandle | undefined> {
-  const temp = `${join(dir, fileName(generation))}.tmp`;
+  const temp = sparePath(dir, generation);
   let handle: FileHandle | undefined;
   try {
     handle = await open(temp, "w+");
@@ -609,6 +625,7 @@ export class QueueStateLog {
   #writes = 0;
   #fsyncs = 0;
   #compactions = 0;
+  #spareCompactions = 0;
   #compactionFailures = 0;
   /** The log size from which compaction is tried again after a failed one. */
   #compactAtBytes = 0;
@@ -616,7 +633,7 @@ export class QueueStateLog {
   #generationSwapped = false;
   readonly #spareBytesMax: number;
   /** The next generation's file being made or made (makeSpare), for its compaction. */
-  #spare: { generation: number; made: Promise<FileHandle | undefined> } | undefined;
+  #spare: Spare | undefined;
   /** The live file may hold a spare's zeros past the last frame. */
   #zeroTail = false;
 
@@ -750,6 +767,7 @@ export class QueueStateLog {
       writes: this.#writes,
       fsyncs: this.#fsyncs,
       compactions: this.#compactions,
+      spareCompactions: this.#spareCompactions,
       compactionFailures: this.#compactionFailures,
       pendingEntries: this.#pending.entries,
     };
@@ -989,17 +1007,31 @@ export class QueueStateLog {
     const wanted = this.#snapshotBytes + Math.max(this.#compactAfterBytes, 2 * this.#snapshotBytes);
     const bytes = Math.min(this.#spareBytesMax, wanted);
     const generation = this.#generation + 1;
-    this.#spare = { generation, made: makeSpare(this.dir, generation, bytes, this.#options.io) };
+    const spare: Spare = {
+      generation,
+      made: makeSpare(this.dir, generation, bytes, this.#options.io),
+    };
+    void spare.made.then((handle) => {
+      spare.done = { handle };
+    });
+    this.#spare = spare;
   }
 
-  /** The spare made for `generation`, taken (undefined: none, or making it failed). */
-  async #takeSpare(generation: number): Promise<FileHandle | undefined> {
+  /**
+   * The spare made for `generation`, taken; undefined when there is none, making it failed, or
+   * it is still being made: the compaction never waits for it (that one is deleted once made).
+   */
+  #takeSpare(generation: number): FileHandle | undefined {
     const spare = this.#spare;
     if (spare === undefined) return undefined;
-    this.#spare = undefined;
     // Made for this generation by construction: only a compaction moves the generation on.
     assert(spare.generation === generation, "a spare is made for the next generation");
-    return await spare.made;
+    if (spare.done === undefined) {
+      void this.#dropSpare();
+      return undefined;
+    }
+    this.#spare = undefined;
+    return spare.done.handle;
   }
 
   /** Closes and deletes a spare nobody will use. */
@@ -1010,7 +1042,7 @@ export class QueueStateLog {
     const handle = await spare.made;
     if (handle === undefined) return;
     await handle.close().catch(() => {});
-    await unlink(`${join(this.dir, fileName(spare.generation))}.tmp`).catch(() => {});
+    await unlink(sparePath(this.dir, spare.generation)).catch(() => {});
   }
 
   /**
@@ -1040,8 +1072,7 @@ export class QueueStateLog {
     const generation = this.#generation + 1;
     const frames = snapshotFrames(this.#target);
     this.#generationSwapped = false;
-    // The target is read above, before this wait: the snapshot holds every delta added so far.
-    const spare = options.keepOld ? undefined : await this.#takeSpare(generation);
+    const spare = options.keepOld ? undefined : this.#takeSpare(generation);
     if (options.keepOld) await this.#dropSpare();
     const written = await writeGeneration(this.dir, generation, frames, this.#options.io, spare);
     this.#generationSwapped = true;
@@ -1052,6 +1083,7 @@ export class QueueStateLog {
     this.#logBytes = written.bytes;
     this.#snapshotBytes = written.bytes;
     this.#zeroTail = spare !== undefined;
+    if (spare !== undefined) this.#spareCompactions++;
     // The snapshot, synced, holds everything written to the old file.
     this.#unsynced = false;
     this.#compactions++;

@@ -128,6 +128,7 @@ async function run(engine: Engine): Promise<Record<string, number>> {
     stateFsyncP50Ms: stateFsyncs.percentileMs(50),
     stateFsyncP99Ms: stateFsyncs.percentileMs(99),
     compactions: engine.queue("q").stateLog.stats.compactions,
+    spareCompactions: engine.queue("q").stateLog.stats.spareCompactions,
   };
 }
 

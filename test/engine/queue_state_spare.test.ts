@@ -37,8 +37,8 @@ function liveStateFile(dir: string): string {
 type Run = { engine: Engine; held: Delivery[]; member: string; accepted: number };
 
 /**
- * Publishes RECORDS records and accepts them one call each until the log compacted twice, and
- * then three more (so that the live generation ends with delta frames).
+ * Publishes RECORDS records and accepts them one call each until a compaction wrote into a
+ * spare, and then three more (so that the live generation ends with delta frames).
  */
 async function acceptUntilCompacted(dir: string, clock: Clock, io?: FileIO): Promise<Run> {
   const { engine } = await openEngine(dir, clock, {
@@ -55,10 +55,10 @@ async function acceptUntilCompacted(dir: string, clock: Clock, io?: FileIO): Pro
   let accepted = 0;
   let after = 0;
   while (after < 3) {
-    assert.ok(accepted < RECORDS, "the log compacted twice within the records");
+    assert.ok(accepted < RECORDS, "a compaction used a spare within the records");
     await engine.ackQueue("q", member, acksFor(held.slice(accepted, accepted + 1), "accept"));
     accepted++;
-    if (engine.queue("q").stateLog.stats.compactions >= 2) after++;
+    if (engine.queue("q").stateLog.stats.spareCompactions > 0) after++;
   }
   return { engine, held, member, accepted };
 }
@@ -117,7 +117,7 @@ describe("queue state log spare generations", () => {
     assert.equal(fs.statSync(liveStateFile(dir.path)).size, logBytes);
     const names = fs.readdirSync(join(dir.path, "__queues", "q"));
     assert.deepEqual(
-      names.filter((name) => name.endsWith(".tmp")),
+      names.filter((name) => name.endsWith(".tmp") || name.endsWith(".spare")),
       [],
       "no spare left behind",
     );
