@@ -510,19 +510,24 @@ async function liveGeneration(dir: string, io: FileIO): Promise<number | undefin
 
 /**
  * Writes `frames` as generation `generation` (temp file, fsync, rename); returns its handle.
- * With `spare` (that generation's temp file, zero-filled and synced) the frames overwrite its
- * start, and the zeros after them stay for the deltas to overwrite.
+ * With `spare` (that generation's spare was made: zero-filled and synced) the frames overwrite
+ * its start, and the zeros after them stay for the deltas to overwrite.
  */
 async function writeGeneration(
   dir: string,
   generation: number,
   frames: Uint8Array[],
   io: FileIO,
-  spare?: FileHandle,
-): Promise<{ handle: FileHandle; bytes: number }> {
+  spare = false,
+): Promise<{ handle: FileHandle; bytes: number; spare: boolean }> {
   const path = join(dir, fileName(generation));
-  const temp = spare === undefined ? `${path}.tmp` : sparePath(dir, generation);
-  let handle: FileHandle | undefined = spare;
+  let temp = `${path}.tmp`;
+  let handle: FileHandle | undefined;
+  if (spare) {
+    // "r+": the zeros stay. A spare that cannot be opened is done without.
+    handle = await open(sparePath(dir, generation), "r+").catch(() => undefined);
+    if (handle !== undefined) temp = sparePath(dir, generation);
+  }
   try {
     handle ??= await open(temp, "w+");
     await io.writeAll(handle.fd, frames, 0);
@@ -530,7 +535,7 @@ async function writeGeneration(
     await rename(temp, path);
     let bytes = 0;
     for (const part of frames) bytes += part.length;
-    return { handle, bytes };
+    return { handle, bytes, spare: temp !== `${path}.tmp` };
   } catch (error) {
     await handle?.close().catch(() => {});
     await unlink(temp).catch(() => {});
@@ -542,9 +547,9 @@ type Waiter = { resolve: () => void; reject: (error: unknown) => void };
 
 type Spare = {
   generation: number;
-  made: Promise<FileHandle | undefined>;
-  /** Set once `made` settled: the handle, or undefined when making it failed. */
-  done?: { handle: FileHandle | undefined };
+  made: Promise<boolean>;
+  /** Set once `made` settled: whether the spare is there to use. */
+  done?: { made: boolean };
 };
 
 function settle(waiters: Waiter[], failure: SluiceError | undefined): void {
@@ -563,17 +568,18 @@ function sparePath(dir: string, generation: number): string {
 }
 
 /**
- * Makes generation `generation`'s file ahead of its compaction: `bytes` of zeros, synced.
- * Undefined when that fails (nothing is left behind): the compaction then writes a file of its
- * own, as without a spare. Its own descriptor reports its own writeback errors, so a failure
- * here hides none from the live file's fdatasyncs.
+ * Makes generation `generation`'s file ahead of its compaction: `bytes` of zeros, synced, and
+ * closed (a spare holds no descriptor while it waits). False when that fails (nothing is left
+ * behind): the compaction then writes a file of its own, as without a spare. Its own
+ * descriptor reports its own writeback errors, so a failure here hides none from the live
+ * file's fdatasyncs.
  */
 async function makeSpare(
   dir: string,
   generation: number,
   bytes: number,
   io: FileIO,
-): Promise<FileHandle | undefined> {
+): Promise<boolean> {
   const temp = sparePath(dir, generation);
   let handle: FileHandle | undefined;
   try {
@@ -583,11 +589,12 @@ async function makeSpare(
       await io.writeAll(handle.fd, [SPARE_ZEROS.subarray(0, length)], position);
     }
     await io.datasync(handle.fd);
-    return handle;
+    await handle.close();
+    return true;
   } catch {
     await handle?.close().catch(() => {});
     await unlink(temp).catch(() => {});
-    return undefined;
+    return false;
   }
 }
 
@@ -1011,27 +1018,28 @@ export class QueueStateLog {
       generation,
       made: makeSpare(this.dir, generation, bytes, this.#options.io),
     };
-    void spare.made.then((handle) => {
-      spare.done = { handle };
+    void spare.made.then((made) => {
+      spare.done = { made };
     });
     this.#spare = spare;
   }
 
   /**
-   * The spare made for `generation`, taken; undefined when there is none, making it failed, or
-   * it is still being made: the compaction never waits for it (that one is deleted once made).
+   * Whether the spare made for `generation` is there to take; false when there is none, making
+   * it failed, or it is still being made: the compaction never waits for it (that one is
+   * deleted once made).
    */
-  #takeSpare(generation: number): FileHandle | undefined {
+  #takeSpare(generation: number): boolean {
     const spare = this.#spare;
-    if (spare === undefined) return undefined;
+    if (spare === undefined) return false;
     // Made for this generation by construction: only a compaction moves the generation on.
     assert(spare.generation === generation, "a spare is made for the next generation");
     if (spare.done === undefined) {
       void this.#dropSpare();
-      return undefined;
+      return false;
     }
     this.#spare = undefined;
-    return spare.done.handle;
+    return spare.done.made;
   }
 
   /** Closes and deletes a spare nobody will use. */
@@ -1039,9 +1047,7 @@ export class QueueStateLog {
     const spare = this.#spare;
     if (spare === undefined) return;
     this.#spare = undefined;
-    const handle = await spare.made;
-    if (handle === undefined) return;
-    await handle.close().catch(() => {});
+    if (!(await spare.made)) return;
     await unlink(sparePath(this.dir, spare.generation)).catch(() => {});
   }
 
@@ -1072,7 +1078,7 @@ export class QueueStateLog {
     const generation = this.#generation + 1;
     const frames = snapshotFrames(this.#target);
     this.#generationSwapped = false;
-    const spare = options.keepOld ? undefined : this.#takeSpare(generation);
+    const spare = !options.keepOld && this.#takeSpare(generation);
     if (options.keepOld) await this.#dropSpare();
     const written = await writeGeneration(this.dir, generation, frames, this.#options.io, spare);
     this.#generationSwapped = true;
@@ -1082,8 +1088,8 @@ export class QueueStateLog {
     this.#generation = generation;
     this.#logBytes = written.bytes;
     this.#snapshotBytes = written.bytes;
-    this.#zeroTail = spare !== undefined;
-    if (spare !== undefined) this.#spareCompactions++;
+    this.#zeroTail = written.spare;
+    if (written.spare) this.#spareCompactions++;
     // The snapshot, synced, holds everything written to the old file.
     this.#unsynced = false;
     this.#compactions++;

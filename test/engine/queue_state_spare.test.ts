@@ -78,6 +78,24 @@ async function offsetsAfterReopen(dir: string): Promise<Reopened> {
   }
 }
 
+/**
+ * crashImage of a live engine: a spare the engine deletes while the copy runs (one a compaction
+ * did without) makes the copy fail on a vanished file; the copy is then taken again.
+ */
+function liveCrashImage(dir: string, into: string): void {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      crashImage(dir, into);
+      return;
+    } catch (error) {
+      const vanished = (error as { code?: string }).code === "ENOENT";
+      if (!vanished || attempt === 3) throw error;
+      fs.rmSync(into, { recursive: true, force: true });
+      fs.mkdirSync(into);
+    }
+  }
+}
+
 function range(from: number, to: number): number[] {
   return Array.from({ length: to - from }, (_, i) => from + i);
 }
@@ -131,7 +149,7 @@ describe("queue state log spare generations", () => {
     try {
       using image = tempDir();
       // The engine is still open: the image is what a SIGKILL leaves, zeros and spare included.
-      crashImage(dir.path, image.path);
+      liveCrashImage(dir.path, image.path);
       const path = liveStateFile(image.path);
       const { logBytes } = run.engine.queue("q").stateLog.stats;
       const sizeBytes = fs.statSync(path).size;
@@ -156,7 +174,7 @@ describe("queue state log spare generations", () => {
       assert.equal(lastFrame[7], 3, "the last frame is a DELTAS frame");
       for (const damage of ["torn", "garbage"] as const) {
         using image = tempDir();
-        crashImage(dir.path, image.path);
+        liveCrashImage(dir.path, image.path);
         const path = liveStateFile(image.path);
         const fd = fs.openSync(path, "r+");
         let sizeBytes = fs.fstatSync(fd).size;
