@@ -82,7 +82,9 @@
 // (a compaction that comes before it is made does without it, and does not wait):
 // zero-filled to what that generation will hold before its own compaction (at most
 // SPARE_BYTES_MAX), and synced. The compaction writes its snapshot over the start of that
-// file, and that generation's deltas overwrite zeros. Zeros are never a frame (a frame has the
+// file, and that generation's deltas overwrite zeros. A generation with no zeros (the first
+// after create or open) makes its spare early, at 1/16 of the compaction threshold, and
+// compacts into it as soon as it is made. Zeros are never a frame (a frame has the
 // magic 0xC15D at bytes 4-5, and a CRC-32C of its body), so recovery stops at the first zeros
 // as at a torn tail: every frame a commit confirmed lies before it. Zeros past the last frame
 // are truncated away on open (with a torn tail's bytes), and at a clean close.
@@ -203,6 +205,14 @@ const MIB = 1024 * KIB;
 export const COMPACT_AFTER_BYTES_DEFAULT = 4 * MIB;
 /** The most zeros a spare generation holds (a generation that outgrows it extends its file). */
 export const SPARE_BYTES_MAX = 16 * MIB;
+/**
+ * A generation with no zeros (the first after create or open) takes its spare early: at this
+ * fraction of compactAfterBytes (256 KiB of 4 MiB), and compacts into it once it is made, so a
+ * busy queue overwrites zeros within a second or so of a restart rather than after a whole
+ * generation. Only from EARLY_SPARE_COMPACT_AFTER_BYTES_MIN: below it generations are short.
+ */
+const EARLY_SPARE_DIVISOR = 16;
+const EARLY_SPARE_COMPACT_AFTER_BYTES_MIN = 1 * MIB;
 /** Zeros written per write call while a spare is made. */
 const SPARE_ZEROS_BYTES = 1 * MIB;
 const SPARE_ZEROS = new Uint8Array(SPARE_ZEROS_BYTES);
@@ -992,7 +1002,16 @@ export class QueueStateLog {
   }
 
   #shouldCompact(): boolean {
-    return this.#logBytes >= this.#compactionBytes();
+    if (this.#logBytes >= this.#compactionBytes()) return true;
+    // Early: a generation with no zeros compacts into its spare as soon as it is made.
+    return this.#earlySpare() && this.#spare?.done?.made === true;
+  }
+
+  /** Whether this generation takes its spare early (see EARLY_SPARE_DIVISOR). */
+  #earlySpare(): boolean {
+    if (this.#zeroTail || this.#compactAtBytes > 0) return false;
+    if (this.#compactAfterBytes < EARLY_SPARE_COMPACT_AFTER_BYTES_MIN) return false;
+    return this.#logBytes >= this.#compactAfterBytes / EARLY_SPARE_DIVISOR;
   }
 
   /** The log size at which the live generation compacts. */
@@ -1010,7 +1029,7 @@ export class QueueStateLog {
   #spareSoon(): void {
     if (this.#spare !== undefined || this.#spareBytesMax === 0) return;
     const compactAtBytes = this.#compactionBytes();
-    if (2 * this.#logBytes < compactAtBytes) return;
+    if (2 * this.#logBytes < compactAtBytes && !this.#earlySpare()) return;
     const wanted = this.#snapshotBytes + Math.max(this.#compactAfterBytes, 2 * this.#snapshotBytes);
     const bytes = Math.min(this.#spareBytesMax, wanted);
     const generation = this.#generation + 1;

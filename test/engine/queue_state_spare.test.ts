@@ -225,4 +225,46 @@ describe("queue state log spare generations", () => {
       await run.engine.close();
     }
   });
+
+  test("a first generation takes its spare early and compacts into it", async () => {
+    using dir = tempDir();
+    // 1 MiB: the early spare comes at 1/16 of it, 64 KiB, far below the compaction.
+    const compactAfterBytes = 1024 * 1024;
+    const { engine } = await openEngine(dir.path, new Clock(), {
+      queueCompactAfterBytes: compactAfterBytes,
+    });
+    try {
+      const records = 8_000;
+      await engine.createTopic("t", { config: { fsync: "never" } });
+      const limits = { prefetch: records, maxInFlight: records };
+      await engine.declareQueue("q", { topic: "t", fsync: "always", ...limits });
+      for (let i = 0; i < records; i += 1_000) {
+        await publish(
+          engine,
+          "t",
+          0,
+          Array.from({ length: 1_000 }, (_, j) => `v${i + j}`),
+        );
+      }
+      const member = engine.joinQueue("q");
+      const held = deliveriesOf(engine.fetchQueue("q", member, { maxRecords: records }));
+      assert.equal(held.length, records);
+      const log = engine.queue("q").stateLog;
+      // Every other record per call: one 18-byte entry each, ~3.6 KiB a call.
+      const evens = held.filter((delivery) => delivery.offset % 2 === 0);
+      for (let i = 0; i < evens.length && log.stats.spareCompactions === 0; i += 200) {
+        await engine.ackQueue("q", member, acksFor(evens.slice(i, i + 200), "accept"));
+      }
+      const odds = held.filter((delivery) => delivery.offset % 2 === 1);
+      for (let i = 0; i < odds.length && log.stats.spareCompactions === 0; i++) {
+        await engine.ackQueue("q", member, acksFor(odds.slice(i, i + 1), "accept"));
+      }
+      assert.equal(log.stats.spareCompactions, 1, "compacted into the early spare");
+      assert.ok(log.stats.logBytes < compactAfterBytes / 2, `${log.stats.logBytes} bytes`);
+      const path = liveStateFile(dir.path);
+      assert.ok(fs.statSync(path).size > log.stats.logBytes, "the new generation holds zeros");
+    } finally {
+      await engine.close();
+    }
+  });
 });
