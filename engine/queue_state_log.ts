@@ -205,6 +205,8 @@ const MIB = 1024 * KIB;
 export const COMPACT_AFTER_BYTES_DEFAULT = 4 * MIB;
 /** The most zeros a spare generation holds (a generation that outgrows it extends its file). */
 export const SPARE_BYTES_MAX = 16 * MIB;
+/** The largest spareBytesMax an engine accepts. */
+export const SPARE_BYTES_LIMIT = 256 * MIB;
 /**
  * A generation with no zeros (the first after create or open) takes its spare early: at this
  * fraction of compactAfterBytes (256 KiB of 4 MiB), and compacts into it once it is made, so a

@@ -11,7 +11,8 @@
 // Records are named partition × 2^32 + offset. Times are ms since the epoch with sub-ms
 // precision (performance.timeOrigin + performance.now(), comparable across threads). Also
 // kept: every commit fdatasync of the queue state log (ms) and this loop's lateness (a 1 ms
-// interval timer's delay beyond 1 ms). Messages: {dataDir, compactAfterBytes?} → {port};
+// interval timer's delay beyond 1 ms). Messages: {dataDir, compactAfterBytes?,
+// spareBytesMax?} → {port};
 // {report: true} → {stamps: [key, applied, durable, told][], fsyncMs: number[],
 // lagMs: number[]}; {close: true} → {closed}.
 
@@ -115,11 +116,15 @@ scope.onmessage = async (event: MessageEvent) => {
   if (typeof message["dataDir"] === "string") {
     patch();
     const compact = message["compactAfterBytes"];
+    const spare = message["spareBytesMax"];
     server = await SluiceServer.start({
       dataDir: message["dataDir"],
       host: "127.0.0.1",
       port: 0,
-      engineOptions: typeof compact === "number" ? { queueCompactAfterBytes: compact } : {},
+      engineOptions: {
+        ...(typeof compact === "number" ? { queueCompactAfterBytes: compact } : {}),
+        ...(typeof spare === "number" ? { queueSpareBytesMax: spare } : {}),
+      },
     });
     const histogram = server.engine.queueFsyncSeconds;
     const observe = histogram.observe.bind(histogram);

@@ -22,8 +22,9 @@
 //
 //   bun bench/tools/ack_stages.ts [--rate 10000] [--seconds 10] [--warmup-s 3]
 //       [--partitions 16] [--consumers 4] [--producers 4] [--size 1024] [--ack-flush-ms 1]
-//       [--max-records 1000] [--compact-after-bytes N]
+//       [--max-records 1000] [--compact-after-bytes N] [--spare-bytes-max N]
 //
+// --spare-bytes-max sets the engine's queueSpareBytesMax (0: no spare generations).
 // A short run may never compact the state log at the default threshold (4 MiB):
 // --compact-after-bytes sets the engine's queueCompactAfterBytes, so that the generations a
 // long run lives in (and their spares) show in a short one.
@@ -46,6 +47,7 @@ const { values } = parseArgs({
     "ack-flush-ms": { type: "string", default: "1" },
     "max-records": { type: "string", default: "1000" },
     "compact-after-bytes": { type: "string" },
+    "spare-bytes-max": { type: "string" },
   },
 });
 
@@ -71,6 +73,10 @@ const compactAfterBytes =
   values["compact-after-bytes"] === undefined
     ? undefined
     : integer("compact-after-bytes", 1024, 1024 * 1024 * 1024);
+const spareBytesMax =
+  values["spare-bytes-max"] === undefined
+    ? undefined
+    : integer("spare-bytes-max", 0, 256 * 1024 * 1024);
 const OFFSET_SPAN = 2 ** 32;
 const nowMs = () => performance.timeOrigin + performance.now();
 
@@ -123,7 +129,11 @@ const dataDir = mkdtempSync(join(tmpdir(), "sluice-ack-stages-"));
 const broker = spawn("./_ack_stages_broker.ts");
 const producer = spawn("./_ack_stages_producer.ts");
 try {
-  const { port } = await broker.ask<{ port: number }>({ dataDir, compactAfterBytes });
+  const { port } = await broker.ask<{ port: number }>({
+    dataDir,
+    compactAfterBytes,
+    spareBytesMax,
+  });
   const admin = new Admin({ host: "127.0.0.1", port });
   await admin.createTopics([{ name: "jobs", partitions }]);
   await admin.declareQueue("work", { topic: "jobs", from: "beginning" });
@@ -202,6 +212,7 @@ function summarize(
     rate,
     seconds,
     compactAfterBytes: compactAfterBytes ?? null,
+    spareBytesMax: spareBytesMax ?? null,
     sent: run.sent,
     accepted: run.accepted,
     measured: rows.length,

@@ -6,8 +6,10 @@
 // runs from the call to its durable resolution (queue fsync "always"). Prints one JSON line.
 //
 //   bun bench/tools/queue_commit.ts [--rate 20000] [--seconds 5] [--partitions 16]
-//       [--warmup-s 1] [--syncs-in-flight N] [--compact-after-bytes N]
+//       [--warmup-s 1] [--syncs-in-flight N] [--compact-after-bytes N] [--spare-bytes-max N]
 //
+// --spare-bytes-max sets queueSpareBytesMax (0: no spare generations, every delta write
+// extends the file), so that spares are A/B'd in one checkout, alternating 0 and the default.
 // --syncs-in-flight sets the engine's queueSyncsInFlight (1 is a serial group commit; absent,
 // the engine's default). --compact-after-bytes sets queueCompactAfterBytes, so that a short run
 // lives in generations past the first, as a long one does (absent: 4 MiB, which a few seconds
@@ -31,6 +33,7 @@ const { values } = parseArgs({
     "warmup-s": { type: "string", default: "1" },
     "syncs-in-flight": { type: "string" },
     "compact-after-bytes": { type: "string" },
+    "spare-bytes-max": { type: "string" },
   },
 });
 
@@ -52,6 +55,10 @@ const compactAfterBytes =
   values["compact-after-bytes"] === undefined
     ? undefined
     : integer("compact-after-bytes", 1024, 1024 * 1024 * 1024);
+const spareBytesMax =
+  values["spare-bytes-max"] === undefined
+    ? undefined
+    : integer("spare-bytes-max", 0, 256 * 1024 * 1024);
 const total = ratePerSecond * seconds;
 const stateFsyncs = new LatencyHistogram();
 const perPartition = Math.ceil(total / partitions);
@@ -138,6 +145,7 @@ try {
     scrubBytesPerSec: 0,
     ...(syncsInFlight === undefined ? {} : { queueSyncsInFlight: syncsInFlight }),
     ...(compactAfterBytes === undefined ? {} : { queueCompactAfterBytes: compactAfterBytes }),
+    ...(spareBytesMax === undefined ? {} : { queueSpareBytesMax: spareBytesMax }),
   });
   const observe = engine.queueFsyncSeconds.observe.bind(engine.queueFsyncSeconds);
   engine.queueFsyncSeconds.observe = (fsyncSeconds: number) => {

@@ -18,6 +18,7 @@ import {
   crashImage,
   type Delivery,
   deliveriesOf,
+  failsWith,
   openEngine,
   publish,
 } from "./queue_helpers.ts";
@@ -266,5 +267,39 @@ describe("queue state log spare generations", () => {
     } finally {
       await engine.close();
     }
+  });
+
+  test("queueSpareBytesMax 0 makes no spare; a bad value is refused by name", async () => {
+    using dir = tempDir();
+    const { engine } = await openEngine(dir.path, new Clock(), {
+      queueCompactAfterBytes: COMPACT_AFTER_BYTES,
+      queueSpareBytesMax: 0,
+    });
+    try {
+      await engine.createTopic("t", { config: { fsync: "never" } });
+      await engine.declareQueue("q", { topic: "t", fsync: "always", prefetch: RECORDS });
+      await publish(
+        engine,
+        "t",
+        0,
+        Array.from({ length: RECORDS }, (_, i) => `v${i}`),
+      );
+      const member = engine.joinQueue("q");
+      const held = deliveriesOf(engine.fetchQueue("q", member, { maxRecords: RECORDS }));
+      const log = engine.queue("q").stateLog;
+      for (let i = 0; i < held.length && log.stats.compactions < 2; i++) {
+        await engine.ackQueue("q", member, acksFor(held.slice(i, i + 1), "accept"));
+      }
+      assert.ok(log.stats.compactions >= 2, "compacted");
+      assert.equal(log.stats.spareCompactions, 0);
+      assert.equal(fs.statSync(liveStateFile(dir.path)).size, log.stats.logBytes, "no zeros");
+    } finally {
+      await engine.close();
+    }
+    using other = tempDir();
+    await failsWith(
+      () => openEngine(other.path, new Clock(), { queueSpareBytesMax: -1 }),
+      "INVALID_CONFIG",
+    ).then((error) => assert.match(error.message, /queueSpareBytesMax -1/));
   });
 });
