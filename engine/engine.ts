@@ -74,6 +74,11 @@ export type EngineOptions = {
    * group commit serial). See "Durable state" in engine/README.md.
    */
   queueSyncsInFlight?: number;
+  /**
+   * Zeros a queue state log's spare generation holds at most (default 16 MiB; 0: no spare,
+   * every delta write extends the file). See "Durable state" in engine/README.md.
+   */
+  queueSpareBytesMax?: number;
   /** How often expired records at queue heads are looked for (default 1,000 ms). */
   ttlCheckMs?: number;
   io?: FileIO;
@@ -355,6 +360,9 @@ export class Engine {
       ...(this.#options.queueSyncsInFlight === undefined
         ? {}
         : { syncsInFlight: this.#options.queueSyncsInFlight }),
+      ...(this.#options.queueSpareBytesMax === undefined
+        ? {}
+        : { spareBytesMax: this.#options.queueSpareBytesMax }),
       onFsync: (seconds) => this.queueFsyncSeconds.observe(seconds),
       ...(this.#options.ttlCheckMs === undefined ? {} : { ttlCheckMs: this.#options.ttlCheckMs }),
     });

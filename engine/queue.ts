@@ -164,6 +164,8 @@ export interface QueueHost {
   readonly compactAfterBytes?: number;
   /** fdatasyncs of the state log in flight at once (the log's default when absent). */
   readonly syncsInFlight?: number;
+  /** Zeros a state log's spare generation holds at most (the log's default when absent). */
+  readonly spareBytesMax?: number;
   /** Told each state-log commit fdatasync's duration in seconds. */
   readonly onFsync?: (seconds: number) => void;
   now(): number;
@@ -329,6 +331,9 @@ export class Queue implements QueueStateTarget {
       ...(this.#host.syncsInFlight === undefined
         ? {}
         : { syncsInFlightMax: this.#host.syncsInFlight }),
+      ...(this.#host.spareBytesMax === undefined
+        ? {}
+        : { spareBytesMax: this.#host.spareBytesMax }),
       ...(this.#host.onFsync === undefined ? {} : { onFsync: this.#host.onFsync }),
     };
   }

@@ -30,7 +30,7 @@ import {
 import type { QueueFetchOptions } from "./queue_fetch.ts";
 import { DelayTiers } from "./queue_delay.ts";
 import { Queue, type QueueFetchResult, type QueueHost, type QueueStats } from "./queue.ts";
-import { SYNCS_IN_FLIGHT_MAX } from "./queue_state_log.ts";
+import { SPARE_BYTES_LIMIT, SYNCS_IN_FLIGHT_MAX } from "./queue_state_log.ts";
 
 /** What the queues need from the engine's topics. */
 export type QueueTopics = {
@@ -52,6 +52,8 @@ export type QueuesOptions = {
   ttlCheckMs?: number;
   /** fdatasyncs of one queue's state log in flight at once (default 2). */
   syncsInFlight?: number;
+  /** Zeros a state log's spare generation holds at most (the log's default when absent). */
+  spareBytesMax?: number;
   /** Told each state-log commit fdatasync's duration in seconds, of every queue. */
   onFsync?: (seconds: number) => void;
 };
@@ -69,6 +71,17 @@ function checkSyncsInFlight(value: number | undefined): void {
       "INVALID_CONFIG",
       `queueSyncsInFlight ${String(value)} must be an integer in [1, ${SYNCS_IN_FLIGHT_MAX}]`,
       { field: "queueSyncsInFlight", value: String(value) },
+    );
+  }
+}
+
+function checkSpareBytesMax(value: number | undefined): void {
+  if (value === undefined) return;
+  if (!Number.isSafeInteger(value) || value < 0 || value > SPARE_BYTES_LIMIT) {
+    throw new SluiceError(
+      "INVALID_CONFIG",
+      `queueSpareBytesMax ${String(value)} must be an integer in [0, ${SPARE_BYTES_LIMIT}]`,
+      { field: "queueSpareBytesMax", value: String(value) },
     );
   }
 }
@@ -98,6 +111,7 @@ export class Queues {
         : { compactAfterBytes: options.compactAfterBytes }),
       ...(options.ttlCheckMs === undefined ? {} : { ttlCheckMs: options.ttlCheckMs }),
       ...(options.syncsInFlight === undefined ? {} : { syncsInFlight: options.syncsInFlight }),
+      ...(options.spareBytesMax === undefined ? {} : { spareBytesMax: options.spareBytesMax }),
       ...(options.onFsync === undefined ? {} : { onFsync: options.onFsync }),
       now: options.now,
       warn: options.warn,
@@ -120,6 +134,7 @@ export class Queues {
       }
     }
     checkSyncsInFlight(options.syncsInFlight);
+    checkSpareBytesMax(options.spareBytesMax);
     const queues = new Queues(options);
     try {
       fs.mkdirSync(queues.#metaDir, { recursive: true });

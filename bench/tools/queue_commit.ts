@@ -6,10 +6,16 @@
 // runs from the call to its durable resolution (queue fsync "always"). Prints one JSON line.
 //
 //   bun bench/tools/queue_commit.ts [--rate 20000] [--seconds 5] [--partitions 16]
-//       [--warmup-s 1] [--syncs-in-flight N]
+//       [--warmup-s 1] [--syncs-in-flight N] [--compact-after-bytes N] [--spare-bytes-max N]
 //
+// --spare-bytes-max sets queueSpareBytesMax (0: no spare generations, every delta write
+// extends the file), so that spares are A/B'd in one checkout, alternating 0 and the default.
 // --syncs-in-flight sets the engine's queueSyncsInFlight (1 is a serial group commit; absent,
-// the engine's default). For an A/B of the state log, alternate runs of two checkouts, e.g.:
+// the engine's default). --compact-after-bytes sets queueCompactAfterBytes, so that a short run
+// lives in generations past the first, as a long one does (absent: 4 MiB, which a few seconds
+// of single accepts may never reach). The state log's own commit fdatasyncs are timed too
+// (stateFsyncP50Ms, stateFsyncP99Ms). For an A/B of the state log, alternate runs of two
+// checkouts, e.g.:
 //   for i in 1 2 3; do for d in A B; do (cd $d && bun bench/tools/queue_commit.ts); done; done
 
 import fs from "node:fs";
@@ -26,6 +32,8 @@ const { values } = parseArgs({
     partitions: { type: "string", default: "16" },
     "warmup-s": { type: "string", default: "1" },
     "syncs-in-flight": { type: "string" },
+    "compact-after-bytes": { type: "string" },
+    "spare-bytes-max": { type: "string" },
   },
 });
 
@@ -43,7 +51,16 @@ const partitions = integer("partitions", 1, 256);
 const warmupMs = integer("warmup-s", 0, 60) * 1000;
 const syncsInFlight =
   values["syncs-in-flight"] === undefined ? undefined : integer("syncs-in-flight", 1, 8);
+const compactAfterBytes =
+  values["compact-after-bytes"] === undefined
+    ? undefined
+    : integer("compact-after-bytes", 1024, 1024 * 1024 * 1024);
+const spareBytesMax =
+  values["spare-bytes-max"] === undefined
+    ? undefined
+    : integer("spare-bytes-max", 0, 256 * 1024 * 1024);
 const total = ratePerSecond * seconds;
+const stateFsyncs = new LatencyHistogram();
 const perPartition = Math.ceil(total / partitions);
 const BATCH_RECORDS = 100;
 const FETCH_RECORDS = 10_000;
@@ -115,6 +132,10 @@ async function run(engine: Engine): Promise<Record<string, number>> {
     ackP90Ms: latency.percentileMs(90),
     ackP99Ms: summary.p99Ms,
     ackP999Ms: summary.p999Ms,
+    stateFsyncP50Ms: stateFsyncs.percentileMs(50),
+    stateFsyncP99Ms: stateFsyncs.percentileMs(99),
+    compactions: engine.queue("q").stateLog.stats.compactions,
+    spareCompactions: engine.queue("q").stateLog.stats.spareCompactions,
   };
 }
 
@@ -123,7 +144,15 @@ try {
   const engine = await Engine.open(dir, {
     scrubBytesPerSec: 0,
     ...(syncsInFlight === undefined ? {} : { queueSyncsInFlight: syncsInFlight }),
+    ...(compactAfterBytes === undefined ? {} : { queueCompactAfterBytes: compactAfterBytes }),
+    ...(spareBytesMax === undefined ? {} : { queueSpareBytesMax: spareBytesMax }),
   });
+  const observe = engine.queueFsyncSeconds.observe.bind(engine.queueFsyncSeconds);
+  engine.queueFsyncSeconds.observe = (fsyncSeconds: number) => {
+    // Warm-up fdatasyncs included: the figure is the disk's, not the schedule's.
+    stateFsyncs.recordMs(fsyncSeconds * 1000);
+    observe(fsyncSeconds);
+  };
   await engine.createTopic("t", { partitions, config: { fsync: "never" } });
   await engine.declareQueue("q", {
     topic: "t",

@@ -27,6 +27,7 @@ import { ChunkedFrame, finishFrame, startResponse } from "../codec/frames.ts";
 import {
   type AckPartition,
   type AckPartitionResult,
+  type AckRange,
   type QueueAckResponse,
   readQueueAckRequest,
   writeQueueAckResponse,
@@ -55,6 +56,17 @@ export type FetchOutcome =
 
 type Acks = Promise<QueueAckResponse>;
 
+/** One partition's ranges, as a request carries them, as the engine's QueueAck entries. */
+export function acksOf(partition: number, ranges: readonly AckRange[]): QueueAck[] {
+  return ranges.map(({ first, last, type, delayMs }) => ({
+    partition,
+    first,
+    last,
+    type,
+    ...(delayMs === undefined ? {} : { delayMs }),
+  }));
+}
+
 /** Applies each partition's ranges with one ackQueue call; resolves once all are durable. */
 export async function applyAcks(
   plane: QueueDataPlane,
@@ -75,14 +87,7 @@ export async function applyAcks(
   }
   // Every call starts now, in this turn: their deltas share the queue's next group commit.
   const results = partitions.map(({ partition, ranges }) => {
-    const acks: QueueAck[] = ranges.map(({ first, last, type, delayMs }) => ({
-      partition,
-      first,
-      last,
-      type,
-      ...(delayMs === undefined ? {} : { delayMs }),
-    }));
-    return plane.engine.ackQueue(queue, memberId, acks).then(
+    return plane.engine.ackQueue(queue, memberId, acksOf(partition, ranges)).then(
       (): AckPartitionResult => ({ partition, errorCode: 0, errorMessage: null }),
       // errorToWire throws a broken invariant on: it fails the request, which stops the server.
       (error: unknown): AckPartitionResult => {

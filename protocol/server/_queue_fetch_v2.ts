@@ -14,7 +14,7 @@
 // Nothing is confirmed before it is durable: a v2 ack result of 0 says "applied", and only
 // acks_durable_through says "durable".
 
-import { type Engine, FETCH_BYTES_MAX, type QueueAck } from "../../engine/mod.ts";
+import { type Engine, FETCH_BYTES_MAX } from "../../engine/mod.ts";
 import { errorToWire } from "../codec/errors.ts";
 import { finishFrame, startResponse } from "../codec/frames.ts";
 import {
@@ -26,6 +26,7 @@ import {
 import { readQueueFetchRequest } from "../codec/queue_fetch.ts";
 import { type AckSequence, ackSequenceOf, type DurablePartition } from "./_queue_ack_seq.ts";
 import {
+  acksOf,
   applyAcks,
   countAckErrors,
   type FetchOutcome,
@@ -47,14 +48,8 @@ function applyAcksNow(
   const results: AckPartitionResult[] = [];
   const durable: DurablePartition[] = [];
   for (const { partition, ranges } of partitions) {
-    const acks: QueueAck[] = ranges.map(({ first, last, type, delayMs }) => ({
-      partition,
-      first,
-      last,
-      type,
-      ...(delayMs === undefined ? {} : { delayMs }),
-    }));
     try {
+      const acks = acksOf(partition, ranges);
       durable.push({ partition, durable: engine.applyQueueAck(queue, memberId, acks) });
       results.push({ partition, errorCode: 0, errorMessage: null });
     } catch (error) {

@@ -20,6 +20,8 @@ import { mulberry32 } from "../helpers.ts";
 
 export const CRASH_PARTITIONS = 2;
 export const CRASH_DELIVERY_LIMIT = 3;
+/** The state log compacts every few hundred deltas: kills land in and around compactions. */
+const CRASH_COMPACT_AFTER_BYTES = 8 * 1024;
 const CONSUMERS = 3;
 /** A child left running by a parent that died stops publishing after this many records. */
 const RECORDS_MAX = 5_000;
@@ -48,6 +50,8 @@ function flushed(): Promise<void> {
 async function openQueue(dir: string): Promise<Engine> {
   const engine = await Engine.open(dir, {
     onWarning: (message) => process.stderr.write(`warning: ${message}\n`),
+    // Small, so that the state log compacts (into spare generations) all through the kills.
+    queueCompactAfterBytes: CRASH_COMPACT_AFTER_BYTES,
   });
   if (engine.listTopics().every((topic) => topic.name !== "t")) {
     await engine.createTopic("t", { partitions: CRASH_PARTITIONS, config: { fsync: "always" } });

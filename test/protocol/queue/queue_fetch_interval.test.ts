@@ -8,26 +8,23 @@ import { describe, test } from "node:test";
 import { API } from "../../../protocol/codec/frames.ts";
 import { QueueConsumer } from "../../../protocol/client/mod.ts";
 import { FETCH_INTERVAL_MS_MAX } from "../../../protocol/client/queue_consumer.ts";
-import type { SluiceServer } from "../../../protocol/server/mod.ts";
-import { declare, publish, statsOf, textOf, withServer } from "./queue_helpers.ts";
-
-/** Longer than any test here may take: an ack flush timer this long never fires. */
-const NEVER_MS = 60_000;
-
-function requestsOf(server: SluiceServer, apiKey: number): number {
-  const requests = server.stats()["requests"] as Record<string, number>;
-  return requests[String(apiKey)] ?? 0;
-}
+import {
+  declare,
+  NEVER_MS,
+  publish,
+  requestsOf,
+  statsOf,
+  textOf,
+  withServer,
+  workConsumer,
+} from "./queue_helpers.ts";
 
 describe("queue consumer fetchIntervalMs", () => {
   test("while keeping up, fetches go out at most once per interval", async () => {
     await withServer(async ({ server, port, admin }) => {
       await declare(admin, "work", { topic: "jobs" });
-      await using consumer = new QueueConsumer({
-        port,
-        queue: "work",
+      await using consumer = workConsumer(port, {
         maxRecords: 10,
-        maxWaitMs: 0,
         fetchIntervalMs: FETCH_INTERVAL_MS_MAX,
       });
       const startMs = performance.now();
@@ -44,11 +41,8 @@ describe("queue consumer fetchIntervalMs", () => {
     await withServer(async ({ server, port, admin }) => {
       await declare(admin, "work", { topic: "jobs" });
       await publish(port, "jobs", ["a", "b"]);
-      await using consumer = new QueueConsumer({
-        port,
-        queue: "work",
+      await using consumer = workConsumer(port, {
         maxRecords: 10,
-        maxWaitMs: 0,
         ackFlushMs: NEVER_MS,
         // Long enough that the records published below are there when the fetch goes out.
         fetchIntervalMs: FETCH_INTERVAL_MS_MAX,
@@ -73,10 +67,7 @@ describe("queue consumer fetchIntervalMs", () => {
   test("fetches kept outstanding side by side take turns at the interval", async () => {
     await withServer(async ({ server, port, admin }) => {
       await declare(admin, "work", { topic: "jobs" });
-      await using consumer = new QueueConsumer({
-        port,
-        queue: "work",
-        maxWaitMs: 0,
+      await using consumer = workConsumer(port, {
         fetchesInFlight: 2,
         fetchIntervalMs: FETCH_INTERVAL_MS_MAX,
       });
@@ -94,11 +85,8 @@ describe("queue consumer fetchIntervalMs", () => {
     await withServer(async ({ port, admin }) => {
       await declare(admin, "work", { topic: "jobs" });
       await publish(port, "jobs", ["a", "b", "c"]);
-      await using consumer = new QueueConsumer({
-        port,
-        queue: "work",
+      await using consumer = workConsumer(port, {
         maxRecords: 2,
-        maxWaitMs: 0,
         fetchIntervalMs: FETCH_INTERVAL_MS_MAX,
       });
       const first = await consumer.poll();
@@ -119,10 +107,7 @@ describe("queue consumer fetchIntervalMs", () => {
   test("a consumer closed while its fetch waits ends the poll with nothing", async () => {
     await withServer(async ({ server, port, admin }) => {
       await declare(admin, "work", { topic: "jobs" });
-      const consumer = new QueueConsumer({
-        port,
-        queue: "work",
-        maxWaitMs: 0,
+      const consumer = workConsumer(port, {
         fetchIntervalMs: FETCH_INTERVAL_MS_MAX,
       });
       assert.deepEqual(await consumer.poll(), []);

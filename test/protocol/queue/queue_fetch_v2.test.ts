@@ -8,7 +8,7 @@ import assert from "node:assert/strict";
 import net from "node:net";
 import { describe, test } from "node:test";
 import { type FileIO, realFileIO } from "../../../engine/mod.ts";
-import { Admin, QueueConsumer } from "../../../protocol/client/mod.ts";
+import { Admin } from "../../../protocol/client/mod.ts";
 import { API } from "../../../protocol/codec/frames.ts";
 import {
   type AckPartition,
@@ -25,7 +25,7 @@ import { readMsgpack, writeMsgpack } from "../../../protocol/codec/control.ts";
 import { SluiceServer } from "../../../protocol/server/mod.ts";
 import { tempDir, waitFor } from "../../helpers.ts";
 import { RawClient } from "../server/raw_client.ts";
-import { publish, statsOf, textOf } from "./queue_helpers.ts";
+import { NEVER_MS, publish, statsOf, textOf, workConsumer } from "./queue_helpers.ts";
 
 /** The real disk, except that fdatasyncs started while `held` wait until release(). */
 class StallingDisk {
@@ -79,8 +79,6 @@ async function withStallingServer(run: (harness: Harness) => Promise<void>): Pro
     await server.close();
   }
 }
-
-const NEVER_MS = 60_000;
 
 const accept = (offset: number): AckPartition[] => [
   { partition: 0, ranges: [{ first: offset, last: offset, type: "accept" }] },
@@ -251,11 +249,8 @@ describe("queue consumer with QueueFetch v2", () => {
     await withStallingServer(async ({ server, port, admin, disk }) => {
       await publish(port, "jobs", ["a"]);
       // Keeping up (the fetch came back short of maxRecords): the answers ride the next fetch.
-      await using consumer = new QueueConsumer({
-        port,
-        queue: "work",
+      await using consumer = workConsumer(port, {
         maxRecords: 5,
-        maxWaitMs: 0,
         ackFlushMs: NEVER_MS,
       });
       const [message] = await consumer.poll();
@@ -327,11 +322,8 @@ describe("queue consumer against a broker without QueueFetch v2", () => {
       await publish(port, "jobs", ["a"]);
       const proxy = await v1OnlyProxy(port);
       try {
-        await using consumer = new QueueConsumer({
-          port: proxy.port,
-          queue: "work",
+        await using consumer = workConsumer(proxy.port, {
           maxRecords: 5,
-          maxWaitMs: 0,
           ackFlushMs: NEVER_MS,
         });
         const [message] = await consumer.poll();

@@ -6,6 +6,8 @@ import {
   Consumer,
   type ConsumerRecord,
   Producer,
+  QueueConsumer,
+  type QueueConsumerOptions,
   type QueueSettings,
   type QueueStatsInfo,
 } from "../../../protocol/client/mod.ts";
@@ -75,6 +77,26 @@ export async function publish(
   } finally {
     await producer.close();
   }
+}
+
+/** Longer than any test may take: an ack flush timer or a long poll this long never ends. */
+export const NEVER_MS = 60_000;
+
+/** Requests of API `apiKey` the server has answered so far. */
+export function requestsOf(server: SluiceServer, apiKey: number): number {
+  const requests = server.stats()["requests"] as Record<string, number>;
+  return requests[String(apiKey)] ?? 0;
+}
+
+/**
+ * A QueueConsumer of queue "work" on `port` whose polls do not wait at the broker (maxWaitMs
+ * 0); `options` add to or override that.
+ */
+export function workConsumer(
+  port: number,
+  options: Partial<QueueConsumerOptions> = {},
+): QueueConsumer {
+  return new QueueConsumer({ port, queue: "work", maxWaitMs: 0, ...options });
 }
 
 export async function statsOf(admin: Admin, queue: string): Promise<QueueStatsInfo> {

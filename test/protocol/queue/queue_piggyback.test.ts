@@ -9,16 +9,16 @@ import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import { API } from "../../../protocol/codec/frames.ts";
 import { QueueConsumer } from "../../../protocol/client/mod.ts";
-import type { SluiceServer } from "../../../protocol/server/mod.ts";
-import { declare, publish, statsOf, textOf, withServer } from "./queue_helpers.ts";
-
-/** Longer than any test here may take: an ack flush timer or a long poll this long never ends. */
-const NEVER_MS = 60_000;
-
-function requestsOf(server: SluiceServer, apiKey: number): number {
-  const requests = server.stats()["requests"] as Record<string, number>;
-  return requests[String(apiKey)] ?? 0;
-}
+import {
+  declare,
+  NEVER_MS,
+  publish,
+  requestsOf,
+  statsOf,
+  textOf,
+  withServer,
+  workConsumer,
+} from "./queue_helpers.ts";
 
 describe("queue consumer piggy-backed acks", () => {
   test("answers given between polls go out inside the next fetch, not as a QueueAck", async () => {
@@ -26,11 +26,8 @@ describe("queue consumer piggy-backed acks", () => {
       await declare(admin, "work", { topic: "jobs" });
       await publish(port, "jobs", ["a", "b"]);
       // The flush timer never fires during the test: only a fetch can carry the answers.
-      await using consumer = new QueueConsumer({
-        port,
-        queue: "work",
+      await using consumer = workConsumer(port, {
         maxRecords: 5,
-        maxWaitMs: 0,
         ackFlushMs: NEVER_MS,
       });
       const first = await consumer.poll();
@@ -53,11 +50,8 @@ describe("queue consumer piggy-backed acks", () => {
     await withServer(async ({ server, port, admin }) => {
       await declare(admin, "work", { topic: "jobs" });
       await publish(port, "jobs", ["a", "b", "c", "d"]);
-      await using consumer = new QueueConsumer({
-        port,
-        queue: "work",
+      await using consumer = workConsumer(port, {
         maxRecords: 2,
-        maxWaitMs: 0,
         ackFlushMs: NEVER_MS,
       });
       const first = await consumer.poll();
@@ -76,10 +70,7 @@ describe("queue consumer piggy-backed acks", () => {
     await withServer(async ({ port, admin }) => {
       await declare(admin, "work", { topic: "jobs" });
       await publish(port, "jobs", ["a"]);
-      await using consumer = new QueueConsumer({
-        port,
-        queue: "work",
-        maxWaitMs: 0,
+      await using consumer = workConsumer(port, {
         ackFlushMs: NEVER_MS,
       });
       const [message] = await consumer.poll();
@@ -98,9 +89,7 @@ describe("queue consumer piggy-backed acks", () => {
     await withServer(async ({ port, admin }) => {
       await declare(admin, "work", { topic: "jobs" });
       await publish(port, "jobs", ["a"]);
-      await using consumer = new QueueConsumer({
-        port,
-        queue: "work",
+      await using consumer = workConsumer(port, {
         maxWaitMs: NEVER_MS,
         ackFlushMs: NEVER_MS,
       });
@@ -121,10 +110,7 @@ describe("queue consumer piggy-backed acks", () => {
     await withServer(async ({ server, port, admin }) => {
       await declare(admin, "work", { topic: "jobs" });
       await publish(port, "jobs", ["a", "b"]);
-      await using consumer = new QueueConsumer({
-        port,
-        queue: "work",
-        maxWaitMs: 0,
+      await using consumer = workConsumer(port, {
         ackFlushMs: 1,
         piggybackAcks: false,
       });
