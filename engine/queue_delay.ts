@@ -67,7 +67,6 @@ import {
   isSluiceError,
   type RecordHeader,
   lastOffsetDeltaAt,
-  type RecordInput,
   readInt16,
 } from "../record/mod.ts";
 import { CoalescedSync } from "./coalesced_sync.ts";
@@ -587,7 +586,7 @@ export class DelayTiers {
     return undefined;
   }
 
-  /** Reads tier entries from `from`, calling `each` until it returns false; returns where it stopped. */
+  /** Reads tier entries from `from`, calling `each` until it returns false; returns the end. */
   #scanRefs(
     tier: Tier,
     from: number,
