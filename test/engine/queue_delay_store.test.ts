@@ -148,7 +148,7 @@ describe("delay store", () => {
     }
   });
 
-  test("tiers of whole copies written by earlier versions still deliver after upgrade", async () => {
+  test("tiers of whole copies from earlier versions still deliver after upgrade", async () => {
     using dir = tempDir();
     const clock = new Clock();
     const warnings: string[] = [];
