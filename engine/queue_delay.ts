@@ -88,7 +88,7 @@ export const DELIVERIES_HEADER = "sluice-delay-deliveries";
 const EXIT_HEADER = "sluice-delay-exit-ms";
 const POSITIONS_FILE = "positions.json";
 /** Tier positions reach the disk at most this long after a move. */
-export const POSITIONS_PERSIST_MS = 100;
+export const POSITIONS_PERSIST_MS = 250;
 /** Bytes one tier's part of a move reads at most (the rest waits for the next round). */
 const MOVE_BYTES_MAX = 4 * 1024 * 1024;
 /** Entries one tier's part of a move takes at most (the rest waits for the next round). */
@@ -539,12 +539,13 @@ export class DelayTiers {
       new Set(refs.filter((r) => r.dueMs - nowMs >= 1).map((r) => tierFor(r.dueMs - nowMs))),
     );
     const out: Out = { due: [], refs: new Map() };
-    const released: DelayRef[] = [];
-    for (const ref of refs) {
-      if (this.#route(ref, nowMs, out)) continue;
-      const batch = this.#stored(ref);
+    const released = refs.filter((ref) => !this.#route(ref, nowMs, out));
+    // In store order, so records stored side by side (one add, close due times) share a read.
+    released.sort((a, b) => a.store - b.store || a.offset - b.offset);
+    const window: StoreWindow = { store: -1, start: 0, end: 0, batches: new Map() };
+    for (const ref of released) {
+      const batch = this.#stored(ref, window);
       if (batch !== undefined) out.due.push({ dueMs: ref.dueMs, batch });
-      released.push(ref);
     }
     // Copies from legacy tiers go to the store (or the due log) as new adds would.
     if (copies.length > 0) await this.#place(copies, nowMs);
@@ -560,7 +561,7 @@ export class DelayTiers {
   }
 
   /** The stored batch an entry points at, or undefined (reported) when it is not there. */
-  #stored(ref: DelayRef): Uint8Array | undefined {
+  #stored(ref: DelayRef, window: StoreWindow): Uint8Array | undefined {
     const store = this.#stores[ref.store];
     const where = `store ${ref.store} offset ${ref.offset} of ${this.dir}`;
     if (store === undefined || ref.offset < store.logStartOffset) {
@@ -574,10 +575,10 @@ export class DelayTiers {
       return undefined;
     }
     try {
-      const view = store.read(ref.offset, 1).views[0];
-      assert(view !== undefined, "a read below the high watermark returns a batch");
-      const batch = view.subarray(0, batchSizeAt(view, 0));
-      if (baseOffsetAt(batch, 0) === ref.offset && lastOffsetDeltaAt(batch, 0) === 0) return batch;
+      const inWindow = window.store === ref.store && window.start <= ref.offset;
+      if (!inWindow || ref.offset >= window.end) readWindow(store, ref, window);
+      const batch = window.batches.get(ref.offset);
+      if (batch !== undefined && lastOffsetDeltaAt(batch, 0) === 0) return batch;
       this.#host.warn(`the batch at ${where} is not the one record it should be; skipped`);
     } catch (error) {
       if (!isSluiceError(error)) throw error;
@@ -846,6 +847,29 @@ export class DelayTiers {
     ];
     await Promise.allSettled(logs.flatMap((log) => (log === undefined ? [] : [log.close()])));
   }
+}
+
+/** Store batches read by one move round, by offset: one read serves records side by side. */
+type StoreWindow = { store: number; start: number; end: number; batches: Map<number, Uint8Array> };
+
+/** Bytes one read of a store takes for a move round's window. */
+const STORE_READ_BYTES = 64 * 1024;
+
+function readWindow(store: PartitionLog, ref: DelayRef, window: StoreWindow): void {
+  const read = store.read(ref.offset, STORE_READ_BYTES);
+  window.store = ref.store;
+  window.start = ref.offset;
+  window.end = read.nextOffset;
+  window.batches.clear();
+  for (const view of read.views) {
+    for (let at = 0; at < view.length; ) {
+      const size = batchSizeAt(view, at);
+      const batch = view.subarray(at, at + size);
+      window.batches.set(baseOffsetAt(batch, 0), batch);
+      at += size;
+    }
+  }
+  assert(window.end > ref.offset, "a read below the high watermark returns a batch");
 }
 
 /** Tier positions as saved: per tier, the first offset not moved out (null: no log). */
