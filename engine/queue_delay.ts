@@ -91,6 +91,13 @@ const POSITIONS_FILE = "positions.json";
 export const POSITIONS_PERSIST_MS = 250;
 /** Bytes one tier's part of a move reads at most (the rest waits for the next round). */
 const MOVE_BYTES_MAX = 4 * 1024 * 1024;
+/**
+ * Bytes one read of a tier's entries takes (about 400 entries; a round reads on while they
+ * have exited). Only the head is wanted: a larger read would decode and check entries that
+ * are not due for a long time, every round. A batch's CRC is checked on its first read in the
+ * process, not again on each round that finds its head not yet due.
+ */
+const REF_READ_BYTES = 16 * 1024;
 /** Entries one tier's part of a move takes at most (the rest waits for the next round). */
 const MOVE_ENTRIES_MAX = 50_000;
 /** Entries per batch written to a tier. */
@@ -600,7 +607,7 @@ export class DelayTiers {
     scan: while (position < log.highWatermark && count < entriesMax) {
       let read: ReturnType<PartitionLog["read"]>;
       try {
-        read = log.read(position, 256 * 1024, { checkEveryCrc: true });
+        read = log.read(position, REF_READ_BYTES);
       } catch (error) {
         const resume = this.#skipDamage(tier, position, error);
         if (resume === undefined) break;
