@@ -549,8 +549,9 @@ export class DelayTiers {
     const released = refs.filter((ref) => !this.#route(ref, nowMs, out));
     // In store order, so records stored side by side (one add, close due times) share a read.
     released.sort((a, b) => a.store - b.store || a.offset - b.offset);
-    const window: StoreWindow = { store: -1, start: 0, end: 0, batches: new Map() };
-    for (const ref of released) {
+    const window: StoreWindow = { store: -1, start: 0, end: 0, batches: new Map(), run: 1 };
+    for (const [i, ref] of released.entries()) {
+      if (!inWindow(window, ref)) window.run = runFrom(released, i);
       const batch = this.#stored(ref, window);
       if (batch !== undefined) out.due.push({ dueMs: ref.dueMs, batch });
     }
@@ -582,8 +583,7 @@ export class DelayTiers {
       return undefined;
     }
     try {
-      const inWindow = window.store === ref.store && window.start <= ref.offset;
-      if (!inWindow || ref.offset >= window.end) readWindow(store, ref, window);
+      if (!inWindow(window, ref)) readWindow(store, ref, window);
       const batch = window.batches.get(ref.offset);
       if (batch !== undefined && lastOffsetDeltaAt(batch, 0) === 0) return batch;
       this.#host.warn(`the batch at ${where} is not the one record it should be; skipped`);
@@ -856,14 +856,43 @@ export class DelayTiers {
   }
 }
 
-/** Store batches read by one move round, by offset: one read serves records side by side. */
-type StoreWindow = { store: number; start: number; end: number; batches: Map<number, Uint8Array> };
+/**
+ * Store batches read by one move round, by offset: one read serves records side by side
+ * (`run` of them wanted from `start` on; a record has one batch).
+ */
+type StoreWindow = {
+  store: number;
+  start: number;
+  end: number;
+  batches: Map<number, Uint8Array>;
+  run: number;
+};
 
-/** Bytes one read of a store takes for a move round's window. */
-const STORE_READ_BYTES = 64 * 1024;
+/** Bytes one read of a store takes at most for a move round's window. */
+const STORE_READ_BYTES_MAX = 256 * 1024;
+/** Bytes a stored record is guessed to take, to size a read for a run of them. */
+const STORED_BYTES_GUESS = 1280;
+
+function inWindow(window: StoreWindow, ref: DelayRef): boolean {
+  return window.store === ref.store && window.start <= ref.offset && ref.offset < window.end;
+}
+
+/** How many refs from `i` on point at consecutive offsets of one store. */
+function runFrom(refs: readonly DelayRef[], i: number): number {
+  let run = 1;
+  while (i + run < refs.length) {
+    const next = refs[i + run]!;
+    if (next.store !== refs[i]!.store || next.offset !== refs[i]!.offset + run) break;
+    run++;
+  }
+  return run;
+}
 
 function readWindow(store: PartitionLog, ref: DelayRef, window: StoreWindow): void {
-  const read = store.read(ref.offset, STORE_READ_BYTES);
+  // A run of one reads exactly its batch (a read returns at least one whole batch).
+  const bytes =
+    window.run === 1 ? 1 : Math.min(STORE_READ_BYTES_MAX, window.run * STORED_BYTES_GUESS);
+  const read = store.read(ref.offset, bytes);
   window.store = ref.store;
   window.start = ref.offset;
   window.end = read.nextOffset;
