@@ -68,11 +68,12 @@ import {
   type RecordHeader,
   lastOffsetDeltaAt,
   readInt16,
+  recordCountAt,
 } from "../record/mod.ts";
 import { CoalescedSync } from "./coalesced_sync.ts";
 import type { FileIO } from "./io.ts";
 import type { AcquiredRange } from "./queue_cursor.ts";
-import { type DelayRef, decodeRef, encodeRef, StoreLive } from "./queue_delay_refs.ts";
+import { type DelayRef, decodeRef, encodeRef, refValuesOf, StoreLive } from "./queue_delay_refs.ts";
 import { decimalDigits } from "./queue_ttl.ts";
 import { PartitionLog } from "./partition_log.ts";
 
@@ -616,18 +617,16 @@ export class DelayTiers {
       }
       for (const view of read.views) {
         // The read checked every batch's CRC already.
-        for (const batch of decodeRecordBatches(view, { checkCrc: false })) {
-          for (const record of batch.records) {
-            if (record.offset < position) continue;
-            const ref = decodeRef(record.value, DELAY_TIERS);
-            if (ref === undefined) {
-              this.#host.warn(
-                `delay tier ${tier.k} of ${this.dir}: a bad entry at ${record.offset}; skipped`,
-              );
-            } else if (!each(ref)) break scan;
-            position = record.offset + 1;
-            count++;
-          }
+        for (const record of entriesOf(view)) {
+          if (record.offset < position) continue;
+          const ref = decodeRef(record.value, DELAY_TIERS);
+          if (ref === undefined) {
+            this.#host.warn(
+              `delay tier ${tier.k} of ${this.dir}: a bad entry at ${record.offset}; skipped`,
+            );
+          } else if (!each(ref)) break scan;
+          position = record.offset + 1;
+          count++;
         }
       }
       position = Math.max(position, read.nextOffset);
@@ -906,6 +905,23 @@ function readWindow(store: PartitionLog, ref: DelayRef, window: StoreWindow): vo
     }
   }
   assert(window.end > ref.offset, "a read below the high watermark returns a batch");
+}
+
+/** The records of a view of whole tier batches: read in place, or decoded when they must be. */
+function* entriesOf(view: Uint8Array): Generator<{ offset: number; value: Uint8Array | null }> {
+  for (let at = 0; at < view.length; ) {
+    const batch = view.subarray(at, at + batchSizeAt(view, at));
+    at += batch.length;
+    const compressed = (readInt16(batch, ATTRIBUTES_AT) & COMPRESSION_MASK) !== 0;
+    const inPlace = compressed
+      ? undefined
+      : refValuesOf(batch, baseOffsetAt(batch, 0), recordCountAt(batch, 0));
+    if (inPlace !== undefined) {
+      yield* inPlace;
+      continue;
+    }
+    for (const decoded of decodeRecordBatches(batch, { checkCrc: false })) yield* decoded.records;
+  }
 }
 
 /** Tier positions as saved: per tier, the first offset not moved out (null: no log). */

@@ -131,3 +131,43 @@ export class StoreLive {
     return total;
   }
 }
+
+/** Where a batch's records start (after the RecordBatch v2 header). */
+const RECORDS_AT = 61;
+/** A ref record's body ends with: value length (zigzag 26 = 0x34), value, header count 0. */
+const REF_TAIL_BYTES = 1 + REF_BYTES + 1;
+
+/**
+ * The values of the records of one uncompressed batch of tier entries, with their offsets,
+ * read in place: each record's body ends with its value and a header count of 0, as
+ * encodeRecordBatch writes an entry (key null, no headers). Undefined when a record does not
+ * end that way (the caller then decodes the batch in full). The CRC is the reader's to check.
+ */
+export function refValuesOf(
+  batch: Uint8Array,
+  baseOffset: number,
+  recordCount: number,
+): { offset: number; value: Uint8Array }[] | undefined {
+  const out: { offset: number; value: Uint8Array }[] = [];
+  let at = RECORDS_AT;
+  for (let i = 0; i < recordCount; i++) {
+    // The record's length: a zigzag varint of at most 5 bytes.
+    let zigzag = 0;
+    let shift = 0;
+    let byte = 0x80;
+    for (let n = 0; n < 5 && byte & 0x80; n++) {
+      if (at >= batch.length) return undefined;
+      byte = batch[at++]!;
+      zigzag |= (byte & 0x7f) << shift;
+      shift += 7;
+    }
+    if (byte & 0x80) return undefined;
+    const length = (zigzag >>> 1) ^ -(zigzag & 1);
+    const end = at + length;
+    if (length < REF_TAIL_BYTES || end > batch.length) return undefined;
+    if (batch[end - 1] !== 0 || batch[end - REF_TAIL_BYTES] !== REF_BYTES * 2) return undefined;
+    out.push({ offset: baseOffset + i, value: batch.subarray(end - 1 - REF_BYTES, end - 1) });
+    at = end;
+  }
+  return at === batch.length ? out : undefined;
+}

@@ -17,6 +17,7 @@ import {
   PartitionLog,
   realFileIO,
 } from "../../engine/mod.ts";
+import { decodeRef, encodeRef, refValuesOf } from "../../engine/queue_delay_refs.ts";
 import { tempDir } from "../helpers.ts";
 import { Clock, crashImage } from "./queue_helpers.ts";
 
@@ -81,6 +82,36 @@ function hostOf(clock: Clock, warnings: string[], fsync = true) {
 }
 
 describe("delay store", () => {
+  test("tier entries read in place match the full decoder, and odd batches are refused", () => {
+    const refs = Array.from({ length: 300 }, (_, i) => ({
+      store: i % 35,
+      offset: i * 1_000_003,
+      dueMs: 1_796_000_000_000 + i * 7,
+      exitMs: 1_796_000_000_000 + i,
+    }));
+    const records = refs.map((ref, i) => ({ key: null, value: encodeRef(ref), timestamp: i }));
+    const batch = encodeRecordBatch(records, { baseOffset: 5000 });
+    const inPlace = refValuesOf(batch, 5000, refs.length);
+    assert.ok(inPlace !== undefined);
+    const decoded = [...decodeRecordBatches(batch)].flatMap((b) => b.records);
+    assert.deepEqual(
+      inPlace.map(({ offset, value }) => ({ offset, ref: decodeRef(value, 35) })),
+      decoded.map(({ offset, value }) => ({ offset, ref: decodeRef(value, 35) })),
+    );
+    assert.deepEqual(
+      inPlace.map((r) => decodeRef(r.value, 35)),
+      refs,
+    );
+    // A record with a header, or a value of another length: not an entry read in place.
+    const withHeader = encodeRecordBatch([
+      { ...records[0]!, headers: [{ key: "h", value: new Uint8Array(1) }] },
+    ]);
+    assert.equal(refValuesOf(withHeader, 0, 1), undefined);
+    const longer = encodeRecordBatch([{ key: null, value: new Uint8Array(27) }]);
+    assert.equal(refValuesOf(longer, 0, 1), undefined);
+    assert.equal(refValuesOf(batch.subarray(0, batch.length - 3), 5000, refs.length), undefined);
+  });
+
   test("a record is written once to its store; each tier visit writes a small entry", async () => {
     using dir = tempDir();
     const clock = new Clock();
