@@ -4,8 +4,8 @@
 // partition (numbered after its topic's).
 //
 //   <data>/__queues/<queue>/delay/
-//     store-00/ .. store-34/  store s: each waiting record, written once, as the one-record
-//                             batch the due log will take; s is the tier it entered
+//     store-00/ .. store-08/  store s: each waiting record, written once, as the one-record
+//                             batch the due log will take; s = (the tier it entered) / 4
 //     ref-00/ .. ref-34/      tier k: entries (store, offset, due, exit) of 26 bytes whose
 //                             records each wait exactly 2^k ms in it (1 ms .. 2^34 ms, about
 //                             199 days) (queue_delay_refs.ts)
@@ -17,17 +17,18 @@
 //                             is the earlier file, the legacy tiers' positions
 //   (every log is created when first used)
 //
-// A record with R ms to go is written once to store s = the largest s with 2^s <= R, and an
-// entry for it enters tier s. Every entry of tier k waits the same 2^k ms, so a tier is FIFO by
-// exit time and only its head is ever looked at: memory is a few numbers per tier plus one
-// counter per live store chunk, whatever the number of records waiting, and a long delay never
-// keeps a short one waiting. When an entry leaves a tier its remaining time R' = due - now is
-// below 2^k, so a new entry enters a smaller tier, or, when R' <= 0, the record is read from
-// the store and appended to the due log as it was stored. A delay of R writes its record twice
-// (store, due log) and visits at most popcount(R) tiers with a 26-byte entry each; it arrives
-// when due plus the timer's lateness of its last move, not the sum.
+// A record with R ms to go enters tier k, the largest k with 2^k <= R: it is written once to
+// store floor(k / 4), and an entry for it enters tier k. Every entry of tier k waits the same
+// 2^k ms, so a tier is FIFO by exit time and only its head is ever looked at: memory is a few
+// numbers per tier plus one counter per live store chunk, whatever the number of records
+// waiting, and a long delay never keeps a short one waiting. When an entry leaves a tier its
+// remaining time R' = due - now is below 2^k, so a new entry enters a smaller tier, or, when
+// R' <= 0, the record is read from the store and appended to the due log as it was stored.
+// A delay of R writes its record twice (store, due log) and visits at most popcount(R) tiers
+// with a 26-byte entry each; it arrives when due plus the timer's lateness of its last move,
+// not the sum.
 //
-//   add ─► store s (record) + tier s (entry) ─► ... ─► tier j < s (entry) ─► due log (record)
+//   add ─► store k/4 (record) + tier k (entry) ─► ... ─► tier j < k (entry) ─► due log (record)
 //
 // The store, tier and due logs are kept under fsync "never", so an entry or record is readable
 // in its next log as soon as it is written there: a move never waits for an fsync, which on a
@@ -41,9 +42,10 @@
 //     and the due log are synced up to what the positions passed;
 //   - a store segment is deleted only once every entry pointing into it has been passed to the
 //     due log by positions already on disk (StoreLive), so no entry read after a restart points
-//     at a deleted record; store s is rolled at least every max(1 min, 2^s ms), so a segment
-//     goes at most about 2^(s+1) ms + that roll time + POSITIONS_PERSIST_MS after its first
-//     write, and a year-long delay pins only segments of store 34;
+//     at a deleted record; store s holds records with 2^(4s) .. 2^(4s+4) ms to go and is
+//     rolled at least every max(1 min, 2^(4s+4) ms), so a segment goes at most about
+//     2^(4s+4) ms + that roll time + POSITIONS_PERSIST_MS after its first write: a long delay
+//     pins only segments of records whose delays are within 16 times of its own;
 //   - an accept of a record of the due log is confirmed only once the due log is synced past
 //     it (dueDurable), so a confirmed accept is never undone by the due log losing its tail.
 // A crash before a position is written moves those entries again (at-least-once, never lost).
@@ -107,6 +109,15 @@ const REF_BATCH_ENTRIES_MAX = 10_000;
 const TIMER_MS_MAX = 60_000;
 /** A store segment is rolled at least this often (and at least every 2^s ms for store s). */
 const STORE_ROLL_MS_MIN = 60_000;
+/**
+ * Tiers whose records share a store: store s takes the records that enter tiers
+ * 4s .. 4s + 3, that is with 2^(4s) .. 2^(4s+4) ms to go. Fewer stores than tiers means fewer
+ * files to fdatasync per add (delays of 0-10 s touch 4 stores, not 14); a long delay still
+ * pins only records whose delays are within 16 times of its own.
+ */
+const STORE_TIERS = 4;
+/** Delay stores: store-00 .. store-08. */
+export const DELAY_STORES = Math.ceil(35 / STORE_TIERS);
 const LOG_CONFIG = {
   segmentBytes: 64 * 1024 * 1024,
   maxBatchBytes: 32 * 1024 * 1024,
@@ -117,7 +128,8 @@ const LOG_CONFIG = {
 
 assert(2 ** (DELAY_TIERS - 1) <= DELAY_MS_MAX, "the largest tier is used by the longest delay");
 assert(DELAY_MS_MAX < 2 ** DELAY_TIERS, "every delay fits below the largest tier's double");
-assert(DELAY_TIERS <= 255, "a store number fits the byte a tier entry gives it");
+assert(DELAY_STORES <= 255, "a store number fits the byte a tier entry gives it");
+assert(DELAY_STORES * STORE_TIERS >= DELAY_TIERS, "every tier has a store");
 assert(REF_BATCH_ENTRIES_MAX * 64 < LOG_CONFIG.maxBatchBytes, "an entry batch fits any log");
 
 const text = new TextEncoder();
@@ -251,8 +263,8 @@ export class DelayTiers {
     });
     this.#tiers = Array.from({ length: DELAY_TIERS }, (_, k) => tier("ref", k));
     this.#legacy = Array.from({ length: DELAY_TIERS }, (_, k) => tier("legacy", k));
-    this.#stores = Array.from({ length: DELAY_TIERS }, () => undefined);
-    this.#live = new StoreLive(DELAY_TIERS);
+    this.#stores = Array.from({ length: DELAY_STORES }, () => undefined);
+    this.#live = new StoreLive(DELAY_STORES);
   }
 
   static #logOptions(host: DelayHost) {
@@ -310,7 +322,9 @@ export class DelayTiers {
           Math.min(positions[k] ?? 0, log.highWatermark),
         );
       }
-      if (fs.existsSync(join(this.dir, logName("store", k)))) await this.#openStore(k);
+    }
+    for (let s = 0; s < DELAY_STORES; s++) {
+      if (fs.existsSync(join(this.dir, logName("store", s)))) await this.#openStore(s);
     }
     for (const tier of this.#tiers) {
       if (tier.log === undefined) continue;
@@ -324,7 +338,10 @@ export class DelayTiers {
   async #openStore(s: number): Promise<PartitionLog> {
     const existing = this.#stores[s];
     if (existing !== undefined) return existing;
-    const rollMs = Math.min(LOG_CONFIG.segmentMs, Math.max(STORE_ROLL_MS_MIN, 2 ** s));
+    const rollMs = Math.min(
+      LOG_CONFIG.segmentMs,
+      Math.max(STORE_ROLL_MS_MIN, 2 ** (STORE_TIERS * (s + 1))),
+    );
     const log = await this.#openLog(logName("store", s), rollMs);
     // Two opens of one store may race: the first to finish is kept.
     const raced = this.#stores[s];
@@ -368,14 +385,20 @@ export class DelayTiers {
     const sorted = [...entries].sort((a, b) => a.dueMs - b.dueMs);
     const out: Out = { due: [], refs: new Map() };
     const stored: { s: number; dueMs: number; batch: Uint8Array }[] = [];
+    const tiers = new Set<number>();
     for (const entry of sorted) {
       const batch = storedBatch(entry);
-      if (entry.dueMs - nowMs < 1) out.due.push({ dueMs: entry.dueMs, batch });
-      else stored.push({ s: tierFor(entry.dueMs - nowMs), dueMs: entry.dueMs, batch });
+      if (entry.dueMs - nowMs < 1) {
+        out.due.push({ dueMs: entry.dueMs, batch });
+        continue;
+      }
+      const k = tierFor(entry.dueMs - nowMs);
+      tiers.add(k);
+      stored.push({ s: Math.floor(k / STORE_TIERS), dueMs: entry.dueMs, batch });
     }
     const stores = new Set(stored.map((record) => record.s));
     await Promise.all([...stores].map((s) => this.#openStore(s)));
-    await this.#openTiers(stores);
+    await this.#openTiers(tiers);
     // Offsets are given at append time, in call order: each entry learns its record's offset
     // from the store's end just before the call, and counts as live from then on.
     const appends: Promise<unknown>[] = [];
@@ -619,7 +642,7 @@ export class DelayTiers {
         // The read checked every batch's CRC already.
         for (const record of entriesOf(view)) {
           if (record.offset < position) continue;
-          const ref = decodeRef(record.value, DELAY_TIERS);
+          const ref = decodeRef(record.value, DELAY_STORES);
           if (ref === undefined) {
             this.#host.warn(
               `delay tier ${tier.k} of ${this.dir}: a bad entry at ${record.offset}; skipped`,
@@ -778,9 +801,11 @@ export class DelayTiers {
       if (ref !== undefined) await ref.deleteSegmentsBelow(positions.refs[k] ?? 0);
       const legacy = this.#legacy[k]!.log;
       if (legacy !== undefined) await legacy.deleteSegmentsBelow(positions.legacy[k] ?? 0);
-      const store = this.#stores[k];
+    }
+    for (let s = 0; s < DELAY_STORES; s++) {
+      const store = this.#stores[s];
       if (store !== undefined) {
-        await store.deleteSegmentsBelow(this.#live.floor(k, store.logEndOffset));
+        await store.deleteSegmentsBelow(this.#live.floor(s, store.logEndOffset));
       }
     }
   }

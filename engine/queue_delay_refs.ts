@@ -8,7 +8,7 @@
 // A tier entry is one record of a tier log, key null, no headers, value (big-endian):
 //
 //   byte 0       version (1)
-//   byte 1       store number s (0 .. DELAY_TIERS - 1): the record is in store-<s>
+//   byte 1       store number s (0 .. DELAY_STORES - 1): the record is in store-<s>
 //   bytes 2-9    the record's offset in that store (float64, a safe integer)
 //   bytes 10-17  when the record is due, ms since the epoch (float64)
 //   bytes 18-25  when the entry leaves its tier, ms since the epoch (float64)
@@ -17,12 +17,13 @@
 // original key, value, timestamp and headers plus sluice-due-ms and sluice-delay-deliveries),
 // so the last move appends the stored batch as it is: nothing is decoded or encoded there.
 //
-// Store s takes the records that had 2^s .. 2^(s+1) ms to go when they entered: every record
-// of one store segment leaves it at most 2^(s+1) ms after the segment's last write (its due
-// time; exit times are never later than due), so a long delay pins only the segments of its
-// own store, never those of short delays. StoreLive counts, per store and per STORE_CHUNK
-// offsets, the references not yet passed durably to the due log; a store's segments wholly
-// below its lowest live chunk are deleted. Memory: one counter per live chunk.
+// Store s takes the records that had 2^(4s) .. 2^(4s+4) ms to go when they entered (tiers 4s
+// .. 4s + 3): every record of one store segment leaves it at most 2^(4s+4) ms after the
+// segment's last write (its due time; exit times are never later than due), so a long delay
+// pins only the segments of delays within 16 times of its own, never those of short delays.
+// StoreLive counts, per store and per STORE_CHUNK offsets, the references not yet passed
+// durably to the due log; a store's segments wholly below its lowest live chunk are deleted.
+// Memory: one counter per live chunk.
 
 import { assert } from "../record/mod.ts";
 

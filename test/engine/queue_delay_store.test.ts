@@ -126,7 +126,7 @@ describe("delay store", () => {
         deliveries: 2,
       }));
       await delays.add(entries);
-      assert.equal(delays.storeReferences(9), 100);
+      assert.equal(delays.storeReferences(2), 100, "tier 9's records are in store 2");
       await runTo(clock, delays, clock.nowMs + 1023);
       const arrived = dueRecords(delays);
       assert.equal(arrived.length, 100);
@@ -167,10 +167,11 @@ describe("delay store", () => {
       await runTo(clock, delays, clock.nowMs + 40);
       delays.durableDueFloor = () => Promise.resolve(0);
       await delays.persistPositions();
-      assert.equal(delays.storeReferences(5), 0);
-      assert.equal(delays.storeReferences(34), 1);
+      // 40 ms: tier 5, store 1; a year: tier 34, store 8.
+      assert.equal(delays.storeReferences(1), 0);
+      assert.equal(delays.storeReferences(8), 1);
       const segments = fs
-        .readdirSync(join(dir.path, "delay", "store-05"))
+        .readdirSync(join(dir.path, "delay", "store-01"))
         .filter((f) => f.endsWith(".log"));
       assert.equal(segments.length, 1, "only the active segment of the short store is left");
       assert.equal(dueRecords(delays).length, 40);
@@ -246,14 +247,14 @@ describe("delay store", () => {
     const values = ["a", "b-DAMAGED", "c", "d", "e-TORN"];
     try {
       for (const [i, value] of values.entries()) {
-        // 100-120 ms: every record in store 6 and tier 6, one batch each.
+        // 100-120 ms: every record in tier 6 and store 1, one batch each.
         await delays.add([{ record: record(value), dueMs: start + 100 + i * 5, deliveries: 1 }]);
       }
       crashImage(dir.path, image.path);
     } finally {
       await delays.close();
     }
-    const storeDir = join(image.path, "delay", "store-06");
+    const storeDir = join(image.path, "delay", "store-01");
     const [segment] = fs.readdirSync(storeDir).filter((f) => f.endsWith(".log"));
     const path = join(storeDir, segment!);
     const bytes = fs.readFileSync(path);
@@ -276,7 +277,7 @@ describe("delay store", () => {
       );
       for (const a of arrived) assert.ok(a.due <= start + 115);
       assert.ok(
-        warnings.some((w) => w.includes("store 6")),
+        warnings.some((w) => w.includes("store 1")),
         warnings.join("\n"),
       );
     } finally {
