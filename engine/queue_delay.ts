@@ -117,7 +117,7 @@ const STORE_ROLL_MS_MIN = 60_000;
  */
 const STORE_TIERS = 4;
 /** Delay stores: store-00 .. store-08. */
-export const DELAY_STORES = Math.ceil(35 / STORE_TIERS);
+export const DELAY_STORES = Math.ceil(DELAY_TIERS / STORE_TIERS);
 const LOG_CONFIG = {
   segmentBytes: 64 * 1024 * 1024,
   maxBatchBytes: 32 * 1024 * 1024,
