@@ -246,6 +246,10 @@ export class DelayTiers {
   #dueSyncingEnd = 0;
   /** Tier logs written since their last sync: the only ones a position save syncs. */
   readonly #unsynced = new Set<PartitionLog>();
+  /** Adds under way: per store, the first offset each wrote (see #positions). */
+  readonly #placing = new Set<(number | undefined)[]>();
+  /** Records got entries again at open: the positions (with the new intake) must be saved. */
+  #intakeRecovered = false;
   /** Each tier and store log's fdatasyncs, coalesced (coalesced_sync.ts). */
   readonly #syncs = new Map<PartitionLog, CoalescedSync>();
 
@@ -301,7 +305,7 @@ export class DelayTiers {
       await delays.#closeLogs();
       throw error;
     }
-    delays.#persisted = JSON.stringify(delays.#positions());
+    delays.#persisted = delays.#intakeRecovered ? "" : JSON.stringify(delays.#positions());
     delays.#schedule(host.now());
     return delays;
   }
@@ -333,6 +337,7 @@ export class DelayTiers {
         return true;
       });
     }
+    await this.#recoverIntake(saved.intake);
   }
 
   async #openStore(s: number): Promise<PartitionLog> {
@@ -371,8 +376,14 @@ export class DelayTiers {
     const nowMs = this.#host.now();
     const touched = await this.#place(entries, nowMs);
     if (!this.#host.fsync) return;
+    // The records, not their entries: an entry not on disk yet is rebuilt from its record
+    // after a crash (the stores' intake, see #recoverIntake); tiers are synced by positions.
+    const stores = new Set<PartitionLog | undefined>(this.#stores);
     await Promise.all(
-      [...touched].map((log) => (log === this.due ? this.dueDurable() : this.#sync(log))),
+      [...touched].flatMap((log) => {
+        if (log === this.due) return [this.dueDurable()];
+        return stores.has(log) ? [this.#sync(log)] : [];
+      }),
     );
   }
 
@@ -403,18 +414,92 @@ export class DelayTiers {
     // from the store's end just before the call, and counts as live from then on.
     const appends: Promise<unknown>[] = [];
     const touched = new Set<PartitionLog>();
-    for (const { s, dueMs, batch } of stored) {
-      const store = this.#stores[s]!;
-      const offset = store.logEndOffset;
-      appends.push(store.appendChecked(batch));
-      this.#live.add(s, offset);
-      touched.add(store);
-      this.#route({ store: s, offset, dueMs, exitMs: 0 }, nowMs, out);
+    // The first store offset of each store this call writes: the stores' intake stays below
+    // it until the entries are written (#positions).
+    const firsts: (number | undefined)[] = [];
+    this.#placing.add(firsts);
+    try {
+      for (const { s, dueMs, batch } of stored) {
+        const store = this.#stores[s]!;
+        const offset = store.logEndOffset;
+        firsts[s] ??= offset;
+        appends.push(store.appendChecked(batch));
+        this.#live.add(s, offset);
+        touched.add(store);
+        this.#route({ store: s, offset, dueMs, exitMs: 0 }, nowMs, out);
+      }
+      // An entry is written only once its record is readable in the store.
+      await Promise.all(appends);
+      for (const log of await this.#appendAll(out, nowMs)) touched.add(log);
+    } finally {
+      this.#placing.delete(firsts);
     }
-    // An entry is written only once its record is readable in the store.
-    await Promise.all(appends);
-    for (const log of await this.#appendAll(out, nowMs)) touched.add(log);
     return touched;
+  }
+
+  /**
+   * Entries for the store records at or above the intake saved with the positions: an add
+   * resolves once its records are synced, not its entries, so after a crash those entries may
+   * be missing. Each such record gets an entry again (or goes to the due log when due); one
+   * whose entry did survive then has two, and may come twice (at-least-once).
+   */
+  async #recoverIntake(intake: readonly (number | null)[]): Promise<void> {
+    const nowMs = this.#host.now();
+    const found: { s: number; offset: number; dueMs: number; batch: Uint8Array }[] = [];
+    for (let s = 0; s < DELAY_STORES; s++) {
+      const store = this.#stores[s];
+      if (store !== undefined) this.#readIntake(s, store, intake[s] ?? 0, found);
+    }
+    if (found.length === 0) return;
+    const remaining = found.filter((r) => r.dueMs - nowMs >= 1);
+    await this.#openTiers(new Set(remaining.map((r) => tierFor(r.dueMs - nowMs))));
+    const out: Out = { due: [], refs: new Map() };
+    for (const { s, offset, dueMs, batch } of found) {
+      this.#live.add(s, offset);
+      if (this.#route({ store: s, offset, dueMs, exitMs: 0 }, nowMs, out)) continue;
+      out.due.push({ dueMs, batch });
+      this.#live.release(s, offset);
+    }
+    await this.#appendAll(out, nowMs);
+    // Saved at the next chance (close included), so the next start does not redo this.
+    this.#intakeRecovered = true;
+    this.#host.warn(`${found.length} delayed records of ${this.dir} got their entries again`);
+  }
+
+  /** The records of store `s` from `from` on, with their due times. */
+  #readIntake(
+    s: number,
+    store: PartitionLog,
+    from: number,
+    found: { s: number; offset: number; dueMs: number; batch: Uint8Array }[],
+  ): void {
+    let offset = Math.max(from, store.logStartOffset);
+    while (offset < store.highWatermark) {
+      let read: ReturnType<PartitionLog["read"]>;
+      try {
+        read = store.read(offset, 1024 * 1024);
+      } catch (error) {
+        if (!isSluiceError(error, "CORRUPT_BATCH")) throw error;
+        this.#host.warn(`delay store ${s} of ${this.dir}: ${error.message}; skipped`);
+        const resume = error.details["nextValidOffset"];
+        if (typeof resume !== "number" || resume <= offset) return;
+        offset = resume;
+        continue;
+      }
+      for (const view of read.views) {
+        for (let at = 0; at < view.length; ) {
+          const batch = view.subarray(at, at + batchSizeAt(view, at));
+          at += batch.length;
+          for (const decoded of decodeRecordBatches(batch, { checkCrc: false })) {
+            for (const record of decoded.records) {
+              const dueMs = headerInteger(record.headers, DUE_HEADER);
+              if (dueMs !== undefined) found.push({ s, offset: record.offset, dueMs, batch });
+            }
+          }
+        }
+      }
+      offset = Math.max(offset + 1, read.nextOffset);
+    }
   }
 
   /**
@@ -509,6 +594,9 @@ export class DelayTiers {
     for (const { batch } of out.due) appends.push(this.#appendDue(batch));
     if (out.due.length > 0) touched.add(this.due);
     await Promise.all(appends);
+    // Again once written: a positions save that took the set while these were in flight
+    // synced before they were readable, and a later one must sync them.
+    for (const k of out.refs.keys()) this.#unsynced.add(this.#tiers[k]!.log!);
     // A move round that read a tier while these appends were in flight saw it empty: its head
     // is at most the first exit written here (a lower bound only costs an early look).
     for (const [k, refs] of out.refs) {
@@ -750,10 +838,21 @@ export class DelayTiers {
     (this.#timer as { unref?: () => void }).unref?.();
   }
 
+  /**
+   * The positions to save. A store's intake is the offset below which every record has its
+   * entry written: the end of the store, or the first offset of an add still under way. The
+   * save syncs the tiers those entries went to before the file is written.
+   */
   #positions(): Positions {
     const of = (tiers: Tier[]) =>
       tiers.map((tier) => (tier.log === undefined ? null : tier.position));
-    return { refs: of(this.#tiers), legacy: of(this.#legacy) };
+    const intake = this.#stores.map((store, s) => {
+      if (store === undefined) return null;
+      let end = store.logEndOffset;
+      for (const firsts of this.#placing) end = Math.min(end, firsts[s] ?? end);
+      return end;
+    });
+    return { refs: of(this.#tiers), legacy: of(this.#legacy), intake };
   }
 
   #persistSoon(): void {
@@ -950,7 +1049,7 @@ function* entriesOf(view: Uint8Array): Generator<{ offset: number; value: Uint8A
 }
 
 /** Tier positions as saved: per tier, the first offset not moved out (null: no log). */
-type Positions = { refs: (number | null)[]; legacy: (number | null)[] };
+type Positions = { refs: (number | null)[]; legacy: (number | null)[]; intake: (number | null)[] };
 
 function readPositions(dir: string): Positions {
   const clean = (raw: unknown) =>
@@ -960,13 +1059,13 @@ function readPositions(dir: string): Positions {
   try {
     const raw = JSON.parse(fs.readFileSync(join(dir, POSITIONS_FILE), "utf8")) as unknown;
     // The file of earlier versions: one array, the positions of the tiers of whole copies.
-    if (Array.isArray(raw)) return { refs: [], legacy: clean(raw) };
-    const saved = (raw ?? {}) as { refs?: unknown; legacy?: unknown };
-    return { refs: clean(saved.refs), legacy: clean(saved.legacy) };
+    if (Array.isArray(raw)) return { refs: [], legacy: clean(raw), intake: [] };
+    const saved = (raw ?? {}) as { refs?: unknown; legacy?: unknown; intake?: unknown };
+    return { refs: clean(saved.refs), legacy: clean(saved.legacy), intake: clean(saved.intake) };
   } catch {
     // No file yet (or a damaged one): every tier starts at its log start, so entries move
     // again rather than being lost.
-    return { refs: [], legacy: [] };
+    return { refs: [], legacy: [], intake: [] };
   }
 }
 

@@ -250,6 +250,8 @@ describe("delay store", () => {
         // 100-120 ms: every record in tier 6 and store 1, one batch each.
         await delays.add([{ record: record(value), dueMs: start + 100 + i * 5, deliveries: 1 }]);
       }
+      // Saved positions: every record below the stores' intake has its entry on disk.
+      await delays.persistPositions();
       crashImage(dir.path, image.path);
     } finally {
       await delays.close();
@@ -285,6 +287,64 @@ describe("delay store", () => {
     }
   });
 
+  test("crash: entries not on disk yet are rebuilt from the store, none comes early", async () => {
+    using dir = tempDir();
+    using image = tempDir();
+    const clock = new Clock();
+    const warnings: string[] = [];
+    const start = clock.nowMs;
+    const delays = await DelayTiers.open(dir.path, hostOf(clock, warnings));
+    try {
+      // Tier 6 (store 1), then saved positions; then tier 12 (store 3), whose entry the crash
+      // takes: an add resolves once its record is synced, its entry is synced by positions.
+      await delays.add([{ record: record("saved"), dueMs: start + 100, deliveries: 1 }]);
+      await delays.persistPositions();
+      await delays.add([{ record: record("rebuilt"), dueMs: start + 5000, deliveries: 4 }]);
+      crashImage(dir.path, image.path);
+    } finally {
+      await delays.close();
+    }
+    const tierDir = join(image.path, "delay", "ref-12");
+    for (const file of fs.readdirSync(tierDir).filter((f) => f.endsWith(".log"))) {
+      fs.truncateSync(join(tierDir, file), 0);
+    }
+    const reopened = await DelayTiers.open(image.path, hostOf(clock, warnings));
+    try {
+      assert.equal(reopened.waiting, 2, "both records wait again");
+      await runTo(clock, reopened, start + 4999);
+      assert.deepEqual(
+        dueRecords(reopened).map((a) => a.value),
+        ["saved"],
+        "the saved one once, the rebuilt one not before its due time",
+      );
+      await runTo(clock, reopened, start + 5000);
+      const arrived = dueRecords(reopened);
+      assert.deepEqual(
+        arrived.map(({ value, due, deliveries }) => ({ value, due, deliveries })),
+        [
+          { value: "saved", due: start + 100, deliveries: 1 },
+          { value: "rebuilt", due: start + 5000, deliveries: 4 },
+        ],
+      );
+      assert.ok(
+        warnings.some((w) => w.includes("got their entries again")),
+        warnings.join("\n"),
+      );
+      await reopened.persistPositions();
+    } finally {
+      await reopened.close();
+    }
+    // The rebuilt entries were saved: a second start rebuilds nothing.
+    warnings.length = 0;
+    const again = await DelayTiers.open(image.path, hostOf(clock, warnings));
+    try {
+      assert.equal(again.waiting, 0);
+      assert.deepEqual(warnings, []);
+    } finally {
+      await again.close();
+    }
+  });
+
   test("a bad CRC in a tier skips that batch only", async () => {
     using dir = tempDir();
     using image = tempDir();
@@ -296,6 +356,8 @@ describe("delay store", () => {
       for (let i = 0; i < 4; i++) {
         await delays.add([{ record: record(`r${i}`), dueMs: start + 100 + i, deliveries: 1 }]);
       }
+      // Saved positions: every record below the stores' intake has its entry on disk.
+      await delays.persistPositions();
       crashImage(dir.path, image.path);
     } finally {
       await delays.close();
