@@ -12,9 +12,10 @@
 //     tier-00/ .. tier-34/    tiers of whole record copies, as earlier versions wrote them:
 //                             read and drained into the store, never written
 //     due/                    records that are due: the queue's extra partition
-//     positions.json          per tier, the first offset not yet moved out (written
-//                             atomically): {"refs": [...], "legacy": [...]}; a bare array
-//                             is the earlier file, the legacy tiers' positions
+//     positions.json          per tier, the first offset not yet moved out, and per store
+//                             its intake (written atomically):
+//                             {"refs": [...], "legacy": [...], "intake": [...]}; a bare
+//                             array is the earlier file, the legacy tiers' positions
 //   (every log is created when first used)
 //
 // A record with R ms to go enters tier k, the largest k with 2^k <= R: it is written once to
@@ -35,11 +36,15 @@
 // busy disk takes tens to hundreds of ms and, taken on every hop, made delayed records that
 // late. Durability, when the queue's fsync is "always", comes from explicit fdatasyncs beside
 // the writes (PartitionLog.syncWritten) wherever a fact is made to depend on them:
-//   - add() resolves once its store records and entries are synced (the originals are then
-//     marked DELAYED); an entry whose store record did not reach the disk belongs to an add
-//     that never resolved, whose original is still there and is delayed again;
-//   - tier positions reach the disk (at most every POSITIONS_PERSIST_MS) only after every tier
-//     and the due log are synced up to what the positions passed;
+//   - add() resolves once its store records are synced (the originals are then marked
+//     DELAYED); its entries are synced by the next positions save, which also saves each
+//     store's intake, the offset below which every record's entry is on disk. At open, every
+//     store record at or above the intake gets an entry again (#recoverIntake): an add costs
+//     the fdatasyncs of a few stores, not of every tier it touches. An entry whose store
+//     record did not reach the disk belongs to an add that never resolved, whose original is
+//     still there and is delayed again;
+//   - tier positions and intakes reach the disk (at most every POSITIONS_PERSIST_MS) only
+//     after every tier and the due log are synced up to what they passed;
 //   - a store segment is deleted only once every entry pointing into it has been passed to the
 //     due log by positions already on disk (StoreLive), so no entry read after a restart points
 //     at a deleted record; store s holds records with 2^(4s) .. 2^(4s+4) ms to go and is
