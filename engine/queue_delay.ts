@@ -74,6 +74,7 @@ import {
   isSluiceError,
   type RecordHeader,
   lastOffsetDeltaAt,
+  type RecordInput,
   readInt16,
   recordCountAt,
 } from "../record/mod.ts";
@@ -81,6 +82,7 @@ import { CoalescedSync } from "./coalesced_sync.ts";
 import type { FileIO } from "./io.ts";
 import type { AcquiredRange } from "./queue_cursor.ts";
 import { type DelayRef, decodeRef, encodeRef, refValuesOf, StoreLive } from "./queue_delay_refs.ts";
+import { batchesOf } from "./queue_dead_letter.ts";
 import { decimalDigits } from "./queue_ttl.ts";
 import { PartitionLog } from "./partition_log.ts";
 
@@ -108,6 +110,8 @@ const MOVE_BYTES_MAX = 4 * 1024 * 1024;
 const REF_READ_BYTES = 16 * 1024;
 /** Entries one tier's part of a move takes at most (the rest waits for the next round). */
 const MOVE_ENTRIES_MAX = 50_000;
+/** Estimated bytes per batch written to the due log. */
+const DUE_BATCH_BYTES_TARGET = 512 * 1024;
 /** Entries per batch written to a tier. */
 const REF_BATCH_ENTRIES_MAX = 10_000;
 /** A timer never waits longer than this, whatever the clock says. */
@@ -596,7 +600,7 @@ export class DelayTiers {
       }
     }
     out.due.sort((a, b) => a.dueMs - b.dueMs);
-    for (const { batch } of out.due) appends.push(this.#appendDue(batch));
+    for (const batch of this.#dueBatches(out.due)) appends.push(this.#appendDue(batch));
     if (out.due.length > 0) touched.add(this.due);
     await Promise.all(appends);
     // Again once written: a positions save that took the set while these were in flight
@@ -613,7 +617,33 @@ export class DelayTiers {
     return touched;
   }
 
-  /** Appends one stored batch to the due log; a damaged one is reported and left out. */
+  /**
+   * The due log's batches for one round's records, in due order: a lone record as stored; more
+   * are decoded and written as few large batches, so a consumer's fetch reads a round's
+   * records in a batch or two, not one batch each. A stored batch that fails its CRC is
+   * reported and left out.
+   */
+  #dueBatches(due: readonly { batch: Uint8Array }[]): Uint8Array[] {
+    if (due.length <= 1) return due.map((d) => d.batch);
+    const records: RecordInput[] = [];
+    for (const { batch } of due) {
+      try {
+        for (const decoded of decodeRecordBatches(batch)) {
+          for (const { key, value, headers, timestamp } of decoded.records) {
+            records.push({ key, value, headers, timestamp });
+          }
+        }
+      } catch (error) {
+        if (!isSluiceError(error)) throw error;
+        this.#host.warn(`a delayed record of ${this.dir} is damaged and was left out: ${error}`);
+      }
+    }
+    if (records.length === 0) return [];
+    const bytesTarget = Math.min(DUE_BATCH_BYTES_TARGET, this.due.config.segmentBytes / 4);
+    return batchesOf(records, bytesTarget).map((group) => encodeRecordBatch(group));
+  }
+
+  /** Appends one batch to the due log; a damaged one is reported and left out. */
   #appendDue(batch: Uint8Array): Promise<unknown> {
     try {
       return this.due.appendChecked(batch);
