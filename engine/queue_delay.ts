@@ -24,7 +24,8 @@
 // numbers per tier plus one counter per live store chunk, whatever the number of records
 // waiting, and a long delay never keeps a short one waiting. When an entry leaves a tier its
 // remaining time R' = due - now is below 2^k, so a new entry enters a smaller tier, or, when
-// R' <= 0, the record is read from the store and appended to the due log as it was stored.
+// R' <= 0, the record is read from the store into the due log (the records of one move round
+// together, as a few large batches, so a fetch reads them in one or two).
 // A delay of R writes its record twice (store, due log) and visits at most popcount(R) tiers
 // with a 26-byte entry each; it arrives when due plus the timer's lateness of its last move,
 // not the sum.
