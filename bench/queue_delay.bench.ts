@@ -11,9 +11,11 @@
 //                                  [--json]
 //
 // The last stdout line is one JSON object: { sent, received, early, latenessMs: { p50, p99,
-// max }, ... }.
+// max }, cpuMsPerRecord, writeBytesPerRecord, ... }: the process's CPU time (user + system)
+// and the bytes it wrote (/proc/self/io write_bytes; null where there is none) from the first
+// record produced to the last one received, per record sent.
 
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
@@ -57,10 +59,26 @@ const engine = await Engine.open(dir);
 const lateness: number[] = [];
 let sent = 0;
 let early = 0;
+let cpuBefore: NodeJS.CpuUsage | undefined;
+let cpuMs = 0;
+let writtenBefore: number | null = null;
+let written: number | null = null;
+
+/** Bytes this process has written to storage so far (Linux), or null. */
+function writeBytes(): number | null {
+  try {
+    const match = /^write_bytes: (\d+)$/m.exec(readFileSync("/proc/self/io", "utf8"));
+    return match === null ? null : Number(match[1]);
+  } catch {
+    return null;
+  }
+}
 try {
   await engine.createTopic("delayed", { partitions, config: { fsync: "never" } });
   await engine.declareQueue("q", { topic: "delayed", fsync, prefetch: 1_000_000 });
   const member = engine.joinQueue("q");
+  cpuBefore = process.cpuUsage();
+  writtenBefore = writeBytes();
   const producing = produce();
   let wake: (() => void) | undefined;
   const stop = engine.onQueueReady("q", () => wake?.());
@@ -100,6 +118,10 @@ try {
     else await ready;
   }
   stop();
+  const cpu = process.cpuUsage(cpuBefore);
+  cpuMs = (cpu.user + cpu.system) / 1000;
+  const writtenAfter = writeBytes();
+  written = writtenAfter === null || writtenBefore === null ? null : writtenAfter - writtenBefore;
 } finally {
   await engine.close();
   rmSync(dir, { recursive: true, force: true });
@@ -118,6 +140,8 @@ const report = {
   received: lateness.length + early,
   early,
   latenessMs: { p50: at(0.5) ?? null, p99: at(0.99) ?? null, max: lateness.at(-1) ?? null },
+  cpuMsPerRecord: sent > 0 ? Number((cpuMs / sent).toFixed(4)) : null,
+  writeBytesPerRecord: sent > 0 && written !== null ? Math.round(written / sent) : null,
 };
 if (!values.json) {
   console.log(

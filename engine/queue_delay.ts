@@ -1,39 +1,66 @@
 // Delayed delivery for one queue: records given back with `release({ delayMs })` (or by the
-// queue's retry backoff) wait in fixed-delay tier logs until they are due, then go to the
-// queue's due log, which the queue reads as one more partition (numbered after its topic's).
+// queue's retry backoff), and records published with a due time, wait in fixed-delay tier logs
+// until they are due, then go to the queue's due log, which the queue reads as one more
+// partition (numbered after its topic's).
 //
 //   <data>/__queues/<queue>/delay/
-//     tier-00/ .. tier-34/   tier k: a partition log whose records each wait exactly 2^k ms
-//                            (1 ms .. 2^34 ms, about 199 days); created when first used
-//     due/                   records that are due: the queue's extra partition
-//     positions.json         per tier, the first offset not yet moved out (written atomically)
+//     store-00/ .. store-08/  store s: each waiting record, written once, as the one-record
+//                             batch the due log will take; s = (the tier it entered) / 4
+//     ref-00/ .. ref-34/      tier k: entries (store, offset, due, exit) of 26 bytes whose
+//                             records each wait exactly 2^k ms in it (1 ms .. 2^34 ms, about
+//                             199 days) (queue_delay_refs.ts)
+//     tier-00/ .. tier-34/    tiers of whole record copies, as earlier versions wrote them:
+//                             read and drained into the store, never written
+//     due/                    records that are due: the queue's extra partition
+//     positions.json          per tier, the first offset not yet moved out, and per store
+//                             its intake (written atomically):
+//                             {"refs": [...], "legacy": [...], "intake": [...]}; a bare
+//                             array is the earlier file, the legacy tiers' positions
+//   (every log is created when first used)
 //
-// A record with R ms to go enters the largest tier with 2^k <= R. Every record of tier k
-// waits the same 2^k ms, so a tier is FIFO by exit time and only its head is ever looked at:
-// memory is a few numbers per tier, whatever the number of records waiting, and a long delay
-// never keeps a short one waiting. When a record leaves a tier (exit time reached) its
-// remaining time R' = due - now is below 2^k, so it enters a smaller tier, or the due log when
-// R' <= 0: a delay of R visits at most popcount(R) tiers (at most 35, about log2(R) / 2 on
-// average), and arrives when due plus the timer's lateness of its last move, not the sum.
+// A record with R ms to go enters tier k, the largest k with 2^k <= R: it is written once to
+// store floor(k / 4), and an entry for it enters tier k. Every entry of tier k waits the same
+// 2^k ms, so a tier is FIFO by exit time and only its head is ever looked at: memory is a few
+// numbers per tier plus one counter per live store chunk, whatever the number of records
+// waiting, and a long delay never keeps a short one waiting. When an entry leaves a tier its
+// remaining time R' = due - now is below 2^k, so a new entry enters a smaller tier, or, when
+// R' <= 0, the record is read from the store into the due log (the records of one move round
+// together, as a few large batches, so a fetch reads them in one or two).
+// A delay of R writes its record twice (store, due log) and visits at most popcount(R) tiers
+// with a 26-byte entry each; it arrives when due plus the timer's lateness of its last move,
+// not the sum.
 //
-//   add ─► tier k (exit = now + 2^k) ─► ... ─► tier j < k ─► due log ─► queue fetch
+//   add ─► store k/4 (record) + tier k (entry) ─► ... ─► tier j < k (entry) ─► due log (record)
 //
-// The tier and due logs are kept under fsync "never", so a record is readable in its next log
-// as soon as it is written there: a move never waits for an fsync, which on a busy disk takes
-// tens to hundreds of ms and, taken on every hop, made delayed records that late. Durability,
-// when the queue's fsync is "always", comes from explicit fdatasyncs beside the writes
-// (PartitionLog.syncWritten) wherever a fact is made to depend on the copy:
-//   - add() resolves once its copies are synced (the originals are then marked DELAYED);
-//   - tier positions reach the disk (at most every POSITIONS_PERSIST_MS) only after every tier
-//     and the due log are synced up to what the positions passed;
+// The store, tier and due logs are kept under fsync "never", so an entry or record is readable
+// in its next log as soon as it is written there: a move never waits for an fsync, which on a
+// busy disk takes tens to hundreds of ms and, taken on every hop, made delayed records that
+// late. Durability, when the queue's fsync is "always", comes from explicit fdatasyncs beside
+// the writes (PartitionLog.syncWritten) wherever a fact is made to depend on them:
+//   - add() resolves once its store records are synced (the originals are then marked
+//     DELAYED); its entries are synced by the next positions save, which also saves each
+//     store's intake, the offset below which every record's entry is on disk. At open, every
+//     store record at or above the intake gets an entry again (#recoverIntake): an add costs
+//     the fdatasyncs of a few stores, not of every tier it touches. An entry whose store
+//     record did not reach the disk belongs to an add that never resolved, whose original is
+//     still there and is delayed again;
+//   - tier positions and intakes reach the disk (at most every POSITIONS_PERSIST_MS) only
+//     after every tier and the due log are synced up to what they passed;
+//   - a store segment is deleted only once every entry pointing into it has been passed to the
+//     due log by positions already on disk (StoreLive), so no entry read after a restart points
+//     at a deleted record; store s holds records with 2^(4s) .. 2^(4s+4) ms to go and is
+//     rolled at least every max(1 min, 2^(4s+4) ms), so a segment goes at most about
+//     2^(4s+4) ms + that roll time + POSITIONS_PERSIST_MS after its first write: a long delay
+//     pins only segments of records whose delays are within 16 times of its own;
 //   - an accept of a record of the due log is confirmed only once the due log is synced past
 //     it (dueDurable), so a confirmed accept is never undone by the due log losing its tail.
-// A crash before a position is written moves those records again (at-least-once, never lost).
+// A crash before a position is written moves those entries again (at-least-once, never lost).
 // Segments of a tier wholly below its persisted position are deleted.
 //
-// A copy carries the original key, value, timestamp and headers, plus `sluice-due-ms` (when it
-// is due), `sluice-delay-deliveries` (the deliveries it had when it was given back, so the
-// delivery count and limit carry over) and, inside a tier only, `sluice-delay-exit-ms`.
+// A stored record carries the original key, value, timestamp and headers, plus `sluice-due-ms`
+// (when it is due) and `sluice-delay-deliveries` (the deliveries it had when it was given back,
+// so the delivery count and limit carry over). Copies in legacy tiers also carry
+// `sluice-delay-exit-ms`, their exit time.
 
 import fs from "node:fs";
 import { join } from "node:path";
@@ -50,12 +77,14 @@ import {
   lastOffsetDeltaAt,
   type RecordInput,
   readInt16,
+  recordCountAt,
 } from "../record/mod.ts";
 import { CoalescedSync } from "./coalesced_sync.ts";
 import type { FileIO } from "./io.ts";
+import type { AcquiredRange } from "./queue_cursor.ts";
+import { type DelayRef, decodeRef, encodeRef, refValuesOf, StoreLive } from "./queue_delay_refs.ts";
 import { batchesOf } from "./queue_dead_letter.ts";
 import { decimalDigits } from "./queue_ttl.ts";
-import type { AcquiredRange } from "./queue_cursor.ts";
 import { PartitionLog } from "./partition_log.ts";
 
 /** The longest delay: one year (365 days) in milliseconds. */
@@ -66,17 +95,39 @@ export const DELAY_TIERS = 35;
 export const DUE_HEADER = "sluice-due-ms";
 /** The deliveries a record had when it was given back with a delay (decimal digits). */
 export const DELIVERIES_HEADER = "sluice-delay-deliveries";
-/** When a record leaves the tier it is in (internal to tier logs). */
+/** When a record leaves the tier it is in (in legacy tier copies only). */
 const EXIT_HEADER = "sluice-delay-exit-ms";
 const POSITIONS_FILE = "positions.json";
 /** Tier positions reach the disk at most this long after a move. */
-export const POSITIONS_PERSIST_MS = 100;
+export const POSITIONS_PERSIST_MS = 250;
 /** Bytes one tier's part of a move reads at most (the rest waits for the next round). */
 const MOVE_BYTES_MAX = 4 * 1024 * 1024;
-/** Estimated bytes per batch written to a tier or the due log. */
-const BATCH_BYTES_TARGET = 512 * 1024;
+/**
+ * Bytes one read of a tier's entries takes (about 400 entries; a round reads on while they
+ * have exited). Only the head is wanted: a larger read would decode and check entries that
+ * are not due for a long time, every round. A batch's CRC is checked on its first read in the
+ * process, not again on each round that finds its head not yet due.
+ */
+const REF_READ_BYTES = 16 * 1024;
+/** Entries one tier's part of a move takes at most (the rest waits for the next round). */
+const MOVE_ENTRIES_MAX = 50_000;
+/** Estimated bytes per batch written to the due log. */
+const DUE_BATCH_BYTES_TARGET = 512 * 1024;
+/** Entries per batch written to a tier. */
+const REF_BATCH_ENTRIES_MAX = 10_000;
 /** A timer never waits longer than this, whatever the clock says. */
 const TIMER_MS_MAX = 60_000;
+/** A store segment is rolled at least this often (and at least every 2^s ms for store s). */
+const STORE_ROLL_MS_MIN = 60_000;
+/**
+ * Tiers whose records share a store: store s takes the records that enter tiers
+ * 4s .. 4s + 3, that is with 2^(4s) .. 2^(4s+4) ms to go. Fewer stores than tiers means fewer
+ * files to fdatasync per add (delays of 0-10 s touch 4 stores, not 14); a long delay still
+ * pins only records whose delays are within 16 times of its own.
+ */
+const STORE_TIERS = 4;
+/** Delay stores: store-00 .. store-08. */
+export const DELAY_STORES = Math.ceil(DELAY_TIERS / STORE_TIERS);
 const LOG_CONFIG = {
   segmentBytes: 64 * 1024 * 1024,
   maxBatchBytes: 32 * 1024 * 1024,
@@ -87,6 +138,9 @@ const LOG_CONFIG = {
 
 assert(2 ** (DELAY_TIERS - 1) <= DELAY_MS_MAX, "the largest tier is used by the longest delay");
 assert(DELAY_MS_MAX < 2 ** DELAY_TIERS, "every delay fits below the largest tier's double");
+assert(DELAY_STORES <= 255, "a store number fits the byte a tier entry gives it");
+assert(DELAY_STORES * STORE_TIERS >= DELAY_TIERS, "every tier has a store");
+assert(REF_BATCH_ENTRIES_MAX * 64 < LOG_CONFIG.maxBatchBytes, "an entry batch fits any log");
 
 const text = new TextEncoder();
 const INTERNAL = new Set([DUE_HEADER, DELIVERIES_HEADER, EXIT_HEADER]);
@@ -109,19 +163,25 @@ export type DelayHost = {
   warn(message: string): void;
   /** Adds, persisted positions and accepts of due records wait for their fdatasync. */
   fsync: boolean;
-  /** Segment size of the tier and due logs (default 64 MiB; tests make it small). */
+  /** Segment size of the store, tier and due logs (default 64 MiB; tests make it small). */
   segmentBytes?: number;
 };
 
 type Tier = {
+  /** "ref": entries of this version; "legacy": whole copies, as earlier versions wrote. */
+  kind: "ref" | "legacy";
+  k: number;
   log: PartitionLog | undefined;
   /** First offset not yet moved out (in memory; the file may lag behind). */
   position: number;
   /** The head's exit time when known; +Infinity when the tier is empty. */
   headExitMs: number | undefined;
-  /** The last exit time given to a record of this tier: exits never go backwards. */
+  /** The last exit time given to an entry of this tier: exits never go backwards. */
   lastExitMs: number;
 };
+
+/** What one move round took from a tier: entries, or whole copies from a legacy tier. */
+type Taken = { tier: Tier; position: number; refs: DelayRef[]; copies: DelayEntry[] };
 
 /** The tier for a record with `remainingMs` (>= 1) to go: the largest k with 2^k <= it. */
 export function tierFor(remainingMs: number): number {
@@ -155,9 +215,23 @@ export function retryDelayMs(retry: RetryBackoff, deliveries: number): number {
   return Math.round(Math.min(retry.maxMs, retry.minMs * retry.factor ** exponent));
 }
 
-function tierName(k: number): string {
-  return `tier-${String(k).padStart(2, "0")}`;
+function logName(kind: "ref" | "legacy" | "store", k: number): string {
+  const prefix = kind === "legacy" ? "tier" : kind;
+  return `${prefix}-${String(k).padStart(2, "0")}`;
 }
+
+/** The batch a record takes in the store and then the due log: itself, due and deliveries. */
+function storedBatch(entry: DelayEntry): Uint8Array {
+  const { record, dueMs, deliveries } = entry;
+  const headers = record.headers.filter((header) => !INTERNAL.has(header.key));
+  headers.push({ key: DUE_HEADER, value: text.encode(String(dueMs)) });
+  headers.push({ key: DELIVERIES_HEADER, value: text.encode(String(deliveries)) });
+  const { key, value, timestamp } = record;
+  return encodeRecordBatch([{ key, value, timestamp, headers }], { timestamp });
+}
+
+/** Records bound for the due log in one round or add, and entries bound for tiers. */
+type Out = { due: { dueMs: number; batch: Uint8Array }[]; refs: Map<number, DelayRef[]> };
 
 export class DelayTiers {
   readonly dir: string;
@@ -165,6 +239,9 @@ export class DelayTiers {
   readonly due: PartitionLog;
   readonly #host: DelayHost;
   readonly #tiers: Tier[];
+  readonly #legacy: Tier[];
+  readonly #stores: (PartitionLog | undefined)[];
+  readonly #live: StoreLive;
   #timer: ReturnType<typeof setTimeout> | undefined;
   #timerAtMs = Number.POSITIVE_INFINITY;
   #moving: Promise<number> | undefined;
@@ -179,29 +256,50 @@ export class DelayTiers {
   #dueSyncingEnd = 0;
   /** Tier logs written since their last sync: the only ones a position save syncs. */
   readonly #unsynced = new Set<PartitionLog>();
-  /** Each tier log's fdatasyncs, coalesced (coalesced_sync.ts). */
-  readonly #tierSyncs = new Map<PartitionLog, CoalescedSync>();
+  /** Adds under way: per store, the first offset each wrote (see #positions). */
+  readonly #placing = new Set<(number | undefined)[]>();
+  /** Records got entries again at open: the positions (with the new intake) must be saved. */
+  #intakeRecovered = false;
+  /** Each tier and store log's fdatasyncs, coalesced (coalesced_sync.ts). */
+  readonly #syncs = new Map<PartitionLog, CoalescedSync>();
 
-  private constructor(dir: string, due: PartitionLog, host: DelayHost, tiers: Tier[]) {
+  private constructor(dir: string, due: PartitionLog, host: DelayHost) {
     this.dir = dir;
     this.due = due;
     this.#host = host;
-    this.#tiers = tiers;
+    const tier = (kind: Tier["kind"], k: number): Tier => ({
+      kind,
+      k,
+      log: undefined,
+      position: 0,
+      headExitMs: undefined,
+      lastExitMs: 0,
+    });
+    this.#tiers = Array.from({ length: DELAY_TIERS }, (_, k) => tier("ref", k));
+    this.#legacy = Array.from({ length: DELAY_TIERS }, (_, k) => tier("legacy", k));
+    this.#stores = Array.from({ length: DELAY_STORES }, () => undefined);
+    this.#live = new StoreLive(DELAY_STORES);
   }
 
   static #logOptions(host: DelayHost) {
     return { io: host.io, now: host.now, onWarning: host.warn };
   }
 
-  static #logConfig(host: DelayHost) {
+  static #logConfig(host: DelayHost, segmentMs = LOG_CONFIG.segmentMs) {
     const segmentBytes = host.segmentBytes ?? LOG_CONFIG.segmentBytes;
     return {
       ...LOG_CONFIG,
       segmentBytes,
+      segmentMs,
       maxBatchBytes: Math.min(LOG_CONFIG.maxBatchBytes, segmentBytes),
       // Readable once written: durability is synced explicitly (see the top of this file).
       fsync: "never" as const,
     };
+  }
+
+  #openLog(name: string, segmentMs?: number): Promise<PartitionLog> {
+    const config = DelayTiers.#logConfig(this.#host, segmentMs);
+    return PartitionLog.open(join(this.dir, name), config, DelayTiers.#logOptions(this.#host));
   }
 
   /** Opens (or creates) the delay logs of a queue whose state lives in `stateDir`. */
@@ -209,59 +307,209 @@ export class DelayTiers {
     const dir = join(stateDir, "delay");
     fs.mkdirSync(dir, { recursive: true });
     const options = DelayTiers.#logOptions(host);
-    const config = DelayTiers.#logConfig(host);
-    const due = await PartitionLog.open(join(dir, "due"), config, options);
-    const saved = readPositions(dir);
-    const tiers: Tier[] = [];
-    for (let k = 0; k < DELAY_TIERS; k++) {
-      const tierDir = join(dir, tierName(k));
-      const log = fs.existsSync(tierDir)
-        ? await PartitionLog.open(tierDir, config, options)
-        : undefined;
-      const start = log?.logStartOffset ?? 0;
-      const position = Math.max(start, Math.min(saved[k] ?? 0, log?.highWatermark ?? 0));
-      tiers.push({ log, position, headExitMs: undefined, lastExitMs: 0 });
+    const due = await PartitionLog.open(join(dir, "due"), DelayTiers.#logConfig(host), options);
+    const delays = new DelayTiers(dir, due, host);
+    try {
+      await delays.#openExisting(readPositions(dir));
+    } catch (error) {
+      await delays.#closeLogs();
+      throw error;
     }
-    const delays = new DelayTiers(dir, due, host, tiers);
-    delays.#persisted = JSON.stringify(delays.#positions());
+    delays.#persisted = delays.#intakeRecovered ? "" : JSON.stringify(delays.#positions());
     delays.#schedule(host.now());
     return delays;
+  }
+
+  /** Opens the logs already on disk and counts the store references their tiers hold. */
+  async #openExisting(saved: Positions): Promise<void> {
+    for (let k = 0; k < DELAY_TIERS; k++) {
+      for (const [tier, positions] of [
+        [this.#tiers[k]!, saved.refs],
+        [this.#legacy[k]!, saved.legacy],
+      ] as const) {
+        const name = logName(tier.kind, k);
+        if (!fs.existsSync(join(this.dir, name))) continue;
+        tier.log = await this.#openLog(name);
+        const log = tier.log;
+        tier.position = Math.max(
+          log.logStartOffset,
+          Math.min(positions[k] ?? 0, log.highWatermark),
+        );
+      }
+    }
+    for (let s = 0; s < DELAY_STORES; s++) {
+      if (fs.existsSync(join(this.dir, logName("store", s)))) await this.#openStore(s);
+    }
+    for (const tier of this.#tiers) {
+      if (tier.log === undefined) continue;
+      this.#scanRefs(tier, tier.position, Number.POSITIVE_INFINITY, (ref) => {
+        this.#live.add(ref.store, ref.offset);
+        return true;
+      });
+    }
+    await this.#recoverIntake(saved.intake);
+  }
+
+  async #openStore(s: number): Promise<PartitionLog> {
+    const existing = this.#stores[s];
+    if (existing !== undefined) return existing;
+    const rollMs = Math.min(
+      LOG_CONFIG.segmentMs,
+      Math.max(STORE_ROLL_MS_MIN, 2 ** (STORE_TIERS * (s + 1))),
+    );
+    const log = await this.#openLog(logName("store", s), rollMs);
+    // Two opens of one store may race: the first to finish is kept.
+    const raced = this.#stores[s];
+    if (raced !== undefined) {
+      await log.close();
+      return raced;
+    }
+    this.#stores[s] = log;
+    return log;
   }
 
   /** Records waiting in the tiers (not yet in the due log). */
   get waiting(): number {
     let count = 0;
-    for (const tier of this.#tiers) {
+    for (const tier of [...this.#tiers, ...this.#legacy]) {
       if (tier.log !== undefined) count += Math.max(0, tier.log.highWatermark - tier.position);
     }
     return count;
   }
 
-  /** Writes delayed copies of `entries`; resolves once they are as durable as the queue asks. */
+  /** Writes `entries` to the store and tiers; resolves once as durable as the queue asks. */
   async add(entries: readonly DelayEntry[]): Promise<void> {
     if (entries.length === 0) return;
     this.#checkOpen();
-    // Tiers are chosen as of `nowMs`, taken before they are opened: exit times
+    // Tiers are chosen as of `nowMs`, taken before anything is opened or written: exit times
     // (nowMs + 2^k <= due) may then be a little early, never late.
     const nowMs = this.#host.now();
-    await this.#openTiers(entries.map((entry) => entry.dueMs - nowMs));
-    const out = new Map<number, RecordInput[]>();
+    const touched = await this.#place(entries, nowMs);
+    if (!this.#host.fsync) return;
+    // The records, not their entries: an entry not on disk yet is rebuilt from its record
+    // after a crash (the stores' intake, see #recoverIntake); tiers are synced by positions.
+    const stores = new Set<PartitionLog | undefined>(this.#stores);
+    await Promise.all(
+      [...touched].flatMap((log) => {
+        if (log === this.due) return [this.dueDurable()];
+        return stores.has(log) ? [this.#sync(log)] : [];
+      }),
+    );
+  }
+
+  /**
+   * Writes each record once: to the due log when due, else to its store with an entry in its
+   * tier. Returns the logs written (for add() to sync).
+   */
+  async #place(entries: readonly DelayEntry[], nowMs: number): Promise<Set<PartitionLog>> {
     // In due order, so records that are due already reach the due log in due order.
     const sorted = [...entries].sort((a, b) => a.dueMs - b.dueMs);
-    for (const { record, dueMs, deliveries } of sorted) {
-      const headers = record.headers.filter((header) => !INTERNAL.has(header.key));
-      headers.push({ key: DUE_HEADER, value: text.encode(String(dueMs)) });
-      headers.push({ key: DELIVERIES_HEADER, value: text.encode(String(deliveries)) });
-      const { key, value, timestamp } = record;
-      this.#route({ key, value, timestamp, headers }, dueMs, nowMs, out);
+    const out: Out = { due: [], refs: new Map() };
+    const stored: { s: number; dueMs: number; batch: Uint8Array }[] = [];
+    const tiers = new Set<number>();
+    for (const entry of sorted) {
+      const batch = storedBatch(entry);
+      if (entry.dueMs - nowMs < 1) {
+        out.due.push({ dueMs: entry.dueMs, batch });
+        continue;
+      }
+      const k = tierFor(entry.dueMs - nowMs);
+      tiers.add(k);
+      stored.push({ s: Math.floor(k / STORE_TIERS), dueMs: entry.dueMs, batch });
+    }
+    const stores = new Set(stored.map((record) => record.s));
+    await Promise.all([...stores].map((s) => this.#openStore(s)));
+    await this.#openTiers(tiers);
+    // Offsets are given at append time, in call order: each entry learns its record's offset
+    // from the store's end just before the call, and counts as live from then on.
+    const appends: Promise<unknown>[] = [];
+    const touched = new Set<PartitionLog>();
+    // The first store offset of each store this call writes: the stores' intake stays below
+    // it until the entries are written (#positions).
+    const firsts: (number | undefined)[] = [];
+    this.#placing.add(firsts);
+    try {
+      for (const { s, dueMs, batch } of stored) {
+        const store = this.#stores[s]!;
+        const offset = store.logEndOffset;
+        firsts[s] ??= offset;
+        appends.push(store.appendChecked(batch));
+        this.#live.add(s, offset);
+        touched.add(store);
+        this.#route({ store: s, offset, dueMs, exitMs: 0 }, nowMs, out);
+      }
+      // An entry is written only once its record is readable in the store.
+      await Promise.all(appends);
+      for (const log of await this.#appendAll(out, nowMs)) touched.add(log);
+    } finally {
+      this.#placing.delete(firsts);
+    }
+    return touched;
+  }
+
+  /**
+   * Entries for the store records at or above the intake saved with the positions: an add
+   * resolves once its records are synced, not its entries, so after a crash those entries may
+   * be missing. Each such record gets an entry again (or goes to the due log when due); one
+   * whose entry did survive then has two, and may come twice (at-least-once).
+   */
+  async #recoverIntake(intake: readonly (number | null)[]): Promise<void> {
+    const nowMs = this.#host.now();
+    const found: { s: number; offset: number; dueMs: number; batch: Uint8Array }[] = [];
+    for (let s = 0; s < DELAY_STORES; s++) {
+      const store = this.#stores[s];
+      if (store !== undefined) this.#readIntake(s, store, intake[s] ?? 0, found);
+    }
+    if (found.length === 0) return;
+    const remaining = found.filter((r) => r.dueMs - nowMs >= 1);
+    await this.#openTiers(new Set(remaining.map((r) => tierFor(r.dueMs - nowMs))));
+    const out: Out = { due: [], refs: new Map() };
+    for (const { s, offset, dueMs, batch } of found) {
+      this.#live.add(s, offset);
+      if (this.#route({ store: s, offset, dueMs, exitMs: 0 }, nowMs, out)) continue;
+      out.due.push({ dueMs, batch });
+      this.#live.release(s, offset);
     }
     await this.#appendAll(out, nowMs);
-    if (!this.#host.fsync) return;
-    await Promise.all(
-      [...out.keys()].map((key) =>
-        key === -1 ? this.dueDurable() : this.#syncTier(this.#tiers[key]!.log!),
-      ),
-    );
+    // Saved at the next chance (close included), so the next start does not redo this.
+    this.#intakeRecovered = true;
+    this.#host.warn(`${found.length} delayed records of ${this.dir} got their entries again`);
+  }
+
+  /** The records of store `s` from `from` on, with their due times. */
+  #readIntake(
+    s: number,
+    store: PartitionLog,
+    from: number,
+    found: { s: number; offset: number; dueMs: number; batch: Uint8Array }[],
+  ): void {
+    let offset = Math.max(from, store.logStartOffset);
+    while (offset < store.highWatermark) {
+      let read: ReturnType<PartitionLog["read"]>;
+      try {
+        read = store.read(offset, 1024 * 1024);
+      } catch (error) {
+        if (!isSluiceError(error, "CORRUPT_BATCH")) throw error;
+        this.#host.warn(`delay store ${s} of ${this.dir}: ${error.message}; skipped`);
+        const resume = error.details["nextValidOffset"];
+        if (typeof resume !== "number" || resume <= offset) return;
+        offset = resume;
+        continue;
+      }
+      for (const view of read.views) {
+        for (let at = 0; at < view.length; ) {
+          const batch = view.subarray(at, at + batchSizeAt(view, at));
+          at += batch.length;
+          for (const decoded of decodeRecordBatches(batch, { checkCrc: false })) {
+            for (const record of decoded.records) {
+              const dueMs = headerInteger(record.headers, DUE_HEADER);
+              if (dueMs !== undefined) found.push({ s, offset: record.offset, dueMs, batch });
+            }
+          }
+        }
+      }
+      offset = Math.max(offset + 1, read.nextOffset);
+    }
   }
 
   /**
@@ -302,70 +550,118 @@ export class DelayTiers {
     return sync;
   }
 
-  /** Opens the tiers records with these remaining times go to (so routing stays synchronous). */
-  async #openTiers(remainingMs: readonly number[]): Promise<void> {
-    const wanted = new Set<number>();
-    for (const remaining of remainingMs) if (remaining >= 1) wanted.add(tierFor(remaining));
-    for (const k of wanted) {
+  /** Opens tiers k (so routing stays synchronous). */
+  async #openTiers(ks: Iterable<number>): Promise<void> {
+    for (const k of ks) {
       const tier = this.#tiers[k]!;
       if (tier.log !== undefined) continue;
-      tier.log = await PartitionLog.open(
-        join(this.dir, tierName(k)),
-        DelayTiers.#logConfig(this.#host),
-        DelayTiers.#logOptions(this.#host),
-      );
-      tier.position = tier.log.logStartOffset;
+      const log = await this.#openLog(logName("ref", k));
+      if (tier.log !== undefined) {
+        await log.close();
+        continue;
+      }
+      tier.log = log;
+      tier.position = log.logStartOffset;
       tier.headExitMs = Number.POSITIVE_INFINITY;
     }
   }
 
-  /** Adds `record` to the batch for its next log: tier k (key k) or the due log (key -1). */
-  #route(record: RecordInput, dueMs: number, nowMs: number, out: Map<number, RecordInput[]>) {
-    const remainingMs = dueMs - nowMs;
-    const headers = (record.headers ?? []).filter((header) => header.key !== EXIT_HEADER);
-    let key = -1;
-    if (remainingMs >= 1) {
-      key = tierFor(remainingMs);
-      const tier = this.#tiers[key]!;
-      assert(tier.log !== undefined, "a tier is opened before records are routed to it");
-      const exitMs = Math.max(nowMs + 2 ** key, tier.lastExitMs);
-      tier.lastExitMs = exitMs;
-      headers.push({ key: EXIT_HEADER, value: text.encode(String(exitMs)) });
-      if (tier.headExitMs === Number.POSITIVE_INFINITY) tier.headExitMs = exitMs;
-    }
-    const list = out.get(key) ?? [];
-    list.push({ ...record, headers });
-    out.set(key, list);
-  }
-
-  /** Appends every routed list to its log (all appends issued at once, in routing order). */
-  async #appendAll(out: Map<number, RecordInput[]>, nowMs: number): Promise<void> {
-    const appends: Promise<unknown>[] = [];
-    for (const [key, records] of out) {
-      const log = key === -1 ? this.due : this.#tiers[key]!.log!;
-      if (key !== -1) this.#unsynced.add(log);
-      const bytesTarget = Math.min(BATCH_BYTES_TARGET, log.config.segmentBytes / 4);
-      for (const group of batchesOf(records, bytesTarget)) {
-        appends.push(log.append(encodeRecordBatch(group, { timestamp: nowMs })));
-      }
-    }
-    await Promise.all(appends);
-    // A move round that read a tier while these appends were in flight saw it empty: its head
-    // is at most the first exit written here (a lower bound only costs an early look).
-    for (const [key, records] of out) {
-      if (key === -1) continue;
-      const tier = this.#tiers[key]!;
-      const firstExitMs = headerInteger(records[0]?.headers ?? [], EXIT_HEADER) ?? nowMs;
-      if (tier.headExitMs !== undefined) tier.headExitMs = Math.min(tier.headExitMs, firstExitMs);
-    }
-    this.#schedule(this.#host.now());
+  /** Adds `ref` to the entries for its next tier, or, when due, to the records to read out. */
+  #route(ref: DelayRef, nowMs: number, out: Out): boolean {
+    const remainingMs = ref.dueMs - nowMs;
+    if (remainingMs < 1) return false;
+    const k = tierFor(remainingMs);
+    const tier = this.#tiers[k]!;
+    assert(tier.log !== undefined, "a tier is opened before entries are routed to it");
+    const exitMs = Math.max(nowMs + 2 ** k, tier.lastExitMs);
+    tier.lastExitMs = exitMs;
+    if (tier.headExitMs === Number.POSITIVE_INFINITY) tier.headExitMs = exitMs;
+    const list = out.refs.get(k) ?? [];
+    list.push({ ...ref, exitMs });
+    out.refs.set(k, list);
+    return true;
   }
 
   /**
-   * Moves every record whose tier exit time has come to its next tier or the due log. Runs
-   * one round at a time (a call during a round waits for it, then runs another). The timer
-   * calls it; tests with an injected clock call it after moving the clock. Returns records
-   * moved.
+   * Appends the entries to their tiers and the due records to the due log (in due order), all
+   * issued at once. Returns the logs written.
+   */
+  async #appendAll(out: Out, nowMs: number): Promise<Set<PartitionLog>> {
+    const appends: Promise<unknown>[] = [];
+    const touched = new Set<PartitionLog>();
+    for (const [k, refs] of out.refs) {
+      const log = this.#tiers[k]!.log!;
+      this.#unsynced.add(log);
+      touched.add(log);
+      for (let i = 0; i < refs.length; i += REF_BATCH_ENTRIES_MAX) {
+        const records = refs
+          .slice(i, i + REF_BATCH_ENTRIES_MAX)
+          .map((ref) => ({ key: null, value: encodeRef(ref), timestamp: nowMs }));
+        appends.push(log.appendChecked(encodeRecordBatch(records, { timestamp: nowMs })));
+      }
+    }
+    out.due.sort((a, b) => a.dueMs - b.dueMs);
+    for (const batch of this.#dueBatches(out.due)) appends.push(this.#appendDue(batch));
+    if (out.due.length > 0) touched.add(this.due);
+    await Promise.all(appends);
+    // Again once written: a positions save that took the set while these were in flight
+    // synced before they were readable, and a later one must sync them.
+    for (const k of out.refs.keys()) this.#unsynced.add(this.#tiers[k]!.log!);
+    // A move round that read a tier while these appends were in flight saw it empty: its head
+    // is at most the first exit written here (a lower bound only costs an early look).
+    for (const [k, refs] of out.refs) {
+      const tier = this.#tiers[k]!;
+      const firstExitMs = refs[0]?.exitMs ?? nowMs;
+      if (tier.headExitMs !== undefined) tier.headExitMs = Math.min(tier.headExitMs, firstExitMs);
+    }
+    this.#schedule(this.#host.now());
+    return touched;
+  }
+
+  /**
+   * The due log's batches for one round's records, in due order: a lone record as stored; more
+   * are decoded and written as few large batches, so a consumer's fetch reads a round's
+   * records in a batch or two, not one batch each. A stored batch that fails its CRC is
+   * reported and left out.
+   */
+  #dueBatches(due: readonly { batch: Uint8Array }[]): Uint8Array[] {
+    if (due.length <= 1) return due.map((d) => d.batch);
+    const records: RecordInput[] = [];
+    for (const { batch } of due) {
+      try {
+        for (const decoded of decodeRecordBatches(batch)) {
+          for (const { key, value, headers, timestamp } of decoded.records) {
+            records.push({ key, value, headers, timestamp });
+          }
+        }
+      } catch (error) {
+        if (!isSluiceError(error)) throw error;
+        this.#host.warn(`a delayed record of ${this.dir} is damaged and was left out: ${error}`);
+      }
+    }
+    if (records.length === 0) return [];
+    const bytesTarget = Math.min(DUE_BATCH_BYTES_TARGET, this.due.config.segmentBytes / 4);
+    return batchesOf(records, bytesTarget).map((group) => encodeRecordBatch(group));
+  }
+
+  /** Appends one batch to the due log; a damaged one is reported and left out. */
+  #appendDue(batch: Uint8Array): Promise<unknown> {
+    try {
+      return this.due.appendChecked(batch);
+    } catch (error) {
+      if (!isSluiceError(error, "CORRUPT_BATCH") && !isSluiceError(error, "INVALID_BATCH")) {
+        return Promise.reject(error);
+      }
+      this.#host.warn(`a delayed record of ${this.dir} is damaged and was left out: ${error}`);
+      return Promise.resolve();
+    }
+  }
+
+  /**
+   * Moves every entry whose tier exit time has come to its next tier or, with its record, to
+   * the due log. Runs one round at a time (a call during a round waits for it, then runs
+   * another). The timer calls it; tests with an injected clock call it after moving the clock.
+   * Returns entries moved.
    */
   async moveDue(): Promise<number> {
     while (this.#moving !== undefined) await this.#moving.catch(() => 0);
@@ -380,59 +676,158 @@ export class DelayTiers {
   }
 
   async #moveRound(): Promise<number> {
-    const nowBefore = this.#host.now();
-    const taken: { k: number; position: number; records: DelayEntry[] }[] = [];
-    for (let k = 0; k < DELAY_TIERS; k++) {
-      const tier = this.#tiers[k]!;
+    const nowMs = this.#host.now();
+    const taken: Taken[] = [];
+    for (const tier of [...this.#tiers, ...this.#legacy]) {
       if (tier.log === undefined) continue;
-      if (tier.headExitMs !== undefined && tier.headExitMs > nowBefore) continue;
-      const { position, records } = this.#takeExited(k, nowBefore);
-      if (position !== tier.position) taken.push({ k, position, records });
+      if (tier.headExitMs !== undefined && tier.headExitMs > nowMs) continue;
+      const took = this.#takeExited(tier, nowMs);
+      if (took.position !== tier.position) taken.push(took);
     }
     if (taken.length === 0) {
       this.#schedule(this.#host.now());
       return 0;
     }
-    const all = taken.flatMap((t) => t.records);
-    await this.#openTiers(all.map((entry) => entry.dueMs - nowBefore));
-    const nowMs = nowBefore;
-    const out = new Map<number, RecordInput[]>();
-    // Records are routed in due order, so the due log of one round is in due order.
-    all.sort((a, b) => a.dueMs - b.dueMs);
-    for (const entry of all) this.#route(entry.record, entry.dueMs, nowMs, out);
-    await this.#appendAll(out, nowMs);
-    for (const { k, position } of taken) this.#tiers[k]!.position = position;
-    if (out.has(-1)) {
+    const refs = taken.flatMap((t) => t.refs);
+    const copies = taken.flatMap((t) => t.copies);
+    await this.#openTiers(
+      new Set(refs.filter((r) => r.dueMs - nowMs >= 1).map((r) => tierFor(r.dueMs - nowMs))),
+    );
+    const out: Out = { due: [], refs: new Map() };
+    const released = refs.filter((ref) => !this.#route(ref, nowMs, out));
+    // In store order, so records stored side by side (one add, close due times) share a read.
+    released.sort((a, b) => a.store - b.store || a.offset - b.offset);
+    const window: StoreWindow = { store: -1, start: 0, end: 0, batches: new Map(), run: 1 };
+    for (const [i, ref] of released.entries()) {
+      if (!inWindow(window, ref)) window.run = runFrom(released, i);
+      const batch = this.#stored(ref, window);
+      if (batch !== undefined) out.due.push({ dueMs: ref.dueMs, batch });
+    }
+    // Copies from legacy tiers go to the store (or the due log) as new adds would.
+    if (copies.length > 0) await this.#place(copies, nowMs);
+    const touched = await this.#appendAll(out, nowMs);
+    for (const { tier, position } of taken) tier.position = position;
+    for (const ref of released) this.#live.release(ref.store, ref.offset);
+    if (touched.has(this.due)) {
       // Synced now rather than when a consumer accepts them: the accept then rarely waits.
       this.dueDurable().catch((error) => this.#host.warn(`the due log of ${this.dir}: ${error}`));
     }
     this.#persistSoon();
-    return all.length;
+    return refs.length + copies.length;
   }
 
-  /** The records at the head of tier k whose exit time is at or before `nowMs`. */
-  #takeExited(k: number, nowMs: number): { position: number; records: DelayEntry[] } {
-    const tier = this.#tiers[k]!;
+  /** The stored batch an entry points at, or undefined (reported) when it is not there. */
+  #stored(ref: DelayRef, window: StoreWindow): Uint8Array | undefined {
+    const store = this.#stores[ref.store];
+    const where = `store ${ref.store} offset ${ref.offset} of ${this.dir}`;
+    if (store === undefined || ref.offset < store.logStartOffset) {
+      this.#host.warn(`a delay entry points at ${where}, which is not there; skipped`);
+      return undefined;
+    }
+    if (ref.offset >= store.highWatermark) {
+      // Only an add that never resolved writes an entry past the store's synced end: its
+      // original record is still in the queue and is delayed again.
+      this.#host.warn(`a delay entry points past the end of ${where}; skipped`);
+      return undefined;
+    }
+    try {
+      if (!inWindow(window, ref)) readWindow(store, ref, window);
+      const batch = window.batches.get(ref.offset);
+      if (batch !== undefined && lastOffsetDeltaAt(batch, 0) === 0) return batch;
+      this.#host.warn(`the batch at ${where} is not the one record it should be; skipped`);
+    } catch (error) {
+      if (!isSluiceError(error)) throw error;
+      this.#host.warn(`the record at ${where} cannot be read (${error.message}); skipped`);
+    }
+    return undefined;
+  }
+
+  /** Reads tier entries from `from`, calling `each` until it returns false; returns the end. */
+  #scanRefs(
+    tier: Tier,
+    from: number,
+    entriesMax: number,
+    each: (ref: DelayRef) => boolean,
+  ): number {
     const log = tier.log!;
-    const records: DelayEntry[] = [];
+    let position = Math.max(from, log.logStartOffset);
+    let count = 0;
+    scan: while (position < log.highWatermark && count < entriesMax) {
+      let read: ReturnType<PartitionLog["read"]>;
+      try {
+        read = log.read(position, REF_READ_BYTES);
+      } catch (error) {
+        const resume = this.#skipDamage(tier, position, error);
+        if (resume === undefined) break;
+        position = resume;
+        continue;
+      }
+      for (const view of read.views) {
+        // The read checked every batch's CRC already.
+        for (const record of entriesOf(view)) {
+          if (record.offset < position) continue;
+          const ref = decodeRef(record.value, DELAY_STORES);
+          if (ref === undefined) {
+            this.#host.warn(
+              `delay tier ${tier.k} of ${this.dir}: a bad entry at ${record.offset}; skipped`,
+            );
+          } else if (!each(ref)) break scan;
+          position = record.offset + 1;
+          count++;
+        }
+      }
+      position = Math.max(position, read.nextOffset);
+    }
+    return position;
+  }
+
+  /** Where to go on after damage in a tier, or undefined to stop there. */
+  #skipDamage(tier: Tier, position: number, error: unknown): number | undefined {
+    if (!isSluiceError(error, "CORRUPT_BATCH")) throw error;
+    const resume = error.details["nextValidOffset"];
+    this.#host.warn(`delay tier ${tier.k} of ${this.dir}: ${error.message}; skipped`);
+    if (typeof resume !== "number" || resume <= position) return undefined;
+    return resume;
+  }
+
+  /** The entries (or legacy copies) at the head of `tier` whose exit time is at or before now. */
+  #takeExited(tier: Tier, nowMs: number): Taken {
+    const log = tier.log!;
+    tier.headExitMs = Number.POSITIVE_INFINITY;
+    if (tier.kind === "legacy") return this.#takeCopies(tier, nowMs);
+    const refs: DelayRef[] = [];
+    const position = this.#scanRefs(tier, tier.position, MOVE_ENTRIES_MAX, (ref) => {
+      if (ref.exitMs > nowMs) {
+        tier.headExitMs = ref.exitMs;
+        return false;
+      }
+      refs.push(ref);
+      return true;
+    });
+    if (position < log.highWatermark && tier.headExitMs === Number.POSITIVE_INFINITY) {
+      tier.headExitMs = undefined; // stopped by the entry budget: look again at once
+    }
+    return { tier, position, refs, copies: [] };
+  }
+
+  /** The copies at the head of a legacy tier whose exit time has come. */
+  #takeCopies(tier: Tier, nowMs: number): Taken {
+    const log = tier.log!;
+    const copies: DelayEntry[] = [];
     let position = Math.max(tier.position, log.logStartOffset);
     let bytes = 0;
-    tier.headExitMs = Number.POSITIVE_INFINITY;
     scan: while (position < log.highWatermark && bytes < MOVE_BYTES_MAX) {
       let read: ReturnType<PartitionLog["read"]>;
       try {
         read = log.read(position, 256 * 1024, { checkEveryCrc: true });
       } catch (error) {
-        if (!isSluiceError(error, "CORRUPT_BATCH")) throw error;
-        const resume = error.details["nextValidOffset"];
-        this.#host.warn(`delay tier ${k} of ${this.dir}: ${error.message}; skipped`);
-        if (typeof resume !== "number" || resume <= position) break;
+        const resume = this.#skipDamage(tier, position, error);
+        if (resume === undefined) break;
         position = resume;
         continue;
       }
       for (const view of read.views) {
         bytes += view.length;
-        // The read checked every batch's CRC already.
         for (const batch of decodeRecordBatches(view, { checkCrc: false })) {
           for (const record of batch.records) {
             if (record.offset < position) continue;
@@ -442,8 +837,9 @@ export class DelayTiers {
               break scan;
             }
             const dueMs = headerInteger(record.headers, DUE_HEADER) ?? nowMs;
+            const deliveries = headerInteger(record.headers, DELIVERIES_HEADER) ?? 0;
             const { key, value, headers, timestamp } = record;
-            records.push({ record: { key, value, headers, timestamp }, dueMs, deliveries: 0 });
+            copies.push({ record: { key, value, headers, timestamp }, dueMs, deliveries });
             position = record.offset + 1;
           }
         }
@@ -453,14 +849,14 @@ export class DelayTiers {
     if (position < log.highWatermark && tier.headExitMs === Number.POSITIVE_INFINITY) {
       tier.headExitMs = undefined; // stopped by the byte budget: look again at once
     }
-    return { position, records };
+    return { tier, position, refs: [], copies };
   }
 
   /** Sets the timer for the earliest tier exit. */
   #schedule(nowMs: number): void {
     if (this.#closed) return;
     let atMs = Number.POSITIVE_INFINITY;
-    for (const tier of this.#tiers) {
+    for (const tier of [...this.#tiers, ...this.#legacy]) {
       if (tier.log === undefined) continue;
       atMs = Math.min(atMs, tier.headExitMs ?? nowMs);
     }
@@ -478,8 +874,21 @@ export class DelayTiers {
     (this.#timer as { unref?: () => void }).unref?.();
   }
 
-  #positions(): (number | null)[] {
-    return this.#tiers.map((tier) => (tier.log === undefined ? null : tier.position));
+  /**
+   * The positions to save. A store's intake is the offset below which every record has its
+   * entry written: the end of the store, or the first offset of an add still under way. The
+   * save syncs the tiers those entries went to before the file is written.
+   */
+  #positions(): Positions {
+    const of = (tiers: Tier[]) =>
+      tiers.map((tier) => (tier.log === undefined ? null : tier.position));
+    const intake = this.#stores.map((store, s) => {
+      if (store === undefined) return null;
+      let end = store.logEndOffset;
+      for (const firsts of this.#placing) end = Math.min(end, firsts[s] ?? end);
+      return end;
+    });
+    return { refs: of(this.#tiers), legacy: of(this.#legacy), intake };
   }
 
   #persistSoon(): void {
@@ -493,33 +902,55 @@ export class DelayTiers {
     (this.#persistTimer as { unref?: () => void }).unref?.();
   }
 
-  /** Writes the tier positions (atomically) and deletes tier segments wholly below them. */
+  /**
+   * Writes the tier positions (atomically), then deletes tier segments wholly below them and
+   * store segments no entry still points into.
+   */
   async persistPositions(): Promise<void> {
     await this.#trimDue();
     const positions = this.#positions();
     const json = JSON.stringify(positions);
     if (json === this.#persisted) return;
-    // The records these positions passed were written to their next logs before the positions
-    // moved: once those logs are synced, the positions may reach the disk.
-    if (this.#host.fsync) await this.#syncAll();
-    // Positions only ever lag (records move again, never lost); without fsynced tier logs an
-    // fsync here buys nothing and would stall every move round behind it.
-    this.#host.io.writeFileAtomic(this.dir, POSITIONS_FILE, `${json}\n`, {
-      sync: this.#host.fsync,
-    });
+    const released = this.#live.takeReleased();
+    try {
+      // The entries these positions passed were written to their next logs before the
+      // positions moved: once those logs are synced, the positions may reach the disk.
+      if (this.#host.fsync) await this.#syncAll();
+      // Positions only ever lag (entries move again, never lost); without fsynced tier logs an
+      // fsync here buys nothing and would stall every move round behind it.
+      this.#host.io.writeFileAtomic(this.dir, POSITIONS_FILE, `${json}\n`, {
+        sync: this.#host.fsync,
+      });
+    } catch (error) {
+      this.#live.restoreReleased(released);
+      throw error;
+    }
     this.#persisted = json;
+    this.#live.applyReleased(released);
+    await this.#trimTiers(positions);
+  }
+
+  async #trimTiers(positions: Positions): Promise<void> {
     for (let k = 0; k < DELAY_TIERS; k++) {
-      const tier = this.#tiers[k]!;
-      if (tier.log !== undefined) await tier.log.deleteSegmentsBelow(positions[k] ?? 0);
+      const ref = this.#tiers[k]!.log;
+      if (ref !== undefined) await ref.deleteSegmentsBelow(positions.refs[k] ?? 0);
+      const legacy = this.#legacy[k]!.log;
+      if (legacy !== undefined) await legacy.deleteSegmentsBelow(positions.legacy[k] ?? 0);
+    }
+    for (let s = 0; s < DELAY_STORES; s++) {
+      const store = this.#stores[s];
+      if (store !== undefined) {
+        await store.deleteSegmentsBelow(this.#live.floor(s, store.logEndOffset));
+      }
     }
   }
 
-  /** A tier log's sync, shared with the calls made while one is under way. */
-  #syncTier(log: PartitionLog): Promise<void> {
-    let coalesced = this.#tierSyncs.get(log);
+  /** A log's sync, shared with the calls made while one is under way. */
+  #sync(log: PartitionLog): Promise<void> {
+    let coalesced = this.#syncs.get(log);
     if (coalesced === undefined) {
       coalesced = new CoalescedSync(() => log.syncWritten());
-      this.#tierSyncs.set(log, coalesced);
+      this.#syncs.set(log, coalesced);
     }
     return coalesced.sync();
   }
@@ -528,7 +959,7 @@ export class DelayTiers {
     const tiers = [...this.#unsynced];
     this.#unsynced.clear();
     try {
-      await Promise.all([this.dueDurable(), ...tiers.map((log) => this.#syncTier(log))]);
+      await Promise.all([this.dueDurable(), ...tiers.map((log) => this.#sync(log))]);
     } catch (error) {
       for (const log of tiers) this.#unsynced.add(log);
       throw error;
@@ -552,6 +983,11 @@ export class DelayTiers {
     }
   }
 
+  /** Store references not yet passed durably to the due log, per store (for tests). */
+  storeReferences(store: number): number {
+    return this.#live.count(store);
+  }
+
   #checkOpen(): void {
     assert(!this.#closed, "delayed records are added to an open queue");
   }
@@ -565,21 +1001,107 @@ export class DelayTiers {
     try {
       await this.persistPositions();
     } finally {
-      const logs = [this.due, ...this.#tiers.flatMap((tier) => (tier.log ? [tier.log] : []))];
-      await Promise.allSettled(logs.map((log) => log.close()));
+      await this.#closeLogs();
     }
+  }
+
+  async #closeLogs(): Promise<void> {
+    const logs = [
+      this.due,
+      ...this.#stores,
+      ...[...this.#tiers, ...this.#legacy].map((t) => t.log),
+    ];
+    await Promise.allSettled(logs.flatMap((log) => (log === undefined ? [] : [log.close()])));
   }
 }
 
-function readPositions(dir: string): (number | null)[] {
+/**
+ * Store batches read by one move round, by offset: one read serves records side by side
+ * (`run` of them wanted from `start` on; a record has one batch).
+ */
+type StoreWindow = {
+  store: number;
+  start: number;
+  end: number;
+  batches: Map<number, Uint8Array>;
+  run: number;
+};
+
+/** Bytes one read of a store takes at most for a move round's window. */
+const STORE_READ_BYTES_MAX = 256 * 1024;
+/** Bytes a stored record is guessed to take, to size a read for a run of them. */
+const STORED_BYTES_GUESS = 1280;
+
+function inWindow(window: StoreWindow, ref: DelayRef): boolean {
+  return window.store === ref.store && window.start <= ref.offset && ref.offset < window.end;
+}
+
+/** How many refs from `i` on point at consecutive offsets of one store. */
+function runFrom(refs: readonly DelayRef[], i: number): number {
+  let run = 1;
+  while (i + run < refs.length) {
+    const next = refs[i + run]!;
+    if (next.store !== refs[i]!.store || next.offset !== refs[i]!.offset + run) break;
+    run++;
+  }
+  return run;
+}
+
+function readWindow(store: PartitionLog, ref: DelayRef, window: StoreWindow): void {
+  // A run of one reads exactly its batch (a read returns at least one whole batch).
+  const bytes =
+    window.run === 1 ? 1 : Math.min(STORE_READ_BYTES_MAX, window.run * STORED_BYTES_GUESS);
+  const read = store.read(ref.offset, bytes);
+  window.store = ref.store;
+  window.start = ref.offset;
+  window.end = read.nextOffset;
+  window.batches.clear();
+  for (const view of read.views) {
+    for (let at = 0; at < view.length; ) {
+      const size = batchSizeAt(view, at);
+      const batch = view.subarray(at, at + size);
+      window.batches.set(baseOffsetAt(batch, 0), batch);
+      at += size;
+    }
+  }
+  assert(window.end > ref.offset, "a read below the high watermark returns a batch");
+}
+
+/** The records of a view of whole tier batches: read in place, or decoded when they must be. */
+function* entriesOf(view: Uint8Array): Generator<{ offset: number; value: Uint8Array | null }> {
+  for (let at = 0; at < view.length; ) {
+    const batch = view.subarray(at, at + batchSizeAt(view, at));
+    at += batch.length;
+    const compressed = (readInt16(batch, ATTRIBUTES_AT) & COMPRESSION_MASK) !== 0;
+    const inPlace = compressed
+      ? undefined
+      : refValuesOf(batch, baseOffsetAt(batch, 0), recordCountAt(batch, 0));
+    if (inPlace !== undefined) {
+      yield* inPlace;
+      continue;
+    }
+    for (const decoded of decodeRecordBatches(batch, { checkCrc: false })) yield* decoded.records;
+  }
+}
+
+/** Tier positions as saved: per tier, the first offset not moved out (null: no log). */
+type Positions = { refs: (number | null)[]; legacy: (number | null)[]; intake: (number | null)[] };
+
+function readPositions(dir: string): Positions {
+  const clean = (raw: unknown) =>
+    Array.isArray(raw)
+      ? raw.map((value) => (Number.isSafeInteger(value) && value >= 0 ? value : null))
+      : [];
   try {
     const raw = JSON.parse(fs.readFileSync(join(dir, POSITIONS_FILE), "utf8")) as unknown;
-    if (!Array.isArray(raw)) return [];
-    return raw.map((value) => (Number.isSafeInteger(value) && value >= 0 ? value : null));
+    // The file of earlier versions: one array, the positions of the tiers of whole copies.
+    if (Array.isArray(raw)) return { refs: [], legacy: clean(raw), intake: [] };
+    const saved = (raw ?? {}) as { refs?: unknown; legacy?: unknown; intake?: unknown };
+    return { refs: clean(saved.refs), legacy: clean(saved.legacy), intake: clean(saved.intake) };
   } catch {
-    // No file yet (or a damaged one): every tier starts at its log start, so records move
+    // No file yet (or a damaged one): every tier starts at its log start, so entries move
     // again rather than being lost.
-    return [];
+    return { refs: [], legacy: [], intake: [] };
   }
 }
 

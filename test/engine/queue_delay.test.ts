@@ -69,7 +69,7 @@ describe("delayed release", () => {
     assert.equal(tierFor(DELAY_MS_MAX), 34);
   });
 
-  test("segments of tiers and of the due log are deleted once passed durably", async () => {
+  test("segments of tiers, stores and the due log are deleted once passed durably", async () => {
     using dir = tempDir();
     const clock = new Clock();
     const host = { io: realFileIO, now: clock.now, warn: () => {}, fsync: false };
@@ -91,9 +91,12 @@ describe("delayed release", () => {
       floor = 200;
       await delays.persistPositions();
       assert.ok(delays.due.logStartOffset > 0, "due segments below the floor are gone");
-      const tierDir = join(dir.path, "delay", "tier-09");
-      const segments = fs.readdirSync(tierDir).filter((name) => name.endsWith(".log"));
-      assert.equal(segments.length, 1, "the tier kept only its active segment");
+      for (const name of ["ref-09", "store-02"]) {
+        const logDir = join(dir.path, "delay", name);
+        const segments = fs.readdirSync(logDir).filter((file) => file.endsWith(".log"));
+        assert.equal(segments.length, 1, `${name} kept only its active segment`);
+      }
+      assert.equal(delays.storeReferences(2), 0, "no entry points into the store");
     } finally {
       await delays.close();
     }
