@@ -126,7 +126,7 @@ async function measure(
   return { mode, files: fds.length, usPerRound, usPerRoundP99, usPerFile: usPerRound / fds.length };
 }
 
-/** Files whose first `bytes` are written (zeros) and fsynced: later writes there allocate nothing. */
+/** Files whose first `bytes` are written (zeros) and fsynced: later writes there allocate none. */
 function prewrittenFiles(count: number, bytes: number): number[] {
   const zeros = new Uint8Array(bytes);
   const fds: number[] = [];
