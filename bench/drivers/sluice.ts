@@ -409,7 +409,8 @@ export class SluiceTcpDriver implements Driver {
   }
 
   workerOptions(): Record<string, string> {
-    const { server: _server, ...options } = this.#config.options;
+    // Where and how the server runs is the coordinator's: a worker only connects to it.
+    const { server: _server, partitionSync: _partitionSync, ...options } = this.#config.options;
     const tlsCaFile = this.#settings.tlsCaFile;
     return {
       ...options,
