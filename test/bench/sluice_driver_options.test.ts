@@ -8,7 +8,7 @@ import { createDriver } from "../../bench/drivers/sluice.ts";
 import { tempDir } from "../helpers.ts";
 
 describe("sluice bench driver partitionSync", () => {
-  test("flush: an in-process server starts with it and publishes; workers are not given it", async () => {
+  test("flush: an in-process server starts with it; workers are not given it", async () => {
     using dir = tempDir();
     const options = { partitionSync: "flush", server: "in-process", acks: "all" };
     const driver = await createDriver({ workDir: dir.path, options });
