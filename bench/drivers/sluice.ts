@@ -423,9 +423,15 @@ export class SluiceTcpDriver implements Driver {
   async diskSyncs(): Promise<DiskSyncReading | null> {
     const engine = this.#server?.engine;
     if (engine !== undefined) {
+      const { flushRounds, fdatasyncRounds } = engine.groupSync.stats;
       return {
         segments: engine.fsyncSeconds.snapshot(),
         queueState: engine.queueFsyncSeconds.snapshot(),
+        groupSync: {
+          rounds: engine.groupSync.roundSeconds.snapshot(),
+          flushRounds,
+          fdatasyncRounds,
+        },
       };
     }
     const url = this.#metricsUrl;
