@@ -20,6 +20,20 @@ export type DiskSyncReading = {
   segments: HistogramSnapshot;
   /** `sluice_queue_fsync_seconds`: commit fdatasyncs of queue state logs (null: not exported). */
   queueState: HistogramSnapshot | null;
+  /**
+   * The group commit across partitions: `sluice_group_sync_round_seconds` (each round from its
+   * dispatch until its last log is durable) and `sluice_group_sync_rounds_total` by way.
+   * Absent or null: not exported (an older broker).
+   */
+  groupSync?: GroupSyncReading | null;
+};
+
+export type GroupSyncReading = {
+  rounds: HistogramSnapshot;
+  /** Rounds made durable by one file-system flush (syncfs) so far. */
+  flushRounds: number;
+  /** Rounds made durable log by log (fdatasync) so far. */
+  fdatasyncRounds: number;
 };
 
 /** The broker's fdatasync figures over the measured phase (all null when not known). */
@@ -32,9 +46,27 @@ export type DiskSyncFields = {
   queueFsyncCount: number | null;
   queueFsyncP50Ms: number | null;
   queueFsyncP99Ms: number | null;
+  /**
+   * Group-commit rounds finished in the phase, how many of them were one syncfs, and their
+   * p50 and p99 in ms (dispatch to last log durable): what an acks=all produce waits for on
+   * the server, beside the fdatasyncs above (each log's own).
+   */
+  syncRoundCount: number | null;
+  syncRoundFlushCount: number | null;
+  syncRoundP50Ms: number | null;
+  syncRoundP99Ms: number | null;
 };
 
+/** The group-commit fields when the broker's round figures are not known. */
+const NO_SYNC_ROUNDS = {
+  syncRoundCount: null,
+  syncRoundFlushCount: null,
+  syncRoundP50Ms: null,
+  syncRoundP99Ms: null,
+} as const;
+
 export const NO_DISK_SYNCS: DiskSyncFields = {
+  ...NO_SYNC_ROUNDS,
   fsyncCount: null,
   fsyncP50Ms: null,
   fsyncP99Ms: null,
@@ -43,11 +75,34 @@ export const NO_DISK_SYNCS: DiskSyncFields = {
   queueFsyncP99Ms: null,
 };
 
-/** Both histograms out of a /metrics text; null when it has no `sluice_fsync_seconds`. */
+/** The histograms out of a /metrics text; null when it has no `sluice_fsync_seconds`. */
 export function parseDiskSyncs(text: string): DiskSyncReading | null {
   const segments = parseHistogram(text, "sluice_fsync_seconds");
   if (segments === null) return null;
-  return { segments, queueState: parseHistogram(text, "sluice_queue_fsync_seconds") };
+  const queueState = parseHistogram(text, "sluice_queue_fsync_seconds");
+  const rounds = parseHistogram(text, "sluice_group_sync_round_seconds");
+  const flushRounds = counterSample(text, 'sluice_group_sync_rounds_total{way="syncfs"}');
+  const fdatasyncRounds = counterSample(text, 'sluice_group_sync_rounds_total{way="fdatasync"}');
+  const groupSync =
+    rounds === null || flushRounds === null || fdatasyncRounds === null
+      ? null
+      : { rounds, flushRounds, fdatasyncRounds };
+  return { segments, queueState, groupSync };
+}
+
+/** The value of one sample (`NAME{labels}` exactly as exported); null when absent. */
+function counterSample(text: string, series: string): number | null {
+  for (const line of text.split("\n")) {
+    const trimmed = line.trim();
+    if (!trimmed.startsWith(`${series} `)) continue;
+    const raw = trimmed.slice(series.length + 1).trim();
+    const value = Number(raw);
+    if (!Number.isFinite(value) || value < 0) {
+      throw new RangeError(`${series}: value ${raw} is not a finite count`);
+    }
+    return value;
+  }
+  return null;
 }
 
 /** A histogram's series line: `NAME_bucket{...le="B"...} V`, `NAME_sum V` or `NAME_count V`. */
@@ -169,11 +224,33 @@ export function diskSyncFields(
       ? null
       : histogramDelta(before.queueState, after.queueState);
   return {
+    ...syncRoundFields(before.groupSync, after.groupSync),
     fsyncCount: segments.count,
     fsyncP50Ms: histogramPercentileMs(segments, 50),
     fsyncP99Ms: histogramPercentileMs(segments, 99),
     queueFsyncCount: queue === null ? null : queue.count,
     queueFsyncP50Ms: queue === null ? null : histogramPercentileMs(queue, 50),
     queueFsyncP99Ms: queue === null ? null : histogramPercentileMs(queue, 99),
+  };
+}
+
+/** The group-commit rounds between two readings (null fields when either lacks them). */
+function syncRoundFields(
+  before: GroupSyncReading | null | undefined,
+  after: GroupSyncReading | null | undefined,
+): Pick<DiskSyncFields, keyof typeof NO_SYNC_ROUNDS> {
+  if (before === null || before === undefined || after === null || after === undefined) {
+    return NO_SYNC_ROUNDS;
+  }
+  const rounds = histogramDelta(before.rounds, after.rounds);
+  const flushCount = after.flushRounds - before.flushRounds;
+  if (flushCount < 0 || after.fdatasyncRounds < before.fdatasyncRounds) {
+    throw new RangeError("group-commit round counters fell between the two readings");
+  }
+  return {
+    syncRoundCount: rounds.count,
+    syncRoundFlushCount: flushCount,
+    syncRoundP50Ms: histogramPercentileMs(rounds, 50),
+    syncRoundP99Ms: histogramPercentileMs(rounds, 99),
   };
 }

@@ -219,6 +219,8 @@ export class LoadGenerator {
     sending.then(
       () => {
         slot.inFlight--;
+        // Acknowledged: the driver holds it no more, and its bytes may be carved again.
+        this.#payloads.release(payload);
         stats.recordAck(this.#now() - intendedMs, bytes);
       },
       (error: unknown) => {

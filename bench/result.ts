@@ -159,6 +159,16 @@ export type BenchResult = {
   queueFsyncCount: number | null;
   queueFsyncP50Ms: number | null;
   queueFsyncP99Ms: number | null;
+  /**
+   * The broker's group-commit rounds over the measured phase (`sluice_group_sync_*`): how
+   * many, how many were one syncfs of the file system (the rest: an fdatasync per log), and
+   * their p50 and p99 in ms from dispatch until the round's last log was durable. Null: not
+   * known (not sluice, or a broker without these metrics).
+   */
+  syncRoundCount: number | null;
+  syncRoundFlushCount: number | null;
+  syncRoundP50Ms: number | null;
+  syncRoundP99Ms: number | null;
   /** With --latency-at-load: fixed-rate runs at 50% and 80% of this driver's rate and at one
    * rate common to every driver. */
   latencyAtLoad?: LatencyPoint[];

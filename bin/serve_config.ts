@@ -20,7 +20,7 @@ export const SLUICE_PORT_DEFAULT = 7450;
 
 export type LogLevel = "debug" | "info" | "warn" | "error";
 export type LogFormat = "text" | "json";
-export type PartitionSync = "auto" | "fdatasync";
+export type PartitionSync = "auto" | "fdatasync" | "flush";
 
 export type ServeSettings = {
   data: string;
@@ -167,8 +167,10 @@ export const SETTINGS: readonly Setting[] = [
     flag: "partition-sync",
     env: "SLUICE_PARTITION_SYNC",
     file: "storage.partitionSync",
-    kind: { type: "enum", values: ["auto", "fdatasync"] },
-    help: "auto (one syncfs per group-commit round where cheaper) or fdatasync (log by log)",
+    kind: { type: "enum", values: ["auto", "fdatasync", "flush"] },
+    help:
+      "auto (one syncfs per group-commit round where cheaper), fdatasync (log by log) or " +
+      "flush (one syncfs every round where reachable)",
   },
   ...passThrough("httpToken", "http-token", "http.token", { type: "string" }),
   ...passThrough("tlsCert", "tls-cert", "tls.cert", { type: "string" }),

@@ -28,7 +28,8 @@ export const SERVE_OPS_OPTIONS: Record<string, OptionSpec> = {
     type: "string",
     help:
       "auto: group-commit rounds may flush the file system with one syncfs where it is " +
-      "cheaper; fdatasync: always sync log by log (default auto)",
+      "cheaper; fdatasync: always sync log by log; flush: one syncfs every round where " +
+      "reachable (default auto)",
   },
   "metrics-partitions-max": {
     type: "string",

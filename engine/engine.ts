@@ -110,10 +110,20 @@ export type EngineOptions = {
    * How the group commit across partitions (group_sync.ts) makes a round durable: "auto"
    * (default) flushes the data directory's file system once per round with syncfs where that
    * is safe and reachable (Linux 5.8+, FFI; see engine/syncfs.ts), or with the FileIO's own
-   * `syncFileSystem`, and fdatasyncs each log otherwise; "fdatasync" always syncs log by log.
+   * `syncFileSystem`, and fdatasyncs each log otherwise, choosing by measured cost;
+   * "fdatasync" always syncs log by log; "flush" flushes every round where a flush is
+   * reachable (as "auto" when its flush costs least), whatever the measured costs say.
    */
-  partitionSync?: "auto" | "fdatasync";
+  partitionSync?: PartitionSync;
 };
+
+/** The ways the group commit may make a round durable (EngineOptions.partitionSync). */
+export type PartitionSync = "auto" | "fdatasync" | "flush";
+export const PARTITION_SYNCS: readonly PartitionSync[] = Object.freeze([
+  "auto",
+  "fdatasync",
+  "flush",
+]);
 
 /** Fields of a topic's config that `alterTopicConfig` may change on a live topic. */
 export const ALTERABLE_TOPIC_CONFIGS: readonly (keyof LogConfig)[] = Object.freeze([
@@ -916,14 +926,15 @@ export class Engine {
 /** The engine's group commit, with a file-system flush where one is safe and reachable. */
 function openGroupSync(dataDir: string, options: EngineOptions): GroupSync {
   const io = options.io ?? realFileIO;
+  const mode = options.partitionSync ?? "auto";
+  if (!PARTITION_SYNCS.includes(mode)) {
+    throw new TypeError(`partitionSync ${String(mode)} must be "auto", "fdatasync" or "flush"`);
+  }
   const groupOptions = {
     io,
+    flushAlways: mode === "flush",
     ...(options.monotonicMs === undefined ? {} : { monotonicMs: options.monotonicMs }),
   };
-  const mode = options.partitionSync ?? "auto";
-  if (mode !== "auto" && mode !== "fdatasync") {
-    throw new TypeError(`partitionSync ${String(mode)} must be "auto" or "fdatasync"`);
-  }
   if (mode === "fdatasync") return new GroupSync(groupOptions);
   const custom = io.syncFileSystem;
   if (custom !== undefined) {

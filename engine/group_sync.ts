@@ -84,6 +84,11 @@ export type GroupSyncOptions = {
   fileSystem?: FileSystemSync;
   /** fdatasyncs in flight at once (default SYNC_LANES). */
   lanes?: number;
+  /**
+   * Flush every round with `fileSystem`, whatever the measured costs say (partitionSync
+   * "flush"); a flush that failed is tried again only at its next trial, as in "auto".
+   */
+  flushAlways?: boolean;
   /** The monotonic clock that times syncs, in ms (default performance.now). */
   monotonicMs?: () => number;
 };
@@ -92,6 +97,7 @@ export class GroupSync {
   #io: FileIO;
   #fileSystem: FileSystemSync | undefined;
   #lanes: number;
+  #flushAlways: boolean;
   #monotonicMs: () => number;
   #gathering: Pending[] = [];
   /** Logs waiting for an fdatasync lane, oldest first. */
@@ -123,6 +129,7 @@ export class GroupSync {
     this.#io = options.io;
     this.#fileSystem = options.fileSystem;
     this.#lanes = options.lanes ?? SYNC_LANES;
+    this.#flushAlways = options.flushAlways === true;
     assert(Number.isSafeInteger(this.#lanes) && this.#lanes >= 1, "lanes is a positive integer");
     this.#monotonicMs = options.monotonicMs ?? (() => performance.now());
   }
@@ -268,6 +275,11 @@ export class GroupSync {
     if (this.#lastTrial !== undefined) this.#judgeTrial(this.#lastTrial);
     this.#lastTrial = undefined;
     if (costs.flushMs === undefined) return { flush: true, trial: false };
+    // Chosen by the operator: one journal commit per round (a syncfs) rather than one per log,
+    // unless the last flush failed (then as "auto", until its trial).
+    if (this.#flushAlways && costs.flushMs !== Number.POSITIVE_INFINITY) {
+      return { flush: true, trial: false };
+    }
     if (costs.fileMs === undefined) return { flush: false, trial: false };
     const nowMs = this.#monotonicMs();
     let choice = { flush: costs.flushMs <= this.#fdatasyncsMs(files), trial: false };

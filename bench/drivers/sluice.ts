@@ -17,6 +17,10 @@
 //   server=process|in-process where a server it starts runs (default process)
 //   acks=0|1|all              producer acks (default 1: written to the page cache)
 //   fsync=always|never|<ms>   the fsync policy of the topics it creates (default: server's)
+//   partitionSync=auto|fdatasync|flush
+//                             a server it starts: how group-commit rounds are made durable
+//                             (`serve --partition-sync`; default auto). flush: one syncfs
+//                             per round, one journal commit for every partition it covers
 //   lingerMs=<n>              producer linger (default 1; 5 in per-message mode). Keyless
 //                             records go to a sticky partition that moves on with each
 //                             sealed batch, so over many
@@ -48,7 +52,12 @@
 
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import { type FsyncPolicy, LOG_CONFIG_DEFAULTS } from "../../engine/mod.ts";
+import {
+  type FsyncPolicy,
+  LOG_CONFIG_DEFAULTS,
+  PARTITION_SYNCS,
+  type PartitionSync,
+} from "../../engine/mod.ts";
 import { type DiskSyncReading, parseDiskSyncs } from "../disk_syncs.ts";
 import {
   Admin,
@@ -121,6 +130,8 @@ type Settings = {
   metricsUrl: string | undefined;
   acks: Acks;
   fsync: FsyncPolicy | undefined;
+  /** How a server the driver starts makes group-commit rounds durable (its default: auto). */
+  partitionSync: PartitionSync | undefined;
   lingerMs: number;
   batchBytes: number;
   /** Set with the workload's ackMode per-message. */
@@ -152,6 +163,15 @@ function acksOption(text: string | undefined, fallback: Acks): Acks {
   if (text === "0" || text === "1") return Number(text) as 0 | 1;
   if (text === "all" || text === "-1") return "all";
   throw new RangeError(`driver option acks=${text} must be 0, 1 or all`);
+}
+
+function partitionSyncOption(text: string | undefined): PartitionSync | undefined {
+  if (text === undefined) return undefined;
+  const mode = PARTITION_SYNCS.find((known) => known === text);
+  if (mode === undefined) {
+    throw new RangeError(`driver option partitionSync=${text} must be auto, fdatasync or flush`);
+  }
+  return mode;
 }
 
 function metricsUrlOption(text: string | undefined): string | undefined {
@@ -196,6 +216,7 @@ export class SluiceTcpDriver implements Driver {
       metricsUrl: metricsUrlOption(options["metricsUrl"]),
       acks: acksOption(options["acks"], perMessage ? "all" : 1),
       fsync: options["fsync"] === undefined ? undefined : fsyncOption(options, "fsync", "never"),
+      partitionSync: partitionSyncOption(options["partitionSync"]),
       lingerMs: integerOption(
         options,
         "lingerMs",
@@ -225,6 +246,9 @@ export class SluiceTcpDriver implements Driver {
       user: options["user"] ?? "bench",
       password: options["password"] ?? "sluice-bench",
     };
+    if (url !== undefined && this.#settings.partitionSync !== undefined) {
+      throw new RangeError("driver option partitionSync applies to a server the driver starts");
+    }
     if (url !== undefined && this.#settings.tls && this.#settings.tlsCaFile === undefined) {
       throw new RangeError("driver option tls=true with an external server needs tlsCaFile=FILE");
     }
@@ -284,6 +308,9 @@ export class SluiceTcpDriver implements Driver {
         // /metrics for the broker's fdatasync figures (diskSyncs); with authentication on,
         // the HTTP port would need a token, and the figures are left unknown.
         ...(this.#settings.sasl === undefined ? ["--http-port", "0"] : []),
+        ...(this.#settings.partitionSync === undefined
+          ? []
+          : ["--partition-sync", this.#settings.partitionSync]),
         ...security,
       ]);
       this.#client = { host: "127.0.0.1", port: this.#child.port, ...this.#security() };
@@ -297,6 +324,9 @@ export class SluiceTcpDriver implements Driver {
         host: "127.0.0.1",
         port: 0,
         heartbeatIntervalMs: HEARTBEAT_INTERVAL_MS,
+        ...(this.#settings.partitionSync === undefined
+          ? {}
+          : { engineOptions: { partitionSync: this.#settings.partitionSync } }),
         log: (message) => console.error(`sluice server: ${message}`),
         ...(this.#settings.tls
           ? { tls: { certFile: flag("--tls-cert"), keyFile: flag("--tls-key") } }
@@ -346,6 +376,7 @@ export class SluiceTcpDriver implements Driver {
       batchBytes: this.#settings.batchBytes,
       subscription: "a consumer group: its consumers share the partitions; reads from the start",
       heartbeatIntervalMs: started ? HEARTBEAT_INTERVAL_MS : "server's",
+      partitionSync: this.#settings.partitionSync ?? (started ? "auto (default)" : "server's"),
       ...(this.#settings.queue === undefined ? {} : queueModeSettings(this.#settings.queue)),
       ...priorityLevelsSetting(this.#config.priorityLevels),
       ...delayPathSetting(this.#config.deliveryDelayMsMax),
@@ -378,7 +409,8 @@ export class SluiceTcpDriver implements Driver {
   }
 
   workerOptions(): Record<string, string> {
-    const { server: _server, ...options } = this.#config.options;
+    // Where and how the server runs is the coordinator's: a worker only connects to it.
+    const { server: _server, partitionSync: _partitionSync, ...options } = this.#config.options;
     const tlsCaFile = this.#settings.tlsCaFile;
     return {
       ...options,
@@ -391,9 +423,15 @@ export class SluiceTcpDriver implements Driver {
   async diskSyncs(): Promise<DiskSyncReading | null> {
     const engine = this.#server?.engine;
     if (engine !== undefined) {
+      const { flushRounds, fdatasyncRounds } = engine.groupSync.stats;
       return {
         segments: engine.fsyncSeconds.snapshot(),
         queueState: engine.queueFsyncSeconds.snapshot(),
+        groupSync: {
+          rounds: engine.groupSync.roundSeconds.snapshot(),
+          flushRounds,
+          fdatasyncRounds,
+        },
       };
     }
     const url = this.#metricsUrl;

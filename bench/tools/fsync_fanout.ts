@@ -7,8 +7,13 @@
 //   all        every file's fdatasync in flight at once
 //   syncfs     one syncfs(2) of the file system through FFI (bun:ffi or Deno.dlopen on libc),
 //              for comparison only: it flushes every dirty page of the file system, not N files
+//   all-prewritten  as `all`, but into files whose blocks were written (zeros) and fsynced
+//              beforehand: the fdatasyncs then change no file size and allocate nothing, so
+//              they need no journal commit, only the data and a device cache flush. What a
+//              log with pre-written segments would pay (sluice's segments are not pre-written)
 //
-// It prints µs per round and per file for each (mode, N), and one JSON object as the last line.
+// It prints µs per round (mean and p99) and per file for each (mode, N), and one JSON object as
+// the last line.
 // On ext4, concurrent fdatasyncs of different files can share one journal commit, which is
 // what makes syncing many partitions in one round cheaper per file than one by one.
 //
@@ -88,7 +93,13 @@ async function bounded(fds: number[], inFlight: number): Promise<void> {
   await Promise.all(lanes);
 }
 
-type Row = { mode: string; files: number; usPerRound: number; usPerFile: number };
+type Row = {
+  mode: string;
+  files: number;
+  usPerRound: number;
+  usPerRoundP99: number;
+  usPerFile: number;
+};
 
 async function measure(
   fds: number[],
@@ -97,7 +108,7 @@ async function measure(
   sync: () => Promise<void>,
 ): Promise<Row> {
   const record = new Uint8Array(recordBytes!).fill(0x61);
-  let totalMs = 0;
+  const roundsMs: number[] = [];
   // One round unmeasured, so that each file's first allocation is not in the figure.
   for (let round = -1; round < rounds!; round++) {
     for (let i = 0; i < fds.length; i++) {
@@ -106,10 +117,26 @@ async function measure(
     }
     const startMs = performance.now();
     await sync();
-    if (round >= 0) totalMs += performance.now() - startMs;
+    if (round >= 0) roundsMs.push(performance.now() - startMs);
   }
-  const usPerRound = (totalMs * 1000) / rounds!;
-  return { mode, files: fds.length, usPerRound, usPerFile: usPerRound / fds.length };
+  const usPerRound = (roundsMs.reduce((sum, ms) => sum + ms, 0) * 1000) / rounds!;
+  roundsMs.sort((a, b) => a - b);
+  const p99Ms = roundsMs[Math.min(roundsMs.length - 1, Math.floor(roundsMs.length * 0.99))]!;
+  const usPerRoundP99 = p99Ms * 1000;
+  return { mode, files: fds.length, usPerRound, usPerRoundP99, usPerFile: usPerRound / fds.length };
+}
+
+/** Files whose first `bytes` are written (zeros) and fsynced: later writes there allocate none. */
+function prewrittenFiles(count: number, bytes: number): number[] {
+  const zeros = new Uint8Array(bytes);
+  const fds: number[] = [];
+  for (let i = 0; i < count; i++) {
+    const fd = fs.openSync(join(dir, `pre${i}-${count}.log`), "w+");
+    fs.writeSync(fd, zeros, 0, bytes, 0);
+    fs.fsyncSync(fd);
+    fds.push(fd);
+  }
+  return fds;
 }
 
 const dir = fs.mkdtempSync(join(values.dir ?? os.tmpdir(), "sluice-fsync-fanout-"));
@@ -127,6 +154,13 @@ try {
         rows.push(await measure(fds, positions, `k=${k}`, () => bounded(fds, k)));
       }
       rows.push(await measure(fds, positions, "all", () => bounded(fds, count)));
+      const pre = prewrittenFiles(count, (rounds! + 1) * recordBytes!);
+      try {
+        const prePositions = pre.map(() => 0);
+        rows.push(await measure(pre, prePositions, "all-prewritten", () => bounded(pre, count)));
+      } finally {
+        for (const fd of pre) fs.closeSync(fd);
+      }
       const call = syncfs.call;
       if (call !== undefined) {
         const check = async () => {
@@ -143,11 +177,12 @@ try {
 }
 
 console.log(`fsync fan-out in ${dir} (${recordBytes} B per file per round, ${rounds} rounds)`);
-console.log("mode      files   µs/round    µs/file");
+console.log("mode            files   µs/round  p99 µs/round    µs/file");
 for (const row of rows) {
   const round = row.usPerRound.toFixed(0).padStart(10);
+  const p99 = row.usPerRoundP99.toFixed(0).padStart(13);
   const file = row.usPerFile.toFixed(1).padStart(10);
-  console.log(`${row.mode.padEnd(8)} ${String(row.files).padStart(6)} ${round} ${file}`);
+  console.log(`${row.mode.padEnd(14)} ${String(row.files).padStart(6)} ${round} ${p99} ${file}`);
 }
 if (syncfs.call === undefined) console.log(`syncfs not measured: ${syncfs.reason}`);
 console.log(JSON.stringify({ rows, syncfs: syncfs.call === undefined ? syncfs.reason : "ffi" }));

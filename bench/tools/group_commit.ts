@@ -6,7 +6,7 @@
 // Prints records/s, rounds of the group commit, and one JSON object as the last line.
 //
 //   bun bench/tools/group_commit.ts [--partitions 1000] [--per-request 60] [--requests 4]
-//       [--seconds 5] [--record-bytes 1024] [--partition-sync auto|fdatasync]
+//       [--seconds 5] [--record-bytes 1024] [--partition-sync auto|fdatasync|flush]
 //
 // For an A/B, alternate runs of the two modes (or of two checkouts), e.g.:
 //   for i in 1 2; do for m in auto fdatasync; do
@@ -16,7 +16,7 @@ import fs from "node:fs";
 import os from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
-import { Engine, encodeRecordBatch } from "../../engine/mod.ts";
+import { Engine, encodeRecordBatch, PARTITION_SYNCS } from "../../engine/mod.ts";
 
 const { values } = parseArgs({
   options: {
@@ -43,9 +43,9 @@ const perRequest = Math.min(positive("per-request"), partitions);
 const requests = positive("requests");
 const seconds = positive("seconds");
 const recordBytes = positive("record-bytes");
-const mode = values["partition-sync"];
-if (mode !== "auto" && mode !== "fdatasync") {
-  console.error(`--partition-sync ${mode} must be auto or fdatasync`);
+const mode = PARTITION_SYNCS.find((known) => known === values["partition-sync"]);
+if (mode === undefined) {
+  console.error(`--partition-sync ${values["partition-sync"]} must be auto, fdatasync or flush`);
   process.exit(2);
 }
 

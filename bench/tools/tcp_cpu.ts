@@ -11,8 +11,9 @@
 // partitions, as bench:tcp), consume-no-crc and consume (a Consumer reading everything back
 // from offset 0 with its batch CRC checks off, then on), small (100-byte records, one
 // Producer.send each, null key, as bench:tcp's publish100BRecordsPerSec; its figures are per
-// record, not per MB; not run by default). Broker CPU is Linux only (null elsewhere). The last
-// stdout line is one JSON object with each phase's figures.
+// record, not per MB; not run by default). Broker CPU and both processes' peak resident memory
+// (`brokerRssMaxMB`, `clientRssMaxMB`, VmHWM) are Linux only (null elsewhere). The last stdout
+// line is one JSON object with each phase's figures.
 
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -66,6 +67,16 @@ function processCpuMs(pid: number): number | null {
     const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ");
     const ticksPerMs = 0.1; // USER_HZ is 100 on Linux
     return (Number(fields[11]) + Number(fields[12])) / ticksPerMs;
+  } catch {
+    return null;
+  }
+}
+
+/** A process's peak resident memory in MB (VmHWM), from /proc; null where there is none. */
+function processRssMaxMB(pid: number): number | null {
+  try {
+    const match = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"));
+    return match === null ? null : round(Number(match[1]) / 1024);
   } catch {
     return null;
   }
@@ -185,11 +196,17 @@ async function main(): Promise<void> {
       if (!phases.includes(phase)) continue;
       result[phase] = await measured(pid, () => consume(broker.port, records, checkCrcs));
     }
+    // What the allocator kept (MIMALLOC_PURGE_DELAY trades RSS for fewer page faults).
+    result["brokerRssMaxMB"] = processRssMaxMB(pid);
+    result["clientRssMaxMB"] = processRssMaxMB(process.pid);
   } finally {
     await broker.stop();
     rmSync(dataDir, { recursive: true, force: true });
   }
   for (const phase of phases) console.error(`[tcp_cpu] ${phase}: ${JSON.stringify(result[phase])}`);
+  console.error(
+    `[tcp_cpu] rss max MB: broker ${result["brokerRssMaxMB"]}, client ${result["clientRssMaxMB"]}`,
+  );
   if (values.json) console.log(JSON.stringify(result));
 }
 

@@ -15,7 +15,7 @@ import { ProtocolError } from "../codec/errors.ts";
 import { errorToKafka, KAFKA_ERRORS } from "./errors.ts";
 import type { KafkaPlane, RequestInfo } from "./_plane.ts";
 import {
-  answerWithin,
+  answersWithin,
   type ProduceDeadline,
   startProduceDeadline,
   timedOutMessage,
@@ -146,53 +146,63 @@ export function produce(plane: KafkaPlane, body: Struct, info: RequestInfo) {
       : undefined;
   const pending = topics.map((topic) => {
     const name = topic["name"] as string;
+    const indexes: number[] = [];
     const partitions = (topic["partitions"] as Struct[]).map((p) => {
       const index = p["index"] as number;
+      indexes.push(index);
       if (refusal !== undefined) return refusedPartition(index, refusal.code, refusal.message);
       const log = findPartition(plane.engine, name, index);
       if (!(log instanceof PartitionLog)) return refusedPartition(index, log.code, log.message);
       const answer = refusedPartition(index, 0, "");
       answer.errorMessage = null;
       const records = p["records"] as Uint8Array | null;
-      const done = producePartition(plane, log, answer, records ?? new Uint8Array(0), acks);
-      return deadline === undefined ? done : durableWithin(plane, { name, index }, done, deadline);
+      return producePartition(plane, log, answer, records ?? new Uint8Array(0), acks);
     });
-    return { name, partitions };
+    const answers =
+      deadline === undefined
+        ? Promise.all(partitions)
+        : durableWithin(plane, { name, indexes }, partitions, deadline);
+    // It rejects only on a broken invariant, which finishProduce awaits, perhaps after an
+    // earlier topic's: marked handled now, so it is not reported as unhandled first.
+    answers.catch(() => {});
+    return { name, partitions: answers };
   });
   if (deadline === undefined) return finishProduce(plane, pending, acks);
-  return finishProduce(plane, pending, acks).finally(deadline.cancel);
+  return finishProduce(plane, pending, acks).finally(() => deadline.cancel());
 }
 
 /**
- * An acks=all partition's answer, or REQUEST_TIMED_OUT once the request's timeoutMs passes
- * (as Kafka's broker answers); the append goes on, and a failure after the answer is logged.
+ * A topic's acks=all partition answers, each REQUEST_TIMED_OUT if not in once the request's
+ * timeoutMs passes (as Kafka's broker answers); the append goes on, and a failure after the
+ * answer is logged.
  */
 function durableWithin(
   plane: KafkaPlane,
-  where: { name: string; index: number },
-  done: Promise<PartitionAnswer>,
+  where: { name: string; indexes: readonly number[] },
+  partitions: (PartitionAnswer | Promise<PartitionAnswer>)[],
   deadline: ProduceDeadline,
-): Promise<PartitionAnswer> {
-  const { name, index } = where;
+): Promise<PartitionAnswer[]> {
+  const { name, indexes } = where;
   const message = timedOutMessage(deadline.timeoutMs);
-  return answerWithin(done, deadline, {
-    timedOut: () => refusedPartition(index, KAFKA_ERRORS.REQUEST_TIMED_OUT, message),
+  return answersWithin(partitions, deadline, {
+    timedOut: (at) => refusedPartition(indexes[at] ?? -1, KAFKA_ERRORS.REQUEST_TIMED_OUT, message),
     late: (answer) => {
       if (answer.errorCode !== 0)
-        plane.log(`kafka: produce to ${name}-${index} after its timeout: ${answer.errorMessage}`);
+        plane.log(
+          `kafka: produce to ${name}-${answer.index} after its timeout: ${answer.errorMessage}`,
+        );
     },
   });
 }
 
 async function finishProduce(
   plane: KafkaPlane,
-  pending: { name: string; partitions: (PartitionAnswer | Promise<PartitionAnswer>)[] }[],
+  pending: { name: string; partitions: Promise<PartitionAnswer[]> }[],
   acks: number,
 ): Promise<Struct | null> {
   const responses = [];
-  for (const { name, partitions } of pending) {
-    responses.push({ name, partitions: await Promise.all(partitions) });
-  }
+  for (const { name, partitions } of pending)
+    responses.push({ name, partitions: await partitions });
   if (acks === 0) {
     for (const topic of responses) {
       for (const p of topic.partitions) {

@@ -28,7 +28,7 @@ import {
 import { errorToWire, WIRE_ERRORS } from "../codec/errors.ts";
 import type { HandlerResult, RequestContext } from "./connection.ts";
 import {
-  answerWithin,
+  answersWithin,
   type ProduceDeadline,
   startProduceDeadline,
   timedOutMessage,
@@ -208,37 +208,35 @@ export function handleProduce(plane: DataPlane, request: RequestContext): Promis
   const lent = { acks: produce.acks, lease: request.lease };
   const deadline = produce.acks === -1 ? startProduceDeadline(produce.timeoutMs) : undefined;
   const topics = produce.topics.map(({ topic, partitions }) => {
-    const results = Promise.all(
-      partitions.map((p) => {
-        const done = startProduce(finder, topic, p, lent);
-        if (deadline === undefined) return done;
-        return durableWithin(plane, { topic, partition: p.partition }, done, deadline);
-      }),
-    );
+    const pending = partitions.map((p) => startProduce(finder, topic, p, lent));
+    const results =
+      deadline === undefined
+        ? Promise.all(pending)
+        : durableWithin(plane, { topic, partitions }, pending, deadline);
     // It rejects only on a broken invariant, which finishProduce awaits, perhaps after an
     // earlier topic's appends: marked handled now, so it is not reported as unhandled first.
     results.catch(() => {});
     return { topic, partitions: results };
   });
   if (deadline === undefined) return finishProduce(plane, request, produce, topics);
-  return finishProduce(plane, request, produce, topics).finally(deadline.cancel);
+  return finishProduce(plane, request, produce, topics).finally(() => deadline.cancel());
 }
 
 /**
- * An acks=all partition's answer, or REQUEST_TIMED_OUT once the request's timeout_ms passes
- * (section 5). The append is not withdrawn: a failure that comes after the timed-out answer
- * is logged, since no client hears of it.
+ * A topic's acks=all partition answers, each REQUEST_TIMED_OUT if not in once the request's
+ * timeout_ms passes (section 5). The append is not withdrawn: a failure that comes after the
+ * timed-out answer is logged, since no client hears of it.
  */
 function durableWithin(
   plane: DataPlane,
-  where: { topic: string; partition: number },
-  done: Promise<ProducePartitionResult>,
+  where: { topic: string; partitions: readonly { partition: number }[] },
+  pending: Promise<ProducePartitionResult>[],
   deadline: ProduceDeadline,
-): Promise<ProducePartitionResult> {
-  const { topic, partition } = where;
-  return answerWithin(done, deadline, {
-    timedOut: () => ({
-      partition,
+): Promise<ProducePartitionResult[]> {
+  const { topic, partitions } = where;
+  return answersWithin(pending, deadline, {
+    timedOut: (index) => ({
+      partition: partitions[index]?.partition ?? -1,
       errorCode: WIRE_ERRORS.REQUEST_TIMED_OUT,
       baseOffset: -1,
       logStartOffset: -1,
@@ -247,7 +245,9 @@ function durableWithin(
     }),
     late: (result) => {
       if (result.errorCode !== 0)
-        plane.log(`produce to ${topic}-${partition} after its timeout: ${result.errorMessage}`);
+        plane.log(
+          `produce to ${topic}-${result.partition} after its timeout: ${result.errorMessage}`,
+        );
     },
   });
 }

@@ -48,6 +48,30 @@ describe("disk syncs: the broker's fsync histogram", () => {
     });
   });
 
+  test("group-commit rounds: the round histogram and the rounds by way, over the phase", () => {
+    const segments = exposition([2, 5, 5, 9], 10, 0.025);
+    const rounds = (cumulative: number[], count: number, syncfs: number, fdatasync: number) =>
+      `${exposition(cumulative, count, 0.01, "sluice_group_sync_round_seconds")}` +
+      `sluice_group_sync_rounds_total{way="syncfs"} ${syncfs}\n` +
+      `sluice_group_sync_rounds_total{way="fdatasync"} ${fdatasync}\n`;
+    const before = parseDiskSyncs(segments + rounds([1, 1, 1, 1], 1, 1, 0));
+    const after = parseDiskSyncs(segments + rounds([1, 1, 1, 5], 5, 3, 2));
+    assert.deepEqual(before?.groupSync?.rounds.counts, [1, 0, 0, 0, 0]);
+    assert.equal(after?.groupSync?.flushRounds, 3);
+    assert.equal(after?.groupSync?.fdatasyncRounds, 2);
+    const fields = diskSyncFields(before, after);
+    assert.equal(fields.syncRoundCount, 4);
+    assert.equal(fields.syncRoundFlushCount, 2);
+    // Every round of the phase took 3-4 ms.
+    assert.equal(fields.syncRoundP50Ms, 3.5);
+    assert.ok(fields.syncRoundP99Ms! > 3.9 && fields.syncRoundP99Ms! <= 4);
+    // Without the counters (an older broker) the round fields are not known.
+    assert.equal(parseDiskSyncs(segments)?.groupSync, null);
+    assert.equal(diskSyncFields(parseDiskSyncs(segments), after).syncRoundCount, null);
+    // Counters that fell (a restarted broker) are refused, not read as a quiet disk.
+    assert.throws(() => diskSyncFields(after, before), RangeError);
+  });
+
   test("a /metrics text gives both histograms; one without the queue's has it null", () => {
     const segments = exposition([2, 5, 5, 9], 10, 0.025);
     const queue = exposition([1, 1, 1, 1], 1, 0.0015, "sluice_queue_fsync_seconds");
@@ -93,6 +117,11 @@ describe("disk syncs: the broker's fsync histogram", () => {
         { segments: after, queueState: queueAfter.snapshot() },
       ),
       {
+        // No group-commit readings here: those fields are not known.
+        syncRoundCount: null,
+        syncRoundFlushCount: null,
+        syncRoundP50Ms: null,
+        syncRoundP99Ms: null,
         fsyncCount: 100,
         fsyncP50Ms: 1.5,
         fsyncP99Ms: 1.99,
@@ -160,6 +189,11 @@ describe("disk syncs: the broker's fsync histogram", () => {
       // No queue here: its histogram is exported, and empty over the interval.
       assert.equal(fields.queueFsyncCount, 0);
       assert.equal(fields.queueFsyncP99Ms, null);
+      // Each acks=all send waited for a group-commit round of its own.
+      assert.ok(fields.syncRoundCount !== null && fields.syncRoundCount >= 1, `${fields}`);
+      assert.ok(fields.syncRoundFlushCount !== null);
+      assert.ok(fields.syncRoundFlushCount <= fields.syncRoundCount);
+      assert.ok(fields.syncRoundP50Ms !== null && fields.syncRoundP50Ms <= fields.syncRoundP99Ms!);
     } finally {
       await driver.close();
     }

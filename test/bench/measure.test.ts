@@ -214,6 +214,36 @@ describe("payloads and keys", () => {
     assert.equal(first.length, 64);
   });
 
+  test("acknowledged payloads' slabs are carved again; a payload still out never is", () => {
+    const source = new PayloadSource([new Uint8Array(1024)]);
+    const perSlab = 1024;
+    // A steady load: each payload is acknowledged a little after it was handed out.
+    const out: Uint8Array[] = [];
+    for (let i = 0; i < perSlab * 20; i++) {
+      out.push(source.next(i));
+      if (out.length > 100) source.release(out.shift()!);
+    }
+    assert.ok(source.slabsAllocated <= 3, `${source.slabsAllocated} slabs for a steady load`);
+    // Payloads still out keep their stamps while many more are carved and released.
+    const held = out.slice();
+    for (let i = 0; i < perSlab * 5; i++) source.release(source.next(-1));
+    for (const [i, payload] of held.entries()) {
+      assert.equal(readStamp(payload), perSlab * 20 - 100 + i);
+    }
+  });
+
+  test("a payload never released (its send failed) keeps its slab out of reuse", () => {
+    const source = new PayloadSource([new Uint8Array(1024)]);
+    const failed = source.next(7);
+    for (let i = 1; i < 1024 * 10; i++) source.release(source.next(i));
+    assert.equal(readStamp(failed), 7);
+    assert.throws(() => {
+      const again = source.next(1);
+      source.release(again);
+      source.release(again);
+    }, /released twice/);
+  });
+
   test("randomized payloads: a pool, randomBytesRatio random bytes then zeros", () => {
     const templates = payloadTemplates(workload);
     assert.equal(templates.length, 3);

@@ -1,4 +1,4 @@
-// `sluice serve --partition-sync auto|fdatasync` (SLUICE_PARTITION_SYNC,
+// `sluice serve --partition-sync auto|fdatasync|flush` (SLUICE_PARTITION_SYNC,
 // storage.partitionSync): handed to the engine's group commit, shown in /metrics
 // (sluice_group_sync_syncfs) and in the startup line; a bad value is a usage error naming it.
 
@@ -8,7 +8,7 @@ import { tempDir } from "../helpers.ts";
 import { serveUntilListening, sluice } from "./cli_run.ts";
 
 describe("sluice serve --partition-sync", () => {
-  test("a value other than auto or fdatasync is refused, naming it", async () => {
+  test("a value other than auto, fdatasync or flush is refused, naming it", async () => {
     using dir = tempDir();
     const flag = await sluice([
       "serve",
@@ -20,14 +20,17 @@ describe("sluice serve --partition-sync", () => {
       "fsync",
     ]);
     assert.equal(flag.status, 2, flag.stderr);
-    assert.match(flag.stderr, /--partition-sync: expected one of auto, fdatasync, got "fsync"/);
+    assert.match(
+      flag.stderr,
+      /--partition-sync: expected one of auto, fdatasync, flush, got "fsync"/,
+    );
     const env = await sluice(["serve", "--data", dir.path, "--port", "0"], "", {
       env: { SLUICE_PARTITION_SYNC: "syncfs" },
     });
     assert.equal(env.status, 2, env.stderr);
     assert.match(
       env.stderr,
-      /SLUICE_PARTITION_SYNC: expected one of auto, fdatasync, got "syncfs"/,
+      /SLUICE_PARTITION_SYNC: expected one of auto, fdatasync, flush, got "syncfs"/,
     );
   });
 
@@ -53,6 +56,24 @@ describe("sluice serve --partition-sync", () => {
     } finally {
       // process.kill, not child.kill: Deno's child.kill reports the signal as the exit
       // reason even when the child handled it and exited with a code of its own.
+      process.kill(served.child.pid!, "SIGTERM");
+      assert.equal(await served.exited, 0);
+    }
+  });
+
+  test("flush is accepted and shown in the startup line", async () => {
+    using dir = tempDir();
+    const served = await serveUntilListening([
+      "--data",
+      dir.path,
+      "--port",
+      "0",
+      "--partition-sync",
+      "flush",
+    ]);
+    try {
+      assert.match(served.stdout() + served.stderr(), /partitionSync="?flush \(flag\)/);
+    } finally {
       process.kill(served.child.pid!, "SIGTERM");
       assert.equal(await served.exited, 0);
     }

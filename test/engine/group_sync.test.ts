@@ -92,6 +92,23 @@ describe("group commit across partitions", () => {
     await engine.close();
   });
 
+  test("partitionSync flush: every round flushes, never measuring fdatasyncs", async () => {
+    for (const mode of ["auto", "flush"] as const) {
+      using dir = tempDir();
+      const io = new FlushingIO();
+      const engine = await openWithTopic(dir.path, io, { partitionSync: mode });
+      for (let round = 0; round < 3; round++) await Promise.all(appendToEach(engine).results);
+      const { flushRounds, fdatasyncRounds } = engine.groupSync.stats;
+      if (mode === "flush") {
+        assert.equal(fdatasyncRounds, 0, "no round synced log by log");
+        assert.ok(flushRounds >= 3, `${flushRounds} flush rounds`);
+      } else {
+        assert.ok(fdatasyncRounds > 0, "auto measures fdatasync once the flush is measured");
+      }
+      await engine.close();
+    }
+  });
+
   test("without a file-system flush one fdatasync per log, in one shared round", async () => {
     using dir = tempDir();
     const io = new FaultyIO();
@@ -183,7 +200,7 @@ describe("group commit across partitions", () => {
     await engine.close();
   });
 
-  test("partitionSync other than auto or fdatasync is refused with the value", async () => {
+  test("partitionSync other than auto, fdatasync or flush is refused with the value", async () => {
     using dir = tempDir();
     const options = { partitionSync: "sometimes" } as unknown as EngineOptions;
     await assert.rejects(Engine.open(dir.path, options), /partitionSync sometimes/);
@@ -195,7 +212,12 @@ describe("group commit across partitions", () => {
 
 describe("group commit: choosing between a file-system flush and fdatasyncs", () => {
   /** A scheduler over fake segments whose two ways cost what the test says, on a fake clock. */
-  function rig(costs: { flushMs: number; fileMs: number; flushFails?: boolean }) {
+  function rig(costs: {
+    flushMs: number;
+    fileMs: number;
+    flushFails?: boolean;
+    flushAlways?: boolean;
+  }) {
     let nowMs = 0;
     const calls: string[] = [];
     const io = {
@@ -213,7 +235,8 @@ describe("group commit: choosing between a file-system flush and fdatasyncs", ()
       },
       close: () => {},
     };
-    const group = new GroupSync({ io, fileSystem, monotonicMs: () => nowMs });
+    const flushAlways = costs.flushAlways === true;
+    const group = new GroupSync({ io, fileSystem, flushAlways, monotonicMs: () => nowMs });
     const segment = { withFd: (operation: (fd: number) => Promise<void>) => operation(3) };
     const round = async () => {
       calls.length = 0;
@@ -255,6 +278,19 @@ describe("group commit: choosing between a file-system flush and fdatasyncs", ()
     const { round, advance } = rig({ flushMs: 1, fileMs: 5, flushFails: true });
     assert.equal(await round(), "flush,fdatasync", "the failed flush falls back to fdatasync");
     assert.equal(await round(), "fdatasync");
+    assert.equal(await round(), "fdatasync");
+    advance(COST_STALE_MS);
+    assert.equal(await round(), "flush,fdatasync", "tried again once stale");
+  });
+
+  test("partitionSync flush: every round flushes, even where an fdatasync costs less", async () => {
+    const { round } = rig({ flushMs: 100, fileMs: 1, flushAlways: true });
+    for (let i = 0; i < 5; i++) assert.equal(await round(), "flush", `round ${i}`);
+  });
+
+  test("partitionSync flush: after a failed flush, fdatasyncs until its trial", async () => {
+    const { round, advance } = rig({ flushMs: 1, fileMs: 5, flushFails: true, flushAlways: true });
+    assert.equal(await round(), "flush,fdatasync", "the failed flush falls back to fdatasync");
     assert.equal(await round(), "fdatasync");
     advance(COST_STALE_MS);
     assert.equal(await round(), "flush,fdatasync", "tried again once stale");

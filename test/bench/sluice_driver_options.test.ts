@@ -1,0 +1,42 @@
+// The `sluice` bench driver's partitionSync option (`--driver-options sluice.partitionSync=
+// flush`): handed to the server it starts, shown in its settings, not passed on to workers
+// (which connect to that server), and a bad value or an external server is refused.
+
+import assert from "node:assert/strict";
+import { describe, test } from "node:test";
+import { createDriver } from "../../bench/drivers/sluice.ts";
+import { tempDir } from "../helpers.ts";
+
+describe("sluice bench driver partitionSync", () => {
+  test("flush: an in-process server starts with it; workers are not given it", async () => {
+    using dir = tempDir();
+    const options = { partitionSync: "flush", server: "in-process", acks: "all" };
+    const driver = await createDriver({ workDir: dir.path, options });
+    try {
+      await driver.initialize();
+      assert.equal(driver.settings()["partitionSync"], "flush");
+      await driver.createTopic("synced", 2);
+      const producer = await driver.createProducer("synced");
+      for (let i = 0; i < 3; i++) await producer.sendAsync(null, new Uint8Array(16));
+      await producer.close();
+      const reading = await driver.diskSyncs!();
+      assert.notEqual(reading, null);
+      assert.equal(driver.workerOptions!()["partitionSync"], undefined);
+    } finally {
+      await driver.close();
+    }
+  });
+
+  test("a bad value, or one for an external server, is refused", async () => {
+    using dir = tempDir();
+    await assert.rejects(
+      async () => createDriver({ workDir: dir.path, options: { partitionSync: "syncfs" } }),
+      /partitionSync=syncfs must be auto, fdatasync or flush/,
+    );
+    const external = { partitionSync: "flush", url: "127.0.0.1:9092" };
+    await assert.rejects(
+      async () => createDriver({ workDir: dir.path, options: external }),
+      /partitionSync applies to a server the driver starts/,
+    );
+  });
+});
