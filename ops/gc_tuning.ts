@@ -1,0 +1,63 @@
+// Garbage-collector settings for sluice's Bun processes (the broker and its clients).
+//
+// JavaScriptCore starts a young-generation ("eden") collection for two reasons: the bytes
+// allocated since the last one pass a budget (at least `largeHeapSize`, which Bun sets to
+// 8 MiB), or a timer runs out that JSC arms after allocation, due sooner the more was
+// allocated per MB of heap (`percentCPUPerMBForEdenTimer`). At 10,000 messages/s the broker
+// allocates ~10 KB and a consumer ~5 KB per message, and the timer fires first: in
+// bench:tcp's latency phase most collections (32 of 36 in the broker's log, 29 of 45 in the
+// consumer's) were timer-started, three to five a second per process, each pausing the
+// event loop for 1-10 ms. Every pause delays the messages that arrive during it, which is
+// what sets the end-to-end p99 at that rate. These settings lengthen the timer 40-fold and
+// raise the budget to 64 MiB: the collections come from the allocation budget, 2-4 times
+// fewer, with the summed pause cut to about 0.4 of JSC's defaults (bench/RESULTS.md, issue 16
+// GC section), at the cost of up to 64 MiB more garbage held between collections.
+//
+// JSC reads its options once, when the runtime starts, from `BUN_JSC_<option>` variables in
+// the environment: they cannot be set from inside a running process. So they are applied to
+// the environment of processes sluice starts (the benchmarks' brokers and clients, the Docker
+// image) and documented for deployments (README.md, "GC settings"). A variable already set
+// in the environment wins over these values.
+
+/** The JSC options (as environment variables) that sluice's processes run with. */
+export const GC_TUNING_ENV: Readonly<Record<string, string>> = Object.freeze({
+  // JSC's default is 0.0025: a collection about every 100-300 ms while allocating.
+  BUN_JSC_percentCPUPerMBForEdenTimer: "0.0000625",
+  // 64 MiB: the allocation budget between collections of a small heap (Bun's default 8 MiB).
+  BUN_JSC_largeHeapSize: String(64 * 1024 * 1024),
+});
+
+/** `tuned` runs with GC_TUNING_ENV; `default` leaves every one of them to JSC's default. */
+export type GcMode = "tuned" | "default";
+
+export function parseGcMode(text: string | undefined): GcMode {
+  if (text === "tuned" || text === "default") return text;
+  throw new RangeError(`--gc ${text} is not tuned or default`);
+}
+
+/**
+ * The environment for a process started in `mode`: `tuned` adds each of GC_TUNING_ENV's
+ * variables that `base` does not set already; `default` removes them all.
+ */
+export function gcEnvironment(
+  base: Readonly<Record<string, string | undefined>>,
+  mode: GcMode,
+): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const [name, value] of Object.entries(base)) if (value !== undefined) env[name] = value;
+  for (const [name, value] of Object.entries(GC_TUNING_ENV)) {
+    if (mode === "default") delete env[name];
+    else env[name] ??= value;
+  }
+  return env;
+}
+
+/**
+ * Whether a process whose environment is `env` runs as `mode` asks: under `tuned` every
+ * variable is set (to sluice's value or the operator's own), under `default` none is.
+ */
+export function gcModeHolds(env: Readonly<Record<string, string | undefined>>, mode: GcMode) {
+  const names = Object.keys(GC_TUNING_ENV);
+  if (mode === "tuned") return names.every((name) => env[name] !== undefined);
+  return names.every((name) => env[name] === undefined);
+}
