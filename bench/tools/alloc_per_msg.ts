@@ -14,8 +14,10 @@
 //   bytesPerMsg       JS heap bytes allocated per message: the growth of the heap between
 //                     collections (each collection's start size less the previous one's end
 //                     size, and the heap at the window's edges), divided by the messages sent;
-//   gcPer10k, gcPauseMsPer10k, gcPauseMsMax
-//                     collections, their summed and longest pauses, per 10,000 messages;
+//   gcPer10k, gcPauseMsPer10k, gcPauseMsMax, gcPausesOver1MsPer10k, gcBudgetStartedPer10k
+//                     collections, their summed and longest pauses, the pauses over 1 ms,
+//                     and the collections the allocation budget started (not a timer),
+//                     per 10,000 messages;
 //   timeoutsPerMsg, immediatesPerMsg, microtasksPerMsg
 //                     setTimeout, setImmediate and queueMicrotask calls per message;
 // and pollsPerMsg, the consumer's polls (one fetch answer each) per message. A fetch costs
