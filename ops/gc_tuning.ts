@@ -61,3 +61,19 @@ export function gcModeHolds(env: Readonly<Record<string, string | undefined>>, m
   if (mode === "tuned") return names.every((name) => env[name] !== undefined);
   return names.every((name) => env[name] === undefined);
 }
+
+/**
+ * The GC settings a process runs with, for its start-up log line: each variable's value, or
+ * "default" where JSC's own applies; `settings` is "tuned" (all set), "default" (none) or
+ * "partial".
+ */
+export function describeGc(env: Readonly<Record<string, string | undefined>>) {
+  const settings = gcModeHolds(env, "tuned")
+    ? "tuned"
+    : gcModeHolds(env, "default")
+      ? "default"
+      : "partial";
+  const fields: Record<string, string> = { settings };
+  for (const name of Object.keys(GC_TUNING_ENV)) fields[name] = env[name] ?? "default";
+  return fields;
+}

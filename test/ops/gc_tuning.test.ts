@@ -8,7 +8,13 @@ import { spawnSync } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, test } from "node:test";
-import { GC_TUNING_ENV, gcEnvironment, gcModeHolds, parseGcMode } from "../../ops/gc_tuning.ts";
+import {
+  describeGc,
+  GC_TUNING_ENV,
+  gcEnvironment,
+  gcModeHolds,
+  parseGcMode,
+} from "../../ops/gc_tuning.ts";
 
 const isBun = (process.versions as Record<string, string | undefined>)["bun"] !== undefined;
 const TIMER = "BUN_JSC_percentCPUPerMBForEdenTimer";
@@ -38,6 +44,23 @@ describe("gc tuning", () => {
     assert.equal(parseGcMode("default"), "default");
     assert.throws(() => parseGcMode("fast"), { name: "RangeError", message: /--gc fast/ });
     assert.throws(() => parseGcMode(undefined), RangeError);
+  });
+
+  test("the start-up description names each setting and whether all, none or some are set", () => {
+    assert.deepEqual(describeGc(gcEnvironment({}, "tuned")), {
+      settings: "tuned",
+      ...GC_TUNING_ENV,
+    });
+    assert.deepEqual(describeGc({}), {
+      settings: "default",
+      [TIMER]: "default",
+      [BUDGET]: "default",
+    });
+    assert.deepEqual(describeGc({ [BUDGET]: "1" }), {
+      settings: "partial",
+      [TIMER]: "default",
+      [BUDGET]: "1",
+    });
   });
 
   test("the Docker image's broker runs with the same settings", () => {
