@@ -24,9 +24,10 @@
 // core), so a tail caused by other load on a shared machine is labelled as such. Both are
 // absent where /proc lacks them.
 // `--isolation off` skips the deletion and the wait (an A/B of the isolation itself).
-// GC: under Bun the broker and this client run with sluice's garbage-collector settings
-// (ops/gc_tuning.ts: fewer young-generation collections, so fewer event-loop pauses);
-// `--gc default` runs both with JavaScriptCore's defaults instead (an A/B of the settings).
+// GC: under Bun the broker and this client run with sluice's garbage-collector and allocator
+// settings (ops/gc_tuning.ts: fewer young-generation collections, so fewer event-loop pauses,
+// and fewer page faults); `--gc default` runs both with the runtime's defaults instead (an A/B
+// of the settings).
 // JSC reads them from the environment at start, so the bench starts itself again with them
 // when its own environment differs; the broker inherits the environment. The mode is in the
 // JSON under params.gc.

@@ -1,30 +1,40 @@
-// Garbage-collector settings for sluice's Bun processes (the broker and its clients).
+// Garbage-collector and allocator settings for sluice's Bun processes (the broker and its
+// clients).
 //
 // JavaScriptCore starts a young-generation ("eden") collection for two reasons: the bytes
 // allocated since the last one pass a budget (at least `largeHeapSize`, which Bun sets to
 // 8 MiB), or a timer runs out that JSC arms after allocation, due sooner the more was
 // allocated per MB of heap (`percentCPUPerMBForEdenTimer`). At 10,000 messages/s the broker
-// allocates ~10 KB and a consumer ~5 KB per message, and the timer fires first: in
+// allocates ~8-10 KB and a consumer ~3-5 KB per message, and the timer fires first: in
 // bench:tcp's latency phase most collections (32 of 36 in the broker's log, 29 of 45 in the
 // consumer's) were timer-started, three to five a second per process, each pausing the
 // event loop for 1-10 ms. Every pause delays the messages that arrive during it, which is
-// what sets the end-to-end p99 at that rate. These settings lengthen the timer 40-fold and
-// raise the budget to 64 MiB: the collections come from the allocation budget, 2-4 times
-// fewer, with the summed pause cut to about 0.4 of JSC's defaults (bench/RESULTS.md, issue 16
-// GC section), at the cost of up to 64 MiB more garbage held between collections.
+// what sets the end-to-end p99 at that rate. The first two settings lengthen the timer
+// 40-fold and raise the budget to 64 MiB: 2.5-4.5 times fewer collections, and half as many
+// pauses over 1 ms or fewer (bench/RESULTS.md, "GC and allocator settings (issue 16)").
 //
-// JSC reads its options once, when the runtime starts, from `BUN_JSC_<option>` variables in
-// the environment: they cannot be set from inside a running process. So they are applied to
-// the environment of processes sluice starts (the benchmarks' brokers and clients, the Docker
-// image) and documented for deployments (README.md, "GC settings"). A variable already set
-// in the environment wins over these values.
+// Bun allocates everything outside the JS heap (ArrayBuffers: received chunks, the engine's
+// 1 MiB tail-cache chunks) with mimalloc, which by default gives freed memory back to the
+// system 10 ms after it was freed (`purge_delay`); the next allocation then faults fresh
+// pages in, which is slow on the VMs sluice is measured on. MIMALLOC_PURGE_DELAY=-1 keeps
+// freed memory for reuse: 2.5-4 times fewer page faults in the same runs, at the cost of a
+// resident size that stays at its high-water mark (+35-40 MB in those runs; after a burst that
+// allocated a lot, the memory is kept for the next one rather than returned).
+//
+// JSC and mimalloc read these once, when the runtime starts, from the environment: they
+// cannot be set from inside a running process. So they are applied to the environment of
+// processes sluice starts (bench:tcp's broker and client, the Docker image) and documented
+// for deployments (README.md, "GC settings"); `sluice serve` logs those in effect. A variable
+// already set in the environment wins over these values.
 
-/** The JSC options (as environment variables) that sluice's processes run with. */
+/** The JSC and mimalloc options (environment variables) sluice's processes run with. */
 export const GC_TUNING_ENV: Readonly<Record<string, string>> = Object.freeze({
   // JSC's default is 0.0025: a collection about every 100-300 ms while allocating.
   BUN_JSC_percentCPUPerMBForEdenTimer: "0.0000625",
   // 64 MiB: the allocation budget between collections of a small heap (Bun's default 8 MiB).
   BUN_JSC_largeHeapSize: String(64 * 1024 * 1024),
+  // mimalloc's default is 10 (ms): freed memory goes back to the system and faults in again.
+  MIMALLOC_PURGE_DELAY: "-1",
 });
 
 /** `tuned` runs with GC_TUNING_ENV; `default` leaves every one of them to JSC's default. */
