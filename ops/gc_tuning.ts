@@ -13,12 +13,12 @@
 // 40-fold and raise the budget to 64 MiB: 2.5-4.5 times fewer collections, and half as many
 // pauses over 1 ms or fewer (bench/RESULTS.md, "GC and allocator settings (issue 16)").
 //
-// Bun allocates everything outside the JS heap (ArrayBuffers: received chunks, the engine's
-// 1 MiB tail-cache chunks) with mimalloc, which by default gives freed memory back to the
+// Bun's native side allocates with mimalloc, which by default gives freed memory back to the
 // system 10 ms after it was freed (`purge_delay`); the next allocation then faults fresh
-// pages in, which is slow on the VMs sluice is measured on. MIMALLOC_PURGE_DELAY=-1 keeps
+// pages in, which is slow on the VMs sluice is measured on. (Which of sluice's buffers come
+// from mimalloc rather than JSC's own heap was not traced; the page-fault counts were.) MIMALLOC_PURGE_DELAY=-1 keeps
 // freed memory for reuse: 2.5-4 times fewer page faults in the same runs, at the cost of a
-// resident size that stays at its high-water mark (+35-40 MB in those runs; after a burst that
+// resident size that stays at its high-water mark (+50-90 MB in those runs; after a burst that
 // allocated a lot, the memory is kept for the next one rather than returned).
 //
 // JSC and mimalloc read these once, when the runtime starts, from the environment: they
