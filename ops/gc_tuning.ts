@@ -18,8 +18,8 @@
 // pages in, which is slow on the VMs sluice is measured on. (Which of sluice's buffers come
 // from mimalloc rather than JSC's own heap was not traced; the page-fault counts were.) MIMALLOC_PURGE_DELAY=-1 keeps
 // freed memory for reuse: 2.5-4 times fewer page faults in the same runs (and catch-up
-// consume 1.6-2.3× faster, loaded), at the cost of a resident size that stays at its
-// high-water mark (+50-90 MB in the latency runs, +0.2-0.45 GB after bench:tcp's catch-up
+// consume 1.2-2.4× faster, loaded), at the cost of a resident size that stays at its
+// high-water mark (+50-90 MB in the latency runs, +0.2-1.2 GB after bench:tcp's catch-up
 // reads: after a burst that allocated a lot, the memory is kept for the next one).
 //
 // JSC and mimalloc read these once, when the runtime starts, from the environment: they
