@@ -24,13 +24,20 @@
 // core), so a tail caused by other load on a shared machine is labelled as such. Both are
 // absent where /proc lacks them.
 // `--isolation off` skips the deletion and the wait (an A/B of the isolation itself).
+// GC: under Bun the broker and this client run with sluice's garbage-collector and allocator
+// settings (ops/gc_tuning.ts: fewer young-generation collections, so fewer event-loop pauses,
+// and fewer page faults); `--gc default` runs both with the runtime's defaults instead (an A/B
+// of the settings).
+// JSC reads them from the environment at start, so the bench starts itself again with them
+// when its own environment differs; the broker inherits the environment. The mode is in the
+// JSON under params.gc.
 // `--phases latency` runs the latency runs alone (no loopback, publish or consume phases);
 // the figures of phases not run are null.
 //
 //   npm run bench:tcp -- [--seconds 30] [--rate 10000] [--latency-seconds 10]
 //                        [--warmup-seconds 1] [--small-seconds 5] [--json]
 //                        [--phases publish,consume,small,latency] [--drain-dirty-mb 256]
-//                        [--drain-seconds-max 30] [--isolation on|off]
+//                        [--drain-seconds-max 30] [--isolation on|off] [--gc tuned|default]
 //   npm run bench:tcp -- --protocol kafka [--mb 256] [--rounds 2] [--json]   (tcp/protocols.ts)
 //
 // The last stdout line is one JSON object with publishMBps, consumeMBps, consumeNoCrcMBps,
@@ -38,8 +45,10 @@
 
 import { mkdtempSync, rmSync } from "node:fs";
 import { cpus, freemem, release, tmpdir, totalmem } from "node:os";
+import { spawn } from "node:child_process";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
+import { type GcMode, gcEnvironment, gcModeHolds, parseGcMode } from "../ops/gc_tuning.ts";
 import { Admin, Consumer, Producer } from "../protocol/client/mod.ts";
 import { consumeAll } from "./tcp/consume_loop.ts";
 import { publishFor } from "./tcp/publish_loop.ts";
@@ -72,6 +81,8 @@ const { values } = parseArgs({
     "drain-seconds-max": { type: "string", default: "30" },
     // `off`: neither delete the earlier phases' topics nor wait (an A/B of the isolation).
     isolation: { type: "string", default: "on" },
+    // `default`: JavaScriptCore's own GC settings instead of sluice's (ops/gc_tuning.ts).
+    gc: { type: "string", default: "tuned" },
     // `kafka`: the same batches through the native and the Kafka listener (tcp/protocols.ts).
     protocol: { type: "string", default: "native" },
     mb: { type: "string", default: "256" },
@@ -299,7 +310,33 @@ async function latencyPhase(port: number, rate: number, seconds: number, warmupS
   return latencyRuns;
 }
 
+function isBun(): boolean {
+  return (process.versions as Record<string, string | undefined>)["bun"] !== undefined;
+}
+
+/**
+ * Under Bun, when this process's environment does not carry the GC mode asked for, runs the
+ * bench again in a child that does (JSC reads its options only at start) and resolves to its
+ * exit code; undefined when this process already runs as asked (or under Deno).
+ */
+function relaunchedFor(mode: GcMode): Promise<number> | undefined {
+  if (!isBun()) return;
+  if (gcModeHolds(process.env, mode)) return;
+  const env = gcEnvironment(process.env, mode);
+  const child = spawn(process.execPath, process.argv.slice(1), { stdio: "inherit", env });
+  return new Promise((resolve, reject) => {
+    child.once("error", reject);
+    child.once("exit", (code, signal) => resolve(code ?? (signal === null ? 1 : 128)));
+  });
+}
+
 async function main(): Promise<void> {
+  const gc = parseGcMode(values.gc);
+  const relaunched = relaunchedFor(gc);
+  if (relaunched !== undefined) {
+    process.exitCode = await relaunched;
+    return;
+  }
   if (values.protocol === "kafka") {
     const { runProtocols } = await import("./tcp/protocols.ts");
     const mb = positive("mb", values.mb);
@@ -357,6 +394,8 @@ async function main(): Promise<void> {
           recordBytes: RECORD_BYTES,
           smallRecordBytes: SMALL_RECORD_BYTES,
           partitions: PARTITIONS,
+          // JSC's settings apply under Bun only.
+          gc: isBun() ? gc : null,
         },
         ...figures,
         ...roundedAll(latencies),

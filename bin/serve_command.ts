@@ -8,6 +8,7 @@
 import fs from "node:fs";
 import type { OpsHttp } from "../ops/http.ts";
 import type { ServerEvent } from "../protocol/mod.ts";
+import { describeGc } from "../ops/gc_tuning.ts";
 import { Logger } from "../ops/log.ts";
 import { type ParsedValues, UsageError } from "./_args.ts";
 import {
@@ -61,6 +62,10 @@ export async function serve(values: ParsedValues): Promise<number> {
   const httpTls = httpTlsOf(flags, security.tls, settings.httpPort);
   const log = makeLogger(resolved);
   log.info("starting", describeSettings(resolved));
+  // JavaScriptCore's GC options come from the environment at start (README "GC settings").
+  if ((process.versions as Record<string, string | undefined>)["bun"] !== undefined) {
+    log.info("gc", describeGc(process.env));
+  }
   const { Engine } = await import("../engine/mod.ts");
   const { SluiceServer } = await import("../protocol/mod.ts");
   fs.mkdirSync(settings.data, { recursive: true });

@@ -6,7 +6,7 @@
 // message does not, so A/B comparisons of the fetch and produce paths use these figures.
 //
 //   bun bench/tools/alloc_per_msg.ts [--seconds 10] [--warmup-seconds 2] [--rate 10000]
-//                                    [--root DIR] [--json]
+//                                    [--root DIR] [--json] [--logs DIR]
 //
 // Each process runs with BUN_JSC_logGC=1 and _alloc_probe.ts preloaded. After the warm-up the
 // tool signals all three (SIGUSR2) to mark the window's start, and again once the consumer has
@@ -14,8 +14,10 @@
 //   bytesPerMsg       JS heap bytes allocated per message: the growth of the heap between
 //                     collections (each collection's start size less the previous one's end
 //                     size, and the heap at the window's edges), divided by the messages sent;
-//   gcPer10k, gcPauseMsPer10k, gcPauseMsMax
-//                     collections, their summed and longest pauses, per 10,000 messages;
+//   gcPer10k, gcPauseMsPer10k, gcPauseMsMax, gcPausesOver1MsPer10k, gcBudgetStartedPer10k
+//                     collections, their summed and longest pauses, the pauses over 1 ms,
+//                     and the collections the allocation budget started (not a timer),
+//                     per 10,000 messages;
 //   timeoutsPerMsg, immediatesPerMsg, microtasksPerMsg
 //                     setTimeout, setImmediate and queueMicrotask calls per message;
 // and pollsPerMsg, the consumer's polls (one fetch answer each) per message. A fetch costs
@@ -23,10 +25,13 @@
 // messages a fetch brings, which the machine's load decides: compare runs at like pollsPerMsg,
 // or per fetch. e2eMs is the consumer's end-to-end latency (loaded on a shared machine).
 // `--root DIR` runs another checkout's broker and client (alternate it with this one for an
-// A/B). Bun only (bun:jsc and BUN_JSC_logGC). The last stdout line is one JSON object.
+// A/B). `--logs DIR` keeps each process's stderr (its GC log) as DIR/<role>.log. The three
+// processes inherit this one's environment, BUN_JSC_* GC settings included (ops/gc_tuning.ts):
+// set them on the tool's command line for an A/B of them. Bun only (bun:jsc and
+// BUN_JSC_logGC). The last stdout line is one JSON object.
 
 import { type ChildProcess, spawn } from "node:child_process";
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
@@ -49,6 +54,7 @@ const { values } = parseArgs({
     rate: { type: "string", default: "10000" },
     root: { type: "string" },
     json: { type: "boolean", default: false },
+    logs: { type: "string" },
   },
 });
 
@@ -219,6 +225,10 @@ function report(processes: Partial<Record<Role, Watched>>): void {
   const figures = Object.fromEntries(
     ROLES.map((role) => [role, windowFigures(processes[role]!.log, messages)]),
   );
+  if (values.logs !== undefined) {
+    mkdirSync(values.logs, { recursive: true });
+    for (const role of ROLES) writeFileSync(join(values.logs, `${role}.log`), processes[role]!.log);
+  }
   if (!values.json) {
     for (const role of ROLES) console.log(role.padEnd(9), JSON.stringify(figures[role]));
     console.log(

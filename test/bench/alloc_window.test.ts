@@ -19,6 +19,21 @@ function collection(startKb: number, endKb: number, pauseMs: number): string {
   ].join("\n");
 }
 
+/**
+ * A collection a timer started (no "Requesting GC" line) that stopped the program twice: the
+ * first increment's line ends "...]" and the collection goes on concurrently.
+ */
+function concurrentCollection(startKb: number, endKb: number, pausesMs: [number, number]) {
+  return [
+    `[GC<0x44b3919c118>: START M ${startKb}kb => EdenCollection, a=0kb hf=0.000 mu=0.600 ` +
+      `v=0kb (C:0 M:0 P1:0) o=33 b=415 i#1:N<CsMsrShDMsm(420)SrbBcs> 209+420 ` +
+      `p=${pausesMs[0]}ms (max 20.1)...]`,
+    `[GC<0x44b3919c118>: M a=21kb hf=0.006 mu=0.596 v=963kb (C:548 M:0 P1:414) o=1 b=19 ` +
+      `i#2:N<WsOJw>Pbc 0+19 => ${endKb}kb, p=${pausesMs[1]}ms (max 20.1), cycle 9ms END]`,
+    "GC END!",
+  ].join("\n");
+}
+
 describe("alloc_per_msg window", () => {
   test("bytes are the heap's growth between collections, edges included", () => {
     const log = [
@@ -39,6 +54,26 @@ describe("alloc_per_msg window", () => {
     assert.equal(figures.timeoutsPerMsg, 0.002);
     assert.equal(figures.immediatesPerMsg, 0);
     assert.equal(figures.microtasksPerMsg, 0.05);
+    assert.equal(figures.gcBudgetStartedPer10k, 2);
+    assert.equal(figures.gcPausesOver1MsPer10k, 2);
+  });
+
+  test("every pause of a concurrent collection counts; timer-started ones are told apart", () => {
+    const log = [
+      probe({ timeouts: 0, immediates: 0, microtasks: 0, heapBytes: 1000 * 1024 }),
+      concurrentCollection(5000, 900, [0.5, 3]),
+      collection(4900, 800, 1.25),
+      probe({ timeouts: 0, immediates: 0, microtasks: 0, heapBytes: 800 * 1024 }),
+    ].join("\n");
+    const figures = windowFigures(log, 20_000);
+    // (5000 - 1000) + (4900 - 900) + 0 kb over 20,000 messages.
+    assert.equal(figures.bytesPerMsg, Math.round((8000 * 1024) / 20_000));
+    assert.equal(figures.gcPer10k, 1);
+    assert.equal(figures.gcBudgetStartedPer10k, 0.5);
+    // 0.5 + 3 + 1.25 ms in three pauses, two of them over 1 ms.
+    assert.equal(figures.gcPauseMsPer10k, 2.38);
+    assert.equal(figures.gcPauseMsMax, 3);
+    assert.equal(figures.gcPausesOver1MsPer10k, 1);
   });
 
   test("a log without two probe lines, or no messages, is refused by name", () => {

@@ -169,6 +169,83 @@ describe("waiting fetches", () => {
     }
   });
 
+  test("data on several logs in one turn wakes a waiter once, at the turn's end", async () => {
+    const listeners: (() => void)[] = [];
+    const fakeLog = () =>
+      ({
+        onData: (listener: () => void) => listeners.push(listener),
+        offData: () => {},
+      }) as unknown as PartitionLog;
+    const waits = new FetchWaits(new Set());
+    let woken = 0;
+    const waiter: FetchWaiter = {
+      logs: [fakeLog(), fakeLog(), fakeLog()],
+      deadlineMs: performance.now() + 60_000,
+      heapIndex: -1,
+      onData: () => {
+        woken++;
+        waits.remove(waiter);
+      },
+      onTimeUp: () => assert.fail("answered by data, not by its deadline"),
+    };
+    waits.add(waiter);
+    assert.equal(listeners.length, 3);
+    for (const listener of listeners) listener();
+    assert.equal(woken, 0, "told at the end of the turn, not inside the writer's");
+    await new Promise((resolve) => setImmediate(resolve));
+    assert.equal(woken, 1);
+    assert.equal(waits.size, 0);
+    // A waiter that left before the turn ended is not told.
+    const gone: FetchWaiter = { ...waiter, heapIndex: -1, onData: () => assert.fail("left") };
+    waits.add(gone);
+    listeners.at(-1)!();
+    waits.remove(gone);
+    await new Promise((resolve) => setImmediate(resolve));
+    waits.timeUpAll();
+  });
+
+  test("a Produce of two partitions reaches a waiting fetch in one answer", async () => {
+    using dir = tempDir();
+    const server = await started(dir.path);
+    await server.engine.createTopic("two", { partitions: 2, config: { fsync: "never" } });
+    const client = await RawClient.connect(server.port);
+    try {
+      await client.handshake();
+      const batch = encodeRecordBatch([{ value: new Uint8Array(8) }]);
+      // A log's first append waits for its directory's fsync on the thread pool; later ones,
+      // as in a steady stream, finish within the turn that made them.
+      await Promise.all([0, 1].map((partition) => server.engine.append("two", partition, batch)));
+      const partitions = [0, 1].map((partition) => ({
+        partition,
+        fetchOffset: 1,
+        partitionMaxBytes: 4096,
+      }));
+      const id = client.request(API.Fetch, (w) =>
+        writeFetchRequest(w, {
+          maxWaitMs: 30_000,
+          minBytes: 1,
+          maxBytes: 1 << 20,
+          topics: [{ topic: "two", partitions }],
+        }),
+      );
+      await waitFor(() => fetchesServed(server) === 1, "the poll to arrive");
+      // Two partitions written in one turn, as one Produce request's batches are.
+      const appended = [
+        server.engine.append("two", 0, batch),
+        server.engine.append("two", 1, batch),
+      ];
+      await Promise.all(appended);
+      const { errorCode, reader } = await client.response(id);
+      assert.equal(errorCode, 0);
+      const answer = readFetchResponse(reader.raw(reader.remaining)).topics[0]!.partitions;
+      const bytes = answer.map((p) => p.records.reduce((sum, view) => sum + view.length, 0));
+      assert.ok(bytes[0]! > 0 && bytes[1]! > 0, `record bytes per partition: ${bytes}`);
+    } finally {
+      client.close();
+      await server.close(0);
+    }
+  });
+
   test("deadlines come due in order; a removed waiter never does", async () => {
     const random = mulberry32(16_016);
     let nowMs = 0;
