@@ -273,7 +273,8 @@ testDurationSeconds: 7
     const html = renderReport([result]);
     assert.match(html, /search rules/);
     assert.match(html, /headroom: search and confirm windows need publish p99 ≤ 50 ms/);
-    assert.match(html, /backoff [\d,]+ ✗ \(publish p99 [\d.]+ ms &gt; 80 ms[^)]*\) \[probe\]/);
+    // The probe's reasons may start with a keep-up failure (a loaded machine) before its p99.
+    assert.match(html, /backoff [\d,]+ ✗ \([^)]*publish p99 [\d.]+ ms &gt; 80 ms[^)]*\) \[probe\]/);
     assert.match(html, /confirm [\d,]+ [✓✗].*? \[confirm, headroom\]/);
   });
 });
