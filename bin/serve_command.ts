@@ -92,6 +92,9 @@ export async function serve(values: ParsedValues): Promise<number> {
       port: settings.port,
       log: (message) => log.warn(message),
       onEvent: (event) => logServerEvent(log, event),
+      ...(settings.queueFetchAckWaitMs === undefined
+        ? {}
+        : { limits: { queueFetchAckWaitMs: settings.queueFetchAckWaitMs } }),
       ...(settings.heartbeatIntervalMs === undefined
         ? {}
         : { heartbeatIntervalMs: settings.heartbeatIntervalMs }),

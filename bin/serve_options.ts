@@ -31,6 +31,12 @@ export const SERVE_OPS_OPTIONS: Record<string, OptionSpec> = {
       "cheaper; fdatasync: always sync log by log; flush: one syncfs every round where " +
       "reachable (default auto)",
   },
+  "queue-fetch-ack-wait-ms": {
+    type: "string",
+    help:
+      "A queue fetch carrying acks waits this long at most for their fdatasync, so that its " +
+      "answer confirms them (default 5; 0: answer at once)",
+  },
   "metrics-partitions-max": {
     type: "string",
     help: "Above this many partitions /metrics exports per-topic series only (default 1000)",
