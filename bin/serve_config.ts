@@ -39,7 +39,7 @@ export type ServeSettings = {
   partitionSync: PartitionSync;
   /**
    * How long a QueueFetch v2 waits at most for its own acks' fdatasync before answering
-   * (the server limit queueFetchAckWaitMs; 0: it answers at once; unset: the server's 5).
+   * (the server limit queueFetchAckWaitMs; 0: it answers at once; unset: the server's, 0).
    */
   queueFetchAckWaitMs: number | undefined;
   /** The token the HTTP listener requires (Bearer, or the password of Basic). */

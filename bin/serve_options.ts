@@ -35,7 +35,7 @@ export const SERVE_OPS_OPTIONS: Record<string, OptionSpec> = {
     type: "string",
     help:
       "A queue fetch carrying acks waits this long at most for their fdatasync, so that its " +
-      "answer confirms them (default 5; 0: answer at once)",
+      "answer confirms them (default 0: answer at once)",
   },
   "metrics-partitions-max": {
     type: "string",

@@ -37,7 +37,7 @@
 //                             (default 1: a second one measured no faster on a loaded machine)
 //   queueFetchAckWaitMs=<n>   a server it starts: how long a QueueFetch v2 carrying acks waits
 //                             at most for their fdatasync (`serve --queue-fetch-ack-wait-ms`;
-//                             default the server's, 5; 0: answers at once)
+//                             default the server's, 0: answers at once)
 //   queueFetchIntervalMs=<n>  per-message mode: while the queue keeps up, a consumer's fetches
 //                             go out at most this often (default 0: at once). With
 //                             queueAckFlushMs at least as long, answers ride in the paced
@@ -398,7 +398,7 @@ export class SluiceTcpDriver implements Driver {
       heartbeatIntervalMs: started ? HEARTBEAT_INTERVAL_MS : "server's",
       partitionSync: this.#settings.partitionSync ?? (started ? "auto (default)" : "server's"),
       queueFetchAckWaitMs:
-        this.#settings.fetchAckWaitMs ?? (started ? "5 (server default)" : "server's"),
+        this.#settings.fetchAckWaitMs ?? (started ? "0 (server default)" : "server's"),
       ...(this.#settings.queue === undefined ? {} : queueModeSettings(this.#settings.queue)),
       ...priorityLevelsSetting(this.#config.priorityLevels),
       ...delayPathSetting(this.#config.deliveryDelayMsMax),

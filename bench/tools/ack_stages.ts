@@ -26,7 +26,7 @@
 //       [--fetch-ack-wait-ms N]
 //
 // --fetch-ack-wait-ms sets the broker's queueFetchAckWaitMs (0: a v2 fetch answers without
-// waiting for its acks' fdatasync; absent: the broker's default, 5 ms).
+// waiting for its acks' fdatasync; absent: the broker's default, 0).
 //
 // --spare-bytes-max sets the engine's queueSpareBytesMax (0: no spare generations).
 // A short run may never compact the state log at the default threshold (4 MiB):

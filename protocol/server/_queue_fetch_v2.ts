@@ -14,7 +14,7 @@
 // Nothing is confirmed before it is durable: a v2 ack result of 0 says "applied", and only
 // acks_durable_through says "durable".
 //
-// The wait for the fetch's own acks (queueFetchAckWaitMs, default 5 ms; 0: none) saves their
+// The wait for the fetch's own acks (queueFetchAckWaitMs; default 0: none) saves their
 // confirmation a whole fetch cycle. Answered at once, a fetch that finds records goes out
 // before its acks' fdatasync ends, so they are confirmed only by the answer to the consumer's
 // next fetch: after it has handled the records, sent that fetch and the broker has served it.
