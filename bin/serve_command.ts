@@ -74,6 +74,9 @@ export async function serve(values: ParsedValues): Promise<number> {
     onWarning: (message) => log.warn("recovery", { detail: message }),
     slowFsyncMs: settings.slowFsyncMs,
     partitionSync: settings.partitionSync,
+    ...(settings.queueSyncsInFlight === undefined
+      ? {}
+      : { queueSyncsInFlight: settings.queueSyncsInFlight }),
     onSlowFsync: (event) => logSlowFsync(log, event),
   });
   const topics = engine.listTopics();

@@ -42,6 +42,8 @@ export type ServeSettings = {
    * (the server limit queueFetchAckWaitMs; 0: it answers at once; unset: the server's, 0).
    */
   queueFetchAckWaitMs: number | undefined;
+  /** fdatasyncs of one queue's state log in flight (EngineOptions.queueSyncsInFlight). */
+  queueSyncsInFlight: number | undefined;
   /** The token the HTTP listener requires (Bearer, or the password of Basic). */
   httpToken: string | undefined;
   // Security (README "Security") and the Kafka listener: resolved here like every setting, then
@@ -187,6 +189,14 @@ export const SETTINGS: readonly Setting[] = [
       "A queue fetch carrying acks waits this long at most for their fdatasync, so that its " +
       "answer confirms them (0: answer at once)",
   },
+  {
+    key: "queueSyncsInFlight",
+    flag: "queue-syncs-in-flight",
+    env: "SLUICE_QUEUE_SYNCS_IN_FLIGHT",
+    file: "queues.syncsInFlight",
+    kind: { type: "int", min: 1, max: 8 },
+    help: "fdatasyncs of one queue's state log in flight at once (1: serial)",
+  },
   ...passThrough("httpToken", "http-token", "http.token", { type: "string" }),
   ...passThrough("tlsCert", "tls-cert", "tls.cert", { type: "string" }),
   ...passThrough("tlsKey", "tls-key", "tls.key", { type: "string" }),
@@ -246,6 +256,7 @@ function defaults(env: NodeJS.ProcessEnv): ServeSettings {
     slowFsyncMs: 500,
     partitionSync: "auto",
     queueFetchAckWaitMs: undefined,
+    queueSyncsInFlight: undefined,
     httpToken: undefined,
     tlsCert: undefined,
     tlsKey: undefined,

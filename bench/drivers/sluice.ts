@@ -38,6 +38,8 @@
 //   queueFetchAckWaitMs=<n>   a server it starts: how long a QueueFetch v2 carrying acks waits
 //                             at most for their fdatasync (`serve --queue-fetch-ack-wait-ms`;
 //                             default the server's, 0: answers at once)
+//   queueSyncsInFlight=<n>    a server it starts: fdatasyncs of a queue's state log in flight
+//                             (`serve --queue-syncs-in-flight`; default the engine's, 2)
 //   queueFetchIntervalMs=<n>  per-message mode: while the queue keeps up, a consumer's fetches
 //                             go out at most this often (default 0: at once). With
 //                             queueAckFlushMs at least as long, answers ride in the paced
@@ -137,6 +139,8 @@ type Settings = {
   partitionSync: PartitionSync | undefined;
   /** A server the driver starts: its queueFetchAckWaitMs limit (undefined: its default). */
   fetchAckWaitMs: number | undefined;
+  /** A server the driver starts: its engine's queueSyncsInFlight (undefined: its default). */
+  syncsInFlight: number | undefined;
   lingerMs: number;
   batchBytes: number;
   /** Set with the workload's ackMode per-message. */
@@ -226,6 +230,10 @@ export class SluiceTcpDriver implements Driver {
         options["queueFetchAckWaitMs"] === undefined
           ? undefined
           : integerOption(options, "queueFetchAckWaitMs", 0, 0, 1_000),
+      syncsInFlight:
+        options["queueSyncsInFlight"] === undefined
+          ? undefined
+          : integerOption(options, "queueSyncsInFlight", 2, 1, 8),
       lingerMs: integerOption(
         options,
         "lingerMs",
@@ -257,6 +265,11 @@ export class SluiceTcpDriver implements Driver {
     };
     if (url !== undefined && this.#settings.partitionSync !== undefined) {
       throw new RangeError("driver option partitionSync applies to a server the driver starts");
+    }
+    if (url !== undefined && this.#settings.syncsInFlight !== undefined) {
+      throw new RangeError(
+        "driver option queueSyncsInFlight applies to a server the driver starts",
+      );
     }
     if (url !== undefined && this.#settings.fetchAckWaitMs !== undefined) {
       throw new RangeError(
@@ -328,6 +341,9 @@ export class SluiceTcpDriver implements Driver {
         ...(this.#settings.fetchAckWaitMs === undefined
           ? []
           : ["--queue-fetch-ack-wait-ms", String(this.#settings.fetchAckWaitMs)]),
+        ...(this.#settings.syncsInFlight === undefined
+          ? []
+          : ["--queue-syncs-in-flight", String(this.#settings.syncsInFlight)]),
         ...security,
       ]);
       this.#client = { host: "127.0.0.1", port: this.#child.port, ...this.#security() };
@@ -341,9 +357,14 @@ export class SluiceTcpDriver implements Driver {
         host: "127.0.0.1",
         port: 0,
         heartbeatIntervalMs: HEARTBEAT_INTERVAL_MS,
-        ...(this.#settings.partitionSync === undefined
-          ? {}
-          : { engineOptions: { partitionSync: this.#settings.partitionSync } }),
+        engineOptions: {
+          ...(this.#settings.partitionSync === undefined
+            ? {}
+            : { partitionSync: this.#settings.partitionSync }),
+          ...(this.#settings.syncsInFlight === undefined
+            ? {}
+            : { queueSyncsInFlight: this.#settings.syncsInFlight }),
+        },
         ...(this.#settings.fetchAckWaitMs === undefined
           ? {}
           : { limits: { queueFetchAckWaitMs: this.#settings.fetchAckWaitMs } }),
@@ -399,6 +420,8 @@ export class SluiceTcpDriver implements Driver {
       partitionSync: this.#settings.partitionSync ?? (started ? "auto (default)" : "server's"),
       queueFetchAckWaitMs:
         this.#settings.fetchAckWaitMs ?? (started ? "0 (server default)" : "server's"),
+      queueSyncsInFlight:
+        this.#settings.syncsInFlight ?? (started ? "2 (engine default)" : "server's"),
       ...(this.#settings.queue === undefined ? {} : queueModeSettings(this.#settings.queue)),
       ...priorityLevelsSetting(this.#config.priorityLevels),
       ...delayPathSetting(this.#config.deliveryDelayMsMax),
@@ -436,6 +459,7 @@ export class SluiceTcpDriver implements Driver {
       server: _server,
       partitionSync: _partitionSync,
       queueFetchAckWaitMs: _fetchAckWaitMs,
+      queueSyncsInFlight: _syncsInFlight,
       ...options
     } = this.#config.options;
     const tlsCaFile = this.#settings.tlsCaFile;
