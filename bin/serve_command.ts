@@ -74,6 +74,9 @@ export async function serve(values: ParsedValues): Promise<number> {
     onWarning: (message) => log.warn("recovery", { detail: message }),
     slowFsyncMs: settings.slowFsyncMs,
     partitionSync: settings.partitionSync,
+    ...(settings.queueSyncsInFlight === undefined
+      ? {}
+      : { queueSyncsInFlight: settings.queueSyncsInFlight }),
     onSlowFsync: (event) => logSlowFsync(log, event),
   });
   const topics = engine.listTopics();
@@ -92,6 +95,9 @@ export async function serve(values: ParsedValues): Promise<number> {
       port: settings.port,
       log: (message) => log.warn(message),
       onEvent: (event) => logServerEvent(log, event),
+      ...(settings.queueFetchAckWaitMs === undefined
+        ? {}
+        : { limits: { queueFetchAckWaitMs: settings.queueFetchAckWaitMs } }),
       ...(settings.heartbeatIntervalMs === undefined
         ? {}
         : { heartbeatIntervalMs: settings.heartbeatIntervalMs }),

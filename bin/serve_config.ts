@@ -37,6 +37,13 @@ export type ServeSettings = {
   slowFsyncMs: number;
   /** How the engine's group commit syncs a round (EngineOptions.partitionSync). */
   partitionSync: PartitionSync;
+  /**
+   * How long a QueueFetch v2 waits at most for its own acks' fdatasync before answering
+   * (the server limit queueFetchAckWaitMs; 0: it answers at once; unset: the server's, 0).
+   */
+  queueFetchAckWaitMs: number | undefined;
+  /** fdatasyncs of one queue's state log in flight (EngineOptions.queueSyncsInFlight). */
+  queueSyncsInFlight: number | undefined;
   /** The token the HTTP listener requires (Bearer, or the password of Basic). */
   httpToken: string | undefined;
   // Security (README "Security") and the Kafka listener: resolved here like every setting, then
@@ -172,6 +179,24 @@ export const SETTINGS: readonly Setting[] = [
       "auto (one syncfs per group-commit round where cheaper), fdatasync (log by log) or " +
       "flush (one syncfs every round where reachable)",
   },
+  {
+    key: "queueFetchAckWaitMs",
+    flag: "queue-fetch-ack-wait-ms",
+    env: "SLUICE_QUEUE_FETCH_ACK_WAIT_MS",
+    file: "queues.fetchAckWaitMs",
+    kind: { type: "int", min: 0, max: 1_000 },
+    help:
+      "A queue fetch carrying acks waits this long at most for their fdatasync, so that its " +
+      "answer confirms them (0: answer at once)",
+  },
+  {
+    key: "queueSyncsInFlight",
+    flag: "queue-syncs-in-flight",
+    env: "SLUICE_QUEUE_SYNCS_IN_FLIGHT",
+    file: "queues.syncsInFlight",
+    kind: { type: "int", min: 1, max: 8 },
+    help: "fdatasyncs of one queue's state log in flight at once (1: serial)",
+  },
   ...passThrough("httpToken", "http-token", "http.token", { type: "string" }),
   ...passThrough("tlsCert", "tls-cert", "tls.cert", { type: "string" }),
   ...passThrough("tlsKey", "tls-key", "tls.key", { type: "string" }),
@@ -230,6 +255,8 @@ function defaults(env: NodeJS.ProcessEnv): ServeSettings {
     metricsPartitionsMax: 1000,
     slowFsyncMs: 500,
     partitionSync: "auto",
+    queueFetchAckWaitMs: undefined,
+    queueSyncsInFlight: undefined,
     httpToken: undefined,
     tlsCert: undefined,
     tlsKey: undefined,

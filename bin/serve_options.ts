@@ -31,6 +31,18 @@ export const SERVE_OPS_OPTIONS: Record<string, OptionSpec> = {
       "cheaper; fdatasync: always sync log by log; flush: one syncfs every round where " +
       "reachable (default auto)",
   },
+  "queue-fetch-ack-wait-ms": {
+    type: "string",
+    help:
+      "A queue fetch carrying acks waits this long at most for their fdatasync, so that its " +
+      "answer confirms them (default 0: answer at once)",
+  },
+  "queue-syncs-in-flight": {
+    type: "string",
+    help:
+      "fdatasyncs of one queue's state log in flight at once, 1-8 (default 2; 1: each " +
+      "accept waits for the one in flight, fewer fdatasyncs)",
+  },
   "metrics-partitions-max": {
     type: "string",
     help: "Above this many partitions /metrics exports per-topic series only (default 1000)",

@@ -35,6 +35,11 @@
 //                             (default 1)
 //   queueFetchesInFlight=<n>  per-message mode: QueueFetch requests outstanding per consumer
 //                             (default 1: a second one measured no faster on a loaded machine)
+//   queueFetchAckWaitMs=<n>   a server it starts: how long a QueueFetch v2 carrying acks waits
+//                             at most for their fdatasync (`serve --queue-fetch-ack-wait-ms`;
+//                             default the server's, 0: answers at once)
+//   queueSyncsInFlight=<n>    a server it starts: fdatasyncs of a queue's state log in flight
+//                             (`serve --queue-syncs-in-flight`; default the engine's, 2)
 //   queueFetchIntervalMs=<n>  per-message mode: while the queue keeps up, a consumer's fetches
 //                             go out at most this often (default 0: at once). With
 //                             queueAckFlushMs at least as long, answers ride in the paced
@@ -132,6 +137,10 @@ type Settings = {
   fsync: FsyncPolicy | undefined;
   /** How a server the driver starts makes group-commit rounds durable (its default: auto). */
   partitionSync: PartitionSync | undefined;
+  /** A server the driver starts: its queueFetchAckWaitMs limit (undefined: its default). */
+  fetchAckWaitMs: number | undefined;
+  /** A server the driver starts: its engine's queueSyncsInFlight (undefined: its default). */
+  syncsInFlight: number | undefined;
   lingerMs: number;
   batchBytes: number;
   /** Set with the workload's ackMode per-message. */
@@ -217,6 +226,14 @@ export class SluiceTcpDriver implements Driver {
       acks: acksOption(options["acks"], perMessage ? "all" : 1),
       fsync: options["fsync"] === undefined ? undefined : fsyncOption(options, "fsync", "never"),
       partitionSync: partitionSyncOption(options["partitionSync"]),
+      fetchAckWaitMs:
+        options["queueFetchAckWaitMs"] === undefined
+          ? undefined
+          : integerOption(options, "queueFetchAckWaitMs", 0, 0, 1_000),
+      syncsInFlight:
+        options["queueSyncsInFlight"] === undefined
+          ? undefined
+          : integerOption(options, "queueSyncsInFlight", 2, 1, 8),
       lingerMs: integerOption(
         options,
         "lingerMs",
@@ -248,6 +265,16 @@ export class SluiceTcpDriver implements Driver {
     };
     if (url !== undefined && this.#settings.partitionSync !== undefined) {
       throw new RangeError("driver option partitionSync applies to a server the driver starts");
+    }
+    if (url !== undefined && this.#settings.syncsInFlight !== undefined) {
+      throw new RangeError(
+        "driver option queueSyncsInFlight applies to a server the driver starts",
+      );
+    }
+    if (url !== undefined && this.#settings.fetchAckWaitMs !== undefined) {
+      throw new RangeError(
+        "driver option queueFetchAckWaitMs applies to a server the driver starts",
+      );
     }
     if (url !== undefined && this.#settings.tls && this.#settings.tlsCaFile === undefined) {
       throw new RangeError("driver option tls=true with an external server needs tlsCaFile=FILE");
@@ -311,6 +338,12 @@ export class SluiceTcpDriver implements Driver {
         ...(this.#settings.partitionSync === undefined
           ? []
           : ["--partition-sync", this.#settings.partitionSync]),
+        ...(this.#settings.fetchAckWaitMs === undefined
+          ? []
+          : ["--queue-fetch-ack-wait-ms", String(this.#settings.fetchAckWaitMs)]),
+        ...(this.#settings.syncsInFlight === undefined
+          ? []
+          : ["--queue-syncs-in-flight", String(this.#settings.syncsInFlight)]),
         ...security,
       ]);
       this.#client = { host: "127.0.0.1", port: this.#child.port, ...this.#security() };
@@ -324,9 +357,17 @@ export class SluiceTcpDriver implements Driver {
         host: "127.0.0.1",
         port: 0,
         heartbeatIntervalMs: HEARTBEAT_INTERVAL_MS,
-        ...(this.#settings.partitionSync === undefined
+        engineOptions: {
+          ...(this.#settings.partitionSync === undefined
+            ? {}
+            : { partitionSync: this.#settings.partitionSync }),
+          ...(this.#settings.syncsInFlight === undefined
+            ? {}
+            : { queueSyncsInFlight: this.#settings.syncsInFlight }),
+        },
+        ...(this.#settings.fetchAckWaitMs === undefined
           ? {}
-          : { engineOptions: { partitionSync: this.#settings.partitionSync } }),
+          : { limits: { queueFetchAckWaitMs: this.#settings.fetchAckWaitMs } }),
         log: (message) => console.error(`sluice server: ${message}`),
         ...(this.#settings.tls
           ? { tls: { certFile: flag("--tls-cert"), keyFile: flag("--tls-key") } }
@@ -377,6 +418,10 @@ export class SluiceTcpDriver implements Driver {
       subscription: "a consumer group: its consumers share the partitions; reads from the start",
       heartbeatIntervalMs: started ? HEARTBEAT_INTERVAL_MS : "server's",
       partitionSync: this.#settings.partitionSync ?? (started ? "auto (default)" : "server's"),
+      queueFetchAckWaitMs:
+        this.#settings.fetchAckWaitMs ?? (started ? "0 (server default)" : "server's"),
+      queueSyncsInFlight:
+        this.#settings.syncsInFlight ?? (started ? "2 (engine default)" : "server's"),
       ...(this.#settings.queue === undefined ? {} : queueModeSettings(this.#settings.queue)),
       ...priorityLevelsSetting(this.#config.priorityLevels),
       ...delayPathSetting(this.#config.deliveryDelayMsMax),
@@ -410,7 +455,13 @@ export class SluiceTcpDriver implements Driver {
 
   workerOptions(): Record<string, string> {
     // Where and how the server runs is the coordinator's: a worker only connects to it.
-    const { server: _server, partitionSync: _partitionSync, ...options } = this.#config.options;
+    const {
+      server: _server,
+      partitionSync: _partitionSync,
+      queueFetchAckWaitMs: _fetchAckWaitMs,
+      queueSyncsInFlight: _syncsInFlight,
+      ...options
+    } = this.#config.options;
     const tlsCaFile = this.#settings.tlsCaFile;
     return {
       ...options,

@@ -12,7 +12,7 @@
 // precision (performance.timeOrigin + performance.now(), comparable across threads). Also
 // kept: every commit fdatasync of the queue state log (ms) and this loop's lateness (a 1 ms
 // interval timer's delay beyond 1 ms). Messages: {dataDir, compactAfterBytes?,
-// spareBytesMax?} → {port};
+// spareBytesMax?, fetchAckWaitMs?} → {port};
 // {report: true} → {stamps: [key, applied, durable, told][], fsyncMs: number[],
 // lagMs: number[]}; {close: true} → {closed}.
 
@@ -117,10 +117,12 @@ scope.onmessage = async (event: MessageEvent) => {
     patch();
     const compact = message["compactAfterBytes"];
     const spare = message["spareBytesMax"];
+    const wait = message["fetchAckWaitMs"];
     server = await SluiceServer.start({
       dataDir: message["dataDir"],
       host: "127.0.0.1",
       port: 0,
+      limits: typeof wait === "number" ? { queueFetchAckWaitMs: wait } : {},
       engineOptions: {
         ...(typeof compact === "number" ? { queueCompactAfterBytes: compact } : {}),
         ...(typeof spare === "number" ? { queueSpareBytesMax: spare } : {}),

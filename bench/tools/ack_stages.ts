@@ -23,6 +23,10 @@
 //   bun bench/tools/ack_stages.ts [--rate 10000] [--seconds 10] [--warmup-s 3]
 //       [--partitions 16] [--consumers 4] [--producers 4] [--size 1024] [--ack-flush-ms 1]
 //       [--max-records 1000] [--compact-after-bytes N] [--spare-bytes-max N]
+//       [--fetch-ack-wait-ms N]
+//
+// --fetch-ack-wait-ms sets the broker's queueFetchAckWaitMs (0: a v2 fetch answers without
+// waiting for its acks' fdatasync; absent: the broker's default, 0).
 //
 // --spare-bytes-max sets the engine's queueSpareBytesMax (0: no spare generations).
 // A short run may never compact the state log at the default threshold (4 MiB):
@@ -48,6 +52,7 @@ const { values } = parseArgs({
     "max-records": { type: "string", default: "1000" },
     "compact-after-bytes": { type: "string" },
     "spare-bytes-max": { type: "string" },
+    "fetch-ack-wait-ms": { type: "string" },
   },
 });
 
@@ -77,6 +82,8 @@ const spareBytesMax =
   values["spare-bytes-max"] === undefined
     ? undefined
     : integer("spare-bytes-max", 0, 256 * 1024 * 1024);
+const fetchAckWaitMs =
+  values["fetch-ack-wait-ms"] === undefined ? undefined : integer("fetch-ack-wait-ms", 0, 1_000);
 const OFFSET_SPAN = 2 ** 32;
 const nowMs = () => performance.timeOrigin + performance.now();
 
@@ -133,6 +140,7 @@ try {
     dataDir,
     compactAfterBytes,
     spareBytesMax,
+    fetchAckWaitMs,
   });
   const admin = new Admin({ host: "127.0.0.1", port });
   await admin.createTopics([{ name: "jobs", partitions }]);
@@ -213,6 +221,7 @@ function summarize(
     seconds,
     compactAfterBytes: compactAfterBytes ?? null,
     spareBytesMax: spareBytesMax ?? null,
+    fetchAckWaitMs: fetchAckWaitMs ?? null,
     sent: run.sent,
     accepted: run.accepted,
     measured: rows.length,

@@ -32,10 +32,11 @@
 // their own: a fetch carrying acks is answered only after their fdatasync, and a consumer
 // that always waited for one per fetch drained a backlog at 0.66x the rate (measured with
 // bench/tools/queue_drain.ts). Against a broker that offers QueueFetch v2 a fetch carrying
-// answers (while keeping up) leaves without waiting for their fdatasync, and a later answer's
-// acks_durable_through confirms them (queue_ack_confirm.ts), so an answer's promise still
-// resolves only once it is durable. With no fetch answered for ACK_CONFIRM_IDLE_MS while
-// answers wait, a QueueAck v2 barrier asks.
+// answers (while keeping up) waits for their fdatasync a bounded time at most (the broker's
+// queueFetchAckWaitMs), and its answer's or a later answer's acks_durable_through confirms
+// them (queue_ack_confirm.ts), so an answer's promise still resolves only once it is durable.
+// With no fetch answered for ACK_CONFIRM_IDLE_MS while answers wait, a QueueAck v2 barrier
+// asks.
 
 import { WIRE_ERRORS, errorFromWire } from "../codec/errors.ts";
 import type { AckType, QueueAckResponse } from "../codec/queue_ack.ts";

@@ -53,6 +53,8 @@ export type QueuePlane = {
   /** A QueueFetch waits at most this long (below requestTimeoutMs: see newQueuePlane). */
   fetchWaitMsMax: number;
   fetchBytesMax: number;
+  /** A v2 fetch carrying acks waits this long at most for their durability (limits.ts). */
+  queueFetchAckWaitMs: number;
   /** Long polls waiting now, so shutdown can answer them at once (shared with Fetch). */
   waitingFetches: Set<() => void>;
   members: QueueMembers;
@@ -63,6 +65,7 @@ export function newQueuePlane(options: {
   engine: Engine;
   fetchWaitMsMax: number;
   fetchBytesMax: number;
+  queueFetchAckWaitMs: number;
   requestTimeoutMs: number;
   waitingFetches: Set<() => void>;
   log: (message: string) => void;
@@ -75,6 +78,7 @@ export function newQueuePlane(options: {
     // acquire records the client never hears of (locked until lockMs): it ends well before.
     fetchWaitMsMax: Math.min(options.fetchWaitMsMax, Math.floor(options.requestTimeoutMs / 2)),
     fetchBytesMax: options.fetchBytesMax,
+    queueFetchAckWaitMs: options.queueFetchAckWaitMs,
     waitingFetches: options.waitingFetches,
     members: new QueueMembers(options.engine, options.fatal),
     log: options.log,

@@ -46,6 +46,8 @@ export type QueueDataPlane = {
   engine: Engine;
   fetchWaitMsMax: number;
   fetchBytesMax: number;
+  /** A v2 fetch carrying acks waits this long at most for their durability (limits.ts). */
+  queueFetchAckWaitMs: number;
   waitingFetches: Set<() => void>;
   log(message: string): void;
 };

@@ -23,6 +23,11 @@ export type ServerLimits = {
   connectionBuffersBytesMax: number;
   fetchWaitMsMax: number;
   fetchBytesMax: number;
+  /**
+   * A QueueFetch v2 carrying acks waits at most this long for their fdatasync before it
+   * answers, so that its own answer confirms them (0, the default: it answers at once).
+   */
+  queueFetchAckWaitMs: number;
   /** Partition entries (summed over topics) in one Produce or Fetch request. */
   requestPartitionsMax: number;
   /** Caps on every control API's own body limits (codec/control.ts CONTROL_BODY_LIMITS). */
@@ -49,6 +54,8 @@ export const SERVER_LIMITS_DEFAULT: Readonly<ServerLimits> = Object.freeze({
   connectionBuffersBytesMax: 1024 * MIB,
   fetchWaitMsMax: 60_000,
   fetchBytesMax: 64 * MIB,
+  // Off until a quiet-machine A/B shows the wait lowers ack p99 (bench/RESULTS.md).
+  queueFetchAckWaitMs: 0,
   requestPartitionsMax: 65_536,
   controlBodyBytesMax: 4 * MIB,
   controlBodyDepthMax: 8,
@@ -70,6 +77,8 @@ export const SERVER_LIMITS_RANGE: Readonly<Record<keyof ServerLimits, readonly [
     connectionBuffersBytesMax: [1, Number.MAX_SAFE_INTEGER],
     fetchWaitMsMax: [0, TIMER_MS_MAX],
     fetchBytesMax: [1, U32_MAX],
+    // Longer would hold a consumer's records back for a slow disk; a long poll ends on its own.
+    queueFetchAckWaitMs: [0, 1_000],
     // A request holds at most 65,535 topics of 65,535 partitions each.
     requestPartitionsMax: [1, 65_535 * 65_535],
     controlBodyBytesMax: [1, U32_MAX],

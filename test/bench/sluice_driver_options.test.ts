@@ -40,3 +40,59 @@ describe("sluice bench driver partitionSync", () => {
     );
   });
 });
+
+describe("sluice bench driver queueFetchAckWaitMs", () => {
+  test("an in-process server starts with it; workers are not given it", async () => {
+    using dir = tempDir();
+    const options = { queueFetchAckWaitMs: "0", server: "in-process" };
+    const driver = await createDriver({ workDir: dir.path, options });
+    try {
+      await driver.initialize();
+      assert.equal(driver.settings()["queueFetchAckWaitMs"], 0);
+      assert.equal(driver.workerOptions!()["queueFetchAckWaitMs"], undefined);
+    } finally {
+      await driver.close();
+    }
+  });
+
+  test("a value out of range, or one for an external server, is refused", async () => {
+    using dir = tempDir();
+    await assert.rejects(
+      async () => createDriver({ workDir: dir.path, options: { queueFetchAckWaitMs: "1001" } }),
+      /queueFetchAckWaitMs.*1001/,
+    );
+    const external = { queueFetchAckWaitMs: "5", url: "127.0.0.1:9092" };
+    await assert.rejects(
+      async () => createDriver({ workDir: dir.path, options: external }),
+      /queueFetchAckWaitMs applies to a server the driver starts/,
+    );
+  });
+});
+
+describe("sluice bench driver queueSyncsInFlight", () => {
+  test("an in-process server's engine gets it; workers do not", async () => {
+    using dir = tempDir();
+    const options = { queueSyncsInFlight: "1", server: "in-process" };
+    const driver = await createDriver({ workDir: dir.path, options });
+    try {
+      await driver.initialize();
+      assert.equal(driver.settings()["queueSyncsInFlight"], 1);
+      assert.equal(driver.workerOptions!()["queueSyncsInFlight"], undefined);
+    } finally {
+      await driver.close();
+    }
+  });
+
+  test("a value out of range, or one for an external server, is refused", async () => {
+    using dir = tempDir();
+    await assert.rejects(
+      async () => createDriver({ workDir: dir.path, options: { queueSyncsInFlight: "9" } }),
+      /queueSyncsInFlight.*9/,
+    );
+    const external = { queueSyncsInFlight: "1", url: "127.0.0.1:9092" };
+    await assert.rejects(
+      async () => createDriver({ workDir: dir.path, options: external }),
+      /queueSyncsInFlight applies to a server the driver starts/,
+    );
+  });
+});

@@ -22,7 +22,11 @@ import {
   writeQueueFetchRequest,
 } from "../../../protocol/codec/queue_fetch.ts";
 import { readMsgpack, writeMsgpack } from "../../../protocol/codec/control.ts";
-import { SluiceServer } from "../../../protocol/server/mod.ts";
+import {
+  resolveServerLimits,
+  type ServerLimits,
+  SluiceServer,
+} from "../../../protocol/server/mod.ts";
 import { tempDir, waitFor } from "../../helpers.ts";
 import { RawClient } from "../server/raw_client.ts";
 import { NEVER_MS, publish, statsOf, textOf, workConsumer } from "./queue_helpers.ts";
@@ -54,13 +58,17 @@ class StallingDisk {
 
 type Harness = { server: SluiceServer; port: number; admin: Admin; disk: StallingDisk };
 
-async function withStallingServer(run: (harness: Harness) => Promise<void>): Promise<void> {
+async function withStallingServer(
+  run: (harness: Harness) => Promise<void>,
+  limits: Partial<ServerLimits> = {},
+): Promise<void> {
   using dir = tempDir();
   const disk = new StallingDisk();
   const logs: string[] = [];
   const server = await SluiceServer.start({
     dataDir: dir.path,
     port: 0,
+    limits,
     log: (message) => logs.push(message),
     engineOptions: { io: disk.io, onWarning: (message) => logs.push(message) },
   });
@@ -157,7 +165,8 @@ describe("QueueFetch v2", () => {
         assert.deepEqual(first.ackSeq, { ackSeq: 0, durableThrough: 0, failures: [] });
         disk.held = true;
         const second = await sendFetch(client, memberId, 2, { acks: accept(0) });
-        // Answered with the next record while the accept's fdatasync is held.
+        // Answered with the next record while the accept's fdatasync is held (the default
+        // queueFetchAckWaitMs 0: no wait for it).
         assert.deepEqual(second.acks, [{ partition: 0, errorCode: 0, errorMessage: null }]);
         assert.deepEqual(second.partitions[0]!.acquired, [{ first: 1, last: 1, deliveryCount: 1 }]);
         assert.deepEqual(second.ackSeq, { ackSeq: 1, durableThrough: 0, failures: [] });
@@ -175,6 +184,38 @@ describe("QueueFetch v2", () => {
         client.close();
       }
     });
+  });
+
+  test("a v2 fetch carrying an accept waits for its fdatasync and confirms it itself", async () => {
+    const limits = { queueFetchAckWaitMs: 1_000 };
+    await withStallingServer(async ({ port, admin, disk }) => {
+      await publish(port, "jobs", ["a", "b"]);
+      const { client, memberId } = await joined(port);
+      try {
+        await sendFetch(client, memberId, 2);
+        disk.held = true;
+        const second = sendFetch(client, memberId, 2, { acks: accept(0) });
+        await waitFor(() => disk.stalled > 0, "the accept's fdatasync to be held");
+        assert.equal(await settledAfterRoundTrip(second, admin), false, "waits for the disk");
+        disk.release();
+        const answer = await second;
+        assert.deepEqual(answer.acks, [{ partition: 0, errorCode: 0, errorMessage: null }]);
+        assert.deepEqual(answer.partitions[0]!.acquired, [{ first: 1, last: 1, deliveryCount: 1 }]);
+        // Its own answer says the accept it carried is durable: no later fetch is needed.
+        assert.deepEqual(answer.ackSeq, { ackSeq: 1, durableThrough: 1, failures: [] });
+      } finally {
+        client.close();
+      }
+    }, limits);
+  });
+
+  test("queueFetchAckWaitMs out of its range is refused with its value", () => {
+    assert.throws(
+      () => resolveServerLimits({ queueFetchAckWaitMs: 1_001 }),
+      (error: unknown) =>
+        error instanceof RangeError && /queueFetchAckWaitMs 1001 .*\[0, 1000\]/.test(error.message),
+    );
+    assert.equal(resolveServerLimits({}).queueFetchAckWaitMs, 0);
   });
 
   test("a v1 fetch carrying an accept is still answered only once it is durable", async () => {

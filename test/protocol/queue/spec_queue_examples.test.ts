@@ -94,7 +94,9 @@ test("PROTOCOL.md's QueueFetch v2 example is what a real server exchanges", asyn
   assert.equal(blocks.length, 4);
   const [fetchRequest, fetchResponse, ackRequest, ackResponse] = blocks;
   using dir = tempDir();
-  const server = await SluiceServer.start({ dataDir: dir.path, port: 0 });
+  // As the example says: a server whose v2 fetches never wait for their acks' fdatasync.
+  const limits = { queueFetchAckWaitMs: 0 };
+  const server = await SluiceServer.start({ dataDir: dir.path, port: 0, limits });
   const client = await RawClient.connect(server.port);
   try {
     await client.handshake();
