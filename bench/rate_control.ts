@@ -131,6 +131,10 @@ export type SearchRules = {
   backoffRatio: number;
   backoffSettleSeconds: number;
   backoffsMax: number;
+  /** The standing rule: a pass stands for a rate when judged over this many seconds. */
+  standingSecondsMin?: number;
+  /** The drain rule: after a failed step, dirty pages over this many bytes are settled. */
+  dirtySettleBytesMin?: number;
 };
 
 /** The rules in one line, as the report shows them. */
@@ -144,7 +148,16 @@ export function describeRules(rules: SearchRules): string {
     `as one window; probe: the measured phase's first ${rules.probeSeconds} s need p99 ≤ ` +
     `${rules.probeP99BoundMs} ms, else it backs off to ≥ ${percent(rules.backoffRatio)} of ` +
     `the rate, settles ${rules.backoffSettleSeconds} s and starts again ` +
-    `(at most ${rules.backoffsMax} times)`
+    `(at most ${rules.backoffsMax} times)` +
+    // Results saved before these rules existed do not carry their figures.
+    (rules.standingSecondsMin === undefined
+      ? ""
+      : `; standing: only a pass of ≥ ${rules.standingSecondsMin} judged s is fallen back ` +
+        "to, and a failed confirm bisects down") +
+    (rules.dirtySettleBytesMin === undefined
+      ? ""
+      : "; drain: after a failed step, settle while its lag, backlog or dirty pages (over " +
+        `${Math.round(rules.dirtySettleBytesMin / 2 ** 20)} MiB) shrink`)
   );
 }
 
@@ -283,6 +296,8 @@ export class RateSearch {
       backoffRatio: BACKOFF_RATIO,
       backoffSettleSeconds: BACKOFF_SETTLE_SECONDS,
       backoffsMax: BACKOFFS_MAX,
+      standingSecondsMin: STANDING_SECONDS_MIN,
+      dirtySettleBytesMin: DIRTY_SETTLE_BYTES_MIN,
     };
   }
 

@@ -102,6 +102,8 @@ describe("max-rate search headroom", () => {
       backoffRatio: BACKOFF_RATIO,
       backoffSettleSeconds: 2,
       backoffsMax: BACKOFFS_MAX,
+      standingSecondsMin: STANDING_SECONDS_MIN,
+      dirtySettleBytesMin: 64 * 1024 * 1024,
     });
   });
 });
