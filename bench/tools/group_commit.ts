@@ -10,7 +10,7 @@
 //
 //   bun bench/tools/group_commit.ts [--partitions 1000] [--per-request 60] [--requests 4]
 //       [--seconds 5] [--record-bytes 1024] [--records-per-batch 1] [--every-second]
-//       [--partition-sync auto|fdatasync|flush]
+//       [--partition-sync auto|fdatasync|flush] [--drop-behind on|off]
 //
 // The 16-partition harness workload at acks=all is close to (client batches of ~16 KiB):
 //   bun bench/tools/group_commit.ts --partitions 16 --per-request 16 --requests 8 \
@@ -37,6 +37,7 @@ const { values } = parseArgs({
     "record-bytes": { type: "string", default: "1024" },
     "records-per-batch": { type: "string", default: "1" },
     "every-second": { type: "boolean", default: false },
+    "drop-behind": { type: "string", default: "on" },
     "partition-sync": { type: "string", default: "auto" },
   },
 });
@@ -62,10 +63,17 @@ if (mode === undefined) {
   process.exit(2);
 }
 
+const dropBehind = values["drop-behind"];
+if (dropBehind !== "on" && dropBehind !== "off") {
+  console.error(`--drop-behind ${dropBehind} must be on or off`);
+  process.exit(2);
+}
+
 const dir = fs.mkdtempSync(join(os.tmpdir(), "sluice-group-commit-"));
 const engine = await Engine.open(dir, {
   topicDefaults: { fsync: "always" },
   partitionSync: mode,
+  dropBehind: dropBehind === "on",
   onWarning: () => {},
 });
 try {
@@ -95,6 +103,7 @@ try {
   const rounds = engine.groupSync.rounds - roundsBefore;
   const summary = {
     partitionSync: mode,
+    dropBehind,
     fileSystemFlush: engine.groupSync.flushesFileSystem,
     partitions,
     perRequest,
