@@ -74,6 +74,7 @@ export async function serve(values: ParsedValues): Promise<number> {
     onWarning: (message) => log.warn("recovery", { detail: message }),
     slowFsyncMs: settings.slowFsyncMs,
     partitionSync: settings.partitionSync,
+    dropBehind: settings.dropBehind === "on",
     onSlowFsync: (event) => logSlowFsync(log, event),
   });
   const topics = engine.listTopics();

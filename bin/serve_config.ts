@@ -37,6 +37,8 @@ export type ServeSettings = {
   slowFsyncMs: number;
   /** How the engine's group commit syncs a round (EngineOptions.partitionSync). */
   partitionSync: PartitionSync;
+  /** Drop-behind (EngineOptions.dropBehind): "on" drops durable bytes behind each tail. */
+  dropBehind: "on" | "off";
   /** The token the HTTP listener requires (Bearer, or the password of Basic). */
   httpToken: string | undefined;
   // Security (README "Security") and the Kafka listener: resolved here like every setting, then
@@ -172,6 +174,14 @@ export const SETTINGS: readonly Setting[] = [
       "auto (one syncfs per group-commit round where cheaper), fdatasync (log by log) or " +
       "flush (one syncfs every round where reachable)",
   },
+  {
+    key: "dropBehind",
+    flag: "drop-behind",
+    env: "SLUICE_DROP_BEHIND",
+    file: "storage.dropBehind",
+    kind: { type: "enum", values: ["on", "off"] },
+    help: "on: durable log bytes older than each partition's last 64 MiB leave the page cache",
+  },
   ...passThrough("httpToken", "http-token", "http.token", { type: "string" }),
   ...passThrough("tlsCert", "tls-cert", "tls.cert", { type: "string" }),
   ...passThrough("tlsKey", "tls-key", "tls.key", { type: "string" }),
@@ -230,6 +240,7 @@ function defaults(env: NodeJS.ProcessEnv): ServeSettings {
     metricsPartitionsMax: 1000,
     slowFsyncMs: 500,
     partitionSync: "auto",
+    dropBehind: "on",
     httpToken: undefined,
     tlsCert: undefined,
     tlsKey: undefined,

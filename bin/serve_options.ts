@@ -31,6 +31,12 @@ export const SERVE_OPS_OPTIONS: Record<string, OptionSpec> = {
       "cheaper; fdatasync: always sync log by log; flush: one syncfs every round where " +
       "reachable (default auto)",
   },
+  "drop-behind": {
+    type: "string",
+    help:
+      "on: after a synced round, durable log bytes older than each partition's last 64 MiB " +
+      "leave the page cache (posix_fadvise; Linux); off: the kernel keeps them (default on)",
+  },
   "metrics-partitions-max": {
     type: "string",
     help: "Above this many partitions /metrics exports per-topic series only (default 1000)",

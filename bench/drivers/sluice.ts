@@ -21,6 +21,9 @@
 //                             a server it starts: how group-commit rounds are made durable
 //                             (`serve --partition-sync`; default auto). flush: one syncfs
 //                             per round, one journal commit for every partition it covers
+//   dropBehind=on|off         a server it starts: whether durable log bytes older than each
+//                             partition's last 64 MiB leave the page cache after a synced
+//                             round (`serve --drop-behind`; default on)
 //   lingerMs=<n>              producer linger (default 1; 5 in per-message mode). Keyless
 //                             records go to a sticky partition that moves on with each
 //                             sealed batch, so over many
@@ -132,6 +135,8 @@ type Settings = {
   fsync: FsyncPolicy | undefined;
   /** How a server the driver starts makes group-commit rounds durable (its default: auto). */
   partitionSync: PartitionSync | undefined;
+  /** Drop-behind of a server the driver starts (its default: on). */
+  dropBehind: "on" | "off" | undefined;
   lingerMs: number;
   batchBytes: number;
   /** Set with the workload's ackMode per-message. */
@@ -163,6 +168,11 @@ function acksOption(text: string | undefined, fallback: Acks): Acks {
   if (text === "0" || text === "1") return Number(text) as 0 | 1;
   if (text === "all" || text === "-1") return "all";
   throw new RangeError(`driver option acks=${text} must be 0, 1 or all`);
+}
+
+function dropBehindOption(text: string | undefined): "on" | "off" | undefined {
+  if (text === undefined || text === "on" || text === "off") return text;
+  throw new RangeError(`driver option dropBehind=${text} must be on or off`);
 }
 
 function partitionSyncOption(text: string | undefined): PartitionSync | undefined {
@@ -217,6 +227,7 @@ export class SluiceTcpDriver implements Driver {
       acks: acksOption(options["acks"], perMessage ? "all" : 1),
       fsync: options["fsync"] === undefined ? undefined : fsyncOption(options, "fsync", "never"),
       partitionSync: partitionSyncOption(options["partitionSync"]),
+      dropBehind: dropBehindOption(options["dropBehind"]),
       lingerMs: integerOption(
         options,
         "lingerMs",
@@ -248,6 +259,9 @@ export class SluiceTcpDriver implements Driver {
     };
     if (url !== undefined && this.#settings.partitionSync !== undefined) {
       throw new RangeError("driver option partitionSync applies to a server the driver starts");
+    }
+    if (url !== undefined && this.#settings.dropBehind !== undefined) {
+      throw new RangeError("driver option dropBehind applies to a server the driver starts");
     }
     if (url !== undefined && this.#settings.tls && this.#settings.tlsCaFile === undefined) {
       throw new RangeError("driver option tls=true with an external server needs tlsCaFile=FILE");
@@ -311,6 +325,9 @@ export class SluiceTcpDriver implements Driver {
         ...(this.#settings.partitionSync === undefined
           ? []
           : ["--partition-sync", this.#settings.partitionSync]),
+        ...(this.#settings.dropBehind === undefined
+          ? []
+          : ["--drop-behind", this.#settings.dropBehind]),
         ...security,
       ]);
       this.#client = { host: "127.0.0.1", port: this.#child.port, ...this.#security() };
@@ -324,9 +341,14 @@ export class SluiceTcpDriver implements Driver {
         host: "127.0.0.1",
         port: 0,
         heartbeatIntervalMs: HEARTBEAT_INTERVAL_MS,
-        ...(this.#settings.partitionSync === undefined
-          ? {}
-          : { engineOptions: { partitionSync: this.#settings.partitionSync } }),
+        engineOptions: {
+          ...(this.#settings.partitionSync === undefined
+            ? {}
+            : { partitionSync: this.#settings.partitionSync }),
+          ...(this.#settings.dropBehind === undefined
+            ? {}
+            : { dropBehind: this.#settings.dropBehind === "on" }),
+        },
         log: (message) => console.error(`sluice server: ${message}`),
         ...(this.#settings.tls
           ? { tls: { certFile: flag("--tls-cert"), keyFile: flag("--tls-key") } }
@@ -377,6 +399,7 @@ export class SluiceTcpDriver implements Driver {
       subscription: "a consumer group: its consumers share the partitions; reads from the start",
       heartbeatIntervalMs: started ? HEARTBEAT_INTERVAL_MS : "server's",
       partitionSync: this.#settings.partitionSync ?? (started ? "auto (default)" : "server's"),
+      dropBehind: this.#settings.dropBehind ?? (started ? "on (default)" : "server's"),
       ...(this.#settings.queue === undefined ? {} : queueModeSettings(this.#settings.queue)),
       ...priorityLevelsSetting(this.#config.priorityLevels),
       ...delayPathSetting(this.#config.deliveryDelayMsMax),
@@ -410,7 +433,12 @@ export class SluiceTcpDriver implements Driver {
 
   workerOptions(): Record<string, string> {
     // Where and how the server runs is the coordinator's: a worker only connects to it.
-    const { server: _server, partitionSync: _partitionSync, ...options } = this.#config.options;
+    const {
+      server: _server,
+      partitionSync: _partitionSync,
+      dropBehind: _dropBehind,
+      ...options
+    } = this.#config.options;
     const tlsCaFile = this.#settings.tlsCaFile;
     return {
       ...options,
