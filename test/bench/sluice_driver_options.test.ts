@@ -42,7 +42,7 @@ describe("sluice bench driver partitionSync", () => {
 });
 
 describe("sluice bench driver dropBehind", () => {
-  test("off reaches an in-process server's settings; a bad value or an external server is refused", async () => {
+  test("off reaches a server it starts; a bad value or an external server is refused", async () => {
     using dir = tempDir();
     const driver = await createDriver({
       workDir: dir.path,
