@@ -245,7 +245,7 @@ export class RateSearch {
   #settleWindow: WindowSample[] = [];
   #settling = true;
   #settleMin = FIRST_SETTLE_SECONDS;
-  /** Producers pause while consumers work off what an overloaded step left (see #settle). */
+  /** Producers pause while an overloaded step's lag, backlog or dirty pages shrink (#settle). */
   #pausing = false;
   #retried = false;
   /** The step before this one failed: its dirty pages are waited for (the drain rule). */
