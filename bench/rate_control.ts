@@ -11,9 +11,11 @@
 // the tail than a search window of a few seconds, and a rate whose short-window p99 already
 // sits near the bound crosses it over the longer phase. Every step starts by settling (not
 // judged): at least one second (two for the run's first step), and on while the producers
-// work off what an overloaded step left queued, and while consumers work off the backlog it
-// left (the producers pause meanwhile, then settle a second at the new rate; at most 5 s in
-// all), so neither is blamed on the next rate. Then its judged seconds:
+// work off what an overloaded step left in flight, while consumers work off the backlog it
+// left, and, after a failed step, while the kernel writes back the dirty pages it left
+// (/proc/meminfo Dirty + Writeback, the "drain" rule); the producers pause meanwhile, then
+// settle a second at the new rate (at most 5 s in all), so no residue of an overloaded step is
+// blamed on the next rate. Then its judged seconds:
 //
 //   ramp     start at min(10,000 msg/s, 10 MB/s); 1 judged second per step; double the rate
 //            while it is sustained. The first rate gets a second try if it fails (the run's
@@ -21,20 +23,27 @@
 //   bisect   after the first failure, try the geometric mean of the highest sustained and the
 //            lowest failed rate, 2 judged seconds per step (so the slopes are seen), until
 //            they are within 10%. A failure that published only A < R msg/s caps the failed
-//            side at A: rates above what the system managed to publish are not sustainable;
+//            side at A: rates above what the system managed to publish are not sustainable.
+//            A pass of one judged second (a ramp step) is provisional: it steers the search
+//            but never stands for a rate on its own (the "standing" rule): the rate a failed
+//            confirm or probe falls back to passed a window of STANDING_SECONDS_MIN or more;
 //   confirm  the end of warm-up (at least 8 s, or 30% of it) holds the highest sustained
 //            rate and judges its seconds as one window, the strictest test of the search
 //            (the "confirm" rule: headroom over the longest window warm-up affords). It is
 //            decided 2 s before warm-up ends, so when it fails, the lower rate of the
-//            measured phase (the highest a step sustained below it; 10% lower when none did)
-//            has 2 s to work off what the failed rate left queued. A confirm that already
-//            fails after 3 judged seconds steps down at once and confirms the lower rate if
-//            there is time. Every confirm is a step in the result, saying what came next. A
-//            failure below a rate later sustained (a cold start, a stall) is forgotten.
+//            measured phase has 2 s to work off what the failed rate left queued. A failed
+//            confirm bisects down (the "bisect-down" rule): to the geometric mean of its rate
+//            and the highest standing rate below it (else the highest provisional pass below
+//            it; 10% lower when nothing passed), or to that standing rate when it is within
+//            10%, and at most to what the failed confirm published; never by halving. A
+//            confirm that already fails after 3 judged seconds steps down at once and
+//            confirms the lower rate if there is time. Every confirm is a step in the result,
+//            saying what came next. A failure below a rate later sustained (a cold start, a
+//            stall) is forgotten.
 //   backoff  the "probe" rule, in the measured phase: its first PROBE_SECONDS are judged as
 //            one window against PROBE_P99_BOUND_SHARE of the bound (the runner calls
 //            probeMeasured). When they fail, the rate steps down (to the highest rate a step
-//            sustained at or above BACKOFF_RATIO of it, else to BACKOFF_RATIO of it), the
+//            stood at or above BACKOFF_RATIO of it, else to BACKOFF_RATIO of it), the
 //            failed seconds become warm-up, BACKOFF_SETTLE_SECONDS settle at the lower rate,
 //            and the measured phase starts again, whole. At most BACKOFFS_MAX times: a run
 //            with a 30 s measured phase may take up to 2 × (5 + 2) s longer.
@@ -74,6 +83,21 @@ export const SEARCH_P99_BOUND_SHARE = 0.5;
 export const RAMP_JUDGED_SECONDS = 1;
 export const BISECT_JUDGED_SECONDS = 2;
 /**
+ * The standing rule: a pass stands for a rate (one a failed confirm or probe may fall back
+ * to) only when judged over at least this many seconds. A one-second ramp pass at 160k msg/s
+ * (2026-12-04, quiet) was followed by confirms failing at 160k and 80k: one second says little
+ * about a minute (the page cache and the queues absorb the first seconds of any rate).
+ */
+export const STANDING_SECONDS_MIN = 2;
+/**
+ * The drain rule: after a failed step, settling goes on (producers paused) while the
+ * machine's dirty page cache (/proc/meminfo Dirty + Writeback) holds more than this many
+ * bytes, or more than DIRTY_SETTLE_SECONDS of the new rate's bytes, and is shrinking: the
+ * kernel's writeback of what the overload left must not be judged against the next rate.
+ */
+export const DIRTY_SETTLE_BYTES_MIN = 64 * 1024 * 1024;
+export const DIRTY_SETTLE_SECONDS = 1;
+/**
  * The end of warm-up kept for the confirm: at least this many seconds, or this share of the
  * warm-up. Its last PRE_MEASURE_SECONDS are not judged: the rate of the measured phase is
  * set when they begin, so what a failed confirm left queued is worked off before measuring.
@@ -107,6 +131,10 @@ export type SearchRules = {
   backoffRatio: number;
   backoffSettleSeconds: number;
   backoffsMax: number;
+  /** The standing rule: a pass stands for a rate when judged over this many seconds. */
+  standingSecondsMin?: number;
+  /** The drain rule: after a failed step, dirty pages over this many bytes are settled. */
+  dirtySettleBytesMin?: number;
 };
 
 /** The rules in one line, as the report shows them. */
@@ -120,7 +148,16 @@ export function describeRules(rules: SearchRules): string {
     `as one window; probe: the measured phase's first ${rules.probeSeconds} s need p99 ≤ ` +
     `${rules.probeP99BoundMs} ms, else it backs off to ≥ ${percent(rules.backoffRatio)} of ` +
     `the rate, settles ${rules.backoffSettleSeconds} s and starts again ` +
-    `(at most ${rules.backoffsMax} times)`
+    `(at most ${rules.backoffsMax} times)` +
+    // Results saved before these rules existed do not carry their figures.
+    (rules.standingSecondsMin === undefined
+      ? ""
+      : `; standing: only a pass of ≥ ${rules.standingSecondsMin} judged s is fallen back ` +
+        "to, and a failed confirm bisects down") +
+    (rules.dirtySettleBytesMin === undefined
+      ? ""
+      : "; drain: after a failed step, settle while its lag, backlog or dirty pages (over " +
+        `${Math.round(rules.dirtySettleBytesMin / 2 ** 20)} MiB) shrink`)
   );
 }
 
@@ -208,9 +245,11 @@ export class RateSearch {
   #settleWindow: WindowSample[] = [];
   #settling = true;
   #settleMin = FIRST_SETTLE_SECONDS;
-  /** Producers pause while consumers work off what an overloaded step left (see #settle). */
+  /** Producers pause while an overloaded step's lag, backlog or dirty pages shrink (#settle). */
   #pausing = false;
   #retried = false;
+  /** The step before this one failed: its dirty pages are waited for (the drain rule). */
+  #afterFailure = false;
   #stepStartSecond = 0;
   #seconds = 0;
   #backoffs = 0;
@@ -257,6 +296,8 @@ export class RateSearch {
       backoffRatio: BACKOFF_RATIO,
       backoffSettleSeconds: BACKOFF_SETTLE_SECONDS,
       backoffsMax: BACKOFFS_MAX,
+      standingSecondsMin: STANDING_SECONDS_MIN,
+      dirtySettleBytesMin: DIRTY_SETTLE_BYTES_MIN,
     };
   }
 
@@ -313,37 +354,51 @@ export class RateSearch {
   }
 
   /**
-   * A settling sample ends the settling once the step had its minimum settling seconds and
-   * both queues of an overloaded step are gone: the producers are back on schedule (lag under
-   * the bound's worth of schedule) or their lag stopped shrinking, and the consumers' backlog
-   * is under BACKLOG_SECONDS_MAX of messages or stopped shrinking; or after SETTLE_SECONDS_MAX.
-   * While the backlog is large and shrinking the producers pause (observe returns RATE_MIN),
-   * so consumers drain it as fast as they can; a pause is followed by a settling second at the
-   * step's own rate. What an overloaded step left must not be judged against the next rate.
+   * A settling sample ends the settling once the step had its minimum settling seconds and no
+   * residue of an earlier step is left: the producers' schedule lag is under the bound's worth
+   * of schedule, the consumers' backlog under BACKLOG_SECONDS_MAX of messages, and, after a
+   * failed step, the machine's dirty pages under the drain rule's allowance; or after
+   * SETTLE_SECONDS_MAX. A figure over its allowance that no longer shrinks is the new rate's
+   * own, not a residue: judging it is not unfair. While a residue shrinks the producers pause
+   * (observe returns RATE_MIN), so it is worked off as fast as the system can; a pause is
+   * followed by a settling second at the step's own rate.
    */
   #settle(sample: WindowSample): void {
     const previous = this.#settleWindow.at(-1);
     this.#settleWindow.push(sample);
     const seconds = this.#settleWindow.length;
-    const lagMs = (sample.scheduleLag / this.#rate) * 1000;
-    // A lag that no longer shrinks is this rate's own: judging it is not unfair.
-    const lagDone =
-      lagMs <= this.#options.publishP99MsMax ||
-      (previous !== undefined && !this.#pausing && sample.scheduleLag >= previous.scheduleLag);
-    const backlogSeconds = sample.backlog / (this.#rate * this.#options.subscriptions);
-    const backlogShrinking = previous === undefined || sample.backlog < previous.backlog;
-    const backlogDone = backlogSeconds <= BACKLOG_SECONDS_MAX || !backlogShrinking;
+    const residue = this.#residue(sample, previous);
     const wasPausing = this.#pausing;
     this.#pausing =
-      !backlogDone &&
+      residue &&
       seconds < SETTLE_SECONDS_MAX &&
       this.#state !== "hold" &&
       this.#remaining() > PRE_MEASURE_SECONDS + SETTLE_SECONDS;
     if (this.#pausing) return;
     if (wasPausing) this.#settleMin = seconds + SETTLE_SECONDS;
-    if (seconds >= this.#settleMin && ((lagDone && backlogDone) || seconds >= SETTLE_SECONDS_MAX)) {
+    if (seconds >= this.#settleMin && (!residue || seconds >= SETTLE_SECONDS_MAX)) {
       this.#settling = false;
     }
+  }
+
+  /** Whether an earlier step's lag, backlog or dirty pages are still being worked off. */
+  #residue(sample: WindowSample, previous: WindowSample | undefined): boolean {
+    const rate = this.#rate;
+    const shrinking = (now: number, before: number | undefined) =>
+      before === undefined || now < before;
+    const lagOver = (sample.scheduleLag / rate) * 1000 > this.#options.publishP99MsMax;
+    const backlogOver = sample.backlog / (rate * this.#options.subscriptions) > BACKLOG_SECONDS_MAX;
+    const dirty = sample.dirtyBytes;
+    const dirtyAllowance = Math.max(
+      DIRTY_SETTLE_BYTES_MIN,
+      DIRTY_SETTLE_SECONDS * rate * this.#options.messageSize,
+    );
+    const dirtyOver = this.#afterFailure && dirty !== undefined && dirty > dirtyAllowance;
+    return (
+      (lagOver && shrinking(sample.scheduleLag, previous?.scheduleLag)) ||
+      (backlogOver && shrinking(sample.backlog, previous?.backlog)) ||
+      (dirtyOver && shrinking(dirty, previous?.dirtyBytes))
+    );
   }
 
   /** Takes one second of warm-up; returns the rate for the next second. */
@@ -433,6 +488,7 @@ export class RateSearch {
 
   #setRate(rate: number): void {
     this.#pausing = false;
+    this.#afterFailure = this.steps.at(-1)?.verdict.sustained === false;
     if (rate !== this.#rate) {
       this.#window = [];
       this.#settleWindow = [];
@@ -462,12 +518,19 @@ export class RateSearch {
     return Math.max(RATE_MIN, fallback);
   }
 
-  /** The highest rate a step sustained below `rate`, if any. */
-  #sustainedBelow(rate: number): number | undefined {
-    const below = this.steps
-      .filter((step) => step.verdict.sustained && step.rate < rate)
-      .map((step) => step.rate);
-    return below.length === 0 ? undefined : Math.max(...below);
+  /**
+   * The highest rate below `rate` that a step sustained over at least `secondsMin` judged
+   * seconds (STANDING_SECONDS_MIN: a standing rate; 1: any pass, provisional ones included).
+   */
+  #sustainedBelow(rate: number, secondsMin = STANDING_SECONDS_MIN): number | undefined {
+    let highest: number | undefined;
+    for (const step of this.steps) {
+      const passed = step.verdict.sustained && step.verdict.samples >= secondsMin;
+      if (passed && step.rate < rate && (highest === undefined || step.rate > highest)) {
+        highest = step.rate;
+      }
+    }
+    return highest;
   }
 
   /**
@@ -508,16 +571,39 @@ export class RateSearch {
     return step;
   }
 
-  /** The rate after a failed confirm: the highest sustained below it, or 10% lower. */
+  /**
+   * The rate after a failed confirm (the bisect-down rule): the geometric mean of the failed
+   * rate and the highest standing rate below it (else the highest provisional pass below it),
+   * or that standing rate itself when it is within RATE_SEARCH_PRECISION; 10% lower when
+   * nothing passed below; never above what the failed window published, unless a standing
+   * rate is higher.
+   */
   #stepDown(step: RateSearchStep): number {
-    const below = this.#sustainedBelow(this.#rate);
-    const rate = below ?? Math.max(RATE_MIN, this.#rate / RATE_SEARCH_PRECISION);
-    step.next =
-      below === undefined
-        ? `confirm failed: measure 10% lower, at ${Math.round(rate)} msg/s`
-        : `confirm failed: measure at ${Math.round(rate)} msg/s, the next rate sustained`;
+    const failed = this.#rate;
+    const standing = this.#sustainedBelow(failed);
+    const floor = standing ?? this.#sustainedBelow(failed, 1);
+    let rate: number;
+    let how: string;
+    if (floor === undefined) {
+      rate = failed / RATE_SEARCH_PRECISION;
+      how = "10% lower";
+    } else if (standing !== undefined && standing * RATE_SEARCH_PRECISION >= failed) {
+      rate = standing;
+      how = "the standing rate below it";
+    } else {
+      rate = Math.sqrt(floor * failed);
+      how = `bisecting down towards ${Math.round(floor)} msg/s`;
+    }
+    const published = Math.max(step.verdict.publishRate, standing ?? 0);
+    if (step.verdict.publishRate < KEEP_UP_RATIO * failed && published < rate) {
+      rate = published;
+      how = `${how}, capped at the ${Math.round(published)} msg/s it published`;
+    }
+    rate = Math.max(RATE_MIN, rate);
+    step.next = `confirm failed: measure at ${Math.round(rate)} msg/s (${how})`;
     // A rate that failed its confirm is not sustained, whatever its step said.
     this.#highestSustained = Math.min(this.#highestSustained, rate);
+    this.#lowestFailed = Math.min(this.#lowestFailed, failed);
     return rate;
   }
 

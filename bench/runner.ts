@@ -38,6 +38,7 @@ import {
 } from "./rate_control.ts";
 import { cpuMicrosNow, cpuPercent, RunStats, type Sample } from "./stats.ts";
 import { judgeWindow, PUBLISH_P99_MS_MAX_DEFAULT, type SustainVerdict } from "./sustain.ts";
+import { dirtyMB, type ProcReader, readProc } from "./tcp/isolation.ts";
 import { Ensemble, placeClients } from "./worker/ensemble.ts";
 import { type LoadWorker, WorkerDiedError } from "./worker/handle.ts";
 import { InProcessWorker } from "./worker/in_process.ts";
@@ -440,7 +441,8 @@ class Timeline {
         const sample = await this.#second();
         if (this.#search !== undefined) {
           const publishHistogram = stats.lastPublishInterval;
-          await this.#setRate(this.#search.observe({ ...sample, publishHistogram }));
+          const dirtyBytes = machineDirtyBytes();
+          await this.#setRate(this.#search.observe({ ...sample, publishHistogram, dirtyBytes }));
         }
       }
       if (this.#search !== undefined) await this.#setRate(this.#search.finish());
@@ -675,6 +677,13 @@ class Timeline {
     await this.#sample();
     return { drained, drainMs, problems: drainProblems(stats, drained, drainMs) };
   }
+}
+
+/** The machine's Dirty + Writeback page cache in bytes (/proc/meminfo); undefined elsewhere. */
+export function machineDirtyBytes(read: ProcReader = readProc): number | undefined {
+  const meminfo = read("/proc/meminfo");
+  const mb = meminfo === undefined ? undefined : dirtyMB(meminfo);
+  return mb === undefined ? undefined : mb * 1e6;
 }
 
 function drainProblems(stats: RunStats, drained: boolean, drainMs: number): string[] {

@@ -57,6 +57,11 @@ export type WindowSample = {
   publishLatency: { p99Ms: number };
   /** The second's publish latencies, to merge the window's exact p99 from. */
   publishHistogram?: LatencyHistogram;
+  /**
+   * The machine's dirty page cache at the end of the second (/proc/meminfo Dirty +
+   * Writeback), in bytes; undefined where unknown. The search's settling reads it.
+   */
+  dirtyBytes?: number;
 };
 
 export type SustainOptions = {

@@ -77,6 +77,7 @@ export async function serve(values: ParsedValues): Promise<number> {
     ...(settings.queueSyncsInFlight === undefined
       ? {}
       : { queueSyncsInFlight: settings.queueSyncsInFlight }),
+    dropBehind: settings.dropBehind === "on",
     onSlowFsync: (event) => logSlowFsync(log, event),
   });
   const topics = engine.listTopics();

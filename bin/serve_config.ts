@@ -44,6 +44,8 @@ export type ServeSettings = {
   queueFetchAckWaitMs: number | undefined;
   /** fdatasyncs of one queue's state log in flight (EngineOptions.queueSyncsInFlight). */
   queueSyncsInFlight: number | undefined;
+  /** Drop-behind (EngineOptions.dropBehind): "on" drops durable bytes behind each tail. */
+  dropBehind: "on" | "off";
   /** The token the HTTP listener requires (Bearer, or the password of Basic). */
   httpToken: string | undefined;
   // Security (README "Security") and the Kafka listener: resolved here like every setting, then
@@ -197,6 +199,14 @@ export const SETTINGS: readonly Setting[] = [
     kind: { type: "int", min: 1, max: 8 },
     help: "fdatasyncs of one queue's state log in flight at once (1: serial)",
   },
+  {
+    key: "dropBehind",
+    flag: "drop-behind",
+    env: "SLUICE_DROP_BEHIND",
+    file: "storage.dropBehind",
+    kind: { type: "enum", values: ["on", "off"] },
+    help: "on: durable log bytes older than each partition's last 64 MiB leave the page cache",
+  },
   ...passThrough("httpToken", "http-token", "http.token", { type: "string" }),
   ...passThrough("tlsCert", "tls-cert", "tls.cert", { type: "string" }),
   ...passThrough("tlsKey", "tls-key", "tls.key", { type: "string" }),
@@ -257,6 +267,7 @@ function defaults(env: NodeJS.ProcessEnv): ServeSettings {
     partitionSync: "auto",
     queueFetchAckWaitMs: undefined,
     queueSyncsInFlight: undefined,
+    dropBehind: "on",
     httpToken: undefined,
     tlsCert: undefined,
     tlsKey: undefined,

@@ -43,6 +43,12 @@ export const SERVE_OPS_OPTIONS: Record<string, OptionSpec> = {
       "fdatasyncs of one queue's state log in flight at once, 1-8 (default 2; 1: each " +
       "accept waits for the one in flight, fewer fdatasyncs)",
   },
+  "drop-behind": {
+    type: "string",
+    help:
+      "on: after a synced round, durable log bytes older than each partition's last 64 MiB " +
+      "leave the page cache (posix_fadvise; Linux); off: the kernel keeps them (default on)",
+  },
   "metrics-partitions-max": {
     type: "string",
     help: "Above this many partitions /metrics exports per-topic series only (default 1000)",

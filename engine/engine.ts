@@ -14,6 +14,7 @@
 // during create) are created then. Deleting a topic removes its metadata first, renames the
 // partition directories to `*.deleted`, and removes them; leftovers are removed at next open.
 
+import { type CacheDropper, cacheDropper } from "./page_cache.ts";
 import fs from "node:fs";
 import { join } from "node:path";
 import { BATCH_BYTES_MAX_DEFAULT, SluiceError } from "../record/mod.ts";
@@ -115,6 +116,15 @@ export type EngineOptions = {
    * reachable (as "auto" when its flush costs least), whatever the measured costs say.
    */
   partitionSync?: PartitionSync;
+  /**
+   * Drop-behind (engine/page_cache.ts): after a synced flush round, each partition's durable
+   * bytes older than its last `dropBehindKeepBytes` (default 64 MiB) leave the page cache,
+   * so that a log written at a steady rate writes into freshly freed pages instead of growing
+   * the cache into memory the machine has not touched (slow on ballooned VMs). Linux with FFI
+   * only, and only with the default FileIO; `false` turns it off.
+   */
+  dropBehind?: boolean;
+  dropBehindKeepBytes?: number;
 };
 
 /** The ways the group commit may make a round durable (EngineOptions.partitionSync). */
@@ -171,6 +181,8 @@ export class Engine {
   readonly dataDir: string;
   readonly offsets: OffsetStore;
   #options: EngineOptions;
+  /** Drop-behind's posix_fadvise (page_cache.ts); undefined: nothing is dropped. */
+  #dropCache: CacheDropper | undefined;
   #topics = new Map<string, Topic>();
   /** Bumped whenever a topic is created or deleted (exchanges cache resolved topics by it). */
   #topicGeneration = 0;
@@ -250,6 +262,10 @@ export class Engine {
         onCorruption: (error) => warn(error.message),
       });
       engine = new Engine(dir, offsets, options);
+      // A custom FileIO (tests, fault injection) sees every file operation: no drops beside it.
+      if (options.dropBehind !== false && options.io === undefined) {
+        engine.#dropCache = await cacheDropper();
+      }
       await engine.#loadTopics();
       // Written now: the logs' starting points (and what migrated from per-log files) are
       // durable before the first interval, and logs deleted while closed are forgotten.
@@ -338,6 +354,10 @@ export class Engine {
             fileBudget: this.fileBudget,
             groupSync: this.groupSync,
             checkpoint: this.checkpoint,
+            ...(this.#dropCache === undefined ? {} : { dropCache: this.#dropCache }),
+            ...(this.#options.dropBehindKeepBytes === undefined
+              ? {}
+              : { dropBehindKeepBytes: this.#options.dropBehindKeepBytes }),
             onFsync: (seconds) => this.#fsynced(name, seconds),
             ...(this.#options.monotonicMs === undefined
               ? {}

@@ -47,6 +47,11 @@ import {
 } from "../record/mod.ts";
 import type { ProducerState } from "./producer_state.ts";
 import { producerOf, rebuildProducerState } from "./producer_scan.ts";
+import {
+  type CacheDropper,
+  DROP_BEHIND_KEEP_BYTES_DEFAULT,
+  DROP_BEHIND_STEP_BYTES,
+} from "./page_cache.ts";
 import { type BatchLease, type Segment, TAIL_CACHE_BYTES_DEFAULT } from "./segment.ts";
 import type { Corruption } from "./segment_scan.ts";
 
@@ -86,6 +91,14 @@ export type PartitionLogOptions = {
    * once a second.
    */
   checkpoint?: RecoveryCheckpoint;
+  /**
+   * Drop-behind (page_cache.ts): after a synced round, durable bytes of an open segment older
+   * than its last `dropBehindKeepBytes` leave the page cache through this. Without one (the
+   * default for a log opened on its own) nothing is dropped.
+   */
+  dropCache?: CacheDropper;
+  /** Bytes of the latest durable data kept cached (default DROP_BEHIND_KEEP_BYTES_DEFAULT). */
+  dropBehindKeepBytes?: number;
 };
 
 type PendingAck = {
@@ -134,6 +147,10 @@ export class PartitionLog {
   #syncTimer: ReturnType<typeof setInterval> | undefined;
   #onFsync: ((seconds: number) => void) | undefined;
   #groupSync: GroupSync | undefined;
+  #dropCache: CacheDropper | undefined;
+  #dropBehindKeepBytes: number;
+  /** Per open segment, the position below which its pages were dropped (drop-behind). */
+  #droppedPositions = new WeakMap<Segment, number>();
   /** The device of the log's directory, for the group commit's file-system flush. */
   #dev: number;
   #monotonicMs: () => number;
@@ -154,6 +171,13 @@ export class PartitionLog {
     this.#config = config;
     this.#onFsync = options.onFsync;
     this.#groupSync = options.groupSync;
+    this.#dropCache = options.dropCache;
+    this.#dropBehindKeepBytes = options.dropBehindKeepBytes ?? DROP_BEHIND_KEEP_BYTES_DEFAULT;
+    if (!Number.isSafeInteger(this.#dropBehindKeepBytes) || this.#dropBehindKeepBytes < 0) {
+      throw new RangeError(
+        `dropBehindKeepBytes ${this.#dropBehindKeepBytes} must be a non-negative integer`,
+      );
+    }
     this.#monotonicMs = options.monotonicMs ?? (() => performance.now());
     this.#io = options.io ?? realFileIO;
     this.#now = options.now ?? Date.now;
@@ -612,10 +636,34 @@ export class PartitionLog {
     }
     for (const { segment } of writes) segment.publish();
     if (sync) this.#advanceRecoveryPoint(writes.at(-1)!.next);
+    if (sync) this.#dropBehind(open);
     for (const ack of acks) ack.resolve(ack.result);
     for (const waiter of syncWaiters) waiter.resolve();
     if (writes.some(({ buffers }) => buffers.length > 0)) this.#notifyData();
     this.#sealRolledSegments();
+  }
+
+  /**
+   * Drop-behind (page_cache.ts): the durable bytes of each open segment older than its last
+   * dropBehindKeepBytes leave the page cache, DROP_BEHIND_STEP_BYTES or more at a time. Called
+   * only after a round that synced, so the pages are clean; a hint, never a failure.
+   */
+  #dropBehind(open: readonly Segment[]): void {
+    const drop = this.#dropCache;
+    if (drop === undefined) return;
+    for (const segment of open) {
+      const end = segment.writtenPosition - this.#dropBehindKeepBytes;
+      const from = this.#droppedPositions.get(segment) ?? 0;
+      if (end - from < DROP_BEHIND_STEP_BYTES) continue;
+      assert(end <= segment.visiblePosition, "only durable, visible bytes leave the cache");
+      try {
+        drop(segment.fd, from, end - from);
+      } catch {
+        // A hint that failed (a closed descriptor, an FFI error) drops nothing; data is intact.
+        continue;
+      }
+      this.#droppedPositions.set(segment, end);
+    }
   }
 
   async #syncRound(open: Segment[]): Promise<void> {

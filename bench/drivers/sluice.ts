@@ -21,6 +21,9 @@
 //                             a server it starts: how group-commit rounds are made durable
 //                             (`serve --partition-sync`; default auto). flush: one syncfs
 //                             per round, one journal commit for every partition it covers
+//   dropBehind=on|off         a server it starts: whether durable log bytes older than each
+//                             partition's last 64 MiB leave the page cache after a synced
+//                             round (`serve --drop-behind`; default on)
 //   lingerMs=<n>              producer linger (default 1; 5 in per-message mode). Keyless
 //                             records go to a sticky partition that moves on with each
 //                             sealed batch, so over many
@@ -141,6 +144,8 @@ type Settings = {
   fetchAckWaitMs: number | undefined;
   /** A server the driver starts: its engine's queueSyncsInFlight (undefined: its default). */
   syncsInFlight: number | undefined;
+  /** Drop-behind of a server the driver starts (its default: on). */
+  dropBehind: "on" | "off" | undefined;
   lingerMs: number;
   batchBytes: number;
   /** Set with the workload's ackMode per-message. */
@@ -172,6 +177,11 @@ function acksOption(text: string | undefined, fallback: Acks): Acks {
   if (text === "0" || text === "1") return Number(text) as 0 | 1;
   if (text === "all" || text === "-1") return "all";
   throw new RangeError(`driver option acks=${text} must be 0, 1 or all`);
+}
+
+function dropBehindOption(text: string | undefined): "on" | "off" | undefined {
+  if (text === undefined || text === "on" || text === "off") return text;
+  throw new RangeError(`driver option dropBehind=${text} must be on or off`);
 }
 
 function partitionSyncOption(text: string | undefined): PartitionSync | undefined {
@@ -234,6 +244,7 @@ export class SluiceTcpDriver implements Driver {
         options["queueSyncsInFlight"] === undefined
           ? undefined
           : integerOption(options, "queueSyncsInFlight", 2, 1, 8),
+      dropBehind: dropBehindOption(options["dropBehind"]),
       lingerMs: integerOption(
         options,
         "lingerMs",
@@ -275,6 +286,9 @@ export class SluiceTcpDriver implements Driver {
       throw new RangeError(
         "driver option queueFetchAckWaitMs applies to a server the driver starts",
       );
+    }
+    if (url !== undefined && this.#settings.dropBehind !== undefined) {
+      throw new RangeError("driver option dropBehind applies to a server the driver starts");
     }
     if (url !== undefined && this.#settings.tls && this.#settings.tlsCaFile === undefined) {
       throw new RangeError("driver option tls=true with an external server needs tlsCaFile=FILE");
@@ -344,6 +358,9 @@ export class SluiceTcpDriver implements Driver {
         ...(this.#settings.syncsInFlight === undefined
           ? []
           : ["--queue-syncs-in-flight", String(this.#settings.syncsInFlight)]),
+        ...(this.#settings.dropBehind === undefined
+          ? []
+          : ["--drop-behind", this.#settings.dropBehind]),
         ...security,
       ]);
       this.#client = { host: "127.0.0.1", port: this.#child.port, ...this.#security() };
@@ -364,6 +381,9 @@ export class SluiceTcpDriver implements Driver {
           ...(this.#settings.syncsInFlight === undefined
             ? {}
             : { queueSyncsInFlight: this.#settings.syncsInFlight }),
+          ...(this.#settings.dropBehind === undefined
+            ? {}
+            : { dropBehind: this.#settings.dropBehind === "on" }),
         },
         ...(this.#settings.fetchAckWaitMs === undefined
           ? {}
@@ -422,6 +442,7 @@ export class SluiceTcpDriver implements Driver {
         this.#settings.fetchAckWaitMs ?? (started ? "0 (server default)" : "server's"),
       queueSyncsInFlight:
         this.#settings.syncsInFlight ?? (started ? "2 (engine default)" : "server's"),
+      dropBehind: this.#settings.dropBehind ?? (started ? "on (default)" : "server's"),
       ...(this.#settings.queue === undefined ? {} : queueModeSettings(this.#settings.queue)),
       ...priorityLevelsSetting(this.#config.priorityLevels),
       ...delayPathSetting(this.#config.deliveryDelayMsMax),
@@ -460,6 +481,7 @@ export class SluiceTcpDriver implements Driver {
       partitionSync: _partitionSync,
       queueFetchAckWaitMs: _fetchAckWaitMs,
       queueSyncsInFlight: _syncsInFlight,
+      dropBehind: _dropBehind,
       ...options
     } = this.#config.options;
     const tlsCaFile = this.#settings.tlsCaFile;

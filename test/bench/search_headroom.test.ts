@@ -14,6 +14,7 @@ import {
   RATE_SEARCH_PRECISION,
   RateSearch,
   SEARCH_P99_BOUND_SHARE,
+  STANDING_SECONDS_MIN,
 } from "../../bench/rate_control.ts";
 import { renderReport } from "../../bench/report.ts";
 import { buildResult } from "../../bench/result.ts";
@@ -101,6 +102,8 @@ describe("max-rate search headroom", () => {
       backoffRatio: BACKOFF_RATIO,
       backoffSettleSeconds: 2,
       backoffsMax: BACKOFFS_MAX,
+      standingSecondsMin: STANDING_SECONDS_MIN,
+      dirtySettleBytesMin: 64 * 1024 * 1024,
     });
   });
 });
@@ -132,10 +135,14 @@ describe("the measured phase's probe", () => {
     assert.match(step.next, /first 5 s failed: back off to \d+ msg\/s, settle 2 s/);
   });
 
-  test("a backoff takes a sustained step within the ratio, and stops after the last", () => {
-    const search = finishedAt(50_000);
+  test("a backoff takes a standing step within the ratio, and stops after the last", () => {
+    // 40k passes a ramp second, 80k fails; bisects pass 56.6k, 67.3k and 73.4k.
+    const search = finishedAt(75_000);
     const held = search.rate;
-    const sustained = search.steps.filter((s) => s.verdict.sustained && s.rate < held);
+    // Standing: sustained over STANDING_SECONDS_MIN judged seconds or more (not a ramp pass).
+    const sustained = search.steps.filter(
+      (s) => s.verdict.sustained && s.verdict.samples >= STANDING_SECONDS_MIN && s.rate < held,
+    );
     const best = Math.max(...sustained.map((s) => s.rate));
     const rates: (number | undefined)[] = [];
     for (let i = 0; i <= BACKOFFS_MAX; i++) {

@@ -96,3 +96,29 @@ describe("sluice bench driver queueSyncsInFlight", () => {
     );
   });
 });
+
+describe("sluice bench driver dropBehind", () => {
+  test("off reaches a server it starts; a bad value or an external server is refused", async () => {
+    using dir = tempDir();
+    const driver = await createDriver({
+      workDir: dir.path,
+      options: { dropBehind: "off", server: "in-process" },
+    });
+    try {
+      await driver.initialize();
+      assert.equal(driver.settings()["dropBehind"], "off");
+      assert.equal(driver.workerOptions!()["dropBehind"], undefined);
+    } finally {
+      await driver.close();
+    }
+    await assert.rejects(
+      async () => createDriver({ workDir: dir.path, options: { dropBehind: "yes" } }),
+      /dropBehind=yes must be on or off/,
+    );
+    await assert.rejects(
+      async () =>
+        createDriver({ workDir: dir.path, options: { dropBehind: "on", url: "127.0.0.1:9092" } }),
+      /dropBehind applies to a server the driver starts/,
+    );
+  });
+});

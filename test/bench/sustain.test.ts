@@ -296,23 +296,27 @@ describe("max-rate search", () => {
     assert.equal(confirms[0]!.verdict.sustained, false);
     assert.match(confirms[0]!.next, /confirm failed: .*; confirming it$/);
     assert.ok(confirms[1]!.rate < confirms[0]!.rate);
-    assert.match(confirms[1]!.next, /confirm failed: .*; no time to confirm it$/);
-    assert.ok(held < confirms[1]!.rate, `held ${held}`);
+    // The second confirm fails on the lower capacity and is measured at what it published.
+    assert.match(confirms[1]!.next, /confirm failed: .*capped at the 60000 msg\/s it published/);
+    assert.ok(held < confirms[1]!.rate && held <= 60_000, `held ${held}`);
     assert.deepEqual(lastRates, [held, held], "set before the pre-measure seconds");
   });
 
-  test("a rate that fails its confirm is measured lower, and the step says so", () => {
-    // Capacity falls from 100k to 60k msg/s after 12 s (write-back starting, say).
+  test("a rate that fails its confirm is bisected down, not halved, and the step says so", () => {
+    // Capacity falls from 100k to 60k msg/s after 12 s (write-back starting, say): the ramp
+    // passed 80k for one second, 160k failed, and the confirm of 80k fails.
     const system = new SyntheticSystem((second) => (second <= 12 ? 100_000 : 60_000));
     const { rateSearch, held } = search(system, 20);
     const confirm = rateSearch.steps.at(-1)!;
     assert.equal(confirm.state, "confirm");
     assert.equal(confirm.verdict.sustained, false);
-    const sustainedBelow = rateSearch.steps
+    const passedBelow = rateSearch.steps
       .filter((step) => step.verdict.sustained && step.rate < confirm.rate)
       .map((step) => step.rate);
-    assert.equal(held, Math.max(...sustainedBelow), "the next rate that was sustained");
-    assert.match(confirm.next, /confirm failed: measure at \d+ msg\/s, the next rate sustained/);
+    // Halving to the 40k ramp pass would lose a third of what the system sustains.
+    assert.equal(held, Math.sqrt(confirm.rate * Math.max(...passedBelow)));
+    assert.ok(held <= 60_000 && held > 40_000, `held ${held}`);
+    assert.match(confirm.next, /confirm failed: measure at \d+ msg\/s \(bisecting down/);
   });
 
   test("after an overloaded step, producers pause while consumers work off its backlog", () => {

@@ -85,3 +85,30 @@ describe("sluice serve --partition-sync", () => {
     assert.match(help.stdout, /--partition-sync <value> +auto: group-commit rounds may flush/);
   });
 });
+
+describe("sluice serve --drop-behind", () => {
+  test("a value other than on or off is refused, naming it", async () => {
+    using dir = tempDir();
+    const flag = await sluice(["serve", "--data", dir.path, "--port", "0", "--drop-behind", "no"]);
+    assert.equal(flag.status, 2, flag.stderr);
+    assert.match(flag.stderr, /--drop-behind: expected one of on, off, got "no"/);
+  });
+
+  test("off is taken and shown in the startup line", async () => {
+    using dir = tempDir();
+    const served = await serveUntilListening([
+      "--data",
+      dir.path,
+      "--port",
+      "0",
+      "--drop-behind",
+      "off",
+    ]);
+    try {
+      assert.match(served.stdout() + served.stderr(), /dropBehind="?off \(flag\)/);
+    } finally {
+      process.kill(served.child.pid!, "SIGTERM");
+      assert.equal(await served.exited, 0);
+    }
+  });
+});

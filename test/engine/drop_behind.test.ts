@@ -1,0 +1,117 @@
+// Drop-behind (engine/page_cache.ts): after a synced flush round, a log's durable bytes older
+// than its last dropBehindKeepBytes leave the page cache, in steps of DROP_BEHIND_STEP_BYTES;
+// unsynced bytes never do, and the data reads back whole after its pages were dropped.
+
+import assert from "node:assert/strict";
+import { describe, test } from "node:test";
+import { Engine } from "../../engine/engine.ts";
+import { cacheDropper, DROP_BEHIND_STEP_BYTES } from "../../engine/page_cache.ts";
+import { PartitionLog } from "../../engine/partition_log.ts";
+import { tempDir } from "../helpers.ts";
+import { readAll, simpleBatch } from "./partition_log_helpers.ts";
+
+const MIB = 1024 * 1024;
+/** 64 records of 4 KiB: a batch of ~256 KiB. */
+const BATCH = simpleBatch(64, { valueBytes: 4096 });
+
+type Drop = { fd: number; position: number; length: number };
+
+async function fill(log: PartitionLog, bytes: number): Promise<number> {
+  let records = 0;
+  for (let written = 0; written < bytes; written += BATCH.length) {
+    await log.append(BATCH);
+    records += 64;
+  }
+  return records;
+}
+
+describe("drop-behind", () => {
+  test("a synced log drops durable bytes behind its tail, never its last keep bytes", async () => {
+    using dir = tempDir();
+    const drops: Drop[] = [];
+    const keepBytes = MIB;
+    const log = await PartitionLog.open(
+      dir.path,
+      { fsync: "always" },
+      {
+        onWarning: () => {},
+        dropCache: (fd, position, length) => drops.push({ fd, position, length }),
+        dropBehindKeepBytes: keepBytes,
+      },
+    );
+    try {
+      const records = await fill(log, 12 * MIB);
+      assert.ok(drops.length >= 2, `${drops.length} drops`);
+      let next = 0;
+      for (const drop of drops) {
+        assert.equal(drop.position, next, "ranges follow each other from the segment's start");
+        assert.ok(drop.length >= DROP_BEHIND_STEP_BYTES, `a drop of ${drop.length} bytes`);
+        next = drop.position + drop.length;
+      }
+      const written = log.sizeBytes;
+      assert.ok(next <= written - keepBytes, `dropped to ${next} of ${written}`);
+      assert.ok(next >= written - keepBytes - DROP_BEHIND_STEP_BYTES, `only to ${next}`);
+      assert.equal(readAll(log).length, records, "every record reads back");
+    } finally {
+      await log.close();
+    }
+  });
+
+  test("a log whose rounds do not sync drops nothing", async () => {
+    using dir = tempDir();
+    const drops: Drop[] = [];
+    const log = await PartitionLog.open(
+      dir.path,
+      { fsync: "never" },
+      {
+        onWarning: () => {},
+        dropCache: (fd, position, length) => drops.push({ fd, position, length }),
+        dropBehindKeepBytes: 0,
+      },
+    );
+    try {
+      await fill(log, 12 * MIB);
+      assert.deepEqual(drops, [], "unsynced pages may be dirty: they stay");
+    } finally {
+      await log.close();
+    }
+  });
+
+  test("a bad keep size is refused with its value", async () => {
+    using dir = tempDir();
+    await assert.rejects(
+      PartitionLog.open(dir.path, {}, { onWarning: () => {}, dropBehindKeepBytes: -1 }),
+      /dropBehindKeepBytes -1 must be a non-negative integer/,
+    );
+  });
+
+  test("the engine drops through posix_fadvise and the data reads back whole", async () => {
+    if (process.platform !== "linux") return;
+    assert.notEqual(await cacheDropper(), undefined, "posix_fadvise is reachable on Linux");
+    using dir = tempDir();
+    const engine = await Engine.open(dir.path, {
+      topicDefaults: { fsync: "always" },
+      dropBehindKeepBytes: 0,
+      onWarning: () => {},
+    });
+    try {
+      await engine.createTopic("t", { partitions: 1 });
+      let records = 0;
+      for (let written = 0; written < 10 * MIB; written += BATCH.length) {
+        await engine.append("t", 0, BATCH);
+        records += 64;
+      }
+      let read = 0;
+      let offset = 0;
+      while (offset < records) {
+        const result = engine.read("t", 0, offset, MIB);
+        assert.ok(result.nextOffset > offset);
+        read += result.nextOffset - offset;
+        offset = result.nextOffset;
+      }
+      assert.equal(read, records);
+    } finally {
+      await engine.close();
+    }
+  });
+});
