@@ -264,6 +264,8 @@ async function coordinate(): Promise<void> {
       pausesOver1Ms: gcs.filter((gc) => gc.pauseMsMax > 1).length,
       pauseMsMax: r3(Math.max(0, ...gcs.map((gc) => gc.pauseMsMax))),
     });
+    const ackMs = figures.acked.map((a, i) => a - figures.sent[i]!);
+    const afterAckMs = figures.received.map((r, i) => r - (figures.acked[i]! || r));
     const result = {
       tool: "e2e_stages",
       root,
@@ -271,18 +273,12 @@ async function coordinate(): Promise<void> {
       e2eP50Ms: r3(quantile(e2e, 0.5)),
       e2eP99Ms: r3(quantile(e2e, 0.99)),
       e2eP999Ms: r3(quantile(e2e, 0.999)),
-      ackP50Ms: r3(
-        quantile(
-          figures.acked.map((a, i) => a - figures.sent[i]!),
-          0.5,
-        ),
-      ),
-      ackP99Ms: r3(
-        quantile(
-          figures.acked.map((a, i) => a - figures.sent[i]!),
-          0.99,
-        ),
-      ),
+      ackP50Ms: r3(quantile(ackMs, 0.5)),
+      ackP99Ms: r3(quantile(ackMs, 0.99)),
+      // Receive less ack: how much later than its acknowledgement a message reached the
+      // consumer (negative when the fetch answer came first).
+      afterAckP50Ms: r3(quantile(afterAckMs, 0.5)),
+      afterAckP99Ms: r3(quantile(afterAckMs, 0.99)),
       slow: counts,
       slowProduceMsP50: r3(quantile(produceMs, 0.5)),
       slowFetchMsP50: r3(quantile(fetchMs, 0.5)),
