@@ -36,7 +36,8 @@
 // `BUN_GC_TIMER_DISABLE` they come from the budget and JSC's own timers: 0.55 times as many
 // collections in both processes (bench/RESULTS.md, "Latency tail at 10,000 msg/s (issue 16)").
 // JSC's full-collection timer is lengthened about 10-fold for the same reason (the old generation
-// still gets a full collection when it outgrows JSC's heap limit).
+// still gets a full collection when it outgrows JSC's heap limit). The price: garbage is kept
+// longer, and bench:tcp's latency runs reached a largest resident size ~30 % higher.
 
 /** The JSC and mimalloc options (environment variables) sluice's processes run with. */
 export const GC_TUNING_ENV: Readonly<Record<string, string>> = Object.freeze({
