@@ -19,7 +19,14 @@
 // A/B).
 
 import { type ChildProcess, spawn } from "node:child_process";
-import { appendFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import {
+  appendFileSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
@@ -219,6 +226,7 @@ const r3 = (v: number) => Math.round(v * 1000) / 1000;
 
 async function coordinate(): Promise<void> {
   const dataDir = mkdtempSync(join(tmpdir(), "sluice-stages-"));
+  if (values.logs !== undefined) mkdirSync(values.logs, { recursive: true });
   const out = join(dataDir, "client.json");
   const brokerGcs: GcCycle[] = [];
   const clientGcs: GcCycle[] = [];
