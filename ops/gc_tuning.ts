@@ -27,26 +27,18 @@
 // processes sluice starts (bench:tcp's broker and client, the Docker image) and documented
 // for deployments (README.md, "GC settings"); `sluice serve` logs those in effect. A variable
 // already set in the environment wins over these values.
-
 //
-// With the eden timer lengthened, Bun's own collection timer became the first trigger: every
-// second (`BUN_GC_TIMER_INTERVAL`, 1,000 ms) while the heap keeps growing, Bun asks JSC for a
-// collection, whatever was allocated. In bench:tcp's latency phase the client's GC log then
-// showed a collection every 1.00-1.05 s at 22-88 MB of heap, below the 64 MiB budget; with
-// `BUN_GC_TIMER_DISABLE` they come from the budget and JSC's own timers: 0.55 times as many
-// collections in both processes (bench/RESULTS.md, "Latency tail at 10,000 msg/s (issue 16)").
-// JSC's full-collection timer is lengthened about 10-fold for the same reason (the old generation
-// still gets a full collection when it outgrows JSC's heap limit). The price: garbage is kept
-// longer, and bench:tcp's latency runs reached a largest resident size ~30 % higher.
+// Not set here, measured (bench/RESULTS.md, "Latency tail at 10,000 msg/s (issue 16)"): with the
+// eden timer lengthened, Bun's own collection timer starts most collections (every 1.00-1.05 s
+// while the heap grows, below the budget). `BUN_GC_TIMER_DISABLE=1` (with JSC's full timer,
+// `BUN_JSC_percentCPUPerMBForFullTimer`, lengthened ~10-fold) took the collections of the broker
+// and the latency client to ~0.55 times as many, but cost ~30 % more resident memory and did not
+// bring bench:tcp's p99 down in the least loaded runs there were; an operator can set them.
 
 /** The JSC and mimalloc options (environment variables) sluice's processes run with. */
 export const GC_TUNING_ENV: Readonly<Record<string, string>> = Object.freeze({
   // JSC's default is 0.0025: a collection about every 100-300 ms while allocating.
   BUN_JSC_percentCPUPerMBForEdenTimer: "0.0000625",
-  // JSC's default is 0.0003125 (reads as JSC_percentCPUPerMBForFullTimer, BUN_ prefix too).
-  BUN_JSC_percentCPUPerMBForFullTimer: "0.00003",
-  // Bun's once-a-second collection while the heap grows: off (any value turns it off).
-  BUN_GC_TIMER_DISABLE: "1",
   // 64 MiB: the allocation budget between collections of a small heap (Bun's default 8 MiB).
   BUN_JSC_largeHeapSize: String(64 * 1024 * 1024),
   // mimalloc's default is 10 (ms): freed memory goes back to the system and faults in again.
