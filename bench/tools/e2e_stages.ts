@@ -21,6 +21,7 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import {
   appendFileSync,
+  existsSync,
   mkdirSync,
   mkdtempSync,
   readFileSync,
@@ -35,6 +36,7 @@ import { gcEnvironment, parseGcMode } from "../../ops/gc_tuning.ts";
 const PARTITIONS = 16;
 const RECORD_BYTES = 1024;
 const OWN_ROOT = resolve(import.meta.dirname, "..", "..");
+const STAGE_PROBE = join(OWN_ROOT, "bench/tools/_stage_probe.ts");
 /** A pacing tick this much later than asked (ms) counts as a client stall. */
 const STALL_MS_MIN = 2;
 
@@ -152,8 +154,17 @@ function watchGc(child: ChildProcess, into: GcCycle[], logFile?: string): void {
   });
 }
 
-function launch(args: string[], gcs: GcCycle[], role: string): ChildProcess {
-  const env = { ...gcEnvironment(process.env, parseGcMode(values.gc)), BUN_JSC_logGC: "1" };
+function launch(
+  args: string[],
+  gcs: GcCycle[],
+  role: string,
+  extraEnv: Record<string, string> = {},
+): ChildProcess {
+  const env = {
+    ...gcEnvironment(process.env, parseGcMode(values.gc)),
+    BUN_JSC_logGC: "1",
+    ...extraEnv,
+  };
   const child = spawn(process.execPath, args, { stdio: ["ignore", "pipe", "pipe"], env });
   watchGc(child, gcs, values.logs === undefined ? undefined : join(values.logs, `${role}.log`));
   return child;
@@ -230,10 +241,21 @@ async function coordinate(): Promise<void> {
   const out = join(dataDir, "client.json");
   const brokerGcs: GcCycle[] = [];
   const clientGcs: GcCycle[] = [];
+  const stageFile = join(dataDir, "stages.json");
   const broker = launch(
-    [join(root, "bin/sluice.ts"), "serve", "--data", dataDir, "--port", "0"],
+    [
+      "--preload",
+      STAGE_PROBE,
+      join(root, "bin/sluice.ts"),
+      "serve",
+      "--data",
+      dataDir,
+      "--port",
+      "0",
+    ],
     brokerGcs,
     "broker",
+    { SLUICE_STAGE_FILE: stageFile, SLUICE_STAGE_ROOT: root },
   );
   try {
     const port = await new Promise<number>((done, fail) => {
@@ -254,7 +276,8 @@ async function coordinate(): Promise<void> {
     const client = launch(args, clientGcs, "client");
     const code = await exited(client);
     if (code !== 0) throw new Error(`client exited (${code})`);
-    const figures = JSON.parse(readFileSync(out, "utf8")) as Client;
+    const figures = JSON.parse(readFileSync(out, "utf8")) as Client & { warmup: number };
+    const brokerStages = await stagesOf(broker, stageFile);
     const from = figures.sent[0]!;
     const to = figures.received.reduce((a, b) => Math.max(a, b), 0);
     const inWindow = (gcs: GcCycle[]) => gcs.filter((gc) => gc.atMs >= from && gc.atMs <= to);
@@ -295,6 +318,7 @@ async function coordinate(): Promise<void> {
       clientStallMsSum: r3(figures.stalls.filter((_, i) => i % 2 === 1).reduce((a, b) => a + b, 0)),
       brokerGc: gcSummary(inWindow(brokerGcs)),
       clientGc: gcSummary(inWindow(clientGcs)),
+      brokerStages: splitStages(figures, brokerStages, numberFlag("slow-ms")),
     };
     console.log(JSON.stringify(result));
   } finally {
@@ -302,6 +326,73 @@ async function coordinate(): Promise<void> {
     await exited(broker);
     rmSync(dataDir, { recursive: true, force: true });
   }
+}
+
+type BrokerStages = { append: number[]; done: number[] };
+
+/** The broker's stamps (_stage_probe.ts), asked for now and read once written. */
+async function stagesOf(broker: ChildProcess, file: string): Promise<BrokerStages | undefined> {
+  broker.kill("SIGUSR2");
+  for (let tries = 0; tries < 200; tries++) {
+    if (existsSync(file)) {
+      try {
+        return JSON.parse(readFileSync(file, "utf8")) as BrokerStages;
+      } catch {
+        // Not whole yet: read again.
+      }
+    }
+    // tidy: allow-timeout a diagnostic tool polling for a file another process writes
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+  return undefined;
+}
+
+/**
+ * Every message split at the broker: send → append started (the client's send, the bytes'
+ * way over, the broker's turn reaching the request), append → done (the flush round), done →
+ * ack back, done → received by the consumer (fetch wake-up, answer, decode). Percentiles of
+ * each over all messages, and for slow ones which of the four took longest.
+ */
+function splitStages(
+  client: Client & { warmup: number },
+  stages: BrokerStages | undefined,
+  slowMs: number,
+) {
+  if (stages === undefined) return null;
+  const toBroker: number[] = [];
+  const round: number[] = [];
+  const ackBack: number[] = [];
+  const toConsumer: number[] = [];
+  const slowest = { toBroker: 0, round: 0, ackBack: 0, toConsumer: 0 };
+  for (let i = 0; i < client.sent.length; i++) {
+    const append = stages.append[client.warmup + i] ?? 0;
+    const done = stages.done[client.warmup + i] ?? 0;
+    if (append === 0 || done === 0) continue;
+    const parts = {
+      toBroker: append - client.sent[i]!,
+      round: done - append,
+      ackBack: (client.acked[i]! || done) - done,
+      toConsumer: client.received[i]! - done,
+    };
+    toBroker.push(parts.toBroker);
+    round.push(parts.round);
+    ackBack.push(parts.ackBack);
+    toConsumer.push(parts.toConsumer);
+    if (client.received[i]! - client.sent[i]! < slowMs) continue;
+    const top = (Object.keys(parts) as (keyof typeof parts)[]).reduce((a, b) =>
+      parts[a] >= parts[b] ? a : b,
+    );
+    slowest[top]++;
+  }
+  const p = (list: number[]) => ({ p50: r3(quantile(list, 0.5)), p99: r3(quantile(list, 0.99)) });
+  return {
+    messages: round.length,
+    toBrokerMs: p(toBroker),
+    roundMs: p(round),
+    ackBackMs: p(ackBack),
+    toConsumerMs: p(toConsumer),
+    slowLongestStage: slowest,
+  };
 }
 
 /** Slow messages per 100 ms slice of the run: where in time the tail falls. */
