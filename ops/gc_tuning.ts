@@ -27,6 +27,13 @@
 // processes sluice starts (bench:tcp's broker and client, the Docker image) and documented
 // for deployments (README.md, "GC settings"); `sluice serve` logs those in effect. A variable
 // already set in the environment wins over these values.
+//
+// Not set here, measured (bench/RESULTS.md, "Latency tail at 10,000 msg/s (issue 16)"): with the
+// eden timer lengthened, Bun's own collection timer starts most collections (every 1.00-1.05 s
+// while the heap grows, below the budget). `BUN_GC_TIMER_DISABLE=1` (with JSC's full timer,
+// `BUN_JSC_percentCPUPerMBForFullTimer`, lengthened ~10-fold) took the collections of the broker
+// and the latency client to ~0.55 times as many, but cost ~30 % more resident memory and did not
+// bring bench:tcp's p99 down in the least loaded runs there were; an operator can set them.
 
 /** The JSC and mimalloc options (environment variables) sluice's processes run with. */
 export const GC_TUNING_ENV: Readonly<Record<string, string>> = Object.freeze({

@@ -35,7 +35,21 @@ globalThis.queueMicrotask = (callback: () => void) => {
   realQueueMicrotask(callback);
 };
 
+// With SLUICE_ALLOC_TYPES=1 each probe also writes the heap's object count per type:
+//
+//   [alloc-types] {"Object":N,"Promise":N,...}
+//
+// Run with a collection budget larger than the window allocates (and Bun's and JSC's timers
+// off: ops/gc_tuning.ts), no cell is freed between two probes, and the difference of their
+// counts is what the window allocated, per type.
+const typesWanted = process.env["SLUICE_ALLOC_TYPES"] === "1";
+
 process.on("SIGUSR2", () => {
-  const line = JSON.stringify({ ...counts, heapBytes: heapStats().heapSize });
+  const stats = heapStats();
+  // First: a reader that waits for the probe line finds the types beside it.
+  if (typesWanted) {
+    process.stderr.write(`[alloc-types] ${JSON.stringify(stats.objectTypeCounts)}\n`);
+  }
+  const line = JSON.stringify({ ...counts, heapBytes: stats.heapSize });
   process.stderr.write(`[alloc-probe] ${line}\n`);
 });

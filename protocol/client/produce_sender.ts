@@ -107,6 +107,8 @@ type PartitionQueue = {
   /** The sequence of the first batch that failed for good since the last rebuild. */
   resequenceFrom: number;
   identityPending: boolean;
+  /** Its result in the answer being read (set and cleared by #onResponse). */
+  answer: ProducePartitionResult | undefined;
 };
 
 type Picked = { queue: PartitionQueue; batch: Batch };
@@ -114,7 +116,11 @@ type Picked = { queue: PartitionQueue; batch: Batch };
 export class ProduceSender {
   #session: Session;
   #settings: SenderSettings;
-  #queues = new Map<string, PartitionQueue>();
+  /**
+   * Each topic's partition queues by partition number: found with no key string made per batch
+   * (at 10,000 one-record batches a second those strings were garbage of their own).
+   */
+  #queues = new Map<string, PartitionQueue[]>();
   /** Queues with batches, least recently served first (a Set keeps insertion order). */
   #active = new Set<PartitionQueue>();
   #requestsInFlight = 0;
@@ -184,8 +190,12 @@ export class ProduceSender {
   }
 
   #queue(topic: string, partition: number): PartitionQueue {
-    const key = `${topic}\u0000${partition}`;
-    let queue = this.#queues.get(key);
+    let queues = this.#queues.get(topic);
+    if (queues === undefined) {
+      queues = [];
+      this.#queues.set(topic, queues);
+    }
+    let queue = queues[partition];
     if (queue === undefined) {
       queue = {
         topic,
@@ -201,8 +211,9 @@ export class ProduceSender {
         rebuild: "none",
         resequenceFrom: 0,
         identityPending: false,
+        answer: undefined,
       };
-      this.#queues.set(key, queue);
+      queues[partition] = queue;
     }
     return queue;
   }
@@ -438,23 +449,37 @@ export class ProduceSender {
   }
 
   #onResponse(picked: Picked[], response: ReturnType<typeof readProduceResponse>): void {
-    const results = new Map<string, ProducePartitionResult>();
+    // Each result is put on its partition's queue for the batch sent there to take, and taken
+    // off again below; a result for a partition this request did not carry is read by nothing.
+    this.#placeAnswers(response, true);
+    for (const { queue, batch } of picked) {
+      const result = queue.answer;
+      queue.answer = undefined;
+      this.#settle(queue, batch, result);
+    }
+    this.#placeAnswers(response, false);
+  }
+
+  #placeAnswers(response: ReturnType<typeof readProduceResponse>, place: boolean): void {
     for (const topic of response.topics) {
+      const queues = this.#queues.get(topic.topic);
+      if (queues === undefined) continue;
       for (const result of topic.partitions) {
-        results.set(`${topic.topic}\u0000${result.partition}`, result);
+        const queue = queues[result.partition];
+        if (queue !== undefined) queue.answer = place ? result : undefined;
       }
     }
-    for (const { queue, batch } of picked) {
-      const result = results.get(`${queue.topic}\u0000${queue.partition}`);
-      if (result === undefined) {
-        const what = `${queue.topic}-${queue.partition}`;
-        this.#failed(queue, batch, new ClientError("MALFORMED_RESPONSE", `No result for ${what}`));
-      } else if (result.errorCode === 0) {
-        this.#succeeded(queue, batch, result.baseOffset);
-      } else {
-        const context = `produce to ${queue.topic}-${queue.partition}`;
-        this.#failed(queue, batch, errorFromWire(result.errorCode, result.errorMessage ?? context));
-      }
+  }
+
+  #settle(queue: PartitionQueue, batch: Batch, result: ProducePartitionResult | undefined): void {
+    if (result === undefined) {
+      const what = `${queue.topic}-${queue.partition}`;
+      this.#failed(queue, batch, new ClientError("MALFORMED_RESPONSE", `No result for ${what}`));
+    } else if (result.errorCode === 0) {
+      this.#succeeded(queue, batch, result.baseOffset);
+    } else {
+      const context = `produce to ${queue.topic}-${queue.partition}`;
+      this.#failed(queue, batch, errorFromWire(result.errorCode, result.errorMessage ?? context));
     }
   }
 

@@ -131,7 +131,59 @@ function appendAll(
  * base_offset is theirs, accepted_batches (version 2) their number, and the error is the
  * refused batch's, naming its index and position.
  */
-async function producePartition(
+function producePartition(
+  log: PartitionLog,
+  result: ProducePartitionResult,
+  records: Uint8Array,
+  produce: { acks: number; lease: BatchLease | undefined },
+): Promise<ProducePartitionResult> {
+  if (records.length > 0 && batchSize(records, 0) === records.length) {
+    if (produce.acks !== -1 || log.config.fsync === "always") {
+      return produceOneBatch(log, result, records, produce.lease);
+    }
+  }
+  return produceBatches(log, result, records, produce);
+}
+
+/**
+ * The usual partition of a produce request: one whole batch, acknowledged once appended. The
+ * same answer as produceBatches gives, without its list of appends, its settled outcomes and
+ * its async frame: at 10,000 one-batch partitions a second those were about half of what the
+ * server allocated per message, and every collection of them pauses the event loop.
+ */
+function produceOneBatch(
+  log: PartitionLog,
+  result: ProducePartitionResult,
+  batch: Uint8Array,
+  lease: BatchLease | undefined,
+): Promise<ProducePartitionResult> {
+  let appended: Promise<AppendResult>;
+  try {
+    appended = log.appendChecked(batch, lease);
+  } catch (error) {
+    return Promise.resolve(refused(result, error));
+  }
+  return appended.then(
+    (done) => {
+      result.acceptedBatches = 1;
+      result.baseOffset = done.baseOffset;
+      result.logStartOffset = done.logStartOffset;
+      return result;
+    },
+    (error: unknown) => refused(result, error),
+  );
+}
+
+/** A partition whose only batch was not appended: its error, nothing accepted. */
+function refused(result: ProducePartitionResult, error: unknown): ProducePartitionResult {
+  const { code, message } = errorToWire(error);
+  result.acceptedBatches = 0;
+  result.errorCode = code;
+  result.errorMessage = message;
+  return result;
+}
+
+async function produceBatches(
   log: PartitionLog,
   result: ProducePartitionResult,
   records: Uint8Array,

@@ -144,6 +144,40 @@ describe("Producer", () => {
       { t: 5 },
     ));
 
+  test("a result for a partition the request did not carry answers no later batch", () =>
+    withProducer(
+      { lingerMs: 0, idempotent: false },
+      async (producer, server) => {
+        let produces = 0;
+        const result = (partition: number, baseOffset: number) => ({
+          partition,
+          errorCode: 0,
+          baseOffset,
+          logStartOffset: 0,
+          errorMessage: null,
+        });
+        server.hook = (request) => {
+          if (request.apiKey !== API.Produce) return false;
+          produces++;
+          if (produces === 1) return false;
+          const { correlationId, connection } = request;
+          // The second request carries partition 0 and is answered for it and for partition
+          // 1 too (offset 99); the third carries partition 1 and is answered for nothing.
+          const partitions = produces === 2 ? [result(0, 5), result(1, 99)] : [];
+          connection.respond(correlationId, (w) =>
+            writeProduceResponse(w, { topics: [{ topic: "t", partitions }] }),
+          );
+          return true;
+        };
+        assert.equal((await producer.send({ topic: "t", value: "a", partition: 1 })).offset, 0);
+        assert.equal((await producer.send({ topic: "t", value: "b", partition: 0 })).offset, 5);
+        await assert.rejects(producer.send({ topic: "t", value: "c", partition: 1 }), {
+          code: "MALFORMED_RESPONSE",
+        });
+      },
+      { t: 2 },
+    ));
+
   test("a batch written before the connection dropped is resent as is and written once", () =>
     withProducer({ lingerMs: 1 }, async (producer, server) => {
       let dropped = false;

@@ -122,7 +122,10 @@ describe("Produce and Fetch version 2", () => {
       [none.errorCode, none.baseOffset, none.acceptedBatches],
       [WIRE_ERRORS.CORRUPT_BATCH, -1, 0],
     );
-    assert.equal(t.server.engine.partition("counted", 0).highWatermark, 3);
+    // One whole batch (the server's one-batch path) counts as one.
+    const one = await produceV2(client, "counted", batchOf("e"));
+    assert.deepEqual([one.errorCode, one.baseOffset, one.acceptedBatches], [0, 3, 1]);
+    assert.equal(t.server.engine.partition("counted", 0).highWatermark, 4);
   });
 
   test("a Fetch v2 that meets damaged data says the offset to resume from", async () => {
