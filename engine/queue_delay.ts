@@ -82,7 +82,13 @@ import {
 import { CoalescedSync } from "./coalesced_sync.ts";
 import type { FileIO } from "./io.ts";
 import type { AcquiredRange } from "./queue_cursor.ts";
-import { type DelayRef, decodeRef, encodeRef, refValuesOf, StoreLive } from "./queue_delay_refs.ts";
+import {
+  eachHeaderInteger,
+  encodeRefBatch,
+  mergeStored,
+  REF_BATCH_ENTRIES_MAX,
+} from "./queue_delay_batches.ts";
+import { type DelayRef, decodeRef, refValuesOf, StoreLive } from "./queue_delay_refs.ts";
 import { batchesOf } from "./queue_dead_letter.ts";
 import { decimalDigits } from "./queue_ttl.ts";
 import { PartitionLog } from "./partition_log.ts";
@@ -113,8 +119,6 @@ const REF_READ_BYTES = 16 * 1024;
 const MOVE_ENTRIES_MAX = 50_000;
 /** Estimated bytes per batch written to the due log. */
 const DUE_BATCH_BYTES_TARGET = 512 * 1024;
-/** Entries per batch written to a tier. */
-const REF_BATCH_ENTRIES_MAX = 10_000;
 /** A timer never waits longer than this, whatever the clock says. */
 const TIMER_MS_MAX = 60_000;
 /** A store segment is rolled at least this often (and at least every 2^s ms for store s). */
@@ -144,6 +148,7 @@ assert(REF_BATCH_ENTRIES_MAX * 64 < LOG_CONFIG.maxBatchBytes, "an entry batch fi
 
 const text = new TextEncoder();
 const INTERNAL = new Set([DUE_HEADER, DELIVERIES_HEADER, EXIT_HEADER]);
+const DELIVERIES_KEY_BYTES = text.encode(DELIVERIES_HEADER);
 
 /** A record to delay: its bytes as read, when it is due and the deliveries it had. */
 export type DelayEntry = {
@@ -594,10 +599,8 @@ export class DelayTiers {
       this.#unsynced.add(log);
       touched.add(log);
       for (let i = 0; i < refs.length; i += REF_BATCH_ENTRIES_MAX) {
-        const records = refs
-          .slice(i, i + REF_BATCH_ENTRIES_MAX)
-          .map((ref) => ({ key: null, value: encodeRef(ref), timestamp: nowMs }));
-        appends.push(log.appendChecked(encodeRecordBatch(records, { timestamp: nowMs })));
+        const batch = encodeRefBatch(refs.slice(i, i + REF_BATCH_ENTRIES_MAX), nowMs);
+        appends.push(log.appendChecked(batch));
       }
     }
     out.due.sort((a, b) => a.dueMs - b.dueMs);
@@ -620,14 +623,39 @@ export class DelayTiers {
 
   /**
    * The due log's batches for one round's records, in due order: a lone record as stored; more
-   * are decoded and written as few large batches, so a consumer's fetch reads a round's
-   * records in a batch or two, not one batch each. A stored batch that fails its CRC is
-   * reported and left out.
+   * are written as few large batches, so a consumer's fetch reads a round's records in a batch
+   * or two, not one batch each. Stored batches are merged as bytes (queue_delay_batches.ts):
+   * only the offset and timestamp deltas are rewritten and one CRC computed. A group with a
+   * stored batch that is not plain is decoded and encoded again; a record that fails to
+   * decode is reported and left out.
    */
   #dueBatches(due: readonly { batch: Uint8Array }[]): Uint8Array[] {
     if (due.length <= 1) return due.map((d) => d.batch);
-    const records: RecordInput[] = [];
+    const bytesTarget = Math.min(DUE_BATCH_BYTES_TARGET, this.due.config.segmentBytes / 4);
+    const out: Uint8Array[] = [];
+    let group: Uint8Array[] = [];
+    let bytes = 0;
+    const flush = () => {
+      if (group.length === 0) return;
+      const merged = group.length === 1 ? group[0] : mergeStored(group);
+      if (merged !== undefined) out.push(merged);
+      else out.push(...this.#reencoded(group, bytesTarget));
+      group = [];
+      bytes = 0;
+    };
     for (const { batch } of due) {
+      if (group.length > 0 && bytes + batch.length > bytesTarget) flush();
+      group.push(batch);
+      bytes += batch.length;
+    }
+    flush();
+    return out;
+  }
+
+  /** The records of stored batches decoded and encoded again (damaged ones reported, left out). */
+  #reencoded(batches: readonly Uint8Array[], bytesTarget: number): Uint8Array[] {
+    const records: RecordInput[] = [];
+    for (const batch of batches) {
       try {
         for (const decoded of decodeRecordBatches(batch)) {
           for (const { key, value, headers, timestamp } of decoded.records) {
@@ -640,7 +668,6 @@ export class DelayTiers {
       }
     }
     if (records.length === 0) return [];
-    const bytesTarget = Math.min(DUE_BATCH_BYTES_TARGET, this.due.config.segmentBytes / 4);
     return batchesOf(records, bytesTarget).map((group) => encodeRecordBatch(group));
   }
 
@@ -1123,16 +1150,30 @@ export function carryDeliveries(
   ranges: AcquiredRange[],
 ): AcquiredRange[] {
   const inRange = (offset: number) => ranges.some((r) => r.first <= offset && offset <= r.last);
+  const deliveriesHeader = { key: DELIVERIES_KEY_BYTES, digitsMax: DUE_DIGITS_MAX };
+  let carriedAny = false;
+  const carry = (offset: number, carried: number) => {
+    if (carried <= 0 || !inRange(offset)) return;
+    const own = cursor.deliveriesAt(offset);
+    if (own > carried) return;
+    cursor.carryDeliveries(offset, carried + own);
+    carriedAny = true;
+  };
   for (const view of views) {
-    for (const batch of decodeRecordBatches(view)) {
-      for (const record of batch.records) {
-        if (!inRange(record.offset)) continue;
-        const carried = headerInteger(record.headers, DELIVERIES_HEADER) ?? 0;
-        const own = cursor.deliveriesAt(record.offset);
-        if (carried > 0 && own <= carried) cursor.carryDeliveries(record.offset, carried + own);
+    for (let at = 0; at < view.length; ) {
+      const batch = view.subarray(at, at + batchSizeAt(view, at));
+      at += batch.length;
+      // Only the one header is read from each record; a batch that is not plain is decoded.
+      if (eachHeaderInteger(batch, deliveriesHeader, carry)) continue;
+      for (const decoded of decodeRecordBatches(batch)) {
+        for (const record of decoded.records) {
+          carry(record.offset, headerInteger(record.headers, DELIVERIES_HEADER) ?? 0);
+        }
       }
     }
   }
+  // Counts changed nowhere: the ranges stand as acquired (one count each).
+  if (!carriedAny) return ranges;
   const split: AcquiredRange[] = [];
   for (const range of ranges) {
     for (let offset = range.first; offset <= range.last; offset++) {
