@@ -54,6 +54,12 @@ export interface FileIO {
     bytes: Uint8Array | string,
     options?: { sync?: boolean },
   ): void;
+  /**
+   * Optional: `writeFileAtomic` with its fsyncs (file and directory) on the thread pool, so a
+   * busy disk does not stall the event loop. Where it is left out (a FileIO written for
+   * tests), the engine calls `writeFileAtomic` instead.
+   */
+  writeFileAtomicAsync?(dir: string, name: string, bytes: Uint8Array | string): Promise<void>;
 }
 
 function writevOnce(fd: number, buffers: Uint8Array[], position: number): Promise<number> {
@@ -270,6 +276,18 @@ export const realFileIO: FileIO = {
     }
   },
   writeFileAtomic,
+  async writeFileAtomicAsync(dir, name, bytes) {
+    const temp = `${dir}/.atomic-${process.pid}-${atomicWrites++}.tmp`;
+    const handle = await fs.promises.open(temp, "w");
+    try {
+      await handle.writeFile(bytes);
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+    await fs.promises.rename(temp, `${dir}/${name}`);
+    await this.syncDirectoryAsync!(dir);
+  },
 };
 
 function syncDirectory(path: string): void {

@@ -252,6 +252,8 @@ export class DelayTiers {
   #moving: Promise<number> | undefined;
   #persistTimer: ReturnType<typeof setTimeout> | undefined;
   #persisted = "";
+  /** The positions save under way (saves run one at a time). */
+  #saving: Promise<void> = Promise.resolve();
   #closed = false;
   /** The due log's fdatasync under way, and one queued behind it (group commit). */
   #dueSync: Promise<void> | undefined;
@@ -933,7 +935,15 @@ export class DelayTiers {
    * Writes the tier positions (atomically), then deletes tier segments wholly below them and
    * store segments no entry still points into.
    */
-  async persistPositions(): Promise<void> {
+  persistPositions(): Promise<void> {
+    // One save at a time, in order: a later save's file must never be replaced by an earlier
+    // one's, whose positions are behind the releases the later one applied.
+    const save = this.#saving.catch(() => undefined).then(() => this.#persistNow());
+    this.#saving = save;
+    return save;
+  }
+
+  async #persistNow(): Promise<void> {
     await this.#trimDue();
     const positions = this.#positions();
     const json = JSON.stringify(positions);
@@ -945,9 +955,7 @@ export class DelayTiers {
       if (this.#host.fsync) await this.#syncAll();
       // Positions only ever lag (entries move again, never lost); without fsynced tier logs an
       // fsync here buys nothing and would stall every move round behind it.
-      this.#host.io.writeFileAtomic(this.dir, POSITIONS_FILE, `${json}\n`, {
-        sync: this.#host.fsync,
-      });
+      await this.#writePositions(`${json}\n`);
     } catch (error) {
       this.#live.restoreReleased(released);
       throw error;
@@ -955,6 +963,20 @@ export class DelayTiers {
     this.#persisted = json;
     this.#live.applyReleased(released);
     await this.#trimTiers(positions);
+  }
+
+  /**
+   * Replaces positions.json. Its fsyncs run on the thread pool where the FileIO can: on a busy
+   * disk two fsyncs on the event loop every POSITIONS_PERSIST_MS held up every move round,
+   * fetch and append of the process behind them, and delayed records came that much later.
+   */
+  async #writePositions(text: string): Promise<void> {
+    const io = this.#host.io;
+    if (this.#host.fsync && io.writeFileAtomicAsync !== undefined) {
+      await io.writeFileAtomicAsync(this.dir, POSITIONS_FILE, text);
+    } else {
+      io.writeFileAtomic(this.dir, POSITIONS_FILE, text, { sync: this.#host.fsync });
+    }
   }
 
   async #trimTiers(positions: Positions): Promise<void> {
