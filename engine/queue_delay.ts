@@ -88,7 +88,7 @@ import {
   mergeStored,
   REF_BATCH_ENTRIES_MAX,
 } from "./queue_delay_batches.ts";
-import { type DelayRef, decodeRef, refValuesOf, StoreLive } from "./queue_delay_refs.ts";
+import { type DelayRef, decodeRef, refsOf, StoreLive } from "./queue_delay_refs.ts";
 import { batchesOf } from "./queue_dead_letter.ts";
 import { decimalDigits } from "./queue_ttl.ts";
 import { PartitionLog } from "./partition_log.ts";
@@ -793,15 +793,14 @@ export class DelayTiers {
       }
       for (const view of read.views) {
         // The read checked every batch's CRC already.
-        for (const record of entriesOf(view)) {
-          if (record.offset < position) continue;
-          const ref = decodeRef(record.value, DELAY_STORES);
+        for (const { offset, ref } of entriesOf(view)) {
+          if (offset < position) continue;
           if (ref === undefined) {
             this.#host.warn(
-              `delay tier ${tier.k} of ${this.dir}: a bad entry at ${record.offset}; skipped`,
+              `delay tier ${tier.k} of ${this.dir}: a bad entry at ${offset}; skipped`,
             );
           } else if (!each(ref)) break scan;
-          position = record.offset + 1;
+          position = offset + 1;
           count++;
         }
       }
@@ -1116,20 +1115,24 @@ function readWindow(store: PartitionLog, ref: DelayRef, window: StoreWindow): vo
   assert(window.end > ref.offset, "a read below the high watermark returns a batch");
 }
 
-/** The records of a view of whole tier batches: read in place, or decoded when they must be. */
-function* entriesOf(view: Uint8Array): Generator<{ offset: number; value: Uint8Array | null }> {
+/** The entries of a view of whole tier batches: read in place, or decoded when they must be. */
+function* entriesOf(view: Uint8Array): Generator<{ offset: number; ref: DelayRef | undefined }> {
   for (let at = 0; at < view.length; ) {
     const batch = view.subarray(at, at + batchSizeAt(view, at));
     at += batch.length;
     const compressed = (readInt16(batch, ATTRIBUTES_AT) & COMPRESSION_MASK) !== 0;
     const inPlace = compressed
       ? undefined
-      : refValuesOf(batch, baseOffsetAt(batch, 0), recordCountAt(batch, 0));
+      : refsOf(batch, baseOffsetAt(batch, 0), recordCountAt(batch, 0), DELAY_STORES);
     if (inPlace !== undefined) {
       yield* inPlace;
       continue;
     }
-    for (const decoded of decodeRecordBatches(batch, { checkCrc: false })) yield* decoded.records;
+    for (const decoded of decodeRecordBatches(batch, { checkCrc: false })) {
+      for (const record of decoded.records) {
+        yield { offset: record.offset, ref: decodeRef(record.value, DELAY_STORES) };
+      }
+    }
   }
 }
 

@@ -19,7 +19,7 @@ import {
   mergeStored,
 } from "../../engine/queue_delay_batches.ts";
 import { headerInteger } from "../../engine/queue_delay.ts";
-import { encodeRef } from "../../engine/queue_delay_refs.ts";
+import { decodeRef, encodeRef, refsOf, refValuesOf } from "../../engine/queue_delay_refs.ts";
 import { tempDir } from "../helpers.ts";
 import { Clock } from "./queue_helpers.ts";
 
@@ -97,6 +97,30 @@ describe("delay batches as bytes", () => {
       );
       assert.deepEqual(encodeRefBatch(refs, nowMs), expected, `${count} entries`);
     }
+  });
+
+  test("entries decoded where they lie equal decodeRef of their values, damage included", () => {
+    const random = prng(3);
+    const refs = Array.from({ length: 500 }, () => ({
+      store: Math.floor(random() * 12),
+      offset: Math.floor(random() * 2 ** 40),
+      dueMs: random() < 0.05 ? Number.NaN : Math.floor(random() * 1e13),
+      exitMs: Math.floor(random() * 1e13),
+    }));
+    const batch = encodeRefBatch(refs, 99).slice();
+    batch[61 + 3] = 7; // the first entry's version byte: not an entry this version writes
+    const values = refValuesOf(batch, 300, refs.length);
+    assert.ok(values !== undefined);
+    // Every 7th entry's store offset made unsafe (2^60): damage the decoder refuses.
+    for (let i = 0; i < values.length; i += 7) {
+      const value = values[i]!.value;
+      new DataView(value.buffer, value.byteOffset, value.length).setFloat64(2, 2 ** 60);
+    }
+    const expected = values.map(({ offset, value }) => ({ offset, ref: decodeRef(value, 9) }));
+    assert.equal(expected[0]!.ref, undefined);
+    assert.ok(expected.some(({ ref }) => ref !== undefined));
+    assert.deepEqual(refsOf(batch, 300, refs.length, 9), expected);
+    assert.equal(refsOf(batch.subarray(0, batch.length - 1), 300, refs.length, 9), undefined);
   });
 
   test("stored records merged as bytes decode as the records themselves", () => {
