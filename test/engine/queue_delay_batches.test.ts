@@ -189,7 +189,7 @@ describe("delay batches as bytes", () => {
     );
   });
 
-  test("positions.json is fsynced on the thread pool when the FileIO can, never on the loop", async () => {
+  test("positions.json is fsynced on the thread pool when the FileIO can", async () => {
     using dir = tempDir();
     const clock = new Clock();
     const calls: string[] = [];
