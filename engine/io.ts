@@ -6,8 +6,9 @@
 // the runtime's thread pool and never stall other work on the event loop, except rounds of at
 // most WRITE_SYNC_BYTES_MAX, which cost less written in place; large rounds go in pieces of at
 // most WRITE_PIECE_BYTES_MAX, a few in flight (see there for why); small metadata files
-// are written synchronously; reads are synchronous positional reads because a fetch from the
-// page cache costs less than a thread-pool round trip.
+// are written synchronously, except those replaced often under fsync (writeFileAtomicAsync);
+// reads are synchronous positional reads because a fetch from the page cache costs less than a
+// thread-pool round trip.
 //
 // The runtime adapter lives here too: Bun maps segments read-only with `Bun.mmap`;
 // elsewhere (Deno) `mapFile` returns undefined and reads fall back to `pread`.

@@ -25,7 +25,7 @@
 // waiting, and a long delay never keeps a short one waiting. When an entry leaves a tier its
 // remaining time R' = due - now is below 2^k, so a new entry enters a smaller tier, or, when
 // R' <= 0, the record is read from the store into the due log (the records of one move round
-// together, as a few large batches, so a fetch reads them in one or two).
+// together, merged as bytes into a few large batches, so a fetch reads them in one or two).
 // A delay of R writes its record twice (store, due log) and visits at most popcount(R) tiers
 // with a 26-byte entry each; it arrives when due plus the timer's lateness of its last move,
 // not the sum.
@@ -45,7 +45,8 @@
 //     record did not reach the disk belongs to an add that never resolved, whose original is
 //     still there and is delayed again;
 //   - tier positions and intakes reach the disk (at most every POSITIONS_PERSIST_MS) only
-//     after every tier and the due log are synced up to what they passed;
+//     after every tier and the due log are synced up to what they passed; the file's own
+//     fsyncs run on the thread pool (FileIO.writeFileAtomicAsync), one save at a time;
 //   - a store segment is deleted only once every entry pointing into it has been passed to the
 //     due log by positions already on disk (StoreLive), so no entry read after a restart points
 //     at a deleted record; store s holds records with 2^(4s) .. 2^(4s+4) ms to go and is

@@ -16,7 +16,7 @@
 // A store record is one batch of one record, already in the form the due log takes (its
 // original key, value, timestamp and headers plus sluice-due-ms and sluice-delay-deliveries),
 // so the last move needs nothing else: a lone record is appended as stored, the records of
-// one round are decoded once and written together as large batches.
+// one round are merged as bytes into large batches (queue_delay_batches.ts).
 //
 // Store s takes the records that had 2^(4s) .. 2^(4s+4) ms to go when they entered (tiers 4s
 // .. 4s + 3): every record of one store segment leaves it at most 2^(4s+4) ms after the
