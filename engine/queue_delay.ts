@@ -246,6 +246,8 @@ export class DelayTiers {
   readonly #host: DelayHost;
   readonly #tiers: Tier[];
   readonly #legacy: Tier[];
+  /** Both kinds, looked at on every move round and timer (no array built each time). */
+  readonly #allTiers: Tier[];
   readonly #stores: (PartitionLog | undefined)[];
   readonly #live: StoreLive;
   #timer: ReturnType<typeof setTimeout> | undefined;
@@ -285,6 +287,7 @@ export class DelayTiers {
     });
     this.#tiers = Array.from({ length: DELAY_TIERS }, (_, k) => tier("ref", k));
     this.#legacy = Array.from({ length: DELAY_TIERS }, (_, k) => tier("legacy", k));
+    this.#allTiers = [...this.#tiers, ...this.#legacy];
     this.#stores = Array.from({ length: DELAY_STORES }, () => undefined);
     this.#live = new StoreLive(DELAY_STORES);
   }
@@ -379,7 +382,7 @@ export class DelayTiers {
   /** Records waiting in the tiers (not yet in the due log). */
   get waiting(): number {
     let count = 0;
-    for (const tier of [...this.#tiers, ...this.#legacy]) {
+    for (const tier of this.#allTiers) {
       if (tier.log !== undefined) count += Math.max(0, tier.log.highWatermark - tier.position);
     }
     return count;
@@ -708,7 +711,7 @@ export class DelayTiers {
   async #moveRound(): Promise<number> {
     const nowMs = this.#host.now();
     const taken: Taken[] = [];
-    for (const tier of [...this.#tiers, ...this.#legacy]) {
+    for (const tier of this.#allTiers) {
       if (tier.log === undefined) continue;
       if (tier.headExitMs !== undefined && tier.headExitMs > nowMs) continue;
       const took = this.#takeExited(tier, nowMs);
@@ -885,7 +888,7 @@ export class DelayTiers {
   #schedule(nowMs: number): void {
     if (this.#closed) return;
     let atMs = Number.POSITIVE_INFINITY;
-    for (const tier of [...this.#tiers, ...this.#legacy]) {
+    for (const tier of this.#allTiers) {
       if (tier.log === undefined) continue;
       atMs = Math.min(atMs, tier.headExitMs ?? nowMs);
     }
@@ -1058,7 +1061,7 @@ export class DelayTiers {
     const logs = [
       this.due,
       ...this.#stores,
-      ...[...this.#tiers, ...this.#legacy].map((t) => t.log),
+      ...this.#allTiers.map((t) => t.log),
     ];
     await Promise.allSettled(logs.flatMap((log) => (log === undefined ? [] : [log.close()])));
   }
