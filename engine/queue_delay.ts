@@ -86,6 +86,8 @@ import type { AcquiredRange } from "./queue_cursor.ts";
 import {
   eachHeaderInteger,
   encodeRefBatch,
+  encodeStored,
+  headerKeyBytes,
   mergeStored,
   REF_BATCH_ENTRIES_MAX,
 } from "./queue_delay_batches.ts";
@@ -150,6 +152,11 @@ assert(REF_BATCH_ENTRIES_MAX * 64 < LOG_CONFIG.maxBatchBytes, "an entry batch fi
 const text = new TextEncoder();
 const INTERNAL = new Set([DUE_HEADER, DELIVERIES_HEADER, EXIT_HEADER]);
 const DELIVERIES_KEY_BYTES = text.encode(DELIVERIES_HEADER);
+const DUE_KEY_BYTES = text.encode(DUE_HEADER);
+/** Header keys a published delayed record carries, encoded once. */
+const KNOWN_KEYS: ReadonlyMap<string, Uint8Array> = new Map(
+  ["sluice-delay-ms", "sluice-deliver-at-ms"].map((key) => [key, text.encode(key)]),
+);
 
 /** A record to delay: its bytes as read, when it is due and the deliveries it had. */
 export type DelayEntry = {
@@ -229,11 +236,15 @@ function logName(kind: "ref" | "legacy" | "store", k: number): string {
 /** The batch a record takes in the store and then the due log: itself, due and deliveries. */
 function storedBatch(entry: DelayEntry): Uint8Array {
   const { record, dueMs, deliveries } = entry;
-  const headers = record.headers.filter((header) => !INTERNAL.has(header.key));
-  headers.push({ key: DUE_HEADER, value: text.encode(String(dueMs)) });
-  headers.push({ key: DELIVERIES_HEADER, value: text.encode(String(deliveries)) });
+  const headers: { key: Uint8Array; value: Uint8Array | null }[] = [];
+  for (const header of record.headers) {
+    if (INTERNAL.has(header.key)) continue;
+    headers.push({ key: headerKeyBytes(header.key, KNOWN_KEYS), value: header.value });
+  }
+  headers.push({ key: DUE_KEY_BYTES, value: text.encode(String(dueMs)) });
+  headers.push({ key: DELIVERIES_KEY_BYTES, value: text.encode(String(deliveries)) });
   const { key, value, timestamp } = record;
-  return encodeRecordBatch([{ key, value, timestamp, headers }], { timestamp });
+  return encodeStored({ key, value, timestamp, headers });
 }
 
 /** Records bound for the due log in one round or add, and entries bound for tiers. */
@@ -1058,11 +1069,7 @@ export class DelayTiers {
   }
 
   async #closeLogs(): Promise<void> {
-    const logs = [
-      this.due,
-      ...this.#stores,
-      ...this.#allTiers.map((t) => t.log),
-    ];
+    const logs = [this.due, ...this.#stores, ...this.#allTiers.map((t) => t.log)];
     await Promise.allSettled(logs.flatMap((log) => (log === undefined ? [] : [log.close()])));
   }
 }

@@ -259,3 +259,55 @@ function skipBytesOf(cursor: ReturnType<typeof cursorOver>, length: number): boo
   cursor.position += length;
   return true;
 }
+
+const utf8 = new TextEncoder();
+
+/** Bytes of a length-prefixed bytes field (null: length -1). */
+function bytesFieldSize(bytes: Uint8Array | null): number {
+  return bytes === null ? 1 : varintSize(bytes.length) + bytes.length;
+}
+
+function writeBytesField(batch: Uint8Array, at: number, bytes: Uint8Array | null): number {
+  if (bytes === null) return writeVarint(batch, at, -1);
+  const after = writeVarint(batch, at, bytes.length);
+  batch.set(bytes, after);
+  return after + bytes.length;
+}
+
+/**
+ * The one-record batch of a stored record (its key, value, timestamp and headers as given,
+ * header keys as UTF-8), byte for byte what encodeRecordBatch([record], { timestamp }) writes,
+ * without its checking pass: the record was decoded from a log, or built by the delay path.
+ */
+export function encodeStored(record: {
+  key: Uint8Array | null;
+  value: Uint8Array | null;
+  headers: readonly { key: Uint8Array; value: Uint8Array | null }[];
+  timestamp: number;
+}): Uint8Array {
+  const { key, value, headers, timestamp } = record;
+  assert(Number.isSafeInteger(timestamp), "a stored record's timestamp is a safe integer");
+  // attributes, timestampDelta 0, offsetDelta 0, key, value, header count, headers
+  let body = 3 + bytesFieldSize(key) + bytesFieldSize(value) + varintSize(headers.length);
+  for (const header of headers) body += bytesFieldSize(header.key) + bytesFieldSize(header.value);
+  const batch = new Uint8Array(BATCH_HEADER_BYTES + varintSize(body) + body);
+  let at = writeVarint(batch, BATCH_HEADER_BYTES, body);
+  batch[at++] = 0;
+  batch[at++] = 0;
+  batch[at++] = 0;
+  at = writeBytesField(batch, at, key);
+  at = writeBytesField(batch, at, value);
+  at = writeVarint(batch, at, headers.length);
+  for (const header of headers) {
+    at = writeBytesField(batch, at, header.key);
+    at = writeBytesField(batch, at, header.value);
+  }
+  assert(at === batch.length, "a stored batch is filled exactly");
+  writeHeader(batch, { count: 1, baseTimestampMs: timestamp, maxTimestampMs: timestamp });
+  return stampCrc(batch);
+}
+
+/** A header key as UTF-8 bytes: the delay path's own keys are encoded once. */
+export function headerKeyBytes(key: string, known: ReadonlyMap<string, Uint8Array>): Uint8Array {
+  return known.get(key) ?? utf8.encode(key);
+}

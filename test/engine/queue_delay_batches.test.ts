@@ -16,6 +16,7 @@ import {
 import {
   eachHeaderInteger,
   encodeRefBatch,
+  encodeStored,
   mergeStored,
 } from "../../engine/queue_delay_batches.ts";
 import { headerInteger } from "../../engine/queue_delay.ts";
@@ -121,6 +122,20 @@ describe("delay batches as bytes", () => {
     assert.ok(expected.some(({ ref }) => ref !== undefined));
     assert.deepEqual(refsOf(batch, 300, refs.length, 9), expected);
     assert.equal(refsOf(batch.subarray(0, batch.length - 1), 300, refs.length, 9), undefined);
+  });
+
+  test("a stored batch is byte for byte what the record encoder writes", () => {
+    const random = prng(21);
+    for (let i = 0; i < 200; i++) {
+      const input = randomRecord(random, i);
+      input.headers.push({ key: "ключ-é", value: encoder.encode("ü") });
+      const headers = input.headers.map((h) => ({ key: encoder.encode(h.key), value: h.value }));
+      assert.deepEqual(
+        encodeStored({ ...input, headers }),
+        encodeRecordBatch([input], { timestamp: input.timestamp }),
+        `record ${i}`,
+      );
+    }
   });
 
   test("stored records merged as bytes decode as the records themselves", () => {
