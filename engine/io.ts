@@ -268,28 +268,37 @@ export const realFileIO: FileIO = {
     }
   },
   syncDirectory,
-  async syncDirectoryAsync(path) {
-    const handle = await fs.promises.open(path, "r");
-    try {
-      await handle.sync();
-    } finally {
-      await handle.close();
-    }
-  },
+  syncDirectoryAsync,
   writeFileAtomic,
-  async writeFileAtomicAsync(dir, name, bytes) {
-    const temp = `${dir}/.atomic-${process.pid}-${atomicWrites++}.tmp`;
-    const handle = await fs.promises.open(temp, "w");
-    try {
-      await handle.writeFile(bytes);
-      await handle.sync();
-    } finally {
-      await handle.close();
-    }
-    await fs.promises.rename(temp, `${dir}/${name}`);
-    await this.syncDirectoryAsync!(dir);
-  },
+  writeFileAtomicAsync,
 };
+
+async function syncDirectoryAsync(path: string): Promise<void> {
+  const handle = await fs.promises.open(path, "r");
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}
+
+/** writeFileAtomic (always synced) with every fsync and the rename on the thread pool. */
+async function writeFileAtomicAsync(
+  dir: string,
+  name: string,
+  bytes: Uint8Array | string,
+): Promise<void> {
+  const temp = `${dir}/.atomic-${process.pid}-${atomicWrites++}.tmp`;
+  const handle = await fs.promises.open(temp, "w");
+  try {
+    await handle.writeFile(bytes);
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+  await fs.promises.rename(temp, `${dir}/${name}`);
+  await syncDirectoryAsync(dir);
+}
 
 function syncDirectory(path: string): void {
   const fd = fs.openSync(path, "r");

@@ -5,6 +5,8 @@
 // (the caller decodes). Also: positions.json is fsynced off the event loop when the FileIO can.
 
 import assert from "node:assert/strict";
+import fs from "node:fs";
+import { join } from "node:path";
 import { describe, test } from "node:test";
 import {
   DelayTiers,
@@ -241,6 +243,10 @@ describe("delay batches as bytes", () => {
       await Promise.all([delays.persistPositions(), delays.persistPositions()]);
       assert.ok(calls.length > 0, "the positions were written");
       assert.deepEqual(new Set(calls), new Set(["async"]));
+      const saved = JSON.parse(fs.readFileSync(join(dir.path, "delay", "positions.json"), "utf8"));
+      assert.ok(Array.isArray(saved.refs) && Array.isArray(saved.intake), "positions were saved");
+      const left = fs.readdirSync(join(dir.path, "delay")).filter((n) => n.endsWith(".tmp"));
+      assert.deepEqual(left, [], "no temp file is left behind");
     } finally {
       await delays.close();
     }
