@@ -1,7 +1,7 @@
 // The delay path's batches written and read without decoding records (queue_delay.ts): the
-// due log's batches merged from stored one-record batches, tier entry batches, and the carried
-// delivery counts of due records. Each takes only the fields it needs from RecordBatch v2 bytes
-// (record/types.ts has the grammar):
+// due log's batches merged from stored one-record batches, the stored batches and tier entry
+// batches themselves, and the carried delivery counts of due records. Each takes only the
+// fields it needs from RecordBatch v2 bytes (record/types.ts has the grammar):
 //
 //   batch   = header (61 bytes) record*
 //   record  = length:varint attributes:int8 timestampDelta:varlong offsetDelta:varint
