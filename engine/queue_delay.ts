@@ -94,6 +94,7 @@ import {
 import { type DelayRef, decodeRef, refsOf, StoreLive } from "./queue_delay_refs.ts";
 import { batchesOf } from "./queue_dead_letter.ts";
 import { decimalDigits } from "./queue_ttl.ts";
+import { yieldToIo } from "./yield_to_io.ts";
 import { PartitionLog } from "./partition_log.ts";
 
 /** The longest delay: one year (365 days) in milliseconds. */
@@ -118,6 +119,11 @@ const MOVE_BYTES_MAX = 4 * 1024 * 1024;
  * process, not again on each round that finds its head not yet due.
  */
 const REF_READ_BYTES = 16 * 1024;
+/**
+ * Records an add encodes and appends before it lets timers run (about 1 ms of work; each
+ * yield costs about 1 ms): a large add does not hold a due move round back by its whole length.
+ */
+const ADD_SLICE_RECORDS = 128;
 /** Entries one tier's part of a move takes at most (the rest waits for the next round). */
 const MOVE_ENTRIES_MAX = 50_000;
 /** Estimated bytes per batch written to the due log. */
@@ -406,7 +412,16 @@ export class DelayTiers {
     // Tiers are chosen as of `nowMs`, taken before anything is opened or written: exit times
     // (nowMs + 2^k <= due) may then be a little early, never late.
     const nowMs = this.#host.now();
-    const touched = await this.#place(entries, nowMs);
+    // In due order across slices, so records due already reach the due log in due order.
+    const sorted = [...entries].sort((a, b) => a.dueMs - b.dueMs);
+    const touched = new Set<PartitionLog>();
+    for (let i = 0; i < sorted.length; i += ADD_SLICE_RECORDS) {
+      // A slice's encoding and appends run without a macrotask in between (the logs flush in
+      // microtasks): a move round whose timer is due waits for the slice, not the whole add.
+      if (i > 0) await yieldToIo();
+      const slice = sorted.slice(i, i + ADD_SLICE_RECORDS);
+      for (const log of await this.#place(slice, nowMs)) touched.add(log);
+    }
     if (!this.#host.fsync) return;
     // The records, not their entries: an entry not on disk yet is rebuilt from its record
     // after a crash (the stores' intake, see #recoverIntake); tiers are synced by positions.

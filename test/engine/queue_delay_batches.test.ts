@@ -206,6 +206,34 @@ describe("delay batches as bytes", () => {
     );
   });
 
+  test("a large add lets timers run between its slices", async () => {
+    using dir = tempDir();
+    const clock = new Clock();
+    const host = { io: realFileIO, now: clock.now, warn: () => {}, fsync: false };
+    const delays = await DelayTiers.open(dir.path, host);
+    try {
+      const entry = (i: number) => ({
+        record: { key: null, value: new Uint8Array(100), headers: [], timestamp: 0 },
+        dueMs: clock.nowMs + 5_000 + (i % 50),
+        deliveries: 0,
+      });
+      // Opens the store and tiers the large add uses, so it finds every log open.
+      await delays.add(Array.from({ length: 50 }, (_, i) => entry(i)));
+      let fired = false;
+      // tidy: allow-timeout a timer that is due, not a wait: whether it runs mid-add is tested
+      setTimeout(() => {
+        fired = true;
+      }, 0);
+      let firedBeforeDone = false;
+      await delays.add(Array.from({ length: 2_000 }, (_, i) => entry(i))).then(() => {
+        firedBeforeDone = fired;
+      });
+      assert.ok(firedBeforeDone, "a timer due during the add ran before the add was done");
+    } finally {
+      await delays.close();
+    }
+  });
+
   test("positions.json is fsynced on the thread pool when the FileIO can", async () => {
     using dir = tempDir();
     const clock = new Clock();
