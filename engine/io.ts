@@ -6,8 +6,9 @@
 // the runtime's thread pool and never stall other work on the event loop, except rounds of at
 // most WRITE_SYNC_BYTES_MAX, which cost less written in place; large rounds go in pieces of at
 // most WRITE_PIECE_BYTES_MAX, a few in flight (see there for why); small metadata files
-// are written synchronously; reads are synchronous positional reads because a fetch from the
-// page cache costs less than a thread-pool round trip.
+// are written synchronously, except those replaced often under fsync (writeFileAtomicAsync);
+// reads are synchronous positional reads because a fetch from the page cache costs less than a
+// thread-pool round trip.
 //
 // The runtime adapter lives here too: Bun maps segments read-only with `Bun.mmap`;
 // elsewhere (Deno) `mapFile` returns undefined and reads fall back to `pread`.
@@ -54,6 +55,12 @@ export interface FileIO {
     bytes: Uint8Array | string,
     options?: { sync?: boolean },
   ): void;
+  /**
+   * Optional: `writeFileAtomic` with its fsyncs (file and directory) on the thread pool, so a
+   * busy disk does not stall the event loop. Where it is left out (a FileIO written for
+   * tests), the engine calls `writeFileAtomic` instead.
+   */
+  writeFileAtomicAsync?(dir: string, name: string, bytes: Uint8Array | string): Promise<void>;
 }
 
 function writevOnce(fd: number, buffers: Uint8Array[], position: number): Promise<number> {
@@ -261,16 +268,37 @@ export const realFileIO: FileIO = {
     }
   },
   syncDirectory,
-  async syncDirectoryAsync(path) {
-    const handle = await fs.promises.open(path, "r");
-    try {
-      await handle.sync();
-    } finally {
-      await handle.close();
-    }
-  },
+  syncDirectoryAsync,
   writeFileAtomic,
+  writeFileAtomicAsync,
 };
+
+async function syncDirectoryAsync(path: string): Promise<void> {
+  const handle = await fs.promises.open(path, "r");
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}
+
+/** writeFileAtomic (always synced) with every fsync and the rename on the thread pool. */
+async function writeFileAtomicAsync(
+  dir: string,
+  name: string,
+  bytes: Uint8Array | string,
+): Promise<void> {
+  const temp = `${dir}/.atomic-${process.pid}-${atomicWrites++}.tmp`;
+  const handle = await fs.promises.open(temp, "w");
+  try {
+    await handle.writeFile(bytes);
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+  await fs.promises.rename(temp, `${dir}/${name}`);
+  await syncDirectoryAsync(dir);
+}
 
 function syncDirectory(path: string): void {
   const fd = fs.openSync(path, "r");

@@ -25,7 +25,7 @@
 // waiting, and a long delay never keeps a short one waiting. When an entry leaves a tier its
 // remaining time R' = due - now is below 2^k, so a new entry enters a smaller tier, or, when
 // R' <= 0, the record is read from the store into the due log (the records of one move round
-// together, as a few large batches, so a fetch reads them in one or two).
+// together, merged as bytes into a few large batches, so a fetch reads them in one or two).
 // A delay of R writes its record twice (store, due log) and visits at most popcount(R) tiers
 // with a 26-byte entry each; it arrives when due plus the timer's lateness of its last move,
 // not the sum.
@@ -45,7 +45,8 @@
 //     record did not reach the disk belongs to an add that never resolved, whose original is
 //     still there and is delayed again;
 //   - tier positions and intakes reach the disk (at most every POSITIONS_PERSIST_MS) only
-//     after every tier and the due log are synced up to what they passed;
+//     after every tier and the due log are synced up to what they passed; the file's own
+//     fsyncs run on the thread pool (FileIO.writeFileAtomicAsync), one save at a time;
 //   - a store segment is deleted only once every entry pointing into it has been passed to the
 //     due log by positions already on disk (StoreLive), so no entry read after a restart points
 //     at a deleted record; store s holds records with 2^(4s) .. 2^(4s+4) ms to go and is
@@ -82,9 +83,18 @@ import {
 import { CoalescedSync } from "./coalesced_sync.ts";
 import type { FileIO } from "./io.ts";
 import type { AcquiredRange } from "./queue_cursor.ts";
-import { type DelayRef, decodeRef, encodeRef, refValuesOf, StoreLive } from "./queue_delay_refs.ts";
+import {
+  eachHeaderInteger,
+  encodeRefBatch,
+  encodeStored,
+  headerKeyBytes,
+  mergeStored,
+  REF_BATCH_ENTRIES_MAX,
+} from "./queue_delay_batches.ts";
+import { type DelayRef, decodeRef, refsOf, StoreLive } from "./queue_delay_refs.ts";
 import { batchesOf } from "./queue_dead_letter.ts";
 import { decimalDigits } from "./queue_ttl.ts";
+import { yieldToIo } from "./yield_to_io.ts";
 import { PartitionLog } from "./partition_log.ts";
 
 /** The longest delay: one year (365 days) in milliseconds. */
@@ -109,12 +119,15 @@ const MOVE_BYTES_MAX = 4 * 1024 * 1024;
  * process, not again on each round that finds its head not yet due.
  */
 const REF_READ_BYTES = 16 * 1024;
+/**
+ * Records an add encodes and appends before it lets timers run (about 1 ms of work; each
+ * yield costs about 1 ms): a large add does not hold a due move round back by its whole length.
+ */
+const ADD_SLICE_RECORDS = 128;
 /** Entries one tier's part of a move takes at most (the rest waits for the next round). */
 const MOVE_ENTRIES_MAX = 50_000;
 /** Estimated bytes per batch written to the due log. */
 const DUE_BATCH_BYTES_TARGET = 512 * 1024;
-/** Entries per batch written to a tier. */
-const REF_BATCH_ENTRIES_MAX = 10_000;
 /** A timer never waits longer than this, whatever the clock says. */
 const TIMER_MS_MAX = 60_000;
 /** A store segment is rolled at least this often (and at least every 2^s ms for store s). */
@@ -144,6 +157,12 @@ assert(REF_BATCH_ENTRIES_MAX * 64 < LOG_CONFIG.maxBatchBytes, "an entry batch fi
 
 const text = new TextEncoder();
 const INTERNAL = new Set([DUE_HEADER, DELIVERIES_HEADER, EXIT_HEADER]);
+const DELIVERIES_KEY_BYTES = text.encode(DELIVERIES_HEADER);
+const DUE_KEY_BYTES = text.encode(DUE_HEADER);
+/** Header keys a published delayed record carries, encoded once. */
+const KNOWN_KEYS: ReadonlyMap<string, Uint8Array> = new Map(
+  ["sluice-delay-ms", "sluice-deliver-at-ms"].map((key) => [key, text.encode(key)]),
+);
 
 /** A record to delay: its bytes as read, when it is due and the deliveries it had. */
 export type DelayEntry = {
@@ -223,11 +242,15 @@ function logName(kind: "ref" | "legacy" | "store", k: number): string {
 /** The batch a record takes in the store and then the due log: itself, due and deliveries. */
 function storedBatch(entry: DelayEntry): Uint8Array {
   const { record, dueMs, deliveries } = entry;
-  const headers = record.headers.filter((header) => !INTERNAL.has(header.key));
-  headers.push({ key: DUE_HEADER, value: text.encode(String(dueMs)) });
-  headers.push({ key: DELIVERIES_HEADER, value: text.encode(String(deliveries)) });
+  const headers: { key: Uint8Array; value: Uint8Array | null }[] = [];
+  for (const header of record.headers) {
+    if (INTERNAL.has(header.key)) continue;
+    headers.push({ key: headerKeyBytes(header.key, KNOWN_KEYS), value: header.value });
+  }
+  headers.push({ key: DUE_KEY_BYTES, value: text.encode(String(dueMs)) });
+  headers.push({ key: DELIVERIES_KEY_BYTES, value: text.encode(String(deliveries)) });
   const { key, value, timestamp } = record;
-  return encodeRecordBatch([{ key, value, timestamp, headers }], { timestamp });
+  return encodeStored({ key, value, timestamp, headers });
 }
 
 /** Records bound for the due log in one round or add, and entries bound for tiers. */
@@ -240,6 +263,8 @@ export class DelayTiers {
   readonly #host: DelayHost;
   readonly #tiers: Tier[];
   readonly #legacy: Tier[];
+  /** Both kinds, looked at on every move round and timer (no array built each time). */
+  readonly #allTiers: Tier[];
   readonly #stores: (PartitionLog | undefined)[];
   readonly #live: StoreLive;
   #timer: ReturnType<typeof setTimeout> | undefined;
@@ -247,6 +272,8 @@ export class DelayTiers {
   #moving: Promise<number> | undefined;
   #persistTimer: ReturnType<typeof setTimeout> | undefined;
   #persisted = "";
+  /** The positions save under way (saves run one at a time). */
+  #saving: Promise<void> = Promise.resolve();
   #closed = false;
   /** The due log's fdatasync under way, and one queued behind it (group commit). */
   #dueSync: Promise<void> | undefined;
@@ -277,6 +304,7 @@ export class DelayTiers {
     });
     this.#tiers = Array.from({ length: DELAY_TIERS }, (_, k) => tier("ref", k));
     this.#legacy = Array.from({ length: DELAY_TIERS }, (_, k) => tier("legacy", k));
+    this.#allTiers = [...this.#tiers, ...this.#legacy];
     this.#stores = Array.from({ length: DELAY_STORES }, () => undefined);
     this.#live = new StoreLive(DELAY_STORES);
   }
@@ -371,7 +399,7 @@ export class DelayTiers {
   /** Records waiting in the tiers (not yet in the due log). */
   get waiting(): number {
     let count = 0;
-    for (const tier of [...this.#tiers, ...this.#legacy]) {
+    for (const tier of this.#allTiers) {
       if (tier.log !== undefined) count += Math.max(0, tier.log.highWatermark - tier.position);
     }
     return count;
@@ -384,7 +412,16 @@ export class DelayTiers {
     // Tiers are chosen as of `nowMs`, taken before anything is opened or written: exit times
     // (nowMs + 2^k <= due) may then be a little early, never late.
     const nowMs = this.#host.now();
-    const touched = await this.#place(entries, nowMs);
+    // In due order across slices, so records due already reach the due log in due order.
+    const sorted = [...entries].sort((a, b) => a.dueMs - b.dueMs);
+    const touched = new Set<PartitionLog>();
+    for (let i = 0; i < sorted.length; i += ADD_SLICE_RECORDS) {
+      // A slice's encoding and appends run without a macrotask in between (the logs flush in
+      // microtasks): a move round whose timer is due waits for the slice, not the whole add.
+      if (i > 0) await yieldToIo();
+      const slice = sorted.slice(i, i + ADD_SLICE_RECORDS);
+      for (const log of await this.#place(slice, nowMs)) touched.add(log);
+    }
     if (!this.#host.fsync) return;
     // The records, not their entries: an entry not on disk yet is rebuilt from its record
     // after a crash (the stores' intake, see #recoverIntake); tiers are synced by positions.
@@ -594,10 +631,8 @@ export class DelayTiers {
       this.#unsynced.add(log);
       touched.add(log);
       for (let i = 0; i < refs.length; i += REF_BATCH_ENTRIES_MAX) {
-        const records = refs
-          .slice(i, i + REF_BATCH_ENTRIES_MAX)
-          .map((ref) => ({ key: null, value: encodeRef(ref), timestamp: nowMs }));
-        appends.push(log.appendChecked(encodeRecordBatch(records, { timestamp: nowMs })));
+        const batch = encodeRefBatch(refs.slice(i, i + REF_BATCH_ENTRIES_MAX), nowMs);
+        appends.push(log.appendChecked(batch));
       }
     }
     out.due.sort((a, b) => a.dueMs - b.dueMs);
@@ -620,14 +655,39 @@ export class DelayTiers {
 
   /**
    * The due log's batches for one round's records, in due order: a lone record as stored; more
-   * are decoded and written as few large batches, so a consumer's fetch reads a round's
-   * records in a batch or two, not one batch each. A stored batch that fails its CRC is
-   * reported and left out.
+   * are written as few large batches, so a consumer's fetch reads a round's records in a batch
+   * or two, not one batch each. Stored batches are merged as bytes (queue_delay_batches.ts):
+   * only the offset and timestamp deltas are rewritten and one CRC computed. A group with a
+   * stored batch that is not plain is decoded and encoded again; a record that fails to
+   * decode is reported and left out.
    */
   #dueBatches(due: readonly { batch: Uint8Array }[]): Uint8Array[] {
     if (due.length <= 1) return due.map((d) => d.batch);
-    const records: RecordInput[] = [];
+    const bytesTarget = Math.min(DUE_BATCH_BYTES_TARGET, this.due.config.segmentBytes / 4);
+    const out: Uint8Array[] = [];
+    let group: Uint8Array[] = [];
+    let bytes = 0;
+    const flush = () => {
+      if (group.length === 0) return;
+      const merged = group.length === 1 ? group[0] : mergeStored(group);
+      if (merged !== undefined) out.push(merged);
+      else out.push(...this.#reencoded(group, bytesTarget));
+      group = [];
+      bytes = 0;
+    };
     for (const { batch } of due) {
+      if (group.length > 0 && bytes + batch.length > bytesTarget) flush();
+      group.push(batch);
+      bytes += batch.length;
+    }
+    flush();
+    return out;
+  }
+
+  /** The records of stored batches decoded and encoded again (damaged ones reported, left out). */
+  #reencoded(batches: readonly Uint8Array[], bytesTarget: number): Uint8Array[] {
+    const records: RecordInput[] = [];
+    for (const batch of batches) {
       try {
         for (const decoded of decodeRecordBatches(batch)) {
           for (const { key, value, headers, timestamp } of decoded.records) {
@@ -640,7 +700,6 @@ export class DelayTiers {
       }
     }
     if (records.length === 0) return [];
-    const bytesTarget = Math.min(DUE_BATCH_BYTES_TARGET, this.due.config.segmentBytes / 4);
     return batchesOf(records, bytesTarget).map((group) => encodeRecordBatch(group));
   }
 
@@ -678,7 +737,7 @@ export class DelayTiers {
   async #moveRound(): Promise<number> {
     const nowMs = this.#host.now();
     const taken: Taken[] = [];
-    for (const tier of [...this.#tiers, ...this.#legacy]) {
+    for (const tier of this.#allTiers) {
       if (tier.log === undefined) continue;
       if (tier.headExitMs !== undefined && tier.headExitMs > nowMs) continue;
       const took = this.#takeExited(tier, nowMs);
@@ -764,15 +823,14 @@ export class DelayTiers {
       }
       for (const view of read.views) {
         // The read checked every batch's CRC already.
-        for (const record of entriesOf(view)) {
-          if (record.offset < position) continue;
-          const ref = decodeRef(record.value, DELAY_STORES);
+        for (const { offset, ref } of entriesOf(view)) {
+          if (offset < position) continue;
           if (ref === undefined) {
             this.#host.warn(
-              `delay tier ${tier.k} of ${this.dir}: a bad entry at ${record.offset}; skipped`,
+              `delay tier ${tier.k} of ${this.dir}: a bad entry at ${offset}; skipped`,
             );
           } else if (!each(ref)) break scan;
-          position = record.offset + 1;
+          position = offset + 1;
           count++;
         }
       }
@@ -856,7 +914,7 @@ export class DelayTiers {
   #schedule(nowMs: number): void {
     if (this.#closed) return;
     let atMs = Number.POSITIVE_INFINITY;
-    for (const tier of [...this.#tiers, ...this.#legacy]) {
+    for (const tier of this.#allTiers) {
       if (tier.log === undefined) continue;
       atMs = Math.min(atMs, tier.headExitMs ?? nowMs);
     }
@@ -906,7 +964,15 @@ export class DelayTiers {
    * Writes the tier positions (atomically), then deletes tier segments wholly below them and
    * store segments no entry still points into.
    */
-  async persistPositions(): Promise<void> {
+  persistPositions(): Promise<void> {
+    // One save at a time, in order: a later save's file must never be replaced by an earlier
+    // one's, whose positions are behind the releases the later one applied.
+    const save = this.#saving.catch(() => undefined).then(() => this.#persistNow());
+    this.#saving = save;
+    return save;
+  }
+
+  async #persistNow(): Promise<void> {
     await this.#trimDue();
     const positions = this.#positions();
     const json = JSON.stringify(positions);
@@ -918,9 +984,7 @@ export class DelayTiers {
       if (this.#host.fsync) await this.#syncAll();
       // Positions only ever lag (entries move again, never lost); without fsynced tier logs an
       // fsync here buys nothing and would stall every move round behind it.
-      this.#host.io.writeFileAtomic(this.dir, POSITIONS_FILE, `${json}\n`, {
-        sync: this.#host.fsync,
-      });
+      await this.#writePositions(`${json}\n`);
     } catch (error) {
       this.#live.restoreReleased(released);
       throw error;
@@ -928,6 +992,20 @@ export class DelayTiers {
     this.#persisted = json;
     this.#live.applyReleased(released);
     await this.#trimTiers(positions);
+  }
+
+  /**
+   * Replaces positions.json. Its fsyncs run on the thread pool where the FileIO can: on a busy
+   * disk two fsyncs on the event loop every POSITIONS_PERSIST_MS held up every move round,
+   * fetch and append of the process behind them, and delayed records came that much later.
+   */
+  async #writePositions(text: string): Promise<void> {
+    const io = this.#host.io;
+    if (this.#host.fsync && io.writeFileAtomicAsync !== undefined) {
+      await io.writeFileAtomicAsync(this.dir, POSITIONS_FILE, text);
+    } else {
+      io.writeFileAtomic(this.dir, POSITIONS_FILE, text, { sync: this.#host.fsync });
+    }
   }
 
   async #trimTiers(positions: Positions): Promise<void> {
@@ -1006,11 +1084,7 @@ export class DelayTiers {
   }
 
   async #closeLogs(): Promise<void> {
-    const logs = [
-      this.due,
-      ...this.#stores,
-      ...[...this.#tiers, ...this.#legacy].map((t) => t.log),
-    ];
+    const logs = [this.due, ...this.#stores, ...this.#allTiers.map((t) => t.log)];
     await Promise.allSettled(logs.flatMap((log) => (log === undefined ? [] : [log.close()])));
   }
 }
@@ -1067,20 +1141,24 @@ function readWindow(store: PartitionLog, ref: DelayRef, window: StoreWindow): vo
   assert(window.end > ref.offset, "a read below the high watermark returns a batch");
 }
 
-/** The records of a view of whole tier batches: read in place, or decoded when they must be. */
-function* entriesOf(view: Uint8Array): Generator<{ offset: number; value: Uint8Array | null }> {
+/** The entries of a view of whole tier batches: read in place, or decoded when they must be. */
+function* entriesOf(view: Uint8Array): Generator<{ offset: number; ref: DelayRef | undefined }> {
   for (let at = 0; at < view.length; ) {
     const batch = view.subarray(at, at + batchSizeAt(view, at));
     at += batch.length;
     const compressed = (readInt16(batch, ATTRIBUTES_AT) & COMPRESSION_MASK) !== 0;
     const inPlace = compressed
       ? undefined
-      : refValuesOf(batch, baseOffsetAt(batch, 0), recordCountAt(batch, 0));
+      : refsOf(batch, baseOffsetAt(batch, 0), recordCountAt(batch, 0), DELAY_STORES);
     if (inPlace !== undefined) {
       yield* inPlace;
       continue;
     }
-    for (const decoded of decodeRecordBatches(batch, { checkCrc: false })) yield* decoded.records;
+    for (const decoded of decodeRecordBatches(batch, { checkCrc: false })) {
+      for (const record of decoded.records) {
+        yield { offset: record.offset, ref: decodeRef(record.value, DELAY_STORES) };
+      }
+    }
   }
 }
 
@@ -1123,16 +1201,30 @@ export function carryDeliveries(
   ranges: AcquiredRange[],
 ): AcquiredRange[] {
   const inRange = (offset: number) => ranges.some((r) => r.first <= offset && offset <= r.last);
+  const deliveriesHeader = { key: DELIVERIES_KEY_BYTES, digitsMax: DUE_DIGITS_MAX };
+  let carriedAny = false;
+  const carry = (offset: number, carried: number) => {
+    if (carried <= 0 || !inRange(offset)) return;
+    const own = cursor.deliveriesAt(offset);
+    if (own > carried) return;
+    cursor.carryDeliveries(offset, carried + own);
+    carriedAny = true;
+  };
   for (const view of views) {
-    for (const batch of decodeRecordBatches(view)) {
-      for (const record of batch.records) {
-        if (!inRange(record.offset)) continue;
-        const carried = headerInteger(record.headers, DELIVERIES_HEADER) ?? 0;
-        const own = cursor.deliveriesAt(record.offset);
-        if (carried > 0 && own <= carried) cursor.carryDeliveries(record.offset, carried + own);
+    for (let at = 0; at < view.length; ) {
+      const batch = view.subarray(at, at + batchSizeAt(view, at));
+      at += batch.length;
+      // Only the one header is read from each record; a batch that is not plain is decoded.
+      if (eachHeaderInteger(batch, deliveriesHeader, carry)) continue;
+      for (const decoded of decodeRecordBatches(batch)) {
+        for (const record of decoded.records) {
+          carry(record.offset, headerInteger(record.headers, DELIVERIES_HEADER) ?? 0);
+        }
       }
     }
   }
+  // Counts changed nowhere: the ranges stand as acquired (one count each).
+  if (!carriedAny) return ranges;
   const split: AcquiredRange[] = [];
   for (const range of ranges) {
     for (let offset = range.first; offset <= range.last; offset++) {

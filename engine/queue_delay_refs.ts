@@ -16,7 +16,7 @@
 // A store record is one batch of one record, already in the form the due log takes (its
 // original key, value, timestamp and headers plus sluice-due-ms and sluice-delay-deliveries),
 // so the last move needs nothing else: a lone record is appended as stored, the records of
-// one round are decoded once and written together as large batches.
+// one round are merged as bytes into large batches (queue_delay_batches.ts).
 //
 // Store s takes the records that had 2^(4s) .. 2^(4s+4) ms to go when they entered (tiers 4s
 // .. 4s + 3): every record of one store segment leaves it at most 2^(4s+4) ms after the
@@ -49,15 +49,24 @@ export function encodeRef(ref: DelayRef): Uint8Array {
   return bytes;
 }
 
+/** Decodes entry values without a DataView each: an entry is copied here first. */
+const scratch = new Uint8Array(REF_BYTES);
+const scratchView = new DataView(scratch.buffer);
+
 /** A tier entry's value, or undefined when it is not one this version writes (damage). */
 export function decodeRef(value: Uint8Array | null, stores: number): DelayRef | undefined {
   if (value === null || value.length !== REF_BYTES) return undefined;
-  const view = new DataView(value.buffer, value.byteOffset, value.length);
-  if (view.getUint8(0) !== REF_VERSION) return undefined;
-  const store = view.getUint8(1);
-  const offset = view.getFloat64(2);
-  const dueMs = view.getFloat64(10);
-  const exitMs = view.getFloat64(18);
+  scratch.set(value);
+  return refAt(scratchView, 0, stores);
+}
+
+/** The entry whose value starts at `at` of `view`, or undefined when it is not one. */
+function refAt(view: DataView, at: number, stores: number): DelayRef | undefined {
+  if (view.getUint8(at) !== REF_VERSION) return undefined;
+  const store = view.getUint8(at + 1);
+  const offset = view.getFloat64(at + 2);
+  const dueMs = view.getFloat64(at + 10);
+  const exitMs = view.getFloat64(at + 18);
   if (store >= stores || !Number.isSafeInteger(offset) || offset < 0) return undefined;
   if (!Number.isFinite(dueMs) || !Number.isFinite(exitMs)) return undefined;
   return { store, offset, dueMs, exitMs };
@@ -151,6 +160,36 @@ export function refValuesOf(
   recordCount: number,
 ): { offset: number; value: Uint8Array }[] | undefined {
   const out: { offset: number; value: Uint8Array }[] = [];
+  const walked = walkRefValues(batch, recordCount, (i, at) => {
+    out.push({ offset: baseOffset + i, value: batch.subarray(at, at + REF_BYTES) });
+  });
+  return walked ? out : undefined;
+}
+
+/**
+ * refValuesOf with each value decoded where it lies (decodeRef's result: undefined for an
+ * entry this version does not write), no view or copy per entry.
+ */
+export function refsOf(
+  batch: Uint8Array,
+  baseOffset: number,
+  recordCount: number,
+  stores: number,
+): { offset: number; ref: DelayRef | undefined }[] | undefined {
+  const view = new DataView(batch.buffer, batch.byteOffset, batch.length);
+  const out: { offset: number; ref: DelayRef | undefined }[] = [];
+  const walked = walkRefValues(batch, recordCount, (i, at) => {
+    out.push({ offset: baseOffset + i, ref: refAt(view, at, stores) });
+  });
+  return walked ? out : undefined;
+}
+
+/** Calls `each(i, at)` with where each entry's value starts; false when one is not an entry. */
+function walkRefValues(
+  batch: Uint8Array,
+  recordCount: number,
+  each: (i: number, at: number) => void,
+): boolean {
   let at = RECORDS_AT;
   for (let i = 0; i < recordCount; i++) {
     // The record's length: a zigzag varint of at most 5 bytes.
@@ -158,18 +197,18 @@ export function refValuesOf(
     let shift = 0;
     let byte = 0x80;
     for (let n = 0; n < 5 && byte & 0x80; n++) {
-      if (at >= batch.length) return undefined;
+      if (at >= batch.length) return false;
       byte = batch[at++]!;
       zigzag |= (byte & 0x7f) << shift;
       shift += 7;
     }
-    if (byte & 0x80) return undefined;
+    if (byte & 0x80) return false;
     const length = (zigzag >>> 1) ^ -(zigzag & 1);
     const end = at + length;
-    if (length < REF_TAIL_BYTES || end > batch.length) return undefined;
-    if (batch[end - 1] !== 0 || batch[end - REF_TAIL_BYTES] !== REF_BYTES * 2) return undefined;
-    out.push({ offset: baseOffset + i, value: batch.subarray(end - 1 - REF_BYTES, end - 1) });
+    if (length < REF_TAIL_BYTES || end > batch.length) return false;
+    if (batch[end - 1] !== 0 || batch[end - REF_TAIL_BYTES] !== REF_BYTES * 2) return false;
+    each(i, end - 1 - REF_BYTES);
     at = end;
   }
-  return at === batch.length ? out : undefined;
+  return at === batch.length;
 }

@@ -118,6 +118,10 @@ describe("delayed release", () => {
           if (name === "positions.json") syncs.push(options?.sync !== false);
           realFileIO.writeFileAtomic(at, name, bytes, options);
         },
+        async writeFileAtomicAsync(at: string, name: string, bytes: Uint8Array | string) {
+          if (name === "positions.json") syncs.push(true);
+          await realFileIO.writeFileAtomicAsync!(at, name, bytes);
+        },
       };
       const delays = await DelayTiers.open(dir.path, { io, now: clock.now, warn: () => {}, fsync });
       try {
