@@ -37,13 +37,18 @@ class StallingDisk {
 }
 
 const DELAY_MS = 300;
-/** The bound on lateness a test may assert (the 10-20 ms precision is a benchmark figure). */
-const LATE_MS_MAX = 250;
+/**
+ * The bound on lateness a test may assert (the 10-20 ms precision is a benchmark figure). A
+ * loaded CI machine has delivered 290-910 ms late; a move that waited for the stalled
+ * fdatasync would never deliver, and a consumer waiting out its max wait comes ~4,700 ms late,
+ * so 1,500 ms still tells both apart.
+ */
+const LATE_MS_MAX = 1_500;
 /** Far longer than the bound: a consumer waiting out its max wait is plainly seen. */
 const MAX_WAIT_MS = 5_000;
 
 describe("delayed delivery over TCP", () => {
-  test("a record delayed 300 ms comes within 250 ms of due while fdatasyncs stall", async () => {
+  test("a record delayed 300 ms comes within 1,500 ms of due while fdatasyncs stall", async () => {
     using dir = tempDir();
     const disk = new StallingDisk();
     const logs: string[] = [];
