@@ -141,6 +141,7 @@ class RoundWrite {
   position = 0;
   end = 0;
   readonly buffers: Uint8Array[] = [];
+  #pinned = false;
 
   /** Takes what `segment` has not written yet. */
   begin(segment: Segment): void {
@@ -150,6 +151,21 @@ class RoundWrite {
     this.beforeNext = segment.writtenNextOffset;
     this.position = segment.writtenPosition;
     this.end = segment.collectUnwritten(this.buffers);
+  }
+
+  /** The segment's descriptor, held open for the write until `unpin`. */
+  pin(): number {
+    assert(!this.#pinned, "a round pins each segment once");
+    const fd = this.segment!.pinFd();
+    this.#pinned = true;
+    return fd;
+  }
+
+  /** Lets the descriptor go if `pin` held it (a failed write may leave it held). */
+  unpin(): void {
+    if (!this.#pinned) return;
+    this.#pinned = false;
+    this.segment!.unpinFd();
   }
 
   /** Lets go of the segment and the views once the round is over. */
@@ -508,14 +524,14 @@ export class PartitionLog {
   }
 
   /** Waits until the marker's removal is durable; false (the round failed) if it is not. */
-  async #awaitMarkerRemoved(acks: PendingAck[], syncWaiters: Waiter[]): Promise<boolean> {
+  async #awaitMarkerRemoved(): Promise<boolean> {
     const removal = this.#markerRemoval;
     if (removal === undefined) return true;
     try {
       await removal;
     } catch (error) {
       const failure = ioError(error, `removing the clean-shutdown marker of ${this.name}`);
-      this.#failRound(failure, acks, syncWaiters, undefined);
+      this.#failRound(failure, this.#roundAcks, this.#roundSyncWaiters, undefined);
       return false;
     }
     if (this.#markerRemoval === removal) this.#markerRemoval = undefined;
@@ -647,18 +663,11 @@ export class PartitionLog {
     this.#flushing = true;
     try {
       while (this.#hasFlushWork() && this.#fenced === undefined) {
-        // One write (and maybe fsync) of everything appended so far; the round's lists are
-        // swapped in, and appends made meanwhile gather in the emptied ones for the next round.
-        const acks = this.#acks;
-        this.#acks = this.#roundAcks;
-        this.#roundAcks = acks;
-        const syncWaiters = this.#syncWaiters;
-        this.#syncWaiters = this.#roundSyncWaiters;
-        this.#roundSyncWaiters = syncWaiters;
+        this.#takeRoundLists();
         try {
-          await this.#writeRound(acks, syncWaiters);
+          await this.#writeRound();
         } catch (error) {
-          this.#failRoundOnBug(error, acks, syncWaiters);
+          this.#failRoundOnBug(error);
         } finally {
           this.#endRound();
         }
@@ -670,15 +679,29 @@ export class PartitionLog {
   }
 
   /**
+   * Swaps the waiting acknowledgements and sync waiters into the round's lists; appends made
+   * while the round is in flight gather in the emptied ones for the next round. The flusher
+   * keeps no list in its own frame: an async function's locals live on the heap.
+   */
+  #takeRoundLists(): void {
+    const acks = this.#acks;
+    this.#acks = this.#roundAcks;
+    this.#roundAcks = acks;
+    const syncWaiters = this.#syncWaiters;
+    this.#syncWaiters = this.#roundSyncWaiters;
+    this.#roundSyncWaiters = syncWaiters;
+  }
+
+  /**
    * I/O failures are handled inside the round (#failRound); anything else that escapes it is
    * a broken invariant, which fences the log and fails the round's acknowledgements.
    */
-  #failRoundOnBug(error: unknown, acks: PendingAck[], syncWaiters: Waiter[]): void {
+  #failRoundOnBug(error: unknown): void {
     const fence = this.#fenceOnBug(
       isInvariantError(error) ? error : new InvariantError(`flush round threw ${error}`),
     );
-    for (const ack of acks) ack.reject(fence);
-    for (const waiter of syncWaiters) waiter.reject(fence);
+    for (const ack of this.#roundAcks) ack.reject(fence);
+    for (const waiter of this.#roundSyncWaiters) waiter.reject(fence);
   }
 
   /** Empties the round's reused lists: every one of its waiters is settled by now. */
@@ -686,7 +709,10 @@ export class PartitionLog {
     this.#roundAcks.length = 0;
     this.#roundSyncWaiters.length = 0;
     this.#roundOpen.length = 0;
-    for (const write of this.#roundWrites) write.clear();
+    for (const write of this.#roundWrites) {
+      write.unpin();
+      write.clear();
+    }
   }
 
   /**
@@ -706,47 +732,70 @@ export class PartitionLog {
     return open.length;
   }
 
-  async #writeRound(acks: PendingAck[], syncWaiters: Waiter[]): Promise<void> {
-    if (this.#markerRemoval !== undefined) {
-      if (!(await this.#awaitMarkerRemoved(acks, syncWaiters))) return;
-    }
-    const sync = this.config.fsync === "always" || syncWaiters.length > 0;
+  /**
+   * One round: the writes of every open segment, an fsync when the policy or a flush asks for
+   * one, then the round's appends acknowledged. The steps that do not wait are methods of
+   * their own, so that this frame (kept on the heap across each await) holds little.
+   */
+  async #writeRound(): Promise<void> {
+    if (this.#markerRemoval !== undefined && !(await this.#awaitMarkerRemoved())) return;
+    const sync = this.config.fsync === "always" || this.#roundSyncWaiters.length > 0;
     const count = this.#beginRound();
-    const writes = this.#roundWrites;
-    let wrote = false;
     try {
-      for (let i = 0; i < count; i++) {
-        const { segment, position, buffers } = writes[i]!;
-        if (buffers.length === 0) continue;
-        wrote = true;
-        const fd = segment!.pinFd();
-        try {
-          await this.#io.writeAll(fd, buffers, position);
-        } finally {
-          segment!.unpinFd();
-        }
-      }
+      for (let i = 0; i < count; i++) await this.#writeSegment(i);
     } catch (error) {
       // Nothing of this round is acknowledged: every open segment goes back to its start.
-      this.#failRound(error, acks, syncWaiters, writes[0]);
+      this.#unpinRound();
+      this.#failRound(error, this.#roundAcks, this.#roundSyncWaiters, this.#roundWrites[0]);
       return;
     }
-    for (let i = 0; i < count; i++) {
-      const write = writes[i]!;
-      write.segment!.markWritten(write.end, write.next);
-    }
+    this.#markRoundWritten(count);
     try {
       if (sync) await this.#syncRound(this.#roundOpen);
     } catch (error) {
       // The bytes are in the file but may not be on disk: no rollback can make that true.
-      this.#failRound(error, acks, syncWaiters, undefined);
+      this.#failRound(error, this.#roundAcks, this.#roundSyncWaiters, undefined);
       return;
     }
-    for (let i = 0; i < count; i++) writes[i]!.segment!.publish();
+    this.#completeRound(count, sync);
+  }
+
+  /**
+   * Starts the write of the round's `index`th open segment, its descriptor pinned; the pin is
+   * let go by the next segment's write or at the end of the round (#markRoundWritten,
+   * #unpinRound), so no closure or async frame wraps the write.
+   */
+  #writeSegment(index: number): Promise<void> | undefined {
+    this.#unpinRound();
+    const write = this.#roundWrites[index]!;
+    if (write.buffers.length === 0) return undefined;
+    return this.#io.writeAll(write.pin(), write.buffers, write.position);
+  }
+
+  #unpinRound(): void {
+    for (const write of this.#roundWrites) write.unpin();
+  }
+
+  #markRoundWritten(count: number): void {
+    this.#unpinRound();
+    for (let i = 0; i < count; i++) {
+      const write = this.#roundWrites[i]!;
+      write.segment!.markWritten(write.end, write.next);
+    }
+  }
+
+  /** Publishes the round's writes and acknowledges its appends, as durable as promised. */
+  #completeRound(count: number, sync: boolean): void {
+    const writes = this.#roundWrites;
+    let wrote = false;
+    for (let i = 0; i < count; i++) {
+      writes[i]!.segment!.publish();
+      if (writes[i]!.buffers.length > 0) wrote = true;
+    }
     if (sync) this.#advanceRecoveryPoint(writes[count - 1]!.next);
     if (sync) this.#dropBehind(this.#roundOpen);
-    for (const ack of acks) ack.resolve(ack.result);
-    for (const waiter of syncWaiters) waiter.resolve();
+    for (const ack of this.#roundAcks) ack.resolve(ack.result);
+    for (const waiter of this.#roundSyncWaiters) waiter.resolve();
     if (wrote) this.#notifyData();
     this.#sealRolledSegments();
   }
