@@ -210,12 +210,22 @@ export class PartitionLog {
   /** The microtask that starts the flusher, made once (see #scheduleFlush). */
   #startFlusher = (): void => {
     this.#flushScheduled = false;
-    this.#flusherRun = this.#runFlusher();
+    if (!this.#flushing) this.#nextRound();
+  };
+  /** What follows a round, made once: the next round, or the flusher stops (#nextRound). */
+  #roundDone = (): void => {
+    this.#endRound();
+    this.#nextRound();
+  };
+  #roundFailed = (error: unknown): void => {
+    this.#failRoundOnBug(error);
+    this.#endRound();
+    this.#nextRound();
   };
   /** The group commit's report of this log's sync time, made once (see #syncRound). */
   #onGroupSynced = (seconds: number): void => this.#fsynced(seconds);
   #flushing = false;
-  /** The flusher loop while one runs, so close can wait for its writes and fsyncs. */
+  /** The flusher's round in flight (or its last), so close can wait for its writes and fsyncs. */
   #flusherRun: Promise<void> = Promise.resolve();
   #flushScheduled = false;
   #fenced: SluiceError | undefined;
@@ -658,24 +668,20 @@ export class PartitionLog {
     return false;
   }
 
-  async #runFlusher(): Promise<void> {
-    if (this.#flushing) return;
-    this.#flushing = true;
-    try {
-      while (this.#hasFlushWork() && this.#fenced === undefined) {
-        this.#takeRoundLists();
-        try {
-          await this.#writeRound();
-        } catch (error) {
-          this.#failRoundOnBug(error);
-        } finally {
-          this.#endRound();
-        }
-      }
-    } finally {
+  /**
+   * The flusher: one round at a time while there is work, each started when the last is done
+   * (#roundDone). Chained with `then` on methods made once rather than looped in an async
+   * function, whose frame and scopes a round would allocate anew each time the flusher wakes.
+   */
+  #nextRound(): void {
+    if (!this.#hasFlushWork() || this.#fenced !== undefined) {
       this.#flushing = false;
+      if (this.#fenced !== undefined) this.#rejectAll(this.#fenced);
+      return;
     }
-    if (this.#fenced !== undefined) this.#rejectAll(this.#fenced);
+    this.#flushing = true;
+    this.#takeRoundLists();
+    this.#flusherRun = this.#writeRound().then(this.#roundDone, this.#roundFailed);
   }
 
   /**
@@ -912,6 +918,16 @@ export class PartitionLog {
       return true;
     } catch {
       return false;
+    }
+  }
+
+  /** Waits until the flusher has no round in flight (close). */
+  async #flusherStopped(): Promise<void> {
+    while (this.#flushing) {
+      const run = this.#flusherRun;
+      await run.catch(() => {});
+      // A round whose follow-up threw started no next one: nothing more will end.
+      if (run === this.#flusherRun) return;
     }
   }
 
@@ -1170,7 +1186,7 @@ export class PartitionLog {
     this.#rejectAll(new SluiceError("LOG_CLOSED", `Log ${this.name} is closed`));
     // Even a fenced log may have a write or fsync in flight on the thread pool: its file
     // descriptors are closed only after that returns, never under it.
-    await this.#flusherRun.catch(() => {});
+    await this.#flusherStopped();
     await this.#sealing.catch(() => {});
     try {
       if (clean) {

@@ -1,7 +1,7 @@
 // What a partition log allocates per append and flush round when each append is awaited (the
 // shape of a steady producer with lingerMs 0: one batch, one round): the round's state is the
 // log's own and reused, an append makes one promise and no closure, and a round of fsync
-// "never" runs no async function but the flusher's loop and the write. Counted under Bun with
+// "never" runs one async function (the round's write). Counted under Bun with
 // JavaScriptCore's heap statistics (objects of each type in the heap): a collection between
 // the two counts can only lower the difference, never raise it.
 
@@ -49,14 +49,14 @@ describe("partition log append and flush round", () => {
       const detail =
         `scopes ${scopes}, functions ${functions}, async frames ${asyncFrames}, ` +
         `arrays ${arrays} per append`;
-      // Left per append and round (measured 4 functions, 6 scopes, 2 async frames, 1 array):
-      // the promise's two settle functions, the flusher's loop and FileIO.writeAll as async
-      // functions (their frames and block scopes), the write's views in a reused list. The
-      // bounds leave a little room; before the round state was reused, a round took 12
-      // functions, 20 scopes, 5 async frames and 7 arrays.
-      assert.ok(functions <= 5, detail);
-      assert.ok(scopes <= 8, detail);
-      assert.ok(asyncFrames <= 3, detail);
+      // Left per append and round (measured 3 functions, 5 scopes, 1 async frame, 1 array):
+      // the promise's two settle functions, the round's write as an async function (its frame
+      // and block scopes), the write's views in a reused list. The bounds leave a little room;
+      // before the round state was reused, a round took 12 functions, 20 scopes, 5 async
+      // frames and 7 arrays.
+      assert.ok(functions <= 4, detail);
+      assert.ok(scopes <= 6, detail);
+      assert.ok(asyncFrames <= 2, detail);
       assert.ok(arrays <= 2, detail);
     } finally {
       await log.close();
