@@ -205,6 +205,8 @@ export class PartitionLog {
   /** The open segments of the round in flight, and their writes (RoundWrite), reused. */
   #roundOpen: Segment[] = [];
   #roundWrites: RoundWrite[] = [];
+  /** Scratch options for checkBatch, which reads them before it returns (#validate). */
+  #batchChecks = { sizeMax: 0, checkCrc: true };
   /** Scratch offsets for Segment.append, which reads them before it returns. */
   #appendOffsets = { baseOffset: 0, lastOffset: 0, maxTimestamp: 0 };
   /** The microtask that starts the flusher, made once (see #scheduleFlush). */
@@ -574,7 +576,9 @@ export class PartitionLog {
         { sizeBytes: batch.length, maxBatchBytes },
       );
     }
-    const problem = checkBatch(batch, 0, batch.length, { sizeMax: maxBatchBytes, checkCrc: true });
+    const checks = this.#batchChecks;
+    checks.sizeMax = maxBatchBytes;
+    const problem = checkBatch(batch, 0, batch.length, checks);
     if (problem === "bad-crc") {
       throw new SluiceError("CORRUPT_BATCH", `Batch for ${this.name} fails its CRC-32C check`, {
         log: this.name,
