@@ -161,15 +161,30 @@ export class BudgetedFile {
 
   /** Runs an asynchronous operation with the descriptor, which stays open until it settles. */
   async use<T>(operation: (fd: number) => Promise<T>): Promise<T> {
+    const fd = this.pin();
+    try {
+      return await operation(fd);
+    } finally {
+      this.unpin();
+    }
+  }
+
+  /** The descriptor, reopened if need be and held open until the matching `unpin`. */
+  pin(): number {
     this.#pins++;
     try {
-      return await operation(this.fd);
-    } finally {
-      this.#pins--;
-      assert(this.#pins >= 0, "pins balance");
-      // Files kept open past the budget while pinned are closed once their I/O is done.
-      if (this.#pins === 0) this.#budget.trim();
+      return this.fd;
+    } catch (error) {
+      this.unpin();
+      throw error;
     }
+  }
+
+  unpin(): void {
+    this.#pins--;
+    assert(this.#pins >= 0, "pins balance");
+    // Files kept open past the budget while pinned are closed once their I/O is done.
+    if (this.#pins === 0) this.#budget.trim();
   }
 
   /** Closes the descriptor to make room; the next use reopens it. @internal */

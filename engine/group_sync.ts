@@ -62,11 +62,29 @@ export type SyncRequest = {
 /** A round's logs not yet settled, and when it was dispatched (the round seconds' start). */
 type Round = { left: number; startMs: number };
 
-type Pending = SyncRequest & {
+type Pending = {
+  segments: readonly Segment[];
+  dev: number;
+  onSynced: ((seconds: number) => void) | undefined;
   resolve: () => void;
   reject: (error: unknown) => void;
-  round?: Round;
+  round: Round | undefined;
 };
+
+/**
+ * The request whose promise is being made: the one executor below stores the promise's
+ * settle functions in it, so a request makes no closure of its own (see GroupSync.sync).
+ */
+let forming: Pending | undefined;
+
+function captureSettle(resolve: () => void, reject: (error: unknown) => void): void {
+  forming!.resolve = resolve;
+  forming!.reject = reject;
+}
+
+function unsettled(): void {
+  throw new Error("a sync request settled before its promise was made");
+}
 
 /** Counters of the rounds run so far, for /metrics (sluice_group_sync_*). */
 export type GroupSyncStats = {
@@ -146,9 +164,18 @@ export class GroupSync {
 
   /** Resolves once every segment of the request is durable; rejects with its sync's error. */
   sync(request: SyncRequest): Promise<void> {
-    const promise = new Promise<void>((resolve, reject) => {
-      this.#gathering.push({ ...request, resolve, reject });
-    });
+    const pending: Pending = {
+      segments: request.segments,
+      dev: request.dev,
+      onSynced: request.onSynced,
+      resolve: unsettled,
+      reject: unsettled,
+      round: undefined,
+    };
+    forming = pending;
+    const promise = new Promise<void>(captureSettle);
+    forming = undefined;
+    this.#gathering.push(pending);
     this.#schedule();
     return promise;
   }

@@ -109,8 +109,71 @@ type PendingAck = {
 
 type Waiter = { resolve: () => void; reject: (error: Error) => void };
 
-/** An open segment as a flush round found it, to roll back to if the round's write fails. */
-type RoundStart = { segment: Segment; before: { position: number; next: number } };
+/**
+ * The acknowledgement whose promise is being made: the one executor below stores the promise's
+ * settle functions in it, so an append makes no closure of its own (see #acknowledge).
+ */
+let ackForming: PendingAck | undefined;
+
+function captureAckSettle(
+  resolve: (result: AppendResult) => void,
+  reject: (error: Error) => void,
+): void {
+  ackForming!.resolve = resolve;
+  ackForming!.reject = reject;
+}
+
+function unsettled(): void {
+  throw new InvariantError("an acknowledgement settled before its promise was made");
+}
+
+/**
+ * One open segment's part of a flush round: where it stood when the round began (to roll back
+ * to if the round's write fails) and the views the round writes. A log keeps these and reuses
+ * them round after round: rounds never overlap (#flushing), and nothing holds one past its round.
+ */
+class RoundWrite {
+  segment: Segment | undefined = undefined;
+  /** The segment's next offset when the round began: the recovery point after a sync. */
+  next = 0;
+  beforePosition = 0;
+  beforeNext = 0;
+  position = 0;
+  end = 0;
+  readonly buffers: Uint8Array[] = [];
+  #pinned = false;
+
+  /** Takes what `segment` has not written yet. */
+  begin(segment: Segment): void {
+    this.segment = segment;
+    this.next = segment.nextOffset;
+    this.beforePosition = segment.writtenPosition;
+    this.beforeNext = segment.writtenNextOffset;
+    this.position = segment.writtenPosition;
+    this.end = segment.collectUnwritten(this.buffers);
+  }
+
+  /** The segment's descriptor, held open for the write until `unpin`. */
+  pin(): number {
+    assert(!this.#pinned, "a round pins each segment once");
+    const fd = this.segment!.pinFd();
+    this.#pinned = true;
+    return fd;
+  }
+
+  /** Lets the descriptor go if `pin` held it (a failed write may leave it held). */
+  unpin(): void {
+    if (!this.#pinned) return;
+    this.#pinned = false;
+    this.segment!.unpinFd();
+  }
+
+  /** Lets go of the segment and the views once the round is over. */
+  clear(): void {
+    this.segment = undefined;
+    this.buffers.length = 0;
+  }
+}
 
 /** How often the recovery point is checkpointed at most, outside of roll and close. */
 const RECOVERY_CHECKPOINT_INTERVAL_MS = 1000;
@@ -133,8 +196,38 @@ export class PartitionLog {
   #producers: ProducerState;
   #acks: PendingAck[] = [];
   #syncWaiters: Waiter[] = [];
+  /**
+   * The lists of the round in flight: swapped with #acks and #syncWaiters as a round starts
+   * and emptied when it ends, so a round allocates no list of its own.
+   */
+  #roundAcks: PendingAck[] = [];
+  #roundSyncWaiters: Waiter[] = [];
+  /** The open segments of the round in flight, and their writes (RoundWrite), reused. */
+  #roundOpen: Segment[] = [];
+  #roundWrites: RoundWrite[] = [];
+  /** Scratch options for checkBatch, which reads them before it returns (#validate). */
+  #batchChecks = { sizeMax: 0, checkCrc: true };
+  /** Scratch offsets for Segment.append, which reads them before it returns. */
+  #appendOffsets = { baseOffset: 0, lastOffset: 0, maxTimestamp: 0 };
+  /** The microtask that starts the flusher, made once (see #scheduleFlush). */
+  #startFlusher = (): void => {
+    this.#flushScheduled = false;
+    if (!this.#flushing) this.#nextRound();
+  };
+  /** What follows a round, made once: the next round, or the flusher stops (#nextRound). */
+  #roundDone = (): void => {
+    this.#endRound();
+    this.#nextRound();
+  };
+  #roundFailed = (error: unknown): void => {
+    this.#failRoundOnBug(error);
+    this.#endRound();
+    this.#nextRound();
+  };
+  /** The group commit's report of this log's sync time, made once (see #syncRound). */
+  #onGroupSynced = (seconds: number): void => this.#fsynced(seconds);
   #flushing = false;
-  /** The flusher loop while one runs, so close can wait for its writes and fsyncs. */
+  /** The flusher's round in flight (or its last), so close can wait for its writes and fsyncs. */
   #flusherRun: Promise<void> = Promise.resolve();
   #flushScheduled = false;
   #fenced: SluiceError | undefined;
@@ -372,9 +465,11 @@ export class PartitionLog {
     try {
       this.#maybeRoll(batch.length, recordCount);
       baseOffset = this.#active.nextOffset;
-      const lastOffset = baseOffset + recordCount - 1;
-      const maxTimestamp = maxTimestampAt(batch, 0);
-      this.#active.append(batch, { baseOffset, lastOffset, maxTimestamp }, lease);
+      const offsets = this.#appendOffsets;
+      offsets.baseOffset = baseOffset;
+      offsets.lastOffset = baseOffset + recordCount - 1;
+      offsets.maxTimestamp = maxTimestampAt(batch, 0);
+      this.#active.append(batch, offsets, lease);
       this.#activeCreatedMs ??= this.#now();
       if (producer !== undefined) this.#producers.record(producer, baseOffset);
     } catch (error) {
@@ -441,14 +536,14 @@ export class PartitionLog {
   }
 
   /** Waits until the marker's removal is durable; false (the round failed) if it is not. */
-  async #awaitMarkerRemoved(acks: PendingAck[], syncWaiters: Waiter[]): Promise<boolean> {
+  async #awaitMarkerRemoved(): Promise<boolean> {
     const removal = this.#markerRemoval;
     if (removal === undefined) return true;
     try {
       await removal;
     } catch (error) {
       const failure = ioError(error, `removing the clean-shutdown marker of ${this.name}`);
-      this.#failRound(failure, acks, syncWaiters, undefined);
+      this.#failRound(failure, this.#roundAcks, this.#roundSyncWaiters, undefined);
       return false;
     }
     if (this.#markerRemoval === removal) this.#markerRemoval = undefined;
@@ -458,9 +553,11 @@ export class PartitionLog {
   #acknowledge(baseOffset: number, recordCount: number): Promise<AppendResult> {
     const lastOffset = baseOffset + recordCount - 1;
     const result = { baseOffset, lastOffset, logStartOffset: this.logStartOffset };
-    const promise = new Promise<AppendResult>((resolve, reject) => {
-      this.#acks.push({ result, resolve, reject });
-    });
+    const ack: PendingAck = { result, resolve: unsettled, reject: unsettled };
+    ackForming = ack;
+    const promise = new Promise<AppendResult>(captureAckSettle);
+    ackForming = undefined;
+    this.#acks.push(ack);
     this.#scheduleFlush();
     return promise;
   }
@@ -479,7 +576,9 @@ export class PartitionLog {
         { sizeBytes: batch.length, maxBatchBytes },
       );
     }
-    const problem = checkBatch(batch, 0, batch.length, { sizeMax: maxBatchBytes, checkCrc: true });
+    const checks = this.#batchChecks;
+    checks.sizeMax = maxBatchBytes;
+    const problem = checkBatch(batch, 0, batch.length, checks);
     if (problem === "bad-crc") {
       throw new SluiceError("CORRUPT_BATCH", `Batch for ${this.name} fails its CRC-32C check`, {
         log: this.name,
@@ -554,10 +653,7 @@ export class PartitionLog {
   #scheduleFlush(): void {
     if (this.#flushScheduled || this.#flushing) return;
     this.#flushScheduled = true;
-    queueMicrotask(() => {
-      this.#flushScheduled = false;
-      this.#flusherRun = this.#runFlusher();
-    });
+    queueMicrotask(this.#startFlusher);
   }
 
   #requestSync(): Promise<void> {
@@ -570,76 +666,147 @@ export class PartitionLog {
 
   #hasFlushWork(): boolean {
     if (this.#syncWaiters.length > 0 || this.#acks.length > 0) return true;
-    return this.#segments.some((segment) => !segment.sealed && segment.hasUnwritten);
-  }
-
-  async #runFlusher(): Promise<void> {
-    if (this.#flushing) return;
-    this.#flushing = true;
-    try {
-      while (this.#hasFlushWork() && this.#fenced === undefined) await this.#flushRound();
-    } finally {
-      this.#flushing = false;
+    for (const segment of this.#segments) {
+      if (!segment.sealed && segment.hasUnwritten) return true;
     }
-    if (this.#fenced !== undefined) this.#rejectAll(this.#fenced);
+    return false;
   }
 
   /**
-   * One write (and maybe fsync) of everything appended so far. I/O failures are handled inside
-   * the round (#failRound); anything else that escapes it is a broken invariant, which fences
-   * the log and fails the round's acknowledgements with the fence.
+   * The flusher: one round at a time while there is work, each started when the last is done
+   * (#roundDone). Chained with `then` on methods made once rather than looped in an async
+   * function, whose frame and scopes a round would allocate anew each time the flusher wakes.
    */
-  async #flushRound(): Promise<void> {
+  #nextRound(): void {
+    if (!this.#hasFlushWork() || this.#fenced !== undefined) {
+      this.#flushing = false;
+      if (this.#fenced !== undefined) this.#rejectAll(this.#fenced);
+      return;
+    }
+    this.#flushing = true;
+    this.#takeRoundLists();
+    this.#flusherRun = this.#writeRound().then(this.#roundDone, this.#roundFailed);
+  }
+
+  /**
+   * Swaps the waiting acknowledgements and sync waiters into the round's lists; appends made
+   * while the round is in flight gather in the emptied ones for the next round. The flusher
+   * keeps no list in its own frame: an async function's locals live on the heap.
+   */
+  #takeRoundLists(): void {
     const acks = this.#acks;
-    this.#acks = [];
+    this.#acks = this.#roundAcks;
+    this.#roundAcks = acks;
     const syncWaiters = this.#syncWaiters;
-    this.#syncWaiters = [];
-    try {
-      await this.#writeRound(acks, syncWaiters);
-    } catch (error) {
-      const fence = this.#fenceOnBug(
-        isInvariantError(error) ? error : new InvariantError(`flush round threw ${error}`),
-      );
-      for (const ack of acks) ack.reject(fence);
-      for (const waiter of syncWaiters) waiter.reject(fence);
+    this.#syncWaiters = this.#roundSyncWaiters;
+    this.#roundSyncWaiters = syncWaiters;
+  }
+
+  /**
+   * I/O failures are handled inside the round (#failRound); anything else that escapes it is
+   * a broken invariant, which fences the log and fails the round's acknowledgements.
+   */
+  #failRoundOnBug(error: unknown): void {
+    const fence = this.#fenceOnBug(
+      isInvariantError(error) ? error : new InvariantError(`flush round threw ${error}`),
+    );
+    for (const ack of this.#roundAcks) ack.reject(fence);
+    for (const waiter of this.#roundSyncWaiters) waiter.reject(fence);
+  }
+
+  /** Empties the round's reused lists: every one of its waiters is settled by now. */
+  #endRound(): void {
+    this.#roundAcks.length = 0;
+    this.#roundSyncWaiters.length = 0;
+    this.#roundOpen.length = 0;
+    for (const write of this.#roundWrites) {
+      write.unpin();
+      write.clear();
     }
   }
 
-  async #writeRound(acks: PendingAck[], syncWaiters: Waiter[]): Promise<void> {
-    if (!(await this.#awaitMarkerRemoved(acks, syncWaiters))) return;
-    const sync = this.config.fsync === "always" || syncWaiters.length > 0;
-    const open = this.#segments.filter((segment) => !segment.sealed);
-    // Snapshot what to write now: appends made while the write is in flight go to the next round.
-    const writes = open.map((segment) => ({
-      segment,
-      next: segment.nextOffset,
-      before: { position: segment.writtenPosition, next: segment.writtenNextOffset },
-      ...segment.unwritten(),
-    }));
+  /**
+   * Snapshots what this round writes, into the log's reused round state: appends made while
+   * the write is in flight go to the next round. Returns how many open segments there are.
+   */
+  #beginRound(): number {
+    const open = this.#roundOpen;
+    const writes = this.#roundWrites;
+    for (const segment of this.#segments) {
+      if (segment.sealed) continue;
+      if (writes.length === open.length) writes.push(new RoundWrite());
+      writes[open.length]!.begin(segment);
+      open.push(segment);
+    }
+    assert(open.length > 0, "the active segment is open");
+    return open.length;
+  }
+
+  /**
+   * One round: the writes of every open segment, an fsync when the policy or a flush asks for
+   * one, then the round's appends acknowledged. The steps that do not wait are methods of
+   * their own, so that this frame (kept on the heap across each await) holds little.
+   */
+  async #writeRound(): Promise<void> {
+    if (this.#markerRemoval !== undefined && !(await this.#awaitMarkerRemoved())) return;
+    const sync = this.config.fsync === "always" || this.#roundSyncWaiters.length > 0;
+    const count = this.#beginRound();
     try {
-      for (const { segment, position, buffers } of writes) {
-        if (buffers.length === 0) continue;
-        await segment.withFd((fd) => this.#io.writeAll(fd, buffers, position));
-      }
+      for (let i = 0; i < count; i++) await this.#writeSegment(i);
     } catch (error) {
       // Nothing of this round is acknowledged: every open segment goes back to its start.
-      this.#failRound(error, acks, syncWaiters, writes);
+      this.#unpinRound();
+      this.#failRound(error, this.#roundAcks, this.#roundSyncWaiters, this.#roundWrites[0]);
       return;
     }
-    for (const { segment, end, next } of writes) segment.markWritten(end, next);
+    this.#markRoundWritten(count);
     try {
-      if (sync) await this.#syncRound(open);
+      if (sync) await this.#syncRound(this.#roundOpen);
     } catch (error) {
       // The bytes are in the file but may not be on disk: no rollback can make that true.
-      this.#failRound(error, acks, syncWaiters, undefined);
+      this.#failRound(error, this.#roundAcks, this.#roundSyncWaiters, undefined);
       return;
     }
-    for (const { segment } of writes) segment.publish();
-    if (sync) this.#advanceRecoveryPoint(writes.at(-1)!.next);
-    if (sync) this.#dropBehind(open);
-    for (const ack of acks) ack.resolve(ack.result);
-    for (const waiter of syncWaiters) waiter.resolve();
-    if (writes.some(({ buffers }) => buffers.length > 0)) this.#notifyData();
+    this.#completeRound(count, sync);
+  }
+
+  /**
+   * Starts the write of the round's `index`th open segment, its descriptor pinned; the pin is
+   * let go by the next segment's write or at the end of the round (#markRoundWritten,
+   * #unpinRound), so no closure or async frame wraps the write.
+   */
+  #writeSegment(index: number): Promise<void> | undefined {
+    this.#unpinRound();
+    const write = this.#roundWrites[index]!;
+    if (write.buffers.length === 0) return undefined;
+    return this.#io.writeAll(write.pin(), write.buffers, write.position);
+  }
+
+  #unpinRound(): void {
+    for (const write of this.#roundWrites) write.unpin();
+  }
+
+  #markRoundWritten(count: number): void {
+    this.#unpinRound();
+    for (let i = 0; i < count; i++) {
+      const write = this.#roundWrites[i]!;
+      write.segment!.markWritten(write.end, write.next);
+    }
+  }
+
+  /** Publishes the round's writes and acknowledges its appends, as durable as promised. */
+  #completeRound(count: number, sync: boolean): void {
+    const writes = this.#roundWrites;
+    let wrote = false;
+    for (let i = 0; i < count; i++) {
+      writes[i]!.segment!.publish();
+      if (writes[i]!.buffers.length > 0) wrote = true;
+    }
+    if (sync) this.#advanceRecoveryPoint(writes[count - 1]!.next);
+    if (sync) this.#dropBehind(this.#roundOpen);
+    for (const ack of this.#roundAcks) ack.resolve(ack.result);
+    for (const waiter of this.#roundSyncWaiters) waiter.resolve();
+    if (wrote) this.#notifyData();
     this.#sealRolledSegments();
   }
 
@@ -671,7 +838,7 @@ export class PartitionLog {
       for (const segment of open) await this.#datasync(segment);
     } else {
       // Written already: the shared round makes these bytes durable with other logs' at once.
-      const onSynced = (seconds: number) => this.#fsynced(seconds);
+      const onSynced = this.#onGroupSynced;
       await this.#groupSync.sync({ segments: open, dev: this.#dev, onSynced });
     }
     // Index files are derived and checked on open. An open segment's are written at seal and
@@ -715,7 +882,7 @@ export class PartitionLog {
     error: unknown,
     acks: PendingAck[],
     syncWaiters: Waiter[],
-    rollBackTo: RoundStart[] | undefined,
+    rollBackTo: RoundWrite | undefined,
   ): void {
     const failure = isSluiceError(error) ? error : ioError(error, `writing ${this.name}`);
     const rolledBack =
@@ -741,20 +908,30 @@ export class PartitionLog {
    * deletes the open segments after it (rolled during the round or since); false if that
    * fails too.
    */
-  #rollBack(round: RoundStart[]): boolean {
+  #rollBack(first: RoundWrite): boolean {
     try {
-      const first = round[0]!;
-      for (const segment of this.#segments.filter((s) => !s.sealed && s !== first.segment)) {
+      const firstSegment = first.segment!;
+      for (const segment of this.#segments.filter((s) => !s.sealed && s !== firstSegment)) {
         segment.close();
         segment.deleteFiles();
       }
-      this.#segments = this.#segments.filter((s) => s.sealed || s === first.segment);
-      first.segment.truncateTo(first.before.position, first.before.next);
-      this.#producers.truncateFrom(first.before.next);
-      if (first.segment.size === 0) this.#activeCreatedMs = undefined;
+      this.#segments = this.#segments.filter((s) => s.sealed || s === firstSegment);
+      firstSegment.truncateTo(first.beforePosition, first.beforeNext);
+      this.#producers.truncateFrom(first.beforeNext);
+      if (firstSegment.size === 0) this.#activeCreatedMs = undefined;
       return true;
     } catch {
       return false;
+    }
+  }
+
+  /** Waits until the flusher has no round in flight (close). */
+  async #flusherStopped(): Promise<void> {
+    while (this.#flushing) {
+      const run = this.#flusherRun;
+      await run.catch(() => {});
+      // A round whose follow-up threw started no next one: nothing more will end.
+      if (run === this.#flusherRun) return;
     }
   }
 
@@ -767,7 +944,9 @@ export class PartitionLog {
 
   /** Seals every fully written segment that is no longer the active one. */
   #sealRolledSegments(): void {
-    for (const segment of this.#segments.slice(0, -1)) {
+    const segments = this.#segments;
+    for (let i = 0; i < segments.length - 1; i++) {
+      const segment = segments[i]!;
       if (segment.sealed || segment.hasUnwritten) continue;
       segment.seal();
       // Sealing fsyncs in the background so that writes to the new segment go on meanwhile.
@@ -1011,7 +1190,7 @@ export class PartitionLog {
     this.#rejectAll(new SluiceError("LOG_CLOSED", `Log ${this.name} is closed`));
     // Even a fenced log may have a write or fsync in flight on the thread pool: its file
     // descriptors are closed only after that returns, never under it.
-    await this.#flusherRun.catch(() => {});
+    await this.#flusherStopped();
     await this.#sealing.catch(() => {});
     try {
       if (clean) {

@@ -221,6 +221,18 @@ export class Segment {
     return this.#file.use(operation);
   }
 
+  /**
+   * The descriptor, held open until `unpinFd`: `withFd` without a callback, for the flush
+   * round's writes (no closure per write). Every pin is matched by one unpin.
+   */
+  pinFd(): number {
+    return this.#file.pin();
+  }
+
+  unpinFd(): void {
+    this.#file.unpin();
+  }
+
   /** Bytes appended, written or not. */
   get size(): number {
     return this.#size;
@@ -330,16 +342,18 @@ export class Segment {
     return chunk;
   }
 
-  /** Views of the bytes not yet written, in order, and the position where they start. */
-  unwritten(): { position: number; buffers: Uint8Array[]; end: number } {
-    const buffers: Uint8Array[] = [];
+  /**
+   * Pushes views of the bytes not yet written, in order (they start at writtenPosition), onto
+   * `buffers`, and returns where they end. The caller's list is reused round after round.
+   */
+  collectUnwritten(buffers: Uint8Array[]): number {
     for (const chunk of this.#chunks) {
       const chunkEnd = chunk.position + chunk.length;
       if (chunkEnd <= this.#writtenPosition) continue;
       const from = Math.max(0, this.#writtenPosition - chunk.position);
       buffers.push(chunk.bytes.subarray(from, chunk.length));
     }
-    return { position: this.#writtenPosition, buffers, end: this.#size };
+    return this.#size;
   }
 
   /** Records that bytes up to `end` (offsets below `nextOffset`) are in the file. */
