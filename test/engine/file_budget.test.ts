@@ -36,6 +36,12 @@ function writeAt(fd: number, text: string, position: number): void {
 
 const PARTITIONS = 2000;
 const BUDGET = 100;
+/**
+ * Descriptors the engine opens for a moment outside the budget, which a count of
+ * /proc/self/fd can catch under load: the recovery checkpoint's temp file (written on a 1 s
+ * timer) and a directory opened for its fsync. Segment descriptors alone obey the budget.
+ */
+const TRANSIENT = 2;
 /** Partitions flushed at once, more than BUDGET. */
 const FLUSHED = 500;
 /** Appends in flight at once: each pins its active segment's descriptor while it is written. */
@@ -54,7 +60,10 @@ describe("open-files budget", { skip: hasProcFd ? false : "needs /proc/self/fd" 
       await engine.append("warm", 0, encodeRecordBatch([{ value: new Uint8Array(1) }]));
       const baseline = openDescriptors();
       await engine.createTopic("wide", { partitions: PARTITIONS, config: { fsync: "always" } });
-      assert.ok(openDescriptors() - baseline <= BUDGET, "within the budget after the create");
+      assert.ok(
+        openDescriptors() - baseline <= BUDGET + TRANSIENT,
+        "within the budget after the create",
+      );
       let most = 0;
       for (let round = 0; round < 2; round++) {
         for (let first = 0; first < PARTITIONS; first += WAVE) {
@@ -68,17 +77,29 @@ describe("open-files budget", { skip: hasProcFd ? false : "needs /proc/self/fd" 
           most = Math.max(most, openDescriptors() - baseline);
         }
       }
-      assert.ok(most <= BUDGET + WAVE, `${most} descriptors at most, budget ${BUDGET} + ${WAVE}`);
-      assert.ok(openDescriptors() - baseline <= BUDGET, "within the budget once appends settle");
+      assert.ok(
+        most <= BUDGET + WAVE + TRANSIENT,
+        `${most} descriptors, budget ${BUDGET} + ${WAVE}`,
+      );
+      assert.ok(
+        openDescriptors() - baseline <= BUDGET + TRANSIENT,
+        "within the budget once appends settle",
+      );
       assert.ok(engine.fileBudget.openCount <= BUDGET);
       for (let p = 0; p < PARTITIONS; p++) {
         const read = engine.read("wide", p, 0, 1 << 20);
         assert.deepEqual(valuesOf(read.views), [`r0-p${p}`, `r1-p${p}`], `partition ${p}`);
       }
-      assert.ok(openDescriptors() - baseline <= BUDGET, "within the budget after reading all");
+      assert.ok(
+        openDescriptors() - baseline <= BUDGET + TRANSIENT,
+        "within the budget after reading all",
+      );
       await engine.close();
       reopened = await Engine.open(dir.path, { ...quiet, openFilesMax: BUDGET });
-      assert.ok(openDescriptors() - baseline <= BUDGET, "within the budget after a restart");
+      assert.ok(
+        openDescriptors() - baseline <= BUDGET + TRANSIENT,
+        "within the budget after a restart",
+      );
       const read = reopened.read("wide", PARTITIONS - 1, 0, 1 << 20);
       assert.deepEqual(valuesOf(read.views), [`r0-p${PARTITIONS - 1}`, `r1-p${PARTITIONS - 1}`]);
     } finally {

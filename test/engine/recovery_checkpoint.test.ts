@@ -100,10 +100,13 @@ describe("engine recovery checkpoint", () => {
       io.fileWrites.length = 0;
       const writesBefore = engine.checkpoint.writes;
       await engine.checkpoint.flush();
-      assert.equal(engine.checkpoint.writes, writesBefore + 1, "one checkpoint written");
+      // The engine's 1 s timer may write one more checkpoint meanwhile on a loaded machine;
+      // every file write is still the one checkpoint file, never a file per partition.
+      const written = engine.checkpoint.writes - writesBefore;
+      assert.ok(written >= 1 && written <= 2, `${written} checkpoints written`);
       assert.deepEqual(
         io.fileWrites.map((path) => path.slice(dir.path.length + 1)),
-        [`__meta/${CHECKPOINT_FILE}.tmp`],
+        Array.from({ length: written }, () => `__meta/${CHECKPOINT_FILE}.tmp`),
         "one file write for every partition",
       );
       const entries = readCheckpoint(dir.path);
