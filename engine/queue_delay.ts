@@ -43,9 +43,14 @@
 //     store record at or above the intake gets an entry again (#recoverIntake): an add costs
 //     the fdatasyncs of a few stores, not of every tier it touches. An entry whose store
 //     record did not reach the disk belongs to an add that never resolved, whose original is
-//     still there and is delayed again;
+//     still there and is delayed again. Such an entry may reach the disk by writeback while
+//     its record does not; after a power loss the store ends below it and the next record
+//     stored takes its offset. So each store's end at open is noted, and an entry written
+//     before the open that points at or past it is skipped (#lostAtOpen); a saved intake past
+//     its store's end is lowered to it and saved before any add;
 //   - tier positions and intakes reach the disk (at most every POSITIONS_PERSIST_MS) only
-//     after every tier and the due log are synced up to what they passed; the file's own
+//     after every tier and store written since the last save, and the due log, are synced up
+//     to what they passed (a store before the intake passes its records); the file's own
 //     fsyncs run on the thread pool (FileIO.writeFileAtomicAsync), one save at a time;
 //   - a store segment is deleted only once every entry pointing into it has been passed to the
 //     due log by positions already on disk (StoreLive), so no entry read after a restart points
