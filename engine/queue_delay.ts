@@ -896,6 +896,8 @@ export class DelayTiers {
    * record was not on disk when the power went (its add never resolved, so its original is
    * still in the queue). The offset has since been, or will be, given to another record, which
    * the entry must not deliver at its own (earlier) time. Reported and skipped.
+   * The store's end at open is kept in memory only: if the queue opens again after new records
+   * took those offsets and before such an entry leaves its tier, the entry is not recognised.
    */
   #lostAtOpen(ref: DelayRef): boolean {
     const openEnd = this.#storeOpenEnds[ref.store] ?? 0;
