@@ -43,9 +43,14 @@
 //     store record at or above the intake gets an entry again (#recoverIntake): an add costs
 //     the fdatasyncs of a few stores, not of every tier it touches. An entry whose store
 //     record did not reach the disk belongs to an add that never resolved, whose original is
-//     still there and is delayed again;
+//     still there and is delayed again. Such an entry may reach the disk by writeback while
+//     its record does not; after a power loss the store ends below it and the next record
+//     stored takes its offset. So each store's end at open is noted, and an entry written
+//     before the open that points at or past it is skipped (#lostAtOpen); a saved intake past
+//     its store's end is lowered to it and saved before any add;
 //   - tier positions and intakes reach the disk (at most every POSITIONS_PERSIST_MS) only
-//     after every tier and the due log are synced up to what they passed; the file's own
+//     after every tier and store written since the last save, and the due log, are synced up
+//     to what they passed (a store before the intake passes its records); the file's own
 //     fsyncs run on the thread pool (FileIO.writeFileAtomicAsync), one save at a time;
 //   - a store segment is deleted only once every entry pointing into it has been passed to the
 //     due log by positions already on disk (StoreLive), so no entry read after a restart points
@@ -197,10 +202,19 @@ type Tier = {
   headExitMs: number | undefined;
   /** The last exit time given to an entry of this tier: exits never go backwards. */
   lastExitMs: number;
+  /** The log's end when the queue was opened: entries below it were written before. */
+  openEnd: number;
 };
 
 /** What one move round took from a tier: entries, or whole copies from a legacy tier. */
-type Taken = { tier: Tier; position: number; refs: DelayRef[]; copies: DelayEntry[] };
+type Taken = {
+  tier: Tier;
+  position: number;
+  refs: DelayRef[];
+  copies: DelayEntry[];
+  /** Entries from before the open whose store record was lost (see #lostAtOpen). */
+  lost: DelayRef[];
+};
 
 /** The tier for a record with `remainingMs` (>= 1) to go: the largest k with 2^k <= it. */
 export function tierFor(remainingMs: number): number {
@@ -281,12 +295,19 @@ export class DelayTiers {
   /** The due log's offsets below this are on disk; the sync under way will cover this far. */
   #dueSyncedEnd = 0;
   #dueSyncingEnd = 0;
-  /** Tier logs written since their last sync: the only ones a position save syncs. */
+  /**
+   * Tier and store logs written since their last sync: the only ones a position save syncs. A
+   * store is among them so that no save writes an intake past a record not on disk.
+   */
   readonly #unsynced = new Set<PartitionLog>();
   /** Adds under way: per store, the first offset each wrote (see #positions). */
   readonly #placing = new Set<(number | undefined)[]>();
   /** Records got entries again at open: the positions (with the new intake) must be saved. */
   #intakeRecovered = false;
+  /** A saved intake was past its store's end at open: the positions are saved before use. */
+  #intakeClamped = false;
+  /** Each store's end when the queue was opened (0: no store then). */
+  readonly #storeOpenEnds: number[] = Array.from({ length: DELAY_STORES }, () => 0);
   /** Each tier and store log's fdatasyncs, coalesced (coalesced_sync.ts). */
   readonly #syncs = new Map<PartitionLog, CoalescedSync>();
 
@@ -301,6 +322,7 @@ export class DelayTiers {
       position: 0,
       headExitMs: undefined,
       lastExitMs: 0,
+      openEnd: 0,
     });
     this.#tiers = Array.from({ length: DELAY_TIERS }, (_, k) => tier("ref", k));
     this.#legacy = Array.from({ length: DELAY_TIERS }, (_, k) => tier("legacy", k));
@@ -343,7 +365,18 @@ export class DelayTiers {
       await delays.#closeLogs();
       throw error;
     }
-    delays.#persisted = delays.#intakeRecovered ? "" : JSON.stringify(delays.#positions());
+    delays.#persisted =
+      delays.#intakeRecovered || delays.#intakeClamped ? "" : JSON.stringify(delays.#positions());
+    if (delays.#intakeClamped) {
+      // The file's intake is past records the next adds write: saved now, before any add, so
+      // a crash after one cannot leave its records below an intake that skips them.
+      try {
+        await delays.persistPositions();
+      } catch (error) {
+        await delays.#closeLogs();
+        throw error;
+      }
+    }
     delays.#schedule(host.now());
     return delays;
   }
@@ -363,10 +396,12 @@ export class DelayTiers {
           log.logStartOffset,
           Math.min(positions[k] ?? 0, log.highWatermark),
         );
+        tier.openEnd = log.highWatermark;
       }
     }
     for (let s = 0; s < DELAY_STORES; s++) {
-      if (fs.existsSync(join(this.dir, logName("store", s)))) await this.#openStore(s);
+      if (!fs.existsSync(join(this.dir, logName("store", s)))) continue;
+      this.#storeOpenEnds[s] = (await this.#openStore(s)).highWatermark;
     }
     for (const tier of this.#tiers) {
       if (tier.log === undefined) continue;
@@ -477,6 +512,9 @@ export class DelayTiers {
       }
       // An entry is written only once its record is readable in the store.
       await Promise.all(appends);
+      // Before this add's marker goes: a save that then puts the intake past these records
+      // syncs their stores first (an add's own sync may not have run yet).
+      for (const store of touched) this.#unsynced.add(store);
       for (const log of await this.#appendAll(out, nowMs)) touched.add(log);
     } finally {
       this.#placing.delete(firsts);
@@ -495,7 +533,10 @@ export class DelayTiers {
     const found: { s: number; offset: number; dueMs: number; batch: Uint8Array }[] = [];
     for (let s = 0; s < DELAY_STORES; s++) {
       const store = this.#stores[s];
-      if (store !== undefined) this.#readIntake(s, store, intake[s] ?? 0, found);
+      if (store === undefined) continue;
+      // A store that lost its tail (power loss) ends below its saved intake.
+      if ((intake[s] ?? 0) > store.highWatermark) this.#intakeClamped = true;
+      this.#readIntake(s, store, intake[s] ?? 0, found);
     }
     if (found.length === 0) return;
     const remaining = found.filter((r) => r.dueMs - nowMs >= 1);
@@ -749,6 +790,7 @@ export class DelayTiers {
     }
     const refs = taken.flatMap((t) => t.refs);
     const copies = taken.flatMap((t) => t.copies);
+    const lost = taken.flatMap((t) => t.lost);
     await this.#openTiers(
       new Set(refs.filter((r) => r.dueMs - nowMs >= 1).map((r) => tierFor(r.dueMs - nowMs))),
     );
@@ -767,12 +809,13 @@ export class DelayTiers {
     const touched = await this.#appendAll(out, nowMs);
     for (const { tier, position } of taken) tier.position = position;
     for (const ref of released) this.#live.release(ref.store, ref.offset);
+    for (const ref of lost) this.#live.release(ref.store, ref.offset);
     if (touched.has(this.due)) {
       // Synced now rather than when a consumer accepts them: the accept then rarely waits.
       this.dueDurable().catch((error) => this.#host.warn(`the due log of ${this.dir}: ${error}`));
     }
     this.#persistSoon();
-    return refs.length + copies.length;
+    return refs.length + copies.length + lost.length;
   }
 
   /** The stored batch an entry points at, or undefined (reported) when it is not there. */
@@ -806,7 +849,7 @@ export class DelayTiers {
     tier: Tier,
     from: number,
     entriesMax: number,
-    each: (ref: DelayRef) => boolean,
+    each: (ref: DelayRef, offset: number) => boolean,
   ): number {
     const log = tier.log!;
     let position = Math.max(from, log.logStartOffset);
@@ -829,7 +872,7 @@ export class DelayTiers {
             this.#host.warn(
               `delay tier ${tier.k} of ${this.dir}: a bad entry at ${offset}; skipped`,
             );
-          } else if (!each(ref)) break scan;
+          } else if (!each(ref, offset)) break scan;
           position = offset + 1;
           count++;
         }
@@ -848,24 +891,44 @@ export class DelayTiers {
     return resume;
   }
 
+  /**
+   * Whether an entry written before the open points at or past its store's end at open: its
+   * record was not on disk when the power went (its add never resolved, so its original is
+   * still in the queue). The offset has since been, or will be, given to another record, which
+   * the entry must not deliver at its own (earlier) time. Reported and skipped.
+   * The store's end at open is kept in memory only: if the queue opens again after new records
+   * took those offsets and before such an entry leaves its tier, the entry is not recognised.
+   */
+  #lostAtOpen(ref: DelayRef): boolean {
+    const openEnd = this.#storeOpenEnds[ref.store] ?? 0;
+    if (ref.offset < openEnd) return false;
+    this.#host.warn(
+      `a delay entry points at store ${ref.store} offset ${ref.offset} of ${this.dir}, past ` +
+        `the store's end ${openEnd} at open (its record was lost); skipped`,
+    );
+    return true;
+  }
+
   /** The entries (or legacy copies) at the head of `tier` whose exit time is at or before now. */
   #takeExited(tier: Tier, nowMs: number): Taken {
     const log = tier.log!;
     tier.headExitMs = Number.POSITIVE_INFINITY;
     if (tier.kind === "legacy") return this.#takeCopies(tier, nowMs);
     const refs: DelayRef[] = [];
-    const position = this.#scanRefs(tier, tier.position, MOVE_ENTRIES_MAX, (ref) => {
+    const lost: DelayRef[] = [];
+    const position = this.#scanRefs(tier, tier.position, MOVE_ENTRIES_MAX, (ref, offset) => {
       if (ref.exitMs > nowMs) {
         tier.headExitMs = ref.exitMs;
         return false;
       }
-      refs.push(ref);
+      if (offset < tier.openEnd && this.#lostAtOpen(ref)) lost.push(ref);
+      else refs.push(ref);
       return true;
     });
     if (position < log.highWatermark && tier.headExitMs === Number.POSITIVE_INFINITY) {
       tier.headExitMs = undefined; // stopped by the entry budget: look again at once
     }
-    return { tier, position, refs, copies: [] };
+    return { tier, position, refs, copies: [], lost };
   }
 
   /** The copies at the head of a legacy tier whose exit time has come. */
@@ -907,7 +970,7 @@ export class DelayTiers {
     if (position < log.highWatermark && tier.headExitMs === Number.POSITIVE_INFINITY) {
       tier.headExitMs = undefined; // stopped by the byte budget: look again at once
     }
-    return { tier, position, refs: [], copies };
+    return { tier, position, refs: [], copies, lost: [] };
   }
 
   /** Sets the timer for the earliest tier exit. */
@@ -1034,12 +1097,12 @@ export class DelayTiers {
   }
 
   async #syncAll(): Promise<void> {
-    const tiers = [...this.#unsynced];
+    const logs = [...this.#unsynced];
     this.#unsynced.clear();
     try {
-      await Promise.all([this.dueDurable(), ...tiers.map((log) => this.#sync(log))]);
+      await Promise.all([this.dueDurable(), ...logs.map((log) => this.#sync(log))]);
     } catch (error) {
-      for (const log of tiers) this.#unsynced.add(log);
+      for (const log of logs) this.#unsynced.add(log);
       throw error;
     }
   }
