@@ -477,7 +477,7 @@ describe("delayed release", () => {
     }
   });
 
-  test("real clock: 1,000 delayed 0-3 s, none early, in due order, <= 250 ms late", async () => {
+  test("real clock: 1,000 delayed 0-3 s, none early, in due order, <= 1,500 ms late", async () => {
     using dir = tempDir();
     const { engine, warnings } = await openEngine(dir.path, new Clock(), { now: Date.now });
     try {
@@ -530,7 +530,10 @@ describe("delayed release", () => {
       }
       assert.equal(new Set(arrived.map((a) => a.value)).size, 1000);
       assert.deepEqual(warnings, []);
-      assert.ok(lateMax <= 250, `the latest arrived ${lateMax} ms after its due time`);
+      // Lateness itself is a benchmark figure (delayed-1kb); a test only bounds it loosely,
+      // as loaded CI machines have delivered 460 ms late. A record waiting for a later
+      // round or a missed wake-up would be seconds late.
+      assert.ok(lateMax <= 1_500, `the latest arrived ${lateMax} ms after its due time`);
     } finally {
       await engine.close();
     }
