@@ -361,7 +361,8 @@ export class RateSearch {
    * SETTLE_SECONDS_MAX. A figure over its allowance that no longer shrinks is the new rate's
    * own, not a residue: judging it is not unfair. While a residue shrinks the producers pause
    * (observe returns RATE_MIN), so it is worked off as fast as the system can; a pause is
-   * followed by a settling second at the step's own rate.
+   * followed by a settling second at the step's own rate. A confirm stops waiting once only
+   * its reserved judged seconds (#judgedReserve) and PRE_MEASURE_SECONDS are left.
    */
   #settle(sample: WindowSample): void {
     const previous = this.#settleWindow.at(-1);
@@ -369,16 +370,25 @@ export class RateSearch {
     const seconds = this.#settleWindow.length;
     const residue = this.#residue(sample, previous);
     const wasPausing = this.#pausing;
+    // The seconds left beyond the pre-measure ones and those the step keeps for judging.
+    const spare = this.#remaining() - PRE_MEASURE_SECONDS - this.#judgedReserve();
     this.#pausing =
-      residue &&
-      seconds < SETTLE_SECONDS_MAX &&
-      this.#state !== "hold" &&
-      this.#remaining() > PRE_MEASURE_SECONDS + SETTLE_SECONDS;
+      residue && seconds < SETTLE_SECONDS_MAX && this.#state !== "hold" && spare > SETTLE_SECONDS;
     if (this.#pausing) return;
     if (wasPausing) this.#settleMin = seconds + SETTLE_SECONDS;
-    if (seconds >= this.#settleMin && (!residue || seconds >= SETTLE_SECONDS_MAX)) {
-      this.#settling = false;
-    }
+    // A confirm stops waiting for a residue once only its reserved judged seconds are left.
+    const waited = seconds >= SETTLE_SECONDS_MAX || (this.#state === "confirm" && spare <= 0);
+    if (seconds >= this.#settleMin && (!residue || waited)) this.#settling = false;
+  }
+
+  /**
+   * The judged seconds a residue may not take from the step: a confirm keeps
+   * CONFIRM_EARLY_SAMPLES of them, so that it is never decided on fewer judged seconds because
+   * an earlier step left a residue (which would also cost only the brokers that leave one, as
+   * dirty pages, the seconds).
+   */
+  #judgedReserve(): number {
+    return this.#state === "confirm" ? CONFIRM_EARLY_SAMPLES : 0;
   }
 
   /** Whether an earlier step's lag, backlog or dirty pages are still being worked off. */
@@ -549,7 +559,7 @@ export class RateSearch {
     const step = this.#recordConfirm(verdict);
     const lower = this.#stepDown(step);
     const confirmable =
-      this.#remaining() - PRE_MEASURE_SECONDS >= SETTLE_SECONDS + CONFIRM_EARLY_SAMPLES;
+      this.#remaining() - PRE_MEASURE_SECONDS >= SETTLE_SECONDS + this.#judgedReserve();
     this.#setRate(lower);
     if (confirmable) {
       step.next += "; confirming it";

@@ -16,10 +16,14 @@
 //
 // Only durable (fsynced) ranges are dropped: their pages are clean, so the hint frees them at
 // once and starts no writeback. It is a hint: where posix_fadvise cannot be reached (another
-// OS, no FFI) nothing is dropped and everything else works as before.
+// OS, no FFI) nothing is dropped and everything else works as before; where it returns an
+// errno, the log that asked stops dropping and warns once (partition_log.ts).
 
-/** Drops the cached pages of `length` bytes at `position` of the open file `fd`. */
-export type CacheDropper = (fd: number, position: number, length: number) => void;
+/**
+ * Drops the cached pages of `length` bytes at `position` of the open file `fd`; answers 0, or
+ * the errno posix_fadvise returned (it reports failure so, not through errno or a throw).
+ */
+export type CacheDropper = (fd: number, position: number, length: number) => number;
 
 const LIBC = "libc.so.6";
 const POSIX_FADV_DONTNEED = 4;
@@ -32,6 +36,7 @@ type BunFfi = {
 };
 
 type DenoFfi = {
+  permissions: { querySync: (descriptor: { name: "ffi" }) => { state: string } };
   dlopen: (
     path: string,
     symbols: Record<string, { parameters: string[]; result: string }>,
@@ -40,27 +45,34 @@ type DenoFfi = {
   };
 };
 
+/** Whether Deno may load libraries (--allow-ffi): asked without a prompt. */
+export function denoFfiGranted(deno: {
+  permissions: { querySync: (descriptor: { name: "ffi" }) => { state: string } };
+}): boolean {
+  return deno.permissions.querySync({ name: "ffi" }).state === "granted";
+}
+
 /** posix_fadvise through libc, or undefined where it cannot be reached. */
 async function loadDropper(): Promise<CacheDropper | undefined> {
   if (process.platform !== "linux") return undefined;
   try {
     const deno = (globalThis as { Deno?: DenoFfi }).Deno;
     if (deno?.dlopen !== undefined) {
+      // Asked first: without --allow-ffi, dlopen would prompt on a terminal.
+      if (!denoFfiGranted(deno)) return undefined;
       const lib = deno.dlopen(LIBC, {
         posix_fadvise: { parameters: ["i32", "i64", "i64", "i32"], result: "i32" },
       });
-      return (fd, position, length) => {
+      return (fd, position, length) =>
         lib.symbols.posix_fadvise(fd, BigInt(position), BigInt(length), POSIX_FADV_DONTNEED);
-      };
     }
     if ((globalThis as { Bun?: unknown }).Bun === undefined) return undefined;
     const ffi = (await import("bun:ffi" as string)) as BunFfi;
     const lib = ffi.dlopen(LIBC, {
       posix_fadvise: { args: ["i32", "i64", "i64", "i32"], returns: "i32" },
     });
-    return (fd, position, length) => {
+    return (fd, position, length) =>
       lib.symbols.posix_fadvise(fd, position, length, POSIX_FADV_DONTNEED);
-    };
   } catch {
     // No FFI (Deno without --allow-ffi, a runtime without it): nothing is dropped.
     return undefined;

@@ -823,13 +823,25 @@ export class PartitionLog {
       const from = this.#droppedPositions.get(segment) ?? 0;
       if (end - from < DROP_BEHIND_STEP_BYTES) continue;
       assert(end <= segment.visiblePosition, "only durable, visible bytes leave the cache");
+      let failure: string | undefined;
       try {
-        drop(segment.fd, from, end - from);
-      } catch {
-        // A hint that failed (a closed descriptor, an FFI error) drops nothing; data is intact.
+        const errno = drop(segment.fd, from, end - from);
+        if (errno !== 0) failure = `posix_fadvise returned errno ${errno}`;
+      } catch (error) {
+        failure = String(error);
+      }
+      if (failure === undefined) {
+        this.#droppedPositions.set(segment, end);
         continue;
       }
-      this.#droppedPositions.set(segment, end);
+      // A hint that failed (a closed descriptor answers EBADF, the FFI may throw) dropped
+      // nothing and is not taken as done; data is intact. The log stops dropping, and says so.
+      this.#dropCache = undefined;
+      this.#openOptions.onWarning(
+        `${this.name}: drop-behind stopped: dropping ${end - from} bytes at ${from} failed ` +
+          `(${failure}); pages stay cached`,
+      );
+      return;
     }
   }
 

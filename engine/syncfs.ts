@@ -16,6 +16,7 @@
 
 import fs from "node:fs";
 import os from "node:os";
+import { denoFfiGranted } from "./page_cache.ts";
 
 export interface FileSystemSync {
   /** The device (st_dev) the flush covers: logs on another file system are fdatasynced. */
@@ -45,6 +46,7 @@ function kernelReportsErrors(): boolean {
 }
 
 type DenoFfi = {
+  permissions: { querySync: (descriptor: { name: "ffi" }) => { state: string } };
   dlopen: (
     path: string,
     symbols: Record<string, { parameters: string[]; result: string; nonblocking: boolean }>,
@@ -57,7 +59,8 @@ function failed(dir: string): Error {
 
 function denoSyncfs(dir: string, fd: number, dev: number): FileSystemSync | undefined {
   const deno = (globalThis as { Deno?: DenoFfi }).Deno;
-  if (deno?.dlopen === undefined) return undefined;
+  // Asked first: without --allow-ffi, dlopen would prompt on a terminal.
+  if (deno?.dlopen === undefined || !denoFfiGranted(deno)) return undefined;
   const lib = deno.dlopen(LIBC, {
     syncfs: { parameters: ["i32"], result: "i32", nonblocking: true },
   });

@@ -451,13 +451,17 @@ export class ProduceSender {
   #onResponse(picked: Picked[], response: ReturnType<typeof readProduceResponse>): void {
     // Each result is put on its partition's queue for the batch sent there to take, and taken
     // off again below; a result for a partition this request did not carry is read by nothing.
+    // Taken off in a finally: a settle that throws must leave no result for a later response.
     this.#placeAnswers(response, true);
-    for (const { queue, batch } of picked) {
-      const result = queue.answer;
-      queue.answer = undefined;
-      this.#settle(queue, batch, result);
+    try {
+      for (const { queue, batch } of picked) {
+        const result = queue.answer;
+        queue.answer = undefined;
+        this.#settle(queue, batch, result);
+      }
+    } finally {
+      this.#placeAnswers(response, false);
     }
-    this.#placeAnswers(response, false);
   }
 
   #placeAnswers(response: ReturnType<typeof readProduceResponse>, place: boolean): void {

@@ -7,6 +7,7 @@ import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import {
   BACKOFF_RATIO,
+  CONFIRM_EARLY_SAMPLES,
   DIRTY_SETTLE_BYTES_MIN,
   RATE_MIN,
   RateSearch,
@@ -162,6 +163,40 @@ describe("max-rate search: an overloaded step's residue", () => {
       publishLatency: { p99Ms: 500 },
     }));
     assert.equal(search.probeMeasured(failing, { startSecond: 30 }), held * BACKOFF_RATIO);
+  });
+
+  test("a confirm after a failed step keeps its judged seconds whatever the dirty pages", () => {
+    // Systems of 50,000 to 155,000 msg/s whose dirty pages grow 1 GB/s while overloaded and
+    // drain 200 MB/s otherwise. Waiting for them to drain must not take the confirm's judged
+    // seconds: every confirm is judged on CONFIRM_EARLY_SAMPLES seconds or more of its rate.
+    const confirmsOf = (capacity: number, warmupSeconds: number) => {
+      const search = newSearch(warmupSeconds);
+      let rate = search.rate;
+      let lag = 0;
+      let dirtyBytes = 0;
+      for (let at = 1; at <= warmupSeconds; at++) {
+        const published = Math.min(rate, capacity);
+        lag = rate <= capacity ? rate * 0.005 : lag + rate - published;
+        dirtyBytes = rate > capacity ? dirtyBytes + 1e9 : Math.max(0, dirtyBytes - 200e6);
+        rate = search.observe(second(at, rate, { published, lag, dirtyBytes }));
+      }
+      search.finish();
+      return search.steps.filter((s) => s.state === "confirm");
+    };
+    for (const warmupSeconds of [20, 30]) {
+      for (let capacity = 50_000; capacity <= 155_000; capacity += 7_000) {
+        const confirms = confirmsOf(capacity, warmupSeconds);
+        const at = `capacity ${capacity}, warm-up ${warmupSeconds} s`;
+        assert.ok(confirms.length > 0, at);
+        assert.equal(confirms.at(-1)!.verdict.sustained, true, at);
+        for (const { rate, verdict } of confirms) {
+          assert.ok(
+            verdict.samples >= CONFIRM_EARLY_SAMPLES,
+            `${at}: ${rate} on ${verdict.samples} s`,
+          );
+        }
+      }
+    }
   });
 
   test("the machine's dirty pages are Dirty + Writeback from /proc/meminfo", () => {

@@ -35,7 +35,10 @@ describe("drop-behind", () => {
       { fsync: "always" },
       {
         onWarning: () => {},
-        dropCache: (fd, position, length) => drops.push({ fd, position, length }),
+        dropCache: (fd, position, length) => {
+          drops.push({ fd, position, length });
+          return 0;
+        },
         dropBehindKeepBytes: keepBytes,
       },
     );
@@ -65,7 +68,10 @@ describe("drop-behind", () => {
       { fsync: "never" },
       {
         onWarning: () => {},
-        dropCache: (fd, position, length) => drops.push({ fd, position, length }),
+        dropCache: (fd, position, length) => {
+          drops.push({ fd, position, length });
+          return 0;
+        },
         dropBehindKeepBytes: 0,
       },
     );
@@ -75,6 +81,42 @@ describe("drop-behind", () => {
     } finally {
       await log.close();
     }
+  });
+
+  test("a drop posix_fadvise refuses is not taken as done: one warning, then none", async () => {
+    using dir = tempDir();
+    const drops: Drop[] = [];
+    const warnings: string[] = [];
+    const log = await PartitionLog.open(
+      dir.path,
+      { fsync: "always" },
+      {
+        onWarning: (message) => warnings.push(message),
+        // EINVAL, as posix_fadvise answers it: a return code, not a throw.
+        dropCache: (fd, position, length) => {
+          drops.push({ fd, position, length });
+          return 22;
+        },
+        dropBehindKeepBytes: 0,
+      },
+    );
+    try {
+      const records = await fill(log, 12 * MIB);
+      assert.equal(drops.length, 1, "the log stops dropping after a refusal");
+      assert.equal(warnings.length, 1, warnings.join("; "));
+      assert.match(warnings[0]!, /drop-behind stopped: .*errno 22/);
+      assert.equal(readAll(log).length, records, "every record reads back");
+    } finally {
+      await log.close();
+    }
+  });
+
+  test("posix_fadvise answers a closed descriptor with EBADF, not 0", async () => {
+    if (process.platform !== "linux") return;
+    const drop = await cacheDropper();
+    assert.notEqual(drop, undefined);
+    // A descriptor number no file holds: posix_fadvise reports EBADF (9) as its result.
+    assert.equal(drop!(1_000_000, 0, 4096), 9);
   });
 
   test("a bad keep size is refused with its value", async () => {
