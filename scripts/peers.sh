@@ -189,6 +189,7 @@ start_rabbitmq() {
     ${config:+RABBITMQ_CONFIG_FILE="$config"} \
     RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS="-kernel inet_dist_use_interface {127,0,0,1}" \
     ERL_EPMD_ADDRESS=127.0.0.1 \
+    ERL_CRASH_DUMP="$dir/log/erl_crash.dump" \
     setsid "$RABBITMQ_BIN/rabbitmq-server" >"$dir/log/stdout.log" 2>&1 </dev/null &
   # `wait` polls for the pid file, then for the broker to finish booting (await_startup
   # alone fails at once while the node is not yet reachable).
@@ -202,7 +203,10 @@ start_rabbitmq() {
 }
 
 rabbitmqctl_() {
+  # An Erlang VM that dies writes erl_crash.dump into its working directory: keep it
+  # beside the broker's logs, not in whoever's checkout ran this.
   env HOME="$PEERS_DIR/rabbitmq" ERL_EPMD_ADDRESS=127.0.0.1 \
+    ERL_CRASH_DUMP="$PEERS_DIR/rabbitmq/log/rabbitmqctl_crash.dump" \
     "$RABBITMQ_BIN/rabbitmqctl" -n "$RABBITMQ_NODE" "$@"
 }
 
