@@ -101,11 +101,64 @@ export type PartitionLogOptions = {
   dropBehindKeepBytes?: number;
 };
 
-type PendingAck = {
-  result: AppendResult;
-  resolve: (result: AppendResult) => void;
-  reject: (error: Error) => void;
-};
+/**
+ * Told the outcome of an append made with `appendTo`, in place of a promise: once, from the
+ * flush round that wrote the batch (never during the call). Neither method may throw; one
+ * that does is a bug of the caller, reported as an uncaught error in its own microtask so
+ * that it cannot break the round that called it.
+ */
+export interface AppendListener {
+  appended(result: AppendResult): void;
+  refused(error: Error): void;
+}
+
+/**
+ * An append waiting for its flush round: settles its promise (settle functions stored by
+ * captureAckSettle, no closure of its own) or tells its listener (appendTo).
+ */
+class PendingAck {
+  readonly result: AppendResult;
+  settleResolve: (result: AppendResult) => void = unsettled;
+  settleReject: (error: Error) => void = unsettled;
+  readonly listener: AppendListener | undefined;
+
+  constructor(result: AppendResult, listener: AppendListener | undefined) {
+    this.result = result;
+    this.listener = listener;
+  }
+
+  resolve(result: AppendResult): void {
+    const listener = this.listener;
+    if (listener === undefined) {
+      this.settleResolve(result);
+      return;
+    }
+    try {
+      listener.appended(result);
+    } catch (error) {
+      reportListenerFailure(error);
+    }
+  }
+
+  reject(error: Error): void {
+    const listener = this.listener;
+    if (listener === undefined) {
+      this.settleReject(error);
+      return;
+    }
+    try {
+      listener.refused(error);
+    } catch (failure) {
+      reportListenerFailure(failure);
+    }
+  }
+}
+
+function reportListenerFailure(error: unknown): void {
+  queueMicrotask(() => {
+    throw error;
+  });
+}
 
 type Waiter = { resolve: () => void; reject: (error: Error) => void };
 
@@ -119,8 +172,8 @@ function captureAckSettle(
   resolve: (result: AppendResult) => void,
   reject: (error: Error) => void,
 ): void {
-  ackForming!.resolve = resolve;
-  ackForming!.reject = reject;
+  ackForming!.settleResolve = resolve;
+  ackForming!.settleReject = reject;
 }
 
 function unsettled(): void {
@@ -449,6 +502,29 @@ export class PartitionLog {
    * change those bytes afterwards, and gets each view back through the lease.
    */
   appendChecked(batch: Uint8Array, lease?: BatchLease): Promise<AppendResult> {
+    const baseOffset = this.#appendInMemory(batch, lease);
+    return this.#acknowledge(baseOffset, recordCountAt(batch, 0));
+  }
+
+  /**
+   * `appendChecked` with the outcome told to `listener` instead of a promise (a refusal before
+   * anything is written still throws at once). For a caller that answers many appends, such
+   * as the broker's produce path, where a promise and its reactions per batch were a good
+   * part of what each message allocated.
+   */
+  appendTo(batch: Uint8Array, lease: BatchLease | undefined, listener: AppendListener): void {
+    const baseOffset = this.#appendInMemory(batch, lease);
+    const recordCount = recordCountAt(batch, 0);
+    const result = this.#resultAt(baseOffset, recordCount);
+    this.#acks.push(new PendingAck(result, listener));
+    this.#scheduleFlush();
+  }
+
+  /**
+   * Validates the batch and appends it to the active segment; returns the base offset its
+   * acknowledgement answers with (a retried batch already in the log: its first offset).
+   */
+  #appendInMemory(batch: Uint8Array, lease: BatchLease | undefined): number {
     const refused = this.#refusal();
     if (refused !== undefined) throw refused;
     this.#validate(batch);
@@ -459,7 +535,7 @@ export class PartitionLog {
       const duplicateOf = this.#producers.check(producer, this.name);
       // A retried batch already in the log is acknowledged with its first offsets, once those
       // are as durable as any other acknowledgement: in the next flush round at the earliest.
-      if (duplicateOf !== undefined) return this.#acknowledge(duplicateOf, recordCount);
+      if (duplicateOf !== undefined) return duplicateOf;
     }
     let baseOffset: number;
     try {
@@ -476,7 +552,7 @@ export class PartitionLog {
       if (isInvariantError(error)) throw this.#fenceOnBug(error);
       throw error;
     }
-    return this.#acknowledge(baseOffset, recordCount);
+    return baseOffset;
   }
 
   /**
@@ -550,10 +626,13 @@ export class PartitionLog {
     return true;
   }
 
-  #acknowledge(baseOffset: number, recordCount: number): Promise<AppendResult> {
+  #resultAt(baseOffset: number, recordCount: number): AppendResult {
     const lastOffset = baseOffset + recordCount - 1;
-    const result = { baseOffset, lastOffset, logStartOffset: this.logStartOffset };
-    const ack: PendingAck = { result, resolve: unsettled, reject: unsettled };
+    return { baseOffset, lastOffset, logStartOffset: this.logStartOffset };
+  }
+
+  #acknowledge(baseOffset: number, recordCount: number): Promise<AppendResult> {
+    const ack = new PendingAck(this.#resultAt(baseOffset, recordCount), undefined);
     ackForming = ack;
     const promise = new Promise<AppendResult>(captureAckSettle);
     ackForming = undefined;

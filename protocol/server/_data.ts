@@ -11,7 +11,7 @@ import {
   SluiceError,
 } from "../../engine/mod.ts";
 import { BATCH_HEADER_BYTES, batchSizeAt } from "../../record/mod.ts";
-import { ChunkedFrame, finishFrame, startResponse } from "../codec/frames.ts";
+import { ChunkedFrame } from "../codec/frames.ts";
 import {
   type FetchPartitionResult,
   type FetchRequest,
@@ -23,7 +23,6 @@ import {
   type ProducePartitionResult,
   type ProduceRequest,
   readProduceRequest,
-  writeProduceResponse,
 } from "../codec/produce.ts";
 import { errorToWire, WIRE_ERRORS } from "../codec/errors.ts";
 import type { HandlerResult, RequestContext } from "./connection.ts";
@@ -34,6 +33,7 @@ import {
   timedOutMessage,
 } from "./_produce_deadline.ts";
 import type { FetchWaiter, FetchWaits } from "./_fetch_waits.ts";
+import { PartitionAnswer, ProduceAnswer, produceResponse, refuse } from "./_produce_answer.ts";
 
 export type DataPlane = {
   engine: Engine;
@@ -161,7 +161,7 @@ function produceOneBatch(
   try {
     appended = log.appendChecked(batch, lease);
   } catch (error) {
-    return Promise.resolve(refused(result, error));
+    return Promise.resolve(refuse(result, error));
   }
   return appended.then(
     (done) => {
@@ -170,17 +170,8 @@ function produceOneBatch(
       result.logStartOffset = done.logStartOffset;
       return result;
     },
-    (error: unknown) => refused(result, error),
+    (error: unknown) => refuse(result, error),
   );
-}
-
-/** A partition whose only batch was not appended: its error, nothing accepted. */
-function refused(result: ProducePartitionResult, error: unknown): ProducePartitionResult {
-  const { code, message } = errorToWire(error);
-  result.acceptedBatches = 0;
-  result.errorCode = code;
-  result.errorMessage = message;
-  return result;
 }
 
 async function produceBatches(
@@ -258,20 +249,59 @@ export function handleProduce(plane: DataPlane, request: RequestContext): Promis
   // Every append starts now, while the request bytes are valid; only the waiting is async.
   // Large batches are lent to the engine (kept as views, not copied) when the bytes allow it.
   const lent = { acks: produce.acks, lease: request.lease };
-  const deadline = produce.acks === -1 ? startProduceDeadline(produce.timeoutMs) : undefined;
+  if (produce.acks !== -1) return produceAsAppended(plane, request, produce, finder, lent);
+  const deadline = startProduceDeadline(produce.timeoutMs);
   const topics = produce.topics.map(({ topic, partitions }) => {
     const pending = partitions.map((p) => startProduce(finder, topic, p, lent));
-    const results =
-      deadline === undefined
-        ? Promise.all(pending)
-        : durableWithin(plane, { topic, partitions }, pending, deadline);
+    const results = durableWithin(plane, { topic, partitions }, pending, deadline);
     // It rejects only on a broken invariant, which finishProduce awaits, perhaps after an
     // earlier topic's appends: marked handled now, so it is not reported as unhandled first.
     results.catch(() => {});
     return { topic, partitions: results };
   });
-  if (deadline === undefined) return finishProduce(plane, request, produce, topics);
   return finishProduce(plane, request, produce, topics).finally(() => deadline.cancel());
+}
+
+/**
+ * acks 0 or 1: each partition answered once appended (_produce_answer.ts). A one-batch
+ * partition, the usual one, is appended with the engine telling its answer directly; one of
+ * several batches goes through produceBatches as with acks -1.
+ */
+function produceAsAppended(
+  plane: DataPlane,
+  request: RequestContext,
+  produce: ProduceRequest,
+  finder: PartitionFinder,
+  lent: { acks: number; lease: BatchLease | undefined },
+): Promise<HandlerResult> {
+  const answer = new ProduceAnswer(plane, request, produce);
+  for (const { topic, partitions } of produce.topics) {
+    const results: ProducePartitionResult[] = [];
+    answer.topics.push({ topic, partitions: results });
+    for (const p of partitions) {
+      const result = new PartitionAnswer(p.partition, answer);
+      results.push(result);
+      const log = finder.find(topic, p.partition);
+      if (!(log instanceof PartitionLog)) {
+        result.errorCode = log.code;
+        result.errorMessage = log.message;
+        answer.partitionDone();
+        continue;
+      }
+      const records = p.records;
+      if (records.length === 0 || batchSize(records, 0) !== records.length) {
+        produceBatches(log, result, records, lent).then(answer.onPartition, answer.onFailure);
+        continue;
+      }
+      try {
+        log.appendTo(records, lent.lease, result);
+      } catch (error) {
+        result.refused(error);
+      }
+    }
+  }
+  answer.started();
+  return answer.promise;
 }
 
 /**
@@ -312,24 +342,7 @@ async function finishProduce(
 ): Promise<HandlerResult> {
   const topics = [];
   for (const { topic, partitions } of pending) topics.push({ topic, partitions: await partitions });
-  for (const t of topics) {
-    for (const p of t.partitions) {
-      if (p.errorCode !== 0)
-        plane.partitionError?.(t.topic, p.partition, p.errorCode, p.errorMessage);
-    }
-  }
-  if (produce.acks === 0) {
-    for (const t of topics) {
-      for (const p of t.partitions) {
-        if (p.errorCode !== 0)
-          plane.log(`acks=0 produce to ${t.topic}-${p.partition}: ${p.errorMessage}`);
-      }
-    }
-    return null;
-  }
-  const writer = startResponse(request.correlationId, 64 + topics.length * 64);
-  writeProduceResponse(writer, { topics }, request.apiVersion === 2 ? 2 : 1);
-  return [finishFrame(writer)];
+  return produceResponse(plane, request, produce, topics);
 }
 
 /** The records of a partition with nothing to send, shared (frozen: nothing adds to it). */
