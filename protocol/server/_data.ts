@@ -25,7 +25,7 @@ import {
   readProduceRequest,
 } from "../codec/produce.ts";
 import { errorToWire, WIRE_ERRORS } from "../codec/errors.ts";
-import type { HandlerResult, RequestContext } from "./connection.ts";
+import { type HandlerResult, PendingAnswer, type RequestContext } from "./connection.ts";
 import {
   answersWithin,
   type ProduceDeadline,
@@ -243,7 +243,10 @@ function startProduce(
   return producePartition(log, result, p.records, produce);
 }
 
-export function handleProduce(plane: DataPlane, request: RequestContext): Promise<HandlerResult> {
+export function handleProduce(
+  plane: DataPlane,
+  request: RequestContext,
+): Promise<HandlerResult> | PendingAnswer {
   const produce = readProduceRequest(request.reader, plane.requestPartitionsMax);
   const finder = new PartitionFinder(plane.engine);
   // Every append starts now, while the request bytes are valid; only the waiting is async.
@@ -273,7 +276,7 @@ function produceAsAppended(
   produce: ProduceRequest,
   finder: PartitionFinder,
   lent: { acks: number; lease: BatchLease | undefined },
-): Promise<HandlerResult> {
+): PendingAnswer {
   const answer = new ProduceAnswer(plane, request, produce);
   for (const { topic, partitions } of produce.topics) {
     const results: ProducePartitionResult[] = [];
@@ -301,7 +304,7 @@ function produceAsAppended(
     }
   }
   answer.started();
-  return answer.promise;
+  return answer;
 }
 
 /**
@@ -441,7 +444,7 @@ function fetchResponseFieldBytes(response: FetchResponse): number {
 export function handleFetch(
   plane: DataPlane,
   request: RequestContext,
-): HandlerResult | Promise<HandlerResult> {
+): HandlerResult | PendingAnswer {
   const fetch = readFetchRequest(request.reader, plane.requestPartitionsMax);
   // max_bytes comes from the client: bounded here, so a read never allocates more than this.
   fetch.maxBytes = Math.min(fetch.maxBytes, plane.fetchBytesMax);
@@ -450,43 +453,75 @@ export function handleFetch(
       p.partitionMaxBytes = Math.min(p.partitionMaxBytes, plane.fetchBytesMax);
     }
   }
-  const first = readAll(plane, fetch);
   const waitMs = Math.min(fetch.maxWaitMs, plane.fetchWaitMsMax);
+  if (waitMs > 0 && fetch.minBytes > 0) {
+    // A tailing consumer's poll, the usual fetch: it waits at once, its answer built once.
+    const logs = tailLogs(plane, fetch);
+    if (logs !== undefined) return new LongPoll(plane, request, fetch, { waitMs, logs });
+  }
+  const first = readAll(plane, fetch);
   if (first.bytes >= fetch.minBytes || first.errors || waitMs === 0) {
     return fetchResponse(request, first.response);
   }
-  return new LongPoll(plane, request, fetch, waitMs).answer;
+  return new LongPoll(plane, request, fetch, { waitMs, logs: fetchLogs(plane, fetch) });
+}
+
+/**
+ * The fetch's logs when each of them exists and has nothing at the offset asked (the answer a
+ * read would give: no records, no error), else undefined.
+ */
+function tailLogs(plane: DataPlane, fetch: FetchRequest): PartitionLog[] | undefined {
+  const logs: PartitionLog[] = [];
+  for (const { topic, partitions } of fetch.topics) {
+    for (const p of partitions) {
+      let log: PartitionLog;
+      try {
+        log = plane.engine.partition(topic, p.partition);
+      } catch {
+        return undefined;
+      }
+      if (!log.readsNothingAt(p.fetchOffset)) return undefined;
+      logs.push(log);
+    }
+  }
+  return logs;
+}
+
+/** The fetch's logs, every one of which exists (a read found no error in any). */
+function fetchLogs(plane: DataPlane, fetch: FetchRequest): PartitionLog[] {
+  const logs: PartitionLog[] = [];
+  for (const { topic, partitions } of fetch.topics) {
+    for (const p of partitions) logs.push(plane.engine.partition(topic, p.partition));
+  }
+  return logs;
 }
 
 /**
  * A fetch waiting for new data on any of its partitions, or for its wait to end
  * (_fetch_waits.ts keeps the waiting ones: no timer or data listener of its own).
  */
-class LongPoll implements FetchWaiter {
-  readonly logs: PartitionLog[] = [];
+class LongPoll extends PendingAnswer implements FetchWaiter {
+  readonly logs: PartitionLog[];
   readonly deadlineMs: number;
   heapIndex = -1;
-  readonly answer: Promise<HandlerResult>;
   #plane: DataPlane;
   #request: RequestContext;
   #fetch: FetchRequest;
-  #resolve!: (result: HandlerResult) => void;
-  #reject!: (failure: unknown) => void;
   #settled = false;
   #onClose = () => this.#finish();
 
-  constructor(plane: DataPlane, request: RequestContext, fetch: FetchRequest, waitMs: number) {
+  constructor(
+    plane: DataPlane,
+    request: RequestContext,
+    fetch: FetchRequest,
+    wait: { waitMs: number; logs: PartitionLog[] },
+  ) {
+    super();
     this.#plane = plane;
     this.#request = request;
     this.#fetch = fetch;
-    this.deadlineMs = performance.now() + waitMs;
-    for (const { topic, partitions } of fetch.topics) {
-      for (const p of partitions) this.logs.push(plane.engine.partition(topic, p.partition));
-    }
-    this.answer = new Promise((resolve, reject) => {
-      this.#resolve = resolve;
-      this.#reject = reject;
-    });
+    this.deadlineMs = performance.now() + wait.waitMs;
+    this.logs = wait.logs;
     request.connection.onClose(this.#onClose);
     plane.fetchWaits.add(this);
   }
@@ -510,7 +545,8 @@ class LongPoll implements FetchWaiter {
 
   /**
    * Stops waiting and answers with a fresh read. A failure (only ever a broken invariant)
-   * rejects, so it reaches the connection rather than the timer or the engine calling back.
+   * fails the answer, so it reaches the connection rather than the timer or the engine
+   * calling back.
    */
   #finish(failure?: unknown): void {
     if (this.#settled) return;
@@ -518,13 +554,16 @@ class LongPoll implements FetchWaiter {
     this.#request.connection.offClose(this.#onClose);
     this.#plane.fetchWaits.remove(this);
     if (failure !== undefined) {
-      this.#reject(failure);
+      this.fail(failure);
       return;
     }
+    let result: HandlerResult;
     try {
-      this.#resolve(fetchResponse(this.#request, readAll(this.#plane, this.#fetch).response));
+      result = fetchResponse(this.#request, readAll(this.#plane, this.#fetch).response);
     } catch (error) {
-      this.#reject(error);
+      this.fail(error);
+      return;
     }
+    this.answer(result);
   }
 }

@@ -1,10 +1,11 @@
 // The answer of a Produce request with acks 0 or 1: no durability deadline, so each partition
 // is answered as soon as its appends are. Each one-batch partition is its own result record
 // and the engine's listener of its append (PartitionLog.appendTo), a count of partitions left
-// says when the answer is whole, and one promise per request carries it to the connection:
+// says when the answer is whole, and the answer is handed to the connection in that call (a
+// PendingAnswer: no promise at all):
 //
 //   appendTo(batch, lease, PartitionAnswer) ──flush round──► appended(result) / refused(error)
-//        ──► ProduceAnswer: partitions left − 1 ──(0)──► response frame ──► promise resolved
+//        ──► ProduceAnswer: partitions left − 1 ──(0)──► response frame ──► connection slot
 //
 // At lingerMs 0 most Produce requests carry one batch for one partition, so what a request
 // allocates is what a message costs: a promise per append, its reactions and closures, a
@@ -20,7 +21,7 @@ import {
 } from "../codec/produce.ts";
 import { errorToWire } from "../codec/errors.ts";
 import { assert } from "../../record/mod.ts";
-import type { HandlerResult, RequestContext } from "./connection.ts";
+import { type HandlerResult, PendingAnswer, type RequestContext } from "./connection.ts";
 
 /** What of the data plane (_data.ts DataPlane) an answer reports partition errors to. */
 export type ProduceReports = {
@@ -71,20 +72,18 @@ export function refuse(result: ProducePartitionResult, error: unknown): ProduceP
   return result;
 }
 
-export class ProduceAnswer {
-  readonly promise: Promise<HandlerResult>;
+export class ProduceAnswer extends PendingAnswer {
   readonly topics: { topic: string; partitions: ProducePartitionResult[] }[] = [];
   #plane: ProduceReports;
   #request: RequestContext;
   #produce: ProduceRequest;
   #left: number;
-  #resolve!: (result: HandlerResult) => void;
-  #reject!: (failure: unknown) => void;
   /** For partitions answered through a promise (several batches): made once per request. */
   readonly onPartition = (): void => this.partitionDone();
   readonly onFailure = (failure: unknown): void => this.fail(failure);
 
   constructor(plane: ProduceReports, request: RequestContext, produce: ProduceRequest) {
+    super();
     assert(produce.acks !== -1, "acks -1 answers within its timeout (_produce_deadline.ts)");
     this.#plane = plane;
     this.#request = request;
@@ -94,10 +93,6 @@ export class ProduceAnswer {
     // One more than the partitions: `started` takes it back once every append has begun, so
     // partitions answered while others are still being started cannot finish the answer.
     this.#left = partitions + 1;
-    this.promise = new Promise((resolve, reject) => {
-      this.#resolve = resolve;
-      this.#reject = reject;
-    });
   }
 
   /** Every partition's append has begun (or been answered): the answer may now finish. */
@@ -109,20 +104,23 @@ export class ProduceAnswer {
     assert(this.#left > 0, "each partition is answered once");
     this.#left--;
     if (this.#left > 0) return;
+    let result: HandlerResult;
     try {
-      this.#resolve(produceResponse(this.#plane, this.#request, this.#produce, this.topics));
+      result = produceResponse(this.#plane, this.#request, this.#produce, this.topics);
     } catch (error) {
-      this.#reject(error);
+      this.fail(error);
+      return;
     }
+    this.answer(result);
   }
 
   /**
    * Only ever a broken invariant (an ordinary failure is a partition's error code): the
    * request is answered by the connection's fatal path, never by this answer.
    */
-  fail(failure: unknown): void {
+  override fail(failure: unknown): void {
     this.#left = Number.POSITIVE_INFINITY;
-    this.#reject(failure);
+    super.fail(failure);
   }
 }
 
