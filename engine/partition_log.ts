@@ -1176,7 +1176,7 @@ export class PartitionLog {
    * batch's CRC is checked once per process (log_read.ts); `checkEveryCrc` checks every batch
    * read again, for readers that must find damage themselves (queues discard and count it).
    */
-  read(offset: number, maxBytes: number, options: { checkEveryCrc?: boolean } = {}): ReadResult {
+  read(offset: number, maxBytes: number, options?: { checkEveryCrc?: boolean }): ReadResult {
     if (this.#closed) throw new SluiceError("LOG_CLOSED", `Log ${this.name} is closed`);
     const highWatermark = this.highWatermark;
     // A tailing reader asks mostly for what is not there yet: answered without a scan (the
@@ -1190,7 +1190,7 @@ export class PartitionLog {
       offset,
       maxBytes,
       highWatermark,
-      checkEveryCrc: options.checkEveryCrc === true,
+      checkEveryCrc: options?.checkEveryCrc === true,
     });
   }
 
