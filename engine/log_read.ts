@@ -206,9 +206,7 @@ function scanView(
   let next = start.expected;
   // Bytes of this view before verifiedAt are in batches already checked in this process.
   const verifiedAt =
-    request.checkEveryCrc === true
-      ? 0
-      : segment.verifiedEndFrom(start.position) - start.position;
+    request.checkEveryCrc === true ? 0 : segment.verifiedEndFrom(start.position) - start.position;
   while (at + BATCH_HEADER_BYTES <= view.length) {
     const size = batchSizeAt(view, at);
     if (size > view.length - at && at > 0 && size <= MAX_BATCH_BYTES_MAX) break;
