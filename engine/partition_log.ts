@@ -121,6 +121,11 @@ class PendingAck {
   settleResolve: (result: AppendResult) => void = unsettled;
   settleReject: (error: Error) => void = unsettled;
   readonly listener: AppendListener | undefined;
+  /**
+   * Told already: a listener hears one outcome, as a promise settles once (a round that
+   * fails after acknowledging, on a broken invariant, rejects its acknowledgements again).
+   */
+  #told = false;
 
   constructor(result: AppendResult, listener: AppendListener | undefined) {
     this.result = result;
@@ -128,6 +133,8 @@ class PendingAck {
   }
 
   resolve(result: AppendResult): void {
+    if (this.#told) return;
+    this.#told = true;
     const listener = this.listener;
     if (listener === undefined) {
       this.settleResolve(result);
@@ -141,6 +148,8 @@ class PendingAck {
   }
 
   reject(error: Error): void {
+    if (this.#told) return;
+    this.#told = true;
     const listener = this.listener;
     if (listener === undefined) {
       this.settleReject(error);
