@@ -50,6 +50,7 @@ export {
   resolveLogConfig,
 } from "./log_config.ts";
 export {
+  type AppendListener,
   type AppendResult,
   PartitionLog,
   type PartitionLogOptions,
