@@ -979,8 +979,10 @@ export class QueueStateLog {
   readonly #lazySync = (): void => {
     this.#lazySyncTimer = undefined;
     if (!this.#unsynced || this.#fenced !== undefined || this.#closing !== undefined) return;
-    if (this.#syncsInFlight.length > 0) {
-      // Not beside one in flight: that slot is an accept's to take. This one is tried again
+    if (this.#syncsInFlight.length > 0 || this.#loop !== undefined) {
+      // Not beside one in flight: that slot is an accept's to take. Nor while the write loop
+      // runs: a group it writes for waiters covers these bytes, and a compaction closes the
+      // file an fdatasync started now would be on (the snapshot covers them). Tried again
       // later; the next accept's fdatasync covers these bytes meanwhile.
       this.#lazySyncSoon();
       return;
