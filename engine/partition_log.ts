@@ -1130,6 +1130,9 @@ export class PartitionLog {
     const { retentionMs, retentionBytes } = this.config;
     let total = this.sizeBytes;
     let deleted = 0;
+    // A forced collection (a full, blocking one: ~100 ms on a busy broker) only when a deleted
+    // segment was mapped; a segment read only from its tail cache or with pread holds nothing.
+    let mapped = 0;
     while (this.#segments.length > 1) {
       const oldest = this.#segments[0]!;
       // A segment still being fsynced after its roll waits for the next retention pass.
@@ -1140,11 +1143,11 @@ export class PartitionLog {
       this.#markDirtyNow();
       this.#segments.shift();
       total -= oldest.size;
-      oldest.close();
+      if (oldest.close()) mapped++;
       oldest.deleteFiles();
       deleted++;
     }
-    if (deleted > 0) releaseDeletedMappings();
+    if (mapped > 0) releaseDeletedMappings();
     return deleted;
   }
 
@@ -1157,17 +1160,18 @@ export class PartitionLog {
     await this.#sealing;
     if (this.#closed) return 0;
     let deleted = 0;
+    let mapped = 0;
     while (this.#segments.length > 1) {
       const oldest = this.#segments[0]!;
       if (!oldest.sealed || !this.#durableSealed.has(oldest)) break;
       if (this.#segments[1]!.baseOffset > offset) break;
       this.#markDirtyNow();
       this.#segments.shift();
-      oldest.close();
+      if (oldest.close()) mapped++;
       oldest.deleteFiles();
       deleted++;
     }
-    if (deleted > 0) releaseDeletedMappings();
+    if (mapped > 0) releaseDeletedMappings();
     return deleted;
   }
 

@@ -90,6 +90,7 @@ import type { FileIO } from "./io.ts";
 import type { AcquiredRange } from "./queue_cursor.ts";
 import {
   eachHeaderInteger,
+  eachHeaderIntegers,
   encodeRefBatch,
   encodeStored,
   headerKeyBytes,
@@ -1325,11 +1326,18 @@ export function publishedDueMs(record: {
   timestamp: number;
 }): number | undefined {
   const at = headerInteger(record.headers, DELIVER_AT_HEADER);
-  if (at !== undefined) return at <= record.timestamp + DELAY_MS_MAX ? at : undefined;
-  const delayMs = headerInteger(record.headers, DELAY_HEADER);
-  if (delayMs === undefined || delayMs > DELAY_MS_MAX) return undefined;
-  return record.timestamp + delayMs;
+  return dueFrom(record.timestamp, at, headerInteger(record.headers, DELAY_HEADER));
 }
+
+/** publishedDueMs from the record's timestamp and its two headers' values (if valid). */
+function dueFrom(timestampMs: number, atMs?: number, delayMs?: number): number | undefined {
+  if (atMs !== undefined) return atMs <= timestampMs + DELAY_MS_MAX ? atMs : undefined;
+  if (delayMs === undefined || delayMs > DELAY_MS_MAX) return undefined;
+  return timestampMs + delayMs;
+}
+
+/** The header keys publishedDueMs reads, in the order dueFrom takes their values. */
+const DUE_KEYS = { keys: [DELIVER_AT_KEY_BYTES, DELAY_KEY_BYTES], digitsMax: DUE_DIGITS_MAX };
 
 function containsBytes(haystack: Uint8Array, needle: Uint8Array): boolean {
   return Buffer.from(haystack.buffer, haystack.byteOffset, haystack.length).indexOf(needle) >= 0;
@@ -1375,6 +1383,10 @@ export class DueReader {
       containsBytes(batch, DELAY_KEY_BYTES) ||
       containsBytes(batch, DELIVER_AT_KEY_BYTES);
     if (!named) return judged;
+    // An uncompressed batch's due headers are read where they lie (no record decoded, no
+    // CRC: the read that returned the batch checked it); others are decoded.
+    if (!compressed && this.#walk(batch, judged)) return judged;
+    judged.notDue = null;
     try {
       for (const decoded of decodeRecordBatches(batch)) {
         for (const record of decoded.records) {
@@ -1389,6 +1401,26 @@ export class DueReader {
       judged.notDue = null;
     }
     return judged;
+  }
+
+  /**
+   * Judges the records of an uncompressed batch by their due headers as they lie, as
+   * publishedDueMs would; false when the batch cannot be walked so.
+   */
+  #walk(batch: Uint8Array, judged: HeldBatch): boolean {
+    let unsafe = false;
+    const walked = eachHeaderIntegers(batch, DUE_KEYS, (offset, timestampMs, found) => {
+      // The decoder refuses a record whose timestamp is not a safe integer (the batch is then
+      // not held back); the walk must give the same answer.
+      if (!Number.isSafeInteger(timestampMs)) unsafe = true;
+      const dueMs = dueFrom(timestampMs, found[0], found[1]);
+      if (dueMs === undefined || dueMs <= this.#nowMs) return;
+      judged.notDue ??= new Map();
+      judged.notDue.set(offset, dueMs);
+    });
+    if (!walked) return false;
+    if (unsafe) judged.notDue = null;
+    return true;
   }
 
   /** Whether the record at `offset` (below the high watermark) is not due yet. */

@@ -21,6 +21,7 @@ import {
   BATCH_LENGTH_AT,
   batchSizeAt,
   baseOffsetAt,
+  COMPRESSION_MASK,
   CRC_AT,
   computeBatchCrc,
   cursorOver,
@@ -34,6 +35,7 @@ import {
   PRODUCER_ID_AT,
   BASE_SEQUENCE_AT,
   RECORD_COUNT_AT,
+  TIMESTAMP_TYPE_BIT,
   assert,
   lastOffsetDeltaAt,
   readInt16,
@@ -199,13 +201,42 @@ export function eachHeaderInteger(
   header: { key: Uint8Array; digitsMax: number },
   each: (offset: number, value: number) => void,
 ): boolean {
-  const { key, digitsMax } = header;
-  assert(key.length <= HEADER_KEY_BYTES_MAX, "a searched header key has a 1-byte length");
+  const keys = [header.key];
+  return eachHeaderIntegers(batch, { keys, digitsMax: header.digitsMax }, (offset, _, found) => {
+    const value = found[0];
+    if (value !== undefined) each(offset, value);
+  });
+}
+
+/**
+ * Calls `each(offset, timestampMs, found)` for every record of an uncompressed batch, found[i]
+ * being the last value of a header named keys[i] (each at most 63 bytes) that is decimal
+ * digits (at most `digitsMax`), or undefined: what headerInteger (queue_delay.ts) reads from
+ * the decoded record, and the record's timestamp as the decoder gives it. Decodes nothing and
+ * allocates nothing per record; `found` is reused between calls. The CRC is the reader's to
+ * check. False when the batch cannot be walked so (the caller decodes it instead); `each` may
+ * have been called for records before the one that stopped the walk.
+ */
+export function eachHeaderIntegers(
+  batch: Uint8Array,
+  header: { keys: readonly Uint8Array[]; digitsMax: number },
+  each: (offset: number, timestampMs: number, found: readonly (number | undefined)[]) => void,
+): boolean {
+  const { keys, digitsMax } = header;
+  for (const key of keys) {
+    assert(key.length <= HEADER_KEY_BYTES_MAX, "a searched header key has a 1-byte length");
+  }
   if (batch.length < BATCH_HEADER_BYTES || batchSizeAt(batch, 0) !== batch.length) return false;
-  if (batch[MAGIC_AT] !== MAGIC_V2 || (readInt16(batch, ATTRIBUTES_AT) & 0x07) !== 0) return false;
+  const attributes = readInt16(batch, ATTRIBUTES_AT);
+  if (batch[MAGIC_AT] !== MAGIC_V2 || (attributes & COMPRESSION_MASK) !== 0) return false;
+  // With log-append time the broker stamped the batch: its max timestamp is every record's.
+  const stamped = (attributes & TIMESTAMP_TYPE_BIT) !== 0;
+  const stampedMs = stamped ? readInt64(batch, MAX_TIMESTAMP_AT) : undefined;
+  const baseTimestampMs = readInt64(batch, BASE_TIMESTAMP_AT);
   const base = baseOffsetAt(batch, 0);
   const cursor = cursorOver(batch, BATCH_HEADER_BYTES);
   const count = recordCountAt(batch, 0);
+  const found: (number | undefined)[] = keys.map(() => undefined);
   for (let i = 0; i < count; i++) {
     const length = readVarint(cursor);
     if (Number.isNaN(length) || length < 0 || cursor.position + length > batch.length) {
@@ -217,27 +248,32 @@ export function eachHeaderInteger(
     const timestampDelta = readVarlong(cursor);
     const offsetDelta = readVarint(cursor);
     if (Number.isNaN(timestampDelta) || Number.isNaN(offsetDelta)) return false;
+    // Not checked here: a caller that uses it checks that it is a safe integer.
+    const timestampMs = stampedMs ?? baseTimestampMs + timestampDelta;
     if (!skipBytes(cursor) || !skipBytes(cursor)) return false;
     const headers = readVarint(cursor);
     if (Number.isNaN(headers) || headers < 0) return false;
-    let found: number | undefined;
+    found.fill(undefined);
     for (let h = 0; h < headers; h++) {
       const keyLength = readVarint(cursor);
       if (Number.isNaN(keyLength) || keyLength < 0 || cursor.position + keyLength > end) {
         return false;
       }
-      const named = keyLength === key.length && sameBytes(batch, cursor.position, key);
+      const keyAt = cursor.position;
       cursor.position += keyLength;
       const valueLength = readVarint(cursor);
       if (Number.isNaN(valueLength) || !skipBytesOf(cursor, valueLength)) return false;
-      if (named && valueLength >= 0) {
+      if (valueLength < 0) continue;
+      for (let k = 0; k < keys.length; k++) {
+        const key = keys[k]!;
+        if (keyLength !== key.length || !sameBytes(batch, keyAt, key)) continue;
         const value = batch.subarray(cursor.position - valueLength, cursor.position);
-        found = decimalDigits(value, digitsMax) ?? found;
+        found[k] = decimalDigits(value, digitsMax) ?? found[k];
       }
     }
     if (cursor.position !== end) return false;
     cursor.end = batch.length;
-    if (found !== undefined) each(base + offsetDelta, found);
+    each(base + offsetDelta, timestampMs, found);
   }
   return cursor.position === batch.length;
 }

@@ -21,7 +21,7 @@ import {
   encodeStored,
   mergeStored,
 } from "../../engine/queue_delay_batches.ts";
-import { headerInteger } from "../../engine/queue_delay.ts";
+import { DueReader, headerInteger, publishedDueMs } from "../../engine/queue_delay.ts";
 import { decodeRef, encodeRef, refsOf, refValuesOf } from "../../engine/queue_delay_refs.ts";
 import { tempDir } from "../helpers.ts";
 import { Clock } from "./queue_helpers.ts";
@@ -204,6 +204,46 @@ describe("delay batches as bytes", () => {
       eachHeaderInteger(gzip, { key: KEY, digitsMax: 16 }, () => {}),
       false,
     );
+  });
+
+  test("published due times read where they lie equal publishedDueMs of the decoded records", () => {
+    const random = prng(13);
+    const nowMs = 1_000_000;
+    const keys = ["sluice-delay-ms", "sluice-deliver-at-ms", "sluice-delay-mX", "other"];
+    const values = ["0", "500", "2000", "", "x1", "31536000001", "999999", null];
+    const inputs = Array.from({ length: 400 }, (_, i) => {
+      const headers: RecordHeader[] = [];
+      for (let h = Math.floor(random() * 4); h > 0; h--) {
+        const value = values[Math.floor(random() * values.length)]!;
+        headers.push({
+          key: keys[Math.floor(random() * keys.length)]!,
+          value: value === null ? null : encoder.encode(value),
+        });
+      }
+      const timestamp = nowMs - 1500 + Math.floor(random() * 3000);
+      return { key: null, value: encoder.encode(`v${i}`), headers, timestamp };
+    });
+    const log = { read: () => ({ views: [] }) };
+    const judged = (batch: Uint8Array) => new DueReader(log, nowMs).judge(batch).notDue;
+    for (const timestampType of ["create-time", "log-append-time"] as const) {
+      const batch = encodeRecordBatch(inputs, { baseOffset: 70, timestampType });
+      const expected = new Map<number, number>();
+      for (const decoded of decodeRecordBatches(batch)) {
+        for (const record of decoded.records) {
+          const dueMs = publishedDueMs(record);
+          if (dueMs !== undefined && dueMs > nowMs) expected.set(record.offset, dueMs);
+        }
+      }
+      assert.ok(expected.size > 50, "the case holds records not yet due");
+      assert.deepEqual(judged(batch), expected, timestampType);
+      // A compressed batch takes the decoding path, with the same answer.
+      const gzip = encodeRecordBatch(inputs, {
+        baseOffset: 70,
+        timestampType,
+        compression: "gzip",
+      });
+      assert.deepEqual(judged(gzip), expected, `${timestampType}, gzip`);
+    }
   });
 
   test("a large add lets timers run between its slices", async () => {
