@@ -206,7 +206,7 @@ describe("delay batches as bytes", () => {
     );
   });
 
-  test("published due times read where they lie equal publishedDueMs of the decoded records", () => {
+  test("due times read where they lie equal publishedDueMs of the decoded records", () => {
     const random = prng(13);
     const nowMs = 1_000_000;
     const keys = ["sluice-delay-ms", "sluice-deliver-at-ms", "sluice-delay-mX", "other"];
