@@ -451,7 +451,26 @@ export class PartitionLog {
   appendChecked(batch: Uint8Array, lease?: BatchLease): Promise<AppendResult> {
     const refused = this.#refusal();
     if (refused !== undefined) throw refused;
-    this.#validate(batch);
+    this.#validate(batch, true);
+    return this.#appendValid(batch, lease);
+  }
+
+  /**
+   * `appendChecked` for a batch this process built and stamped with its CRC-32C just before,
+   * or read back from one of its logs by a read that checked its CRC (the delay path's stored
+   * records, tier entries and due batches): checked like any other batch except that its CRC
+   * is not computed a second time over the same bytes. Bytes from a client never take this
+   * path. Reads in this process trust appended bytes (verified_ranges.ts): the CRC the
+   * builder stamped is what reads after the next open, and the scrubber, check.
+   */
+  appendBuilt(batch: Uint8Array): Promise<AppendResult> {
+    const refused = this.#refusal();
+    if (refused !== undefined) throw refused;
+    this.#validate(batch, false);
+    return this.#appendValid(batch, undefined);
+  }
+
+  #appendValid(batch: Uint8Array, lease: BatchLease | undefined): Promise<AppendResult> {
     this.#markDirty();
     const recordCount = recordCountAt(batch, 0);
     const producer = producerOf(batch, recordCount);
@@ -567,7 +586,7 @@ export class PartitionLog {
     return this.#fenced;
   }
 
-  #validate(batch: Uint8Array): void {
+  #validate(batch: Uint8Array, checkCrc: boolean): void {
     const { maxBatchBytes } = this.config;
     if (batch.length > maxBatchBytes) {
       throw new SluiceError(
@@ -578,6 +597,7 @@ export class PartitionLog {
     }
     const checks = this.#batchChecks;
     checks.sizeMax = maxBatchBytes;
+    checks.checkCrc = checkCrc;
     const problem = checkBatch(batch, 0, batch.length, checks);
     if (problem === "bad-crc") {
       throw new SluiceError("CORRUPT_BATCH", `Batch for ${this.name} fails its CRC-32C check`, {

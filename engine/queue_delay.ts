@@ -506,7 +506,7 @@ export class DelayTiers {
         const store = this.#stores[s]!;
         const offset = store.logEndOffset;
         firsts[s] ??= offset;
-        appends.push(store.appendChecked(batch));
+        appends.push(store.appendBuilt(batch));
         this.#live.add(s, offset);
         touched.add(store);
         this.#route({ store: s, offset, dueMs, exitMs: 0 }, nowMs, out);
@@ -674,7 +674,7 @@ export class DelayTiers {
       touched.add(log);
       for (let i = 0; i < refs.length; i += REF_BATCH_ENTRIES_MAX) {
         const batch = encodeRefBatch(refs.slice(i, i + REF_BATCH_ENTRIES_MAX), nowMs);
-        appends.push(log.appendChecked(batch));
+        appends.push(log.appendBuilt(batch));
       }
     }
     out.due.sort((a, b) => a.dueMs - b.dueMs);
@@ -745,10 +745,14 @@ export class DelayTiers {
     return batchesOf(records, bytesTarget).map((group) => encodeRecordBatch(group));
   }
 
-  /** Appends one batch to the due log; a damaged one is reported and left out. */
+  /**
+   * Appends one batch to the due log; a damaged one is reported and left out. Every batch here
+   * was built by #dueBatches (its CRC stamped there) or is a stored batch as the store's read
+   * returned it (its CRC checked by that read): appended without a second CRC pass.
+   */
   #appendDue(batch: Uint8Array): Promise<unknown> {
     try {
-      return this.due.appendChecked(batch);
+      return this.due.appendBuilt(batch);
     } catch (error) {
       if (!isSluiceError(error, "CORRUPT_BATCH") && !isSluiceError(error, "INVALID_BATCH")) {
         return Promise.reject(error);
