@@ -79,6 +79,7 @@ import {
   decodeRecordBatches,
   encodeRecordBatch,
   isSluiceError,
+  type LogRecord,
   type RecordHeader,
   lastOffsetDeltaAt,
   type RecordInput,
@@ -96,6 +97,8 @@ import {
   headerKeyBytes,
   mergeStored,
   REF_BATCH_ENTRIES_MAX,
+  type RecordWhere,
+  storedFromRecord,
 } from "./queue_delay_batches.ts";
 import { type DelayRef, decodeRef, refsOf, StoreLive } from "./queue_delay_refs.ts";
 import { batchesOf } from "./queue_dead_letter.ts";
@@ -170,17 +173,25 @@ const KNOWN_KEYS: ReadonlyMap<string, Uint8Array> = new Map(
   ["sluice-delay-ms", "sluice-deliver-at-ms"].map((key) => [key, text.encode(key)]),
 );
 
-/** A record to delay: its bytes as read, when it is due and the deliveries it had. */
-export type DelayEntry = {
-  record: {
-    key: Uint8Array | null;
-    value: Uint8Array | null;
-    headers: readonly RecordHeader[];
-    timestamp: number;
-  };
-  dueMs: number;
-  deliveries: number;
-};
+/**
+ * A record to delay, when it is due and the deliveries it had: decoded (`record`), or as it
+ * lies in a plain batch of its log (`lying`, see delayableRecords), which the store takes as
+ * bytes without decoding it.
+ */
+export type DelayEntry = (
+  | {
+      record: {
+        key: Uint8Array | null;
+        value: Uint8Array | null;
+        headers: readonly RecordHeader[];
+        timestamp: number;
+      };
+    }
+  | { lying: LyingRecord }
+) & { dueMs: number; deliveries: number };
+
+/** A record in a plain batch of a log: the batch, where the record's parts lie, its time. */
+export type LyingRecord = { batch: Uint8Array; where: RecordWhere; timestampMs: number };
 
 export type DelayHost = {
   io: FileIO;
@@ -256,7 +267,15 @@ function logName(kind: "ref" | "legacy" | "store", k: number): string {
 
 /** The batch a record takes in the store and then the due log: itself, due and deliveries. */
 function storedBatch(entry: DelayEntry): Uint8Array {
-  const { record, dueMs, deliveries } = entry;
+  const { dueMs, deliveries } = entry;
+  if ("lying" in entry) {
+    const { batch, where, timestampMs } = entry.lying;
+    return storedFromRecord(batch, where, timestampMs, [
+      { key: DUE_KEY_BYTES, value: text.encode(String(dueMs)) },
+      { key: DELIVERIES_KEY_BYTES, value: text.encode(String(deliveries)) },
+    ]);
+  }
+  const { record } = entry;
   const headers: { key: Uint8Array; value: Uint8Array | null }[] = [];
   for (const header of record.headers) {
     if (INTERNAL.has(header.key)) continue;
@@ -1342,6 +1361,63 @@ function dueFrom(timestampMs: number, atMs?: number, delayMs?: number): number |
 
 /** The header keys publishedDueMs reads, in the order dueFrom takes their values. */
 const DUE_KEYS = { keys: [DELIVER_AT_KEY_BYTES, DELAY_KEY_BYTES], digitsMax: DUE_DIGITS_MAX };
+/** DUE_KEYS, then the headers a stored record gets anew (a record naming one is decoded). */
+const DELAYABLE_KEYS = {
+  keys: [...DUE_KEYS.keys, ...[...INTERNAL].map((key) => text.encode(key))],
+  digitsMax: DUE_DIGITS_MAX,
+};
+const INTERNAL_NAMED = ((1 << DELAYABLE_KEYS.keys.length) - 1) & ~0b11;
+
+/** A record of a log to delay: as it lies in its batch, or decoded. */
+export type Delayable = { offset: number; publishedDueMs: number | undefined } & (
+  | { lying: LyingRecord }
+  | { record: LogRecord }
+);
+
+/**
+ * The records of `log` from `first` to `last`, each with its published due time: a record of
+ * an uncompressed batch as it lies (no record decoded; its CRC was checked by the read), others
+ * decoded. A batch with a record that names one of the delay path's own headers is decoded:
+ * storedBatch drops those headers, which the bytes as they lie would keep.
+ */
+export function* delayableRecords(
+  log: { read(offset: number, maxBytes: number): { views: Uint8Array[]; nextOffset: number } },
+  span: { first: number; last: number; logStartOffset: number; highWatermark: number },
+): Generator<Delayable> {
+  let offset = Math.max(span.first, span.logStartOffset);
+  while (offset <= span.last && offset < span.highWatermark) {
+    const read = log.read(offset, 1024 * 1024);
+    for (const view of read.views) {
+      for (let at = 0; at < view.length; ) {
+        const batch = view.subarray(at, at + batchSizeAt(view, at));
+        at += batch.length;
+        yield* delayableOf(batch, offset, span.last);
+      }
+    }
+    assert(read.nextOffset > offset, "a read below the high watermark makes progress");
+    offset = read.nextOffset;
+  }
+}
+
+function delayableOf(batch: Uint8Array, first: number, last: number): Delayable[] {
+  const out: Delayable[] = [];
+  let plain = true;
+  const walked = eachHeaderIntegers(batch, DELAYABLE_KEYS, (offset, timestampMs, found, where) => {
+    if (offset < first || offset > last) return;
+    if ((where.named & INTERNAL_NAMED) !== 0 || !Number.isSafeInteger(timestampMs)) plain = false;
+    const publishedDueMs = dueFrom(timestampMs, found[0], found[1]);
+    out.push({ offset, publishedDueMs, lying: { batch, where: { ...where }, timestampMs } });
+  });
+  if (walked && plain) return out;
+  out.length = 0;
+  for (const decoded of decodeRecordBatches(batch, { checkCrc: false })) {
+    for (const record of decoded.records) {
+      if (record.offset < first || record.offset > last) continue;
+      out.push({ offset: record.offset, publishedDueMs: publishedDueMs(record), record });
+    }
+  }
+  return out;
+}
 
 function containsBytes(haystack: Uint8Array, needle: Uint8Array): boolean {
   return Buffer.from(haystack.buffer, haystack.byteOffset, haystack.length).indexOf(needle) >= 0;

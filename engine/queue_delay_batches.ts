@@ -220,12 +220,19 @@ export function eachHeaderInteger(
 export function eachHeaderIntegers(
   batch: Uint8Array,
   header: { keys: readonly Uint8Array[]; digitsMax: number },
-  each: (offset: number, timestampMs: number, found: readonly (number | undefined)[]) => void,
+  each: (
+    offset: number,
+    timestampMs: number,
+    found: readonly (number | undefined)[],
+    where: RecordWhere,
+  ) => void,
 ): boolean {
   const { keys, digitsMax } = header;
-  for (const key of keys) {
-    assert(key.length <= HEADER_KEY_BYTES_MAX, "a searched header key has a 1-byte length");
-  }
+  assert(keys.length <= 30, "a record's named keys fit the bits of `named`");
+  assert(
+    keys.every((key) => key.length <= HEADER_KEY_BYTES_MAX),
+    "a searched header key has a 1-byte length",
+  );
   if (batch.length < BATCH_HEADER_BYTES || batchSizeAt(batch, 0) !== batch.length) return false;
   const attributes = readInt16(batch, ATTRIBUTES_AT);
   if (batch[MAGIC_AT] !== MAGIC_V2 || (attributes & COMPRESSION_MASK) !== 0) return false;
@@ -237,6 +244,14 @@ export function eachHeaderIntegers(
   const cursor = cursorOver(batch, BATCH_HEADER_BYTES);
   const count = recordCountAt(batch, 0);
   const found: (number | undefined)[] = keys.map(() => undefined);
+  const where: RecordWhere = {
+    fieldsAt: 0,
+    countAt: 0,
+    headersAt: 0,
+    headerCount: 0,
+    end: 0,
+    named: 0,
+  };
   for (let i = 0; i < count; i++) {
     const length = readVarint(cursor);
     if (Number.isNaN(length) || length < 0 || cursor.position + length > batch.length) {
@@ -250,32 +265,112 @@ export function eachHeaderIntegers(
     if (Number.isNaN(timestampDelta) || Number.isNaN(offsetDelta)) return false;
     // Not checked here: a caller that uses it checks that it is a safe integer.
     const timestampMs = stampedMs ?? baseTimestampMs + timestampDelta;
+    where.fieldsAt = cursor.position;
     if (!skipBytes(cursor) || !skipBytes(cursor)) return false;
+    where.countAt = cursor.position;
     const headers = readVarint(cursor);
     if (Number.isNaN(headers) || headers < 0) return false;
-    found.fill(undefined);
-    for (let h = 0; h < headers; h++) {
-      const keyLength = readVarint(cursor);
-      if (Number.isNaN(keyLength) || keyLength < 0 || cursor.position + keyLength > end) {
-        return false;
-      }
-      const keyAt = cursor.position;
-      cursor.position += keyLength;
-      const valueLength = readVarint(cursor);
-      if (Number.isNaN(valueLength) || !skipBytesOf(cursor, valueLength)) return false;
-      if (valueLength < 0) continue;
-      for (let k = 0; k < keys.length; k++) {
-        const key = keys[k]!;
-        if (keyLength !== key.length || !sameBytes(batch, keyAt, key)) continue;
-        const value = batch.subarray(cursor.position - valueLength, cursor.position);
-        found[k] = decimalDigits(value, digitsMax) ?? found[k];
-      }
-    }
+    where.headersAt = cursor.position;
+    where.headerCount = headers;
+    where.end = end;
+    if (!readNamedHeaders(batch, cursor, { keys, digitsMax, found, where })) return false;
     if (cursor.position !== end) return false;
     cursor.end = batch.length;
-    each(base + offsetDelta, timestampMs, found);
+    each(base + offsetDelta, timestampMs, found, where);
   }
   return cursor.position === batch.length;
+}
+
+/**
+ * Where the parts of one record of a batch lie (eachHeaderIntegers reuses one for every
+ * record): its key field at fieldsAt, then its value field, its header count at countAt, its
+ * headers from headersAt to end. Bit k of `named` is set when a header is named keys[k],
+ * whatever its value.
+ */
+export type RecordWhere = {
+  fieldsAt: number;
+  countAt: number;
+  headersAt: number;
+  headerCount: number;
+  end: number;
+  named: number;
+};
+
+/**
+ * The one-record batch of a stored record made from a record of a plain batch as it lies:
+ * its key, value and headers copied as bytes, `extra` headers after them, at `timestampMs`.
+ * Byte for byte what encodeStored writes for the decoded record with those headers added.
+ */
+export function storedFromRecord(
+  batch: Uint8Array,
+  where: Readonly<RecordWhere>,
+  timestampMs: number,
+  extra: readonly { key: Uint8Array; value: Uint8Array }[],
+): Uint8Array {
+  assert(Number.isSafeInteger(timestampMs), "a stored record's timestamp is a safe integer");
+  assert(where.fieldsAt < where.countAt && where.headersAt <= where.end, "a record is located");
+  const headerCount = where.headerCount + extra.length;
+  let extraBytes = 0;
+  for (const header of extra)
+    extraBytes += bytesFieldSize(header.key) + bytesFieldSize(header.value);
+  const body =
+    3 +
+    (where.countAt - where.fieldsAt) +
+    varintSize(headerCount) +
+    (where.end - where.headersAt) +
+    extraBytes;
+  const stored = new Uint8Array(BATCH_HEADER_BYTES + varintSize(body) + body);
+  let at = writeVarint(stored, BATCH_HEADER_BYTES, body);
+  stored[at++] = 0; // attributes
+  stored[at++] = 0; // timestampDelta 0
+  stored[at++] = 0; // offsetDelta 0
+  stored.set(batch.subarray(where.fieldsAt, where.countAt), at);
+  at += where.countAt - where.fieldsAt;
+  at = writeVarint(stored, at, headerCount);
+  stored.set(batch.subarray(where.headersAt, where.end), at);
+  at += where.end - where.headersAt;
+  for (const header of extra) {
+    at = writeBytesField(stored, at, header.key);
+    at = writeBytesField(stored, at, header.value);
+  }
+  assert(at === stored.length, "a stored batch is filled exactly");
+  writeHeader(stored, { count: 1, baseTimestampMs: timestampMs, maxTimestampMs: timestampMs });
+  return stampCrc(stored);
+}
+
+/** Reads one record's headers (at the cursor, up to where.end) into `found` and where.named. */
+function readNamedHeaders(
+  batch: Uint8Array,
+  cursor: ReturnType<typeof cursorOver>,
+  into: {
+    keys: readonly Uint8Array[];
+    digitsMax: number;
+    found: (number | undefined)[];
+    where: RecordWhere;
+  },
+): boolean {
+  const { keys, digitsMax, found, where } = into;
+  where.named = 0;
+  found.fill(undefined);
+  for (let h = 0; h < where.headerCount; h++) {
+    const keyLength = readVarint(cursor);
+    if (Number.isNaN(keyLength) || keyLength < 0 || cursor.position + keyLength > where.end) {
+      return false;
+    }
+    const keyAt = cursor.position;
+    cursor.position += keyLength;
+    const valueLength = readVarint(cursor);
+    if (Number.isNaN(valueLength) || !skipBytesOf(cursor, valueLength)) return false;
+    for (let k = 0; k < keys.length; k++) {
+      const key = keys[k]!;
+      if (keyLength !== key.length || !sameBytes(batch, keyAt, key)) continue;
+      where.named |= 1 << k;
+      if (valueLength < 0) continue;
+      const value = batch.subarray(cursor.position - valueLength, cursor.position);
+      found[k] = decimalDigits(value, digitsMax) ?? found[k];
+    }
+  }
+  return true;
 }
 
 function sameBytes(bytes: Uint8Array, at: number, key: Uint8Array): boolean {

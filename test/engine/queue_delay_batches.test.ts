@@ -20,8 +20,14 @@ import {
   encodeRefBatch,
   encodeStored,
   mergeStored,
+  storedFromRecord,
 } from "../../engine/queue_delay_batches.ts";
-import { DueReader, headerInteger, publishedDueMs } from "../../engine/queue_delay.ts";
+import {
+  DueReader,
+  delayableRecords,
+  headerInteger,
+  publishedDueMs,
+} from "../../engine/queue_delay.ts";
 import { decodeRef, encodeRef, refsOf, refValuesOf } from "../../engine/queue_delay_refs.ts";
 import { tempDir } from "../helpers.ts";
 import { Clock } from "./queue_helpers.ts";
@@ -244,6 +250,66 @@ describe("delay batches as bytes", () => {
       });
       assert.deepEqual(judged(gzip), expected, `${timestampType}, gzip`);
     }
+  });
+
+  test("records delayed as they lie store the bytes the decoded record would", () => {
+    const random = prng(17);
+    const keys = ["sluice-delay-ms", "sluice-deliver-at-ms", "trace", "x"];
+    const inputs = Array.from({ length: 200 }, (_, i) => {
+      const headers: RecordHeader[] = [];
+      for (let h = Math.floor(random() * 4); h > 0; h--) {
+        const value = random() < 0.2 ? null : encoder.encode(String(Math.floor(random() * 9e3)));
+        headers.push({ key: keys[Math.floor(random() * keys.length)]!, value });
+      }
+      const key = random() < 0.5 ? null : encoder.encode(`k${i}`);
+      const value = random() < 0.1 ? null : encoder.encode("v".repeat(i));
+      return { key, value, headers, timestamp: 5_000 + Math.floor(random() * 100) };
+    });
+    const batch = encodeRecordBatch(inputs, { baseOffset: 300 });
+    const log = { read: () => ({ views: [batch], nextOffset: 500 }) };
+    const span = { first: 310, last: 449, logStartOffset: 0, highWatermark: 500 };
+    const found = [...delayableRecords(log, span)];
+    assert.deepEqual(
+      found.map((d) => d.offset),
+      Array.from({ length: 140 }, (_, i) => 310 + i),
+    );
+    const extra = (dueMs: number) => [
+      { key: encoder.encode("sluice-due-ms"), value: encoder.encode(String(dueMs)) },
+      { key: encoder.encode("sluice-delay-deliveries"), value: encoder.encode("2") },
+    ];
+    for (const delayable of found) {
+      assert.ok("lying" in delayable, `${delayable.offset} is read as it lies`);
+      const record = inputs[delayable.offset - 300]!;
+      assert.equal(delayable.publishedDueMs, publishedDueMs(record), `${delayable.offset}`);
+      const { batch: lies, where, timestampMs } = delayable.lying;
+      const expected = encodeStored({
+        key: record.key,
+        value: record.value,
+        timestamp: record.timestamp,
+        headers: [
+          ...record.headers.map((h) => ({ key: encoder.encode(h.key), value: h.value })),
+          ...extra(77),
+        ],
+      });
+      assert.deepEqual(storedFromRecord(lies, where, timestampMs, extra(77)), expected);
+    }
+    // A record naming one of the delay path's own headers is decoded (those are replaced).
+    const internal = encodeRecordBatch([
+      { key: null, value: null, headers: [{ key: "sluice-due-ms", value: encoder.encode("1") }] },
+    ]);
+    const decoded = [
+      ...delayableRecords(
+        { read: () => ({ views: [internal], nextOffset: 1 }) },
+        {
+          first: 0,
+          last: 0,
+          logStartOffset: 0,
+          highWatermark: 1,
+        },
+      ),
+    ];
+    assert.equal(decoded.length, 1);
+    assert.ok("record" in decoded[0]!);
   });
 
   test("a large add lets timers run between its slices", async () => {
