@@ -75,8 +75,11 @@ let cells: number | null = null;
  */
 async function heapCells(): Promise<number | null> {
   if ((process.versions as Record<string, string | undefined>)["bun"] === undefined) return null;
-  const jsc = (await import("bun:jsc")) as { heapStats(): { objectCount: number } };
-  return jsc.heapStats().objectCount;
+  type Stats = { objectTypeCounts: Record<string, number> };
+  const jsc = (await import("bun:jsc")) as { heapStats(): Stats };
+  let count = 0;
+  for (const n of Object.values(jsc.heapStats().objectTypeCounts)) count += n;
+  return count;
 }
 
 /** Bytes this process has written to storage so far (Linux), or null. */

@@ -271,8 +271,8 @@ function storedBatch(entry: DelayEntry): Uint8Array {
   if ("lying" in entry) {
     const { batch, where, timestampMs } = entry.lying;
     return storedFromRecord(batch, where, timestampMs, [
-      { key: DUE_KEY_BYTES, value: text.encode(String(dueMs)) },
-      { key: DELIVERIES_KEY_BYTES, value: text.encode(String(deliveries)) },
+      { key: DUE_KEY_BYTES, value: dueMs },
+      { key: DELIVERIES_KEY_BYTES, value: deliveries },
     ]);
   }
   const { record } = entry;

@@ -298,21 +298,24 @@ export type RecordWhere = {
 
 /**
  * The one-record batch of a stored record made from a record of a plain batch as it lies:
- * its key, value and headers copied as bytes, `extra` headers after them, at `timestampMs`.
- * Byte for byte what encodeStored writes for the decoded record with those headers added.
+ * its key, value and headers copied as bytes, `extra` headers after them (each value a
+ * non-negative integer, written in decimal as String() writes it), at `timestampMs`. Byte for
+ * byte what encodeStored writes for the decoded record with those headers added.
  */
 export function storedFromRecord(
   batch: Uint8Array,
   where: Readonly<RecordWhere>,
   timestampMs: number,
-  extra: readonly { key: Uint8Array; value: Uint8Array }[],
+  extra: readonly { key: Uint8Array; value: number }[],
 ): Uint8Array {
   assert(Number.isSafeInteger(timestampMs), "a stored record's timestamp is a safe integer");
   assert(where.fieldsAt < where.countAt && where.headersAt <= where.end, "a record is located");
   const headerCount = where.headerCount + extra.length;
   let extraBytes = 0;
-  for (const header of extra)
-    extraBytes += bytesFieldSize(header.key) + bytesFieldSize(header.value);
+  for (const header of extra) {
+    const digits = decimalSize(header.value);
+    extraBytes += bytesFieldSize(header.key) + varintSize(digits) + digits;
+  }
   const body =
     3 +
     (where.countAt - where.fieldsAt) +
@@ -331,7 +334,8 @@ export function storedFromRecord(
   at += where.end - where.headersAt;
   for (const header of extra) {
     at = writeBytesField(stored, at, header.key);
-    at = writeBytesField(stored, at, header.value);
+    at = writeVarint(stored, at, decimalSize(header.value));
+    at = writeDecimal(stored, at, header.value);
   }
   assert(at === stored.length, "a stored batch is filled exactly");
   writeHeader(stored, { count: 1, baseTimestampMs: timestampMs, maxTimestampMs: timestampMs });
@@ -371,6 +375,25 @@ function readNamedHeaders(
     }
   }
   return true;
+}
+
+/** Digits of a non-negative safe integer written in decimal, as String(n) writes it. */
+function decimalSize(n: number): number {
+  assert(Number.isSafeInteger(n) && n >= 0, "a header number is a non-negative safe integer");
+  let digits = 1;
+  for (let rest = n; rest >= 10; rest = Math.floor(rest / 10)) digits++;
+  return digits;
+}
+
+/** Writes `n` in decimal ASCII at `at` (no TextEncoder, no string); returns the end. */
+function writeDecimal(bytes: Uint8Array, at: number, n: number): number {
+  const end = at + decimalSize(n);
+  let rest = n;
+  for (let i = end - 1; i >= at; i--) {
+    bytes[i] = 0x30 + (rest % 10);
+    rest = Math.floor(rest / 10);
+  }
+  return end;
 }
 
 function sameBytes(bytes: Uint8Array, at: number, key: Uint8Array): boolean {

@@ -277,21 +277,27 @@ describe("delay batches as bytes", () => {
       { key: encoder.encode("sluice-due-ms"), value: encoder.encode(String(dueMs)) },
       { key: encoder.encode("sluice-delay-deliveries"), value: encoder.encode("2") },
     ];
+    const numbers = (dueMs: number) => [
+      { key: encoder.encode("sluice-due-ms"), value: dueMs },
+      { key: encoder.encode("sluice-delay-deliveries"), value: 2 },
+    ];
     for (const delayable of found) {
       assert.ok("lying" in delayable, `${delayable.offset} is read as it lies`);
       const record = inputs[delayable.offset - 300]!;
       assert.equal(delayable.publishedDueMs, publishedDueMs(record), `${delayable.offset}`);
       const { batch: lies, where, timestampMs } = delayable.lying;
+      // Due times of every width, 0 and 10 included, written as String() writes them.
+      const dueMs = [0, 7, 10, 99, 1_800_000_000_123][delayable.offset % 5]!;
       const expected = encodeStored({
         key: record.key,
         value: record.value,
         timestamp: record.timestamp,
         headers: [
           ...record.headers.map((h) => ({ key: encoder.encode(h.key), value: h.value })),
-          ...extra(77),
+          ...extra(dueMs),
         ],
       });
-      assert.deepEqual(storedFromRecord(lies, where, timestampMs, extra(77)), expected);
+      assert.deepEqual(storedFromRecord(lies, where, timestampMs, numbers(dueMs)), expected);
     }
     // A record naming one of the delay path's own headers is decoded (those are replaced).
     const internal = encodeRecordBatch([
