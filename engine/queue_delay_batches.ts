@@ -370,11 +370,33 @@ function readNamedHeaders(
       if (keyLength !== key.length || !sameBytes(batch, keyAt, key)) continue;
       where.named |= 1 << k;
       if (valueLength < 0) continue;
-      const value = batch.subarray(cursor.position - valueLength, cursor.position);
-      found[k] = decimalDigits(value, digitsMax) ?? found[k];
+      found[k] =
+        decimalAt(batch, cursor.position - valueLength, valueLength, digitsMax) ?? found[k];
     }
   }
   return true;
+}
+
+/**
+ * decimalDigits (queue_ttl.ts) of bytes[at .. at + length), read where they lie: no view is
+ * made unless the value is past 2^53 (decimalDigits then parses the text).
+ */
+function decimalAt(
+  bytes: Uint8Array,
+  at: number,
+  length: number,
+  digitsMax: number,
+): number | undefined {
+  if (length === 0 || length > digitsMax) return undefined;
+  let value = 0;
+  for (let i = at; i < at + length; i++) {
+    const digit = bytes[i]! - 0x30;
+    if (digit < 0 || digit > 9) return undefined;
+    value = value * 10 + digit;
+  }
+  return Number.isSafeInteger(value)
+    ? value
+    : decimalDigits(bytes.subarray(at, at + length), digitsMax);
 }
 
 /** Digits of a non-negative safe integer written in decimal, as String(n) writes it. */
