@@ -552,10 +552,10 @@ export class PartitionLog {
     const refused = this.#refusal();
     if (refused !== undefined) throw refused;
     this.#validate(batch, false);
-    return this.#appendValid(batch, undefined);
+    return this.#acknowledge(this.#appendValid(batch, undefined), recordCountAt(batch, 0));
   }
 
-  #appendValid(batch: Uint8Array, lease: BatchLease | undefined): Promise<AppendResult> {
+  #appendValid(batch: Uint8Array, lease: BatchLease | undefined): number {
     this.#markDirty();
     const recordCount = recordCountAt(batch, 0);
     const producer = producerOf(batch, recordCount);
