@@ -38,6 +38,8 @@ export type OpenOptions = {
   tailCacheBytes: number;
   /** Where segment descriptors are counted and closed when idle (file_budget.ts). */
   budget: FileBudget;
+  /** False: segments are never mapped (PartitionLogOptions.mapSegments). */
+  mapSegments?: boolean;
   /** Told about every truncation and every damaged region found while opening. */
   onWarning: (message: string) => void;
   /**
@@ -240,6 +242,7 @@ function openOneSegment(dir: string, plan: SegmentPlan, o: OpenOptions) {
       indexIntervalBytes: o.indexIntervalBytes,
       tailCacheBytes: o.tailCacheBytes,
       budget: o.budget,
+      mapSegments: o.mapSegments,
     },
   );
   if (tail === undefined || tail.trimmed) {
@@ -268,6 +271,7 @@ export function createSegment(dir: string, baseOffset: number, o: OpenOptions): 
       indexIntervalBytes: o.indexIntervalBytes,
       tailCacheBytes: o.tailCacheBytes,
       budget: o.budget,
+      mapSegments: o.mapSegments,
     },
   );
 }

@@ -65,6 +65,13 @@ export type PartitionLogOptions = {
   io?: FileIO;
   /** Written chunks kept in memory for tail reads (default 8 MiB). */
   tailCacheBytes?: number;
+  /**
+   * Whether reads below the tail cache may map segment files (default true, where the runtime
+   * maps). A log whose segments are deleted often and read once, like the delay path's, says
+   * false: deleting a mapped segment costs a forced, blocking collection (releaseDeletedMappings
+   * in io.ts; 50-100 ms on a busy broker), a positional read costs a copy.
+   */
+  mapSegments?: boolean;
   /** Wall clock for roll and retention; tests pass their own. */
   now?: () => number;
   onWarning?: (message: string) => void;
@@ -341,6 +348,7 @@ export class PartitionLog {
       indexIntervalBytes: config.indexIntervalBytes,
       tailCacheBytes: options.tailCacheBytes ?? TAIL_CACHE_BYTES_DEFAULT,
       budget: options.fileBudget ?? sharedFileBudget(),
+      mapSegments: options.mapSegments ?? true,
       onWarning: options.onWarning ?? ((message) => console.warn(`sluice: ${message}`)),
     };
     const checkpoint = options.checkpoint;

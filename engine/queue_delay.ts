@@ -352,7 +352,9 @@ export class DelayTiers {
   }
 
   static #logOptions(host: DelayHost) {
-    return { io: host.io, now: host.now, onWarning: host.warn };
+    // Never mapped: tier and store segments are read once and deleted soon after, and deleting
+    // a mapped one forces a blocking collection (50-100 ms under load), which is lateness.
+    return { io: host.io, now: host.now, onWarning: host.warn, mapSegments: false };
   }
 
   static #logConfig(host: DelayHost, segmentMs = LOG_CONFIG.segmentMs) {

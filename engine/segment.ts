@@ -171,6 +171,7 @@ export class Segment {
   #prefixMapping: Uint8Array | undefined;
   /** Whether the file was ever mapped (a dropped mapping lives until the collector frees it). */
   #everMapped = false;
+  #mapSegments: boolean;
   #sealed = false;
   /** Byte ranges whose batches passed their CRC check in this process (log_read.ts). */
   #verified: VerifiedRanges;
@@ -185,6 +186,8 @@ export class Segment {
       indexIntervalBytes: number;
       tailCacheBytes: number;
       budget: FileBudget;
+      /** False: never map the file; every read below the tail cache is a positional read. */
+      mapSegments?: boolean;
     },
   ) {
     this.dir = dir;
@@ -193,6 +196,7 @@ export class Segment {
     this.#io = options.io;
     this.#interval = options.indexIntervalBytes;
     this.#tailCacheBytes = options.tailCacheBytes;
+    this.#mapSegments = options.mapSegments ?? true;
     this.#size = state.size;
     this.#writtenPosition = state.size;
     this.#visiblePosition = state.size;
@@ -437,6 +441,7 @@ export class Segment {
 
   /** A mapping of the active segment holding bytes up to `end`, made anew every step. */
   #prefixMappingTo(end: number): Uint8Array | undefined {
+    if (!this.#mapSegments) return undefined;
     const mapped = this.#prefixMapping?.length ?? 0;
     if (end <= mapped) return this.#prefixMapping;
     if (this.#writtenPosition - mapped < ACTIVE_MAP_STEP_BYTES) return undefined;
@@ -451,7 +456,7 @@ export class Segment {
   }
 
   #mapIfSealed(): Uint8Array | undefined {
-    if (!this.#sealed || this.#size === 0) return undefined;
+    if (!this.#sealed || this.#size === 0 || !this.#mapSegments) return undefined;
     try {
       this.#mapping = this.#io.mapFile(this.path("log"));
       this.#everMapped ||= this.#mapping !== undefined;

@@ -1,0 +1,62 @@
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import type { FileIO } from "../../engine/io.ts";
+import { realFileIO } from "../../engine/mod.ts";
+import { PartitionLog } from "../../engine/partition_log.ts";
+import { tempDir } from "../helpers.ts";
+import { BASE_TIMESTAMP_MS, batchOfSpecs, readAll } from "./partition_log_helpers.ts";
+
+/** realFileIO, counting the files it is asked to map. */
+function countingIO(): { io: FileIO; maps: () => number } {
+  let maps = 0;
+  const io: FileIO = {
+    ...realFileIO,
+    mapFile(path) {
+      maps++;
+      return realFileIO.mapFile(path);
+    },
+  };
+  return { io, maps: () => maps };
+}
+
+const CONFIG = { fsync: "never" as const, segmentBytes: 4096, indexIntervalBytes: 512 };
+
+async function filledLog(dir: string, io: FileIO, mapSegments?: boolean) {
+  // A tail cache of one chunk's worth at most: reads of sealed segments go to the file.
+  const log = await PartitionLog.open(dir, CONFIG, {
+    io,
+    onWarning: () => {},
+    tailCacheBytes: 0,
+    ...(mapSegments === undefined ? {} : { mapSegments }),
+  });
+  while (log.segmentBaseOffsets().length < 4) {
+    const tag = log.logEndOffset;
+    await log.append(batchOfSpecs([{ tag, valueBytes: 300, timestamp: BASE_TIMESTAMP_MS + tag }]));
+  }
+  return log;
+}
+
+test("a log opened with mapSegments: false reads sealed segments without mapping them", async () => {
+  using dir = tempDir();
+  const { io, maps } = countingIO();
+  const log = await filledLog(dir.path, io, false);
+  const records = readAll(log);
+  assert.equal(records.length, log.logEndOffset, "every record read back");
+  assert.deepEqual(
+    records.map((r) => r.offset),
+    Array.from({ length: log.logEndOffset }, (_, i) => i),
+  );
+  assert.equal(maps(), 0, "no file was mapped");
+  await log.close();
+});
+
+test("a log opened with the default maps sealed segments where it reads them", async () => {
+  using dir = tempDir();
+  const { io, maps } = countingIO();
+  const log = await filledLog(dir.path, io);
+  const records = readAll(log);
+  assert.equal(records.length, log.logEndOffset);
+  // The runtime may have no mapping (Deno: mapFile answers undefined), but it was asked.
+  assert.ok(maps() > 0, "sealed segments were offered to mapFile");
+  await log.close();
+});
