@@ -36,7 +36,7 @@ async function filledLog(dir: string, io: FileIO, mapSegments?: boolean) {
   return log;
 }
 
-test("a log opened with mapSegments: false reads sealed segments without mapping them", async () => {
+test("a log opened with mapSegments: false reads sealed segments unmapped", async () => {
   using dir = tempDir();
   const { io, maps } = countingIO();
   const log = await filledLog(dir.path, io, false);
