@@ -59,7 +59,8 @@ if (file !== undefined && root !== undefined) {
   const now = () => performance.timeOrigin + performance.now();
   const original = PartitionLog.prototype.appendChecked;
   PartitionLog.prototype.appendChecked = function (this: PartitionLog, ...args) {
-    const index = messageIndex(args[0]);
+    // A batch in parts (a large one split across received chunks) is looked for in its first.
+    const index = messageIndex(args[0] instanceof Uint8Array ? args[0] : args[0][0]!);
     const startedMs = now();
     const appended = original.apply(this, args);
     if (index >= 0) {
