@@ -396,16 +396,17 @@ export class Segment {
     this.#writtenNextOffset = nextOffset;
     let cached = 0;
     for (let i = 0; i < this.#chunks.length; i++) cached += heldBytes(this.#chunks, i);
-    // The cache starts at a batch's start: the rest of a batch kept in parts leaves with its
-    // first part (a read below the cache takes the whole batch from the file).
-    while (
-      (this.#chunks.length > 1 && cached > this.#tailCacheBytes) ||
-      this.#chunks[0]?.continues === true
-    ) {
+    // The newest chunk stays (with the parts before it, if it continues a batch), and the cache
+    // starts at a batch's start: the rest of a batch kept in parts leaves with its first part
+    // (a read below the cache takes the whole batch from the file).
+    let newest = this.#chunks.length - 1;
+    while (newest > 0 && this.#chunks[newest]!.continues) newest--;
+    while ((newest > 0 && cached > this.#tailCacheBytes) || this.#chunks[0]?.continues === true) {
       const oldest = this.#chunks[0]!;
       if (oldest.position + oldest.length > this.#writtenPosition) break;
       cached -= heldBytes(this.#chunks, 0);
       this.#chunks.shift();
+      newest--;
       recycle(oldest);
     }
     assert(this.#chunks[0]?.continues !== true, "the tail cache starts at a batch's start");
