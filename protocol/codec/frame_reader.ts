@@ -37,7 +37,9 @@
 //            190-310 MB/s, 0.51-0.60 against 0.39-0.52 GB per GB published (bursts then still
 //            overflow 16). Broker CPU per MB: 0.88-0.89x in two pairs at 32 / 256 MiB, within
 //            noise (0.94-1.54x) at 16 / 128 MiB. The pinning itself (a lent batch keeps its
-//            whole frame's buffer) is what a later change should remove.
+//            whole frame's buffer) is gone for the server's plaintext Produce frames, which
+//            are split instead (below); what still comes here is other large frames, Produce
+//            under ACLs or TLS, and the rare Produce whose head is cut by a chunk's end.
 //
 // Keeping views past the call: `push` hands each frame a FrameLease. A handler that keeps a view
 // of the payload calls `retain` once per view kept and `release` when done with it; a pooled
@@ -55,6 +57,8 @@
 // `select`, is not assembled either: `push` hands it to its `onParts` handler as the views of
 // the chunks it lies in, with the chunks' lease (so only with `freshChunks`). Its large batches
 // then reach the engine as those views, never copied whole by sluice (engine: BatchParts).
+// Assembled in a pooled buffer, such a frame cost the broker's main thread its largest share:
+// `set` was 39% of its profile samples in bench:tcp's publish, 2% after (bench/RESULTS.md).
 //
 // Discarding (`discard`, the server): a frame that does not arrive whole in one chunk is shown
 // to `screen` with its first `headBytes` payload bytes (the request header) as soon as they

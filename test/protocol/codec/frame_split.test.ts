@@ -49,7 +49,10 @@ describe("split frames", () => {
           (frame) => seen.push({ bytes: frame.slice(), parts: 0 }),
           (parts) => {
             for (const part of parts) {
-              assert.ok(chunks.some((c) => c.buffer === part.buffer), "a view of a pushed chunk");
+              assert.ok(
+                chunks.some((c) => c.buffer === part.buffer),
+                "a view of a pushed chunk",
+              );
             }
             seen.push({ bytes: joined(parts), parts: parts.length });
           },
