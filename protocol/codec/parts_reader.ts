@@ -25,7 +25,10 @@ export class PartsReader {
   constructor(parts: readonly Uint8Array[], position = 0) {
     let end = 0;
     for (const part of parts) end += part.length;
-    this.#parts = parts;
+    // Every part holds a byte: a part read to its end is always followed by one that does.
+    this.#parts = parts.some((part) => part.length === 0)
+      ? parts.filter((part) => part.length > 0)
+      : parts;
     this.end = end;
     if (position < 0 || position > end) {
       throw new RangeError(`position ${position} is outside the ${end} bytes of the parts`);
@@ -41,13 +44,17 @@ export class PartsReader {
     return this.end - this.#position;
   }
 
-  /** The next `length` bytes as views (see Span), after checking that they are there. */
-  #span(length: number, what: string): Span {
+  #need(length: number, what: string): void {
     if (length > this.remaining) {
       throw ProtocolError.invalid(
         `${what} needs ${length} bytes at position ${this.#position} but ${this.remaining} remain`,
       );
     }
+  }
+
+  /** The next `length` bytes as views (see Span), after checking that they are there. */
+  #span(length: number, what: string): Span {
+    this.#need(length, what);
     this.#position += length;
     let views: Uint8Array[] | undefined;
     let single: Uint8Array | undefined;
@@ -63,12 +70,17 @@ export class PartsReader {
       }
       left -= take;
       this.#at += take;
-      if (this.#at === part.length && this.#index < this.#parts.length - 1) {
-        this.#index++;
-        this.#at = 0;
-      }
+      this.#stepPastEnd(part);
     }
     return views ?? single ?? new Uint8Array(0);
+  }
+
+  /** Moves to the next part once `part` (the current one) is read to its end, but the last. */
+  #stepPastEnd(part: Uint8Array): void {
+    if (this.#at === part.length && this.#index < this.#parts.length - 1) {
+      this.#index++;
+      this.#at = 0;
+    }
   }
 
   /** The next `length` bytes as one view, copied when they straddle parts (small fields). */
@@ -84,18 +96,33 @@ export class PartsReader {
     return joined;
   }
 
+  /**
+   * The next `length` (at most 4) bytes as a big-endian unsigned number, read in place: a
+   * request of many partitions reads three numbers per partition, and a view each would be an
+   * allocation each.
+   */
+  #number(length: number, what: string): number {
+    this.#need(length, what);
+    this.#position += length;
+    let value = 0;
+    for (let i = 0; i < length; i++) {
+      const part = this.#parts[this.#index]!;
+      value = value * 256 + part[this.#at++]!;
+      this.#stepPastEnd(part);
+    }
+    return value;
+  }
+
   i8(what = "i8"): number {
-    return (this.#bytes(1, what)[0]! << 24) >> 24;
+    return (this.#number(1, what) << 24) >> 24;
   }
 
   u16(what = "u16"): number {
-    const bytes = this.#bytes(2, what);
-    return (bytes[0]! << 8) | bytes[1]!;
+    return this.#number(2, what);
   }
 
   u32(what = "u32"): number {
-    const b = this.#bytes(4, what);
-    return ((b[0]! << 24) | (b[1]! << 16) | (b[2]! << 8) | b[3]!) >>> 0;
+    return this.#number(4, what);
   }
 
   count(what: string, itemBytesMin: number): number {

@@ -90,7 +90,10 @@ describe("PartsReader", () => {
     });
     const bytes = writer.finish();
     const expected = readProduceRequest(new Reader(bytes));
-    for (const cuts of [[1], [2, 3, 4, 5, 6, 7, 8], [11, 12, 100, 4000], [bytes.length - 1]]) {
+    const cutsList = [[1], [2, 3, 4, 5, 6, 7, 8], [11, 12, 100, 4000], [bytes.length - 1]];
+    // Empty parts, too: a number or a field may begin right after one.
+    cutsList.push([0, 5, 5, 20, 20, 21, bytes.length]);
+    for (const cuts of cutsList) {
       const parts: Uint8Array[] = [];
       let from = 0;
       for (const to of [...cuts, bytes.length]) {
