@@ -251,7 +251,8 @@ export class ServerConnection {
 
   /**
    * A Produce kept in the views of the chunks it arrived in (see RequestContext.parts). One that
-   * has to wait is joined into a copy, as #onFrame copies a waiting frame.
+   * has to wait is joined into a copy, as #onFrame copies a waiting frame (that copy is the
+   * only one: it goes to the backlog as it is).
    */
   #onParts = (parts: Uint8Array[], lease: FrameLease): void => {
     if (parts.length === 1) {
@@ -259,13 +260,14 @@ export class ServerConnection {
       return;
     }
     assert(parts[0]!.length > REQUEST_HEADER_BYTES, "a split frame's first part holds its header");
-    const waits = this.#paused || this.#backlog.length > 0 || this.#overBudget();
-    if (waits || this.#mustWait(parts[0]!)) {
-      this.#onFrame(joinParts(parts), FREE_LEASE);
-      return;
-    }
     this.lastFrameMs = this.#host.now();
     this.#frameStartedMs = undefined;
+    const waits = this.#paused || this.#backlog.length > 0 || this.#overBudget();
+    if (waits || this.#mustWait(parts[0]!)) {
+      this.#backlog.push(joinParts(parts));
+      this.#updateFlow();
+      return;
+    }
     this.#frame(parts[0]!, lease, parts);
   };
 
