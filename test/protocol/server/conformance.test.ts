@@ -199,8 +199,8 @@ describe("the server answers as PROTOCOL.md says", () => {
     ["small", "later"],
     ["split", "x".repeat(300_000)],
   ] as const) {
-    const name = `an acks-0 Produce (${kind}) at the in-flight limit waits for a slot and is appended`;
-    test(name, () => acksZeroWaits(value));
+    const name = `an acks-0 Produce (${kind}) at the in-flight limit waits for a slot`;
+    test(`${name} and is appended`, () => acksZeroWaits(value));
   }
 
   async function acksZeroWaits(value: string): Promise<void> {
