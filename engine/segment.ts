@@ -459,6 +459,10 @@ export class Segment {
         if (position < chunk.position) continue;
         const wantEnd = Math.min(end, position + want);
         if (chunk.position + chunk.length < wantEnd && this.#chunks[i + 1]?.continues === true) {
+          // A mapping of the written prefix that holds the batch serves it without a copy (a
+          // catch-up read has remapped past it by the time it reaches the tail cache).
+          const prefix = this.#prefixMappingTo(wantEnd);
+          if (prefix !== undefined) return prefix.subarray(position, wantEnd);
           return this.#joinedView(i, position, wantEnd);
         }
         const stop = Math.min(end, chunk.position + chunk.length, position + want) - chunk.position;
