@@ -36,8 +36,15 @@ import { type ReadResult, readLog } from "./log_read.ts";
 import type { RecoveryCheckpoint } from "./recovery_checkpoint.ts";
 import { offsetForTimestamp } from "./log_time.ts";
 import {
+  BATCH_HEADER_BYTES,
+  type BatchParts,
+  batchBytesOf,
   batchSizeAt,
   checkBatch,
+  computeBatchPartsCrc,
+  CRC_AT,
+  joinBatchParts,
+  readUint32,
   COMPRESSION_ID_MAX,
   compressionIdAt,
   lastOffsetDeltaAt,
@@ -56,6 +63,23 @@ import { type BatchLease, type Segment, TAIL_CACHE_BYTES_DEFAULT } from "./segme
 import type { Corruption } from "./segment_scan.ts";
 
 export type { ReadResult } from "./log_read.ts";
+
+/**
+ * A batch as appendChecked keeps it: whole, or two or more parts whose first holds the header.
+ * Parts whose first one does not hold the whole header are rare (a batch starting in the last
+ * 60 bytes of a received chunk): joined, they take the ordinary path.
+ */
+function wholeOrParts(batch: Uint8Array | BatchParts): Uint8Array | BatchParts {
+  if (batch instanceof Uint8Array) return batch;
+  if (batch.length === 1) return batch[0]!;
+  if (batch.length === 0 || batch[0]!.length < BATCH_HEADER_BYTES) return joinBatchParts(batch);
+  return batch;
+}
+
+/** The first bytes of a batch given whole or in parts (wholeOrParts: the header at least). */
+function headOf(batch: Uint8Array | BatchParts): Uint8Array {
+  return batch instanceof Uint8Array ? batch : batch[0]!;
+}
 
 export type AppendResult = { baseOffset: number; lastOffset: number; logStartOffset: number };
 
@@ -517,10 +541,15 @@ export class PartitionLog {
    * (see BatchLease in segment.ts), a large batch is kept as a view of the caller's memory
    * instead of being copied, and its base offset is patched in place: the caller must not
    * change those bytes afterwards, and gets each view back through the lease.
+   *
+   * A batch may come as its parts (BatchParts: the views of the received chunks it arrived
+   * split across), so that a large produced batch is never copied whole by sluice: lent, the
+   * parts are kept as views; without a lease they are copied into the segment's chunk.
    */
-  appendChecked(batch: Uint8Array, lease?: BatchLease): Promise<AppendResult> {
+  appendChecked(given: Uint8Array | BatchParts, lease?: BatchLease): Promise<AppendResult> {
+    const batch = wholeOrParts(given);
     const baseOffset = this.#appendInMemory(batch, lease);
-    return this.#acknowledge(baseOffset, recordCountAt(batch, 0));
+    return this.#acknowledge(baseOffset, recordCountAt(headOf(batch), 0));
   }
 
   /**
@@ -529,9 +558,14 @@ export class PartitionLog {
    * as the broker's produce path, where a promise and its reactions per batch were a good
    * part of what each message allocated.
    */
-  appendTo(batch: Uint8Array, lease: BatchLease | undefined, listener: AppendListener): void {
+  appendTo(
+    given: Uint8Array | BatchParts,
+    lease: BatchLease | undefined,
+    listener: AppendListener,
+  ): void {
+    const batch = wholeOrParts(given);
     const baseOffset = this.#appendInMemory(batch, lease);
-    const recordCount = recordCountAt(batch, 0);
+    const recordCount = recordCountAt(headOf(batch), 0);
     const result = this.#resultAt(baseOffset, recordCount);
     this.#acks.push(new PendingAck(result, listener));
     this.#scheduleFlush();
@@ -541,11 +575,13 @@ export class PartitionLog {
    * Validates the batch and appends it to the active segment; returns the base offset its
    * acknowledgement answers with (a retried batch already in the log: its first offset).
    */
-  #appendInMemory(batch: Uint8Array, lease: BatchLease | undefined): number {
+  #appendInMemory(batch: Uint8Array | BatchParts, lease: BatchLease | undefined): number {
     const refused = this.#refusal();
     if (refused !== undefined) throw refused;
-    this.#validate(batch, true);
-    return this.#appendValid(batch, lease);
+    const head = headOf(batch);
+    const size = batchBytesOf(batch);
+    this.#validate(batch, head, size, true);
+    return this.#appendValid(batch, head, size, lease);
   }
 
   /**
@@ -559,14 +595,21 @@ export class PartitionLog {
   appendBuilt(batch: Uint8Array): Promise<AppendResult> {
     const refused = this.#refusal();
     if (refused !== undefined) throw refused;
-    this.#validate(batch, false);
-    return this.#acknowledge(this.#appendValid(batch, undefined), recordCountAt(batch, 0));
+    this.#validate(batch, batch, batch.length, false);
+    const baseOffset = this.#appendValid(batch, batch, batch.length, undefined);
+    return this.#acknowledge(baseOffset, recordCountAt(batch, 0));
   }
 
-  #appendValid(batch: Uint8Array, lease: BatchLease | undefined): number {
+  /** Appends a validated batch (whole or in parts; `head` holds its header) in memory. */
+  #appendValid(
+    batch: Uint8Array | BatchParts,
+    head: Uint8Array,
+    size: number,
+    lease: BatchLease | undefined,
+  ): number {
     this.#markDirty();
-    const recordCount = recordCountAt(batch, 0);
-    const producer = producerOf(batch, recordCount);
+    const recordCount = recordCountAt(head, 0);
+    const producer = producerOf(head, recordCount);
     if (producer !== undefined) {
       const duplicateOf = this.#producers.check(producer, this.name);
       // A retried batch already in the log is acknowledged with its first offsets, once those
@@ -575,12 +618,12 @@ export class PartitionLog {
     }
     let baseOffset: number;
     try {
-      this.#maybeRoll(batch.length, recordCount);
+      this.#maybeRoll(size, recordCount);
       baseOffset = this.#active.nextOffset;
       const offsets = this.#appendOffsets;
       offsets.baseOffset = baseOffset;
       offsets.lastOffset = baseOffset + recordCount - 1;
-      offsets.maxTimestamp = maxTimestampAt(batch, 0);
+      offsets.maxTimestamp = maxTimestampAt(head, 0);
       this.#active.append(batch, offsets, lease);
       this.#activeCreatedMs ??= this.#now();
       if (producer !== undefined) this.#producers.record(producer, baseOffset);
@@ -682,19 +725,39 @@ export class PartitionLog {
     return this.#fenced;
   }
 
-  #validate(batch: Uint8Array, checkCrc: boolean): void {
+  /**
+   * Checks a batch given whole or in parts; `head` is its first bytes (the header at least).
+   * Without `checkCrc` (appendBuilt) the CRC is not computed again.
+   */
+  #validate(
+    batch: Uint8Array | BatchParts,
+    head: Uint8Array,
+    size: number,
+    checkCrc: boolean,
+  ): void {
     const { maxBatchBytes } = this.config;
-    if (batch.length > maxBatchBytes) {
+    if (size > maxBatchBytes) {
       throw new SluiceError(
         "BATCH_TOO_LARGE",
-        `Batch of ${batch.length} bytes exceeds maxBatchBytes ${maxBatchBytes}`,
-        { sizeBytes: batch.length, maxBatchBytes },
+        `Batch of ${size} bytes exceeds maxBatchBytes ${maxBatchBytes}`,
+        { sizeBytes: size, maxBatchBytes },
       );
     }
     const checks = this.#batchChecks;
     checks.sizeMax = maxBatchBytes;
-    checks.checkCrc = checkCrc;
-    const problem = checkBatch(batch, 0, batch.length, checks);
+    // checkBatch reads only the header from `head` when it is not asked for the CRC, which
+    // for parts is taken over each of them.
+    const whole = batch instanceof Uint8Array;
+    checks.checkCrc = checkCrc && whole;
+    let problem = checkBatch(head, 0, size, checks);
+    if (
+      checkCrc &&
+      problem === "ok" &&
+      !whole &&
+      computeBatchPartsCrc(batch) !== readUint32(head, CRC_AT)
+    ) {
+      problem = "bad-crc";
+    }
     if (problem === "bad-crc") {
       throw new SluiceError("CORRUPT_BATCH", `Batch for ${this.name} fails its CRC-32C check`, {
         log: this.name,
@@ -706,15 +769,15 @@ export class PartitionLog {
         problem,
       });
     }
-    if (batchSizeAt(batch, 0) !== batch.length) {
+    if (batchSizeAt(head, 0) !== size) {
       throw new SluiceError(
         "INVALID_BATCH",
-        `Batch for ${this.name} declares ${batchSizeAt(batch, 0)} bytes but ${batch.length} ` +
+        `Batch for ${this.name} declares ${batchSizeAt(head, 0)} bytes but ${size} ` +
           "were given; append takes exactly one batch",
-        { sizeBytes: batch.length, declaredBytes: batchSizeAt(batch, 0) },
+        { sizeBytes: size, declaredBytes: batchSizeAt(head, 0) },
       );
     }
-    this.#validateHeader(batch);
+    this.#validateHeader(head);
   }
 
   /** The header fields checkBatch leaves alone: they are checked on append only (see there). */

@@ -21,6 +21,8 @@ import type { FileIO } from "./io.ts";
 import { MAX_BATCH_BYTES_MAX } from "./log_config.ts";
 import {
   BATCH_HEADER_BYTES,
+  type BatchParts,
+  batchBytesOf,
   baseOffsetAt,
   MAGIC_AT,
   MAGIC_V2,
@@ -98,7 +100,12 @@ export const LENT_BATCH_BYTES_MIN = 64 * 1024;
 
 /**
  * `escaped`: a reader was given a view of it, so its memory may never be reused. `lease`: the
- * chunk is a lent batch (a view of the caller's memory, exactly the batch), not a pooled chunk.
+ * chunk is a lent batch (a view of the caller's memory, exactly the batch, or one of its parts),
+ * not a pooled chunk. `continues`: the chunk is a lent part after a batch's first (the batch
+ * began in the chunk before it), so a read of that batch spans chunks:
+ *
+ *   chunks:  [ pooled: b1 b2 b3 ][ lent: b4 ][ lent: b5 part 1 ][ b5 part 2 ][ b5 part 3 ]
+ *                                                                continues    continues
  */
 type Chunk = {
   position: number;
@@ -106,6 +113,7 @@ type Chunk = {
   length: number;
   escaped: boolean;
   lease: BatchLease | undefined;
+  continues: boolean;
 };
 
 /**
@@ -302,33 +310,56 @@ export class Segment {
    * The bytes become visible only once the flusher has written them.
    */
   append(
-    batch: Uint8Array,
+    batch: Uint8Array | BatchParts,
     offsets: { baseOffset: number; lastOffset: number; maxTimestamp: number },
     lease?: BatchLease,
   ): void {
     assert(!this.#sealed, "append to an active segment");
     const { baseOffset, lastOffset, maxTimestamp } = offsets;
     const position = this.#size;
-    if (lease !== undefined && batch.length >= LENT_BATCH_BYTES_MIN) {
-      lease.retain();
-      patchBaseOffset(batch, 0, baseOffset);
-      this.#chunks.push({ position, bytes: batch, length: batch.length, escaped: false, lease });
+    const size = batchBytesOf(batch);
+    if (lease !== undefined && size >= LENT_BATCH_BYTES_MIN) {
+      this.#keepLent(batch, baseOffset, lease);
     } else {
-      const chunk = this.#chunkFor(batch.length);
+      const chunk = this.#chunkFor(size);
       const at = chunk.length;
-      chunk.bytes.set(batch, at);
+      if (batch instanceof Uint8Array) chunk.bytes.set(batch, at);
+      else
+        for (let i = 0, to = at; i < batch.length; to += batch[i]!.length, i++) {
+          chunk.bytes.set(batch[i]!, to);
+        }
       patchBaseOffset(chunk.bytes, at, baseOffset);
-      chunk.length += batch.length;
+      chunk.length += size;
     }
     assert(baseOffset === this.#nextOffset, "a batch takes the segment's next offset");
-    indexBatch(
-      this.#cursor,
-      { baseOffset, position, size: batch.length, maxTimestamp },
-      this.#interval,
-    );
+    indexBatch(this.#cursor, { baseOffset, position, size, maxTimestamp }, this.#interval);
     if (this.#firstTimestamp === -1) this.#firstTimestamp = maxTimestamp;
-    this.#size += batch.length;
+    this.#size += size;
     this.#nextOffset = lastOffset + 1;
+  }
+
+  /** Keeps a lent batch (whole, or each of its parts) as chunks of its own, offset patched. */
+  #keepLent(batch: Uint8Array | BatchParts, baseOffset: number, lease: BatchLease): void {
+    const parts = batch instanceof Uint8Array ? [batch] : batch;
+    assert(parts[0]!.length >= BATCH_HEADER_BYTES, "a batch's first part holds its header");
+    patchBaseOffset(parts[0]!, 0, baseOffset);
+    let position = this.#size;
+    for (let i = 0; i < parts.length; i++) {
+      const bytes = parts[i]!;
+      // An empty part would be a chunk no read could land in.
+      if (bytes.length === 0) continue;
+      lease.retain();
+      const continues = i > 0;
+      this.#chunks.push({
+        position,
+        bytes,
+        length: bytes.length,
+        escaped: false,
+        lease,
+        continues,
+      });
+      position += bytes.length;
+    }
   }
 
   #chunkFor(size: number): Chunk {
@@ -343,6 +374,7 @@ export class Segment {
       length: 0,
       escaped: false,
       lease: undefined,
+      continues: false,
     };
     this.#chunks.push(chunk);
     return chunk;
@@ -370,13 +402,20 @@ export class Segment {
     this.#writtenNextOffset = nextOffset;
     let cached = 0;
     for (let i = 0; i < this.#chunks.length; i++) cached += heldBytes(this.#chunks, i);
-    while (this.#chunks.length > 1 && cached > this.#tailCacheBytes) {
+    // The newest chunk stays (with the parts before it, if it continues a batch), and the cache
+    // starts at a batch's start: the rest of a batch kept in parts leaves with its first part
+    // (a read below the cache takes the whole batch from the file).
+    let newest = this.#chunks.length - 1;
+    while (newest > 0 && this.#chunks[newest]!.continues) newest--;
+    while ((newest > 0 && cached > this.#tailCacheBytes) || this.#chunks[0]?.continues === true) {
       const oldest = this.#chunks[0]!;
       if (oldest.position + oldest.length > this.#writtenPosition) break;
       cached -= heldBytes(this.#chunks, 0);
       this.#chunks.shift();
+      newest--;
       recycle(oldest);
     }
+    assert(this.#chunks[0]?.continues !== true, "the tail cache starts at a batch's start");
   }
 
   /** Makes everything written so far visible to readers (after its fsync, when required). */
@@ -424,6 +463,14 @@ export class Segment {
       for (let i = this.#chunks.length - 1; i >= 0; i--) {
         const chunk = this.#chunks[i]!;
         if (position < chunk.position) continue;
+        const wantEnd = Math.min(end, position + want);
+        if (chunk.position + chunk.length < wantEnd && this.#chunks[i + 1]?.continues === true) {
+          // A mapping of the written prefix that holds the batch serves it without a copy (a
+          // catch-up read has remapped past it by the time it reaches the tail cache).
+          const prefix = this.#prefixMappingTo(wantEnd);
+          if (prefix !== undefined) return prefix.subarray(position, wantEnd);
+          return this.#joinedView(i, position, wantEnd);
+        }
         const stop = Math.min(end, chunk.position + chunk.length, position + want) - chunk.position;
         chunk.escaped = true;
         return chunk.bytes.subarray(position - chunk.position, stop);
@@ -437,6 +484,26 @@ export class Segment {
     } catch (error) {
       throw ioError(error, `reading ${this.path("log")} at position ${position}`);
     }
+  }
+
+  /**
+   * A copy of [position, end) from chunk `index` on, through the chunks that continue its
+   * batch: readers take a batch as one view, and a batch kept in parts (see Chunk) has none.
+   * Stops early where the parts end (the next batch starts a chunk of its own).
+   */
+  #joinedView(index: number, position: number, end: number): Uint8Array {
+    let last = index;
+    while (this.#chunks[last + 1]?.continues === true) last++;
+    const lastChunk = this.#chunks[last]!;
+    const stop = Math.min(end, lastChunk.position + lastChunk.length);
+    const joined = new Uint8Array(stop - position);
+    for (let i = index; i <= last; i++) {
+      const chunk = this.#chunks[i]!;
+      const from = Math.max(position, chunk.position) - chunk.position;
+      const to = Math.min(stop, chunk.position + chunk.length) - chunk.position;
+      if (to > from) joined.set(chunk.bytes.subarray(from, to), chunk.position + from - position);
+    }
+    return joined;
   }
 
   /** A mapping of the active segment holding bytes up to `end`, made anew every step. */

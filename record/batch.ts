@@ -149,6 +149,40 @@ export function computeBatchCrc(bytes: Uint8Array, at: number, size: number): nu
   return crc32c(bytes.subarray(at + ATTRIBUTES_AT, at + size)) >>> 0;
 }
 
+/**
+ * One batch given as consecutive views of memory, in order: a batch that arrived split across
+ * received chunks (protocol/server), kept as those views instead of being copied whole.
+ * The first part holds at least the header (BATCH_HEADER_BYTES), so every header field and
+ * the base offset to patch lie in it; the CRC covers every part.
+ */
+export type BatchParts = readonly Uint8Array[];
+
+/** The bytes of a batch given whole or in parts. */
+export function batchBytesOf(batch: Uint8Array | BatchParts): number {
+  if (batch instanceof Uint8Array) return batch.length;
+  let length = 0;
+  for (const part of batch) length += part.length;
+  return length;
+}
+
+/** The CRC-32C a batch given in parts should carry (computeBatchCrc over the joined bytes). */
+export function computeBatchPartsCrc(parts: BatchParts): number {
+  let crc = crc32c(parts[0]!.subarray(ATTRIBUTES_AT));
+  for (let i = 1; i < parts.length; i++) crc = crc32c(parts[i]!, crc);
+  return crc >>> 0;
+}
+
+/** A copy of `parts` as one contiguous batch (when the first part is shorter than a header). */
+export function joinBatchParts(parts: BatchParts): Uint8Array {
+  const joined = new Uint8Array(batchBytesOf(parts));
+  let at = 0;
+  for (const part of parts) {
+    joined.set(part, at);
+    at += part.length;
+  }
+  return joined;
+}
+
 /** Assigns offsets to a batch in place: only baseOffset changes, so the CRC stays valid. */
 export function patchBaseOffset(bytes: Uint8Array, at: number, baseOffset: number): void {
   writeInt64(bytes, at + BASE_OFFSET_AT, baseOffset);

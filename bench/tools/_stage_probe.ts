@@ -60,7 +60,8 @@ if (file !== undefined && root !== undefined) {
   const now = () => performance.timeOrigin + performance.now();
   const original = PartitionLog.prototype.appendChecked;
   PartitionLog.prototype.appendChecked = function (this: PartitionLog, ...args) {
-    const index = messageIndex(args[0]);
+    // A batch in parts (a large one split across received chunks) is looked for in its first.
+    const index = messageIndex(args[0] instanceof Uint8Array ? args[0] : args[0][0]!);
     const startedMs = now();
     const appended = original.apply(this, args);
     if (index >= 0) {
@@ -78,7 +79,7 @@ if (file !== undefined && root !== undefined) {
   // The broker's acks 0/1 path appends with a listener (server/_produce_answer.ts).
   const originalTo = PartitionLog.prototype.appendTo;
   PartitionLog.prototype.appendTo = function (this: PartitionLog, batch, lease, listener) {
-    const index = messageIndex(batch);
+    const index = messageIndex(batch instanceof Uint8Array ? batch : batch[0]!);
     if (index < 0) return originalTo.call(this, batch, lease, listener);
     const startedMs = now();
     originalTo.call(this, batch, lease, {

@@ -37,7 +37,9 @@
 //            190-310 MB/s, 0.51-0.60 against 0.39-0.52 GB per GB published (bursts then still
 //            overflow 16). Broker CPU per MB: 0.88-0.89x in two pairs at 32 / 256 MiB, within
 //            noise (0.94-1.54x) at 16 / 128 MiB. The pinning itself (a lent batch keeps its
-//            whole frame's buffer) is what a later change should remove.
+//            whole frame's buffer) is gone for the server's plaintext Produce frames, which
+//            are split instead (below); what still comes here is other large frames, Produce
+//            under ACLs or TLS, and the rare Produce whose head is cut by a chunk's end.
 //
 // Keeping views past the call: `push` hands each frame a FrameLease. A handler that keeps a view
 // of the payload calls `retain` once per view kept and `release` when done with it; a pooled
@@ -49,6 +51,14 @@
 //
 // `pushChunks` keeps views of earlier chunks until their frame completes: feed it only chunks
 // that are never reused. One reader is fed by `push` or by `pushChunks`, not both.
+//
+// Splitting (`split`, the server's Produce requests): a frame that does not arrive whole in one
+// chunk, at least `bytesMin` long, whose first `headBytes` arrive with its size and pass
+// `select`, is not assembled either: `push` hands it to its `onParts` handler as the views of
+// the chunks it lies in, with the chunks' lease (so only with `freshChunks`). Its large batches
+// then reach the engine as those views, never copied whole by sluice (engine: BatchParts).
+// Assembled in a pooled buffer, such a frame cost the broker's main thread its largest share:
+// `set` was 39% of its profile samples in bench:tcp's publish, 2% after (bench/RESULTS.md).
 //
 // Discarding (`discard`, the server): a frame that does not arrive whole in one chunk is shown
 // to `screen` with its first `headBytes` payload bytes (the request header) as soon as they
@@ -155,6 +165,15 @@ export type FrameReaderOptions = {
   chunkedBytesMin?: number;
   /** Frames to drop unassembled, chosen from their head and size (see above). */
   discard?: FrameDiscard;
+  /** Frames to hand out in parts instead of assembling them (see above); needs freshChunks. */
+  split?: FrameSplit;
+};
+
+export type FrameSplit = {
+  headBytes: number;
+  bytesMin: number;
+  /** True to hand out the frame of `sizeBytes` whose payload starts with `head` in parts. */
+  select: (head: Uint8Array, sizeBytes: number) => boolean;
 };
 
 export type FrameDiscard = {
@@ -172,6 +191,8 @@ export type FrameDiscard = {
 export type FrameHandler = (payload: Uint8Array, lease: FrameLease | undefined) => void;
 /** A frame's payload as views, in order: one when it arrived whole or was assembled. */
 export type ChunksHandler = (chunks: Uint8Array[]) => void;
+/** A split frame's payload as the views of the chunks it lies in, with their lease. */
+export type PartsHandler = (parts: Uint8Array[], lease: FrameLease) => void;
 
 /** The peer announced a frame larger than the limit: the stream cannot continue. */
 export class FrameTooLargeError extends RangeError {
@@ -198,6 +219,9 @@ export class FrameReader {
   /** The head of the frame in progress when it is being dropped, not assembled. */
   #discardedHead: Uint8Array | undefined;
   readonly #discard: FrameDiscard | undefined;
+  readonly #split: FrameSplit | undefined;
+  /** The frame in progress is collected in #parts for `push`'s onParts (split), not onChunks. */
+  #splitting = false;
   readonly #pooled: boolean;
   /** The lease of frames that are views of pushed chunks, or assembled "owned". */
   readonly #freshLease: FrameLease | undefined;
@@ -222,6 +246,10 @@ export class FrameReader {
     this.#pooled = assembly === "pooled";
     this.#freshLease = options.freshChunks === true ? FREE_LEASE : undefined;
     this.#discard = options.discard;
+    if (options.split !== undefined && this.#freshLease === undefined) {
+      throw new TypeError("split needs freshChunks: parts are views of the pushed chunks");
+    }
+    this.#split = options.split;
   }
 
   /**
@@ -243,9 +271,13 @@ export class FrameReader {
    * `frameBytesMax`: the stream cannot continue after that, every later call throws it again,
    * and the caller closes the connection.
    */
-  push(chunk: Uint8Array, onFrame: FrameHandler): void {
+  push(chunk: Uint8Array, onFrame: FrameHandler, onParts?: PartsHandler): void {
+    assert(this.#split === undefined || onParts !== undefined, "a split reader is given onParts");
+    this.#onParts = onParts;
     this.#drain(chunk, onFrame, undefined);
   }
+
+  #onParts: PartsHandler | undefined;
 
   /** `push`, handing out large frames split across chunks as views of those chunks. */
   pushChunks(chunk: Uint8Array, onFrame: ChunksHandler): void {
@@ -296,7 +328,17 @@ export class FrameReader {
       }
     }
     if (chunked && size > 0 && size >= this.chunkedBytesMin) this.#parts = [];
-    else this.#partial = this.#pooled ? takeAssembly(size) : new Uint8Array(size);
+    else if (this.#splits(size, first)) {
+      this.#parts = [];
+      this.#splitting = true;
+    } else this.#partial = this.#pooled ? takeAssembly(size) : new Uint8Array(size);
+  }
+
+  #splits(size: number, first: Uint8Array): boolean {
+    const split = this.#split;
+    if (split === undefined || size < split.bytesMin) return false;
+    if (first.length < split.headBytes || size < split.headBytes) return false;
+    return split.select(first.subarray(0, split.headBytes), size);
   }
 
   /** Adds bytes (no more than the frame still needs) to the frame in progress. */
@@ -340,6 +382,12 @@ export class FrameReader {
     this.#filled = 0;
     if (discardedHead !== undefined) {
       this.#discard!.onDiscarded(discardedHead, this.#size);
+      return;
+    }
+    if (parts !== undefined && this.#splitting) {
+      this.#splitting = false;
+      assert(this.#onParts !== undefined, "a split frame is finished by push with onParts");
+      this.#onParts(parts, this.#freshLease!);
       return;
     }
     if (parts !== undefined) {

@@ -14,9 +14,12 @@
 //                                             accepted_batches:u32 ] ]
 //
 // `records` are views into the request frame: the server appends them without a copy of its
-// own (the engine copies once into its write buffer).
+// own (the engine copies small batches once into its write buffer and keeps large ones as
+// views). Read from a frame kept in parts (PartsReader), a partition's records are the views of
+// the parts they span.
 
 import { ProtocolError } from "./errors.ts";
+import type { PartsReader, Span } from "./parts_reader.ts";
 import type { Reader, Writer } from "./wire.ts";
 
 export type Acks = -1 | 0 | 1;
@@ -25,6 +28,13 @@ export type ProduceRequest = {
   acks: Acks;
   timeoutMs: number;
   topics: { topic: string; partitions: { partition: number; records: Uint8Array }[] }[];
+};
+
+/** A Produce request as the server reads it: records may be the views of several parts. */
+export type ProduceRequestIn = {
+  acks: Acks;
+  timeoutMs: number;
+  topics: { topic: string; partitions: { partition: number; records: Span }[] }[];
 };
 
 export type ProducePartitionResult = {
@@ -66,24 +76,26 @@ export function writeProduceRequest(writer: Writer, request: ProduceRequest): vo
  * Reads a Produce request (either version). `partitionsMax` bounds the partition entries over
  * all topics, checked from each count before its entries are read.
  */
+export function readProduceRequest(reader: Reader, partitionsMax?: number): ProduceRequest;
+export function readProduceRequest(reader: PartsReader, partitionsMax?: number): ProduceRequestIn;
 export function readProduceRequest(
-  reader: Reader,
+  reader: Reader | PartsReader,
   partitionsMax = Number.POSITIVE_INFINITY,
-): ProduceRequest {
+): ProduceRequestIn {
   const acks = reader.i8("acks");
   if (acks !== -1 && acks !== 0 && acks !== 1) {
     throw ProtocolError.invalid(`acks ${acks} must be -1, 0 or 1`);
   }
   const timeoutMs = reader.u32("timeout_ms");
   const topicCount = reader.count("topics", TOPIC_BYTES_MIN);
-  const topics: ProduceRequest["topics"] = [];
+  const topics: ProduceRequestIn["topics"] = [];
   let entries = 0;
   for (let t = 0; t < topicCount; t++) {
     const topic = reader.string("topic");
     const partitionCount = reader.count("partitions", PARTITION_BYTES_MIN);
     entries += partitionCount;
     if (entries > partitionsMax) throw tooManyPartitions(partitionsMax);
-    const partitions: ProduceRequest["topics"][number]["partitions"] = [];
+    const partitions: ProduceRequestIn["topics"][number]["partitions"] = [];
     for (let p = 0; p < partitionCount; p++) {
       partitions.push({ partition: reader.u32("partition"), records: reader.bytes32("records") });
     }

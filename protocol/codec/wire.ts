@@ -220,7 +220,7 @@ export class Reader {
   }
 }
 
-function decodeUtf8(bytes: Uint8Array, what: string): string {
+export function decodeUtf8(bytes: Uint8Array, what: string): string {
   try {
     return textDecoder.decode(bytes);
   } catch {

@@ -10,7 +10,13 @@ import {
   type ReadResult,
   SluiceError,
 } from "../../engine/mod.ts";
-import { BATCH_HEADER_BYTES, batchSizeAt } from "../../record/mod.ts";
+import {
+  BATCH_HEADER_BYTES,
+  type BatchParts,
+  batchBytesOf,
+  batchSizeAt,
+  joinBatchParts,
+} from "../../record/mod.ts";
 import { ChunkedFrame } from "../codec/frames.ts";
 import {
   type FetchPartitionResult,
@@ -21,9 +27,10 @@ import {
 } from "../codec/fetch.ts";
 import {
   type ProducePartitionResult,
-  type ProduceRequest,
+  type ProduceRequestIn,
   readProduceRequest,
 } from "../codec/produce.ts";
+import { PartsReader, type Span } from "../codec/parts_reader.ts";
 import { errorToWire, WIRE_ERRORS } from "../codec/errors.ts";
 import { type HandlerResult, PendingAnswer, type RequestContext } from "./connection.ts";
 import {
@@ -104,12 +111,17 @@ type Appended = {
  */
 function appendAll(
   log: PartitionLog,
-  records: Uint8Array,
+  records: Uint8Array | BatchParts,
   lease: BatchLease | undefined,
 ): Appended {
   const appends: Promise<AppendResult>[] = [];
   let at = 0;
   try {
+    // Records in parts are one whole batch (recordsForAppend).
+    if (!(records instanceof Uint8Array)) {
+      appends.push(log.appendChecked(records, lease));
+      return { appends, refusal: undefined };
+    }
     if (records.length === 0) throw new SluiceError("INVALID_BATCH", "Produce without records");
     while (at < records.length) {
       const size = batchSize(records, at);
@@ -134,15 +146,33 @@ function appendAll(
 function producePartition(
   log: PartitionLog,
   result: ProducePartitionResult,
-  records: Uint8Array,
+  span: Span,
   produce: { acks: number; lease: BatchLease | undefined },
 ): Promise<ProducePartitionResult> {
-  if (records.length > 0 && batchSize(records, 0) === records.length) {
+  const records = recordsForAppend(span);
+  if (!(records instanceof Uint8Array)) {
+    if (produce.acks !== -1 || log.config.fsync === "always") {
+      return produceOneBatch(log, result, records, produce.lease);
+    }
+  } else if (records.length > 0 && batchSize(records, 0) === records.length) {
     if (produce.acks !== -1 || log.config.fsync === "always") {
       return produceOneBatch(log, result, records, produce.lease);
     }
   }
   return produceBatches(log, result, records, produce);
+}
+
+/**
+ * A partition's records as the engine takes them: whole, or the parts of exactly one batch
+ * (records that arrived split across received chunks; the engine keeps or copies the parts).
+ * Split records holding several batches, or a first part shorter than a batch header, are
+ * joined into one copy: the client sends at most one batch per partition per request.
+ */
+function recordsForAppend(records: Span): Uint8Array | BatchParts {
+  if (records instanceof Uint8Array) return records;
+  const head = records[0]!;
+  const whole = head.length >= BATCH_HEADER_BYTES && batchSizeAt(head, 0) === batchBytesOf(records);
+  return whole ? records : joinBatchParts(records);
 }
 
 /**
@@ -154,7 +184,7 @@ function producePartition(
 function produceOneBatch(
   log: PartitionLog,
   result: ProducePartitionResult,
-  batch: Uint8Array,
+  batch: Uint8Array | BatchParts,
   lease: BatchLease | undefined,
 ): Promise<ProducePartitionResult> {
   let appended: Promise<AppendResult>;
@@ -177,7 +207,7 @@ function produceOneBatch(
 async function produceBatches(
   log: PartitionLog,
   result: ProducePartitionResult,
-  records: Uint8Array,
+  records: Uint8Array | BatchParts,
   produce: { acks: number; lease: BatchLease | undefined },
 ): Promise<ProducePartitionResult> {
   const { acks, lease } = produce;
@@ -223,7 +253,7 @@ async function produceBatches(
 function startProduce(
   finder: PartitionFinder,
   topic: string,
-  p: { partition: number; records: Uint8Array },
+  p: { partition: number; records: Span },
   produce: { acks: number; lease: BatchLease | undefined },
 ): Promise<ProducePartitionResult> {
   const result: ProducePartitionResult = {
@@ -247,7 +277,14 @@ export function handleProduce(
   plane: DataPlane,
   request: RequestContext,
 ): Promise<HandlerResult> | PendingAnswer {
-  const produce = readProduceRequest(request.reader, plane.requestPartitionsMax);
+  // A large request that arrived split across received chunks is read from their views.
+  const produce =
+    request.parts === undefined
+      ? readProduceRequest(request.reader, plane.requestPartitionsMax)
+      : readProduceRequest(
+          new PartsReader(request.parts, request.reader.position),
+          plane.requestPartitionsMax,
+        );
   const finder = new PartitionFinder(plane.engine);
   // Every append starts now, while the request bytes are valid; only the waiting is async.
   // Large batches are lent to the engine (kept as views, not copied) when the bytes allow it.
@@ -273,7 +310,7 @@ export function handleProduce(
 function produceAsAppended(
   plane: DataPlane,
   request: RequestContext,
-  produce: ProduceRequest,
+  produce: ProduceRequestIn,
   finder: PartitionFinder,
   lent: { acks: number; lease: BatchLease | undefined },
 ): PendingAnswer {
@@ -291,8 +328,11 @@ function produceAsAppended(
         answer.partitionDone();
         continue;
       }
-      const records = p.records;
-      if (records.length === 0 || batchSize(records, 0) !== records.length) {
+      const records = recordsForAppend(p.records);
+      if (
+        records instanceof Uint8Array &&
+        (records.length === 0 || batchSize(records, 0) !== records.length)
+      ) {
         produceBatches(log, result, records, lent).then(answer.onPartition, answer.onFailure);
         continue;
       }
@@ -340,7 +380,7 @@ function durableWithin(
 async function finishProduce(
   plane: DataPlane,
   request: RequestContext,
-  produce: ProduceRequest,
+  produce: ProduceRequestIn,
   pending: { topic: string; partitions: Promise<ProducePartitionResult[]> }[],
 ): Promise<HandlerResult> {
   const topics = [];

@@ -16,7 +16,7 @@ import type { AppendListener, AppendResult } from "../../engine/mod.ts";
 import { finishFrame, startResponse } from "../codec/frames.ts";
 import {
   type ProducePartitionResult,
-  type ProduceRequest,
+  type ProduceRequestIn,
   writeProduceResponse,
 } from "../codec/produce.ts";
 import { errorToWire } from "../codec/errors.ts";
@@ -76,13 +76,13 @@ export class ProduceAnswer extends PendingAnswer {
   readonly topics: { topic: string; partitions: ProducePartitionResult[] }[] = [];
   #plane: ProduceReports;
   #request: RequestContext;
-  #produce: ProduceRequest;
+  #produce: ProduceRequestIn;
   #left: number;
   /** For partitions answered through a promise (several batches): made once per request. */
   readonly onPartition = (): void => this.partitionDone();
   readonly onFailure = (failure: unknown): void => this.fail(failure);
 
-  constructor(plane: ProduceReports, request: RequestContext, produce: ProduceRequest) {
+  constructor(plane: ProduceReports, request: RequestContext, produce: ProduceRequestIn) {
     super();
     assert(produce.acks !== -1, "acks -1 answers within its timeout (_produce_deadline.ts)");
     this.#plane = plane;
@@ -128,7 +128,7 @@ export class ProduceAnswer extends PendingAnswer {
 export function produceResponse(
   plane: ProduceReports,
   request: RequestContext,
-  produce: ProduceRequest,
+  produce: ProduceRequestIn,
   topics: { topic: string; partitions: ProducePartitionResult[] }[],
 ): HandlerResult {
   for (const t of topics) {

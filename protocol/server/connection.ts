@@ -127,6 +127,12 @@ export type RequestContext = {
    * handler lends large batches to the engine); undefined when the bytes must be copied.
    */
   lease: FrameLease | undefined;
+  /**
+   * A large Produce that arrived split across received chunks, kept as their views rather than
+   * assembled (frame_reader.ts, `split`): the whole payload, header included; `reader` then
+   * holds only the first part, past the header. Undefined for every other request.
+   */
+  parts?: readonly Uint8Array[];
 };
 
 export type ServerConnectionHost = {
@@ -152,8 +158,16 @@ export type ServerConnectionHost = {
    * without being read into memory (the control plane); undefined for the others.
    */
   bodyBytesMax?(apiKey: number): number | undefined;
+  /**
+   * Large Produce frames may reach the handler in parts (RequestContext.parts). False where
+   * something before the handler reads the whole body through `reader` (ACL checks).
+   */
+  produceInParts?: boolean;
   now(): number;
 };
+
+/** Produce frames at least this large that span received chunks are kept in parts. */
+export const PRODUCE_PARTS_BYTES_MIN = 64 * 1024;
 
 type Slot = {
   correlationId: number;
@@ -211,6 +225,16 @@ export class ServerConnection {
         screen: (head, sizeBytes) => this.#overBodyLimit(head, sizeBytes) !== undefined,
         onDiscarded: this.#onDiscarded,
       },
+      // Only sockets whose chunks are never reused may have their views kept (freshChunks).
+      split:
+        host.produceInParts === true && socket.freshChunks === true
+          ? {
+              // The header and Produce's acks: what #mustWait reads.
+              headBytes: REQUEST_HEADER_BYTES + 1,
+              bytesMin: PRODUCE_PARTS_BYTES_MIN,
+              select: (head) => this.handshaken && ((head[0]! << 8) | head[1]!) === API.Produce,
+            }
+          : undefined,
     });
     // Answers released in one turn (one group commit resolving many requests) go out in one
     // write at the turn's end.
@@ -258,7 +282,7 @@ export class ServerConnection {
     if (this.closed) return;
     this.bytesIn += bytes.length;
     try {
-      this.#frames.push(bytes, this.#onFrame);
+      this.#frames.push(bytes, this.#onFrame, this.#onParts);
     } catch (error) {
       if (!(error instanceof FrameTooLargeError)) throw error;
       this.#abort(
@@ -286,6 +310,28 @@ export class ServerConnection {
     } else {
       this.#frame(payload, lease);
     }
+  };
+
+  /**
+   * A Produce kept in the views of the chunks it arrived in (see RequestContext.parts). One that
+   * has to wait is joined into a copy, as #onFrame copies a waiting frame (that copy is the
+   * only one: it goes to the backlog as it is).
+   */
+  #onParts = (parts: Uint8Array[], lease: FrameLease): void => {
+    if (parts.length === 1) {
+      this.#onFrame(parts[0]!, lease);
+      return;
+    }
+    assert(parts[0]!.length > REQUEST_HEADER_BYTES, "a split frame's first part holds its header");
+    this.lastFrameMs = this.#host.now();
+    this.#frameStartedMs = undefined;
+    const waits = this.#paused || this.#backlog.length > 0 || this.#overBudget();
+    if (waits || this.#mustWait(parts[0]!)) {
+      this.#backlog.push(joinParts(parts));
+      this.#updateFlow();
+      return;
+    }
+    this.#frame(parts[0]!, lease, parts);
   };
 
   /**
@@ -422,7 +468,7 @@ export class ServerConnection {
     this.socket.destroy();
   }
 
-  #frame(payload: Uint8Array, lease: FrameLease | undefined): void {
+  #frame(payload: Uint8Array, lease: FrameLease | undefined, parts?: Uint8Array[]): void {
     if (this.closed || this.#closeAfterFlush) return;
     const reader = new Reader(payload);
     let header: ReturnType<typeof readRequestHeader>;
@@ -459,7 +505,9 @@ export class ServerConnection {
     slot.served = true;
     this.#inFlight++;
     assert(this.#inFlight <= this.#host.limits.inFlightMax, "inFlight stays within inFlightMax");
-    this.#run(slot, { ...header, reader, connection: this, lease });
+    const request: RequestContext = { ...header, reader, connection: this, lease };
+    if (parts !== undefined) request.parts = parts;
+    this.#run(slot, request);
     this.#updateFlow();
   }
 
@@ -650,4 +698,17 @@ function headerCode(result: HandlerResult): number {
   const first = result?.[0];
   if (first === undefined || first.length < 10) return 0;
   return (((first[8]! << 8) | first[9]!) << 16) >> 16;
+}
+
+/** One copy of a frame's parts, in order. */
+function joinParts(parts: readonly Uint8Array[]): Uint8Array {
+  let length = 0;
+  for (const part of parts) length += part.length;
+  const joined = new Uint8Array(length);
+  let at = 0;
+  for (const part of parts) {
+    joined.set(part, at);
+    at += part.length;
+  }
+  return joined;
 }

@@ -383,6 +383,8 @@ export class SluiceServer {
       },
       bodyError: (code) => this.#countError(code),
       bodyBytesMax: (apiKey) => controlBodyLimits(apiKey, this.#bodyCaps)?.bytesMax,
+      // ACL checks read a Produce's topics from its reader, which a request in parts lacks.
+      produceInParts: this.#security === undefined,
       now: Date.now,
     };
   }

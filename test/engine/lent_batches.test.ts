@@ -100,3 +100,97 @@ describe("lent batches", () => {
     await log.close();
   });
 });
+
+/** `batch` cut at `cuts` (byte positions) into views of separate buffers, as received chunks. */
+function cutInto(batch: Uint8Array, cuts: number[]): Uint8Array[] {
+  const parts: Uint8Array[] = [];
+  let from = 0;
+  for (const to of [...cuts, batch.length]) {
+    // Each part lies inside a larger buffer of its own, as a received chunk's tail would.
+    const chunk = new Uint8Array(to - from + 16);
+    chunk.set(batch.subarray(from, to), 8);
+    parts.push(chunk.subarray(8, 8 + to - from));
+    from = to;
+  }
+  return parts;
+}
+
+describe("batches in parts", () => {
+  test("a lent batch in parts is kept as its parts and read back whole", async () => {
+    using dir = tempDir();
+    const log = await openLog(dir.path, 8 << 20);
+    const lease = new CountingLease();
+    const batch = largeBatch(0);
+    const parts = cutInto(batch, [100, 40_000, 70_000]);
+    const appended = await log.appendChecked(parts, lease);
+    assert.equal(appended.baseOffset, 0);
+    assert.equal(lease.retained, 4, "one view kept per part");
+    await log.appendChecked(cutInto(largeBatch(80), [5_000]), lease);
+    assert.equal(lease.retained, 6);
+    // The tail read of a batch in parts is a copy of them, whole: readers take a batch as one view.
+    const read = log.read(0, 1);
+    assert.equal(read.views.length, 1);
+    assert.equal(read.views[0]!.length, batch.length);
+    assert.notEqual(read.views[0]!.buffer, parts[0]!.buffer);
+    const records = readAll(log, 0);
+    assert.deepEqual(
+      records.map((r) => r.offset),
+      Array.from({ length: 160 }, (_, i) => i),
+    );
+    assert.deepEqual(readAll(log, 0, 64), records, "small reads across the parts too");
+    await log.close();
+  });
+
+  test("a batch in parts without a lease is copied, and a short first part is joined", async () => {
+    using dir = tempDir();
+    const log = await openLog(dir.path, 8 << 20);
+    const batch = largeBatch(0);
+    await log.appendChecked(cutInto(batch, [30_000]));
+    const lease = new CountingLease();
+    await log.appendChecked(cutInto(largeBatch(80), [20, 900]), lease);
+    assert.equal(lease.retained, 1, "joined into one copy of its own, kept whole");
+    await log.appendChecked([simpleBatch(2, { firstTag: 160 })], lease);
+    await log.flush();
+    const records = readAll(log, 0);
+    assert.equal(records.length, 162);
+    assert.deepEqual(records[100]!.value, readAll(log, 100, 1)[0]!.value);
+    await log.close();
+  });
+
+  test("a byte changed in a later part fails the batch's CRC-32C check", async () => {
+    using dir = tempDir();
+    const log = await openLog(dir.path, 8 << 20);
+    const parts = cutInto(largeBatch(0), [10_000, 50_000]);
+    parts[2]![7]! ^= 0x01;
+    assert.throws(
+      () => log.appendChecked(parts, new CountingLease()),
+      (error: Error & { code?: string }) => error.code === "CORRUPT_BATCH",
+    );
+    const short = cutInto(largeBatch(0), [10_000]);
+    assert.throws(
+      () => log.appendChecked([short[0]!], new CountingLease()),
+      (error: Error & { code?: string }) => error.code === "INVALID_BATCH",
+      "parts that stop before the declared batch length are refused",
+    );
+    assert.equal(log.logEndOffset, 0);
+    await log.close();
+  });
+
+  test("the tail cache drops a batch in parts whole, and gives every part back", async () => {
+    using dir = tempDir();
+    const log = await openLog(dir.path, 1);
+    const lease = new CountingLease();
+    for (let i = 0; i < 4; i++) {
+      await log.appendChecked(cutInto(largeBatch(i * 80), [30_000, 60_000]), lease);
+    }
+    await log.flush();
+    assert.equal(lease.retained, 12);
+    assert.equal(lease.released, 9, "all but the newest batch's parts left the tail cache");
+    const records = readAll(log, 0);
+    assert.deepEqual(
+      records.map((r) => r.offset),
+      Array.from({ length: 320 }, (_, i) => i),
+    );
+    await log.close();
+  });
+});

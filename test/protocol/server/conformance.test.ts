@@ -20,6 +20,7 @@ import {
   MAX_TIMESTAMP_AT,
   writeInt32,
 } from "../../../record/mod.ts";
+import { decodeRead } from "../../engine/partition_log_helpers.ts";
 import { waitFor } from "../../helpers.ts";
 import type { RawClient } from "./raw_client.ts";
 import { connected, startTestServer } from "./serving.ts";
@@ -193,7 +194,16 @@ describe("the server answers as PROTOCOL.md says", () => {
     assert.equal((await client.response(after)).errorCode, 0);
   });
 
-  test("an acks-0 Produce at the in-flight limit waits for a slot and is appended", async () => {
+  // The large one arrives split across received chunks and waits as a joined copy of its parts.
+  for (const [kind, value] of [
+    ["small", "later"],
+    ["split", "x".repeat(300_000)],
+  ] as const) {
+    const name = `an acks-0 Produce (${kind}) at the in-flight limit waits for a slot`;
+    test(`${name} and is appended`, () => acksZeroWaits(value));
+  }
+
+  async function acksZeroWaits(value: string): Promise<void> {
     await using t = await startTestServer({ limits: { inFlightMax: 4 } });
     await t.server.engine.createTopic("quiet", { config: { fsync: "never" } });
     using client = await connected(t.port);
@@ -219,18 +229,19 @@ describe("the server answers as PROTOCOL.md says", () => {
       writeProduceRequest(w, {
         acks: 0,
         timeoutMs: 30_000,
-        topics: [{ topic: "quiet", partitions: [{ partition: 0, records: batchOf("later") }] }],
+        topics: [{ topic: "quiet", partitions: [{ partition: 0, records: batchOf(value) }] }],
       }),
     );
     await waitFor(() => t.server.stats()["pausedConnections"] === 1, "the produce to wait");
     assert.equal(t.server.stats()["refusedRequests"], 0);
     await t.server.engine.append("quiet", 0, batchOf("wake"));
     for (const id of polls) assert.equal((await client.response(id)).errorCode, 0);
-    await waitFor(
-      () => t.server.engine.partition("quiet", 0).highWatermark === 2,
-      "the waiting produce to be appended",
-    );
-  });
+    const log = t.server.engine.partition("quiet", 0);
+    await waitFor(() => log.highWatermark === 2, "the waiting produce to be appended");
+    const [waited] = decodeRead(log.read(1, 1 << 21));
+    const stored = waited!.records[0]!.value;
+    assert.equal(stored, Buffer.from(value).toString("hex"), "appended whole and intact");
+  }
 
   test("a topic deleted and created again in one pipeline is whole", async () => {
     await using t = await startTestServer();
