@@ -202,6 +202,12 @@ export class PartitionLog {
    */
   #roundAcks: PendingAck[] = [];
   #roundSyncWaiters: Waiter[] = [];
+  /**
+   * A durable append (appendDurable) waits in #acks: the next round fsyncs. Swapped into
+   * #roundDurable as a round takes its lists, like the lists themselves.
+   */
+  #durableAcks = false;
+  #roundDurable = false;
   /** The open segments of the round in flight, and their writes (RoundWrite), reused. */
   #roundOpen: Segment[] = [];
   #roundWrites: RoundWrite[] = [];
@@ -480,6 +486,21 @@ export class PartitionLog {
   }
 
   /**
+   * `appendChecked`, resolved once the batch is also fsynced: what `appendChecked` then
+   * `flush()` promise, in one flush round that writes and syncs (a produce with acks=all). The
+   * flush after an append took a round of its own, its sync waiter and async frames, for each
+   * partition of each request: at 1,000 partitions nearly every batch is a partition of its
+   * own, so that second round was paid per batch.
+   */
+  appendDurable(batch: Uint8Array, lease?: BatchLease): Promise<AppendResult> {
+    const appended = this.appendChecked(batch, lease);
+    // Set after the append is queued and before its round starts (a microtask later, or after
+    // the round in flight): the round that takes the acknowledgement takes the sync too.
+    this.#durableAcks = true;
+    return appended;
+  }
+
+  /**
    * A broken invariant means the log's state in memory can no longer be trusted: the log is
    * fenced (every later write is refused with LOG_FENCED; reopening recovers from the files),
    * and the violation is reported as one clear line. The caller gets the fence, never the
@@ -700,6 +721,8 @@ export class PartitionLog {
     const syncWaiters = this.#syncWaiters;
     this.#syncWaiters = this.#roundSyncWaiters;
     this.#roundSyncWaiters = syncWaiters;
+    this.#roundDurable = this.#durableAcks;
+    this.#durableAcks = false;
   }
 
   /**
@@ -749,7 +772,8 @@ export class PartitionLog {
    */
   async #writeRound(): Promise<void> {
     if (this.#markerRemoval !== undefined && !(await this.#awaitMarkerRemoved())) return;
-    const sync = this.config.fsync === "always" || this.#roundSyncWaiters.length > 0;
+    const sync =
+      this.config.fsync === "always" || this.#roundSyncWaiters.length > 0 || this.#roundDurable;
     const count = this.#beginRound();
     try {
       for (let i = 0; i < count; i++) await this.#writeSegment(i);
@@ -913,6 +937,7 @@ export class PartitionLog {
     for (const waiter of [...syncWaiters, ...this.#syncWaiters]) waiter.reject(reason);
     this.#acks = [];
     this.#syncWaiters = [];
+    this.#durableAcks = false;
   }
 
   /**
@@ -952,6 +977,7 @@ export class PartitionLog {
     for (const waiter of this.#syncWaiters) waiter.reject(error);
     this.#acks = [];
     this.#syncWaiters = [];
+    this.#durableAcks = false;
   }
 
   /** Seals every fully written segment that is no longer the active one. */

@@ -100,13 +100,15 @@ type Appended = {
 
 /**
  * Starts the append of each batch in `records`, in order, until one is refused before being
- * written (the engine validates each batch whole before it writes any of it).
+ * written (the engine validates each batch whole before it writes any of it). With acks=all
+ * each append resolves only once fsynced, in the round that writes it (appendDurable).
  */
 function appendAll(
   log: PartitionLog,
   records: Uint8Array,
-  lease: BatchLease | undefined,
+  produce: { acks: number; lease: BatchLease | undefined },
 ): Appended {
+  const { acks, lease } = produce;
   const appends: Promise<AppendResult>[] = [];
   let at = 0;
   try {
@@ -116,7 +118,8 @@ function appendAll(
       if (size === -1) {
         throw new SluiceError("INVALID_BATCH", `Records at byte ${at} are not a whole batch`);
       }
-      appends.push(log.appendChecked(records.subarray(at, at + size), lease));
+      const batch = records.subarray(at, at + size);
+      appends.push(acks === -1 ? log.appendDurable(batch, lease) : log.appendChecked(batch, lease));
       at += size;
     }
   } catch (error) {
@@ -138,28 +141,30 @@ function producePartition(
   produce: { acks: number; lease: BatchLease | undefined },
 ): Promise<ProducePartitionResult> {
   if (records.length > 0 && batchSize(records, 0) === records.length) {
-    if (produce.acks !== -1 || log.config.fsync === "always") {
-      return produceOneBatch(log, result, records, produce.lease);
-    }
+    return produceOneBatch(log, result, records, produce);
   }
   return produceBatches(log, result, records, produce);
 }
 
 /**
- * The usual partition of a produce request: one whole batch, acknowledged once appended. The
- * same answer as produceBatches gives, without its list of appends, its settled outcomes and
- * its async frame: at 10,000 one-batch partitions a second those were about half of what the
- * server allocated per message, and every collection of them pauses the event loop.
+ * The usual partition of a produce request: one whole batch, acknowledged once appended (with
+ * acks=all, once fsynced: the same round writes and syncs it). The same answer as
+ * produceBatches gives, without its list of appends, its settled outcomes and its async
+ * frame: at 10,000 one-batch partitions a second those were about half of what the server
+ * allocated per message, and every collection of them pauses the event loop.
  */
 function produceOneBatch(
   log: PartitionLog,
   result: ProducePartitionResult,
   batch: Uint8Array,
-  lease: BatchLease | undefined,
+  produce: { acks: number; lease: BatchLease | undefined },
 ): Promise<ProducePartitionResult> {
   let appended: Promise<AppendResult>;
   try {
-    appended = log.appendChecked(batch, lease);
+    appended =
+      produce.acks === -1
+        ? log.appendDurable(batch, produce.lease)
+        : log.appendChecked(batch, produce.lease);
   } catch (error) {
     return Promise.resolve(refused(result, error));
   }
@@ -189,9 +194,10 @@ async function produceBatches(
   records: Uint8Array,
   produce: { acks: number; lease: BatchLease | undefined },
 ): Promise<ProducePartitionResult> {
-  const { acks, lease } = produce;
-  const { appends, refusal } = appendAll(log, records, lease);
-  // Settled in order: the accepted batches are those before the first that failed.
+  const { appends, refusal } = appendAll(log, records, produce);
+  // Settled in order: the accepted batches are those before the first that failed. With
+  // acks=all a batch settles once fsynced, so one written but not known durable (its round's
+  // sync failed) is not among them.
   const settled = await Promise.allSettled(appends);
   let failure: unknown = refusal?.error;
   let accepted = 0;
@@ -201,15 +207,6 @@ async function produceBatches(
       break;
     }
     accepted++;
-  }
-  if (accepted > 0 && acks === -1 && log.config.fsync !== "always") {
-    try {
-      await log.flush();
-    } catch (error) {
-      // Written but not known durable: nothing is acknowledged as acks -1 asked.
-      failure = error;
-      accepted = 0;
-    }
   }
   result.acceptedBatches = accepted;
   const first = settled[0];
