@@ -10,7 +10,7 @@ import {
   type ReadResult,
   SluiceError,
 } from "../../engine/mod.ts";
-import { BATCH_HEADER_BYTES, batchSizeAt } from "../../record/mod.ts";
+import { assert, BATCH_HEADER_BYTES, batchSizeAt } from "../../record/mod.ts";
 import { ChunkedFrame, finishFrame, startResponse } from "../codec/frames.ts";
 import {
   type FetchPartitionResult,
@@ -64,7 +64,7 @@ function batchSize(records: Uint8Array, at: number): number {
  */
 class PartitionFinder {
   #engine: Engine;
-  #counts = new Map<string, { partitions: number } | { error: unknown }>();
+  #topics = new Map<string, { logs: readonly PartitionLog[] } | { error: unknown }>();
 
   constructor(engine: Engine) {
     this.#engine = engine;
@@ -72,23 +72,24 @@ class PartitionFinder {
 
   /** The log, or the wire code and message of why there is none. */
   find(topic: string, partition: number): PartitionLog | { code: number; message: string } {
-    let known = this.#counts.get(topic);
+    let known = this.#topics.get(topic);
     if (known === undefined) {
       try {
-        known = { partitions: this.#engine.describeTopic(topic).partitions };
+        known = { logs: this.#engine.partitions(topic) };
       } catch (error) {
         known = { error };
       }
-      this.#counts.set(topic, known);
+      this.#topics.set(topic, known);
     }
     if ("error" in known) return errorToWire(known.error);
-    if (partition >= known.partitions) {
+    const log = known.logs[partition];
+    if (log === undefined) {
       return {
         code: WIRE_ERRORS.UNKNOWN_PARTITION,
-        message: `Topic '${topic}' has no partition ${partition} (it has ${known.partitions})`,
+        message: `Topic '${topic}' has no partition ${partition} (it has ${known.logs.length})`,
       };
     }
-    return this.#engine.partition(topic, partition);
+    return log;
   }
 }
 
@@ -337,9 +338,11 @@ type FetchRead = { response: FetchResponse; bytes: number; errors: boolean };
 
 /**
  * Reads every partition of a fetch once: the response, already grouped by topic as the
- * request is, and the bytes found.
+ * request is, and the bytes found. `logs`, when given, gets each partition's log in request
+ * order (a fetch that waits keeps them: no second lookup per partition); only a read that
+ * found no error, where every partition has its log, is waited on.
  */
-function readAll(plane: DataPlane, fetch: FetchRequest): FetchRead {
+function readAll(plane: DataPlane, fetch: FetchRequest, logs?: PartitionLog[]): FetchRead {
   const topics: FetchResponse["topics"] = [];
   const finder = new PartitionFinder(plane.engine);
   const budget = { left: fetch.maxBytes, taken: 0 };
@@ -356,8 +359,12 @@ function readAll(plane: DataPlane, fetch: FetchRequest): FetchRead {
         resumeOffset: -1,
       };
       const log = finder.find(topic, p.partition);
-      if (log instanceof PartitionLog) readPartition(plane, log, p, result, budget);
-      else result.errorCode = log.code;
+      if (log instanceof PartitionLog) {
+        logs?.push(log);
+        readPartition(plane, log, p, result, budget);
+      } else {
+        result.errorCode = log.code;
+      }
       if (result.errorCode !== 0) errors = true;
       results.push(result);
     }
@@ -434,12 +441,13 @@ export function handleFetch(
       p.partitionMaxBytes = Math.min(p.partitionMaxBytes, plane.fetchBytesMax);
     }
   }
-  const first = readAll(plane, fetch);
+  const logs: PartitionLog[] = [];
+  const first = readAll(plane, fetch, logs);
   const waitMs = Math.min(fetch.maxWaitMs, plane.fetchWaitMsMax);
   if (first.bytes >= fetch.minBytes || first.errors || waitMs === 0) {
     return fetchResponse(request, first.response);
   }
-  return new LongPoll(plane, request, fetch, waitMs).answer;
+  return new LongPoll(plane, request, { fetch, logs }, waitMs).answer;
 }
 
 /**
@@ -447,7 +455,7 @@ export function handleFetch(
  * (_fetch_waits.ts keeps the waiting ones: no timer or data listener of its own).
  */
 class LongPoll implements FetchWaiter {
-  readonly logs: PartitionLog[] = [];
+  readonly logs: readonly PartitionLog[];
   readonly deadlineMs: number;
   heapIndex = -1;
   readonly answer: Promise<HandlerResult>;
@@ -459,14 +467,22 @@ class LongPoll implements FetchWaiter {
   #settled = false;
   #onClose = () => this.#finish();
 
-  constructor(plane: DataPlane, request: RequestContext, fetch: FetchRequest, waitMs: number) {
+  /** `logs`: the fetch's partition logs, as its first read found them (no errors). */
+  constructor(
+    plane: DataPlane,
+    request: RequestContext,
+    waiting: { fetch: FetchRequest; logs: readonly PartitionLog[] },
+    waitMs: number,
+  ) {
+    const { fetch, logs } = waiting;
+    let entries = 0;
+    for (const topic of fetch.topics) entries += topic.partitions.length;
+    assert(logs.length === entries, "a waiting fetch has a log for every partition it names");
     this.#plane = plane;
     this.#request = request;
     this.#fetch = fetch;
+    this.logs = logs;
     this.deadlineMs = performance.now() + waitMs;
-    for (const { topic, partitions } of fetch.topics) {
-      for (const p of partitions) this.logs.push(plane.engine.partition(topic, p.partition));
-    }
     this.answer = new Promise((resolve, reject) => {
       this.#resolve = resolve;
       this.#reject = reject;
