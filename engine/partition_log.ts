@@ -784,6 +784,10 @@ export class PartitionLog {
       return;
     }
     this.#markRoundWritten(count);
+    // Under a policy short of "always", written records are readable before they are durable,
+    // also in a round that syncs for a durable append or a flush: readers do not wait for the
+    // fdatasync, only the acknowledgements do (as when the sync was a round of its own).
+    const shownEarly = sync && this.config.fsync !== "always" && this.#publishRound(count);
     try {
       if (sync) await this.#syncRound(this.#roundOpen);
     } catch (error) {
@@ -791,7 +795,19 @@ export class PartitionLog {
       this.#failRound(error, this.#roundAcks, this.#roundSyncWaiters, undefined);
       return;
     }
-    this.#completeRound(count, sync);
+    this.#completeRound(count, sync, shownEarly);
+  }
+
+  /** Makes the round's writes readable; true if it wrote anything (readers were told). */
+  #publishRound(count: number): boolean {
+    const writes = this.#roundWrites;
+    let wrote = false;
+    for (let i = 0; i < count; i++) {
+      writes[i]!.segment!.publish();
+      if (writes[i]!.buffers.length > 0) wrote = true;
+    }
+    if (wrote) this.#notifyData();
+    return wrote;
   }
 
   /**
@@ -818,8 +834,11 @@ export class PartitionLog {
     }
   }
 
-  /** Publishes the round's writes and acknowledges its appends, as durable as promised. */
-  #completeRound(count: number, sync: boolean): void {
+  /**
+   * Publishes the round's writes and acknowledges its appends, as durable as promised. Readers
+   * are told of new data once: here, or already when `shownEarly` (#writeRound).
+   */
+  #completeRound(count: number, sync: boolean, shownEarly: boolean): void {
     const writes = this.#roundWrites;
     let wrote = false;
     for (let i = 0; i < count; i++) {
@@ -830,7 +849,7 @@ export class PartitionLog {
     if (sync) this.#dropBehind(this.#roundOpen);
     for (const ack of this.#roundAcks) ack.resolve(ack.result);
     for (const waiter of this.#roundSyncWaiters) waiter.resolve();
-    if (wrote) this.#notifyData();
+    if (wrote && !shownEarly) this.#notifyData();
     this.#sealRolledSegments();
   }
 

@@ -61,6 +61,8 @@ describe("PartitionLog.appendDurable", () => {
     const log = await PartitionLog.open(dir.path, INTERVAL, { io, onWarning: () => {} });
     try {
       let acknowledged = false;
+      let told = 0;
+      log.onData(() => told++);
       const appended = log.appendDurable(simpleBatch(3)).then((result) => {
         acknowledged = true;
         return result;
@@ -68,6 +70,10 @@ describe("PartitionLog.appendDurable", () => {
       await waitFor(() => counts.held.length === 1, "the round's fdatasync started");
       assert.equal(counts.writes, 1, "one write before the fdatasync");
       assert.equal(acknowledged, false, "not acknowledged while its fdatasync is held");
+      // Under an interval policy readers do not wait for the fdatasync; acknowledgements do.
+      assert.equal(log.highWatermark, 3, "readable while its fdatasync is held");
+      assert.equal(readAll(log).length, 3);
+      assert.equal(told, 1, "readers told of the data once it was written");
       release();
       const result = await appended;
       assert.equal(result.baseOffset, 0);
@@ -75,6 +81,7 @@ describe("PartitionLog.appendDurable", () => {
       assert.equal(counts.writes, 1, "no second round wrote");
       assert.equal(counts.datasyncs, 1, "one fdatasync for the append");
       assert.equal(log.recoveryPoint, 3, "the recovery point moved past the synced records");
+      assert.equal(told, 1, "readers are not told of the same data again after its sync");
     } finally {
       release();
       await log.close();
