@@ -116,17 +116,33 @@ export function writeFetchResponse(
 ): void {
   frame.writer.u16(response.topics.length);
   for (const topic of response.topics) {
-    frame.writer.string(topic.topic).u16(topic.partitions.length);
-    for (const result of topic.partitions) {
-      let size = 0;
-      for (const view of result.records) size += view.length;
-      frame.writer.u32(result.partition).i16(result.errorCode);
-      frame.writer.i64(result.highWatermark).i64(result.logStartOffset);
-      if (version === 2) frame.writer.i64(result.resumeOffset ?? -1);
-      frame.writer.u32(size);
-      for (const view of result.records) frame.attach(view);
-    }
+    writeFetchTopic(frame, topic.topic, topic.partitions.length);
+    for (const result of topic.partitions) writeFetchPartition(frame, result, version);
   }
+}
+
+/**
+ * A fetch response written entry by entry, as writeFetchResponse writes a whole one: after
+ * the topic count (u16), each topic's name and partition count, then that many partitions.
+ * The server answers a fetch this way from one reused result, with no object per partition.
+ */
+export function writeFetchTopic(frame: ChunkedFrame, topic: string, partitionCount: number): void {
+  frame.writer.string(topic).u16(partitionCount);
+}
+
+/** One partition of a fetch response (see writeFetchTopic); `result` is read before it returns. */
+export function writeFetchPartition(
+  frame: ChunkedFrame,
+  result: FetchPartitionResult,
+  version: 1 | 2,
+): void {
+  let size = 0;
+  for (const view of result.records) size += view.length;
+  frame.writer.u32(result.partition).i16(result.errorCode);
+  frame.writer.i64(result.highWatermark).i64(result.logStartOffset);
+  if (version === 2) frame.writer.i64(result.resumeOffset ?? -1);
+  frame.writer.u32(size);
+  for (const view of result.records) frame.attach(view);
 }
 
 /**
