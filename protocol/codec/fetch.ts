@@ -108,6 +108,54 @@ export function readFetchRequest(
   return { maxWaitMs, minBytes, maxBytes, topics };
 }
 
+/**
+ * A Fetch request as the server reads it: each topic's partition entries in columns (typed
+ * arrays) rather than an object per entry. A consumer's fetch names every partition it owns
+ * (250 each for 4 consumers of 1,000 partitions) and the broker reads one per batch it serves.
+ */
+export type FetchRequestColumns = {
+  maxWaitMs: number;
+  minBytes: number;
+  maxBytes: number;
+  topics: {
+    topic: string;
+    partitions: Uint32Array;
+    fetchOffsets: Float64Array;
+    partitionMaxBytes: Uint32Array;
+  }[];
+};
+
+/** readFetchRequest's grammar and checks, read into columns (FetchRequestColumns). */
+export function readFetchRequestColumns(
+  reader: Reader,
+  partitionsMax = Number.POSITIVE_INFINITY,
+): FetchRequestColumns {
+  const maxWaitMs = reader.u32("max_wait_ms");
+  const minBytes = reader.u32("min_bytes");
+  const maxBytes = reader.u32("max_bytes");
+  const topicCount = reader.count("topics", TOPIC_BYTES_MIN);
+  const topics: FetchRequestColumns["topics"] = [];
+  let entries = 0;
+  for (let t = 0; t < topicCount; t++) {
+    const topic = reader.string("topic");
+    // Bounded before anything is allocated: by the bytes left (count) and by partitionsMax.
+    const count = reader.count("partitions", PARTITION_BYTES_MIN);
+    entries += count;
+    if (entries > partitionsMax) throw tooManyPartitions(partitionsMax);
+    const partitions = new Uint32Array(count);
+    const fetchOffsets = new Float64Array(count);
+    const partitionMaxBytes = new Uint32Array(count);
+    for (let p = 0; p < count; p++) {
+      partitions[p] = reader.u32("partition");
+      fetchOffsets[p] = reader.i64("fetch_offset");
+      partitionMaxBytes[p] = reader.u32("partition_max_bytes");
+    }
+    topics.push({ topic, partitions, fetchOffsets, partitionMaxBytes });
+  }
+  reader.expectEnd("FetchRequest");
+  return { maxWaitMs, minBytes, maxBytes, topics };
+}
+
 /** Writes a fetch response body into a chunked frame; record views are attached, not copied. */
 export function writeFetchResponse(
   frame: ChunkedFrame,

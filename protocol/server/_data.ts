@@ -14,8 +14,8 @@ import { assert, BATCH_HEADER_BYTES, batchSizeAt } from "../../record/mod.ts";
 import { ChunkedFrame, finishFrame, startResponse } from "../codec/frames.ts";
 import {
   type FetchPartitionResult,
-  type FetchRequest,
-  readFetchRequest,
+  type FetchRequestColumns,
+  readFetchRequestColumns,
   writeFetchPartition,
   writeFetchTopic,
 } from "../codec/fetch.ts";
@@ -346,7 +346,7 @@ type FetchRead = { frame: ChunkedFrame; bytes: number; errors: boolean };
 function readAll(
   plane: DataPlane,
   request: RequestContext,
-  fetch: FetchRequest,
+  fetch: FetchRequestColumns,
   logs?: PartitionLog[],
 ): FetchRead {
   const frame = new ChunkedFrame(request.correlationId, fetchResponseFieldBytes(fetch));
@@ -361,21 +361,26 @@ function readAll(
     records: NO_RECORDS,
     resumeOffset: -1,
   };
+  /** Where and how much to read of the partition at hand (read before readPartition returns). */
+  const wanted = { at: 0, bytesMax: 0 };
   let errors = false;
   frame.writer.u16(fetch.topics.length);
-  for (const { topic, partitions } of fetch.topics) {
+  for (const entries of fetch.topics) {
+    const { topic, partitions } = entries;
     writeFetchTopic(frame, topic, partitions.length);
-    for (const p of partitions) {
-      result.partition = p.partition;
+    for (let i = 0; i < partitions.length; i++) {
+      result.partition = partitions[i]!;
       result.errorCode = 0;
       result.highWatermark = -1;
       result.logStartOffset = -1;
       result.records = NO_RECORDS;
       result.resumeOffset = -1;
-      const log = finder.find(topic, p.partition);
+      const log = finder.find(topic, result.partition);
       if (log instanceof PartitionLog) {
         logs?.push(log);
-        readPartition(plane, log, p, result, budget);
+        wanted.at = entries.fetchOffsets[i]!;
+        wanted.bytesMax = entries.partitionMaxBytes[i]!;
+        readPartition(plane, log, wanted, result, budget);
       } else {
         result.errorCode = log.code;
       }
@@ -394,7 +399,7 @@ function readAll(
 function readPartition(
   plane: DataPlane,
   log: PartitionLog,
-  p: FetchRequest["topics"][number]["partitions"][number],
+  p: { at: number; bytesMax: number },
   result: FetchPartitionResult,
   budget: { left: number; taken: number },
 ): void {
@@ -403,10 +408,10 @@ function readPartition(
     result.logStartOffset = log.logStartOffset;
     // A tailing reader asks mostly for what is not there yet: nothing to read (the same answer
     // the log's read gives there, without building it).
-    if (log.readsNothingAt(p.fetchOffset)) return;
-    const limit = Math.max(1, Math.min(p.partitionMaxBytes, budget.left));
+    if (log.readsNothingAt(p.at)) return;
+    const limit = Math.max(1, Math.min(p.bytesMax, budget.left));
     if (budget.left > 0 || budget.taken === 0) {
-      const read: ReadResult = log.read(p.fetchOffset, limit);
+      const read: ReadResult = log.read(p.at, limit);
       // Only the first non-empty partition may go past max_bytes (one whole batch).
       if (budget.taken === 0 || read.sizeBytes <= budget.left) {
         result.records = read.views;
@@ -427,7 +432,7 @@ function readPartition(
 }
 
 /** The bytes of a fetch's answer without its records: the size its writer starts at. */
-function fetchResponseFieldBytes(fetch: FetchRequest): number {
+function fetchResponseFieldBytes(fetch: FetchRequestColumns): number {
   // Size prefix, correlation id, error code, topic count; per partition the v2 fields.
   let bytes = 4 + 4 + 2 + 2;
   for (const { topic, partitions } of fetch.topics) {
@@ -440,12 +445,12 @@ export function handleFetch(
   plane: DataPlane,
   request: RequestContext,
 ): HandlerResult | Promise<HandlerResult> {
-  const fetch = readFetchRequest(request.reader, plane.requestPartitionsMax);
+  const fetch = readFetchRequestColumns(request.reader, plane.requestPartitionsMax);
   // max_bytes comes from the client: bounded here, so a read never allocates more than this.
   fetch.maxBytes = Math.min(fetch.maxBytes, plane.fetchBytesMax);
-  for (const topic of fetch.topics) {
-    for (const p of topic.partitions) {
-      p.partitionMaxBytes = Math.min(p.partitionMaxBytes, plane.fetchBytesMax);
+  for (const { partitionMaxBytes } of fetch.topics) {
+    for (let i = 0; i < partitionMaxBytes.length; i++) {
+      partitionMaxBytes[i] = Math.min(partitionMaxBytes[i]!, plane.fetchBytesMax);
     }
   }
   const waitMs = Math.min(fetch.maxWaitMs, plane.fetchWaitMsMax);
@@ -466,13 +471,13 @@ export function handleFetch(
  * fetch is mostly that, and it waits: its first read built a response of one entry per
  * partition (250 each for 4 consumers of 1,000 partitions) only to drop it.
  */
-function logsAtTail(plane: DataPlane, fetch: FetchRequest): PartitionLog[] | undefined {
+function logsAtTail(plane: DataPlane, fetch: FetchRequestColumns): PartitionLog[] | undefined {
   const finder = new PartitionFinder(plane.engine);
   const logs: PartitionLog[] = [];
-  for (const { topic, partitions } of fetch.topics) {
-    for (const p of partitions) {
-      const log = finder.find(topic, p.partition);
-      if (!(log instanceof PartitionLog) || !log.readsNothingAt(p.fetchOffset)) return undefined;
+  for (const { topic, partitions, fetchOffsets } of fetch.topics) {
+    for (let i = 0; i < partitions.length; i++) {
+      const log = finder.find(topic, partitions[i]!);
+      if (!(log instanceof PartitionLog) || !log.readsNothingAt(fetchOffsets[i]!)) return undefined;
       logs.push(log);
     }
   }
@@ -490,7 +495,7 @@ class LongPoll implements FetchWaiter {
   readonly answer: Promise<HandlerResult>;
   #plane: DataPlane;
   #request: RequestContext;
-  #fetch: FetchRequest;
+  #fetch: FetchRequestColumns;
   #resolve!: (result: HandlerResult) => void;
   #reject!: (failure: unknown) => void;
   #settled = false;
@@ -500,7 +505,7 @@ class LongPoll implements FetchWaiter {
   constructor(
     plane: DataPlane,
     request: RequestContext,
-    waiting: { fetch: FetchRequest; logs: readonly PartitionLog[] },
+    waiting: { fetch: FetchRequestColumns; logs: readonly PartitionLog[] },
     waitMs: number,
   ) {
     const { fetch, logs } = waiting;
