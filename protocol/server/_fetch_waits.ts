@@ -37,8 +37,16 @@ export interface FetchWaiter {
   onTimeUp(): void;
 }
 
-/** The waiters of one log and the one listener it calls; kept while the log lives. */
-type LogWaiters = { waiters: Set<FetchWaiter>; listener: () => void };
+/**
+ * The waiters of one log and the one listener it calls; kept while the log lives. Most logs
+ * have one waiter at a time (the consumer that owns the partition): it takes the slot, and
+ * only further ones a set, which a wait filled and emptied for each log it named.
+ */
+type LogWaiters = {
+  first: FetchWaiter | undefined;
+  more: Set<FetchWaiter> | undefined;
+  listener: () => void;
+};
 
 export class FetchWaits {
   #logs = new WeakMap<PartitionLog, LogWaiters>();
@@ -69,7 +77,11 @@ export class FetchWaits {
 
   add(waiter: FetchWaiter): void {
     assert(waiter.heapIndex === -1, "a fetch waits once at a time");
-    for (const log of waiter.logs) this.#entry(log).waiters.add(waiter);
+    for (const log of waiter.logs) {
+      const entry = this.#entry(log);
+      if (entry.first === undefined) entry.first = waiter;
+      else (entry.more ??= new Set()).add(waiter);
+    }
     waiter.heapIndex = this.#heap.length;
     this.#heap.push(waiter);
     this.#siftUp(waiter.heapIndex);
@@ -81,7 +93,12 @@ export class FetchWaits {
     const index = waiter.heapIndex;
     if (index === -1) return;
     this.#woken.delete(waiter);
-    for (const log of waiter.logs) this.#logs.get(log)?.waiters.delete(waiter);
+    for (const log of waiter.logs) {
+      const entry = this.#logs.get(log);
+      if (entry === undefined) continue;
+      if (entry.first === waiter) entry.first = undefined;
+      else entry.more?.delete(waiter);
+    }
     const last = this.#heap.pop()!;
     waiter.heapIndex = -1;
     if (last !== waiter) {
@@ -115,18 +132,23 @@ export class FetchWaits {
   #entry(log: PartitionLog): LogWaiters {
     let entry = this.#logs.get(log);
     if (entry === undefined) {
-      const waiters = new Set<FetchWaiter>();
-      const listener = () => {
-        if (waiters.size === 0) return;
-        for (const waiter of waiters) this.#woken.add(waiter);
-        this.#wakeUp ??= setImmediate(this.#onWakeUp);
-      };
-      entry = { waiters, listener };
-      this.#logs.set(log, entry);
+      const created: LogWaiters = { first: undefined, more: undefined, listener: () => {} };
+      created.listener = () => this.#wake(created);
+      this.#logs.set(log, created);
       // Kept for the log's life (see the top of this file); a closed log calls no listener.
-      log.onData(listener);
+      log.onData(created.listener);
+      entry = created;
     }
     return entry;
+  }
+
+  /** New data on a log: its waiters are told at the end of the turn. */
+  #wake(entry: LogWaiters): void {
+    const { first, more } = entry;
+    if (first === undefined && (more === undefined || more.size === 0)) return;
+    if (first !== undefined) this.#woken.add(first);
+    if (more !== undefined) for (const waiter of more) this.#woken.add(waiter);
+    this.#wakeUp ??= setImmediate(this.#onWakeUp);
   }
 
   /** The end of a turn that wrote data: each waiter woken by it is told once. */
