@@ -79,8 +79,12 @@ export class FetchWaits {
     assert(waiter.heapIndex === -1, "a fetch waits once at a time");
     for (const log of waiter.logs) {
       const entry = this.#entry(log);
-      if (entry.first === undefined) entry.first = waiter;
-      else (entry.more ??= new Set()).add(waiter);
+      if (entry.first === undefined) {
+        entry.first = waiter;
+        continue;
+      }
+      entry.more ??= new Set();
+      entry.more.add(waiter);
     }
     waiter.heapIndex = this.#heap.length;
     this.#heap.push(waiter);
