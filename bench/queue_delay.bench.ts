@@ -11,9 +11,10 @@
 //                                  [--json]
 //
 // The last stdout line is one JSON object: { sent, received, early, latenessMs: { p50, p99,
-// max }, cpuMsPerRecord, writeBytesPerRecord, ... }: the process's CPU time (user + system)
-// and the bytes it wrote (/proc/self/io write_bytes; null where there is none) from the first
-// record produced to the last one received, per record sent.
+// max }, cpuMsPerRecord, writeBytesPerRecord, heapCellsPerRecord, ... }: the process's CPU
+// time (user + system), the bytes it wrote (/proc/self/io write_bytes; null where there is
+// none) and the JS heap cells it allocated (Bun; see heapCells) from the first record
+// produced to the last one received, per record sent.
 
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -63,6 +64,23 @@ let cpuBefore: NodeJS.CpuUsage | undefined;
 let cpuMs = 0;
 let writtenBefore: number | null = null;
 let written: number | null = null;
+let cellsBefore: number | null = null;
+let cells: number | null = null;
+
+/**
+ * The JS heap's live cells (Bun), or null. Their growth over the run is what it allocated only
+ * when nothing was collected: run with a collection budget larger than the run allocates and
+ * the GC timers off (the NO_GC_ENV of bench/tools/cells_per_batch.ts, BUN_JSC_logGC=1 to see
+ * that no collection ran); otherwise heapCellsPerRecord is meaningless.
+ */
+async function heapCells(): Promise<number | null> {
+  if ((process.versions as Record<string, string | undefined>)["bun"] === undefined) return null;
+  type Stats = { objectTypeCounts: Record<string, number> };
+  const jsc = (await import("bun:jsc")) as { heapStats(): Stats };
+  let count = 0;
+  for (const n of Object.values(jsc.heapStats().objectTypeCounts)) count += n;
+  return count;
+}
 
 /** Bytes this process has written to storage so far (Linux), or null. */
 function writeBytes(): number | null {
@@ -77,6 +95,7 @@ try {
   await engine.createTopic("delayed", { partitions, config: { fsync: "never" } });
   await engine.declareQueue("q", { topic: "delayed", fsync, prefetch: 1_000_000 });
   const member = engine.joinQueue("q");
+  cellsBefore = await heapCells();
   cpuBefore = process.cpuUsage();
   writtenBefore = writeBytes();
   const producing = produce();
@@ -120,6 +139,8 @@ try {
   stop();
   const cpu = process.cpuUsage(cpuBefore);
   cpuMs = (cpu.user + cpu.system) / 1000;
+  const cellsAfter = await heapCells();
+  cells = cellsAfter === null || cellsBefore === null ? null : cellsAfter - cellsBefore;
   const writtenAfter = writeBytes();
   written = writtenAfter === null || writtenBefore === null ? null : writtenAfter - writtenBefore;
 } finally {
@@ -142,6 +163,7 @@ const report = {
   latenessMs: { p50: at(0.5) ?? null, p99: at(0.99) ?? null, max: lateness.at(-1) ?? null },
   cpuMsPerRecord: sent > 0 ? Number((cpuMs / sent).toFixed(4)) : null,
   writeBytesPerRecord: sent > 0 && written !== null ? Math.round(written / sent) : null,
+  heapCellsPerRecord: sent > 0 && cells !== null ? Number((cells / sent).toFixed(1)) : null,
 };
 if (!values.json) {
   console.log(

@@ -209,8 +209,12 @@ async function writePiecesInFlight(
   if (failure !== undefined) throw failure.error;
 }
 
-/** The answer of every write done in place: settled, shared, never changed. */
-const WRITTEN: Promise<void> = Promise.resolve();
+/**
+ * The answer of every write done in place: settled, shared, never changed. A caller that sees
+ * it knows the bytes are written already and may go on without awaiting (partition_log.ts
+ * completes such flush rounds in place); a FileIO that wraps this one passes it through.
+ */
+export const WRITTEN_IN_PLACE: Promise<void> = Promise.resolve();
 
 export const realFileIO: FileIO = {
   // Not an async function: a small write, done in place, answers with one shared settled
@@ -218,14 +222,14 @@ export const realFileIO: FileIO = {
   writeAll(fd, buffers, position) {
     let total = 0;
     for (const buffer of buffers) total += buffer.length;
-    if (total === 0) return WRITTEN;
+    if (total === 0) return WRITTEN_IN_PLACE;
     if (total <= WRITE_SYNC_BYTES_MAX && buffers.length <= IOVEC_COUNT_MAX) {
       try {
         writeAllSync(fd, buffers, position);
       } catch (error) {
         return Promise.reject(error);
       }
-      return WRITTEN;
+      return WRITTEN_IN_PLACE;
     }
     return writePiecesInFlight(fd, writePieces(buffers, position, WRITE_PIECE_BYTES_MAX));
   },

@@ -83,9 +83,13 @@ export function readLog(
     highWatermark: request.highWatermark,
     logStartOffset,
   };
-  const known = corruptions.find(
-    (c) => c.fromOffset <= request.offset && request.offset < (c.nextValidOffset ?? 0),
-  );
+  // Most logs have no damage on record: no search, and no closure made for one.
+  const known =
+    corruptions.length === 0
+      ? undefined
+      : corruptions.find(
+          (c) => c.fromOffset <= request.offset && request.offset < (c.nextValidOffset ?? 0),
+        );
   if (known !== undefined) {
     throw corruptError(request, known.segmentBaseOffset, known.fromPosition, known.nextValidOffset);
   }
@@ -113,12 +117,14 @@ export function collect(
   result: ReadResult,
   damage: DamageContext,
 ): void {
+  // The cursor is this call's own (trustedStart makes it): moved in place, not made anew.
   let cursor = trustedStart(segment, request.offset);
   while (cursor.position < segment.visiblePosition) {
     const view = viewFor(segment, cursor.position, request, result);
     if (view === undefined) return;
-    const step = scanView(view, { segment, ...cursor }, request, result);
-    cursor = { position: cursor.position + step.consumed, expected: step.expected };
+    const step = scanView(view, segment, cursor, request, result);
+    cursor.position += step.consumed;
+    cursor.expected = step.expected;
     if (step.problem === undefined) {
       if (step.done) return;
       continue;
@@ -170,8 +176,14 @@ export function trustedStart(segment: Segment, offset: number): Cursor {
 
 type ScanStep = { consumed: number; expected: number; done: boolean; problem: string | undefined };
 
-/** Where a view starts: its segment, byte position, and the base offset its batch must have. */
-type ViewStart = { segment: Segment; position: number; expected: number };
+/**
+ * scanView's answer and checkBatch's options, one of each for the module: reads are
+ * synchronous and never nested, and each caller reads them before the next scan. A read of
+ * a tailing partition made about a dozen objects, most of them these (bench/RESULTS.md,
+ * issue 16).
+ */
+const SCAN_STEP: ScanStep = { consumed: 0, expected: 0, done: false, problem: undefined };
+const SCAN_CHECKS = { sizeMax: MAX_BATCH_BYTES_MAX, checkCrc: true };
 
 /**
  * Walks the whole batches of a view: each must start at the expected offset and pass its
@@ -182,7 +194,8 @@ type ViewStart = { segment: Segment; position: number; expected: number };
  */
 function scanView(
   view: Uint8Array,
-  start: ViewStart,
+  segment: Segment,
+  start: Cursor,
   request: ReadRequest,
   result: ReadResult,
 ): ScanStep {
@@ -193,16 +206,12 @@ function scanView(
   let next = start.expected;
   // Bytes of this view before verifiedAt are in batches already checked in this process.
   const verifiedAt =
-    request.checkEveryCrc === true
-      ? 0
-      : start.segment.verifiedEndFrom(start.position) - start.position;
+    request.checkEveryCrc === true ? 0 : segment.verifiedEndFrom(start.position) - start.position;
   while (at + BATCH_HEADER_BYTES <= view.length) {
     const size = batchSizeAt(view, at);
     if (size > view.length - at && at > 0 && size <= MAX_BATCH_BYTES_MAX) break;
-    const check = checkBatch(view, at, view.length, {
-      sizeMax: MAX_BATCH_BYTES_MAX,
-      checkCrc: at + size > verifiedAt,
-    });
+    SCAN_CHECKS.checkCrc = at + size > verifiedAt;
+    const check = checkBatch(view, at, view.length, SCAN_CHECKS);
     if (check !== "ok" || baseOffsetAt(view, at) !== next) {
       problem = check === "ok" ? "unexpected base offset" : check;
       break;
@@ -224,10 +233,15 @@ function scanView(
     next = batchNext;
   }
   if (takenFrom !== -1) result.views.push(view.subarray(takenFrom, at));
-  if (at > verifiedAt) start.segment.markVerified(start.position, start.position + at);
+  if (at > verifiedAt) segment.markVerified(start.position, start.position + at);
   // Bytes too few for a header where a batch must start: damage (batches end at the visible end).
   if (problem === undefined && at === 0) problem = "truncated";
-  return { consumed: at, expected: next, done, problem };
+  const step = SCAN_STEP;
+  step.consumed = at;
+  step.expected = next;
+  step.done = done;
+  step.problem = problem;
+  return step;
 }
 
 /**

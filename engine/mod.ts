@@ -50,6 +50,7 @@ export {
   resolveLogConfig,
 } from "./log_config.ts";
 export {
+  type AppendListener,
   type AppendResult,
   PartitionLog,
   type PartitionLogOptions,
@@ -114,6 +115,7 @@ export {
   MESSAGE_TTL_MS_MAX,
 } from "./queue_ttl.ts";
 export { MAX_LENGTH_BYTES_MAX } from "./queue_maxbytes.ts";
+export { LAZY_SYNC_DELAY_MS as QUEUE_LAZY_SYNC_DELAY_MS } from "./queue_state_log.ts";
 export { MAX_LENGTH_MAX, type QueueOverflow } from "./queue_maxlen.ts";
 export {
   PRIORITIES_MAX,

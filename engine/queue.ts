@@ -77,8 +77,8 @@ import {
   type DelayEntry,
   type DelayTiers,
   DueReader,
+  delayableRecords,
   type HeldBatch,
-  publishedDueMs,
   retryDelayMs,
 } from "./queue_delay.ts";
 
@@ -183,7 +183,8 @@ type Holder = { memberId: string; slot: number };
 type DelayedRuns = {
   partition: number;
   runs: OffsetRun[];
-  dueOf: (deliveries: number, record: LogRecord) => number;
+  /** When a record is due, from the deliveries it had and its published due time, if any. */
+  dueOf: (deliveries: number, publishedDueMs: number | undefined) => number;
 };
 /** Records of a partition not due yet, found while taking new records (published delays). */
 type Held = { due: DueReader; runs: OffsetRun[] };
@@ -933,15 +934,27 @@ export class Queue implements QueueStateTarget {
       for (const [partition, runs] of byPartition) {
         runs.sort((a, b) => a.first - b.first);
         const cursor = this.#cursors[partition]!;
-        // One read over the runs' span: each batch is decoded once, however many runs it holds.
-        const span = { first: runs[0]!.first, last: runs.at(-1)!.last };
+        // One read over the runs' span: each batch is walked once, however many runs it holds;
+        // a record of a plain batch goes to the store as the bytes it is (delayableRecords).
+        const log = this.#logs[partition]!;
+        const span = {
+          first: runs[0]!.first,
+          last: runs.at(-1)!.last,
+          logStartOffset: log.logStartOffset,
+          highWatermark: log.highWatermark,
+        };
         let r = 0;
-        for (const record of readRecords(this.#logs[partition]!, span)) {
-          while (r < runs.length && runs[r]!.last < record.offset) r++;
+        for (const found of delayableRecords(log, span)) {
+          while (r < runs.length && runs[r]!.last < found.offset) r++;
           const run = runs[r];
-          if (run === undefined || record.offset < run.first) continue;
-          const deliveries = cursor.deliveriesAt(record.offset);
-          entries.push({ record, dueMs: run.dueOf(deliveries, record), deliveries });
+          if (run === undefined || found.offset < run.first) continue;
+          const deliveries = cursor.deliveriesAt(found.offset);
+          const dueMs = run.dueOf(deliveries, found.publishedDueMs);
+          entries.push(
+            "lying" in found
+              ? { lying: found.lying, dueMs, deliveries }
+              : { record: found.record, dueMs, deliveries },
+          );
         }
       }
       await this.#delays!.add(entries);
@@ -975,7 +988,7 @@ export class Queue implements QueueStateTarget {
   #holdLater(partition: number, runs: OffsetRun[]): void {
     if (runs.length === 0) return;
     const nowMs = this.#host.now();
-    const dueOf = (_: number, record: LogRecord) => publishedDueMs(record) ?? nowMs;
+    const dueOf = (_: number, publishedMs: number | undefined) => publishedMs ?? nowMs;
     this.#trackJob(this.#runDelay([{ partition, runs, dueOf }], undefined)).catch((error) => {
       this.#host.warn(
         `queue '${this.config.name}': records of partition ${partition} published with a ` +

@@ -79,6 +79,7 @@ import {
   decodeRecordBatches,
   encodeRecordBatch,
   isSluiceError,
+  type LogRecord,
   type RecordHeader,
   lastOffsetDeltaAt,
   type RecordInput,
@@ -90,11 +91,14 @@ import type { FileIO } from "./io.ts";
 import type { AcquiredRange } from "./queue_cursor.ts";
 import {
   eachHeaderInteger,
+  eachHeaderIntegers,
   encodeRefBatch,
   encodeStored,
   headerKeyBytes,
   mergeStored,
   REF_BATCH_ENTRIES_MAX,
+  type RecordWhere,
+  storedFromRecord,
 } from "./queue_delay_batches.ts";
 import { type DelayRef, decodeRef, refsOf, StoreLive } from "./queue_delay_refs.ts";
 import { batchesOf } from "./queue_dead_letter.ts";
@@ -169,17 +173,25 @@ const KNOWN_KEYS: ReadonlyMap<string, Uint8Array> = new Map(
   ["sluice-delay-ms", "sluice-deliver-at-ms"].map((key) => [key, text.encode(key)]),
 );
 
-/** A record to delay: its bytes as read, when it is due and the deliveries it had. */
-export type DelayEntry = {
-  record: {
-    key: Uint8Array | null;
-    value: Uint8Array | null;
-    headers: readonly RecordHeader[];
-    timestamp: number;
-  };
-  dueMs: number;
-  deliveries: number;
-};
+/**
+ * A record to delay, when it is due and the deliveries it had: decoded (`record`), or as it
+ * lies in a plain batch of its log (`lying`, see delayableRecords), which the store takes as
+ * bytes without decoding it.
+ */
+export type DelayEntry = (
+  | {
+      record: {
+        key: Uint8Array | null;
+        value: Uint8Array | null;
+        headers: readonly RecordHeader[];
+        timestamp: number;
+      };
+    }
+  | { lying: LyingRecord }
+) & { dueMs: number; deliveries: number };
+
+/** A record in a plain batch of a log: the batch, where the record's parts lie, its time. */
+export type LyingRecord = { batch: Uint8Array; where: RecordWhere; timestampMs: number };
 
 export type DelayHost = {
   io: FileIO;
@@ -255,7 +267,15 @@ function logName(kind: "ref" | "legacy" | "store", k: number): string {
 
 /** The batch a record takes in the store and then the due log: itself, due and deliveries. */
 function storedBatch(entry: DelayEntry): Uint8Array {
-  const { record, dueMs, deliveries } = entry;
+  const { dueMs, deliveries } = entry;
+  if ("lying" in entry) {
+    const { batch, where, timestampMs } = entry.lying;
+    return storedFromRecord(batch, where, timestampMs, [
+      { key: DUE_KEY_BYTES, value: dueMs },
+      { key: DELIVERIES_KEY_BYTES, value: deliveries },
+    ]);
+  }
+  const { record } = entry;
   const headers: { key: Uint8Array; value: Uint8Array | null }[] = [];
   for (const header of record.headers) {
     if (INTERNAL.has(header.key)) continue;
@@ -505,7 +525,7 @@ export class DelayTiers {
         const store = this.#stores[s]!;
         const offset = store.logEndOffset;
         firsts[s] ??= offset;
-        appends.push(store.appendChecked(batch));
+        appends.push(store.appendBuilt(batch));
         this.#live.add(s, offset);
         touched.add(store);
         this.#route({ store: s, offset, dueMs, exitMs: 0 }, nowMs, out);
@@ -673,7 +693,7 @@ export class DelayTiers {
       touched.add(log);
       for (let i = 0; i < refs.length; i += REF_BATCH_ENTRIES_MAX) {
         const batch = encodeRefBatch(refs.slice(i, i + REF_BATCH_ENTRIES_MAX), nowMs);
-        appends.push(log.appendChecked(batch));
+        appends.push(log.appendBuilt(batch));
       }
     }
     out.due.sort((a, b) => a.dueMs - b.dueMs);
@@ -744,10 +764,14 @@ export class DelayTiers {
     return batchesOf(records, bytesTarget).map((group) => encodeRecordBatch(group));
   }
 
-  /** Appends one batch to the due log; a damaged one is reported and left out. */
+  /**
+   * Appends one batch to the due log; a damaged one is reported and left out. Every batch here
+   * was built by #dueBatches (its CRC stamped there) or is a stored batch as the store's read
+   * returned it (its CRC checked by that read): appended without a second CRC pass.
+   */
   #appendDue(batch: Uint8Array): Promise<unknown> {
     try {
-      return this.due.appendChecked(batch);
+      return this.due.appendBuilt(batch);
     } catch (error) {
       if (!isSluiceError(error, "CORRUPT_BATCH") && !isSluiceError(error, "INVALID_BATCH")) {
         return Promise.reject(error);
@@ -1325,10 +1349,74 @@ export function publishedDueMs(record: {
   timestamp: number;
 }): number | undefined {
   const at = headerInteger(record.headers, DELIVER_AT_HEADER);
-  if (at !== undefined) return at <= record.timestamp + DELAY_MS_MAX ? at : undefined;
-  const delayMs = headerInteger(record.headers, DELAY_HEADER);
+  return dueFrom(record.timestamp, at, headerInteger(record.headers, DELAY_HEADER));
+}
+
+/** publishedDueMs from the record's timestamp and its two headers' values (if valid). */
+function dueFrom(timestampMs: number, atMs?: number, delayMs?: number): number | undefined {
+  if (atMs !== undefined) return atMs <= timestampMs + DELAY_MS_MAX ? atMs : undefined;
   if (delayMs === undefined || delayMs > DELAY_MS_MAX) return undefined;
-  return record.timestamp + delayMs;
+  return timestampMs + delayMs;
+}
+
+/** The header keys publishedDueMs reads, in the order dueFrom takes their values. */
+const DUE_KEYS = { keys: [DELIVER_AT_KEY_BYTES, DELAY_KEY_BYTES], digitsMax: DUE_DIGITS_MAX };
+/** DUE_KEYS, then the headers a stored record gets anew (a record naming one is decoded). */
+const DELAYABLE_KEYS = {
+  keys: [...DUE_KEYS.keys, ...[...INTERNAL].map((key) => text.encode(key))],
+  digitsMax: DUE_DIGITS_MAX,
+};
+const INTERNAL_NAMED = ((1 << DELAYABLE_KEYS.keys.length) - 1) & ~0b11;
+
+/** A record of a log to delay: as it lies in its batch, or decoded. */
+export type Delayable = { offset: number; publishedDueMs: number | undefined } & (
+  | { lying: LyingRecord }
+  | { record: LogRecord }
+);
+
+/**
+ * The records of `log` from `first` to `last`, each with its published due time: a record of
+ * an uncompressed batch as it lies (no record decoded; its CRC was checked by the read), others
+ * decoded. A batch with a record that names one of the delay path's own headers is decoded:
+ * storedBatch drops those headers, which the bytes as they lie would keep.
+ */
+export function* delayableRecords(
+  log: { read(offset: number, maxBytes: number): { views: Uint8Array[]; nextOffset: number } },
+  span: { first: number; last: number; logStartOffset: number; highWatermark: number },
+): Generator<Delayable> {
+  let offset = Math.max(span.first, span.logStartOffset);
+  while (offset <= span.last && offset < span.highWatermark) {
+    const read = log.read(offset, 1024 * 1024);
+    for (const view of read.views) {
+      for (let at = 0; at < view.length; ) {
+        const batch = view.subarray(at, at + batchSizeAt(view, at));
+        at += batch.length;
+        yield* delayableOf(batch, offset, span.last);
+      }
+    }
+    assert(read.nextOffset > offset, "a read below the high watermark makes progress");
+    offset = read.nextOffset;
+  }
+}
+
+function delayableOf(batch: Uint8Array, first: number, last: number): Delayable[] {
+  const out: Delayable[] = [];
+  let plain = true;
+  const walked = eachHeaderIntegers(batch, DELAYABLE_KEYS, (offset, timestampMs, found, where) => {
+    if (offset < first || offset > last) return;
+    if ((where.named & INTERNAL_NAMED) !== 0 || !Number.isSafeInteger(timestampMs)) plain = false;
+    const publishedDueMs = dueFrom(timestampMs, found[0], found[1]);
+    out.push({ offset, publishedDueMs, lying: { batch, where: { ...where }, timestampMs } });
+  });
+  if (walked && plain) return out;
+  out.length = 0;
+  for (const decoded of decodeRecordBatches(batch, { checkCrc: false })) {
+    for (const record of decoded.records) {
+      if (record.offset < first || record.offset > last) continue;
+      out.push({ offset: record.offset, publishedDueMs: publishedDueMs(record), record });
+    }
+  }
+  return out;
 }
 
 function containsBytes(haystack: Uint8Array, needle: Uint8Array): boolean {
@@ -1375,6 +1463,10 @@ export class DueReader {
       containsBytes(batch, DELAY_KEY_BYTES) ||
       containsBytes(batch, DELIVER_AT_KEY_BYTES);
     if (!named) return judged;
+    // An uncompressed batch's due headers are read where they lie (no record decoded, no
+    // CRC: the read that returned the batch checked it); others are decoded.
+    if (!compressed && this.#walk(batch, judged)) return judged;
+    judged.notDue = null;
     try {
       for (const decoded of decodeRecordBatches(batch)) {
         for (const record of decoded.records) {
@@ -1389,6 +1481,26 @@ export class DueReader {
       judged.notDue = null;
     }
     return judged;
+  }
+
+  /**
+   * Judges the records of an uncompressed batch by their due headers as they lie, as
+   * publishedDueMs would; false when the batch cannot be walked so.
+   */
+  #walk(batch: Uint8Array, judged: HeldBatch): boolean {
+    let unsafe = false;
+    const walked = eachHeaderIntegers(batch, DUE_KEYS, (offset, timestampMs, found) => {
+      // The decoder refuses a record whose timestamp is not a safe integer (the batch is then
+      // not held back); the walk must give the same answer.
+      if (!Number.isSafeInteger(timestampMs)) unsafe = true;
+      const dueMs = dueFrom(timestampMs, found[0], found[1]);
+      if (dueMs === undefined || dueMs <= this.#nowMs) return;
+      judged.notDue ??= new Map();
+      judged.notDue.set(offset, dueMs);
+    });
+    if (!walked) return false;
+    if (unsafe) judged.notDue = null;
+    return true;
   }
 
   /** Whether the record at `offset` (below the high watermark) is not due yet. */

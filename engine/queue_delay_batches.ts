@@ -21,6 +21,7 @@ import {
   BATCH_LENGTH_AT,
   batchSizeAt,
   baseOffsetAt,
+  COMPRESSION_MASK,
   CRC_AT,
   computeBatchCrc,
   cursorOver,
@@ -34,6 +35,7 @@ import {
   PRODUCER_ID_AT,
   BASE_SEQUENCE_AT,
   RECORD_COUNT_AT,
+  TIMESTAMP_TYPE_BIT,
   assert,
   lastOffsetDeltaAt,
   readInt16,
@@ -199,13 +201,57 @@ export function eachHeaderInteger(
   header: { key: Uint8Array; digitsMax: number },
   each: (offset: number, value: number) => void,
 ): boolean {
-  const { key, digitsMax } = header;
-  assert(key.length <= HEADER_KEY_BYTES_MAX, "a searched header key has a 1-byte length");
+  const keys = [header.key];
+  return eachHeaderIntegers(batch, { keys, digitsMax: header.digitsMax }, (offset, _, found) => {
+    const value = found[0];
+    if (value !== undefined) each(offset, value);
+  });
+}
+
+/**
+ * Calls `each(offset, timestampMs, found)` for every record of an uncompressed batch, found[i]
+ * being the last value of a header named keys[i] (each at most 63 bytes) that is decimal
+ * digits (at most `digitsMax`), or undefined: what headerInteger (queue_delay.ts) reads from
+ * the decoded record, and the record's timestamp as the decoder gives it. Decodes nothing and
+ * allocates nothing per record; `found` is reused between calls. The CRC is the reader's to
+ * check. False when the batch cannot be walked so (the caller decodes it instead); `each` may
+ * have been called for records before the one that stopped the walk.
+ */
+export function eachHeaderIntegers(
+  batch: Uint8Array,
+  header: { keys: readonly Uint8Array[]; digitsMax: number },
+  each: (
+    offset: number,
+    timestampMs: number,
+    found: readonly (number | undefined)[],
+    where: RecordWhere,
+  ) => void,
+): boolean {
+  const { keys, digitsMax } = header;
+  assert(keys.length <= 30, "a record's named keys fit the bits of `named`");
+  assert(
+    keys.every((key) => key.length <= HEADER_KEY_BYTES_MAX),
+    "a searched header key has a 1-byte length",
+  );
   if (batch.length < BATCH_HEADER_BYTES || batchSizeAt(batch, 0) !== batch.length) return false;
-  if (batch[MAGIC_AT] !== MAGIC_V2 || (readInt16(batch, ATTRIBUTES_AT) & 0x07) !== 0) return false;
+  const attributes = readInt16(batch, ATTRIBUTES_AT);
+  if (batch[MAGIC_AT] !== MAGIC_V2 || (attributes & COMPRESSION_MASK) !== 0) return false;
+  // With log-append time the broker stamped the batch: its max timestamp is every record's.
+  const stamped = (attributes & TIMESTAMP_TYPE_BIT) !== 0;
+  const stampedMs = stamped ? readInt64(batch, MAX_TIMESTAMP_AT) : undefined;
+  const baseTimestampMs = readInt64(batch, BASE_TIMESTAMP_AT);
   const base = baseOffsetAt(batch, 0);
   const cursor = cursorOver(batch, BATCH_HEADER_BYTES);
   const count = recordCountAt(batch, 0);
+  const found: (number | undefined)[] = keys.map(() => undefined);
+  const where: RecordWhere = {
+    fieldsAt: 0,
+    countAt: 0,
+    headersAt: 0,
+    headerCount: 0,
+    end: 0,
+    named: 0,
+  };
   for (let i = 0; i < count; i++) {
     const length = readVarint(cursor);
     if (Number.isNaN(length) || length < 0 || cursor.position + length > batch.length) {
@@ -217,29 +263,159 @@ export function eachHeaderInteger(
     const timestampDelta = readVarlong(cursor);
     const offsetDelta = readVarint(cursor);
     if (Number.isNaN(timestampDelta) || Number.isNaN(offsetDelta)) return false;
+    // Not checked here: a caller that uses it checks that it is a safe integer.
+    const timestampMs = stampedMs ?? baseTimestampMs + timestampDelta;
+    where.fieldsAt = cursor.position;
     if (!skipBytes(cursor) || !skipBytes(cursor)) return false;
+    where.countAt = cursor.position;
     const headers = readVarint(cursor);
     if (Number.isNaN(headers) || headers < 0) return false;
-    let found: number | undefined;
-    for (let h = 0; h < headers; h++) {
-      const keyLength = readVarint(cursor);
-      if (Number.isNaN(keyLength) || keyLength < 0 || cursor.position + keyLength > end) {
-        return false;
-      }
-      const named = keyLength === key.length && sameBytes(batch, cursor.position, key);
-      cursor.position += keyLength;
-      const valueLength = readVarint(cursor);
-      if (Number.isNaN(valueLength) || !skipBytesOf(cursor, valueLength)) return false;
-      if (named && valueLength >= 0) {
-        const value = batch.subarray(cursor.position - valueLength, cursor.position);
-        found = decimalDigits(value, digitsMax) ?? found;
-      }
-    }
+    where.headersAt = cursor.position;
+    where.headerCount = headers;
+    where.end = end;
+    if (!readNamedHeaders(batch, cursor, { keys, digitsMax, found, where })) return false;
     if (cursor.position !== end) return false;
     cursor.end = batch.length;
-    if (found !== undefined) each(base + offsetDelta, found);
+    each(base + offsetDelta, timestampMs, found, where);
   }
   return cursor.position === batch.length;
+}
+
+/**
+ * Where the parts of one record of a batch lie (eachHeaderIntegers reuses one for every
+ * record): its key field at fieldsAt, then its value field, its header count at countAt, its
+ * headers from headersAt to end. Bit k of `named` is set when a header is named keys[k],
+ * whatever its value.
+ */
+export type RecordWhere = {
+  fieldsAt: number;
+  countAt: number;
+  headersAt: number;
+  headerCount: number;
+  end: number;
+  named: number;
+};
+
+/**
+ * The one-record batch of a stored record made from a record of a plain batch as it lies:
+ * its key, value and headers copied as bytes, `extra` headers after them (each value a
+ * non-negative integer, written in decimal as String() writes it), at `timestampMs`. Byte for
+ * byte what encodeStored writes for the decoded record with those headers added.
+ */
+export function storedFromRecord(
+  batch: Uint8Array,
+  where: Readonly<RecordWhere>,
+  timestampMs: number,
+  extra: readonly { key: Uint8Array; value: number }[],
+): Uint8Array {
+  assert(Number.isSafeInteger(timestampMs), "a stored record's timestamp is a safe integer");
+  assert(where.fieldsAt < where.countAt && where.headersAt <= where.end, "a record is located");
+  const headerCount = where.headerCount + extra.length;
+  let extraBytes = 0;
+  for (const header of extra) {
+    const digits = decimalSize(header.value);
+    extraBytes += bytesFieldSize(header.key) + varintSize(digits) + digits;
+  }
+  const body =
+    3 +
+    (where.countAt - where.fieldsAt) +
+    varintSize(headerCount) +
+    (where.end - where.headersAt) +
+    extraBytes;
+  const stored = new Uint8Array(BATCH_HEADER_BYTES + varintSize(body) + body);
+  let at = writeVarint(stored, BATCH_HEADER_BYTES, body);
+  stored[at++] = 0; // attributes
+  stored[at++] = 0; // timestampDelta 0
+  stored[at++] = 0; // offsetDelta 0
+  stored.set(batch.subarray(where.fieldsAt, where.countAt), at);
+  at += where.countAt - where.fieldsAt;
+  at = writeVarint(stored, at, headerCount);
+  stored.set(batch.subarray(where.headersAt, where.end), at);
+  at += where.end - where.headersAt;
+  for (const header of extra) {
+    at = writeBytesField(stored, at, header.key);
+    at = writeVarint(stored, at, decimalSize(header.value));
+    at = writeDecimal(stored, at, header.value);
+  }
+  assert(at === stored.length, "a stored batch is filled exactly");
+  writeHeader(stored, { count: 1, baseTimestampMs: timestampMs, maxTimestampMs: timestampMs });
+  return stampCrc(stored);
+}
+
+/** Reads one record's headers (at the cursor, up to where.end) into `found` and where.named. */
+function readNamedHeaders(
+  batch: Uint8Array,
+  cursor: ReturnType<typeof cursorOver>,
+  into: {
+    keys: readonly Uint8Array[];
+    digitsMax: number;
+    found: (number | undefined)[];
+    where: RecordWhere;
+  },
+): boolean {
+  const { keys, digitsMax, found, where } = into;
+  where.named = 0;
+  found.fill(undefined);
+  for (let h = 0; h < where.headerCount; h++) {
+    const keyLength = readVarint(cursor);
+    if (Number.isNaN(keyLength) || keyLength < 0 || cursor.position + keyLength > where.end) {
+      return false;
+    }
+    const keyAt = cursor.position;
+    cursor.position += keyLength;
+    const valueLength = readVarint(cursor);
+    if (Number.isNaN(valueLength) || !skipBytesOf(cursor, valueLength)) return false;
+    for (let k = 0; k < keys.length; k++) {
+      const key = keys[k]!;
+      if (keyLength !== key.length || !sameBytes(batch, keyAt, key)) continue;
+      where.named |= 1 << k;
+      if (valueLength < 0) continue;
+      found[k] =
+        decimalAt(batch, cursor.position - valueLength, valueLength, digitsMax) ?? found[k];
+    }
+  }
+  return true;
+}
+
+/**
+ * decimalDigits (queue_ttl.ts) of bytes[at .. at + length), read where they lie: no view is
+ * made unless the value is past 2^53 (decimalDigits then parses the text).
+ */
+function decimalAt(
+  bytes: Uint8Array,
+  at: number,
+  length: number,
+  digitsMax: number,
+): number | undefined {
+  if (length === 0 || length > digitsMax) return undefined;
+  let value = 0;
+  for (let i = at; i < at + length; i++) {
+    const digit = bytes[i]! - 0x30;
+    if (digit < 0 || digit > 9) return undefined;
+    value = value * 10 + digit;
+  }
+  return Number.isSafeInteger(value)
+    ? value
+    : decimalDigits(bytes.subarray(at, at + length), digitsMax);
+}
+
+/** Digits of a non-negative safe integer written in decimal, as String(n) writes it. */
+function decimalSize(n: number): number {
+  assert(Number.isSafeInteger(n) && n >= 0, "a header number is a non-negative safe integer");
+  let digits = 1;
+  for (let rest = n; rest >= 10; rest = Math.floor(rest / 10)) digits++;
+  return digits;
+}
+
+/** Writes `n` in decimal ASCII at `at` (no TextEncoder, no string); returns the end. */
+function writeDecimal(bytes: Uint8Array, at: number, n: number): number {
+  const end = at + decimalSize(n);
+  let rest = n;
+  for (let i = end - 1; i >= at; i--) {
+    bytes[i] = 0x30 + (rest % 10);
+    rest = Math.floor(rest / 10);
+  }
+  return end;
 }
 
 function sameBytes(bytes: Uint8Array, at: number, key: Uint8Array): boolean {

@@ -53,8 +53,9 @@
 // Acquisition locks are never written: after a restart every acquired record is available
 // again, with the delivery count its ACQUIRE delta left (Kafka persists no Acquired state
 // either). ACQUIRE deltas join the next group commit without anyone waiting for them, so a
-// fetch answer never waits for an fdatasync; a crash of the broker inside that window (about
-// two fdatasyncs, see below) can lose the last increment of the records just fetched. A
+// fetch answer never waits for an fdatasync; a crash of the broker inside that window (at most
+// LAZY_SYNC_DELAY_MS and an fdatasync, see below) can lose the last increment of the records
+// just fetched. A
 // consumer that crashes loses nothing: the broker's count is already up, and the release its
 // disconnect causes is written in a later group.
 //
@@ -63,13 +64,19 @@
 // is in flight starts its own at once, up to syncsInFlightMax (default 2) in flight, so an
 // accept waits for about one fdatasync rather than the one in progress plus its own. Each
 // fdatasync covers every byte written before it started; groups resolve in the order they
-// were written, each only after its own fdatasync and every earlier one succeeded. A group
-// nobody waits for (acquisitions, floor moves) takes no slot while an fdatasync is in flight:
-// the next one covers it (an accept's, or the one started when the last in flight ends).
+// were written, each only after its own fdatasync and every earlier one succeeded.
+//
+// A group nobody waits for (acquisitions, floor moves) starts no fdatasync of its own: the
+// next accept's covers it, or one started LAZY_SYNC_DELAY_MS later if no accept came by then.
+// Acquisitions come just before accepts (a fetch acquires, its consumer answers a moment
+// later), and an fdatasync started for acquisitions alone held one of the syncsInFlightMax
+// slots when those accepts came: with the other slot busy too, they waited for one to end
+// before their own could start.
 //
 //   write g1 ─ fdatasync g1 ──────────┐ resolve g1
 //        write g2 ─ fdatasync g2 ─────┴──┐ resolve g2 (after g1)
-//             write g3 (acquisitions only: no fdatasync yet) ─ covered by g4's or the next
+//             write g3 (acquisitions only: no fdatasync) ─ covered by g4's, or by the lazy
+//                                                         one LAZY_SYNC_DELAY_MS after g3
 //
 // Spare generations: an fdatasync after a write that extends the file (or fills an unwritten
 // extent) must also commit the file system's journal (the new size), and waits for that commit,
@@ -189,6 +196,11 @@ export type QueueStateLogStats = {
   compactionFailures: number;
   /** Delta entries waiting for the next write. */
   pendingEntries: number;
+  /**
+   * Times a group with commits waiting on it found every fdatasync slot taken and waited for
+   * the oldest to end before its write: a commit's latency then holds part of another's.
+   */
+  slotWaits: number;
 };
 
 export type QueueRecovery = {
@@ -221,6 +233,13 @@ const SPARE_ZEROS = new Uint8Array(SPARE_ZEROS_BYTES);
 /** fdatasyncs of one queue's state log in flight at once, by default and at most. */
 export const SYNCS_IN_FLIGHT_DEFAULT = 2;
 export const SYNCS_IN_FLIGHT_MAX = 8;
+/**
+ * Bytes that no commit waits for (acquisitions, floor moves) are fdatasync'd at most this long
+ * after their write when no accept's fdatasync has covered them by then. Longer than a
+ * consumer's turn from a fetch's answer to its accepts (about a millisecond on an idle
+ * machine), so that the accepts' fdatasync is the one that covers them.
+ */
+export const LAZY_SYNC_DELAY_MS = 10;
 /** Delta entries waiting for a write beyond which fetches pause (acks still go in). */
 export const PENDING_ENTRIES_MAX = 1 << 20;
 const FRAME_HEADER_BYTES = 12;
@@ -639,6 +658,8 @@ export class QueueStateLog {
    * (acquisitions, a fetch's floor moves) leaves its sync to the next one (see #writeBatch).
    */
   #unsynced = false;
+  /** Starts the fdatasync of #unsynced bytes if no commit's has by then (LAZY_SYNC_DELAY_MS). */
+  #lazySyncTimer: ReturnType<typeof setTimeout> | undefined;
   #closing: Promise<void> | undefined;
   #fenced: SluiceError | undefined;
   #writes = 0;
@@ -646,6 +667,7 @@ export class QueueStateLog {
   #compactions = 0;
   #spareCompactions = 0;
   #compactionFailures = 0;
+  #slotWaits = 0;
   /** The log size from which compaction is tried again after a failed one. */
   #compactAtBytes = 0;
   /** Set once a compaction renamed its file into place: failures after that fence. */
@@ -789,6 +811,7 @@ export class QueueStateLog {
       spareCompactions: this.#spareCompactions,
       compactionFailures: this.#compactionFailures,
       pendingEntries: this.#pending.entries,
+      slotWaits: this.#slotWaits,
     };
   }
 
@@ -836,6 +859,12 @@ export class QueueStateLog {
     // Deltas left unwritten by a full disk get one more try; their callers were told DISK_FULL.
     if (this.#unwritten !== undefined) await this.commit().catch(() => {});
     while (this.#loop !== undefined) await this.#loop;
+    // Bytes no commit waited for are made durable too before the file closes.
+    this.#cancelLazySync();
+    if (this.#unsynced && this.#fenced === undefined) {
+      this.#unsynced = false;
+      this.#startSync([]);
+    }
     await this.#syncsEnded();
     await this.#dropSpare();
     try {
@@ -864,6 +893,7 @@ export class QueueStateLog {
       if (this.#syncsInFlight.length >= this.#syncsInFlightMax && oldest !== undefined) {
         // Every slot holds an fdatasync: deltas added meanwhile join the group that writes
         // when the oldest one ends.
+        if (this.#waiters.length > 0) this.#slotWaits++;
         await oldest;
         continue;
       }
@@ -918,19 +948,48 @@ export class QueueStateLog {
       this.#unsynced = this.#options.fsync;
       this.#spareSoon();
     }
-    // A group nobody waits for does not take an fdatasync slot while one is in flight: its
-    // bytes are covered by the next fdatasync, which an accept's group starts, or the last
-    // one in flight starts when it ends (#startSync). Acquisitions stay durable within about
-    // two fdatasyncs, and accepts do not queue behind them.
-    const lazy = waiters.length === 0 && this.#syncsInFlight.length > 0;
-    if (this.#unsynced && !lazy) {
+    // A group nobody waits for starts no fdatasync: its bytes are covered by the next one, an
+    // accept's, or the lazy one (#lazySyncSoon). Acquisitions stay durable within
+    // LAZY_SYNC_DELAY_MS and an fdatasync, and accepts do not queue behind them.
+    if (this.#unsynced && waiters.length > 0) {
       this.#unsynced = false;
+      this.#cancelLazySync();
       this.#startSync(waiters);
       return;
     }
+    if (this.#unsynced) this.#lazySyncSoon();
     // Nothing of their own to sync: they wait for the fdatasyncs already in flight.
     this.#synced.then((failure) => settle(waiters, failure));
   }
+
+  /** Arms the lazy fdatasync of bytes nobody waits for (once: the first such write starts it). */
+  #lazySyncSoon(): void {
+    if (this.#lazySyncTimer !== undefined) return;
+    this.#lazySyncTimer = setTimeout(this.#lazySync, LAZY_SYNC_DELAY_MS);
+    // A clean close syncs what is left (#shutdown): the timer need not keep the process up.
+    (this.#lazySyncTimer as { unref?: () => void }).unref?.();
+  }
+
+  #cancelLazySync(): void {
+    if (this.#lazySyncTimer === undefined) return;
+    clearTimeout(this.#lazySyncTimer);
+    this.#lazySyncTimer = undefined;
+  }
+
+  readonly #lazySync = (): void => {
+    this.#lazySyncTimer = undefined;
+    if (!this.#unsynced || this.#fenced !== undefined || this.#closing !== undefined) return;
+    if (this.#syncsInFlight.length > 0 || this.#loop !== undefined) {
+      // Not beside one in flight: that slot is an accept's to take. Nor while the write loop
+      // runs: a group it writes for waiters covers these bytes, and a compaction closes the
+      // file an fdatasync started now would be on (the snapshot covers them). Tried again
+      // later; the next accept's fdatasync covers these bytes meanwhile.
+      this.#lazySyncSoon();
+      return;
+    }
+    this.#unsynced = false;
+    this.#startSync([]);
+  };
 
   /** Resolves once no fdatasync is in flight (one ending may start another: see below). */
   async #syncsEnded(): Promise<void> {
@@ -963,12 +1022,6 @@ export class QueueStateLog {
       if (error === undefined) this.#fsyncs++;
       else failure ??= this.#fence(ioError(error, `syncing ${this.#path}`), "an fdatasync failed");
       settle(waiters, failure);
-      // Bytes a lazy group left behind get their fdatasync now (the last one in flight ended).
-      const idle = this.#syncsInFlight.length === 0;
-      if (idle && this.#unsynced && this.#fenced === undefined) {
-        this.#unsynced = false;
-        this.#startSync([]);
-      }
       return failure;
     });
     this.#syncsInFlight.push(link);

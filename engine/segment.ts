@@ -169,6 +169,8 @@ export class Segment {
    * position (a failed round's rollback), so no read reaches a cut page.
    */
   #prefixMapping: Uint8Array | undefined;
+  /** Whether the file was ever mapped (a dropped mapping lives until the collector frees it). */
+  #everMapped = false;
   #sealed = false;
   /** Byte ranges whose batches passed their CRC check in this process (log_read.ts). */
   #verified: VerifiedRanges;
@@ -440,6 +442,7 @@ export class Segment {
     if (this.#writtenPosition - mapped < ACTIVE_MAP_STEP_BYTES) return undefined;
     try {
       this.#prefixMapping = this.#io.mapFile(this.path("log"));
+      this.#everMapped ||= this.#prefixMapping !== undefined;
     } catch {
       // A mapping is an optimisation; positional reads serve the segment without one.
       this.#prefixMapping = undefined;
@@ -451,6 +454,7 @@ export class Segment {
     if (!this.#sealed || this.#size === 0) return undefined;
     try {
       this.#mapping = this.#io.mapFile(this.path("log"));
+      this.#everMapped ||= this.#mapping !== undefined;
     } catch {
       // A mapping is an optimisation; positional reads serve the segment without one.
       this.#mapping = undefined;
@@ -564,11 +568,17 @@ export class Segment {
     this.#persistedTimeEntries = Math.min(this.#persistedTimeEntries, this.timeIndex.count);
   }
 
-  close(): void {
+  /**
+   * Closes the file and drops the segment's own views. Returns whether its file was ever
+   * mapped: only then may a view the collector has not freed yet still hold the file's blocks
+   * after it is deleted (see releaseDeletedMappings in io.ts).
+   */
+  close(): boolean {
     this.#chunks = [];
     this.#mapping = undefined;
     this.#prefixMapping = undefined;
     this.#file.close();
+    return this.#everMapped;
   }
 
   /** Removes the segment's files. Safe while views of a mapping are alive: unlink, not truncate. */

@@ -92,7 +92,9 @@ export function writeInt32(bytes: Uint8Array, at: number, value: number): void {
 
 /** Writes a safe integer as a big-endian i64. */
 export function writeInt64(bytes: Uint8Array, at: number, value: number): void {
-  assert(Number.isSafeInteger(value), `int64 value ${value} is a safe integer`);
+  // The message is built only on failure: a template literal here formatted a number into a
+  // string on every call (five per batch header written, one per append's base offset).
+  if (!Number.isSafeInteger(value)) assert(false, `int64 value ${value} is a safe integer`);
   const high = Math.floor(value / TWO_32);
   writeInt32(bytes, at, high | 0);
   writeInt32(bytes, at + 4, (value - high * TWO_32) >>> 0);

@@ -129,13 +129,26 @@ export function* decodeRecordBatches(
   const sizeMax = batchBytesMax(options);
   let position = 0;
   while (position < bytes.length) {
-    const problem = checkBatch(bytes, position, bytes.length, { sizeMax, checkCrc: false });
+    const problem = checkBatch(bytes, position, bytes.length, batchChecks(sizeMax, false));
     if (problem === "truncated" && options.partialTail !== "error") return position;
     const batch = decodeBatchAt(bytes, position, options);
     position += batch.sizeBytes;
     yield batch;
   }
   return position;
+}
+
+/**
+ * checkBatch's options, one object for the module: checkBatch reads them before it returns
+ * and calls out to nothing, so no other check can run between the filling and the reading.
+ * Two objects fewer per decoded batch (a consumer's one-record batches at 10,000 a second).
+ */
+const BATCH_CHECKS = { sizeMax: 0, checkCrc: true };
+
+function batchChecks(sizeMax: number, checkCrc: boolean): { sizeMax: number; checkCrc: boolean } {
+  BATCH_CHECKS.sizeMax = sizeMax;
+  BATCH_CHECKS.checkCrc = checkCrc;
+  return BATCH_CHECKS;
 }
 
 function batchBytesMax(options: DecodeBatchOptions): number {
@@ -154,7 +167,7 @@ function decodeBatchAt(
   const bytes = asPlainView(input);
   const sizeMax = batchBytesMax(options);
   const checkCrc = options.checkCrc !== false;
-  const problem = checkBatch(bytes, at, bytes.length, { sizeMax, checkCrc });
+  const problem = checkBatch(bytes, at, bytes.length, batchChecks(sizeMax, checkCrc));
   if (problem !== "ok") throw batchProblem(problem, bytes, at, sizeMax);
   const sizeBytes = batchSizeAt(bytes, at);
   const attributes = readInt16(bytes, at + ATTRIBUTES_AT);
@@ -501,7 +514,7 @@ function decodeInPlace(
   const header = gather(views, 0, 0, BATCH_HEADER_BYTES);
   const sizeMax = batchBytesMax(options);
   // Without the CRC, checkBatch reads the header only; `total` stands for the bytes after it.
-  const problem = checkBatch(header, 0, total, { sizeMax, checkCrc: false });
+  const problem = checkBatch(header, 0, total, batchChecks(sizeMax, false));
   const attributes = readInt16(header, ATTRIBUTES_AT);
   const compression = compressionName(attributes);
   if (problem !== "ok" || compression !== "none" || batchSizeAt(header, 0) !== total) {

@@ -12,7 +12,7 @@
 // precision (performance.timeOrigin + performance.now(), comparable across threads). Also
 // kept: every commit fdatasync of the queue state log (ms) and this loop's lateness (a 1 ms
 // interval timer's delay beyond 1 ms). Messages: {dataDir, compactAfterBytes?,
-// spareBytesMax?, fetchAckWaitMs?} → {port};
+// spareBytesMax?, fetchAckWaitMs?, syncsInFlight?} → {port};
 // {report: true} → {stamps: [key, applied, durable, told][], fsyncMs: number[],
 // lagMs: number[]}; {close: true} → {closed}.
 
@@ -117,6 +117,7 @@ scope.onmessage = async (event: MessageEvent) => {
     patch();
     const compact = message["compactAfterBytes"];
     const spare = message["spareBytesMax"];
+    const syncs = message["syncsInFlight"];
     const wait = message["fetchAckWaitMs"];
     server = await SluiceServer.start({
       dataDir: message["dataDir"],
@@ -126,6 +127,7 @@ scope.onmessage = async (event: MessageEvent) => {
       engineOptions: {
         ...(typeof compact === "number" ? { queueCompactAfterBytes: compact } : {}),
         ...(typeof spare === "number" ? { queueSpareBytesMax: spare } : {}),
+        ...(typeof syncs === "number" ? { queueSyncsInFlight: syncs } : {}),
       },
     });
     const histogram = server.engine.queueFsyncSeconds;
@@ -143,7 +145,12 @@ scope.onmessage = async (event: MessageEvent) => {
       durable.get(key) ?? null,
       told.get(key) ?? null,
     ]);
-    scope.postMessage({ stamps, fsyncMs, lagMs });
+    // Read by name: slotWaits is absent on a checkout from before it was counted.
+    const log = server?.engine.queue("work").stateLog.stats as
+      | { writes: number; fsyncs: number; slotWaits?: number }
+      | undefined;
+    const stateLog = { writes: log?.writes, fsyncs: log?.fsyncs, slotWaits: log?.slotWaits };
+    scope.postMessage({ stamps, fsyncMs, lagMs, stateLog });
   } else if (message["close"] === true) {
     await server?.close();
     scope.postMessage({ closed: true });

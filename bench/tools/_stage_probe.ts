@@ -1,9 +1,10 @@
 // Preloaded into the broker by e2e_stages.ts (`bun --preload`): stamps, for each one-record
-// batch of the latency run, when the broker started its append (PartitionLog.appendChecked)
-// and when that append was done (its flush round written and published, which is also when
-// the fetch waiting for it is woken). The message's index is read from its value (bytes 8-15,
-// a float64, as the latency loop writes it). On SIGUSR2 the stamps go to SLUICE_STAGE_FILE as
-// JSON: { append: number[], done: number[] } indexed by message (0 where not seen).
+// batch of the latency run, when the broker started its append (PartitionLog.appendChecked,
+// or appendTo on the acks 0/1 path) and when that append was done (its flush round written
+// and published, which is also when the fetch waiting for it is woken). The message's index
+// is read from its value (bytes 8-15, a float64, as the latency loop writes it). On SIGUSR2
+// the stamps go to SLUICE_STAGE_FILE as JSON: { append: number[], done: number[] } indexed by
+// message (0 where not seen).
 // SLUICE_STAGE_ROOT names the checkout whose engine the broker runs (its PartitionLog class is
 // the one patched). A diagnostic only: it decodes a few header bytes per append.
 
@@ -73,6 +74,22 @@ if (file !== undefined && root !== undefined) {
       );
     }
     return appended;
+  };
+  // The broker's acks 0/1 path appends with a listener (server/_produce_answer.ts).
+  const originalTo = PartitionLog.prototype.appendTo;
+  PartitionLog.prototype.appendTo = function (this: PartitionLog, batch, lease, listener) {
+    const index = messageIndex(batch);
+    if (index < 0) return originalTo.call(this, batch, lease, listener);
+    const startedMs = now();
+    originalTo.call(this, batch, lease, {
+      appended(result) {
+        done[index] = now();
+        listener.appended(result);
+      },
+      refused: (error) => listener.refused(error),
+    });
+    append[index] = startedMs;
+    seen = Math.max(seen, index + 1);
   };
   process.on("SIGUSR2", () => {
     const body = { append: [...append.subarray(0, seen)], done: [...done.subarray(0, seen)] };

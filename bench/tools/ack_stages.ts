@@ -23,12 +23,13 @@
 //   bun bench/tools/ack_stages.ts [--rate 10000] [--seconds 10] [--warmup-s 3]
 //       [--partitions 16] [--consumers 4] [--producers 4] [--size 1024] [--ack-flush-ms 1]
 //       [--max-records 1000] [--compact-after-bytes N] [--spare-bytes-max N]
-//       [--fetch-ack-wait-ms N]
+//       [--fetch-ack-wait-ms N] [--fetches-in-flight N] [--syncs-in-flight N]
 //
 // --fetch-ack-wait-ms sets the broker's queueFetchAckWaitMs (0: a v2 fetch answers without
 // waiting for its acks' fdatasync; absent: the broker's default, 0).
 //
 // --spare-bytes-max sets the engine's queueSpareBytesMax (0: no spare generations).
+// --syncs-in-flight sets the engine's queueSyncsInFlight (absent: its default).
 // A short run may never compact the state log at the default threshold (4 MiB):
 // --compact-after-bytes sets the engine's queueCompactAfterBytes, so that the generations a
 // long run lives in (and their spares) show in a short one.
@@ -52,7 +53,9 @@ const { values } = parseArgs({
     "max-records": { type: "string", default: "1000" },
     "compact-after-bytes": { type: "string" },
     "spare-bytes-max": { type: "string" },
+    "syncs-in-flight": { type: "string" },
     "fetch-ack-wait-ms": { type: "string" },
+    "fetches-in-flight": { type: "string" },
   },
 });
 
@@ -78,10 +81,15 @@ const compactAfterBytes =
   values["compact-after-bytes"] === undefined
     ? undefined
     : integer("compact-after-bytes", 1024, 1024 * 1024 * 1024);
+const syncsInFlight =
+  values["syncs-in-flight"] === undefined ? undefined : integer("syncs-in-flight", 1, 8);
 const spareBytesMax =
   values["spare-bytes-max"] === undefined
     ? undefined
     : integer("spare-bytes-max", 0, 256 * 1024 * 1024);
+/** The consumers' fetchesInFlight (absent: the QueueConsumer's default). */
+const fetchesInFlight =
+  values["fetches-in-flight"] === undefined ? undefined : integer("fetches-in-flight", 1, 16);
 const fetchAckWaitMs =
   values["fetch-ack-wait-ms"] === undefined ? undefined : integer("fetch-ack-wait-ms", 0, 1_000);
 const OFFSET_SPAN = 2 ** 32;
@@ -111,7 +119,7 @@ function consume(port: number, until: () => boolean): Promise<void>[] {
       queue: "work",
       maxRecords,
       ackFlushMs,
-      fetchesInFlight: 1,
+      ...(fetchesInFlight === undefined ? {} : { fetchesInFlight }),
       piggybackAcks: true,
       maxWaitMs: 100,
     });
@@ -140,6 +148,7 @@ try {
     dataDir,
     compactAfterBytes,
     spareBytesMax,
+    syncsInFlight,
     fetchAckWaitMs,
   });
   const admin = new Admin({ host: "127.0.0.1", port });
@@ -174,6 +183,7 @@ try {
     stamps: [number, number, number | null, number | null][];
     fsyncMs: number[];
     lagMs: number[];
+    stateLog: { writes?: number; fsyncs?: number; slotWaits?: number };
   }>({ report: true });
   summarize(report, { sent, startMs, accepted: stats[0]?.stats.accepted ?? 0 });
 } finally {
@@ -194,6 +204,7 @@ function summarize(
     stamps: [number, number, number | null, number | null][];
     fsyncMs: number[];
     lagMs: number[];
+    stateLog: { writes?: number; fsyncs?: number; slotWaits?: number };
   },
   run: { sent: number; startMs: number; accepted: number },
 ): void {
@@ -221,7 +232,9 @@ function summarize(
     seconds,
     compactAfterBytes: compactAfterBytes ?? null,
     spareBytesMax: spareBytesMax ?? null,
+    syncsInFlight: syncsInFlight ?? null,
     fetchAckWaitMs: fetchAckWaitMs ?? null,
+    fetchesInFlight: fetchesInFlight ?? null,
     sent: run.sent,
     accepted: run.accepted,
     measured: rows.length,
@@ -247,6 +260,8 @@ function summarize(
     p50: quantile(report.fsyncMs, 0.5),
     p99: quantile(report.fsyncMs, 0.99),
   };
+  // The state log's writes, fdatasyncs and slot waits over the whole run (warm-up included).
+  summary["stateLog"] = report.stateLog;
   summary["brokerLoopLateMs"] = {
     p99: quantile(report.lagMs, 0.99),
     max: quantile(report.lagMs, 1),

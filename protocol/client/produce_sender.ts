@@ -425,27 +425,47 @@ export class ProduceSender {
       // The server answered, so it read the whole request: no view of the buffers is left.
       for (const { batch } of ordered) batch.unsettledWrite = false;
     };
-    const done =
-      acks === 0
-        ? connection.requestFrameWithoutResponse(API.Produce, build).then(() => {
-            for (const { queue, batch } of ordered) this.#succeeded(queue, batch, -1);
-          })
-        : connection.requestFrame(API.Produce, build, { timeoutMs }).then((reader) => {
-            answered();
-            this.#onResponse(ordered, readProduceResponse(reader));
-          });
-    done
-      .catch((error: unknown) => {
+    const failed = (error: unknown) => {
+      try {
         if (error instanceof ServerError) answered();
         for (const { queue, batch } of ordered) {
           if (batch.inFlight) this.#failed(queue, batch, responseError(error));
         }
-      })
-      .finally(() => {
-        this.#requestsInFlight--;
-        this.#settings.onSlotFree();
-        this.#drain();
-      });
+      } finally {
+        this.#requestDone();
+      }
+    };
+    // One reaction per request, its own failures handled inside it: a `.catch().finally()`
+    // chain made two more promises, reactions and closures per request, on every send.
+    if (acks === 0) {
+      connection.requestFrameWithoutResponse(API.Produce, build).then(() => {
+        try {
+          for (const { queue, batch } of ordered) this.#succeeded(queue, batch, -1);
+        } catch (error) {
+          failed(error);
+          return;
+        }
+        this.#requestDone();
+      }, failed);
+      return;
+    }
+    connection.requestFrame(API.Produce, build, { timeoutMs }).then((reader) => {
+      try {
+        answered();
+        this.#onResponse(ordered, readProduceResponse(reader));
+      } catch (error) {
+        failed(error);
+        return;
+      }
+      this.#requestDone();
+    }, failed);
+  }
+
+  /** A request is answered (or failed): its slot is free for the next. */
+  #requestDone(): void {
+    this.#requestsInFlight--;
+    this.#settings.onSlotFree();
+    this.#drain();
   }
 
   #onResponse(picked: Picked[], response: ReturnType<typeof readProduceResponse>): void {

@@ -13,7 +13,6 @@
 // send() copies the record's key, value and headers into its batch at once (batch_builder.ts):
 // the caller may reuse its buffers as soon as send() returns.
 
-import { clearImmediate, setImmediate } from "node:timers";
 import { COMPRESSION, type CompressionName, encodeRecordBatch } from "../../record/mod.ts";
 import { WIRE_ERRORS, errorFromWire } from "../codec/errors.ts";
 import {
@@ -38,6 +37,9 @@ export const BATCH_BYTES_DEFAULT = 1024 * 1024;
 export const MAX_IN_FLIGHT_DEFAULT = 5;
 export const DELIVERY_TIMEOUT_MS_DEFAULT = 120_000;
 export const BUFFER_BYTES_MAX_DEFAULT = 64 * 1024 * 1024;
+/** `#lingerTimer` while a seal is queued as a microtask (lingerMs reached already). */
+const LINGER_MICROTASK = "microtask";
+
 /** A batch with less room than this left is sent without waiting for lingerMs. */
 const BATCH_FULL_SLACK_BYTES = 64;
 
@@ -136,9 +138,10 @@ export class Producer {
   };
   /** A send() is running: a send() made from inside it may not use `#scratch`. */
   #sending = false;
-  #lingerTimer: ReturnType<typeof setTimeout> | ReturnType<typeof setImmediate> | undefined;
-  /** `#lingerTimer` is an immediate (lingerMs reached already), not a timer. */
-  #lingerImmediate = false;
+  /** The linger timer, LINGER_MICROTASK for a seal queued as a microtask, or undefined. */
+  #lingerTimer: ReturnType<typeof setTimeout> | typeof LINGER_MICROTASK | undefined;
+  /** Counts the microtask seals armed and cancelled: a cancelled one finds it moved on. */
+  #lingerArms = 0;
   /** lingerMs passed while every request slot was taken: the batches grow until one frees. */
   #sealWhenFree = false;
   #closed = false;
@@ -348,21 +351,30 @@ export class Producer {
       if (this.#sender.saturated) this.#sealWhenFree = true;
       else this.#sealAll();
     };
-    // No wait left: seal once this turn of the event loop is done (the records sent in it go
-    // together). A zero-delay timer would wait a whole millisecond (1.1 ms on Bun, 2.2 ms on
-    // Deno measured here), which was most of a lingerMs 0 producer's latency.
-    this.#lingerImmediate = waitMs === 0;
-    this.#lingerTimer = waitMs === 0 ? setImmediate(expire) : setTimeout(expire, waitMs);
+    if (waitMs > 0) {
+      this.#lingerTimer = setTimeout(expire, waitMs);
+      return;
+    }
+    // No wait left: seal once the code that sent runs to its end (the records it sent go
+    // together), in a microtask. A zero-delay timer would wait a whole millisecond (1.1 ms on
+    // Bun, 2.2 ms on Deno measured here), which was most of a lingerMs 0 producer's latency;
+    // a setImmediate waited for one more pass of the event loop, where received answers and
+    // timers went first (bench:tcp's latency phase: the send → broker stage was the longest
+    // of most slow messages, bench/RESULTS.md issue 16).
+    this.#lingerTimer = LINGER_MICROTASK;
+    const arm = ++this.#lingerArms;
+    queueMicrotask(() => {
+      if (this.#lingerArms === arm && this.#lingerTimer === LINGER_MICROTASK) expire();
+    });
   }
 
   #cancelLinger(): void {
     const timer = this.#lingerTimer;
     if (timer === undefined) return;
     this.#lingerTimer = undefined;
-    // An immediate and a timer are cancelled by different calls: Node's clearImmediate must
-    // never see a timer.
-    if (this.#lingerImmediate) clearImmediate(timer as ReturnType<typeof setImmediate>);
-    else clearTimeout(timer as ReturnType<typeof setTimeout>);
+    // A queued microtask cannot be cancelled: moving the count on makes it find nothing to do.
+    if (timer === LINGER_MICROTASK) this.#lingerArms++;
+    else clearTimeout(timer);
   }
 
   *#openBatches(): Generator<OpenBatch> {

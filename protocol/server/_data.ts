@@ -11,7 +11,7 @@ import {
   SluiceError,
 } from "../../engine/mod.ts";
 import { assert, BATCH_HEADER_BYTES, batchSizeAt } from "../../record/mod.ts";
-import { ChunkedFrame, finishFrame, startResponse } from "../codec/frames.ts";
+import { ChunkedFrame } from "../codec/frames.ts";
 import {
   type FetchPartitionResult,
   type FetchRequestColumns,
@@ -23,10 +23,9 @@ import {
   type ProducePartitionResult,
   type ProduceRequest,
   readProduceRequest,
-  writeProduceResponse,
 } from "../codec/produce.ts";
 import { errorToWire, WIRE_ERRORS } from "../codec/errors.ts";
-import type { HandlerResult, RequestContext } from "./connection.ts";
+import { type HandlerResult, PendingAnswer, type RequestContext } from "./connection.ts";
 import {
   answersWithin,
   type ProduceDeadline,
@@ -34,6 +33,7 @@ import {
   timedOutMessage,
 } from "./_produce_deadline.ts";
 import type { FetchWaiter, FetchWaits } from "./_fetch_waits.ts";
+import { PartitionAnswer, ProduceAnswer, produceResponse, refuse } from "./_produce_answer.ts";
 
 export type DataPlane = {
   engine: Engine;
@@ -167,7 +167,7 @@ function produceOneBatch(
         ? log.appendDurable(batch, produce.lease)
         : log.appendChecked(batch, produce.lease);
   } catch (error) {
-    return Promise.resolve(refused(result, error));
+    return Promise.resolve(refuse(result, error));
   }
   return appended.then(
     (done) => {
@@ -176,17 +176,8 @@ function produceOneBatch(
       result.logStartOffset = done.logStartOffset;
       return result;
     },
-    (error: unknown) => refused(result, error),
+    (error: unknown) => refuse(result, error),
   );
-}
-
-/** A partition whose only batch was not appended: its error, nothing accepted. */
-function refused(result: ProducePartitionResult, error: unknown): ProducePartitionResult {
-  const { code, message } = errorToWire(error);
-  result.acceptedBatches = 0;
-  result.errorCode = code;
-  result.errorMessage = message;
-  return result;
 }
 
 async function produceBatches(
@@ -250,26 +241,68 @@ function startProduce(
   return producePartition(log, result, p.records, produce);
 }
 
-export function handleProduce(plane: DataPlane, request: RequestContext): Promise<HandlerResult> {
+export function handleProduce(
+  plane: DataPlane,
+  request: RequestContext,
+): Promise<HandlerResult> | PendingAnswer {
   const produce = readProduceRequest(request.reader, plane.requestPartitionsMax);
   const finder = new PartitionFinder(plane.engine);
   // Every append starts now, while the request bytes are valid; only the waiting is async.
   // Large batches are lent to the engine (kept as views, not copied) when the bytes allow it.
   const lent = { acks: produce.acks, lease: request.lease };
-  const deadline = produce.acks === -1 ? startProduceDeadline(produce.timeoutMs) : undefined;
+  if (produce.acks !== -1) return produceAsAppended(plane, request, produce, finder, lent);
+  const deadline = startProduceDeadline(produce.timeoutMs);
   const topics = produce.topics.map(({ topic, partitions }) => {
     const pending = partitions.map((p) => startProduce(finder, topic, p, lent));
-    const results =
-      deadline === undefined
-        ? Promise.all(pending)
-        : durableWithin(plane, { topic, partitions }, pending, deadline);
+    const results = durableWithin(plane, { topic, partitions }, pending, deadline);
     // It rejects only on a broken invariant, which finishProduce awaits, perhaps after an
     // earlier topic's appends: marked handled now, so it is not reported as unhandled first.
     results.catch(() => {});
     return { topic, partitions: results };
   });
-  if (deadline === undefined) return finishProduce(plane, request, produce, topics);
   return finishProduce(plane, request, produce, topics).finally(() => deadline.cancel());
+}
+
+/**
+ * acks 0 or 1: each partition answered once appended (_produce_answer.ts). A one-batch
+ * partition, the usual one, is appended with the engine telling its answer directly; one of
+ * several batches goes through produceBatches as with acks -1.
+ */
+function produceAsAppended(
+  plane: DataPlane,
+  request: RequestContext,
+  produce: ProduceRequest,
+  finder: PartitionFinder,
+  lent: { acks: number; lease: BatchLease | undefined },
+): PendingAnswer {
+  const answer = new ProduceAnswer(plane, request, produce);
+  for (const { topic, partitions } of produce.topics) {
+    const results: ProducePartitionResult[] = [];
+    answer.topics.push({ topic, partitions: results });
+    for (const p of partitions) {
+      const result = new PartitionAnswer(p.partition, answer);
+      results.push(result);
+      const log = finder.find(topic, p.partition);
+      if (!(log instanceof PartitionLog)) {
+        result.errorCode = log.code;
+        result.errorMessage = log.message;
+        answer.partitionDone();
+        continue;
+      }
+      const records = p.records;
+      if (records.length === 0 || batchSize(records, 0) !== records.length) {
+        produceBatches(log, result, records, lent).then(answer.onPartition, answer.onFailure);
+        continue;
+      }
+      try {
+        log.appendTo(records, lent.lease, result);
+      } catch (error) {
+        result.refused(error);
+      }
+    }
+  }
+  answer.started();
+  return answer;
 }
 
 /**
@@ -310,24 +343,7 @@ async function finishProduce(
 ): Promise<HandlerResult> {
   const topics = [];
   for (const { topic, partitions } of pending) topics.push({ topic, partitions: await partitions });
-  for (const t of topics) {
-    for (const p of t.partitions) {
-      if (p.errorCode !== 0)
-        plane.partitionError?.(t.topic, p.partition, p.errorCode, p.errorMessage);
-    }
-  }
-  if (produce.acks === 0) {
-    for (const t of topics) {
-      for (const p of t.partitions) {
-        if (p.errorCode !== 0)
-          plane.log(`acks=0 produce to ${t.topic}-${p.partition}: ${p.errorMessage}`);
-      }
-    }
-    return null;
-  }
-  const writer = startResponse(request.correlationId, 64 + topics.length * 64);
-  writeProduceResponse(writer, { topics }, request.apiVersion === 2 ? 2 : 1);
-  return [finishFrame(writer)];
+  return produceResponse(plane, request, produce, topics);
 }
 
 /** The records of a partition with nothing to send, shared (frozen: nothing adds to it). */
@@ -444,7 +460,7 @@ function fetchResponseFieldBytes(fetch: FetchRequestColumns): number {
 export function handleFetch(
   plane: DataPlane,
   request: RequestContext,
-): HandlerResult | Promise<HandlerResult> {
+): HandlerResult | PendingAnswer {
   const fetch = readFetchRequestColumns(request.reader, plane.requestPartitionsMax);
   // max_bytes comes from the client: bounded here, so a read never allocates more than this.
   fetch.maxBytes = Math.min(fetch.maxBytes, plane.fetchBytesMax);
@@ -456,13 +472,12 @@ export function handleFetch(
   const waitMs = Math.min(fetch.maxWaitMs, plane.fetchWaitMsMax);
   if (waitMs > 0 && fetch.minBytes > 0) {
     const tail = logsAtTail(plane, fetch);
-    if (tail !== undefined)
-      return new LongPoll(plane, request, { fetch, logs: tail }, waitMs).answer;
+    if (tail !== undefined) return new LongPoll(plane, request, fetch, { waitMs, logs: tail });
   }
   const logs: PartitionLog[] = [];
   const first = readAll(plane, request, fetch, logs);
   if (first.bytes >= fetch.minBytes || first.errors || waitMs === 0) return first.frame.finish();
-  return new LongPoll(plane, request, { fetch, logs }, waitMs).answer;
+  return new LongPoll(plane, request, fetch, { waitMs, logs });
 }
 
 /**
@@ -488,39 +503,29 @@ function logsAtTail(plane: DataPlane, fetch: FetchRequestColumns): PartitionLog[
  * A fetch waiting for new data on any of its partitions, or for its wait to end
  * (_fetch_waits.ts keeps the waiting ones: no timer or data listener of its own).
  */
-class LongPoll implements FetchWaiter {
-  readonly logs: readonly PartitionLog[];
+class LongPoll extends PendingAnswer implements FetchWaiter {
+  readonly logs: PartitionLog[];
   readonly deadlineMs: number;
   heapIndex = -1;
-  readonly answer: Promise<HandlerResult>;
   #plane: DataPlane;
   #request: RequestContext;
   #fetch: FetchRequestColumns;
-  #resolve!: (result: HandlerResult) => void;
-  #reject!: (failure: unknown) => void;
   #settled = false;
   #onClose = () => this.#finish();
 
-  /** `logs`: the fetch's partition logs, as its first read found them (no errors). */
   constructor(
     plane: DataPlane,
     request: RequestContext,
-    waiting: { fetch: FetchRequestColumns; logs: readonly PartitionLog[] },
-    waitMs: number,
+    fetch: FetchRequestColumns,
+    wait: { waitMs: number; logs: PartitionLog[] },
   ) {
-    const { fetch, logs } = waiting;
-    let entries = 0;
-    for (const topic of fetch.topics) entries += topic.partitions.length;
-    assert(logs.length === entries, "a waiting fetch has a log for every partition it names");
+    super();
+    assert(wait.logs.length === entryCount(fetch), "a waiting fetch has a log for each partition");
     this.#plane = plane;
     this.#request = request;
     this.#fetch = fetch;
-    this.logs = logs;
-    this.deadlineMs = performance.now() + waitMs;
-    this.answer = new Promise((resolve, reject) => {
-      this.#resolve = resolve;
-      this.#reject = reject;
-    });
+    this.deadlineMs = performance.now() + wait.waitMs;
+    this.logs = wait.logs;
     request.connection.onClose(this.#onClose);
     plane.fetchWaits.add(this);
   }
@@ -545,7 +550,8 @@ class LongPoll implements FetchWaiter {
 
   /**
    * Stops waiting and answers with a fresh read. A failure (only ever a broken invariant)
-   * rejects, so it reaches the connection rather than the timer or the engine calling back.
+   * fails the answer, so it reaches the connection rather than the timer or the engine
+   * calling back.
    */
   #finish(failure?: unknown): void {
     if (this.#settled) return;
@@ -553,13 +559,22 @@ class LongPoll implements FetchWaiter {
     this.#request.connection.offClose(this.#onClose);
     this.#plane.fetchWaits.remove(this);
     if (failure !== undefined) {
-      this.#reject(failure);
+      this.fail(failure);
       return;
     }
+    let result: HandlerResult;
     try {
-      this.#resolve(readAll(this.#plane, this.#request, this.#fetch).frame.finish());
+      result = readAll(this.#plane, this.#request, this.#fetch).frame.finish();
     } catch (error) {
-      this.#reject(error);
+      this.fail(error);
+      return;
     }
+    this.answer(result);
   }
+}
+
+function entryCount(fetch: FetchRequestColumns): number {
+  let entries = 0;
+  for (const topic of fetch.topics) entries += topic.partitions.length;
+  return entries;
 }

@@ -3,15 +3,20 @@
 // however many fetches wait on it, and one timer serves every waiting fetch's deadline.
 //
 //   append ──► PartitionLog data listener (one per log) ──► the waiters on the log are woken
-//              ──► (end of the event-loop turn: one setImmediate) ──► onData() of each, once
+//              ──► (a microtask queued by the first) ──► onData() of each, once
 //   timer (one, due at the earliest deadline) ──► onTimeUp() of each waiter past its deadline
 //
-// Why the end of the turn: one Produce request usually carries batches for several partitions,
-// and their logs' flush rounds all finish in the turn that handled it, one after another. A
-// fetch answered at the first log's data went out with that partition alone and the consumer
+// Why not at once: one Produce request usually carries batches for several partitions, and
+// their logs' flush rounds all finish in the turn that handled it, one after another. A fetch
+// answered at the first log's data went out with that partition alone and the consumer
 // fetched the others a round trip later (bench:tcp's latency phase: 44 % of the consumer's
-// polls carried one partition, most of the rest 9-11). Woken at the end of the turn, a fetch
-// takes everything the turn wrote, in one answer.
+// polls carried one partition, most of the rest 9-11). Each log starts its round in a
+// microtask queued as the request appended to it, and a round of a few KiB completes in that
+// microtask (partition_log.ts #nextRound), so a wake-up queued by the first round's data runs
+// after every round the request started: the fetch takes all of them, in one answer, in the
+// same turn. (It was a setImmediate: one more pass of the event loop, where other sockets'
+// reads and timers went first, between the data and the answer.) A round that waits for the
+// thread pool publishes in a later turn and wakes the fetches again then.
 //
 // A log's listener, once added, stays for the log's life: a consumer's fetch names every
 // partition it owns (250 each for 4 consumers of 1,000 partitions), and adding and removing
@@ -31,7 +36,7 @@ export interface FetchWaiter {
   readonly deadlineMs: number;
   /** The waiter's place in the deadline heap, -1 when not waiting (kept by FetchWaits). */
   heapIndex: number;
-  /** New data on one of its logs (told at the end of the turn that wrote it; never throws). */
+  /** New data on one of its logs (told after the rounds that wrote it; never throws). */
   onData(): void;
   /** Its deadline passed, or the server is shutting down. */
   onTimeUp(): void;
@@ -55,10 +60,10 @@ export class FetchWaits {
   #timerDueMs = Number.POSITIVE_INFINITY;
   #now: () => number;
   #onTimer = () => this.#expire();
-  /** Waiters with new data on a log this turn, told at its end (two sets, swapped). */
+  /** Waiters with new data since the last wake-up, told at the next (two sets, swapped). */
   #woken = new Set<FetchWaiter>();
   #waking = new Set<FetchWaiter>();
-  #wakeUp: ReturnType<typeof setImmediate> | undefined;
+  #wakeScheduled = false;
   #onWakeUp = () => this.#wakeAll();
 
   /**
@@ -128,8 +133,7 @@ export class FetchWaits {
     clearTimeout(this.#timer);
     this.#timer = undefined;
     this.#timerDueMs = Number.POSITIVE_INFINITY;
-    clearImmediate(this.#wakeUp);
-    this.#wakeUp = undefined;
+    // A wake-up already queued finds no waiter left to tell.
     this.#woken.clear();
   }
 
@@ -146,23 +150,25 @@ export class FetchWaits {
     return entry;
   }
 
-  /** New data on a log: its waiters are told at the end of the turn. */
+  /** New data on a log: its waiters are told after the rounds that wrote data (a microtask). */
   #wake(entry: LogWaiters): void {
     const { first, more } = entry;
     if (first === undefined && (more === undefined || more.size === 0)) return;
     if (first !== undefined) this.#woken.add(first);
     if (more !== undefined) for (const waiter of more) this.#woken.add(waiter);
-    this.#wakeUp ??= setImmediate(this.#onWakeUp);
+    if (this.#wakeScheduled) return;
+    this.#wakeScheduled = true;
+    queueMicrotask(this.#onWakeUp);
   }
 
-  /** The end of a turn that wrote data: each waiter woken by it is told once. */
+  /** After the rounds that wrote data: each waiter woken by it is told once. */
   #wakeAll(): void {
-    this.#wakeUp = undefined;
+    this.#wakeScheduled = false;
     const waking = this.#woken;
     this.#woken = this.#waking;
     this.#waking = waking;
     // A waiter answering leaves the heap (and #woken) as it goes; data arriving while these are
-    // told wakes its waiters at the end of the next turn.
+    // told wakes its waiters in the next wake-up.
     for (const waiter of waking) {
       if (waiter.heapIndex !== -1) waiter.onData();
     }

@@ -36,6 +36,13 @@ export class AckSequence {
   /** The acks_durable_through the last answer carried. */
   #told = 0;
   readonly #waiters = new Set<() => void>();
+  readonly #now: () => number;
+  /** How long the last sequence to settle took from its ack's apply (ms; 0 before any). */
+  #lastSettleMs = 0;
+
+  constructor(now: () => number = () => performance.now()) {
+    this.#now = now;
+  }
 
   get last(): number {
     return this.#last;
@@ -43,6 +50,14 @@ export class AckSequence {
 
   get durableThrough(): number {
     return this.#durableThrough;
+  }
+
+  /**
+   * How long the last sequence to settle took from its apply to its last partition's outcome
+   * (ms): about one group commit of the queue's state log, as this connection saw it last.
+   */
+  get lastSettleMs(): number {
+    return this.#lastSettleMs;
   }
 
   /** Whether the connection has yet to be told of settled sequences or failures. */
@@ -60,10 +75,13 @@ export class AckSequence {
     if (partitions.length === 0) return 0;
     const seq = ++this.#last;
     let left = partitions.length;
+    const appliedMs = this.#now();
     const settle = () => {
       left--;
       assert(left >= 0, "a sequence's partitions settle once each");
-      if (left === 0) this.#settle(seq);
+      if (left > 0) return;
+      this.#lastSettleMs = this.#now() - appliedMs;
+      this.#settle(seq);
     };
     for (const { partition, durable } of partitions) {
       durable.then(settle, (error: unknown) => {

@@ -20,7 +20,11 @@
 // next fetch: after it has handled the records, sent that fetch and the broker has served it.
 // Waiting about one fdatasync first lets this answer confirm them, and the records that
 // arrived meanwhile go in it too. The wait is bounded, so a slow disk delays records by no
-// more than that; a fetch with no acks, or whose acks are durable already, never waits.
+// more than that; a fetch with no acks, or whose acks are durable already, never waits. Nor
+// does one on a connection whose last sequence took longer than the wait to settle: on a disk
+// that slow (a loaded machine's fdatasyncs of 5-20 ms against a wait of 5) the wait mostly
+// timed out and only added itself to every fetch cycle (bench/RESULTS.md, issue 11). Its next
+// sequence to settle within the wait turns the wait back on.
 
 import { type Engine, FETCH_BYTES_MAX } from "../../engine/mod.ts";
 import { errorToWire } from "../codec/errors.ts";
@@ -89,7 +93,8 @@ export function handleQueueFetchV2(
   }
   const acked = { acks, ackSeq, sequence };
   const waitMs = plane.queueFetchAckWaitMs;
-  if (ackSeq === 0 || sequence.durableThrough >= ackSeq || waitMs === 0) {
+  const durable = sequence.durableThrough >= ackSeq;
+  if (ackSeq === 0 || durable || waitMs === 0 || sequence.lastSettleMs > waitMs) {
     return fetchAndAnswer(plane, request, fetch, acked);
   }
   return settledWithin(sequence, ackSeq, waitMs).then(() =>

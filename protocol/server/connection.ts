@@ -58,6 +58,64 @@ export const ANSWERS_WAITING_FACTOR = 2;
 /** A request's outcome: response chunks, or null for a request answered by silence (acks 0). */
 export type HandlerResult = Uint8Array[] | null;
 
+/** What a handler returns: its outcome now, or later through a promise or a PendingAnswer. */
+export type HandlerAnswer = HandlerResult | Promise<HandlerResult> | PendingAnswer;
+
+/** Where a PendingAnswer tells its outcome: the connection's, made once per connection. */
+type AnswerSink = {
+  answered(slot: Slot, result: HandlerResult): void;
+  failed(slot: Slot, failure: unknown): void;
+};
+
+/**
+ * An outcome told to the connection when it is ready, without a promise: the data plane's
+ * answers (a Produce with acks 0/1, a long-polling Fetch) extend it, so a request on the
+ * latency path makes no promise, no reaction and no closure to carry its answer, and the
+ * answer is queued for the socket in the call that settles it, not a microtask later. The
+ * handler calls `answer` or `fail` once (later calls are ignored), before or after the
+ * connection attaches; the connection is told exactly once.
+ */
+export class PendingAnswer {
+  #sink: AnswerSink | undefined;
+  #slot: Slot | undefined;
+  /** 0 waiting, 1 answered, 2 failed. */
+  #state = 0;
+  #result: HandlerResult = null;
+  #failure: unknown = undefined;
+
+  /** The outcome is ready: response chunks, or null for silence. */
+  answer(result: HandlerResult): void {
+    if (this.#state !== 0) return;
+    this.#state = 1;
+    this.#result = result;
+    this.#deliver();
+  }
+
+  /** The handler failed: an error answer, or a broken invariant that stops the server. */
+  fail(failure: unknown): void {
+    if (this.#state !== 0) return;
+    this.#state = 2;
+    this.#failure = failure;
+    this.#deliver();
+  }
+
+  /** The connection's side, once per answer, as the handler returns it. */
+  attach(sink: AnswerSink, slot: Slot): void {
+    assert(this.#sink === undefined && this.#slot === undefined, "an answer is attached once");
+    this.#sink = sink;
+    this.#slot = slot;
+    this.#deliver();
+  }
+
+  #deliver(): void {
+    const sink = this.#sink;
+    if (sink === undefined || this.#state === 0) return;
+    this.#sink = undefined;
+    if (this.#state === 1) sink.answered(this.#slot!, this.#result);
+    else sink.failed(this.#slot!, this.#failure);
+  }
+}
+
 export type RequestContext = {
   apiKey: number;
   apiVersion: number;
@@ -75,7 +133,7 @@ export type ServerConnectionHost = {
   limits: ServerLimits;
   /** The broker-wide budget of answer bytes waiting for sockets (connectionBuffersBytesMax). */
   budget: BufferBudget;
-  dispatch(request: RequestContext): HandlerResult | Promise<HandlerResult>;
+  dispatch(request: RequestContext): HandlerAnswer;
   log(message: string): void;
   /** A request failed with a broken invariant: stop serving (by default, the process). */
   fatal(error: InvariantError): void;
@@ -112,6 +170,11 @@ type Slot = {
 export class ServerConnection {
   readonly socket: TransportSocket;
   #host: ServerConnectionHost;
+  /** Where PendingAnswers settle their slots: made once, not per request. */
+  #answerSink: AnswerSink = {
+    answered: (slot, result) => this.#complete(slot, result),
+    failed: (slot, failure) => this.#failed(slot, failure),
+  };
   #frames: FrameReader;
   #outbox: Outbox;
   #slots: Slot[] = [];
@@ -427,14 +490,16 @@ export class ServerConnection {
   }
 
   #run(slot: Slot, request: RequestContext): void {
-    let result: HandlerResult | Promise<HandlerResult>;
+    let result: HandlerAnswer;
     try {
       result = this.#host.dispatch(request);
     } catch (error) {
       this.#failed(slot, error);
       return;
     }
-    if (result instanceof Promise) {
+    if (result instanceof PendingAnswer) {
+      result.attach(this.#answerSink, slot);
+    } else if (result instanceof Promise) {
       result.then(
         (chunks) => this.#complete(slot, chunks),
         (error: unknown) => this.#failed(slot, error),

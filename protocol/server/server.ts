@@ -27,6 +27,7 @@ import { type ControlBodyCaps, checkMsgpackBody, controlBodyLimits } from "../co
 import {
   ServerConnection,
   type ServerConnectionHost,
+  type HandlerAnswer,
   type HandlerResult,
   type RequestContext,
 } from "./connection.ts";
@@ -190,7 +191,7 @@ export class SluiceServer {
   #data: DataPlane;
   #control: control.ControlPlane;
   #queues: QueuePlane;
-  #handlers: Map<number, (request: RequestContext) => HandlerResult | Promise<HandlerResult>>;
+  #handlers: Map<number, (request: RequestContext) => HandlerAnswer>;
   #bodyCaps: ControlBodyCaps;
   /** The Kafka listener's classic groups, for ListGroups (none without the listener). */
   readonly #classicGroups = () => this.kafka?.classicGroups() ?? [];
@@ -444,7 +445,7 @@ export class SluiceServer {
   #handlerTable() {
     const c = this.#control;
     const classic = this.#classicGroups;
-    return new Map<number, (request: RequestContext) => HandlerResult | Promise<HandlerResult>>([
+    return new Map<number, (request: RequestContext) => HandlerAnswer>([
       [API.Handshake, (request) => this.#handshake(request)],
       [API.Metadata, (request) => control.handleMetadata(c, request)],
       [API.CreateTopics, (request) => control.handleCreateTopics(c, request)],
@@ -466,7 +467,7 @@ export class SluiceServer {
     ]);
   }
 
-  #dispatch(request: RequestContext): HandlerResult | Promise<HandlerResult> {
+  #dispatch(request: RequestContext): HandlerAnswer {
     this.#requests.set(request.apiKey, (this.#requests.get(request.apiKey) ?? 0) + 1);
     // Before authenticating only Handshake and SASL are served (nothing else is even read).
     this.#security?.admit(request);

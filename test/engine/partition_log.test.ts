@@ -811,6 +811,36 @@ describe("PartitionLog invalid appends", () => {
     });
   });
 
+  test("appendBuilt checks a batch's shape but not its CRC; the next open does", async () => {
+    using dir = tempDir();
+    const log = await openLog(dir.path, { maxBatchBytes: 4096 });
+    try {
+      const truncated = simpleBatch(3);
+      assert.throws(
+        () => log.appendBuilt(truncated.subarray(0, truncated.length - 1)),
+        sluiceCode("INVALID_BATCH"),
+      );
+      assert.equal(log.logEndOffset, 0);
+      // A builder that stamped a wrong CRC is a bug the append no longer catches; the next
+      // open (and the scrubber) still do.
+      const wrong = simpleBatch(2);
+      wrong[CRC_AT]! ^= 0x80;
+      assert.throws(() => log.appendChecked(wrong), sluiceCode("CORRUPT_BATCH"));
+      await log.appendBuilt(wrong);
+      assert.equal(log.logEndOffset, 2);
+    } finally {
+      await log.close();
+    }
+    const reopened = await openLog(dir.path);
+    try {
+      // The open's scan of the unsynced tail finds the bad CRC and ends the log before it.
+      assert.equal(reopened.logEndOffset, 0);
+      assert.deepEqual(reopened.read(0, 4096).views, []);
+    } finally {
+      await reopened.close();
+    }
+  });
+
   test("truncated, empty or garbage bytes reject with INVALID_BATCH", async () => {
     await withLog(async (log) => {
       const batch = simpleBatch(3);

@@ -20,8 +20,14 @@ import {
   encodeRefBatch,
   encodeStored,
   mergeStored,
+  storedFromRecord,
 } from "../../engine/queue_delay_batches.ts";
-import { headerInteger } from "../../engine/queue_delay.ts";
+import {
+  DueReader,
+  delayableRecords,
+  headerInteger,
+  publishedDueMs,
+} from "../../engine/queue_delay.ts";
 import { decodeRef, encodeRef, refsOf, refValuesOf } from "../../engine/queue_delay_refs.ts";
 import { tempDir } from "../helpers.ts";
 import { Clock } from "./queue_helpers.ts";
@@ -204,6 +210,112 @@ describe("delay batches as bytes", () => {
       eachHeaderInteger(gzip, { key: KEY, digitsMax: 16 }, () => {}),
       false,
     );
+  });
+
+  test("due times read where they lie equal publishedDueMs of the decoded records", () => {
+    const random = prng(13);
+    const nowMs = 1_000_000;
+    const keys = ["sluice-delay-ms", "sluice-deliver-at-ms", "sluice-delay-mX", "other"];
+    const values = ["0", "500", "2000", "", "x1", "31536000001", "999999", null];
+    const inputs = Array.from({ length: 400 }, (_, i) => {
+      const headers: RecordHeader[] = [];
+      for (let h = Math.floor(random() * 4); h > 0; h--) {
+        const value = values[Math.floor(random() * values.length)]!;
+        headers.push({
+          key: keys[Math.floor(random() * keys.length)]!,
+          value: value === null ? null : encoder.encode(value),
+        });
+      }
+      const timestamp = nowMs - 1500 + Math.floor(random() * 3000);
+      return { key: null, value: encoder.encode(`v${i}`), headers, timestamp };
+    });
+    const log = { read: () => ({ views: [] }) };
+    const judged = (batch: Uint8Array) => new DueReader(log, nowMs).judge(batch).notDue;
+    for (const timestampType of ["create-time", "log-append-time"] as const) {
+      const batch = encodeRecordBatch(inputs, { baseOffset: 70, timestampType });
+      const expected = new Map<number, number>();
+      for (const decoded of decodeRecordBatches(batch)) {
+        for (const record of decoded.records) {
+          const dueMs = publishedDueMs(record);
+          if (dueMs !== undefined && dueMs > nowMs) expected.set(record.offset, dueMs);
+        }
+      }
+      assert.ok(expected.size > 50, "the case holds records not yet due");
+      assert.deepEqual(judged(batch), expected, timestampType);
+      // A compressed batch takes the decoding path, with the same answer.
+      const gzip = encodeRecordBatch(inputs, {
+        baseOffset: 70,
+        timestampType,
+        compression: "gzip",
+      });
+      assert.deepEqual(judged(gzip), expected, `${timestampType}, gzip`);
+    }
+  });
+
+  test("records delayed as they lie store the bytes the decoded record would", () => {
+    const random = prng(17);
+    const keys = ["sluice-delay-ms", "sluice-deliver-at-ms", "trace", "x"];
+    const inputs = Array.from({ length: 200 }, (_, i) => {
+      const headers: RecordHeader[] = [];
+      for (let h = Math.floor(random() * 4); h > 0; h--) {
+        const value = random() < 0.2 ? null : encoder.encode(String(Math.floor(random() * 9e3)));
+        headers.push({ key: keys[Math.floor(random() * keys.length)]!, value });
+      }
+      const key = random() < 0.5 ? null : encoder.encode(`k${i}`);
+      const value = random() < 0.1 ? null : encoder.encode("v".repeat(i));
+      return { key, value, headers, timestamp: 5_000 + Math.floor(random() * 100) };
+    });
+    const batch = encodeRecordBatch(inputs, { baseOffset: 300 });
+    const log = { read: () => ({ views: [batch], nextOffset: 500 }) };
+    const span = { first: 310, last: 449, logStartOffset: 0, highWatermark: 500 };
+    const found = [...delayableRecords(log, span)];
+    assert.deepEqual(
+      found.map((d) => d.offset),
+      Array.from({ length: 140 }, (_, i) => 310 + i),
+    );
+    const extra = (dueMs: number) => [
+      { key: encoder.encode("sluice-due-ms"), value: encoder.encode(String(dueMs)) },
+      { key: encoder.encode("sluice-delay-deliveries"), value: encoder.encode("2") },
+    ];
+    const numbers = (dueMs: number) => [
+      { key: encoder.encode("sluice-due-ms"), value: dueMs },
+      { key: encoder.encode("sluice-delay-deliveries"), value: 2 },
+    ];
+    for (const delayable of found) {
+      assert.ok("lying" in delayable, `${delayable.offset} is read as it lies`);
+      const record = inputs[delayable.offset - 300]!;
+      assert.equal(delayable.publishedDueMs, publishedDueMs(record), `${delayable.offset}`);
+      const { batch: lies, where, timestampMs } = delayable.lying;
+      // Due times of every width, 0 and 10 included, written as String() writes them.
+      const dueMs = [0, 7, 10, 99, 1_800_000_000_123][delayable.offset % 5]!;
+      const expected = encodeStored({
+        key: record.key,
+        value: record.value,
+        timestamp: record.timestamp,
+        headers: [
+          ...record.headers.map((h) => ({ key: encoder.encode(h.key), value: h.value })),
+          ...extra(dueMs),
+        ],
+      });
+      assert.deepEqual(storedFromRecord(lies, where, timestampMs, numbers(dueMs)), expected);
+    }
+    // A record naming one of the delay path's own headers is decoded (those are replaced).
+    const internal = encodeRecordBatch([
+      { key: null, value: null, headers: [{ key: "sluice-due-ms", value: encoder.encode("1") }] },
+    ]);
+    const decoded = [
+      ...delayableRecords(
+        { read: () => ({ views: [internal], nextOffset: 1 }) },
+        {
+          first: 0,
+          last: 0,
+          logStartOffset: 0,
+          highWatermark: 1,
+        },
+      ),
+    ];
+    assert.equal(decoded.length, 1);
+    assert.ok("record" in decoded[0]!);
   });
 
   test("a large add lets timers run between its slices", async () => {

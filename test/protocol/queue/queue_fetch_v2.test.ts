@@ -209,6 +209,45 @@ describe("QueueFetch v2", () => {
     }, limits);
   });
 
+  test("no wait for acks on a connection whose last ones settled after the wait", async () => {
+    const waitMs = 1_000;
+    await withStallingServer(
+      async ({ port, admin, disk }) => {
+        await publish(port, "jobs", ["a", "b", "c", "d"]);
+        const { client, memberId } = await joined(port);
+        try {
+          await sendFetch(client, memberId, 2);
+          disk.held = true;
+          // The disk holds the fdatasync past the wait: the fetch answers when the wait ends.
+          const timedOut = await sendFetch(client, memberId, 2, { acks: accept(0) });
+          assert.deepEqual(timedOut.ackSeq, { ackSeq: 1, durableThrough: 0, failures: [] });
+          disk.release();
+          assert.equal((await sendBarrier(client, memberId)).durableThrough, 1);
+          // Sequence 1 took longer than the wait to settle: the next fetch does not wait.
+          disk.held = true;
+          const startMs = performance.now();
+          const atOnce = await sendFetch(client, memberId, 2, { acks: accept(1) });
+          const tookMs = performance.now() - startMs;
+          assert.ok(tookMs < waitMs / 2, `answered after ${tookMs} ms, not at once`);
+          assert.deepEqual(atOnce.ackSeq, { ackSeq: 2, durableThrough: 1, failures: [] });
+          await waitFor(() => disk.stalled > 0, "the accept's fdatasync to be held");
+          disk.release();
+          assert.equal((await sendBarrier(client, memberId)).durableThrough, 2);
+          // Sequence 2 settled within the wait: the fetch after it waits again.
+          disk.held = true;
+          const waiting = sendFetch(client, memberId, 2, { acks: accept(2) });
+          await waitFor(() => disk.stalled > 0, "the accept's fdatasync to be held");
+          assert.equal(await settledAfterRoundTrip(waiting, admin), false, "waits for the disk");
+          disk.release();
+          assert.deepEqual((await waiting).ackSeq, { ackSeq: 3, durableThrough: 3, failures: [] });
+        } finally {
+          client.close();
+        }
+      },
+      { queueFetchAckWaitMs: waitMs },
+    );
+  });
+
   test("queueFetchAckWaitMs out of its range is refused with its value", () => {
     assert.throws(
       () => resolveServerLimits({ queueFetchAckWaitMs: 1_001 }),

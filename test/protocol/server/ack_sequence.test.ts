@@ -67,4 +67,30 @@ describe("ack sequence", () => {
     await turn();
     assert.deepEqual(sequence.take(), { durableThrough: 1, failures: [] });
   });
+
+  test("lastSettleMs runs from a sequence's apply to its last partition's outcome", async () => {
+    let nowMs = 100;
+    const sequence = new AckSequence(() => nowMs);
+    assert.equal(sequence.lastSettleMs, 0, "none settled yet");
+    const a = deferred();
+    const b = deferred();
+    sequence.track([
+      { partition: 0, durable: a.promise },
+      { partition: 1, durable: b.promise },
+    ]);
+    nowMs = 103;
+    a.resolve();
+    await turn();
+    assert.equal(sequence.lastSettleMs, 0, "one partition of two is not the sequence");
+    nowMs = 107;
+    b.reject(new SluiceError("DISK_FULL", "no space"));
+    await turn();
+    assert.equal(sequence.lastSettleMs, 7, "a failed partition settles it too");
+    const c = deferred();
+    sequence.track([{ partition: 0, durable: c.promise }]);
+    nowMs = 108;
+    c.resolve();
+    await turn();
+    assert.equal(sequence.lastSettleMs, 1);
+  });
 });

@@ -75,6 +75,10 @@ describe("a broken invariant on the server", () => {
     h.log.appendChecked = async () => {
       invariant(false, "append broke");
     };
+    // acks 1 appends with a listener instead of a promise (server/_produce_answer.ts).
+    h.log.appendTo = () => {
+      invariant(false, "append broke");
+    };
     const id = h.client.request(API.Produce, (w) =>
       writeProduceRequest(w, {
         acks: 1,

@@ -19,6 +19,10 @@ await server.engine.createTopic("t");
 server.engine.partition("t", 0).appendChecked = async () => {
   assert(false, "the test's append broke");
 };
+// acks 1 appends with a listener instead of a promise (server/_produce_answer.ts).
+server.engine.partition("t", 0).appendTo = () => {
+  assert(false, "the test's append broke");
+};
 const client = await RawClient.connect(server.port);
 await client.handshake();
 const records = encodeRecordBatch([{ value: new Uint8Array([1]) }], { timestamp: 1 });
