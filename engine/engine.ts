@@ -671,6 +671,15 @@ export class Engine {
     return log;
   }
 
+  /**
+   * Every partition log of a topic, by partition number: for callers that look up many of
+   * one topic's partitions at once (a fetch names up to thousands), one topic lookup instead
+   * of one per partition. The list is the engine's own: read it, do not change it.
+   */
+  partitions(topic: string): readonly PartitionLog[] {
+    return this.#topic(topic).logs;
+  }
+
   append(topic: string, partition: number, batch: Uint8Array): Promise<AppendResult> {
     return this.partition(topic, partition).append(batch);
   }

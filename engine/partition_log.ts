@@ -295,6 +295,12 @@ export class PartitionLog {
    */
   #roundAcks: PendingAck[] = [];
   #roundSyncWaiters: Waiter[] = [];
+  /**
+   * A durable append (appendDurable) waits in #acks: the next round fsyncs. Swapped into
+   * #roundDurable as a round takes its lists, like the lists themselves.
+   */
+  #durableAcks = false;
+  #roundDurable = false;
   /** The open segments of the round in flight, and their writes (RoundWrite), reused. */
   #roundOpen: Segment[] = [];
   #roundWrites: RoundWrite[] = [];
@@ -635,6 +641,21 @@ export class PartitionLog {
   }
 
   /**
+   * `appendChecked`, resolved once the batch is also fsynced: what `appendChecked` then
+   * `flush()` promise, in one flush round that writes and syncs (a produce with acks=all). The
+   * flush after an append took a round of its own, its sync waiter and async frames, for each
+   * partition of each request: at 1,000 partitions nearly every batch is a partition of its
+   * own, so that second round was paid per batch.
+   */
+  appendDurable(batch: Uint8Array | BatchParts, lease?: BatchLease): Promise<AppendResult> {
+    const appended = this.appendChecked(batch, lease);
+    // Set after the append is queued and before its round starts (a microtask later, or after
+    // the round in flight): the round that takes the acknowledgement takes the sync too.
+    this.#durableAcks = true;
+    return appended;
+  }
+
+  /**
    * A broken invariant means the log's state in memory can no longer be trusted: the log is
    * fenced (every later write is refused with LOG_FENCED; reopening recovers from the files),
    * and the violation is reported as one clear line. The caller gets the fence, never the
@@ -888,7 +909,8 @@ export class PartitionLog {
    * complete (or failed: its waiters are settled), else the promise of the rest (#finishRound).
    */
   #roundInPlace(): Promise<void> | undefined {
-    const sync = this.config.fsync === "always" || this.#roundSyncWaiters.length > 0;
+    const sync =
+      this.config.fsync === "always" || this.#roundSyncWaiters.length > 0 || this.#roundDurable;
     if (this.#markerRemoval !== undefined) return this.#writeRound(sync);
     const count = this.#beginRound();
     for (let i = 0; i < count; i++) {
@@ -906,7 +928,7 @@ export class PartitionLog {
     }
     this.#markRoundWritten(count);
     if (sync) return this.#finishRound(undefined, count, count, sync);
-    this.#completeRound(count, sync);
+    this.#completeRound(count, sync, false);
     return undefined;
   }
 
@@ -922,6 +944,8 @@ export class PartitionLog {
     const syncWaiters = this.#syncWaiters;
     this.#syncWaiters = this.#roundSyncWaiters;
     this.#roundSyncWaiters = syncWaiters;
+    this.#roundDurable = this.#durableAcks;
+    this.#durableAcks = false;
   }
 
   /**
@@ -996,6 +1020,10 @@ export class PartitionLog {
       }
       this.#markRoundWritten(count);
     }
+    // Under a policy short of "always", written records are readable before they are durable,
+    // also in a round that syncs for a durable append or a flush: readers do not wait for the
+    // fdatasync, only the acknowledgements do (as when the sync was a round of its own).
+    const shownEarly = sync && this.config.fsync !== "always" && this.#publishRound(count);
     try {
       if (sync) await this.#syncRound(this.#roundOpen);
     } catch (error) {
@@ -1003,7 +1031,19 @@ export class PartitionLog {
       this.#failRound(error, this.#roundAcks, this.#roundSyncWaiters, undefined);
       return;
     }
-    this.#completeRound(count, sync);
+    this.#completeRound(count, sync, shownEarly);
+  }
+
+  /** Makes the round's writes readable; true if it wrote anything (readers were told). */
+  #publishRound(count: number): boolean {
+    const writes = this.#roundWrites;
+    let wrote = false;
+    for (let i = 0; i < count; i++) {
+      writes[i]!.segment!.publish();
+      if (writes[i]!.buffers.length > 0) wrote = true;
+    }
+    if (wrote) this.#notifyData();
+    return wrote;
   }
 
   /**
@@ -1030,8 +1070,11 @@ export class PartitionLog {
     }
   }
 
-  /** Publishes the round's writes and acknowledges its appends, as durable as promised. */
-  #completeRound(count: number, sync: boolean): void {
+  /**
+   * Publishes the round's writes and acknowledges its appends, as durable as promised. Readers
+   * are told of new data once: here, or already when `shownEarly` (#writeRound).
+   */
+  #completeRound(count: number, sync: boolean, shownEarly: boolean): void {
     const writes = this.#roundWrites;
     let wrote = false;
     for (let i = 0; i < count; i++) {
@@ -1042,7 +1085,7 @@ export class PartitionLog {
     if (sync) this.#dropBehind(this.#roundOpen);
     for (const ack of this.#roundAcks) ack.resolve(ack.result);
     for (const waiter of this.#roundSyncWaiters) waiter.resolve();
-    if (wrote) this.#notifyData();
+    if (wrote && !shownEarly) this.#notifyData();
     this.#sealRolledSegments();
   }
 
@@ -1149,6 +1192,7 @@ export class PartitionLog {
     for (const waiter of [...syncWaiters, ...this.#syncWaiters]) waiter.reject(reason);
     this.#acks = [];
     this.#syncWaiters = [];
+    this.#durableAcks = false;
   }
 
   /**
@@ -1188,6 +1232,7 @@ export class PartitionLog {
     for (const waiter of this.#syncWaiters) waiter.reject(error);
     this.#acks = [];
     this.#syncWaiters = [];
+    this.#durableAcks = false;
   }
 
   /** Seals every fully written segment that is no longer the active one. */

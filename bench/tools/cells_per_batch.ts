@@ -10,14 +10,22 @@
 // Bun only (bun:jsc).
 //
 //   bun bench/tools/cells_per_batch.ts [--rounds 3000] [--partitions 10] [--produce-only]
-//                                      [--root DIR] [--json]
+//                                      [--spread] [--acks 1|all] [--root DIR] [--json]
+//
+// `--spread`: each round sends one record, to the next partition in turn, and the consumer
+// (assigned every partition) reads it back: the shape of keyless records over many partitions
+// (the sticky partitioner moves on with each batch), where every batch is a partition of its
+// own and every fetch names all of them (issue 16's 1,000 partitions). `--acks all` produces
+// with acks=all to a topic with the server's default fsync policy (else acks=1, fsync never).
+// The broker's CPU time over the window (/proc, Linux) is reported per batch too: unlike the
+// cells it moves with the machine's load, so compare it between alternated runs only.
 //
 // `--root DIR` runs another checkout's broker and client. The collections, if any happened in
 // the window anyway, are counted and reported (`collections`): figures with collections are
 // low, not high.
 
 import { type ChildProcess, spawn } from "node:child_process";
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
@@ -40,6 +48,8 @@ const { values } = parseArgs({
     rounds: { type: "string", default: "3000" },
     partitions: { type: "string", default: "10" },
     "produce-only": { type: "boolean", default: false },
+    spread: { type: "boolean", default: false },
+    acks: { type: "string", default: "1" },
     root: { type: "string" },
     json: { type: "boolean", default: false },
     child: { type: "boolean", default: false },
@@ -54,6 +64,8 @@ function positiveInteger(name: "rounds" | "partitions"): number {
   return value;
 }
 
+if (values.acks !== "1" && values.acks !== "all") throw new RangeError(`--acks ${values.acks}`);
+const acksAll = values.acks === "all";
 const root = resolve(values.root ?? OWN_ROOT);
 const rounds = positiveInteger("rounds");
 const partitions = positiveInteger("partitions");
@@ -89,6 +101,17 @@ async function brokerCounts(child: ChildProcess, log: { text: string }, n: numbe
   return JSON.parse(types[n - 1]!.slice("[alloc-types] ".length)) as Counts;
 }
 
+/** CPU milliseconds (user + system) a process has used so far; NaN where /proc is missing. */
+function cpuMs(pid: number): number {
+  try {
+    const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ");
+    // utime and stime are fields 14 and 15 of stat(5), in clock ticks (100 a second here).
+    return ((Number(fields[11]) + Number(fields[12])) * 1000) / 100;
+  } catch {
+    return Number.NaN;
+  }
+}
+
 /** The difference per batch: total cells and the ten largest types. */
 function perBatch(before: Counts, after: Counts, batches: number) {
   const types: Counts = {};
@@ -117,9 +140,10 @@ async function measure(): Promise<void> {
   const [broker, port] = await startBroker(dataDir, log);
   try {
     const admin = new Admin({ port });
-    await admin.createTopics([{ name: TOPIC, partitions, config: { fsync: "never" } }]);
+    const config = acksAll ? {} : { fsync: "never" as const };
+    await admin.createTopics([{ name: TOPIC, partitions, config }]);
     await admin.close();
-    const producer = new Producer({ port, acks: 1, lingerMs: 0 });
+    const producer = new Producer({ port, acks: acksAll ? "all" : 1, lingerMs: 0 });
     const consumer = new Consumer({ port, maxWaitMs: 100, minBytes: 1 });
     consumer.assign(
       Array.from({ length: partitions }, (_, partition) => ({
@@ -130,7 +154,23 @@ async function measure(): Promise<void> {
     );
     const value = new Uint8Array(RECORD_BYTES);
     let received = 0;
-    const run = async (count: number) => {
+    let next = 0;
+    const runSpread = async (count: number) => {
+      for (let round = 0; round < count; round++) {
+        const partition = next++ % partitions;
+        const acked = new Promise<void>((done) => {
+          producer.send({ topic: TOPIC, value, partition }, () => done());
+        });
+        if (values["produce-only"]) {
+          await acked;
+          continue;
+        }
+        const wanted = received + 1;
+        while (received < wanted) received += (await consumer.poll({ maxWaitMs: 500 })).length;
+        await acked;
+      }
+    };
+    const runRounds = async (count: number) => {
       for (let round = 0; round < count; round++) {
         let acked = 0;
         const allAcked = new Promise<void>((done) => {
@@ -148,21 +188,27 @@ async function measure(): Promise<void> {
         while (received < wanted) received += (await consumer.poll({ maxWaitMs: 500 })).length;
       }
     };
+    const run = values.spread ? runSpread : runRounds;
     await run(Math.min(rounds, 2000));
     const brokerBefore = await brokerCounts(broker, log, 1);
     const clientBefore = heapStats().objectTypeCounts;
     const gcBefore = (log.text.match(/: START /g) ?? []).length;
+    const cpuBeforeMs = cpuMs(broker.pid!);
     await run(rounds);
+    const cpuAfterMs = cpuMs(broker.pid!);
     const clientAfter = heapStats().objectTypeCounts;
     const brokerAfter = await brokerCounts(broker, log, 2);
-    const batches = rounds * partitions;
+    const batches = values.spread ? rounds : rounds * partitions;
     const result = {
       tool: "cells_per_batch",
       root,
       rounds,
       partitions,
       produceOnly: values["produce-only"],
+      spread: values.spread,
+      acks: values.acks,
       broker: perBatch(brokerBefore, brokerAfter, batches),
+      brokerCpuUsPerBatch: Math.round(((cpuAfterMs - cpuBeforeMs) * 1000) / batches),
       client: perBatch(clientBefore, clientAfter, batches),
       brokerCollections: (log.text.match(/: START /g) ?? []).length - gcBefore,
     };
@@ -170,7 +216,8 @@ async function measure(): Promise<void> {
     await consumer.close();
     if (!values.json) {
       console.log(
-        `broker ${result.broker.cells} cells/batch: ${JSON.stringify(result.broker.top)}`,
+        `broker ${result.broker.cells} cells/batch, ${result.brokerCpuUsPerBatch} µs CPU/batch: ` +
+          JSON.stringify(result.broker.top),
       );
       console.log(
         `client ${result.client.cells} cells/batch: ${JSON.stringify(result.client.top)}`,

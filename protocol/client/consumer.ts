@@ -21,7 +21,7 @@
 //   poll N+1: ──await fetch N+1 (often already here)──► ...
 
 import { API } from "../codec/frames.ts";
-import { readFetchResponse } from "../codec/fetch.ts";
+import { visitFetchResponse } from "../codec/fetch.ts";
 import { WIRE_ERRORS, errorFromWire } from "../codec/errors.ts";
 import { appendTo } from "./collections.ts";
 import { offsetSpecTimestamp } from "./admin.ts";
@@ -530,31 +530,29 @@ export class Consumer {
         sendNow: true,
       },
     );
-    const response = readFetchResponse(body);
+    // Read whole before any state changes: a malformed answer changes no position.
+    const answers = readFetchAnswers(body, targets);
     const taken: Taken[] = [];
-    let index = 0;
-    for (const topic of response.topics) {
-      for (const result of topic.partitions) {
-        // The server answers in the request's order: the next target, unless it is not.
-        const at = targetIndex(targets, index, topic.topic, result.partition);
-        if (at === -1) continue;
-        index = at + 1;
-        const state = targets[at]!;
-        const offset = offsets[at]!;
-        const gen = generations[at]!;
-        // Dropped when the partition was revoked, moved or paused while the fetch was out.
-        if (!this.#current(state, gen) || state.position !== offset || state.paused) continue;
-        state.highWatermark = result.highWatermark;
-        if (result.errorCode !== 0) {
-          this.#onPartitionError(state, result.errorCode);
-          continue;
-        }
-        // Nothing new here: nothing to decode, and the position stays.
-        if (isEmpty(result.records)) continue;
-        // Positions move by the batch headers, so the next fetch can go out before decoding.
-        state.position = nextOffsetFromHeaders(offset, result.records);
-        taken.push({ state, offset, gen, bytes: result.records });
+    for (let at = 0; at < targets.length; at++) {
+      const highWatermark = answers.highWatermarks[at]!;
+      if (Number.isNaN(highWatermark)) continue;
+      const state = targets[at]!;
+      const offset = offsets[at]!;
+      const gen = generations[at]!;
+      // Dropped when the partition was revoked, moved or paused while the fetch was out.
+      if (!this.#current(state, gen) || state.position !== offset || state.paused) continue;
+      state.highWatermark = highWatermark;
+      const code = answers.errorCodes[at]!;
+      if (code !== 0) {
+        this.#onPartitionError(state, code);
+        continue;
       }
+      // Nothing new here: nothing to decode, and the position stays.
+      const bytes = answers.records[at];
+      if (bytes === undefined) continue;
+      // Positions move by the batch headers, so the next fetch can go out before decoding.
+      state.position = nextOffsetFromHeaders(offset, bytes);
+      taken.push({ state, offset, gen, bytes });
     }
     // The poll waiting for this fetch takes its records now: the next fetch goes out first,
     // and the server reads and sends it while these records are decoded.
@@ -757,6 +755,48 @@ export class Consumer {
  * The index of the target a partition result answers: `from` when the server kept the
  * request's order (it does), else found by a scan; -1 for a partition not asked for.
  */
+/**
+ * A fetch answer by target (the fetch's partitions, in request order): each one's high
+ * watermark (NaN: not in the answer), error code, and record views when it has any.
+ */
+type FetchAnswers = {
+  highWatermarks: Float64Array;
+  errorCodes: Int32Array;
+  records: (Uint8Array[] | undefined)[];
+};
+
+/**
+ * Reads a fetch answer into columns by target, with no object per partition: a consumer of
+ * 250 partitions gets an entry for each in every answer, most of them with nothing.
+ */
+function readFetchAnswers(
+  body: Uint8Array | readonly Uint8Array[],
+  targets: readonly PartitionState[],
+): FetchAnswers {
+  const answers: FetchAnswers = {
+    highWatermarks: new Float64Array(targets.length).fill(Number.NaN),
+    errorCodes: new Int32Array(targets.length),
+    records: new Array<Uint8Array[] | undefined>(targets.length).fill(undefined),
+  };
+  let index = 0;
+  let topic = "";
+  visitFetchResponse(body, {
+    topic: (name) => {
+      topic = name;
+    },
+    partition: (result) => {
+      // The server answers in the request's order: the next target, unless it is not.
+      const at = targetIndex(targets, index, topic, result.partition);
+      if (at === -1) return;
+      index = at + 1;
+      answers.highWatermarks[at] = result.highWatermark;
+      answers.errorCodes[at] = result.errorCode;
+      if (result.errorCode === 0 && !isEmpty(result.records)) answers.records[at] = result.records;
+    },
+  });
+  return answers;
+}
+
 function targetIndex(
   targets: readonly PartitionState[],
   from: number,

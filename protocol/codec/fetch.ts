@@ -108,6 +108,54 @@ export function readFetchRequest(
   return { maxWaitMs, minBytes, maxBytes, topics };
 }
 
+/**
+ * A Fetch request as the server reads it: each topic's partition entries in columns (typed
+ * arrays) rather than an object per entry. A consumer's fetch names every partition it owns
+ * (250 each for 4 consumers of 1,000 partitions) and the broker reads one per batch it serves.
+ */
+export type FetchRequestColumns = {
+  maxWaitMs: number;
+  minBytes: number;
+  maxBytes: number;
+  topics: {
+    topic: string;
+    partitions: Uint32Array;
+    fetchOffsets: Float64Array;
+    partitionMaxBytes: Uint32Array;
+  }[];
+};
+
+/** readFetchRequest's grammar and checks, read into columns (FetchRequestColumns). */
+export function readFetchRequestColumns(
+  reader: Reader,
+  partitionsMax = Number.POSITIVE_INFINITY,
+): FetchRequestColumns {
+  const maxWaitMs = reader.u32("max_wait_ms");
+  const minBytes = reader.u32("min_bytes");
+  const maxBytes = reader.u32("max_bytes");
+  const topicCount = reader.count("topics", TOPIC_BYTES_MIN);
+  const topics: FetchRequestColumns["topics"] = [];
+  let entries = 0;
+  for (let t = 0; t < topicCount; t++) {
+    const topic = reader.string("topic");
+    // Bounded before anything is allocated: by the bytes left (count) and by partitionsMax.
+    const count = reader.count("partitions", PARTITION_BYTES_MIN);
+    entries += count;
+    if (entries > partitionsMax) throw tooManyPartitions(partitionsMax);
+    const partitions = new Uint32Array(count);
+    const fetchOffsets = new Float64Array(count);
+    const partitionMaxBytes = new Uint32Array(count);
+    for (let p = 0; p < count; p++) {
+      partitions[p] = reader.u32("partition");
+      fetchOffsets[p] = reader.i64("fetch_offset");
+      partitionMaxBytes[p] = reader.u32("partition_max_bytes");
+    }
+    topics.push({ topic, partitions, fetchOffsets, partitionMaxBytes });
+  }
+  reader.expectEnd("FetchRequest");
+  return { maxWaitMs, minBytes, maxBytes, topics };
+}
+
 /** Writes a fetch response body into a chunked frame; record views are attached, not copied. */
 export function writeFetchResponse(
   frame: ChunkedFrame,
@@ -116,57 +164,115 @@ export function writeFetchResponse(
 ): void {
   frame.writer.u16(response.topics.length);
   for (const topic of response.topics) {
-    frame.writer.string(topic.topic).u16(topic.partitions.length);
-    for (const result of topic.partitions) {
-      let size = 0;
-      for (const view of result.records) size += view.length;
-      frame.writer.u32(result.partition).i16(result.errorCode);
-      frame.writer.i64(result.highWatermark).i64(result.logStartOffset);
-      if (version === 2) frame.writer.i64(result.resumeOffset ?? -1);
-      frame.writer.u32(size);
-      for (const view of result.records) frame.attach(view);
-    }
+    writeFetchTopic(frame, topic.topic, topic.partitions.length);
+    for (const result of topic.partitions) writeFetchPartition(frame, result, version);
   }
 }
 
 /**
- * Reads a fetch response body (after the response header): one view, or the views of the
- * chunks it arrived in, in order. Each partition's records stay views of those bytes.
+ * A fetch response written entry by entry, as writeFetchResponse writes a whole one: after
+ * the topic count (u16), each topic's name and partition count, then that many partitions.
+ * The server answers a fetch this way from one reused result, with no object per partition.
+ */
+export function writeFetchTopic(frame: ChunkedFrame, topic: string, partitionCount: number): void {
+  frame.writer.string(topic).u16(partitionCount);
+}
+
+/** One partition of a fetch response (see writeFetchTopic); `result` is read before it returns. */
+export function writeFetchPartition(
+  frame: ChunkedFrame,
+  result: FetchPartitionResult,
+  version: 1 | 2,
+): void {
+  let size = 0;
+  for (const view of result.records) size += view.length;
+  frame.writer.u32(result.partition).i16(result.errorCode);
+  frame.writer.i64(result.highWatermark).i64(result.logStartOffset);
+  if (version === 2) frame.writer.i64(result.resumeOffset ?? -1);
+  frame.writer.u32(size);
+  for (const view of result.records) frame.attach(view);
+}
+
+/**
+ * What visitFetchResponse calls: `topic` at each topic's header, then `partition` for each of
+ * its partitions, with one result object reused for all of them (read it before returning).
+ */
+export type FetchResponseVisitor = {
+  topic(topic: string, partitionCount: number): void;
+  partition(result: Readonly<FetchPartitionResult>): void;
+};
+
+/**
+ * Reads a fetch response body (after the response header) entry by entry: one view, or the
+ * views of the chunks it arrived in, in order. Each partition's records stay views of those
+ * bytes. No object is made per partition: a consumer's fetch answers name every partition it
+ * asked for (250 each for 4 consumers of 1,000 partitions), most of them with nothing.
+ */
+export function visitFetchResponse(
+  body: Uint8Array | readonly Uint8Array[],
+  visitor: FetchResponseVisitor,
+  version: 1 | 2 = 1,
+): void {
+  const reader = new ChunkReader(body instanceof Uint8Array ? [body] : body);
+  const resultBytes = version === 2 ? RESULT_V2_BYTES_MIN : RESULT_BYTES_MIN;
+  const topicCount = reader.count("topics", TOPIC_BYTES_MIN);
+  const result: FetchPartitionResult = {
+    partition: 0,
+    errorCode: 0,
+    highWatermark: -1,
+    logStartOffset: -1,
+    records: NO_RECORDS,
+    resumeOffset: -1,
+  };
+  for (let t = 0; t < topicCount; t++) {
+    const topic = reader.string("topic");
+    const count = reader.count("partitions", resultBytes);
+    visitor.topic(topic, count);
+    for (let p = 0; p < count; p++) {
+      // Fields read in place: a Reader per partition result was most of what reading cost.
+      result.partition = reader.u32("partition");
+      result.errorCode = reader.i16("error_code");
+      result.highWatermark = reader.i64("high_watermark");
+      result.logStartOffset = reader.i64("log_start_offset");
+      result.resumeOffset = version === 2 ? reader.i64("resume_offset") : -1;
+      const size = reader.u32("records length");
+      // Most partitions of a tailing consumer's answer have nothing: one shared empty list.
+      result.records = size === 0 ? NO_RECORDS : reader.views(size, "records");
+      visitor.partition(result);
+    }
+  }
+  reader.expectEnd("FetchResponse");
+}
+
+/**
+ * Reads a fetch response body (after the response header) into one object per topic and
+ * partition (visitFetchResponse reads it without them). Each partition's records stay views.
  */
 export function readFetchResponse(
   body: Uint8Array | readonly Uint8Array[],
   version: 1 | 2 = 1,
 ): FetchResponse {
-  const reader = new ChunkReader(body instanceof Uint8Array ? [body] : body);
-  const resultBytes = version === 2 ? RESULT_V2_BYTES_MIN : RESULT_BYTES_MIN;
-  const topicCount = reader.count("topics", TOPIC_BYTES_MIN);
   const topics: FetchResponse["topics"] = [];
-  for (let t = 0; t < topicCount; t++) {
-    const topic = reader.string("topic");
-    const count = reader.count("partitions", resultBytes);
-    const partitions: FetchPartitionResult[] = [];
-    for (let p = 0; p < count; p++) {
-      // Fields read in place: a Reader per partition result was most of what reading cost.
-      const partition = reader.u32("partition");
-      const errorCode = reader.i16("error_code");
-      const highWatermark = reader.i64("high_watermark");
-      const logStartOffset = reader.i64("log_start_offset");
-      const resumeOffset = version === 2 ? reader.i64("resume_offset") : undefined;
-      const size = reader.u32("records length");
-      // Most partitions of a tailing consumer's answer have nothing: one shared empty list.
-      const records = size === 0 ? NO_RECORDS : reader.views(size, "records");
-      const result: FetchPartitionResult = {
-        partition,
-        errorCode,
-        highWatermark,
-        logStartOffset,
-        records,
-      };
-      if (resumeOffset !== undefined) result.resumeOffset = resumeOffset;
-      partitions.push(result);
-    }
-    topics.push({ topic, partitions });
-  }
-  reader.expectEnd("FetchResponse");
+  visitFetchResponse(
+    body,
+    {
+      topic: (topic) => {
+        topics.push({ topic, partitions: [] });
+      },
+      partition: (read) => {
+        const { partition, errorCode, highWatermark, logStartOffset, records } = read;
+        const result: FetchPartitionResult = {
+          partition,
+          errorCode,
+          highWatermark,
+          logStartOffset,
+          records,
+        };
+        if (version === 2) result.resumeOffset = read.resumeOffset ?? -1;
+        topics.at(-1)!.partitions.push(result);
+      },
+    },
+    version,
+  );
   return { topics };
 }

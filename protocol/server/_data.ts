@@ -11,6 +11,7 @@ import {
   SluiceError,
 } from "../../engine/mod.ts";
 import {
+  assert,
   BATCH_HEADER_BYTES,
   type BatchParts,
   batchBytesOf,
@@ -20,10 +21,10 @@ import {
 import { ChunkedFrame } from "../codec/frames.ts";
 import {
   type FetchPartitionResult,
-  type FetchRequest,
-  type FetchResponse,
-  readFetchRequest,
-  writeFetchResponse,
+  type FetchRequestColumns,
+  readFetchRequestColumns,
+  writeFetchPartition,
+  writeFetchTopic,
 } from "../codec/fetch.ts";
 import {
   type ProducePartitionResult,
@@ -71,7 +72,7 @@ function batchSize(records: Uint8Array, at: number): number {
  */
 class PartitionFinder {
   #engine: Engine;
-  #counts = new Map<string, { partitions: number } | { error: unknown }>();
+  #topics = new Map<string, { logs: readonly PartitionLog[] } | { error: unknown }>();
 
   constructor(engine: Engine) {
     this.#engine = engine;
@@ -79,23 +80,24 @@ class PartitionFinder {
 
   /** The log, or the wire code and message of why there is none. */
   find(topic: string, partition: number): PartitionLog | { code: number; message: string } {
-    let known = this.#counts.get(topic);
+    let known = this.#topics.get(topic);
     if (known === undefined) {
       try {
-        known = { partitions: this.#engine.describeTopic(topic).partitions };
+        known = { logs: this.#engine.partitions(topic) };
       } catch (error) {
         known = { error };
       }
-      this.#counts.set(topic, known);
+      this.#topics.set(topic, known);
     }
     if ("error" in known) return errorToWire(known.error);
-    if (partition >= known.partitions) {
+    const log = known.logs[partition];
+    if (log === undefined) {
       return {
         code: WIRE_ERRORS.UNKNOWN_PARTITION,
-        message: `Topic '${topic}' has no partition ${partition} (it has ${known.partitions})`,
+        message: `Topic '${topic}' has no partition ${partition} (it has ${known.logs.length})`,
       };
     }
-    return this.#engine.partition(topic, partition);
+    return log;
   }
 }
 
@@ -107,19 +109,23 @@ type Appended = {
 
 /**
  * Starts the append of each batch in `records`, in order, until one is refused before being
- * written (the engine validates each batch whole before it writes any of it).
+ * written (the engine validates each batch whole before it writes any of it). With acks=all
+ * each append resolves only once fsynced, in the round that writes it (appendDurable).
  */
 function appendAll(
   log: PartitionLog,
   records: Uint8Array | BatchParts,
-  lease: BatchLease | undefined,
+  produce: { acks: number; lease: BatchLease | undefined },
 ): Appended {
+  const { acks, lease } = produce;
   const appends: Promise<AppendResult>[] = [];
   let at = 0;
   try {
     // Records in parts are one whole batch (recordsForAppend).
     if (!(records instanceof Uint8Array)) {
-      appends.push(log.appendChecked(records, lease));
+      appends.push(
+        acks === -1 ? log.appendDurable(records, lease) : log.appendChecked(records, lease),
+      );
       return { appends, refusal: undefined };
     }
     if (records.length === 0) throw new SluiceError("INVALID_BATCH", "Produce without records");
@@ -128,7 +134,8 @@ function appendAll(
       if (size === -1) {
         throw new SluiceError("INVALID_BATCH", `Records at byte ${at} are not a whole batch`);
       }
-      appends.push(log.appendChecked(records.subarray(at, at + size), lease));
+      const batch = records.subarray(at, at + size);
+      appends.push(acks === -1 ? log.appendDurable(batch, lease) : log.appendChecked(batch, lease));
       at += size;
     }
   } catch (error) {
@@ -150,14 +157,11 @@ function producePartition(
   produce: { acks: number; lease: BatchLease | undefined },
 ): Promise<ProducePartitionResult> {
   const records = recordsForAppend(span);
-  if (!(records instanceof Uint8Array)) {
-    if (produce.acks !== -1 || log.config.fsync === "always") {
-      return produceOneBatch(log, result, records, produce.lease);
-    }
-  } else if (records.length > 0 && batchSize(records, 0) === records.length) {
-    if (produce.acks !== -1 || log.config.fsync === "always") {
-      return produceOneBatch(log, result, records, produce.lease);
-    }
+  if (
+    !(records instanceof Uint8Array) ||
+    (records.length > 0 && batchSize(records, 0) === records.length)
+  ) {
+    return produceOneBatch(log, result, records, produce);
   }
   return produceBatches(log, result, records, produce);
 }
@@ -176,20 +180,24 @@ function recordsForAppend(records: Span): Uint8Array | BatchParts {
 }
 
 /**
- * The usual partition of a produce request: one whole batch, acknowledged once appended. The
- * same answer as produceBatches gives, without its list of appends, its settled outcomes and
- * its async frame: at 10,000 one-batch partitions a second those were about half of what the
- * server allocated per message, and every collection of them pauses the event loop.
+ * The usual partition of a produce request: one whole batch, acknowledged once appended (with
+ * acks=all, once fsynced: the same round writes and syncs it). The same answer as
+ * produceBatches gives, without its list of appends, its settled outcomes and its async
+ * frame: at 10,000 one-batch partitions a second those were about half of what the server
+ * allocated per message, and every collection of them pauses the event loop.
  */
 function produceOneBatch(
   log: PartitionLog,
   result: ProducePartitionResult,
   batch: Uint8Array | BatchParts,
-  lease: BatchLease | undefined,
+  produce: { acks: number; lease: BatchLease | undefined },
 ): Promise<ProducePartitionResult> {
   let appended: Promise<AppendResult>;
   try {
-    appended = log.appendChecked(batch, lease);
+    appended =
+      produce.acks === -1
+        ? log.appendDurable(batch, produce.lease)
+        : log.appendChecked(batch, produce.lease);
   } catch (error) {
     return Promise.resolve(refuse(result, error));
   }
@@ -210,9 +218,10 @@ async function produceBatches(
   records: Uint8Array | BatchParts,
   produce: { acks: number; lease: BatchLease | undefined },
 ): Promise<ProducePartitionResult> {
-  const { acks, lease } = produce;
-  const { appends, refusal } = appendAll(log, records, lease);
-  // Settled in order: the accepted batches are those before the first that failed.
+  const { appends, refusal } = appendAll(log, records, produce);
+  // Settled in order: the accepted batches are those before the first that failed. With
+  // acks=all a batch settles once fsynced, so one written but not known durable (its round's
+  // sync failed) is not among them.
   const settled = await Promise.allSettled(appends);
   let failure: unknown = refusal?.error;
   let accepted = 0;
@@ -222,15 +231,6 @@ async function produceBatches(
       break;
     }
     accepted++;
-  }
-  if (accepted > 0 && acks === -1 && log.config.fsync !== "always") {
-    try {
-      await log.flush();
-    } catch (error) {
-      // Written but not known durable: nothing is acknowledged as acks -1 asked.
-      failure = error;
-      accepted = 0;
-    }
   }
   result.acceptedBatches = accepted;
   const first = settled[0];
@@ -391,38 +391,62 @@ async function finishProduce(
 /** The records of a partition with nothing to send, shared (frozen: nothing adds to it). */
 const NO_RECORDS = Object.freeze([]) as unknown as Uint8Array[];
 
-/** What one read of a fetch's partitions found. */
-type FetchRead = { response: FetchResponse; bytes: number; errors: boolean };
+/** What one read of a fetch's partitions found: its answer, written, and the bytes in it. */
+type FetchRead = { frame: ChunkedFrame; bytes: number; errors: boolean };
 
 /**
- * Reads every partition of a fetch once: the response, already grouped by topic as the
- * request is, and the bytes found.
+ * Reads every partition of a fetch once, writing its answer as it goes (grouped by topic as
+ * the request is), through one reused result: at 250 partitions a fetch, an object per
+ * partition was most of what a fetch allocated. `logs`, when given, gets each partition's log
+ * in request order (a fetch that waits keeps them: no second lookup per partition); only a
+ * read that found no error, where every partition has its log, is waited on.
  */
-function readAll(plane: DataPlane, fetch: FetchRequest): FetchRead {
-  const topics: FetchResponse["topics"] = [];
+function readAll(
+  plane: DataPlane,
+  request: RequestContext,
+  fetch: FetchRequestColumns,
+  logs?: PartitionLog[],
+): FetchRead {
+  const frame = new ChunkedFrame(request.correlationId, fetchResponseFieldBytes(fetch));
+  const version = request.apiVersion === 2 ? 2 : 1;
   const finder = new PartitionFinder(plane.engine);
   const budget = { left: fetch.maxBytes, taken: 0 };
+  const result: FetchPartitionResult = {
+    partition: 0,
+    errorCode: 0,
+    highWatermark: -1,
+    logStartOffset: -1,
+    records: NO_RECORDS,
+    resumeOffset: -1,
+  };
+  /** Where and how much to read of the partition at hand (read before readPartition returns). */
+  const wanted = { at: 0, bytesMax: 0 };
   let errors = false;
-  for (const { topic, partitions } of fetch.topics) {
-    const results: FetchPartitionResult[] = [];
-    for (const p of partitions) {
-      const result: FetchPartitionResult = {
-        partition: p.partition,
-        errorCode: 0,
-        highWatermark: -1,
-        logStartOffset: -1,
-        records: NO_RECORDS,
-        resumeOffset: -1,
-      };
-      const log = finder.find(topic, p.partition);
-      if (log instanceof PartitionLog) readPartition(plane, log, p, result, budget);
-      else result.errorCode = log.code;
+  frame.writer.u16(fetch.topics.length);
+  for (const entries of fetch.topics) {
+    const { topic, partitions } = entries;
+    writeFetchTopic(frame, topic, partitions.length);
+    for (let i = 0; i < partitions.length; i++) {
+      result.partition = partitions[i]!;
+      result.errorCode = 0;
+      result.highWatermark = -1;
+      result.logStartOffset = -1;
+      result.records = NO_RECORDS;
+      result.resumeOffset = -1;
+      const log = finder.find(topic, result.partition);
+      if (log instanceof PartitionLog) {
+        logs?.push(log);
+        wanted.at = entries.fetchOffsets[i]!;
+        wanted.bytesMax = entries.partitionMaxBytes[i]!;
+        readPartition(plane, log, wanted, result, budget);
+      } else {
+        result.errorCode = log.code;
+      }
       if (result.errorCode !== 0) errors = true;
-      results.push(result);
+      writeFetchPartition(frame, result, version);
     }
-    topics.push({ topic, partitions: results });
   }
-  return { response: { topics }, bytes: budget.taken, errors };
+  return { frame, bytes: budget.taken, errors };
 }
 
 /**
@@ -433,7 +457,7 @@ function readAll(plane: DataPlane, fetch: FetchRequest): FetchRead {
 function readPartition(
   plane: DataPlane,
   log: PartitionLog,
-  p: FetchRequest["topics"][number]["partitions"][number],
+  p: { at: number; bytesMax: number },
   result: FetchPartitionResult,
   budget: { left: number; taken: number },
 ): void {
@@ -442,10 +466,10 @@ function readPartition(
     result.logStartOffset = log.logStartOffset;
     // A tailing reader asks mostly for what is not there yet: nothing to read (the same answer
     // the log's read gives there, without building it).
-    if (log.readsNothingAt(p.fetchOffset)) return;
-    const limit = Math.max(1, Math.min(p.partitionMaxBytes, budget.left));
+    if (log.readsNothingAt(p.at)) return;
+    const limit = Math.max(1, Math.min(p.bytesMax, budget.left));
     if (budget.left > 0 || budget.taken === 0) {
-      const read: ReadResult = log.read(p.fetchOffset, limit);
+      const read: ReadResult = log.read(p.at, limit);
       // Only the first non-empty partition may go past max_bytes (one whole batch).
       if (budget.taken === 0 || read.sizeBytes <= budget.left) {
         result.records = read.views;
@@ -465,17 +489,11 @@ function readPartition(
   }
 }
 
-function fetchResponse(request: RequestContext, response: FetchResponse): HandlerResult {
-  const frame = new ChunkedFrame(request.correlationId, fetchResponseFieldBytes(response));
-  writeFetchResponse(frame, response, request.apiVersion === 2 ? 2 : 1);
-  return frame.finish();
-}
-
-/** The bytes of a fetch response without its records: the size its writer starts at. */
-function fetchResponseFieldBytes(response: FetchResponse): number {
+/** The bytes of a fetch's answer without its records: the size its writer starts at. */
+function fetchResponseFieldBytes(fetch: FetchRequestColumns): number {
   // Size prefix, correlation id, error code, topic count; per partition the v2 fields.
   let bytes = 4 + 4 + 2 + 2;
-  for (const { topic, partitions } of response.topics) {
+  for (const { topic, partitions } of fetch.topics) {
     bytes += 2 + topic.length * 3 + 2 + partitions.length * (4 + 2 + 8 + 8 + 8 + 4);
   }
   return bytes;
@@ -485,53 +503,40 @@ export function handleFetch(
   plane: DataPlane,
   request: RequestContext,
 ): HandlerResult | PendingAnswer {
-  const fetch = readFetchRequest(request.reader, plane.requestPartitionsMax);
+  const fetch = readFetchRequestColumns(request.reader, plane.requestPartitionsMax);
   // max_bytes comes from the client: bounded here, so a read never allocates more than this.
   fetch.maxBytes = Math.min(fetch.maxBytes, plane.fetchBytesMax);
-  for (const topic of fetch.topics) {
-    for (const p of topic.partitions) {
-      p.partitionMaxBytes = Math.min(p.partitionMaxBytes, plane.fetchBytesMax);
+  for (const { partitionMaxBytes } of fetch.topics) {
+    for (let i = 0; i < partitionMaxBytes.length; i++) {
+      partitionMaxBytes[i] = Math.min(partitionMaxBytes[i]!, plane.fetchBytesMax);
     }
   }
   const waitMs = Math.min(fetch.maxWaitMs, plane.fetchWaitMsMax);
   if (waitMs > 0 && fetch.minBytes > 0) {
-    // A tailing consumer's poll, the usual fetch: it waits at once, its answer built once.
-    const logs = tailLogs(plane, fetch);
-    if (logs !== undefined) return new LongPoll(plane, request, fetch, { waitMs, logs });
+    const tail = logsAtTail(plane, fetch);
+    if (tail !== undefined) return new LongPoll(plane, request, fetch, { waitMs, logs: tail });
   }
-  const first = readAll(plane, fetch);
-  if (first.bytes >= fetch.minBytes || first.errors || waitMs === 0) {
-    return fetchResponse(request, first.response);
-  }
-  return new LongPoll(plane, request, fetch, { waitMs, logs: fetchLogs(plane, fetch) });
+  const logs: PartitionLog[] = [];
+  const first = readAll(plane, request, fetch, logs);
+  if (first.bytes >= fetch.minBytes || first.errors || waitMs === 0) return first.frame.finish();
+  return new LongPoll(plane, request, fetch, { waitMs, logs });
 }
 
 /**
- * The fetch's logs when each of them exists and has nothing at the offset asked (the answer a
- * read would give: no records, no error), else undefined.
+ * The fetch's logs, in request order, when a read of every partition would find nothing and
+ * no error (each at its high watermark: readsNothingAt); else undefined. A tailing consumer's
+ * fetch is mostly that, and it waits: its first read built a response of one entry per
+ * partition (250 each for 4 consumers of 1,000 partitions) only to drop it.
  */
-function tailLogs(plane: DataPlane, fetch: FetchRequest): PartitionLog[] | undefined {
+function logsAtTail(plane: DataPlane, fetch: FetchRequestColumns): PartitionLog[] | undefined {
+  const finder = new PartitionFinder(plane.engine);
   const logs: PartitionLog[] = [];
-  for (const { topic, partitions } of fetch.topics) {
-    for (const p of partitions) {
-      let log: PartitionLog;
-      try {
-        log = plane.engine.partition(topic, p.partition);
-      } catch {
-        return undefined;
-      }
-      if (!log.readsNothingAt(p.fetchOffset)) return undefined;
+  for (const { topic, partitions, fetchOffsets } of fetch.topics) {
+    for (let i = 0; i < partitions.length; i++) {
+      const log = finder.find(topic, partitions[i]!);
+      if (!(log instanceof PartitionLog) || !log.readsNothingAt(fetchOffsets[i]!)) return undefined;
       logs.push(log);
     }
-  }
-  return logs;
-}
-
-/** The fetch's logs, every one of which exists (a read found no error in any). */
-function fetchLogs(plane: DataPlane, fetch: FetchRequest): PartitionLog[] {
-  const logs: PartitionLog[] = [];
-  for (const { topic, partitions } of fetch.topics) {
-    for (const p of partitions) logs.push(plane.engine.partition(topic, p.partition));
   }
   return logs;
 }
@@ -546,17 +551,18 @@ class LongPoll extends PendingAnswer implements FetchWaiter {
   heapIndex = -1;
   #plane: DataPlane;
   #request: RequestContext;
-  #fetch: FetchRequest;
+  #fetch: FetchRequestColumns;
   #settled = false;
   #onClose = () => this.#finish();
 
   constructor(
     plane: DataPlane,
     request: RequestContext,
-    fetch: FetchRequest,
+    fetch: FetchRequestColumns,
     wait: { waitMs: number; logs: PartitionLog[] },
   ) {
     super();
+    assert(wait.logs.length === entryCount(fetch), "a waiting fetch has a log for each partition");
     this.#plane = plane;
     this.#request = request;
     this.#fetch = fetch;
@@ -573,7 +579,8 @@ class LongPoll extends PendingAnswer implements FetchWaiter {
       return;
     }
     try {
-      if (readAll(this.#plane, this.#fetch).bytes >= this.#fetch.minBytes) this.#finish();
+      const read = readAll(this.#plane, this.#request, this.#fetch);
+      if (read.bytes >= this.#fetch.minBytes) this.#finish();
     } catch (error) {
       this.#finish(error);
     }
@@ -599,11 +606,17 @@ class LongPoll extends PendingAnswer implements FetchWaiter {
     }
     let result: HandlerResult;
     try {
-      result = fetchResponse(this.#request, readAll(this.#plane, this.#fetch).response);
+      result = readAll(this.#plane, this.#request, this.#fetch).frame.finish();
     } catch (error) {
       this.fail(error);
       return;
     }
     this.answer(result);
   }
+}
+
+function entryCount(fetch: FetchRequestColumns): number {
+  let entries = 0;
+  for (const topic of fetch.topics) entries += topic.partitions.length;
+  return entries;
 }

@@ -601,6 +601,8 @@ export class SluiceServer {
       socketWrites,
       queuedResponseBytes,
       pausedConnections,
+      /** Native fetches long-polling now. */
+      waitingFetches: this.#data.fetchWaits.size,
       requests: Object.fromEntries(
         [...this.#requests].map(([apiKey, count]) => [String(apiKey), count]),
       ),

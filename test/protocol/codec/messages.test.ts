@@ -26,7 +26,7 @@ import {
   writeProduceRequest,
   writeProduceResponse,
 } from "../../../protocol/codec/produce.ts";
-import { writeFetchResponse } from "../../../protocol/codec/fetch.ts";
+import { readFetchRequestColumns, writeFetchResponse } from "../../../protocol/codec/fetch.ts";
 import { ProtocolError } from "../../../protocol/codec/errors.ts";
 import { Reader, Writer } from "../../../protocol/codec/wire.ts";
 
@@ -197,6 +197,20 @@ describe("golden bytes", () => {
         "00010000",
     );
     assert.deepEqual(readFetchRequest(new Reader(body)), request);
+    // The server's reading of the same bytes: the entries in columns.
+    assert.deepEqual(readFetchRequestColumns(new Reader(body)), {
+      maxWaitMs: 500,
+      minBytes: 1,
+      maxBytes: 1_048_576,
+      topics: [
+        {
+          topic: "t",
+          partitions: Uint32Array.of(0),
+          fetchOffsets: Float64Array.of(5),
+          partitionMaxBytes: Uint32Array.of(65_536),
+        },
+      ],
+    });
     const records = fromHex("0102030405");
     const frame = new ChunkedFrame(9);
     writeFetchResponse(frame, {
@@ -335,6 +349,7 @@ describe("decoders on random bytes", () => {
     ["handshake", readHandshakeRequest],
     ["produce", readProduceRequest],
     ["fetch", readFetchRequest],
+    ["fetch (columns)", readFetchRequestColumns],
     ["produce response", readProduceResponse],
     ["fetch response", (reader) => readFetchResponse(reader.raw(reader.remaining))],
     ["msgpack", (reader) => readMsgpack(reader, "body")],
@@ -405,8 +420,22 @@ describe("decoders on random bytes", () => {
     fc.assert(
       fc.property(fetch, (request) => {
         // fast-check's records have no prototype: compare by value, through JSON.
-        const decoded = readFetchRequest(new Reader(bodyOf((w) => writeFetchRequest(w, request))));
+        const body = bodyOf((w) => writeFetchRequest(w, request));
+        const decoded = readFetchRequest(new Reader(body));
         assert.deepEqual(JSON.parse(JSON.stringify(decoded)), JSON.parse(JSON.stringify(request)));
+        // The columns hold the same entries, in order.
+        const columns = readFetchRequestColumns(new Reader(body));
+        assert.deepEqual(
+          columns.topics.map((t) => ({
+            topic: t.topic,
+            partitions: [...t.partitions].map((partition, i) => ({
+              partition,
+              fetchOffset: t.fetchOffsets[i],
+              partitionMaxBytes: t.partitionMaxBytes[i],
+            })),
+          })),
+          JSON.parse(JSON.stringify(request.topics)),
+        );
       }),
       { numRuns: 300 },
     );
