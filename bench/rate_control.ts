@@ -229,6 +229,8 @@ export type RateSearchOptions = {
   subscriptions: number;
   warmupSeconds: number;
   publishP99MsMax: number;
+  /** SustainOptions.heldSeconds: a delayed workload's mean delay. */
+  heldSeconds?: number;
 };
 
 export class RateSearch {
@@ -317,6 +319,7 @@ export class RateSearch {
     const verdict = judgeWindow(window, {
       subscriptions: this.#options.subscriptions,
       publishP99MsMax: PROBE_P99_BOUND_SHARE * this.#options.publishP99MsMax,
+      heldSeconds: this.#options.heldSeconds ?? 0,
       ...(at.windowP99Ms === undefined ? {} : { windowP99Ms: at.windowP99Ms }),
     });
     if (verdict.sustained) return undefined;
@@ -350,6 +353,7 @@ export class RateSearch {
     return judgeWindow(window, {
       subscriptions: this.#options.subscriptions,
       publishP99MsMax: SEARCH_P99_BOUND_SHARE * this.#options.publishP99MsMax,
+      heldSeconds: this.#options.heldSeconds ?? 0,
     });
   }
 

@@ -37,7 +37,12 @@ import {
   type SearchRules,
 } from "./rate_control.ts";
 import { cpuMicrosNow, cpuPercent, RunStats, type Sample } from "./stats.ts";
-import { judgeWindow, PUBLISH_P99_MS_MAX_DEFAULT, type SustainVerdict } from "./sustain.ts";
+import {
+  heldSecondsOf,
+  judgeWindow,
+  PUBLISH_P99_MS_MAX_DEFAULT,
+  type SustainVerdict,
+} from "./sustain.ts";
 import { dirtyMB, type ProcReader, readProc } from "./tcp/isolation.ts";
 import { Ensemble, placeClients } from "./worker/ensemble.ts";
 import { type LoadWorker, WorkerDiedError } from "./worker/handle.ts";
@@ -420,6 +425,7 @@ class Timeline {
             subscriptions: workload.subscriptionsPerTopic,
             warmupSeconds: Math.round(workload.warmupDurationSeconds),
             publishP99MsMax: this.#publishP99MsMax,
+            heldSeconds: heldSecondsOf(workload),
           })
         : undefined;
     this.#rate = this.#search?.rate ?? workload.producerRate;
@@ -541,6 +547,7 @@ class Timeline {
             subscriptions: stats.subscriptions,
             publishP99MsMax: this.#publishP99MsMax,
             windowP99Ms: stats.publishMeasured.percentileMs(99),
+            heldSeconds: heldSecondsOf(this.#workload),
           });
     return {
       samples: this.#samples,

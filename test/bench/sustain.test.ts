@@ -14,7 +14,13 @@ import {
   RateSearch,
 } from "../../bench/rate_control.ts";
 import { LatencyHistogram } from "../../bench/histogram.ts";
-import { judgeWindow, robustSlope, slope, type WindowSample } from "../../bench/sustain.ts";
+import {
+  heldSecondsOf,
+  judgeWindow,
+  robustSlope,
+  slope,
+  type WindowSample,
+} from "../../bench/sustain.ts";
 import { mulberry32 } from "../helpers.ts";
 
 const OPTIONS = { subscriptions: 1, publishP99MsMax: 100 };
@@ -162,6 +168,24 @@ describe("the sustained test", () => {
       true,
     );
     assert.throws(() => judgeWindow([], OPTIONS), /at least one sample/);
+  });
+
+  test("a delayed workload's held messages are not a backlog; more than them is", () => {
+    // Delays uniform over 0-10 s hold 5 s of messages (heldSecondsOf): a steady 5,000
+    // messages at 1,000 msg/s is what the broker holds by design, 5,800 is 0.8 s behind.
+    const held = heldSecondsOf({ deliveryDelayMsMax: 10_000 });
+    assert.equal(held, 5);
+    assert.equal(heldSecondsOf({}), 0);
+    const steady = (backlog: number) => window(10, 1000, () => ({ lag: 5, p99Ms: 3, backlog }));
+    const holding = judgeWindow(steady(5000), { ...OPTIONS, heldSeconds: held });
+    assert.equal(holding.sustained, true, holding.reasons.join("; "));
+    assert.equal(judgeWindow(steady(5000), OPTIONS).sustained, false, "without the allowance");
+    const behind = judgeWindow(steady(5800), { ...OPTIONS, heldSeconds: held });
+    assert.equal(behind.sustained, false);
+    assert.match(
+      behind.reasons.join("; "),
+      /backlog averaged 0\.80 s of messages beyond the 5\.00 s/,
+    );
   });
 
   test("a window's p99 is merged from its seconds' histograms when they are given", () => {
