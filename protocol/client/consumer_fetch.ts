@@ -292,7 +292,9 @@ export function nextOffsetFromHeaders(
   fetchOffset: number,
   bytes: Uint8Array | readonly Uint8Array[],
 ): number {
-  const views = bytes instanceof Uint8Array ? [bytes] : bytes;
+  const single = bytes instanceof Uint8Array ? bytes : bytes.length === 1 ? bytes[0]! : undefined;
+  if (single !== undefined) return nextOffsetInView(fetchOffset, single);
+  const views = bytes as readonly Uint8Array[];
   let left = 0;
   for (const view of views) left += view.length;
   let next = fetchOffset;
@@ -310,6 +312,24 @@ export function nextOffsetFromHeaders(
     next = Math.max(next, last + 1);
     left -= size;
     ({ index, at } = advance(views, index, at, size));
+  }
+  return next;
+}
+
+/**
+ * nextOffsetFromHeaders over one view (a fetch answer that arrived in one chunk): the same
+ * steps with no array of views and no position object per batch.
+ */
+function nextOffsetInView(fetchOffset: number, view: Uint8Array): number {
+  let next = fetchOffset;
+  let at = 0;
+  while (view.length - at >= STEP_HEADER_BYTES) {
+    const size = SIZE_PREFIX_BYTES + readI32(view, at + 8);
+    if (size < BATCH_HEADER_BYTES || size > view.length - at) break;
+    const last = baseOffsetAt(view, at) + lastOffsetDeltaAt(view, at);
+    if (!Number.isSafeInteger(last)) break;
+    next = Math.max(next, last + 1);
+    at += size;
   }
   return next;
 }
