@@ -139,6 +139,29 @@ export function* decodeRecordBatches(
 }
 
 /**
+ * decodeRecordBatches as a visitor: `visit(context, batch)` for each batch in order, with no
+ * generator or iterator result per call (a consumer decodes a one-record batch per fetch at
+ * 10,000 a second). Same checks, errors and partial-tail rule; returns the bytes decoded.
+ */
+export function forEachRecordBatch<C>(
+  bytes: Uint8Array,
+  options: DecodeBatchOptions & { partialTail?: "skip" | "error" },
+  context: C,
+  visit: (context: C, batch: DecodedRecordBatch) => void,
+): number {
+  const sizeMax = batchBytesMax(options);
+  let position = 0;
+  while (position < bytes.length) {
+    const problem = checkBatch(bytes, position, bytes.length, batchChecks(sizeMax, false));
+    if (problem === "truncated" && options.partialTail !== "error") return position;
+    const batch = decodeBatchAt(bytes, position, options);
+    position += batch.sizeBytes;
+    visit(context, batch);
+  }
+  return position;
+}
+
+/**
  * checkBatch's options, one object for the module: checkBatch reads them before it returns
  * and calls out to nothing, so no other check can run between the filling and the reading.
  * Two objects fewer per decoded batch (a consumer's one-record batches at 10,000 a second).

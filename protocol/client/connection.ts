@@ -114,11 +114,51 @@ type Settings = {
 /** Builds a request's frame for its correlation id: one buffer, or several chunks in order. */
 export type FrameBuilder = (correlationId: number) => Uint8Array[];
 
+/**
+ * Where a request's outcome goes. Taken by `requestFrameTo` from a caller that keeps a
+ * per-request object anyway (the producer's request): the connection calls it directly, so the
+ * request makes no promise, no resolving functions and no closures (issue 16's allocations).
+ */
+export interface AnswerSlot {
+  /** The response frame, error code 0, as received: one view, or views of several chunks. */
+  answered(frame: Uint8Array[]): void;
+  /** A server error code, a timeout or the connection's failure; called at most once. */
+  failed(error: Error): void;
+}
+
+/** An AnswerSlot that also builds its request's frame, as a FrameBuilder does. */
+export interface FrameSlot extends AnswerSlot {
+  frame(correlationId: number): Uint8Array[];
+}
+
+/** The AnswerSlot of a promise-returning request: the promise's functions and its mapping. */
+class PromiseSlot<T> implements AnswerSlot {
+  readonly #map: (frame: Uint8Array[]) => T;
+  readonly #settle: (value: T) => void;
+  readonly #reject: (error: Error) => void;
+
+  constructor(
+    map: (frame: Uint8Array[]) => T,
+    settle: (value: T) => void,
+    reject: (error: Error) => void,
+  ) {
+    this.#map = map;
+    this.#settle = settle;
+    this.#reject = reject;
+  }
+
+  answered(frame: Uint8Array[]): void {
+    this.#settle(this.#map(frame));
+  }
+
+  failed(error: Error): void {
+    this.#reject(error);
+  }
+}
+
 type Pending = {
   apiKey: number;
-  /** The response frame, error code 0, as received: one view, or views of several chunks. */
-  resolve: (frame: Uint8Array[]) => void;
-  reject: (error: Error) => void;
+  slot: AnswerSlot;
   /** performance.now() time past which it times out, and the timeout it was given. */
   deadlineMs: number;
   timeoutMs: number;
@@ -502,8 +542,7 @@ export class ClientConnection {
     return new Promise<void>((resolve, reject) => {
       const pending: Pending = {
         apiKey,
-        resolve: () => resolve(),
-        reject,
+        slot: new PromiseSlot(ignoreFrame, resolve, reject),
         // No response to wait for: it never times out, its slot is freed once written.
         deadlineMs: Number.POSITIVE_INFINITY,
         timeoutMs: 0,
@@ -525,29 +564,66 @@ export class ClientConnection {
     timeoutMs: number,
   ): Promise<T> {
     return new Promise<T>((settle, reject) => {
-      const resolve = (frame: Uint8Array[]) => settle(map(frame));
-      if (this.#closedError !== undefined) return reject(this.#closedError);
-      const correlationId = this.#takeCorrelationId();
-      const frame = this.#checkedFrame(build(correlationId));
-      if (this.waiting >= this.#settings.requestQueueMax) {
-        return reject(
-          new ClientError(
-            "QUEUE_FULL",
-            `${this.waiting} requests wait for a slot ` +
-              `on ${this.#where()}; requestQueueMax is ${this.#settings.requestQueueMax}`,
-          ),
-        );
-      }
-      const deadlineMs = performance.now() + timeoutMs;
-      const pending: Pending = { apiKey, resolve, reject, deadlineMs, timeoutMs, abandoned: false };
-      if (deadlineMs < this.#deadlineDueMs) this.#armDeadline(deadlineMs);
-      this.#stats.requests++;
-      if (this.inFlight < this.#inFlightMax && this.waiting === 0) {
-        this.#transmit(correlationId, frame, pending);
-      } else {
-        this.#waiting.push({ correlationId, frame, pending });
-      }
+      const problem = this.#send(apiKey, build, new PromiseSlot(map, settle, reject), timeoutMs);
+      if (problem !== undefined) reject(problem);
     });
+  }
+
+  /**
+   * `requestFrame` whose outcome goes to `slot` instead of a promise; the slot builds the
+   * frame too. A failure before the request is queued (a closed connection, a full queue, a
+   * frame too large) reaches `slot.failed` in a microtask, never inside this call, as a
+   * rejection would: the caller's own state is settled before its failure handler runs.
+   */
+  requestFrameTo(apiKey: number, slot: FrameSlot, options?: Pick<RequestOptions, "timeoutMs">) {
+    const timeoutMs = options?.timeoutMs ?? this.#settings.requestTimeoutMs;
+    let problem: Error | undefined;
+    if (!this.#supported.has(apiKey)) {
+      problem = new ClientError("UNSUPPORTED_SERVER", `The server does not offer api ${apiKey} v1`);
+    } else {
+      try {
+        problem = this.#send(apiKey, slot, slot, timeoutMs);
+      } catch (error) {
+        problem = error instanceof Error ? error : new Error(String(error));
+      }
+    }
+    if (problem !== undefined) {
+      const failure = problem;
+      queueMicrotask(() => slot.failed(failure));
+    }
+  }
+
+  /**
+   * Queues a request whose outcome goes to `slot`; returns the error that keeps it from being
+   * queued. A frame builder's exception (a frame over frameBytesMax) is thrown.
+   */
+  #send(
+    apiKey: number,
+    build: FrameBuilder | FrameSlot,
+    slot: AnswerSlot,
+    timeoutMs: number,
+  ): Error | undefined {
+    if (this.#closedError !== undefined) return this.#closedError;
+    const correlationId = this.#takeCorrelationId();
+    const built = typeof build === "function" ? build(correlationId) : build.frame(correlationId);
+    const frame = this.#checkedFrame(built);
+    if (this.waiting >= this.#settings.requestQueueMax) {
+      return new ClientError(
+        "QUEUE_FULL",
+        `${this.waiting} requests wait for a slot ` +
+          `on ${this.#where()}; requestQueueMax is ${this.#settings.requestQueueMax}`,
+      );
+    }
+    const deadlineMs = performance.now() + timeoutMs;
+    const pending: Pending = { apiKey, slot, deadlineMs, timeoutMs, abandoned: false };
+    if (deadlineMs < this.#deadlineDueMs) this.#armDeadline(deadlineMs);
+    this.#stats.requests++;
+    if (this.inFlight < this.#inFlightMax && this.waiting === 0) {
+      this.#transmit(correlationId, frame, pending);
+    } else {
+      this.#waiting.push({ correlationId, frame, pending });
+    }
+    return undefined;
   }
 
   #takeCorrelationId(): number {
@@ -602,7 +678,7 @@ export class ClientConnection {
       const head = this.#unanswered[released]!;
       if (head.endBytes > writtenBytes) break;
       released++;
-      head.pending.resolve([]);
+      head.pending.slot.answered([]);
     }
     if (released === 0) return;
     this.#unanswered.splice(0, released);
@@ -645,7 +721,7 @@ export class ClientConnection {
   #timeOut(correlationId: number, pending: Pending): void {
     const { timeoutMs } = pending;
     pending.abandoned = true;
-    pending.reject(
+    pending.slot.failed(
       new ClientError(
         "REQUEST_TIMED_OUT",
         `No response to api ${pending.apiKey} ` +
@@ -683,7 +759,7 @@ export class ClientConnection {
     this.#flushScheduled = true;
     // One hand-over per turn of the event loop: every request made in this turn goes out in as
     // few socket writes as possible (each write costs microseconds).
-    setImmediate(() => this.#flush());
+    setImmediate(this.#flushLater);
   }
 
   /**
@@ -726,7 +802,7 @@ export class ClientConnection {
   #onData(chunk: Uint8Array): void {
     this.#stats.bytesRead += chunk.length;
     try {
-      this.#frames.pushChunks(chunk, (frame) => this.#onFrame(frame));
+      this.#frames.pushChunks(chunk, this.#onFrameBound);
     } catch (error) {
       const message = error instanceof Error ? error.message : String(error);
       this.#fail(new ClientError("MALFORMED_RESPONSE", `${this.#where()}: ${message}`));
@@ -734,14 +810,20 @@ export class ClientConnection {
     }
   }
 
+  // Made once: a closure per received chunk, and one per turn for the flush, were cells of
+  // every request's round trip.
+  #onFrameBound = (frame: Uint8Array[]): void => this.#onFrame(frame);
+  #flushLater = (): void => this.#flush();
+
   #onFrame(frame: Uint8Array[]): void {
     const first = frame[0]!.length >= RESPONSE_HEADER_BYTES ? frame[0]! : joined(frame);
     if (first.length < RESPONSE_HEADER_BYTES) {
       throw new RangeError(`Response of ${first.length} bytes is shorter than its header`);
     }
-    const reader = new Reader(first, 0, RESPONSE_HEADER_BYTES);
-    const correlationId = reader.u32("correlation_id");
-    const errorCode = reader.i16("error_code");
+    // The header's two fields read in place (big-endian u32 and i16): no Reader per response.
+    const correlationId =
+      ((first[0]! << 24) | (first[1]! << 16) | (first[2]! << 8) | first[3]!) >>> 0;
+    const errorCode = (((first[4]! << 8) | first[5]!) << 16) >> 16;
     const pending = this.#pending.get(correlationId);
     if (pending === undefined) {
       throw new RangeError(`Response for correlation id ${correlationId}, which is not pending`);
@@ -750,10 +832,10 @@ export class ClientConnection {
     this.#stats.responses++;
     if (!pending.abandoned) {
       if (errorCode === 0) {
-        pending.resolve(frame);
+        pending.slot.answered(frame);
       } else {
         const body = new Reader(joined(frame), RESPONSE_HEADER_BYTES);
-        pending.reject(errorFromWire(errorCode, readErrorMessage(body)));
+        pending.slot.failed(errorFromWire(errorCode, readErrorMessage(body)));
       }
     }
     this.#pump();
@@ -775,7 +857,7 @@ export class ClientConnection {
     this.#deadlineTimer = undefined;
     this.#deadlineDueMs = Number.POSITIVE_INFINITY;
     for (const request of [...pending, ...waiting]) {
-      if (!request.abandoned) request.reject(error);
+      if (!request.abandoned) request.slot.failed(error);
     }
   }
 
@@ -791,7 +873,7 @@ export class ClientConnection {
       this.#ending = true;
       this.#flush();
       // acks-0 requests already in the Outbox are written before the socket ends: sent.
-      for (const { pending } of this.#unanswered) pending.resolve([]);
+      for (const { pending } of this.#unanswered) pending.slot.answered([]);
       this.#unanswered = [];
       this.#fail(new ClientError("CLOSED", `${this.#where()} was closed by the client`));
       // The socket ends once the Outbox has written what it holds (now, or after a drain).
@@ -814,8 +896,11 @@ function joined(views: Uint8Array[]): Uint8Array {
   return views.length === 1 ? views[0]! : joinViews(views);
 }
 
+/** An acks-0 request's promise resolves with nothing. */
+function ignoreFrame(_frame: Uint8Array[]): void {}
+
 /** A Reader over a response frame's body (after correlation id and error code). */
-function toReader(frame: Uint8Array[]): Reader {
+export function toReader(frame: Uint8Array[]): Reader {
   return new Reader(joined(frame), RESPONSE_HEADER_BYTES);
 }
 

@@ -21,6 +21,7 @@
 //   poll N+1: ──await fetch N+1 (often already here)──► ...
 
 import { API } from "../codec/frames.ts";
+import type { Writer } from "../codec/wire.ts";
 import { visitFetchResponse } from "../codec/fetch.ts";
 import { WIRE_ERRORS, errorFromWire } from "../codec/errors.ts";
 import { appendTo } from "./collections.ts";
@@ -94,15 +95,20 @@ type Settings = FetchLimits & {
   checkCrcs: boolean;
 };
 
-type Fetched = { state: PartitionState; generation: number; records: ConsumerRecord[] };
-
-/** A partition's record bytes from a fetch, not yet decoded, and the offset it was read at. */
-type Taken = {
+/**
+ * A partition's record bytes from a fetch and the offset it was read at, then its records once
+ * decoded: one object per partition and fetch for both steps.
+ */
+type Fetched = {
   state: PartitionState;
   offset: number;
-  gen: number;
+  generation: number;
   bytes: Uint8Array | readonly Uint8Array[];
+  records: ConsumerRecord[];
 };
+
+/** No records yet: shared by every Fetched until its bytes are decoded, and never written. */
+const NOT_DECODED: ConsumerRecord[] = [];
 
 /** A fetch sent ahead by the previous poll, and the wait it asked the server for. */
 type Prefetch = { fetched: Promise<Fetched[]>; maxWaitMs: number };
@@ -487,6 +493,49 @@ export class Consumer {
     return fetched ?? [];
   }
 
+  /** The shared writer of a fetch request's body, for a request built at once (see #fetch). */
+  #fetchBody(targets: PartitionState[], maxWaitMs: number): (writer: Writer) => void {
+    this.#fetchTargets = targets;
+    this.#fetchWaitMs = maxWaitMs;
+    return this.#writeFetchBody;
+  }
+  #fetchTargets: PartitionState[] = [];
+  #fetchWaitMs = 0;
+  readonly #writeFetchBody = (writer: Writer): void => {
+    this.#writeFetch(writer, this.#fetchTargets, this.#fetchWaitMs);
+    // Its targets are the caller's: not held past the write.
+    this.#fetchTargets = [];
+  };
+
+  #writeFetch(writer: Writer, targets: PartitionState[], maxWaitMs: number): void {
+    const limits = this.#fetchLimits;
+    limits.maxWaitMs = maxWaitMs;
+    limits.minBytes = this.#settings.minBytes;
+    limits.maxBytes = this.#settings.maxBytes;
+    limits.partitionMaxBytes = this.#settings.partitionMaxBytes;
+    // writeFetchRequestFor reads the limits before it returns: one object serves every fetch.
+    writeFetchRequestFor(writer, targets, limits);
+  }
+  readonly #fetchLimits: FetchLimits = {
+    maxWaitMs: 0,
+    minBytes: 0,
+    maxBytes: 0,
+    partitionMaxBytes: 0,
+  };
+
+  /** requestChunks' options for a fetch, filled into `options`. */
+  #fetchOptions(
+    targets: PartitionState[],
+    maxWaitMs: number,
+    options: { timeoutMs: number; bodyBytesHint: number; sendNow: boolean },
+  ) {
+    options.timeoutMs = this.#settings.requestTimeoutMs + maxWaitMs;
+    options.bodyBytesHint = fetchRequestBytesFor(targets);
+    return options;
+  }
+  // A consumer's one fetch has nothing to share a write with: it goes out at once (sendNow).
+  readonly #fetchRequestOptions = { timeoutMs: 0, bodyBytesHint: 0, sendNow: true };
+
   /** Sends the fetch for the records after those being handed out now. */
   #prefetchNext(maxWaitMs: number): void {
     if (this.#closed || this.#prefetch !== undefined) return;
@@ -515,24 +564,31 @@ export class Consumer {
   }
 
   async #fetch(targets: PartitionState[], maxWaitMs: number): Promise<Fetched[]> {
-    const { minBytes, maxBytes, partitionMaxBytes } = this.#settings;
-    const limits: FetchLimits = { maxWaitMs, minBytes, maxBytes, partitionMaxBytes };
     // What each partition was asked from: a seek or a new generation meanwhile drops its part.
-    const offsets = targets.map((state) => state.position!);
-    const generations = targets.map((state) => state.generation);
+    const offsets = new Array<number>(targets.length);
+    const generations = new Array<number>(targets.length);
+    for (let at = 0; at < targets.length; at++) {
+      offsets[at] = targets[at]!.position!;
+      generations[at] = targets[at]!.generation;
+    }
+    // With a live connection the request is built before requestChunks returns, so one body
+    // writer and one options object, refilled per fetch, serve every fetch; a request that
+    // waits for a connection is built later, when another fetch may have refilled them.
+    const live = this.#fetchSession.current !== undefined;
     const body = await this.#fetchSession.requestChunks(
       API.Fetch,
-      (writer) => writeFetchRequestFor(writer, targets, limits),
-      {
-        timeoutMs: this.#settings.requestTimeoutMs + maxWaitMs,
-        bodyBytesHint: fetchRequestBytesFor(targets),
-        // A consumer's one fetch has nothing to share a write with: it goes out at once.
-        sendNow: true,
-      },
+      live
+        ? this.#fetchBody(targets, maxWaitMs)
+        : (writer) => this.#writeFetch(writer, targets, maxWaitMs),
+      this.#fetchOptions(
+        targets,
+        maxWaitMs,
+        live ? this.#fetchRequestOptions : { ...this.#fetchRequestOptions },
+      ),
     );
     // Read whole before any state changes: a malformed answer changes no position.
     const answers = readFetchAnswers(body, targets);
-    const taken: Taken[] = [];
+    const taken: Fetched[] = [];
     for (let at = 0; at < targets.length; at++) {
       const highWatermark = answers.highWatermarks[at]!;
       if (Number.isNaN(highWatermark)) continue;
@@ -552,7 +608,7 @@ export class Consumer {
       if (bytes === undefined) continue;
       // Positions move by the batch headers, so the next fetch can go out before decoding.
       state.position = nextOffsetFromHeaders(offset, bytes);
-      taken.push({ state, offset, gen, bytes });
+      taken.push({ state, offset, generation: gen, bytes, records: NOT_DECODED });
     }
     // The poll waiting for this fetch takes its records now: the next fetch goes out first,
     // and the server reads and sends it while these records are decoded.
@@ -567,17 +623,17 @@ export class Consumer {
    * The error is thrown now when no partition has records, else by the next poll, after the
    * records are returned.
    */
-  #decodeTaken(taken: Taken[]): Fetched[] {
-    const fetched: Fetched[] = [];
+  #decodeTaken(fetched: Fetched[]): Fetched[] {
     let failure: unknown;
     let recordCount = 0;
-    for (const { state, offset, gen, bytes } of taken) {
+    for (const taken of fetched) {
+      const { state, offset, generation: gen, bytes } = taken;
       const { topic, partition } = state;
       state.decodeOptions ??= consumerDecodeOptions(topic, partition, {
         checkCrc: this.#settings.checkCrcs,
       });
       const decoded = recordsUntilDamage(topic, partition, offset, bytes, state.decodeOptions);
-      fetched.push({ state, generation: gen, records: decoded.records });
+      taken.records = decoded.records;
       recordCount += decoded.records.length;
       if (decoded.failure === undefined) continue;
       failure ??= decoded.failure;

@@ -14,10 +14,10 @@ import {
   baseOffsetAt,
   type DecodeBatchOptions,
   type DecodedRecordBatch,
-  decodeRecordBatches,
   decodeRecordBatchViews,
   lastOffsetDeltaAt,
   type RecordHeader,
+  forEachRecordBatch,
 } from "../../record/mod.ts";
 import type { FetchRequest } from "../codec/fetch.ts";
 import type { Writer } from "../codec/wire.ts";
@@ -186,7 +186,7 @@ export function recordsFrom(
 ): { records: ConsumerRecord[]; nextOffset: number } {
   const decoded = recordsUntilDamage(topic, partition, fetchOffset, bytes, options);
   if (decoded.failure !== undefined) throw decoded.failure;
-  return decoded;
+  return { records: decoded.records, nextOffset: decoded.nextOffset };
 }
 
 /**
@@ -204,9 +204,14 @@ export function recordsUntilDamage(
 ): { records: ConsumerRecord[]; nextOffset: number; failure: unknown } {
   const decodeOptions =
     options.makeRecord === undefined ? consumerDecodeOptions(topic, partition, options) : options;
-  const decoded = { records: [] as ConsumerRecord[], nextOffset: fetchOffset, failure: undefined };
+  const decoded: Decoded = {
+    records: [],
+    nextOffset: fetchOffset,
+    fetchOffset,
+    failure: undefined,
+  };
   try {
-    decodeInto(decoded, fetchOffset, bytes, decodeOptions);
+    decodeInto(decoded, bytes, decodeOptions);
   } catch (failure) {
     return { records: decoded.records, nextOffset: decoded.nextOffset, failure };
   }
@@ -232,29 +237,35 @@ export function consumerDecodeOptions(
   return { ...options, makeRecord };
 }
 
+/** What decoding a partition's bytes has produced so far, and the offset it was asked from. */
+type Decoded = {
+  records: ConsumerRecord[];
+  nextOffset: number;
+  fetchOffset: number;
+  failure: unknown;
+};
+
 function decodeInto(
-  decoded: { records: ConsumerRecord[]; nextOffset: number },
-  fetchOffset: number,
+  decoded: Decoded,
   bytes: Uint8Array | readonly Uint8Array[],
   options: DecodeBatchOptions,
 ): void {
-  // One view (a fetch answer that arrived in one chunk) is decoded in place, batch by batch.
+  // One view (a fetch answer that arrived in one chunk) is decoded in place, batch by batch,
+  // by a visitor: no generator and no iterator result per partition of every fetch.
   const single = bytes instanceof Uint8Array ? bytes : bytes.length === 1 ? bytes[0]! : undefined;
   if (single !== undefined) {
-    for (const batch of decodeRecordBatches(single, options)) take(decoded, fetchOffset, batch);
+    forEachRecordBatch(single, options, decoded, take);
     return;
   }
   for (const run of wholeBatchRuns(bytes as readonly Uint8Array[])) {
-    for (const batch of decodeRun(run, options)) take(decoded, fetchOffset, batch);
+    if (run instanceof Uint8Array) forEachRecordBatch(run, options, decoded, take);
+    else take(decoded, decodeRecordBatchViews(run, options));
   }
 }
 
-/** A decoded batch's records at or past `fetchOffset` (none of a control batch). */
-function take(
-  decoded: { records: ConsumerRecord[]; nextOffset: number },
-  fetchOffset: number,
-  batch: DecodedRecordBatch,
-): void {
+/** A decoded batch's records at or past the fetch offset (none of a control batch). */
+function take(decoded: Decoded, batch: DecodedRecordBatch): void {
+  const { fetchOffset } = decoded;
   if (!batch.control) {
     // The options' maker built every record of the batch, so each is a ConsumerRecord.
     const records = batch.records as ConsumerRecord[];
@@ -265,15 +276,6 @@ function take(
     }
   }
   decoded.nextOffset = Math.max(decoded.nextOffset, batch.baseOffset + batch.lastOffsetDelta + 1);
-}
-
-function decodeRun(
-  run: Uint8Array | Uint8Array[],
-  options: DecodeBatchOptions,
-): Iterable<DecodedRecordBatch> {
-  return run instanceof Uint8Array
-    ? decodeRecordBatches(run, options)
-    : [decodeRecordBatchViews(run, options)];
 }
 
 /** Batch header bytes up to the end of lastOffsetDelta: enough to step over a batch. */
@@ -290,7 +292,9 @@ export function nextOffsetFromHeaders(
   fetchOffset: number,
   bytes: Uint8Array | readonly Uint8Array[],
 ): number {
-  const views = bytes instanceof Uint8Array ? [bytes] : bytes;
+  const single = bytes instanceof Uint8Array ? bytes : bytes.length === 1 ? bytes[0]! : undefined;
+  if (single !== undefined) return nextOffsetInView(fetchOffset, single);
+  const views = bytes as readonly Uint8Array[];
   let left = 0;
   for (const view of views) left += view.length;
   let next = fetchOffset;
@@ -308,6 +312,24 @@ export function nextOffsetFromHeaders(
     next = Math.max(next, last + 1);
     left -= size;
     ({ index, at } = advance(views, index, at, size));
+  }
+  return next;
+}
+
+/**
+ * nextOffsetFromHeaders over one view (a fetch answer that arrived in one chunk): the same
+ * steps with no array of views and no position object per batch.
+ */
+function nextOffsetInView(fetchOffset: number, view: Uint8Array): number {
+  let next = fetchOffset;
+  let at = 0;
+  while (view.length - at >= STEP_HEADER_BYTES) {
+    const size = SIZE_PREFIX_BYTES + readI32(view, at + 8);
+    if (size < BATCH_HEADER_BYTES || size > view.length - at) break;
+    const last = baseOffsetAt(view, at) + lastOffsetDeltaAt(view, at);
+    if (!Number.isSafeInteger(last)) break;
+    next = Math.max(next, last + 1);
+    at += size;
   }
   return next;
 }

@@ -33,7 +33,7 @@ import { API } from "../codec/frames.ts";
 import { type Acks, type ProducePartitionResult, readProduceResponse } from "../codec/produce.ts";
 import { errorFromWire, ProtocolError, ServerError } from "../codec/errors.ts";
 import type { BatchBuilder } from "./batch_builder.ts";
-import type { ClientConnection } from "./connection.ts";
+import { type ClientConnection, type FrameSlot, toReader } from "./connection.ts";
 import { initProducerId, type ProducerIdentity } from "./control_calls.ts";
 import { ClientError, isAmbiguous, isRetriable } from "./errors.ts";
 import { type FrameBatch, produceFrame } from "./produce_frame.ts";
@@ -112,6 +112,52 @@ type PartitionQueue = {
 };
 
 type Picked = { queue: PartitionQueue; batch: Batch };
+
+type RequestOwner = {
+  answered(picked: Picked[], frame: Uint8Array[]): void;
+  failed(picked: Picked[], error: unknown): void;
+};
+
+/**
+ * One Produce request in flight: builds its frame for the connection and takes its answer
+ * (connection.requestFrameTo), in place of a promise with its reaction and three closures.
+ * Its fields double as the frame header produceFrame reads.
+ */
+class ProduceRequest implements FrameSlot {
+  correlationId = 0;
+  readonly acks: Acks;
+  readonly timeoutMs: number;
+  readonly #owner: RequestOwner;
+  readonly #picked: Picked[];
+  readonly #batches: FrameBatch[];
+
+  constructor(
+    owner: RequestOwner,
+    picked: Picked[],
+    batches: FrameBatch[],
+    acks: Acks,
+    timeoutMs: number,
+  ) {
+    this.#owner = owner;
+    this.#picked = picked;
+    this.#batches = batches;
+    this.acks = acks;
+    this.timeoutMs = timeoutMs;
+  }
+
+  frame(correlationId: number): Uint8Array[] {
+    this.correlationId = correlationId;
+    return produceFrame(this, this.#batches);
+  }
+
+  answered(frame: Uint8Array[]): void {
+    this.#owner.answered(this.#picked, frame);
+  }
+
+  failed(error: Error): void {
+    this.#owner.failed(this.#picked, error);
+  }
+}
 
 export class ProduceSender {
   #session: Session;
@@ -419,46 +465,63 @@ export class ProduceSender {
     }
     this.#requestsInFlight++;
     const { acks, requestTimeoutMs: timeoutMs } = this.#settings;
-    const build = (correlationId: number) =>
-      produceFrame({ correlationId, acks, timeoutMs }, batches);
-    const answered = () => {
-      // The server answered, so it read the whole request: no view of the buffers is left.
-      for (const { batch } of ordered) batch.unsettledWrite = false;
-    };
-    const failed = (error: unknown) => {
-      try {
-        if (error instanceof ServerError) answered();
-        for (const { queue, batch } of ordered) {
-          if (batch.inFlight) this.#failed(queue, batch, responseError(error));
-        }
-      } finally {
-        this.#requestDone();
-      }
-    };
-    // One reaction per request, its own failures handled inside it: a `.catch().finally()`
-    // chain made two more promises, reactions and closures per request, on every send.
+    const request = new ProduceRequest(this.#requestOwner, ordered, batches, acks, timeoutMs);
     if (acks === 0) {
-      connection.requestFrameWithoutResponse(API.Produce, build).then(() => {
-        try {
-          for (const { queue, batch } of ordered) this.#succeeded(queue, batch, -1);
-        } catch (error) {
-          failed(error);
-          return;
-        }
-        this.#requestDone();
-      }, failed);
+      const build = (correlationId: number) => request.frame(correlationId);
+      connection.requestFrameWithoutResponse(API.Produce, build).then(
+        () => {
+          try {
+            for (const { queue, batch } of ordered) this.#succeeded(queue, batch, -1);
+          } catch (error) {
+            this.#requestFailed(ordered, error);
+            return;
+          }
+          this.#requestDone();
+        },
+        (error: unknown) => this.#requestFailed(ordered, error),
+      );
       return;
     }
-    connection.requestFrame(API.Produce, build, { timeoutMs }).then((reader) => {
-      try {
-        answered();
-        this.#onResponse(ordered, readProduceResponse(reader));
-      } catch (error) {
-        failed(error);
-        return;
+    // The request object takes the answer: no promise, reaction or closure per request.
+    connection.requestFrameTo(API.Produce, request, this.#requestTimeout);
+  }
+
+  /** What every ProduceRequest reports to: made once, not per request. */
+  readonly #requestOwner: RequestOwner = {
+    answered: (picked, frame) => this.#requestAnswered(picked, frame),
+    failed: (picked, error) => this.#requestFailed(picked, error),
+  };
+
+  /** requestFrameTo's options, the same for every request of this sender. */
+  get #requestTimeout(): { timeoutMs: number } {
+    this.#timeoutOption.timeoutMs = this.#settings.requestTimeoutMs;
+    return this.#timeoutOption;
+  }
+  readonly #timeoutOption = { timeoutMs: 0 };
+
+  #requestAnswered(picked: Picked[], frame: Uint8Array[]): void {
+    try {
+      // The server answered, so it read the whole request: no view of the buffers is left.
+      for (const { batch } of picked) batch.unsettledWrite = false;
+      this.#onResponse(picked, readProduceResponse(toReader(frame)));
+    } catch (error) {
+      this.#requestFailed(picked, error);
+      return;
+    }
+    this.#requestDone();
+  }
+
+  #requestFailed(picked: Picked[], error: unknown): void {
+    try {
+      if (error instanceof ServerError) {
+        for (const { batch } of picked) batch.unsettledWrite = false;
       }
+      for (const { queue, batch } of picked) {
+        if (batch.inFlight) this.#failed(queue, batch, responseError(error));
+      }
+    } finally {
       this.#requestDone();
-    }, failed);
+    }
   }
 
   /** A request is answered (or failed): its slot is free for the next. */

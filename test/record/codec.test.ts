@@ -20,6 +20,7 @@ import {
   decodeRecordBatch,
   decodeRecordBatches,
   encodeRecordBatch,
+  forEachRecordBatch,
   type LogRecord,
   type RecordInput,
 } from "../../record/mod.ts";
@@ -423,6 +424,30 @@ describe("record codec: concatenated batches", () => {
     const corrupt = joined.slice();
     corrupt[first.length + second.length - 1]! ^= 0xff;
     assert.throws(() => offsetsOf(corrupt), assertSluice("CORRUPT_BATCH"));
+  });
+
+  test("forEachRecordBatch visits what the generator yields and stops at the same byte", () => {
+    for (const cut of [0, 1, 12, BATCH_HEADER_BYTES, third.length - 1]) {
+      const bytes = joined.subarray(0, joined.length - cut);
+      const visited: number[] = [];
+      const context = { visited };
+      const decodedBytes = forEachRecordBatch(bytes, {}, context, (into, batch) => {
+        for (const record of batch.records) into.visited.push(record.offset);
+      });
+      assert.deepEqual(visited, offsetsOf(bytes));
+      assert.equal(decodedBytes, cut === 0 ? joined.length : first.length + second.length);
+      if (cut === 0) continue;
+      const visit = () => undefined;
+      const error = assertSluice("INVALID_BATCH", /truncated/);
+      assert.throws(
+        () => forEachRecordBatch(bytes, { partialTail: "error" }, context, visit),
+        error,
+      );
+    }
+    const corrupt = joined.slice();
+    corrupt[first.length + second.length - 1]! ^= 0xff;
+    const noop = () => undefined;
+    assert.throws(() => forEachRecordBatch(corrupt, {}, 0, noop), assertSluice("CORRUPT_BATCH"));
   });
 
   test("decodeRecordBatch refuses bytes after its one batch", () => {

@@ -284,7 +284,6 @@ describe("fetch decoding", () => {
     assert.deepEqual(recordsFrom("t", 0, 42, new Uint8Array(0)), {
       records: [],
       nextOffset: 42,
-      failure: undefined,
     });
   });
 
