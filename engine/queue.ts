@@ -566,7 +566,6 @@ export class Queue implements QueueStateTarget {
     if (cursor.readyHead() === undefined && cursor.next >= log.highWatermark) return undefined;
     const views = new BatchViews();
     const ranges: AcquiredRange[] = [];
-    // The due-time check, the TTL check and the admission usually read the same batch.
     const reads = new BatchAtReads(log);
     const expiry = new ExpiryReader(reads, nowMs, this.#ttl);
     const expiredRuns: OffsetRun[] = [];
