@@ -9,7 +9,7 @@
 //   views:          [b0]      [b1]           [b2 b3]   (adjacent batches of one read merge)
 
 import { assert, baseOffsetAt, batchSizeAt, lastOffsetDeltaAt } from "../record/mod.ts";
-import type { PartitionLog, ReadResult } from "./partition_log.ts";
+import type { ReadResult } from "./partition_log.ts";
 
 const MIB = 1024 * 1024;
 export const FETCH_RECORDS_MAX = 100_000;
