@@ -38,8 +38,13 @@ export type ReadRequest = {
   checkEveryCrc?: boolean;
 };
 
-/** The first read of a segment asks for this much past maxBytes to cover the index gap. */
-const READ_AHEAD_BYTES = 64 * 1024;
+/**
+ * The first read of a segment asks for up to this much past maxBytes to cover the gap from
+ * the index entry to the offset: at most two index intervals (a batch lies at most about one
+ * interval past its entry), so a small positional read of an unmapped segment (a delay store
+ * reads one ~1 KiB record) copies a few KiB, not 64 (bench/RESULTS.md, issue 13, d18).
+ */
+const READ_AHEAD_BYTES_MAX = 64 * 1024;
 
 /** Index of the last segment whose base offset is <= offset (0 if none). */
 function floorSegment(segments: Segment[], offset: number): number {
@@ -146,7 +151,8 @@ function viewFor(
   result: ReadResult,
 ): Uint8Array | undefined {
   const first = result.sizeBytes === 0;
-  const want = first ? request.maxBytes + READ_AHEAD_BYTES : request.maxBytes - result.sizeBytes;
+  const readAheadBytes = Math.min(READ_AHEAD_BYTES_MAX, 2 * segment.indexIntervalBytes);
+  const want = first ? request.maxBytes + readAheadBytes : request.maxBytes - result.sizeBytes;
   const view = segment.viewAt(position, Math.max(want, BATCH_HEADER_BYTES));
   if (view.length < BATCH_HEADER_BYTES) return view;
   const size = batchSizeAt(view, 0);

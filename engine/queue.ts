@@ -46,6 +46,7 @@ import {
 import { type Death, type DeathReason, batchesOf, deadLetterRecord } from "./queue_dead_letter.ts";
 import {
   admitBatchOf,
+  BatchAtReads,
   BatchViews,
   type FetchBudget,
   fetchLimits,
@@ -565,9 +566,10 @@ export class Queue implements QueueStateTarget {
     if (cursor.readyHead() === undefined && cursor.next >= log.highWatermark) return undefined;
     const views = new BatchViews();
     const ranges: AcquiredRange[] = [];
-    const expiry = new ExpiryReader(log, nowMs, this.#ttl);
+    const reads = new BatchAtReads(log);
+    const expiry = new ExpiryReader(reads, nowMs, this.#ttl);
     const expiredRuns: OffsetRun[] = [];
-    const held = this.#dueReader(partition, nowMs);
+    const held = this.#dueReader(partition, nowMs, reads);
     // Without a queue-wide TTL, a batch naming no TTL or due-time header holds nothing back.
     const plain = this.#ttl.queueTtlMs === null ? this.#plainBatches : undefined;
     const admit = (offset: number): boolean | "skipped" => {
@@ -582,7 +584,7 @@ export class Queue implements QueueStateTarget {
           cursor.expireReadyHead(offset, expiredRuns);
           return "skipped";
         }
-        return admitBatchOf(log, offset, views, budget);
+        return admitBatchOf(reads, offset, views, budget);
       } catch (error) {
         if (!isSluiceError(error, "CORRUPT_BATCH")) throw error;
         this.#discardDamaged(cursor, { first: offset, last: offset }, error);
@@ -979,9 +981,9 @@ export class Queue implements QueueStateTarget {
   }
 
   /** A reader of published due times for a topic partition (none for the due partition). */
-  #dueReader(partition: number, nowMs: number): Held | undefined {
+  #dueReader(partition: number, nowMs: number, reads?: BatchAtReads): Held | undefined {
     if (this.#delays === undefined || partition === this.partitionCount - 1) return undefined;
-    return { due: new DueReader(this.#logs[partition]!, nowMs), runs: [] };
+    return { due: new DueReader(reads ?? this.#logs[partition]!, nowMs), runs: [] };
   }
 
   /** Records published with a due time that is not here yet go to the delay tiers. */

@@ -9,7 +9,7 @@
 //   views:          [b0]      [b1]           [b2 b3]   (adjacent batches of one read merge)
 
 import { assert, baseOffsetAt, batchSizeAt, lastOffsetDeltaAt } from "../record/mod.ts";
-import type { PartitionLog, ReadResult } from "./partition_log.ts";
+import type { ReadResult } from "./partition_log.ts";
 
 const MIB = 1024 * 1024;
 export const FETCH_RECORDS_MAX = 100_000;
@@ -97,12 +97,49 @@ export class BatchViews {
   }
 }
 
+/** What a single-batch read needs of a log (PartitionLog, or BatchAtReads in front of one). */
+export type BatchSource = { read(offset: number, maxBytes: number): { views: Uint8Array[] } };
+
+/**
+ * The reads of one partition during one fetch, in front of its log: the due-time check, the
+ * TTL check and the admission each ask for the batch holding an offset (`read(offset, 1)`),
+ * usually the same batch, and each read of a batch kept in parts joins it by a copy
+ * (segment.ts). The last batch such a read found answers again. Lives for one synchronous
+ * fetch turn: the log cannot change under it.
+ */
+export class BatchAtReads implements BatchSource {
+  readonly #log: BatchSource;
+  #batch: Uint8Array | undefined;
+  #base = 0;
+  #last = -1;
+
+  constructor(log: BatchSource) {
+    this.#log = log;
+  }
+
+  read(offset: number, maxBytes: number): { views: Uint8Array[] } {
+    const batch = this.#batch;
+    if (maxBytes === 1 && batch !== undefined && this.#base <= offset && offset <= this.#last) {
+      return { views: [batch] };
+    }
+    const read = this.#log.read(offset, maxBytes);
+    const first = read.views[0];
+    if (maxBytes === 1 && first !== undefined) {
+      this.#batch = first.subarray(0, batchSizeAt(first, 0));
+      this.#base = baseOffsetAt(first, 0);
+      this.#last = this.#base + lastOffsetDeltaAt(first, 0);
+      assert(this.#base <= offset && offset <= this.#last, "a read returns the offset's batch");
+    }
+    return read;
+  }
+}
+
 /**
  * Adds the batch holding `offset` when the budget allows (the fetch's first batch always
  * does); false when it would not fit, and nothing is taken.
  */
 export function admitBatchOf(
-  log: PartitionLog,
+  log: BatchSource,
   offset: number,
   views: BatchViews,
   budget: FetchBudget,

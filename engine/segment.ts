@@ -248,6 +248,11 @@ export class Segment {
   }
 
   /** Bytes appended, written or not. */
+  /** Bytes between sparse index entries: a batch lies at most about this far past its entry. */
+  get indexIntervalBytes(): number {
+    return this.#interval;
+  }
+
   get size(): number {
     return this.#size;
   }

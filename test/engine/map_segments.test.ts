@@ -60,3 +60,35 @@ test("a log opened with the default maps sealed segments where it reads them", a
   assert.ok(maps() > 0, "sealed segments were offered to mapFile");
   await log.close();
 });
+
+test("a one-record read of an unmapped segment reads two index intervals, not 64 KiB", async () => {
+  using dir = tempDir();
+  let bytesRead = 0;
+  const io: FileIO = {
+    ...realFileIO,
+    readAt(fd, position, length) {
+      bytesRead += length;
+      return realFileIO.readAt(fd, position, length);
+    },
+  };
+  const config = { fsync: "never" as const, segmentBytes: 256 * 1024, indexIntervalBytes: 512 };
+  const log = await PartitionLog.open(dir.path, config, {
+    io,
+    onWarning: () => {},
+    tailCacheBytes: 0,
+    mapSegments: false,
+  });
+  while (log.segmentBaseOffsets().length < 2) {
+    const tag = log.logEndOffset;
+    await log.append(batchOfSpecs([{ tag, valueBytes: 300, timestamp: BASE_TIMESTAMP_MS + tag }]));
+  }
+  const sealedEnd = log.segmentBaseOffsets()[1]!;
+  for (let offset = 0; offset < sealedEnd; offset += 7) {
+    bytesRead = 0;
+    const view = log.read(offset, 1).views[0]!;
+    assert.equal(Number(new DataView(view.buffer, view.byteOffset).getBigInt64(0)), offset);
+    // Two index intervals past the entry and the batch itself (about 400 bytes), not 64 KiB.
+    assert.ok(bytesRead <= 4 * 512, `read(${offset}, 1) read ${bytesRead} bytes`);
+  }
+  await log.close();
+});
