@@ -83,29 +83,21 @@ export function readFetchRequest(
   reader: Reader,
   partitionsMax = Number.POSITIVE_INFINITY,
 ): FetchRequest {
-  const maxWaitMs = reader.u32("max_wait_ms");
-  const minBytes = reader.u32("min_bytes");
-  const maxBytes = reader.u32("max_bytes");
-  const topicCount = reader.count("topics", TOPIC_BYTES_MIN);
-  const topics: FetchRequest["topics"] = [];
-  let entries = 0;
-  for (let t = 0; t < topicCount; t++) {
-    const topic = reader.string("topic");
-    const count = reader.count("partitions", PARTITION_BYTES_MIN);
-    entries += count;
-    if (entries > partitionsMax) throw tooManyPartitions(partitionsMax);
-    const partitions: FetchRequest["topics"][number]["partitions"] = [];
-    for (let p = 0; p < count; p++) {
-      partitions.push({
-        partition: reader.u32("partition"),
-        fetchOffset: reader.i64("fetch_offset"),
-        partitionMaxBytes: reader.u32("partition_max_bytes"),
-      });
-    }
-    topics.push({ topic, partitions });
-  }
-  reader.expectEnd("FetchRequest");
-  return { maxWaitMs, minBytes, maxBytes, topics };
+  // One grammar: the columns the server reads, turned into an object per entry.
+  const { maxWaitMs, minBytes, maxBytes, topics } = readFetchRequestColumns(reader, partitionsMax);
+  return {
+    maxWaitMs,
+    minBytes,
+    maxBytes,
+    topics: topics.map((t) => ({
+      topic: t.topic,
+      partitions: Array.from(t.partitions, (partition, p) => ({
+        partition,
+        fetchOffset: t.fetchOffsets[p]!,
+        partitionMaxBytes: t.partitionMaxBytes[p]!,
+      })),
+    })),
+  };
 }
 
 /**
