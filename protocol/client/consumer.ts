@@ -808,10 +808,6 @@ export class Consumer {
 }
 
 /**
- * The index of the target a partition result answers: `from` when the server kept the
- * request's order (it does), else found by a scan; -1 for a partition not asked for.
- */
-/**
  * A fetch answer by target (the fetch's partitions, in request order): each one's high
  * watermark (NaN: not in the answer), error code, and record views when it has any.
  */

@@ -20,6 +20,7 @@ import {
 } from "../../record/mod.ts";
 import { ChunkedFrame } from "../codec/frames.ts";
 import {
+  blankFetchPartitionResult,
   type FetchPartitionResult,
   type FetchRequestColumns,
   readFetchRequestColumns,
@@ -411,14 +412,7 @@ function readAll(
   const version = request.apiVersion === 2 ? 2 : 1;
   const finder = new PartitionFinder(plane.engine);
   const budget = { left: fetch.maxBytes, taken: 0 };
-  const result: FetchPartitionResult = {
-    partition: 0,
-    errorCode: 0,
-    highWatermark: -1,
-    logStartOffset: -1,
-    records: NO_RECORDS,
-    resumeOffset: -1,
-  };
+  const result = blankFetchPartitionResult();
   /** Where and how much to read of the partition at hand (read before readPartition returns). */
   const wanted = { at: 0, bytesMax: 0 };
   let errors = false;
