@@ -104,6 +104,7 @@ describe("max-rate search headroom", () => {
       backoffsMax: BACKOFFS_MAX,
       standingSecondsMin: STANDING_SECONDS_MIN,
       dirtySettleBytesMin: 64 * 1024 * 1024,
+      retryP99BoundMs: 100,
     });
   });
 });
