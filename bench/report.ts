@@ -270,9 +270,8 @@ export function searchSummary(result: Pick<BenchResult, "rateSearch">): string {
     .join(" → ");
   const retried =
     search.retriedSteps === undefined ? "" : `, ${search.retriedSteps} step(s) retried`;
-  return (
-    `${steps}; measured at ${Math.round(search.heldRate).toLocaleString("en-US")} msg/s` + retried
-  );
+  const held = Math.round(search.heldRate).toLocaleString("en-US");
+  return `${steps}; measured at ${held} msg/s${retried}`;
 }
 
 function latencyAtLoadSummary(result: BenchResult): string {
