@@ -306,6 +306,11 @@ export class RateSearch {
     return this.#state;
   }
 
+  /** Whether the current step judges again the rate of a failed step (the retry rule). */
+  get retrying(): boolean {
+    return this.#retrying;
+  }
+
   get confirmSeconds(): number {
     return this.#confirmSeconds;
   }

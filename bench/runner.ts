@@ -733,9 +733,10 @@ export function progressLine(
   const total = Math.round(
     workload.warmupDurationSeconds + workload.testDurationSeconds + backoffSeconds,
   );
+  const retry = search?.retrying === true ? " retry" : "";
   const searching =
     search !== undefined && sample.phase === "warmup"
-      ? `  search ${search.state} ${formatCount(search.rate)} msg/s`
+      ? `  search ${search.state}${retry} ${formatCount(search.rate)} msg/s`
       : "";
   const publish = `${formatCount(sample.publishRate).padStart(9)} msg/s`;
   const p99 = `p99 pub ${sample.publishLatency.p99Ms.toFixed(1)}`;
