@@ -24,6 +24,16 @@
 //            lowest failed rate, 2 judged seconds per step (so the slopes are seen), until
 //            they are within 10%. A failure that published only A < R msg/s caps the failed
 //            side at A: rates above what the system managed to publish are not sustainable.
+//            A ramp or bisect step that fails narrowly is judged once more at its rate
+//            (settling first, as every step does) before it counts (the "retry" rule): one
+//            stalled second (a host hiccup, a GC) fails a window of one or two seconds, and a
+//            search that believed it ended far below the capacity: on 2026-12-04 a one-second
+//            ramp step at 40k msg/s failed at p99 84.7 ms and queue-1kb held 30.8k, where runs
+//            of the same code an hour apart held 72-95k. Narrow: only the headroom rule's
+//            halved allowances failed, and the window passes the whole bound, as the measured
+//            phase is judged. An overload fails by more and is not retried (the retry would
+//            only take seconds the bisection needs). The retry's verdict is the step's, and a
+//            retry is not retried.
 //            A pass of one judged second (a ramp step) is provisional: it steers the search
 //            but never stands for a rate on its own (the "standing" rule): the rate a failed
 //            confirm or probe falls back to passed a window of STANDING_SECONDS_MIN or more;
@@ -135,6 +145,11 @@ export type SearchRules = {
   standingSecondsMin?: number;
   /** The drain rule: after a failed step, dirty pages over this many bytes are settled. */
   dirtySettleBytesMin?: number;
+  /**
+   * The retry rule: a ramp or bisect step that failed the headroom rule but passed against
+   * this p99 bound (the whole bound, ms) is judged once more before it counts.
+   */
+  retryP99BoundMs?: number;
 };
 
 /** The rules in one line, as the report shows them. */
@@ -157,7 +172,12 @@ export function describeRules(rules: SearchRules): string {
     (rules.dirtySettleBytesMin === undefined
       ? ""
       : "; drain: after a failed step, settle while its lag, backlog or dirty pages (over " +
-        `${Math.round(rules.dirtySettleBytesMin / 2 ** 20)} MiB) shrink`)
+        `${Math.round(rules.dirtySettleBytesMin / 2 ** 20)} MiB) shrink`) +
+    (rules.retryP99BoundMs === undefined
+      ? ""
+      : "; retry: a ramp or bisect step failing only the headroom (its window passes p99 ≤ " +
+        `${rules.retryP99BoundMs} ms and the whole allowances) is judged once more before it ` +
+        "counts")
   );
 }
 
@@ -222,6 +242,8 @@ export type RateSearchStep = {
   verdict: SustainVerdict;
   /** What the search did next, in words. */
   next: string;
+  /** The step judged again the rate of the step before it, which failed (the retry rule). */
+  retry?: true;
 };
 
 export type RateSearchOptions = {
@@ -249,7 +271,8 @@ export class RateSearch {
   #settleMin = FIRST_SETTLE_SECONDS;
   /** Producers pause while an overloaded step's lag, backlog or dirty pages shrink (#settle). */
   #pausing = false;
-  #retried = false;
+  /** The current step judges again the rate of a failed step (the retry rule). */
+  #retrying = false;
   /** The step before this one failed: its dirty pages are waited for (the drain rule). */
   #afterFailure = false;
   #stepStartSecond = 0;
@@ -283,6 +306,11 @@ export class RateSearch {
     return this.#state;
   }
 
+  /** Whether the current step judges again the rate of a failed step (the retry rule). */
+  get retrying(): boolean {
+    return this.#retrying;
+  }
+
   get confirmSeconds(): number {
     return this.#confirmSeconds;
   }
@@ -300,7 +328,13 @@ export class RateSearch {
       backoffsMax: BACKOFFS_MAX,
       standingSecondsMin: STANDING_SECONDS_MIN,
       dirtySettleBytesMin: DIRTY_SETTLE_BYTES_MIN,
+      retryP99BoundMs: this.#options.publishP99MsMax,
     };
+  }
+
+  /** How many steps were judged again after a narrow failure (the retry rule). */
+  get retriedSteps(): number {
+    return this.steps.filter((step) => step.retry === true).length;
   }
 
   /**
@@ -422,6 +456,9 @@ export class RateSearch {
     if (this.#settling) {
       this.#settle(sample);
       if (this.#state === "confirm" && this.#remaining() <= PRE_MEASURE_SECONDS) this.#decide();
+      if (this.#retrying && this.#settling && this.#remaining() < this.#retryReserve()) {
+        this.#dropRetry();
+      }
       return this.#pausing ? RATE_MIN : this.#rate;
     }
     this.#window.push(sample);
@@ -433,9 +470,75 @@ export class RateSearch {
     if (this.#window.length < judgedSeconds) return this.#rate;
     const verdict = this.#judge(this.#window);
     const step = this.#record(verdict);
+    const retry = this.#retryWhy(step);
+    if (retry !== undefined) {
+      step.next = this.#retry(retry);
+      return this.#rate;
+    }
     this.#learn(verdict);
     step.next = this.#choose(verdict);
     return this.#rate;
+  }
+
+  /**
+   * Why a failed ramp or bisect step is judged once more before it counts (the retry rule), or
+   * undefined when it counts now: it passed, it was a retry itself, it failed by more than a
+   * stalled second explains, or warm-up has no time left for it before the confirm. The
+   * run's first step is retried whatever its failure: it also sees the cold start.
+   */
+  #retryWhy(step: RateSearchStep): string | undefined {
+    const verdict = step.verdict;
+    if (verdict.sustained || step.retry === true) return undefined;
+    if (
+      this.#remaining() - this.#stepSeconds(this.#state as "ramp" | "bisect") <
+      this.#confirmSeconds
+    ) {
+      return undefined;
+    }
+    if (this.steps.length === 1) return "the first step may have seen the cold start";
+    // Narrow: only the headroom rule's halved allowances failed; the window passes the whole
+    // bound, as the measured phase is judged.
+    const whole = judgeWindow(this.#window, {
+      subscriptions: this.#options.subscriptions,
+      publishP99MsMax: this.#options.publishP99MsMax,
+      heldSeconds: this.#options.heldSeconds ?? 0,
+    });
+    if (!whole.sustained) return undefined;
+    return "it failed only the headroom's half bound (one stalled second fails a short window)";
+  }
+
+  /** The seconds a retry still needs: its judged seconds, then the confirm's. */
+  #retryReserve(): number {
+    const judged = this.#state === "ramp" ? RAMP_JUDGED_SECONDS : BISECT_JUDGED_SECONDS;
+    return judged + this.#confirmSeconds;
+  }
+
+  /**
+   * A retry still settling (an overload's residue draining) when only its judged seconds and
+   * the confirm's are left is dropped: the failure counts as it was judged, and the search
+   * goes on from it. The retry never takes seconds from the confirm.
+   */
+  #dropRetry(): void {
+    this.#retrying = false;
+    const step = this.steps.at(-1);
+    if (step === undefined || step.verdict.sustained) {
+      throw new Error("dropRetry: a retry follows a failed step");
+    }
+    this.#learn(step.verdict);
+    step.next += `; dropped, no time left to settle it: ${this.#choose(step.verdict)}`;
+  }
+
+  /** Judges the current rate again, from a settling start, as its own step. */
+  #retry(why: string): string {
+    this.#retrying = true;
+    this.#pausing = false;
+    this.#afterFailure = true;
+    this.#settling = true;
+    this.#settleMin = this.steps.length === 1 ? FIRST_SETTLE_SECONDS : SETTLE_SECONDS;
+    this.#settleWindow = [];
+    this.#window = [];
+    this.#stepStartSecond = this.#seconds;
+    return `retry ${Math.round(this.#rate)} msg/s: ${why}`;
   }
 
   #record(verdict: SustainVerdict): RateSearchStep {
@@ -445,7 +548,9 @@ export class RateSearch {
       startSecond: this.#stepStartSecond,
       verdict,
       next: "",
+      ...(this.#retrying ? { retry: true as const } : {}),
     };
+    this.#retrying = false;
     this.steps.push(step);
     return step;
   }
@@ -471,20 +576,6 @@ export class RateSearch {
     let next: { state: "ramp" | "bisect"; rate: number };
     if (this.#state === "ramp" && verdict.sustained) {
       next = { state: "ramp", rate: this.#rate * RATE_SEARCH_GROWTH };
-    } else if (
-      this.steps.length === 1 &&
-      !this.#retried &&
-      this.#remaining() - this.#stepSeconds("ramp") >= this.#confirmSeconds
-    ) {
-      // The first step also sees the run's cold start (connections, JIT, group joins): it
-      // gets a second chance before the search goes below it.
-      this.#retried = true;
-      this.#lowestFailed = Number.POSITIVE_INFINITY;
-      this.#settling = true;
-      this.#settleWindow = [];
-      this.#window = [];
-      this.#stepStartSecond = this.#seconds;
-      return `retry ${Math.round(this.#rate)} msg/s: the first step may have seen the cold start`;
     } else if (low === 0) {
       next = { state: "ramp", rate: Math.max(RATE_MIN, high / RATE_SEARCH_GROWTH) };
     } else if (high / low <= RATE_SEARCH_PRECISION) {
@@ -502,6 +593,7 @@ export class RateSearch {
 
   #setRate(rate: number): void {
     this.#pausing = false;
+    this.#retrying = false;
     this.#afterFailure = this.steps.at(-1)?.verdict.sustained === false;
     if (rate !== this.#rate) {
       this.#window = [];

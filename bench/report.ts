@@ -264,10 +264,14 @@ export function searchSummary(result: Pick<BenchResult, "rateSearch">): string {
     .map((step) => {
       const mark = step.verdict.sustained ? "✓" : `✗ (${step.verdict.reasons.join("; ")})`;
       const rate = Math.round(step.rate).toLocaleString("en-US");
-      return `${step.state} ${rate} ${mark} [${STEP_RULES[step.state]}]`;
+      const retry = step.retry === true ? " (retry)" : "";
+      return `${step.state} ${rate}${retry} ${mark} [${STEP_RULES[step.state]}]`;
     })
     .join(" → ");
-  return `${steps}; measured at ${Math.round(search.heldRate).toLocaleString("en-US")} msg/s`;
+  const retried =
+    search.retriedSteps === undefined ? "" : `, ${search.retriedSteps} step(s) retried`;
+  const held = Math.round(search.heldRate).toLocaleString("en-US");
+  return `${steps}; measured at ${held} msg/s${retried}`;
 }
 
 function latencyAtLoadSummary(result: BenchResult): string {

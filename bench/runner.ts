@@ -118,7 +118,13 @@ export type BrokerCpu = {
 export type WorkerInfo = { label: string; clockOffsetMs: number; cpuPercent: number };
 
 /** The search's steps (backoffs included), its rules, and the rate it measured at. */
-export type RateSearchResult = { steps: RateSearchStep[]; heldRate: number; rules: SearchRules };
+export type RateSearchResult = {
+  steps: RateSearchStep[];
+  heldRate: number;
+  rules: SearchRules;
+  /** Steps judged again after failing only the headroom (the retry rule; absent before it). */
+  retriedSteps?: number;
+};
 
 export type RunOutcome = {
   startedAt: string;
@@ -554,7 +560,12 @@ class Timeline {
       rateSearch:
         search === undefined
           ? undefined
-          : { steps: search.steps, heldRate: search.rate, rules: search.rules },
+          : {
+              steps: search.steps,
+              heldRate: search.rate,
+              rules: search.rules,
+              retriedSteps: search.retriedSteps,
+            },
       measuredSeconds: failure === undefined ? measureSamples : measured.length,
       clientCpu: this.#clientCpu(atMeasure, atEnd),
       brokerCpu: this.#brokerCpu(atMeasure, atEnd),
@@ -722,9 +733,10 @@ export function progressLine(
   const total = Math.round(
     workload.warmupDurationSeconds + workload.testDurationSeconds + backoffSeconds,
   );
+  const retry = search?.retrying === true ? " retry" : "";
   const searching =
     search !== undefined && sample.phase === "warmup"
-      ? `  search ${search.state} ${formatCount(search.rate)} msg/s`
+      ? `  search ${search.state}${retry} ${formatCount(search.rate)} msg/s`
       : "";
   const publish = `${formatCount(sample.publishRate).padStart(9)} msg/s`;
   const p99 = `p99 pub ${sample.publishLatency.p99Ms.toFixed(1)}`;

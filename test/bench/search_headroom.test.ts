@@ -104,6 +104,7 @@ describe("max-rate search headroom", () => {
       backoffsMax: BACKOFFS_MAX,
       standingSecondsMin: STANDING_SECONDS_MIN,
       dirtySettleBytesMin: 64 * 1024 * 1024,
+      retryP99BoundMs: 100,
     });
   });
 });
@@ -275,6 +276,9 @@ testDurationSeconds: 7
     assert.equal(result.sustained, true);
     assert.equal(result.publishRate.length, 7);
     assert.equal(result.rateSearch?.rules.probeSeconds, PROBE_SECONDS);
+    // The retry rule's count is saved whether or not a step was retried.
+    const retried = steps.filter((step) => step.retry === true).length;
+    assert.equal(result.rateSearch?.retriedSteps, retried);
     assert.equal(typeof result.clientBound, "boolean");
     assert.match(result.boundBy, /client-bound/);
     const html = renderReport([result]);
@@ -283,5 +287,7 @@ testDurationSeconds: 7
     // The probe's reasons may start with a keep-up failure (a loaded machine) before its p99.
     assert.match(html, /backoff [\d,]+ ✗ \([^)]*publish p99 [\d.]+ ms &gt; 80 ms[^)]*\) \[probe\]/);
     assert.match(html, /confirm [\d,]+ [✓✗].*? \[confirm, headroom\]/);
+    assert.match(html, new RegExp(`measured at [\\d,]+ msg/s, ${retried} step\\(s\\) retried`));
+    assert.match(html, /retry: a ramp or bisect step failing only the headroom/);
   });
 });
