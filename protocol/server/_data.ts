@@ -69,10 +69,16 @@ function batchSize(records: Uint8Array, at: number): number {
  * The partitions of one request's topics, looked up once per topic: a request naming many
  * partitions of a missing topic, or partitions past a topic's count, costs one lookup and no
  * Error object each (an Error costs microseconds to build, and requests have 65,536 entries).
+ * The first topic's lookup is kept in fields and only further topics go into a Map: most
+ * requests name one topic, and a Map and an entry object per request were three of a
+ * Produce's and a Fetch's cells each (issue 16).
  */
 class PartitionFinder {
   #engine: Engine;
-  #topics = new Map<string, { logs: readonly PartitionLog[] } | { error: unknown }>();
+  #firstTopic: string | undefined;
+  #firstLogs: readonly PartitionLog[] = NO_LOGS;
+  #firstError: unknown;
+  #more: Map<string, TopicLookup> | undefined;
 
   constructor(engine: Engine) {
     this.#engine = engine;
@@ -80,26 +86,56 @@ class PartitionFinder {
 
   /** The log, or the wire code and message of why there is none. */
   find(topic: string, partition: number): PartitionLog | { code: number; message: string } {
-    let known = this.#topics.get(topic);
-    if (known === undefined) {
+    if (this.#firstTopic === undefined) {
+      this.#firstTopic = topic;
       try {
-        known = { logs: this.#engine.partitions(topic) };
+        this.#firstLogs = this.#engine.partitions(topic);
       } catch (error) {
-        known = { error };
+        this.#firstError = failure(error, topic);
       }
-      this.#topics.set(topic, known);
     }
-    if ("error" in known) return errorToWire(known.error);
-    const log = known.logs[partition];
+    if (this.#firstTopic === topic)
+      return this.#found(topic, partition, this.#firstLogs, this.#firstError);
+    this.#more ??= new Map();
+    let known = this.#more.get(topic);
+    if (known === undefined) {
+      known = { logs: NO_LOGS, error: undefined };
+      try {
+        known.logs = this.#engine.partitions(topic);
+      } catch (error) {
+        known.error = failure(error, topic);
+      }
+      this.#more.set(topic, known);
+    }
+    return this.#found(topic, partition, known.logs, known.error);
+  }
+
+  #found(
+    topic: string,
+    partition: number,
+    logs: readonly PartitionLog[],
+    error: unknown,
+  ): PartitionLog | { code: number; message: string } {
+    if (error !== undefined) return errorToWire(error);
+    const log = logs[partition];
     if (log === undefined) {
       return {
         code: WIRE_ERRORS.UNKNOWN_PARTITION,
-        message: `Topic '${topic}' has no partition ${partition} (it has ${known.logs.length})`,
+        message: `Topic '${topic}' has no partition ${partition} (it has ${logs.length})`,
       };
     }
     return log;
   }
 }
+
+/** A lookup's exception; a thrown undefined is still a failure, never taken for "no error". */
+function failure(error: unknown, topic: string): unknown {
+  return error ?? new Error(`looking up topic '${topic}' failed`);
+}
+
+/** One topic's logs, or why it has none (error set). */
+type TopicLookup = { logs: readonly PartitionLog[]; error: unknown };
+const NO_LOGS: readonly PartitionLog[] = Object.freeze([]);
 
 type Appended = {
   appends: Promise<AppendResult>[];
