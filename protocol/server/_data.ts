@@ -369,7 +369,7 @@ function produceAsAppended(
         records instanceof Uint8Array &&
         (records.length === 0 || batchSize(records, 0) !== records.length)
       ) {
-        produceBatches(log, result, records, lent).then(answer.onPartition, answer.onFailure);
+        answer.partitionSettles(produceBatches(log, result, records, lent));
         continue;
       }
       try {
