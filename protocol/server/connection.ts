@@ -31,7 +31,7 @@ import {
   errorResponse,
   REQUEST_HEADER_BYTES,
   type RequestHeader,
-  readRequestHeader,
+  readRequestHeaderInto,
 } from "../codec/frames.ts";
 import { errorToWire, ProtocolError, WIRE_ERRORS } from "../codec/errors.ts";
 import {
@@ -471,16 +471,24 @@ export class ServerConnection {
   #frame(payload: Uint8Array, lease: FrameLease | undefined, parts?: Uint8Array[]): void {
     if (this.closed || this.#closeAfterFlush) return;
     const reader = new Reader(payload);
-    let header: ReturnType<typeof readRequestHeader>;
+    // The context is the header's object too (read into it): one object per request.
+    const request: RequestContext = {
+      apiKey: 0,
+      apiVersion: 0,
+      correlationId: 0,
+      reader,
+      connection: this,
+      lease,
+    };
     try {
-      header = readRequestHeader(reader);
+      readRequestHeaderInto(reader, request);
     } catch (error) {
       this.#abort(`unreadable request header (${(error as Error).message})`);
       return;
     }
     const slot: Slot = {
-      correlationId: header.correlationId,
-      apiKey: header.apiKey,
+      correlationId: request.correlationId,
+      apiKey: request.apiKey,
       startedMs: this.#host.now(),
       arrivedAt: performance.now(),
       result: undefined,
@@ -488,15 +496,15 @@ export class ServerConnection {
       served: false,
     };
     this.#slots.push(slot);
-    const refusal = this.#refusal(header);
+    const refusal = this.#refusal(request);
     if (refusal !== undefined) {
       this.#host.refused(refusal.wireCode);
       this.#complete(slot, [
-        errorResponse(header.correlationId, refusal.wireCode, refusal.message),
+        errorResponse(request.correlationId, refusal.wireCode, refusal.message),
       ]);
       return;
     }
-    const dropped = this.#droppedAnswer(header, payload);
+    const dropped = this.#droppedAnswer(request, payload);
     if (dropped !== undefined) {
       this.#host.refused(WIRE_ERRORS.INVALID_REQUEST);
       this.#complete(slot, [dropped]);
@@ -505,7 +513,6 @@ export class ServerConnection {
     slot.served = true;
     this.#inFlight++;
     assert(this.#inFlight <= this.#host.limits.inFlightMax, "inFlight stays within inFlightMax");
-    const request: RequestContext = { ...header, reader, connection: this, lease };
     if (parts !== undefined) request.parts = parts;
     this.#run(slot, request);
     this.#updateFlow();
