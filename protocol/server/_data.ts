@@ -326,6 +326,20 @@ export function handleProduce(
   // Large batches are lent to the engine (kept as views, not copied) when the bytes allow it.
   const lent = { acks: produce.acks, lease: request.lease };
   if (produce.acks !== -1) return produceAsAppended(plane, request, produce, finder, lent);
+  return produceDurable(plane, request, produce, finder, lent);
+}
+
+/**
+ * acks -1: each topic's partitions answered once durable or at the request's timeout. A
+ * function of its own: its closures gave handleProduce a scope per call on every path.
+ */
+function produceDurable(
+  plane: DataPlane,
+  request: RequestContext,
+  produce: ProduceRequestIn,
+  finder: PartitionFinder,
+  lent: { acks: number; lease: BatchLease | undefined },
+): Promise<HandlerResult> {
   const deadline = startProduceDeadline(produce.timeoutMs);
   const topics = produce.topics.map(({ topic, partitions }) => {
     const pending = partitions.map((p) => startProduce(finder, topic, p, lent));

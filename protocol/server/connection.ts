@@ -555,13 +555,21 @@ export class ServerConnection {
     if (result instanceof PendingAnswer) {
       result.attach(this.#answerSink, slot);
     } else if (result instanceof Promise) {
-      result.then(
-        (chunks) => this.#complete(slot, chunks),
-        (error: unknown) => this.#failed(slot, error),
-      );
+      this.#completeWhenSettled(slot, result);
     } else {
       this.#complete(slot, result);
     }
+  }
+
+  /**
+   * A handler's promised answer. Its reactions are made here, not in #run: a closure there
+   * gave every request a scope for `slot`, PendingAnswers and synchronous answers included.
+   */
+  #completeWhenSettled(slot: Slot, result: Promise<HandlerResult>): void {
+    result.then(
+      (chunks) => this.#complete(slot, chunks),
+      (error: unknown) => this.#failed(slot, error),
+    );
   }
 
   /** A handler threw: an error response, unless it was a bug, which stops the server. */
