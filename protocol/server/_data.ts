@@ -33,7 +33,12 @@ import {
 } from "../codec/produce.ts";
 import { PartsReader, type Span } from "../codec/parts_reader.ts";
 import { errorToWire, WIRE_ERRORS } from "../codec/errors.ts";
-import { type HandlerResult, PendingAnswer, type RequestContext } from "./connection.ts";
+import {
+  type CloseListener,
+  type HandlerResult,
+  PendingAnswer,
+  type RequestContext,
+} from "./connection.ts";
 import {
   answersWithin,
   type ProduceDeadline,
@@ -595,7 +600,7 @@ function logsAtTail(plane: DataPlane, fetch: FetchRequestColumns): PartitionLog[
  * A fetch waiting for new data on any of its partitions, or for its wait to end
  * (_fetch_waits.ts keeps the waiting ones: no timer or data listener of its own).
  */
-class LongPoll extends PendingAnswer implements FetchWaiter {
+class LongPoll extends PendingAnswer implements FetchWaiter, CloseListener {
   readonly logs: PartitionLog[];
   readonly deadlineMs: number;
   heapIndex = -1;
@@ -603,7 +608,6 @@ class LongPoll extends PendingAnswer implements FetchWaiter {
   #request: RequestContext;
   #fetch: FetchRequestColumns;
   #settled = false;
-  #onClose = () => this.#finish();
 
   constructor(
     plane: DataPlane,
@@ -618,7 +622,7 @@ class LongPoll extends PendingAnswer implements FetchWaiter {
     this.#fetch = fetch;
     this.deadlineMs = performance.now() + wait.waitMs;
     this.logs = wait.logs;
-    request.connection.onClose(this.#onClose);
+    request.connection.whenClosed(this);
     plane.fetchWaits.add(this);
   }
 
@@ -640,6 +644,11 @@ class LongPoll extends PendingAnswer implements FetchWaiter {
     this.#finish();
   }
 
+  /** The client is gone: the wait ends (its answer is dropped with the connection). */
+  connectionClosed(): void {
+    this.#finish();
+  }
+
   /**
    * Stops waiting and answers with a fresh read. A failure (only ever a broken invariant)
    * fails the answer, so it reaches the connection rather than the timer or the engine
@@ -648,7 +657,7 @@ class LongPoll extends PendingAnswer implements FetchWaiter {
   #finish(failure?: unknown): void {
     if (this.#settled) return;
     this.#settled = true;
-    this.#request.connection.offClose(this.#onClose);
+    this.#request.connection.offClose(this);
     this.#plane.fetchWaits.remove(this);
     if (failure !== undefined) {
       this.fail(failure);

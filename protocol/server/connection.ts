@@ -135,6 +135,11 @@ export type RequestContext = {
   parts?: readonly Uint8Array[];
 };
 
+/** Told once when its connection's socket closes (ServerConnection.whenClosed). */
+export interface CloseListener {
+  connectionClosed(): void;
+}
+
 export type ServerConnectionHost = {
   limits: ServerLimits;
   /** The broker-wide budget of answer bytes waiting for sockets (connectionBuffersBytesMax). */
@@ -203,7 +208,7 @@ export class ServerConnection {
    * their answers weigh. Bounded by what one read delivers.
    */
   #backlog: Uint8Array[] = [];
-  #closeListeners = new Set<() => void>();
+  #closeListeners = new Set<(() => void) | CloseListener>();
   #endOnDrain = false;
   #closeAfterFlush = false;
   closed = false;
@@ -437,7 +442,10 @@ export class ServerConnection {
     this.#host.budget.adjust(-this.#reportedBytes);
     this.#reportedBytes = 0;
     this.#slots = [];
-    for (const listener of [...this.#closeListeners]) listener();
+    for (const listener of [...this.#closeListeners]) {
+      if (typeof listener === "function") listener();
+      else listener.connectionClosed();
+    }
     this.#closeListeners.clear();
   }
 
@@ -447,8 +455,16 @@ export class ServerConnection {
     return () => this.#closeListeners.delete(listener);
   }
 
-  /** Removes a listener added by onClose (as the function onClose returned does). */
-  offClose(listener: () => void): void {
+  /**
+   * onClose for an object that is told by a method and removes itself by offClose: a long
+   * poll per fetch made a function to be told by and a remover it never called (issue 16).
+   */
+  whenClosed(listener: CloseListener): void {
+    this.#closeListeners.add(listener);
+  }
+
+  /** Removes a listener added by onClose or whenClosed (as the function onClose returned does). */
+  offClose(listener: (() => void) | CloseListener): void {
     this.#closeListeners.delete(listener);
   }
 
