@@ -465,17 +465,12 @@ function readAll(
   const frame = new ChunkedFrame(request.correlationId, fetchResponseFieldBytes(fetch));
   const version = request.apiVersion === 2 ? 2 : 1;
   const finder = new PartitionFinder(plane.engine);
-  const budget = { left: fetch.maxBytes, taken: 0 };
-  const result: FetchPartitionResult = {
-    partition: 0,
-    errorCode: 0,
-    highWatermark: -1,
-    logStartOffset: -1,
-    records: NO_RECORDS,
-    resumeOffset: -1,
-  };
-  /** Where and how much to read of the partition at hand (read before readPartition returns). */
-  const wanted = { at: 0, bytesMax: 0 };
+  // Module scratch: readAll runs to its end without calling out to anything that reads again.
+  const budget = READ_BUDGET;
+  budget.left = fetch.maxBytes;
+  budget.taken = 0;
+  const result = READ_RESULT;
+  const wanted = READ_WANTED;
   let errors = false;
   frame.writer.u16(fetch.topics.length);
   for (const entries of fetch.topics) {
@@ -501,8 +496,23 @@ function readAll(
       writeFetchPartition(frame, result, version);
     }
   }
+  // Not held past the read: the views go out with the frame.
+  result.records = NO_RECORDS;
   return { frame, bytes: budget.taken, errors };
 }
+
+/** readAll's scratch, refilled for each partition (see readAll). */
+const READ_BUDGET = { left: 0, taken: 0 };
+const READ_RESULT: FetchPartitionResult = {
+  partition: 0,
+  errorCode: 0,
+  highWatermark: -1,
+  logStartOffset: -1,
+  records: NO_RECORDS,
+  resumeOffset: -1,
+};
+/** Where and how much to read of the partition at hand (read before readPartition returns). */
+const READ_WANTED = { at: 0, bytesMax: 0 };
 
 /**
  * One partition's part of a fetch, within what is left of max_bytes. A read that meets
