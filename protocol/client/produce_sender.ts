@@ -467,23 +467,31 @@ export class ProduceSender {
     const { acks, requestTimeoutMs: timeoutMs } = this.#settings;
     const request = new ProduceRequest(this.#requestOwner, ordered, batches, acks, timeoutMs);
     if (acks === 0) {
-      const build = (correlationId: number) => request.frame(correlationId);
-      connection.requestFrameWithoutResponse(API.Produce, build).then(
-        () => {
-          try {
-            for (const { queue, batch } of ordered) this.#succeeded(queue, batch, -1);
-          } catch (error) {
-            this.#requestFailed(ordered, error);
-            return;
-          }
-          this.#requestDone();
-        },
-        (error: unknown) => this.#requestFailed(ordered, error),
-      );
+      this.#sendUnanswered(connection, request, ordered);
       return;
     }
     // The request object takes the answer: no promise, reaction or closure per request.
     connection.requestFrameTo(API.Produce, request, this.#requestTimeout);
+  }
+
+  /**
+   * An acks 0 request: done once written. Its closures live here: in #send they gave every
+   * request a scope, acks 1 and all included.
+   */
+  #sendUnanswered(connection: ClientConnection, request: ProduceRequest, ordered: Picked[]): void {
+    const build = (correlationId: number) => request.frame(correlationId);
+    connection.requestFrameWithoutResponse(API.Produce, build).then(
+      () => {
+        try {
+          for (const { queue, batch } of ordered) this.#succeeded(queue, batch, -1);
+        } catch (error) {
+          this.#requestFailed(ordered, error);
+          return;
+        }
+        this.#requestDone();
+      },
+      (error: unknown) => this.#requestFailed(ordered, error),
+    );
   }
 
   /** What every ProduceRequest reports to: made once, not per request. */
@@ -703,6 +711,11 @@ export class ProduceSender {
 
 /** The picked batches with each topic's together, in the order the topics came first. */
 function byTopic(picked: Picked[]): Picked[] {
+  // Mostly one topic: then the order stands, with no Map and lists to find it out.
+  const first = picked[0]?.queue.topic;
+  let oneTopic = true;
+  for (const entry of picked) if (entry.queue.topic !== first) oneTopic = false;
+  if (oneTopic) return picked;
   const topics = new Map<string, Picked[]>();
   for (const entry of picked) {
     const list = topics.get(entry.queue.topic);
