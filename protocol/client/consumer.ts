@@ -22,7 +22,11 @@
 
 import { API } from "../codec/frames.ts";
 import type { Writer } from "../codec/wire.ts";
-import { visitFetchResponse } from "../codec/fetch.ts";
+import {
+  type FetchPartitionResult,
+  type FetchResponseVisitor,
+  visitFetchResponse,
+} from "../codec/fetch.ts";
 import { WIRE_ERRORS, errorFromWire } from "../codec/errors.ts";
 import { appendTo } from "./collections.ts";
 import { offsetSpecTimestamp } from "./admin.ts";
@@ -207,6 +211,7 @@ export class Consumer {
   #rotation = 0;
   #polling = false;
   #prefetch: Prefetch | undefined;
+  readonly #answers = new FetchAnswers();
   #failures = 0;
   #lastFailure: unknown;
   #autoCommitTimer: ReturnType<typeof setTimeout> | undefined;
@@ -662,7 +667,7 @@ export class Consumer {
       ),
     );
     // Read whole before any state changes: a malformed answer changes no position.
-    const answers = readFetchAnswers(body, targets);
+    const answers = this.#answers.read(body, targets);
     const taken: Fetched[] = [];
     for (let at = 0; at < targets.length; at++) {
       const highWatermark = answers.highWatermarks[at]!;
@@ -685,6 +690,7 @@ export class Consumer {
       state.position = nextOffsetFromHeaders(offset, bytes);
       taken.push({ state, offset, generation: gen, bytes, records: NOT_DECODED });
     }
+    this.#answers.release();
     // The poll waiting for this fetch takes its records now: the next fetch goes out first,
     // and the server reads and sends it while these records are decoded.
     if (this.#prefetch === undefined && this.#polling) this.#prefetchNext(maxWaitMs);
@@ -883,51 +889,68 @@ export class Consumer {
 }
 
 /**
+ * A fetch answer by target (the fetch's partitions, in request order): each one's high
+ * watermark (NaN: not in the answer), error code, and record views when it has any. Read into
+ * columns, with no object per partition: a consumer of 250 partitions gets an entry for each
+ * in every answer, most of them with nothing. One reader serves every fetch of a consumer
+ * (its columns are reused while the number of targets stays): #fetch reads an answer's
+ * columns before it returns, and answers are read one at a time, so no answer outlives the
+ * next read. It is its own visitor: no closures per answer.
+ */
+class FetchAnswers implements FetchResponseVisitor {
+  highWatermarks = new Float64Array(0);
+  errorCodes = new Int32Array(0);
+  records: (Uint8Array[] | undefined)[] = [];
+  #targets: readonly PartitionState[] = [];
+  #index = 0;
+  #topic = "";
+
+  read(body: Uint8Array | readonly Uint8Array[], targets: readonly PartitionState[]): this {
+    const count = targets.length;
+    if (this.highWatermarks.length !== count) {
+      this.highWatermarks = new Float64Array(count);
+      this.errorCodes = new Int32Array(count);
+      this.records = new Array<Uint8Array[] | undefined>(count);
+    }
+    this.highWatermarks.fill(Number.NaN);
+    this.errorCodes.fill(0);
+    this.records.fill(undefined);
+    this.#targets = targets;
+    this.#index = 0;
+    this.#topic = "";
+    try {
+      visitFetchResponse(body, this);
+    } finally {
+      // Not held past the read: the targets are the caller's.
+      this.#targets = [];
+    }
+    return this;
+  }
+
+  /** Drops the record views of the last answer (they are the caller's now). */
+  release(): void {
+    this.records.fill(undefined);
+  }
+
+  topic(name: string): void {
+    this.#topic = name;
+  }
+
+  partition(result: FetchPartitionResult): void {
+    // The server answers in the request's order: the next target, unless it is not.
+    const at = targetIndex(this.#targets, this.#index, this.#topic, result.partition);
+    if (at === -1) return;
+    this.#index = at + 1;
+    this.highWatermarks[at] = result.highWatermark;
+    this.errorCodes[at] = result.errorCode;
+    if (result.errorCode === 0 && !isEmpty(result.records)) this.records[at] = result.records;
+  }
+}
+
+/**
  * The index of the target a partition result answers: `from` when the server kept the
  * request's order (it does), else found by a scan; -1 for a partition not asked for.
  */
-/**
- * A fetch answer by target (the fetch's partitions, in request order): each one's high
- * watermark (NaN: not in the answer), error code, and record views when it has any.
- */
-type FetchAnswers = {
-  highWatermarks: Float64Array;
-  errorCodes: Int32Array;
-  records: (Uint8Array[] | undefined)[];
-};
-
-/**
- * Reads a fetch answer into columns by target, with no object per partition: a consumer of
- * 250 partitions gets an entry for each in every answer, most of them with nothing.
- */
-function readFetchAnswers(
-  body: Uint8Array | readonly Uint8Array[],
-  targets: readonly PartitionState[],
-): FetchAnswers {
-  const answers: FetchAnswers = {
-    highWatermarks: new Float64Array(targets.length).fill(Number.NaN),
-    errorCodes: new Int32Array(targets.length),
-    records: new Array<Uint8Array[] | undefined>(targets.length).fill(undefined),
-  };
-  let index = 0;
-  let topic = "";
-  visitFetchResponse(body, {
-    topic: (name) => {
-      topic = name;
-    },
-    partition: (result) => {
-      // The server answers in the request's order: the next target, unless it is not.
-      const at = targetIndex(targets, index, topic, result.partition);
-      if (at === -1) return;
-      index = at + 1;
-      answers.highWatermarks[at] = result.highWatermark;
-      answers.errorCodes[at] = result.errorCode;
-      if (result.errorCode === 0 && !isEmpty(result.records)) answers.records[at] = result.records;
-    },
-  });
-  return answers;
-}
-
 function targetIndex(
   targets: readonly PartitionState[],
   from: number,
