@@ -343,6 +343,8 @@ export class ClientConnection {
       end: () => socket.end(),
       destroy: () => socket.destroy(),
       remoteAddress: socket.remoteAddress,
+      // The Outbox reuses its coalescing buffer only for a socket that says so.
+      writeCopies: socket.writeCopies === true,
     };
     if (this.#closedError !== undefined) {
       socket.destroy();
@@ -904,19 +906,21 @@ export function toReader(frame: Uint8Array[]): Reader {
   return new Reader(joined(frame), RESPONSE_HEADER_BYTES);
 }
 
-/** A response frame's body as views, without the correlation id and error code. */
+/**
+ * A response frame's body as views, without the correlation id and error code. The frame's
+ * array is this response's own (the frame reader makes one per frame and keeps none): its
+ * views are trimmed in place, with no second array per response.
+ */
 function toBody(frame: Uint8Array[]): Uint8Array[] {
-  const body: Uint8Array[] = [];
   let skip = RESPONSE_HEADER_BYTES;
-  for (const view of frame) {
-    if (skip >= view.length) {
-      skip -= view.length;
-      continue;
-    }
-    body.push(skip === 0 ? view : view.subarray(skip));
-    skip = 0;
+  let drop = 0;
+  while (drop < frame.length && skip >= frame[drop]!.length) {
+    skip -= frame[drop]!.length;
+    drop++;
   }
-  return body;
+  if (drop > 0) frame.splice(0, drop);
+  if (frame.length > 0 && skip > 0) frame[0] = frame[0]!.subarray(skip);
+  return frame;
 }
 
 function readErrorMessage(reader: Reader): string {
