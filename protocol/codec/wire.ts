@@ -12,6 +12,11 @@ const TWO_32 = 0x1_0000_0000;
 const textEncoder = new TextEncoder();
 const textDecoder = new TextDecoder("utf-8", { fatal: true });
 
+function isAscii(value: string): boolean {
+  for (let i = 0; i < value.length; i++) if (value.charCodeAt(i) >= 0x80) return false;
+  return true;
+}
+
 export class Writer {
   #bytes: Uint8Array;
   #view: DataView;
@@ -86,6 +91,15 @@ export class Writer {
   }
 
   string(value: string): this {
+    // Names (topics, groups) are nearly always ASCII: written straight into the buffer, with
+    // no encoded copy per string.
+    if (value.length <= STRING_BYTES_MAX && isAscii(value)) {
+      const at = this.#reserve(2 + value.length);
+      this.#view.setUint16(at, value.length);
+      const bytes = this.#bytes;
+      for (let i = 0; i < value.length; i++) bytes[at + 2 + i] = value.charCodeAt(i);
+      return this;
+    }
     const bytes = textEncoder.encode(value);
     if (bytes.length > STRING_BYTES_MAX) {
       throw new RangeError(`string of ${bytes.length} bytes exceeds ${STRING_BYTES_MAX}`);
@@ -134,10 +148,14 @@ export class Reader {
     return this.end - this.#at;
   }
 
-  #take(bytes: number, what: string): number {
+  /**
+   * `suffix` completes `what` in the error message (" length", " count"): callers pass the two
+   * apart so that the name is joined only for an error, not as a string per field read.
+   */
+  #take(bytes: number, what: string, suffix = ""): number {
     if (bytes > this.end - this.#at) {
       throw ProtocolError.invalid(
-        `${what} needs ${bytes} bytes at position ${this.#at} but ${this.remaining} remain`,
+        `${what}${suffix} needs ${bytes} bytes at position ${this.#at} but ${this.remaining} remain`,
       );
     }
     const at = this.#at;
@@ -182,11 +200,11 @@ export class Reader {
   }
 
   bytes32(what = "bytes"): Uint8Array {
-    return this.raw(this.u32(`${what} length`), what);
+    return this.raw(this.#view.getUint32(this.#take(4, what, " length")), what);
   }
 
   string(what = "string"): string {
-    const length = this.u16(`${what} length`);
+    const length = this.#view.getUint16(this.#take(2, what, " length"));
     if (length > STRING_BYTES_MAX) {
       throw ProtocolError.invalid(`${what} of ${length} bytes exceeds ${STRING_BYTES_MAX}`);
     }
@@ -194,7 +212,7 @@ export class Reader {
   }
 
   nullableString(what = "string"): string | null {
-    const length = this.i16(`${what} length`);
+    const length = this.#view.getInt16(this.#take(2, what, " length"));
     if (length === -1) return null;
     if (length < 0) throw ProtocolError.invalid(`${what} length ${length} is invalid`);
     return decodeUtf8(this.raw(length, what), what);
@@ -202,7 +220,7 @@ export class Reader {
 
   /** A `[T]` count, checked against the bytes left: each item takes at least `itemBytesMin`. */
   count(what: string, itemBytesMin: number): number {
-    const count = this.u16(`${what} count`);
+    const count = this.#view.getUint16(this.#take(2, what, " count"));
     if (count * itemBytesMin > this.remaining) {
       throw ProtocolError.invalid(
         `${what} count ${count} needs at least ${count * itemBytesMin} bytes; ` +
