@@ -155,7 +155,8 @@ export class Reader {
   #take(bytes: number, what: string, suffix = ""): number {
     if (bytes > this.end - this.#at) {
       throw ProtocolError.invalid(
-        `${what}${suffix} needs ${bytes} bytes at position ${this.#at} but ${this.remaining} remain`,
+        `${what}${suffix} needs ${bytes} bytes at position ${this.#at} ` +
+          `but ${this.remaining} remain`,
       );
     }
     const at = this.#at;
