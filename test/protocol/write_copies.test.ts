@@ -142,7 +142,7 @@ const kinds: TransportKind[] = defaultTransport() === "bun" ? ["bun", "node"] : 
 
 describe("socket writes from a reused buffer", () => {
   for (const kind of kinds) {
-    test(`the ${kind} listener keeps no reference to written bytes if it says so`, async () => {
+    test(`the ${kind} listener keeps no reference to its writes if it says so`, async () => {
       const { claims, pushBacks, firstWrong } = await serverWrites(kind);
       assert.equal(claims, kind === "bun", "only Bun's sockets say their writes keep nothing");
       if (kind !== "bun") return;
@@ -150,7 +150,7 @@ describe("socket writes from a reused buffer", () => {
       assert.equal(firstWrong, -1, "every byte arrived as written");
     });
 
-    test(`the ${kind} client socket keeps no reference to written bytes if it says so`, async () => {
+    test(`the ${kind} client socket keeps no reference to its writes if it says so`, async () => {
       const { claims, pushBacks, firstWrong } = await clientWrites(kind);
       assert.equal(claims, kind === "bun", "only Bun's sockets say their writes keep nothing");
       if (kind !== "bun") return;
