@@ -98,8 +98,10 @@ export type PublishedBatch = {
 };
 
 const decoder = new TextDecoder();
-/** Round-robin position per topic for batches whose first record has no key. */
-/** Keyed by a topic's array of logs, so a deleted topic's entry goes with it. */
+/**
+ * Round-robin position per topic for batches whose first record has no key, keyed by the
+ * topic's array of logs, so a deleted topic's entry goes with it.
+ */
 const nextPartition = new WeakMap<readonly PartitionLog[], number>();
 
 /** The header lookup of a record without headers. */

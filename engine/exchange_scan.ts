@@ -56,9 +56,9 @@ export type RecordSpans = {
 const SPANS_INITIAL = 1_024;
 
 const spans: RecordSpans = allocate(SPANS_INITIAL);
-/** One cursor for every varint the scan reads, so reading allocates nothing. */
-/** Let go of after each read, so that the cursor never keeps a batch alive. */
+/** What the cursor holds between reads, so that it never keeps a batch alive. */
 const EMPTY = new Uint8Array(0);
+/** One cursor for every varint the scan reads, so reading allocates nothing. */
 const cursor: ByteCursor = { bytes: EMPTY, position: 0, end: 0 };
 const decoder = new TextDecoder();
 

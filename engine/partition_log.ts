@@ -515,13 +515,13 @@ export class PartitionLog {
     return total;
   }
 
-  /** Base offsets of the segments, oldest first. */
   /** The sealed segments, oldest first; none once the log is closed (for the scrubber). */
   sealedSegments(): Segment[] {
     if (this.#closed) return [];
     return this.#segments.filter((segment) => segment.sealed);
   }
 
+  /** Base offsets of the segments, oldest first. */
   segmentBaseOffsets(): number[] {
     return this.#segments.map((segment) => segment.baseOffset);
   }

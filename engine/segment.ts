@@ -247,12 +247,12 @@ export class Segment {
     this.#file.unpin();
   }
 
-  /** Bytes appended, written or not. */
   /** Bytes between sparse index entries: a batch lies at most about this far past its entry. */
   get indexIntervalBytes(): number {
     return this.#interval;
   }
 
+  /** Bytes appended, written or not. */
   get size(): number {
     return this.#size;
   }

@@ -49,6 +49,21 @@ export type FetchPartitionResult = {
   resumeOffset?: number;
 };
 
+/**
+ * A partition result with nothing in it, to be filled in place: readers and writers of fetch
+ * answers reuse one per answer instead of making one per partition.
+ */
+export function blankFetchPartitionResult(): FetchPartitionResult {
+  return {
+    partition: 0,
+    errorCode: 0,
+    highWatermark: -1,
+    logStartOffset: -1,
+    records: NO_RECORDS,
+    resumeOffset: -1,
+  };
+}
+
 export type FetchResponse = { topics: { topic: string; partitions: FetchPartitionResult[] }[] };
 
 const TOPIC_BYTES_MIN = 4;
@@ -208,14 +223,7 @@ export function visitFetchResponse(
   const reader = new ChunkReader(body instanceof Uint8Array ? [body] : body);
   const resultBytes = version === 2 ? RESULT_V2_BYTES_MIN : RESULT_BYTES_MIN;
   const topicCount = reader.count("topics", TOPIC_BYTES_MIN);
-  const result: FetchPartitionResult = {
-    partition: 0,
-    errorCode: 0,
-    highWatermark: -1,
-    logStartOffset: -1,
-    records: NO_RECORDS,
-    resumeOffset: -1,
-  };
+  const result = blankFetchPartitionResult();
   for (let t = 0; t < topicCount; t++) {
     const topic = reader.string("topic");
     const count = reader.count("partitions", resultBytes);

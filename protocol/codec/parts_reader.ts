@@ -9,7 +9,7 @@
 // The parts are read, never changed; a span inside one part comes back as one view.
 
 import { ProtocolError } from "./errors.ts";
-import { decodeUtf8, STRING_BYTES_MAX } from "./wire.ts";
+import { checkCount, decodeUtf8, STRING_BYTES_MAX } from "./wire.ts";
 
 /** The bytes of a field: one view, or the views of consecutive parts it spans (two or more). */
 export type Span = Uint8Array | readonly Uint8Array[];
@@ -125,15 +125,9 @@ export class PartsReader {
     return this.#number(4, what);
   }
 
+  /** A `[T]` count, checked as `Reader.count` checks it. */
   count(what: string, itemBytesMin: number): number {
-    const count = this.u16(`${what} count`);
-    if (count * itemBytesMin > this.remaining) {
-      throw ProtocolError.invalid(
-        `${what} count ${count} needs at least ${count * itemBytesMin} bytes; ` +
-          `${this.remaining} remain`,
-      );
-    }
-    return count;
+    return checkCount(what, this.u16(`${what} count`), itemBytesMin, this.remaining);
   }
 
   string(what = "string"): string {

@@ -222,13 +222,7 @@ export class Reader {
   /** A `[T]` count, checked against the bytes left: each item takes at least `itemBytesMin`. */
   count(what: string, itemBytesMin: number): number {
     const count = this.#view.getUint16(this.#take(2, what, " count"));
-    if (count * itemBytesMin > this.remaining) {
-      throw ProtocolError.invalid(
-        `${what} count ${count} needs at least ${count * itemBytesMin} bytes; ` +
-          `${this.remaining} remain`,
-      );
-    }
-    return count;
+    return checkCount(what, count, itemBytesMin, this.remaining);
   }
 
   /** Throws unless every byte of the frame was consumed. */
@@ -245,4 +239,22 @@ export function decodeUtf8(bytes: Uint8Array, what: string): string {
   } catch {
     throw ProtocolError.invalid(`${what} is not valid UTF-8`);
   }
+}
+
+/**
+ * Checks a `[T]` count against the bytes left before anything is allocated for it: each item
+ * takes at least `itemBytesMin`, so a count the frame cannot hold is rejected at once.
+ */
+export function checkCount(
+  what: string,
+  count: number,
+  itemBytesMin: number,
+  remaining: number,
+): number {
+  if (count * itemBytesMin > remaining) {
+    throw ProtocolError.invalid(
+      `${what} count ${count} needs at least ${count * itemBytesMin} bytes; ${remaining} remain`,
+    );
+  }
+  return count;
 }

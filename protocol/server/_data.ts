@@ -20,6 +20,7 @@ import {
 } from "../../record/mod.ts";
 import { ChunkedFrame } from "../codec/frames.ts";
 import {
+  blankFetchPartitionResult,
   type FetchPartitionResult,
   type FetchRequestColumns,
   readFetchRequestColumns,
@@ -503,14 +504,7 @@ function readAll(
 
 /** readAll's scratch, refilled for each partition (see readAll). */
 const READ_BUDGET = { left: 0, taken: 0 };
-const READ_RESULT: FetchPartitionResult = {
-  partition: 0,
-  errorCode: 0,
-  highWatermark: -1,
-  logStartOffset: -1,
-  records: NO_RECORDS,
-  resumeOffset: -1,
-};
+const READ_RESULT: FetchPartitionResult = blankFetchPartitionResult();
 /** Where and how much to read of the partition at hand (read before readPartition returns). */
 const READ_WANTED = { at: 0, bytesMax: 0 };
 

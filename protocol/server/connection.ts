@@ -655,10 +655,6 @@ export class ServerConnection {
     }
   }
 
-  /**
-   * Pauses reading while too many answers wait, too many answer bytes wait for the socket, or
-   * an acks-0 Produce waits for a request to complete; resumes after.
-   */
   /** Tells the broker-wide budget how many answer bytes this connection has waiting. */
   #reportQueued(): void {
     if (this.closed) return;
@@ -682,6 +678,10 @@ export class ServerConnection {
     if (!this.closed) this.#updateFlow();
   };
 
+  /**
+   * Pauses reading while too many answers wait, too many answer bytes wait for the socket, or
+   * an acks-0 Produce waits for a request to complete; resumes after.
+   */
   #updateFlow(): void {
     const limits = this.#host.limits;
     const head = this.#backlog[0];
