@@ -284,6 +284,7 @@ export class ClientConnection {
   #waitingHead = 0;
   /** Chunks of the frames made this tick, handed to the Outbox together. */
   #outgoing: Uint8Array[] = [];
+  #spareOutgoing: Uint8Array[] = [];
   #flushScheduled = false;
   /** The one timer of the requests' timeouts, and when it is due (see #armDeadline). */
   #deadlineTimer: ReturnType<typeof setTimeout> | undefined;
@@ -661,16 +662,25 @@ export class ClientConnection {
    * frame too large) reaches `slot.failed` in a microtask, never inside this call, as a
    * rejection would: the caller's own state is settled before its failure handler runs.
    */
-  requestFrameTo(apiKey: number, slot: FrameSlot, options?: Pick<RequestOptions, "timeoutMs">) {
+  requestFrameTo(
+    apiKey: number,
+    slot: FrameSlot,
+    options?: Pick<RequestOptions, "timeoutMs"> & { callerFlushes?: boolean },
+  ) {
     const timeoutMs = options?.timeoutMs ?? this.#settings.requestTimeoutMs;
     let problem: Error | undefined;
     if (!this.#supported.has(apiKey)) {
       problem = new ClientError("UNSUPPORTED_SERVER", `The server does not offer api ${apiKey} v1`);
     } else {
+      // A caller that calls flush() before it returns (the producer, after all its requests)
+      // needs no hand-over at the end of the turn: none is scheduled for it.
+      this.#sendingNow = options?.callerFlushes === true;
       try {
         problem = this.#send(apiKey, slot, slot, timeoutMs);
       } catch (error) {
         problem = error instanceof Error ? error : new Error(String(error));
+      } finally {
+        this.#sendingNow = false;
       }
     }
     if (problem !== undefined) {
@@ -862,11 +872,15 @@ export class ClientConnection {
     const outbox = this.#outbox;
     if (this.#closedError !== undefined || outbox === undefined) return;
     if (this.#outgoing.length === 0) return;
+    // Two lists, swapped: the Outbox copies the chunks into its queue, so the one handed over
+    // is emptied and kept for the next flush (no array per flush).
     const chunks = this.#outgoing;
-    this.#outgoing = [];
+    this.#outgoing = this.#spareOutgoing;
     this.#outgoingBytes = 0;
     // The Outbox writes at once unless the socket pushed back; then it waits for drain.
     outbox.enqueue(chunks);
+    chunks.length = 0;
+    this.#spareOutgoing = chunks;
     if (this.#unanswered.length > 0) this.#settleWritten();
   }
 

@@ -275,14 +275,19 @@ export class ProduceSender {
     const now = Date.now();
     this.#expire(now);
     let sent = false;
-    while (this.#requestsInFlight < this.#settings.maxInFlight) {
-      const picked = this.#pick(now, connection.frameBytesMax);
-      if (picked.length === 0) break;
-      this.#send(connection, picked);
-      sent = true;
+    try {
+      while (this.#requestsInFlight < this.#settings.maxInFlight) {
+        const picked = this.#pick(now, connection.frameBytesMax);
+        if (picked.length === 0) break;
+        sent = true;
+        this.#send(connection, picked);
+      }
+    } finally {
+      // Everything sendable is in the requests made above: no reason to wait for the turn's
+      // end. Its requests scheduled no hand-over (callerFlushes): this flush is theirs, also
+      // after a failure.
+      if (sent) connection.flush();
     }
-    // Everything sendable is in the requests made above: no reason to wait for the turn's end.
-    if (sent) connection.flush();
   }
 
   #connect(): void {
@@ -500,12 +505,15 @@ export class ProduceSender {
     failed: (picked, error) => this.#requestFailed(picked, error),
   };
 
-  /** requestFrameTo's options, the same for every request of this sender. */
-  get #requestTimeout(): { timeoutMs: number } {
+  /**
+   * requestFrameTo's options, the same for every request of this sender. #drain flushes the
+   * connection after the requests it sends (callerFlushes).
+   */
+  get #requestTimeout(): { timeoutMs: number; callerFlushes: boolean } {
     this.#timeoutOption.timeoutMs = this.#settings.requestTimeoutMs;
     return this.#timeoutOption;
   }
-  readonly #timeoutOption = { timeoutMs: 0 };
+  readonly #timeoutOption = { timeoutMs: 0, callerFlushes: true };
 
   #requestAnswered(picked: Picked[], frame: Uint8Array[]): void {
     try {
