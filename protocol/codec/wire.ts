@@ -127,15 +127,24 @@ export class Writer {
   }
 }
 
+// The Reader reads big-endian fields from its bytes directly: a DataView per Reader (one per
+// request on the server, one per produce answer on the client) was a cell of its own.
+function u16At(bytes: Uint8Array, at: number): number {
+  return (bytes[at]! << 8) | bytes[at + 1]!;
+}
+
+/** A signed 32-bit big-endian integer (>>> 0 makes it unsigned). */
+function i32At(bytes: Uint8Array, at: number): number {
+  return (bytes[at]! << 24) | (bytes[at + 1]! << 16) | (bytes[at + 2]! << 8) | bytes[at + 3]!;
+}
+
 export class Reader {
   readonly bytes: Uint8Array;
-  #view: DataView;
   #at: number;
   readonly end: number;
 
   constructor(bytes: Uint8Array, at = 0, end = bytes.length) {
     this.bytes = bytes;
-    this.#view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
     this.#at = at;
     this.end = end;
   }
@@ -165,29 +174,29 @@ export class Reader {
   }
 
   i8(what = "i8"): number {
-    return this.#view.getInt8(this.#take(1, what));
+    return (this.bytes[this.#take(1, what)]! << 24) >> 24;
   }
 
   u8(what = "u8"): number {
-    return this.#view.getUint8(this.#take(1, what));
+    return this.bytes[this.#take(1, what)]!;
   }
 
   u16(what = "u16"): number {
-    return this.#view.getUint16(this.#take(2, what));
+    return u16At(this.bytes, this.#take(2, what));
   }
 
   i16(what = "i16"): number {
-    return this.#view.getInt16(this.#take(2, what));
+    return (u16At(this.bytes, this.#take(2, what)) << 16) >> 16;
   }
 
   u32(what = "u32"): number {
-    return this.#view.getUint32(this.#take(4, what));
+    return i32At(this.bytes, this.#take(4, what)) >>> 0;
   }
 
   i64(what = "i64"): number {
     const at = this.#take(8, what);
-    const high = this.#view.getInt32(at);
-    const low = this.#view.getUint32(at + 4);
+    const high = i32At(this.bytes, at);
+    const low = i32At(this.bytes, at + 4) >>> 0;
     if (high >= 0x20_0000 || high < -0x20_0000) {
       throw ProtocolError.invalid(`${what} at position ${at} is outside ±(2^53 - 1)`);
     }
@@ -201,11 +210,11 @@ export class Reader {
   }
 
   bytes32(what = "bytes"): Uint8Array {
-    return this.raw(this.#view.getUint32(this.#take(4, what, " length")), what);
+    return this.raw(i32At(this.bytes, this.#take(4, what, " length")) >>> 0, what);
   }
 
   string(what = "string"): string {
-    const length = this.#view.getUint16(this.#take(2, what, " length"));
+    const length = u16At(this.bytes, this.#take(2, what, " length"));
     if (length > STRING_BYTES_MAX) {
       throw ProtocolError.invalid(`${what} of ${length} bytes exceeds ${STRING_BYTES_MAX}`);
     }
@@ -213,7 +222,7 @@ export class Reader {
   }
 
   nullableString(what = "string"): string | null {
-    const length = this.#view.getInt16(this.#take(2, what, " length"));
+    const length = (u16At(this.bytes, this.#take(2, what, " length")) << 16) >> 16;
     if (length === -1) return null;
     if (length < 0) throw ProtocolError.invalid(`${what} length ${length} is invalid`);
     return decodeUtf8(this.raw(length, what), what);
@@ -221,7 +230,7 @@ export class Reader {
 
   /** A `[T]` count, checked against the bytes left: each item takes at least `itemBytesMin`. */
   count(what: string, itemBytesMin: number): number {
-    const count = this.#view.getUint16(this.#take(2, what, " count"));
+    const count = u16At(this.bytes, this.#take(2, what, " count"));
     return checkCount(what, count, itemBytesMin, this.remaining);
   }
 
