@@ -19,12 +19,10 @@ function isAscii(value: string): boolean {
 
 export class Writer {
   #bytes: Uint8Array;
-  #view: DataView;
   #length = 0;
 
   constructor(capacity = INITIAL_WRITER_BYTES) {
     this.#bytes = new Uint8Array(capacity);
-    this.#view = new DataView(this.#bytes.buffer);
   }
 
   get length(): number {
@@ -38,7 +36,6 @@ export class Writer {
       const grown = new Uint8Array(Math.max(needed, this.#bytes.length * 2));
       grown.set(this.#bytes.subarray(0, at));
       this.#bytes = grown;
-      this.#view = new DataView(grown.buffer);
     }
     this.#length = needed;
     return at;
@@ -46,31 +43,31 @@ export class Writer {
 
   i8(value: number): this {
     const at = this.#reserve(1);
-    this.#view.setInt8(at, value);
+    this.#bytes[at] = value;
     return this;
   }
 
   u8(value: number): this {
     const at = this.#reserve(1);
-    this.#view.setUint8(at, value);
+    this.#bytes[at] = value;
     return this;
   }
 
   u16(value: number): this {
     const at = this.#reserve(2);
-    this.#view.setUint16(at, value);
+    putU16(this.#bytes, at, value);
     return this;
   }
 
   i16(value: number): this {
     const at = this.#reserve(2);
-    this.#view.setInt16(at, value);
+    putU16(this.#bytes, at, value);
     return this;
   }
 
   u32(value: number): this {
     const at = this.#reserve(4);
-    this.#view.setUint32(at, value);
+    putU32(this.#bytes, at, value);
     return this;
   }
 
@@ -78,8 +75,8 @@ export class Writer {
     if (!Number.isSafeInteger(value)) throw new RangeError(`int64 value ${value} is not safe`);
     const at = this.#reserve(8);
     const high = Math.floor(value / TWO_32);
-    this.#view.setInt32(at, high);
-    this.#view.setUint32(at + 4, value - high * TWO_32);
+    putU32(this.#bytes, at, high);
+    putU32(this.#bytes, at + 4, value - high * TWO_32);
     return this;
   }
 
@@ -95,7 +92,7 @@ export class Writer {
     // no encoded copy per string.
     if (value.length <= STRING_BYTES_MAX && isAscii(value)) {
       const at = this.#reserve(2 + value.length);
-      this.#view.setUint16(at, value.length);
+      putU16(this.#bytes, at, value.length);
       const bytes = this.#bytes;
       for (let i = 0; i < value.length; i++) bytes[at + 2 + i] = value.charCodeAt(i);
       return this;
@@ -118,7 +115,7 @@ export class Writer {
   }
 
   patchU32(at: number, value: number): void {
-    this.#view.setUint32(at, value);
+    putU32(this.#bytes, at, value);
   }
 
   /** The bytes written so far (a view; the writer must not be used afterwards). */
@@ -127,8 +124,23 @@ export class Writer {
   }
 }
 
-// The Reader reads big-endian fields from its bytes directly: a DataView per Reader (one per
-// request on the server, one per produce answer on the client) was a cell of its own.
+// Writer and Reader store and read big-endian fields in their bytes directly: a DataView per
+// Reader and per Writer (several per request and answer) was a cell of its own, and made the
+// runtime build an ArrayBuffer object for the bytes as well.
+/** The low 16 bits of `value`, big-endian (signed or not: a Uint8Array stores mod 256). */
+function putU16(bytes: Uint8Array, at: number, value: number): void {
+  bytes[at] = value >>> 8;
+  bytes[at + 1] = value;
+}
+
+/** The low 32 bits of `value`, big-endian. */
+function putU32(bytes: Uint8Array, at: number, value: number): void {
+  bytes[at] = value >>> 24;
+  bytes[at + 1] = value >>> 16;
+  bytes[at + 2] = value >>> 8;
+  bytes[at + 3] = value;
+}
+
 function u16At(bytes: Uint8Array, at: number): number {
   return (bytes[at]! << 8) | bytes[at + 1]!;
 }
