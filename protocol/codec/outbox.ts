@@ -1,7 +1,9 @@
 // The write side of one connection, on the server (responses) and on the client (requests): a
 // queue of frame chunks written to the socket in order, small chunks coalesced into one write
 // (each socket write costs microseconds), large ones (record batches) written as they are. What
-// the socket does not take waits for `drain`.
+// the socket does not take waits for `drain`. Coalescing copies into one buffer reused for every
+// write when the socket keeps no reference to what it is given (`writeCopies`: Bun's sockets),
+// else into a fresh buffer per write (node:net holds it until sent).
 //
 //   queue: [hdr 40B][hdr 26B][batches 1 MiB][hdr 26B] ...
 //   write 1: hdr+hdr coalesced (66 B)   write 2: the 1 MiB view   write 3: ...
