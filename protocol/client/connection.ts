@@ -156,6 +156,54 @@ class PromiseSlot<T> implements AnswerSlot {
   }
 }
 
+/**
+ * A request whose body a callback writes, answered through a promise (request,
+ * requestChunks): the frame builder, the request header and the promise's slot in one object.
+ * They were a builder closure and its scope, a header object and a PromiseSlot per request
+ * (every consumer fetch).
+ */
+class BodyRequest<T> implements FrameSlot {
+  readonly apiKey: number;
+  readonly apiVersion: number;
+  correlationId = 0;
+  readonly #map: (frame: Uint8Array[]) => T;
+  readonly #writeBody: (writer: Writer) => void;
+  readonly #capacity: number;
+  readonly #settle: (value: T) => void;
+  readonly #reject: (reason: unknown) => void;
+
+  constructor(
+    request: { apiKey: number; apiVersion: number; capacity: number },
+    writeBody: (writer: Writer) => void,
+    map: (frame: Uint8Array[]) => T,
+    settled: { resolve: (value: T) => void; reject: (reason: unknown) => void },
+  ) {
+    this.apiKey = request.apiKey;
+    this.apiVersion = request.apiVersion;
+    this.#capacity = request.capacity;
+    this.#writeBody = writeBody;
+    this.#map = map;
+    this.#settle = settled.resolve;
+    this.#reject = settled.reject;
+  }
+
+  /** The frame in one Writer, allocated at the hinted size (see #frameOf). */
+  frame(correlationId: number): Uint8Array[] {
+    this.correlationId = correlationId;
+    const writer = startRequest(this, this.#capacity);
+    this.#writeBody(writer);
+    return [finishFrame(writer)];
+  }
+
+  answered(frame: Uint8Array[]): void {
+    this.#settle(this.#map(frame));
+  }
+
+  failed(error: Error): void {
+    this.#reject(error);
+  }
+}
+
 type Pending = {
   apiKey: number;
   slot: AnswerSlot;
@@ -236,6 +284,7 @@ export class ClientConnection {
   #waitingHead = 0;
   /** Chunks of the frames made this tick, handed to the Outbox together. */
   #outgoing: Uint8Array[] = [];
+  #spareOutgoing: Uint8Array[] = [];
   #flushScheduled = false;
   /** The one timer of the requests' timeouts, and when it is due (see #armDeadline). */
   #deadlineTimer: ReturnType<typeof setTimeout> | undefined;
@@ -343,6 +392,8 @@ export class ClientConnection {
       end: () => socket.end(),
       destroy: () => socket.destroy(),
       remoteAddress: socket.remoteAddress,
+      // The Outbox reuses its coalescing buffer only for a socket that says so.
+      writeCopies: socket.writeCopies === true,
     };
     if (this.#closedError !== undefined) {
       socket.destroy();
@@ -449,8 +500,7 @@ export class ClientConnection {
     writeBody: (writer: Writer) => void,
     options?: RequestOptions,
   ): Promise<Reader> {
-    const frame = this.#frameOf(apiKey, writeBody, options?.bodyBytesHint, options?.apiVersion);
-    const response = this.#request(toReader, apiKey, frame, options?.timeoutMs);
+    const response = this.#requestBody(toReader, apiKey, writeBody, options);
     if (options?.sendNow === true) this.#flush();
     return response;
   }
@@ -479,19 +529,56 @@ export class ClientConnection {
     writeBody: (writer: Writer) => void,
     options?: RequestOptions,
   ): Promise<Uint8Array[]> {
-    const frame = this.#frameOf(apiKey, writeBody, options?.bodyBytesHint, options?.apiVersion);
     const sendNow = options?.sendNow === true;
     // Sent at once below: no hand-over at the end of the turn is scheduled for it.
     this.#sendingNow = sendNow;
     let response: Promise<Uint8Array[]>;
     try {
-      response = this.#request(toBody, apiKey, frame, options?.timeoutMs);
+      response = this.#requestBody(toBody, apiKey, writeBody, options);
     } finally {
       this.#sendingNow = false;
     }
     if (sendNow) this.#flush();
     return response;
   }
+
+  /** `#request` for a body written by `writeBody`, as one BodyRequest (no closures). */
+  #requestBody<T>(
+    map: (frame: Uint8Array[]) => T,
+    apiKey: number,
+    writeBody: (writer: Writer) => void,
+    options: RequestOptions | undefined,
+  ): Promise<T> {
+    if (!this.#supported.has(apiKey)) {
+      return Promise.reject(
+        new ClientError("UNSUPPORTED_SERVER", `The server does not offer api ${apiKey} v1`),
+      );
+    }
+    // The client also runs on Node 20, which lacks Promise.withResolvers: a module-level
+    // executor hands the functions over instead of a closure per request.
+    const promise = new Promise<T>(takeResolvers);
+    const reject = RESOLVERS.reject;
+    const shape = this.#bodyShape;
+    shape.apiKey = apiKey;
+    shape.apiVersion = options?.apiVersion ?? API_VERSION;
+    // As #frameOf: the Writer is allocated once at the hinted size, never grown.
+    const hint = options?.bodyBytesHint ?? 0;
+    shape.capacity = 256 + Math.min(Math.max(hint, 0), this.frameBytesMax);
+    const slot = new BodyRequest(shape, writeBody, map, RESOLVERS);
+    RESOLVERS.resolve = ignoreSettlement;
+    RESOLVERS.reject = ignoreSettlement;
+    const timeoutMs = options?.timeoutMs ?? this.#settings.requestTimeoutMs;
+    try {
+      const problem = this.#send(apiKey, slot, slot, timeoutMs);
+      if (problem !== undefined) reject(problem);
+    } catch (error) {
+      // As from a promise's executor: a builder's exception rejects, it is never thrown.
+      reject(error);
+    }
+    return promise;
+  }
+  /** BodyRequest's constructor arguments, read before it returns: one object for all. */
+  readonly #bodyShape = { apiKey: 0, apiVersion: 0, capacity: 0 };
 
   #request<T>(
     map: (frame: Uint8Array[]) => T,
@@ -575,16 +662,25 @@ export class ClientConnection {
    * frame too large) reaches `slot.failed` in a microtask, never inside this call, as a
    * rejection would: the caller's own state is settled before its failure handler runs.
    */
-  requestFrameTo(apiKey: number, slot: FrameSlot, options?: Pick<RequestOptions, "timeoutMs">) {
+  requestFrameTo(
+    apiKey: number,
+    slot: FrameSlot,
+    options?: Pick<RequestOptions, "timeoutMs"> & { callerFlushes?: boolean },
+  ) {
     const timeoutMs = options?.timeoutMs ?? this.#settings.requestTimeoutMs;
     let problem: Error | undefined;
     if (!this.#supported.has(apiKey)) {
       problem = new ClientError("UNSUPPORTED_SERVER", `The server does not offer api ${apiKey} v1`);
     } else {
+      // A caller that calls flush() before it returns (the producer, after all its requests)
+      // needs no hand-over at the end of the turn: none is scheduled for it.
+      this.#sendingNow = options?.callerFlushes === true;
       try {
         problem = this.#send(apiKey, slot, slot, timeoutMs);
       } catch (error) {
         problem = error instanceof Error ? error : new Error(String(error));
+      } finally {
+        this.#sendingNow = false;
       }
     }
     if (problem !== undefined) {
@@ -776,11 +872,15 @@ export class ClientConnection {
     const outbox = this.#outbox;
     if (this.#closedError !== undefined || outbox === undefined) return;
     if (this.#outgoing.length === 0) return;
+    // Two lists, swapped: the Outbox copies the chunks into its queue, so the one handed over
+    // is emptied and kept for the next flush (no array per flush).
     const chunks = this.#outgoing;
-    this.#outgoing = [];
+    this.#outgoing = this.#spareOutgoing;
     this.#outgoingBytes = 0;
     // The Outbox writes at once unless the socket pushed back; then it waits for drain.
     outbox.enqueue(chunks);
+    chunks.length = 0;
+    this.#spareOutgoing = chunks;
     if (this.#unanswered.length > 0) this.#settleWritten();
   }
 
@@ -896,6 +996,22 @@ function joined(views: Uint8Array[]): Uint8Array {
   return views.length === 1 ? views[0]! : joinViews(views);
 }
 
+/**
+ * The resolving functions of the promise being made in #requestBody: its executor puts them
+ * here, and they are taken (and these reset) before anything else runs.
+ */
+const RESOLVERS: { resolve: (value: unknown) => void; reject: (reason: unknown) => void } = {
+  resolve: ignoreSettlement,
+  reject: ignoreSettlement,
+};
+
+function takeResolvers(resolve: (value: never) => void, reject: (reason: unknown) => void): void {
+  RESOLVERS.resolve = resolve as (value: unknown) => void;
+  RESOLVERS.reject = reject;
+}
+
+function ignoreSettlement(_value: unknown): void {}
+
 /** An acks-0 request's promise resolves with nothing. */
 function ignoreFrame(_frame: Uint8Array[]): void {}
 
@@ -904,19 +1020,21 @@ export function toReader(frame: Uint8Array[]): Reader {
   return new Reader(joined(frame), RESPONSE_HEADER_BYTES);
 }
 
-/** A response frame's body as views, without the correlation id and error code. */
+/**
+ * A response frame's body as views, without the correlation id and error code. The frame's
+ * array is this response's own (the frame reader makes one per frame and keeps none): its
+ * views are trimmed in place, with no second array per response.
+ */
 function toBody(frame: Uint8Array[]): Uint8Array[] {
-  const body: Uint8Array[] = [];
   let skip = RESPONSE_HEADER_BYTES;
-  for (const view of frame) {
-    if (skip >= view.length) {
-      skip -= view.length;
-      continue;
-    }
-    body.push(skip === 0 ? view : view.subarray(skip));
-    skip = 0;
+  let drop = 0;
+  while (drop < frame.length && skip >= frame[drop]!.length) {
+    skip -= frame[drop]!.length;
+    drop++;
   }
-  return body;
+  if (drop > 0) frame.splice(0, drop);
+  if (frame.length > 0 && skip > 0) frame[0] = frame[0]!.subarray(skip);
+  return frame;
 }
 
 function readErrorMessage(reader: Reader): string {

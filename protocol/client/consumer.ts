@@ -22,7 +22,11 @@
 
 import { API } from "../codec/frames.ts";
 import type { Writer } from "../codec/wire.ts";
-import { visitFetchResponse } from "../codec/fetch.ts";
+import {
+  type FetchPartitionResult,
+  type FetchResponseVisitor,
+  visitFetchResponse,
+} from "../codec/fetch.ts";
 import { WIRE_ERRORS, errorFromWire } from "../codec/errors.ts";
 import { appendTo } from "./collections.ts";
 import { offsetSpecTimestamp } from "./admin.ts";
@@ -166,6 +170,16 @@ function checkTopicPartition(value: TopicPartition, what: string): void {
   }
 }
 
+/** A position known and not paused: the partition goes into the next fetch. */
+function fetchable(state: PartitionState): boolean {
+  return state.position !== undefined && !state.paused;
+}
+
+/** Marks a prefetch's promise handled: its failure reaches the poll that takes it. */
+function ignoreFailure(): undefined {
+  return undefined;
+}
+
 function byTopic(states: readonly { topic: string; partition: number }[]): TopicPartitions[] {
   const topics = new Map<string, number[]>();
   for (const { topic, partition } of states) {
@@ -184,6 +198,11 @@ export class Consumer {
   #mode: "none" | "subscribe" | "assign" = "none";
   #member: GroupMember | undefined;
   #states = new Map<string, PartitionState>();
+  /**
+   * The values of #states, in its order, kept beside it (#setStates): the per-poll loops walk
+   * this array, where each loop over the Map made an iterator (five per poll and fetch).
+   */
+  #stateList: PartitionState[] = [];
   #startReset: OffsetReset;
   #fatal: Error | undefined;
   /** A partition's failure, thrown by the next poll. */
@@ -192,6 +211,7 @@ export class Consumer {
   #rotation = 0;
   #polling = false;
   #prefetch: Prefetch | undefined;
+  readonly #answers = new FetchAnswers();
   #failures = 0;
   #lastFailure: unknown;
   #autoCommitTimer: ReturnType<typeof setTimeout> | undefined;
@@ -288,7 +308,7 @@ export class Consumer {
       if (offset !== undefined) moveTo(state, checkedOffset(offset));
       next.set(key, state);
     }
-    this.#states = next;
+    this.#setStates(next);
     this.#armAutoCommit();
     this.#wake();
   }
@@ -312,8 +332,13 @@ export class Consumer {
         );
       }
     }
-    this.#states = next;
+    this.#setStates(next);
     this.#wake();
+  }
+
+  #setStates(next: Map<string, PartitionState>): void {
+    this.#states = next;
+    this.#stateList = [...next.values()];
   }
 
   /** Moves a partition's position; the next fetch reads from `offset`. */
@@ -393,15 +418,30 @@ export class Consumer {
     if (this.#polling) throw new TypeError("poll() called while another poll is running");
     this.#polling = true;
     try {
-      for (const state of this.#states.values()) state.consumed = state.delivered;
-      const fetched = await this.#pollOnce(maxWaitMs);
-      const records: ConsumerRecord[] = [];
+      for (const state of this.#stateList) state.consumed = state.delivered;
+      // The usual poll awaits the prefetch here, in this frame: no #pollOnce frame and promise.
+      const ready = this.#readyPrefetch(maxWaitMs);
+      let fetched: Fetched[];
+      if (ready === undefined) {
+        fetched = await this.#pollOnce(maxWaitMs);
+      } else {
+        try {
+          fetched = await ready;
+          this.#tookFetch(maxWaitMs);
+        } catch (error) {
+          fetched = await this.#pollFailed(error);
+        }
+      }
+      // The first partition's decoded array is this poll's answer, the others' records added
+      // to it: each is a fresh array of that fetch's Fetched, which no one keeps past the poll.
+      let records: ConsumerRecord[] | undefined;
       for (const { state, generation, records: batch } of fetched) {
         if (batch.length === 0 || !this.#current(state, generation)) continue;
         state.delivered = batch[batch.length - 1]!.offset + 1;
-        for (const record of batch) records.push(record);
+        if (records === undefined) records = batch;
+        else for (const record of batch) records.push(record);
       }
-      return records;
+      return records ?? [];
     } finally {
       this.#polling = false;
     }
@@ -413,7 +453,19 @@ export class Consumer {
     this.#polling = true;
     try {
       while (!this.#closed) {
-        const fetched = await this.#pollOnce(this.#settings.maxWaitMs);
+        const maxWaitMs = this.#settings.maxWaitMs;
+        const ready = this.#readyPrefetch(maxWaitMs);
+        let fetched: Fetched[];
+        if (ready === undefined) {
+          fetched = await this.#pollOnce(maxWaitMs);
+        } else {
+          try {
+            fetched = await ready;
+            this.#tookFetch(maxWaitMs);
+          } catch (error) {
+            fetched = await this.#pollFailed(error);
+          }
+        }
         for (const { state, generation, records } of fetched) {
           for (const record of records) {
             if (this.#closed) return;
@@ -433,6 +485,26 @@ export class Consumer {
   /** The partition is still assigned and has not been moved since `generation`. */
   #current(state: PartitionState, generation: number): boolean {
     return this.#states.get(state.key) === state && state.generation === generation;
+  }
+
+  /**
+   * The prefetch's own promise when this poll can take it as it is (the usual poll: nothing
+   * failed, every position known, a prefetch that waits no longer than this poll may), so the
+   * poll awaits it directly, without #pollOnce's async frame and promise; else undefined.
+   */
+  #readyPrefetch(maxWaitMs: number): Promise<Fetched[]> | undefined {
+    const prefetch = this.#prefetch;
+    if (prefetch === undefined || prefetch.maxWaitMs > maxWaitMs) return undefined;
+    if (this.#fatal !== undefined || this.#deferred !== undefined || this.#closed) return undefined;
+    if (this.#hasUnresolved()) return undefined;
+    this.#prefetch = undefined;
+    return prefetch.fetched;
+  }
+
+  /** A poll's fetch came in: the failures end, and the next fetch goes out (if not yet). */
+  #tookFetch(maxWaitMs: number): void {
+    this.#failures = 0;
+    this.#prefetchNext(maxWaitMs);
   }
 
   async #pollOnce(maxWaitMs: number): Promise<Fetched[]> {
@@ -456,17 +528,21 @@ export class Consumer {
         }
         fetched = await this.#fetch(targets, maxWaitMs);
       }
-      this.#failures = 0;
-      this.#prefetchNext(maxWaitMs);
+      this.#tookFetch(maxWaitMs);
       return fetched;
     } catch (error) {
-      if (this.#closed) return [];
-      if (!isRetriable(error)) throw error;
-      this.#failures++;
-      this.#lastFailure = error;
-      await this.#waitForChange(this.#session.backoffMs(this.#failures));
-      return [];
+      return this.#pollFailed(error);
     }
+  }
+
+  /** A poll's fetch failed: [] after a backoff when it may be retried, else the error. */
+  async #pollFailed(error: unknown): Promise<Fetched[]> {
+    if (this.#closed) return [];
+    if (!isRetriable(error)) throw error;
+    this.#failures++;
+    this.#lastFailure = error;
+    await this.#waitForChange(this.#session.backoffMs(this.#failures));
+    return [];
   }
 
   /**
@@ -544,23 +620,27 @@ export class Consumer {
     if (targets.length === 0) return;
     const fetched = this.#fetch(targets, maxWaitMs);
     // Its failure surfaces in the poll that takes it; until then it must not go unhandled.
-    fetched.catch(() => undefined);
+    fetched.catch(ignoreFailure);
     this.#prefetch = { fetched, maxWaitMs };
   }
 
   /** Partitions with a known position, not paused, in an order that rotates per fetch. */
   #fetchable(): PartitionState[] {
-    const states: PartitionState[] = [];
-    for (const state of this.#states.values()) {
-      if (state.position !== undefined && !state.paused) states.push(state);
-    }
-    if (states.length === 0) return states;
+    const all = this.#stateList;
+    let count = 0;
+    for (const state of all) if (fetchable(state)) count++;
+    const states = new Array<PartitionState>(count);
+    if (count === 0) return states;
     // The first partition of a response may always take a whole batch: let each be first.
-    const start = this.#rotation++ % states.length;
-    if (start === 0) return states;
-    const rotated = new Array<PartitionState>(states.length);
-    for (let i = 0; i < states.length; i++) rotated[i] = states[(start + i) % states.length]!;
-    return rotated;
+    // The `start`-th fetchable partition goes first, the ones before it last: one array.
+    const start = this.#rotation++ % count;
+    let at = start === 0 ? 0 : count - start;
+    for (const state of all) {
+      if (!fetchable(state)) continue;
+      states[at] = state;
+      at = at + 1 === count ? 0 : at + 1;
+    }
+    return states;
   }
 
   async #fetch(targets: PartitionState[], maxWaitMs: number): Promise<Fetched[]> {
@@ -587,7 +667,7 @@ export class Consumer {
       ),
     );
     // Read whole before any state changes: a malformed answer changes no position.
-    const answers = readFetchAnswers(body, targets);
+    const answers = this.#answers.read(body, targets);
     const taken: Fetched[] = [];
     for (let at = 0; at < targets.length; at++) {
       const highWatermark = answers.highWatermarks[at]!;
@@ -610,6 +690,7 @@ export class Consumer {
       state.position = nextOffsetFromHeaders(offset, bytes);
       taken.push({ state, offset, generation: gen, bytes, records: NOT_DECODED });
     }
+    this.#answers.release();
     // The poll waiting for this fetch takes its records now: the next fetch goes out first,
     // and the server reads and sends it while these records are decoded.
     if (this.#prefetch === undefined && this.#polling) this.#prefetchNext(maxWaitMs);
@@ -661,7 +742,7 @@ export class Consumer {
   }
 
   #hasUnresolved(): boolean {
-    for (const state of this.#states.values()) if (state.position === undefined) return true;
+    for (const state of this.#stateList) if (state.position === undefined) return true;
     return false;
   }
 
@@ -809,46 +890,67 @@ export class Consumer {
 
 /**
  * A fetch answer by target (the fetch's partitions, in request order): each one's high
- * watermark (NaN: not in the answer), error code, and record views when it has any.
+ * watermark (NaN: not in the answer), error code, and record views when it has any. Read into
+ * columns, with no object per partition: a consumer of 250 partitions gets an entry for each
+ * in every answer, most of them with nothing. One reader serves every fetch of a consumer
+ * (its columns are reused while the number of targets stays): #fetch reads an answer's
+ * columns before it returns, and answers are read one at a time, so no answer outlives the
+ * next read. It is its own visitor: no closures per answer.
  */
-type FetchAnswers = {
-  highWatermarks: Float64Array;
-  errorCodes: Int32Array;
-  records: (Uint8Array[] | undefined)[];
-};
+class FetchAnswers implements FetchResponseVisitor {
+  highWatermarks = new Float64Array(0);
+  errorCodes = new Int32Array(0);
+  records: (Uint8Array[] | undefined)[] = [];
+  #targets: readonly PartitionState[] = [];
+  #index = 0;
+  #topic = "";
 
-/**
- * Reads a fetch answer into columns by target, with no object per partition: a consumer of
- * 250 partitions gets an entry for each in every answer, most of them with nothing.
- */
-function readFetchAnswers(
-  body: Uint8Array | readonly Uint8Array[],
-  targets: readonly PartitionState[],
-): FetchAnswers {
-  const answers: FetchAnswers = {
-    highWatermarks: new Float64Array(targets.length).fill(Number.NaN),
-    errorCodes: new Int32Array(targets.length),
-    records: new Array<Uint8Array[] | undefined>(targets.length).fill(undefined),
-  };
-  let index = 0;
-  let topic = "";
-  visitFetchResponse(body, {
-    topic: (name) => {
-      topic = name;
-    },
-    partition: (result) => {
-      // The server answers in the request's order: the next target, unless it is not.
-      const at = targetIndex(targets, index, topic, result.partition);
-      if (at === -1) return;
-      index = at + 1;
-      answers.highWatermarks[at] = result.highWatermark;
-      answers.errorCodes[at] = result.errorCode;
-      if (result.errorCode === 0 && !isEmpty(result.records)) answers.records[at] = result.records;
-    },
-  });
-  return answers;
+  read(body: Uint8Array | readonly Uint8Array[], targets: readonly PartitionState[]): this {
+    const count = targets.length;
+    if (this.highWatermarks.length !== count) {
+      this.highWatermarks = new Float64Array(count);
+      this.errorCodes = new Int32Array(count);
+      this.records = new Array<Uint8Array[] | undefined>(count);
+    }
+    this.highWatermarks.fill(Number.NaN);
+    this.errorCodes.fill(0);
+    this.records.fill(undefined);
+    this.#targets = targets;
+    this.#index = 0;
+    this.#topic = "";
+    try {
+      visitFetchResponse(body, this);
+    } finally {
+      // Not held past the read: the targets are the caller's.
+      this.#targets = [];
+    }
+    return this;
+  }
+
+  /** Drops the record views of the last answer (they are the caller's now). */
+  release(): void {
+    this.records.fill(undefined);
+  }
+
+  topic(name: string): void {
+    this.#topic = name;
+  }
+
+  partition(result: FetchPartitionResult): void {
+    // The server answers in the request's order: the next target, unless it is not.
+    const at = targetIndex(this.#targets, this.#index, this.#topic, result.partition);
+    if (at === -1) return;
+    this.#index = at + 1;
+    this.highWatermarks[at] = result.highWatermark;
+    this.errorCodes[at] = result.errorCode;
+    if (result.errorCode === 0 && !isEmpty(result.records)) this.records[at] = result.records;
+  }
 }
 
+/**
+ * The index of the target a partition result answers: `from` when the server kept the
+ * request's order (it does), else found by a scan; -1 for a partition not asked for.
+ */
 function targetIndex(
   targets: readonly PartitionState[],
   from: number,

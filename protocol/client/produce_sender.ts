@@ -275,14 +275,19 @@ export class ProduceSender {
     const now = Date.now();
     this.#expire(now);
     let sent = false;
-    while (this.#requestsInFlight < this.#settings.maxInFlight) {
-      const picked = this.#pick(now, connection.frameBytesMax);
-      if (picked.length === 0) break;
-      this.#send(connection, picked);
-      sent = true;
+    try {
+      while (this.#requestsInFlight < this.#settings.maxInFlight) {
+        const picked = this.#pick(now, connection.frameBytesMax);
+        if (picked.length === 0) break;
+        sent = true;
+        this.#send(connection, picked);
+      }
+    } finally {
+      // Everything sendable is in the requests made above: no reason to wait for the turn's
+      // end. Its requests scheduled no hand-over (callerFlushes): this flush is theirs, also
+      // after a failure.
+      if (sent) connection.flush();
     }
-    // Everything sendable is in the requests made above: no reason to wait for the turn's end.
-    if (sent) connection.flush();
   }
 
   #connect(): void {
@@ -467,23 +472,31 @@ export class ProduceSender {
     const { acks, requestTimeoutMs: timeoutMs } = this.#settings;
     const request = new ProduceRequest(this.#requestOwner, ordered, batches, acks, timeoutMs);
     if (acks === 0) {
-      const build = (correlationId: number) => request.frame(correlationId);
-      connection.requestFrameWithoutResponse(API.Produce, build).then(
-        () => {
-          try {
-            for (const { queue, batch } of ordered) this.#succeeded(queue, batch, -1);
-          } catch (error) {
-            this.#requestFailed(ordered, error);
-            return;
-          }
-          this.#requestDone();
-        },
-        (error: unknown) => this.#requestFailed(ordered, error),
-      );
+      this.#sendUnanswered(connection, request, ordered);
       return;
     }
     // The request object takes the answer: no promise, reaction or closure per request.
     connection.requestFrameTo(API.Produce, request, this.#requestTimeout);
+  }
+
+  /**
+   * An acks 0 request: done once written. Its closures live here: in #send they gave every
+   * request a scope, acks 1 and all included.
+   */
+  #sendUnanswered(connection: ClientConnection, request: ProduceRequest, ordered: Picked[]): void {
+    const build = (correlationId: number) => request.frame(correlationId);
+    connection.requestFrameWithoutResponse(API.Produce, build).then(
+      () => {
+        try {
+          for (const { queue, batch } of ordered) this.#succeeded(queue, batch, -1);
+        } catch (error) {
+          this.#requestFailed(ordered, error);
+          return;
+        }
+        this.#requestDone();
+      },
+      (error: unknown) => this.#requestFailed(ordered, error),
+    );
   }
 
   /** What every ProduceRequest reports to: made once, not per request. */
@@ -492,12 +505,15 @@ export class ProduceSender {
     failed: (picked, error) => this.#requestFailed(picked, error),
   };
 
-  /** requestFrameTo's options, the same for every request of this sender. */
-  get #requestTimeout(): { timeoutMs: number } {
+  /**
+   * requestFrameTo's options, the same for every request of this sender. #drain flushes the
+   * connection after the requests it sends (callerFlushes).
+   */
+  get #requestTimeout(): { timeoutMs: number; callerFlushes: boolean } {
     this.#timeoutOption.timeoutMs = this.#settings.requestTimeoutMs;
     return this.#timeoutOption;
   }
-  readonly #timeoutOption = { timeoutMs: 0 };
+  readonly #timeoutOption = { timeoutMs: 0, callerFlushes: true };
 
   #requestAnswered(picked: Picked[], frame: Uint8Array[]): void {
     try {
@@ -703,6 +719,11 @@ export class ProduceSender {
 
 /** The picked batches with each topic's together, in the order the topics came first. */
 function byTopic(picked: Picked[]): Picked[] {
+  // Mostly one topic: then the order stands, with no Map and lists to find it out.
+  const first = picked[0]?.queue.topic;
+  let oneTopic = true;
+  for (const entry of picked) if (entry.queue.topic !== first) oneTopic = false;
+  if (oneTopic) return picked;
   const topics = new Map<string, Picked[]>();
   for (const entry of picked) {
     const list = topics.get(entry.queue.topic);

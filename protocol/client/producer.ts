@@ -140,8 +140,8 @@ export class Producer {
   #sending = false;
   /** The linger timer, LINGER_MICROTASK for a seal queued as a microtask, or undefined. */
   #lingerTimer: ReturnType<typeof setTimeout> | typeof LINGER_MICROTASK | undefined;
-  /** Counts the microtask seals armed and cancelled: a cancelled one finds it moved on. */
-  #lingerArms = 0;
+  /** Linger microtasks queued and not yet run (see #lingerMicrotask). */
+  #lingerMicrotasks = 0;
   /** lingerMs passed while every request slot was taken: the batches grow until one frees. */
   #sealWhenFree = false;
   #closed = false;
@@ -213,15 +213,23 @@ export class Producer {
         this.#submit(record.topic, record.partition, prepared, callback);
         return;
       }
-      return new Promise((resolve, reject) => {
-        this.#submit(record.topic, record.partition, prepared, (error, metadata) => {
-          if (error === null) resolve(metadata!);
-          else reject(error);
-        });
-      });
+      return this.#submitPromised(record, prepared);
     } finally {
       this.#sending = outer;
     }
+  }
+
+  /**
+   * send() without a callback. Its closures are made here: in send() they gave every call a
+   * scope, the callback form's too (one per record in bench:tcp's latency phase).
+   */
+  #submitPromised(record: ProducerRecord, prepared: PreparedRecord): Promise<RecordMetadata> {
+    return new Promise((resolve, reject) => {
+      this.#submit(record.topic, record.partition, prepared, (error, metadata) => {
+        if (error === null) resolve(metadata!);
+        else reject(error);
+      });
+    });
   }
 
   #prepare(record: ProducerRecord, into: PreparedRecord): PreparedRecord {
@@ -338,21 +346,20 @@ export class Producer {
 
   #armLinger(): void {
     if (this.#lingerTimer !== undefined || this.#sealWhenFree) return;
-    let oldestMs = Number.POSITIVE_INFINITY;
-    for (const open of this.#openBatches()) {
-      oldestMs = Math.min(oldestMs, open.builder.createdMs);
+    let waitMs = 0;
+    // At lingerMs 0 the wait is 0 whatever the oldest batch: no walk over the open batches.
+    if (this.#settings.lingerMs > 0) {
+      let oldestMs = Number.POSITIVE_INFINITY;
+      for (const open of this.#openBatches()) {
+        oldestMs = Math.min(oldestMs, open.builder.createdMs);
+      }
+      if (oldestMs === Number.POSITIVE_INFINITY) return;
+      waitMs = Math.max(0, oldestMs + this.#settings.lingerMs - Date.now());
+    } else if (this.#openCount === 0) {
+      return;
     }
-    if (oldestMs === Number.POSITIVE_INFINITY) return;
-    const waitMs = Math.max(0, oldestMs + this.#settings.lingerMs - Date.now());
-    // When a batch has lingered long enough, every open batch goes with it: they share the
-    // one connection, so one request carries them all (Kafka drains a ready node likewise).
-    const expire = () => {
-      this.#lingerTimer = undefined;
-      if (this.#sender.saturated) this.#sealWhenFree = true;
-      else this.#sealAll();
-    };
     if (waitMs > 0) {
-      this.#lingerTimer = setTimeout(expire, waitMs);
+      this.#lingerTimer = setTimeout(this.#expireLinger, waitMs);
       return;
     }
     // No wait left: seal once the code that sent runs to its end (the records it sent go
@@ -362,19 +369,38 @@ export class Producer {
     // timers went first (bench:tcp's latency phase: the send → broker stage was the longest
     // of most slow messages, bench/RESULTS.md issue 16).
     this.#lingerTimer = LINGER_MICROTASK;
-    const arm = ++this.#lingerArms;
-    queueMicrotask(() => {
-      if (this.#lingerArms === arm && this.#lingerTimer === LINGER_MICROTASK) expire();
-    });
+    this.#lingerMicrotasks++;
+    queueMicrotask(this.#lingerMicrotask);
   }
+
+  /**
+   * When a batch has lingered long enough, every open batch goes with it: they share the one
+   * connection, so one request carries them all (Kafka drains a ready node likewise).
+   * Made once, as is #lingerMicrotask: at lingerMs 0 a linger is armed per request.
+   */
+  readonly #expireLinger = (): void => {
+    this.#lingerTimer = undefined;
+    if (this.#sender.saturated) this.#sealWhenFree = true;
+    else this.#sealAll();
+  };
+
+  /**
+   * A queued microtask cannot be cancelled: only the last one queued acts, and only if its
+   * arm still stands. An earlier one was cancelled since (and perhaps armed again: then by the
+   * later microtask, which runs after it).
+   */
+  readonly #lingerMicrotask = (): void => {
+    this.#lingerMicrotasks--;
+    if (this.#lingerMicrotasks === 0 && this.#lingerTimer === LINGER_MICROTASK) {
+      this.#expireLinger();
+    }
+  };
 
   #cancelLinger(): void {
     const timer = this.#lingerTimer;
     if (timer === undefined) return;
     this.#lingerTimer = undefined;
-    // A queued microtask cannot be cancelled: moving the count on makes it find nothing to do.
-    if (timer === LINGER_MICROTASK) this.#lingerArms++;
-    else clearTimeout(timer);
+    if (timer !== LINGER_MICROTASK) clearTimeout(timer);
   }
 
   *#openBatches(): Generator<OpenBatch> {
@@ -386,7 +412,14 @@ export class Producer {
   #sealAll(): void {
     // Every batch first, then one send: the batches share requests instead of the first
     // going out alone.
-    for (const open of [...this.#openBatches()]) this.#seal(open, false);
+    // By index, without a generator and a copy: #seal only clears the slot it seals.
+    for (const batches of this.#open.values()) {
+      const open = batches.open;
+      for (let partition = 0; partition < open.length; partition++) {
+        const batch = open[partition];
+        if (batch !== undefined) this.#seal(batch, false);
+      }
+    }
     this.#sender.sendQueued();
   }
 

@@ -116,6 +116,15 @@ export class Session {
         return Promise.reject(error);
       }
     }
+    return this.#requestChunksWhenConnected(apiKey, writeBody, options);
+  }
+
+  /** requestChunks once connected; its closure here, so a live request makes no scope. */
+  #requestChunksWhenConnected(
+    apiKey: number,
+    writeBody: (writer: Writer) => void,
+    options?: RequestOptions,
+  ): Promise<Uint8Array[]> {
     return this.connection().then((connection) =>
       connection.requestChunks(apiKey, writeBody, options),
     );

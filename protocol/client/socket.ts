@@ -145,6 +145,9 @@ function openBun(
       close(undefined);
     },
     remoteAddress: socket.remoteAddress,
+    // Bun's sockets do not buffer: a write keeps nothing (write_copies.test.ts); not checked
+    // with TLS.
+    writeCopies: secure === undefined,
   });
   // With TLS, connect resolves before the handshake; requests written meanwhile wait in the
   // TLS layer, and a failed handshake closes the socket with the verification error.

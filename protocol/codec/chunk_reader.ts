@@ -137,18 +137,24 @@ export class ChunkReader {
   }
 
   u16(what: string): number {
+    return this.#u16(what, "");
+  }
+
+  /** u16, with `suffix` joined to `what` only when the name is needed (a split field). */
+  #u16(what: string, suffix: string): number {
     const current = this.#views[this.#index];
     const at = this.#at;
     if (current !== undefined && 2 <= current.length - at) {
       this.#advance(2);
       return (current[at]! << 8) | current[at + 1]!;
     }
-    return this.reader(2, what).u16(what);
+    const named = `${what}${suffix}`;
+    return this.reader(2, named).u16(named);
   }
 
   /** A `[T]` count, checked against the bytes left: each item takes at least `itemBytesMin`. */
   count(what: string, itemBytesMin: number): number {
-    const count = this.u16(`${what} count`);
+    const count = this.#u16(what, " count");
     if (count * itemBytesMin > this.#remaining) {
       throw ProtocolError.invalid(
         `${what} count ${count} needs at least ${count * itemBytesMin} bytes; ` +
@@ -159,13 +165,22 @@ export class ChunkReader {
   }
 
   string(what: string): string {
-    const length = this.u16(`${what} length`);
+    const length = this.#u16(what, " length");
     if (length > STRING_BYTES_MAX) {
       throw ProtocolError.invalid(`${what} of ${length} bytes exceeds ${STRING_BYTES_MAX}`);
     }
-    const reader = this.reader(length, what);
+    // Decoded in place when the bytes lie in one view (nearly always): no Reader for it.
+    const current = this.#views[this.#index];
+    const from = this.#at;
+    let bytes: Uint8Array;
+    if (current !== undefined && length <= current.length - from) {
+      bytes = current.subarray(from, from + length);
+      this.#advance(length);
+    } else {
+      bytes = this.reader(length, what).raw(length, what);
+    }
     try {
-      return textDecoder.decode(reader.raw(length, what));
+      return textDecoder.decode(bytes);
     } catch {
       throw ProtocolError.invalid(`${what} is not valid UTF-8`);
     }

@@ -142,14 +142,21 @@ function truncateMessage(message: string): string {
 }
 
 export function readRequestHeader(reader: Reader): RequestHeader {
+  return readRequestHeaderInto(reader, { apiKey: 0, apiVersion: 0, correlationId: 0 });
+}
+
+/**
+ * readRequestHeader into an object the caller makes anyway (the server's request context):
+ * no header object per request to be copied from.
+ */
+export function readRequestHeaderInto<T extends RequestHeader>(reader: Reader, into: T): T {
   if (reader.remaining < REQUEST_HEADER_BYTES) {
     throw ProtocolError.invalid(`request of ${reader.remaining} bytes is shorter than its header`);
   }
-  return {
-    apiKey: reader.u16("api_key"),
-    apiVersion: reader.u16("api_version"),
-    correlationId: reader.u32("correlation_id"),
-  };
+  into.apiKey = reader.u16("api_key");
+  into.apiVersion = reader.u16("api_version");
+  into.correlationId = reader.u32("correlation_id");
+  return into;
 }
 
 export type ResponseHeader = { correlationId: number; errorCode: number };

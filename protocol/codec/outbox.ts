@@ -1,7 +1,9 @@
 // The write side of one connection, on the server (responses) and on the client (requests): a
 // queue of frame chunks written to the socket in order, small chunks coalesced into one write
 // (each socket write costs microseconds), large ones (record batches) written as they are. What
-// the socket does not take waits for `drain`.
+// the socket does not take waits for `drain`. Coalescing copies into one buffer reused for every
+// write when the socket keeps no reference to what it is given (`writeCopies`: Bun's sockets),
+// else into a fresh buffer per write (node:net holds it until sent).
 //
 //   queue: [hdr 40B][hdr 26B][batches 1 MiB][hdr 26B] ...
 //   write 1: hdr+hdr coalesced (66 B)   write 2: the 1 MiB view   write 3: ...
@@ -35,10 +37,19 @@ export interface TransportSocket {
    * views of it may be kept (test/protocol/receive_chunks.test.ts checks it for each kind).
    */
   readonly freshChunks?: boolean;
+  /**
+   * True when `write` keeps no reference to the bytes it is given: what it reports taken is
+   * in the kernel (or copied) when it returns, and the rest is the caller's to write again
+   * (Bun's sockets, which do not buffer; test/protocol/write_copies.test.ts checks it). The
+   * Outbox then coalesces into one staging buffer it reuses; node:net keeps what it is given
+   * until sent, so it gets a fresh buffer per coalesced write.
+   */
+  readonly writeCopies?: boolean;
 }
 
 /** Chunks smaller than this are copied together into one write. */
 const COALESCE_BYTES_MAX = 64 * 1024;
+const EMPTY_BYTES = new Uint8Array(0);
 
 export type OutboxOptions = {
   /** Writes what was enqueued during one turn of the event loop together, at its end. */
@@ -65,6 +76,15 @@ export class Outbox {
   bytesWritten = 0;
   /** Calls to the socket's `write`. */
   writes = 0;
+  /**
+   * The coalescing buffer reused for every write of a `writeCopies` socket, grown to the
+   * largest coalesced write (at most COALESCE_BYTES_MAX). A fresh one per write was a copy of
+   * every message's bytes left to the collector: about a quarter of what the broker and the
+   * producer allocated per message in bench:tcp's latency phase (issue 16).
+   */
+  #staging: Uint8Array | undefined;
+  /** #nextWrite's answer, refilled per write (read before the next call). */
+  readonly #next: { bytes: Uint8Array; count: number } = { bytes: EMPTY_BYTES, count: 0 };
 
   constructor(socket: TransportSocket, options: OutboxOptions = {}) {
     this.#socket = socket;
@@ -140,8 +160,11 @@ export class Outbox {
 
   /** The next bytes to write and how many queue entries they span. */
   #nextWrite(): { bytes: Uint8Array; count: number } {
+    const next = this.#next;
     const first = this.#queue[this.#head]!;
-    if (first.length >= COALESCE_BYTES_MAX) return { bytes: first, count: 1 };
+    next.bytes = first;
+    next.count = 1;
+    if (first.length >= COALESCE_BYTES_MAX) return next;
     let length = 0;
     let count = 0;
     while (this.#head + count < this.#queue.length) {
@@ -150,16 +173,30 @@ export class Outbox {
       length += chunk.length;
       count++;
     }
-    if (count === 1) return { bytes: first, count: 1 };
-    // A fresh buffer per coalesced write: node:net keeps a reference until it is sent.
-    const staging = new Uint8Array(length);
+    if (count === 1) return next;
+    const staging = this.#stagingFor(length);
     let at = 0;
     for (let i = 0; i < count; i++) {
       const chunk = this.#queue[this.#head + i]!;
       staging.set(chunk, at);
       at += chunk.length;
     }
-    return { bytes: staging, count };
+    next.bytes = staging;
+    next.count = count;
+    return next;
+  }
+
+  /** A buffer of exactly `length` bytes to coalesce into (see #staging). */
+  #stagingFor(length: number): Uint8Array {
+    // A fresh buffer per coalesced write where the socket keeps a reference until it is sent.
+    if (this.#socket.writeCopies !== true) return new Uint8Array(length);
+    let staging = this.#staging;
+    if (staging === undefined || staging.length < length) {
+      const grown = Math.max(length, Math.min(2 * (staging?.length ?? 0), COALESCE_BYTES_MAX));
+      staging = new Uint8Array(grown);
+      this.#staging = staging;
+    }
+    return staging.length === length ? staging : staging.subarray(0, length);
   }
 
   /** Drops `taken` written bytes from the front of the queue. */

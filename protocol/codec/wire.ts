@@ -12,14 +12,17 @@ const TWO_32 = 0x1_0000_0000;
 const textEncoder = new TextEncoder();
 const textDecoder = new TextDecoder("utf-8", { fatal: true });
 
+function isAscii(value: string): boolean {
+  for (let i = 0; i < value.length; i++) if (value.charCodeAt(i) >= 0x80) return false;
+  return true;
+}
+
 export class Writer {
   #bytes: Uint8Array;
-  #view: DataView;
   #length = 0;
 
   constructor(capacity = INITIAL_WRITER_BYTES) {
     this.#bytes = new Uint8Array(capacity);
-    this.#view = new DataView(this.#bytes.buffer);
   }
 
   get length(): number {
@@ -33,7 +36,6 @@ export class Writer {
       const grown = new Uint8Array(Math.max(needed, this.#bytes.length * 2));
       grown.set(this.#bytes.subarray(0, at));
       this.#bytes = grown;
-      this.#view = new DataView(grown.buffer);
     }
     this.#length = needed;
     return at;
@@ -41,31 +43,31 @@ export class Writer {
 
   i8(value: number): this {
     const at = this.#reserve(1);
-    this.#view.setInt8(at, value);
+    this.#bytes[at] = value;
     return this;
   }
 
   u8(value: number): this {
     const at = this.#reserve(1);
-    this.#view.setUint8(at, value);
+    this.#bytes[at] = value;
     return this;
   }
 
   u16(value: number): this {
     const at = this.#reserve(2);
-    this.#view.setUint16(at, value);
+    putU16(this.#bytes, at, value);
     return this;
   }
 
   i16(value: number): this {
     const at = this.#reserve(2);
-    this.#view.setInt16(at, value);
+    putU16(this.#bytes, at, value);
     return this;
   }
 
   u32(value: number): this {
     const at = this.#reserve(4);
-    this.#view.setUint32(at, value);
+    putU32(this.#bytes, at, value);
     return this;
   }
 
@@ -73,8 +75,8 @@ export class Writer {
     if (!Number.isSafeInteger(value)) throw new RangeError(`int64 value ${value} is not safe`);
     const at = this.#reserve(8);
     const high = Math.floor(value / TWO_32);
-    this.#view.setInt32(at, high);
-    this.#view.setUint32(at + 4, value - high * TWO_32);
+    putU32(this.#bytes, at, high);
+    putU32(this.#bytes, at + 4, value - high * TWO_32);
     return this;
   }
 
@@ -86,6 +88,15 @@ export class Writer {
   }
 
   string(value: string): this {
+    // Names (topics, groups) are nearly always ASCII: written straight into the buffer, with
+    // no encoded copy per string.
+    if (value.length <= STRING_BYTES_MAX && isAscii(value)) {
+      const at = this.#reserve(2 + value.length);
+      putU16(this.#bytes, at, value.length);
+      const bytes = this.#bytes;
+      for (let i = 0; i < value.length; i++) bytes[at + 2 + i] = value.charCodeAt(i);
+      return this;
+    }
     const bytes = textEncoder.encode(value);
     if (bytes.length > STRING_BYTES_MAX) {
       throw new RangeError(`string of ${bytes.length} bytes exceeds ${STRING_BYTES_MAX}`);
@@ -104,7 +115,7 @@ export class Writer {
   }
 
   patchU32(at: number, value: number): void {
-    this.#view.setUint32(at, value);
+    putU32(this.#bytes, at, value);
   }
 
   /** The bytes written so far (a view; the writer must not be used afterwards). */
@@ -113,15 +124,39 @@ export class Writer {
   }
 }
 
+// Writer and Reader store and read big-endian fields in their bytes directly: a DataView per
+// Reader and per Writer (several per request and answer) was a cell of its own, and made the
+// runtime build an ArrayBuffer object for the bytes as well.
+/** The low 16 bits of `value`, big-endian (signed or not: a Uint8Array stores mod 256). */
+function putU16(bytes: Uint8Array, at: number, value: number): void {
+  bytes[at] = value >>> 8;
+  bytes[at + 1] = value;
+}
+
+/** The low 32 bits of `value`, big-endian. */
+function putU32(bytes: Uint8Array, at: number, value: number): void {
+  bytes[at] = value >>> 24;
+  bytes[at + 1] = value >>> 16;
+  bytes[at + 2] = value >>> 8;
+  bytes[at + 3] = value;
+}
+
+function u16At(bytes: Uint8Array, at: number): number {
+  return (bytes[at]! << 8) | bytes[at + 1]!;
+}
+
+/** A signed 32-bit big-endian integer (>>> 0 makes it unsigned). */
+function i32At(bytes: Uint8Array, at: number): number {
+  return (bytes[at]! << 24) | (bytes[at + 1]! << 16) | (bytes[at + 2]! << 8) | bytes[at + 3]!;
+}
+
 export class Reader {
   readonly bytes: Uint8Array;
-  #view: DataView;
   #at: number;
   readonly end: number;
 
   constructor(bytes: Uint8Array, at = 0, end = bytes.length) {
     this.bytes = bytes;
-    this.#view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
     this.#at = at;
     this.end = end;
   }
@@ -134,10 +169,15 @@ export class Reader {
     return this.end - this.#at;
   }
 
-  #take(bytes: number, what: string): number {
+  /**
+   * `suffix` completes `what` in the error message (" length", " count"): callers pass the two
+   * apart so that the name is joined only for an error, not as a string per field read.
+   */
+  #take(bytes: number, what: string, suffix = ""): number {
     if (bytes > this.end - this.#at) {
       throw ProtocolError.invalid(
-        `${what} needs ${bytes} bytes at position ${this.#at} but ${this.remaining} remain`,
+        `${what}${suffix} needs ${bytes} bytes at position ${this.#at} ` +
+          `but ${this.remaining} remain`,
       );
     }
     const at = this.#at;
@@ -146,29 +186,29 @@ export class Reader {
   }
 
   i8(what = "i8"): number {
-    return this.#view.getInt8(this.#take(1, what));
+    return (this.bytes[this.#take(1, what)]! << 24) >> 24;
   }
 
   u8(what = "u8"): number {
-    return this.#view.getUint8(this.#take(1, what));
+    return this.bytes[this.#take(1, what)]!;
   }
 
   u16(what = "u16"): number {
-    return this.#view.getUint16(this.#take(2, what));
+    return u16At(this.bytes, this.#take(2, what));
   }
 
   i16(what = "i16"): number {
-    return this.#view.getInt16(this.#take(2, what));
+    return (u16At(this.bytes, this.#take(2, what)) << 16) >> 16;
   }
 
   u32(what = "u32"): number {
-    return this.#view.getUint32(this.#take(4, what));
+    return i32At(this.bytes, this.#take(4, what)) >>> 0;
   }
 
   i64(what = "i64"): number {
     const at = this.#take(8, what);
-    const high = this.#view.getInt32(at);
-    const low = this.#view.getUint32(at + 4);
+    const high = i32At(this.bytes, at);
+    const low = i32At(this.bytes, at + 4) >>> 0;
     if (high >= 0x20_0000 || high < -0x20_0000) {
       throw ProtocolError.invalid(`${what} at position ${at} is outside ±(2^53 - 1)`);
     }
@@ -182,11 +222,11 @@ export class Reader {
   }
 
   bytes32(what = "bytes"): Uint8Array {
-    return this.raw(this.u32(`${what} length`), what);
+    return this.raw(i32At(this.bytes, this.#take(4, what, " length")) >>> 0, what);
   }
 
   string(what = "string"): string {
-    const length = this.u16(`${what} length`);
+    const length = u16At(this.bytes, this.#take(2, what, " length"));
     if (length > STRING_BYTES_MAX) {
       throw ProtocolError.invalid(`${what} of ${length} bytes exceeds ${STRING_BYTES_MAX}`);
     }
@@ -194,7 +234,7 @@ export class Reader {
   }
 
   nullableString(what = "string"): string | null {
-    const length = this.i16(`${what} length`);
+    const length = (u16At(this.bytes, this.#take(2, what, " length")) << 16) >> 16;
     if (length === -1) return null;
     if (length < 0) throw ProtocolError.invalid(`${what} length ${length} is invalid`);
     return decodeUtf8(this.raw(length, what), what);
@@ -202,7 +242,8 @@ export class Reader {
 
   /** A `[T]` count, checked against the bytes left: each item takes at least `itemBytesMin`. */
   count(what: string, itemBytesMin: number): number {
-    return checkCount(what, this.u16(`${what} count`), itemBytesMin, this.remaining);
+    const count = u16At(this.bytes, this.#take(2, what, " count"));
+    return checkCount(what, count, itemBytesMin, this.remaining);
   }
 
   /** Throws unless every byte of the frame was consumed. */

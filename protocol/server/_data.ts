@@ -34,7 +34,12 @@ import {
 } from "../codec/produce.ts";
 import { PartsReader, type Span } from "../codec/parts_reader.ts";
 import { errorToWire, WIRE_ERRORS } from "../codec/errors.ts";
-import { type HandlerResult, PendingAnswer, type RequestContext } from "./connection.ts";
+import {
+  type CloseListener,
+  type HandlerResult,
+  PendingAnswer,
+  type RequestContext,
+} from "./connection.ts";
 import {
   answersWithin,
   type ProduceDeadline,
@@ -70,10 +75,16 @@ function batchSize(records: Uint8Array, at: number): number {
  * The partitions of one request's topics, looked up once per topic: a request naming many
  * partitions of a missing topic, or partitions past a topic's count, costs one lookup and no
  * Error object each (an Error costs microseconds to build, and requests have 65,536 entries).
+ * The first topic's lookup is kept in fields and only further topics go into a Map: most
+ * requests name one topic, and a Map and an entry object per request were three of a
+ * Produce's and a Fetch's cells each (issue 16).
  */
 class PartitionFinder {
   #engine: Engine;
-  #topics = new Map<string, { logs: readonly PartitionLog[] } | { error: unknown }>();
+  #firstTopic: string | undefined;
+  #firstLogs: readonly PartitionLog[] = NO_LOGS;
+  #firstError: unknown;
+  #more: Map<string, TopicLookup> | undefined;
 
   constructor(engine: Engine) {
     this.#engine = engine;
@@ -81,26 +92,56 @@ class PartitionFinder {
 
   /** The log, or the wire code and message of why there is none. */
   find(topic: string, partition: number): PartitionLog | { code: number; message: string } {
-    let known = this.#topics.get(topic);
-    if (known === undefined) {
+    if (this.#firstTopic === undefined) {
+      this.#firstTopic = topic;
       try {
-        known = { logs: this.#engine.partitions(topic) };
+        this.#firstLogs = this.#engine.partitions(topic);
       } catch (error) {
-        known = { error };
+        this.#firstError = failure(error, topic);
       }
-      this.#topics.set(topic, known);
     }
-    if ("error" in known) return errorToWire(known.error);
-    const log = known.logs[partition];
+    if (this.#firstTopic === topic)
+      return this.#found(topic, partition, this.#firstLogs, this.#firstError);
+    this.#more ??= new Map();
+    let known = this.#more.get(topic);
+    if (known === undefined) {
+      known = { logs: NO_LOGS, error: undefined };
+      try {
+        known.logs = this.#engine.partitions(topic);
+      } catch (error) {
+        known.error = failure(error, topic);
+      }
+      this.#more.set(topic, known);
+    }
+    return this.#found(topic, partition, known.logs, known.error);
+  }
+
+  #found(
+    topic: string,
+    partition: number,
+    logs: readonly PartitionLog[],
+    error: unknown,
+  ): PartitionLog | { code: number; message: string } {
+    if (error !== undefined) return errorToWire(error);
+    const log = logs[partition];
     if (log === undefined) {
       return {
         code: WIRE_ERRORS.UNKNOWN_PARTITION,
-        message: `Topic '${topic}' has no partition ${partition} (it has ${known.logs.length})`,
+        message: `Topic '${topic}' has no partition ${partition} (it has ${logs.length})`,
       };
     }
     return log;
   }
 }
+
+/** A lookup's exception; a thrown undefined is still a failure, never taken for "no error". */
+function failure(error: unknown, topic: string): unknown {
+  return error ?? new Error(`looking up topic '${topic}' failed`);
+}
+
+/** One topic's logs, or why it has none (error set). */
+type TopicLookup = { logs: readonly PartitionLog[]; error: unknown };
+const NO_LOGS: readonly PartitionLog[] = Object.freeze([]);
 
 type Appended = {
   appends: Promise<AppendResult>[];
@@ -291,6 +332,20 @@ export function handleProduce(
   // Large batches are lent to the engine (kept as views, not copied) when the bytes allow it.
   const lent = { acks: produce.acks, lease: request.lease };
   if (produce.acks !== -1) return produceAsAppended(plane, request, produce, finder, lent);
+  return produceDurable(plane, request, produce, finder, lent);
+}
+
+/**
+ * acks -1: each topic's partitions answered once durable or at the request's timeout. A
+ * function of its own: its closures gave handleProduce a scope per call on every path.
+ */
+function produceDurable(
+  plane: DataPlane,
+  request: RequestContext,
+  produce: ProduceRequestIn,
+  finder: PartitionFinder,
+  lent: { acks: number; lease: BatchLease | undefined },
+): Promise<HandlerResult> {
   const deadline = startProduceDeadline(produce.timeoutMs);
   const topics = produce.topics.map(({ topic, partitions }) => {
     const pending = partitions.map((p) => startProduce(finder, topic, p, lent));
@@ -334,7 +389,7 @@ function produceAsAppended(
         records instanceof Uint8Array &&
         (records.length === 0 || batchSize(records, 0) !== records.length)
       ) {
-        produceBatches(log, result, records, lent).then(answer.onPartition, answer.onFailure);
+        answer.partitionSettles(produceBatches(log, result, records, lent));
         continue;
       }
       try {
@@ -411,10 +466,12 @@ function readAll(
   const frame = new ChunkedFrame(request.correlationId, fetchResponseFieldBytes(fetch));
   const version = request.apiVersion === 2 ? 2 : 1;
   const finder = new PartitionFinder(plane.engine);
-  const budget = { left: fetch.maxBytes, taken: 0 };
-  const result = blankFetchPartitionResult();
-  /** Where and how much to read of the partition at hand (read before readPartition returns). */
-  const wanted = { at: 0, bytesMax: 0 };
+  // Module scratch: readAll runs to its end without calling out to anything that reads again.
+  const budget = READ_BUDGET;
+  budget.left = fetch.maxBytes;
+  budget.taken = 0;
+  const result = READ_RESULT;
+  const wanted = READ_WANTED;
   let errors = false;
   frame.writer.u16(fetch.topics.length);
   for (const entries of fetch.topics) {
@@ -440,8 +497,16 @@ function readAll(
       writeFetchPartition(frame, result, version);
     }
   }
+  // Not held past the read: the views go out with the frame.
+  result.records = NO_RECORDS;
   return { frame, bytes: budget.taken, errors };
 }
+
+/** readAll's scratch, refilled for each partition (see readAll). */
+const READ_BUDGET = { left: 0, taken: 0 };
+const READ_RESULT: FetchPartitionResult = blankFetchPartitionResult();
+/** Where and how much to read of the partition at hand (read before readPartition returns). */
+const READ_WANTED = { at: 0, bytesMax: 0 };
 
 /**
  * One partition's part of a fetch, within what is left of max_bytes. A read that meets
@@ -539,7 +604,7 @@ function logsAtTail(plane: DataPlane, fetch: FetchRequestColumns): PartitionLog[
  * A fetch waiting for new data on any of its partitions, or for its wait to end
  * (_fetch_waits.ts keeps the waiting ones: no timer or data listener of its own).
  */
-class LongPoll extends PendingAnswer implements FetchWaiter {
+class LongPoll extends PendingAnswer implements FetchWaiter, CloseListener {
   readonly logs: PartitionLog[];
   readonly deadlineMs: number;
   heapIndex = -1;
@@ -547,7 +612,6 @@ class LongPoll extends PendingAnswer implements FetchWaiter {
   #request: RequestContext;
   #fetch: FetchRequestColumns;
   #settled = false;
-  #onClose = () => this.#finish();
 
   constructor(
     plane: DataPlane,
@@ -562,7 +626,7 @@ class LongPoll extends PendingAnswer implements FetchWaiter {
     this.#fetch = fetch;
     this.deadlineMs = performance.now() + wait.waitMs;
     this.logs = wait.logs;
-    request.connection.onClose(this.#onClose);
+    request.connection.whenClosed(this);
     plane.fetchWaits.add(this);
   }
 
@@ -584,6 +648,11 @@ class LongPoll extends PendingAnswer implements FetchWaiter {
     this.#finish();
   }
 
+  /** The client is gone: the wait ends (its answer is dropped with the connection). */
+  connectionClosed(): void {
+    this.#finish();
+  }
+
   /**
    * Stops waiting and answers with a fresh read. A failure (only ever a broken invariant)
    * fails the answer, so it reaches the connection rather than the timer or the engine
@@ -592,7 +661,7 @@ class LongPoll extends PendingAnswer implements FetchWaiter {
   #finish(failure?: unknown): void {
     if (this.#settled) return;
     this.#settled = true;
-    this.#request.connection.offClose(this.#onClose);
+    this.#request.connection.offClose(this);
     this.#plane.fetchWaits.remove(this);
     if (failure !== undefined) {
       this.fail(failure);

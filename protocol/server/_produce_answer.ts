@@ -78,9 +78,6 @@ export class ProduceAnswer extends PendingAnswer {
   #request: RequestContext;
   #produce: ProduceRequestIn;
   #left: number;
-  /** For partitions answered through a promise (several batches): made once per request. */
-  readonly onPartition = (): void => this.partitionDone();
-  readonly onFailure = (failure: unknown): void => this.fail(failure);
 
   constructor(plane: ProduceReports, request: RequestContext, produce: ProduceRequestIn) {
     super();
@@ -93,6 +90,18 @@ export class ProduceAnswer extends PendingAnswer {
     // One more than the partitions: `started` takes it back once every append has begun, so
     // partitions answered while others are still being started cannot finish the answer.
     this.#left = partitions + 1;
+  }
+
+  /**
+   * A partition answered through a promise (several batches, produceBatches). Its closures are
+   * made here, for such a partition only: as fields of every answer they were two functions
+   * and a scope per request on the one-batch path, which never calls them.
+   */
+  partitionSettles(settled: Promise<unknown>): void {
+    settled.then(
+      () => this.partitionDone(),
+      (failure: unknown) => this.fail(failure),
+    );
   }
 
   /** Every partition's append has begun (or been answered): the answer may now finish. */

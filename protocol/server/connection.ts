@@ -31,7 +31,7 @@ import {
   errorResponse,
   REQUEST_HEADER_BYTES,
   type RequestHeader,
-  readRequestHeader,
+  readRequestHeaderInto,
 } from "../codec/frames.ts";
 import { errorToWire, ProtocolError, WIRE_ERRORS } from "../codec/errors.ts";
 import {
@@ -135,6 +135,11 @@ export type RequestContext = {
   parts?: readonly Uint8Array[];
 };
 
+/** Told once when its connection's socket closes (ServerConnection.whenClosed). */
+export interface CloseListener {
+  connectionClosed(): void;
+}
+
 export type ServerConnectionHost = {
   limits: ServerLimits;
   /** The broker-wide budget of answer bytes waiting for sockets (connectionBuffersBytesMax). */
@@ -203,7 +208,7 @@ export class ServerConnection {
    * their answers weigh. Bounded by what one read delivers.
    */
   #backlog: Uint8Array[] = [];
-  #closeListeners = new Set<() => void>();
+  #closeListeners = new Set<(() => void) | CloseListener>();
   #endOnDrain = false;
   #closeAfterFlush = false;
   closed = false;
@@ -437,7 +442,10 @@ export class ServerConnection {
     this.#host.budget.adjust(-this.#reportedBytes);
     this.#reportedBytes = 0;
     this.#slots = [];
-    for (const listener of [...this.#closeListeners]) listener();
+    for (const listener of [...this.#closeListeners]) {
+      if (typeof listener === "function") listener();
+      else listener.connectionClosed();
+    }
     this.#closeListeners.clear();
   }
 
@@ -447,8 +455,16 @@ export class ServerConnection {
     return () => this.#closeListeners.delete(listener);
   }
 
-  /** Removes a listener added by onClose (as the function onClose returned does). */
-  offClose(listener: () => void): void {
+  /**
+   * onClose for an object that is told by a method and removes itself by offClose: a long
+   * poll per fetch made a function to be told by and a remover it never called (issue 16).
+   */
+  whenClosed(listener: CloseListener): void {
+    this.#closeListeners.add(listener);
+  }
+
+  /** Removes a listener added by onClose or whenClosed (as the function onClose returned does). */
+  offClose(listener: (() => void) | CloseListener): void {
     this.#closeListeners.delete(listener);
   }
 
@@ -471,16 +487,24 @@ export class ServerConnection {
   #frame(payload: Uint8Array, lease: FrameLease | undefined, parts?: Uint8Array[]): void {
     if (this.closed || this.#closeAfterFlush) return;
     const reader = new Reader(payload);
-    let header: ReturnType<typeof readRequestHeader>;
+    // The context is the header's object too (read into it): one object per request.
+    const request: RequestContext = {
+      apiKey: 0,
+      apiVersion: 0,
+      correlationId: 0,
+      reader,
+      connection: this,
+      lease,
+    };
     try {
-      header = readRequestHeader(reader);
+      readRequestHeaderInto(reader, request);
     } catch (error) {
       this.#abort(`unreadable request header (${(error as Error).message})`);
       return;
     }
     const slot: Slot = {
-      correlationId: header.correlationId,
-      apiKey: header.apiKey,
+      correlationId: request.correlationId,
+      apiKey: request.apiKey,
       startedMs: this.#host.now(),
       arrivedAt: performance.now(),
       result: undefined,
@@ -488,15 +512,15 @@ export class ServerConnection {
       served: false,
     };
     this.#slots.push(slot);
-    const refusal = this.#refusal(header);
+    const refusal = this.#refusal(request);
     if (refusal !== undefined) {
       this.#host.refused(refusal.wireCode);
       this.#complete(slot, [
-        errorResponse(header.correlationId, refusal.wireCode, refusal.message),
+        errorResponse(request.correlationId, refusal.wireCode, refusal.message),
       ]);
       return;
     }
-    const dropped = this.#droppedAnswer(header, payload);
+    const dropped = this.#droppedAnswer(request, payload);
     if (dropped !== undefined) {
       this.#host.refused(WIRE_ERRORS.INVALID_REQUEST);
       this.#complete(slot, [dropped]);
@@ -505,7 +529,6 @@ export class ServerConnection {
     slot.served = true;
     this.#inFlight++;
     assert(this.#inFlight <= this.#host.limits.inFlightMax, "inFlight stays within inFlightMax");
-    const request: RequestContext = { ...header, reader, connection: this, lease };
     if (parts !== undefined) request.parts = parts;
     this.#run(slot, request);
     this.#updateFlow();
@@ -548,13 +571,21 @@ export class ServerConnection {
     if (result instanceof PendingAnswer) {
       result.attach(this.#answerSink, slot);
     } else if (result instanceof Promise) {
-      result.then(
-        (chunks) => this.#complete(slot, chunks),
-        (error: unknown) => this.#failed(slot, error),
-      );
+      this.#completeWhenSettled(slot, result);
     } else {
       this.#complete(slot, result);
     }
+  }
+
+  /**
+   * A handler's promised answer. Its reactions are made here, not in #run: a closure there
+   * gave every request a scope for `slot`, PendingAnswers and synchronous answers included.
+   */
+  #completeWhenSettled(slot: Slot, result: Promise<HandlerResult>): void {
+    result.then(
+      (chunks) => this.#complete(slot, chunks),
+      (error: unknown) => this.#failed(slot, error),
+    );
   }
 
   /** A handler threw: an error response, unless it was a bug, which stops the server. */

@@ -75,3 +75,35 @@ describe("ChunkReader", () => {
     assert.throws(() => new ChunkReader(split).i64("big"), ProtocolError);
   });
 });
+
+describe("strings", () => {
+  test("ASCII and other names are written as UTF-8 with their byte length, exactly", () => {
+    const writer = new Writer(4);
+    writer.string("t-1").string("tópico").string("名前");
+    assert.deepEqual(
+      [...writer.finish()],
+      [
+        ...[0, 3, 0x74, 0x2d, 0x31],
+        ...[0, 7, 0x74, 0xc3, 0xb3, 0x70, 0x69, 0x63, 0x6f],
+        ...[0, 6, 0xe5, 0x90, 0x8d, 0xe5, 0x89, 0x8d],
+      ],
+    );
+  });
+
+  test("strings are read in one view and across views alike, and bad UTF-8 is refused", () => {
+    const writer = new Writer();
+    writer.string("topic-a").string("tópico").string("名前");
+    const bytes = writer.finish();
+    for (let cut = 0; cut <= bytes.length; cut++) {
+      const reader = new ChunkReader([bytes.subarray(0, cut), bytes.subarray(cut)]);
+      assert.equal(reader.string("first"), "topic-a", `cut at ${cut}`);
+      assert.equal(reader.string("second"), "tópico", `cut at ${cut}`);
+      assert.equal(reader.string("third"), "名前", `cut at ${cut}`);
+      assert.equal(reader.remaining, 0);
+    }
+    const bad = new ChunkReader([new Uint8Array([0, 2, 0xc3, 0x28])]);
+    assert.throws(() => bad.string("name"), /name is not valid UTF-8/);
+    const short = new ChunkReader([new Uint8Array([0])]);
+    assert.throws(() => short.string("name"), /name length needs 2 bytes/);
+  });
+});

@@ -164,3 +164,55 @@ test("without coalesceTurn every enqueue writes at once (the client gathers its 
   outbox.enqueue([bytesOf(2, 10)]);
   assert.equal(socket.writes.length, 2);
 });
+
+describe("the coalescing buffer", () => {
+  /** A FakeSocket that says its writes keep no reference to their bytes (Bun's sockets). */
+  class CopyingSocket extends FakeSocket {
+    readonly writeCopies = true;
+  }
+
+  test("a writeCopies socket's coalesced writes reuse one buffer, in order", () => {
+    const socket = new CopyingSocket();
+    const outbox = new Outbox(socket);
+    const first = [bytesOf(1, 30), bytesOf(40, 12)];
+    const second = [bytesOf(90, 20), bytesOf(120, 5), bytesOf(200, 7)];
+    outbox.enqueue(first);
+    outbox.enqueue(second);
+    assert.equal(socket.writes.length, 2);
+    assert.equal(socket.writes[0]!.buffer, socket.writes[1]!.buffer);
+    assert.deepEqual(
+      socket.received,
+      [...first, ...second].flatMap((chunk) => [...chunk]),
+    );
+  });
+
+  test("a pushed-back coalesced write resumes from the queued chunks, not the buffer", () => {
+    const socket = new CopyingSocket();
+    socket.room = 35;
+    const outbox = new Outbox(socket);
+    const first = [bytesOf(1, 30), bytesOf(40, 12)];
+    outbox.enqueue(first);
+    assert.equal(outbox.queuedBytes, 7);
+    // The next write (at drain) refills the buffer: the first's rest comes from its chunk.
+    socket.room = Number.POSITIVE_INFINITY;
+    const second = [bytesOf(90, 20), bytesOf(120, 5)];
+    outbox.enqueue(second);
+    outbox.flush();
+    assert.equal(socket.writes.length, 2);
+    assert.equal(socket.writes[0]!.buffer, socket.writes[1]!.buffer);
+    assert.deepEqual(
+      socket.received,
+      [...first, ...second].flatMap((chunk) => [...chunk]),
+    );
+    assert.ok(outbox.idle);
+  });
+
+  test("a socket without writeCopies gets a buffer of its own per coalesced write", () => {
+    const socket = new FakeSocket();
+    const outbox = new Outbox(socket);
+    outbox.enqueue([bytesOf(1, 30), bytesOf(40, 12)]);
+    outbox.enqueue([bytesOf(90, 20), bytesOf(120, 5)]);
+    assert.equal(socket.writes.length, 2);
+    assert.notEqual(socket.writes[0]!.buffer, socket.writes[1]!.buffer);
+  });
+});
