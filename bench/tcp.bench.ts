@@ -38,6 +38,7 @@
 //                        [--warmup-seconds 1] [--small-seconds 5] [--json]
 //                        [--phases publish,consume,small,latency] [--drain-dirty-mb 256]
 //                        [--drain-seconds-max 30] [--isolation on|off] [--gc tuned|default]
+//                        [--drop-behind on|off|all]   (the broker's; unset: its default)
 //   npm run bench:tcp -- --protocol kafka [--mb 256] [--rounds 2] [--json]   (tcp/protocols.ts)
 //
 // The last stdout line is one JSON object with publishMBps, consumeMBps, consumeNoCrcMBps,
@@ -83,6 +84,8 @@ const { values } = parseArgs({
     isolation: { type: "string", default: "on" },
     // `default`: JavaScriptCore's own GC settings instead of sluice's (ops/gc_tuning.ts).
     gc: { type: "string", default: "tuned" },
+    // The broker's `--drop-behind` (on, off, all); unset: the broker's default.
+    "drop-behind": { type: "string" },
     // `kafka`: the same batches through the native and the Kafka listener (tcp/protocols.ts).
     protocol: { type: "string", default: "native" },
     mb: { type: "string", default: "256" },
@@ -353,13 +356,25 @@ async function main(): Promise<void> {
   if (values.isolation !== "on" && values.isolation !== "off") {
     throw new RangeError(`--isolation ${values.isolation} is not on or off`);
   }
+  const dropBehind = values["drop-behind"];
+  if (dropBehind !== undefined && !["on", "off", "all"].includes(dropBehind)) {
+    throw new RangeError(`--drop-behind ${dropBehind} is not on, off or all`);
+  }
   const seconds = positive("seconds", values.seconds);
   const rate = positive("rate", values.rate);
   const latencySeconds = positive("latency-seconds", values["latency-seconds"]);
   const warmupSeconds = nonNegative("warmup-seconds", values["warmup-seconds"]);
   const dataDir = mkdtempSync(join(tmpdir(), "sluice-bench-tcp-"));
   try {
-    const broker = await startChild(brokerScript, ["serve", "--data", dataDir, "--port", "0"]);
+    const brokerFlags = dropBehind === undefined ? [] : ["--drop-behind", dropBehind];
+    const broker = await startChild(brokerScript, [
+      "serve",
+      "--data",
+      dataDir,
+      "--port",
+      "0",
+      ...brokerFlags,
+    ]);
     try {
       const { figures, written } = await throughputPhases(broker.port, phases, seconds);
       let latencies: Record<string, number | null> = {};
@@ -396,6 +411,7 @@ async function main(): Promise<void> {
           partitions: PARTITIONS,
           // JSC's settings apply under Bun only.
           gc: isBun() ? gc : null,
+          dropBehind: dropBehind ?? null,
         },
         ...figures,
         ...roundedAll(latencies),
