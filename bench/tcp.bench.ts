@@ -44,6 +44,7 @@
 // The last stdout line is one JSON object with publishMBps, consumeMBps, consumeNoCrcMBps,
 // publish100BRecordsPerSec, e2eP50Ms, e2eP99Ms, e2eP999Ms and loopbackMBps (MB = 10^6 bytes).
 
+import assert from "node:assert/strict";
 import { mkdtempSync, rmSync } from "node:fs";
 import { cpus, freemem, release, tmpdir, totalmem } from "node:os";
 import { spawn } from "node:child_process";
@@ -51,6 +52,7 @@ import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { type GcMode, gcEnvironment, gcModeHolds, parseGcMode } from "../ops/gc_tuning.ts";
 import { Admin, Consumer, Producer } from "../protocol/client/mod.ts";
+import { BUFFER_BYTES_MAX_DEFAULT } from "../protocol/client/producer.ts";
 import { consumeAll } from "./tcp/consume_loop.ts";
 import { publishFor } from "./tcp/publish_loop.ts";
 import { cpuPressureWindow, type DrainOutcome, waitForWritebackDrain } from "./tcp/isolation.ts";
@@ -65,8 +67,18 @@ const TOPIC = "bench";
 const SMALL_TOPIC = "small";
 /** Latency phases run, each on its own topic; the reported figures are their medians. */
 const LATENCY_RUNS = 3;
-/** Records a producer may have unacknowledged before the sender waits. */
-const OUTSTANDING_MAX = 65_536;
+/**
+ * Records a producer may have unacknowledged before the sender waits. They must fit in the
+ * producer's bufferBytesMax (64 MiB) with their batch framing: 64 Ki records of 1 KiB did not,
+ * and a broker slow to answer its first requests made send() fail with BUFFER_FULL.
+ */
+const OUTSTANDING_MAX = 57_344;
+/** Bytes of record and batch framing per 1 KiB record, at most (sizeBytes counts them). */
+const RECORD_FRAMING_BYTES_MAX = 64;
+assert(
+  OUTSTANDING_MAX * (RECORD_BYTES + RECORD_FRAMING_BYTES_MAX) <= BUFFER_BYTES_MAX_DEFAULT,
+  "the records in flight fit in the producer's buffer",
+);
 
 const { values } = parseArgs({
   options: {

@@ -202,7 +202,7 @@ describe("drop-behind", () => {
     }
   });
 
-  test("the engine drops unsynced logs through posix_fadvise, and the data reads back whole", async () => {
+  test("the engine drops unsynced logs through posix_fadvise; the data reads back", async () => {
     if (process.platform !== "linux") return;
     using dir = tempDir();
     const warnings: string[] = [];
