@@ -1112,8 +1112,8 @@ export class PartitionLog {
     for (const segment of open) {
       const position = segment.writtenPosition;
       if (!sync) {
-        const written = position - (this.#dropBehindKeepBytes >> 1);
-        if (!this.#dropRange(segment, this.#writtenBackPositions, written)) return;
+        const writebackEnd = position - (this.#dropBehindKeepBytes >> 1);
+        if (!this.#dropRange(segment, this.#writtenBackPositions, writebackEnd)) return;
       }
       if (!this.#dropRange(segment, this.#droppedPositions, position - this.#dropBehindKeepBytes)) {
         return;
