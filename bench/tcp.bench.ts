@@ -38,11 +38,13 @@
 //                        [--warmup-seconds 1] [--small-seconds 5] [--json]
 //                        [--phases publish,consume,small,latency] [--drain-dirty-mb 256]
 //                        [--drain-seconds-max 30] [--isolation on|off] [--gc tuned|default]
+//                        [--drop-behind on|off|all]   (the broker's; unset: its default)
 //   npm run bench:tcp -- --protocol kafka [--mb 256] [--rounds 2] [--json]   (tcp/protocols.ts)
 //
 // The last stdout line is one JSON object with publishMBps, consumeMBps, consumeNoCrcMBps,
 // publish100BRecordsPerSec, e2eP50Ms, e2eP99Ms, e2eP999Ms and loopbackMBps (MB = 10^6 bytes).
 
+import assert from "node:assert/strict";
 import { mkdtempSync, rmSync } from "node:fs";
 import { cpus, freemem, release, tmpdir, totalmem } from "node:os";
 import { spawn } from "node:child_process";
@@ -50,6 +52,7 @@ import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { type GcMode, gcEnvironment, gcModeHolds, parseGcMode } from "../ops/gc_tuning.ts";
 import { Admin, Consumer, Producer } from "../protocol/client/mod.ts";
+import { BUFFER_BYTES_MAX_DEFAULT } from "../protocol/client/producer.ts";
 import { consumeAll } from "./tcp/consume_loop.ts";
 import { publishFor } from "./tcp/publish_loop.ts";
 import { cpuPressureWindow, type DrainOutcome, waitForWritebackDrain } from "./tcp/isolation.ts";
@@ -64,8 +67,18 @@ const TOPIC = "bench";
 const SMALL_TOPIC = "small";
 /** Latency phases run, each on its own topic; the reported figures are their medians. */
 const LATENCY_RUNS = 3;
-/** Records a producer may have unacknowledged before the sender waits. */
-const OUTSTANDING_MAX = 65_536;
+/**
+ * Records a producer may have unacknowledged before the sender waits. They must fit in the
+ * producer's bufferBytesMax (64 MiB) with their batch framing: 64 Ki records of 1 KiB did not,
+ * and a broker slow to answer its first requests made send() fail with BUFFER_FULL.
+ */
+const OUTSTANDING_MAX = 57_344;
+/** Bytes of record and batch framing per 1 KiB record, at most (sizeBytes counts them). */
+const RECORD_FRAMING_BYTES_MAX = 64;
+assert(
+  OUTSTANDING_MAX * (RECORD_BYTES + RECORD_FRAMING_BYTES_MAX) <= BUFFER_BYTES_MAX_DEFAULT,
+  "the records in flight fit in the producer's buffer",
+);
 
 const { values } = parseArgs({
   options: {
@@ -83,6 +96,8 @@ const { values } = parseArgs({
     isolation: { type: "string", default: "on" },
     // `default`: JavaScriptCore's own GC settings instead of sluice's (ops/gc_tuning.ts).
     gc: { type: "string", default: "tuned" },
+    // The broker's `--drop-behind` (on, off, all); unset: the broker's default.
+    "drop-behind": { type: "string" },
     // `kafka`: the same batches through the native and the Kafka listener (tcp/protocols.ts).
     protocol: { type: "string", default: "native" },
     mb: { type: "string", default: "256" },
@@ -353,13 +368,25 @@ async function main(): Promise<void> {
   if (values.isolation !== "on" && values.isolation !== "off") {
     throw new RangeError(`--isolation ${values.isolation} is not on or off`);
   }
+  const dropBehind = values["drop-behind"];
+  if (dropBehind !== undefined && !["on", "off", "all"].includes(dropBehind)) {
+    throw new RangeError(`--drop-behind ${dropBehind} is not on, off or all`);
+  }
   const seconds = positive("seconds", values.seconds);
   const rate = positive("rate", values.rate);
   const latencySeconds = positive("latency-seconds", values["latency-seconds"]);
   const warmupSeconds = nonNegative("warmup-seconds", values["warmup-seconds"]);
   const dataDir = mkdtempSync(join(tmpdir(), "sluice-bench-tcp-"));
   try {
-    const broker = await startChild(brokerScript, ["serve", "--data", dataDir, "--port", "0"]);
+    const brokerFlags = dropBehind === undefined ? [] : ["--drop-behind", dropBehind];
+    const broker = await startChild(brokerScript, [
+      "serve",
+      "--data",
+      dataDir,
+      "--port",
+      "0",
+      ...brokerFlags,
+    ]);
     try {
       const { figures, written } = await throughputPhases(broker.port, phases, seconds);
       let latencies: Record<string, number | null> = {};
@@ -396,6 +423,7 @@ async function main(): Promise<void> {
           partitions: PARTITIONS,
           // JSC's settings apply under Bun only.
           gc: isBun() ? gc : null,
+          dropBehind: dropBehind ?? null,
         },
         ...figures,
         ...roundedAll(latencies),

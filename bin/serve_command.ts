@@ -77,7 +77,8 @@ export async function serve(values: ParsedValues): Promise<number> {
     ...(settings.queueSyncsInFlight === undefined
       ? {}
       : { queueSyncsInFlight: settings.queueSyncsInFlight }),
-    dropBehind: settings.dropBehind === "on",
+    dropBehind: settings.dropBehind !== "off",
+    dropBehindUnsynced: settings.dropBehind === "all",
     onSlowFsync: (event) => logSlowFsync(log, event),
   });
   const topics = engine.listTopics();

@@ -44,8 +44,11 @@ export type ServeSettings = {
   queueFetchAckWaitMs: number | undefined;
   /** fdatasyncs of one queue's state log in flight (EngineOptions.queueSyncsInFlight). */
   queueSyncsInFlight: number | undefined;
-  /** Drop-behind (EngineOptions.dropBehind): "on" drops durable bytes behind each tail. */
-  dropBehind: "on" | "off";
+  /**
+   * Drop-behind (EngineOptions.dropBehind): "on" drops durable bytes behind each tail; "all"
+   * also the written bytes of logs that do not sync (EngineOptions.dropBehindUnsynced).
+   */
+  dropBehind: "on" | "off" | "all";
   /** The token the HTTP listener requires (Bearer, or the password of Basic). */
   httpToken: string | undefined;
   // Security (README "Security") and the Kafka listener: resolved here like every setting, then
@@ -204,8 +207,10 @@ export const SETTINGS: readonly Setting[] = [
     flag: "drop-behind",
     env: "SLUICE_DROP_BEHIND",
     file: "storage.dropBehind",
-    kind: { type: "enum", values: ["on", "off"] },
-    help: "on: durable log bytes older than each partition's last 64 MiB leave the page cache",
+    kind: { type: "enum", values: ["on", "off", "all"] },
+    help:
+      "on: durable log bytes older than each partition's last 64 MiB leave the page cache; " +
+      "all: also the bytes of logs that do not sync (fsync never/interval)",
   },
   ...passThrough("httpToken", "http-token", "http.token", { type: "string" }),
   ...passThrough("tlsCert", "tls-cert", "tls.cert", { type: "string" }),

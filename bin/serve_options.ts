@@ -47,7 +47,9 @@ export const SERVE_OPS_OPTIONS: Record<string, OptionSpec> = {
     type: "string",
     help:
       "on: after a synced round, durable log bytes older than each partition's last 64 MiB " +
-      "leave the page cache (posix_fadvise; Linux); off: the kernel keeps them (default on)",
+      "leave the page cache (posix_fadvise; Linux); all: also the written bytes of logs that " +
+      "do not sync (fsync never/interval), handed to writeback first; off: the kernel keeps " +
+      "them (default on)",
   },
   "metrics-partitions-max": {
     type: "string",

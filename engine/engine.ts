@@ -125,6 +125,14 @@ export type EngineOptions = {
    */
   dropBehind?: boolean;
   dropBehindKeepBytes?: number;
+  /**
+   * Drop-behind also after flush rounds that do not sync (topics with fsync "never", or
+   * "interval" between its syncs): each range is handed to writeback (without waiting) half a
+   * keep behind the tail and dropped a whole keep behind it, so such a log stops growing the
+   * page cache too. Readers further behind than the keep read from the disk. Default false;
+   * needs `dropBehind`.
+   */
+  dropBehindUnsynced?: boolean;
 };
 
 /** The ways the group commit may make a round durable (EngineOptions.partitionSync). */
@@ -358,6 +366,7 @@ export class Engine {
             ...(this.#options.dropBehindKeepBytes === undefined
               ? {}
               : { dropBehindKeepBytes: this.#options.dropBehindKeepBytes }),
+            dropUnsynced: this.#options.dropBehindUnsynced === true,
             onFsync: (seconds) => this.#fsynced(name, seconds),
             ...(this.#options.monotonicMs === undefined
               ? {}

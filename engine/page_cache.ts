@@ -14,10 +14,15 @@
 // acks=all, the copy (copy_folio_from_iter_atomic) was 6-8% of its CPU 15 s into a run and
 // 36-38% 30 s later, ~8x more per byte (perf, two runs, loaded).
 //
-// Only durable (fsynced) ranges are dropped: their pages are clean, so the hint frees them at
-// once and starts no writeback. It is a hint: where posix_fadvise cannot be reached (another
-// OS, no FFI) nothing is dropped and everything else works as before; where it returns an
-// errno, the log that asked stops dropping and warns once (partition_log.ts).
+// By default only durable (fsynced) ranges are dropped: their pages are clean, so the hint
+// frees them at once and starts no writeback. A log that does not sync may drop too
+// (EngineOptions.dropBehindUnsynced): on dirty pages the same hint starts their writeback
+// without waiting and drops only what is clean, so each range gets it twice, half a keep
+// apart (partition_log.ts); 16 files written without syncs so ran 2.2-3.5x faster at 0.2-0.4x
+// the system time per MB (alternated, loaded; bench/RESULTS.md). It is a hint: where
+// posix_fadvise cannot be reached (another OS, no FFI) nothing is dropped and everything else
+// works as before; where it returns an errno, the log that asked stops dropping and warns
+// once (partition_log.ts).
 
 /**
  * Drops the cached pages of `length` bytes at `position` of the open file `fd`; answers 0, or

@@ -130,6 +130,12 @@ export type PartitionLogOptions = {
   dropCache?: CacheDropper;
   /** Bytes of the latest durable data kept cached (default DROP_BEHIND_KEEP_BYTES_DEFAULT). */
   dropBehindKeepBytes?: number;
+  /**
+   * Drop-behind also after rounds that do not sync (fsync "never" or "interval" between
+   * syncs): written ranges are handed to writeback half a keep behind the tail and dropped a
+   * whole keep behind it. Default false: such a log's pages stay cached.
+   */
+  dropUnsynced?: boolean;
 };
 
 /**
@@ -341,8 +347,11 @@ export class PartitionLog {
   #groupSync: GroupSync | undefined;
   #dropCache: CacheDropper | undefined;
   #dropBehindKeepBytes: number;
+  #dropUnsynced: boolean;
   /** Per open segment, the position below which its pages were dropped (drop-behind). */
   #droppedPositions = new WeakMap<Segment, number>();
+  /** Per open segment, the position below which its pages were handed to writeback. */
+  #writtenBackPositions = new WeakMap<Segment, number>();
   /** The device of the log's directory, for the group commit's file-system flush. */
   #dev: number;
   #monotonicMs: () => number;
@@ -365,6 +374,7 @@ export class PartitionLog {
     this.#groupSync = options.groupSync;
     this.#dropCache = options.dropCache;
     this.#dropBehindKeepBytes = options.dropBehindKeepBytes ?? DROP_BEHIND_KEEP_BYTES_DEFAULT;
+    this.#dropUnsynced = options.dropUnsynced ?? false;
     if (!Number.isSafeInteger(this.#dropBehindKeepBytes) || this.#dropBehindKeepBytes < 0) {
       throw new RangeError(
         `dropBehindKeepBytes ${this.#dropBehindKeepBytes} must be a non-negative integer`,
@@ -1082,7 +1092,7 @@ export class PartitionLog {
       if (writes[i]!.buffers.length > 0) wrote = true;
     }
     if (sync) this.#advanceRecoveryPoint(writes[count - 1]!.next);
-    if (sync) this.#dropBehind(this.#roundOpen);
+    if (sync || this.#dropUnsynced) this.#dropBehind(this.#roundOpen, sync);
     for (const ack of this.#roundAcks) ack.resolve(ack.result);
     for (const waiter of this.#roundSyncWaiters) waiter.resolve();
     if (wrote && !shownEarly) this.#notifyData();
@@ -1090,38 +1100,56 @@ export class PartitionLog {
   }
 
   /**
-   * Drop-behind (page_cache.ts): the durable bytes of each open segment older than its last
-   * dropBehindKeepBytes leave the page cache, DROP_BEHIND_STEP_BYTES or more at a time. Called
-   * only after a round that synced, so the pages are clean; a hint, never a failure.
+   * Drop-behind (page_cache.ts): the bytes of each open segment older than its last
+   * dropBehindKeepBytes leave the page cache, DROP_BEHIND_STEP_BYTES or more at a time; a hint,
+   * never a failure. After a round that synced the pages are clean and leave at once. After
+   * one that did not they may still be dirty, which the hint writes back (without waiting) but
+   * cannot drop: so half a keep earlier each range is first handed to writeback with the same
+   * hint, and dropped when the tail is a whole keep past it (what is still being written
+   * then stays cached, and the kernel reclaims it as usual).
    */
-  #dropBehind(open: readonly Segment[]): void {
-    const drop = this.#dropCache;
-    if (drop === undefined) return;
+  #dropBehind(open: readonly Segment[], sync: boolean): void {
     for (const segment of open) {
-      const end = segment.writtenPosition - this.#dropBehindKeepBytes;
-      const from = this.#droppedPositions.get(segment) ?? 0;
-      if (end - from < DROP_BEHIND_STEP_BYTES) continue;
-      assert(end <= segment.visiblePosition, "only durable, visible bytes leave the cache");
-      let failure: string | undefined;
-      try {
-        const errno = drop(segment.fd, from, end - from);
-        if (errno !== 0) failure = `posix_fadvise returned errno ${errno}`;
-      } catch (error) {
-        failure = String(error);
+      const position = segment.writtenPosition;
+      if (!sync) {
+        const writebackEnd = position - (this.#dropBehindKeepBytes >> 1);
+        if (!this.#dropRange(segment, this.#writtenBackPositions, writebackEnd)) return;
       }
-      if (failure === undefined) {
-        this.#droppedPositions.set(segment, end);
-        continue;
+      if (!this.#dropRange(segment, this.#droppedPositions, position - this.#dropBehindKeepBytes)) {
+        return;
       }
-      // A hint that failed (a closed descriptor answers EBADF, the FFI may throw) dropped
-      // nothing and is not taken as done; data is intact. The log stops dropping, and says so.
-      this.#dropCache = undefined;
-      this.#openOptions.onWarning(
-        `${this.name}: drop-behind stopped: dropping ${end - from} bytes at ${from} failed ` +
-          `(${failure}); pages stay cached`,
-      );
-      return;
     }
+  }
+
+  /**
+   * Drops a segment's cached pages from the position `done` holds for it up to `end`, once
+   * that is DROP_BEHIND_STEP_BYTES or more. False if the hint failed: the log stops dropping.
+   */
+  #dropRange(segment: Segment, done: WeakMap<Segment, number>, end: number): boolean {
+    const drop = this.#dropCache;
+    if (drop === undefined) return false;
+    const from = done.get(segment) ?? 0;
+    if (end - from < DROP_BEHIND_STEP_BYTES) return true;
+    assert(end <= segment.visiblePosition, "only written, visible bytes leave the cache");
+    let failure: string | undefined;
+    try {
+      const errno = drop(segment.fd, from, end - from);
+      if (errno !== 0) failure = `posix_fadvise returned errno ${errno}`;
+    } catch (error) {
+      failure = String(error);
+    }
+    if (failure === undefined) {
+      done.set(segment, end);
+      return true;
+    }
+    // A hint that failed (a closed descriptor answers EBADF, the FFI may throw) dropped
+    // nothing and is not taken as done; data is intact. The log stops dropping, and says so.
+    this.#dropCache = undefined;
+    this.#openOptions.onWarning(
+      `${this.name}: drop-behind stopped: dropping ${end - from} bytes at ${from} failed ` +
+        `(${failure}); pages stay cached`,
+    );
+    return false;
   }
 
   async #syncRound(open: Segment[]): Promise<void> {

@@ -87,28 +87,33 @@ describe("sluice serve --partition-sync", () => {
 });
 
 describe("sluice serve --drop-behind", () => {
-  test("a value other than on or off is refused, naming it", async () => {
+  test("a value other than on, off or all is refused, naming it", async () => {
     using dir = tempDir();
     const flag = await sluice(["serve", "--data", dir.path, "--port", "0", "--drop-behind", "no"]);
     assert.equal(flag.status, 2, flag.stderr);
-    assert.match(flag.stderr, /--drop-behind: expected one of on, off, got "no"/);
+    assert.match(flag.stderr, /--drop-behind: expected one of on, off, all, got "no"/);
   });
 
-  test("off is taken and shown in the startup line", async () => {
-    using dir = tempDir();
-    const served = await serveUntilListening([
-      "--data",
-      dir.path,
-      "--port",
-      "0",
-      "--drop-behind",
-      "off",
-    ]);
-    try {
-      assert.match(served.stdout() + served.stderr(), /dropBehind="?off \(flag\)/);
-    } finally {
-      process.kill(served.child.pid!, "SIGTERM");
-      assert.equal(await served.exited, 0);
-    }
-  });
+  for (const value of ["off", "all"]) {
+    test(`${value} is taken and shown in the startup line`, async () => {
+      using dir = tempDir();
+      const served = await serveUntilListening([
+        "--data",
+        dir.path,
+        "--port",
+        "0",
+        "--drop-behind",
+        value,
+      ]);
+      try {
+        assert.match(
+          served.stdout() + served.stderr(),
+          new RegExp(`dropBehind="?${value} \\(flag\\)`),
+        );
+      } finally {
+        process.kill(served.child.pid!, "SIGTERM");
+        assert.equal(await served.exited, 0);
+      }
+    });
+  }
 });

@@ -1,6 +1,7 @@
 // Drop-behind (engine/page_cache.ts): after a synced flush round, a log's durable bytes older
 // than its last dropBehindKeepBytes leave the page cache, in steps of DROP_BEHIND_STEP_BYTES;
-// unsynced bytes never do, and the data reads back whole after its pages were dropped.
+// unsynced bytes do only with dropUnsynced (handed to writeback half a keep behind the tail,
+// dropped a whole keep behind it), and the data reads back whole after its pages were dropped.
 
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
@@ -60,7 +61,7 @@ describe("drop-behind", () => {
     }
   });
 
-  test("a log whose rounds do not sync drops nothing", async () => {
+  test("a log whose rounds do not sync drops nothing by default", async () => {
     using dir = tempDir();
     const drops: Drop[] = [];
     const log = await PartitionLog.open(
@@ -78,6 +79,50 @@ describe("drop-behind", () => {
     try {
       await fill(log, 12 * MIB);
       assert.deepEqual(drops, [], "unsynced pages may be dirty: they stay");
+    } finally {
+      await log.close();
+    }
+  });
+
+  test("with dropUnsynced an unsynced log hands ranges to writeback, then drops them", async () => {
+    using dir = tempDir();
+    const drops: Drop[] = [];
+    // Half a keep is more than a step, so the two chains never meet and each range is told apart.
+    const keepBytes = 16 * MIB;
+    const log = await PartitionLog.open(
+      dir.path,
+      { fsync: "never" },
+      {
+        onWarning: () => {},
+        dropCache: (fd, position, length) => {
+          drops.push({ fd, position, length });
+          return 0;
+        },
+        dropBehindKeepBytes: keepBytes,
+        dropUnsynced: true,
+      },
+    );
+    try {
+      const records = await fill(log, 48 * MIB);
+      const written = log.sizeBytes;
+      // Two chains of ranges, each following on from the segment's start: the writeback one
+      // ends within a step of half a keep behind the tail, the drop one a whole keep behind.
+      let writebackEnd = 0;
+      let dropEnd = 0;
+      for (const drop of drops) {
+        assert.ok(drop.length >= DROP_BEHIND_STEP_BYTES, `a range of ${drop.length} bytes`);
+        const end = drop.position + drop.length;
+        if (drop.position === writebackEnd) writebackEnd = end;
+        else if (drop.position === dropEnd) dropEnd = end;
+        else
+          assert.fail(`a range at ${drop.position} follows neither ${writebackEnd} nor ${dropEnd}`);
+        assert.ok(dropEnd <= writebackEnd, "a range is dropped only after it went to writeback");
+      }
+      assert.ok(writebackEnd <= written - keepBytes / 2, `writeback to ${writebackEnd}`);
+      assert.ok(writebackEnd >= written - keepBytes / 2 - DROP_BEHIND_STEP_BYTES);
+      assert.ok(dropEnd <= written - keepBytes, `dropped to ${dropEnd} of ${written}`);
+      assert.ok(dropEnd >= written - keepBytes - DROP_BEHIND_STEP_BYTES, `only to ${dropEnd}`);
+      assert.equal(readAll(log).length, records, "every record reads back");
     } finally {
       await log.close();
     }
@@ -152,6 +197,38 @@ describe("drop-behind", () => {
         offset = result.nextOffset;
       }
       assert.equal(read, records);
+    } finally {
+      await engine.close();
+    }
+  });
+
+  test("the engine drops unsynced logs through posix_fadvise; the data reads back", async () => {
+    if (process.platform !== "linux") return;
+    using dir = tempDir();
+    const warnings: string[] = [];
+    const engine = await Engine.open(dir.path, {
+      topicDefaults: { fsync: "never" },
+      dropBehindUnsynced: true,
+      dropBehindKeepBytes: 0,
+      onWarning: (message) => warnings.push(message),
+    });
+    try {
+      await engine.createTopic("t", { partitions: 1 });
+      let records = 0;
+      for (let written = 0; written < 10 * MIB; written += BATCH.length) {
+        await engine.append("t", 0, BATCH);
+        records += 64;
+      }
+      let read = 0;
+      let offset = 0;
+      while (offset < records) {
+        const result = engine.read("t", 0, offset, MIB);
+        assert.ok(result.nextOffset > offset);
+        read += result.nextOffset - offset;
+        offset = result.nextOffset;
+      }
+      assert.equal(read, records);
+      assert.deepEqual(warnings, [], "every hint was taken");
     } finally {
       await engine.close();
     }
