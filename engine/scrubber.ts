@@ -18,7 +18,7 @@ import { checkBatch } from "../record/mod.ts";
 import { BATCH_HEADER_BYTES, batchSizeAt } from "../record/mod.ts";
 import { MAX_BATCH_BYTES_MAX } from "./log_config.ts";
 import type { PartitionLog } from "./partition_log.ts";
-import type { Segment } from "./segment.ts";
+import { type Segment, segmentsSealed } from "./segment.ts";
 
 /** Default scrub rate: a 1 TB log is re-checked about every 18 hours, for ~0.3% of one core. */
 export const SCRUB_BYTES_PER_SEC_DEFAULT = 16 * 1024 * 1024;
@@ -27,7 +27,7 @@ export const SCRUB_TICK_MS = 100;
 /**
  * Ticks skipped after a slice found nothing to check (no sealed segment anywhere): listing the
  * segments of every log is not free with many partitions, so an idle scrubber looks again
- * only every 10 seconds.
+ * only every 10 seconds, or at the next tick after a segment is sealed.
  */
 export const SCRUB_IDLE_TICKS = 100;
 
@@ -48,6 +48,8 @@ export class Scrubber {
   #cursor: ScrubCursor | undefined;
   #timer: ReturnType<typeof setInterval> | undefined;
   #idleTicks = 0;
+  /** segmentsSealed() when the scrubber went idle: a segment sealed since ends the idle. */
+  #sealedWhenIdle = 0;
   /** The damaged position last reported per segment. */
   #reported = new WeakMap<Segment, number>();
   /** Bytes checked since the scrubber was made, and damaged batches found. */
@@ -72,10 +74,23 @@ export class Scrubber {
 
   #tick(budget: number): void {
     if (this.#idleTicks > 0) {
-      this.#idleTicks--;
-      return;
+      // Idle because nothing was sealed: a count compared, not a listing of every log.
+      if (segmentsSealed() === this.#sealedWhenIdle) {
+        this.#idleTicks--;
+        return;
+      }
+      this.#idleTicks = 0;
     }
-    if (this.step(budget) === 0) this.#idleTicks = SCRUB_IDLE_TICKS;
+    const sealed = segmentsSealed();
+    if (this.step(budget) === 0) {
+      this.#idleTicks = SCRUB_IDLE_TICKS;
+      this.#sealedWhenIdle = sealed;
+    }
+  }
+
+  /** True while it skips ticks because the last slice found no sealed segment anywhere. */
+  get idle(): boolean {
+    return this.#idleTicks > 0;
   }
 
   stop(): void {

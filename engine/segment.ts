@@ -144,6 +144,13 @@ export type SegmentState = {
   bytesSinceIndexEntry: number;
 };
 
+/** Segments sealed in this process, by every log: an idle scrubber looks again when it moves. */
+let segmentsSealedCount = 0;
+
+export function segmentsSealed(): number {
+  return segmentsSealedCount;
+}
+
 export class Segment {
   readonly baseOffset: number;
   readonly dir: string;
@@ -616,6 +623,7 @@ export class Segment {
   seal(): void {
     assert(!this.hasUnwritten, "seal after every byte is written");
     this.#sealed = true;
+    segmentsSealedCount++;
     this.#prefixMapping = undefined;
     for (const chunk of this.#chunks) recycle(chunk);
     this.#chunks = [];

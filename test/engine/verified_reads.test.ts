@@ -273,4 +273,29 @@ describe("the engine's scrubber", () => {
     const reopened = await Engine.open(dir.path, { onWarning: () => {}, scrubBytesPerSec: 0 });
     await reopened.close();
   });
+
+  test("an idle scrubber starts at the next tick after a segment is sealed", async () => {
+    using dir = tempDir();
+    const log = await PartitionLog.open(dir.path, { fsync: "never", segmentBytes: 4096 });
+    const scrubber = new Scrubber({
+      bytesPerSec: 10 * 1024 * 1024,
+      logs: () => [log],
+      onWarning: () => {},
+    });
+    try {
+      assert.equal(log.sealedSegments().length, 0);
+      scrubber.start();
+      // Nothing sealed: the first slice finds nothing, and the scrubber idles for ten seconds
+      // (SCRUB_IDLE_TICKS) unless a seal ends the idle.
+      await waitFor(() => scrubber.idle, "the scrubber to go idle");
+      for (let i = 0; log.sealedSegments().length === 0; i++) {
+        await log.append(simpleBatch(1, { firstTag: i, valueBytes: 200 }));
+      }
+      await waitFor(() => scrubber.bytesChecked > 0, "a scrub of the sealed segment", 3_000);
+      assert.equal(scrubber.idle, false);
+    } finally {
+      scrubber.stop();
+      await log.close();
+    }
+  });
 });
