@@ -104,6 +104,7 @@ import { type DelayRef, decodeRef, refsOf, StoreLive } from "./queue_delay_refs.
 import { batchesOf } from "./queue_dead_letter.ts";
 import { decimalDigits } from "./queue_ttl.ts";
 import { yieldToIo } from "./yield_to_io.ts";
+import { READ_AHEAD_BYTES_MAX } from "./log_read.ts";
 import { PartitionLog } from "./partition_log.ts";
 
 /** The longest delay: one year (365 days) in milliseconds. */
@@ -861,7 +862,10 @@ export class DelayTiers {
     try {
       if (!inWindow(window, ref)) readWindow(store, ref, window);
       const batch = window.batches.get(ref.offset);
-      if (batch !== undefined && lastOffsetDeltaAt(batch, 0) === 0) return batch;
+      if (batch !== undefined && lastOffsetDeltaAt(batch, 0) === 0) {
+        // The next window's read overwrites the scratch: what the round keeps is copied out.
+        return batch.buffer === storeScratch().buffer ? batch.slice() : batch;
+      }
       this.#host.warn(`the batch at ${where} is not the one record it should be; skipped`);
     } catch (error) {
       if (!isSluiceError(error)) throw error;
@@ -1195,6 +1199,18 @@ const STORE_READ_BYTES_MAX = 256 * 1024;
 /** Bytes a stored record is guessed to take, to size a read for a run of them. */
 const STORED_BYTES_GUESS = 1280;
 
+/**
+ * The memory every store read of a move round is read into, shared by the process's delayed
+ * queues (a round reads synchronously and copies out the ~1 KiB record it keeps). A fresh
+ * buffer per read made 8 KiB of garbage per delayed record, ~80 MB/s at 10,000/s, and its
+ * allocation was a large part of readSync's samples (bench/RESULTS.md, issue 13, dly19).
+ */
+let scratch: Uint8Array | undefined;
+function storeScratch(): Uint8Array {
+  scratch ??= new Uint8Array(STORE_READ_BYTES_MAX + READ_AHEAD_BYTES_MAX);
+  return scratch;
+}
+
 function inWindow(window: StoreWindow, ref: DelayRef): boolean {
   return window.store === ref.store && window.start <= ref.offset && ref.offset < window.end;
 }
@@ -1214,11 +1230,13 @@ function readWindow(store: PartitionLog, ref: DelayRef, window: StoreWindow): vo
   // A run of one reads exactly its batch (a read returns at least one whole batch).
   const bytes =
     window.run === 1 ? 1 : Math.min(STORE_READ_BYTES_MAX, window.run * STORED_BYTES_GUESS);
-  const read = store.read(ref.offset, bytes);
+  // Emptied first: a read that throws may have overwritten the scratch the old views lie in.
+  window.store = -1;
+  window.batches.clear();
+  const read = store.read(ref.offset, bytes, { scratch: storeScratch() });
   window.store = ref.store;
   window.start = ref.offset;
   window.end = read.nextOffset;
-  window.batches.clear();
   for (const view of read.views) {
     for (let at = 0; at < view.length; ) {
       const size = batchSizeAt(view, at);

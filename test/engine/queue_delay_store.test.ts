@@ -147,6 +147,58 @@ describe("delay store", () => {
     }
   });
 
+  test("a move round reads store records into one reused buffer and keeps each whole", async () => {
+    using dir = tempDir();
+    const clock = new Clock();
+    const warnings: string[] = [];
+    // Store files only: how many positional reads were given a buffer to fill, and how many not.
+    const reads = { into: 0, fresh: 0 };
+    const io = {
+      ...realFileIO,
+      readAt(fd: number, position: number, length: number, into?: Uint8Array) {
+        const path = fs.readlinkSync(`/proc/self/fd/${fd}`);
+        if (path.includes("store-")) {
+          if (into === undefined) reads.fresh++;
+          else reads.into++;
+        }
+        return realFileIO.readAt(fd, position, length, into);
+      },
+    };
+    // Small segments: the store's records are read from sealed, unmapped segments with pread.
+    const host = { ...hostOf(clock, warnings, false), io, segmentBytes: 16 * 1024 };
+    const delays = await DelayTiers.open(dir.path, host);
+    try {
+      // Records i and i + 100 share a due time, 100 records apart in store 2 (300-600 ms): a
+      // round releases both, read by two reads of the shared buffer, and the first must be
+      // kept whole across the second. Due times are shuffled against the store's order.
+      const order = Array.from({ length: 100 }, (_, i) => (i * 37) % 100);
+      const entries = Array.from({ length: 200 }, (_, i) => ({
+        record: record(`${i} ${"z".repeat(700 + (i % 7))}`),
+        dueMs: clock.nowMs + 300 + 3 * order[i % 100]!,
+        deliveries: 0,
+      }));
+      await delays.add(entries);
+      await runTo(clock, delays, clock.nowMs + 600);
+      const arrived = dueRecords(delays);
+      const expected = [...entries]
+        .sort((a, b) => a.dueMs - b.dueMs)
+        .map((e) => ({ value: decoder.decode(e.record.value), due: e.dueMs }));
+      assert.deepEqual(
+        arrived
+          .map((a) => ({ value: a.value, due: a.due }))
+          .sort((a, b) => a.due - b.due || (a.value < b.value ? -1 : 1)),
+        expected.sort((a, b) => a.due - b.due || (a.value < b.value ? -1 : 1)),
+      );
+      if (fs.existsSync("/proc/self/fd")) {
+        assert.ok(reads.into >= 100, `store reads into the shared buffer: ${reads.into}`);
+        assert.equal(reads.fresh, 0, "no store read of a move round takes a new buffer");
+      }
+      assert.deepEqual(warnings, []);
+    } finally {
+      await delays.close();
+    }
+  });
+
   test("a long delay does not keep the store segments of short ones", async () => {
     using dir = tempDir();
     const clock = new Clock();
