@@ -825,7 +825,16 @@ export class DelayTiers {
     const released = refs.filter((ref) => !this.#route(ref, nowMs, out));
     // In store order, so records stored side by side (one add, close due times) share a read.
     released.sort((a, b) => a.store - b.store || a.offset - b.offset);
-    const window: StoreWindow = { store: -1, start: 0, end: 0, batches: new Map(), run: 1 };
+    const window: StoreWindow = {
+      store: -1,
+      start: 0,
+      end: 0,
+      batches: new Map(),
+      run: 1,
+      kept: new Uint8Array(0),
+      keptBytes: 0,
+      keptHintBytes: released.length * STORED_BYTES_GUESS,
+    };
     for (const [i, ref] of released.entries()) {
       if (!inWindow(window, ref)) window.run = runFrom(released, i);
       const batch = this.#stored(ref, window);
@@ -864,7 +873,7 @@ export class DelayTiers {
       const batch = window.batches.get(ref.offset);
       if (batch !== undefined && lastOffsetDeltaAt(batch, 0) === 0) {
         // The next window's read overwrites the scratch: what the round keeps is copied out.
-        return batch.buffer === storeScratch().buffer ? batch.slice() : batch;
+        return batch.buffer === storeScratch().buffer ? keep(window, batch) : batch;
       }
       this.#host.warn(`the batch at ${where} is not the one record it should be; skipped`);
     } catch (error) {
@@ -1192,7 +1201,28 @@ type StoreWindow = {
   end: number;
   batches: Map<number, Uint8Array>;
   run: number;
+  /**
+   * The round's copies of records read into the scratch, side by side: one allocation for
+   * about the round's records rather than one per record (each was ~4 µs, 2% of the broker's
+   * samples at 10,000/s). Never reused: the due batches take views of it.
+   */
+  kept: Uint8Array;
+  keptBytes: number;
+  keptHintBytes: number;
 };
+
+/** A copy of `batch` in the round's kept memory (see StoreWindow). */
+function keep(window: StoreWindow, batch: Uint8Array): Uint8Array {
+  if (window.kept.length - window.keptBytes < batch.length) {
+    const bytes = Math.min(STORE_READ_BYTES_MAX, Math.max(window.keptHintBytes, batch.length));
+    window.kept = new Uint8Array(Math.max(bytes, batch.length));
+    window.keptBytes = 0;
+  }
+  const copy = window.kept.subarray(window.keptBytes, window.keptBytes + batch.length);
+  copy.set(batch);
+  window.keptBytes += batch.length;
+  return copy;
+}
 
 /** Bytes one read of a store takes at most for a move round's window. */
 const STORE_READ_BYTES_MAX = 256 * 1024;
