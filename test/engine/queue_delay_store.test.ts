@@ -18,6 +18,7 @@ import {
   realFileIO,
 } from "../../engine/mod.ts";
 import { decodeRef, encodeRef, refValuesOf } from "../../engine/queue_delay_refs.ts";
+import { TAIL_CACHE_BYTES_DEFAULT } from "../../engine/segment.ts";
 import { tempDir } from "../helpers.ts";
 import { Clock, crashImage } from "./queue_helpers.ts";
 
@@ -193,6 +194,43 @@ describe("delay store", () => {
         assert.ok(reads.into >= 100, `store reads into the shared buffer: ${reads.into}`);
         assert.equal(reads.fresh, 0, "no store read of a move round takes a new buffer");
       }
+      assert.deepEqual(warnings, []);
+    } finally {
+      await delays.close();
+    }
+  });
+
+  test("records that wait 256 ms - 4 s leave from the store's tail cache, past 8 MiB", async () => {
+    using dir = tempDir();
+    const clock = new Clock();
+    const warnings: string[] = [];
+    let storeReads = 0;
+    const io = {
+      ...realFileIO,
+      readAt(fd: number, position: number, length: number, into?: Uint8Array) {
+        if (fs.readlinkSync(`/proc/self/fd/${fd}`).includes("store-02")) storeReads++;
+        return realFileIO.readAt(fd, position, length, into);
+      },
+    };
+    const delays = await DelayTiers.open(dir.path, { ...hostOf(clock, warnings, false), io });
+    try {
+      // More than the logs' default tail cache, all in store 2 (300-399 ms to go).
+      const value = "v".repeat(1000);
+      const count = Math.ceil((TAIL_CACHE_BYTES_DEFAULT + 2 * 1024 * 1024) / 1000);
+      for (let i = 0; i < count; i += 1000) {
+        await delays.add(
+          Array.from({ length: Math.min(1000, count - i) }, (_, j) => ({
+            record: record(`${i + j} ${value}`),
+            dueMs: clock.nowMs + 300 + ((i + j) % 100),
+            deliveries: 0,
+          })),
+        );
+      }
+      assert.equal(delays.storeReferences(2), count);
+      await runTo(clock, delays, clock.nowMs + 400);
+      assert.equal(dueRecords(delays).length, count);
+      if (fs.existsSync("/proc/self/fd"))
+        assert.equal(storeReads, 0, "no record read from the file");
       assert.deepEqual(warnings, []);
     } finally {
       await delays.close();
