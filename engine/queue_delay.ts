@@ -1220,9 +1220,9 @@ type StoreWindow = {
   batches: Map<number, Uint8Array>;
   run: number;
   /**
-   * The round's copies of the records it keeps, side by side: one allocation for
-   * about the round's records rather than one per record (each was ~4 µs, 2% of the broker's
-   * samples at 10,000/s). Never reused: the due batches take views of it.
+   * The round's copies of the records it keeps, side by side: one allocation for about the
+   * round's records rather than one per record (each was ~4 µs, 2% of the broker's samples at
+   * 10,000/s). Never reused: the due batches take views of it.
    */
   kept: Uint8Array;
   keptBytes: number;
