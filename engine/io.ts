@@ -19,8 +19,12 @@ export interface FileIO {
   /** Writes every byte of `buffers` at `position`, looping over short writes. */
   writeAll(fd: number, buffers: Uint8Array[], position: number): Promise<void>;
   datasync(fd: number): Promise<void>;
-  /** Reads up to `length` bytes at `position` into a new buffer (shorter at end of file). */
-  readAt(fd: number, position: number, length: number): Uint8Array;
+  /**
+   * Reads up to `length` bytes at `position` (shorter at end of file) into a new buffer, or
+   * into `into` when it is given and holds `length` bytes: the answer is then a view of `into`.
+   * A FileIO may ignore `into` and answer a new buffer.
+   */
+  readAt(fd: number, position: number, length: number, into?: Uint8Array): Uint8Array;
   truncate(fd: number, length: number): void;
   /** A read-only mapping of the whole file, or undefined where the runtime has none. */
   mapFile(path: string): Uint8Array | undefined;
@@ -241,15 +245,15 @@ export const realFileIO: FileIO = {
       });
     });
   },
-  readAt(fd, position, length) {
-    const buffer = new Uint8Array(length);
+  readAt(fd, position, length, into) {
+    const buffer = into !== undefined && into.length >= length ? into : new Uint8Array(length);
     let filled = 0;
     while (filled < length) {
       const read = fs.readSync(fd, buffer, filled, length - filled, position + filled);
       if (read === 0) break;
       filled += read;
     }
-    return filled === length ? buffer : buffer.subarray(0, filled);
+    return filled === buffer.length ? buffer : buffer.subarray(0, filled);
   },
   truncate(fd, length) {
     fs.ftruncateSync(fd, length);

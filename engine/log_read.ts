@@ -36,6 +36,8 @@ export type ReadRequest = {
   highWatermark: number;
   /** Check the CRC of every batch read, also of batches checked before (PartitionLog.read). */
   checkEveryCrc?: boolean;
+  /** Memory a positional read may fill instead of a new buffer (PartitionLog.read). */
+  scratch?: Uint8Array;
 };
 
 /**
@@ -44,7 +46,7 @@ export type ReadRequest = {
  * interval past its entry), so a small positional read of an unmapped segment (a delay store
  * reads one ~1 KiB record) copies a few KiB, not 64 (bench/RESULTS.md, issue 13, d18).
  */
-const READ_AHEAD_BYTES_MAX = 64 * 1024;
+export const READ_AHEAD_BYTES_MAX = 64 * 1024;
 
 /** Index of the last segment whose base offset is <= offset (0 if none). */
 function floorSegment(segments: Segment[], offset: number): number {
@@ -153,13 +155,16 @@ function viewFor(
   const first = result.sizeBytes === 0;
   const readAheadBytes = Math.min(READ_AHEAD_BYTES_MAX, 2 * segment.indexIntervalBytes);
   const want = first ? request.maxBytes + readAheadBytes : request.maxBytes - result.sizeBytes;
-  const view = segment.viewAt(position, Math.max(want, BATCH_HEADER_BYTES));
+  // The scratch takes only a read whose view nothing answered yet holds: a second positional
+  // read of the same request would overwrite batches already in result.views.
+  const scratch = result.views.length === 0 ? request.scratch : undefined;
+  const view = segment.viewAt(position, Math.max(want, BATCH_HEADER_BYTES), scratch);
   if (view.length < BATCH_HEADER_BYTES) return view;
   const size = batchSizeAt(view, 0);
   if (size <= view.length || size < BATCH_HEADER_BYTES || size > MAX_BATCH_BYTES_MAX) return view;
   // A batch past what is left of maxBytes would be read whole only to be dropped.
   if (!first && result.sizeBytes + size > request.maxBytes) return undefined;
-  return segment.viewAt(position, size);
+  return segment.viewAt(position, size, scratch);
 }
 
 /**

@@ -1348,8 +1348,16 @@ export class PartitionLog {
    * least one batch, so a consumer always progresses). No record is decoded or copied. Each
    * batch's CRC is checked once per process (log_read.ts); `checkEveryCrc` checks every batch
    * read again, for readers that must find damage themselves (queues discard and count it).
+   * `scratch`: a positional read (below the tail cache of a segment not mapped) fills it instead
+   * of a new buffer, so the views may lie in it: they are valid until the caller's next read
+   * with the same scratch, and the caller copies what it keeps longer (the delay stores' move
+   * rounds read one record at a time this way).
    */
-  read(offset: number, maxBytes: number, options?: { checkEveryCrc?: boolean }): ReadResult {
+  read(
+    offset: number,
+    maxBytes: number,
+    options?: { checkEveryCrc?: boolean; scratch?: Uint8Array },
+  ): ReadResult {
     if (this.#closed) throw new SluiceError("LOG_CLOSED", `Log ${this.name} is closed`);
     const highWatermark = this.highWatermark;
     // A tailing reader asks mostly for what is not there yet: answered without a scan (the
@@ -1364,6 +1372,7 @@ export class PartitionLog {
       maxBytes,
       highWatermark,
       checkEveryCrc: options?.checkEveryCrc === true,
+      scratch: options?.scratch,
     });
   }
 

@@ -101,8 +101,11 @@ export function encodeRefBatch(refs: readonly DelayRef[], timestampMs: number): 
     const body = bodyFixed + varintSize(i);
     size += varintSize(body) + body;
   }
-  const batch = new Uint8Array(size);
-  const view = new DataView(batch.buffer, batch.byteOffset, batch.length);
+  // The buffer first: asking a new small Uint8Array for its buffer makes the runtime move its
+  // bytes out of line (`get buffer` was ~1% of the broker's samples at 10,000 delays/s).
+  const buffer = new ArrayBuffer(size);
+  const batch = new Uint8Array(buffer);
+  const view = new DataView(buffer);
   let at = BATCH_HEADER_BYTES;
   for (let i = 0; i < refs.length; i++) {
     const ref = refs[i]!;

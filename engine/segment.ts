@@ -462,10 +462,10 @@ export class Segment {
 
   /**
    * A view starting at `position` of up to `want` bytes (fewer at a chunk or visible end),
-   * served from the tail cache, the mapping, or a positional read. Never empty when
-   * position < visiblePosition.
+   * served from the tail cache, the mapping, or a positional read (into `scratch` when it is
+   * given and large enough: the caller's to reuse). Never empty when position < visiblePosition.
    */
-  viewAt(position: number, want: number): Uint8Array {
+  viewAt(position: number, want: number, scratch?: Uint8Array): Uint8Array {
     const end = this.#visiblePosition;
     assert(position < end, "view inside the visible segment");
     const mapping = this.#mapping ?? this.#mapIfSealed();
@@ -478,9 +478,15 @@ export class Segment {
         const wantEnd = Math.min(end, position + want);
         if (chunk.position + chunk.length < wantEnd && this.#chunks[i + 1]?.continues === true) {
           // A mapping of the written prefix that holds the batch serves it without a copy (a
-          // catch-up read has remapped past it by the time it reaches the tail cache).
-          const prefix = this.#prefixMappingTo(wantEnd);
-          if (prefix !== undefined) return prefix.subarray(position, wantEnd);
+          // catch-up read has remapped past it by the time it reaches the tail cache). A tail
+          // read never maps anew: each remap maps the whole file, and the collector counts
+          // every mapping's length as heap until it is collected, so a tailing queue remapping
+          // every 16 MiB kept ~50 MB per partition live and drove full collections
+          // (bench/RESULTS.md, issue 13, dly19).
+          const prefix = this.#prefixMapping;
+          if (prefix !== undefined && wantEnd <= prefix.length) {
+            return prefix.subarray(position, wantEnd);
+          }
           return this.#joinedView(i, position, wantEnd);
         }
         const stop = Math.min(end, chunk.position + chunk.length, position + want) - chunk.position;
@@ -492,7 +498,7 @@ export class Segment {
     const prefix = this.#prefixMappingTo(stop);
     if (prefix !== undefined) return prefix.subarray(position, stop);
     try {
-      return this.#io.readAt(this.fd, position, stop - position);
+      return this.#io.readAt(this.fd, position, stop - position, scratch);
     } catch (error) {
       throw ioError(error, `reading ${this.path("log")} at position ${position}`);
     }

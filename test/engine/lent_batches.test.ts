@@ -5,7 +5,13 @@
 
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
-import { type BatchLease, LENT_BATCH_BYTES_MIN, PartitionLog } from "../../engine/mod.ts";
+import {
+  type BatchLease,
+  LENT_BATCH_BYTES_MIN,
+  PartitionLog,
+  realFileIO,
+} from "../../engine/mod.ts";
+import { ACTIVE_MAP_STEP_BYTES } from "../../engine/segment.ts";
 import { tempDir } from "../helpers.ts";
 import { readAll, simpleBatch } from "./partition_log_helpers.ts";
 
@@ -139,6 +145,44 @@ describe("batches in parts", () => {
     );
     assert.deepEqual(readAll(log, 0, 64), records, "small reads across the parts too");
     await log.close();
+  });
+
+  test("tail reads of batches in parts never map the growing file anew", async () => {
+    using dir = tempDir();
+    let maps = 0;
+    const io = {
+      ...realFileIO,
+      mapFile(path: string) {
+        maps++;
+        return realFileIO.mapFile(path);
+      },
+    };
+    // The whole segment stays in the tail cache: every read below is a tail read.
+    const log = await PartitionLog.open(
+      dir.path,
+      { fsync: "never" },
+      { io, onWarning: () => {}, tailCacheBytes: 2 * ACTIVE_MAP_STEP_BYTES },
+    );
+    try {
+      const lease = new CountingLease();
+      let offset = 0;
+      while (log.sealedSegments().length === 0 && offset * 1024 < ACTIVE_MAP_STEP_BYTES * 1.5) {
+        const batch = largeBatch(offset);
+        await log.appendChecked(cutInto(batch, [30_000, 60_000]), lease);
+        await log.flush();
+        const view = log.read(offset, 1).views[0]!;
+        assert.deepEqual(
+          view,
+          batch.map((byte, i) => (i < 8 ? view[i]! : byte)),
+        );
+        offset += 80;
+      }
+      assert.ok(offset * 1024 > ACTIVE_MAP_STEP_BYTES, "past one mapping step");
+      // Each map is of the whole file, and its length counts as heap until it is collected.
+      assert.equal(maps, 0, "no tail read mapped the file");
+    } finally {
+      await log.close();
+    }
   });
 
   test("a batch in parts without a lease is copied, and a short first part is joined", async () => {

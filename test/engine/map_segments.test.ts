@@ -92,3 +92,28 @@ test("a one-record read of an unmapped segment reads two index intervals, not 64
   }
   await log.close();
 });
+
+test("a read given a scratch fills it instead of a new buffer, with the same batches", async () => {
+  using dir = tempDir();
+  const log = await filledLog(dir.path, realFileIO, false);
+  const scratch = new Uint8Array(64 * 1024);
+  try {
+    for (let offset = 0; offset < log.logEndOffset; offset += 3) {
+      for (const maxBytes of [1, 2000]) {
+        const plain = log.read(offset, maxBytes);
+        const read = log.read(offset, maxBytes, { scratch });
+        assert.deepEqual(
+          read.views.map((v) => [...v]),
+          plain.views.map((v) => [...v]),
+        );
+        assert.equal(read.nextOffset, plain.nextOffset);
+        // The tail cache holds none of the sealed segments: each is read with pread.
+        if (offset < log.segmentBaseOffsets().at(-1)!) {
+          assert.equal(read.views[0]!.buffer, scratch.buffer, `read(${offset}) used the scratch`);
+        }
+      }
+    }
+  } finally {
+    await log.close();
+  }
+});

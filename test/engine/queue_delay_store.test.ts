@@ -18,6 +18,7 @@ import {
   realFileIO,
 } from "../../engine/mod.ts";
 import { decodeRef, encodeRef, refValuesOf } from "../../engine/queue_delay_refs.ts";
+import { TAIL_CACHE_BYTES_DEFAULT } from "../../engine/segment.ts";
 import { tempDir } from "../helpers.ts";
 import { Clock, crashImage } from "./queue_helpers.ts";
 
@@ -141,6 +142,95 @@ describe("delay store", () => {
       assert.ok(stored < 100 * 1200, `the store holds each record once (${stored} bytes)`);
       // Ten visits of 100 entries: well under one record's size per visit.
       assert.ok(tiers < 100 * 10 * 100, `tier entries are small (${tiers} bytes)`);
+      assert.deepEqual(warnings, []);
+    } finally {
+      await delays.close();
+    }
+  });
+
+  test("a move round reads store records into one reused buffer and keeps each whole", async () => {
+    using dir = tempDir();
+    const clock = new Clock();
+    const warnings: string[] = [];
+    // Store files only: how many positional reads were given a buffer to fill, and how many not.
+    const reads = { into: 0, fresh: 0 };
+    const io = {
+      ...realFileIO,
+      readAt(fd: number, position: number, length: number, into?: Uint8Array) {
+        const path = fs.readlinkSync(`/proc/self/fd/${fd}`);
+        if (path.includes("store-")) {
+          if (into === undefined) reads.fresh++;
+          else reads.into++;
+        }
+        return realFileIO.readAt(fd, position, length, into);
+      },
+    };
+    // Small segments: the store's records are read from sealed, unmapped segments with pread.
+    const host = { ...hostOf(clock, warnings, false), io, segmentBytes: 16 * 1024 };
+    const delays = await DelayTiers.open(dir.path, host);
+    try {
+      // Records i and i + 100 share a due time, 100 records apart in store 2 (300-600 ms): a
+      // round releases both, read by two reads of the shared buffer, and the first must be
+      // kept whole across the second. Due times are shuffled against the store's order.
+      const order = Array.from({ length: 100 }, (_, i) => (i * 37) % 100);
+      const entries = Array.from({ length: 200 }, (_, i) => ({
+        record: record(`${i} ${"z".repeat(700 + (i % 7))}`),
+        dueMs: clock.nowMs + 300 + 3 * order[i % 100]!,
+        deliveries: 0,
+      }));
+      await delays.add(entries);
+      await runTo(clock, delays, clock.nowMs + 600);
+      const arrived = dueRecords(delays);
+      const expected = [...entries]
+        .sort((a, b) => a.dueMs - b.dueMs)
+        .map((e) => ({ value: decoder.decode(e.record.value), due: e.dueMs }));
+      assert.deepEqual(
+        arrived
+          .map((a) => ({ value: a.value, due: a.due }))
+          .sort((a, b) => a.due - b.due || (a.value < b.value ? -1 : 1)),
+        expected.sort((a, b) => a.due - b.due || (a.value < b.value ? -1 : 1)),
+      );
+      if (fs.existsSync("/proc/self/fd")) {
+        assert.ok(reads.into >= 100, `store reads into the shared buffer: ${reads.into}`);
+        assert.equal(reads.fresh, 0, "no store read of a move round takes a new buffer");
+      }
+      assert.deepEqual(warnings, []);
+    } finally {
+      await delays.close();
+    }
+  });
+
+  test("records that wait 256 ms - 4 s leave from the store's tail cache, past 8 MiB", async () => {
+    using dir = tempDir();
+    const clock = new Clock();
+    const warnings: string[] = [];
+    let storeReads = 0;
+    const io = {
+      ...realFileIO,
+      readAt(fd: number, position: number, length: number, into?: Uint8Array) {
+        if (fs.readlinkSync(`/proc/self/fd/${fd}`).includes("store-02")) storeReads++;
+        return realFileIO.readAt(fd, position, length, into);
+      },
+    };
+    const delays = await DelayTiers.open(dir.path, { ...hostOf(clock, warnings, false), io });
+    try {
+      // More than the logs' default tail cache, all in store 2 (300-399 ms to go).
+      const value = "v".repeat(1000);
+      const count = Math.ceil((TAIL_CACHE_BYTES_DEFAULT + 2 * 1024 * 1024) / 1000);
+      for (let i = 0; i < count; i += 1000) {
+        await delays.add(
+          Array.from({ length: Math.min(1000, count - i) }, (_, j) => ({
+            record: record(`${i + j} ${value}`),
+            dueMs: clock.nowMs + 300 + ((i + j) % 100),
+            deliveries: 0,
+          })),
+        );
+      }
+      assert.equal(delays.storeReferences(2), count);
+      await runTo(clock, delays, clock.nowMs + 400);
+      assert.equal(dueRecords(delays).length, count);
+      if (fs.existsSync("/proc/self/fd"))
+        assert.equal(storeReads, 0, "no record read from the file");
       assert.deepEqual(warnings, []);
     } finally {
       await delays.close();
