@@ -71,7 +71,7 @@ export type EngineOptions = {
   /** Queue state-log size from which compaction is considered (default 4 MiB). */
   queueCompactAfterBytes?: number;
   /**
-   * fdatasyncs of one queue's state log in flight at once (default 2, at most 8; 1 makes the
+   * fdatasyncs of one queue's state log in flight at once (default 4, at most 8; 1 makes the
    * group commit serial). See "Durable state" in engine/README.md.
    */
   queueSyncsInFlight?: number;

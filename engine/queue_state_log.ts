@@ -61,7 +61,7 @@
 //
 // Group commit, pipelined: deltas added in one tick form a group, written at once (a
 // positional write to the page cache), then fdatasync'd. A group written while an fdatasync
-// is in flight starts its own at once, up to syncsInFlightMax (default 2) in flight, so an
+// is in flight starts its own at once, up to syncsInFlightMax (default 4) in flight, so an
 // accept waits for about one fdatasync rather than the one in progress plus its own. Each
 // fdatasync covers every byte written before it started; groups resolve in the order they
 // were written, each only after its own fdatasync and every earlier one succeeded.
@@ -168,7 +168,7 @@ export type QueueStateLogOptions = {
   /** fdatasync before a commit resolves. Compaction always syncs. */
   fsync: boolean;
   /**
-   * fdatasyncs allowed in flight at once (default 2; 1 is a serial group commit: a group's
+   * fdatasyncs allowed in flight at once (default 4; 1 is a serial group commit: a group's
    * write waits for the fdatasync before it).
    */
   syncsInFlightMax?: number;
@@ -201,6 +201,12 @@ export type QueueStateLogStats = {
    * the oldest to end before its write: a commit's latency then holds part of another's.
    */
   slotWaits: number;
+  /**
+   * Milliseconds those groups spent waiting for a slot, summed and the longest: the part of a
+   * commit's latency that is queueing behind other groups' fdatasyncs, not its own.
+   */
+  slotWaitMsTotal: number;
+  slotWaitMsMax: number;
 };
 
 export type QueueRecovery = {
@@ -230,8 +236,16 @@ const EARLY_SPARE_COMPACT_AFTER_BYTES_MIN = 1 * MIB;
 /** Zeros written per write call while a spare is made. */
 const SPARE_ZEROS_BYTES = 1 * MIB;
 const SPARE_ZEROS = new Uint8Array(SPARE_ZEROS_BYTES);
-/** fdatasyncs of one queue's state log in flight at once, by default and at most. */
-export const SYNCS_IN_FLIGHT_DEFAULT = 2;
+/**
+ * fdatasyncs of one queue's state log in flight at once, by default and at most. Four, not two:
+ * under a broker each consumer connection's acks form their own group, and with two slots about
+ * one accept group in nine found both taken and waited for the oldest fdatasync before its own
+ * (bench/tools/ack_stages.ts at 40,000/s); with four, about one in a hundred (bench/RESULTS.md,
+ * issue 11). One file's fdatasyncs overlap on the disks measured (1, 2 and 3 in flight
+ * gave 1.2k, 5.4k and 6.7k fdatasyncs a second), so more slots mean less queueing, not slower
+ * fdatasyncs.
+ */
+export const SYNCS_IN_FLIGHT_DEFAULT = 4;
 export const SYNCS_IN_FLIGHT_MAX = 8;
 /**
  * Bytes that no commit waits for (acquisitions, floor moves) are fdatasync'd at most this long
@@ -668,6 +682,8 @@ export class QueueStateLog {
   #spareCompactions = 0;
   #compactionFailures = 0;
   #slotWaits = 0;
+  #slotWaitMsTotal = 0;
+  #slotWaitMsMax = 0;
   /** The log size from which compaction is tried again after a failed one. */
   #compactAtBytes = 0;
   /** Set once a compaction renamed its file into place: failures after that fence. */
@@ -812,6 +828,8 @@ export class QueueStateLog {
       compactionFailures: this.#compactionFailures,
       pendingEntries: this.#pending.entries,
       slotWaits: this.#slotWaits,
+      slotWaitMsTotal: this.#slotWaitMsTotal,
+      slotWaitMsMax: this.#slotWaitMsMax,
     };
   }
 
@@ -893,8 +911,16 @@ export class QueueStateLog {
       if (this.#syncsInFlight.length >= this.#syncsInFlightMax && oldest !== undefined) {
         // Every slot holds an fdatasync: deltas added meanwhile join the group that writes
         // when the oldest one ends.
-        if (this.#waiters.length > 0) this.#slotWaits++;
+        if (this.#waiters.length === 0) {
+          await oldest;
+          continue;
+        }
+        this.#slotWaits++;
+        const startMs = performance.now();
         await oldest;
+        const waitedMs = performance.now() - startMs;
+        this.#slotWaitMsTotal += waitedMs;
+        this.#slotWaitMsMax = Math.max(this.#slotWaitMsMax, waitedMs);
         continue;
       }
       const pending = this.#unwritten?.followedBy(this.#pending) ?? this.#pending;

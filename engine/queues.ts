@@ -50,7 +50,7 @@ export type QueuesOptions = {
   compactAfterBytes?: number;
   /** How often expired records at queue heads are looked for (default 1,000 ms). */
   ttlCheckMs?: number;
-  /** fdatasyncs of one queue's state log in flight at once (default 2). */
+  /** fdatasyncs of one queue's state log in flight at once (default 4). */
   syncsInFlight?: number;
   /** Zeros a state log's spare generation holds at most (the log's default when absent). */
   spareBytesMax?: number;

@@ -42,7 +42,7 @@
 //                             at most for their fdatasync (`serve --queue-fetch-ack-wait-ms`;
 //                             default the server's, 0: answers at once)
 //   queueSyncsInFlight=<n>    a server it starts: fdatasyncs of a queue's state log in flight
-//                             (`serve --queue-syncs-in-flight`; default the engine's, 2)
+//                             (`serve --queue-syncs-in-flight`; default the engine's, 4)
 //   queueFetchIntervalMs=<n>  per-message mode: while the queue keeps up, a consumer's fetches
 //                             go out at most this often (default 0: at once). With
 //                             queueAckFlushMs at least as long, answers ride in the paced

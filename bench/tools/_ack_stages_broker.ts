@@ -145,11 +145,26 @@ scope.onmessage = async (event: MessageEvent) => {
       durable.get(key) ?? null,
       told.get(key) ?? null,
     ]);
-    // Read by name: slotWaits is absent on a checkout from before it was counted.
+    // Read by name: slotWaits and the slot-wait times are absent on a checkout from before
+    // they were counted.
     const log = server?.engine.queue("work").stateLog.stats as
-      | { writes: number; fsyncs: number; slotWaits?: number }
+      | {
+          writes: number;
+          fsyncs: number;
+          slotWaits?: number;
+          slotWaitMsTotal?: number;
+          slotWaitMsMax?: number;
+        }
       | undefined;
-    const stateLog = { writes: log?.writes, fsyncs: log?.fsyncs, slotWaits: log?.slotWaits };
+    const ms = (value: number | undefined) =>
+      value === undefined ? undefined : Math.round(value * 1000) / 1000;
+    const stateLog = {
+      writes: log?.writes,
+      fsyncs: log?.fsyncs,
+      slotWaits: log?.slotWaits,
+      slotWaitMsTotal: ms(log?.slotWaitMsTotal),
+      slotWaitMsMax: ms(log?.slotWaitMsMax),
+    };
     scope.postMessage({ stamps, fsyncMs, lagMs, stateLog });
   } else if (message["close"] === true) {
     await server?.close();

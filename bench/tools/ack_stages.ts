@@ -183,7 +183,13 @@ try {
     stamps: [number, number, number | null, number | null][];
     fsyncMs: number[];
     lagMs: number[];
-    stateLog: { writes?: number; fsyncs?: number; slotWaits?: number };
+    stateLog: {
+      writes?: number;
+      fsyncs?: number;
+      slotWaits?: number;
+      slotWaitMsTotal?: number;
+      slotWaitMsMax?: number;
+    };
   }>({ report: true });
   summarize(report, { sent, startMs, accepted: stats[0]?.stats.accepted ?? 0 });
 } finally {
@@ -204,7 +210,13 @@ function summarize(
     stamps: [number, number, number | null, number | null][];
     fsyncMs: number[];
     lagMs: number[];
-    stateLog: { writes?: number; fsyncs?: number; slotWaits?: number };
+    stateLog: {
+      writes?: number;
+      fsyncs?: number;
+      slotWaits?: number;
+      slotWaitMsTotal?: number;
+      slotWaitMsMax?: number;
+    };
   },
   run: { sent: number; startMs: number; accepted: number },
 ): void {

@@ -285,6 +285,57 @@ describe("queue state log: pipelined group commit", () => {
     assert.equal(closed.error, undefined);
   });
 
+  test("by default four accept groups' fdatasyncs are in flight at once", async () => {
+    using dir = tempDir();
+    const io = new HeldSyncIO();
+    const { engine, held, member } = await setUp(dir.path, io);
+    io.holding = true;
+    const groups: ReturnType<typeof track>[] = [];
+    for (const [index, delivery] of held.entries()) {
+      groups.push(track(engine.ackQueue("q", member, acksFor([delivery], "accept"))));
+      await waitFor(() => io.held.length === index + 1, `group ${index + 1}'s fdatasync`);
+    }
+    assert.equal(engine.queue("q").stateLog.stats.slotWaits, 0, "none waited for a slot");
+    for (const sync of io.held) sync.release();
+    await waitFor(() => groups.every((group) => group.settled), "every group");
+    assert.deepEqual(
+      groups.map((group) => group.error),
+      [undefined, undefined, undefined, undefined],
+    );
+    io.holding = false;
+    await engine.close();
+  });
+
+  test("a group that finds every slot taken is counted, with how long it waited", async () => {
+    using dir = tempDir();
+    const io = new HeldSyncIO();
+    const { engine, held, member } = await setUp(dir.path, io, 2);
+    const log = engine.queue("q").stateLog;
+    io.holding = true;
+    const first = track(engine.ackQueue("q", member, acksFor(held.slice(0, 1), "accept")));
+    await waitFor(() => io.held.length === 1, "the first group's fdatasync");
+    const second = track(engine.ackQueue("q", member, acksFor(held.slice(1, 2), "accept")));
+    await waitFor(() => io.held.length === 2, "the second group's fdatasync");
+    assert.equal(log.stats.slotWaits, 0);
+    const third = track(engine.ackQueue("q", member, acksFor(held.slice(2, 3), "accept")));
+    await waitFor(() => log.stats.slotWaits === 1, "the third group's wait for a slot");
+    const heldForMs = 20;
+    const start = performance.now();
+    await waitFor(() => performance.now() - start >= heldForMs, "the slots held a while");
+    io.held[0]!.release();
+    await waitFor(() => io.held.length === 3, "the third group's fdatasync, in the freed slot");
+    const { slotWaits, slotWaitMsTotal, slotWaitMsMax } = log.stats;
+    assert.equal(slotWaits, 1);
+    assert.ok(slotWaitMsTotal >= heldForMs, `waited ${slotWaitMsTotal} ms, slots held longer`);
+    assert.equal(slotWaitMsMax, slotWaitMsTotal, "one wait: the longest is the sum");
+    io.held[1]!.release();
+    io.held[2]!.release();
+    await waitFor(() => first.settled && second.settled && third.settled, "all three groups");
+    assert.deepEqual([first.error, second.error, third.error], [undefined, undefined, undefined]);
+    io.holding = false;
+    await engine.close();
+  });
+
   test("queueSyncsInFlight 1 makes the commit serial; a bad value is refused by name", async () => {
     using dir = tempDir();
     const io = new HeldSyncIO();
