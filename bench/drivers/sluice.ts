@@ -60,6 +60,7 @@
 
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
+import { SYNCS_IN_FLIGHT_DEFAULT } from "../../engine/queue_state_log.ts";
 import {
   type FsyncPolicy,
   LOG_CONFIG_DEFAULTS,
@@ -441,7 +442,8 @@ export class SluiceTcpDriver implements Driver {
       queueFetchAckWaitMs:
         this.#settings.fetchAckWaitMs ?? (started ? "0 (server default)" : "server's"),
       queueSyncsInFlight:
-        this.#settings.syncsInFlight ?? (started ? "2 (engine default)" : "server's"),
+        this.#settings.syncsInFlight ??
+        (started ? `${SYNCS_IN_FLIGHT_DEFAULT} (engine default)` : "server's"),
       dropBehind: this.#settings.dropBehind ?? (started ? "on (default)" : "server's"),
       ...(this.#settings.queue === undefined ? {} : queueModeSettings(this.#settings.queue)),
       ...priorityLevelsSetting(this.#config.priorityLevels),
