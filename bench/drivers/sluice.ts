@@ -24,6 +24,9 @@
 //   dropBehind=on|off         a server it starts: whether durable log bytes older than each
 //                             partition's last 64 MiB leave the page cache after a synced
 //                             round (`serve --drop-behind`; default on)
+//   gc=tuned|default          a server process it starts: under sluice's GC and allocator
+//                             settings (ops/gc_tuning.ts, as bench:tcp and the Docker image
+//                             run it) or the runtime's own (default: the environment's)
 //   lingerMs=<n>              producer linger (default 1; 5 in per-message mode). Keyless
 //                             records go to a sticky partition that moves on with each
 //                             sealed batch, so over many
@@ -61,6 +64,7 @@
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { SYNCS_IN_FLIGHT_DEFAULT } from "../../engine/queue_state_log.ts";
+import { type GcMode, gcEnvironment, gcModeHolds } from "../../ops/gc_tuning.ts";
 import {
   type FsyncPolicy,
   LOG_CONFIG_DEFAULTS,
@@ -147,6 +151,8 @@ type Settings = {
   syncsInFlight: number | undefined;
   /** Drop-behind of a server the driver starts (its default: on). */
   dropBehind: "on" | "off" | undefined;
+  /** A server process the driver starts: its GC settings (undefined: the environment's). */
+  gc: GcMode | undefined;
   lingerMs: number;
   batchBytes: number;
   /** Set with the workload's ackMode per-message. */
@@ -183,6 +189,11 @@ function acksOption(text: string | undefined, fallback: Acks): Acks {
 function dropBehindOption(text: string | undefined): "on" | "off" | undefined {
   if (text === undefined || text === "on" || text === "off") return text;
   throw new RangeError(`driver option dropBehind=${text} must be on or off`);
+}
+
+function gcOption(text: string | undefined): GcMode | undefined {
+  if (text === undefined || text === "tuned" || text === "default") return text;
+  throw new RangeError(`driver option gc=${text} must be tuned or default`);
 }
 
 function partitionSyncOption(text: string | undefined): PartitionSync | undefined {
@@ -246,6 +257,7 @@ export class SluiceTcpDriver implements Driver {
           ? undefined
           : integerOption(options, "queueSyncsInFlight", 2, 1, 8),
       dropBehind: dropBehindOption(options["dropBehind"]),
+      gc: gcOption(options["gc"]),
       lingerMs: integerOption(
         options,
         "lingerMs",
@@ -290,6 +302,12 @@ export class SluiceTcpDriver implements Driver {
     }
     if (url !== undefined && this.#settings.dropBehind !== undefined) {
       throw new RangeError("driver option dropBehind applies to a server the driver starts");
+    }
+    if (
+      this.#settings.gc !== undefined &&
+      (url !== undefined || options["server"] === "in-process")
+    ) {
+      throw new RangeError("driver option gc applies to a server process the driver starts");
     }
     if (url !== undefined && this.#settings.tls && this.#settings.tlsCaFile === undefined) {
       throw new RangeError("driver option tls=true with an external server needs tlsCaFile=FILE");
@@ -339,31 +357,35 @@ export class SluiceTcpDriver implements Driver {
     const dataDir = join(this.#config.workDir, "data");
     if (this.#settings.url === undefined && this.#config.options["server"] !== "in-process") {
       const security = this.#prepareSecurity(dataDir);
-      this.#child = await startChild(brokerScript, [
-        "serve",
-        "--data",
-        dataDir,
-        "--port",
-        "0",
-        "--heartbeat-interval-ms",
-        String(HEARTBEAT_INTERVAL_MS),
-        // /metrics for the broker's fdatasync figures (diskSyncs); with authentication on,
-        // the HTTP port would need a token, and the figures are left unknown.
-        ...(this.#settings.sasl === undefined ? ["--http-port", "0"] : []),
-        ...(this.#settings.partitionSync === undefined
-          ? []
-          : ["--partition-sync", this.#settings.partitionSync]),
-        ...(this.#settings.fetchAckWaitMs === undefined
-          ? []
-          : ["--queue-fetch-ack-wait-ms", String(this.#settings.fetchAckWaitMs)]),
-        ...(this.#settings.syncsInFlight === undefined
-          ? []
-          : ["--queue-syncs-in-flight", String(this.#settings.syncsInFlight)]),
-        ...(this.#settings.dropBehind === undefined
-          ? []
-          : ["--drop-behind", this.#settings.dropBehind]),
-        ...security,
-      ]);
+      this.#child = await startChild(
+        brokerScript,
+        [
+          "serve",
+          "--data",
+          dataDir,
+          "--port",
+          "0",
+          "--heartbeat-interval-ms",
+          String(HEARTBEAT_INTERVAL_MS),
+          // /metrics for the broker's fdatasync figures (diskSyncs); with authentication on,
+          // the HTTP port would need a token, and the figures are left unknown.
+          ...(this.#settings.sasl === undefined ? ["--http-port", "0"] : []),
+          ...(this.#settings.partitionSync === undefined
+            ? []
+            : ["--partition-sync", this.#settings.partitionSync]),
+          ...(this.#settings.fetchAckWaitMs === undefined
+            ? []
+            : ["--queue-fetch-ack-wait-ms", String(this.#settings.fetchAckWaitMs)]),
+          ...(this.#settings.syncsInFlight === undefined
+            ? []
+            : ["--queue-syncs-in-flight", String(this.#settings.syncsInFlight)]),
+          ...(this.#settings.dropBehind === undefined
+            ? []
+            : ["--drop-behind", this.#settings.dropBehind]),
+          ...security,
+        ],
+        this.#settings.gc === undefined ? undefined : gcEnvironment(process.env, this.#settings.gc),
+      );
       this.#client = { host: "127.0.0.1", port: this.#child.port, ...this.#security() };
       const httpPort = this.#child.httpPort;
       if (httpPort !== undefined) this.#metricsUrl = `http://127.0.0.1:${httpPort}/metrics`;
@@ -445,6 +467,13 @@ export class SluiceTcpDriver implements Driver {
         this.#settings.syncsInFlight ??
         (started ? `${SYNCS_IN_FLIGHT_DEFAULT} (engine default)` : "server's"),
       dropBehind: this.#settings.dropBehind ?? (started ? "on (default)" : "server's"),
+      ...(this.#child === undefined
+        ? {}
+        : {
+            gc:
+              this.#settings.gc ??
+              (gcModeHolds(process.env, "tuned") ? "tuned (environment)" : "runtime default"),
+          }),
       ...(this.#settings.queue === undefined ? {} : queueModeSettings(this.#settings.queue)),
       ...priorityLevelsSetting(this.#config.priorityLevels),
       ...delayPathSetting(this.#config.deliveryDelayMsMax),
@@ -484,6 +513,7 @@ export class SluiceTcpDriver implements Driver {
       queueFetchAckWaitMs: _fetchAckWaitMs,
       queueSyncsInFlight: _syncsInFlight,
       dropBehind: _dropBehind,
+      gc: _gc,
       ...options
     } = this.#config.options;
     const tlsCaFile = this.#settings.tlsCaFile;

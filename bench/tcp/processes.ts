@@ -19,10 +19,17 @@ export type Child = {
  * Starts a script under the current runtime and waits for "listening on HOST:PORT" (the first
  * such line that is not the HTTP listener's, which `sluice serve` prints before the others).
  */
-export function startChild(script: string, args: string[]): Promise<Child> {
+export function startChild(
+  script: string,
+  args: string[],
+  env?: Record<string, string>,
+): Promise<Child> {
   const isDeno = (process.versions as Record<string, string | undefined>)["deno"] !== undefined;
   const argv = isDeno ? ["run", "-A", join(ROOT, script), ...args] : [join(ROOT, script), ...args];
-  const child = spawn(process.execPath, argv, { stdio: ["ignore", "pipe", "inherit"] });
+  const child = spawn(process.execPath, argv, {
+    stdio: ["ignore", "pipe", "inherit"],
+    ...(env === undefined ? {} : { env }),
+  });
   return new Promise((resolve, reject) => {
     let output = "";
     child.once("exit", (code) => reject(new Error(`${script} exited (${code}): ${output}`)));

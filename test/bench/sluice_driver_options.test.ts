@@ -122,3 +122,31 @@ describe("sluice bench driver dropBehind", () => {
     );
   });
 });
+
+describe("sluice bench driver gc", () => {
+  test("tuned reaches a server process it starts; a bad value or none is refused", async () => {
+    using dir = tempDir();
+    const driver = await createDriver({ workDir: dir.path, options: { gc: "tuned" } });
+    try {
+      await driver.initialize();
+      assert.equal(driver.settings()["gc"], "tuned");
+      assert.equal(driver.workerOptions!()["gc"], undefined);
+    } finally {
+      await driver.close();
+    }
+    await assert.rejects(
+      async () => createDriver({ workDir: dir.path, options: { gc: "fast" } }),
+      /gc=fast must be tuned or default/,
+    );
+    const misplaced: Record<string, string>[] = [
+      { gc: "default", url: "127.0.0.1:9092" },
+      { gc: "tuned", server: "in-process" },
+    ];
+    for (const options of misplaced) {
+      await assert.rejects(
+        async () => createDriver({ workDir: dir.path, options }),
+        /gc applies to a server process the driver starts/,
+      );
+    }
+  });
+});
