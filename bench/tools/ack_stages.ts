@@ -179,18 +179,7 @@ try {
   clearInterval(lagTimer);
   const stats = await admin.listQueues(["work"]);
   await admin.close();
-  const report = await broker.ask<{
-    stamps: [number, number, number | null, number | null][];
-    fsyncMs: number[];
-    lagMs: number[];
-    stateLog: {
-      writes?: number;
-      fsyncs?: number;
-      slotWaits?: number;
-      slotWaitMsTotal?: number;
-      slotWaitMsMax?: number;
-    };
-  }>({ report: true });
+  const report = await broker.ask<BrokerReport>({ report: true });
   summarize(report, { sent, startMs, accepted: stats[0]?.stats.accepted ?? 0 });
 } finally {
   await broker.ask({ close: true });
@@ -199,6 +188,20 @@ try {
   rmSync(dataDir, { recursive: true, force: true });
 }
 
+/** The broker worker's answer to `{ report: true }`: per-ack stamps and its own figures. */
+type BrokerReport = {
+  stamps: [number, number, number | null, number | null][];
+  fsyncMs: number[];
+  lagMs: number[];
+  stateLog: {
+    writes?: number;
+    fsyncs?: number;
+    slotWaits?: number;
+    slotWaitMsTotal?: number;
+    slotWaitMsMax?: number;
+  };
+};
+
 function quantile(list: number[], p: number): number | null {
   const sorted = list.filter((x) => Number.isFinite(x)).sort((a, b) => a - b);
   const value = sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))];
@@ -206,18 +209,7 @@ function quantile(list: number[], p: number): number | null {
 }
 
 function summarize(
-  report: {
-    stamps: [number, number, number | null, number | null][];
-    fsyncMs: number[];
-    lagMs: number[];
-    stateLog: {
-      writes?: number;
-      fsyncs?: number;
-      slotWaits?: number;
-      slotWaitMsTotal?: number;
-      slotWaitMsMax?: number;
-    };
-  },
+  report: BrokerReport,
   run: { sent: number; startMs: number; accepted: number },
 ): void {
   const measuredFrom = run.startMs + warmupMs;
