@@ -151,6 +151,9 @@ export class GroupMember {
     if (this.#memberId === null || this.#memberEpoch === 0) return;
     const memberId = this.#memberId;
     this.#memberEpoch = -1;
+    // A failed leave is not the caller's error (as a Kafka consumer's close logs and goes on):
+    // the broker then drops the member when its session times out, and its partitions move
+    // to the others only then.
     await groupHeartbeat(this.#session, {
       groupId: this.groupId,
       memberId,

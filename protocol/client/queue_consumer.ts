@@ -564,6 +564,8 @@ export class QueueConsumer {
     // Left explicitly (on the answers' connection: the fetch connection may be in a long poll),
     // so that once close() resolves what the member held is available to the others. Closing
     // the fetch connection would do the same, but only once the broker has seen it close.
+    // A leave that fails (the connection is lost) does not fail close(): the broker releases
+    // the member's records when the connection that joined it (the fetch one) closes.
     const member = this.#member;
     if (member !== undefined && !member.connection.closed) {
       await leaveQueue(this.#ackSession, this.#settings.queue, member.id).catch(() => undefined);
