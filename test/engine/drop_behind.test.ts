@@ -165,7 +165,7 @@ describe("drop-behind", () => {
     assert.equal(await drop!(1_000_000, 0, 4096), 9);
   });
 
-  test("hints answered later (another thread) stay one batch in flight, and close waits", async () => {
+  test("hints answered later stay one batch in flight, and close waits for them", async () => {
     using dir = tempDir();
     const drops: Drop[] = [];
     const answers: ((errno: number) => void)[] = [];
@@ -196,8 +196,8 @@ describe("drop-behind", () => {
       const closing = log.close().then(() => {
         closed = true;
       });
-      // close waits for the hint in flight before it closes the descriptor under it (a window
-      // in which it would otherwise have finished; it cannot pass early, only late).
+      // close waits for the hint in flight before it closes the descriptor under it.
+      // tidy: allow-timeout a window in which close would otherwise finish: it can only miss
       await new Promise((resolve) => setTimeout(resolve, 50));
       assert.equal(closed, false, "close waited for the hint");
       fs.fstatSync(drops[1]!.fd);
