@@ -30,7 +30,13 @@
 
 import type { CompressionName } from "../../record/mod.ts";
 import { API } from "../codec/frames.ts";
-import { type Acks, type ProducePartitionResult, readProduceResponse } from "../codec/produce.ts";
+import {
+  type Acks,
+  type ProducePartitionResult,
+  type ProduceResultVisitor,
+  visitProduceResponse,
+} from "../codec/produce.ts";
+import type { Reader } from "../codec/wire.ts";
 import { errorFromWire, ProtocolError, ServerError } from "../codec/errors.ts";
 import type { BatchBuilder } from "./batch_builder.ts";
 import { type ClientConnection, type FrameSlot, toReader } from "./connection.ts";
@@ -109,9 +115,50 @@ type PartitionQueue = {
   identityPending: boolean;
   /** Its result in the answer being read (set and cleared by #onResponse). */
   answer: ProducePartitionResult | undefined;
+  /** What `answer` points to: the queue's own result, refilled by each response. */
+  result: ProducePartitionResult;
 };
 
 type Picked = { queue: PartitionQueue; batch: Batch };
+
+/**
+ * Reads a Produce response onto the sender's queues: each partition's result is copied into
+ * its queue's own result object and set as its `answer`, with no object per topic or result.
+ * A topic or partition the sender has no queue for is read past.
+ */
+class AnswerPlacer implements ProduceResultVisitor {
+  readonly #queues: Map<string, PartitionQueue[]>;
+  #topic: PartitionQueue[] | undefined;
+  /** The queues given an answer by the response being read; cleared after it is settled. */
+  readonly #placed: PartitionQueue[] = [];
+
+  constructor(queues: Map<string, PartitionQueue[]>) {
+    this.#queues = queues;
+  }
+
+  topic(topic: string): void {
+    this.#topic = this.#queues.get(topic);
+  }
+
+  partition(result: Readonly<ProducePartitionResult>): void {
+    const queue = this.#topic?.[result.partition];
+    if (queue === undefined) return;
+    const own = queue.result;
+    own.errorCode = result.errorCode;
+    own.baseOffset = result.baseOffset;
+    own.logStartOffset = result.logStartOffset;
+    own.errorMessage = result.errorMessage;
+    queue.answer = own;
+    this.#placed.push(queue);
+  }
+
+  /** Takes every answer the last response placed off its queue. */
+  clear(): void {
+    for (const queue of this.#placed) queue.answer = undefined;
+    this.#placed.length = 0;
+    this.#topic = undefined;
+  }
+}
 
 type RequestOwner = {
   answered(picked: Picked[], frame: Uint8Array[]): void;
@@ -258,6 +305,13 @@ export class ProduceSender {
         resequenceFrom: 0,
         identityPending: false,
         answer: undefined,
+        result: {
+          partition,
+          errorCode: 0,
+          baseOffset: -1,
+          logStartOffset: -1,
+          errorMessage: null,
+        },
       };
       queues[partition] = queue;
     }
@@ -519,7 +573,7 @@ export class ProduceSender {
     try {
       // The server answered, so it read the whole request: no view of the buffers is left.
       for (const { batch } of picked) batch.unsettledWrite = false;
-      this.#onResponse(picked, readProduceResponse(toReader(frame)));
+      this.#onResponse(picked, toReader(frame));
     } catch (error) {
       this.#requestFailed(picked, error);
       return;
@@ -547,32 +601,26 @@ export class ProduceSender {
     this.#drain();
   }
 
-  #onResponse(picked: Picked[], response: ReturnType<typeof readProduceResponse>): void {
+  #onResponse(picked: Picked[], response: Reader): void {
     // Each result is put on its partition's queue for the batch sent there to take, and taken
     // off again below; a result for a partition this request did not carry is read by nothing.
-    // Taken off in a finally: a settle that throws must leave no result for a later response.
-    this.#placeAnswers(response, true);
+    // Taken off in a finally: a settle that throws (or a response that does not parse) must
+    // leave no result for a later response.
+    const placer = this.#placer;
     try {
+      visitProduceResponse(response, 1, placer);
       for (const { queue, batch } of picked) {
         const result = queue.answer;
         queue.answer = undefined;
         this.#settle(queue, batch, result);
       }
     } finally {
-      this.#placeAnswers(response, false);
+      placer.clear();
     }
   }
 
-  #placeAnswers(response: ReturnType<typeof readProduceResponse>, place: boolean): void {
-    for (const topic of response.topics) {
-      const queues = this.#queues.get(topic.topic);
-      if (queues === undefined) continue;
-      for (const result of topic.partitions) {
-        const queue = queues[result.partition];
-        if (queue !== undefined) queue.answer = place ? result : undefined;
-      }
-    }
-  }
+  /** Places a response's results on their queues as they are read: made once per sender. */
+  readonly #placer = new AnswerPlacer(this.#queues);
 
   #settle(queue: PartitionQueue, batch: Batch, result: ProducePartitionResult | undefined): void {
     if (result === undefined) {
