@@ -1235,15 +1235,19 @@ export class PartitionLog {
   }
 
   #notifyData(): void {
-    for (const listener of this.#dataListeners) {
-      try {
-        listener();
-      } catch (error) {
-        // A listener belongs to a reader; its failure must not break the write path.
-        this.#openOptions.onWarning(`a data listener of ${this.name} failed: ${String(error)}`);
-      }
-    }
+    // forEach, not for-of: the same live walk (a listener added meanwhile is told, one removed
+    // is not), without an iterator object per round.
+    this.#dataListeners.forEach(this.#tellListener);
   }
+
+  readonly #tellListener = (listener: () => void): void => {
+    try {
+      listener();
+    } catch (error) {
+      // A listener belongs to a reader; its failure must not break the write path.
+      this.#openOptions.onWarning(`a data listener of ${this.name} failed: ${String(error)}`);
+    }
+  };
 
   /** Index files are derived data: written on sync rounds and at seal, never fsynced alone. */
   async #persistIndexes(segment: Segment): Promise<void> {
