@@ -28,7 +28,7 @@
 // the server rejects the producer itself, the partition moves to a new producer id from
 // InitProducerId and numbers from 0 again: a new producer may start anywhere.
 
-import type { CompressionName } from "../../record/mod.ts";
+import { assert, type CompressionName } from "../../record/mod.ts";
 import { API } from "../codec/frames.ts";
 import {
   type Acks,
@@ -120,6 +120,9 @@ type PartitionQueue = {
 };
 
 type Picked = { queue: PartitionQueue; batch: Batch };
+
+/** What #picking holds between picks: never pushed to (a pick sets its own array). */
+const NOTHING_PICKED: Picked[] = [];
 
 /**
  * Reads a Produce response onto the sender's queues: each partition's result is copied into
@@ -368,6 +371,13 @@ export class ProduceSender {
 
   /** Fails the batches at the head of each partition older than deliveryTimeoutMs. */
   #expire(now: number): void {
+    // The usual drain finds nothing expired: looked for first with forEach and a callback made
+    // once, so that it copies no set and makes no iterator.
+    this.#expireNow = now;
+    this.#expiredSeen = false;
+    this.#active.forEach(this.#seeExpired);
+    if (!this.#expiredSeen) return;
+    // A copy: failing a batch runs its callback, which may add or remove partitions.
     for (const queue of [...this.#active]) {
       let head = queue.batches[0];
       while (head !== undefined && !head.inFlight && this.#expired(head, now)) {
@@ -377,21 +387,35 @@ export class ProduceSender {
     }
   }
 
+  #expireNow = 0;
+  #expiredSeen = false;
+  readonly #seeExpired = (queue: PartitionQueue): void => {
+    const head = queue.batches[0];
+    if (head === undefined || head.inFlight) return;
+    if (this.#expired(head, this.#expireNow)) this.#expiredSeen = true;
+  };
+
   #expired(batch: Batch, now: number): boolean {
     return now - batch.createdMs >= this.#settings.deliveryTimeoutMs;
   }
 
   /** One batch from each partition that may send now, within the server's frame limit. */
   #pick(now: number, frameBytesMax: number): Picked[] {
+    // The walk is a forEach with a callback made once, its state in #picking: no iterator per
+    // request. Like the for-of it replaces, it sees the set live.
+    const picking = this.#picking;
+    // Nothing the walk calls sends (identity fetches and retries answer later): never nested.
+    assert(picking.picked === NOTHING_PICKED, "picks are not nested");
     const picked: Picked[] = [];
-    let bytes = REQUEST_OVERHEAD_BYTES;
-    for (const queue of this.#active) {
-      const batch = this.#sendable(queue, now);
-      if (batch === undefined || !this.#encode(queue, batch)) continue;
-      const size = batch.builder.sizeBytes + PARTITION_OVERHEAD_BYTES + queue.topic.length * 3;
-      if (picked.length > 0 && bytes + size > frameBytesMax) break;
-      picked.push({ queue, batch });
-      bytes += size;
+    picking.picked = picked;
+    picking.now = now;
+    picking.frameBytesMax = frameBytesMax;
+    picking.bytes = REQUEST_OVERHEAD_BYTES;
+    picking.full = false;
+    try {
+      this.#active.forEach(this.#pickFrom);
+    } finally {
+      picking.picked = NOTHING_PICKED;
     }
     for (const { queue } of picked) {
       // Served partitions go to the back, so a full request never starves the others.
@@ -400,6 +424,28 @@ export class ProduceSender {
     }
     return picked;
   }
+
+  readonly #picking = {
+    picked: NOTHING_PICKED,
+    now: 0,
+    frameBytesMax: 0,
+    bytes: 0,
+    /** A batch did not fit: the partitions after it wait for the next request. */
+    full: false,
+  };
+  readonly #pickFrom = (queue: PartitionQueue): void => {
+    const picking = this.#picking;
+    if (picking.full) return;
+    const batch = this.#sendable(queue, picking.now);
+    if (batch === undefined || !this.#encode(queue, batch)) return;
+    const size = batch.builder.sizeBytes + PARTITION_OVERHEAD_BYTES + queue.topic.length * 3;
+    if (picking.picked.length > 0 && picking.bytes + size > picking.frameBytesMax) {
+      picking.full = true;
+      return;
+    }
+    picking.picked.push({ queue, batch });
+    picking.bytes += size;
+  };
 
   #sendable(queue: PartitionQueue, now: number): Batch | undefined {
     if (queue.retryAtMs > now) {
