@@ -1300,6 +1300,9 @@ export class PartitionLog {
     try {
       const firstSegment = first.segment!;
       for (const segment of this.#segments.filter((s) => !s.sealed && s !== firstSegment)) {
+        // A drop-behind hint still in flight on such a segment (its pin does not hold off this
+        // close) meets a closed descriptor: EBADF stops the log's drops with a warning. Were
+        // the number reused meanwhile, it would only drop another file's clean pages.
         segment.close();
         segment.deleteFiles();
       }
