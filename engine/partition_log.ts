@@ -208,6 +208,9 @@ function reportListenerFailure(error: unknown): void {
 
 type Waiter = { resolve: () => void; reject: (error: Error) => void };
 
+/** A range of a segment given to drop-behind's hint, `from` up to `end` (positions). */
+type DropRange = { from: number; end: number };
+
 /**
  * The acknowledgement whose promise is being made: the one executor below stores the promise's
  * settle functions in it, so an append makes no closure of its own (see #acknowledge).
@@ -352,6 +355,14 @@ export class PartitionLog {
   #droppedPositions = new WeakMap<Segment, number>();
   /** Per open segment, the position below which its pages were handed to writeback. */
   #writtenBackPositions = new WeakMap<Segment, number>();
+  /**
+   * The segments of the hints in flight on another thread (page_cache.ts), one entry per hint,
+   * each with its descriptor pinned until the hint returns. A round issues no hints while any
+   * are in flight, so a slow hint never queues more behind it: the next range only grows.
+   */
+  #hinting: Segment[] = [];
+  /** Told when the last hint in flight returns (close waits for it). */
+  #hintsLanded: (() => void) | undefined;
   /** The device of the log's directory, for the group commit's file-system flush. */
   #dev: number;
   #monotonicMs: () => number;
@@ -1109,6 +1120,7 @@ export class PartitionLog {
    * then stays cached, and the kernel reclaims it as usual).
    */
   #dropBehind(open: readonly Segment[], sync: boolean): void {
+    if (this.#hinting.length > 0) return;
     for (const segment of open) {
       const position = segment.writtenPosition;
       if (!sync) {
@@ -1124,6 +1136,7 @@ export class PartitionLog {
   /**
    * Drops a segment's cached pages from the position `done` holds for it up to `end`, once
    * that is DROP_BEHIND_STEP_BYTES or more. False if the hint failed: the log stops dropping.
+   * A hint answered through a promise runs on another thread: `done` moves when it returns.
    */
   #dropRange(segment: Segment, done: WeakMap<Segment, number>, end: number): boolean {
     const drop = this.#dropCache;
@@ -1131,25 +1144,76 @@ export class PartitionLog {
     const from = done.get(segment) ?? 0;
     if (end - from < DROP_BEHIND_STEP_BYTES) return true;
     assert(end <= segment.visiblePosition, "only written, visible bytes leave the cache");
-    let failure: string | undefined;
+    const range = { from, end };
+    // Pinned, so the budget never closes the descriptor (and hands its number to another
+    // file) while a hint on another thread still uses it.
+    const fd = segment.pinFd();
+    let answer: number | Promise<number>;
     try {
-      const errno = drop(segment.fd, from, end - from);
-      if (errno !== 0) failure = `posix_fadvise returned errno ${errno}`;
+      answer = drop(fd, from, end - from);
     } catch (error) {
-      failure = String(error);
+      segment.unpinFd();
+      return this.#dropAnswered(segment, done, range, String(error));
     }
-    if (failure === undefined) {
-      done.set(segment, end);
+    if (typeof answer === "number") {
+      segment.unpinFd();
+      return this.#dropAnswered(segment, done, range, answer);
+    }
+    this.#hinting.push(segment);
+    answer.then(
+      (errno) => this.#hintReturned(segment, done, range, errno),
+      (error) => this.#hintReturned(segment, done, range, String(error)),
+    );
+    return true;
+  }
+
+  #hintReturned(
+    segment: Segment,
+    done: WeakMap<Segment, number>,
+    range: DropRange,
+    outcome: number | string,
+  ): void {
+    segment.unpinFd();
+    const index = this.#hinting.indexOf(segment);
+    assert(index >= 0, "a returning hint was in flight");
+    this.#hinting.splice(index, 1);
+    // A log that stopped dropping (an earlier hint of the same round failed) said so once.
+    if (this.#dropCache !== undefined) this.#dropAnswered(segment, done, range, outcome);
+    if (this.#hinting.length === 0) {
+      this.#hintsLanded?.();
+      this.#hintsLanded = undefined;
+    }
+  }
+
+  /** Takes a hint's outcome: an errno (0: done) or what it threw. False if it failed. */
+  #dropAnswered(
+    segment: Segment,
+    done: WeakMap<Segment, number>,
+    range: DropRange,
+    outcome: number | string,
+  ): boolean {
+    if (outcome === 0) {
+      done.set(segment, range.end);
       return true;
     }
+    const failure =
+      typeof outcome === "number" ? `posix_fadvise returned errno ${outcome}` : outcome;
     // A hint that failed (a closed descriptor answers EBADF, the FFI may throw) dropped
     // nothing and is not taken as done; data is intact. The log stops dropping, and says so.
     this.#dropCache = undefined;
     this.#openOptions.onWarning(
-      `${this.name}: drop-behind stopped: dropping ${end - from} bytes at ${from} failed ` +
-        `(${failure}); pages stay cached`,
+      `${this.name}: drop-behind stopped: dropping ${range.end - range.from} bytes at ` +
+        `${range.from} failed (${failure}); pages stay cached`,
     );
     return false;
+  }
+
+  /** Resolves once no hint is in flight: descriptors are closed only after theirs returned. */
+  #hintsReturned(): Promise<void> {
+    if (this.#hinting.length === 0) return Promise.resolve();
+    return new Promise((resolve) => {
+      this.#hintsLanded = resolve;
+    });
   }
 
   async #syncRound(open: Segment[]): Promise<void> {
@@ -1171,15 +1235,19 @@ export class PartitionLog {
   }
 
   #notifyData(): void {
-    for (const listener of this.#dataListeners) {
-      try {
-        listener();
-      } catch (error) {
-        // A listener belongs to a reader; its failure must not break the write path.
-        this.#openOptions.onWarning(`a data listener of ${this.name} failed: ${String(error)}`);
-      }
-    }
+    // forEach, not for-of: the same live walk (a listener added meanwhile is told, one removed
+    // is not), without an iterator object per round.
+    this.#dataListeners.forEach(this.#tellListener);
   }
+
+  readonly #tellListener = (listener: () => void): void => {
+    try {
+      listener();
+    } catch (error) {
+      // A listener belongs to a reader; its failure must not break the write path.
+      this.#openOptions.onWarning(`a data listener of ${this.name} failed: ${String(error)}`);
+    }
+  };
 
   /** Index files are derived data: written on sync rounds and at seal, never fsynced alone. */
   async #persistIndexes(segment: Segment): Promise<void> {
@@ -1232,6 +1300,9 @@ export class PartitionLog {
     try {
       const firstSegment = first.segment!;
       for (const segment of this.#segments.filter((s) => !s.sealed && s !== firstSegment)) {
+        // A drop-behind hint still in flight on such a segment (its pin does not hold off this
+        // close) meets a closed descriptor: EBADF stops the log's drops with a warning. Were
+        // the number reused meanwhile, it would only drop another file's clean pages.
         segment.close();
         segment.deleteFiles();
       }
@@ -1455,6 +1526,8 @@ export class PartitionLog {
       const oldest = this.#segments[0]!;
       // A segment still being fsynced after its roll waits for the next retention pass.
       if (!oldest.sealed || !this.#durableSealed.has(oldest)) break;
+      // Nor is one whose drop-behind hint is still running on another thread.
+      if (this.#hinting.includes(oldest)) break;
       const expired = retentionMs >= 0 && oldest.maxTimestamp < nowMs - retentionMs;
       const oversized = retentionBytes >= 0 && total - oldest.size >= retentionBytes;
       if (!expired && !oversized) break;
@@ -1482,6 +1555,8 @@ export class PartitionLog {
     while (this.#segments.length > 1) {
       const oldest = this.#segments[0]!;
       if (!oldest.sealed || !this.#durableSealed.has(oldest)) break;
+      // Nor is one whose drop-behind hint is still running on another thread.
+      if (this.#hinting.includes(oldest)) break;
       if (this.#segments[1]!.baseOffset > offset) break;
       this.#markDirtyNow();
       this.#segments.shift();
@@ -1526,6 +1601,7 @@ export class PartitionLog {
     // descriptors are closed only after that returns, never under it.
     await this.#flusherStopped();
     await this.#sealing.catch(() => {});
+    await this.#hintsReturned();
     try {
       if (clean) {
         this.#recoveryPoint = this.#active.writtenNextOffset;

@@ -28,9 +28,15 @@
 // the server rejects the producer itself, the partition moves to a new producer id from
 // InitProducerId and numbers from 0 again: a new producer may start anywhere.
 
-import type { CompressionName } from "../../record/mod.ts";
+import { assert, type CompressionName } from "../../record/mod.ts";
 import { API } from "../codec/frames.ts";
-import { type Acks, type ProducePartitionResult, readProduceResponse } from "../codec/produce.ts";
+import {
+  type Acks,
+  type ProducePartitionResult,
+  type ProduceResultVisitor,
+  visitProduceResponse,
+} from "../codec/produce.ts";
+import type { Reader } from "../codec/wire.ts";
 import { errorFromWire, ProtocolError, ServerError } from "../codec/errors.ts";
 import type { BatchBuilder } from "./batch_builder.ts";
 import { type ClientConnection, type FrameSlot, toReader } from "./connection.ts";
@@ -109,9 +115,53 @@ type PartitionQueue = {
   identityPending: boolean;
   /** Its result in the answer being read (set and cleared by #onResponse). */
   answer: ProducePartitionResult | undefined;
+  /** What `answer` points to: the queue's own result, refilled by each response. */
+  result: ProducePartitionResult;
 };
 
 type Picked = { queue: PartitionQueue; batch: Batch };
+
+/** What #picking holds between picks: never pushed to (a pick sets its own array). */
+const NOTHING_PICKED: Picked[] = [];
+
+/**
+ * Reads a Produce response onto the sender's queues: each partition's result is copied into
+ * its queue's own result object and set as its `answer`, with no object per topic or result.
+ * A topic or partition the sender has no queue for is read past.
+ */
+class AnswerPlacer implements ProduceResultVisitor {
+  readonly #queues: Map<string, PartitionQueue[]>;
+  #topic: PartitionQueue[] | undefined;
+  /** The queues given an answer by the response being read; cleared after it is settled. */
+  readonly #placed: PartitionQueue[] = [];
+
+  constructor(queues: Map<string, PartitionQueue[]>) {
+    this.#queues = queues;
+  }
+
+  topic(topic: string): void {
+    this.#topic = this.#queues.get(topic);
+  }
+
+  partition(result: Readonly<ProducePartitionResult>): void {
+    const queue = this.#topic?.[result.partition];
+    if (queue === undefined) return;
+    const own = queue.result;
+    own.errorCode = result.errorCode;
+    own.baseOffset = result.baseOffset;
+    own.logStartOffset = result.logStartOffset;
+    own.errorMessage = result.errorMessage;
+    queue.answer = own;
+    this.#placed.push(queue);
+  }
+
+  /** Takes every answer the last response placed off its queue. */
+  clear(): void {
+    for (const queue of this.#placed) queue.answer = undefined;
+    this.#placed.length = 0;
+    this.#topic = undefined;
+  }
+}
 
 type RequestOwner = {
   answered(picked: Picked[], frame: Uint8Array[]): void;
@@ -258,6 +308,13 @@ export class ProduceSender {
         resequenceFrom: 0,
         identityPending: false,
         answer: undefined,
+        result: {
+          partition,
+          errorCode: 0,
+          baseOffset: -1,
+          logStartOffset: -1,
+          errorMessage: null,
+        },
       };
       queues[partition] = queue;
     }
@@ -314,6 +371,13 @@ export class ProduceSender {
 
   /** Fails the batches at the head of each partition older than deliveryTimeoutMs. */
   #expire(now: number): void {
+    // The usual drain finds nothing expired: looked for first with forEach and a callback made
+    // once, so that it copies no set and makes no iterator.
+    this.#expireNow = now;
+    this.#expiredSeen = false;
+    this.#active.forEach(this.#seeExpired);
+    if (!this.#expiredSeen) return;
+    // A copy: failing a batch runs its callback, which may add or remove partitions.
     for (const queue of [...this.#active]) {
       let head = queue.batches[0];
       while (head !== undefined && !head.inFlight && this.#expired(head, now)) {
@@ -323,21 +387,35 @@ export class ProduceSender {
     }
   }
 
+  #expireNow = 0;
+  #expiredSeen = false;
+  readonly #seeExpired = (queue: PartitionQueue): void => {
+    const head = queue.batches[0];
+    if (head === undefined || head.inFlight) return;
+    if (this.#expired(head, this.#expireNow)) this.#expiredSeen = true;
+  };
+
   #expired(batch: Batch, now: number): boolean {
     return now - batch.createdMs >= this.#settings.deliveryTimeoutMs;
   }
 
   /** One batch from each partition that may send now, within the server's frame limit. */
   #pick(now: number, frameBytesMax: number): Picked[] {
+    // The walk is a forEach with a callback made once, its state in #picking: no iterator per
+    // request. Like the for-of it replaces, it sees the set live.
+    const picking = this.#picking;
+    // Nothing the walk calls sends (identity fetches and retries answer later): never nested.
+    assert(picking.picked === NOTHING_PICKED, "picks are not nested");
     const picked: Picked[] = [];
-    let bytes = REQUEST_OVERHEAD_BYTES;
-    for (const queue of this.#active) {
-      const batch = this.#sendable(queue, now);
-      if (batch === undefined || !this.#encode(queue, batch)) continue;
-      const size = batch.builder.sizeBytes + PARTITION_OVERHEAD_BYTES + queue.topic.length * 3;
-      if (picked.length > 0 && bytes + size > frameBytesMax) break;
-      picked.push({ queue, batch });
-      bytes += size;
+    picking.picked = picked;
+    picking.now = now;
+    picking.frameBytesMax = frameBytesMax;
+    picking.bytes = REQUEST_OVERHEAD_BYTES;
+    picking.full = false;
+    try {
+      this.#active.forEach(this.#pickFrom);
+    } finally {
+      picking.picked = NOTHING_PICKED;
     }
     for (const { queue } of picked) {
       // Served partitions go to the back, so a full request never starves the others.
@@ -346,6 +424,28 @@ export class ProduceSender {
     }
     return picked;
   }
+
+  readonly #picking = {
+    picked: NOTHING_PICKED,
+    now: 0,
+    frameBytesMax: 0,
+    bytes: 0,
+    /** A batch did not fit: the partitions after it wait for the next request. */
+    full: false,
+  };
+  readonly #pickFrom = (queue: PartitionQueue): void => {
+    const picking = this.#picking;
+    if (picking.full) return;
+    const batch = this.#sendable(queue, picking.now);
+    if (batch === undefined || !this.#encode(queue, batch)) return;
+    const size = batch.builder.sizeBytes + PARTITION_OVERHEAD_BYTES + queue.topic.length * 3;
+    if (picking.picked.length > 0 && picking.bytes + size > picking.frameBytesMax) {
+      picking.full = true;
+      return;
+    }
+    picking.picked.push({ queue, batch });
+    picking.bytes += size;
+  };
 
   #sendable(queue: PartitionQueue, now: number): Batch | undefined {
     if (queue.retryAtMs > now) {
@@ -519,7 +619,7 @@ export class ProduceSender {
     try {
       // The server answered, so it read the whole request: no view of the buffers is left.
       for (const { batch } of picked) batch.unsettledWrite = false;
-      this.#onResponse(picked, readProduceResponse(toReader(frame)));
+      this.#onResponse(picked, toReader(frame));
     } catch (error) {
       this.#requestFailed(picked, error);
       return;
@@ -547,32 +647,26 @@ export class ProduceSender {
     this.#drain();
   }
 
-  #onResponse(picked: Picked[], response: ReturnType<typeof readProduceResponse>): void {
+  #onResponse(picked: Picked[], response: Reader): void {
     // Each result is put on its partition's queue for the batch sent there to take, and taken
     // off again below; a result for a partition this request did not carry is read by nothing.
-    // Taken off in a finally: a settle that throws must leave no result for a later response.
-    this.#placeAnswers(response, true);
+    // Taken off in a finally: a settle that throws (or a response that does not parse) must
+    // leave no result for a later response.
+    const placer = this.#placer;
     try {
+      visitProduceResponse(response, 1, placer);
       for (const { queue, batch } of picked) {
         const result = queue.answer;
         queue.answer = undefined;
         this.#settle(queue, batch, result);
       }
     } finally {
-      this.#placeAnswers(response, false);
+      placer.clear();
     }
   }
 
-  #placeAnswers(response: ReturnType<typeof readProduceResponse>, place: boolean): void {
-    for (const topic of response.topics) {
-      const queues = this.#queues.get(topic.topic);
-      if (queues === undefined) continue;
-      for (const result of topic.partitions) {
-        const queue = queues[result.partition];
-        if (queue !== undefined) queue.answer = place ? result : undefined;
-      }
-    }
-  }
+  /** Places a response's results on their queues as they are read: made once per sender. */
+  readonly #placer = new AnswerPlacer(this.#queues);
 
   #settle(queue: PartitionQueue, batch: Batch, result: ProducePartitionResult | undefined): void {
     if (result === undefined) {

@@ -128,29 +128,82 @@ export function writeProduceResponse(
   }
 }
 
-export function readProduceResponse(reader: Reader, version: 1 | 2 = 1): ProduceResponse {
+/**
+ * Told a Produce response's results in wire order, without an object per topic or partition:
+ * the client's sender places each result on its partition's queue as it is read.
+ */
+export interface ProduceResultVisitor {
+  /** The results that follow are `topic`'s. */
+  topic(topic: string): void;
+  /**
+   * One partition's result, in an object the reader fills anew for each partition: read what
+   * is needed before returning, keep no reference. `acceptedBatches` is set by version 2 only.
+   */
+  partition(result: Readonly<ProducePartitionResult>): void;
+}
+
+/** The result visitProduceResponse fills for each partition (it is synchronous, never nested). */
+const scratchResult: ProducePartitionResult = {
+  partition: 0,
+  errorCode: 0,
+  baseOffset: 0,
+  logStartOffset: 0,
+  errorMessage: null,
+  acceptedBatches: undefined,
+};
+
+export function visitProduceResponse(
+  reader: Reader,
+  version: 1 | 2,
+  visitor: ProduceResultVisitor,
+): void {
   const topicCount = reader.count("topics", TOPIC_BYTES_MIN);
-  const topics: ProduceResponse["topics"] = [];
+  const result = scratchResult;
   for (let t = 0; t < topicCount; t++) {
-    const topic = reader.string("topic");
+    visitor.topic(reader.string("topic"));
     const count = reader.count(
       "partitions",
       version === 2 ? RESULT_V2_BYTES_MIN : RESULT_BYTES_MIN,
     );
-    const partitions: ProducePartitionResult[] = [];
     for (let p = 0; p < count; p++) {
-      const result: ProducePartitionResult = {
-        partition: reader.u32("partition"),
-        errorCode: reader.i16("error_code"),
-        baseOffset: reader.i64("base_offset"),
-        logStartOffset: reader.i64("log_start_offset"),
-        errorMessage: reader.nullableString("error_message"),
-      };
-      if (version === 2) result.acceptedBatches = reader.u32("accepted_batches");
-      partitions.push(result);
+      result.partition = reader.u32("partition");
+      result.errorCode = reader.i16("error_code");
+      result.baseOffset = reader.i64("base_offset");
+      result.logStartOffset = reader.i64("log_start_offset");
+      result.errorMessage = reader.nullableString("error_message");
+      result.acceptedBatches = version === 2 ? reader.u32("accepted_batches") : undefined;
+      visitor.partition(result);
     }
-    topics.push({ topic, partitions });
   }
   reader.expectEnd("ProduceResponse");
-  return { topics };
+}
+
+/** Builds the response as objects, through visitProduceResponse (one grammar). */
+class ResponseBuilder implements ProduceResultVisitor {
+  readonly topics: ProduceResponse["topics"] = [];
+  #partitions: ProducePartitionResult[] = [];
+
+  topic(topic: string): void {
+    this.#partitions = [];
+    this.topics.push({ topic, partitions: this.#partitions });
+  }
+
+  partition(result: Readonly<ProducePartitionResult>): void {
+    const copy: ProducePartitionResult = {
+      partition: result.partition,
+      errorCode: result.errorCode,
+      baseOffset: result.baseOffset,
+      logStartOffset: result.logStartOffset,
+      errorMessage: result.errorMessage,
+    };
+    // A version 1 reader leaves the field out, as the type says.
+    if (result.acceptedBatches !== undefined) copy.acceptedBatches = result.acceptedBatches;
+    this.#partitions.push(copy);
+  }
+}
+
+export function readProduceResponse(reader: Reader, version: 1 | 2 = 1): ProduceResponse {
+  const builder = new ResponseBuilder();
+  visitProduceResponse(reader, version, builder);
+  return { topics: builder.topics };
 }

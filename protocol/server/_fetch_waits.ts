@@ -53,6 +53,11 @@ type LogWaiters = {
   listener: () => void;
 };
 
+/** A woken waiter that is still waiting (it may have answered already) hears of the data. */
+function tellWaiter(waiter: FetchWaiter): void {
+  if (waiter.heapIndex !== -1) waiter.onData();
+}
+
 export class FetchWaits {
   #logs = new WeakMap<PartitionLog, LogWaiters>();
   #heap: FetchWaiter[] = [];
@@ -169,9 +174,8 @@ export class FetchWaits {
     this.#waking = waking;
     // A waiter answering leaves the heap (and #woken) as it goes; data arriving while these are
     // told wakes its waiters in the next wake-up.
-    for (const waiter of waking) {
-      if (waiter.heapIndex !== -1) waiter.onData();
-    }
+    // forEach, not for-of: the same live walk, without an iterator object per wake-up.
+    waking.forEach(tellWaiter);
     waking.clear();
   }
 

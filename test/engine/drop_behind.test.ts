@@ -4,6 +4,7 @@
 // dropped a whole keep behind it), and the data reads back whole after its pages were dropped.
 
 import assert from "node:assert/strict";
+import fs from "node:fs";
 import { describe, test } from "node:test";
 import { Engine } from "../../engine/engine.ts";
 import { cacheDropper, DROP_BEHIND_STEP_BYTES } from "../../engine/page_cache.ts";
@@ -161,7 +162,79 @@ describe("drop-behind", () => {
     const drop = await cacheDropper();
     assert.notEqual(drop, undefined);
     // A descriptor number no file holds: posix_fadvise reports EBADF (9) as its result.
-    assert.equal(drop!(1_000_000, 0, 4096), 9);
+    assert.equal(await drop!(1_000_000, 0, 4096), 9);
+  });
+
+  test("hints answered later stay one batch in flight, and close waits for them", async () => {
+    using dir = tempDir();
+    const drops: Drop[] = [];
+    const answers: ((errno: number) => void)[] = [];
+    const log = await PartitionLog.open(
+      dir.path,
+      { fsync: "always" },
+      {
+        onWarning: () => {},
+        dropCache: (fd, position, length) => {
+          drops.push({ fd, position, length });
+          return new Promise<number>((resolve) => answers.push(resolve));
+        },
+        dropBehindKeepBytes: 0,
+      },
+    );
+    let closed = false;
+    try {
+      const records = await fill(log, 12 * MIB);
+      assert.equal(drops.length, 1, "no hint is issued while one is in flight");
+      // The descriptor stays open while the hint uses it.
+      assert.ok(fs.fstatSync(drops[0]!.fd).size > 0);
+      answers.shift()!(0);
+      const more = await fill(log, 6 * MIB);
+      assert.equal(drops.length, 2, "the next round hints again once the first returned");
+      assert.equal(drops[1]!.position, drops[0]!.position + drops[0]!.length, "ranges follow on");
+      assert.ok(drops[1]!.length >= DROP_BEHIND_STEP_BYTES);
+      assert.equal(readAll(log).length, records + more, "every record reads back");
+      const closing = log.close().then(() => {
+        closed = true;
+      });
+      // close waits for the hint in flight before it closes the descriptor under it.
+      // tidy: allow-timeout a window in which close would otherwise finish: it can only miss
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      assert.equal(closed, false, "close waited for the hint");
+      fs.fstatSync(drops[1]!.fd);
+      answers.shift()!(0);
+      await closing;
+      assert.equal(closed, true);
+    } finally {
+      for (const answer of answers) answer(0);
+      await log.close();
+    }
+  });
+
+  test("a hint answered later with an errno stops the log's drops, with one warning", async () => {
+    using dir = tempDir();
+    const drops: Drop[] = [];
+    const warnings: string[] = [];
+    const log = await PartitionLog.open(
+      dir.path,
+      { fsync: "always" },
+      {
+        onWarning: (message) => warnings.push(message),
+        dropCache: (fd, position, length) => {
+          drops.push({ fd, position, length });
+          return Promise.resolve(22);
+        },
+        dropBehindKeepBytes: 0,
+      },
+    );
+    try {
+      const records = await fill(log, 16 * MIB);
+      assert.equal(drops.length, 1, "the log stops dropping after a refusal");
+      assert.equal(warnings.length, 1, warnings.join("; "));
+      assert.match(warnings[0]!, /drop-behind stopped: .*errno 22/);
+      assert.equal(readAll(log).length, records, "every record reads back");
+    } finally {
+      await log.close();
+    }
   });
 
   test("a bad keep size is refused with its value", async () => {
