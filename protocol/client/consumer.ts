@@ -55,6 +55,7 @@ import {
 import { ClientError, isRetriable } from "./errors.ts";
 import { GroupMember } from "./group_member.ts";
 import { type ClientOptions, Session } from "./session.ts";
+import { Wakers } from "./wakers.ts";
 
 export type { ConsumerRecord, OffsetReset };
 
@@ -207,7 +208,7 @@ export class Consumer {
   #fatal: Error | undefined;
   /** A partition's failure, thrown by the next poll. */
   #deferred: Error | undefined;
-  #wakers = new Set<() => void>();
+  #wakers = new Wakers();
   #rotation = 0;
   #polling = false;
   #prefetch: Prefetch | undefined;
@@ -787,19 +788,11 @@ export class Consumer {
 
   #waitForChange(timeoutMs: number): Promise<void> {
     if (this.#closed) return Promise.resolve();
-    return new Promise((resolve) => {
-      const wake = () => {
-        clearTimeout(timer);
-        this.#wakers.delete(wake);
-        resolve();
-      };
-      const timer = setTimeout(wake, timeoutMs);
-      this.#wakers.add(wake);
-    });
+    return this.#wakers.wait(timeoutMs);
   }
 
   #wake(): void {
-    for (const wake of [...this.#wakers]) wake();
+    this.#wakers.wakeAll();
   }
 
   /**

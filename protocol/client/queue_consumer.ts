@@ -51,6 +51,7 @@ import { joinQueue, leaveQueue, queueAck, queueAckBarrier, queueFetch } from "./
 import { messagesOf, QueueMessage } from "./queue_message.ts";
 import { LockRenewer } from "./queue_renewer.ts";
 import { type ClientOptions, Session } from "./session.ts";
+import { Wakers } from "./wakers.ts";
 
 export { QueueMessage };
 
@@ -249,7 +250,7 @@ export class QueueConsumer {
   /** QueueFetch requests sent and not answered. */
   #fetchesOutstanding = 0;
   #confirmTimer: ReturnType<typeof setTimeout> | undefined;
-  #wakers = new Set<() => void>();
+  #wakers = new Wakers();
   #closed = false;
   #closing: Promise<void> | undefined;
 
@@ -529,15 +530,7 @@ export class QueueConsumer {
 
   #waitForChange(timeoutMs: number): Promise<void> {
     if (this.#closed) return Promise.resolve();
-    return new Promise((resolve) => {
-      const wake = () => {
-        clearTimeout(timer);
-        this.#wakers.delete(wake);
-        resolve();
-      };
-      const timer = setTimeout(wake, timeoutMs);
-      this.#wakers.add(wake);
-    });
+    return this.#wakers.wait(timeoutMs);
   }
 
   /** Sends every answer given so far now, and resolves once the broker has confirmed them. */
@@ -559,7 +552,7 @@ export class QueueConsumer {
   async #close(): Promise<void> {
     this.#closed = true;
     this.#renewer?.stop();
-    for (const wake of [...this.#wakers]) wake();
+    this.#wakers.wakeAll();
     await this.#acks.close(new ClientError("CLOSED", "The queue consumer was closed"));
     // Left explicitly (on the answers' connection: the fetch connection may be in a long poll),
     // so that once close() resolves what the member held is available to the others. Closing
