@@ -147,7 +147,7 @@ describe("batches in parts", () => {
     await log.close();
   });
 
-  test("a batch in parts read again is not copied again; each read holds its own batch", async () => {
+  test("a batch in parts read again is not copied again", async () => {
     using dir = tempDir();
     const log = await openLog(dir.path, 8 << 20);
     const lease = new CountingLease();
