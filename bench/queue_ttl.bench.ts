@@ -25,7 +25,6 @@ import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
 
-
 const { values } = parseArgs({
   options: {
     records: { type: "string", default: "200000" },
