@@ -181,7 +181,8 @@ export class Segment {
    * The last copy #joinedView made, by the span it holds. A queue fetch reads the batch at a
    * partition's next offset twice (to look at it, then to take its records), and a batch kept
    * in parts is copied whole on each read without this. Bytes below the visible position never
-   * change until truncateTo, which forgets the copy (as do seal and close).
+   * change until truncateTo, which forgets the copy (as do seal, close, and the tail cache
+   * dropping the batch's parts).
    */
   #lastJoined: { position: number; stop: number; bytes: Uint8Array } | undefined;
   #mapping: Uint8Array | undefined;
@@ -433,6 +434,12 @@ export class Segment {
       this.#chunks.shift();
       newest--;
       recycle(oldest);
+    }
+    // The joined copy lives no longer than its parts in the tail cache: a segment keeps at most
+    // one batch twice, and only while the cache holds it.
+    const cacheStart = this.#chunks[0]?.position ?? this.#size;
+    if (this.#lastJoined !== undefined && this.#lastJoined.position < cacheStart) {
+      this.#lastJoined = undefined;
     }
     assert(this.#chunks[0]?.continues !== true, "the tail cache starts at a batch's start");
   }
