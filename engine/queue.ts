@@ -698,6 +698,9 @@ export class Queue implements QueueStateTarget {
       let batch: JudgedBatch;
       let hold: HeldBatch | undefined;
       try {
+        // A plain batch holds nothing expired and nothing not yet due, so the two judges
+        // (each a read and byte searches of the batch) are needed only when it is not plain.
+        if (plain?.note(cursor.partition, log, cursor.next) === true) return;
         batch = expiry.batchAt(cursor.next);
         hold = held?.due.batchAt(cursor.next);
       } catch (error) {
@@ -706,10 +709,7 @@ export class Queue implements QueueStateTarget {
         throw error;
       }
       const notDue = hold === undefined ? undefined : DueReader.firstNotDue(hold, cursor.next);
-      if (firstExpired(batch, cursor.next) === undefined && notDue === undefined) {
-        plain?.note(cursor.partition, log, cursor.next);
-        return;
-      }
+      if (firstExpired(batch, cursor.next) === undefined && notDue === undefined) return;
       const take = Math.min(end, batch.last + 1) - cursor.next;
       // A record not due yet waits in the delay tiers (its TTL is judged when it is due).
       const waits = (offset: number) => hold?.notDue?.has(offset) === true;
@@ -1439,6 +1439,12 @@ function liveEnd(
         continue;
       }
       const bytes = view.subarray(at, at + size);
+      // A batch of several in one read is looked at here once: when plain (most are), it is
+      // not judged, which would read it whole for each header name in turn.
+      if (judges.plain?.noteBatch(judges.partition, bytes) === true) {
+        at += size;
+        continue;
+      }
       const batch = judges.expiry.judge(bytes);
       if (batch.base > lastWanted) return lastWanted;
       if (firstExpired(batch, from) !== undefined) return Math.max(batch.base, from) - 1;

@@ -177,6 +177,14 @@ export class Segment {
   #persistedOffsetEntries = 0;
   #persistedTimeEntries = 0;
   #chunks: Chunk[] = [];
+  /**
+   * The last copy #joinedView made, by the span it holds. A queue fetch reads the batch at a
+   * partition's next offset twice (to look at it, then to take its records), and a batch kept
+   * in parts is copied whole on each read without this. Bytes below the visible position never
+   * change until truncateTo, which forgets the copy (as do seal, close, and the tail cache
+   * dropping the batch's parts).
+   */
+  #lastJoined: { position: number; stop: number; bytes: Uint8Array } | undefined;
   #mapping: Uint8Array | undefined;
   /**
    * A mapping of the active segment's file as it was when mapped. Only bytes below the
@@ -427,6 +435,12 @@ export class Segment {
       newest--;
       recycle(oldest);
     }
+    // The joined copy lives no longer than its parts in the tail cache: a segment keeps at most
+    // one batch twice, and only while the cache holds it.
+    const cacheStart = this.#chunks[0]?.position ?? this.#size;
+    if (this.#lastJoined !== undefined && this.#lastJoined.position < cacheStart) {
+      this.#lastJoined = undefined;
+    }
     assert(this.#chunks[0]?.continues !== true, "the tail cache starts at a batch's start");
   }
 
@@ -514,6 +528,10 @@ export class Segment {
     while (this.#chunks[last + 1]?.continues === true) last++;
     const lastChunk = this.#chunks[last]!;
     const stop = Math.min(end, lastChunk.position + lastChunk.length);
+    const cached = this.#lastJoined;
+    if (cached !== undefined && cached.position === position && cached.stop === stop) {
+      return cached.bytes;
+    }
     const joined = new Uint8Array(stop - position);
     for (let i = index; i <= last; i++) {
       const chunk = this.#chunks[i]!;
@@ -521,6 +539,7 @@ export class Segment {
       const to = Math.min(stop, chunk.position + chunk.length) - chunk.position;
       if (to > from) joined.set(chunk.bytes.subarray(from, to), chunk.position + from - position);
     }
+    this.#lastJoined = { position, stop, bytes: joined };
     return joined;
   }
 
@@ -633,6 +652,7 @@ export class Segment {
     this.#prefixMapping = undefined;
     for (const chunk of this.#chunks) recycle(chunk);
     this.#chunks = [];
+    this.#lastJoined = undefined;
   }
 
   /**
@@ -644,6 +664,7 @@ export class Segment {
     this.#io.truncate(this.fd, position);
     this.#verified.truncateTo(position);
     this.#prefixMapping = undefined;
+    this.#lastJoined = undefined;
     this.#chunks = this.#chunks.filter((chunk) => chunk.position < position);
     const last = this.#chunks.at(-1);
     if (last !== undefined) last.length = Math.min(last.length, position - last.position);
@@ -666,6 +687,7 @@ export class Segment {
    */
   close(): boolean {
     this.#chunks = [];
+    this.#lastJoined = undefined;
     this.#mapping = undefined;
     this.#prefixMapping = undefined;
     this.#file.close();

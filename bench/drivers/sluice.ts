@@ -78,6 +78,7 @@ import {
   Consumer,
   Producer,
   type ProducerOptions,
+  type ProducerRecord,
 } from "../../protocol/client/mod.ts";
 import { makeScramCredential } from "../../protocol/codec/scram.ts";
 import type { SaslMechanism } from "../../protocol/codec/sasl.ts";
@@ -650,13 +651,10 @@ class TcpProducer implements BenchProducer {
   }
 
   sendAsync(key: Uint8Array | null, payload: Uint8Array, delayMs = 0): Promise<void> {
-    const headers = delayMs > 0 ? { "sluice-delay-ms": String(delayMs) } : undefined;
-    const record = {
-      topic: this.#topic,
-      value: payload,
-      ...(key === null ? {} : { key }),
-      ...(headers === undefined ? {} : { headers }),
-    };
+    // One record literal, not spreads of optional parts: a spread copies properties one by one
+    // (copyDataProperties was 3% of a producer worker's samples at 40,000 records a second).
+    const record: ProducerRecord = { topic: this.#topic, key, value: payload };
+    if (delayMs > 0) record.headers = { "sluice-delay-ms": String(delayMs) };
     return new Promise((resolve, reject) => {
       this.#producer.send(record, (error) => (error === null ? resolve() : reject(error)));
     });

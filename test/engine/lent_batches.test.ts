@@ -147,6 +147,53 @@ describe("batches in parts", () => {
     await log.close();
   });
 
+  test("a batch in parts read again is not copied again", async () => {
+    using dir = tempDir();
+    const log = await openLog(dir.path, 8 << 20);
+    const lease = new CountingLease();
+    const first = largeBatch(0);
+    const second = largeBatch(80);
+    await log.appendChecked(cutInto(first, [100, 40_000]), lease);
+    await log.appendChecked(cutInto(second, [5_000]), lease);
+    // A queue fetch looks at the batch at next, then reads from there: one copy serves both.
+    const looked = log.read(0, 1).views[0]!;
+    const taken = log.read(0, 1 << 20).views[0]!;
+    assert.equal(
+      taken.buffer,
+      looked.buffer,
+      "the second read of the same batch is the first one's copy",
+    );
+    assert.deepEqual(taken, looked);
+    const other = log.read(80, 1).views[0]!;
+    assert.notEqual(other.buffer, looked.buffer);
+    assert.equal(other.length, second.length);
+    assert.deepEqual(other.subarray(8), second.subarray(8), "the later batch, base offset aside");
+    assert.deepEqual(log.read(0, 1).views[0]!.subarray(8), first.subarray(8));
+    assert.deepEqual(
+      readAll(log, 0).map((r) => r.offset),
+      Array.from({ length: 160 }, (_, i) => i),
+    );
+    await log.close();
+  });
+
+  test("once a joined batch's parts leave the tail cache, reads serve the file", async () => {
+    using dir = tempDir();
+    const log = await openLog(dir.path, 1);
+    const lease = new CountingLease();
+    const first = largeBatch(0);
+    await log.appendChecked(cutInto(first, [30_000, 60_000]), lease);
+    const joined = log.read(0, 1).views[0]!;
+    assert.equal(joined.buffer, log.read(0, 1).views[0]!.buffer, "still cached: one copy");
+    await log.appendChecked(cutInto(largeBatch(80), [30_000]), lease);
+    await log.flush();
+    // The first batch's parts left the tail cache (a part a reader saw is not given back).
+    assert.ok(lease.released >= 1, `${lease.released} parts given back`);
+    const again = log.read(0, 1).views[0]!;
+    assert.notEqual(again.buffer, joined.buffer, "not the copy the dropped parts made");
+    assert.deepEqual(again.subarray(8), first.subarray(8));
+    await log.close();
+  });
+
   test("tail reads of batches in parts never map the growing file anew", async () => {
     using dir = tempDir();
     let maps = 0;
