@@ -127,7 +127,7 @@ test("a read given a scratch fills it instead of a new buffer, with the same bat
   }
 });
 
-test("catch-up reads of a growing active segment map bounded windows, not the whole file", async () => {
+test("catch-up reads of a growing active segment map bounded windows of it", async () => {
   using dir = tempDir();
   const asked: (MapRange | undefined)[] = [];
   let mappedBytes = 0;
