@@ -187,7 +187,7 @@ const KNOWN_KEYS: ReadonlyMap<string, Uint8Array> = new Map(
 
 /**
  * A record to delay, when it is due and the deliveries it had: decoded (`record`), or as it
- * lies in a plain batch of its log (`lying`, see delayableRecords), which the store takes as
+ * lies in a plain batch of its log (`lying`, see eachDelayable), which the store takes as
  * bytes without decoding it.
  */
 export type DelayEntry = (
@@ -1500,30 +1500,38 @@ const DELAYABLE_KEYS = {
 };
 const INTERNAL_NAMED = ((1 << DELAYABLE_KEYS.keys.length) - 1) & ~0b11;
 
-/** A record of a log to delay: as it lies in its batch, or decoded. */
-export type Delayable = { offset: number; publishedDueMs: number | undefined } & (
-  | { lying: LyingRecord }
-  | { record: LogRecord }
-);
+/**
+ * Told of each record of a log to delay, with its published due time: as it lies in its batch
+ * (a LyingRecord, which has `where`) or decoded (a LogRecord).
+ */
+export type DelayableVisitor = (
+  offset: number,
+  publishedDueMs: number | undefined,
+  found: LyingRecord | LogRecord,
+) => void;
 
 /**
- * The records of `log` from `first` to `last`, each with its published due time: a record of
- * an uncompressed batch as it lies (no record decoded; its CRC was checked by the read), others
- * decoded. A batch with a record that names one of the delay path's own headers is decoded:
- * storedBatch drops those headers, which the bytes as they lie would keep.
+ * Tells `each` of the records of `log` from `first` to `last`, in order, each with its
+ * published due time: a record of an uncompressed batch as it lies (no record decoded; its CRC
+ * was checked by the read), others decoded. A batch with a record that names one of the delay
+ * path's own headers is decoded: storedBatch drops those headers, which the bytes as they lie
+ * would keep. A callback, not a generator of wrapped records: the wrapper and the generator's
+ * steps were three heap cells per delayed record (bench/RESULTS.md, issue 13, dly20).
  */
-export function* delayableRecords(
+export function eachDelayable(
   log: { read(offset: number, maxBytes: number): { views: Uint8Array[]; nextOffset: number } },
   span: { first: number; last: number; logStartOffset: number; highWatermark: number },
-): Generator<Delayable> {
+  each: DelayableVisitor,
+): void {
   let offset = Math.max(span.first, span.logStartOffset);
+  const lying: Lying = { offsets: [], dues: [], records: [] };
   while (offset <= span.last && offset < span.highWatermark) {
     const read = log.read(offset, 1024 * 1024);
     for (const view of read.views) {
       for (let at = 0; at < view.length; ) {
         const batch = view.subarray(at, at + batchSizeAt(view, at));
         at += batch.length;
-        yield* delayableOf(batch, offset, span.last);
+        delayableOf(batch, { first: offset, last: span.last }, lying, each);
       }
     }
     assert(read.nextOffset > offset, "a read below the high watermark makes progress");
@@ -1531,24 +1539,39 @@ export function* delayableRecords(
   }
 }
 
-function delayableOf(batch: Uint8Array, first: number, last: number): Delayable[] {
-  const out: Delayable[] = [];
+/** The records of one batch found lying, held until the batch is known to be plain. */
+type Lying = { offsets: number[]; dues: (number | undefined)[]; records: LyingRecord[] };
+
+function delayableOf(
+  batch: Uint8Array,
+  span: { first: number; last: number },
+  lying: Lying,
+  each: DelayableVisitor,
+): void {
+  const { first, last } = span;
+  lying.offsets.length = 0;
+  lying.dues.length = 0;
+  lying.records.length = 0;
   let plain = true;
   const walked = eachHeaderIntegers(batch, DELAYABLE_KEYS, (offset, timestampMs, found, where) => {
     if (offset < first || offset > last) return;
     if ((where.named & INTERNAL_NAMED) !== 0 || !Number.isSafeInteger(timestampMs)) plain = false;
-    const publishedDueMs = dueFrom(timestampMs, found[0], found[1]);
-    out.push({ offset, publishedDueMs, lying: { batch, where: { ...where }, timestampMs } });
+    lying.offsets.push(offset);
+    lying.dues.push(dueFrom(timestampMs, found[0], found[1]));
+    lying.records.push({ batch, where: { ...where }, timestampMs });
   });
-  if (walked && plain) return out;
-  out.length = 0;
+  if (walked && plain) {
+    for (let i = 0; i < lying.offsets.length; i++) {
+      each(lying.offsets[i]!, lying.dues[i], lying.records[i]!);
+    }
+    return;
+  }
   for (const decoded of decodeRecordBatches(batch, { checkCrc: false })) {
     for (const record of decoded.records) {
       if (record.offset < first || record.offset > last) continue;
-      out.push({ offset: record.offset, publishedDueMs: publishedDueMs(record), record });
+      each(record.offset, publishedDueMs(record), record);
     }
   }
-  return out;
 }
 
 function containsBytes(haystack: Uint8Array, needle: Uint8Array): boolean {
