@@ -73,7 +73,8 @@ if (!values.child) {
   const logged = run.stderr.slice(run.stderr.indexOf(WINDOW_MARK));
   const heaps: Record<string, { collections: number; startKbMax: number }> = {};
   for (const [, heap, kb] of logged.matchAll(/\[GC<(\w+)>: START \w+ (\d+)kb/g)) {
-    const seen = (heaps[heap!] ??= { collections: 0, startKbMax: 0 });
+    heaps[heap!] ??= { collections: 0, startKbMax: 0 };
+    const seen = heaps[heap!]!;
     seen.collections++;
     seen.startKbMax = Math.max(seen.startKbMax, Number(kb));
   }
