@@ -15,6 +15,9 @@
 
 import fs from "node:fs";
 
+/** A part of a file to map: `bytes` from `position`. */
+export type MapRange = { position: number; bytes: number };
+
 export interface FileIO {
   /** Writes every byte of `buffers` at `position`, looping over short writes. */
   writeAll(fd: number, buffers: Uint8Array[], position: number): Promise<void>;
@@ -26,8 +29,11 @@ export interface FileIO {
    */
   readAt(fd: number, position: number, length: number, into?: Uint8Array): Uint8Array;
   truncate(fd: number, length: number): void;
-  /** A read-only mapping of the whole file, or undefined where the runtime has none. */
-  mapFile(path: string): Uint8Array | undefined;
+  /**
+   * A read-only mapping of the whole file, or with `range` of at most `range.bytes` from
+   * `range.position` (fewer at end of file); undefined where the runtime has none.
+   */
+  mapFile(path: string, range?: MapRange): Uint8Array | undefined;
   /** Writes a whole small file, creating or replacing it; no fsync. */
   writeFile(path: string, bytes: Uint8Array | string): void;
   /** Writes `bytes` at `position` of an existing file; no fsync. */
@@ -91,7 +97,10 @@ function skipBytes(buffers: Uint8Array[], count: number): Uint8Array[] {
   return rest;
 }
 
-type BunMmap = (path: string, options?: { shared?: boolean }) => Uint8Array;
+type BunMmap = (
+  path: string,
+  options?: { shared?: boolean; offset?: number; size?: number },
+) => Uint8Array;
 const bunMmap = (globalThis as { Bun?: { mmap?: BunMmap } }).Bun?.mmap;
 
 type BunGc = (force: boolean) => void;
@@ -258,12 +267,14 @@ export const realFileIO: FileIO = {
   truncate(fd, length) {
     fs.ftruncateSync(fd, length);
   },
-  mapFile(path) {
+  mapFile(path, range) {
     if (bunMmap === undefined) return undefined;
     // A shared read-only view: the engine never writes through it. It maps sealed segments,
-    // which are never truncated, and the written prefix of active segments, which are cut only
-    // past every byte a reader may see (touching a page cut off a mapping raises SIGBUS).
-    return bunMmap(path, { shared: true });
+    // which are never truncated, and windows of the written part of active segments, which
+    // are cut only past every byte a reader may see (touching a page cut off a mapping raises
+    // SIGBUS).
+    if (range === undefined) return bunMmap(path, { shared: true });
+    return bunMmap(path, { shared: true, offset: range.position, size: range.bytes });
   },
   writeFile(path, bytes) {
     fs.writeFileSync(path, bytes);

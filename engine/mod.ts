@@ -41,7 +41,7 @@ export {
   LATENCY_BUCKETS_SECONDS,
   LatencyHistogram,
 } from "./latency_histogram.ts";
-export type { FileIO } from "./io.ts";
+export type { FileIO, MapRange } from "./io.ts";
 export { realFileIO } from "./io.ts";
 export {
   type FsyncPolicy,

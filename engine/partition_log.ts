@@ -627,6 +627,21 @@ export class PartitionLog {
     return this.#acknowledge(baseOffset, recordCountAt(batch, 0));
   }
 
+  /**
+   * `appendBuilt` with the outcome told to `listener` (as `appendTo`): for the delay path,
+   * which appends each delayed record as a batch of its own, and paid a promise, its settle
+   * functions and Promise.all's reactions per record.
+   */
+  appendBuiltTo(batch: Uint8Array, listener: AppendListener): void {
+    const refused = this.#refusal();
+    if (refused !== undefined) throw refused;
+    this.#validate(batch, batch, batch.length, false);
+    const baseOffset = this.#appendValid(batch, batch, batch.length, undefined);
+    const result = this.#resultAt(baseOffset, recordCountAt(batch, 0));
+    this.#acks.push(new PendingAck(result, listener));
+    this.#scheduleFlush();
+  }
+
   /** Appends a validated batch (whole or in parts; `head` holds its header) in memory. */
   #appendValid(
     batch: Uint8Array | BatchParts,

@@ -78,7 +78,7 @@ import {
   type DelayEntry,
   type DelayTiers,
   DueReader,
-  delayableRecords,
+  eachDelayable,
   type HeldBatch,
   retryDelayMs,
 } from "./queue_delay.ts";
@@ -937,7 +937,7 @@ export class Queue implements QueueStateTarget {
         runs.sort((a, b) => a.first - b.first);
         const cursor = this.#cursors[partition]!;
         // One read over the runs' span: each batch is walked once, however many runs it holds;
-        // a record of a plain batch goes to the store as the bytes it is (delayableRecords).
+        // a record of a plain batch goes to the store as the bytes it is (eachDelayable).
         const log = this.#logs[partition]!;
         const span = {
           first: runs[0]!.first,
@@ -946,18 +946,18 @@ export class Queue implements QueueStateTarget {
           highWatermark: log.highWatermark,
         };
         let r = 0;
-        for (const found of delayableRecords(log, span)) {
-          while (r < runs.length && runs[r]!.last < found.offset) r++;
+        eachDelayable(log, span, (offset, publishedDueMs, found) => {
+          while (r < runs.length && runs[r]!.last < offset) r++;
           const run = runs[r];
-          if (run === undefined || found.offset < run.first) continue;
-          const deliveries = cursor.deliveriesAt(found.offset);
-          const dueMs = run.dueOf(deliveries, found.publishedDueMs);
+          if (run === undefined || offset < run.first) return;
+          const deliveries = cursor.deliveriesAt(offset);
+          const dueMs = run.dueOf(deliveries, publishedDueMs);
           entries.push(
-            "lying" in found
-              ? { lying: found.lying, dueMs, deliveries }
-              : { record: found.record, dueMs, deliveries },
+            "where" in found
+              ? { lying: found, dueMs, deliveries }
+              : { record: found, dueMs, deliveries },
           );
-        }
+        });
       }
       await this.#delays!.add(entries);
     } catch (error) {

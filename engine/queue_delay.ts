@@ -100,12 +100,12 @@ import {
   type RecordWhere,
   storedFromRecord,
 } from "./queue_delay_batches.ts";
-import { type DelayRef, decodeRef, refsOf, StoreLive } from "./queue_delay_refs.ts";
+import { type DelayRef, decodeRef, eachRef, StoreLive } from "./queue_delay_refs.ts";
 import { batchesOf } from "./queue_dead_letter.ts";
 import { decimalDigits } from "./queue_ttl.ts";
 import { yieldToIo } from "./yield_to_io.ts";
 import { READ_AHEAD_BYTES_MAX } from "./log_read.ts";
-import { PartitionLog } from "./partition_log.ts";
+import { type AppendListener, PartitionLog } from "./partition_log.ts";
 
 /** The longest delay: one year (365 days) in milliseconds. */
 export const DELAY_MS_MAX = 31_536_000_000;
@@ -187,7 +187,7 @@ const KNOWN_KEYS: ReadonlyMap<string, Uint8Array> = new Map(
 
 /**
  * A record to delay, when it is due and the deliveries it had: decoded (`record`), or as it
- * lies in a plain batch of its log (`lying`, see delayableRecords), which the store takes as
+ * lies in a plain batch of its log (`lying`, see eachDelayable), which the store takes as
  * bytes without decoding it.
  */
 export type DelayEntry = (
@@ -277,15 +277,21 @@ function logName(kind: "ref" | "legacy" | "store", k: number): string {
   return `${prefix}-${String(k).padStart(2, "0")}`;
 }
 
+/** The headers storedBatch adds to a record as it lies, their values set per record. */
+const STORED_EXTRA: { key: Uint8Array; value: number }[] = [
+  { key: DUE_KEY_BYTES, value: 0 },
+  { key: DELIVERIES_KEY_BYTES, value: 0 },
+];
+
 /** The batch a record takes in the store and then the due log: itself, due and deliveries. */
 function storedBatch(entry: DelayEntry): Uint8Array {
   const { dueMs, deliveries } = entry;
   if ("lying" in entry) {
     const { batch, where, timestampMs } = entry.lying;
-    return storedFromRecord(batch, where, timestampMs, [
-      { key: DUE_KEY_BYTES, value: dueMs },
-      { key: DELIVERIES_KEY_BYTES, value: deliveries },
-    ]);
+    // storedFromRecord only reads the list, before it returns: one list serves every record.
+    STORED_EXTRA[0]!.value = dueMs;
+    STORED_EXTRA[1]!.value = deliveries;
+    return storedFromRecord(batch, where, timestampMs, STORED_EXTRA);
   }
   const { record } = entry;
   const headers: { key: Uint8Array; value: Uint8Array | null }[] = [];
@@ -534,7 +540,7 @@ export class DelayTiers {
     await this.#openTiers(tiers);
     // Offsets are given at append time, in call order: each entry learns its record's offset
     // from the store's end just before the call, and counts as live from then on.
-    const appends: Promise<unknown>[] = [];
+    const appends = new AppendsSettled();
     const touched = new Set<PartitionLog>();
     // The first store offset of each store this call writes: the stores' intake stays below
     // it until the entries are written (#positions).
@@ -545,13 +551,14 @@ export class DelayTiers {
         const store = this.#stores[s]!;
         const offset = store.logEndOffset;
         firsts[s] ??= offset;
-        appends.push(store.appendBuilt(batch));
+        store.appendBuiltTo(batch, appends);
+        appends.count++;
         this.#live.add(s, offset);
         touched.add(store);
         this.#route({ store: s, offset, dueMs, exitMs: 0 }, nowMs, out);
       }
       // An entry is written only once its record is readable in the store.
-      await Promise.all(appends);
+      await appends.settled();
       // Before this add's marker goes: a save that then puts the intake past these records
       // syncs their stores first (an add's own sync may not have run yet).
       for (const store of touched) this.#unsynced.add(store);
@@ -694,9 +701,12 @@ export class DelayTiers {
     const exitMs = Math.max(nowMs + 2 ** k, tier.lastExitMs);
     tier.lastExitMs = exitMs;
     if (tier.headExitMs === Number.POSITIVE_INFINITY) tier.headExitMs = exitMs;
-    const list = out.refs.get(k) ?? [];
-    list.push({ ...ref, exitMs });
-    out.refs.set(k, list);
+    // The entry is the caller's to change (read from a tier, or made for it): a copy per
+    // move was a cell more per record and tier.
+    ref.exitMs = exitMs;
+    const list = out.refs.get(k);
+    if (list === undefined) out.refs.set(k, [ref]);
+    else list.push(ref);
     return true;
   }
 
@@ -911,6 +921,17 @@ export class DelayTiers {
     const log = tier.log!;
     let position = Math.max(from, log.logStartOffset);
     let count = 0;
+    const visit = (offset: number, ref: DelayRef | undefined): boolean => {
+      if (offset < position) return true;
+      if (ref === undefined) {
+        this.#host.warn(`delay tier ${tier.k} of ${this.dir}: a bad entry at ${offset}; skipped`);
+      } else if (!each(ref, offset)) {
+        return false;
+      }
+      position = offset + 1;
+      count++;
+      return true;
+    };
     scan: while (position < log.highWatermark && count < entriesMax) {
       let read: ReturnType<PartitionLog["read"]>;
       try {
@@ -923,16 +944,7 @@ export class DelayTiers {
       }
       for (const view of read.views) {
         // The read checked every batch's CRC already.
-        for (const { offset, ref } of entriesOf(view)) {
-          if (offset < position) continue;
-          if (ref === undefined) {
-            this.#host.warn(
-              `delay tier ${tier.k} of ${this.dir}: a bad entry at ${offset}; skipped`,
-            );
-          } else if (!each(ref, offset)) break scan;
-          position = offset + 1;
-          count++;
-        }
+        if (!eachEntry(view, visit)) break scan;
       }
       position = Math.max(position, read.nextOffset);
     }
@@ -1229,6 +1241,49 @@ type StoreWindow = {
   keptHintBytes: number;
 };
 
+/**
+ * Settles once every append told to it has: one promise for an add's one-record appends to
+ * the stores (appendBuiltTo), where a promise per record and Promise.all's reactions over
+ * them were ~7 heap cells per delayed record. Rejects with the first refusal, once all have
+ * settled.
+ */
+class AppendsSettled implements AppendListener {
+  /** Appends made with this listener; set by the caller as it makes them. */
+  count = 0;
+  #told = 0;
+  #failure: Error | undefined;
+  #waiter: { resolve: () => void; reject: (error: Error) => void } | undefined;
+
+  appended(): void {
+    this.#told++;
+    this.#settle();
+  }
+
+  refused(error: Error): void {
+    this.#failure ??= error;
+    this.#told++;
+    this.#settle();
+  }
+
+  /** Resolves once all `count` appends are told (call after the last one is made). */
+  settled(): Promise<void> {
+    assert(this.#waiter === undefined, "one waiter per set of appends");
+    return new Promise((resolve, reject) => {
+      this.#waiter = { resolve, reject };
+      this.#settle();
+    });
+  }
+
+  #settle(): void {
+    assert(this.#told <= this.count, "each append is told once");
+    const waiter = this.#waiter;
+    if (waiter === undefined || this.#told < this.count) return;
+    this.#waiter = undefined;
+    if (this.#failure === undefined) waiter.resolve();
+    else waiter.reject(this.#failure);
+  }
+}
+
 /** A copy of `batch` in the round's kept memory (see StoreWindow). */
 function keep(window: StoreWindow, batch: Uint8Array): Uint8Array {
   if (window.kept.length - window.keptBytes < batch.length) {
@@ -1296,25 +1351,34 @@ function readWindow(store: PartitionLog, ref: DelayRef, window: StoreWindow): vo
   assert(window.end > ref.offset, "a read below the high watermark returns a batch");
 }
 
-/** The entries of a view of whole tier batches: read in place, or decoded when they must be. */
-function* entriesOf(view: Uint8Array): Generator<{ offset: number; ref: DelayRef | undefined }> {
+/**
+ * Calls `each` with the entries of a view of whole tier batches, in order, until it answers
+ * false; returns whether it went through them all. Entries are read in place (eachRef), or
+ * decoded when they must be.
+ */
+function eachEntry(
+  view: Uint8Array,
+  each: (offset: number, ref: DelayRef | undefined) => boolean,
+): boolean {
   for (let at = 0; at < view.length; ) {
     const batch = view.subarray(at, at + batchSizeAt(view, at));
     at += batch.length;
     const compressed = (readInt16(batch, ATTRIBUTES_AT) & COMPRESSION_MASK) !== 0;
-    const inPlace = compressed
-      ? undefined
-      : refsOf(batch, baseOffsetAt(batch, 0), recordCountAt(batch, 0), DELAY_STORES);
-    if (inPlace !== undefined) {
-      yield* inPlace;
-      continue;
-    }
+    const position = {
+      baseOffset: baseOffsetAt(batch, 0),
+      recordCount: recordCountAt(batch, 0),
+      stores: DELAY_STORES,
+    };
+    const inPlace = compressed ? undefined : eachRef(batch, position, each);
+    if (inPlace === false) return false;
+    if (inPlace === true) continue;
     for (const decoded of decodeRecordBatches(batch, { checkCrc: false })) {
       for (const record of decoded.records) {
-        yield { offset: record.offset, ref: decodeRef(record.value, DELAY_STORES) };
+        if (!each(record.offset, decodeRef(record.value, DELAY_STORES))) return false;
       }
     }
   }
+  return true;
 }
 
 /** Tier positions as saved: per tier, the first offset not moved out (null: no log). */
@@ -1436,30 +1500,38 @@ const DELAYABLE_KEYS = {
 };
 const INTERNAL_NAMED = ((1 << DELAYABLE_KEYS.keys.length) - 1) & ~0b11;
 
-/** A record of a log to delay: as it lies in its batch, or decoded. */
-export type Delayable = { offset: number; publishedDueMs: number | undefined } & (
-  | { lying: LyingRecord }
-  | { record: LogRecord }
-);
+/**
+ * Told of each record of a log to delay, with its published due time: as it lies in its batch
+ * (a LyingRecord, which has `where`) or decoded (a LogRecord).
+ */
+export type DelayableVisitor = (
+  offset: number,
+  publishedDueMs: number | undefined,
+  found: LyingRecord | LogRecord,
+) => void;
 
 /**
- * The records of `log` from `first` to `last`, each with its published due time: a record of
- * an uncompressed batch as it lies (no record decoded; its CRC was checked by the read), others
- * decoded. A batch with a record that names one of the delay path's own headers is decoded:
- * storedBatch drops those headers, which the bytes as they lie would keep.
+ * Tells `each` of the records of `log` from `first` to `last`, in order, each with its
+ * published due time: a record of an uncompressed batch as it lies (no record decoded; its CRC
+ * was checked by the read), others decoded. A batch with a record that names one of the delay
+ * path's own headers is decoded: storedBatch drops those headers, which the bytes as they lie
+ * would keep. A callback, not a generator of wrapped records: the wrapper and the generator's
+ * steps were three heap cells per delayed record (bench/RESULTS.md, issue 13, dly20).
  */
-export function* delayableRecords(
+export function eachDelayable(
   log: { read(offset: number, maxBytes: number): { views: Uint8Array[]; nextOffset: number } },
   span: { first: number; last: number; logStartOffset: number; highWatermark: number },
-): Generator<Delayable> {
+  each: DelayableVisitor,
+): void {
   let offset = Math.max(span.first, span.logStartOffset);
+  const lying: Lying = { offsets: [], dues: [], records: [] };
   while (offset <= span.last && offset < span.highWatermark) {
     const read = log.read(offset, 1024 * 1024);
     for (const view of read.views) {
       for (let at = 0; at < view.length; ) {
         const batch = view.subarray(at, at + batchSizeAt(view, at));
         at += batch.length;
-        yield* delayableOf(batch, offset, span.last);
+        delayableOf(batch, { first: offset, last: span.last }, lying, each);
       }
     }
     assert(read.nextOffset > offset, "a read below the high watermark makes progress");
@@ -1467,24 +1539,39 @@ export function* delayableRecords(
   }
 }
 
-function delayableOf(batch: Uint8Array, first: number, last: number): Delayable[] {
-  const out: Delayable[] = [];
+/** The records of one batch found lying, held until the batch is known to be plain. */
+type Lying = { offsets: number[]; dues: (number | undefined)[]; records: LyingRecord[] };
+
+function delayableOf(
+  batch: Uint8Array,
+  span: { first: number; last: number },
+  lying: Lying,
+  each: DelayableVisitor,
+): void {
+  const { first, last } = span;
+  lying.offsets.length = 0;
+  lying.dues.length = 0;
+  lying.records.length = 0;
   let plain = true;
   const walked = eachHeaderIntegers(batch, DELAYABLE_KEYS, (offset, timestampMs, found, where) => {
     if (offset < first || offset > last) return;
     if ((where.named & INTERNAL_NAMED) !== 0 || !Number.isSafeInteger(timestampMs)) plain = false;
-    const publishedDueMs = dueFrom(timestampMs, found[0], found[1]);
-    out.push({ offset, publishedDueMs, lying: { batch, where: { ...where }, timestampMs } });
+    lying.offsets.push(offset);
+    lying.dues.push(dueFrom(timestampMs, found[0], found[1]));
+    lying.records.push({ batch, where: { ...where }, timestampMs });
   });
-  if (walked && plain) return out;
-  out.length = 0;
+  if (walked && plain) {
+    for (let i = 0; i < lying.offsets.length; i++) {
+      each(lying.offsets[i]!, lying.dues[i], lying.records[i]!);
+    }
+    return;
+  }
   for (const decoded of decodeRecordBatches(batch, { checkCrc: false })) {
     for (const record of decoded.records) {
       if (record.offset < first || record.offset > last) continue;
-      out.push({ offset: record.offset, publishedDueMs: publishedDueMs(record), record });
+      each(record.offset, publishedDueMs(record), record);
     }
   }
-  return out;
 }
 
 function containsBytes(haystack: Uint8Array, needle: Uint8Array): boolean {

@@ -184,6 +184,31 @@ export function refsOf(
   return walked ? out : undefined;
 }
 
+/**
+ * refsOf without the list: calls `each(offset, ref)` for the entries in order until it answers
+ * false, and returns whether it went through them all; undefined, with no call made, when a
+ * record is not an entry (as refsOf). A move round reads every entry of every tier it takes
+ * from: a list of wrapped entries per batch, yielded on by a generator, made ~9 cells per
+ * entry read, about 40 per delayed record over its ~5 tiers (bench/RESULTS.md, issue 13, dly20).
+ */
+export function eachRef(
+  batch: Uint8Array,
+  position: { baseOffset: number; recordCount: number; stores: number },
+  each: (offset: number, ref: DelayRef | undefined) => boolean,
+): boolean | undefined {
+  // Checked whole first, so that a batch that is not all entries calls `each` for none.
+  if (!walkRefValues(batch, position.recordCount, ignoreEntry)) return undefined;
+  const view = new DataView(batch.buffer, batch.byteOffset, batch.length);
+  const { baseOffset, stores } = position;
+  let going = true;
+  walkRefValues(batch, position.recordCount, (i, at) => {
+    if (going) going = each(baseOffset + i, refAt(view, at, stores));
+  });
+  return going;
+}
+
+function ignoreEntry(): void {}
+
 /** Calls `each(i, at)` with where each entry's value starts; false when one is not an entry. */
 function walkRefValues(
   batch: Uint8Array,

@@ -52,6 +52,24 @@ export const TAIL_CACHE_BYTES_DEFAULT = 8 * 1024 * 1024;
  * each remap is one mmap call, and a 1 GiB segment is mapped at most 64 times.
  */
 export const ACTIVE_MAP_STEP_BYTES = 16 * 1024 * 1024;
+/**
+ * A read below the tail cache of an active segment maps a window of this many bytes of the
+ * file (from a MAP_WINDOW_ALIGN_BYTES boundary at or below the read), not the whole file. The
+ * collector counts a mapping's whole length as heap until it collects it, and a catch-up reader
+ * remapping the whole growing file every step counted the square of the file's size over a
+ * segment (a starved queue's TTL check kept 207-677 MB counted live; bench/RESULTS.md, issue
+ * 13, dly19). A window costs the same each step: at most two steps mapped per step read.
+ */
+export const ACTIVE_MAP_WINDOW_BYTES = 2 * ACTIVE_MAP_STEP_BYTES;
+/**
+ * Windows kept per active segment, the least recently used replaced: a queue's delivery
+ * cursor and its TTL check read at two places in the same segment, and one window would be
+ * remapped at each turn between them.
+ */
+export const ACTIVE_MAP_WINDOWS_MAX = 2;
+const MAP_WINDOW_ALIGN_BYTES = 1024 * 1024;
+assert(ACTIVE_MAP_WINDOW_BYTES >= ACTIVE_MAP_STEP_BYTES + MAP_WINDOW_ALIGN_BYTES);
+assert(ACTIVE_MAP_STEP_BYTES % MAP_WINDOW_ALIGN_BYTES === 0);
 
 /**
  * The bytes a tail-cache chunk counts for: its filled length, except a pooled chunk closed
@@ -107,6 +125,9 @@ export const LENT_BATCH_BYTES_MIN = 64 * 1024;
  *   chunks:  [ pooled: b1 b2 b3 ][ lent: b4 ][ lent: b5 part 1 ][ b5 part 2 ][ b5 part 3 ]
  *                                                                continues    continues
  */
+/** A mapping of `bytes.length` bytes of the file from `position` (see ACTIVE_MAP_WINDOW_BYTES). */
+type MapWindow = { position: number; bytes: Uint8Array };
+
 type Chunk = {
   position: number;
   bytes: Uint8Array;
@@ -187,11 +208,12 @@ export class Segment {
   #lastJoined: { position: number; stop: number; bytes: Uint8Array } | undefined;
   #mapping: Uint8Array | undefined;
   /**
-   * A mapping of the active segment's file as it was when mapped. Only bytes below the
-   * visible position are ever read from it; truncation only cuts at or past the written
-   * position (a failed round's rollback), so no read reaches a cut page.
+   * Mappings of windows of the active segment's file as it was when mapped, most recently used
+   * last (see ACTIVE_MAP_WINDOW_BYTES). Only bytes below the visible position are ever read
+   * from them; truncation only cuts at or past the written position (a failed round's
+   * rollback), so no read reaches a cut page.
    */
-  #prefixMapping: Uint8Array | undefined;
+  #windows: MapWindow[] = [];
   /** Whether the file was ever mapped (a dropped mapping lives until the collector frees it). */
   #everMapped = false;
   #mapSegments: boolean;
@@ -491,17 +513,12 @@ export class Segment {
         if (position < chunk.position) continue;
         const wantEnd = Math.min(end, position + want);
         if (chunk.position + chunk.length < wantEnd && this.#chunks[i + 1]?.continues === true) {
-          // A mapping of the written prefix that holds the batch serves it without a copy (a
-          // catch-up read has remapped past it by the time it reaches the tail cache). A tail
-          // read never maps anew: each remap maps the whole file, and the collector counts
-          // every mapping's length as heap until it is collected, so a tailing queue remapping
-          // every 16 MiB kept ~50 MB per partition live and drove full collections
-          // (bench/RESULTS.md, issue 13, dly19).
-          const prefix = this.#prefixMapping;
-          if (prefix !== undefined && wantEnd <= prefix.length) {
-            return prefix.subarray(position, wantEnd);
-          }
-          return this.#joinedView(i, position, wantEnd);
+          // A window that holds the batch serves it without a copy (a catch-up read may have
+          // mapped past it by the time it reaches the tail cache). A tail read never maps anew:
+          // the collector counts every mapping's length as heap until it is collected, and a
+          // tailing queue remapping every 16 MiB kept ~50 MB per partition live and drove full
+          // collections (bench/RESULTS.md, issue 13, dly19).
+          return this.#heldView(position, wantEnd) ?? this.#joinedView(i, position, wantEnd);
         }
         const stop = Math.min(end, chunk.position + chunk.length, position + want) - chunk.position;
         chunk.escaped = true;
@@ -509,8 +526,8 @@ export class Segment {
       }
     }
     const stop = Math.min(end, cacheStart, position + want);
-    const prefix = this.#prefixMappingTo(stop);
-    if (prefix !== undefined) return prefix.subarray(position, stop);
+    const mapped = this.#heldView(position, stop) ?? this.#mapWindow(position, stop);
+    if (mapped !== undefined) return mapped;
     try {
       return this.#io.readAt(this.fd, position, stop - position, scratch);
     } catch (error) {
@@ -543,20 +560,53 @@ export class Segment {
     return joined;
   }
 
-  /** A mapping of the active segment holding bytes up to `end`, made anew every step. */
-  #prefixMappingTo(end: number): Uint8Array | undefined {
+  /** A view of [position, end) from a window already mapped, or undefined. */
+  #heldView(position: number, end: number): Uint8Array | undefined {
+    const windows = this.#windows;
+    for (let i = windows.length - 1; i >= 0; i--) {
+      const window = windows[i]!;
+      if (position < window.position) continue;
+      if (end > window.position + window.bytes.length) continue;
+      // Most recently used last, moved without an allocation (there are at most a few).
+      for (let j = i; j < windows.length - 1; j++) windows[j] = windows[j + 1]!;
+      windows[windows.length - 1] = window;
+      return window.bytes.subarray(position - window.position, end - window.position);
+    }
+    return undefined;
+  }
+
+  /**
+   * Maps a window holding [position, end) and answers a view of it, or undefined (a
+   * positional read serves it) where the runtime maps nothing or the window would not pay:
+   * a new window must serve at least a step from `position`, or the file must have grown a
+   * step past every window (a reader just below the tail cache, as before windows).
+   */
+  #mapWindow(position: number, end: number): Uint8Array | undefined {
     if (!this.#mapSegments) return undefined;
-    const mapped = this.#prefixMapping?.length ?? 0;
-    if (end <= mapped) return this.#prefixMapping;
-    if (this.#writtenPosition - mapped < ACTIVE_MAP_STEP_BYTES) return undefined;
+    const start = position - (position % MAP_WINDOW_ALIGN_BYTES);
+    const bytes = Math.max(ACTIVE_MAP_WINDOW_BYTES, end - start);
+    let mappedEnd = 0;
+    for (const window of this.#windows) {
+      mappedEnd = Math.max(mappedEnd, window.position + window.bytes.length);
+    }
+    const serves = Math.min(start + bytes, this.#writtenPosition) - position;
+    const grown = this.#writtenPosition - mappedEnd;
+    if (serves < ACTIVE_MAP_STEP_BYTES && grown < ACTIVE_MAP_STEP_BYTES) return undefined;
+    let mapping: Uint8Array | undefined;
     try {
-      this.#prefixMapping = this.#io.mapFile(this.path("log"));
-      this.#everMapped ||= this.#prefixMapping !== undefined;
+      mapping = this.#io.mapFile(this.path("log"), { position: start, bytes });
     } catch {
       // A mapping is an optimisation; positional reads serve the segment without one.
-      this.#prefixMapping = undefined;
+      mapping = undefined;
     }
-    return end <= (this.#prefixMapping?.length ?? 0) ? this.#prefixMapping : undefined;
+    if (mapping === undefined) return undefined;
+    assert(mapping.length <= bytes, "a window maps at most the bytes asked");
+    this.#everMapped = true;
+    if (this.#windows.length >= ACTIVE_MAP_WINDOWS_MAX) this.#windows.shift();
+    this.#windows.push({ position: start, bytes: mapping });
+    return end <= start + mapping.length
+      ? mapping.subarray(position - start, end - start)
+      : undefined;
   }
 
   #mapIfSealed(): Uint8Array | undefined {
@@ -649,7 +699,7 @@ export class Segment {
     assert(!this.hasUnwritten, "seal after every byte is written");
     this.#sealed = true;
     segmentsSealedCount++;
-    this.#prefixMapping = undefined;
+    this.#windows = [];
     for (const chunk of this.#chunks) recycle(chunk);
     this.#chunks = [];
     this.#lastJoined = undefined;
@@ -663,7 +713,7 @@ export class Segment {
     assert(!this.#sealed, "only an active segment is truncated");
     this.#io.truncate(this.fd, position);
     this.#verified.truncateTo(position);
-    this.#prefixMapping = undefined;
+    this.#windows = [];
     this.#lastJoined = undefined;
     this.#chunks = this.#chunks.filter((chunk) => chunk.position < position);
     const last = this.#chunks.at(-1);
@@ -689,7 +739,7 @@ export class Segment {
     this.#chunks = [];
     this.#lastJoined = undefined;
     this.#mapping = undefined;
-    this.#prefixMapping = undefined;
+    this.#windows = [];
     this.#file.close();
     return this.#everMapped;
   }

@@ -104,7 +104,7 @@ export function countingIO(base: FileIO = realFileIO): { io: FileIO; counts: IOC
       return bytes;
     },
     truncate: (fd, length) => base.truncate(fd, length),
-    mapFile: (path) => base.mapFile(path),
+    mapFile: (path, range) => base.mapFile(path, range),
   };
   return { io, counts };
 }

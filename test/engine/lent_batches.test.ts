@@ -7,6 +7,7 @@ import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import {
   type BatchLease,
+  type MapRange,
   LENT_BATCH_BYTES_MIN,
   PartitionLog,
   realFileIO,
@@ -199,9 +200,9 @@ describe("batches in parts", () => {
     let maps = 0;
     const io = {
       ...realFileIO,
-      mapFile(path: string) {
+      mapFile(path: string, range?: MapRange) {
         maps++;
-        return realFileIO.mapFile(path);
+        return realFileIO.mapFile(path, range);
       },
     };
     // The whole segment stays in the tail cache: every read below is a tail read.

@@ -1,19 +1,28 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import type { FileIO } from "../../engine/io.ts";
+import type { FileIO, MapRange } from "../../engine/io.ts";
 import { realFileIO } from "../../engine/mod.ts";
 import { PartitionLog } from "../../engine/partition_log.ts";
+import { ACTIVE_MAP_STEP_BYTES, ACTIVE_MAP_WINDOW_BYTES } from "../../engine/segment.ts";
 import { tempDir } from "../helpers.ts";
-import { BASE_TIMESTAMP_MS, batchOfSpecs, readAll } from "./partition_log_helpers.ts";
+import {
+  BASE_TIMESTAMP_MS,
+  batchOfSpecs,
+  decodeRead,
+  hex,
+  readAll,
+  recordValue,
+  simpleBatch,
+} from "./partition_log_helpers.ts";
 
 /** realFileIO, counting the files it is asked to map. */
 function countingIO(): { io: FileIO; maps: () => number } {
   let maps = 0;
   const io: FileIO = {
     ...realFileIO,
-    mapFile(path) {
+    mapFile(path, range) {
       maps++;
-      return realFileIO.mapFile(path);
+      return realFileIO.mapFile(path, range);
     },
   };
   return { io, maps: () => maps };
@@ -113,6 +122,68 @@ test("a read given a scratch fills it instead of a new buffer, with the same bat
         }
       }
     }
+  } finally {
+    await log.close();
+  }
+});
+
+test("catch-up reads of a growing active segment map bounded windows of it", async () => {
+  using dir = tempDir();
+  const asked: (MapRange | undefined)[] = [];
+  let mappedBytes = 0;
+  const io: FileIO = {
+    ...realFileIO,
+    mapFile(path, range) {
+      asked.push(range);
+      const mapping = realFileIO.mapFile(path, range);
+      mappedBytes += mapping?.length ?? 0;
+      return mapping;
+    },
+  };
+  const log = await PartitionLog.open(
+    dir.path,
+    { fsync: "never" },
+    {
+      io,
+      onWarning: () => {},
+      tailCacheBytes: 0,
+    },
+  );
+  try {
+    // A reader three steps behind the writer, reading as fast as it writes, then catching up:
+    // every read is below the tail cache of the one (active) segment.
+    const valueBytes = 1000;
+    let offset = 0;
+    let readBytes = 0;
+    const readOnce = () => {
+      const result = log.read(offset, 64 * 1024);
+      for (const batch of decodeRead(result)) {
+        for (const record of batch.records) {
+          if (record.offset < offset) continue;
+          assert.equal(record.offset, offset, "records in order, none skipped");
+          if (offset % 97 === 0) assert.equal(record.value, hex(recordValue(offset, valueBytes)));
+          offset++;
+        }
+      }
+      readBytes += result.sizeBytes;
+    };
+    while (log.sizeBytes < 6 * ACTIVE_MAP_STEP_BYTES) {
+      await log.append(simpleBatch(64, { firstTag: log.logEndOffset, valueBytes }));
+      if (log.sizeBytes > 3 * ACTIVE_MAP_STEP_BYTES) readOnce();
+    }
+    await log.flush();
+    while (offset < log.highWatermark) readOnce();
+    assert.equal(log.segmentBaseOffsets().length, 1, "all of it in the active segment");
+    assert.ok(asked.length > 0, "catch-up reads were offered to mapFile");
+    for (const range of asked) {
+      assert.ok(range !== undefined, "never the whole growing file");
+      assert.ok(range.bytes <= ACTIVE_MAP_WINDOW_BYTES, `a window of ${range.bytes} bytes`);
+    }
+    // Where the runtime maps (Bun), the bytes mapped grow with the bytes read, not their square.
+    assert.ok(
+      mappedBytes <= 2 * readBytes + ACTIVE_MAP_WINDOW_BYTES,
+      `${mappedBytes} bytes mapped for ${readBytes} read`,
+    );
   } finally {
     await log.close();
   }

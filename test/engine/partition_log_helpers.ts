@@ -6,7 +6,7 @@ import assert from "node:assert/strict";
 import fs from "node:fs";
 import { join } from "node:path";
 import { isSluiceError, type SluiceErrorCode } from "../../record/mod.ts";
-import { type FileIO, realFileIO } from "../../engine/io.ts";
+import { type FileIO, type MapRange, realFileIO } from "../../engine/io.ts";
 import type { LogConfig } from "../../engine/log_config.ts";
 import { PartitionLog, type ReadResult } from "../../engine/partition_log.ts";
 import { decodeRecordBatches, encodeRecordBatch, type LogRecord } from "../../engine/mod.ts";
@@ -265,8 +265,8 @@ export class FaultyIO implements FileIO {
     realFileIO.truncate(fd, length);
   }
 
-  mapFile(path: string): Uint8Array | undefined {
-    return realFileIO.mapFile(path);
+  mapFile(path: string, range?: MapRange): Uint8Array | undefined {
+    return realFileIO.mapFile(path, range);
   }
 
   #fileWrite(path: string, syscall: string): void {

@@ -15,7 +15,7 @@
 
 import fs from "node:fs";
 import { basename, dirname, join } from "node:path";
-import { type FileIO, realFileIO } from "../../engine/io.ts";
+import { type FileIO, type MapRange, realFileIO } from "../../engine/io.ts";
 
 export type PowerLossMode = "synced-only" | "torn";
 
@@ -119,8 +119,8 @@ export class PowerLossIO implements FileIO {
     realFileIO.truncate(fd, length);
   }
 
-  mapFile(path: string): Uint8Array | undefined {
-    return realFileIO.mapFile(path);
+  mapFile(path: string, range?: MapRange): Uint8Array | undefined {
+    return realFileIO.mapFile(path, range);
   }
 
   writeFile(path: string, bytes: Uint8Array | string): void {

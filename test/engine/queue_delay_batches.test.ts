@@ -12,6 +12,7 @@ import {
   DelayTiers,
   decodeRecordBatches,
   encodeRecordBatch,
+  type LogRecord,
   type RecordHeader,
   realFileIO,
 } from "../../engine/mod.ts";
@@ -24,8 +25,9 @@ import {
 } from "../../engine/queue_delay_batches.ts";
 import {
   DueReader,
-  delayableRecords,
+  eachDelayable,
   headerInteger,
+  type LyingRecord,
   publishedDueMs,
 } from "../../engine/queue_delay.ts";
 import { decodeRef, encodeRef, refsOf, refValuesOf } from "../../engine/queue_delay_refs.ts";
@@ -72,6 +74,26 @@ function randomRecord(random: () => number, i: number): Input {
     // Timestamps out of order, some far apart: the merged batch's deltas go both ways.
     timestamp: 1_700_000_000_000 + Math.floor((random() - 0.5) * 2 ** 40),
   };
+}
+
+/** What eachDelayable tells, in order: each record as it lies (`lying`) or decoded. */
+function delayables(
+  log: Parameters<typeof eachDelayable>[0],
+  span: Parameters<typeof eachDelayable>[1],
+) {
+  type Found = { offset: number; publishedDueMs: number | undefined } & (
+    | { lying: LyingRecord }
+    | { record: LogRecord }
+  );
+  const found: Found[] = [];
+  eachDelayable(log, span, (offset, publishedDueMs, it) => {
+    found.push(
+      "where" in it
+        ? { offset, publishedDueMs, lying: it }
+        : { offset, publishedDueMs, record: it },
+    );
+  });
+  return found;
 }
 
 function decodedOf(batch: Uint8Array) {
@@ -268,7 +290,7 @@ describe("delay batches as bytes", () => {
     const batch = encodeRecordBatch(inputs, { baseOffset: 300 });
     const log = { read: () => ({ views: [batch], nextOffset: 500 }) };
     const span = { first: 310, last: 449, logStartOffset: 0, highWatermark: 500 };
-    const found = [...delayableRecords(log, span)];
+    const found = delayables(log, span);
     assert.deepEqual(
       found.map((d) => d.offset),
       Array.from({ length: 140 }, (_, i) => 310 + i),
@@ -303,17 +325,10 @@ describe("delay batches as bytes", () => {
     const internal = encodeRecordBatch([
       { key: null, value: null, headers: [{ key: "sluice-due-ms", value: encoder.encode("1") }] },
     ]);
-    const decoded = [
-      ...delayableRecords(
-        { read: () => ({ views: [internal], nextOffset: 1 }) },
-        {
-          first: 0,
-          last: 0,
-          logStartOffset: 0,
-          highWatermark: 1,
-        },
-      ),
-    ];
+    const decoded = delayables(
+      { read: () => ({ views: [internal], nextOffset: 1 }) },
+      { first: 0, last: 0, logStartOffset: 0, highWatermark: 1 },
+    );
     assert.equal(decoded.length, 1);
     assert.ok("record" in decoded[0]!);
   });
