@@ -13,6 +13,7 @@ import { type MachineLimits, measureLimits } from "./limits.ts";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
+import { clockStepNotice } from "./clock_step.ts";
 import { type Driver, DriverUnavailableError } from "./driver.ts";
 import { createDriver, driverEntry, driverNames, parseDriverList } from "./drivers/mod.ts";
 import { optionsFor, parseDriverOptions } from "./drivers/options.ts";
@@ -280,6 +281,10 @@ function finish(
         `${r.expectedMessagesReceived} expected, ${r.errors} send errors` +
         (r.errorMessages.length > 0 ? `: ${r.errorMessages.join("; ")}` : ""),
     );
+  }
+  for (const r of results) {
+    const notice = clockStepNotice(r.driver, r.clockStepMs);
+    if (notice !== undefined) log(notice);
   }
   logSkipped(outcome, log);
   if (outcome.interrupted !== undefined) {

@@ -71,6 +71,12 @@ export type BenchResult = {
   errors: number;
   /** The first distinct error messages, and run problems (drain shortfall, close failures). */
   errorMessages: string[];
+  /**
+   * How far the wall clock moved against the harness's monotonic clock over the run, ms: ~0
+   * normally; a step (a clock adjustment, a VM pause) shifts latencies that span it and the
+   * lateness of delayed deliveries by up to its size (bench/clock_step.ts).
+   */
+  clockStepMs: number;
   settings: Record<string, string | number | boolean>;
   durability: string;
   /** The load workers' CPU over the measured phase (every worker process). */
@@ -304,6 +310,7 @@ export function buildResult(input: ResultInput): BenchResult {
     otherCpuPercent: otherCpu(outcome),
     ...bound,
     failure: outcome.failure ?? null,
+    clockStepMs: outcome.clockStepMs,
     ...ackFields(workload, outcome),
     ...latenessFields(workload, outcome),
     ...(outcome.disk ?? NO_DISK_SYNCS),

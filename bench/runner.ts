@@ -21,6 +21,7 @@ import {
   diskSyncFields,
   NO_DISK_SYNCS,
 } from "./disk_syncs.ts";
+import { wallSkewMs } from "./clock_step.ts";
 import type { BrokerProcess, Driver, DriverSettings } from "./driver.ts";
 import {
   BrokerCpuMeter,
@@ -148,6 +149,8 @@ export type RunOutcome = {
   drainMs: number;
   /** What went wrong besides failed sends: drain shortfall, close or delete failures. */
   problems: string[];
+  /** How far the wall clock moved against the monotonic one over the run, ms (clock_step.ts). */
+  clockStepMs: number;
   /** Why the run stopped early (a worker died); its samples are partial. */
   failure: string | undefined;
   /** The broker's fdatasyncs over the measured phase (absent or null: not known). */
@@ -194,6 +197,7 @@ export async function runWorkload(
   const created: string[] = [];
   const problems: string[] = [];
   const startedAt = new Date().toISOString();
+  const skewAtStart = wallSkewMs();
   let closed = false;
   try {
     const topics = topicNames.map((name) => ({ name, partitions: workload.partitionsPerTopic }));
@@ -251,6 +255,7 @@ export async function runWorkload(
       durability: run.driver?.durability() ?? setup.durability,
       problems,
       deadLettered,
+      clockStepMs: wallSkewMs() - skewAtStart,
     };
   } finally {
     if (!closed) problems.push(...(await closeWorkers(workers)));
