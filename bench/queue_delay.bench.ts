@@ -70,7 +70,7 @@ let cells: number | null = null;
 /**
  * The JS heap's live cells (Bun), or null. Their growth over the run is what it allocated only
  * when nothing was collected: run with a collection budget larger than the run allocates and
- * the GC timers off (the NO_GC_ENV of bench/tools/cells_per_batch.ts, BUN_JSC_logGC=1 to see
+ * the GC timers off (NO_GC_ENV in ops/gc_tuning.ts, BUN_JSC_logGC=1 to see
  * that no collection ran); otherwise heapCellsPerRecord is meaningless.
  */
 async function heapCells(): Promise<number | null> {

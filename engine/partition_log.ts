@@ -592,9 +592,12 @@ export class PartitionLog {
   ): void {
     const batch = wholeOrParts(given);
     const baseOffset = this.#appendInMemory(batch, lease);
-    const recordCount = recordCountAt(headOf(batch), 0);
-    const result = this.#resultAt(baseOffset, recordCount);
-    this.#acks.push(new PendingAck(result, listener));
+    this.#tellWhenWritten(baseOffset, recordCountAt(headOf(batch), 0), listener);
+  }
+
+  /** Tells `listener` the outcome of an append made in memory once its round has run. */
+  #tellWhenWritten(baseOffset: number, recordCount: number, listener: AppendListener): void {
+    this.#acks.push(new PendingAck(this.#resultAt(baseOffset, recordCount), listener));
     this.#scheduleFlush();
   }
 
@@ -620,11 +623,7 @@ export class PartitionLog {
    * builder stamped is what reads after the next open, and the scrubber, check.
    */
   appendBuilt(batch: Uint8Array): Promise<AppendResult> {
-    const refused = this.#refusal();
-    if (refused !== undefined) throw refused;
-    this.#validate(batch, batch, batch.length, false);
-    const baseOffset = this.#appendValid(batch, batch, batch.length, undefined);
-    return this.#acknowledge(baseOffset, recordCountAt(batch, 0));
+    return this.#acknowledge(this.#appendBuiltInMemory(batch), recordCountAt(batch, 0));
   }
 
   /**
@@ -633,13 +632,16 @@ export class PartitionLog {
    * functions and Promise.all's reactions per record.
    */
   appendBuiltTo(batch: Uint8Array, listener: AppendListener): void {
+    const baseOffset = this.#appendBuiltInMemory(batch);
+    this.#tellWhenWritten(baseOffset, recordCountAt(batch, 0), listener);
+  }
+
+  /** appendBuilt's checks (refusal, validation without the CRC) and in-memory append. */
+  #appendBuiltInMemory(batch: Uint8Array): number {
     const refused = this.#refusal();
     if (refused !== undefined) throw refused;
     this.#validate(batch, batch, batch.length, false);
-    const baseOffset = this.#appendValid(batch, batch, batch.length, undefined);
-    const result = this.#resultAt(baseOffset, recordCountAt(batch, 0));
-    this.#acks.push(new PendingAck(result, listener));
-    this.#scheduleFlush();
+    return this.#appendValid(batch, batch, batch.length, undefined);
   }
 
   /** Appends a validated batch (whole or in parts; `head` holds its header) in memory. */

@@ -167,29 +167,13 @@ export function refValuesOf(
 }
 
 /**
- * refValuesOf with each value decoded where it lies (decodeRef's result: undefined for an
- * entry this version does not write), no view or copy per entry.
- */
-export function refsOf(
-  batch: Uint8Array,
-  baseOffset: number,
-  recordCount: number,
-  stores: number,
-): { offset: number; ref: DelayRef | undefined }[] | undefined {
-  const view = new DataView(batch.buffer, batch.byteOffset, batch.length);
-  const out: { offset: number; ref: DelayRef | undefined }[] = [];
-  const walked = walkRefValues(batch, recordCount, (i, at) => {
-    out.push({ offset: baseOffset + i, ref: refAt(view, at, stores) });
-  });
-  return walked ? out : undefined;
-}
-
-/**
- * refsOf without the list: calls `each(offset, ref)` for the entries in order until it answers
- * false, and returns whether it went through them all; undefined, with no call made, when a
- * record is not an entry (as refsOf). A move round reads every entry of every tier it takes
- * from: a list of wrapped entries per batch, yielded on by a generator, made ~9 cells per
- * entry read, about 40 per delayed record over its ~5 tiers (bench/RESULTS.md, issue 13, dly20).
+ * Calls `each(offset, ref)` for the entries of one uncompressed batch of tier entries in
+ * order, each value decoded where it lies (decodeRef's result: undefined for an entry this
+ * version does not write), until it answers false; returns whether it went through them all,
+ * or undefined, with no call made, when a record is not an entry (as refValuesOf). No list
+ * and no object per entry: a move round reads every entry of every tier it takes from, and a
+ * list of wrapped entries per batch, yielded on by a generator, made ~9 cells per entry read,
+ * about 40 per delayed record over its ~5 tiers (bench/RESULTS.md, issue 13, dly20).
  */
 export function eachRef(
   batch: Uint8Array,

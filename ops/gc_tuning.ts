@@ -45,6 +45,20 @@ export const GC_TUNING_ENV: Readonly<Record<string, string>> = Object.freeze({
   MIMALLOC_PURGE_DELAY: "-1",
 });
 
+/**
+ * For measuring what code allocates, not for running it: nothing is collected in a short
+ * window (a 4 GB budget, JSC's and Bun's collection timers off), so the heap's growth over
+ * the window is what it allocated; BUN_JSC_logGC=1 shows that no collection ran. Used by the
+ * allocation-counting tools in bench/tools.
+ */
+export const NO_GC_ENV: Readonly<Record<string, string>> = Object.freeze({
+  BUN_GC_TIMER_DISABLE: "1",
+  BUN_JSC_percentCPUPerMBForEdenTimer: "0.000001",
+  BUN_JSC_percentCPUPerMBForFullTimer: "0.000001",
+  BUN_JSC_largeHeapSize: "4000000000",
+  BUN_JSC_logGC: "1",
+});
+
 /** `tuned` runs with GC_TUNING_ENV; `default` leaves every one of them to JSC's default. */
 export type GcMode = "tuned" | "default";
 

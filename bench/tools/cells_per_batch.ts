@@ -29,19 +29,12 @@ import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
+import { NO_GC_ENV } from "../../ops/gc_tuning.ts";
 
 const OWN_ROOT = resolve(import.meta.dirname, "..", "..");
 const PROBE = join(OWN_ROOT, "bench/tools/_alloc_probe.ts");
 const TOPIC = "cells";
 const RECORD_BYTES = 1024;
-/** Nothing collected in the window: a 4 GB budget and JSC's and Bun's timers off. */
-const NO_GC_ENV = {
-  BUN_GC_TIMER_DISABLE: "1",
-  BUN_JSC_percentCPUPerMBForEdenTimer: "0.000001",
-  BUN_JSC_percentCPUPerMBForFullTimer: "0.000001",
-  BUN_JSC_largeHeapSize: "4000000000",
-  BUN_JSC_logGC: "1",
-};
 
 const { values } = parseArgs({
   options: {

@@ -3,7 +3,7 @@
 // records of 1 KiB with `sluice-delay-ms` drawn uniformly from 0..--delay-ms-max are appended
 // at --rate for --seconds and fetched as they become due, their ranges accepted without
 // decoding them. The window runs with a collection budget larger than it allocates and every
-// GC timer off (cells_per_batch.ts's NO_GC_ENV: the tool starts itself again with it), so the
+// GC timer off (ops/gc_tuning.ts's NO_GC_ENV: the tool starts itself again with it), so the
 // difference of two `heapStats()` counts is what the window allocated. The cells of encoding
 // the appended batches are counted apart (the same number of batches encoded alone) and
 // subtracted. Per-record figures include what each move round, fetch and accept costs per
@@ -23,15 +23,9 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
+import { NO_GC_ENV } from "../../ops/gc_tuning.ts";
 
 const OWN_ROOT = resolve(import.meta.dirname, "..", "..");
-const NO_GC_ENV = {
-  BUN_GC_TIMER_DISABLE: "1",
-  BUN_JSC_percentCPUPerMBForEdenTimer: "0.000001",
-  BUN_JSC_percentCPUPerMBForFullTimer: "0.000001",
-  BUN_JSC_largeHeapSize: "4000000000",
-  BUN_JSC_logGC: "1",
-};
 const PARTITIONS = 4;
 const RECORD_BYTES = 1024;
 const FETCH_RECORDS = 2_000;

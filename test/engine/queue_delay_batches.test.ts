@@ -30,7 +30,7 @@ import {
   type LyingRecord,
   publishedDueMs,
 } from "../../engine/queue_delay.ts";
-import { decodeRef, encodeRef, refsOf, refValuesOf } from "../../engine/queue_delay_refs.ts";
+import { decodeRef, eachRef, encodeRef, refValuesOf } from "../../engine/queue_delay_refs.ts";
 import { tempDir } from "../helpers.ts";
 import { Clock } from "./queue_helpers.ts";
 
@@ -150,8 +150,25 @@ describe("delay batches as bytes", () => {
     const expected = values.map(({ offset, value }) => ({ offset, ref: decodeRef(value, 9) }));
     assert.equal(expected[0]!.ref, undefined);
     assert.ok(expected.some(({ ref }) => ref !== undefined));
-    assert.deepEqual(refsOf(batch, 300, refs.length, 9), expected);
-    assert.equal(refsOf(batch.subarray(0, batch.length - 1), 300, refs.length, 9), undefined);
+    const position = { baseOffset: 300, recordCount: refs.length, stores: 9 };
+    const told: { offset: number; ref: unknown }[] = [];
+    const all = eachRef(batch, position, (offset, ref) => told.push({ offset, ref }) > 0);
+    assert.equal(all, true);
+    assert.deepEqual(told, expected);
+    // A batch that is not all entries is told of none.
+    told.length = 0;
+    const cut = batch.subarray(0, batch.length - 1);
+    assert.equal(
+      eachRef(cut, position, (offset, ref) => told.push({ offset, ref }) > 0),
+      undefined,
+    );
+    assert.equal(told.length, 0);
+    // An answer of false stops the walk there.
+    assert.equal(
+      eachRef(batch, position, (offset, ref) => told.push({ offset, ref }) < 3),
+      false,
+    );
+    assert.deepEqual(told, expected.slice(0, 3));
   });
 
   test("a stored batch is byte for byte what the record encoder writes", () => {
