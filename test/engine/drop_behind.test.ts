@@ -18,6 +18,34 @@ const BATCH = simpleBatch(64, { valueBytes: 4096 });
 
 type Drop = { fd: number; position: number; length: number };
 
+/**
+ * A log whose page-cache hints are recorded in `drops` and answered by `answer` (0, taken, by
+ * default) instead of reaching posix_fadvise.
+ */
+async function openRecording(
+  dir: string,
+  fsync: "always" | "never",
+  options: { dropBehindKeepBytes: number; dropUnsynced?: boolean; warnings?: string[] },
+  answer: () => number | Promise<number> = () => 0,
+): Promise<{ log: PartitionLog; drops: Drop[] }> {
+  const drops: Drop[] = [];
+  const warnings = options.warnings;
+  const log = await PartitionLog.open(
+    dir,
+    { fsync },
+    {
+      onWarning: warnings === undefined ? () => {} : (message) => warnings.push(message),
+      dropCache: (fd, position, length) => {
+        drops.push({ fd, position, length });
+        return answer();
+      },
+      dropBehindKeepBytes: options.dropBehindKeepBytes,
+      ...(options.dropUnsynced === undefined ? {} : { dropUnsynced: options.dropUnsynced }),
+    },
+  );
+  return { log, drops };
+}
+
 async function fill(log: PartitionLog, bytes: number): Promise<number> {
   let records = 0;
   for (let written = 0; written < bytes; written += BATCH.length) {
@@ -27,23 +55,32 @@ async function fill(log: PartitionLog, bytes: number): Promise<number> {
   return records;
 }
 
+/** Appends 10 MiB to a new topic's one partition and reads every record back. */
+async function fillAndReadBack(engine: Engine): Promise<void> {
+  await engine.createTopic("t", { partitions: 1 });
+  let records = 0;
+  for (let written = 0; written < 10 * MIB; written += BATCH.length) {
+    await engine.append("t", 0, BATCH);
+    records += 64;
+  }
+  let read = 0;
+  let offset = 0;
+  while (offset < records) {
+    const result = engine.read("t", 0, offset, MIB);
+    assert.ok(result.nextOffset > offset);
+    read += result.nextOffset - offset;
+    offset = result.nextOffset;
+  }
+  assert.equal(read, records);
+}
+
 describe("drop-behind", () => {
   test("a synced log drops durable bytes behind its tail, never its last keep bytes", async () => {
     using dir = tempDir();
-    const drops: Drop[] = [];
     const keepBytes = MIB;
-    const log = await PartitionLog.open(
-      dir.path,
-      { fsync: "always" },
-      {
-        onWarning: () => {},
-        dropCache: (fd, position, length) => {
-          drops.push({ fd, position, length });
-          return 0;
-        },
-        dropBehindKeepBytes: keepBytes,
-      },
-    );
+    const { log, drops } = await openRecording(dir.path, "always", {
+      dropBehindKeepBytes: keepBytes,
+    });
     try {
       const records = await fill(log, 12 * MIB);
       assert.ok(drops.length >= 2, `${drops.length} drops`);
@@ -64,19 +101,7 @@ describe("drop-behind", () => {
 
   test("a log whose rounds do not sync drops nothing by default", async () => {
     using dir = tempDir();
-    const drops: Drop[] = [];
-    const log = await PartitionLog.open(
-      dir.path,
-      { fsync: "never" },
-      {
-        onWarning: () => {},
-        dropCache: (fd, position, length) => {
-          drops.push({ fd, position, length });
-          return 0;
-        },
-        dropBehindKeepBytes: 0,
-      },
-    );
+    const { log, drops } = await openRecording(dir.path, "never", { dropBehindKeepBytes: 0 });
     try {
       await fill(log, 12 * MIB);
       assert.deepEqual(drops, [], "unsynced pages may be dirty: they stay");
@@ -87,22 +112,12 @@ describe("drop-behind", () => {
 
   test("with dropUnsynced an unsynced log hands ranges to writeback, then drops them", async () => {
     using dir = tempDir();
-    const drops: Drop[] = [];
     // Half a keep is more than a step, so the two chains never meet and each range is told apart.
     const keepBytes = 16 * MIB;
-    const log = await PartitionLog.open(
-      dir.path,
-      { fsync: "never" },
-      {
-        onWarning: () => {},
-        dropCache: (fd, position, length) => {
-          drops.push({ fd, position, length });
-          return 0;
-        },
-        dropBehindKeepBytes: keepBytes,
-        dropUnsynced: true,
-      },
-    );
+    const { log, drops } = await openRecording(dir.path, "never", {
+      dropBehindKeepBytes: keepBytes,
+      dropUnsynced: true,
+    });
     try {
       const records = await fill(log, 48 * MIB);
       const written = log.sizeBytes;
@@ -131,20 +146,13 @@ describe("drop-behind", () => {
 
   test("a drop posix_fadvise refuses is not taken as done: one warning, then none", async () => {
     using dir = tempDir();
-    const drops: Drop[] = [];
     const warnings: string[] = [];
-    const log = await PartitionLog.open(
+    // EINVAL, as posix_fadvise answers it: a return code, not a throw.
+    const { log, drops } = await openRecording(
       dir.path,
-      { fsync: "always" },
-      {
-        onWarning: (message) => warnings.push(message),
-        // EINVAL, as posix_fadvise answers it: a return code, not a throw.
-        dropCache: (fd, position, length) => {
-          drops.push({ fd, position, length });
-          return 22;
-        },
-        dropBehindKeepBytes: 0,
-      },
+      "always",
+      { dropBehindKeepBytes: 0, warnings },
+      () => 22,
     );
     try {
       const records = await fill(log, 12 * MIB);
@@ -167,19 +175,12 @@ describe("drop-behind", () => {
 
   test("hints answered later stay one batch in flight, and close waits for them", async () => {
     using dir = tempDir();
-    const drops: Drop[] = [];
     const answers: ((errno: number) => void)[] = [];
-    const log = await PartitionLog.open(
+    const { log, drops } = await openRecording(
       dir.path,
-      { fsync: "always" },
-      {
-        onWarning: () => {},
-        dropCache: (fd, position, length) => {
-          drops.push({ fd, position, length });
-          return new Promise<number>((resolve) => answers.push(resolve));
-        },
-        dropBehindKeepBytes: 0,
-      },
+      "always",
+      { dropBehindKeepBytes: 0 },
+      () => new Promise<number>((resolve) => answers.push(resolve)),
     );
     let closed = false;
     try {
@@ -212,19 +213,12 @@ describe("drop-behind", () => {
 
   test("a hint answered later with an errno stops the log's drops, with one warning", async () => {
     using dir = tempDir();
-    const drops: Drop[] = [];
     const warnings: string[] = [];
-    const log = await PartitionLog.open(
+    const { log, drops } = await openRecording(
       dir.path,
-      { fsync: "always" },
-      {
-        onWarning: (message) => warnings.push(message),
-        dropCache: (fd, position, length) => {
-          drops.push({ fd, position, length });
-          return Promise.resolve(22);
-        },
-        dropBehindKeepBytes: 0,
-      },
+      "always",
+      { dropBehindKeepBytes: 0, warnings },
+      () => Promise.resolve(22),
     );
     try {
       const records = await fill(log, 16 * MIB);
@@ -255,21 +249,7 @@ describe("drop-behind", () => {
       onWarning: () => {},
     });
     try {
-      await engine.createTopic("t", { partitions: 1 });
-      let records = 0;
-      for (let written = 0; written < 10 * MIB; written += BATCH.length) {
-        await engine.append("t", 0, BATCH);
-        records += 64;
-      }
-      let read = 0;
-      let offset = 0;
-      while (offset < records) {
-        const result = engine.read("t", 0, offset, MIB);
-        assert.ok(result.nextOffset > offset);
-        read += result.nextOffset - offset;
-        offset = result.nextOffset;
-      }
-      assert.equal(read, records);
+      await fillAndReadBack(engine);
     } finally {
       await engine.close();
     }
@@ -286,21 +266,7 @@ describe("drop-behind", () => {
       onWarning: (message) => warnings.push(message),
     });
     try {
-      await engine.createTopic("t", { partitions: 1 });
-      let records = 0;
-      for (let written = 0; written < 10 * MIB; written += BATCH.length) {
-        await engine.append("t", 0, BATCH);
-        records += 64;
-      }
-      let read = 0;
-      let offset = 0;
-      while (offset < records) {
-        const result = engine.read("t", 0, offset, MIB);
-        assert.ok(result.nextOffset > offset);
-        read += result.nextOffset - offset;
-        offset = result.nextOffset;
-      }
-      assert.equal(read, records);
+      await fillAndReadBack(engine);
       assert.deepEqual(warnings, [], "every hint was taken");
     } finally {
       await engine.close();
