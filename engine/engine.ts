@@ -20,6 +20,7 @@ import { join } from "node:path";
 import { BATCH_BYTES_MAX_DEFAULT, SluiceError } from "../record/mod.ts";
 import { ioError } from "./errors.ts";
 import { FileBudget, sharedFileBudget } from "./file_budget.ts";
+import { sharedTailCacheBudget, TailCacheBudget } from "./tail_cache_budget.ts";
 import { GroupSync } from "./group_sync.ts";
 import { TOPIC_NAME_BYTES_MAX, validateTopicName } from "./topic_name.ts";
 import { type FileIO, realFileIO, releaseDeletedMappings } from "./io.ts";
@@ -101,6 +102,14 @@ export type EngineOptions = {
    * engine of the process that sets none; 128 where the limit cannot be read.
    */
   openFilesMax?: number;
+  /**
+   * Bytes of in-memory segment tails (the chunks readers at the tail are served from) that
+   * every log of the engine holds together: partitions, queue delay logs, dead-letter topics
+   * (tail_cache_budget.ts). Past it, the logs appended to least recently give back chunks
+   * already written, and their readers read those bytes from the file. Default 256 MiB,
+   * shared by every engine of the process that sets none; at least 1 MiB.
+   */
+  tailCacheTotalBytes?: number;
   /** An fsync that takes at least this long is reported to onSlowFsync (default 500 ms). */
   slowFsyncMs?: number;
   /** Called after an fsync of a partition's segment that took at least slowFsyncMs. */
@@ -213,6 +222,8 @@ export class Engine {
     levels: (topic) => this.#queues.levels(topic),
   };
   readonly fileBudget: FileBudget;
+  /** The tail-cache budget every log of the engine counts its in-memory tails against. */
+  readonly tailCacheBudget: TailCacheBudget;
   /** Every fdatasync of a partition segment since open, in seconds (the /metrics histogram). */
   readonly fsyncSeconds = new LatencyHistogram();
   /** The group commit across partitions every log of the engine shares. */
@@ -232,6 +243,11 @@ export class Engine {
     const { openFilesMax } = options;
     this.fileBudget =
       openFilesMax === undefined ? sharedFileBudget() : new FileBudget(openFilesMax);
+    const { tailCacheTotalBytes } = options;
+    this.tailCacheBudget =
+      tailCacheTotalBytes === undefined
+        ? sharedTailCacheBudget()
+        : new TailCacheBudget(tailCacheTotalBytes);
     this.groupSync = openGroupSync(dataDir, options);
     this.checkpoint = RecoveryCheckpoint.open(join(dataDir, "__meta"), {
       io: options.io ?? realFileIO,
@@ -360,6 +376,7 @@ export class Engine {
             ...(this.#options.now === undefined ? {} : { now: this.#options.now }),
             onWarning: (message) => this.#warn(message),
             fileBudget: this.fileBudget,
+            tailCacheBudget: this.tailCacheBudget,
             groupSync: this.groupSync,
             checkpoint: this.checkpoint,
             ...(this.#dropCache === undefined ? {} : { dropCache: this.#dropCache }),
@@ -403,6 +420,7 @@ export class Engine {
         ? {}
         : { spareBytesMax: this.#options.queueSpareBytesMax }),
       onFsync: (seconds) => this.queueFsyncSeconds.observe(seconds),
+      tailCacheBudget: this.tailCacheBudget,
       ...(this.#options.ttlCheckMs === undefined ? {} : { ttlCheckMs: this.#options.ttlCheckMs }),
     });
   }
