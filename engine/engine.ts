@@ -236,18 +236,19 @@ export class Engine {
    */
   readonly queueFsyncSeconds = new LatencyHistogram();
 
-  private constructor(dataDir: string, offsets: OffsetStore, options: EngineOptions) {
+  private constructor(
+    dataDir: string,
+    offsets: OffsetStore,
+    options: EngineOptions,
+    tailCacheBudget: TailCacheBudget,
+  ) {
     this.dataDir = dataDir;
     this.offsets = offsets;
     this.#options = options;
     const { openFilesMax } = options;
     this.fileBudget =
       openFilesMax === undefined ? sharedFileBudget() : new FileBudget(openFilesMax);
-    const { tailCacheTotalBytes } = options;
-    this.tailCacheBudget =
-      tailCacheTotalBytes === undefined
-        ? sharedTailCacheBudget()
-        : new TailCacheBudget(tailCacheTotalBytes);
+    this.tailCacheBudget = tailCacheBudget;
     this.groupSync = openGroupSync(dataDir, options);
     this.checkpoint = RecoveryCheckpoint.open(join(dataDir, "__meta"), {
       io: options.io ?? realFileIO,
@@ -273,6 +274,11 @@ export class Engine {
         if (opened !== undefined) opened.#warn(message);
       },
     });
+    const { tailCacheTotalBytes } = options;
+    const tailCacheBudget =
+      tailCacheTotalBytes === undefined
+        ? sharedTailCacheBudget()
+        : new TailCacheBudget(tailCacheTotalBytes);
     await takeLock(dir, io);
     openDirectories.add(dir);
     let offsets: OffsetStore | undefined;
@@ -285,7 +291,7 @@ export class Engine {
         // Damaged commit frames are reported and skipped; later commits stay readable.
         onCorruption: (error) => warn(error.message),
       });
-      engine = new Engine(dir, offsets, options);
+      engine = new Engine(dir, offsets, options, tailCacheBudget);
       // A custom FileIO (tests, fault injection) sees every file operation: no drops beside it.
       if (options.dropBehind !== false && options.io === undefined) {
         engine.#dropCache = await cacheDropper();
