@@ -55,8 +55,7 @@ type Sample = { s: number; rssMB: number; heapMB: number; tailCacheMB: number | 
 
 /** The engine's held tail-cache bytes where the checkout has a budget, else null. */
 function tailCacheBytes(engine: Engine): number | null {
-  const budget = (engine as unknown as { tailCacheBudget?: { heldBytes: number } })
-    .tailCacheBudget;
+  const budget = (engine as unknown as { tailCacheBudget?: { heldBytes: number } }).tailCacheBudget;
   return budget === undefined ? null : budget.heldBytes;
 }
 
