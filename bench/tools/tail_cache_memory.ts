@@ -3,7 +3,8 @@
 // partitions at about `--mb-per-sec` for `--seconds`, then for `--idle-seconds` appends to the
 // first `--hot-partitions` only (the rest idle), and prints every `--every-seconds` the
 // process's RSS, the collector's heap, and the bytes the engine's tail-cache budget holds
-// (null on a checkout without one). The last line is one JSON object.
+// (null on a checkout without one). The last line is one JSON object, with the process's CPU
+// per MB appended (cpuMsPerMB).
 //
 //   bun bench/tools/tail_cache_memory.ts [--partitions 1000] [--seconds 30] [--mb-per-sec 40]
 //       [--records-per-batch 16] [--record-bytes 1024] [--hot-partitions 16]
@@ -79,6 +80,11 @@ const engine = await Engine.open(dir, {
   ...(totalMib === undefined ? {} : { tailCacheTotalBytes: Number(totalMib) * 1024 * 1024 }),
 });
 const samples: Sample[] = [];
+const cpuStart = process.cpuUsage();
+const cpu = () => {
+  const used = process.cpuUsage(cpuStart);
+  return (used.user + used.system) / 1000;
+};
 const startMs = performance.now();
 const sample = () => {
   const mb = (bytes: number) => Math.round(bytes / 1e5) / 10;
@@ -133,6 +139,8 @@ try {
       tailCacheMB: last.tailCacheMB,
       peakRssMB: peak("rssMB"),
       peakHeapMB: peak("heapMB"),
+      // The process's CPU (user + system) over the run, per MB appended.
+      cpuMsPerMB: Math.round((cpu() / ((appended * batch.length) / 1e6)) * 100) / 100,
     }),
   );
 } finally {
