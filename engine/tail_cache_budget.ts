@@ -26,6 +26,15 @@ export const TAIL_CACHE_TOTAL_BYTES_DEFAULT = 256 * 1024 * 1024;
 /** The smallest budget accepted: one write chunk (segment.ts WRITE_CHUNK_BYTES). */
 export const TAIL_CACHE_TOTAL_BYTES_MIN = 1024 * 1024;
 
+/**
+ * Holders in a row that had nothing written to shed, after which a walk stops. Holders are
+ * walked least recently appended to first, so the ones whose bytes are all unwritten (appended
+ * since their last round) come last: a run of them means the rest are alike. Without a stop,
+ * 1,000 partitions each holding only an open chunk with unwritten bytes (1,000 MiB counted,
+ * nothing to shed) would cost a walk of all 1,000 at every chunk taken and every round written.
+ */
+export const SHED_MISSES_MAX = 16;
+
 /** A segment as the budget sees it. */
 export interface TailCacheHolder {
   /**
@@ -121,15 +130,23 @@ export class TailCacheBudget {
 
   /**
    * Asks holders, least recently appended to first, to shed what passes the budget; a holder
-   * with nothing written to shed is passed over. The walk is bounded by the number of holders.
+   * with nothing written to shed is passed over, and the walk stops after SHED_MISSES_MAX of
+   * those in a row (see there), so it costs a bounded number of visits beyond the holders that
+   * gave bytes back.
    */
   #shed(using: TailCacheHolder | undefined): void {
+    let misses = 0;
     for (const holder of this.#holders.keys()) {
       const over = this.#heldBytes - this.totalBytesMax;
       if (over <= 0) return;
       if (holder === using) continue;
       this.#sheds++;
       holder.shedTailCache(over);
+      if (this.#heldBytes - this.totalBytesMax < over) {
+        misses = 0;
+      } else if (++misses >= SHED_MISSES_MAX) {
+        return;
+      }
     }
   }
 }

@@ -13,6 +13,7 @@ import {
   TAIL_CACHE_TOTAL_BYTES_MIN,
   TailCacheBudget,
 } from "../../engine/mod.ts";
+import { SHED_MISSES_MAX, type TailCacheHolder } from "../../engine/tail_cache_budget.ts";
 import { WRITE_CHUNK_BYTES } from "../../engine/segment.ts";
 import { tempDir } from "../helpers.ts";
 import { readAll, simpleBatch } from "./partition_log_helpers.ts";
@@ -62,6 +63,56 @@ function rawBytes(log: PartitionLog): Uint8Array {
   }
   return Buffer.concat(views);
 }
+
+/** A holder that gives back up to `sheddable` bytes when asked (the written part of its chunks). */
+class FakeHolder implements TailCacheHolder {
+  asked = 0;
+  sheddable: number;
+  #budget: TailCacheBudget;
+  constructor(budget: TailCacheBudget, sheddable: number) {
+    this.#budget = budget;
+    this.sheddable = sheddable;
+  }
+  shedTailCache(bytes: number): void {
+    this.asked++;
+    const shed = Math.min(this.sheddable, Math.max(bytes, MIB));
+    if (shed === 0) return;
+    this.sheddable -= shed;
+    this.#budget.release(this, shed);
+  }
+}
+
+describe("tail-cache budget, by itself", () => {
+  test("the holder appended to least recently is asked first, the taker never", () => {
+    const budget = new TailCacheBudget(5 * MIB);
+    const [a, b, c] = [0, 1, 2].map(() => new FakeHolder(budget, 2 * MIB));
+    budget.take(a!, 2 * MIB);
+    budget.take(b!, 2 * MIB);
+    budget.touch(a!);
+    budget.take(c!, 2 * MIB);
+    assert.deepEqual([a!.asked, b!.asked, c!.asked], [0, 1, 0], "b was appended to least recently");
+    assert.equal(budget.heldBytes, 5 * MIB);
+    assert.equal(budget.heldBy(b!), MIB);
+    assert.equal(budget.holderCount, 3);
+  });
+
+  test("a walk stops after SHED_MISSES_MAX holders in a row with nothing written", () => {
+    const budget = new TailCacheBudget(8 * MIB);
+    const stuck = Array.from({ length: 40 }, () => new FakeHolder(budget, 0));
+    for (const holder of stuck) budget.take(holder, MIB);
+    const before = budget.sheds;
+    const late = new FakeHolder(budget, MIB);
+    budget.take(late, MIB);
+    assert.equal(budget.sheds - before, SHED_MISSES_MAX, "bounded, not a visit of all 40");
+    assert.ok(budget.heldBytes > budget.totalBytesMax, "unwritten bytes pass the budget");
+    // Once the least recently appended ones have written bytes, they give them back.
+    for (const holder of stuck) holder.sheddable = MIB;
+    budget.trim();
+    assert.equal(budget.heldBytes, budget.totalBytesMax);
+    assert.equal(stuck[0]!.sheddable, 0, "the oldest went first");
+    assert.equal(late.asked, 0);
+  });
+});
 
 describe("tail-cache budget", () => {
   test("a budget under 1 MiB is refused with a RangeError naming it", () => {
