@@ -485,11 +485,6 @@ export class Segment implements TailCacheHolder {
     }
   }
 
-  /** Bytes of chunks this segment holds, as the budget counts them (capacity). */
-  get tailCacheHeldBytes(): number {
-    return this.#cacheBudget.heldBy(this);
-  }
-
   /**
    * Pushes views of the bytes not yet written, in order (they start at writtenPosition), onto
    * `buffers`, and returns where they end. The caller's list is reused round after round.
