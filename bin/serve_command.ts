@@ -79,6 +79,9 @@ export async function serve(values: ParsedValues): Promise<number> {
       : { queueSyncsInFlight: settings.queueSyncsInFlight }),
     dropBehind: settings.dropBehind !== "off",
     dropBehindUnsynced: settings.dropBehind === "all",
+    ...(settings.tailCacheMib === undefined
+      ? {}
+      : { tailCacheTotalBytes: settings.tailCacheMib * 1024 * 1024 }),
     onSlowFsync: (event) => logSlowFsync(log, event),
   });
   const topics = engine.listTopics();

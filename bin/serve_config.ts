@@ -49,6 +49,11 @@ export type ServeSettings = {
    * also the written bytes of logs that do not sync (EngineOptions.dropBehindUnsynced).
    */
   dropBehind: "on" | "off" | "all";
+  /**
+   * MiB of in-memory segment tails every log holds together (EngineOptions.tailCacheTotalBytes;
+   * unset: the engine's default, 256 MiB).
+   */
+  tailCacheMib: number | undefined;
   /** The token the HTTP listener requires (Bearer, or the password of Basic). */
   httpToken: string | undefined;
   // Security (README "Security") and the Kafka listener: resolved here like every setting, then
@@ -212,6 +217,16 @@ export const SETTINGS: readonly Setting[] = [
       "on: durable log bytes older than each partition's last 64 MiB leave the page cache; " +
       "all: also the bytes of logs that do not sync (fsync never/interval)",
   },
+  {
+    key: "tailCacheMib",
+    flag: "tail-cache-mib",
+    env: "SLUICE_TAIL_CACHE_MIB",
+    file: "storage.tailCacheMib",
+    kind: { type: "int", min: 1, max: 1_048_576 },
+    help:
+      "MiB of written log tails kept in memory for readers at the tail, over all partitions " +
+      "(default 256); past it the logs appended to least recently give theirs back",
+  },
   ...passThrough("httpToken", "http-token", "http.token", { type: "string" }),
   ...passThrough("tlsCert", "tls-cert", "tls.cert", { type: "string" }),
   ...passThrough("tlsKey", "tls-key", "tls.key", { type: "string" }),
@@ -273,6 +288,7 @@ function defaults(env: NodeJS.ProcessEnv): ServeSettings {
     queueFetchAckWaitMs: undefined,
     queueSyncsInFlight: undefined,
     dropBehind: "on",
+    tailCacheMib: undefined,
     httpToken: undefined,
     tlsCert: undefined,
     tlsKey: undefined,

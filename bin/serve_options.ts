@@ -51,6 +51,13 @@ export const SERVE_OPS_OPTIONS: Record<string, OptionSpec> = {
       "do not sync (fsync never/interval), handed to writeback first; off: the kernel keeps " +
       "them (default on)",
   },
+  "tail-cache-mib": {
+    type: "string",
+    help:
+      "MiB of written log tails kept in memory for readers at the tail, over every partition " +
+      "together; past it the logs appended to least recently give theirs back and their " +
+      "readers read the file (default 256)",
+  },
   "metrics-partitions-max": {
     type: "string",
     help: "Above this many partitions /metrics exports per-topic series only (default 1000)",

@@ -20,6 +20,7 @@ import { join } from "node:path";
 import { BATCH_BYTES_MAX_DEFAULT, SluiceError } from "../record/mod.ts";
 import { ioError } from "./errors.ts";
 import { FileBudget, sharedFileBudget } from "./file_budget.ts";
+import { sharedTailCacheBudget, TailCacheBudget } from "./tail_cache_budget.ts";
 import { GroupSync } from "./group_sync.ts";
 import { TOPIC_NAME_BYTES_MAX, validateTopicName } from "./topic_name.ts";
 import { type FileIO, realFileIO, releaseDeletedMappings } from "./io.ts";
@@ -101,6 +102,14 @@ export type EngineOptions = {
    * engine of the process that sets none; 128 where the limit cannot be read.
    */
   openFilesMax?: number;
+  /**
+   * Bytes of in-memory segment tails (the chunks readers at the tail are served from) that
+   * every log of the engine holds together: partitions, queue delay logs, dead-letter topics
+   * (tail_cache_budget.ts). Past it, the logs appended to least recently give back chunks
+   * already written, and their readers read those bytes from the file. Default 256 MiB,
+   * shared by every engine of the process that sets none; at least 1 MiB.
+   */
+  tailCacheTotalBytes?: number;
   /** An fsync that takes at least this long is reported to onSlowFsync (default 500 ms). */
   slowFsyncMs?: number;
   /** Called after an fsync of a partition's segment that took at least slowFsyncMs. */
@@ -213,6 +222,8 @@ export class Engine {
     levels: (topic) => this.#queues.levels(topic),
   };
   readonly fileBudget: FileBudget;
+  /** The tail-cache budget every log of the engine counts its in-memory tails against. */
+  readonly tailCacheBudget: TailCacheBudget;
   /** Every fdatasync of a partition segment since open, in seconds (the /metrics histogram). */
   readonly fsyncSeconds = new LatencyHistogram();
   /** The group commit across partitions every log of the engine shares. */
@@ -225,13 +236,19 @@ export class Engine {
    */
   readonly queueFsyncSeconds = new LatencyHistogram();
 
-  private constructor(dataDir: string, offsets: OffsetStore, options: EngineOptions) {
+  private constructor(
+    dataDir: string,
+    offsets: OffsetStore,
+    options: EngineOptions,
+    tailCacheBudget: TailCacheBudget,
+  ) {
     this.dataDir = dataDir;
     this.offsets = offsets;
     this.#options = options;
     const { openFilesMax } = options;
     this.fileBudget =
       openFilesMax === undefined ? sharedFileBudget() : new FileBudget(openFilesMax);
+    this.tailCacheBudget = tailCacheBudget;
     this.groupSync = openGroupSync(dataDir, options);
     this.checkpoint = RecoveryCheckpoint.open(join(dataDir, "__meta"), {
       io: options.io ?? realFileIO,
@@ -257,6 +274,11 @@ export class Engine {
         if (opened !== undefined) opened.#warn(message);
       },
     });
+    const { tailCacheTotalBytes } = options;
+    const tailCacheBudget =
+      tailCacheTotalBytes === undefined
+        ? sharedTailCacheBudget()
+        : new TailCacheBudget(tailCacheTotalBytes);
     await takeLock(dir, io);
     openDirectories.add(dir);
     let offsets: OffsetStore | undefined;
@@ -269,7 +291,7 @@ export class Engine {
         // Damaged commit frames are reported and skipped; later commits stay readable.
         onCorruption: (error) => warn(error.message),
       });
-      engine = new Engine(dir, offsets, options);
+      engine = new Engine(dir, offsets, options, tailCacheBudget);
       // A custom FileIO (tests, fault injection) sees every file operation: no drops beside it.
       if (options.dropBehind !== false && options.io === undefined) {
         engine.#dropCache = await cacheDropper();
@@ -360,6 +382,7 @@ export class Engine {
             ...(this.#options.now === undefined ? {} : { now: this.#options.now }),
             onWarning: (message) => this.#warn(message),
             fileBudget: this.fileBudget,
+            tailCacheBudget: this.tailCacheBudget,
             groupSync: this.groupSync,
             checkpoint: this.checkpoint,
             ...(this.#dropCache === undefined ? {} : { dropCache: this.#dropCache }),
@@ -403,6 +426,7 @@ export class Engine {
         ? {}
         : { spareBytesMax: this.#options.queueSpareBytesMax }),
       onFsync: (seconds) => this.queueFsyncSeconds.observe(seconds),
+      tailCacheBudget: this.tailCacheBudget,
       ...(this.#options.ttlCheckMs === undefined ? {} : { ttlCheckMs: this.#options.ttlCheckMs }),
     });
   }

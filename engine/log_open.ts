@@ -22,6 +22,7 @@ import fs from "node:fs";
 import { join } from "node:path";
 import { ioError } from "./errors.ts";
 import type { FileBudget } from "./file_budget.ts";
+import type { TailCacheBudget } from "./tail_cache_budget.ts";
 import type { FileIO } from "./io.ts";
 import { MAX_BATCH_BYTES_MAX } from "./log_config.ts";
 import { baseOffsetAt, batchSizeAt, maxTimestampAt } from "../record/mod.ts";
@@ -38,6 +39,8 @@ export type OpenOptions = {
   tailCacheBytes: number;
   /** Where segment descriptors are counted and closed when idle (file_budget.ts). */
   budget: FileBudget;
+  /** Where segment chunks are counted and shed when idle (tail_cache_budget.ts). */
+  tailCacheBudget: TailCacheBudget;
   /** False: segments are never mapped (PartitionLogOptions.mapSegments). */
   mapSegments?: boolean;
   /** Told about every truncation and every damaged region found while opening. */
@@ -242,6 +245,7 @@ function openOneSegment(dir: string, plan: SegmentPlan, o: OpenOptions) {
       indexIntervalBytes: o.indexIntervalBytes,
       tailCacheBytes: o.tailCacheBytes,
       budget: o.budget,
+      tailCacheBudget: o.tailCacheBudget,
       mapSegments: o.mapSegments,
     },
   );
@@ -271,6 +275,7 @@ export function createSegment(dir: string, baseOffset: number, o: OpenOptions): 
       indexIntervalBytes: o.indexIntervalBytes,
       tailCacheBytes: o.tailCacheBytes,
       budget: o.budget,
+      tailCacheBudget: o.tailCacheBudget,
       mapSegments: o.mapSegments,
     },
   );

@@ -37,6 +37,11 @@ export {
 } from "./groups.ts";
 export { FileBudget, openFilesMaxDefault } from "./file_budget.ts";
 export {
+  TAIL_CACHE_TOTAL_BYTES_DEFAULT,
+  TAIL_CACHE_TOTAL_BYTES_MIN,
+  TailCacheBudget,
+} from "./tail_cache_budget.ts";
+export {
   type HistogramSnapshot,
   LATENCY_BUCKETS_SECONDS,
   LatencyHistogram,

@@ -22,6 +22,7 @@ import {
 } from "../record/mod.ts";
 import { ioError } from "./errors.ts";
 import { type FileBudget, sharedFileBudget } from "./file_budget.ts";
+import { sharedTailCacheBudget, type TailCacheBudget } from "./tail_cache_budget.ts";
 import type { GroupSync } from "./group_sync.ts";
 import { type FileIO, realFileIO, releaseDeletedMappings, WRITTEN_IN_PLACE } from "./io.ts";
 import { type LogConfig, resolveLogConfig } from "./log_config.ts";
@@ -89,6 +90,11 @@ export type PartitionLogOptions = {
   io?: FileIO;
   /** Written chunks kept in memory for tail reads (default 8 MiB). */
   tailCacheBytes?: number;
+  /**
+   * The tail-cache budget the log's chunks count against with every other log's
+   * (tail_cache_budget.ts); defaults to one shared by the process, of 256 MiB.
+   */
+  tailCacheBudget?: TailCacheBudget;
   /**
    * Whether reads below the tail cache may map segment files (default true, where the runtime
    * maps). A log whose segments are deleted often and read once, like the delay path's, says
@@ -399,6 +405,7 @@ export class PartitionLog {
       indexIntervalBytes: config.indexIntervalBytes,
       tailCacheBytes: options.tailCacheBytes ?? TAIL_CACHE_BYTES_DEFAULT,
       budget: options.fileBudget ?? sharedFileBudget(),
+      tailCacheBudget: options.tailCacheBudget ?? sharedTailCacheBudget(),
       mapSegments: options.mapSegments ?? true,
       onWarning: options.onWarning ?? ((message) => console.warn(`sluice: ${message}`)),
     };

@@ -106,6 +106,7 @@ import { decimalDigits } from "./queue_ttl.ts";
 import { yieldToIo } from "./yield_to_io.ts";
 import { READ_AHEAD_BYTES_MAX } from "./log_read.ts";
 import { type AppendListener, PartitionLog } from "./partition_log.ts";
+import type { TailCacheBudget } from "./tail_cache_budget.ts";
 
 /** The longest delay: one year (365 days) in milliseconds. */
 export const DELAY_MS_MAX = 31_536_000_000;
@@ -213,6 +214,8 @@ export type DelayHost = {
   fsync: boolean;
   /** Segment size of the store, tier and due logs (default 64 MiB; tests make it small). */
   segmentBytes?: number;
+  /** The tail-cache budget the delay logs' chunks count against (the process's by default). */
+  tailCacheBudget?: TailCacheBudget;
 };
 
 type Tier = {
@@ -372,7 +375,13 @@ export class DelayTiers {
   static #logOptions(host: DelayHost) {
     // Never mapped: tier and store segments are read once and deleted soon after, and deleting
     // a mapped one forces a blocking collection (50-100 ms under load), which is lateness.
-    return { io: host.io, now: host.now, onWarning: host.warn, mapSegments: false };
+    return {
+      io: host.io,
+      now: host.now,
+      onWarning: host.warn,
+      mapSegments: false,
+      ...(host.tailCacheBudget === undefined ? {} : { tailCacheBudget: host.tailCacheBudget }),
+    };
   }
 
   static #logConfig(host: DelayHost, segmentMs = LOG_CONFIG.segmentMs) {

@@ -31,6 +31,7 @@ import type { QueueFetchOptions } from "./queue_fetch.ts";
 import { DelayTiers } from "./queue_delay.ts";
 import { Queue, type QueueFetchResult, type QueueHost, type QueueStats } from "./queue.ts";
 import { SPARE_BYTES_LIMIT, SYNCS_IN_FLIGHT_MAX } from "./queue_state_log.ts";
+import type { TailCacheBudget } from "./tail_cache_budget.ts";
 
 /** What the queues need from the engine's topics. */
 export type QueueTopics = {
@@ -56,6 +57,8 @@ export type QueuesOptions = {
   spareBytesMax?: number;
   /** Told each state-log commit fdatasync's duration in seconds, of every queue. */
   onFsync?: (seconds: number) => void;
+  /** The engine's tail-cache budget, which the delay logs' chunks count against. */
+  tailCacheBudget?: TailCacheBudget;
 };
 
 /** A sweep timer never waits longer than this, whatever the clock says. */
@@ -220,6 +223,9 @@ export class Queues {
       now: this.#options.now,
       warn: (message) => this.#options.warn(`queue '${config.name}': ${message}`),
       fsync: config.fsync === "always",
+      ...(this.#options.tailCacheBudget === undefined
+        ? {}
+        : { tailCacheBudget: this.#options.tailCacheBudget }),
     });
   }
 

@@ -11,6 +11,10 @@
 //                          |-- written to the file --|-- not yet written ------------|
 //   readers see [0, visiblePosition): written, and fsynced when the policy says so.
 //   (visiblePosition <= writtenPosition when fsync is "always"; equal otherwise.)
+//
+// Chunks count against the tail-cache budget of the process or engine (tail_cache_budget.ts):
+// past it, the segments appended to least recently shed their written chunks, the next append
+// to such a segment taking a new chunk, and reads take the shed bytes from the file.
 
 import fs from "node:fs";
 import { join } from "node:path";
@@ -29,6 +33,7 @@ import {
   patchBaseOffset,
 } from "../record/mod.ts";
 import { findValidBatch, fullScanStart, scanSegment } from "./segment_scan.ts";
+import type { TailCacheBudget, TailCacheHolder } from "./tail_cache_budget.ts";
 import {
   type IndexCursor,
   type IndexEntry,
@@ -172,7 +177,7 @@ export function segmentsSealed(): number {
   return segmentsSealedCount;
 }
 
-export class Segment {
+export class Segment implements TailCacheHolder {
   readonly baseOffset: number;
   readonly dir: string;
   /** The `.log` file's descriptor, which the open-files budget may close while it is idle. */
@@ -180,6 +185,8 @@ export class Segment {
   #io: FileIO;
   #interval: number;
   #tailCacheBytes: number;
+  /** Where the chunks' bytes are counted, and who asks this segment to shed written ones. */
+  #cacheBudget: TailCacheBudget;
 
   // Positions and offsets are the segment's own: they change only through its methods
   // (append, markWritten, publish, truncateTo), each of which asserts the order
@@ -231,6 +238,7 @@ export class Segment {
       indexIntervalBytes: number;
       tailCacheBytes: number;
       budget: FileBudget;
+      tailCacheBudget: TailCacheBudget;
       /** False: never map the file; every read below the tail cache is a positional read. */
       mapSegments?: boolean;
     },
@@ -241,6 +249,7 @@ export class Segment {
     this.#io = options.io;
     this.#interval = options.indexIntervalBytes;
     this.#tailCacheBytes = options.tailCacheBytes;
+    this.#cacheBudget = options.tailCacheBudget;
     this.#mapSegments = options.mapSegments ?? true;
     this.#size = state.size;
     this.#writtenPosition = state.size;
@@ -378,6 +387,7 @@ export class Segment {
     if (this.#firstTimestamp === -1) this.#firstTimestamp = maxTimestamp;
     this.#size += size;
     this.#nextOffset = lastOffset + 1;
+    this.#cacheBudget.touch(this);
   }
 
   /** Keeps a lent batch (whole, or each of its parts) as chunks of its own, offset patched. */
@@ -392,7 +402,7 @@ export class Segment {
       if (bytes.length === 0) continue;
       lease.retain();
       const continues = i > 0;
-      this.#chunks.push({
+      this.#pushChunk({
         position,
         bytes,
         length: bytes.length,
@@ -418,8 +428,61 @@ export class Segment {
       lease: undefined,
       continues: false,
     };
-    this.#chunks.push(chunk);
+    this.#pushChunk(chunk);
     return chunk;
+  }
+
+  /** Adds a chunk at the end, counted against the budget (which may ask others to shed). */
+  #pushChunk(chunk: Chunk): void {
+    this.#chunks.push(chunk);
+    this.#cacheBudget.take(this, chunk.bytes.length);
+  }
+
+  /** Drops the oldest chunk, written, back to the pool or its lender; returns its budget bytes. */
+  #dropOldest(): number {
+    const oldest = this.#chunks.shift()!;
+    assert(oldest.position + oldest.length <= this.#writtenPosition, "only written bytes leave");
+    this.#cacheBudget.release(this, oldest.bytes.length);
+    recycle(oldest);
+    return oldest.bytes.length;
+  }
+
+  /** Gives every chunk's bytes back to the budget (sealed, closed: the chunks are dropped). */
+  #releaseChunks(chunks: readonly Chunk[]): void {
+    let bytes = 0;
+    for (const chunk of chunks) bytes += chunk.bytes.length;
+    if (bytes > 0) this.#cacheBudget.release(this, bytes);
+  }
+
+  /**
+   * Sheds written chunks, oldest first, until `bytes` of budget were given back or nothing
+   * written is left in memory (the budget asks, least recently appended segments first). A
+   * batch kept in parts leaves whole, so the cache still starts at a batch's start; the open
+   * chunk goes too once written, and the next append takes a new one.
+   */
+  shedTailCache(bytes: number): void {
+    let shed = 0;
+    while (shed < bytes) {
+      let last = 0;
+      while (this.#chunks[last + 1]?.continues === true) last++;
+      const lastChunk = this.#chunks[last];
+      if (lastChunk === undefined) break;
+      if (lastChunk.position + lastChunk.length > this.#writtenPosition) break;
+      for (let i = 0; i <= last; i++) shed += this.#dropOldest();
+    }
+    this.#forgetJoinedBelowCache();
+    assert(this.#chunks[0]?.continues !== true, "the tail cache starts at a batch's start");
+  }
+
+  /**
+   * The joined copy lives no longer than its parts in the tail cache: a segment keeps at most
+   * one batch twice, and only while the cache holds it.
+   */
+  #forgetJoinedBelowCache(): void {
+    const cacheStart = this.#chunks[0]?.position ?? this.#size;
+    if (this.#lastJoined !== undefined && this.#lastJoined.position < cacheStart) {
+      this.#lastJoined = undefined;
+    }
   }
 
   /**
@@ -453,17 +516,13 @@ export class Segment {
       const oldest = this.#chunks[0]!;
       if (oldest.position + oldest.length > this.#writtenPosition) break;
       cached -= heldBytes(this.#chunks, 0);
-      this.#chunks.shift();
+      this.#dropOldest();
       newest--;
-      recycle(oldest);
     }
-    // The joined copy lives no longer than its parts in the tail cache: a segment keeps at most
-    // one batch twice, and only while the cache holds it.
-    const cacheStart = this.#chunks[0]?.position ?? this.#size;
-    if (this.#lastJoined !== undefined && this.#lastJoined.position < cacheStart) {
-      this.#lastJoined = undefined;
-    }
+    this.#forgetJoinedBelowCache();
     assert(this.#chunks[0]?.continues !== true, "the tail cache starts at a batch's start");
+    // Bytes just written may be what lets segments past the budget shed (this one included).
+    this.#cacheBudget.trim();
   }
 
   /** Makes everything written so far visible to readers (after its fsync, when required). */
@@ -700,6 +759,7 @@ export class Segment {
     this.#sealed = true;
     segmentsSealedCount++;
     this.#windows = [];
+    this.#releaseChunks(this.#chunks);
     for (const chunk of this.#chunks) recycle(chunk);
     this.#chunks = [];
     this.#lastJoined = undefined;
@@ -715,6 +775,7 @@ export class Segment {
     this.#verified.truncateTo(position);
     this.#windows = [];
     this.#lastJoined = undefined;
+    this.#releaseChunks(this.#chunks.filter((chunk) => chunk.position >= position));
     this.#chunks = this.#chunks.filter((chunk) => chunk.position < position);
     const last = this.#chunks.at(-1);
     if (last !== undefined) last.length = Math.min(last.length, position - last.position);
@@ -736,6 +797,7 @@ export class Segment {
    * after it is deleted (see releaseDeletedMappings in io.ts).
    */
   close(): boolean {
+    this.#releaseChunks(this.#chunks);
     this.#chunks = [];
     this.#lastJoined = undefined;
     this.#mapping = undefined;

@@ -23,7 +23,9 @@
 // engine's group commit across partitions (engine/group_sync.ts): rounds by the way they were
 // made durable (one syncfs of the file system, or an fdatasync per log), the segment files they
 // covered (files per round = files / rounds), whether syncfs is in use at all, and each round's
-// time from dispatch to its last log made durable.
+// time from dispatch to its last log made durable. The tail-cache budget
+// (engine/tail_cache_budget.ts): bytes of in-memory segment tails held, the budget, and how
+// often a segment was asked to shed its written chunks.
 
 import type { HistogramSnapshot } from "../engine/mod.ts";
 import { API, WIRE_ERRORS, type WireErrorName } from "../protocol/mod.ts";
@@ -173,6 +175,19 @@ function groupSyncFamilies(out: Exposition, snapshot: Snapshot): void {
     .histogram("sluice_group_sync_round_seconds", sync.roundSeconds);
 }
 
+function tailCacheFamilies(out: Exposition, snapshot: Snapshot): void {
+  const cache = snapshot.tailCache;
+  out
+    .family("sluice_tail_cache_bytes", "gauge", "Bytes of in-memory segment tails held.")
+    .sample("sluice_tail_cache_bytes", cache.heldBytes);
+  out
+    .family("sluice_tail_cache_max_bytes", "gauge", "The tail-cache budget (tailCacheTotalBytes).")
+    .sample("sluice_tail_cache_max_bytes", cache.totalBytesMax);
+  out
+    .family("sluice_tail_cache_sheds_total", "counter", "Segments asked to shed written chunks.")
+    .sample("sluice_tail_cache_sheds_total", cache.sheds);
+}
+
 function topicFamilies(out: Exposition, snapshot: Snapshot): void {
   out.family("sluice_records_appended_total", "counter", "Records appended since start.");
   for (const [topic, count] of Object.entries(snapshot.recordsAppendedByTopic)) {
@@ -237,6 +252,7 @@ export function renderMetrics(
   serverFamilies(out, snapshot);
   latencyFamilies(out, snapshot);
   groupSyncFamilies(out, snapshot);
+  tailCacheFamilies(out, snapshot);
   topicFamilies(out, snapshot);
   groupFamilies(out, snapshot);
   const partitions = snapshot.topics.reduce((sum, t) => sum + t.partitions.length, 0);

@@ -72,6 +72,15 @@ export type GroupSyncState = {
   syncfsAvailable: boolean;
   roundSeconds: HistogramSnapshot;
 };
+/** The engine's tail-cache budget (engine/tail_cache_budget.ts). */
+export type TailCacheState = {
+  heldBytes: number;
+  totalBytesMax: number;
+  /** Segments holding chunks. */
+  segments: number;
+  /** Times a segment was asked to shed written chunks since the budget was made. */
+  sheds: number;
+};
 export type ExchangeState = {
   name: string;
   type: string;
@@ -114,6 +123,7 @@ export type Snapshot = {
   /** Group rebalances since the broker started; null before it listens. */
   groupRebalances: number | null;
   groupSync: GroupSyncState;
+  tailCache: TailCacheState;
   queues: QueueState[];
   exchanges: ExchangeState[];
   server: ServerCounters | null;
@@ -355,6 +365,12 @@ export function takeSnapshot(source: SnapshotSource): Snapshot {
       ...sync.stats,
       syncfsAvailable: sync.flushesFileSystem,
       roundSeconds: sync.roundSeconds.snapshot(),
+    },
+    tailCache: {
+      heldBytes: engine.tailCacheBudget.heldBytes,
+      totalBytesMax: engine.tailCacheBudget.totalBytesMax,
+      segments: engine.tailCacheBudget.holderCount,
+      sheds: engine.tailCacheBudget.sheds,
     },
     queues: queueStates(engine),
     exchanges: exchangeStates(engine),

@@ -117,3 +117,51 @@ describe("sluice serve --drop-behind", () => {
     });
   }
 });
+
+describe("sluice serve --tail-cache-mib", () => {
+  test("a value under 1 is refused, naming it", async () => {
+    using dir = tempDir();
+    const flag = await sluice([
+      "serve",
+      "--data",
+      dir.path,
+      "--port",
+      "0",
+      "--tail-cache-mib",
+      "0",
+    ]);
+    assert.equal(flag.status, 2, flag.stderr);
+    assert.match(flag.stderr, /--tail-cache-mib: expected an integer 1 to 1048576, got "0"/);
+  });
+
+  test("the budget reaches the engine: /metrics shows it", async () => {
+    using dir = tempDir();
+    const served = await serveUntilListening([
+      "--data",
+      dir.path,
+      "--port",
+      "0",
+      "--http-port",
+      "0",
+      "--tail-cache-mib",
+      "64",
+    ]);
+    try {
+      assert.match(served.stdout() + served.stderr(), /tailCacheMib="?64 \(flag\)/);
+      const http = /http listening on [\d.]+:(\d+)/.exec(served.stdout());
+      assert.ok(http !== null, served.stdout());
+      const metrics = await (await fetch(`http://127.0.0.1:${http[1]}/metrics`)).text();
+      assert.match(metrics, /^sluice_tail_cache_max_bytes 67108864$/m);
+      assert.match(metrics, /^sluice_tail_cache_bytes 0$/m);
+    } finally {
+      process.kill(served.child.pid!, "SIGTERM");
+      assert.equal(await served.exited, 0);
+    }
+  });
+
+  test("serve --help lists the flag", async () => {
+    const help = await sluice(["serve", "--help"]);
+    assert.equal(help.status, 0);
+    assert.match(help.stdout, /--tail-cache-mib <value> +MiB of written log tails/);
+  });
+});
