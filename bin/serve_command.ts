@@ -79,6 +79,9 @@ export async function serve(values: ParsedValues): Promise<number> {
       : { queueSyncsInFlight: settings.queueSyncsInFlight }),
     dropBehind: settings.dropBehind !== "off",
     dropBehindUnsynced: settings.dropBehind === "all",
+    ...(settings.dropBehindKeepMib === undefined
+      ? {}
+      : { dropBehindKeepBytes: settings.dropBehindKeepMib * 1024 * 1024 }),
     ...(settings.tailCacheMib === undefined
       ? {}
       : { tailCacheTotalBytes: settings.tailCacheMib * 1024 * 1024 }),

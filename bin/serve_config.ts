@@ -50,6 +50,11 @@ export type ServeSettings = {
    */
   dropBehind: "on" | "off" | "all";
   /**
+   * MiB of each partition's latest durable bytes drop-behind leaves in the page cache
+   * (EngineOptions.dropBehindKeepBytes; unset: the engine's default, 64 MiB).
+   */
+  dropBehindKeepMib: number | undefined;
+  /**
    * MiB of in-memory segment tails every log holds together (EngineOptions.tailCacheTotalBytes;
    * unset: the engine's default, 256 MiB).
    */
@@ -218,6 +223,16 @@ export const SETTINGS: readonly Setting[] = [
       "all: also the bytes of logs that do not sync (fsync never/interval)",
   },
   {
+    key: "dropBehindKeepMib",
+    flag: "drop-behind-keep-mib",
+    env: "SLUICE_DROP_BEHIND_KEEP_MIB",
+    file: "storage.dropBehindKeepMib",
+    kind: { type: "int", min: 0, max: 1_048_576 },
+    help:
+      "MiB of each partition's latest durable bytes that drop-behind leaves in the page cache " +
+      "(default 64)",
+  },
+  {
     key: "tailCacheMib",
     flag: "tail-cache-mib",
     env: "SLUICE_TAIL_CACHE_MIB",
@@ -288,6 +303,7 @@ function defaults(env: NodeJS.ProcessEnv): ServeSettings {
     queueFetchAckWaitMs: undefined,
     queueSyncsInFlight: undefined,
     dropBehind: "on",
+    dropBehindKeepMib: undefined,
     tailCacheMib: undefined,
     httpToken: undefined,
     tlsCert: undefined,

@@ -51,6 +51,12 @@ export const SERVE_OPS_OPTIONS: Record<string, OptionSpec> = {
       "do not sync (fsync never/interval), handed to writeback first; off: the kernel keeps " +
       "them (default on)",
   },
+  "drop-behind-keep-mib": {
+    type: "string",
+    help:
+      "MiB of each partition's latest durable bytes that drop-behind leaves in the page cache " +
+      "for readers near the tail (default 64)",
+  },
   "tail-cache-mib": {
     type: "string",
     help:

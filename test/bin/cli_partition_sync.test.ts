@@ -165,3 +165,40 @@ describe("sluice serve --tail-cache-mib", () => {
     assert.match(help.stdout, /--tail-cache-mib <value> +MiB of written log tails/);
   });
 });
+
+describe("sluice serve --drop-behind-keep-mib", () => {
+  test("a negative value is refused, naming it", async () => {
+    using dir = tempDir();
+    const flag = await sluice([
+      "serve",
+      "--data",
+      dir.path,
+      "--port",
+      "0",
+      "--drop-behind-keep-mib",
+      "-1",
+    ]);
+    assert.equal(flag.status, 2, flag.stderr);
+    assert.match(flag.stderr, /--drop-behind-keep-mib: expected an integer 0 to 1048576, got "-1"/);
+  });
+
+  test("the flag and SLUICE_DROP_BEHIND_KEEP_MIB are taken, the flag first", async () => {
+    using dir = tempDir();
+    const served = await serveUntilListening(
+      ["--data", dir.path, "--port", "0", "--drop-behind-keep-mib", "8"],
+      { env: { SLUICE_DROP_BEHIND_KEEP_MIB: "16" } },
+    );
+    try {
+      assert.match(served.stdout() + served.stderr(), /dropBehindKeepMib="?8 \(flag\)/);
+    } finally {
+      process.kill(served.child.pid!, "SIGTERM");
+      assert.equal(await served.exited, 0);
+    }
+  });
+
+  test("serve --help lists the flag", async () => {
+    const help = await sluice(["serve", "--help"]);
+    assert.equal(help.status, 0);
+    assert.match(help.stdout, /--drop-behind-keep-mib <value> +MiB of each partition's latest/);
+  });
+});
