@@ -1,6 +1,7 @@
 // The group commit across partitions: one per engine. A partition log whose flush round must be
 // durable (fsync "always", or a flush waiting) hands its open segments here instead of
-// fdatasyncing them itself; the logs that write in one task are dispatched together as one
+// fdatasyncing them itself (and so does a queue's state log when rounds flush the file system,
+// queue_state_log.ts); the logs that write in one task are dispatched together as one
 // round, and a round makes all of them durable together:
 //
 //   log A ─┐                     ┌─► one syncfs of the file system (round k; logs arriving
@@ -25,7 +26,6 @@ import { setImmediate } from "node:timers";
 import { assert } from "../record/mod.ts";
 import type { FileIO } from "./io.ts";
 import { LatencyHistogram } from "./latency_histogram.ts";
-import type { Segment } from "./segment.ts";
 import type { FileSystemSync } from "./syncfs.ts";
 
 /**
@@ -50,9 +50,20 @@ export const COST_STALE_MS_MAX = 64_000;
 /** Weight of the newest round in the moving averages of the two ways' costs. */
 const COST_WEIGHT = 0.3;
 
-/** What a log asks of a round: its open segments made durable. */
+/**
+ * A file a round makes durable: fdatasynced through `withFd` when the round does not flush the
+ * file system (a segment holds its descriptor open while the operation runs).
+ */
+export type SyncFile = {
+  withFd<T>(operation: (fd: number) => Promise<T>): Promise<T>;
+};
+
+/**
+ * What a log asks of a round: its files made durable (a partition log's open segments, a
+ * queue's state file).
+ */
 export type SyncRequest = {
-  segments: readonly Segment[];
+  files: readonly SyncFile[];
   /** The device of the log's directory (st_dev). */
   dev: number;
   /** Told how long this log's sync took, in seconds (the engine's fsync histogram). */
@@ -63,7 +74,7 @@ export type SyncRequest = {
 type Round = { left: number; startMs: number };
 
 type Pending = {
-  segments: readonly Segment[];
+  files: readonly SyncFile[];
   dev: number;
   onSynced: ((seconds: number) => void) | undefined;
   resolve: () => void;
@@ -162,10 +173,10 @@ export class GroupSync {
     return this.#fileSystem !== undefined;
   }
 
-  /** Resolves once every segment of the request is durable; rejects with its sync's error. */
+  /** Resolves once every file of the request is durable; rejects with its sync's error. */
   sync(request: SyncRequest): Promise<void> {
     const pending: Pending = {
-      segments: request.segments,
+      files: request.files,
       dev: request.dev,
       onSynced: request.onSynced,
       resolve: unsettled,
@@ -337,8 +348,8 @@ export class GroupSync {
       ) {
         const startMs = this.#monotonicMs();
         try {
-          for (const segment of request.segments) {
-            await segment.withFd((fd) => this.#io.datasync(fd));
+          for (const file of request.files) {
+            await file.withFd((fd) => this.#io.datasync(fd));
           }
         } catch (error) {
           request.reject(error);
@@ -347,7 +358,7 @@ export class GroupSync {
         }
         // Taken before the waiter is resolved: what its resolution runs is not the disk's time.
         const endMs = this.#monotonicMs();
-        this.#observeFile((endMs - startMs) / Math.max(request.segments.length, 1), startMs);
+        this.#observeFile((endMs - startMs) / Math.max(request.files.length, 1), startMs);
         settle(request, (endMs - startMs) / 1000);
         this.#settled(request);
       }
@@ -373,7 +384,7 @@ export class GroupSync {
 
 function fileCount(requests: readonly Pending[]): number {
   let files = 0;
-  for (const request of requests) files += request.segments.length;
+  for (const request of requests) files += request.files.length;
   return files;
 }
 

@@ -240,7 +240,7 @@ describe("group commit: choosing between a file-system flush and fdatasyncs", ()
     const segment = { withFd: (operation: (fd: number) => Promise<void>) => operation(3) };
     const round = async () => {
       calls.length = 0;
-      await group.sync({ segments: [segment as unknown as Segment], dev: 1 });
+      await group.sync({ files: [segment as unknown as Segment], dev: 1 });
       return calls.join(",");
     };
     return {
