@@ -57,6 +57,7 @@ const USER_HZ = 100;
 type Child = {
   process: { pid?: number };
   port: number;
+  httpPort?: number;
   stop(): Promise<void>;
 };
 type Stats = { socketWrites: number | undefined; requests: Record<string, unknown> };
@@ -172,6 +173,13 @@ function perRecord(result: BenchResultLike) {
   };
 }
 
+/** The given driver options, and where the broker's /metrics is read. */
+function driverOptions(httpPort: number | undefined): string | undefined {
+  const given = values["driver-options"] === "" ? [] : [values["driver-options"]];
+  if (httpPort !== undefined) given.push(`sluice.metricsUrl=http://127.0.0.1:${httpPort}/metrics`);
+  return given.length === 0 ? undefined : given.join(",");
+}
+
 async function main(): Promise<void> {
   const dir = fs.mkdtempSync(join(os.tmpdir(), "sluice-queue-cpu-"));
   let child: Child | undefined;
@@ -179,6 +187,8 @@ async function main(): Promise<void> {
     child = await processes.startChild("bin/sluice.ts", [
       "serve",
       ...["--data", join(dir, "data"), "--port", "0"],
+      // /metrics, for the broker's syncs over the measured phase (read twice a run).
+      ...["--http-port", "0"],
     ]);
     const client = { host: "127.0.0.1", port: child.port };
     const admin = new clientMod.Admin(client);
@@ -188,7 +198,7 @@ async function main(): Promise<void> {
       workload: workloadFile(dir),
       drivers: "sluice",
       sluiceUrl: `${client.host}:${client.port}`,
-      driverOptions: values["driver-options"] === "" ? undefined : values["driver-options"],
+      driverOptions: driverOptions(child.httpPort),
       out: join(dir, "results"),
       limits: false,
       log: () => {},
