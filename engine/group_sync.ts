@@ -173,6 +173,20 @@ export class GroupSync {
     return this.#fileSystem !== undefined;
   }
 
+  /**
+   * Whether a round dispatched now is expected to flush the file system: a flush is reachable,
+   * has not failed since its last trial, and is measured no dearer than one fdatasync (or is
+   * the operator's choice, or not measured yet). A log that could fdatasync its own file asks
+   * this first: joining a round that fdatasyncs its logs would save it nothing.
+   */
+  get flushPreferred(): boolean {
+    if (this.#fileSystem === undefined) return false;
+    const { flushMs, fileMs } = this.#costs;
+    if (flushMs === Number.POSITIVE_INFINITY) return false;
+    if (this.#flushAlways || flushMs === undefined || fileMs === undefined) return true;
+    return flushMs <= fileMs;
+  }
+
   /** Resolves once every file of the request is durable; rejects with its sync's error. */
   sync(request: SyncRequest): Promise<void> {
     const pending: Pending = {

@@ -85,8 +85,9 @@
 // thread pool, at about 530 a second at 40,000 accepts a second (4 consumer connections, each
 // its own group); a file more in a round costs the syncfs next to nothing. Everything above
 // holds with "fdatasync g" read as "round covering g": a round covers every byte written
-// before it started, and groups still resolve in order. A round that chooses fdatasyncs (its
-// flush measured dearer, or failed) fdatasyncs this file in its lanes.
+// before it started, and groups still resolve in order. While the rounds prefer fdatasyncs
+// (a flush measured dearer than one fdatasync, or failed) a group fdatasyncs this file itself,
+// as without rounds; a round that chooses fdatasyncs anyway (a trial) fdatasyncs it in its lanes.
 //
 // Spare generations: an fdatasync after a write that extends the file (or fills an unwritten
 // extent) must also commit the file system's journal (the new size), and waits for that commit,
@@ -193,7 +194,7 @@ export type QueueStateLogOptions = {
    * system: a commit's bytes are then made durable by the next round instead of an fdatasync
    * of this file (see "Commits in the engine's rounds" above). Compaction still syncs its own.
    */
-  groupSync?: { sync(request: SyncRequest): Promise<void> };
+  groupSync?: { readonly flushPreferred: boolean; sync(request: SyncRequest): Promise<void> };
   /** Damaged frames found on open; without it, open throws CORRUPT_BATCH. */
   onCorruption?: (error: SluiceError) => void;
   /**
@@ -1079,7 +1080,9 @@ export class QueueStateLog {
   #syncFile(): Promise<void> {
     const fd = this.#handle.fd;
     const groupSync = this.#options.groupSync;
-    if (groupSync === undefined) return this.#options.io.datasync(fd);
+    // While the rounds fdatasync log by log (a flush measured dearer on a disk busy with other
+    // programs' writeback, or failed), a round would only fdatasync this file later.
+    if (groupSync === undefined || !groupSync.flushPreferred) return this.#options.io.datasync(fd);
     // The descriptor stays open until this settles: a compaction and a close both wait for
     // every sync in flight (#syncsEnded) before they close the file.
     return groupSync.sync({ files: [{ withFd: (operation) => operation(fd) }], dev: this.#dev });
