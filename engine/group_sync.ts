@@ -173,6 +173,11 @@ export class GroupSync {
     return this.#fileSystem !== undefined;
   }
 
+  /** A flush round is in flight: a log handed in now waits for it to end, then for its own. */
+  get flushInFlight(): boolean {
+    return this.#flushing;
+  }
+
   /**
    * Whether a round dispatched now is expected to flush the file system: a flush is reachable,
    * has not failed since its last trial, and is measured no dearer than one fdatasync (or is

@@ -79,15 +79,17 @@
 //                                                         one LAZY_SYNC_DELAY_MS after g3
 //
 // Commits in the engine's rounds: where the engine's group commit flushes the file system
-// (one syncfs per round, group_sync.ts), a group's "fdatasync" is its place in the next round
-// instead, so the syncfs that makes the partitions' produced records durable makes the acks of
-// every queue durable too. An fdatasync of this file cost the broker ~85-95 µs of CPU on Bun's
-// thread pool, at about 530 a second at 40,000 accepts a second (4 consumer connections, each
-// its own group); a file more in a round costs the syncfs next to nothing. Everything above
-// holds with "fdatasync g" read as "round covering g": a round covers every byte written
-// before it started, and groups still resolve in order. While the rounds prefer fdatasyncs
-// (a flush measured dearer than one fdatasync, or failed) a group fdatasyncs this file itself,
-// as without rounds; a round that chooses fdatasyncs anyway (a trial) fdatasyncs it in its lanes.
+// (one syncfs per round, group_sync.ts) and no flush is in flight, a group's "fdatasync" is its
+// place in the round about to be dispatched instead, so that the syncfs making the partitions'
+// produced records durable makes the acks of every queue durable too. Each sync call costs the
+// broker ~85 µs of CPU (an fdatasync on Bun's thread pool, or a syncfs in its worker; at
+// 40,000 accepts a second a queue's 4 consumer connections made ~650 fdatasyncs a second
+// beside ~300 syncfs rounds). Everything above holds with "fdatasync g" read as "round
+// covering g": a round covers every byte written before it started, and groups still resolve
+// in order. A group fdatasyncs this file itself while a flush is in flight (it would wait for
+// that flush and then for its own round: ack latency) and while the rounds prefer fdatasyncs
+// (a flush measured dearer than one fdatasync, or failed); a round that fdatasyncs anyway (a
+// trial) fdatasyncs it in its lanes.
 //
 // Spare generations: an fdatasync after a write that extends the file (or fills an unwritten
 // extent) must also commit the file system's journal (the new size), and waits for that commit,
@@ -194,7 +196,11 @@ export type QueueStateLogOptions = {
    * system: a commit's bytes are then made durable by the next round instead of an fdatasync
    * of this file (see "Commits in the engine's rounds" above). Compaction still syncs its own.
    */
-  groupSync?: { readonly flushPreferred: boolean; sync(request: SyncRequest): Promise<void> };
+  groupSync?: {
+    readonly flushPreferred: boolean;
+    readonly flushInFlight: boolean;
+    sync(request: SyncRequest): Promise<void>;
+  };
   /** Damaged frames found on open; without it, open throws CORRUPT_BATCH. */
   onCorruption?: (error: SluiceError) => void;
   /**
@@ -1083,6 +1089,9 @@ export class QueueStateLog {
     // While the rounds fdatasync log by log (a flush measured dearer on a disk busy with other
     // programs' writeback, or failed), a round would only fdatasync this file later.
     if (groupSync === undefined || !groupSync.flushPreferred) return this.#options.io.datasync(fd);
+    // Nor while a flush is in flight: the group would wait for it to end and then for its own
+    // round, about twice an fdatasync (ack p50 1.2-3.5 ms → 6.8-7.7 ms at 40,000/s, loaded).
+    if (groupSync.flushInFlight) return this.#options.io.datasync(fd);
     // The descriptor stays open until this settles: a compaction and a close both wait for
     // every sync in flight (#syncsEnded) before they close the file.
     return groupSync.sync({ files: [{ withFd: (operation) => operation(fd) }], dev: this.#dev });

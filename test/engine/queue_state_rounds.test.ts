@@ -1,15 +1,17 @@
 // Queue state-log commits in the engine's group-commit rounds (engine/queue_state_log.ts,
 // "Commits in the engine's rounds"): where a round flushes the whole file system, an accept is
 // made durable by that flush instead of an fdatasync of the state file, and is answered only
-// once the flush returned; a failed flush falls back to the state file's own fdatasync, whose
-// failure fails the accept; without a file-system flush the state log fdatasyncs its file.
+// once the flush returned; while a flush is in flight the accept fdatasyncs the file itself
+// rather than wait for it and a round after it; a failed flush falls back to the state file's
+// own fdatasync, whose failure fails the accept; without a file-system flush the state log
+// fdatasyncs its file.
 
 import assert from "node:assert/strict";
 import fs from "node:fs";
 import { describe, test } from "node:test";
 import type { EngineOptions } from "../../engine/mod.ts";
 import { tempDir, waitFor } from "../helpers.ts";
-import { errnoError, FaultyIO, sluiceCode } from "./partition_log_helpers.ts";
+import { errnoError, FaultyIO, simpleBatch, sluiceCode } from "./partition_log_helpers.ts";
 import {
   acksFor,
   Clock,
@@ -101,6 +103,30 @@ describe("queue state log: commits in the engine's rounds", {
     assert.equal(accepted.error, undefined);
     assert.equal(io.stateFileSyncs(), syncsBefore, "the state file was not fdatasynced");
     assert.ok(engine.groupSync.rounds > roundsBefore, "the accept went through a round");
+    io.gate = undefined;
+    await engine.close();
+  });
+
+  test("while a flush is in flight, an accept fdatasyncs the state file itself", async () => {
+    using dir = tempDir();
+    const io = new FlushingIO();
+    const { engine, held, member } = await setUp(dir.path, io, { partitionSync: "flush" });
+    await engine.createTopic("u", { config: { fsync: "always" } });
+    let release = () => {};
+    io.gate = new Promise((resolve) => {
+      release = resolve;
+    });
+    const flushesBefore = io.flushCount;
+    // A produce with fsync always holds a round's flush in flight.
+    const appended = engine.append("u", 0, simpleBatch(1));
+    await waitFor(() => engine.groupSync.flushInFlight, "the produce's flush in flight");
+    const syncsBefore = io.stateFileSyncs();
+    // Answered without waiting for the flush in flight and then a round of its own.
+    await engine.ackQueue("q", member, acksFor(held.slice(0, 1), "accept"));
+    assert.equal(io.stateFileSyncs(), syncsBefore + 1, "the accept's own fdatasync");
+    assert.equal(io.flushCount, flushesBefore + 1, "no second flush started");
+    release();
+    await appended;
     io.gate = undefined;
     await engine.close();
   });
