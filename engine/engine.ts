@@ -403,9 +403,6 @@ export class Engine {
         ? {}
         : { spareBytesMax: this.#options.queueSpareBytesMax }),
       onFsync: (seconds) => this.queueFsyncSeconds.observe(seconds),
-      // Only where a round is one flush of the file system: without one, each log's sync is
-      // an fdatasync anyway, and the state log's own slots overlap them with less waiting.
-      ...(this.groupSync.flushesFileSystem ? { groupSync: this.groupSync } : {}),
       ...(this.#options.ttlCheckMs === undefined ? {} : { ttlCheckMs: this.#options.ttlCheckMs }),
     });
   }

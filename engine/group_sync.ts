@@ -1,7 +1,6 @@
 // The group commit across partitions: one per engine. A partition log whose flush round must be
 // durable (fsync "always", or a flush waiting) hands its open segments here instead of
-// fdatasyncing them itself (and so does a queue's state log when rounds flush the file system,
-// queue_state_log.ts); the logs that write in one task are dispatched together as one
+// fdatasyncing them itself; the logs that write in one task are dispatched together as one
 // round, and a round makes all of them durable together:
 //
 //   log A ─┐                     ┌─► one syncfs of the file system (round k; logs arriving
@@ -26,6 +25,7 @@ import { setImmediate } from "node:timers";
 import { assert } from "../record/mod.ts";
 import type { FileIO } from "./io.ts";
 import { LatencyHistogram } from "./latency_histogram.ts";
+import type { Segment } from "./segment.ts";
 import type { FileSystemSync } from "./syncfs.ts";
 
 /**
@@ -50,20 +50,9 @@ export const COST_STALE_MS_MAX = 64_000;
 /** Weight of the newest round in the moving averages of the two ways' costs. */
 const COST_WEIGHT = 0.3;
 
-/**
- * A file a round makes durable: fdatasynced through `withFd` when the round does not flush the
- * file system (a segment holds its descriptor open while the operation runs).
- */
-export type SyncFile = {
-  withFd<T>(operation: (fd: number) => Promise<T>): Promise<T>;
-};
-
-/**
- * What a log asks of a round: its files made durable (a partition log's open segments, a
- * queue's state file).
- */
+/** What a log asks of a round: its open segments made durable. */
 export type SyncRequest = {
-  files: readonly SyncFile[];
+  segments: readonly Segment[];
   /** The device of the log's directory (st_dev). */
   dev: number;
   /** Told how long this log's sync took, in seconds (the engine's fsync histogram). */
@@ -74,7 +63,7 @@ export type SyncRequest = {
 type Round = { left: number; startMs: number };
 
 type Pending = {
-  files: readonly SyncFile[];
+  segments: readonly Segment[];
   dev: number;
   onSynced: ((seconds: number) => void) | undefined;
   resolve: () => void;
@@ -173,29 +162,10 @@ export class GroupSync {
     return this.#fileSystem !== undefined;
   }
 
-  /** A flush round is in flight: a log handed in now waits for it to end, then for its own. */
-  get flushInFlight(): boolean {
-    return this.#flushing;
-  }
-
-  /**
-   * Whether a round dispatched now is expected to flush the file system: a flush is reachable,
-   * has not failed since its last trial, and is measured no dearer than one fdatasync (or is
-   * the operator's choice, or not measured yet). A log that could fdatasync its own file asks
-   * this first: joining a round that fdatasyncs its logs would save it nothing.
-   */
-  get flushPreferred(): boolean {
-    if (this.#fileSystem === undefined) return false;
-    const { flushMs, fileMs } = this.#costs;
-    if (flushMs === Number.POSITIVE_INFINITY) return false;
-    if (this.#flushAlways || flushMs === undefined || fileMs === undefined) return true;
-    return flushMs <= fileMs;
-  }
-
-  /** Resolves once every file of the request is durable; rejects with its sync's error. */
+  /** Resolves once every segment of the request is durable; rejects with its sync's error. */
   sync(request: SyncRequest): Promise<void> {
     const pending: Pending = {
-      files: request.files,
+      segments: request.segments,
       dev: request.dev,
       onSynced: request.onSynced,
       resolve: unsettled,
@@ -367,8 +337,8 @@ export class GroupSync {
       ) {
         const startMs = this.#monotonicMs();
         try {
-          for (const file of request.files) {
-            await file.withFd((fd) => this.#io.datasync(fd));
+          for (const segment of request.segments) {
+            await segment.withFd((fd) => this.#io.datasync(fd));
           }
         } catch (error) {
           request.reject(error);
@@ -377,7 +347,7 @@ export class GroupSync {
         }
         // Taken before the waiter is resolved: what its resolution runs is not the disk's time.
         const endMs = this.#monotonicMs();
-        this.#observeFile((endMs - startMs) / Math.max(request.files.length, 1), startMs);
+        this.#observeFile((endMs - startMs) / Math.max(request.segments.length, 1), startMs);
         settle(request, (endMs - startMs) / 1000);
         this.#settled(request);
       }
@@ -403,7 +373,7 @@ export class GroupSync {
 
 function fileCount(requests: readonly Pending[]): number {
   let files = 0;
-  for (const request of requests) files += request.files.length;
+  for (const request of requests) files += request.segments.length;
   return files;
 }
 

@@ -1239,7 +1239,7 @@ export class PartitionLog {
     } else {
       // Written already: the shared round makes these bytes durable with other logs' at once.
       const onSynced = this.#onGroupSynced;
-      await this.#groupSync.sync({ files: open, dev: this.#dev, onSynced });
+      await this.#groupSync.sync({ segments: open, dev: this.#dev, onSynced });
     }
     // Index files are derived and checked on open. An open segment's are written at seal and
     // at close only, never in a flush round: after an unclean stop every open segment is

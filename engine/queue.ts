@@ -65,7 +65,6 @@ import {
   DELTA_TRUNCATE,
   type QueueCounters,
   QueueStateLog,
-  type QueueStateLogOptions,
   type QueueStateTarget,
 } from "./queue_state_log.ts";
 import { ReadyBytes } from "./queue_maxbytes.ts";
@@ -170,8 +169,6 @@ export interface QueueHost {
   readonly spareBytesMax?: number;
   /** Told each state-log commit fdatasync's duration in seconds. */
   readonly onFsync?: (seconds: number) => void;
-  /** The engine's rounds, where state-log commits join them (queue_state_log.ts). */
-  readonly groupSync?: QueueStateLogOptions["groupSync"];
   now(): number;
   warn(message: string): void;
   /** The logs of the dead-letter topic, created with one partition when missing. */
@@ -340,7 +337,6 @@ export class Queue implements QueueStateTarget {
         ? {}
         : { spareBytesMax: this.#host.spareBytesMax }),
       ...(this.#host.onFsync === undefined ? {} : { onFsync: this.#host.onFsync }),
-      ...(this.#host.groupSync === undefined ? {} : { groupSync: this.#host.groupSync }),
     };
   }
 

@@ -78,19 +78,6 @@
 //             write g3 (acquisitions only: no fdatasync) ─ covered by g4's, or by the lazy
 //                                                         one LAZY_SYNC_DELAY_MS after g3
 //
-// Commits in the engine's rounds: where the engine's group commit flushes the file system
-// (one syncfs per round, group_sync.ts) and no flush is in flight, a group's "fdatasync" is its
-// place in the round about to be dispatched instead, so that the syncfs making the partitions'
-// produced records durable makes the acks of every queue durable too. Each sync call costs the
-// broker ~85 µs of CPU (an fdatasync on Bun's thread pool, or a syncfs in its worker; at
-// 40,000 accepts a second a queue's 4 consumer connections made ~650 fdatasyncs a second
-// beside ~300 syncfs rounds). Everything above holds with "fdatasync g" read as "round
-// covering g": a round covers every byte written before it started, and groups still resolve
-// in order. A group fdatasyncs this file itself while a flush is in flight (it would wait for
-// that flush and then for its own round: ack latency) and while the rounds prefer fdatasyncs
-// (a flush measured dearer than one fdatasync, or failed); a round that fdatasyncs anyway (a
-// trial) fdatasyncs it in its lanes.
-//
 // Spare generations: an fdatasync after a write that extends the file (or fills an unwritten
 // extent) must also commit the file system's journal (the new size), and waits for that commit,
 // which carries every other file's metadata too (partition segments grow all the time); an
@@ -119,7 +106,6 @@
 // `onCorruption` (or thrown when there is none), skipped, the damaged file kept as `.corrupt`
 // and a clean generation written from what was recovered.
 
-import fs from "node:fs";
 import type { FileHandle } from "node:fs/promises";
 import { mkdir, open, readdir, rename, unlink } from "node:fs/promises";
 import { join } from "node:path";
@@ -132,7 +118,6 @@ import {
   writeInt64,
 } from "../record/mod.ts";
 import { ioError } from "./errors.ts";
-import type { SyncRequest } from "./group_sync.ts";
 import type { FileIO } from "./io.ts";
 import type { SnapshotRun } from "./queue_cursor.ts";
 
@@ -191,16 +176,6 @@ export type QueueStateLogOptions = {
   compactAfterBytes?: number;
   /** Told each successful commit fdatasync's duration in seconds (the engine's histogram). */
   onFsync?: (seconds: number) => void;
-  /**
-   * The engine's group commit (group_sync.ts), given where its rounds flush the whole file
-   * system: a commit's bytes are then made durable by the next round instead of an fdatasync
-   * of this file (see "Commits in the engine's rounds" above). Compaction still syncs its own.
-   */
-  groupSync?: {
-    readonly flushPreferred: boolean;
-    readonly flushInFlight: boolean;
-    sync(request: SyncRequest): Promise<void>;
-  };
   /** Damaged frames found on open; without it, open throws CORRUPT_BATCH. */
   onCorruption?: (error: SluiceError) => void;
   /**
@@ -718,8 +693,6 @@ export class QueueStateLog {
   #spare: Spare | undefined;
   /** The live file may hold a spare's zeros past the last frame. */
   #zeroTail = false;
-  /** The device of `dir` (st_dev), for the engine's rounds: 0 without them. */
-  readonly #dev: number;
 
   private constructor(
     dir: string,
@@ -744,7 +717,6 @@ export class QueueStateLog {
         this.#syncsInFlightMax <= SYNCS_IN_FLIGHT_MAX,
       "syncsInFlightMax is checked by the caller",
     );
-    this.#dev = options.groupSync === undefined ? 0 : fs.statSync(dir).dev;
     this.#handle = file.handle;
     this.#generation = file.generation;
     this.#logBytes = file.bytes;
@@ -1062,7 +1034,7 @@ export class QueueStateLog {
   #startSync(waiters: Waiter[]): void {
     const before = this.#synced;
     const startMs = performance.now();
-    const synced = this.#syncFile().then(
+    const synced = this.#options.io.datasync(this.#handle.fd).then(
       () => {
         this.#options.onFsync?.((performance.now() - startMs) / 1000);
         return undefined;
@@ -1080,21 +1052,6 @@ export class QueueStateLog {
     });
     this.#syncsInFlight.push(link);
     this.#synced = link;
-  }
-
-  /** An fdatasync of the live file, or its place in the engine's next round. */
-  #syncFile(): Promise<void> {
-    const fd = this.#handle.fd;
-    const groupSync = this.#options.groupSync;
-    // While the rounds fdatasync log by log (a flush measured dearer on a disk busy with other
-    // programs' writeback, or failed), a round would only fdatasync this file later.
-    if (groupSync === undefined || !groupSync.flushPreferred) return this.#options.io.datasync(fd);
-    // Nor while a flush is in flight: the group would wait for it to end and then for its own
-    // round, about twice an fdatasync (ack p50 1.2-3.5 ms → 6.8-7.7 ms at 40,000/s, loaded).
-    if (groupSync.flushInFlight) return this.#options.io.datasync(fd);
-    // The descriptor stays open until this settles: a compaction and a close both wait for
-    // every sync in flight (#syncsEnded) before they close the file.
-    return groupSync.sync({ files: [{ withFd: (operation) => operation(fd) }], dev: this.#dev });
   }
 
   /**

@@ -56,11 +56,6 @@ export type QueuesOptions = {
   spareBytesMax?: number;
   /** Told each state-log commit fdatasync's duration in seconds, of every queue. */
   onFsync?: (seconds: number) => void;
-  /**
-   * The engine's group commit, where its rounds flush the file system: state-log commits join
-   * its rounds instead of fdatasyncing their files (queue_state_log.ts).
-   */
-  groupSync?: QueueHost["groupSync"];
 };
 
 /** A sweep timer never waits longer than this, whatever the clock says. */
@@ -118,7 +113,6 @@ export class Queues {
       ...(options.syncsInFlight === undefined ? {} : { syncsInFlight: options.syncsInFlight }),
       ...(options.spareBytesMax === undefined ? {} : { spareBytesMax: options.spareBytesMax }),
       ...(options.onFsync === undefined ? {} : { onFsync: options.onFsync }),
-      ...(options.groupSync === undefined ? {} : { groupSync: options.groupSync }),
       now: options.now,
       warn: options.warn,
       deadLetterLogs: (topic) => this.#deadLetterLogs(topic),

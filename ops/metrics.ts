@@ -8,8 +8,8 @@
 //
 // Latencies are Prometheus histograms (`_bucket{le=...}` cumulative, `_sum`, `_count`) in
 // seconds: `sluice_fsync_seconds` (every fdatasync of a partition segment, from the engine),
-// `sluice_queue_fsync_seconds` (every commit sync of a queue's state log: the one an fsynced
-// accept waits for, an fdatasync or its wait for a group-commit round that flushes the file system),
+// `sluice_queue_fsync_seconds` (every commit fdatasync of a queue's state log: the one an
+// fsynced accept waits for),
 // `sluice_request_seconds{api=...}` (arrival to answer queued, by API, from the native server)
 // and `sluice_kafka_request_seconds{api=...}` (the Kafka listener, by Kafka API name, once it
 // has served one). `sluice_errors_total{code=...}` counts answers by wire error name: header
@@ -21,8 +21,8 @@
 // Consumer groups (every group ListGroups lists, once the broker listens): members, generation
 // (group epoch) and state per group, rebalances since start, and lag by group and topic. The
 // engine's group commit across partitions (engine/group_sync.ts): rounds by the way they were
-// made durable (one syncfs of the file system, or an fdatasync per log), the files they
-// covered (segments, and queue state files; files per round = files / rounds), whether syncfs is in use at all, and each round's
+// made durable (one syncfs of the file system, or an fdatasync per log), the segment files they
+// covered (files per round = files / rounds), whether syncfs is in use at all, and each round's
 // time from dispatch to its last log made durable.
 
 import type { HistogramSnapshot } from "../engine/mod.ts";
@@ -120,7 +120,7 @@ function latencyFamilies(out: Exposition, snapshot: Snapshot): void {
     .family(
       "sluice_queue_fsync_seconds",
       "histogram",
-      "Sync of a queue state log's commit (what an fsynced accept waits for), in seconds.",
+      "fdatasync of a queue state log's commit (what an fsynced accept waits for), in seconds.",
     )
     .histogram("sluice_queue_fsync_seconds", snapshot.queueFsyncSeconds);
   const latency = snapshot.latency;
@@ -163,7 +163,7 @@ function groupSyncFamilies(out: Exposition, snapshot: Snapshot): void {
     .sample("sluice_group_sync_rounds_total", sync.flushRounds, { way: "syncfs" })
     .sample("sluice_group_sync_rounds_total", sync.fdatasyncRounds, { way: "fdatasync" });
   out
-    .family("sluice_group_sync_files_total", "counter", "Files the rounds covered.")
+    .family("sluice_group_sync_files_total", "counter", "Segment files the rounds covered.")
     .sample("sluice_group_sync_files_total", sync.files);
   out
     .family("sluice_group_sync_syncfs", "gauge", "1 when rounds may use syncfs, 0: fdatasync only.")

@@ -240,11 +240,10 @@ describe("group commit: choosing between a file-system flush and fdatasyncs", ()
     const segment = { withFd: (operation: (fd: number) => Promise<void>) => operation(3) };
     const round = async () => {
       calls.length = 0;
-      await group.sync({ files: [segment as unknown as Segment], dev: 1 });
+      await group.sync({ segments: [segment as unknown as Segment], dev: 1 });
       return calls.join(",");
     };
     return {
-      group,
       round,
       advance: (ms: number) => {
         nowMs += ms;
@@ -261,26 +260,6 @@ describe("group commit: choosing between a file-system flush and fdatasyncs", ()
     await cheap.round();
     await cheap.round();
     assert.equal(await cheap.round(), "flush", "a flush cheaper than the fdatasync wins");
-  });
-
-  test("a flush is preferred until measured dearer than an fdatasync, or failed", async () => {
-    const slow = rig({ flushMs: 100, fileMs: 1 });
-    assert.equal(slow.group.flushPreferred, true, "not measured yet: the first round flushes");
-    await slow.round();
-    await slow.round();
-    assert.equal(slow.group.flushPreferred, false, "a flush dearer than one fdatasync");
-    const cheap = rig({ flushMs: 1, fileMs: 5 });
-    await cheap.round();
-    await cheap.round();
-    assert.equal(cheap.group.flushPreferred, true, "a flush cheaper than one fdatasync");
-    const failing = rig({ flushMs: 1, fileMs: 5, flushFails: true, flushAlways: true });
-    await failing.round();
-    assert.equal(failing.group.flushPreferred, false, "a failed flush, even when always asked");
-    const always = rig({ flushMs: 100, fileMs: 1, flushAlways: true });
-    await always.round();
-    assert.equal(always.group.flushPreferred, true, "partitionSync flush");
-    const none = new GroupSync({ io: {} as FileIO });
-    assert.equal(none.flushPreferred, false, "no file-system flush at all");
   });
 
   test("a dearer way is tried again after COST_STALE_MS, then twice as long later", async () => {
