@@ -20,8 +20,9 @@
 // the engine's default). --compact-after-bytes sets queueCompactAfterBytes, so that a short run
 // lives in generations past the first, as a long one does (absent: 4 MiB, which a few seconds
 // of single accepts may never reach). The state log's own commit fdatasyncs are timed too
-// (stateFsyncP50Ms, stateFsyncP99Ms). For an A/B of the state log, alternate runs of two
-// checkouts, e.g.:
+// (stateFsyncP50Ms, stateFsyncP99Ms), the process's CPU per accept counted (cpuUsPerAccept)
+// and the group-commit rounds the syncs went through (rounds). For an A/B of the state log,
+// alternate runs of two checkouts, e.g.:
 //   for i in 1 2 3; do for d in A B; do (cd $d && bun bench/tools/queue_commit.ts); done; done
 
 import fs from "node:fs";
@@ -107,6 +108,8 @@ async function run(engine: Engine): Promise<Record<string, number>> {
   let sent = 0;
   let done = 0;
   const fsyncsBefore = engine.queue("q").stateLog.stats.fsyncs;
+  const roundsBefore = engine.groupSync.rounds;
+  const cpuBefore = process.cpuUsage();
   const startMs = performance.now();
   const waits: Promise<void>[] = [];
   while (sent < total) {
@@ -136,6 +139,7 @@ async function run(engine: Engine): Promise<Record<string, number>> {
   }
   await Promise.all(waits);
   const elapsedS = (performance.now() - startMs) / 1000;
+  const cpu = process.cpuUsage(cpuBefore);
   const summary = latency.summary();
   return {
     ratePerSecond,
@@ -143,6 +147,11 @@ async function run(engine: Engine): Promise<Record<string, number>> {
     accepted: done,
     acceptedPerSecond: Math.round(done / elapsedS),
     fsyncs: engine.queue("q").stateLog.stats.fsyncs - fsyncsBefore,
+    // Group-commit rounds the accepts' syncs went through (0 where each fdatasyncs its file).
+    rounds: engine.groupSync.rounds - roundsBefore,
+    // The process's CPU (every thread: the thread pool's fdatasyncs, the syncfs worker's
+    // flushes) per accept, warm-up included.
+    cpuUsPerAccept: Number(((cpu.user + cpu.system) / done).toFixed(2)),
     answerAfterMs: answerAfterMs ?? -1,
     ackP50Ms: summary.p50Ms,
     ackP90Ms: latency.percentileMs(90),

@@ -10,6 +10,11 @@
 //   - requestsPerRecord {API name: count}, answersPerRecord and socketWritesPerRecord: the
 //     broker's Stats counters over the whole run per record accepted over the whole run (the
 //     rate is the same in warm-up and measured phase, so the shape is the same).
+//   - ackMs {p50, p99}: the harness's ack latency over the measured phase (accept() to the
+//     durable confirmation); syncs {queueFsyncs, rounds, flushRounds} per second and
+//     {queueFsyncP99Ms, roundP99Ms}: the broker's state-log commit syncs and group-commit
+//     rounds over the measured phase (bench/disk_syncs.ts), so that a change to how acks are
+//     made durable shows its count and its latency beside its CPU.
 // On a shared machine CPU per record moves less with the load than records per second do; for
 // an A/B alternate runs of the two checkouts (--root) and compare ratios.
 //
@@ -52,6 +57,7 @@ const USER_HZ = 100;
 type Child = {
   process: { pid?: number };
   port: number;
+  httpPort?: number;
   stop(): Promise<void>;
 };
 type Stats = { socketWrites: number | undefined; requests: Record<string, unknown> };
@@ -84,6 +90,13 @@ type BenchResultLike = {
   brokerCpu: { cpuMs: number | null };
   workerProcesses: { label: string; cpuPercent: number }[];
   otherCpuPercent: number | null;
+  ackLatency50pct: number | null;
+  ackLatency99pct: number | null;
+  queueFsyncCount: number | null;
+  queueFsyncP99Ms: number | null;
+  syncRoundCount: number | null;
+  syncRoundFlushCount: number | null;
+  syncRoundP99Ms: number | null;
 };
 
 function processCpuMs(pid: number | undefined): number | null {
@@ -122,6 +135,23 @@ function requestDelta(before: Stats, after: Stats): Record<string, number> {
   return delta;
 }
 
+/** Ack latency and the broker's syncs over the measured phase (null where not reported). */
+function ackAndSyncs(result: BenchResultLike) {
+  const perSecond = (count: number | null | undefined) =>
+    count === null || count === undefined ? null : round(count / testSeconds, 0);
+  const ms = (value: number | null | undefined) =>
+    value === null || value === undefined ? null : round(value, 2);
+  return {
+    ackMs: { p50: ms(result.ackLatency50pct), p99: ms(result.ackLatency99pct) },
+    syncsPerSecond: {
+      queueFsyncs: perSecond(result.queueFsyncCount),
+      rounds: perSecond(result.syncRoundCount),
+      flushRounds: perSecond(result.syncRoundFlushCount),
+    },
+    syncP99Ms: { queueFsync: ms(result.queueFsyncP99Ms), round: ms(result.syncRoundP99Ms) },
+  };
+}
+
 function perRecord(result: BenchResultLike) {
   const measured = result.consumeRate.reduce((sum, rate) => sum + rate, 0);
   const wallS = result.clientCpu.wallMs / 1000;
@@ -143,6 +173,13 @@ function perRecord(result: BenchResultLike) {
   };
 }
 
+/** The given driver options, and where the broker's /metrics is read. */
+function driverOptions(httpPort: number | undefined): string | undefined {
+  const given = values["driver-options"] === "" ? [] : [values["driver-options"]];
+  if (httpPort !== undefined) given.push(`sluice.metricsUrl=http://127.0.0.1:${httpPort}/metrics`);
+  return given.length === 0 ? undefined : given.join(",");
+}
+
 async function main(): Promise<void> {
   const dir = fs.mkdtempSync(join(os.tmpdir(), "sluice-queue-cpu-"));
   let child: Child | undefined;
@@ -150,6 +187,8 @@ async function main(): Promise<void> {
     child = await processes.startChild("bin/sluice.ts", [
       "serve",
       ...["--data", join(dir, "data"), "--port", "0"],
+      // /metrics, for the broker's syncs over the measured phase (read twice a run).
+      ...["--http-port", "0"],
     ]);
     const client = { host: "127.0.0.1", port: child.port };
     const admin = new clientMod.Admin(client);
@@ -159,7 +198,7 @@ async function main(): Promise<void> {
       workload: workloadFile(dir),
       drivers: "sluice",
       sluiceUrl: `${client.host}:${client.port}`,
-      driverOptions: values["driver-options"] === "" ? undefined : values["driver-options"],
+      driverOptions: driverOptions(child.httpPort),
       out: join(dir, "results"),
       limits: false,
       log: () => {},
@@ -190,6 +229,7 @@ async function main(): Promise<void> {
         otherCpuPercent: result.otherCpuPercent,
         acceptedWholeRun: accepted,
         ...perRecord(result),
+        ...ackAndSyncs(result),
         brokerCpuUsPerRecordWholeRun:
           brokerCpuBefore === null || brokerCpuAfter === null
             ? null

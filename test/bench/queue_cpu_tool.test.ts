@@ -38,6 +38,10 @@ test("queue_cpu prints CPU per accepted record by process and requests by API", 
   assert.ok(result.requestsPerRecord.QueueFetch > 0, line);
   assert.ok(result.answersPerRecord > 0, line);
   assert.ok(result.socketWritesPerRecord > 0, line);
+  // Every accept is fsynced: its latency is timed and its state log's commit syncs counted.
+  assert.ok(result.ackMs.p99 > 0, line);
+  assert.ok(result.ackMs.p50 <= result.ackMs.p99, line);
+  assert.ok(result.syncsPerSecond.queueFsyncs > 0, line);
 });
 
 test("queue_cpu refuses a rate out of range, naming it", async () => {
