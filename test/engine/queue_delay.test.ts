@@ -329,7 +329,7 @@ describe("delayed release", () => {
     }
   });
 
-  test("a move round its timer is late for starts on the queue's next append or fetch", async () => {
+  test("a move round its timer is late for starts on the next append or fetch", async () => {
     using dir = tempDir();
     const clock = new Clock();
     const { engine } = await openEngine(dir.path, clock);
