@@ -366,6 +366,8 @@ export class Queue implements QueueStateTarget {
 
   #start(limitReached: [number, OffsetRun[]][]): void {
     const appended = () => {
+      // The hot path's turns also start a move round its timer is late for (see there).
+      this.#delays?.moveIfOverdue(this.#host.now());
       this.#dropOverflow();
       this.#notify();
       // Records just arrived, so some wait: no need to look (appends are the hot path).
@@ -516,6 +518,7 @@ export class Queue implements QueueStateTarget {
     const { maxRecords, maxBytes } = fetchLimits(options);
     if (this.#state.fenced !== undefined) throw this.#state.fenced;
     const nowMs = this.#host.now();
+    this.#delays?.moveIfOverdue(nowMs);
     this.expire(nowMs);
     const result: QueueFetchResult = { lockMs: this.config.lockMs, partitions: [] };
     // With a single active consumer the others wait, holding nothing, until it leaves.

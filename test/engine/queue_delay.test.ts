@@ -329,6 +329,48 @@ describe("delayed release", () => {
     }
   });
 
+  test("a move round its timer is late for starts on the next append or fetch", async () => {
+    using dir = tempDir();
+    const clock = new Clock();
+    const { engine } = await openEngine(dir.path, clock);
+    try {
+      await declared(engine);
+      const delayed = (value: string, delayMs: number) => ({
+        value: encoder.encode(value),
+        headers: [{ key: "sluice-delay-ms", value: encoder.encode(String(delayMs)) }],
+      });
+      const batch = encodeRecordBatch([delayed("in-50s", 50_000), delayed("in-70s", 70_000)], {
+        timestamp: START_MS,
+      });
+      await engine.append("t", 0, batch);
+      const member = engine.joinQueue("q");
+      assert.deepEqual(fetchAll(engine, member), []);
+      await waitFor(() => engine.queueStats("q").delayed === 2, "two records in the tiers");
+      // The virtual clock passes the first due time; the tiers' real timer waits about 50 s
+      // more, so only the queue's own traffic can move the record before the test ends.
+      clock.advance(50_000);
+      const plain = encodeRecordBatch([{ value: encoder.encode("plain") }], {
+        timestamp: clock.nowMs,
+      });
+      await engine.append("t", 1, plain);
+      const got: string[] = [];
+      await waitFor(() => {
+        got.push(...fetchAll(engine, member).map((d) => d.value));
+        return got.includes("in-50s");
+      }, "the due record after an append");
+      assert.deepEqual(got.sort(), ["in-50s", "plain"]);
+      assert.equal(engine.queueStats("q").delayed, 1, "the later record still waits");
+      // A fetch alone (no append to the topic) starts the next overdue round too.
+      clock.advance(20_000);
+      await waitFor(
+        () => fetchAll(engine, member).some((d) => d.value === "in-70s"),
+        "the second due record after fetches",
+      );
+    } finally {
+      await engine.close();
+    }
+  });
+
   test("a crash before a held record's copy is marked never delivers it early", async () => {
     using dir = tempDir();
     using image = tempDir();
