@@ -7,23 +7,56 @@ import { describe, test } from "node:test";
 import { tempDir } from "../helpers.ts";
 import { serveUntilListening, sluice } from "./cli_run.ts";
 
+/** `sluice serve` with `args` after a fresh data directory and port 0 exits 2 with `message`. */
+async function refused(args: string[], message: RegExp): Promise<void> {
+  using dir = tempDir();
+  const run = await sluice(["serve", "--data", dir.path, "--port", "0", ...args]);
+  assert.equal(run.status, 2, run.stderr);
+  assert.match(run.stderr, message);
+}
+
+/**
+ * Runs `check` against a broker started with `args` (and `env`), given its output and, with
+ * `--http-port 0` among the args, its /metrics text; then stops it and checks it exited cleanly.
+ */
+async function served(
+  args: string[],
+  check: (output: string, metrics: () => Promise<string>) => Promise<void> | void,
+  env?: NodeJS.ProcessEnv,
+): Promise<void> {
+  using dir = tempDir();
+  const broker = await serveUntilListening(
+    ["--data", dir.path, "--port", "0", ...args],
+    env === undefined ? {} : { env },
+  );
+  try {
+    const metrics = async () => {
+      const http = /http listening on [\d.]+:(\d+)/.exec(broker.stdout());
+      assert.ok(http !== null, broker.stdout());
+      return await (await fetch(`http://127.0.0.1:${http[1]}/metrics`)).text();
+    };
+    await check(broker.stdout() + broker.stderr(), metrics);
+  } finally {
+    // process.kill, not child.kill: Deno's child.kill reports the signal as the exit
+    // reason even when the child handled it and exited with a code of its own.
+    process.kill(broker.child.pid!, "SIGTERM");
+    assert.equal(await broker.exited, 0);
+  }
+}
+
+async function helpLists(flag: RegExp): Promise<void> {
+  const help = await sluice(["serve", "--help"]);
+  assert.equal(help.status, 0);
+  assert.match(help.stdout, flag);
+}
+
 describe("sluice serve --partition-sync", () => {
   test("a value other than auto, fdatasync or flush is refused, naming it", async () => {
-    using dir = tempDir();
-    const flag = await sluice([
-      "serve",
-      "--data",
-      dir.path,
-      "--port",
-      "0",
-      "--partition-sync",
-      "fsync",
-    ]);
-    assert.equal(flag.status, 2, flag.stderr);
-    assert.match(
-      flag.stderr,
+    await refused(
+      ["--partition-sync", "fsync"],
       /--partition-sync: expected one of auto, fdatasync, flush, got "fsync"/,
     );
+    using dir = tempDir();
     const env = await sluice(["serve", "--data", dir.path, "--port", "0"], "", {
       env: { SLUICE_PARTITION_SYNC: "syncfs" },
     });
@@ -35,170 +68,76 @@ describe("sluice serve --partition-sync", () => {
   });
 
   test("fdatasync reaches the engine: rounds never use syncfs", async () => {
-    using dir = tempDir();
-    const served = await serveUntilListening([
-      "--data",
-      dir.path,
-      "--port",
-      "0",
-      "--http-port",
-      "0",
-      "--partition-sync",
-      "fdatasync",
-    ]);
-    try {
-      const output = served.stdout() + served.stderr();
+    await served(["--http-port", "0", "--partition-sync", "fdatasync"], async (output, metrics) => {
       assert.match(output, /partitionSync="?fdatasync \(flag\)/);
-      const http = /http listening on [\d.]+:(\d+)/.exec(served.stdout());
-      assert.ok(http !== null, served.stdout());
-      const metrics = await (await fetch(`http://127.0.0.1:${http[1]}/metrics`)).text();
-      assert.match(metrics, /^sluice_group_sync_syncfs 0$/m);
-    } finally {
-      // process.kill, not child.kill: Deno's child.kill reports the signal as the exit
-      // reason even when the child handled it and exited with a code of its own.
-      process.kill(served.child.pid!, "SIGTERM");
-      assert.equal(await served.exited, 0);
-    }
+      assert.match(await metrics(), /^sluice_group_sync_syncfs 0$/m);
+    });
   });
 
   test("flush is accepted and shown in the startup line", async () => {
-    using dir = tempDir();
-    const served = await serveUntilListening([
-      "--data",
-      dir.path,
-      "--port",
-      "0",
-      "--partition-sync",
-      "flush",
-    ]);
-    try {
-      assert.match(served.stdout() + served.stderr(), /partitionSync="?flush \(flag\)/);
-    } finally {
-      process.kill(served.child.pid!, "SIGTERM");
-      assert.equal(await served.exited, 0);
-    }
+    await served(["--partition-sync", "flush"], (output) => {
+      assert.match(output, /partitionSync="?flush \(flag\)/);
+    });
   });
 
   test("serve --help lists the flag", async () => {
-    const help = await sluice(["serve", "--help"]);
-    assert.equal(help.status, 0);
-    assert.match(help.stdout, /--partition-sync <value> +auto: group-commit rounds may flush/);
+    await helpLists(/--partition-sync <value> +auto: group-commit rounds may flush/);
   });
 });
 
 describe("sluice serve --drop-behind", () => {
   test("a value other than on, off or all is refused, naming it", async () => {
-    using dir = tempDir();
-    const flag = await sluice(["serve", "--data", dir.path, "--port", "0", "--drop-behind", "no"]);
-    assert.equal(flag.status, 2, flag.stderr);
-    assert.match(flag.stderr, /--drop-behind: expected one of on, off, all, got "no"/);
+    await refused(["--drop-behind", "no"], /--drop-behind: expected one of on, off, all, got "no"/);
   });
 
   for (const value of ["off", "all"]) {
     test(`${value} is taken and shown in the startup line`, async () => {
-      using dir = tempDir();
-      const served = await serveUntilListening([
-        "--data",
-        dir.path,
-        "--port",
-        "0",
-        "--drop-behind",
-        value,
-      ]);
-      try {
-        assert.match(
-          served.stdout() + served.stderr(),
-          new RegExp(`dropBehind="?${value} \\(flag\\)`),
-        );
-      } finally {
-        process.kill(served.child.pid!, "SIGTERM");
-        assert.equal(await served.exited, 0);
-      }
+      await served(["--drop-behind", value], (output) => {
+        assert.match(output, new RegExp(`dropBehind="?${value} \\(flag\\)`));
+      });
     });
   }
 });
 
 describe("sluice serve --tail-cache-mib", () => {
   test("a value under 1 is refused, naming it", async () => {
-    using dir = tempDir();
-    const flag = await sluice([
-      "serve",
-      "--data",
-      dir.path,
-      "--port",
-      "0",
-      "--tail-cache-mib",
-      "0",
-    ]);
-    assert.equal(flag.status, 2, flag.stderr);
-    assert.match(flag.stderr, /--tail-cache-mib: expected an integer 1 to 1048576, got "0"/);
+    await refused(
+      ["--tail-cache-mib", "0"],
+      /--tail-cache-mib: expected an integer 1 to 1048576, got "0"/,
+    );
   });
 
   test("the budget reaches the engine: /metrics shows it", async () => {
-    using dir = tempDir();
-    const served = await serveUntilListening([
-      "--data",
-      dir.path,
-      "--port",
-      "0",
-      "--http-port",
-      "0",
-      "--tail-cache-mib",
-      "64",
-    ]);
-    try {
-      assert.match(served.stdout() + served.stderr(), /tailCacheMib="?64 \(flag\)/);
-      const http = /http listening on [\d.]+:(\d+)/.exec(served.stdout());
-      assert.ok(http !== null, served.stdout());
-      const metrics = await (await fetch(`http://127.0.0.1:${http[1]}/metrics`)).text();
-      assert.match(metrics, /^sluice_tail_cache_max_bytes 67108864$/m);
-      assert.match(metrics, /^sluice_tail_cache_bytes 0$/m);
-    } finally {
-      process.kill(served.child.pid!, "SIGTERM");
-      assert.equal(await served.exited, 0);
-    }
+    await served(["--http-port", "0", "--tail-cache-mib", "64"], async (output, metrics) => {
+      assert.match(output, /tailCacheMib="?64 \(flag\)/);
+      const text = await metrics();
+      assert.match(text, /^sluice_tail_cache_max_bytes 67108864$/m);
+      assert.match(text, /^sluice_tail_cache_bytes 0$/m);
+    });
   });
 
   test("serve --help lists the flag", async () => {
-    const help = await sluice(["serve", "--help"]);
-    assert.equal(help.status, 0);
-    assert.match(help.stdout, /--tail-cache-mib <value> +MiB of written log tails/);
+    await helpLists(/--tail-cache-mib <value> +MiB of written log tails/);
   });
 });
 
 describe("sluice serve --drop-behind-keep-mib", () => {
   test("a negative value is refused, naming it", async () => {
-    using dir = tempDir();
-    const flag = await sluice([
-      "serve",
-      "--data",
-      dir.path,
-      "--port",
-      "0",
-      "--drop-behind-keep-mib",
-      "-1",
-    ]);
-    assert.equal(flag.status, 2, flag.stderr);
-    assert.match(flag.stderr, /--drop-behind-keep-mib: expected an integer 0 to 1048576, got "-1"/);
+    await refused(
+      ["--drop-behind-keep-mib", "-1"],
+      /--drop-behind-keep-mib: expected an integer 0 to 1048576, got "-1"/,
+    );
   });
 
   test("the flag and SLUICE_DROP_BEHIND_KEEP_MIB are taken, the flag first", async () => {
-    using dir = tempDir();
-    const served = await serveUntilListening(
-      ["--data", dir.path, "--port", "0", "--drop-behind-keep-mib", "8"],
-      { env: { SLUICE_DROP_BEHIND_KEEP_MIB: "16" } },
+    await served(
+      ["--drop-behind-keep-mib", "8"],
+      (output) => assert.match(output, /dropBehindKeepMib="?8 \(flag\)/),
+      { SLUICE_DROP_BEHIND_KEEP_MIB: "16" },
     );
-    try {
-      assert.match(served.stdout() + served.stderr(), /dropBehindKeepMib="?8 \(flag\)/);
-    } finally {
-      process.kill(served.child.pid!, "SIGTERM");
-      assert.equal(await served.exited, 0);
-    }
   });
 
   test("serve --help lists the flag", async () => {
-    const help = await sluice(["serve", "--help"]);
-    assert.equal(help.status, 0);
-    assert.match(help.stdout, /--drop-behind-keep-mib <value> +MiB of each partition's latest/);
+    await helpLists(/--drop-behind-keep-mib <value> +MiB of each partition's latest/);
   });
 });
