@@ -14,19 +14,7 @@ import {
 } from "../../engine/mod.ts";
 import { ACTIVE_MAP_STEP_BYTES } from "../../engine/segment.ts";
 import { tempDir } from "../helpers.ts";
-import { readAll, simpleBatch } from "./partition_log_helpers.ts";
-
-class CountingLease implements BatchLease {
-  retained = 0;
-  released = 0;
-  retain(): void {
-    this.retained++;
-  }
-  release(): void {
-    this.released++;
-    assert.ok(this.released <= this.retained, "released no more often than retained");
-  }
-}
+import { CountingLease, readAll, simpleBatch } from "./partition_log_helpers.ts";
 
 function largeBatch(firstTag: number): Uint8Array {
   const batch = simpleBatch(80, { firstTag, valueBytes: 1024 });

@@ -10,7 +10,7 @@ import { type FileIO, type MapRange, realFileIO } from "../../engine/io.ts";
 import type { LogConfig } from "../../engine/log_config.ts";
 import { PartitionLog, type ReadResult } from "../../engine/partition_log.ts";
 import { decodeRecordBatches, encodeRecordBatch, type LogRecord } from "../../engine/mod.ts";
-import { segmentFileName } from "../../engine/segment.ts";
+import { type BatchLease, segmentFileName } from "../../engine/segment.ts";
 
 /** A timestamp in the range real producers send. */
 export const BASE_TIMESTAMP_MS = 1_700_000_000_000;
@@ -303,5 +303,18 @@ export class FaultyIO implements FileIO {
   ): void {
     this.#fileWrite(`${dir}/${name}`, "write");
     realFileIO.writeFileAtomic(dir, name, bytes, options);
+  }
+}
+
+/** A lender that counts its batch's retains and releases (never more releases than retains). */
+export class CountingLease implements BatchLease {
+  retained = 0;
+  released = 0;
+  retain(): void {
+    this.retained++;
+  }
+  release(): void {
+    this.released++;
+    assert.ok(this.released <= this.retained, "released no more often than retained");
   }
 }

@@ -7,7 +7,6 @@ import assert from "node:assert/strict";
 import fs from "node:fs";
 import { describe, test } from "node:test";
 import {
-  type BatchLease,
   Engine,
   PartitionLog,
   TAIL_CACHE_TOTAL_BYTES_MIN,
@@ -16,21 +15,9 @@ import {
 import { SHED_MISSES_MAX, type TailCacheHolder } from "../../engine/tail_cache_budget.ts";
 import { WRITE_CHUNK_BYTES } from "../../engine/segment.ts";
 import { tempDir } from "../helpers.ts";
-import { readAll, simpleBatch } from "./partition_log_helpers.ts";
+import { CountingLease, readAll, simpleBatch } from "./partition_log_helpers.ts";
 
 const MIB = 1024 * 1024;
-
-class CountingLease implements BatchLease {
-  retained = 0;
-  released = 0;
-  retain(): void {
-    this.retained++;
-  }
-  release(): void {
-    this.released++;
-    assert.ok(this.released <= this.retained, "released no more often than retained");
-  }
-}
 
 function openLog(
   dir: string,
