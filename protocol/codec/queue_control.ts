@@ -60,11 +60,11 @@ import {
   writeMsgpack,
 } from "./control.ts";
 import { ProtocolError } from "./errors.ts";
+import { MEMBER_ID_BYTES_MAX } from "./queue_ack.ts";
 import type { Reader, Writer } from "./wire.ts";
 
 /** Queue names follow topic-name rules: at most 249 bytes. */
 const NAME_BYTES_MAX = 249;
-const MEMBER_ID_BYTES_MAX = 255;
 const NAMES_MAX = 10_000;
 const ITEMS_MAX = 1_000_000;
 const INT = { min: Number.MIN_SAFE_INTEGER, max: Number.MAX_SAFE_INTEGER };
