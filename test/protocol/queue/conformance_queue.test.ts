@@ -4,7 +4,8 @@
 // default exchange refused as INVALID_EXCHANGE whatever is asked of it, a member id past 255
 // bytes INVALID_REQUEST in QueueFetch and QueueAck too, a batch failing its CRC-32C in an
 // ExchangePublish answered CORRUPT_BATCH without stopping the batches after it however it would
-// have been routed, and refusals that name the value.
+// have been routed, and refusals that name the value. Beside them, what such a client checks of
+// any binary body: cut short anywhere, it is INVALID_REQUEST and nothing of it is applied.
 
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
@@ -185,6 +186,58 @@ describe("the queue and exchange APIs answer as PROTOCOL.md says", () => {
     });
     assert.equal(acked.errorCode, WIRE_ERRORS.INVALID_REQUEST);
     assert.match(acked.message ?? "", new RegExp(`first_offset ${past} at position \\d+`));
+    await assertServing(t.port);
+  });
+
+  test("every cut-short QueueFetch, QueueAck and ExchangePublish is refused, nothing applied", async () => {
+    await using t = await startTestServer();
+    using client = await connected(t.port);
+    await control(client, API.CreateTopics, { topics: [{ name: "jobs", partitions: 1 }] });
+    await control(client, API.QueueDeclare, { name: "work", topic: "jobs", from: "beginning" });
+    const member = String((await control(client, API.QueueJoin, { queue: "work" }))["memberId"]);
+    const published = await binary(
+      client,
+      API.ExchangePublish,
+      exchangePublish("", [batchOf("work", "1")]),
+    );
+    assert.deepEqual(readPublishAnswer(published.reader).entries[0]?.destinations, 1);
+    const fetched = await binary(client, API.QueueFetch, queueFetch("work", member));
+    assert.equal(fetched.errorCode, 0);
+    // Whole requests, as the grammar writes them: a fetch carrying a release of offset 0, an
+    // ack releasing it after a delay (type 5 and its delay_ms), a publish of one batch.
+    const bodies: [number, (w: Writer) => void][] = [
+      [
+        API.QueueFetch,
+        (w) => {
+          w.u32(0).u32(1).u32(1_048_576).string("work").string(member);
+          w.u16(1).u32(0).u16(1).i64(0).i64(0).u8(2);
+        },
+      ],
+      [
+        API.QueueAck,
+        (w) => {
+          w.string("work").string(member).u16(1).u32(0).u16(1).i64(0).i64(0).u8(5).i64(1_000);
+        },
+      ],
+      [API.ExchangePublish, exchangePublish("", [batchOf("work", "2")])],
+    ];
+    for (const [apiKey, write] of bodies) {
+      const whole = client.frame(apiKey, write).subarray(12);
+      for (let length = 0; length < whole.length; length++) {
+        const { errorCode, message } = await binary(client, apiKey, (w) => {
+          w.raw(whole.subarray(0, length));
+        });
+        assert.equal(errorCode, WIRE_ERRORS.INVALID_REQUEST, `api ${apiKey}, ${length} bytes`);
+        assert.ok(message !== null && message.length > 0);
+      }
+    }
+    // Offset 0 is still held by the member, and nothing more reached the topic.
+    const listed = await control(client, API.QueueList, { names: ["work"] });
+    const stats = (listed["queues"] as Fields[])[0]!["stats"] as Fields;
+    assert.equal(stats["acquired"], 1);
+    assert.equal(stats["delayed"], 0);
+    const partitions = stats["partitions"] as Fields[];
+    assert.equal(partitions[0]!["highWatermark"], 1);
     await assertServing(t.port);
   });
 });
