@@ -189,7 +189,7 @@ describe("the queue and exchange APIs answer as PROTOCOL.md says", () => {
     await assertServing(t.port);
   });
 
-  test("every cut-short QueueFetch, QueueAck and ExchangePublish is refused, nothing applied", async () => {
+  test("cut-short QueueFetch, QueueAck, ExchangePublish: refused, none applied", async () => {
     await using t = await startTestServer();
     using client = await connected(t.port);
     await control(client, API.CreateTopics, { topics: [{ name: "jobs", partitions: 1 }] });
