@@ -199,19 +199,21 @@ export function readQueueDeclareRequest(reader: Reader): QueueDeclareRequest {
   if (from !== null) request.from = from as QueueSettings["from"];
   const deadLetterTopic = optionalString(fields, "deadLetterTopic", NAME_BYTES_MAX);
   if (deadLetterTopic !== null) request.deadLetterTopic = deadLetterTopic;
-  const keys = [
-    "deliveryLimit",
-    "lockMs",
-    "prefetch",
-    "maxInFlight",
+  for (const key of ["deliveryLimit", "lockMs", "prefetch", "maxInFlight"] as const) {
+    const value = optionalInt(fields, key);
+    if (value !== undefined) request[key] = value;
+  }
+  // The grammar's `int | null` settings: null is their default (no TTL, no limit, no levels),
+  // sent as such by a client that writes every key.
+  const nullable = [
     "messageTtlMs",
     "maxLength",
     "maxLengthBytes",
     "priorities",
     "priorityRatio",
   ] as const;
-  for (const key of keys) {
-    const value = optionalInt(fields, key);
+  for (const key of nullable) {
+    const value = fields[key] === null ? null : optionalInt(fields, key);
     if (value !== undefined) request[key] = value;
   }
   const fsync = optionalString(fields, "fsync", 16);

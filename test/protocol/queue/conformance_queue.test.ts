@@ -1,11 +1,12 @@
 // Where the server and PROTOCOL.md sections 7a and 7b disagreed, found by a client written from
 // the spec alone. Each test sends, over a raw socket, the bytes such a client writes (binary
-// requests field by field in the grammar's order) and checks the answer the spec promises: the
-// default exchange refused as INVALID_EXCHANGE whatever is asked of it, a member id past 255
-// bytes INVALID_REQUEST in QueueFetch and QueueAck too, a batch failing its CRC-32C in an
-// ExchangePublish answered CORRUPT_BATCH without stopping the batches after it however it would
-// have been routed, and refusals that name the value. Beside them, what such a client checks of
-// any binary body: cut short anywhere, it is INVALID_REQUEST and nothing of it is applied.
+// requests field by field in the grammar's order) and checks the answer the spec promises:
+// null taken for QueueDeclare's `int | null` settings, the default exchange refused as
+// INVALID_EXCHANGE whatever is asked of it, a member id past 255 bytes INVALID_REQUEST in
+// QueueFetch and QueueAck too, a batch failing its CRC-32C in an ExchangePublish answered
+// CORRUPT_BATCH without stopping the batches after it however it would have been routed, and
+// refusals that name the value. Beside them, what such a client checks of any binary body: cut
+// short anywhere, it is INVALID_REQUEST and nothing of it is applied.
 
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
@@ -109,6 +110,37 @@ describe("the queue and exchange APIs answer as PROTOCOL.md says", () => {
     // A named exchange that does not exist is still UNKNOWN_EXCHANGE.
     const missing = await control(client, API.ExchangeDelete, { name: "nowhere" });
     assert.equal(missing["errorCode"], WIRE_ERRORS.UNKNOWN_EXCHANGE);
+  });
+
+  test("QueueDeclare takes null for each `int | null` setting, as their default", async () => {
+    await using t = await startTestServer();
+    using client = await connected(t.port);
+    await control(client, API.CreateTopics, { topics: [{ name: "jobs", partitions: 1 }] });
+    const nulls = {
+      messageTtlMs: null,
+      maxLength: null,
+      maxLengthBytes: null,
+      priorities: null,
+      priorityRatio: null,
+      deadLetterTopic: null,
+      retry: null,
+    };
+    const declared = await control(client, API.QueueDeclare, {
+      name: "work",
+      topic: "jobs",
+      ...nulls,
+    });
+    assert.equal(declared["errorCode"], 0, String(declared["errorMessage"]));
+    const queue = declared["queue"] as Fields;
+    for (const key of Object.keys(nulls)) assert.equal(queue[key], null, key);
+    // The same queue without the keys: the same settings, so no QUEUE_EXISTS.
+    const again = await control(client, API.QueueDeclare, { name: "work", topic: "jobs" });
+    assert.equal(again["errorCode"], 0, String(again["errorMessage"]));
+    // A null where the grammar has a plain `int` is still a malformed body.
+    const id = client.request(API.QueueDeclare, (w) =>
+      writeMsgpack(w, { name: "other", topic: "jobs", lockMs: null }),
+    );
+    assert.equal((await client.response(id)).errorCode, WIRE_ERRORS.INVALID_REQUEST);
   });
 
   test("a member id past 255 bytes is INVALID_REQUEST in QueueFetch and QueueAck", async () => {
