@@ -37,6 +37,7 @@ import {
   validateHeaderMatch,
 } from "./exchange_routing.ts";
 import type { FileIO } from "./io.ts";
+import { validateQueueName } from "./queue_config.ts";
 import { validateTopicName } from "./topic_name.ts";
 
 export type ExchangeOptions = {
@@ -442,7 +443,8 @@ function bindingDestination(exchange: string, options: BindOptions): BindingDest
       { exchange },
     );
   }
-  if (queue !== undefined) return { kind: "queue", name: validateTopicName(queue) };
+  // A queue's name that breaks the naming rules is INVALID_QUEUE, saying "Queue name".
+  if (queue !== undefined) return { kind: "queue", name: validateQueueName(queue) };
   return { kind: "topic", name: validateTopicName(topic) };
 }
 

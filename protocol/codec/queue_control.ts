@@ -191,13 +191,15 @@ export function writeQueueDeclareRequest(writer: Writer, request: QueueDeclareRe
 
 export function readQueueDeclareRequest(reader: Reader): QueueDeclareRequest {
   const fields = readMsgpack(reader, "QueueDeclareRequest");
-  const request: QueueDeclareRequest = { name: stringField(fields, "name", NAME_BYTES_MAX) };
+  // Names are judged by the engine, a long one too: INVALID_QUEUE naming it (section 7a), not
+  // a malformed body. The API's 4 KiB body limit bounds them.
+  const request: QueueDeclareRequest = { name: stringField(fields, "name") };
   // Without a topic the queue reads a topic of its own name, created by the declare.
-  const topic = optionalString(fields, "topic", NAME_BYTES_MAX);
+  const topic = optionalString(fields, "topic");
   if (topic !== null) request.topic = topic;
   const from = optionalString(fields, "from", 16);
   if (from !== null) request.from = from as QueueSettings["from"];
-  const deadLetterTopic = optionalString(fields, "deadLetterTopic", NAME_BYTES_MAX);
+  const deadLetterTopic = optionalString(fields, "deadLetterTopic");
   if (deadLetterTopic !== null) request.deadLetterTopic = deadLetterTopic;
   for (const key of ["deliveryLimit", "lockMs", "prefetch", "maxInFlight"] as const) {
     const value = optionalInt(fields, key);

@@ -1,7 +1,8 @@
 // Where the server and PROTOCOL.md sections 7a and 7b disagreed, found by a client written from
 // the spec alone. Each test sends, over a raw socket, the bytes such a client writes (binary
 // requests field by field in the grammar's order) and checks the answer the spec promises:
-// null taken for QueueDeclare's `int | null` settings, the default exchange refused as
+// null taken for QueueDeclare's `int | null` settings, names too long refused as the declare's
+// or binding's own INVALID_QUEUE / INVALID_EXCHANGE, the default exchange refused as
 // INVALID_EXCHANGE whatever is asked of it, a member id past 255 bytes INVALID_REQUEST in
 // QueueFetch and QueueAck too, a batch failing its CRC-32C in an ExchangePublish answered
 // CORRUPT_BATCH without stopping the batches after it however it would have been routed, and
@@ -141,6 +142,26 @@ describe("the queue and exchange APIs answer as PROTOCOL.md says", () => {
       writeMsgpack(w, { name: "other", topic: "jobs", lockMs: null }),
     );
     assert.equal((await client.response(id)).errorCode, WIRE_ERRORS.INVALID_REQUEST);
+  });
+
+  test("a name past 249 bytes is the declare's own error, not a malformed body", async () => {
+    await using t = await startTestServer();
+    using client = await connected(t.port);
+    await control(client, API.CreateTopics, { topics: [{ name: "jobs", partitions: 1 }] });
+    const long = "n".repeat(250);
+    const queue = await control(client, API.QueueDeclare, { name: long, topic: "jobs" });
+    assert.equal(queue["errorCode"], WIRE_ERRORS.INVALID_QUEUE);
+    assert.match(String(queue["errorMessage"]), /^Queue name 'n+' is longer than 249/);
+    const exchange = await control(client, API.ExchangeDeclare, { name: long, type: "direct" });
+    assert.equal(exchange["errorCode"], WIRE_ERRORS.INVALID_EXCHANGE);
+    assert.match(String(exchange["errorMessage"]), /^Exchange name 'n+' is longer than 249/);
+    await control(client, API.ExchangeDeclare, { name: "x", type: "direct" });
+    // A binding's queue that cannot be a queue's name is INVALID_QUEUE, a topic INVALID_TOPIC.
+    const toQueue = await control(client, API.ExchangeBind, { exchange: "x", queue: "a b" });
+    assert.equal(toQueue["errorCode"], WIRE_ERRORS.INVALID_QUEUE);
+    assert.match(String(toQueue["errorMessage"]), /^Queue name 'a b'/);
+    const toTopic = await control(client, API.ExchangeBind, { exchange: "x", topic: long });
+    assert.equal(toTopic["errorCode"], WIRE_ERRORS.INVALID_TOPIC);
   });
 
   test("a member id past 255 bytes is INVALID_REQUEST in QueueFetch and QueueAck", async () => {
