@@ -945,7 +945,9 @@ export class Engine {
   /**
    * `publish`, except that a batch refused before anything is appended (closed engine, unknown
    * exchange, a batch that does not decode) throws at once, so that a caller publishing several
-   * batches in order can stop at the first refusal.
+   * batches in order can stop at the first refusal. A batch failing its CRC-32C rejects the
+   * promise instead, wherever it is found (the append checks it on the fast path), so it stops
+   * nothing whichever way its records would have been routed.
    */
   publishChecked(
     exchange: string,

@@ -334,10 +334,20 @@ function publishDecoded(
   batch: Uint8Array,
   options: PublishOptions,
 ): Promise<PublishedBatch> {
-  const decoded = decodeRecordBatch(batch, {
-    batchBytesMax: options.batchBytesMax,
-    decompressedBytesMax: options.batchBytesMax,
-  });
+  let decoded: ReturnType<typeof decodeRecordBatch>;
+  try {
+    decoded = decodeRecordBatch(batch, {
+      batchBytesMax: options.batchBytesMax,
+      decompressedBytesMax: options.batchBytesMax,
+    });
+  } catch (error) {
+    // A damaged batch is an outcome of its own, as on the fast path, where the append finds
+    // the bad CRC-32C: the batches published after it are routed either way (PROTOCOL.md 7b).
+    if (error instanceof SluiceError && error.code === "CORRUPT_BATCH") {
+      return Promise.reject(error);
+    }
+    throw error;
+  }
   refuseUnroutable(decoded);
   const { records } = decoded;
   const { byTopic, unroutable } = routeRecords(host, exchange, records);

@@ -37,6 +37,7 @@ import {
   validateHeaderMatch,
 } from "./exchange_routing.ts";
 import type { FileIO } from "./io.ts";
+import { validateQueueName } from "./queue_config.ts";
 import { validateTopicName } from "./topic_name.ts";
 
 export type ExchangeOptions = {
@@ -246,6 +247,7 @@ export class Exchanges {
 
   /** Deletes an exchange and its bindings. Exchanges naming it as alternate keep the name. */
   delete(name: string): void {
+    refuseDefault(name);
     this.#get(name);
     try {
       fs.rmSync(join(this.#dir, `${name}.json`), { force: true });
@@ -259,6 +261,7 @@ export class Exchanges {
 
   /** Adds a binding (no error when it exists); returns whether it was new. */
   bind(name: string, options: BindOptions): boolean {
+    refuseDefault(name);
     const exchange = this.#get(name);
     const binding = this.#resolveBinding(exchange.config, options, true);
     if (exchange.config.bindings.some((b) => sameBinding(b, binding))) return false;
@@ -275,6 +278,7 @@ export class Exchanges {
 
   /** Removes the binding equal to `options` (no error when there is none); returns whether. */
   unbind(name: string, options: BindOptions): boolean {
+    refuseDefault(name);
     const exchange = this.#get(name);
     const binding = this.#resolveBinding(exchange.config, options, false);
     const kept = exchange.config.bindings.filter((b) => !sameBinding(b, binding));
@@ -439,21 +443,29 @@ function bindingDestination(exchange: string, options: BindOptions): BindingDest
       { exchange },
     );
   }
-  if (queue !== undefined) return { kind: "queue", name: validateTopicName(queue) };
+  // A queue's name that breaks the naming rules is INVALID_QUEUE, saying "Queue name".
+  if (queue !== undefined) return { kind: "queue", name: validateQueueName(queue) };
   return { kind: "topic", name: validateTopicName(topic) };
+}
+
+/**
+ * The default exchange exists always, so declaring, deleting, binding or unbinding it is a bad
+ * request (INVALID_EXCHANGE), not a missing exchange: "does not exist" would be false.
+ */
+function refuseDefault(name: string): void {
+  if (name !== DEFAULT_EXCHANGE) return;
+  throw new SluiceError(
+    "INVALID_EXCHANGE",
+    "The default exchange '' exists always and cannot be declared, deleted or bound",
+    { exchange: name },
+  );
 }
 
 function resolveExchangeOptions(
   name: string,
   options: ExchangeOptions,
 ): Omit<ExchangeConfig, "createdMs" | "bindings"> {
-  if (name === DEFAULT_EXCHANGE) {
-    throw new SluiceError(
-      "INVALID_EXCHANGE",
-      "The default exchange '' exists always and cannot be declared, deleted or bound",
-      { exchange: name },
-    );
-  }
+  refuseDefault(name);
   validateExchangeName(name);
   if (typeof options !== "object" || options === null) {
     throw new TypeError(`declaring exchange '${name}' needs options with a type`);

@@ -278,9 +278,11 @@ export class Queues {
     if (existing !== undefined) return sameOrRefuse(existing.config, wanted);
     const logs = this.#options.topics.logs(wanted.topic);
     if (logs === undefined) {
-      throw new SluiceError("UNKNOWN_TOPIC", `Topic '${wanted.topic}' does not exist`, {
-        topic: wanted.topic,
-      });
+      throw new SluiceError(
+        "UNKNOWN_TOPIC",
+        `Queue '${name}': topic '${wanted.topic}' does not exist`,
+        { queue: name, topic: wanted.topic },
+      );
     }
     checkLevels(wanted, logs.length);
     if (this.#queues.size >= QUEUES_MAX) {

@@ -131,11 +131,13 @@ export function writeExchangeDeclareRequest(writer: Writer, request: ExchangeDec
 
 export function readExchangeDeclareRequest(reader: Reader): ExchangeDeclareRequest {
   const fields = readMsgpack(reader, "ExchangeDeclareRequest");
+  // Names are judged by the engine, a long one too (INVALID_EXCHANGE or INVALID_TOPIC naming
+  // it, section 7b), not refused as a malformed body; the 4 KiB body limit bounds them.
   return {
-    name: stringField(fields, "name", NAME_BYTES_MAX),
+    name: stringField(fields, "name"),
     type: stringField(fields, "type", 64),
-    alternateExchange: optionalString(fields, "alternateExchange", NAME_BYTES_MAX),
-    alternateTopic: optionalString(fields, "alternateTopic", NAME_BYTES_MAX),
+    alternateExchange: optionalString(fields, "alternateExchange"),
+    alternateTopic: optionalString(fields, "alternateTopic"),
   };
 }
 
@@ -220,9 +222,10 @@ export function readExchangeBindRequest(reader: Reader, what: string): ExchangeB
   const request: ExchangeBindRequest = {
     exchange: stringField(fields, "exchange", NAME_BYTES_MAX),
   };
-  const queue = optionalString(fields, "queue", NAME_BYTES_MAX);
+  // As in a declare, the engine judges the destination's name, however long.
+  const queue = optionalString(fields, "queue");
   if (queue !== null) request.queue = queue;
-  const topic = optionalString(fields, "topic", NAME_BYTES_MAX);
+  const topic = optionalString(fields, "topic");
   if (topic !== null) request.topic = topic;
   const routingKey = optionalString(fields, "routingKey", KEY_BYTES_MAX);
   if (routingKey !== null) request.routingKey = routingKey;

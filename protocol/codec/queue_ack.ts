@@ -51,6 +51,9 @@ export type AckRange = {
   delayMs?: number;
 };
 
+/** A member id's UTF-8 bytes at most (PROTOCOL.md section 8, fixed limits), as QueueLeave's. */
+export const MEMBER_ID_BYTES_MAX = 255;
+
 /** The wire code of a release with a delay. */
 export const RELEASE_DELAYED_CODE = 5;
 /** The longest delay a release may ask for: one year (the engine's DELAY_MS_MAX). */
@@ -224,9 +227,24 @@ export function writeQueueAckRequest(writer: Writer, request: QueueAckRequest): 
   writeAckPartitions(writer, request.partitions);
 }
 
+/**
+ * A request's `member_id`: past MEMBER_ID_BYTES_MAX it is malformed (INVALID_REQUEST), as in
+ * the msgpack APIs, rather than a member that merely is unknown. The length is the bytes read,
+ * so no string is encoded again to measure it.
+ */
+export function readMemberId(reader: Reader): string {
+  const at = reader.position;
+  const memberId = reader.string("member_id");
+  const bytes = reader.position - at - 2;
+  if (bytes > MEMBER_ID_BYTES_MAX) {
+    throw ProtocolError.invalid(`member_id of ${bytes} bytes exceeds ${MEMBER_ID_BYTES_MAX}`);
+  }
+  return memberId;
+}
+
 export function readQueueAckRequest(reader: Reader): QueueAckRequest {
   const queue = reader.string("queue");
-  const memberId = reader.string("member_id");
+  const memberId = readMemberId(reader);
   const partitions = readAckPartitions(reader);
   reader.expectEnd("QueueAckRequest");
   return { queue, memberId, partitions };

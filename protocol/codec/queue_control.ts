@@ -60,11 +60,11 @@ import {
   writeMsgpack,
 } from "./control.ts";
 import { ProtocolError } from "./errors.ts";
+import { MEMBER_ID_BYTES_MAX } from "./queue_ack.ts";
 import type { Reader, Writer } from "./wire.ts";
 
 /** Queue names follow topic-name rules: at most 249 bytes. */
 const NAME_BYTES_MAX = 249;
-const MEMBER_ID_BYTES_MAX = 255;
 const NAMES_MAX = 10_000;
 const ITEMS_MAX = 1_000_000;
 const INT = { min: Number.MIN_SAFE_INTEGER, max: Number.MAX_SAFE_INTEGER };
@@ -191,27 +191,31 @@ export function writeQueueDeclareRequest(writer: Writer, request: QueueDeclareRe
 
 export function readQueueDeclareRequest(reader: Reader): QueueDeclareRequest {
   const fields = readMsgpack(reader, "QueueDeclareRequest");
-  const request: QueueDeclareRequest = { name: stringField(fields, "name", NAME_BYTES_MAX) };
+  // Names are judged by the engine, a long one too: INVALID_QUEUE naming it (section 7a), not
+  // a malformed body. The API's 4 KiB body limit bounds them.
+  const request: QueueDeclareRequest = { name: stringField(fields, "name") };
   // Without a topic the queue reads a topic of its own name, created by the declare.
-  const topic = optionalString(fields, "topic", NAME_BYTES_MAX);
+  const topic = optionalString(fields, "topic");
   if (topic !== null) request.topic = topic;
   const from = optionalString(fields, "from", 16);
   if (from !== null) request.from = from as QueueSettings["from"];
-  const deadLetterTopic = optionalString(fields, "deadLetterTopic", NAME_BYTES_MAX);
+  const deadLetterTopic = optionalString(fields, "deadLetterTopic");
   if (deadLetterTopic !== null) request.deadLetterTopic = deadLetterTopic;
-  const keys = [
-    "deliveryLimit",
-    "lockMs",
-    "prefetch",
-    "maxInFlight",
+  for (const key of ["deliveryLimit", "lockMs", "prefetch", "maxInFlight"] as const) {
+    const value = optionalInt(fields, key);
+    if (value !== undefined) request[key] = value;
+  }
+  // The grammar's `int | null` settings: null is their default (no TTL, no limit, no levels),
+  // sent as such by a client that writes every key.
+  const nullable = [
     "messageTtlMs",
     "maxLength",
     "maxLengthBytes",
     "priorities",
     "priorityRatio",
   ] as const;
-  for (const key of keys) {
-    const value = optionalInt(fields, key);
+  for (const key of nullable) {
+    const value = fields[key] === null ? null : optionalInt(fields, key);
     if (value !== undefined) request[key] = value;
   }
   const fsync = optionalString(fields, "fsync", 16);

@@ -210,7 +210,8 @@ export class Reader {
     const high = i32At(this.bytes, at);
     const low = i32At(this.bytes, at + 4) >>> 0;
     if (high >= 0x20_0000 || high < -0x20_0000) {
-      throw ProtocolError.invalid(`${what} at position ${at} is outside ±(2^53 - 1)`);
+      const value = new DataView(this.bytes.buffer, this.bytes.byteOffset + at, 8).getBigInt64(0);
+      throw ProtocolError.invalid(`${what} ${value} at position ${at} is outside ±(2^53 - 1)`);
     }
     return high * TWO_32 + low;
   }

@@ -293,7 +293,10 @@ describe("exchange routing through publish", () => {
       assert.deepEqual(result, { destinations: 1, records: 2, unroutable: 1, ...NOT_FULL });
       assert.deepEqual(valuesOf(engine, "jobs"), ["1"]);
       await failsWith(() => engine.declareExchange("", { type: "direct" }), "INVALID_EXCHANGE");
-      await failsWith(() => engine.bindExchange("", { topic: "jobs" }), "UNKNOWN_EXCHANGE");
+      // It exists always: binding, unbinding or deleting it is refused, not "does not exist".
+      await failsWith(() => engine.bindExchange("", { topic: "jobs" }), "INVALID_EXCHANGE");
+      await failsWith(() => engine.unbindExchange("", { topic: "jobs" }), "INVALID_EXCHANGE");
+      await failsWith(() => engine.deleteExchange(""), "INVALID_EXCHANGE");
     });
   });
 
