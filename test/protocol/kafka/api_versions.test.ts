@@ -138,7 +138,8 @@ describe("kafka Produce and Fetch", () => {
       const produced = await client.call(K.Produce, 9, {
         transactionalId: null,
         acks: -1,
-        timeoutMs: 1000,
+        // Long enough for an fsync on a busy machine: this test is about the Fetch answer.
+        timeoutMs: 30_000,
         topics: [{ name: "zc", partitions: [{ index: 0, records: batch }] }],
       });
       const p = ((produced["responses"] as Struct[])[0]!["partitions"] as Struct[])[0]!;
