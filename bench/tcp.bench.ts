@@ -31,6 +31,11 @@
 // JSC reads them from the environment at start, so the bench starts itself again with them
 // when its own environment differs; the broker inherits the environment. The mode is in the
 // JSON under params.gc.
+// `--slow-log FILE` writes every measured record of the latency runs that took --slow-ms (2) or
+// more end to end, one line each (run, ms since the run's measuring began, latency ms,
+// partition; at most SLOW_LOG_ROWS_MAX), to line slow records up against a broker's GC log or
+// JIT report (BUN_JSC_logGC=1, BUN_JSC_reportFTLCompileTimes=1) by time; the runs' start times
+// are in the file's header lines.
 // `--phases latency` runs the latency runs alone (no loopback, publish or consume phases);
 // the figures of phases not run are null.
 //
@@ -39,13 +44,14 @@
 //                        [--phases publish,consume,small,latency] [--drain-dirty-mb 256]
 //                        [--drain-seconds-max 30] [--isolation on|off] [--gc tuned|default]
 //                        [--drop-behind on|off|all]   (the broker's; unset: its default)
+//                        [--slow-log FILE] [--slow-ms 2]
 //   npm run bench:tcp -- --protocol kafka [--mb 256] [--rounds 2] [--json]   (tcp/protocols.ts)
 //
 // The last stdout line is one JSON object with publishMBps, consumeMBps, consumeNoCrcMBps,
 // publish100BRecordsPerSec, e2eP50Ms, e2eP99Ms, e2eP999Ms and loopbackMBps (MB = 10^6 bytes).
 
 import assert from "node:assert/strict";
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { cpus, freemem, release, tmpdir, totalmem } from "node:os";
 import { spawn } from "node:child_process";
 import { join } from "node:path";
@@ -67,6 +73,8 @@ const TOPIC = "bench";
 const SMALL_TOPIC = "small";
 /** Latency phases run, each on its own topic; the reported figures are their medians. */
 const LATENCY_RUNS = 3;
+/** Slow records a --slow-log keeps over all latency runs; later ones are counted, not kept. */
+const SLOW_LOG_ROWS_MAX = 200_000;
 /**
  * Records a producer may have unacknowledged before the sender waits. They must fit in the
  * producer's bufferBytesMax (64 MiB) with their batch framing: 64 Ki records of 1 KiB did not,
@@ -98,6 +106,9 @@ const { values } = parseArgs({
     gc: { type: "string", default: "tuned" },
     // The broker's `--drop-behind` (on, off, all); unset: the broker's default.
     "drop-behind": { type: "string" },
+    // Where to write the latency runs' slow records, and the latency (ms) that counts as slow.
+    "slow-log": { type: "string" },
+    "slow-ms": { type: "string", default: "2" },
     // `kafka`: the same batches through the native and the Kafka listener (tcp/protocols.ts).
     protocol: { type: "string", default: "native" },
     mb: { type: "string", default: "256" },
@@ -160,10 +171,40 @@ function percentile(sorted: Float64Array, fraction: number): number {
  * and from the record's scheduled time on the fixed-rate schedule (coordinated omission
  * corrected: it also counts the sender's own lateness, including its timer's resolution).
  */
+/** The slow records of every latency run, for --slow-log: one text line each. */
+class SlowLog {
+  readonly slowMs: number;
+  #lines: string[] = [];
+  #dropped = 0;
+
+  constructor(slowMs: number) {
+    this.slowMs = slowMs;
+  }
+
+  run(topic: string, measureStartMs: number): void {
+    this.#lines.push(`# ${topic} measuring from ${new Date(measureStartMs).toISOString()}`);
+  }
+
+  add(topic: string, sinceMs: number, latencyMs: number, partition: number): void {
+    if (this.#lines.length >= SLOW_LOG_ROWS_MAX) {
+      this.#dropped++;
+      return;
+    }
+    this.#lines.push(`${topic} ${sinceMs.toFixed(1)} ${latencyMs.toFixed(3)} ${partition}`);
+  }
+
+  write(path: string): void {
+    const header = `# run msSinceMeasuring latencyMs partition (latency >= ${this.slowMs} ms)`;
+    const footer = this.#dropped === 0 ? [] : [`# ${this.#dropped} more not kept`];
+    writeFileSync(path, [header, ...this.#lines, ...footer, ""].join("\n"));
+  }
+}
+
 async function latency(
   port: number,
   rate: number,
   timing: { seconds: number; warmupSeconds: number; topic: string },
+  slowLog: SlowLog | undefined,
 ) {
   const { topic } = timing;
   const admin = new Admin({ port });
@@ -182,6 +223,8 @@ async function latency(
   const fromSchedule = new Float64Array(total - warmup);
   const start = performance.timeOrigin + performance.now() + 100;
   const scheduled = (i: number) => start + (i * 1000) / rate;
+  const measureStart = start + timing.warmupSeconds * 1000;
+  slowLog?.run(topic, measureStart);
   let received = 0;
   let measured = 0;
   const receiving = (async () => {
@@ -192,7 +235,11 @@ async function latency(
         const index = view.getFloat64(8);
         if (index < warmup) continue;
         const now = performance.timeOrigin + performance.now();
-        fromSend[measured] = now - view.getFloat64(0);
+        const latencyMs = now - view.getFloat64(0);
+        fromSend[measured] = latencyMs;
+        if (slowLog !== undefined && latencyMs >= slowLog.slowMs) {
+          slowLog.add(topic, now - measureStart, latencyMs, index % PARTITIONS);
+        }
         fromSchedule[measured++] = now - scheduled(index);
       }
     }
@@ -307,7 +354,13 @@ async function isolate(port: number, written: string[]): Promise<DrainOutcome | 
   return outcome;
 }
 
-async function latencyPhase(port: number, rate: number, seconds: number, warmupSeconds: number) {
+async function latencyPhase(
+  port: number,
+  rate: number,
+  timing: { seconds: number; warmupSeconds: number },
+  slowLog: SlowLog | undefined,
+) {
+  const { seconds, warmupSeconds } = timing;
   const latencyRuns = [];
   for (let run = 0; run < LATENCY_RUNS; run++) {
     log(
@@ -315,7 +368,7 @@ async function latencyPhase(port: number, rate: number, seconds: number, warmupS
         `then ${seconds} s`,
     );
     const timing = { seconds, warmupSeconds, topic: `latency-${run}` };
-    const figures = await latency(port, rate, timing);
+    const figures = await latency(port, rate, timing, slowLog);
     log(
       `latency: p50 ${figures.e2eP50Ms.toFixed(2)} ms, p99 ${figures.e2eP99Ms.toFixed(2)} ms, ` +
         `CPU pressure ${figures.cpuPressurePct?.toFixed(0) ?? "-"}%`,
@@ -376,6 +429,7 @@ async function main(): Promise<void> {
   const rate = positive("rate", values.rate);
   const latencySeconds = positive("latency-seconds", values["latency-seconds"]);
   const warmupSeconds = nonNegative("warmup-seconds", values["warmup-seconds"]);
+  const slowMs = nonNegative("slow-ms", values["slow-ms"]);
   const dataDir = mkdtempSync(join(tmpdir(), "sluice-bench-tcp-"));
   try {
     const brokerFlags = dropBehind === undefined ? [] : ["--drop-behind", dropBehind];
@@ -395,7 +449,11 @@ async function main(): Promise<void> {
       if (phases.has("latency")) {
         if (values.isolation === "on") isolation = await isolate(broker.port, written);
         else log("isolation: off (earlier phases' topics kept, no writeback wait)");
-        const runs = await latencyPhase(broker.port, rate, latencySeconds, warmupSeconds);
+        const slowLogPath = values["slow-log"];
+        const slowLog = slowLogPath === undefined ? undefined : new SlowLog(slowMs);
+        const timing = { seconds: latencySeconds, warmupSeconds };
+        const runs = await latencyPhase(broker.port, rate, timing, slowLog);
+        if (slowLogPath !== undefined) slowLog?.write(slowLogPath);
         latencies = medians(runs);
         latencyRuns = runs.map(roundedAll);
       }
@@ -424,6 +482,8 @@ async function main(): Promise<void> {
           // JSC's settings apply under Bun only.
           gc: isBun() ? gc : null,
           dropBehind: dropBehind ?? null,
+          slowLog: values["slow-log"] ?? null,
+          slowMs,
         },
         ...figures,
         ...roundedAll(latencies),
