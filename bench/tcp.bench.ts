@@ -165,12 +165,6 @@ function percentile(sorted: Float64Array, fraction: number): number {
   return sorted[Math.min(sorted.length - 1, Math.ceil(fraction * sorted.length) - 1)]!;
 }
 
-/**
- * Records at a fixed rate. Each record carries its index and the time it was handed to the
- * producer; latency is measured twice: from that send time (what the broker and client add),
- * and from the record's scheduled time on the fixed-rate schedule (coordinated omission
- * corrected: it also counts the sender's own lateness, including its timer's resolution).
- */
 /** The slow records of every latency run, for --slow-log: one text line each. */
 class SlowLog {
   readonly slowMs: number;
@@ -200,6 +194,12 @@ class SlowLog {
   }
 }
 
+/**
+ * Records at a fixed rate. Each record carries its index and the time it was handed to the
+ * producer; latency is measured twice: from that send time (what the broker and client add),
+ * and from the record's scheduled time on the fixed-rate schedule (coordinated omission
+ * corrected: it also counts the sender's own lateness, including its timer's resolution).
+ */
 async function latency(
   port: number,
   rate: number,
