@@ -227,24 +227,11 @@ export function writeQueueAckRequest(writer: Writer, request: QueueAckRequest): 
   writeAckPartitions(writer, request.partitions);
 }
 
-/**
- * A request's `member_id`: past MEMBER_ID_BYTES_MAX it is malformed (INVALID_REQUEST), as in
- * the msgpack APIs, rather than a member that merely is unknown. The length is the bytes read,
- * so no string is encoded again to measure it.
- */
-export function readMemberId(reader: Reader): string {
-  const at = reader.position;
-  const memberId = reader.string("member_id");
-  const bytes = reader.position - at - 2;
-  if (bytes > MEMBER_ID_BYTES_MAX) {
-    throw ProtocolError.invalid(`member_id of ${bytes} bytes exceeds ${MEMBER_ID_BYTES_MAX}`);
-  }
-  return memberId;
-}
-
 export function readQueueAckRequest(reader: Reader): QueueAckRequest {
   const queue = reader.string("queue");
-  const memberId = readMemberId(reader);
+  // Past MEMBER_ID_BYTES_MAX a member id is malformed (INVALID_REQUEST), as in the msgpack
+  // APIs, rather than a member that merely is unknown.
+  const memberId = reader.string("member_id", MEMBER_ID_BYTES_MAX);
   const partitions = readAckPartitions(reader);
   reader.expectEnd("QueueAckRequest");
   return { queue, memberId, partitions };

@@ -38,7 +38,7 @@ import {
   type AckPartitionResult,
   type AckSeqState,
   readAckPartitions,
-  readMemberId,
+  MEMBER_ID_BYTES_MAX,
   writeAckPartitions,
   writeAckResults,
   writeAckSeqState,
@@ -103,7 +103,7 @@ export function readQueueFetchRequest(reader: Reader): QueueFetchRequest {
   const maxRecords = reader.u32("max_records");
   const maxBytes = reader.u32("max_bytes");
   const queue = reader.string("queue");
-  const memberId = readMemberId(reader);
+  const memberId = reader.string("member_id", MEMBER_ID_BYTES_MAX);
   const acks = readAckPartitions(reader);
   reader.expectEnd("QueueFetchRequest");
   if (maxRecords < 1 || maxRecords > QUEUE_FETCH_RECORDS_MAX) {

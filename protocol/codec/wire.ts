@@ -226,10 +226,11 @@ export class Reader {
     return this.raw(i32At(this.bytes, this.#take(4, what, " length")) >>> 0, what);
   }
 
-  string(what = "string"): string {
+  /** A string of at most `bytesMax` UTF-8 bytes (a field's own limit, where it has one). */
+  string(what = "string", bytesMax = STRING_BYTES_MAX): string {
     const length = u16At(this.bytes, this.#take(2, what, " length"));
-    if (length > STRING_BYTES_MAX) {
-      throw ProtocolError.invalid(`${what} of ${length} bytes exceeds ${STRING_BYTES_MAX}`);
+    if (length > bytesMax) {
+      throw ProtocolError.invalid(`${what} of ${length} bytes exceeds ${bytesMax}`);
     }
     return decodeUtf8(this.raw(length, what), what);
   }
