@@ -124,6 +124,9 @@ export async function serve(values: ParsedValues): Promise<number> {
   const { TopicWatch } = await import("../ops/topic_watch.ts");
   const watch = new TopicWatch(engine, log);
   watch.start();
+  // The handlers go in before the listening lines: a supervisor (or a test) may signal as soon
+  // as it reads them, and a SIGTERM before the handlers would end the process uncleanly.
+  const signalled = untilSignal(log);
   log.info("listening", { host: server.host, port: server.port });
   if (server.kafka !== undefined) {
     log.info("kafka listening", { port: server.kafka.port, tls: server.kafka.tls });
@@ -133,7 +136,7 @@ export async function serve(values: ParsedValues): Promise<number> {
     console.log(`sluice-tls listening on ${server.host}:${server.tlsPort}`);
   }
   console.log(`sluice listening on ${server.host}:${server.port}`);
-  const signal = await untilSignal(log);
+  const signal = await signalled;
   log.info(`${signal} received, shutting down`);
   watch.stop();
   await stopHttp?.close();
