@@ -8,6 +8,7 @@
 import fs from "node:fs";
 import type { OpsHttp } from "../ops/http.ts";
 import type { ServerEvent } from "../protocol/mod.ts";
+import { execUnderGcMode } from "../ops/gc_exec.ts";
 import { describeGc } from "../ops/gc_tuning.ts";
 import { Logger } from "../ops/log.ts";
 import { type ParsedValues, UsageError } from "./_args.ts";
@@ -47,6 +48,8 @@ function makeLogger(resolved: Resolved): Logger {
 export async function serve(values: ParsedValues): Promise<number> {
   const resolved = resolveServeSettings(values);
   const { settings } = resolved;
+  // First, before anything is opened: returns only when serve does not start itself again.
+  const gcExec = await execUnderGcMode(settings.gc);
   // TLS and authentication come from flags only (README "Security"); checked before opening.
   const flags = flagsWithSettings(values, resolved);
   const security = serveSecurity(flags);
@@ -64,7 +67,10 @@ export async function serve(values: ParsedValues): Promise<number> {
   log.info("starting", describeSettings(resolved));
   // JavaScriptCore's GC options come from the environment at start (README "GC settings").
   if ((process.versions as Record<string, string | undefined>)["bun"] !== undefined) {
-    log.info("gc", describeGc(process.env));
+    const fields = { asked: settings.gc, ...describeGc(process.env) };
+    if (gcExec.outcome === "failed" || gcExec.outcome === "no-ffi") {
+      log.warn("gc", { ...fields, exec: gcExec.outcome, errno: String(gcExec.errno ?? "") });
+    } else log.info("gc", fields);
   }
   const { Engine } = await import("../engine/mod.ts");
   const { SluiceServer } = await import("../protocol/mod.ts");

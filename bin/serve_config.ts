@@ -59,6 +59,11 @@ export type ServeSettings = {
    * unset: the engine's default, 256 MiB).
    */
   tailCacheMib: number | undefined;
+  /**
+   * The GC and allocator settings (ops/gc_tuning.ts): "tuned" starts serve again in place
+   * with them when the environment lacks any (ops/gc_exec.ts); "default" without them.
+   */
+  gc: "tuned" | "default";
   /** The token the HTTP listener requires (Bearer, or the password of Basic). */
   httpToken: string | undefined;
   // Security (README "Security") and the Kafka listener: resolved here like every setting, then
@@ -242,6 +247,16 @@ export const SETTINGS: readonly Setting[] = [
       "MiB of written log tails kept in memory for readers at the tail, over all partitions " +
       "(default 256); past it the logs appended to least recently give theirs back",
   },
+  {
+    key: "gc",
+    flag: "gc",
+    env: "SLUICE_GC",
+    file: "runtime.gc",
+    kind: { type: "enum", values: ["tuned", "default"] },
+    help:
+      "tuned: serve runs under sluice's GC and allocator settings, starting itself again in " +
+      "place with them when the environment lacks any (Bun on Linux); default: the runtime's own",
+  },
   ...passThrough("httpToken", "http-token", "http.token", { type: "string" }),
   ...passThrough("tlsCert", "tls-cert", "tls.cert", { type: "string" }),
   ...passThrough("tlsKey", "tls-key", "tls.key", { type: "string" }),
@@ -305,6 +320,7 @@ function defaults(env: NodeJS.ProcessEnv): ServeSettings {
     dropBehind: "on",
     dropBehindKeepMib: undefined,
     tailCacheMib: undefined,
+    gc: "tuned",
     httpToken: undefined,
     tlsCert: undefined,
     tlsKey: undefined,

@@ -64,6 +64,13 @@ export const SERVE_OPS_OPTIONS: Record<string, OptionSpec> = {
       "together; past it the logs appended to least recently give theirs back and their " +
       "readers read the file (default 256)",
   },
+  gc: {
+    type: "string",
+    help:
+      'tuned: run under sluice\'s GC and allocator settings (README "GC settings"), starting ' +
+      "serve again in place with them when the environment lacks any; default: the runtime's " +
+      "own (default tuned)",
+  },
   "metrics-partitions-max": {
     type: "string",
     help: "Above this many partitions /metrics exports per-topic series only (default 1000)",

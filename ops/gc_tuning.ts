@@ -81,6 +81,8 @@ export function gcEnvironment(
     if (mode === "default") delete env[name];
     else env[name] ??= value;
   }
+  // `sluice serve` would otherwise start itself again with the settings (ops/gc_exec.ts).
+  if (mode === "default") env["SLUICE_GC"] = "default";
   return env;
 }
 

@@ -26,7 +26,8 @@
 //                             round (`serve --drop-behind`; default on)
 //   gc=tuned|default          a server process it starts: under sluice's GC and allocator
 //                             settings (ops/gc_tuning.ts, as bench:tcp and the Docker image
-//                             run it) or the runtime's own (default: the environment's)
+//                             run it) or the runtime's own (default: serve's own, tuned,
+//                             unless the environment says SLUICE_GC=default)
 //   lingerMs=<n>              producer linger (default 1; 5 in per-message mode). Keyless
 //                             records go to a sticky partition that moves on with each
 //                             sealed batch, so over many
@@ -473,7 +474,11 @@ export class SluiceTcpDriver implements Driver {
         : {
             gc:
               this.#settings.gc ??
-              (gcModeHolds(process.env, "tuned") ? "tuned (environment)" : "runtime default"),
+              (gcModeHolds(process.env, "tuned")
+                ? "tuned (environment)"
+                : process.env["SLUICE_GC"] === "default"
+                  ? "runtime default (SLUICE_GC=default)"
+                  : "tuned (serve's default)"),
           }),
       ...(this.#settings.queue === undefined ? {} : queueModeSettings(this.#settings.queue)),
       ...priorityLevelsSetting(this.#config.priorityLevels),
