@@ -51,7 +51,7 @@ export type ServeSettings = {
   dropBehind: "on" | "off" | "all";
   /**
    * MiB of each partition's latest durable bytes drop-behind leaves in the page cache
-   * (EngineOptions.dropBehindKeepBytes; unset: the engine's default, 64 MiB).
+   * (EngineOptions.dropBehindKeepBytes; unset: the engine's default, 8 MiB).
    */
   dropBehindKeepMib: number | undefined;
   /**
@@ -224,7 +224,7 @@ export const SETTINGS: readonly Setting[] = [
     file: "storage.dropBehind",
     kind: { type: "enum", values: ["on", "off", "all"] },
     help:
-      "on: durable log bytes older than each partition's last 64 MiB leave the page cache; " +
+      "on: durable log bytes older than each partition's last 8 MiB leave the page cache; " +
       "all: also the bytes of logs that do not sync (fsync never/interval)",
   },
   {
@@ -235,7 +235,7 @@ export const SETTINGS: readonly Setting[] = [
     kind: { type: "int", min: 0, max: 1_048_576 },
     help:
       "MiB of each partition's latest durable bytes that drop-behind leaves in the page cache " +
-      "(default 64)",
+      "(default 8)",
   },
   {
     key: "tailCacheMib",

@@ -46,7 +46,7 @@ export const SERVE_OPS_OPTIONS: Record<string, OptionSpec> = {
   "drop-behind": {
     type: "string",
     help:
-      "on: after a synced round, durable log bytes older than each partition's last 64 MiB " +
+      "on: after a synced round, durable log bytes older than each partition's last 8 MiB " +
       "leave the page cache (posix_fadvise; Linux); all: also the written bytes of logs that " +
       "do not sync (fsync never/interval), handed to writeback first; off: the kernel keeps " +
       "them (default on)",
@@ -55,7 +55,7 @@ export const SERVE_OPS_OPTIONS: Record<string, OptionSpec> = {
     type: "string",
     help:
       "MiB of each partition's latest durable bytes that drop-behind leaves in the page cache " +
-      "for readers near the tail (default 64)",
+      "for readers near the tail (default 8)",
   },
   "tail-cache-mib": {
     type: "string",

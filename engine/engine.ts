@@ -127,7 +127,7 @@ export type EngineOptions = {
   partitionSync?: PartitionSync;
   /**
    * Drop-behind (engine/page_cache.ts): after a synced flush round, each partition's durable
-   * bytes older than its last `dropBehindKeepBytes` (default 64 MiB) leave the page cache,
+   * bytes older than its last `dropBehindKeepBytes` (default 8 MiB) leave the page cache,
    * so that a log written at a steady rate writes into freshly freed pages instead of growing
    * the cache into memory the machine has not touched (slow on ballooned VMs). Linux with FFI
    * only, and only with the default FileIO; `false` turns it off.

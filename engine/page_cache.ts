@@ -142,9 +142,15 @@ export function cacheDropper(): Promise<CacheDropper | undefined> {
 
 /**
  * Each partition keeps this many bytes of its latest durable data cached (consumers at or
- * near the tail read them, besides the segment's in-memory tail): at 10 MB/s per partition
- * (160,000 msg/s of 1 KiB over 16 partitions) about six seconds.
+ * near the tail read them, besides the segment's in-memory tail of up to 8 MiB): at 6 MB/s per
+ * partition (100,000 msg/s of 1 KiB over 16 partitions) about 1.3 seconds. It was 64 MiB; on a
+ * VM whose free memory goes back to the host every page the cache grows by costs a host fault
+ * on its first write, and 64 MiB over 16 partitions is 1 GiB of those before any page is
+ * reused: at a fixed 100,000 accepted msg/s on queue-1kb the first ~10 s of a run took the
+ * whole machine (the kernel's copy into fresh page-cache pages 12-18 % of all its samples)
+ * and left a backlog of 170,000-330,000 records, where with 8 MiB the copy took 5-6 % and the
+ * backlog peaked at 350-82,000 (bench/RESULTS.md, "Drop-behind keep of 8 MiB").
  */
-export const DROP_BEHIND_KEEP_BYTES_DEFAULT = 64 * 1024 * 1024;
+export const DROP_BEHIND_KEEP_BYTES_DEFAULT = 8 * 1024 * 1024;
 /** Ranges are dropped once this many bytes have gathered: one call per 4 MiB, not per round. */
 export const DROP_BEHIND_STEP_BYTES = 4 * 1024 * 1024;

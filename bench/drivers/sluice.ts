@@ -22,7 +22,7 @@
 //                             (`serve --partition-sync`; default auto). flush: one syncfs
 //                             per round, one journal commit for every partition it covers
 //   dropBehind=on|off         a server it starts: whether durable log bytes older than each
-//                             partition's last 64 MiB leave the page cache after a synced
+//                             partition's last 8 MiB leave the page cache after a synced
 //                             round (`serve --drop-behind`; default on)
 //   gc=tuned|default          a server process it starts: under sluice's GC and allocator
 //                             settings (ops/gc_tuning.ts, as bench:tcp and the Docker image
