@@ -81,8 +81,9 @@ export function gcEnvironment(
     if (mode === "default") delete env[name];
     else env[name] ??= value;
   }
-  // `sluice serve` would otherwise start itself again with the settings (ops/gc_exec.ts).
-  if (mode === "default") env["SLUICE_GC"] = "default";
+  // What `sluice serve` asks for (ops/gc_exec.ts): otherwise it would start itself again with
+  // the settings under `default`, or without them under a SLUICE_GC=default inherited.
+  env["SLUICE_GC"] = mode;
   return env;
 }
 

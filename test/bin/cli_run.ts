@@ -22,13 +22,18 @@ export type SluiceChild = {
   stderr(): string;
 };
 
-/** Environment variables added to the test's own for one command. */
-export type RunOptions = { env?: NodeJS.ProcessEnv };
+/**
+ * `env`: variables added to the test's own for one command; `exactEnv`: the whole environment
+ * instead. `bun`: run under this Bun executable whichever runtime runs the tests.
+ */
+export type RunOptions = { env?: NodeJS.ProcessEnv; exactEnv?: NodeJS.ProcessEnv; bun?: string };
 
 /** Starts `sluice ARGS`, collecting its output. */
 export function spawnSluice(args: string[], options: RunOptions = {}): SluiceChild {
-  const [command, argv] = runtimeArgv(join(PROJECT_ROOT, "bin/sluice.ts"), args);
-  const env = options.env === undefined ? process.env : { ...process.env, ...options.env };
+  const script = join(PROJECT_ROOT, "bin/sluice.ts");
+  const [command, argv] =
+    options.bun === undefined ? runtimeArgv(script, args) : [options.bun, [script, ...args]];
+  const env = options.exactEnv ?? { ...process.env, ...options.env };
   const child = spawn(command, argv, { stdio: ["pipe", "pipe", "pipe"], env });
   let stdout = "";
   let stderr = "";

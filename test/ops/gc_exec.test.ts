@@ -5,13 +5,13 @@
 // read at start.
 
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, test } from "node:test";
 import { GC_EXEC_MARK, gcExecEnvironment, reexecArgv } from "../../ops/gc_exec.ts";
 import { GC_TUNING_ENV } from "../../ops/gc_tuning.ts";
-import { PROJECT_ROOT, tempDir, waitFor } from "../helpers.ts";
+import { serveUntilListening } from "../bin/cli_run.ts";
+import { PROJECT_ROOT, tempDir } from "../helpers.ts";
 
 const NAMES = Object.keys(GC_TUNING_ENV);
 /** The feature is Bun's: the broker runs under the project's Bun whichever runtime tests. */
@@ -37,28 +37,9 @@ function environOf(pid: number): Record<string, string> {
   return env;
 }
 
-/** Starts `bun bin/sluice.ts serve ARGS` under `env`; resolves once it listens. */
-async function serve(args: string[], env: Record<string, string>) {
-  const child = spawn(BUN, [join(PROJECT_ROOT, "bin/sluice.ts"), "serve", ...args], {
-    env,
-    stdio: ["ignore", "pipe", "pipe"],
-  });
-  let stdout = "";
-  let stderr = "";
-  child.stdout.on("data", (chunk: Buffer) => {
-    stdout += chunk.toString();
-  });
-  child.stderr.on("data", (chunk: Buffer) => {
-    stderr += chunk.toString();
-  });
-  const exited = new Promise<number | null>((resolve) => child.once("close", resolve));
-  let done = false;
-  void exited.then(() => {
-    done = true;
-  });
-  await waitFor(() => /sluice listening on/.test(stdout) || done, "the broker to listen", 20_000);
-  assert.equal(done, false, `serve exited: ${stdout}${stderr}`);
-  return { child, exited, stderr: () => stderr };
+/** Starts `bun bin/sluice.ts serve ARGS` under exactly `env`; resolves once it listens. */
+function serve(args: string[], env: Record<string, string>) {
+  return serveUntilListening(args, { exactEnv: env, bun: BUN });
 }
 
 describe("serve under its GC settings", () => {

@@ -34,6 +34,7 @@ describe("gc tuning", () => {
   test("default removes every setting, whoever set it", () => {
     const env = gcEnvironment({ PATH: "/bin", [TIMER]: "0.001", [BUDGET]: "1" }, "default");
     assert.deepEqual(env, { PATH: "/bin", SLUICE_GC: "default" });
+    assert.equal(gcEnvironment({ SLUICE_GC: "default" }, "tuned")["SLUICE_GC"], "tuned");
     assert.equal(gcModeHolds(env, "default"), true);
     assert.equal(gcModeHolds({ [TIMER]: "0.001" }, "tuned"), false);
     assert.equal(gcModeHolds({ [TIMER]: "0.001" }, "default"), false);
