@@ -37,6 +37,16 @@
 //            A pass of one judged second (a ramp step) is provisional: it steers the search
 //            but never stands for a rate on its own (the "standing" rule): the rate a failed
 //            confirm or probe falls back to passed a window of STANDING_SECONDS_MIN or more;
+//   revisit  once a run, a bisection that converged with time to spare (the confirm's seconds
+//            and 8 s more after a revisit settling up to 5 s) judges its upper bound once
+//            more (2 judged seconds, settling first; the
+//            "revisit" rule): the run's first seconds cost every system the most per message
+//            (fresh page cache and heap, code not yet compiled, connections opening), and a
+//            ramp step failed there bounds a search that is otherwise over within seconds: on
+//            2026-12-05 queue-1kb's 80k ramp step failed in second 9 (machine 168%), the
+//            search held 73k, and the measured minute at 73k used 60-80% of the machine.
+//            A revisit that passes forgets the failure and ramps on from it; one that fails
+//            confirms the bound, and the confirm starts. A revisit is not retried.
 //   confirm  the end of warm-up (at least 8 s, or 30% of it) holds the highest sustained
 //            rate and judges its seconds as one window, the strictest test of the search
 //            (the "confirm" rule: headroom over the longest window warm-up affords). It is
@@ -115,6 +125,8 @@ export const DIRTY_SETTLE_SECONDS = 1;
 export const CONFIRM_SECONDS_MIN = 8;
 export const CONFIRM_WARMUP_SHARE = 0.3;
 export const PRE_MEASURE_SECONDS = 2;
+/** The revisit rule: how many times a run judges its converged bound once more. */
+export const REVISITS_MAX = 1;
 /** A confirm that fails after this many judged seconds steps down at once. */
 export const CONFIRM_EARLY_SAMPLES = 3;
 /** The probe rule: the measured phase's first seconds, judged as one window... */
@@ -150,6 +162,11 @@ export type SearchRules = {
    * this p99 bound (the whole bound, ms) is judged once more before it counts.
    */
   retryP99BoundMs?: number;
+  /**
+   * The revisit rule: a bisection that converged with time to spare judges its upper bound
+   * once more, at most this many times a run.
+   */
+  revisitsMax?: number;
 };
 
 /** The rules in one line, as the report shows them. */
@@ -177,7 +194,11 @@ export function describeRules(rules: SearchRules): string {
       ? ""
       : "; retry: a ramp or bisect step failing only the headroom (its window passes p99 ≤ " +
         `${rules.retryP99BoundMs} ms and the whole allowances) is judged once more before it ` +
-        "counts")
+        "counts") +
+    (rules.revisitsMax === undefined
+      ? ""
+      : `; revisit: a search that converged with time to spare judges its bound once more ` +
+        `(at most ${rules.revisitsMax} a run) and ramps on when it passes`)
   );
 }
 
@@ -244,6 +265,8 @@ export type RateSearchStep = {
   next: string;
   /** The step judged again the rate of the step before it, which failed (the retry rule). */
   retry?: true;
+  /** The step judged again the bound a converged bisection ended at (the revisit rule). */
+  revisit?: true;
 };
 
 export type RateSearchOptions = {
@@ -275,6 +298,9 @@ export class RateSearch {
   #retrying = false;
   /** The step before this one failed: its dirty pages are waited for (the drain rule). */
   #afterFailure = false;
+  /** The current step judges again the bound of a converged bisection (the revisit rule). */
+  #revisiting = false;
+  #revisits = 0;
   #stepStartSecond = 0;
   #seconds = 0;
   #backoffs = 0;
@@ -329,7 +355,18 @@ export class RateSearch {
       standingSecondsMin: STANDING_SECONDS_MIN,
       dirtySettleBytesMin: DIRTY_SETTLE_BYTES_MIN,
       retryP99BoundMs: this.#options.publishP99MsMax,
+      revisitsMax: REVISITS_MAX,
     };
+  }
+
+  /** Whether the current step judges again a converged bisection's bound (the revisit rule). */
+  get revisiting(): boolean {
+    return this.#revisiting;
+  }
+
+  /** How many steps judged again a converged bisection's bound (the revisit rule). */
+  get revisitedSteps(): number {
+    return this.steps.filter((step) => step.revisit === true).length;
   }
 
   /** How many steps were judged again after a narrow failure (the retry rule). */
@@ -488,7 +525,7 @@ export class RateSearch {
    */
   #retryWhy(step: RateSearchStep): string | undefined {
     const verdict = step.verdict;
-    if (verdict.sustained || step.retry === true) return undefined;
+    if (verdict.sustained || step.retry === true || step.revisit === true) return undefined;
     if (
       this.#remaining() - this.#stepSeconds(this.#state as "ramp" | "bisect") <
       this.#confirmSeconds
@@ -549,8 +586,10 @@ export class RateSearch {
       verdict,
       next: "",
       ...(this.#retrying ? { retry: true as const } : {}),
+      ...(this.#revisiting ? { revisit: true as const } : {}),
     };
     this.#retrying = false;
+    this.#revisiting = false;
     this.steps.push(step);
     return step;
   }
@@ -578,8 +617,15 @@ export class RateSearch {
       next = { state: "ramp", rate: this.#rate * RATE_SEARCH_GROWTH };
     } else if (low === 0) {
       next = { state: "ramp", rate: Math.max(RATE_MIN, high / RATE_SEARCH_GROWTH) };
+    } else if (!Number.isFinite(high)) {
+      // A revisit passed: its failure is forgotten, and the ramp goes on from it.
+      next = { state: "ramp", rate: low * RATE_SEARCH_GROWTH };
     } else if (high / low <= RATE_SEARCH_PRECISION) {
-      return this.#startConfirm(`within ${Math.round((RATE_SEARCH_PRECISION - 1) * 100)}%`);
+      const within = `within ${Math.round((RATE_SEARCH_PRECISION - 1) * 100)}%`;
+      if (this.#revisits < REVISITS_MAX && this.#revisitFits()) {
+        return this.#revisit(high, within);
+      }
+      return this.#startConfirm(within);
     } else {
       next = { state: "bisect", rate: Math.sqrt(low * high) };
     }
@@ -589,6 +635,28 @@ export class RateSearch {
     this.#state = next.state;
     this.#setRate(next.rate);
     return `${next.state} at ${Math.round(next.rate)} msg/s`;
+  }
+
+  /**
+   * A revisit fits when, settling as long as any step may, it still leaves the confirm its
+   * seconds and CONFIRM_SECONDS_MIN more: the revisit never takes from a failed confirm the
+   * time to confirm the rate it steps down to.
+   */
+  #revisitFits(): boolean {
+    const revisit = SETTLE_SECONDS_MAX + BISECT_JUDGED_SECONDS;
+    return this.#remaining() - revisit >= this.#confirmSeconds + CONFIRM_SECONDS_MIN;
+  }
+
+  /** Judges a converged bisection's bound once more, as a bisect step (the revisit rule). */
+  #revisit(bound: number, within: string): string {
+    this.#revisits++;
+    this.#state = "bisect";
+    this.#setRate(bound);
+    this.#revisiting = true;
+    return (
+      `${within}, with time to spare: revisit ${Math.round(bound)} msg/s (its failure may ` +
+      "have been the run's costly first seconds)"
+    );
   }
 
   #setRate(rate: number): void {

@@ -265,13 +265,16 @@ export function searchSummary(result: Pick<BenchResult, "rateSearch">): string {
       const mark = step.verdict.sustained ? "✓" : `✗ (${step.verdict.reasons.join("; ")})`;
       const rate = Math.round(step.rate).toLocaleString("en-US");
       const retry = step.retry === true ? " (retry)" : "";
-      return `${step.state} ${rate}${retry} ${mark} [${STEP_RULES[step.state]}]`;
+      const revisit = step.revisit === true ? " (revisit)" : "";
+      return `${step.state} ${rate}${retry}${revisit} ${mark} [${STEP_RULES[step.state]}]`;
     })
     .join(" → ");
   const retried =
     search.retriedSteps === undefined ? "" : `, ${search.retriedSteps} step(s) retried`;
+  const revisited =
+    search.revisitedSteps === undefined ? "" : `, ${search.revisitedSteps} revisited`;
   const held = Math.round(search.heldRate).toLocaleString("en-US");
-  return `${steps}; measured at ${held} msg/s${retried}`;
+  return `${steps}; measured at ${held} msg/s${retried}${revisited}`;
 }
 
 function latencyAtLoadSummary(result: BenchResult): string {

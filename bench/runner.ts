@@ -125,6 +125,8 @@ export type RateSearchResult = {
   rules: SearchRules;
   /** Steps judged again after failing only the headroom (the retry rule; absent before it). */
   retriedSteps?: number;
+  /** Steps that judged a converged bisection's bound again (the revisit rule; absent before it). */
+  revisitedSteps?: number;
 };
 
 export type RunOutcome = {
@@ -570,6 +572,7 @@ class Timeline {
               heldRate: search.rate,
               rules: search.rules,
               retriedSteps: search.retriedSteps,
+              revisitedSteps: search.revisitedSteps,
             },
       measuredSeconds: failure === undefined ? measureSamples : measured.length,
       clientCpu: this.#clientCpu(atMeasure, atEnd),
@@ -738,7 +741,8 @@ export function progressLine(
   const total = Math.round(
     workload.warmupDurationSeconds + workload.testDurationSeconds + backoffSeconds,
   );
-  const retry = search?.retrying === true ? " retry" : "";
+  const retry =
+    search?.retrying === true ? " retry" : search?.revisiting === true ? " revisit" : "";
   const searching =
     search !== undefined && sample.phase === "warmup"
       ? `  search ${search.state}${retry} ${formatCount(search.rate)} msg/s`

@@ -12,6 +12,7 @@ import {
   BACKOFFS_MAX,
   PROBE_SECONDS,
   RATE_SEARCH_PRECISION,
+  REVISITS_MAX,
   RateSearch,
   SEARCH_P99_BOUND_SHARE,
   STANDING_SECONDS_MIN,
@@ -105,6 +106,7 @@ describe("max-rate search headroom", () => {
       standingSecondsMin: STANDING_SECONDS_MIN,
       dirtySettleBytesMin: 64 * 1024 * 1024,
       retryP99BoundMs: 100,
+      revisitsMax: REVISITS_MAX,
     });
   });
 });
