@@ -10,6 +10,7 @@
 //
 // The queue is deleted with its topic (the broker deletes every queue reading a deleted topic).
 
+import { setImmediate } from "node:timers";
 import {
   type Admin,
   type ClientOptions,
@@ -24,6 +25,15 @@ import type {
 } from "../driver.ts";
 
 const EMPTY = new Uint8Array(0);
+/**
+ * A polled batch (up to maxRecords, 1,000) is answered in slices of this many messages, the
+ * worker's event loop turning between them. The load worker's producers share that loop:
+ * answering 1,000 messages at once held it 25-35 ms at 150k msg/s (the worker's stalls,
+ * bench/tools/_stall_monitor.ts), and every send and acknowledgement due meanwhile waited,
+ * counted as publish latency against the broker. amqplib hands RabbitMQ's deliveries over a
+ * socket read (up to 64 KiB, ~60 messages) at a time.
+ */
+export const ANSWER_SLICE = 64;
 
 /** How long a queue fetch waits at the broker for records before the loop looks again. */
 const QUEUE_POLL_WAIT_MS = 100;
@@ -113,6 +123,11 @@ export function createQueueConsumer(
   return new QueueBenchConsumer(consumer, handlers);
 }
 
+/** Resolves once the event loop has turned: timers and I/O due meanwhile have run. */
+function turn(): Promise<void> {
+  return new Promise((resolve) => setImmediate(resolve));
+}
+
 class QueueBenchConsumer implements BenchConsumer {
   readonly #consumer: QueueConsumer;
   readonly #handlers: AckingHandlers;
@@ -129,7 +144,10 @@ class QueueBenchConsumer implements BenchConsumer {
     try {
       while (!this.#closed) {
         const messages = await this.#consumer.poll();
-        for (const message of messages) this.#answer(message);
+        for (let i = 0; i < messages.length; i++) {
+          if (i > 0 && i % ANSWER_SLICE === 0) await turn();
+          this.#answer(messages[i]!);
+        }
       }
     } catch (error) {
       // The run's drain check reports what this consumer did not accept.
