@@ -18,6 +18,7 @@ import { type Driver, DriverUnavailableError } from "./driver.ts";
 import { createDriver, driverEntry, driverNames, parseDriverList } from "./drivers/mod.ts";
 import { optionsFor, parseDriverOptions } from "./drivers/options.ts";
 import { isManagedPeer, peerCommand } from "./peer_hints.ts";
+import { describePageReporting } from "./page_reporting.ts";
 import { renderReport } from "./report.ts";
 import { type BenchResult, buildResult, type LatencyPoint, latencyPoint } from "./result.ts";
 import { type RunOptions, runWorkload } from "./runner.ts";
@@ -262,6 +263,9 @@ function finish(
         "core; msg/core-s = msg/s per core of broker CPU",
     );
     for (const r of results) if (r.boundBy !== undefined) log(`${r.driver}: ${r.boundBy}`);
+    for (const r of results) {
+      if (r.pageReporting != null) log(`${r.driver}: ${describePageReporting(r.pageReporting)}`);
+    }
     if (results.some((r) => (r.latencyAtLoad ?? []).length > 0)) {
       log("");
       log(formatLatencyTable(results));

@@ -15,6 +15,7 @@ import type { BrokerCpu, ClientCpu, RateSearchResult, RunOutcome, WorkerInfo } f
 import type { SustainVerdict } from "./sustain.ts";
 import { NO_DISK_SYNCS } from "./disk_syncs.ts";
 import { boundOf } from "./bound.ts";
+import type { PageReporting } from "./page_reporting.ts";
 import type { MachineCpu } from "./proc_cpu.ts";
 import type { Sample } from "./stats.ts";
 import type { Workload } from "./workload.ts";
@@ -101,6 +102,12 @@ export type BenchResult = {
   brokerCpu: BrokerCpu;
   /** The whole machine over the measured phase: busy and stolen CPU, % of one core. */
   machineCpu: MachineCpu | null;
+  /**
+   * The kernel's free page reporting (virtio-balloon) over the measured phase: each pass stalls
+   * the whole VM (bench/page_reporting.ts). Null where the kernel has none; absent in results
+   * saved before it was recorded.
+   */
+  pageReporting?: PageReporting | null;
   /**
    * CPU the run did not use over the measured phase (machine busy − broker − workers −
    * coordinator), % of one core: other programs competing with the run. Null when unknown.
@@ -307,6 +314,7 @@ export function buildResult(input: ResultInput): BenchResult {
         : publishRateAvg / (brokerCpuPercent / 100),
     brokerCpu: outcome.brokerCpu,
     machineCpu: outcome.machineCpu,
+    pageReporting: outcome.pageReporting ?? null,
     otherCpuPercent: otherCpu(outcome),
     ...bound,
     failure: outcome.failure ?? null,

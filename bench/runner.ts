@@ -44,6 +44,12 @@ import {
   PUBLISH_P99_MS_MAX_DEFAULT,
   type SustainVerdict,
 } from "./sustain.ts";
+import {
+  type PageReporting,
+  type PageReportingMark,
+  pageReportingBetween,
+  pageReportingMark,
+} from "./page_reporting.ts";
 import { dirtyMB, type ProcReader, readProc } from "./tcp/isolation.ts";
 import { Ensemble, placeClients } from "./worker/ensemble.ts";
 import { type LoadWorker, WorkerDiedError } from "./worker/handle.ts";
@@ -141,6 +147,8 @@ export type RunOutcome = {
   brokerCpu: BrokerCpu;
   /** The whole machine over the measured phase (from /proc/stat; null elsewhere). */
   machineCpu: MachineCpu | null;
+  /** The kernel's free page reporting over the measured phase (null where it has none). */
+  pageReporting?: PageReporting | null;
   workers: WorkerInfo[];
   settings: DriverSettings;
   durability: string;
@@ -370,6 +378,7 @@ type Measured = { workerCpuPercents: number[] } & Pick<
   | "clientCpu"
   | "brokerCpu"
   | "machineCpu"
+  | "pageReporting"
   | "sustain"
   | "publishP99MsMax"
   | "drained"
@@ -387,6 +396,7 @@ type CpuMark = {
   brokerMs: number | undefined;
   selfMicros: number;
   machine: MachineTicks | undefined;
+  pageReporting: PageReportingMark | undefined;
 };
 
 /** The timed part of a run: warm-up, measured phase, drain; one sample a second. */
@@ -578,6 +588,7 @@ class Timeline {
       clientCpu: this.#clientCpu(atMeasure, atEnd),
       brokerCpu: this.#brokerCpu(atMeasure, atEnd),
       machineCpu: machineCpuBetween(atMeasure.machine, atEnd.machine, os.cpus().length),
+      pageReporting: pageReportingBetween(atMeasure.pageReporting, atEnd.pageReporting),
       workerCpuPercents: atEnd.eachWorkerMicros.map((micros, i) =>
         cpuPercent(micros - (atMeasure.eachWorkerMicros[i] ?? 0), atEnd.wallMs - atMeasure.wallMs),
       ),
@@ -645,6 +656,7 @@ class Timeline {
       brokerMs: this.#meter.totalMs(),
       selfMicros: cpuMicrosNow(),
       machine: machineTicks(),
+      pageReporting: pageReportingMark(),
     };
   }
 
