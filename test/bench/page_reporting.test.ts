@@ -35,7 +35,8 @@ describe("free page reporting", () => {
     assert.deepEqual(between, { order: 5, passes: 30, reportedBytes: 9 * 2 ** 30 });
     assert.equal(
       describePageReporting(between!),
-      "free page reporting (order 5): 30 passes, 9.0 GiB handed to the host over the measured phase",
+      "free page reporting (order 5): 30 passes, 9.0 GiB handed to the host over the " +
+        "measured phase",
     );
   });
 
