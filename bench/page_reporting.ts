@@ -61,12 +61,11 @@ export function pageReportingBetween(
 
 /** "free page reporting (order 5): 31 passes, 9.1 GiB handed to the host" for the log. */
 export function describePageReporting(reporting: PageReporting): string {
-  const parts = [`free page reporting (order ${reporting.order})`];
   const figures: string[] = [];
   if (reporting.passes !== null) figures.push(`${reporting.passes} passes`);
   if (reporting.reportedBytes !== null) {
     figures.push(`${(reporting.reportedBytes / 2 ** 30).toFixed(1)} GiB handed to the host`);
   }
-  if (figures.length > 0) parts.push(`: ${figures.join(", ")}`);
-  return `${parts.join("")} over the measured phase`;
+  const counted = figures.length > 0 ? `: ${figures.join(", ")}` : "";
+  return `free page reporting (order ${reporting.order})${counted} over the measured phase`;
 }

@@ -9,6 +9,7 @@ import { LatencyHistogram } from "../../bench/histogram.ts";
 import { RateSearch, type RateSearchStep } from "../../bench/rate_control.ts";
 import type { WindowSample } from "../../bench/sustain.ts";
 import { mulberry32 } from "../helpers.ts";
+import { runSearch, secondOf } from "./search_systems.ts";
 
 const BOUND_MS = 100;
 
@@ -50,23 +51,8 @@ function stallingSystem(
     const baseMs = 10 + 20 * (published / capacity) ** 2 + (lag / published) * 1000;
     const stall = stalled(at);
     const publishHistogram = histogramOf(baseMs, stall ? stallMs : baseMs, stall ? 0.08 : 0);
-    return {
-      elapsedMs: at * 1000,
-      targetRate: rate,
-      publishRate: published,
-      consumeRate: published,
-      backlog: 0,
-      scheduleLag: lag,
-      publishLatency: { p99Ms: publishHistogram.percentileMs(99) },
-      publishHistogram,
-    };
+    return secondOf(at, rate, published, lag, publishHistogram);
   };
-}
-
-function run(search: RateSearch, system: (rate: number) => WindowSample, seconds: number) {
-  let rate = search.rate;
-  for (let s = 0; s < seconds; s++) rate = search.observe(system(rate));
-  return search.finish();
 }
 
 const stepsAt = (search: RateSearch, rate: number): RateSearchStep[] =>
@@ -77,7 +63,7 @@ describe("max-rate search: the retry rule", () => {
     // The 40k ramp step is judged in second 7 (2 + 2 + 2 s of the steps before it, then one
     // settling second): that second stalls. Without the retry the search stays below 40k.
     const search = newSearch();
-    const held = run(
+    const held = runSearch(
       search,
       stallingSystem(120_000, (second) => second === 7),
       30,
@@ -94,7 +80,7 @@ describe("max-rate search: the retry rule", () => {
   test("an overload is not retried: the search bisects at once", () => {
     // 160k publishes 100k: under the keep-up share and far over the whole bound.
     const search = newSearch();
-    run(
+    runSearch(
       search,
       stallingSystem(100_000, () => false),
       30,
@@ -113,7 +99,7 @@ describe("max-rate search: the retry rule", () => {
     const search = newSearch();
     let rate = 0;
     const system = stallingSystem(120_000, () => rate >= 80_000);
-    const held = run(
+    const held = runSearch(
       search,
       (next) => {
         rate = next;
@@ -137,7 +123,7 @@ describe("max-rate search: the retry rule", () => {
     // The confirm of the 40k ramp pass starts at second 22 of a 30 s warm-up; two stalled
     // seconds among its first three fail it early, as before the retry rule.
     const search = newSearch();
-    const held = run(
+    const held = runSearch(
       search,
       stallingSystem(60_000, (second) => second === 22 || second === 23, 90),
       30,
@@ -157,7 +143,7 @@ describe("max-rate search: the retry rule", () => {
       const random = mulberry32(seed);
       const search = newSearch();
       held.push(
-        run(
+        runSearch(
           search,
           stallingSystem(100_000, () => random() < 0.1),
           30,

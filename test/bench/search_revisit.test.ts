@@ -9,13 +9,14 @@ import { describe, test } from "node:test";
 import { LatencyHistogram } from "../../bench/histogram.ts";
 import {
   CONFIRM_SECONDS_MIN,
+  describeRules,
   RATE_SEARCH_PRECISION,
   RateSearch,
   type RateSearchStep,
 } from "../../bench/rate_control.ts";
-import { describeRules } from "../../bench/rate_control.ts";
 import type { WindowSample } from "../../bench/sustain.ts";
 import { mulberry32 } from "../helpers.ts";
+import { runSearch, secondOf } from "./search_systems.ts";
 
 const BOUND_MS = 100;
 
@@ -58,23 +59,8 @@ function coldSystem(
       (slow(at) ? 40 : 0);
     const publishHistogram = new LatencyHistogram();
     for (let i = 0; i < 100; i++) publishHistogram.recordMs(p99Ms);
-    return {
-      elapsedMs: at * 1000,
-      targetRate: rate,
-      publishRate: published,
-      consumeRate: published,
-      backlog: 0,
-      scheduleLag: lag,
-      publishLatency: { p99Ms },
-      publishHistogram,
-    };
+    return secondOf(at, rate, published, lag, publishHistogram);
   };
-}
-
-function run(search: RateSearch, system: (rate: number) => WindowSample, seconds: number) {
-  let rate = search.rate;
-  for (let s = 0; s < seconds; s++) rate = search.observe(system(rate));
-  return search.finish();
 }
 
 const revisits = (search: RateSearch): RateSearchStep[] =>
@@ -84,7 +70,7 @@ describe("max-rate search: the revisit rule", () => {
   test("a bound set in the run's cold first seconds is revisited, and the ramp goes on", () => {
     // 50k msg/s for 10 s, then 150k: the 80k ramp step (second 9) fails cold.
     const search = newSearch(60);
-    const held = run(search, coldSystem(10, 50_000, 150_000), 60);
+    const held = runSearch(search, coldSystem(10, 50_000, 150_000), 60);
     const [revisit, ...more] = revisits(search);
     assert.equal(more.length, 0, "one revisit a run");
     assert.ok(revisit !== undefined, search.steps.map((step) => step.next).join(" | "));
@@ -106,7 +92,7 @@ describe("max-rate search: the revisit rule", () => {
     // The same cold start in a 30 s warm-up converges at second 18: a revisit would leave the
     // confirm less than its 9 s and 8 s more.
     const search = newSearch(30);
-    const held = run(search, coldSystem(10, 50_000, 150_000), 30);
+    const held = runSearch(search, coldSystem(10, 50_000, 150_000), 30);
     assert.equal(revisits(search).length, 0);
     assert.ok(held < 80_000, `held ${held}`);
     const confirm = search.steps.find((step) => step.state === "confirm")!;
@@ -115,7 +101,7 @@ describe("max-rate search: the revisit rule", () => {
 
   test("a bound that is the capacity fails its revisit, and the bisection's rate is held", () => {
     const search = newSearch(60);
-    const held = run(search, coldSystem(0, 100_000, 100_000), 60);
+    const held = runSearch(search, coldSystem(0, 100_000, 100_000), 60);
     const [revisit] = revisits(search);
     assert.ok(revisit !== undefined);
     assert.equal(revisit.verdict.sustained, false);
@@ -136,7 +122,7 @@ describe("max-rate search: the revisit rule", () => {
     const search = newSearch(60);
     let rate = 0;
     const system = coldSystem(0, 150_000, 150_000, () => rate >= 80_000);
-    const held = run(
+    const held = runSearch(
       search,
       (next) => {
         rate = next;
@@ -163,7 +149,7 @@ describe("max-rate search: the revisit rule", () => {
       const coldSeconds = 4 + Math.floor(random() * 11);
       const coldCapacity = 120_000 * (0.3 + 0.3 * random());
       const search = newSearch(60);
-      const held = run(search, coldSystem(coldSeconds, coldCapacity, 120_000), 60);
+      const held = runSearch(search, coldSystem(coldSeconds, coldCapacity, 120_000), 60);
       assert.ok(held <= 120_000 * RATE_SEARCH_PRECISION, `seed ${seed}: held ${held}`);
       assert.ok(held >= 120_000 / RATE_SEARCH_PRECISION ** 2, `seed ${seed}: held ${held}`);
     }

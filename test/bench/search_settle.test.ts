@@ -15,6 +15,7 @@ import {
 } from "../../bench/rate_control.ts";
 import { machineDirtyBytes } from "../../bench/runner.ts";
 import type { WindowSample } from "../../bench/sustain.ts";
+import { secondOf } from "./search_systems.ts";
 
 function newSearch(warmupSeconds = 30): RateSearch {
   return new RateSearch({
@@ -33,16 +34,8 @@ function second(
 ): WindowSample {
   const published = figures.published ?? rate;
   const lag = figures.lag ?? rate * 0.005;
-  return {
-    elapsedMs: at * 1000,
-    targetRate: rate,
-    publishRate: published,
-    consumeRate: published,
-    backlog: 0,
-    scheduleLag: lag,
-    publishLatency: { p99Ms: 5 + (lag / Math.max(published, 1)) * 1000 },
-    ...(figures.dirtyBytes === undefined ? {} : { dirtyBytes: figures.dirtyBytes }),
-  };
+  const sample = secondOf(at, rate, published, lag, 5 + (lag / Math.max(published, 1)) * 1000);
+  return figures.dirtyBytes === undefined ? sample : { ...sample, dirtyBytes: figures.dirtyBytes };
 }
 
 /**
