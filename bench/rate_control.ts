@@ -662,6 +662,7 @@ export class RateSearch {
   #setRate(rate: number): void {
     this.#pausing = false;
     this.#retrying = false;
+    this.#revisiting = false;
     this.#afterFailure = this.steps.at(-1)?.verdict.sustained === false;
     if (rate !== this.#rate) {
       this.#window = [];

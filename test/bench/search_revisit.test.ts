@@ -155,6 +155,18 @@ describe("max-rate search: the revisit rule", () => {
     }
   });
 
+  test("a revisit cut short by the end of warm-up is no longer reported as revisiting", () => {
+    const search = newSearch(60);
+    const system = coldSystem(10, 50_000, 150_000);
+    let rate = search.rate;
+    for (let s = 0; s < 60 && !search.revisiting; s++) rate = search.observe(system(rate));
+    assert.equal(search.revisiting, true, "the run reached its revisit");
+    search.finish();
+    assert.equal(search.state, "hold");
+    assert.equal(search.revisiting, false);
+    assert.equal(search.revisitedSteps, 0, "the revisit never judged its seconds");
+  });
+
   test("the rules name the revisit", () => {
     assert.match(describeRules(newSearch(60).rules), /revisit: .* \(at most 1 a run\)/);
   });
