@@ -54,6 +54,8 @@ export type ServeSettings = {
    * (EngineOptions.dropBehindKeepBytes; unset: the engine's default, 8 MiB).
    */
   dropBehindKeepMib: number | undefined;
+  /** Direct writes (EngineOptions.directWrites): "on" appends segments with O_DIRECT. */
+  directWrites: "on" | "off";
   /**
    * MiB of in-memory segment tails every log holds together (EngineOptions.tailCacheTotalBytes;
    * unset: the engine's default, 256 MiB).
@@ -228,6 +230,16 @@ export const SETTINGS: readonly Setting[] = [
       "all: also the bytes of logs that do not sync (fsync never/interval)",
   },
   {
+    key: "directWrites",
+    flag: "direct-writes",
+    env: "SLUICE_DIRECT_WRITES",
+    file: "storage.directWrites",
+    kind: { type: "enum", values: ["on", "off"] },
+    help:
+      "on: segments are appended with O_DIRECT from aligned buffers, not through the page " +
+      "cache (Bun on Linux, where the file system takes it; elsewhere buffered); off: buffered",
+  },
+  {
     key: "dropBehindKeepMib",
     flag: "drop-behind-keep-mib",
     env: "SLUICE_DROP_BEHIND_KEEP_MIB",
@@ -319,6 +331,7 @@ function defaults(env: NodeJS.ProcessEnv): ServeSettings {
     queueSyncsInFlight: undefined,
     dropBehind: "on",
     dropBehindKeepMib: undefined,
+    directWrites: "on",
     tailCacheMib: undefined,
     gc: "tuned",
     httpToken: undefined,

@@ -51,6 +51,13 @@ export const SERVE_OPS_OPTIONS: Record<string, OptionSpec> = {
       "do not sync (fsync never/interval), handed to writeback first; off: the kernel keeps " +
       "them (default on)",
   },
+  "direct-writes": {
+    type: "string",
+    help:
+      "on: partitions' segments are appended with O_DIRECT from aligned buffers, so appends " +
+      "neither fill nor free the page cache (Bun on Linux, where the file system takes it; " +
+      "elsewhere written buffered); off: through the page cache (default on)",
+  },
   "drop-behind-keep-mib": {
     type: "string",
     help:

@@ -15,6 +15,7 @@
 // partition directories to `*.deleted`, and removes them; leftovers are removed at next open.
 
 import { type CacheDropper, cacheDropper } from "./page_cache.ts";
+import { type DirectWrites, loadDirectWrites } from "./direct_io.ts";
 import fs from "node:fs";
 import { join } from "node:path";
 import { BATCH_BYTES_MAX_DEFAULT, SluiceError } from "../record/mod.ts";
@@ -142,6 +143,14 @@ export type EngineOptions = {
    * needs `dropBehind`.
    */
   dropBehindUnsynced?: boolean;
+  /**
+   * Direct writes (engine/direct_io.ts): partitions' segments are appended to with O_DIRECT
+   * from aligned staging buffers instead of through the page cache, so appends neither take
+   * nor free page-cache pages. Bun on Linux, on a file system that accepts O_DIRECT in the
+   * data directory, with the default FileIO; elsewhere segments are written buffered.
+   * Default true; `false` writes buffered.
+   */
+  directWrites?: boolean;
 };
 
 /** The ways the group commit may make a round durable (EngineOptions.partitionSync). */
@@ -200,6 +209,8 @@ export class Engine {
   #options: EngineOptions;
   /** Drop-behind's posix_fadvise (page_cache.ts); undefined: nothing is dropped. */
   #dropCache: CacheDropper | undefined;
+  /** What direct writes need (direct_io.ts); undefined: segments are written buffered. */
+  #directWrites: DirectWrites | undefined;
   #topics = new Map<string, Topic>();
   /** Bumped whenever a topic is created or deleted (exchanges cache resolved topics by it). */
   #topicGeneration = 0;
@@ -296,6 +307,9 @@ export class Engine {
       if (options.dropBehind !== false && options.io === undefined) {
         engine.#dropCache = await cacheDropper();
       }
+      if (options.directWrites !== false && options.io === undefined) {
+        engine.#directWrites = await loadDirectWrites(dir);
+      }
       await engine.#loadTopics();
       // Written now: the logs' starting points (and what migrated from per-log files) are
       // durable before the first interval, and logs deleted while closed are forgotten.
@@ -386,6 +400,7 @@ export class Engine {
             groupSync: this.groupSync,
             checkpoint: this.checkpoint,
             ...(this.#dropCache === undefined ? {} : { dropCache: this.#dropCache }),
+            ...(this.#directWrites === undefined ? {} : { directWrites: this.#directWrites }),
             ...(this.#options.dropBehindKeepBytes === undefined
               ? {}
               : { dropBehindKeepBytes: this.#options.dropBehindKeepBytes }),

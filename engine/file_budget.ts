@@ -80,10 +80,18 @@ export class FileBudget {
    * Hands a descriptor already open on `path` to the budget (opened with `flags` again when it
    * is needed after being closed).
    */
-  adopt(path: string, fd: number, flags = "r+"): BudgetedFile {
+  adopt(path: string, fd: number, flags: string | number = "r+"): BudgetedFile {
     const file = new BudgetedFile(this, path, flags, fd);
     this.touch(file);
     return file;
+  }
+
+  /**
+   * A file that exists, counted in the budget from its first use: opened with `flags` (a
+   * string or numeric `fs.open` flags, never creating or truncating) when first needed.
+   */
+  open(path: string, flags: string | number): BudgetedFile {
+    return new BudgetedFile(this, path, flags, undefined);
   }
 
   /** Marks `file` as the most recently used, closing others past the budget. @internal */
@@ -122,12 +130,12 @@ export class FileBudget {
 export class BudgetedFile {
   readonly path: string;
   #budget: FileBudget;
-  #flags: string;
+  #flags: string | number;
   #fd: number | undefined;
   #pins = 0;
   #closed = false;
 
-  constructor(budget: FileBudget, path: string, flags: string, fd: number) {
+  constructor(budget: FileBudget, path: string, flags: string | number, fd: number | undefined) {
     this.#budget = budget;
     this.path = path;
     this.#flags = flags;

@@ -26,6 +26,7 @@ import type { TailCacheBudget } from "./tail_cache_budget.ts";
 import type { FileIO } from "./io.ts";
 import { MAX_BATCH_BYTES_MAX } from "./log_config.ts";
 import { baseOffsetAt, batchSizeAt, maxTimestampAt } from "../record/mod.ts";
+import { DIRECT_BLOCK_BYTES, type DirectWrites } from "./direct_io.ts";
 import { parseSegmentFileName, Segment, segmentFileName } from "./segment.ts";
 import { type Corruption, fullScanStart, type ScanResult, scanSegment } from "./segment_scan.ts";
 import { OffsetIndex, TimeIndex } from "./sparse_index.ts";
@@ -43,6 +44,8 @@ export type OpenOptions = {
   tailCacheBudget: TailCacheBudget;
   /** False: segments are never mapped (PartitionLogOptions.mapSegments). */
   mapSegments?: boolean;
+  /** Set: active segments are appended to with O_DIRECT (direct_io.ts). */
+  direct?: DirectWrites;
   /** Told about every truncation and every damaged region found while opening. */
   onWarning: (message: string) => void;
   /**
@@ -196,6 +199,17 @@ function fullScan(fd: number, baseOffset: number, fileBytes: number, o: OpenOpti
   });
 }
 
+/**
+ * Whether [from, fileBytes) is the zero padding of a direct write: fewer than
+ * DIRECT_BLOCK_BYTES bytes, all zero, ending on a block boundary. A torn direct write that
+ * reached past it leaves more, or non-zero bytes, and is reported as any torn tail is.
+ */
+function isZeroPadding(fd: number, from: number, fileBytes: number, io: FileIO): boolean {
+  if (fileBytes % DIRECT_BLOCK_BYTES !== 0 || fileBytes - from >= DIRECT_BLOCK_BYTES) return false;
+  const bytes = io.readAt(fd, from, fileBytes - from);
+  return bytes.length === fileBytes - from && bytes.every((byte) => byte === 0);
+}
+
 type SegmentPlan = {
   baseOffset: number;
   nextBase: number | undefined;
@@ -210,7 +224,11 @@ function openOneSegment(dir: string, plan: SegmentPlan, o: OpenOptions) {
   const tail = plan.mustScan ? undefined : tailScan(fd, dir, plan.baseOffset, fileBytes, o);
   const scan = tail?.scan ?? fullScan(fd, plan.baseOffset, fileBytes, o);
   let size = fileBytes;
-  if (scan.tornAt !== undefined) {
+  if (scan.tornAt !== undefined && isZeroPadding(fd, scan.tornAt, fileBytes, o.io)) {
+    // What a direct write left past the last batch (direct_io.ts), not damage: cut quietly.
+    o.io.truncate(fd, scan.tornAt);
+    size = scan.tornAt;
+  } else if (scan.tornAt !== undefined) {
     const what = `${path}: invalid batch (${scan.tornProblem}) at position ${scan.tornAt}`;
     if (plan.isLast) {
       o.onWarning(`${what}; truncating ${fileBytes - scan.tornAt} bytes of torn tail`);
@@ -247,6 +265,7 @@ function openOneSegment(dir: string, plan: SegmentPlan, o: OpenOptions) {
       budget: o.budget,
       tailCacheBudget: o.tailCacheBudget,
       mapSegments: o.mapSegments,
+      ...(o.direct === undefined ? {} : { direct: o.direct }),
     },
   );
   if (tail === undefined || tail.trimmed) {
@@ -277,6 +296,7 @@ export function createSegment(dir: string, baseOffset: number, o: OpenOptions): 
       budget: o.budget,
       tailCacheBudget: o.tailCacheBudget,
       mapSegments: o.mapSegments,
+      ...(o.direct === undefined ? {} : { direct: o.direct }),
     },
   );
 }

@@ -24,6 +24,7 @@ import { ioError } from "./errors.ts";
 import { type FileBudget, sharedFileBudget } from "./file_budget.ts";
 import { sharedTailCacheBudget, type TailCacheBudget } from "./tail_cache_budget.ts";
 import type { GroupSync } from "./group_sync.ts";
+import type { DirectWrites } from "./direct_io.ts";
 import { type FileIO, realFileIO, releaseDeletedMappings, WRITTEN_IN_PLACE } from "./io.ts";
 import { type LogConfig, resolveLogConfig } from "./log_config.ts";
 import {
@@ -136,6 +137,12 @@ export type PartitionLogOptions = {
   dropCache?: CacheDropper;
   /** Bytes of the latest durable data kept cached (default DROP_BEHIND_KEEP_BYTES_DEFAULT). */
   dropBehindKeepBytes?: number;
+  /**
+   * Direct writes (direct_io.ts, `loadDirectWrites`): the flusher writes segments with
+   * O_DIRECT from aligned staging buffers, not through the page cache. Without (the default
+   * for a log opened on its own) segments are written buffered.
+   */
+  directWrites?: DirectWrites;
   /**
    * Drop-behind also after rounds that do not sync (fsync "never" or "interval" between
    * syncs): written ranges are handed to writeback half a keep behind the tail and dropped a
@@ -408,6 +415,7 @@ export class PartitionLog {
       tailCacheBudget: options.tailCacheBudget ?? sharedTailCacheBudget(),
       mapSegments: options.mapSegments ?? true,
       onWarning: options.onWarning ?? ((message) => console.warn(`sluice: ${message}`)),
+      ...(options.directWrites === undefined ? {} : { direct: options.directWrites }),
     };
     const checkpoint = options.checkpoint;
     this.#checkpoint = checkpoint;
@@ -1100,6 +1108,8 @@ export class PartitionLog {
     this.#unpinRound();
     const write = this.#roundWrites[index]!;
     if (write.buffers.length === 0) return undefined;
+    const segment = write.segment!;
+    if (segment.writesDirect) return segment.writeDirect(write.buffers, write.position);
     return this.#io.writeAll(write.pin(), write.buffers, write.position);
   }
 
@@ -1613,7 +1623,10 @@ export class PartitionLog {
         await this.#requestSync();
         await this.#sealing;
         for (const segment of this.#segments) {
-          if (!segment.sealed) await this.#persistIndexes(segment);
+          if (segment.sealed) continue;
+          await this.#persistIndexes(segment);
+          // Direct writes' zero padding leaves before the clean marker (direct_io.ts).
+          if (segment.trimPadding()) await this.#datasync(segment);
         }
         clean = this.#fenced === undefined;
       } catch {

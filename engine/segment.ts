@@ -20,6 +20,7 @@ import fs from "node:fs";
 import { join } from "node:path";
 import { assert, type SluiceError } from "../record/mod.ts";
 import { ioError } from "./errors.ts";
+import { DirectAppender, type DirectWrites } from "./direct_io.ts";
 import type { BudgetedFile, FileBudget } from "./file_budget.ts";
 import type { FileIO } from "./io.ts";
 import { MAX_BATCH_BYTES_MAX } from "./log_config.ts";
@@ -227,6 +228,12 @@ export class Segment implements TailCacheHolder {
   #sealed = false;
   /** Byte ranges whose batches passed their CRC check in this process (log_read.ts). */
   #verified: VerifiedRanges;
+  #budget: FileBudget;
+  /** Set: appends are written with O_DIRECT (direct_io.ts), through #appender. */
+  #direct: DirectWrites | undefined;
+  #appender: DirectAppender | undefined;
+  /** A direct write may have left zero padding past the written bytes (see direct_io.ts). */
+  #padded = false;
 
   constructor(
     dir: string,
@@ -241,6 +248,8 @@ export class Segment implements TailCacheHolder {
       tailCacheBudget: TailCacheBudget;
       /** False: never map the file; every read below the tail cache is a positional read. */
       mapSegments?: boolean;
+      /** Write appends with O_DIRECT (direct_io.ts); absent: through the page cache. */
+      direct?: DirectWrites;
     },
   ) {
     this.dir = dir;
@@ -251,6 +260,8 @@ export class Segment implements TailCacheHolder {
     this.#tailCacheBytes = options.tailCacheBytes;
     this.#cacheBudget = options.tailCacheBudget;
     this.#mapSegments = options.mapSegments ?? true;
+    this.#budget = options.budget;
+    this.#direct = options.direct;
     this.#size = state.size;
     this.#writtenPosition = state.size;
     this.#visiblePosition = state.size;
@@ -353,6 +364,39 @@ export class Segment implements TailCacheHolder {
 
   get hasUnwritten(): boolean {
     return this.#writtenPosition < this.#size;
+  }
+
+  /** Whether the flusher writes this segment's appends with `writeDirect`. */
+  get writesDirect(): boolean {
+    return this.#direct !== undefined && !this.#sealed;
+  }
+
+  /**
+   * Writes `buffers` (the views collectUnwritten gave) at `position`, the written end, with
+   * O_DIRECT: whole blocks, the last padded with zeros (direct_io.ts). Only where writesDirect.
+   */
+  writeDirect(buffers: readonly Uint8Array[], position: number): Promise<void> {
+    assert(this.writesDirect, "direct writes are on for an active segment");
+    assert(position === this.#writtenPosition, "a direct write starts at the written end");
+    this.#appender ??= new DirectAppender(
+      this.path("log"),
+      this.#budget,
+      this.#direct!,
+      (at, length) => this.#io.readAt(this.fd, at, length),
+    );
+    this.#padded = true;
+    return this.#appender.write(buffers, position);
+  }
+
+  /**
+   * Cuts the zero padding direct writes left past the written bytes; true if there was any
+   * to cut. Done at seal and at a clean close, before their fsync.
+   */
+  trimPadding(): boolean {
+    if (!this.#padded) return false;
+    this.#io.truncate(this.fd, this.#writtenPosition);
+    this.#padded = false;
+    return true;
   }
 
   /**
@@ -756,6 +800,14 @@ export class Segment implements TailCacheHolder {
   /** Makes the segment immutable once everything is written; it is then read by mapping. */
   seal(): void {
     assert(!this.hasUnwritten, "seal after every byte is written");
+    try {
+      this.trimPadding();
+    } catch {
+      // Left as it is: zero padding past the last batch is cut when the log is next opened
+      // (log_open.ts), and readers never go past the segment's size.
+    }
+    this.#appender?.close();
+    this.#appender = undefined;
     this.#sealed = true;
     segmentsSealedCount++;
     this.#windows = [];
@@ -772,6 +824,8 @@ export class Segment implements TailCacheHolder {
   truncateTo(position: number, nextOffset: number): void {
     assert(!this.#sealed, "only an active segment is truncated");
     this.#io.truncate(this.fd, position);
+    this.#padded = false;
+    this.#appender?.forgetHead();
     this.#verified.truncateTo(position);
     this.#windows = [];
     this.#lastJoined = undefined;
@@ -802,6 +856,8 @@ export class Segment implements TailCacheHolder {
     this.#lastJoined = undefined;
     this.#mapping = undefined;
     this.#windows = [];
+    this.#appender?.close();
+    this.#appender = undefined;
     this.#file.close();
     return this.#everMapped;
   }

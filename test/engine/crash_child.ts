@@ -2,13 +2,16 @@
 // several appends in flight, and prints one line per acknowledged append as soon as it
 // resolves, so that the parent knows exactly what the log promised before the SIGKILL.
 //
-//   argv: <dir> <first sequence number> <fsync: always | never>
+//   argv: <dir> <first sequence number> <fsync: always | never> [direct]
+//         (direct: segments written with O_DIRECT, engine/direct_io.ts; the child fails if
+//         the runtime or file system cannot)
 //   stdout: "open <logEndOffset>" once opened, then "<baseOffset> <lastOffset> <seq>" per ack
 //   stdin:  a pipe from the parent; when it closes (the parent died) the child exits
 //
 // The batch for a sequence number is a pure function of it (crashBatch), so the parent can
 // check every byte of every batch it finds, acknowledged or not.
 
+import { loadDirectWrites } from "../../engine/direct_io.ts";
 import { encodeRecordBatch, PartitionLog } from "../../engine/mod.ts";
 
 /** Small segments, so that rolls happen while batches are in flight. */
@@ -41,15 +44,27 @@ export function seqOfValue(value: Uint8Array | null): number {
 }
 
 async function main(): Promise<void> {
-  const [dir, firstSeqText, fsync] = process.argv.slice(2);
+  const [dir, firstSeqText, fsync, mode] = process.argv.slice(2);
   if (dir === undefined || firstSeqText === undefined) {
     throw new TypeError("usage: crash_child.ts <dir> <first seq> <always|never>");
   }
   if (fsync !== "always" && fsync !== "never") throw new TypeError(`fsync ${fsync}?`);
+  const directWrites = mode === "direct" ? await loadDirectWrites(dir) : undefined;
+  if (mode === "direct" && directWrites === undefined) throw new Error("no direct writes here");
   const log = await PartitionLog.open(
     dir,
-    { fsync, segmentBytes: CRASH_SEGMENT_BYTES, indexIntervalBytes: CRASH_INDEX_INTERVAL_BYTES },
-    { onWarning: (message) => process.stderr.write(`warning: ${message}\n`) },
+    {
+      fsync,
+      segmentBytes: CRASH_SEGMENT_BYTES,
+      indexIntervalBytes: CRASH_INDEX_INTERVAL_BYTES,
+      // The batches carry 2023 timestamps: with the default segmentMs every reopened active
+      // segment would roll at the first append, and no append would go on a recovered tail.
+      ...(directWrites === undefined ? {} : { segmentMs: Number.MAX_SAFE_INTEGER }),
+    },
+    {
+      onWarning: (message) => process.stderr.write(`warning: ${message}\n`),
+      ...(directWrites === undefined ? {} : { directWrites }),
+    },
   );
   process.stdout.write(`open ${log.logEndOffset}\n`);
   // A parent that died without killing us closes our stdin: do not write on forever.

@@ -1,0 +1,292 @@
+// Direct segment appends: the flusher writes an active segment's new bytes with O_DIRECT from
+// reused, block-aligned staging buffers instead of through the page cache.
+//
+// Why: a buffered append dirties page-cache pages that drop-behind (page_cache.ts) then frees,
+// at the broker's write rate. On the VMs sluice is benchmarked on, freed memory is handed back
+// to the host by the kernel's free page reporting every ~2 s, and each pass stalled every
+// process of a run at once for 20-80 ms (bench/RESULTS.md, "Free page reporting"); without
+// drop-behind the stalls went, but every new page-cache page was one the host faulted in
+// (broker CPU +50 %). A direct write takes no page-cache page and frees none: a throwaway
+// append of 1 GiB in 1 MiB writes cost 82-124 ms of system CPU per GiB direct against
+// 320-343 ms buffered with drop-behind. Readers near the tail are served by the tail cache
+// (segment.ts) as before; reads below it go to the file (mapping or pread), which the kernel
+// keeps coherent with direct writes.
+//
+// The file format does not change. A direct write covers whole blocks, so:
+//
+//   file:  ... | block k-1 | block k                      |
+//                          |<- head ->|<- new bytes ->|000|   (zero padding up to the block)
+//                                     ^ position          ^ end of the segment's bytes
+//
+// - the first block of a write starts at or below `position`: the bytes of that block before
+//   `position` (the head, already in the file) are written again, unchanged; the appender
+//   keeps them from its last write, or reads them back when it has none (after a reopen or a
+//   rolled-back round). Rewriting unchanged bytes is safe on power loss: each sector holds the
+//   same bytes before and after, and bytes already acknowledged are never changed.
+// - the last block is padded with zeros, so the file may be up to DIRECT_BLOCK_BYTES - 1 bytes
+//   longer than the segment. The next write overwrites the padding. Sealing a segment and a
+//   clean close cut the file to its exact length; after a crash, opening the log cuts zero
+//   padding quietly (log_open.ts), as it cuts any torn tail.
+//
+// Where O_DIRECT cannot be had (Deno, another OS, a file system that refuses it, no FFI for
+// the alignment), `loadDirectWrites` answers undefined and segments are written buffered.
+
+import fs from "node:fs";
+import { join } from "node:path";
+import { assert } from "../record/mod.ts";
+import type { BudgetedFile, FileBudget } from "./file_budget.ts";
+import { WRITE_PIECE_BYTES_MAX, WRITE_PIECES_IN_FLIGHT } from "./io.ts";
+
+/**
+ * The unit of every direct write: position, length and buffer address are multiples of it.
+ * 4 KiB covers the logical block size of the disks and file systems sluice runs on (512 B or
+ * 4 KiB) and the page size.
+ */
+export const DIRECT_BLOCK_BYTES = 4096;
+/** Bytes a staging buffer holds: one write piece (see WRITE_PIECE_BYTES_MAX in io.ts). */
+const STAGING_BYTES = WRITE_PIECE_BYTES_MAX;
+/** Staging buffers kept for reuse by the process (two in flight per round being written). */
+const STAGING_POOL_MAX = 8;
+assert(STAGING_BYTES % DIRECT_BLOCK_BYTES === 0, "pieces are whole blocks");
+
+/** What direct writes need from the runtime: aligned memory and the open flags. */
+export interface DirectWrites {
+  /** A new buffer of `bytes` bytes whose address is a multiple of DIRECT_BLOCK_BYTES. */
+  alignedBuffer(bytes: number): Uint8Array;
+  /** The flags a segment's direct descriptor is opened with (write-only, O_DIRECT). */
+  readonly openFlags: number;
+}
+
+type BunPtr = (view: Uint8Array) => number;
+
+/**
+ * Direct writes where they work, probed once per data directory: Bun on Linux (bun:ffi's `ptr`
+ * gives the address to align to), with a file system that takes an O_DIRECT write in `dir`.
+ * Undefined anywhere else: segments are then written through the page cache.
+ */
+export async function loadDirectWrites(dir: string): Promise<DirectWrites | undefined> {
+  if (process.platform !== "linux") return undefined;
+  if ((globalThis as { Bun?: unknown }).Bun === undefined) return undefined;
+  const O_DIRECT = fs.constants.O_DIRECT;
+  if (typeof O_DIRECT !== "number" || O_DIRECT === 0) return undefined;
+  let ptr: BunPtr;
+  try {
+    ptr = ((await import("bun:ffi" as string)) as { ptr: BunPtr }).ptr;
+  } catch {
+    return undefined;
+  }
+  const direct: DirectWrites = {
+    alignedBuffer(bytes) {
+      const raw = new Uint8Array(bytes + DIRECT_BLOCK_BYTES);
+      const skip = (DIRECT_BLOCK_BYTES - (ptr(raw) % DIRECT_BLOCK_BYTES)) % DIRECT_BLOCK_BYTES;
+      return raw.subarray(skip, skip + bytes);
+    },
+    openFlags: fs.constants.O_WRONLY | O_DIRECT,
+  };
+  return probe(dir, direct) ? direct : undefined;
+}
+
+/** Whether a direct write of one block to a new file in `dir` succeeds. */
+function probe(dir: string, direct: DirectWrites): boolean {
+  const path = join(dir, `.direct-probe-${process.pid}.tmp`);
+  let fd: number | undefined;
+  try {
+    fd = fs.openSync(path, fs.constants.O_CREAT | fs.constants.O_TRUNC | direct.openFlags, 0o600);
+    return fs.writeSync(fd, direct.alignedBuffer(DIRECT_BLOCK_BYTES), 0, DIRECT_BLOCK_BYTES, 0) > 0;
+  } catch {
+    return false;
+  } finally {
+    if (fd !== undefined) fs.closeSync(fd);
+    fs.rmSync(path, { force: true });
+  }
+}
+
+/** Staging buffers no write holds, shared by every appender of the process. */
+const stagingPool: Uint8Array[] = [];
+
+function takeStaging(direct: DirectWrites): Uint8Array {
+  return stagingPool.pop() ?? direct.alignedBuffer(STAGING_BYTES);
+}
+
+function returnStaging(buffer: Uint8Array): void {
+  if (stagingPool.length < STAGING_POOL_MAX) stagingPool.push(buffer);
+}
+
+function pwrite(fd: number, buffer: Uint8Array, length: number, position: number) {
+  return new Promise<number>((resolve, reject) => {
+    fs.write(fd, buffer, 0, length, position, (error, written) => {
+      if (error === null) resolve(written);
+      else reject(error);
+    });
+  });
+}
+
+/**
+ * Copies bytes [from, from + into.length) of the concatenation `head` + `sources` into `into`
+ * (a staging buffer's piece), zeros where the concatenation ends first. Returns how many bytes
+ * were data.
+ */
+function fillPiece(
+  head: Uint8Array,
+  sources: readonly Uint8Array[],
+  from: number,
+  into: Uint8Array,
+): number {
+  let filled = 0;
+  let skip = from;
+  const take = (source: Uint8Array): boolean => {
+    if (skip >= source.length) {
+      skip -= source.length;
+      return false;
+    }
+    const part = source.subarray(skip, skip + (into.length - filled));
+    into.set(part, filled);
+    filled += part.length;
+    skip = 0;
+    return filled === into.length;
+  };
+  if (!take(head)) {
+    for (const source of sources) if (take(source)) break;
+  }
+  into.fill(0, filled);
+  return filled;
+}
+
+/**
+ * The direct writer of one active segment: a descriptor opened with O_DIRECT (counted in the
+ * open-files budget, closed when idle like any segment descriptor) and the segment's last
+ * partial block.
+ */
+export class DirectAppender {
+  #direct: DirectWrites;
+  #file: BudgetedFile;
+  /** Reads bytes already in the file (the head of a write when none is held). */
+  #readBack: (position: number, length: number) => Uint8Array;
+  /** The file's bytes from #headAt (a block start) to the end of the last write. */
+  #head = new Uint8Array(DIRECT_BLOCK_BYTES);
+  #headAt = -1;
+  #headLength = 0;
+  #writing = false;
+
+  constructor(
+    path: string,
+    budget: FileBudget,
+    direct: DirectWrites,
+    readBack: (position: number, length: number) => Uint8Array,
+  ) {
+    this.#direct = direct;
+    this.#readBack = readBack;
+    this.#file = budget.open(path, direct.openFlags);
+  }
+
+  /**
+   * Writes `buffers` at `position` (the segment's written end) in whole blocks, the last one
+   * padded with zeros; at most WRITE_PIECES_IN_FLIGHT pieces of STAGING_BYTES on the thread
+   * pool at once. On a failure it waits for the pieces in flight, forgets the head, and
+   * rejects with the first error (the caller then truncates).
+   */
+  async write(buffers: readonly Uint8Array[], position: number): Promise<void> {
+    assert(!this.#writing, "one direct write at a time per segment");
+    this.#writing = true;
+    const start = position - (position % DIRECT_BLOCK_BYTES);
+    const head = this.#headFor(start, position);
+    let total = head.length;
+    for (const buffer of buffers) total += buffer.length;
+    const padded = Math.ceil(total / DIRECT_BLOCK_BYTES) * DIRECT_BLOCK_BYTES;
+    const end = start + total;
+    this.#headAt = -1;
+    let next = 0;
+    let failure: { error: unknown } | undefined;
+    const fd = this.#file.pin();
+    const lane = async () => {
+      const staging = takeStaging(this.#direct);
+      try {
+        while (next < padded && failure === undefined) {
+          const from = next;
+          const length = Math.min(STAGING_BYTES, padded - from);
+          next += length;
+          const piece = staging.subarray(0, length);
+          const data = fillPiece(head, buffers, from, piece);
+          if (from + length === padded) this.#keepHead(piece, data, start + from, end);
+          await this.#writePiece(fd, piece, start + from);
+        }
+      } catch (error) {
+        failure ??= { error };
+      } finally {
+        returnStaging(staging);
+      }
+    };
+    try {
+      const lanes: Promise<void>[] = [];
+      const count = Math.min(WRITE_PIECES_IN_FLIGHT, Math.ceil(padded / STAGING_BYTES));
+      for (let i = 0; i < count; i++) lanes.push(lane());
+      await Promise.all(lanes);
+    } finally {
+      this.#file.unpin();
+      this.#writing = false;
+    }
+    if (failure !== undefined) {
+      this.#headAt = -1;
+      throw failure.error;
+    }
+  }
+
+  /** The file's bytes [start, position): held from the last write, or read back. */
+  #headFor(start: number, position: number): Uint8Array {
+    const length = position - start;
+    if (length === 0) return this.#head.subarray(0, 0);
+    if (this.#headAt === start && this.#headLength === length)
+      return this.#head.subarray(0, length);
+    const read = this.#readBack(start, length);
+    if (read.length !== length) {
+      throw new Error(
+        `direct write: read ${read.length} of the ${length} bytes before ${position}`,
+      );
+    }
+    this.#head.set(read);
+    return this.#head.subarray(0, length);
+  }
+
+  /**
+   * Keeps the data bytes of the last block of a write (a piece's tail) as the next write's
+   * head; a write ending on a block boundary leaves no head (the next starts a block).
+   */
+  #keepHead(piece: Uint8Array, data: number, pieceAt: number, end: number): void {
+    const blockAt = end - (end % DIRECT_BLOCK_BYTES);
+    const length = end - blockAt;
+    const inPiece = blockAt - pieceAt;
+    assert(inPiece + length === data, "the head ends where the piece's data ends");
+    // Copied now: the staging buffer goes back to the pool once the piece is written.
+    this.#head.set(piece.subarray(inPiece, inPiece + length));
+    this.#headAt = blockAt;
+    this.#headLength = length;
+  }
+
+  /** Writes one piece whole; a short write goes on from the last whole block it wrote. */
+  async #writePiece(fd: number, piece: Uint8Array, position: number): Promise<void> {
+    let done = 0;
+    while (done < piece.length) {
+      const written = await pwrite(fd, piece.subarray(done), piece.length - done, position + done);
+      const whole = written - (written % DIRECT_BLOCK_BYTES);
+      if (whole === 0) {
+        throw Object.assign(
+          new Error(`direct write of ${piece.length - done} bytes wrote ${written}`),
+          {
+            code: "EIO",
+          },
+        );
+      }
+      done += whole;
+    }
+  }
+
+  /** Forgets the held head (the file was cut below it): the next write reads it back. */
+  forgetHead(): void {
+    this.#headAt = -1;
+  }
+
+  /** Closes the direct descriptor for good (the segment was sealed or closed). */
+  close(): void {
+    this.#file.close();
+  }
+}
