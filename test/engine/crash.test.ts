@@ -212,7 +212,8 @@ async function killCycles(
     // One kill in ten comes right after the open, before any acknowledgement.
     const ackTarget = random() < 0.1 ? 0 : 1 + Math.floor(random() * ACKS_PER_CYCLE_MAX);
     const writes = direct ? "direct" : "buffered";
-    const context = `seed ${seed}, fsync ${fsync}, ${writes}, cycle ${i} (kill after ${ackTarget} acks)`;
+    const kill = `kill after ${ackTarget} acks`;
+    const context = `seed ${seed}, fsync ${fsync}, ${writes}, cycle ${i} (${kill})`;
     const first = model.baseOffsets.length;
     const cycle = await runUntilKilled(dir.path, first, fsync, ackTarget, direct);
     await verifyCycle(dir.path, model, cycle, context, direct);

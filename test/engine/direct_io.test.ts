@@ -36,7 +36,7 @@ function batch(seed: number, valueBytes: number): Uint8Array {
 }
 
 describe("DirectAppender", () => {
-  test("writes random rounds, small and across pieces, exactly; only zeros past them", async (t) => {
+  test("writes random rounds, small and spanning pieces, exactly; zeros past them", async (t) => {
     using dir = tempDir("sluice-direct-");
     const direct = await loadDirectWrites(dir.path);
     if (direct === undefined) return t.skip("no O_DIRECT writes here (Bun on Linux only)");
@@ -222,7 +222,7 @@ describe("opening a segment that ends past its last batch", () => {
     }
   });
 
-  test("zero padding on a segment before the last (rolled, not yet sealed) is no damage", async () => {
+  test("zero padding on a segment before the last (rolled, unsealed) is no damage", async () => {
     using dir = tempDir("sluice-direct-");
     const config = { segmentBytes: 4096, fsync: "always" as const };
     const log = await PartitionLog.open(dir.path, config);
