@@ -85,7 +85,7 @@ export async function serve(values: ParsedValues): Promise<number> {
       : { queueSyncsInFlight: settings.queueSyncsInFlight }),
     dropBehind: settings.dropBehind !== "off",
     dropBehindUnsynced: settings.dropBehind === "all",
-    directWrites: settings.directWrites !== "off",
+    directWrites: settings.directWrites === "all" ? "all" : settings.directWrites !== "off",
     ...(settings.dropBehindKeepMib === undefined
       ? {}
       : { dropBehindKeepBytes: settings.dropBehindKeepMib * 1024 * 1024 }),

@@ -54,8 +54,11 @@ export type ServeSettings = {
    * (EngineOptions.dropBehindKeepBytes; unset: the engine's default, 8 MiB).
    */
   dropBehindKeepMib: number | undefined;
-  /** Direct writes (EngineOptions.directWrites): "on" appends segments with O_DIRECT. */
-  directWrites: "on" | "off";
+  /**
+   * Direct writes (EngineOptions.directWrites): "synced" writes the flush rounds that
+   * fdatasync with O_DIRECT, "all" every round, "off" none.
+   */
+  directWrites: "synced" | "all" | "off";
   /**
    * MiB of in-memory segment tails every log holds together (EngineOptions.tailCacheTotalBytes;
    * unset: the engine's default, 256 MiB).
@@ -234,10 +237,11 @@ export const SETTINGS: readonly Setting[] = [
     flag: "direct-writes",
     env: "SLUICE_DIRECT_WRITES",
     file: "storage.directWrites",
-    kind: { type: "enum", values: ["on", "off"] },
+    kind: { type: "enum", values: ["synced", "all", "off"] },
     help:
-      "on: segments are appended with O_DIRECT from aligned buffers, not through the page " +
-      "cache (Bun on Linux, where the file system takes it; elsewhere buffered); off: buffered",
+      "synced: flush rounds that fdatasync are written with O_DIRECT from aligned buffers, " +
+      "not through the page cache (Bun on Linux, where the file system takes it); all: every " +
+      "round; off: every round buffered (default synced)",
   },
   {
     key: "dropBehindKeepMib",
@@ -331,7 +335,7 @@ function defaults(env: NodeJS.ProcessEnv): ServeSettings {
     queueSyncsInFlight: undefined,
     dropBehind: "on",
     dropBehindKeepMib: undefined,
-    directWrites: "on",
+    directWrites: "synced",
     tailCacheMib: undefined,
     gc: "tuned",
     httpToken: undefined,

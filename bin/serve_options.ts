@@ -54,9 +54,11 @@ export const SERVE_OPS_OPTIONS: Record<string, OptionSpec> = {
   "direct-writes": {
     type: "string",
     help:
-      "on: partitions' segments are appended with O_DIRECT from aligned buffers, so appends " +
-      "neither fill nor free the page cache (Bun on Linux, where the file system takes it; " +
-      "elsewhere written buffered); off: through the page cache (default on)",
+      "synced: partitions' flush rounds that fdatasync are written with O_DIRECT from " +
+      "aligned buffers, so durable appends neither fill nor free the page cache (Bun on " +
+      "Linux, where the file system takes it; elsewhere buffered); all: every round, also of " +
+      "logs that do not sync (readers behind the tail cache then read from the disk); off: " +
+      "every round through the page cache (default synced)",
   },
   "drop-behind-keep-mib": {
     type: "string",

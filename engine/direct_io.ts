@@ -49,6 +49,9 @@ const STAGING_BYTES = WRITE_PIECE_BYTES_MAX;
 const STAGING_POOL_MAX = 8;
 assert(STAGING_BYTES % DIRECT_BLOCK_BYTES === 0, "pieces are whole blocks");
 
+/** Which flush rounds are written direct (PartitionLogOptions.directRounds). */
+export type DirectRounds = "synced" | "all";
+
 /** What direct writes need from the runtime: aligned memory and the open flags. */
 export interface DirectWrites {
   /** A new buffer of `bytes` bytes whose address is a multiple of DIRECT_BLOCK_BYTES. */

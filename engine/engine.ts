@@ -144,13 +144,14 @@ export type EngineOptions = {
    */
   dropBehindUnsynced?: boolean;
   /**
-   * Direct writes (engine/direct_io.ts): partitions' segments are appended to with O_DIRECT
-   * from aligned staging buffers instead of through the page cache, so appends neither take
-   * nor free page-cache pages. Bun on Linux, on a file system that accepts O_DIRECT in the
-   * data directory, with the default FileIO; elsewhere segments are written buffered.
-   * Default true; `false` writes buffered.
+   * Direct writes (engine/direct_io.ts): partitions' flush rounds that fdatasync are written
+   * with O_DIRECT from aligned staging buffers instead of through the page cache, so durable
+   * appends neither take nor free page-cache pages (drop-behind would free them right after
+   * the sync); "all": every round, also those of logs that do not sync; false: every round
+   * buffered. Bun on Linux, on a file system that accepts O_DIRECT in the data directory,
+   * with the default FileIO; elsewhere segments are written buffered. Default true.
    */
-  directWrites?: boolean;
+  directWrites?: boolean | "all";
 };
 
 /** The ways the group commit may make a round durable (EngineOptions.partitionSync). */
@@ -401,6 +402,7 @@ export class Engine {
             checkpoint: this.checkpoint,
             ...(this.#dropCache === undefined ? {} : { dropCache: this.#dropCache }),
             ...(this.#directWrites === undefined ? {} : { directWrites: this.#directWrites }),
+            directRounds: this.#options.directWrites === "all" ? "all" : "synced",
             ...(this.#options.dropBehindKeepBytes === undefined
               ? {}
               : { dropBehindKeepBytes: this.#options.dropBehindKeepBytes }),

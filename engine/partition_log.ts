@@ -24,7 +24,7 @@ import { ioError } from "./errors.ts";
 import { type FileBudget, sharedFileBudget } from "./file_budget.ts";
 import { sharedTailCacheBudget, type TailCacheBudget } from "./tail_cache_budget.ts";
 import type { GroupSync } from "./group_sync.ts";
-import type { DirectWrites } from "./direct_io.ts";
+import type { DirectRounds, DirectWrites } from "./direct_io.ts";
 import { type FileIO, realFileIO, releaseDeletedMappings, WRITTEN_IN_PLACE } from "./io.ts";
 import { type LogConfig, resolveLogConfig } from "./log_config.ts";
 import {
@@ -143,6 +143,14 @@ export type PartitionLogOptions = {
    * for a log opened on its own) segments are written buffered.
    */
   directWrites?: DirectWrites;
+  /**
+   * Which flush rounds go direct when `directWrites` is given: "synced" (default) the rounds
+   * that fdatasync (fsync "always", durable appends, a flush, the interval's sync), whose
+   * pages drop-behind would free right after; the rest stay in the page cache for readers,
+   * as before. "all": every round, so no append takes page-cache pages; readers that fall
+   * behind the tail cache then read from the disk.
+   */
+  directRounds?: DirectRounds;
   /**
    * Drop-behind also after rounds that do not sync (fsync "never" or "interval" between
    * syncs): written ranges are handed to writeback half a keep behind the tail and dropped a
@@ -323,6 +331,9 @@ export class PartitionLog {
    */
   #durableAcks = false;
   #roundDurable = false;
+  /** Whether this round's segment writes go direct (#beginRoundWrites). */
+  #roundDirect = false;
+  #directAll: boolean;
   /** The open segments of the round in flight, and their writes (RoundWrite), reused. */
   #roundOpen: Segment[] = [];
   #roundWrites: RoundWrite[] = [];
@@ -407,6 +418,7 @@ export class PartitionLog {
     this.#monotonicMs = options.monotonicMs ?? (() => performance.now());
     this.#io = options.io ?? realFileIO;
     this.#now = options.now ?? Date.now;
+    this.#directAll = options.directRounds === "all";
     this.#openOptions = {
       io: this.#io,
       indexIntervalBytes: config.indexIntervalBytes,
@@ -964,6 +976,7 @@ export class PartitionLog {
   #roundInPlace(): Promise<void> | undefined {
     const sync =
       this.config.fsync === "always" || this.#roundSyncWaiters.length > 0 || this.#roundDurable;
+    this.#roundDirect = sync || this.#directAll;
     if (this.#markerRemoval !== undefined) return this.#writeRound(sync);
     const count = this.#beginRound();
     for (let i = 0; i < count; i++) {
@@ -1109,7 +1122,9 @@ export class PartitionLog {
     const write = this.#roundWrites[index]!;
     if (write.buffers.length === 0) return undefined;
     const segment = write.segment!;
-    if (segment.writesDirect) return segment.writeDirect(write.buffers, write.position);
+    if (this.#roundDirect && segment.writesDirect) {
+      return segment.writeDirect(write.buffers, write.position);
+    }
     return this.#io.writeAll(write.pin(), write.buffers, write.position);
   }
 

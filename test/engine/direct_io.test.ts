@@ -146,21 +146,66 @@ describe("direct writes in a partition log", () => {
     }
   });
 
-  test("an engine writes direct by default and buffered with directWrites: false", async (t) => {
+  test("buffered and direct rounds taking turns on one segment keep every byte", async (t) => {
+    using dir = tempDir("sluice-direct-");
+    const directWrites = await loadDirectWrites(dir.path);
+    if (directWrites === undefined) return t.skip("no O_DIRECT writes here (Bun on Linux only)");
+    // fsync never: a plain append's round is buffered, a durable one's is direct.
+    const config = { segmentBytes: 256 * 1024, fsync: "never" as const };
+    const random = mulberry32(SEED);
+    const log = await PartitionLog.open(dir.path, config, { directWrites });
+    const appended: Uint8Array[] = [];
+    for (let i = 0; i < 300; i++) {
+      const bytes = batch(SEED + i, 50 + Math.floor(random() * 2500));
+      appended.push(bytes);
+      if (random() < 0.5) await log.appendDurable(bytes);
+      else await log.append(bytes);
+    }
+    await log.close();
+    const reopened = await PartitionLog.open(dir.path, config);
+    try {
+      let offset = 0;
+      for (const [i, bytes] of appended.entries()) {
+        const [view] = reopened.read(offset, 1).views;
+        assert.ok(view !== undefined, `seed ${SEED}: batch ${i} is there`);
+        const stored = view.subarray(0, bytes.length);
+        // Bytes 0-7 hold the base offset the log assigned.
+        assert.ok(
+          Buffer.from(stored.subarray(8)).equals(bytes.subarray(8)),
+          `seed ${SEED}: batch ${i}`,
+        );
+        offset += 1;
+      }
+    } finally {
+      await reopened.close();
+    }
+  });
+
+  test('an engine writes synced rounds direct by default, every round with "all"', async (t) => {
     using probe = tempDir("sluice-direct-");
     if ((await loadDirectWrites(probe.path)) === undefined) {
       return t.skip("no O_DIRECT writes here (Bun on Linux only)");
     }
-    for (const directWrites of [true, false]) {
+    const cases = [
+      { directWrites: undefined, fsync: "always", direct: true },
+      { directWrites: undefined, fsync: "never", direct: false },
+      { directWrites: "all", fsync: "never", direct: true },
+      { directWrites: false, fsync: "always", direct: false },
+    ] as const;
+    for (const { directWrites, fsync, direct } of cases) {
       using dir = tempDir("sluice-direct-");
-      const engine = await Engine.open(dir.path, { directWrites });
+      const engine = await Engine.open(
+        dir.path,
+        directWrites === undefined ? {} : { directWrites },
+      );
+      const what = `directWrites ${directWrites}, fsync ${fsync}`;
       try {
-        await engine.createTopic("t", { partitions: 1 });
+        await engine.createTopic("t", { partitions: 1, config: { fsync } });
         await engine.append("t", 0, batch(SEED, 1000));
         const [file] = logFiles(join(dir.path, "t-0"));
         const size = fs.statSync(file!).size;
-        if (directWrites) assert.equal(size, DIRECT_BLOCK_BYTES, "padded to a block");
-        else assert.ok(size < DIRECT_BLOCK_BYTES && size > 1000, `buffered: ${size} bytes`);
+        if (direct) assert.equal(size, DIRECT_BLOCK_BYTES, `${what}: padded to a block`);
+        else assert.ok(size < DIRECT_BLOCK_BYTES && size > 1000, `${what}: ${size} bytes`);
       } finally {
         await engine.close();
       }
