@@ -181,31 +181,36 @@ describe("direct writes in a partition log", () => {
     }
   });
 
-  test('an engine writes synced rounds direct by default, every round with "all"', async (t) => {
+  test('an engine writes synced rounds direct; with "all" also large unsynced ones', async (t) => {
     using probe = tempDir("sluice-direct-");
     if ((await loadDirectWrites(probe.path)) === undefined) {
       return t.skip("no O_DIRECT writes here (Bun on Linux only)");
     }
+    // A round of 1,000 bytes is written in place when it need not sync; one of 100,000 goes
+    // to the thread pool either way.
     const cases = [
-      { directWrites: undefined, fsync: "always", direct: true },
-      { directWrites: undefined, fsync: "never", direct: false },
-      { directWrites: "all", fsync: "never", direct: true },
-      { directWrites: false, fsync: "always", direct: false },
+      { directWrites: undefined, fsync: "always", bytes: 1000, direct: true },
+      { directWrites: undefined, fsync: "never", bytes: 1000, direct: false },
+      { directWrites: undefined, fsync: "never", bytes: 100_000, direct: false },
+      { directWrites: "all", fsync: "never", bytes: 1000, direct: false },
+      { directWrites: "all", fsync: "never", bytes: 100_000, direct: true },
+      { directWrites: false, fsync: "always", bytes: 1000, direct: false },
     ] as const;
-    for (const { directWrites, fsync, direct } of cases) {
+    for (const { directWrites, fsync, bytes, direct } of cases) {
       using dir = tempDir("sluice-direct-");
       const engine = await Engine.open(
         dir.path,
         directWrites === undefined ? {} : { directWrites },
       );
-      const what = `directWrites ${directWrites}, fsync ${fsync}`;
+      const what = `directWrites ${directWrites}, fsync ${fsync}, ${bytes} bytes`;
       try {
         await engine.createTopic("t", { partitions: 1, config: { fsync } });
-        await engine.append("t", 0, batch(SEED, 1000));
+        const appended = batch(SEED, bytes);
+        await engine.append("t", 0, appended);
         const [file] = logFiles(join(dir.path, "t-0"));
         const size = fs.statSync(file!).size;
-        if (direct) assert.equal(size, DIRECT_BLOCK_BYTES, `${what}: padded to a block`);
-        else assert.ok(size < DIRECT_BLOCK_BYTES && size > 1000, `${what}: ${size} bytes`);
+        const padded = Math.ceil(appended.length / DIRECT_BLOCK_BYTES) * DIRECT_BLOCK_BYTES;
+        assert.equal(size, direct ? padded : appended.length, what);
       } finally {
         await engine.close();
       }
