@@ -56,7 +56,7 @@ export type ServeSettings = {
   dropBehindKeepMib: number | undefined;
   /**
    * Direct writes (EngineOptions.directWrites): "synced" writes the flush rounds that
-   * fdatasync with O_DIRECT, "all" every round, "off" none.
+   * fdatasync with O_DIRECT, "all" also unsynced rounds over 64 KiB, "off" none.
    */
   directWrites: "synced" | "all" | "off";
   /**
@@ -240,8 +240,8 @@ export const SETTINGS: readonly Setting[] = [
     kind: { type: "enum", values: ["synced", "all", "off"] },
     help:
       "synced: flush rounds that fdatasync are written with O_DIRECT from aligned buffers, " +
-      "not through the page cache (Bun on Linux, where the file system takes it); all: every " +
-      "round; off: every round buffered (default synced)",
+      "not through the page cache (Bun on Linux, where the file system takes it); all: also " +
+      "rounds that do not sync, when over 64 KiB; off: every round buffered (default synced)",
   },
   {
     key: "dropBehindKeepMib",

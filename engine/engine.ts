@@ -147,8 +147,9 @@ export type EngineOptions = {
    * Direct writes (engine/direct_io.ts): partitions' flush rounds that fdatasync are written
    * with O_DIRECT from aligned staging buffers instead of through the page cache, so durable
    * appends neither take nor free page-cache pages (drop-behind would free them right after
-   * the sync); "all": every round, also those of logs that do not sync; false: every round
-   * buffered. Bun on Linux, on a file system that accepts O_DIRECT in the data directory,
+   * the sync); "all": also the rounds of logs that do not sync when they are larger than
+   * what is written in place (64 KiB; smaller ones stay buffered, so readers see them at
+   * once); false: every round buffered. Bun on Linux, on a file system that accepts O_DIRECT in the data directory,
    * with the default FileIO; elsewhere segments are written buffered. Default true.
    */
   directWrites?: boolean | "all";
