@@ -149,8 +149,9 @@ export type EngineOptions = {
    * appends neither take nor free page-cache pages (drop-behind would free them right after
    * the sync); "all": also the rounds of logs that do not sync when they are larger than
    * what is written in place (64 KiB; smaller ones stay buffered, so readers see them at
-   * once); false: every round buffered. Bun on Linux, on a file system that accepts O_DIRECT in the data directory,
-   * with the default FileIO; elsewhere segments are written buffered. Default true.
+   * once); false: every round buffered. Bun on Linux, on a file system that accepts
+   * O_DIRECT in the data directory, with the default FileIO; elsewhere segments are written
+   * buffered. Default true.
    */
   directWrites?: boolean | "all";
 };
