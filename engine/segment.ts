@@ -382,10 +382,36 @@ export class Segment implements TailCacheHolder {
       this.path("log"),
       this.#budget,
       this.#direct!,
-      (at, length) => this.#io.readAt(this.fd, at, length),
+      (at, length) => this.#writtenBytes(at, length),
     );
     this.#padded = true;
     return this.#appender.write(buffers, position);
+  }
+
+  /**
+   * The written bytes [at, at + length): a view of the tail cache where one chunk holds them,
+   * a copy where they span chunks, else read from the file (the cache no longer holds them).
+   */
+  #writtenBytes(at: number, length: number): Uint8Array {
+    assert(at + length <= this.#writtenPosition, "only written bytes are asked for");
+    const end = at + length;
+    const first = this.#chunks[0];
+    if (first !== undefined && first.position <= at) {
+      let copy: Uint8Array | undefined;
+      for (const chunk of this.#chunks) {
+        const chunkEnd = chunk.position + chunk.length;
+        if (chunkEnd <= at) continue;
+        if (chunk.position <= at && chunkEnd >= end) {
+          return chunk.bytes.subarray(at - chunk.position, end - chunk.position);
+        }
+        copy ??= new Uint8Array(length);
+        const from = Math.max(at, chunk.position);
+        const to = Math.min(end, chunkEnd);
+        copy.set(chunk.bytes.subarray(from - chunk.position, to - chunk.position), from - at);
+        if (to === end) return copy;
+      }
+    }
+    return this.#io.readAt(this.fd, at, length);
   }
 
   /**
@@ -825,7 +851,6 @@ export class Segment implements TailCacheHolder {
     assert(!this.#sealed, "only an active segment is truncated");
     this.#io.truncate(this.fd, position);
     this.#padded = false;
-    this.#appender?.forgetHead();
     this.#verified.truncateTo(position);
     this.#windows = [];
     this.#lastJoined = undefined;
