@@ -22,8 +22,9 @@
 //   `position` (the head, already in the file) are written again, unchanged; the segment
 //   gives them from its tail cache, which holds its newest bytes, or reads them back from the
 //   file when it no longer holds them (after a reopen, or once its budget shed them). No copy
-//   is kept per segment: at 100,000 partitions a 4 KiB head each would be 400 MB. Rewriting unchanged bytes is safe on power loss: each sector holds the
-//   same bytes before and after, and bytes already acknowledged are never changed.
+//   is kept per segment: at 100,000 partitions a 4 KiB head each would be 400 MB. Rewriting
+//   unchanged bytes is safe on power loss: each sector holds the same bytes before and
+//   after, and bytes already acknowledged are never changed.
 // - the last block is padded with zeros, so the file may be up to DIRECT_BLOCK_BYTES - 1 bytes
 //   longer than the segment. The next write overwrites the padding. Sealing a segment and a
 //   clean close cut the file to its exact length; after a crash, opening the log cuts zero

@@ -149,7 +149,7 @@ describe("direct writes in a partition log", () => {
     }
   });
 
-  test("heads come from the tail cache, across its chunks, or from the file once shed", async (t) => {
+  test("heads come from the tail cache, across chunks, or from the file once shed", async (t) => {
     using dir = tempDir("sluice-direct-");
     const directWrites = await loadDirectWrites(dir.path);
     if (directWrites === undefined) return t.skip("no O_DIRECT writes here (Bun on Linux only)");
