@@ -37,7 +37,7 @@ import fs from "node:fs";
 import { join } from "node:path";
 import { assert } from "../record/mod.ts";
 import type { BudgetedFile, FileBudget } from "./file_budget.ts";
-import { WRITE_PIECE_BYTES_MAX, WRITE_PIECES_IN_FLIGHT } from "./io.ts";
+import { WRITE_PIECE_BYTES_MAX, writeInFlight, writevOnce } from "./io.ts";
 
 /**
  * The unit of every direct write: position, length and buffer address are multiples of it.
@@ -47,7 +47,7 @@ import { WRITE_PIECE_BYTES_MAX, WRITE_PIECES_IN_FLIGHT } from "./io.ts";
 export const DIRECT_BLOCK_BYTES = 4096;
 /** Bytes a staging buffer holds: one write piece (see WRITE_PIECE_BYTES_MAX in io.ts). */
 const STAGING_BYTES = WRITE_PIECE_BYTES_MAX;
-/** Staging buffers kept for reuse by the process (two in flight per round being written). */
+/** Staging buffers kept for reuse by the process (WRITE_PIECES_IN_FLIGHT per round written). */
 const STAGING_POOL_MAX = 8;
 assert(STAGING_BYTES % DIRECT_BLOCK_BYTES === 0, "pieces are whole blocks");
 
@@ -117,26 +117,18 @@ function returnStaging(buffer: Uint8Array): void {
   if (stagingPool.length < STAGING_POOL_MAX) stagingPool.push(buffer);
 }
 
-function pwrite(fd: number, buffer: Uint8Array, length: number, position: number) {
-  return new Promise<number>((resolve, reject) => {
-    fs.write(fd, buffer, 0, length, position, (error, written) => {
-      if (error === null) resolve(written);
-      else reject(error);
-    });
-  });
-}
+const EMPTY = new Uint8Array(0);
 
 /**
  * Copies bytes [from, from + into.length) of the concatenation `head` + `sources` into `into`
- * (a staging buffer's piece), zeros where the concatenation ends first. Returns how many bytes
- * were data.
+ * (a staging buffer's piece), zeros where the concatenation ends first.
  */
 function fillPiece(
   head: Uint8Array,
   sources: readonly Uint8Array[],
   from: number,
   into: Uint8Array,
-): number {
+): void {
   let filled = 0;
   let skip = from;
   const take = (source: Uint8Array): boolean => {
@@ -154,13 +146,11 @@ function fillPiece(
     for (const source of sources) if (take(source)) break;
   }
   into.fill(0, filled);
-  return filled;
 }
 
 /**
- * The direct writer of one active segment: a descriptor opened with O_DIRECT (counted in the
- * open-files budget, closed when idle like any segment descriptor) and the segment's last
- * partial block.
+ * The direct writer of one active segment: a descriptor opened with O_DIRECT, counted in the
+ * open-files budget and closed when idle like any segment descriptor.
  */
 export class DirectAppender {
   #direct: DirectWrites;
@@ -182,9 +172,9 @@ export class DirectAppender {
 
   /**
    * Writes `buffers` at `position` (the segment's written end) in whole blocks, the last one
-   * padded with zeros; at most WRITE_PIECES_IN_FLIGHT pieces of STAGING_BYTES on the thread
-   * pool at once. On a failure it waits for the pieces in flight, forgets the head, and
-   * rejects with the first error (the caller then truncates).
+   * padded with zeros, in pieces of STAGING_BYTES (io.ts writeInFlight: a few on the thread
+   * pool at once; on a failure it waits for those in flight and rejects with the first error,
+   * and the caller then truncates).
    */
   async write(buffers: readonly Uint8Array[], position: number): Promise<void> {
     assert(!this.#writing, "one direct write at a time per segment");
@@ -194,42 +184,32 @@ export class DirectAppender {
     let total = head.length;
     for (const buffer of buffers) total += buffer.length;
     const padded = Math.ceil(total / DIRECT_BLOCK_BYTES) * DIRECT_BLOCK_BYTES;
-    let next = 0;
-    let failure: { error: unknown } | undefined;
     const fd = this.#file.pin();
-    const lane = async () => {
+    // Each piece is copied into its staging buffer as its write starts, so only the pieces in
+    // flight hold one.
+    const writePiece = async (index: number) => {
+      const from = index * STAGING_BYTES;
       const staging = takeStaging(this.#direct);
       try {
-        while (next < padded && failure === undefined) {
-          const from = next;
-          const length = Math.min(STAGING_BYTES, padded - from);
-          next += length;
-          const piece = staging.subarray(0, length);
-          fillPiece(head, buffers, from, piece);
-          await this.#writePiece(fd, piece, start + from);
-        }
-      } catch (error) {
-        failure ??= { error };
+        const piece = staging.subarray(0, Math.min(STAGING_BYTES, padded - from));
+        fillPiece(head, buffers, from, piece);
+        await this.#writePiece(fd, piece, start + from);
       } finally {
         returnStaging(staging);
       }
     };
     try {
-      const lanes: Promise<void>[] = [];
-      const count = Math.min(WRITE_PIECES_IN_FLIGHT, Math.ceil(padded / STAGING_BYTES));
-      for (let i = 0; i < count; i++) lanes.push(lane());
-      await Promise.all(lanes);
+      await writeInFlight(Math.ceil(padded / STAGING_BYTES), writePiece);
     } finally {
       this.#file.unpin();
       this.#writing = false;
     }
-    if (failure !== undefined) throw failure.error;
   }
 
   /** The file's bytes [start, position): the first block's head, written again unchanged. */
   #headFor(start: number, position: number): Uint8Array {
     const length = position - start;
-    if (length === 0) return new Uint8Array(0);
+    if (length === 0) return EMPTY;
     const head = this.#written(start, length);
     if (head.length !== length) {
       throw new Error(
@@ -243,15 +223,11 @@ export class DirectAppender {
   async #writePiece(fd: number, piece: Uint8Array, position: number): Promise<void> {
     let done = 0;
     while (done < piece.length) {
-      const written = await pwrite(fd, piece.subarray(done), piece.length - done, position + done);
+      const written = await writevOnce(fd, [piece.subarray(done)], position + done);
       const whole = written - (written % DIRECT_BLOCK_BYTES);
       if (whole === 0) {
-        throw Object.assign(
-          new Error(`direct write of ${piece.length - done} bytes wrote ${written}`),
-          {
-            code: "EIO",
-          },
-        );
+        const message = `direct write of ${piece.length - done} bytes wrote ${written}`;
+        throw Object.assign(new Error(message), { code: "EIO" });
       }
       done += whole;
     }

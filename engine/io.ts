@@ -73,7 +73,8 @@ export interface FileIO {
   writeFileAtomicAsync?(dir: string, name: string, bytes: Uint8Array | string): Promise<void>;
 }
 
-function writevOnce(fd: number, buffers: Uint8Array[], position: number): Promise<number> {
+/** One positional writev on the thread pool; answers how many bytes it wrote. */
+export function writevOnce(fd: number, buffers: Uint8Array[], position: number): Promise<number> {
   return new Promise((resolve, reject) => {
     fs.writev(fd, buffers, position, (error, written) => {
       if (error === null) resolve(written);
@@ -196,28 +197,28 @@ function writeAllSync(fd: number, buffers: Uint8Array[], position: number): void
 }
 
 /**
- * Writes the pieces with at most WRITE_PIECES_IN_FLIGHT on the thread pool at once. On a
- * failure it waits for the writes in flight and rejects with the first error: the caller then
- * truncates, which must not race a write still running.
+ * Runs `write(0)` to `write(count - 1)`, started in order, with at most WRITE_PIECES_IN_FLIGHT
+ * running at once. On a failure no further one starts; it waits for those in flight and
+ * rejects with the first error: the caller then truncates, which must not race a write still
+ * running. Buffered pieces (below) and direct ones (direct_io.ts) are written so.
  */
-async function writePiecesInFlight(
-  fd: number,
-  pieces: { position: number; buffers: Uint8Array[] }[],
+export async function writeInFlight(
+  count: number,
+  write: (index: number) => Promise<void>,
 ): Promise<void> {
   let next = 0;
   let failure: { error: unknown } | undefined;
   const lane = async () => {
-    while (next < pieces.length && failure === undefined) {
-      const piece = pieces[next++]!;
+    while (next < count && failure === undefined) {
       try {
-        await writePiece(fd, piece);
+        await write(next++);
       } catch (error) {
         failure ??= { error };
       }
     }
   };
   const lanes: Promise<void>[] = [];
-  for (let i = 0; i < Math.min(WRITE_PIECES_IN_FLIGHT, pieces.length); i++) lanes.push(lane());
+  for (let i = 0; i < Math.min(WRITE_PIECES_IN_FLIGHT, count); i++) lanes.push(lane());
   await Promise.all(lanes);
   if (failure !== undefined) throw failure.error;
 }
@@ -244,7 +245,8 @@ export const realFileIO: FileIO = {
       }
       return WRITTEN_IN_PLACE;
     }
-    return writePiecesInFlight(fd, writePieces(buffers, position, WRITE_PIECE_BYTES_MAX));
+    const pieces = writePieces(buffers, position, WRITE_PIECE_BYTES_MAX);
+    return writeInFlight(pieces.length, (index) => writePiece(fd, pieces[index]!));
   },
   datasync(fd) {
     return new Promise((resolve, reject) => {
