@@ -60,9 +60,37 @@ export interface DirectWrites {
   alignedBuffer(bytes: number): Uint8Array;
   /** The flags a segment's direct descriptor is opened with (write-only, O_DIRECT). */
   readonly openFlags: number;
+  /** The flags of a segment's cold-read descriptor (read-only, O_DIRECT; cold_read.ts). */
+  readonly readFlags: number;
+  /**
+   * Of the pages `view` (of a file mapping) spans, every `stride`-th from the first: how many
+   * were looked at and how many of those are in the page cache (mincore). Absent where it
+   * cannot be asked, and then there are no cold reads (cold_read.ts).
+   */
+  residentPages?(view: Uint8Array, stride: number): { resident: number; sampled: number };
+  /**
+   * Turns the kernel's readahead off for a mapping (madvise MADV_RANDOM), where cold reads
+   * are on: a fault on a mapped page then reads that page alone. With readahead, a fault read
+   * up to the device's readahead size (8 MiB on the disks sluice is benchmarked on) into the
+   * page cache on the event loop, and left the next read's range resident, so it was served
+   * through the mapping again at page-cache-fill speed (~400 MB/s) instead of read cold.
+   */
+  adviseRandom?(mapping: Uint8Array): void;
 }
 
 type BunPtr = (view: Uint8Array) => number;
+type BunFfi = {
+  ptr: BunPtr;
+  dlopen: (
+    path: string,
+    symbols: Record<string, { args: string[]; returns: string }>,
+  ) => {
+    symbols: {
+      mincore: (address: number, length: number, vector: Uint8Array) => number;
+      madvise: (address: number, length: number, advice: number) => number;
+    };
+  };
+};
 
 /**
  * Direct writes where they work, probed once per data directory: Bun on Linux (bun:ffi's `ptr`
@@ -74,12 +102,13 @@ export async function loadDirectWrites(dir: string): Promise<DirectWrites | unde
   if ((globalThis as { Bun?: unknown }).Bun === undefined) return undefined;
   const O_DIRECT = fs.constants.O_DIRECT;
   if (typeof O_DIRECT !== "number" || O_DIRECT === 0) return undefined;
-  let ptr: BunPtr;
+  let ffi: BunFfi;
   try {
-    ptr = ((await import("bun:ffi" as string)) as { ptr: BunPtr }).ptr;
+    ffi = (await import("bun:ffi" as string)) as BunFfi;
   } catch {
     return undefined;
   }
+  const { ptr } = ffi;
   const direct: DirectWrites = {
     alignedBuffer(bytes) {
       const raw = new Uint8Array(bytes + DIRECT_BLOCK_BYTES);
@@ -87,8 +116,58 @@ export async function loadDirectWrites(dir: string): Promise<DirectWrites | unde
       return raw.subarray(skip, skip + bytes);
     },
     openFlags: fs.constants.O_WRONLY | O_DIRECT,
+    readFlags: fs.constants.O_RDONLY | O_DIRECT,
+    ...residency(ffi),
   };
   return probe(dir, direct) ? direct : undefined;
+}
+
+/**
+ * `residentPages` and `adviseRandom` through libc's mincore and madvise, or neither where libc
+ * cannot be loaded. mincore's answer vector is reused: one byte per page, grown as needed.
+ */
+function residency(ffi: BunFfi): Pick<DirectWrites, "residentPages" | "adviseRandom"> {
+  let mincore: (address: number, length: number, vector: Uint8Array) => number;
+  let madvise: (address: number, length: number, advice: number) => number;
+  try {
+    const libc = ffi.dlopen("libc.so.6", {
+      mincore: { args: ["u64", "u64", "ptr"], returns: "i32" },
+      madvise: { args: ["u64", "u64", "i32"], returns: "i32" },
+    });
+    mincore = libc.symbols.mincore;
+    madvise = libc.symbols.madvise;
+  } catch {
+    return {};
+  }
+  const MADV_RANDOM = 1;
+  let vector = new Uint8Array(64);
+  // The answer, refilled per call (read before the next).
+  const answer = { resident: 0, sampled: 0 };
+  return {
+    residentPages(view, stride) {
+      answer.resident = 0;
+      answer.sampled = 0;
+      if (view.length === 0) return answer;
+      const address = ffi.ptr(view);
+      const start = address - (address % DIRECT_BLOCK_BYTES);
+      const length = address + view.length - start;
+      const pages = Math.ceil(length / DIRECT_BLOCK_BYTES);
+      if (vector.length < pages) vector = new Uint8Array(pages);
+      const failed = mincore(start, length, vector) !== 0;
+      for (let i = 0; i < pages; i += stride) {
+        answer.sampled++;
+        // A failure (ENOMEM: not a mapping) counts as resident: the mapping serves the read.
+        if (failed || (vector[i]! & 1) === 1) answer.resident++;
+      }
+      return answer;
+    },
+    adviseRandom(mapping) {
+      if (mapping.length === 0) return;
+      const address = ffi.ptr(mapping);
+      // A mapping starts on a page; an answer other than 0 leaves readahead on (a hint).
+      if (address % DIRECT_BLOCK_BYTES === 0) madvise(address, mapping.length, MADV_RANDOM);
+    },
+  };
 }
 
 /** Whether a direct write of one block to a new file in `dir` succeeds. */

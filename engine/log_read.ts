@@ -112,6 +112,29 @@ export function readLog(
   return result;
 }
 
+/**
+ * Prepares a read at `offset` of up to `maxBytes` (Segment.prepareRead): a promise when the
+ * bytes it would start with are being read on the thread pool (cold_read.ts), settling
+ * (never rejecting) once the read may be made; undefined when it may be made now. Offsets
+ * outside the log, or in damage on record, are left to the read to answer.
+ */
+export function prepareReadLog(
+  segments: Segment[],
+  offset: number,
+  maxBytes: number,
+  highWatermark: number,
+): Promise<void> | undefined {
+  if (!Number.isSafeInteger(offset) || offset < segments[0]!.baseOffset) return undefined;
+  if (offset >= highWatermark || !(maxBytes >= 1)) return undefined;
+  const segment = segments[floorSegment(segments, offset)]!;
+  if (segment.visibleNextOffset <= offset || segment.visiblePosition === 0) return undefined;
+  // The entry is not checked against the batch it names here (that reads the file at its
+  // position, and a page fault there is what this is to avoid): the read checks it.
+  const entry = segment.offsetIndex.lookupEntry(offset - segment.baseOffset);
+  const readAheadBytes = Math.min(READ_AHEAD_BYTES_MAX, 2 * segment.indexIntervalBytes);
+  return segment.prepareRead(entry.position, maxBytes + readAheadBytes);
+}
+
 type DamageContext = { corruptions: Corruption[]; nextSegmentBase: number | undefined };
 
 /** A place in a segment: a byte position and the base offset the batch there must have. */
@@ -124,21 +147,33 @@ export function collect(
   result: ReadResult,
   damage: DamageContext,
 ): void {
+  // A catch-up read served from cold-read buffers reads on from where it stopped.
+  segment.readAheadFrom(collectFrom(segment, request, result, damage));
+}
+
+/** collect's walk; answers the position where it stopped. */
+function collectFrom(
+  segment: Segment,
+  request: ReadRequest,
+  result: ReadResult,
+  damage: DamageContext,
+): number {
   // The cursor is this call's own (trustedStart makes it): moved in place, not made anew.
   let cursor = trustedStart(segment, request.offset);
   while (cursor.position < segment.visiblePosition) {
     const view = viewFor(segment, cursor.position, request, result);
-    if (view === undefined) return;
+    if (view === undefined) break;
     const step = scanView(view, segment, cursor, request, result);
     cursor.position += step.consumed;
     cursor.expected = step.expected;
     if (step.problem === undefined) {
-      if (step.done) return;
+      if (step.done) break;
       continue;
     }
-    if (result.sizeBytes > 0) return;
+    if (result.sizeBytes > 0) break;
     cursor = resumeAfterDamage(segment, cursor, request, damage);
   }
+  return cursor.position;
 }
 
 /**

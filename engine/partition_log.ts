@@ -40,7 +40,7 @@ import {
   openLogDirectory,
   RECOVERY_POINT_FILE,
 } from "./log_open.ts";
-import { type ReadResult, readLog } from "./log_read.ts";
+import { type ReadResult, prepareReadLog, readLog } from "./log_read.ts";
 import type { RecoveryCheckpoint } from "./recovery_checkpoint.ts";
 import { offsetForTimestamp } from "./log_time.ts";
 import {
@@ -1510,6 +1510,17 @@ export class PartitionLog {
       checkEveryCrc: options?.checkEveryCrc === true,
       scratch: options?.scratch,
     });
+  }
+
+  /**
+   * Before a `read(offset, maxBytes)` that may wait: a promise when the bytes the read would
+   * start with are not in memory and are being read on the thread pool (cold_read.ts; the
+   * server's fetches wait for it so the event loop does not wait for the disk); it settles,
+   * never rejecting, once the read will find them. Undefined: read at once.
+   */
+  prepareRead(offset: number, maxBytes: number): Promise<void> | undefined {
+    if (this.#closed || this.corruptions.length > 0) return undefined;
+    return prepareReadLog(this.#segments, offset, maxBytes, this.highWatermark);
   }
 
   /**

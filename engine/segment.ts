@@ -20,6 +20,7 @@ import fs from "node:fs";
 import { join } from "node:path";
 import { assert, type SluiceError } from "../record/mod.ts";
 import { ioError } from "./errors.ts";
+import { ColdReader, looksCold } from "./cold_read.ts";
 import { DirectAppender, type DirectWrites } from "./direct_io.ts";
 import type { BudgetedFile, FileBudget } from "./file_budget.ts";
 import type { FileIO } from "./io.ts";
@@ -234,6 +235,8 @@ export class Segment implements TailCacheHolder {
   #appender: DirectAppender | undefined;
   /** A direct write may have left zero padding past the written bytes (see direct_io.ts). */
   #padded = false;
+  /** Reads of bytes not in the page cache, ahead of the reads they serve (cold_read.ts). */
+  #cold: ColdReader | undefined;
 
   constructor(
     dir: string,
@@ -633,6 +636,10 @@ export class Segment implements TailCacheHolder {
   viewAt(position: number, want: number, scratch?: Uint8Array): Uint8Array {
     const end = this.#visiblePosition;
     assert(position < end, "view inside the visible segment");
+    if (this.#cold !== undefined) {
+      const cold = this.#cold.view(position, want, end);
+      if (cold !== undefined) return cold;
+    }
     const mapping = this.#mapping ?? this.#mapIfSealed();
     if (mapping !== undefined) return mapping.subarray(position, Math.min(end, position + want));
     const cacheStart = this.#chunks[0]?.position ?? this.#size;
@@ -662,6 +669,34 @@ export class Segment implements TailCacheHolder {
     } catch (error) {
       throw ioError(error, `reading ${this.path("log")} at position ${position}`);
     }
+  }
+
+  /**
+   * Prepares a read of up to `want` bytes from `position` (visible): when those bytes are below
+   * the tail cache and the page cache does not hold them, starts reading them on the thread
+   * pool (cold_read.ts) and answers a promise that settles, never rejecting, once a read here
+   * is served from memory. Undefined: read now (tail cache, page cache, or no cold reads).
+   */
+  prepareRead(position: number, want: number): Promise<void> | undefined {
+    const direct = this.#direct;
+    if (direct?.residentPages === undefined || this.#cold?.failed === true) return undefined;
+    const end = this.#visiblePosition;
+    if (position >= end) return undefined;
+    const cacheStart = this.#chunks[0]?.position ?? this.#size;
+    if (position >= cacheStart) return undefined;
+    if (this.#cold?.holds(position, want, end) === true) return undefined;
+    const stop = Math.min(end, cacheStart, position + want);
+    const mapped = this.#sealed
+      ? (this.#mapping ?? this.#mapIfSealed())?.subarray(position, stop)
+      : (this.#heldView(position, stop) ?? this.#mapWindow(position, stop));
+    if (mapped === undefined || !looksCold(direct, mapped)) return undefined;
+    this.#cold ??= new ColdReader(this.path("log"), this.#budget, direct);
+    return this.#cold.read(position, want, this.#writtenPosition);
+  }
+
+  /** A read that a cold-read buffer served stopped at `position`: reads ahead from there. */
+  readAheadFrom(position: number): void {
+    this.#cold?.readAheadFrom(position, Math.min(this.#writtenPosition, this.#visiblePosition));
   }
 
   /**
@@ -729,6 +764,7 @@ export class Segment implements TailCacheHolder {
       mapping = undefined;
     }
     if (mapping === undefined) return undefined;
+    this.#direct?.adviseRandom?.(mapping);
     assert(mapping.length <= bytes, "a window maps at most the bytes asked");
     this.#everMapped = true;
     if (this.#windows.length >= ACTIVE_MAP_WINDOWS_MAX) this.#windows.shift();
@@ -743,6 +779,7 @@ export class Segment implements TailCacheHolder {
     try {
       this.#mapping = this.#io.mapFile(this.path("log"));
       this.#everMapped ||= this.#mapping !== undefined;
+      if (this.#mapping !== undefined) this.#direct?.adviseRandom?.(this.#mapping);
     } catch {
       // A mapping is an optimisation; positional reads serve the segment without one.
       this.#mapping = undefined;
@@ -850,6 +887,7 @@ export class Segment implements TailCacheHolder {
   truncateTo(position: number, nextOffset: number): void {
     assert(!this.#sealed, "only an active segment is truncated");
     this.#io.truncate(this.fd, position);
+    this.#cold?.truncated();
     this.#padded = false;
     this.#verified.truncateTo(position);
     this.#windows = [];
@@ -883,6 +921,8 @@ export class Segment implements TailCacheHolder {
     this.#windows = [];
     this.#appender?.close();
     this.#appender = undefined;
+    this.#cold?.close();
+    this.#cold = undefined;
     this.#file.close();
     return this.#everMapped;
   }

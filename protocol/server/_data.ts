@@ -561,7 +561,7 @@ function fetchResponseFieldBytes(fetch: FetchRequestColumns): number {
 export function handleFetch(
   plane: DataPlane,
   request: RequestContext,
-): HandlerResult | PendingAnswer {
+): HandlerResult | PendingAnswer | Promise<HandlerResult> {
   const fetch = readFetchRequestColumns(request.reader, plane.requestPartitionsMax);
   // max_bytes comes from the client: bounded here, so a read never allocates more than this.
   fetch.maxBytes = Math.min(fetch.maxBytes, plane.fetchBytesMax);
@@ -575,10 +575,40 @@ export function handleFetch(
     const tail = logsAtTail(plane, fetch);
     if (tail !== undefined) return new LongPoll(plane, request, fetch, { waitMs, logs: tail });
   }
+  // Bytes to be read from the disk are read on the thread pool first (a catch-up consumer of
+  // segments not in the page cache): the event loop serves other connections meanwhile.
+  const cold = coldReads(plane, fetch);
+  if (cold !== undefined) return cold.then(() => readAll(plane, request, fetch).frame.finish());
   const logs: PartitionLog[] = [];
   const first = readAll(plane, request, fetch, logs);
   if (first.bytes >= fetch.minBytes || first.errors || waitMs === 0) return first.frame.finish();
   return new LongPoll(plane, request, fetch, { waitMs, logs });
+}
+
+/**
+ * Reads on the thread pool of the partitions whose bytes are not in memory (cold_read.ts,
+ * PartitionLog.prepareRead), within the fetch's max_bytes; settles when all are done (never
+ * rejects: a failed one leaves the read to the mapping, which reports it). Undefined when
+ * every partition may be read at once, the usual case.
+ */
+function coldReads(plane: DataPlane, fetch: FetchRequestColumns): Promise<unknown> | undefined {
+  let waits: Promise<void>[] | undefined;
+  let left = fetch.maxBytes;
+  const finder = new PartitionFinder(plane.engine);
+  for (const { topic, partitions, fetchOffsets, partitionMaxBytes } of fetch.topics) {
+    for (let i = 0; i < partitions.length && left > 0; i++) {
+      const log = finder.find(topic, partitions[i]!);
+      if (!(log instanceof PartitionLog)) continue;
+      const bytes = Math.min(partitionMaxBytes[i]!, left);
+      if (bytes < 1) continue;
+      const wait = log.prepareRead(fetchOffsets[i]!, bytes);
+      if (wait === undefined) continue;
+      left -= bytes;
+      waits ??= [];
+      waits.push(wait);
+    }
+  }
+  return waits === undefined ? undefined : Promise.all(waits);
 }
 
 /**

@@ -1,0 +1,258 @@
+// Cold reads (engine/cold_read.ts): bytes below the tail cache that the page cache does not
+// hold are read on the thread pool with O_DIRECT before the read that serves them. Whatever
+// the sizes of batches and reads, a read after PartitionLog.prepareRead returns exactly what
+// a read without it returns; damage is still found; a log closed or cut while a cold read is
+// in flight loses nothing and throws nothing. The server's fetches use it (bench:tcp).
+
+import assert from "node:assert/strict";
+import fs from "node:fs";
+import { join } from "node:path";
+import { describe, test } from "node:test";
+import { COLD_READ_BYTES_MAX, coldReadBytesHeld, coldReadCounts } from "../../engine/cold_read.ts";
+import { DIRECT_BLOCK_BYTES, loadDirectWrites } from "../../engine/direct_io.ts";
+import { encodeRecordBatch, PartitionLog, type ReadResult } from "../../engine/mod.ts";
+import { isSluiceError } from "../../record/mod.ts";
+import { mulberry32, tempDir } from "../helpers.ts";
+
+const SEED = Number(process.env["SLUICE_TEST_SEED"] ?? Date.now() % 1_000_000);
+/** A small tail cache, so nearly all of a log lies below it. */
+const TAIL_CACHE_BYTES = 256 * 1024;
+
+function batch(random: () => number, valueBytes: number): Uint8Array {
+  const value = new Uint8Array(valueBytes);
+  for (let i = 0; i < valueBytes; i += 97) value[i] = Math.floor(random() * 256);
+  return encodeRecordBatch([{ value, timestamp: 1_700_000_000_000 }], {
+    timestamp: 1_700_000_000_000,
+  });
+}
+
+function joined(result: ReadResult): Uint8Array {
+  const out = new Uint8Array(result.sizeBytes);
+  let at = 0;
+  for (const view of result.views) {
+    out.set(view, at);
+    at += view.length;
+  }
+  return out;
+}
+
+/**
+ * A log written direct in rounds of random sizes (so most of it is not in the page cache):
+ * batches from 200 B to ~1 MiB, some rounds synced.
+ */
+async function writtenLog(
+  dir: string,
+  random: () => number,
+  totalBytes: number,
+  segmentBytes = 24 * 1024 * 1024,
+) {
+  const directWrites = await loadDirectWrites(dir);
+  if (directWrites?.residentPages === undefined) return undefined;
+  const log = await PartitionLog.open(
+    dir,
+    { fsync: "never", segmentBytes },
+    { directWrites, directRounds: "all", tailCacheBytes: TAIL_CACHE_BYTES },
+  );
+  let written = 0;
+  while (written < totalBytes) {
+    const round: Promise<unknown>[] = [];
+    const count = 1 + Math.floor(random() * 8);
+    for (let i = 0; i < count; i++) {
+      const pick = random();
+      const bytes =
+        pick < 0.1
+          ? 256 * 1024 + Math.floor(random() * 700 * 1024)
+          : 200 + Math.floor(random() * 60_000);
+      const encoded = batch(random, bytes);
+      written += encoded.length;
+      round.push(log.append(encoded));
+    }
+    await Promise.all(round);
+    if (random() < 0.2) await log.flush();
+  }
+  await log.flush();
+  return log;
+}
+
+describe("cold reads", () => {
+  test("a catch-up read of a log written direct: prepared reads return plain reads", async (t) => {
+    using dir = tempDir("sluice-cold-");
+    const random = mulberry32(SEED);
+    const log = await writtenLog(dir.path, random, 40 * 1024 * 1024);
+    if (log === undefined) return t.skip("no O_DIRECT or mincore here (Bun on Linux only)");
+    const started = coldReadCounts.started;
+    const served = coldReadCounts.served;
+    const reads: { offset: number; maxBytes: number; next: number; bytes: Uint8Array }[] = [];
+    let prepared = 0;
+    try {
+      let offset = 0;
+      while (offset < log.highWatermark) {
+        const maxBytes = 1 + Math.floor(random() * 6 * 1024 * 1024);
+        const wait = log.prepareRead(offset, maxBytes);
+        if (wait !== undefined) {
+          prepared++;
+          await wait;
+        }
+        const read = log.read(offset, maxBytes);
+        assert.ok(read.views.length > 0, `seed ${SEED}: offset ${offset} reads something`);
+        reads.push({ offset, maxBytes, next: read.nextOffset, bytes: joined(read) });
+        offset = read.nextOffset;
+      }
+    } finally {
+      await log.close();
+    }
+    assert.ok(prepared > 0, `seed ${SEED}: some reads were prepared`);
+    assert.ok(coldReadCounts.started > started, "cold reads were made");
+    assert.ok(coldReadCounts.served > served, "reads were served from them");
+    assert.ok(coldReadBytesHeld() <= COLD_READ_BYTES_MAX, "buffers stay within their budget");
+    // Every read again through a log that reads only through the page cache (no direct I/O).
+    const plain = await PartitionLog.open(dir.path, { fsync: "never" });
+    try {
+      for (const { offset, maxBytes, next, bytes } of reads) {
+        const expected = plain.read(offset, maxBytes);
+        assert.equal(next, expected.nextOffset, `seed ${SEED}: offset ${offset}`);
+        assert.deepEqual(bytes, joined(expected), `seed ${SEED}: bytes at ${offset}`);
+      }
+    } finally {
+      await plain.close();
+    }
+  });
+
+  test("random offsets and sizes: the same bytes as a read without preparing", async (t) => {
+    using dir = tempDir("sluice-cold-");
+    const random = mulberry32(SEED + 1);
+    const log = await writtenLog(dir.path, random, 24 * 1024 * 1024);
+    if (log === undefined) return t.skip("no O_DIRECT or mincore here (Bun on Linux only)");
+    try {
+      const expected = new Map<number, { next: number; bytes: Uint8Array }>();
+      const offsets: number[] = [];
+      for (let i = 0; i < 60; i++) offsets.push(Math.floor(random() * log.highWatermark));
+      const sizes = offsets.map(() => 1 + Math.floor(random() * 3 * 1024 * 1024));
+      // First the plain reads (through the mapping), then the prepared ones, two at a time.
+      offsets.forEach((offset, i) => {
+        const read = log.read(offset, sizes[i]!);
+        expected.set(i, { next: read.nextOffset, bytes: joined(read) });
+      });
+      for (let i = 0; i < offsets.length; i += 2) {
+        const waits = [log.prepareRead(offsets[i]!, sizes[i]!)];
+        if (i + 1 < offsets.length) waits.push(log.prepareRead(offsets[i + 1]!, sizes[i + 1]!));
+        await Promise.all(waits);
+        for (const j of [i, i + 1]) {
+          if (j >= offsets.length) continue;
+          const read = log.read(offsets[j]!, sizes[j]!);
+          assert.equal(read.nextOffset, expected.get(j)!.next, `seed ${SEED}: read ${j}`);
+          assert.deepEqual(joined(read), expected.get(j)!.bytes, `seed ${SEED}: read ${j}`);
+        }
+      }
+    } finally {
+      await log.close();
+    }
+  });
+
+  test("damage in a reopened log is found in bytes read cold", async (t) => {
+    using dir = tempDir("sluice-cold-");
+    const random = mulberry32(SEED + 2);
+    // Sealed segments of 4 MiB: a clean open checks none of their bytes (which would bring
+    // them into the page cache); the damage goes into the first.
+    const segmentBytes = 4 * 1024 * 1024;
+    const log = await writtenLog(dir.path, random, 16 * 1024 * 1024, segmentBytes);
+    if (log === undefined) return t.skip("no O_DIRECT or mincore here (Bun on Linux only)");
+    const end = log.highWatermark;
+    await log.close();
+    const reopened = await writtenLogReopen(dir.path, segmentBytes);
+    try {
+      // A batch of the first segments: one byte of its records flipped, read and
+      // written with O_DIRECT so the page cache stays without the file's pages.
+      const { views } = reopened.read(Math.floor(end / 10), 1);
+      const direct = (await loadDirectWrites(dir.path))!;
+      const needle = Buffer.from(views[0]!.subarray(0, 64));
+      let path = "";
+      let whole: Uint8Array = new Uint8Array(0);
+      let at = -1;
+      for (const name of fs.readdirSync(dir.path).filter((n) => n.endsWith(".log"))) {
+        path = join(dir.path, name);
+        const size = fs.statSync(path).size;
+        whole = direct.alignedBuffer(Math.ceil(size / DIRECT_BLOCK_BYTES) * DIRECT_BLOCK_BYTES);
+        const readFd = fs.openSync(path, direct.readFlags);
+        fs.readSync(readFd, whole, 0, whole.length, 0);
+        fs.closeSync(readFd);
+        at = Buffer.from(whole.buffer, whole.byteOffset, size).indexOf(needle);
+        if (at >= 0) break;
+      }
+      assert.ok(at >= 0, "the batch is found in the file");
+      const block = at + 100 - ((at + 100) % DIRECT_BLOCK_BYTES);
+      whole[at + 100] = whole[at + 100]! ^ 0xff;
+      const writeFd = fs.openSync(path, direct.openFlags);
+      fs.writeSync(
+        writeFd,
+        whole.subarray(block, block + DIRECT_BLOCK_BYTES),
+        0,
+        DIRECT_BLOCK_BYTES,
+        block,
+      );
+      fs.closeSync(writeFd);
+    } finally {
+      await reopened.close();
+    }
+    const damaged = await writtenLogReopen(dir.path, segmentBytes);
+    try {
+      let offset = 0;
+      let found = false;
+      let prepared = 0;
+      while (offset < damaged.highWatermark) {
+        const wait = damaged.prepareRead(offset, 2 * 1024 * 1024);
+        if (wait !== undefined) {
+          prepared++;
+          await wait;
+        }
+        try {
+          offset = damaged.read(offset, 2 * 1024 * 1024).nextOffset;
+        } catch (error) {
+          assert.ok(isSluiceError(error, "CORRUPT_BATCH"), String(error));
+          found = true;
+          const next = (error as { details: Record<string, unknown> }).details["nextValidOffset"];
+          assert.equal(typeof next, "number", "reading resumes after the damage");
+          offset = next as number;
+        }
+      }
+      assert.ok(found, `seed ${SEED}: the damaged batch is reported`);
+      assert.ok(prepared > 0, `seed ${SEED}: bytes were read cold`);
+    } finally {
+      await damaged.close();
+    }
+  });
+
+  test("closing a log with cold reads in flight throws nothing, loses nothing", async (t) => {
+    using dir = tempDir("sluice-cold-");
+    const random = mulberry32(SEED + 3);
+    const log = await writtenLog(dir.path, random, 16 * 1024 * 1024);
+    if (log === undefined) return t.skip("no O_DIRECT or mincore here (Bun on Linux only)");
+    const end = log.highWatermark;
+    const waits: Promise<void>[] = [];
+    for (let offset = 0; offset < end; offset += Math.max(1, Math.floor(end / 8))) {
+      const wait = log.prepareRead(offset, 4 * 1024 * 1024);
+      if (wait !== undefined) waits.push(wait);
+    }
+    await log.close();
+    await Promise.all(waits);
+    assert.throws(
+      () => log.read(0, 1),
+      (error) => isSluiceError(error, "LOG_CLOSED"),
+    );
+    const reopened = await PartitionLog.open(dir.path, { fsync: "never" });
+    try {
+      assert.equal(reopened.highWatermark, end);
+    } finally {
+      await reopened.close();
+    }
+  });
+});
+
+async function writtenLogReopen(dir: string, segmentBytes: number): Promise<PartitionLog> {
+  const directWrites = await loadDirectWrites(dir);
+  return PartitionLog.open(
+    dir,
+    { fsync: "never", segmentBytes },
+    { directWrites, directRounds: "all", tailCacheBytes: TAIL_CACHE_BYTES },
+  );
+}
