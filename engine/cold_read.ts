@@ -54,11 +54,94 @@ const RESIDENCY_SAMPLE_STRIDE_PAGES = 8;
  */
 type ColdBuffer = {
   reader: ColdReader;
+  memory: ColdMemory;
   position: number;
   bytes: Uint8Array;
   batchStart: number;
   wholeEnd: number;
 };
+
+/**
+ * The memory of cold reads, reused: a buffer returns to the idle pool once its reader dropped
+ * it and no view of it can still be held. Views are only handed out between `beginColdViews`
+ * and `endColdViews` (reads whose views go into fetch answers, or are used before they
+ * return); the server counts the views it puts in an answer (`retainColdView`) and tells when
+ * its socket took them (`coldViewWritten`). A view that never comes back (an answer dropped
+ * with its connection, a TLS socket that may keep what it is given) keeps its memory out of
+ * the pool for good, and the collector frees it. Fresh 4 MiB buffers per read, 27 GB of them over
+ * bench:tcp's two catch-up passes, left the broker's end-to-end p99 at 10,000 msg/s after them
+ * ~1.5x worse than reused ones (bench/RESULTS.md, "Cold reads").
+ */
+type ColdMemory = { bytes: Uint8Array; framed: number; dropped: boolean };
+
+const memoryOf = new WeakMap<ArrayBufferLike, ColdMemory>();
+/** Idle memory by capacity (a multiple of COLD_MEMORY_STEP_BYTES). */
+const idleMemory = new Map<number, ColdMemory[]>();
+let idleBytes = 0;
+const COLD_MEMORY_STEP_BYTES = 1024 * 1024;
+/** Idle memory kept for reuse (more goes to the collector). */
+const IDLE_BYTES_MAX = 64 * 1024 * 1024;
+
+/** Between beginColdViews and endColdViews: reads may be served from cold-read buffers. */
+let coldViewsOpen = false;
+
+/**
+ * Opens a scope, closed by `endColdViews` (in a `finally`), in which reads may be served from
+ * cold-read buffers: every view such a read answers must either be used before the scope
+ * closes or be counted with `retainColdView` and given back by `coldViewWritten`.
+ */
+export function beginColdViews(): void {
+  coldViewsOpen = true;
+}
+
+export function endColdViews(): void {
+  coldViewsOpen = false;
+}
+
+/** `view` goes into an answer: its memory is not reused until `coldViewWritten(view)`. */
+export function retainColdView(view: Uint8Array): void {
+  const memory = memoryOf.get(view.buffer);
+  if (memory !== undefined) memory.framed++;
+}
+
+/** A socket took `view` (retained before): its memory may be reused once nothing holds it. */
+export function coldViewWritten(view: Uint8Array): void {
+  const memory = memoryOf.get(view.buffer);
+  if (memory === undefined) return;
+  memory.framed--;
+  if (memory.framed === 0 && memory.dropped) giveBack(memory);
+}
+
+function takeMemory(direct: DirectWrites, length: number): ColdMemory {
+  const capacity = Math.ceil(length / COLD_MEMORY_STEP_BYTES) * COLD_MEMORY_STEP_BYTES;
+  const reused = idleMemory.get(capacity)?.pop();
+  if (reused !== undefined) {
+    idleBytes -= capacity;
+    reused.dropped = false;
+    return reused;
+  }
+  const memory: ColdMemory = { bytes: direct.alignedBuffer(capacity), framed: 0, dropped: false };
+  memoryOf.set(memory.bytes.buffer, memory);
+  return memory;
+}
+
+function giveBack(memory: ColdMemory): void {
+  if (idleBytes + memory.bytes.length > IDLE_BYTES_MAX) return;
+  const capacity = memory.bytes.length;
+  let idle = idleMemory.get(capacity);
+  if (idle === undefined) {
+    idle = [];
+    idleMemory.set(capacity, idle);
+  }
+  idle.push(memory);
+  idleBytes += capacity;
+}
+
+/** The buffer's reader let go of it: its memory is reused once no answer holds a view of it. */
+function release(memory: ColdMemory): void {
+  memory.dropped = true;
+  if (memory.framed === 0) giveBack(memory);
+}
 
 /** Every buffer of every reader, least recently used first (a Set keeps insertion order). */
 const buffersInUse = new Set<ColdBuffer>();
@@ -74,7 +157,9 @@ function keep(buffer: ColdBuffer): void {
 }
 
 function forget(buffer: ColdBuffer): void {
-  if (buffersInUse.delete(buffer)) bufferBytesInUse -= buffer.bytes.length;
+  if (!buffersInUse.delete(buffer)) return;
+  bufferBytesInUse -= buffer.bytes.length;
+  release(buffer.memory);
 }
 
 /** Bytes held in cold-read buffers by the process (for tests and metrics). */
@@ -125,6 +210,7 @@ export class ColdReader {
    * from a buffer that holds the batch there whole; undefined where none does.
    */
   view(position: number, want: number, end: number): Uint8Array | undefined {
+    if (!coldViewsOpen) return undefined;
     const buffers = this.#buffers;
     for (let i = buffers.length - 1; i >= 0; i--) {
       const buffer = buffers[i]!;
@@ -197,21 +283,24 @@ export class ColdReader {
     const length = Math.ceil((to - from) / DIRECT_BLOCK_BYTES) * DIRECT_BLOCK_BYTES;
     this.#lastReadBytes = bytes;
     const generation = this.#generation;
-    const buffer = this.#direct.alignedBuffer(length);
+    const memory = takeMemory(this.#direct, length);
+    const buffer = memory.bytes.subarray(0, length);
     coldReadCounts.started++;
     const done = this.#file
       .use((fd) => readInto(fd, buffer, from))
       .then(
         (read) => {
-          if (generation !== this.#generation) return;
           // Past fileEnd the file may hold zero padding (direct_io.ts) or nothing yet.
           const bytes = buffer.subarray(0, Math.max(0, Math.min(read, to - from)));
           const wholeEnd = from + wholeEndIn(bytes, lacking - from);
-          if (wholeEnd > lacking) {
-            this.#add({ reader: this, position: from, bytes, batchStart: lacking, wholeEnd });
+          if (generation !== this.#generation || wholeEnd <= lacking) {
+            release(memory);
+            return;
           }
+          this.#add({ reader: this, memory, position: from, bytes, batchStart: lacking, wholeEnd });
         },
         () => {
+          release(memory);
           coldReadCounts.failed++;
           this.#failed = true;
         },

@@ -163,3 +163,9 @@ export {
   ROUTING_KEY_BYTES_MAX,
 } from "./exchange_routing.ts";
 export type { PublishedBatch } from "./exchange_publish.ts";
+export {
+  beginColdViews,
+  coldViewWritten,
+  endColdViews,
+  retainColdView,
+} from "./cold_read.ts";

@@ -690,7 +690,13 @@ export class Segment implements TailCacheHolder {
       ? (this.#mapping ?? this.#mapIfSealed())?.subarray(position, stop)
       : (this.#heldView(position, stop) ?? this.#mapWindow(position, stop));
     if (mapped === undefined || !looksCold(direct, mapped)) return undefined;
-    this.#cold ??= new ColdReader(this.path("log"), this.#budget, direct);
+    if (this.#cold === undefined) {
+      this.#cold = new ColdReader(this.path("log"), this.#budget, direct);
+      // From here on the segment is read cold where its pages are not in the page cache: its
+      // mappings stop the kernel's readahead (see DirectWrites.adviseRandom).
+      if (this.#mapping !== undefined) direct.adviseRandom?.(this.#mapping);
+      for (const window of this.#windows) direct.adviseRandom?.(window.bytes);
+    }
     return this.#cold.read(position, want, this.#writtenPosition);
   }
 
@@ -764,7 +770,7 @@ export class Segment implements TailCacheHolder {
       mapping = undefined;
     }
     if (mapping === undefined) return undefined;
-    this.#direct?.adviseRandom?.(mapping);
+    if (this.#cold !== undefined) this.#direct?.adviseRandom?.(mapping);
     assert(mapping.length <= bytes, "a window maps at most the bytes asked");
     this.#everMapped = true;
     if (this.#windows.length >= ACTIVE_MAP_WINDOWS_MAX) this.#windows.shift();
@@ -779,7 +785,9 @@ export class Segment implements TailCacheHolder {
     try {
       this.#mapping = this.#io.mapFile(this.path("log"));
       this.#everMapped ||= this.#mapping !== undefined;
-      if (this.#mapping !== undefined) this.#direct?.adviseRandom?.(this.#mapping);
+      if (this.#mapping !== undefined && this.#cold !== undefined) {
+        this.#direct?.adviseRandom?.(this.#mapping);
+      }
     } catch {
       // A mapping is an optimisation; positional reads serve the segment without one.
       this.#mapping = undefined;

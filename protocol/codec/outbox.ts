@@ -59,6 +59,13 @@ export type OutboxOptions = {
    * re-reads `queuedBytes` (its flow control and budget saw the bytes before they went out).
    */
   onTurnWritten?: () => void;
+  /**
+   * Called with each enqueued chunk once the socket has taken all of it, on sockets that keep
+   * no reference to what they write (`writeCopies`) only: its memory may then be reused (the
+   * server gives cold-read buffers back so, engine/cold_read.ts). Not called for chunks
+   * dropped unwritten (`discard`).
+   */
+  onChunkWritten?: (chunk: Uint8Array) => void;
 };
 
 export class Outbox {
@@ -69,6 +76,7 @@ export class Outbox {
   #blocked = false;
   #coalesceTurn: boolean;
   #onTurnWritten: (() => void) | undefined;
+  #onChunkWritten: ((chunk: Uint8Array) => void) | undefined;
   /** A turn-end flush is scheduled and has not run yet. */
   #turnFlushScheduled = false;
   /** Dropped: nothing more is written (the socket was destroyed or closed). */
@@ -90,6 +98,7 @@ export class Outbox {
     this.#socket = socket;
     this.#coalesceTurn = options.coalesceTurn === true;
     this.#onTurnWritten = options.onTurnWritten;
+    this.#onChunkWritten = socket.writeCopies === true ? options.onChunkWritten : undefined;
   }
 
   get queuedBytes(): number {
@@ -209,6 +218,7 @@ export class Outbox {
         this.#queuedBytes -= chunk.length;
         this.#queue[this.#head] = EMPTY;
         this.#head++;
+        this.#onChunkWritten?.(chunk);
       } else {
         this.#queue[this.#head] = chunk.subarray(left);
         this.#queuedBytes -= left;

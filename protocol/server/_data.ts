@@ -4,10 +4,13 @@
 import {
   type BatchLease,
   type AppendResult,
+  beginColdViews,
   type Engine,
+  endColdViews,
   isSluiceError,
   PartitionLog,
   type ReadResult,
+  retainColdView,
   SluiceError,
 } from "../../engine/mod.ts";
 import {
@@ -465,15 +468,35 @@ function readAll(
 ): FetchRead {
   const frame = new ChunkedFrame(request.correlationId, fetchResponseFieldBytes(fetch));
   const version = request.apiVersion === 2 ? 2 : 1;
-  const finder = new PartitionFinder(plane.engine);
   // Module scratch: readAll runs to its end without calling out to anything that reads again.
   const budget = READ_BUDGET;
   budget.left = fetch.maxBytes;
   budget.taken = 0;
+  frame.writer.u16(fetch.topics.length);
+  // Cold-read buffers may serve these reads (engine/cold_read.ts): the views taken are
+  // counted in readPartition, and given back as the connection's socket takes them.
+  beginColdViews();
+  try {
+    readEach(plane, frame, fetch, version, logs);
+  } finally {
+    endColdViews();
+  }
+  return { frame, bytes: budget.taken, errors: READ_ERRORS.any };
+}
+
+/** readAll's walk over the fetch's partitions (READ_ERRORS.any: one answered an error). */
+function readEach(
+  plane: DataPlane,
+  frame: ChunkedFrame,
+  fetch: FetchRequestColumns,
+  version: 1 | 2,
+  logs: PartitionLog[] | undefined,
+): void {
+  const finder = new PartitionFinder(plane.engine);
+  const budget = READ_BUDGET;
   const result = READ_RESULT;
   const wanted = READ_WANTED;
-  let errors = false;
-  frame.writer.u16(fetch.topics.length);
+  READ_ERRORS.any = false;
   for (const entries of fetch.topics) {
     const { topic, partitions } = entries;
     writeFetchTopic(frame, topic, partitions.length);
@@ -493,14 +516,15 @@ function readAll(
       } else {
         result.errorCode = log.code;
       }
-      if (result.errorCode !== 0) errors = true;
+      if (result.errorCode !== 0) READ_ERRORS.any = true;
       writeFetchPartition(frame, result, version);
     }
   }
   // Not held past the read: the views go out with the frame.
   result.records = NO_RECORDS;
-  return { frame, bytes: budget.taken, errors };
 }
+
+const READ_ERRORS = { any: false };
 
 /** readAll's scratch, refilled for each partition (see readAll). */
 const READ_BUDGET = { left: 0, taken: 0 };
@@ -531,6 +555,7 @@ function readPartition(
       const read: ReadResult = log.read(p.at, limit);
       // Only the first non-empty partition may go past max_bytes (one whole batch).
       if (budget.taken === 0 || read.sizeBytes <= budget.left) {
+        for (const view of read.views) retainColdView(view);
         result.records = read.views;
         budget.taken += read.sizeBytes;
         budget.left -= read.sizeBytes;

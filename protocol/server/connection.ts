@@ -43,6 +43,7 @@ import {
 import { Outbox, type TransportSocket } from "../codec/outbox.ts";
 import { Reader } from "../codec/wire.ts";
 import { assert, InvariantError } from "../../record/mod.ts";
+import { coldViewWritten } from "../../engine/mod.ts";
 import type { BufferBudget } from "./_budget.ts";
 import type { ServerLimits } from "./limits.ts";
 
@@ -243,7 +244,11 @@ export class ServerConnection {
     });
     // Answers released in one turn (one group commit resolving many requests) go out in one
     // write at the turn's end.
-    this.#outbox = new Outbox(socket, { coalesceTurn: true, onTurnWritten: this.#written });
+    this.#outbox = new Outbox(socket, {
+      coalesceTurn: true,
+      onTurnWritten: this.#written,
+      onChunkWritten: coldViewWritten,
+    });
     this.lastFrameMs = host.now();
   }
 

@@ -8,7 +8,15 @@ import assert from "node:assert/strict";
 import fs from "node:fs";
 import { join } from "node:path";
 import { describe, test } from "node:test";
-import { COLD_READ_BYTES_MAX, coldReadBytesHeld, coldReadCounts } from "../../engine/cold_read.ts";
+import {
+  beginColdViews,
+  COLD_READ_BYTES_MAX,
+  coldReadBytesHeld,
+  coldReadCounts,
+  coldViewWritten,
+  endColdViews,
+  retainColdView,
+} from "../../engine/cold_read.ts";
 import { DIRECT_BLOCK_BYTES, loadDirectWrites } from "../../engine/direct_io.ts";
 import { encodeRecordBatch, PartitionLog, type ReadResult } from "../../engine/mod.ts";
 import { isSluiceError } from "../../record/mod.ts";
@@ -93,7 +101,7 @@ describe("cold reads", () => {
           prepared++;
           await wait;
         }
-        const read = log.read(offset, maxBytes);
+        const read = coldRead(log, offset, maxBytes);
         assert.ok(read.views.length > 0, `seed ${SEED}: offset ${offset} reads something`);
         reads.push({ offset, maxBytes, next: read.nextOffset, bytes: joined(read) });
         offset = read.nextOffset;
@@ -139,7 +147,7 @@ describe("cold reads", () => {
         await Promise.all(waits);
         for (const j of [i, i + 1]) {
           if (j >= offsets.length) continue;
-          const read = log.read(offsets[j]!, sizes[j]!);
+          const read = coldRead(log, offsets[j]!, sizes[j]!);
           assert.equal(read.nextOffset, expected.get(j)!.next, `seed ${SEED}: read ${j}`);
           assert.deepEqual(joined(read), expected.get(j)!.bytes, `seed ${SEED}: read ${j}`);
         }
@@ -206,7 +214,7 @@ describe("cold reads", () => {
           await wait;
         }
         try {
-          offset = damaged.read(offset, 2 * 1024 * 1024).nextOffset;
+          offset = coldRead(damaged, offset, 2 * 1024 * 1024).nextOffset;
         } catch (error) {
           assert.ok(isSluiceError(error, "CORRUPT_BATCH"), String(error));
           found = true;
@@ -219,6 +227,33 @@ describe("cold reads", () => {
       assert.ok(prepared > 0, `seed ${SEED}: bytes were read cold`);
     } finally {
       await damaged.close();
+    }
+  });
+
+  test("memory of a view given to an answer is not reused until the socket took it", async (t) => {
+    using dir = tempDir("sluice-cold-");
+    const random = mulberry32(SEED + 4);
+    const log = await writtenLog(dir.path, random, 48 * 1024 * 1024);
+    if (log === undefined) return t.skip("no O_DIRECT or mincore here (Bun on Linux only)");
+    try {
+      const first = await preparedRead(log, 0, 4 * 1024 * 1024);
+      const held = first.views;
+      for (const view of held) retainColdView(view);
+      const copies = held.map((view) => view.slice());
+      // Read on through the log: the first buffer is dropped (3 a segment) and its memory
+      // would be the first reused.
+      let offset = first.nextOffset;
+      while (offset < log.highWatermark)
+        offset = (await preparedRead(log, offset, 4 << 20)).nextOffset;
+      for (const [i, view] of held.entries()) {
+        assert.deepEqual(view, copies[i], "a retained view is intact");
+      }
+      // Written: its memory goes back to the pool, and a fresh read may reuse it.
+      for (const view of held) coldViewWritten(view);
+      const again = await preparedRead(log, 0, 4 * 1024 * 1024);
+      assert.deepEqual(joined(again), joined(first), "read again, the same bytes");
+    } finally {
+      await log.close();
     }
   });
 
@@ -247,6 +282,23 @@ describe("cold reads", () => {
     }
   });
 });
+
+/** prepareRead, then the read, as the server's fetch makes them. */
+async function preparedRead(log: PartitionLog, offset: number, maxBytes: number) {
+  const wait = log.prepareRead(offset, maxBytes);
+  if (wait !== undefined) await wait;
+  return coldRead(log, offset, maxBytes);
+}
+
+/** A read as the server's fetch makes it: cold-read buffers may serve it (views copied). */
+function coldRead(log: PartitionLog, offset: number, maxBytes: number): ReadResult {
+  beginColdViews();
+  try {
+    return log.read(offset, maxBytes);
+  } finally {
+    endColdViews();
+  }
+}
 
 async function writtenLogReopen(dir: string, segmentBytes: number): Promise<PartitionLog> {
   const directWrites = await loadDirectWrites(dir);

@@ -1,0 +1,84 @@
+// Fetches of bytes the page cache does not hold (engine/cold_read.ts): a broker whose appends
+// are written with O_DIRECT (`directWrites: "all"`) serves a consumer reading from offset 0,
+// far behind the tail cache, from reads made on the thread pool first; every record comes
+// back once, in order, its batch CRC checked by the client; the buffers' memory goes back to
+// the pool as the socket takes the answers.
+
+import assert from "node:assert/strict";
+import { describe, test } from "node:test";
+import { coldReadCounts } from "../../../engine/cold_read.ts";
+import { loadDirectWrites } from "../../../engine/direct_io.ts";
+import { Admin, Consumer, Producer } from "../../../protocol/client/mod.ts";
+import { SluiceServer } from "../../../protocol/server/mod.ts";
+import { tempDir, waitFor } from "../../helpers.ts";
+
+const RECORD_BYTES = 4096;
+/** Past the tail cache (8 MiB a segment) several times over. */
+const RECORDS = 12_000;
+
+describe("cold fetches", () => {
+  test("a catch-up consumer of a log written direct gets every record, read cold", async (t) => {
+    using dir = tempDir();
+    const direct = await loadDirectWrites(dir.path);
+    if (direct?.residentPages === undefined) {
+      return t.skip("no O_DIRECT or mincore here (Bun on Linux only)");
+    }
+    const server = await SluiceServer.start({
+      dataDir: dir.path,
+      port: 0,
+      log: () => undefined,
+      engineOptions: { directWrites: "all" },
+    });
+    try {
+      const admin = new Admin({ port: server.port });
+      await admin.createTopics([{ name: "cold", partitions: 2, config: { fsync: "never" } }]);
+      await admin.close();
+      const producer = new Producer({ port: server.port, acks: 1, lingerMs: 2 });
+      try {
+        const sends = [];
+        for (let i = 0; i < RECORDS; i++) {
+          const value = new Uint8Array(RECORD_BYTES).fill(i % 251);
+          new DataView(value.buffer).setUint32(0, i);
+          sends.push(producer.send({ topic: "cold", partition: i % 2, value }));
+        }
+        await Promise.all(sends);
+      } finally {
+        await producer.close();
+      }
+      const started = coldReadCounts.started;
+      const served = coldReadCounts.served;
+      const consumer = new Consumer({
+        port: server.port,
+        maxWaitMs: 20,
+        maxBytes: 16 * 1024 * 1024,
+        partitionMaxBytes: 4 * 1024 * 1024,
+        checkCrcs: true,
+      });
+      const seen: number[][] = [[], []];
+      try {
+        consumer.assign([0, 1].map((partition) => ({ topic: "cold", partition, offset: 0 })));
+        let count = 0;
+        await waitFor(async () => {
+          for (const record of await consumer.poll()) {
+            const value = record.value!;
+            const index = new DataView(value.buffer, value.byteOffset).getUint32(0);
+            assert.equal(value[RECORD_BYTES - 1], index % 251, `record ${index} intact`);
+            seen[record.partition]!.push(index);
+            count++;
+          }
+          return count >= RECORDS;
+        }, `${RECORDS} records`);
+      } finally {
+        await consumer.close();
+      }
+      for (const partition of [0, 1]) {
+        const expected = Array.from({ length: RECORDS / 2 }, (_, i) => 2 * i + partition);
+        assert.deepEqual(seen[partition], expected, `partition ${partition}: each once, in order`);
+      }
+      assert.ok(coldReadCounts.started > started, "the broker read cold");
+      assert.ok(coldReadCounts.served > served, "and served from those reads");
+    } finally {
+      await server.close();
+    }
+  });
+});
