@@ -56,7 +56,10 @@ export type ServeSettings = {
   dropBehindKeepMib: number | undefined;
   /**
    * Direct writes (EngineOptions.directWrites): "synced" writes the flush rounds that
-   * fdatasync with O_DIRECT, "all" also unsynced rounds over 64 KiB, "off" none.
+   * fdatasync with O_DIRECT, "all" (the broker's default) also unsynced rounds over 64 KiB,
+   * "off" none. The broker's fetches read cold bytes on the thread pool (engine/cold_read.ts),
+   * so its consumers behind the tail cache keep their speed; the engine's own default, for
+   * embedders whose reads are synchronous, stays "synced".
    */
   directWrites: "synced" | "all" | "off";
   /**
@@ -241,7 +244,8 @@ export const SETTINGS: readonly Setting[] = [
     help:
       "synced: flush rounds that fdatasync are written with O_DIRECT from aligned buffers, " +
       "not through the page cache (Bun on Linux, where the file system takes it); all: also " +
-      "rounds that do not sync, when over 64 KiB; off: every round buffered (default synced)",
+      "rounds that do not sync, when over 64 KiB, and fetches of bytes not in the page cache " +
+      "read them on the thread pool first; off: every round buffered (default all)",
   },
   {
     key: "dropBehindKeepMib",
@@ -335,7 +339,7 @@ function defaults(env: NodeJS.ProcessEnv): ServeSettings {
     queueSyncsInFlight: undefined,
     dropBehind: "on",
     dropBehindKeepMib: undefined,
-    directWrites: "synced",
+    directWrites: "all",
     tailCacheMib: undefined,
     gc: "tuned",
     httpToken: undefined,

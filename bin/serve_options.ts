@@ -57,8 +57,9 @@ export const SERVE_OPS_OPTIONS: Record<string, OptionSpec> = {
       "synced: partitions' flush rounds that fdatasync are written with O_DIRECT from " +
       "aligned buffers, so durable appends neither fill nor free the page cache (Bun on " +
       "Linux, where the file system takes it; elsewhere buffered); all: also rounds of logs " +
-      "that do not sync, when over 64 KiB (readers behind the tail cache then read those " +
-      "from the disk); off: every round through the page cache (default synced)",
+      "that do not sync, when over 64 KiB (fetches behind the tail cache then read those " +
+      "from the disk, on the thread pool); off: every round through the page cache " +
+      "(default all)",
   },
   "drop-behind-keep-mib": {
     type: "string",

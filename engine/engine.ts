@@ -151,7 +151,9 @@ export type EngineOptions = {
    * what is written in place (64 KiB; smaller ones stay buffered, so readers see them at
    * once); false: every round buffered. Bun on Linux, on a file system that accepts
    * O_DIRECT in the data directory, with the default FileIO; elsewhere segments are written
-   * buffered. Default true.
+   * buffered. Default true. `sluice serve` runs with "all": its fetches read bytes not in the
+   * page cache on the thread pool first (PartitionLog.prepareRead, cold_read.ts), where a
+   * synchronous `read` of bytes written direct reads them from the disk through a mapping.
    */
   directWrites?: boolean | "all";
 };
