@@ -876,6 +876,14 @@ export class Engine {
     return this.#queues.fetch(name, memberId, options);
   }
 
+  /**
+   * Before `fetchQueue`: a promise while the queue's next records are being read from the
+   * disk on the thread pool (Queue.prepareFetch); undefined when the fetch may be made now.
+   */
+  prepareQueueFetch(name: string): Promise<unknown> | undefined {
+    return this.#queues.prepareFetch(name);
+  }
+
   /** Accepts, releases, rejects or renews acquired records; resolves once durable. */
   ackQueue(name: string, memberId: string, acks: readonly QueueAck[]): Promise<void> {
     return this.#queues.ack(name, memberId, acks);

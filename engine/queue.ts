@@ -192,6 +192,13 @@ type Held = { due: DueReader; runs: OffsetRun[] };
 
 const nextMemberId = hyperid({ urlSafe: true });
 
+/**
+ * Bytes a queue's fetch has read ahead on the thread pool per partition whose next records the
+ * page cache does not hold (Queue.prepareFetch): a fetch takes up to 1,000 records by default,
+ * spread over the partitions, and reads served from these buffers read on from where they stop.
+ */
+const QUEUE_PREPARE_BYTES = 2 * 1024 * 1024;
+
 export class Queue implements QueueStateTarget {
   readonly config: QueueConfig;
   readonly partitionCount: number;
@@ -510,6 +517,27 @@ export class Queue implements QueueStateTarget {
 
   // -------------------------------------------------------------------------------------------
   // Fetch.
+
+  /**
+   * Before a fetch that may wait: a promise while the bytes at the partitions' next offsets
+   * are being read on the thread pool because the page cache does not hold them (a backlog
+   * behind the tail cache; PartitionLog.prepareRead, cold_read.ts); it settles, never
+   * rejecting, once the fetch will find them. Undefined: fetch at once.
+   */
+  prepareFetch(): Promise<unknown> | undefined {
+    if (this.#closed) return undefined;
+    let waits: Promise<void>[] | undefined;
+    for (let partition = 0; partition < this.#cursors.length; partition++) {
+      const cursor = this.#cursors[partition]!;
+      const log = this.#logs[partition]!;
+      if (cursor.next >= log.highWatermark) continue;
+      const wait = log.prepareRead(cursor.next, QUEUE_PREPARE_BYTES);
+      if (wait === undefined) continue;
+      waits ??= [];
+      waits.push(wait);
+    }
+    return waits === undefined ? undefined : Promise.all(waits);
+  }
 
   /** Acquires records for `memberId`; never waits (see `onReady` for long polls). */
   fetch(memberId: string, options: QueueFetchOptions = {}): QueueFetchResult {

@@ -440,6 +440,12 @@ export class Queues {
     return this.get(name).fetch(memberId, options);
   }
 
+  /** Queue.prepareFetch of the queue `name`; undefined for one unknown (the fetch says so). */
+  prepareFetch(name: string): Promise<unknown> | undefined {
+    const queue = typeof name === "string" ? this.#queues.get(name) : undefined;
+    return queue === undefined ? undefined : queue.prepareFetch();
+  }
+
   ack(name: string, memberId: string, acks: readonly QueueAck[]): Promise<void> {
     try {
       return this.get(name).ack(memberId, acks);

@@ -16,10 +16,13 @@
 
 import {
   assert,
+  beginColdViews,
   type Engine,
+  endColdViews,
   FETCH_BYTES_MAX,
   type QueueAck,
   type QueueFetchResult,
+  retainColdView,
 } from "../../engine/mod.ts";
 import { InvariantError } from "../../record/mod.ts";
 import { errorToWire, WIRE_ERRORS } from "../codec/errors.ts";
@@ -130,6 +133,15 @@ export function handleQueueFetch(
   fetch.maxBytes = Math.min(fetch.maxBytes, plane.fetchBytesMax, FETCH_BYTES_MAX);
   const acks =
     fetch.acks.length === 0 ? undefined : applyAcks(plane, fetch.queue, fetch.memberId, fetch.acks);
+  return whenReadable(plane, fetch.queue, () => fetchAfterAcks(plane, request, fetch, acks));
+}
+
+function fetchAfterAcks(
+  plane: QueueDataPlane,
+  request: RequestContext,
+  fetch: QueueFetchRequest,
+  acks: Acks | undefined,
+): HandlerResult | Promise<HandlerResult> {
   const first = tryFetch(plane, fetch);
   const waitMs = Math.min(fetch.maxWaitMs, plane.fetchWaitMsMax);
   const answered = first.kind === "error" || first.result.partitions.length > 0 || waitMs === 0;
@@ -162,16 +174,38 @@ async function finishFetch(
 
 /** One acquisition attempt; an engine refusal is an outcome, a broken invariant throws. */
 export function tryFetch(plane: QueueDataPlane, fetch: QueueFetchRequest): FetchOutcome {
+  // Cold-read buffers may serve the fetch's reads (engine/cold_read.ts): the views the answer
+  // takes are counted, and given back as the connection's socket takes them.
+  beginColdViews();
   try {
     const result = plane.engine.fetchQueue(fetch.queue, fetch.memberId, {
       maxRecords: fetch.maxRecords,
       maxBytes: fetch.maxBytes,
     });
+    for (const partition of result.partitions) {
+      for (const view of partition.views) retainColdView(view);
+    }
     return { kind: "records", result };
   } catch (error) {
     const { code, message } = errorToWire(error);
     return { kind: "error", code, message };
+  } finally {
+    endColdViews();
   }
+}
+
+/**
+ * Runs `fetch` at once, or once the queue's next records are read from the disk on the
+ * thread pool when the page cache does not hold them (Engine.prepareQueueFetch): a consumer
+ * working off a backlog behind the tail cache does not stall the event loop on the disk.
+ */
+export function whenReadable<T>(
+  plane: QueueDataPlane,
+  queue: string,
+  fetch: () => T | Promise<T>,
+): T | Promise<T> {
+  const cold = plane.engine.prepareQueueFetch(queue);
+  return cold === undefined ? fetch() : cold.then(fetch);
 }
 
 export function fetchResponse(

@@ -46,6 +46,7 @@ import {
   longPoll,
   type QueueDataPlane,
   tryFetch,
+  whenReadable,
 } from "./_queue_fetch.ts";
 import type { HandlerResult, RequestContext } from "./connection.ts";
 
@@ -125,6 +126,15 @@ function settledWithin(sequence: AckSequence, ackSeq: number, waitMs: number): P
 }
 
 function fetchAndAnswer(
+  plane: QueueDataPlane,
+  request: RequestContext,
+  fetch: Fetch,
+  acked: Acked,
+): HandlerResult | Promise<HandlerResult> {
+  return whenReadable(plane, fetch.queue, () => fetchNow(plane, request, fetch, acked));
+}
+
+function fetchNow(
   plane: QueueDataPlane,
   request: RequestContext,
   fetch: Fetch,

@@ -8,7 +8,7 @@ import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import { coldReadCounts } from "../../../engine/cold_read.ts";
 import { loadDirectWrites } from "../../../engine/direct_io.ts";
-import { Admin, Consumer, Producer } from "../../../protocol/client/mod.ts";
+import { Admin, Consumer, Producer, QueueConsumer } from "../../../protocol/client/mod.ts";
 import { SluiceServer } from "../../../protocol/server/mod.ts";
 import { tempDir, waitFor } from "../../helpers.ts";
 
@@ -77,6 +77,66 @@ describe("cold fetches", () => {
       }
       assert.ok(coldReadCounts.started > started, "the broker read cold");
       assert.ok(coldReadCounts.served > served, "and served from those reads");
+    } finally {
+      await server.close();
+    }
+  });
+
+  test("a queue's consumer working off a backlog written direct gets each record once", async (t) => {
+    using dir = tempDir();
+    const direct = await loadDirectWrites(dir.path);
+    if (direct?.residentPages === undefined) {
+      return t.skip("no O_DIRECT or mincore here (Bun on Linux only)");
+    }
+    const server = await SluiceServer.start({
+      dataDir: dir.path,
+      port: 0,
+      log: () => undefined,
+      engineOptions: { directWrites: "all" },
+    });
+    try {
+      const admin = new Admin({ port: server.port });
+      await admin.createTopics([{ name: "jobs", partitions: 2, config: { fsync: "never" } }]);
+      await admin.declareQueue("work", { topic: "jobs", from: "beginning" });
+      await admin.close();
+      const producer = new Producer({ port: server.port, acks: 1, lingerMs: 2 });
+      try {
+        const sends = [];
+        for (let i = 0; i < RECORDS; i++) {
+          const value = new Uint8Array(RECORD_BYTES).fill(i % 251);
+          new DataView(value.buffer).setUint32(0, i);
+          sends.push(producer.send({ topic: "jobs", partition: i % 2, value }));
+        }
+        await Promise.all(sends);
+      } finally {
+        await producer.close();
+      }
+      const started = coldReadCounts.started;
+      const served = coldReadCounts.served;
+      const seen = new Set<number>();
+      {
+        await using consumer = new QueueConsumer({
+          port: server.port,
+          queue: "work",
+          maxRecords: 500,
+          maxWaitMs: 20,
+        });
+        await waitFor(async () => {
+          const messages = await consumer.poll();
+          for (const message of messages) {
+            const value = message.value!;
+            const index = new DataView(value.buffer, value.byteOffset).getUint32(0);
+            assert.equal(value[RECORD_BYTES - 1], index % 251, `record ${index} intact`);
+            assert.ok(!seen.has(index), `record ${index} once`);
+            seen.add(index);
+          }
+          await Promise.all(messages.map((message) => message.accept()));
+          return seen.size >= RECORDS;
+        }, `${RECORDS} records`);
+      }
+      assert.equal(seen.size, RECORDS);
+      assert.ok(coldReadCounts.started > started, "the broker read the backlog cold");
+      assert.ok(coldReadCounts.served > served, "and served the queue from those reads");
     } finally {
       await server.close();
     }
