@@ -16,35 +16,51 @@ const RECORD_BYTES = 4096;
 /** Past the tail cache (8 MiB a segment) several times over. */
 const RECORDS = 12_000;
 
+/** A broker writing with O_DIRECT, or undefined where there are no cold reads (skipped). */
+async function coldServer(dir: string): Promise<SluiceServer | undefined> {
+  const direct = await loadDirectWrites(dir);
+  if (direct?.residentPages === undefined) return undefined;
+  return SluiceServer.start({
+    dataDir: dir,
+    port: 0,
+    log: () => undefined,
+    engineOptions: { directWrites: "all" },
+  });
+}
+
+/** RECORDS records of RECORD_BYTES over partitions 0 and 1, each naming its index. */
+async function produceRecords(port: number, topic: string): Promise<void> {
+  const producer = new Producer({ port, acks: 1, lingerMs: 2 });
+  try {
+    const sends = [];
+    for (let i = 0; i < RECORDS; i++) {
+      const value = new Uint8Array(RECORD_BYTES).fill(i % 251);
+      new DataView(value.buffer).setUint32(0, i);
+      sends.push(producer.send({ topic, partition: i % 2, value }));
+    }
+    await Promise.all(sends);
+  } finally {
+    await producer.close();
+  }
+}
+
+/** The index a record names, after checking its bytes. */
+function indexOf(value: Uint8Array): number {
+  const index = new DataView(value.buffer, value.byteOffset).getUint32(0);
+  assert.equal(value[RECORD_BYTES - 1], index % 251, `record ${index} intact`);
+  return index;
+}
+
 describe("cold fetches", () => {
   test("a catch-up consumer of a log written direct gets every record, read cold", async (t) => {
     using dir = tempDir();
-    const direct = await loadDirectWrites(dir.path);
-    if (direct?.residentPages === undefined) {
-      return t.skip("no O_DIRECT or mincore here (Bun on Linux only)");
-    }
-    const server = await SluiceServer.start({
-      dataDir: dir.path,
-      port: 0,
-      log: () => undefined,
-      engineOptions: { directWrites: "all" },
-    });
+    const server = await coldServer(dir.path);
+    if (server === undefined) return t.skip("no O_DIRECT or mincore here (Bun on Linux only)");
     try {
       const admin = new Admin({ port: server.port });
       await admin.createTopics([{ name: "cold", partitions: 2, config: { fsync: "never" } }]);
       await admin.close();
-      const producer = new Producer({ port: server.port, acks: 1, lingerMs: 2 });
-      try {
-        const sends = [];
-        for (let i = 0; i < RECORDS; i++) {
-          const value = new Uint8Array(RECORD_BYTES).fill(i % 251);
-          new DataView(value.buffer).setUint32(0, i);
-          sends.push(producer.send({ topic: "cold", partition: i % 2, value }));
-        }
-        await Promise.all(sends);
-      } finally {
-        await producer.close();
-      }
+      await produceRecords(server.port, "cold");
       const started = coldReadCounts.started;
       const served = coldReadCounts.served;
       const consumer = new Consumer({
@@ -60,10 +76,7 @@ describe("cold fetches", () => {
         let count = 0;
         await waitFor(async () => {
           for (const record of await consumer.poll()) {
-            const value = record.value!;
-            const index = new DataView(value.buffer, value.byteOffset).getUint32(0);
-            assert.equal(value[RECORD_BYTES - 1], index % 251, `record ${index} intact`);
-            seen[record.partition]!.push(index);
+            seen[record.partition]!.push(indexOf(record.value!));
             count++;
           }
           return count >= RECORDS;
@@ -82,35 +95,16 @@ describe("cold fetches", () => {
     }
   });
 
-  test("a queue's consumer working off a backlog written direct gets each record once", async (t) => {
+  test("a queue consumer working off a backlog written direct gets each record once", async (t) => {
     using dir = tempDir();
-    const direct = await loadDirectWrites(dir.path);
-    if (direct?.residentPages === undefined) {
-      return t.skip("no O_DIRECT or mincore here (Bun on Linux only)");
-    }
-    const server = await SluiceServer.start({
-      dataDir: dir.path,
-      port: 0,
-      log: () => undefined,
-      engineOptions: { directWrites: "all" },
-    });
+    const server = await coldServer(dir.path);
+    if (server === undefined) return t.skip("no O_DIRECT or mincore here (Bun on Linux only)");
     try {
       const admin = new Admin({ port: server.port });
       await admin.createTopics([{ name: "jobs", partitions: 2, config: { fsync: "never" } }]);
       await admin.declareQueue("work", { topic: "jobs", from: "beginning" });
       await admin.close();
-      const producer = new Producer({ port: server.port, acks: 1, lingerMs: 2 });
-      try {
-        const sends = [];
-        for (let i = 0; i < RECORDS; i++) {
-          const value = new Uint8Array(RECORD_BYTES).fill(i % 251);
-          new DataView(value.buffer).setUint32(0, i);
-          sends.push(producer.send({ topic: "jobs", partition: i % 2, value }));
-        }
-        await Promise.all(sends);
-      } finally {
-        await producer.close();
-      }
+      await produceRecords(server.port, "jobs");
       const started = coldReadCounts.started;
       const served = coldReadCounts.served;
       const seen = new Set<number>();
@@ -124,9 +118,7 @@ describe("cold fetches", () => {
         await waitFor(async () => {
           const messages = await consumer.poll();
           for (const message of messages) {
-            const value = message.value!;
-            const index = new DataView(value.buffer, value.byteOffset).getUint32(0);
-            assert.equal(value[RECORD_BYTES - 1], index % 251, `record ${index} intact`);
+            const index = indexOf(message.value!);
             assert.ok(!seen.has(index), `record ${index} once`);
             seen.add(index);
           }
