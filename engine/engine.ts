@@ -877,11 +877,12 @@ export class Engine {
   }
 
   /**
-   * Before `fetchQueue`: a promise while the queue's next records are being read from the
-   * disk on the thread pool (Queue.prepareFetch); undefined when the fetch may be made now.
+   * Before a `fetchQueue` of up to `maxBytes`: a promise while the queue's next records are
+   * being read from the disk on the thread pool (Queue.prepareFetch); undefined when the fetch
+   * may be made now.
    */
-  prepareQueueFetch(name: string): Promise<unknown> | undefined {
-    return this.#queues.prepareFetch(name);
+  prepareQueueFetch(name: string, maxBytes: number): Promise<unknown> | undefined {
+    return this.#queues.prepareFetch(name, maxBytes);
   }
 
   /** Accepts, releases, rejects or renews acquired records; resolves once durable. */

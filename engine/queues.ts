@@ -441,9 +441,9 @@ export class Queues {
   }
 
   /** Queue.prepareFetch of the queue `name`; undefined for one unknown (the fetch says so). */
-  prepareFetch(name: string): Promise<unknown> | undefined {
+  prepareFetch(name: string, maxBytes: number): Promise<unknown> | undefined {
     const queue = typeof name === "string" ? this.#queues.get(name) : undefined;
-    return queue === undefined ? undefined : queue.prepareFetch();
+    return queue === undefined ? undefined : queue.prepareFetch(maxBytes);
   }
 
   ack(name: string, memberId: string, acks: readonly QueueAck[]): Promise<void> {

@@ -133,7 +133,7 @@ export function handleQueueFetch(
   fetch.maxBytes = Math.min(fetch.maxBytes, plane.fetchBytesMax, FETCH_BYTES_MAX);
   const acks =
     fetch.acks.length === 0 ? undefined : applyAcks(plane, fetch.queue, fetch.memberId, fetch.acks);
-  return whenReadable(plane, fetch.queue, () => fetchAfterAcks(plane, request, fetch, acks));
+  return whenReadable(plane, fetch, () => fetchAfterAcks(plane, request, fetch, acks));
 }
 
 function fetchAfterAcks(
@@ -201,10 +201,10 @@ export function tryFetch(plane: QueueDataPlane, fetch: QueueFetchRequest): Fetch
  */
 export function whenReadable<T>(
   plane: QueueDataPlane,
-  queue: string,
+  request: QueueFetchRequest,
   fetch: () => T | Promise<T>,
 ): T | Promise<T> {
-  const cold = plane.engine.prepareQueueFetch(queue);
+  const cold = plane.engine.prepareQueueFetch(request.queue, request.maxBytes);
   return cold === undefined ? fetch() : cold.then(fetch);
 }
 

@@ -131,7 +131,7 @@ function fetchAndAnswer(
   fetch: Fetch,
   acked: Acked,
 ): HandlerResult | Promise<HandlerResult> {
-  return whenReadable(plane, fetch.queue, () => fetchNow(plane, request, fetch, acked));
+  return whenReadable(plane, fetch, () => fetchNow(plane, request, fetch, acked));
 }
 
 function fetchNow(
