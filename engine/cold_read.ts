@@ -10,17 +10,18 @@
 // with O_DIRECT on the thread pool, 4 MiB a read, two in flight, ran 1.4-1.6 GB/s with the
 // event loop free (bench/RESULTS.md, "Cold reads").
 //
-// How: the server asks each partition of a fetch where its read would start
-// (PartitionLog.prepareRead); when that is below the tail cache and the first pages there are
-// not resident (mincore on the segment's mapping), the segment starts a read of the range here
-// and the fetch is answered once it is done, from the buffer, through the usual read path
-// (batches are checked as always: CRC once per process, log_read.ts). A read served from a
-// buffer starts the next one where it stopped (read-ahead), so a catch-up consumer's next
-// fetch finds its bytes read while the last answer was being written to its socket.
+// How: the server asks each partition of a fetch (and a queue fetch) where its read would
+// start (PartitionLog.prepareRead); when that is below the tail cache and any sampled page of
+// the range is not resident (mincore on the segment's mapping), the segment starts a read of
+// the range here and the fetch is answered once it is done, from the buffer, through the usual
+// read path (batches are checked as always: CRC once per process, log_read.ts). A read served
+// from a buffer starts the next one where it stopped (read-ahead), so a catch-up consumer's
+// next fetch finds its bytes read while the last answer was being written to its socket. A
+// segment read cold has its mappings advised MADV_RANDOM (DirectWrites.adviseRandom).
 //
 // Bounds: one read in flight per segment, at most COLD_BUFFERS_PER_SEGMENT buffers per
-// segment and COLD_READ_BYTES_MAX in the process (least recently used dropped first; views
-// already handed out keep their buffer alive until the collector frees it). A failed read
+// segment and COLD_READ_BYTES_MAX in the process (least recently used dropped first); their
+// memory is reused once no answer holds a view of it (ColdMemory below). A failed read
 // (EIO, EINVAL from a file system that takes O_DIRECT writes but not reads) turns the
 // segment's cold reads off: the mapping serves it, and reports any error, as before.
 // Correctness does not depend on any of it: bytes below a segment's written position never
