@@ -368,14 +368,8 @@ function wholeEndIn(bytes: Uint8Array, from: number): number {
 
 /** A view of the whole batches of `bytes` from `from` up to `stop`; undefined if none is whole. */
 function wholeBatches(bytes: Uint8Array, from: number, stop: number): Uint8Array | undefined {
-  const limit = Math.min(stop, bytes.length);
-  let at = from;
-  while (at + BATCH_HEADER_BYTES <= limit) {
-    const size = batchSizeAt(bytes, at);
-    if (size < BATCH_HEADER_BYTES || at + size > limit) break;
-    at += size;
-  }
-  return at === from ? undefined : bytes.subarray(from, at);
+  const end = wholeEndIn(bytes.subarray(0, Math.min(stop, bytes.length)), from);
+  return end === from ? undefined : bytes.subarray(from, end);
 }
 
 /** Fills `buffer` from `position` of `fd` on the thread pool; answers the bytes read. */
