@@ -76,6 +76,11 @@ type ColdBuffer = {
 type ColdMemory = { bytes: Uint8Array; framed: number; dropped: boolean };
 
 const memoryOf = new WeakMap<ArrayBufferLike, ColdMemory>();
+/**
+ * Whether any cold-read memory was made: until then every view is another's and the server's
+ * per-view calls (each answer's views, each chunk its sockets wrote) skip the map lookup.
+ */
+let coldMemoryMade = false;
 /** Idle memory by capacity (a multiple of COLD_MEMORY_STEP_BYTES). */
 const idleMemory = new Map<number, ColdMemory[]>();
 let idleBytes = 0;
@@ -101,12 +106,14 @@ export function endColdViews(): void {
 
 /** `view` goes into an answer: its memory is not reused until `coldViewWritten(view)`. */
 export function retainColdView(view: Uint8Array): void {
+  if (!coldMemoryMade) return;
   const memory = memoryOf.get(view.buffer);
   if (memory !== undefined) memory.framed++;
 }
 
 /** A socket took `view` (retained before): its memory may be reused once nothing holds it. */
 export function coldViewWritten(view: Uint8Array): void {
+  if (!coldMemoryMade) return;
   const memory = memoryOf.get(view.buffer);
   if (memory === undefined) return;
   memory.framed--;
@@ -122,6 +129,7 @@ function takeMemory(direct: DirectWrites, length: number): ColdMemory {
     return reused;
   }
   const memory: ColdMemory = { bytes: direct.alignedBuffer(capacity), framed: 0, dropped: false };
+  coldMemoryMade = true;
   memoryOf.set(memory.bytes.buffer, memory);
   return memory;
 }
