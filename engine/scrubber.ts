@@ -11,11 +11,18 @@
 //   at the end of the last sealed segment of the last log, start over with a fresh list.
 //
 // The active segment is left out: its appended bytes were checked on append and it is still
-// being written. The work runs on the event loop in slices of about one tick's budget, so a
-// slice costs at most about budget / 5 GB/s of CPU (0.3 ms at the default rate).
+// being written. The hashing runs on the event loop in slices of about one tick's budget, so a
+// slice costs at most about budget / 5 GB/s of CPU (0.3 ms at the default rate). The reading
+// does not: bytes the page cache lacks are read first on the thread pool, with O_DIRECT, as a
+// consumer's cold reads are (Segment.prepareRead, cold_read.ts), and the slice resumes once
+// they are in memory. Reading them through the segment's mapping instead blocked the event
+// loop in page faults: once 16 sealed segments of a busy queue were scrubbed, ~4,700 major
+// faults a second held the broker to ~55 % of a core and its queue fell behind for good
+// (bench/RESULTS.md, "The scrubber and the event loop"). Where cold reads are not available
+// (no O_DIRECT or mincore, e.g. Deno) the mapping serves, as before.
 
-import { checkBatch } from "../record/mod.ts";
-import { BATCH_HEADER_BYTES, batchSizeAt } from "../record/mod.ts";
+import { BATCH_HEADER_BYTES, batchSizeAt, checkBatch } from "../record/mod.ts";
+import { beginColdViews, endColdViews } from "./cold_read.ts";
 import { MAX_BATCH_BYTES_MAX } from "./log_config.ts";
 import type { PartitionLog } from "./partition_log.ts";
 import { type Segment, segmentsSealed } from "./segment.ts";
@@ -39,8 +46,11 @@ export type ScrubberOptions = {
   onWarning: (message: string) => void;
 };
 
-/** Where the scrubber is: a sealed segment of a log and a byte position in it. */
-type ScrubCursor = { log: PartitionLog; segment: Segment; position: number };
+/**
+ * Where the scrubber is: a sealed segment of a log and a byte position in it, and how far from
+ * there memory was last found to hold the segment's bytes in this slice.
+ */
+type ScrubCursor = { log: PartitionLog; segment: Segment; position: number; inMemoryTo: number };
 
 export class Scrubber {
   #options: ScrubberOptions;
@@ -48,6 +58,8 @@ export class Scrubber {
   #cursor: ScrubCursor | undefined;
   #timer: ReturnType<typeof setInterval> | undefined;
   #idleTicks = 0;
+  /** A slice waits for a cold read: ticks do nothing until it has run. */
+  #waiting = false;
   /** segmentsSealed() when the scrubber went idle: a segment sealed since ends the idle. */
   #sealedWhenIdle = 0;
   /** The damaged position last reported per segment. */
@@ -73,6 +85,7 @@ export class Scrubber {
   }
 
   #tick(budget: number): void {
+    if (this.#waiting) return;
     if (this.#idleTicks > 0) {
       // Idle because nothing was sealed: a count compared, not a listing of every log.
       if (segmentsSealed() === this.#sealedWhenIdle) {
@@ -81,8 +94,22 @@ export class Scrubber {
       }
       this.#idleTicks = 0;
     }
+    this.#runSlice(budget);
+  }
+
+  /** A tick's slice; one that stops for a cold read runs what is left of it once it is in. */
+  #runSlice(budget: number): void {
     const sealed = segmentsSealed();
-    if (this.step(budget) === 0) {
+    const { checked, readFirst } = this.#slice(budget, true);
+    if (readFirst !== undefined) {
+      this.#waiting = true;
+      void readFirst.then(() => {
+        this.#waiting = false;
+        if (this.#timer !== undefined) this.#runSlice(Math.max(1, budget - checked));
+      });
+      return;
+    }
+    if (checked === 0) {
       this.#idleTicks = SCRUB_IDLE_TICKS;
       this.#sealedWhenIdle = sealed;
     }
@@ -104,8 +131,31 @@ export class Scrubber {
    * checked whole (at most MAX_BATCH_BYTES_MAX).
    */
   step(budgetBytes: number): number {
+    return this.#slice(budgetBytes, false).checked;
+  }
+
+  /**
+   * `step`, reading cold bytes first when `readCold`: it stops before a batch whose bytes are
+   * not in memory yet, having started their read, and answers that read as `readFirst` (it
+   * never rejects; a failed read leaves the mapping to serve, and report, the bytes).
+   */
+  #slice(budgetBytes: number, readCold: boolean): { checked: number; readFirst?: Promise<void> } {
+    if (!readCold) return { checked: this.#checkUpTo(budgetBytes, undefined) };
+    const wait: { readFirst?: Promise<void> } = {};
+    beginColdViews();
+    try {
+      // Views of cold-read buffers are hashed and dropped before the scope closes.
+      return { checked: this.#checkUpTo(budgetBytes, wait), readFirst: wait.readFirst };
+    } finally {
+      endColdViews();
+    }
+  }
+
+  #checkUpTo(budgetBytes: number, wait: { readFirst?: Promise<void> } | undefined): number {
     let checked = 0;
     let fresh = false;
+    // What memory held at the last slice may have been dropped since: asked again.
+    if (this.#cursor !== undefined) this.#cursor.inMemoryTo = 0;
     // Nothing is deleted while this synchronous call runs, so a segment still in its log now
     // stays there until the call returns.
     if (this.#cursor !== undefined && !this.#stillOpen(this.#cursor)) this.#cursor = undefined;
@@ -119,7 +169,12 @@ export class Scrubber {
         continue;
       }
       try {
-        checked += this.#checkOne(cursor);
+        const done = this.#checkOne(cursor, wait && Math.max(1, budgetBytes - checked));
+        if (typeof done !== "number") {
+          wait!.readFirst = done;
+          break;
+        }
+        checked += done;
       } catch (error) {
         // A read that failed (an I/O error): the segment is skipped in this pass; a consumer
         // reading it gets the same error.
@@ -150,12 +205,16 @@ export class Scrubber {
   #nextSegment(): ScrubCursor | undefined {
     let next = this.#pending.pop();
     while (next !== undefined && !this.#stillOpen(next)) next = this.#pending.pop();
-    this.#cursor = next === undefined ? undefined : { ...next, position: 0 };
+    this.#cursor = next === undefined ? undefined : { ...next, position: 0, inMemoryTo: 0 };
     return this.#cursor;
   }
 
-  /** Checks the batch at the cursor and moves past it; returns the bytes it covered. */
-  #checkOne(cursor: ScrubCursor): number {
+  /**
+   * Checks the batch at the cursor and moves past it; returns the bytes it covered. With
+   * `readAhead` (bytes the slice may still check), bytes the page cache lacks are read cold
+   * first: it then answers that read instead, the cursor unmoved.
+   */
+  #checkOne(cursor: ScrubCursor, readAhead?: number): number | Promise<void> {
     const { log, segment, position } = cursor;
     if (position >= segment.visiblePosition) {
       this.#cursor = undefined;
@@ -169,9 +228,22 @@ export class Scrubber {
       cursor.position = known.toPosition;
       return 0;
     }
+    if (readAhead !== undefined && position + BATCH_HEADER_BYTES > cursor.inMemoryTo) {
+      // Undefined when memory holds the bytes (the tail cache, the page cache, a cold buffer).
+      const want = Math.max(BATCH_HEADER_BYTES, readAhead);
+      const read = segment.prepareRead(position, want);
+      if (read !== undefined) return read;
+      cursor.inMemoryTo = position + want;
+    }
     const head = segment.viewAt(position, BATCH_HEADER_BYTES);
     const size = head.length < BATCH_HEADER_BYTES ? 0 : batchSizeAt(head, 0);
     const whole = size < BATCH_HEADER_BYTES || size > MAX_BATCH_BYTES_MAX ? head : undefined;
+    if (whole === undefined && readAhead !== undefined && position + size > cursor.inMemoryTo) {
+      // A batch larger than what was read ahead for it is read whole first.
+      const read = segment.prepareRead(position, size);
+      if (read !== undefined) return read;
+      cursor.inMemoryTo = position + size;
+    }
     const view = whole ?? segment.viewAt(position, size);
     const problem = checkBatch(view, 0, view.length, {
       sizeMax: MAX_BATCH_BYTES_MAX,

@@ -19,8 +19,9 @@ import {
 } from "../../engine/cold_read.ts";
 import { DIRECT_BLOCK_BYTES, loadDirectWrites } from "../../engine/direct_io.ts";
 import { encodeRecordBatch, PartitionLog, type ReadResult } from "../../engine/mod.ts";
+import { Scrubber } from "../../engine/scrubber.ts";
 import { isSluiceError } from "../../record/mod.ts";
-import { mulberry32, tempDir } from "../helpers.ts";
+import { mulberry32, tempDir, waitFor } from "../helpers.ts";
 
 const SEED = Number(process.env["SLUICE_TEST_SEED"] ?? Date.now() % 1_000_000);
 /** A small tail cache, so nearly all of a log lies below it. */
@@ -167,41 +168,7 @@ describe("cold reads", () => {
     if (log === undefined) return t.skip("no O_DIRECT or mincore here (Bun on Linux only)");
     const end = log.highWatermark;
     await log.close();
-    const reopened = await writtenLogReopen(dir.path, segmentBytes);
-    try {
-      // A batch of the first segments: one byte of its records flipped, read and
-      // written with O_DIRECT so the page cache stays without the file's pages.
-      const { views } = reopened.read(Math.floor(end / 10), 1);
-      const direct = (await loadDirectWrites(dir.path))!;
-      const needle = Buffer.from(views[0]!.subarray(0, 64));
-      let path = "";
-      let whole: Uint8Array = new Uint8Array(0);
-      let at = -1;
-      for (const name of fs.readdirSync(dir.path).filter((n) => n.endsWith(".log"))) {
-        path = join(dir.path, name);
-        const size = fs.statSync(path).size;
-        whole = direct.alignedBuffer(Math.ceil(size / DIRECT_BLOCK_BYTES) * DIRECT_BLOCK_BYTES);
-        const readFd = fs.openSync(path, direct.readFlags);
-        fs.readSync(readFd, whole, 0, whole.length, 0);
-        fs.closeSync(readFd);
-        at = Buffer.from(whole.buffer, whole.byteOffset, size).indexOf(needle);
-        if (at >= 0) break;
-      }
-      assert.ok(at >= 0, "the batch is found in the file");
-      const block = at + 100 - ((at + 100) % DIRECT_BLOCK_BYTES);
-      whole[at + 100] = whole[at + 100]! ^ 0xff;
-      const writeFd = fs.openSync(path, direct.openFlags);
-      fs.writeSync(
-        writeFd,
-        whole.subarray(block, block + DIRECT_BLOCK_BYTES),
-        0,
-        DIRECT_BLOCK_BYTES,
-        block,
-      );
-      fs.closeSync(writeFd);
-    } finally {
-      await reopened.close();
-    }
+    await damageOneBatch(dir.path, segmentBytes, Math.floor(end / 10));
     const damaged = await writtenLogReopen(dir.path, segmentBytes);
     try {
       let offset = 0;
@@ -226,6 +193,52 @@ describe("cold reads", () => {
       assert.ok(found, `seed ${SEED}: the damaged batch is reported`);
       assert.ok(prepared > 0, `seed ${SEED}: bytes were read cold`);
     } finally {
+      await damaged.close();
+    }
+  });
+
+  test("the scrubber reads cold bytes on the thread pool and still finds damage", async (t) => {
+    using dir = tempDir("sluice-cold-");
+    const random = mulberry32(SEED + 5);
+    const segmentBytes = 4 * 1024 * 1024;
+    const log = await writtenLog(dir.path, random, 16 * 1024 * 1024, segmentBytes);
+    if (log === undefined) return t.skip("no O_DIRECT or mincore here (Bun on Linux only)");
+    const end = log.highWatermark;
+    await log.close();
+    await damageOneBatch(dir.path, segmentBytes, Math.floor(end / 2));
+    const damaged = await writtenLogReopen(dir.path, segmentBytes);
+    const warnings: string[] = [];
+    const scrubber = new Scrubber({
+      bytesPerSec: 64 * 1024 * 1024,
+      logs: () => [damaged],
+      onWarning: (message) => warnings.push(message),
+    });
+    const started = coldReadCounts.started;
+    const served = coldReadCounts.served;
+    try {
+      const sealedBytes = damaged
+        .sealedSegments()
+        .reduce((sum, segment) => sum + segment.visiblePosition, 0);
+      scrubber.start();
+      // Passes go on while there are sealed segments; a damaged place is reported once.
+      await waitFor(
+        () => scrubber.damageFound === 1 && scrubber.bytesChecked >= sealedBytes,
+        "a scrub pass and more, with the damage found",
+        30_000,
+      );
+      assert.ok(coldReadCounts.started > started, "the scrubber read bytes cold");
+      assert.ok(coldReadCounts.served > served, "and checked them from the buffers");
+      assert.match(warnings.join("\n"), /found a damaged batch \(bad-crc\)/);
+      let caught = false;
+      try {
+        let offset = 0;
+        while (offset < damaged.highWatermark) offset = damaged.read(offset, 1 << 20).nextOffset;
+      } catch (error) {
+        caught = isSluiceError(error, "CORRUPT_BATCH");
+      }
+      assert.ok(caught, "a read of the damaged batch reports it");
+    } finally {
+      scrubber.stop();
       await damaged.close();
     }
   });
@@ -307,4 +320,44 @@ async function writtenLogReopen(dir: string, segmentBytes: number): Promise<Part
     { fsync: "never", segmentBytes },
     { directWrites, directRounds: "all", tailCacheBytes: TAIL_CACHE_BYTES },
   );
+}
+
+/**
+ * One byte flipped in the records of the batch at `offset` of a log written by writtenLog,
+ * read and written with O_DIRECT so that the page cache stays without the file's pages.
+ */
+async function damageOneBatch(dir: string, segmentBytes: number, offset: number): Promise<void> {
+  const reopened = await writtenLogReopen(dir, segmentBytes);
+  try {
+    const { views } = reopened.read(offset, 1);
+    const direct = (await loadDirectWrites(dir))!;
+    const needle = Buffer.from(views[0]!.subarray(0, 64));
+    let path = "";
+    let whole: Uint8Array = new Uint8Array(0);
+    let at = -1;
+    for (const name of fs.readdirSync(dir).filter((n) => n.endsWith(".log"))) {
+      path = join(dir, name);
+      const size = fs.statSync(path).size;
+      whole = direct.alignedBuffer(Math.ceil(size / DIRECT_BLOCK_BYTES) * DIRECT_BLOCK_BYTES);
+      const readFd = fs.openSync(path, direct.readFlags);
+      fs.readSync(readFd, whole, 0, whole.length, 0);
+      fs.closeSync(readFd);
+      at = Buffer.from(whole.buffer, whole.byteOffset, size).indexOf(needle);
+      if (at >= 0) break;
+    }
+    assert.ok(at >= 0, "the batch is found in the file");
+    const block = at + 100 - ((at + 100) % DIRECT_BLOCK_BYTES);
+    whole[at + 100] = whole[at + 100]! ^ 0xff;
+    const writeFd = fs.openSync(path, direct.openFlags);
+    fs.writeSync(
+      writeFd,
+      whole.subarray(block, block + DIRECT_BLOCK_BYTES),
+      0,
+      DIRECT_BLOCK_BYTES,
+      block,
+    );
+    fs.closeSync(writeFd);
+  } finally {
+    await reopened.close();
+  }
 }
