@@ -5,9 +5,12 @@
 
 import {
   type AppendResult,
+  beginColdViews,
   type Engine,
+  endColdViews,
   PartitionLog,
   type ReadResult,
+  retainColdView,
   SluiceError,
 } from "../../engine/mod.ts";
 import { BATCH_HEADER_BYTES, batchSizeAt, decodeRecordBatches } from "../../record/mod.ts";
@@ -262,20 +265,58 @@ function readPartition(
   return answer;
 }
 
+function fetchMaxBytes(plane: KafkaPlane, body: Struct): number {
+  return Math.max(0, Math.min(body["maxBytes"] as number, plane.limits.fetchBytesMax));
+}
+
 function readAll(plane: KafkaPlane, body: Struct) {
-  const maxBytes = Math.max(0, Math.min(body["maxBytes"] as number, plane.limits.fetchBytesMax));
-  const budget = { left: maxBytes, taken: 0 };
+  const budget = { left: fetchMaxBytes(plane, body), taken: 0 };
   const reads: FetchRead[] = [];
   let errors = false;
-  for (const topic of body["topics"] as Struct[]) {
-    const name = topic["topic"] as string;
-    for (const p of topic["partitions"] as Struct[]) {
-      const answer = readPartition(plane, name, p, budget);
-      if (answer["errorCode"] !== 0) errors = true;
-      reads.push({ topic: name, answer });
+  // Cold-read buffers may serve these reads (engine/cold_read.ts): the views an answer takes
+  // are counted in fetchAnswer and given back as the connection's socket takes them.
+  beginColdViews();
+  try {
+    for (const topic of body["topics"] as Struct[]) {
+      const name = topic["topic"] as string;
+      for (const p of topic["partitions"] as Struct[]) {
+        const answer = readPartition(plane, name, p, budget);
+        if (answer["errorCode"] !== 0) errors = true;
+        reads.push({ topic: name, answer });
+      }
     }
+  } finally {
+    endColdViews();
   }
   return { reads, bytes: budget.taken, errors };
+}
+
+/**
+ * Reads on the thread pool of the partitions whose bytes are not in memory (cold_read.ts,
+ * PartitionLog.prepareRead), within the fetch's max_bytes, as the sluice protocol's fetch
+ * makes them; settles when all are done (never rejects). Undefined when every partition may
+ * be read at once, the usual case. Without it a Kafka consumer catching up on segments written
+ * direct (the broker's default) read them through mappings, in page faults on the event loop.
+ */
+function coldReads(plane: KafkaPlane, body: Struct): Promise<unknown> | undefined {
+  let waits: Promise<void>[] | undefined;
+  let left = fetchMaxBytes(plane, body);
+  for (const topic of body["topics"] as Struct[]) {
+    for (const p of topic["partitions"] as Struct[]) {
+      if (left < 1) break;
+      const log = findPartition(plane.engine, topic["topic"] as string, p["partition"] as number);
+      if (!(log instanceof PartitionLog)) continue;
+      const partitionMaxBytes = Math.min(p["partitionMaxBytes"] as number, left);
+      const bytes = Math.min(partitionMaxBytes, plane.limits.fetchBytesMax);
+      if (!(bytes >= 1)) continue;
+      const wait = log.prepareRead(p["fetchOffset"] as number, bytes);
+      if (wait === undefined) continue;
+      left -= bytes;
+      waits ??= [];
+      waits.push(wait);
+    }
+  }
+  return waits === undefined ? undefined : Promise.all(waits);
 }
 
 function fetchAnswer(plane: KafkaPlane, reads: FetchRead[]): Struct {
@@ -283,7 +324,10 @@ function fetchAnswer(plane: KafkaPlane, reads: FetchRead[]): Struct {
   for (const { topic, answer } of reads) {
     const views = answer["records"] as Uint8Array[];
     plane.stats.fetchBatchViews += views.length;
-    for (const view of views) plane.stats.fetchBytes += view.length;
+    for (const view of views) {
+      retainColdView(view);
+      plane.stats.fetchBytes += view.length;
+    }
     const last = responses.at(-1);
     if (last !== undefined && last.topic === topic) last.partitions.push(answer);
     else responses.push({ topic, partitions: [answer] });
@@ -299,6 +343,19 @@ function fetchAnswer(plane: KafkaPlane, reads: FetchRead[]): Struct {
 export function fetch(plane: KafkaPlane, body: Struct, info: RequestInfo) {
   const topics = body["topics"] as Struct[];
   checkPartitionCount(topics, plane.limits.requestPartitionsMax, "partitions");
+  // Bytes to be read from the disk are read on the thread pool first: the event loop serves
+  // other connections meanwhile. The request's topics and offsets are plain values.
+  const cold = coldReads(plane, body);
+  if (cold !== undefined) {
+    const copy: Struct = { ...body, topics: topics.map((t) => ({ ...t })) };
+    return cold.then(() => fetchRead(plane, copy, info));
+  }
+  return fetchRead(plane, body, info);
+}
+
+/** Fetch once its cold reads (if any) are in: answers now, or waits for data. */
+function fetchRead(plane: KafkaPlane, body: Struct, info: RequestInfo) {
+  const topics = body["topics"] as Struct[];
   const first = readAll(plane, body);
   const waitMs = Math.min(Math.max(0, body["maxWaitMs"] as number), plane.limits.fetchWaitMsMax);
   const minBytes = body["minBytes"] as number;

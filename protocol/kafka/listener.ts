@@ -23,7 +23,7 @@
 // (_security.ts) and every request then passes its API's ACL rule (_authz.ts) before its
 // handler runs. With `tls`, the listener speaks TLS (the native listener's certificate).
 
-import type { Engine, GroupCoordinator } from "../../engine/mod.ts";
+import { coldViewWritten, type Engine, type GroupCoordinator } from "../../engine/mod.ts";
 import { InvariantError } from "../../record/mod.ts";
 import { ProtocolError } from "../codec/errors.ts";
 import { FrameReader, FrameTooLargeError } from "../codec/frame_reader.ts";
@@ -441,6 +441,8 @@ export class KafkaConnection {
       onTurnWritten: () => {
         if (!this.closed) this.#written();
       },
+      // Fetch answers' views of cold-read buffers go back to their pool once written.
+      onChunkWritten: coldViewWritten,
     });
     this.#listener = listener;
     this.session = session;
