@@ -6,6 +6,7 @@
 // INTERFACES.md.
 
 import fs from "node:fs";
+import { type LogConfig, resolveLogConfig } from "../engine/log_config.ts";
 import type { OpsHttp } from "../ops/http.ts";
 import type { ServerEvent } from "../protocol/mod.ts";
 import { execUnderGcMode } from "../ops/gc_exec.ts";
@@ -17,9 +18,31 @@ import {
   flagsWithSettings,
   type Resolved,
   resolveServeSettings,
+  type ServeSettings,
 } from "./serve_config.ts";
 import { kafkaOption } from "./kafka_flags.ts";
 import { serveSecurity } from "./security_flags.ts";
+
+/**
+ * The topic defaults the settings give (EngineOptions.topicDefaults), checked as a topic's
+ * config is: an invalid one is a usage error naming the setting and its value.
+ */
+function topicDefaults(settings: ServeSettings): Partial<LogConfig> {
+  const defaults: Partial<LogConfig> = {};
+  if (settings.segmentBytes !== undefined) defaults.segmentBytes = settings.segmentBytes;
+  if (settings.retentionMs !== undefined) defaults.retentionMs = settings.retentionMs;
+  if (settings.retentionBytes !== undefined) defaults.retentionBytes = settings.retentionBytes;
+  try {
+    resolveLogConfig(defaults);
+  } catch (error) {
+    throw new UsageError(
+      `topic defaults (--segment-bytes, --retention-ms, --retention-bytes): ${
+        error instanceof Error ? error.message : String(error)
+      }`,
+    );
+  }
+  return defaults;
+}
 
 /** What a failed listen means, from the error's code (Bun and Node both set it). */
 function listenReason(error: unknown): string {
@@ -63,6 +86,8 @@ export async function serve(values: ParsedValues): Promise<number> {
     }
   }
   const httpTls = httpTlsOf(flags, security.tls, settings.httpPort);
+  // Refused here, naming the setting, rather than at the first topic created.
+  topicDefaults(settings);
   const log = makeLogger(resolved);
   log.info("starting", describeSettings(resolved));
   // JavaScriptCore's GC options come from the environment at start (README "GC settings").
@@ -77,6 +102,7 @@ export async function serve(values: ParsedValues): Promise<number> {
   fs.mkdirSync(settings.data, { recursive: true });
   const openedAtMs = performance.now();
   const engine = await Engine.open(settings.data, {
+    topicDefaults: topicDefaults(settings),
     onWarning: (message) => log.warn("recovery", { detail: message }),
     slowFsyncMs: settings.slowFsyncMs,
     partitionSync: settings.partitionSync,

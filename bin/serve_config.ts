@@ -12,6 +12,7 @@ import fs from "node:fs";
 import { homedir } from "node:os";
 import { extname, join } from "node:path";
 import { parse as parseToml } from "smol-toml";
+import { SEGMENT_BYTES_MAX, SEGMENT_BYTES_MIN } from "../engine/log_config.ts";
 import type { ParsedValues } from "./_args.ts";
 import { UsageError } from "./_args.ts";
 
@@ -67,6 +68,14 @@ export type ServeSettings = {
    * unset: the engine's default, 256 MiB).
    */
   tailCacheMib: number | undefined;
+  /**
+   * Defaults for topics created without their own (EngineOptions.topicDefaults), as Kafka's
+   * log.segment.bytes, log.retention.ms and log.retention.bytes; unset: the log defaults
+   * (1 GiB, 7 days, no limit).
+   */
+  segmentBytes: number | undefined;
+  retentionMs: number | undefined;
+  retentionBytes: number | undefined;
   /**
    * The GC and allocator settings (ops/gc_tuning.ts): "tuned" starts serve again in place
    * with them when the environment lacks any (ops/gc_exec.ts); "default" without them.
@@ -268,6 +277,36 @@ export const SETTINGS: readonly Setting[] = [
       "(default 256); past it the logs appended to least recently give theirs back",
   },
   {
+    key: "segmentBytes",
+    flag: "segment-bytes",
+    env: "SLUICE_SEGMENT_BYTES",
+    file: "topics.segmentBytes",
+    kind: { type: "int", min: SEGMENT_BYTES_MIN, max: SEGMENT_BYTES_MAX },
+    help:
+      "bytes a segment of a topic created without its own segmentBytes grows to before the " +
+      "next one starts (Kafka's log.segment.bytes; default 1 GiB)",
+  },
+  {
+    key: "retentionMs",
+    flag: "retention-ms",
+    env: "SLUICE_RETENTION_MS",
+    file: "topics.retentionMs",
+    kind: { type: "int", min: -1, max: Number.MAX_SAFE_INTEGER },
+    help:
+      "ms a sealed segment of a topic created without its own retentionMs is kept after its " +
+      "newest record; -1 keeps it (Kafka's log.retention.ms; default 7 days)",
+  },
+  {
+    key: "retentionBytes",
+    flag: "retention-bytes",
+    env: "SLUICE_RETENTION_BYTES",
+    file: "topics.retentionBytes",
+    kind: { type: "int", min: -1, max: Number.MAX_SAFE_INTEGER },
+    help:
+      "bytes a partition of a topic created without its own retentionBytes keeps, oldest " +
+      "sealed segments deleted first; -1: no limit (Kafka's log.retention.bytes; the default)",
+  },
+  {
     key: "gc",
     flag: "gc",
     env: "SLUICE_GC",
@@ -341,6 +380,9 @@ function defaults(env: NodeJS.ProcessEnv): ServeSettings {
     dropBehindKeepMib: undefined,
     directWrites: "all",
     tailCacheMib: undefined,
+    segmentBytes: undefined,
+    retentionMs: undefined,
+    retentionBytes: undefined,
     gc: "tuned",
     httpToken: undefined,
     tlsCert: undefined,

@@ -74,6 +74,24 @@ export const SERVE_OPS_OPTIONS: Record<string, OptionSpec> = {
       "together; past it the logs appended to least recently give theirs back and their " +
       "readers read the file (default 256)",
   },
+  "segment-bytes": {
+    type: "string",
+    help:
+      "Bytes a segment of a topic created without its own segmentBytes grows to before the " +
+      "next one starts (Kafka's log.segment.bytes; default 1073741824, 1 GiB)",
+  },
+  "retention-ms": {
+    type: "string",
+    help:
+      "Keep a sealed segment of a topic created without its own retentionMs this long after " +
+      "its newest record; -1 keeps it (Kafka's log.retention.ms; default 604800000, 7 days)",
+  },
+  "retention-bytes": {
+    type: "string",
+    help:
+      "Bytes a partition of a topic created without its own retentionBytes keeps, oldest " +
+      "sealed segments deleted first; -1: no limit (Kafka's log.retention.bytes; default -1)",
+  },
   gc: {
     type: "string",
     help:

@@ -1,6 +1,8 @@
-// `sluice serve --partition-sync auto|fdatasync|flush` (SLUICE_PARTITION_SYNC,
-// storage.partitionSync): handed to the engine's group commit, shown in /metrics
-// (sluice_group_sync_syncfs) and in the startup line; a bad value is a usage error naming it.
+// `sluice serve`'s storage settings: `--partition-sync auto|fdatasync|flush`
+// (SLUICE_PARTITION_SYNC, storage.partitionSync) handed to the engine's group commit, shown in
+// /metrics (sluice_group_sync_syncfs) and in the startup line; drop-behind, the tail cache,
+// and the topic defaults (--segment-bytes, --retention-ms, --retention-bytes). A bad value is
+// a usage error naming it.
 
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
@@ -139,5 +141,46 @@ describe("sluice serve --drop-behind-keep-mib", () => {
 
   test("serve --help lists the flag", async () => {
     await helpLists(/--drop-behind-keep-mib <value> +MiB of each partition's latest/);
+  });
+});
+
+describe("sluice serve --segment-bytes, --retention-ms, --retention-bytes", () => {
+  test("a segment size out of range is refused, naming it", async () => {
+    await refused(
+      ["--segment-bytes", "12"],
+      /--segment-bytes: expected an integer 1024 to 2147483647, got "12"/,
+    );
+    await refused(
+      ["--retention-bytes", "-2"],
+      /--retention-bytes: expected an integer -1 to 9007199254740991, got "-2"/,
+    );
+  });
+
+  test("topics created without their own config take them; their own config wins", async () => {
+    await served(
+      ["--segment-bytes", "1048576", "--retention-ms", "3600000"],
+      async (output) => {
+        assert.match(output, /segmentBytes="?1048576 \(flag\)/);
+        assert.match(output, /retentionBytes="?5000000 \(env\)/);
+        const port = /sluice listening on [\d.]+:(\d+)/.exec(output)![1]!;
+        const broker = ["--broker", `127.0.0.1:${port}`];
+        assert.equal((await sluice(["topics", "create", "plain", ...broker])).status, 0);
+        const own = ["topics", "create", "own", "--config", "retentionMs=60000", ...broker];
+        assert.equal((await sluice(own)).status, 0);
+        const plain = (await sluice(["topics", "describe", "plain", ...broker])).stdout;
+        assert.match(plain, /^segmentBytes +1048576$/m);
+        assert.match(plain, /^retentionMs +3600000$/m);
+        assert.match(plain, /^retentionBytes +5000000$/m);
+        const mine = (await sluice(["topics", "describe", "own", ...broker])).stdout;
+        assert.match(mine, /^retentionMs +60000$/m);
+        assert.match(mine, /^segmentBytes +1048576$/m);
+      },
+      { SLUICE_RETENTION_BYTES: "5000000" },
+    );
+  });
+
+  test("serve --help lists the flags", async () => {
+    await helpLists(/--segment-bytes <value> +Bytes a segment of a topic created without/);
+    await helpLists(/--retention-ms <value> +Keep a sealed segment of a topic created/);
   });
 });
