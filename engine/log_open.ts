@@ -27,7 +27,7 @@ import type { FileIO } from "./io.ts";
 import { MAX_BATCH_BYTES_MAX } from "./log_config.ts";
 import { baseOffsetAt, batchSizeAt, maxTimestampAt } from "../record/mod.ts";
 import { DIRECT_BLOCK_BYTES, type DirectWrites } from "./direct_io.ts";
-import { parseSegmentFileName, Segment, segmentFileName } from "./segment.ts";
+import { DELETED_SUFFIX, parseSegmentFileName, Segment, segmentFileName } from "./segment.ts";
 import { type Corruption, fullScanStart, type ScanResult, scanSegment } from "./segment_scan.ts";
 import { OffsetIndex, TimeIndex } from "./sparse_index.ts";
 
@@ -100,6 +100,8 @@ function listSegmentBases(dir: string): number[] {
   const bases: number[] = [];
   for (const name of fs.readdirSync(dir)) {
     if (name.endsWith(".tmp")) fs.rmSync(join(dir, name), { force: true, recursive: true });
+    // A segment whose deletion had begun (Segment.deleteFilesLater): finished here.
+    if (name.endsWith(DELETED_SUFFIX)) fs.rmSync(join(dir, name), { force: true });
     const base = parseSegmentFileName(name);
     if (base !== undefined) bases.push(base);
   }

@@ -391,6 +391,8 @@ export class PartitionLog {
    * are in flight, so a slow hint never queues more behind it: the next range only grows.
    */
   #hinting: Segment[] = [];
+  /** Unlinks of deleted segments' files still running on the thread pool (close waits). */
+  #deletions = new Set<Promise<void>>();
   /** Told when the last hint in flight returns (close waits for it). */
   #hintsLanded: (() => void) | undefined;
   /** The device of the log's directory, for the group commit's file-system flush. */
@@ -1611,7 +1613,7 @@ export class PartitionLog {
       this.#segments.shift();
       total -= oldest.size;
       if (oldest.close()) mapped++;
-      oldest.deleteFiles();
+      this.#deleteLater(oldest);
       deleted++;
     }
     if (mapped > 0) releaseDeletedMappings();
@@ -1637,11 +1639,24 @@ export class PartitionLog {
       this.#markDirtyNow();
       this.#segments.shift();
       if (oldest.close()) mapped++;
-      oldest.deleteFiles();
+      this.#deleteLater(oldest);
       deleted++;
     }
     if (mapped > 0) releaseDeletedMappings();
     return deleted;
+  }
+
+  /** Removes the files of a sealed segment taken out of the log, unlinked on the thread pool. */
+  #deleteLater(segment: Segment): void {
+    const done: Promise<void> = segment
+      .deleteFilesLater((error) =>
+        this.#openOptions.onWarning(
+          `${this.name}: removing a deleted segment's file failed (${String(error)}); ` +
+            "the next open removes it",
+        ),
+      )
+      .finally(() => this.#deletions.delete(done));
+    this.#deletions.add(done);
   }
 
   /** Flushes, fsyncs, checkpoints and marks a clean shutdown; the log is unusable afterwards. */
@@ -1654,6 +1669,7 @@ export class PartitionLog {
     if (this.#syncTimer !== undefined) clearInterval(this.#syncTimer);
     // Refuse new appends first, so everything acknowledged below is everything there is.
     this.#closed = true;
+    await Promise.all(this.#deletions);
     if (this.#cleanMarker) {
       // Untouched since a clean open: the files are as the last clean close left them.
       for (const segment of this.#segments) segment.close();

@@ -712,6 +712,38 @@ describe("PartitionLog retention", () => {
     await reopened.close();
   });
 
+  test("retention unlinks on the thread pool; a deletion cut short finishes at the next open", async () => {
+    using dir = tempDir();
+    const log = await openLog(dir.path, {
+      segmentBytes: 4096,
+      retentionBytes: 9000,
+      retentionMs: -1,
+    });
+    await appendAtTimes(log, Array(20).fill(BASE_TIMESTAMP_MS));
+    const first = log.segmentBaseOffsets()[0]!;
+    const copy = fs.readFileSync(segmentPath(dir.path, first, "log"));
+    const deleted = await log.applyRetention();
+    assert.ok(deleted >= 2, `the setup deletes ${deleted} segments`);
+    const start = log.logStartOffset;
+    // Gone under their own names at once (renamed); close waits for the unlinks.
+    assert.ok(!fs.existsSync(segmentPath(dir.path, first, "log")));
+    await log.close();
+    const leftovers = () => fs.readdirSync(dir.path).filter((name) => name.endsWith(".deleted"));
+    assert.deepEqual(leftovers(), [], "every unlink finished before close returned");
+    // A crash between the rename and the unlink leaves the file under its .deleted name: the
+    // next open removes it and does not bring the segment back.
+    fs.writeFileSync(`${segmentPath(dir.path, first, "log")}.deleted`, copy);
+    fs.writeFileSync(`${segmentPath(dir.path, first, "index")}.deleted`, new Uint8Array(8));
+    const reopened = await openLog(dir.path, { segmentBytes: 4096 });
+    try {
+      assert.equal(reopened.logStartOffset, start, "the deleted segment stays deleted");
+      assert.deepEqual(leftovers(), [], "the open removed the leftovers");
+      assert.throws(() => reopened.read(first, 1000), sluiceCode("OFFSET_OUT_OF_RANGE"));
+    } finally {
+      await reopened.close();
+    }
+  });
+
   test("retention by time deletes sealed segments whose newest record has expired", async () => {
     using dir = tempDir();
     const log = await openLog(dir.path, { segmentBytes: 4096, retentionMs: 10_000 });
