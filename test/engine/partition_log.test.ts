@@ -712,7 +712,7 @@ describe("PartitionLog retention", () => {
     await reopened.close();
   });
 
-  test("retention unlinks off the event loop; a cut-short deletion ends at the next open", async () => {
+  test("retention unlinks off the event loop; an open ends a cut-short deletion", async () => {
     using dir = tempDir();
     const log = await openLog(dir.path, {
       segmentBytes: 4096,
