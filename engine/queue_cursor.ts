@@ -146,6 +146,13 @@ export class QueueCursor {
     return this.#readyLength;
   }
 
+  /** The record waiting to be acquired again that a fetch takes first; undefined: none. */
+  get firstAvailable(): number | undefined {
+    if (this.#readyLength === 0) return undefined;
+    // Offsets are stored mod 2^32; every one lies in [floor, floor + capacity).
+    return this.#floor + ((this.#ready[this.#readyHead]! - (this.#floor >>> 0)) >>> 0);
+  }
+
   get deadLetteringCount(): number {
     return this.#deadLettering;
   }

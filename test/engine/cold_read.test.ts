@@ -18,7 +18,8 @@ import {
   retainColdView,
 } from "../../engine/cold_read.ts";
 import { DIRECT_BLOCK_BYTES, loadDirectWrites } from "../../engine/direct_io.ts";
-import { encodeRecordBatch, PartitionLog, type ReadResult } from "../../engine/mod.ts";
+import { cacheDropper } from "../../engine/page_cache.ts";
+import { Engine, encodeRecordBatch, PartitionLog, type ReadResult } from "../../engine/mod.ts";
 import { Scrubber } from "../../engine/scrubber.ts";
 import { isSluiceError } from "../../record/mod.ts";
 import { mulberry32, tempDir, waitFor } from "../helpers.ts";
@@ -240,6 +241,70 @@ describe("cold reads", () => {
     } finally {
       scrubber.stop();
       await damaged.close();
+    }
+  });
+
+  test("a queue fetch reads the records given back cold too, not only the new ones", async (t) => {
+    using dir = tempDir("sluice-cold-");
+    const direct = await loadDirectWrites(dir.path);
+    if (direct?.residentPages === undefined) {
+      return t.skip("no O_DIRECT or mincore here (Bun on Linux only)");
+    }
+    const options = { directWrites: "all" as const, tailCacheTotalBytes: 1 << 20 };
+    const first = await Engine.open(dir.path, options);
+    const value = new Uint8Array(4096).fill(3);
+    try {
+      await first.createTopic("t", {
+        partitions: 1,
+        config: { fsync: "never", segmentBytes: 4 << 20 },
+      });
+      const log = first.partition("t", 0);
+      // 16 MiB in batches of 16 records of 4 KiB, written direct (not in the page cache).
+      for (let i = 0; i < 256; i++) {
+        await log.append(encodeRecordBatch(Array.from({ length: 16 }, () => ({ value }))));
+      }
+      await log.flush();
+      await first.declareQueue("q", { topic: "t", from: "beginning" });
+      const member = first.joinQueue("q");
+      // Acquired from cold-read buffers (not through the mapping, which would bring the
+      // pages in), then given back.
+      await first.prepareQueueFetch("q", 1 << 20);
+      beginColdViews();
+      try {
+        first.fetchQueue("q", member, { maxRecords: 100 });
+      } finally {
+        endColdViews();
+      }
+      await first.ackQueue("q", member, [{ partition: 0, first: 0, last: 99, type: "release" }]);
+    } finally {
+      await first.close();
+    }
+    // Reopened: no buffers; offsets 0-99 wait to be acquired again, the next new one is 100.
+    const engine = await Engine.open(dir.path, options);
+    try {
+      const log = engine.partition("t", 0);
+      // Whatever writing, sealing, the queue's reads and the open brought into the page cache
+      // leaves it (pages this process has touched through a mapping would stay: nothing here
+      // reads offset 0 before the fetch is prepared, not even the queue's stats, which read
+      // the oldest ready record's timestamp).
+      const drop = await cacheDropper();
+      if (drop === undefined) return t.skip("no posix_fadvise here");
+      const partitionDir = join(dir.path, "t-0");
+      for (const name of fs.readdirSync(partitionDir).filter((n) => n.endsWith(".log"))) {
+        const fd = fs.openSync(join(partitionDir, name), "r");
+        await drop(fd, 0, fs.fstatSync(fd).size);
+        fs.closeSync(fd);
+      }
+      const wait = engine.prepareQueueFetch("q", 1 << 20);
+      assert.ok(wait !== undefined, "the queue's next records are cold");
+      await wait;
+      assert.equal(
+        log.prepareRead(0, 64 * 1024),
+        undefined,
+        "offset 0 was read ahead of the fetch",
+      );
+    } finally {
+      await engine.close();
     }
   });
 
