@@ -159,8 +159,26 @@ export function death(letter: DeadLetter, name: string): string | undefined {
 
 /** Copies a data directory as it is on disk now: what a process killed at this moment leaves. */
 export function crashImage(dir: string, into: string): void {
-  fs.cpSync(dir, into, { recursive: true });
+  copyTree(dir, into);
   fs.rmSync(join(into, ".lock"), { force: true });
+}
+
+/**
+ * `dir` copied into `into`, file by file. A file unlinked while the copy runs (a deleted
+ * segment's, on the thread pool) is left out, as a crash at that moment may leave it out.
+ */
+function copyTree(dir: string, into: string): void {
+  fs.mkdirSync(into, { recursive: true });
+  for (const entry of fs.readdirSync(dir, { withFileTypes: true })) {
+    const from = join(dir, entry.name);
+    const to = join(into, entry.name);
+    try {
+      if (entry.isDirectory()) copyTree(from, to);
+      else fs.copyFileSync(from, to);
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== "ENOENT") throw error;
+    }
+  }
 }
 
 /** Asserts that `action` fails with SluiceError `code` and returns the error. */
