@@ -50,7 +50,18 @@ export type ScrubberOptions = {
  * Where the scrubber is: a sealed segment of a log and a byte position in it, and how far from
  * there memory was last found to hold the segment's bytes in this slice.
  */
-type ScrubCursor = { log: PartitionLog; segment: Segment; position: number; inMemoryTo: number };
+type ScrubCursor = {
+  log: PartitionLog;
+  segment: Segment;
+  position: number;
+  inMemoryTo: number;
+  /**
+   * The position a cold read was last made for: a slice resuming there checks the batch with
+   * whatever memory holds (a buffer, else the mapping), so that a batch no read can hold whole
+   * (over COLD_READ_BYTES_PER_READ_MAX) or a buffer dropped meanwhile cannot loop.
+   */
+  readFor: number;
+};
 
 export class Scrubber {
   #options: ScrubberOptions;
@@ -205,7 +216,8 @@ export class Scrubber {
   #nextSegment(): ScrubCursor | undefined {
     let next = this.#pending.pop();
     while (next !== undefined && !this.#stillOpen(next)) next = this.#pending.pop();
-    this.#cursor = next === undefined ? undefined : { ...next, position: 0, inMemoryTo: 0 };
+    this.#cursor =
+      next === undefined ? undefined : { ...next, position: 0, inMemoryTo: 0, readFor: -1 };
     return this.#cursor;
   }
 
@@ -228,20 +240,27 @@ export class Scrubber {
       cursor.position = known.toPosition;
       return 0;
     }
-    if (readAhead !== undefined && position + BATCH_HEADER_BYTES > cursor.inMemoryTo) {
+    const readCold = readAhead !== undefined && cursor.readFor !== position;
+    if (readCold && position + BATCH_HEADER_BYTES > cursor.inMemoryTo) {
       // Undefined when memory holds the bytes (the tail cache, the page cache, a cold buffer).
       const want = Math.max(BATCH_HEADER_BYTES, readAhead);
       const read = segment.prepareRead(position, want);
-      if (read !== undefined) return read;
+      if (read !== undefined) {
+        cursor.readFor = position;
+        return read;
+      }
       cursor.inMemoryTo = position + want;
     }
     const head = segment.viewAt(position, BATCH_HEADER_BYTES);
     const size = head.length < BATCH_HEADER_BYTES ? 0 : batchSizeAt(head, 0);
     const whole = size < BATCH_HEADER_BYTES || size > MAX_BATCH_BYTES_MAX ? head : undefined;
-    if (whole === undefined && readAhead !== undefined && position + size > cursor.inMemoryTo) {
+    if (whole === undefined && readCold && position + size > cursor.inMemoryTo) {
       // A batch larger than what was read ahead for it is read whole first.
       const read = segment.prepareRead(position, size);
-      if (read !== undefined) return read;
+      if (read !== undefined) {
+        cursor.readFor = position;
+        return read;
+      }
       cursor.inMemoryTo = position + size;
     }
     const view = whole ?? segment.viewAt(position, size);

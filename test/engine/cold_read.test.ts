@@ -244,6 +244,39 @@ describe("cold reads", () => {
     }
   });
 
+  test("the scrubber gets past a batch larger than one cold read", async (t) => {
+    using dir = tempDir("sluice-cold-");
+    const directWrites = await loadDirectWrites(dir.path);
+    if (directWrites?.residentPages === undefined) {
+      return t.skip("no O_DIRECT or mincore here (Bun on Linux only)");
+    }
+    const config = { fsync: "never" as const, segmentBytes: 64 << 20, maxBatchBytes: 32 << 20 };
+    const extra = { directWrites, directRounds: "all" as const, tailCacheBytes: TAIL_CACHE_BYTES };
+    const log = await PartitionLog.open(dir.path, config, extra);
+    // 20 MiB batches: over COLD_READ_BYTES_PER_READ_MAX (16 MiB), so no cold read holds one.
+    const value = new Uint8Array(20 << 20).fill(9);
+    for (let i = 0; i < 4; i++) await log.append(encodeRecordBatch([{ value }]));
+    await log.close();
+    const reopened = await PartitionLog.open(dir.path, config, extra);
+    const scrubber = new Scrubber({
+      bytesPerSec: 256 * 1024 * 1024,
+      logs: () => [reopened],
+      onWarning: (message) => assert.fail(message),
+    });
+    try {
+      const sealedBytes = reopened
+        .sealedSegments()
+        .reduce((sum, segment) => sum + segment.visiblePosition, 0);
+      assert.ok(sealedBytes >= 60 << 20, "three big batches are sealed");
+      scrubber.start();
+      await waitFor(() => scrubber.bytesChecked >= sealedBytes, "a whole scrub pass", 30_000);
+      assert.equal(scrubber.damageFound, 0);
+    } finally {
+      scrubber.stop();
+      await reopened.close();
+    }
+  });
+
   test("a queue fetch reads the records given back cold too, not only the new ones", async (t) => {
     using dir = tempDir("sluice-cold-");
     const direct = await loadDirectWrites(dir.path);
