@@ -87,7 +87,7 @@ export async function serve(values: ParsedValues): Promise<number> {
   }
   const httpTls = httpTlsOf(flags, security.tls, settings.httpPort);
   // Refused here, naming the setting, rather than at the first topic created.
-  topicDefaults(settings);
+  const defaults = topicDefaults(settings);
   const log = makeLogger(resolved);
   log.info("starting", describeSettings(resolved));
   // JavaScriptCore's GC options come from the environment at start (README "GC settings").
@@ -102,7 +102,7 @@ export async function serve(values: ParsedValues): Promise<number> {
   fs.mkdirSync(settings.data, { recursive: true });
   const openedAtMs = performance.now();
   const engine = await Engine.open(settings.data, {
-    topicDefaults: topicDefaults(settings),
+    topicDefaults: defaults,
     onWarning: (message) => log.warn("recovery", { detail: message }),
     slowFsyncMs: settings.slowFsyncMs,
     partitionSync: settings.partitionSync,

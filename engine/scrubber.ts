@@ -111,7 +111,15 @@ export class Scrubber {
   /** A tick's slice; one that stops for a cold read runs what is left of it once it is in. */
   #runSlice(budget: number): void {
     const sealed = segmentsSealed();
-    const { checked, readFirst } = this.#slice(budget, true);
+    let slice: { checked: number; readFirst?: Promise<void> };
+    beginColdViews();
+    try {
+      // Views of cold-read buffers are hashed and dropped before the scope closes.
+      slice = this.#checkUpTo(budget, true);
+    } finally {
+      endColdViews();
+    }
+    const { checked, readFirst } = slice;
     if (readFirst !== undefined) {
       this.#waiting = true;
       void readFirst.then(() => {
@@ -142,27 +150,19 @@ export class Scrubber {
    * checked whole (at most MAX_BATCH_BYTES_MAX).
    */
   step(budgetBytes: number): number {
-    return this.#slice(budgetBytes, false).checked;
+    return this.#checkUpTo(budgetBytes, false).checked;
   }
 
   /**
-   * `step`, reading cold bytes first when `readCold`: it stops before a batch whose bytes are
-   * not in memory yet, having started their read, and answers that read as `readFirst` (it
-   * never rejects; a failed read leaves the mapping to serve, and report, the bytes).
+   * `step`; with `readCold` it stops before a batch whose bytes are not in memory yet, having
+   * started their read, and answers that read as `readFirst` (it never rejects; a failed read
+   * leaves the mapping to serve, and report, the bytes). The caller opens the cold-views scope.
    */
-  #slice(budgetBytes: number, readCold: boolean): { checked: number; readFirst?: Promise<void> } {
-    if (!readCold) return { checked: this.#checkUpTo(budgetBytes, undefined) };
-    const wait: { readFirst?: Promise<void> } = {};
-    beginColdViews();
-    try {
-      // Views of cold-read buffers are hashed and dropped before the scope closes.
-      return { checked: this.#checkUpTo(budgetBytes, wait), readFirst: wait.readFirst };
-    } finally {
-      endColdViews();
-    }
-  }
-
-  #checkUpTo(budgetBytes: number, wait: { readFirst?: Promise<void> } | undefined): number {
+  #checkUpTo(
+    budgetBytes: number,
+    readCold: boolean,
+  ): { checked: number; readFirst?: Promise<void> } {
+    let readFirst: Promise<void> | undefined;
     let checked = 0;
     let fresh = false;
     // What memory held at the last slice may have been dropped since: asked again.
@@ -180,9 +180,12 @@ export class Scrubber {
         continue;
       }
       try {
-        const done = this.#checkOne(cursor, wait && Math.max(1, budgetBytes - checked));
+        const done = this.#checkOne(
+          cursor,
+          readCold ? Math.max(1, budgetBytes - checked) : undefined,
+        );
         if (typeof done !== "number") {
-          wait!.readFirst = done;
+          readFirst = done;
           break;
         }
         checked += done;
@@ -197,7 +200,7 @@ export class Scrubber {
       }
     }
     this.bytesChecked += checked;
-    return checked;
+    return { checked, readFirst };
   }
 
   /** A segment deleted or closed since the pass began: its descriptor may name another file. */

@@ -98,6 +98,9 @@ export function segmentFileName(baseOffset: number, extension: string): string {
 /** The suffix of a segment file being deleted: an open removes any it finds. */
 export const DELETED_SUFFIX = ".deleted";
 
+/** A segment's files, the log first (a segment exists while its log file does). */
+const SEGMENT_FILES = ["log", "index", "timeindex"] as const;
+
 export function parseSegmentFileName(name: string): number | undefined {
   const match = /^(\d{20})\.log$/.exec(name);
   if (match === null) return undefined;
@@ -940,7 +943,7 @@ export class Segment implements TailCacheHolder {
 
   /** Removes the segment's files. Safe while views of a mapping are alive: unlink, not truncate. */
   deleteFiles(): void {
-    for (const extension of ["log", "index", "timeindex"] as const) {
+    for (const extension of SEGMENT_FILES) {
       fs.rmSync(this.path(extension), { force: true });
     }
   }
@@ -957,7 +960,7 @@ export class Segment implements TailCacheHolder {
    */
   deleteFilesLater(onError: (error: unknown) => void): Promise<void> {
     const doomed: string[] = [];
-    for (const extension of ["log", "index", "timeindex"] as const) {
+    for (const extension of SEGMENT_FILES) {
       const path = this.path(extension);
       try {
         fs.renameSync(path, `${path}${DELETED_SUFFIX}`);

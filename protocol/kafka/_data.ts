@@ -306,9 +306,9 @@ function coldReads(plane: KafkaPlane, body: Struct): Promise<unknown> | undefine
       if (left < 1) break;
       const log = findPartition(plane.engine, topic["topic"] as string, p["partition"] as number);
       if (!(log instanceof PartitionLog)) continue;
-      const partitionMaxBytes = Math.min(p["partitionMaxBytes"] as number, left);
-      const bytes = Math.min(partitionMaxBytes, plane.limits.fetchBytesMax);
-      if (!(bytes >= 1)) continue;
+      // left is within fetchBytesMax already.
+      const bytes = Math.min(p["partitionMaxBytes"] as number, left);
+      if (bytes < 1) continue;
       const wait = log.prepareRead(p["fetchOffset"] as number, bytes);
       if (wait === undefined) continue;
       left -= bytes;
@@ -344,27 +344,27 @@ export function fetch(plane: KafkaPlane, body: Struct, info: RequestInfo) {
   const topics = body["topics"] as Struct[];
   checkPartitionCount(topics, plane.limits.requestPartitionsMax, "partitions");
   // Bytes to be read from the disk are read on the thread pool first: the event loop serves
-  // other connections meanwhile. The request's topics and offsets are plain values.
+  // other connections meanwhile.
   const cold = coldReads(plane, body);
-  if (cold !== undefined) {
-    const copy: Struct = { ...body, topics: topics.map((t) => ({ ...t })) };
-    return cold.then(() => fetchRead(plane, copy, info));
-  }
-  return fetchRead(plane, body, info);
+  if (cold === undefined) return fetchRead(plane, body, info);
+  const kept = detached(body);
+  return cold.then(() => fetchRead(plane, kept, info));
+}
+
+/** A Fetch body a wait may keep: no view of the request, its topics and offsets plain values. */
+function detached(body: Struct): Struct {
+  return { ...body, topics: (body["topics"] as Struct[]).map((t) => ({ ...t })) };
 }
 
 /** Fetch once its cold reads (if any) are in: answers now, or waits for data. */
 function fetchRead(plane: KafkaPlane, body: Struct, info: RequestInfo) {
-  const topics = body["topics"] as Struct[];
   const first = readAll(plane, body);
   const waitMs = Math.min(Math.max(0, body["maxWaitMs"] as number), plane.limits.fetchWaitMsMax);
   const minBytes = body["minBytes"] as number;
   if (first.bytes >= minBytes || first.errors || waitMs === 0) {
     return fetchAnswer(plane, first.reads);
   }
-  // The wait keeps no view of the request: its topics and offsets are plain values.
-  const copy: Struct = { ...body, topics: topics.map((t) => ({ ...t })) };
-  return longPoll(plane, copy, info, waitMs);
+  return longPoll(plane, detached(body), info, waitMs);
 }
 
 function longPoll(plane: KafkaPlane, body: Struct, info: RequestInfo, waitMs: number) {

@@ -24,6 +24,19 @@ import { Scrubber } from "../../engine/scrubber.ts";
 import { isSluiceError } from "../../record/mod.ts";
 import { mulberry32, tempDir, waitFor } from "../helpers.ts";
 
+const NO_COLD_READS = "no O_DIRECT or mincore here (Bun on Linux only)";
+
+/** Direct I/O for `dir` where cold reads can be made (O_DIRECT and mincore), else undefined. */
+async function coldReadable(dir: string) {
+  const directWrites = await loadDirectWrites(dir);
+  return directWrites?.residentPages === undefined ? undefined : directWrites;
+}
+
+/** The bytes of a log's sealed segments: what one scrub pass checks. */
+function sealedBytes(log: PartitionLog): number {
+  return log.sealedSegments().reduce((sum, segment) => sum + segment.visiblePosition, 0);
+}
+
 const SEED = Number(process.env["SLUICE_TEST_SEED"] ?? Date.now() % 1_000_000);
 /** A small tail cache, so nearly all of a log lies below it. */
 const TAIL_CACHE_BYTES = 256 * 1024;
@@ -56,8 +69,8 @@ async function writtenLog(
   totalBytes: number,
   segmentBytes = 24 * 1024 * 1024,
 ) {
-  const directWrites = await loadDirectWrites(dir);
-  if (directWrites?.residentPages === undefined) return undefined;
+  const directWrites = await coldReadable(dir);
+  if (directWrites === undefined) return undefined;
   const log = await PartitionLog.open(
     dir,
     { fsync: "never", segmentBytes },
@@ -89,7 +102,7 @@ describe("cold reads", () => {
     using dir = tempDir("sluice-cold-");
     const random = mulberry32(SEED);
     const log = await writtenLog(dir.path, random, 40 * 1024 * 1024);
-    if (log === undefined) return t.skip("no O_DIRECT or mincore here (Bun on Linux only)");
+    if (log === undefined) return t.skip(NO_COLD_READS);
     const started = coldReadCounts.started;
     const served = coldReadCounts.served;
     const reads: { offset: number; maxBytes: number; next: number; bytes: Uint8Array }[] = [];
@@ -132,7 +145,7 @@ describe("cold reads", () => {
     using dir = tempDir("sluice-cold-");
     const random = mulberry32(SEED + 1);
     const log = await writtenLog(dir.path, random, 24 * 1024 * 1024);
-    if (log === undefined) return t.skip("no O_DIRECT or mincore here (Bun on Linux only)");
+    if (log === undefined) return t.skip(NO_COLD_READS);
     try {
       const expected = new Map<number, { next: number; bytes: Uint8Array }>();
       const offsets: number[] = [];
@@ -166,7 +179,7 @@ describe("cold reads", () => {
     // them into the page cache); the damage goes into the first.
     const segmentBytes = 4 * 1024 * 1024;
     const log = await writtenLog(dir.path, random, 16 * 1024 * 1024, segmentBytes);
-    if (log === undefined) return t.skip("no O_DIRECT or mincore here (Bun on Linux only)");
+    if (log === undefined) return t.skip(NO_COLD_READS);
     const end = log.highWatermark;
     await log.close();
     await damageOneBatch(dir.path, segmentBytes, Math.floor(end / 10));
@@ -203,7 +216,7 @@ describe("cold reads", () => {
     const random = mulberry32(SEED + 5);
     const segmentBytes = 4 * 1024 * 1024;
     const log = await writtenLog(dir.path, random, 16 * 1024 * 1024, segmentBytes);
-    if (log === undefined) return t.skip("no O_DIRECT or mincore here (Bun on Linux only)");
+    if (log === undefined) return t.skip(NO_COLD_READS);
     const end = log.highWatermark;
     await log.close();
     await damageOneBatch(dir.path, segmentBytes, Math.floor(end / 2));
@@ -217,13 +230,11 @@ describe("cold reads", () => {
     const started = coldReadCounts.started;
     const served = coldReadCounts.served;
     try {
-      const sealedBytes = damaged
-        .sealedSegments()
-        .reduce((sum, segment) => sum + segment.visiblePosition, 0);
+      const sealed = sealedBytes(damaged);
       scrubber.start();
       // Passes go on while there are sealed segments; a damaged place is reported once.
       await waitFor(
-        () => scrubber.damageFound === 1 && scrubber.bytesChecked >= sealedBytes,
+        () => scrubber.damageFound === 1 && scrubber.bytesChecked >= sealed,
         "a scrub pass and more, with the damage found",
         30_000,
       );
@@ -246,10 +257,8 @@ describe("cold reads", () => {
 
   test("the scrubber gets past a batch larger than one cold read", async (t) => {
     using dir = tempDir("sluice-cold-");
-    const directWrites = await loadDirectWrites(dir.path);
-    if (directWrites?.residentPages === undefined) {
-      return t.skip("no O_DIRECT or mincore here (Bun on Linux only)");
-    }
+    const directWrites = await coldReadable(dir.path);
+    if (directWrites === undefined) return t.skip(NO_COLD_READS);
     const config = { fsync: "never" as const, segmentBytes: 64 << 20, maxBatchBytes: 32 << 20 };
     const extra = { directWrites, directRounds: "all" as const, tailCacheBytes: TAIL_CACHE_BYTES };
     const log = await PartitionLog.open(dir.path, config, extra);
@@ -264,12 +273,10 @@ describe("cold reads", () => {
       onWarning: (message) => assert.fail(message),
     });
     try {
-      const sealedBytes = reopened
-        .sealedSegments()
-        .reduce((sum, segment) => sum + segment.visiblePosition, 0);
-      assert.ok(sealedBytes >= 60 << 20, "three big batches are sealed");
+      const sealed = sealedBytes(reopened);
+      assert.ok(sealed >= 60 << 20, "three big batches are sealed");
       scrubber.start();
-      await waitFor(() => scrubber.bytesChecked >= sealedBytes, "a whole scrub pass", 30_000);
+      await waitFor(() => scrubber.bytesChecked >= sealed, "a whole scrub pass", 30_000);
       assert.equal(scrubber.damageFound, 0);
     } finally {
       scrubber.stop();
@@ -279,10 +286,7 @@ describe("cold reads", () => {
 
   test("a queue fetch reads the records given back cold too, not only the new ones", async (t) => {
     using dir = tempDir("sluice-cold-");
-    const direct = await loadDirectWrites(dir.path);
-    if (direct?.residentPages === undefined) {
-      return t.skip("no O_DIRECT or mincore here (Bun on Linux only)");
-    }
+    if ((await coldReadable(dir.path)) === undefined) return t.skip(NO_COLD_READS);
     const options = { directWrites: "all" as const, tailCacheTotalBytes: 1 << 20 };
     const first = await Engine.open(dir.path, options);
     const value = new Uint8Array(4096).fill(3);
@@ -345,7 +349,7 @@ describe("cold reads", () => {
     using dir = tempDir("sluice-cold-");
     const random = mulberry32(SEED + 4);
     const log = await writtenLog(dir.path, random, 48 * 1024 * 1024);
-    if (log === undefined) return t.skip("no O_DIRECT or mincore here (Bun on Linux only)");
+    if (log === undefined) return t.skip(NO_COLD_READS);
     try {
       const first = await preparedRead(log, 0, 4 * 1024 * 1024);
       const held = first.views;
@@ -372,7 +376,7 @@ describe("cold reads", () => {
     using dir = tempDir("sluice-cold-");
     const random = mulberry32(SEED + 3);
     const log = await writtenLog(dir.path, random, 16 * 1024 * 1024);
-    if (log === undefined) return t.skip("no O_DIRECT or mincore here (Bun on Linux only)");
+    if (log === undefined) return t.skip(NO_COLD_READS);
     const end = log.highWatermark;
     const waits: Promise<void>[] = [];
     for (let offset = 0; offset < end; offset += Math.max(1, Math.floor(end / 8))) {

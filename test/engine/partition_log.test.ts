@@ -667,14 +667,16 @@ describe("PartitionLog retention", () => {
     return bases;
   }
 
+  /** A log of 4 KiB segments kept to 9,000 bytes (not by time), 20 batches appended. */
+  async function sizeRetainedLog(dir: string): Promise<PartitionLog> {
+    const log = await openLog(dir, { segmentBytes: 4096, retentionBytes: 9000, retentionMs: -1 });
+    await appendAtTimes(log, Array(20).fill(BASE_TIMESTAMP_MS));
+    return log;
+  }
+
   test("retention by bytes deletes the oldest whole sealed segments", async () => {
     using dir = tempDir();
-    const log = await openLog(dir.path, {
-      segmentBytes: 4096,
-      retentionBytes: 9000,
-      retentionMs: -1,
-    });
-    await appendAtTimes(log, Array(20).fill(BASE_TIMESTAMP_MS));
+    const log = await sizeRetainedLog(dir.path);
     const segments = log.segmentBaseOffsets();
     const sizes = logFileSizes(dir.path);
     const before = readAll(log);
@@ -714,12 +716,7 @@ describe("PartitionLog retention", () => {
 
   test("retention unlinks off the event loop; an open ends a cut-short deletion", async () => {
     using dir = tempDir();
-    const log = await openLog(dir.path, {
-      segmentBytes: 4096,
-      retentionBytes: 9000,
-      retentionMs: -1,
-    });
-    await appendAtTimes(log, Array(20).fill(BASE_TIMESTAMP_MS));
+    const log = await sizeRetainedLog(dir.path);
     const first = log.segmentBaseOffsets()[0]!;
     const copy = fs.readFileSync(segmentPath(dir.path, first, "log"));
     const deleted = await log.applyRetention();
