@@ -13,5 +13,6 @@ export * from "./encode.ts";
 export * from "./errors.ts";
 export * from "./headers.ts";
 export * from "./murmur2.ts";
+export * from "./slab.ts";
 export type * from "./types.ts";
 export * from "./varint.ts";

@@ -67,7 +67,7 @@
 // frame's last byte is in: the stream stays in step, at no memory cost for the body. A frame
 // whose head is itself split across chunks is assembled as usual (and checked whole later).
 
-import { assert } from "../../record/mod.ts";
+import { assert, SLAB_CARVE_BYTES_MAX, slabBytes, slabCopy } from "../../record/mod.ts";
 import { FRAME_PREFIX_BYTES } from "./frames.ts";
 
 /** With "pooled" assembly, frames at least this large are assembled in pooled buffers. */
@@ -87,7 +87,7 @@ let assemblyPoolBytes = 0;
 
 /** A buffer of at least `size` bytes for assembling one frame (a view of exactly `size`). */
 function takeAssembly(size: number): Uint8Array {
-  if (size < POOLED_FRAME_BYTES_MIN) return new Uint8Array(size);
+  if (size < POOLED_FRAME_BYTES_MIN) return slabBytes(size);
   let best = -1;
   for (let i = 0; i < assemblyPool.length; i++) {
     const length = assemblyPool[i]!.length;
@@ -284,8 +284,12 @@ export class FrameReader {
     this.#drain(chunk, undefined, onFrame);
   }
 
-  #drain(chunk: Uint8Array, onFrame?: FrameHandler, onChunks?: ChunksHandler): void {
+  #drain(received: Uint8Array, onFrame?: FrameHandler, onChunks?: ChunksHandler): void {
     if (this.#failure !== undefined) throw this.#failure;
+    // A small chunk is copied into a slab before any view of it is taken: a view of the socket's
+    // own fresh buffer would give it an ArrayBuffer of its own, which costs the collector's pause
+    // (record/slab.ts). Large chunks are viewed in place, their ArrayBuffer amortized.
+    const chunk = received.length <= SLAB_CARVE_BYTES_MAX ? slabCopy(received) : received;
     let at = 0;
     if (this.#prefixLength > 0 || this.#inFrame) at = this.#resume(chunk, onFrame, onChunks);
     while (at < chunk.length) {
@@ -331,7 +335,7 @@ export class FrameReader {
     else if (this.#splits(size, first)) {
       this.#parts = [];
       this.#splitting = true;
-    } else this.#partial = this.#pooled ? takeAssembly(size) : new Uint8Array(size);
+    } else this.#partial = this.#pooled ? takeAssembly(size) : slabBytes(size);
   }
 
   #splits(size: number, first: Uint8Array): boolean {

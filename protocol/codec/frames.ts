@@ -206,7 +206,11 @@ export class ChunkedFrame {
   finish(): Uint8Array[] {
     this.#flushWriter();
     const first = this.#chunks[0]!;
-    new DataView(first.buffer, first.byteOffset, 4).setUint32(0, this.#sizeBytes - 4);
+    const size = this.#sizeBytes - 4;
+    first[0] = size >>> 24;
+    first[1] = size >>> 16;
+    first[2] = size >>> 8;
+    first[3] = size;
     return this.#chunks;
   }
 }

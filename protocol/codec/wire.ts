@@ -3,6 +3,7 @@
 // larger than the bytes that remain throws a ProtocolError (INVALID_REQUEST), never a
 // RangeError from a DataView and never an allocation from an unchecked length.
 
+import { slabBytes } from "../../record/mod.ts";
 import { ProtocolError } from "./errors.ts";
 
 const INITIAL_WRITER_BYTES = 256;
@@ -22,7 +23,9 @@ export class Writer {
   #length = 0;
 
   constructor(capacity = INITIAL_WRITER_BYTES) {
-    this.#bytes = new Uint8Array(capacity);
+    // From a slab: `finish` hands out a view, which of a fresh buffer would cost the collector an
+    // ArrayBuffer per frame (record/slab.ts).
+    this.#bytes = slabBytes(capacity);
   }
 
   get length(): number {
@@ -33,8 +36,8 @@ export class Writer {
     const at = this.#length;
     const needed = at + bytes;
     if (needed > this.#bytes.length) {
-      const grown = new Uint8Array(Math.max(needed, this.#bytes.length * 2));
-      grown.set(this.#bytes.subarray(0, at));
+      const grown = slabBytes(Math.max(needed, this.#bytes.length * 2));
+      grown.set(this.#bytes);
       this.#bytes = grown;
     }
     this.#length = needed;
