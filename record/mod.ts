@@ -1,6 +1,7 @@
 // The record format shared by every layer of sluice: Kafka's RecordBatch v2 layout and its field
 // offsets, varint/varlong, CRC-32C, the compression codecs, the record encoder and decoders, the
-// one batch writer, SluiceError with its closed code table, and assert. It imports nothing else
+// one batch writer, SluiceError with its closed code table, assert, and the slabs that small
+// short-lived buffers are carved from. It imports nothing else
 // of sluice: the engine (storage) and the protocol (server and client) both build on it, so the
 // client shares the batch format without depending on the engine.
 

@@ -1,7 +1,10 @@
 // Splits a byte stream into frames (`size:u32 payload`) in a drain loop, for both ends of a
 // connection. A frame that arrives whole inside one received chunk is handed out as a view of
-// that chunk, with no copy. A frame split across chunks is either assembled in a buffer of its
-// own, allocated only once its size has been checked against the limit (`push`), or, when it is
+// that chunk, with no copy of its own; a chunk of at most SLAB_CARVE_BYTES_MAX is first copied
+// into a slab (record/slab.ts: a view of the socket's fresh buffer would give it an ArrayBuffer
+// the collector sweeps in its pause), larger ones are viewed in place. A frame split across
+// chunks is either assembled in a buffer of its own, allocated only once its size has been
+// checked against the limit (`push`), or, when it is
 // at least `chunkedBytesMin` long, handed out as the list of views of the chunks it lies in
 // (`pushChunks`): a fetch response of many megabytes then costs no copy at all. A size over the
 // limit is refused from the prefix alone, before anything is read or allocated for it.
