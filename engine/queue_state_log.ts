@@ -115,6 +115,8 @@ import {
   isSluiceError,
   readInt64,
   SluiceError,
+  slabBytes,
+  writeInt32,
   writeInt64,
 } from "../record/mod.ts";
 import { ioError } from "./errors.ts";
@@ -295,8 +297,8 @@ assert(PENDING_ENTRIES_MAX >= DELTA_FRAME_ENTRIES_MAX, "a backlog spans whole fr
 
 function frame(type: number, body: Uint8Array): Uint8Array {
   assert(body.length >= 1 && body.length <= FRAME_BODY_BYTES_MAX, "a body fits a frame");
-  const bytes = new Uint8Array(FRAME_HEADER_BYTES + body.length);
-  const view = new DataView(bytes.buffer);
+  const bytes = slabBytes(FRAME_HEADER_BYTES + body.length);
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   view.setUint16(FRAME_MAGIC_AT, FRAME_MAGIC);
   bytes[6] = FRAME_VERSION;
   bytes[7] = type;
@@ -307,8 +309,8 @@ function frame(type: number, body: Uint8Array): Uint8Array {
 }
 
 function queueFrame(partitions: number, counters: QueueCounters): Uint8Array {
-  const body = new Uint8Array(QUEUE_BODY_BYTES);
-  new DataView(body.buffer).setUint32(0, partitions);
+  const body = slabBytes(QUEUE_BODY_BYTES);
+  writeInt32(body, 0, partitions);
   writeInt64(body, 4, counters.delivered);
   writeInt64(body, 12, counters.accepted);
   writeInt64(body, 20, counters.deadLettered);
@@ -324,8 +326,8 @@ function partitionFrame(
 ): Uint8Array {
   const runs = [...state.runs];
   assert(runs.length <= RUNS_PER_PARTITION_MAX, "a window's runs fit a frame");
-  const body = new Uint8Array(PARTITION_HEADER_BYTES + runs.length * RUN_BYTES);
-  const view = new DataView(body.buffer);
+  const body = slabBytes(PARTITION_HEADER_BYTES + runs.length * RUN_BYTES);
+  const view = new DataView(body.buffer, body.byteOffset, body.byteLength);
   view.setUint32(0, partition);
   writeInt64(body, 4, state.floor);
   writeInt64(body, 12, state.next);
@@ -349,19 +351,26 @@ function snapshotFrames(target: QueueStateTarget): Uint8Array[] {
   return frames;
 }
 
+/** A DataView of exactly `bytes` (a slab's view shares its ArrayBuffer with others). */
+function viewOf(bytes: Uint8Array): DataView {
+  return new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+}
+
 /** A growable buffer of delta entries waiting for the next write. */
 class DeltaBuffer {
-  bytes = new Uint8Array(64 * DELTA_ENTRY_BYTES);
-  view = new DataView(this.bytes.buffer);
+  // From slabs, as every buffer of a write batch: a fresh one viewed (DataView, subarray) would
+  // cost the collector an ArrayBuffer per batch (record/slab.ts).
+  bytes = slabBytes(64 * DELTA_ENTRY_BYTES);
+  view = viewOf(this.bytes);
   entries = 0;
 
   add(kind: number, partition: number, first: number, count: number, deliveries: number): void {
     const at = this.entries * DELTA_ENTRY_BYTES;
     if (at + DELTA_ENTRY_BYTES > this.bytes.length) {
-      const bigger = new Uint8Array(this.bytes.length * 2);
+      const bigger = slabBytes(this.bytes.length * 2);
       bigger.set(this.bytes);
       this.bytes = bigger;
-      this.view = new DataView(bigger.buffer);
+      this.view = viewOf(bigger);
     }
     this.bytes[at] = kind;
     this.bytes[at + 1] = deliveries;
@@ -376,8 +385,8 @@ class DeltaBuffer {
     const frames: Uint8Array[] = [];
     for (let from = 0; from < this.entries; from += DELTA_FRAME_ENTRIES_MAX) {
       const count = Math.min(DELTA_FRAME_ENTRIES_MAX, this.entries - from);
-      const body = new Uint8Array(4 + count * DELTA_ENTRY_BYTES);
-      new DataView(body.buffer).setUint32(0, count);
+      const body = slabBytes(4 + count * DELTA_ENTRY_BYTES);
+      writeInt32(body, 0, count);
       const start = from * DELTA_ENTRY_BYTES;
       body.set(this.bytes.subarray(start, start + count * DELTA_ENTRY_BYTES), 4);
       frames.push(frame(TYPE_DELTAS, body));
@@ -389,8 +398,8 @@ class DeltaBuffer {
   followedBy(later: DeltaBuffer): DeltaBuffer {
     const joined = new DeltaBuffer();
     const bytes = (this.entries + later.entries) * DELTA_ENTRY_BYTES;
-    joined.bytes = new Uint8Array(Math.max(bytes, joined.bytes.length));
-    joined.view = new DataView(joined.bytes.buffer);
+    joined.bytes = slabBytes(Math.max(bytes, joined.bytes.length));
+    joined.view = viewOf(joined.bytes);
     joined.bytes.set(this.bytes.subarray(0, this.entries * DELTA_ENTRY_BYTES));
     joined.bytes.set(
       later.bytes.subarray(0, later.entries * DELTA_ENTRY_BYTES),
