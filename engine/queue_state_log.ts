@@ -295,10 +295,15 @@ assert(PENDING_ENTRIES_MAX >= DELTA_FRAME_ENTRIES_MAX, "a backlog spans whole fr
 // ---------------------------------------------------------------------------------------------
 // Encoding.
 
+/** A DataView of exactly `bytes` (a slab's view shares its ArrayBuffer with others). */
+function viewOf(bytes: Uint8Array): DataView {
+  return new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+}
+
 function frame(type: number, body: Uint8Array): Uint8Array {
   assert(body.length >= 1 && body.length <= FRAME_BODY_BYTES_MAX, "a body fits a frame");
   const bytes = slabBytes(FRAME_HEADER_BYTES + body.length);
-  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const view = viewOf(bytes);
   view.setUint16(FRAME_MAGIC_AT, FRAME_MAGIC);
   bytes[6] = FRAME_VERSION;
   bytes[7] = type;
@@ -327,7 +332,7 @@ function partitionFrame(
   const runs = [...state.runs];
   assert(runs.length <= RUNS_PER_PARTITION_MAX, "a window's runs fit a frame");
   const body = slabBytes(PARTITION_HEADER_BYTES + runs.length * RUN_BYTES);
-  const view = new DataView(body.buffer, body.byteOffset, body.byteLength);
+  const view = viewOf(body);
   view.setUint32(0, partition);
   writeInt64(body, 4, state.floor);
   writeInt64(body, 12, state.next);
@@ -349,11 +354,6 @@ function snapshotFrames(target: QueueStateTarget): Uint8Array[] {
     frames.push(partitionFrame(partition, target.snapshotPartition(partition)));
   }
   return frames;
-}
-
-/** A DataView of exactly `bytes` (a slab's view shares its ArrayBuffer with others). */
-function viewOf(bytes: Uint8Array): DataView {
-  return new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
 }
 
 /** A growable buffer of delta entries waiting for the next write. */

@@ -4,10 +4,10 @@
 // into a slab (record/slab.ts: a view of the socket's fresh buffer would give it an ArrayBuffer
 // the collector sweeps in its pause), larger ones are viewed in place. A frame split across
 // chunks is either assembled in a buffer of its own, allocated only once its size has been
-// checked against the limit (`push`), or, when it is
-// at least `chunkedBytesMin` long, handed out as the list of views of the chunks it lies in
-// (`pushChunks`): a fetch response of many megabytes then costs no copy at all. A size over the
-// limit is refused from the prefix alone, before anything is read or allocated for it.
+// checked against the limit (`push`), or, when it is at least `chunkedBytesMin` long, handed out
+// as the list of views of the chunks it lies in (`pushChunks`): a fetch response of many
+// megabytes then costs no copy at all. A size over the limit is refused from the prefix alone,
+// before anything is read or allocated for it.
 //
 //   chunk 1:  [size|payload][size|pay        → frame A as a view; "size|pay" starts frame B
 //   chunk 2:  load][si                        → frame B completed (assembled, or [pay, load])

@@ -7,6 +7,7 @@
 // Responses that carry record batches are built as a list of chunks, so the batches go to the
 // socket as the views the engine returned, never copied into one buffer.
 
+import { writeInt32 } from "../../record/mod.ts";
 import { ProtocolError } from "./errors.ts";
 import { type Reader, Writer } from "./wire.ts";
 
@@ -205,12 +206,7 @@ export class ChunkedFrame {
   /** The chunks of the frame, size prefix filled in. */
   finish(): Uint8Array[] {
     this.#flushWriter();
-    const first = this.#chunks[0]!;
-    const size = this.#sizeBytes - 4;
-    first[0] = size >>> 24;
-    first[1] = size >>> 16;
-    first[2] = size >>> 8;
-    first[3] = size;
+    writeInt32(this.#chunks[0]!, 0, this.#sizeBytes - FRAME_PREFIX_BYTES);
     return this.#chunks;
   }
 }
