@@ -50,6 +50,12 @@ export const NO_OWNER = 0;
 export const OWNER_SLOTS_MAX = 0xffff;
 const WINDOW_SLOTS_MIN = 64;
 const LOCK_ENTRIES_MIN = 16;
+/**
+ * The FIFO of records given back starts this small and doubles as records are given back (up to
+ * the window's size): a window whose records are acquired and accepted in order, the usual case,
+ * never needs it, and its 4 bytes a slot would be a third of the window's memory.
+ */
+const READY_SLOTS_MIN = 64;
 /** Dead lock entries are swept out at least every time the floor moves this far. */
 const LOCK_SWEEP_FLOOR_SPAN = 2 ** 30;
 /** The widest window a cursor takes (queue_config.ts keeps maxInFlight below it). */
@@ -99,7 +105,8 @@ export class QueueCursor {
   #deliveries = new Uint8Array(0);
   #owner = new Uint16Array(0);
   #deadline = new Uint32Array(0);
-  #ready = new Uint32Array(0);
+  #ready = new Uint32Array(READY_SLOTS_MIN);
+  #readyMask = READY_SLOTS_MIN - 1;
   #readyHead = 0;
   #readyLength = 0;
   #lockFirst = new Uint32Array(0);
@@ -206,16 +213,10 @@ export class QueueCursor {
       owner[to] = this.#owner[from]!;
       deadline[to] = this.#deadline[from]!;
     }
-    const ready = new Uint32Array(capacity);
-    for (let i = 0; i < this.#readyLength; i++) {
-      ready[i] = this.#ready[(this.#readyHead + i) & this.#mask]!;
-    }
     this.#state = state;
     this.#deliveries = deliveries;
     this.#owner = owner;
     this.#deadline = deadline;
-    this.#ready = ready;
-    this.#readyHead = 0;
     this.#capacity = capacity;
     this.#mask = mask;
     if (this.#lockFirst.length === 0) this.#resizeLocks(Math.max(LOCK_ENTRIES_MIN, capacity / 8));
@@ -251,20 +252,32 @@ export class QueueCursor {
 
   #readyPush(offset: number): void {
     assert(this.#readyLength < this.#capacity, "each available record is in the FIFO once");
-    this.#ready[(this.#readyHead + this.#readyLength) & this.#mask] = offset >>> 0;
+    if (this.#readyLength === this.#ready.length) this.#growReady();
+    this.#ready[(this.#readyHead + this.#readyLength) & this.#readyMask] = offset >>> 0;
     this.#readyLength++;
   }
 
   #readyPop(): number {
     assert(this.#readyLength > 0, "pop from a non-empty FIFO");
     const stored = this.#ready[this.#readyHead]!;
-    this.#readyHead = (this.#readyHead + 1) & this.#mask;
+    this.#readyHead = (this.#readyHead + 1) & this.#readyMask;
     this.#readyLength--;
     // Offsets are stored mod 2^32; every one lies in [floor, floor + capacity).
     const offset = this.#floor + ((stored - (this.#floor >>> 0)) >>> 0);
     assert(offset < this.#next, "a ready offset lies inside the window");
     assert(this.#state[offset & this.#mask] === AVAILABLE, "a ready offset is available");
     return offset;
+  }
+
+  /** Doubles the FIFO, its records kept in order from index 0. */
+  #growReady(): void {
+    const ready = new Uint32Array(this.#ready.length * 2);
+    for (let i = 0; i < this.#readyLength; i++) {
+      ready[i] = this.#ready[(this.#readyHead + i) & this.#readyMask]!;
+    }
+    this.#ready = ready;
+    this.#readyMask = ready.length - 1;
+    this.#readyHead = 0;
   }
 
   /** Rebuilds the FIFO from the window: every available record, in offset order. */
@@ -736,7 +749,7 @@ export class QueueCursor {
   /** The records waiting in the FIFO (given back), oldest first. */
   *availableOffsets(): Generator<number> {
     for (let i = 0; i < this.#readyLength; i++) {
-      const stored = this.#ready[(this.#readyHead + i) & this.#mask]!;
+      const stored = this.#ready[(this.#readyHead + i) & this.#readyMask]!;
       yield this.#floor + ((stored - (this.#floor >>> 0)) >>> 0);
     }
   }

@@ -4,7 +4,10 @@
 // heap from before the first fetch to after the last (after a forced collection), divided by
 // the records in flight. Run it under Bun: its heapUsed includes typed arrays, where the
 // cursors keep their windows (Deno reports them in neither heapUsed nor arrayBuffers). Prints
-// one JSON line. The target is at most 16 bytes a record.
+// one JSON line: heapBytesPerRecord (the whole growth, the queue's fixed costs per partition
+// included) and marginalBytesPerRecord (the growth from half-full windows to full ones, per
+// record: what each further record in flight costs). The target is at most 16 bytes a
+// record.
 //
 //   bun bench/tools/queue_memory.ts [--partitions 16] [--max-in-flight 100000]
 
@@ -61,7 +64,13 @@ try {
   const members = Array.from({ length: MEMBERS }, () => engine.joinQueue("q"));
   const before = heapUsedBytes();
   let inFlight = 0;
+  // The heap is also read when the windows are half full: the growth from there to full is what
+  // each further in-flight record costs, without the queue's fixed costs per partition.
+  let half: { heap: number; inFlight: number } | undefined;
   for (let round = 0; inFlight < partitions * maxInFlight && round < 100_000; round++) {
+    if (half === undefined && inFlight >= (partitions * maxInFlight) / 2) {
+      half = { heap: heapUsedBytes(), inFlight };
+    }
     const member = members[round % MEMBERS]!;
     const fetched = engine.fetchQueue("q", member, { maxRecords: 10_000 });
     let got = 0;
@@ -80,6 +89,10 @@ try {
       inFlight,
       acquired: stats.acquired,
       heapBytesPerRecord: Number(((after - before) / inFlight).toFixed(2)),
+      marginalBytesPerRecord:
+        half === undefined || inFlight === half.inFlight
+          ? null
+          : Number(((after - half.heap) / (inFlight - half.inFlight)).toFixed(2)),
     }),
   );
   await engine.close();
