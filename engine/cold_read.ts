@@ -73,14 +73,45 @@ type ColdBuffer = {
  * bench:tcp's two catch-up passes, left the broker's end-to-end p99 at 10,000 msg/s after them
  * ~1.5x worse than reused ones (bench/RESULTS.md, "Cold reads").
  */
-type ColdMemory = { bytes: Uint8Array; framed: number; dropped: boolean };
+type ColdMemory = AnsweredMemory & { bytes: Uint8Array };
 
-const memoryOf = new WeakMap<ArrayBufferLike, ColdMemory>();
 /**
- * Whether any cold-read memory was made: until then every view is another's and the server's
+ * Memory whose views go out in answers and are counted while they are out, by its buffer: the
+ * cold-read buffers here, and the tail-cache chunks of segment.ts (`lendMemory`). `framed`:
+ * views in answers that no socket has taken yet; `dropped`: its owner let go of it; `idle` is
+ * called once both hold (dropped, nothing framed): the memory may then be reused.
+ */
+export type AnsweredMemory = {
+  framed: number;
+  dropped: boolean;
+  idle: (memory: AnsweredMemory) => void;
+};
+
+const memoryOf = new WeakMap<ArrayBufferLike, AnsweredMemory>();
+/**
+ * Whether any counted memory was made: until then every view is another's and the server's
  * per-view calls (each answer's views, each chunk its sockets wrote) skip the map lookup.
  */
 let coldMemoryMade = false;
+
+/**
+ * Counts `memory`'s views (those of `buffer`) from now on, as the cold-read buffers' are: the
+ * views of it that reads answer in a scope opened with `beginColdViews({ lendTail: true })`
+ * must be counted with `retainColdView` and given back by `coldViewWritten`, or used before the
+ * scope closes.
+ */
+export function lendMemory(buffer: ArrayBufferLike, memory: AnsweredMemory): void {
+  memoryOf.set(buffer, memory);
+  coldMemoryMade = true;
+}
+
+/**
+ * Stops counting `buffer`'s views: its memory is about to serve as another's (a pooled chunk
+ * taken up by a new one), which counts its own views from scratch if it is lent.
+ */
+export function forgetLentMemory(buffer: ArrayBufferLike): void {
+  memoryOf.delete(buffer);
+}
 /** Idle memory by capacity (a multiple of COLD_MEMORY_STEP_BYTES). */
 const idleMemory = new Map<number, ColdMemory[]>();
 let idleBytes = 0;
@@ -90,18 +121,31 @@ const IDLE_BYTES_MAX = 64 * 1024 * 1024;
 
 /** Between beginColdViews and endColdViews: reads may be served from cold-read buffers. */
 let coldViewsOpen = false;
+/** Between beginColdViews({ lendTail: true }) and endColdViews: tail-cache views are lent. */
+let tailViewsLent = false;
 
 /**
  * Opens a scope, closed by `endColdViews` (in a `finally`), in which reads may be served from
  * cold-read buffers: every view such a read answers must either be used before the scope
- * closes or be counted with `retainColdView` and given back by `coldViewWritten`.
+ * closes or be counted with `retainColdView` and given back by `coldViewWritten`. With
+ * `lendTail`, views of the tail cache are lent on the same terms (segment.ts reuses a chunk
+ * whose views all came back), where otherwise a chunk a reader saw is never reused: for scopes
+ * whose every retained view goes into an answer frame as it is, so that its socket's
+ * `coldViewWritten` comes once per retained view.
  */
-export function beginColdViews(): void {
+export function beginColdViews(options?: { lendTail?: boolean }): void {
   coldViewsOpen = true;
+  tailViewsLent = options?.lendTail === true;
 }
 
 export function endColdViews(): void {
   coldViewsOpen = false;
+  tailViewsLent = false;
+}
+
+/** True in a scope whose reads may lend views of the tail cache (see beginColdViews). */
+export function tailViewsLendable(): boolean {
+  return tailViewsLent;
 }
 
 /** `view` goes into an answer: its memory is not reused until `coldViewWritten(view)`. */
@@ -116,8 +160,11 @@ export function coldViewWritten(view: Uint8Array): void {
   if (!coldMemoryMade) return;
   const memory = memoryOf.get(view.buffer);
   if (memory === undefined) return;
+  // Never below 0: a view written that was never retained (an answer built outside the
+  // rules) keeps its memory out of reuse rather than freeing it early for another view.
+  if (memory.framed === 0) return;
   memory.framed--;
-  if (memory.framed === 0 && memory.dropped) giveBack(memory);
+  if (memory.framed === 0 && memory.dropped) memory.idle(memory);
 }
 
 function takeMemory(direct: DirectWrites, length: number): ColdMemory {
@@ -128,9 +175,13 @@ function takeMemory(direct: DirectWrites, length: number): ColdMemory {
     reused.dropped = false;
     return reused;
   }
-  const memory: ColdMemory = { bytes: direct.alignedBuffer(capacity), framed: 0, dropped: false };
-  coldMemoryMade = true;
-  memoryOf.set(memory.bytes.buffer, memory);
+  const memory: ColdMemory = {
+    bytes: direct.alignedBuffer(capacity),
+    framed: 0,
+    dropped: false,
+    idle: giveBack as (memory: AnsweredMemory) => void,
+  };
+  lendMemory(memory.bytes.buffer, memory);
   return memory;
 }
 

@@ -20,7 +20,14 @@ import fs from "node:fs";
 import { join } from "node:path";
 import { assert, type SluiceError } from "../record/mod.ts";
 import { ioError } from "./errors.ts";
-import { ColdReader, looksCold } from "./cold_read.ts";
+import {
+  type AnsweredMemory,
+  ColdReader,
+  forgetLentMemory,
+  lendMemory,
+  looksCold,
+  tailViewsLendable,
+} from "./cold_read.ts";
 import { DirectAppender, type DirectWrites } from "./direct_io.ts";
 import type { BudgetedFile, FileBudget } from "./file_budget.ts";
 import type { FileIO } from "./io.ts";
@@ -129,42 +136,95 @@ export interface BatchLease {
  */
 export const LENT_BATCH_BYTES_MIN = 64 * 1024;
 
+/** A mapping of `bytes.length` bytes of the file from `position` (see ACTIVE_MAP_WINDOW_BYTES). */
+type MapWindow = { position: number; bytes: Uint8Array };
+
 /**
- * `escaped`: a reader was given a view of it, so its memory may never be reused. `lease`: the
- * chunk is a lent batch (a view of the caller's memory, exactly the batch, or one of its parts),
- * not a pooled chunk. `continues`: the chunk is a lent part after a batch's first (the batch
- * began in the chunk before it), so a read of that batch spans chunks:
+ * `escaped`: a reader was given a view of it outside a lending scope, so its memory may never
+ * be reused. `lent`: views of it went into fetch answers (cold_read.ts's `framed` counts those
+ * the sockets have not taken yet; `dropped`: the tail cache let go of it meanwhile). `lease`:
+ * the chunk is a lent batch (a view of the caller's memory, exactly the batch, or one of its
+ * parts), not a pooled chunk. `continues`: the chunk is a lent part after a batch's first (the
+ * batch began in the chunk before it), so a read of that batch spans chunks:
  *
  *   chunks:  [ pooled: b1 b2 b3 ][ lent: b4 ][ lent: b5 part 1 ][ b5 part 2 ][ b5 part 3 ]
  *                                                                continues    continues
  */
-/** A mapping of `bytes.length` bytes of the file from `position` (see ACTIVE_MAP_WINDOW_BYTES). */
-type MapWindow = { position: number; bytes: Uint8Array };
-
-type Chunk = {
+type Chunk = AnsweredMemory & {
   position: number;
   bytes: Uint8Array;
   length: number;
   escaped: boolean;
+  lent: boolean;
   lease: BatchLease | undefined;
   continues: boolean;
 };
 
 /**
- * Written chunks no reader ever saw, kept for reuse: writing into memory already touched is
- * several times faster than into fresh pages, and a producer with no tail reader recycles
- * every chunk. Shared by all segments of the process, bounded.
+ * Written chunks no reader holds a view of, kept for reuse: writing into memory already
+ * touched is several times faster than into fresh pages. A producer with no tail reader
+ * recycles every chunk, and so does one whose tail readers are the server's fetches: their
+ * views are lent (cold_read.ts) and come back as the sockets take them. A fresh 1 MiB chunk per
+ * 1 MiB appended, each left to the collector after its ~13 s in the tail cache at 10,000 msg/s,
+ * was most of what the broker's full collections freed in bench:tcp's latency runs; reusing
+ * them took the runs' e2e p99.9 from 5.5-6.6 to 4.3-4.9 ms (bench/RESULTS.md, issue 16).
+ * Shared by all segments of the process, bounded.
  */
 const chunkPool: Uint8Array[] = [];
 const CHUNK_POOL_MAX = 32;
+
+function poolChunk(memory: AnsweredMemory): void {
+  const chunk = memory as Chunk;
+  const reusable = !chunk.escaped && chunk.bytes.length === WRITE_CHUNK_BYTES;
+  if (!reusable || chunkPool.length >= CHUNK_POOL_MAX) return;
+  // The chunk that takes this memory up next counts its views anew: views of the memory
+  // retained or written from then on are that chunk's, never this one's.
+  if (chunk.lent) forgetLentMemory(chunk.bytes.buffer);
+  chunkPool.push(chunk.bytes);
+}
 
 function recycle(chunk: Chunk): void {
   if (chunk.lease !== undefined) {
     if (!chunk.escaped) chunk.lease.release();
     return;
   }
-  const reusable = !chunk.escaped && chunk.bytes.length === WRITE_CHUNK_BYTES;
-  if (reusable && chunkPool.length < CHUNK_POOL_MAX) chunkPool.push(chunk.bytes);
+  // A chunk with views in answers not yet written goes back once the last is (poolChunk).
+  chunk.dropped = true;
+  if (chunk.framed === 0) poolChunk(chunk);
+}
+
+/** A view of `chunk` is handed out: lent in a lending scope (pooled chunks only), else kept. */
+function viewed(chunk: Chunk): void {
+  if (chunk.lease === undefined && tailViewsLendable()) {
+    if (!chunk.lent) {
+      chunk.lent = true;
+      lendMemory(chunk.bytes.buffer, chunk);
+    }
+    return;
+  }
+  chunk.escaped = true;
+}
+
+/** A chunk's state when it enters the tail cache. */
+function newChunk(
+  position: number,
+  bytes: Uint8Array,
+  length: number,
+  lease: BatchLease | undefined,
+  continues: boolean,
+): Chunk {
+  return {
+    position,
+    bytes,
+    length,
+    escaped: false,
+    lent: false,
+    framed: 0,
+    dropped: false,
+    idle: poolChunk,
+    lease,
+    continues,
+  };
 }
 
 /** What a segment knows about itself after it has been opened and checked. */
@@ -481,14 +541,7 @@ export class Segment implements TailCacheHolder {
       if (bytes.length === 0) continue;
       lease.retain();
       const continues = i > 0;
-      this.#pushChunk({
-        position,
-        bytes,
-        length: bytes.length,
-        escaped: false,
-        lease,
-        continues,
-      });
+      this.#pushChunk(newChunk(position, bytes, bytes.length, lease, continues));
       position += bytes.length;
     }
   }
@@ -499,14 +552,8 @@ export class Segment implements TailCacheHolder {
     const open = last !== undefined && last.lease === undefined;
     if (open && last.bytes.length - last.length >= size) return last;
     const pooled = size <= WRITE_CHUNK_BYTES ? chunkPool.pop() : undefined;
-    const chunk = {
-      position: this.#size,
-      bytes: pooled ?? new Uint8Array(Math.max(size, WRITE_CHUNK_BYTES)),
-      length: 0,
-      escaped: false,
-      lease: undefined,
-      continues: false,
-    };
+    const bytes = pooled ?? new Uint8Array(Math.max(size, WRITE_CHUNK_BYTES));
+    const chunk = newChunk(this.#size, bytes, 0, undefined, false);
     this.#pushChunk(chunk);
     return chunk;
   }
@@ -663,7 +710,7 @@ export class Segment implements TailCacheHolder {
           return this.#heldView(position, wantEnd) ?? this.#joinedView(i, position, wantEnd);
         }
         const stop = Math.min(end, chunk.position + chunk.length, position + want) - chunk.position;
-        chunk.escaped = true;
+        viewed(chunk);
         return chunk.bytes.subarray(position - chunk.position, stop);
       }
     }

@@ -474,8 +474,10 @@ function readAll(
   budget.taken = 0;
   frame.writer.u16(fetch.topics.length);
   // Cold-read buffers may serve these reads (engine/cold_read.ts): the views taken are
-  // counted in readPartition, and given back as the connection's socket takes them.
-  beginColdViews();
+  // counted in readPartition, and given back as the connection's socket takes them. Views of
+  // the tail cache are lent the same way (every retained view goes into the frame as it is),
+  // so its chunks are reused once the sockets took them.
+  beginColdViews({ lendTail: true });
   try {
     readEach(plane, frame, fetch, version, logs);
   } finally {
