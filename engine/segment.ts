@@ -164,11 +164,12 @@ type Chunk = AnsweredMemory & {
  * Written chunks no reader holds a view of, kept for reuse: writing into memory already
  * touched is several times faster than into fresh pages. A producer with no tail reader
  * recycles every chunk, and so does one whose tail readers are the server's fetches: their
- * views are lent (cold_read.ts) and come back as the sockets take them. A fresh 1 MiB chunk per
- * 1 MiB appended, each left to the collector after its ~13 s in the tail cache at 10,000 msg/s,
- * was most of what the broker's full collections freed in bench:tcp's latency runs; reusing
- * them took the runs' e2e p99.9 from 5.5-6.6 to 4.3-4.9 ms (bench/RESULTS.md, issue 16).
- * Shared by all segments of the process, bounded.
+ * views are lent (cold_read.ts) and come back as the sockets take them. Before, a tailing
+ * consumer made every chunk escape: a fresh 1 MiB chunk per 1 MiB appended, each left to the
+ * collector ~13 s later at 10,000 msg/s; lent, the broker's heap in bench:tcp's latency runs
+ * was 347 MB instead of 375 and their e2e p99 medians 1.50-1.63 ms instead of 1.50-1.94
+ * (p99.9 unchanged; bench/RESULTS.md, issue 16). Shared by all segments of the process,
+ * bounded.
  */
 const chunkPool: Uint8Array[] = [];
 const CHUNK_POOL_MAX = 32;
