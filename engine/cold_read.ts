@@ -179,13 +179,14 @@ function takeMemory(direct: DirectWrites, length: number): ColdMemory {
     bytes: direct.alignedBuffer(capacity),
     framed: 0,
     dropped: false,
-    idle: giveBack as (memory: AnsweredMemory) => void,
+    idle: giveBack,
   };
   lendMemory(memory.bytes.buffer, memory);
   return memory;
 }
 
-function giveBack(memory: ColdMemory): void {
+function giveBack(answered: AnsweredMemory): void {
+  const memory = answered as ColdMemory;
   if (idleBytes + memory.bytes.length > IDLE_BYTES_MAX) return;
   const capacity = memory.bytes.length;
   let idle = idleMemory.get(capacity);

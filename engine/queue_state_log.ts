@@ -295,7 +295,7 @@ assert(PENDING_ENTRIES_MAX >= DELTA_FRAME_ENTRIES_MAX, "a backlog spans whole fr
 // ---------------------------------------------------------------------------------------------
 // Encoding.
 
-/** A DataView of exactly `bytes` (a slab's view shares its ArrayBuffer with others). */
+/** A DataView of exactly `bytes` (a view, a slab's one included, shares its ArrayBuffer). */
 function viewOf(bytes: Uint8Array): DataView {
   return new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
 }
@@ -438,7 +438,7 @@ function isOffset(value: number): boolean {
 /** Applies a frame to `target` if it is well formed throughout; false (nothing applied) if not. */
 function applyFrame(frame: Frame, target: QueueStateTarget): boolean {
   const { body } = frame;
-  const view = new DataView(body.buffer, body.byteOffset, body.length);
+  const view = viewOf(body);
   if (frame.type === TYPE_QUEUE) {
     const sizes = [QUEUE_BODY_BYTES, QUEUE_BODY_BYTES_V1, QUEUE_BODY_BYTES_V0];
     if (!sizes.includes(body.length)) return false;
@@ -517,7 +517,7 @@ function findFrame(bytes: Uint8Array, view: DataView, from: number): number {
 
 /** Applies every valid frame of `bytes` to `target`; see the recovery rules at the top. */
 function replay(bytes: Uint8Array, target: QueueStateTarget): Replay {
-  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.length);
+  const view = viewOf(bytes);
   const result: Replay = { end: 0, frames: 0, deltas: 0, damage: [] };
   let position = 0;
   while (position < bytes.length) {
