@@ -372,6 +372,43 @@ describe("cold reads", () => {
     }
   });
 
+  test("memory is reused across reads of changing sizes, not made anew", async (t) => {
+    using dir = tempDir("sluice-cold-");
+    const random = mulberry32(SEED + 7);
+    const log = await writtenLog(dir.path, random, 96 * 1024 * 1024, 32 * 1024 * 1024);
+    if (log === undefined) return t.skip(NO_COLD_READS);
+    // One catch-up pass at maxBytes (its views kept in `held` as an answer keeps them, if
+    // given): the buffers made fresh and the cold reads started.
+    const pass = async (maxBytes: number, held?: Uint8Array[]) => {
+      const made = coldReadCounts.memoryMade;
+      const started = coldReadCounts.started;
+      let offset = 0;
+      while (offset < log.highWatermark) {
+        const read = await preparedRead(log, offset, maxBytes);
+        for (const view of held === undefined ? [] : read.views) {
+          retainColdView(view);
+          held!.push(view);
+        }
+        offset = read.nextOffset;
+      }
+      return { made: coldReadCounts.memoryMade - made, reads: coldReadCounts.started - started };
+    };
+    try {
+      // Small reads whose views are all written at once fill the idle pool with small memory,
+      // which larger reads cannot use: it must make way for theirs, or every larger read
+      // makes its memory anew.
+      const held: Uint8Array[] = [];
+      await pass(1024 * 1024, held);
+      for (const view of held) coldViewWritten(view);
+      await pass(6 * 1024 * 1024);
+      const again = await pass(6 * 1024 * 1024);
+      assert.ok(again.reads >= 12, `seed ${SEED}: ${again.reads} cold reads in the last pass`);
+      assert.ok(again.made <= 2, `seed ${SEED}: ${again.made} of ${again.reads} made fresh`);
+    } finally {
+      await log.close();
+    }
+  });
+
   test("closing a log with cold reads in flight throws nothing, loses nothing", async (t) => {
     using dir = tempDir("sluice-cold-");
     const random = mulberry32(SEED + 3);
