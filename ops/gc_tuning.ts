@@ -20,7 +20,12 @@
 // freed memory for reuse: 2.5-4 times fewer page faults in the same runs (and catch-up
 // consume 1.2-2.4× faster, loaded), at the cost of a resident size that stays at its
 // high-water mark (+50-90 MB in the latency runs, +0.2-1.2 GB after bench:tcp's catch-up
-// reads: after a burst that allocated a lot, the memory is kept for the next one).
+// reads: after a burst that allocated a lot, the memory is kept for the next one). What a
+// process frees in a burst therefore matters after it: cold-read buffers made fresh left the
+// broker at 3.1-4.4 GB resident after bench:tcp's catch-up passes and its latency runs worse
+// than a fresh broker's, until their pool reused them (engine/cold_read.ts; 2.3-2.5 GB now,
+// the rest the publish phase's socket reads). Returning freed memory after 1 s instead
+// (MIMALLOC_PURGE_DELAY=1000) cost publish and catch-up throughput 5-20 % (bench/RESULTS.md).
 //
 // JSC and mimalloc read these once, when the runtime starts, from the environment: they
 // cannot be set from inside a running process. So they are applied to the environment of
