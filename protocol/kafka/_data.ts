@@ -273,9 +273,14 @@ function readAll(plane: KafkaPlane, body: Struct) {
   const budget = { left: fetchMaxBytes(plane, body), taken: 0 };
   const reads: FetchRead[] = [];
   let errors = false;
-  // Cold-read buffers may serve these reads (engine/cold_read.ts): the views an answer takes
-  // are counted in fetchAnswer and given back as the connection's socket takes them.
-  beginColdViews();
+  // Cold-read buffers may serve these reads (engine/cold_read.ts), and views of the tail
+  // cache's chunks are lent (segment.ts): the views an answer takes are counted in fetchAnswer,
+  // synchronously after this, and given back as the connection's socket takes them (the
+  // answer's writer attaches each as it is: wire.ts `views`); a read not answered (a long
+  // poll's first) is dropped unretained. A lent chunk is reused once all came back, where a
+  // chunk a reader saw was otherwise never reused: garbage for the collector at the rate
+  // consumers tail the log.
+  beginColdViews({ lendTail: true });
   try {
     for (const topic of body["topics"] as Struct[]) {
       const name = topic["topic"] as string;

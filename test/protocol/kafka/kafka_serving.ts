@@ -132,6 +132,15 @@ export class RawKafka {
     this.#socket.write(bytes);
   }
 
+  /** Stops reading the socket (answers pile up in the server's outbox) until `resume`. */
+  pause(): void {
+    this.#socket.pause();
+  }
+
+  resume(): void {
+    this.#socket.resume();
+  }
+
   /** Sends a request with a header for `version` (v2 in flexible versions); returns its id. */
   request(apiKey: number, version: number, body: Struct, clientId = "raw"): number {
     const message = MESSAGES.get(apiKey)!;
