@@ -9,7 +9,6 @@
 
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
-import { Producer } from "../../../protocol/client/mod.ts";
 import {
   API_KEYS as K,
   codecFor,
@@ -17,22 +16,13 @@ import {
   MESSAGES,
   type Struct,
 } from "../../../protocol/kafka/mod.ts";
-import { decodeRecordBatches, encodeRecordBatch } from "../../../record/mod.ts";
+import { decodeRecordBatches } from "../../../record/mod.ts";
 import { tempDir, waitFor } from "../../helpers.ts";
+import { batchOf, produceRecords, RECORD_BYTES, RECORDS, recordValue } from "../tail_records.ts";
 import { RawKafka, startKafkaServer } from "./kafka_serving.ts";
 
-const RECORD_BYTES = 2048;
-/** ~16 MiB through a 1 MiB tail-cache budget: each chunk is dropped and taken up again. */
-const RECORDS = 8_000;
 const TOPIC = "tail";
 const FETCH_V11 = codecFor(MESSAGES.get(K.Fetch)!, 11);
-
-function recordValue(index: number): Uint8Array {
-  const value = new Uint8Array(RECORD_BYTES);
-  for (let i = 0; i < RECORD_BYTES; i += 4) value[i] = (index * 7 + i) & 0xff;
-  new DataView(value.buffer).setUint32(0, index);
-  return value;
-}
 
 /** A Fetch v11 body for partition 0 of TOPIC. */
 function fetchBody(fetchOffset: number, partitionMaxBytes: number, maxWaitMs: number): Struct {
@@ -99,18 +89,7 @@ describe("kafka fetches lend tail-cache chunks", () => {
     });
     await broker.server.engine.createTopic(TOPIC, { config: { fsync: "never" } });
     const readers = [tail(broker.port, 1024 * 1024), tail(broker.port, 3 * RECORD_BYTES)];
-    const producer = new Producer({ port: broker.server.port, acks: 1, lingerMs: 1 });
-    try {
-      for (let i = 0; i < RECORDS; i += 100) {
-        const sends = [];
-        for (let j = i; j < i + 100; j++) {
-          sends.push(producer.send({ topic: TOPIC, partition: 0, value: recordValue(j) }));
-        }
-        await Promise.all(sends);
-      }
-    } finally {
-      await producer.close();
-    }
+    await produceRecords(broker.server.port, TOPIC);
     assert.deepEqual(await Promise.all(readers), [RECORDS, RECORDS]);
   });
 
@@ -122,8 +101,6 @@ describe("kafka fetches lend tail-cache chunks", () => {
     });
     const engine = broker.server.engine;
     await engine.createTopic(TOPIC, { config: { fsync: "never" } });
-    const batchOf = (index: number) =>
-      encodeRecordBatch([{ value: recordValue(index) }], { timestamp: 1_700_000_000_000 });
     // ~600 KiB: every batch in the log's first chunk.
     const FIRST = 300;
     for (let i = 0; i < FIRST; i++) await engine.append(TOPIC, 0, batchOf(i));

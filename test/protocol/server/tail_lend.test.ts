@@ -9,25 +9,16 @@
 
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
-import { decodeRecordBatches, encodeRecordBatch } from "../../../engine/mod.ts";
-import { Admin, Consumer, Producer } from "../../../protocol/client/mod.ts";
+import { decodeRecordBatches } from "../../../engine/mod.ts";
+import { Admin, Consumer } from "../../../protocol/client/mod.ts";
 import { API } from "../../../protocol/codec/frames.ts";
 import { readFetchResponse, writeFetchRequest } from "../../../protocol/codec/fetch.ts";
 import { SluiceServer } from "../../../protocol/server/mod.ts";
 import { tempDir, waitFor } from "../../helpers.ts";
+import { batchOf, produceRecords, RECORD_BYTES, RECORDS, recordValue } from "../tail_records.ts";
 import { RawClient } from "./raw_client.ts";
 
-const RECORD_BYTES = 2048;
-/** ~16 MiB through a 1 MiB tail-cache budget: each chunk is dropped and taken up again. */
-const RECORDS = 8_000;
 const TOPIC = "tail";
-
-function recordValue(index: number): Uint8Array {
-  const value = new Uint8Array(RECORD_BYTES);
-  for (let i = 0; i < RECORD_BYTES; i += 4) value[i] = (index * 7 + i) & 0xff;
-  new DataView(value.buffer).setUint32(0, index);
-  return value;
-}
 
 /** A broker whose logs share a 1 MiB tail-cache budget: chunks leave it all the time. */
 function smallCacheServer(dataDir: string): Promise<SluiceServer> {
@@ -67,18 +58,7 @@ describe("tail-cache chunks lent to fetch answers", () => {
       await admin.createTopics([{ name: TOPIC, partitions: 1, config: { fsync: "never" } }]);
       await admin.close();
       const readers = [tail(server.port, 1024 * 1024), tail(server.port, 3 * RECORD_BYTES)];
-      const producer = new Producer({ port: server.port, acks: 1, lingerMs: 1 });
-      try {
-        for (let i = 0; i < RECORDS; i += 100) {
-          const sends = [];
-          for (let j = i; j < i + 100; j++) {
-            sends.push(producer.send({ topic: TOPIC, partition: 0, value: recordValue(j) }));
-          }
-          await Promise.all(sends);
-        }
-      } finally {
-        await producer.close();
-      }
+      await produceRecords(server.port, TOPIC);
       assert.deepEqual(await Promise.all(readers), [RECORDS, RECORDS]);
     } finally {
       await server.close();
@@ -91,8 +71,6 @@ describe("tail-cache chunks lent to fetch answers", () => {
     const client = await RawClient.connect(server.port);
     try {
       await server.engine.createTopic(TOPIC, { config: { fsync: "never" } });
-      const batchOf = (index: number) =>
-        encodeRecordBatch([{ value: recordValue(index) }], { timestamp: 1_700_000_000_000 });
       // ~600 KiB: every batch in the log's first chunk.
       const FIRST = 300;
       for (let i = 0; i < FIRST; i++) await server.engine.append(TOPIC, 0, batchOf(i));
