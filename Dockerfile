@@ -24,7 +24,7 @@ EXPOSE 9092
 
 # Fewer young-generation collections (fewer event-loop pauses) and freed memory kept for reuse
 # (fewer page faults): ops/gc_tuning.ts, README.md "GC settings". Read only at start.
-ENV BUN_JSC_percentCPUPerMBForEdenTimer=0.0000625 BUN_JSC_largeHeapSize=67108864 MIMALLOC_PURGE_DELAY=-1
+ENV BUN_JSC_percentCPUPerMBForEdenTimer=0.0000625 BUN_JSC_largeHeapSize=67108864 MIMALLOC_PURGE_DELAY=-1 BUN_JSC_numberOfGCMarkers=1
 
 ENTRYPOINT ["bun", "bin/sluice.ts"]
 CMD ["serve", "--data", "/data", "--host", "0.0.0.0", "--port", "9092"]

@@ -33,6 +33,17 @@
 // for deployments (README.md, "GC settings"); `sluice serve` logs those in effect. A variable
 // already set in the environment wins over these values.
 //
+// With JSC's default of one marking thread per core, a collection of the broker or the
+// latency client on a 2-core machine (the two processes and the collector's threads sharing
+// the cores) paused its event loop in a few long increments: 3-8 ms at the end of a
+// collection, after the marking, was common. `numberOfGCMarkers=1` leaves the marking to the
+// collector's own thread: the pauses come in many increments of 0.2-0.7 ms (their sum per
+// collection is larger, ~2x; the end-to-end tail is what moved), and in bench:tcp's latency
+// runs p99.9 went from 4.7-5.5 to 3.3-4.4 ms (five alternated pairs; each process's share
+// measured apart: both count), with no throughput phase slower (bench/RESULTS.md, "One GC
+// marker"). A machine with more cores than busy processes may do better with the default:
+// an operator's own value wins, as for the others.
+//
 // Not set here, measured (bench/RESULTS.md, "Latency tail at 10,000 msg/s (issue 16)"): with the
 // eden timer lengthened, Bun's own collection timer starts most collections (every 1.00-1.05 s
 // while the heap grows, below the budget). `BUN_GC_TIMER_DISABLE=1` (with JSC's full timer,
@@ -48,6 +59,9 @@ export const GC_TUNING_ENV: Readonly<Record<string, string>> = Object.freeze({
   BUN_JSC_largeHeapSize: String(64 * 1024 * 1024),
   // mimalloc's default is 10 (ms): freed memory goes back to the system and faults in again.
   MIMALLOC_PURGE_DELAY: "-1",
+  // JSC's default is one marker per core, up to 8: on 2 cores a helper thread marks beside
+  // the collector. One marker: the collection's work comes in more, shorter increments.
+  BUN_JSC_numberOfGCMarkers: "1",
 });
 
 /**

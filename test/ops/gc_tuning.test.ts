@@ -5,7 +5,8 @@
 
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
-import { readFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { availableParallelism, tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, test } from "node:test";
 import {
@@ -90,5 +91,38 @@ describe("gc tuning", () => {
     assert.equal(Math.min(...plain), 8 * 1024 * 1024);
     // The budget is what spaces the collections: fewer of them for the same allocation.
     assert.ok(tuned.length < plain.length, `tuned ${tuned.length}, default ${plain.length}`);
+  });
+
+  test("the tuned collector marks on one thread: its GC log names no parallel marker", {
+    skip: !isBun || availableParallelism() < 2 ? "needs Bun and 2 or more cores" : false,
+  }, () => {
+    // A live graph of 1,000,000 objects, then garbage made across event-loop turns, so the
+    // collections mark concurrently; with more than one marker each such log line gives the
+    // helpers' share as "P1:<kb>", with one marker there is no helper to name.
+    const script =
+      "const live = []; for (let i = 0; i < 2000; i++) { const a = [];" +
+      " for (let j = 0; j < 500; j++) a.push({ i, j }); live.push(a); }" +
+      " let keep = 0; for (let round = 0; round < 40; round++) {" +
+      " for (let i = 0; i < 10_000; i++) keep += new Array(125).fill(i).length;" +
+      " await new Promise((resolve) => setTimeout(resolve, 1)); }" +
+      " console.log(keep + live.length);";
+    // (A file, not `bun -e`: evaluated code logs no helper even with several markers.)
+    const dir = mkdtempSync(join(tmpdir(), "sluice-gc-markers-"));
+    const file = join(dir, "markers.mjs");
+    writeFileSync(file, script);
+    const helperLines = (mode: "tuned" | "default") => {
+      const env = { ...gcEnvironment(process.env, mode), BUN_JSC_logGC: "1" };
+      const run = spawnSync(process.execPath, [file], { env, encoding: "utf8" });
+      assert.equal(run.status, 0, run.stderr);
+      const log = `${run.stdout}${run.stderr}`;
+      assert.match(log, /Collection/, "the child logged no collection");
+      return [...log.matchAll(/ P1:\d+/g)].length;
+    };
+    try {
+      assert.equal(helperLines("tuned"), 0);
+      assert.ok(helperLines("default") > 0, "the default child's log names no helper marker");
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
