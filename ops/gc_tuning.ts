@@ -33,16 +33,18 @@
 // for deployments (README.md, "GC settings"); `sluice serve` logs those in effect. A variable
 // already set in the environment wins over these values.
 //
-// With JSC's default of one marking thread per core, a collection of the broker or the
-// latency client on a 2-core machine (the two processes and the collector's threads sharing
-// the cores) paused its event loop in a few long increments: 3-8 ms at the end of a
-// collection, after the marking, was common. `numberOfGCMarkers=1` leaves the marking to the
-// collector's own thread: the pauses come in many increments of 0.2-0.7 ms (their sum per
-// collection is larger, ~2x; the end-to-end tail is what moved), and in bench:tcp's latency
-// runs p99.9 went from 4.7-5.5 to 3.3-4.4 ms (five alternated pairs; each process's share
-// measured apart: both count), with no throughput phase slower (bench/RESULTS.md, "One GC
-// marker"). A machine with more cores than busy processes may do better with the default:
-// an operator's own value wins, as for the others.
+// JSC marks with one thread per core by default (up to 8): on 2 cores a helper thread marks
+// beside the collector while the broker and its clients already use both cores. With
+// `numberOfGCMarkers=1` the collector's own thread marks alone: a collection comes in more
+// increments (median 11 instead of 2 in bench:tcp's latency runs) over a longer cycle, its
+// first increment no longer reaches 3 ms (90th percentile 1.3 ms against 3.0), its last is
+// unchanged (2-4 ms for a young collection, 4-8 ms for a full one), and the sum of its
+// pauses is about twice as large. What moved is the end-to-end tail: in bench:tcp's latency
+// runs (`--phases latency`) p99.9 went from 4.7-5.5 to 3.3-4.4 ms and p99 from 1.4-1.9 to
+// 1.3-1.4 (five alternated pairs; the broker's and the client's share measured apart: both
+// count), with no throughput phase slower (bench/RESULTS.md, "One GC marker"). A machine
+// with more cores than busy processes may do better with the default: an operator's own
+// value wins, as for the others.
 //
 // Not set here, measured (bench/RESULTS.md, "Latency tail at 10,000 msg/s (issue 16)"): with the
 // eden timer lengthened, Bun's own collection timer starts most collections (every 1.00-1.05 s
