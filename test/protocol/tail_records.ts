@@ -2,7 +2,8 @@
 // ~16 MiB of 2 KiB records, each value telling its index, sent through a broker whose tail
 // cache is 1 MiB, so each chunk is dropped and taken up again while consumers tail the log.
 
-import { encodeRecordBatch } from "../../engine/mod.ts";
+import assert from "node:assert/strict";
+import { decodeRecordBatches, encodeRecordBatch } from "../../engine/mod.ts";
 import { Producer } from "../../protocol/client/mod.ts";
 
 export const RECORD_BYTES = 2048;
@@ -36,4 +37,22 @@ export async function produceRecords(port: number, topic: string): Promise<void>
   } finally {
     await producer.close();
   }
+}
+
+/**
+ * Asserts that `views` (an answer's record bytes, in order) hold records 0 to count - 1, each
+ * at its offset and with the value `recordValue` gives it.
+ */
+export function assertFirstRecords(views: readonly Uint8Array[], count: number): void {
+  let index = 0;
+  for (const view of views) {
+    for (const batch of decodeRecordBatches(view)) {
+      for (const record of batch.records) {
+        assert.equal(record.offset, index);
+        assert.deepEqual(record.value, recordValue(index), `record ${index} intact`);
+        index++;
+      }
+    }
+  }
+  assert.equal(index, count, "each answer holds the first chunk's batches");
 }

@@ -18,7 +18,14 @@ import {
 } from "../../../protocol/kafka/mod.ts";
 import { decodeRecordBatches } from "../../../record/mod.ts";
 import { tempDir, waitFor } from "../../helpers.ts";
-import { batchOf, produceRecords, RECORD_BYTES, RECORDS, recordValue } from "../tail_records.ts";
+import {
+  assertFirstRecords,
+  batchOf,
+  produceRecords,
+  RECORD_BYTES,
+  RECORDS,
+  recordValue,
+} from "../tail_records.ts";
 import { RawKafka, startKafkaServer } from "./kafka_serving.ts";
 
 const TOPIC = "tail";
@@ -122,15 +129,7 @@ describe("kafka fetches lend tail-cache chunks", () => {
         const fetched = FETCH_V11.response.decode(reader);
         const answer = ((fetched["responses"] as Struct[])[0]!["partitions"] as Struct[])[0]!;
         assert.equal(answer["errorCode"], 0);
-        let index = 0;
-        for (const batch of decodeRecordBatches(answer["records"] as Uint8Array)) {
-          for (const record of batch.records) {
-            assert.equal(record.offset, index);
-            assert.deepEqual(record.value, recordValue(index), `record ${index} intact`);
-            index++;
-          }
-        }
-        assert.equal(index, FIRST, "each answer holds the first chunk's batches");
+        assertFirstRecords([answer["records"] as Uint8Array], FIRST);
       }
     } finally {
       client.close();

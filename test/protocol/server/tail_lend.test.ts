@@ -9,13 +9,19 @@
 
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
-import { decodeRecordBatches } from "../../../engine/mod.ts";
 import { Admin, Consumer } from "../../../protocol/client/mod.ts";
 import { API } from "../../../protocol/codec/frames.ts";
 import { readFetchResponse, writeFetchRequest } from "../../../protocol/codec/fetch.ts";
 import { SluiceServer } from "../../../protocol/server/mod.ts";
 import { tempDir, waitFor } from "../../helpers.ts";
-import { batchOf, produceRecords, RECORD_BYTES, RECORDS, recordValue } from "../tail_records.ts";
+import {
+  assertFirstRecords,
+  batchOf,
+  produceRecords,
+  RECORD_BYTES,
+  RECORDS,
+  recordValue,
+} from "../tail_records.ts";
 import { RawClient } from "./raw_client.ts";
 
 const TOPIC = "tail";
@@ -107,17 +113,7 @@ describe("tail-cache chunks lent to fetch answers", () => {
         assert.equal(errorCode, 0);
         const [partition] = readFetchResponse(reader.raw(reader.remaining)).topics[0]!.partitions;
         assert.equal(partition!.errorCode, 0);
-        let index = 0;
-        for (const view of partition!.records) {
-          for (const batch of decodeRecordBatches(view)) {
-            for (const record of batch.records) {
-              assert.equal(record.offset, index);
-              assert.deepEqual(record.value, recordValue(index), `record ${index} intact`);
-              index++;
-            }
-          }
-        }
-        assert.equal(index, FIRST, "each answer holds the first chunk's batches");
+        assertFirstRecords(partition!.records, FIRST);
       }
     } finally {
       client.close();
