@@ -1,9 +1,9 @@
 // The record format shared by every layer of sluice: Kafka's RecordBatch v2 layout and its field
 // offsets, varint/varlong, CRC-32C, the compression codecs, the record encoder and decoders, the
-// one batch writer, SluiceError with its closed code table, assert, and the slabs that small
-// short-lived buffers are carved from. It imports nothing else
-// of sluice: the engine (storage) and the protocol (server and client) both build on it, so the
-// client shares the batch format without depending on the engine.
+// one batch writer, SluiceError with its closed code table, assert, the slabs that small
+// short-lived buffers are carved from, and the id table that per-request entries live in. It
+// imports nothing else of sluice: the engine (storage) and the protocol (server and client) both
+// build on it, so the client shares the batch format without depending on the engine.
 
 export * from "./batch.ts";
 export * from "./batch_writer.ts";
@@ -13,6 +13,7 @@ export * from "./decode.ts";
 export * from "./encode.ts";
 export * from "./errors.ts";
 export * from "./headers.ts";
+export * from "./id_table.ts";
 export * from "./murmur2.ts";
 export * from "./slab.ts";
 export type * from "./types.ts";

@@ -38,7 +38,7 @@ import { FrameReader } from "../codec/frame_reader.ts";
 import { Outbox } from "../codec/outbox.ts";
 import { Reader, type Writer } from "../codec/wire.ts";
 import { ClientError } from "./errors.ts";
-import { joinViews } from "../../record/mod.ts";
+import { IdTable, joinViews } from "../../record/mod.ts";
 import { authenticate, type ClientSaslOptions, checkSaslOptions } from "./sasl.ts";
 import {
   type ClientSocket,
@@ -274,7 +274,13 @@ export class ClientConnection {
   #supported = new Set<number>();
   #inFlightMax = 1;
   #nextCorrelationId = 0;
-  #pending = new Map<number, Pending>();
+  /**
+   * Requests sent and waiting for their responses, by correlation id. An IdTable, not a Map:
+   * what JavaScriptCore's Map deleted stays reachable until its next full collection
+   * (record/id_table.ts), and each response would have carried its request into the old
+   * generation.
+   */
+  #pending = new IdTable<Pending>();
   /** Requests without a response, in the order written, each holding a slot until written. */
   #unanswered: Unanswered[] = [];
   /** Bytes ever handed to #outgoing, and those of them not yet handed to the Outbox. */
@@ -805,7 +811,9 @@ export class ClientConnection {
       if (pending.deadlineMs <= now) due.push([correlationId, pending]);
       else nextMs = Math.min(nextMs, pending.deadlineMs);
     };
-    for (const [correlationId, pending] of this.#pending) check(correlationId, pending);
+    this.#pending.forEach((pending, correlationId) => {
+      check(correlationId, pending);
+    });
     for (let i = this.#waitingHead; i < this.#waiting.length; i++) {
       const waiting = this.#waiting[i]!;
       check(waiting.correlationId, waiting.pending);

@@ -665,6 +665,9 @@ class LongPoll extends PendingAnswer implements FetchWaiter, CloseListener {
   readonly logs: PartitionLog[];
   readonly deadlineMs: number;
   heapIndex = -1;
+  woken = false;
+  moreAt: number[] | undefined = undefined;
+  closeIndex = -1;
   #plane: DataPlane;
   #request: RequestContext;
   #fetch: FetchRequestColumns;

@@ -26,6 +26,13 @@
 // Deadlines live in a binary min-heap that knows each waiter's place, so a fetch answered by
 // data leaves it at once (a waiter kept until its deadline would outlive a young-generation
 // collection for nothing). A waiter leaves by remove(); the heap never holds a settled one.
+//
+// No Set or Map holds a waiter, only arrays that know each waiter's place: JavaScriptCore's
+// Set and Map keep what was deleted from them reachable for the young-generation collection
+// until the next full one, and a waiter holds its fetch's request frame, a view of a 256 KiB
+// slab of received bytes (record/slab.ts). One fetch per slab was enough to carry every slab
+// into the old generation: the broker's heap grew ~17 MB per young collection at bench:tcp's
+// 10,000 msg/s and needed a full collection every few seconds (bench/RESULTS.md, issue 16).
 
 import { assert } from "../../record/mod.ts";
 import type { PartitionLog } from "../../engine/mod.ts";
@@ -36,6 +43,13 @@ export interface FetchWaiter {
   readonly deadlineMs: number;
   /** The waiter's place in the deadline heap, -1 when not waiting (kept by FetchWaits). */
   heapIndex: number;
+  /** Queued to be told of new data at the next wake-up (kept by FetchWaits). */
+  woken?: boolean;
+  /**
+   * For each of its logs (by position in `logs`), its place among that log's further waiters,
+   * -1 where it is the log's first (kept by FetchWaits; made when it first waits behind one).
+   */
+  moreAt?: number[] | undefined;
   /** New data on one of its logs (told after the rounds that wrote it; never throws). */
   onData(): void;
   /** Its deadline passed, or the server is shutting down. */
@@ -45,17 +59,34 @@ export interface FetchWaiter {
 /**
  * The waiters of one log and the one listener it calls; kept while the log lives. Most logs
  * have one waiter at a time (the consumer that owns the partition): it takes the slot, and
- * only further ones a set, which a wait filled and emptied for each log it named.
+ * only further ones the `more` array, where `moreLogAt[i]` is the position of this log in
+ * `more[i]`'s logs (so that the waiter moved into a freed place can be told its new one).
  */
 type LogWaiters = {
   first: FetchWaiter | undefined;
-  more: Set<FetchWaiter> | undefined;
+  more: FetchWaiter[];
+  moreLogAt: number[];
   listener: () => void;
 };
 
 /** A woken waiter that is still waiting (it may have answered already) hears of the data. */
 function tellWaiter(waiter: FetchWaiter): void {
   if (waiter.heapIndex !== -1) waiter.onData();
+}
+
+/** Takes the waiter at `index` out of `entry.more`, the last one moving into its place. */
+function removeMore(entry: LogWaiters, index: number): void {
+  const { more, moreLogAt } = entry;
+  const last = more.length - 1;
+  if (index !== last) {
+    const moved = more[last]!;
+    const movedLogAt = moreLogAt[last]!;
+    more[index] = moved;
+    moreLogAt[index] = movedLogAt;
+    moved.moreAt![movedLogAt] = index;
+  }
+  more.pop();
+  moreLogAt.pop();
 }
 
 export class FetchWaits {
@@ -65,9 +96,9 @@ export class FetchWaits {
   #timerDueMs = Number.POSITIVE_INFINITY;
   #now: () => number;
   #onTimer = () => this.#expire();
-  /** Waiters with new data since the last wake-up, told at the next (two sets, swapped). */
-  #woken = new Set<FetchWaiter>();
-  #waking = new Set<FetchWaiter>();
+  /** Waiters with new data since the last wake-up, told at the next (two lists, swapped). */
+  #woken: FetchWaiter[] = [];
+  #waking: FetchWaiter[] = [];
   #wakeScheduled = false;
   #onWakeUp = () => this.#wakeAll();
 
@@ -87,14 +118,19 @@ export class FetchWaits {
 
   add(waiter: FetchWaiter): void {
     assert(waiter.heapIndex === -1, "a fetch waits once at a time");
-    for (const log of waiter.logs) {
-      const entry = this.#entry(log);
+    waiter.woken = false;
+    waiter.moreAt = undefined;
+    const { logs } = waiter;
+    for (let at = 0; at < logs.length; at++) {
+      const entry = this.#entry(logs[at]!);
       if (entry.first === undefined) {
         entry.first = waiter;
         continue;
       }
-      entry.more ??= new Set();
-      entry.more.add(waiter);
+      waiter.moreAt ??= new Array<number>(logs.length).fill(-1);
+      waiter.moreAt[at] = entry.more.length;
+      entry.more.push(waiter);
+      entry.moreLogAt.push(at);
     }
     waiter.heapIndex = this.#heap.length;
     this.#heap.push(waiter);
@@ -106,13 +142,14 @@ export class FetchWaits {
   remove(waiter: FetchWaiter): void {
     const index = waiter.heapIndex;
     if (index === -1) return;
-    this.#woken.delete(waiter);
-    for (const log of waiter.logs) {
-      const entry = this.#logs.get(log);
-      if (entry === undefined) continue;
+    // A woken waiter stays in #woken until the wake-up, which tells only waiters still waiting.
+    const { logs, moreAt } = waiter;
+    for (let at = 0; at < logs.length; at++) {
+      const entry = this.#logs.get(logs[at]!)!;
       if (entry.first === waiter) entry.first = undefined;
-      else entry.more?.delete(waiter);
+      else if (moreAt !== undefined && moreAt[at]! >= 0) removeMore(entry, moreAt[at]!);
     }
+    waiter.moreAt = undefined;
     const last = this.#heap.pop()!;
     waiter.heapIndex = -1;
     if (last !== waiter) {
@@ -139,13 +176,19 @@ export class FetchWaits {
     this.#timer = undefined;
     this.#timerDueMs = Number.POSITIVE_INFINITY;
     // A wake-up already queued finds no waiter left to tell.
-    this.#woken.clear();
+    for (const waiter of this.#woken) waiter.woken = false;
+    this.#woken.length = 0;
   }
 
   #entry(log: PartitionLog): LogWaiters {
     let entry = this.#logs.get(log);
     if (entry === undefined) {
-      const created: LogWaiters = { first: undefined, more: undefined, listener: () => {} };
+      const created: LogWaiters = {
+        first: undefined,
+        more: [],
+        moreLogAt: [],
+        listener: () => {},
+      };
       created.listener = () => this.#wake(created);
       this.#logs.set(log, created);
       // Kept for the log's life (see the top of this file); a closed log calls no listener.
@@ -158,12 +201,18 @@ export class FetchWaits {
   /** New data on a log: its waiters are told after the rounds that wrote data (a microtask). */
   #wake(entry: LogWaiters): void {
     const { first, more } = entry;
-    if (first === undefined && (more === undefined || more.size === 0)) return;
-    if (first !== undefined) this.#woken.add(first);
-    if (more !== undefined) for (const waiter of more) this.#woken.add(waiter);
+    if (first === undefined && more.length === 0) return;
+    if (first !== undefined) this.#queueWake(first);
+    for (let i = 0; i < more.length; i++) this.#queueWake(more[i]!);
     if (this.#wakeScheduled) return;
     this.#wakeScheduled = true;
     queueMicrotask(this.#onWakeUp);
+  }
+
+  #queueWake(waiter: FetchWaiter): void {
+    if (waiter.woken === true) return;
+    waiter.woken = true;
+    this.#woken.push(waiter);
   }
 
   /** After the rounds that wrote data: each waiter woken by it is told once. */
@@ -172,11 +221,14 @@ export class FetchWaits {
     const waking = this.#woken;
     this.#woken = this.#waking;
     this.#waking = waking;
-    // A waiter answering leaves the heap (and #woken) as it goes; data arriving while these are
-    // told wakes its waiters in the next wake-up.
-    // forEach, not for-of: the same live walk, without an iterator object per wake-up.
-    waking.forEach(tellWaiter);
-    waking.clear();
+    // A waiter answering leaves the heap as it goes; data arriving while these are told wakes
+    // its waiters in the next wake-up (each is marked unwoken before it is told).
+    for (let i = 0; i < waking.length; i++) {
+      const waiter = waking[i]!;
+      waiter.woken = false;
+      tellWaiter(waiter);
+    }
+    waking.length = 0;
   }
 
   #arm(dueMs: number): void {

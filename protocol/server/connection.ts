@@ -139,6 +139,11 @@ export type RequestContext = {
 /** Told once when its connection's socket closes (ServerConnection.whenClosed). */
 export interface CloseListener {
   connectionClosed(): void;
+  /**
+   * Its place among the connection's close listeners, -1 (or absent) when it is not one; kept
+   * by the connection.
+   */
+  closeIndex?: number;
 }
 
 export type ServerConnectionHost = {
@@ -209,7 +214,13 @@ export class ServerConnection {
    * their answers weigh. Bounded by what one read delivers.
    */
   #backlog: Uint8Array[] = [];
-  #closeListeners = new Set<(() => void) | CloseListener>();
+  /**
+   * Told when the socket closes; each knows its place (closeIndex), so one leaves at once. An
+   * array, not a Set: a long poll joins and leaves for every fetch, and what JavaScriptCore's
+   * Set deleted stays reachable for young-generation collections until the next full one,
+   * with the request frame the poll holds and the slab it lies in (_fetch_waits.ts).
+   */
+  #closeListeners: CloseListener[] = [];
   #endOnDrain = false;
   #closeAfterFlush = false;
   closed = false;
@@ -447,30 +458,41 @@ export class ServerConnection {
     this.#host.budget.adjust(-this.#reportedBytes);
     this.#reportedBytes = 0;
     this.#slots = [];
-    for (const listener of [...this.#closeListeners]) {
-      if (typeof listener === "function") listener();
-      else listener.connectionClosed();
-    }
-    this.#closeListeners.clear();
+    const listeners = this.#closeListeners;
+    this.#closeListeners = [];
+    for (const listener of listeners) listener.closeIndex = -1;
+    for (const listener of listeners) listener.connectionClosed();
   }
 
   /** Calls `listener` when the socket closes (a long poll stops waiting for a dead client). */
   onClose(listener: () => void): () => void {
-    this.#closeListeners.add(listener);
-    return () => this.#closeListeners.delete(listener);
+    const told: CloseListener = { connectionClosed: listener, closeIndex: -1 };
+    this.whenClosed(told);
+    return () => this.offClose(told);
   }
 
   /**
    * onClose for an object that is told by a method and removes itself by offClose: a long
    * poll per fetch made a function to be told by and a remover it never called (issue 16).
+   * A listener is added once (until it is removed or told).
    */
   whenClosed(listener: CloseListener): void {
-    this.#closeListeners.add(listener);
+    assert((listener.closeIndex ?? -1) === -1, "a close listener is added once");
+    listener.closeIndex = this.#closeListeners.length;
+    this.#closeListeners.push(listener);
   }
 
-  /** Removes a listener added by onClose or whenClosed (as the function onClose returned does). */
-  offClose(listener: (() => void) | CloseListener): void {
-    this.#closeListeners.delete(listener);
+  /** Removes a listener added by whenClosed; one not (or no longer) added is left as it is. */
+  offClose(listener: CloseListener): void {
+    const index = listener.closeIndex ?? -1;
+    const listeners = this.#closeListeners;
+    if (index < 0 || listeners[index] !== listener) return;
+    const last = listeners.pop()!;
+    if (last !== listener) {
+      listeners[index] = last;
+      last.closeIndex = index;
+    }
+    listener.closeIndex = -1;
   }
 
   /** Ends the socket once every queued answer is written (Bun keeps nothing after end). */

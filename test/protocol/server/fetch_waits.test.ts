@@ -258,6 +258,78 @@ describe("waiting fetches", () => {
     }
   });
 
+  test("waiters sharing logs: data on a log tells exactly those still waiting on it", async () => {
+    const random = mulberry32(16_033);
+    // Each fake log keeps the one listener FetchWaits gives it.
+    const listenerOf = new Map<PartitionLog, () => void>();
+    const logs = Array.from({ length: 6 }, () => {
+      const log = {
+        onData: (listener: () => void) => listenerOf.set(log, listener),
+        offData: () => {},
+      } as unknown as PartitionLog;
+      return log;
+    });
+    const waits = new FetchWaits(new Set());
+    const told = new Map<FetchWaiter, number>();
+    const waiting = new Set<FetchWaiter>();
+    let shuttingDown = false;
+    const join = () => {
+      // Each waits on 1-4 logs, a log sometimes named twice: most logs get further waiters
+      // behind their first, which leave from the middle as the waiters are removed.
+      const named = Array.from({ length: 1 + Math.floor(random() * 4) }, () => {
+        return logs[Math.floor(random() * logs.length)]!;
+      });
+      // Some keep waiting when told (a fetch whose min_bytes the new data does not reach).
+      const keepsWaiting = random() < 0.3;
+      const waiter: FetchWaiter = {
+        logs: named,
+        deadlineMs: performance.now() + 60_000,
+        heapIndex: -1,
+        onData: () => {
+          told.set(waiter, (told.get(waiter) ?? 0) + 1);
+          if (keepsWaiting) return;
+          waits.remove(waiter);
+          waiting.delete(waiter);
+        },
+        onTimeUp: () => {
+          assert.ok(shuttingDown, "answered by data or removed, not by its deadline");
+          waits.remove(waiter);
+          waiting.delete(waiter);
+        },
+      };
+      waits.add(waiter);
+      waiting.add(waiter);
+    };
+    for (let round = 0; round < 50; round++) {
+      for (let i = 0; i < 20; i++) join();
+      for (const waiter of [...waiting]) {
+        if (random() < 0.4) {
+          waits.remove(waiter);
+          waiting.delete(waiter);
+        }
+      }
+      const log = logs[Math.floor(random() * logs.length)]!;
+      const expected = [...waiting].filter((waiter) => waiter.logs.includes(log));
+      told.clear();
+      // Data twice on the log in one turn: each waiter is still told once.
+      const logListener = listenerOf.get(log);
+      logListener?.();
+      logListener?.();
+      await Promise.resolve();
+      assert.deepEqual(
+        new Set(told.keys()),
+        new Set(expected),
+        `round ${round}: told those waiting on the log`,
+      );
+      for (const count of told.values()) assert.equal(count, 1, "told once");
+      assert.equal(waits.size, waiting.size);
+    }
+    shuttingDown = true;
+    waits.timeUpAll();
+    assert.equal(waits.size, 0);
+    assert.equal(waiting.size, 0);
+  });
+
   test("deadlines come due in order; a removed waiter never does", async () => {
     const random = mulberry32(16_016);
     let nowMs = 0;
