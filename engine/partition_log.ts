@@ -15,6 +15,7 @@ import fs from "node:fs";
 import { join } from "node:path";
 import {
   assert,
+  CallbackList,
   InvariantError,
   isInvariantError,
   isSluiceError,
@@ -399,7 +400,12 @@ export class PartitionLog {
   #dev: number;
   #monotonicMs: () => number;
   #sealing: Promise<void> = Promise.resolve();
-  #dataListeners = new Set<() => void>();
+  /**
+   * Told when the high watermark advances. A CallbackList, not a Set: a Kafka long poll adds
+   * and removes one per partition per fetch, and what JavaScriptCore's Set deleted stays
+   * reachable until its next full collection, with the poll's request (record/callback_list.ts).
+   */
+  #dataListeners = new CallbackList();
   /**
    * The clean-shutdown marker is still on disk: nothing has changed since a clean open. It is
    * removed (and the removal fsynced) before the first change, or a crash after that change
@@ -1302,8 +1308,7 @@ export class PartitionLog {
   }
 
   #notifyData(): void {
-    // forEach, not for-of: the same live walk (a listener added meanwhile is told, one removed
-    // is not), without an iterator object per round.
+    // A listener added meanwhile is told, one removed before its turn is not.
     this.#dataListeners.forEach(this.#tellListener);
   }
 
@@ -1530,8 +1535,7 @@ export class PartitionLog {
    * long-polling readers. Returns the function that removes it.
    */
   onData(listener: () => void): () => void {
-    this.#dataListeners.add(listener);
-    return () => this.#dataListeners.delete(listener);
+    return this.#dataListeners.add(listener);
   }
 
   /**

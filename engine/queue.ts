@@ -19,6 +19,7 @@ import {
   assert,
   BASE_TIMESTAMP_AT,
   baseOffsetAt,
+  CallbackList,
   batchSizeAt,
   decodeRecordBatches,
   encodeRecordBatch,
@@ -228,7 +229,8 @@ export class Queue implements QueueStateTarget {
   readonly #freeSlots: number[] = [];
   #nextSlot = 1;
   readonly #unacked = new Uint32Array(QUEUE_MEMBERS_MAX + 1);
-  readonly #listeners = new Set<() => void>();
+  /** Long-polling fetches' wake-ups: a CallbackList, not a Set (record/callback_list.ts). */
+  readonly #listeners = new CallbackList();
   #notifyScheduled = false;
   readonly #unsubscribe: (() => void)[] = [];
   readonly #jobs = new Set<Promise<void>>();
@@ -1411,22 +1413,23 @@ export class Queue implements QueueStateTarget {
    */
   onReady(listener: () => void): () => void {
     this.#checkOpen();
-    this.#listeners.add(listener);
-    return () => this.#listeners.delete(listener);
+    return this.#listeners.add(listener);
   }
+
+  readonly #tellReady = (listener: () => void): void => {
+    try {
+      listener();
+    } catch (error) {
+      this.#host.warn(`a ready listener of queue '${this.config.name}' failed: ${error}`);
+    }
+  };
 
   #notify(): void {
     if (this.#listeners.size === 0 || this.#notifyScheduled) return;
     this.#notifyScheduled = true;
     queueMicrotask(() => {
       this.#notifyScheduled = false;
-      for (const listener of this.#listeners) {
-        try {
-          listener();
-        } catch (error) {
-          this.#host.warn(`a ready listener of queue '${this.config.name}' failed: ${error}`);
-        }
-      }
+      this.#listeners.forEach(this.#tellReady);
     });
   }
 

@@ -389,7 +389,7 @@ function longPoll(plane: KafkaPlane, body: Struct, info: RequestInfo, waitMs: nu
       clearTimeout(timer);
       stopOnClose();
       for (const unsubscribe of unsubscribes) unsubscribe();
-      plane.waitingFetches.delete(finish);
+      stopAtShutdown();
       try {
         resolve(fetchAnswer(plane, readAll(plane, body).reads));
       } catch (error) {
@@ -399,7 +399,7 @@ function longPoll(plane: KafkaPlane, body: Struct, info: RequestInfo, waitMs: nu
     const timer = setTimeout(finish, waitMs);
     const stopOnClose = info.connection.onClose(finish);
     for (const log of logs) unsubscribes.push(log.onData(finish));
-    plane.waitingFetches.add(finish);
+    const stopAtShutdown = plane.waitingFetches.add(finish);
   });
 }
 

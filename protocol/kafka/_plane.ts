@@ -2,6 +2,7 @@
 // KafkaPlane), and where the request came from.
 
 import type { Engine, GroupCoordinator } from "../../engine/mod.ts";
+import type { CallbackList } from "../../record/mod.ts";
 import type { ServerLimits } from "../server/limits.ts";
 import type { ClassicGroups } from "./classic_groups.ts";
 import type { Struct } from "./schema.ts";
@@ -19,7 +20,7 @@ export type KafkaPlane = {
   autoCreatePartitions: number;
   caps: VersionCaps;
   /** Long polls waiting now, so shutdown can answer them at once. */
-  waitingFetches: Set<() => void>;
+  waitingFetches: CallbackList;
   log: (message: string) => void;
   /** Fetch answers batches as views of the log: these count views and bytes, never records. */
   stats: { fetchBatchViews: number; fetchBytes: number; produceBatches: number };

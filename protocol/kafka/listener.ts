@@ -24,7 +24,7 @@
 // handler runs. With `tls`, the listener speaks TLS (the native listener's certificate).
 
 import { coldViewWritten, type Engine, type GroupCoordinator } from "../../engine/mod.ts";
-import { InvariantError } from "../../record/mod.ts";
+import { CallbackList, InvariantError } from "../../record/mod.ts";
 import { ProtocolError } from "../codec/errors.ts";
 import { FrameReader, FrameTooLargeError } from "../codec/frame_reader.ts";
 import { Outbox, type TransportSocket } from "../codec/outbox.ts";
@@ -121,7 +121,7 @@ export class KafkaListener {
       autoCreateTopics: options.autoCreateTopics ?? true,
       autoCreatePartitions: options.autoCreatePartitions ?? AUTO_CREATE_PARTITIONS_DEFAULT,
       caps: options.versionCaps ?? new Map(),
-      waitingFetches: new Set(),
+      waitingFetches: new CallbackList(),
       log: options.log,
       stats: { fetchBatchViews: 0, fetchBytes: 0, produceBatches: 0 },
       security: options.security === undefined ? undefined : new KafkaSecurity(options.security),
@@ -369,7 +369,7 @@ export class KafkaListener {
     if (this.#sweep !== undefined) clearInterval(this.#sweep);
     this.#sweep = undefined;
     this.#transport?.stopListening();
-    for (const finish of [...this.#plane.waitingFetches]) finish();
+    this.#plane.waitingFetches.callAll();
     this.#plane.classic.close();
     for (const connection of this.#connections.values()) connection.end();
     this.#transport?.stop();

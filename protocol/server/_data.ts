@@ -19,6 +19,7 @@ import {
   type BatchParts,
   batchBytesOf,
   batchSizeAt,
+  type CallbackList,
   joinBatchParts,
 } from "../../record/mod.ts";
 import { ChunkedFrame } from "../codec/frames.ts";
@@ -60,7 +61,7 @@ export type DataPlane = {
   /** Partition entries a Produce or Fetch may hold, over all its topics. */
   requestPartitionsMax: number;
   /** Long polls waiting now, so shutdown can answer them at once. */
-  waitingFetches: Set<() => void>;
+  waitingFetches: CallbackList;
   /** The waiting native fetches: their deadlines and the logs they wait on. */
   fetchWaits: FetchWaits;
   log(message: string): void;

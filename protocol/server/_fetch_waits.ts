@@ -106,7 +106,10 @@ export class FetchWaits {
    * `shutdownHooks` is where the server finds what to end at shutdown: timeUpAll goes there,
    * which answers every waiting fetch and stops the timer.
    */
-  constructor(shutdownHooks: Set<() => void>, now: () => number = () => performance.now()) {
+  constructor(
+    shutdownHooks: { add(hook: () => void): unknown },
+    now: () => number = () => performance.now(),
+  ) {
     shutdownHooks.add(() => this.timeUpAll());
     this.#now = now;
   }

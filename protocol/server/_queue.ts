@@ -17,7 +17,7 @@ import {
   type QueueOptions,
   type QueueStats,
 } from "../../engine/mod.ts";
-import { InvariantError } from "../../record/mod.ts";
+import { type CallbackList, InvariantError } from "../../record/mod.ts";
 import { errorToWire, ProtocolError, WIRE_ERRORS } from "../codec/errors.ts";
 import { API, finishFrame, startResponse } from "../codec/frames.ts";
 import { ACK_RANGES_MAX as WIRE_ACK_RANGES_MAX } from "../codec/queue_ack.ts";
@@ -56,7 +56,7 @@ export type QueuePlane = {
   /** A v2 fetch carrying acks waits this long at most for their durability (limits.ts). */
   queueFetchAckWaitMs: number;
   /** Long polls waiting now, so shutdown can answer them at once (shared with Fetch). */
-  waitingFetches: Set<() => void>;
+  waitingFetches: CallbackList;
   members: QueueMembers;
   log(message: string): void;
 };
@@ -67,7 +67,7 @@ export function newQueuePlane(options: {
   fetchBytesMax: number;
   queueFetchAckWaitMs: number;
   requestTimeoutMs: number;
-  waitingFetches: Set<() => void>;
+  waitingFetches: CallbackList;
   log: (message: string) => void;
   fatal: (error: InvariantError) => void;
 }): QueuePlane {

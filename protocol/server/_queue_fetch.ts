@@ -24,7 +24,7 @@ import {
   type QueueFetchResult,
   retainColdView,
 } from "../../engine/mod.ts";
-import { InvariantError } from "../../record/mod.ts";
+import { type CallbackList, InvariantError } from "../../record/mod.ts";
 import { errorToWire, WIRE_ERRORS } from "../codec/errors.ts";
 import { ChunkedFrame, finishFrame, startResponse } from "../codec/frames.ts";
 import {
@@ -51,7 +51,7 @@ export type QueueDataPlane = {
   fetchBytesMax: number;
   /** A v2 fetch carrying acks waits this long at most for their durability (limits.ts). */
   queueFetchAckWaitMs: number;
-  waitingFetches: Set<() => void>;
+  waitingFetches: CallbackList;
   log(message: string): void;
 };
 
@@ -278,7 +278,7 @@ export function longPoll(
       clearTimeout(timer);
       stopOnClose();
       unsubscribe();
-      plane.waitingFetches.delete(timeUp);
+      stopAtShutdown();
       if (failure !== undefined) reject(failure);
       else resolve(outcome ?? empty());
     };
@@ -301,7 +301,7 @@ export function longPoll(
       timeUp();
     };
     const stopOnClose = request.connection.onClose(timeUp);
-    plane.waitingFetches.add(timeUp);
+    const stopAtShutdown = plane.waitingFetches.add(timeUp);
     // Its failure is the request's (finishFetch awaits it too): here it only ends the wait.
     until?.then(lastAttempt, lastAttempt);
     try {

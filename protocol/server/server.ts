@@ -12,7 +12,7 @@ import {
   LatencyHistogram,
 } from "../../engine/mod.ts";
 import packageJson from "../../package.json" with { type: "json" };
-import { InvariantError, SluiceError } from "../../record/mod.ts";
+import { CallbackList, InvariantError, SluiceError } from "../../record/mod.ts";
 import { writeHandshakeResponse, readHandshakeRequest } from "../codec/handshake.ts";
 import {
   API,
@@ -231,7 +231,7 @@ export class SluiceServer {
       heldElsewhere: (groupId) => this.kafka?.claimsGroup(groupId) ?? false,
       onEvent: (event) => this.#emit({ type: "group", ...event }),
     });
-    const waitingFetches = new Set<() => void>();
+    const waitingFetches = new CallbackList();
     this.#data = {
       engine,
       fetchWaitMsMax: this.limits.fetchWaitMsMax,
@@ -630,7 +630,7 @@ export class SluiceServer {
     this.#transport?.stopListening();
     this.#tlsTransport?.stopListening();
     this.kafka?.close();
-    for (const finish of [...this.#data.waitingFetches]) finish();
+    this.#data.waitingFetches.callAll();
     for (const connection of this.#connections.values()) connection.shutdown();
     await this.#connectionsClosed(shutdownWaitMs);
     this.#transport?.stop();
