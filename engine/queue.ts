@@ -20,6 +20,7 @@ import {
   BASE_TIMESTAMP_AT,
   baseOffsetAt,
   CallbackList,
+  IdTable,
   batchSizeAt,
   decodeRecordBatches,
   encodeRecordBatch,
@@ -233,7 +234,13 @@ export class Queue implements QueueStateTarget {
   readonly #listeners = new CallbackList();
   #notifyScheduled = false;
   readonly #unsubscribe: (() => void)[] = [];
-  readonly #jobs = new Set<Promise<void>>();
+  /**
+   * Jobs in flight by a running number, awaited at close. An IdTable, not a Set: a job
+   * deleted from a Set would keep what its promise holds reachable until the next full
+   * collection (record/id_table.ts).
+   */
+  readonly #jobs = new IdTable<Promise<void>>();
+  #nextJobId = 0;
   /** Dead letters to try again (they failed), by partition, and when. */
   #retry = new Map<number, OffsetRun[]>();
   /** The same for records that expired (they keep that reason). */
@@ -966,8 +973,15 @@ export class Queue implements QueueStateTarget {
   }
 
   #trackJob(job: Promise<void>): Promise<void> {
-    const forget = () => this.#jobs.delete(job);
-    this.#jobs.add(job);
+    // Ids wrap at 2^32; a job still in flight after 2^32 more is not expected, and the
+    // skip keeps each one listed.
+    let id = this.#nextJobId;
+    while (this.#jobs.has(id)) id = (id + 1) % 2 ** 32;
+    this.#nextJobId = (id + 1) % 2 ** 32;
+    const forget = () => {
+      this.#jobs.delete(id);
+    };
+    this.#jobs.set(id, job);
     job.then(forget, forget);
     return job;
   }
@@ -1223,11 +1237,7 @@ export class Queue implements QueueStateTarget {
     reason: DeathReason,
     holder: Holder | undefined,
   ): Promise<void> {
-    const job = this.#runDeadLetter(partition, runs, reason, holder);
-    const forget = () => this.#jobs.delete(job);
-    this.#jobs.add(job);
-    job.then(forget, forget);
-    return job;
+    return this.#trackJob(this.#runDeadLetter(partition, runs, reason, holder));
   }
 
   async #runDeadLetter(
@@ -1444,7 +1454,7 @@ export class Queue implements QueueStateTarget {
     this.#closed = true;
     this.#listeners.clear();
     for (const unsubscribe of this.#unsubscribe) unsubscribe();
-    await Promise.allSettled([...this.#jobs]);
+    await Promise.allSettled(this.#jobs.values());
     try {
       await this.#state.close();
     } finally {
