@@ -22,6 +22,7 @@
 // after the error, as long as no other descriptor saw it first. The engine's fsync semantics are
 // therefore the same whether or not the descriptor was closed between the write and the fsync.
 
+import { IndexedSet } from "../record/indexed_set.ts";
 import fs from "node:fs";
 import { assert } from "../record/mod.ts";
 
@@ -59,8 +60,12 @@ export function openFilesMaxDefault(): number {
 
 export class FileBudget {
   readonly openFilesMax: number;
-  /** Files holding a descriptor, least recently used first (a Map keeps insertion order). */
-  #open = new Map<BudgetedFile, true>();
+  /**
+   * Files holding a descriptor, least recently used first. Not a Map re-inserted at each use:
+   * JavaScriptCore's Map rebuilds its table under such churn, and each table left behind
+   * outlived young collections (record/indexed_set.ts); a read or append touches its file.
+   */
+  #open = new IndexedSet<BudgetedFile>();
 
   constructor(openFilesMax: number) {
     if (!Number.isSafeInteger(openFilesMax) || openFilesMax < OPEN_FILES_MAX_MIN) {
@@ -96,8 +101,7 @@ export class FileBudget {
 
   /** Marks `file` as the most recently used, closing others past the budget. @internal */
   touch(file: BudgetedFile): void {
-    this.#open.delete(file);
-    this.#open.set(file, true);
+    this.#open.moveToBack(file);
     if (this.#open.size > this.openFilesMax) this.#evict(file);
   }
 
@@ -118,7 +122,7 @@ export class FileBudget {
    * the number of open files.
    */
   #evict(using: BudgetedFile | undefined): void {
-    for (const file of this.#open.keys()) {
+    for (const file of this.#open.values()) {
       if (this.#open.size <= this.openFilesMax) return;
       if (file.pinned || file === using) continue;
       file.release();
@@ -134,6 +138,8 @@ export class BudgetedFile {
   #fd: number | undefined;
   #pins = 0;
   #closed = false;
+  /** Its place in the budget's order of use (record/indexed_set.ts). @internal */
+  indexedAt = -1;
 
   constructor(budget: FileBudget, path: string, flags: string | number, fd: number | undefined) {
     this.#budget = budget;

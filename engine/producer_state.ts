@@ -6,6 +6,7 @@
 // The state is rebuilt when a partition opens, from the batch headers of the log (see
 // PartitionLog), so a retry that spans a broker restart is still recognised.
 
+import { IndexedSet } from "../record/indexed_set.ts";
 import { SluiceError } from "../record/mod.ts";
 
 /** Batches remembered per producer for duplicate detection (Kafka keeps 5 in flight). */
@@ -15,7 +16,13 @@ export const PRODUCERS_MAX = 10_000;
 const SEQUENCE_MODULUS = 2 ** 31;
 
 type BatchRecord = { baseSequence: number; recordCount: number; baseOffset: number };
-type Producer = { epoch: number; batches: BatchRecord[] };
+type Producer = {
+  id: number;
+  epoch: number;
+  batches: BatchRecord[];
+  /** Its place in the recency order (record/indexed_set.ts). */
+  indexedAt: number;
+};
 
 export type ProducerBatch = {
   producerId: number;
@@ -28,8 +35,13 @@ export type ProducerBatch = {
 export type SequenceCheck = { duplicateOf: number | undefined };
 
 export class ProducerState {
-  // A Map keeps insertion order: re-inserting on write makes the first key the least recent.
   #producers = new Map<number, Producer>();
+  /**
+   * Least recently written first. Not the Map's own order by deleting and re-inserting at
+   * each write: JavaScriptCore's Map rebuilds its table under such churn, and each table left
+   * behind outlived young collections (record/indexed_set.ts).
+   */
+  #recency = new IndexedSet<Producer>();
 
   get size(): number {
     return this.#producers.size;
@@ -76,10 +88,11 @@ export class ProducerState {
   record(batch: ProducerBatch, baseOffset: number): void {
     let producer = this.#producers.get(batch.producerId);
     if (producer === undefined || batch.producerEpoch > producer.epoch) {
-      producer = { epoch: batch.producerEpoch, batches: [] };
+      if (producer !== undefined) this.#recency.delete(producer);
+      producer = { id: batch.producerId, epoch: batch.producerEpoch, batches: [], indexedAt: -1 };
+      this.#producers.set(batch.producerId, producer);
     }
-    this.#producers.delete(batch.producerId);
-    this.#producers.set(batch.producerId, producer);
+    this.#recency.moveToBack(producer);
     producer.batches.push({
       baseSequence: batch.baseSequence,
       recordCount: batch.recordCount,
@@ -87,16 +100,21 @@ export class ProducerState {
     });
     if (producer.batches.length > PRODUCER_BATCHES_KEPT) producer.batches.shift();
     if (this.#producers.size > PRODUCERS_MAX) {
-      const oldest = this.#producers.keys().next().value;
-      if (oldest !== undefined) this.#producers.delete(oldest);
+      const oldest = this.#recency.first();
+      if (oldest !== undefined) this.#forget(oldest);
     }
   }
 
   /** Forgets batches at or past `offset` (after a rollback of the log). */
   truncateFrom(offset: number): void {
-    for (const [id, producer] of this.#producers) {
+    for (const producer of this.#producers.values()) {
       producer.batches = producer.batches.filter((batch) => batch.baseOffset < offset);
-      if (producer.batches.length === 0) this.#producers.delete(id);
+      if (producer.batches.length === 0) this.#forget(producer);
     }
+  }
+
+  #forget(producer: Producer): void {
+    this.#producers.delete(producer.id);
+    this.#recency.delete(producer);
   }
 }

@@ -15,6 +15,7 @@
 // Each segment's chunks are counted by capacity (a pooled 1 MiB chunk counts 1 MiB however
 // little it holds: that is the memory it keeps).
 
+import { IndexedSet } from "../record/indexed_set.ts";
 import { assert } from "../record/mod.ts";
 
 /**
@@ -44,11 +45,20 @@ export interface TailCacheHolder {
   shedTailCache(bytes: number): void;
 }
 
+/** A holder's bytes and its place in the budget's order (record/indexed_set.ts). */
+type Holding = { holder: TailCacheHolder; held: number; indexedAt: number };
+
 export class TailCacheBudget {
   readonly totalBytesMax: number;
   #heldBytes = 0;
-  /** Bytes held by each holder, least recently appended to first (a Map keeps insertion order). */
-  #holders = new Map<TailCacheHolder, number>();
+  /** Each holder's holding (found by holder; entries come and go with segments, not appends). */
+  #holders = new Map<TailCacheHolder, Holding>();
+  /**
+   * Holdings, least recently appended to first. Not a Map re-inserted at each append:
+   * JavaScriptCore's Map rebuilds its table under such churn, and each table left behind
+   * outlived young collections (record/indexed_set.ts).
+   */
+  #order = new IndexedSet<Holding>();
   /** The holder moved last, so that appends to one segment in a row cost one comparison. */
   #newest: TailCacheHolder | undefined;
   /** Holders asked to shed since the budget was made (for tests and metrics). */
@@ -80,16 +90,15 @@ export class TailCacheBudget {
 
   /** Bytes `holder` holds (0 when none). */
   heldBy(holder: TailCacheHolder): number {
-    return this.#holders.get(holder) ?? 0;
+    return this.#holders.get(holder)?.held ?? 0;
   }
 
   /** `holder` was appended to: it becomes the most recently used. */
   touch(holder: TailCacheHolder): void {
     if (this.#newest === holder) return;
-    const held = this.#holders.get(holder);
-    if (held === undefined) return;
-    this.#holders.delete(holder);
-    this.#holders.set(holder, held);
+    const holding = this.#holders.get(holder);
+    if (holding === undefined) return;
+    this.#order.moveToBack(holding);
     this.#newest = holder;
   }
 
@@ -101,9 +110,13 @@ export class TailCacheBudget {
    */
   take(holder: TailCacheHolder, bytes: number): void {
     assert(bytes > 0, "a chunk holds bytes");
-    const held = this.#holders.get(holder) ?? 0;
-    this.#holders.delete(holder);
-    this.#holders.set(holder, held + bytes);
+    let holding = this.#holders.get(holder);
+    if (holding === undefined) {
+      holding = { holder, held: 0, indexedAt: -1 };
+      this.#holders.set(holder, holding);
+    }
+    holding.held += bytes;
+    this.#order.moveToBack(holding);
     this.#newest = holder;
     this.#heldBytes += bytes;
     if (this.#heldBytes > this.totalBytesMax) this.#shed(holder);
@@ -111,14 +124,14 @@ export class TailCacheBudget {
 
   /** `holder` dropped chunks of `bytes` (written and shed, sealed, closed or truncated). */
   release(holder: TailCacheHolder, bytes: number): void {
-    const held = this.#holders.get(holder);
-    assert(held !== undefined && held >= bytes, "a holder releases only bytes it took");
+    const holding = this.#holders.get(holder);
+    assert(holding !== undefined && holding.held >= bytes, "a holder releases only bytes it took");
     this.#heldBytes -= bytes;
-    if (held === bytes) {
+    holding.held -= bytes;
+    if (holding.held === 0) {
       this.#holders.delete(holder);
+      this.#order.delete(holding);
       if (this.#newest === holder) this.#newest = undefined;
-    } else {
-      this.#holders.set(holder, held - bytes);
     }
     assert(this.#heldBytes >= 0, "held bytes never go negative");
   }
@@ -136,7 +149,7 @@ export class TailCacheBudget {
    */
   #shed(using: TailCacheHolder | undefined): void {
     let misses = 0;
-    for (const holder of this.#holders.keys()) {
+    for (const { holder } of this.#order.values()) {
       const over = this.#heldBytes - this.totalBytesMax;
       if (over <= 0) return;
       if (holder === using) continue;

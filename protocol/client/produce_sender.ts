@@ -29,6 +29,7 @@
 // InitProducerId and numbers from 0 again: a new producer may start anywhere.
 
 import { assert, type CompressionName } from "../../record/mod.ts";
+import { IndexedSet } from "../../record/indexed_set.ts";
 import { API } from "../codec/frames.ts";
 import {
   type Acks,
@@ -93,6 +94,8 @@ type Batch = {
 };
 
 type PartitionQueue = {
+  /** Its place in the sender's active partitions (record/indexed_set.ts), -1 when not there. */
+  indexedAt: number;
   topic: string;
   partition: number;
   batches: Batch[];
@@ -217,8 +220,12 @@ export class ProduceSender {
    * (at 10,000 one-record batches a second those strings were garbage of their own).
    */
   #queues = new Map<string, PartitionQueue[]>();
-  /** Queues with batches, least recently served first (a Set keeps insertion order). */
-  #active = new Set<PartitionQueue>();
+  /**
+   * Queues with batches, least recently served first. Not a Set: each request moves the
+   * partitions it serves to the back, and a Set's rebuilt tables were garbage that outlived
+   * young collections (record/indexed_set.ts).
+   */
+  #active = new IndexedSet<PartitionQueue>();
   #requestsInFlight = 0;
   #identity: ProducerIdentity | undefined;
   #identityPending = false;
@@ -294,6 +301,7 @@ export class ProduceSender {
     let queue = queues[partition];
     if (queue === undefined) {
       queue = {
+        indexedAt: -1,
         topic,
         partition,
         batches: [],
@@ -360,9 +368,9 @@ export class ProduceSender {
         this.#connecting = false;
         this.#connectAttempts++;
         const now = Date.now();
-        for (const queue of this.#active) {
+        this.#active.forEach((queue) => {
           for (const batch of queue.batches) batch.lastError ??= asError(error);
-        }
+        });
         this.#expire(now);
         if (this.#active.size > 0) this.#schedule(now + this.#backoff(this.#connectAttempts));
       },
@@ -378,7 +386,7 @@ export class ProduceSender {
     this.#active.forEach(this.#seeExpired);
     if (!this.#expiredSeen) return;
     // A copy: failing a batch runs its callback, which may add or remove partitions.
-    for (const queue of [...this.#active]) {
+    for (const queue of this.#active.toArray()) {
       let head = queue.batches[0];
       while (head !== undefined && !head.inFlight && this.#expired(head, now)) {
         this.#failForGood(queue, head, expiredError(queue, head, this.#settings));
@@ -419,8 +427,7 @@ export class ProduceSender {
     }
     for (const { queue } of picked) {
       // Served partitions go to the back, so a full request never starves the others.
-      this.#active.delete(queue);
-      this.#active.add(queue);
+      this.#active.moveToBack(queue);
     }
     return picked;
   }
@@ -776,7 +783,7 @@ export class ProduceSender {
   }
 
   #failAll(error: Error): void {
-    for (const queue of [...this.#active]) {
+    for (const queue of this.#active.toArray()) {
       for (const batch of queue.batches.filter((b) => !b.inFlight)) {
         this.#remove(queue, batch);
         this.#complete(queue, batch, error, -1);
