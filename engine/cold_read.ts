@@ -29,6 +29,7 @@
 // change (truncateTo drops the buffers and discards reads in flight), O_DIRECT reads are
 // coherent with the page cache, and a buffer only serves whole batches it holds.
 
+import { IndexedSet } from "../record/indexed_set.ts";
 import fs from "node:fs";
 import { BATCH_HEADER_BYTES, assert, batchSizeAt } from "../record/mod.ts";
 import { DIRECT_BLOCK_BYTES, type DirectWrites } from "./direct_io.ts";
@@ -61,6 +62,8 @@ type ColdBuffer = {
   bytes: Uint8Array;
   batchStart: number;
   wholeEnd: number;
+  /** Its place in buffersInUse (record/indexed_set.ts). */
+  indexedAt: number;
 };
 
 /**
@@ -228,14 +231,18 @@ function release(memory: ColdMemory): void {
   if (memory.framed === 0) giveBack(memory);
 }
 
-/** Every buffer of every reader, least recently used first (a Set keeps insertion order). */
-const buffersInUse = new Set<ColdBuffer>();
+/**
+ * Every buffer of every reader, least recently used first. Not a Set: its members are made per
+ * read and moved at each use, and what a JavaScriptCore Set deleted, and the tables it rebuilt,
+ * outlived young collections (record/indexed_set.ts).
+ */
+const buffersInUse = new IndexedSet<ColdBuffer>();
 let bufferBytesInUse = 0;
 
 function keep(buffer: ColdBuffer): void {
   buffersInUse.add(buffer);
   bufferBytesInUse += buffer.bytes.length;
-  for (const oldest of buffersInUse) {
+  for (const oldest of buffersInUse.values()) {
     if (bufferBytesInUse <= COLD_READ_BYTES_MAX || oldest === buffer) break;
     oldest.reader.drop(oldest);
   }
@@ -313,8 +320,7 @@ export class ColdReader {
         view = wholeBatches(buffer.bytes, from, stop - buffer.position);
       }
       if (view === undefined) continue;
-      buffersInUse.delete(buffer);
-      buffersInUse.add(buffer);
+      buffersInUse.moveToBack(buffer);
       this.#served = true;
       coldReadCounts.served++;
       return view;
@@ -385,7 +391,16 @@ export class ColdReader {
             release(memory);
             return;
           }
-          this.#add({ reader: this, memory, position: from, bytes, batchStart: lacking, wholeEnd });
+          const batchStart = lacking;
+          this.#add({
+            reader: this,
+            memory,
+            position: from,
+            bytes,
+            batchStart,
+            wholeEnd,
+            indexedAt: -1,
+          });
         },
         () => {
           release(memory);

@@ -17,6 +17,7 @@
 // in a list of at most ACK_FAILURES_MAX (more are reported in the answers after).
 
 import { assert } from "../../engine/mod.ts";
+import { CallbackList } from "../../record/mod.ts";
 import type { AckFailure, AckSeqState } from "../codec/queue_ack.ts";
 import { errorToWire } from "../codec/errors.ts";
 import type { ServerConnection } from "./connection.ts";
@@ -30,12 +31,17 @@ export class AckSequence {
   /** The last sequence given (0: none yet). */
   #last = 0;
   #durableThrough = 0;
-  /** Sequences above durableThrough whose partitions have all settled. */
+  /**
+   * Sequences above durableThrough + 1 whose partitions have all settled (out of order). In
+   * order, the usual case, a sequence moves durableThrough without entering it: a Set's
+   * members and tables under add/delete churn outlive young collections (record/id_table.ts).
+   */
   readonly #settled = new Set<number>();
   #failures: AckFailure[] = [];
   /** The acks_durable_through the last answer carried. */
   #told = 0;
-  readonly #waiters = new Set<() => void>();
+  /** Long polls and barriers waiting for durableThrough to move (record/callback_list.ts). */
+  #waiters = new CallbackList();
   readonly #now: () => number;
   /** How long the last sequence to settle took from its ack's apply (ms; 0 before any). */
   #lastSettleMs = 0;
@@ -113,12 +119,11 @@ export class AckSequence {
 
   /** Resolves when durableThrough next moves or a failure arrives; `cancel` drops the wait. */
   changed(): { promise: Promise<void>; cancel: () => void } {
-    let waiter = () => {};
+    let cancel = () => {};
     const promise = new Promise<void>((resolve) => {
-      waiter = resolve;
-      this.#waiters.add(waiter);
+      cancel = this.#waiters.add(resolve);
     });
-    return { promise, cancel: () => this.#waiters.delete(waiter) };
+    return { promise, cancel };
   }
 
   /** Resolves once every sequence given so far has settled. */
@@ -128,13 +133,19 @@ export class AckSequence {
 
   #settle(seq: number): void {
     assert(seq > this.#durableThrough, "a sequence settles once");
-    this.#settled.add(seq);
-    const before = this.#durableThrough;
-    while (this.#settled.delete(this.#durableThrough + 1)) this.#durableThrough++;
-    if (this.#durableThrough === before) return;
-    const waiters = [...this.#waiters];
-    this.#waiters.clear();
-    for (const waiter of waiters) waiter();
+    if (seq !== this.#durableThrough + 1) {
+      this.#settled.add(seq);
+      return;
+    }
+    this.#durableThrough = seq;
+    if (this.#settled.size > 0) {
+      while (this.#settled.delete(this.#durableThrough + 1)) this.#durableThrough++;
+    }
+    // The waiters of this move only: one added while they run waits for the next.
+    const waiters = this.#waiters;
+    if (waiters.size === 0) return;
+    this.#waiters = new CallbackList();
+    waiters.callAll();
   }
 }
 
