@@ -78,6 +78,8 @@ export interface BufferSource {
   take(capacity: number): Uint8Array;
   /** The buffer is no longer read by anyone and may be handed out again. */
   give(buffer: Uint8Array): void;
+  /** The buffer is not coming back (left to whatever may still read it). */
+  forget?(buffer: Uint8Array): void;
 }
 
 /** A record as the writer takes it: bytes only, and a timestamp in ms since the epoch. */
@@ -322,8 +324,8 @@ export class BatchWriter {
     const room = this.prefixRoomBytes;
     const buffer = new Uint8Array(room + this.#sizeBytes);
     buffer.set(this.#buffer.subarray(room, room + this.#sizeBytes), room);
+    this.abandon();
     this.#buffer = buffer;
-    this.#pooled = false;
   }
 
   /**
@@ -332,6 +334,15 @@ export class BatchWriter {
    */
   release(): void {
     if (this.#pooled) this.#pool?.give(this.#buffer);
+    this.#pooled = false;
+  }
+
+  /**
+   * Lets the buffer go without giving it back: something may still read it (a request that
+   * may yet be written). The pool stops counting it as out.
+   */
+  abandon(): void {
+    if (this.#pooled) this.#pool?.forget?.(this.#buffer);
     this.#pooled = false;
   }
 }

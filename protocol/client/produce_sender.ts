@@ -759,8 +759,10 @@ export class ProduceSender {
   #complete(queue: PartitionQueue, batch: Batch, error: Error | null, baseOffset: number): void {
     this.bufferedBytes -= batch.bufferBytes;
     const { topic, partition } = queue;
-    // Nothing reads the bytes again: no retry will come, and no request holds them.
-    if (!batch.unsettledWrite) batch.builder.release();
+    // No retry will come: the buffer goes back to the pool, unless a request that may still
+    // be written holds it (then it is left to that request).
+    if (batch.unsettledWrite) batch.builder.abandon();
+    else batch.builder.release();
     const dones = batch.builder.dones;
     for (let i = 0; i < dones.length; i++) {
       const offset = baseOffset < 0 ? -1 : baseOffset + i;

@@ -58,6 +58,36 @@ describe("BufferPool", () => {
     assert.notEqual(pool.take(60), a);
   });
 
+  test("keeps what was out at once, past bytesMax up to 3x, and stops counting what is forgotten", () => {
+    const pool = new BufferPool(100);
+    const taken = [pool.take(60), pool.take(60), pool.take(60), pool.take(60)];
+    assert.equal(pool.outBytes, 240);
+    for (const buffer of taken) pool.give(buffer);
+    assert.equal(pool.sizeBytes, 240, "all four were out at once: all four are kept");
+    const again = [pool.take(60), pool.take(60), pool.take(60), pool.take(60)];
+    assert.deepEqual(new Set(again), new Set(taken), "the same buffers, none made anew");
+    pool.forget(again[0]!);
+    assert.equal(pool.outBytes, 180);
+    for (const buffer of again.slice(1)) pool.give(buffer);
+    assert.equal(pool.sizeBytes, 180);
+    assert.equal(pool.outBytes, 0);
+
+    const capped = new BufferPool(100);
+    const five = Array.from({ length: 5 }, () => capped.take(100));
+    for (const buffer of five) capped.give(buffer);
+    assert.equal(capped.sizeBytes, 300, "a peak past 3x bytesMax is not kept whole");
+  });
+
+  test("a batch left to a request that may still send it is forgotten, not given back", () => {
+    const pool = new BufferPool(64 * 1024 * 1024);
+    const { builder } = built(["a", "b"], { pool });
+    const out = pool.outBytes;
+    assert.ok(out > 0);
+    builder.detach();
+    assert.equal(pool.outBytes, 0, "the detached buffer no longer counts as out");
+    assert.equal(pool.sizeBytes, 0, "and is not handed out again");
+  });
+
   test("capacities climb 16 KiB, 64 KiB, 256 KiB, then the top at once", () => {
     const top = 1024 * 1024 + 40;
     assert.equal(nextCapacity(100, top), BATCH_CAPACITY_MIN);
