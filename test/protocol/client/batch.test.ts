@@ -58,7 +58,7 @@ describe("BufferPool", () => {
     assert.notEqual(pool.take(60), a);
   });
 
-  test("keeps what was out at once, past bytesMax up to 3x, and stops counting what is forgotten", () => {
+  test("keeps what was out at once, up to 3x bytesMax, and stops counting the forgotten", () => {
     const pool = new BufferPool(100);
     const taken = [pool.take(60), pool.take(60), pool.take(60), pool.take(60)];
     assert.equal(pool.outBytes, 240);
