@@ -87,6 +87,33 @@ describe("queue max length: drop-head", () => {
     }
   });
 
+  test("records dropped just before a close are dead-lettered once each, reopened", async () => {
+    // Dead-lettering a dropped record is a job of its own after the append, and the engine is
+    // closed right after the last append: whatever was in flight then, the reopened queue
+    // holds the newest records and the dead-letter topic each dropped one exactly once.
+    using dir = tempDir();
+    const { engine } = await setup(dir.path, { maxLength: 2, deadLetterTopic: "dead" });
+    const all = letters(2_000);
+    for (let i = 0; i < all.length; i += 100) await publish(engine, "t", 0, all.slice(i, i + 100));
+    await engine.close();
+    const { engine: reopened } = await openEngine(dir.path, new Clock());
+    try {
+      await waitFor(() => reopened.queueStats("q").ready === 2, "2 ready after the reopen");
+      const dropped = all.slice(0, -2);
+      await waitFor(
+        () => readDeadLetters(reopened, "dead").length >= dropped.length,
+        `${dropped.length} dead letters`,
+      );
+      assert.deepEqual(
+        readDeadLetters(reopened, "dead").map((letter) => letter.value),
+        dropped,
+      );
+      assert.deepEqual(values(reopened, reopened.joinQueue("q")), all.slice(-2));
+    } finally {
+      await reopened.close();
+    }
+  });
+
   test("only ready records count: acquired ones are neither counted nor dropped", async () => {
     using dir = tempDir();
     const { engine } = await setup(dir.path, { maxLength: 2 });
