@@ -29,9 +29,8 @@
 // change (truncateTo drops the buffers and discards reads in flight), O_DIRECT reads are
 // coherent with the page cache, and a buffer only serves whole batches it holds.
 
-import { IndexedSet } from "../record/indexed_set.ts";
 import fs from "node:fs";
-import { BATCH_HEADER_BYTES, assert, batchSizeAt } from "../record/mod.ts";
+import { BATCH_HEADER_BYTES, assert, batchSizeAt, IndexedSet } from "../record/mod.ts";
 import { DIRECT_BLOCK_BYTES, type DirectWrites } from "./direct_io.ts";
 import type { BudgetedFile, FileBudget } from "./file_budget.ts";
 
@@ -391,13 +390,12 @@ export class ColdReader {
             release(memory);
             return;
           }
-          const batchStart = lacking;
           this.#add({
             reader: this,
             memory,
             position: from,
             bytes,
-            batchStart,
+            batchStart: lacking,
             wholeEnd,
             indexedAt: -1,
           });

@@ -22,9 +22,8 @@
 // after the error, as long as no other descriptor saw it first. The engine's fsync semantics are
 // therefore the same whether or not the descriptor was closed between the write and the fsync.
 
-import { IndexedSet } from "../record/indexed_set.ts";
 import fs from "node:fs";
-import { assert } from "../record/mod.ts";
+import { assert, IndexedSet } from "../record/mod.ts";
 
 /**
  * The budget when the process's file limit cannot be read (no /proc: macOS, Windows): half of

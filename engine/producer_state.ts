@@ -6,8 +6,7 @@
 // The state is rebuilt when a partition opens, from the batch headers of the log (see
 // PartitionLog), so a retry that spans a broker restart is still recognised.
 
-import { IndexedSet } from "../record/indexed_set.ts";
-import { SluiceError } from "../record/mod.ts";
+import { SluiceError, IndexedSet } from "../record/mod.ts";
 
 /** Batches remembered per producer for duplicate detection (Kafka keeps 5 in flight). */
 export const PRODUCER_BATCHES_KEPT = 5;

@@ -15,8 +15,7 @@
 // Each segment's chunks are counted by capacity (a pooled 1 MiB chunk counts 1 MiB however
 // little it holds: that is the memory it keeps).
 
-import { IndexedSet } from "../record/indexed_set.ts";
-import { assert } from "../record/mod.ts";
+import { assert, IndexedSet } from "../record/mod.ts";
 
 /**
  * The default budget: 256 MiB, 32 segments at the default per-segment 8 MiB. The 16 partitions

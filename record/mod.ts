@@ -16,6 +16,7 @@ export * from "./encode.ts";
 export * from "./errors.ts";
 export * from "./headers.ts";
 export * from "./id_table.ts";
+export * from "./indexed_set.ts";
 export * from "./murmur2.ts";
 export * from "./slab.ts";
 export type * from "./types.ts";

@@ -28,8 +28,7 @@
 // the server rejects the producer itself, the partition moves to a new producer id from
 // InitProducerId and numbers from 0 again: a new producer may start anywhere.
 
-import { assert, type CompressionName } from "../../record/mod.ts";
-import { IndexedSet } from "../../record/indexed_set.ts";
+import { assert, type CompressionName, IndexedSet } from "../../record/mod.ts";
 import { API } from "../codec/frames.ts";
 import {
   type Acks,

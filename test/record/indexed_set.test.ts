@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
-import { IndexedSet } from "../../record/indexed_set.ts";
 import { mulberry32 } from "../helpers.ts";
+import { IndexedSet } from "../../record/mod.ts";
 
 type Member = { id: number; indexedAt: number };
 
