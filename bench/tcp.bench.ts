@@ -10,7 +10,10 @@
 // for --warmup-seconds first and measuring only after (steady state: the first second's JIT
 // and connection warm-up set the p99 otherwise); e2eP*Ms are the medians of the three runs,
 // each run's figures are under latencyRuns. The loopback ceiling (raw bytes between two
-// processes) is measured in the same run.
+// processes) is measured in the same run, and so is the disk's (tcp/disk.ts: dd with O_DIRECT
+// in the broker's data directory, the way the broker writes the publish topics and reads what
+// the page cache does not hold): publishVsDisk and consumeVsDisk say whether the disk or
+// sluice bounds those phases on the machine at hand.
 //
 // Phase isolation: the publish phases leave gigabytes of dirty page cache, which the kernel
 // writes back (and, past its dirty limits, throttles writers for) during whatever runs next.
@@ -44,11 +47,12 @@
 //                        [--phases publish,consume,small,latency] [--drain-dirty-mb 256]
 //                        [--drain-seconds-max 30] [--isolation on|off] [--gc tuned|default]
 //                        [--drop-behind on|off|all]   (the broker's; unset: its default)
-//                        [--slow-log FILE] [--slow-ms 2]
+//                        [--slow-log FILE] [--slow-ms 2] [--disk-bytes 2147483648 | 0]
 //   npm run bench:tcp -- --protocol kafka [--mb 256] [--rounds 2] [--json]   (tcp/protocols.ts)
 //
 // The last stdout line is one JSON object with publishMBps, consumeMBps, consumeNoCrcMBps,
-// publish100BRecordsPerSec, e2eP50Ms, e2eP99Ms, e2eP999Ms and loopbackMBps (MB = 10^6 bytes).
+// publish100BRecordsPerSec, e2eP50Ms, e2eP99Ms, e2eP999Ms and loopbackMBps (MB = 10^6 bytes),
+// and diskWriteMBps, diskReadMBps, publishVsDisk and consumeVsDisk (null when skipped).
 
 import assert from "node:assert/strict";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
@@ -62,6 +66,7 @@ import { BUFFER_BYTES_MAX_DEFAULT } from "../protocol/client/producer.ts";
 import { consumeAll } from "./tcp/consume_loop.ts";
 import { publishFor } from "./tcp/publish_loop.ts";
 import { cpuPressureWindow, type DrainOutcome, waitForWritebackDrain } from "./tcp/isolation.ts";
+import { type DiskFigures, measureDisk } from "./tcp/disk.ts";
 import { measureLoopbackMBps } from "./tcp/loopback.ts";
 import { type Phase, parsePhases } from "./tcp/phases.ts";
 import { brokerScript, startChild } from "./tcp/processes.ts";
@@ -96,6 +101,8 @@ const { values } = parseArgs({
     "warmup-seconds": { type: "string", default: "1" },
     "small-seconds": { type: "string", default: "5" },
     "loopback-bytes": { type: "string", default: String(4 * 1024 ** 3) },
+    // Bytes the disk yardstick (tcp/disk.ts) writes and reads back with O_DIRECT; 0 skips it.
+    "disk-bytes": { type: "string", default: String(2 * 1024 ** 3) },
     json: { type: "boolean", default: false },
     phases: { type: "string", default: "publish,consume,small,latency" },
     "drain-dirty-mb": { type: "string", default: "256" },
@@ -280,8 +287,27 @@ async function createTopic(port: number, name: string): Promise<void> {
   await admin.close();
 }
 
+/**
+ * The disk yardstick in `dir` (the broker's data directory), or undefined when --disk-bytes is
+ * 0 or dd cannot write there with O_DIRECT (said on stderr).
+ */
+async function diskYardstick(dir: string): Promise<DiskFigures | undefined> {
+  const bytes = nonNegative("disk-bytes", values["disk-bytes"]);
+  if (bytes === 0) return undefined;
+  log(`disk: ${(bytes / 2 ** 30).toFixed(1)} GiB with O_DIRECT, one stream then two`);
+  try {
+    const disk = await measureDisk(dir, bytes);
+    log(`disk: write ${disk.writeMBps.toFixed(0)} MB/s, read ${disk.readMBps.toFixed(0)} MB/s`);
+    return disk;
+  } catch (error) {
+    log(`disk: no yardstick (${(error as Error).message})`);
+    return undefined;
+  }
+}
+
 /** The loopback, publish, consume and 100-byte phases that were asked for. */
-async function throughputPhases(port: number, phases: Set<Phase>, seconds: number) {
+async function throughputPhases(port: number, phases: Set<Phase>, seconds: number, dir: string) {
+  let disk: DiskFigures | undefined;
   const figures: Record<string, number | null> = {
     publishMBps: null,
     publishRecords: null,
@@ -291,6 +317,10 @@ async function throughputPhases(port: number, phases: Set<Phase>, seconds: numbe
     loopbackMBps: null,
     publishVsLoopback: null,
     consumeVsLoopback: null,
+    diskWriteMBps: null,
+    diskReadMBps: null,
+    publishVsDisk: null,
+    consumeVsDisk: null,
   };
   const written: string[] = [];
   if (phases.has("publish")) {
@@ -298,6 +328,7 @@ async function throughputPhases(port: number, phases: Set<Phase>, seconds: numbe
     log(`loopback: ${(loopbackBytes / 2 ** 30).toFixed(1)} GiB between two processes`);
     const loopbackMBps = await measureLoopbackMBps(loopbackBytes);
     log(`loopback: ${loopbackMBps.toFixed(0)} MB/s`);
+    disk = await diskYardstick(dir);
     await createTopic(port, TOPIC);
     written.push(TOPIC);
     log(`publish: ${seconds} s, 1 KiB records, ${PARTITIONS} partitions, acks=1`);
@@ -307,6 +338,11 @@ async function throughputPhases(port: number, phases: Set<Phase>, seconds: numbe
     figures.publishRecords = published.records;
     figures.loopbackMBps = round(loopbackMBps);
     figures.publishVsLoopback = round(published.mbps / loopbackMBps, 3);
+    if (disk !== undefined) {
+      figures.diskWriteMBps = round(disk.writeMBps);
+      figures.diskReadMBps = round(disk.readMBps);
+      figures.publishVsDisk = round(published.mbps / disk.writeMBps, 3);
+    }
     if (phases.has("consume")) {
       const consumeMBps = await catchUpMBps(port, published.records, true);
       log(`consume: ${consumeMBps.toFixed(0)} MB/s`);
@@ -315,6 +351,7 @@ async function throughputPhases(port: number, phases: Set<Phase>, seconds: numbe
       figures.consumeMBps = round(consumeMBps);
       figures.consumeNoCrcMBps = round(consumeNoCrcMBps);
       figures.consumeVsLoopback = round(consumeMBps / loopbackMBps, 3);
+      if (disk !== undefined) figures.consumeVsDisk = round(consumeMBps / disk.readMBps, 3);
     }
   }
   if (phases.has("small")) {
@@ -325,7 +362,7 @@ async function throughputPhases(port: number, phases: Set<Phase>, seconds: numbe
     log(`publish, 100-byte records: ${publish100BRecordsPerSec.toFixed(0)} records/s`);
     figures.publish100BRecordsPerSec = Math.round(publish100BRecordsPerSec);
   }
-  return { figures, written };
+  return { figures, written, disk };
 }
 
 /**
@@ -442,7 +479,12 @@ async function main(): Promise<void> {
       ...brokerFlags,
     ]);
     try {
-      const { figures, written } = await throughputPhases(broker.port, phases, seconds);
+      const { figures, written, disk } = await throughputPhases(
+        broker.port,
+        phases,
+        seconds,
+        dataDir,
+      );
       let latencies: Record<string, number | null> = {};
       let latencyRuns: Record<string, number | boolean | null>[] = [];
       let isolation: DrainOutcome | undefined;
@@ -489,6 +531,7 @@ async function main(): Promise<void> {
         ...roundedAll(latencies),
         latencyRuns,
         isolation: isolation === undefined ? null : roundedAll(isolation),
+        disk: disk ?? null,
       };
       console.log(JSON.stringify(result));
     } finally {
