@@ -6,7 +6,13 @@
 
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
-import { type Engine, encodeRecordBatch, type QueueOptions } from "../../engine/mod.ts";
+import {
+  type Engine,
+  encodeRecordBatch,
+  type FileIO,
+  type QueueOptions,
+  realFileIO,
+} from "../../engine/mod.ts";
 import { tempDir, waitFor } from "../helpers.ts";
 import {
   acksFor,
@@ -108,6 +114,55 @@ describe("queue max length: drop-head", () => {
         readDeadLetters(reopened, "dead").map((letter) => letter.value),
         dropped,
       );
+      assert.deepEqual(values(reopened, reopened.joinQueue("q")), all.slice(-2));
+    } finally {
+      await reopened.close();
+    }
+  });
+
+  test("a close waits for dead letters held in flight; reopened, each is there once", async () => {
+    // The dead-letter topic syncs every append, and its first append waits for the removal of
+    // its clean-shutdown marker (a directory fsync), held here until after the close began.
+    // A queue that closed its state log without waiting for the job would lose the job's
+    // marks (written after the dead letters) and, reopened, drop and dead-letter them again.
+    using dir = tempDir();
+    let release!: () => void;
+    const gate = new Promise<void>((resolve) => (release = resolve));
+    let held = 0;
+    const io: FileIO = {
+      ...realFileIO,
+      async syncDirectoryAsync(path: string): Promise<void> {
+        if (path.includes("dead")) {
+          held++;
+          await gate;
+        }
+        return realFileIO.syncDirectoryAsync!(path);
+      },
+    };
+    const { engine } = await openEngine(dir.path, new Clock(), { io });
+    await engine.createTopic("t", { partitions: 1, config: { fsync: "never" } });
+    await engine.createTopic("dead", { partitions: 1, config: { fsync: "always" } });
+    await engine.declareQueue("q", { topic: "t", maxLength: 2, deadLetterTopic: "dead" });
+    const all = letters(10);
+    await publish(engine, "t", 0, all);
+    await waitFor(() => held > 0, "the dead letters' first append held");
+    assert.equal(engine.queueStats("q").overflowed, 0, "nothing counted before it is written");
+    let closed = false;
+    const closing = engine.close().then(() => {
+      closed = true;
+    });
+    for (let turn = 0; turn < 20; turn++) await new Promise((resolve) => setImmediate(resolve));
+    assert.equal(closed, false, "the close waits for the dead letters in flight");
+    release();
+    await closing;
+    const { engine: reopened } = await openEngine(dir.path, new Clock());
+    try {
+      await waitFor(() => reopened.queueStats("q").ready === 2, "2 ready after the reopen");
+      assert.deepEqual(
+        readDeadLetters(reopened, "dead").map((letter) => letter.value),
+        all.slice(0, -2),
+      );
+      assert.equal(reopened.queueStats("q").overflowed, 8);
       assert.deepEqual(values(reopened, reopened.joinQueue("q")), all.slice(-2));
     } finally {
       await reopened.close();
