@@ -90,7 +90,8 @@ test("integer fields accept their bounds and reject one past, naming field and v
     assert.equal(resolveLogConfig({ [field]: min })[field], min, `${field} = min`);
     assert.equal(resolveLogConfig({ [field]: max })[field], max, `${field} = max`);
     if (unlimited) assert.equal(resolveLogConfig({ [field]: -1 })[field], -1, `${field} = -1`);
-    const range = `must be in \\[${min}, ${max}\\]`;
+    // Fields where -1 means "no limit" name it in the rule.
+    const range = `must be ${unlimited ? "-1 \\(no limit\\) or " : ""}in \\[${min}, ${max}\\]`;
     // For fields where -1 means "no limit", the first invalid value below the range is -2.
     const below = unlimited ? -2 : min - 1;
     assertInvalid({ [field]: below }, field, new RegExp(`^Config ${field} = ${below} .*${range}`));

@@ -72,6 +72,20 @@ describe("end to end: admin", () => {
         admin.createTopics([{ name: "bad", config: { segmentBytes: 1 } }]),
         rejectsWith("INVALID_CONFIG", /segmentBytes/),
       );
+      // A partition count out of range is that topic's INVALID_CONFIG (PROTOCOL.md section 8):
+      // the other topics of the request are created.
+      for (const partitions of [0, 10_001]) {
+        await assert.rejects(
+          admin.createTopics([{ name: `fine-${partitions}` }, { name: "many", partitions }]),
+          rejectsWith("INVALID_CONFIG", new RegExp(`Partition count ${partitions} .*many`)),
+        );
+        assert.ok((await admin.listTopics()).includes(`fine-${partitions}`));
+        await admin.deleteTopics([`fine-${partitions}`]);
+      }
+      await assert.rejects(
+        admin.createTopics([{ name: "bad", config: { retentionMs: -5 } }]),
+        rejectsWith("INVALID_CONFIG", /retentionMs = -5 .*must be -1 \(no limit\) or in \[0, /),
+      );
 
       const producer = new Producer({ port, lingerMs: 0 });
       await producer.send({ topic: "audit", value: "a" });
