@@ -86,6 +86,22 @@ describe("server under hostile input", () => {
     });
   });
 
+  test("a Handshake answered with an error does not count (PROTOCOL.md section 4)", async () => {
+    await withServer(async (server) => {
+      const client = await RawClient.connect(server.port);
+      const version = client.request(API.Handshake, (w) => w.string("c").string("1"), 2);
+      const short = client.request(API.Handshake, (w) => w.string("c"));
+      const trailing = client.request(API.Handshake, (w) => w.string("c").string("1").u32(0));
+      assert.equal((await client.response(version)).errorCode, WIRE_ERRORS.UNSUPPORTED_VERSION);
+      assert.equal((await client.response(short)).errorCode, WIRE_ERRORS.INVALID_REQUEST);
+      assert.equal((await client.response(trailing)).errorCode, WIRE_ERRORS.INVALID_REQUEST);
+      const stats = client.request(API.Stats, (w) => writeMsgpack(w, {}));
+      assert.equal((await client.response(stats)).errorCode, WIRE_ERRORS.HANDSHAKE_REQUIRED);
+      await client.waitClosed();
+      await assertServing(server);
+    });
+  });
+
   test("bad APIs, versions and bodies get errors and the connection lives", async () => {
     await withServer(async (server) => {
       const client = await RawClient.connect(server.port);
