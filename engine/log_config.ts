@@ -91,13 +91,10 @@ function integerIn(field: string, value: unknown, min: number, max: number): num
 /** -1 means "no limit"; otherwise an integer >= 0 (0 deletes every sealed segment). */
 function limitOrUnlimited(field: string, value: unknown): number {
   if (value === -1) return -1;
-  if (typeof value !== "number" || !Number.isSafeInteger(value)) {
-    throw invalid(field, value, "must be an integer");
-  }
-  if (value < 0) {
+  if (typeof value === "number" && value < 0) {
     throw invalid(field, value, `must be -1 (no limit) or in [0, ${Number.MAX_SAFE_INTEGER}]`);
   }
-  return value;
+  return integerIn(field, value, 0, Number.MAX_SAFE_INTEGER);
 }
 
 function resolveFsync(value: unknown): FsyncPolicy {

@@ -35,18 +35,26 @@ const DD_BLOCK_BYTES = 1024 * 1024;
  */
 export const DD_BLOCK_SIZES = [DD_BLOCK_BYTES, 256 * 1024] as const;
 
+/** dd's environment: LC_ALL=C, as a locale with a decimal comma would change its summary. */
+export function ddEnvironment(): NodeJS.ProcessEnv {
+  return { ...process.env, LC_ALL: "C" };
+}
+
+/** The bytes and seconds of dd's summary line on stderr, if it printed one. */
+export function ddSummary(stderr: string): { bytes: number; seconds: number } | undefined {
+  // "4294967296 bytes (4.3 GB, 4.0 GiB) copied, 5.01 s, 857 MB/s"
+  const match = /(\d+) bytes .*copied, ([\d.e+-]+) s/.exec(stderr);
+  return match === null ? undefined : { bytes: Number(match[1]), seconds: Number(match[2]) };
+}
+
 /** Runs dd and returns the bytes and seconds from its summary line (else wall time). */
 function runDd(args: string[], expectedBytes: number): { bytes: number; seconds: number } {
   const startMs = nowMs();
-  // LC_ALL=C: a locale with a decimal comma would change the summary line.
-  const run = spawnSync("dd", args, { env: { ...process.env, LC_ALL: "C" }, encoding: "utf8" });
+  const run = spawnSync("dd", args, { env: ddEnvironment(), encoding: "utf8" });
   const wallSeconds = (nowMs() - startMs) / 1000;
   if (run.error !== undefined) throw new Error(`dd could not start: ${run.error.message}`);
   if (run.status !== 0) throw new Error(`dd ${args.join(" ")} failed: ${run.stderr}`);
-  // "4294967296 bytes (4.3 GB, 4.0 GiB) copied, 5.01 s, 857 MB/s"
-  const match = /(\d+) bytes .*copied, ([\d.e+-]+) s/.exec(run.stderr);
-  if (match === null) return { bytes: expectedBytes, seconds: wallSeconds };
-  return { bytes: Number(match[1]), seconds: Number(match[2]) };
+  return ddSummary(run.stderr) ?? { bytes: expectedBytes, seconds: wallSeconds };
 }
 
 /**

@@ -15,6 +15,8 @@
 import { spawn } from "node:child_process";
 import fs from "node:fs";
 import { join } from "node:path";
+import { ddEnvironment, ddSummary } from "../engine/dd.ts";
+import { mbPerSecond } from "../engine/workload.ts";
 
 const BLOCK_BYTES = 1024 * 1024;
 
@@ -30,8 +32,7 @@ export type DiskFigures = {
 /** Runs dd; resolves to the bytes it copied and its seconds (its own summary line). */
 function dd(args: string[]): Promise<{ bytes: number; seconds: number }> {
   return new Promise((resolve, reject) => {
-    // LC_ALL=C: a locale with a decimal comma would change the summary line.
-    const child = spawn("dd", args, { env: { ...process.env, LC_ALL: "C" } });
+    const child = spawn("dd", args, { env: ddEnvironment() });
     let stderr = "";
     child.stderr.setEncoding("utf8");
     child.stderr.on("data", (text: string) => (stderr += text));
@@ -41,13 +42,12 @@ function dd(args: string[]): Promise<{ bytes: number; seconds: number }> {
         reject(new Error(`dd ${args.join(" ")} exited ${code}: ${stderr.trim()}`));
         return;
       }
-      // "2147483648 bytes (2.1 GB, 2.0 GiB) copied, 3.01 s, 713 MB/s"
-      const match = /(\d+) bytes .*copied, ([\d.e+-]+) s/.exec(stderr);
-      if (match === null) {
+      const summary = ddSummary(stderr);
+      if (summary === undefined) {
         reject(new Error(`dd ${args.join(" ")}: no summary line in ${JSON.stringify(stderr)}`));
         return;
       }
-      resolve({ bytes: Number(match[1]), seconds: Number(match[2]) });
+      resolve(summary);
     });
   });
 }
@@ -66,11 +66,11 @@ async function streams(dir: string, count: number, bytes: number) {
     const reads = await Promise.all(
       files.map((file) => dd([`if=${file}`, "of=/dev/null", bs, "iflag=direct"])),
     );
-    const rate = (runs: { bytes: number; seconds: number }[]) => {
-      const total = runs.reduce((sum, run) => sum + run.bytes, 0);
-      const seconds = Math.max(...runs.map((run) => run.seconds));
-      return Math.round((total / 1e6 / seconds) * 10) / 10;
-    };
+    const rate = (runs: { bytes: number; seconds: number }[]) =>
+      mbPerSecond(
+        runs.reduce((sum, run) => sum + run.bytes, 0),
+        Math.max(...runs.map((run) => run.seconds)),
+      );
     return { writeMBps: rate(writes), readMBps: rate(reads) };
   } finally {
     for (const file of files) fs.rmSync(file, { force: true });
